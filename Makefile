@@ -1,0 +1,47 @@
+# One command per job; each does its own set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TASK   ?= What is the capital of France?
+
+.PHONY: demo test lint fmt bench redis clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+## demo: run a three-agent consensus offline (no key, no network)
+demo: $(VENV)/.installed
+	$(BIN)/massgen run configs/offline.yaml "$(TASK)"
+
+## test: the whole suite (starts a Redis on 127.0.0.1:6379 if none answers)
+test: $(VENV)/.installed-dev redis
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## lint: ruff and mypy
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## bench: performance figures (see docs/performance.md)
+bench: $(VENV)/.installed-dev redis
+	$(BIN)/python bench/bench_run.py
+
+redis:
+	@$(BIN)/python scripts/ensure_redis.py
+
+clean:
+	rm -rf $(VENV) .massgen .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""T1-T4 of ../shared/targets.md: `massgen --help`, and a 3-agent consensus run against the
+provider simulator at 200 ms latency, as whole processes.
+
+Prints medians of several runs: wall, CPU (user+sys), peak RSS, LLM requests, prompt
+tokens, rounds, and the orchestration overhead over (rounds x latency).
+
+    .venv/bin/python bench/bench_run.py [--runs 5] [--latency 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MASSGEN = [sys.executable, "-m", "massgen"]
+TASK = "What is the capital of France? Answer briefly."
+
+TEAM = """\
+backends:
+  sim: {{type: openai, model: gpt-4o-mini, base_url: "{url}/v1", api_key: sim-key}}
+agents:
+  - {{name: ada, backend: sim, role: "You are Ada, a geographer."}}
+  - {{name: bo, backend: sim, role: "You are Bo, a historian."}}
+  - {{name: cy, backend: sim, role: "You are Cy, a travel writer."}}
+orchestrator:
+  strategy: consensus
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one child process, and its stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"{cmd} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
+
+
+def control(url: str, path: str, method: str = "GET") -> dict:
+    req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--latency", type=float, default=0.2)
+    args = ap.parse_args()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
+
+    helps = [timed([*MASSGEN, "--help"], env)[:3] for _ in range(args.runs)]
+    print(
+        f"massgen --help: wall {median([h[0] for h in helps]):.3f} s, "
+        f"CPU {median([h[1] for h in helps]):.3f} s, RSS {median([h[2] for h in helps]):.0f} MB"
+    )
+
+    sim = subprocess.Popen(
+        [sys.executable, str(HERE / "consensus_sim.py"), str(args.latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            team = Path(tmp) / "team.yaml"
+            team.write_text(TEAM.format(url=url))
+            cmd = [*MASSGEN, "run", str(team), TASK, "--json", "--no-record", "--quiet"]
+            timed(cmd, env)  # warm the page cache and .pyc files
+            rows = []
+            for _ in range(args.runs):
+                control(url, "/_sim/reset", "POST")
+                wall, cpu, rss, out = timed(cmd, env)
+                stats = control(url, "/_sim/stats")
+                result = json.loads(out)
+                rows.append(
+                    {
+                        "wall": wall,
+                        "cpu": cpu,
+                        "rss": rss,
+                        "requests": stats["requests"],
+                        "prompt_tokens": stats["prompt_tokens"],
+                        "rounds": result["rounds"],
+                        "run": result["duration"],
+                    }
+                )
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+
+    m = {k: median([r[k] for r in rows]) for k in rows[0]}
+    critical = (m["rounds"] + 1) * args.latency
+    print(f"3-agent consensus, {args.latency * 1000:.0f} ms latency, median of {args.runs}:")
+    print(f"  wall {m['wall']:.3f} s   CPU {m['cpu']:.3f} s   peak RSS {m['rss']:.0f} MB")
+    print(
+        f"  requests {m['requests']:.0f}   prompt tokens {m['prompt_tokens']:.0f}   "
+        f"rounds {m['rounds']:.0f} review (+1 answer)"
+    )
+    print(
+        f"  in-process run {m['run']:.3f} s vs critical path {critical:.3f} s: "
+        f"overhead {100 * (m['run'] / critical - 1):.1f} %"
+    )
+
+
+if __name__ == "__main__":
+    main()

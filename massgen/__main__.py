@@ -1,0 +1,3 @@
+from massgen.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""How strategies reach agents: an in-process call here, a request over the bus elsewhere.
+
+Strategies see only :class:`AgentHandle`; whether the agent runs in this process or on a
+worker across the network is the handle's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from massgen.agents.agent import Agent, OnDelta
+from massgen.agents.turn import Turn
+from massgen.backends.base import Backend
+from massgen.types import Completion
+
+
+class AgentHandle(Protocol):
+    name: str
+
+    @property
+    def supports_tools(self) -> bool: ...
+
+    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion: ...
+
+    def cost_of(self, completion: Completion) -> float: ...
+
+
+class LocalHandle:
+    """A handle to an agent in this process.
+
+    ``wrap`` layers the resilience wrappers around the agent's backend (built lazily, on the
+    first turn); agents sharing one backend should share one ``wrap`` result, which the
+    orchestrator arranges.
+    """
+
+    def __init__(self, agent: Agent, wrap: Callable[[Backend], Backend] | None = None) -> None:
+        self.agent = agent
+        self.name = agent.name
+        self._wrap = wrap
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raw = self.agent.backend
+            self._backend = self._wrap(raw) if self._wrap else raw
+        return self._backend
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.backend.supports_tools
+
+    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
+        return await self.agent.respond(turn, on_delta, backend=self.backend)
+
+    def cost_of(self, completion: Completion) -> float:
+        return self.agent.cost_of(completion)

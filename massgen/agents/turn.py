@@ -1,0 +1,24 @@
+"""What a strategy asks of an agent, as a plain value that can cross a process boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from massgen.types import ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One request to an agent.
+
+    ``phase`` names the step (answer, review, step, aggregate, present) for events and
+    records; ``prompt`` is this turn's user message; ``tools``/``tool_choice`` let a strategy
+    ask for a structured reply (consensus votes) where the backend supports tools.
+    """
+
+    phase: str
+    prompt: str
+    round: int = 0
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str | None = None
+    max_tokens: int | None = None

@@ -1,0 +1,62 @@
+"""LLM backends: one narrow interface, adapters per provider, and a registry to build them.
+
+Importing this package is cheap: the adapter classes (and the SDKs behind them) load only
+when you touch one, e.g. ``from massgen.backends import OpenAIBackend`` or
+``create_backend("openai", ...)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from massgen.backends.base import Backend
+from massgen.backends.registry import BACKEND_TYPES, create_backend, default_env_var
+
+if TYPE_CHECKING:
+    from massgen.backends.anthropic import AnthropicBackend
+    from massgen.backends.google import GoogleBackend
+    from massgen.backends.openai import (
+        LMStudioBackend,
+        OllamaBackend,
+        OpenAIBackend,
+        OpenRouterBackend,
+        VLLMBackend,
+        XAIBackend,
+    )
+    from massgen.backends.replay import ReplayBackend
+
+_LAZY = {
+    "OpenAIBackend": "massgen.backends.openai",
+    "XAIBackend": "massgen.backends.openai",
+    "OpenRouterBackend": "massgen.backends.openai",
+    "LMStudioBackend": "massgen.backends.openai",
+    "OllamaBackend": "massgen.backends.openai",
+    "VLLMBackend": "massgen.backends.openai",
+    "AnthropicBackend": "massgen.backends.anthropic",
+    "GoogleBackend": "massgen.backends.google",
+    "ReplayBackend": "massgen.backends.replay",
+}
+
+__all__ = [
+    "BACKEND_TYPES",
+    "AnthropicBackend",
+    "Backend",
+    "GoogleBackend",
+    "LMStudioBackend",
+    "OllamaBackend",
+    "OpenAIBackend",
+    "OpenRouterBackend",
+    "ReplayBackend",
+    "VLLMBackend",
+    "XAIBackend",
+    "create_backend",
+    "default_env_var",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,124 @@
+"""Turn what a provider said (status, headers, message) into one of our errors.
+
+Each adapter catches its SDK's exceptions in a small context manager and calls these helpers,
+so the rules live in one place:
+
+- 401/403 -> :class:`AuthenticationError` (never retried)
+- 429 and 529 ("overloaded") -> :class:`RateLimited`, with ``retry_after`` from the headers
+- 408, 409 and 5xx -> :class:`ProviderError` (retryable)
+- any other 4xx -> :class:`BadRequestError` (never retried)
+- timeouts -> :class:`ProviderTimeout`; refused, reset or dropped connections ->
+  :class:`ProviderConnectionError`
+
+Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from massgen.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
+
+_MAX_MESSAGE = 300
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | Any | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    ms = get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = get("retry-after")
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def clean_message(message: object, *, secret: str | None = None) -> str:
+    """One short line for an error, with the key (and long prefixes of it) removed."""
+    text = " ".join(str(message or "").split())
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "***")
+        # Providers echo masked keys like "sk-abc***xyz"; drop the long head we would leak.
+        text = text.replace(secret[: len(secret) // 2], "***")
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 1] + "…"
+    return text
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The error matching an HTTP status (see the module docstring for the table)."""
+    kind: type[ProviderError]
+    if status in (401, 403):
+        kind = AuthenticationError
+    elif status in (429, 529):
+        kind = RateLimited
+    elif status in (408, 409) or status >= 500:
+        kind = ProviderError
+    elif 400 <= status < 500:
+        kind = BadRequestError
+    else:
+        kind = ProviderError
+    return kind(
+        message or f"HTTP {status}", provider=provider, status=status, retry_after=retry_after
+    )
+
+
+def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:
+    """Map an ``httpx``/``httpx2`` transport exception, or return ``None`` if it is not one.
+
+    The SDKs use httpx2 (google-genai may use httpx); both are imported only here, after an
+    SDK has already loaded them, so this costs nothing at import time.
+    """
+    for module_name in ("httpx2", "httpx"):
+        module: Any = sys.modules.get(module_name)
+        if module is None:
+            continue
+        if isinstance(exc, module.TimeoutException):
+            return ProviderTimeout("request timed out", provider=provider)
+        if isinstance(exc, module.TransportError):
+            detail = clean_message(exc) or type(exc).__name__
+            return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
+    return None
+
+
+def stream_incomplete(provider: str) -> ProviderConnectionError:
+    """The stream ended before the provider said it was finished (a dropped connection)."""
+    return ProviderConnectionError("stream ended before the answer was complete", provider=provider)

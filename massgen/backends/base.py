@@ -1,0 +1,120 @@
+"""The one interface every LLM backend implements.
+
+A backend turns a :class:`~massgen.types.CompletionRequest` into a
+:class:`~massgen.types.Completion`. Adapters for real providers override :meth:`complete` (and
+:meth:`stream` when they can stream); a user's own backend may instead override the seed's
+``generate(prompt, **kwargs)``, sync or async, returning a string.
+
+Retries, caching, rate limits and circuit breaking are wrappers around a backend, never
+inside it: an adapter makes exactly one request per call and raises our own errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk, Usage
+
+
+class Backend:
+    """Base class of all backends.
+
+    Subclass it and override either :meth:`complete` (full control) or :meth:`generate`
+    (the simple path of the seed: prompt in, text out). ``supports_tools`` tells the
+    strategies whether to ask for votes as tool calls or as strict JSON.
+    """
+
+    provider: ClassVar[str] = "custom"
+    supports_tools: ClassVar[bool] = False
+
+    def __init__(self, model: str = "", **options: Any) -> None:
+        self.model = model
+        self.options = options
+        self.name = str(options.pop("name", "") or self.provider)
+
+    # -- the simple path of the seed -------------------------------------------------------
+    def generate(self, prompt: str, **kwargs: Any) -> Any:
+        """Answer ``prompt``; may be ``async``. Override this or :meth:`complete`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override generate(prompt, **kwargs) or complete(request)"
+        )
+
+    def _overrides_generate(self) -> bool:
+        return type(self).generate is not Backend.generate
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Answer one request. The default calls :meth:`generate`."""
+        if not self._overrides_generate():
+            self.generate("")  # raises the helpful NotImplementedError
+        prompt, kwargs = _prompt_and_kwargs(request)
+        started = time.perf_counter()
+        if inspect.iscoroutinefunction(self.generate):
+            out = await self.generate(prompt, **kwargs)
+        else:
+            # A sync generate may block (HTTP, a local model): keep it off the event loop.
+            out = await asyncio.to_thread(self.generate, prompt, **kwargs)
+            if inspect.isawaitable(out):
+                out = await out
+        if isinstance(out, Completion):
+            return out
+        text = "" if out is None else str(out)
+        return Completion(
+            text=text,
+            model=request.model or self.model or type(self).__name__,
+            usage=Usage(estimate_tokens(request), estimate_text_tokens(text)),
+            latency=time.perf_counter() - started,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        """Stream one answer: text deltas, then a final chunk carrying the Completion.
+
+        The default makes one :meth:`complete` call and yields its text as one delta.
+        """
+        completion = await self.complete(request)
+        if completion.text:
+            yield StreamChunk(delta=completion.text)
+        yield StreamChunk(completion=completion)
+
+    async def aclose(self) -> None:
+        """Release connections. Called once when the team shuts down."""
+
+    def describe(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+
+def _prompt_and_kwargs(request: CompletionRequest) -> tuple[str, dict[str, Any]]:
+    """Render a request for ``generate``: the last user turn is the prompt."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    turns = [m for m in request.messages if m.role != "system"]
+    prompt = turns[-1].content if turns else ""
+    kwargs: dict[str, Any] = {"messages": list(request.messages)}
+    if system:
+        kwargs["system"] = system
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        kwargs["max_tokens"] = request.max_tokens
+    return prompt, kwargs
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A cheap, offline token estimate: about four characters per token."""
+    return (len(text) + 3) // 4
+
+
+def estimate_tokens(request: CompletionRequest) -> int:
+    """Estimate a request's prompt tokens (used only when a backend reports no usage)."""
+    total = 0
+    for m in request.messages:
+        total += 4 + estimate_text_tokens(m.content)
+    return total
+
+
+def system_and_turns(messages: tuple[ChatMessage, ...]) -> tuple[str, list[ChatMessage]]:
+    """Split messages into one system prompt and the rest, for APIs that take it apart."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    return system, [m for m in messages if m.role != "system"]

@@ -1,0 +1,49 @@
+"""A backend made from a Python function: for tests, prototypes and rule-based agents.
+
+The function gets the whole :class:`~massgen.types.CompletionRequest` and returns text or a
+:class:`~massgen.types.Completion` (sync or async). Nothing leaves the process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.types import Completion, CompletionRequest, Usage
+
+Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Completion]"]
+
+
+class FunctionBackend(Backend):
+    """Answers with ``fn(request)``. ``supports_tools`` is settable per instance so tests
+    can exercise both the tool-call and the JSON paths of a strategy."""
+
+    provider: ClassVar[str] = "function"
+
+    def __init__(self, fn: Responder, *, model: str = "function", tools: bool = False) -> None:
+        super().__init__(model=model)
+        self.fn = fn
+        self.tools = tools
+        self.calls: list[CompletionRequest] = []
+
+    @property  # type: ignore[override]
+    def supports_tools(self) -> bool:
+        return self.tools
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        self.calls.append(request)
+        started = time.perf_counter()
+        out = self.fn(request)
+        if inspect.isawaitable(out):
+            out = await out
+        if isinstance(out, Completion):
+            return out
+        return Completion(
+            text=out,
+            model=request.model or self.model,
+            usage=Usage(estimate_tokens(request), estimate_text_tokens(out)),
+            latency=time.perf_counter() - started,
+        )

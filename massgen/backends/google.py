@@ -1,0 +1,360 @@
+"""Gemini through the ``google-genai`` SDK (``client.aio.models.generate_content``).
+
+Import this module only when a Google backend is built: the SDK takes about a second to
+import. Every automatic behaviour of the SDK that could make a second request is off: its
+tenacity retries (one attempt), automatic function calling and automatic continuation.
+
+Gemini 3 wants the ``thought_signature`` of each function call sent back with the call in
+the next turn. Our :class:`~massgen.types.ToolCall` has no field for it, so the backend
+remembers the signatures it received by call id; a call it never saw (another backend made
+it, or the signature was forgotten) gets Google's documented placeholder.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, ClassVar
+
+import pydantic
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from massgen.backends._common import (
+    SDKBackend,
+    normalise_finish,
+    parse_arguments,
+    tls_context,
+    usage_or_estimate,
+)
+from massgen.backends._errors import (
+    clean_message,
+    error_for_status,
+    parse_retry_after,
+    stream_incomplete,
+    transport_error,
+)
+from massgen.backends.base import system_and_turns
+from massgen.errors import BadRequestError, ProviderConnectionError
+from massgen.types import (
+    Completion,
+    CompletionRequest,
+    StreamChunk,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+}
+
+SKIP_SIGNATURE = b"skip_thought_signature_validator"
+"""Google's placeholder for a function call whose thought signature is unknown."""
+
+_SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
+_MAX_SIGNATURES = 2048
+
+
+class GoogleBackend(SDKBackend):
+    """Gemini models through the Gemini API.
+
+    ``params`` are extra ``GenerateContentConfig`` fields (``top_p``, ``thinking_config``,
+    ``safety_settings``...), checked by the SDK when a request is made.
+    """
+
+    provider: ClassVar[str] = "google"
+    api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+    _client: genai.Client | None = None
+
+    def __init__(self, model: str = "", **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._signatures: OrderedDict[str, bytes] = OrderedDict()
+
+    def _get_client(self) -> genai.Client:
+        if self._client is None:
+            self._client = genai.Client(
+                enterprise=False,
+                vertexai=False,
+                api_key=self._api_key,
+                http_options=types.HttpOptions(
+                    base_url=self.base_url,
+                    timeout=_ms(self.timeout),
+                    retry_options=types.HttpRetryOptions(attempts=1),  # one retry budget: ours
+                    # one shared TLS context; "ssl" is the name its websocket path reads
+                    client_args={"verify": tls_context()},
+                    async_client_args={"verify": tls_context(), "ssl": tls_context()},
+                ),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aio.aclose()
+            client.close()
+
+    # -- requests ----------------------------------------------------------------------------
+    def _config(self, request: CompletionRequest) -> types.GenerateContentConfig:
+        system, _ = system_and_turns(request.messages)
+        config: dict[str, Any] = {
+            "http_options": types.HttpOptions(timeout=_ms(self._timeout(request))),
+            "automatic_function_calling": {"disable": True},
+            "automatic_continuation": False,
+        }
+        if system:
+            config["system_instruction"] = system
+        temperature = self._temperature(request)
+        if temperature is not None:
+            config["temperature"] = temperature
+        max_tokens = self._max_tokens(request)
+        if max_tokens is not None:
+            config["max_output_tokens"] = max_tokens
+        if request.tools:
+            config["tools"] = [{"function_declarations": [_tool(t) for t in request.tools]}]
+            if request.tool_choice:
+                config["tool_config"] = {
+                    "function_calling_config": _tool_choice(request.tool_choice)
+                }
+        config.update(self._extra(request))
+        try:
+            return types.GenerateContentConfig(**config)
+        except pydantic.ValidationError as e:
+            raise BadRequestError(
+                f"invalid Gemini parameters: {clean_message(e)}", provider=self.provider
+            ) from e
+
+    def _contents(self, request: CompletionRequest) -> list[types.Content]:
+        _, turns = system_and_turns(request.messages)
+        model = (request.model or self.model).removeprefix("models/")
+        legacy = model.startswith(("gemini-1", "gemini-2"))  # no thought signatures there
+        names: dict[str, str] = {}
+        out: list[types.Content] = []
+        for m in turns:
+            parts: list[types.Part] = []
+            if m.role == "tool":
+                call_id = m.tool_call_id or ""
+                parts.append(
+                    types.Part(
+                        function_response=types.FunctionResponse(
+                            id=_real_id(call_id),
+                            name=m.name or names.get(call_id, ""),
+                            response={"result": m.content},
+                        )
+                    )
+                )
+            else:
+                if m.content:
+                    parts.append(types.Part(text=m.content))
+                for tc in m.tool_calls:
+                    names[tc.id] = tc.name
+                    signature = self._signatures.get(tc.id, None if legacy else SKIP_SIGNATURE)
+                    parts.append(
+                        types.Part(
+                            function_call=types.FunctionCall(
+                                id=_real_id(tc.id), name=tc.name, args=dict(tc.arguments)
+                            ),
+                            thought_signature=signature,
+                        )
+                    )
+            if not parts:
+                continue
+            role = "model" if m.role == "assistant" else "user"
+            if out and out[-1].role == role and out[-1].parts is not None:
+                out[-1].parts.extend(parts)
+            else:
+                out.append(types.Content(role=role, parts=parts))
+        return out
+
+    def _remember(self, call_id: str, signature: bytes | None) -> None:
+        if signature:
+            self._signatures[call_id] = signature
+            while len(self._signatures) > _MAX_SIGNATURES:
+                self._signatures.popitem(last=False)
+
+    def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
+        calls: list[ToolCall] = []
+        for part in parts:
+            fc = part.function_call
+            if fc is None:
+                continue
+            # Unique even across turns, so remembered signatures never collide.
+            call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
+            self._remember(call_id, part.thought_signature)
+            calls.append(
+                ToolCall(id=call_id, name=fc.name or "", arguments=parse_arguments(fc.args))
+            )
+        return calls
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._get_client()
+        model = request.model or self.model
+        config = self._config(request)
+        contents = self._contents(request)
+        started = time.perf_counter()
+        with self._mapped():
+            response = await client.aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        latency = time.perf_counter() - started
+        parts = _parts(response)
+        calls = self._calls(parts)
+        text = _text(parts)
+        return Completion(
+            text=text,
+            model=response.model_version or model,
+            usage=usage_or_estimate(_usage(response.usage_metadata), request, text),
+            finish_reason=_finish(response, has_tool_calls=bool(calls)),
+            tool_calls=tuple(calls),
+            latency=latency,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        client = self._get_client()
+        model = request.model or self.model
+        config = self._config(request)
+        contents = self._contents(request)
+        started = time.perf_counter()
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        usage = Usage()
+        finish: str | None = None
+        with self._mapped():
+            stream = await client.aio.models.generate_content_stream(
+                model=model, contents=contents, config=config
+            )
+            # closed at once (not at garbage collection) if our caller stops reading
+            async with _closing(stream):
+                async for chunk in stream:
+                    model = chunk.model_version or model
+                    if chunk.usage_metadata is not None:
+                        usage = _usage(chunk.usage_metadata)
+                    parts = _parts(chunk)
+                    calls.extend(self._calls(parts))
+                    delta = _text(parts)
+                    if delta:
+                        text.append(delta)
+                        yield StreamChunk(delta=delta)
+                    if _has_finish(chunk):
+                        finish = _finish(chunk, has_tool_calls=bool(calls))
+        if finish is None:
+            raise stream_incomplete(self.provider)
+        full = "".join(text)
+        yield StreamChunk(
+            completion=Completion(
+                text=full,
+                model=model,
+                usage=usage_or_estimate(usage, request, full),
+                finish_reason=normalise_finish(finish, has_tool_calls=bool(calls)),
+                tool_calls=tuple(calls),
+                latency=time.perf_counter() - started,
+            )
+        )
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
+        try:
+            yield
+        except genai_errors.APIError as e:
+            headers = getattr(e.response, "headers", None)
+            message = e.message or str(e)
+            raise error_for_status(
+                int(e.code or 500),
+                clean_message(message, secret=self._api_key),
+                provider=self.provider,
+                retry_after=parse_retry_after(headers),
+            ) from e
+        except genai_errors.UnknownApiResponseError as e:
+            # A body cut off mid-JSON: the connection dropped.
+            raise ProviderConnectionError(
+                "incomplete response from the provider", provider=self.provider
+            ) from e
+        except Exception as e:
+            mapped = transport_error(e, provider=self.provider)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+
+# -- mapping ---------------------------------------------------------------------------------
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _ms(seconds: float) -> int:
+    """HttpOptions.timeout is in milliseconds."""
+    return max(1, round(seconds * 1000))
+
+
+def _real_id(call_id: str) -> str | None:
+    """Send back only ids the API gave us, never ones we made up."""
+    return None if not call_id or call_id.startswith(_SYNTHETIC_ID) else call_id
+
+
+def _tool(t: ToolSpec) -> types.FunctionDeclaration:
+    return types.FunctionDeclaration(
+        name=t.name, description=t.description, parameters_json_schema=dict(t.parameters)
+    )
+
+
+def _tool_choice(choice: str) -> dict[str, Any]:
+    if choice == "auto":
+        return {"mode": "AUTO"}
+    if choice == "required":
+        return {"mode": "ANY"}
+    if choice == "none":
+        return {"mode": "NONE"}
+    return {"mode": "ANY", "allowed_function_names": [choice]}
+
+
+def _parts(response: types.GenerateContentResponse) -> list[types.Part]:
+    if not response.candidates:
+        return []
+    content = response.candidates[0].content
+    return list(content.parts or ()) if content is not None else []
+
+
+def _text(parts: list[types.Part]) -> str:
+    return "".join(p.text for p in parts if p.text and not p.thought)
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    if meta is None:
+        return Usage()
+    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return Usage(meta.prompt_token_count or 0, output)
+
+
+def _has_finish(response: types.GenerateContentResponse) -> bool:
+    if response.candidates:
+        return response.candidates[0].finish_reason is not None
+    return bool(response.prompt_feedback and response.prompt_feedback.block_reason)
+
+
+def _finish(response: types.GenerateContentResponse, *, has_tool_calls: bool) -> str:
+    if not response.candidates:
+        blocked = response.prompt_feedback and response.prompt_feedback.block_reason
+        return "content_filter" if blocked else "other"
+    reason = response.candidates[0].finish_reason
+    name = getattr(reason, "value", reason) or ""
+    return normalise_finish(_FINISH.get(str(name), "other"), has_tool_calls=has_tool_calls)

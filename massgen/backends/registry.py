@@ -1,0 +1,170 @@
+"""Build a backend from its ``type`` name, importing only the SDK that type needs.
+
+``type`` is one of :data:`BACKEND_TYPES`, or ``package.module:Class`` naming your own
+:class:`~massgen.backends.base.Backend` subclass. Everything that can go wrong here is a
+usage mistake, so it raises :class:`~massgen.errors.ConfigError` with a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from massgen.backends.base import Backend
+from massgen.errors import AuthenticationError, ConfigError
+
+# type -> (module, class). Modules are imported on first use: each SDK costs ~1 s.
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "openai": ("massgen.backends.openai", "OpenAIBackend"),
+    "anthropic": ("massgen.backends.anthropic", "AnthropicBackend"),
+    "google": ("massgen.backends.google", "GoogleBackend"),
+    "gemini": ("massgen.backends.google", "GoogleBackend"),
+    "xai": ("massgen.backends.openai", "XAIBackend"),
+    "openrouter": ("massgen.backends.openai", "OpenRouterBackend"),
+    "lmstudio": ("massgen.backends.openai", "LMStudioBackend"),
+    "ollama": ("massgen.backends.openai", "OllamaBackend"),
+    "vllm": ("massgen.backends.openai", "VLLMBackend"),
+    "replay": ("massgen.backends.replay", "ReplayBackend"),
+}
+
+BACKEND_TYPES: tuple[str, ...] = tuple(_BUILTIN)
+"""Every built-in backend type (``gemini`` is another name for ``google``)."""
+
+_ENV_VARS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "xai": ("XAI_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",),
+}
+
+
+def default_env_var(type: str) -> str | None:
+    """The environment variable a backend type reads its key from (``None``: no key needed).
+
+    Google reads ``GEMINI_API_KEY`` first, then ``GOOGLE_API_KEY``; the first is returned.
+    """
+    names = _ENV_VARS.get(type.strip().lower())
+    return names[0] if names else None
+
+
+def create_backend(
+    type: str,
+    *,
+    model: str = "",
+    name: str = "",
+    api_key: str | None = None,
+    base_url: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+    params: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
+) -> Backend:
+    """Build the backend ``type`` names.
+
+    ``params`` go to the provider untouched (for ``replay``: its options, such as ``rules``;
+    for a custom class: keyword arguments). ``base_dir`` is the config file's folder: a
+    custom module or a replay ``answers_file`` next to the config is found there.
+    """
+    kind = type.strip()
+    params = dict(params or {})
+    if ":" in kind:
+        cls = _import_custom(kind, base_dir)
+        settings = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "timeout": timeout,
+        }
+        kwargs = {k: v for k, v in settings.items() if v is not None} | params
+        return _instantiate(cls, kind, model=model, name=name, **kwargs)
+    kind = kind.lower()
+    if kind not in _BUILTIN:
+        raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
+    module_name, class_name = _BUILTIN[kind]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if kind == "replay":
+        return _instantiate(
+            cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
+        )
+    try:
+        backend: Backend = cls(
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            params=params,
+            name=name,
+        )
+    except AuthenticationError as e:
+        var = default_env_var(kind)
+        raise ConfigError(
+            f"no API key for the {kind} backend",
+            key="api_key",
+            hint=f"export {var}=... or set api_key in the config" if var else None,
+        ) from e
+    return backend
+
+
+def _suggest(kind: str) -> str:
+    close = difflib.get_close_matches(kind, BACKEND_TYPES, n=1, cutoff=0.5)
+    known = ", ".join(BACKEND_TYPES)
+    if close:
+        return f"did you mean {close[0]!r}? known types: {known}, or package.module:Class"
+    return f"known types: {known}, or package.module:Class for your own Backend"
+
+
+def _import_custom(spec: str, base_dir: Path | None) -> type[Backend]:
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(
+            f"bad backend type {spec!r}", hint="write a custom backend as package.module:Class"
+        )
+    path = str(Path(base_dir).resolve()) if base_dir is not None else None
+    added = path is not None and path not in sys.path
+    if added:
+        sys.path.insert(0, str(path))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        where = f" (looked next to the config, in {path}, and on sys.path)" if path else ""
+        raise ConfigError(
+            f"cannot import module {module_name!r} for backend {spec!r}: {e}",
+            hint=f"put {module_name.replace('.', '/')}.py next to the config or on PYTHONPATH"
+            + where,
+        ) from e
+    finally:
+        if added:
+            sys.path.remove(str(path))
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ConfigError(
+            f"module {module_name!r} has no class {class_name!r}",
+            hint=f"check the spelling of {spec!r}",
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigError(
+            f"{spec!r} is not a Backend",
+            hint="subclass massgen.backends.base.Backend and override generate(prompt) "
+            "or complete(request)",
+        )
+    return cls
+
+
+def _instantiate(cls: type[Backend], kind: str, **kwargs: Any) -> Backend:
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(
+            f"cannot build backend {kind!r}: {e}",
+            hint="check the backend's options in the config",
+        ) from e

@@ -1,0 +1,229 @@
+"""A deterministic, offline backend for demos and tests: no SDK, no network, no key.
+
+It answers from a script you write in the config (or in a YAML/JSON ``answers_file``):
+
+.. code-block:: yaml
+
+    backend:
+      type: replay
+      latency: 0.2            # seconds per answer, so a demo looks like a real run
+      stream_chunk: 8         # characters per streamed delta
+      rules:                  # first match wins; regex, searched case-insensitively
+        - match: "<answer label="     # a consensus review prompt
+          reply: '{"vote": "{label_containing:Paris}", "reason": "correct"}'
+        - match: capital of France
+          reply: Paris is the capital of France.
+      replies: ["First answer", "Second answer"]   # in turn when no rule matches
+      default: "I don't know."                     # when there are neither
+
+Two templates are filled in a reply: ``{task}`` is the first line of the last user message,
+and ``{label_containing:TEXT}`` is the label of the peer answer (an
+``<answer label="X">...</answer>`` block of a review prompt) whose text contains TEXT,
+or ``A`` when none does. It has no tools: it answers votes as strict JSON text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.errors import ConfigError
+from massgen.types import Completion, CompletionRequest, StreamChunk, Usage
+
+DEFAULT_REPLY = "This is a replayed answer to: {task}"
+
+_ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)">\n?(.*?)\n?</answer>', re.DOTALL)
+_LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Reply ``reply`` when ``pattern`` is found in the prompt."""
+
+    pattern: re.Pattern[str]
+    reply: str
+
+
+class ReplayBackend(Backend):
+    """Answers from rules and canned replies, the same way every time.
+
+    Use it for offline demos and for tests of everything above the backend layer.
+    """
+
+    provider: ClassVar[str] = "replay"
+    supports_tools: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: str = "replay",
+        *,
+        rules: list[Mapping[str, Any]] | None = None,
+        replies: list[str] | None = None,
+        default: str | None = None,
+        answers_file: str | Path | None = None,
+        latency: float = 0.0,
+        stream_chunk: int = 0,
+        base_dir: Path | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__(model or "replay", name=name)
+        raw_rules = list(rules or [])
+        all_replies = [str(r) for r in (replies or [])]
+        if answers_file:
+            script = load_answers(answers_file, base_dir=base_dir)
+            raw_rules += script.get("rules") or []
+            all_replies += [str(r) for r in script.get("replies") or []]
+            if default is None and script.get("default") is not None:
+                default = str(script["default"])
+        self.rules = tuple(_rule(r, i) for i, r in enumerate(raw_rules))
+        self.replies = tuple(all_replies)
+        self.default = DEFAULT_REPLY if default is None else str(default)
+        if latency < 0 or stream_chunk < 0:
+            raise ConfigError("replay `latency` and `stream_chunk` must not be negative")
+        self.latency = float(latency)
+        self.stream_chunk = int(stream_chunk)
+        self._turn = 0  # which of `replies` comes next
+
+    def reply_for(self, request: CompletionRequest) -> str:
+        """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
+        prompt = "\n".join(m.content for m in request.messages)
+        for rule in self.rules:
+            if rule.pattern.search(prompt):
+                return fill(rule.reply, request)
+        if self.replies:
+            reply = self.replies[self._turn % len(self.replies)]
+            self._turn += 1
+            return fill(reply, request)
+        return fill(self.default, request)
+
+    def _completion(self, request: CompletionRequest, text: str, started: float) -> Completion:
+        return Completion(
+            text=text,
+            model=request.model or self.model,
+            usage=Usage(estimate_tokens(request), estimate_text_tokens(text)),
+            finish_reason="stop",
+            latency=time.perf_counter() - started,
+        )
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        started = time.perf_counter()
+        text = self.reply_for(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._completion(request, text, started)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        """Yield the reply in ``stream_chunk``-sized deltas, spreading ``latency`` over them."""
+        started = time.perf_counter()
+        text = self.reply_for(request)
+        size = self.stream_chunk or len(text) or 1
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        pause = self.latency / max(1, len(pieces))
+        if not pieces and self.latency:
+            await asyncio.sleep(self.latency)
+        for piece in pieces:
+            if pause:
+                await asyncio.sleep(pause)
+            yield StreamChunk(delta=piece)
+        yield StreamChunk(completion=self._completion(request, text, started))
+
+
+def fill(reply: str, request: CompletionRequest) -> str:
+    """Fill ``{task}`` and ``{label_containing:TEXT}`` in ``reply``; leave other braces be,
+    so JSON replies survive."""
+    if "{label_containing:" in reply:
+        prompt = "\n".join(m.content for m in request.messages)
+        blocks = _ANSWER_BLOCK.findall(prompt)
+
+        def label(match: re.Match[str]) -> str:
+            needle = match.group(1).strip().casefold()
+            for name, body in blocks:
+                if needle in body.casefold():
+                    return str(name)
+            return "A"
+
+        reply = _LABEL_TEMPLATE.sub(label, reply)
+    if "{task}" in reply:
+        reply = reply.replace("{task}", task_line(request))
+    return reply
+
+
+def task_line(request: CompletionRequest) -> str:
+    """The first line of the last user message."""
+    for m in reversed(request.messages):
+        if m.role == "user":
+            lines = m.content.strip().splitlines()
+            return lines[0].strip() if lines else ""
+    return ""
+
+
+def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
+    """Read an answers file (YAML or JSON) holding ``rules``, ``replies`` and ``default``.
+
+    A relative path is taken from ``base_dir`` (the config file's folder) when given.
+    """
+    file = Path(path).expanduser()
+    if not file.is_absolute() and base_dir is not None:
+        file = Path(base_dir) / file
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read answers file: {e.strerror or e}",
+            file=str(file),
+            key="answers_file",
+            hint="the path is relative to the config file's folder",
+        ) from e
+    import yaml  # JSON is YAML too; imported here, as only demos use answers files
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(
+            f"cannot parse answers file: {getattr(e, 'problem', None) or e}",
+            file=str(file),
+            line=None if mark is None else mark.line + 1,
+        ) from e
+    if data is None:
+        return {}
+    if isinstance(data, list):  # a bare list of rules
+        return {"rules": data}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "an answers file holds a mapping with `rules`, `replies` and `default`",
+            file=str(file),
+        )
+    unknown = set(data) - {"rules", "replies", "default"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in answers file: {', '.join(sorted(unknown))}",
+            file=str(file),
+            hint="allowed: rules, replies, default",
+        )
+    return data
+
+
+def _rule(raw: Any, index: int) -> Rule:
+    where = f"rules[{index}]"
+    if not isinstance(raw, Mapping) or "match" not in raw or "reply" not in raw:
+        raise ConfigError(
+            "each replay rule needs `match` (a regex) and `reply` (text)",
+            key=where,
+            hint='e.g. {match: "capital of France", reply: "Paris"}',
+        )
+    try:
+        pattern = re.compile(str(raw["match"]), re.IGNORECASE | re.DOTALL)
+    except re.error as e:
+        raise ConfigError(
+            f"bad regex {raw['match']!r}: {e}",
+            key=f"{where}.match",
+            hint=r"escape special characters, e.g. \? or \(",
+        ) from e
+    return Rule(pattern, str(raw["reply"]))

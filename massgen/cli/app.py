@@ -1,0 +1,92 @@
+"""Typer app: the commands and their options. Work happens in the modules they call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from massgen import __version__
+from massgen.cli.exits import guarded
+
+app = typer.Typer(
+    name="massgen",
+    help="Run a team of LLM agents on a task and get one answer.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check and describe team configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"massgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """Run a team of LLM agents on a task and get one answer."""
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Team config (YAML).")],
+    task: Annotated[str, typer.Argument(help="The task; '-' reads it from stdin.")],
+    strategy: Annotated[
+        str | None,
+        typer.Option("--strategy", "-s", help="parallel | sequential | consensus."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the whole result as JSON on stdout.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Where to write the run record (JSON)."),
+    ] = None,
+    no_record: Annotated[
+        bool, typer.Option("--no-record", help="Do not write a run record.")
+    ] = False,
+) -> None:
+    """Run TASK with the team in CONFIG; print the final answer on stdout."""
+    from massgen.cli.run import run_command
+
+    guarded(
+        lambda: run_command(
+            config,
+            task,
+            strategy=strategy,
+            json_out=json_out,
+            quiet=quiet,
+            record=record,
+            no_record=no_record,
+        )
+    )
+
+
+@config_app.command("validate")
+def config_validate(
+    config: Annotated[Path, typer.Argument(help="Team config (YAML).")],
+) -> None:
+    """Check CONFIG and summarise the team; exit 2 on any mistake."""
+    from massgen.cli.configcmd import validate
+
+    guarded(lambda: validate(config))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of team configs (for editors)."""
+    from massgen.cli.configcmd import schema
+
+    guarded(schema)

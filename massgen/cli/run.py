@@ -1,0 +1,100 @@
+"""`massgen run`: load the team, run the task, show progress, print the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from massgen.cli.exits import DEGRADED, INTERRUPTED, OK
+from massgen.errors import ConfigError, Interrupted
+from massgen.events import Subscriber
+from massgen.result import RunResult
+
+
+def read_task(task: str) -> str:
+    if task == "-":
+        task = sys.stdin.read()
+    task = task.strip()
+    if not task:
+        raise ConfigError(
+            "the task is empty", key="TASK", hint='pass it as text, or "-" to read stdin'
+        )
+    return task
+
+
+def make_view(quiet: bool) -> tuple[Subscriber | None, bool]:
+    """The progress view for stderr, and whether it shows the final answer itself."""
+    if quiet:
+        return None, False
+    if sys.stderr.isatty():
+        from massgen.display.live import LiveView
+
+        # When stdout is the same terminal, the panel is the answer; don't print it twice.
+        shows_final = sys.stdout.isatty()
+        return LiveView(show_final=shows_final), shows_final
+    from massgen.display.plain import PlainView
+
+    return PlainView(), False
+
+
+def run_command(
+    config: Path,
+    task: str,
+    *,
+    strategy: str | None,
+    json_out: bool,
+    quiet: bool,
+    record: Path | None,
+    no_record: bool,
+) -> int:
+    from massgen.config import load
+    from massgen.orchestrator import Orchestrator
+    from massgen.record import RunRecorder
+
+    task = read_task(task)
+    cfg = load(config)
+    orchestrator = Orchestrator.from_config(cfg, strategy=strategy)
+    recorder = None if no_record else RunRecorder(path=record, config_path=config)
+    view, view_shows_final = make_view(quiet or json_out and not sys.stderr.isatty())
+    orchestrator.subscribers.extend(s for s in (recorder, view) if s is not None)
+    try:
+        result = _run(orchestrator, task)
+    except Interrupted:
+        if recorder is not None and recorder.written:
+            print(f"partial run record: {recorder.written}", file=sys.stderr)
+        raise
+    finally:
+        close = getattr(view, "close", None)
+        if close:
+            close()
+    if json_out:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+    elif not view_shows_final:
+        print(result.final_answer)
+    sys.stdout.flush()
+    return DEGRADED if result.degraded else OK
+
+
+def _run(orchestrator: object, task: str) -> RunResult:
+    from massgen.orchestrator import Orchestrator
+
+    assert isinstance(orchestrator, Orchestrator)
+
+    async def main() -> RunResult:
+        me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if me is not None:
+            loop.add_signal_handler(signal.SIGTERM, me.cancel)
+        async with orchestrator:
+            return await orchestrator.arun(task)
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise Interrupted("interrupted") from None
+
+
+__all__ = ["INTERRUPTED", "run_command"]

@@ -1,0 +1,42 @@
+"""Team files: YAML in, typed and checked :class:`TeamConfig` out.
+
+>>> from massgen.config import loads
+>>> team = loads("agents: [{name: ada, backend: replay}]")
+>>> team.orchestrator.strategy
+'consensus'
+
+Errors are always :class:`massgen.errors.ConfigError`, naming file, line and key.
+"""
+
+from __future__ import annotations
+
+from massgen.config.loader import load, loads
+from massgen.config.models import (
+    PROVIDERS,
+    AgentConfig,
+    BackendConfig,
+    CacheConfig,
+    ConsensusConfig,
+    MemoryConfig,
+    OrchestratorConfig,
+    Price,
+    RedisConfig,
+    TeamConfig,
+)
+from massgen.config.schema import json_schema
+
+__all__ = [
+    "PROVIDERS",
+    "AgentConfig",
+    "BackendConfig",
+    "CacheConfig",
+    "ConsensusConfig",
+    "MemoryConfig",
+    "OrchestratorConfig",
+    "Price",
+    "RedisConfig",
+    "TeamConfig",
+    "json_schema",
+    "load",
+    "loads",
+]

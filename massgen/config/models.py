@@ -1,0 +1,374 @@
+"""Typed models of a team file.
+
+Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
+setting silently ignored. The seed's flat spellings (``memory_strategy``, ``cache_ttl``...)
+are folded into their nested homes before validation; :data:`SEED_SPELLINGS` lists them so
+error messages can point at what the user actually wrote. Checks across the team (names
+that must resolve) live in ``references.py``; replay's options in ``replay.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Discriminator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from massgen.config._base import CUSTOM_CLASS, PROVIDERS, ConfigModel, fail, redact_url
+from massgen.config.references import check_references
+from massgen.config.replay import REPLAY_OPTIONS, ReplayOptions
+from massgen.config.suggest import did_you_mean, one_of
+
+_AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
+
+
+class Price(ConfigModel):
+    """What a model costs, in USD per million tokens."""
+
+    input: float = Field(ge=0)
+    """USD per 1M prompt tokens."""
+    output: float = Field(ge=0)
+    """USD per 1M completion tokens."""
+
+
+class BackendConfig(ConfigModel):
+    """One LLM provider endpoint: which API, which model, how to reach it."""
+
+    type: str
+    """A provider (openai, anthropic, google, gemini, xai, lmstudio, ollama, vllm, openrouter,
+    replay) or your own backend class as ``package.module:Class``."""
+    model: str = ""
+    """Model name sent to the provider; empty means the backend's default."""
+    base_url: str | None = None
+    """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
+    api_key: SecretStr | None = None
+    """Key for this backend; ``None`` (or empty) reads the provider's usual environment
+    variable. Never printed."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature, 0 to 2; ``None`` leaves the provider's default."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Cap on completion tokens per request."""
+    timeout: float = Field(default=60, gt=0)
+    """Seconds one request may take before it is abandoned (and maybe retried)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Extra provider parameters, or options of replay and custom backends."""
+    prices: Price | None = None
+    """Price override for cost accounting, USD per 1M tokens."""
+
+    @classmethod
+    def _spellings(cls, data: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        kind = data.get("type")
+        if isinstance(kind, str) and kind.strip().lower() == "replay":
+            return {key: ("params", key) for key in REPLAY_OPTIONS}
+        return {}
+
+    @classmethod
+    def _key_hint(cls, key: Any, allowed: list[str]) -> str:
+        if key in REPLAY_OPTIONS:
+            return f"`{key}` is a replay option; other backends take options under `params:`"
+        return did_you_mean(str(key), allowed) or (
+            f"provider-specific options go under `params:`; allowed keys: {', '.join(allowed)}"
+        )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        # `api_key: ${OPENAI_API_KEY:-}` with the variable unset: use the provider's default.
+        return None if value == "" else value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip()
+        if ":" in value:
+            if not CUSTOM_CLASS.fullmatch(value):
+                raise fail(
+                    "backend_type",
+                    "a custom backend must be written `package.module:ClassName`",
+                )
+            return value
+        if value.lower() in PROVIDERS:
+            return value.lower()
+        hint = did_you_mean(value, PROVIDERS) or (
+            f"use one of {one_of(PROVIDERS)}, or `package.module:Class` for your own"
+        )
+        raise fail("backend_type", "unknown backend type", hint=hint)
+
+    @field_validator("params")
+    @classmethod
+    def _replay_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("type") == "replay":
+            # A ValidationError raised here is re-rooted at ``params`` by pydantic.
+            ReplayOptions.model_validate(value)
+        return value
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            safe = redact_url(value) if key == "base_url" and isinstance(value, str) else value
+            yield key, safe
+
+
+class MemoryConfig(ConfigModel):
+    """What an agent remembers between turns."""
+
+    strategy: Literal["full", "sliding_window", "summary"] = "full"
+    """``full`` keeps everything, ``sliding_window`` the last ``size`` tokens, ``summary``
+    condenses older turns."""
+    size: int | None = Field(default=None, gt=0)
+    """Token budget of the kept history; ``None`` means the model's context limit."""
+    long_term: bool = False
+    """Keep a persistent memory across runs (in the store)."""
+    summarizer: str | None = None
+    """Agent that writes summaries for ``summary``; ``None`` means the agent itself."""
+
+
+def _backend_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict | BackendConfig):
+        return "inline"
+    return None  # neither: pydantic reports the custom `backend_ref` error
+
+
+BackendRef = Annotated[
+    Annotated[str, Tag("name")] | Annotated[BackendConfig, Tag("inline")],
+    Discriminator(
+        _backend_tag,
+        custom_error_type="backend_ref",
+        custom_error_message="expected a backend name or a backend mapping",
+    ),
+]
+
+
+class AgentConfig(ConfigModel):
+    """One member of the team."""
+
+    seed_spellings: ClassVar[dict[str, tuple[str, str]]] = {
+        "memory_strategy": ("memory", "strategy"),
+        "memory_size": ("memory", "size"),
+    }
+
+    name: str
+    """Unique name: letters, digits, ``_``, ``-`` and ``.``; at most 64 characters."""
+    backend: BackendRef
+    """Name of an entry in ``backends:``, a provider type used with its defaults (e.g.
+    ``openai``), or an inline backend mapping."""
+    model: str | None = None
+    """Overrides the backend's model for this agent."""
+    role: str = ""
+    """The agent's system prompt: its specialisation and how it should answer."""
+    capabilities: list[str] = Field(default_factory=list)
+    """Free-form tags advertised in the registry (e.g. ``research``)."""
+    tools: list[str] = Field(default_factory=list)
+    """Names of tools this agent may call."""
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    """How much conversation the agent keeps."""
+    fallback: str | None = None
+    """Agent that takes this agent's seat if it fails."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Overrides the backend's temperature for this agent."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Overrides the backend's ``max_tokens`` for this agent."""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _AGENT_NAME.fullmatch(value):
+            raise fail(
+                "agent_name",
+                "an agent name needs letters, digits, `_`, `-` or `.` only (no spaces), "
+                "at most 64 characters",
+                hint="e.g. `researcher` or `gpt_4o`",
+            )
+        return value
+
+
+class ConsensusConfig(ConfigModel):
+    """How agents converge on one answer in the consensus strategy."""
+
+    threshold: float = Field(default=0.5, gt=0, le=1)
+    """Fraction of live agents whose votes an answer needs: it wins with at least
+    ``ceil(threshold * live)`` votes (and at least one)."""
+    max_rounds: int = Field(default=2, ge=1)
+    """Review rounds at most; after the last, the plurality of the latest votes wins."""
+    topology: Literal["full", "ring"] = "full"
+    """Whose answers each agent sees in review: everyone's, or ``neighbors`` on a ring."""
+    neighbors: int = Field(default=2, ge=1)
+    """Peers each agent sees with ``topology: ring``."""
+    final: Literal["winner", "synthesize"] = "winner"
+    """``winner`` returns the winning text as is; ``synthesize`` asks a presenter to merge."""
+    presenter: str | None = None
+    """Agent that writes the synthesis; ``None`` means the winner's author."""
+    answer_budget: int = Field(default=400, gt=0)
+    """Tokens each peer answer is clipped to in review prompts."""
+
+    def votes_needed(self, live: int) -> int:
+        """Votes an answer needs to win among ``live`` agents: ``max(1, ceil(threshold*live))``."""
+        return max(1, math.ceil(self.threshold * live - 1e-9))
+
+
+class CacheConfig(ConfigModel):
+    """Reuse of identical LLM requests."""
+
+    enabled: bool = False
+    """Serve repeated identical requests from the cache."""
+    ttl: float = Field(default=3600, gt=0)
+    """Seconds a cached reply stays valid."""
+    path: str | None = None
+    """Cache file; ``None`` uses the default store (``.massgen/``, or Redis when configured)."""
+
+
+class OrchestratorConfig(ConfigModel):
+    """How the team works on a task, and how it survives failures."""
+
+    seed_spellings: ClassVar[dict[str, tuple[str, str]]] = {
+        "cache_enabled": ("cache", "enabled"),
+        "cache_ttl": ("cache", "ttl"),
+    }
+
+    strategy: Literal["parallel", "sequential", "consensus"] = "consensus"
+    """``parallel``: all answer at once; ``sequential``: a pipeline in agent order;
+    ``consensus``: answer, review and vote."""
+    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
+    """Settings of the consensus strategy."""
+    aggregator: str | None = None
+    """Agent that merges the answers of a ``parallel`` run into the final answer."""
+    error_strategy: Literal["continue", "fail_fast", "retry"] = "continue"
+    """``continue``: retry, then drop a failing agent and go on; ``fail_fast``: no retries,
+    the first failure stops the run; ``retry``: retry, then a failing agent stops the run."""
+    max_retries: int = Field(default=3, ge=0)
+    """Retries of a failed LLM request (transient errors only)."""
+    retry_delay: float = Field(default=1.0, ge=0)
+    """First backoff delay in seconds; it grows exponentially with jitter."""
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    """Request cache settings."""
+    max_parallel: int | None = Field(default=None, gt=0)
+    """Most LLM requests in flight at once; ``None`` means no limit."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds the whole run may take."""
+    max_cost: float | None = Field(default=None, gt=0)
+    """Stop the run once it has cost this many USD."""
+
+
+class RedisConfig(ConfigModel):
+    """Where the distributed mode's bus and store live."""
+
+    url: str
+    """``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; may carry a password."""
+    prefix: str = Field(default="massgen:", min_length=1)
+    """Prefix of every key massgen writes."""
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        try:
+            scheme = urlsplit(value).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("redis", "rediss", "unix"):
+            raise fail(
+                "redis_url",
+                "must be a `redis://`, `rediss://` or `unix://` URL",
+                hint="e.g. redis://localhost:6379/0",
+            )
+        return value
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with its password masked, safe to print or log."""
+        return redact_url(self.url)
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, (self.redacted_url if key == "url" else value)
+
+
+class TeamConfig(ConfigModel):
+    """A whole team file."""
+
+    name: str | None = None
+    """A label for the team, shown in the live view and run records."""
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    """Named backends that agents refer to by name."""
+    agents: list[AgentConfig] = Field(min_length=1)
+    """The team, in order (the order is the pipeline for ``sequential``)."""
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    """Strategy and resilience settings."""
+    redis: RedisConfig | None = None
+    """Run distributed over Redis; ``None`` runs in one process."""
+    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Settings per tool name (e.g. a file reader's ``root``)."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Price overrides per model name, USD per 1M tokens."""
+
+    _source: Path | None = PrivateAttr(None)
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was loaded from, if any."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative paths in the file were resolved against."""
+        return self._base_dir
+
+    def agent(self, name: str) -> AgentConfig:
+        """The agent called ``name``; ``KeyError`` if there is none."""
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
+
+    def backend_for(self, agent: AgentConfig | str) -> BackendConfig:
+        """The backend ``agent`` talks to, with its model/temperature/max_tokens overrides."""
+        member = self.agent(agent) if isinstance(agent, str) else agent
+        ref = member.backend
+        if isinstance(ref, BackendConfig):
+            base = ref
+        elif ref in self.backends:
+            base = self.backends[ref]
+        else:  # a bare provider type on a model built without validation
+            base = BackendConfig(type=ref)
+        update: dict[str, Any] = {}
+        if member.model:
+            update["model"] = member.model
+        if member.temperature is not None:
+            update["temperature"] = member.temperature
+        if member.max_tokens is not None:
+            update["max_tokens"] = member.max_tokens
+        return base.model_copy(update=update) if update else base
+
+    def price_for(self, backend: BackendConfig) -> Price | None:
+        """The price override for ``backend``: its own, else the team's entry for its model."""
+        return backend.prices or self.prices.get(backend.model)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> TeamConfig:
+        check_references(self)
+        for agent in self.agents:
+            # `backend: openai` with no such entry: add one, so every name resolves.
+            if isinstance(agent.backend, str) and agent.backend not in self.backends:
+                self.backends[agent.backend] = BackendConfig(type=agent.backend)
+        return self
+
+
+SEED_SPELLINGS: dict[str, tuple[str, str]] = {
+    **AgentConfig.seed_spellings,
+    **OrchestratorConfig.seed_spellings,
+    **{key: ("params", key) for key in REPLAY_OPTIONS},
+}
+"""Every flat spelling any model folds, for placing errors at what the user wrote."""

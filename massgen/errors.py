@@ -1,0 +1,136 @@
+"""The one error tree of massgen.
+
+Everything massgen raises on purpose derives from :class:`MassGenError`, so callers can catch
+one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
+
+    MassGenError
+    ├── ConfigError              bad YAML, unknown key, wrong type, missing env var (exit 2)
+    ├── ProviderError            an LLM call failed; carries status and retry_after
+    │   ├── AuthenticationError  401/403: a key is missing or wrong; never retried
+    │   ├── BadRequestError      other 4xx the provider refused; never retried
+    │   ├── RateLimited          429 (and 529 "overloaded"); retried after retry_after
+    │   ├── ProviderTimeout      the request took longer than its timeout
+    │   └── ProviderConnectionError  connection refused, reset or dropped
+    ├── ToolError                a tool failed (reported to the model, never fatal)
+    ├── TransportError           the agent bus or store failed (Redis down, auth refused)
+    └── RunError                 a run could not produce an answer
+        ├── AgentFailed          one agent failed after its retries
+        └── Interrupted          the user stopped the run (Ctrl-C)
+
+Messages never contain secrets: adapters build them from status codes and provider
+messages, never from request headers or keys.
+"""
+
+from __future__ import annotations
+
+
+class MassGenError(Exception):
+    """Root of every error massgen raises on purpose."""
+
+
+class ConfigError(MassGenError):
+    """The configuration is wrong; fix the file (or flag) and run again.
+
+    ``file``/``line`` point at the offending place, ``key`` is its dotted path and ``hint``
+    suggests a fix. ``str()`` renders all of it in one or two lines.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "")
+        head = ": ".join(p for p in (where, f"`{self.key}`" if self.key else "", self.message) if p)
+        return head + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+class ProviderError(MassGenError):
+    """An LLM provider call failed.
+
+    ``status`` is the HTTP status when there was one; ``retry_after`` (seconds) is what the
+    provider asked us to wait, so the retry wrapper can honour it.
+    """
+
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        tag = self.provider + (f" {self.status}" if self.status else "")
+        base = super().__str__()
+        return f"[{tag}] {base}" if tag else base
+
+
+class AuthenticationError(ProviderError):
+    """The key is missing, wrong or not allowed to use this model. Never retried."""
+
+    retryable = False
+
+
+class BadRequestError(ProviderError):
+    """The provider refused the request as malformed (400, 404, 422...). Never retried."""
+
+    retryable = False
+
+
+class RateLimited(ProviderError):
+    """429, or 529 "overloaded": wait ``retry_after`` (if given) and try again."""
+
+
+class ProviderTimeout(ProviderError):
+    """The request took longer than its timeout."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed or dropped before a complete answer arrived."""
+
+
+class ToolError(MassGenError):
+    """A tool failed; its message goes back to the model as an error result."""
+
+
+class TransportError(MassGenError):
+    """The agent bus or a store failed (Redis unreachable, auth refused, ...)."""
+
+
+class RunError(MassGenError):
+    """A run could not produce an answer."""
+
+
+class AgentFailed(RunError):
+    """An agent failed after its retries; ``__cause__`` is the last error."""
+
+    def __init__(self, agent: str, error: BaseException) -> None:
+        self.agent = agent
+        self.error = error
+        super().__init__(f"agent {agent!r} failed: {error}")
+
+
+class Interrupted(RunError):
+    """The user stopped the run (Ctrl-C / SIGTERM)."""

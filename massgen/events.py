@@ -1,0 +1,138 @@
+"""Typed events: every step of a run emits one.
+
+Strategies never print; they emit. The live view, the run record and metrics subscribe.
+Events are small frozen dataclasses so emitting thousands per batch stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from massgen.result import RunResult
+from massgen.types import Usage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    at: float = field(default_factory=time.time)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    run_id: str
+    task: str
+    strategy: str
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStarted(Event):
+    """An agent began a turn. ``phase``: answer, review, step, aggregate, present."""
+
+    agent: str
+    phase: str
+    round: int = 0
+    prompt: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenDelta(Event):
+    agent: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAnswered(Event):
+    agent: str
+    phase: str
+    round: int
+    text: str
+    usage: Usage
+    cost: float
+    latency: float
+    cached: bool = False
+    answered_by: str = ""  # the fallback agent's name when one took over
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRetrying(Event):
+    agent: str
+    attempt: int
+    wait: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentFailedEvent(Event):
+    agent: str
+    error: str
+    dropped: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteCast(Event):
+    agent: str
+    round: int
+    for_agent: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revised(Event):
+    agent: str
+    round: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundDone(Event):
+    round: int
+    votes: dict[str, str]  # voter -> agent voted for
+    leader: str | None = None
+    converged: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalAnswer(Event):
+    text: str
+    winner: str | None
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnded(Event):
+    """The last event of every run, whatever happened (done, failed, interrupted)."""
+
+    result: RunResult
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan events out to subscribers, synchronously and in order.
+
+    A subscriber that raises is removed and the error kept in ``errors`` rather than
+    breaking the run: a display bug must never lose an answer.
+    """
+
+    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+        self.errors: list[BaseException] = []
+
+    def subscribe(self, fn: Subscriber) -> None:
+        self._subscribers.append(fn)
+
+    def emit(self, event: Event) -> None:
+        for fn in list(self._subscribers):
+            try:
+                fn(event)
+            except Exception as e:
+                self._subscribers.remove(fn)
+                self.errors.append(e)

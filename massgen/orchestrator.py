@@ -1,0 +1,228 @@
+"""The orchestrator: a team of agents, a strategy, and the run loop around them.
+
+It builds the run context, emits the run's start and end, applies the timeout, and turns
+whatever happens (an answer, a failure, Ctrl-C) into a :class:`~massgen.result.RunResult`.
+What the strategy does in between is the strategy's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from massgen import events as ev
+from massgen.agents.agent import Agent
+from massgen.agents.handle import AgentHandle, LocalHandle
+from massgen.backends.base import Backend
+from massgen.errors import ConfigError, Interrupted, MassGenError, RunError
+from massgen.resilience import RetryPolicy, wrap
+from massgen.result import RunResult
+from massgen.strategies import RunContext, Settings, get_strategy
+
+if TYPE_CHECKING:
+    from massgen.config import TeamConfig
+
+
+class Orchestrator:
+    """Runs a team of agents on tasks.
+
+    The keyword arguments mirror the YAML ``orchestrator:`` section (including the seed's
+    ``cache_enabled``/``cache_ttl`` spellings). ``subscribers`` receive every event.
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[Agent],
+        *,
+        strategy: str = "consensus",
+        error_strategy: str = "continue",
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        threshold: float = 0.5,
+        max_rounds: int = 2,
+        topology: str = "full",
+        neighbors: int = 2,
+        final: str = "winner",
+        presenter: str | None = None,
+        answer_budget: int = 400,
+        aggregator: str | None = None,
+        max_parallel: int | None = None,
+        timeout: float | None = None,
+        cache_enabled: bool = False,
+        cache_ttl: float = 3600,
+        max_cost: float | None = None,
+        seed: int = 0,
+        subscribers: Iterable[ev.Subscriber] = (),
+        handles: dict[str, AgentHandle] | None = None,
+    ) -> None:
+        if not agents:
+            raise ConfigError("an orchestrator needs at least one agent", key="agents")
+        names = [a.name for a in agents]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ConfigError(f"two agents are named {dup!r}", key="agents")
+        if error_strategy not in ("continue", "fail_fast", "retry"):
+            raise ConfigError(
+                f"unknown error_strategy {error_strategy!r}",
+                key="error_strategy",
+                hint="use one of: continue, fail_fast, retry",
+            )
+        get_strategy(strategy)  # validate early
+        self.agents = {a.name: a for a in agents}
+        for a in agents:
+            for ref, key in ((a.fallback, "fallback"),):
+                if ref and ref not in self.agents:
+                    raise ConfigError(f"agent {a.name!r}: unknown {key} agent {ref!r}", key=key)
+        for ref, key in ((aggregator, "aggregator"), (presenter, "presenter")):
+            if ref and ref not in self.agents:
+                raise ConfigError(f"unknown {key} agent {ref!r}", key=key)
+        self.strategy = strategy
+        self.settings = Settings(
+            error_strategy=error_strategy,
+            threshold=threshold,
+            max_rounds=max_rounds,
+            topology=topology,
+            neighbors=neighbors,
+            final=final,
+            presenter=presenter,
+            answer_budget=answer_budget,
+            aggregator=aggregator,
+            max_parallel=max_parallel,
+            seed=seed,
+        )
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+        self.cache_enabled = cache_enabled
+        self.cache_ttl = cache_ttl
+        self.max_cost = max_cost
+        self.subscribers = list(subscribers)
+        self.handles: dict[str, AgentHandle] = handles or {
+            name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
+        }
+        self._wrapped: dict[int, Backend] = {}
+
+    def _wrap(self, backend: Backend) -> Backend:
+        """One wrapped backend per backend object, so agents sharing it share its state."""
+        key = id(backend)
+        if key not in self._wrapped:
+            retries = 0 if self.settings.error_strategy == "fail_fast" else self.max_retries
+            policy = RetryPolicy(max_retries=retries, base_delay=self.retry_delay)
+            self._wrapped[key] = wrap(backend, retry=policy)
+        return self._wrapped[key]
+
+    # -- construction from YAML ---------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
+        """Build from a YAML file (or a loaded TeamConfig); keyword args override it."""
+        from massgen.config import TeamConfig, load
+        from massgen.team import build_agents, orchestrator_options
+
+        cfg = config if isinstance(config, TeamConfig) else load(config)
+        options = orchestrator_options(cfg)
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(build_agents(cfg), **options)
+
+    # -- running --------------------------------------------------------------------------------
+    def seats(self) -> list[str]:
+        """Agents that take part on their own: reserves named as a fallback do not."""
+        reserves = {a.fallback for a in self.agents.values() if a.fallback}
+        return [n for n in self.agents if n not in reserves]
+
+    async def arun(self, task: str, strategy: str | None = None) -> RunResult:
+        """Run ``task`` and return its result; raises on failure (the result is attached
+        to the error as ``error.result``)."""
+        name = strategy or self.strategy
+        impl = get_strategy(name)
+        if not task or not task.strip():
+            raise ConfigError("the task is empty", key="task", hint="give the task as text")
+        result = RunResult(run_id=_run_id(), task=task, strategy=name, started_at=time.time())
+        bus = ev.EventBus(self.subscribers)
+        ctx = RunContext(
+            result=result,
+            handles=self.handles,
+            emit=bus.emit,
+            settings=self.settings,
+            fallbacks={n: a.fallback for n, a in self.agents.items() if a.fallback},
+            live=self.seats(),
+        )
+        bus.emit(
+            ev.RunStarted(run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live))
+        )
+        started = time.perf_counter()
+        try:
+            if self.timeout:
+                async with asyncio.timeout(self.timeout):
+                    await impl.run(task, ctx)
+            else:
+                await impl.run(task, ctx)
+        except asyncio.CancelledError:
+            self._close(result, started, "interrupted", "interrupted")
+            bus.emit(ev.RunEnded(result=result))
+            raise
+        except TimeoutError as e:
+            error = RunError(f"the run took longer than its timeout ({self.timeout:g} s)")
+            self._close(result, started, "failed", str(error))
+            bus.emit(ev.RunEnded(result=result))
+            error.result = result  # type: ignore[attr-defined]
+            raise error from e
+        except MassGenError as e:
+            self._close(result, started, "failed", str(e))
+            bus.emit(ev.RunEnded(result=result))
+            e.result = result  # type: ignore[attr-defined]
+            raise
+        self._close(result, started, result.status, None)
+        bus.emit(
+            ev.FinalAnswer(text=result.final_answer, winner=result.winner, degraded=result.degraded)
+        )
+        bus.emit(ev.RunEnded(result=result))
+        return result
+
+    def run(self, task: str, strategy: str | None = None) -> Any:
+        """Run ``task``: blocks and returns the RunResult when called outside an event loop
+        (as in the seed's examples); inside one, returns an awaitable (``await
+        orchestrator.run(...)``)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._run_once(task, strategy))
+        return self.arun(task, strategy)
+
+    async def _run_once(self, task: str, strategy: str | None) -> RunResult:
+        # Clients are bound to the event loop that asyncio.run is about to close.
+        try:
+            return await self.arun(task, strategy)
+        finally:
+            await self.aclose()
+
+    @staticmethod
+    def _close(result: RunResult, started: float, status: Any, error: str | None) -> None:
+        result.duration = time.perf_counter() - started
+        result.status = status
+        result.error = error
+
+    async def aclose(self) -> None:
+        """Close every backend's connections."""
+        seen: set[int] = set()  # agents may share one backend
+        for agent in self.agents.values():
+            backend = agent.built_backend()
+            if backend is not None and id(backend) not in seen:
+                seen.add(id(backend))
+                await backend.aclose()
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+__all__ = ["Interrupted", "Orchestrator"]

@@ -1,0 +1,78 @@
+"""The run record: one JSON file per run, enough to audit or replay it.
+
+It holds a digest of the config, every prompt sent and every answer received, the votes,
+usage, cost and timings. It is written when the run ends, whatever the ending (done,
+failed, interrupted), so a Ctrl-C still leaves the partial record. It never holds keys:
+the config is recorded by digest, not by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from massgen import events as ev
+
+
+def config_digest(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class RunRecorder:
+    """Subscribe to a run; writes ``path`` (or ``folder/<run id>.json``) at its end."""
+
+    def __init__(
+        self,
+        *,
+        path: str | Path | None = None,
+        folder: str | Path = ".massgen/runs",
+        config_path: str | Path | None = None,
+    ) -> None:
+        self.path = Path(path) if path else None
+        self.folder = Path(folder)
+        self.config = {
+            "path": str(config_path) if config_path else None,
+            "digest": config_digest(config_path),
+        }
+        self.prompts: list[dict[str, Any]] = []
+        self.written: Path | None = None
+
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.AgentStarted):
+            self.prompts.append(
+                {
+                    "agent": e.agent,
+                    "phase": e.phase,
+                    "round": e.round,
+                    "prompt": e.prompt,
+                    "at": e.at,
+                }
+            )
+        elif isinstance(e, ev.RunEnded):
+            self.write(e)
+
+    def write(self, e: ev.RunEnded) -> Path:
+        path = self.path or self.folder / f"{e.result.run_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "version": 1,
+            "config": self.config,
+            **e.result.to_dict(),
+            "requests_sent": self.prompts,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        self.written = path
+        return path

@@ -1,0 +1,169 @@
+"""The services a strategy gets: call an agent (with fallback and error policy), emit
+events, and the result being built.
+
+Keeping this in one place is what lets strategies be short: they decide *who is asked
+what, in which order*; this module does the bookkeeping every strategy needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from massgen import events as ev
+from massgen.agents.handle import AgentHandle
+from massgen.agents.turn import Turn
+from massgen.errors import AgentFailed, MassGenError, RunError
+from massgen.resilience.retry import retry_listener
+from massgen.result import AgentAnswer, RunResult
+from massgen.types import Completion
+
+
+@dataclass(slots=True)
+class Settings:
+    """Run-wide knobs a strategy reads (a typed view of the orchestrator config)."""
+
+    error_strategy: str = "continue"
+    threshold: float = 0.5
+    max_rounds: int = 2
+    topology: str = "full"
+    neighbors: int = 2
+    final: str = "winner"
+    presenter: str | None = None
+    answer_budget: int = 400
+    aggregator: str | None = None
+    max_parallel: int | None = None
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class RunContext:
+    """Shared by the strategy and the orchestrator for one run."""
+
+    result: RunResult
+    handles: dict[str, AgentHandle]
+    emit: Callable[[ev.Event], None]
+    settings: Settings = field(default_factory=Settings)
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    live: list[str] = field(default_factory=list)
+    _limit: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        if not self.live:
+            self.live = list(self.handles)
+        if self.settings.max_parallel:
+            self._limit = asyncio.Semaphore(self.settings.max_parallel)
+
+    async def call(self, name: str, turn: Turn) -> tuple[Completion, str] | None:
+        """Ask agent ``name`` for ``turn``; return (completion, who answered), or ``None``
+        when it failed and the error strategy lets the run go on (the agent is dropped).
+
+        A configured fallback agent takes the turn before the agent is given up.
+        """
+        try:
+            return await self._ask(name, name, turn), name
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            backup = self.fallbacks.get(name)
+            if backup and backup in self.handles and backup != name:
+                self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=False))
+                try:
+                    return await self._ask(name, backup, turn), backup
+                except asyncio.CancelledError:
+                    raise
+                except Exception as second:
+                    error = second
+            self.fail(name, error)
+            return None
+
+    async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
+        handle = self.handles[who]
+        self.emit(
+            ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
+        )
+
+        def on_delta(text: str) -> None:
+            self.emit(ev.TokenDelta(agent=seat, text=text))
+
+        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
+            self.emit(ev.AgentRetrying(agent=seat, attempt=attempt, wait=wait, error=_short(error)))
+
+        token = retry_listener.set(on_retry)
+        try:
+            if self._limit is not None:
+                async with self._limit:
+                    completion = await handle.ask(turn, on_delta)
+            else:
+                completion = await handle.ask(turn, on_delta)
+        finally:
+            retry_listener.reset(token)
+        cost = handle.cost_of(completion)
+        self.result.requests += 0 if completion.cached else 1
+        self.result.usage = self.result.usage + completion.usage
+        self.result.cost += cost
+        answered_by = "" if who == seat else who
+        self.result.answers.append(
+            AgentAnswer(
+                agent=seat,
+                phase=turn.phase,
+                round=turn.round,
+                text=completion.text,
+                usage=completion.usage,
+                cost=cost,
+                latency=completion.latency,
+                model=completion.model,
+                answered_by=answered_by,
+                cached=completion.cached,
+            )
+        )
+        self.emit(
+            ev.AgentAnswered(
+                agent=seat,
+                phase=turn.phase,
+                round=turn.round,
+                text=completion.text,
+                usage=completion.usage,
+                cost=cost,
+                latency=completion.latency,
+                cached=completion.cached,
+                answered_by=answered_by,
+            )
+        )
+        return completion
+
+    def fail(self, name: str, error: BaseException) -> None:
+        """Record a failed agent; abort unless the error strategy is ``continue``."""
+        if self.settings.error_strategy != "continue":
+            raise AgentFailed(name, error) from error
+        self.result.failed_agents[name] = _short(error)
+        if name in self.live:
+            self.live.remove(name)
+        self.result.status = "degraded"
+        self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=True))
+        if not self.live:
+            raise RunError("every agent failed; last error: " + _short(error)) from error
+
+    async def gather(self, calls: Sequence[tuple[str, Turn]]) -> dict[str, tuple[Completion, str]]:
+        """Run several agent calls at once; return the ones that answered, by agent.
+
+        With ``fail_fast`` the first failure cancels the others at once.
+        """
+        names = [name for name, _ in calls]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.call(name, turn)) for name, turn in calls]
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        return {n: r for n, t in zip(names, tasks, strict=True) if (r := t.result()) is not None}
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def now() -> float:
+    return time.time()

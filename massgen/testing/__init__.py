@@ -1,0 +1,56 @@
+"""Test helpers that speak the real wire: a provider simulator and a network guard.
+
+Names are loaded on first use, so ``import massgen.testing`` stays cheap (no server, no SDK)
+and ``python -m massgen.testing.simulator`` runs without a double import.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from massgen.testing.netguard import NetGuard, NetworkBlocked
+    from massgen.testing.sim_process import SimulatorProcess
+    from massgen.testing.sim_types import (
+        Drop,
+        Fault,
+        Hang,
+        Reply,
+        SimRequest,
+        SimStats,
+        Text,
+        ToolCalls,
+        ToolCallSpec,
+        ToolResult,
+        estimate_tokens,
+    )
+    from massgen.testing.simulator import ProviderSimulator, Rule
+
+_EXPORTS = {
+    "ProviderSimulator": "simulator",
+    "Rule": "simulator",
+    "SimulatorProcess": "sim_process",
+    "Drop": "sim_types",
+    "Fault": "sim_types",
+    "Hang": "sim_types",
+    "Reply": "sim_types",
+    "SimRequest": "sim_types",
+    "SimStats": "sim_types",
+    "Text": "sim_types",
+    "ToolCalls": "sim_types",
+    "ToolCallSpec": "sim_types",
+    "ToolResult": "sim_types",
+    "estimate_tokens": "sim_types",
+    "NetGuard": "netguard",
+    "NetworkBlocked": "netguard",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'massgen.testing' has no attribute {name!r}")
+    return getattr(import_module(f"massgen.testing.{module}"), name)

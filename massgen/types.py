@@ -1,0 +1,108 @@
+"""Provider-neutral request and response values.
+
+Every backend speaks these; vendor SDK types never leave an adapter. They are plain
+dataclasses (not pydantic) because thousands are made per batch and they must stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to run a tool. ``arguments`` is already parsed JSON."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One turn of a conversation.
+
+    ``tool_calls`` is set on assistant turns that call tools; ``tool_call_id`` (and ``name``)
+    on the ``tool`` turn that answers one.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: its JSON schema goes to the provider as-is."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """What one agent turn asks of its backend.
+
+    ``model``/``temperature``/``max_tokens`` left ``None`` fall back to the backend's config.
+    ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name to force.
+    ``extra`` carries provider-specific parameters through untouched.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str | None = None
+    timeout: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one or more requests used, as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One finished model answer.
+
+    ``finish_reason`` is normalised to ``stop``, ``length``, ``tool_calls``, ``content_filter``
+    or ``other``. ``latency`` is seconds from request to last byte. ``cached`` is set when a
+    cache served it (no provider request was made).
+    """
+
+    text: str
+    model: str
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    latency: float = 0.0
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A piece of a streamed answer: text ``delta``s, then one final chunk with ``completion``."""
+
+    delta: str = ""
+    completion: Completion | None = None

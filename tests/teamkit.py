@@ -1,0 +1,78 @@
+"""Build small teams of scripted agents for strategy tests (fakes at the Backend interface)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from massgen.agents.agent import Agent
+from massgen.backends.function import FunctionBackend
+from massgen.errors import ProviderError
+from massgen.types import Completion, CompletionRequest, ToolCall, Usage
+
+BLOCK = re.compile(r'<answer label="([A-Z])">\n(.*?)\n</answer>', re.DOTALL)
+
+
+def prompt_of(request: CompletionRequest) -> str:
+    return request.messages[-1].content
+
+
+def is_review(request: CompletionRequest) -> bool:
+    return '<answer label="' in prompt_of(request)
+
+
+def label_of(request: CompletionRequest, needle: str) -> str:
+    """The label of the answer block containing ``needle`` in a review prompt."""
+    for label, text in BLOCK.findall(prompt_of(request)):
+        if needle.lower() in text.lower():
+            return label
+    raise AssertionError(f"no answer contains {needle!r}")
+
+
+def vote(request: CompletionRequest, needle: str, *, tools: bool = False) -> Completion | str:
+    label = label_of(request, needle)
+    if tools:
+        return Completion(
+            text="",
+            model="m",
+            usage=Usage(10, 5),
+            tool_calls=(ToolCall("call_1", "vote", {"label": label, "reason": "best"}),),
+            finish_reason="tool_calls",
+        )
+    return json.dumps({"vote": label, "reason": "best"})
+
+
+def revise(text: str) -> str:
+    return json.dumps({"revise": text})
+
+
+Script = Callable[[CompletionRequest], "str | Completion"]
+
+
+def scripted(answer: str, review: Script | None = None) -> Script:
+    """An agent that answers ``answer`` and reviews with ``review`` (default: vote own)."""
+
+    def respond(request: CompletionRequest) -> str | Completion:
+        if is_review(request):
+            return review(request) if review else vote(request, answer)
+        return answer
+
+    return respond
+
+
+def failing(status: int = 500) -> Script:
+    def respond(request: CompletionRequest) -> str:
+        raise ProviderError("boom", provider="fake", status=status)
+
+    return respond
+
+
+def team(**scripts: Script) -> tuple[list[Agent], dict[str, FunctionBackend]]:
+    backends = {name: FunctionBackend(fn) for name, fn in scripts.items()}
+    agents = [Agent(name, backends[name], role=f"You are {name}.") for name in scripts]
+    return agents, backends
+
+
+def requests_made(backends: dict[str, FunctionBackend]) -> int:
+    return sum(len(b.calls) for b in backends.values())

@@ -1,0 +1,89 @@
+"""The boundary helpers every adapter shares: status table, Retry-After, scrubbing, parsing."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
+from massgen.backends._errors import clean_message, error_for_status, parse_retry_after
+from massgen.backends.base import estimate_tokens
+from massgen.errors import AuthenticationError, BadRequestError, ProviderError, RateLimited
+from massgen.types import ChatMessage, CompletionRequest, Usage
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (401, AuthenticationError, False),
+        (403, AuthenticationError, False),
+        (400, BadRequestError, False),
+        (404, BadRequestError, False),
+        (413, BadRequestError, False),
+        (422, BadRequestError, False),
+        (429, RateLimited, True),
+        (529, RateLimited, True),
+        (408, ProviderError, True),
+        (409, ProviderError, True),
+        (500, ProviderError, True),
+        (502, ProviderError, True),
+        (503, ProviderError, True),
+    ],
+)
+def test_status_table(status: int, kind: type[ProviderError], retryable: bool) -> None:
+    err = error_for_status(status, "msg", provider="p", retry_after=3.0)
+    assert type(err) is kind
+    assert err.retryable is retryable
+    assert (err.status, err.retry_after, err.provider) == (status, 3.0, "p")
+    assert str(err) == f"[p {status}] msg"
+
+
+def test_retry_after_seconds_milliseconds_and_dates() -> None:
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "0.5"}) == 0.5
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(30.0)
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after({"retry-after": past}, now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "headers", [None, {}, {"retry-after": "soon"}, {"retry-after": "-3"}, {"retry-after-ms": "x"}]
+)
+def test_retry_after_absent_or_garbled(headers: dict[str, str] | None) -> None:
+    value = parse_retry_after(headers)
+    assert value is None or value == 0.0
+
+
+def test_clean_message_scrubs_the_key_and_clips() -> None:
+    key = "sk-proj-abcdefghijklmnopqrstuvwxyz"
+    text = clean_message(f"bad key {key}\n\n and a prefix {key[:20]}", secret=key)
+    assert key not in text and key[:17] not in text
+    assert "\n" not in text
+    assert len(clean_message("x" * 1000)) <= 300
+
+
+def test_parse_arguments() -> None:
+    assert parse_arguments('{"a": 1}') == {"a": 1}
+    assert parse_arguments({"a": 1}) == {"a": 1}
+    assert parse_arguments("") == {} and parse_arguments(None) == {}
+    assert parse_arguments("{broken") == {"_raw": "{broken"}
+    assert parse_arguments("[1, 2]") == {"_raw": "[1, 2]"}
+
+
+def test_normalise_finish() -> None:
+    assert normalise_finish("stop", has_tool_calls=False) == "stop"
+    assert normalise_finish("stop", has_tool_calls=True) == "tool_calls"
+    assert normalise_finish("length", has_tool_calls=True) == "length"
+    assert normalise_finish("weird", has_tool_calls=False) == "other"
+
+
+def test_missing_usage_is_estimated_rather_than_zero() -> None:
+    request = CompletionRequest(messages=(ChatMessage("user", "x" * 40),))
+    assert usage_or_estimate(Usage(7, 3), request, "text") == Usage(7, 3)
+    estimated = usage_or_estimate(Usage(), request, "y" * 20)
+    assert estimated == Usage(estimate_tokens(request), 5)
+    assert estimated.input_tokens > 0
