@@ -1,0 +1,729 @@
+"""A peer on the bus: it registers, heartbeats, handles its inbox and talks to other agents.
+
+Subclass :class:`Agent` and override :meth:`Agent.on_message` (and, if you like, ``on_start``,
+``on_stop``, ``get_metadata``). Delivery is at least once: a message is acknowledged only
+after your handler returns, so after a crash it is handled again, by this agent or a replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import BaseModel
+
+from massgen.errors import MassGenError, TransportError
+from massgen.mas import wire
+from massgen.mas.connect import resolve_transport
+from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout
+from massgen.mas.keys import DEFAULT_PREFIX
+from massgen.mas.memory import MemoryHub
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, random_hex
+from massgen.mas.settings import BusSettings
+from massgen.mas.signing import Signer, Verdict
+from massgen.mas.state import AgentState
+from massgen.mas.tasks import cancel_and_wait
+from massgen.mas.transport import (
+    AgentRecord,
+    AgentStatus,
+    CommitResult,
+    Delivery,
+    EntryId,
+    Envelope,
+    Transport,
+)
+
+log = logging.getLogger(__name__)
+
+_RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
+
+
+class Agent:
+    """An agent on the bus.
+
+    ``redis_url`` (or ``$MASSGEN_REDIS_URL``) puts it on Redis; with neither, or with
+    ``hub``, it joins the in-process bus. ``transport`` shares one you built (the agent then
+    does not close it). ``replica=True`` lets several processes run the same id and share its
+    inbox. ``secret`` (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned,
+    forged, stale and replayed ones. ``concurrency`` is how many messages are handled at once.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        capabilities: Sequence[str] | None = None,
+        redis_url: str | None = None,
+        state_model: type[BaseModel] | None = None,
+        *,
+        transport: Transport | None = None,
+        hub: MemoryHub | None = None,
+        metadata: dict[str, Any] | None = None,
+        replica: bool = False,
+        secret: str | bytes | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        concurrency: int = 16,
+        settings: BusSettings | None = None,
+    ) -> None:
+        if not agent_id:
+            raise ValueError("an agent needs a non-empty id")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.id = agent_id
+        self.capabilities = list(capabilities or [])
+        self.replica = replica
+        self.concurrency = concurrency
+        self.settings = settings or BusSettings()
+        self.instance_id = random_hex(8)
+        self.status = AgentStatus.CREATED
+        self._metadata = dict(metadata or {})
+        self._transport, self._owns_transport = resolve_transport(
+            redis_url, transport=transport, hub=hub, prefix=prefix
+        )
+        self._signer = Signer.resolve(secret)
+        self._state = AgentState(state_model)
+        self._new_id = IdFactory()
+        self._started = 0.0
+        # work in progress
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ready: deque[Delivery] = deque()  # admitted, waiting for a worker
+        self._work = asyncio.Event()
+        self._inflight: dict[EntryId, Delivery] = {}
+        self._room = asyncio.Event()
+        self._active = 0
+        self._progress = asyncio.Event()
+        self._acks: list[EntryId] = []
+        self._answered: set[EntryId] = set()  # requests whose reply commit acknowledged them
+        self._ack_wake = asyncio.Event()
+        self._reclaim_wake = asyncio.Event()
+        self._since_trim = 0
+        # requests this agent made
+        self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
+        self._reply_task: asyncio.Task[None] | None = None
+
+    # hooks --------------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        """Called once the agent is registered and its state loaded, before messages flow."""
+
+    async def on_stop(self) -> None:
+        """Called after the last message was handled, before the agent leaves the registry."""
+
+    async def on_message(self, message: AgentMessage) -> None:
+        """Handle one message. Raise to have it redelivered (up to ``max_deliveries``)."""
+        log.debug("agent %s ignored message %s (no on_message)", self.id, message.id)
+
+    def get_metadata(self) -> dict[str, Any]:
+        """What discovery shows about this agent besides its capabilities."""
+        return dict(self._metadata)
+
+    # public properties --------------------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        """The agent's state: a dict, or an instance of ``state_model``. Read-only view;
+        change it with :meth:`update_state`."""
+        return self._state.value
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r}, status={self.status.value})"
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, register, load state, run ``on_start``, then start handling messages."""
+        if self.status is not AgentStatus.CREATED and self.status is not AgentStatus.STOPPED:
+            raise RuntimeError(f"agent {self.id!r} is already {self.status.value}")
+        self.status = AgentStatus.STARTING
+        t = self._transport
+        try:
+            if self._owns_transport:
+                await t.connect()
+            await t.ensure_inbox(self.id)
+            self._started = time.time()
+            await t.register(
+                self._record(),
+                ttl=self.settings.heartbeat_ttl,
+                retention=self.settings.dead_retention,
+            )
+            try:
+                self._state.load(await t.load_state(self.id))
+                await self.on_start()
+            except BaseException:
+                await t.deregister(self.id, self.instance_id)
+                raise
+        except BaseException:
+            self.status = AgentStatus.STOPPED
+            if self._owns_transport:
+                await t.close()
+            raise
+        self._spawn(self._heartbeat_loop(), "heartbeat")
+        self._spawn(self._fetch_loop(), "fetch")
+        self._spawn(self._ack_loop(), "ack")
+        self._spawn(self._lease_loop(), "lease")
+        for i in range(self.concurrency):
+            self._spawn(self._worker(), f"worker-{i}")
+        self.status = AgentStatus.RUNNING
+        log.info("agent %s started (instance %s)", self.id, self.instance_id)
+
+    async def stop(self) -> None:
+        """Finish handling, acknowledge, run ``on_stop``, leave the registry, disconnect."""
+        if self.status is not AgentStatus.RUNNING:
+            return
+        self.status = AgentStatus.STOPPING
+        t = self._transport
+        await self._cancel(lambda task: task.get_name().endswith(":fetch"))
+        # let running handlers finish, then give back what was fetched but never started
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.drain_timeout):
+                while self._ready or self._active:
+                    self._progress.clear()
+                    await self._progress.wait()
+        await self._cancel(lambda task: task.get_name().split(":")[-1].startswith("worker"))
+        await self._flush_acks()
+        await self._release_all()
+        await self._cancel(lambda task: True)
+        if self._reply_task is not None:
+            await cancel_and_wait([self._reply_task])
+            self._reply_task = None
+        try:
+            await self.on_stop()
+        finally:
+            with contextlib.suppress(MassGenError):
+                await t.deregister(self.id, self.instance_id)
+                await t.drop_replies(self.instance_id)
+            if self._owns_transport:
+                await t.close()
+            for fut, _ in self._waiting.values():
+                fut.cancel()
+            self.status = AgentStatus.STOPPED
+            log.info("agent %s stopped", self.id)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # talking to others --------------------------------------------------------------------
+    async def send(self, target: str, payload: dict[str, Any]) -> None:
+        """Put a message in ``target``'s inbox. Returns once it is stored; the target may be
+        offline and will get it when it starts."""
+        await self._transport.send([self._seal(self._message(target, payload))])
+
+    async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Send many ``(target, payload)`` messages in one round trip."""
+        await self._transport.send([self._seal(self._message(t, p)) for t, p in items])
+
+    async def request(
+        self,
+        target: str,
+        payload: dict[str, Any],
+        timeout: float = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
+    ) -> dict[str, Any]:
+        """Ask ``target`` and wait for its reply; return the reply's payload.
+
+        Raises :class:`RequestTimeout` if no reply comes in ``timeout`` seconds and
+        :class:`RemoteError` if the target's handler failed on every delivery.
+        """
+        self._ensure_running()
+        self._ensure_reply_listener()
+        msg = self._message(target, payload, kind=MessageKind.REQUEST)
+        msg.reply_to = self.instance_id
+        fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
+        self._waiting[msg.id] = (fut, target)
+        try:
+            await self._transport.send([self._seal(msg)])
+            try:
+                async with asyncio.timeout(timeout):
+                    reply = await fut
+            except TimeoutError:
+                stored = await self._transport.get_reply(msg.id)
+                if stored is None or not self._accept_reply(stored, target):
+                    raise RequestTimeout(f"no reply from {target!r} within {timeout:g}s") from None
+                reply = stored.message
+        finally:
+            self._waiting.pop(msg.id, None)
+        if reply.error is not None:
+            raise RemoteError(target, reply.error)
+        return reply.payload
+
+    async def broadcast(
+        self, payload: dict[str, Any], capabilities: Sequence[str] | None = None
+    ) -> list[str]:
+        """Send ``payload`` to every other live agent having all ``capabilities``; return
+        their ids."""
+        records = await self._transport.discover(capabilities or ())
+        targets = sorted({r.id for r in records} - {self.id})
+        await self._transport.send(
+            [self._seal(self._message(t, payload, kind=MessageKind.BROADCAST)) for t in targets]
+        )
+        return targets
+
+    async def discover(self, capabilities: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Live agents having every one of ``capabilities`` (all live agents without).
+
+        One dict per agent id: ``id``, ``capabilities``, ``metadata``, ``host``, ``pid``,
+        ``started``, ``status``, ``replicas`` and ``instances`` (one entry per replica).
+        """
+        records = await self._transport.discover(capabilities or ())
+        return agents_from_records(records)
+
+    async def update_state(self, changes: dict[str, Any]) -> None:
+        """Change some state fields and persist them (each field keeps its exact type)."""
+        fields = self._state.update(changes)
+        await self._transport.save_state(self.id, fields)
+
+    async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
+        """What :meth:`AgentMessage.reply` calls."""
+        if message.kind is not MessageKind.REQUEST or not message.reply_to:
+            await self.send(message.sender_id, payload)
+            return True
+        return await self._commit(message, payload, None) is CommitResult.COMMITTED
+
+    # building messages --------------------------------------------------------------------
+    def _message(
+        self, target: str, payload: dict[str, Any], kind: MessageKind = MessageKind.MESSAGE
+    ) -> AgentMessage:
+        return AgentMessage(
+            id=self._new_id(),
+            sender_id=self.id,
+            target_id=target,
+            payload=payload,
+            kind=kind,
+            created_at=time.time(),
+        )
+
+    def _seal(self, msg: AgentMessage) -> Envelope:
+        if self._signer is None:
+            return Envelope(msg)
+        body = wire.encode(msg)
+        return Envelope(msg, self._signer.sign(body), body)
+
+    def _record(self) -> AgentRecord:
+        return AgentRecord(
+            id=self.id,
+            instance_id=self.instance_id,
+            capabilities=self.capabilities,
+            metadata=self.get_metadata(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=self._started,
+            replica=self.replica,
+        )
+
+    async def _commit(
+        self, request: AgentMessage, payload: dict[str, Any], error: str | None
+    ) -> CommitResult:
+        reply = AgentMessage(
+            id=self._new_id(),
+            sender_id=self.id,
+            target_id=request.sender_id,
+            payload=payload,
+            kind=MessageKind.REPLY,
+            created_at=time.time(),
+            correlation_id=request.id,
+            reply_to=request.reply_to,
+            error=error,
+        )
+        result = await self._transport.commit_reply(
+            self.id,
+            self.instance_id,
+            request.entry_id,
+            self._seal(reply),
+            ttl=self.settings.reply_ttl,
+        )
+        if result is not CommitResult.LEASE_LOST and request.entry_id is not None:
+            # the commit acknowledged the request: no lease to keep, no ack to send
+            self._answered.add(request.entry_id)
+            self._inflight.pop(request.entry_id, None)
+            self._room.set()
+        if result is not CommitResult.COMMITTED:
+            log.warning(
+                "agent %s: reply to request %s refused (%s)", self.id, request.id, result.value
+            )
+        return result
+
+    # receiving ----------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"mas:{self.id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel(self, which: Callable[[asyncio.Task[None]], bool]) -> None:
+        await cancel_and_wait([t for t in self._tasks if which(t)])
+
+    def _ensure_running(self) -> None:
+        if self.status is not AgentStatus.RUNNING:
+            raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
+
+    async def _fetch_loop(self) -> None:
+        s = self.settings
+        capacity = max(s.batch, self.concurrency)
+        while True:
+            room = capacity - len(self._inflight)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                got = await self._transport.fetch(
+                    self.id, self.instance_id, count=min(s.batch, room), block=s.block
+                )
+            except TransportError as e:
+                log.warning("agent %s: fetch failed, retrying: %s", self.id, e)
+                await asyncio.sleep(_RETRY_PAUSE)
+                continue
+            if got:
+                await self._admit(got)
+                await asyncio.sleep(0)  # let handlers start before the next blocking read
+
+    async def _admit(self, deliveries: list[Delivery]) -> None:
+        """Check what arrived (signature, freshness, replay) and queue what passes."""
+        signer = self._signer
+        accepted: list[Delivery] = []
+        for d in deliveries:
+            if d.entry_id in self._inflight:
+                continue  # our own work, reclaimed while we still run it
+            verdict = self._verdict(d, signer)
+            if verdict is Verdict.OK:
+                accepted.append(d)
+            else:
+                await self._refuse(d, verdict)
+        if signer is not None and accepted:
+            lag = max(0.0, time.time() - min(d.enqueued_at for d in accepted))
+            firsts = await self._transport.first_seen(
+                self.id,
+                [(d.envelope.message.id, d.entry_id) for d in accepted if d.envelope],
+                ttl=2 * signer.window + lag,
+            )
+            fresh = []
+            for d, first in zip(accepted, firsts, strict=True):
+                if first:
+                    fresh.append(d)
+                else:
+                    await self._refuse(d, Verdict.REPLAYED)
+            accepted = fresh
+        inflight = self._inflight
+        for d in accepted:
+            inflight[d.entry_id] = d
+        if accepted:
+            self._ready.extend(accepted)
+            self._work.set()
+
+    def _verdict(self, d: Delivery, signer: Signer | None) -> Verdict:
+        env = d.envelope
+        if env is None:
+            return Verdict.MALFORMED
+        msg = env.message
+        if msg.target_id != self.id or msg.kind is MessageKind.REPLY:
+            return Verdict.WRONG_TARGET
+        if signer is None:
+            return Verdict.OK
+        verdict = signer.verify(env.body if env.body is not None else wire.encode(msg), env.mac)
+        if verdict is Verdict.OK and not signer.fresh(msg.created_at, d.enqueued_at):
+            return Verdict.STALE
+        return verdict
+
+    async def _refuse(self, d: Delivery, verdict: Verdict) -> None:
+        msg = d.envelope.message if d.envelope else None
+        log.warning(
+            "agent %s refused message %s claiming sender %r: %s%s",
+            self.id,
+            msg.id if msg else d.entry_id,
+            msg.sender_id if msg else "?",
+            verdict.value,
+            f" ({d.problem})" if d.problem else "",
+        )
+        await self._transport.dead_letter(
+            self.id,
+            self.instance_id,
+            d,
+            f"refused: {verdict.value}",
+            dlq_maxlen=self.settings.dlq_maxlen,
+        )
+
+    async def _worker(self) -> None:
+        """Take admitted messages while there are any (a plain deque: no per-message queue
+        or task overhead); sleep on one event when there are none."""
+        ready, work = self._ready, self._work
+        while True:
+            if not ready:
+                work.clear()
+                await work.wait()
+                continue
+            d = ready.popleft()
+            self._active += 1
+            try:
+                await self._handle(d)
+            finally:
+                self._active -= 1
+                if not self._active:
+                    self._progress.set()
+
+    async def _handle(self, d: Delivery) -> None:
+        assert d.envelope is not None
+        msg = d.envelope.message
+        msg.attempt = d.attempt
+        msg.entry_id = d.entry_id
+        msg.context = self
+        try:
+            await self.on_message(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            await self._failed(d, e)
+            return
+        if d.entry_id in self._answered:
+            self._answered.discard(d.entry_id)
+            return
+        self._acks.append(d.entry_id)
+        self._ack_wake.set()
+
+    async def _failed(self, d: Delivery, error: Exception) -> None:
+        assert d.envelope is not None
+        msg = d.envelope.message
+        s = self.settings
+        log.warning(
+            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s",
+            self.id,
+            msg.id,
+            d.attempt,
+            s.max_deliveries,
+            type(error).__name__,
+            error,
+        )
+        try:
+            if d.attempt >= s.max_deliveries:
+                reason = f"{type(error).__name__}: {error}"
+                if msg.kind is MessageKind.REQUEST and msg.reply_to:
+                    await self._commit(msg, {}, reason)
+                await self._transport.dead_letter(
+                    self.id, self.instance_id, d, reason, dlq_maxlen=s.dlq_maxlen
+                )
+            else:
+                await self._transport.release(
+                    self.id, self.instance_id, d.entry_id, lease=s.lease, delay=s.retry_delay
+                )
+                self._poke_reclaim(s.retry_delay)
+        except TransportError as e:
+            log.warning("agent %s: could not give back message %s: %s", self.id, msg.id, e)
+        finally:
+            self._answered.discard(d.entry_id)
+            self._inflight.pop(d.entry_id, None)
+            self._room.set()
+
+    def _poke_reclaim(self, delay: float) -> None:
+        if delay <= 0:
+            self._reclaim_wake.set()
+        else:
+            asyncio.get_running_loop().call_later(delay, self._reclaim_wake.set)
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            try:
+                await self._flush_acks()
+            except TransportError as e:
+                log.warning("agent %s: ack failed, retrying: %s", self.id, e)
+                self._ack_wake.set()
+                await asyncio.sleep(_RETRY_PAUSE)
+
+    async def _flush_acks(self) -> None:
+        if not self._acks:
+            return
+        ids, self._acks = self._acks, []
+        inflight = self._inflight
+        held = [(eid, inflight.pop(eid, None)) for eid in ids]  # no renewals while acking
+        try:
+            await self._transport.ack(self.id, self.instance_id, ids)
+        except BaseException:
+            self._acks[:0] = ids
+            for eid, d in held:
+                if d is not None:
+                    inflight[eid] = d
+            raise
+        self._room.set()
+        self._since_trim += len(ids)
+        if self._since_trim >= self.settings.trim_every:
+            self._since_trim = 0
+            await self._transport.trim(self.id)
+
+    async def _release_all(self) -> None:
+        """Give back work fetched but not finished, so a replica (or our restart) gets it
+        without waiting for the lease."""
+        s = self.settings
+        for eid in list(self._inflight):
+            with contextlib.suppress(MassGenError):
+                await self._transport.release(
+                    self.id, self.instance_id, eid, lease=s.lease, delay=0.0
+                )
+        self._inflight.clear()
+
+    async def _lease_loop(self) -> None:
+        """Renew the leases of work in flight; reclaim work whose holder went silent."""
+        s = self.settings
+        renew_every = s.lease / 3
+        next_reclaim = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = max(0.0, min(renew_every, next_reclaim - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._reclaim_wake.wait()
+            try:
+                if self._inflight:
+                    lost = await self._transport.renew(
+                        self.id, self.instance_id, list(self._inflight)
+                    )
+                    if lost:
+                        log.warning(
+                            "agent %s lost the lease of %d message(s); their results will be "
+                            "refused",
+                            self.id,
+                            len(lost),
+                        )
+                if self._reclaim_wake.is_set() or loop.time() >= next_reclaim:
+                    self._reclaim_wake.clear()
+                    next_reclaim = loop.time() + s.reclaim_every
+                    await self._reclaim()
+            except TransportError as e:
+                log.warning("agent %s: lease upkeep failed, retrying: %s", self.id, e)
+                await asyncio.sleep(_RETRY_PAUSE)
+
+    async def _reclaim(self) -> None:
+        s = self.settings
+        room = max(s.batch, self.concurrency) - len(self._inflight)
+        if room <= 0:
+            return
+        got = await self._transport.reclaim(
+            self.id,
+            self.instance_id,
+            lease=s.lease,
+            max_deliveries=s.max_deliveries,
+            count=room,
+            dlq_maxlen=s.dlq_maxlen,
+        )
+        if got:
+            log.info("agent %s reclaimed %d message(s)", self.id, len(got))
+            await self._admit(got)
+
+    async def _heartbeat_loop(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.heartbeat_interval)
+            try:
+                alive = await self._transport.heartbeat(
+                    self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
+                )
+                if not alive:
+                    log.warning("agent %s was declared dead; registering again", self.id)
+                    await self._transport.register(
+                        self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
+                    )
+            except AgentIdTaken as e:
+                log.error("agent %s cannot register again: %s", self.id, e)
+            except TransportError as e:
+                log.warning("agent %s: heartbeat failed: %s", self.id, e)
+
+    # replies to our requests --------------------------------------------------------------
+    def _ensure_reply_listener(self) -> None:
+        if self._reply_task is None or self._reply_task.done():
+            self._reply_task = asyncio.ensure_future(self._reply_loop())
+            self._reply_task.set_name(f"mas:{self.id}:replies")
+
+    async def _reply_loop(self) -> None:
+        while True:
+            try:
+                replies = await self._transport.read_replies(
+                    self.instance_id, block=self.settings.block
+                )
+            except TransportError as e:
+                log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
+                await asyncio.sleep(_RETRY_PAUSE)
+                continue
+            for env in replies:
+                waiting = self._waiting.get(env.message.correlation_id or "")
+                if waiting is None:
+                    continue  # a late duplicate, or a request we gave up on
+                fut, target = waiting
+                if not fut.done() and self._accept_reply(env, target):
+                    fut.set_result(env.message)
+            if replies:
+                await asyncio.sleep(0)  # let the requesters resume before the next read
+
+    def _accept_reply(self, env: Envelope, target: str) -> bool:
+        msg = env.message
+        if self._signer is not None:
+            verdict = self._signer.verify(
+                env.body if env.body is not None else wire.encode(msg), env.mac
+            )
+            if verdict is not Verdict.OK:
+                log.warning(
+                    "agent %s refused reply %s claiming sender %r: %s",
+                    self.id,
+                    msg.id,
+                    msg.sender_id,
+                    verdict.value,
+                )
+                return False
+        if msg.sender_id != target:
+            log.warning(
+                "agent %s refused reply %s: sent by %r, asked %r",
+                self.id,
+                msg.id,
+                msg.sender_id,
+                target,
+            )
+            return False
+        return True
+
+
+def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
+    """Group registry records by agent id into the dicts :meth:`Agent.discover` returns."""
+    grouped: dict[str, list[AgentRecord]] = {}
+    for r in records:
+        grouped.setdefault(r.id, []).append(r)
+    out = []
+    for agent_id, recs in sorted(grouped.items()):
+        recs.sort(key=lambda r: r.started)
+        first = recs[0]
+        out.append(
+            {
+                "id": agent_id,
+                "capabilities": list(first.capabilities),
+                "metadata": dict(first.metadata),
+                "host": first.host,
+                "pid": first.pid,
+                "started": first.started,
+                "status": first.status.value,
+                "replicas": len(recs),
+                "instances": [
+                    {
+                        "instance_id": r.instance_id,
+                        "host": r.host,
+                        "pid": r.pid,
+                        "started": r.started,
+                        "expires": r.expires,
+                    }
+                    for r in recs
+                ],
+            }
+        )
+    return out

@@ -1,0 +1,57 @@
+"""Errors of the peer runtime, all inside the tree of :mod:`massgen.errors`.
+
+::
+
+    ConfigError
+    ├── AgentIdTaken        a live agent already has this id (and not both are replicas)
+    ├── BusAuthError        Redis refused our credentials, or wants some we did not give
+    └── BusUnreachable      bad Redis URL, or no Redis there when an agent starts
+    TransportError
+    ├── RequestTimeout      no reply to a request in time (also a builtin TimeoutError)
+    └── RemoteError         the target's handler failed for good; its error text is kept
+"""
+
+from __future__ import annotations
+
+from massgen.errors import ConfigError, TransportError
+
+
+class AgentIdTaken(ConfigError):
+    """A live agent already uses this id.
+
+    You either run two copies by mistake, or you meant them to share the work: then pass
+    ``replica=True`` to every copy.
+    """
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"agent id {agent_id!r} is already taken by a live agent",
+            key="agent_id",
+            hint="stop the other agent, pick another id, or pass replica=True to every copy",
+        )
+
+
+class BusAuthError(ConfigError):
+    """Redis refused the connection's credentials. The message never holds the password."""
+
+
+class BusUnreachable(ConfigError):
+    """The Redis URL is invalid, or nothing answered there when the agent started.
+
+    Only raised at start: once running, lost connections are retried and surface as
+    :class:`~massgen.errors.TransportError`.
+    """
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No reply arrived in time. The request may still be answered later; nobody waits."""
+
+
+class RemoteError(TransportError):
+    """The target gave up on a request (its handler failed every delivery)."""
+
+    def __init__(self, target: str, error: str) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"agent {target!r} failed the request: {error}")

@@ -1,0 +1,403 @@
+"""The embedded bus: every agent in one event loop, no Redis.
+
+It keeps the Redis transport's contract (inboxes that wait for offline agents, leases,
+reclaim, dead letters, fenced replies, first-reply-wins) so code and tests written against
+one run on the other. Messages are passed by reference, as with ``asyncio.Queue``: do not
+mutate a payload after sending it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from massgen.mas import wire
+from massgen.mas.errors import AgentIdTaken
+from massgen.mas.transport import (
+    AgentRecord,
+    AgentStatus,
+    CommitResult,
+    DeadLetter,
+    Delivery,
+    EntryId,
+    Envelope,
+    InboxStats,
+)
+
+
+@dataclass(slots=True)
+class _Lease:
+    consumer: str
+    since: float
+    count: int
+
+
+@dataclass(slots=True)
+class _Inbox:
+    entries: dict[EntryId, tuple[Envelope, float]] = field(default_factory=dict)
+    next_id: int = 1
+    cursor: int = 1
+    leases: dict[EntryId, _Lease] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dead: deque[DeadLetter] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Mailbox:
+    replies: deque[Envelope] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Expiring:
+    """A dict whose entries vanish after their TTL (checked lazily, in insertion order)."""
+
+    __slots__ = ("_data", "_order")
+
+    def __init__(self) -> None:
+        self._data: dict[object, tuple[object, float]] = {}
+        self._order: deque[tuple[float, object]] = deque()
+
+    def get(self, key: object, now: float) -> object | None:
+        while self._order and self._order[0][0] <= now:
+            _, old = self._order.popleft()
+            item = self._data.get(old)
+            if item is not None and item[1] <= now:
+                del self._data[old]
+        item = self._data.get(key)
+        return item[0] if item is not None and item[1] > now else None
+
+    def put(self, key: object, value: object, expires: float) -> None:
+        self._data[key] = (value, expires)
+        self._order.append((expires, key))
+
+
+class MemoryHub:
+    """Everything the in-process bus stores: inboxes, registry, replies, state.
+
+    Agents that share a hub can talk. Pass one explicitly to keep groups apart; agents given
+    nothing share :func:`default_hub` of their event loop.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.inboxes: dict[str, _Inbox] = {}
+        self.live: dict[str, AgentRecord] = {}
+        self.dead: dict[str, AgentRecord] = {}
+        self.mailboxes: dict[str, _Mailbox] = {}
+        self.committed = _Expiring()
+        self.seen = _Expiring()
+        self.state: dict[str, dict[str, str]] = {}
+
+    def inbox(self, agent_id: str) -> _Inbox:
+        box = self.inboxes.get(agent_id)
+        if box is None:
+            box = self.inboxes[agent_id] = _Inbox()
+        return box
+
+    def mailbox(self, reply_to: str) -> _Mailbox:
+        box = self.mailboxes.get(reply_to)
+        if box is None:
+            box = self.mailboxes[reply_to] = _Mailbox()
+        return box
+
+
+_DEFAULT_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryHub] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def default_hub() -> MemoryHub:
+    """The hub of the running event loop, used when you give an agent no URL and no hub.
+
+    This is the one piece of shared state in the runtime, and it is deliberate: the seed's
+    ``Agent("a")`` / ``Agent("b")`` must find each other with no wiring, as they would
+    through one Redis. It is scoped to the event loop (asyncio objects cannot cross loops
+    anyway) and held weakly, so it dies with the loop and each ``asyncio.run`` (or test)
+    starts clean. Pass a :class:`MemoryHub` to opt out.
+    """
+    loop = asyncio.get_running_loop()
+    hub = _DEFAULT_HUBS.get(loop)
+    if hub is None:
+        hub = _DEFAULT_HUBS[loop] = MemoryHub()
+    return hub
+
+
+class MemoryTransport:
+    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
+
+    def __init__(self, hub: MemoryHub | None = None) -> None:
+        self._hub = hub
+
+    @property
+    def hub(self) -> MemoryHub:
+        if self._hub is None:
+            self._hub = default_hub()
+        return self._hub
+
+    def __repr__(self) -> str:
+        return "MemoryTransport()"
+
+    async def connect(self) -> None:
+        _ = self.hub
+
+    async def close(self) -> None:
+        return None
+
+    # registry -----------------------------------------------------------------------------
+    async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
+        hub = self.hub
+        now = hub.clock()
+        self._expire(now, retention)
+        live = [r for r in hub.live.values() if r.id == record.id and r.expires > now]
+        if live and not (record.replica and all(r.replica for r in live)):
+            raise AgentIdTaken(record.id)
+        record = record.model_copy(update={"expires": now + ttl, "status": AgentStatus.RUNNING})
+        hub.live[record.instance_id] = record
+        hub.dead.pop(record.instance_id, None)
+
+    async def heartbeat(
+        self, agent_id: str, instance_id: str, *, ttl: float, retention: float
+    ) -> bool:
+        rec = self.hub.live.get(instance_id)
+        now = self.hub.clock()
+        if rec is None or rec.expires <= now:
+            return False
+        self.hub.live[instance_id] = rec.model_copy(update={"expires": now + ttl})
+        return True
+
+    async def deregister(self, agent_id: str, instance_id: str) -> None:
+        self.hub.live.pop(instance_id, None)
+
+    async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
+        now = self.hub.clock()
+        want = set(capabilities)
+        return [
+            r for r in self.hub.live.values() if r.expires > now and want.issubset(r.capabilities)
+        ]
+
+    async def reap(self, *, retention: float) -> list[AgentRecord]:
+        hub = self.hub
+        now = hub.clock()
+        gone = [r for r in hub.live.values() if r.expires <= now]
+        dead = [r.model_copy(update={"status": AgentStatus.DEAD}) for r in gone]
+        for r in dead:
+            del hub.live[r.instance_id]
+            hub.dead[r.instance_id] = r
+        self._expire(now, retention)
+        return dead
+
+    def _expire(self, now: float, retention: float) -> None:
+        hub = self.hub
+        for iid in [i for i, r in hub.dead.items() if r.expires + retention <= now]:
+            del hub.dead[iid]
+
+    # inboxes ------------------------------------------------------------------------------
+    async def ensure_inbox(self, agent_id: str) -> None:
+        self.hub.inbox(agent_id)
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        hub = self.hub
+        now = hub.clock()
+        for env in envelopes:
+            box = hub.inbox(env.message.target_id)
+            # the receiver checks the MAC over the object it gets, not over sender's bytes
+            stored = env if env.body is None else Envelope(env.message, env.mac)
+            box.entries[box.next_id] = (stored, now)
+            box.next_id += 1
+            box.wake.set()
+
+    async def fetch(
+        self, agent_id: str, consumer: str, *, count: int, block: float
+    ) -> list[Delivery]:
+        hub = self.hub
+        box = hub.inbox(agent_id)
+        while True:
+            out: list[Delivery] = []
+            if box.cursor < box.next_id:
+                now = hub.clock()
+                entries, leases = box.entries, box.leases
+                while box.cursor < box.next_id and len(out) < count:
+                    eid = box.cursor
+                    box.cursor += 1
+                    item = entries.get(eid)
+                    if item is None:
+                        continue
+                    leases[eid] = _Lease(consumer, now, 1)
+                    out.append(Delivery(eid, item[0], 1, item[1]))
+            if out or block <= 0:
+                return out
+            box.wake.clear()
+            try:
+                async with asyncio.timeout(block):
+                    await box.wake.wait()
+            except TimeoutError:
+                return []
+
+    def _held(self, box: _Inbox, consumer: str, eid: EntryId) -> _Lease | None:
+        lease = box.leases.get(eid)
+        return lease if lease is not None and lease.consumer == consumer else None
+
+    async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
+        box = self.hub.inbox(agent_id)
+        done = 0
+        for eid in entry_ids:
+            if self._held(box, consumer, eid) is not None:
+                del box.leases[eid]
+                box.entries.pop(eid, None)
+                done += 1
+        return done
+
+    async def renew(
+        self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
+    ) -> list[EntryId]:
+        box = self.hub.inbox(agent_id)
+        now = self.hub.clock()
+        lost: list[EntryId] = []
+        for eid in entry_ids:
+            lease = self._held(box, consumer, eid)
+            if lease is None:
+                lost.append(eid)
+            else:
+                lease.since = now
+        return lost
+
+    async def release(
+        self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
+    ) -> None:
+        held = self._held(self.hub.inbox(agent_id), consumer, entry_id)
+        if held is not None:
+            held.since = self.hub.clock() - lease + delay
+
+    async def reclaim(
+        self,
+        agent_id: str,
+        consumer: str,
+        *,
+        lease: float,
+        max_deliveries: int,
+        count: int,
+        dlq_maxlen: int,
+    ) -> list[Delivery]:
+        box = self.hub.inbox(agent_id)
+        now = self.hub.clock()
+        out: list[Delivery] = []
+        for eid, held in list(box.leases.items()):
+            if len(out) >= count:
+                break
+            if now - held.since < lease:
+                continue
+            held.consumer, held.since, held.count = consumer, now, held.count + 1
+            env, enqueued = box.entries[eid]
+            delivery = Delivery(eid, env, held.count, enqueued)
+            if held.count > max_deliveries:
+                reason = f"delivered {held.count - 1} times without success"
+                await self.dead_letter(agent_id, consumer, delivery, reason, dlq_maxlen=dlq_maxlen)
+            else:
+                out.append(delivery)
+        return out
+
+    async def dead_letter(
+        self,
+        agent_id: str,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        *,
+        dlq_maxlen: int,
+    ) -> None:
+        box = self.hub.inbox(agent_id)
+        if self._held(box, consumer, delivery.entry_id) is None:
+            return
+        env = delivery.envelope
+        raw = delivery.raw or b""
+        if env is not None:
+            raw = wire.pack(env.body or wire.encode(env.message), env.mac)
+        box.dead.append(DeadLetter(delivery.entry_id, reason, consumer, raw))
+        while len(box.dead) > dlq_maxlen:
+            box.dead.popleft()
+        await self.ack(agent_id, consumer, [delivery.entry_id])
+
+    async def dead_letters(self, agent_id: str, count: int = 100) -> list[DeadLetter]:
+        return list(self.hub.inbox(agent_id).dead)[:count]
+
+    async def trim(self, agent_id: str) -> int:
+        return 0  # entries are dropped as soon as they are acknowledged
+
+    async def inbox_stats(self) -> list[InboxStats]:
+        return [
+            InboxStats(aid, len(box.entries), len(box.leases), len(box.dead))
+            for aid, box in self.hub.inboxes.items()
+        ]
+
+    # replies ------------------------------------------------------------------------------
+    async def commit_reply(
+        self,
+        agent_id: str,
+        consumer: str,
+        entry_id: EntryId | None,
+        reply: Envelope,
+        *,
+        ttl: float,
+    ) -> CommitResult:
+        hub = self.hub
+        if entry_id is not None and self._held(hub.inbox(agent_id), consumer, entry_id) is None:
+            return CommitResult.LEASE_LOST
+        msg = reply.message
+        now = hub.clock()
+        if entry_id is not None:  # answering a request finishes it
+            await self.ack(agent_id, consumer, [entry_id])
+        if msg.correlation_id is None:
+            raise ValueError("a reply needs correlation_id")
+        if hub.committed.get(msg.correlation_id, now) is not None:
+            return CommitResult.DUPLICATE
+        hub.committed.put(msg.correlation_id, reply, now + ttl)
+        if msg.reply_to:
+            box = hub.mailbox(msg.reply_to)
+            box.replies.append(reply)
+            box.wake.set()
+        return CommitResult.COMMITTED
+
+    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+        box = self.hub.mailbox(reply_to)
+        if not box.replies and block > 0:
+            box.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(block):
+                    await box.wake.wait()
+        out = list(box.replies)
+        box.replies.clear()
+        return out
+
+    async def get_reply(self, request_id: str) -> Envelope | None:
+        found = self.hub.committed.get(request_id, self.hub.clock())
+        return found if isinstance(found, Envelope) else None
+
+    async def drop_replies(self, reply_to: str) -> None:
+        self.hub.mailboxes.pop(reply_to, None)
+
+    # security -----------------------------------------------------------------------------
+    async def first_seen(
+        self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
+    ) -> list[bool]:
+        hub = self.hub
+        now = hub.clock()
+        out = []
+        for message_id, entry_id in items:
+            key = (agent_id, message_id)
+            prev = hub.seen.get(key, now)
+            if prev is None:
+                hub.seen.put(key, entry_id, now + ttl)
+            out.append(prev is None or prev == entry_id)
+        return out
+
+    # state --------------------------------------------------------------------------------
+    async def load_state(self, agent_id: str) -> dict[str, str]:
+        return dict(self.hub.state.get(agent_id, {}))
+
+    async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None:
+        self.hub.state.setdefault(agent_id, {}).update(fields)

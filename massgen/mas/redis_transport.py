@@ -1,0 +1,585 @@
+"""The bus over Redis: Streams with consumer groups, fenced by Lua scripts.
+
+Round trips are batched: concurrent sends share one pipeline, reads take up to ``batch``
+entries (``XREADGROUP COUNT``), acks and lease renewals go many ids per script call. Lost
+connections are retried with exponential backoff by redis-py itself; what still fails
+surfaces as :class:`~massgen.errors.TransportError` and the agent's loops carry on.
+Credentials come from the URL (``redis://user:password@host:6379/0``, ``rediss://`` for TLS)
+and never appear in errors or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+
+from massgen.errors import MassGenError, TransportError
+from massgen.mas import scripts, wire
+from massgen.mas.errors import AgentIdTaken, BusAuthError, BusUnreachable
+from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
+from massgen.mas.transport import (
+    AgentRecord,
+    CommitResult,
+    DeadLetter,
+    Delivery,
+    EntryId,
+    Envelope,
+    InboxStats,
+)
+
+_SEND_CHUNK = 500  # messages per SEND script call
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        netloc = f"{user}:***@{host}{port}" if user else f":***@{host}{port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def _translate(e: rexc.RedisError, where: str) -> MassGenError:
+    text = str(e)
+    if "NOAUTH" in text or "Authentication required" in text or "authenticated" in text:
+        return BusAuthError(
+            f"Redis at {where} requires a password",
+            hint="put it in the URL: redis://:password@host or redis://user:password@host",
+        )
+    if isinstance(e, rexc.AuthenticationError | rexc.AuthenticationWrongNumberOfArgsError):
+        return BusAuthError(
+            f"Redis at {where} refused the credentials",
+            hint="check the user and password in the URL (redis://user:password@host)",
+        )
+    if isinstance(e, rexc.NoPermissionError):
+        return BusAuthError(
+            f"the Redis user at {where} may not run a command the bus needs",
+            hint="grant the user the stream, hash, sorted-set, string and scripting commands",
+        )
+    return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
+
+
+def _mapped(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Re-raise redis-py errors as errors of our tree (without the URL's password)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except rexc.RedisError as e:
+            self = args[0]
+            assert isinstance(self, RedisTransport)
+            raise _translate(e, self.where) from e
+
+    return wrapper
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
+    eid = _s(entry_id)
+    enqueued = int(eid.partition("-")[0]) / 1000
+    try:
+        body, mac = wire.unpack(blob)
+        return Delivery(eid, Envelope(wire.decode(body), mac, body), attempt, enqueued)
+    except wire.WireError as e:
+        return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
+
+
+def _frames(data: bytes) -> list[Delivery]:
+    """Split the FETCH script's frames ``<id> <length>\\n<blob>``."""
+    out = []
+    pos, end = 0, len(data)
+    while pos < end:
+        nl = data.index(b"\n", pos)
+        eid, _, size = data[pos:nl].partition(b" ")
+        start = nl + 1
+        pos = start + int(size)
+        out.append(_delivery(eid, data[start:pos], 1))
+    return out
+
+
+class RedisTransport:
+    """:class:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster).
+
+    ``retries`` reconnection attempts with exponential backoff (50 ms doubling, at most
+    ``backoff_cap`` s apart) ride out a Redis restart; pass more to survive longer outages.
+    Every agent on the transport holds one connection in a blocking read (two once it made
+    a request), so ``max_connections`` must exceed twice the agents sharing it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        retries: int = 12,
+        backoff_cap: float = 1.0,
+        connect_timeout: float = 5.0,
+        max_connections: int = 10_000,
+    ) -> None:
+        self.url = url
+        self.where = redact(url)
+        self.keys = Keys(prefix)
+        self._connect_timeout = connect_timeout
+        try:
+            self._r: aioredis.Redis = aioredis.Redis.from_url(
+                url,
+                retry=Retry(ExponentialBackoff(cap=backoff_cap, base=0.05), retries),
+                retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
+                socket_connect_timeout=connect_timeout,
+                max_connections=max_connections,
+            )
+        except ValueError as e:
+            raise BusUnreachable(
+                f"invalid Redis URL {self.where!r}",
+                hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
+            ) from e
+        r = self._r
+        self._register = r.register_script(scripts.REGISTER)
+        self._heartbeat = r.register_script(scripts.HEARTBEAT)
+        self._deregister = r.register_script(scripts.DEREGISTER)
+        self._discover = r.register_script(scripts.DISCOVER)
+        self._reap = r.register_script(scripts.REAP)
+        self._reclaim = r.register_script(scripts.RECLAIM)
+        self._renew = r.register_script(scripts.RENEW)
+        self._ack = r.register_script(scripts.ACK)
+        self._release = r.register_script(scripts.RELEASE)
+        self._dead_letter = r.register_script(scripts.DEAD_LETTER)
+        self._commit = r.register_script(scripts.COMMIT)
+        self._first_seen = r.register_script(scripts.FIRST_SEEN)
+        self._trim = r.register_script(scripts.TRIM)
+        self._send = r.register_script(scripts.SEND)
+        self._fetch = r.register_script(scripts.FETCH)
+        self._cursors: dict[str, bytes | str] = {}
+        self._records: dict[bytes, AgentRecord] = {}  # parsed registry records, by frame
+        self._drained: set[str] = set()  # inboxes whose last read came back short
+        self._reply_cursor: dict[str, bytes | str] = {}
+        self._reply_reads: dict[str, int] = {}
+        self._outbox: list[tuple[Sequence[Envelope], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False
+
+    def __repr__(self) -> str:
+        return f"RedisTransport({self.where!r}, prefix={self.keys.prefix!r})"
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py client (for tests and tools; the bus itself needs nothing else)."""
+        return self._r
+
+    async def connect(self) -> None:
+        """Check the URL, the server and the credentials once, without retrying."""
+        probe = aioredis.Redis.from_url(
+            self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=self._connect_timeout
+        )
+        try:
+            await probe.ping()
+        except (rexc.AuthenticationError, rexc.NoPermissionError, rexc.ResponseError) as e:
+            raise _translate(e, self.where) from None
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+            raise BusUnreachable(
+                f"cannot reach Redis at {self.where}: {type(e).__name__}",
+                hint="is redis-server running, and are host, port and TLS (rediss://) right?",
+            ) from None
+        finally:
+            await probe.aclose()
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._r.aclose()
+
+    # registry -----------------------------------------------------------------------------
+    def _member(self, agent_id: str, instance_id: str) -> str:
+        return f"{instance_id}:{agent_id}"
+
+    @_mapped
+    async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
+        if len(record.instance_id) != 16:
+            raise ValueError("instance ids are 16 hex characters")
+        body = record.model_dump_json(exclude={"expires"})
+        ok = await self._register(
+            keys=[self.keys.registry, self.keys.agent(record.id)],
+            args=[
+                record.id,
+                record.instance_id,
+                body,
+                _ms(ttl),
+                _ms(retention),
+                int(record.replica),
+            ],
+        )
+        if not ok:
+            raise AgentIdTaken(record.id)
+
+    @_mapped
+    async def heartbeat(
+        self, agent_id: str, instance_id: str, *, ttl: float, retention: float
+    ) -> bool:
+        ok = await self._heartbeat(
+            keys=[self.keys.registry, self.keys.agent(agent_id)],
+            args=[self._member(agent_id, instance_id), _ms(ttl), _ms(retention)],
+        )
+        return bool(ok)
+
+    @_mapped
+    async def deregister(self, agent_id: str, instance_id: str) -> None:
+        await self._deregister(
+            keys=[self.keys.registry, self.keys.agent(agent_id), self.keys.inbox(agent_id)],
+            args=[self._member(agent_id, instance_id), instance_id, GROUP],
+        )
+
+    @_mapped
+    async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
+        """One script call; records are parsed once per heartbeat and then reused."""
+        data = await self._discover(keys=[self.keys.registry], args=[self.keys.agent_prefix()])
+        want = set(capabilities)
+        cache = self._records
+        if len(cache) > 10_000:
+            cache.clear()
+        out = []
+        pos, end = 0, len(data)
+        while pos < end:
+            nl = data.index(b"\n", pos)
+            expires, _, size = data[pos:nl].partition(b" ")
+            start, pos = pos, nl + 1 + int(size)
+            frame = data[start:pos]
+            rec = cache.get(frame)
+            if rec is None:
+                rec = AgentRecord.model_validate_json(data[nl + 1 : pos]).model_copy(
+                    update={"expires": int(expires) / 1000}
+                )
+                cache[frame] = rec
+            if want.issubset(rec.capabilities):
+                out.append(rec)
+        return out
+
+    @_mapped
+    async def reap(self, *, retention: float) -> list[AgentRecord]:
+        flat = await self._reap(
+            keys=[self.keys.registry], args=[self.keys.agent_prefix(), _ms(retention)]
+        )
+        return [AgentRecord.model_validate_json(x) for x in flat]
+
+    # inboxes ------------------------------------------------------------------------------
+    @_mapped
+    async def ensure_inbox(self, agent_id: str) -> None:
+        try:
+            await self._r.xgroup_create(self.keys.inbox(agent_id), GROUP, id="0", mkstream=True)
+        except rexc.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    async def send(self, envelopes: Sequence[Envelope]) -> None:
+        """Stored once this returns. Concurrent calls share one script call: the first
+        caller writes at once (no extra loop turn on the latency path); callers arriving
+        while it writes are written together by a flusher task right after."""
+        if not envelopes:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((envelopes, fut))
+        if not self._flushing:
+            self._flushing = True
+            try:
+                await self._flush_batch()
+            finally:
+                if self._outbox:
+                    self._flusher = asyncio.ensure_future(self._flush())
+                else:
+                    self._flushing = False
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._outbox:
+                await self._flush_batch()
+        finally:
+            self._flushing = False
+
+    async def _flush_batch(self) -> None:
+        inbox = self.keys.inbox
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            keys: list[str] = []
+            blobs: list[bytes] = []
+            for envelopes, _ in batch:
+                for env in envelopes:
+                    body = env.body if env.body is not None else wire.encode(env.message)
+                    keys.append(inbox(env.message.target_id))
+                    blobs.append(wire.pack(body, env.mac))
+            try:
+                for i in range(0, len(keys), _SEND_CHUNK):
+                    await self._send(
+                        keys=keys[i : i + _SEND_CHUNK], args=blobs[i : i + _SEND_CHUNK]
+                    )
+            except rexc.RedisError as e:
+                err = _translate(e, self.where)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+            except BaseException as e:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(TransportError(f"send interrupted: {e!r}"))
+                raise
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    @_mapped
+    async def fetch(
+        self, agent_id: str, consumer: str, *, count: int, block: float
+    ) -> list[Delivery]:
+        """A non-blocking batched read first (cheap to parse); a blocking read when idle."""
+        key = self.keys.inbox(agent_id)
+        try:
+            if agent_id not in self._drained or block <= 0:
+                frames = await self._fetch(keys=[key], args=[GROUP, consumer, count])
+                if frames or block <= 0:
+                    out = _frames(frames)
+                    if len(out) < count:
+                        self._drained.add(agent_id)
+                    return out
+            self._drained.discard(agent_id)
+            got: Any = await self._r.xreadgroup(
+                GROUP, consumer, {key: ">"}, count=count, block=_ms(block)
+            )
+        except rexc.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
+            return []
+        out = []
+        for _, entries in got or []:
+            for eid, fields in entries:
+                out.append(_delivery(eid, fields.get(FIELD, b""), 1))
+        if len(out) < count:
+            self._drained.add(agent_id)
+        return out
+
+    @_mapped
+    async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
+        if not entry_ids:
+            return 0
+        n = await self._ack(keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids])
+        return int(n)
+
+    @_mapped
+    async def renew(
+        self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
+    ) -> list[EntryId]:
+        if not entry_ids:
+            return []
+        lost = await self._renew(
+            keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids]
+        )
+        return [_s(x) for x in lost]
+
+    @_mapped
+    async def release(
+        self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
+    ) -> None:
+        idle = max(0, int((lease - delay) * 1000))
+        await self._release(
+            keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, entry_id, idle]
+        )
+
+    @_mapped
+    async def reclaim(
+        self,
+        agent_id: str,
+        consumer: str,
+        *,
+        lease: float,
+        max_deliveries: int,
+        count: int,
+        dlq_maxlen: int,
+    ) -> list[Delivery]:
+        cursor = self._cursors.get(agent_id, "0-0")
+        flat = await self._reclaim(
+            keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
+            args=[GROUP, consumer, _ms(lease), cursor, count, max_deliveries, dlq_maxlen],
+        )
+        self._cursors[agent_id] = flat[0]
+        return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
+
+    @_mapped
+    async def dead_letter(
+        self,
+        agent_id: str,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        *,
+        dlq_maxlen: int,
+    ) -> None:
+        env = delivery.envelope
+        if env is not None:
+            blob = wire.pack(env.body or wire.encode(env.message), env.mac)
+        else:
+            blob = delivery.raw or b""
+        await self._dead_letter(
+            keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
+            args=[GROUP, consumer, delivery.entry_id, blob, reason, dlq_maxlen],
+        )
+
+    @_mapped
+    async def dead_letters(self, agent_id: str, count: int = 100) -> list[DeadLetter]:
+        rows: Any = await self._r.xrange(self.keys.dlq(agent_id), count=count)
+        return [
+            DeadLetter(
+                _s(eid),
+                _s(f.get(b"reason", b"")),
+                _s(f.get(b"consumer", b"")),
+                f.get(FIELD, b""),
+            )
+            for eid, f in rows
+        ]
+
+    @_mapped
+    async def trim(self, agent_id: str) -> int:
+        return int(await self._trim(keys=[self.keys.inbox(agent_id)], args=[GROUP]))
+
+    @_mapped
+    async def inbox_stats(self) -> list[InboxStats]:
+        prefix = self.keys.inbox_prefix()
+        out = []
+        async for key in self._r.scan_iter(match=prefix + "*", count=500):
+            agent_id = _s(key)[len(prefix) :]
+            pipe = self._r.pipeline(transaction=False)
+            pipe.xlen(key)
+            pipe.xpending(key, GROUP)
+            pipe.xlen(self.keys.dlq(agent_id))
+            try:
+                length, pending, dead = await pipe.execute()
+            except rexc.ResponseError:
+                continue  # no group yet
+            out.append(InboxStats(agent_id, int(length), int(pending["pending"]), int(dead)))
+        return sorted(out, key=lambda s: s.agent_id)
+
+    # replies ------------------------------------------------------------------------------
+    @_mapped
+    async def commit_reply(
+        self,
+        agent_id: str,
+        consumer: str,
+        entry_id: EntryId | None,
+        reply: Envelope,
+        *,
+        ttl: float,
+    ) -> CommitResult:
+        msg = reply.message
+        if msg.correlation_id is None or not msg.reply_to:
+            raise ValueError("a reply needs correlation_id and reply_to")
+        body = reply.body if reply.body is not None else wire.encode(msg)
+        result = await self._commit(
+            keys=[
+                self.keys.inbox(agent_id),
+                self.keys.reply(msg.correlation_id),
+                self.keys.replies(msg.reply_to),
+            ],
+            args=[
+                GROUP,
+                consumer,
+                "" if entry_id is None else entry_id,
+                wire.pack(body, reply.mac),
+                _ms(ttl),
+            ],
+        )
+        return {1: CommitResult.COMMITTED, 0: CommitResult.DUPLICATE}.get(
+            int(result), CommitResult.LEASE_LOST
+        )
+
+    @_mapped
+    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+        key = self.keys.replies(reply_to)
+        kwargs: dict[str, Any] = {"count": 1000}
+        if block > 0:
+            kwargs["block"] = _ms(block)
+        got: Any = await self._r.xread({key: self._reply_cursor.get(reply_to, "0-0")}, **kwargs)
+        out = []
+        last: bytes | str | None = None
+        for _, entries in got or []:
+            for eid, fields in entries:
+                last = eid
+                try:
+                    body, mac = wire.unpack(fields.get(FIELD, b""))
+                    out.append(Envelope(wire.decode(body), mac, body))
+                except wire.WireError:
+                    continue
+        if last is not None:
+            self._reply_cursor[reply_to] = last
+            n = self._reply_reads.get(reply_to, 0) + len(out)
+            if n >= 1000:
+                await self._r.xtrim(key, minid=last, approximate=True)
+                n = 0
+            self._reply_reads[reply_to] = n
+        return out
+
+    @_mapped
+    async def get_reply(self, request_id: str) -> Envelope | None:
+        blob: Any = await self._r.get(self.keys.reply(request_id))
+        if blob is None:
+            return None
+        try:
+            body, mac = wire.unpack(blob)
+            return Envelope(wire.decode(body), mac, body)
+        except wire.WireError:
+            return None
+
+    @_mapped
+    async def drop_replies(self, reply_to: str) -> None:
+        await self._r.delete(self.keys.replies(reply_to))
+        self._reply_cursor.pop(reply_to, None)
+        self._reply_reads.pop(reply_to, None)
+
+    # security -----------------------------------------------------------------------------
+    @_mapped
+    async def first_seen(
+        self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
+    ) -> list[bool]:
+        if not items:
+            return []
+        args: list[Any] = [self.keys.seen_prefix(agent_id), _ms(ttl)]
+        for message_id, entry_id in items:
+            args += (message_id, entry_id)
+        flags = await self._first_seen(keys=[], args=args)
+        return [bool(f) for f in flags]
+
+    # state --------------------------------------------------------------------------------
+    @_mapped
+    async def load_state(self, agent_id: str) -> dict[str, str]:
+        raw: Any = await self._r.hgetall(self.keys.state(agent_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    @_mapped
+    async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None:
+        if fields:
+            await self._r.hset(self.keys.state(agent_id), mapping=dict(fields))  # type: ignore[arg-type]

@@ -1,0 +1,59 @@
+"""Fixtures of the mas tests: the shared Redis with a unique prefix per test, private
+redis-servers for tests that kill, pause or lock one, and fast bus timings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import SHARED_REDIS, Bus, RedisServer, clean_prefix
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    p = f"test:{uuid.uuid4().hex[:10]}:"
+    yield p
+    await clean_prefix(SHARED_REDIS, p)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def bus(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Bus]:
+    """The contract suite's fixture: every test using it runs on both transports."""
+    b = Bus(request.param, prefix)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+async def redis_bus(prefix: str) -> AsyncIterator[Bus]:
+    b = Bus("redis", prefix)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server("--appendonly", "yes", password="x")`` starts one."""
+    servers: list[RedisServer] = []
+
+    def make(*args: str, password: str | None = None) -> RedisServer:
+        d = tmp_path / f"redis{len(servers)}"
+        d.mkdir()
+        s = RedisServer(d, *args, password=password)
+        servers.append(s)
+        s.start()
+        return s
+
+    yield make
+    for s in servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(timeout=10)

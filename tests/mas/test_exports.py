@@ -1,0 +1,32 @@
+"""The public API of massgen.mas, and that importing it stays light (no redis)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import massgen.mas as mas
+
+
+def test_every_exported_name_exists() -> None:
+    for name in mas.__all__:
+        assert getattr(mas, name) is not None, name
+    assert {"Agent", "AgentMessage", "MASService", "MemoryTransport", "RedisTransport"} <= set(
+        mas.__all__
+    )
+
+
+def test_import_does_not_load_redis() -> None:
+    code = "import sys, massgen.mas; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_both_transports_satisfy_the_protocol() -> None:
+    assert isinstance(mas.MemoryTransport(mas.MemoryHub()), mas.Transport)
+    assert isinstance(mas.RedisTransport("redis://127.0.0.1:1"), mas.Transport)
+
+
+def test_signer_never_shows_its_secret() -> None:
+    s = mas.Signer("top-secret-value")
+    assert "top-secret" not in repr(s) and "top-secret" not in str(s)

@@ -1,0 +1,237 @@
+"""Every example of the seed README (mas-framework) runs as written with massgen.mas.
+
+With no redis_url and no $MASSGEN_REDIS_URL the agents share the event loop's in-process
+hub, so the examples run without Redis exactly as they read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel, Field
+
+from massgen.mas import Agent, AgentMessage, MASService
+
+from .helpers import until
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASSGEN_REDIS_URL", raising=False)
+    monkeypatch.delenv("MASSGEN_SECRET", raising=False)
+
+
+async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
+    replied = asyncio.Event()
+
+    class Other(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"reply": "got it"}:
+                replied.set()
+
+    other = Other("other_agent", capabilities=["chat"])
+    await other.start()
+
+    # --- the README's code, verbatim ---
+    class MyAgent(Agent):
+        async def on_message(self, message: AgentMessage):
+            print(f"Received: {message.payload}")
+            # Send reply
+            await self.send(message.sender_id, {"reply": "got it"})
+
+    # Create and start agent
+    agent = MyAgent("my_agent", capabilities=["chat", "nlp"])
+    await agent.start()
+
+    # Send message to another agent
+    await agent.send("other_agent", {"hello": "world"})
+
+    # Discover agents by capability
+    agents = await agent.discover(capabilities=["nlp"])
+    print(f"Found {len(agents)} NLP agents")
+    # --- end ---
+
+    await other.send("my_agent", {"ping": 1})
+    await until(replied)
+    # Stop agent
+    await agent.stop()
+    await other.stop()
+    out = capsys.readouterr().out
+    assert "Found 1 NLP agents" in out
+    assert "Received: {'ping': 1}" in out
+
+
+async def test_auto_persisted_state() -> None:
+    class MyAgent(Agent):
+        pass
+
+    agent = MyAgent("my_agent")
+    await agent.start()
+    # --- the README's code ---
+    await agent.update_state({"counter": 42, "status": "active"})
+    print(agent.state["counter"])
+    await agent.stop()
+    agent2 = MyAgent("my_agent")  # Same ID
+    await agent2.start()
+    print(agent2.state["counter"])  # Still 42 -- and an int, not "42"
+    # --- end ---
+    assert agent2.state["counter"] == 42 and type(agent2.state["counter"]) is int
+    assert agent2.state["status"] == "active"
+    await agent2.stop()
+
+
+async def test_discovery_by_capabilities() -> None:
+    agent = Agent("my_agent", capabilities=["nlp", "text", "translation"])
+    await agent.start()
+    nlp_agents = await agent.discover(capabilities=["nlp"])
+    all_agents = await agent.discover()
+    assert [a["id"] for a in nlp_agents] == ["my_agent"]
+    assert nlp_agents[0]["capabilities"] == ["nlp", "text", "translation"]
+    assert all_agents == nlp_agents
+    await agent.stop()
+
+
+async def test_lifecycle_hooks(capsys: pytest.CaptureFixture[str]) -> None:
+    cleaned = []
+
+    class MyAgent(Agent):
+        async def on_start(self):
+            """Called when agent starts"""
+            print("Agent starting...")
+            await self.update_state({"status": "initializing"})
+
+        async def on_stop(self):
+            """Called when agent stops"""
+            print("Agent stopping...")
+            await self.cleanup_resources()
+
+        async def on_message(self, message: AgentMessage):
+            """Called when message received"""
+            print(f"Got message: {message.payload}")
+
+        async def cleanup_resources(self) -> None:
+            cleaned.append(True)
+
+    a = MyAgent("hooks")
+    await a.start()
+    assert a.state == {"status": "initializing"}
+    await a.stop()
+    assert cleaned == [True]
+    assert capsys.readouterr().out.splitlines() == ["Agent starting...", "Agent stopping..."]
+
+
+async def test_typed_state_with_pydantic() -> None:
+    class MyState(BaseModel):
+        counter: int = Field(default=0)
+        name: str = Field(default="")
+        active: bool = Field(default=True)
+
+    agent = Agent("my_agent", state_model=MyState)
+    await agent.start()
+    await agent.update_state({"counter": 42})
+    assert agent.state.counter == 42
+    assert isinstance(agent.state, MyState)
+    await agent.stop()
+
+
+async def test_custom_metadata() -> None:
+    class MyAgent(Agent):
+        def get_metadata(self) -> dict:
+            return {"version": "1.0.0", "model": "gpt-4", "region": "us-east-1"}
+
+    a = MyAgent("meta")
+    await a.start()
+    [info] = await a.discover()
+    assert info["metadata"] == {"version": "1.0.0", "model": "gpt-4", "region": "us-east-1"}
+    await a.stop()
+
+
+async def test_message_handling_patterns() -> None:
+    answers: list[dict] = []
+    three = asyncio.Event()
+
+    class ChatAgent(Agent):
+        async def on_message(self, message: AgentMessage):
+            # Pattern matching on payload
+            match message.payload.get("action"):
+                case "chat":
+                    await self.handle_chat(message)
+                case "summarize":
+                    await self.handle_summarize(message)
+                case _:
+                    await self.send(message.sender_id, {"error": "unknown action"})
+
+        async def handle_chat(self, message: AgentMessage):
+            response = f"You said: {message.payload['text']}"
+            await self.send(message.sender_id, {"response": response})
+
+        async def handle_summarize(self, message: AgentMessage):
+            await self.send(message.sender_id, {"summary": message.payload["text"][:5]})
+
+    class User(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            answers.append(message.payload)
+            if len(answers) == 3:
+                three.set()
+
+    chat, user = ChatAgent("chat"), User("user")
+    await chat.start()
+    await user.start()
+    await user.send("chat", {"action": "chat", "text": "hi"})
+    await user.send("chat", {"action": "summarize", "text": "long text"})
+    await user.send("chat", {"action": "dance"})
+    await until(three)
+    assert sorted(answers, key=str) == sorted(
+        [{"response": "You said: hi"}, {"summary": "long "}, {"error": "unknown action"}],
+        key=str,
+    )
+    await chat.stop()
+    await user.stop()
+
+
+async def test_running_multiple_agents() -> None:
+    got = asyncio.Event()
+
+    class Nlp(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"task": "analyze text"}:
+                got.set()
+
+    # Start MAS service
+    service = MASService()
+    await service.start()
+
+    # Create multiple agents
+    agents = [
+        Nlp("agent_1", capabilities=["nlp"]),
+        Agent("agent_2", capabilities=["vision"]),
+        Agent("agent_3", capabilities=["math"]),
+    ]
+
+    # Start all
+    for agent in agents:
+        await agent.start()
+
+    # Agents can now discover and message each other
+    nlp_agents = await agents[1].discover(capabilities=["nlp"])
+    await agents[1].send("agent_1", {"task": "analyze text"})
+
+    await until(got)
+    assert [a["id"] for a in nlp_agents] == ["agent_1"]
+    report = await service.check()
+    assert report.dead == []
+
+    # Stop all
+    for agent in agents:
+        await agent.stop()
+
+    await service.stop()
+
+
+async def test_migration_after_example() -> None:
+    agent = Agent("my_agent", capabilities=["nlp"])
+    await agent.start()
+    assert agent.status == "running"
+    await agent.stop()
+    assert agent.status == "stopped"
