@@ -42,7 +42,7 @@ async def test_votes_by_tool_call_when_the_backend_has_tools():
         b=scripted("Rome.", lambda r: vote(r, "Paris", tools=True)),
     )
     for b in backends.values():
-        b.tools = True
+        b.supports_tools = True
     result = await Orchestrator(agents).arun("Capital of France?")
     review_requests = [r for b in backends.values() for r in b.calls if r.tools]
     assert len(review_requests) == 2

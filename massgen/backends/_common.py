@@ -23,14 +23,15 @@ NO_KEY = "not-needed"
 
 
 class SDKBackend(Backend):
-    """A backend that calls a provider through its SDK.
+    """A backend that calls a provider through its SDK (or, for OpenAI-compatible servers,
+    massgen's own HTTP client).
 
     You give it the settings every provider shares; ``params`` carries the rest through to
-    the provider untouched. The SDK client is made on first use (one per backend, reused, its
+    the provider untouched. The client is made on first use (one per backend, reused, its
     own retries off) and closed by :meth:`aclose`.
     """
 
-    supports_tools: ClassVar[bool] = True
+    supports_tools: bool = True
     api_key_env: ClassVar[tuple[str, ...]] = ()
     """Environment variables holding the key, tried in order."""
     needs_key: ClassVar[bool] = True
@@ -97,14 +98,17 @@ class SDKBackend(Backend):
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS context every SDK client shares, built as the SDKs would build their own.
+    """The TLS context every client shares (SDKs' and our own), built as the SDKs build theirs.
 
     Loading the CA bundle costs ~50 ms of CPU each time; a team of agents would pay it once
     per backend. It is made once per process, on first use, and never changed after.
     """
-    import httpx2  # already loaded by the SDK that asks for this
+    try:
+        from httpx2 import create_ssl_context  # the SDKs' fork: the trust store they use
+    except ImportError:  # SDK releases built on plain httpx
+        from httpx import create_ssl_context
 
-    return httpx2.create_ssl_context()
+    return create_ssl_context()
 
 
 def parse_arguments(raw: object) -> dict[str, Any]:

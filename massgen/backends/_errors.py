@@ -77,6 +77,23 @@ def clean_message(message: object, *, secret: str | None = None) -> str:
     return text
 
 
+def body_message(body: object) -> str:
+    """The provider's own words from an error body: ``{"error": {"message": ...}}``.
+
+    Accepts the whole body, the ``error`` object alone (what the SDKs keep), or the plain
+    ``{"error": "text"}`` some compatible servers send; "" when there is no message.
+    """
+    if not isinstance(body, Mapping):
+        return ""
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return error
+    if isinstance(error, Mapping):
+        message = error.get("message")
+        return message if isinstance(message, str) else ""
+    return ""
+
+
 def error_for_status(
     status: int,
     message: str,

@@ -74,7 +74,7 @@ class AnthropicBackend(SDKBackend):
     ``temperature`` is sent only when you set it.
     """
 
-    provider: ClassVar[str] = "anthropic"
+    provider: str = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
 
     _client: anthropic.AsyncAnthropic | None = None

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any
 
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk, Usage
 
@@ -28,8 +28,8 @@ class Backend:
     strategies whether to ask for votes as tool calls or as strict JSON.
     """
 
-    provider: ClassVar[str] = "custom"
-    supports_tools: ClassVar[bool] = False
+    provider: str = "custom"
+    supports_tools: bool = False
 
     def __init__(self, model: str = "", **options: Any) -> None:
         self.model = model

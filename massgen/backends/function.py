@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
 
 from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
 from massgen.types import Completion, CompletionRequest, Usage
@@ -18,20 +17,16 @@ Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Co
 
 
 class FunctionBackend(Backend):
-    """Answers with ``fn(request)``. ``supports_tools`` is settable per instance so tests
+    """Answers with ``fn(request)``. ``tools=True`` makes it claim tool support, so tests
     can exercise both the tool-call and the JSON paths of a strategy."""
 
-    provider: ClassVar[str] = "function"
+    provider: str = "function"
 
     def __init__(self, fn: Responder, *, model: str = "function", tools: bool = False) -> None:
         super().__init__(model=model)
         self.fn = fn
-        self.tools = tools
+        self.supports_tools = tools
         self.calls: list[CompletionRequest] = []
-
-    @property  # type: ignore[override]
-    def supports_tools(self) -> bool:
-        return self.tools
 
     async def complete(self, request: CompletionRequest) -> Completion:
         self.calls.append(request)

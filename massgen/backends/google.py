@@ -75,7 +75,7 @@ class GoogleBackend(SDKBackend):
     ``safety_settings``...), checked by the SDK when a request is made.
     """
 
-    provider: ClassVar[str] = "google"
+    provider: str = "google"
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
     _client: genai.Client | None = None

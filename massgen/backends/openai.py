@@ -1,39 +1,30 @@
 """OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
 
-Import this module only when a backend of this kind is built: importing the ``openai`` SDK
-takes about a second. The presets are the same adapter with other defaults: base URL, the
-environment variable holding the key, and whether a key is needed at all.
+One adapter, two clients that move the same JSON: the default is massgen's own lean client
+over ``httpx`` (:mod:`massgen.backends.openai_http`); ``client="sdk"`` goes through the
+``openai`` SDK (:mod:`massgen.backends.openai_sdk`), which costs about a second of CPU to
+import. This module builds the request body and reads the response for both, as plain
+dicts, so the two cannot drift apart. The presets are the same adapter with other defaults:
+base URL, the environment variable holding the key, and whether a key is needed at all.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
-
-import openai
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any, ClassVar, Protocol
 
 from massgen.backends._common import (
     SDKBackend,
     normalise_finish,
     parse_arguments,
-    tls_context,
     usage_or_estimate,
 )
-from massgen.backends._errors import (
-    clean_message,
-    error_for_status,
-    parse_retry_after,
-    stream_incomplete,
-    transport_error,
-)
-from massgen.errors import (
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeout,
-)
+from massgen.backends._errors import stream_incomplete
+from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -44,6 +35,13 @@ from massgen.types import (
     Usage,
 )
 
+CLIENTS = ("http", "sdk")
+"""``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_CALL_FIELDS = ("id", "name", "arguments")
+
 _FINISH = {
     "stop": "stop",
     "length": "length",
@@ -53,35 +51,62 @@ _FINISH = {
 }
 
 
-class OpenAIBackend(SDKBackend):
-    """Chat Completions through ``openai.AsyncOpenAI``.
+class ChatClient(Protocol):
+    """What the adapter needs from a client: send a body, get the provider's JSON back.
 
-    ``params`` go into the request body as they are (``top_p``, ``reasoning_effort``,
-    ``seed``, a server's own options...), so you can use what the SDK does not name.
+    A client owns its connections and maps its own exceptions to ours where they enter.
     """
 
-    provider: ClassVar[str] = "openai"
+    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """One non-streaming request: the response object."""
+        ...
+
+    def stream(self, body: dict[str, Any], seconds: float) -> AsyncGenerator[dict[str, Any], None]:
+        """One streaming request: its chunk objects, up to (not including) ``[DONE]``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class OpenAIBackend(SDKBackend):
+    """Chat Completions, over massgen's own HTTP client or (``client="sdk"``) the SDK.
+
+    ``params`` go into the request body as they are (``top_p``, ``reasoning_effort``,
+    ``seed``, a server's own options...), so you can use what neither client names.
+    """
+
+    provider: str = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
 
-    _client: openai.AsyncOpenAI | None = None
-
-    def _get_client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=0,  # one retry budget: ours
-                http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+    def __init__(self, model: str = "", *, client: str = "http", **settings: Any) -> None:
+        if client not in CLIENTS:
+            raise ConfigError(
+                f"unknown client {client!r} for the {self.provider} backend",
+                key="client",
+                hint="use `http` (massgen's own, the default) or `sdk` (the openai package)",
             )
-        return self._client
+        super().__init__(model, **settings)
+        # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
+        base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = base_url
+        self.client = client
+        self._chat = self._make_client(base_url)
+
+    def _make_client(self, base_url: str) -> ChatClient:
+        """The client is cheap to make: it opens nothing until the first request."""
+        settings = {"provider": self.provider, "api_key": self._api_key, "base_url": base_url}
+        if self.client == "sdk":
+            from massgen.backends.openai_sdk import SDKChatClient
+
+            return SDKChatClient(**settings, timeout=self.timeout)
+        from massgen.backends.openai_http import HTTPChatClient
+
+        return HTTPChatClient(**settings, timeout=self.timeout)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        await self._chat.aclose()
 
     # -- requests ----------------------------------------------------------------------------
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
@@ -101,128 +126,36 @@ class OpenAIBackend(SDKBackend):
                 body["tool_choice"] = _tool_choice(request.tool_choice)
         return body
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
+    def _payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        """The whole JSON body: settings, stream options, then ``params``/``extra`` on top."""
         body = self._body(request)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(self._extra(request))
+        return body
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        body = self._payload(request, stream=False)
         started = time.perf_counter()
-        with self._mapped():
-            response = await client.chat.completions.create(
-                **body, extra_body=self._extra(request) or None, timeout=self._timeout(request)
-            )
+        data = await self._chat.create(body, self._timeout(request))
         latency = time.perf_counter() - started
-        if not response.choices:
-            raise ProviderError("the response held no choices", provider=self.provider)
-        choice = response.choices[0]
-        message = choice.message
-        calls = tuple(_parse_call(tc) for tc in (message.tool_calls or ()))
-        usage = response.usage
-        text = message.content or ""
-        return Completion(
-            text=text,
-            model=response.model or body["model"],
-            usage=usage_or_estimate(
-                Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-                request,
-                text,
-            ),
-            finish_reason=normalise_finish(
-                _FINISH.get(choice.finish_reason or "", "other"), has_tool_calls=bool(calls)
-            ),
-            tool_calls=calls,
-            latency=latency,
-        )
+        return _completion(data, request, body["model"], latency, provider=self.provider)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        client = self._get_client()
-        body = self._body(request)
+        body = self._payload(request, stream=True)
         started = time.perf_counter()
-        text: list[str] = []
-        calls: dict[int, dict[str, str]] = {}
-        finish: str | None = None
-        usage = Usage()
-        model = body["model"]
-        with self._mapped():
-            stream = await client.chat.completions.create(
-                **body,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body=self._extra(request) or None,
-                timeout=self._timeout(request),
-            )
-            async with stream:
-                async for chunk in stream:
-                    model = chunk.model or model
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    delta = choice.delta
-                    if delta.content:
-                        text.append(delta.content)
-                        yield StreamChunk(delta=delta.content)
-                    for tc in delta.tool_calls or ():
-                        slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                        if tc.id:
-                            slot["id"] = tc.id
-                        if tc.function is not None:
-                            slot["name"] += tc.function.name or ""
-                            slot["arguments"] += tc.function.arguments or ""
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-        if finish is None:
-            raise stream_incomplete(self.provider)
-        tool_calls = tuple(
-            ToolCall(
-                id=c["id"] or f"call_{i}", name=c["name"], arguments=parse_arguments(c["arguments"])
-            )
-            for i, c in sorted(calls.items())
-        )
-        full = "".join(text)
-        yield StreamChunk(
-            completion=Completion(
-                text=full,
-                model=model,
-                usage=usage_or_estimate(usage, request, full),
-                finish_reason=normalise_finish(
-                    _FINISH.get(finish, "other"), has_tool_calls=bool(tool_calls)
-                ),
-                tool_calls=tool_calls,
-                latency=time.perf_counter() - started,
-            )
-        )
-
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
-        try:
-            yield
-        except openai.APIStatusError as e:
-            body = e.body if isinstance(e.body, dict) else {}
-            raise error_for_status(
-                e.status_code,
-                clean_message(body.get("message") or e.message, secret=self._api_key),
-                provider=self.provider,
-                retry_after=parse_retry_after(e.response.headers),
-            ) from e
-        except openai.APITimeoutError as e:
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except openai.APIConnectionError as e:
-            raise ProviderConnectionError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except openai.APIError as e:  # an error event inside a stream
-            raise ProviderError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
-                raise
-            raise mapped from e
+        answer = _Assembly(body["model"])
+        async with aclosing(self._chat.stream(body, self._timeout(request))) as chunks:
+            async for chunk in chunks:
+                delta = answer.feed(chunk)
+                if delta:
+                    yield StreamChunk(delta=delta)
+        latency = time.perf_counter() - started
+        yield StreamChunk(completion=answer.completion(request, latency, provider=self.provider))
 
 
-# -- mapping ---------------------------------------------------------------------------------
+# -- requests out ----------------------------------------------------------------------------
 def _message(m: ChatMessage) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
@@ -259,16 +192,117 @@ def _tool_choice(choice: str) -> Any:
     return {"type": "function", "function": {"name": choice}}
 
 
-def _parse_call(tc: Any) -> ToolCall:
-    function = getattr(tc, "function", None)
-    if function is None:  # a "custom" tool call: free text, not JSON
-        custom = getattr(tc, "custom", None)
-        return ToolCall(
-            id=tc.id,
-            name=getattr(custom, "name", ""),
-            arguments={"_raw": getattr(custom, "input", "")},
+# -- responses in ----------------------------------------------------------------------------
+def _completion(
+    data: Mapping[str, Any],
+    request: CompletionRequest,
+    model: str,
+    latency: float,
+    *,
+    provider: str,
+) -> Completion:
+    """A non-streamed response object as our Completion."""
+    choices = data.get("choices")
+    if not choices:
+        raise ProviderError("the response held no choices", provider=provider)
+    choice = choices[0]
+    message = choice.get("message") or {}
+    calls = tuple(_parse_call(tc) for tc in message.get("tool_calls") or ())
+    text = message.get("content") or ""
+    return Completion(
+        text=text,
+        model=data.get("model") or model,
+        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
+        finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
+        tool_calls=calls,
+        latency=latency,
+    )
+
+
+class _Assembly:
+    """A streamed answer put together chunk by chunk: text, tool calls (by index), usage."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, str]] = {}
+        self.finish: str | None = None
+        self.usage = Usage()
+
+    def feed(self, chunk: Mapping[str, Any]) -> str:
+        """Take one chunk in; return its text delta ("" if it has none)."""
+        self.model = chunk.get("model") or self.model
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = _usage(usage)
+        choices = chunk.get("choices")
+        if not choices:
+            return ""
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        for tc in delta.get("tool_calls") or ():
+            slot = self.calls.setdefault(tc.get("index", 0), dict.fromkeys(_CALL_FIELDS, ""))
+            if tc.get("id"):
+                slot["id"] = tc["id"]
+            function = tc.get("function")
+            if function is not None:
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            self.finish = choice["finish_reason"]
+        content = delta.get("content")
+        if content:
+            self.text.append(content)
+            return str(content)
+        return ""
+
+    def completion(
+        self, request: CompletionRequest, latency: float, *, provider: str
+    ) -> Completion:
+        """The finished answer; a stream that never said it finished was cut off."""
+        if self.finish is None:
+            raise stream_incomplete(provider)
+        calls = tuple(
+            ToolCall(
+                id=c["id"] or f"call_{i}", name=c["name"], arguments=parse_arguments(c["arguments"])
+            )
+            for i, c in sorted(self.calls.items())
         )
-    return ToolCall(id=tc.id, name=function.name, arguments=parse_arguments(function.arguments))
+        text = "".join(self.text)
+        return Completion(
+            text=text,
+            model=self.model,
+            usage=usage_or_estimate(self.usage, request, text),
+            finish_reason=_finish(self.finish, bool(calls)),
+            tool_calls=calls,
+            latency=latency,
+        )
+
+
+def _usage(usage: Mapping[str, Any] | None) -> Usage:
+    if not usage:
+        return Usage()
+    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+
+
+def _finish(reason: str | None, has_tool_calls: bool) -> str:
+    return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
+
+
+def _parse_call(tc: Mapping[str, Any]) -> ToolCall:
+    function = tc.get("function")
+    if function is None:  # a "custom" tool call: free text, not JSON
+        custom = tc.get("custom") or {}
+        return ToolCall(
+            id=tc.get("id") or "",
+            name=custom.get("name") or "",
+            arguments={"_raw": custom.get("input") or ""},
+        )
+    return ToolCall(
+        id=tc.get("id") or "",
+        name=function.get("name") or "",
+        arguments=parse_arguments(function.get("arguments")),
+    )
 
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------

@@ -34,6 +34,11 @@ _BUILTIN: dict[str, tuple[str, str]] = {
 BACKEND_TYPES: tuple[str, ...] = tuple(_BUILTIN)
 """Every built-in backend type (``gemini`` is another name for ``google``)."""
 
+OPENAI_COMPATIBLE: frozenset[str] = frozenset(
+    kind for kind, (module, _) in _BUILTIN.items() if module == "massgen.backends.openai"
+)
+"""The types that speak Chat Completions, and so take ``client`` (``http`` or ``sdk``)."""
+
 _ENV_VARS: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "anthropic": ("ANTHROPIC_API_KEY",),
@@ -65,16 +70,20 @@ def create_backend(
     timeout: float | None = None,
     params: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
+    client: str | None = None,
 ) -> Backend:
     """Build the backend ``type`` names.
 
     ``params`` go to the provider untouched (for ``replay``: its options, such as ``rules``;
     for a custom class: keyword arguments). ``base_dir`` is the config file's folder: a
     custom module or a replay ``answers_file`` next to the config is found there.
+    ``client`` picks how an OpenAI-compatible type talks (``http``, the default, or
+    ``sdk``); other types have one way and refuse it.
     """
     kind = type.strip()
     params = dict(params or {})
     if ":" in kind:
+        _check_client(kind, client)
         cls = _import_custom(kind, base_dir)
         settings = {
             "api_key": api_key,
@@ -88,12 +97,14 @@ def create_backend(
     kind = kind.lower()
     if kind not in _BUILTIN:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
+    _check_client(kind, client)
     module_name, class_name = _BUILTIN[kind]
     cls = getattr(importlib.import_module(module_name), class_name)
     if kind == "replay":
         return _instantiate(
             cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
         )
+    choice = {"client": client} if client is not None else {}
     try:
         backend: Backend = cls(
             model,
@@ -104,6 +115,7 @@ def create_backend(
             timeout=timeout,
             params=params,
             name=name,
+            **choice,
         )
     except AuthenticationError as e:
         var = default_env_var(kind)
@@ -113,6 +125,15 @@ def create_backend(
             hint=f"export {var}=... or set api_key in the config" if var else None,
         ) from e
     return backend
+
+
+def _check_client(kind: str, client: str | None) -> None:
+    if client is not None and kind not in OPENAI_COMPATIBLE:
+        raise ConfigError(
+            f"`client` applies only to OpenAI-compatible backends, not {kind!r}",
+            key="client",
+            hint=f"remove it; it is for {', '.join(sorted(OPENAI_COMPATIBLE))}",
+        )
 
 
 def _suggest(kind: str) -> str:

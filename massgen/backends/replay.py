@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
 from massgen.errors import ConfigError
@@ -56,8 +56,8 @@ class ReplayBackend(Backend):
     Use it for offline demos and for tests of everything above the backend layer.
     """
 
-    provider: ClassVar[str] = "replay"
-    supports_tools: ClassVar[bool] = False
+    provider: str = "replay"
+    supports_tools: bool = False
 
     def __init__(
         self,
@@ -67,8 +67,8 @@ class ReplayBackend(Backend):
         replies: list[str] | None = None,
         default: str | None = None,
         answers_file: str | Path | None = None,
-        latency: float = 0.0,
-        stream_chunk: int = 0,
+        latency: float | None = 0.0,
+        stream_chunk: int | None = 0,
         base_dir: Path | None = None,
         name: str = "",
     ) -> None:
@@ -84,10 +84,10 @@ class ReplayBackend(Backend):
         self.rules = tuple(_rule(r, i) for i, r in enumerate(raw_rules))
         self.replies = tuple(all_replies)
         self.default = DEFAULT_REPLY if default is None else str(default)
-        if latency < 0 or stream_chunk < 0:
+        self.latency = float(latency or 0.0)
+        self.stream_chunk = int(stream_chunk or 0)
+        if self.latency < 0 or self.stream_chunk < 0:
             raise ConfigError("replay `latency` and `stream_chunk` must not be negative")
-        self.latency = float(latency)
-        self.stream_chunk = int(stream_chunk)
         self._turn = 0  # which of `replies` comes next
 
     def reply_for(self, request: CompletionRequest) -> str:

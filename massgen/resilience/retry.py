@@ -61,12 +61,9 @@ class RetryingBackend(Backend):
         super().__init__(model=inner.model, name=inner.name)
         self.inner = inner
         self.policy = policy
-        self.provider = inner.provider  # type: ignore[misc]
+        self.provider = inner.provider
+        self.supports_tools = inner.supports_tools
         self._rng = random.Random(seed)
-
-    @property  # type: ignore[override]
-    def supports_tools(self) -> bool:
-        return self.inner.supports_tools
 
     def describe(self) -> str:
         return self.inner.describe()

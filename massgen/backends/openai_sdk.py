@@ -1,0 +1,109 @@
+"""Chat Completions through the ``openai`` SDK (``client: sdk``).
+
+Import this module only when that client is chosen: importing the SDK takes about a second.
+It sends the body massgen built as it is and hands the SDK's parsed objects back as plain
+dicts, so the adapter reads both clients' answers with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+
+from massgen.backends._common import tls_context
+from massgen.backends._errors import (
+    body_message,
+    clean_message,
+    error_for_status,
+    parse_retry_after,
+    transport_error,
+)
+from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
+
+
+class SDKChatClient:
+    """``openai.AsyncOpenAI``, made on first use, with the SDK's own retries off."""
+
+    def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.timeout = timeout
+        self._api_key = api_key
+        self._client: openai.AsyncOpenAI | None = None
+
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=0,  # one retry budget: ours
+                http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        client = self._get_client()
+        model, messages, rest = _split(body)
+        with self._mapped():
+            response = await client.chat.completions.create(
+                model=model, messages=messages, extra_body=rest or None, timeout=seconds
+            )
+        return response.to_dict()
+
+    async def stream(
+        self, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        client = self._get_client()
+        model, messages, rest = _split(body)
+        rest.pop("stream", None)
+        with self._mapped():
+            stream = await client.chat.completions.create(
+                model=model, messages=messages, stream=True, extra_body=rest, timeout=seconds
+            )
+            async with stream:
+                async for chunk in stream:
+                    yield chunk.to_dict()
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
+        try:
+            yield
+        except openai.APIStatusError as e:
+            raise error_for_status(
+                e.status_code,
+                clean_message(body_message(e.body) or e.message, secret=self._api_key),
+                provider=self.provider,
+                retry_after=parse_retry_after(e.response.headers),
+            ) from e
+        except openai.APITimeoutError as e:
+            raise ProviderTimeout("request timed out", provider=self.provider) from e
+        except openai.APIConnectionError as e:
+            raise ProviderConnectionError(
+                clean_message(e.message, secret=self._api_key), provider=self.provider
+            ) from e
+        except openai.APIError as e:  # an error event inside a stream
+            raise ProviderError(
+                clean_message(e.message, secret=self._api_key), provider=self.provider
+            ) from e
+        except Exception as e:
+            mapped = transport_error(e, provider=self.provider)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+
+def _split(body: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """``model`` and ``messages`` as the SDK's arguments; the rest goes on as ``extra_body``,
+    so the SDK sends exactly what the HTTP client would, options it does not name included."""
+    rest = dict(body)
+    return rest.pop("model"), rest.pop("messages"), rest

@@ -1,0 +1,79 @@
+"""The public API: exported names, and the seed's examples as written (package name adapted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import massgen
+
+
+def test_every_exported_name_resolves():
+    for name in massgen.__all__:
+        assert getattr(massgen, name) is not None, name
+    assert set(dir(massgen)) >= set(massgen.__all__)
+
+
+def test_import_massgen_is_light():
+    code = (
+        "import sys, massgen; "
+        "heavy = [m for m in ('openai', 'anthropic', 'google.genai', 'rich', 'pydantic', 'typer') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_seed_custom_backend_and_orchestrator_examples():
+    from massgen import Agent, Orchestrator
+    from massgen.backends import Backend
+
+    class CustomBackend(Backend):
+        def generate(self, prompt, **kwargs):
+            return f"echo: {prompt}"
+
+    agents = [Agent(name=f"agent{i}", backend=CustomBackend(), role="helper") for i in range(3)]
+    orchestrator = Orchestrator(
+        agents=agents, error_strategy="continue", max_retries=3, retry_delay=2.0
+    )
+    result = orchestrator.run(task="Make decision", strategy="consensus")
+    assert result.final_answer == "echo: Make decision"  # all agree: no review round
+    for strategy in ("parallel", "sequential"):
+        assert orchestrator.run(task="Analyze data", strategy=strategy).final_answer
+
+    cached = Orchestrator(agents=agents, cache_enabled=True, cache_ttl=3600)
+    assert cached.cache_enabled and cached.cache_ttl == 3600
+
+
+def test_seed_memory_agent_example_is_accepted():
+    from massgen import Agent
+
+    agent = Agent(name="MemoryAgent", memory_strategy="sliding_window", memory_size=1000)
+    assert (agent.memory_strategy, agent.memory_size) == ("sliding_window", 1000)
+
+
+async def test_async_generate_and_await_run_inside_a_loop():
+    from massgen import Agent, Backend, Orchestrator
+
+    class AsyncBackend(Backend):
+        async def generate(self, prompt, **kwargs):
+            return prompt.upper() + "!" + kwargs.get("system", "")
+
+    orchestrator = Orchestrator([Agent("a", AsyncBackend(), role="S")], strategy="parallel")
+    result = await orchestrator.run("hi")  # awaitable inside a running loop
+    assert result.final_answer == "HI!S"
+
+
+def test_from_config_builds_the_team(tmp_path):
+    from massgen import Orchestrator
+
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "agents:\n"
+        "  - {name: a, backend: {type: replay, default: Paris}}\n"
+        "  - {name: b, backend: {type: replay, default: Paris}}\n"
+        "orchestrator: {strategy: parallel, max_parallel: 1}\n"
+    )
+    orchestrator = Orchestrator.from_config(team)
+    assert orchestrator.strategy == "parallel" and list(orchestrator.agents) == ["a", "b"]
+    assert orchestrator.run("Capital?").final_answer.count("Paris") == 2
