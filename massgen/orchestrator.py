@@ -18,7 +18,7 @@ from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
-from massgen.errors import ConfigError, Interrupted, MassGenError, RunError
+from massgen.errors import ConfigError, MassGenError, RunError
 from massgen.resilience import RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, Settings, get_strategy
@@ -225,4 +225,4 @@ def _run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-__all__ = ["Interrupted", "Orchestrator"]
+__all__ = ["Orchestrator"]

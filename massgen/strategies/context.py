@@ -8,7 +8,6 @@ what, in which order*; this module does the bookkeeping every strategy needs.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -163,7 +162,3 @@ class RunContext:
 def _short(error: BaseException) -> str:
     text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
     return text.splitlines()[0][:300] if text else type(error).__name__
-
-
-def now() -> float:
-    return time.time()
