@@ -18,12 +18,15 @@ from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
+from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
 from massgen.resilience import RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, Settings, get_strategy
 
 if TYPE_CHECKING:
+    from massgen.batch import BatchResult, BatchTask
+    from massgen.batch.runner import OnRow
     from massgen.config import TeamConfig
 
 
@@ -133,9 +136,12 @@ class Orchestrator:
         reserves = {a.fallback for a in self.agents.values() if a.fallback}
         return [n for n in self.agents if n not in reserves]
 
-    async def arun(self, task: str, strategy: str | None = None) -> RunResult:
+    async def arun(
+        self, task: str, strategy: str | None = None, *, budget: Budget | None = None
+    ) -> RunResult:
         """Run ``task`` and return its result; raises on failure (the result is attached
-        to the error as ``error.result``)."""
+        to the error as ``error.result``). ``budget`` is shared with other runs (a batch);
+        by default each run gets its own of ``max_cost``."""
         name = strategy or self.strategy
         impl = get_strategy(name)
         if not task or not task.strip():
@@ -149,6 +155,7 @@ class Orchestrator:
             settings=self.settings,
             fallbacks={n: a.fallback for n, a in self.agents.items() if a.fallback},
             live=self.seats(),
+            budget=budget if budget is not None else Budget(self.max_cost),
         )
         bus.emit(
             ev.RunStarted(run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live))
@@ -196,6 +203,54 @@ class Orchestrator:
         # Clients are bound to the event loop that asyncio.run is about to close.
         try:
             return await self.arun(task, strategy)
+        finally:
+            await self.aclose()
+
+    async def abatch_run(
+        self,
+        tasks: Sequence[str | BatchTask],
+        *,
+        concurrency: int = 8,
+        strategy: str | None = None,
+        out: str | Path | None = None,
+        resume: bool = True,
+        on_row: OnRow | None = None,
+    ) -> BatchResult:
+        """Run every task; with ``out``, write one JSON line per finished task and (with
+        ``resume``) skip the tasks already finished there. ``max_cost`` is one budget for
+        the whole batch."""
+        from massgen.batch import ResultLog, from_strings, run_batch
+
+        items = from_strings(tasks)
+        log = ResultLog(out, resume=resume) if out is not None else None
+        try:
+            return await run_batch(
+                self,
+                items,
+                log=log,
+                concurrency=concurrency,
+                strategy=strategy,
+                max_cost=self.max_cost,
+                on_row=on_row,
+            )
+        finally:
+            if log is not None:
+                log.close()
+
+    def batch_run(self, tasks: Sequence[str | BatchTask], **options: Any) -> Any:
+        """The seed's ``results = orchestrator.batch_run(tasks)``: blocks outside an event
+        loop, returns an awaitable inside one (like :meth:`run`)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._batch_once(tasks, options))
+        return self.abatch_run(tasks, **options)
+
+    async def _batch_once(
+        self, tasks: Sequence[str | BatchTask], options: dict[str, Any]
+    ) -> BatchResult:
+        try:
+            return await self.abatch_run(tasks, **options)
         finally:
             await self.aclose()
 

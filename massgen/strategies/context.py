@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
 from massgen.agents.turn import Turn
+from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import AgentFailed, MassGenError, RunError
 from massgen.resilience.retry import retry_listener
 from massgen.result import AgentAnswer, RunResult
@@ -47,6 +48,7 @@ class RunContext:
     settings: Settings = field(default_factory=Settings)
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)
     _limit: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
@@ -63,7 +65,7 @@ class RunContext:
         """
         try:
             return await self._ask(name, name, turn), name
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, BudgetExceeded):
             raise
         except Exception as error:
             backup = self.fallbacks.get(name)
@@ -71,7 +73,7 @@ class RunContext:
                 self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=False))
                 try:
                     return await self._ask(name, backup, turn), backup
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, BudgetExceeded):
                     raise
                 except Exception as second:
                     error = second
@@ -80,6 +82,7 @@ class RunContext:
 
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
+        self.budget.check()
         self.emit(
             ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
         )
@@ -100,6 +103,7 @@ class RunContext:
         finally:
             retry_listener.reset(token)
         cost = handle.cost_of(completion)
+        self.budget.add(cost)
         self.result.requests += 0 if completion.cached else 1
         self.result.usage = self.result.usage + completion.usage
         self.result.cost += cost

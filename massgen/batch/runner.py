@@ -1,0 +1,167 @@
+"""Run many tasks with one team: bounded concurrency, a shared budget, resumable output.
+
+Each finished task is written (and fsynced) the moment it finishes. Cancelling the batch
+(Ctrl-C, SIGTERM) cancels the tasks in flight, which are *not* written, so a re-run does
+exactly the work that is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from massgen.batch.inputs import BatchTask
+from massgen.batch.output import ResultLog
+from massgen.budget import Budget, BudgetExceeded
+from massgen.errors import MassGenError
+from massgen.result import RunResult
+from massgen.types import Usage
+
+if TYPE_CHECKING:
+    from massgen.orchestrator import Orchestrator
+
+#: Rows with these statuses count as finished: a resume skips them. Failed tasks run again.
+FINISHED = ("done", "degraded")
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    usage: Usage = Usage()
+    cost: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    duration: float = 0.0
+    stopped: str | None = None  # why the batch stopped early (budget, interrupted)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done - self.failed - self.skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "remaining": self.remaining,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cost": round(self.cost, 6),
+            "duration": round(self.duration, 3),
+            "stopped": self.stopped,
+        }
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The results of a batch, in task order (``None`` for a task not run by this call:
+    skipped as already finished, or not started), and the summary. Iterates over results."""
+
+    tasks: list[BatchTask]
+    results: list[RunResult | None]
+    summary: BatchSummary
+
+    def __iter__(self) -> Iterator[RunResult | None]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> RunResult | None:
+        return self.results[i]
+
+
+def row_for(
+    task: BatchTask, result: RunResult | None, status: str, error: str | None
+) -> dict[str, Any]:
+    """The JSONL line of one finished task."""
+    row: dict[str, Any] = {"id": task.id, "task": task.task, "status": status}
+    if result is not None:
+        row.update(
+            final_answer=result.final_answer,
+            winner=result.winner,
+            answers=result.latest_answers(),
+            votes=[{"voter": v.voter, "round": v.round, "for": v.for_agent} for v in result.votes],
+            rounds=result.rounds,
+            usage={
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+            },
+            cost=round(result.cost, 6),
+            requests=result.requests,
+            duration=round(result.duration, 3),
+            failed_agents=result.failed_agents,
+        )
+    row["error"] = error
+    if task.fields:
+        row["fields"] = dict(task.fields)
+    return row
+
+
+OnRow = Callable[[dict[str, Any], BatchSummary], None]
+
+
+async def run_batch(
+    orchestrator: Orchestrator,
+    tasks: Sequence[BatchTask],
+    *,
+    log: ResultLog | None = None,
+    concurrency: int = 8,
+    strategy: str | None = None,
+    max_cost: float | None = None,
+    on_row: OnRow | None = None,
+) -> BatchResult:
+    summary = BatchSummary(total=len(tasks))
+    results: list[RunResult | None] = [None] * len(tasks)
+    budget = Budget(max_cost)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(i: int, task: BatchTask) -> None:
+        async with gate:
+            result: RunResult | None
+            if budget.exhausted:
+                summary.stopped = summary.stopped or "budget"
+                return
+            try:
+                result = await orchestrator.arun(task.task, strategy, budget=budget)
+                status, error = result.status, None
+            except BudgetExceeded as e:
+                summary.stopped = "budget"
+                if not getattr(e, "result", None) or not e.result.answers:  # type: ignore[attr-defined]
+                    return  # nothing was spent on it: leave it for a later run
+                result, status, error = e.result, "failed", str(e)  # type: ignore[attr-defined]
+            except MassGenError as e:
+                result, status, error = getattr(e, "result", None), "failed", str(e)
+            results[i] = result
+            row = row_for(task, result, status, error)
+            if log is not None:
+                log.write(row)
+            if status == "failed":
+                summary.failed += 1
+            else:
+                summary.done += 1
+            if result is not None:
+                summary.usage = summary.usage + result.usage
+                summary.cost += result.cost
+            if on_row is not None:
+                on_row(row, summary)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i, task in enumerate(tasks):
+                if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
+                    summary.skipped += 1
+                    continue
+                group.create_task(one(i, task))
+    except asyncio.CancelledError:
+        summary.stopped = "interrupted"
+        raise
+    finally:
+        summary.duration = time.perf_counter() - summary.started
+    return BatchResult(list(tasks), results, summary)
