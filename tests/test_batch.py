@@ -157,3 +157,18 @@ def test_seed_batch_run_example():
         "answer to Task 2",
         "answer to Task 3",
     ]
+
+
+async def test_the_budget_stops_a_run_before_its_next_round():
+    from massgen.budget import BudgetExceeded
+
+    def respond(request):
+        return Completion(text=request.messages[-1].content[-8:], model="gpt-4o", usage=Usage(10_000, 0))
+
+    agents = [Agent(n, FunctionBackend(respond)) for n in "abc"]
+    orchestrator = Orchestrator(agents, max_cost=0.01)  # gpt-4o: $0.025 per answer here
+    with pytest.raises(BudgetExceeded, match="cost budget of \\$0.0100 reached") as info:
+        await orchestrator.arun("different answers please")
+    spent = info.value.result  # type: ignore[attr-defined]
+    assert spent.status == "failed" and spent.requests >= 1
+    assert all(a.phase == "answer" for a in spent.answers)  # no review turn was sent
