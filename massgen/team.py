@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backend:
-    from massgen.backends.registry import create_backend
+    from massgen.backends.registry import OPENAI_COMPATIBLE, create_backend
 
     api_key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
     return create_backend(
@@ -30,6 +30,7 @@ def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backe
         timeout=cfg.timeout,
         params=dict(cfg.params),
         base_dir=team.base_dir,
+        client=cfg.client if cfg.type in OPENAI_COMPATIBLE else None,
     )
 
 

@@ -7,7 +7,12 @@ import email.utils
 import pytest
 
 from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
-from massgen.backends._errors import clean_message, error_for_status, parse_retry_after
+from massgen.backends._errors import (
+    body_message,
+    clean_message,
+    error_for_status,
+    parse_retry_after,
+)
 from massgen.backends.base import estimate_tokens
 from massgen.errors import AuthenticationError, BadRequestError, ProviderError, RateLimited
 from massgen.types import ChatMessage, CompletionRequest, Usage
@@ -64,6 +69,15 @@ def test_clean_message_scrubs_the_key_and_clips() -> None:
     assert key not in text and key[:17] not in text
     assert "\n" not in text
     assert len(clean_message("x" * 1000)) <= 300
+
+
+def test_body_message_reads_every_shape_providers_send() -> None:
+    assert body_message({"error": {"message": "Bad key", "type": "auth"}}) == "Bad key"
+    assert body_message({"message": "Bad key", "type": "auth"}) == "Bad key"  # the SDKs' e.body
+    assert body_message({"error": "plain words"}) == "plain words"  # some local servers
+    assert body_message({"error": {"code": 500}}) == ""
+    assert body_message({"error": {"message": 42}}) == ""
+    assert body_message("<html>") == "" and body_message(None) == ""
 
 
 def test_parse_arguments() -> None:

@@ -1,7 +1,10 @@
-"""Every provider fault, through every SDK adapter, lands as our own error after ONE request.
+"""Every provider fault, through every adapter and client, lands as our own error after ONE
+request.
 
-The simulator serves the real wire protocols on loopback, so these run the vendor SDKs for
-real: if an SDK retried behind our back, ``sim.stats.requests`` would show it.
+The simulator serves the real wire protocols on loopback, so these run the vendor SDKs (and
+massgen's own OpenAI client) for real: if a client retried behind our back,
+``sim.stats.requests`` would show it. OpenAI runs twice, once per client, to prove both map
+every fault the same way.
 """
 
 from __future__ import annotations
@@ -26,20 +29,31 @@ from massgen.types import ChatMessage, CompletionRequest, StreamChunk
 
 KEY = "sk-canary-0123456789abcdef"
 
-PROVIDERS = {
-    "openai": ("gpt-4o-mini", "openai_base_url"),
-    "anthropic": ("claude-sonnet-5", "anthropic_base_url"),
-    "google": ("gemini-2.5-flash", "gemini_base_url"),
+# id -> (backend type, model, simulator URL attribute, client)
+PROVIDERS: dict[str, tuple[str, str, str, str | None]] = {
+    "openai-http": ("openai", "gpt-4o-mini", "openai_base_url", "http"),
+    "openai-sdk": ("openai", "gpt-4o-mini", "openai_base_url", "sdk"),
+    "anthropic": ("anthropic", "claude-sonnet-5", "anthropic_base_url", None),
+    "google": ("google", "gemini-2.5-flash", "gemini_base_url", None),
 }
 
 REQUEST = CompletionRequest(messages=(ChatMessage("user", "What is the capital of France?"),))
 
 
 def build(kind: str, sim: ProviderSimulator, timeout: float = 5.0) -> Backend:
-    model, url_attr = PROVIDERS[kind]
+    type_, model, url_attr, client = PROVIDERS[kind]
     return create_backend(
-        kind, model=model, api_key=KEY, base_url=getattr(sim, url_attr), timeout=timeout
+        type_,
+        model=model,
+        api_key=KEY,
+        base_url=getattr(sim, url_attr),
+        timeout=timeout,
+        client=client,
     )
+
+
+def provider(kind: str) -> str:
+    return PROVIDERS[kind][0]
 
 
 async def call(backend: Backend, mode: str, request: CompletionRequest = REQUEST) -> None:
@@ -96,10 +110,10 @@ async def test_status_faults_map_to_our_errors_after_one_request(
     assert type(err) is expected
     assert err.status == status
     assert err.retry_after == retry_after
-    assert err.provider == kind
+    assert err.provider == provider(kind)
     assert err.retryable is (expected not in (AuthenticationError, BadRequestError))
     assert err.__cause__ is not None  # translated with `raise ... from e`
-    assert sim.stats.requests == 1  # the SDK's own retries are off
+    assert sim.stats.requests == 1  # no client retries on its own
 
 
 @pytest.mark.parametrize("mode", ["complete", "stream"])
@@ -111,7 +125,7 @@ async def test_dropped_connection_is_a_connection_error(
     sim.script([Drop(after)])  # type: ignore[arg-type]
     with pytest.raises(ProviderConnectionError) as info:
         await call(build(kind, sim), mode)
-    assert info.value.provider == kind
+    assert info.value.provider == provider(kind)
     assert info.value.retryable
     assert sim.stats.requests == 1
 
@@ -125,7 +139,7 @@ async def test_hang_past_the_request_timeout_is_a_timeout(
     request = CompletionRequest(messages=REQUEST.messages, timeout=0.1)
     with pytest.raises(ProviderTimeout) as info:
         await call(build(kind, sim, timeout=30.0), mode, request)
-    assert info.value.provider == kind
+    assert info.value.provider == provider(kind)
     assert sim.stats.requests == 1
 
 
@@ -172,3 +186,29 @@ async def test_a_stream_abandoned_midway_is_closed_cleanly(
     done = await backend.complete(REQUEST)  # the client still works
     assert done.text
     await backend.aclose()
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Fault(400, message="Bad 'model'."),
+        Fault(429, retry_after=3, message="Slow down."),
+        Fault(503),
+    ],
+    ids=["400", "429", "503"],
+)
+async def test_both_openai_clients_raise_the_same_error(
+    sim: ProviderSimulator, mode: str, reply: Fault
+) -> None:
+    seen = []
+    for kind in ("openai-http", "openai-sdk"):
+        sim.script([reply])
+        with pytest.raises(ProviderError) as info:
+            await call(build(kind, sim), mode)
+        err = info.value
+        seen.append((type(err), err.status, err.retry_after, str(err)))
+    assert seen[0] == seen[1]
+    if reply.message:
+        assert reply.message in seen[0][3]  # the provider's own words, from error.message
+    assert sim.stats.requests == 2

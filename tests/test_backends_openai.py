@@ -1,14 +1,25 @@
-"""OpenAIBackend and its presets against the simulator's Chat Completions endpoint."""
+"""OpenAIBackend and its presets against the simulator's Chat Completions endpoint.
+
+Every wire test runs through both clients (massgen's own ``http`` one and the ``openai``
+SDK), so one suite proves they behave the same.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
 
 from massgen.backends import create_backend
 from massgen.backends.openai import (
+    CLIENTS,
     LMStudioBackend,
     OllamaBackend,
     OpenAIBackend,
@@ -16,7 +27,8 @@ from massgen.backends.openai import (
     VLLMBackend,
     XAIBackend,
 )
-from massgen.errors import AuthenticationError, ConfigError
+from massgen.backends.openai_http import HTTPChatClient
+from massgen.errors import AuthenticationError, ConfigError, ProviderError
 from massgen.testing.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
 from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
@@ -28,9 +40,14 @@ LOOKUP = ToolSpec(
 )
 
 
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def backend(sim: ProviderSimulator) -> AsyncIterator[OpenAIBackend]:
-    b = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=sim.openai_base_url)
+async def backend(sim: ProviderSimulator, client: str) -> AsyncIterator[OpenAIBackend]:
+    b = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=sim.openai_base_url, client=client)
     yield b
     await b.aclose()
 
@@ -60,14 +77,17 @@ async def test_complete_returns_text_usage_model_and_latency(
     assert seen.stream is False
 
 
-async def test_request_body_carries_settings_and_params(sim: ProviderSimulator) -> None:
+async def test_request_body_carries_settings_and_params(
+    sim: ProviderSimulator, client: str
+) -> None:
     b = OpenAIBackend(
         "gpt-4o-mini",
         api_key="k",
         base_url=sim.openai_base_url,
         temperature=0.3,
         max_tokens=50,
-        params={"seed": 7, "top_p": 0.9},
+        params={"seed": 7, "top_p": 0.9, "top_k": 40},
+        client=client,
     )
     try:
         await b.complete(ask("hi", extra={"top_p": 0.5}))
@@ -79,6 +99,7 @@ async def test_request_body_carries_settings_and_params(sim: ProviderSimulator) 
     assert first["max_completion_tokens"] == 50 and "max_tokens" not in first
     assert first["seed"] == 7
     assert first["top_p"] == 0.5  # the request's extra wins over the backend's params
+    assert first["top_k"] == 40  # a server's own option, which the SDK does not name
     assert second["temperature"] == 0.9
     assert second["max_completion_tokens"] == 10
     assert second["model"] == "gpt-4.1"
@@ -182,17 +203,282 @@ async def test_tool_results_go_back_as_tool_messages(
     assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "Paris: capital of France"}
 
 
-async def test_one_client_is_made_lazily_reused_and_closed(sim: ProviderSimulator) -> None:
-    b = OpenAIBackend("gpt-4o-mini", api_key="k", base_url=sim.openai_base_url)
-    assert b._client is None  # nothing is opened until the first request
+def chat(b: OpenAIBackend) -> Any:
+    """The backend's client (either kind), for white-box checks."""
+    return b._chat
+
+
+def http_chat(b: OpenAIBackend) -> HTTPChatClient:
+    assert isinstance(b._chat, HTTPChatClient)
+    return b._chat
+
+
+def is_closed(http_client: object) -> bool:
+    closed = http_client.is_closed  # type: ignore[attr-defined]
+    return bool(closed() if callable(closed) else closed)  # the SDK's is a method
+
+
+async def test_one_client_is_made_lazily_reused_and_closed(
+    sim: ProviderSimulator, client: str
+) -> None:
+    b = OpenAIBackend("gpt-4o-mini", api_key="k", base_url=sim.openai_base_url, client=client)
+    assert b.client == client
+    assert chat(b)._client is None  # nothing is opened until the first request
     await b.complete(ask("one"))
-    client = b._client
+    made = chat(b)._client
     await b.complete(ask("two"))
-    assert b._client is client is not None
+    assert chat(b)._client is made is not None
     await b.aclose()
-    assert client.is_closed()
-    assert b._client is None
+    assert is_closed(made)
+    assert chat(b)._client is None  # the next request (maybe on a new loop) makes a new one
     await b.aclose()  # closing twice is harmless
+    sim.script([Text("again")])
+    assert (await b.complete(ask("three"))).text == "again"
+    assert chat(b)._client is not None and chat(b)._client is not made
+    await b.aclose()
+
+
+async def test_connections_are_kept_alive_across_plain_and_streamed_requests(
+    sim: ProviderSimulator, backend: OpenAIBackend
+) -> None:
+    for _ in range(3):
+        await backend.complete(ask("plain"))
+        _ = [c async for c in backend.stream(ask("streamed"))]
+    assert sim.stats.requests == 6
+    assert sim.stats.connections == 1  # streams are read to the end, so the socket is reused
+
+
+def test_an_unknown_client_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        OpenAIBackend("gpt-4o", api_key="k", client="curl")
+    assert info.value.key == "client"
+    assert "curl" in info.value.message
+    assert OpenAIBackend("gpt-4o", api_key="k").client == "http"  # the default
+
+
+RICH = CompletionRequest(
+    messages=(
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Look up Paris, café and 東京"),
+        ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "lookup", {"q": "paris"}),)),
+        ChatMessage("tool", "Paris: capital of France", tool_call_id="call_1", name="lookup"),
+        ChatMessage("assistant", "Anything else?"),
+        ChatMessage("user", "No."),
+    ),
+    model="gpt-4.1",
+    temperature=0.2,
+    max_tokens=64,
+    tools=(LOOKUP,),
+    tool_choice="lookup",
+    extra={"seed": 3, "logit_bias": {"50256": -100}, "metadata": None},
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_both_clients_send_the_same_body(sim: ProviderSimulator, stream: bool) -> None:
+    for client in CLIENTS:
+        b = OpenAIBackend(
+            "gpt-4o-mini",
+            api_key="k",
+            base_url=sim.openai_base_url,
+            params={"top_p": 0.9, "user": "u-1"},
+            client=client,
+        )
+        try:
+            if stream:
+                _ = [c async for c in b.stream(RICH)]
+            else:
+                await b.complete(RICH)
+        finally:
+            await b.aclose()
+    http_body, sdk_body = (r.body for r in sim.requests)
+    assert http_body == sdk_body
+    assert http_body["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
+    assert http_body["messages"][1]["content"] == "Look up Paris, café and 東京"
+    assert ("stream" in http_body) is stream
+
+
+async def test_the_default_client_sends_the_key_and_json(sim: ProviderSimulator) -> None:
+    b = OpenAIBackend("gpt-4o-mini", api_key="sk-secret-abcdefgh", base_url=sim.openai_base_url)
+    try:
+        await b.complete(ask("hi"))
+    finally:
+        await b.aclose()
+    seen = sim.requests[0]
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["authorization"] == "<redacted>"  # sent, and hidden by the simulator
+    assert seen.headers["content-type"] == "application/json"
+    assert http_chat(b)._headers["Authorization"] == "Bearer sk-secret-abcdefgh"
+
+
+def test_the_default_client_does_not_import_the_sdk() -> None:
+    """The SDK costs ~0.9 s of CPU to import: a whole run may not pay it by default."""
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        from massgen.backends import create_backend
+        from massgen.testing.simulator import ProviderSimulator
+        from massgen.types import ChatMessage, CompletionRequest
+
+        async def main(url):
+            b = create_backend("openai", model="gpt-4o-mini", api_key="k", base_url=url)
+            try:
+                done = await b.complete(CompletionRequest(messages=(ChatMessage("user", "hi"),)))
+            finally:
+                await b.aclose()
+            assert done.text, done
+            assert "openai" not in sys.modules, "the default client imported the SDK"
+            create_backend("openai", model="m", api_key="k", client="sdk")
+            assert "openai" in sys.modules
+            print("ok")
+
+        with ProviderSimulator() as sim:
+            asyncio.run(main(sim.openai_base_url))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+async def test_plain_http_loads_no_tls_context_and_https_shares_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from massgen.backends import openai_http
+
+    shared = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    asked: list[str] = []
+
+    def fake_tls_context() -> ssl.SSLContext:
+        asked.append("tls")
+        return shared
+
+    monkeypatch.setattr(openai_http, "tls_context", fake_tls_context)
+    local = OpenAIBackend("m", api_key="k", base_url="http://127.0.0.1:9/v1")
+    hosted = OpenAIBackend("m", api_key="k", base_url="https://api.example.invalid/v1")
+    try:
+        http_chat(local)._get_client()
+        assert asked == []  # no CA bundle loaded for plain http
+        http_chat(hosted)._get_client()
+        assert asked == ["tls"]
+    finally:
+        await local.aclose()
+        await hosted.aclose()
+
+
+def sse_backend(
+    body: bytes, status: int = 200, content_type: str = "text/event-stream"
+) -> OpenAIBackend:
+    """A default-client backend whose connection is a canned response (no server)."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"content-type": content_type})
+
+    b = OpenAIBackend(
+        "gpt-4o-mini", api_key="sk-canary-0123456789", base_url="http://sim.invalid/v1"
+    )
+    http_chat(b)._client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    return b
+
+
+def sse(*events: str) -> bytes:
+    return "".join(f"{e}\n\n" for e in events).encode()
+
+
+CHUNK = '{"model":"m-1","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":%s}]}'
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+async def test_server_sent_events_are_parsed_as_the_spec_says(newline: str) -> None:
+    body = sse(
+        ": a comment, then a keep-alive",
+        "event: message\nid: 1\n" + "data: " + CHUNK % ("Hel", "null"),
+        # one event's JSON split over two data lines, and no space after the colon
+        'data:{"model":"m-1","choices":[{"index":0,\ndata:"delta":{"content":"lo"},"finish_reason":"stop"}]}',
+        'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}',
+        "data: [DONE]",
+    ).replace(b"\n", newline.encode())
+    b = sse_backend(body)
+    try:
+        chunks = [c async for c in b.stream(ask("hi"))]
+    finally:
+        await b.aclose()
+    assert [c.delta for c in chunks[:-1]] == ["Hel", "lo"]
+    final = chunks[-1].completion
+    assert final is not None
+    assert (final.text, final.model, final.finish_reason) == ("Hello", "m-1", "stop")
+    assert final.usage == Usage(5, 2)
+
+
+async def test_a_stream_without_its_last_blank_line_still_ends() -> None:
+    b = sse_backend(("data: " + CHUNK % ("ok", '"stop"')).encode())
+    try:
+        chunks = [c async for c in b.stream(ask("hi"))]
+    finally:
+        await b.aclose()
+    assert chunks[-1].completion is not None and chunks[-1].completion.text == "ok"
+
+
+async def test_an_error_event_inside_a_stream_is_a_provider_error() -> None:
+    b = sse_backend(
+        sse(
+            "data: " + CHUNK % ("partial", "null"),
+            'data: {"error":{"message":"overloaded, key sk-canary-0123456789","type":"server"}}',
+        )
+    )
+    with pytest.raises(ProviderError) as info:
+        try:
+            _ = [c async for c in b.stream(ask("hi"))]
+        finally:
+            await b.aclose()
+    assert "overloaded" in str(info.value)
+    assert "sk-canary-0123456789" not in str(info.value)
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (502, b"<html>Bad gateway</html>", "Bad gateway"),  # a proxy's page, not JSON
+        (400, b'{"error": "plain text error"}', "plain text error"),  # some local servers
+        (500, b"", "HTTP 500"),
+    ],
+)
+async def test_error_bodies_that_are_not_openai_shaped(
+    status: int, body: bytes, words: str
+) -> None:
+    b = sse_backend(body, status, "text/html")
+    with pytest.raises(ProviderError) as info:
+        try:
+            await b.complete(ask("hi"))
+        finally:
+            await b.aclose()
+    assert info.value.status == status
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"<html>not json</html>", "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"choices": []}', "no choices"),
+    ],
+)
+async def test_a_success_that_is_not_a_completion_is_a_provider_error(
+    body: bytes, words: str
+) -> None:
+    b = sse_backend(body, 200, "application/json")
+    with pytest.raises(ProviderError) as info:
+        try:
+            await b.complete(ask("hi"))
+        finally:
+            await b.aclose()
+    assert type(info.value) is ProviderError and info.value.retryable
+    assert info.value.provider == "openai"
+    assert words in str(info.value)
 
 
 def test_key_comes_from_the_environment_and_a_missing_one_fails_early(
@@ -258,8 +544,12 @@ def test_local_presets_need_no_key(
     assert moved.base_url == "http://gpu-box:9000/v1"
 
 
-async def test_a_local_preset_talks_to_its_server_with_max_tokens(sim: ProviderSimulator) -> None:
-    b = create_backend("vllm", model="qwen", base_url=sim.openai_base_url, max_tokens=20)
+async def test_a_local_preset_talks_to_its_server_with_max_tokens(
+    sim: ProviderSimulator, client: str
+) -> None:
+    b = create_backend(
+        "vllm", model="qwen", base_url=sim.openai_base_url, max_tokens=20, client=client
+    )
     try:
         sim.script([Text("hello")])
         assert (await b.complete(ask("hi"))).text == "hello"
@@ -270,10 +560,10 @@ async def test_a_local_preset_talks_to_its_server_with_max_tokens(sim: ProviderS
 
 
 async def test_explicit_base_url_wins_over_openai_base_url(
-    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch
+    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch, client: str
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
-    b = OpenAIBackend("gpt-4o", api_key="k", base_url=sim.openai_base_url)
+    b = OpenAIBackend("gpt-4o", api_key="k", base_url=sim.openai_base_url, client=client)
     try:
         await b.complete(ask("hi"))
     finally:
@@ -282,12 +572,21 @@ async def test_explicit_base_url_wins_over_openai_base_url(
 
 
 async def test_openai_base_url_is_honoured_when_no_url_is_configured(
-    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch
+    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch, client: str
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", sim.openai_base_url)
-    b = OpenAIBackend("gpt-4o", api_key="k")
+    b = OpenAIBackend("gpt-4o", api_key="k", client=client)
     try:
         await b.complete(ask("hi"))
     finally:
         await b.aclose()
     assert sim.stats.requests == 1
+
+
+def test_without_a_url_or_openai_base_url_the_default_is_openai(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    b = OpenAIBackend("gpt-4o", api_key="k")
+    assert b.base_url == "https://api.openai.com/v1"
+    assert http_chat(b).url == "https://api.openai.com/v1/chat/completions"

@@ -11,6 +11,7 @@ import pytest
 
 import massgen.backends as backends
 from massgen.backends import BACKEND_TYPES, Backend, create_backend, default_env_var
+from massgen.backends.registry import OPENAI_COMPATIBLE
 from massgen.backends.replay import ReplayBackend
 from massgen.errors import ConfigError
 from massgen.types import ChatMessage, CompletionRequest
@@ -175,6 +176,9 @@ def test_importing_backends_loads_no_sdk() -> None:
         heavy = ("openai", "anthropic", "google.genai")
         assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
         b.OpenAIBackend
+        b.create_backend("openai", model="m", api_key="k")  # the default client: no SDK
+        assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
+        b.create_backend("openai", model="m", api_key="k", client="sdk")
         assert "openai" in sys.modules
         assert "anthropic" not in sys.modules and "google.genai" not in sys.modules
         print("ok")
@@ -185,3 +189,56 @@ def test_importing_backends_loads_no_sdk() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_client_is_for_openai_compatible_types_only() -> None:
+    from massgen.backends.openai import OpenAIBackend
+
+    expected = {"openai", "xai", "openrouter", "lmstudio", "ollama", "vllm"}
+    assert expected == OPENAI_COMPATIBLE
+    for kind in sorted(OPENAI_COMPATIBLE):
+        b = create_backend(kind, model="m", api_key="k", client="sdk")
+        assert isinstance(b, OpenAIBackend) and b.client == "sdk"
+        assert create_backend(kind, model="m", api_key="k").client == "http"  # type: ignore[attr-defined]
+    for kind in ("anthropic", "replay", "my_mod:Thing"):
+        with pytest.raises(ConfigError) as info:
+            create_backend(kind, model="m", api_key="k", client="http")
+        assert info.value.key == "client"
+        assert "OpenAI-compatible" in info.value.message
+    with pytest.raises(ConfigError, match="unknown client"):
+        create_backend("openai", model="m", api_key="k", client="grpc")
+
+
+def test_the_config_and_the_registry_agree_on_which_types_take_a_client() -> None:
+    from massgen.config.models import _OPENAI_COMPATIBLE
+
+    assert set(_OPENAI_COMPATIBLE) == OPENAI_COMPATIBLE
+
+
+@pytest.mark.parametrize("written", ["", "client: sdk", "client: http"])
+def test_a_team_file_picks_the_client(written: str) -> None:
+    from massgen.config import loads
+    from massgen.team import build_backend
+
+    extra = f", {written}" if written else ""
+    team = loads(
+        "backends:\n"
+        f"  gpt: {{type: openai, model: gpt-4o-mini, api_key: k{extra}}}\n"
+        "  claude: {type: anthropic, model: claude-sonnet-5, api_key: k}\n"
+        "agents:\n  - {name: ada, backend: gpt}\n  - {name: bo, backend: claude}\n"
+    )
+    gpt = build_backend(team.backends["gpt"], team)
+    assert gpt.client == (written.partition(": ")[2] or "http")  # type: ignore[attr-defined]
+    build_backend(team.backends["claude"], team)  # the default is never refused
+
+
+def test_a_team_file_refuses_client_on_other_types() -> None:
+    from massgen.config import loads
+
+    with pytest.raises(ConfigError) as info:
+        loads(
+            "backends:\n  claude: {type: anthropic, model: c, client: sdk}\n"
+            "agents:\n  - {name: ada, backend: claude}\n"
+        )
+    assert info.value.key == "backends.claude.client"
+    assert "OpenAI-compatible" in info.value.message

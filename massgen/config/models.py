@@ -33,6 +33,9 @@ from massgen.config.suggest import did_you_mean, one_of
 
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
 
+_OPENAI_COMPATIBLE = ("openai", "xai", "openrouter", "lmstudio", "ollama", "vllm")
+"""Backend types that speak Chat Completions and so take ``client``."""
+
 
 class Price(ConfigModel):
     """What a model costs, in USD per million tokens."""
@@ -62,6 +65,9 @@ class BackendConfig(ConfigModel):
     """Cap on completion tokens per request."""
     timeout: float = Field(default=60, gt=0)
     """Seconds one request may take before it is abandoned (and maybe retried)."""
+    client: Literal["http", "sdk"] = "http"
+    """How an OpenAI-compatible backend talks: ``http``, massgen's own lean client, or
+    ``sdk``, the ``openai`` package (about a second more to start). Other types refuse it."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Extra provider parameters, or options of replay and custom backends."""
     prices: Price | None = None
@@ -105,6 +111,19 @@ class BackendConfig(ConfigModel):
             f"use one of {one_of(PROVIDERS)}, or `package.module:Class` for your own"
         )
         raise fail("backend_type", "unknown backend type", hint=hint)
+
+    @field_validator("client")
+    @classmethod
+    def _client_needs_openai(cls, value: str, info: ValidationInfo) -> str:
+        # Runs only when `client:` is written: a default is never refused.
+        kind = info.data.get("type")
+        if isinstance(kind, str) and kind not in _OPENAI_COMPATIBLE:
+            raise fail(
+                "backend_client",
+                "`client` applies only to OpenAI-compatible backends",
+                hint=f"remove it; it is for {one_of(_OPENAI_COMPATIBLE)}",
+            )
+        return value
 
     @field_validator("params")
     @classmethod
@@ -269,6 +288,9 @@ class RedisConfig(ConfigModel):
     """``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; may carry a password."""
     prefix: str = Field(default="massgen:", min_length=1)
     """Prefix of every key massgen writes."""
+    secret: SecretStr | None = None
+    """Shared secret that signs every message between agents (HMAC); unsigned, forged and
+    replayed ones are refused. Without it, ``$MASSGEN_SECRET`` is used if set."""
 
     @field_validator("url")
     @classmethod
