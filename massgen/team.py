@@ -6,10 +6,13 @@ Named backends are built once and shared by the agents that use them, so one SDK
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from massgen.agents.agent import Agent
 from massgen.backends.base import Backend
+from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from massgen.config import BackendConfig, TeamConfig
@@ -47,13 +50,15 @@ def build_agents(team: TeamConfig) -> list[Agent]:
     shared: dict[str, Backend] = {}
     prices = price_overrides(team)
     agents: list[Agent] = []
-    for a in team.agents:
+    for i, a in enumerate(team.agents):
         if isinstance(a.backend, str):
             if a.backend not in shared:
-                shared[a.backend] = build_backend(team.backends[a.backend], team, a.backend)
+                with _located(team, "backends", a.backend):
+                    shared[a.backend] = build_backend(team.backends[a.backend], team, a.backend)
             backend = shared[a.backend]
         else:
-            backend = build_backend(a.backend, team, f"{a.name}.backend")
+            with _located(team, "agents", i, "backend"):
+                backend = build_backend(a.backend, team, f"{a.name}.backend")
         agents.append(
             Agent(
                 a.name,
@@ -71,6 +76,20 @@ def build_agents(team: TeamConfig) -> list[Agent]:
             )
         )
     return agents
+
+
+@contextmanager
+def _located(team: TeamConfig, *path: str | int) -> Iterator[None]:
+    """Point a ConfigError raised while building at the config entry that caused it."""
+    try:
+        yield
+    except ConfigError as e:
+        if e.file is None:
+            file, line = team.locate(*path)
+            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)[1:]
+            key += f".{e.key}" if e.key else ""
+            raise ConfigError(e.message, file=file, line=line, key=key, hint=e.hint) from e
+        raise
 
 
 def orchestrator_options(team: TeamConfig) -> dict[str, Any]:

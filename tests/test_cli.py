@@ -193,3 +193,21 @@ def test_interrupt_exits_130_and_keeps_a_partial_record(tmp_path, sig):
     assert "Traceback" not in err and out == ""
     data = json.loads(record.read_text())
     assert data["status"] == "interrupted"
+
+
+def test_missing_key_names_the_file_and_line_and_loads_no_sdk(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    team = write_team(
+        tmp_path,
+        "backends:\n  claude: {type: anthropic, model: claude-haiku-4-5}\n"
+        "agents:\n  - {name: a, backend: claude}\n",
+    )
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom massgen.cli import app\n"
+        f"r = CliRunner().invoke(app, ['run', {str(team)!r}, 'hi'])\n"
+        "print(r.exit_code, 'anthropic' in sys.modules)\nprint(r.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, rest = out.stdout.partition("\n")
+    assert first == "2 False"  # a usage error, found before importing the SDK
+    assert "team.yaml:2: `backends.claude.api_key`" in rest and "ANTHROPIC_API_KEY" in rest

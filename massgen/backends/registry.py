@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,6 +99,8 @@ def create_backend(
     if kind not in _BUILTIN:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
     _check_client(kind, client)
+    if not api_key and kind in _ENV_VARS and not any(os.environ.get(v) for v in _ENV_VARS[kind]):
+        raise _missing_key(kind)  # before importing an SDK that takes seconds to load
     module_name, class_name = _BUILTIN[kind]
     cls = getattr(importlib.import_module(module_name), class_name)
     if kind == "replay":
@@ -118,13 +121,17 @@ def create_backend(
             **choice,
         )
     except AuthenticationError as e:
-        var = default_env_var(kind)
-        raise ConfigError(
-            f"no API key for the {kind} backend",
-            key="api_key",
-            hint=f"export {var}=... or set api_key in the config" if var else None,
-        ) from e
+        raise _missing_key(kind) from e
     return backend
+
+
+def _missing_key(kind: str) -> ConfigError:
+    var = default_env_var(kind)
+    return ConfigError(
+        f"no API key for the {kind} backend",
+        key="api_key",
+        hint=f"export {var}=... or set api_key in the config" if var else None,
+    )
 
 
 def _check_client(kind: str, client: str | None) -> None:

@@ -86,6 +86,8 @@ def _build(
         raise translate(e, raw=data, file=file, lines=lines, hidden=hidden) from None
     config._source = source
     config._base_dir = base
+    config._file = file
+    config._lines = dict(lines)
     return config
 
 
