@@ -337,6 +337,13 @@ class TeamConfig(ConfigModel):
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
+    _file: str | None = PrivateAttr(None)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    def locate(self, *path: str | int) -> tuple[str | None, int | None]:
+        """The file name and line where the key at ``path`` was written (for errors found
+        after loading, e.g. a missing API key when the backend is built)."""
+        return self._file, self._lines.get(tuple(path))
 
     @property
     def source(self) -> Path | None:
