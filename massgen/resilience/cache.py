@@ -1,0 +1,273 @@
+"""Serve repeated LLM requests from a :class:`~massgen.store.base.Store`, making no provider call.
+
+A re-run of a finished batch, or an agent asked the same thing twice, costs nothing and
+takes milliseconds. The key is a SHA-256 of canonical JSON over everything that shapes the
+answer: the backend (provider, class, endpoint), the model, the messages, the tools and
+tool choice, temperature, max_tokens and ``extra``. The request ``timeout`` is left out: it
+does not change the answer.
+
+Only successful answers are stored, so an error is never replayed: the next identical
+request reaches the provider again. Stored too are answers cut at ``max_tokens``
+(``finish_reason="length"``): the same request would be cut at the same place again, and
+raising ``max_tokens`` changes the key. Not stored: ``content_filter`` and ``other``
+finishes, and empty answers with no tool calls; those are often transient.
+
+The store failing (Redis down, disk full) never fails a request: it is logged, counted in
+``store_errors``, and the request goes to the provider as if the cache were not there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from massgen.backends.base import Backend
+from massgen.errors import TransportError
+from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from massgen.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: Where the cache lives when the config names no path and no Redis.
+DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"
+#: Every cache key starts with this (then the namespace): ``delete_prefix`` it to clear.
+KEY_PREFIX = "cache:"
+#: Part of every hash: bump it when the key's recipe or the stored format changes.
+FORMAT_VERSION = 1
+_CACHEABLE_FINISHES = frozenset({"stop", "tool_calls", "length"})
+_STREAM_PIECES = 4
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot key a {type(value).__name__} value")
+
+
+def _canonical(payload: Any) -> bytes:
+    return json.dumps(
+        payload,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+        default=_plain,
+    ).encode()
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
+    """The hex SHA-256 naming ``request`` sent to ``model`` of ``provider``.
+
+    Stable across processes, machines and Python versions (no ``hash()``, sorted keys).
+    Raises :class:`TypeError` or :class:`ValueError` if ``extra`` or a tool schema holds
+    something JSON cannot spell (such a request is simply not cached).
+    """
+    payload = {
+        "v": FORMAT_VERSION,
+        "provider": provider,
+        "model": model,
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "tool_calls": [_tool_call(c) for c in m.tool_calls],
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+            }
+            for m in request.messages
+        ],
+        "tools": [
+            {"name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in request.tools
+        ],
+        "tool_choice": request.tool_choice,
+        "temperature": None if request.temperature is None else float(request.temperature),
+        "max_tokens": request.max_tokens,
+        "extra": request.extra,
+    }
+    return hashlib.sha256(_canonical(payload)).hexdigest()
+
+
+def backend_identity(backend: Backend) -> str:
+    """Who answers behind ``backend`` (through any wrappers): provider, class and endpoint.
+
+    Two backends with one identity and one model share cache entries; give backends the key
+    cannot tell apart (two custom functions of one class) their own namespace.
+    """
+    inner = backend
+    while isinstance(getattr(inner, "inner", None), Backend):
+        inner = inner.inner  # type: ignore[attr-defined]
+    cls = type(inner)
+    identity = f"{inner.provider}:{cls.__module__}.{cls.__qualname__}"
+    base_url = getattr(inner, "base_url", None)
+    return f"{identity}@{base_url}" if base_url else identity
+
+
+def cacheable(completion: Completion) -> bool:
+    """Whether ``completion`` may be served again (see the module docstring for why)."""
+    if completion.finish_reason not in _CACHEABLE_FINISHES:
+        return False
+    return bool(completion.text or completion.tool_calls)
+
+
+def encode_completion(completion: Completion) -> bytes:
+    return _canonical(
+        {
+            "v": FORMAT_VERSION,
+            "text": completion.text,
+            "model": completion.model,
+            "usage": [completion.usage.input_tokens, completion.usage.output_tokens],
+            "finish_reason": completion.finish_reason,
+            "tool_calls": [_tool_call(c) for c in completion.tool_calls],
+            "latency": completion.latency,
+        }
+    )
+
+
+def decode_completion(blob: bytes, latency: float) -> Completion:
+    """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's)."""
+    data = json.loads(blob)
+    if data.get("v") != FORMAT_VERSION:
+        raise ValueError(f"cache entry format {data.get('v')!r}")
+    return Completion(
+        text=data["text"],
+        model=data["model"],
+        usage=Usage(int(data["usage"][0]), int(data["usage"][1])),
+        finish_reason=data["finish_reason"],
+        tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in data["tool_calls"]),
+        latency=latency,
+        cached=True,
+    )
+
+
+def pieces(text: str, count: int = _STREAM_PIECES) -> list[str]:
+    """``text`` in about ``count`` deltas, cut after whitespace, so a replay still streams."""
+    size = max(1, -(-len(text) // count))
+    out: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        while end < len(text) and not text[end - 1].isspace():
+            end += 1
+        out.append(text[start:end])
+        start = end
+    return out
+
+
+class CachingBackend(Backend):
+    """Wraps a backend; identical requests are answered from ``store``.
+
+    Entries live ``ttl`` seconds (``None``: until cleared) under
+    ``cache:{namespace}:{sha256}``. ``hits`` and ``misses`` count calls served from the
+    store and calls that reached the inner backend. The store is not closed by
+    :meth:`aclose`: whoever opened it (and may share it) closes it.
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        store: Store,
+        ttl: float | None = None,
+        *,
+        namespace: str = "default",
+    ) -> None:
+        super().__init__(model=inner.model, name=inner.name)
+        self.inner = inner
+        self.store = store
+        self.ttl = ttl
+        self.namespace = namespace
+        self.provider = inner.provider
+        self.supports_tools = inner.supports_tools
+        self.hits = 0
+        self.misses = 0
+        self.store_errors = 0
+        self._identity = backend_identity(inner)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def key_for(self, request: CompletionRequest) -> str | None:
+        """The store key of ``request``, or ``None`` if it cannot be keyed (not cached)."""
+        try:
+            digest = cache_key(request, self._identity, request.model or self.inner.model)
+        except (TypeError, ValueError) as e:
+            log.debug("request not cached: %s", e)
+            return None
+        return f"{KEY_PREFIX}{self.namespace}:{digest}"
+
+    async def _lookup(self, key: str | None) -> Completion | None:
+        if key is None:
+            return None
+        started = time.perf_counter()
+        try:
+            blob = await self.store.get(key)
+        except TransportError as e:
+            self.store_errors += 1
+            log.warning("cache read failed, asking the provider: %s", e)
+            return None
+        if blob is None:
+            return None
+        try:
+            return decode_completion(blob, time.perf_counter() - started)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            log.debug("unreadable cache entry %s ignored: %s", key, e)
+            return None
+
+    async def _remember(self, key: str | None, completion: Completion) -> None:
+        if key is None or not cacheable(completion):
+            return
+        try:
+            blob = encode_completion(completion)
+        except (TypeError, ValueError) as e:
+            log.debug("answer not cached: %s", e)
+            return
+        try:
+            await self.store.set(key, blob, self.ttl)
+        except TransportError as e:
+            self.store_errors += 1
+            log.warning("cache write failed; the answer is returned uncached: %s", e)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        key = self.key_for(request)
+        hit = await self._lookup(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        completion = await self.inner.complete(request)
+        await self._remember(key, completion)
+        return completion
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        key = self.key_for(request)
+        hit = await self._lookup(key)
+        if hit is not None:
+            self.hits += 1
+            for delta in pieces(hit.text):
+                yield StreamChunk(delta=delta)
+            yield StreamChunk(completion=hit)
+            return
+        self.misses += 1
+        async for chunk in self.inner.stream(request):
+            if chunk.completion is not None:
+                # Store before handing it on: the consumer may stop iterating after it.
+                await self._remember(key, chunk.completion)
+            yield chunk
+
+    async def clear(self) -> int:
+        """Delete this namespace's entries; how many there were."""
+        return await self.store.delete_prefix(f"{KEY_PREFIX}{self.namespace}:")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,101 @@
+"""The Store interface: key/value with TTL, plus append-only logs.
+
+One narrow interface serves the response cache, sessions (append turns, read them back),
+long-term memory and agent state, so each of those works the same on the embedded SQLite
+file and on Redis. Keys and logs are two separate namespaces: ``delete_prefix`` and
+``count`` never touch a log, and a log named like a key is another thing.
+
+Failures of the medium (disk full, Redis gone) raise :class:`~massgen.errors.TransportError`;
+misuse (a negative TTL) raises :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
+
+
+class Store(ABC):
+    """Async key/value store with expiry, and append-only logs of byte records.
+
+    Values and records are opaque bytes: you pick the encoding (JSON, msgpack...). Expiry is
+    exact to the reader: an entry past its TTL is never returned or counted, even if the
+    medium has not reclaimed its space yet.
+    """
+
+    # -- key/value -------------------------------------------------------------------------
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The value under ``key``, or ``None`` if there is none or it expired."""
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``, replacing any old value and its TTL.
+
+        ``ttl`` is in seconds; ``None`` keeps the value until it is deleted.
+        """
+
+    @abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` if a live value was there."""
+
+    @abstractmethod
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix`` (``""``: all keys); how many were live."""
+
+    @abstractmethod
+    async def count(self, prefix: str = "") -> int:
+        """How many live keys start with ``prefix``."""
+
+    # -- logs ------------------------------------------------------------------------------
+    @abstractmethod
+    async def append(self, log: str, record: bytes) -> None:
+        """Add ``record`` at the end of ``log`` (created on first append)."""
+
+    @abstractmethod
+    async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        """Records of ``log`` oldest first, as ``records[start:][:limit]`` would give them.
+
+        A negative ``start`` counts from the end: ``read(log, -10)`` is the last ten.
+        """
+
+    @abstractmethod
+    async def length(self, log: str) -> int:
+        """How many records ``log`` holds (0 if it does not exist)."""
+
+    @abstractmethod
+    async def trim(self, log: str, keep_last: int) -> None:
+        """Drop all but the newest ``keep_last`` records; ``trim(log, 0)`` deletes the log."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the file or connections. The store is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def check_ttl(ttl: float | None) -> None:
+    """Refuse a TTL that would make a value dead on arrival (almost always a bug)."""
+    if ttl is not None and not ttl > 0:
+        raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, not {limit!r}")
+
+
+def check_keep(keep_last: int) -> None:
+    if keep_last < 0:
+        raise ValueError(f"keep_last must be >= 0, not {keep_last!r}")

@@ -1,0 +1,186 @@
+"""The store over Redis, for teams spread over several machines.
+
+Keys live at ``{prefix}kv:{key}`` (STRING, expiry by ``PX``) and logs at ``{prefix}log:{log}``
+(LIST, ``RPUSH``/``LRANGE``/``LTRIM``), so a store never collides with the agent bus that
+shares the ``massgen:`` prefix. Expiry is Redis's own, on the server clock.
+
+Importing this module imports redis; :func:`massgen.store.open_store` loads it only for a
+``redis://`` URL. Credentials come from the URL and never appear in errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from massgen.errors import ConfigError, TransportError
+from massgen.store.base import Store, check_keep, check_limit, check_ttl
+
+DEFAULT_PREFIX = "massgen:"
+_SCAN_BATCH = 1000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}{port}"))
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _bytes(value: bytes | str) -> bytes:
+    # A shared client made with decode_responses=True would hand back str (and break binary).
+    return value.encode() if isinstance(value, str) else value
+
+
+def _mapped(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Re-raise redis-py errors as :class:`TransportError` (without the URL's password)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except rexc.RedisError as e:
+            self = args[0]
+            assert isinstance(self, RedisStore)
+            raise TransportError(f"Redis store at {self.where}: {type(e).__name__}: {e}") from e
+
+    return wrapper
+
+
+class RedisStore(Store):
+    """:class:`~massgen.store.base.Store` on one Redis (standalone, not Cluster).
+
+    Pass ``client`` to share a connection pool you already have (made without
+    ``decode_responses``; the store leaves it open on :meth:`aclose`); otherwise one is made
+    from ``url``, riding out short outages with ``retries`` reconnection attempts and holding
+    at most ``max_connections`` connections.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        client: aioredis.Redis | None = None,
+        retries: int = 6,
+        connect_timeout: float = 5.0,
+        max_connections: int = 50,
+    ) -> None:
+        self.where = redact(url)
+        self.prefix = prefix
+        self._owns_client = client is None
+        if client is None:
+            try:
+                # A blocking pool: a burst of concurrent calls waits for a free connection
+                # instead of failing with "Too many connections".
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=max_connections,
+                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+                    retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
+                    socket_connect_timeout=connect_timeout,
+                )
+                client = aioredis.Redis.from_pool(pool)
+            except ValueError as e:
+                raise ConfigError(
+                    f"invalid Redis URL {self.where!r}",
+                    hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
+                ) from e
+        self._r: aioredis.Redis = client
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}kv:{key}"
+
+    def _log(self, log: str) -> str:
+        return f"{self.prefix}log:{log}"
+
+    async def _scan(self, prefix: str) -> list[bytes]:
+        pattern = glob_escape(self._key(prefix)) + "*"
+        return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
+
+    # -- key/value -------------------------------------------------------------------------
+    @_mapped
+    async def get(self, key: str) -> bytes | None:
+        value = await self._r.get(self._key(key))
+        return None if value is None else _bytes(value)
+
+    @_mapped
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        check_ttl(ttl)
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        await self._r.set(self._key(key), value, px=px)
+
+    @_mapped
+    async def delete(self, key: str) -> bool:
+        return bool(await self._r.delete(self._key(key)))
+
+    @_mapped
+    async def delete_prefix(self, prefix: str) -> int:
+        keys = await self._scan(prefix)
+        removed = 0
+        for i in range(0, len(keys), _SCAN_BATCH):
+            removed += int(await self._r.unlink(*keys[i : i + _SCAN_BATCH]))
+        return removed
+
+    @_mapped
+    async def count(self, prefix: str = "") -> int:
+        return len(await self._scan(prefix))
+
+    # -- logs ------------------------------------------------------------------------------
+    @_mapped
+    async def append(self, log: str, record: bytes) -> None:
+        await self._r.rpush(self._log(log), record)
+
+    @_mapped
+    async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        check_limit(limit)
+        if limit == 0:
+            return []
+        if start < 0:  # the window is at most -start records: slice it here
+            tail = [_bytes(r) for r in await self._r.lrange(self._log(log), start, -1)]
+            return tail if limit is None else tail[:limit]
+        end = -1 if limit is None else start + limit - 1
+        return [_bytes(r) for r in await self._r.lrange(self._log(log), start, end)]
+
+    @_mapped
+    async def length(self, log: str) -> int:
+        return int(await self._r.llen(self._log(log)))
+
+    @_mapped
+    async def trim(self, log: str, keep_last: int) -> None:
+        check_keep(keep_last)
+        if keep_last == 0:
+            await self._r.delete(self._log(log))
+        else:
+            await self._r.ltrim(self._log(log), -keep_last, -1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._r.aclose()

@@ -1,0 +1,249 @@
+"""The embedded default store: one SQLite file, shared safely by several processes.
+
+WAL mode lets readers run while one process writes; a busy timeout makes writers from other
+processes queue instead of failing. ``synchronous=NORMAL`` (the usual WAL pairing) never
+corrupts the file; a power cut may lose the last few writes, which a cache or a session log
+can afford.
+
+sqlite3 blocks, so every call runs on one worker thread owned by the store: the event loop
+never waits on the disk, and the single connection needs no locking of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from massgen.errors import TransportError
+from massgen.store.base import Store, check_keep, check_limit, check_ttl
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key     TEXT PRIMARY KEY,
+    value   BLOB NOT NULL,
+    expires REAL              -- epoch seconds; NULL: never
+);
+CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
+    log     TEXT NOT NULL,
+    record  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
+"""
+
+#: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
+_SWEEP_EVERY = 1000
+
+
+def glob_prefix(prefix: str) -> str:
+    """A GLOB pattern matching strings that start with ``prefix`` literally."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
+    return escaped + "*"
+
+
+def _sweep(c: sqlite3.Connection, now: float) -> None:
+    """Delete expired rows, taking the write lock only if there are any."""
+    if c.execute("SELECT 1 FROM kv WHERE expires <= ? LIMIT 1", (now,)).fetchone():
+        c.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+
+
+class SQLiteStore(Store):
+    """:class:`~massgen.store.base.Store` in one SQLite file at ``path``.
+
+    The folder is created if missing. ``clock`` (epoch seconds, default :func:`time.time`)
+    decides expiry; it must be a wall clock because other processes share the file.
+    ``busy_timeout`` is how long a write waits for another process's transaction.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.clock = clock
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._sets = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- plumbing (everything below runs on the worker thread) ----------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit; multi-statement work opens its own BEGIN
+                check_same_thread=False,  # created and used on the worker, closed there too
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                _sweep(conn, self.clock())
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise TransportError(f"SQLite store {self.path} is closed")
+
+        def job() -> T:
+            return fn(self._connect())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+        except (sqlite3.Error, OSError) as e:
+            raise TransportError(f"SQLite store {self.path}: {e}") from e
+
+    # -- key/value -------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        now = self.clock()
+
+        def op(c: sqlite3.Connection) -> bytes | None:
+            row = c.execute(
+                "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                (key, now),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(op)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        check_ttl(ttl)
+        now = self.clock()
+        expires = None if ttl is None else now + ttl
+        self._sets += 1
+        sweep = self._sets % _SWEEP_EVERY == 0
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                (key, sqlite3.Binary(value), expires),
+            )
+            if sweep:
+                _sweep(c, now)
+
+        await self._run(op)
+
+    async def delete(self, key: str) -> bool:
+        now = self.clock()
+
+        def op(c: sqlite3.Connection) -> bool:
+            # Two statements rather than RETURNING, which needs SQLite 3.35 (Debian 11 has 3.34).
+            live = c.execute(
+                "DELETE FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
+            ).rowcount
+            if not live:
+                c.execute("DELETE FROM kv WHERE key = ?", (key,))
+            return live > 0
+
+        return await self._run(op)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        now = self.clock()
+
+        def op(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("DELETE FROM kv WHERE expires <= ?", (now,))
+                n = c.execute("DELETE FROM kv WHERE key GLOB ?", (glob_prefix(prefix),)).rowcount
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return n
+
+        return await self._run(op)
+
+    async def count(self, prefix: str = "") -> int:
+        now = self.clock()
+
+        def op(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT COUNT(*) FROM kv WHERE key GLOB ? AND (expires IS NULL OR expires > ?)",
+                (glob_prefix(prefix), now),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(op)
+
+    # -- logs ------------------------------------------------------------------------------
+    async def append(self, log: str, record: bytes) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO logs (log, record) VALUES (?, ?)", (log, sqlite3.Binary(record)))
+
+        await self._run(op)
+
+    async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        check_limit(limit)
+        sql_limit = -1 if limit is None else limit  # SQLite: a negative LIMIT means none
+
+        def op(c: sqlite3.Connection) -> list[bytes]:
+            if start >= 0:
+                rows = c.execute(
+                    "SELECT record FROM logs WHERE log = ? ORDER BY id LIMIT ? OFFSET ?",
+                    (log, sql_limit, start),
+                )
+            else:
+                rows = c.execute(
+                    "SELECT record FROM (SELECT id, record FROM logs WHERE log = ?"
+                    " ORDER BY id DESC LIMIT ?) ORDER BY id LIMIT ?",
+                    (log, -start, sql_limit),
+                )
+            return [bytes(r[0]) for r in rows]
+
+        return await self._run(op)
+
+    async def length(self, log: str) -> int:
+        def op(c: sqlite3.Connection) -> int:
+            return int(c.execute("SELECT COUNT(*) FROM logs WHERE log = ?", (log,)).fetchone()[0])
+
+        return await self._run(op)
+
+    async def trim(self, log: str, keep_last: int) -> None:
+        check_keep(keep_last)
+
+        def op(c: sqlite3.Connection) -> None:
+            # Delete up to the newest record that must go; nothing if there are too few.
+            c.execute(
+                "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (log, log, keep_last),
+            )
+
+        await self._run(op)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._worker, close)
+        finally:
+            self._worker.shutdown(wait=False)
