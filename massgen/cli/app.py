@@ -20,6 +20,27 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and describe team configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+agents_app = typer.Typer(help="See the agents of a team or on Redis.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+
+RedisOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        metavar="URL",
+        help="Redis URL (redis://, rediss://); default: the config's redis.url, "
+        "else $MASSGEN_REDIS_URL.",
+        show_default=False,
+    ),
+]
+PrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        metavar="PREFIX",
+        help="Key prefix on Redis (default: the config's, else massgen:).",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -57,6 +78,7 @@ def run(
     no_record: Annotated[
         bool, typer.Option("--no-record", help="Do not write a run record.")
     ] = False,
+    redis: RedisOption = None,
 ) -> None:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.cli.run import run_command
@@ -70,8 +92,62 @@ def run(
             quiet=quiet,
             record=record,
             no_record=no_record,
+            redis=redis,
         )
     )
+
+
+@app.command()
+def worker(
+    config: Annotated[Path, typer.Argument(help="Team config (YAML).")],
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent", "-a", metavar="NAME", help="Host this agent (repeat; default: every agent)."
+        ),
+    ] = None,
+    redis: RedisOption = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency", "-c", metavar="N", min=1, help="Turns each agent runs at once."
+        ),
+    ] = 8,
+) -> None:
+    """Host the agents of CONFIG on Redis, so runs anywhere send them their turns."""
+    from massgen.cli.worker import worker_command
+
+    guarded(lambda: worker_command(config, agent or [], redis=redis, concurrency=concurrency))
+
+
+@app.command()
+def service(
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Take Redis URL and prefix from a team config.")
+    ] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")] = 5.0,
+) -> None:
+    """Watch the registry: mark silent agents dead, report dead letters and stuck work."""
+    from massgen.cli.service import service_command
+
+    guarded(lambda: service_command(redis=redis, prefix=prefix, config=config, interval=interval))
+
+
+@agents_app.command("list")
+def agents_list(
+    config: Annotated[Path | None, typer.Option("--config", help="Team config (YAML).")] = None,
+    redis: RedisOption = None,
+    prefix: PrefixOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Live agents on Redis (with counters), or without Redis the team a config declares."""
+    from massgen.cli.agents import list_command
+
+    guarded(lambda: list_command(config=config, redis=redis, prefix=prefix, json_out=json_out))
 
 
 @config_app.command("validate")

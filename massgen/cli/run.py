@@ -7,11 +7,15 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from massgen.cli.exits import DEGRADED, INTERRUPTED, OK
 from massgen.errors import ConfigError, Interrupted
 from massgen.events import Subscriber
 from massgen.result import RunResult
+
+if TYPE_CHECKING:
+    from massgen.distributed.target import BusTarget
 
 
 def read_task(task: str) -> str:
@@ -49,19 +53,22 @@ def run_command(
     quiet: bool,
     record: Path | None,
     no_record: bool,
+    redis: str | None = None,
 ) -> int:
     from massgen.config import load
+    from massgen.distributed.target import BusTarget
     from massgen.orchestrator import Orchestrator
     from massgen.record import RunRecorder
 
     task = read_task(task)
     cfg = load(config)
+    bus = BusTarget.resolve(redis, cfg)
     orchestrator = Orchestrator.from_config(cfg, strategy=strategy)
     recorder = None if no_record else RunRecorder(path=record, config_path=config)
     view, view_shows_final = make_view(quiet or json_out and not sys.stderr.isatty())
     orchestrator.subscribers.extend(s for s in (recorder, view) if s is not None)
     try:
-        result = _run(orchestrator, task)
+        result = _run(orchestrator, task, bus, quiet=quiet)
     except Interrupted:
         if recorder is not None and recorder.written:
             print(f"partial run record: {recorder.written}", file=sys.stderr)
@@ -78,7 +85,9 @@ def run_command(
     return DEGRADED if result.degraded else OK
 
 
-def _run(orchestrator: object, task: str) -> RunResult:
+def _run(
+    orchestrator: object, task: str, bus: BusTarget | None = None, *, quiet: bool = False
+) -> RunResult:
     from massgen.orchestrator import Orchestrator
 
     assert isinstance(orchestrator, Orchestrator)
@@ -89,7 +98,16 @@ def _run(orchestrator: object, task: str) -> RunResult:
         if me is not None:
             loop.add_signal_handler(signal.SIGTERM, me.cancel)
         async with orchestrator:
-            return await orchestrator.arun(task)
+            if bus is None:
+                return await orchestrator.arun(task)
+            from massgen.distributed.connect import distributed
+
+            async with distributed(
+                orchestrator, bus.url, prefix=bus.prefix, secret=bus.secret
+            ) as placement:
+                if not quiet:
+                    print(f"massgen: {placement.describe()}", file=sys.stderr, flush=True)
+                return await orchestrator.arun(task)
 
     try:
         return asyncio.run(main())

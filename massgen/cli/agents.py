@@ -1,0 +1,190 @@
+"""`massgen agents list`: the live registry on Redis, or the team a config declares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from massgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from massgen.config import TeamConfig
+    from massgen.distributed.target import BusTarget
+    from massgen.mas import AgentRecord, InboxStats
+
+_DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
+_COUNTERS = ("in_flight", "processed", "failed")
+Columns = Sequence[tuple[str, str]]
+
+
+def list_command(
+    *, config: Path | None, redis: str | None, prefix: str | None, json_out: bool
+) -> int:
+    from massgen.distributed.target import BusTarget
+
+    cfg = None
+    if config is not None:
+        from massgen.config import load
+
+        cfg = load(config)
+    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
+    columns: Columns
+    if bus is not None:
+        rows = asyncio.run(_live(bus, cfg))
+        columns = LIVE_COLUMNS
+        title = f"agents on {bus.where} (prefix {bus.prefix})"
+    elif cfg is not None:
+        rows = team_rows(cfg)
+        columns = TEAM_COLUMNS
+        title = f"team {cfg.name or config} (not distributed: no Redis configured)"
+    else:
+        raise ConfigError(
+            "nothing to list: no Redis and no config",
+            key="--redis",
+            hint="pass --redis redis://host:6379 (or set MASSGEN_REDIS_URL) for live agents, "
+            "or --config team.yaml for a team",
+        )
+    if json_out:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        _table(title, columns, rows)
+    return 0
+
+
+async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
+    from redis.exceptions import RedisError
+
+    from massgen.mas import RedisTransport
+
+    transport = RedisTransport(bus.url, prefix=bus.prefix)
+    await transport.connect()  # bad URL or password: a ConfigError, nothing read or written
+    try:
+        records = await transport.discover()
+        try:
+            stats = await transport.inbox_stats()
+        except RedisError:  # e.g. an ACL user without SCAN: dead-letter counts are a nicety
+            stats = []
+    finally:
+        await transport.close()
+    rows = live_rows(records, stats, time.time())
+    if cfg is not None:
+        hosted = {r["name"] for r in rows}
+        rows += [
+            {**row, "status": "not hosted"} for row in team_rows(cfg) if row["name"] not in hosted
+        ]
+    return rows
+
+
+def live_rows(
+    records: Sequence[AgentRecord], stats: Sequence[InboxStats], now: float
+) -> list[dict[str, Any]]:
+    """One row per agent id: its replicas' counters summed, the freshest heartbeat."""
+    dead_letters = {s.agent_id: s.dead_letters for s in stats}
+    grouped: dict[str, list[AgentRecord]] = {}
+    for r in records:
+        grouped.setdefault(r.id, []).append(r)
+    rows = []
+    for name, recs in sorted(grouped.items()):
+        recs.sort(key=lambda r: r.started)
+        meta = recs[0].metadata
+        counters = [{k: _int(r.metadata.get(k)) for k in _COUNTERS} for r in recs]
+        ages = [_age(r, now) for r in recs]
+        instances = [
+            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "heartbeat_age": age, **c}
+            for r, age, c in zip(recs, ages, counters, strict=True)
+        ]
+        rows.append(
+            {
+                "name": name,
+                "capabilities": list(recs[0].capabilities),
+                "backend": meta.get("backend"),
+                "model": meta.get("model"),
+                "role": meta.get("role"),
+                "status": recs[0].status.value,
+                "replicas": len(recs),
+                "hosts": [f"{r.host}/{r.pid}" for r in recs],
+                "heartbeat_age": min(ages),
+                **{k: sum(c[k] for c in counters) for k in _COUNTERS},
+                "dead_letters": dead_letters.get(name, 0),
+                "instances": instances,
+            }
+        )
+    return rows
+
+
+def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
+    rows = []
+    for a in cfg.agents:
+        b = cfg.backend_for(a)
+        role = " ".join(a.role.split())
+        rows.append(
+            {
+                "name": a.name,
+                "backend": b.type,
+                "model": a.model or b.model or None,
+                "role": role[:60] + ("…" if len(role) > 60 else ""),
+                "fallback": a.fallback,
+            }
+        )
+    return rows
+
+
+LIVE_COLUMNS = (
+    ("agent", "name"),
+    ("capabilities", "capabilities"),
+    ("host/pid", "hosts"),
+    ("status", "status"),
+    ("heartbeat", "heartbeat_age"),
+    ("in flight", "in_flight"),
+    ("processed", "processed"),
+    ("failed", "failed"),
+    ("replicas", "replicas"),
+    ("dead letters", "dead_letters"),
+)
+TEAM_COLUMNS = (
+    ("agent", "name"),
+    ("backend", "backend"),
+    ("model", "model"),
+    ("role", "role"),
+    ("fallback", "fallback"),
+)
+
+
+def _table(title: str, columns: Columns, rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(key, row.get(key)) for _, key in columns))
+    width = None if sys.stdout.isatty() else 160  # pipes: do not squeeze to 80 columns
+    Console(file=sys.stdout, width=width).print(table)
+    if not rows:
+        print("no live agents" if columns is LIVE_COLUMNS else "no agents")
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "heartbeat_age":
+        return f"{value:.1f}s ago"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def _age(record: AgentRecord, now: float) -> float:
+    ttl = record.metadata.get("heartbeat_ttl")
+    ttl = float(ttl) if isinstance(ttl, int | float) else _DEFAULT_TTL
+    return round(max(0.0, now - (record.expires - ttl)), 1)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0

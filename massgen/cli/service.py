@@ -1,0 +1,91 @@
+"""`massgen service`: the registry monitor, logging what it sees until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from massgen.cli.exits import INTERRUPTED, OK
+from massgen.errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    from massgen.distributed.target import BusTarget
+
+log = logging.getLogger("massgen.service")
+
+
+def service_command(
+    *, redis: str | None, prefix: str | None, config: Path | None, interval: float
+) -> int:
+    from massgen.distributed.target import BusTarget
+
+    cfg = None
+    if config is not None:
+        from massgen.config import load
+
+        cfg = load(config)
+    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
+    if bus is None:
+        raise ConfigError(
+            "the service needs Redis to watch",
+            key="--redis",
+            hint="pass --redis redis://host:6379 (or --config with redis.url, "
+            "or set MASSGEN_REDIS_URL)",
+        )
+    if interval <= 0:
+        raise ConfigError("the interval must be positive", key="--interval")
+    from massgen.cli.worker import log_to_stderr
+
+    with log_to_stderr(logging.INFO, "%(asctime)s %(message)s"):
+        return asyncio.run(_serve(bus, interval))
+
+
+async def _serve(bus: BusTarget, interval: float) -> int:
+    from redis.exceptions import RedisError
+
+    from massgen.mas import RedisTransport
+    from massgen.mas.service import MASService
+
+    transport = RedisTransport(bus.url, prefix=bus.prefix)
+    await transport.connect()  # a bad URL or password stops here, before anything is written
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    service = MASService(transport=transport, interval=interval)
+    print(f"service watching {bus.where} (prefix {bus.prefix})", flush=True)
+    known: dict[tuple[str, str], str] = {}
+    try:
+        while not stop.is_set():
+            try:
+                await service.check()  # marks dead agents, logs dead letters and stuck inboxes
+                live = {
+                    (r.id, r.instance_id): f"{r.host} pid {r.pid}"
+                    for r in await transport.discover()
+                }
+            except (TransportError, RedisError) as e:  # inbox stats are not mapped to ours
+                log.warning("check failed, retrying: %s", e)
+            else:
+                for key in live.keys() - known.keys():
+                    log.info("agent %s joined (%s)", key[0], live[key])
+                for key in known.keys() - live.keys():
+                    log.info("agent %s left (%s)", key[0], known[key])
+                known = live
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+    finally:
+        await transport.close()
+    sig = received[0] if received else signal.SIGTERM
+    log.info("service stopped (%s)", sig.name)
+    return INTERRUPTED if sig is signal.SIGINT else OK

@@ -1,0 +1,111 @@
+"""`massgen worker`: host a team's agents on Redis until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from massgen.cli.exits import INTERRUPTED, OK
+from massgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from massgen.distributed.worker import TurnReport, Worker
+    from massgen.orchestrator import Orchestrator
+
+
+def worker_command(
+    config: Path, agents: Sequence[str], *, redis: str | None, concurrency: int
+) -> int:
+    from massgen.config import load
+    from massgen.distributed.target import BusTarget
+
+    cfg = load(config)
+    bus = BusTarget.resolve(redis, cfg)
+    if bus is None:
+        raise ConfigError(
+            "a worker needs Redis to take turns from",
+            key="--redis",
+            hint=f"pass --redis redis://host:6379, set redis.url in {config}, "
+            "or set MASSGEN_REDIS_URL",
+        )
+    from massgen.distributed.worker import Worker
+    from massgen.orchestrator import Orchestrator
+
+    orchestrator = Orchestrator.from_config(cfg)
+    worker = Worker(
+        orchestrator,
+        list(agents) or None,
+        redis_url=bus.url,
+        prefix=bus.prefix,
+        secret=bus.secret,
+        concurrency=concurrency,
+        team=cfg.name,
+        on_turn=log_turn,
+    )
+    with log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s"):
+        return asyncio.run(serve(worker, orchestrator))
+
+
+@contextmanager
+def log_to_stderr(level: int, fmt: str) -> Iterator[None]:
+    """Show massgen's log records on stderr while a long-running command runs (the root
+    logger is left alone: embedding programs keep their own logging)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    logger = logging.getLogger("massgen")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
+async def serve(worker: Worker, orchestrator: Orchestrator) -> int:
+    """Start, say what is hosted (one stdout line per agent), wait for a signal, stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    async with orchestrator:  # closes the backends' connections at the end
+        await worker.start()
+        try:
+            for agent in worker.hosted:
+                meta = agent.get_metadata()
+                kind = str(meta["backend"])
+                model = str(meta["model"] or "")
+                what = kind if model in ("", kind) else f"{kind} {model}"
+                print(f"hosting {agent.id} ({what}) on {worker.where}", flush=True)
+            await stop.wait()
+        finally:
+            await worker.stop()
+    sig = received[0] if received else signal.SIGTERM
+    print(f"worker stopped ({sig.name})", file=sys.stderr, flush=True)
+    return INTERRUPTED if sig is signal.SIGINT else OK
+
+
+def log_turn(report: TurnReport) -> None:
+    """One stderr line per handled turn."""
+    again = f" (delivery {report.attempt})" if report.attempt > 1 else ""
+    head = f"{report.agent}: {report.phase} r{report.round} for {report.run}{again}"
+    if report.error is None:
+        line = f"{head} done in {report.seconds:.2f}s"
+    else:
+        line = f"{head} failed after {report.seconds:.2f}s: {report.error}"
+    if report.note:
+        line += f" [{report.note}]"
+    print(line, file=sys.stderr, flush=True)

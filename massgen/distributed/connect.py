@@ -1,0 +1,137 @@
+"""Put a run on the bus: agents a live worker hosts are reached remotely, the rest locally.
+
+:func:`distributed` starts one bus client for the run, asks the registry which of the
+team's agents a live worker hosts, and swaps the orchestrator's handles for those to
+:class:`~massgen.distributed.remote.RemoteHandle`; when the block ends the client stops
+and the local handles come back. Nobody hosts an agent? It runs in this process, as it
+would without Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from massgen.distributed.remote import RemoteHandle
+from massgen.distributed.timeouts import turn_timeout
+from massgen.distributed.worker import LLM, role_digest
+from massgen.mas import Agent as BusAgent
+from massgen.mas import BusSettings, MemoryHub, Transport
+from massgen.mas.keys import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from massgen.agents.handle import AgentHandle
+    from massgen.orchestrator import Orchestrator
+
+#: The bus id every run's client shares (as replicas): each run is one instance of it, so
+#: runs leave no per-run inbox behind, and replies still go to the run's own instance.
+CLIENT_ID = "massgen-run"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where each agent of the run runs. ``remote`` maps agent name to live replicas."""
+
+    where: str
+    remote: Mapping[str, int] = field(default_factory=dict)
+    local: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()
+    """Agents a worker hosts under the same name but with another role (another team on
+    the same prefix?): they run locally."""
+
+    def describe(self) -> str:
+        """One line for stderr, e.g. ``ada (2 workers), bob on redis://h:6379/0; local: cy``."""
+        remote = ", ".join(
+            f"{n} ({r} workers)" if r > 1 else n for n, r in sorted(self.remote.items())
+        )
+        parts = [f"{remote or 'no agent'} on workers at {self.where}"]
+        if self.local:
+            parts.append("local: " + ", ".join(self.local))
+        if self.mismatched:
+            parts.append(
+                "a worker hosts another "
+                + ", ".join(repr(n) for n in self.mismatched)
+                + " (role differs; use one redis prefix per team)"
+            )
+        return "; ".join(parts)
+
+
+@asynccontextmanager
+async def distributed(
+    orchestrator: Orchestrator,
+    redis_url: str | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    secret: str | None = None,
+    settings: BusSettings | None = None,
+    transport: Transport | None = None,
+    hub: MemoryHub | None = None,
+    run: str | None = None,
+) -> AsyncIterator[Placement]:
+    """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers.
+
+    ``run`` labels this run's requests in the workers' logs (default ``run-<random>``).
+
+    Raises :class:`~massgen.mas.BusAuthError` / :class:`~massgen.mas.BusUnreachable`
+    (both ConfigErrors) before anything is sent when Redis refuses or is not there.
+    """
+    run = run or f"run-{uuid.uuid4().hex[:12]}"
+    client = BusAgent(
+        CLIENT_ID,
+        ["client"],
+        redis_url,
+        transport=transport,
+        hub=hub,
+        prefix=prefix,
+        secret=secret,
+        replica=True,
+        concurrency=1,
+        settings=settings,
+        metadata={"run": run},
+    )
+    await client.start()
+    saved = dict(orchestrator.handles)
+    try:
+        live = await client.discover([LLM])
+        placement = _place(orchestrator, live, client, run)
+        yield placement
+    finally:
+        orchestrator.handles.clear()
+        orchestrator.handles.update(saved)
+        await client.stop()
+
+
+def _place(
+    orchestrator: Orchestrator, live: list[dict[str, Any]], client: BusAgent, run: str
+) -> Placement:
+    by_name = {a["id"]: a for a in live}
+    remote: dict[str, int] = {}
+    local: list[str] = []
+    mismatched: list[str] = []
+    handles: dict[str, AgentHandle] = orchestrator.handles
+    where = str(getattr(client.transport, "where", "the in-process bus"))
+    for name, agent in orchestrator.agents.items():
+        found = by_name.get(name)
+        if found is None:
+            local.append(name)
+            continue
+        meta = found["metadata"]
+        if meta.get("role_digest") not in (None, role_digest(agent.role)):
+            mismatched.append(name)
+            local.append(name)
+            continue
+        timeout = meta.get("turn_timeout")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            timeout = turn_timeout(None, None, BusSettings().lease)
+        handles[name] = RemoteHandle(
+            agent,
+            client,
+            timeout=float(timeout),
+            supports_tools=bool(meta.get("tools", False)),
+            run=run,
+        )
+        remote[name] = int(found.get("replicas", 1))
+    return Placement(where, remote, tuple(local), tuple(mismatched))
