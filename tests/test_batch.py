@@ -163,7 +163,9 @@ async def test_the_budget_stops_a_run_before_its_next_round():
     from massgen.budget import BudgetExceeded
 
     def respond(request):
-        return Completion(text=request.messages[-1].content[-8:], model="gpt-4o", usage=Usage(10_000, 0))
+        return Completion(
+            text=request.messages[-1].content[-8:], model="gpt-4o", usage=Usage(10_000, 0)
+        )
 
     agents = [Agent(n, FunctionBackend(respond)) for n in "abc"]
     orchestrator = Orchestrator(agents, max_cost=0.01)  # gpt-4o: $0.025 per answer here
