@@ -40,8 +40,8 @@ from massgen.testing.sim_types import (
 )
 from massgen.testing.simulator import ProviderSimulator, Rule
 
-USER = [{"role": "user", "content": "What is the capital of France?"}]
-WEATHER_TOOL = {
+USER: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
+WEATHER_TOOL: dict[str, Any] = {
     "name": "get_weather",
     "description": "Current weather in a city.",
     "parameters": {
@@ -91,7 +91,7 @@ def _tokens(*texts: str) -> int:
 async def test_openai_plain(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
     sim.script(Text("Paris."))
     messages = [{"role": "system", "content": "Be brief."}, *USER]
-    r = await oai.chat.completions.create(model="gpt-test", messages=messages)  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="gpt-test", messages=messages)
 
     assert r.choices[0].message.content == "Paris."
     assert r.choices[0].finish_reason == "stop"
@@ -118,7 +118,7 @@ async def test_openai_stream_with_usage(sim: ProviderSimulator, oai: openai.Asyn
     sim.script(Text("The capital of France is Paris."))
     stream = await oai.chat.completions.create(
         model="gpt-test",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -137,7 +137,7 @@ async def test_openai_stream_with_usage(sim: ProviderSimulator, oai: openai.Asyn
 async def test_openai_stream_without_usage_has_no_usage_chunk(
     sim: ProviderSimulator, oai: openai.AsyncOpenAI
 ) -> None:
-    stream = await oai.chat.completions.create(model="m", messages=USER, stream=True)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model="m", messages=USER, stream=True)
     chunks = [c async for c in stream]
     assert all(c.choices and c.usage is None for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == (
@@ -148,19 +148,19 @@ async def test_openai_stream_without_usage_has_no_usage_chunk(
 async def test_openai_tool_call_round_trip(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
     sim.script([ToolCalls([ToolCallSpec("get_weather", {"city": "Paris"})]), Text("Sunny.")])
     tools = [{"type": "function", "function": WEATHER_TOOL}]
-    first = await oai.chat.completions.create(model="m", messages=USER, tools=tools)  # type: ignore[arg-type]
+    first = await oai.chat.completions.create(model="m", messages=USER, tools=tools)
 
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls or []
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert json.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
     messages = [
         *USER,
         choice.message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
     ]
-    second = await oai.chat.completions.create(model="m", messages=messages, tools=tools)  # type: ignore[arg-type]
+    second = await oai.chat.completions.create(model="m", messages=messages, tools=tools)
 
     assert second.choices[0].message.content == "Sunny."
     req = sim.requests[1]
@@ -172,12 +172,15 @@ async def test_openai_tool_call_round_trip(sim: ProviderSimulator, oai: openai.A
 
 
 async def test_openai_stream_tool_calls(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
-    calls = [ToolCallSpec("get_weather", {"city": "Paris"}), ToolCallSpec("get_weather", {"city": "Rome"})]
+    calls = [
+        ToolCallSpec("get_weather", {"city": "Paris"}),
+        ToolCallSpec("get_weather", {"city": "Rome"}),
+    ]
     sim.script(ToolCalls(calls, text="Checking."))
     stream = await oai.chat.completions.create(
         model="m",
-        messages=USER,  # type: ignore[arg-type]
-        tools=[{"type": "function", "function": WEATHER_TOOL}],  # type: ignore[list-item]
+        messages=USER,
+        tools=[{"type": "function", "function": WEATHER_TOOL}],
         stream=True,
     )
     names: dict[int, str] = {}
@@ -189,7 +192,9 @@ async def test_openai_stream_tool_calls(sim: ProviderSimulator, oai: openai.Asyn
         for tc in delta.tool_calls or ():
             if tc.function and tc.function.name:
                 names[tc.index] = tc.function.name
-            args[tc.index] = args.get(tc.index, "") + ((tc.function and tc.function.arguments) or "")
+            args[tc.index] = args.get(tc.index, "") + (
+                (tc.function and tc.function.arguments) or ""
+            )
         finish = chunk.choices[0].finish_reason or finish
     assert text == "Checking."
     assert finish == "tool_calls"
@@ -200,7 +205,7 @@ async def test_openai_stream_tool_calls(sim: ProviderSimulator, oai: openai.Asyn
 async def test_openai_path_without_v1_and_truncation(sim: ProviderSimulator) -> None:
     sim.script(Text("cut", truncated=True))
     async with openai.AsyncOpenAI(base_url=sim.url, api_key="k", max_retries=0) as client:
-        r = await client.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+        r = await client.chat.completions.create(model="m", messages=USER)
     assert r.choices[0].finish_reason == "length"
     assert sim.requests[0].path == "/chat/completions"
 
@@ -211,10 +216,13 @@ async def test_openai_path_without_v1_and_truncation(sim: ProviderSimulator) -> 
 async def test_anthropic_plain(sim: ProviderSimulator, claude: anthropic.AsyncAnthropic) -> None:
     sim.script(Text("Paris."))
     m = await claude.messages.create(
-        model="claude-test", max_tokens=100, system="Be brief.", messages=USER  # type: ignore[arg-type]
+        model="claude-test",
+        max_tokens=100,
+        system="Be brief.",
+        messages=USER,
     )
     assert [b.type for b in m.content] == ["text"]
-    assert m.content[0].text == "Paris."  # type: ignore[union-attr]
+    assert m.content[0].text == "Paris."
     assert m.stop_reason == "end_turn"
     prompt = _tokens("Be brief.\nWhat is the capital of France?")
     assert (m.usage.input_tokens, m.usage.output_tokens) == (prompt, _tokens("Paris."))
@@ -230,18 +238,21 @@ async def test_anthropic_stream_events(
 ) -> None:
     sim.script(Text("The capital of France is Paris."))
     stream = await claude.messages.create(
-        model="claude-test", max_tokens=100, messages=USER, stream=True  # type: ignore[arg-type]
+        model="claude-test",
+        max_tokens=100,
+        messages=USER,
+        stream=True,
     )
     events = [e async for e in stream]
 
     kinds = [e.type for e in events]
     assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
     assert kinds[1] == "content_block_start" and kinds[-3] == "content_block_stop"
-    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")  # type: ignore[union-attr]
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
     assert text == "The capital of France is Paris."
     delta = events[-2]
-    assert delta.delta.stop_reason == "end_turn"  # type: ignore[union-attr]
-    assert delta.usage.output_tokens == _tokens(text)  # type: ignore[union-attr]
+    assert delta.delta.stop_reason == "end_turn"
+    assert delta.usage.output_tokens == _tokens(text)
 
 
 async def test_anthropic_stream_helper_tool_use(
@@ -254,12 +265,15 @@ async def test_anthropic_stream_helper_tool_use(
         "input_schema": WEATHER_TOOL["parameters"],
     }
     async with claude.messages.stream(
-        model="claude-test", max_tokens=100, messages=USER, tools=[tool]  # type: ignore[arg-type, list-item]
+        model="claude-test",
+        max_tokens=100,
+        messages=USER,
+        tools=[tool],
     ) as stream:
         final = await stream.get_final_message()
     assert [b.type for b in final.content] == ["text", "tool_use"]
     use = final.content[1]
-    assert use.name == "get_weather" and use.input == {"city": "Paris"}  # type: ignore[union-attr]
+    assert use.name == "get_weather" and use.input == {"city": "Paris"}
     assert final.stop_reason == "tool_use"
     assert final.usage.input_tokens == sim.requests[0].prompt_tokens
     assert sim.requests[0].tools == ("get_weather",)
@@ -271,7 +285,10 @@ async def test_anthropic_tool_result_round_trip(
     sim.script([ToolCalls([ToolCallSpec("get_weather", {"city": "Paris"})]), Text("Sunny.")])
     tool = {"name": "get_weather", "input_schema": WEATHER_TOOL["parameters"]}
     first = await claude.messages.create(
-        model="c", max_tokens=50, messages=USER, tools=[tool]  # type: ignore[arg-type, list-item]
+        model="c",
+        max_tokens=50,
+        messages=USER,
+        tools=[tool],
     )
     (use,) = first.content
     assert use.type == "tool_use"
@@ -281,14 +298,22 @@ async def test_anthropic_tool_result_round_trip(
         {
             "role": "user",
             "content": [
-                {"type": "tool_result", "tool_use_id": use.id, "content": "sunny", "is_error": False}
+                {
+                    "type": "tool_result",
+                    "tool_use_id": use.id,
+                    "content": "sunny",
+                    "is_error": False,
+                }
             ],
         },
     ]
     second = await claude.messages.create(
-        model="c", max_tokens=50, messages=messages, tools=[tool]  # type: ignore[arg-type, list-item]
+        model="c",
+        max_tokens=50,
+        messages=messages,
+        tools=[tool],
     )
-    assert second.content[0].text == "Sunny."  # type: ignore[union-attr]
+    assert second.content[0].text == "Sunny."
     assert sim.requests[1].tool_results == (ToolResult(use.id, "get_weather", "sunny"),)
     assert sim.requests[1].messages[-1] == ("tool", "sunny")
 
@@ -400,11 +425,16 @@ async def test_openai_faults(
 ) -> None:
     sim.script(Fault(status, retry_after=2 if status == 429 else None, message="nope"))
     with pytest.raises(error) as info:
-        await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=USER)
     exc = info.value
     assert isinstance(exc, openai.APIStatusError)
     assert exc.status_code == status
-    assert exc.body == {"message": "nope", "type": exc.body["type"], "param": None, "code": exc.body["code"]}  # type: ignore[index]
+    assert exc.body == {
+        "message": "nope",
+        "type": exc.body["type"],
+        "param": None,
+        "code": exc.body["code"],
+    }
     if status == 429:
         assert exc.response.headers["retry-after"] == "2"
 
@@ -427,11 +457,11 @@ async def test_anthropic_faults(
 ) -> None:
     sim.script(Fault(status, retry_after=0.5))
     with pytest.raises(error) as info:
-        await claude.messages.create(model="c", max_tokens=10, messages=USER)  # type: ignore[arg-type]
+        await claude.messages.create(model="c", max_tokens=10, messages=USER)
     exc = info.value
     assert isinstance(exc, anthropic.APIStatusError)
     assert exc.status_code == status
-    assert exc.body["type"] == "error" and exc.body["error"]["type"] == kind  # type: ignore[index]
+    assert exc.body["type"] == "error" and exc.body["error"]["type"] == kind
     assert exc.response.headers["retry-after"] == "0.5"
 
 
@@ -452,15 +482,15 @@ async def test_gemini_faults(
     exc = info.value
     assert isinstance(exc, genai_errors.APIError)
     assert (exc.code, exc.status) == (status, name)
-    assert exc.response.headers["retry-after"] == "3"  # type: ignore[union-attr]
+    assert exc.response.headers["retry-after"] == "3"
 
 
 async def test_fault_then_success(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
     sim.script([Fault(429, retry_after=1), Text("ok")])
     with pytest.raises(openai.RateLimitError):
-        await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=USER)
     for _ in range(2):  # the last reply repeats
-        r = await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+        r = await oai.chat.completions.create(model="m", messages=USER)
         assert r.choices[0].message.content == "ok"
     stats = sim.stats
     assert stats.replies == {"fault": 1, "text": 2}
@@ -473,7 +503,7 @@ async def test_fault_in_stream_mode_is_an_http_error(
 ) -> None:
     sim.script(Fault(529))
     with pytest.raises(anthropic.OverloadedError):
-        await claude.messages.create(model="c", max_tokens=5, messages=USER, stream=True)  # type: ignore[arg-type]
+        await claude.messages.create(model="c", max_tokens=5, messages=USER, stream=True)
 
 
 async def test_hang_times_out_in_each_sdk(sim: ProviderSimulator) -> None:
@@ -482,12 +512,12 @@ async def test_hang_times_out_in_each_sdk(sim: ProviderSimulator) -> None:
         base_url=sim.openai_base_url, api_key="k", max_retries=0, timeout=0.2
     ) as oai:
         with pytest.raises(openai.APITimeoutError):
-            await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+            await oai.chat.completions.create(model="m", messages=USER)
     async with anthropic.AsyncAnthropic(
         base_url=sim.anthropic_base_url, api_key="k", max_retries=0, timeout=0.2
     ) as claude:
         with pytest.raises(anthropic.APITimeoutError):
-            await claude.messages.create(model="c", max_tokens=5, messages=USER)  # type: ignore[arg-type]
+            await claude.messages.create(model="c", max_tokens=5, messages=USER)
     client = _gemini(sim, timeout=200)  # milliseconds
     try:
         # google-genai does not wrap transport errors: it raises httpx2's own
@@ -507,7 +537,7 @@ async def test_hang_does_not_block_stop() -> None:
     async with openai.AsyncOpenAI(
         base_url=simulator.openai_base_url, api_key="k", max_retries=0, timeout=30
     ) as oai:
-        task = asyncio.ensure_future(oai.chat.completions.create(model="m", messages=USER))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(oai.chat.completions.create(model="m", messages=USER))
         await simulator.wait_for_requests_async(1)
         started = time.monotonic()
         await asyncio.to_thread(simulator.stop)
@@ -521,19 +551,31 @@ async def test_hang_does_not_block_stop() -> None:
 async def test_drop_is_a_connection_error(
     sim: ProviderSimulator, oai: openai.AsyncOpenAI, after: str, stream: bool
 ) -> None:
-    sim.script(Drop(after))  # type: ignore[arg-type]
+    sim.script(Drop(after))
     with pytest.raises(openai.APIConnectionError):
         if stream:
-            async for _ in await oai.chat.completions.create(model="m", messages=USER, stream=True):  # type: ignore[arg-type]
+            async for _ in await oai.chat.completions.create(model="m", messages=USER, stream=True):
                 pass
         else:
-            await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+            await oai.chat.completions.create(model="m", messages=USER)
     assert sim.stats.replies == {"drop": 1}
     assert sim.stats.completion_tokens == 0
     # the next request on the same client gets a fresh connection and an answer
     sim.clear_rules()
-    r = await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+    r = await oai.chat.completions.create(model="m", messages=USER)
     assert r.choices[0].message.content == "Simulated answer 2 from m."
+
+
+async def test_drop_in_anthropic_and_gemini(
+    sim: ProviderSimulator, claude: anthropic.AsyncAnthropic, gemini: genai.Client
+) -> None:
+    sim.script(Drop("partial"))
+    with pytest.raises(anthropic.APIConnectionError):
+        await claude.messages.create(model="c", max_tokens=5, messages=USER)
+    # google-genai lets httpx2's own transport error out
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await gemini.aio.models.generate_content(model="g", contents="hi")
+    assert sim.stats.replies == {"drop": 2}
 
 
 async def test_drop_partial_stream_delivers_some_events_first(
@@ -544,7 +586,10 @@ async def test_drop_partial_stream_delivers_some_events_first(
     # anthropic lets httpx2's own error out of a stream cut short
     with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)):
         async for event in await claude.messages.create(
-            model="c", max_tokens=5, messages=USER, stream=True  # type: ignore[arg-type]
+            model="c",
+            max_tokens=5,
+            messages=USER,
+            stream=True,
         ):
             seen.append(event.type)
     assert "message_start" in seen and "message_stop" not in seen
@@ -553,12 +598,14 @@ async def test_drop_partial_stream_delivers_some_events_first(
 # --- latency and concurrency -------------------------------------------------------------------
 
 
-async def test_latency_is_applied_concurrently(oai: openai.AsyncOpenAI, sim: ProviderSimulator) -> None:
+async def test_latency_is_applied_concurrently(
+    oai: openai.AsyncOpenAI, sim: ProviderSimulator
+) -> None:
     sim.latency = 0.2
 
     async def one() -> float:
         t = time.monotonic()
-        await oai.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model="m", messages=USER)
         return time.monotonic() - t
 
     started = time.monotonic()
@@ -569,12 +616,16 @@ async def test_latency_is_applied_concurrently(oai: openai.AsyncOpenAI, sim: Pro
     assert sim.stats.requests == 10
 
 
-async def test_rule_latency_overrides_default(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
+async def test_rule_latency_overrides_default(
+    sim: ProviderSimulator, oai: openai.AsyncOpenAI
+) -> None:
     sim.script(Text("slow"), match="slow please", latency=0.4)
 
     async def timed(content: str) -> float:
         t = time.monotonic()
-        await oai.chat.completions.create(model="m", messages=[{"role": "user", "content": content}])
+        await oai.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": content}]
+        )
         return time.monotonic() - t
 
     slow, fast = await asyncio.gather(timed("slow please"), timed("fast"))
@@ -588,7 +639,7 @@ async def test_max_concurrency_and_in_flight(sim: ProviderSimulator) -> None:
         base_url=sim.openai_base_url, api_key="k", max_retries=0, timeout=30
     ) as oai:
         tasks = [
-            asyncio.ensure_future(oai.chat.completions.create(model="m", messages=USER))  # type: ignore[arg-type]
+            asyncio.ensure_future(oai.chat.completions.create(model="m", messages=USER))
             for _ in range(12)
         ]
         await sim.wait_for_requests_async(12)
@@ -678,6 +729,16 @@ def test_responder_is_checked_first_and_may_pass(sim: ProviderSimulator) -> None
     assert sim.responder is None and sim.rules == []
 
 
+def test_failing_responder_gives_500_and_frees_the_slot(sim: ProviderSimulator) -> None:
+    def responder(request: SimRequest) -> Text:
+        raise RuntimeError("bug in a test responder")
+
+    sim.responder = responder
+    r = httpx.post(sim.openai_base_url + "/chat/completions", json={"model": "m", "messages": USER})
+    assert r.status_code == 500
+    assert sim.stats.in_flight == 0 and sim.stats.requests == 1
+
+
 def test_script_rejects_empty_replies(sim: ProviderSimulator) -> None:
     with pytest.raises(ValueError, match="at least one reply"):
         sim.script([])
@@ -755,7 +816,13 @@ def test_json_forms_round_trip() -> None:
     with pytest.raises(ValueError, match="bad drop point"):
         reply_from_json({"type": "drop", "after": "never"})
     rule = Rule.from_json(
-        {"replies": ["a", {"status": 500}], "model": "m", "match": "x+", "regex": True, "latency": 1}
+        {
+            "replies": ["a", {"status": 500}],
+            "model": "m",
+            "match": "x+",
+            "regex": True,
+            "latency": 1,
+        }
     )
     again = Rule.from_json(rule.to_json())
     assert again.replies == (Text("a"), Fault(500))
@@ -782,9 +849,12 @@ def test_http_control_endpoints(sim: ProviderSimulator) -> None:
         body = {"model": "m", "messages": USER}
         first = client.post("/v1/chat/completions", json=body)
         assert first.status_code == 429 and first.headers["retry-after"] == "1"
-        assert client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"][
-            "content"
-        ] == "ok"
+        assert (
+            client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"][
+                "content"
+            ]
+            == "ok"
+        )
 
         stats = SimStats.from_json(client.get("/_sim/stats").json())
         assert (stats.requests, stats.replies) == (2, {"fault": 1, "text": 1})
@@ -825,7 +895,9 @@ def test_standalone_process(tmp_path: Any) -> None:
 def test_simulator_process_client_and_sigint() -> None:
     with SimulatorProcess(latency=0.0) as sp:
         sp.script([Text("scripted")], model="m")
-        r = httpx.post(sp.openai_base_url + "/chat/completions", json={"model": "m", "messages": USER})
+        r = httpx.post(
+            sp.openai_base_url + "/chat/completions", json={"model": "m", "messages": USER}
+        )
         assert r.json()["choices"][0]["message"]["content"] == "scripted"
         (req,) = sp.requests()
         assert req.model == "m" and sp.stats().requests == 1
@@ -901,7 +973,7 @@ async def test_netguard_blocks_asyncio_and_sdk_clients() -> None:
         base_url="http://203.0.113.1/v1", api_key="k", max_retries=0
     ) as client:
         try:
-            await client.chat.completions.create(model="m", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="m", messages=USER)
         except Exception as e:  # anyio wraps it in an ExceptionGroup that openai lets through
             caught = e
     assert _caused_by(caught, netguard.NetworkBlocked)
@@ -925,6 +997,7 @@ async def test_netguard_allows_loopback(sim: ProviderSimulator) -> None:
     with socket.create_connection(("localhost", sim.port), timeout=2):
         pass
     assert all(
-        netguard.is_local(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1", "localhost")
+        netguard.is_local(h)
+        for h in ("127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1", "localhost")
     )
     assert not any(netguard.is_local(h) for h in ("10.0.0.1", "203.0.113.1", "example.com", None))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from massgen.testing.netguard import NetGuard, NetworkBlocked
     from massgen.testing.sim_process import SimulatorProcess
+    from massgen.testing.sim_rules import Rule
     from massgen.testing.sim_types import (
         Drop,
         Fault,
@@ -25,11 +26,11 @@ if TYPE_CHECKING:
         ToolResult,
         estimate_tokens,
     )
-    from massgen.testing.simulator import ProviderSimulator, Rule
+    from massgen.testing.simulator import ProviderSimulator
 
 _EXPORTS = {
     "ProviderSimulator": "simulator",
-    "Rule": "simulator",
+    "Rule": "sim_rules",
     "SimulatorProcess": "sim_process",
     "Drop": "sim_types",
     "Fault": "sim_types",
@@ -46,7 +47,24 @@ _EXPORTS = {
     "NetworkBlocked": "netguard",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Drop",
+    "Fault",
+    "Hang",
+    "NetGuard",
+    "NetworkBlocked",
+    "ProviderSimulator",
+    "Reply",
+    "Rule",
+    "SimRequest",
+    "SimStats",
+    "SimulatorProcess",
+    "Text",
+    "ToolCallSpec",
+    "ToolCalls",
+    "ToolResult",
+    "estimate_tokens",
+]
 
 
 def __getattr__(name: str) -> Any:

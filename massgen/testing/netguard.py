@@ -89,8 +89,12 @@ class NetGuard:
             return create_connection(address, *args, **kwargs)
 
         async def guarded_loop_create_connection(
-            loop: asyncio.BaseEventLoop, protocol_factory: Any, host: Any = None, port: Any = None,
-            *args: Any, **kwargs: Any,
+            loop: asyncio.BaseEventLoop,
+            protocol_factory: Any,
+            host: Any = None,
+            port: Any = None,
+            *args: Any,
+            **kwargs: Any,
         ) -> Any:
             if host is not None:
                 guard.check(host, port)

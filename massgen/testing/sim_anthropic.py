@@ -60,7 +60,9 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
                 call_id = block.get("tool_use_id", "")
                 out.append(("tool", text))
                 results.append(
-                    ToolResult(call_id, call_names.get(call_id, ""), text, bool(block.get("is_error")))
+                    ToolResult(
+                        call_id, call_names.get(call_id, ""), text, bool(block.get("is_error"))
+                    )
                 )
         if texts or role == "assistant":
             out.append((role, "".join(texts)))
@@ -139,9 +141,7 @@ def render_stream(answer: Answer) -> list[bytes]:
                     "content_block_delta",
                 )
             )
-        events.append(
-            sse({"type": "content_block_stop", "index": index}, "content_block_stop")
-        )
+        events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
 
     index = 0
     if answer.text or not answer.calls:
@@ -151,8 +151,7 @@ def render_stream(answer: Answer) -> list[bytes]:
     for call in answer.calls:
         start = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         pieces = [
-            {"type": "input_json_delta", "partial_json": p}
-            for p in split_json(call.arguments_json)
+            {"type": "input_json_delta", "partial_json": p} for p in split_json(call.arguments_json)
         ]
         block(index, start, pieces)
         index += 1

@@ -24,7 +24,9 @@ from massgen.testing.sim_wire import Answer, dumps, split_text, sse, text_of
 
 CALL_ID_PREFIX = "fc_"
 
-PATH = re.compile(r"^/(v\d+(?:alpha|beta)?\d*)/models/([^:/]+):(generateContent|streamGenerateContent)$")
+PATH = re.compile(
+    r"^/(v\d+(?:alpha|beta)?\d*)/models/([^:/]+):(generateContent|streamGenerateContent)$"
+)
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",

@@ -130,11 +130,30 @@ class HttpServer:
         )
         return int(self._server.sockets[0].getsockname()[1])
 
+    def serves(self, task: asyncio.Task[object]) -> bool:
+        """Whether ``task`` is one of this server's connection tasks."""
+        return task in self._tasks
+
+    def stop_accepting(self) -> None:
+        """Take no new connections, yet leave the listener open for those being accepted.
+
+        Closing an ``asyncio.Server`` while a connection is half-way through being accepted
+        leaks that socket on Python 3.11 (``Server._attach`` asserts), so a clean shutdown
+        stops accepting first, lets the loop finish setting up those connections, and only
+        then calls :meth:`close`.
+        """
+        if self._server is not None and self._server.is_serving():
+            loop = asyncio.get_running_loop()
+            for sock in self._server.sockets:
+                loop.remove_reader(sock.fileno())
+
     async def close(self) -> None:
-        """Stop listening and end every connection, hanging requests included."""
+        """Stop listening and end every connection, hanging requests included.
+
+        Safe to call again, e.g. once connections accepted during the first call arrived.
+        """
         if self._server is not None:
             self._server.close()
-        await asyncio.sleep(0)  # let connections accepted just now register
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -55,9 +55,7 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
         else:
             out.append(("user", text))
     tools = body.get("tools") or []
-    names = tuple(
-        t.get("function", {}).get("name", "") for t in tools if t.get("type", "function")
-    )
+    names = tuple(t.get("function", {}).get("name", "") for t in tools if t.get("type", "function"))
     system_text = "\n".join(system)
     chars = len(prompt_text(system_text, out)) + extra_chars
     chars += len(compact_json(tools)) if tools else 0
@@ -149,7 +147,9 @@ def render_stream(answer: Answer) -> list[bytes]:
     events += [chunk({"content": piece}) for piece in split_text(answer.text)]
     for i, call in enumerate(answer.calls):
         head = {"index": i, "id": call.id, "type": "function"}
-        events.append(chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]}))
+        events.append(
+            chunk({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
+        )
         events += [
             chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
             for piece in split_json(call.arguments_json)
@@ -162,5 +162,7 @@ def render_stream(answer: Answer) -> list[bytes]:
 
 
 def error_body(status: int, message: str) -> bytes:
-    kind, code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    kind, code = _ERROR_TYPES.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None)
+    )
     return dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from massgen.testing.sim_rules import Rule
 from massgen.testing.sim_types import Reply, SimRequest, SimStats
-from massgen.testing.simulator import Rule
 
 
 class SimulatorProcess:

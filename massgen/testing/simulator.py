@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +51,7 @@ from massgen.testing.sim_http import (
     encode_head,
     encode_response,
 )
+from massgen.testing.sim_rules import Rule
 from massgen.testing.sim_types import (
     Drop,
     Fault,
@@ -61,9 +63,7 @@ from massgen.testing.sim_types import (
     Text,
     ToolCalls,
     WireProtocol,
-    reply_from_json,
     reply_kind,
-    reply_to_json,
     tokens_for_chars,
 )
 from massgen.testing.sim_wire import Answer, Call, Wire
@@ -110,77 +110,31 @@ def route(method: str, path: str) -> WireProtocol | None:
     return None
 
 
-class Rule:
-    """Scripted replies for the requests it matches; used in order, the last one repeating.
+@dataclass(slots=True)
+class _Counters:
+    """The mutable tallies behind :class:`SimStats` (guarded by the simulator's lock)."""
 
-    ``model`` must equal the request's model when given; ``match`` must occur in the prompt
-    text (system and all messages) when given: a ``str`` as a substring, a compiled pattern
-    by ``search``. ``latency`` overrides the simulator's default for these requests.
-    ``hits`` counts the requests it answered.
-    """
+    requests: int = 0
+    by_protocol: Counter[str] = field(default_factory=Counter)
+    by_model: Counter[str] = field(default_factory=Counter)
+    replies: Counter[str] = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    max_concurrency: int = 0
+    in_flight: int = 0
+    connections: int = 0
 
-    def __init__(
-        self,
-        replies: Sequence[Reply],
-        *,
-        model: str | None = None,
-        match: str | re.Pattern[str] | None = None,
-        latency: float | None = None,
-    ) -> None:
-        if not replies:
-            raise ValueError("a rule needs at least one reply")
-        self.replies = tuple(replies)
-        self.model = model
-        self.match = match
-        self.latency = latency
-        self.hits = 0
-
-    def matches(self, model: str, prompt: str) -> bool:
-        if self.model is not None and self.model != model:
-            return False
-        if self.match is None:
-            return True
-        if isinstance(self.match, str):
-            return self.match in prompt
-        return self.match.search(prompt) is not None
-
-    def take(self) -> Reply:
-        """The next reply (callers hold the simulator's lock)."""
-        reply = self.replies[min(self.hits, len(self.replies) - 1)]
-        self.hits += 1
-        return reply
-
-    def to_json(self) -> dict[str, Any]:
-        regex = isinstance(self.match, re.Pattern)
-        return {
-            "replies": [reply_to_json(r) for r in self.replies],
-            "model": self.model,
-            "match": self.match.pattern if isinstance(self.match, re.Pattern) else self.match,
-            "regex": regex,
-            "latency": self.latency,
-            "hits": self.hits,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Rule:
-        """``{"replies": [...], "model": ..., "match": ..., "regex": false, "latency": ...}``.
-
-        A reply is ``{"type": "text", "text": ...}``, ``{"type": "tool_calls", "calls":
-        [{"name": ..., "arguments": {...}}], "text": ""}``, ``{"type": "fault", "status": 429,
-        "retry_after": 1}``, ``{"type": "hang"}``, ``{"type": "drop", "after": "partial"}``, or
-        a bare string for text. ``"reply"`` may stand for a one-reply list.
-        """
-        raw = data.get("replies", [data["reply"]] if "reply" in data else None)
-        if not isinstance(raw, list) or not raw:
-            raise ValueError(f"a rule needs a non-empty 'replies' list: {dict(data)!r}")
-        match = data.get("match")
-        if match is not None and data.get("regex"):
-            match = re.compile(match)
-        return cls(
-            [reply_from_json(r) for r in raw],
-            model=data.get("model"),
-            match=match,
-            latency=data.get("latency"),
+    def snapshot(self) -> SimStats:
+        return SimStats(
+            requests=self.requests,
+            by_protocol=dict(self.by_protocol),
+            by_model=dict(self.by_model),
+            replies=dict(self.replies),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            max_concurrency=self.max_concurrency,
+            in_flight=self.in_flight,
+            connections=self.connections,
         )
 
 
@@ -198,14 +152,12 @@ class ProviderSimulator:
         self.responder: Responder | None = None
         """Called first with each request; a reply it returns wins over the rules."""
         self._port = port
-        self._seed = seed
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._rules: list[Rule] = []
         self._records: list[SimRequest] = []
-        self._count = 0
-        self._reset_counters()
+        self._counters = _Counters()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: HttpServer | None = None
@@ -232,7 +184,7 @@ class ProviderSimulator:
         loop, thread, server = self._loop, self._thread, self._server
         if loop is None or thread is None or server is None:
             return
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(_shutdown(server), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         self._loop = self._thread = self._server = None
@@ -341,27 +293,15 @@ class ProviderSimulator:
     def stats(self) -> SimStats:
         """A snapshot of the counters since the last reset."""
         with self._lock:
-            return SimStats(
-                requests=self._count,
-                by_protocol=dict(self._by_protocol),
-                by_model=dict(self._by_model),
-                replies=dict(self._replies),
-                prompt_tokens=self._prompt_tokens,
-                completion_tokens=self._completion_tokens,
-                max_concurrency=self._max_concurrency,
-                in_flight=self._in_flight,
-                connections=self._connections,
-            )
+            return self._counters.snapshot()
 
     def reset(self, *, rules: bool = False) -> None:
         """Forget recorded requests and zero the counters (requests in flight stay counted
         in ``in_flight``); with ``rules=True`` drop the rules and the responder too."""
         with self._lock:
             self._records.clear()
-            self._count = 0
-            in_flight = self._in_flight
-            self._reset_counters()
-            self._in_flight = self._max_concurrency = in_flight
+            in_flight = self._counters.in_flight
+            self._counters = _Counters(in_flight=in_flight, max_concurrency=in_flight)
             if rules:
                 self._rules.clear()
                 self.responder = None
@@ -374,7 +314,11 @@ class ProviderSimulator:
                 raise TimeoutError(f"{len(self._records)} of {n} requests arrived in {timeout}s")
             return list(self._records)
 
-    async def wait_for_requests_async(self, n: int, timeout: float = 5.0) -> list[SimRequest]:
+    async def wait_for_requests_async(
+        self,
+        n: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the wait runs in a worker thread
+    ) -> list[SimRequest]:
         """:meth:`wait_for_requests` without blocking the caller's event loop."""
         return await asyncio.to_thread(self.wait_for_requests, n, timeout)
 
@@ -382,26 +326,17 @@ class ProviderSimulator:
         """Block until no request is in flight (e.g. after clients gave up on hangs);
         ``TimeoutError`` if that takes longer than ``timeout`` seconds."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self._in_flight == 0, timeout):
-                raise TimeoutError(f"{self._in_flight} requests still in flight after {timeout}s")
+            if not self._changed.wait_for(lambda: self._counters.in_flight == 0, timeout):
+                left = self._counters.in_flight
+                raise TimeoutError(f"{left} requests still in flight after {timeout}s")
 
-    async def wait_until_idle_async(self, timeout: float = 5.0) -> None:
+    async def wait_until_idle_async(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """:meth:`wait_until_idle` without blocking the caller's event loop."""
         await asyncio.to_thread(self.wait_until_idle, timeout)
 
-    def _reset_counters(self) -> None:
-        self._by_protocol: Counter[str] = Counter()
-        self._by_model: Counter[str] = Counter()
-        self._replies: Counter[str] = Counter()
-        self._prompt_tokens = 0
-        self._completion_tokens = 0
-        self._max_concurrency = 0
-        self._in_flight = 0
-        self._connections = 0
-
     def _on_connect(self) -> None:
         with self._lock:
-            self._connections += 1
+            self._counters.connections += 1
 
     # --- serving -----------------------------------------------------------------------------
 
@@ -421,26 +356,25 @@ class ProviderSimulator:
         except (ValueError, TypeError, AttributeError) as e:
             await exchange.respond(400, wire.error_body(400, f"Invalid request: {e}"))
             return
-        record, reply, latency, response_id = self._admit(protocol, request, body, parsed)
-        done = False
+        record, response_id = self._admit(protocol, request, body, parsed)
         try:
+            reply, latency = self._choose(record, parsed)
             if latency > 0:
                 await asyncio.sleep(latency)
             payload = await self._answer(wire, record, parsed, reply, response_id, exchange)
-            # Count the request finished before its last bytes go out: a client that sends
-            # its next request the moment it has the answer must not see it still in flight.
-            done = self._finish()
-            if payload:
-                await exchange.write(payload)
-        finally:
-            if not done:
-                self._finish()
+        except BaseException:
+            self._finish()
+            raise
+        # Count the request finished before its last bytes go out: a client that sends its
+        # next request the moment it has this answer must not find this one still in flight.
+        self._finish()
+        if payload:
+            await exchange.write(payload)
 
-    def _finish(self) -> bool:
+    def _finish(self) -> None:
         with self._lock:
-            self._in_flight -= 1
+            self._counters.in_flight -= 1
             self._changed.notify_all()
-        return True
 
     def _admit(
         self,
@@ -448,13 +382,15 @@ class ProviderSimulator:
         request: HttpRequest,
         body: Mapping[str, Any],
         parsed: ParsedRequest,
-    ) -> tuple[SimRequest, Reply, float, str]:
-        """Record the request, count it and pick its reply and latency."""
+    ) -> tuple[SimRequest, str]:
+        """Record and count the request (it is in flight from now on); returns its record
+        and a response id."""
         headers = {k: "<redacted>" if k in _AUTH_HEADERS else v for k, v in request.headers.items()}
         with self._lock:
-            self._count += 1
+            counters = self._counters
+            counters.requests += 1
             record = SimRequest(
-                index=self._count,
+                index=counters.requests,
                 protocol=protocol,
                 path=request.path,
                 model=parsed.model,
@@ -469,13 +405,17 @@ class ProviderSimulator:
                 arrived=time.monotonic(),
             )
             self._records.append(record)
-            self._by_protocol[protocol] += 1
-            self._by_model[parsed.model] += 1
-            self._in_flight += 1
-            self._max_concurrency = max(self._max_concurrency, self._in_flight)
+            counters.by_protocol[protocol] += 1
+            counters.by_model[parsed.model] += 1
+            counters.in_flight += 1
+            counters.max_concurrency = max(counters.max_concurrency, counters.in_flight)
             response_id = f"{_ID_PREFIX[protocol]}{self._random.getrandbits(64):016x}"
-            responder = self.responder
             self._changed.notify_all()
+        return record, response_id
+
+    def _choose(self, record: SimRequest, parsed: ParsedRequest) -> tuple[Reply, float]:
+        """The reply and latency for a request: responder, then rules, then the default."""
+        responder = self.responder
         reply = responder(record) if responder is not None else None
         latency = self.latency
         with self._lock:
@@ -487,8 +427,8 @@ class ProviderSimulator:
                     latency = rule.latency if rule.latency is not None else latency
                 else:
                     reply = Text(f"Simulated answer {record.index} from {parsed.model}.")
-            self._replies[reply_kind(reply)] += 1
-        return record, reply, latency, response_id
+            self._counters.replies[reply_kind(reply)] += 1
+        return reply, latency
 
     async def _answer(
         self,
@@ -543,8 +483,8 @@ class ProviderSimulator:
             await exchange.abort(head if reply.after == "headers" else head + cut)
             return None
         with self._lock:
-            self._prompt_tokens += answer.prompt_tokens
-            self._completion_tokens += answer.completion_tokens
+            self._counters.prompt_tokens += answer.prompt_tokens
+            self._counters.completion_tokens += answer.completion_tokens
         return head + body
 
     async def _control(self, request: HttpRequest, exchange: Exchange) -> None:
@@ -574,6 +514,22 @@ class ProviderSimulator:
         await exchange.respond(200, json.dumps(result).encode())
 
 
+async def _shutdown(server: HttpServer) -> None:
+    """Close ``server`` on the simulator's own loop, leaving no socket open.
+
+    A connection the loop accepted just before the stop is still being set up by an asyncio
+    task; wait for those tasks (everything on this loop that is not ours), then close.
+    """
+    server.stop_accepting()
+    current = asyncio.current_task()
+    for _ in range(10):  # bounded: setting up a connection takes a few loop turns at most
+        stragglers = [t for t in asyncio.all_tasks() if t is not current and not server.serves(t)]
+        if not stragglers:
+            break
+        await asyncio.wait(stragglers, timeout=0.5)
+    await server.close()
+
+
 def _build_answer(
     reply: Text | ToolCalls | Drop,
     parsed: ParsedRequest,
@@ -589,7 +545,9 @@ def _build_answer(
     calls: tuple[Call, ...] = ()
     if isinstance(reply, ToolCalls):
         calls = tuple(
-            Call(spec.id or f"{wire.CALL_ID_PREFIX}sim{record.index}_{i}", spec.name, spec.arguments)
+            Call(
+                spec.id or f"{wire.CALL_ID_PREFIX}sim{record.index}_{i}", spec.name, spec.arguments
+            )
             for i, spec in enumerate(reply.calls)
         )
     chars = len(text) + sum(len(c.name) + len(c.arguments_json) for c in calls)
