@@ -20,12 +20,13 @@ from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
 from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
-from massgen.resilience import RetryPolicy, wrap
+from massgen.resilience import CacheSettings, RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, Settings, get_strategy
 
 if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
+    from massgen.store.base import Store
     from massgen.batch.runner import OnRow
     from massgen.config import TeamConfig
 
@@ -57,6 +58,8 @@ class Orchestrator:
         timeout: float | None = None,
         cache_enabled: bool = False,
         cache_ttl: float = 3600,
+        cache_path: str | Path | None = None,
+        cache_store: Store | None = None,
         max_cost: float | None = None,
         seed: int = 0,
         subscribers: Iterable[ev.Subscriber] = (),
@@ -102,6 +105,9 @@ class Orchestrator:
         self.timeout = timeout
         self.cache_enabled = cache_enabled
         self.cache_ttl = cache_ttl
+        self.cache_path = cache_path
+        self._cache_store = cache_store
+        self._owns_store = False
         self.max_cost = max_cost
         self.subscribers = list(subscribers)
         self.handles: dict[str, AgentHandle] = handles or {
@@ -115,8 +121,20 @@ class Orchestrator:
         if key not in self._wrapped:
             retries = 0 if self.settings.error_strategy == "fail_fast" else self.max_retries
             policy = RetryPolicy(max_retries=retries, base_delay=self.retry_delay)
-            self._wrapped[key] = wrap(backend, retry=policy)
+            cache = CacheSettings(self.cache_store(), self.cache_ttl) if self.cache_enabled else None
+            self._wrapped[key] = wrap(backend, retry=policy, cache=cache)
         return self._wrapped[key]
+
+    def cache_store(self) -> Store:
+        """The response cache's store: the one given, else a SQLite file opened on first use
+        (``cache_path``, default ``.massgen/cache.sqlite3``)."""
+        if self._cache_store is None:
+            from massgen.resilience.cache import DEFAULT_CACHE_PATH
+            from massgen.store import open_store
+
+            self._cache_store = open_store(Path(self.cache_path or DEFAULT_CACHE_PATH))
+            self._owns_store = True
+        return self._cache_store
 
     # -- construction from YAML ---------------------------------------------------------------
     @classmethod
@@ -128,6 +146,10 @@ class Orchestrator:
         cfg = config if isinstance(config, TeamConfig) else load(config)
         options = orchestrator_options(cfg)
         options.update({k: v for k, v in overrides.items() if v is not None})
+        if options.get("cache_enabled") and cfg.redis and not cfg.orchestrator.cache.path:
+            from massgen.store import open_store  # the cache is shared through Redis
+
+            options.setdefault("cache_store", open_store(cfg.redis.url, prefix=cfg.redis.prefix))
         return cls(build_agents(cfg), **options)
 
     # -- running --------------------------------------------------------------------------------
@@ -268,6 +290,9 @@ class Orchestrator:
             if backend is not None and id(backend) not in seen:
                 seen.add(id(backend))
                 await backend.aclose()
+        if self._owns_store and self._cache_store is not None:
+            await self._cache_store.aclose()
+            self._cache_store, self._owns_store = None, False
 
     async def __aenter__(self) -> Orchestrator:
         return self

@@ -112,5 +112,6 @@ def orchestrator_options(team: TeamConfig) -> dict[str, Any]:
         "timeout": o.timeout,
         "cache_enabled": o.cache.enabled,
         "cache_ttl": o.cache.ttl,
+        "cache_path": o.cache.path,
         "max_cost": o.max_cost,
     }

@@ -174,3 +174,29 @@ async def test_the_budget_stops_a_run_before_its_next_round():
     spent = info.value.result  # type: ignore[attr-defined]
     assert spent.status == "failed" and spent.requests >= 1
     assert all(a.phase == "answer" for a in spent.answers)  # no review turn was sent
+
+
+async def test_a_cached_rerun_makes_no_provider_request(tmp_path):
+    from massgen.store import open_store
+
+    calls = []
+
+    def respond(request):
+        calls.append(request)
+        return f"answer to {request.messages[-1].content}"
+
+    store = open_store(tmp_path / "cache.sqlite3")
+    seen = []
+    orchestrator = Orchestrator(
+        [Agent("a", FunctionBackend(respond)), Agent("b", FunctionBackend(respond))],
+        strategy="parallel", cache_enabled=True, cache_store=store, subscribers=[seen.append],
+    )
+    tasks = [f"task {i}" for i in range(5)]
+    first = await orchestrator.abatch_run(tasks)
+    assert len(calls) == 10 and first.summary.done == 5
+    again = await orchestrator.abatch_run(tasks)
+    assert len(calls) == 10  # all from the cache
+    assert all(r is not None and r.requests == 0 and r.cost == 0 for r in again)
+    assert any(getattr(e, "cached", False) for e in seen)
+    await orchestrator.aclose()
+    await store.aclose()

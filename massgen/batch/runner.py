@@ -116,8 +116,11 @@ async def run_batch(
     strategy: str | None = None,
     max_cost: float | None = None,
     on_row: OnRow | None = None,
+    summary: BatchSummary | None = None,
 ) -> BatchResult:
-    summary = BatchSummary(total=len(tasks))
+    """Run ``tasks``; ``summary``, if given, is filled in place (so a caller still has it
+    when the batch is cancelled)."""
+    summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)
     gate = asyncio.Semaphore(max(1, concurrency))

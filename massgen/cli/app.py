@@ -20,6 +20,14 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and describe team configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+cache_app = typer.Typer(help="Look at or empty the response cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+CacheConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Team config (default: $MASSGEN_CONFIG or ./massgen.yaml)."
+    ),
+]
 agents_app = typer.Typer(help="See the agents of a team or on Redis.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 
@@ -79,6 +87,12 @@ def run(
         bool, typer.Option("--no-record", help="Do not write a run record.")
     ] = False,
     redis: RedisOption = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the response cache.")
+    ] = False,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Stop before spending more than this (USD).")
+    ] = None,
 ) -> None:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.cli.run import run_command
@@ -93,6 +107,55 @@ def run(
             record=record,
             no_record=no_record,
             redis=redis,
+            no_cache=no_cache,
+            max_cost=max_cost,
+        )
+    )
+
+
+@app.command()
+def batch(
+    tasks: Annotated[Path, typer.Argument(help="Tasks: .txt (one per line), .jsonl or .csv.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Team config (default: $MASSGEN_CONFIG or ./massgen.yaml)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Tasks in flight.")] = 8,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", "-s", help="parallel | sequential | consensus.")
+    ] = None,
+    no_resume: Annotated[
+        bool,
+        typer.Option("--no-resume", help="Start over (the old results file is moved aside)."),
+    ] = False,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Stop before spending more than this (USD).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the response cache.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Run every task in TASKS; one JSON line per finished task; a re-run resumes."""
+    from massgen.cli.batch import batch_command
+
+    guarded(
+        lambda: batch_command(
+            tasks,
+            config=config,
+            out=out,
+            concurrency=concurrency,
+            strategy=strategy,
+            resume=not no_resume,
+            max_cost=max_cost,
+            no_cache=no_cache,
+            quiet=quiet,
         )
     )
 
@@ -166,3 +229,19 @@ def config_schema() -> None:
     from massgen.cli.configcmd import schema
 
     guarded(schema)
+
+
+@cache_app.command("stats")
+def cache_stats(config: CacheConfigOption = None) -> None:
+    """How many answers the cache holds, and where."""
+    from massgen.cli.cachecmd import stats
+
+    guarded(lambda: stats(config))
+
+
+@cache_app.command("clear")
+def cache_clear(config: CacheConfigOption = None) -> None:
+    """Remove every cached answer."""
+    from massgen.cli.cachecmd import clear
+
+    guarded(lambda: clear(config))

@@ -54,6 +54,8 @@ def run_command(
     record: Path | None,
     no_record: bool,
     redis: str | None = None,
+    no_cache: bool = False,
+    max_cost: float | None = None,
 ) -> int:
     from massgen.config import load
     from massgen.distributed.target import BusTarget
@@ -63,7 +65,10 @@ def run_command(
     task = read_task(task)
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
-    orchestrator = Orchestrator.from_config(cfg, strategy=strategy)
+    overrides: dict[str, object] = {"strategy": strategy, "max_cost": max_cost}
+    if no_cache:
+        overrides["cache_enabled"] = False
+    orchestrator = Orchestrator.from_config(cfg, **overrides)
     recorder = None if no_record else RunRecorder(path=record, config_path=config)
     view, view_shows_final = make_view(quiet or json_out and not sys.stderr.isatty())
     orchestrator.subscribers.extend(s for s in (recorder, view) if s is not None)

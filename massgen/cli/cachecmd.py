@@ -1,0 +1,76 @@
+"""`massgen cache stats|clear`: look at and empty the response cache."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from massgen.cli.batch import CONFIG_ENV
+
+
+def _target(config: Path | None) -> tuple[str | Path, str]:
+    """Where the cache of this team lives: the config's cache path, its Redis, or the default
+    file; and the Redis key prefix."""
+    import os
+
+    from massgen.resilience.cache import DEFAULT_CACHE_PATH
+
+    path = config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None and Path("massgen.yaml").exists():
+        path = Path("massgen.yaml")
+    if path is None:
+        return DEFAULT_CACHE_PATH, "massgen:"
+    from massgen.config import load
+
+    cfg = load(path)
+    if cfg.orchestrator.cache.path:
+        return Path(cfg.orchestrator.cache.path), "massgen:"
+    if cfg.redis is not None:
+        return cfg.redis.url, cfg.redis.prefix
+    return DEFAULT_CACHE_PATH, "massgen:"
+
+
+def _where(target: str | Path) -> str:
+    if isinstance(target, Path):
+        return str(target)
+    from massgen.store.redis_store import redact
+
+    return redact(target)
+
+
+def stats(config: Path | None) -> int:
+    from massgen.resilience.cache import KEY_PREFIX
+    from massgen.store import open_store
+
+    target, prefix = _target(config)
+    if isinstance(target, Path) and not target.exists():
+        print(f"cache: {target} (empty: no file yet)")
+        return 0
+
+    async def count() -> int:
+        async with open_store(target, prefix=prefix) as store:
+            return await store.count(KEY_PREFIX)
+
+    entries = asyncio.run(count())
+    size = f", {target.stat().st_size / 1e6:.1f} MB" if isinstance(target, Path) else ""
+    print(f"cache: {_where(target)}: {entries} entries{size}")
+    return 0
+
+
+def clear(config: Path | None) -> int:
+    from massgen.resilience.cache import KEY_PREFIX
+    from massgen.store import open_store
+
+    target, prefix = _target(config)
+    if isinstance(target, Path) and not target.exists():
+        print(f"cache: {target}: nothing to clear", file=sys.stderr)
+        return 0
+
+    async def wipe() -> int:
+        async with open_store(target, prefix=prefix) as store:
+            return await store.delete_prefix(KEY_PREFIX)
+
+    removed = asyncio.run(wipe())
+    print(f"cache: {_where(target)}: {removed} entries removed")
+    return 0

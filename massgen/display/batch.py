@@ -1,0 +1,89 @@
+"""Batch progress on stderr: a Rich bar on a terminal, periodic plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from massgen.batch.runner import BatchSummary
+
+
+def describe(s: BatchSummary) -> str:
+    return (
+        f"{s.done} done, {s.failed} failed, {s.skipped} skipped, {s.remaining} remaining; "
+        f"{s.usage.input_tokens}+{s.usage.output_tokens} tokens, ${s.cost:.4f}, "
+        f"{time.perf_counter() - s.started:.1f}s"
+    )
+
+
+class PlainBatchView:
+    """A line at most every ``every`` seconds, and one at the end."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 2.0) -> None:
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.last = 0.0
+        print(f"batch: {total} tasks", file=self.stream, flush=True)
+
+    def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every or summary.remaining == 0:
+            self.last = now
+            print("batch: " + describe(summary), file=self.stream, flush=True)
+
+    def close(self, summary: BatchSummary) -> None:
+        print("batch summary: " + describe(summary), file=self.stream, flush=True)
+
+
+class RichBatchView:
+    """A progress bar with done/failed/total, rate, ETA, tokens and cost; a table at the end."""
+
+    def __init__(self, total: int, skipped: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}/s"),
+            TimeRemainingColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[tokens]} tok ${task.fields[cost]}"),
+            console=self.console,
+        )
+        self.task = self.progress.add_task(
+            "batch", total=total, completed=skipped, failed=0, rate="-", tokens=0, cost="0.0000"
+        )
+        self.progress.start()
+
+    def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
+        elapsed = max(time.perf_counter() - summary.started, 1e-6)
+        finished = summary.done + summary.failed
+        self.progress.update(
+            self.task,
+            completed=finished + summary.skipped,
+            failed=summary.failed,
+            rate=f"{finished / elapsed:.1f}",
+            tokens=summary.usage.total_tokens,
+            cost=f"{summary.cost:.4f}",
+        )
+
+    def close(self, summary: BatchSummary) -> None:
+        from rich.table import Table
+
+        self.progress.stop()
+        table = Table(title="batch summary", show_header=False, box=None)
+        for key, value in summary.as_dict().items():
+            table.add_row(key, str(value))
+        self.console.print(table)
