@@ -26,9 +26,9 @@ from massgen.strategies import RunContext, Settings, get_strategy
 
 if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
-    from massgen.store.base import Store
     from massgen.batch.runner import OnRow
     from massgen.config import TeamConfig
+    from massgen.store.base import Store
 
 
 class Orchestrator:
@@ -121,7 +121,9 @@ class Orchestrator:
         if key not in self._wrapped:
             retries = 0 if self.settings.error_strategy == "fail_fast" else self.max_retries
             policy = RetryPolicy(max_retries=retries, base_delay=self.retry_delay)
-            cache = CacheSettings(self.cache_store(), self.cache_ttl) if self.cache_enabled else None
+            cache = (
+                CacheSettings(self.cache_store(), self.cache_ttl) if self.cache_enabled else None
+            )
             self._wrapped[key] = wrap(backend, retry=policy, cache=cache)
         return self._wrapped[key]
 

@@ -189,7 +189,10 @@ async def test_a_cached_rerun_makes_no_provider_request(tmp_path):
     seen = []
     orchestrator = Orchestrator(
         [Agent("a", FunctionBackend(respond)), Agent("b", FunctionBackend(respond))],
-        strategy="parallel", cache_enabled=True, cache_store=store, subscribers=[seen.append],
+        strategy="parallel",
+        cache_enabled=True,
+        cache_store=store,
+        subscribers=[seen.append],
     )
     tasks = [f"task {i}" for i in range(5)]
     first = await orchestrator.abatch_run(tasks)

@@ -117,6 +117,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     m.TeamConfig,
     m.BackendConfig,
     m.Price,
+    m.RateLimitConfig,
+    m.BreakerConfig,
     m.AgentConfig,
     m.MemoryConfig,
     m.OrchestratorConfig,

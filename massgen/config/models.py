@@ -46,6 +46,30 @@ class Price(ConfigModel):
     """USD per 1M completion tokens."""
 
 
+class RateLimitConfig(ConfigModel):
+    """Limits of one backend endpoint; shared by every process when Redis is configured."""
+
+    rpm: int | None = Field(default=None, gt=0)
+    """Requests per minute (none: unlimited)."""
+    tpm: int | None = Field(default=None, gt=0)
+    """Tokens per minute, prompt and answer (none: unlimited)."""
+    max_in_flight: int | None = Field(default=None, gt=0)
+    """Requests running at once through this backend, per process (none: unlimited)."""
+    output_tokens: int = Field(default=1024, gt=0)
+    """Answer tokens assumed for a request that sets no max_tokens, until its usage is known."""
+
+
+class BreakerConfig(ConfigModel):
+    """The circuit breaker of one backend endpoint."""
+
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures (5xx, 529, timeouts, connection errors) that open the circuit."""
+    cooldown: float = Field(default=30.0, gt=0)
+    """Seconds the circuit stays open before one probe request is let through."""
+    probe_timeout: float = Field(default=120.0, gt=0)
+    """Seconds a probe may hold the half-open permit before another caller may probe."""
+
+
 class BackendConfig(ConfigModel):
     """One LLM provider endpoint: which API, which model, how to reach it."""
 
@@ -72,6 +96,10 @@ class BackendConfig(ConfigModel):
     """Extra provider parameters, or options of replay and custom backends."""
     prices: Price | None = None
     """Price override for cost accounting, USD per 1M tokens."""
+    rate_limit: RateLimitConfig | None = None
+    """Requests and tokens per minute, and requests in flight (none: unlimited)."""
+    breaker: BreakerConfig | bool = True
+    """The circuit breaker: ``true`` (the defaults), its settings, or ``false`` for none."""
 
     @classmethod
     def _spellings(cls, data: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -1,8 +1,13 @@
-"""Wrappers that make a backend survive real providers, composed in one place: :func:`wrap`.
+"""Wrappers that make a backend survive real providers.
 
-Outermost first: cache → rate limit → circuit breaker → retry → the backend. A cache hit
-costs nothing and waits for no limit; a request that passes the limiter is retried within
-its one budget; the breaker counts a failure only once the retries are spent.
+The whole stack, outermost first: cache → retry → rate limit → circuit breaker → backend.
+A cache hit costs nothing and waits for no limit. Every retry attempt passes the rate
+limiter (so retries honour rpm/tpm) and the breaker (so a dead endpoint opens it after a few
+attempts, and an open circuit, which is not retryable, stops the retries at once).
+
+Rate limit and breaker hold one endpoint's state, so ``massgen.team.guard`` puts them
+around each configured backend; :func:`wrap` adds retry and cache, per backend object,
+in the orchestrator.
 """
 
 from __future__ import annotations
