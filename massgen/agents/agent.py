@@ -7,17 +7,16 @@ agents; the orchestrator reaches it through an :class:`~massgen.agents.handle.Ag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from massgen.agents.loop import OnDelta, run_turn
 from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
 if TYPE_CHECKING:
     from massgen.backends.base import Backend
-
-OnDelta = Callable[[str], None]
 
 MEMORY_STRATEGIES = ("full", "sliding_window", "summary")
 
@@ -127,20 +126,7 @@ class Agent:
         backend wrapped in retries (and, later, cache and rate limits).
         """
         request = self.build_request(turn)
-        backend = backend or self.backend
-        completion: Completion | None = None
-        async for chunk in backend.stream(request):
-            if chunk.delta and on_delta is not None:
-                on_delta(chunk.delta)
-            if chunk.completion is not None:
-                completion = chunk.completion
-        if completion is None:
-            from massgen.errors import ProviderConnectionError
-
-            raise ProviderConnectionError(
-                "the stream ended without a final answer", provider=backend.provider
-            )
-        return completion
+        return await run_turn(backend or self.backend, request, on_delta)
 
     def cost_of(self, completion: Completion) -> float:
         if completion.cached:
