@@ -11,10 +11,21 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing, contextmanager, suppress
 from typing import Any
 
+import anyio
+import h11  # noqa: F401
+import httpcore  # noqa: F401
 import httpx
+
+# httpx loads its connection machinery (httpcore, h11, anyio) on the first connection. They
+# are imported here, when the backend is built, so the first request of a run does not stall
+# the event loop for ~80 ms while every agent waits behind it. anyio's asyncio backend is
+# private; if a future anyio moves it, only this warm-up is lost.
+with suppress(ImportError):
+    import anyio._backends._asyncio
+    import anyio.streams.tls  # noqa: F401
 
 from massgen import __version__
 from massgen.backends._common import tls_context
