@@ -19,6 +19,51 @@ if TYPE_CHECKING:
 
 
 def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backend:
+    """The backend of ``cfg`` behind its endpoint guards (rate limit, circuit breaker)."""
+    return guard(_raw_backend(cfg, team, name), cfg, team)
+
+
+def guard(backend: Backend, cfg: BackendConfig, team: TeamConfig) -> Backend:
+    """Layer the per-endpoint wrappers: rate limit → circuit breaker → the backend.
+
+    They hold the endpoint's state, so they sit here (one per configured backend) rather
+    than in the orchestrator, which adds retry and cache outside them. With Redis configured
+    their state is shared by every process using the same endpoint.
+    """
+    from massgen.resilience.breaker import endpoint_key
+
+    key = endpoint_key(backend)
+    redis = team.redis
+    if cfg.breaker is not False:
+        from massgen.resilience.breaker import (
+            BreakerBackend,
+            BreakerPolicy,
+            CircuitBreaker,
+            RedisBreakerState,
+        )
+
+        b = cfg.breaker if not isinstance(cfg.breaker, bool) else None
+        policy = BreakerPolicy(b.failures, b.cooldown, b.probe_timeout) if b else BreakerPolicy()
+        state = RedisBreakerState(redis.url, redis.prefix, key) if redis else None
+        backend = BreakerBackend(backend, CircuitBreaker(key, policy, state=state))
+    if cfg.rate_limit is not None:
+        from massgen.resilience.ratelimit import (
+            MemoryLimiter,
+            RateLimit,
+            RateLimitedBackend,
+            RedisLimiter,
+        )
+
+        r = cfg.rate_limit
+        limit = RateLimit(r.rpm, r.tpm, r.max_in_flight, r.output_tokens)
+        limiter = (
+            RedisLimiter(redis.url, redis.prefix, key, limit) if redis else MemoryLimiter(limit)
+        )
+        backend = RateLimitedBackend(backend, limiter)
+    return backend
+
+
+def _raw_backend(cfg: BackendConfig, team: TeamConfig, name: str) -> Backend:
     from massgen.backends.registry import OPENAI_COMPATIBLE, create_backend
 
     api_key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
@@ -59,6 +104,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
         else:
             with _located(team, "agents", i, "backend"):
                 backend = build_backend(a.backend, team, f"{a.name}.backend")
+        tools = build_agent_tools(team, i, backend)
         agents.append(
             Agent(
                 a.name,
@@ -66,7 +112,8 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 a.role,
                 model=a.model,
                 capabilities=a.capabilities,
-                tools=a.tools,
+                tools=tools,
+                max_tool_iterations=a.max_tool_iterations or team.orchestrator.max_tool_iterations,
                 memory_strategy=a.memory.strategy,
                 memory_size=a.memory.size,
                 fallback=a.fallback,
@@ -76,6 +123,33 @@ def build_agents(team: TeamConfig) -> list[Agent]:
             )
         )
     return agents
+
+
+def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[Any]:
+    """The tools agent ``index`` lists, built with their ``tools:`` settings.
+
+    A backend that cannot call tools, given tools, is a configuration error (at the agent's
+    ``tools`` key) rather than a surprise mid-run.
+    """
+    names = team.agents[index].tools
+    if not names:
+        return []
+    if not backend.supports_tools:
+        with _located(team, "agents", index, "tools"):
+            raise ConfigError(
+                f"backend {backend.describe()!r} cannot call tools",
+                hint="remove `tools:` from this agent or give it a backend with tool calling",
+            )
+    from massgen.tools.registry import build_tool
+
+    built = []
+    for j, name in enumerate(names):
+        where: tuple[str | int, ...] = (
+            ("tools", name) if name in team.tools else ("agents", index, "tools", j)
+        )
+        with _located(team, *where):
+            built.append(build_tool(name, team.tools.get(name), team.base_dir))
+    return built
 
 
 @contextmanager
