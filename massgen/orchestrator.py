@@ -156,9 +156,8 @@ class Orchestrator:
 
     # -- running --------------------------------------------------------------------------------
     def seats(self) -> list[str]:
-        """Agents that take part on their own: reserves named as a fallback do not."""
-        reserves = {a.fallback for a in self.agents.values() if a.fallback}
-        return [n for n in self.agents if n not in reserves]
+        """Agents that take part on their own (all but those on ``standby``)."""
+        return [n for n, a in self.agents.items() if not a.standby]
 
     async def arun(
         self, task: str, strategy: str | None = None, *, budget: Budget | None = None

@@ -117,11 +117,16 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 memory_strategy=a.memory.strategy,
                 memory_size=a.memory.size,
                 fallback=a.fallback,
+                standby=a.standby,
                 temperature=a.temperature,
                 max_tokens=a.max_tokens,
                 prices=prices,
             )
         )
+    if any(a.tools for a in team.agents):
+        from massgen.tools.agents import connect
+
+        connect(agents)
     return agents
 
 

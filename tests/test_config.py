@@ -671,3 +671,26 @@ def test_json_schema_describes_the_team() -> None:
 def test_models_validate_without_yaml() -> None:
     team = TeamConfig(agents=[AgentConfig(name="a", backend="replay")])
     assert team.backend_for("a").type == "replay"
+
+
+def test_a_standby_agent_nobody_falls_back_to_is_an_error():
+    from massgen.config import loads
+    from massgen.errors import ConfigError
+
+    text = (
+        "agents:\n"
+        "  - {name: a, backend: {type: replay}}\n"
+        "  - {name: b, backend: {type: replay}, standby: true}\n"
+    )
+    try:
+        loads(text, file="team.yaml")
+    except ConfigError as e:
+        assert e.line == 3 and "standby" in str(e) and "fallback: b" in str(e)
+    else:
+        raise AssertionError("expected a ConfigError")
+    ok = loads(
+        text.replace(
+            "{name: a, backend: {type: replay}}", "{name: a, backend: {type: replay}, fallback: b}"
+        )
+    )
+    assert ok.agent("b").standby

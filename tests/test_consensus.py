@@ -138,6 +138,7 @@ async def test_fail_fast_aborts_with_the_agents_error():
 async def test_a_fallback_agent_takes_the_failed_agents_seat():
     agents, backends = team(a=scripted("Paris"), b=failing(), spare=scripted("Paris"))
     agents[1].fallback = "spare"
+    agents[2].standby = True
     result = await Orchestrator(agents, max_retries=0).arun("Capital?")
     assert result.status == "done"
     answered = {(x.agent, x.answered_by) for x in result.answers}

@@ -377,7 +377,7 @@ def fallback_team(make: Callable[[str], FunctionBackend]) -> Orchestrator:
         [
             Agent("ada", make("ada"), role="You are Ada.", fallback="zed"),
             Agent("bob", make("bob"), role="You are Bob."),
-            Agent("zed", make("zed"), role="You are Zed."),
+            Agent("zed", make("zed"), role="You are Zed.", standby=True),
         ],
         strategy="parallel",
         max_retries=0,

@@ -82,6 +82,8 @@ def team_yaml(
         ]
         if name in fallback:
             lines.append(f"    fallback: {fallback[name]}")
+        if name in fallback.values():
+            lines.append("    standby: true")
     lines += [
         "orchestrator:",
         "  strategy: parallel",

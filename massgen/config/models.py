@@ -219,11 +219,16 @@ class AgentConfig(ConfigModel):
     capabilities: list[str] = Field(default_factory=list)
     """Free-form tags advertised in the registry (e.g. ``research``)."""
     tools: list[str] = Field(default_factory=list)
-    """Names of tools this agent may call."""
+    """Tools this agent may call: built-in names (``calculator``...), names of entries in
+    the top-level ``tools:`` section, or your own as ``module:Class``/``module:function``."""
+    max_tool_iterations: int | None = Field(default=None, ge=1)
+    """Rounds of tool calls in one turn at most; ``None`` uses the orchestrator's."""
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     """How much conversation the agent keeps."""
     fallback: str | None = None
-    """Agent that takes this agent's seat if it fails."""
+    """Agent that takes this agent's turn if it fails (after its retries)."""
+    standby: bool = False
+    """Only answer in place of a failed agent (as someone's ``fallback``), never on its own."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Overrides the backend's temperature for this agent."""
     max_tokens: int | None = Field(default=None, gt=0)
@@ -307,6 +312,8 @@ class OrchestratorConfig(ConfigModel):
     """Seconds the whole run may take."""
     max_cost: float | None = Field(default=None, gt=0)
     """Stop the run once it has cost this many USD."""
+    max_tool_iterations: int = Field(default=8, ge=1)
+    """Rounds of tool calls one agent turn may make before it must answer."""
 
 
 class RedisConfig(ConfigModel):
@@ -359,7 +366,8 @@ class TeamConfig(ConfigModel):
     redis: RedisConfig | None = None
     """Run distributed over Redis; ``None`` runs in one process."""
     tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Settings per tool name (e.g. a file reader's ``root``)."""
+    """Settings per tool name (e.g. a file reader's ``root``); an entry whose name is not a
+    built-in says what it builds with ``use:`` (a built-in or ``module:Class``)."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Price overrides per model name, USD per 1M tokens."""
 

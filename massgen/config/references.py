@@ -23,7 +23,20 @@ def check_references(team: TeamConfig) -> None:
                 "bad_fallback", "an agent cannot be its own fallback", at=("agents", i, "fallback")
             )
         check_agent_ref(agent.memory.summarizer, names, ("agents", i, "memory", "summarizer"))
+        for j, tool in enumerate(agent.tools):
+            check_tool_ref(tool, team.tools, ("agents", i, "tools", j))
     check_fallback_cycles(team.agents)
+    backups = {a.fallback for a in team.agents if a.fallback}
+    for i, agent in enumerate(team.agents):
+        if agent.standby and agent.name not in backups:
+            raise fail(
+                "idle_standby",
+                f"agent {agent.name!r} is on standby but no agent falls back to it",
+                at=("agents", i, "standby"),
+                hint=f"set `fallback: {agent.name}` on the agent it backs up, or remove `standby`",
+            )
+    if all(a.standby for a in team.agents):
+        raise fail("no_seats", "every agent is on standby", at=("agents",))
     orch = team.orchestrator
     check_agent_ref(orch.aggregator, names, ("orchestrator", "aggregator"))
     check_agent_ref(orch.consensus.presenter, names, ("orchestrator", "consensus", "presenter"))
@@ -50,6 +63,51 @@ def check_backend_ref(ref: str, backends: dict[str, BackendConfig], at: Path_) -
         "define it under `backends:` or use a provider type: " + one_of(PROVIDERS)
     )
     raise fail("unknown_backend", "unknown backend", at=at, hint=hint)
+
+
+TOOL_NAMES: tuple[str, ...] = (
+    "calculator",
+    "file_reader",
+    "database_query",
+    "api_call",
+    "web_search",
+    "ask_agent",
+    "broadcast",
+)
+"""Built-in tool names (``massgen.tools.registry.BUILTINS`` holds the same, and a test
+checks they agree: config must not import the tools package)."""
+
+SEED_TOOL_NAMES: dict[str, str] = {
+    "Calculator": "calculator",
+    "FileReader": "file_reader",
+    "DatabaseQuery": "database_query",
+    "APICall": "api_call",
+    "WebSearch": "web_search",
+}
+
+
+def check_tool_ref(ref: str, settings: dict[str, dict[str, object]], at: Path_) -> None:
+    """A tool an agent lists must be a built-in, a ``tools:`` entry or ``module:attr``."""
+    if ref in TOOL_NAMES or SEED_TOOL_NAMES.get(ref) in TOOL_NAMES or CUSTOM_CLASS.fullmatch(ref):
+        return
+    entry = settings.get(ref)
+    if entry is None:
+        hint = did_you_mean(ref, [*TOOL_NAMES, *settings]) or (
+            "built-in tools are "
+            + one_of(TOOL_NAMES)
+            + "; for your own write `module:Class` or `module:function`"
+        )
+        raise fail("unknown_tool", "unknown tool", at=at, hint=hint)
+    use = entry.get("use")
+    if not isinstance(use, str) or not (
+        use in TOOL_NAMES or SEED_TOOL_NAMES.get(use) in TOOL_NAMES or CUSTOM_CLASS.fullmatch(use)
+    ):
+        hint = (did_you_mean(use, TOOL_NAMES) if isinstance(use, str) else None) or (
+            "say what this tool is with `use:` a built-in ("
+            + one_of(TOOL_NAMES)
+            + ") or `module:Class`"
+        )
+        raise fail("unknown_tool", "not a built-in tool, and no valid `use:`", at=at, hint=hint)
 
 
 def check_agent_ref(ref: str | None, names: list[str], at: Path_) -> None:
