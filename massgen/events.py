@@ -76,6 +76,28 @@ class AgentFailedEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCalled(Event):
+    """An agent's model called one of its tools. ``args`` is compact JSON, cut short."""
+
+    agent: str
+    tool: str
+    call_id: str
+    args: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolResult(Event):
+    """A tool call finished. ``output`` is the start of the result (or the error)."""
+
+    agent: str
+    tool: str
+    call_id: str
+    ok: bool
+    duration: float
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VoteCast(Event):
     agent: str
     round: int

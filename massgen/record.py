@@ -16,6 +16,9 @@ from typing import Any
 
 from massgen import events as ev
 
+TOOL_OUTPUT_KEPT = 300
+"""Characters of each tool result kept in the record."""
+
 
 def config_digest(path: str | Path | None) -> str | None:
     if path is None:
@@ -43,6 +46,7 @@ class RunRecorder:
             "digest": config_digest(config_path),
         }
         self.prompts: list[dict[str, Any]] = []
+        self.tool_calls: list[dict[str, Any]] = []
         self.written: Path | None = None
 
     def __call__(self, e: ev.Event) -> None:
@@ -56,6 +60,25 @@ class RunRecorder:
                     "at": e.at,
                 }
             )
+        elif isinstance(e, ev.ToolCalled):
+            self.tool_calls.append(
+                {
+                    "agent": e.agent,
+                    "tool": e.tool,
+                    "call_id": e.call_id,
+                    "args": e.args,
+                    "at": e.at,
+                }
+            )
+        elif isinstance(e, ev.ToolResult):
+            for entry in reversed(self.tool_calls):
+                if (
+                    entry["call_id"] == e.call_id
+                    and entry["agent"] == e.agent
+                    and "ok" not in entry
+                ):
+                    entry.update(ok=e.ok, duration=e.duration, output=e.output[:TOOL_OUTPUT_KEPT])
+                    break
         elif isinstance(e, ev.RunEnded):
             self.write(e)
 
@@ -67,6 +90,7 @@ class RunRecorder:
             "config": self.config,
             **e.result.to_dict(),
             "requests_sent": self.prompts,
+            "tool_calls": self.tool_calls,
         }
         tmp = path.with_suffix(path.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:

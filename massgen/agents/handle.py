@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
+from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.types import Completion
@@ -39,6 +40,7 @@ class LocalHandle:
         self.name = agent.name
         self._wrap = wrap
         self._backend: Backend | None = None
+        agent.local_handle = self
 
     @property
     def backend(self) -> Backend:
@@ -52,7 +54,9 @@ class LocalHandle:
         return self.backend.supports_tools
 
     async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
-        return await self.agent.respond(turn, on_delta, backend=self.backend)
+        return await self.agent.respond(
+            turn, on_delta, backend=self.backend, on_event=tool_listener.get()
+        )
 
     def cost_of(self, completion: Completion) -> float:
         return self.agent.cost_of(completion)

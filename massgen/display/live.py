@@ -25,6 +25,7 @@ STYLE = {
     "reviewing": "magenta",
     "failed": "bold red",
     "revised": "yellow",
+    "tool": "yellow",
 }
 
 
@@ -63,6 +64,7 @@ class LiveView:
         for row in list(s.rows.values()):
             style = next((v for k, v in STYLE.items() if row.status.startswith(k)), "green")
             status = row.status + (f" ↻{row.retries}" if row.retries else "")
+            status += f" ⚙{row.tool_calls}" if row.tool_calls else ""
             table.add_row(
                 row.name,
                 Text(status, style=style),

@@ -33,6 +33,11 @@ class PlainView:
                 )
             case ev.AgentRetrying():
                 return f"  {e.agent} retry {e.attempt} in {e.wait:.1f}s: {e.error}"
+            case ev.ToolCalled():
+                return f"  {e.agent} calls {e.tool} {e.args}"
+            case ev.ToolResult():
+                how = "ok" if e.ok else "failed: " + " ".join(e.output.split())[:120]
+                return f"  {e.agent} {e.tool} {how} ({e.duration:.2f}s)"
             case ev.AgentFailedEvent():
                 what = "dropped" if e.dropped else "handing over to its fallback"
                 return f"  {e.agent} failed ({what}): {e.error}"

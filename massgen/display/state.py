@@ -20,6 +20,7 @@ class Row:
     tokens: int = 0
     cost: float = 0.0
     retries: int = 0
+    tool_calls: int = 0
 
 
 @dataclass(slots=True)
@@ -50,7 +51,8 @@ class ViewState:
                 row = self.row(e.agent)
                 row.tokens += e.usage.total_tokens
                 row.cost += e.cost
-                if e.phase != "review":  # a review reply is a vote, not the agent's answer
+                # a review reply is a vote, an ask reply a teammate's help: not its answer
+                if e.phase not in ("review", "ask"):
                     row.answer = e.text
                 row.text = row.answer
                 by = f" (by {e.answered_by})" if e.answered_by else ""
@@ -62,6 +64,12 @@ class ViewState:
                 row.retries += 1
                 row.text = ""  # the retried stream starts over
                 row.status = f"retry {e.attempt} in {e.wait:.1f}s"
+            case ev.ToolCalled():
+                row = self.row(e.agent)
+                row.tool_calls += 1
+                row.status = f"tool {e.tool}"
+            case ev.ToolResult():
+                self.row(e.agent).status = f"tool {e.tool} " + ("ok" if e.ok else "failed")
             case ev.AgentFailedEvent():
                 self.row(e.agent).status = "failed" if e.dropped else "failed, fallback"
             case ev.VoteCast():

@@ -35,6 +35,7 @@ from massgen.mas.transport import (
     Delivery,
     Envelope,
     InboxStats,
+    Orphans,
     Transport,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "MemoryHub",
     "MemoryTransport",
     "MessageKind",
+    "Orphans",
     "RedisTransport",
     "RemoteError",
     "RequestTimeout",

@@ -94,7 +94,7 @@ class Agent:
         # work in progress
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready: deque[Delivery] = deque()  # admitted, waiting for a worker
-        self._work = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for work
         self._inflight: dict[EntryId, Delivery] = {}
         self._room = asyncio.Event()
         self._active = 0
@@ -107,6 +107,7 @@ class Agent:
         # requests this agent made
         self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
         self._reply_task: asyncio.Task[None] | None = None
+        self._publishing = asyncio.Lock()  # the last record written is the newest
 
     # hooks --------------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -227,7 +228,7 @@ class Agent:
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
-        await self._transport.send([self._seal(self._message(t, p)) for t, p in items])
+        await self._transport.send(self._envelopes(items, MessageKind.MESSAGE))
 
     async def request(
         self,
@@ -270,7 +271,7 @@ class Agent:
         records = await self._transport.discover(capabilities or ())
         targets = sorted({r.id for r in records} - {self.id})
         await self._transport.send(
-            [self._seal(self._message(t, payload, kind=MessageKind.BROADCAST)) for t in targets]
+            self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST)
         )
         return targets
 
@@ -282,6 +283,19 @@ class Agent:
         """
         records = await self._transport.discover(capabilities or ())
         return agents_from_records(records)
+
+    async def publish_record(self) -> None:
+        """Write this instance's registry record again, so discovery shows what
+        :meth:`get_metadata` returns now (counters, notes) without waiting for a restart.
+
+        One round trip; concurrent calls are serialised so the newest record wins. Raises
+        :class:`~massgen.errors.TransportError` if the bus cannot be reached."""
+        self._ensure_running()
+        s = self.settings
+        async with self._publishing:
+            await self._transport.register(
+                self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
+            )
 
     async def update_state(self, changes: dict[str, Any]) -> None:
         """Change some state fields and persist them (each field keeps its exact type)."""
@@ -307,6 +321,20 @@ class Agent:
             kind=kind,
             created_at=time.time(),
         )
+
+    def _envelopes(
+        self, items: Sequence[tuple[str, dict[str, Any]]], kind: MessageKind
+    ) -> list[Envelope]:
+        """Messages of one call, built in one loop (one clock read, no per-message calls
+        besides the id): the bus's hot path when an agent sends in bulk."""
+        sender, now = self.id, time.time()
+        msgs = [
+            AgentMessage(id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now)
+            for i, (t, p) in zip(self._new_id.many(len(items)), items, strict=True)
+        ]
+        if self._signer is None:
+            return [Envelope(m) for m in msgs]
+        return [self._seal(m) for m in msgs]
 
     def _seal(self, msg: AgentMessage) -> Envelope:
         if self._signer is None:
@@ -396,10 +424,21 @@ class Agent:
     async def _admit(self, deliveries: list[Delivery]) -> None:
         """Check what arrived (signature, freshness, replay) and queue what passes."""
         signer = self._signer
+        inflight = self._inflight
         accepted: list[Delivery] = []
+        me, reply = self.id, MessageKind.REPLY
         for d in deliveries:
-            if d.entry_id in self._inflight:
+            if d.entry_id in inflight:
                 continue  # our own work, reclaimed while we still run it
+            env = d.envelope
+            if (
+                signer is None
+                and env is not None
+                and env.message.target_id == me
+                and env.message.kind is not reply
+            ):
+                accepted.append(d)  # the common case, without a call per message
+                continue
             verdict = self._verdict(d, signer)
             if verdict is Verdict.OK:
                 accepted.append(d)
@@ -419,12 +458,11 @@ class Agent:
                 else:
                     await self._refuse(d, Verdict.REPLAYED)
             accepted = fresh
-        inflight = self._inflight
         for d in accepted:
             inflight[d.entry_id] = d
         if accepted:
             self._ready.extend(accepted)
-            self._work.set()
+            self._wake_workers(len(accepted))
 
     def _verdict(self, d: Delivery, signer: Signer | None) -> Verdict:
         env = d.envelope
@@ -458,42 +496,52 @@ class Agent:
             dlq_maxlen=self.settings.dlq_maxlen,
         )
 
+    def _wake_workers(self, n: int) -> None:
+        """Wake at most ``n`` idle workers: one per message, not all of them (waking every
+        worker for each message costs a loop turn per worker)."""
+        idle = self._idle
+        while n > 0 and idle:
+            waiter = idle.popleft()
+            if not waiter.done():  # a cancelled worker leaves its waiter behind
+                waiter.set_result(None)
+                n -= 1
+
     async def _worker(self) -> None:
         """Take admitted messages while there are any (a plain deque: no per-message queue
         or task overhead); sleep on one event when there are none."""
-        ready, work = self._ready, self._work
+        ready, idle = self._ready, self._idle
+        loop = asyncio.get_running_loop()
         while True:
             if not ready:
-                work.clear()
-                await work.wait()
+                waiter: asyncio.Future[None] = loop.create_future()
+                idle.append(waiter)
+                await waiter
                 continue
             d = ready.popleft()
             self._active += 1
             try:
-                await self._handle(d)
+                # handling inlined: no coroutine per message besides the handler's own
+                assert d.envelope is not None
+                msg = d.envelope.message
+                msg.attempt = d.attempt
+                msg.entry_id = d.entry_id
+                msg.context = self
+                try:
+                    await self.on_message(msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    await self._failed(d, e)
+                    continue
+                if d.entry_id in self._answered:
+                    self._answered.discard(d.entry_id)  # the reply's commit acknowledged it
+                else:
+                    self._acks.append(d.entry_id)
+                    self._ack_wake.set()
             finally:
                 self._active -= 1
                 if not self._active:
                     self._progress.set()
-
-    async def _handle(self, d: Delivery) -> None:
-        assert d.envelope is not None
-        msg = d.envelope.message
-        msg.attempt = d.attempt
-        msg.entry_id = d.entry_id
-        msg.context = self
-        try:
-            await self.on_message(msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            await self._failed(d, e)
-            return
-        if d.entry_id in self._answered:
-            self._answered.discard(d.entry_id)
-            return
-        self._acks.append(d.entry_id)
-        self._ack_wake.set()
 
     async def _failed(self, d: Delivery, error: Exception) -> None:
         assert d.envelope is not None
@@ -634,9 +682,10 @@ class Agent:
                 )
                 if not alive:
                     log.warning("agent %s was declared dead; registering again", self.id)
-                    await self._transport.register(
-                        self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                    )
+                    async with self._publishing:
+                        await self._transport.register(
+                            self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
+                        )
             except AgentIdTaken as e:
                 log.error("agent %s cannot register again: %s", self.id, e)
             except TransportError as e:

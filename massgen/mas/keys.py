@@ -27,6 +27,12 @@ class Keys:
         """ZSET: member ``{instance_id}:{agent_id}``, score = heartbeat expiry (ms)."""
         return f"{self.prefix}registry"
 
+    @property
+    def registry_version(self) -> str:
+        """STRING counter: bumped whenever a registry record is written or removed, so
+        discovery can reuse the records it parsed while the counter stays put."""
+        return f"{self.prefix}registry:version"
+
     def agent(self, agent_id: str) -> str:
         """HASH: field ``instance_id`` -> JSON record of that live (or dead) instance."""
         return f"{self.prefix}agent:{agent_id}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from massgen.mas import wire
 from massgen.mas.errors import AgentIdTaken
 from massgen.mas.transport import (
+    HANDBACK_IDLE,
     AgentRecord,
     AgentStatus,
     CommitResult,
@@ -27,6 +28,7 @@ from massgen.mas.transport import (
     EntryId,
     Envelope,
     InboxStats,
+    Orphans,
 )
 
 
@@ -153,7 +155,11 @@ class MemoryTransport:
         hub = self.hub
         now = hub.clock()
         self._expire(now, retention)
-        live = [r for r in hub.live.values() if r.id == record.id and r.expires > now]
+        live = [
+            r
+            for r in hub.live.values()
+            if r.id == record.id and r.expires > now and r.instance_id != record.instance_id
+        ]
         if live and not (record.replica and all(r.replica for r in live)):
             raise AgentIdTaken(record.id)
         record = record.model_copy(update={"expires": now + ttl, "status": AgentStatus.RUNNING})
@@ -203,12 +209,19 @@ class MemoryTransport:
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         hub = self.hub
         now = hub.clock()
+        target, box = None, None
+        woken = []
         for env in envelopes:
-            box = hub.inbox(env.message.target_id)
+            if env.message.target_id != target:
+                target = env.message.target_id
+                box = hub.inbox(target)
+                woken.append(box)
+            assert box is not None
             # the receiver checks the MAC over the object it gets, not over sender's bytes
             stored = env if env.body is None else Envelope(env.message, env.mac)
             box.entries[box.next_id] = (stored, now)
             box.next_id += 1
+        for box in woken:
             box.wake.set()
 
     async def fetch(
@@ -244,11 +257,13 @@ class MemoryTransport:
 
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
         box = self.hub.inbox(agent_id)
+        leases, entries = box.leases, box.entries
         done = 0
         for eid in entry_ids:
-            if self._held(box, consumer, eid) is not None:
-                del box.leases[eid]
-                box.entries.pop(eid, None)
+            lease = leases.get(eid)
+            if lease is not None and lease.consumer == consumer:
+                del leases[eid]
+                entries.pop(eid, None)
                 done += 1
         return done
 
@@ -329,10 +344,52 @@ class MemoryTransport:
         return 0  # entries are dropped as soon as they are acknowledged
 
     async def inbox_stats(self) -> list[InboxStats]:
-        return [
-            InboxStats(aid, len(box.entries), len(box.leases), len(box.dead))
-            for aid, box in self.hub.inboxes.items()
-        ]
+        out = []
+        for aid, box in sorted(self.hub.inboxes.items()):
+            unread = sum(1 for eid in box.entries if int(eid) >= box.cursor)
+            out.append(InboxStats(aid, len(box.entries), len(box.leases), len(box.dead), unread))
+        return out
+
+    async def reclaim_orphans(
+        self,
+        agent_id: str,
+        consumer: str,
+        *,
+        lease: float,
+        max_deliveries: int,
+        count: int,
+        dlq_maxlen: int,
+    ) -> Orphans:
+        hub = self.hub
+        box = hub.inbox(agent_id)
+        now = hub.clock()
+        released: list[EntryId] = []
+        dead: list[EntryId] = []
+        holders: set[str] = set()
+        for eid, held in list(box.leases.items()):
+            if len(released) + len(dead) >= count:
+                break
+            if held.consumer == consumer or now - held.since < lease:
+                continue
+            rec = hub.live.get(held.consumer)
+            if rec is not None and rec.id == agent_id and rec.expires > now:
+                continue  # its holder is alive: it renews or gives it back itself
+            holders.add(held.consumer)
+            if held.count >= max_deliveries:
+                env, enqueued = box.entries[eid]
+                reason = f"delivered {held.count} times; holder {held.consumer} died"
+                await self.dead_letter(
+                    agent_id,
+                    held.consumer,
+                    Delivery(eid, env, held.count, enqueued),
+                    reason,
+                    dlq_maxlen=dlq_maxlen,
+                )
+                dead.append(eid)
+            else:
+                held.consumer, held.since = consumer, now - max(lease, HANDBACK_IDLE)
+                released.append(eid)
+        return Orphans(released, dead, sorted(holders))
 
     # replies ------------------------------------------------------------------------------
     async def commit_reply(

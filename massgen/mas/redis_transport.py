@@ -26,6 +26,7 @@ from massgen.mas import scripts, wire
 from massgen.mas.errors import AgentIdTaken, BusAuthError, BusUnreachable
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.transport import (
+    HANDBACK_IDLE,
     AgentRecord,
     CommitResult,
     DeadLetter,
@@ -33,6 +34,7 @@ from massgen.mas.transport import (
     EntryId,
     Envelope,
     InboxStats,
+    Orphans,
 )
 
 _SEND_CHUNK = 500  # messages per SEND script call
@@ -176,8 +178,13 @@ class RedisTransport:
         self._trim = r.register_script(scripts.TRIM)
         self._send = r.register_script(scripts.SEND)
         self._fetch = r.register_script(scripts.FETCH)
+        self._stats = r.register_script(scripts.STATS)
+        self._orphans = r.register_script(scripts.ORPHANS)
         self._cursors: dict[str, bytes | str] = {}
-        self._records: dict[bytes, AgentRecord] = {}  # parsed registry records, by frame
+        # registry records parsed at version _reg_version, by member: (json, record)
+        self._reg_version: bytes | str = ""
+        self._records: dict[bytes, tuple[bytes, AgentRecord]] = {}
+        self._expiring: dict[bytes, tuple[bytes, AgentRecord, AgentRecord]] = {}
         self._drained: set[str] = set()  # inboxes whose last read came back short
         self._reply_cursor: dict[str, bytes | str] = {}
         self._reply_reads: dict[str, int] = {}
@@ -225,7 +232,7 @@ class RedisTransport:
             raise ValueError("instance ids are 16 hex characters")
         body = record.model_dump_json(exclude={"expires"})
         ok = await self._register(
-            keys=[self.keys.registry, self.keys.agent(record.id)],
+            keys=[self.keys.registry, self.keys.agent(record.id), self.keys.registry_version],
             args=[
                 record.id,
                 record.instance_id,
@@ -251,39 +258,89 @@ class RedisTransport:
     @_mapped
     async def deregister(self, agent_id: str, instance_id: str) -> None:
         await self._deregister(
-            keys=[self.keys.registry, self.keys.agent(agent_id), self.keys.inbox(agent_id)],
+            keys=[
+                self.keys.registry,
+                self.keys.agent(agent_id),
+                self.keys.inbox(agent_id),
+                self.keys.registry_version,
+            ],
             args=[self._member(agent_id, instance_id), instance_id, GROUP],
         )
 
     @_mapped
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
-        """One script call; records are parsed once per heartbeat and then reused."""
-        data = await self._discover(keys=[self.keys.registry], args=[self.keys.agent_prefix()])
+        """One script call. While no record changed (the registry version stayed put) it
+        reads no record, only the live members and their expiries, and the records parsed
+        before are reused; a heartbeat costs one ``model_copy`` of that record."""
+        keys = [self.keys.registry, self.keys.registry_version]
+        version, full, data = await self._discover(
+            keys=keys, args=[self.keys.agent_prefix(), self._reg_version]
+        )
+        if not int(full):
+            records = self._known_records(data)
+            if records is None:  # a live member we never parsed: read them all
+                version, full, data = await self._discover(
+                    keys=keys, args=[self.keys.agent_prefix(), ""]
+                )
+        if int(full):
+            records = self._parse_records(data)
+            self._reg_version = version
+        assert records is not None
+        if not capabilities:
+            return records
         want = set(capabilities)
-        cache = self._records
-        if len(cache) > 10_000:
-            cache.clear()
+        return [r for r in records if want.issubset(r.capabilities)]
+
+    def _parse_records(self, data: bytes) -> list[AgentRecord]:
+        """Frames ``<member> <expiry ms> <length>\\n<json>``: parse each record once."""
+        bases: dict[bytes, tuple[bytes, AgentRecord]] = {}
+        old = self._records
         out = []
         pos, end = 0, len(data)
         while pos < end:
             nl = data.index(b"\n", pos)
-            expires, _, size = data[pos:nl].partition(b" ")
-            start, pos = pos, nl + 1 + int(size)
-            frame = data[start:pos]
-            rec = cache.get(frame)
-            if rec is None:
-                rec = AgentRecord.model_validate_json(data[nl + 1 : pos]).model_copy(
-                    update={"expires": int(expires) / 1000}
-                )
-                cache[frame] = rec
-            if want.issubset(rec.capabilities):
-                out.append(rec)
+            member, expires, size = data[pos:nl].split(b" ")
+            body = data[nl + 1 : nl + 1 + int(size)]
+            pos = nl + 1 + int(size)
+            known = old.get(member)
+            if known is not None and known[0] == body:
+                rec = known[1]
+            else:
+                rec = AgentRecord.model_validate_json(body)
+            bases[member] = (body, rec)
+            out.append(self._with_expiry(member, rec, expires))
+        self._records = bases
         return out
+
+    def _known_records(self, data: bytes) -> list[AgentRecord] | None:
+        """Lines ``<member> <expiry ms>``, for records parsed before; None if one is new."""
+        bases = self._records
+        out = []
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            member, _, expires = line.partition(b" ")
+            known = bases.get(member)
+            if known is None:
+                return None
+            out.append(self._with_expiry(member, known[1], expires))
+        return out
+
+    def _with_expiry(self, member: bytes, rec: AgentRecord, expires: bytes) -> AgentRecord:
+        seen = self._expiring.get(member)
+        if seen is not None and seen[0] == expires and seen[1] is rec:
+            return seen[2]
+        dated = rec.model_copy(update={"expires": int(expires) / 1000})
+        if len(self._expiring) > 10_000:
+            self._expiring.clear()
+        self._expiring[member] = (expires, rec, dated)
+        return dated
 
     @_mapped
     async def reap(self, *, retention: float) -> list[AgentRecord]:
         flat = await self._reap(
-            keys=[self.keys.registry], args=[self.keys.agent_prefix(), _ms(retention)]
+            keys=[self.keys.registry, self.keys.registry_version],
+            args=[self.keys.agent_prefix(), _ms(retention)],
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 
@@ -326,18 +383,30 @@ class RedisTransport:
         inbox = self.keys.inbox
         if self._outbox:
             batch, self._outbox = self._outbox, []
-            keys: list[str] = []
-            blobs: list[bytes] = []
+            # per target inbox, its blobs in order: one key per inbox, not one per message
+            by_target: dict[str, list[bytes]] = {}
+            encode, pack = wire.encode, wire.pack
             for envelopes, _ in batch:
                 for env in envelopes:
-                    body = env.body if env.body is not None else wire.encode(env.message)
-                    keys.append(inbox(env.message.target_id))
-                    blobs.append(wire.pack(body, env.mac))
+                    body = env.body if env.body is not None else encode(env.message)
+                    blobs = by_target.get(env.message.target_id)
+                    if blobs is None:
+                        blobs = by_target[env.message.target_id] = []
+                    blobs.append(pack(body, env.mac))
             try:
-                for i in range(0, len(keys), _SEND_CHUNK):
-                    await self._send(
-                        keys=keys[i : i + _SEND_CHUNK], args=blobs[i : i + _SEND_CHUNK]
-                    )
+                keys: list[str] = []
+                args: list[int | bytes] = []
+                for target, blobs in by_target.items():
+                    for i in range(0, len(blobs), _SEND_CHUNK):
+                        chunk = blobs[i : i + _SEND_CHUNK]
+                        if len(args) + len(chunk) > _SEND_CHUNK:
+                            await self._send(keys=keys, args=args)
+                            keys, args = [], []
+                        keys.append(inbox(target))
+                        args.append(len(chunk))
+                        args += chunk
+                if keys:
+                    await self._send(keys=keys, args=args)
             except rexc.RedisError as e:
                 err = _translate(e, self.where)
                 for _, fut in batch:
@@ -469,20 +538,49 @@ class RedisTransport:
 
     @_mapped
     async def inbox_stats(self) -> list[InboxStats]:
+        """Per inbox: stored, pending and unread entries and dead letters (one script call
+        per inbox, found with ``SCAN``)."""
         prefix = self.keys.inbox_prefix()
         out = []
-        async for key in self._r.scan_iter(match=prefix + "*", count=500):
+        async for key in self._r.scan_iter(match=prefix + "*", count=500, _type="stream"):
             agent_id = _s(key)[len(prefix) :]
-            pipe = self._r.pipeline(transaction=False)
-            pipe.xlen(key)
-            pipe.xpending(key, GROUP)
-            pipe.xlen(self.keys.dlq(agent_id))
-            try:
-                length, pending, dead = await pipe.execute()
-            except rexc.ResponseError:
+            got = await self._stats(keys=[key, self.keys.dlq(agent_id)], args=[GROUP])
+            if not got:
                 continue  # no group yet
-            out.append(InboxStats(agent_id, int(length), int(pending["pending"]), int(dead)))
+            length, pending, unread, dead = (int(x) for x in got)
+            out.append(InboxStats(agent_id, length, pending, dead, unread))
         return sorted(out, key=lambda s: s.agent_id)
+
+    @_mapped
+    async def reclaim_orphans(
+        self,
+        agent_id: str,
+        consumer: str,
+        *,
+        lease: float,
+        max_deliveries: int,
+        count: int,
+        dlq_maxlen: int,
+    ) -> Orphans:
+        try:
+            released, dead, holders = await self._orphans(
+                keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry],
+                args=[
+                    GROUP,
+                    agent_id,
+                    consumer,
+                    _ms(lease),
+                    max_deliveries,
+                    dlq_maxlen,
+                    count,
+                    _ms(max(lease, HANDBACK_IDLE)),
+                ],
+            )
+        except rexc.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            return Orphans([], [], [])
+        return Orphans([_s(x) for x in released], [_s(x) for x in dead], [_s(x) for x in holders])
 
     # replies ------------------------------------------------------------------------------
     @_mapped

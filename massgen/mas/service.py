@@ -3,8 +3,11 @@
 It is optional and routes no messages: agents find and talk to each other without it, and
 live replicas reclaim each other's expired work on their own. What it adds is upkeep and
 visibility: instances whose heartbeat expired are marked ``dead`` and dropped from discovery
-(agents also skip expired ones, so discovery is right even without it), and inboxes with
-dead letters or work nobody holds are logged.
+(agents also skip expired ones, so discovery is right even without it); work a dead instance
+held past its lease is taken from it (fencing it out), dead-lettered if it was delivered
+``max_deliveries`` times already, otherwise handed back so the next live consumer of that
+inbox takes it at once; dead letters and inboxes whose work waits with no live agent are
+logged when their figures change.
 
 Run it with ``python -m massgen.mas.service --redis redis://host:6379``.
 """
@@ -28,9 +31,18 @@ from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.settings import BusSettings
 from massgen.mas.tasks import cancel_and_wait
-from massgen.mas.transport import AgentRecord, InboxStats, Transport
+from massgen.mas.transport import AgentRecord, EntryId, InboxStats, Transport
 
 log = logging.getLogger(__name__)
+
+#: The consumer that holds work taken from dead instances until a live one reclaims it.
+SERVICE_CONSUMER = "massgen-service"
+_ORPHAN_BATCH = 1_000
+
+
+def _ids(ids: Sequence[EntryId], shown: int = 10) -> str:
+    text = ", ".join(str(i) for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +51,10 @@ class Report:
 
     dead: list[AgentRecord] = field(default_factory=list)
     inboxes: list[InboxStats] = field(default_factory=list)
+    released: dict[str, list[EntryId]] = field(default_factory=dict)
+    """Per inbox: work taken from dead instances and handed back for redelivery."""
+    dead_lettered: dict[str, list[EntryId]] = field(default_factory=dict)
+    """Per inbox: work of dead instances that had used up its deliveries."""
 
     @property
     def dead_letters(self) -> dict[str, int]:
@@ -65,6 +81,7 @@ class MASService:
         )
         self._task: asyncio.Task[None] | None = None
         self._last_dlq: dict[str, int] = {}
+        self._last_waiting: dict[str, tuple[int, int]] = {}
         self.last_report = Report()
 
     @property
@@ -102,7 +119,8 @@ class MASService:
         await self.stop()
 
     async def check(self) -> Report:
-        """One pass: reap expired agents, collect inbox figures, log what changed."""
+        """One pass: reap expired agents, take work back from dead ones, collect inbox
+        figures, log what changed."""
         t = self._transport
         dead = await t.reap(retention=self.settings.dead_retention)
         for r in dead:
@@ -113,21 +131,73 @@ class MASService:
                 r.host,
                 r.pid,
             )
+        released: dict[str, list[EntryId]] = {}
+        dead_lettered: dict[str, list[EntryId]] = {}
         stats = await t.inbox_stats()
+        for s in stats:
+            if s.pending:
+                await self._reclaim_orphans(s.agent_id, released, dead_lettered)
+        if released or dead_lettered:
+            stats = await t.inbox_stats()
         live = {r.id for r in await t.discover()}
         for s in stats:
             if s.dead_letters != self._last_dlq.get(s.agent_id, 0):
                 log.warning("inbox %s: %d dead letter(s)", s.agent_id, s.dead_letters)
                 self._last_dlq[s.agent_id] = s.dead_letters
-            if s.agent_id not in live and (s.pending or s.length):
-                log.info(
-                    "inbox %s: %d message(s) waiting, %d in flight, no live agent",
-                    s.agent_id,
-                    s.length,
-                    s.pending,
-                )
-        self.last_report = Report(dead, stats)
+            waiting = (s.unread, s.pending) if s.agent_id not in live else (0, 0)
+            if waiting != self._last_waiting.get(s.agent_id, (0, 0)):
+                if waiting != (0, 0):
+                    log.info(
+                        "inbox %s: %d message(s) unread, %d delivered and unacknowledged, "
+                        "no live agent",
+                        s.agent_id,
+                        s.unread,
+                        s.pending,
+                    )
+                self._last_waiting[s.agent_id] = waiting
+        self.last_report = Report(dead, stats, released, dead_lettered)
         return self.last_report
+
+    async def _reclaim_orphans(
+        self,
+        agent_id: str,
+        released: dict[str, list[EntryId]],
+        dead_lettered: dict[str, list[EntryId]],
+    ) -> None:
+        s = self.settings
+        while True:
+            got = await self._transport.reclaim_orphans(
+                agent_id,
+                SERVICE_CONSUMER,
+                lease=s.lease,
+                max_deliveries=s.max_deliveries,
+                count=_ORPHAN_BATCH,
+                dlq_maxlen=s.dlq_maxlen,
+            )
+            holders = ", ".join(got.holders)
+            if got.released:
+                released.setdefault(agent_id, []).extend(got.released)
+                log.warning(
+                    "inbox %s: took %d message(s) from dead instance(s) %s past their lease "
+                    "and handed them back for redelivery: %s",
+                    agent_id,
+                    len(got.released),
+                    holders,
+                    _ids(got.released),
+                )
+            if got.dead_lettered:
+                dead_lettered.setdefault(agent_id, []).extend(got.dead_lettered)
+                log.warning(
+                    "inbox %s: dead-lettered %d message(s) of dead instance(s) %s after %d "
+                    "deliveries: %s",
+                    agent_id,
+                    len(got.dead_lettered),
+                    holders,
+                    s.max_deliveries,
+                    _ids(got.dead_lettered),
+                )
+            if len(got.released) + len(got.dead_lettered) < _ORPHAN_BATCH:
+                return
 
     async def _run(self) -> None:
         while True:

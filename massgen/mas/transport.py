@@ -30,6 +30,10 @@ from massgen.mas.message import AgentMessage
 
 EntryId = str | int
 
+#: Work taken from a dead instance is handed back looking idle this long (seconds), so any
+#: live consumer's next reclaim takes it, whatever lease it runs with.
+HANDBACK_IDLE = 86_400.0
+
 
 class AgentStatus(StrEnum):
     """Lifecycle of an agent; the registry shows the last three."""
@@ -110,8 +114,29 @@ class InboxStats:
 
     agent_id: str
     length: int
+    """Entries stored; on Redis this includes acknowledged ones not trimmed yet."""
     pending: int
+    """Delivered to a consumer and not acknowledged yet (in flight or stuck)."""
     dead_letters: int
+    unread: int = 0
+    """Never delivered to any consumer yet."""
+
+    @property
+    def waiting(self) -> int:
+        """Work not finished: unread plus pending."""
+        return self.unread + self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class Orphans:
+    """What :meth:`Transport.reclaim_orphans` did to work held by dead instances."""
+
+    released: list[EntryId]
+    """Given back to the group, so the next live consumer's reclaim takes it."""
+    dead_lettered: list[EntryId]
+    """Delivered ``max_deliveries`` times already: moved to the dead-letter stream."""
+    holders: list[str]
+    """The dead consumers (instance ids) they were taken from."""
 
 
 @runtime_checkable
@@ -193,6 +218,23 @@ class Transport(Protocol):
         """Drop finished entries (never pending or undelivered ones); return how many."""
 
     async def inbox_stats(self) -> list[InboxStats]: ...
+
+    async def reclaim_orphans(
+        self,
+        agent_id: str,
+        consumer: str,
+        *,
+        lease: float,
+        max_deliveries: int,
+        count: int,
+        dlq_maxlen: int,
+    ) -> Orphans:
+        """Take work from consumers whose instance is dead (heartbeat expired, or gone from
+        the registry) and idle past ``lease``: dead-letter what was delivered
+        ``max_deliveries`` times, hand the rest to ``consumer`` looking idle for
+        :data:`HANDBACK_IDLE`, so the next live consumer's :meth:`reclaim` takes it over
+        (the dead holder is fenced out; the delivery count is not bumped). Entries
+        ``consumer`` holds are left alone."""
 
     # replies ------------------------------------------------------------------------------
     async def commit_reply(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
+from massgen.agents.loop import peer_handles, tool_listener
 from massgen.agents.turn import Turn
 from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import AgentFailed, MassGenError, RunError
@@ -94,6 +95,8 @@ class RunContext:
             self.emit(ev.AgentRetrying(agent=seat, attempt=attempt, wait=wait, error=_short(error)))
 
         token = retry_listener.set(on_retry)
+        tools_token = tool_listener.set(self._tool_event)
+        peers_token = peer_handles.set(self.handles)
         try:
             if self._limit is not None:
                 async with self._limit:
@@ -102,6 +105,8 @@ class RunContext:
                 completion = await handle.ask(turn, on_delta)
         finally:
             retry_listener.reset(token)
+            tool_listener.reset(tools_token)
+            peer_handles.reset(peers_token)
         cost = handle.cost_of(completion)
         self.budget.add(cost)
         self.result.requests += 0 if completion.cached else 1
@@ -136,6 +141,18 @@ class RunContext:
             )
         )
         return completion
+
+    def _tool_event(self, event: ev.Event) -> None:
+        """Tool events of an agent's turn; a teammate's answer to ``ask_agent`` is counted
+        in the run's requests, usage, cost and budget like any other answer."""
+        if isinstance(event, ev.AgentStarted):
+            self.budget.check()  # refuses the question (an error result) once spent
+        elif isinstance(event, ev.AgentAnswered):
+            self.budget.add(event.cost)
+            self.result.requests += 0 if event.cached else 1
+            self.result.usage = self.result.usage + event.usage
+            self.result.cost += event.cost
+        self.emit(event)
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record a failed agent; abort unless the error strategy is ``continue``."""

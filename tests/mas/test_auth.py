@@ -49,7 +49,12 @@ async def test_right_password_works_and_nothing_was_written_before(
         await Agent("a", redis_url=bad, prefix="auth:").start()
     async with Agent("a", redis_url=server.url, prefix="auth:") as agent:
         keys = await agent.transport.client.keys("*")  # type: ignore[attr-defined]
-        assert {k.decode() for k in keys} == {"auth:inbox:a", "auth:registry", "auth:agent:a"}
+        assert {k.decode() for k in keys} == {
+            "auth:inbox:a",
+            "auth:registry",
+            "auth:registry:version",
+            "auth:agent:a",
+        }
 
 
 async def test_unreachable_redis_is_a_config_error() -> None:

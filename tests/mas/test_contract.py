@@ -344,3 +344,21 @@ async def test_state_round_trips_types_across_restart(bus: Bus) -> None:
     assert again.state == {"counter": 43, "items": [1, "two", 3.0], "cfg": {"on": True}}
     assert type(again.state["counter"]) is int
     assert type(again.state["items"][2]) is float
+
+
+async def test_batched_ack_and_renew_are_fenced_per_entry(bus: Bus) -> None:
+    """Many ids in one call (the scripts' one-pass path): only the caller's are acted on."""
+    t = bus.transport()
+    await t.connect()
+    await t.ensure_inbox("w")
+    await t.send(
+        [Envelope(AgentMessage(id=f"m{i}", sender_id="s", target_id="w")) for i in range(40)]
+    )
+    mine = [d.entry_id for d in await t.fetch("w", "c1", count=20, block=0.5)]
+    theirs = [d.entry_id for d in await t.fetch("w", "c2", count=20, block=0.5)]
+    mixed = [x for pair in zip(mine, theirs, strict=True) for x in pair]
+    assert sorted(await t.renew("w", "c1", mixed), key=str) == sorted(theirs, key=str)
+    assert await t.ack("w", "c1", mixed[:30]) == 15
+    assert await t.ack("w", "c1", mixed) == 5  # the other 15 were finished already
+    assert await t.renew("w", "c2", theirs) == []
+    assert await t.ack("w", "c2", theirs + theirs[:1]) == 20

@@ -1,0 +1,66 @@
+"""Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
+
+Names are loaded on first use, so ``import massgen.tools`` stays cheap: no HTTP client or
+database module is imported until a tool that needs it is built.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from massgen.tools.agents import AskAgent, Broadcast, connect
+    from massgen.tools.base import FunctionTool, Tool, tool
+    from massgen.tools.calculator import Calculator
+    from massgen.tools.database import DatabaseQuery
+    from massgen.tools.file_reader import FileReader
+    from massgen.tools.http import APICall
+    from massgen.tools.registry import BUILTINS, as_tools, build_tool
+    from massgen.tools.runner import ToolBox, ToolOutcome
+    from massgen.tools.web_search import WebSearch
+
+_EXPORTS = {
+    "AskAgent": "agents",
+    "Broadcast": "agents",
+    "connect": "agents",
+    "Tool": "base",
+    "FunctionTool": "base",
+    "tool": "base",
+    "ToolBox": "runner",
+    "ToolOutcome": "runner",
+    "BUILTINS": "registry",
+    "build_tool": "registry",
+    "as_tools": "registry",
+    "Calculator": "calculator",
+    "FileReader": "file_reader",
+    "DatabaseQuery": "database",
+    "APICall": "http",
+    "WebSearch": "web_search",
+}
+
+__all__ = [
+    "APICall",
+    "AskAgent",
+    "Broadcast",
+    "BUILTINS",
+    "Calculator",
+    "DatabaseQuery",
+    "FileReader",
+    "FunctionTool",
+    "Tool",
+    "ToolBox",
+    "ToolOutcome",
+    "WebSearch",
+    "as_tools",
+    "build_tool",
+    "connect",
+    "tool",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'massgen.tools' has no attribute {name!r}")
+    return getattr(import_module(f"massgen.tools.{module}"), name)

@@ -1,0 +1,180 @@
+"""``ask_agent`` and ``broadcast``: agents of one team talking to each other.
+
+``ask_agent(agent, question)`` puts a question to a teammate (by name, or ``capability:X``
+for the first teammate advertising capability ``X``) and returns its answer; the teammate
+answers a turn of phase ``ask`` with its own role, backend and tools. ``broadcast(note)``
+leaves a note every teammate sees at the start of its next turn.
+
+Both must be connected to their team: :func:`connect` (``massgen.team.build_agents`` does
+it for teams from a file). During a run a question goes through the orchestrator's handle
+of the teammate — in-process, or over the bus to a worker when the teammate is hosted
+remotely (distributed mode) — so retries, cache and circuit breaker apply and the run's
+cost and budget count it. Outside a run it goes straight to the agent.
+
+Limits, per top-level turn including everything nested in it: ``max_depth`` (an asked
+agent asking another...), ``max_calls`` questions in all; and an agent cannot ask itself.
+What a teammate says is text from another model: it goes back fenced as untrusted data like
+any tool result, and notes are shown fenced the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from massgen.errors import ToolError
+from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.scope import calling_agent, turn_state
+
+if TYPE_CHECKING:
+    from massgen.agents.agent import Agent
+
+
+class AskSettings(ToolSettings):
+    max_depth: int = Field(default=2, ge=1, le=5)
+    """How deep questions may nest (A asks B, B asks C...)."""
+    max_calls: int = Field(default=6, ge=1)
+    """Questions one top-level turn may ask in all, nested ones included."""
+    max_question: int = Field(default=4000, gt=0)
+    """Characters of a question at most."""
+
+
+class BroadcastSettings(ToolSettings):
+    max_notes: int = Field(default=5, ge=1)
+    """Notes one agent may send per top-level turn."""
+    max_note: int = Field(default=2000, gt=0)
+    """Characters of a note at most."""
+
+
+class _TeamTool(BuiltinTool):
+    team: dict[str, Agent]
+
+    def setup(self) -> None:
+        self.team = {}
+
+    def bind(self, agents: Iterable[Agent]) -> None:
+        """Connect this tool to its team."""
+        self.team = {a.name: a for a in agents}
+
+    def _caller(self, reachable: bool = False) -> str:
+        if not self.team and not reachable:
+            raise ToolError(f"{self.name} is not connected to a team")
+        return calling_agent.get()
+
+
+class AskAgent(_TeamTool):
+    """Ask a teammate a question and get its answer. `agent` is a teammate's name, or
+    `capability:NAME` for a teammate with that capability."""
+
+    name = "ask_agent"
+    Settings = AskSettings
+    settings: AskSettings
+
+    async def execute(
+        self,
+        agent: Annotated[str, Field(description="teammate name or capability:NAME")],
+        question: Annotated[str, Field(min_length=1)],
+    ) -> str:
+        from massgen import events as ev
+        from massgen.agents.loop import peer_handles, tool_listener
+        from massgen.agents.turn import Turn
+
+        s = self.settings
+        handles = peer_handles.get() or {}
+        asker = self._caller(reachable=bool(handles))
+        name = self._find(agent, asker, handles)
+        state = turn_state()
+        depth = state.get("ask_depth", 0)
+        if depth >= s.max_depth:
+            raise ToolError(f"questions may nest {s.max_depth} deep at most")
+        if state.get("ask_calls", 0) >= s.max_calls:
+            raise ToolError(f"no more questions this turn (limit {s.max_calls})")
+        state["ask_calls"] = state.get("ask_calls", 0) + 1
+        if len(question) > s.max_question:
+            raise ToolError(f"question longer than {s.max_question} characters")
+        prompt = f"Your teammate {asker or 'an agent'} asks you:\n\n{question}"
+        turn = Turn("ask", prompt)
+        emit = tool_listener.get()
+        if emit is not None:
+            emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
+        state["ask_depth"] = depth + 1
+        try:
+            # The run's handle (in-process or on a worker), else the agent's own local one.
+            handle = handles.get(name) or (
+                self.team[name].local_handle if name in self.team else None
+            )
+            if handle is not None:
+                completion = await handle.ask(turn)
+                cost = handle.cost_of(completion)
+            else:
+                peer = self.team[name]
+                completion = await peer.respond(turn, on_event=emit)
+                cost = peer.cost_of(completion)
+        finally:
+            state["ask_depth"] = depth
+        if emit is not None:
+            emit(
+                ev.AgentAnswered(
+                    agent=name,
+                    phase="ask",
+                    round=0,
+                    text=completion.text,
+                    usage=completion.usage,
+                    cost=cost,
+                    latency=completion.latency,
+                    cached=completion.cached,
+                )
+            )
+        return completion.text or "(no answer)"
+
+    def _find(self, wanted: str, asker: str, handles: Mapping[str, Any]) -> str:
+        if wanted.startswith("capability:"):
+            capability = wanted.partition(":")[2]
+            for a in self.team.values():
+                if a.name != asker and capability in a.capabilities:
+                    return a.name
+            raise ToolError(f"no teammate has capability {capability!r}")
+        if wanted == asker:
+            raise ToolError("an agent cannot ask itself")
+        names = list(dict.fromkeys([*self.team, *handles]))
+        if wanted not in names:
+            others = ", ".join(n for n in names if n != asker) or "none"
+            raise ToolError(f"no teammate named {wanted!r}; teammates: {others}")
+        return wanted
+
+
+class Broadcast(_TeamTool):
+    """Leave a short note for every teammate; they see it at the start of their next turn."""
+
+    name = "broadcast"
+    Settings = BroadcastSettings
+    settings: BroadcastSettings
+
+    def execute(self, note: Annotated[str, Field(min_length=1)]) -> str:
+        s = self.settings
+        sender = self._caller()
+        if len(note) > s.max_note:
+            raise ToolError(f"note longer than {s.max_note} characters")
+        state = turn_state()
+        sent = state.setdefault("broadcasts", {})
+        if sent.get(sender, 0) >= s.max_notes:
+            raise ToolError(f"no more notes this turn (limit {s.max_notes})")
+        sent[sender] = sent.get(sender, 0) + 1
+        told = [a for a in self.team.values() if a.name != sender]
+        for a in told:
+            a.post_note(sender or "an agent", note)
+        return f"note delivered to {len(told)} teammate(s)"
+
+
+def connect(agents: Iterable[Agent]) -> None:
+    """Connect every ``ask_agent``/``broadcast`` tool of ``agents`` to that team."""
+    team = list(agents)
+    for agent in team:
+        for t in agent.toolbox.tools.values() if agent.tools else ():
+            if isinstance(t, _TeamTool):
+                t.bind(team)
+
+
+__all__ = ["AskAgent", "Broadcast", "connect"]

@@ -1,0 +1,219 @@
+"""``calculator``: arithmetic and math functions, without ``eval``.
+
+Threat model: the expression is written by a model that may have read hostile text. It is
+parsed with :mod:`ast` and walked by a tiny interpreter that knows numbers, + - * / // % **,
+unary signs, a whitelist of :mod:`math` functions and constants, and nothing else: no
+names, attributes, subscripts, lambdas, comprehensions or strings, so ``__import__`` and
+dunder tricks have nothing to reach. Work is bounded before it is done: integer results
+may not exceed ``max_digits`` (``9**9**9`` is refused from the operands' sizes, not
+computed), ``factorial``/``comb``/``perm`` arguments are capped, the expression length and
+node count are capped, and the whole evaluation has a deadline (``time_limit``).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from massgen.errors import ToolError
+from massgen.tools._builtin import BuiltinTool, ToolSettings
+
+Number = int | float
+
+_LOG2_10 = math.log2(10)
+
+_CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+
+
+class CalculatorSettings(ToolSettings):
+    max_digits: int = Field(default=1000, ge=1, le=4000)
+    """Largest integer result, in decimal digits."""
+    max_factorial: int = Field(default=1000, ge=1, le=100_000)
+    """Largest ``n`` for ``factorial``, ``comb`` and ``perm``."""
+    max_length: int = Field(default=500, ge=1, le=100_000)
+    """Longest expression, in characters."""
+    max_nodes: int = Field(default=200, ge=1)
+    """Most syntax nodes in an expression."""
+    time_limit: float = Field(default=0.1, gt=0, le=10)
+    """Seconds one evaluation may take."""
+
+
+class Calculator(BuiltinTool):
+    """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses, and the
+    functions sqrt, exp, log, log10, log2, sin, cos, tan, asin, acos, atan, atan2, hypot,
+    degrees, radians, floor, ceil, abs, round, min, max, factorial, comb, perm, gcd;
+    constants pi, e, tau."""
+
+    name = "calculator"
+    Settings = CalculatorSettings
+    settings: CalculatorSettings
+
+    def execute(
+        self, expression: Annotated[str, Field(description="e.g. sqrt(2) * (3 + 4) ** 2")]
+    ) -> str:
+        value = evaluate(expression, self.settings)
+        if isinstance(value, float):
+            return f"{value:.15g}"  # hides binary noise: 2**0.5 * 2**0.5 is 2
+        return str(value)
+
+
+def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Number:
+    """The value of ``expression``; :class:`ToolError` for anything refused."""
+    s = settings or CalculatorSettings()
+    if len(expression) > s.max_length:
+        raise ToolError(f"expression longer than {s.max_length} characters")
+    if "\x00" in expression:
+        raise ToolError("NUL byte in expression")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError) as e:
+        raise ToolError(
+            f"not an arithmetic expression: {e.msg if isinstance(e, SyntaxError) else e}"
+        ) from None
+    if sum(1 for _ in ast.walk(tree)) > s.max_nodes:
+        raise ToolError(f"expression has more than {s.max_nodes} parts")
+    return _Evaluator(s).run(tree)
+
+
+class _Evaluator:
+    def __init__(self, settings: CalculatorSettings) -> None:
+        self.s = settings
+        self.max_bits = math.ceil(settings.max_digits * _LOG2_10)
+        self.limit = 10**settings.max_digits
+        self.deadline = time.monotonic() + settings.time_limit
+        self.functions: dict[str, Callable[..., Number]] = {
+            "sqrt": math.sqrt,
+            "exp": math.exp,
+            "log": math.log,
+            "log10": math.log10,
+            "log2": math.log2,
+            "sin": math.sin,
+            "cos": math.cos,
+            "tan": math.tan,
+            "asin": math.asin,
+            "acos": math.acos,
+            "atan": math.atan,
+            "atan2": math.atan2,
+            "hypot": math.hypot,
+            "degrees": math.degrees,
+            "radians": math.radians,
+            "floor": math.floor,
+            "ceil": math.ceil,
+            "abs": abs,
+            "round": self._round,
+            "min": min,
+            "max": max,
+            "gcd": math.gcd,
+            "factorial": self._factorial,
+            "comb": self._comb,
+            "perm": self._perm,
+        }
+
+    def run(self, tree: ast.Expression) -> Number:
+        try:
+            return self.eval(tree.body)
+        except ToolError:
+            raise
+        except ZeroDivisionError:
+            raise ToolError("division by zero") from None
+        except OverflowError:
+            raise ToolError("result too large") from None
+        except (ValueError, TypeError) as e:
+            raise ToolError(f"math error: {e}") from None
+
+    def eval(self, node: ast.AST) -> Number:
+        if time.monotonic() > self.deadline:
+            raise ToolError(f"took longer than {self.s.time_limit:g}s")
+        match node:
+            case ast.Constant(value=bool()):
+                raise ToolError("booleans are not numbers here")
+            case ast.Constant(value=int() | float() as value):
+                return self.check(value)
+            case ast.Name(id=name) if name in _CONSTANTS:
+                return _CONSTANTS[name]
+            case ast.UnaryOp(op=ast.USub(), operand=operand):
+                return -self.eval(operand)
+            case ast.UnaryOp(op=ast.UAdd(), operand=operand):
+                return +self.eval(operand)
+            case ast.BinOp(left=left, op=op, right=right) if type(op) in _BINARY:
+                a, b = self.eval(left), self.eval(right)
+                self.bound(op, a, b)
+                return self.check(_BINARY[type(op)](a, b))
+            case ast.Call(func=ast.Name(id=name), args=args, keywords=[]) if name in self.functions:
+                values = [self.eval(arg) for arg in args]
+                return self.check(self.functions[name](*values))
+        raise ToolError(f"not allowed in an expression: {_describe(node)}")
+
+    def check(self, value: Any) -> Number:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ToolError("the result is not a real number")
+        if isinstance(value, int) and (
+            value.bit_length() > self.max_bits or abs(value) >= self.limit
+        ):
+            raise ToolError(f"result has more than {self.s.max_digits} digits")
+        return value
+
+    def bound(self, op: ast.operator, a: Number, b: Number) -> None:
+        """Refuse an operation whose integer result would be too large, before doing it."""
+        if isinstance(op, ast.Pow):
+            if isinstance(a, int) and isinstance(b, int):
+                if b > 0 and abs(a) > 1 and (abs(a).bit_length() - 1) * b > self.max_bits:
+                    raise ToolError(f"result has more than {self.s.max_digits} digits")
+            elif abs(b) > 1e6 and abs(a) > 1:
+                raise ToolError("result too large")
+        elif (
+            isinstance(op, ast.Mult)
+            and isinstance(a, int)
+            and isinstance(b, int)
+            and a.bit_length() + b.bit_length() > self.max_bits + 1
+        ):
+            raise ToolError(f"result has more than {self.s.max_digits} digits")
+
+    def _cap(self, n: Number) -> int:
+        if not isinstance(n, int) or n < 0:
+            raise ToolError("expects a non-negative integer")
+        if n > self.s.max_factorial:
+            raise ToolError(f"argument above the limit of {self.s.max_factorial}")
+        return n
+
+    def _factorial(self, n: Number) -> int:
+        return math.factorial(self._cap(n))
+
+    def _comb(self, n: Number, k: Number) -> int:
+        return math.comb(self._cap(n), self._cap(k))
+
+    def _perm(self, n: Number, k: Number | None = None) -> int:
+        return math.perm(self._cap(n), None if k is None else self._cap(k))
+
+    @staticmethod
+    def _round(x: Number, digits: Number = 0) -> Number:
+        if not isinstance(digits, int) or abs(digits) > 100:
+            raise ToolError("round() digits must be an integer within ±100")
+        return round(x, digits) if digits else round(x)
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return f"the name {node.id!r}"
+    if isinstance(node, ast.Call):
+        func = node.func
+        return f"calling {func.id!r}" if isinstance(func, ast.Name) else "this call"
+    if isinstance(node, ast.Constant):
+        return f"the constant {node.value!r}"
+    return type(node).__name__.lower()

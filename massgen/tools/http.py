@@ -1,0 +1,211 @@
+"""``api_call``: one HTTP request to a public API, with the answer cut to size.
+
+Threat model (server-side request forgery): the URL is chosen by a model that may have
+read hostile text. Every destination, the first and each redirect's, goes through
+:func:`massgen.tools.netcheck.check_url` (http(s) only, no disguised numeric hosts,
+optional allowlist, every resolved address public) and the request is sent to the checked
+address itself, with the name kept in ``Host`` and TLS SNI, so a DNS answer that changes
+between check and connect cannot redirect it. Redirects are followed by hand, at most
+``max_redirects``. Environment proxies are ignored (they would connect elsewhere). The
+body read is capped at ``max_bytes`` and the whole exchange at ``time_limit`` seconds.
+Headers from the settings (e.g. an API key) are sent as given and never shown to the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, SecretStr
+
+from massgen.errors import ToolError
+from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.netcheck import Resolver, check_url, system_resolver
+
+if TYPE_CHECKING:
+    import httpx
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+_DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
+
+_BANNED_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "keep-alive",
+    }
+)
+
+
+class HttpSettings(ToolSettings):
+    allow_hosts: list[str] | None = None
+    """Hosts that may be called (``api.example.com`` or ``*.example.com``); none: any
+    public host."""
+    methods: list[Method] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
+    """Methods the model may use."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Headers sent with every request (e.g. ``Authorization: Bearer ${API_KEY}``); kept
+    secret: never shown to the model, in reprs or in logs."""
+    max_bytes: int = Field(default=100_000, gt=0)
+    """Bytes of the response body read at most."""
+    time_limit: float = Field(default=15.0, gt=0)
+    """Seconds the whole exchange may take, redirects included."""
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    """Redirects followed at most (each one re-checked)."""
+
+
+class APICall(BuiltinTool):
+    """Call an HTTP(S) API on the public internet and get the status, content type and body.
+    Give the full URL; send JSON with `body`."""
+
+    name = "api_call"
+    Settings = HttpSettings
+    settings: HttpSettings
+
+    def __init__(
+        self,
+        settings: ToolSettings | None = None,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        # ``resolver``/``transport`` are for tests and embedding; they are not config keys.
+        self.resolver = resolver or system_resolver
+        self.transport = transport
+        super().__init__(settings, **options)
+
+    async def execute(
+        self,
+        url: Annotated[str, Field(description="full http(s) URL")],
+        method: Annotated[str, Field(description="GET, POST, ...")] = "GET",
+        headers: dict[str, str] | None = None,
+        body: Annotated[Any, Field(description="JSON body to send")] = None,
+    ) -> str:
+        started = time.monotonic()
+        method = method.upper()
+        if method not in self.settings.methods:
+            raise ToolError(f"method {method} not allowed; allowed: {self.settings.methods}")
+        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED_HEADERS}
+        return await self.fetch(method, url, extra, body, started)
+
+    async def fetch(
+        self, method: str, url: str, headers: dict[str, str], body: Any, started: float
+    ) -> str:
+        import httpx
+
+        s = self.settings
+        client: httpx.AsyncClient | None = None
+
+        def get_client() -> httpx.AsyncClient:
+            # Made only once a destination passed its checks: building one loads the CA store.
+            nonlocal client
+            if client is None:
+                client = httpx.AsyncClient(
+                    transport=self.transport, trust_env=False, follow_redirects=False
+                )
+            return client
+
+        try:
+            for _ in range(s.max_redirects + 1):
+                left = s.time_limit - (time.monotonic() - started)
+                if left <= 0:
+                    raise ToolError(f"took longer than {s.time_limit:g}s")
+                response, data = await self._send(get_client, method, url, headers, body, left)
+                location = response.headers.get("location")
+                if response.status_code in (301, 302, 303, 307, 308) and location:
+                    url = str(httpx.URL(url).join(location))
+                    if response.status_code == 303 or (
+                        response.status_code in (301, 302) and method == "POST"
+                    ):
+                        method, body = "GET", None
+                    continue
+                return render_response(response, data, s.max_bytes)
+            raise ToolError(f"more than {s.max_redirects} redirects")
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    async def _send(
+        self,
+        get_client: Callable[[], httpx.AsyncClient],
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        left: float,
+    ) -> tuple[httpx.Response, bytes]:
+        import httpx
+
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as e:
+            raise ToolError(f"bad URL: {e}") from None
+        if parsed.userinfo:
+            raise ToolError("refused URL: credentials in URLs are not allowed")
+        check = check_url(
+            parsed.scheme,
+            parsed.host,
+            parsed.port,
+            allow_hosts=self.settings.allow_hosts,
+            resolver=self.resolver,
+        )
+        try:
+            target = await asyncio.wait_for(check, left)
+        except TimeoutError:
+            raise ToolError("resolving the host timed out") from None
+        client = get_client()
+        default_port = 443 if target.scheme == "https" else 80
+        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        pinned = parsed.copy_with(host=target.address, port=target.port)
+        request = client.build_request(
+            method,
+            pinned,
+            headers={
+                **headers,
+                **{k: v.get_secret_value() for k, v in self.settings.headers.items()},
+                "Host": host_header,
+                "Accept-Encoding": "identity",
+            },
+            json=body,
+            timeout=left,
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+        )
+        try:
+            response = await client.send(request, stream=True)
+            try:
+                data = bytearray()
+                async for chunk in response.aiter_raw():
+                    data += chunk
+                    if len(data) > self.settings.max_bytes:
+                        break
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException:
+            raise ToolError("the request timed out") from None
+        except httpx.HTTPError as e:
+            raise ToolError(f"request failed: {type(e).__name__}: {e}") from None
+        return response, bytes(data)
+
+
+def render_response(response: httpx.Response, data: bytes, limit: int) -> str:
+    """Status, content type and the body as text (cut at ``limit`` bytes)."""
+    kind = response.headers.get("content-type", "")
+    head = f"HTTP {response.status_code} {response.reason_phrase}\ncontent-type: {kind}\n\n"
+    cut = len(data) > limit
+    data = data[:limit]
+    if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+        return head + f"[{len(data)} bytes, {response.headers['content-encoding']}-encoded]"
+    if kind and not any(t in kind for t in ("text", "json", "xml", "javascript", "html")):
+        return head + f"[{len(data)} bytes of {kind}]"
+    text = data.decode(response.charset_encoding or "utf-8", errors="replace")
+    return head + text + (f"\n[... cut at {limit} bytes]" if cut else "")

@@ -1,0 +1,108 @@
+"""R14: the SQL tool is truly read-only; nothing is created or changed."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from massgen.errors import ConfigError, ToolError
+from massgen.tools import DatabaseQuery
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "shop.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, bio TEXT)")
+        c.executemany(
+            "INSERT INTO users (name, bio) VALUES (?, ?)",
+            [(f"user{i}", "x" * 500 if i == 1 else None) for i in range(1, 251)],
+        )
+    c.close()
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.parent.rglob("*"))
+        if p.is_file()
+    }
+
+
+ATTACKS = [
+    "PRAGMA query_only=OFF",
+    "PRAGMA query_only = 0",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA writable_schema=ON",
+    "PRAGMA user_version=7",
+    "ATTACH DATABASE '{new}' AS evil",
+    "ATTACH '{new}' AS evil",
+    "SELECT load_extension('/tmp/evil.so')",
+    "SELECT load_extension('libevil')",
+    "SELECT 1; DROP TABLE users",
+    "SELECT 1; INSERT INTO users (name) VALUES ('mallory')",
+    "SELECT 1; ATTACH DATABASE '{new}' AS evil",
+    "INSERT INTO users (name) VALUES ('mallory')",
+    "UPDATE users SET name = 'x'",
+    "DELETE FROM users",
+    "DROP TABLE users",
+    "CREATE TABLE evil (x)",
+    "CREATE TEMP TABLE evil (x)",
+    "BEGIN IMMEDIATE",
+    "VACUUM INTO '{new}'",
+    "REPLACE INTO users (id, name) VALUES (1, 'm')",
+    "WITH t AS (SELECT 1) DELETE FROM users",
+]
+
+
+@pytest.mark.parametrize("sql", ATTACKS)
+async def test_writes_and_escapes_are_denied(db: Path, tmp_path: Path, sql: str) -> None:
+    new = tmp_path / "created.db"
+    before = snapshot(db.parent)
+    tool = DatabaseQuery(database=str(db))
+    with pytest.raises(ToolError, match="refused|failed"):
+        await tool.run({"sql": sql.format(new=new)})
+    assert not new.exists()
+    assert snapshot(db.parent) == before
+    assert await tool.run({"sql": "SELECT count(*) AS n FROM users"}) == "n\n250\n(1 rows)"
+
+
+async def test_reads_work_and_are_bounded(db: Path) -> None:
+    tool = DatabaseQuery(database=str(db), max_rows=3, max_cell=10)
+    out = await tool.run({"sql": "SELECT id, name, bio FROM users ORDER BY id"})
+    assert out.splitlines() == [
+        "id | name | bio",
+        "1 | user1 | xxxxxxxxx…",
+        "2 | user2 | NULL",
+        "3 | user3 | NULL",
+        "(3 rows shown; there are more)",
+    ]
+    schema = await tool.run({"sql": "PRAGMA table_info(users)"})
+    assert "name" in schema.splitlines()[0] and "bio" in schema
+    recursive = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) "
+    assert (await tool.run({"sql": recursive + "SELECT sum(i) AS s FROM n"})).startswith("s\n15")
+
+
+async def test_a_runaway_query_is_aborted(db: Path) -> None:
+    tool = DatabaseQuery(database=str(db), time_limit=0.05)
+    forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    with pytest.raises(ToolError, match="longer than 0.05s"):
+        await tool.run({"sql": forever})
+
+
+def test_a_missing_database_is_a_config_error_and_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        DatabaseQuery(database="missing.db", base_dir=tmp_path)
+    assert err.value.key == "database"
+    assert not (tmp_path / "missing.db").exists()
+
+
+async def test_relative_to_the_config_folder(db: Path) -> None:
+    tool = DatabaseQuery(database="data/shop.db", base_dir=db.parent.parent)
+    out = await tool.run({"sql": "SELECT name FROM users WHERE id = 2"})
+    assert out == "name\nuser2\n(1 rows)"

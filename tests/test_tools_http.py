@@ -1,0 +1,258 @@
+"""R13: the HTTP tool never reaches the host itself, the private network or metadata.
+
+A loopback listener counts connections; every attack must leave it at 0. Tests cannot
+reach public addresses, so the allowed path injects a resolver that gives a "public" name
+a public address, and a transport that carries connections for that address (only) to a
+loopback front server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from massgen.errors import ToolError
+from massgen.tools import APICall
+from massgen.tools.netcheck import Resolver, check_url, is_public, literal_ip
+
+PUBLIC_IP = "93.184.216.34"
+
+
+class Listener:
+    """A tiny HTTP server on 127.0.0.1 that counts connections and answers ``reply()``."""
+
+    def __init__(self, reply: Callable[[bytes], bytes]) -> None:
+        self.reply = reply
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Listener:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head)
+        writer.write(self.reply(head))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def http_reply(status: str, body: bytes = b"", headers: str = "") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: text/plain\r\nConnection: close\r\n{headers}\r\n"
+    ).encode() + body
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Listener]:
+    """What an attacker wants to reach: must see 0 connections."""
+    listener = await Listener(lambda _: http_reply("200 OK", b"INTERNAL-SECRET")).start()
+    yield listener
+    await listener.close()
+
+
+class ToLoopback(httpx.AsyncBaseTransport):
+    """Carries requests for PUBLIC_IP to a loopback port; anything else is a test failure."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.inner = httpx.AsyncHTTPTransport()
+        self.hosts: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.hosts.append(request.url.host)
+        assert request.url.host == PUBLIC_IP, f"the tool tried to connect to {request.url.host}"
+        request.url = request.url.copy_with(host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def resolver_for(table: dict[str, list[str]]) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        return table[host]
+
+    return resolve
+
+
+def attacks(port: int) -> list[str]:
+    return [
+        f"http://127.0.0.1:{port}/",
+        f"http://localhost:{port}/",
+        f"http://2130706433:{port}/",
+        f"http://0x7f.1:{port}/",
+        f"http://0x7f000001:{port}/",
+        f"http://0177.0.0.1:{port}/",
+        f"http://127.1:{port}/",
+        f"http://[::ffff:127.0.0.1]:{port}/",
+        f"http://[::ffff:7f00:1]:{port}/",
+        f"http://[::1]:{port}/",
+        f"http://[64:ff9b::7f00:1]:{port}/",
+        f"http://0.0.0.0:{port}/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        f"http://rebind.test:{port}/",
+        f"ftp://127.0.0.1:{port}/",
+        "file:///etc/passwd",
+        f"http://user:pw@127.0.0.1:{port}/",
+    ]
+
+
+async def test_attacks_never_reach_the_listener(target: Listener) -> None:
+    # The system resolver would send `localhost` to loopback; `rebind.test` is a name whose
+    # DNS answer is loopback (and, to be sure, a public address too: all must be public).
+    names = {"localhost": ["127.0.0.1"], "rebind.test": [PUBLIC_IP, "127.0.0.1"]}
+    tool = APICall(resolver=resolver_for(names))
+    for url in attacks(target.port):
+        with pytest.raises(ToolError, match="refused|bad URL"):
+            await tool.run({"url": url})
+    assert target.connections == 0
+
+
+async def test_the_system_resolver_is_checked_too(target: Listener) -> None:
+    with pytest.raises(ToolError, match="non-public"):
+        await APICall().run({"url": f"http://localhost:{target.port}/"})
+    assert target.connections == 0
+
+
+async def test_a_redirect_to_loopback_is_refused(target: Listener) -> None:
+    hops = [
+        f"http://127.0.0.1:{target.port}/admin",
+        f"http://2130706433:{target.port}/",
+        f"http://[::ffff:127.0.0.1]:{target.port}/",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://inside.test:{target.port}/",
+    ]
+    for hop in hops:
+        redirect = http_reply("302 Found", headers=f"Location: {hop}\r\n")
+        front = await Listener(lambda _, r=redirect: r).start()  # type: ignore[misc]
+        transport = ToLoopback(front.port)
+        names = {"api.example.com": [PUBLIC_IP], "inside.test": ["127.0.0.1"]}
+        tool = APICall(resolver=resolver_for(names), transport=transport)
+        try:
+            with pytest.raises(ToolError, match="refused"):
+                await tool.run({"url": "http://api.example.com/start"})
+        finally:
+            await front.close()
+        assert front.connections == 1
+    assert target.connections == 0
+
+
+async def test_the_allowed_path_pins_the_address_and_keeps_the_host() -> None:
+    front = await Listener(lambda _: http_reply("200 OK", b'{"ok": true}' + b"x" * 100)).start()
+    transport = ToLoopback(front.port)
+    tool = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}),
+        transport=transport,
+        max_bytes=20,
+        headers={"Authorization": "Bearer from-settings"},
+    )
+    try:
+        out = await tool.run(
+            {
+                "url": "http://api.example.com/v1/things?q=1",
+                "method": "post",
+                "body": {"a": 1},
+                "headers": {"Host": "evil.internal", "X-Trace": "1"},
+            }
+        )
+    finally:
+        await front.close()
+    assert out.startswith("HTTP 200 OK\ncontent-type: text/plain\n\n")
+    assert out.endswith('{"ok": true}xxxxxxxx\n[... cut at 20 bytes]')
+    head = front.requests[0].decode()
+    assert head.startswith("POST /v1/things?q=1 HTTP/1.1")
+    assert "host: api.example.com\r\n" in head.lower()
+    assert "evil.internal" not in head and "x-trace: 1" in head.lower()
+    assert "authorization: bearer from-settings" in head.lower()
+    assert transport.hosts == [PUBLIC_IP]
+    assert "from-settings" not in repr(tool.settings)
+
+
+async def test_a_redirect_to_a_public_host_is_followed() -> None:
+    replies = iter(
+        [
+            http_reply("301 Moved", headers="Location: http://cdn.example.net/final\r\n"),
+            http_reply("200 OK", b"arrived"),
+        ]
+    )
+    front = await Listener(lambda _: next(replies)).start()
+    names = {"api.example.com": [PUBLIC_IP], "cdn.example.net": [PUBLIC_IP]}
+    tool = APICall(resolver=resolver_for(names), transport=ToLoopback(front.port))
+    try:
+        out = await tool.run({"url": "http://api.example.com/start"})
+    finally:
+        await front.close()
+    assert out.endswith("\n\narrived")
+    assert "host: cdn.example.net" in front.requests[1].decode().lower()
+
+
+async def test_allowlist_methods_and_redirect_limit() -> None:
+    tool = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}), allow_hosts=["*.example.org"]
+    )
+    with pytest.raises(ToolError, match="not in the allowed hosts"):
+        await tool.run({"url": "http://api.example.com/"})
+    with pytest.raises(ToolError, match="method DELETE not allowed"):
+        await tool.run({"url": "http://x.example.org/", "method": "DELETE"})
+    loop = await Listener(lambda _: http_reply("302 Found", headers="Location: /again\r\n")).start()
+    looping = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}),
+        transport=ToLoopback(loop.port),
+        max_redirects=2,
+    )
+    try:
+        with pytest.raises(ToolError, match="more than 2 redirects"):
+            await looping.run({"url": "http://api.example.com/"})
+    finally:
+        await loop.close()
+    assert loop.connections == 3
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::",
+        "169.254.169.254",
+        "fe80::1",
+        "224.0.0.1",
+    ],
+)
+def test_non_public_addresses(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_public_addresses_and_names() -> None:
+    assert is_public(ipaddress.ip_address(PUBLIC_IP))
+    assert is_public(ipaddress.ip_address("2606:4700::1111"))
+    assert literal_ip("example.com") is None
+    assert literal_ip("[2606:4700::1111]") == ipaddress.ip_address("2606:4700::1111")
+
+
+async def test_check_url_rejects_bad_names() -> None:
+    for host in ("exa mple.com", "-bad.com", "a" * 300):
+        with pytest.raises(ToolError, match="not a valid host"):
+            await check_url("http", host, None, resolver=resolver_for({}))
