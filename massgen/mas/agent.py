@@ -508,7 +508,7 @@ class Agent:
 
     async def _worker(self) -> None:
         """Take admitted messages while there are any (a plain deque: no per-message queue
-        or task overhead); sleep on one event when there are none."""
+        or task overhead); wait on a future of their own when there are none."""
         ready, idle = self._ready, self._idle
         loop = asyncio.get_running_loop()
         while True:
@@ -744,14 +744,24 @@ class Agent:
         return True
 
 
+def _started(record: AgentRecord) -> float:
+    return record.started
+
+
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
     """Group registry records by agent id into the dicts :meth:`Agent.discover` returns."""
     grouped: dict[str, list[AgentRecord]] = {}
     for r in records:
-        grouped.setdefault(r.id, []).append(r)
+        same = grouped.get(r.id)
+        if same is None:
+            grouped[r.id] = [r]
+        else:
+            same.append(r)
     out = []
-    for agent_id, recs in sorted(grouped.items()):
-        recs.sort(key=lambda r: r.started)
+    for agent_id in sorted(grouped):
+        recs = grouped[agent_id]
+        if len(recs) > 1:
+            recs.sort(key=_started)
         first = recs[0]
         out.append(
             {
