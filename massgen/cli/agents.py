@@ -57,9 +57,8 @@ def list_command(
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
-    from redis.exceptions import RedisError
-
-    from massgen.mas import RedisTransport
+    from massgen.errors import TransportError
+    from massgen.mas import BusAuthError, RedisTransport
 
     transport = RedisTransport(bus.url, prefix=bus.prefix)
     await transport.connect()  # bad URL or password: a ConfigError, nothing read or written
@@ -67,7 +66,7 @@ async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
         records = await transport.discover()
         try:
             stats = await transport.inbox_stats()
-        except RedisError:  # e.g. an ACL user without SCAN: dead-letter counts are a nicety
+        except (TransportError, BusAuthError):  # e.g. an ACL user without SCAN: a nicety
             stats = []
     finally:
         await transport.close()

@@ -129,7 +129,6 @@ class HostedAgent(BusAgent):
         self.processed = 0
         self.failed = 0
         self._on_turn = on_turn
-        self._publishing = asyncio.Lock()
 
     def get_metadata(self) -> dict[str, Any]:
         return {
@@ -201,17 +200,11 @@ class HostedAgent(BusAgent):
             self._on_turn(report)
 
     async def _publish(self) -> None:
-        """Re-register this instance's record so the registry shows the new counters.
-
-        Replicas may re-register at will; one lock keeps the last write the newest."""
-        s = self.settings
-        async with self._publishing:
-            try:
-                await self.transport.register(
-                    self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                )
-            except MassGenError as e:
-                log.warning("agent %s: could not publish its counters: %s", self.id, e)
+        """Re-register this instance's record so the registry shows the new counters."""
+        try:
+            await self.publish_record()
+        except MassGenError as e:
+            log.warning("agent %s: could not publish its counters: %s", self.id, e)
 
 
 class Worker:
