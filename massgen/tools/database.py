@@ -1,4 +1,5 @@
-"""``database_query``: read-only SQL over a SQLite file.
+"""``database_query``: read-only SQL over a SQLite file (or, through SQLAlchemy, another
+database: see :mod:`massgen.tools.sql`).
 
 Threat model: the SQL is written by a model that may have read hostile text, so it may try
 to write (``INSERT``, ``DROP``, stacked statements), to switch the connection to writable
@@ -23,13 +24,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools._builtin import BuiltinTool, ToolSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 _READ_PRAGMAS = frozenset(
     {
@@ -51,7 +55,8 @@ _DENIED_FUNCTIONS = frozenset(
 
 class DatabaseSettings(ToolSettings):
     database: str
-    """The SQLite file; relative to the config file's folder. It must exist."""
+    """The SQLite file (relative to the config file's folder; it must exist), or a SQLAlchemy
+    URL such as ``postgresql+psycopg://reader@db/shop`` (needs ``massgen[sql]``)."""
     max_rows: int = Field(default=100, gt=0, le=10_000)
     """Rows returned at most; the answer says when there were more."""
     max_cell: int = Field(default=200, gt=0)
@@ -67,9 +72,42 @@ class DatabaseQuery(BuiltinTool):
     name = "database_query"
     Settings = DatabaseSettings
     settings: DatabaseSettings
+    engine: Engine | None = None
 
     def setup(self) -> None:
-        path = Path(self.settings.database).expanduser()
+        database = self.settings.database
+        if "://" in database:
+            self._setup_url(database)
+            return
+        self._setup_file(Path(database))
+
+    def _setup_url(self, url: str) -> None:
+        from massgen.tools.sql import make_engine
+
+        if url.startswith("sqlite"):
+            try:
+                from sqlalchemy.engine import make_url
+                from sqlalchemy.exc import ArgumentError
+            except ImportError:
+                raise ConfigError(
+                    "a database URL needs SQLAlchemy: pip install 'massgen[sql]'", key="database"
+                ) from None
+            try:
+                path = make_url(url).database
+            except ArgumentError:
+                raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
+            if not path or path == ":memory:":
+                raise ConfigError("a SQLite URL must name a file", key="database")
+            self._setup_file(Path(path))
+            return
+        self.engine, dialect = make_engine(url, connect_timeout=self.settings.time_limit)
+        self.description = (
+            f"Run one read-only SQL query ({dialect} dialect) against the configured database "
+            "and get the rows back as a table. One statement, no `;` inside it."
+        )
+
+    def _setup_file(self, path: Path) -> None:
+        path = path.expanduser()
         if not path.is_absolute() and self.base_dir is not None:
             path = Path(self.base_dir) / path
         if not path.is_file():
@@ -79,6 +117,14 @@ class DatabaseQuery(BuiltinTool):
     def execute(self, sql: Annotated[str, Field(description="one SELECT statement")]) -> str:
         if "\x00" in sql:
             raise ToolError("NUL byte in the query")
+        if self.engine is not None:
+            from massgen.tools.sql import check_statement, run_read_only
+
+            s = self.settings
+            columns, rows = run_read_only(
+                self.engine, check_statement(sql), max_rows=s.max_rows, time_limit=s.time_limit
+            )
+            return table(columns, rows, s.max_rows, s.max_cell)
         connection = self._connect()
         try:
             return self._query(connection, sql)

@@ -1,0 +1,187 @@
+"""Read-only SQL over a SQLAlchemy URL (PostgreSQL, MySQL, MariaDB), for ``database_query``.
+
+Threat model: as for SQLite (see :mod:`massgen.tools.database`), the SQL may try to write,
+to make the transaction writable (``SET TRANSACTION READ WRITE``, ``COMMIT`` then a write),
+to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
+``INTO OUTFILE``, ``lo_export``). Layers:
+
+1. a lexical check before anything is sent: one statement (no ``;`` except one at the end),
+   starting with a reading keyword (``SELECT``, ``WITH``, ``VALUES``, ``TABLE``, ``SHOW``,
+   ``EXPLAIN``, ``DESCRIBE``), and none of the words that reach files, other connections
+   or other sessions (:data:`DENIED_WORDS`);
+2. the statement runs inside a transaction the server itself keeps read-only
+   (PostgreSQL: ``SET TRANSACTION READ ONLY`` then a first query, so read-write mode can
+   no longer be set; MySQL/MariaDB: ``SET SESSION TRANSACTION READ ONLY`` — DDL commits
+   implicitly there, and the session mode still refuses it — then
+   ``START TRANSACTION READ ONLY``), and the transaction is always rolled back;
+3. every call opens its own connection (no pool) and closes it, so nothing set in a session
+   outlives the call.
+
+Dialects without a server-enforced read-only transaction are refused when the tool is built.
+Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and at most
+``max_rows`` + 1 fetched. This guards the database, not what the database user may read:
+connect as a user with only the privileges the agent should have.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from massgen.errors import ConfigError, ToolError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine, Row
+
+INSTALL_HINT = "pip install 'massgen[sql]'"
+READ_ONLY_DIALECTS = ("postgresql", "mysql", "mariadb")
+
+_FIRST_WORDS = frozenset(
+    {"select", "with", "values", "table", "show", "explain", "describe", "desc"}
+)
+_STREAMED = frozenset({"select", "with", "values", "table"})
+DENIED_WORDS = frozenset(
+    {
+        # files on the server's host
+        "outfile",
+        "dumpfile",
+        "load_file",
+        "lo_import",
+        "lo_export",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        # other connections, other sessions, settings
+        "dblink",
+        "dblink_exec",
+        "dblink_connect",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "set_config",
+        "sys_exec",
+        "sys_eval",
+    }
+)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def check_statement(sql: str) -> str:
+    """The statement without a trailing ``;``, or :class:`ToolError` if it is not one reading
+    statement. Deliberately blunt: a ``;`` anywhere but at the end is refused, even inside a
+    string, so no quoting trick can smuggle a second statement past the check."""
+    text = sql.strip()
+    if text.endswith(";"):
+        text = text[:-1].rstrip()
+    if not text:
+        raise ToolError("query refused: empty statement")
+    if ";" in text:
+        raise ToolError("query refused: one statement per call (no `;` inside the query)")
+    first = _WORD.match(text.lstrip("( \t\r\n"))
+    if first is None or first.group().lower() not in _FIRST_WORDS:
+        raise ToolError(
+            "query refused: only SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN or DESCRIBE"
+        )
+    denied = sorted({w.lower() for w in _WORD.findall(text)} & DENIED_WORDS)
+    if denied:
+        raise ToolError(f"query refused: {denied[0]} is not allowed")
+    return text
+
+
+_CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
+
+
+def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
+    """An engine without a pool for ``url`` and its dialect name; :class:`ConfigError` if
+    SQLAlchemy or the driver is missing or the dialect cannot run read-only transactions."""
+    try:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.pool import NullPool
+    except ImportError:
+        raise ConfigError(
+            f"a database URL needs SQLAlchemy: {INSTALL_HINT}", key="database"
+        ) from None
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
+    backend = parsed.get_backend_name()
+    if backend not in READ_ONLY_DIALECTS:
+        raise ConfigError(
+            f"{backend} cannot run read-only transactions here; "
+            f"use {', '.join(READ_ONLY_DIALECTS)} or a SQLite file",
+            key="database",
+        )
+    try:
+        connect_args: dict[str, Any] = {}
+        if parsed.get_driver_name() in _CONNECT_TIMEOUT_DRIVERS:
+            connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+    except ImportError as e:
+        raise ConfigError(
+            f"the database driver is not installed ({e.name or parsed.drivername}): "
+            f"{INSTALL_HINT} or install the driver",
+            key="database",
+        ) from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"unknown database driver {parsed.drivername!r}", key="database"
+        ) from None
+    return engine, engine.dialect.name
+
+
+def run_read_only(
+    engine: Engine, sql: str, *, max_rows: int, time_limit: float
+) -> tuple[list[str], list[Row[Any]]]:
+    """Run ``sql`` (already checked) in a read-only transaction that is always rolled back;
+    the column names and at most ``max_rows`` + 1 rows."""
+    from sqlalchemy import exc
+
+    try:
+        with engine.connect() as connection:
+            try:
+                _begin_read_only(connection, engine.dialect, time_limit)
+                first = _WORD.match(sql.lstrip("( \t\r\n"))
+                options: dict[str, Any] = {"no_parameters": True}
+                if first is not None and first.group().lower() in _STREAMED:
+                    options["stream_results"] = True
+                result = connection.exec_driver_sql(sql, execution_options=options)
+                columns = list(result.keys()) if result.returns_rows else []
+                rows = list(result.fetchmany(max_rows + 1)) if result.returns_rows else []
+                result.close()
+            finally:
+                connection.rollback()
+    except exc.DBAPIError as e:
+        raise ToolError(f"query refused or failed: {_reason(e)}") from None
+    except exc.SQLAlchemyError as e:
+        raise ToolError(f"query failed: {type(e).__name__}") from None
+    return columns, rows
+
+
+def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
+    milliseconds = max(1, int(time_limit * 1000))
+    if dialect.name == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        # A first query takes the snapshot: from here on, read-write mode cannot be set.
+        connection.exec_driver_sql("SELECT 1").close()
+        return
+    # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
+    # session is made read-only too (DDL is then refused). Session settings die with the
+    # connection, closed after the call.
+    connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+    if getattr(dialect, "is_mariadb", False):
+        connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")
+    else:
+        connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
+    connection.exec_driver_sql("START TRANSACTION READ ONLY")
+
+
+def _reason(error: Any) -> str:
+    """The driver's message, first line only (no SQL echo, no connection string)."""
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -1,0 +1,255 @@
+"""R14 beyond SQLite: ``database_query`` on a SQLAlchemy URL runs one statement in a
+read-only transaction, always rolled back, against real PostgreSQL and MariaDB/MySQL.
+
+The servers are taken from ``MASSGEN_TEST_POSTGRES_URL`` / ``MASSGEN_TEST_MYSQL_URL``
+(default: trust/no-password users on 127.0.0.1); tests needing one are skipped, with the
+reason, when it is not reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sqlalchemy = pytest.importorskip("sqlalchemy", reason="needs the sql extra: massgen[sql]")
+
+from massgen.errors import ConfigError, ToolError  # noqa: E402
+from massgen.tools import DatabaseQuery  # noqa: E402
+from massgen.tools.sql import check_statement, run_read_only  # noqa: E402
+
+SERVERS = {
+    "postgresql": os.environ.get(
+        "MASSGEN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("MASSGEN_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+
+@dataclass
+class Server:
+    url: str
+    dialect: str
+    table: str
+    admin: sqlalchemy.engine.Engine
+
+    def snapshot(self) -> tuple[object, ...]:
+        """Everything a write could change: the rows, and this test's tables."""
+        with self.admin.connect() as c:
+            rows = tuple(c.exec_driver_sql(f"SELECT * FROM {self.table} ORDER BY id"))
+            if self.dialect == "postgresql":
+                listing = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            else:
+                listing = (
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = DATABASE()"
+                )
+            # only this test's tables: other test runs may share the database
+            names = (r[0] for r in c.exec_driver_sql(listing))
+            tables = tuple(sorted(n for n in names if n.startswith(self.table)))
+        return rows, tables
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    dialect = request.param
+    url = SERVERS[dialect]
+    try:
+        admin = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        admin.connect().close()
+    except ImportError as e:
+        pytest.skip(f"{dialect}: driver not installed ({e.name}); pip install 'massgen[dev]'")
+    except sqlalchemy.exc.OperationalError as e:
+        pytest.skip(f"{dialect} server not reachable at {url}: {str(e.orig).splitlines()[0]}")
+    table = f"mg_users_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(600))")
+        for i in range(1, 251):
+            name = "x" * 500 if i == 1 else f"user{i}"
+            c.exec_driver_sql(f"INSERT INTO {table} VALUES ({i}, '{name}')")
+        if dialect == "postgresql":
+            c.exec_driver_sql(f"CREATE SEQUENCE {table}_seq")
+    yield Server(url, dialect, table, admin)
+    with admin.begin() as c:
+        c.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        c.exec_driver_sql(f"DROP TABLE IF EXISTS {table}_evil")
+        if dialect == "postgresql":
+            c.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {table}_seq")
+    admin.dispose()
+
+
+WRITES = [
+    "INSERT INTO {t} (id, name) VALUES (999, 'mallory')",
+    "UPDATE {t} SET name = 'x'",
+    "DELETE FROM {t}",
+    "DROP TABLE {t}",
+    "CREATE TABLE {t}_evil (x INTEGER)",
+    "ALTER TABLE {t} ADD COLUMN evil INTEGER",
+    "TRUNCATE {t}",
+    "SET TRANSACTION READ WRITE",
+    "SET SESSION TRANSACTION READ WRITE",
+    "COMMIT",
+    "BEGIN",
+    "SELECT 1; DROP TABLE {t}",
+    "SELECT 1; COMMIT; INSERT INTO {t} (id, name) VALUES (999, 'm')",
+    "SELECT ';'; DELETE FROM {t}",
+    "SELECT 1 ; UPDATE {t} SET name = 'x' ;",
+    "select 1;\ndelete from {t}",
+    "/* hi */ DELETE FROM {t}",
+    "COPY (SELECT 1) TO PROGRAM 'touch /tmp/massgen_evil'",
+    "SELECT name FROM {t} INTO OUTFILE '/tmp/massgen_evil'",
+    "SELECT lo_export(1, '/tmp/massgen_evil')",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT load_file('/etc/passwd')",
+]
+PG_WRITES_PAST_THE_CHECK = [
+    # These pass the lexical check: the server refuses them (the read-only transaction, or
+    # for a data-modifying WITH also the streaming cursor).
+    "WITH gone AS (DELETE FROM {t} RETURNING id) SELECT count(*) FROM gone",
+    "WITH x AS (INSERT INTO {t} (id, name) VALUES (999, 'm') RETURNING id) SELECT * FROM x",
+    "EXPLAIN ANALYZE DELETE FROM {t}",
+    "SELECT nextval('{t}_seq')",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES)
+async def test_writes_are_refused_and_change_nothing(server: Server, sql: str) -> None:
+    before = server.snapshot()
+    tool = DatabaseQuery(database=server.url)
+    with pytest.raises(ToolError, match="refused|failed"):
+        await tool.run({"sql": sql.format(t=server.table)})
+    assert server.snapshot() == before
+    assert not Path("/tmp/massgen_evil").exists()
+    count = await tool.run({"sql": f"SELECT count(*) AS n FROM {server.table}"})
+    assert count == "n\n250\n(1 rows)"
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sql", PG_WRITES_PAST_THE_CHECK)
+async def test_the_read_only_transaction_refuses_what_the_check_lets_through(
+    server: Server, sql: str
+) -> None:
+    statement = check_statement(sql.format(t=server.table))  # passes the lexical layer
+    before = server.snapshot()
+    with pytest.raises(ToolError, match="read-only transaction|data-modifying statements"):
+        await DatabaseQuery(database=server.url).run({"sql": statement})
+    assert server.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO {t} (id, name) VALUES (999, 'mallory')",
+        "UPDATE {t} SET name = 'x'",
+        "DELETE FROM {t}",
+        "CREATE TABLE {t}_evil (x INTEGER)",
+        "DROP TABLE {t}",
+        "SET TRANSACTION READ WRITE",
+    ],
+)
+def test_the_transaction_alone_is_read_only(server: Server, sql: str) -> None:
+    """Layer 2 on its own, without the lexical check: the server refuses every write."""
+    engine = DatabaseQuery(database=server.url).engine
+    assert engine is not None
+    before = server.snapshot()
+    with pytest.raises(ToolError, match="refused or failed"):
+        run_read_only(engine, sql.format(t=server.table), max_rows=5, time_limit=5)
+    assert server.snapshot() == before
+
+
+async def test_reads_work_and_are_bounded(server: Server) -> None:
+    tool = DatabaseQuery(database=server.url, max_rows=3, max_cell=10)
+    out = await tool.run({"sql": f"SELECT id, name FROM {server.table} ORDER BY id;"})
+    assert out.splitlines() == [
+        "id | name",
+        "1 | xxxxxxxxx…",
+        "2 | user2",
+        "3 | user3",
+        "(3 rows shown; there are more)",
+    ]
+    like = f"SELECT count(*) AS n FROM {server.table} WHERE name LIKE 'user1%'"
+    assert await tool.run({"sql": like}) == "n\n110\n(1 rows)"  # user10-19, user100-199
+    with_query = (
+        f"WITH s AS (SELECT id FROM {server.table} WHERE id <= 5) SELECT sum(id) AS t FROM s"
+    )
+    assert (await tool.run({"sql": with_query})).startswith("t\n15\n")
+    show = "SHOW server_version" if server.dialect == "postgresql" else "SHOW TABLES"
+    assert "(0 rows)" not in await tool.run({"sql": show})
+
+
+async def test_a_runaway_query_is_aborted_by_the_server(server: Server) -> None:
+    tool = DatabaseQuery(database=server.url, time_limit=0.2)
+    sleep = "SELECT pg_sleep(30)" if server.dialect == "postgresql" else "SELECT sleep(30)"
+    with pytest.raises(ToolError, match="timeout|interrupted"):
+        await tool.run({"sql": sleep})
+
+
+async def test_errors_name_neither_the_password_nor_the_sql() -> None:
+    tool = DatabaseQuery(database="postgresql+psycopg://reader:canary-pw-31337@127.0.0.1:1/x")
+    with pytest.raises(ToolError) as err:
+        await tool.run({"sql": "SELECT 'canary-sql-31337'"})
+    assert "canary" not in str(err.value)
+    assert "canary" not in tool.description
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mssql+pyodbc://u@h/db", "cannot run read-only transactions"),
+        ("oracle://u@h/db", "cannot run read-only transactions"),
+        ("postgresql+nosuchdriver://u@h/db", "unknown database driver"),
+        ("mysql+mysqlconnector://u@h/db", "driver is not installed"),
+        ("sqlite://", "must name a file"),
+        ("sqlite+:://x", "not a valid SQLAlchemy URL"),
+        ("postgresql+:://x", "not a valid SQLAlchemy URL"),
+        ("sqlite:///no/such/file.db", "no such database file"),
+    ],
+)
+def test_unsupported_urls_are_config_errors(url: str, message: str) -> None:
+    pytest.importorskip("psycopg")
+    if message == "driver is not installed" and _importable("mysql.connector"):
+        pytest.skip("mysql-connector happens to be installed")
+    with pytest.raises(ConfigError, match=message) as err:
+        DatabaseQuery(database=url)
+    assert err.value.key == "database"
+
+
+def test_without_sqlalchemy_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m == "sqlalchemy" or m.startswith("sqlalchemy.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    for url in ("postgresql+psycopg://u@h/db", "sqlite:///x.db"):
+        with pytest.raises(ConfigError, match=r"pip install 'massgen\[sql\]'"):
+            DatabaseQuery(database=url)
+
+
+async def test_a_sqlite_url_keeps_every_sqlite_layer(tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        c.execute("INSERT INTO users (name) VALUES ('ann')")
+    c.close()
+    before = path.read_bytes()
+    tool = DatabaseQuery(database="sqlite:///shop.db", base_dir=tmp_path)
+    assert tool.engine is None
+    assert await tool.run({"sql": "SELECT name FROM users"}) == "name\nann\n(1 rows)"
+    with pytest.raises(ToolError, match="refused"):
+        await tool.run({"sql": "PRAGMA query_only=OFF"})
+    assert path.read_bytes() == before
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
