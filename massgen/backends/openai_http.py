@@ -1,33 +1,31 @@
-"""massgen's own Chat Completions client: JSON and server-sent events over ``httpx``.
+"""massgen's own Chat Completions client: JSON and server-sent events over HTTP/1.1.
 
 Importing the ``openai`` SDK costs about 0.9 s of CPU, more than a whole consensus run may
 use, for a protocol of one endpoint. This client speaks that endpoint directly: one
-keep-alive ``httpx.AsyncClient`` per backend, made on first use, no retries of its own (the
-retry wrapper has the one budget), and every failure mapped to our errors where it enters.
+keep-alive connection pool per backend, made on first use, no retries of its own (the retry
+wrapper has the one budget), and every failure mapped to our errors where it enters.
+
+The pool is :mod:`massgen.backends.http_pool` (asyncio streams and ``h11``): at a batch's
+~200 requests in flight, httpx's pool costs several ms of CPU per request, this one a
+fraction of that. A URL that the environment sends through a proxy (``HTTPS_PROXY``,
+``HTTP_PROXY`` or ``ALL_PROXY``, in either case, and not excluded by ``NO_PROXY``) goes
+through ``httpx`` instead, which speaks to proxies; both map failures to the same errors.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from contextlib import aclosing, contextmanager, suppress
-from typing import Any
+from contextlib import aclosing, contextmanager
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import h11  # noqa: F401
-import httpcore  # noqa: F401
-import httpx
-
-# httpx loads its connection machinery (httpcore, h11, anyio) on the first connection. They
-# are imported here, when the backend is built, so the first request of a run does not stall
-# the event loop for ~80 ms while every agent waits behind it. anyio's asyncio backend is
-# private; if a future anyio moves it, only this warm-up is lost.
-with suppress(ImportError):
-    import anyio._backends._asyncio
-    import anyio.streams.tls  # noqa: F401
+if TYPE_CHECKING:
+    import httpx
 
 from massgen import __version__
+from massgen.backends import http_pool
 from massgen.backends._common import tls_context
 from massgen.backends._errors import (
     body_message,
@@ -36,11 +34,11 @@ from massgen.backends._errors import (
     parse_retry_after,
     transport_error,
 )
-from massgen.errors import ProviderConnectionError, ProviderError
+from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 
-_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
-"""Room for a batch's ~64 requests in flight, all kept alive between rounds: reconnecting
-(and, over TLS, a new handshake) per request would cost more than the request itself."""
+_MAX_CONNECTIONS = 256
+"""Per origin, for :mod:`~massgen.backends.http_pool`: above a batch's 64 tasks x 3 agents in
+flight, yet a bound on the sockets a runaway caller can open."""
 
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 """Read from the environment as the SDK reads them, so both clients send the same."""
@@ -73,18 +71,34 @@ class HTTPChatClient:
             "User-Agent": f"massgen/{__version__}",
             **{name: os.environ[var] for var, name in _ENV_HEADERS.items() if os.environ.get(var)},
         }
-        self._client: httpx.AsyncClient | None = None
+        self._client: http_pool.Pool | httpx.AsyncClient | None = None
 
-    def _get_client(self) -> httpx.AsyncClient:
+    def _get_client(self) -> http_pool.Pool | httpx.AsyncClient:
         if self._client is None:
             secure = self.url.startswith("https:")
-            self._client = httpx.AsyncClient(
-                headers=self._headers,
-                timeout=self.timeout,
-                limits=_LIMITS,
-                verify=tls_context() if secure else False,
-            )
+            context = tls_context() if secure else None
+            if http_pool.proxy_for(self.url) is None:
+                self._client = http_pool.Pool(ssl_context=context, max_connections=_MAX_CONNECTIONS)
+            else:
+                self._client = self._proxied_client(context)
         return self._client
+
+    def _proxied_client(self, context: ssl.SSLContext | None) -> httpx.AsyncClient:
+        """An ``httpx`` client, which finds the proxy in the environment as we did.
+
+        Imported only here: the ~70 ms httpx costs to load is paid only behind a proxy.
+        """
+        import httpx
+
+        return httpx.AsyncClient(
+            headers=self._headers,
+            timeout=self.timeout,
+            # Room for a batch's requests in flight, kept alive between rounds.
+            limits=httpx.Limits(
+                max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0
+            ),
+            verify=context or False,
+        )
 
     async def aclose(self) -> None:
         """Close the connections; the next request (on any event loop) opens new ones."""
@@ -94,41 +108,71 @@ class HTTPChatClient:
 
     async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         client = self._get_client()
+        if not isinstance(client, http_pool.Pool):
+            with self._mapped_httpx():
+                response = await client.post(self.url, content=_encode(body), timeout=seconds)
+                response.raise_for_status()
+            return self._decode(response.content)
         with self._mapped():
-            response = await client.post(
-                self.url, content=_encode(body), timeout=httpx.Timeout(seconds)
-            )
-            response.raise_for_status()
-        return self._decode(response.content)
+            async with client.request(
+                "POST",
+                self.url,
+                headers=self._headers.items(),
+                content=_encode(body),
+                seconds=seconds,
+            ) as reply:
+                await reply.raise_for_status()
+                content = await reply.aread()
+        return self._decode(content)
 
     async def stream(
         self, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._get_client()
+        if not isinstance(client, http_pool.Pool):
+            with self._mapped_httpx():
+                async with client.stream(
+                    "POST", self.url, content=_encode(body), timeout=seconds
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()  # the error body holds the provider's message
+                        response.raise_for_status()
+                    async with aclosing(self._events(response.aiter_lines())) as events:
+                        async for chunk in events:
+                            yield chunk
+            return
         with self._mapped():
-            async with client.stream(
-                "POST", self.url, content=_encode(body), timeout=httpx.Timeout(seconds)
-            ) as response:
-                if not response.is_success:
-                    await response.aread()  # the error body holds the provider's message
-                    response.raise_for_status()
-                async with aclosing(_sse_data(response.aiter_lines())) as events:
-                    async for data in events:
-                        if data.startswith("[DONE]"):
-                            # Read to the end: HTTP/1.1 reuses only a finished connection.
-                            async for _ in events:
-                                pass
-                            return
-                        chunk = self._decode(data)
-                        if chunk.get("error"):  # the provider failed after it had started
-                            raise ProviderError(
-                                clean_message(
-                                    body_message(chunk) or "An error occurred during streaming",
-                                    secret=self._api_key,
-                                ),
-                                provider=self.provider,
-                            )
+            async with client.request(
+                "POST",
+                self.url,
+                headers=self._headers.items(),
+                content=_encode(body),
+                seconds=seconds,
+            ) as reply:
+                await reply.raise_for_status()  # reads the body: the provider's message
+                async with aclosing(self._events(reply.aiter_lines())) as events:
+                    async for chunk in events:
                         yield chunk
+
+    async def _events(self, lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, Any], None]:
+        """The stream's chunk objects, up to ``[DONE]``; the body is then read to its end."""
+        async with aclosing(_sse_data(lines)) as events:
+            async for data in events:
+                if data.startswith("[DONE]"):
+                    # Read to the end: HTTP/1.1 reuses only a finished connection.
+                    async for _ in events:
+                        pass
+                    return
+                chunk = self._decode(data)
+                if chunk.get("error"):  # the provider failed after it had started
+                    raise ProviderError(
+                        clean_message(
+                            body_message(chunk) or "An error occurred during streaming",
+                            secret=self._api_key,
+                        ),
+                        provider=self.provider,
+                    )
+                yield chunk
 
     def _decode(self, data: bytes | str) -> dict[str, Any]:
         try:
@@ -143,27 +187,49 @@ class HTTPChatClient:
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
-        """Re-raise httpx's errors as ours, keeping status and Retry-After."""
+        """Re-raise the pool's errors as ours, keeping status and Retry-After."""
+        try:
+            yield
+        except TimeoutError as e:  # connect, read, write or waiting for a free connection
+            raise ProviderTimeout("request timed out", provider=self.provider) from e
+        except http_pool.StatusError as e:
+            raise self._status_error(e.status, e.content, e.headers) from e
+        except http_pool.TransportError as e:  # refused, reset or dropped connections
+            detail = clean_message(e, secret=self._api_key) or type(e).__name__
+            raise ProviderConnectionError(
+                f"connection failed: {detail}", provider=self.provider
+            ) from e
+
+    @contextmanager
+    def _mapped_httpx(self) -> Iterator[None]:
+        """Re-raise httpx's errors as ours, as :meth:`_mapped` does the pool's."""
+        import httpx
+
         try:
             yield
         except httpx.HTTPStatusError as e:
-            raise self._status_error(e.response) from e
+            response = e.response
+            raise self._status_error(
+                response.status_code, response.content, response.headers
+            ) from e
         except httpx.TransportError as e:  # timeouts, refused, reset or dropped connections
             raise (
                 transport_error(e, provider=self.provider)
                 or ProviderConnectionError(clean_message(e), provider=self.provider)
             ) from e
 
-    def _status_error(self, response: httpx.Response) -> ProviderError:
+    def _status_error(
+        self, status: int, content: bytes, headers: Mapping[str, str]
+    ) -> ProviderError:
         try:
-            message = body_message(json.loads(response.content))
+            message = body_message(json.loads(content))
         except ValueError:
             message = ""
         return error_for_status(
-            response.status_code,
-            clean_message(message or response.text, secret=self._api_key),
+            status,
+            clean_message(message or content.decode("utf-8", "replace"), secret=self._api_key),
             provider=self.provider,
-            retry_after=parse_retry_after(response.headers),
+            retry_after=parse_retry_after(headers),
         )
 
 

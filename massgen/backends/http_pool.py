@@ -1,0 +1,511 @@
+"""A keep-alive HTTP/1.1 client on asyncio streams, for massgen's own Chat Completions calls.
+
+Why not ``httpx`` here: at a batch's ~200 requests in flight, httpcore's pool spends most of
+the process's CPU re-sorting its connections on every request (encode/httpcore#1035). This
+pool does the one thing the client needs, in O(1) per request: per origin (scheme, host,
+port) a deque of idle connections, the most recently used taken first, so a burst reuses warm
+sockets and the rest age out. ``h11`` speaks the protocol (content-length, chunked and
+close-delimited bodies alike); asyncio streams and :mod:`ssl` do the I/O.
+
+What it does, and what it leaves out on purpose:
+
+- ``POST`` (or any method) with a body of bytes and a ``Content-Length``; the response's
+  status and headers, then its body read whole (:meth:`Response.aread`) or line by line as it
+  arrives (:meth:`Response.aiter_lines`, for server-sent events).
+- A connection goes back to the pool only once its response was read to the end and both
+  sides may go on; otherwise (an abandoned stream, an error, ``Connection: close``) it is
+  closed.
+- An idle connection the server has closed is noticed before reuse (``at_eof``) and dropped.
+  If a reused connection fails while the request is being written, the request is sent once
+  more on a new connection: the server cannot have acted on it. Once it is written nothing is
+  resent; a POST to an LLM API is not safe to repeat, and the retry wrapper owns that choice.
+- Timeouts: connecting, each write and each read (as ``httpx`` counts them), and waiting for
+  a connection when ``max_connections`` are all busy (waiters are served first come, first
+  served). A timeout raises :class:`TimeoutError`; every other failure (refused, reset,
+  closed mid-response, a reply that is not HTTP) raises :class:`TransportError`.
+- No proxies, no redirects, no compression, no HTTP/2. The caller keeps ``httpx`` for a URL
+  that a proxy environment variable applies to (:func:`proxy_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import functools
+import re
+import ssl
+import time
+import urllib.request
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import h11
+
+_READ_SIZE = 65536
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_BOTH_DONE = {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}
+
+
+class TransportError(Exception):
+    """The connection failed: refused, reset, closed before the response ended, or the reply
+    was not HTTP/1.1. The message names what happened, never a header."""
+
+
+class StatusError(Exception):
+    """The server answered with a status outside 2xx; the whole reply is kept for the caller
+    to map (status, headers for ``Retry-After``, the body with the provider's message)."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.content = content
+
+
+def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy the environment sets for ``url``, or ``None`` if it goes direct.
+
+    Read as ``httpx`` reads it (``trust_env``): ``HTTPS_PROXY`` for ``https://`` URLs,
+    ``HTTP_PROXY`` for ``http://``, ``ALL_PROXY`` for both, in either case, unless
+    ``NO_PROXY`` excludes the host.
+    """
+    proxies = (
+        urllib.request.getproxies_environment()
+        if environ is None
+        else {
+            name[:-6].lower(): value
+            for name, value in environ.items()
+            if value and name.lower().endswith("_proxy")
+        }
+    )
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    host = parts.hostname or ""
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if bypass(host, proxies):
+        return None
+    return proxy
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where connections go: one pool each."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        return cls(parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme])
+
+
+class _Connection:
+    """One socket and its h11 state machine."""
+
+    __slots__ = ("h11", "idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def usable(self) -> bool:
+        """False once the server has closed (or reset) this idle connection."""
+        return not (
+            self.reader.at_eof()
+            or self.reader.exception() is not None
+            or self.writer.transport.is_closing()
+        )
+
+    async def send(self, events: Iterable[h11.Event], seconds: float) -> None:
+        data = b"".join(self.h11.send(event) or b"" for event in events)
+        self.writer.write(data)
+        async with asyncio.timeout(seconds):
+            await self.writer.drain()
+
+    async def next_event(self, seconds: float) -> h11.Event | type[h11.PAUSED]:
+        """The next event of the response, reading from the socket as needed."""
+        conn = self.h11
+        try:
+            while True:
+                event = conn.next_event()
+                if event is not h11.NEED_DATA:
+                    return event  # type: ignore[return-value]  # narrowed by the `is not`
+                async with asyncio.timeout(seconds):
+                    data = await self.reader.read(_READ_SIZE)
+                conn.receive_data(data)  # b"" tells h11 the server closed the connection
+        except TimeoutError:
+            raise
+        except h11.RemoteProtocolError as e:
+            if conn.their_state is h11.ERROR and self.reader.at_eof():
+                raise TransportError(
+                    "the server closed the connection before the response was complete"
+                ) from e
+            raise TransportError(f"invalid HTTP response: {e}") from e
+        except (ConnectionError, OSError) as e:
+            raise TransportError(_describe(e)) from e
+
+
+class Response:
+    """A response whose body has not been read yet; use it inside :meth:`Pool.request`."""
+
+    __slots__ = ("_conn", "_done", "_timeout", "headers", "status")
+
+    def __init__(
+        self, conn: _Connection, status: int, headers: dict[str, str], seconds: float
+    ) -> None:
+        self._conn = conn
+        self._timeout = seconds
+        self._done = False
+        self.status = status
+        self.headers = headers
+        """Header names in lower case; of a repeated header, the last value."""
+
+    async def read_chunk(self) -> bytes | None:
+        """The next piece of the body as it arrives, or ``None`` at its end."""
+        while not self._done:
+            event = await self._conn.next_event(self._timeout)
+            if type(event) is h11.Data:
+                return bytes(event.data)
+            if type(event) is h11.EndOfMessage:
+                self._done = True
+            elif type(event) is h11.ConnectionClosed or event is h11.PAUSED:
+                raise TransportError("the server ended the response unexpectedly")
+        return None
+
+    async def raise_for_status(self) -> None:
+        """Read an error reply's body and raise :class:`StatusError`; a 2xx passes."""
+        if not 200 <= self.status < 300:
+            raise StatusError(self.status, self.headers, await self.aread())
+
+    async def aread(self) -> bytes:
+        """The whole body."""
+        parts = []
+        while (chunk := await self.read_chunk()) is not None:
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def aiter_lines(self) -> AsyncIterator[str]:
+        """The body's lines (UTF-8, without their ``\\r\\n``, ``\\n`` or ``\\r``) as they arrive."""
+        return _Lines(self)
+
+
+class _Lines:
+    """An async iterator rather than an async generator: nothing is left to finalize when the
+    caller stops early."""
+
+    __slots__ = ("_buffer", "_decoder", "_ended", "_pending", "_response")
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending: deque[str] = deque()
+        self._buffer = ""
+        self._ended = False
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        while not self._pending:
+            if self._ended:
+                raise StopAsyncIteration
+            chunk = await self._response.read_chunk()
+            if chunk is None:
+                self._ended = True
+                text = self._buffer + self._decoder.decode(b"", final=True)
+                self._buffer = ""
+                if text:
+                    self._pending.extend(_LINE_BREAK.split(text.removesuffix("\r")))
+                continue
+            text = self._buffer + self._decoder.decode(chunk)
+            # A "\r" at the end may be the first half of "\r\n": keep it for the next piece.
+            keep = text.endswith("\r")
+            lines = _LINE_BREAK.split(text[:-1] if keep else text)
+            self._buffer = lines.pop() + ("\r" if keep else "")
+            self._pending.extend(lines)
+        return self._pending.popleft()
+
+
+@dataclass(slots=True)
+class _OriginPool:
+    """The connections to one origin: idle ones (most recent last), waiters, and a count."""
+
+    idle: deque[_Connection] = field(default_factory=deque)
+    waiters: deque[asyncio.Future[_Connection | None]] = field(default_factory=deque)
+    opened: int = 0
+    """Connections open or being opened, idle or busy."""
+
+
+class Pool:
+    """Keep-alive HTTP/1.1 connections, one pool per origin; see the module docs.
+
+    Made and used on one event loop. ``max_connections`` bounds the connections per origin
+    (``None``: no bound); idle connections older than ``keepalive_expiry`` seconds are
+    closed rather than reused.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = None,
+        keepalive_expiry: float = 30.0,
+    ) -> None:
+        self._ssl = ssl_context
+        self._max = max_connections
+        self._expiry = keepalive_expiry
+        self._pools: dict[Origin, _OriginPool] = {}
+        self._busy: set[_Connection] = set()
+        self._closing: weakref.WeakSet[asyncio.StreamWriter] = weakref.WeakSet()
+        """Sockets told to close; asyncio closes them on its next turn, which :meth:`aclose`
+        waits for (a caller may block the loop right after, and a server see them open)."""
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        content: bytes = b"",
+        seconds: float,
+    ) -> AsyncIterator[Response]:
+        """Send a request; yields the response with its body still to read.
+
+        ``seconds`` bounds each step on its own (connecting, waiting for a free connection,
+        each write, each read), as httpx's timeouts do: a long stream that keeps sending is
+        not cut off.
+
+        Leaving the block returns the connection to the pool if the body was read to the end,
+        and closes it otherwise.
+        """
+        origin, target, host = _parse(url)
+        head = h11.Request(
+            method=method,
+            target=target,
+            headers=[
+                ("Host", host),
+                *headers,
+                ("Content-Length", str(len(content))),
+                ("Connection", "keep-alive"),
+            ],
+        )
+        events = (head, h11.Data(data=content), h11.EndOfMessage())
+        pool = self._pools.setdefault(origin, _OriginPool())
+        conn = await self._send(origin, pool, events, seconds)
+        response: Response | None = None
+        try:
+            response = await self._receive_head(conn, seconds)
+            yield response
+        finally:
+            # Even after an error of the caller's (a 429 it raises on): a reply read to its
+            # end leaves the connection ready for the next request.
+            state = conn.h11.states
+            if response is not None and response._done and state == _BOTH_DONE:
+                self._release(pool, conn)
+            else:
+                self._discard(pool, conn)
+
+    async def aclose(self) -> None:
+        """Close every connection, idle or busy; the pool is not used after this."""
+        self._closed = True
+        for pool in self._pools.values():
+            for conn in pool.idle:
+                self._close(conn)
+            pool.idle.clear()
+            for waiter in pool.waiters:
+                if not waiter.done():
+                    waiter.set_exception(TransportError("the client was closed"))
+            pool.waiters.clear()
+        for conn in self._busy:
+            self._close(conn)
+        self._busy.clear()
+        closing = list(self._closing)
+        await asyncio.gather(*(w.wait_closed() for w in closing), return_exceptions=True)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        origin: Origin,
+        pool: _OriginPool,
+        events: tuple[h11.Event, ...],
+        seconds: float,
+    ) -> _Connection:
+        """A connection with the request written on it."""
+        conn = await self._acquire(pool, seconds)
+        reused = conn is not None
+        if conn is None:
+            conn = await self._connect(origin, pool, seconds)
+        try:
+            try:
+                await conn.send(events, seconds)
+            except TimeoutError:
+                raise
+            except (ConnectionError, OSError) as e:
+                if not reused:
+                    raise TransportError(_describe(e)) from e
+                # A stale keep-alive connection: the server never saw the request, so it goes
+                # once more, on a new connection in the same slot.
+                self._busy.discard(conn)
+                self._close(conn)
+                conn = await self._connect(origin, pool, seconds)
+                try:
+                    await conn.send(events, seconds)
+                except TimeoutError:
+                    raise
+                except (ConnectionError, OSError) as e2:
+                    raise TransportError(_describe(e2)) from e2
+        except BaseException:
+            self._discard(pool, conn)
+            raise
+        return conn
+
+    async def _acquire(self, pool: _OriginPool, seconds: float) -> _Connection | None:
+        """An idle connection, or ``None``: the caller may open a new one (already counted)."""
+        if self._closed:
+            raise TransportError("the client was closed")
+        idle = pool.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable() and time.monotonic() - conn.idle_since < self._expiry:
+                self._busy.add(conn)
+                return conn
+            self._drop(pool, conn)
+        if self._max is None or pool.opened < self._max:
+            pool.opened += 1
+            return None
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        pool.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(seconds):
+                handed = await waiter
+        except BaseException:
+            if not waiter.done():
+                pool.waiters.remove(waiter)
+            elif not waiter.cancelled() and waiter.exception() is None:
+                self._pass_on(pool, waiter.result())  # handed to us just as we gave up
+            raise
+        if self._closed or (handed is not None and not handed.usable()):
+            # Closed meanwhile, or it went stale on the way: open a new one in its slot.
+            if handed is not None:
+                self._close(handed)
+            if self._closed:
+                pool.opened -= 1
+                raise TransportError("the client was closed")
+            return None
+        if handed is not None:
+            self._busy.add(handed)
+        return handed
+
+    async def _connect(self, origin: Origin, pool: _OriginPool, seconds: float) -> _Connection:
+        """A new connection in a slot already counted in ``pool.opened``."""
+        try:
+            async with asyncio.timeout(seconds):
+                reader, writer = await asyncio.open_connection(
+                    origin.host,
+                    origin.port,
+                    ssl=(self._ssl or True) if origin.scheme == "https" else None,
+                    server_hostname=origin.host if origin.scheme == "https" else None,
+                    limit=_READ_SIZE,
+                )
+        except BaseException as e:
+            self._pass_on(pool, None)
+            if isinstance(e, (ConnectionError, OSError)) and not isinstance(e, TimeoutError):
+                raise TransportError(_describe(e)) from e
+            raise
+        conn = _Connection(reader, writer)
+        self._busy.add(conn)
+        return conn
+
+    async def _receive_head(self, conn: _Connection, seconds: float) -> Response:
+        while True:
+            event = await conn.next_event(seconds)
+            if type(event) is h11.Response:
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
+                }
+                return Response(conn, event.status_code, headers, seconds)
+            if type(event) is not h11.InformationalResponse:
+                raise TransportError("the server closed the connection without a response")
+
+    def _release(self, pool: _OriginPool, conn: _Connection) -> None:
+        """Back to the pool: to the first waiter, or the idle deque."""
+        self._busy.discard(conn)
+        if self._closed:
+            self._close(conn)
+            return
+        conn.h11.start_next_cycle()
+        conn.idle_since = time.monotonic()
+        self._pass_on(pool, conn)
+
+    def _discard(self, pool: _OriginPool, conn: _Connection) -> None:
+        """Close a busy connection that cannot be reused; its slot goes to a waiter."""
+        if conn in self._busy:
+            self._busy.discard(conn)
+            self._close(conn)
+            self._pass_on(pool, None)
+
+    def _drop(self, pool: _OriginPool, conn: _Connection) -> None:
+        """Close an idle connection and free its slot (nobody waits while one is idle)."""
+        self._close(conn)
+        pool.opened -= 1
+
+    def _close(self, conn: _Connection) -> None:
+        # abort, not close: nothing is left to flush, and a TLS goodbye the server may never
+        # answer would hold aclose up to asyncio's 30 s shutdown timeout.
+        conn.writer.transport.abort()
+        self._closing.add(conn.writer)
+
+    def _pass_on(self, pool: _OriginPool, conn: _Connection | None) -> None:
+        """Hand a counted slot, with its connection or (``None``) without, to the first
+        waiter; if nobody waits, the connection goes idle or the slot is freed."""
+        while pool.waiters:
+            waiter = pool.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            pool.opened -= 1
+            return
+        idle = pool.idle
+        idle.append(conn)
+        # The oldest idle connections go once they expire or the server closes them, so
+        # sockets left over from a burst do not linger half-closed.
+        while idle and not (
+            conn.idle_since - idle[0].idle_since < self._expiry and idle[0].usable()
+        ):
+            self._drop(pool, idle.popleft())
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(url: str) -> tuple[Origin, str, str]:
+    """The origin, request target and ``Host`` header of a URL (a client asks one URL)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Origin.of(url), target, parts.netloc.rpartition("@")[2]
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a socket error: ``strerror`` rather than the errno tuple."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
