@@ -9,8 +9,7 @@ import ssl
 import pytest
 import trustme
 
-from massgen.backends.http_pool import Pool
-from massgen.errors import TransportError
+from massgen.backends.http_pool import Pool, TransportError
 
 BODY = json.dumps({"ok": True}).encode()
 
