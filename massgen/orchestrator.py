@@ -8,6 +8,7 @@ What the strategy does in between is the strategy's business.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,8 @@ class Orchestrator:
         cache_path: str | Path | None = None,
         cache_store: Store | None = None,
         max_cost: float | None = None,
+        session: str | None = None,
+        memory_store: Store | None = None,
         seed: int = 0,
         subscribers: Iterable[ev.Subscriber] = (),
         handles: dict[str, AgentHandle] | None = None,
@@ -114,6 +117,14 @@ class Orchestrator:
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
         }
         self._wrapped: dict[int, Backend] = {}
+        if session is not None:
+            from massgen.memory.session import check_name
+
+            check_name(session)
+        self.session = session
+        """Session continued by every run (``--session``): agents remember its earlier runs."""
+        self._memory_store = memory_store
+        self._owns_memory = False
 
     def _wrap(self, backend: Backend) -> Backend:
         """One wrapped backend per backend object, so agents sharing it share its state."""
@@ -138,6 +149,59 @@ class Orchestrator:
             self._owns_store = True
         return self._cache_store
 
+    def memory_store(self) -> Store:
+        """Where sessions and long-term memory live: the one given, else a SQLite file
+        opened on first use (``.massgen/memory.sqlite3``)."""
+        if self._memory_store is None:
+            from massgen.store import open_store
+
+            self._memory_store = open_store(Path(DEFAULT_MEMORY_PATH))
+            self._owns_memory = True
+        return self._memory_store
+
+    def _uses_memory(self) -> bool:
+        return self.session is not None or any(
+            a.long_term is not None for a in self.agents.values()
+        )
+
+    def _begin_memory(self) -> None:
+        """Point each agent at the session (loaded on its first turn) and the store."""
+        if not self._uses_memory():
+            return
+        from massgen.memory.session import Sessions
+
+        store = self.memory_store()
+        sessions = Sessions(store) if self.session else None
+        for name, agent in self.agents.items():
+            agent.memory.attach(sessions, self.session or "", name)
+            if agent.long_term is not None:
+                agent.long_term.bind(store)
+
+    async def _end_memory(self, result: RunResult) -> None:
+        """Append the run to the session and to long-term memory. A store that fails is
+        logged: the run's answer stands."""
+        if not self._uses_memory():
+            return
+        from massgen.memory.long_term import MemoryItem, own_answer
+        from massgen.memory.session import Exchange, Sessions
+
+        now = time.time()
+        owns = {name: own_answer(result, name) for name in self.agents}
+        try:
+            if self.session:
+                entries = {
+                    n: Exchange(result.task, text, result.run_id, now)
+                    for n, text in owns.items()
+                    if text
+                }
+                await Sessions(self.memory_store()).record(self.session, result.run_id, entries)
+            for name, agent in self.agents.items():
+                if agent.long_term is not None and result.final_answer:
+                    item = MemoryItem.from_run(result, name, owns[name], now)
+                    await agent.long_term.remember(item)
+        except MassGenError as e:
+            _log.warning("memory not saved: %s", e)
+
     # -- construction from YAML ---------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
@@ -148,6 +212,16 @@ class Orchestrator:
         cfg = config if isinstance(config, TeamConfig) else load(config)
         options = orchestrator_options(cfg)
         options.update({k: v for k, v in overrides.items() if v is not None})
+        if cfg.redis and "memory_store" not in options:
+            from massgen.team import uses_memory_store
+
+            if options.get("session") or uses_memory_store(cfg):
+                from massgen.store import open_store  # sessions and memory shared via Redis
+
+                options["memory_store"] = open_store(cfg.redis.url, prefix=cfg.redis.prefix)
+                built = cls(build_agents(cfg), **options)
+                built._owns_memory = True
+                return built
         if options.get("cache_enabled") and cfg.redis and not cfg.orchestrator.cache.path:
             from massgen.store import open_store  # the cache is shared through Redis
 
@@ -184,6 +258,7 @@ class Orchestrator:
             ev.RunStarted(run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live))
         )
         started = time.perf_counter()
+        self._begin_memory()
         try:
             if self.timeout:
                 async with asyncio.timeout(self.timeout):
@@ -206,6 +281,7 @@ class Orchestrator:
             e.result = result  # type: ignore[attr-defined]
             raise
         self._close(result, started, result.status, None)
+        await self._end_memory(result)
         bus.emit(
             ev.FinalAnswer(text=result.final_answer, winner=result.winner, degraded=result.degraded)
         )
@@ -294,12 +370,21 @@ class Orchestrator:
         if self._owns_store and self._cache_store is not None:
             await self._cache_store.aclose()
             self._cache_store, self._owns_store = None, False
+        if self._owns_memory and self._memory_store is not None:
+            await self._memory_store.aclose()
+            self._memory_store, self._owns_memory = None, False
 
     async def __aenter__(self) -> Orchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"
+"""Sessions and long-term memory, when no store is given and there is no Redis."""
+
+_log = logging.getLogger("massgen.memory")
 
 
 def _run_id() -> str:

@@ -123,11 +123,37 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 prices=prices,
             )
         )
+    configure_memory(team, agents)
     if any(a.tools for a in team.agents):
         from massgen.tools.agents import connect
 
         connect(agents)
     return agents
+
+
+def configure_memory(team: TeamConfig, agents: list[Agent]) -> None:
+    """Each agent's context window override, summarizer and long-term memory from its
+    ``memory:`` settings (the store is bound by the orchestrator)."""
+    by_name = {a.name: a for a in agents}
+    for cfg, agent in zip(team.agents, agents, strict=True):
+        m = cfg.memory
+        agent.memory.context_window = m.context_window
+        if m.summarizer and m.summarizer != agent.name:
+            agent.memory.summarizer = by_name[m.summarizer]
+        if m.long_term:
+            from massgen.memory.long_term import LongTermMemory
+
+            agent.long_term = LongTermMemory(
+                agent=agent.name if m.long_term_scope == "agent" else None,
+                recall=m.recall,
+                recall_budget=m.recall_budget,
+                max_items=m.max_items,
+                max_age_days=m.max_age_days,
+            )
+
+
+def uses_memory_store(team: TeamConfig) -> bool:
+    return any(a.memory.long_term for a in team.agents)
 
 
 def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[Any]:

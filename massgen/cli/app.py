@@ -30,6 +30,23 @@ CacheConfigOption = Annotated[
 ]
 agents_app = typer.Typer(help="See the agents of a team or on Redis.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
+session_app = typer.Typer(help="List, show or delete sessions (--session).", no_args_is_help=True)
+app.add_typer(session_app, name="session")
+memory_app = typer.Typer(help="Look at, search or clear long-term memory.", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="TARGET",
+        help="Memory store: a file path or redis:// URL (default: the config's Redis, "
+        "else .massgen/memory.sqlite3).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AgentOption = Annotated[
+    str | None, typer.Option("--agent", "-a", help="Only this agent's own memory.")
+]
 
 RedisOption = Annotated[
     str | None,
@@ -93,6 +110,14 @@ def run(
     max_cost: Annotated[
         float | None, typer.Option("--max-cost", help="Stop before spending more than this (USD).")
     ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            metavar="NAME",
+            help="Continue session NAME: each agent remembers its earlier runs in it.",
+        ),
+    ] = None,
 ) -> None:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.cli.run import run_command
@@ -109,6 +134,7 @@ def run(
             redis=redis,
             no_cache=no_cache,
             max_cost=max_cost,
+            session=session,
         )
     )
 
@@ -245,3 +271,92 @@ def cache_clear(config: CacheConfigOption = None) -> None:
     from massgen.cli.cachecmd import clear
 
     guarded(lambda: clear(config))
+
+
+@session_app.command("list")
+def session_list(
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Every session: runs, last update, agents."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import session_list as work
+
+    guarded(lambda: work(Where(config, store, prefix), json_out))
+
+
+@session_app.command("show")
+def session_show(
+    name: Annotated[str, typer.Argument(help="Session name.")],
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """What each agent remembers of session NAME (exit 1 if there is none)."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import session_show as work
+
+    guarded(lambda: work(name, Where(config, store, prefix), json_out))
+
+
+@session_app.command("delete")
+def session_delete(
+    name: Annotated[str, typer.Argument(help="Session name.")],
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+) -> None:
+    """Forget session NAME entirely (exit 1 if there is none)."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import session_delete as work
+
+    guarded(lambda: work(name, Where(config, store, prefix)))
+
+
+@memory_app.command("list")
+def memory_list(
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+    agent: AgentOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Every long-term item, the team's and each agent's."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import memory_list as work
+
+    guarded(lambda: work(Where(config, store, prefix), agent, json_out))
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="Words to look for.")],
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+    agent: AgentOption = None,
+    k: Annotated[int, typer.Option("--top", "-k", min=1, help="How many items.")] = 5,
+    json_out: JsonOption = False,
+) -> None:
+    """The items most relevant to QUERY (BM25), best first."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import memory_search as work
+
+    guarded(lambda: work(query, Where(config, store, prefix), agent, k, json_out))
+
+
+@memory_app.command("clear")
+def memory_clear(
+    config: CacheConfigOption = None,
+    store: StoreOption = None,
+    prefix: PrefixOption = None,
+    agent: AgentOption = None,
+) -> None:
+    """Forget every long-term item (or only ``--agent``'s)."""
+    from massgen.cli.session import Where
+    from massgen.cli.session import memory_clear as work
+
+    guarded(lambda: work(Where(config, store, prefix), agent))

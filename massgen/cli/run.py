@@ -56,6 +56,7 @@ def run_command(
     redis: str | None = None,
     no_cache: bool = False,
     max_cost: float | None = None,
+    session: str | None = None,
 ) -> int:
     from massgen.config import load
     from massgen.distributed.target import BusTarget
@@ -65,7 +66,11 @@ def run_command(
     task = read_task(task)
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
-    overrides: dict[str, object] = {"strategy": strategy, "max_cost": max_cost}
+    overrides: dict[str, object] = {
+        "strategy": strategy,
+        "max_cost": max_cost,
+        "session": session,
+    }
     if no_cache:
         overrides["cache_enabled"] = False
     orchestrator = Orchestrator.from_config(cfg, **overrides)

@@ -179,6 +179,19 @@ class MemoryConfig(ConfigModel):
     """Keep a persistent memory across runs (in the store)."""
     summarizer: str | None = None
     """Agent that writes summaries for ``summary``; ``None`` means the agent itself."""
+    context_window: int | None = Field(default=None, gt=0)
+    """The model's context window in tokens; ``None`` uses the known one for the model."""
+    long_term_scope: Literal["agent", "team"] = "agent"
+    """``agent``: the agent recalls what it stored itself; ``team``: one memory the agents
+    with ``team`` scope share."""
+    recall: int = Field(default=3, ge=0)
+    """How many past items at most are recalled before an answer."""
+    recall_budget: int = Field(default=600, gt=0)
+    """Tokens at most that recalled items may take."""
+    max_items: int | None = Field(default=1000, gt=0)
+    """Long-term items kept per memory; the oldest go first. ``None``: no limit."""
+    max_age_days: float | None = Field(default=None, gt=0)
+    """Long-term items older than this are forgotten. ``None``: no limit."""
 
 
 def _backend_tag(value: Any) -> str | None:

@@ -1,0 +1,229 @@
+"""`massgen session list|show|delete` and `massgen memory list|search|clear`.
+
+Both read the memory store of a team: its Redis when the config has ``redis:``, else the
+SQLite file ``.massgen/memory.sqlite3`` (or ``--store TARGET``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from massgen.cli.exits import OK
+
+if TYPE_CHECKING:
+    from massgen.store.base import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The command's ``--config``, ``--store`` and ``--prefix``."""
+
+    config: Path | None = None
+    store: str | None = None
+    prefix: str | None = None
+
+
+NOT_FOUND = 1
+
+
+def target(where: Where) -> tuple[str | Path, str]:
+    """The memory store to open and its Redis key prefix."""
+    import os
+
+    from massgen.cli.batch import CONFIG_ENV
+    from massgen.orchestrator import DEFAULT_MEMORY_PATH
+
+    store, prefix = where.store, where.prefix
+    if store:
+        return (store if "://" in store else Path(store)), prefix or "massgen:"
+    path = where.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None and Path("massgen.yaml").exists():
+        path = Path("massgen.yaml")
+    if path is not None:
+        from massgen.config import load
+
+        cfg = load(path)
+        if cfg.redis is not None:
+            return cfg.redis.url, prefix or cfg.redis.prefix
+    return Path(DEFAULT_MEMORY_PATH), "massgen:"
+
+
+def _with_store(place: Where, work: Callable[[Store], Awaitable[T]]) -> T:
+    from massgen.store import open_store
+
+    found, prefix = target(place)
+    if isinstance(found, Path) and not found.exists():
+        found = "memory://"  # nothing stored yet: answer from an empty store, create no file
+
+    async def main() -> T:
+        async with open_store(found, prefix=prefix) as opened:
+            return await work(opened)
+
+    return asyncio.run(main())
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def _clip(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# -- sessions -----------------------------------------------------------------------------------
+def session_list(where: Where, json_out: bool) -> int:
+    from massgen.memory.session import Sessions
+
+    found = _with_store(where, lambda s: Sessions(s).list())
+    if json_out:
+        print(json.dumps([i.to_dict() for i in found]))
+        return OK
+    if not found:
+        print("no sessions")
+    for info in found:
+        print(
+            f"{info.name}\t{info.runs} run(s)\tupdated {_when(info.updated)}"
+            f"\tagents: {', '.join(info.agents)}"
+        )
+    return OK
+
+
+def session_show(name: str, where: Where, json_out: bool) -> int:
+    from massgen.memory.session import Sessions, check_name
+
+    check_name(name)
+
+    async def work(s: Store) -> dict[str, object] | None:
+        sessions = Sessions(s)
+        info = await sessions.info(name)
+        if info is None:
+            return None
+        agents = {}
+        for agent in info.agents:
+            summary, covered = await sessions.summary(name, agent)
+            turns = await sessions.exchanges(name, agent)
+            agents[agent] = {
+                "summary": summary,
+                "summarized": covered,
+                "turns": [{"task": t.task, "answer": t.answer, "run_id": t.run_id} for t in turns],
+            }
+        return {**info.to_dict(), "by_agent": agents}
+
+    data = _with_store(where, work)
+    if data is None:
+        print(f"no session named {name!r}")
+        return NOT_FOUND
+    if json_out:
+        print(json.dumps(data, ensure_ascii=False))
+        return OK
+    print(f"session {name}: {data['runs']} run(s), updated {_when(float(data['updated']))}")  # type: ignore[arg-type]
+    by_agent = data["by_agent"]
+    assert isinstance(by_agent, dict)
+    for agent, d in by_agent.items():
+        print(f"\n[{agent}]")
+        if d["summary"]:
+            print(f"  summary of {d['summarized']} earlier turn(s): {_clip(d['summary'])}")
+        for t in d["turns"][d["summarized"] :]:
+            print(f"  task:   {_clip(t['task'])}\n  answer: {_clip(t['answer'])}")
+    return OK
+
+
+def session_delete(name: str, where: Where) -> int:
+    from massgen.memory.session import Sessions, check_name
+
+    check_name(name)
+    if _with_store(where, lambda s: Sessions(s).delete(name)):
+        print(f"deleted session {name}")
+        return OK
+    print(f"no session named {name!r}")
+    return NOT_FOUND
+
+
+# -- long-term memory ---------------------------------------------------------------------------
+async def _logs(s: Store, agent: str | None) -> list[str | None]:
+    """The memories to look at: ``agent``'s, else the team's and every agent's that has one."""
+    if agent:
+        return [agent]
+    from massgen.memory.long_term import AGENT_INDEX
+
+    names = dict.fromkeys(r.decode() for r in await s.read(AGENT_INDEX))
+    return [None, *names]
+
+
+def memory_list(where: Where, agent: str | None, json_out: bool) -> int:
+    from massgen.memory.long_term import LongTermMemory
+
+    async def work(s: Store) -> list[dict[str, object]]:
+        rows = []
+        for who in await _logs(s, agent):
+            for item in await LongTermMemory(s, agent=who).items():
+                rows.append({"memory": who or "team", **_item(item)})
+        return rows
+
+    rows = _with_store(where, work)
+    _print_items(rows, json_out, "no long-term memory")
+    return OK
+
+
+def memory_search(query: str, where: Where, agent: str | None, k: int, json_out: bool) -> int:
+    from massgen.memory.long_term import LongTermMemory
+
+    async def work(s: Store) -> list[dict[str, object]]:
+        rows = []
+        for who in await _logs(s, agent):
+            for score, item in await LongTermMemory(s, agent=who).search(query, k):
+                rows.append({"memory": who or "team", "score": round(score, 3), **_item(item)})
+        rows.sort(key=lambda r: -float(r["score"]))  # type: ignore[arg-type]
+        return rows[:k]
+
+    rows = _with_store(where, work)
+    _print_items(rows, json_out, "nothing found")
+    return OK
+
+
+def memory_clear(where: Where, agent: str | None) -> int:
+    from massgen.memory.long_term import LongTermMemory
+
+    async def work(s: Store) -> int:
+        return sum([await LongTermMemory(s, agent=who).clear() for who in await _logs(s, agent)])
+
+    n = _with_store(where, work)
+    print(f"forgot {n} item(s)" + (f" of {agent}" if agent else ""))
+    return OK
+
+
+def _item(item: object) -> dict[str, object]:
+    from massgen.memory.long_term import MemoryItem
+
+    assert isinstance(item, MemoryItem)
+    return {
+        "id": item.id,
+        "at": item.at,
+        "agent": item.agent,
+        "task": item.task,
+        "final": item.final,
+        "own": item.own,
+        "winner": item.winner,
+        "run_id": item.run_id,
+    }
+
+
+def _print_items(rows: list[dict[str, object]], json_out: bool, empty: str) -> None:
+    if json_out:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        print(empty)
+    for r in rows:
+        score = f"  score {r['score']}" if "score" in r else ""
+        print(f"[{r['memory']}] {_when(float(r['at']))}  {r['id']}{score}")  # type: ignore[arg-type]
+        print(f"  task:  {_clip(str(r['task']))}\n  final: {_clip(str(r['final']))}")

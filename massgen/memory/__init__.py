@@ -1,0 +1,28 @@
+"""What agents remember: short-term strategies, sessions, long-term knowledge.
+
+See ``docs/memory.md``. Nothing here imports a model or a tokenizer.
+"""
+
+from massgen.memory.session import Exchange, SessionInfo, Sessions
+from massgen.memory.short_term import Conversation
+from massgen.memory.tokens import (
+    CONTEXT_WINDOWS,
+    ContextLimitExceeded,
+    TokenEstimator,
+    context_window,
+    estimate_message,
+    estimate_text,
+)
+
+__all__ = [
+    "CONTEXT_WINDOWS",
+    "ContextLimitExceeded",
+    "Conversation",
+    "Exchange",
+    "SessionInfo",
+    "Sessions",
+    "TokenEstimator",
+    "context_window",
+    "estimate_message",
+    "estimate_text",
+]

@@ -1,0 +1,292 @@
+"""Long-term memory: what past runs decided, recalled when it is relevant again.
+
+After each run, every agent with ``memory.long_term`` stores one item: the task, the team's
+final answer, the agent's own answer and the decision (winner and votes). Before an agent
+answers a task (phases ``answer``, ``step``, ``aggregate``; not review or presentation
+prompts, which are about the answers in front of it), the items most relevant to the prompt
+are added to its context, marked as recalled memory: ranked by BM25 over the words of the
+task and answers, the best ``recall`` of them that fit ``recall_budget`` tokens.
+
+Items are JSON records in a store log: ``memory:agent:{name}`` per agent, or ``memory:team``
+for agents with ``long_term_scope: team``. Retention: at most ``max_items`` per log (oldest
+dropped first) and none older than ``max_age_days``.
+
+For semantic recall, pass ``embed``: a function from a list of texts to a list of vectors
+(sync or async, e.g. a sentence-transformers model or an embeddings API). Items are then
+ranked by cosine similarity; their vectors are computed when they are stored. The default
+needs no model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from massgen.memory.tokens import estimate_text
+from massgen.store.base import Store
+
+if TYPE_CHECKING:
+    from massgen.agents.turn import Turn
+    from massgen.result import RunResult
+
+Embed = Callable[[list[str]], "list[list[float]] | Awaitable[list[list[float]]]"]
+
+RECALL_PHASES = frozenset({"answer", "step", "aggregate"})
+"""Turns before which memory is recalled: the ones that work on the task itself."""
+
+TEAM_LOG = "memory:team"
+AGENT_INDEX = "memory:agents"
+"""Log of the agent names that have a memory of their own (a store cannot list its logs)."""
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    _WORD.findall(
+        "a an and are as at be by for from has have in is it its of on or that the this to was "
+        "were what when where which who why will with how do does did you your i me my we our"
+    )
+)
+
+
+def log_name(agent: str | None) -> str:
+    """The log of ``agent``'s own memory, or the team's (``None``)."""
+    return f"memory:agent:{agent}" if agent else TEAM_LOG
+
+
+def words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+@dataclass(slots=True)
+class MemoryItem:
+    """One run as remembered."""
+
+    task: str
+    final: str
+    own: str = ""
+    agent: str = ""
+    winner: str | None = None
+    votes: list[tuple[str, str]] = field(default_factory=list)
+    """(voter, voted for) pairs of the last round."""
+    run_id: str = ""
+    at: float = 0.0
+    id: str = ""
+    vector: list[float] | None = None
+
+    def text(self) -> str:
+        """How the item reads when recalled."""
+        parts = [f"Task: {self.task}", f"Final answer: {self.final}"]
+        if self.own and self.own.strip() != self.final.strip():
+            parts.append(f"Your answer then: {self.own}")
+        if self.winner:
+            tally = ", ".join(f"{v} → {f}" for v, f in self.votes)
+            parts.append(f"Decision: {self.winner} won" + (f" (votes: {tally})" if tally else ""))
+        return "\n".join(parts)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> MemoryItem:
+        d = json.loads(raw)
+        d["votes"] = [tuple(v) for v in d.get("votes", [])]
+        return cls(**d)
+
+    @classmethod
+    def from_run(cls, result: RunResult, agent: str, own: str, clock: float) -> MemoryItem:
+        last = max((v.round for v in result.votes), default=0)
+        votes = [(v.voter, v.for_agent) for v in result.votes if v.round == last]
+        return cls(
+            task=result.task,
+            final=result.final_answer,
+            own=own,
+            agent=agent,
+            winner=result.winner,
+            votes=votes,
+            run_id=result.run_id,
+            at=clock,
+            id=uuid.uuid4().hex[:12],
+        )
+
+
+def bm25(query: str, docs: Sequence[str], k1: float = 1.5, b: float = 0.75) -> list[float]:
+    """Okapi BM25 score of each of ``docs`` for ``query`` (0 for no shared word)."""
+    terms = words(query)
+    tokenized = [words(d) for d in docs]
+    n = len(docs)
+    if not n or not terms:
+        return [0.0] * n
+    avg = sum(len(t) for t in tokenized) / n or 1.0
+    df = Counter(w for t in tokenized for w in set(t))
+    scores = []
+    for tokens in tokenized:
+        tf = Counter(tokens)
+        score = 0.0
+        for term in set(terms):
+            if term not in tf:
+                continue
+            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            f = tf[term]
+            score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(tokens) / avg))
+        scores.append(score)
+    return scores
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(x * x for x in b))
+    return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb) if na and nb else 0.0
+
+
+class LongTermMemory:
+    """One memory log in a store, with its recall and retention settings.
+
+    ``store`` may be bound later (:meth:`bind`): the orchestrator gives its memory store to
+    agents built from a config.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        agent: str | None = None,
+        recall: int = 3,
+        recall_budget: int = 600,
+        max_items: int | None = 1000,
+        max_age_days: float | None = None,
+        embed: Embed | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.agent = agent
+        self.log = log_name(agent)
+        self.recall = recall
+        self.recall_budget = recall_budget
+        self.max_items = max_items
+        self.max_age = max_age_days * 86400 if max_age_days is not None else None
+        self.embed = embed
+        self.clock = clock
+
+    def bind(self, store: Store) -> None:
+        if self.store is None:
+            self.store = store
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("this long-term memory has no store; bind() one first")
+        return self.store
+
+    async def remember(self, item: MemoryItem) -> None:
+        if self.embed is not None and item.vector is None:
+            item.vector = (await self._embed([item.text()]))[0]
+        store = self._store()
+        if self.agent and await store.length(self.log) == 0:
+            known = {r.decode() for r in await store.read(AGENT_INDEX)}
+            if self.agent not in known:
+                await store.append(AGENT_INDEX, self.agent.encode())
+        await store.append(self.log, item.to_json())
+        await self.apply_retention()
+
+    async def apply_retention(self) -> int:
+        """Drop items beyond ``max_items`` and older than ``max_age_days``; how many went."""
+        store = self._store()
+        before = await store.length(self.log)
+        if self.max_age is not None:
+            cutoff = self.clock() - self.max_age
+            raw = await store.read(self.log)
+            keep = [r for r in raw if MemoryItem.from_json(r).at >= cutoff]
+            if len(keep) < len(raw):
+                await store.trim(self.log, 0)
+                for r in keep:
+                    await store.append(self.log, r)
+        if self.max_items is not None and await store.length(self.log) > self.max_items:
+            await store.trim(self.log, self.max_items)
+        return before - await store.length(self.log)
+
+    async def items(self) -> list[MemoryItem]:
+        """Every live item, oldest first."""
+        found = [MemoryItem.from_json(r) for r in await self._store().read(self.log)]
+        if self.max_age is not None:
+            cutoff = self.clock() - self.max_age
+            found = [i for i in found if i.at >= cutoff]
+        return found
+
+    async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
+        """The items most relevant to ``query``, best first (only those with a score > 0)."""
+        items = await self.items()
+        if not items:
+            return []
+        if self.embed is not None:
+            missing = [i for i in items if i.vector is None]
+            if missing:
+                for item, vec in zip(
+                    missing, await self._embed([i.text() for i in missing]), strict=True
+                ):
+                    item.vector = vec
+            (qv,) = await self._embed([query])
+            scores = [_cosine(qv, i.vector or []) for i in items]
+        else:
+            scores = bm25(query, [f"{i.task}\n{i.final}\n{i.own}" for i in items])
+        # Newer first among equals: the latest decision on a question wins a tie.
+        ranked = sorted(
+            ((s, i) for s, i in zip(scores, items, strict=True) if s > 0),
+            key=lambda p: (-p[0], -p[1].at),
+        )
+        return ranked[: k if k is not None else len(ranked)]
+
+    async def recall_for(self, agent: str, turn: Turn) -> list[str]:
+        """The recalled items to show ``agent`` before ``turn``: the best ``recall`` items
+        that fit ``recall_budget`` tokens, one per run."""
+        if turn.phase not in RECALL_PHASES or self.recall == 0:
+            return []
+        out: list[str] = []
+        runs: set[str] = set()
+        used = 0
+        for _, item in await self.search(turn.prompt):
+            if item.run_id in runs:
+                continue
+            text = item.text()
+            cost = estimate_text(text) + 4
+            if used + cost > self.recall_budget:
+                continue
+            out.append(text)
+            runs.add(item.run_id)
+            used += cost
+            if len(out) >= self.recall:
+                break
+        return out
+
+    async def clear(self) -> int:
+        store = self._store()
+        n = await store.length(self.log)
+        await store.trim(self.log, 0)
+        return n
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        assert self.embed is not None
+        got: Any = self.embed(texts)
+        if inspect.isawaitable(got):
+            got = await got
+        return [list(map(float, v)) for v in got]
+
+
+def own_answer(result: RunResult, agent: str) -> str:
+    """``agent``'s final word in ``result``: its latest answer or revision, else its last
+    step, synthesis or presentation ("" if it gave none)."""
+    latest = result.latest_answers().get(agent)
+    if latest:
+        return latest
+    for a in reversed(result.answers):
+        if a.agent == agent and a.phase in ("answer", "step", "aggregate", "present"):
+            return a.text
+    return ""
+
+
+__all__ = ["RECALL_PHASES", "LongTermMemory", "MemoryItem", "bm25", "own_answer"]
