@@ -151,6 +151,12 @@ class EventBus:
     def subscribe(self, fn: Subscriber) -> None:
         self._subscribers.append(fn)
 
+    @property
+    def wants_deltas(self) -> bool:
+        """Whether any subscriber shows token deltas (one may say no with a false
+        ``wants_deltas`` attribute); if none does, turns need not stream at all."""
+        return any(getattr(fn, "wants_deltas", True) for fn in self._subscribers)
+
     def emit(self, event: Event) -> None:
         for fn in list(self._subscribers):
             try:

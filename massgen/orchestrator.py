@@ -253,6 +253,7 @@ class Orchestrator:
             fallbacks={n: a.fallback for n, a in self.agents.items() if a.fallback},
             live=self.seats(),
             budget=budget if budget is not None else Budget(self.max_cost),
+            stream=bus.wants_deltas,
         )
         bus.emit(
             ev.RunStarted(run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live))

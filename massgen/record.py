@@ -32,6 +32,8 @@ def config_digest(path: str | Path | None) -> str | None:
 class RunRecorder:
     """Subscribe to a run; writes ``path`` (or ``folder/<run id>.json``) at its end."""
 
+    wants_deltas = False
+
     def __init__(
         self,
         *,

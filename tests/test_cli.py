@@ -3,6 +3,7 @@ exit codes 0/1/2/3/130."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -211,3 +212,25 @@ def test_missing_key_names_the_file_and_line_and_loads_no_sdk(tmp_path, monkeypa
     first, _, rest = out.stdout.partition("\n")
     assert first == "2 False"  # a usage error, found before importing the SDK
     assert "team.yaml:2: `backends.claude.api_key`" in rest and "ANTHROPIC_API_KEY" in rest
+
+
+async def test_turns_stream_only_when_someone_shows_the_tokens(sim):
+    from massgen.config import loads
+    from massgen.display.plain import PlainView
+    from massgen.orchestrator import Orchestrator
+
+    team = loads(
+        "agents:\n"
+        "  - name: a\n"
+        f"    backend: {{type: openai, model: m, api_key: k, base_url: '{sim.openai_base_url}'}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    deltas: list[object] = []
+    async with Orchestrator.from_config(team) as quiet:
+        quiet.subscribers.append(PlainView(stream=io.StringIO()))
+        await quiet.arun("one")
+    async with Orchestrator.from_config(team) as live:
+        live.subscribers.append(deltas.append)  # a plain callable: it may want deltas
+        await live.arun("two")
+    assert [r.stream for r in sim.requests] == [False, True]
+    assert any(type(e).__name__ == "TokenDelta" for e in deltas)

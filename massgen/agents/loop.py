@@ -50,7 +50,14 @@ teammates through them (set by the run context)."""
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """Send ``request`` streamed; deltas go to ``on_delta``; return the final completion."""
+    """Send ``request``; return the final completion.
+
+    Streamed when someone listens (``on_delta``: the live view shows tokens as they come);
+    otherwise one plain request, which costs a fraction of the CPU of parsing every chunk
+    (a batch of thousands of turns, a ``--quiet`` run).
+    """
+    if on_delta is None:
+        return await backend.complete(request)
     completion: Completion | None = None
     async for chunk in backend.stream(request):
         if chunk.delta and on_delta is not None:

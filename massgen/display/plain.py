@@ -12,6 +12,8 @@ from massgen.result import RunResult
 class PlainView:
     """Writes one line per meaningful event; never token deltas."""
 
+    wants_deltas = False
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
 

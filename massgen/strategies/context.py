@@ -50,6 +50,8 @@ class RunContext:
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
+    stream: bool = True
+    """Stream turns (token deltas as events); off when no subscriber shows them."""
     _limit: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
@@ -88,8 +90,10 @@ class RunContext:
             ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
         )
 
-        def on_delta(text: str) -> None:
+        def emit_delta(text: str) -> None:
             self.emit(ev.TokenDelta(agent=seat, text=text))
+
+        on_delta = emit_delta if self.stream else None
 
         def on_retry(attempt: int, wait: float, error: BaseException) -> None:
             self.emit(ev.AgentRetrying(agent=seat, attempt=attempt, wait=wait, error=_short(error)))
