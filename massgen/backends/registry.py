@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, ConfigError
+from massgen.plugins import load_object
 
 # type -> (module, class). Modules are imported on first use: each SDK costs ~1 s.
 _BUILTIN: dict[str, tuple[str, str]] = {
@@ -152,33 +152,7 @@ def _suggest(kind: str) -> str:
 
 
 def _import_custom(spec: str, base_dir: Path | None) -> type[Backend]:
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise ConfigError(
-            f"bad backend type {spec!r}", hint="write a custom backend as package.module:Class"
-        )
-    path = str(Path(base_dir).resolve()) if base_dir is not None else None
-    added = path is not None and path not in sys.path
-    if added:
-        sys.path.insert(0, str(path))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        where = f" (looked next to the config, in {path}, and on sys.path)" if path else ""
-        raise ConfigError(
-            f"cannot import module {module_name!r} for backend {spec!r}: {e}",
-            hint=f"put {module_name.replace('.', '/')}.py next to the config or on PYTHONPATH"
-            + where,
-        ) from e
-    finally:
-        if added:
-            sys.path.remove(str(path))
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ConfigError(
-            f"module {module_name!r} has no class {class_name!r}",
-            hint=f"check the spelling of {spec!r}",
-        )
+    cls = load_object(spec, base_dir, what="backend type", kind="class")
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ConfigError(
             f"{spec!r} is not a Backend",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -102,23 +101,3 @@ def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, A
         parent[leaf] = out.pop(src)
         out[parent_key] = parent
     return out
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or a ``password=`` query) replaced."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user = parts.username or ""
-            host = netloc.rpartition("@")[2]
-            netloc = f"{user}:***@{host}"
-        query = parts.query
-        if "password" in query.lower():
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
-            )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "<invalid url>"

@@ -26,10 +26,11 @@ from pydantic import (
     model_validator,
 )
 
-from massgen.config._base import CUSTOM_CLASS, PROVIDERS, ConfigModel, fail, redact_url
+from massgen.config._base import CUSTOM_CLASS, PROVIDERS, ConfigModel, fail
 from massgen.config.references import check_references
 from massgen.config.replay import REPLAY_OPTIONS, ReplayOptions
 from massgen.config.suggest import did_you_mean, one_of
+from massgen.redact import redact_url
 
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
 

@@ -31,7 +31,7 @@ class BusTarget:
     @property
     def where(self) -> str:
         """The URL with its password masked."""
-        from massgen.config._base import redact_url
+        from massgen.redact import redact_url
 
         return redact_url(self.url)
 

@@ -14,7 +14,6 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -36,26 +35,12 @@ from massgen.mas.transport import (
     InboxStats,
     Orphans,
 )
+from massgen.redact import redact_url as redact
 
 _SEND_CHUNK = 500  # messages per SEND script call
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        netloc = f"{user}:***@{host}{port}" if user else f":***@{host}{port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparseable Redis URL>"
 
 
 def _translate(e: rexc.RedisError, where: str) -> MassGenError:

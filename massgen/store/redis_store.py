@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -21,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from massgen.errors import ConfigError, TransportError
+from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
 
 DEFAULT_PREFIX = "massgen:"
@@ -28,19 +28,6 @@ _SCAN_BATCH = 1000
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}{port}"))
-    except ValueError:
-        return "<unparseable Redis URL>"
 
 
 def glob_escape(text: str) -> str:

@@ -8,10 +8,8 @@ one built-in can be offered twice with different settings under two names.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from massgen.errors import ConfigError
+from massgen.plugins import load_object
 from massgen.tools.base import Tool, tool
 
 BUILTINS: dict[str, str] = {
@@ -157,23 +156,4 @@ def _as_function(target: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(spec: str, base_dir: Path | None) -> Any:
-    module_name, _, attr = spec.partition(":")
-    path = str(Path(base_dir).resolve()) if base_dir is not None else None
-    added = path is not None and path not in sys.path
-    if added:
-        sys.path.insert(0, str(path))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        where = f" (looked next to the config, in {path}, and on sys.path)" if path else ""
-        raise ConfigError(
-            f"cannot import module {module_name!r} for tool {spec!r}: {e}",
-            hint=f"put {module_name.replace('.', '/')}.py next to the config" + where,
-        ) from e
-    finally:
-        if added:
-            sys.path.remove(str(path))
-    found = getattr(module, attr, None)
-    if found is None:
-        raise ConfigError(f"module {module_name!r} has no {attr!r}", hint=f"check {spec!r}")
-    return found
+    return load_object(spec, base_dir, what="tool")
