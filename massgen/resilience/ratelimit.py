@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class Limiter(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _WaitingLimiter:
+class _WaitingLimiter(ABC):
     """The waiting loop both limiters share. Waiters in one process queue in FIFO order, so
     a large request is not starved by small ones and only the head of the queue polls."""
 
@@ -106,9 +107,9 @@ class _WaitingLimiter:
         self._sleep = sleep
         self._queue = asyncio.Lock()
 
+    @abstractmethod
     async def _try(self, entry_id: str, tokens: int) -> Grant | float:
         """Grant now, or say how many seconds until the request would fit."""
-        raise NotImplementedError
 
     async def acquire(self, tokens: int) -> Grant:
         """Wait until a request of ``tokens`` fits, and log it. A request larger than ``tpm``
@@ -125,8 +126,8 @@ class _WaitingLimiter:
                     return got
                 await self._sleep(got)
 
-    async def aclose(self) -> None:
-        pass
+    async def aclose(self) -> None:  # noqa: B027 (a deliberate no-op default)
+        """Release what the limiter holds; the in-process one holds nothing."""
 
 
 @dataclass(slots=True)
