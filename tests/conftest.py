@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -23,3 +24,19 @@ def sim() -> Iterator[ProviderSimulator]:
     """A provider simulator on a free loopback port, no latency, stopped after the test."""
     with ProviderSimulator() as simulator:
         yield simulator
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own on the shared server, deleted afterwards."""
+    import redis.asyncio as aioredis
+
+    p = f"test:{uuid.uuid4().hex[:10]}:"
+    yield p
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379")
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{p}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -347,21 +346,6 @@ def test_bad_policies_are_config_errors():
 
 
 # -- shared over Redis -----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
-    p = f"test:{uuid.uuid4().hex[:10]}:"
-    yield p
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{p}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def on_redis(

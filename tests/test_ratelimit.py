@@ -79,21 +79,6 @@ class Counting(Backend):
 Make = Callable[[RateLimit, FakeClock], Limiter]
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
-    p = f"test:{uuid.uuid4().hex[:10]}:"
-    yield p
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{p}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def make(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Make]:
     """Builds limiters on a fake clock: both kinds must behave alike, to the microsecond."""

@@ -13,31 +13,12 @@ import asyncio
 import json
 import os
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from massgen.testing.simulator import ProviderSimulator
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROC = Path(__file__).with_name("ratelimit_proc.py")
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
-    p = f"test:rle2e:{uuid.uuid4().hex[:10]}:"
-    yield p
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{p}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def team_file(tmp_path: Path, sim: ProviderSimulator, prefix: str, rpm: int) -> Path:
