@@ -47,12 +47,29 @@ class ToolSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class NativeTool:
+    """A tool the provider runs on its own side (today: ``web_search``).
+
+    It is declared in the request and never run by massgen: the provider searches, reads
+    the results and answers with them. Each adapter maps it to its wire format, or is not
+    asked to (see :meth:`~massgen.backends.base.Backend.supports_native`).
+    ``allowed_domains``/``blocked_domains`` are honoured where the provider takes them.
+    """
+
+    name: str
+    max_uses: int | None = None
+    allowed_domains: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """What one agent turn asks of its backend.
 
     ``model``/``temperature``/``max_tokens`` left ``None`` fall back to the backend's config.
     ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name to force.
-    ``extra`` carries provider-specific parameters through untouched.
+    ``extra`` carries provider-specific parameters through untouched. ``native_tools`` are
+    provider-side tools (e.g. web search) declared next to ``tools``.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -63,6 +80,7 @@ class CompletionRequest:
     tool_choice: str | None = None
     timeout: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    native_tools: tuple[NativeTool, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +101,36 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """A web page an answer rests on, as the provider reported it (untrusted text)."""
+
+    url: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerToolCall:
+    """A tool the provider ran on its side while answering (e.g. one web search).
+
+    Not one of our tool calls: it already happened and is never run locally. ``output`` is
+    a short account of the result (titles and URLs, or the provider's error code).
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    ok: bool = True
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """One finished model answer.
 
     ``finish_reason`` is normalised to ``stop``, ``length``, ``tool_calls``, ``content_filter``
     or ``other``. ``latency`` is seconds from request to last byte. ``cached`` is set when a
-    cache served it (no provider request was made).
+    cache served it (no provider request was made). ``sources`` are the pages a
+    provider-side search cited (or found), ``server_calls`` the searches it ran.
     """
 
     text: str
@@ -98,6 +140,8 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     latency: float = 0.0
     cached: bool = False
+    sources: tuple[Source, ...] = ()
+    server_calls: tuple[ServerToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

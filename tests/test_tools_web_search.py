@@ -126,11 +126,24 @@ async def test_errors_are_tool_errors(fake: FakeSearch) -> None:
 
 def test_settings_are_checked() -> None:
     with pytest.raises(ConfigError) as err:
-        WebSearch()
+        WebSearch(mode="api")
     assert err.value.key == "url"
     with pytest.raises(ConfigError) as err:
-        WebSearch(provider="brave")
+        WebSearch(mode="api", provider="brave")
     assert err.value.key == "api_key"
     with pytest.raises(ConfigError) as err:
         WebSearch(url="ftp://x")
     assert err.value.key == "url"
+    with pytest.raises(ConfigError) as err:
+        WebSearch(allowed_domains=["a.org"], blocked_domains=["b.org"])
+    assert "not both" in err.value.message
+    # auto/native without a search API is no error yet: the backend may search itself
+    assert WebSearch().url is None and WebSearch(mode="native", provider="brave").url is None
+
+
+async def test_domain_lists_filter_api_results(fake: FakeSearch) -> None:
+    url = f"http://127.0.0.1:{fake.port}/"
+    allowed = await WebSearch(url=url, allowed_domains=["wikipedia.org"]).run({"query": "p"})
+    assert "en.wikipedia.org" in allowed and "example.org" not in allowed
+    blocked = await WebSearch(url=url, blocked_domains=["example.org"]).run({"query": "p"})
+    assert blocked.startswith("1. Paris\n") and "example.org" not in blocked

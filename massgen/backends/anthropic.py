@@ -29,12 +29,15 @@ from massgen.backends._errors import (
     stream_incomplete,
     transport_error,
 )
+from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from massgen.types import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    NativeTool,
+    ServerToolCall,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -43,6 +46,14 @@ from massgen.types import (
 
 DEFAULT_MAX_TOKENS = 8192
 """Sent when you set no ``max_tokens``: the API requires one."""
+
+MAX_PAUSE_CONTINUATIONS = 4
+"""Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
+sent back to be continued; then the answer so far is returned, finish reason ``other``."""
+
+WEB_SEARCH_TOOL = "web_search_20250305"
+"""The server tool version declared: the one every current model takes directly (the 2026
+versions default to being called from code execution)."""
 
 _FINISH = {
     "end_turn": "stop",
@@ -76,6 +87,7 @@ class AnthropicBackend(SDKBackend):
 
     provider: str = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    native_tools: frozenset[str] = frozenset({"web_search"})
 
     _client: anthropic.AsyncAnthropic | None = None
 
@@ -109,6 +121,9 @@ class AnthropicBackend(SDKBackend):
             body["tools"] = [_tool(t) for t in request.tools]
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.native_tools:
+            check_native(request, self.native_tools, self.provider)
+            body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
 
     def _extra_body(self, request: CompletionRequest) -> dict[str, Any] | None:
@@ -123,89 +138,65 @@ class AnthropicBackend(SDKBackend):
         client = self._get_client()
         body = self._body(request)
         started = time.perf_counter()
-        with self._mapped():
-            message = await client.messages.create(
-                **body, extra_body=self._extra_body(request), timeout=self._timeout(request)
-            )
-        latency = time.perf_counter() - started
-        text = "".join(b.text for b in message.content if b.type == "text")
-        calls = tuple(
-            ToolCall(id=b.id, name=b.name, arguments=parse_arguments(b.input))
-            for b in message.content
-            if b.type == "tool_use"
-        )
-        return Completion(
-            text=text,
-            model=message.model or body["model"],
-            usage=usage_or_estimate(
-                Usage(_input_tokens(message.usage), message.usage.output_tokens), request, text
-            ),
-            finish_reason=normalise_finish(
-                _FINISH.get(message.stop_reason or "", "other"), has_tool_calls=bool(calls)
-            ),
-            tool_calls=calls,
-            latency=latency,
-        )
+        turn = _Turn()
+        for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
+            with self._mapped():
+                message = await client.messages.create(
+                    **body, extra_body=self._extra_body(request), timeout=self._timeout(request)
+                )
+            body["model"] = message.model or body["model"]
+            turn.usage += Usage(_input_tokens(message.usage), message.usage.output_tokens)
+            turn.stop_reason = message.stop_reason
+            if request.native_tools:
+                blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+                turn.take(blocks)
+                if turn.paused(body, blocks):
+                    continue
+            else:
+                turn.text += "".join(b.text for b in message.content if b.type == "text")
+                turn.calls += [
+                    ToolCall(id=b.id, name=b.name, arguments=parse_arguments(b.input))
+                    for b in message.content
+                    if b.type == "tool_use"
+                ]
+            break
+        return turn.completion(request, body["model"], time.perf_counter() - started)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         client = self._get_client()
         body = self._body(request)
         started = time.perf_counter()
-        text: list[str] = []
-        tools: dict[int, dict[str, str]] = {}
-        model = body["model"]
-        input_tokens = output_tokens = 0
-        stop_reason: str | None = None
-        finished = False
-        with self._mapped():
-            stream = await client.messages.create(
-                **body,
-                stream=True,
-                extra_body=self._extra_body(request),
-                timeout=self._timeout(request),
-            )
-            async with stream:
-                async for event in stream:
-                    if event.type == "message_start":
-                        model = event.message.model or model
-                        input_tokens = _input_tokens(event.message.usage)
-                        output_tokens = event.message.usage.output_tokens
-                    elif event.type == "content_block_start":
-                        block = event.content_block
-                        if block.type == "tool_use":
-                            tools[event.index] = {"id": block.id, "name": block.name, "json": ""}
-                    elif event.type == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta":
-                            text.append(delta.text)
-                            yield StreamChunk(delta=delta.text)
-                        elif delta.type == "input_json_delta" and event.index in tools:
-                            tools[event.index]["json"] += delta.partial_json
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        output_tokens = event.usage.output_tokens
-                        if event.usage.input_tokens is not None:
-                            input_tokens = _input_tokens(event.usage)
-                    elif event.type == "message_stop":
-                        finished = True
-        if not finished:
-            raise stream_incomplete(self.provider)
-        calls = tuple(
-            ToolCall(id=t["id"], name=t["name"], arguments=parse_arguments(t["json"]))
-            for _, t in sorted(tools.items())
-        )
-        full = "".join(text)
+        turn = _Turn()
+        for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
+            part = _StreamedMessage(keep_blocks=bool(request.native_tools))
+            with self._mapped():
+                stream = await client.messages.create(
+                    **body,
+                    stream=True,
+                    extra_body=self._extra_body(request),
+                    timeout=self._timeout(request),
+                )
+                async with stream:
+                    async for event in stream:
+                        delta = part.feed(event)
+                        if delta:
+                            yield StreamChunk(delta=delta)
+            if not part.finished:
+                raise stream_incomplete(self.provider)
+            body["model"] = part.model or body["model"]
+            turn.usage += Usage(part.input_tokens, part.output_tokens)
+            turn.stop_reason = part.stop_reason
+            if request.native_tools:
+                blocks = part.blocks()
+                turn.take(blocks)
+                if turn.paused(body, blocks):
+                    continue
+            else:
+                turn.text += "".join(part.text)
+                turn.calls += part.calls()
+            break
         yield StreamChunk(
-            completion=Completion(
-                text=full,
-                model=model,
-                usage=usage_or_estimate(Usage(input_tokens, output_tokens), request, full),
-                finish_reason=normalise_finish(
-                    _FINISH.get(stop_reason or "", "other"), has_tool_calls=bool(calls)
-                ),
-                tool_calls=calls,
-                latency=time.perf_counter() - started,
-            )
+            completion=turn.completion(request, body["model"], time.perf_counter() - started)
         )
 
     @contextmanager
@@ -292,3 +283,177 @@ def _tool_choice(choice: str) -> dict[str, Any]:
     if choice == "none":
         return {"type": "none"}
     return {"type": "tool", "name": choice}
+
+
+def _native(t: NativeTool) -> dict[str, Any]:
+    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search"}
+    if t.max_uses is not None:
+        tool["max_uses"] = t.max_uses
+    if t.allowed_domains:
+        tool["allowed_domains"] = list(t.allowed_domains)
+    if t.blocked_domains:
+        tool["blocked_domains"] = list(t.blocked_domains)
+    return tool
+
+
+class _Turn:
+    """One answer put together across ``pause_turn`` continuations."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.calls: list[ToolCall] = []
+        self.server: list[ServerToolCall] = []
+        self.cited: list[tuple[str, str]] = []
+        self.found: list[tuple[str, str]] = []
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.pauses = 0
+
+    def take(self, blocks: list[dict[str, Any]]) -> None:
+        """Read one response's content blocks (as the API's JSON)."""
+        uses: dict[str, dict[str, Any]] = {}
+        for block in blocks:
+            kind = block.get("type")
+            if kind == "text":
+                self.text += block.get("text", "")
+                for c in block.get("citations") or ():
+                    if c.get("url"):
+                        self.cited.append((c["url"], c.get("title") or ""))
+            elif kind == "tool_use":
+                self.calls.append(
+                    ToolCall(
+                        id=block.get("id", ""),
+                        name=block.get("name", ""),
+                        arguments=parse_arguments(block.get("input")),
+                    )
+                )
+            elif kind == "server_tool_use":  # ran by the provider: reported, never run here
+                uses[block.get("id", "")] = block
+            elif kind == "web_search_tool_result":
+                use = uses.pop(block.get("tool_use_id", ""), {})
+                self.server.append(self._result(block, use))
+        for use in uses.values():  # a use whose result has not arrived (a paused turn)
+            self.server.append(
+                ServerToolCall(
+                    id=use.get("id", ""),
+                    name=use.get("name", ""),
+                    arguments=parse_arguments(use.get("input")),
+                    ok=False,
+                    output="no result",
+                )
+            )
+
+    def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
+        content = block.get("content")
+        call_id = block.get("tool_use_id", "")
+        arguments = parse_arguments(use.get("input"))
+        if not isinstance(content, list):  # an error object
+            code = content.get("error_code", "error") if isinstance(content, dict) else "error"
+            return ServerToolCall(call_id, "web_search", arguments, ok=False, output=str(code))
+        pairs = [(r.get("url", ""), r.get("title") or "") for r in content]
+        self.found.extend(pairs)
+        return ServerToolCall(call_id, "web_search", arguments, output=results_text(pairs))
+
+    def paused(self, body: dict[str, Any], blocks: list[dict[str, Any]]) -> bool:
+        """On ``pause_turn``, set ``body`` up to continue (the content goes back as the
+        assistant's turn) and say so; ``False`` when done or out of continuations."""
+        if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
+            return False
+        self.pauses += 1
+        messages = list(body["messages"])
+        if messages and messages[-1]["role"] == "assistant":  # a second pause: extend it
+            last = messages[-1]
+            messages[-1] = {"role": "assistant", "content": [*last["content"], *blocks]}
+        else:
+            messages.append({"role": "assistant", "content": blocks})
+        body["messages"] = messages
+        return True
+
+    def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
+        calls = tuple(self.calls)
+        reason = _FINISH.get(self.stop_reason or "", "other")
+        return Completion(
+            text=self.text,
+            model=model,
+            usage=usage_or_estimate(self.usage, request, self.text),
+            finish_reason=normalise_finish(reason, has_tool_calls=bool(calls)),
+            tool_calls=calls,
+            latency=latency,
+            sources=unique_sources([*self.cited, *self.found]),
+            server_calls=tuple(self.server),
+        )
+
+
+class _StreamedMessage:
+    """One streamed message read event by event: text, tool calls, usage, and (when a
+    provider-side tool may run) every content block as JSON, to send back on a pause."""
+
+    def __init__(self, *, keep_blocks: bool) -> None:
+        self.keep_blocks = keep_blocks
+        self.model = ""
+        self.text: list[str] = []
+        self.tools: dict[int, dict[str, str]] = {}
+        self.raw: dict[int, dict[str, Any]] = {}
+        self.json: dict[int, str] = {}
+        self.input_tokens = self.output_tokens = 0
+        self.stop_reason: str | None = None
+        self.finished = False
+
+    def feed(self, event: Any) -> str:
+        """Take one event in; return its text delta ("" if none)."""
+        kind = event.type
+        if kind == "message_start":
+            self.model = event.message.model or self.model
+            self.input_tokens = _input_tokens(event.message.usage)
+            self.output_tokens = event.message.usage.output_tokens
+        elif kind == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                self.tools[event.index] = {"id": block.id, "name": block.name, "json": ""}
+            if self.keep_blocks:
+                self.raw[event.index] = block.model_dump(mode="json", exclude_none=True)
+        elif kind == "content_block_delta":
+            return self._delta(event.index, event.delta)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self.output_tokens = event.usage.output_tokens
+            if event.usage.input_tokens is not None:
+                self.input_tokens = _input_tokens(event.usage)
+        elif kind == "message_stop":
+            self.finished = True
+        return ""
+
+    def _delta(self, index: int, delta: Any) -> str:
+        raw = self.raw.get(index)
+        if delta.type == "text_delta":
+            self.text.append(delta.text)
+            if raw is not None:
+                raw["text"] = raw.get("text", "") + delta.text
+            return str(delta.text)
+        if delta.type == "input_json_delta":
+            if index in self.tools:
+                self.tools[index]["json"] += delta.partial_json
+            self.json[index] = self.json.get(index, "") + delta.partial_json
+        elif raw is not None and delta.type == "citations_delta":
+            citation = delta.citation.model_dump(mode="json", exclude_none=True)
+            raw.setdefault("citations", []).append(citation)
+        elif raw is not None and delta.type == "thinking_delta":
+            raw["thinking"] = raw.get("thinking", "") + delta.thinking
+        elif raw is not None and delta.type == "signature_delta":
+            raw["signature"] = delta.signature
+        return ""
+
+    def calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(id=t["id"], name=t["name"], arguments=parse_arguments(t["json"]))
+            for _, t in sorted(self.tools.items())
+        ]
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The content blocks as the API would have sent them whole."""
+        out = []
+        for index, block in sorted(self.raw.items()):
+            if index in self.json and "input" in block:
+                block["input"] = parse_arguments(self.json[index])
+            out.append(block)
+        return out

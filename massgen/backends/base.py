@@ -17,7 +17,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk, Usage
+from massgen.types import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    NativeTool,
+    StreamChunk,
+    Usage,
+)
 
 
 class Backend:
@@ -30,6 +37,9 @@ class Backend:
 
     provider: str = "custom"
     supports_tools: bool = False
+    native_tools: frozenset[str] = frozenset()
+    """Provider-side tools (:class:`~massgen.types.NativeTool` names) this backend can
+    declare, e.g. ``{"web_search"}``. Empty: the agent uses its function tools instead."""
 
     def __init__(self, model: str = "", **options: Any) -> None:
         self.model = model
@@ -78,6 +88,15 @@ class Backend:
         if completion.text:
             yield StreamChunk(delta=completion.text)
         yield StreamChunk(completion=completion)
+
+    def supports_native(
+        self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
+    ) -> bool:
+        """Whether ``model`` (default: this backend's) can use the provider-side ``tool`` with
+        all its options, alongside function tools when ``with_functions``. Adapters narrow
+        it per model and option: an option the provider cannot honour (a domain filter)
+        must make this ``False`` rather than be dropped."""
+        return tool.name in self.native_tools
 
     async def aclose(self) -> None:
         """Release connections. Called once when the team shuts down."""

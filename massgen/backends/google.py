@@ -38,11 +38,15 @@ from massgen.backends._errors import (
     stream_incomplete,
     transport_error,
 )
+from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
 from massgen.errors import BadRequestError, ProviderConnectionError
 from massgen.types import (
     Completion,
     CompletionRequest,
+    NativeTool,
+    ServerToolCall,
+    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -77,6 +81,16 @@ class GoogleBackend(SDKBackend):
 
     provider: str = "google"
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    native_tools: frozenset[str] = frozenset({"web_search"})
+
+    def supports_native(
+        self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
+    ) -> bool:
+        """Google Search grounding: no domain filters on the Gemini API, and next to
+        function declarations only from Gemini 3 on."""
+        if tool.name not in self.native_tools or tool.allowed_domains or tool.blocked_domains:
+            return False
+        return not (with_functions and _legacy(model or self.model))
 
     _client: genai.Client | None = None
 
@@ -129,6 +143,11 @@ class GoogleBackend(SDKBackend):
                 config["tool_config"] = {
                     "function_calling_config": _tool_choice(request.tool_choice)
                 }
+        if request.native_tools:
+            check_native(request, self.native_tools, self.provider)
+            config.setdefault("tools", []).append({"google_search": {}})
+            if request.tools:  # Gemini 3: built-in and function tools in one request
+                config.setdefault("tool_config", {})["include_server_side_tool_invocations"] = True
         config.update(self._extra(request))
         try:
             return types.GenerateContentConfig(**config)
@@ -139,8 +158,7 @@ class GoogleBackend(SDKBackend):
 
     def _contents(self, request: CompletionRequest) -> list[types.Content]:
         _, turns = system_and_turns(request.messages)
-        model = (request.model or self.model).removeprefix("models/")
-        legacy = model.startswith(("gemini-1", "gemini-2"))  # no thought signatures there
+        legacy = _legacy(request.model or self.model)  # no thought signatures there
         names: dict[str, str] = {}
         out: list[types.Content] = []
         for m in turns:
@@ -213,6 +231,7 @@ class GoogleBackend(SDKBackend):
         parts = _parts(response)
         calls = self._calls(parts)
         text = _text(parts)
+        sources, searches = _grounding(_metadata(response))
         return Completion(
             text=text,
             model=response.model_version or model,
@@ -220,6 +239,8 @@ class GoogleBackend(SDKBackend):
             finish_reason=_finish(response, has_tool_calls=bool(calls)),
             tool_calls=tuple(calls),
             latency=latency,
+            sources=sources,
+            server_calls=searches,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
@@ -232,6 +253,7 @@ class GoogleBackend(SDKBackend):
         calls: list[ToolCall] = []
         usage = Usage()
         finish: str | None = None
+        grounding: types.GroundingMetadata | None = None
         with self._mapped():
             stream = await client.aio.models.generate_content_stream(
                 model=model, contents=contents, config=config
@@ -243,6 +265,7 @@ class GoogleBackend(SDKBackend):
                     if chunk.usage_metadata is not None:
                         usage = _usage(chunk.usage_metadata)
                     parts = _parts(chunk)
+                    grounding = _metadata(chunk) or grounding
                     calls.extend(self._calls(parts))
                     delta = _text(parts)
                     if delta:
@@ -253,6 +276,7 @@ class GoogleBackend(SDKBackend):
         if finish is None:
             raise stream_incomplete(self.provider)
         full = "".join(text)
+        sources, searches = _grounding(grounding)
         yield StreamChunk(
             completion=Completion(
                 text=full,
@@ -261,6 +285,8 @@ class GoogleBackend(SDKBackend):
                 finish_reason=normalise_finish(finish, has_tool_calls=bool(calls)),
                 tool_calls=tuple(calls),
                 latency=time.perf_counter() - started,
+                sources=sources,
+                server_calls=searches,
             )
         )
 
@@ -299,6 +325,38 @@ async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
+
+
+def _legacy(model: str) -> bool:
+    """Gemini 1.x and 2.x: no thought signatures, no built-in tools next to functions."""
+    return model.removeprefix("models/").startswith(("gemini-1", "gemini-2"))
+
+
+def _metadata(response: types.GenerateContentResponse) -> types.GroundingMetadata | None:
+    if not response.candidates:
+        return None
+    return response.candidates[0].grounding_metadata
+
+
+def _grounding(
+    meta: types.GroundingMetadata | None,
+) -> tuple[tuple[Source, ...], tuple[ServerToolCall, ...]]:
+    """Google Search grounding as sources and one reported search per query."""
+    if meta is None:
+        return (), ()
+    pairs = [
+        (chunk.web.uri or "", chunk.web.title or "")
+        for chunk in meta.grounding_chunks or ()
+        if chunk.web is not None
+    ]
+    output = results_text(pairs)
+    searches = tuple(
+        ServerToolCall(
+            id=f"google_search_{i}", name="web_search", arguments={"query": q}, output=output
+        )
+        for i, q in enumerate(meta.web_search_queries or ())
+    )
+    return unique_sources(pairs), searches
 
 
 def _ms(seconds: float) -> int:

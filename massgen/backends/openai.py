@@ -25,11 +25,15 @@ from massgen.backends._common import (
     usage_or_estimate,
 )
 from massgen.backends._errors import stream_incomplete
+from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    NativeTool,
+    ServerToolCall,
+    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -78,6 +82,8 @@ class OpenAIBackend(SDKBackend):
 
     provider: str = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    native_tools: frozenset[str] = frozenset({"web_search"})
+    """``web_search_options`` exists on Chat Completions for OpenAI's search models only."""
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
 
@@ -109,6 +115,15 @@ class OpenAIBackend(SDKBackend):
     async def aclose(self) -> None:
         await self._chat.aclose()
 
+    def supports_native(
+        self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
+    ) -> bool:
+        """Only search models (``gpt-4o-search-preview``, ``gpt-5-search-api``...) search on
+        Chat Completions, and they take no function tools and no domain filters."""
+        if tool.name not in self.native_tools or tool.allowed_domains or tool.blocked_domains:
+            return False
+        return "search" in (model or self.model) and not with_functions
+
     # -- requests ----------------------------------------------------------------------------
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -125,6 +140,9 @@ class OpenAIBackend(SDKBackend):
             body["tools"] = [_tool(t) for t in request.tools]
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.native_tools:
+            check_native(request, self.native_tools, self.provider)
+            body["web_search_options"] = {}
         return body
 
     def _payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
@@ -210,6 +228,7 @@ def _completion(
     message = choice.get("message") or {}
     calls = tuple(_parse_call(tc) for tc in message.get("tool_calls") or ())
     text = message.get("content") or ""
+    sources, searches = _citations(request, message.get("annotations"))
     return Completion(
         text=text,
         model=data.get("model") or model,
@@ -217,7 +236,26 @@ def _completion(
         finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
         tool_calls=calls,
         latency=latency,
+        sources=sources,
+        server_calls=searches,
     )
+
+
+def _citations(
+    request: CompletionRequest, annotations: Any
+) -> tuple[tuple[Source, ...], tuple[ServerToolCall, ...]]:
+    """``url_citation`` annotations as sources; with web search asked for, one reported
+    search (Chat Completions does not say what was searched, nor how often)."""
+    pairs = [
+        (str(c.get("url") or ""), str(c.get("title") or ""))
+        for a in annotations or ()
+        if isinstance(a, Mapping) and a.get("type") == "url_citation"
+        for c in [a.get("url_citation") or {}]
+    ]
+    if not request.native_tools:
+        return unique_sources(pairs), ()
+    search = ServerToolCall(id="web_search", name="web_search", output=results_text(pairs))
+    return unique_sources(pairs), (search,)
 
 
 class _Assembly:
@@ -229,6 +267,7 @@ class _Assembly:
         self.calls: dict[int, dict[str, str]] = {}
         self.finish: str | None = None
         self.usage = Usage()
+        self.annotations: list[Any] = []
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk in; return its text delta ("" if it has none)."""
@@ -241,6 +280,7 @@ class _Assembly:
             return ""
         choice = choices[0]
         delta = choice.get("delta") or {}
+        self.annotations.extend(delta.get("annotations") or ())
         for tc in delta.get("tool_calls") or ():
             slot = self.calls.setdefault(tc.get("index", 0), dict.fromkeys(_CALL_FIELDS, ""))
             if tc.get("id"):
@@ -270,6 +310,7 @@ class _Assembly:
             for i, c in sorted(self.calls.items())
         )
         text = "".join(self.text)
+        sources, searches = _citations(request, self.annotations)
         return Completion(
             text=text,
             model=self.model,
@@ -277,6 +318,8 @@ class _Assembly:
             finish_reason=_finish(self.finish, bool(calls)),
             tool_calls=calls,
             latency=latency,
+            sources=sources,
+            server_calls=searches,
         )
 
 
@@ -312,6 +355,9 @@ class XAIBackend(OpenAIBackend):
 
     provider = "xai"
     api_key_env = ("XAI_API_KEY",)
+    native_tools = frozenset()
+    """xAI retired Live Search (``search_parameters``) on Chat Completions; its web search
+    is an Agent Tool of the Responses API, which this adapter does not speak."""
     default_base_url = "https://api.x.ai/v1"
     max_tokens_field = "max_tokens"
 
@@ -320,6 +366,7 @@ class OpenRouterBackend(OpenAIBackend):
     """OpenRouter: many providers' models behind one OpenAI-compatible API."""
 
     provider = "openrouter"
+    native_tools = frozenset()
     api_key_env = ("OPENROUTER_API_KEY",)
     default_base_url = "https://openrouter.ai/api/v1"
     max_tokens_field = "max_tokens"
@@ -329,6 +376,7 @@ class LMStudioBackend(OpenAIBackend):
     """A local LM Studio server; no key needed."""
 
     provider = "lmstudio"
+    native_tools = frozenset()
     api_key_env = ()
     needs_key = False
     default_base_url = "http://localhost:1234/v1"
@@ -339,6 +387,7 @@ class OllamaBackend(OpenAIBackend):
     """A local Ollama server (its OpenAI-compatible endpoint); no key needed."""
 
     provider = "ollama"
+    native_tools = frozenset()
     api_key_env = ()
     needs_key = False
     default_base_url = "http://localhost:11434/v1"
@@ -349,6 +398,7 @@ class VLLMBackend(OpenAIBackend):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
     provider = "vllm"
+    native_tools = frozenset()
     api_key_env = ("VLLM_API_KEY",)
     needs_key = False
     default_base_url = "http://localhost:8000/v1"

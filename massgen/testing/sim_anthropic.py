@@ -16,6 +16,9 @@ from massgen.testing.sim_wire import Answer, dumps, split_json, split_text, sse,
 
 CALL_ID_PREFIX = "toolu_"
 
+SERVER_TOOLS = frozenset({"web_search_20250305", "web_search_20260209", "web_search_20260318"})
+"""Web search server tool versions the simulated API accepts."""
+
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -41,9 +44,10 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
     results: list[ToolResult] = []
     call_names: dict[str, str] = {}
     extra_chars = 0
-    for msg in messages:
+    for m, msg in enumerate(messages):
         role = "assistant" if msg.get("role") == "assistant" else "user"
         content = msg.get("content")
+        pending: set[str] = set()
         if isinstance(content, str):
             out.append((role, content))
             continue
@@ -55,6 +59,10 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
             elif kind == "tool_use":
                 call_names[block.get("id", "")] = block.get("name", "")
                 extra_chars += len(block.get("name", "")) + len(compact_json(block.get("input")))
+            elif kind == "server_tool_use":
+                pending.add(block.get("id", ""))
+            elif kind == "web_search_tool_result":
+                pending.discard(block.get("tool_use_id", ""))
             elif kind == "tool_result":
                 text = text_of(block.get("content"))
                 call_id = block.get("tool_use_id", "")
@@ -64,10 +72,17 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
                         call_id, call_names.get(call_id, ""), text, bool(block.get("is_error"))
                     )
                 )
+        if pending:  # as the API says it
+            raise ValueError(
+                f"messages.{m}: `web_search` tool use with id {sorted(pending)[0]!r} was found "
+                "without a corresponding `web_search_tool_result` block"
+            )
         if texts or role == "assistant":
             out.append((role, "".join(texts)))
     system = text_of(body.get("system"))
     tools = body.get("tools") or []
+    for i, tool in enumerate(tools):
+        _check_tool(i, tool)
     chars = len(prompt_text(system, out)) + extra_chars
     chars += len(compact_json(tools)) if tools else 0
     return ParsedRequest(
@@ -81,19 +96,78 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
     )
 
 
+def _check_tool(i: int, tool: Mapping[str, Any]) -> None:
+    """Refuse tool declarations the API would refuse: a server tool of a known version
+    named as documented, or a custom tool with an ``input_schema``."""
+    kind = tool.get("type")
+    if kind in SERVER_TOOLS:
+        if tool.get("name") != "web_search":
+            raise ValueError(f"tools.{i}.name: must be 'web_search' for {kind}")
+    elif kind in (None, "custom"):
+        if not isinstance(tool.get("input_schema"), Mapping):
+            raise ValueError(f"tools.{i}.custom.input_schema: Field required")
+    else:
+        raise ValueError(f"tools.{i}: unknown tool type {kind!r}")
+
+
 def _stop_reason(answer: Answer) -> str:
+    if answer.pause:
+        return "pause_turn"
     if answer.calls:
         return "tool_use"
     return "max_tokens" if answer.truncated else "end_turn"
 
 
 def _usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
-    return {
+    usage: dict[str, Any] = {
         "input_tokens": answer.prompt_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
+    if answer.searched:
+        usage["server_tool_use"] = {"web_search_requests": len(answer.queries)}
+    return usage
+
+
+def _search_blocks(answer: Answer) -> list[dict[str, Any]]:
+    """One ``server_tool_use`` and its ``web_search_tool_result`` per query."""
+    blocks: list[dict[str, Any]] = []
+    for i, query in enumerate(answer.queries):
+        use_id = f"srvtoolu_{answer.response_id.removeprefix('msg_')}_{i}"
+        blocks.append(
+            {
+                "type": "server_tool_use",
+                "id": use_id,
+                "name": "web_search",
+                "input": {"query": query},
+            }
+        )
+        results = [
+            {
+                "type": "web_search_result",
+                "title": title,
+                "url": url,
+                "encrypted_content": f"enc-{i}-{n}",
+                "page_age": None,
+            }
+            for n, (title, url) in enumerate(answer.sources)
+        ]
+        blocks.append({"type": "web_search_tool_result", "tool_use_id": use_id, "content": results})
+    return blocks
+
+
+def _citations(answer: Answer) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "web_search_result_location",
+            "url": url,
+            "title": title,
+            "cited_text": answer.text[:40],
+            "encrypted_index": f"idx-{n}",
+        }
+        for n, (title, url) in enumerate(answer.sources)
+    ]
 
 
 def _message(answer: Answer, content: list[dict[str, Any]], stop: str | None) -> dict[str, Any]:
@@ -111,7 +185,11 @@ def _message(answer: Answer, content: list[dict[str, Any]], stop: str | None) ->
 
 def render(answer: Answer) -> bytes:
     content: list[dict[str, Any]] = []
-    if answer.text or not answer.calls:
+    if answer.searched:
+        content += _search_blocks(answer)
+        if not answer.pause and (answer.text or not answer.calls):
+            content.append({"type": "text", "text": answer.text, "citations": _citations(answer)})
+    elif answer.text or not answer.calls:
         content.append({"type": "text", "text": answer.text})
     content += [
         {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
@@ -144,7 +222,23 @@ def render_stream(answer: Answer) -> list[bytes]:
         events.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
 
     index = 0
-    if answer.text or not answer.calls:
+    if answer.searched:
+        for start in _search_blocks(answer):
+            if start["type"] == "server_tool_use":
+                query = compact_json(start["input"])
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": p} for p in split_json(query)
+                ]
+                block(index, {**start, "input": {}}, deltas)
+            else:
+                block(index, start, [])
+            index += 1
+        if not answer.pause and (answer.text or not answer.calls):
+            cites = [{"type": "citations_delta", "citation": c} for c in _citations(answer)]
+            pieces = [{"type": "text_delta", "text": p} for p in split_text(answer.text)]
+            block(index, {"type": "text", "text": "", "citations": []}, cites + pieces)
+            index += 1
+    elif answer.text or not answer.calls:
         pieces = [{"type": "text_delta", "text": p} for p in split_text(answer.text)]
         block(index, {"type": "text", "text": ""}, pieces)
         index += 1

@@ -72,6 +72,7 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
     instruction = body.get("systemInstruction") or body.get("system_instruction") or {}
     system = text_of(instruction.get("parts")) if isinstance(instruction, Mapping) else ""
     tools = body.get("tools") or []
+    _check_tools(model, tools, body.get("toolConfig") or body.get("tool_config") or {})
     names = tuple(
         decl.get("name", "")
         for tool in tools
@@ -90,6 +91,25 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
     )
 
 
+def _check_tools(model: str, tools: list[Any], config: Mapping[str, Any]) -> None:
+    """As the API: Google Search next to function declarations only on Gemini 3 and later,
+    with server-side tool invocations included in the response."""
+    search = any("googleSearch" in t or "google_search" in t for t in tools)
+    functions = any(t.get("functionDeclarations") or t.get("function_declarations") for t in tools)
+    if not (search and functions):
+        return
+    if model.removeprefix("models/").startswith(("gemini-1", "gemini-2")):
+        raise ValueError("Tool use with function calling is unsupported by the model")
+    flag = config.get(
+        "includeServerSideToolInvocations", config.get("include_server_side_tool_invocations")
+    )
+    if not flag:
+        raise ValueError(
+            "Please enable tool_config.include_server_side_tool_invocations to use built-in "
+            "tools with function calling"
+        )
+
+
 def _usage(answer: Answer) -> dict[str, Any]:
     return {
         "promptTokenCount": answer.prompt_tokens,
@@ -103,10 +123,28 @@ def _response(answer: Answer, parts: list[dict[str, Any]], last: bool) -> dict[s
     data: dict[str, Any] = {"candidates": [candidate]}
     if last:
         candidate["finishReason"] = "MAX_TOKENS" if answer.truncated else "STOP"
+        if answer.searched:
+            candidate["groundingMetadata"] = _grounding(answer)
         data["usageMetadata"] = _usage(answer)
     data["modelVersion"] = answer.model
     data["responseId"] = answer.response_id
     return data
+
+
+def _grounding(answer: Answer) -> dict[str, Any]:
+    return {
+        "webSearchQueries": list(answer.queries),
+        "groundingChunks": [{"web": {"uri": u, "title": t}} for t, u in answer.sources],
+        "groundingSupports": [
+            {
+                "segment": {"startIndex": 0, "endIndex": len(answer.text), "text": answer.text},
+                "groundingChunkIndices": list(range(len(answer.sources))),
+            }
+        ]
+        if answer.sources
+        else [],
+        "searchEntryPoint": {"renderedContent": "<div>simulated search chips</div>"},
+    }
 
 
 def _call_parts(answer: Answer) -> list[dict[str, Any]]:

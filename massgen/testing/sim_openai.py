@@ -55,6 +55,11 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
         else:
             out.append(("user", text))
     tools = body.get("tools") or []
+    if "web_search_options" in body:  # as OpenAI: search models only, and no function tools
+        if "search" not in model:
+            raise ValueError(f"web_search_options is not supported with the model {model}")
+        if tools:
+            raise ValueError(f"tools are not supported with the model {model}")
     names = tuple(t.get("function", {}).get("name", "") for t in tools if t.get("type", "function"))
     system_text = "\n".join(system)
     chars = len(prompt_text(system_text, out)) + extra_chars
@@ -94,6 +99,8 @@ def render(answer: Answer) -> bytes:
         "content": answer.text if answer.text or not answer.calls else None,
         "refusal": None,
     }
+    if answer.searched:
+        message["annotations"] = _annotations(answer)
     if answer.calls:
         message["tool_calls"] = [
             {
@@ -154,11 +161,23 @@ def render_stream(answer: Answer) -> list[bytes]:
             chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
             for piece in split_json(call.arguments_json)
         ]
+    if answer.searched:
+        events.append(chunk({"annotations": _annotations(answer)}))
     events.append(chunk({}, _finish(answer)))
     if answer.include_usage:
         events.append(sse({**base, "choices": [], "usage": _usage(answer)}))
     events.append(sse("[DONE]"))
     return events
+
+
+def _annotations(answer: Answer) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "url_citation",
+            "url_citation": {"start_index": 0, "end_index": len(answer.text), "title": t, "url": u},
+        }
+        for t, u in answer.sources
+    ]
 
 
 def error_body(status: int, message: str) -> bytes:

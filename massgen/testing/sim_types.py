@@ -73,6 +73,25 @@ class ToolCalls:
 
 
 @dataclass(frozen=True, slots=True)
+class Searched:
+    """Answer as a model that ran the provider's own web search: ``queries`` searched,
+    ``sources`` (``(title, url)`` pairs) found and cited, then ``text``.
+
+    Each wire renders it its own way: Anthropic as ``server_tool_use`` and
+    ``web_search_tool_result`` blocks and a text block with citations (``pause=True``: the
+    blocks only, ``stop_reason: pause_turn``, for the client to continue); OpenAI as
+    ``url_citation`` annotations; Gemini as ``groundingMetadata``.
+    """
+
+    text: str = ""
+    sources: Sequence[tuple[str, str]] = ()
+    queries: Sequence[str] = ("",)
+    pause: bool = False
+    calls: Sequence[ToolCallSpec] = ()
+    """Function calls the model makes after searching (ignored when ``pause``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Fault:
     """Answer with an HTTP error in the protocol's own error format.
 
@@ -101,7 +120,7 @@ class Drop:
     after: DropPoint = "headers"
 
 
-Reply: TypeAlias = Text | ToolCalls | Fault | Hang | Drop
+Reply: TypeAlias = Text | ToolCalls | Searched | Fault | Hang | Drop
 
 
 def reply_kind(reply: Reply) -> str:
@@ -112,6 +131,7 @@ def reply_kind(reply: Reply) -> str:
 _KINDS: dict[type, str] = {
     Text: "text",
     ToolCalls: "tool_calls",
+    Searched: "searched",
     Fault: "fault",
     Hang: "hang",
     Drop: "drop",
@@ -127,6 +147,12 @@ def reply_to_json(reply: Reply) -> dict[str, Any]:
         ]
     if isinstance(reply, Fault):
         data["headers"] = dict(reply.headers)
+    if isinstance(reply, Searched):
+        data["sources"] = [list(p) for p in reply.sources]
+        data["queries"] = list(reply.queries)
+        data["calls"] = [
+            {"name": c.name, "arguments": dict(c.arguments), "id": c.id} for c in reply.calls
+        ]
     return {"type": reply_kind(reply), **data}
 
 
@@ -145,6 +171,11 @@ def reply_from_json(data: Mapping[str, Any] | str) -> Reply:
         if kind == "tool_calls":
             calls = [ToolCallSpec(**c) for c in fields.pop("calls")]
             return ToolCalls(calls, **fields)
+        if kind == "searched":
+            sources = tuple((str(t), str(u)) for t, u in fields.pop("sources", ()))
+            queries = tuple(str(q) for q in fields.pop("queries", ("",)))
+            after = tuple(ToolCallSpec(**c) for c in fields.pop("calls", ()))
+            return Searched(sources=sources, queries=queries, calls=after, **fields)
         if kind == "fault":
             return Fault(**fields)
         if kind == "hang":
@@ -153,7 +184,7 @@ def reply_from_json(data: Mapping[str, Any] | str) -> Reply:
             if fields.get("after", "headers") not in ("request", "headers", "partial"):
                 raise ValueError(f"bad drop point {fields['after']!r}")
             return Drop(**fields)
-    except (TypeError, KeyError) as e:
+    except (TypeError, KeyError, ValueError) as e:
         raise ValueError(f"bad {kind} reply {dict(data)!r}: {e}") from e
     raise ValueError(f"unknown reply type {kind!r} in {dict(data)!r}")
 

@@ -42,6 +42,12 @@ class Answer:
     response_id: str
     created: int
     include_usage: bool = False
+    searched: bool = False
+    """The reply was :class:`~massgen.testing.sim_types.Searched`: render the search."""
+    queries: tuple[str, ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()
+    """``(title, url)`` pairs."""
+    pause: bool = False
 
 
 class Wire(Protocol):

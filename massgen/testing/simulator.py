@@ -58,6 +58,7 @@ from massgen.testing.sim_types import (
     Hang,
     ParsedRequest,
     Reply,
+    Searched,
     SimRequest,
     SimStats,
     Text,
@@ -248,7 +249,11 @@ class ProviderSimulator:
         latency: float | None = None,
     ) -> Rule:
         """Add a rule (after the existing ones) and return it; see :class:`Rule`."""
-        seq = [replies] if isinstance(replies, Text | ToolCalls | Fault | Hang | Drop) else replies
+        seq = (
+            [replies]
+            if isinstance(replies, Text | ToolCalls | Searched | Fault | Hang | Drop)
+            else replies
+        )
         return self.add_rule(Rule(seq, model=model, match=match, latency=latency))
 
     def add_rule(self, rule: Rule) -> Rule:
@@ -531,7 +536,7 @@ async def _shutdown(server: HttpServer) -> None:
 
 
 def _build_answer(
-    reply: Text | ToolCalls | Drop,
+    reply: Text | ToolCalls | Searched | Drop,
     parsed: ParsedRequest,
     record: SimRequest,
     response_id: str,
@@ -543,7 +548,9 @@ def _build_answer(
         reply = Text(f"Simulated answer {record.index} from {parsed.model}.")
     text = reply.text
     calls: tuple[Call, ...] = ()
-    if isinstance(reply, ToolCalls):
+    if isinstance(reply, ToolCalls | Searched) and not (
+        isinstance(reply, Searched) and reply.pause
+    ):
         calls = tuple(
             Call(
                 spec.id or f"{wire.CALL_ID_PREFIX}sim{record.index}_{i}", spec.name, spec.arguments
@@ -551,6 +558,7 @@ def _build_answer(
             for i, spec in enumerate(reply.calls)
         )
     chars = len(text) + sum(len(c.name) + len(c.arguments_json) for c in calls)
+    search = reply if isinstance(reply, Searched) else None
     return Answer(
         model=parsed.model,
         text=text,
@@ -561,6 +569,10 @@ def _build_answer(
         response_id=response_id,
         created=int(time.time()),
         include_usage=parsed.include_usage,
+        searched=search is not None,
+        queries=tuple(search.queries) if search else (),
+        sources=tuple((str(t), str(u)) for t, u in search.sources) if search else (),
+        pause=bool(search and search.pause),
     )
 
 

@@ -12,13 +12,16 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
 from massgen.tools.base import Tool, tool
+
+if TYPE_CHECKING:
+    from massgen.backends.base import Backend
 
 BUILTINS: dict[str, str] = {
     "calculator": "massgen.tools.calculator:Calculator",
@@ -98,6 +101,17 @@ def as_tools(
         else:
             raise ConfigError(f"not a tool: {item!r}", key="tools")
     return out
+
+
+def check_backend(
+    made: Tool, backend: Backend, *, model: str | None = None, with_functions: bool = False
+) -> None:
+    """Fail now, with the config entry's location, when a tool cannot work on ``backend``
+    (``web_search`` in ``native`` mode on a backend without provider-side search, or in
+    ``auto`` mode with neither); the same choice is made again on every turn."""
+    check = getattr(made, "check_backend", None)
+    if check is not None:
+        check(backend, model=model, with_functions=with_functions)
 
 
 def _set_common(made: Tool, key: str, value: Any) -> None:

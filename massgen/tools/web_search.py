@@ -1,21 +1,39 @@
-"""``web_search``: search the web through a search API and get titles, URLs and snippets.
+"""``web_search``: the model provider's own web search, or a search API through httpx.
 
-Providers: ``searxng`` (your own instance: ``url`` required, no key), ``brave`` (Brave
+``mode`` picks: ``native`` declares the provider's server-side search tool in the request
+(Anthropic ``web_search``, Gemini Google Search grounding, OpenAI search models'
+``web_search_options``) instead of this function tool; ``api`` calls a search API here;
+``auto`` (the default) takes native where the agent's backend and model offer it, else the
+API if one is configured, else it is a configuration error. :func:`plan_turn` makes that
+choice for each turn (the agent loop calls it) and reports the provider's searches as tool
+events.
+
+Search APIs: ``searxng`` (your own instance: ``url`` required, no key), ``brave`` (Brave
 Search API, key in ``X-Subscription-Token``) and ``tavily`` (Tavily, key as a bearer
 token). The endpoint and key come from the config, never from the model; the model only
 writes the query. Results are untrusted text from the web: they go back fenced like every
 tool result (see :mod:`massgen.tools.runner`), with snippets cut to ``max_snippet``.
-Provider-native search (a model provider's own web search tool) is not wired here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
+from massgen.backends.base import Backend
 from massgen.errors import ConfigError, ToolError
 from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.types import Completion, CompletionRequest, NativeTool, Source, StreamChunk
+
+if TYPE_CHECKING:
+    from massgen import events as ev
+    from massgen.tools.runner import ToolBox
+
+MODES = ("auto", "native", "api")
 
 DEFAULT_URLS = {
     "brave": "https://api.search.brave.com/res/v1/web/search",
@@ -24,6 +42,9 @@ DEFAULT_URLS = {
 
 
 class WebSearchSettings(ToolSettings):
+    mode: Literal["auto", "native", "api"] = "auto"
+    """``native``: the model provider searches; ``api``: the search API below;
+    ``auto``: native where the agent's backend offers it, else the API."""
     provider: Literal["searxng", "brave", "tavily"] = "searxng"
     """Which search API ``url`` speaks."""
     url: str | None = None
@@ -37,6 +58,19 @@ class WebSearchSettings(ToolSettings):
     """Characters kept of each snippet."""
     time_limit: float = Field(default=10.0, gt=0)
     """Seconds one search may take."""
+    max_uses: int | None = Field(default=None, ge=1)
+    """Native searches one request may run (Anthropic honours it; the others bill per
+    request or per grounded prompt)."""
+    allowed_domains: tuple[str, ...] = ()
+    """Only results from these domains (and their subdomains)."""
+    blocked_domains: tuple[str, ...] = ()
+    """Never results from these domains (and their subdomains)."""
+
+    @model_validator(mode="after")
+    def _one_domain_list(self) -> WebSearchSettings:
+        if self.allowed_domains and self.blocked_domains:
+            raise ValueError("set allowed_domains or blocked_domains, not both")
+        return self
 
 
 class WebSearch(BuiltinTool):
@@ -47,15 +81,36 @@ class WebSearch(BuiltinTool):
     settings: WebSearchSettings
 
     def setup(self) -> None:
+        """Check the search API's settings. Outside ``api`` mode a missing API is no error
+        yet: the backend may search natively (see :func:`plan_turn`)."""
         s = self.settings
+        self.url: str | None = None
         url = s.url or DEFAULT_URLS.get(s.provider)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError("must be an http(s) URL", key="url")
+        if s.mode != "api" and (not url or (s.provider != "searxng" and s.api_key is None)):
+            return  # no search API: native only
         if not url:
             raise ConfigError("a searxng search needs `url:`", key="url")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError("must be an http(s) URL", key="url")
         if s.provider != "searxng" and s.api_key is None:
             raise ConfigError(f"{s.provider} needs an API key", key="api_key")
         self.url = url.rstrip("/")
+
+    def check_backend(
+        self, backend: Backend, *, model: str | None = None, with_functions: bool = False
+    ) -> None:
+        """Raise :class:`ConfigError` if this tool's mode cannot be served on ``backend``."""
+        choose(self, backend, model=model, with_functions=with_functions)
+
+    def native(self) -> NativeTool:
+        """This tool as a provider-side search, with its limits."""
+        s = self.settings
+        return NativeTool(
+            "web_search",
+            max_uses=s.max_uses,
+            allowed_domains=s.allowed_domains,
+            blocked_domains=s.blocked_domains,
+        )
 
     async def execute(
         self,
@@ -65,23 +120,26 @@ class WebSearch(BuiltinTool):
         import httpx
 
         s = self.settings
+        if self.url is None:
+            raise ToolError("no search API is configured: search runs on the provider's side")
+        url = self.url
         count = min(max_results or s.max_results, s.max_results)
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         try:
             async with httpx.AsyncClient(timeout=s.time_limit, follow_redirects=False) as client:
                 if s.provider == "searxng":
                     response = await client.get(
-                        self.url + "/search", params={"q": query, "format": "json"}
+                        url + "/search", params={"q": query, "format": "json"}
                     )
                 elif s.provider == "brave":
                     response = await client.get(
-                        self.url,
+                        url,
                         params={"q": query, "count": count},
                         headers={"X-Subscription-Token": key, "Accept": "application/json"},
                     )
                 else:
                     response = await client.post(
-                        self.url,
+                        url,
                         json={"query": query, "max_results": count},
                         headers={"Authorization": f"Bearer {key}"},
                     )
@@ -95,7 +153,12 @@ class WebSearch(BuiltinTool):
             data = response.json()
         except ValueError:
             raise ToolError("the search API did not answer JSON") from None
-        return format_results(parse_results(s.provider, data)[:count], s.max_snippet)
+        results = [
+            r
+            for r in parse_results(s.provider, data)
+            if in_domains(r[1], s.allowed_domains, s.blocked_domains)
+        ]
+        return format_results(results[:count], s.max_snippet)
 
 
 def parse_results(provider: str, data: Any) -> list[tuple[str, str, str]]:
@@ -128,3 +191,158 @@ def format_results(results: list[tuple[str, str, str]], max_snippet: int) -> str
             snippet = snippet[: max_snippet - 1] + "…"
         lines.append(f"{i}. {' '.join(title.split())}\n   {url}\n   {snippet}")
     return "\n".join(lines)
+
+
+def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> bool:
+    """Whether ``url``'s host passes the domain lists (a domain covers its subdomains)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+
+    def under(domains: tuple[str, ...]) -> bool:
+        for domain in domains:
+            d = domain.lower().strip(".")
+            if host == d or host.endswith("." + d):
+                return True
+        return False
+
+    if allowed and not under(allowed):
+        return False
+    return not (blocked and under(blocked))
+
+
+# -- choosing native or API search, per turn -------------------------------------------------
+def innermost(backend: Backend) -> Backend:
+    """The backend behind retry, cache, rate-limit and breaker wrappers (each has ``inner``)."""
+    while isinstance(getattr(backend, "inner", None), Backend):
+        backend = backend.inner  # type: ignore[attr-defined]
+    return backend
+
+
+def choose(
+    tool: WebSearch, backend: Backend, *, model: str | None = None, with_functions: bool = False
+) -> NativeTool | None:
+    """The provider-side search to declare for ``tool`` on ``backend``, or ``None`` to call
+    the search API. Raises :class:`ConfigError` when the mode cannot be served."""
+    native = tool.native()
+    real = innermost(backend)
+    mode = tool.settings.mode
+    if mode == "api":
+        return None
+    if real.supports_native(native, model=model, with_functions=with_functions):
+        return native
+    where = f"{real.describe()}" + (f" (model {model})" if model else "")
+    if mode == "native":
+        raise ConfigError(
+            f"`{tool.name}` wants the provider's own search, but {where} has none"
+            + (" next to other tools" if with_functions and real.native_tools else ""),
+            key="mode",
+            hint="use mode: auto or api with a search API; native search exists on anthropic, "
+            "google (with other tools: Gemini 3 and later) and OpenAI search models "
+            "(e.g. gpt-4o-search-preview, no other tools)"
+            + (
+                "; domain filters: anthropic only"
+                if native.allowed_domains or native.blocked_domains
+                else ""
+            ),
+        )
+    if tool.url is None:
+        raise ConfigError(
+            f"`{tool.name}` cannot search: {where} has no provider-side search "
+            "and no search API is configured",
+            key="provider",
+            hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
+            f"tools.{tool.name}, or give the agent a backend with native search",
+        )
+    return None
+
+
+def plan_turn(
+    backend: Backend,
+    request: CompletionRequest,
+    tools: ToolBox,
+    on_event: Callable[[ev.Event], None] | None = None,
+    agent: str = "",
+) -> tuple[Backend, CompletionRequest]:
+    """Swap the agent's ``web_search`` function tools for the provider's own search where
+    their mode says so: the request declares a :class:`NativeTool` instead, and the backend
+    is wrapped to report the provider's searches as tool events and to keep every source
+    the turn's requests cited. Unchanged (same objects) when nothing goes native."""
+    searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
+    if not searches:
+        return backend, request
+    model = request.model or backend.model or None
+    others = len(request.tools) > len(searches)
+    native: dict[str, NativeTool] = {}
+    for tool in searches:
+        chosen = choose(tool, backend, model=model, with_functions=others)
+        if chosen is not None:
+            native[tool.name] = chosen
+    if not native:
+        return backend, request
+    if len(native) > 1:
+        raise ConfigError("only one web_search tool may search natively", key="mode")
+    specs = tuple(t for t in request.tools if t.name not in native)
+    request = dataclasses.replace(
+        request,
+        tools=specs,
+        tool_choice=request.tool_choice if specs else None,
+        native_tools=(*request.native_tools, *native.values()),
+    )
+    return NativeSearchTurn(backend, on_event, agent), request
+
+
+class NativeSearchTurn(Backend):
+    """One turn's backend when the provider searches: same answers, plus a ``ToolCalled``
+    and ``ToolResult`` event per provider-side search, and the sources of every request of
+    the turn on each answer (the tool loop returns the last one)."""
+
+    def __init__(
+        self, inner: Backend, on_event: Callable[[ev.Event], None] | None, agent: str
+    ) -> None:
+        super().__init__(model=inner.model, name=inner.name)
+        self.inner = inner
+        self.provider = inner.provider
+        self.supports_tools = inner.supports_tools
+        self.on_event = on_event
+        self.agent = agent
+        self.sources: dict[str, Source] = {}
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        return self._seen(await self.inner.complete(request))
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in self.inner.stream(request):
+            if chunk.completion is None:
+                yield chunk
+            else:
+                yield StreamChunk(delta=chunk.delta, completion=self._seen(chunk.completion))
+
+    def _seen(self, completion: Completion) -> Completion:
+        if self.on_event is not None and not completion.cached:
+            from massgen import events as ev
+            from massgen.tools.runner import short_args
+
+            for call in completion.server_calls:
+                self.on_event(
+                    ev.ToolCalled(
+                        agent=self.agent,
+                        tool=call.name,
+                        call_id=call.id,
+                        args=short_args(call.arguments),
+                    )
+                )
+                self.on_event(
+                    ev.ToolResult(
+                        agent=self.agent,
+                        tool=call.name,
+                        call_id=call.id,
+                        ok=call.ok,
+                        duration=0.0,
+                        output=call.output[:300],
+                    )
+                )
+        for source in completion.sources:
+            self.sources.setdefault(source.url, source)
+        return dataclasses.replace(completion, sources=tuple(self.sources.values()))
