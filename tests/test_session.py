@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -188,3 +189,62 @@ def test_listing_creates_no_file(tmp_path: Path):
     out = CliRunner().invoke(app, ["memory", "list", "--store", str(store)])
     assert out.exit_code == 0 and out.stdout.strip() == "no long-term memory"
     assert not store.exists()
+
+
+def test_session_and_recall_reach_an_agent_on_a_worker_process(
+    tmp_path: Path, sim: ProviderSimulator, redis_prefix: str
+):
+    """The run, each in its own process, owns the session and the long-term memory (in
+    Redis); `ada` answers on a worker process, which has neither, and still sees both."""
+    config = tmp_path / "team.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            backends:
+              sim: {{type: openai, model: gpt-4o-mini, base_url: "{sim.openai_base_url}",
+                     api_key: sk-test}}
+            agents:
+              - {{name: ada, backend: sim, role: You are Ada.,
+                  memory: {{strategy: sliding_window, size: 2000, long_term: true}}}}
+              - {{name: bob, backend: sim, role: You are Bob.}}
+            orchestrator: {{strategy: parallel, max_retries: 0}}
+            redis: {{url: "{REDIS_URL}", prefix: "{redis_prefix}"}}
+            """
+        )
+    )
+    unset = ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "worker", str(config), "--agent", "ada"],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()  # printed once ada is registered
+        assert line.startswith("hosting ada"), line + (
+            worker.stderr.read() if worker.stderr else ""
+        )
+        sim.script(Text("The secret word is PELICAN."), match="Pick a secret word")
+        first = _run(tmp_path, "run", str(config), "Pick a secret word", "--session", "chat", "-q")
+        assert first.returncode == 0, first.stderr
+        sim.reset()
+        task = "What was the secret word?"
+        second = _run(tmp_path, "run", str(config), task, "--session", "chat", "-q")
+        assert second.returncode == 0, second.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=20)
+    assert len([ln for ln in err.splitlines() if ln.startswith("ada:") and "done in" in ln]) == 2
+    ada, bob = sorted(sim.requests, key=lambda r: r.system)
+    assert (ada.system, bob.system) == ("You are Ada.", "You are Bob.")
+    for req in (ada, bob):  # each sees its own earlier turn, then the new task
+        assert [role for role, _ in req.messages] == ["user", "assistant", "user"]
+        assert req.messages[0][1] == "Pick a secret word" and "PELICAN" in req.messages[1][1]
+        assert req.messages[2][1].endswith(task)
+    recalled = ada.messages[2][1]  # ada also recalls the first run from long-term memory
+    assert recalled.startswith("Recalled memory from earlier runs") and "PELICAN" in recalled
+    assert "Recalled memory" not in bob.messages[2][1]

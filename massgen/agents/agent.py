@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, OnEvent, run_turn
 from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
-from massgen.memory.short_term import Conversation
+from massgen.memory.short_term import Conversation, Folded, MemoryContext
+from massgen.memory.window import RequestWindow
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
 if TYPE_CHECKING:
@@ -122,11 +123,19 @@ class Agent:
     def model_name(self) -> str:
         return self.model or self.backend.model
 
-    def build_messages(self, turn: Turn) -> tuple[ChatMessage, ...]:
+    def build_messages(
+        self, turn: Turn, memory: Conversation | None = None
+    ) -> tuple[ChatMessage, ...]:
         """The conversation sent for ``turn``: the role as system prompt (with the session's
         summary), the earlier turns memory keeps, then the prompt (after any recalled memory
         and teammates' notes, which are delivered once). Never more than the model's context
-        window: memory is trimmed first (see :meth:`Conversation.compose`)."""
+        window: memory is trimmed first (see :meth:`Conversation.compose`). ``memory`` is
+        the conversation to use instead of this agent's own."""
+        return self._compose(turn, memory or self.memory)[0]
+
+    def _compose(
+        self, turn: Turn, memory: Conversation
+    ) -> tuple[tuple[ChatMessage, ...], RequestWindow | None]:
         prompt = turn.prompt
         if self.notes:
             notes = "\n".join(
@@ -139,22 +148,29 @@ class Agent:
         built = self._backend
         model = self.model or (built.model if built is not None else None)
         reserve = turn.max_tokens or self.max_tokens or 0
-        return self.memory.compose(self.role, prompt, model=model, reserve=reserve)
+        messages = memory.compose(self.role, prompt, model=model, reserve=reserve)
+        return messages, memory.window(self.role, prompt, model=model, reserve=reserve)
 
     def post_note(self, sender: str, text: str, *, keep: int = 20) -> None:
         """Leave a note for this agent's next turn (the oldest go beyond ``keep``)."""
         self.notes.append((sender, text.replace("</note", "<\\/note")))
         del self.notes[:-keep]
 
-    def build_request(self, turn: Turn) -> CompletionRequest:
+    def build_request(self, turn: Turn, memory: Conversation | None = None) -> CompletionRequest:
+        return self._request(turn, memory or self.memory)[0]
+
+    def _request(
+        self, turn: Turn, memory: Conversation
+    ) -> tuple[CompletionRequest, RequestWindow | None]:
+        messages, window = self._compose(turn, memory)
         return CompletionRequest(
-            messages=self.build_messages(turn),
+            messages=messages,
             model=self.model,
             temperature=self.temperature,
             max_tokens=turn.max_tokens or self.max_tokens,
             tools=turn.tools,
             tool_choice=turn.tool_choice,
-        )
+        ), window
 
     @property
     def toolbox(self) -> ToolBox:
@@ -179,19 +195,64 @@ class Agent:
         ``backend`` replaces this agent's own for the call: the orchestrator passes its
         backend wrapped in retries (and, later, cache and rate limits).
         """
+        used = self._usable(backend)
+        extra = await self.memory.prepare(self, used, on_event)
+        memory = self.memory
+        if self.long_term is not None:
+            # recalled for this turn only: concurrent turns (a batch) each keep their own
+            recalled = await self.long_term.recall_for(self.name, turn)
+            memory = memory.fork(memory.context(recalled))
+        completion = await self._answer(turn, memory, used, on_delta, on_event)
+        if on_event is None and extra.total_tokens:
+            # Nobody hears the summary's events: its usage rides on this answer.
+            completion = dataclasses.replace(completion, usage=completion.usage + extra)
+        return completion
+
+    async def respond_with(
+        self,
+        turn: Turn,
+        memory: MemoryContext,
+        on_delta: OnDelta | None = None,
+        *,
+        backend: Backend | None = None,
+        on_event: OnEvent | None = None,
+    ) -> tuple[Completion, Folded | None]:
+        """Answer one turn with memory its caller owns (a worker answering for a run
+        elsewhere): the session's exchanges, summary and recalled items in ``memory``.
+
+        This agent's own memory is neither read nor changed (only its token estimator
+        learns), so concurrent turns of many runs and sessions never see each other's. When
+        ``memory.fold`` allows it and the summary strategy needs it, the summary is written
+        first, with ``backend``; it is returned for the caller to store (and account).
+        """
+        used = self._usable(backend)
+        conv = self.memory.fork(memory)
+        folded = await conv.fold(self, used) if memory.fold else None
+        if folded is not None:
+            await conv.keep(folded)
+        return await self._answer(turn, conv, used, on_delta, on_event), folded
+
+    def _usable(self, backend: Backend | None) -> Backend:
         used = backend or self.backend
-        tools = self.toolbox if self.tools else None
-        if tools and not used.supports_tools:
+        if self.tools and not used.supports_tools:
             raise ConfigError(
                 f"agent {self.name!r} has tools but its backend {used.describe()!r} "
                 "cannot call tools",
                 key="tools",
                 hint="remove the tools or use a backend with tool calling",
             )
-        extra = await self.memory.prepare(self, used, on_event)
-        if self.long_term is not None:
-            self.memory.recalled = await self.long_term.recall_for(self.name, turn)
-        request = self.build_request(turn)
+        return used
+
+    async def _answer(
+        self,
+        turn: Turn,
+        memory: Conversation,
+        used: Backend,
+        on_delta: OnDelta | None,
+        on_event: OnEvent | None,
+    ) -> Completion:
+        tools = self.toolbox if self.tools else None
+        request, window = self._request(turn, memory)
         completion = await run_turn(
             used,
             request,
@@ -200,13 +261,11 @@ class Agent:
             on_event=on_event,
             agent=self.name,
             max_iterations=self.max_tool_iterations,
+            window=window,
         )
         if not (tools or request.tools or completion.cached) and completion.usage.input_tokens:
             # One plain request: the provider's count of exactly these messages.
-            self.memory.estimator.observe(request.messages, completion.usage.input_tokens)
-        if on_event is None and extra.total_tokens:
-            # Nobody hears the summary's events: its usage rides on this answer.
-            completion = dataclasses.replace(completion, usage=completion.usage + extra)
+            memory.estimator.observe(request.messages, completion.usage.input_tokens)
         return completion
 
     def cost_of(self, completion: Completion) -> float:

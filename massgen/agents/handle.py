@@ -13,6 +13,7 @@ from massgen.agents.agent import Agent, OnDelta
 from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
+from massgen.memory.short_term import Folded, MemoryContext
 from massgen.types import Completion
 
 
@@ -56,6 +57,15 @@ class LocalHandle:
     async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
         return await self.agent.respond(
             turn, on_delta, backend=self.backend, on_event=tool_listener.get()
+        )
+
+    async def answer(
+        self, turn: Turn, memory: MemoryContext, on_delta: OnDelta | None = None
+    ) -> tuple[Completion, Folded | None]:
+        """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
+        see :meth:`Agent.respond_with`)."""
+        return await self.agent.respond_with(
+            turn, memory, on_delta, backend=self.backend, on_event=tool_listener.get()
         )
 
     def cost_of(self, completion: Completion) -> float:

@@ -11,18 +11,27 @@ at most ``max_iterations`` rounds of calls, then one last request with ``tool_ch
 A turn that carries its own tools (a consensus review asking for ``vote``/``revise``) is a
 structured reply the strategy reads: those calls are never executed, and the agent's own
 tools are not offered in it.
+
+Every follow-up request fits the model's context window (given a
+:class:`~massgen.memory.window.RequestWindow`): the earlier-turn memory of the opening
+messages is trimmed first, then the largest tool results are clipped (marked as clipped,
+each call still followed by its result); if even that does not fit, the turn fails with
+:class:`~massgen.memory.tokens.ContextLimitExceeded` before the request is sent.
 """
 
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
 from massgen.backends.base import Backend
 from massgen.errors import ProviderConnectionError
+from massgen.memory.tokens import ContextLimitExceeded
+from massgen.memory.window import RequestWindow
 from massgen.tools.scope import calling_agent, turn_state_var
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
@@ -80,23 +89,31 @@ async def run_turn(
     on_event: OnEvent | None = None,
     agent: str = "",
     max_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
+    window: RequestWindow | None = None,
 ) -> Completion:
     """Answer one turn. Without tools of the agent's own this is one streamed request.
 
     ``on_event`` gets a :class:`~massgen.events.ToolCalled` and a
     :class:`~massgen.events.ToolResult` per call, named after ``agent``. The completion
-    returned carries the usage and latency of every request the turn made.
+    returned carries the usage and latency of every request the turn made. ``window``
+    keeps the follow-up requests within the model's context window (the first one is the
+    caller's business: ``request`` is sent as it is).
     """
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
     request = dataclasses.replace(
         request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
     )
+    from massgen.tools.web_search import plan_turn  # web_search: provider-side or API
+
+    backend, request = plan_turn(backend, request, tools, on_event, agent)
     caller = calling_agent.set(agent)
     shared = turn_state_var.get()
     state = turn_state_var.set(shared if shared is not None else {})
     try:
-        return await _loop(backend, request, on_delta, tools, on_event, agent, max_iterations)
+        return await _loop(
+            backend, request, on_delta, tools, on_event, agent, max_iterations, window
+        )
     finally:
         calling_agent.reset(caller)
         turn_state_var.reset(state)
@@ -110,15 +127,21 @@ async def _loop(
     on_event: OnEvent | None,
     agent: str,
     max_iterations: int,
+    window: RequestWindow | None,
 ) -> Completion:
-    messages = list(request.messages)
+    opening = request.messages
+    messages: list[ChatMessage] = []  # the loop's own: calls and their results
     usage = Usage()
     latency = 0.0
     cached = True
+
+    def sent() -> tuple[ChatMessage, ...]:
+        if not messages:
+            return opening
+        return _fit(window, messages) if window is not None else (*opening, *messages)
+
     for _ in range(max_iterations):
-        done = await stream_once(
-            backend, dataclasses.replace(request, messages=tuple(messages)), on_delta
-        )
+        done = await stream_once(backend, dataclasses.replace(request, messages=sent()), on_delta)
         usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
         if not done.tool_calls:
             return dataclasses.replace(done, usage=usage, latency=latency, cached=cached)
@@ -155,7 +178,7 @@ async def _loop(
     # them) but not callable.
     last = await stream_once(
         backend,
-        dataclasses.replace(request, messages=tuple(messages), tool_choice="none"),
+        dataclasses.replace(request, messages=sent(), tool_choice="none"),
         on_delta,
     )
     usage, latency, cached = usage + last.usage, latency + last.latency, cached and last.cached
@@ -169,3 +192,63 @@ async def _loop(
         latency=latency,
         cached=cached,
     )
+
+
+CLIPPED = "\n[clipped to fit the context window: {n} more characters left out]"
+_CLIPPED = re.compile(r"\n\[clipped to fit the context window: (\d+) more characters left out\]$")
+_FENCE_END = "\n</tool_output>"
+
+
+def _fit(window: RequestWindow, loop: list[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """The next request of a tool loop within ``window``: the opening messages with as
+    much earlier-turn memory as fits beside ``loop``, else the role and prompt alone with
+    the largest tool results clipped (in ``loop`` itself, so later requests keep them
+    clipped). Raises :class:`ContextLimitExceeded` when even that does not fit."""
+    count = window.count
+    need = sum(count(m) for m in loop)
+    opening = window.opening(need)
+    excess = sum(count(m) for m in opening) + need - window.limit
+    if excess <= 0:
+        return (*opening, *loop)
+    results = [i for i, m in enumerate(loop) if m.role == "tool"]
+    for i in sorted(results, key=lambda i: (-count(loop[i]), i)):  # largest, then oldest
+        before = count(loop[i])
+        loop[i] = _clip(loop[i], max(0, before - excess), count)
+        excess -= before - count(loop[i])
+        if excess <= 0:
+            return (*opening, *loop)
+    raise ContextLimitExceeded(
+        f"this turn's tool calls and results need {excess} tokens more than the context "
+        f"window leaves ({window.limit} for the messages), even with every tool result "
+        "clipped and no earlier turns; lower max_tool_iterations or max_tokens, or use a "
+        "model with a larger window"
+    )
+
+
+def _clip(message: ChatMessage, budget: int, count: Callable[[ChatMessage], int]) -> ChatMessage:
+    """``message`` (a tool result) with its output cut so that it counts at most ``budget``
+    tokens if it can, keeping the fence and saying how much was left out."""
+    if count(message) <= budget:
+        return message
+    content = message.content
+    start = content.find(">\n") + 2 if content.startswith("<tool_output") else 0
+    end = content.rfind(_FENCE_END)
+    if start < 2 or end < start:
+        start, end = 0, len(content)
+    head, body, tail = content[:start], content[start:end], content[end:]
+    omitted = 0
+    if found := _CLIPPED.search(body):  # clipped before: cut further
+        omitted, body = int(found.group(1)), body[: found.start()]
+
+    def cut(keep: int) -> ChatMessage:
+        text = body[:keep] + CLIPPED.format(n=omitted + len(body) - keep)
+        return dataclasses.replace(message, content=head + text + tail)
+
+    lo, hi = 0, len(body)
+    while lo < hi:  # the longest prefix that fits
+        mid = (lo + hi + 1) // 2
+        if count(cut(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut(lo)

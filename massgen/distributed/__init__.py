@@ -6,6 +6,7 @@ Built on :mod:`massgen.mas` (it knows nothing of LLMs; this package is the LLM s
 * :func:`distributed` puts a run on the bus: agents a live worker hosts get a
   :class:`RemoteHandle`, the others run in this process (``massgen run --redis``);
 * :mod:`~massgen.distributed.codec` carries turns, completions and errors across.
+* :mod:`~massgen.distributed.live` streams remote turns' tokens to the run's live view.
 
 Names load on first use: ``massgen run`` without Redis resolves its :class:`BusTarget`
 without importing the bus runtime, and nothing here imports redis until an agent starts.

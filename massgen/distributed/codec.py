@@ -1,5 +1,9 @@
 """Turns, completions and errors as JSON-safe dicts, so an agent turn can cross the bus.
 
+A turn travels with the memory the run owns (a :class:`~massgen.memory.short_term.MemoryContext`:
+the session's summary and exchanges, the recalled items) and its reply with any summary
+the worker wrote (a :class:`~massgen.memory.short_term.Folded`).
+
 Decoding validates (a pydantic ``TypeAdapter`` over the same dataclasses), so a malformed
 payload is refused with a :class:`~massgen.errors.TransportError`, never half-used.
 
@@ -20,12 +24,15 @@ from pydantic import TypeAdapter, ValidationError
 from massgen import errors as E
 from massgen.agents.turn import Turn
 from massgen.mas.errors import RemoteError
+from massgen.memory.short_term import Folded, MemoryContext
 from massgen.types import Completion
 
 T = TypeVar("T")
 
 _TURN = TypeAdapter(Turn)
 _COMPLETION = TypeAdapter(Completion)
+_MEMORY = TypeAdapter(MemoryContext)
+_FOLDED = TypeAdapter(Folded)
 
 
 def _rebuildable() -> dict[str, type[E.MassGenError]]:
@@ -62,6 +69,22 @@ def completion_to_dict(completion: Completion) -> dict[str, Any]:
 
 def completion_from_dict(data: Any) -> Completion:
     return _load(_COMPLETION, data, "completion")
+
+
+def memory_to_dict(memory: MemoryContext) -> dict[str, Any]:
+    return _MEMORY.dump_python(memory, mode="json")
+
+
+def memory_from_dict(data: Any) -> MemoryContext:
+    return _load(_MEMORY, data, "memory")
+
+
+def folded_to_dict(folded: Folded) -> dict[str, Any]:
+    return _FOLDED.dump_python(folded, mode="json")
+
+
+def folded_from_dict(data: Any) -> Folded:
+    return _load(_FOLDED, data, "summary")
 
 
 def error_to_dict(error: BaseException) -> dict[str, Any]:

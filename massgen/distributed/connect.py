@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from massgen.distributed.live import LiveFeeds
 from massgen.distributed.remote import RemoteHandle
 from massgen.distributed.timeouts import turn_timeout
 from massgen.distributed.worker import LLM, role_digest
@@ -94,18 +95,26 @@ async def distributed(
     )
     await client.start()
     saved = dict(orchestrator.handles)
+    feeds = LiveFeeds(client.transport, secret=secret, settings=settings)
     try:
         live = await client.discover([LLM])
-        placement = _place(orchestrator, live, client, run)
+        placement = _place(orchestrator, live, client, run, feeds)
         yield placement
     finally:
         orchestrator.handles.clear()
         orchestrator.handles.update(saved)
-        await client.stop()
+        try:
+            await feeds.stop()
+        finally:
+            await client.stop()
 
 
 def _place(
-    orchestrator: Orchestrator, live: list[dict[str, Any]], client: BusAgent, run: str
+    orchestrator: Orchestrator,
+    live: list[dict[str, Any]],
+    client: BusAgent,
+    run: str,
+    feeds: LiveFeeds,
 ) -> Placement:
     by_name = {a["id"]: a for a in live}
     remote: dict[str, int] = {}
@@ -132,6 +141,7 @@ def _place(
             timeout=float(timeout),
             supports_tools=bool(meta.get("tools", False)),
             run=run,
+            live=feeds,
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))

@@ -4,21 +4,37 @@ Strategies cannot tell it from a local handle: ``ask`` returns the same
 :class:`~massgen.types.Completion`, or raises the same error the agent raised on its worker
 (after the worker's own retries, so the caller does not retry again). Costs are computed
 here, with this config's prices, exactly as for a local agent.
+
+Memory stays with the run: the handle loads the agent's session from the run's store (once
+per run, like a local agent), recalls its long-term items, and sends them with the turn;
+a summary the worker had to write comes back in the reply and is stored here, its usage
+accounted like a local agent's. The worker needs no store, the run no provider key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import TYPE_CHECKING
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from massgen.agents.agent import OnDelta
+from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
-from massgen.distributed.codec import completion_from_dict, error_from_dict, turn_to_dict
+from massgen.distributed.codec import (
+    completion_from_dict,
+    error_from_dict,
+    folded_from_dict,
+    memory_to_dict,
+    turn_to_dict,
+)
 from massgen.errors import TransportError
+from massgen.memory.short_term import Folded, summary_events
 from massgen.types import Completion
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
+    from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
 
 
@@ -28,6 +44,8 @@ class RemoteHandle:
     ``timeout`` is how long one turn may take on the worker (see
     :mod:`massgen.distributed.timeouts`); ``supports_tools`` is what the worker's backend
     advertised, so the caller never needs to build (or hold keys for) that backend.
+    ``live`` streams the worker's token deltas to ``on_delta`` (without it, each answer
+    reaches ``on_delta`` whole, when it arrives).
     """
 
     def __init__(
@@ -38,6 +56,7 @@ class RemoteHandle:
         timeout: float,
         supports_tools: bool,
         run: str = "",
+        live: LiveFeeds | None = None,
     ) -> None:
         self.agent = agent
         self.name = agent.name
@@ -45,6 +64,7 @@ class RemoteHandle:
         self.run = run
         self._client = client
         self._supports_tools = supports_tools
+        self._live = live
 
     def __repr__(self) -> str:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
@@ -59,18 +79,61 @@ class RemoteHandle:
         Raises the agent's own error, :class:`~massgen.mas.RequestTimeout` when no worker
         answers in time, or :class:`~massgen.mas.RemoteError` when every delivery failed.
         """
+        memory = self.agent.memory
+        if memory.needs_load:
+            async with memory.lock:  # the run's first turn loads the session (and may fold)
+                if await memory.load() and memory.may_fold:
+                    return await self._ask(turn, on_delta, fold=True)
+        return await self._ask(turn, on_delta, fold=False)
+
+    async def _ask(self, turn: Turn, on_delta: OnDelta | None, *, fold: bool) -> Completion:
+        agent = self.agent
+        recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
         # The deadline lets a worker that starts late skip a turn nobody waits for any more
         # (inboxes keep work for agents that are offline).
         deadline = time.time() + self.timeout
-        payload = {"turn": turn_to_dict(turn), "run": self.run, "deadline": deadline}
-        reply = await self._client.request(self.name, payload, timeout=self.timeout)
+        payload: dict[str, Any] = {
+            "turn": turn_to_dict(turn),
+            "run": self.run,
+            "deadline": deadline,
+        }
+        context = agent.memory.context(recalled, fold=fold)
+        if context.summary or context.exchanges or context.recalled or context.fold:
+            payload["memory"] = memory_to_dict(context)
+        feed = await self._live.feed() if self._live is not None and on_delta else None
+        key = uuid.uuid4().hex
+        if feed is not None and on_delta is not None:
+            feed.open(key, self.name, on_delta)
+            payload["stream"] = {"to": feed.id, "key": key}
+        shown = ""
+        try:
+            reply = await self._client.request(self.name, payload, timeout=self.timeout)
+        finally:
+            if feed is not None:
+                shown = feed.close(key)
         if "error" in reply:
             raise error_from_dict(reply["error"], source=self.name)
         if "completion" not in reply:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = completion_from_dict(reply["completion"])
-        if on_delta is not None and completion.text:
-            on_delta(completion.text)  # the live view shows the answer (one piece, not streamed)
+        if on_delta is not None and completion.text.startswith(shown):
+            rest = completion.text[len(shown) :]
+            if rest:  # what the streamed pieces have not shown yet (all of it, unstreamed)
+                on_delta(rest)
+        if "folded" in reply:
+            completion = await self._keep(folded_from_dict(reply["folded"]), completion)
+        return completion
+
+    async def _keep(self, folded: Folded, completion: Completion) -> Completion:
+        """Store the summary the worker wrote and account for it as a local agent would."""
+        memory = self.agent.memory
+        await memory.keep(folded)
+        writer = memory.summarizer if memory.summarizer is not None else self.agent
+        listener = tool_listener.get()
+        if listener is None:  # nobody hears the summary's events: its usage rides along
+            return dataclasses.replace(completion, usage=completion.usage + folded.completion.usage)
+        for event in summary_events(folded, writer.cost_of(folded.completion)):
+            listener(event)
         return completion
 
     def cost_of(self, completion: Completion) -> float:

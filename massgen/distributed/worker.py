@@ -7,6 +7,13 @@ the orchestrator itself would use (wrapped in its retries), so a remote turn cos
 fails exactly like a local one; the reply carries the completion or the error, and the
 caller re-raises that error as the same class (see :mod:`massgen.distributed.codec`).
 
+A turn carries the memory the run owns (the session's summary and exchanges, recalled
+long-term items: see :mod:`massgen.memory.short_term`); the worker composes the request from
+it with its own copy of the agent, never from the agent's own memory, so the turns of many
+runs and sessions it answers at once never see each other's. A summary it had to write
+goes back in the reply for the run to store. When the run asks for it, the turn's token
+deltas are streamed to the run's feed as they come (see :mod:`massgen.distributed.live`).
+
 Delivery is at least once: a worker that dies mid-turn has its turn redelivered to another
 replica after the lease, and only the first reply to a request counts.
 """
@@ -28,8 +35,11 @@ from massgen.agents.handle import LocalHandle
 from massgen.distributed.codec import (
     completion_to_dict,
     error_to_dict,
+    folded_to_dict,
+    memory_from_dict,
     turn_from_dict,
 )
+from massgen.distributed.live import FEED_PREFIX, DeltaPump
 from massgen.distributed.timeouts import turn_timeout
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
@@ -42,6 +52,7 @@ from massgen.mas import (
     resolve_transport,
 )
 from massgen.mas.keys import DEFAULT_PREFIX
+from massgen.memory.short_term import Folded
 from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
 from massgen.types import Completion
 
@@ -147,6 +158,7 @@ class HostedAgent(BusAgent):
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
             turn = turn_from_dict(message.payload.get("turn"))
+            memory = memory_from_dict(message.payload.get("memory") or {})
         except TransportError as e:
             await self._finish(message, report, e)
             return
@@ -164,28 +176,51 @@ class HostedAgent(BusAgent):
         def on_retry(attempt: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt} after {wait:.1f}s ({error})")
 
+        pump = self._pump(message.payload.get("stream"))
         token = retry_listener.set(on_retry)
+        folded: Folded | None = None
         try:
-            outcome: Completion | Exception = await self.handle.ask(turn)
+            outcome: Completion | Exception
+            outcome, folded = await self.handle.answer(turn, memory, pump)
         except asyncio.CancelledError:
+            if pump is not None:
+                pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
             outcome = e
         finally:
             retry_listener.reset(token)
             self.in_flight -= 1
+        if pump is not None:
+            await pump.close()
         report = dataclasses.replace(
             report, seconds=time.perf_counter() - started, note="; ".join(retries)
         )
-        await self._finish(message, report, outcome)
+        await self._finish(message, report, outcome, folded)
+
+    def _pump(self, stream: Any) -> DeltaPump | None:
+        """Where the run wants this turn's deltas, if it wants them."""
+        if not isinstance(stream, dict):
+            return None
+        to, key = stream.get("to"), stream.get("key")
+        if not (isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)):
+            return None
+        return DeltaPump(self, to, key)
 
     async def _finish(
-        self, message: AgentMessage, report: TurnReport, outcome: Completion | Exception
+        self,
+        message: AgentMessage,
+        report: TurnReport,
+        outcome: Completion | Exception,
+        folded: Folded | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
+        reply: dict[str, Any]
         if isinstance(outcome, Completion):
             self.processed += 1
             reply = {"completion": completion_to_dict(outcome)}
+            if folded is not None:
+                reply["folded"] = folded_to_dict(folded)
         else:
             self.failed += 1
             reply = {"error": error_to_dict(outcome)}

@@ -4,7 +4,7 @@ See ``docs/memory.md``. Nothing here imports a model or a tokenizer.
 """
 
 from massgen.memory.session import Exchange, SessionInfo, Sessions
-from massgen.memory.short_term import Conversation
+from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.tokens import (
     CONTEXT_WINDOWS,
     ContextLimitExceeded,
@@ -19,6 +19,8 @@ __all__ = [
     "ContextLimitExceeded",
     "Conversation",
     "Exchange",
+    "Folded",
+    "MemoryContext",
     "SessionInfo",
     "Sessions",
     "TokenEstimator",

@@ -13,19 +13,27 @@ decision goes to long-term memory instead.
 - ``summary``: when the system prompt, summary and exchanges exceed ``size``, the oldest
   exchanges are folded into a running summary, written by the agent's own backend (or the
   ``summarizer`` agent's) and kept in the session, so it is written once, not every run.
+
+A turn answered by a worker elsewhere gets the same memory as a :class:`MemoryContext`: the
+run loads the session and recalls long-term items, the worker composes the request from
+them in a :meth:`Conversation.fork` of its own (never its agent's shared conversation) and
+returns any summary it wrote as a :class:`Folded`, which the run stores
+(:meth:`Conversation.keep`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.memory.session import Exchange, Sessions
 from massgen.memory.tokens import ContextLimitExceeded, TokenEstimator, context_window
-from massgen.memory.window import blocks, newest_fitting
-from massgen.types import ChatMessage, CompletionRequest, Usage
+from massgen.memory.window import RequestWindow, blocks, newest_fitting
+from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -39,6 +47,51 @@ SUMMARY_SYSTEM = (
     "You condense a conversation for your own later use. Keep facts, decisions, names, "
     "numbers and open questions; drop pleasantries. Write plain prose, no preamble."
 )
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryContext:
+    """The memory one turn sees, as a value: what a run sends along with a turn that a
+    worker answers (the run owns the session and the long-term store; the worker owns the
+    model, so it composes the request and writes any summary)."""
+
+    summary: str = ""
+    exchanges: tuple[Exchange, ...] = ()
+    """The session's exchanges the summary does not cover, oldest first."""
+    recalled: tuple[str, ...] = ()
+    fold: bool = False
+    """The run's first turn of this agent: fold what no longer fits into the summary."""
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A summary written before a turn: ``text`` replaces the previous summary and the
+    oldest ``count`` exchanges. ``writer`` is the agent whose backend wrote it, with the
+    ``prompt`` it was given and its ``completion`` (usage, model, latency)."""
+
+    text: str
+    count: int
+    writer: str
+    prompt: str
+    completion: Completion
+
+
+def summary_events(folded: Folded, cost: float) -> tuple[ev.AgentStarted, ev.AgentAnswered]:
+    """The events of a summary request, as a local agent emits them."""
+    done = folded.completion
+    return (
+        ev.AgentStarted(agent=folded.writer, phase="summary", prompt=folded.prompt),
+        ev.AgentAnswered(
+            agent=folded.writer,
+            phase="summary",
+            round=0,
+            text=done.text,
+            usage=done.usage,
+            cost=cost,
+            latency=done.latency,
+            cached=done.cached,
+        ),
+    )
 
 
 class Conversation:
@@ -67,14 +120,45 @@ class Conversation:
         self._sessions: Sessions | None = None
         self._session = ""
         self._agent = ""
+        self._covered = 0
         self._loaded = True
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
+        """Held while a run's first turn loads the session (and folds it into the summary)."""
 
     def attach(self, sessions: Sessions | None, name: str, agent: str) -> None:
         """Follow session ``name`` (``sessions`` None: no session); loaded on the next turn."""
         self._sessions, self._session, self._agent = sessions, name, agent
-        self.summary, self.exchanges = "", []
+        self.summary, self.exchanges, self._covered = "", [], 0
         self._loaded = sessions is None
+
+    def fork(self, context: MemoryContext) -> Conversation:
+        """A conversation of this agent's strategy and budget holding ``context``: one turn's
+        memory, apart from this one's (it shares only the token estimator)."""
+        conv = Conversation(
+            self.strategy,
+            self.size,
+            context_window=self.context_window,
+            summarizer=self.summarizer,
+        )
+        conv.estimator = self.estimator
+        conv.summary, conv.exchanges = context.summary, list(context.exchanges)
+        conv.recalled = list(context.recalled)
+        return conv
+
+    @property
+    def needs_load(self) -> bool:
+        """A session is attached and the run's first turn has not loaded it yet."""
+        return not self._loaded
+
+    @property
+    def may_fold(self) -> bool:
+        return self.strategy == "summary" and self.size is not None
+
+    def context(
+        self, recalled: list[str] | tuple[str, ...] = (), *, fold: bool = False
+    ) -> MemoryContext:
+        """What this conversation holds now, for a turn answered elsewhere."""
+        return MemoryContext(self.summary, tuple(self.exchanges), tuple(recalled), fold)
 
     def history(self) -> list[ChatMessage]:
         out: list[ChatMessage] = []
@@ -83,33 +167,54 @@ class Conversation:
         return out
 
     def system(self, role: str) -> list[ChatMessage]:
-        text = role
-        if self.summary:
-            head = "Summary of your earlier conversation in this session:\n" + self.summary
-            text = f"{role}\n\n{head}" if role else head
-        return [ChatMessage("system", text)] if text else []
+        return self._system(role, self.summary)
 
     # -- before a turn ------------------------------------------------------------------------
+    async def load(self) -> bool:
+        """Load the attached session's summary and exchanges, once per run. ``True`` when this
+        call loaded it (the run's first turn); hold :attr:`lock` around it."""
+        if self._loaded or self._sessions is None:
+            return False
+        self._loaded = True
+        sessions, name = self._sessions, self._session
+        summary, covered = await sessions.summary(name, self._agent)
+        exchanges = await sessions.exchanges(name, self._agent)
+        self.summary, self.exchanges, self._covered = summary, exchanges[covered:], covered
+        return True
+
     async def prepare(self, agent: Agent, backend: Backend, on_event: OnEvent | None) -> Usage:
         """Load the session on the first turn of a run and, for ``summary``, fold what no
         longer fits into the summary. Returns the usage of the summary request, if any."""
-        async with self._lock:
-            if self._loaded or self._sessions is None:
+        async with self.lock:
+            if not await self.load():
                 return Usage()
-            self._loaded = True
-            sessions, name = self._sessions, self._session
-            summary, covered = await sessions.summary(name, self._agent)
-            exchanges = await sessions.exchanges(name, self._agent)
-            self.summary, self.exchanges = summary, exchanges[covered:]
-            if self.strategy != "summary" or self.size is None:
+            folded = await self.fold(agent, backend, on_event)
+            if folded is None:
                 return Usage()
-            fold = self._to_fold(agent.role)
-            if not fold:
-                return Usage()
-            usage = await self._summarize(agent, backend, on_event, fold)
-            await sessions.set_summary(name, self._agent, self.summary, covered + fold)
-            self.exchanges = self.exchanges[fold:]
-            return usage
+            await self.keep(folded)
+            return folded.completion.usage
+
+    async def fold(
+        self, agent: Agent, backend: Backend, on_event: OnEvent | None = None
+    ) -> Folded | None:
+        """For ``summary``: write the summary that folds the oldest exchanges no longer
+        fitting ``size`` (with ``backend``, or the summarizer's); :meth:`keep` applies it.
+        ``None`` when all fits."""
+        if not self.may_fold:
+            return None
+        count = self._to_fold(agent.role)
+        if not count:
+            return None
+        return await self._summarize(agent, backend, on_event, count)
+
+    async def keep(self, folded: Folded) -> None:
+        """Take ``folded`` (written here by :meth:`fold`, or by the worker that answered the
+        turn) as the summary, and store it in the session so later runs start from it."""
+        self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
+        self.summary_usage = self.summary_usage + folded.completion.usage
+        self._covered += folded.count
+        if self._sessions is not None:
+            await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)
 
     def summary_budget(self) -> int:
         return max(32, (self.size or 0) // 4)
@@ -128,7 +233,7 @@ class Conversation:
 
     async def _summarize(
         self, agent: Agent, backend: Backend, on_event: OnEvent | None, fold: int
-    ) -> Usage:
+    ) -> Folded:
         who = self.summarizer or agent
         handle = getattr(who, "local_handle", None)
         used = backend if who is agent else (handle.backend if handle else who.backend)
@@ -145,23 +250,12 @@ class Conversation:
             on_event(ev.AgentStarted(agent=who.name, phase="summary", prompt=prompt))
         started = time.perf_counter()
         done = await used.complete(request)
-        cost = who.cost_of(done)
+        if not done.latency:
+            done = dataclasses.replace(done, latency=time.perf_counter() - started)
+        folded = Folded(done.text.strip(), fold, who.name, prompt, done)
         if on_event is not None:
-            on_event(
-                ev.AgentAnswered(
-                    agent=who.name,
-                    phase="summary",
-                    round=0,
-                    text=done.text,
-                    usage=done.usage,
-                    cost=cost,
-                    latency=done.latency or time.perf_counter() - started,
-                    cached=done.cached,
-                )
-            )
-        self.summary = done.text.strip()
-        self.summary_usage = self.summary_usage + done.usage
-        return done.usage
+            on_event(summary_events(folded, who.cost_of(done))[1])
+        return folded
 
     # -- the request --------------------------------------------------------------------------
     def compose(
@@ -174,22 +268,58 @@ class Conversation:
         oldest history goes first, then the least relevant recalled items, then the summary;
         :class:`ContextLimitExceeded` if the role and prompt alone do not fit.
         """
+        return self._compose(
+            role, prompt, model, reserve, self.history(), list(self.recalled), self.summary
+        )
+
+    def window(
+        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
+    ) -> RequestWindow | None:
+        """What keeps a tool loop's follow-up requests within the context window (``None``
+        when the model's window is unknown): the turn's opening messages, composed from this
+        conversation as it is now, with room left for the loop's own messages."""
+        window = context_window(model, self.context_window)
+        if window is None:
+            return None
+        history, recalled, summary = self.history(), list(self.recalled), self.summary
+
+        def opening(room: int) -> tuple[ChatMessage, ...]:
+            try:
+                return self._compose(
+                    role, prompt, model, reserve + room, history, recalled, summary
+                )
+            except ContextLimitExceeded:  # memory is all gone: the role and prompt alone
+                return (*self._system(role, ""), ChatMessage("user", prompt))
+
+        return RequestWindow(window - reserve - REQUEST_OVERHEAD, self.estimator.message, opening)
+
+    def _system(self, role: str, summary: str) -> list[ChatMessage]:
+        text = role
+        if summary:
+            head = "Summary of your earlier conversation in this session:\n" + summary
+            text = f"{role}\n\n{head}" if role else head
+        return [ChatMessage("system", text)] if text else []
+
+    def _compose(
+        self,
+        role: str,
+        prompt: str,
+        model: str | None,
+        reserve: int,
+        history: list[ChatMessage],
+        recalled: list[str],
+        summary: str,
+    ) -> tuple[ChatMessage, ...]:
         count = self.estimator.message
-        history = self.history()
-        recalled = list(self.recalled)
-        summary = self.summary
+        recalled = list(recalled)
         if self.size is not None and self.strategy != "full":
-            fixed = sum(count(m) for m in self.system(role))
+            fixed = sum(count(m) for m in self._system(role, summary))
             history = newest_fitting(history, max(0, self.size - fixed), count)
         window = context_window(model, self.context_window)
 
         def build() -> list[ChatMessage]:
-            saved, self.summary = self.summary, summary
-            try:
-                system = self.system(role)
-            finally:
-                self.summary = saved
-            return [*system, *history, ChatMessage("user", _with_recalled(recalled, prompt))]
+            user = ChatMessage("user", _with_recalled(recalled, prompt))
+            return [*self._system(role, summary), *history, user]
 
         messages = build()
         if window is None:

@@ -9,6 +9,7 @@ message is a block of its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from massgen.types import ChatMessage
 
@@ -68,3 +69,18 @@ def oldest_to_fold(history: Sequence[ChatMessage], budget: int, count: Count) ->
     to fit ``budget`` tokens: 0 when it already fits."""
     kept = newest_fitting(history, budget, count)
     return len(history) - len(kept)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestWindow:
+    """What keeps every request of one turn within the model's context window.
+
+    A tool loop adds the model's calls and their results to the turn's opening messages;
+    before each follow-up request it asks :attr:`opening` for those messages with room left
+    for its own (earlier-turn memory trimmed as needed, down to the role and prompt alone).
+    """
+
+    limit: int
+    """Tokens the messages may take: the window less the reserved answer and overhead."""
+    count: Count
+    opening: Callable[[int], tuple[ChatMessage, ...]]

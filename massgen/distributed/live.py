@@ -1,0 +1,211 @@
+"""Token deltas of remote turns, streamed to the run while the worker answers.
+
+The run asks for them by naming a *feed* in the turn: a bus agent of the run's own whose
+inbox the worker sends the deltas to, as one-way messages (``{"delta": {"key", "seq",
+"text"}}``). A worker coalesces the deltas of a turn into at most one message per
+:data:`INTERVAL` (plus one at the end), so a fast model costs the bus a few messages per
+50 ms, not one per token. The stored, acknowledged reply stays the answer: deltas are only
+for the live view, and whatever of the answer they did not show by then, the reply does.
+
+Delivery is at least once, so a piece may come twice or late: pieces are numbered per turn
+and the feed passes on only those newer than the last it passed on.
+
+A feed's id is taken from a small pool (``massgen-live-0``, ``-1``...): the bus refuses a
+second live agent with the same id, so each running run holds its own, and the inboxes
+left in Redis are as many as the most runs that ever streamed at once, not one per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from massgen.errors import MassGenError
+from massgen.mas import Agent as BusAgent
+from massgen.mas import AgentIdTaken, AgentMessage, BusSettings, Transport
+
+log = logging.getLogger(__name__)
+
+FEED_PREFIX = "massgen-live-"
+POOL = 64
+"""Feed ids tried before a run gives up streaming (its turns then show whole answers)."""
+INTERVAL = 0.02
+"""Seconds between two delta messages of one turn: at most a few per 50 ms."""
+
+OnDelta = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class _Sink:
+    agent: str
+    on_delta: OnDelta
+    last: int = 0
+    shown: list[str] = field(default_factory=list)
+
+
+class Feed(BusAgent):
+    """Receives the deltas workers stream for this run's turns and hands each to the
+    ``on_delta`` of its turn (:meth:`open`)."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        transport: Transport,
+        secret: str | None,
+        settings: BusSettings | None,
+    ) -> None:
+        super().__init__(
+            agent_id,
+            ["live"],
+            transport=transport,
+            secret=secret,
+            settings=settings,
+            concurrency=1,
+        )
+        self._sinks: dict[str, _Sink] = {}
+
+    def open(self, key: str, agent: str, on_delta: OnDelta) -> None:
+        """Pass on the deltas ``agent`` sends for turn ``key``."""
+        self._sinks[key] = _Sink(agent, on_delta)
+
+    def close(self, key: str) -> str:
+        """Stop passing on turn ``key``'s deltas; return the text shown so far."""
+        sink = self._sinks.pop(key, None)
+        return "".join(sink.shown) if sink is not None else ""
+
+    async def on_message(self, message: AgentMessage) -> None:
+        piece = message.payload.get("delta")
+        if not isinstance(piece, dict):
+            return
+        sink = self._sinks.get(str(piece.get("key")))
+        seq, text = piece.get("seq"), piece.get("text")
+        if (
+            sink is None  # a turn already answered, or a run that held this id before
+            or message.sender_id != sink.agent
+            or not isinstance(seq, int)
+            or not isinstance(text, str)
+            or seq <= sink.last  # a duplicate, or overtaken by a newer piece
+        ):
+            return
+        sink.last = seq
+        sink.shown.append(text)
+        sink.on_delta(text)
+
+
+class LiveFeeds:
+    """The run's feed, started on the first turn that streams and stopped with the run."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        secret: str | None = None,
+        settings: BusSettings | None = None,
+    ) -> None:
+        self._transport = transport
+        self._secret = secret
+        self._settings = settings
+        self._feed: Feed | None = None
+        self._tried = False
+        self._lock = asyncio.Lock()
+
+    async def feed(self) -> Feed | None:
+        """The feed, or ``None`` when none could be started (turns then are not streamed)."""
+        async with self._lock:
+            if self._tried:
+                return self._feed
+            self._tried = True
+            for i in range(POOL):
+                feed = Feed(
+                    f"{FEED_PREFIX}{i}",
+                    transport=self._transport,
+                    secret=self._secret,
+                    settings=self._settings,
+                )
+                try:
+                    await feed.start()
+                except AgentIdTaken:
+                    continue  # another run's
+                except MassGenError as e:
+                    log.warning("no live token stream from workers: %s", e)
+                    return None
+                self._feed = feed
+                return feed
+            log.warning("no live token stream from workers: %d runs already stream", POOL)
+            return None
+
+    async def stop(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            with contextlib.suppress(MassGenError):
+                await feed.stop()
+
+
+class DeltaPump:
+    """A worker's ``on_delta`` for one turn: forwards the deltas to the run's feed,
+    coalesced (at most one message per ``interval``) and numbered."""
+
+    def __init__(self, agent: BusAgent, to: str, key: str, interval: float = INTERVAL) -> None:
+        self._agent = agent
+        self._to = to
+        self._key = key
+        self._interval = interval
+        self._buffer: list[str] = []
+        self._seq = 0
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+
+    def __call__(self, text: str) -> None:
+        if not text or self._closing.is_set():
+            return
+        self._buffer.append(text)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Send what is left (before the reply is committed, so it usually arrives first)."""
+        self._closing.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        else:
+            await self._flush()
+
+    def cancel(self) -> None:
+        self._closing.set()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            await self._flush()
+            if self._closing.is_set():
+                return
+            with contextlib.suppress(TimeoutError):  # pace: one message per interval
+                async with asyncio.timeout_at(loop.time() + self._interval):
+                    await self._closing.wait()
+            if not self._buffer and not self._closing.is_set():
+                await self._wake.wait()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        text = "".join(self._buffer)
+        self._buffer.clear()
+        self._seq += 1
+        payload: dict[str, Any] = {"delta": {"key": self._key, "seq": self._seq, "text": text}}
+        try:
+            await self._agent.send(self._to, payload)
+            self.sent += 1
+        except MassGenError as e:  # the live view misses a piece; the reply has the answer
+            log.debug("agent %s: a delta was not sent: %s", self._agent.id, e)
