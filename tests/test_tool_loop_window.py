@@ -12,6 +12,7 @@ from massgen.agents.loop import CLIPPED
 from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.memory import ContextLimitExceeded, Exchange, estimate_message
+from massgen.memory.tokens import estimate_tools
 from massgen.memory.short_term import REQUEST_OVERHEAD
 from massgen.tools import tool
 from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, Usage
@@ -70,7 +71,11 @@ async def test_no_request_of_a_tool_loop_exceeds_the_window(rounds, window, hist
     else:
         assert done.text == "done"
     for request in seen:  # every request the model saw fits
-        assert sum(estimate_message(m) for m in request.messages) <= limit
+        # ...with the tool declarations counted too
+        assert (
+            sum(estimate_message(m) for m in request.messages) + estimate_tools(request.tools)
+            <= limit
+        )
         assert _paired(request.messages)  # never a call without its result
         assert request.messages[-1].role in ("user", "tool")
         if any(CLIP_MARK in m.content for m in request.messages if m.role == "tool"):

@@ -148,6 +148,10 @@ class Agent:
         built = self._backend
         model = self.model or (built.model if built is not None else None)
         reserve = turn.max_tokens or self.max_tokens or 0
+        # The tool declarations travel with every request of the turn: room for them too.
+        specs = turn.tools or (self.toolbox.specs() if self.tools else ())
+        if specs:
+            reserve += memory.estimator.tools(specs)
         messages = memory.compose(self.role, prompt, model=model, reserve=reserve)
         return messages, memory.window(self.role, prompt, model=model, reserve=reserve)
 

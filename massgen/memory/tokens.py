@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from massgen.errors import RunError
-from massgen.types import ChatMessage
+from massgen.types import ChatMessage, ToolSpec
 
 MESSAGE_OVERHEAD = 4
 """Tokens a message costs beyond its text (role, separators), as in OpenAI's accounting."""
@@ -85,6 +85,18 @@ def estimate_message(message: ChatMessage) -> int:
     return tokens
 
 
+def estimate_tools(specs: Iterable[ToolSpec]) -> int:
+    """Estimated tokens of the tool declarations a request carries: providers count each
+    tool's name, description and JSON schema as input."""
+    return sum(
+        MESSAGE_OVERHEAD
+        + estimate_text(spec.name)
+        + estimate_text(spec.description)
+        + estimate_text(json.dumps(dict(spec.parameters), ensure_ascii=False, default=str))
+        for spec in specs
+    )
+
+
 class TokenEstimator:
     """Estimates tokens, scaled by what the provider reported for earlier requests."""
 
@@ -100,6 +112,9 @@ class TokenEstimator:
 
     def message(self, message: ChatMessage) -> int:
         return math.ceil(estimate_message(message) * self.ratio)
+
+    def tools(self, specs: Iterable[ToolSpec]) -> int:
+        return math.ceil(estimate_tools(specs) * self.ratio)
 
     def messages(self, messages: Iterable[ChatMessage]) -> int:
         return sum(self.message(m) for m in messages)
