@@ -454,3 +454,58 @@ def test_workers_advertise_the_turn_timeout_of_their_retry_budget() -> None:
     meta = w.hosted[0].get_metadata()
     assert meta["turn_timeout"] == turn_timeout(None, policy, FAST.lease)
     assert (meta["backend"], meta["tools"], meta["processed"]) == ("function", False, 0)
+
+
+def tool_team() -> Orchestrator:
+    """One agent with a calculator; its model calls it once, then answers."""
+
+    def model(request: CompletionRequest) -> Completion:
+        if request.messages[-1].role == "tool":
+            return Completion(text="It is 42.", model="m", usage=Usage(20, 3))
+        call = ToolCall("call_0", "calculator", {"expression": "6*7"})
+        return Completion(
+            text="", model="m", usage=Usage(10, 2), tool_calls=(call,), finish_reason="tool_calls"
+        )
+
+    agent = Agent("ada", FunctionBackend(model, tools=True), "Be exact.", tools=["calculator"])
+    return Orchestrator([agent], strategy="parallel")
+
+
+async def test_a_workers_tool_calls_reach_the_callers_events(prefix: str) -> None:
+    def tool_events(events: list[Any]) -> list[tuple[Any, ...]]:
+        return [
+            (e.kind, e.agent, e.tool, e.call_id, getattr(e, "ok", None), getattr(e, "output", ""))
+            for e in events
+            if e.kind in ("ToolCalled", "ToolResult")
+        ]
+
+    local_events: list[Any] = []
+    local = tool_team()
+    local.subscribers.append(local_events.append)
+    await local.arun("6 times 7?")
+
+    seen: list[Any] = []
+    caller = tool_team()
+    caller.subscribers.append(seen.append)
+    async with worker(tool_team(), prefix) as w, on_bus(caller, prefix) as placement:
+        assert dict(placement.remote) == {"ada": 1}
+        result = await caller.arun("6 times 7?")
+    assert processed(w) == {"ada": 1}
+    assert result.final_answer == "It is 42."
+    assert tool_events(seen) == tool_events(local_events)
+    assert [e[0] for e in tool_events(seen)] == ["ToolCalled", "ToolResult"]
+    assert tool_events(seen)[1][4] is True and "42" in tool_events(seen)[1][5]
+
+
+def test_tool_events_round_trip_and_anything_else_is_refused() -> None:
+    from massgen import events as ev
+    from massgen.distributed.codec import tool_events_from_list, tool_events_to_list
+
+    called = ev.ToolCalled(agent="ada", tool="calculator", call_id="c1", args='{"x": 1}', at=1.0)
+    done = ev.ToolResult(agent="ada", tool="calculator", call_id="c1", ok=True, duration=0.1)
+    other = ev.VoteCast(agent="ada", round=1, for_agent="bob", reason="")
+    wire = tool_events_to_list([called, other, done])
+    assert tool_events_from_list(wire) == [called, done]  # only tool events travel
+    for bad in ("x", [{"type": "RunStarted", "run_id": "r"}], [{"type": "ToolResult"}]):
+        with pytest.raises(E.TransportError):
+            tool_events_from_list(bad)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from massgen import errors as E
+from massgen import events as ev
 from massgen.agents.turn import Turn
 from massgen.mas.errors import RemoteError
 from massgen.memory.short_term import Folded, MemoryContext
@@ -33,6 +34,10 @@ _TURN = TypeAdapter(Turn)
 _COMPLETION = TypeAdapter(Completion)
 _MEMORY = TypeAdapter(MemoryContext)
 _FOLDED = TypeAdapter(Folded)
+_TOOL_EVENTS: dict[str, TypeAdapter[Any]] = {
+    cls.__name__: TypeAdapter(cls) for cls in (ev.ToolCalled, ev.ToolResult)
+}
+"""The events a worker's turn sends back with its answer: the calls of its tools."""
 
 
 def _rebuildable() -> dict[str, type[E.MassGenError]]:
@@ -85,6 +90,28 @@ def folded_to_dict(folded: Folded) -> dict[str, Any]:
 
 def folded_from_dict(data: Any) -> Folded:
     return _load(_FOLDED, data, "summary")
+
+
+def tool_events_to_list(events: list[ev.Event]) -> list[dict[str, Any]]:
+    return [
+        {"type": e.kind, **_TOOL_EVENTS[e.kind].dump_python(e, mode="json")}
+        for e in events
+        if e.kind in _TOOL_EVENTS
+    ]
+
+
+def tool_events_from_list(data: Any) -> list[ev.Event]:
+    """The tool events of a reply; anything that is not one is refused."""
+    if not isinstance(data, list):
+        raise E.TransportError("malformed tool events on the bus: not a list")
+    out: list[ev.Event] = []
+    for item in data:
+        adapter = _TOOL_EVENTS.get(str(item.get("type"))) if isinstance(item, dict) else None
+        if adapter is None:
+            raise E.TransportError("malformed tool events on the bus: unknown event")
+        fields = {k: v for k, v in item.items() if k != "type"}
+        out.append(_load(adapter, fields, "tool event"))
+    return out
 
 
 def error_to_dict(error: BaseException) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from massgen.distributed.codec import (
     error_from_dict,
     folded_from_dict,
     memory_to_dict,
+    tool_events_from_list,
     turn_to_dict,
 )
 from massgen.errors import TransportError
@@ -116,6 +117,10 @@ class RemoteHandle:
         if "completion" not in reply:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = completion_from_dict(reply["completion"])
+        listener = tool_listener.get()
+        if "events" in reply and listener is not None:
+            for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
+                listener(event)
         if on_delta is not None and completion.text.startswith(shown):
             rest = completion.text[len(shown) :]
             if rest:  # what the streamed pieces have not shown yet (all of it, unstreamed)

@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from massgen import events as ev
 from massgen.agents.handle import LocalHandle
+from massgen.agents.loop import tool_listener
 from massgen.distributed.codec import (
     completion_to_dict,
     error_to_dict,
     folded_to_dict,
     memory_from_dict,
+    tool_events_to_list,
     turn_from_dict,
 )
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
@@ -178,6 +181,8 @@ class HostedAgent(BusAgent):
 
         pump = self._pump(message.payload.get("stream"))
         token = retry_listener.set(on_retry)
+        heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
+        listening = tool_listener.set(heard.append)
         folded: Folded | None = None
         try:
             outcome: Completion | Exception
@@ -189,6 +194,7 @@ class HostedAgent(BusAgent):
         except Exception as e:
             outcome = e
         finally:
+            tool_listener.reset(listening)
             retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
@@ -196,7 +202,7 @@ class HostedAgent(BusAgent):
         report = dataclasses.replace(
             report, seconds=time.perf_counter() - started, note="; ".join(retries)
         )
-        await self._finish(message, report, outcome, folded)
+        await self._finish(message, report, outcome, folded, heard)
 
     def _pump(self, stream: Any) -> DeltaPump | None:
         """Where the run wants this turn's deltas, if it wants them."""
@@ -213,6 +219,7 @@ class HostedAgent(BusAgent):
         report: TurnReport,
         outcome: Completion | Exception,
         folded: Folded | None = None,
+        heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
         reply: dict[str, Any]
@@ -221,6 +228,8 @@ class HostedAgent(BusAgent):
             reply = {"completion": completion_to_dict(outcome)}
             if folded is not None:
                 reply["folded"] = folded_to_dict(folded)
+            if events := tool_events_to_list(heard or []):
+                reply["events"] = events
         else:
             self.failed += 1
             reply = {"error": error_to_dict(outcome)}
