@@ -152,6 +152,11 @@ class EventBus:
         self._subscribers.append(fn)
 
     @property
+    def listening(self) -> bool:
+        """Whether any subscriber is left: if not, an event need not even be built."""
+        return bool(self._subscribers)
+
+    @property
     def wants_deltas(self) -> bool:
         """Whether any subscriber shows token deltas (one may say no with a false
         ``wants_deltas`` attribute); if none does, turns need not stream at all."""

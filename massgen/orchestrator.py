@@ -254,10 +254,14 @@ class Orchestrator:
             live=self.seats(),
             budget=budget if budget is not None else Budget(self.max_cost),
             stream=bus.wants_deltas,
+            listening=bus.listening,
         )
-        bus.emit(
-            ev.RunStarted(run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live))
-        )
+        if bus.listening:
+            bus.emit(
+                ev.RunStarted(
+                    run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live)
+                )
+            )
         started = time.perf_counter()
         self._begin_memory()
         try:
@@ -283,10 +287,13 @@ class Orchestrator:
             raise
         self._close(result, started, result.status, None)
         await self._end_memory(result)
-        bus.emit(
-            ev.FinalAnswer(text=result.final_answer, winner=result.winner, degraded=result.degraded)
-        )
-        bus.emit(ev.RunEnded(result=result))
+        if bus.listening:
+            bus.emit(
+                ev.FinalAnswer(
+                    text=result.final_answer, winner=result.winner, degraded=result.degraded
+                )
+            )
+            bus.emit(ev.RunEnded(result=result))
         return result
 
     def run(self, task: str, strategy: str | None = None) -> Any:
@@ -343,14 +350,19 @@ class Orchestrator:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._batch_once(tasks, options))
+            box: list[BatchResult] = []
+            asyncio.run(self._batch_once(tasks, options, box))
+            return box[0]
         return self.abatch_run(tasks, **options)
 
     async def _batch_once(
-        self, tasks: Sequence[str | BatchTask], options: dict[str, Any]
-    ) -> BatchResult:
+        self, tasks: Sequence[str | BatchTask], options: dict[str, Any], box: list[BatchResult]
+    ) -> None:
+        # The result goes in ``box`` rather than being returned: asyncio.run formats the
+        # main task's repr, result included, when it restores the SIGINT handler, and a
+        # batch's results are large (tens of ms for a thousand tasks).
         try:
-            return await self.abatch_run(tasks, **options)
+            box.append(await self.abatch_run(tasks, **options))
         finally:
             await self.aclose()
 

@@ -64,6 +64,32 @@ def test_result_log_tolerates_a_torn_last_line(tmp_path):
     assert [r["id"] for r in lines] == ["a", "b", "c"]
 
 
+async def test_result_log_groups_commits_under_one_fsync(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with ResultLog(out) as log:
+        await asyncio.gather(*(log.commit({"id": f"t{i}", "status": "done"}) for i in range(50)))
+        assert set(log.done) == {f"t{i}" for i in range(50)}
+        assert 1 <= log.fsyncs < 50  # lines committed together share an fsync
+        # each commit returned only once its line was on disk
+        assert len(out.read_bytes().splitlines()) == 50
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(f"t{i}" for i in range(50))
+
+
+async def test_result_log_close_writes_lines_whose_commit_was_cancelled(tmp_path):
+    out = tmp_path / "r.jsonl"
+    log = ResultLog(out)
+    first = asyncio.ensure_future(log.commit({"id": "a", "status": "done"}))
+    second = asyncio.ensure_future(log.commit({"id": "b", "status": "done"}))
+    await asyncio.sleep(0)  # both lines handed to the log
+    second.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    log.close()
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["a", "b"]
+
+
 def counting_team(delay: float = 0.0, fail_on: str | None = None):
     stats = {"in_flight": 0, "max": 0, "calls": 0}
 
@@ -203,3 +229,21 @@ async def test_a_cached_rerun_makes_no_provider_request(tmp_path):
     assert any(getattr(e, "cached", False) for e in seen)
     await orchestrator.aclose()
     await store.aclose()
+
+
+def test_the_collector_runs_less_often_while_batches_run_and_is_restored():
+    import gc
+
+    from massgen.batch.runner import GC_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with fewer_collections():
+            assert gc.get_threshold() == (GC_THRESHOLD, 10, 10)
+            with fewer_collections():  # a second batch at once
+                pass
+            assert gc.get_threshold()[0] == GC_THRESHOLD  # still raised for the first
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -182,6 +182,17 @@ async def test_an_error_reply_read_whole_keeps_its_connection(
     assert sim.stats.connections == 1
 
 
+async def test_fetch_reads_the_whole_reply_and_keeps_the_connection(
+    sim: ProviderSimulator, pool: Pool
+) -> None:
+    sim.script([Fault(429, retry_after=2), Text("ok")])
+    status, headers, body = await pool.fetch("POST", chat_url(sim), content=BODY, seconds=5)
+    assert (status, headers["retry-after"]) == (429, "2") and b"Rate limit" in body
+    status, _, body = await pool.fetch("POST", chat_url(sim), content=BODY, seconds=5)
+    assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "ok"
+    assert sim.stats.connections == 1
+
+
 async def test_a_stream_abandoned_midway_closes_its_connection(
     sim: ProviderSimulator, pool: Pool
 ) -> None:
@@ -343,6 +354,80 @@ async def test_every_framing_of_a_body_is_read_whole(response: bytes) -> None:
             assert await post(pool, server.url) == b'{"a": 1}'
         finally:
             await pool.aclose()
+
+
+async def test_chunk_extensions_trailers_and_a_100_continue_are_handled() -> None:
+    reply = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"a"\r\n4\r\n: 1}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    async with raw_server(reply_with(reply, reply)) as server:
+        pool = Pool()
+        try:
+            assert await post(pool, server.url) == b'{"a": 1}'
+            assert await post(pool, server.url) == b'{"a": 1}'  # on the same connection
+        finally:
+            await pool.aclose()
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "reused"),
+    [
+        (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+    ],
+    ids=["204-has-no-body", "http-1.0-is-not-kept"],
+)
+async def test_bodiless_and_http_1_0_replies(response: bytes, reused: bool) -> None:
+    async with raw_server(reply_with(response, response)) as server:
+        pool = Pool()
+        try:
+            for _ in range(2):
+                async with pool.request("POST", server.url, content=BODY, seconds=5) as r:
+                    assert await r.aread() == b""
+        finally:
+            await pool.aclose()
+    assert server.connections == (1 if reused else 2)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTX/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad header\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ],
+    ids=["status-line", "header", "content-length", "chunk-size", "transfer-encoding"],
+)
+async def test_a_reply_that_is_not_http_is_a_transport_error(response: bytes) -> None:
+    async with raw_server(reply_with(response)) as server:
+        pool = Pool()
+        try:
+            with pytest.raises(TransportError, match="invalid HTTP response"):
+                await post(pool, server.url)
+            assert not pool._pools[http_pool.Origin.of(server.url)].idle
+        finally:
+            await pool.aclose()
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_sending() -> None:
+    pool = Pool()
+    try:
+        with pytest.raises(ValueError, match="Authorization"):
+            async with pool.request(
+                "POST",
+                "http://127.0.0.1:9/v1",
+                headers=[("Authorization", "Bearer k\r\nX-Evil: 1")],
+                content=BODY,
+                seconds=5,
+            ):
+                pass
+    finally:
+        await pool.aclose()
 
 
 async def test_server_sent_events_arrive_line_by_line() -> None:

@@ -331,6 +331,44 @@ async def test_sqlite_sweeps_expired_rows_on_open(tmp_path: Path) -> None:
         raw.close()
 
 
+async def test_sqlite_gets_in_flight_together_share_one_trip(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with SQLiteStore(tmp_path / "s.sqlite3", clock=clock) as s:
+        for i in range(1200):  # more than one SELECT's worth of keys
+            await s.set(f"k{i}", str(i).encode(), ttl=10 if i % 2 else None)
+        clock.advance(11)  # the odd ones expire
+        keys = [f"k{i}" for i in range(1200)] + ["k0", "missing"]
+        trips = s.read_trips
+        got = await asyncio.gather(*(s.get(k) for k in keys))
+        assert s.read_trips - trips <= 2
+        assert got[:1200] == [None if i % 2 else str(i).encode() for i in range(1200)]
+        assert got[1200:] == [b"0", None]
+
+
+async def test_sqlite_sets_in_flight_together_share_one_transaction(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        await s.set("warm", b"up")
+        trips = s.write_trips
+        await asyncio.gather(*(s.set(f"k{i}", str(i).encode()) for i in range(300)))
+        await asyncio.gather(s.set("dup", b"first"), s.set("dup", b"second"))
+        assert s.write_trips - trips <= 3
+        got = await asyncio.gather(*(s.get(f"k{i}") for i in range(300)))
+        assert got == [str(i).encode() for i in range(300)]
+        assert await s.get("dup") == b"second"  # in the order they were made
+
+
+async def test_sqlite_a_failed_grouped_read_fails_each_get(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "s.sqlite3") as s:
+        await s.set("k", b"v")
+
+        def broken(c: sqlite3.Connection) -> None:
+            c.execute("DROP TABLE kv")
+
+        await s._run(broken)
+        results = await asyncio.gather(s.get("k"), s.get("j"), return_exceptions=True)
+        assert all(isinstance(r, TransportError) for r in results)
+
+
 async def test_sqlite_closed_store_refuses_work(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "s.sqlite3")
     await s.set("k", b"v")

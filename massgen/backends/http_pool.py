@@ -4,8 +4,10 @@ Why not ``httpx`` here: at a batch's ~200 requests in flight, httpcore's pool sp
 the process's CPU re-sorting its connections on every request (encode/httpcore#1035). This
 pool does the one thing the client needs, in O(1) per request: per origin (scheme, host,
 port) a deque of idle connections, the most recently used taken first, so a burst reuses warm
-sockets and the rest age out. ``h11`` speaks the protocol (content-length, chunked and
-close-delimited bodies alike); asyncio streams and :mod:`ssl` do the I/O.
+sockets and the rest age out. The protocol is spoken here, in a few lines per framing
+(content-length, chunked and close-delimited bodies alike, 1xx replies skipped): h11 cost
+more CPU per request than everything else in a batch's request path put together. asyncio
+streams and :mod:`ssl` do the I/O.
 
 What it does, and what it leaves out on purpose:
 
@@ -23,8 +25,9 @@ What it does, and what it leaves out on purpose:
   a connection when ``max_connections`` are all busy (waiters are served first come, first
   served). A timeout raises :class:`TimeoutError`; every other failure (refused, reset,
   closed mid-response, a reply that is not HTTP) raises :class:`TransportError`.
-- No proxies, no redirects, no compression, no HTTP/2. The caller keeps ``httpx`` for a URL
-  that a proxy environment variable applies to (:func:`proxy_for`).
+- No proxies, no redirects, no compression, no HTTP/2, no ``Expect: 100-continue``; line
+  ends in a response's head must be ``\r\n``. The caller keeps ``httpx`` for a URL that a
+  proxy environment variable applies to (:func:`proxy_for`).
 """
 
 from __future__ import annotations
@@ -38,17 +41,21 @@ import time
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h11
-
 _READ_SIZE = 65536
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_BOTH_DONE = {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
+_INCOMPLETE = "the server closed the connection before the response was complete"
+
+# How a response's body ends.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
 
 
 class TransportError(Exception):
@@ -111,14 +118,13 @@ class Origin:
 
 
 class _Connection:
-    """One socket and its h11 state machine."""
+    """One socket."""
 
-    __slots__ = ("h11", "idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
 
     def usable(self) -> bool:
@@ -129,31 +135,26 @@ class _Connection:
             or self.writer.transport.is_closing()
         )
 
-    async def send(self, events: Iterable[h11.Event], seconds: float) -> None:
-        data = b"".join(self.h11.send(event) or b"" for event in events)
-        self.writer.write(data)
-        async with asyncio.timeout(seconds):
-            await self.writer.drain()
+    async def send(self, data: bytes, seconds: float) -> None:
+        writer = self.writer
+        writer.write(data)
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(seconds):
+                await writer.drain()
+        else:
+            await writer.drain()  # cannot wait: nothing is buffered; raises if the peer is gone
 
-    async def next_event(self, seconds: float) -> h11.Event | type[h11.PAUSED]:
-        """The next event of the response, reading from the socket as needed."""
-        conn = self.h11
+    async def read(self, step: Awaitable[bytes], seconds: float) -> bytes:
+        """``step`` (one read of the reader), bounded by ``seconds``, errors mapped."""
         try:
-            while True:
-                event = conn.next_event()
-                if event is not h11.NEED_DATA:
-                    return event  # type: ignore[return-value]  # narrowed by the `is not`
-                async with asyncio.timeout(seconds):
-                    data = await self.reader.read(_READ_SIZE)
-                conn.receive_data(data)  # b"" tells h11 the server closed the connection
+            async with asyncio.timeout(seconds):
+                return await step
         except TimeoutError:
             raise
-        except h11.RemoteProtocolError as e:
-            if conn.their_state is h11.ERROR and self.reader.at_eof():
-                raise TransportError(
-                    "the server closed the connection before the response was complete"
-                ) from e
-            raise TransportError(f"invalid HTTP response: {e}") from e
+        except asyncio.IncompleteReadError as e:
+            raise TransportError(_INCOMPLETE) from e
+        except asyncio.LimitOverrunError as e:
+            raise TransportError("invalid HTTP response: a line is too long") from e
         except (ConnectionError, OSError) as e:
             raise TransportError(_describe(e)) from e
 
@@ -161,29 +162,95 @@ class _Connection:
 class Response:
     """A response whose body has not been read yet; use it inside :meth:`Pool.request`."""
 
-    __slots__ = ("_conn", "_done", "_timeout", "headers", "status")
+    __slots__ = (
+        "_conn",
+        "_crlf",
+        "_done",
+        "_keep_alive",
+        "_left",
+        "_mode",
+        "_timeout",
+        "headers",
+        "status",
+    )
 
     def __init__(
-        self, conn: _Connection, status: int, headers: dict[str, str], seconds: float
+        self,
+        conn: _Connection,
+        status: int,
+        headers: dict[str, str],
+        seconds: float,
+        *,
+        mode: int = _CLOSE,
+        length: int = 0,
+        keep_alive: bool = False,
     ) -> None:
         self._conn = conn
         self._timeout = seconds
-        self._done = False
+        self._mode = mode
+        self._left = length
+        """Bytes left of the body (content-length) or of the current chunk."""
+        self._crlf = False
+        """A chunk's data was read; its closing CRLF was not."""
+        self._done = mode == _NONE
+        self._keep_alive = keep_alive and mode != _CLOSE
         self.status = status
         self.headers = headers
         """Header names in lower case; of a repeated header, the last value."""
 
+    @property
+    def reusable(self) -> bool:
+        """Read to its end, and the server keeps the connection open."""
+        return self._done and self._keep_alive
+
     async def read_chunk(self) -> bytes | None:
         """The next piece of the body as it arrives, or ``None`` at its end."""
-        while not self._done:
-            event = await self._conn.next_event(self._timeout)
-            if type(event) is h11.Data:
-                return bytes(event.data)
-            if type(event) is h11.EndOfMessage:
+        if self._done:
+            return None
+        conn, seconds = self._conn, self._timeout
+        reader = conn.reader
+        mode = self._mode
+        if mode == _LENGTH:
+            if self._left <= 0:
                 self._done = True
-            elif type(event) is h11.ConnectionClosed or event is h11.PAUSED:
-                raise TransportError("the server ended the response unexpectedly")
-        return None
+                return None
+            data = await conn.read(reader.read(min(self._left, _READ_SIZE)), seconds)
+            if not data:
+                raise TransportError(_INCOMPLETE)
+            self._left -= len(data)
+            self._done = self._left <= 0
+            return data
+        if mode == _CLOSE:
+            data = await conn.read(reader.read(_READ_SIZE), seconds)
+            if not data:
+                self._done = True
+                return None
+            return data
+        # chunked
+        while self._left <= 0:
+            if self._crlf:
+                if await conn.read(reader.readexactly(2), seconds) != b"\r\n":
+                    raise TransportError("invalid HTTP response: a chunk does not end in CRLF")
+                self._crlf = False
+            line = await conn.read(reader.readuntil(b"\r\n"), seconds)
+            try:
+                size = int(line.split(b";", 1)[0].strip(b" \t\r\n"), 16)
+            except ValueError:
+                raise TransportError("invalid HTTP response: a bad chunk size") from None
+            if size < 0:
+                raise TransportError("invalid HTTP response: a bad chunk size")
+            if size == 0:  # the last chunk; then trailers (ignored) up to a blank line
+                while await conn.read(reader.readuntil(b"\r\n"), seconds) != b"\r\n":
+                    pass
+                self._done = True
+                return None
+            self._left = size
+        data = await conn.read(reader.read(min(self._left, _READ_SIZE)), seconds)
+        if not data:
+            raise TransportError(_INCOMPLETE)
+        self._left -= len(data)
+        self._crlf = self._left <= 0
+        return data
 
     async def raise_for_status(self) -> None:
         """Read an error reply's body and raise :class:`StatusError`; a 2xx passes."""
@@ -298,19 +365,10 @@ class Pool:
         and closes it otherwise.
         """
         origin, target, host = _parse(url)
-        head = h11.Request(
-            method=method,
-            target=target,
-            headers=[
-                ("Host", host),
-                *headers,
-                ("Content-Length", str(len(content))),
-                ("Connection", "keep-alive"),
-            ],
-        )
-        events = (head, h11.Data(data=content), h11.EndOfMessage())
         pool = self._pools.setdefault(origin, _OriginPool())
-        conn = await self._send(origin, pool, events, seconds)
+        conn = await self._send(
+            origin, pool, _request(method, target, host, headers, content), seconds
+        )
         response: Response | None = None
         try:
             response = await self._receive_head(conn, seconds)
@@ -318,11 +376,39 @@ class Pool:
         finally:
             # Even after an error of the caller's (a 429 it raises on): a reply read to its
             # end leaves the connection ready for the next request.
-            state = conn.h11.states
-            if response is not None and response._done and state == _BOTH_DONE:
-                self._release(pool, conn)
-            else:
-                self._discard(pool, conn)
+            self._finish(pool, conn, response)
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        content: bytes = b"",
+        seconds: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send a request and read its whole reply: status, headers (as
+        :attr:`Response.headers`) and body, whatever the status. :meth:`request` without the
+        context manager, which costs more per call than the rest of a small exchange."""
+        origin, target, host = _parse(url)
+        pool = self._pools.setdefault(origin, _OriginPool())
+        conn = await self._send(
+            origin, pool, _request(method, target, host, headers, content), seconds
+        )
+        response: Response | None = None
+        try:
+            response = await self._receive_head(conn, seconds)
+            body = await response.aread()
+        finally:
+            self._finish(pool, conn, response)
+        return response.status, response.headers, body
+
+    def _finish(self, pool: _OriginPool, conn: _Connection, response: Response | None) -> None:
+        """A reply read to its end leaves the connection ready for the next request."""
+        if response is not None and response.reusable:
+            self._release(pool, conn)
+        else:
+            self._discard(pool, conn)
 
     async def aclose(self) -> None:
         """Close every connection, idle or busy; the pool is not used after this."""
@@ -347,7 +433,7 @@ class Pool:
         self,
         origin: Origin,
         pool: _OriginPool,
-        events: tuple[h11.Event, ...],
+        data: bytes,
         seconds: float,
     ) -> _Connection:
         """A connection with the request written on it."""
@@ -357,7 +443,7 @@ class Pool:
             conn = await self._connect(origin, pool, seconds)
         try:
             try:
-                await conn.send(events, seconds)
+                await conn.send(data, seconds)
             except TimeoutError:
                 raise
             except (ConnectionError, OSError) as e:
@@ -369,7 +455,7 @@ class Pool:
                 self._close(conn)
                 conn = await self._connect(origin, pool, seconds)
                 try:
-                    await conn.send(events, seconds)
+                    await conn.send(data, seconds)
                 except TimeoutError:
                     raise
                 except (ConnectionError, OSError) as e2:
@@ -437,15 +523,20 @@ class Pool:
         return conn
 
     async def _receive_head(self, conn: _Connection, seconds: float) -> Response:
+        reader = conn.reader
         while True:
-            event = await conn.next_event(seconds)
-            if type(event) is h11.Response:
-                headers = {
-                    name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
-                }
-                return Response(conn, event.status_code, headers, seconds)
-            if type(event) is not h11.InformationalResponse:
-                raise TransportError("the server closed the connection without a response")
+            try:
+                head = await conn.read(reader.readuntil(b"\r\n\r\n"), seconds)
+            except TransportError as e:
+                cause = e.__cause__
+                if isinstance(cause, asyncio.IncompleteReadError) and not cause.partial:
+                    raise TransportError(
+                        "the server closed the connection without a response"
+                    ) from cause
+                raise
+            response = _response(conn, head, seconds)
+            if response is not None:
+                return response
 
     def _release(self, pool: _OriginPool, conn: _Connection) -> None:
         """Back to the pool: to the first waiter, or the idle deque."""
@@ -453,7 +544,6 @@ class Pool:
         if self._closed:
             self._close(conn)
             return
-        conn.h11.start_next_cycle()
         conn.idle_since = time.monotonic()
         self._pass_on(pool, conn)
 
@@ -494,6 +584,71 @@ class Pool:
             conn.idle_since - idle[0].idle_since < self._expiry and idle[0].usable()
         ):
             self._drop(pool, idle.popleft())
+
+
+def _response(conn: _Connection, head: bytes, seconds: float) -> Response | None:
+    """The response a head (``\\r\\n\\r\\n`` included) starts, ``None`` for a 1xx to skip."""
+    lines = head[:-4].split(b"\r\n")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None:
+        raise TransportError(f"invalid HTTP response: status line {lines[0][:60]!r}")
+    status = int(match[2])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name[-1:] in (b" ", b"\t") or name[:1] in (b" ", b"\t"):
+            raise TransportError(f"invalid HTTP response: header line {line[:60]!r}")
+        headers[name.decode("latin-1").lower()] = value.strip(b" \t").decode("latin-1")
+    if 100 <= status < 200:
+        if status == 101:
+            raise TransportError("invalid HTTP response: 101 Switching Protocols")
+        return None
+    keep_alive = match[1] == b"1" and "close" not in headers.get("connection", "").lower()
+    mode, length = _CLOSE, 0
+    if status in (204, 304):
+        mode = _NONE
+    elif (coding := headers.get("transfer-encoding")) is not None:
+        if coding.rsplit(",", 1)[-1].strip().lower() != "chunked":
+            raise TransportError(f"invalid HTTP response: transfer-encoding {coding[:40]!r}")
+        mode = _CHUNKED
+    elif (size := headers.get("content-length")) is not None:
+        if not size.isdigit():
+            raise TransportError(f"invalid HTTP response: content-length {size[:40]!r}")
+        mode, length = _LENGTH, int(size)
+    return Response(conn, status, headers, seconds, mode=mode, length=length, keep_alive=keep_alive)
+
+
+def _request(
+    method: str, target: str, host: str, headers: Iterable[tuple[str, str]], content: bytes
+) -> bytes:
+    """A request's bytes, head and body."""
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s" % (
+        _ascii(method, "method"),
+        _ascii(target, "target"),
+        _ascii(host, "host"),
+        _header_block(tuple(headers)),
+        b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n" % len(content),
+        content,
+    )
+
+
+def _ascii(text: str, what: str) -> bytes:
+    if "\r" in text or "\n" in text or " " in text:
+        raise ValueError(f"invalid request {what}: {text[:60]!r}")
+    return text.encode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _header_block(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """``Name: value\\r\\n`` lines, checked as h11 would: a token for the name, no line
+    break or NUL in the value, no space around it (a key with a newline must never split
+    the request). A client sends the same headers each time, hence the cache."""
+    lines = []
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            raise ValueError(f"invalid request header {name[:40]!r}")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 @functools.lru_cache(maxsize=64)

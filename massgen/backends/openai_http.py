@@ -5,7 +5,7 @@ use, for a protocol of one endpoint. This client speaks that endpoint directly: 
 keep-alive connection pool per backend, made on first use, no retries of its own (the retry
 wrapper has the one budget), and every failure mapped to our errors where it enters.
 
-The pool is :mod:`massgen.backends.http_pool` (asyncio streams and ``h11``): at a batch's
+The pool is :mod:`massgen.backends.http_pool` (asyncio streams; HTTP/1.1 spoken there): at a batch's
 ~200 requests in flight, httpx's pool costs several ms of CPU per request, this one a
 fraction of that. A URL that the environment sends through a proxy (``HTTPS_PROXY``,
 ``HTTP_PROXY`` or ``ALL_PROXY``, in either case, and not excluded by ``NO_PROXY``) goes
@@ -39,6 +39,9 @@ from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeo
 _MAX_CONNECTIONS = 256
 """Per origin, for :mod:`~massgen.backends.http_pool`: above a batch's 64 tasks x 3 agents in
 flight, yet a bound on the sockets a runaway caller can open."""
+
+_POOL_ERRORS = (TimeoutError, http_pool.StatusError, http_pool.TransportError)
+"""What the pool raises, mapped to our errors where it enters."""
 
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 """Read from the environment as the SDK reads them, so both clients send the same."""
@@ -113,16 +116,19 @@ class HTTPChatClient:
                 response = await client.post(self.url, content=_encode(body), timeout=seconds)
                 response.raise_for_status()
             return self._decode(response.content)
-        with self._mapped():
-            async with client.request(
+        try:
+            status, headers, content = await client.fetch(
                 "POST",
                 self.url,
                 headers=self._headers.items(),
                 content=_encode(body),
                 seconds=seconds,
-            ) as reply:
-                await reply.raise_for_status()
-                content = await reply.aread()
+            )
+        except _POOL_ERRORS as e:  # as _mapped() does, without a context manager per call
+            raise self._mapped_error(e) from e
+        if not 200 <= status < 300:
+            reply = http_pool.StatusError(status, headers, content)
+            raise self._status_error(status, content, headers) from reply
         return self._decode(content)
 
     async def stream(
@@ -190,15 +196,18 @@ class HTTPChatClient:
         """Re-raise the pool's errors as ours, keeping status and Retry-After."""
         try:
             yield
-        except TimeoutError as e:  # connect, read, write or waiting for a free connection
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except http_pool.StatusError as e:
-            raise self._status_error(e.status, e.content, e.headers) from e
-        except http_pool.TransportError as e:  # refused, reset or dropped connections
+        except _POOL_ERRORS as e:
+            raise self._mapped_error(e) from e
+
+    def _mapped_error(self, e: Exception) -> ProviderError:
+        """Ours for one of the pool's errors (:data:`_POOL_ERRORS`)."""
+        if isinstance(e, http_pool.StatusError):
+            return self._status_error(e.status, e.content, e.headers)
+        if isinstance(e, http_pool.TransportError):  # refused, reset or dropped connections
             detail = clean_message(e, secret=self._api_key) or type(e).__name__
-            raise ProviderConnectionError(
-                f"connection failed: {detail}", provider=self.provider
-            ) from e
+            return ProviderConnectionError(f"connection failed: {detail}", provider=self.provider)
+        # A timeout: connecting, reading, writing or waiting for a free connection.
+        return ProviderTimeout("request timed out", provider=self.provider)
 
     @contextmanager
     def _mapped_httpx(self) -> Iterator[None]:

@@ -1,4 +1,9 @@
-"""The batch result file: one JSON line per finished task, fsynced as it is written.
+"""The batch result file: one JSON line per finished task, on disk before the task counts.
+
+A task's line is written and fsynced before :meth:`ResultLog.commit` returns, but the disk
+is not asked once per line: lines that arrive while an fsync runs wait for the next one,
+which then covers all of them (group commit). The writes and fsyncs run on a worker thread
+of the log's own, so the event loop never waits on the disk.
 
 A crash can leave at most one torn line at the end; opening the file for a resume reads
 every complete line and cuts the torn tail off before appending, so the file stays valid
@@ -7,10 +12,17 @@ JSONL and nothing finished is lost.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    """One result line, newline included."""
+    return (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
 class ResultLog:
@@ -24,7 +36,13 @@ class ResultLog:
             self._load()
         elif self.path.exists():
             self.path.unlink()
-        self._file: TextIO = self.path.open("a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pending: list[bytes] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        self.fsyncs = 0
+        """How many fsyncs the log made (fewer than lines when commits were grouped)."""
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -48,14 +66,90 @@ class ResultLog:
     def finished(self, task_id: str) -> bool:
         return task_id in self.done
 
+    # -- writing -----------------------------------------------------------------------------
+    def _append(self, data: bytes) -> None:
+        """Write ``data`` at the end and fsync (on the worker thread, or inline)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+        self.fsyncs += 1
+
     def write(self, row: dict[str, Any]) -> None:
-        self._file.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        """Write one line and fsync it now, blocking (outside an event loop)."""
+        self._append(encode_row(row))
         self.done[str(row["id"])] = row
 
+    async def commit(self, row: dict[str, Any]) -> None:
+        """Write one line; returns once it is on disk. Lines committed while an fsync runs
+        share the next one.
+
+        Cancelling the caller does not take the line back: commit still waits for its
+        write (one fsync at most) and then raises :class:`asyncio.CancelledError`. So a
+        committed line is on disk when commit exits either way (or, if the log's own writer
+        was stopped, written by :meth:`close`), and the caller can count it as finished.
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending.append(encode_row(row))
+        self._waiters.append(waiter)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        try:
+            await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            if not waiter.done():
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    pass  # the writer was stopped; close() writes the line
+            self.done[str(row["id"])] = row
+            raise
+        self.done[str(row["id"])] = row
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-log")
+        try:
+            while self._pending:
+                data, waiters = b"".join(self._pending), self._waiters
+                self._pending, self._waiters = [], []
+                try:
+                    await loop.run_in_executor(self._worker, self._append, data)
+                except asyncio.CancelledError:
+                    for w in waiters:
+                        w.cancel()
+                    raise
+                except BaseException as e:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                    continue
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+        finally:
+            self._flusher = None
+
+    async def drain(self) -> None:
+        """Wait until every committed line is on disk."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
     def close(self) -> None:
-        self._file.close()
+        """Finish any write in progress, write what is still pending, and close the file."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)  # a write handed over finishes
+            self._worker = None
+        if self._pending:
+            self._append(b"".join(self._pending))
+            self._pending.clear()
+        for w in self._waiters:
+            w.cancel()
+        self._waiters.clear()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> ResultLog:
         return self

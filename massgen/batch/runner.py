@@ -1,15 +1,17 @@
 """Run many tasks with one team: bounded concurrency, a shared budget, resumable output.
 
-Each finished task is written (and fsynced) the moment it finishes. Cancelling the batch
-(Ctrl-C, SIGTERM) cancels the tasks in flight, which are *not* written, so a re-run does
-exactly the work that is left.
+Each finished task is written (and fsynced, see :class:`~massgen.batch.output.ResultLog`)
+before it counts as done. Cancelling the batch (Ctrl-C, SIGTERM) cancels the tasks still
+running, which are *not* written, so a re-run does exactly the work that is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,38 @@ if TYPE_CHECKING:
 
 #: Rows with these statuses count as finished: a resume skips them. Failed tasks run again.
 FINISHED = ("done", "degraded")
+
+#: The collector's first threshold while a batch runs (Python's default is 700).
+GC_THRESHOLD = 10_000
+_batches = 0  # batches running in this process
+_saved_threshold: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Let the cyclic garbage collector run less often while batches run.
+
+    Each task allocates thousands of short-lived objects (requests, answers, events); at the
+    default threshold the collector ran about 250 times in a 1,000-task batch, a quarter of
+    its CPU, and its delays hold every task in flight up. Reference counting still frees
+    almost everything at once; cycles wait a little longer. The old threshold is back when
+    the last batch ends (unless someone else changed it meanwhile).
+    """
+    global _batches, _saved_threshold
+    if _batches == 0:
+        saved = gc.get_threshold()
+        if 0 < saved[0] < GC_THRESHOLD:
+            _saved_threshold = saved
+            gc.set_threshold(GC_THRESHOLD, saved[1], saved[2])
+    _batches += 1
+    try:
+        yield
+    finally:
+        _batches -= 1
+        if _batches == 0 and _saved_threshold is not None:
+            if gc.get_threshold()[0] == GC_THRESHOLD:
+                gc.set_threshold(*_saved_threshold)
+            _saved_threshold = None
 
 
 @dataclass(slots=True)
@@ -144,24 +178,32 @@ async def run_batch(
             results[i] = result
             row = row_for(task, result, status, error)
             if log is not None:
-                log.write(row)
-            if status == "failed":
-                summary.failed += 1
-            else:
-                summary.done += 1
-            if result is not None:
-                summary.usage = summary.usage + result.usage
-                summary.cost += result.cost
+                try:
+                    await log.commit(row)  # on disk before the task counts as done
+                except asyncio.CancelledError:
+                    count(result, status)  # its line is written all the same
+                    raise
+            count(result, status)
             if on_row is not None:
                 on_row(row, summary)
 
+    def count(result: RunResult | None, status: str) -> None:
+        if status == "failed":
+            summary.failed += 1
+        else:
+            summary.done += 1
+        if result is not None:
+            summary.usage = summary.usage + result.usage
+            summary.cost += result.cost
+
     try:
-        async with asyncio.TaskGroup() as group:
-            for i, task in enumerate(tasks):
-                if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
-                    summary.skipped += 1
-                    continue
-                group.create_task(one(i, task))
+        with fewer_collections():
+            async with asyncio.TaskGroup() as group:
+                for i, task in enumerate(tasks):
+                    if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
+                        summary.skipped += 1
+                        continue
+                    group.create_task(one(i, task))
     except asyncio.CancelledError:
         summary.stopped = "interrupted"
         raise

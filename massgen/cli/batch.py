@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -84,12 +85,14 @@ def batch_command(
 
             view = PlainBatchView(len(tasks))
 
-    async def main() -> Any:
+    async def main() -> None:
+        # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result
+        # included) when it restores the SIGINT handler, and a batch's results are large.
         me = asyncio.current_task()
         if me is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
         async with orchestrator:
-            return await run_batch(
+            await run_batch(
                 orchestrator,
                 tasks,
                 log=log,
@@ -101,6 +104,9 @@ def batch_command(
             )
 
     summary = BatchSummary(total=len(tasks))
+    # Everything made so far (modules, config, the tasks) lives until exit: out of the
+    # collector's way, so the collections a batch still needs do not walk it each time.
+    gc.freeze()
     try:
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):

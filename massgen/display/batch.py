@@ -9,11 +9,11 @@ from typing import Any, TextIO
 from massgen.batch.runner import BatchSummary
 
 
-def describe(s: BatchSummary) -> str:
+def describe(s: BatchSummary, digits: int = 1) -> str:
     return (
         f"{s.done} done, {s.failed} failed, {s.skipped} skipped, {s.remaining} remaining; "
         f"{s.usage.input_tokens}+{s.usage.output_tokens} tokens, ${s.cost:.4f}, "
-        f"{time.perf_counter() - s.started:.1f}s"
+        f"{time.perf_counter() - s.started:.{digits}f}s"
     )
 
 
@@ -33,7 +33,7 @@ class PlainBatchView:
             print("batch: " + describe(summary), file=self.stream, flush=True)
 
     def close(self, summary: BatchSummary) -> None:
-        print("batch summary: " + describe(summary), file=self.stream, flush=True)
+        print("batch summary: " + describe(summary, 3), file=self.stream, flush=True)
 
 
 class RichBatchView:

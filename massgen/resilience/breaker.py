@@ -19,7 +19,9 @@ subscribes to its changes.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +43,26 @@ Clock = Callable[[], float]
 log = logging.getLogger(__name__)
 
 _KEY_TTL_MS = 86_400_000  # an idle circuit's Redis keys vanish after a day (it closes)
+
+
+class _Tokens:
+    """Names for callers, unique across processes and machines: a random prefix per
+    process (renewed in a forked child) and a counter. A uuid4 per call cost more than the
+    rest of the breaker's bookkeeping."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16] + "-"
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count)}"
+
+
+_token = _Tokens()
 
 
 class CircuitState(StrEnum):
@@ -407,27 +429,39 @@ class CircuitBreaker:
     async def call(self, provider: str = "") -> AsyncIterator[None]:
         """Guard one call: raises :class:`CircuitOpen` instead of entering when the circuit
         is open (or half-open with a probe running), and records how the call ended."""
-        token = uuid.uuid4().hex
+        probe = await self.enter(provider)
+        try:
+            yield
+        except BaseException as error:
+            await self.failed(probe, error)
+            raise
+        await self.succeeded(probe)
+
+    async def enter(self, provider: str = "") -> str | None:
+        """The first half of :meth:`call`: admit one call or raise :class:`CircuitOpen`.
+        Returns the probe token when this call is the half-open probe, else ``None``; pass
+        it to :meth:`succeeded` or :meth:`failed` when the call ends."""
+        token = _token()
         admission = await self.store.admit(
             self.clock(), self.policy.cooldown, self.policy.probe_timeout, token
         )
         self._observe(admission.state)
         if not admission.allowed:
             raise CircuitOpen(self.key, provider=provider, retry_after=admission.retry_after)
-        probe = token if admission.state is CircuitState.HALF_OPEN else None
-        try:
-            yield
-        except BaseException as error:
-            if trips(error):
-                await self._record(
-                    self.store.record_failure(self.clock(), self.policy.failures, probe)
-                )
-            elif isinstance(error, ProviderError) and not isinstance(error, CircuitOpen):
-                await self._record(self.store.record_success(probe))
-            elif probe is not None:
-                await self._record(self.store.release(probe))
-            raise
+        return token if admission.state is CircuitState.HALF_OPEN else None
+
+    async def succeeded(self, probe: str | None) -> None:
+        """The call admitted by :meth:`enter` answered."""
         await self._record(self.store.record_success(probe))
+
+    async def failed(self, probe: str | None, error: BaseException) -> None:
+        """The call admitted by :meth:`enter` raised ``error``."""
+        if trips(error):
+            await self._record(self.store.record_failure(self.clock(), self.policy.failures, probe))
+        elif isinstance(error, ProviderError) and not isinstance(error, CircuitOpen):
+            await self._record(self.store.record_success(probe))
+        elif probe is not None:
+            await self._record(self.store.release(probe))
 
     async def _record(self, step: Awaitable[CircuitState | None]) -> None:
         """Record how a call ended. The answer or error in hand matters more than the
@@ -456,8 +490,16 @@ class BreakerBackend(Backend):
         return self.inner.describe()
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        async with self.breaker.call(self.provider):
-            return await self.inner.complete(request)
+        # call()'s steps spelled out: a context manager per request costs more than the rest.
+        breaker = self.breaker
+        probe = await breaker.enter(self.provider)
+        try:
+            completion = await self.inner.complete(request)
+        except BaseException as error:
+            await breaker.failed(probe, error)
+            raise
+        await breaker.succeeded(probe)
+        return completion
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         async with self.breaker.call(self.provider):

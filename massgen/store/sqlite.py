@@ -6,7 +6,10 @@ corrupts the file; a power cut may lose the last few writes, which a cache or a 
 can afford.
 
 sqlite3 blocks, so every call runs on one worker thread owned by the store: the event loop
-never waits on the disk, and the single connection needs no locking of its own.
+never waits on the disk, and the single connection needs no locking of its own. Reads that
+arrive together share one trip to that thread, and so do writes (one transaction): a cache
+serving a batch asks for, and stores, hundreds of keys at once, and each trip costs more
+than the read or write it carries.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from massgen.errors import TransportError
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -41,12 +46,96 @@ CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
 
 #: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
 _SWEEP_EVERY = 1000
+#: Keys per SELECT when reads are grouped (SQLite allows 999 parameters on old builds).
+_KEYS_PER_SELECT = 500
 
 
 def glob_prefix(prefix: str) -> str:
     """A GLOB pattern matching strings that start with ``prefix`` literally."""
     escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
     return escaped + "*"
+
+
+def _select_many(c: sqlite3.Connection, keys: list[str], now: float) -> dict[str, bytes]:
+    """The live values of ``keys`` (those it has), by key."""
+    found: dict[str, bytes] = {}
+    for i in range(0, len(keys), _KEYS_PER_SELECT):
+        part = keys[i : i + _KEYS_PER_SELECT]
+        rows = c.execute(
+            f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(part))})"
+            " AND (expires IS NULL OR expires > ?)",
+            (*part, now),
+        )
+        found.update((k, bytes(v)) for k, v in rows)
+    return found
+
+
+def _insert_many(
+    c: sqlite3.Connection, rows: list[tuple[str, bytes, float | None]], sweep_at: float | None
+) -> None:
+    """Store ``rows`` (key, value, expires) in one transaction; then sweep if asked."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        c.executemany(
+            "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+            [(k, sqlite3.Binary(v), e) for k, v, e in rows],
+        )
+        if sweep_at is not None:
+            _sweep(c, sweep_at)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+
+
+class _Grouped(Generic[I, R]):
+    """Calls made together, run as one job on the store's worker thread.
+
+    The first call starts a task that takes every call made until it runs; calls made while
+    its job is under way go in the next job. ``job`` gets the items and returns one result
+    per item, in order; if it raises, every call of that job raises it.
+    """
+
+    def __init__(
+        self, store: SQLiteStore, job: Callable[[list[I]], Callable[[sqlite3.Connection], list[R]]]
+    ) -> None:
+        self._store = store
+        self._job = job
+        self._items: list[I] = []
+        self._waiters: list[asyncio.Future[R]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.trips = 0
+
+    async def __call__(self, item: I) -> R:
+        waiter: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._waiters.append(waiter)
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return await waiter
+
+    async def _drain(self) -> None:
+        try:
+            while self._items:
+                items, waiters = self._items, self._waiters
+                self._items, self._waiters = [], []
+                self.trips += 1
+                try:
+                    results = await self._store._run(self._job(items))
+                except asyncio.CancelledError:
+                    for w in waiters:
+                        w.cancel()
+                    raise
+                except Exception as e:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                    continue
+                for w, result in zip(waiters, results, strict=True):
+                    if not w.done():
+                        w.set_result(result)
+        finally:
+            self._task = None
 
 
 def _sweep(c: sqlite3.Connection, now: float) -> None:
@@ -77,6 +166,20 @@ class SQLiteStore(Store):
         self._closed = False
         self._sets = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
+        self._gets: _Grouped[str, bytes | None] = _Grouped(self, self._get_job)
+        self._sets_grouped: _Grouped[tuple[str, bytes, float | None], None] = _Grouped(
+            self, self._set_job
+        )
+
+    @property
+    def read_trips(self) -> int:
+        """Trips to the worker thread made for :meth:`get` (fewer than gets when grouped)."""
+        return self._gets.trips
+
+    @property
+    def write_trips(self) -> int:
+        """Trips (transactions) made for :meth:`set` (fewer than sets when grouped)."""
+        return self._sets_grouped.trips
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -116,33 +219,39 @@ class SQLiteStore(Store):
 
     # -- key/value -------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
+        if self._closed:
+            raise TransportError(f"SQLite store {self.path} is closed")
+        return await self._gets(key)
+
+    def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
         now = self.clock()
+        unique = list(dict.fromkeys(keys))
 
-        def op(c: sqlite3.Connection) -> bytes | None:
-            row = c.execute(
-                "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)",
-                (key, now),
-            ).fetchone()
-            return None if row is None else bytes(row[0])
+        def job(c: sqlite3.Connection) -> list[bytes | None]:
+            found = _select_many(c, unique, now)
+            return [found.get(k) for k in keys]
 
-        return await self._run(op)
+        return job
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
-        now = self.clock()
-        expires = None if ttl is None else now + ttl
-        self._sets += 1
-        sweep = self._sets % _SWEEP_EVERY == 0
+        if self._closed:
+            raise TransportError(f"SQLite store {self.path} is closed")
+        expires = None if ttl is None else self.clock() + ttl
+        await self._sets_grouped((key, value, expires))
 
-        def op(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                (key, sqlite3.Binary(value), expires),
-            )
-            if sweep:
-                _sweep(c, now)
+    def _set_job(
+        self, rows: list[tuple[str, bytes, float | None]]
+    ) -> Callable[[sqlite3.Connection], list[None]]:
+        before = self._sets
+        self._sets += len(rows)
+        sweep_at = self.clock() if before // _SWEEP_EVERY != self._sets // _SWEEP_EVERY else None
 
-        await self._run(op)
+        def job(c: sqlite3.Connection) -> list[None]:
+            _insert_many(c, rows, sweep_at)
+            return [None] * len(rows)
+
+        return job
 
     async def delete(self, key: str) -> bool:
         now = self.clock()

@@ -52,6 +52,9 @@ class RunContext:
     budget: Budget = field(default_factory=Budget)
     stream: bool = True
     """Stream turns (token deltas as events); off when no subscriber shows them."""
+    listening: bool = True
+    """Whether anyone hears the events; if not, the per-turn ones are not even built (a
+    batch of thousands of turns with no live view)."""
     _limit: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
@@ -86,9 +89,11 @@ class RunContext:
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
         self.budget.check()
-        self.emit(
-            ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
-        )
+        listening = self.listening
+        if listening:
+            self.emit(
+                ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
+            )
 
         def emit_delta(text: str) -> None:
             self.emit(ev.TokenDelta(agent=seat, text=text))
@@ -113,11 +118,12 @@ class RunContext:
             peer_handles.reset(peers_token)
         cost = handle.cost_of(completion)
         self.budget.add(cost)
-        self.result.requests += 0 if completion.cached else 1
-        self.result.usage = self.result.usage + completion.usage
-        self.result.cost += cost
+        result = self.result
+        result.requests += 0 if completion.cached else 1
+        result.usage = result.usage + completion.usage
+        result.cost += cost
         answered_by = "" if who == seat else who
-        self.result.answers.append(
+        result.answers.append(
             AgentAnswer(
                 agent=seat,
                 phase=turn.phase,
@@ -131,19 +137,20 @@ class RunContext:
                 cached=completion.cached,
             )
         )
-        self.emit(
-            ev.AgentAnswered(
-                agent=seat,
-                phase=turn.phase,
-                round=turn.round,
-                text=completion.text,
-                usage=completion.usage,
-                cost=cost,
-                latency=completion.latency,
-                cached=completion.cached,
-                answered_by=answered_by,
+        if listening:
+            self.emit(
+                ev.AgentAnswered(
+                    agent=seat,
+                    phase=turn.phase,
+                    round=turn.round,
+                    text=completion.text,
+                    usage=completion.usage,
+                    cost=cost,
+                    latency=completion.latency,
+                    cached=completion.cached,
+                    answered_by=answered_by,
+                )
             )
-        )
         return completion
 
     def _tool_event(self, event: ev.Event) -> None:
