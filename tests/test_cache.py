@@ -27,6 +27,9 @@ from massgen.types import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    NativeTool,
+    ServerToolCall,
+    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -117,6 +120,8 @@ async def test_streaming_from_cache_still_streams(store: Store) -> None:
         {"extra": {"top_p": 0.9}},
         {"extra": {"top_p": 0.8}},
         {"tools": (ToolSpec("vote", "cast a vote", {"type": "object"}),)},
+        {"native_tools": (NativeTool("web_search"),)},
+        {"native_tools": (NativeTool("web_search", allowed_domains=("example.org",)),)},
         {"tools": (ToolSpec("vote", "cast a vote", {"type": "object", "required": ["x"]}),)},
         {"messages": (ChatMessage("user", "What is six times eight?"),)},
         {"messages": (ChatMessage("system", "What is six times seven?"),)},
@@ -312,6 +317,21 @@ async def test_tool_calls_and_usage_survive_the_round_trip(store: Store) -> None
     replay = [c async for c in cache.stream(ask())]
     assert len(replay) == 1 and replay[0].completion is not None  # no text, no deltas
     assert replay[0].completion.tool_calls == answer.tool_calls
+
+
+async def test_sources_and_provider_searches_survive_the_round_trip(store: Store) -> None:
+    answer = Completion(
+        "Paris [1].",
+        "claude",
+        usage=Usage(50, 5),
+        sources=(Source("https://example.org/paris", "Paris \u2013 capital"),),
+        server_calls=(ServerToolCall("srv_1", "web_search", {"query": "capital"}, True, "1 hit"),),
+    )
+    cache = CachingBackend(FunctionBackend(lambda req: answer), store)
+    await cache.complete(ask())
+    hit = await cache.complete(ask())
+    assert hit.cached is True
+    assert (hit.sources, hit.server_calls) == (answer.sources, answer.server_calls)
 
 
 class FailingStore(MemoryStore):

@@ -3,7 +3,8 @@
 A re-run of a finished batch, or an agent asked the same thing twice, costs nothing and
 takes milliseconds. The key is a SHA-256 of canonical JSON over everything that shapes the
 answer: the backend (provider, class, endpoint), the model, the messages, the tools and
-tool choice, temperature, max_tokens and ``extra``. The request ``timeout`` is left out: it
+tool choice, the provider-side tools (web search and its limits), temperature, max_tokens
+and ``extra``. A stored answer keeps the sources and provider-side calls it came with. The request ``timeout`` is left out: it
 does not change the answer.
 
 Only successful answers are stored, so an error is never replayed: the next identical
@@ -28,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend
 from massgen.errors import TransportError
-from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall, Usage
+from massgen.types import (
+    Completion,
+    CompletionRequest,
+    ServerToolCall,
+    Source,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -40,7 +49,7 @@ DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"
 #: Every cache key starts with this (then the namespace): ``delete_prefix`` it to clear.
 KEY_PREFIX = "cache:"
 #: Part of every hash: bump it when the key's recipe or the stored format changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _CACHEABLE_FINISHES = frozenset({"stop", "tool_calls", "length"})
 _STREAM_PIECES = 4
 
@@ -92,6 +101,10 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
             for t in request.tools
         ],
         "tool_choice": request.tool_choice,
+        "native_tools": [
+            [t.name, t.max_uses, list(t.allowed_domains), list(t.blocked_domains)]
+            for t in request.native_tools
+        ],
         "temperature": None if request.temperature is None else float(request.temperature),
         "max_tokens": request.max_tokens,
         "extra": request.extra,
@@ -131,6 +144,17 @@ def encode_completion(completion: Completion) -> bytes:
             "finish_reason": completion.finish_reason,
             "tool_calls": [_tool_call(c) for c in completion.tool_calls],
             "latency": completion.latency,
+            "sources": [[x.url, x.title] for x in completion.sources],
+            "server_calls": [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    "ok": c.ok,
+                    "output": c.output,
+                }
+                for c in completion.server_calls
+            ],
         }
     )
 
@@ -148,6 +172,11 @@ def decode_completion(blob: bytes, latency: float) -> Completion:
         tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in data["tool_calls"]),
         latency=latency,
         cached=True,
+        sources=tuple(Source(url, title) for url, title in data["sources"]),
+        server_calls=tuple(
+            ServerToolCall(c["id"], c["name"], c["arguments"], bool(c["ok"]), c["output"])
+            for c in data["server_calls"]
+        ),
     )
 
 
