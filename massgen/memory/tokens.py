@@ -13,6 +13,7 @@ estimates by their (smoothed, clamped) ratio.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -58,8 +59,13 @@ def context_window(model: str | None, override: int | None = None) -> int | None
     """The context window of ``model`` in tokens; ``override`` wins; ``None`` if unknown."""
     if override is not None:
         return override
-    if not model:
-        return None
+    return _known_window(model) if model else None
+
+
+@functools.lru_cache(maxsize=256)
+def _known_window(model: str) -> int | None:
+    """The longest matching prefix of :data:`CONTEXT_WINDOWS` (asked once per model name:
+    a batch asks it for every turn)."""
     name = model.lower().rsplit("/", 1)[-1]
     best = ""
     for prefix in CONTEXT_WINDOWS:
@@ -72,6 +78,8 @@ def estimate_text(text: str) -> int:
     """Estimated tokens of ``text`` (see the module docstring)."""
     if not text:
         return 0
+    if text.isascii():  # the common case, without a Python-level pass over the characters
+        return math.ceil(len(text) / 4)
     ascii_chars = sum(1 for c in text if c < "\x80")
     return math.ceil(ascii_chars / 4) + (len(text) - ascii_chars)
 
