@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from massgen.result import RunResult
-from massgen.types import Usage
+from massgen.types import Completion, Usage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +58,30 @@ class AgentAnswered(Event):
     latency: float
     cached: bool = False
     answered_by: str = ""  # the fallback agent's name when one took over
+
+    @classmethod
+    def of(
+        cls,
+        completion: Completion,
+        *,
+        agent: str,
+        phase: str,
+        round: int,
+        cost: float,
+        answered_by: str = "",
+    ) -> AgentAnswered:
+        """The event for ``completion``: its text, usage, latency and cache mark."""
+        return cls(
+            agent=agent,
+            phase=phase,
+            round=round,
+            text=completion.text,
+            usage=completion.usage,
+            cost=cost,
+            latency=completion.latency,
+            cached=completion.cached,
+            answered_by=answered_by,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -78,18 +78,10 @@ class Folded:
 
 def summary_events(folded: Folded, cost: float) -> tuple[ev.AgentStarted, ev.AgentAnswered]:
     """The events of a summary request, as a local agent emits them."""
-    done = folded.completion
     return (
         ev.AgentStarted(agent=folded.writer, phase="summary", prompt=folded.prompt),
-        ev.AgentAnswered(
-            agent=folded.writer,
-            phase="summary",
-            round=0,
-            text=done.text,
-            usage=done.usage,
-            cost=cost,
-            latency=done.latency,
-            cached=done.cached,
+        ev.AgentAnswered.of(
+            folded.completion, agent=folded.writer, phase="summary", round=0, cost=cost
         ),
     )
 

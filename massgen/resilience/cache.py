@@ -4,8 +4,8 @@ A re-run of a finished batch, or an agent asked the same thing twice, costs noth
 takes milliseconds. The key is a SHA-256 of canonical JSON over everything that shapes the
 answer: the backend (provider, class, endpoint), the model, the messages, the tools and
 tool choice, the provider-side tools (web search and its limits), temperature, max_tokens
-and ``extra``. A stored answer keeps the sources and provider-side calls it came with. The request ``timeout`` is left out: it
-does not change the answer.
+and ``extra``; not the request ``timeout``, which does not change the answer. A stored
+answer keeps the sources and provider-side calls it came with.
 
 Only successful answers are stored, so an error is never replayed: the next identical
 request reaches the provider again. Stored too are answers cut at ``max_tokens``

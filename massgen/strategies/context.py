@@ -139,15 +139,12 @@ class RunContext:
         )
         if listening:
             self.emit(
-                ev.AgentAnswered(
+                ev.AgentAnswered.of(
+                    completion,
                     agent=seat,
                     phase=turn.phase,
                     round=turn.round,
-                    text=completion.text,
-                    usage=completion.usage,
                     cost=cost,
-                    latency=completion.latency,
-                    cached=completion.cached,
                     answered_by=answered_by,
                 )
             )

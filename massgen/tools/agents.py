@@ -115,18 +115,7 @@ class AskAgent(_TeamTool):
         finally:
             state["ask_depth"] = depth
         if emit is not None:
-            emit(
-                ev.AgentAnswered(
-                    agent=name,
-                    phase="ask",
-                    round=0,
-                    text=completion.text,
-                    usage=completion.usage,
-                    cost=cost,
-                    latency=completion.latency,
-                    cached=completion.cached,
-                )
-            )
+            emit(ev.AgentAnswered.of(completion, agent=name, phase="ask", round=0, cost=cost))
         return completion.text or "(no answer)"
 
     def _find(self, wanted: str, asker: str, handles: Mapping[str, Any]) -> str:
