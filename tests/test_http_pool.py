@@ -400,8 +400,18 @@ async def test_bodiless_and_http_1_0_replies(response: bytes, reused: bool) -> N
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 140_000,  # a head that never ends
     ],
-    ids=["status-line", "header", "content-length", "chunk-size", "transfer-encoding"],
+    ids=[
+        "status-line",
+        "header",
+        "content-length",
+        "chunk-size",
+        "transfer-encoding",
+        "upgrade",
+        "head-too-long",
+    ],
 )
 async def test_a_reply_that_is_not_http_is_a_transport_error(response: bytes) -> None:
     async with raw_server(reply_with(response)) as server:
@@ -410,6 +420,42 @@ async def test_a_reply_that_is_not_http_is_a_transport_error(response: bytes) ->
             with pytest.raises(TransportError, match="invalid HTTP response"):
                 await post(pool, server.url)
             assert not pool._pools[http_pool.Origin.of(server.url)].idle
+        finally:
+            await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+    ],
+    ids=["content-length", "chunked", "head"],
+)
+async def test_a_reply_cut_short_by_the_server_is_a_transport_error(response: bytes) -> None:
+    async with raw_server(reply_with(response, close=True)) as server:
+        pool = Pool()
+        try:
+            with pytest.raises(TransportError, match="before the response was complete"):
+                await post(pool, server.url)
+            assert not pool._pools[http_pool.Origin.of(server.url)].idle
+        finally:
+            await pool.aclose()
+
+
+async def test_headers_are_lower_cased_and_trimmed_and_trailers_left_out() -> None:
+    reply = (
+        b"HTTP/1.1 200 OK\r\nX-Request-ID:  abc  \r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nX-Request-ID: trailer\r\n\r\n"
+    )
+    async with raw_server(reply_with(reply)) as server:
+        pool = Pool()
+        try:
+            async with pool.request("POST", server.url, content=BODY, seconds=5) as r:
+                assert await r.aread() == b"{}"
+                assert r.headers["x-request-id"] == "abc"
+                assert r.reusable
         finally:
             await pool.aclose()
 

@@ -4,10 +4,10 @@ Why not ``httpx`` here: at a batch's ~200 requests in flight, httpcore's pool sp
 the process's CPU re-sorting its connections on every request (encode/httpcore#1035). This
 pool does the one thing the client needs, in O(1) per request: per origin (scheme, host,
 port) a deque of idle connections, the most recently used taken first, so a burst reuses warm
-sockets and the rest age out. The protocol is spoken here, in a few lines per framing
-(content-length, chunked and close-delimited bodies alike, 1xx replies skipped): h11 cost
-more CPU per request than everything else in a batch's request path put together. asyncio
-streams and :mod:`ssl` do the I/O.
+sockets and the rest age out. Requests are written here; responses are read by httptools'
+``HttpResponseParser`` (llhttp, as uvicorn uses it): content-length, chunked (extensions,
+trailers) and close-delimited bodies, 1xx replies skipped, keep-alive as the reply says.
+asyncio streams and :mod:`ssl` do the I/O.
 
 What it does, and what it leaves out on purpose:
 
@@ -25,9 +25,10 @@ What it does, and what it leaves out on purpose:
   a connection when ``max_connections`` are all busy (waiters are served first come, first
   served). A timeout raises :class:`TimeoutError`; every other failure (refused, reset,
   closed mid-response, a reply that is not HTTP) raises :class:`TransportError`.
-- No proxies, no redirects, no compression, no HTTP/2, no ``Expect: 100-continue``; line
-  ends in a response's head must be ``\r\n``. The caller keeps ``httpx`` for a URL that a
-  proxy environment variable applies to (:func:`proxy_for`).
+- No proxies, no redirects, no compression, no HTTP/2, no ``Expect: 100-continue``, no
+  ``HEAD`` (a reply is framed as if it has the body its headers announce); line ends in a
+  response's head must be ``\r\n``. The caller keeps ``httpx`` for a URL that a proxy
+  environment variable applies to (:func:`proxy_for`).
 """
 
 from __future__ import annotations
@@ -41,26 +42,30 @@ import time
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
 _READ_SIZE = 65536
+_MAX_HEAD = 65536
+"""Bytes a response may take to finish its head (1xx replies included): llhttp sets none."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00\r\n]|^[ \t]|[ \t]$")
 _INCOMPLETE = "the server closed the connection before the response was complete"
-
-# How a response's body ends.
-_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
 
 
 class TransportError(Exception):
     """The connection failed: refused, reset, closed before the response ended, or the reply
     was not HTTP/1.1. The message names what happened, never a header."""
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop parsing; :meth:`Response._feed` says why."""
 
 
 class StatusError(Exception):
@@ -144,113 +149,153 @@ class _Connection:
         else:
             await writer.drain()  # cannot wait: nothing is buffered; raises if the peer is gone
 
-    async def read(self, step: Awaitable[bytes], seconds: float) -> bytes:
-        """``step`` (one read of the reader), bounded by ``seconds``, errors mapped."""
+    async def read(self, seconds: float) -> bytes:
+        """What has arrived (``b""`` at EOF), waiting at most ``seconds``; errors mapped."""
         try:
             async with asyncio.timeout(seconds):
-                return await step
+                return await self.reader.read(_READ_SIZE)
         except TimeoutError:
             raise
-        except asyncio.IncompleteReadError as e:
-            raise TransportError(_INCOMPLETE) from e
-        except asyncio.LimitOverrunError as e:
-            raise TransportError("invalid HTTP response: a line is too long") from e
         except (ConnectionError, OSError) as e:
             raise TransportError(_describe(e)) from e
 
 
 class Response:
-    """A response whose body has not been read yet; use it inside :meth:`Pool.request`."""
+    """A response whose body has not been read yet; use it inside :meth:`Pool.request`.
+
+    It is also the protocol object of its httptools parser: the ``on_*`` methods are the
+    parser's callbacks, not for callers.
+    """
 
     __slots__ = (
+        "_body",
+        "_complete",
         "_conn",
-        "_crlf",
         "_done",
+        "_fault",
+        "_head",
         "_keep_alive",
-        "_left",
-        "_mode",
+        "_parser",
         "_timeout",
         "headers",
         "status",
     )
 
-    def __init__(
-        self,
-        conn: _Connection,
-        status: int,
-        headers: dict[str, str],
-        seconds: float,
-        *,
-        mode: int = _CLOSE,
-        length: int = 0,
-        keep_alive: bool = False,
-    ) -> None:
+    def __init__(self, conn: _Connection, seconds: float) -> None:
         self._conn = conn
         self._timeout = seconds
-        self._mode = mode
-        self._left = length
-        """Bytes left of the body (content-length) or of the current chunk."""
-        self._crlf = False
-        """A chunk's data was read; its closing CRLF was not."""
-        self._done = mode == _NONE
-        self._keep_alive = keep_alive and mode != _CLOSE
-        self.status = status
-        self.headers = headers
+        self._parser = HttpResponseParser(self)
+        self._body: list[bytes] = []
+        """Pieces of the body parsed and not yet handed out."""
+        self._head = False
+        """The final (not 1xx) head was parsed: ``status`` and ``headers`` are set."""
+        self._complete = False
+        """The parser has seen the response's end."""
+        self._done = False
+        """:meth:`read_chunk` has handed out the end: the caller read the body whole."""
+        self._keep_alive = False
+        self._fault = ""
+        """Why a callback stopped the parser, for the error :meth:`_feed` raises."""
+        self.status = 0
+        self.headers: dict[str, str] = {}
         """Header names in lower case; of a repeated header, the last value."""
 
     @property
     def reusable(self) -> bool:
-        """Read to its end, and the server keeps the connection open."""
+        """Read to its end by the caller, and the server keeps the connection open."""
         return self._done and self._keep_alive
 
     async def read_chunk(self) -> bytes | None:
         """The next piece of the body as it arrives, or ``None`` at its end."""
-        if self._done:
-            return None
-        conn, seconds = self._conn, self._timeout
-        reader = conn.reader
-        mode = self._mode
-        if mode == _LENGTH:
-            if self._left <= 0:
+        body = self._body
+        while not body:
+            if self._complete:
                 self._done = True
                 return None
-            data = await conn.read(reader.read(min(self._left, _READ_SIZE)), seconds)
-            if not data:
-                raise TransportError(_INCOMPLETE)
-            self._left -= len(data)
-            self._done = self._left <= 0
-            return data
-        if mode == _CLOSE:
-            data = await conn.read(reader.read(_READ_SIZE), seconds)
-            if not data:
-                self._done = True
-                return None
-            return data
-        # chunked
-        while self._left <= 0:
-            if self._crlf:
-                if await conn.read(reader.readexactly(2), seconds) != b"\r\n":
-                    raise TransportError("invalid HTTP response: a chunk does not end in CRLF")
-                self._crlf = False
-            line = await conn.read(reader.readuntil(b"\r\n"), seconds)
-            try:
-                size = int(line.split(b";", 1)[0].strip(b" \t\r\n"), 16)
-            except ValueError:
-                raise TransportError("invalid HTTP response: a bad chunk size") from None
-            if size < 0:
-                raise TransportError("invalid HTTP response: a bad chunk size")
-            if size == 0:  # the last chunk; then trailers (ignored) up to a blank line
-                while await conn.read(reader.readuntil(b"\r\n"), seconds) != b"\r\n":
-                    pass
-                self._done = True
-                return None
-            self._left = size
-        data = await conn.read(reader.read(min(self._left, _READ_SIZE)), seconds)
-        if not data:
-            raise TransportError(_INCOMPLETE)
-        self._left -= len(data)
-        self._crlf = self._left <= 0
+            await self._receive()
+        if len(body) == 1:
+            return body.pop()
+        data = b"".join(body)
+        body.clear()
         return data
+
+    async def _receive_head(self) -> None:
+        received = 0
+        while not self._head:
+            data = await self._conn.read(self._timeout)
+            if not data:
+                if received:
+                    raise TransportError(_INCOMPLETE)
+                raise TransportError("the server closed the connection without a response")
+            received += len(data)
+            self._feed(data)
+            if received > _MAX_HEAD and not self._head:
+                raise TransportError("invalid HTTP response: the head is too long")
+
+    async def _receive(self) -> None:
+        """Parse what arrives next into the body, or end a close-delimited body at EOF."""
+        data = await self._conn.read(self._timeout)
+        if data:
+            self._feed(data)
+            return
+        # httptools has no call for "the connection ended" (llhttp_finish): a body with
+        # neither length nor chunks ends here, any other is cut short.
+        headers = self.headers
+        if "content-length" in headers or "transfer-encoding" in headers:
+            raise TransportError(_INCOMPLETE)
+        self._keep_alive = False
+        self._end()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade) as e:
+            if self._fault:
+                raise TransportError(f"invalid HTTP response: {self._fault}") from None
+            if not self._complete:
+                raise TransportError(f"invalid HTTP response: {e}") from None
+            self._keep_alive = False  # bytes after the response's end: not reused
+
+    def _end(self) -> None:
+        self._complete = True
+        # The parser holds this response's callbacks: a cycle, which a batch's raised GC
+        # threshold would keep alive for long. Nothing is parsed after the end.
+        del self._parser
+
+    # -- httptools' callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _Stop  # more bytes after the response: stop there
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head:  # after the head: a chunked body's trailers, ignored
+            self.headers[name.decode("latin-1").lower()] = value.rstrip(b" \t").decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self._fault = "101 Switching Protocols"
+                raise _Stop
+            self.headers = {}  # an interim reply (100 Continue): the real one follows
+            return
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None and coding.rsplit(",", 1)[-1].strip().lower() != "chunked":
+            # llhttp would read such a body up to EOF; only chunked is spoken here.
+            self._fault = f"transfer-encoding {coding[:40]!r}"
+            raise _Stop
+        self.status = status
+        self._keep_alive = parser.should_keep_alive()
+        self._head = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._head:  # not the end of a 1xx
+            self._end()
 
     async def raise_for_status(self) -> None:
         """Read an error reply's body and raise :class:`StatusError`; a 2xx passes."""
@@ -371,7 +416,8 @@ class Pool:
         )
         response: Response | None = None
         try:
-            response = await self._receive_head(conn, seconds)
+            response = Response(conn, seconds)
+            await response._receive_head()
             yield response
         finally:
             # Even after an error of the caller's (a 429 it raises on): a reply read to its
@@ -397,7 +443,8 @@ class Pool:
         )
         response: Response | None = None
         try:
-            response = await self._receive_head(conn, seconds)
+            response = Response(conn, seconds)
+            await response._receive_head()
             body = await response.aread()
         finally:
             self._finish(pool, conn, response)
@@ -522,22 +569,6 @@ class Pool:
         self._busy.add(conn)
         return conn
 
-    async def _receive_head(self, conn: _Connection, seconds: float) -> Response:
-        reader = conn.reader
-        while True:
-            try:
-                head = await conn.read(reader.readuntil(b"\r\n\r\n"), seconds)
-            except TransportError as e:
-                cause = e.__cause__
-                if isinstance(cause, asyncio.IncompleteReadError) and not cause.partial:
-                    raise TransportError(
-                        "the server closed the connection without a response"
-                    ) from cause
-                raise
-            response = _response(conn, head, seconds)
-            if response is not None:
-                return response
-
     def _release(self, pool: _OriginPool, conn: _Connection) -> None:
         """Back to the pool: to the first waiter, or the idle deque."""
         self._busy.discard(conn)
@@ -584,38 +615,6 @@ class Pool:
             conn.idle_since - idle[0].idle_since < self._expiry and idle[0].usable()
         ):
             self._drop(pool, idle.popleft())
-
-
-def _response(conn: _Connection, head: bytes, seconds: float) -> Response | None:
-    """The response a head (``\\r\\n\\r\\n`` included) starts, ``None`` for a 1xx to skip."""
-    lines = head[:-4].split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
-    if match is None:
-        raise TransportError(f"invalid HTTP response: status line {lines[0][:60]!r}")
-    status = int(match[2])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in (b" ", b"\t") or name[:1] in (b" ", b"\t"):
-            raise TransportError(f"invalid HTTP response: header line {line[:60]!r}")
-        headers[name.decode("latin-1").lower()] = value.strip(b" \t").decode("latin-1")
-    if 100 <= status < 200:
-        if status == 101:
-            raise TransportError("invalid HTTP response: 101 Switching Protocols")
-        return None
-    keep_alive = match[1] == b"1" and "close" not in headers.get("connection", "").lower()
-    mode, length = _CLOSE, 0
-    if status in (204, 304):
-        mode = _NONE
-    elif (coding := headers.get("transfer-encoding")) is not None:
-        if coding.rsplit(",", 1)[-1].strip().lower() != "chunked":
-            raise TransportError(f"invalid HTTP response: transfer-encoding {coding[:40]!r}")
-        mode = _CHUNKED
-    elif (size := headers.get("content-length")) is not None:
-        if not size.isdigit():
-            raise TransportError(f"invalid HTTP response: content-length {size[:40]!r}")
-        mode, length = _LENGTH, int(size)
-    return Response(conn, status, headers, seconds, mode=mode, length=length, keep_alive=keep_alive)
 
 
 def _request(

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
 
 One adapter, two clients that move the same JSON: the default is massgen's own lean client
-(:mod:`massgen.backends.openai_http`: a keep-alive pool on asyncio streams and h11, httpx only
+(:mod:`massgen.backends.openai_http`: a keep-alive pool on asyncio streams and httptools, httpx only
 behind a proxy); ``client="sdk"`` goes through the
 ``openai`` SDK (:mod:`massgen.backends.openai_sdk`), which costs about a second of CPU to
 import. This module builds the request body and reads the response for both, as plain
