@@ -58,6 +58,7 @@ class AgentAnswered(Event):
     latency: float
     cached: bool = False
     answered_by: str = ""  # the fallback agent's name when one took over
+    requests: int = 1  # provider requests behind the answer (0 from the cache)
 
     @classmethod
     def of(
@@ -81,6 +82,7 @@ class AgentAnswered(Event):
             latency=completion.latency,
             cached=completion.cached,
             answered_by=answered_by,
+            requests=completion.requests,
         )
 
 

@@ -131,6 +131,8 @@ class Completion:
     or ``other``. ``latency`` is seconds from request to last byte. ``cached`` is set when a
     cache served it (no provider request was made). ``sources`` are the pages a
     provider-side search cited (or found), ``server_calls`` the searches it ran.
+    ``requests`` counts the provider requests behind the answer: several for a tool loop or
+    a continued (``pause_turn``) answer, 0 when the cache served it.
     """
 
     text: str
@@ -142,6 +144,7 @@ class Completion:
     cached: bool = False
     sources: tuple[Source, ...] = ()
     server_calls: tuple[ServerToolCall, ...] = ()
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)

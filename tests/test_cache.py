@@ -81,6 +81,7 @@ async def test_second_identical_request_makes_no_provider_request(store: Store) 
     assert len(inner.calls) == 1
     assert (cache.hits, cache.misses) == (1, 1)
     assert first.cached is False and second.cached is True
+    assert (first.requests, second.requests) == (1, 0)
     assert second.text == first.text == ANSWER
     assert (second.model, second.usage, second.finish_reason) == (
         first.model,

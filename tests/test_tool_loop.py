@@ -54,6 +54,7 @@ async def test_a_tool_call_is_run_and_its_result_sent_back() -> None:
     done = await agent.respond(Turn("answer", "What is 6*7?"))
     assert done.text == "It is 42."
     assert done.usage == Usage(30, 5)  # both requests counted
+    assert done.requests == len(backend.calls) == 2
     first, second = backend.calls
     assert [t.name for t in first.tools] == ["calculator"] and first.tool_choice == "auto"
     assistant, result = second.messages[-2:]

@@ -58,8 +58,9 @@ async def test_an_agent_asks_a_teammate_through_the_orchestrator() -> None:
     )
     phases = [(e.agent, e.phase) for e in events if isinstance(e, ev.AgentAnswered)]
     assert ("expert", "ask") in phases
-    # turns counted: lead's (two requests, one turn), expert's answer to lead, expert's own
-    assert result.requests == 3
+    # every provider request counted: lead's two (the tool loop), the expert's answer to
+    # lead, the expert's own turn
+    assert result.requests == len(lead.backend.calls) + len(expert.calls) == 4
     assert result.usage.input_tokens == sum(
         e.usage.input_tokens for e in events if isinstance(e, ev.AgentAnswered)
     )

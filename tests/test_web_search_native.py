@@ -128,6 +128,7 @@ async def test_anthropic_pause_turn_is_continued_with_the_content_sent_back(
     assert [c.arguments["query"] for c in done.server_calls] == ["first", "second"]
     assert done.sources == (SOURCES[1], SOURCES[0])  # cited first, then found
     assert done.usage == Usage(sim.stats.prompt_tokens, sim.stats.completion_tokens)
+    assert done.requests == len(sim.requests) == 2
 
 
 async def test_anthropic_pause_turn_continuations_are_bounded(

@@ -208,8 +208,10 @@ class Agent:
             memory = memory.fork(memory.context(recalled))
         completion = await self._answer(turn, memory, used, on_delta, on_event)
         if on_event is None and extra.total_tokens:
-            # Nobody hears the summary's events: its usage rides on this answer.
-            completion = dataclasses.replace(completion, usage=completion.usage + extra)
+            # Nobody hears the summary's events: its usage (one request) rides on this answer.
+            completion = dataclasses.replace(
+                completion, usage=completion.usage + extra, requests=completion.requests + 1
+            )
         return completion
 
     async def respond_with(

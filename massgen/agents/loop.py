@@ -134,6 +134,7 @@ async def _loop(
     usage = Usage()
     latency = 0.0
     cached = True
+    requests = 0
 
     def sent() -> tuple[ChatMessage, ...]:
         if not messages:
@@ -143,8 +144,11 @@ async def _loop(
     for _ in range(max_iterations):
         done = await stream_once(backend, dataclasses.replace(request, messages=sent()), on_delta)
         usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
+        requests += done.requests
         if not done.tool_calls:
-            return dataclasses.replace(done, usage=usage, latency=latency, cached=cached)
+            return dataclasses.replace(
+                done, usage=usage, latency=latency, cached=cached, requests=requests
+            )
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
         if on_event is not None:
             from massgen.tools.runner import short_args
@@ -182,6 +186,7 @@ async def _loop(
         on_delta,
     )
     usage, latency, cached = usage + last.usage, latency + last.latency, cached and last.cached
+    requests += last.requests
     text = last.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
     return dataclasses.replace(
         last,
@@ -191,6 +196,7 @@ async def _loop(
         usage=usage,
         latency=latency,
         cached=cached,
+        requests=requests,
     )
 
 

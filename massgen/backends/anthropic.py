@@ -381,6 +381,7 @@ class _Turn:
             latency=latency,
             sources=unique_sources([*self.cited, *self.found]),
             server_calls=tuple(self.server),
+            requests=1 + self.pauses,
         )
 
 

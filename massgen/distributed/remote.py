@@ -136,7 +136,11 @@ class RemoteHandle:
         writer = memory.summarizer if memory.summarizer is not None else self.agent
         listener = tool_listener.get()
         if listener is None:  # nobody hears the summary's events: its usage rides along
-            return dataclasses.replace(completion, usage=completion.usage + folded.completion.usage)
+            return dataclasses.replace(
+                completion,
+                usage=completion.usage + folded.completion.usage,
+                requests=completion.requests + folded.completion.requests,
+            )
         for event in summary_events(folded, writer.cost_of(folded.completion)):
             listener(event)
         return completion

@@ -172,6 +172,7 @@ def decode_completion(blob: bytes, latency: float) -> Completion:
         tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in data["tool_calls"]),
         latency=latency,
         cached=True,
+        requests=0,
         sources=tuple(Source(url, title) for url, title in data["sources"]),
         server_calls=tuple(
             ServerToolCall(c["id"], c["name"], c["arguments"], bool(c["ok"]), c["output"])

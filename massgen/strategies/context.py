@@ -119,7 +119,7 @@ class RunContext:
         cost = handle.cost_of(completion)
         self.budget.add(cost)
         result = self.result
-        result.requests += 0 if completion.cached else 1
+        result.requests += completion.requests
         result.usage = result.usage + completion.usage
         result.cost += cost
         answered_by = "" if who == seat else who
@@ -157,7 +157,7 @@ class RunContext:
             self.budget.check()  # refuses the question (an error result) once spent
         elif isinstance(event, ev.AgentAnswered):
             self.budget.add(event.cost)
-            self.result.requests += 0 if event.cached else 1
+            self.result.requests += event.requests
             self.result.usage = self.result.usage + event.usage
             self.result.cost += event.cost
         self.emit(event)
