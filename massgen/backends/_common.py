@@ -111,6 +111,20 @@ def tls_context() -> ssl.SSLContext:
     return create_ssl_context()
 
 
+def sdk_client(
+    client_class: Any, http_client_class: Any, *, api_key: str, base_url: str | None, timeout: Any
+) -> Any:
+    """A vendor SDK's async client as every adapter makes it: the SDK's own retries off (one
+    retry budget: ours), the shared TLS context."""
+    return client_class(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+        http_client=http_client_class(verify=tls_context()),
+    )
+
+
 def parse_arguments(raw: object) -> dict[str, Any]:
     """Tool-call arguments as a dict.
 

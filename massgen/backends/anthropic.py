@@ -19,7 +19,7 @@ from massgen.backends._common import (
     SDKBackend,
     normalise_finish,
     parse_arguments,
-    tls_context,
+    sdk_client,
     usage_or_estimate,
 )
 from massgen.backends._errors import (
@@ -93,12 +93,12 @@ class AnthropicBackend(SDKBackend):
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
-            self._client = anthropic.AsyncAnthropic(
+            self._client = sdk_client(
+                anthropic.AsyncAnthropic,
+                anthropic.DefaultAsyncHttpxClient,
                 api_key=self._api_key,
                 base_url=self.base_url,
                 timeout=self.timeout,
-                max_retries=0,  # one retry budget: ours
-                http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
             )
         return self._client
 

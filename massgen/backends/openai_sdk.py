@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from massgen.backends._common import tls_context
+from massgen.backends._common import sdk_client
 from massgen.backends._errors import (
     body_message,
     clean_message,
@@ -36,12 +36,12 @@ class SDKChatClient:
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            self._client = openai.AsyncOpenAI(
+            self._client = sdk_client(
+                openai.AsyncOpenAI,
+                openai.DefaultAsyncHttpxClient,
                 api_key=self._api_key,
                 base_url=self.base_url,
                 timeout=self.timeout,
-                max_retries=0,  # one retry budget: ours
-                http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
             )
         return self._client
 
