@@ -325,9 +325,12 @@ class Orchestrator:
     ) -> BatchResult:
         """Run every task; with ``out``, write one JSON line per finished task and (with
         ``resume``) skip the tasks already finished there. ``max_cost`` is one budget for
-        the whole batch."""
+        the whole batch. With a :attr:`session`, the tasks are turns of one conversation:
+        they run one after another, in order, whatever ``concurrency`` says."""
         from massgen.batch import ResultLog, from_strings, run_batch
 
+        if self.session is not None:
+            concurrency = 1
         items = from_strings(tasks)
         log = ResultLog(out, resume=resume) if out is not None else None
         try:

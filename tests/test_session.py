@@ -248,3 +248,28 @@ def test_session_and_recall_reach_an_agent_on_a_worker_process(
     recalled = ada.messages[2][1]  # ada also recalls the first run from long-term memory
     assert recalled.startswith("Recalled memory from earlier runs") and "PELICAN" in recalled
     assert "Recalled memory" not in bob.messages[2][1]
+
+
+async def test_a_batch_in_a_session_runs_its_tasks_in_order_as_one_conversation() -> None:
+    from massgen.agents.agent import Agent
+    from massgen.backends.function import FunctionBackend
+
+    seen: list[str] = []
+
+    def model(request):  # answers with the task; records what it was shown
+        seen.append("\n".join(m.content for m in request.messages))
+        return "answer to " + request.messages[-1].content
+
+    orch = Orchestrator(
+        [Agent("ada", FunctionBackend(model))],
+        strategy="parallel",
+        session="chat",
+        memory_store=MemoryStore(),
+    )
+    result = await orch.abatch_run([f"task {i}" for i in range(4)], concurrency=4)
+    await orch.aclose()
+    assert [r.final_answer for r in result if r] == [f"answer to task {i}" for i in range(4)]
+    assert len(seen) == 4
+    for i, prompt in enumerate(seen):  # each turn sees every earlier one, none later
+        assert all(f"answer to task {j}" in prompt for j in range(i))
+        assert f"task {i + 1}" not in prompt
