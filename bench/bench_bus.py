@@ -5,8 +5,11 @@
 Figures, each the median of ``--runs`` runs, with raw redis-py pub/sub measured in the same
 run as the reference (timings on shared machines are noisy: compare ratios):
 
-* one-way messages/s between two OS processes over Redis, at least once (streams, acks);
-* request/reply RTT P50/P95/P99 between two processes over Redis;
+* one-way messages/s between two OS processes over Redis, at least once (streams, acks),
+  with the CPU time each side spent per message (``send_cpu_us``, ``recv_cpu_us``: far less
+  noisy than the rate on a shared machine);
+* request/reply RTT P50/P95/P99 between two processes over Redis, and the requester's CPU
+  time per request (``cpu_us``);
 * the same in memory (one process);
 * raw redis-py pub/sub between two processes (at most once): messages/s and RTT;
 * 100 agents in one process: peak RSS and registry lookup time.
@@ -80,8 +83,9 @@ async def role_sink(url: str, prefix: str, n: int) -> None:
     sink = Sink("sink", redis_url=url, prefix=prefix, settings=SETTINGS, concurrency=1, total=n)
     await sink.start()
     emit({"ready": True})
+    c0 = time.process_time()
     await sink.done.wait()
-    emit({"end": time.time()})
+    emit({"end": time.time(), "cpu": time.process_time() - c0})
     await sink.stop()
 
 
@@ -94,9 +98,9 @@ async def role_sender(url: str, prefix: str, n: int) -> None:
         for i in range(k, n, window):
             await sender.send("sink", {"i": i})
 
-    start = time.time()
+    start, c0 = time.time(), time.process_time()
     await asyncio.gather(*(lane(k) for k in range(window)))
-    emit({"start": start, "sent_end": time.time()})
+    emit({"start": start, "sent_end": time.time(), "cpu": time.process_time() - c0})
     await sender.stop()
 
 
@@ -114,11 +118,12 @@ async def role_requester(url: str, prefix: str, n: int) -> None:
     for i in range(200):  # warm up
         await me.request("echo", {"i": i})
     lat = []
+    c0 = time.process_time()
     for i in range(n):
         t = time.perf_counter()
         await me.request("echo", {"i": i})
         lat.append(time.perf_counter() - t)
-    emit(percentiles(lat))
+    emit({**percentiles(lat), "cpu_us": (time.process_time() - c0) / n * 1e6})
     await me.stop()
 
 
@@ -245,11 +250,12 @@ async def in_memory(n: int, rtt_n: int) -> dict[str, float]:
     for a in (sink, sender, echo):
         await a.start()
     batch = [("sink", {"i": 0})] * 1000
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), time.process_time()
     for _ in range(n // 1000):
         await sender.send_many(batch)
     await sink.done.wait()
     rate = n / (time.perf_counter() - t)
+    cpu_us = (time.process_time() - c0) / n * 1e6
     lat = []
     for i in range(rtt_n):
         t = time.perf_counter()
@@ -257,7 +263,7 @@ async def in_memory(n: int, rtt_n: int) -> dict[str, float]:
         lat.append(time.perf_counter() - t)
     for a in (sink, sender, echo):
         await a.stop()
-    return {"msgs_per_s": rate, **percentiles(lat)}
+    return {"msgs_per_s": rate, "cpu_us": cpu_us, **percentiles(lat)}
 
 
 # the parent --------------------------------------------------------------------------------
@@ -288,17 +294,21 @@ async def cleanup(url: str, prefix: str) -> None:
     await r.aclose()
 
 
-def redis_one_way(url: str, n: int) -> float:
+def redis_one_way(url: str, n: int) -> dict[str, float]:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     sink = child("sink", url, prefix, str(n))
     read(sink)
     sender = child("sender", url, prefix, str(n))
-    start = read(sender)["start"]
-    end = read(sink)["end"]
+    sent = read(sender)
+    got = read(sink)
     sender.wait()
     sink.wait()
     asyncio.run(cleanup(url, prefix))
-    return n / (end - start)
+    return {
+        "msgs_per_s": n / (got["end"] - sent["start"]),
+        "send_cpu_us": sent["cpu"] / n * 1e6,
+        "recv_cpu_us": got["cpu"] / n * 1e6,
+    }
 
 
 def redis_rtt(url: str, n: int) -> dict[str, float]:
@@ -373,7 +383,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows: dict[str, list[dict[str, float]]] = {}
     for _ in range(a.runs):
-        rows.setdefault("mas redis one-way", []).append({"msgs_per_s": redis_one_way(a.redis, a.n)})
+        rows.setdefault("mas redis one-way", []).append(redis_one_way(a.redis, a.n))
         rows.setdefault("pubsub one-way", []).append({"msgs_per_s": pubsub_one_way(a.redis, a.n)})
         rows.setdefault("mas redis rtt", []).append(redis_rtt(a.redis, a.rtt_n))
         rows.setdefault("pubsub rtt", []).append(pubsub_rtt(a.redis, a.rtt_n))
@@ -385,12 +395,19 @@ def main() -> None:
     for name, runs in rows.items():
         m = med(runs)
         figures = ", ".join(
-            f"{k}={v:,.0f}" if k == "msgs_per_s" else f"{k}={v:.3f}" for k, v in m.items()
+            f"{k}={v:,.0f}"
+            if k == "msgs_per_s"
+            else f"{k}={v:.1f}"
+            if k.endswith("_us")
+            else f"{k}={v:.3f}"
+            for k, v in m.items()
         )
         print(f"  {name:<20} {figures}")
     one = med(rows["mas redis one-way"])["msgs_per_s"]
     ref = med(rows["pubsub one-way"])["msgs_per_s"]
     print(f"  ratio mas redis one-way / raw pub/sub: {one / ref:.2f}")
+    rtt = med(rows["mas redis rtt"])["p50"]
+    print(f"  ratio mas redis RTT P50 / raw pub/sub: {rtt / med(rows['pubsub rtt'])['p50']:.2f}")
     print(f"  total bench time: {time.perf_counter() - t0:.0f} s")
 
 

@@ -328,13 +328,24 @@ class Agent:
         """Messages of one call, built in one loop (one clock read, no per-message calls
         besides the id): the bus's hot path when an agent sends in bulk."""
         sender, now = self.id, time.time()
-        msgs = [
-            AgentMessage(id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now)
-            for i, (t, p) in zip(self._new_id.many(len(items)), items, strict=True)
-        ]
+        ids = self._new_id.many(len(items))
         if self._signer is None:
-            return [Envelope(m) for m in msgs]
-        return [self._seal(m) for m in msgs]
+            return [
+                Envelope(
+                    AgentMessage(
+                        id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
+                    )
+                )
+                for i, (t, p) in zip(ids, items, strict=True)
+            ]
+        return [
+            self._seal(
+                AgentMessage(
+                    id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
+                )
+            )
+            for i, (t, p) in zip(ids, items, strict=True)
+        ]
 
     def _seal(self, msg: AgentMessage) -> Envelope:
         if self._signer is None:
@@ -427,17 +438,20 @@ class Agent:
         inflight = self._inflight
         accepted: list[Delivery] = []
         me, reply = self.id, MessageKind.REPLY
+        fast = signer is None
         for d in deliveries:
-            if d.entry_id in inflight:
+            eid = d.entry_id
+            if eid in inflight:
                 continue  # our own work, reclaimed while we still run it
             env = d.envelope
             if (
-                signer is None
+                fast
                 and env is not None
                 and env.message.target_id == me
                 and env.message.kind is not reply
             ):
-                accepted.append(d)  # the common case, without a call per message
+                inflight[eid] = d  # the common case, without a call per message
+                accepted.append(d)
                 continue
             verdict = self._verdict(d, signer)
             if verdict is Verdict.OK:
@@ -458,8 +472,9 @@ class Agent:
                 else:
                     await self._refuse(d, Verdict.REPLAYED)
             accepted = fresh
-        for d in accepted:
-            inflight[d.entry_id] = d
+        if not fast:
+            for d in accepted:
+                inflight[d.entry_id] = d
         if accepted:
             self._ready.extend(accepted)
             self._wake_workers(len(accepted))
@@ -509,7 +524,8 @@ class Agent:
     async def _worker(self) -> None:
         """Take admitted messages while there are any (a plain deque: no per-message queue
         or task overhead); wait on a future of their own when there are none."""
-        ready, idle = self._ready, self._idle
+        ready, idle, answered = self._ready, self._idle, self._answered
+        ack_wake = self._ack_wake
         loop = asyncio.get_running_loop()
         while True:
             if not ready:
@@ -517,27 +533,29 @@ class Agent:
                 idle.append(waiter)
                 await waiter
                 continue
-            d = ready.popleft()
             self._active += 1
             try:
-                # handling inlined: no coroutine per message besides the handler's own
-                assert d.envelope is not None
-                msg = d.envelope.message
-                msg.attempt = d.attempt
-                msg.entry_id = d.entry_id
-                msg.context = self
-                try:
-                    await self.on_message(msg)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:
-                    await self._failed(d, e)
-                    continue
-                if d.entry_id in self._answered:
-                    self._answered.discard(d.entry_id)  # the reply's commit acknowledged it
-                else:
-                    self._acks.append(d.entry_id)
-                    self._ack_wake.set()
+                while ready:  # a run of messages without re-entering the outer loop
+                    d = ready.popleft()
+                    # handling inlined: no coroutine per message besides the handler's own
+                    env = d.envelope
+                    assert env is not None
+                    msg = env.message
+                    msg.attempt = d.attempt
+                    msg.entry_id = eid = d.entry_id
+                    msg.context = self
+                    try:
+                        await self.on_message(msg)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        await self._failed(d, e)
+                        continue
+                    if eid in answered:
+                        answered.discard(eid)  # the reply's commit acknowledged it
+                    else:
+                        self._acks.append(eid)
+                        ack_wake.set()
             finally:
                 self._active -= 1
                 if not self._active:
@@ -598,12 +616,12 @@ class Agent:
             return
         ids, self._acks = self._acks, []
         inflight = self._inflight
-        held = [(eid, inflight.pop(eid, None)) for eid in ids]  # no renewals while acking
+        held = [inflight.pop(eid, None) for eid in ids]  # no renewals while acking
         try:
             await self._transport.ack(self.id, self.instance_id, ids)
         except BaseException:
             self._acks[:0] = ids
-            for eid, d in held:
+            for eid, d in zip(ids, held, strict=True):
                 if d is not None:
                     inflight[eid] = d
             raise

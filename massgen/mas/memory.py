@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from massgen.mas import wire
 from massgen.mas.errors import AgentIdTaken
+from massgen.mas.message import AgentMessage
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -32,8 +33,11 @@ from massgen.mas.transport import (
 )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Lease:
+    """Who holds an entry since when, and how often it was delivered. Immutable: one lease
+    is shared by every entry of a fetch, and each change gives the entry a new one."""
+
     consumer: str
     since: float
     count: int
@@ -41,12 +45,34 @@ class _Lease:
 
 @dataclass(slots=True)
 class _Inbox:
-    entries: dict[EntryId, tuple[Envelope, float]] = field(default_factory=dict)
+    """Entries ``cursor .. next_id - 1`` are unread; those below were delivered, and stay
+    in ``entries`` until acknowledged.
+
+    A stored entry is the bare message when it is unsigned, else its envelope, and its
+    enqueue time sits in a dict of floats: a backlog of a million messages then holds a
+    million objects the cyclic garbage collector must walk, not three million. Deliveries
+    and envelopes are built when fetched, a batch at a time."""
+
+    entries: dict[EntryId, AgentMessage | Envelope] = field(default_factory=dict)
+    enqueued: dict[EntryId, float] = field(default_factory=dict)
     next_id: int = 1
     cursor: int = 1
     leases: dict[EntryId, _Lease] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dead: deque[DeadLetter] = field(default_factory=deque)
+
+    def put(self, env: Envelope, now: float) -> None:
+        """Store a message; it waits, unread, for a consumer."""
+        eid = self.next_id
+        self.next_id += 1
+        self.entries[eid] = env.message if env.mac is None else Envelope(env.message, env.mac)
+        self.enqueued[eid] = now
+
+    def delivery(self, eid: EntryId, attempt: int) -> Delivery:
+        """Entry ``eid`` as a delivery (it must still be stored)."""
+        item = self.entries[eid]
+        env = Envelope(item) if isinstance(item, AgentMessage) else item
+        return Delivery(eid, env, attempt, self.enqueued[eid])
 
 
 @dataclass(slots=True)
@@ -211,16 +237,25 @@ class MemoryTransport:
         now = hub.clock()
         target, box = None, None
         woken = []
+        entries = enqueued = None
+        next_id = 0
         for env in envelopes:
-            if env.message.target_id != target:
-                target = env.message.target_id
+            msg = env.message
+            if msg.target_id != target:
+                if box is not None:
+                    box.next_id = next_id
+                target = msg.target_id
                 box = hub.inbox(target)
+                entries, enqueued, next_id = box.entries, box.enqueued, box.next_id
                 woken.append(box)
-            assert box is not None
-            # the receiver checks the MAC over the object it gets, not over sender's bytes
-            stored = env if env.body is None else Envelope(env.message, env.mac)
-            box.entries[box.next_id] = (stored, now)
-            box.next_id += 1
+            assert entries is not None and enqueued is not None
+            # unsigned: the bare message; signed: a new envelope without the sender's bytes
+            # (the receiver checks the MAC over the object it gets)
+            entries[next_id] = msg if env.mac is None else Envelope(msg, env.mac)
+            enqueued[next_id] = now
+            next_id += 1
+        if box is not None:
+            box.next_id = next_id
         for box in woken:
             box.wake.set()
 
@@ -230,20 +265,21 @@ class MemoryTransport:
         hub = self.hub
         box = hub.inbox(agent_id)
         while True:
-            out: list[Delivery] = []
-            if box.cursor < box.next_id:
-                now = hub.clock()
-                entries, leases = box.entries, box.leases
-                while box.cursor < box.next_id and len(out) < count:
-                    eid = box.cursor
-                    box.cursor += 1
-                    item = entries.get(eid)
-                    if item is None:
-                        continue
-                    leases[eid] = _Lease(consumer, now, 1)
-                    out.append(Delivery(eid, item[0], 1, item[1]))
-            if out or block <= 0:
+            start = box.cursor
+            if start < box.next_id:
+                end = min(box.next_id, start + count)
+                box.cursor = end
+                entries, enqueued, leases = box.entries, box.enqueued, box.leases
+                lease = _Lease(consumer, hub.clock(), 1)  # one lease for the whole batch
+                out = []
+                for eid in range(start, end):
+                    item = entries[eid]
+                    env = Envelope(item) if isinstance(item, AgentMessage) else item
+                    out.append(Delivery(eid, env, 1, enqueued[eid]))
+                    leases[eid] = lease
                 return out
+            if block <= 0:
+                return []
             box.wake.clear()
             try:
                 async with asyncio.timeout(block):
@@ -257,13 +293,14 @@ class MemoryTransport:
 
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
         box = self.hub.inbox(agent_id)
-        leases, entries = box.leases, box.entries
+        leases, entries, enqueued = box.leases, box.entries, box.enqueued
         done = 0
         for eid in entry_ids:
             lease = leases.get(eid)
             if lease is not None and lease.consumer == consumer:
                 del leases[eid]
                 entries.pop(eid, None)
+                enqueued.pop(eid, None)
                 done += 1
         return done
 
@@ -278,15 +315,16 @@ class MemoryTransport:
             if lease is None:
                 lost.append(eid)
             else:
-                lease.since = now
+                box.leases[eid] = _Lease(consumer, now, lease.count)
         return lost
 
     async def release(
         self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
     ) -> None:
-        held = self._held(self.hub.inbox(agent_id), consumer, entry_id)
+        box = self.hub.inbox(agent_id)
+        held = self._held(box, consumer, entry_id)
         if held is not None:
-            held.since = self.hub.clock() - lease + delay
+            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, held.count)
 
     async def reclaim(
         self,
@@ -306,11 +344,11 @@ class MemoryTransport:
                 break
             if now - held.since < lease:
                 continue
-            held.consumer, held.since, held.count = consumer, now, held.count + 1
-            env, enqueued = box.entries[eid]
-            delivery = Delivery(eid, env, held.count, enqueued)
-            if held.count > max_deliveries:
-                reason = f"delivered {held.count - 1} times without success"
+            n = held.count + 1
+            box.leases[eid] = _Lease(consumer, now, n)
+            delivery = box.delivery(eid, n)
+            if n > max_deliveries:
+                reason = f"delivered {n - 1} times without success"
                 await self.dead_letter(agent_id, consumer, delivery, reason, dlq_maxlen=dlq_maxlen)
             else:
                 out.append(delivery)
@@ -346,7 +384,7 @@ class MemoryTransport:
     async def inbox_stats(self) -> list[InboxStats]:
         out = []
         for aid, box in sorted(self.hub.inboxes.items()):
-            unread = sum(1 for eid in box.entries if int(eid) >= box.cursor)
+            unread = box.next_id - box.cursor
             out.append(InboxStats(aid, len(box.entries), len(box.leases), len(box.dead), unread))
         return out
 
@@ -376,18 +414,18 @@ class MemoryTransport:
                 continue  # its holder is alive: it renews or gives it back itself
             holders.add(held.consumer)
             if held.count >= max_deliveries:
-                env, enqueued = box.entries[eid]
                 reason = f"delivered {held.count} times; holder {held.consumer} died"
                 await self.dead_letter(
                     agent_id,
                     held.consumer,
-                    Delivery(eid, env, held.count, enqueued),
+                    box.delivery(eid, held.count),
                     reason,
                     dlq_maxlen=dlq_maxlen,
                 )
                 dead.append(eid)
             else:
-                held.consumer, held.since = consumer, now - max(lease, HANDBACK_IDLE)
+                since = now - max(lease, HANDBACK_IDLE)
+                box.leases[eid] = _Lease(consumer, since, held.count)
                 released.append(eid)
         return Orphans(released, dead, sorted(holders))
 
@@ -402,16 +440,19 @@ class MemoryTransport:
         ttl: float,
     ) -> CommitResult:
         hub = self.hub
-        if entry_id is not None and self._held(hub.inbox(agent_id), consumer, entry_id) is None:
-            return CommitResult.LEASE_LOST
         msg = reply.message
-        now = hub.clock()
-        if entry_id is not None:  # answering a request finishes it
-            await self.ack(agent_id, consumer, [entry_id])
         if msg.correlation_id is None:
             raise ValueError("a reply needs correlation_id")
-        if hub.committed.get(msg.correlation_id, now) is not None:
-            return CommitResult.DUPLICATE
+        now = hub.clock()
+        prev = hub.committed.get(msg.correlation_id, now)
+        # the very reply committed before (a retried commit) is committed, whatever else
+        same = isinstance(prev, Envelope) and prev.message == msg
+        if entry_id is not None and self._held(hub.inbox(agent_id), consumer, entry_id) is None:
+            return CommitResult.COMMITTED if same else CommitResult.LEASE_LOST
+        if entry_id is not None:  # answering a request finishes it
+            await self.ack(agent_id, consumer, [entry_id])
+        if prev is not None:
+            return CommitResult.COMMITTED if same else CommitResult.DUPLICATE
         hub.committed.put(msg.correlation_id, reply, now + ttl)
         if msg.reply_to:
             box = hub.mailbox(msg.reply_to)

@@ -1,11 +1,17 @@
 """The bus over Redis: Streams with consumer groups, fenced by Lua scripts.
 
-Round trips are batched: concurrent sends share one pipeline, reads take up to ``batch``
-entries (``XREADGROUP COUNT``), acks and lease renewals go many ids per script call. Lost
-connections are retried with exponential backoff by redis-py itself; what still fails
-surfaces as :class:`~massgen.errors.TransportError` and the agent's loops carry on.
-Credentials come from the URL (``redis://user:password@host:6379/0``, ``rediss://`` for TLS)
-and never appear in errors or logs.
+Round trips are few and cheap. A send is one write of ``XADD`` commands (concurrent sends
+share it); an idle consumer waits in ``XREADGROUP BLOCK`` on its inbox and a requester in
+``XREAD BLOCK`` on its reply stream (no wake-up messages, no polling); a reply is one script
+(fence check, first-reply-wins record, reply, ``XACK``); reads take up to ``batch`` entries;
+acks and lease renewals go many ids per script call. Scripts and stream commands go
+through :mod:`massgen.mas.resp` (pipelined, parsed by hiredis in the protocol callback); the
+rest (the start-up check, group creation, state, dead-letter listing, ``SCAN``) through
+redis-py. Lost connections are retried with
+exponential backoff; what still fails surfaces as :class:`~massgen.errors.TransportError`
+and the agent's loops carry on. Credentials come from the URL
+(``redis://user:password@host:6379/0``, ``rediss://`` for TLS) and never appear in errors or
+logs.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from massgen.errors import MassGenError, TransportError
 from massgen.mas import scripts, wire
 from massgen.mas.errors import AgentIdTaken, BusAuthError, BusUnreachable
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
+from massgen.mas.resp import RespClient
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -36,8 +43,6 @@ from massgen.mas.transport import (
     Orphans,
 )
 from massgen.redact import redact_url as redact
-
-_SEND_CHUNK = 500  # messages per SEND script call
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,7 +90,22 @@ def _s(value: bytes | str) -> str:
 
 
 def _ms(seconds: float) -> int:
+    """Milliseconds for a TTL or a block time: at least 1 (0 means "forever" to BLOCK)."""
     return max(1, int(seconds * 1000))
+
+
+def _idle_ms(seconds: float) -> int:
+    """Milliseconds of idle time for reclaiming: a lease of 0 takes everything pending."""
+    return max(0, int(seconds * 1000))
+
+
+def _blob(fields: list[bytes] | None) -> bytes:
+    """The ``m`` field of a raw stream entry (``[field, value, ...]``; None if deleted)."""
+    if fields:
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == FIELD:
+                return fields[i + 1]
+    return b""
 
 
 def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
@@ -98,16 +118,21 @@ def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
         return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
 
 
-def _frames(data: bytes) -> list[Delivery]:
-    """Split the FETCH script's frames ``<id> <length>\\n<blob>``."""
-    out = []
-    pos, end = 0, len(data)
-    while pos < end:
-        nl = data.index(b"\n", pos)
-        eid, _, size = data[pos:nl].partition(b" ")
-        start = nl + 1
-        pos = start + int(size)
-        out.append(_delivery(eid, data[start:pos], 1))
+def _deliveries(got: Any) -> list[Delivery]:
+    """An ``XREADGROUP`` reply (``[[key, [[id, fields], ...]]]``) as first deliveries: the
+    read path of every message, so :func:`_delivery` is inlined."""
+    out: list[Delivery] = []
+    append, unpack, decode = out.append, wire.unpack, wire.decode
+    for _, entries in got or ():
+        for entry_id, fields in entries:
+            eid = entry_id.decode()
+            enqueued = int(eid.partition("-")[0]) / 1000
+            blob = fields[1] if fields and fields[0] == FIELD else _blob(fields)
+            try:
+                body, mac = unpack(blob)
+                append(Delivery(eid, Envelope(decode(body), mac, body), 1, enqueued))
+            except wire.WireError as e:
+                append(Delivery(eid, None, 1, enqueued, problem=str(e), raw=blob))
     return out
 
 
@@ -116,8 +141,9 @@ class RedisTransport:
 
     ``retries`` reconnection attempts with exponential backoff (50 ms doubling, at most
     ``backoff_cap`` s apart) ride out a Redis restart; pass more to survive longer outages.
-    Every agent on the transport holds one connection in a blocking read (two once it made
-    a request), so ``max_connections`` must exceed twice the agents sharing it.
+    The transport holds one pipelined connection for its agents' commands, plus one per
+    blocking read in progress (each agent's inbox, and its reply stream once it made a
+    request). ``max_connections`` caps redis-py's pool, used off the hot path.
     """
 
     def __init__(
@@ -147,32 +173,17 @@ class RedisTransport:
                 f"invalid Redis URL {self.where!r}",
                 hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
             ) from e
-        r = self._r
-        self._register = r.register_script(scripts.REGISTER)
-        self._heartbeat = r.register_script(scripts.HEARTBEAT)
-        self._deregister = r.register_script(scripts.DEREGISTER)
-        self._discover = r.register_script(scripts.DISCOVER)
-        self._reap = r.register_script(scripts.REAP)
-        self._reclaim = r.register_script(scripts.RECLAIM)
-        self._renew = r.register_script(scripts.RENEW)
-        self._ack = r.register_script(scripts.ACK)
-        self._release = r.register_script(scripts.RELEASE)
-        self._dead_letter = r.register_script(scripts.DEAD_LETTER)
-        self._commit = r.register_script(scripts.COMMIT)
-        self._first_seen = r.register_script(scripts.FIRST_SEEN)
-        self._trim = r.register_script(scripts.TRIM)
-        self._send = r.register_script(scripts.SEND)
-        self._fetch = r.register_script(scripts.FETCH)
-        self._stats = r.register_script(scripts.STATS)
-        self._orphans = r.register_script(scripts.ORPHANS)
+        self._fast = RespClient(self._r.connection_pool, retries=retries, backoff_cap=backoff_cap)
         self._cursors: dict[str, bytes | str] = {}
         # registry records parsed at version _reg_version, by member: (json, record)
         self._reg_version: bytes | str = ""
         self._records: dict[bytes, tuple[bytes, AgentRecord]] = {}
         self._expiring: dict[bytes, tuple[bytes, AgentRecord, AgentRecord]] = {}
+        self._inbox_keys: dict[str, str] = {}
         self._drained: set[str] = set()  # inboxes whose last read came back short
         self._reply_cursor: dict[str, bytes | str] = {}
         self._reply_reads: dict[str, int] = {}
+        self._reply_trim: dict[str, bytes] = {}  # trim up to this id at the next read
         self._outbox: list[tuple[Sequence[Envelope], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = False
@@ -205,6 +216,7 @@ class RedisTransport:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._fast.aclose()
         await self._r.aclose()
 
     # registry -----------------------------------------------------------------------------
@@ -216,7 +228,8 @@ class RedisTransport:
         if len(record.instance_id) != 16:
             raise ValueError("instance ids are 16 hex characters")
         body = record.model_dump_json(exclude={"expires"})
-        ok = await self._register(
+        ok = await self._fast.script(
+            scripts.REGISTER,
             keys=[self.keys.registry, self.keys.agent(record.id), self.keys.registry_version],
             args=[
                 record.id,
@@ -234,7 +247,8 @@ class RedisTransport:
     async def heartbeat(
         self, agent_id: str, instance_id: str, *, ttl: float, retention: float
     ) -> bool:
-        ok = await self._heartbeat(
+        ok = await self._fast.script(
+            scripts.HEARTBEAT,
             keys=[self.keys.registry, self.keys.agent(agent_id)],
             args=[self._member(agent_id, instance_id), _ms(ttl), _ms(retention)],
         )
@@ -242,7 +256,8 @@ class RedisTransport:
 
     @_mapped
     async def deregister(self, agent_id: str, instance_id: str) -> None:
-        await self._deregister(
+        await self._fast.script(
+            scripts.DEREGISTER,
             keys=[
                 self.keys.registry,
                 self.keys.agent(agent_id),
@@ -258,14 +273,14 @@ class RedisTransport:
         reads no record, only the live members and their expiries, and the records parsed
         before are reused; a heartbeat costs one ``model_copy`` of that record."""
         keys = [self.keys.registry, self.keys.registry_version]
-        version, full, data = await self._discover(
-            keys=keys, args=[self.keys.agent_prefix(), self._reg_version]
+        version, full, data = await self._fast.script(
+            scripts.DISCOVER, keys=keys, args=[self.keys.agent_prefix(), self._reg_version]
         )
         if not int(full):
             records = self._known_records(data)
             if records is None:  # a live member we never parsed: read them all
-                version, full, data = await self._discover(
-                    keys=keys, args=[self.keys.agent_prefix(), ""]
+                version, full, data = await self._fast.script(
+                    scripts.DISCOVER, keys=keys, args=[self.keys.agent_prefix(), ""]
                 )
         if int(full):
             records = self._parse_records(data)
@@ -323,7 +338,8 @@ class RedisTransport:
 
     @_mapped
     async def reap(self, *, retention: float) -> list[AgentRecord]:
-        flat = await self._reap(
+        flat = await self._fast.script(
+            scripts.REAP,
             keys=[self.keys.registry, self.keys.registry_version],
             args=[self.keys.agent_prefix(), _ms(retention)],
         )
@@ -365,33 +381,25 @@ class RedisTransport:
             self._flushing = False
 
     async def _flush_batch(self) -> None:
-        inbox = self.keys.inbox
         if self._outbox:
             batch, self._outbox = self._outbox, []
-            # per target inbox, its blobs in order: one key per inbox, not one per message
-            by_target: dict[str, list[bytes]] = {}
+            # one XADD per message, all in one write: no script, so Redis runs each at its
+            # plain command cost (a redis.call from Lua costs about three times as much)
+            inbox, keys = self.keys.inbox, self._inbox_keys
             encode, pack = wire.encode, wire.pack
+            commands = []
             for envelopes, _ in batch:
                 for env in envelopes:
-                    body = env.body if env.body is not None else encode(env.message)
-                    blobs = by_target.get(env.message.target_id)
-                    if blobs is None:
-                        blobs = by_target[env.message.target_id] = []
-                    blobs.append(pack(body, env.mac))
+                    msg = env.message
+                    key = keys.get(msg.target_id)
+                    if key is None:
+                        if len(keys) > 10_000:
+                            keys.clear()
+                        key = keys[msg.target_id] = inbox(msg.target_id)
+                    body = env.body if env.body is not None else encode(msg)
+                    commands.append(("XADD", key, "*", FIELD, pack(body, env.mac)))
             try:
-                keys: list[str] = []
-                args: list[int | bytes] = []
-                for target, blobs in by_target.items():
-                    for i in range(0, len(blobs), _SEND_CHUNK):
-                        chunk = blobs[i : i + _SEND_CHUNK]
-                        if len(args) + len(chunk) > _SEND_CHUNK:
-                            await self._send(keys=keys, args=args)
-                            keys, args = [], []
-                        keys.append(inbox(target))
-                        args.append(len(chunk))
-                        args += chunk
-                if keys:
-                    await self._send(keys=keys, args=args)
+                await self._fast.pipeline_ok(commands)
             except rexc.RedisError as e:
                 err = _translate(e, self.where)
                 for _, fut in batch:
@@ -411,38 +419,39 @@ class RedisTransport:
     async def fetch(
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]:
-        """A non-blocking batched read first (cheap to parse); a blocking read when idle."""
+        """A non-blocking read while the inbox has a backlog (pipelined with other commands);
+        a blocking read, on a connection of its own, once a read came back short."""
         key = self.keys.inbox(agent_id)
         try:
+            got: Any = None
             if agent_id not in self._drained or block <= 0:
-                frames = await self._fetch(keys=[key], args=[GROUP, consumer, count])
-                if frames or block <= 0:
-                    out = _frames(frames)
-                    if len(out) < count:
-                        self._drained.add(agent_id)
-                    return out
-            self._drained.discard(agent_id)
-            got: Any = await self._r.xreadgroup(
-                GROUP, consumer, {key: ">"}, count=count, block=_ms(block)
-            )
+                got = await self._fast.call(
+                    "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "STREAMS", key, ">"
+                )
+            if not got and block > 0:
+                got = await self._fast.call_blocking(
+                    "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
+                    "BLOCK", _ms(block), "STREAMS", key, ">",
+                )  # fmt: skip
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
-        out = []
-        for _, entries in got or []:
-            for eid, fields in entries:
-                out.append(_delivery(eid, fields.get(FIELD, b""), 1))
+        out = _deliveries(got)
         if len(out) < count:
             self._drained.add(agent_id)
+        else:
+            self._drained.discard(agent_id)
         return out
 
     @_mapped
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
         if not entry_ids:
             return 0
-        n = await self._ack(keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids])
+        n = await self._fast.script(
+            scripts.ACK, keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids]
+        )
         return int(n)
 
     @_mapped
@@ -451,8 +460,8 @@ class RedisTransport:
     ) -> list[EntryId]:
         if not entry_ids:
             return []
-        lost = await self._renew(
-            keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids]
+        lost = await self._fast.script(
+            scripts.RENEW, keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, *entry_ids]
         )
         return [_s(x) for x in lost]
 
@@ -461,8 +470,10 @@ class RedisTransport:
         self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
     ) -> None:
         idle = max(0, int((lease - delay) * 1000))
-        await self._release(
-            keys=[self.keys.inbox(agent_id)], args=[GROUP, consumer, entry_id, idle]
+        await self._fast.script(
+            scripts.RELEASE,
+            keys=[self.keys.inbox(agent_id)],
+            args=[GROUP, consumer, entry_id, idle],
         )
 
     @_mapped
@@ -477,9 +488,10 @@ class RedisTransport:
         dlq_maxlen: int,
     ) -> list[Delivery]:
         cursor = self._cursors.get(agent_id, "0-0")
-        flat = await self._reclaim(
+        flat = await self._fast.script(
+            scripts.RECLAIM,
             keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
-            args=[GROUP, consumer, _ms(lease), cursor, count, max_deliveries, dlq_maxlen],
+            args=[GROUP, consumer, _idle_ms(lease), cursor, count, max_deliveries, dlq_maxlen],
         )
         self._cursors[agent_id] = flat[0]
         return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
@@ -499,7 +511,8 @@ class RedisTransport:
             blob = wire.pack(env.body or wire.encode(env.message), env.mac)
         else:
             blob = delivery.raw or b""
-        await self._dead_letter(
+        await self._fast.script(
+            scripts.DEAD_LETTER,
             keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
             args=[GROUP, consumer, delivery.entry_id, blob, reason, dlq_maxlen],
         )
@@ -519,7 +532,9 @@ class RedisTransport:
 
     @_mapped
     async def trim(self, agent_id: str) -> int:
-        return int(await self._trim(keys=[self.keys.inbox(agent_id)], args=[GROUP]))
+        return int(
+            await self._fast.script(scripts.TRIM, keys=[self.keys.inbox(agent_id)], args=[GROUP])
+        )
 
     @_mapped
     async def inbox_stats(self) -> list[InboxStats]:
@@ -529,7 +544,9 @@ class RedisTransport:
         out = []
         async for key in self._r.scan_iter(match=prefix + "*", count=500, _type="stream"):
             agent_id = _s(key)[len(prefix) :]
-            got = await self._stats(keys=[key, self.keys.dlq(agent_id)], args=[GROUP])
+            got = await self._fast.script(
+                scripts.STATS, keys=[key, self.keys.dlq(agent_id)], args=[GROUP]
+            )
             if not got:
                 continue  # no group yet
             length, pending, unread, dead = (int(x) for x in got)
@@ -548,13 +565,14 @@ class RedisTransport:
         dlq_maxlen: int,
     ) -> Orphans:
         try:
-            released, dead, holders = await self._orphans(
+            released, dead, holders = await self._fast.script(
+                scripts.ORPHANS,
                 keys=[self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry],
                 args=[
                     GROUP,
                     agent_id,
                     consumer,
-                    _ms(lease),
+                    _idle_ms(lease),
                     max_deliveries,
                     dlq_maxlen,
                     count,
@@ -582,7 +600,8 @@ class RedisTransport:
         if msg.correlation_id is None or not msg.reply_to:
             raise ValueError("a reply needs correlation_id and reply_to")
         body = reply.body if reply.body is not None else wire.encode(msg)
-        result = await self._commit(
+        result = await self._fast.script(
+            scripts.COMMIT,
             keys=[
                 self.keys.inbox(agent_id),
                 self.keys.reply(msg.correlation_id),
@@ -603,17 +622,25 @@ class RedisTransport:
     @_mapped
     async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
         key = self.keys.replies(reply_to)
-        kwargs: dict[str, Any] = {"count": 1000}
+        cursor = self._reply_cursor.get(reply_to, "0-0")
+        trim_to = self._reply_trim.pop(reply_to, None)
+        if trim_to is not None:  # trimmed before this read, not after the last one: the
+            # replies read then went to their requesters without waiting for it
+            await self._fast.call("XTRIM", key, "MINID", "~", trim_to)
+        got: Any
         if block > 0:
-            kwargs["block"] = _ms(block)
-        got: Any = await self._r.xread({key: self._reply_cursor.get(reply_to, "0-0")}, **kwargs)
+            got = await self._fast.call_blocking(
+                "XREAD", "COUNT", 1000, "BLOCK", _ms(block), "STREAMS", key, cursor
+            )
+        else:
+            got = await self._fast.call("XREAD", "COUNT", 1000, "STREAMS", key, cursor)
         out = []
-        last: bytes | str | None = None
-        for _, entries in got or []:
+        last: bytes | None = None
+        for _, entries in got or ():
             for eid, fields in entries:
                 last = eid
                 try:
-                    body, mac = wire.unpack(fields.get(FIELD, b""))
+                    body, mac = wire.unpack(_blob(fields))
                     out.append(Envelope(wire.decode(body), mac, body))
                 except wire.WireError:
                     continue
@@ -621,7 +648,7 @@ class RedisTransport:
             self._reply_cursor[reply_to] = last
             n = self._reply_reads.get(reply_to, 0) + len(out)
             if n >= 1000:
-                await self._r.xtrim(key, minid=last, approximate=True)
+                self._reply_trim[reply_to] = last
                 n = 0
             self._reply_reads[reply_to] = n
         return out
@@ -642,6 +669,7 @@ class RedisTransport:
         await self._r.delete(self.keys.replies(reply_to))
         self._reply_cursor.pop(reply_to, None)
         self._reply_reads.pop(reply_to, None)
+        self._reply_trim.pop(reply_to, None)
 
     # security -----------------------------------------------------------------------------
     @_mapped
@@ -653,7 +681,7 @@ class RedisTransport:
         args: list[Any] = [self.keys.seen_prefix(agent_id), _ms(ttl)]
         for message_id, entry_id in items:
             args += (message_id, entry_id)
-        flags = await self._first_seen(keys=[], args=args)
+        flags = await self._fast.script(scripts.FIRST_SEEN, keys=[], args=args)
         return [bool(f) for f in flags]
 
     # state --------------------------------------------------------------------------------

@@ -245,12 +245,16 @@ return 1
 
 # KEYS: inbox, reply key, reply stream. ARGV: group, consumer, entry id ('' = unfenced),
 # blob, reply ttl ms. Returns 1 committed, 0 duplicate, -1 lease lost. A committed (or
-# duplicate) reply also acknowledges the request: answering it is finishing it.
+# duplicate) reply also acknowledges the request: answering it is finishing it. The same
+# blob again (a commit retried after its reply was lost with the connection) is 1 again.
 COMMIT = (
     _HOLDS
     + """
 local fenced = ARGV[3] ~= ''
-if fenced and not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return -1 end
+if fenced and not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
+  if redis.call('GET', KEYS[2]) == ARGV[4] then return 1 end
+  return -1
+end
 local result = 1
 if redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then
   redis.call('XADD', KEYS[3], '*', 'm', ARGV[4])
@@ -305,33 +309,6 @@ if p[1] > 0 and less(p[2], last) then threshold = p[2] end
 local before = redis.call('XLEN', KEYS[1])
 redis.call('XTRIM', KEYS[1], 'MINID', '~', threshold)
 return before - redis.call('XLEN', KEYS[1])
-"""
-
-# KEYS: inboxes. ARGV: for each inbox in turn, how many blobs, then the blobs (in order).
-# Stores them all; returns how many.
-SEND = """
-local a = 1
-for k = 1, #KEYS do
-  local n = tonumber(ARGV[a])
-  for i = a + 1, a + n do redis.call('XADD', KEYS[k], '*', 'm', ARGV[i]) end
-  a = a + n + 1
-end
-return a - 1 - #KEYS
-"""
-
-# KEYS: inbox. ARGV: group, consumer, count. Reads new entries without blocking and returns
-# them as one string of frames "<id> <length>\\n<blob>": one reply element to parse, not five
-# per entry, which is most of a reader's cost with a pure-Python Redis client.
-FETCH = """
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-  'STREAMS', KEYS[1], '>')
-if not r then return '' end
-local out = {}
-for _, e in ipairs(r[1][2]) do
-  local blob = e[2] and e[2][2] or ''
-  out[#out + 1] = e[1] .. ' ' .. string.len(blob) .. '\\n' .. blob
-end
-return table.concat(out)
 """
 
 # KEYS: inbox, dlq. ARGV: group. Returns {length, pending, unread, dead letters}, or false

@@ -9,12 +9,19 @@ the bytes it received, so no re-serialisation can make an honest message fail.
 
 from __future__ import annotations
 
+from json.encoder import encode_basestring as _quote
+
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from massgen.mas.message import AgentMessage
 
 _ADAPTER = TypeAdapter(AgentMessage)
 _EXCLUDE = frozenset({"attempt", "entry_id", "context"})
+_TEMPLATE = (
+    '{"id":%s,"sender_id":%s,"target_id":%s,"payload":%s,"kind":%s,"created_at":%r,'
+    '"correlation_id":%s,"reply_to":%s,"error":%s}'
+)
 
 
 class WireError(ValueError):
@@ -22,7 +29,46 @@ class WireError(ValueError):
 
 
 def encode(message: AgentMessage) -> bytes:
-    """The message body as sent and signed."""
+    """The message body as sent and signed.
+
+    The envelope is formatted here and only the payload goes through pydantic's serializer:
+    half the cost of dumping the whole dataclass, the same JSON (checked by the tests).
+    Anything unusual (a non-string field, a timestamp that repr would write with an
+    exponent, or not finite) takes pydantic's path."""
+    m = message
+    created = m.created_at
+    cid, rto, err = m.correlation_id, m.reply_to, m.error
+    if (
+        type(m.id) is not str
+        or type(m.sender_id) is not str
+        or type(m.target_id) is not str
+        or not isinstance(m.kind, str)
+        or type(created) is not float
+        or not (created == 0.0 or 1e-4 <= abs(created) < 1e16)  # repr has no exponent
+        or not (cid is None or type(cid) is str)
+        or not (rto is None or type(rto) is str)
+        or not (err is None or type(err) is str)
+    ):
+        return slow_encode(m)
+    try:
+        text = _TEMPLATE % (
+            _quote(m.id),
+            _quote(m.sender_id),
+            _quote(m.target_id),
+            to_json(m.payload, inf_nan_mode="null").decode(),
+            _quote(m.kind),
+            created,
+            "null" if cid is None else _quote(cid),
+            "null" if rto is None else _quote(rto),
+            "null" if err is None else _quote(err),
+        )
+        return text.encode()
+    except UnicodeEncodeError:  # lone surrogates: let pydantic decide
+        return slow_encode(m)
+
+
+def slow_encode(message: AgentMessage) -> bytes:
+    """The body as pydantic dumps the whole message (the reference :func:`encode` matches)."""
     return _ADAPTER.dump_json(message, exclude=_EXCLUDE)  # type: ignore[arg-type]
 
 

@@ -362,3 +362,52 @@ async def test_batched_ack_and_renew_are_fenced_per_entry(bus: Bus) -> None:
     assert await t.ack("w", "c1", mixed) == 5  # the other 15 were finished already
     assert await t.renew("w", "c2", theirs) == []
     assert await t.ack("w", "c2", theirs + theirs[:1]) == 20
+
+
+async def test_entries_fetched_together_keep_separate_leases(bus: Bus) -> None:
+    """One fetch leases a batch; giving one entry back or renewing one leaves the others'
+    leases as they were."""
+    t = bus.transport()
+    await t.connect()
+    await t.ensure_inbox("w")
+    await t.send(
+        [Envelope(AgentMessage(id=f"m{i}", sender_id="s", target_id="w")) for i in range(3)]
+    )
+    d0, d1, d2 = await t.fetch("w", "c1", count=10, block=0.5)
+    await t.release("w", "c1", d0.entry_id, lease=60, delay=0.0)
+    taken = await t.reclaim("w", "c2", lease=60, max_deliveries=5, count=10, dlq_maxlen=10)
+    assert [(d.entry_id, d.attempt) for d in taken] == [(d0.entry_id, 2)]
+    assert await t.renew("w", "c1", [d1.entry_id]) == []
+    assert await t.ack("w", "c1", [d0.entry_id, d1.entry_id, d2.entry_id]) == 2
+    assert await t.ack("w", "c2", [d0.entry_id]) == 1
+    assert [s.waiting for s in await t.inbox_stats() if s.agent_id == "w"] == [0]
+
+
+async def test_committing_the_same_reply_again_is_not_a_duplicate(bus: Bus) -> None:
+    """A commit retried after its answer was lost (the connection dropped) finds its own
+    reply stored: COMMITTED again, and the requester still gets exactly one reply."""
+    t = bus.transport()
+    await t.connect()
+    await t.ensure_inbox("w")
+    request = AgentMessage(
+        id="req9", sender_id="c", target_id="w", kind=MessageKind.REQUEST, reply_to="c-inst"
+    )
+    await t.send([Envelope(request)])
+    [d] = await t.fetch("w", "c1", count=10, block=0.5)
+    reply = Envelope(
+        AgentMessage(
+            id="rep9",
+            sender_id="w",
+            target_id="c",
+            kind=MessageKind.REPLY,
+            correlation_id="req9",
+            reply_to="c-inst",
+            payload={"ok": True},
+        )
+    )
+    assert await t.commit_reply("w", "c1", d.entry_id, reply, ttl=60) == CommitResult.COMMITTED
+    assert await t.commit_reply("w", "c1", d.entry_id, reply, ttl=60) == CommitResult.COMMITTED
+    assert await t.commit_reply("w", "c1", None, reply, ttl=60) == CommitResult.COMMITTED
+    got = await t.read_replies("c-inst", block=0.5)
+    assert [e.message.id for e in got] == ["rep9"]
+    assert await t.read_replies("c-inst", block=0) == []

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from massgen.errors import TransportError
-from massgen.mas import Agent, AgentMessage, BusSettings, Envelope, RedisTransport
+from massgen.mas import (
+    Agent,
+    AgentMessage,
+    BusSettings,
+    Envelope,
+    MessageKind,
+    RedisTransport,
+)
 
 from .helpers import SHARED_REDIS, Bus, RedisServer, until
 
@@ -265,3 +272,26 @@ async def test_r4_agent_trims_its_inbox_while_working(redis_bus: Bus) -> None:
     t = sink.transport
     assert isinstance(t, RedisTransport)
     assert int(await t.client.xlen(t.keys.inbox("sink"))) < 2000
+
+
+async def test_reply_stream_is_trimmed_as_it_is_read(redis_bus: Bus) -> None:
+    """Replies read are trimmed (every 1000, before the next read), unread ones never."""
+    t = redis_bus.transport()
+    assert isinstance(t, RedisTransport)
+    await t.connect()
+
+    def reply(i: int) -> Envelope:
+        msg = AgentMessage(
+            id=f"r{i}", sender_id="w", target_id="c", kind=MessageKind.REPLY,
+            correlation_id=f"q{i}", reply_to="inst", payload={"i": i},
+        )  # fmt: skip
+        return Envelope(msg)
+
+    await asyncio.gather(*(t.commit_reply("w", "x", None, reply(i), ttl=60) for i in range(1200)))
+    first = await t.read_replies("inst", block=0)
+    assert [e.message.payload["i"] for e in first] == list(range(1000))
+    key = t.keys.replies("inst")
+    assert int(await t.client.xlen(key)) == 1200  # read, not trimmed yet
+    rest = await t.read_replies("inst", block=0.5)  # trims what was read before it reads
+    assert [e.message.payload["i"] for e in rest] == list(range(1000, 1200))
+    assert int(await t.client.xlen(key)) <= 300

@@ -106,8 +106,7 @@ async def _send_raw_to(bus: Bus, t: object, inbox_of: str, env: Envelope) -> Non
     """Put ``env`` in ``inbox_of``'s inbox whatever its target field says."""
     if bus.kind == "memory":
         box = bus.hub.inbox(inbox_of)
-        box.entries[box.next_id] = (env, time.time())
-        box.next_id += 1
+        box.put(env, time.time())
         box.wake.set()
     else:
         from massgen.mas import RedisTransport
