@@ -28,6 +28,7 @@ from massgen.testing.sim_types import (
     Drop,
     Fault,
     Hang,
+    Searched,
     SimRequest,
     SimStats,
     Text,
@@ -208,6 +209,109 @@ async def test_openai_path_without_v1_and_truncation(sim: ProviderSimulator) -> 
         r = await client.chat.completions.create(model="m", messages=USER)
     assert r.choices[0].finish_reason == "length"
     assert sim.requests[0].path == "/chat/completions"
+
+
+# --- OpenAI Responses API ----------------------------------------------------------------------
+
+
+async def test_responses_through_the_sdk(sim: ProviderSimulator, oai: openai.AsyncOpenAI) -> None:
+    sim.script(
+        [
+            Searched("Paris.", [("Paris", "https://en.wikipedia.org/wiki/Paris")], queries=("q",)),
+            ToolCalls([ToolCallSpec("get_weather", {"city": "Paris"}, id="call_w")], text="Hm."),
+        ]
+    )
+    tools: Any = [{"type": "function", **WEATHER_TOOL}, {"type": "web_search"}]
+    first = await oai.responses.create(
+        model="gpt-4.1",
+        input=USER,
+        tools=tools,
+        include=["web_search_call.action.sources"],
+    )
+    assert first.status == "completed" and first.output_text == "Paris."
+    search, message = first.output
+    assert search.type == "web_search_call" and search.action.type == "search"
+    assert search.action.query == "q" and search.action.sources is not None
+    assert message.type == "message"
+    (part,) = message.content
+    assert part.type == "output_text"
+    assert [a.url for a in part.annotations] == ["https://en.wikipedia.org/wiki/Paris"]  # type: ignore[union-attr]
+    assert first.usage is not None and first.usage.input_tokens == sim.requests[0].prompt_tokens
+    req = sim.requests[0]
+    assert (req.protocol, req.path, req.tools) == (
+        "responses",
+        "/v1/responses",
+        ("get_weather", "web_search"),
+    )
+    stream = await oai.responses.create(model="gpt-4.1", input=USER, tools=tools, stream=True)
+    events = [event async for event in stream]
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.function_call_arguments.delta" in kinds
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == "Hm."
+    final = events[-1].response  # type: ignore[union-attr]
+    call = final.output[-1]
+    assert call.type == "function_call" and call.call_id == "call_w"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "m", "messages": USER}, "Unsupported parameter: 'messages'"),
+        ({"model": "m", "input": USER, "max_tokens": 5}, "max_tokens"),
+        (
+            {"model": "m", "input": USER, "tools": [{"type": "code_interpreter"}]},
+            "code_interpreter",
+        ),
+        (
+            {
+                "model": "m",
+                "input": USER,
+                "tools": [{"type": "function", "function": WEATHER_TOOL}],
+            },
+            "tools[0].name",
+        ),
+        (
+            {
+                "model": "m",
+                "input": [*USER, {"type": "function_call_output", "call_id": "c", "output": "x"}],
+            },
+            "No tool call found",
+        ),
+        (
+            {"model": "m", "input": USER, "tools": [{"type": "web_search", "domains": ["a.org"]}]},
+            "tools[0].domains",
+        ),
+        ({"model": "m", "input": [{"type": "reasoning"}]}, "input[0].type"),
+    ],
+)
+def test_responses_refuses_what_the_api_refuses(
+    sim: ProviderSimulator, body: dict[str, Any], message: str
+) -> None:
+    reply = httpx.post(sim.openai_base_url + "/responses", json=body)
+    assert reply.status_code == 400 and message in reply.json()["error"]["message"]
+    assert sim.requests == []
+
+
+def test_responses_truncation_and_tool_results(sim: ProviderSimulator) -> None:
+    sim.script([Text("cut", truncated=True)])
+    body = {
+        "model": "grok-4",
+        "input": [
+            *USER,
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        ],
+    }
+    data = httpx.post(sim.url + "/responses", json=body).json()
+    assert data["status"] == "incomplete"
+    assert data["incomplete_details"] == {"reason": "max_output_tokens"}
+    (req,) = sim.requests
+    assert req.tool_results == (ToolResult("c1", "get_weather", "sunny"),)
+    assert req.messages[-1] == ("tool", "sunny")
 
 
 # --- Anthropic ---------------------------------------------------------------------------------

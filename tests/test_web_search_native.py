@@ -226,19 +226,23 @@ async def test_openai_search_models_get_web_search_options(
     assert "https://evil.example/paris" in search.output
 
 
-async def test_openai_native_search_is_for_search_models_alone(sim: ProviderSimulator) -> None:
-    plain = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=sim.openai_base_url)
+async def test_openai_search_models_search_alone_on_chat_completions(
+    sim: ProviderSimulator,
+) -> None:
+    old = OpenAIBackend("gpt-3.5-turbo", api_key="sk-test", base_url=sim.openai_base_url)
     search = OpenAIBackend("gpt-5-search-api", api_key="sk-test", base_url=sim.openai_base_url)
-    assert not plain.supports_native(SEARCH)
+    assert not old.supports_native(SEARCH)  # no web_search tool on the Responses API either
     assert search.supports_native(SEARCH)
     assert not search.supports_native(SEARCH, with_functions=True)  # no tools on those models
     assert not search.supports_native(NativeTool("web_search", allowed_domains=("a.org",)))
-    # the presets speak Chat Completions too, where xAI retired Live Search
-    for preset in (XAIBackend, LMStudioBackend):
-        assert not preset("grok-4", api_key="k").supports_native(SEARCH)
-    xai = XAIBackend("grok-4", api_key="k", base_url=sim.openai_base_url)
+    # xAI searches on the Responses API (tests/test_backends_openai_responses.py); local
+    # servers have no native search and refuse it before sending anything
+    assert XAIBackend("grok-4", api_key="k").supports_native(SEARCH, with_functions=True)
+    local = LMStudioBackend("local-model", base_url=sim.openai_base_url)
+    assert not local.supports_native(SEARCH)
     with pytest.raises(BadRequestError, match="no provider-side tool"):
-        await xai.complete(ask(native_tools=(SEARCH,)))
+        await local.complete(ask(native_tools=(SEARCH,)))
+    await local.aclose()
     assert sim.requests == []  # refused before anything was sent
 
 
@@ -319,7 +323,7 @@ async def test_auto_mode_uses_the_search_api_without_native_search(
 async def test_native_mode_without_native_search_is_a_config_error(
     sim: ProviderSimulator,
 ) -> None:
-    backend = OpenAIBackend("gpt-4o-mini", api_key="sk-test", base_url=sim.openai_base_url)
+    backend = OpenAIBackend("gpt-3.5-turbo", api_key="sk-test", base_url=sim.openai_base_url)
     agent = Agent("ada", backend, tools=[WebSearch(mode="native")])
     with pytest.raises(ConfigError, match="has none") as err:
         await agent.respond(Turn("answer", "Capital?"))

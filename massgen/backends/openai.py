@@ -1,5 +1,9 @@
 """OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
 
+A turn that declares a provider-side web search goes to the Responses API instead
+(:mod:`massgen.backends.openai_responses`), on ``openai`` (but its ``*-search-*`` models,
+which search on Chat Completions) and ``xai``; every other turn stays on Chat Completions.
+
 One adapter, two clients that move the same JSON: the default is massgen's own lean client
 (:mod:`massgen.backends.openai_http`: a keep-alive pool on asyncio streams and httptools, httpx only
 behind a proxy); ``client="sdk"`` goes through the
@@ -13,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Protocol
 
+from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
     SDKBackend,
     normalise_finish,
@@ -70,7 +76,24 @@ class ChatClient(Protocol):
         """One streaming request: its chunk objects, up to (not including) ``[DONE]``."""
         ...
 
+    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """One non-streaming Responses API request: the response object."""
+        ...
+
+    def respond_stream(
+        self, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """One streaming Responses API request: its event objects, to the end."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+_OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
+"""OpenAI models that take the Responses ``web_search`` tool..."""
+_NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
+"""...but these."""
+_OPENAI_MAX_DOMAINS = 100
 
 
 class OpenAIBackend(SDKBackend):
@@ -83,7 +106,8 @@ class OpenAIBackend(SDKBackend):
     provider: str = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     native_tools: frozenset[str] = frozenset({"web_search"})
-    """``web_search_options`` exists on Chat Completions for OpenAI's search models only."""
+    """The Responses API's ``web_search`` tool; search models use Chat Completions'
+    ``web_search_options``."""
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
 
@@ -118,11 +142,33 @@ class OpenAIBackend(SDKBackend):
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Only search models (``gpt-4o-search-preview``, ``gpt-5-search-api``...) search on
-        Chat Completions, and they take no function tools and no domain filters."""
-        if tool.name not in self.native_tools or tool.allowed_domains or tool.blocked_domains:
+        """Search models (``gpt-4o-search-preview``, ``gpt-5-search-api``...) search on Chat
+        Completions, with no function tools and no domain filters; the others that take the
+        Responses ``web_search`` tool search there, next to function tools, with an allow
+        list (OpenAI has no block list)."""
+        if tool.name not in self.native_tools:
             return False
-        return "search" in (model or self.model) and not with_functions
+        model = model or self.model
+        if self._chat_search(model):
+            return not (with_functions or tool.allowed_domains or tool.blocked_domains)
+        if tool.blocked_domains or len(tool.allowed_domains) > _OPENAI_MAX_DOMAINS:
+            return False
+        return bool(_OPENAI_SEARCHERS.match(model)) and not _NOT_SEARCHERS.search(model)
+
+    def _chat_search(self, model: str) -> bool:
+        """Whether ``model`` searches on Chat Completions (``web_search_options``)."""
+        return "search" in model
+
+    def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The Responses ``web_search`` tool, and the body fields that go with it: the
+        sources each search found (``include``) and ``max_uses`` as ``max_tool_calls``."""
+        declared: dict[str, Any] = {"type": "web_search"}
+        if tool.allowed_domains:
+            declared["filters"] = {"allowed_domains": list(tool.allowed_domains)}
+        fields: dict[str, Any] = {"include": ["web_search_call.action.sources"]}
+        if tool.max_uses is not None:
+            fields["max_tool_calls"] = tool.max_uses
+        return declared, fields
 
     # -- requests ----------------------------------------------------------------------------
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
@@ -154,7 +200,48 @@ class OpenAIBackend(SDKBackend):
         body.update(self._extra(request))
         return body
 
+    def _via_responses(self, request: CompletionRequest) -> bool:
+        """Whether this request goes to the Responses API: it declares a native search, on a
+        model that does not search on Chat Completions."""
+        if not request.native_tools:
+            return False
+        check_native(request, self.native_tools, self.provider)
+        return not self._chat_search(request.model or self.model)
+
+    def _responses_payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        """The Responses body: the same settings, ``params`` and ``extra`` as on Chat
+        Completions (``reasoning_effort`` becomes ``reasoning.effort``), nothing stored."""
+        body: dict[str, Any] = {
+            "model": request.model or self.model,
+            "input": responses.input_items(request.messages),
+            "store": False,
+        }
+        temperature = self._temperature(request)
+        if temperature is not None:
+            body["temperature"] = temperature
+        max_tokens = self._max_tokens(request)
+        if max_tokens is not None:
+            body["max_output_tokens"] = max_tokens
+        tools = [responses.function_tool(t) for t in request.tools]
+        for native in request.native_tools:
+            declared, fields = self._web_search(native)
+            tools.append(declared)
+            body.update(fields)
+        body["tools"] = tools
+        if request.tools and request.tool_choice:
+            body["tool_choice"] = responses.tool_choice(request.tool_choice)
+        if stream:
+            body["stream"] = True
+        extra = self._extra(request)
+        effort = extra.pop("reasoning_effort", None)
+        if effort is not None:
+            body["reasoning"] = {"effort": effort}
+        body.update(extra)
+        return body
+
     async def complete(self, request: CompletionRequest) -> Completion:
+        if self._via_responses(request):
+            return await self._respond(request)
         body = self._payload(request, stream=False)
         started = time.perf_counter()
         data = await self._chat.create(body, self._timeout(request))
@@ -162,6 +249,10 @@ class OpenAIBackend(SDKBackend):
         return _completion(data, request, body["model"], latency, provider=self.provider)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        if self._via_responses(request):
+            async for piece in self._respond_stream(request):
+                yield piece
+            return
         body = self._payload(request, stream=True)
         started = time.perf_counter()
         answer = _Assembly(body["model"])
@@ -172,6 +263,25 @@ class OpenAIBackend(SDKBackend):
                     yield StreamChunk(delta=delta)
         latency = time.perf_counter() - started
         yield StreamChunk(completion=answer.completion(request, latency, provider=self.provider))
+
+    async def _respond(self, request: CompletionRequest) -> Completion:
+        body = self._responses_payload(request, stream=False)
+        started = time.perf_counter()
+        data = await self._chat.respond(body, self._timeout(request))
+        latency = time.perf_counter() - started
+        return responses.completion(data, request, body["model"], latency, provider=self.provider)
+
+    async def _respond_stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        body = self._responses_payload(request, stream=True)
+        started = time.perf_counter()
+        answer = responses.Assembly(body["model"], provider=self.provider)
+        async with aclosing(self._chat.respond_stream(body, self._timeout(request))) as events:
+            async for event in events:
+                delta = answer.feed(event)
+                if delta:
+                    yield StreamChunk(delta=delta)
+        latency = time.perf_counter() - started
+        yield StreamChunk(completion=answer.completion(request, latency))
 
 
 # -- requests out ----------------------------------------------------------------------------
@@ -351,15 +461,46 @@ def _parse_call(tc: Mapping[str, Any]) -> ToolCall:
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------
 class XAIBackend(OpenAIBackend):
-    """xAI (Grok) through its OpenAI-compatible API."""
+    """xAI (Grok) through its OpenAI-compatible API.
+
+    xAI retired Live Search (``search_parameters``) on Chat Completions; its web search is a
+    server-side tool of the Responses API, where turns that declare it go.
+    """
 
     provider = "xai"
     api_key_env = ("XAI_API_KEY",)
-    native_tools = frozenset()
-    """xAI retired Live Search (``search_parameters``) on Chat Completions; its web search
-    is an Agent Tool of the Responses API, which this adapter does not speak."""
+    native_tools = frozenset({"web_search"})
     default_base_url = "https://api.x.ai/v1"
     max_tokens_field = "max_tokens"
+
+    def supports_native(
+        self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
+    ) -> bool:
+        """Grok 4 and later, with an allow or a block list of at most 5 domains."""
+        if tool.name not in self.native_tools:
+            return False
+        allowed, blocked = len(tool.allowed_domains), len(tool.blocked_domains)
+        if (allowed and blocked) or max(allowed, blocked) > _XAI_MAX_DOMAINS:
+            return False
+        version = _GROK.match(model or self.model)
+        return version is not None and int(version.group(1)) >= 4
+
+    def _chat_search(self, model: str) -> bool:
+        return False
+
+    def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """xAI's ``web_search`` tool takes its domain lists flat; no ``include`` (it has no
+        per-search sources) and no ``max_tool_calls``."""
+        declared: dict[str, Any] = {"type": "web_search"}
+        if tool.allowed_domains:
+            declared["allowed_domains"] = list(tool.allowed_domains)
+        if tool.blocked_domains:
+            declared["excluded_domains"] = list(tool.blocked_domains)
+        return declared, {}
+
+
+_GROK = re.compile(r"^grok-(\d+)")
+_XAI_MAX_DOMAINS = 5
 
 
 class OpenRouterBackend(OpenAIBackend):

@@ -48,7 +48,8 @@ _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "Op
 
 
 class HTTPChatClient:
-    """``POST {base_url}/chat/completions``, plain or streamed, returning the provider's JSON.
+    """``POST {base_url}/chat/completions`` (or ``/responses``), plain or streamed, returning
+    the provider's JSON.
 
     For ``http://`` URLs (local servers, the simulator) no CA bundle is loaded: that costs
     ~50 ms of CPU and verifies nothing there. ``https://`` URLs share the process's one
@@ -65,6 +66,7 @@ class HTTPChatClient:
     ) -> None:
         self.provider = provider
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.responses_url = base_url.rstrip("/") + "/responses"
         self.timeout = timeout
         self._api_key = api_key
         self._headers = {
@@ -110,16 +112,32 @@ class HTTPChatClient:
             await client.aclose()
 
     async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        return await self._post(self.url, body, seconds)
+
+    def stream(self, body: dict[str, Any], seconds: float) -> AsyncGenerator[dict[str, Any], None]:
+        return self._post_stream(self.url, body, seconds)
+
+    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """One Responses API request: the response object."""
+        return await self._post(self.responses_url, body, seconds)
+
+    def respond_stream(
+        self, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """One streamed Responses API request: its event objects, to the end of the body."""
+        return self._post_stream(self.responses_url, body, seconds)
+
+    async def _post(self, url: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         client = self._get_client()
         if not isinstance(client, http_pool.Pool):
             with self._mapped_httpx():
-                response = await client.post(self.url, content=_encode(body), timeout=seconds)
+                response = await client.post(url, content=_encode(body), timeout=seconds)
                 response.raise_for_status()
             return self._decode(response.content)
         try:
             status, headers, content = await client.fetch(
                 "POST",
-                self.url,
+                url,
                 headers=self._headers.items(),
                 content=_encode(body),
                 seconds=seconds,
@@ -131,14 +149,14 @@ class HTTPChatClient:
             raise self._status_error(status, content, headers) from reply
         return self._decode(content)
 
-    async def stream(
-        self, body: dict[str, Any], seconds: float
+    async def _post_stream(
+        self, url: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._get_client()
         if not isinstance(client, http_pool.Pool):
             with self._mapped_httpx():
                 async with client.stream(
-                    "POST", self.url, content=_encode(body), timeout=seconds
+                    "POST", url, content=_encode(body), timeout=seconds
                 ) as response:
                     if not response.is_success:
                         await response.aread()  # the error body holds the provider's message
@@ -150,7 +168,7 @@ class HTTPChatClient:
         with self._mapped():
             async with client.request(
                 "POST",
-                self.url,
+                url,
                 headers=self._headers.items(),
                 content=_encode(body),
                 seconds=seconds,
@@ -161,7 +179,8 @@ class HTTPChatClient:
                         yield chunk
 
     async def _events(self, lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, Any], None]:
-        """The stream's chunk objects, up to ``[DONE]``; the body is then read to its end."""
+        """The stream's chunk objects, up to ``[DONE]`` (Chat Completions) or the end of the
+        body (Responses, which sends no ``[DONE]``); the body is then read to its end."""
         async with aclosing(_sse_data(lines)) as events:
             async for data in events:
                 if data.startswith("[DONE]"):

@@ -1,4 +1,4 @@
-"""Chat Completions through the ``openai`` SDK (``client: sdk``).
+"""Chat Completions (and the Responses API) through the ``openai`` SDK (``client: sdk``).
 
 Import this module only when that client is chosen: importing the SDK takes about a second.
 It sends the body massgen built as it is and hands the SDK's parsed objects back as plain
@@ -73,6 +73,31 @@ class SDKChatClient:
                 async for chunk in stream:
                     yield chunk.to_dict()
 
+    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """One Responses API request: the response object."""
+        client = self._get_client()
+        model, items, rest = _split(body, "input")
+        with self._mapped():
+            response = await client.responses.create(
+                model=model, input=items, extra_body=rest or None, timeout=seconds
+            )
+        return response.to_dict()
+
+    async def respond_stream(
+        self, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """One streamed Responses API request: its event objects as plain dicts."""
+        client = self._get_client()
+        model, items, rest = _split(body, "input")
+        rest.pop("stream", None)
+        with self._mapped():
+            stream = await client.responses.create(
+                model=model, input=items, stream=True, extra_body=rest, timeout=seconds
+            )
+            async with stream:
+                async for event in stream:
+                    yield event.to_dict()
+
     @contextmanager
     def _mapped(self) -> Iterator[None]:
         """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
@@ -102,8 +127,9 @@ class SDKChatClient:
             raise mapped from e
 
 
-def _split(body: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """``model`` and ``messages`` as the SDK's arguments; the rest goes on as ``extra_body``,
-    so the SDK sends exactly what the HTTP client would, options it does not name included."""
+def _split(body: dict[str, Any], items: str = "messages") -> tuple[Any, Any, dict[str, Any]]:
+    """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest goes
+    on as ``extra_body``, so the SDK sends exactly what the HTTP client would, options it does
+    not name included."""
     rest = dict(body)
-    return rest.pop("model"), rest.pop("messages"), rest
+    return rest.pop("model"), rest.pop(items), rest

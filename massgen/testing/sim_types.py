@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeAlias
 
-WireProtocol = Literal["openai", "anthropic", "gemini"]
+WireProtocol = Literal["openai", "anthropic", "gemini", "responses"]
 DropPoint = Literal["request", "headers", "partial"]
 
 
@@ -80,7 +80,8 @@ class Searched:
     Each wire renders it its own way: Anthropic as ``server_tool_use`` and
     ``web_search_tool_result`` blocks and a text block with citations (``pause=True``: the
     blocks only, ``stop_reason: pause_turn``, for the client to continue); OpenAI as
-    ``url_citation`` annotations; Gemini as ``groundingMetadata``.
+    ``url_citation`` annotations (the Responses API: ``web_search_call`` items, then the
+    annotated text); Gemini as ``groundingMetadata``.
     """
 
     text: str = ""
@@ -222,6 +223,8 @@ class ParsedRequest:
     tool_results: tuple[ToolResult, ...]
     prompt_tokens: int
     include_usage: bool = False
+    search_sources: bool = False
+    """Responses API: the request asked for each search's sources (``include``)."""
 
     @property
     def prompt_text(self) -> str:

@@ -1,8 +1,8 @@
-"""What the three wire-format modules share: the rendered-answer value and SSE helpers.
+"""What the wire-format modules share: the rendered-answer value and SSE helpers.
 
-Each of ``sim_openai``, ``sim_anthropic`` and ``sim_gemini`` implements :class:`Wire`: read a
-request body into a :class:`~massgen.testing.sim_types.ParsedRequest`, and write an
-:class:`Answer` or an error in that vendor's exact format.
+Each of ``sim_openai``, ``sim_responses``, ``sim_anthropic`` and ``sim_gemini`` implements
+:class:`Wire`: read a request body into a :class:`~massgen.testing.sim_types.ParsedRequest`,
+and write an :class:`Answer` or an error in that vendor's exact format.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class Answer:
     sources: tuple[tuple[str, str], ...] = ()
     """``(title, url)`` pairs."""
     pause: bool = False
+    search_sources: bool = False
+    """Responses API: list each search's sources on its ``web_search_call``."""
 
 
 class Wire(Protocol):

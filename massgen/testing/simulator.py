@@ -1,4 +1,5 @@
-"""A fake LLM provider on loopback that speaks the OpenAI, Anthropic and Gemini wire formats.
+"""A fake LLM provider on loopback that speaks the OpenAI (Chat Completions and Responses),
+Anthropic and Gemini wire formats.
 
 Backends are tested through the real vendor SDKs against it, and benchmarks measure against it,
 so nothing in a test ever talks to a real provider. You script what it answers::
@@ -41,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from massgen.testing import sim_anthropic, sim_gemini, sim_openai
+from massgen.testing import sim_anthropic, sim_gemini, sim_openai, sim_responses
 from massgen.testing.sim_http import (
     LAST_CHUNK,
     Exchange,
@@ -77,11 +78,13 @@ _WIRES: Mapping[WireProtocol, Wire] = {
     "openai": sim_openai,
     "anthropic": sim_anthropic,
     "gemini": sim_gemini,
+    "responses": sim_responses,
 }
 _ID_PREFIX: Mapping[WireProtocol, str] = {
     "openai": "chatcmpl-",
     "anthropic": "msg_",
     "gemini": "",
+    "responses": "resp_",
 }
 _AUTH_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"}
@@ -104,6 +107,8 @@ def route(method: str, path: str) -> WireProtocol | None:
         return None
     if path in ("/v1/chat/completions", "/chat/completions"):
         return "openai"
+    if path in ("/v1/responses", "/responses"):
+        return "responses"
     if path in ("/v1/messages", "/messages"):
         return "anthropic"
     if sim_gemini.PATH.match(path):
@@ -573,6 +578,7 @@ def _build_answer(
         queries=tuple(search.queries) if search else (),
         sources=tuple((str(t), str(u)) for t, u in search.sources) if search else (),
         pause=bool(search and search.pause),
+        search_sources=parsed.search_sources,
     )
 
 

@@ -1,8 +1,9 @@
 """``web_search``: the model provider's own web search, or a search API through httpx.
 
 ``mode`` picks: ``native`` declares the provider's server-side search tool in the request
-(Anthropic ``web_search``, Gemini Google Search grounding, OpenAI search models'
-``web_search_options``) instead of this function tool; ``api`` calls a search API here;
+(Anthropic ``web_search``, Gemini Google Search grounding, the Responses API's
+``web_search`` on OpenAI and xAI, OpenAI search models' ``web_search_options``) instead of
+this function tool; ``api`` calls a search API here;
 ``auto`` (the default) takes native where the agent's backend and model offer it, else the
 API if one is configured, else it is a configuration error. :func:`plan_turn` makes that
 choice for each turn (the agent loop calls it) and reports the provider's searches as tool
@@ -236,10 +237,11 @@ def choose(
             + (" next to other tools" if with_functions and real.native_tools else ""),
             key="mode",
             hint="use mode: auto or api with a search API; native search exists on anthropic, "
-            "google (with other tools: Gemini 3 and later) and OpenAI search models "
-            "(e.g. gpt-4o-search-preview, no other tools)"
+            "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
+            "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
+            "tools) and xai (grok-4 and later)"
             + (
-                "; domain filters: anthropic only"
+                "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
                 if native.allowed_domains or native.blocked_domains
                 else ""
             ),

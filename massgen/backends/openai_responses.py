@@ -1,0 +1,233 @@
+"""The Responses API (``POST /v1/responses``), for turns that declare a provider-side search.
+
+OpenAI's ``web_search`` tool (for every model but the search models) and xAI's (its only
+web search since Live Search was retired) exist only there, next to function tools. Chat
+Completions stays the path for every other turn; this module only translates, as plain dicts
+both clients move: a :class:`~massgen.types.CompletionRequest` into a Responses body, and a
+response object (or the events of a streamed one) into a :class:`~massgen.types.Completion`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
+from massgen.backends._errors import clean_message, stream_incomplete
+from massgen.backends._native import results_text, unique_sources
+from massgen.errors import ProviderError, RateLimited
+from massgen.types import (
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    ServerToolCall,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+_FINAL_EVENTS = ("response.completed", "response.incomplete")
+
+
+# -- requests out ----------------------------------------------------------------------------
+def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """Our conversation as Responses ``input`` items.
+
+    System turns stay in place as ``system`` messages (xAI takes no ``instructions``); an
+    assistant's tool calls become ``function_call`` items and tool turns
+    ``function_call_output`` items, paired by ``call_id``.
+    """
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            items.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": m.tool_call_id or "",
+                    "output": m.content,
+                }
+            )
+            continue
+        if m.role != "assistant" or not m.tool_calls or m.content:
+            items.append({"role": m.role, "content": m.content})
+        for call in m.tool_calls if m.role == "assistant" else ():
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.id,
+                    "name": call.name,
+                    "arguments": json.dumps(dict(call.arguments)),
+                }
+            )
+    return items
+
+
+def function_tool(spec: ToolSpec) -> dict[str, Any]:
+    """A function tool, flat (Chat Completions nests it under ``function``)."""
+    return {
+        "type": "function",
+        "name": spec.name,
+        "description": spec.description,
+        "parameters": dict(spec.parameters),
+    }
+
+
+def tool_choice(choice: str) -> Any:
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "name": choice}
+
+
+# -- responses in ----------------------------------------------------------------------------
+def completion(
+    data: Mapping[str, Any],
+    request: CompletionRequest,
+    model: str,
+    latency: float,
+    *,
+    provider: str,
+) -> Completion:
+    """A finished response object as our Completion; a failed one raises."""
+    if data.get("status") == "failed":
+        raise response_error(data.get("error"), provider=provider)
+    texts: list[str] = []
+    cited: list[tuple[str, str]] = []
+    calls: list[ToolCall] = []
+    searches: list[ServerToolCall] = []
+    found: list[tuple[str, str]] = []
+    for item in data.get("output") or ():
+        kind = item.get("type")
+        if kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    texts.append(str(part.get("text") or ""))
+                    cited += _citations(part.get("annotations"))
+        elif kind == "function_call":
+            calls.append(
+                ToolCall(
+                    id=str(item.get("call_id") or item.get("id") or ""),
+                    name=str(item.get("name") or ""),
+                    arguments=parse_arguments(item.get("arguments")),
+                )
+            )
+        elif kind == "web_search_call":
+            pairs = _action_sources(item.get("action"))
+            found += pairs
+            searches.append(_search(item, pairs))
+    if searches and searches[-1].ok and cited and not found:
+        # The provider did not list what the searches found: report what the answer cites.
+        searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
+    text = "".join(texts)
+    return Completion(
+        text=text,
+        model=str(data.get("model") or model),
+        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
+        finish_reason=_finish(data, bool(calls)),
+        tool_calls=tuple(calls),
+        latency=latency,
+        sources=unique_sources([*cited, *found]),
+        server_calls=tuple(searches),
+    )
+
+
+class Assembly:
+    """A streamed response: text deltas as they come, the finished response at the end.
+
+    ``response.completed`` (or ``response.incomplete``) carries the whole response, which is
+    read as a non-streamed one; a stream that ends without it was cut off.
+    """
+
+    def __init__(self, model: str, *, provider: str) -> None:
+        self.model = model
+        self.provider = provider
+        self.text: list[str] = []
+        self.final: Mapping[str, Any] | None = None
+
+    def feed(self, event: Mapping[str, Any]) -> str:
+        """Take one event in; return its text delta ("" if it has none)."""
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            delta = str(event.get("delta") or "")
+            self.text.append(delta)
+            return delta
+        if kind in _FINAL_EVENTS:
+            self.final = event.get("response") or {}
+        elif kind == "response.failed":
+            raise response_error((event.get("response") or {}).get("error"), provider=self.provider)
+        elif kind == "error":
+            raise response_error(event, provider=self.provider)
+        return ""
+
+    def completion(self, request: CompletionRequest, latency: float) -> Completion:
+        if self.final is None:
+            raise stream_incomplete(self.provider)
+        done = completion(self.final, request, self.model, latency, provider=self.provider)
+        if not done.text and self.text:  # a server that leaves the final output empty
+            return dataclasses.replace(done, text="".join(self.text))
+        return done
+
+
+def response_error(error: Any, *, provider: str) -> ProviderError:
+    """The error a failed response (or an ``error`` event) reports, as ours."""
+    error = error if isinstance(error, Mapping) else {}
+    code = str(error.get("code") or "")
+    message = clean_message(error.get("message") or code or "the response failed")
+    if code == "rate_limit_exceeded":
+        return RateLimited(message, provider=provider)
+    return ProviderError(message, provider=provider)
+
+
+def _citations(annotations: Any) -> list[tuple[str, str]]:
+    return [
+        (str(a.get("url") or ""), str(a.get("title") or ""))
+        for a in annotations or ()
+        if isinstance(a, Mapping) and a.get("type") == "url_citation"
+    ]
+
+
+def _action_sources(action: Any) -> list[tuple[str, str]]:
+    if not isinstance(action, Mapping):
+        return []
+    return [
+        (str(s.get("url") or ""), str(s.get("title") or ""))
+        for s in action.get("sources") or ()
+        if isinstance(s, Mapping)
+    ]
+
+
+def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerToolCall:
+    """One ``web_search_call`` item: what it did (a search, a page opened...) and its status."""
+    action = item.get("action")
+    arguments: dict[str, Any] = {}
+    if isinstance(action, Mapping):
+        for key in ("query", "queries", "url", "pattern"):
+            if action.get(key):
+                arguments[key] = action[key]
+        if action.get("type") not in (None, "search"):
+            arguments["action"] = action["type"]
+    status = str(item.get("status") or "completed")
+    ok = status == "completed"
+    return ServerToolCall(
+        id=str(item.get("id") or "web_search"),
+        name="web_search",
+        arguments=arguments,
+        ok=ok,
+        output=results_text(pairs) if ok else status,
+    )
+
+
+def _usage(usage: Any) -> Usage:
+    if not isinstance(usage, Mapping):
+        return Usage()
+    return Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+
+
+def _finish(data: Mapping[str, Any], has_calls: bool) -> str:
+    status = data.get("status")
+    if status == "incomplete":
+        details = data.get("incomplete_details") or {}
+        return _INCOMPLETE.get(str(details.get("reason") or ""), "other")
+    return normalise_finish("stop" if status == "completed" else "other", has_tool_calls=has_calls)
