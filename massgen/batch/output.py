@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from massgen.grouped import Grouped
+
 
 def encode_row(row: dict[str, Any]) -> bytes:
     """One result line, newline included."""
@@ -37,9 +39,7 @@ class ResultLog:
         elif self.path.exists():
             self.path.unlink()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._pending: list[bytes] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._lines: Grouped[bytes, None] = Grouped(self._write_group)
         self._worker: ThreadPoolExecutor | None = None
         self.fsyncs = 0
         """How many fsyncs the log made (fewer than lines when commits were grouped)."""
@@ -89,11 +89,7 @@ class ResultLog:
         committed line is on disk when commit exits either way (or, if the log's own writer
         was stopped, written by :meth:`close`), and the caller can count it as finished.
         """
-        waiter = asyncio.get_running_loop().create_future()
-        self._pending.append(encode_row(row))
-        self._waiters.append(waiter)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        waiter = self._lines.submit(encode_row(row))
         try:
             await asyncio.shield(waiter)
         except asyncio.CancelledError:
@@ -106,47 +102,27 @@ class ResultLog:
             raise
         self.done[str(row["id"])] = row
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _write_group(self, lines: list[bytes]) -> list[None]:
+        """One write and one fsync for every line committed since the last, on the log's
+        own thread."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-log")
-        try:
-            while self._pending:
-                data, waiters = b"".join(self._pending), self._waiters
-                self._pending, self._waiters = [], []
-                try:
-                    await loop.run_in_executor(self._worker, self._append, data)
-                except asyncio.CancelledError:
-                    for w in waiters:
-                        w.cancel()
-                    raise
-                except BaseException as e:
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(e)
-                    continue
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-        finally:
-            self._flusher = None
+        data = b"".join(lines)
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._append, data)
+        return [None] * len(lines)
 
     async def drain(self) -> None:
         """Wait until every committed line is on disk."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._lines.drain()
 
     def close(self) -> None:
         """Finish any write in progress, write what is still pending, and close the file."""
         if self._worker is not None:
             self._worker.shutdown(wait=True)  # a write handed over finishes
             self._worker = None
-        if self._pending:
-            self._append(b"".join(self._pending))
-            self._pending.clear()
-        for w in self._waiters:
-            w.cancel()
-        self._waiters.clear()
+        pending = self._lines.take_pending()
+        if pending:
+            self._append(b"".join(pending))
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -20,14 +20,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from massgen.errors import TransportError
+from massgen.grouped import Grouped
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
 
 T = TypeVar("T")
-I = TypeVar("I")  # noqa: E741
-R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -88,56 +87,6 @@ def _insert_many(
         raise
 
 
-class _Grouped(Generic[I, R]):
-    """Calls made together, run as one job on the store's worker thread.
-
-    The first call starts a task that takes every call made until it runs; calls made while
-    its job is under way go in the next job. ``job`` gets the items and returns one result
-    per item, in order; if it raises, every call of that job raises it.
-    """
-
-    def __init__(
-        self, store: SQLiteStore, job: Callable[[list[I]], Callable[[sqlite3.Connection], list[R]]]
-    ) -> None:
-        self._store = store
-        self._job = job
-        self._items: list[I] = []
-        self._waiters: list[asyncio.Future[R]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.trips = 0
-
-    async def __call__(self, item: I) -> R:
-        waiter: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._items.append(item)
-        self._waiters.append(waiter)
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain())
-        return await waiter
-
-    async def _drain(self) -> None:
-        try:
-            while self._items:
-                items, waiters = self._items, self._waiters
-                self._items, self._waiters = [], []
-                self.trips += 1
-                try:
-                    results = await self._store._run(self._job(items))
-                except asyncio.CancelledError:
-                    for w in waiters:
-                        w.cancel()
-                    raise
-                except Exception as e:
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(e)
-                    continue
-                for w, result in zip(waiters, results, strict=True):
-                    if not w.done():
-                        w.set_result(result)
-        finally:
-            self._task = None
-
-
 def _sweep(c: sqlite3.Connection, now: float) -> None:
     """Delete expired rows, taking the write lock only if there are any."""
     if c.execute("SELECT 1 FROM kv WHERE expires <= ? LIMIT 1", (now,)).fetchone():
@@ -166,9 +115,12 @@ class SQLiteStore(Store):
         self._closed = False
         self._sets = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
-        self._gets: _Grouped[str, bytes | None] = _Grouped(self, self._get_job)
-        self._sets_grouped: _Grouped[tuple[str, bytes, float | None], None] = _Grouped(
-            self, self._set_job
+        # Reads made together share one trip to the worker thread; writes one transaction.
+        self._gets: Grouped[str, bytes | None] = Grouped(
+            lambda keys: self._run(self._get_job(keys))
+        )
+        self._sets_grouped: Grouped[tuple[str, bytes, float | None], None] = Grouped(
+            lambda rows: self._run(self._set_job(rows))
         )
 
     @property

@@ -1,0 +1,77 @@
+"""Calls made together, run as one job (group commit).
+
+A disk or a database thread is asked once for many callers: the first call starts a task
+that takes every call made until it runs, and calls made while its job is under way go in
+the next job. The result log uses it for fsyncs, the SQLite store for reads and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Grouped(Generic[Item, Result]):
+    """``job`` gets the items of one group and returns one result per item, in order; if it
+    raises, every call of that group raises it (the next group still runs)."""
+
+    def __init__(self, job: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
+        self._job = job
+        self._items: list[Item] = []
+        self._waiters: list[asyncio.Future[Result]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.trips = 0
+        """How many jobs ran (fewer than calls when calls were grouped)."""
+
+    def submit(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item``; the future resolves when its group's job has run."""
+        waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._waiters.append(waiter)
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return waiter
+
+    async def __call__(self, item: Item) -> Result:
+        return await self.submit(item)
+
+    async def drain(self) -> None:
+        """Wait until every item submitted so far has been through a job."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    def take_pending(self) -> list[Item]:
+        """The items no job has taken yet, removed (their callers are cancelled): for a
+        synchronous close that handles them itself."""
+        items, waiters = self._items, self._waiters
+        self._items, self._waiters = [], []
+        for w in waiters:
+            w.cancel()
+        return items
+
+    async def _drain(self) -> None:
+        try:
+            while self._items:
+                items, waiters = self._items, self._waiters
+                self._items, self._waiters = [], []
+                self.trips += 1
+                try:
+                    results = await self._job(items)
+                except asyncio.CancelledError:
+                    for w in waiters:
+                        w.cancel()
+                    raise
+                except Exception as e:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                    continue
+                for w, result in zip(waiters, results, strict=True):
+                    if not w.done():
+                        w.set_result(result)
+        finally:
+            self._task = None
