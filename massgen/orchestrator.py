@@ -8,6 +8,7 @@ What the strategy does in between is the strategy's business.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -212,21 +213,23 @@ class Orchestrator:
         cfg = config if isinstance(config, TeamConfig) else load(config)
         options = orchestrator_options(cfg)
         options.update({k: v for k, v in overrides.items() if v is not None})
-        if cfg.redis and "memory_store" not in options:
+        owns_memory = owns_cache = False
+        if cfg.redis:
+            from massgen.store import open_store
             from massgen.team import uses_memory_store
 
-            if options.get("session") or uses_memory_store(cfg):
-                from massgen.store import open_store  # sessions and memory shared via Redis
-
-                options["memory_store"] = open_store(cfg.redis.url, prefix=cfg.redis.prefix)
-                built = cls(build_agents(cfg), **options)
-                built._owns_memory = True
-                return built
-        if options.get("cache_enabled") and cfg.redis and not cfg.orchestrator.cache.path:
-            from massgen.store import open_store  # the cache is shared through Redis
-
-            options.setdefault("cache_store", open_store(cfg.redis.url, prefix=cfg.redis.prefix))
-        return cls(build_agents(cfg), **options)
+            redis_store = functools.partial(open_store, cfg.redis.url, prefix=cfg.redis.prefix)
+            wants_memory = options.get("session") or uses_memory_store(cfg)
+            if wants_memory and "memory_store" not in options:
+                options["memory_store"] = redis_store()  # sessions and memory shared via Redis
+                owns_memory = True
+            wants_cache = options.get("cache_enabled") and not cfg.orchestrator.cache.path
+            if wants_cache and "cache_store" not in options:
+                options["cache_store"] = redis_store()  # the cache shared through Redis
+                owns_cache = True
+        built = cls(build_agents(cfg), **options)
+        built._owns_memory, built._owns_store = owns_memory, owns_cache
+        return built
 
     # -- running --------------------------------------------------------------------------------
     def seats(self) -> list[str]:

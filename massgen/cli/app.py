@@ -80,8 +80,27 @@ def root(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="MASSGEN_LOG",
+            metavar="LEVEL",
+            help="Log to stderr at LEVEL (debug, info, warning, error); secrets are redacted.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a team of LLM agents on a task and get one answer."""
+    if log_level:
+        from massgen.cli.exits import USAGE, fail
+        from massgen.cli.logs import configure
+        from massgen.errors import ConfigError
+
+        try:
+            configure(log_level)
+        except ConfigError as e:
+            raise fail(str(e), USAGE) from None
 
 
 @app.command()

@@ -38,7 +38,7 @@ def service_command(
         )
     if interval <= 0:
         raise ConfigError("the interval must be positive", key="--interval")
-    from massgen.cli.worker import log_to_stderr
+    from massgen.cli.logs import log_to_stderr
 
     with log_to_stderr(logging.INFO, "%(asctime)s %(message)s"):
         return asyncio.run(_serve(bus, interval))

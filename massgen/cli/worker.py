@@ -6,12 +6,12 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from massgen.cli.exits import INTERRUPTED, OK
+from massgen.cli.logs import log_to_stderr
 from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,23 +50,6 @@ def worker_command(
     )
     with log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s"):
         return asyncio.run(serve(worker, orchestrator))
-
-
-@contextmanager
-def log_to_stderr(level: int, fmt: str) -> Iterator[None]:
-    """Show massgen's log records on stderr while a long-running command runs (the root
-    logger is left alone: embedding programs keep their own logging)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
-    logger = logging.getLogger("massgen")
-    before = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(before)
 
 
 async def serve(worker: Worker, orchestrator: Orchestrator) -> int:

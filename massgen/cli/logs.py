@@ -1,0 +1,65 @@
+"""Where log records go from the command line: nowhere by default, stderr when asked.
+
+``--log-level`` (or ``$MASSGEN_LOG``) sends every logger's records at that level to stderr,
+third-party libraries' included, through a :class:`~massgen.redact.SecretRedactor`: a
+library logging a request at DEBUG cannot print a key. Long-running commands (``worker``,
+``service``) show massgen's own records anyway, at their own level, unless the user chose one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from massgen.errors import ConfigError
+from massgen.redact import SecretRedactor
+
+LEVELS = ("debug", "info", "warning", "error")
+_MARK = "_massgen_cli_handler"
+
+
+def stderr_handler(fmt: str) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(SecretRedactor())
+    return handler
+
+
+def configure(level: str) -> None:
+    """Send every record at ``level`` or above to stderr, secrets redacted."""
+    name = level.strip().lower()
+    if name not in LEVELS:
+        raise ConfigError(
+            f"unknown log level {level!r}",
+            key="--log-level",
+            hint="use one of: " + ", ".join(LEVELS) + " (or unset MASSGEN_LOG)",
+        )
+    root = logging.getLogger()
+    if any(getattr(h, _MARK, False) for h in root.handlers):
+        return
+    handler = stderr_handler("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setattr(handler, _MARK, True)
+    root.addHandler(handler)
+    root.setLevel(name.upper())
+
+
+@contextmanager
+def log_to_stderr(level: int, fmt: str) -> Iterator[None]:
+    """Show massgen's log records on stderr while a long-running command runs (the root
+    logger is left alone: embedding programs keep their own logging). With ``--log-level``
+    set, that choice stands and this does nothing."""
+    if any(getattr(h, _MARK, False) for h in logging.getLogger().handlers):
+        yield
+        return
+    handler = stderr_handler(fmt)
+    logger = logging.getLogger("massgen")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
