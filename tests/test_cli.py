@@ -234,3 +234,25 @@ async def test_turns_stream_only_when_someone_shows_the_tokens(sim):
         await live.arun("two")
     assert [r.stream for r in sim.requests] == [False, True]
     assert any(type(e).__name__ == "TokenDelta" for e in deltas)
+
+
+def test_a_key_every_agent_had_refused_is_a_usage_error(runner, tmp_path, sim):
+    from massgen.testing.sim_types import Fault
+
+    sim.script([Fault(401, message="Incorrect API key provided.")])
+    team = write_team(
+        tmp_path,
+        f"""\
+        backends:
+          sim: {{type: openai, model: gpt-4o-mini, base_url: "{sim.openai_base_url}",
+                 api_key: sk-wrong}}
+        agents:
+          - {{name: a, backend: sim}}
+          - {{name: b, backend: sim}}
+        orchestrator: {{strategy: parallel, error_strategy: continue}}
+        """,
+    )
+    out = runner.invoke(app, ["run", str(team), TASK, "--no-record"])
+    assert out.exit_code == 2
+    assert "every agent failed" in out.stderr and "check the API key" in out.stderr
+    assert len(sim.requests) == 2  # a refused key is not retried

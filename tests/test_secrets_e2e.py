@@ -100,7 +100,7 @@ def test_a_canary_key_appears_nowhere(tmp_path: Path, sim: ProviderSimulator, pr
     sim.clear_rules()
     sim.script([Fault(401, message=f"Incorrect API key provided: {KEY}.")])
     refused = _massgen(tmp_path, "run", str(team), "Capital of Spain?", "--no-cache")
-    assert refused.returncode != 0 and "Incorrect API key provided: ***" in refused.stderr
+    assert refused.returncode == 2 and "Incorrect API key provided: ***" in refused.stderr
 
     seen = {
         "stdout/stderr": done.stdout + done.stderr + refused.stdout + refused.stderr,

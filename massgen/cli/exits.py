@@ -16,6 +16,21 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+KEY_HINT = "check the API key (see README: Run with real providers)"
+
+
+def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is in ``error``'s chain of ``raise ... from`` (a run wraps its
+    agents' errors)."""
+    for _ in range(16):
+        if error is None:
+            return False
+        if isinstance(error, kind):
+            return True
+        error = error.__cause__
+    return False
+
+
 def guarded(fn: Callable[[], int | None]) -> None:
     """Run a command body; map errors to exit codes (see docs/cli.md)."""
     from massgen.errors import AuthenticationError, ConfigError, Interrupted, MassGenError
@@ -25,10 +40,12 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except ConfigError as e:
         raise fail(str(e), USAGE) from None
     except AuthenticationError as e:
-        raise fail(f"{e}\n  hint: check the API key (see README: Providers)", USAGE) from None
+        raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
     except MassGenError as e:
+        if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
+            raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
         raise fail(str(e), FAILED) from None
     except BrokenPipeError:
         code = OK

@@ -184,7 +184,8 @@ class RunContext:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.call(name, turn)) for name, turn in calls]
         except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None
+            first = group_error.exceptions[0]
+            raise first from first.__cause__  # keeps its own cause, hides the group
         return {n: r for n, t in zip(names, tasks, strict=True) if (r := t.result()) is not None}
 
 
