@@ -135,7 +135,7 @@ async def test_the_feed_drops_duplicates_late_pieces_and_strangers():
     ]:
         await feed.on_message(message)
     assert got == ["a", "c"] and other == []
-    assert feed.close("k") == "ac" and feed.close("k") == ""
+    assert feed.close("k") == ("ac", set()) and feed.close("k") == ("", set())
     await feed.on_message(_delta("ada", "k", 9, "late"))  # after the answer: dropped
     assert got == ["a", "c"]
 
@@ -187,3 +187,54 @@ async def test_runs_streaming_at_once_hold_feeds_of_their_own():
     finally:
         for f in feeds:
             await f.stop()
+
+
+async def test_a_workers_tool_calls_reach_the_run_while_the_tool_runs() -> None:
+    """The ToolCalled event arrives live (the tool is still held); the reply does not show
+    it a second time."""
+    from massgen.tools import tool
+    from massgen.types import ToolCall
+
+    hub = MemoryHub()
+    release = asyncio.Event()
+
+    @tool
+    async def lookup(what: str) -> str:
+        """Look something up (held until the test releases it)."""
+        await release.wait()
+        return f"found {what}"
+
+    def model(request: CompletionRequest) -> Completion:
+        if request.messages[-1].role == "tool":
+            return Completion(text="Done.", model="m", usage=Usage(2, 1))
+        call = ToolCall("call_1", "lookup", {"what": "x"})
+        return Completion(text="", model="m", usage=Usage(1, 1), tool_calls=(call,))
+
+    host = Orchestrator([Agent("ada", FunctionBackend(model, tools=True), tools=[lookup])])
+    caller = Orchestrator([Agent("ada", FunctionBackend(lambda r: "local", tools=True))])
+    heard: list[ev.Event] = []
+    called = asyncio.Event()
+
+    def on_event(event: ev.Event) -> None:
+        heard.append(event)
+        if isinstance(event, ev.ToolCalled):
+            called.set()
+
+    from massgen.agents.loop import tool_listener
+
+    async with Worker(host, hub=hub, settings=FAST), distributed(caller, hub=hub, settings=FAST):
+        token = tool_listener.set(on_event)
+        try:
+            ask = asyncio.ensure_future(
+                caller.handles["ada"].ask(Turn("answer", "q"), lambda text: None)
+            )
+            async with asyncio.timeout(10):
+                await called.wait()  # live: the tool has not returned yet
+            assert not release.is_set() and not ask.done()
+            release.set()
+            done = await asyncio.wait_for(ask, 10)
+        finally:
+            tool_listener.reset(token)
+    assert done.text == "Done."
+    kinds = [(e.kind, getattr(e, "call_id", "")) for e in heard]
+    assert kinds == [("ToolCalled", "call_1"), ("ToolResult", "call_1")]  # each exactly once

@@ -2,7 +2,8 @@
 
 The run asks for them by naming a *feed* in the turn: a bus agent of the run's own whose
 inbox the worker sends the deltas to, as one-way messages (``{"delta": {"key", "seq",
-"text"}}``). A worker coalesces the deltas of a turn into at most one message per
+"text", "events"}}``; ``events`` are the turn's tool calls, so the live view shows them as
+they happen). A worker coalesces the deltas of a turn into at most one message per
 :data:`INTERVAL` (plus one at the end), so a fast model costs the bus a few messages per
 50 ms, not one per token. The stored, acknowledged reply stays the answer: deltas are only
 for the live view, and whatever of the answer they did not show by then, the reply does.
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from massgen import events as ev
+from massgen.distributed.codec import tool_events_from_list, tool_events_to_list
 from massgen.errors import MassGenError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import AgentIdTaken, AgentMessage, BusSettings, Transport
@@ -37,14 +40,17 @@ INTERVAL = 0.02
 """Seconds between two delta messages of one turn: at most a few per 50 ms."""
 
 OnDelta = Callable[[str], None]
+OnEvent = Callable[[ev.Event], None]
 
 
 @dataclass(slots=True)
 class _Sink:
     agent: str
     on_delta: OnDelta
+    on_event: OnEvent | None = None
     last: int = 0
     shown: list[str] = field(default_factory=list)
+    heard: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Feed(BusAgent):
@@ -69,14 +75,17 @@ class Feed(BusAgent):
         )
         self._sinks: dict[str, _Sink] = {}
 
-    def open(self, key: str, agent: str, on_delta: OnDelta) -> None:
-        """Pass on the deltas ``agent`` sends for turn ``key``."""
-        self._sinks[key] = _Sink(agent, on_delta)
+    def open(
+        self, key: str, agent: str, on_delta: OnDelta, on_event: OnEvent | None = None
+    ) -> None:
+        """Pass on the deltas (and tool events) ``agent`` sends for turn ``key``."""
+        self._sinks[key] = _Sink(agent, on_delta, on_event)
 
-    def close(self, key: str) -> str:
-        """Stop passing on turn ``key``'s deltas; return the text shown so far."""
+    def close(self, key: str) -> tuple[str, set[tuple[str, str]]]:
+        """Stop passing on turn ``key``'s pieces; return the text shown so far and the tool
+        events passed on (kind, call id)."""
         sink = self._sinks.pop(key, None)
-        return "".join(sink.shown) if sink is not None else ""
+        return ("".join(sink.shown), sink.heard) if sink is not None else ("", set())
 
     async def on_message(self, message: AgentMessage) -> None:
         piece = message.payload.get("delta")
@@ -93,8 +102,17 @@ class Feed(BusAgent):
         ):
             return
         sink.last = seq
-        sink.shown.append(text)
-        sink.on_delta(text)
+        if text:
+            sink.shown.append(text)
+            sink.on_delta(text)
+        if sink.on_event is not None and piece.get("events"):
+            try:
+                heard = tool_events_from_list(piece["events"])
+            except MassGenError:
+                return  # the reply carries them too
+            for event in heard:
+                sink.heard.add(event_id(event))
+                sink.on_event(event)
 
 
 class LiveFeeds:
@@ -146,9 +164,15 @@ class LiveFeeds:
                 await feed.stop()
 
 
+def event_id(event: ev.Event) -> tuple[str, str]:
+    """What tells a turn's tool events apart: kind and call id."""
+    return (event.kind, str(getattr(event, "call_id", "")))
+
+
 class DeltaPump:
-    """A worker's ``on_delta`` for one turn: forwards the deltas to the run's feed,
-    coalesced (at most one message per ``interval``) and numbered."""
+    """A worker's ``on_delta`` for one turn: forwards the deltas (and, through
+    :meth:`event`, the turn's tool events) to the run's feed, coalesced (at most one
+    message per ``interval``) and numbered."""
 
     def __init__(self, agent: BusAgent, to: str, key: str, interval: float = INTERVAL) -> None:
         self._agent = agent
@@ -156,6 +180,7 @@ class DeltaPump:
         self._key = key
         self._interval = interval
         self._buffer: list[str] = []
+        self._events: list[ev.Event] = []
         self._seq = 0
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
@@ -166,6 +191,16 @@ class DeltaPump:
         if not text or self._closing.is_set():
             return
         self._buffer.append(text)
+        self._kick()
+
+    def event(self, event: ev.Event) -> None:
+        """Forward a tool event of the turn (others are not sent)."""
+        if self._closing.is_set() or not tool_events_to_list([event]):
+            return
+        self._events.append(event)
+        self._kick()
+
+    def _kick(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         self._wake.set()
@@ -194,16 +229,21 @@ class DeltaPump:
             with contextlib.suppress(TimeoutError):  # pace: one message per interval
                 async with asyncio.timeout_at(loop.time() + self._interval):
                     await self._closing.wait()
-            if not self._buffer and not self._closing.is_set():
+            if not (self._buffer or self._events) and not self._closing.is_set():
                 await self._wake.wait()
 
     async def _flush(self) -> None:
-        if not self._buffer:
+        if not (self._buffer or self._events):
             return
         text = "".join(self._buffer)
+        events = tool_events_to_list(self._events)
         self._buffer.clear()
+        self._events.clear()
         self._seq += 1
-        payload: dict[str, Any] = {"delta": {"key": self._key, "seq": self._seq, "text": text}}
+        piece: dict[str, Any] = {"key": self._key, "seq": self._seq, "text": text}
+        if events:
+            piece["events"] = events
+        payload: dict[str, Any] = {"delta": piece}
         try:
             await self._agent.send(self._to, payload)
             self.sent += 1

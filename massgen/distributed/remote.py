@@ -29,6 +29,7 @@ from massgen.distributed.codec import (
     tool_events_from_list,
     turn_to_dict,
 )
+from massgen.distributed.live import event_id
 from massgen.errors import TransportError
 from massgen.memory.short_term import Folded, summary_events
 from massgen.types import Completion
@@ -104,14 +105,14 @@ class RemoteHandle:
         feed = await self._live.feed() if self._live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
-            feed.open(key, self.name, on_delta)
+            feed.open(key, self.name, on_delta, tool_listener.get())
             payload["stream"] = {"to": feed.id, "key": key}
-        shown = ""
+        shown, heard = "", set[tuple[str, str]]()
         try:
             reply = await self._client.request(self.name, payload, timeout=self.timeout)
         finally:
             if feed is not None:
-                shown = feed.close(key)
+                shown, heard = feed.close(key)
         if "error" in reply:
             raise error_from_dict(reply["error"], source=self.name)
         if "completion" not in reply:
@@ -120,7 +121,8 @@ class RemoteHandle:
         listener = tool_listener.get()
         if "events" in reply and listener is not None:
             for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
-                listener(event)
+                if event_id(event) not in heard:  # not already shown live
+                    listener(event)
         if on_delta is not None and completion.text.startswith(shown):
             rest = completion.text[len(shown) :]
             if rest:  # what the streamed pieces have not shown yet (all of it, unstreamed)

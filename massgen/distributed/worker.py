@@ -182,7 +182,13 @@ class HostedAgent(BusAgent):
         pump = self._pump(message.payload.get("stream"))
         token = retry_listener.set(on_retry)
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
-        listening = tool_listener.set(heard.append)
+
+        def on_event(event: ev.Event) -> None:
+            heard.append(event)
+            if pump is not None:
+                pump.event(event)  # and live, when the run streams
+
+        listening = tool_listener.set(on_event)
         folded: Folded | None = None
         try:
             outcome: Completion | Exception
