@@ -431,7 +431,7 @@ class RedisTransport:
             if not got and block > 0:
                 got = await self._fast.call_blocking(
                     "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
-                    "BLOCK", _ms(block), "STREAMS", key, ">",
+                    "BLOCK", _ms(block), "STREAMS", key, ">", wait=block,
                 )  # fmt: skip
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
@@ -630,7 +630,7 @@ class RedisTransport:
         got: Any
         if block > 0:
             got = await self._fast.call_blocking(
-                "XREAD", "COUNT", 1000, "BLOCK", _ms(block), "STREAMS", key, cursor
+                "XREAD", "COUNT", 1000, "BLOCK", _ms(block), "STREAMS", key, cursor, wait=block
             )
         else:
             got = await self._fast.call("XREAD", "COUNT", 1000, "STREAMS", key, cursor)

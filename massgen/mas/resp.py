@@ -180,6 +180,21 @@ class _Protocol(asyncio.Protocol):
         self.transport.close()
 
 
+async def _reply(conn: _Protocol, fut: asyncio.Future[Any], seconds: float) -> Any:
+    """``fut``'s reply; after ``seconds`` without one, ``conn`` is closed (failing every
+    command on it) and a :class:`redis.exceptions.TimeoutError` raised."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await fut
+    except TimeoutError:
+        if fut.done() and not fut.cancelled():
+            return fut.result()  # the reply came as the time ran out
+        error = rexc.TimeoutError(f"no reply from Redis in {seconds:g} s")
+        conn.close()
+        conn._fail(error)
+        raise error from None
+
+
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     """Mark a failed connect as seen (its waiters, if any, got the error already)."""
     if not fut.cancelled():
@@ -191,13 +206,23 @@ class RespClient:
 
     Built from the redis-py client's pool so both use the same URL, credentials, TLS and
     database. Connection errors are retried ``retries`` times with exponential backoff
-    (``base`` doubling, at most ``cap`` seconds apart)."""
+    (``base`` doubling, at most ``cap`` seconds apart). A reply that does not come within
+    ``reply_timeout`` seconds (past a blocking command's own wait) means a frozen server or
+    a dead link, which TCP alone may not notice for hours: that connection is closed, which
+    fails every command waiting on it, and the commands are retried on a new one."""
 
     def __init__(
-        self, pool: ConnectionPool, *, retries: int, backoff_cap: float, base: float = 0.05
+        self,
+        pool: ConnectionPool,
+        *,
+        retries: int,
+        backoff_cap: float,
+        base: float = 0.05,
+        reply_timeout: float = 30.0,
     ) -> None:
         self._pool = pool
         self._retries = retries
+        self._reply_timeout = reply_timeout
         self._backoff = ExponentialBackoff(cap=backoff_cap, base=base)
         self._shared: _Protocol | None = None
         self._opening: asyncio.Future[_Protocol] | None = None
@@ -212,7 +237,14 @@ class RespClient:
         pool = self._pool
         kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
         conn: Any = pool.connection_class(**kwargs)
-        await conn.connect()
+        try:  # the handshake waits for replies too: a frozen server must not hang it
+            async with asyncio.timeout(self._reply_timeout):
+                await conn.connect()
+        except TimeoutError:
+            await conn.disconnect()
+            raise rexc.TimeoutError(
+                f"no reply from Redis in {self._reply_timeout:g} s (connecting)"
+            ) from None
         reader: asyncio.StreamReader = conn._reader
         writer: asyncio.StreamWriter = conn._writer
         conn._reader = conn._writer = None  # handed over: redis-py must not close it
@@ -252,22 +284,22 @@ class RespClient:
         self._shared = conn
         return conn
 
-    async def _retrying(self, args: Sequence[Arg], *, blocking: bool) -> Any:
-        return await self._retrying_packed(pack(args), 1, blocking=blocking)
+    async def _retrying(self, args: Sequence[Arg], *, blocking: bool, wait: float = 0.0) -> Any:
+        return await self._retrying_packed(pack(args), 1, blocking=blocking, wait=wait)
 
     async def _retrying_packed(
-        self, data: bytes, replies: int, *, blocking: bool, keep: bool = True
+        self, data: bytes, replies: int, *, blocking: bool, keep: bool = True, wait: float = 0.0
     ) -> Any:
         failures = 0
         while True:
             try:
                 if blocking:
-                    return await self._blocking(data)
+                    return await self._blocking(data, wait + self._reply_timeout)
                 conn = await self._shared_conn()
                 fut = conn.send(data, replies, keep=keep)
                 if conn._writable is not None:
                     await conn.drained()
-                return await fut
+                return await _reply(conn, fut, self._reply_timeout)
             except rexc.AuthenticationError:
                 raise
             except _RETRIED:
@@ -276,7 +308,7 @@ class RespClient:
                     raise
                 await asyncio.sleep(self._backoff.compute(failures))
 
-    async def _blocking(self, data: bytes) -> Any:
+    async def _blocking(self, data: bytes, seconds: float) -> Any:
         conn = None
         while self._spare:
             conn = self._spare.pop()
@@ -287,7 +319,7 @@ class RespClient:
             conn = await self._open()
         self._busy.add(conn)
         try:
-            result = await conn.send(data)
+            result = await _reply(conn, conn.send(data), seconds)
         except rexc.ResponseError:
             self._give_back(conn)  # an error reply: the connection is in step
             raise
@@ -327,9 +359,10 @@ class RespClient:
             n = len(commands)
             await self._retrying_packed(data, n, blocking=False, keep=n == 1)
 
-    async def call_blocking(self, *args: Arg) -> Any:
-        """Run a blocking command on a connection of its own."""
-        return await self._retrying(args, blocking=True)
+    async def call_blocking(self, *args: Arg, wait: float) -> Any:
+        """Run a blocking command on a connection of its own; ``wait`` is how long the
+        command itself may block (its reply is then due within the reply timeout)."""
+        return await self._retrying(args, blocking=True, wait=wait)
 
     async def script(
         self, source: str, keys: Sequence[Arg], args: Sequence[Arg], *, blocking: bool = False

@@ -74,13 +74,15 @@ async def test_a_cancelled_blocking_read_leaves_the_client_usable(
 ) -> None:
     c, p = fast
     key = f"{p}stream"
-    task = asyncio.ensure_future(c.call_blocking("XREAD", "BLOCK", 5000, "STREAMS", key, "$"))
+    task = asyncio.ensure_future(
+        c.call_blocking("XREAD", "BLOCK", 5000, "STREAMS", key, "$", wait=5)
+    )
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await c.call("XADD", key, "*", "m", "1")
-    got = await c.call_blocking("XREAD", "BLOCK", 1000, "STREAMS", key, "0-0")
+    got = await c.call_blocking("XREAD", "BLOCK", 1000, "STREAMS", key, "0-0", wait=1)
     assert [fields for _, entries in got for _, fields in entries] == [[b"m", b"1"]]
 
 
@@ -223,7 +225,43 @@ async def test_unix_socket_url(redis_server: Callable[..., RedisServer], tmp_pat
     r, c = _client(f"unix://{sock}?db=0")
     try:
         assert await c.pipeline([("SET", "k", "v"), ("GET", "k")]) == [b"OK", b"v"]
-        assert await c.call_blocking("BLPOP", "nothing", 0.01) is None
+        assert await c.call_blocking("BLPOP", "nothing", 0.01, wait=0.01) is None
+    finally:
+        await c.aclose()
+        await r.aclose()
+
+
+async def test_a_frozen_server_times_out_and_the_client_recovers(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """SIGSTOP: the socket stays open but nothing answers, which TCP does not notice. Each
+    call gives up after the reply timeout; after SIGCONT the client carries on."""
+    import os
+    import signal
+
+    server = redis_server()
+    r = aioredis.Redis.from_url(server.url)
+    c = RespClient(r.connection_pool, retries=0, backoff_cap=0.05, reply_timeout=0.3)
+    pid = server.proc.pid if server.proc else 0
+    try:
+        assert await c.call("PING") == b"PONG"
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(rexc.TimeoutError):
+                await asyncio.wait_for(c.call("PING"), 5)
+            with pytest.raises(rexc.TimeoutError):  # a blocking read: its wait, then the timeout
+                await asyncio.wait_for(c.call_blocking("BLPOP", "k", 0.1, wait=0.1), 5)
+            with pytest.raises(rexc.TimeoutError):  # a new connection's handshake too
+                await asyncio.wait_for(c.call("PING"), 5)
+            patient = RespClient(r.connection_pool, retries=50, backoff_cap=0.05, reply_timeout=0.3)
+            call = asyncio.ensure_future(patient.call("PING"))
+            done, _ = await asyncio.wait({call}, timeout=0.5)
+            assert not done  # still retrying while the server is frozen
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert await asyncio.wait_for(call, 10) == b"PONG"
+        assert await c.call("PING") == b"PONG"  # the first client recovers as well
+        await patient.aclose()
     finally:
         await c.aclose()
         await r.aclose()
