@@ -468,6 +468,32 @@ async def test_redis_errors_are_transport_errors_without_the_password() -> None:
         await s.aclose()
 
 
+async def test_redis_a_frozen_server_is_a_transport_error_not_a_hang(tmp_path: Path) -> None:
+    """SIGSTOP leaves the socket open and silent; the store gives up after its reply
+    timeout, and works again after SIGCONT."""
+    import signal
+
+    from massgen.store import RedisStore
+    from tests.mas.helpers import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    s = RedisStore(server.url, retries=0, reply_timeout=0.3)
+    try:
+        await s.set("k", b"v")
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(TransportError):
+                await asyncio.wait_for(s.get("k"), 5)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert await s.get("k") == b"v"
+    finally:
+        await s.aclose()
+        server.stop()
+
+
 # -- open_store ------------------------------------------------------------------------------
 async def test_open_store_picks_the_backend(tmp_path: Path) -> None:
     from massgen.store import RedisStore

@@ -318,7 +318,11 @@ class RedisBreakerState:
         from redis.exceptions import RedisError
 
         self._owned = client is None
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(url)
+        from massgen.store.redis_store import REPLY_TIMEOUT
+
+        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
+            url, socket_timeout=REPLY_TIMEOUT, socket_connect_timeout=5.0
+        )
         self._redis_error = RedisError
         self.keys = [f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"]
         self._admit = self._r.register_script(_ADMIT)

@@ -274,7 +274,11 @@ class RedisLimiter(_WaitingLimiter):
         from redis.exceptions import RedisError
 
         self._owned = client is None
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(url)
+        from massgen.store.redis_store import REPLY_TIMEOUT
+
+        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
+            url, socket_timeout=REPLY_TIMEOUT, socket_connect_timeout=5.0
+        )
         self._redis_error = RedisError
         self.keys = [f"{prefix}ratelimit:{key}", f"{prefix}ratelimit:{key}:tokens"]
         self._acquire = self._r.register_script(_ACQUIRE)

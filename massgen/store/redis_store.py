@@ -24,6 +24,9 @@ from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
 
 DEFAULT_PREFIX = "massgen:"
+REPLY_TIMEOUT = 30.0
+"""Seconds a Redis reply may take (none of these commands block): past it, a frozen server
+or a dead link TCP has not noticed is a timeout, handled like a lost connection."""
 _SCAN_BATCH = 1000
 
 P = ParamSpec("P")
@@ -62,8 +65,9 @@ class RedisStore(Store):
 
     Pass ``client`` to share a connection pool you already have (made without
     ``decode_responses``; the store leaves it open on :meth:`aclose`); otherwise one is made
-    from ``url``, riding out short outages with ``retries`` reconnection attempts and holding
-    at most ``max_connections`` connections.
+    from ``url``, riding out short outages with ``retries`` reconnection attempts, waiting at
+    most ``reply_timeout`` seconds for a reply, and holding at most ``max_connections``
+    connections.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class RedisStore(Store):
         retries: int = 6,
         connect_timeout: float = 5.0,
         max_connections: int = 50,
+        reply_timeout: float = REPLY_TIMEOUT,
     ) -> None:
         self.where = redact(url)
         self.prefix = prefix
@@ -89,6 +94,7 @@ class RedisStore(Store):
                     retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
                     retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
                     socket_connect_timeout=connect_timeout,
+                    socket_timeout=reply_timeout,
                 )
                 client = aioredis.Redis.from_pool(pool)
             except ValueError as e:
