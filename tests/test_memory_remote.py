@@ -233,3 +233,27 @@ def calls_usage(calls: list[CompletionRequest]) -> Any:
         text = "SUMMARY" if "Write the updated summary" in request.messages[-1].content else "hi"
         total = total + Usage(estimate_tokens(request), estimate_text_tokens(text))
     return total
+
+
+async def test_a_summary_written_before_the_answer_failed_is_still_kept(sim: ProviderSimulator):
+    from massgen.errors import MassGenError
+    from massgen.testing.sim_types import Fault
+
+    team = _team(sim, "{strategy: summary, size: 250}")
+    sim.script(Text("SUMMARY-OF-EARLIER-RUNS"), match="Write the updated summary")
+    sim.script(Fault(400, message="refused"), match="You are Ada")  # then ada's answer fails
+    store = MemoryStore()
+    await _seed(store)
+    hub = MemoryHub()
+    host = Orchestrator.from_config(loads(team))
+    async with Worker(host, hub=hub, settings=FAST):
+        caller = Orchestrator.from_config(loads(team), session="s", memory_store=store)
+        async with caller, distributed(caller, hub=hub, settings=FAST):
+            try:
+                await caller.arun("What now?")
+            except MassGenError:
+                pass  # the run may fail with ada; the summary must survive either way
+    await host.aclose()
+    assert any("Write the updated summary" in r.prompt_text for r in sim.requests)
+    text, covered = await Sessions(store).summary("s", "ada")
+    assert text == "SUMMARY-OF-EARLIER-RUNS" and covered >= 1

@@ -8,7 +8,7 @@ agents; the orchestrator reaches it through an :class:`~massgen.agents.handle.Ag
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, OnEvent, run_turn
@@ -222,6 +222,7 @@ class Agent:
         *,
         backend: Backend | None = None,
         on_event: OnEvent | None = None,
+        on_folded: Callable[[Folded], None] | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer one turn with memory its caller owns (a worker answering for a run
         elsewhere): the session's exchanges, summary and recalled items in ``memory``.
@@ -229,13 +230,16 @@ class Agent:
         This agent's own memory is neither read nor changed (only its token estimator
         learns), so concurrent turns of many runs and sessions never see each other's. When
         ``memory.fold`` allows it and the summary strategy needs it, the summary is written
-        first, with ``backend``; it is returned for the caller to store (and account).
+        first, with ``backend``; it is returned for the caller to store (and account), and
+        handed to ``on_folded`` as soon as it is written (so it survives the answer failing).
         """
         used = self._usable(backend)
         conv = self.memory.fork(memory)
         folded = await conv.fold(self, used) if memory.fold else None
         if folded is not None:
             await conv.keep(folded)
+            if on_folded is not None:
+                on_folded(folded)
         return await self._answer(turn, conv, used, on_delta, on_event), folded
 
     def _usable(self, backend: Backend | None) -> Backend:

@@ -60,12 +60,21 @@ class LocalHandle:
         )
 
     async def answer(
-        self, turn: Turn, memory: MemoryContext, on_delta: OnDelta | None = None
+        self,
+        turn: Turn,
+        memory: MemoryContext,
+        on_delta: OnDelta | None = None,
+        on_folded: Callable[[Folded], None] | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
         see :meth:`Agent.respond_with`)."""
         return await self.agent.respond_with(
-            turn, memory, on_delta, backend=self.backend, on_event=tool_listener.get()
+            turn,
+            memory,
+            on_delta,
+            backend=self.backend,
+            on_event=tool_listener.get(),
+            on_folded=on_folded,
         )
 
     def cost_of(self, completion: Completion) -> float:

@@ -114,6 +114,8 @@ class RemoteHandle:
             if feed is not None:
                 shown, heard = feed.close(key)
         if "error" in reply:
+            if "folded" in reply:  # the summary was written before the answer failed: keep it
+                await self._store_summary(folded_from_dict(reply["folded"]))
             raise error_from_dict(reply["error"], source=self.name)
         if "completion" not in reply:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
@@ -133,19 +135,25 @@ class RemoteHandle:
 
     async def _keep(self, folded: Folded, completion: Completion) -> Completion:
         """Store the summary the worker wrote and account for it as a local agent would."""
+        if await self._store_summary(folded):
+            return completion
+        return dataclasses.replace(  # nobody heard the summary's events: its usage rides along
+            completion,
+            usage=completion.usage + folded.completion.usage,
+            requests=completion.requests + folded.completion.requests,
+        )
+
+    async def _store_summary(self, folded: Folded) -> bool:
+        """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)
         writer = memory.summarizer if memory.summarizer is not None else self.agent
         listener = tool_listener.get()
-        if listener is None:  # nobody hears the summary's events: its usage rides along
-            return dataclasses.replace(
-                completion,
-                usage=completion.usage + folded.completion.usage,
-                requests=completion.requests + folded.completion.requests,
-            )
+        if listener is None:
+            return False
         for event in summary_events(folded, writer.cost_of(folded.completion)):
             listener(event)
-        return completion
+        return True
 
     def cost_of(self, completion: Completion) -> float:
         return self.agent.cost_of(completion)

@@ -189,16 +189,18 @@ class HostedAgent(BusAgent):
                 pump.event(event)  # and live, when the run streams
 
         listening = tool_listener.set(on_event)
+        written: list[Folded] = []  # a summary written before the answer failed still counts
         folded: Folded | None = None
         try:
             outcome: Completion | Exception
-            outcome, folded = await self.handle.answer(turn, memory, pump)
+            outcome, folded = await self.handle.answer(turn, memory, pump, written.append)
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
             outcome = e
+            folded = written[0] if written else None
         finally:
             tool_listener.reset(listening)
             retry_listener.reset(token)
@@ -239,6 +241,8 @@ class HostedAgent(BusAgent):
         else:
             self.failed += 1
             reply = {"error": error_to_dict(outcome)}
+            if folded is not None:
+                reply["folded"] = folded_to_dict(folded)
             report = dataclasses.replace(report, error=_short(outcome))
         await self._publish()
         if not await message.reply(reply):
