@@ -254,5 +254,6 @@ def test_a_key_every_agent_had_refused_is_a_usage_error(runner, tmp_path, sim):
     )
     out = runner.invoke(app, ["run", str(team), TASK, "--no-record"])
     assert out.exit_code == 2
-    assert "every agent failed" in out.stderr and "check the API key" in out.stderr
+    assert "every agent failed (a: [openai 401]" in out.stderr and "b: [openai 401]" in out.stderr
+    assert "check the API key" in out.stderr
     assert len(sim.requests) == 2  # a refused key is not retried

@@ -172,7 +172,8 @@ class RunContext:
         self.result.status = "degraded"
         self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=True))
         if not self.live:
-            raise RunError("every agent failed; last error: " + _short(error)) from error
+            failures = "; ".join(f"{n}: {e}" for n, e in self.result.failed_agents.items())
+            raise RunError("every agent failed (" + failures + ")") from error
 
     async def gather(self, calls: Sequence[tuple[str, Turn]]) -> dict[str, tuple[Completion, str]]:
         """Run several agent calls at once; return the ones that answered, by agent.
