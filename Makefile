@@ -39,6 +39,8 @@ fmt: $(VENV)/.installed-dev
 ## bench: performance figures (see docs/performance.md)
 bench: $(VENV)/.installed-dev redis
 	$(BIN)/python bench/bench_run.py
+	$(BIN)/python bench/bench_bus.py
+	$(BIN)/python bench/bench_batch.py
 
 redis:
 	@$(BIN)/python scripts/ensure_redis.py
