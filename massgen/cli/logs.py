@@ -12,16 +12,31 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from massgen.errors import ConfigError
 from massgen.redact import SecretRedactor
 
 LEVELS = ("debug", "info", "warning", "error")
+_CHATTY = ("markdown_it",)
 _MARK = "_massgen_cli_handler"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record: the live view swaps it while it
+    runs, so that log lines print above the view instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def stderr_handler(fmt: str) -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(SecretRedactor())
     return handler
@@ -43,6 +58,8 @@ def configure(level: str) -> None:
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(name.upper())
+    for chatty in _CHATTY:  # rendering internals, not what anyone debugs a run for
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
 
 
 @contextmanager
