@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from massgen.mas.redis_transport import redact as transport_redact
@@ -89,20 +91,10 @@ def test_arguments_and_tracebacks_are_redacted_too() -> None:
 
 
 def test_the_log_level_option_is_checked_and_logs_to_stderr() -> None:
-    import subprocess
-    import sys
+    from tests.procs import run_massgen
 
     def massgen(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        import os
-
-        return subprocess.run(
-            [sys.executable, "-m", "massgen", *args],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_massgen(*args, env=env)
 
     from pathlib import Path
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import redis
 
 from massgen.testing.sim_types import Fault, Text
 from massgen.testing.simulator import ProviderSimulator
+from tests.procs import run_massgen
 
 KEY = "sk-canary-r10-5d2f9a7c1e3b4d6f"
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -42,17 +42,8 @@ def _team(tmp_path: Path, sim: ProviderSimulator, prefix: str) -> Path:
 
 
 def _massgen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "R10_KEY": KEY, "MASSGEN_LOG": "debug", "PYTHONUNBUFFERED": "1"}
-    env.pop("OPENAI_API_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "massgen", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"R10_KEY": KEY, "MASSGEN_LOG": "debug"}
+    return run_massgen(*args, cwd=cwd, env=env, unset=("OPENAI_API_KEY",))
 
 
 def _redis_contents(prefix: str) -> list[bytes]:

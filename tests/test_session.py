@@ -22,6 +22,7 @@ from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
 from massgen.testing.sim_types import Text
 from massgen.testing.simulator import ProviderSimulator
+from tests.procs import run_massgen
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -47,16 +48,7 @@ def _config(tmp_path: Path, sim: ProviderSimulator, redis_prefix: str | None = N
 
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "massgen", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_massgen(*args, cwd=cwd)
 
 
 def _two_processes(tmp_path: Path, sim: ProviderSimulator, config: Path) -> None:
