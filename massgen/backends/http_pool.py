@@ -409,15 +409,8 @@ class Pool:
         Leaving the block returns the connection to the pool if the body was read to the end,
         and closes it otherwise.
         """
-        origin, target, host = _parse(url)
-        pool = self._pools.setdefault(origin, _OriginPool())
-        conn = await self._send(
-            origin, pool, _request(method, target, host, headers, content), seconds
-        )
-        response: Response | None = None
+        pool, conn, response = await self._exchange(method, url, headers, content, seconds)
         try:
-            response = Response(conn, seconds)
-            await response._receive_head()
             yield response
         finally:
             # Even after an error of the caller's (a 429 it raises on): a reply read to its
@@ -436,6 +429,22 @@ class Pool:
         """Send a request and read its whole reply: status, headers (as
         :attr:`Response.headers`) and body, whatever the status. :meth:`request` without the
         context manager, which costs more per call than the rest of a small exchange."""
+        pool, conn, response = await self._exchange(method, url, headers, content, seconds)
+        try:
+            body = await response.aread()
+        finally:
+            self._finish(pool, conn, response)
+        return response.status, response.headers, body
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        content: bytes,
+        seconds: float,
+    ) -> tuple[_OriginPool, _Connection, Response]:
+        """Send the request and read the reply's head; the body is the caller's to read."""
         origin, target, host = _parse(url)
         pool = self._pools.setdefault(origin, _OriginPool())
         conn = await self._send(
@@ -445,10 +454,10 @@ class Pool:
         try:
             response = Response(conn, seconds)
             await response._receive_head()
-            body = await response.aread()
-        finally:
+        except BaseException:
             self._finish(pool, conn, response)
-        return response.status, response.headers, body
+            raise
+        return pool, conn, response
 
     def _finish(self, pool: _OriginPool, conn: _Connection, response: Response | None) -> None:
         """A reply read to its end leaves the connection ready for the next request."""
