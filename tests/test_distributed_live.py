@@ -238,3 +238,29 @@ async def test_a_workers_tool_calls_reach_the_run_while_the_tool_runs() -> None:
     assert done.text == "Done."
     kinds = [(e.kind, getattr(e, "call_id", "")) for e in heard]
     assert kinds == [("ToolCalled", "call_1"), ("ToolResult", "call_1")]  # each exactly once
+
+
+async def test_a_turn_in_flight_when_its_worker_stops_is_answered_once() -> None:
+    """Stopping drains: the turn running then finishes, its reply is sent, and it is never
+    run again (by this worker or another)."""
+    hub = MemoryHub()
+    backend = Gated([], ["Paris."])
+    host = Orchestrator([Agent("ada", backend, role="r")])
+    caller = Orchestrator([Agent("ada", FunctionBackend(lambda r: "local"), role="r")])
+    worker = Worker(host, hub=hub, settings=FAST)
+    await worker.start()
+    try:
+        async with distributed(caller, hub=hub, settings=FAST):
+            ask = asyncio.ensure_future(caller.handles["ada"].ask(Turn("answer", "q"), print))
+            async with asyncio.timeout(10):
+                await backend.held.wait()
+            stopping = asyncio.ensure_future(worker.stop())
+            await asyncio.sleep(0)  # let stop() begin draining
+            backend.gate.set()
+            done = await asyncio.wait_for(ask, 10)
+            await asyncio.wait_for(stopping, 10)
+    finally:
+        await worker.stop()
+    assert done.text == "Paris."
+    assert backend.streamed == 1  # run once: not redelivered after the stop
+    assert [a.processed for a in worker.hosted] == [1]

@@ -289,8 +289,10 @@ class Agent:
         :meth:`get_metadata` returns now (counters, notes) without waiting for a restart.
 
         One round trip; concurrent calls are serialised so the newest record wins. Raises
-        :class:`~massgen.errors.TransportError` if the bus cannot be reached."""
-        self._ensure_running()
+        :class:`~massgen.errors.TransportError` if the bus cannot be reached. Allowed while
+        stopping: handlers finishing their work may still report it."""
+        if self.status is not AgentStatus.STOPPING:
+            self._ensure_running()
         s = self.settings
         async with self._publishing:
             await self._transport.register(
@@ -665,7 +667,8 @@ class Agent:
                             self.id,
                             len(lost),
                         )
-                if self._reclaim_wake.is_set() or loop.time() >= next_reclaim:
+                due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
+                if due and self.status is AgentStatus.RUNNING:  # stopping: take nothing new
                     self._reclaim_wake.clear()
                     next_reclaim = loop.time() + s.reclaim_every
                     await self._reclaim()
