@@ -343,6 +343,27 @@ def test_the_default_client_does_not_import_the_sdk() -> None:
     assert out.stdout.strip() == "ok"
 
 
+def test_the_tls_context_loads_no_http_stack() -> None:
+    """An https endpoint needs a TLS context; building it must not import httpx (or the
+    SDKs' fork of it), which the default client otherwise never loads."""
+    code = textwrap.dedent(
+        """
+        import ssl, sys
+        from massgen.backends._common import tls_context
+        context = tls_context()
+        assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname and context.cert_store_stats()["x509_ca"] > 0
+        loaded = {"httpx", "httpx2", "httpcore", "httpcore2", "anyio"} & set(sys.modules)
+        print(sorted(loaded))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 async def test_plain_http_loads_no_tls_context_and_https_shares_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import ssl
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -103,12 +104,35 @@ def tls_context() -> ssl.SSLContext:
     Loading the CA bundle costs ~50 ms of CPU each time; a team of agents would pay it once
     per backend. It is made once per process, on first use, and never changed after.
     """
-    try:
-        from httpx2 import create_ssl_context  # the SDKs' fork: the trust store they use
-    except ImportError:  # SDK releases built on plain httpx
-        from httpx import create_ssl_context
+    # The SDKs' HTTP stack builds it the same way; importing that stack for this would cost
+    # ~80 ms and load httpx on a path that otherwise never needs it.
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    if sys.platform in ("win32", "darwin"):
+        try:
+            import truststore  # the system's trust store, as the SDKs use there
+        except ImportError:
+            pass
+        else:
+            return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context = ssl.create_default_context()
+    paths = ssl.get_default_verify_paths()
+    if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):
+        bundle = next(filter(os.path.isfile, _CA_FILES), None)  # OpenSSL's paths unusable
+        if bundle:
+            context.load_verify_locations(bundle)
+    return context
 
-    return create_ssl_context()
+
+_CA_FILES = (
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/cert.pem",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/ca-bundle.pem",
+)
 
 
 def sdk_client(
