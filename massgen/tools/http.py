@@ -107,11 +107,17 @@ class APICall(BuiltinTool):
         client: httpx.AsyncClient | None = None
 
         def get_client() -> httpx.AsyncClient:
-            # Made only once a destination passed its checks: building one loads the CA store.
+            # Made only once a destination passed its checks, with the process's one TLS
+            # context (loading a CA store per client would block the loop for tens of ms).
             nonlocal client
             if client is None:
+                from massgen.backends._common import tls_context
+
                 client = httpx.AsyncClient(
-                    transport=self.transport, trust_env=False, follow_redirects=False
+                    transport=self.transport,
+                    trust_env=False,
+                    follow_redirects=False,
+                    verify=tls_context(),
                 )
             return client
 

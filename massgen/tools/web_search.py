@@ -127,7 +127,11 @@ class WebSearch(BuiltinTool):
         count = min(max_results or s.max_results, s.max_results)
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         try:
-            async with httpx.AsyncClient(timeout=s.time_limit, follow_redirects=False) as client:
+            from massgen.backends._common import tls_context  # one CA load per process
+
+            async with httpx.AsyncClient(
+                timeout=s.time_limit, follow_redirects=False, verify=tls_context()
+            ) as client:
                 if s.provider == "searxng":
                     response = await client.get(
                         url + "/search", params={"q": query, "format": "json"}
