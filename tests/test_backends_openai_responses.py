@@ -19,7 +19,7 @@ from massgen.backends.openai import (
     OpenRouterBackend,
     XAIBackend,
 )
-from massgen.errors import ConfigError, ProviderError, RateLimited
+from massgen.errors import BadRequestError, ConfigError, ProviderError, RateLimited
 from massgen.testing.sim_types import Fault, Searched, Text, ToolCallSpec
 from massgen.testing.simulator import ProviderSimulator
 from massgen.tools import WebSearch
@@ -239,6 +239,7 @@ def _events(*events: dict[str, Any]) -> bytes:
             ProviderError,
         ),
         ({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}, RateLimited),
+        ({"type": "error", "code": "invalid_prompt", "message": "refused"}, BadRequestError),
     ],
 )
 async def test_errors_inside_a_stream_are_ours(
@@ -261,6 +262,7 @@ async def test_errors_inside_a_stream_are_ours(
         async for chunk in gpt.stream(ask(native_tools=(NativeTool("web_search"),))):
             deltas.append(chunk.delta)
     assert deltas == ["Par"] and type(err.value) is error
+    assert err.value.retryable is (error is not BadRequestError)  # a refused prompt is final
     await gpt.aclose()
 
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
-from massgen.backends._errors import clean_message, stream_incomplete
+from massgen.backends._errors import clean_message, error_for_status, stream_incomplete
 from massgen.backends._native import results_text, unique_sources
-from massgen.errors import ProviderError, RateLimited
+from massgen.errors import ProviderError
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -175,9 +175,12 @@ def response_error(error: Any, *, provider: str) -> ProviderError:
     error = error if isinstance(error, Mapping) else {}
     code = str(error.get("code") or "")
     message = clean_message(error.get("message") or code or "the response failed")
-    if code == "rate_limit_exceeded":
-        return RateLimited(message, provider=provider)
-    return ProviderError(message, provider=provider)
+    # Mapped like an HTTP status, so retries follow the one table: most codes name a bad
+    # request (a prompt refused, an image it cannot read) that another attempt cannot fix.
+    return error_for_status(_CODE_STATUS.get(code, 400), message, provider=provider)
+
+
+_CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
 
 
 def _citations(annotations: Any) -> list[tuple[str, str]]:
