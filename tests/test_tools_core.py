@@ -285,3 +285,41 @@ def test_importing_massgen_tools_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_each_kind_of_tool_may_plan_the_turn_once() -> None:
+    """The loop knows no tool by name: a tool class's ``plan_turn`` hook adjusts the turn,
+    once per class however many of its tools the agent has."""
+    import dataclasses
+
+    from massgen.agents.agent import Agent
+    from massgen.agents.turn import Turn
+    from massgen.backends.function import FunctionBackend
+    from massgen.types import Completion, CompletionRequest
+
+    class Tagged(Tool):
+        """A tool whose kind tags the request."""
+
+        def execute(self) -> str:
+            return "x"
+
+        @classmethod
+        def plan_turn(cls, backend, request, tools, on_event, agent):
+            planned.append(cls.__name__)
+            return backend, dataclasses.replace(request, extra={"tag": agent})
+
+    class Other(Tagged):
+        name = "other"
+
+    seen: list[CompletionRequest] = []
+    planned: list[str] = []
+
+    def model(request: CompletionRequest) -> Completion:
+        seen.append(request)
+        return Completion(text="done", model="m")
+
+    ada = Agent("ada", FunctionBackend(model, tools=True), tools=[Tagged(), Other()])
+    assert ada.toolbox.specs() is ada.toolbox.specs()  # schemas built once
+    done = await ada.respond(Turn("answer", "q"))
+    assert done.text == "done" and seen[0].extra == {"tag": "ada"}
+    assert planned == ["Tagged", "Other"]  # one call per class

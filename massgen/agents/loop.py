@@ -104,9 +104,7 @@ async def run_turn(
     request = dataclasses.replace(
         request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
     )
-    from massgen.tools.web_search import plan_turn  # web_search: provider-side or API
-
-    backend, request = plan_turn(backend, request, tools, on_event, agent)
+    backend, request = tools.plan(backend, request, on_event, agent)
     caller = calling_agent.set(agent)
     shared = turn_state_var.get()
     state = turn_state_var.set(shared if shared is not None else {})

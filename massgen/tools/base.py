@@ -17,12 +17,17 @@ import json
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from massgen.errors import ToolError
-from massgen.types import ToolSpec
+from massgen.types import CompletionRequest, ToolSpec
+
+if TYPE_CHECKING:
+    from massgen import events as ev
+    from massgen.backends.base import Backend
+    from massgen.tools.runner import ToolBox
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds one call may take unless the tool or its settings say otherwise."""
@@ -93,6 +98,20 @@ class Tool:
         schema.pop("title", None)
         schema.setdefault("properties", {})
         return ToolSpec(self.name, self.description, schema)
+
+    @classmethod
+    def plan_turn(
+        cls,
+        backend: Backend,
+        request: CompletionRequest,
+        tools: ToolBox,
+        on_event: Callable[[ev.Event], None] | None,
+        agent: str,
+    ) -> tuple[Backend, CompletionRequest]:
+        """A turn's last say on its request and backend, once per tool class in the agent's
+        toolbox (``web_search`` swaps itself for the provider's own search here). The
+        default changes nothing."""
+        return backend, request
 
     # -- calling -------------------------------------------------------------------------
     async def run(self, arguments: Mapping[str, Any]) -> str:

@@ -14,12 +14,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from massgen.errors import ToolError
 from massgen.tools.base import Tool
-from massgen.types import ToolCall, ToolSpec
+from massgen.types import CompletionRequest, ToolCall, ToolSpec
+
+if TYPE_CHECKING:
+    from massgen import events as ev
+    from massgen.backends.base import Backend
 
 log = logging.getLogger("massgen.tools")
 
@@ -67,6 +72,7 @@ class ToolBox:
             if t.name in self.tools:
                 raise ToolError(f"two tools are named {t.name!r}")
             self.tools[t.name] = t
+        self._specs: tuple[ToolSpec, ...] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.tools)
@@ -75,7 +81,22 @@ class ToolBox:
         return len(self.tools)
 
     def specs(self) -> tuple[ToolSpec, ...]:
-        return tuple(t.spec() for t in self.tools.values())
+        """The tools' declarations (built once: their JSON schemas never change)."""
+        if self._specs is None:
+            self._specs = tuple(t.spec() for t in self.tools.values())
+        return self._specs
+
+    def plan(
+        self,
+        backend: Backend,
+        request: CompletionRequest,
+        on_event: Callable[[ev.Event], None] | None = None,
+        agent: str = "",
+    ) -> tuple[Backend, CompletionRequest]:
+        """Let each kind of tool adjust the turn (see :meth:`Tool.plan_turn`)."""
+        for kind in dict.fromkeys(type(t) for t in self.tools.values()):
+            backend, request = kind.plan_turn(backend, request, self, on_event, agent)
+        return backend, request
 
     async def call(self, call: ToolCall) -> ToolOutcome:
         """Run one call; never raises (except cancellation): failures become error results."""

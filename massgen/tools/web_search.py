@@ -81,6 +81,18 @@ class WebSearch(BuiltinTool):
     Settings = WebSearchSettings
     settings: WebSearchSettings
 
+    @classmethod
+    def plan_turn(
+        cls,
+        backend: Backend,
+        request: CompletionRequest,
+        tools: ToolBox,
+        on_event: Callable[[ev.Event], None] | None,
+        agent: str,
+    ) -> tuple[Backend, CompletionRequest]:
+        """Native or API search for this turn: see :func:`plan_turn`."""
+        return plan_turn(backend, request, tools, on_event, agent)
+
     def setup(self) -> None:
         """Check the search API's settings. Outside ``api`` mode a missing API is no error
         yet: the backend may search natively (see :func:`plan_turn`)."""
