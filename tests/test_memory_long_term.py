@@ -102,6 +102,11 @@ async def test_retention_by_count_and_age():
     assert [i.task for i in await memory.items()] == ["task 3", "task 4"]
     assert await memory.apply_retention() == 1
     assert await store.length(memory.log) == 2
+    # age retention drops from the front only: an item appended meanwhile stays
+    clock.now += 86400  # everything so far is expired
+    await store.append(memory.log, MemoryItem("late", "f", run_id="r9", at=clock()).to_json())
+    assert await memory.apply_retention() == 2
+    assert [i.task for i in await memory.items()] == ["late"]
 
 
 async def test_embedding_hook_ranks_by_cosine():

@@ -201,11 +201,13 @@ class LongTermMemory:
         if self.max_age is not None:
             cutoff = self.clock() - self.max_age
             raw = await store.read(self.log)
-            keep = [r for r in raw if MemoryItem.from_json(r).at >= cutoff]
-            if len(keep) < len(raw):
-                await store.trim(self.log, 0)
-                for r in keep:
-                    await store.append(self.log, r)
+            # Items are appended as they are made, so the expired ones lead the log: drop
+            # that many from its front (no rewrite, so what others append meanwhile stays).
+            expired = next(
+                (n for n, r in enumerate(raw) if MemoryItem.from_json(r).at >= cutoff), len(raw)
+            )
+            if expired:
+                await store.trim(self.log, await store.length(self.log) - expired)
         if self.max_items is not None and await store.length(self.log) > self.max_items:
             await store.trim(self.log, self.max_items)
         return before - await store.length(self.log)
