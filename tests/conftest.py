@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -33,7 +34,7 @@ async def prefix() -> AsyncIterator[str]:
 
     p = f"test:{uuid.uuid4().hex[:10]}:"
     yield p
-    client = aioredis.Redis.from_url("redis://127.0.0.1:6379")
+    client = aioredis.Redis.from_url(os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379"))
     try:
         keys = [k async for k in client.scan_iter(match=f"{p}*")]
         if keys:

@@ -56,11 +56,19 @@ def test_retry_after_seconds_milliseconds_and_dates() -> None:
 
 
 @pytest.mark.parametrize(
-    "headers", [None, {}, {"retry-after": "soon"}, {"retry-after": "-3"}, {"retry-after-ms": "x"}]
+    ("headers", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"retry-after": "soon"}, None),  # garbled: no hint, the backoff decides
+        ({"retry-after": "-3"}, 0.0),  # in the past: go now
+        ({"retry-after-ms": "x"}, None),
+    ],
 )
-def test_retry_after_absent_or_garbled(headers: dict[str, str] | None) -> None:
-    value = parse_retry_after(headers)
-    assert value is None or value == 0.0
+def test_retry_after_absent_or_garbled(
+    headers: dict[str, str] | None, expected: float | None
+) -> None:
+    assert parse_retry_after(headers) == expected
 
 
 def test_clean_message_scrubs_the_key_and_clips() -> None:

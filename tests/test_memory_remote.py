@@ -236,7 +236,6 @@ def calls_usage(calls: list[CompletionRequest]) -> Any:
 
 
 async def test_a_summary_written_before_the_answer_failed_is_still_kept(sim: ProviderSimulator):
-    from massgen.errors import MassGenError
     from massgen.testing.sim_types import Fault
 
     team = _team(sim, "{strategy: summary, size: 250}")
@@ -249,10 +248,8 @@ async def test_a_summary_written_before_the_answer_failed_is_still_kept(sim: Pro
     async with Worker(host, hub=hub, settings=FAST):
         caller = Orchestrator.from_config(loads(team), session="s", memory_store=store)
         async with caller, distributed(caller, hub=hub, settings=FAST):
-            try:
-                await caller.arun("What now?")
-            except MassGenError:
-                pass  # the run may fail with ada; the summary must survive either way
+            result = await caller.arun("What now?")
+    assert result.status == "degraded" and list(result.failed_agents) == ["ada"]
     await host.aclose()
     assert any("Write the updated summary" in r.prompt_text for r in sim.requests)
     text, covered = await Sessions(store).summary("s", "ada")

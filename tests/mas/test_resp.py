@@ -25,6 +25,23 @@ def _client(url: str, retries: int = 12) -> tuple[aioredis.Redis, RespClient]:
     return r, RespClient(r.connection_pool, retries=retries, backoff_cap=0.2)
 
 
+def _count_retries(client: RespClient, n: int) -> asyncio.Event:
+    """An event set once ``client`` has backed off ``n`` times (each retry asks its backoff)."""
+    event = asyncio.Event()
+    backoff = client._backoff
+    compute = backoff.compute
+    seen = []
+
+    def counting(failures: int) -> float:
+        seen.append(failures)
+        if len(seen) >= n:
+            event.set()
+        return compute(failures)
+
+    backoff.compute = counting  # type: ignore[method-assign]
+    return event
+
+
 @pytest.fixture
 async def fast(prefix: str) -> AsyncIterator[tuple[RespClient, str]]:
     r, c = _client(SHARED_REDIS)
@@ -74,10 +91,15 @@ async def test_a_cancelled_blocking_read_leaves_the_client_usable(
 ) -> None:
     c, p = fast
     key = f"{p}stream"
+    probe = aioredis.Redis.from_url(SHARED_REDIS)
+    blocked = (await probe.info("clients"))["blocked_clients"]
     task = asyncio.ensure_future(
         c.call_blocking("XREAD", "BLOCK", 5000, "STREAMS", key, "$", wait=5)
     )
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):  # cancel only once Redis holds the read
+        while (await probe.info("clients"))["blocked_clients"] <= blocked:
+            await asyncio.sleep(0.005)
+    await probe.aclose()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -95,8 +117,9 @@ async def test_reconnects_and_reloads_scripts_after_a_restart(
         script = "return redis.call('INCR', KEYS[1])"
         assert await c.script(script, ["n"], []) == 1
         await asyncio.to_thread(server.stop)
+        retried = _count_retries(c, 2)
         call = asyncio.ensure_future(c.script(script, ["n"], []))  # retries while it is down
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(retried.wait(), 10)
         assert not call.done()
         await asyncio.to_thread(server.start)
         assert await asyncio.wait_for(call, 10) == 1  # a new server: no key, no script
@@ -254,9 +277,10 @@ async def test_a_frozen_server_times_out_and_the_client_recovers(
             with pytest.raises(rexc.TimeoutError):  # a new connection's handshake too
                 await asyncio.wait_for(c.call("PING"), 5)
             patient = RespClient(r.connection_pool, retries=50, backoff_cap=0.05, reply_timeout=0.3)
+            retried = _count_retries(patient, 1)
             call = asyncio.ensure_future(patient.call("PING"))
-            done, _ = await asyncio.wait({call}, timeout=0.5)
-            assert not done  # still retrying while the server is frozen
+            await asyncio.wait_for(retried.wait(), 10)
+            assert not call.done()  # timed out once, still retrying while the server is frozen
         finally:
             os.kill(pid, signal.SIGCONT)
         assert await asyncio.wait_for(call, 10) == b"PONG"
