@@ -56,8 +56,10 @@ def guard(backend: Backend, cfg: BackendConfig, team: TeamConfig) -> Backend:
 
         r = cfg.rate_limit
         limit = RateLimit(r.rpm, r.tpm, r.max_in_flight, r.output_tokens)
+        # Providers limit per model: processes share one log per endpoint and model.
+        shared = f"{key}:{backend.model}" if backend.model else key
         limiter = (
-            RedisLimiter(redis.url, redis.prefix, key, limit) if redis else MemoryLimiter(limit)
+            RedisLimiter(redis.url, redis.prefix, shared, limit) if redis else MemoryLimiter(limit)
         )
         backend = RateLimitedBackend(backend, limiter)
     return backend

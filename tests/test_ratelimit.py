@@ -157,6 +157,17 @@ def test_a_request_without_max_tokens_is_charged_output_tokens():
     assert limit.estimate(request(77)) == 77
 
 
+def test_tool_declarations_and_call_arguments_are_charged():
+    from massgen.types import ToolCall, ToolSpec
+
+    limit = RateLimit(tpm=100_000, output_tokens=0)
+    plain = CompletionRequest(messages=(ChatMessage("user", "hi"),))
+    spec = ToolSpec("lookup", "find a thing", {"type": "object", "properties": {"q": {}}})
+    call = ChatMessage("assistant", "", tool_calls=(ToolCall("c1", "lookup", {"q": "x" * 400}),))
+    with_tools = CompletionRequest(messages=(*plain.messages, call), tools=(spec,))
+    assert limit.estimate(with_tools) > limit.estimate(plain) + 100  # the 400-char argument
+
+
 async def test_the_charge_is_corrected_to_reported_usage(make: Make):
     backend, _ = limited(make, RateLimit(tpm=1000), used=50)  # estimated 500, used 50
     await asyncio.gather(*(backend.complete(request(500)) for _ in range(4)))

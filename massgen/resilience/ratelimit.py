@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from massgen.backends.base import Backend, estimate_tokens
+from massgen.backends.base import Backend
 from massgen.errors import ConfigError, TransportError
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
@@ -71,8 +71,12 @@ class RateLimit:
 
     def estimate(self, request: CompletionRequest) -> int:
         """Tokens ``request`` is charged before its usage is known."""
+        from massgen.memory.tokens import estimate_message, estimate_tools
+
+        # The estimator memory uses: tool-call arguments and tool declarations count too.
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
-        return estimate_tokens(request) + answer
+        prompt = sum(estimate_message(m) for m in request.messages)
+        return prompt + estimate_tools(request.tools) + answer
 
 
 @dataclass(frozen=True, slots=True)
