@@ -39,11 +39,6 @@ class Grouped(Generic[Item, Result]):
     async def __call__(self, item: Item) -> Result:
         return await self.submit(item)
 
-    async def drain(self) -> None:
-        """Wait until every item submitted so far has been through a job."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
-
     def take_pending(self) -> list[Item]:
         """The items no job has taken yet, removed (their callers are cancelled): for a
         synchronous close that handles them itself."""

@@ -63,9 +63,6 @@ class ResultLog:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def finished(self, task_id: str) -> bool:
-        return task_id in self.done
-
     # -- writing -----------------------------------------------------------------------------
     def _append(self, data: bytes) -> None:
         """Write ``data`` at the end and fsync (on the worker thread, or inline)."""
@@ -110,10 +107,6 @@ class ResultLog:
         data = b"".join(lines)
         await asyncio.get_running_loop().run_in_executor(self._worker, self._append, data)
         return [None] * len(lines)
-
-    async def drain(self) -> None:
-        """Wait until every committed line is on disk."""
-        await self._lines.drain()
 
     def close(self) -> None:
         """Finish any write in progress, write what is still pending, and close the file."""

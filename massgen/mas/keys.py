@@ -57,10 +57,6 @@ class Keys:
         """HASH: field -> JSON value of the agent's persisted state."""
         return f"{self.prefix}state:{agent_id}"
 
-    def seen(self, agent_id: str, message_id: str) -> str:
-        """STRING with TTL: a signed message id already accepted (replay guard)."""
-        return f"{self.prefix}seen:{agent_id}:{message_id}"
-
     def seen_prefix(self, agent_id: str) -> str:
         """The part of :meth:`seen` before the message id (Lua scripts append it)."""
         return f"{self.prefix}seen:{agent_id}:"

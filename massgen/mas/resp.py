@@ -364,9 +364,7 @@ class RespClient:
         command itself may block (its reply is then due within the reply timeout)."""
         return await self._retrying(args, blocking=True, wait=wait)
 
-    async def script(
-        self, source: str, keys: Sequence[Arg], args: Sequence[Arg], *, blocking: bool = False
-    ) -> Any:
+    async def script(self, source: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """``EVALSHA``, loading the script first if the server does not know it (a restarted
         Redis forgets them)."""
         sha = self._shas.get(source)
@@ -374,10 +372,10 @@ class RespClient:
             sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
         cmd: list[Arg] = ["EVALSHA", sha, len(keys), *keys, *args]
         try:
-            return await self._retrying(cmd, blocking=blocking)
+            return await self._retrying(cmd, blocking=False)
         except rexc.NoScriptError:
             await self._retrying(("SCRIPT", "LOAD", source), blocking=False)
-            return await self._retrying(cmd, blocking=blocking)
+            return await self._retrying(cmd, blocking=False)
 
     async def aclose(self) -> None:
         """Close every connection; the client opens new ones if used again."""

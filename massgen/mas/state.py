@@ -72,10 +72,3 @@ class AgentState:
         dumped = new.model_dump(mode="json")
         self.value = new
         return {k: json.dumps(dumped[k], separators=(",", ":")) for k in changes}
-
-    def snapshot(self) -> dict[str, str]:
-        """Every field in stored form (to save a whole state at once)."""
-        if isinstance(self.value, BaseModel):
-            dumped = self.value.model_dump(mode="json")
-            return {k: json.dumps(v, separators=(",", ":")) for k, v in dumped.items()}
-        return {k: _dump(k, v) for k, v in self.value.items()}

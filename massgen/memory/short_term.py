@@ -107,7 +107,6 @@ class Conversation:
         self.exchanges: list[Exchange] = []
         self.recalled: list[str] = []
         """Long-term items recalled for the current turn (set before each turn)."""
-        self.summary_usage = Usage()
         """Usage of the summaries written so far (they are also reported as events)."""
         self._sessions: Sessions | None = None
         self._session = ""
@@ -203,7 +202,6 @@ class Conversation:
         """Take ``folded`` (written here by :meth:`fold`, or by the worker that answered the
         turn) as the summary, and store it in the session so later runs start from it."""
         self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
-        self.summary_usage = self.summary_usage + folded.completion.usage
         self._covered += folded.count
         if self._sessions is not None:
             await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)

@@ -64,13 +64,6 @@ def sliding_window(
     return [*system, *newest_fitting(history, max(0, size - fixed), count)]
 
 
-def oldest_to_fold(history: Sequence[ChatMessage], budget: int, count: Count) -> int:
-    """How many messages, from the oldest, must leave ``history`` (whole blocks) for the rest
-    to fit ``budget`` tokens: 0 when it already fits."""
-    kept = newest_fitting(history, budget, count)
-    return len(history) - len(kept)
-
-
 @dataclass(frozen=True, slots=True)
 class RequestWindow:
     """What keeps every request of one turn within the model's context window.
