@@ -92,6 +92,11 @@ def folded_from_dict(data: Any) -> Folded:
     return _load(_FOLDED, data, "summary")
 
 
+def is_tool_event(event: ev.Event) -> bool:
+    """Whether ``event`` is one a worker sends back (a call of the agent's own tools)."""
+    return event.kind in _TOOL_EVENTS
+
+
 def tool_events_to_list(events: list[ev.Event]) -> list[dict[str, Any]]:
     return [
         {"type": e.kind, **_TOOL_EVENTS[e.kind].dump_python(e, mode="json")}

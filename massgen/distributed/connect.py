@@ -134,7 +134,7 @@ def _place(
             continue
         timeout = meta.get("turn_timeout")
         if not isinstance(timeout, int | float) or timeout <= 0:
-            timeout = turn_timeout(None, None, BusSettings().lease)
+            timeout = turn_timeout(None, None, client.settings.lease)  # the run's own lease
         handles[name] = RemoteHandle(
             agent,
             client,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from massgen import events as ev
-from massgen.distributed.codec import tool_events_from_list, tool_events_to_list
+from massgen.distributed.codec import is_tool_event, tool_events_from_list, tool_events_to_list
 from massgen.errors import MassGenError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import AgentIdTaken, AgentMessage, BusSettings, Transport
@@ -195,7 +195,7 @@ class DeltaPump:
 
     def event(self, event: ev.Event) -> None:
         """Forward a tool event of the turn (others are not sent)."""
-        if self._closing.is_set() or not tool_events_to_list([event]):
+        if self._closing.is_set() or not is_tool_event(event):
             return
         self._events.append(event)
         self._kick()
