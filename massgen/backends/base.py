@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from massgen.types import (
@@ -131,6 +131,23 @@ def estimate_tokens(request: CompletionRequest) -> int:
     for m in request.messages:
         total += 4 + estimate_text_tokens(m.content)
     return total
+
+
+def layers(backend: Backend) -> Iterator[Backend]:
+    """``backend``, then each backend it wraps (retry, cache, rate limit and breaker wrappers
+    keep the one they wrap as ``inner``), down to the one that talks to the provider."""
+    while True:
+        yield backend
+        inner = getattr(backend, "inner", None)
+        if not isinstance(inner, Backend):
+            return
+        backend = inner
+
+
+def innermost(backend: Backend) -> Backend:
+    """The backend behind every wrapper: the one that talks to the provider."""
+    *_, last = layers(backend)
+    return last
 
 
 def system_and_turns(messages: tuple[ChatMessage, ...]) -> tuple[str, list[ChatMessage]]:

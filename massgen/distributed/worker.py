@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Self
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
 from massgen.agents.loop import tool_listener
+from massgen.backends.base import Backend, layers
 from massgen.distributed.codec import (
     completion_to_dict,
     error_to_dict,
@@ -366,15 +367,9 @@ class Worker:
         await self.stop()
 
 
-def _retry_policy(backend: object) -> RetryPolicy | None:
-    """The retry policy somewhere in a chain of wrappers (each keeps its ``inner``)."""
-    for _ in range(16):
-        if isinstance(backend, RetryingBackend):
-            return backend.policy
-        backend = getattr(backend, "inner", None)
-        if backend is None:
-            break
-    return None
+def _retry_policy(backend: Backend) -> RetryPolicy | None:
+    """The retry policy somewhere in the chain of wrappers."""
+    return next((b.policy for b in layers(backend) if isinstance(b, RetryingBackend)), None)
 
 
 def _short(error: BaseException) -> str:

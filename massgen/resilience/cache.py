@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
 from massgen.types import (
     Completion,
@@ -118,9 +118,7 @@ def backend_identity(backend: Backend) -> str:
     Two backends with one identity and one model share cache entries; give backends the key
     cannot tell apart (two custom functions of one class) their own namespace.
     """
-    inner = backend
-    while isinstance(getattr(inner, "inner", None), Backend):
-        inner = inner.inner  # type: ignore[attr-defined]
+    inner = innermost(backend)
     cls = type(inner)
     identity = f"{inner.provider}:{cls.__module__}.{cls.__qualname__}"
     base_url = getattr(inner, "base_url", None)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, innermost
 from massgen.errors import ConfigError, ToolError
 from massgen.tools._builtin import BuiltinTool, ToolSettings
 from massgen.types import Completion, CompletionRequest, NativeTool, Source, StreamChunk
@@ -227,13 +227,6 @@ def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> 
 
 
 # -- choosing native or API search, per turn -------------------------------------------------
-def innermost(backend: Backend) -> Backend:
-    """The backend behind retry, cache, rate-limit and breaker wrappers (each has ``inner``)."""
-    while isinstance(getattr(backend, "inner", None), Backend):
-        backend = backend.inner  # type: ignore[attr-defined]
-    return backend
-
-
 def choose(
     tool: WebSearch, backend: Backend, *, model: str | None = None, with_functions: bool = False
 ) -> NativeTool | None:
