@@ -19,7 +19,7 @@ from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import AgentFailed, MassGenError, RunError
 from massgen.resilience.retry import retry_listener
 from massgen.result import AgentAnswer, RunResult
-from massgen.types import Completion
+from massgen.types import Completion, Usage
 
 
 @dataclass(slots=True)
@@ -117,11 +117,8 @@ class RunContext:
             tool_listener.reset(tools_token)
             peer_handles.reset(peers_token)
         cost = handle.cost_of(completion)
-        self.budget.add(cost)
+        self._charge(cost, completion.requests, completion.usage)
         result = self.result
-        result.requests += completion.requests
-        result.usage = result.usage + completion.usage
-        result.cost += cost
         answered_by = "" if who == seat else who
         result.answers.append(
             AgentAnswer(
@@ -156,11 +153,16 @@ class RunContext:
         if isinstance(event, ev.AgentStarted):
             self.budget.check()  # refuses the question (an error result) once spent
         elif isinstance(event, ev.AgentAnswered):
-            self.budget.add(event.cost)
-            self.result.requests += event.requests
-            self.result.usage = self.result.usage + event.usage
-            self.result.cost += event.cost
+            self._charge(event.cost, event.requests, event.usage)
         self.emit(event)
+
+    def _charge(self, cost: float, requests: int, usage: Usage) -> None:
+        """Count an answer in the budget and in the run's requests, usage and cost."""
+        self.budget.add(cost)
+        result = self.result
+        result.requests += requests
+        result.usage = result.usage + usage
+        result.cost += cost
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record a failed agent; abort unless the error strategy is ``continue``."""
