@@ -393,7 +393,7 @@ class _StreamedMessage:
         self.keep_blocks = keep_blocks
         self.model = ""
         self.text: list[str] = []
-        self.tools: dict[int, dict[str, str]] = {}
+        self.tools: dict[int, tuple[str, str]] = {}  # index: (id, name); input in self.json
         self.raw: dict[int, dict[str, Any]] = {}
         self.json: dict[int, str] = {}
         self.input_tokens = self.output_tokens = 0
@@ -410,7 +410,7 @@ class _StreamedMessage:
         elif kind == "content_block_start":
             block = event.content_block
             if block.type == "tool_use":
-                self.tools[event.index] = {"id": block.id, "name": block.name, "json": ""}
+                self.tools[event.index] = (block.id, block.name)
             if self.keep_blocks:
                 self.raw[event.index] = block.model_dump(mode="json", exclude_none=True)
         elif kind == "content_block_delta":
@@ -432,8 +432,6 @@ class _StreamedMessage:
                 raw["text"] = raw.get("text", "") + delta.text
             return str(delta.text)
         if delta.type == "input_json_delta":
-            if index in self.tools:
-                self.tools[index]["json"] += delta.partial_json
             self.json[index] = self.json.get(index, "") + delta.partial_json
         elif raw is not None and delta.type == "citations_delta":
             citation = delta.citation.model_dump(mode="json", exclude_none=True)
@@ -446,8 +444,8 @@ class _StreamedMessage:
 
     def calls(self) -> list[ToolCall]:
         return [
-            ToolCall(id=t["id"], name=t["name"], arguments=parse_arguments(t["json"]))
-            for _, t in sorted(self.tools.items())
+            ToolCall(id=id_, name=name, arguments=parse_arguments(self.json.get(i, "")))
+            for i, (id_, name) in sorted(self.tools.items())
         ]
 
     def blocks(self) -> list[dict[str, Any]]:
