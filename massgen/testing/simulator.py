@@ -256,7 +256,7 @@ class ProviderSimulator:
         """Add a rule (after the existing ones) and return it; see :class:`Rule`."""
         seq = (
             [replies]
-            if isinstance(replies, Text | ToolCalls | Searched | Fault | Hang | Drop)
+            if isinstance(replies, Reply)
             else replies
         )
         return self.add_rule(Rule(seq, model=model, match=match, latency=latency))
