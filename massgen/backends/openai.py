@@ -469,7 +469,6 @@ class XAIBackend(OpenAIBackend):
 
     provider = "xai"
     api_key_env = ("XAI_API_KEY",)
-    native_tools = frozenset({"web_search"})
     default_base_url = "https://api.x.ai/v1"
     max_tokens_field = "max_tokens"
 
