@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from massgen.cli.exits import DEGRADED, FAILED, OK
 from massgen.errors import ConfigError, Interrupted
@@ -16,8 +16,13 @@ from massgen.errors import ConfigError, Interrupted
 CONFIG_ENV = "MASSGEN_CONFIG"
 
 
-def find_config(config: Path | None) -> Path:
-    """The team config: given, else ``$MASSGEN_CONFIG``, else ``./massgen.yaml``."""
+@overload
+def find_config(config: Path | None) -> Path: ...
+@overload
+def find_config(config: Path | None, *, required: bool) -> Path | None: ...
+def find_config(config: Path | None, *, required: bool = True) -> Path | None:
+    """The team config: given, else ``$MASSGEN_CONFIG``, else ``./massgen.yaml``; ``None``
+    when there is none and it is not ``required``."""
     if config is not None:
         return config
     env = os.environ.get(CONFIG_ENV)
@@ -26,6 +31,8 @@ def find_config(config: Path | None) -> Path:
     default = Path("massgen.yaml")
     if default.exists():
         return default
+    if not required:
+        return None
     raise ConfigError(
         "no team config given, and there is no massgen.yaml here",
         key="--config",

@@ -6,19 +6,16 @@ import asyncio
 import sys
 from pathlib import Path
 
-from massgen.cli.batch import CONFIG_ENV
+from massgen.cli.batch import find_config
 
 
 def _target(config: Path | None) -> tuple[str | Path, str]:
     """Where the cache of this team lives: the config's cache path, its Redis, or the default
     file; and the Redis key prefix."""
-    import os
 
     from massgen.resilience.cache import DEFAULT_CACHE_PATH
 
-    path = config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    if path is None and Path("massgen.yaml").exists():
-        path = Path("massgen.yaml")
+    path = find_config(config, required=False)
     if path is None:
         return DEFAULT_CACHE_PATH, "massgen:"
     from massgen.config import load
@@ -34,9 +31,9 @@ def _target(config: Path | None) -> tuple[str | Path, str]:
 def _where(target: str | Path) -> str:
     if isinstance(target, Path):
         return str(target)
-    from massgen.store.redis_store import redact
+    from massgen.redact import redact_url
 
-    return redact(target)
+    return redact_url(target)
 
 
 def stats(config: Path | None) -> int:

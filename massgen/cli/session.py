@@ -36,17 +36,14 @@ NOT_FOUND = 1
 
 def target(where: Where) -> tuple[str | Path, str]:
     """The memory store to open and its Redis key prefix."""
-    import os
 
-    from massgen.cli.batch import CONFIG_ENV
+    from massgen.cli.batch import find_config
     from massgen.orchestrator import DEFAULT_MEMORY_PATH
 
     store, prefix = where.store, where.prefix
     if store:
         return (store if "://" in store else Path(store)), prefix or "massgen:"
-    path = where.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    if path is None and Path("massgen.yaml").exists():
-        path = Path("massgen.yaml")
+    path = find_config(where.config, required=False)
     if path is not None:
         from massgen.config import load
 
