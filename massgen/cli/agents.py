@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,13 +121,12 @@ def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
     rows = []
     for a in cfg.agents:
         b = cfg.backend_for(a)
-        role = " ".join(a.role.split())
         rows.append(
             {
                 "name": a.name,
                 "backend": b.type,
                 "model": a.model or b.model or None,
-                "role": role[:60] + ("…" if len(role) > 60 else ""),
+                "role": textwrap.shorten(a.role, 60, placeholder="…"),  # as workers show it
                 "fallback": a.fallback,
             }
         )

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ log = logging.getLogger(__name__)
 #: Every hosted LLM agent has this capability, besides its own ones.
 LLM = "llm"
 DEFAULT_CONCURRENCY = 8
-_ROLE_EXCERPT = 60
+ROLE_EXCERPT = 60
+"""Characters of a role shown in listings (``massgen agents list``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +118,10 @@ class HostedAgent(BusAgent):
         backend = handle.backend  # built now: a bad backend stops the worker before Redis
         policy = _retry_policy(backend)
         raw = agent.backend
-        role = " ".join(agent.role.split())
         static = {
             "backend": raw.provider,
             "model": agent.model or raw.model,
-            "role": role[:_ROLE_EXCERPT] + ("…" if len(role) > _ROLE_EXCERPT else ""),
+            "role": textwrap.shorten(agent.role, ROLE_EXCERPT, placeholder="…"),
             "role_digest": role_digest(agent.role),
             "tools": backend.supports_tools,
             "fallback": agent.fallback,

@@ -254,11 +254,7 @@ class ProviderSimulator:
         latency: float | None = None,
     ) -> Rule:
         """Add a rule (after the existing ones) and return it; see :class:`Rule`."""
-        seq = (
-            [replies]
-            if isinstance(replies, Reply)
-            else replies
-        )
+        seq = [replies] if isinstance(replies, Reply) else replies
         return self.add_rule(Rule(seq, model=model, match=match, latency=latency))
 
     def add_rule(self, rule: Rule) -> Rule:
