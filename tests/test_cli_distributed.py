@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from massgen.cli import app
 from tests.mas.helpers import SHARED_REDIS, RedisServer, free_port
+from tests.procs import start_ready
 
 TASK = "What is the capital of France?"
 PASSWORD = "s3cret-Pa55word"
@@ -94,19 +95,7 @@ def massgen(*args: str) -> list[str]:
 
 def start(args: list[str], env: dict[str, str], ready: str, count: int) -> subprocess.Popen[str]:
     """Start a command; return once it printed ``count`` stdout lines starting ``ready``."""
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stdout is not None
-    seen = 0
-    while seen < count:
-        line = proc.stdout.readline()
-        if not line:
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise AssertionError(f"{args[3]} ended before it was ready:\n{err}")
-        seen += line.startswith(ready)
-    return proc
+    return start_ready(args, ready=ready, count=count, env=env)
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:

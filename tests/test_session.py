@@ -22,7 +22,7 @@ from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
 from massgen.testing.sim_types import Text
 from massgen.testing.simulator import ProviderSimulator
-from tests.procs import run_massgen
+from tests.procs import run_massgen, start_ready
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -206,20 +206,13 @@ def test_session_and_recall_reach_an_agent_on_a_worker_process(
     )
     unset = ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")
     env = {k: v for k, v in os.environ.items() if k not in unset}
-    worker = subprocess.Popen(
+    worker = start_ready(  # "hosting ada" is printed once ada is registered
         [sys.executable, "-m", "massgen", "worker", str(config), "--agent", "ada"],
+        ready="hosting ada",
         cwd=tmp_path,
         env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        assert worker.stdout is not None
-        line = worker.stdout.readline()  # printed once ada is registered
-        assert line.startswith("hosting ada"), line + (
-            worker.stderr.read() if worker.stderr else ""
-        )
         sim.script(Text("The secret word is PELICAN."), match="Pick a secret word")
         first = _run(tmp_path, "run", str(config), "Pick a secret word", "--session", "chat", "-q")
         assert first.returncode == 0, first.stderr
