@@ -132,7 +132,10 @@ class Completion:
     cache served it (no provider request was made). ``sources`` are the pages a
     provider-side search cited (or found), ``server_calls`` the searches it ran.
     ``requests`` counts the provider requests behind the answer: several for a tool loop or
-    a continued (``pause_turn``) answer, 0 when the cache served it.
+    a continued (``pause_turn``) answer, 0 when the cache served it. ``reasoning`` is the
+    model's thinking or reasoning text where the provider returns it (OpenAI-compatible
+    ``reasoning_content``/``reasoning``, Anthropic thinking blocks, Gemini thought parts,
+    Responses reasoning summaries): kept in the run record, never part of the answer.
     """
 
     text: str
@@ -145,6 +148,7 @@ class Completion:
     sources: tuple[Source, ...] = ()
     server_calls: tuple[ServerToolCall, ...] = ()
     requests: int = 1
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,13 @@ def parse(text: str, file: str) -> tuple[Any, Lines]:
 
 def _check_depth(text: str, file: str) -> None:
     """Refuse deep nesting from the event stream, before libyaml's recursive composer
-    (which crashes the process, not just the stack, on a few thousand ``[``)."""
+    (which crashes the process, not just the stack, on a few thousand ``[``).
+
+    Flow brackets are counted first, from the characters: the scanner reads a run of
+    ``[`` ahead of the parser's events, and newer PyYAML stops it there with an error of
+    its own before any event reaches us.
+    """
+    _check_flow_depth(text, file)
     depth = 0
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.CollectionStartEvent):
@@ -65,6 +71,36 @@ def _check_depth(text: str, file: str) -> None:
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def _check_flow_depth(text: str, file: str) -> None:
+    """Count ``[``/``{`` nesting outside quotes and comments; more than :data:`MAX_DEPTH`
+    is refused with the line it passes the limit on."""
+    depth = 0
+    quote = ""
+    line = 1
+    prev = "\n"
+    comment = False
+    for ch in text:
+        if ch == "\n":
+            line += 1
+            comment = False
+        elif comment:
+            pass
+        elif quote:
+            if ch == quote:
+                quote = ""
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "\"'" and depth:
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
+        elif ch in "]}" and depth:
+            depth -= 1
+        prev = ch
 
 
 def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
