@@ -85,27 +85,41 @@ def _raw_backend(cfg: BackendConfig, team: TeamConfig, name: str) -> Backend:
 
 
 def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
+    """Prices per model: the team's table, then each backend's own for the models its
+    agents use through it (their ``model:`` or the backend's)."""
     prices = {model: {"input": p.input, "output": p.output} for model, p in team.prices.items()}
-    for cfg in [*team.backends.values(), *(a.backend for a in team.agents)]:
-        if not isinstance(cfg, str) and cfg.prices is not None and cfg.model:
+    for cfg in team.backends.values():
+        if cfg.prices is not None and cfg.model:
+            prices[cfg.model] = {"input": cfg.prices.input, "output": cfg.prices.output}
+    for agent in team.agents:
+        cfg = team.backend_for(agent)
+        if cfg.prices is not None and cfg.model:
             prices[cfg.model] = {"input": cfg.prices.input, "output": cfg.prices.output}
     return prices
 
 
 def build_agents(team: TeamConfig) -> list[Agent]:
-    """One Agent per config entry; named backends shared, inline ones per agent."""
+    """One Agent per config entry; named backends shared, inline ones per agent.
+
+    Every agent's model and every backend's key are checked before any backend is built
+    (so before any SDK is imported), and all the missing keys are named in one error.
+    """
+    check_models(team)
+    check_keys(team)
     shared: dict[str, Backend] = {}
     prices = price_overrides(team)
     agents: list[Agent] = []
     for i, a in enumerate(team.agents):
         if isinstance(a.backend, str):
             if a.backend not in shared:
-                with _located(team, "backends", a.backend):
-                    shared[a.backend] = build_backend(team.backends[a.backend], team, a.backend)
+                with _located(team, *_backend_path(team, a.backend)):
+                    cfg = _shared_config(team, a.backend)
+                    shared[a.backend] = build_backend(cfg, team, a.backend)
             backend = shared[a.backend]
         else:
             with _located(team, "agents", i, "backend"):
-                backend = build_backend(a.backend, team, f"{a.name}.backend")
+                cfg = team.backend_for(a)  # an agent's own backend takes its overrides
+                backend = build_backend(cfg, team, f"{a.name}.backend")
         tools = build_agent_tools(team, i, backend)
         agents.append(
             Agent(
@@ -131,6 +145,93 @@ def build_agents(team: TeamConfig) -> list[Agent]:
 
         connect(agents)
     return agents
+
+
+def check_models(team: TeamConfig) -> None:
+    """Each agent has a model: its own ``model:``, else its backend's (where the backend's
+    type needs one). The error points at the agent, with a model of its provider."""
+    from massgen.backends.registry import model_hint, needs_model
+
+    for i, agent in enumerate(team.agents):
+        cfg = team.backend_for(agent)
+        if not cfg.model and needs_model(cfg.type):
+            bare = not isinstance(agent.backend, str) or agent.backend == cfg.type
+            named = "" if bare else f" `{agent.backend}`"
+            with _located(team, "agents", i):
+                raise ConfigError(
+                    f"agent {agent.name!r} has no model, and its {cfg.type} backend{named} "
+                    "sets none",
+                    key="model",
+                    hint=model_hint(cfg.type),
+                )
+
+
+def check_keys(team: TeamConfig) -> None:
+    """Every backend the agents use has its API key. A missing one is the usual
+    ``no API key`` error at its backend; several are listed in one error, each with its
+    place, its agents and the variable to set, so one look fixes them all."""
+    from massgen.backends.registry import key_variables, missing_key
+
+    missing: list[tuple[tuple[str | int, ...], list[str], str, tuple[str, ...]]] = []
+    named: dict[str, list[str]] = {}  # a named backend's agents, shared with its entry
+    for i, agent in enumerate(team.agents):
+        ref = agent.backend
+        if isinstance(ref, str):
+            if ref in named:
+                named[ref].append(agent.name)
+                continue
+            named[ref] = names = [agent.name]
+            cfg, path = team.backends[ref], _backend_path(team, ref)
+        else:
+            cfg, path, names = ref, ("agents", i, "backend"), [agent.name]
+        if need := key_variables(cfg.type, _secret(cfg)):
+            missing.append((path, names, cfg.type, need))
+    if not missing:
+        return
+    if len(missing) == 1:
+        with _located(team, *missing[0][0]):
+            raise missing_key(missing[0][2])
+    file, _ = team.locate()
+    rows = []
+    for path, names, kind, need in missing:
+        _, line = team.locate(*path)
+        where = (file or "") + (f":{line}" if line else "")
+        who = ("agent " if len(names) == 1 else "agents ") + ", ".join(names)
+        rows.append(f"  {where}: `{_dotted(path)}` ({who}): {kind} needs {' or '.join(need)}")
+    raise ConfigError(
+        f"no API key for {len(missing)} backends:\n" + "\n".join(rows),
+        file=file,
+        hint="export each variable, or set `api_key: ${VAR}` on the backend",
+    )
+
+
+def _secret(cfg: BackendConfig) -> str | None:
+    return cfg.api_key.get_secret_value() if cfg.api_key is not None else None
+
+
+def _backend_path(team: TeamConfig, name: str) -> tuple[str | int, ...]:
+    """Where the backend ``name`` was written: its ``backends:`` entry, or, for a provider
+    named bare (``backend: openai``), the first agent naming it."""
+    if team.locate("backends", name)[1] is not None:
+        return ("backends", name)
+    for i, agent in enumerate(team.agents):
+        if agent.backend == name:
+            return ("agents", i, "backend")
+    return ("backends", name)
+
+
+def _shared_config(team: TeamConfig, name: str) -> BackendConfig:
+    """The named backend ``name``; without a model of its own, it defaults to the first of
+    its agents' (each agent sends its own ``model:`` with every request anyway)."""
+    cfg = team.backends[name]
+    if cfg.model:
+        return cfg
+    model = next((a.model for a in team.agents if a.backend == name and a.model), None)
+    return cfg.model_copy(update={"model": model}) if model else cfg
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)[1:]
 
 
 def configure_memory(team: TeamConfig, agents: list[Agent]) -> None:
@@ -195,8 +296,7 @@ def _located(team: TeamConfig, *path: str | int) -> Iterator[None]:
     except ConfigError as e:
         if e.file is None:
             file, line = team.locate(*path)
-            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)[1:]
-            key += f".{e.key}" if e.key else ""
+            key = _dotted(path) + (f".{e.key}" if e.key else "")
             raise ConfigError(e.message, file=file, line=line, key=key, hint=e.hint) from e
         raise
 

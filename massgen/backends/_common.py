@@ -53,9 +53,12 @@ class SDKBackend(Backend):
     ) -> None:
         super().__init__(model, name=name)
         if not model:
+            from massgen.backends.registry import model_hint
+
             raise ConfigError(
                 f"a {self.provider} backend needs a model",
-                hint="set `model:` in the agent's backend, e.g. model: gpt-4o-mini",
+                key="model",
+                hint=model_hint(self.provider),
             )
         self._api_key = self._resolve_key(api_key)
         self.base_url = base_url or self.default_base_url

@@ -50,6 +50,43 @@ _ENV_VARS: dict[str, tuple[str, ...]] = {
 }
 
 
+EXAMPLE_MODELS: dict[str, str] = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "google": "gemini-2.5-flash",
+    "gemini": "gemini-2.5-flash",
+    "xai": "grok-4-fast",
+    "openrouter": "openai/gpt-4o-mini",
+    "lmstudio": "qwen2.5-7b-instruct",
+    "ollama": "llama3.2",
+    "vllm": "meta-llama/Llama-3.1-8B-Instruct",
+}
+"""A model of each built-in type that needs one (every type but ``replay``), for hints."""
+
+
+def needs_model(type: str) -> bool:
+    """Whether a backend of ``type`` cannot be built without a model name (custom classes
+    decide for themselves)."""
+    return type.strip().lower() in EXAMPLE_MODELS
+
+
+def model_hint(type: str) -> str:
+    """How to give a backend of ``type`` its model, with an example of that provider."""
+    example = EXAMPLE_MODELS.get(type.strip().lower())
+    return "set `model:` on the agent or on its backend" + (
+        f", e.g. `model: {example}`" if example else ""
+    )
+
+
+def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
+    """The environment variables a backend of ``type`` reads its key from, when it has no
+    key: ``api_key`` is empty and none of them is set. Empty when it has one or needs none."""
+    names = _ENV_VARS.get(type.strip().lower(), ())
+    if api_key or any(os.environ.get(v) for v in names):
+        return ()
+    return names
+
+
 def default_env_var(type: str) -> str | None:
     """The environment variable a backend type reads its key from (``None``: no key needed).
 
@@ -99,8 +136,11 @@ def create_backend(
     if kind not in _BUILTIN:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
     _check_client(kind, client)
-    if not api_key and kind in _ENV_VARS and not any(os.environ.get(v) for v in _ENV_VARS[kind]):
-        raise _missing_key(kind)  # before importing an SDK that takes seconds to load
+    # Both before importing an SDK that takes seconds to load.
+    if not model and needs_model(kind):
+        raise ConfigError(f"a {kind} backend needs a model", key="model", hint=model_hint(kind))
+    if key_variables(kind, api_key):
+        raise missing_key(kind)
     module_name, class_name = _BUILTIN[kind]
     cls = getattr(importlib.import_module(module_name), class_name)
     if kind == "replay":
@@ -121,11 +161,12 @@ def create_backend(
             **choice,
         )
     except AuthenticationError as e:
-        raise _missing_key(kind) from e
+        raise missing_key(kind) from e
     return backend
 
 
-def _missing_key(kind: str) -> ConfigError:
+def missing_key(kind: str) -> ConfigError:
+    """The error for a backend of type ``kind`` that has no key."""
     var = default_env_var(kind)
     return ConfigError(
         f"no API key for the {kind} backend",
