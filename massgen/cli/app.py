@@ -262,7 +262,8 @@ def agents_list(
 def config_validate(
     config: Annotated[Path, typer.Argument(help="Team config (YAML).")],
 ) -> None:
-    """Check CONFIG and summarise the team; exit 2 on any mistake."""
+    """Check CONFIG as a run does before its first request (file, backends, models, keys,
+    tools, Redis) and summarise the team; exit 2 on any mistake. Nothing is sent."""
     from massgen.cli.configcmd import validate
 
     guarded(lambda: validate(config))

@@ -1,0 +1,164 @@
+"""`massgen config validate` checks what `massgen run` checks before its first request, so
+"ok" means the run will start: the team is built (backends, models, keys, tools) and a
+configured Redis is reached. Mistakes are one located error, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.procs import run_massgen
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_VARS = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "XAI_API_KEY",
+    "OPENROUTER_API_KEY",
+)
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "team.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _validate(path: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return run_massgen("config", "validate", str(path), **kw)  # type: ignore[arg-type]
+
+
+def _usage_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_every_missing_key_is_named_in_one_error() -> None:
+    err = _usage_error(_validate(ROOT / "configs/consensus.yaml", unset=KEY_VARS))
+    assert err.count("error:") == 1
+    rows = [ln for ln in err.splitlines() if "consensus.yaml:" in ln and "`backends." in ln]
+    assert len(rows) == 3, err
+    for var, agents in (
+        ("OPENAI_API_KEY", ["architect"]),
+        ("ANTHROPIC_API_KEY", ["operator", "reviewer"]),
+        ("GEMINI_API_KEY", ["founder"]),
+    ):
+        (row,) = [r for r in rows if var in r]
+        assert all(a in row for a in agents), row
+
+
+def test_with_the_keys_set_the_same_config_is_ok() -> None:
+    env = {"OPENAI_API_KEY": "sk-dummy", "ANTHROPIC_API_KEY": "dummy", "GEMINI_API_KEY": "dummy"}
+    done = _validate(ROOT / "configs/consensus.yaml", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{ROOT / 'configs/consensus.yaml'}: ok — 4 agents")
+    assert "  founder: gemini gemini-2.5-flash\n" in done.stdout
+
+
+def test_an_agent_without_a_model_is_found(tmp_path: Path) -> None:
+    team = _write(
+        tmp_path,
+        """\
+        agents:
+          - {name: ada, backend: replay}
+          - name: bob
+            backend: anthropic
+        """,
+    )
+    err = _usage_error(_validate(team, env={"ANTHROPIC_API_KEY": "dummy"}))
+    assert "team.yaml:3: `agents[1].model`" in err and "model: claude-" in err
+
+
+def test_the_team_is_built_so_tools_a_backend_cannot_call_are_found(tmp_path: Path) -> None:
+    team = _write(
+        tmp_path,
+        """\
+        agents:
+          - name: ada
+            backend: {type: replay}
+            tools: [calculator]
+        """,
+    )
+    err = _usage_error(_validate(team))
+    assert "team.yaml:4: `agents[0].tools`" in err and "cannot call tools" in err
+
+
+def test_a_custom_backend_that_does_not_import_is_found(tmp_path: Path) -> None:
+    team = _write(tmp_path, "agents:\n  - {name: ada, backend: {type: 'nosuchmodule:Thing'}}\n")
+    err = _usage_error(_validate(team))
+    assert "team.yaml:2: `agents[0].backend" in err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_redis_that_does_not_answer_is_found(tmp_path: Path) -> None:
+    team = _write(
+        tmp_path,
+        f"""\
+        agents:
+          - {{name: ada, backend: replay}}
+        redis:
+          url: redis://127.0.0.1:{_closed_port()}/0
+        """,
+    )
+    err = _usage_error(_validate(team, unset=("MASSGEN_REDIS_URL",)))
+    assert "team.yaml:4: `redis.url`" in err and "Redis" in err
+
+
+def test_a_redis_that_answers_is_reported(tmp_path: Path) -> None:
+    team = _write(
+        tmp_path,
+        f"""\
+        agents:
+          - {{name: ada, backend: replay}}
+        redis: {{url: "{REDIS_URL}", prefix: "validate-test:"}}
+        """,
+    )
+    done = _validate(team)
+    assert done.returncode == 0, done.stderr
+    assert "  redis: redis://127.0.0.1:6379/0 answers (prefix validate-test:)" in done.stdout
+
+
+def test_the_redis_of_the_environment_is_reached_too(tmp_path: Path) -> None:
+    team = _write(tmp_path, "agents:\n  - {name: ada, backend: replay}\n")
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    err = _usage_error(_validate(team, env={"MASSGEN_REDIS_URL": url}))
+    assert "Redis" in err and url in err
+
+
+@pytest.mark.parametrize(
+    ("config", "code"),
+    [
+        ("configs/offline.yaml", 0),
+        ("configs/local.yaml", 0),  # OpenAI-compatible: massgen's own client, no SDK
+        ("configs/quickstart.yaml", 2),  # keys missing: found before any SDK is imported
+    ],
+)
+def test_validate_loads_no_sdk_a_backend_does_not_need(
+    config: str, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    script = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom massgen.cli import app\n"
+        f"r = CliRunner().invoke(app, ['config', 'validate', {str(ROOT / config)!r}])\n"
+        "heavy = ('openai', 'anthropic', 'google.genai', 'redis', 'rich', 'httpx')\n"
+        "print(r.exit_code, [m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == f"{code} []", out.stdout + out.stderr
