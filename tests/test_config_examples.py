@@ -1,4 +1,5 @@
-"""The example teams in configs/ all load, and docs/config.md covers every key."""
+"""The example teams in configs/ all load and build with dummy keys; the offline ones run as
+they are, the others against the provider simulator; docs/config.md covers every key."""
 
 from __future__ import annotations
 
@@ -8,17 +9,39 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
-from massgen.config import load
+from massgen.config import TeamConfig, load
 from massgen.config import models as m
 from massgen.config.schema import field_docs
+from massgen.team import build_agents
+from massgen.testing.simulator import ProviderSimulator
+from tests.procs import run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 EXPECTED = {"quickstart", "offline", "parallel", "sequential", "consensus", "local"}
+DUMMY_KEYS = {
+    "OPENAI_API_KEY": "sk-dummy",
+    "ANTHROPIC_API_KEY": "sk-ant-dummy",
+    "GEMINI_API_KEY": "dummy",
+    "XAI_API_KEY": "xai-dummy",
+    "OPENROUTER_API_KEY": "sk-or-dummy",
+}
+OFFLINE_TYPES = {"replay"}
+"""Backend types that answer with no key and no network."""
+
+
+def _is_offline(team: TeamConfig) -> bool:
+    return all(team.backend_for(a).type in OFFLINE_TYPES for a in team.agents)
+
+
+OFFLINE = [p for p in CONFIGS if _is_offline(load(p, env={}))]
+ONLINE = [p for p in CONFIGS if p not in OFFLINE]
 
 
 def test_all_examples_are_present() -> None:
@@ -31,6 +54,87 @@ def test_example_validates_without_any_environment(path: Path) -> None:
     assert team.agents and team.source == path.resolve()
     for agent in team.agents:
         assert team.backend_for(agent).type
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_example_builds_with_dummy_keys(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a run builds before its first request: every backend (type, model, key,
+    options) and every tool, for each agent."""
+    for var, value in DUMMY_KEYS.items():
+        monkeypatch.setenv(var, value)
+    team = load(path)
+    agents = build_agents(team)
+    assert [a.name for a in agents] == [a.name for a in team.agents]
+    for agent, cfg in zip(agents, team.agents, strict=True):
+        backend = team.backend_for(cfg)
+        assert agent.model_name() == (cfg.model or backend.model or agent.backend.model)
+        assert agent.model_name(), f"{cfg.name} would send no model"
+        assert len(agent.tools) == len(cfg.tools)
+
+
+def test_some_examples_are_offline_and_some_need_providers() -> None:
+    assert {p.stem for p in OFFLINE} >= {"offline"}
+    assert {p.stem for p in ONLINE} >= {"quickstart", "local"}
+
+
+@pytest.mark.parametrize("path", OFFLINE, ids=lambda p: p.name)
+def test_offline_example_runs(path: Path, tmp_path: Path) -> None:
+    task = "What is the capital of France?"
+    done = run_massgen("run", str(path), task, "--json", "--no-record", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["final_answer"].strip() and result["status"] == "done"
+    if path.stem == "offline":
+        assert "Paris" in result["final_answer"] and result["votes"]
+
+
+def _on_simulator(path: Path, sim: ProviderSimulator) -> dict[str, Any]:
+    """The example with every endpoint moved to the simulator: each named backend gets its
+    protocol's base URL, and a provider named bare becomes a named backend of that type
+    (still without a model, so the agent's `model:` must reach the request)."""
+    data = yaml.safe_load(path.read_text())
+    urls = {
+        "anthropic": sim.anthropic_base_url,
+        "google": sim.gemini_base_url,
+        "gemini": sim.gemini_base_url,
+    }
+    backends = data.setdefault("backends", {}) or {}
+    data["backends"] = backends
+    for agent in data["agents"]:
+        ref = agent["backend"]
+        if isinstance(ref, str) and ref not in backends:
+            backends[ref] = {"type": ref}
+        elif isinstance(ref, dict):
+            ref["base_url"] = urls.get(ref["type"], sim.openai_base_url)
+    for cfg in backends.values():
+        cfg["base_url"] = urls.get(cfg["type"], sim.openai_base_url)
+    return data
+
+
+@pytest.mark.parametrize("path", ONLINE, ids=lambda p: p.name)
+def test_provider_example_runs_against_the_simulator(
+    path: Path, tmp_path: Path, sim: ProviderSimulator
+) -> None:
+    """Each example that needs a provider, run as written but for its endpoints: every
+    agent's request reaches the simulator with the agent's model."""
+    team = tmp_path / path.name
+    team.write_text(yaml.safe_dump(_on_simulator(path, sim)))
+    loaded = load(path, env={})
+    done = run_massgen(
+        "run",
+        str(team),
+        "Name one prime number.",
+        "--json",
+        "--no-record",
+        "-q",
+        cwd=tmp_path,
+        env=DUMMY_KEYS,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["final_answer"].strip()
+    sent = {r.model.removeprefix("models/") for r in sim.requests}
+    wanted = {loaded.backend_for(a).model for a in loaded.agents if not a.standby}
+    assert wanted <= sent, (wanted, sent)
 
 
 def test_quickstart_uses_three_providers() -> None:
