@@ -78,7 +78,8 @@ class BackendConfig(ConfigModel):
     """A provider (openai, anthropic, google, gemini, xai, lmstudio, ollama, vllm, openrouter,
     replay) or your own backend class as ``package.module:Class``."""
     model: str = ""
-    """Model name sent to the provider; empty means the backend's default."""
+    """Model sent to the provider for agents that set no ``model:`` of their own; needed
+    unless each of its agents sets one (``replay`` and custom classes need none)."""
     base_url: str | None = None
     """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
     api_key: SecretStr | None = None
@@ -227,7 +228,7 @@ class AgentConfig(ConfigModel):
     """Name of an entry in ``backends:``, a provider type used with its defaults (e.g.
     ``openai``), or an inline backend mapping."""
     model: str | None = None
-    """Overrides the backend's model for this agent."""
+    """The model this agent sends, overriding its backend's (named, bare or inline)."""
     role: str = ""
     """The agent's system prompt: its specialisation and how it should answer."""
     capabilities: list[str] = Field(default_factory=list)
