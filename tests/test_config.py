@@ -245,6 +245,35 @@ def test_env_variable_missing_reports_line_and_hint() -> None:
     assert err.hint == "set LLM_HOST or give a default: ${LLM_HOST:-value}"
 
 
+def test_every_missing_env_variable_is_reported_at_once() -> None:
+    err = error_of("""
+        backends:
+          gpt: {type: openai, model: gpt-4o-mini, api_key: "${MY_OPENAI_KEY}"}
+          claude: {type: anthropic, model: claude-haiku-4-5, api_key: "${MY_CLAUDE_KEY}"}
+        agents:
+          - {name: ada, backend: gpt}
+          - {name: bob, backend: claude, role: "on ${MY_OPENAI_KEY:-x} ${HOST}"}
+    """)
+    rows = str(err).splitlines()
+    assert rows[0] == "team.yaml: 3 environment variables are not set:"
+    assert rows[1:4] == [
+        "  team.yaml:3: `backends.gpt.api_key`: MY_OPENAI_KEY",
+        "  team.yaml:4: `backends.claude.api_key`: MY_CLAUDE_KEY",
+        "  team.yaml:7: `agents[1].role`: HOST",
+    ]
+    assert err.hint is not None and "${NAME:-value}" in err.hint
+
+
+def test_one_variable_missing_in_two_places_is_named_once() -> None:
+    err = error_of("""
+        agents:
+          - {name: ada, backend: {type: openai, base_url: "http://${HOST}/v1"}}
+          - {name: bob, backend: {type: openai, base_url: "http://${HOST}/v2"}}
+    """)
+    assert str(err).splitlines()[0] == "team.yaml: `HOST` is not set:"
+    assert "team.yaml:3:" in str(err) and "team.yaml:4:" in str(err)
+
+
 def test_env_variables_defaults_partial_strings_and_escape() -> None:
     team = load_text(
         """

@@ -23,15 +23,18 @@ def interpolate(
     """Expand variables in every string of ``data``.
 
     Returns the new data and the paths whose value used a variable. A missing variable
-    without default raises :class:`ConfigError` at that key's line.
+    without default raises :class:`ConfigError` at that key's line; when several are
+    missing, one error names them all (each with its line and key), so that one look at
+    the environment fixes them.
     """
     tainted: set[Path_] = set()
+    missing: list[tuple[Path_, str]] = []
 
     def walk(value: Any, path: Path_) -> Any:
         if isinstance(value, str):
             if "${" not in value:
                 return value
-            text, used = _expand(value, env, path, file, lines)
+            text, used = _expand(value, env, path, file, lines, missing)
             if used:
                 tainted.add(path)
             return text
@@ -41,11 +44,38 @@ def interpolate(
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         return value
 
-    return walk(data, ()), tainted
+    expanded = walk(data, ())
+    if len(missing) == 1:
+        path, name = missing[0]
+        raise ConfigError(
+            f"environment variable `{name}` is not set",
+            file=file,
+            line=line_of(path, lines),
+            key=dotted(path),
+            hint=f"set {name} or give a default: ${{{name}:-value}}",
+        )
+    if missing:
+        rows = []
+        for path, name in missing:
+            line = line_of(path, lines)
+            rows.append(f"  {file}{f':{line}' if line else ''}: `{dotted(path)}`: {name}")
+        names = sorted({name for _, name in missing})
+        what = f"{len(names)} environment variables are" if len(names) > 1 else f"`{names[0]}` is"
+        raise ConfigError(
+            f"{what} not set:\n" + "\n".join(rows),
+            file=file,
+            hint="set each, or give a default: ${NAME:-value}",
+        )
+    return expanded, tainted
 
 
 def _expand(
-    text: str, env: Mapping[str, str], path: Path_, file: str, lines: Lines
+    text: str,
+    env: Mapping[str, str],
+    path: Path_,
+    file: str,
+    lines: Lines,
+    missing: list[tuple[Path_, str]],
 ) -> tuple[str, bool]:
     used = False
 
@@ -73,10 +103,8 @@ def _expand(
         if sep:
             return value if value else default
         if value is None:
-            raise fail(
-                f"environment variable `{name}` is not set",
-                f"set {name} or give a default: ${{{name}:-value}}",
-            )
+            missing.append((path, name))  # reported with the others once all are seen
+            return ""
         return value
 
     return _TOKEN.sub(replace, text), used
