@@ -162,3 +162,35 @@ def test_validate_loads_no_sdk_a_backend_does_not_need(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == f"{code} []", out.stdout + out.stderr
+
+
+BROKEN = {
+    "no keys": "agents:\n  - {name: a, backend: openai, model: m}\n"
+    "  - {name: b, backend: {type: anthropic, model: m}}\n",
+    "no model": "agents:\n  - {name: a, backend: {type: openai, api_key: k}}\n",
+    "tools on replay": "agents:\n  - {name: a, backend: replay, tools: [calculator]}\n",
+    "custom class": "agents:\n  - {name: a, backend: 'nosuchmodule:Thing'}\n",
+    "missing root": "agents:\n  - {name: a, backend: {type: openai, model: m, api_key: k},"
+    " tools: [file_reader]}\ntools:\n  file_reader: {root: ./nowhere}\n",
+}
+
+
+@pytest.mark.parametrize("body", BROKEN.values(), ids=list(BROKEN))
+def test_validate_fails_exactly_as_the_run_would(tmp_path: Path, body: str) -> None:
+    (tmp_path / "team.yaml").write_text(body)
+    run = run_massgen("run", "team.yaml", "task", "--no-record", cwd=tmp_path, unset=KEY_VARS)
+    checked = run_massgen("config", "validate", "team.yaml", cwd=tmp_path, unset=KEY_VARS)
+    assert run.returncode == 2, run.stderr
+    assert _usage_error(checked) == run.stderr
+
+
+def test_an_unreachable_redis_fails_the_run_and_validate_alike(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    (tmp_path / "team.yaml").write_text(
+        f"agents:\n  - {{name: a, backend: replay}}\nredis: {{url: '{url}'}}\n"
+    )
+    run = run_massgen("run", "team.yaml", "task", "--no-record", cwd=tmp_path)
+    checked = run_massgen("config", "validate", "team.yaml", cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    said = run.stderr.removeprefix("error: ")
+    assert said.strip() and said in _usage_error(checked)  # validate adds file and line
