@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen.batch.inputs import BatchTask
-from massgen.batch.output import ResultLog
+from massgen.batch.output import ResultLog, ResultsFileError
 from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import MassGenError
 from massgen.result import RunResult
@@ -153,7 +153,9 @@ async def run_batch(
     summary: BatchSummary | None = None,
 ) -> BatchResult:
     """Run ``tasks``; ``summary``, if given, is filled in place (so a caller still has it
-    when the batch is cancelled)."""
+    when the batch is cancelled). Raises :class:`~massgen.batch.output.ResultsFileError`
+    (after stopping the other tasks) when a result cannot be written.
+    """
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)
@@ -207,6 +209,19 @@ async def run_batch(
     except asyncio.CancelledError:
         summary.stopped = "interrupted"
         raise
+    except BaseExceptionGroup as errors:
+        # A result that cannot be written (a full disk) stops the batch: one clear error,
+        # not a group of the same one from every task that finished meanwhile.
+        unwritten = errors.subgroup(ResultsFileError)
+        if unwritten is None:
+            raise
+        summary.stopped = "unwritable"
+        raise _first(unwritten) from None
     finally:
         summary.duration = time.perf_counter() - summary.started
     return BatchResult(list(tasks), results, summary)
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
