@@ -81,6 +81,7 @@ def batch_command(
     from massgen.batch import BatchSummary, ResultLog, run_batch
     from massgen.batch.inputs import read_task_file
     from massgen.batch.output import ResultsFileError
+    from massgen.budget import check_limit
     from massgen.config import load
     from massgen.display.batch import describe
     from massgen.orchestrator import Orchestrator
@@ -88,6 +89,7 @@ def batch_command(
 
     if concurrency < 1:
         raise ConfigError("must be at least 1", key="--concurrency")
+    max_cost = check_limit(max_cost, "--max-cost")
     config_path = find_config(config)
     check_config_file(config_path)
     cfg = load(config_path)
@@ -103,6 +105,7 @@ def batch_command(
     if no_cache:
         overrides["cache_enabled"] = False
     orchestrator = Orchestrator.from_config(cfg, **overrides)
+    check_limit(orchestrator.max_cost, "orchestrator.max_cost")
     fingerprint = {
         "config": config_digest(config_path),
         "strategy": strategy or orchestrator.strategy,
@@ -178,6 +181,15 @@ def batch_command(
         view.close(summary)
     print(str(out))
     if summary.stopped == "budget":
+        if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
+            print(
+                f"error: the cost budget of ${orchestrator.max_cost} cannot cover one task "
+                f"(estimated ${summary.needed:.6f}); {summary.remaining} tasks not run\n"
+                "  hint: raise --max-cost, or set max_tokens on the agents (a request "
+                "without it is assumed to answer at length)",
+                file=sys.stderr,
+            )
+            return FAILED
         print(
             f"error: the cost budget of ${orchestrator.max_cost} is spent; "
             f"{summary.remaining} tasks not run",
