@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -16,6 +17,7 @@ import pytest
 from massgen.batch import ResultLog, task_id
 from massgen.batch.output import ResultsLocked
 from massgen.errors import ConfigError
+from massgen.testing.sim_types import Hang
 from massgen.testing.simulator import ProviderSimulator
 from tests.procs import run_massgen
 
@@ -160,10 +162,12 @@ def test_a_second_log_on_the_same_file_is_refused_until_the_first_closes(tmp_pat
 def test_two_batches_on_one_results_file_the_second_refuses(
     tmp_path: Path, sim: ProviderSimulator
 ) -> None:
-    """R22: the second exits 2 with one clear line; the first finishes; 0 duplicates and
-    each task sent to the provider once per agent."""
-    sim.latency = 0.02
-    tasks = [f"Question {i}: what is {i} plus {i}?" for i in range(60)]
+    """R22: while one batch runs (one of its tasks held by the provider), a second on the
+    same file exits 2 with one clear line and sends nothing; after the first is stopped, a
+    resume finishes: 0 duplicate lines, each finished task sent once per agent."""
+    sim.script(Hang(), match="HOLD")
+    tasks = ["HOLD: a question the provider sits on"]
+    tasks += [f"Question {i}: what is {i} plus {i}?" for i in range(20)]
     (tmp_path / "tasks.txt").write_text("".join(t + "\n" for t in tasks))
     (tmp_path / "team.yaml").write_text(
         "backends:\n"
@@ -178,7 +182,9 @@ def test_two_batches_on_one_results_file_the_second_refuses(
     try:
         sim.wait_for_requests(1, timeout=30)  # it holds the lock before its first request
         second = batch(tmp_path)
-        out, err = first.communicate(timeout=60)
+        assert first.poll() is None, "the first batch ended: the test proves nothing"
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()
@@ -186,10 +192,15 @@ def test_two_batches_on_one_results_file_the_second_refuses(
     assert second.returncode == 2, second.stderr
     assert "Traceback" not in second.stderr
     assert second.stderr.startswith("error: ") and "another massgen batch" in second.stderr
-    assert first.returncode == 0, err.decode()
+    assert first.returncode == 130, err.decode()
+    sim.clear_rules()
+    resumed = batch(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
     final = rows(tmp_path / "out.jsonl")
-    assert len(final) == 60 and len({r["id"] for r in final}) == 60
-    assert len(sim.requests) == 60 * 2
+    assert len(final) == 21 and len({r["id"] for r in final}) == 21
+    sent_for = Counter(r.last_user_text for r in sim.requests)
+    assert all(sent_for[t] == 2 for t in tasks[1:]), sent_for  # no task ran twice
+    assert 2 <= sent_for[tasks[0]] <= 4  # held, then resumed
 
 
 # -- a resume under another run's settings ---------------------------------------------------
