@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from massgen import events as ev
+from massgen.errors import ConfigError
 
 TOOL_OUTPUT_KEPT = 300
 """Characters of each tool result kept in the record."""
@@ -50,6 +51,35 @@ class RunRecorder:
         self.prompts: list[dict[str, Any]] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.written: Path | None = None
+        self.failed: str | None = None
+        """Why the record could not be written (a full disk...), if it could not."""
+
+    def check(self) -> None:
+        """Refuse (ConfigError) a ``path`` that cannot be written, before the run starts:
+        a folder, a file where a folder should be, a folder that refuses new files. Leaves
+        nothing behind."""
+        if self.path is None:
+            return
+        where = str(self.path)
+        if self.path.is_dir():
+            raise ConfigError("is a folder; give a file name", file=where, key="--record")
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"cannot write it: {folder} is not a folder", file=where, key="--record"
+            )
+        if folder != self.path.parent:
+            return  # the folders are made when the record is written
+        probe = self.path.with_name(f".{self.path.name}.{os.getpid()}.probe")
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write it: {e.strerror or e}", file=where, key="--record"
+            ) from None
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.AgentStarted):
@@ -82,7 +112,10 @@ class RunRecorder:
                     entry.update(ok=e.ok, duration=e.duration, output=e.output[:TOOL_OUTPUT_KEPT])
                     break
         elif isinstance(e, ev.RunEnded):
-            self.write(e)
+            try:
+                self.write(e)
+            except OSError as error:
+                self.failed = f"{error.strerror or error} ({error.filename or self.path})"
 
     def write(self, e: ev.RunEnded) -> Path:
         path = self.path or self.folder / f"{e.result.run_id}.json"
@@ -95,10 +128,14 @@ class RunRecorder:
             "tool_calls": self.tool_calls,
         }
         tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(record, f, ensure_ascii=False, indent=1, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(record, f, ensure_ascii=False, indent=1, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never a half-written record left behind
+            raise
         self.written = path
         return path

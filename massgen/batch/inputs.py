@@ -28,13 +28,42 @@ def task_id(text: str) -> str:
     return "t-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+MAX_TASK_FILE_BYTES = 64 * 1024 * 1024
+"""A task file larger than this is refused (an endless file, ``/dev/zero``, is not read on)."""
+
+
+@dataclass(slots=True)
+class TaskList:
+    """The tasks of a file, and how many of its lines or rows were not tasks, by reason:
+    ``comments`` and ``blank`` lines, ``duplicates`` of an earlier task, rows whose
+    ``task`` is ``empty``."""
+
+    tasks: list[BatchTask]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def describe_dropped(self) -> str:
+        """e.g. ``2 blank lines, 1 duplicate``; empty when nothing was dropped."""
+        names = {
+            "comments": ("comment line", "comment lines"),
+            "blank": ("blank line", "blank lines"),
+            "duplicates": ("duplicate", "duplicates"),
+            "empty": ("row with an empty task", "rows with an empty task"),
+        }
+        return ", ".join(
+            f"{n} {names[k][n != 1]}" for k, n in self.dropped.items() if n and k in names
+        )
+
+
 def from_strings(tasks: Iterable[str | BatchTask]) -> list[BatchTask]:
     out = [t if isinstance(t, BatchTask) else BatchTask(task_id(t), t) for t in tasks]
     return dedupe(out, "tasks")
 
 
-def dedupe(tasks: list[BatchTask], source: str) -> list[BatchTask]:
-    """Drop exact repeats; refuse one id used for two different tasks."""
+def dedupe(
+    tasks: list[BatchTask], source: str, dropped: dict[str, int] | None = None
+) -> list[BatchTask]:
+    """Drop exact repeats (counted in ``dropped["duplicates"]``); refuse one id used for
+    two different tasks."""
     seen: dict[str, BatchTask] = {}
     for t in tasks:
         prior = seen.get(t.id)
@@ -42,42 +71,76 @@ def dedupe(tasks: list[BatchTask], source: str) -> list[BatchTask]:
             seen[t.id] = t
         elif prior.task != t.task:
             raise ConfigError(f"task id {t.id!r} is used for two different tasks", file=source)
+        elif dropped is not None:
+            dropped["duplicates"] = dropped.get("duplicates", 0) + 1
     return list(seen.values())
+
+
+def read_capped(path: Path, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of ``path``, or a ConfigError (never reads an endless file
+    to its end)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(
+            "no such file", file=str(path), hint=f"check the path of the {what}"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"is a folder, not a {what}", file=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(path)) from None
+    if len(data) > limit:
+        raise ConfigError(
+            f"is larger than {limit // (1024 * 1024)} MiB (or endless); not a {what}",
+            file=str(path),
+        )
+    return data
 
 
 def read_tasks(path: str | Path) -> list[BatchTask]:
     """Tasks from a file; the format is chosen by its extension."""
+    return read_task_file(path).tasks
+
+
+def read_task_file(path: str | Path) -> TaskList:
+    """Tasks from a file (the format is chosen by its extension), with what was dropped."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            "no such file", file=str(p), hint="check the path of the task file"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read it: {e}", file=str(p)) from None
     suffix = p.suffix.lower()
-    if suffix == ".jsonl":
-        tasks = _jsonl(text, str(p))
-    elif suffix == ".csv":
-        tasks = _csv(text, str(p))
-    elif suffix in (".txt", ""):
-        tasks = [
-            BatchTask(task_id(line.strip()), line.strip())
-            for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    else:
+    if suffix not in (".jsonl", ".csv", ".txt", ""):
         raise ConfigError(
             f"unknown task file type {suffix!r}", file=str(p), hint="use .txt, .jsonl or .csv"
         )
-    return dedupe(tasks, str(p))
+    raw = read_capped(p, MAX_TASK_FILE_BYTES, "task file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"is not UTF-8 text ({e.reason} at byte {e.start})", file=str(p)
+        ) from None
+    dropped: dict[str, int] = {}
+    if suffix == ".jsonl":
+        tasks = _jsonl(text, str(p), dropped)
+    elif suffix == ".csv":
+        tasks = _csv(text, str(p), dropped)
+    else:
+        tasks = []
+        for line in text.splitlines():
+            body = line.strip()
+            if not body:
+                dropped["blank"] = dropped.get("blank", 0) + 1
+            elif body.startswith("#"):
+                dropped["comments"] = dropped.get("comments", 0) + 1
+            else:
+                tasks.append(BatchTask(task_id(body), body))
+    return TaskList(dedupe(tasks, str(p), dropped), dropped)
 
 
-def _jsonl(text: str, source: str) -> list[BatchTask]:
+def _jsonl(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
     tasks = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            dropped["blank"] = dropped.get("blank", 0) + 1
             continue
         try:
             row = json.loads(line)
@@ -102,7 +165,7 @@ def _jsonl(text: str, source: str) -> list[BatchTask]:
     return tasks
 
 
-def _csv(text: str, source: str) -> list[BatchTask]:
+def _csv(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "task" not in reader.fieldnames:
         raise ConfigError(
@@ -112,6 +175,7 @@ def _csv(text: str, source: str) -> list[BatchTask]:
     for row in reader:
         body = (row.get("task") or "").strip()
         if not body:
+            dropped["empty"] = dropped.get("empty", 0) + 1
             continue
         given = (row.get("id") or "").strip()
         extra = {k: v for k, v in row.items() if k not in ("id", "task") and k is not None}

@@ -1,81 +1,282 @@
 """The batch result file: one JSON line per finished task, on disk before the task counts.
 
+What the file means (see README "Batch"): every line is a JSON object with an ``id``; the
+**last** line for an id is that task's result. A resume retries failed tasks, and a retried
+task's new line supersedes its old one; the file is compacted to one line per id when the
+log is closed (and when a resume finds superseded lines left by a crash), so a finished
+batch holds exactly one line per task.
+
 A task's line is written and fsynced before :meth:`ResultLog.commit` returns, but the disk
 is not asked once per line: lines that arrive while an fsync runs wait for the next one,
 which then covers all of them (group commit). The writes and fsyncs run on a worker thread
 of the log's own, so the event loop never waits on the disk.
 
-A crash can leave at most one torn line at the end; opening the file for a resume reads
-every complete line and cuts the torn tail off before appending, so the file stays valid
-JSONL and nothing finished is lost.
+Opening the file for a resume keeps every line that parses as a result row, wherever it is.
+Lines that do not (a torn tail after a crash, garbage, NUL bytes from a lost write) are
+moved to a side file ``RESULTS.bad-<UTC time>`` and counted in :attr:`ResultLog.set_aside`;
+nothing is ever deleted. A write that fails (a full disk) is cut back off the file, so the
+file never holds half a line, and raises :class:`ResultsFileError`.
+
+Only one log may write a results file at a time: an exclusive ``flock`` on ``RESULTS.lock``
+(kept beside it, never deleted) is held while the log is open; a second log on the same
+file raises :class:`ResultsLocked`. The lock file also holds the fingerprint of the run
+that wrote the results (config digest, strategy), so a resume under a different one is
+refused rather than mixing two kinds of result in one file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import json
+import logging
 import os
+import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from massgen.errors import ConfigError, RunError
 from massgen.grouped import Grouped
 
+_log = logging.getLogger(__name__)
 
-def encode_row(row: dict[str, Any]) -> bytes:
+#: Errors that mean the disk, not the path, is the problem (exit 1, not a usage error).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+
+class ResultsFileError(RunError):
+    """The results file could not be written (a full disk, a quota, an I/O error). Every
+    line written before is intact; free the space and run the same command again."""
+
+
+class ResultsLocked(ConfigError):
+    """Another batch is writing the same results file."""
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
     """One result line, newline included."""
     return (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
-class ResultLog:
-    """Append-only JSONL of finished tasks, keyed by task id."""
+def parse_row(line: bytes) -> dict[str, Any] | None:
+    """The row a line holds (a JSON object with an ``id``), or ``None`` for a damaged line."""
+    try:
+        row = json.loads(line)
+    except ValueError:  # bad JSON, bad UTF-8
+        return None
+    if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+        return None
+    return row
 
-    def __init__(self, path: str | Path, *, resume: bool = True) -> None:
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def aside_path(path: Path) -> Path:
+    """The first free ``RESULTS.N`` (``--no-resume`` moves the old file there)."""
+    n = 1
+    while (moved := path.with_name(f"{path.name}.{n}")).exists():
+        n += 1
+    return moved
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``path`` whole (it must not exist) and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _file_error(path: Path, action: str, e: OSError) -> Exception:
+    """An OSError on the results file as ours: the disk's fault (exit 1) or the path's
+    (a usage error, exit 2)."""
+    reason = e.strerror or str(e)
+    if e.errno in DISK_ERRNOS:
+        return ResultsFileError(f"cannot {action} {path}: {reason}")
+    return ConfigError(f"cannot {action} it: {reason}", file=str(path), key="--out")
+
+
+class ResultLog:
+    """Append-only JSONL of finished tasks, keyed by task id (the last line per id wins).
+
+    ``resume=False`` moves an existing file aside (to ``RESULTS.N``, see
+    :attr:`moved_aside`) instead of reading it. ``fingerprint`` (e.g. the config digest and
+    strategy) is recorded; resuming a file recorded under another one raises
+    :class:`~massgen.errors.ConfigError`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        resume: bool = True,
+        fingerprint: Mapping[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.done: dict[str, dict[str, Any]] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists():
-            self._load()
-        elif self.path.exists():
-            self.path.unlink()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._lines: Grouped[bytes, None] = Grouped(self._write_group)
-        self._worker: ThreadPoolExecutor | None = None
+        self.set_aside = 0
+        """Damaged lines a resume moved out of the file (into :attr:`bad_file`)."""
+        self.bad_file: Path | None = None
+        self.moved_aside: Path | None = None
         self.fsyncs = 0
         """How many fsyncs the log made (fewer than lines when commits were grouped)."""
+        self._superseded = 0  # lines in the file that a later line for the same id replaces
+        self._broken: ResultsFileError | None = None
+        self._fd = -1
+        self._lock_fd = -1
+        self._lines: Grouped[bytes, None] = Grouped(self._write_group)
+        self._worker: ThreadPoolExecutor | None = None
+        if self.path.is_dir():
+            raise ConfigError("is a folder; give a file name", file=str(self.path), key="--out")
+        try:
+            self._open(resume, fingerprint)
+        except BaseException:
+            self._release()
+            raise
 
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        good = 0  # byte offset after the last complete, parseable line
+    # -- opening -----------------------------------------------------------------------------
+    def _open(self, resume: bool, fingerprint: Mapping[str, Any] | None) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _file_error(self.path, "write", e) from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsLocked(
+                "another massgen batch is writing this results file",
+                file=str(self.path),
+                key="--out",
+                hint="wait for it to finish, or give this one its own --out",
+            ) from None
+        recorded = self._recorded()
+        try:
+            if resume and self.path.exists():
+                data = self.path.read_bytes()
+                if fingerprint is not None and recorded and data.strip():
+                    _check_same_run(self.path, recorded, fingerprint)
+                self._load(data)
+            elif self.path.exists():
+                moved = aside_path(self.path)
+                self.path.rename(moved)
+                self.moved_aside = moved
+            if fingerprint is not None:
+                self._record(fingerprint)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _file_error(self.path, "write", e) from None
+
+    def _recorded(self) -> dict[str, Any] | None:
+        try:
+            data = os.pread(self._lock_fd, 1 << 16, 0)
+            found = json.loads(data) if data.strip() else None
+        except (OSError, ValueError):
+            return None
+        fp = found.get("fingerprint") if isinstance(found, dict) else None
+        return fp if isinstance(fp, dict) else None
+
+    def _record(self, fingerprint: Mapping[str, Any]) -> None:
+        data = json.dumps({"fingerprint": dict(fingerprint)}, sort_keys=True).encode() + b"\n"
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, data, 0)
+        os.fsync(self._lock_fd)
+
+    def _load(self, data: bytes) -> None:
+        """Read every row; move damaged lines to a side file and superseded lines out."""
+        bad: list[bytes] = []
+        lines: dict[str, bytes] = {}
         for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                row = json.loads(line)
-            except ValueError:
-                break
-            if isinstance(row, dict) and "id" in row:
-                self.done[str(row["id"])] = row
-            good += len(line)
-        if good < len(data):
-            with self.path.open("r+b") as f:
-                f.truncate(good)
-                f.flush()
-                os.fsync(f.fileno())
+            whole = line if line.endswith(b"\n") else line + b"\n"
+            row = parse_row(line)
+            if row is None:  # blank, garbage, NUL bytes, torn: set aside, never dropped
+                bad.append(whole)
+                continue
+            rid = row["id"]
+            if rid in self.done:
+                self._superseded += 1
+            self.done[rid] = row
+            lines[rid] = whole
+        if bad or self._superseded or (data and not data.endswith(b"\n")):
+            if bad:
+                self.bad_file = self._set_aside(bad)
+                self.set_aside = len(bad)
+                _log.warning("%s: %d damaged lines moved to %s", self.path, len(bad), self.bad_file)
+            self._rewrite(b"".join(lines.values()))
+            self._superseded = 0
+
+    def _set_aside(self, bad: list[bytes]) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
+        _write_new(target, b"".join(bad))
+        return target
+
+    def _rewrite(self, data: bytes) -> None:
+        """Replace the file with ``data`` atomically (a crash leaves the old or the new)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.unlink(missing_ok=True)  # a left-over of a crash mid-rewrite (we hold the lock)
+        try:
+            _write_new(tmp, data)
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)
 
     # -- writing -----------------------------------------------------------------------------
     def _append(self, data: bytes) -> None:
-        """Write ``data`` at the end and fsync (on the worker thread, or inline)."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
+        """Write ``data`` at the end and fsync (on the worker thread, or inline). A write
+        that fails is cut back off, so the file never ends in half a line."""
+        if self._broken is not None:
+            raise self._broken
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # a later resume sets a torn line aside
+            error = _file_error(self.path, "write", e)
+            if isinstance(error, ResultsFileError):
+                self._broken = error
+            raise error from None
         self.fsyncs += 1
+
+    def _count(self, row: Mapping[str, Any]) -> None:
+        rid = str(row["id"])
+        if rid in self.done:
+            self._superseded += 1
+        self.done[rid] = dict(row)
 
     def write(self, row: dict[str, Any]) -> None:
         """Write one line and fsync it now, blocking (outside an event loop)."""
         self._append(encode_row(row))
-        self.done[str(row["id"])] = row
+        self._count(row)
 
     async def commit(self, row: dict[str, Any]) -> None:
         """Write one line; returns once it is on disk. Lines committed while an fsync runs
@@ -85,7 +286,10 @@ class ResultLog:
         write (one fsync at most) and then raises :class:`asyncio.CancelledError`. So a
         committed line is on disk when commit exits either way (or, if the log's own writer
         was stopped, written by :meth:`close`), and the caller can count it as finished.
+        Raises :class:`ResultsFileError` when the line could not be written.
         """
+        if self._broken is not None:
+            raise self._broken
         waiter = self._lines.submit(encode_row(row))
         try:
             await asyncio.shield(waiter)
@@ -95,9 +299,9 @@ class ResultLog:
                     await waiter
                 except asyncio.CancelledError:
                     pass  # the writer was stopped; close() writes the line
-            self.done[str(row["id"])] = row
+            self._count(row)
             raise
-        self.done[str(row["id"])] = row
+        self._count(row)
 
     async def _write_group(self, lines: list[bytes]) -> list[None]:
         """One write and one fsync for every line committed since the last, on the log's
@@ -109,19 +313,53 @@ class ResultLog:
         return [None] * len(lines)
 
     def close(self) -> None:
-        """Finish any write in progress, write what is still pending, and close the file."""
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)  # a write handed over finishes
-            self._worker = None
-        pending = self._lines.take_pending()
-        if pending:
-            self._append(b"".join(pending))
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Finish any write in progress, write what is still pending, compact the file to
+        one line per id if a task was retried, and release the lock."""
+        try:
+            if self._worker is not None:
+                self._worker.shutdown(wait=True)  # a write handed over finishes
+                self._worker = None
+            pending = self._lines.take_pending()
+            if self._fd >= 0:
+                if pending and self._broken is None:
+                    self._append(b"".join(pending))
+                if self._superseded and self._broken is None:
+                    try:
+                        self._rewrite(b"".join(encode_row(r) for r in self.done.values()))
+                    except OSError as e:
+                        raise _file_error(self.path, "compact", e) from None
+                    self._superseded = 0
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for name in ("_fd", "_lock_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)  # closing the lock file's descriptor releases the flock
+                setattr(self, name, -1)
 
     def __enter__(self) -> ResultLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_same_run(path: Path, recorded: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    changed = [k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+    if not changed:
+        return
+    was = ", ".join(f"{k} {_short(recorded.get(k))}" for k in changed)
+    is_ = ", ".join(f"{k} {_short(now.get(k))}" for k in changed)
+    raise ConfigError(
+        f"holds results of a different run ({was}; this run: {is_})",
+        file=str(path),
+        key="--out",
+        hint="use --no-resume to start over (the old file is moved aside), or another --out",
+    )
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:19] + "…" if text.startswith("sha256:") and len(text) > 20 else text

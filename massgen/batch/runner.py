@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from massgen.agents.turn import Turn
 from massgen.batch.inputs import BatchTask
-from massgen.batch.output import ResultLog
+from massgen.batch.output import ResultLog, ResultsFileError
 from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import MassGenError
 from massgen.result import RunResult
@@ -72,6 +73,7 @@ class BatchSummary:
     started: float = field(default_factory=time.perf_counter)
     duration: float = 0.0
     stopped: str | None = None  # why the batch stopped early (budget, interrupted)
+    needed: float = 0.0  # USD a task was expected to cost when the budget could not hold it
 
     @property
     def remaining(self) -> int:
@@ -153,21 +155,66 @@ async def run_batch(
     summary: BatchSummary | None = None,
 ) -> BatchResult:
     """Run ``tasks``; ``summary``, if given, is filled in place (so a caller still has it
-    when the batch is cancelled)."""
+    when the batch is cancelled).
+
+    With ``max_cost``, a task starts only once the budget can hold its expected cost (the
+    estimate of one turn per agent, or the most a finished task cost if that is more):
+    while tasks in flight hold the rest, it waits for them; when none is left to wait
+    for, the batch stops (``summary.stopped == "budget"``) and the task is left for a
+    later run. Raises :class:`~massgen.batch.output.ResultsFileError` (after stopping the
+    other tasks) when a result cannot be written.
+    """
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)
     gate = asyncio.Semaphore(max(1, concurrency))
+    room = asyncio.Condition()
+    holding = 0  # tasks in flight that hold part of the budget
+    dearest = 0.0  # the most a finished task cost
+
+    def expected(task: BatchTask) -> float:
+        seats = orchestrator.seats()
+        turn = Turn("answer", task.task)
+        first = sum(budget.estimate_turn(orchestrator.handles[n], turn) for n in seats)
+        return max(dearest, first)
+
+    async def admit(task: BatchTask) -> Budget | None:
+        """The task's allowance, once the budget can hold it; ``None``: the budget is spent."""
+        nonlocal holding
+        if max_cost is None:
+            return budget
+        async with room:
+            while True:
+                need = expected(task)
+                if budget.can_cover(need) and not (need == 0 and budget.exhausted):
+                    holding += 1
+                    return budget.allowance(need)
+                if holding == 0 or summary.stopped == "budget":
+                    summary.stopped = "budget"
+                    summary.needed = max(summary.needed, need)
+                    return None
+                await room.wait()
+
+    async def done_with(allowance: Budget) -> None:
+        nonlocal holding
+        if allowance is budget:
+            return
+        allowance.close()
+        async with room:
+            holding -= 1
+            room.notify_all()
 
     async def one(i: int, task: BatchTask) -> None:
+        nonlocal dearest
         async with gate:
             result: RunResult | None
-            if budget.exhausted:
-                summary.stopped = summary.stopped or "budget"
+            allowance = await admit(task)
+            if allowance is None:
                 return
             try:
-                result = await orchestrator.arun(task.task, strategy, budget=budget)
+                result = await orchestrator.arun(task.task, strategy, budget=allowance)
                 status, error = result.status, None
+                dearest = max(dearest, result.cost)
             except BudgetExceeded as e:
                 summary.stopped = "budget"
                 if not getattr(e, "result", None) or not e.result.answers:  # type: ignore[attr-defined]
@@ -175,6 +222,8 @@ async def run_batch(
                 result, status, error = e.result, "failed", str(e)  # type: ignore[attr-defined]
             except MassGenError as e:
                 result, status, error = getattr(e, "result", None), "failed", str(e)
+            finally:
+                await done_with(allowance)
             results[i] = result
             row = row_for(task, result, status, error)
             if log is not None:
@@ -207,6 +256,19 @@ async def run_batch(
     except asyncio.CancelledError:
         summary.stopped = "interrupted"
         raise
+    except BaseExceptionGroup as errors:
+        # A result that cannot be written (a full disk) stops the batch: one clear error,
+        # not a group of the same one from every task that finished meanwhile.
+        unwritten = errors.subgroup(ResultsFileError)
+        if unwritten is None:
+            raise
+        summary.stopped = "unwritable"
+        raise _first(unwritten) from None
     finally:
         summary.duration = time.perf_counter() - summary.started
     return BatchResult(list(tasks), results, summary)
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any, overload
@@ -40,15 +41,27 @@ def find_config(config: Path | None, *, required: bool = True) -> Path | None:
     )
 
 
-def aside(path: Path) -> Path | None:
-    """Move an existing results file out of the way (``--no-resume`` never deletes)."""
-    if not path.exists():
-        return None
-    n = 1
-    while (moved := path.with_name(f"{path.name}.{n}")).exists():
-        n += 1
-    path.rename(moved)
-    return moved
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A team config larger than this is refused before it is read."""
+
+
+def check_config_file(path: Path) -> None:
+    """Refuse a config that is not a regular file of a sane size (``/dev/zero``, a FIFO, a
+    huge file) before anything reads it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=str(path), hint="check the path") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(path)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError("is a folder, not a YAML file", file=str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError("is not a regular file (a device or a pipe?)", file=str(path))
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"is larger than {MAX_CONFIG_BYTES // 1024} KiB; not a team config", file=str(path)
+        )
 
 
 def batch_command(
@@ -63,23 +76,51 @@ def batch_command(
     no_cache: bool,
     quiet: bool,
 ) -> int:
-    from massgen.batch import BatchSummary, ResultLog, read_tasks, run_batch
+    """Every input is checked (flags, config, tasks, the results path) before any file is
+    touched; then the results file is locked, read (or moved aside) and appended to."""
+    from massgen.batch import BatchSummary, ResultLog, run_batch
+    from massgen.batch.inputs import read_task_file
+    from massgen.batch.output import ResultsFileError
+    from massgen.budget import check_limit
     from massgen.config import load
     from massgen.display.batch import describe
     from massgen.orchestrator import Orchestrator
+    from massgen.record import config_digest
 
     if concurrency < 1:
         raise ConfigError("must be at least 1", key="--concurrency")
-    cfg = load(find_config(config))
-    tasks = read_tasks(tasks_file)
+    max_cost = check_limit(max_cost, "--max-cost")
+    config_path = find_config(config)
+    check_config_file(config_path)
+    cfg = load(config_path)
+    listed = read_task_file(tasks_file)
+    tasks = listed.tasks
     out = out or tasks_file.with_name(tasks_file.stem + ".results.jsonl")
-    if not resume and (moved := aside(out)) is not None:
-        print(f"batch: previous results moved to {moved}", file=sys.stderr)
+    if out.is_dir():
+        raise ConfigError("is a folder; give a file name", file=str(out), key="--out")
+    for other, what in ((tasks_file, "task file"), (config_path, "team config")):
+        if out.resolve() == other.resolve():
+            raise ConfigError(f"is the {what}; results need a file of their own", key="--out")
     overrides: dict[str, Any] = {"strategy": strategy, "max_cost": max_cost}
     if no_cache:
         overrides["cache_enabled"] = False
     orchestrator = Orchestrator.from_config(cfg, **overrides)
-    log = ResultLog(out, resume=True)
+    check_limit(orchestrator.max_cost, "orchestrator.max_cost")
+    fingerprint = {
+        "config": config_digest(config_path),
+        "strategy": strategy or orchestrator.strategy,
+    }
+    log = ResultLog(out, resume=resume, fingerprint=fingerprint)
+    if log.moved_aside is not None:
+        print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
+    if log.set_aside:
+        print(
+            f"batch: {log.set_aside} damaged lines of {out} set aside in {log.bad_file}; "
+            "their tasks run again",
+            file=sys.stderr,
+        )
+    if dropped := listed.describe_dropped():
+        print(f"batch: {tasks_file}: {len(tasks)} tasks; not tasks: {dropped}", file=sys.stderr)
     todo = sum(1 for t in tasks if log.done.get(t.id, {}).get("status") not in ("done", "degraded"))
     view: Any = None
     if not quiet:
@@ -115,7 +156,10 @@ def batch_command(
     # collector's way, so the collections a batch still needs do not walk it each time.
     gc.freeze()
     try:
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            log.close()
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.stopped = "interrupted"
         if view is not None:
@@ -126,12 +170,26 @@ def batch_command(
             file=sys.stderr,
         )
         raise Interrupted("interrupted") from None
-    finally:
-        log.close()
+    except ResultsFileError as e:
+        if view is not None:
+            view.close(summary)
+        raise ResultsFileError(
+            f"{e}; every result written before is kept, run the same command again "
+            "once there is room"
+        ) from None
     if view is not None:
         view.close(summary)
     print(str(out))
     if summary.stopped == "budget":
+        if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
+            print(
+                f"error: the cost budget of ${orchestrator.max_cost} cannot cover one task "
+                f"(estimated ${summary.needed:.6f}); {summary.remaining} tasks not run\n"
+                "  hint: raise --max-cost, or set max_tokens on the agents (a request "
+                "without it is assumed to answer at length)",
+                file=sys.stderr,
+            )
+            return FAILED
         print(
             f"error: the cost budget of ${orchestrator.max_cost} is spent; "
             f"{summary.remaining} tasks not run",

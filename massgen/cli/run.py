@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from massgen.cli.exits import DEGRADED, INTERRUPTED, OK
+from massgen.cli.exits import DEGRADED, FAILED, INTERRUPTED, OK
 from massgen.errors import ConfigError, Interrupted
 from massgen.events import Subscriber
 from massgen.result import RunResult
@@ -75,6 +75,8 @@ def run_command(
         overrides["cache_enabled"] = False
     orchestrator = Orchestrator.from_config(cfg, **overrides)
     recorder = None if no_record else RunRecorder(path=record, config_path=config)
+    if recorder is not None:
+        recorder.check()  # before the run: an unwritable --record is a usage error
     view, view_shows_final = make_view(quiet or json_out and not sys.stderr.isatty())
     orchestrator.subscribers.extend(s for s in (recorder, view) if s is not None)
     try:
@@ -92,6 +94,9 @@ def run_command(
     elif not view_shows_final:
         print(result.final_answer)
     sys.stdout.flush()
+    if recorder is not None and recorder.failed:
+        print(f"error: the run record was not written: {recorder.failed}", file=sys.stderr)
+        return FAILED
     return DEGRADED if result.degraded else OK
 
 

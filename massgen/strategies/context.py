@@ -88,7 +88,7 @@ class RunContext:
 
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
-        self.budget.check()
+        held = self.budget.reserve_turn(handle, turn)  # refused if the budget cannot cover it
         listening = self.listening
         if listening:
             self.emit(
@@ -112,10 +112,14 @@ class RunContext:
                     completion = await handle.ask(turn, on_delta)
             else:
                 completion = await handle.ask(turn, on_delta)
+        except BaseException:
+            self.budget.release(held)
+            raise
         finally:
             retry_listener.reset(token)
             tool_listener.reset(tools_token)
             peer_handles.reset(peers_token)
+        self.budget.settle(held, completion)  # its actual cost is charged just below
         cost = handle.cost_of(completion)
         self._charge(cost, completion.requests, completion.usage)
         result = self.result

@@ -1,0 +1,172 @@
+"""Careless input to `massgen batch` and `massgen run --record`: one clear line, exit 2,
+nothing written, no traceback. Real ``massgen`` processes on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.procs import run_massgen
+
+TEAM = """\
+agents:
+  - {name: a, backend: {type: replay, default: "answer: {task}"}}
+orchestrator: {strategy: parallel}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "team.yaml").write_text(TEAM)
+    (tmp_path / "tasks.txt").write_text("One?\nTwo?\n")
+    return tmp_path
+
+
+def massgen(cwd: Path, *args: str):
+    return run_massgen(*args, cwd=cwd, unset=("MASSGEN_CONFIG",))
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes: what a command must leave unchanged."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def refused(result, *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_batch_out_a_folder(folder: Path) -> None:
+    (folder / "results").mkdir()
+    before = files(folder)
+    refused(massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "--out", "results"), "--out")
+    assert files(folder) == before and list((folder / "results").iterdir()) == []
+
+
+@pytest.mark.parametrize("which", ["tasks.txt", "team.yaml"])
+def test_batch_out_one_of_its_inputs(folder: Path, which: str) -> None:
+    before = files(folder)
+    refused(massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", which), "--out")
+    assert files(folder) == before
+
+
+@pytest.mark.parametrize("role", ["tasks", "config"])
+def test_an_endless_file_as_tasks_or_config(folder: Path, role: str) -> None:
+    args = ["batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl"]
+    args[1 if role == "tasks" else 3] = "/dev/zero"
+    before = files(folder)
+    refused(massgen(folder, *args), "/dev/zero")
+    assert files(folder) == before
+
+
+def test_a_huge_config_is_refused_before_it_is_read(folder: Path) -> None:
+    with (folder / "big.yaml").open("wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: 64 MiB of nothing
+    before = files(folder)
+    refused(massgen(folder, "batch", "tasks.txt", "-c", "big.yaml", "-o", "out.jsonl"), "big.yaml")
+    assert files(folder) == before
+
+
+def test_no_resume_with_a_config_error_leaves_the_old_results_where_they_are(
+    folder: Path,
+) -> None:
+    first = massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl", "-q")
+    assert first.returncode == 0, first.stderr
+    before = files(folder)
+    bad = massgen(
+        folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl", "--no-resume",
+        "--strategy", "no-such-strategy",
+    )  # fmt: skip
+    refused(bad)
+    assert files(folder) == before  # in particular, no out.jsonl.1
+
+
+def test_lines_that_are_not_tasks_are_counted_and_reported(folder: Path) -> None:
+    (folder / "tasks.txt").write_text("# a comment\nOne?\n\n   \nTwo?\nOne?\n# another\n")
+    done = massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "2 tasks; not tasks: 2 comment lines, 2 blank lines, 1 duplicate" in done.stderr
+    (folder / "tasks.csv").write_text("id,task\nq1,One?\nq2,\nq3,  \n")
+    csv = massgen(folder, "batch", "tasks.csv", "-c", "team.yaml", "-o", "csv.jsonl", "-q")
+    assert csv.returncode == 0, csv.stderr
+    assert "1 tasks; not tasks: 2 rows with an empty task" in csv.stderr
+
+
+def test_a_clean_task_file_reports_nothing_dropped(folder: Path) -> None:
+    done = massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl", "-q")
+    assert done.returncode == 0 and "not tasks" not in done.stderr
+
+
+# -- run --record ---------------------------------------------------------------------------
+
+
+def test_run_record_a_folder(folder: Path) -> None:
+    (folder / "records").mkdir()
+    before = files(folder)
+    out = massgen(folder, "run", "team.yaml", "Hi?", "--record", "records", "-q")
+    refused(out, "--record")
+    assert files(folder) == before and list((folder / "records").iterdir()) == []
+
+
+def test_run_record_under_a_file(folder: Path) -> None:
+    before = files(folder)
+    out = massgen(folder, "run", "team.yaml", "Hi?", "--record", "tasks.txt/run.json", "-q")
+    refused(out, "--record")
+    assert files(folder) == before
+
+
+def test_run_record_in_a_read_only_folder(folder: Path) -> None:
+    locked = folder / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere a mode allows nothing: mount it read-only
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(locked)],
+            capture_output=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs: {made.stderr.decode().strip()}")
+    else:
+        locked.chmod(0o500)
+    try:
+        out = massgen(folder, "run", "team.yaml", "Hi?", "--record", "locked/run.json", "-q")
+        refused(out, "--record")
+        assert list(locked.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", "-l", str(locked)], check=False)
+
+
+def test_run_record_a_writable_path_is_written(folder: Path) -> None:
+    out = massgen(folder, "run", "team.yaml", "Hi?", "--record", "new/run.json", "-q")
+    assert out.returncode == 0, out.stderr
+    record = json.loads((folder / "new" / "run.json").read_text())
+    assert record["final_answer"] == "answer: Hi?"
+    assert sorted(p.name for p in (folder / "new").iterdir()) == ["run.json"]
+
+
+def test_a_record_that_cannot_be_written_at_the_end_is_reported_and_leaves_no_tmp(
+    tmp_path: Path,
+) -> None:
+    from massgen import events as ev
+    from massgen.record import RunRecorder
+    from massgen.result import RunResult
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    recorder = RunRecorder(path=folder / "run.json")
+    recorder.check()
+    folder.rmdir()
+    folder.write_text("the folder became a file while the run ran")
+    recorder(ev.RunEnded(result=RunResult(run_id="r1", task="t", strategy="parallel")))
+    assert recorder.failed and recorder.written is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]
