@@ -170,3 +170,11 @@ def test_a_record_that_cannot_be_written_at_the_end_is_reported_and_leaves_no_tm
     recorder(ev.RunEnded(result=RunResult(run_id="r1", task="t", strategy="parallel")))
     assert recorder.failed and recorder.written is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]
+
+
+def test_endless_config_is_refused_by_run_and_validate() -> None:
+    # The one loader caps what it reads: `run` and `config validate` stop on /dev/zero too.
+    for args in (["run", "/dev/zero", "hi"], ["config", "validate", "/dev/zero"]):
+        proc = run_massgen(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert "/dev/zero" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import os
 import signal
-import stat
 import sys
 from pathlib import Path
 from typing import Any, overload
@@ -41,29 +40,6 @@ def find_config(config: Path | None, *, required: bool = True) -> Path | None:
     )
 
 
-MAX_CONFIG_BYTES = 1024 * 1024
-"""A team config larger than this is refused before it is read."""
-
-
-def check_config_file(path: Path) -> None:
-    """Refuse a config that is not a regular file of a sane size (``/dev/zero``, a FIFO, a
-    huge file) before anything reads it."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path), hint="check the path") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(path)) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ConfigError("is a folder, not a YAML file", file=str(path))
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError("is not a regular file (a device or a pipe?)", file=str(path))
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"is larger than {MAX_CONFIG_BYTES // 1024} KiB; not a team config", file=str(path)
-        )
-
-
 def batch_command(
     tasks_file: Path,
     *,
@@ -91,7 +67,6 @@ def batch_command(
         raise ConfigError("must be at least 1", key="--concurrency")
     max_cost = check_limit(max_cost, "--max-cost")
     config_path = find_config(config)
-    check_config_file(config_path)
     cfg = load(config_path)
     listed = read_task_file(tasks_file)
     tasks = listed.tasks

@@ -19,6 +19,9 @@ from massgen.config.translate import translate
 from massgen.config.yamlsrc import parse
 from massgen.errors import ConfigError
 
+MAX_BYTES = 1024 * 1024
+"""A team config larger than this is refused: read no further (``/dev/zero`` is endless)."""
+
 _PATH_KEYS = frozenset({"path", "root"})
 _PATH_ENDINGS = ("_file", "_dir")
 
@@ -28,7 +31,11 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> TeamConfi
     file = str(path)
     target = Path(path)
     try:
-        text = target.read_text(encoding="utf-8-sig")
+        with target.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"is larger than {MAX_BYTES // 1024} KiB; not a team config", file=file)
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError("no such file", file=file, hint="check the path") from None
     except IsADirectoryError:

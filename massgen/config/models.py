@@ -325,7 +325,7 @@ class OrchestratorConfig(ConfigModel):
     """Most LLM requests in flight at once; ``None`` means no limit."""
     timeout: float | None = Field(default=None, gt=0)
     """Seconds the whole run may take."""
-    max_cost: float | None = Field(default=None, gt=0)
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """Stop the run once it has cost this many USD."""
     max_tool_iterations: int = Field(default=8, ge=1)
     """Rounds of tool calls one agent turn may make before it must answer."""
