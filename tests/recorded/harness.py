@@ -2,7 +2,9 @@
 
 A recording is a file another project committed (a vcrpy YAML cassette, or a raw HTTP
 response ``.http``: status line, headers, blank line, body), copied unchanged beside an
-``ORIGINS.toml`` that names where each file came from. :func:`load` reads the responses
+``ORIGINS.toml`` that names where each file came from. pydantic-ai's cassettes keep JSON
+bodies parsed (``parsed_body``); those are served as ``json.dumps`` of it, the bytes that
+project's own replay sends. :func:`load` reads the responses
 out of one; :class:`ReplayServer` answers each request with the next response, the body's
 bytes exactly as recorded, and can vary how they travel on the wire:
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import socket
 import socketserver
 import threading
@@ -117,8 +120,10 @@ def _load_cassette(path: Path) -> list[Recorded]:
         for key, values in (resp.get("headers") or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 headers.append((str(key), str(value)))
-        body = resp.get("body")
-        raw = _body_bytes(body)
+        if "parsed_body" in resp:  # pydantic-ai's cassettes: JSON kept parsed, sent as json.dumps
+            raw = json.dumps(resp["parsed_body"]).encode("utf-8")
+        else:
+            raw = _body_bytes(resp.get("body"))
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         out.append(Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request")))
