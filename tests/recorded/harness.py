@@ -91,7 +91,9 @@ def _load_http(path: Path) -> Recorded:
     head, _, body = raw.partition(sep)
     lines = head.decode("latin-1").splitlines()
     status = int(lines[0].split()[1])
-    headers = tuple(tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line)
+    headers = tuple(
+        tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line
+    )
     return Recorded(path.name, status, headers, body)  # type: ignore[arg-type]
 
 
@@ -111,7 +113,7 @@ def _body_bytes(body: Any) -> bytes:
 
 
 def _load_cassette(path: Path) -> list[Recorded]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)  # noqa: S506 - our own files
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)
     out = []
     for i, interaction in enumerate(data["interactions"]):
         resp = interaction["response"]
@@ -126,7 +128,9 @@ def _load_cassette(path: Path) -> list[Recorded]:
             raw = _body_bytes(resp.get("body"))
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        out.append(Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request")))
+        out.append(
+            Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request"))
+        )
     return out
 
 
@@ -248,7 +252,11 @@ class ReplayServer:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", str(len(body))))
-        head = f"HTTP/1.1 {rec.status} {phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        head = (
+            f"HTTP/1.1 {rec.status} {phrase}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            + "\r\n"
+        )
         if self.variant != "split":
             return [head.encode("latin-1") + body]
         pieces = [head.encode("latin-1")]
