@@ -15,7 +15,7 @@ from tests.recorded.facts import (
     wire_variants,
 )
 from tests.recorded.harness import Recorded
-from tests.recorded.replay_backends import anthropic, answer, ask
+from tests.recorded.replay_backends import answer, anthropic, ask
 
 FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
 
