@@ -319,6 +319,7 @@ class _Turn:
         self.server: list[ServerToolCall] = []
         self.cited: list[tuple[str, str]] = []
         self.found: list[tuple[str, str]] = []
+        self.pending: dict[str, dict[str, Any]] = {}  # searches whose result has not come
         self.reasoning: list[str] = []
         self.thinking: list[dict[str, Any]] = []  # as sent back on a tool loop's next turn
         self.usage = Usage()
@@ -326,8 +327,12 @@ class _Turn:
         self.pauses = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks (as the API's JSON)."""
-        uses: dict[str, dict[str, Any]] = {}
+        """Read one response's content blocks (as the API's JSON).
+
+        A search the API ran may get its result in a later response: a turn paused while it
+        ran continues with the result first. So a search stays pending across responses and
+        is reported once, when its result arrives (or, if it never does, as failed).
+        """
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -356,20 +361,23 @@ class _Turn:
                     )
                 )
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
-                uses[block.get("id", "")] = block
+                self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
-                use = uses.pop(block.get("tool_use_id", ""), {})
+                use = self.pending.pop(block.get("tool_use_id", ""), {})
                 self.server.append(self._result(block, use))
-        for use in uses.values():  # a use whose result has not arrived (a paused turn)
-            self.server.append(
-                ServerToolCall(
-                    id=use.get("id", ""),
-                    name=use.get("name", ""),
-                    arguments=parse_arguments(use.get("input")),
-                    ok=False,
-                    output="no result",
-                )
+
+    def unanswered(self) -> list[ServerToolCall]:
+        """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
+        return [
+            ServerToolCall(
+                id=use.get("id", ""),
+                name=use.get("name", ""),
+                arguments=parse_arguments(use.get("input")),
+                ok=False,
+                output="no result",
             )
+            for use in self.pending.values()
+        ]
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
@@ -408,7 +416,7 @@ class _Turn:
             tool_calls=calls,
             latency=latency,
             sources=unique_sources([*self.cited, *self.found]),
-            server_calls=tuple(self.server),
+            server_calls=(*self.server, *self.unanswered()),
             requests=1 + self.pauses,
             reasoning="\n\n".join(self.reasoning),
         )

@@ -76,6 +76,8 @@ def anthropic_blocks(rec: Recorded) -> tuple[list[dict[str, Any]], dict[str, Any
                 block["thinking"] = block.get("thinking", "") + delta["thinking"]
             elif delta["type"] == "signature_delta":
                 block["signature"] = delta["signature"]
+            elif delta["type"] == "citations_delta":
+                block.setdefault("citations", []).append(delta["citation"])
             elif delta["type"] == "input_json_delta":
                 partial[event["index"]] = partial.get(event["index"], "") + delta["partial_json"]
         elif kind == "message_delta":
