@@ -397,10 +397,14 @@ def _text(parts: list[types.Part]) -> str:
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    """Tokens as Google bills them: the prompt and what its tools fed the model (search
+    grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
+    input; the answer and the thinking (``thoughtsTokenCount``) are output."""
     if meta is None:
         return Usage()
+    prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
-    return Usage(meta.prompt_token_count or 0, output)
+    return Usage(prompt, output)
 
 
 def _has_finish(response: types.GenerateContentResponse) -> bool:

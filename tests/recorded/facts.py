@@ -48,6 +48,13 @@ def wire_variants(rec: Recorded) -> tuple[str, ...]:
     return VARIANTS if rec.is_stream else ("exact", "split", "gzip")
 
 
+def gemini_variants(rec: Recorded) -> tuple[str, ...]:
+    """Wire variants for Gemini: no SSE comment lines. Google never sends them, and
+    google-genai's reader takes any line that is not ``data:`` for part of a JSON error
+    body, so a comment line fails the stream (a limit of the SDK, left as it is)."""
+    return tuple(v for v in wire_variants(rec) if v != "comments")
+
+
 # -- Anthropic ---------------------------------------------------------------------------------
 def anthropic_blocks(rec: Recorded) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
     """A Messages response's content blocks, final usage and stop reason, streamed or not.
