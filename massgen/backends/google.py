@@ -241,6 +241,7 @@ class GoogleBackend(SDKBackend):
             latency=latency,
             sources=sources,
             server_calls=searches,
+            reasoning=_thoughts(parts),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
@@ -250,6 +251,7 @@ class GoogleBackend(SDKBackend):
         contents = self._contents(request)
         started = time.perf_counter()
         text: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         usage = Usage()
         finish: str | None = None
@@ -267,6 +269,7 @@ class GoogleBackend(SDKBackend):
                     parts = _parts(chunk)
                     grounding = _metadata(chunk) or grounding
                     calls.extend(self._calls(parts))
+                    thoughts.append(_thoughts(parts))
                     delta = _text(parts)
                     if delta:
                         text.append(delta)
@@ -287,6 +290,7 @@ class GoogleBackend(SDKBackend):
                 latency=time.perf_counter() - started,
                 sources=sources,
                 server_calls=searches,
+                reasoning="".join(thoughts),
             )
         )
 
@@ -394,6 +398,11 @@ def _parts(response: types.GenerateContentResponse) -> list[types.Part]:
 
 def _text(parts: list[types.Part]) -> str:
     return "".join(p.text for p in parts if p.text and not p.thought)
+
+
+def _thoughts(parts: list[types.Part]) -> str:
+    """The thought summaries (parts marked ``thought``): reasoning, never the answer."""
+    return "".join(p.text for p in parts if p.text and p.thought)
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
