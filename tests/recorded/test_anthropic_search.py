@@ -107,6 +107,8 @@ async def test_pause_turn_reports_the_search_in_flight_once_with_its_result(
     assert done.requests == 2
     ids = [c.id for c in done.server_calls]
     assert ids == list(expected)  # each search once, in the order the API ran them
+    ran = sum(u["server_tool_use"]["web_search_requests"] for _, u, _ in (paused, finished))
+    assert len(done.server_calls) == ran  # as many as the API says it ran
     (call,) = [c for c in done.server_calls if c.id == in_flight["id"]]
     assert call.ok
     assert dict(call.arguments) == in_flight["input"]
