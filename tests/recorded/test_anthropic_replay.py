@@ -14,7 +14,7 @@ from tests.recorded.facts import (
     recording,
     wire_variants,
 )
-from tests.recorded.harness import Recorded
+from tests.recorded.harness import HERE, Recorded, origins, recordings
 from tests.recorded.replay_backends import answer, anthropic, ask
 
 FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
@@ -88,3 +88,12 @@ async def test_cache_reads_and_writes_count_as_input() -> None:
         + usage["cache_creation_input_tokens"]
         + usage["cache_read_input_tokens"]
     )
+
+
+def test_every_recording_names_its_origin() -> None:
+    listed = origins(HERE / "anthropic")
+    assert sorted(listed) == sorted(p.name for p in recordings("anthropic"))
+    for name, origin in listed.items():
+        assert origin["repo"] and origin["note"], name
+        if name.endswith(".yaml"):  # a cassette copied from a repository, at a commit
+            assert len(origin["commit"]) == 40 and origin["path"], name

@@ -14,7 +14,7 @@ from tests.recorded.facts import (
     gemini_variants,
     recording,
 )
-from tests.recorded.harness import Recorded
+from tests.recorded.harness import HERE, Recorded, origins, recordings
 from tests.recorded.replay_backends import answer, ask, gemini
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}
@@ -77,3 +77,12 @@ async def test_text_calls_usage_and_finish_as_recorded(case: tuple[Recorded, str
     )
     expected = "tool_calls" if calls else FINISH[finish_reason(rec)]
     assert done.finish_reason == expected
+
+
+def test_every_recording_names_its_origin() -> None:
+    listed = origins(HERE / "gemini")
+    assert sorted(listed) == sorted(p.name for p in recordings("gemini"))
+    for name, origin in listed.items():
+        assert origin["repo"] and origin["note"], name
+        if name.endswith(".yaml"):  # a cassette copied from a repository, at a commit
+            assert len(origin["commit"]) == 40 and origin["path"], name
