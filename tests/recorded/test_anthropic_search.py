@@ -8,6 +8,7 @@ response.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -105,6 +106,15 @@ async def test_pause_turn_reports_the_search_in_flight_once_with_its_result(
         done, _ = await answer(backend, ask(native=True), stream=responses[0].is_stream)
     assert len(server.received) == 2
     assert done.requests == 2
+    # The continuation carries the paused content back as the assistant's turn, thinking
+    # (with its signature) included, as the request the API accepted in the recording did.
+    assert responses[1].request is not None
+    accepted = responses[1].request["parsed_body"]["messages"][1]["content"]
+    sent = json.loads(server.received[1].body)["messages"][1]["content"]
+    assert [b["type"] for b in sent] == [b["type"] for b in accepted]
+    assert [(b["thinking"], b["signature"]) for b in sent if b["type"] == "thinking"] == [
+        (b["thinking"], b["signature"]) for b in accepted if b["type"] == "thinking"
+    ]
     ids = [c.id for c in done.server_calls]
     assert ids == list(expected)  # each search once, in the order the API ran them
     ran = sum(u["server_tool_use"]["web_search_requests"] for _, u, _ in (paused, finished))
