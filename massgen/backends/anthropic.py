@@ -4,12 +4,18 @@ Import this module only when an Anthropic backend is built: the SDK takes about 
 import. The Messages API differs from Chat Completions in ways that matter here: the system
 prompt is a top-level field, tool results travel as ``tool_result`` blocks inside a *user*
 turn, and ``max_tokens`` is required.
+
+With extended thinking on, the API wants an assistant turn that called tools sent back with
+its thinking blocks first, signatures intact. Our :class:`~massgen.types.ChatMessage` has no
+field for them, so the backend remembers them by tool call id (as the Google backend does
+its thought signatures) and puts them back when the tool loop replays that turn.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -51,6 +57,8 @@ MAX_PAUSE_CONTINUATIONS = 4
 """Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
 sent back to be continued; then the answer so far is returned, finish reason ``other``."""
 
+_MAX_REMEMBERED = 2048  # assistant turns whose thinking blocks are kept for the tool loop
+
 WEB_SEARCH_TOOL = "web_search_20250305"
 """The server tool version declared: the one every current model takes directly (the 2026
 versions default to being called from code execution)."""
@@ -91,6 +99,17 @@ class AnthropicBackend(SDKBackend):
 
     _client: anthropic.AsyncAnthropic | None = None
 
+    def __init__(self, model: str = "", **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._thinking: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    def _remember(self, turn: _Turn) -> None:
+        """Keep the thinking blocks of a turn that called tools, for when it is replayed."""
+        if turn.calls and turn.thinking:
+            self._thinking[turn.calls[0].id] = turn.thinking
+            while len(self._thinking) > _MAX_REMEMBERED:
+                self._thinking.popitem(last=False)
+
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
             self._client = sdk_client(
@@ -112,7 +131,7 @@ class AnthropicBackend(SDKBackend):
         system, turns = system_and_turns(request.messages)
         body: dict[str, Any] = {
             "model": request.model or self.model,
-            "messages": _messages(turns),
+            "messages": _messages(turns, self._thinking),
             "max_tokens": self._max_tokens(request) or DEFAULT_MAX_TOKENS,
         }
         if system:
@@ -147,19 +166,12 @@ class AnthropicBackend(SDKBackend):
             body["model"] = message.model or body["model"]
             turn.usage += Usage(_input_tokens(message.usage), message.usage.output_tokens)
             turn.stop_reason = message.stop_reason
-            if request.native_tools:
-                blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
-                turn.take(blocks)
-                if turn.paused(body, blocks):
-                    continue
-            else:
-                turn.text += "".join(b.text for b in message.content if b.type == "text")
-                turn.calls += [
-                    ToolCall(id=b.id, name=b.name, arguments=parse_arguments(b.input))
-                    for b in message.content
-                    if b.type == "tool_use"
-                ]
+            blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+            turn.take(blocks)
+            if turn.paused(body, blocks):
+                continue
             break
+        self._remember(turn)
         return turn.completion(request, body["model"], time.perf_counter() - started)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
@@ -168,7 +180,7 @@ class AnthropicBackend(SDKBackend):
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            part = _StreamedMessage(keep_blocks=bool(request.native_tools))
+            part = _StreamedMessage()
             with self._mapped():
                 stream = await client.messages.create(
                     **body,
@@ -186,15 +198,12 @@ class AnthropicBackend(SDKBackend):
             body["model"] = part.model or body["model"]
             turn.usage += Usage(part.input_tokens, part.output_tokens)
             turn.stop_reason = part.stop_reason
-            if request.native_tools:
-                blocks = part.blocks()
-                turn.take(blocks)
-                if turn.paused(body, blocks):
-                    continue
-            else:
-                turn.text += "".join(part.text)
-                turn.calls += part.calls()
+            blocks = part.blocks()
+            turn.take(blocks)
+            if turn.paused(body, blocks):
+                continue
             break
+        self._remember(turn)
         yield StreamChunk(
             completion=turn.completion(request, body["model"], time.perf_counter() - started)
         )
@@ -242,10 +251,12 @@ def _input_tokens(usage: Any) -> int:
     )
 
 
-def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
     blocks: list[dict[str, Any]] = []
+    if m.role == "assistant" and m.tool_calls:  # thinking first, as the model wrote it
+        blocks.extend(thinking.get(m.tool_calls[0].id, ()))
     if m.content:  # the API refuses empty text blocks
         blocks.append({"type": "text", "text": m.content})
     for tc in m.tool_calls:
@@ -255,13 +266,16 @@ def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
     return blocks
 
 
-def _messages(turns: list[ChatMessage]) -> list[dict[str, Any]]:
+def _messages(
+    turns: list[ChatMessage], thinking: Mapping[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """Map turns, merging neighbours of one role: every tool result of an assistant turn
-    must arrive in the single user turn that follows it."""
+    must arrive in the single user turn that follows it. ``thinking`` holds the thinking
+    blocks of assistant turns that called tools, by their first call's id."""
     out: list[dict[str, Any]] = []
     for m in turns:
         role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
+        blocks = _blocks(m, thinking)
         if not blocks:
             continue
         if out and out[-1]["role"] == role:
@@ -305,13 +319,20 @@ class _Turn:
         self.server: list[ServerToolCall] = []
         self.cited: list[tuple[str, str]] = []
         self.found: list[tuple[str, str]] = []
+        self.pending: dict[str, dict[str, Any]] = {}  # searches whose result has not come
+        self.reasoning: list[str] = []
+        self.thinking: list[dict[str, Any]] = []  # as sent back on a tool loop's next turn
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.pauses = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks (as the API's JSON)."""
-        uses: dict[str, dict[str, Any]] = {}
+        """Read one response's content blocks (as the API's JSON).
+
+        A search the API ran may get its result in a later response: a turn paused while it
+        ran continues with the result first. So a search stays pending across responses and
+        is reported once, when its result arrives (or, if it never does, as failed).
+        """
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -319,6 +340,18 @@ class _Turn:
                 for c in block.get("citations") or ():
                     if c.get("url"):
                         self.cited.append((c["url"], c.get("title") or ""))
+            elif kind == "thinking":
+                if block.get("thinking"):
+                    self.reasoning.append(block["thinking"])
+                self.thinking.append(
+                    {
+                        "type": "thinking",
+                        "thinking": block.get("thinking", ""),
+                        "signature": block.get("signature", ""),
+                    }
+                )
+            elif kind == "redacted_thinking":  # encrypted: nothing to read, only to send back
+                self.thinking.append({"type": "redacted_thinking", "data": block.get("data", "")})
             elif kind == "tool_use":
                 self.calls.append(
                     ToolCall(
@@ -328,20 +361,23 @@ class _Turn:
                     )
                 )
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
-                uses[block.get("id", "")] = block
+                self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
-                use = uses.pop(block.get("tool_use_id", ""), {})
+                use = self.pending.pop(block.get("tool_use_id", ""), {})
                 self.server.append(self._result(block, use))
-        for use in uses.values():  # a use whose result has not arrived (a paused turn)
-            self.server.append(
-                ServerToolCall(
-                    id=use.get("id", ""),
-                    name=use.get("name", ""),
-                    arguments=parse_arguments(use.get("input")),
-                    ok=False,
-                    output="no result",
-                )
+
+    def unanswered(self) -> list[ServerToolCall]:
+        """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
+        return [
+            ServerToolCall(
+                id=use.get("id", ""),
+                name=use.get("name", ""),
+                arguments=parse_arguments(use.get("input")),
+                ok=False,
+                output="no result",
             )
+            for use in self.pending.values()
+        ]
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
@@ -380,20 +416,18 @@ class _Turn:
             tool_calls=calls,
             latency=latency,
             sources=unique_sources([*self.cited, *self.found]),
-            server_calls=tuple(self.server),
+            server_calls=(*self.server, *self.unanswered()),
             requests=1 + self.pauses,
+            reasoning="\n\n".join(self.reasoning),
         )
 
 
 class _StreamedMessage:
-    """One streamed message read event by event: text, tool calls, usage, and (when a
-    provider-side tool may run) every content block as JSON, to send back on a pause."""
+    """One streamed message read event by event: usage, and every content block as the JSON
+    the API would have sent whole (text, thinking with its signature, tool calls...)."""
 
-    def __init__(self, *, keep_blocks: bool) -> None:
-        self.keep_blocks = keep_blocks
+    def __init__(self) -> None:
         self.model = ""
-        self.text: list[str] = []
-        self.tools: dict[int, tuple[str, str]] = {}  # index: (id, name); input in self.json
         self.raw: dict[int, dict[str, Any]] = {}
         self.json: dict[int, str] = {}
         self.input_tokens = self.output_tokens = 0
@@ -408,11 +442,7 @@ class _StreamedMessage:
             self.input_tokens = _input_tokens(event.message.usage)
             self.output_tokens = event.message.usage.output_tokens
         elif kind == "content_block_start":
-            block = event.content_block
-            if block.type == "tool_use":
-                self.tools[event.index] = (block.id, block.name)
-            if self.keep_blocks:
-                self.raw[event.index] = block.model_dump(mode="json", exclude_none=True)
+            self.raw[event.index] = event.content_block.model_dump(mode="json", exclude_none=True)
         elif kind == "content_block_delta":
             return self._delta(event.index, event.delta)
         elif kind == "message_delta":
@@ -425,28 +455,20 @@ class _StreamedMessage:
         return ""
 
     def _delta(self, index: int, delta: Any) -> str:
-        raw = self.raw.get(index)
+        raw = self.raw.setdefault(index, {})
         if delta.type == "text_delta":
-            self.text.append(delta.text)
-            if raw is not None:
-                raw["text"] = raw.get("text", "") + delta.text
+            raw["text"] = raw.get("text", "") + delta.text
             return str(delta.text)
         if delta.type == "input_json_delta":
             self.json[index] = self.json.get(index, "") + delta.partial_json
-        elif raw is not None and delta.type == "citations_delta":
+        elif delta.type == "citations_delta":
             citation = delta.citation.model_dump(mode="json", exclude_none=True)
             raw.setdefault("citations", []).append(citation)
-        elif raw is not None and delta.type == "thinking_delta":
+        elif delta.type == "thinking_delta":
             raw["thinking"] = raw.get("thinking", "") + delta.thinking
-        elif raw is not None and delta.type == "signature_delta":
+        elif delta.type == "signature_delta":
             raw["signature"] = delta.signature
         return ""
-
-    def calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(id=id_, name=name, arguments=parse_arguments(self.json.get(i, "")))
-            for i, (id_, name) in sorted(self.tools.items())
-        ]
 
     def blocks(self) -> list[dict[str, Any]]:
         """The content blocks as the API would have sent them whole."""

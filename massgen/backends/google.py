@@ -8,14 +8,20 @@ Gemini 3 wants the ``thought_signature`` of each function call sent back with th
 the next turn. Our :class:`~massgen.types.ToolCall` has no field for it, so the backend
 remembers the signatures it received by call id; a call it never saw (another backend made
 it, or the signature was forgotten) gets Google's documented placeholder.
+
+Google's errors say what a client needs in ``error.details`` rather than in headers: a 429's
+``RetryInfo.retryDelay`` becomes the error's ``retry_after``, and a 400 whose ``ErrorInfo``
+reason is ``API_KEY_INVALID`` is an :class:`~massgen.errors.AuthenticationError` (the key is
+wrong, not the request).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar
 
@@ -40,7 +46,7 @@ from massgen.backends._errors import (
 )
 from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
-from massgen.errors import BadRequestError, ProviderConnectionError
+from massgen.errors import AuthenticationError, BadRequestError, ProviderConnectionError
 from massgen.types import (
     Completion,
     CompletionRequest,
@@ -67,6 +73,12 @@ _FINISH = {
 
 SKIP_SIGNATURE = b"skip_thought_signature_validator"
 """Google's placeholder for a function call whose thought signature is unknown."""
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_BAD_KEY = frozenset({"API_KEY_INVALID"})
+"""``ErrorInfo`` reasons of a 400 that mean the key, not the request, is wrong."""
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in JSON: "58s"
 
 _SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
 _MAX_SIGNATURES = 2048
@@ -241,6 +253,7 @@ class GoogleBackend(SDKBackend):
             latency=latency,
             sources=sources,
             server_calls=searches,
+            reasoning=_thoughts(parts),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
@@ -250,6 +263,7 @@ class GoogleBackend(SDKBackend):
         contents = self._contents(request)
         started = time.perf_counter()
         text: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         usage = Usage()
         finish: str | None = None
@@ -267,6 +281,7 @@ class GoogleBackend(SDKBackend):
                     parts = _parts(chunk)
                     grounding = _metadata(chunk) or grounding
                     calls.extend(self._calls(parts))
+                    thoughts.append(_thoughts(parts))
                     delta = _text(parts)
                     if delta:
                         text.append(delta)
@@ -287,6 +302,7 @@ class GoogleBackend(SDKBackend):
                 latency=time.perf_counter() - started,
                 sources=sources,
                 server_calls=searches,
+                reasoning="".join(thoughts),
             )
         )
 
@@ -296,13 +312,17 @@ class GoogleBackend(SDKBackend):
         try:
             yield
         except genai_errors.APIError as e:
-            headers = getattr(e.response, "headers", None)
-            message = e.message or str(e)
+            status = int(e.code or 500)
+            message = clean_message(e.message or str(e), secret=self._api_key)
+            details = _rpc_details(e.details)
+            if status == 400 and _reasons(details) & _BAD_KEY:
+                raise AuthenticationError(message, provider=self.provider, status=status) from e
+            retry_after = parse_retry_after(getattr(e.response, "headers", None))
             raise error_for_status(
-                int(e.code or 500),
-                clean_message(message, secret=self._api_key),
+                status,
+                message,
                 provider=self.provider,
-                retry_after=parse_retry_after(headers),
+                retry_after=_retry_delay(details) if retry_after is None else retry_after,
             ) from e
         except genai_errors.UnknownApiResponseError as e:
             # A body cut off mid-JSON: the connection dropped.
@@ -325,6 +345,30 @@ async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
+
+
+def _rpc_details(body: object) -> list[Mapping[str, Any]]:
+    """``error.details`` of a Google error body (``google.rpc.Status``), [] if none."""
+    if isinstance(body, list) and body:  # some endpoints wrap the body in a list
+        body = body[0]
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    return [d for d in details if isinstance(d, Mapping)] if isinstance(details, list) else []
+
+
+def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
+    """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body, not
+    in a Retry-After header); the retry policy caps it as it caps Retry-After."""
+    for detail in details:
+        if detail.get("@type") == _RETRY_INFO:
+            match = _DURATION.fullmatch(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _reasons(details: list[Mapping[str, Any]]) -> set[str]:
+    return {str(d.get("reason")) for d in details if d.get("@type") == _ERROR_INFO}
 
 
 def _legacy(model: str) -> bool:
@@ -396,11 +440,20 @@ def _text(parts: list[types.Part]) -> str:
     return "".join(p.text for p in parts if p.text and not p.thought)
 
 
+def _thoughts(parts: list[types.Part]) -> str:
+    """The thought summaries (parts marked ``thought``): reasoning, never the answer."""
+    return "".join(p.text for p in parts if p.text and p.thought)
+
+
 def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    """Tokens as Google bills them: the prompt and what its tools fed the model (search
+    grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
+    input; the answer and the thinking (``thoughtsTokenCount``) are output."""
     if meta is None:
         return Usage()
+    prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
-    return Usage(meta.prompt_token_count or 0, output)
+    return Usage(prompt, output)
 
 
 def _has_finish(response: types.GenerateContentResponse) -> bool:

@@ -2,7 +2,9 @@
 
 A recording is a file another project committed (a vcrpy YAML cassette, or a raw HTTP
 response ``.http``: status line, headers, blank line, body), copied unchanged beside an
-``ORIGINS.toml`` that names where each file came from. :func:`load` reads the responses
+``ORIGINS.toml`` that names where each file came from. pydantic-ai's cassettes keep JSON
+bodies parsed (``parsed_body``); those are served as ``json.dumps`` of it, the bytes that
+project's own replay sends. :func:`load` reads the responses
 out of one; :class:`ReplayServer` answers each request with the next response, the body's
 bytes exactly as recorded, and can vary how they travel on the wire:
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import socket
 import socketserver
 import threading
@@ -88,7 +91,9 @@ def _load_http(path: Path) -> Recorded:
     head, _, body = raw.partition(sep)
     lines = head.decode("latin-1").splitlines()
     status = int(lines[0].split()[1])
-    headers = tuple(tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line)
+    headers = tuple(
+        tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line
+    )
     return Recorded(path.name, status, headers, body)  # type: ignore[arg-type]
 
 
@@ -108,7 +113,7 @@ def _body_bytes(body: Any) -> bytes:
 
 
 def _load_cassette(path: Path) -> list[Recorded]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)  # noqa: S506 - our own files
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)
     out = []
     for i, interaction in enumerate(data["interactions"]):
         resp = interaction["response"]
@@ -117,11 +122,15 @@ def _load_cassette(path: Path) -> list[Recorded]:
         for key, values in (resp.get("headers") or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 headers.append((str(key), str(value)))
-        body = resp.get("body")
-        raw = _body_bytes(body)
+        if "parsed_body" in resp:  # pydantic-ai's cassettes: JSON kept parsed, sent as json.dumps
+            raw = json.dumps(resp["parsed_body"]).encode("utf-8")
+        else:
+            raw = _body_bytes(resp.get("body"))
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        out.append(Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request")))
+        out.append(
+            Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request"))
+        )
     return out
 
 
@@ -186,7 +195,10 @@ class ReplayServer:
             allow_reuse_address = True
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # a short poll: shutdown() waits out one poll interval (0.5 s by default) per server
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -243,7 +255,11 @@ class ReplayServer:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", str(len(body))))
-        head = f"HTTP/1.1 {rec.status} {phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        head = (
+            f"HTTP/1.1 {rec.status} {phrase}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            + "\r\n"
+        )
         if self.variant != "split":
             return [head.encode("latin-1") + body]
         pieces = [head.encode("latin-1")]
