@@ -18,9 +18,10 @@ to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
    outlives the call.
 
 Dialects without a server-enforced read-only transaction are refused when the tool is built.
-Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and at most
-``max_rows`` + 1 fetched. This guards the database, not what the database user may read:
-connect as a user with only the privileges the agent should have.
+Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and fetched
+one by one until ``max_rows`` rows or ``max_bytes`` bytes of values. This guards the
+database, not what the database user may read: connect as a user with only the privileges
+the agent should have.
 """
 
 from __future__ import annotations
@@ -134,11 +135,14 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
 
 
 def run_read_only(
-    engine: Engine, sql: str, *, max_rows: int, time_limit: float
-) -> tuple[list[str], list[Row[Any]]]:
+    engine: Engine, sql: str, *, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
+) -> tuple[list[str], list[Row[Any]], str | None]:
     """Run ``sql`` (already checked) in a read-only transaction that is always rolled back;
-    the column names and at most ``max_rows`` + 1 rows."""
+    the column names, at most ``max_rows`` rows holding at most ``max_bytes`` bytes of values,
+    and a note when rows were left out."""
     from sqlalchemy import exc
+
+    from massgen.tools.database import collect
 
     try:
         with engine.connect() as connection:
@@ -150,7 +154,10 @@ def run_read_only(
                     options["stream_results"] = True
                 result = connection.exec_driver_sql(sql, execution_options=options)
                 columns = list(result.keys()) if result.returns_rows else []
-                rows = list(result.fetchmany(max_rows + 1)) if result.returns_rows else []
+                rows: list[Row[Any]] = []
+                note = None
+                if result.returns_rows:
+                    rows, note = collect(result, max_rows, max_bytes)
                 result.close()
             finally:
                 connection.rollback()
@@ -158,7 +165,7 @@ def run_read_only(
         raise ToolError(f"query refused or failed: {_reason(e)}") from None
     except exc.SQLAlchemyError as e:
         raise ToolError(f"query failed: {type(e).__name__}") from None
-    return columns, rows
+    return columns, rows, note
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
