@@ -18,6 +18,13 @@ to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
    outlives the call.
 
 Dialects without a server-enforced read-only transaction are refused when the tool is built.
+On PostgreSQL the word list cannot be the guard (``U&"pg\\005fread\\005ffile"``, or a name
+built in a string that ``query_to_xml`` runs, never spell the word): the connecting role's
+privileges are. :func:`check_pg_role` refuses, in each call's transaction before the query,
+a role that is or may become a superuser or a member of the predefined roles that reach the
+server's files, programs or other sessions, or that may execute the superuser-only
+functions that do.
+
 Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and fetched
 one by one until ``max_rows`` rows or ``max_bytes`` bytes of values. This guards the
 database, not what the database user may read: connect as a user with only the privileges
@@ -168,13 +175,100 @@ def run_read_only(
     return columns, rows, note
 
 
+PG_SERVER_ROLES = (
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_signal_backend",
+)
+"""Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
+PG_SERVER_FUNCTIONS = (
+    "pg_read_file(text)",
+    "pg_read_file(text,boolean)",
+    "pg_read_file(text,bigint,bigint)",
+    "pg_read_file(text,bigint,bigint,boolean)",
+    "pg_read_binary_file(text)",
+    "pg_read_binary_file(text,boolean)",
+    "pg_read_binary_file(text,bigint,bigint)",
+    "pg_read_binary_file(text,bigint,bigint,boolean)",
+    "pg_ls_dir(text)",
+    "pg_ls_dir(text,boolean,boolean)",
+    "pg_stat_file(text)",
+    "pg_stat_file(text,boolean)",
+    "pg_reload_conf()",
+    "pg_rotate_logfile()",
+    "pg_promote(boolean,integer)",
+    "lo_import(text)",
+    "lo_import(text,oid)",
+    "lo_export(oid,text)",
+    "pg_file_write(text,text,boolean)",
+    "pg_file_unlink(text)",
+    "dblink_connect_u(text)",
+    "dblink_connect_u(text,text)",
+)
+"""Functions (superuser-only by default) whose EXECUTE right the connecting role must not
+have, by any role it may become. Those not installed are skipped."""
+
+_PG_ROLE_CHECK = f"""
+SELECT r.rolname, r.rolname = session_user, r.rolsuper,
+       r.rolname IN ({", ".join(f"'{x}'" for x in PG_SERVER_ROLES)}),
+       ARRAY(SELECT f FROM unnest(ARRAY[{", ".join(f"'{x}'" for x in PG_SERVER_FUNCTIONS)}]) f
+             WHERE to_regprocedure(f) IS NOT NULL
+               AND has_function_privilege(r.oid, to_regprocedure(f), 'EXECUTE'))
+FROM pg_catalog.pg_roles r
+WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+ORDER BY r.rolname
+"""
+
+
+def check_pg_role(connection: Connection) -> None:
+    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``,
+    ``set_config('role', ...)``), a superuser, a member of a role in
+    :data:`PG_SERVER_ROLES`, or a role that may execute one of :data:`PG_SERVER_FUNCTIONS`.
+
+    A list of forbidden words cannot stop ``U&"pg\\005fread\\005ffile"(...)`` or
+    ``query_to_xml('select pg_rea' || 'd_file(...)')``; the server's own privileges can,
+    if the role has none of these."""
+    login = ""
+    supers: list[str] = []
+    members: list[str] = []
+    functions: set[str] = set()
+    for name, itself, superuser, server_role, executable in connection.exec_driver_sql(
+        _PG_ROLE_CHECK
+    ):
+        login = name if itself else login
+        if superuser:
+            supers.append(name)
+        if server_role:
+            members.append(name)
+        functions.update(executable)
+    if supers:
+        problem = (
+            "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
+        )
+    elif members or functions:
+        parts = [f"is a member of {', '.join(members)}"] if members else []
+        if functions:
+            shown = sorted(functions)
+            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+            parts.append(f"may execute {', '.join(shown[:3])}{more}")
+        problem = "; ".join(parts)
+    else:
+        return
+    raise ToolError(
+        f"query refused: the database role {login!r} {problem}. Connect as a role without "
+        "superuser, server-file, server-program or signal rights (see database_query in "
+        "docs/tools.md)"
+    )
+
+
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
     milliseconds = max(1, int(time_limit * 1000))
     if dialect.name == "postgresql":
         connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
         # A first query takes the snapshot: from here on, read-write mode cannot be set.
-        connection.exec_driver_sql("SELECT 1").close()
+        check_pg_role(connection)
         return
     # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
     # session is made read-only too (DDL is then refused). Session settings die with the
