@@ -133,8 +133,13 @@ async def main():
         except ToolError as e:
             text = "error: " + str(e)
         out.append([time.monotonic() - started, len(text)])
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"calls": out, "rss_mb": rss / 1024}))
+    # This process's own peak (VmHWM): ru_maxrss would count the parent's, kept across exec.
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(int(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"calls": out, "rss_mb": peak / 1024}))  # KiB
 
 asyncio.run(main())
 """
