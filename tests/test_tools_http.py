@@ -266,11 +266,15 @@ class ToOrigins(httpx.AsyncBaseTransport):
     def __init__(self, ports: dict[int, int]) -> None:
         self.ports = ports
         self.inner = httpx.AsyncHTTPTransport()
+        self.schemes: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert request.url.host == PUBLIC_IP, f"the tool tried to connect to {request.url.host}"
-        port = request.url.port or 80
-        request.url = request.url.copy_with(host="127.0.0.1", port=self.ports[port])
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        self.schemes.append(request.url.scheme)
+        # plain HTTP on loopback whatever the scheme: the origin is what is under test
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.ports[port])
+        request.extensions.pop("sni_hostname", None)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -347,6 +351,24 @@ async def test_credentials_follow_a_redirect_within_the_origin() -> None:
     assert len(a.requests) == 3 and b.connections == 0
     for head in a.requests:
         assert "authorization: bearer canary-token-5150" in head.decode().lower()
+
+
+async def test_credentials_never_follow_https_down_to_http_on_the_same_host_and_port() -> None:
+    a_replies = iter([moved("http://api.example.com:443/next"), http_reply("200 OK", b"ok")])
+    a = await Listener(lambda _: next(a_replies)).start()
+    transport = ToOrigins({443: a.port})
+    tool = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}),
+        transport=transport,
+        headers={"Authorization": SECRET, "X-Api-Key": "canary-key-5150"},
+    )
+    try:
+        await tool.run({"url": "https://api.example.com/start"})
+    finally:
+        await a.close()
+    assert transport.schemes == ["https", "http"]
+    assert credentials_in(a.requests[0]) == ["authorization", "x-api-key", "canary"]
+    assert credentials_in(a.requests[1]) == []
 
 
 async def test_credentials_once_dropped_stay_dropped() -> None:
