@@ -25,8 +25,10 @@ a role that is or may become a superuser or a member of the predefined roles tha
 server's files, programs or other sessions, or that may execute the superuser-only
 functions that do.
 
-Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and fetched
-one by one until ``max_rows`` rows or ``max_bytes`` bytes of values. This guards the
+Work is bounded: ``time_limit`` is one deadline for the call (a server-side statement
+timeout set to what is left, and on PostgreSQL the connection cancelled at the deadline),
+rows streamed and fetched one by one until ``max_rows`` rows or ``max_bytes`` bytes of
+values. This guards the
 database, not what the database user may read: connect as a user with only the privileges
 the agent should have.
 """
@@ -35,6 +37,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import ConfigError, ToolError
@@ -151,10 +155,16 @@ def run_read_only(
 
     from massgen.tools.database import collect
 
+    deadline = time.monotonic() + time_limit
+    guard: threading.Timer | None = None
     try:
         with engine.connect() as connection:
             try:
-                _begin_read_only(connection, engine.dialect, time_limit)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ToolError(f"the query took longer than {time_limit:g}s")
+                guard = _cancel_at_deadline(connection, left)
+                _begin_read_only(connection, engine.dialect, left)
                 first = _WORD.match(sql.lstrip("( \t\r\n"))
                 options: dict[str, Any] = {"no_parameters": True}
                 if first is not None and first.group().lower() in _STREAMED:
@@ -167,12 +177,34 @@ def run_read_only(
                     rows, note = collect(result, max_rows, max_bytes)
                 result.close()
             finally:
+                if guard is not None:
+                    guard.cancel()
                 connection.rollback()
     except exc.DBAPIError as e:
+        if time.monotonic() >= deadline:
+            raise ToolError(f"the query took longer than {time_limit:g}s") from None
         raise ToolError(f"query refused or failed: {_reason(e)}") from None
     except exc.SQLAlchemyError as e:
         raise ToolError(f"query failed: {type(e).__name__}") from None
     return columns, rows, note
+
+
+def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
+    """A timer that cancels whatever the connection runs once ``left`` seconds passed.
+
+    The server's statement timeout counts per statement, and a streamed result is fetched
+    in several (``FETCH`` after ``FETCH``, each with a fresh timeout), so on its own it is no
+    total; cancelling the connection is. Drivers without ``cancel`` (MySQL's) rely on the
+    session's ``max_statement_time``/``max_execution_time``: one statement there.
+    """
+    dbapi = getattr(connection.connection, "dbapi_connection", None)
+    cancel = getattr(dbapi, "cancel", None)
+    if cancel is None:
+        return None
+    timer = threading.Timer(left, cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 PG_SERVER_ROLES = (
