@@ -327,3 +327,12 @@ def test_a_fifo_is_refused_at_once_and_the_process_exits(tree: Path) -> None:
     assert first == "refused: not a regular file"
     assert swapped in ("['INSIDE', 'error']", "['error']")  # never blocked, never else
     assert "pipe\tspecial" in FileReader(root=str(tree)).execute(".")
+
+
+async def test_a_root_removed_after_setup_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    root = tmp_path / "gone"
+    root.mkdir()
+    reader = FileReader(root=str(root))
+    root.rmdir()
+    with pytest.raises(ToolError, match="cannot be opened"):
+        await reader.run({"path": "."})

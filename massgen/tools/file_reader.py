@@ -117,7 +117,11 @@ class FileReader(BuiltinTool):
         if PurePosixPath(path).is_absolute() or path.startswith(("~", "\\")) or Path(path).anchor:
             raise ToolError("access denied: absolute paths are not allowed; use a relative path")
         parts = [p for p in path.split("/") if p not in ("", ".")]
-        folders = [os.open(self.root, _DIRECTORY)]  # from the root down to where we are
+        try:
+            folders = [os.open(self.root, _DIRECTORY)]  # from the root down to where we are
+        except OSError as e:
+            reason = os.strerror(e.errno or 0)
+            raise ToolError(f"the allowed folder cannot be opened: {reason}") from None
         links = 0
         try:
             while parts:
