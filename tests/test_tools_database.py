@@ -106,3 +106,84 @@ async def test_relative_to_the_config_folder(db: Path) -> None:
     tool = DatabaseQuery(database="data/shop.db", base_dir=db.parent.parent)
     out = await tool.run({"sql": "SELECT name FROM users WHERE id = 2"})
     assert out == "name\nuser2\n(1 rows)"
+
+
+# -- R20: limits are totals, on time and on bytes ------------------------------------------------
+HUGE = [
+    "SELECT randomblob(1000000000)",
+    "SELECT zeroblob(1000000000)",
+    "SELECT printf('%.*c', 1000000000, 'x')",
+    "SELECT length(replace(hex(zeroblob(400000000)), '0', 'ab'))",
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)"
+    " SELECT length(group_concat(hex(randomblob(5000)))) FROM n",
+]
+
+_PROBE = """
+import asyncio, json, resource, sys, time
+from massgen.errors import ToolError
+from massgen.tools import DatabaseQuery
+
+async def main():
+    tool = DatabaseQuery(database=sys.argv[1], time_limit=2)
+    out = []
+    for sql in json.loads(sys.argv[2]):
+        started = time.monotonic()
+        try:
+            text = await tool.run({"sql": sql})
+        except ToolError as e:
+            text = "error: " + str(e)
+        out.append([time.monotonic() - started, len(text)])
+    # This process's own peak (VmHWM): ru_maxrss would count the parent's, kept across exec.
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(int(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"calls": out, "rss_mb": peak / 1024}))  # KiB
+
+asyncio.run(main())
+"""
+
+
+def test_huge_values_are_refused_in_time_and_memory(db: Path) -> None:
+    """In a process of its own, so its peak memory is the queries' alone."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(db), json.dumps(HUGE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    for sql, (elapsed, length) in zip(HUGE, report["calls"], strict=True):
+        assert elapsed <= 2.2, sql
+        assert length < 20_000, sql
+    assert report["rss_mb"] < 250
+
+
+async def test_a_result_stops_at_max_bytes(db: Path) -> None:
+    tool = DatabaseQuery(database=str(db), max_bytes=1_000_000, max_cell=10)
+    wide = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)"
+        " SELECT i, randomblob(100000) AS b FROM n"
+    )
+    out = (await tool.run({"sql": wide})).splitlines()
+    assert out[-1] == "(9 rows shown; the result passed 1000000 bytes)"
+    assert len(out) == 1 + 9 + 1
+    assert all(len(line.split(" | ")[1]) == 10 for line in out[1:-1])  # hex cut to the cell
+
+
+async def test_a_value_past_max_bytes_is_refused(db: Path) -> None:
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE users SET bio = ? WHERE id = 2", ("y" * 2_000_000,))
+    c.close()
+    tool = DatabaseQuery(database=str(db), max_bytes=1_000_000)
+    with pytest.raises(ToolError, match="would pass 1000000 bytes"):
+        await tool.run({"sql": "SELECT bio FROM users WHERE id = 2"})
+    assert await tool.run({"sql": "SELECT name FROM users WHERE id = 2"}) == (
+        "name\nuser2\n(1 rows)"
+    )

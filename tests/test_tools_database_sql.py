@@ -3,11 +3,15 @@ read-only transaction, always rolled back, against real PostgreSQL and MariaDB/M
 
 The servers are taken from ``MASSGEN_TEST_POSTGRES_URL`` / ``MASSGEN_TEST_MYSQL_URL``
 (default: trust/no-password users on 127.0.0.1); tests needing one are skipped, with the
-reason, when it is not reachable.
+reason, when it is not reachable. On PostgreSQL that URL is an administrator's, used to set
+up; the tool connects as a role the test creates (and drops) with every right on the test's
+table and schema but none on the server (the tool refuses a superuser), so what stops a
+write is the read-only transaction, not a missing grant.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -35,9 +39,11 @@ SERVERS = {
 @dataclass
 class Server:
     url: str
+    """What the tool connects with (PostgreSQL: the test's restricted role)."""
     dialect: str
     table: str
     admin: sqlalchemy.engine.Engine
+    admin_url: str = ""
 
     def snapshot(self) -> tuple[object, ...]:
         """Everything a write could change: the rows, and this test's tables."""
@@ -75,13 +81,45 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
             c.exec_driver_sql(f"INSERT INTO {table} VALUES ({i}, '{name}')")
         if dialect == "postgresql":
             c.exec_driver_sql(f"CREATE SEQUENCE {table}_seq")
-    yield Server(url, dialect, table, admin)
+    tool_url = url
+    if dialect == "postgresql":
+        tool_url = pg_reader(admin, url, table, grants=(f"ALL ON {table}", f"ALL ON {table}_seq"))
+    yield Server(tool_url, dialect, table, admin, url)
     with admin.begin() as c:
         c.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         c.exec_driver_sql(f"DROP TABLE IF EXISTS {table}_evil")
         if dialect == "postgresql":
             c.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {table}_seq")
+    if dialect == "postgresql":
+        drop_role(admin, table)
     admin.dispose()
+
+
+def pg_reader(
+    admin: sqlalchemy.engine.Engine,
+    url: str,
+    name: str,
+    grants: tuple[str, ...] = (),
+) -> str:
+    """Create the login role ``name`` (no superuser, no server rights; CREATE on the public
+    schema and ``grants`` so that only the read-only transaction stands in a write's way);
+    its URL."""
+    with admin.begin() as c:
+        c.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        c.exec_driver_sql(
+            f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+        )
+        c.exec_driver_sql(f"GRANT USAGE, CREATE ON SCHEMA public TO {name}")
+        for grant in grants:
+            what, _, on = grant.partition(" ON ")
+            c.exec_driver_sql(f"GRANT {what} ON {on} TO {name}")
+    return sqlalchemy.engine.make_url(url).set(username=name).render_as_string(hide_password=False)
+
+
+def drop_role(admin: sqlalchemy.engine.Engine, name: str) -> None:
+    with admin.begin() as c:
+        c.exec_driver_sql(f"DROP OWNED BY {name}")
+        c.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
 
 
 WRITES = [
@@ -187,7 +225,7 @@ async def test_reads_work_and_are_bounded(server: Server) -> None:
 async def test_a_runaway_query_is_aborted_by_the_server(server: Server) -> None:
     tool = DatabaseQuery(database=server.url, time_limit=0.2)
     sleep = "SELECT pg_sleep(30)" if server.dialect == "postgresql" else "SELECT sleep(30)"
-    with pytest.raises(ToolError, match="timeout|interrupted"):
+    with pytest.raises(ToolError, match="longer than 0.2s"):
         await tool.run({"sql": sleep})
 
 
@@ -253,3 +291,104 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
+
+
+# -- R19: on PostgreSQL, the role is the guard a word list cannot be --------------------------
+def _bypasses(pid: int) -> list[str]:
+    return [
+        r"""SELECT U&"pg\005fread\005ffile"('/etc/passwd')""",
+        r"""SELECT U&"pg\005fread\005fbinary\005ffile"('/etc/passwd')""",
+        "SELECT query_to_xml('select pg_rea' || 'd_file(''/etc/passwd'')', true, true, '')",
+        "SELECT query_to_xml('select pg_ls' || '_dir(''.'')', true, true, '')",
+        r"""SELECT U&"pg\005fls\005fdir"('.')""",
+        r"""SELECT U&"pg\005fstat\005ffile"('/etc/passwd')""",
+        rf"""SELECT U&"pg\005fterminate\005fbackend"({pid})""",
+        r"""SELECT U&"pg\005freload\005fconf"()""",
+        r"""SELECT U&"lo\005fimport"('/etc/passwd')""",
+        r"""SELECT U&"set\005fconfig"('role', 'pg_read_server_files', true)""",
+    ]
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+async def test_bypasses_of_the_word_list_fail_under_the_role(server: Server) -> None:
+    with server.admin.connect() as victim:  # a session of another role, to terminate
+        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        tool = DatabaseQuery(database=server.url)
+        for sql in _bypasses(pid):
+            assert check_statement(sql) == sql  # the word list lets every one through
+            with pytest.raises(ToolError, match="query refused or failed"):
+                await tool.run({"sql": sql})
+        assert victim.exec_driver_sql("SELECT 1").scalar_one() == 1  # still alive
+    # and the role does work
+    assert await tool.run({"sql": f"SELECT count(*) AS n FROM {server.table}"}) == (
+        "n\n250\n(1 rows)"
+    )
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+async def test_a_superuser_is_refused_at_connect(server: Server) -> None:
+    with server.admin.connect() as c:
+        is_super = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        assert c.exec_driver_sql(is_super).scalar_one() is True
+    tool = DatabaseQuery(database=server.admin_url)
+    for sql in ("SELECT 1", r"""SELECT U&"pg\005freload\005fconf"()"""):
+        with pytest.raises(ToolError, match="is a superuser"):
+            await tool.run({"sql": sql})
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    ("grant", "message"),
+    [
+        ("pg_read_server_files", "member of pg_read_server_files"),
+        ("pg_write_server_files", "member of pg_write_server_files"),
+        ("pg_execute_server_program", "member of pg_execute_server_program"),
+        ("pg_signal_backend", "member of pg_signal_backend"),
+        ("EXECUTE ON FUNCTION pg_reload_conf()", r"may execute pg_reload_conf\(\)"),
+        ("EXECUTE ON FUNCTION pg_read_file(text)", r"may execute pg_read_file\(text\)"),
+        ("{superuser}", "can become the superuser role"),
+        ("{middle}", "member of pg_read_server_files"),  # through a role in between
+    ],
+)
+async def test_a_role_with_server_rights_is_refused(
+    server: Server, grant: str, message: str
+) -> None:
+    name = f"{server.table}_x"
+    middle = f"{server.table}_m"
+    url = pg_reader(server.admin, server.admin_url, name)
+    superuser = sqlalchemy.engine.make_url(server.admin_url).username
+    try:
+        with server.admin.begin() as c:
+            if grant == "{middle}":
+                c.exec_driver_sql(f"CREATE ROLE {middle} NOLOGIN")
+                c.exec_driver_sql(f"GRANT pg_read_server_files TO {middle}")
+                c.exec_driver_sql(f"GRANT {middle} TO {name}")
+            elif grant == "{superuser}":
+                c.exec_driver_sql(f"GRANT {superuser} TO {name}")
+            else:
+                c.exec_driver_sql(f"GRANT {grant} TO {name}")
+        with pytest.raises(ToolError, match=message):
+            await DatabaseQuery(database=url).run({"sql": "SELECT 1"})
+    finally:
+        drop_role(server.admin, name)
+        with server.admin.begin() as c:
+            c.exec_driver_sql(f"DROP ROLE IF EXISTS {middle}")
+
+
+async def test_the_time_limit_is_a_total_over_a_streamed_result(server: Server) -> None:
+    """Rows that come slowly, fetched batch after batch: each fetch is a statement of its own
+    on PostgreSQL (a fresh statement timeout), yet the call ends at time_limit."""
+    if server.dialect == "postgresql":
+        sql = "SELECT pg_sleep(0.02), i FROM generate_series(1, 1000) AS i"
+    else:
+        sql = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
+            " SELECT sleep(0.02), i FROM n"
+        )
+    tool = DatabaseQuery(database=server.url, time_limit=1.0, max_rows=1000)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(5):  # a guard for the test, not the bound asserted
+        with pytest.raises(ToolError, match="longer than 1s"):
+            await tool.run({"sql": sql})
+    assert loop.time() - started <= 1.1

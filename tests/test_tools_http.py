@@ -256,3 +256,240 @@ async def test_check_url_rejects_bad_names() -> None:
     for host in ("exa mple.com", "-bad.com", "a" * 300):
         with pytest.raises(ToolError, match="not a valid host"):
             await check_url("http", host, None, resolver=resolver_for({}))
+
+
+# -- R17: credentials stay with their origin ---------------------------------------------------
+class ToOrigins(httpx.AsyncBaseTransport):
+    """Carries requests for PUBLIC_IP to the loopback server listening for their port, so two
+    real servers stand for two origins (same address, different ports)."""
+
+    def __init__(self, ports: dict[int, int]) -> None:
+        self.ports = ports
+        self.inner = httpx.AsyncHTTPTransport()
+        self.schemes: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.host == PUBLIC_IP, f"the tool tried to connect to {request.url.host}"
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        self.schemes.append(request.url.scheme)
+        # plain HTTP on loopback whatever the scheme: the origin is what is under test
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.ports[port])
+        request.extensions.pop("sni_hostname", None)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+SECRET = "Bearer canary-token-5150"
+CREDENTIALS = ("authorization", "x-api-key", "cookie", "canary")
+
+
+def credentials_in(head: bytes) -> list[str]:
+    text = head.decode().lower()
+    return [c for c in CREDENTIALS if c in text]
+
+
+async def two_origins(
+    first: list[bytes], second: list[bytes]
+) -> tuple[Listener, Listener, APICall]:
+    a_replies, b_replies = iter(first), iter(second)
+    a = await Listener(lambda _: next(a_replies)).start()
+    b = await Listener(lambda _: next(b_replies)).start()
+    names = {"api.example.com": [PUBLIC_IP], "other.example.net": [PUBLIC_IP]}
+    tool = APICall(
+        resolver=resolver_for(names),
+        transport=ToOrigins({80: a.port, 8080: b.port}),
+        headers={"Authorization": SECRET, "X-Api-Key": "canary-key-5150"},
+    )
+    return a, b, tool
+
+
+def moved(location: str, status: str = "302 Found") -> bytes:
+    return http_reply(status, headers=f"Location: {location}\r\n")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://api.example.com:8080/next",  # same host, another port
+        "http://other.example.net:8080/next",  # another host
+        "//other.example.net:8080/next",  # scheme-relative
+    ],
+)
+@pytest.mark.parametrize("status", ["301 Moved", "302 Found", "303 See Other", "307 Temporary"])
+async def test_credentials_never_follow_a_redirect_to_another_origin(
+    location: str, status: str
+) -> None:
+    a, b, tool = await two_origins([moved(location, status)], [http_reply("200 OK", b"there")])
+    try:
+        out = await tool.run(
+            {
+                "url": "http://api.example.com/start",
+                "headers": {"Cookie": "session=canary-cookie", "X-Trace": "7"},
+            }
+        )
+    finally:
+        await a.close()
+        await b.close()
+    assert out.endswith("\n\nthere")
+    assert credentials_in(a.requests[0]) == list(CREDENTIALS)  # the origin got them all
+    assert b.connections == 1
+    assert credentials_in(b.requests[0]) == []  # the other origin: none
+    assert "x-trace: 7" in b.requests[0].decode().lower()  # other headers still go
+
+
+async def test_credentials_follow_a_redirect_within_the_origin() -> None:
+    a, b, tool = await two_origins(
+        [moved("/next"), moved("http://API.example.com:80/last"), http_reply("200 OK", b"ok")], []
+    )
+    try:
+        await tool.run({"url": "http://api.example.com/start"})
+    finally:
+        await a.close()
+        await b.close()
+    assert len(a.requests) == 3 and b.connections == 0
+    for head in a.requests:
+        assert "authorization: bearer canary-token-5150" in head.decode().lower()
+
+
+async def test_credentials_never_follow_https_down_to_http_on_the_same_host_and_port() -> None:
+    a_replies = iter([moved("http://api.example.com:443/next"), http_reply("200 OK", b"ok")])
+    a = await Listener(lambda _: next(a_replies)).start()
+    transport = ToOrigins({443: a.port})
+    tool = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}),
+        transport=transport,
+        headers={"Authorization": SECRET, "X-Api-Key": "canary-key-5150"},
+    )
+    try:
+        await tool.run({"url": "https://api.example.com/start"})
+    finally:
+        await a.close()
+    assert transport.schemes == ["https", "http"]
+    assert credentials_in(a.requests[0]) == ["authorization", "x-api-key", "canary"]
+    assert credentials_in(a.requests[1]) == []
+
+
+async def test_credentials_once_dropped_stay_dropped() -> None:
+    """Another origin may send the exchange back to the first: it still gets no credential
+    (the chain is no longer the one the credential was configured for)."""
+    a, b, tool = await two_origins(
+        [moved("http://other.example.net:8080/"), http_reply("200 OK", b"back")],
+        [moved("http://api.example.com/again")],
+    )
+    try:
+        assert (await tool.run({"url": "http://api.example.com/"})).endswith("back")
+    finally:
+        await a.close()
+        await b.close()
+    assert credentials_in(a.requests[0]) == ["authorization", "x-api-key", "canary"]
+    assert credentials_in(b.requests[0]) == []
+    assert credentials_in(a.requests[1]) == []
+
+
+async def test_a_model_header_cannot_shadow_a_configured_one() -> None:
+    a, b, tool = await two_origins([http_reply("200 OK", b"ok")], [])
+    try:
+        await tool.run({"url": "http://api.example.com/", "headers": {"authorization": "mine"}})
+    finally:
+        await a.close()
+        await b.close()
+    head = a.requests[0].decode().lower()
+    assert head.count("authorization:") == 1 and "mine" not in head
+
+
+# -- R20: time_limit is one deadline for the whole exchange ------------------------------------
+class Drip:
+    """A loopback HTTP server that answers slowly: the head (status line and headers) and then
+    the body one byte at a time, ``gap`` seconds apart, for as long as the client listens."""
+
+    def __init__(self, head: bytes, *, body: bool = True, gap: float = 0.05) -> None:
+        self.head = head
+        self.body = body
+        self.gap = gap
+        self.port = 0
+        self.connections = 0
+
+    async def start(self) -> Drip:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for i in range(len(self.head)):  # the head, a byte at a time too
+                writer.write(self.head[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(self.gap / 10)
+            while self.body:
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(self.gap)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+DRIP_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+async def timed_call(tool: APICall, url: str, limit: float) -> tuple[float, str]:
+    """Run the call under a deadline well past the bound; the error text and elapsed time."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(limit * 3):  # a guard for the test, not the bound asserted
+        with pytest.raises(ToolError) as err:
+            await tool.run({"url": url})
+    return loop.time() - started, str(err.value)
+
+
+async def test_a_slow_drip_body_is_cut_at_the_time_limit() -> None:
+    drip = await Drip(DRIP_HEAD).start()
+    tool = APICall(
+        resolver=resolver_for({"api.example.com": [PUBLIC_IP]}),
+        transport=ToLoopback(drip.port),
+        time_limit=1.0,
+    )
+    try:
+        elapsed, message = await timed_call(tool, "http://api.example.com/", 1.0)
+    finally:
+        await drip.close()
+    assert "longer than 1s" in message
+    assert 1.0 <= elapsed <= 1.1
+
+
+async def test_the_time_limit_spans_every_redirect() -> None:
+    # Each hop alone stays under the limit (a slow head, then a redirect); together they
+    # pass it, and the last hop drips its body.
+    slow = moved("http://api.example.com/b").replace(b"\r\n\r\n", b"\r\nX-Pad: " + b"p" * 60)
+    slow += b"\r\n\r\n"
+    first = await Drip(slow, body=False, gap=0.05).start()  # about 0.8 s for its head
+    last = await Drip(DRIP_HEAD).start()
+    names = {"api.example.com": [PUBLIC_IP]}
+    ports = iter([first.port, last.port])
+
+    class Hops(ToLoopback):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.port = next(ports)
+            return await super().handle_async_request(request)
+
+    tool = APICall(resolver=resolver_for(names), transport=Hops(0), time_limit=1.5)
+    try:
+        elapsed, message = await timed_call(tool, "http://api.example.com/a", 1.5)
+    finally:
+        await first.close()
+        await last.close()
+    assert first.connections == 1 and last.connections == 1
+    assert "longer than 1.5s" in message
+    assert 1.5 <= elapsed <= 1.65

@@ -147,3 +147,72 @@ async def test_domain_lists_filter_api_results(fake: FakeSearch) -> None:
     assert "en.wikipedia.org" in allowed and "example.org" not in allowed
     blocked = await WebSearch(url=url, blocked_domains=["example.org"]).run({"query": "p"})
     assert blocked.startswith("1. Paris\n") and "example.org" not in blocked
+
+
+class Flood:
+    """A search API that answers a (declared) 200 MB JSON document, written in 64 KB pieces
+    for as long as the client reads, or drips one byte every ``gap`` seconds; counts what it
+    managed to send."""
+
+    SIZE = 200 * 1024 * 1024
+
+    def __init__(self, gap: float = 0.0) -> None:
+        self.gap = gap
+        self.sent = 0
+        self.port = 0
+
+    async def start(self) -> Flood:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {self.SIZE}\r\nConnection: close\r\n\r\n".encode()
+        )
+        piece = b'{"results": [' + b" " * (65536 - 13) if not self.gap else b" "
+        try:
+            while self.sent < self.SIZE:
+                writer.write(piece)
+                await writer.drain()
+                self.sent += len(piece)
+                piece = b" " * len(piece)
+                if self.gap:
+                    await asyncio.sleep(self.gap)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_huge_answer_is_cut_at_max_bytes() -> None:
+    flood = await Flood().start()
+    tool = WebSearch(url=f"http://127.0.0.1:{flood.port}", max_bytes=1_000_000)
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(ToolError, match="more than 1000000 bytes"):
+                await tool.run({"query": "x"})
+    finally:
+        await flood.close()
+    # what the server got out before the client hung up: the cap plus socket buffers
+    assert flood.sent < 16 * 1024 * 1024
+
+
+async def test_a_slow_answer_is_cut_at_the_time_limit() -> None:
+    drip = await Flood(gap=0.05).start()
+    tool = WebSearch(url=f"http://127.0.0.1:{drip.port}", time_limit=1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout(3):  # a guard for the test, not the bound asserted
+            with pytest.raises(ToolError, match="longer than 1s"):
+                await tool.run({"query": "x"})
+    finally:
+        await drip.close()
+    assert 1.0 <= loop.time() - started <= 1.1

@@ -15,14 +15,25 @@ to write (``INSERT``, ``DROP``, stacked statements), to switch the connection to
    ``load_extension``...) is denied before the statement runs;
 4. one statement per call (the driver refuses a second).
 
-Work is bounded: at most ``max_rows`` rows come back (``fetchmany``), a progress handler
-aborts a query running past ``time_limit``, and cells are cut to ``max_cell`` characters.
+Work is bounded, in total: a progress handler aborts a query running past ``time_limit``
+(checked every 1,000 virtual-machine steps); no string or blob SQLite builds may pass
+``max_bytes`` (``SQLITE_LIMIT_LENGTH``: ``randomblob(1e9)``, ``zeroblob``, ``printf('%.*c')``
+and ``group_concat`` fail or give NULL at once instead of allocating a gigabyte in one step,
+which no progress handler could interrupt; ``printf``/``format`` are denied, as their
+``%c`` repeats a character precision times inside one step whatever the limit); the SQL
+text is at most ``MAX_SQL`` characters; rows are fetched one by one until ``max_rows`` rows
+or ``max_bytes`` bytes of values, and only the shown part of a blob is hex-encoded; cells
+are cut to ``max_cell`` characters.
+What is not bounded beyond that: one row of many columns holds up to ``max_bytes`` per
+column while SQLite builds it (SQLite's column limit cannot be lowered without making wide
+tables unreadable).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -48,8 +59,21 @@ _READ_PRAGMAS = frozenset(
         "function_list",
     }
 )
+MAX_SQL = 20_000
+"""Characters of SQL text one query may have (``SQLITE_LIMIT_SQL_LENGTH``)."""
 _DENIED_FUNCTIONS = frozenset(
-    {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile"}
+    {
+        "load_extension",
+        "readfile",
+        "writefile",
+        "edit",
+        "fts3_tokenizer",
+        "zipfile",
+        # printf('%.*c', 1e9, 'x') loops a billion times inside one step: no length limit
+        # or progress handler stops it.
+        "printf",
+        "format",
+    }
 )
 
 
@@ -63,6 +87,9 @@ class DatabaseSettings(ToolSettings):
     """Characters kept of each value."""
     time_limit: float = Field(default=5.0, gt=0)
     """Seconds one query may run before it is aborted."""
+    max_bytes: int = Field(default=1_000_000, ge=1000)
+    """Bytes of values one result may hold (rows stop there, with a note); on SQLite also
+    the largest string or blob a query may build."""
 
 
 class DatabaseQuery(BuiltinTool):
@@ -121,10 +148,14 @@ class DatabaseQuery(BuiltinTool):
             from massgen.tools.sql import check_statement, run_read_only
 
             s = self.settings
-            columns, rows = run_read_only(
-                self.engine, check_statement(sql), max_rows=s.max_rows, time_limit=s.time_limit
+            columns, rows, note = run_read_only(
+                self.engine,
+                check_statement(sql),
+                max_rows=s.max_rows,
+                time_limit=s.time_limit,
+                max_bytes=s.max_bytes,
             )
-            return table(columns, rows, s.max_rows, s.max_cell)
+            return table(columns, rows, s.max_cell, note)
         connection = self._connect()
         try:
             return self._query(connection, sql)
@@ -138,6 +169,8 @@ class DatabaseQuery(BuiltinTool):
         except sqlite3.Error as e:
             raise ToolError(f"cannot open the database: {e}") from None
         connection.execute("PRAGMA query_only=ON")
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.settings.max_bytes)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL)
         connection.set_authorizer(_authorize)
         return connection
 
@@ -151,7 +184,11 @@ class DatabaseQuery(BuiltinTool):
         connection.set_progress_handler(too_long, 1000)
         try:
             cursor = connection.execute(sql)
-            rows = cursor.fetchmany(s.max_rows + 1)
+            rows, note = collect(cursor, s.max_rows, s.max_bytes)
+        except sqlite3.DataError:
+            raise ToolError(
+                f"query refused or failed: a value would pass {s.max_bytes} bytes"
+            ) from None
         except sqlite3.DatabaseError as e:
             if time.monotonic() > deadline:
                 raise ToolError(f"the query took longer than {s.time_limit:g}s") from None
@@ -159,7 +196,7 @@ class DatabaseQuery(BuiltinTool):
         except (sqlite3.Error, sqlite3.Warning) as e:
             raise ToolError(f"query refused: {e}") from None
         columns = [d[0] for d in cursor.description or ()]
-        return table(columns, rows, s.max_rows, s.max_cell)
+        return table(columns, rows, s.max_cell, note)
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
@@ -175,18 +212,46 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
     return sqlite3.SQLITE_DENY
 
 
-def table(columns: list[str], rows: list[Any], max_rows: int, max_cell: int) -> str:
-    """Rows as a compact ``|``-separated table with a count line."""
+def size(value: Any) -> int:
+    """Bytes a value holds (UTF-8 for text)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "replace"))
+    return 8 if value is None or isinstance(value, int | float) else len(str(value))
+
+
+def collect(rows: Iterable[Any], max_rows: int, max_bytes: int) -> tuple[list[Any], str | None]:
+    """Rows taken one by one until ``max_rows`` rows or ``max_bytes`` bytes of values; and a
+    note saying why it stopped early, or ``None``."""
+    out: list[Any] = []
+    total = 0
+    for row in rows:
+        if len(out) == max_rows:
+            return out, f"{max_rows} rows shown; there are more"
+        total += sum(size(v) for v in row)
+        if total > max_bytes:
+            return out, f"{len(out)} rows shown; the result passed {max_bytes} bytes"
+        out.append(row)
+    return out, None
+
+
+def table(columns: list[str], rows: list[Any], max_cell: int, note: str | None = None) -> str:
+    """Rows as a compact ``|``-separated table with a count line (``note`` when cut)."""
     if not columns:
         return "(no result set)"
 
     def cell(value: Any) -> str:
-        text = "NULL" if value is None else value.hex() if isinstance(value, bytes) else str(value)
+        if value is None:
+            text = "NULL"
+        elif isinstance(value, bytes | bytearray | memoryview):
+            text = bytes(value[: max_cell // 2 + 1]).hex()  # only what can be shown
+        else:
+            text = str(value)
         text = " ".join(text.split())
         return text if len(text) <= max_cell else text[: max_cell - 1] + "…"
 
     lines = [" | ".join(columns)]
-    lines += [" | ".join(cell(v) for v in row) for row in rows[:max_rows]]
-    more = len(rows) > max_rows
-    lines.append(f"({max_rows} rows shown; there are more)" if more else f"({len(rows)} rows)")
+    lines += [" | ".join(cell(v) for v in row) for row in rows]
+    lines.append(f"({note})" if note else f"({len(rows)} rows)")
     return "\n".join(lines)

@@ -2,23 +2,55 @@
 
 Threat model: the path is chosen by a model that may have read hostile text, so it may try
 ``../``, an absolute path, a symlink pointing out of the root, a sibling whose name starts
-like the root (``root_evil``), or a NUL byte. The path is joined to the root, then fully
-resolved (symlinks and ``..``, strictly: it must exist), and only then checked to be the
-root or inside it, by path components, not by string prefix. Absolute paths are refused
-outright. Files larger than ``max_bytes`` are read only up to it; the encoding is
-detected (``charset-normalizer``); binary files are refused.
+like the root (``root_evil``), or a NUL byte; and something else on the machine may change
+the tree *while* the tool reads it — swap a checked file for a symlink to ``../SECRET``, put
+a FIFO where a file was (opening it would block forever), or hard-link an outside file into
+the root.
+
+So nothing is checked by name and then opened by name. The path is walked one component at
+a time from a descriptor of the root, each one opened relative to its folder's descriptor
+with ``O_NOFOLLOW | O_NONBLOCK``: the kernel never follows a link and never waits. A link
+met on the way is read (``readlinkat``) and resolved by the tool itself, against the
+folders it holds open: ``..`` pops one, and any step above the root, or an absolute target
+outside it, is refused. What was opened is then checked on its descriptor (``fstat``): a
+folder or a regular file (a FIFO, socket or device is refused, without having blocked),
+with a single name (``st_nlink == 1``: a hard link is indistinguishable from the outside
+file it names, so files with several names are refused unless ``allow_hard_links``), and —
+where ``/proc/self/fd`` tells — still inside the root (a folder moved out meanwhile).
+Only then is it read, from that descriptor, up to ``max_bytes``. Absolute paths are refused
+outright; the encoding is detected (``charset-normalizer``); binary files are refused.
+
+What it assumes: the root itself is not replaced (it is resolved once, when the tool is
+built); absolute symlink targets name the root by its real path.
 """
 
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools._builtin import BuiltinTool, ToolSettings
+
+_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_LINK_ERRORS = (errno.ELOOP, errno.EMLINK)  # O_NOFOLLOW on a link: ELOOP (BSD: EMLINK)
+MAX_LINKS = 40
+"""Symlinks followed in one path at most (as the kernel's own limit)."""
+
+OUTSIDE = "access denied: the path leads outside the allowed folder"
 
 
 class FileReaderSettings(ToolSettings):
@@ -28,6 +60,9 @@ class FileReaderSettings(ToolSettings):
     """Bytes read from one file at most; the rest is cut with a note."""
     max_entries: int = Field(default=500, gt=0)
     """Entries shown when listing a folder."""
+    allow_hard_links: bool = False
+    """Read files that have more than one name. Off: a hard link inside the root to a file
+    outside it cannot be told apart from that file, so such files are refused."""
 
 
 class FileReader(BuiltinTool):
@@ -39,6 +74,8 @@ class FileReader(BuiltinTool):
     settings: FileReaderSettings
 
     def setup(self) -> None:
+        if not (os.open in os.supports_dir_fd and os.readlink in os.supports_dir_fd):
+            raise ConfigError("file_reader needs a system that opens files by folder (POSIX)")
         root = Path(self.settings.root).expanduser()
         if not root.is_absolute() and self.base_dir is not None:
             root = Path(self.base_dir) / root
@@ -55,12 +92,13 @@ class FileReader(BuiltinTool):
         start_line: Annotated[int | None, Field(ge=1, description="first line (1-based)")] = None,
         end_line: Annotated[int | None, Field(ge=1, description="last line, inclusive")] = None,
     ) -> str:
-        target = self.resolve(path)
-        if target.is_dir():
-            return self._list(target)
-        if not target.is_file():
-            raise ToolError("not a regular file")
-        text = self._read(target)
+        fd = self.open(path)
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                return self._list(fd)
+            text = self._read(fd)
+        finally:
+            os.close(fd)
         if start_line is None and end_line is None:
             return text
         lines = text.splitlines()
@@ -70,48 +108,149 @@ class FileReader(BuiltinTool):
             raise ToolError(f"the file has {len(lines)} lines")
         return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:last], first + 1))
 
-    def resolve(self, path: str) -> Path:
-        """``path`` resolved inside the root; :class:`ToolError` if it leaves it."""
+    def open(self, path: str) -> int:
+        """A descriptor of ``path`` inside the root — a folder or a regular file, checked on
+        the descriptor itself; :class:`ToolError` if it leaves the root or is anything else.
+        The caller closes it."""
         if "\x00" in path:
             raise ToolError("access denied: NUL byte in path")
-        raw = Path(path)
-        if raw.is_absolute() or raw.anchor or path.startswith(("~", "\\")):
+        if PurePosixPath(path).is_absolute() or path.startswith(("~", "\\")) or Path(path).anchor:
             raise ToolError("access denied: absolute paths are not allowed; use a relative path")
+        parts = [p for p in path.split("/") if p not in ("", ".")]
         try:
-            resolved = (self.root / raw).resolve(strict=True)
-        except FileNotFoundError:
-            raise ToolError(f"no such file or folder: {path}") from None
-        except (OSError, RuntimeError, ValueError):
-            raise ToolError("access denied: the path cannot be resolved") from None
-        if resolved != self.root and not resolved.is_relative_to(self.root):
-            raise ToolError("access denied: the path leads outside the allowed folder")
-        return resolved
+            folders = [os.open(self.root, _DIRECTORY)]  # from the root down to where we are
+        except OSError as e:
+            reason = os.strerror(e.errno or 0)
+            raise ToolError(f"the allowed folder cannot be opened: {reason}") from None
+        links = 0
+        try:
+            while parts:
+                name = parts.pop(0)
+                if name == "..":
+                    if len(folders) == 1:
+                        raise ToolError(OUTSIDE)
+                    os.close(folders.pop())
+                    continue
+                try:
+                    fd = os.open(name, _FLAGS, dir_fd=folders[-1])
+                except OSError as e:
+                    if e.errno not in _LINK_ERRORS:
+                        raise _open_error(e, path) from None
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise ToolError("access denied: too many symbolic links") from None
+                    parts[:0] = self._link(name, folders)
+                    continue
+                info = os.fstat(fd)
+                if stat.S_ISDIR(info.st_mode):
+                    folders.append(fd)
+                    continue
+                if parts:
+                    os.close(fd)
+                    raise ToolError(f"no such file or folder: {path}")
+                try:
+                    self._check_file(fd, info)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return fd
+            fd = folders.pop()
+            try:
+                self._check_inside(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        finally:
+            for folder in folders:
+                os.close(folder)
 
-    def _list(self, folder: Path) -> str:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    def _link(self, name: str, folders: list[int]) -> list[str]:
+        """The components a link named ``name`` in ``folders[-1]`` stands for; for an
+        absolute target, ``folders`` is cut back to the root (which it must be under)."""
+        try:
+            target = os.readlink(name, dir_fd=folders[-1])
+        except OSError as e:
+            if e.errno == errno.EINVAL:  # no longer a link (swapped back): look again
+                return [name]
+            raise _open_error(e, name) from None
+        if not target:
+            raise ToolError("access denied: empty symbolic link")
+        pure = PurePosixPath(target)
+        if pure.is_absolute():
+            if not pure.is_relative_to(self.root):
+                raise ToolError(OUTSIDE)
+            while len(folders) > 1:
+                os.close(folders.pop())
+            pure = pure.relative_to(self.root)
+        return [p for p in pure.parts if p not in ("", ".")]
+
+    def _check_file(self, fd: int, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError("not a regular file")
+        if info.st_nlink > 1 and not self.settings.allow_hard_links:
+            raise ToolError(
+                "access denied: the file has other names (hard links), which may lead outside "
+                "the allowed folder"
+            )
+        self._check_inside(fd)
+
+    def _check_inside(self, fd: int) -> None:
+        """Where the system says which path a descriptor has (Linux), it must be in the root:
+        a folder moved out of it while the path was walked is caught here."""
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return  # no /proc: the walk itself is the guard
+        real = Path(where.removesuffix(" (deleted)"))
+        if real != self.root and not real.is_relative_to(self.root):
+            raise ToolError(OUTSIDE)
+
+    def _list(self, folder: int) -> str:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
         lines = []
         for entry in entries[: self.settings.max_entries]:
-            if entry.is_symlink():
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISLNK(info.st_mode):
                 kind = "link"
-            elif entry.is_dir():
+            elif stat.S_ISDIR(info.st_mode):
                 kind = "dir"
+            elif stat.S_ISREG(info.st_mode):
+                kind = f"{info.st_size} bytes"
             else:
-                kind = f"{entry.stat().st_size} bytes"
+                kind = "special"
             lines.append(f"{entry.name}{'/' if kind == 'dir' else ''}\t{kind}")
         if len(entries) > self.settings.max_entries:
             lines.append(f"[... {len(entries) - self.settings.max_entries} more entries]")
         return "\n".join(lines) or "(empty folder)"
 
-    def _read(self, file: Path) -> str:
+    def _read(self, fd: int) -> str:
         limit = self.settings.max_bytes
-        with file.open("rb") as f:
-            data = f.read(limit + 1)
+        data = bytearray()
+        while len(data) <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
         cut = len(data) > limit
-        data = data[:limit]
-        text = decode(data)
+        text = decode(bytes(data[:limit]))
         if cut:
             text += f"\n[... cut at {limit} bytes]"
         return text
+
+
+def _open_error(error: OSError, path: str) -> ToolError:
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ToolError(f"no such file or folder: {path}")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ToolError("access denied: no permission")
+    if error.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket
+        return ToolError("not a regular file")
+    return ToolError(f"cannot open: {os.strerror(error.errno or 0)}")
 
 
 _BOMS = (

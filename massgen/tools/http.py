@@ -7,8 +7,15 @@ optional allowlist, every resolved address public) and the request is sent to th
 address itself, with the name kept in ``Host`` and TLS SNI, so a DNS answer that changes
 between check and connect cannot redirect it. Redirects are followed by hand, at most
 ``max_redirects``. Environment proxies are ignored (they would connect elsewhere). The
-body read is capped at ``max_bytes`` and the whole exchange at ``time_limit`` seconds.
-Headers from the settings (e.g. an API key) are sent as given and never shown to the model.
+body read is capped at ``max_bytes`` and the whole exchange (resolving, connecting, every
+redirect, every byte of every body) at ``time_limit`` seconds: one deadline, not a limit per
+read, so a server that drips its answer a byte at a time cannot stretch the call.
+
+Credentials stay with the origin they were meant for. Headers from the settings (e.g. an API
+key) are sent as given and never shown to the model, but only to the origin (scheme, host,
+port) of the first URL: once a redirect leaves that origin, they and the model's own
+``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers are dropped for the rest of
+the exchange, as browsers and httpx do.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ if TYPE_CHECKING:
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 _DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+"""Headers of the model's own that never follow a redirect to another origin."""
 
 _BANNED_HEADERS = frozenset(
     {
@@ -95,16 +105,29 @@ class APICall(BuiltinTool):
         method = method.upper()
         if method not in self.settings.methods:
             raise ToolError(f"method {method} not allowed; allowed: {self.settings.methods}")
-        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED_HEADERS}
-        return await self.fetch(method, url, extra, body, started)
+        own = {k.lower() for k in self.settings.headers}  # the settings' headers win
+        extra = {
+            k: v
+            for k, v in (headers or {}).items()
+            if k.lower() not in _BANNED_HEADERS and k.lower() not in own
+        }
+        limit = self.settings.time_limit
+        try:
+            async with asyncio.timeout(limit):
+                return await self.fetch(method, url, extra, body, started)
+        except TimeoutError:
+            raise ToolError(f"took longer than {limit:g}s") from None
 
     async def fetch(
         self, method: str, url: str, headers: dict[str, str], body: Any, started: float
     ) -> str:
+        """The exchange, redirects followed by hand; the caller bounds its total time."""
         import httpx
 
         s = self.settings
         client: httpx.AsyncClient | None = None
+        origin = _origin(url)
+        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
 
         def get_client() -> httpx.AsyncClient:
             # Made only once a destination passed its checks, with the process's one TLS
@@ -126,10 +149,21 @@ class APICall(BuiltinTool):
                 left = s.time_limit - (time.monotonic() - started)
                 if left <= 0:
                     raise ToolError(f"took longer than {s.time_limit:g}s")
-                response, data = await self._send(get_client, method, url, headers, body, left)
+                response, data = await self._send(
+                    get_client, method, url, {**headers, **secrets}, body, left
+                )
                 location = response.headers.get("location")
                 if response.status_code in (301, 302, 303, 307, 308) and location:
-                    url = str(httpx.URL(url).join(location))
+                    try:
+                        url = str(httpx.URL(url).join(location))
+                    except httpx.InvalidURL as e:
+                        raise ToolError(f"bad redirect URL: {e}") from None
+                    if _origin(url) != origin:
+                        # Another origin: it gets no credential, now or later in the chain.
+                        secrets = {}
+                        headers = {
+                            k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS
+                        }
                     if response.status_code == 303 or (
                         response.status_code in (301, 302) and method == "POST"
                     ):
@@ -178,7 +212,6 @@ class APICall(BuiltinTool):
             pinned,
             headers={
                 **headers,
-                **{k: v.get_secret_value() for k, v in self.settings.headers.items()},
                 "Host": host_header,
                 "Accept-Encoding": "identity",
             },
@@ -201,6 +234,18 @@ class APICall(BuiltinTool):
         except httpx.HTTPError as e:
             raise ToolError(f"request failed: {type(e).__name__}: {e}") from None
         return response, bytes(data)
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port (the default one filled in) of ``url``; ``None`` if unparsable."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, parsed.host.lower().rstrip("."), parsed.port or default
 
 
 def render_response(response: httpx.Response, data: bytes, limit: int) -> str:

@@ -18,15 +18,27 @@ to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
    outlives the call.
 
 Dialects without a server-enforced read-only transaction are refused when the tool is built.
-Work is bounded: a server-side statement timeout (``time_limit``), rows streamed and at most
-``max_rows`` + 1 fetched. This guards the database, not what the database user may read:
-connect as a user with only the privileges the agent should have.
+On PostgreSQL the word list cannot be the guard (``U&"pg\\005fread\\005ffile"``, or a name
+built in a string that ``query_to_xml`` runs, never spell the word): the connecting role's
+privileges are. :func:`check_pg_role` refuses, in each call's transaction before the query,
+a role that is or may become a superuser or a member of the predefined roles that reach the
+server's files, programs or other sessions, or that may execute the superuser-only
+functions that do.
+
+Work is bounded: ``time_limit`` is one deadline for the call (a server-side statement
+timeout set to what is left, and on PostgreSQL the connection cancelled at the deadline),
+rows streamed and fetched one by one until ``max_rows`` rows or ``max_bytes`` bytes of
+values. This guards the
+database, not what the database user may read: connect as a user with only the privileges
+the agent should have.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import ConfigError, ToolError
@@ -134,31 +146,152 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
 
 
 def run_read_only(
-    engine: Engine, sql: str, *, max_rows: int, time_limit: float
-) -> tuple[list[str], list[Row[Any]]]:
+    engine: Engine, sql: str, *, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
+) -> tuple[list[str], list[Row[Any]], str | None]:
     """Run ``sql`` (already checked) in a read-only transaction that is always rolled back;
-    the column names and at most ``max_rows`` + 1 rows."""
+    the column names, at most ``max_rows`` rows holding at most ``max_bytes`` bytes of values,
+    and a note when rows were left out."""
     from sqlalchemy import exc
 
+    from massgen.tools.database import collect
+
+    deadline = time.monotonic() + time_limit
+    guard: threading.Timer | None = None
     try:
         with engine.connect() as connection:
             try:
-                _begin_read_only(connection, engine.dialect, time_limit)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ToolError(f"the query took longer than {time_limit:g}s")
+                guard = _cancel_at_deadline(connection, left)
+                _begin_read_only(connection, engine.dialect, left)
                 first = _WORD.match(sql.lstrip("( \t\r\n"))
                 options: dict[str, Any] = {"no_parameters": True}
                 if first is not None and first.group().lower() in _STREAMED:
                     options["stream_results"] = True
                 result = connection.exec_driver_sql(sql, execution_options=options)
                 columns = list(result.keys()) if result.returns_rows else []
-                rows = list(result.fetchmany(max_rows + 1)) if result.returns_rows else []
+                rows: list[Row[Any]] = []
+                note = None
+                if result.returns_rows:
+                    rows, note = collect(result, max_rows, max_bytes)
                 result.close()
             finally:
+                if guard is not None:
+                    guard.cancel()
                 connection.rollback()
     except exc.DBAPIError as e:
+        if time.monotonic() >= deadline:
+            raise ToolError(f"the query took longer than {time_limit:g}s") from None
         raise ToolError(f"query refused or failed: {_reason(e)}") from None
     except exc.SQLAlchemyError as e:
         raise ToolError(f"query failed: {type(e).__name__}") from None
-    return columns, rows
+    return columns, rows, note
+
+
+def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
+    """A timer that cancels whatever the connection runs once ``left`` seconds passed.
+
+    The server's statement timeout counts per statement, and a streamed result is fetched
+    in several (``FETCH`` after ``FETCH``, each with a fresh timeout), so on its own it is no
+    total; cancelling the connection is. Drivers without ``cancel`` (MySQL's) rely on the
+    session's ``max_statement_time``/``max_execution_time``: one statement there.
+    """
+    dbapi = getattr(connection.connection, "dbapi_connection", None)
+    cancel = getattr(dbapi, "cancel", None)
+    if cancel is None:
+        return None
+    timer = threading.Timer(left, cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+PG_SERVER_ROLES = (
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_signal_backend",
+)
+"""Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
+PG_SERVER_FUNCTIONS = (
+    "pg_read_file(text)",
+    "pg_read_file(text,boolean)",
+    "pg_read_file(text,bigint,bigint)",
+    "pg_read_file(text,bigint,bigint,boolean)",
+    "pg_read_binary_file(text)",
+    "pg_read_binary_file(text,boolean)",
+    "pg_read_binary_file(text,bigint,bigint)",
+    "pg_read_binary_file(text,bigint,bigint,boolean)",
+    "pg_ls_dir(text)",
+    "pg_ls_dir(text,boolean,boolean)",
+    "pg_stat_file(text)",
+    "pg_stat_file(text,boolean)",
+    "pg_reload_conf()",
+    "pg_rotate_logfile()",
+    "pg_promote(boolean,integer)",
+    "lo_import(text)",
+    "lo_import(text,oid)",
+    "lo_export(oid,text)",
+    "pg_file_write(text,text,boolean)",
+    "pg_file_unlink(text)",
+    "dblink_connect_u(text)",
+    "dblink_connect_u(text,text)",
+)
+"""Functions (superuser-only by default) whose EXECUTE right the connecting role must not
+have, by any role it may become. Those not installed are skipped."""
+
+_PG_ROLE_CHECK = f"""
+SELECT r.rolname, r.rolname = session_user, r.rolsuper,
+       r.rolname IN ({", ".join(f"'{x}'" for x in PG_SERVER_ROLES)}),
+       ARRAY(SELECT f FROM unnest(ARRAY[{", ".join(f"'{x}'" for x in PG_SERVER_FUNCTIONS)}]) f
+             WHERE to_regprocedure(f) IS NOT NULL
+               AND has_function_privilege(r.oid, to_regprocedure(f), 'EXECUTE'))
+FROM pg_catalog.pg_roles r
+WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+ORDER BY r.rolname
+"""
+
+
+def check_pg_role(connection: Connection) -> None:
+    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``,
+    ``set_config('role', ...)``), a superuser, a member of a role in
+    :data:`PG_SERVER_ROLES`, or a role that may execute one of :data:`PG_SERVER_FUNCTIONS`.
+
+    A list of forbidden words cannot stop ``U&"pg\\005fread\\005ffile"(...)`` or
+    ``query_to_xml('select pg_rea' || 'd_file(...)')``; the server's own privileges can,
+    if the role has none of these."""
+    login = ""
+    supers: list[str] = []
+    members: list[str] = []
+    functions: set[str] = set()
+    for name, itself, superuser, server_role, executable in connection.exec_driver_sql(
+        _PG_ROLE_CHECK
+    ):
+        login = name if itself else login
+        if superuser:
+            supers.append(name)
+        if server_role:
+            members.append(name)
+        functions.update(executable)
+    if supers:
+        problem = (
+            "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
+        )
+    elif members or functions:
+        parts = [f"is a member of {', '.join(members)}"] if members else []
+        if functions:
+            shown = sorted(functions)
+            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+            parts.append(f"may execute {', '.join(shown[:3])}{more}")
+        problem = "; ".join(parts)
+    else:
+        return
+    raise ToolError(
+        f"query refused: the database role {login!r} {problem}. Connect as a role without "
+        "superuser, server-file, server-program or signal rights (see database_query in "
+        "docs/tools.md)"
+    )
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
@@ -167,7 +300,7 @@ def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) ->
         connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
         # A first query takes the snapshot: from here on, read-write mode cannot be set.
-        connection.exec_driver_sql("SELECT 1").close()
+        check_pg_role(connection)
         return
     # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
     # session is made read-only too (DDL is then refused). Session settings die with the

@@ -18,7 +18,9 @@ tool result (see :mod:`massgen.tools.runner`), with snippets cut to ``max_snippe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -58,7 +60,10 @@ class WebSearchSettings(ToolSettings):
     max_snippet: int = Field(default=300, gt=0)
     """Characters kept of each snippet."""
     time_limit: float = Field(default=10.0, gt=0)
-    """Seconds one search may take."""
+    """Seconds one search may take, in all: connecting, sending, every byte of the answer."""
+    max_bytes: int = Field(default=2_000_000, gt=0)
+    """Bytes of the search API's answer read at most; a longer answer is an error (a cut
+    JSON document cannot be parsed)."""
     max_uses: int | None = Field(default=None, ge=1)
     """Native searches one request may run (Anthropic honours it; the others bill per
     request or per grounded prompt)."""
@@ -130,8 +135,6 @@ class WebSearch(BuiltinTool):
         query: Annotated[str, Field(min_length=1, max_length=400, description="search terms")],
         max_results: Annotated[int | None, Field(ge=1, le=50)] = None,
     ) -> str:
-        import httpx
-
         s = self.settings
         if self.url is None:
             raise ToolError("no search API is configured: search runs on the provider's side")
@@ -139,35 +142,14 @@ class WebSearch(BuiltinTool):
         count = min(max_results or s.max_results, s.max_results)
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
         try:
-            from massgen.backends._common import tls_context  # one CA load per process
-
-            async with httpx.AsyncClient(
-                timeout=s.time_limit, follow_redirects=False, verify=tls_context()
-            ) as client:
-                if s.provider == "searxng":
-                    response = await client.get(
-                        url + "/search", params={"q": query, "format": "json"}
-                    )
-                elif s.provider == "brave":
-                    response = await client.get(
-                        url,
-                        params={"q": query, "count": count},
-                        headers={"X-Subscription-Token": key, "Accept": "application/json"},
-                    )
-                else:
-                    response = await client.post(
-                        url,
-                        json={"query": query, "max_results": count},
-                        headers={"Authorization": f"Bearer {key}"},
-                    )
-        except httpx.TimeoutException:
-            raise ToolError("the search timed out") from None
-        except httpx.HTTPError as e:
-            raise ToolError(f"the search failed: {type(e).__name__}") from None
-        if response.status_code != 200:
-            raise ToolError(f"the search API answered HTTP {response.status_code}")
+            async with asyncio.timeout(s.time_limit):
+                status, raw = await self._search(url, query, count, key)
+        except TimeoutError:
+            raise ToolError(f"the search took longer than {s.time_limit:g}s") from None
+        if status != 200:
+            raise ToolError(f"the search API answered HTTP {status}")
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError:
             raise ToolError("the search API did not answer JSON") from None
         results = [
@@ -176,6 +158,54 @@ class WebSearch(BuiltinTool):
             if in_domains(r[1], s.allowed_domains, s.blocked_domains)
         ]
         return format_results(results[:count], s.max_snippet)
+
+    async def _search(self, url: str, query: str, count: int, key: str) -> tuple[int, bytes]:
+        """The status and body of one search request, the body read up to ``max_bytes``
+        (more is an error: the answer is streamed, never held whole). The caller bounds the
+        time."""
+        import httpx
+
+        s = self.settings
+        if s.provider == "searxng":
+            method, target = "GET", url + "/search"
+            options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
+        elif s.provider == "brave":
+            method, target = "GET", url
+            options = {
+                "params": {"q": query, "count": count},
+                "headers": {"X-Subscription-Token": key, "Accept": "application/json"},
+            }
+        else:
+            method, target = "POST", url
+            options = {
+                "json": {"query": query, "max_results": count},
+                "headers": {"Authorization": f"Bearer {key}"},
+            }
+        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
+        options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
+        try:
+            from massgen.backends._common import tls_context  # one CA load per process
+
+            async with (
+                httpx.AsyncClient(
+                    timeout=s.time_limit, follow_redirects=False, verify=tls_context()
+                ) as client,
+                client.stream(method, target, **options) as response,
+            ):
+                if response.status_code != 200:
+                    return response.status_code, b""
+                if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+                    raise ToolError("the search API answered compressed, though asked not to")
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > s.max_bytes:
+                        raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
+                return response.status_code, bytes(body)
+        except httpx.TimeoutException:
+            raise ToolError("the search timed out") from None
+        except httpx.HTTPError as e:
+            raise ToolError(f"the search failed: {type(e).__name__}") from None
 
 
 def parse_results(provider: str, data: Any) -> list[tuple[str, str, str]]:
