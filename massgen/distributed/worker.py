@@ -178,8 +178,8 @@ class HostedAgent(BusAgent):
         await self._publish()
         retries: list[str] = []
 
-        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
-            retries.append(f"retry {attempt} after {wait:.1f}s ({error})")
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
         pump = self._pump(message.payload.get("stream"))
         token = retry_listener.set(on_retry)

@@ -21,7 +21,8 @@ from massgen.backends.base import Backend
 from massgen.errors import ProviderError
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
-RetryListener = Callable[[int, float, BaseException], None]
+RetryListener = Callable[[int, int, float, BaseException], None]
+"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
 
 #: Set by whoever runs a turn (the run context) to hear about retries of *its* request;
 #: a context variable because one backend serves several agents at once.
@@ -74,7 +75,7 @@ class RetryingBackend(Backend):
         wait = self.policy.delay(attempt, error, self._rng)
         listener = retry_listener.get()
         if listener is not None:
-            listener(attempt, wait, error)
+            listener(attempt, self.policy.max_retries, wait, error)
         await asyncio.sleep(wait)
 
     async def complete(self, request: CompletionRequest) -> Completion:
