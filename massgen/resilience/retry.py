@@ -12,6 +12,7 @@ tenacity's attempt context cannot do safely (it would swallow the generator's ex
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
+from massgen.resilience.requestlog import current_agent, current_attempt
 from massgen.types import Completion, CompletionRequest, StreamChunk
+
+log = logging.getLogger(__name__)
 
 RetryListener = Callable[[int, int, float, BaseException], None]
 """Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
@@ -73,6 +77,15 @@ class RetryingBackend(Backend):
         if attempt > self.policy.max_retries or not retryable(error):
             raise error
         wait = self.policy.delay(attempt, error, self._rng)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s",
+                current_agent.get() or "-",
+                attempt,
+                self.policy.max_retries,
+                wait,
+                str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
+            )
         listener = retry_listener.get()
         if listener is not None:
             listener(attempt, self.policy.max_retries, wait, error)
@@ -82,7 +95,14 @@ class RetryingBackend(Backend):
         attempt = 0
         while True:
             try:
-                return await self.inner.complete(request)
+                if not attempt:
+                    return await self.inner.complete(request)
+                token = current_attempt.set(attempt + 1)  # read by the request log as it
+                try:  # is called (the call, not the wait, so it never spans a suspension)
+                    pending = self.inner.complete(request)
+                finally:
+                    current_attempt.reset(token)
+                return await pending
             except ProviderError as error:
                 attempt += 1
                 await self._pause(attempt, error)
@@ -91,7 +111,15 @@ class RetryingBackend(Backend):
         attempt = 0
         while True:
             try:
-                async for chunk in self.inner.stream(request):
+                if not attempt:
+                    chunks = self.inner.stream(request)
+                else:
+                    token = current_attempt.set(attempt + 1)
+                    try:
+                        chunks = self.inner.stream(request)
+                    finally:
+                        current_attempt.reset(token)
+                async for chunk in chunks:
                     yield chunk
                 return
             except ProviderError as error:
