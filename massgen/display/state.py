@@ -182,9 +182,6 @@ class ViewState:
             return flat[: width - 1] + "…"
         return "…" + flat[-(width - 1) :]
 
-    def tail(self, row: Row) -> str:
-        return self.shown(row)
-
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
