@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
-import textwrap
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -253,20 +258,19 @@ def test_ctrl_c_prints_the_panel_and_interrupted_once_and_gives_the_terminal_bac
 
 
 def test_piped_stderr_says_interrupted_once(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
     config = _slow_offline(tmp_path, 30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "massgen", "run", "--no-record", str(config), TASK],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     assert proc.stderr is not None
-    assert proc.stderr.readline().startswith("run ")
+    first, deadline = b"", time.monotonic() + 30
+    while not first.endswith(b"\n"):  # "run <id>: consensus with ..." once the run started
+        assert select.select([proc.stderr], [], [], max(0, deadline - time.monotonic()))[0]
+        first += os.read(proc.stderr.fileno(), 1)
+    assert first.startswith(b"run ")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert textwrap.dedent(err).count("interrupted") == 1, err
+    assert err.decode().count("interrupted") == 1, err
