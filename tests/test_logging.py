@@ -4,6 +4,7 @@ which worker a distributed turn went to; never a key. Off, none of it is even fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import textwrap
@@ -16,7 +17,7 @@ from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
 from massgen.mas import MemoryHub
 from massgen.orchestrator import Orchestrator
-from massgen.resilience.requestlog import LoggedBackend
+from massgen.resilience.requestlog import LoggedBackend, current_agent
 from massgen.testing.sim_types import Fault, Text, ToolCalls, ToolCallSpec
 from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest
@@ -127,3 +128,28 @@ async def test_with_debug_off_a_request_goes_straight_to_the_backend() -> None:
     chunks = logged.stream(request)
     assert chunks.ag_code is type(inner).stream.__code__  # type: ignore[attr-defined]
     assert [c.delta async for c in chunks if c.delta] == ["ok"]
+
+
+async def test_a_cancelled_request_is_logged_as_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(request: CompletionRequest) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    logged = LoggedBackend(FunctionBackend(hang, model="m-1"))
+    caplog.set_level(logging.DEBUG, logger="massgen.requests")
+    token = current_agent.set("ada")
+    try:
+        task = asyncio.ensure_future(logged.complete(CompletionRequest(messages=())))
+    finally:
+        current_agent.reset(token)
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = caplog.records
+    assert re.match(r"request agent=ada model=m-1 attempt=1 status=cancelled ", record.message)

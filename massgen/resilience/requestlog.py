@@ -14,6 +14,7 @@ cost is one level check per request, none per streamed chunk.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -67,7 +68,7 @@ class LoggedBackend(Backend):
         started = time.perf_counter()
         try:
             completion = await self.inner.complete(request)
-        except Exception as error:
+        except (Exception, asyncio.CancelledError) as error:
             self._failed(request, agent, attempt, started, error)
             raise
         self._done(request, agent, attempt, completion)
@@ -82,7 +83,7 @@ class LoggedBackend(Backend):
                 if chunk.completion is not None:
                     self._done(request, agent, attempt, chunk.completion)
                 yield chunk
-        except Exception as error:
+        except (Exception, asyncio.CancelledError) as error:
             self._failed(request, agent, attempt, started, error)
             raise
 
@@ -110,6 +111,8 @@ class LoggedBackend(Backend):
         error: BaseException,
     ) -> None:
         status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
+        if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+            status = "cancelled"
         log.debug(
             "request agent=%s model=%s attempt=%d status=%s latency=%.3fs error=%s",
             agent or "-",
@@ -117,7 +120,7 @@ class LoggedBackend(Backend):
             attempt,
             status or type(error).__name__,
             time.perf_counter() - started,
-            str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
+            str(error).splitlines()[0][:300] if str(error) else "-",
         )
 
     async def aclose(self) -> None:
