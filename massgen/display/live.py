@@ -19,11 +19,11 @@ from rich.text import Text
 
 from massgen import events as ev
 from massgen.display.plain import summary
-from massgen.display.state import ViewState
+from massgen.display.state import STATUS, ViewState
 
 STYLE = {
+    **dict.fromkeys(STATUS.values(), "cyan"),  # a turn in flight
     "waiting": "dim",
-    "answering": "cyan",
     "reviewing": "magenta",
     "reviewed": "magenta",
     "failed": "bold red",
