@@ -17,6 +17,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
@@ -24,6 +25,7 @@ from massgen.resilience.requestlog import current_agent, current_attempt
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RetryListener = Callable[[int, int, float, BaseException], None]
 """Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
@@ -95,14 +97,7 @@ class RetryingBackend(Backend):
         attempt = 0
         while True:
             try:
-                if not attempt:
-                    return await self.inner.complete(request)
-                token = current_attempt.set(attempt + 1)  # read by the request log as it
-                try:  # is called (the call, not the wait, so it never spans a suspension)
-                    pending = self.inner.complete(request)
-                finally:
-                    current_attempt.reset(token)
-                return await pending
+                return await _numbered(attempt, self.inner.complete, request)
             except ProviderError as error:
                 attempt += 1
                 await self._pause(attempt, error)
@@ -111,15 +106,7 @@ class RetryingBackend(Backend):
         attempt = 0
         while True:
             try:
-                if not attempt:
-                    chunks = self.inner.stream(request)
-                else:
-                    token = current_attempt.set(attempt + 1)
-                    try:
-                        chunks = self.inner.stream(request)
-                    finally:
-                        current_attempt.reset(token)
-                async for chunk in chunks:
+                async for chunk in _numbered(attempt, self.inner.stream, request):
                     yield chunk
                 return
             except ProviderError as error:
@@ -128,3 +115,17 @@ class RetryingBackend(Backend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _numbered(
+    retries: int, call: Callable[[CompletionRequest], T], request: CompletionRequest
+) -> T:
+    """``call(request)``, told it is attempt ``retries + 1`` (the request log reads the
+    attempt when it is called: only the call, never the wait, is inside the context)."""
+    if not retries:
+        return call(request)
+    token = current_attempt.set(retries + 1)
+    try:
+        return call(request)
+    finally:
+        current_attempt.reset(token)
