@@ -55,6 +55,7 @@ class Row:
     pending: int = 0
     """Characters of the turn in flight (prompt and streamed text): its token estimate."""
     prompt: int = 0
+    """Characters of the turn's prompt: where a retried turn's estimate starts again."""
     cost: float = 0.0
     retries: int = 0
     tool_calls: int = 0
