@@ -88,10 +88,14 @@ class AgentAnswered(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRetrying(Event):
+    """An agent's request failed and is tried again: retry ``attempt`` of ``limit`` (0:
+    not known), after ``wait`` seconds, because of ``error``."""
+
     agent: str
     attempt: int
     wait: float
     error: str
+    limit: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +125,16 @@ class ToolResult(Event):
     ok: bool
     duration: float
     output: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ballot(Event):
+    """The answers ``agent`` is shown in a review round, by label (``{"A": "bob"}``): each
+    reviewer sees them shuffled, so only this tells what its reply's label stands for."""
+
+    agent: str
+    round: int
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,16 +1,37 @@
-"""The progress views: state folded from events, plain lines, and the Rich live view."""
+"""The progress views: state folded from events, plain lines, and the Rich live view.
+
+The live view is checked as a user sees it: rendered after every event of a real run (what
+the screen would show at that moment), and as a real ``massgen run`` in a terminal."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from rich.console import Console
 
-from massgen.display.live import LiveView
+from massgen import events as ev
+from massgen.agents.agent import Agent
+from massgen.backends.function import FunctionBackend
+from massgen.backends.replay import ReplayBackend
+from massgen.display.live import STATUS_WIDTH, LiveView
 from massgen.display.plain import PlainView
-from massgen.display.state import ViewState
+from massgen.display.state import ViewState, review_note
+from massgen.errors import RateLimited
 from massgen.orchestrator import Orchestrator
 from tests.teamkit import failing, scripted, team, vote
+from tests.terminal import Terminal, borders
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = "What is the capital of France?"
 
 
 def run_with(*subscribers):
@@ -22,13 +43,51 @@ def run_with(*subscribers):
     return Orchestrator(agents, max_retries=0, subscribers=list(subscribers)).run("Capital?")
 
 
+class Screens:
+    """A live view subscribed to a run, and what it shows after each event: a list of
+    (event, screen text) at a fixed terminal width."""
+
+    def __init__(self, width: int = 100) -> None:
+        self.width = width
+        self.view = LiveView(Console(file=io.StringIO(), force_terminal=True, width=width))
+        self.frames: list[tuple[ev.Event, str]] = []
+
+    def __call__(self, e: ev.Event) -> None:
+        self.view(e)
+        out = Console(file=io.StringIO(), width=self.width, record=True, color_system=None)
+        out.print(self.view.render())
+        self.frames.append((e, out.export_text()))
+
+    def row(self, screen: str, agent: str) -> str:
+        return next(line for line in screen.splitlines() if line.startswith(f"│ {agent} "))
+
+    def rows_of(self, agent: str) -> list[str]:
+        return [self.row(screen, agent) for _, screen in self.frames]
+
+
+def offline_team(chunk: int = 5) -> list[Agent]:
+    """configs/offline.yaml's team, streaming in ``chunk``-character deltas, no latency."""
+    rules = [
+        {
+            "match": "<answer label=",
+            "reply": '{"vote": "{label_containing:Paris is the capital}", '
+            '"reason": "correct and complete"}',
+        },
+        {"match": "You are Ada", "reply": "Paris."},
+        {"match": "You are Bob", "reply": "Paris is the capital of France, its largest city."},
+        {"match": "You are Cy", "reply": "Lyon, I believe, though I am not certain."},
+    ]
+    sim = ReplayBackend(rules=rules, stream_chunk=chunk)
+    return [Agent(n.lower(), sim, role=f"You are {n}.") for n in ("Ada", "Bob", "Cy")]
+
+
 def test_view_state_follows_a_consensus_run():
     state = ViewState()
     run_with(state.apply)
     assert state.strategy == "consensus" and state.round == 1
     assert state.votes == {"a": "a", "b": "a"} and state.leader == "a"
-    assert state.rows["c"].status == "failed"
-    assert state.rows["a"].tokens > 0
+    assert state.rows["c"].status == "failed" and "boom" in state.rows["c"].note
+    assert state.rows["a"].tokens > 0 and state.rows["a"].pending == 0
     assert state.final is not None and state.final.text == "Paris is the capital."
 
 
@@ -48,7 +107,170 @@ def test_live_view_renders_rows_votes_and_the_final_panel():
     view = LiveView(console)
     run_with(view)
     screen = buffer.getvalue()
-    assert not view.live.is_started
+    assert not view.live.is_started and view.ended
     assert "final answer · a" in screen and "Paris is the capital." in screen
-    assert "voted a" in screen and "failed" in screen
+    assert "voted" in screen and "→ a: best" in screen and "failed" in screen
     assert "consensus · round 1" in screen
+
+
+def test_a_review_shows_the_agent_its_vote_backs_never_the_reply_json():
+    screens = Screens()
+    Orchestrator(offline_team(), subscribers=[screens]).run(TASK)
+    ballots = {e.agent: e.labels for e, _ in screens.frames if isinstance(e, ev.Ballot)}
+    replies = {
+        e.agent: json.loads(e.text)["vote"]
+        for e, _ in screens.frames
+        if isinstance(e, ev.AgentAnswered) and e.phase == "review"
+    }
+    # each reviewer saw the answers shuffled its own way: one label means different agents
+    assert {ballots[a][label] for a, label in replies.items()} == {"bob"}
+    assert len(set(replies.values())) > 1
+    for agent in ("ada", "bob", "cy"):
+        rows = screens.rows_of(agent)
+        assert not any('"vote"' in r or '{"' in r or '"reason"' in r for r in rows), rows
+        assert any(" voting… " in r for r in rows)
+        # the vote shows as it streams: the agent first, then the reason growing
+        partial = [r for r in rows if re.search(r"→ bob: c[a-z ]*\s+~\d+", r)]
+        assert partial and not all("correct and complete" in r for r in partial)
+        assert re.search(r"voted\s+→ bob: correct and complete", rows[-1])
+    assert "votes ada→bob, bob→bob, cy→bob" in screens.frames[-1][1]
+
+
+def test_a_revision_streams_as_its_text():
+    revise = json.dumps({"revise": 'Paris, "the City of Light".'})
+    sim = ReplayBackend(
+        rules=[
+            {"match": "You are Cy.*<answer label=", "reply": revise},
+            {"match": "<answer label=", "reply": '{"vote": "{label_containing:Paris}"}'},
+            {"match": "You are Ada", "reply": "Paris."},
+            {"match": "You are Cy", "reply": "Lyon."},
+        ],
+        stream_chunk=4,
+    )
+    agents = [Agent(n.lower(), sim, role=f"You are {n}.") for n in ("Ada", "Cy")]
+    screens = Screens()
+    Orchestrator(agents, subscribers=[screens]).run(TASK)
+    rows = screens.rows_of("cy")
+    assert any(re.search(r"revising: Paris, \"the", r) for r in rows)
+    assert not any('"revise"' in r or '{"' in r for r in rows), rows
+    assert re.search(r'revised\s+Paris, "the City of Light"\.', rows[-1])
+
+
+def test_review_note_reads_a_reply_as_far_as_it_has_streamed():
+    labels = {"A": "bob", "B": "ada"}
+    assert review_note('{"vo', labels) == ""
+    assert review_note('{"vote": "A", "reas', labels) == "→ bob"
+    assert review_note('{"vote": "[b]", "reason": "say \\"hi\\', labels) == '→ ada: say "hi'
+    assert review_note('{"vote": "Z"}', labels) == "→ answer Z"
+    assert review_note('{"revise": "line one\\nline \\u00', labels) == "revising: line one\nline "
+
+
+def test_tokens_count_up_while_a_turn_streams_then_become_the_providers_figure():
+    screens = Screens()
+    result = Orchestrator(offline_team(chunk=3), subscribers=[screens]).run(TASK)
+    shown: list[str] = []
+    for e, screen in screens.frames:
+        row = screens.row(screen, "bob")
+        tokens = row.split()[-3]
+        if isinstance(e, ev.TokenDelta) and e.agent == "bob":
+            shown.append(tokens)
+        if isinstance(e, ev.AgentAnswered) and e.agent == "bob" and e.phase == "answer":
+            assert tokens == str(e.usage.total_tokens)  # the provider's figure, no "~"
+            break
+    counts = [int(t.lstrip("~")) for t in shown]
+    assert all(t.startswith("~") for t in shown) and counts[0] > 0
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+    assert result.usage.total_tokens == sum(
+        int(screens.row(screens.frames[-1][1], a).split()[-3]) for a in ("ada", "bob", "cy")
+    )
+
+
+def test_the_text_column_never_moves_and_retries_say_why():
+    calls = {"n": 0}
+
+    def flaky(request):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise RateLimited("rate limited", provider="fake", status=429)
+        return scripted("Paris is the capital.")(request)
+
+    agents = [
+        Agent("ada", FunctionBackend(flaky), role="You are ada."),
+        Agent("bob", FunctionBackend(scripted("It is Paris.")), role="You are bob."),
+        Agent("christopher", FunctionBackend(failing()), role="You are christopher."),
+    ]
+    screens = Screens(width=110)
+    Orchestrator(agents, max_retries=3, retry_delay=0.001, subscribers=[screens]).run(TASK)
+    retry_rows = [
+        screens.row(s, "ada")
+        for e, s in screens.frames
+        if isinstance(e, ev.AgentRetrying) and e.agent == "ada"
+    ]
+    assert re.search(r"retrying ↻1\s+retry 1/3 in 0\.0s: \[fake 429\] rate limited", retry_rows[0])
+    assert "retry 2/3 in" in retry_rows[1] and "↻2" in retry_rows[1]
+    starts = set()
+    for _, screen in screens.frames:
+        lines = screen.splitlines()
+        header = next(line for line in lines if line.startswith("│ agent "))
+        text_at = header.index("text")
+        starts.add((text_at, header.index("status"), header.index("tokens")))
+        for line in lines[2:-1]:
+            assert line[text_at - 2 : text_at] == "  ", (line, header)  # the status fits
+    assert len(starts) == 1
+    status_at, text_at = next(iter(starts))[1], next(iter(starts))[0]
+    assert text_at - status_at == STATUS_WIDTH + 2
+
+
+def _slow_offline(tmp_path: Path, latency: float) -> Path:
+    text = (ROOT / "configs" / "offline.yaml").read_text()
+    text = re.sub(r"latency: [0-9.]+", f"latency: {latency}", text)
+    path = tmp_path / "offline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_in_a_terminal_a_consensus_streams_tokens_and_votes_by_name(tmp_path):
+    config = _slow_offline(tmp_path, 1.0)
+    with Terminal("run", "--no-record", str(config), TASK, cwd=tmp_path) as term:
+        term.until(lambda ls: any(re.search(r"│ bob\s+answering\s+Paris.*~\d+", x) for x in ls))
+        screen = term.shows("→ bob: corr")
+        assert not any('{"vote"' in line for line in screen)
+        assert term.wait() == 0
+        final = term.text()
+    assert len(borders(final.splitlines(), "╭─ consensus")) == 1
+    assert re.search(r"│ cy\s+voted\s+→ bob: correct and complete\s+\d+ ", final)
+    assert "final answer · bob" in final and "Paris is the capital of France" in final
+
+
+def test_ctrl_c_prints_the_panel_and_interrupted_once_and_gives_the_terminal_back(tmp_path):
+    config = _slow_offline(tmp_path, 30)
+    with Terminal("run", "--no-record", str(config), TASK, cwd=tmp_path) as term:
+        term.until(lambda ls: any(re.search(r"│ bob\s+answering\s+Paris", x) for x in ls))
+        term.type(b"\x03")
+        assert term.wait() == 130
+        lines = term.lines()
+        assert term.echoes()  # typing shows again at the prompt
+    text = "\n".join(lines)
+    assert len(borders(lines)) == 1, text
+    assert len(re.findall(r"interrupted", text)) == 1, text
+    assert re.search(r"^interrupted: 0 round\(s\)", text, re.M)
+    assert re.search(r"│ bob\s+stopped\s+Paris", text) and "^C" not in text
+
+
+def test_piped_stderr_says_interrupted_once(tmp_path):
+    config = _slow_offline(tmp_path, 30)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "run", "--no-record", str(config), TASK],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    first, deadline = b"", time.monotonic() + 30
+    while not first.endswith(b"\n"):  # "run <id>: consensus with ..." once the run started
+        assert select.select([proc.stderr], [], [], max(0, deadline - time.monotonic()))[0]
+        first += os.read(proc.stderr.fileno(), 1)
+    assert first.startswith(b"run ")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.decode().count("interrupted") == 1, err

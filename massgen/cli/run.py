@@ -84,6 +84,8 @@ def run_command(
     except Interrupted:
         if recorder is not None and recorder.written:
             print(f"partial run record: {recorder.written}", file=sys.stderr)
+        if getattr(view, "ended", False):
+            return INTERRUPTED  # its summary line already says "interrupted: ..."
         raise
     finally:
         close = getattr(view, "close", None)

@@ -6,6 +6,8 @@ piped runs fast.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,16 +19,28 @@ from rich.text import Text
 
 from massgen import events as ev
 from massgen.display.plain import summary
-from massgen.display.state import ViewState
+from massgen.display.state import STATUS, ViewState
 
 STYLE = {
+    **dict.fromkeys(STATUS.values(), "cyan"),  # a turn in flight
     "waiting": "dim",
-    "answering": "cyan",
     "reviewing": "magenta",
+    "reviewed": "magenta",
     "failed": "bold red",
+    "fallback": "red",
+    "retrying": "red",
+    "stopped": "dim",
     "revised": "yellow",
     "tool": "yellow",
 }
+
+STATUS_WIDTH = 14
+"""The status column never changes width, so the text beside it never moves: a status word
+and the retry and tool counters (``answering ↻2⚙3``), cut beyond that."""
+TOKENS_WIDTH = 7
+COST_WIDTH = 8
+# Around the text column: the panel's border and padding (4), two spaces between columns (8).
+_FRAME = 12
 
 
 class LiveView:
@@ -36,6 +50,11 @@ class LiveView:
         self.console = console or Console(stderr=True)
         self.state = ViewState()
         self.show_final = show_final
+        self.ended = False
+        """Whether the run's end (its summary line) has been shown."""
+        # Keys typed during the run, Ctrl-C's "^C" included, would be echoed into the view
+        # and push it down a line: its top border would be left behind, printed twice.
+        self._restore_echo = _echo_off(self.console)
         # Live pulls a fresh rendering 12 times a second; events only update the state,
         # so a burst of token deltas costs nothing extra.
         self.live = Live(console=self.console, get_renderable=self.render, refresh_per_second=12)
@@ -47,6 +66,7 @@ class LiveView:
             self.live.refresh()
             self.close()
             self.console.print(Text(summary(e.result), style="dim"))
+            self.ended = True
             if self.show_final and e.result.final_answer:
                 title = f"final answer · {e.result.winner}" if e.result.winner else "final answer"
                 self.console.print(
@@ -55,21 +75,29 @@ class LiveView:
 
     def render(self) -> Any:
         s = self.state
+        rows = list(s.rows.values())
+        name_width = max([5, *(len(r.name) for r in rows)])
+        text_width = max(
+            8, self.console.width - _FRAME - name_width - STATUS_WIDTH - TOKENS_WIDTH - COST_WIDTH
+        )
         table = Table(expand=True, box=None, pad_edge=False)
-        table.add_column("agent", style="bold", no_wrap=True)
-        table.add_column("status", no_wrap=True)
+        table.add_column("agent", style="bold", no_wrap=True, width=name_width)
+        table.add_column("status", no_wrap=True, overflow="ellipsis", width=STATUS_WIDTH)
         table.add_column("text", ratio=1, overflow="ellipsis", no_wrap=True)
-        table.add_column("tokens", justify="right")
-        table.add_column("cost", justify="right")
-        for row in list(s.rows.values()):
-            style = next((v for k, v in STYLE.items() if row.status.startswith(k)), "green")
-            status = row.status + (f" ↻{row.retries}" if row.retries else "")
-            status += f" ⚙{row.tool_calls}" if row.tool_calls else ""
-            table.add_row(
-                row.name,
+        table.add_column("tokens", justify="right", no_wrap=True, width=TOKENS_WIDTH)
+        table.add_column("cost", justify="right", no_wrap=True, width=COST_WIDTH)
+        for row in rows:
+            style = STYLE.get(row.status, "green")
+            marks = (f"↻{row.retries}" if row.retries else "") + (
+                f"⚙{row.tool_calls}" if row.tool_calls else ""
+            )
+            status = f"{row.status} {marks}" if marks else row.status
+            tokens = f"~{row.token_estimate}" if row.pending else str(row.tokens)
+            table.add_row(  # Text, not str: "[openai 429]" in a reply is not markup
+                Text(row.name),
                 Text(status, style=style),
-                s.tail(row),
-                str(row.tokens),
+                Text(s.shown(row, text_width)),
+                tokens,
                 f"${row.cost:.4f}",
             )
         head = f"{s.strategy or 'run'} · round {s.round} · {s.elapsed:.1f}s"
@@ -82,3 +110,43 @@ class LiveView:
     def close(self) -> None:
         if self.live.is_started:
             self.live.stop()
+        self._restore_echo()
+
+
+def _echo_off(console: Console) -> Callable[[], None]:
+    """Stop the terminal echoing typed keys while the view is on screen; return what turns
+    the echo back on (safe to call more than once). Does nothing unless both the view and
+    standard input are a terminal."""
+    if not console.is_terminal:
+        return _nothing
+    try:
+        import termios
+    except ImportError:  # Windows
+        return _nothing
+    try:
+        fd = sys.stdin.fileno()
+        before = termios.tcgetattr(fd)
+    except (termios.error, AttributeError, ValueError, OSError):
+        return _nothing  # stdin closed, replaced, or not a terminal
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:
+        return _nothing
+    done = False
+
+    def restore() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            try:
+                termios.tcsetattr(fd, termios.TCSADRAIN, before)
+            except termios.error:
+                pass
+
+    return restore
+
+
+def _nothing() -> None:
+    pass

@@ -16,11 +16,15 @@ class PlainView:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
+        self.ended = False
+        """Whether the run's end (its summary line) has been written."""
 
     def __call__(self, e: ev.Event) -> None:
         line = self.describe(e)
         if line:
             print(line, file=self.stream, flush=True)
+        if isinstance(e, ev.RunEnded):
+            self.ended = True
 
     def describe(self, e: ev.Event) -> str | None:
         match e:
@@ -34,7 +38,8 @@ class PlainView:
                     f"${e.cost:.4f}, {e.latency:.2f}s{cached}"
                 )
             case ev.AgentRetrying():
-                return f"  {e.agent} retry {e.attempt} in {e.wait:.1f}s: {e.error}"
+                of = f"/{e.limit}" if e.limit else ""
+                return f"  {e.agent} retry {e.attempt}{of} in {e.wait:.1f}s: {e.error}"
             case ev.ToolCalled():
                 return f"  {e.agent} calls {e.tool} {e.args}"
             case ev.ToolResult():

@@ -14,6 +14,7 @@ accounted like a local agent's. The worker needs no store, the run no provider k
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from massgen.agents.agent import Agent
     from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
+
+
+log = logging.getLogger(__name__)
 
 
 class RemoteHandle:
@@ -108,11 +112,23 @@ class RemoteHandle:
             feed.open(key, self.name, on_delta, tool_listener.get())
             payload["stream"] = {"to": feed.id, "key": key}
         shown, heard = "", set[tuple[str, str]]()
+        started = time.perf_counter()
         try:
             reply = await self._client.request(self.name, payload, timeout=self.timeout)
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "turn agent=%s phase=%s round=%d run=%s worker=%s status=%s seconds=%.3f",
+                self.name,
+                turn.phase,
+                turn.round,
+                self.run or "-",
+                reply.get("worker") or "-",
+                "error" if "error" in reply else "ok",
+                time.perf_counter() - started,
+            )
         if "error" in reply:
             if "folded" in reply:  # the summary was written before the answer failed: keep it
                 await self._store_summary(folded_from_dict(reply["folded"]))

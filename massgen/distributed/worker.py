@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import socket
 import textwrap
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
+_HOST = socket.gethostname()
 
 #: Every hosted LLM agent has this capability, besides its own ones.
 LLM = "llm"
@@ -146,6 +148,11 @@ class HostedAgent(BusAgent):
         self.failed = 0
         self._on_turn = on_turn
 
+    @property
+    def address(self) -> str:
+        """This instance, as the run's log names the worker a turn went to: host/instance."""
+        return f"{_HOST}/{self.instance_id}"
+
     def get_metadata(self) -> dict[str, Any]:
         return {
             **super().get_metadata(),
@@ -178,8 +185,8 @@ class HostedAgent(BusAgent):
         await self._publish()
         retries: list[str] = []
 
-        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
-            retries.append(f"retry {attempt} after {wait:.1f}s ({error})")
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
         pump = self._pump(message.payload.get("stream"))
         token = retry_listener.set(on_retry)
@@ -232,17 +239,17 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply: dict[str, Any]
+        reply: dict[str, Any] = {"worker": self.address}
         if isinstance(outcome, Completion):
             self.processed += 1
-            reply = {"completion": completion_to_dict(outcome)}
+            reply["completion"] = completion_to_dict(outcome)
             if folded is not None:
                 reply["folded"] = folded_to_dict(folded)
             if events := tool_events_to_list(heard or []):
                 reply["events"] = events
         else:
             self.failed += 1
-            reply = {"error": error_to_dict(outcome)}
+            reply["error"] = error_to_dict(outcome)
             if folded is not None:
                 reply["folded"] = folded_to_dict(folded)
             report = dataclasses.replace(report, error=_short(outcome))

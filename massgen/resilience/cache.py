@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
+from massgen.resilience.requestlog import current_agent
 from massgen.types import (
     Completion,
     CompletionRequest,
@@ -266,13 +267,26 @@ class CachingBackend(Backend):
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
 
+    def _count(self, key: str | None, hit: Completion | None) -> None:
+        if hit is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "cache %s agent=%s key=%s%s",
+                "miss" if hit is None else "hit",
+                current_agent.get() or "-",
+                key[: len(KEY_PREFIX) + len(self.namespace) + 13] if key else "-",
+                f" model={hit.model} tokens={hit.usage.total_tokens} saved" if hit else "",
+            )
+
     async def complete(self, request: CompletionRequest) -> Completion:
         key = self.key_for(request)
         hit = await self._lookup(key)
+        self._count(key, hit)
         if hit is not None:
-            self.hits += 1
             return hit
-        self.misses += 1
         completion = await self.inner.complete(request)
         await self._remember(key, completion)
         return completion
@@ -280,13 +294,12 @@ class CachingBackend(Backend):
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         key = self.key_for(request)
         hit = await self._lookup(key)
+        self._count(key, hit)
         if hit is not None:
-            self.hits += 1
             for delta in pieces(hit.text):
                 yield StreamChunk(delta=delta)
             yield StreamChunk(completion=hit)
             return
-        self.misses += 1
         async for chunk in self.inner.stream(request):
             if chunk.completion is not None:
                 # Store before handing it on: the consumer may stop iterating after it.

@@ -12,16 +12,23 @@ tenacity's attempt context cannot do safely (it would swallow the generator's ex
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
+from massgen.resilience.requestlog import current_agent, current_attempt
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
-RetryListener = Callable[[int, float, BaseException], None]
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RetryListener = Callable[[int, int, float, BaseException], None]
+"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
 
 #: Set by whoever runs a turn (the run context) to hear about retries of *its* request;
 #: a context variable because one backend serves several agents at once.
@@ -72,16 +79,25 @@ class RetryingBackend(Backend):
         if attempt > self.policy.max_retries or not retryable(error):
             raise error
         wait = self.policy.delay(attempt, error, self._rng)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s",
+                current_agent.get() or "-",
+                attempt,
+                self.policy.max_retries,
+                wait,
+                str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
+            )
         listener = retry_listener.get()
         if listener is not None:
-            listener(attempt, wait, error)
+            listener(attempt, self.policy.max_retries, wait, error)
         await asyncio.sleep(wait)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 0
         while True:
             try:
-                return await self.inner.complete(request)
+                return await _numbered(attempt, self.inner.complete, request)
             except ProviderError as error:
                 attempt += 1
                 await self._pause(attempt, error)
@@ -90,7 +106,7 @@ class RetryingBackend(Backend):
         attempt = 0
         while True:
             try:
-                async for chunk in self.inner.stream(request):
+                async for chunk in _numbered(attempt, self.inner.stream, request):
                     yield chunk
                 return
             except ProviderError as error:
@@ -99,3 +115,17 @@ class RetryingBackend(Backend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _numbered(
+    retries: int, call: Callable[[CompletionRequest], T], request: CompletionRequest
+) -> T:
+    """``call(request)``, told it is attempt ``retries + 1`` (the request log reads the
+    attempt when it is called: only the call, never the wait, is inside the context)."""
+    if not retries:
+        return call(request)
+    token = current_attempt.set(retries + 1)
+    try:
+        return call(request)
+    finally:
+        current_attempt.reset(token)

@@ -72,6 +72,8 @@ class Consensus:
         for voter in ctx.live:
             view = self._view(voter, ctx, rnd)
             views[voter] = view
+            if ctx.listening:
+                ctx.emit(ev.Ballot(agent=voter, round=rnd, labels=dict(view)))
             own = next(label for label, agent in view.items() if agent == voter)
             tools = ctx.handles[voter].supports_tools
             prompt = prompts.review_prompt(

@@ -100,8 +100,12 @@ class RunContext:
 
         on_delta = emit_delta if self.stream else None
 
-        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
-            self.emit(ev.AgentRetrying(agent=seat, attempt=attempt, wait=wait, error=_short(error)))
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            self.emit(
+                ev.AgentRetrying(
+                    agent=seat, attempt=attempt, wait=wait, error=_short(error), limit=limit
+                )
+            )
 
         token = retry_listener.set(on_retry)
         tools_token = tool_listener.set(self._tool_event)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen.errors import ToolError
+from massgen.resilience.requestlog import current_agent
 from massgen.tools.base import Tool
 from massgen.types import CompletionRequest, ToolCall, ToolSpec
 
@@ -116,9 +117,16 @@ class ToolBox:
             log.warning("tool %s raised %s", call.name, type(e).__name__, exc_info=True)
             return self._failed(call, f"{type(e).__name__}: {e}", started)
         limit = found.max_output
-        return ToolOutcome(
-            call, True, output, fence(call.name, output, limit), time.perf_counter() - started
-        )
+        took = time.perf_counter() - started
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "tool %s agent=%s ok duration=%.3fs output=%d chars",
+                call.name,
+                current_agent.get() or "-",
+                took,
+                len(output),
+            )
+        return ToolOutcome(call, True, output, fence(call.name, output, limit), took)
 
     async def call_all(self, calls: Sequence[ToolCall]) -> list[ToolOutcome]:
         """Run calls concurrently; outcomes in the order of ``calls``."""
@@ -129,4 +137,13 @@ class ToolBox:
     def _failed(self, call: ToolCall, message: str, started: float) -> ToolOutcome:
         message = message[:2000]
         content = fence(call.name, "error: " + message, 2100)
-        return ToolOutcome(call, False, message, content, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "tool %s agent=%s failed duration=%.3fs error=%s",
+                call.name,
+                current_agent.get() or "-",
+                took,
+                message.splitlines()[0][:300] if message else "-",
+            )
+        return ToolOutcome(call, False, message, content, took)
