@@ -105,3 +105,22 @@ def test_long_and_deep_expressions_are_refused() -> None:
         evaluate("-" * 300 + "1")
     with pytest.raises(ToolError):
         evaluate("(" * 300 + "1" + ")" * 300)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["-" * 99_999 + "1", "1+" * 49_999 + "1", "(" * 5_000 + "1" + ")" * 5_000, "2**" * 9_000 + "2"],
+)
+def test_raised_limits_still_bound_the_parse(expression: str) -> None:
+    # With max_length raised, a long run of operators used to escape as MemoryError or
+    # RecursionError from Python's parser; it must be a tool error like any other refusal.
+    settings = CalculatorSettings(max_length=100_000, max_nodes=2_000)
+    with pytest.raises(ToolError):
+        evaluate(expression, settings)
+
+
+def test_deep_but_small_expression_is_refused_before_the_evaluator_recurses() -> None:
+    settings = CalculatorSettings(max_length=100_000, max_nodes=2_000)
+    with pytest.raises(ToolError, match="levels deep"):
+        evaluate("-" * 900 + "1", settings)
+    assert evaluate("-" * 150 + "1", settings) == 1

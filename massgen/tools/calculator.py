@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -48,7 +49,7 @@ class CalculatorSettings(ToolSettings):
     """Largest ``n`` for ``factorial``, ``comb`` and ``perm``."""
     max_length: int = Field(default=500, ge=1, le=100_000)
     """Longest expression, in characters."""
-    max_nodes: int = Field(default=200, ge=1)
+    max_nodes: int = Field(default=200, ge=1, le=2000)
     """Most syntax nodes in an expression."""
     time_limit: float = Field(default=0.1, gt=0, le=10)
     """Seconds one evaluation may take."""
@@ -80,15 +81,40 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
         raise ToolError(f"expression longer than {s.max_length} characters")
     if "\x00" in expression:
         raise ToolError("NUL byte in expression")
+    # Python's parser recurses (and allocates) per level: a long run of ``-`` or ``1+`` can
+    # exhaust its stack or memory before the tree exists to be counted. Every operator,
+    # number and name becomes at least one node, so counting them first bounds the parse.
+    if len(_TOKEN.findall(expression)) > s.max_nodes:
+        raise ToolError(f"expression has more than {s.max_nodes} parts")
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except (SyntaxError, ValueError) as e:
         raise ToolError(
             f"not an arithmetic expression: {e.msg if isinstance(e, SyntaxError) else e}"
         ) from None
+    except (RecursionError, MemoryError):
+        raise ToolError(f"nested more than {MAX_DEPTH} levels deep") from None
     if sum(1 for _ in ast.walk(tree)) > s.max_nodes:
         raise ToolError(f"expression has more than {s.max_nodes} parts")
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ToolError(f"nested more than {MAX_DEPTH} levels deep")
     return _Evaluator(s).run(tree)
+
+
+MAX_DEPTH = 200
+"""Deepest expression tree the (recursive) evaluator walks, far inside Python's stack."""
+
+_TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&|<>=!@]")
+
+
+def _depth(root: ast.AST) -> int:
+    """Height of the tree, found without recursion."""
+    deepest, todo = 0, [(root, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Evaluator:
