@@ -178,3 +178,17 @@ def test_endless_config_is_refused_by_run_and_validate() -> None:
         proc = run_massgen(*args)
         assert proc.returncode == 2, proc.stderr
         assert "/dev/zero" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_session_and_memory_are_usage_errors(tmp_path: Path) -> None:
+    for args, key in (
+        (["session", "show", "nosuch"], "NAME"),
+        (["session", "delete", "nosuch"], "NAME"),
+        (["memory", "clear", "--agent", "nosuch"], "--agent"),
+        (["memory", "list", "--agent", "nosuch"], "--agent"),
+    ):
+        proc = run_massgen(*args, cwd=tmp_path, unset=("MASSGEN_CONFIG",))
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert f"`{key}`" in proc.stderr and "nosuch" in proc.stderr and proc.stdout == ""
+        assert "forgot" not in proc.stdout and "Traceback" not in proc.stderr
+    assert not (tmp_path / ".massgen").exists()  # nothing written

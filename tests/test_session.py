@@ -89,7 +89,7 @@ def test_session_continues_across_processes_sqlite(tmp_path: Path, sim: Provider
     out = runner.invoke(app, ["session", "delete", "chat", "--store", store])
     assert out.exit_code == 0 and "deleted" in out.stdout
     out = runner.invoke(app, ["session", "show", "chat", "--store", store])
-    assert out.exit_code == 1 and "no session" in out.stdout
+    assert out.exit_code == 2 and "no session" in out.stderr and out.stdout == ""
     out = runner.invoke(app, ["session", "list", "--store", store])
     assert out.stdout.strip() == "no sessions"
 

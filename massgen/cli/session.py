@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from massgen.cli.exits import OK
+from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -31,7 +32,12 @@ class Where:
     prefix: str | None = None
 
 
-NOT_FOUND = 1
+def _no_session(name: str) -> ConfigError:
+    return ConfigError(
+        f"no session named {name!r}",
+        key="NAME",
+        hint="`massgen session list` shows the sessions kept",
+    )
 
 
 def target(where: Where) -> tuple[str | Path, str]:
@@ -117,8 +123,7 @@ def session_show(name: str, where: Where, json_out: bool) -> int:
 
     data = _with_store(where, work)
     if data is None:
-        print(f"no session named {name!r}")
-        return NOT_FOUND
+        raise _no_session(name)
     if json_out:
         print(json.dumps(data, ensure_ascii=False))
         return OK
@@ -141,18 +146,27 @@ def session_delete(name: str, where: Where) -> int:
     if _with_store(where, lambda s: Sessions(s).delete(name)):
         print(f"deleted session {name}")
         return OK
-    print(f"no session named {name!r}")
-    return NOT_FOUND
+    raise _no_session(name)
 
 
 # -- long-term memory ---------------------------------------------------------------------------
 async def _logs(s: Store, agent: str | None) -> list[str | None]:
-    """The memories to look at: ``agent``'s, else the team's and every agent's that has one."""
-    if agent:
-        return [agent]
+    """The memories to look at: ``agent``'s, else the team's and every agent's that has one.
+
+    An agent with no memory of its own is a mistake worth saying (a typo would otherwise
+    read as "nothing there"), with the names that have one."""
     from massgen.memory.long_term import AGENT_INDEX
 
     names = dict.fromkeys(r.decode() for r in await s.read(AGENT_INDEX))
+    if agent:
+        if agent not in names:
+            known = ", ".join(names) or "none"
+            raise ConfigError(
+                f"no agent named {agent!r} has a memory of its own",
+                key="--agent",
+                hint=f"agents with one: {known}",
+            )
+        return [agent]
     return [None, *names]
 
 
