@@ -1,7 +1,8 @@
 """Serve recorded provider traffic byte for byte from a loopback HTTP server.
 
-A recording is a file another project committed (a vcrpy YAML cassette, or a raw HTTP
-response ``.http``: status line, headers, blank line, body), copied unchanged beside an
+A recording is a file another project committed (a vcrpy YAML cassette, pydantic-ai's
+variant of one with ``parsed_body``, or a raw HTTP response ``.http``: status line, headers,
+blank line, body), copied unchanged beside an
 ``ORIGINS.toml`` that names where each file came from. :func:`load` reads the responses
 out of one; :class:`ReplayServer` answers each request with the next response, the body's
 bytes exactly as recorded, and can vary how they travel on the wire:
@@ -12,7 +13,10 @@ bytes exactly as recorded, and can vary how they travel on the wire:
   lines (and UTF-8 sequences) in two;
 - ``comments``: an event stream with ``: keep-alive`` comment lines between events (as
   OpenRouter sends ``: OPENROUTER PROCESSING``);
-- ``gzip``: the body gzip-compressed with ``Content-Encoding: gzip`` even if not asked.
+- ``gzip``: the body gzip-compressed with ``Content-Encoding: gzip`` even if not asked;
+- ``deflate``: likewise with ``Content-Encoding: deflate`` (zlib-wrapped, as RFC 9110 says),
+  and ``deflate-raw``: a raw deflate stream under that same header, as some servers send.
+  These two are not in :data:`VARIANTS` (the set every suite runs): ask for them by name.
 
 The recorded ``Content-Length``, ``Transfer-Encoding``, ``Content-Encoding`` and
 ``Connection`` headers describe the original exchange, not ours: they are dropped and set
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import socket
 import socketserver
 import threading
 import tomllib
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -38,6 +44,7 @@ import yaml
 
 HERE = Path(__file__).parent
 VARIANTS = ("exact", "crlf", "split", "comments", "gzip")
+EXTRA_VARIANTS = ("deflate", "deflate-raw")
 _HOP = {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 
 
@@ -88,7 +95,9 @@ def _load_http(path: Path) -> Recorded:
     head, _, body = raw.partition(sep)
     lines = head.decode("latin-1").splitlines()
     status = int(lines[0].split()[1])
-    headers = tuple(tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line)
+    headers = tuple(
+        tuple(s.strip() for s in line.split(":", 1)) for line in lines[1:] if ":" in line
+    )
     return Recorded(path.name, status, headers, body)  # type: ignore[arg-type]
 
 
@@ -108,7 +117,7 @@ def _body_bytes(body: Any) -> bytes:
 
 
 def _load_cassette(path: Path) -> list[Recorded]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)  # noqa: S506 - our own files
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CassetteLoader)
     out = []
     for i, interaction in enumerate(data["interactions"]):
         resp = interaction["response"]
@@ -117,11 +126,17 @@ def _load_cassette(path: Path) -> list[Recorded]:
         for key, values in (resp.get("headers") or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 headers.append((str(key), str(value)))
-        body = resp.get("body")
-        raw = _body_bytes(body)
+        if "parsed_body" in resp:
+            # pydantic-ai's cassettes keep a JSON body parsed; its own loader serves it back
+            # as ``json.dumps`` of that value, and so does this one.
+            raw = json.dumps(resp["parsed_body"]).encode()
+        else:
+            raw = _body_bytes(resp.get("body"))
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        out.append(Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request")))
+        out.append(
+            Recorded(f"{path.name}#{i}", status, tuple(headers), raw, interaction.get("request"))
+        )
     return out
 
 
@@ -170,7 +185,7 @@ class ReplayServer:
     def __post_init__(self) -> None:
         if isinstance(self.responses, Recorded):
             self.responses = [self.responses]
-        if self.variant not in VARIANTS:
+        if self.variant not in VARIANTS + EXTRA_VARIANTS:
             raise ValueError(self.variant)
         self._lock = threading.Lock()
         owner = self
@@ -186,7 +201,11 @@ class ReplayServer:
             allow_reuse_address = True
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # shutdown() waits for the serving loop to look at its flag, once per poll interval
+        # (half a second by default): a short one keeps each test's teardown short.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -235,6 +254,11 @@ class ReplayServer:
         if self.variant == "gzip":
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
+        elif self.variant.startswith("deflate"):
+            raw = self.variant == "deflate-raw"
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+            body = packer.compress(body) + packer.flush()
+            headers.append(("Content-Encoding", "deflate"))
         try:
             phrase = HTTPStatus(rec.status).phrase
         except ValueError:
@@ -243,7 +267,11 @@ class ReplayServer:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", str(len(body))))
-        head = f"HTTP/1.1 {rec.status} {phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        head = (
+            f"HTTP/1.1 {rec.status} {phrase}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            + "\r\n"
+        )
         if self.variant != "split":
             return [head.encode("latin-1") + body]
         pieces = [head.encode("latin-1")]
