@@ -140,7 +140,11 @@ def _load_cassette(path: Path) -> list[Recorded]:
     return out
 
 
-class _CassetteLoader(yaml.SafeLoader):
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader where PyYAML has it: the recordings load at collection, ten times faster."""
+
+
+class _CassetteLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that also reads the ``!!binary`` and python tags vcrpy writes for bodies."""
 
 
