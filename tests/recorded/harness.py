@@ -1,8 +1,9 @@
 """Serve recorded provider traffic byte for byte from a loopback HTTP server.
 
 A recording is a file another project committed (a vcrpy YAML cassette, pydantic-ai's
-variant of one with ``parsed_body``, or a raw HTTP response ``.http``: status line, headers,
-blank line, body), copied unchanged beside an
+variant of one with ``parsed_body``, a raw HTTP response ``.http``: status line, headers,
+blank line, body; or a ``.chunks.txt`` of recorded stream events, one JSON object a line,
+as the Vercel AI SDK keeps them), copied unchanged beside an
 ``ORIGINS.toml`` that names where each file came from. :func:`load` reads the responses
 out of one; :class:`ReplayServer` answers each request with the next response, the body's
 bytes exactly as recorded, and can vary how they travel on the wire:
@@ -78,14 +79,28 @@ def origins(directory: Path) -> dict[str, dict[str, str]]:
 def recordings(provider: str) -> list[Path]:
     """Every recording file of a provider folder (``tests/recorded/<provider>/``)."""
     directory = HERE / provider
-    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml", ".http"})
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in {".yaml", ".yml", ".http"} or p.name.endswith(".chunks.txt")
+    )
 
 
 def load(path: Path) -> list[Recorded]:
     """The responses in one recording file, in order."""
     if path.suffix == ".http":
         return [_load_http(path)]
+    if path.name.endswith(".chunks.txt"):
+        return [_load_chunks(path)]
     return _load_cassette(path)
+
+
+def _load_chunks(path: Path) -> Recorded:
+    """Recorded stream events, one a line: served as the Vercel AI SDK's own tests serve
+    them, each line as one ``data:`` event, then ``data: [DONE]``."""
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    body = b"".join(b"data: " + line + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+    return Recorded(path.name, 200, (("Content-Type", "text/event-stream"),), body)
 
 
 def _load_http(path: Path) -> Recorded:

@@ -39,7 +39,10 @@ class Facts:
 
 def api_of(rec: Recorded) -> str:
     uri = str((rec.request or {}).get("uri") or "")
-    return "responses" if "/responses" in uri else "chat"
+    if uri:
+        return "responses" if "/responses" in uri else "chat"
+    # A recording without its request (a .chunks.txt): Responses events name their type.
+    return "responses" if b'"type":"response.' in rec.body else "chat"
 
 
 def read(rec: Recorded) -> Facts:
