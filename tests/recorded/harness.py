@@ -10,8 +10,8 @@ bytes exactly as recorded, and can vary how they travel on the wire:
 
 - ``exact``: the body in one write, with ``Content-Length``;
 - ``crlf``: an event stream's line ends turned into CRLF (the SSE spec allows CR, LF, CRLF);
-- ``split``: chunked transfer, the body written in pieces of a few bytes that cut ``data:``
-  lines (and UTF-8 sequences) in two;
+- ``split``: chunked transfer, the body written in pieces of 1 to 257 bytes that cut
+  ``data:`` lines (and UTF-8 sequences) in two;
 - ``comments``: an event stream with ``: keep-alive`` comment lines between events (as
   OpenRouter sends ``: OPENROUTER PROCESSING``);
 - ``gzip``: the body gzip-compressed with ``Content-Encoding: gzip`` even if not asked;
@@ -294,12 +294,21 @@ class ReplayServer:
         if self.variant != "split":
             return [head.encode("latin-1") + body]
         pieces = [head.encode("latin-1")]
-        for piece in _pieces(body, 7):
+        for piece in _pieces(body):
             pieces.append(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         pieces.append(b"0\r\n\r\n")
         return pieces
 
 
-def _pieces(data: bytes, size: int) -> Iterator[bytes]:
-    for i in range(0, len(data), size):
+_PIECE_SIZES = (7, 3, 61, 1, 257)
+"""Sizes of the split variant's pieces, in turn: small enough to cut lines, ``data:``
+prefixes and UTF-8 sequences anywhere, large enough that a 200 kB stream is not 30,000
+writes."""
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    i = n = 0
+    while i < len(data):
+        size = _PIECE_SIZES[n % len(_PIECE_SIZES)]
         yield data[i : i + size]
+        i, n = i + size, n + 1

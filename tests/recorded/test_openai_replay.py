@@ -81,8 +81,8 @@ async def test_both_clients_read_the_recording_as_it_says(rec: Recorded, variant
     facts = openai_facts.read(rec)
     request = _request(facts.api)
     outcomes = {}
-    for client in CLIENTS:
-        with ReplayServer([rec], variant=variant) as server:
+    with ReplayServer([rec], variant=variant) as server:  # the one response, to each client
+        for client in CLIENTS:
             outcomes[client] = await _outcome(
                 _backend(rec, server.url, client), request, rec.is_stream
             )
