@@ -13,7 +13,8 @@ Status = Literal["done", "degraded", "failed", "interrupted"]
 @dataclass(frozen=True, slots=True)
 class AgentAnswer:
     """One agent's output for one turn. ``answered_by`` differs from ``agent`` when a
-    fallback agent took the turn."""
+    fallback agent took the turn. ``reasoning`` is the model's reasoning or thinking text
+    where the provider returned it: kept for the record, never part of ``text``."""
 
     agent: str
     phase: str
@@ -25,6 +26,7 @@ class AgentAnswer:
     model: str = ""
     answered_by: str = ""
     cached: bool = False
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

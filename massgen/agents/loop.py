@@ -133,6 +133,7 @@ async def _loop(
     latency = 0.0
     cached = True
     requests = 0
+    thoughts: list[str] = []  # each request's reasoning, kept for the record
 
     def sent() -> tuple[ChatMessage, ...]:
         if not messages:
@@ -143,9 +144,16 @@ async def _loop(
         done = await stream_once(backend, dataclasses.replace(request, messages=sent()), on_delta)
         usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
         requests += done.requests
+        if done.reasoning:
+            thoughts.append(done.reasoning)
         if not done.tool_calls:
             return dataclasses.replace(
-                done, usage=usage, latency=latency, cached=cached, requests=requests
+                done,
+                usage=usage,
+                latency=latency,
+                cached=cached,
+                requests=requests,
+                reasoning="\n\n".join(thoughts),
             )
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
         if on_event is not None:
@@ -185,6 +193,8 @@ async def _loop(
     )
     usage, latency, cached = usage + last.usage, latency + last.latency, cached and last.cached
     requests += last.requests
+    if last.reasoning:
+        thoughts.append(last.reasoning)
     text = last.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
     return dataclasses.replace(
         last,
@@ -195,6 +205,7 @@ async def _loop(
         latency=latency,
         cached=cached,
         requests=requests,
+        reasoning="\n\n".join(thoughts),
     )
 
 

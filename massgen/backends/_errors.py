@@ -9,6 +9,9 @@ so the rules live in one place:
 - any other 4xx -> :class:`BadRequestError` (never retried)
 - timeouts -> :class:`ProviderTimeout`; refused, reset or dropped connections ->
   :class:`ProviderConnectionError`
+- an error object sent inside a 200 response (a stream's error chunk or ``error`` event, a
+  failed Responses object) -> the same table, by the HTTP status it names
+  (:func:`error_in_body`)
 
 Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
 """
@@ -116,6 +119,50 @@ def error_for_status(
     return kind(
         message or f"HTTP {status}", provider=provider, status=status, retry_after=retry_after
     )
+
+
+_CODE_STATUS = {
+    "rate_limit_exceeded": 429,
+    "server_error": 500,
+    "vector_store_timeout": 504,
+    "context_length_exceeded": 400,
+    "invalid_api_key": 401,
+}
+"""HTTP statuses for the string codes OpenAI-style error objects carry without a number."""
+
+
+def error_in_body(
+    error: object,
+    *,
+    provider: str,
+    secret: str | None = None,
+    default_status: int | None = None,
+) -> ProviderError:
+    """The error object a provider sent inside a 200 response, mapped like an HTTP status.
+
+    The status is the one the object names: a numeric ``code`` (OpenRouter's
+    ``{"code": 400, ...}``), ``status_code`` or ``status`` (Groq's), else a known string
+    ``code``, else ``default_status``. With none, it is a plain (retryable)
+    :class:`ProviderError`: nothing says another attempt would fail the same way.
+    """
+    body = error if isinstance(error, Mapping) else {}
+    status = next(
+        (
+            value
+            for key in ("code", "status_code", "status")
+            if isinstance(value := body.get(key), int) and 100 <= value < 600
+        ),
+        None,
+    )
+    if status is None:
+        status = _CODE_STATUS.get(str(body.get("code") or body.get("type") or ""), default_status)
+    message = clean_message(
+        body_message(body) or str(body.get("code") or "") or "the provider reported an error",
+        secret=secret,
+    )
+    if status is None:
+        return ProviderError(message, provider=provider)
+    return error_for_status(status, message, provider=provider)
 
 
 def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:

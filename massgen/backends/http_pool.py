@@ -25,7 +25,9 @@ What it does, and what it leaves out on purpose:
   a connection when ``max_connections`` are all busy (waiters are served first come, first
   served). A timeout raises :class:`TimeoutError`; every other failure (refused, reset,
   closed mid-response, a reply that is not HTTP) raises :class:`TransportError`.
-- No proxies, no redirects, no compression, no HTTP/2, no ``Expect: 100-continue``, no
+- A body sent with ``Content-Encoding: gzip`` or ``deflate`` is decoded as it arrives,
+  streamed or whole: some servers and proxies compress even when the request did not ask.
+- No proxies, no redirects, no other content codings, no HTTP/2, no ``Expect: 100-continue``, no
   ``HEAD`` (a reply is framed as if it has the body its headers announce); line ends in a
   response's head must be ``\r\n``. The caller keeps ``httpx`` for a URL that a proxy
   environment variable applies to (:func:`proxy_for`).
@@ -41,6 +43,7 @@ import ssl
 import time
 import urllib.request
 import weakref
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -171,6 +174,7 @@ class Response:
         "_body",
         "_complete",
         "_conn",
+        "_decoder",
         "_done",
         "_fault",
         "_head",
@@ -196,6 +200,8 @@ class Response:
         self._keep_alive = False
         self._fault = ""
         """Why a callback stopped the parser, for the error :meth:`_feed` raises."""
+        self._decoder: _Decoder | None = None
+        """Set for a gzip or deflate body (``Content-Encoding``)."""
         self.status = 0
         self.headers: dict[str, str] = {}
         """Header names in lower case; of a repeated header, the last value."""
@@ -206,7 +212,19 @@ class Response:
         return self._done and self._keep_alive
 
     async def read_chunk(self) -> bytes | None:
-        """The next piece of the body as it arrives, or ``None`` at its end."""
+        """The next piece of the body as it arrives (decoded if it came compressed), or
+        ``None`` at its end."""
+        decoder = self._decoder
+        if decoder is None:
+            return await self._read_raw()
+        while (data := await self._read_raw()) is not None:
+            if data := decoder.decode(data):
+                return data
+        self._decoder = None
+        return decoder.flush() or None
+
+    async def _read_raw(self) -> bytes | None:
+        """The next piece of the body as it came on the wire, or ``None`` at its end."""
         body = self._body
         while not body:
             if self._complete:
@@ -289,6 +307,9 @@ class Response:
         self.status = status
         self._keep_alive = parser.should_keep_alive()
         self._head = True
+        coding = self.headers.get("content-encoding", "").strip().lower()
+        if coding in _DECODABLE:
+            self._decoder = _Decoder(coding)
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -312,6 +333,45 @@ class Response:
     def aiter_lines(self) -> AsyncIterator[str]:
         """The body's lines (UTF-8, without their ``\\r\\n``, ``\\n`` or ``\\r``) as they arrive."""
         return _Lines(self)
+
+
+_DECODABLE = frozenset({"gzip", "x-gzip", "deflate"})
+
+
+class _Decoder:
+    """Incremental gzip or deflate decoding. ``deflate`` is meant to be zlib-wrapped, but
+    some servers send it raw; the first bytes tell which (as browsers and httpx do)."""
+
+    __slots__ = ("_coding", "_inflate")
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._inflate: zlib._Decompress | None = None
+
+    def decode(self, data: bytes) -> bytes:
+        inflate = self._inflate
+        if inflate is None:
+            if self._coding == "deflate":
+                wrapped = (
+                    len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+                )
+                inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            else:
+                inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._inflate = inflate
+        try:
+            return inflate.decompress(data)
+        except zlib.error as e:
+            raise TransportError(
+                f"invalid HTTP response: a {self._coding} body that does not decode"
+            ) from e
+
+    def flush(self) -> bytes:
+        if self._inflate is None:
+            return b""
+        if not self._inflate.eof:
+            raise TransportError(_INCOMPLETE)
+        return self._inflate.flush()
 
 
 class _Lines:

@@ -15,13 +15,14 @@ base URL, the environment variable holding the key, and whether a key is needed 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
@@ -53,6 +54,11 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 _CALL_FIELDS = ("id", "name", "arguments")
 
+DONE: Final[dict[str, Any]] = {"[DONE]": True}
+"""What a client yields for a Chat Completions stream's ``data: [DONE]``: the server's word
+that the stream is complete, whether or not a chunk carried a ``finish_reason`` (OpenRouter,
+Kimi and other gateways end some streams with ``[DONE]`` alone)."""
+
 _FINISH = {
     "stop": "stop",
     "length": "length",
@@ -73,7 +79,8 @@ class ChatClient(Protocol):
         ...
 
     def stream(self, body: dict[str, Any], seconds: float) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming request: its chunk objects, up to (not including) ``[DONE]``."""
+        """One streaming request: its chunk objects, then :data:`DONE` if the stream ended
+        with ``[DONE]``. An error object inside the stream is raised, mapped like a status."""
         ...
 
     async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -119,6 +126,7 @@ class OpenAIBackend(SDKBackend):
                 hint="use `http` (massgen's own, the default) or `sdk` (the openai package)",
             )
         super().__init__(model, **settings)
+        _check_one_choice(self.params, self.provider)
         # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
         base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = base_url
@@ -193,6 +201,7 @@ class OpenAIBackend(SDKBackend):
 
     def _payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         """The whole JSON body: settings, stream options, then ``params``/``extra`` on top."""
+        _check_one_choice(request.extra, self.provider)
         body = self._body(request)
         if stream:
             body["stream"] = True
@@ -256,11 +265,17 @@ class OpenAIBackend(SDKBackend):
         body = self._payload(request, stream=True)
         started = time.perf_counter()
         answer = _Assembly(body["model"])
-        async with aclosing(self._chat.stream(body, self._timeout(request))) as chunks:
-            async for chunk in chunks:
-                delta = answer.feed(chunk)
-                if delta:
-                    yield StreamChunk(delta=delta)
+        try:
+            async with aclosing(self._chat.stream(body, self._timeout(request))) as chunks:
+                async for chunk in chunks:
+                    delta = answer.feed(chunk)
+                    if delta:
+                        yield StreamChunk(delta=delta)
+        except ProviderError:
+            # An error after the answer said it was finished (OpenRouter sends one after a
+            # `length` finish) cannot take the answer back: keep it. Before that, it stands.
+            if answer.finish is None:
+                raise
         latency = time.perf_counter() - started
         yield StreamChunk(completion=answer.completion(request, latency, provider=self.provider))
 
@@ -331,12 +346,13 @@ def _completion(
     provider: str,
 ) -> Completion:
     """A non-streamed response object as our Completion."""
-    choices = data.get("choices")
-    if not choices:
+    choice = _first_choice(data.get("choices"))
+    if choice is None:
         raise ProviderError("the response held no choices", provider=provider)
-    choice = choices[0]
     message = choice.get("message") or {}
-    calls = tuple(_parse_call(tc) for tc in message.get("tool_calls") or ())
+    calls = tuple(
+        _parse_call(tc, _call_seed(data, i)) for i, tc in enumerate(message.get("tool_calls") or ())
+    )
     text = message.get("content") or ""
     sources, searches = _citations(request, message.get("annotations"))
     return Completion(
@@ -348,7 +364,53 @@ def _completion(
         latency=latency,
         sources=sources,
         server_calls=searches,
+        reasoning=_reasoning(message),
     )
+
+
+def _first_choice(choices: Any) -> Mapping[str, Any] | None:
+    """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
+    for choice in choices or ():
+        if isinstance(choice, Mapping) and (choice.get("index") or 0) == 0:
+            return choice
+    return None
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
+    """A message's (or a delta's) reasoning text: DeepSeek, Kimi and vLLM call it
+    ``reasoning_content``, OpenRouter, Groq and Cerebras ``reasoning``; a server that sends
+    both sends the same text twice, so the first one set is taken."""
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _call_seed(data: Mapping[str, Any], index: int) -> str:
+    """What makes a tool call unique when the provider gave it no id: its response and place."""
+    return f"{data.get('id') or ''}:{data.get('created') or ''}:{index}"
+
+
+def _call_id(given: Any, seed: str, name: str, arguments: str) -> str:
+    """The provider's id, or (Gemini's compatible endpoint sends ``""``) one made from the
+    response, the call's place and its content: the same for the same answer (a replay, a
+    cache hit), different for every other call, so a tool result can be paired with it."""
+    if isinstance(given, str) and given:
+        return given
+    digest = hashlib.sha256(f"{seed}:{name}:{arguments}".encode()).hexdigest()[:24]
+    return f"call_{digest}"
+
+
+def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
+    """``n`` above 1 asks for several answers; an agent turn is one answer."""
+    n = params.get("n")
+    if n is not None and n != 1:
+        raise ConfigError(
+            f"the {provider} backend asks for one answer per turn; `n: {n}` asks for {n}",
+            key="n",
+            hint="remove `n` from params (for several answers, add agents)",
+        )
 
 
 def _citations(
@@ -369,35 +431,45 @@ def _citations(
 
 
 class _Assembly:
-    """A streamed answer put together chunk by chunk: text, tool calls (by index), usage."""
+    """A streamed answer put together chunk by chunk: text, reasoning, tool calls (by index),
+    usage. Only choice 0 is read (we ask for one; see :func:`_check_one_choice`)."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.text: list[str] = []
+        self.reasoning: list[str] = []
         self.calls: dict[int, dict[str, str]] = {}
         self.finish: str | None = None
+        self.done = False
         self.usage = Usage()
         self.annotations: list[Any] = []
+        self.seed = ""
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk in; return its text delta ("" if it has none)."""
+        if chunk is DONE:
+            self.done = True
+            return ""
         self.model = chunk.get("model") or self.model
+        self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
         usage = chunk.get("usage")
         if usage is not None:
             self.usage = _usage(usage)
-        choices = chunk.get("choices")
-        if not choices:
+        choice = _first_choice(chunk.get("choices"))
+        if choice is None:
             return ""
-        choice = choices[0]
         delta = choice.get("delta") or {}
         self.annotations.extend(delta.get("annotations") or ())
+        thought = _reasoning(delta)
+        if thought:
+            self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
             slot = self.calls.setdefault(tc.get("index", 0), dict.fromkeys(_CALL_FIELDS, ""))
             if tc.get("id"):
                 slot["id"] = tc["id"]
             function = tc.get("function")
             if function is not None:
-                slot["name"] += function.get("name") or ""
+                slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
                 slot["arguments"] += function.get("arguments") or ""
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
@@ -410,12 +482,15 @@ class _Assembly:
     def completion(
         self, request: CompletionRequest, latency: float, *, provider: str
     ) -> Completion:
-        """The finished answer; a stream that never said it finished was cut off."""
-        if self.finish is None:
+        """The finished answer. It is finished when a chunk gave a ``finish_reason`` or the
+        stream ended with ``[DONE]``; a stream that did neither was cut off."""
+        if self.finish is None and not self.done:
             raise stream_incomplete(provider)
         calls = tuple(
             ToolCall(
-                id=c["id"] or f"call_{i}", name=c["name"], arguments=parse_arguments(c["arguments"])
+                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
+                name=c["name"],
+                arguments=parse_arguments(c["arguments"]),
             )
             for i, c in sorted(self.calls.items())
         )
@@ -425,12 +500,24 @@ class _Assembly:
             text=text,
             model=self.model,
             usage=usage_or_estimate(self.usage, request, text),
-            finish_reason=_finish(self.finish, bool(calls)),
+            finish_reason=_finish(self.finish or "stop", bool(calls)),
             tool_calls=calls,
             latency=latency,
             sources=sources,
             server_calls=searches,
+            reasoning="".join(self.reasoning),
         )
+
+
+def _name_so_far(name: str, piece: str) -> str:
+    """A tool call's name after one more delta. OpenAI sends the name once; some servers
+    send it again in later deltas (whole, or as the name so far), which must not double it;
+    a server that streams it in pieces gets them joined."""
+    if not name or piece.startswith(name):
+        return piece or name
+    if name.endswith(piece):
+        return name
+    return name + piece
 
 
 def _usage(usage: Mapping[str, Any] | None) -> Usage:
@@ -443,19 +530,19 @@ def _finish(reason: str | None, has_tool_calls: bool) -> str:
     return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
 
 
-def _parse_call(tc: Mapping[str, Any]) -> ToolCall:
+def _parse_call(tc: Mapping[str, Any], seed: str) -> ToolCall:
     function = tc.get("function")
     if function is None:  # a "custom" tool call: free text, not JSON
         custom = tc.get("custom") or {}
-        return ToolCall(
-            id=tc.get("id") or "",
-            name=custom.get("name") or "",
-            arguments={"_raw": custom.get("input") or ""},
-        )
+        name, raw = str(custom.get("name") or ""), str(custom.get("input") or "")
+        call_id = _call_id(tc.get("id"), seed, name, raw)
+        return ToolCall(id=call_id, name=name, arguments={"_raw": raw})
+    name = str(function.get("name") or "")
+    arguments = function.get("arguments")
     return ToolCall(
-        id=tc.get("id") or "",
-        name=function.get("name") or "",
-        arguments=parse_arguments(function.get("arguments")),
+        id=_call_id(tc.get("id"), seed, name, str(arguments or "")),
+        name=name,
+        arguments=parse_arguments(arguments),
     )
 
 

@@ -31,9 +31,11 @@ from massgen.backends._errors import (
     body_message,
     clean_message,
     error_for_status,
+    error_in_body,
     parse_retry_after,
     transport_error,
 )
+from massgen.backends.openai import DONE
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 
 _MAX_CONNECTIONS = 256
@@ -179,24 +181,26 @@ class HTTPChatClient:
                         yield chunk
 
     async def _events(self, lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, Any], None]:
-        """The stream's chunk objects, up to ``[DONE]`` (Chat Completions) or the end of the
-        body (Responses, which sends no ``[DONE]``); the body is then read to its end."""
+        """The stream's chunk objects, then :data:`~massgen.backends.openai.DONE` at
+        ``[DONE]`` (Chat Completions; Responses sends none and ends with the body); the body
+        is then read to its end.
+
+        An error object in the stream (OpenRouter's ``{"error": {"code": 400, ...}}`` chunk,
+        Groq's ``event: error``) is raised as the status it names says, as the SDK's
+        client does (:func:`~massgen.backends._errors.error_in_body`).
+        """
         async with aclosing(_sse_data(lines)) as events:
             async for data in events:
                 if data.startswith("[DONE]"):
                     # Read to the end: HTTP/1.1 reuses only a finished connection.
                     async for _ in events:
                         pass
+                    yield DONE
                     return
                 chunk = self._decode(data)
                 if chunk.get("error"):  # the provider failed after it had started
-                    raise ProviderError(
-                        clean_message(
-                            body_message(chunk) or "An error occurred during streaming",
-                            secret=self._api_key,
-                        ),
-                        provider=self.provider,
-                    )
+                    error = chunk["error"]
+                    raise error_in_body(error, provider=self.provider, secret=self._api_key)
                 yield chunk
 
     def _decode(self, data: bytes | str) -> dict[str, Any]:

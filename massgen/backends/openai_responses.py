@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
-from massgen.backends._errors import clean_message, error_for_status, stream_incomplete
+from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.backends._native import results_text, unique_sources
 from massgen.errors import ProviderError
 from massgen.types import (
@@ -98,9 +98,12 @@ def completion(
     calls: list[ToolCall] = []
     searches: list[ServerToolCall] = []
     found: list[tuple[str, str]] = []
+    thoughts: list[str] = []
     for item in data.get("output") or ():
         kind = item.get("type")
-        if kind == "message":
+        if kind == "reasoning":
+            thoughts += _reasoning_texts(item)
+        elif kind == "message":
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
                     texts.append(str(part.get("text") or ""))
@@ -130,7 +133,25 @@ def completion(
         latency=latency,
         sources=unique_sources([*cited, *found]),
         server_calls=tuple(searches),
+        reasoning="\n\n".join(thoughts),
     )
+
+
+def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
+    """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
+    the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
+    summary = [
+        str(part.get("text") or "")
+        for part in item.get("summary") or ()
+        if isinstance(part, Mapping) and part.get("text")
+    ]
+    if summary:
+        return summary
+    return [
+        str(part.get("text") or "")
+        for part in item.get("content") or ()
+        if isinstance(part, Mapping) and part.get("type") == "reasoning_text" and part.get("text")
+    ]
 
 
 class Assembly:
@@ -144,6 +165,8 @@ class Assembly:
         self.model = model
         self.provider = provider
         self.text: list[str] = []
+        self.summaries: dict[tuple[str, int], str] = {}
+        """Reasoning summary parts by (item, part), from their ``.done`` events."""
         self.final: Mapping[str, Any] | None = None
 
     def feed(self, event: Mapping[str, Any]) -> str:
@@ -153,6 +176,9 @@ class Assembly:
             delta = str(event.get("delta") or "")
             self.text.append(delta)
             return delta
+        if kind in ("response.reasoning_summary_text.done", "response.reasoning_text.done"):
+            key = (str(event.get("item_id") or ""), int(event.get("summary_index") or 0))
+            self.summaries[key] = str(event.get("text") or "")
         if kind in _FINAL_EVENTS:
             self.final = event.get("response") or {}
         elif kind == "response.failed":
@@ -166,21 +192,21 @@ class Assembly:
             raise stream_incomplete(self.provider)
         done = completion(self.final, request, self.model, latency, provider=self.provider)
         if not done.text and self.text:  # a server that leaves the final output empty
-            return dataclasses.replace(done, text="".join(self.text))
+            done = dataclasses.replace(done, text="".join(self.text))
+        if not done.reasoning and self.summaries:  # nor the reasoning items' summaries
+            done = dataclasses.replace(done, reasoning="\n\n".join(self.summaries.values()))
         return done
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
-    """The error a failed response (or an ``error`` event) reports, as ours."""
-    error = error if isinstance(error, Mapping) else {}
-    code = str(error.get("code") or "")
-    message = clean_message(error.get("message") or code or "the response failed")
-    # Mapped like an HTTP status, so retries follow the one table: most codes name a bad
-    # request (a prompt refused, an image it cannot read) that another attempt cannot fix.
-    return error_for_status(_CODE_STATUS.get(code, 400), message, provider=provider)
+    """The error a failed response (or an ``error`` event) reports, as ours.
 
-
-_CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
+    Mapped like an HTTP status, so retries follow the one table: most codes name a bad
+    request (a prompt refused, an image it cannot read) that another attempt cannot fix.
+    """
+    if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
+        error = error["error"]  # an ``error`` event: {"type": "error", "error": {...}}
+    return error_in_body(error, provider=provider, default_status=400)
 
 
 def _citations(annotations: Any) -> list[tuple[str, str]]:

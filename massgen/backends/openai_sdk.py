@@ -2,7 +2,10 @@
 
 Import this module only when that client is chosen: importing the SDK takes about a second.
 It sends the body massgen built as it is and hands the SDK's parsed objects back as plain
-dicts, so the adapter reads both clients' answers with the same code.
+dicts, so the adapter reads both clients' answers with the same code. They are dumped with
+the SDK's serializer warnings off: a provider that sends a value newer than the SDK's types
+(a web search source of ``type: "api"``) is read as sent, not warned about on the user's
+terminal.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from massgen.backends._errors import (
     body_message,
     clean_message,
     error_for_status,
+    error_in_body,
     parse_retry_after,
     transport_error,
 )
-from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from massgen.backends.openai import DONE
+from massgen.errors import ProviderConnectionError, ProviderTimeout
 
 
 class SDKChatClient:
@@ -57,7 +62,7 @@ class SDKChatClient:
             response = await client.chat.completions.create(
                 model=model, messages=messages, extra_body=rest or None, timeout=seconds
             )
-        return response.to_dict()
+        return response.to_dict(warnings=False)
 
     async def stream(
         self, body: dict[str, Any], seconds: float
@@ -71,7 +76,10 @@ class SDKChatClient:
             )
             async with stream:
                 async for chunk in stream:
-                    yield chunk.to_dict()
+                    yield chunk.to_dict(warnings=False)
+        # The SDK ends a stream at `[DONE]` (or, with no word of it, at a body that ends
+        # cleanly; a body cut short raises): to it, and so to us, the stream is complete.
+        yield DONE
 
     async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         """One Responses API request: the response object."""
@@ -81,7 +89,7 @@ class SDKChatClient:
             response = await client.responses.create(
                 model=model, input=items, extra_body=rest or None, timeout=seconds
             )
-        return response.to_dict()
+        return response.to_dict(warnings=False)
 
     async def respond_stream(
         self, body: dict[str, Any], seconds: float
@@ -96,7 +104,7 @@ class SDKChatClient:
             )
             async with stream:
                 async for event in stream:
-                    yield event.to_dict()
+                    yield event.to_dict(warnings=False)
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -116,9 +124,11 @@ class SDKChatClient:
             raise ProviderConnectionError(
                 clean_message(e.message, secret=self._api_key), provider=self.provider
             ) from e
-        except openai.APIError as e:  # an error event inside a stream
-            raise ProviderError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
+        except openai.APIError as e:  # an error object inside a stream: its own status
+            raise error_in_body(
+                e.body if isinstance(e.body, dict) else {"message": e.message},
+                provider=self.provider,
+                secret=self._api_key,
             ) from e
         except Exception as e:
             mapped = transport_error(e, provider=self.provider)

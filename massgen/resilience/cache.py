@@ -154,6 +154,7 @@ def encode_completion(completion: Completion) -> bytes:
                 }
                 for c in completion.server_calls
             ],
+            "reasoning": completion.reasoning,
         }
     )
 
@@ -177,6 +178,7 @@ def decode_completion(blob: bytes, latency: float) -> Completion:
             ServerToolCall(c["id"], c["name"], c["arguments"], bool(c["ok"]), c["output"])
             for c in data["server_calls"]
         ),
+        reasoning=str(data.get("reasoning") or ""),  # entries written before it was kept
     )
 
 

@@ -140,6 +140,7 @@ class RunContext:
                 model=completion.model,
                 answered_by=answered_by,
                 cached=completion.cached,
+                reasoning=completion.reasoning,
             )
         )
         if listening:

@@ -1,20 +1,23 @@
 """Serve recorded provider traffic byte for byte from a loopback HTTP server.
 
-A recording is a file another project committed (a vcrpy YAML cassette, or a raw HTTP
-response ``.http``: status line, headers, blank line, body), copied unchanged beside an
-``ORIGINS.toml`` that names where each file came from. pydantic-ai's cassettes keep JSON
-bodies parsed (``parsed_body``); those are served as ``json.dumps`` of it, the bytes that
-project's own replay sends. :func:`load` reads the responses
+A recording is a file another project committed (a vcrpy YAML cassette, pydantic-ai's
+variant of one with ``parsed_body``, a raw HTTP response ``.http``: status line, headers,
+blank line, body; or a ``.chunks.txt`` of recorded stream events, one JSON object a line,
+as the Vercel AI SDK keeps them), copied unchanged beside an
+``ORIGINS.toml`` that names where each file came from. :func:`load` reads the responses
 out of one; :class:`ReplayServer` answers each request with the next response, the body's
 bytes exactly as recorded, and can vary how they travel on the wire:
 
 - ``exact``: the body in one write, with ``Content-Length``;
 - ``crlf``: an event stream's line ends turned into CRLF (the SSE spec allows CR, LF, CRLF);
-- ``split``: chunked transfer, the body written in pieces of a few bytes that cut ``data:``
-  lines (and UTF-8 sequences) in two;
+- ``split``: chunked transfer, the body written in pieces of 1 to 257 bytes that cut
+  ``data:`` lines (and UTF-8 sequences) in two;
 - ``comments``: an event stream with ``: keep-alive`` comment lines between events (as
   OpenRouter sends ``: OPENROUTER PROCESSING``);
-- ``gzip``: the body gzip-compressed with ``Content-Encoding: gzip`` even if not asked.
+- ``gzip``: the body gzip-compressed with ``Content-Encoding: gzip`` even if not asked;
+- ``deflate``: likewise with ``Content-Encoding: deflate`` (zlib-wrapped, as RFC 9110 says),
+  and ``deflate-raw``: a raw deflate stream under that same header, as some servers send.
+  These two are not in :data:`VARIANTS` (the set every suite runs): ask for them by name.
 
 The recorded ``Content-Length``, ``Transfer-Encoding``, ``Content-Encoding`` and
 ``Connection`` headers describe the original exchange, not ours: they are dropped and set
@@ -31,6 +34,7 @@ import socket
 import socketserver
 import threading
 import tomllib
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,6 +45,7 @@ import yaml
 
 HERE = Path(__file__).parent
 VARIANTS = ("exact", "crlf", "split", "comments", "gzip")
+EXTRA_VARIANTS = ("deflate", "deflate-raw")
 _HOP = {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 
 
@@ -74,14 +79,28 @@ def origins(directory: Path) -> dict[str, dict[str, str]]:
 def recordings(provider: str) -> list[Path]:
     """Every recording file of a provider folder (``tests/recorded/<provider>/``)."""
     directory = HERE / provider
-    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml", ".http"})
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in {".yaml", ".yml", ".http"} or p.name.endswith(".chunks.txt")
+    )
 
 
 def load(path: Path) -> list[Recorded]:
     """The responses in one recording file, in order."""
     if path.suffix == ".http":
         return [_load_http(path)]
+    if path.name.endswith(".chunks.txt"):
+        return [_load_chunks(path)]
     return _load_cassette(path)
+
+
+def _load_chunks(path: Path) -> Recorded:
+    """Recorded stream events, one a line: served as the Vercel AI SDK's own tests serve
+    them, each line as one ``data:`` event, then ``data: [DONE]``."""
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    body = b"".join(b"data: " + line + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+    return Recorded(path.name, 200, (("Content-Type", "text/event-stream"),), body)
 
 
 def _load_http(path: Path) -> Recorded:
@@ -122,8 +141,10 @@ def _load_cassette(path: Path) -> list[Recorded]:
         for key, values in (resp.get("headers") or {}).items():
             for value in values if isinstance(values, list) else [values]:
                 headers.append((str(key), str(value)))
-        if "parsed_body" in resp:  # pydantic-ai's cassettes: JSON kept parsed, sent as json.dumps
-            raw = json.dumps(resp["parsed_body"]).encode("utf-8")
+        if "parsed_body" in resp:
+            # pydantic-ai's cassettes keep a JSON body parsed; its own loader serves it back
+            # as ``json.dumps`` of that value, and so does this one.
+            raw = json.dumps(resp["parsed_body"]).encode()
         else:
             raw = _body_bytes(resp.get("body"))
         if raw[:2] == b"\x1f\x8b":
@@ -134,7 +155,11 @@ def _load_cassette(path: Path) -> list[Recorded]:
     return out
 
 
-class _CassetteLoader(yaml.SafeLoader):
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader where PyYAML has it: the recordings load at collection, ten times faster."""
+
+
+class _CassetteLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that also reads the ``!!binary`` and python tags vcrpy writes for bodies."""
 
 
@@ -179,7 +204,7 @@ class ReplayServer:
     def __post_init__(self) -> None:
         if isinstance(self.responses, Recorded):
             self.responses = [self.responses]
-        if self.variant not in VARIANTS:
+        if self.variant not in VARIANTS + EXTRA_VARIANTS:
             raise ValueError(self.variant)
         self._lock = threading.Lock()
         owner = self
@@ -195,9 +220,10 @@ class ReplayServer:
             allow_reuse_address = True
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        # a short poll: shutdown() waits out one poll interval (0.5 s by default) per server
+        # shutdown() waits for the serving loop to look at its flag, once per poll interval
+        # (half a second by default): a short one keeps each test's teardown short.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
 
     @property
@@ -247,6 +273,11 @@ class ReplayServer:
         if self.variant == "gzip":
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
+        elif self.variant.startswith("deflate"):
+            raw = self.variant == "deflate-raw"
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+            body = packer.compress(body) + packer.flush()
+            headers.append(("Content-Encoding", "deflate"))
         try:
             phrase = HTTPStatus(rec.status).phrase
         except ValueError:
@@ -263,12 +294,21 @@ class ReplayServer:
         if self.variant != "split":
             return [head.encode("latin-1") + body]
         pieces = [head.encode("latin-1")]
-        for piece in _pieces(body, 7):
+        for piece in _pieces(body):
             pieces.append(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         pieces.append(b"0\r\n\r\n")
         return pieces
 
 
-def _pieces(data: bytes, size: int) -> Iterator[bytes]:
-    for i in range(0, len(data), size):
+_PIECE_SIZES = (7, 3, 61, 1, 257)
+"""Sizes of the split variant's pieces, in turn: small enough to cut lines, ``data:``
+prefixes and UTF-8 sequences anywhere, large enough that a 200 kB stream is not 30,000
+writes."""
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    i = n = 0
+    while i < len(data):
+        size = _PIECE_SIZES[n % len(_PIECE_SIZES)]
         yield data[i : i + size]
+        i, n = i + size, n + 1
