@@ -1,0 +1,51 @@
+"""The shim that runs the seed framework's own tests against ``massgen.mas``.
+
+The test files beside this one are mas-framework 0.2.2's, unmodified (see ORIGIN.md). They
+import ``mas``; here that name is ``massgen.mas``. Nothing else about them is changed.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import typing_extensions
+
+import massgen.mas
+from massgen.mas import Agent, MASService
+
+from ..helpers import SHARED_REDIS, clean_prefix
+
+sys.modules.setdefault("mas", massgen.mas)
+if not hasattr(typing, "override"):  # Python 3.11: the tests import it from typing
+    typing.override = typing_extensions.override  # type: ignore[attr-defined]
+
+#: Differences kept on purpose; each is explained in docs/mas.md.
+EXPECTED_FAILURES = {
+    "test_state_persistence": "state comes back typed (42), not as Redis's string '42'",
+    # not yet ported (fixed in the commits that remove them)
+    "test_basic_request_response": "no AgentMessage.expects_reply; request() returns a dict",
+    "test_concurrent_requests": "no AgentMessage.expects_reply; request() returns a dict",
+    "test_request_response_preserves_data": "request() returns a dict, not the reply",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = EXPECTED_FAILURES.get(item.name)
+        if reason is not None and "seed_suite" in str(item.path):
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+@pytest.fixture(autouse=True)
+async def _own_prefix(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Agents and services built with the default prefix use one of this test's own."""
+    prefix = f"test:seed:{uuid.uuid4().hex[:10]}:"
+    for init in (Agent.__init__, MASService.__init__):
+        assert init.__kwdefaults__ is not None and "prefix" in init.__kwdefaults__
+        monkeypatch.setitem(init.__kwdefaults__, "prefix", prefix)
+    yield
+    await clean_prefix(SHARED_REDIS, prefix)
