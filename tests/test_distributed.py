@@ -436,9 +436,9 @@ async def test_stale_and_malformed_turns_are_answered_without_a_provider_call(
     client = BusAgent("asker", redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
     async with worker(host, prefix) as w, client:
         turn = turn_to_dict(Turn("answer", "q"))
-        late = await client.request("ada", {"turn": turn, "deadline": time.time() - 1})
-        bad = await client.request("ada", {"turn": {"phase": 1}})
-        ok = await client.request("ada", {"turn": turn, "deadline": time.time() + 60})
+        late = (await client.request("ada", {"turn": turn, "deadline": time.time() - 1})).payload
+        bad = (await client.request("ada", {"turn": {"phase": 1}})).payload
+        ok = (await client.request("ada", {"turn": turn, "deadline": time.time() + 60})).payload
     expired = error_from_dict(late["error"], "ada")
     assert isinstance(expired, E.TransportError) and "expired" in str(expired)
     assert "malformed turn" in str(error_from_dict(bad["error"], "ada"))

@@ -109,7 +109,8 @@ class RemoteHandle:
             payload["stream"] = {"to": feed.id, "key": key}
         shown, heard = "", set[tuple[str, str]]()
         try:
-            reply = await self._client.request(self.name, payload, timeout=self.timeout)
+            answer = await self._client.request(self.name, payload, timeout=self.timeout)
+            reply = answer.payload
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)

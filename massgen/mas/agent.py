@@ -26,7 +26,7 @@ from massgen.mas.connect import resolve_transport
 from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, random_hex
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict
 from massgen.mas.state import AgentState
@@ -234,11 +234,15 @@ class Agent:
         self,
         target: str,
         payload: dict[str, Any],
-        timeout: float = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
-    ) -> dict[str, Any]:
-        """Ask ``target`` and wait for its reply; return the reply's payload.
+        timeout: float | None = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
+    ) -> AgentMessage:
+        """Ask ``target`` and wait for its reply; return the reply message (its ``payload``
+        holds the answer, ``is_reply`` is true, ``correlation_id`` is the request's id).
 
-        Raises :class:`RequestTimeout` if no reply comes in ``timeout`` seconds and
+        ``timeout`` is 30 seconds by default; ``None`` waits as long as it takes (an LLM
+        turn may take minutes). The target answers with ``message.reply(...)``.
+
+        Raises :class:`RequestTimeout` (a ``TimeoutError``) if no reply comes in time and
         :class:`RemoteError` if the target's handler failed on every delivery.
         """
         self._ensure_running()
@@ -261,7 +265,7 @@ class Agent:
             self._waiting.pop(msg.id, None)
         if reply.error is not None:
             raise RemoteError(target, reply.error)
-        return reply.payload
+        return reply
 
     async def broadcast(
         self, payload: dict[str, Any], capabilities: Sequence[str] | None = None
@@ -306,9 +310,8 @@ class Agent:
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         """What :meth:`AgentMessage.reply` calls."""
-        if message.kind is not MessageKind.REQUEST or not message.reply_to:
-            await self.send(message.sender_id, payload)
-            return True
+        if not message.expects_reply:
+            raise RuntimeError(no_correlation(message))
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
     # building messages --------------------------------------------------------------------

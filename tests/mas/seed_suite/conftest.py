@@ -26,10 +26,6 @@ if not hasattr(typing, "override"):  # Python 3.11: the tests import it from typ
 #: Differences kept on purpose; each is explained in docs/mas.md.
 EXPECTED_FAILURES = {
     "test_state_persistence": "state comes back typed (42), not as Redis's string '42'",
-    # not yet ported (fixed in the commits that remove them)
-    "test_basic_request_response": "no AgentMessage.expects_reply; request() returns a dict",
-    "test_concurrent_requests": "no AgentMessage.expects_reply; request() returns a dict",
-    "test_request_response_preserves_data": "request() returns a dict, not the reply",
 }
 
 

@@ -1,0 +1,97 @@
+"""What code ported from the seed framework relies on (see docs/mas.md).
+
+Each test here failed before massgen.mas matched the framework on that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from massgen.mas import Agent, AgentMessage
+
+from .helpers import Bus, Recorder, until
+
+
+async def test_requests_expect_a_reply_and_plain_messages_do_not(bus: Bus) -> None:
+    seen: list[tuple[str, bool, bool]] = []
+    two = asyncio.Event()
+
+    class Server(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            seen.append((message.payload["what"], message.expects_reply, message.is_reply))
+            if message.expects_reply:
+                await message.reply({"ok": True})
+            if len(seen) == 2:
+                two.set()
+
+    await bus.agent(Server, "server").start()
+    client = bus.agent(Agent, "client")
+    await client.start()
+    await client.send("server", {"what": "note"})
+    reply = await client.request("server", {"what": "question"}, timeout=10)
+    await until(two)
+    assert sorted(seen) == [("note", False, False), ("question", True, False)]
+    assert (reply.is_reply, reply.expects_reply) == (True, False)
+
+
+async def test_request_returns_the_reply_message_like_the_framework(bus: Bus) -> None:
+    await bus.agent(Recorder, "server").start()
+    client = bus.agent(Agent, "client")
+    await client.start()
+    response = await client.request("server", {"data": "x"}, timeout=10)
+    assert isinstance(response, AgentMessage)
+    assert response.payload["echo"] == {"data": "x"}
+    assert (response.sender_id, response.target_id) == ("server", "client")
+
+
+async def test_reply_to_a_plain_message_raises_and_sends_nothing(bus: Bus) -> None:
+    errors: list[BaseException] = []
+
+    class Bad(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            try:
+                await message.reply({"data": "bad"})
+            except RuntimeError as e:
+                errors.append(e)
+            await self.send(message.sender_id, {"done": True})
+
+    await bus.agent(Bad, "bad").start()
+    sender = bus.agent(Recorder, "sender")
+    arrived = sender.expect(1)
+    await sender.start()
+    await sender.send("bad", {"data": "test"})
+    await until(arrived)
+    # had reply() sent anything, it would have reached the sender before "done"
+    assert [m.payload for m in sender.got] == [{"done": True}]
+    [error] = errors
+    assert "does not have correlation ID" in str(error)  # the framework's words, ours now
+    assert str(sender.got[0].sender_id) == "bad"
+
+
+async def test_request_with_no_timeout_waits_until_the_reply(bus: Bus) -> None:
+    release = asyncio.Event()
+    holding = asyncio.Event()
+
+    class Slow(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            holding.set()
+            await release.wait()
+            await message.reply({"late": True})
+
+    await bus.agent(Slow, "slow").start()
+    client = bus.agent(Agent, "client")
+    await client.start()
+    call = asyncio.ensure_future(client.request("slow", {}, timeout=None))
+    await until(holding)
+    assert not call.done()
+    release.set()
+    async with asyncio.timeout(10):
+        response = await call
+    assert response.payload == {"late": True}
+
+
+def test_the_default_request_timeout_is_documented_as_30_seconds() -> None:
+    import inspect
+
+    assert inspect.signature(Agent.request).parameters["timeout"].default == 30.0
+    assert "30 seconds by default" in (Agent.request.__doc__ or "")
