@@ -532,6 +532,8 @@ class Agent:
         ready, idle, answered = self._ready, self._idle, self._answered
         ack_wake = self._ack_wake
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
         while True:
             if not ready:
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -551,9 +553,18 @@ class Agent:
                     msg.context = self
                     try:
                         await self.on_message(msg)
-                    except asyncio.CancelledError:
-                        raise
                     except Exception as e:
+                        await self._failed(d, e)
+                        continue
+                    except (KeyboardInterrupt, SystemExit):
+                        raise  # they stop the event loop, as anywhere in asyncio
+                    except BaseException as e:
+                        # Our stop cancels this task: let that through. Any other
+                        # BaseException (a CancelledError of the handler's own, a test
+                        # framework's outcome, a library's control flow) fails this message
+                        # only; the worker goes on with the next.
+                        if isinstance(e, asyncio.CancelledError) and me.cancelling():
+                            raise
                         await self._failed(d, e)
                         continue
                     if eid in answered:
@@ -566,18 +577,19 @@ class Agent:
                 if not self._active:
                     self._progress.set()
 
-    async def _failed(self, d: Delivery, error: Exception) -> None:
+    async def _failed(self, d: Delivery, error: BaseException) -> None:
         assert d.envelope is not None
         msg = d.envelope.message
         s = self.settings
         log.warning(
-            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s",
+            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s%s",
             self.id,
             msg.id,
             d.attempt,
             s.max_deliveries,
             type(error).__name__,
             error,
+            "" if isinstance(error, Exception) else " (a BaseException; handling goes on)",
         )
         try:
             if d.attempt >= s.max_deliveries:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from massgen.mas import Agent, AgentMessage
 
-from .helpers import Bus, Recorder, until
+from .helpers import Bus, Recorder, until, wait_for
 
 
 async def test_requests_expect_a_reply_and_plain_messages_do_not(bus: Bus) -> None:
@@ -95,3 +97,37 @@ def test_the_default_request_timeout_is_documented_as_30_seconds() -> None:
 
     assert inspect.signature(Agent.request).parameters["timeout"].default == 30.0
     assert "30 seconds by default" in (Agent.request.__doc__ or "")
+
+
+class Abort(BaseException):
+    """Not an Exception: what a test framework's outcome or a library's control flow is."""
+
+
+@pytest.mark.parametrize("raised", [Abort, asyncio.CancelledError])
+async def test_a_handler_raising_a_base_exception_fails_that_message_only(
+    bus: Bus, raised: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[int] = []
+    handled: list[int] = []
+    later = asyncio.Event()
+
+    class Fragile(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload["n"] == 0:
+                attempts.append(message.attempt)
+                raise raised()
+            handled.append(message.payload["n"])
+            if len(handled) == 3:
+                later.set()
+
+    # one worker: had it died, nothing after the first message would be handled
+    await bus.agent(Fragile, "fragile", concurrency=1).start()
+    sender = bus.agent(Agent, "sender")
+    await sender.start()
+    for n in range(4):
+        await sender.send("fragile", {"n": n})
+    await until(later)
+    assert handled == [1, 2, 3]
+    await wait_for(lambda: len(attempts) == 3, what="the failed message's redeliveries")
+    assert attempts == [1, 2, 3]  # redelivered like any failure, then dead-lettered
+    await wait_for(lambda: "BaseException" in caplog.text, what="the log line")
