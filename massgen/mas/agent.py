@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
 
+#: Requests whose reply an agent of this process is committing right now, by request id.
+#: Redis may hand the reply to the requester before it answers the committer; a requester
+#: in the same process waits for the commit's return, so ``request()`` never resumes before
+#: the handler's ``reply()`` has returned, as with the seed framework. Ids are unique, so
+#: agents of different event loops never share an entry; each lives for one commit.
+_COMMITTING: dict[str, asyncio.Future[None]] = {}
+
 
 class Agent:
     """An agent on the bus.
@@ -256,6 +263,9 @@ class Agent:
             try:
                 async with asyncio.timeout(timeout):
                     reply = await fut
+                committing = _COMMITTING.get(msg.id)
+                if committing is not None:  # the answering agent runs in this process
+                    await asyncio.shield(committing)
             except TimeoutError:
                 stored = await self._transport.get_reply(msg.id)
                 if stored is None or not self._accept_reply(stored, target):
@@ -384,13 +394,20 @@ class Agent:
             reply_to=request.reply_to,
             error=error,
         )
-        result = await self._transport.commit_reply(
-            self.id,
-            self.instance_id,
-            request.entry_id,
-            self._seal(reply),
-            ttl=self.settings.reply_ttl,
-        )
+        committed = asyncio.get_running_loop().create_future()
+        _COMMITTING[request.id] = committed
+        try:
+            result = await self._transport.commit_reply(
+                self.id,
+                self.instance_id,
+                request.entry_id,
+                self._seal(reply),
+                ttl=self.settings.reply_ttl,
+            )
+        finally:
+            if _COMMITTING.get(request.id) is committed:
+                del _COMMITTING[request.id]
+            committed.set_result(None)
         if result is not CommitResult.LEASE_LOST and request.entry_id is not None:
             # the commit acknowledged the request: no lease to keep, no ack to send
             self._answered.add(request.entry_id)

@@ -131,3 +131,33 @@ async def test_a_handler_raising_a_base_exception_fails_that_message_only(
     await wait_for(lambda: len(attempts) == 3, what="the failed message's redeliveries")
     assert attempts == [1, 2, 3]  # redelivered like any failure, then dead-lettered
     await wait_for(lambda: "BaseException" in caplog.text, what="the log line")
+
+
+async def test_request_returns_after_the_local_handlers_reply_returned(bus: Bus) -> None:
+    """The seed's tests count handled requests right after request() returns: when both
+    agents share a process, the handler's code after ``reply()`` has run by then (Redis
+    tends to wake the requester's blocked read before it answers the committer)."""
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    class Counting(Agent):
+        handled = 0
+
+        async def on_message(self, message: AgentMessage) -> None:
+            holding.set()
+            await release.wait()  # the requester is blocked reading its replies by now
+            await message.reply({"n": self.handled})
+            self.handled += 1
+
+    server = bus.agent(Counting, "server")
+    client = bus.agent(Agent, "client")
+    await server.start()
+    await client.start()
+    for i in range(20):
+        holding.clear()
+        release.clear()
+        call = asyncio.ensure_future(client.request("server", {}, timeout=10))
+        await until(holding)
+        release.set()
+        response = await call
+        assert (response.payload["n"], server.handled) == (i, i + 1)
