@@ -420,6 +420,15 @@ def test_hosting_an_unknown_agent_suggests_a_name() -> None:
         Worker(team(), ["zzzzzz"], redis_url=SHARED_REDIS)
 
 
+def test_a_worker_lets_running_turns_finish_on_stop() -> None:
+    """The bus cancels handlers at once on stop; a worker keeps its 10 s for LLM turns."""
+    from massgen.distributed.worker import DRAIN_TIMEOUT
+
+    w = Worker(team(), ["ada"], redis_url=SHARED_REDIS)
+    assert DRAIN_TIMEOUT == 10.0
+    assert [a.settings.drain_timeout for a in w.hosted] == [DRAIN_TIMEOUT]
+
+
 def test_a_remote_handle_needs_no_backend() -> None:
     agent = Agent("ada", "openai", model="gpt-4o-mini")
     handle = RemoteHandle(agent, client=None, timeout=1.0, supports_tools=True)  # type: ignore[arg-type]

@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 #: Every hosted LLM agent has this capability, besides its own ones.
 LLM = "llm"
 DEFAULT_CONCURRENCY = 8
+#: On stop, turns already running get this long to finish (the bus default cancels at once).
+DRAIN_TIMEOUT = 10.0
 ROLE_EXCERPT = 60
 """Characters of a role shown in listings (``massgen agents list``)."""
 
@@ -301,7 +303,7 @@ class Worker:
                     hint=did_you_mean(name, orchestrator.agents)
                     or "the team has: " + ", ".join(orchestrator.agents),
                 )
-        base = settings or BusSettings()
+        base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
         bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
         self._transport, self._owns = resolve_transport(
             redis_url, transport=transport, hub=hub, prefix=prefix

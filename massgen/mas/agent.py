@@ -183,18 +183,24 @@ class Agent:
         log.info("agent %s started (instance %s)", self.id, self.instance_id)
 
     async def stop(self) -> None:
-        """Finish handling, acknowledge, run ``on_stop``, leave the registry, disconnect."""
+        """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,
+        leave the registry, disconnect.
+
+        Handlers are cancelled at once unless ``settings.drain_timeout`` gives them time to
+        finish; a cancelled handler's message is delivered again (to a replica, or to this
+        agent when it starts again)."""
         if self.status is not AgentStatus.RUNNING:
             return
         self.status = AgentStatus.STOPPING
         t = self._transport
         await self._cancel(lambda task: task.get_name().endswith(":fetch"))
         # let running handlers finish, then give back what was fetched but never started
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.drain_timeout):
-                while self._ready or self._active:
-                    self._progress.clear()
-                    await self._progress.wait()
+        if self.settings.drain_timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.drain_timeout):
+                    while self._ready or self._active:
+                        self._progress.clear()
+                        await self._progress.wait()
         await self._cancel(lambda task: task.get_name().split(":")[-1].startswith("worker"))
         await self._flush_acks()
         await self._release_all()

@@ -6,12 +6,13 @@ Each test here failed before massgen.mas matched the framework on that point.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
-from massgen.mas import Agent, AgentMessage
+from massgen.mas import Agent, AgentMessage, BusSettings
 
-from .helpers import Bus, Recorder, until, wait_for
+from .helpers import FAST, Bus, Recorder, until, wait_for
 
 
 async def test_requests_expect_a_reply_and_plain_messages_do_not(bus: Bus) -> None:
@@ -161,3 +162,61 @@ async def test_request_returns_after_the_local_handlers_reply_returned(bus: Bus)
         release.set()
         response = await call
         assert (response.payload["n"], server.handled) == (i, i + 1)
+
+
+async def test_stop_cancels_a_waiting_handler_at_once_and_its_message_comes_back(
+    bus: Bus,
+) -> None:
+    holding = asyncio.Event()
+    attempts: list[int] = []
+
+    class Sleeper(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            attempts.append(message.attempt)
+            holding.set()
+            await asyncio.Event().wait()  # a handler waiting for something that never comes
+
+    default = BusSettings()
+    assert default.drain_timeout == 0
+    settings = replace(FAST, drain_timeout=default.drain_timeout)
+    sleeper = bus.agent(Sleeper, "sleeper", settings=settings)
+    await sleeper.start()
+    sender = bus.agent(Agent, "sender")
+    await sender.start()
+    await sender.send("sleeper", {})
+    await until(holding)
+    async with asyncio.timeout(1.5):  # well under FAST's own 2 s drain, let alone 10 s
+        await sleeper.stop()
+    holding.clear()
+    again = bus.agent(Sleeper, "sleeper", settings=settings)
+    await again.start()
+    await until(holding)  # given back at stop, so the next start takes it at once
+    assert attempts == [1, 2]
+
+
+async def test_a_drain_timeout_lets_a_running_handler_finish(bus: Bus) -> None:
+    holding = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    class Slow(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            holding.set()
+            await release.wait()
+            finished.append(message.attempt)
+
+    slow = bus.agent(Slow, "slow", settings=replace(FAST, drain_timeout=30.0))
+    await slow.start()
+    sender = bus.agent(Agent, "sender")
+    await sender.start()
+    await sender.send("slow", {})
+    await until(holding)
+    stopping = asyncio.ensure_future(slow.stop())
+    await wait_for(lambda: slow.status == "stopping", what="stop to begin")
+    assert not stopping.done()
+    release.set()
+    async with asyncio.timeout(10):
+        await stopping
+    assert finished == [1]
+    stats = {s.agent_id: s for s in await bus.transport().inbox_stats()}
+    assert stats["slow"].waiting == 0  # acknowledged, not given back
