@@ -270,7 +270,8 @@ class Worker:
 
     ``agents`` names the ones to host; an unknown name is a
     :class:`~massgen.errors.ConfigError` with a suggestion. The bus is ``redis_url`` (or
-    ``$MASSGEN_REDIS_URL``), a ``transport`` you built, or an in-process ``hub``.
+    ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``), a ``transport`` you built, or
+    an in-process ``hub``.
     ``concurrency`` is how many turns each hosted agent runs at once; a worker fetches no
     more than that, so the rest stays in the inbox for other replicas.
     """

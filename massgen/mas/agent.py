@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from massgen.errors import MassGenError, TransportError
 from massgen.mas import wire
-from massgen.mas.connect import resolve_transport
+from massgen.mas.connect import describe, resolve_transport
 from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
@@ -56,11 +56,16 @@ _COMMITTING: dict[str, asyncio.Future[None]] = {}
 class Agent:
     """An agent on the bus.
 
-    ``redis_url`` (or ``$MASSGEN_REDIS_URL``) puts it on Redis; with neither, or with
-    ``hub``, it joins the in-process bus. ``transport`` shares one you built (the agent then
-    does not close it). ``replica=True`` lets several processes run the same id and share its
-    inbox. ``secret`` (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned,
-    forged, stale and replayed ones. ``concurrency`` is how many messages are handled at once.
+    It runs on Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else
+    ``redis://localhost:6379``, as the seed framework's agents do. For the in-process bus
+    (agents of one event loop, no Redis) pass ``transport=MemoryTransport()``, or
+    ``hub=MemoryHub()`` to keep a group apart. ``transport`` shares one you built (the agent
+    then does not close it); naming two of ``transport``, ``hub`` and ``redis_url`` is a
+    ``ValueError``. The start log line and ``repr`` say which bus is in use.
+
+    ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
+    (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
+    replayed ones. ``concurrency`` is how many messages are handled at once.
     """
 
     def __init__(
@@ -142,8 +147,13 @@ class Agent:
     def transport(self) -> Transport:
         return self._transport
 
+    @property
+    def where(self) -> str:
+        """The bus this agent is on: a Redis URL (password masked) or the in-process bus."""
+        return describe(self._transport)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.id!r}, status={self.status.value})"
+        return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -180,7 +190,7 @@ class Agent:
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
         self.status = AgentStatus.RUNNING
-        log.info("agent %s started (instance %s)", self.id, self.instance_id)
+        log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
     async def stop(self) -> None:
         """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,

@@ -1,7 +1,7 @@
 """Every example of the seed README (mas-framework) runs as written with massgen.mas.
 
-With no redis_url and no $MASSGEN_REDIS_URL the agents share the event loop's in-process
-hub, so the examples run without Redis exactly as they read.
+With no redis_url and no $MASSGEN_REDIS_URL the agents use the Redis at
+redis://localhost:6379, as the seed's do (under a key prefix of each test's own).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from .helpers import until
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MASSGEN_REDIS_URL", raising=False)
-    monkeypatch.delenv("MASSGEN_SECRET", raising=False)
+def _seed(seed_defaults: str) -> None:
+    """Default Redis, a prefix of the test's own, agents stopped after."""
 
 
 async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import sys
 import typing
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import typing_extensions
 
 import massgen.mas
-from massgen.mas import Agent, MASService
-
-from ..helpers import SHARED_REDIS, clean_prefix
 
 sys.modules.setdefault("mas", massgen.mas)
 if not hasattr(typing, "override"):  # Python 3.11: the tests import it from typing
@@ -37,11 +32,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-async def _own_prefix(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    """Agents and services built with the default prefix use one of this test's own."""
-    prefix = f"test:seed:{uuid.uuid4().hex[:10]}:"
-    for init in (Agent.__init__, MASService.__init__):
-        assert init.__kwdefaults__ is not None and "prefix" in init.__kwdefaults__
-        monkeypatch.setitem(init.__kwdefaults__, "prefix", prefix)
-    yield
-    await clean_prefix(SHARED_REDIS, prefix)
+def _seed(seed_defaults: str) -> None:
+    """Every test here runs with :func:`tests.mas.conftest.seed_defaults`."""
