@@ -62,6 +62,16 @@ class AgentMessage:
     )
 
     @property
+    def message_id(self) -> str:
+        """The seed framework's name for :attr:`id`."""
+        return self.id
+
+    @property
+    def timestamp(self) -> float:
+        """The seed framework's name for :attr:`created_at` (epoch seconds)."""
+        return self.created_at
+
+    @property
     def expects_reply(self) -> bool:
         """True for a request (sent with :meth:`Agent.request`): answer it with :meth:`reply`."""
         return self.kind == MessageKind.REQUEST and self.reply_to is not None

@@ -6,6 +6,7 @@ Each test here failed before massgen.mas matched the framework on that point.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -220,3 +221,17 @@ async def test_a_drain_timeout_lets_a_running_handler_finish(bus: Bus) -> None:
     assert finished == [1]
     stats = {s.agent_id: s for s in await bus.transport().inbox_stats()}
     assert stats["slow"].waiting == 0  # acknowledged, not given back
+
+
+async def test_message_id_and_timestamp_keep_the_frameworks_names(bus: Bus) -> None:
+    b = bus.agent(Recorder, "b")
+    arrived = b.expect(1)
+    await b.start()
+    a = bus.agent(Agent, "a")
+    await a.start()
+    before = time.time()
+    await a.send("b", {})
+    await until(arrived)
+    [m] = b.got
+    assert m.message_id == m.id and m.message_id
+    assert m.timestamp == m.created_at and before - 1 <= m.timestamp <= time.time()
