@@ -7,6 +7,9 @@ redis://localhost:6379, as the seed's do (under a key prefix of each test's own)
 from __future__ import annotations
 
 import asyncio
+import re
+import textwrap
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
@@ -234,3 +237,12 @@ async def test_migration_after_example() -> None:
     assert agent.status == "running"
     await agent.stop()
     assert agent.status == "stopped"
+
+
+async def test_the_porting_example_of_docs_mas_md_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "mas.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope: dict[str, object] = {}
+    exec("async def example():\n" + textwrap.indent(code, "    "), scope)
+    await scope["example"]()  # type: ignore[operator]
+    assert capsys.readouterr().out == "rest\n"
