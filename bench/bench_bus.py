@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from massgen.mas import Agent, AgentMessage, BusSettings, MemoryHub  # noqa: E402
+from massgen.mas import Agent, AgentMessage, BusSettings, MemoryHub, MemoryTransport  # noqa: E402
 
 SETTINGS = BusSettings(batch=500, block=1.0)
 
@@ -208,8 +208,7 @@ async def role_many_agents(url: str | None, prefix: str, count: int) -> None:
         Agent(
             f"agent-{i:03d}",
             capabilities=["all", f"group-{i % 10}"],
-            transport=transport,
-            hub=hub,
+            transport=transport or MemoryTransport(hub),
             settings=SETTINGS,
         )
         for i in range(count)

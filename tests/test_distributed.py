@@ -420,6 +420,15 @@ def test_hosting_an_unknown_agent_suggests_a_name() -> None:
         Worker(team(), ["zzzzzz"], redis_url=SHARED_REDIS)
 
 
+def test_a_worker_lets_running_turns_finish_on_stop() -> None:
+    """The bus cancels handlers at once on stop; a worker keeps its 10 s for LLM turns."""
+    from massgen.distributed.worker import DRAIN_TIMEOUT
+
+    w = Worker(team(), ["ada"], redis_url=SHARED_REDIS)
+    assert DRAIN_TIMEOUT == 10.0
+    assert [a.settings.drain_timeout for a in w.hosted] == [DRAIN_TIMEOUT]
+
+
 def test_a_remote_handle_needs_no_backend() -> None:
     agent = Agent("ada", "openai", model="gpt-4o-mini")
     handle = RemoteHandle(agent, client=None, timeout=1.0, supports_tools=True)  # type: ignore[arg-type]
@@ -436,9 +445,9 @@ async def test_stale_and_malformed_turns_are_answered_without_a_provider_call(
     client = BusAgent("asker", redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
     async with worker(host, prefix) as w, client:
         turn = turn_to_dict(Turn("answer", "q"))
-        late = await client.request("ada", {"turn": turn, "deadline": time.time() - 1})
-        bad = await client.request("ada", {"turn": {"phase": 1}})
-        ok = await client.request("ada", {"turn": turn, "deadline": time.time() + 60})
+        late = (await client.request("ada", {"turn": turn, "deadline": time.time() - 1})).payload
+        bad = (await client.request("ada", {"turn": {"phase": 1}})).payload
+        ok = (await client.request("ada", {"turn": turn, "deadline": time.time() + 60})).payload
     expired = error_from_dict(late["error"], "ada")
     assert isinstance(expired, E.TransportError) and "expired" in str(expired)
     assert "malformed turn" in str(error_from_dict(bad["error"], "ada"))

@@ -74,7 +74,10 @@ async def distributed(
 ) -> AsyncIterator[Placement]:
     """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers.
 
-    ``run`` labels this run's requests in the workers' logs (default ``run-<random>``).
+    The bus is ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``),
+    a ``transport`` you built, or an in-process ``hub``: ``massgen run`` without Redis never
+    calls this. ``run`` labels this run's requests in the workers' logs (default
+    ``run-<random>``).
 
     Raises :class:`~massgen.mas.BusAuthError` / :class:`~massgen.mas.BusUnreachable`
     (both ConfigErrors) before anything is sent when Redis refuses or is not there.

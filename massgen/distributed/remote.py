@@ -114,7 +114,8 @@ class RemoteHandle:
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
-            reply = await self._client.request(self.name, payload, timeout=self.timeout)
+            answer = await self._client.request(self.name, payload, timeout=self.timeout)
+            reply = answer.payload
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)

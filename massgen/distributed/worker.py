@@ -71,6 +71,8 @@ _HOST = socket.gethostname()
 #: Every hosted LLM agent has this capability, besides its own ones.
 LLM = "llm"
 DEFAULT_CONCURRENCY = 8
+#: On stop, turns already running get this long to finish (the bus default cancels at once).
+DRAIN_TIMEOUT = 10.0
 ROLE_EXCERPT = 60
 """Characters of a role shown in listings (``massgen agents list``)."""
 
@@ -275,7 +277,8 @@ class Worker:
 
     ``agents`` names the ones to host; an unknown name is a
     :class:`~massgen.errors.ConfigError` with a suggestion. The bus is ``redis_url`` (or
-    ``$MASSGEN_REDIS_URL``), a ``transport`` you built, or an in-process ``hub``.
+    ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``), a ``transport`` you built, or
+    an in-process ``hub``.
     ``concurrency`` is how many turns each hosted agent runs at once; a worker fetches no
     more than that, so the rest stays in the inbox for other replicas.
     """
@@ -308,7 +311,7 @@ class Worker:
                     hint=did_you_mean(name, orchestrator.agents)
                     or "the team has: " + ", ".join(orchestrator.agents),
                 )
-        base = settings or BusSettings()
+        base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
         bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
         self._transport, self._owns = resolve_transport(
             redis_url, transport=transport, hub=hub, prefix=prefix

@@ -1,9 +1,13 @@
-"""massgen.mas: a small peer-to-peer agent runtime, in one process or over Redis.
+"""massgen.mas: a small peer-to-peer agent runtime over Redis, or in one process.
 
 Agents register with capabilities, find each other, send messages, make requests and keep
 typed state. Delivery is at least once (Redis Streams with consumer groups), replies are
 committed once per request, crashed agents leave discovery when their heartbeat expires, and
 with a shared secret every message is signed. It knows nothing of LLMs.
+
+Agents and the service use Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else
+``redis://localhost:6379``; the in-process bus is opt-in (``transport=MemoryTransport()``).
+docs/mas.md lists what differs from the seed framework (mas-framework) it follows.
 
 Importing this package does not import redis; :class:`RedisTransport` is loaded on first use.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from massgen.mas.agent import Agent, agents_from_records
-from massgen.mas.connect import REDIS_URL_ENV, resolve_transport
+from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV, resolve_transport
 from massgen.mas.errors import (
     AgentIdTaken,
     BusAuthError,
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DEFAULT_REDIS_URL",
     "REDIS_URL_ENV",
     "SECRET_ENV",
     "Agent",

@@ -22,11 +22,11 @@ from pydantic import BaseModel
 
 from massgen.errors import MassGenError, TransportError
 from massgen.mas import wire
-from massgen.mas.connect import resolve_transport
+from massgen.mas.connect import describe, resolve_transport
 from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, random_hex
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict
 from massgen.mas.state import AgentState
@@ -45,15 +45,27 @@ log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
 
+#: Requests whose reply an agent of this process is committing right now, by request id.
+#: Redis may hand the reply to the requester before it answers the committer; a requester
+#: in the same process waits for the commit's return, so ``request()`` never resumes before
+#: the handler's ``reply()`` has returned, as with the seed framework. Ids are unique, so
+#: agents of different event loops never share an entry; each lives for one commit.
+_COMMITTING: dict[str, asyncio.Future[None]] = {}
+
 
 class Agent:
     """An agent on the bus.
 
-    ``redis_url`` (or ``$MASSGEN_REDIS_URL``) puts it on Redis; with neither, or with
-    ``hub``, it joins the in-process bus. ``transport`` shares one you built (the agent then
-    does not close it). ``replica=True`` lets several processes run the same id and share its
-    inbox. ``secret`` (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned,
-    forged, stale and replayed ones. ``concurrency`` is how many messages are handled at once.
+    It runs on Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else
+    ``redis://localhost:6379``, as the seed framework's agents do. For the in-process bus
+    (agents of one event loop, no Redis) pass ``transport=MemoryTransport()``, or
+    ``hub=MemoryHub()`` to keep a group apart. ``transport`` shares one you built (the agent
+    then does not close it); naming two of ``transport``, ``hub`` and ``redis_url`` is a
+    ``ValueError``. The start log line and ``repr`` say which bus is in use.
+
+    ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
+    (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
+    replayed ones. ``concurrency`` is how many messages are handled at once.
     """
 
     def __init__(
@@ -135,8 +147,13 @@ class Agent:
     def transport(self) -> Transport:
         return self._transport
 
+    @property
+    def where(self) -> str:
+        """The bus this agent is on: a Redis URL (password masked) or the in-process bus."""
+        return describe(self._transport)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.id!r}, status={self.status.value})"
+        return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -173,21 +190,27 @@ class Agent:
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
         self.status = AgentStatus.RUNNING
-        log.info("agent %s started (instance %s)", self.id, self.instance_id)
+        log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
     async def stop(self) -> None:
-        """Finish handling, acknowledge, run ``on_stop``, leave the registry, disconnect."""
+        """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,
+        leave the registry, disconnect.
+
+        Handlers are cancelled at once unless ``settings.drain_timeout`` gives them time to
+        finish; a cancelled handler's message is delivered again (to a replica, or to this
+        agent when it starts again)."""
         if self.status is not AgentStatus.RUNNING:
             return
         self.status = AgentStatus.STOPPING
         t = self._transport
         await self._cancel(lambda task: task.get_name().endswith(":fetch"))
         # let running handlers finish, then give back what was fetched but never started
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.drain_timeout):
-                while self._ready or self._active:
-                    self._progress.clear()
-                    await self._progress.wait()
+        if self.settings.drain_timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.drain_timeout):
+                    while self._ready or self._active:
+                        self._progress.clear()
+                        await self._progress.wait()
         await self._cancel(lambda task: task.get_name().split(":")[-1].startswith("worker"))
         await self._flush_acks()
         await self._release_all()
@@ -234,11 +257,15 @@ class Agent:
         self,
         target: str,
         payload: dict[str, Any],
-        timeout: float = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
-    ) -> dict[str, Any]:
-        """Ask ``target`` and wait for its reply; return the reply's payload.
+        timeout: float | None = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
+    ) -> AgentMessage:
+        """Ask ``target`` and wait for its reply; return the reply message (its ``payload``
+        holds the answer, ``is_reply`` is true, ``correlation_id`` is the request's id).
 
-        Raises :class:`RequestTimeout` if no reply comes in ``timeout`` seconds and
+        ``timeout`` is 30 seconds by default; ``None`` waits as long as it takes (an LLM
+        turn may take minutes). The target answers with ``message.reply(...)``.
+
+        Raises :class:`RequestTimeout` (a ``TimeoutError``) if no reply comes in time and
         :class:`RemoteError` if the target's handler failed on every delivery.
         """
         self._ensure_running()
@@ -252,6 +279,9 @@ class Agent:
             try:
                 async with asyncio.timeout(timeout):
                     reply = await fut
+                committing = _COMMITTING.get(msg.id)
+                if committing is not None:  # the answering agent runs in this process
+                    await asyncio.shield(committing)
             except TimeoutError:
                 stored = await self._transport.get_reply(msg.id)
                 if stored is None or not self._accept_reply(stored, target):
@@ -261,7 +291,7 @@ class Agent:
             self._waiting.pop(msg.id, None)
         if reply.error is not None:
             raise RemoteError(target, reply.error)
-        return reply.payload
+        return reply
 
     async def broadcast(
         self, payload: dict[str, Any], capabilities: Sequence[str] | None = None
@@ -306,9 +336,8 @@ class Agent:
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         """What :meth:`AgentMessage.reply` calls."""
-        if message.kind is not MessageKind.REQUEST or not message.reply_to:
-            await self.send(message.sender_id, payload)
-            return True
+        if not message.expects_reply:
+            raise RuntimeError(no_correlation(message))
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
     # building messages --------------------------------------------------------------------
@@ -381,13 +410,20 @@ class Agent:
             reply_to=request.reply_to,
             error=error,
         )
-        result = await self._transport.commit_reply(
-            self.id,
-            self.instance_id,
-            request.entry_id,
-            self._seal(reply),
-            ttl=self.settings.reply_ttl,
-        )
+        committed = asyncio.get_running_loop().create_future()
+        _COMMITTING[request.id] = committed
+        try:
+            result = await self._transport.commit_reply(
+                self.id,
+                self.instance_id,
+                request.entry_id,
+                self._seal(reply),
+                ttl=self.settings.reply_ttl,
+            )
+        finally:
+            if _COMMITTING.get(request.id) is committed:
+                del _COMMITTING[request.id]
+            committed.set_result(None)
         if result is not CommitResult.LEASE_LOST and request.entry_id is not None:
             # the commit acknowledged the request: no lease to keep, no ack to send
             self._answered.add(request.entry_id)
@@ -529,6 +565,8 @@ class Agent:
         ready, idle, answered = self._ready, self._idle, self._answered
         ack_wake = self._ack_wake
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
         while True:
             if not ready:
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -548,9 +586,18 @@ class Agent:
                     msg.context = self
                     try:
                         await self.on_message(msg)
-                    except asyncio.CancelledError:
-                        raise
                     except Exception as e:
+                        await self._failed(d, e)
+                        continue
+                    except (KeyboardInterrupt, SystemExit):
+                        raise  # they stop the event loop, as anywhere in asyncio
+                    except BaseException as e:
+                        # Our stop cancels this task: let that through. Any other
+                        # BaseException (a CancelledError of the handler's own, a test
+                        # framework's outcome, a library's control flow) fails this message
+                        # only; the worker goes on with the next.
+                        if isinstance(e, asyncio.CancelledError) and me.cancelling():
+                            raise
                         await self._failed(d, e)
                         continue
                     if eid in answered:
@@ -563,18 +610,19 @@ class Agent:
                 if not self._active:
                     self._progress.set()
 
-    async def _failed(self, d: Delivery, error: Exception) -> None:
+    async def _failed(self, d: Delivery, error: BaseException) -> None:
         assert d.envelope is not None
         msg = d.envelope.message
         s = self.settings
         log.warning(
-            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s",
+            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s%s",
             self.id,
             msg.id,
             d.attempt,
             s.max_deliveries,
             type(error).__name__,
             error,
+            "" if isinstance(error, Exception) else " (a BaseException; handling goes on)",
         )
         try:
             if d.attempt >= s.max_deliveries:

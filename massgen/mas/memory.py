@@ -140,13 +140,14 @@ _DEFAULT_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryHub] =
 
 
 def default_hub() -> MemoryHub:
-    """The hub of the running event loop, used when you give an agent no URL and no hub.
+    """The hub of the running event loop, used by a :class:`MemoryTransport` given no hub.
 
-    This is the one piece of shared state in the runtime, and it is deliberate: the seed's
-    ``Agent("a")`` / ``Agent("b")`` must find each other with no wiring, as they would
-    through one Redis. It is scoped to the event loop (asyncio objects cannot cross loops
-    anyway) and held weakly, so it dies with the loop and each ``asyncio.run`` (or test)
-    starts clean. Pass a :class:`MemoryHub` to opt out.
+    This is the one piece of shared state of the in-process bus, and it is deliberate:
+    ``Agent("a", transport=MemoryTransport())`` and ``Agent("b", transport=MemoryTransport())``
+    find each other with no wiring, as they would through one Redis. It is scoped to the
+    event loop (asyncio objects cannot cross loops anyway) and held weakly, so it dies with
+    the loop and each ``asyncio.run`` (or test) starts clean. Pass a :class:`MemoryHub` to
+    keep a group apart.
     """
     loop = asyncio.get_running_loop()
     hub = _DEFAULT_HUBS.get(loop)
@@ -156,7 +157,11 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
+    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`: the in-process
+    bus, which an agent uses only when you ask for it (``transport=MemoryTransport()``)."""
+
+    #: What logs and reprs show for this bus.
+    where = "the in-process bus"
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self._hub = hub

@@ -61,16 +61,50 @@ class AgentMessage:
         default=None, repr=False, compare=False
     )
 
-    async def reply(self, payload: dict[str, Any]) -> bool:
-        """Answer this request (or, for a plain message, send ``payload`` back to its sender).
+    @property
+    def message_id(self) -> str:
+        """The seed framework's name for :attr:`id`."""
+        return self.id
 
-        For a request, the first committed reply wins: you get ``False`` when a reply was
-        already committed, or when this worker lost its lease on the request (another replica
-        took it over while you were stalled), and your reply is discarded.
+    @property
+    def timestamp(self) -> float:
+        """The seed framework's name for :attr:`created_at` (epoch seconds)."""
+        return self.created_at
+
+    @property
+    def expects_reply(self) -> bool:
+        """True for a request (sent with :meth:`Agent.request`): answer it with :meth:`reply`."""
+        return self.kind == MessageKind.REQUEST and self.reply_to is not None
+
+    @property
+    def is_reply(self) -> bool:
+        """True for the reply to a request (what :meth:`Agent.request` returns)."""
+        return self.kind == MessageKind.REPLY
+
+    async def reply(self, payload: dict[str, Any]) -> bool:
+        """Answer this request.
+
+        The first committed reply wins: you get ``False`` when a reply was already committed,
+        or when this worker lost its lease on the request (another replica took it over while
+        you were stalled), and your reply is discarded.
+
+        Raises ``RuntimeError`` for a message that is not a request (it has no correlation
+        ID to answer): answer a plain message with ``send(message.sender_id, ...)``.
         """
         if self.context is None:
             raise RuntimeError("this message was not received by an agent; nothing to reply to")
+        if not self.expects_reply:
+            raise RuntimeError(no_correlation(self))
         return await self.context.reply_for(self, payload)
+
+
+def no_correlation(message: AgentMessage) -> str:
+    """Why a message that is not a request cannot be replied to."""
+    return (
+        f"cannot reply: message {message.id} ({message.kind.value} from "
+        f"{message.sender_id!r}) does not have correlation ID; only messages sent with "
+        f"request() can be replied to (use send({message.sender_id!r}, ...) instead)"
+    )
 
 
 class IdFactory:

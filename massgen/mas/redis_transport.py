@@ -208,7 +208,8 @@ class RedisTransport:
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
             raise BusUnreachable(
                 f"cannot reach Redis at {self.where}: {type(e).__name__}",
-                hint="is redis-server running, and are host, port and TLS (rediss://) right?",
+                hint="is redis-server running, and are host, port and TLS (rediss://) right? "
+                "(for agents of one process without Redis, pass transport=MemoryTransport())",
             ) from None
         finally:
             await probe.aclose()

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Self
 
 from massgen.errors import ConfigError, TransportError
-from massgen.mas.connect import resolve_transport
+from massgen.mas.connect import describe, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.settings import BusSettings
@@ -62,7 +62,10 @@ class Report:
 
 
 class MASService:
-    """Runs :meth:`check` every ``interval`` seconds until stopped."""
+    """Runs :meth:`check` every ``interval`` seconds until stopped.
+
+    Its bus is chosen as an :class:`~massgen.mas.Agent`'s: Redis at ``redis_url``, else
+    ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``; or ``transport``/``hub``."""
 
     def __init__(
         self,
@@ -85,6 +88,14 @@ class MASService:
         self.last_report = Report()
 
     @property
+    def where(self) -> str:
+        """The bus watched: a Redis URL (password masked) or the in-process bus."""
+        return describe(self._transport)
+
+    def __repr__(self) -> str:
+        return f"MASService(on={self.where!r}, running={self.running})"
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
@@ -95,7 +106,7 @@ class MASService:
             await self._transport.connect()
         self._task = asyncio.ensure_future(self._run())
         self._task.set_name("mas:service")
-        log.info("mas service started (interval %gs)", self.interval)
+        log.info("mas service started on %s (interval %gs)", self.where, self.interval)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -211,7 +222,9 @@ class MASService:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m massgen.mas.service``: run the monitor until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m massgen.mas.service", description=__doc__)
-    parser.add_argument("--redis", help="Redis URL (default: $MASSGEN_REDIS_URL)")
+    parser.add_argument(
+        "--redis", help="Redis URL (default: $MASSGEN_REDIS_URL, else redis://localhost:6379)"
+    )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
     parser.add_argument("-v", "--verbose", action="store_true")

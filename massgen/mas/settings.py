@@ -38,9 +38,10 @@ class BusSettings:
     """Dead-letter streams keep about this many newest entries."""
     trim_every: int = 1_000
     """Trim an inbox's acknowledged entries after this many acks."""
-    drain_timeout: float = 10.0
+    drain_timeout: float = 0.0
     """On stop, how long handlers already running may take to finish before being cancelled
-    (their messages are then redelivered)."""
+    (their messages are then redelivered). ``0`` cancels them at once, so ``stop()`` returns
+    promptly whatever a handler is waiting for; ``massgen worker`` gives LLM turns 10 s."""
 
     @property
     def reclaim_every(self) -> float:

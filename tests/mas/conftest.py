@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from massgen.mas import Agent, MASService
+
 from .helpers import SHARED_REDIS, Bus, RedisServer, clean_prefix
 
 
@@ -57,3 +59,29 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
         if s.proc is not None and s.proc.poll() is None:
             s.proc.kill()
             s.proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def seed_defaults(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
+    """For code written the seed framework's way (no URL, no prefix): agents and services
+    use the default Redis (``$MASSGEN_REDIS_URL`` unset) under a key prefix of this test's
+    own, and agents a test left running (an assertion failed before ``stop()``) are
+    stopped after it. Yields the prefix."""
+    monkeypatch.delenv("MASSGEN_REDIS_URL", raising=False)
+    monkeypatch.delenv("MASSGEN_SECRET", raising=False)
+    prefix = f"test:seed:{uuid.uuid4().hex[:10]}:"
+    for init in (Agent.__init__, MASService.__init__):
+        assert init.__kwdefaults__ is not None and "prefix" in init.__kwdefaults__
+        monkeypatch.setitem(init.__kwdefaults__, "prefix", prefix)
+    started: list[Agent] = []
+    start = Agent.start
+
+    async def recorded_start(self: Agent) -> None:
+        started.append(self)
+        await start(self)
+
+    monkeypatch.setattr(Agent, "start", recorded_start)
+    yield prefix
+    for agent in started:
+        await agent.stop()
+    await clean_prefix(SHARED_REDIS, prefix)

@@ -49,13 +49,16 @@ async def test_message_to_offline_agent_waits_for_it(bus: Bus) -> None:
     assert sorted(m.payload["x"] for m in b.got) == [1, 2]
 
 
-async def test_request_returns_reply_payload(bus: Bus) -> None:
+async def test_request_returns_the_reply_message(bus: Bus) -> None:
     server = bus.agent(Recorder, "server")
     client = bus.agent(Agent, "client")
     await server.start()
     await client.start()
     replies = await asyncio.gather(*(client.request("server", {"i": i}) for i in range(20)))
-    assert replies == [{"echo": {"i": i}} for i in range(20)]
+    assert [r.payload for r in replies] == [{"echo": {"i": i}} for i in range(20)]
+    assert all(r.is_reply and not r.expects_reply for r in replies)
+    assert all(r.sender_id == "server" and r.target_id == "client" for r in replies)
+    assert len({r.correlation_id for r in replies}) == 20
 
 
 async def test_request_times_out_when_nobody_answers(bus: Bus) -> None:
@@ -78,7 +81,7 @@ async def test_first_reply_wins(bus: Bus) -> None:
     await bus.agent(Twice, "server").start()
     client = bus.agent(Agent, "client")
     await client.start()
-    assert await client.request("server", {}) == {"n": 1}
+    assert (await client.request("server", {})).payload == {"n": 1}
     await until(both)
     assert outcomes == [True, False]
 

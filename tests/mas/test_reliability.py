@@ -129,7 +129,7 @@ async def test_r1_kill9_worker_with_100_in_flight(
     b = redis_bus.agent(FastReplica, "work", replica=True, settings=replica_settings())
     b.handled = []
     await b.start()
-    results = await asyncio.gather(*calls)
+    results = [r.payload for r in await asyncio.gather(*calls)]
     assert sorted(r["i"] for r in results) == list(range(100))  # 0 lost
     assert {r["worker"] for r in results} == {"B"}
     assert sorted(b.handled) == list(range(100))  # each handled once by the survivor
@@ -152,7 +152,7 @@ async def test_r5_paused_worker_late_replies_are_refused(
     b = redis_bus.agent(FastReplica, "work", replica=True, settings=replica_settings())
     b.handled = []
     await b.start()
-    results = await asyncio.gather(*calls)
+    results = [r.payload for r in await asyncio.gather(*calls)]
     assert sorted(r["i"] for r in results) == list(range(20))
     assert {r["worker"] for r in results} == {"B"}
 

@@ -189,7 +189,7 @@ async def test_bus_over_tls_with_a_password(
     try:
         arrived = echo.expect(3)
         await me.send_many([("echo", {"i": i}) for i in range(2)])
-        assert await me.request("echo", {"i": 2}, timeout=5) == {"echo": {"i": 2}}
+        assert (await me.request("echo", {"i": 2}, timeout=5)).payload == {"echo": {"i": 2}}
         await asyncio.wait_for(arrived.wait(), 5)
         assert sorted(m.payload["i"] for m in echo.got) == [0, 1, 2]
     finally:

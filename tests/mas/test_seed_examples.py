@@ -1,12 +1,15 @@
 """Every example of the seed README (mas-framework) runs as written with massgen.mas.
 
-With no redis_url and no $MASSGEN_REDIS_URL the agents share the event loop's in-process
-hub, so the examples run without Redis exactly as they read.
+With no redis_url and no $MASSGEN_REDIS_URL the agents use the Redis at
+redis://localhost:6379, as the seed's do (under a key prefix of each test's own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import textwrap
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
@@ -17,9 +20,8 @@ from .helpers import until
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MASSGEN_REDIS_URL", raising=False)
-    monkeypatch.delenv("MASSGEN_SECRET", raising=False)
+def _seed(seed_defaults: str) -> None:
+    """Default Redis, a prefix of the test's own, agents stopped after."""
 
 
 async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,3 +237,12 @@ async def test_migration_after_example() -> None:
     assert agent.status == "running"
     await agent.stop()
     assert agent.status == "stopped"
+
+
+async def test_the_porting_example_of_docs_mas_md_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "mas.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope: dict[str, object] = {}
+    exec("async def example():\n" + textwrap.indent(code, "    "), scope)
+    await scope["example"]()  # type: ignore[operator]
+    assert capsys.readouterr().out == "rest\n"
