@@ -102,6 +102,10 @@ async def test_a_session_continues_through_a_worker_as_it_does_locally(sim: Prov
 async def test_a_summary_written_on_the_worker_is_kept_by_the_run(sim: ProviderSimulator):
     team = _team(sim, "{strategy: summary, size: 250}")
     sim.script(Text("SUMMARY-OF-EARLIER-RUNS"), match="Write the updated summary")
+    # each agent's own answer text: the simulator otherwise numbers answers in the order
+    # the two concurrent agents happen to reach it, and that order is not ours to fix
+    sim.script(Text("Ada's answer."), match="You are Ada.")
+    sim.script(Text("Bob's answer."), match="You are Bob.")
     tasks = ["What now?", "And then?"]
     local_store = MemoryStore()
     await _seed(local_store)
