@@ -115,8 +115,7 @@ async def test_a_turn_that_cannot_run_here_fails_at_once_naming_the_worker(
     import asyncio
 
     from massgen.config import load
-    from massgen.distributed import RemoteHandle, distributed
-    from massgen.distributed.remote import WorkerLost
+    from massgen.distributed import RemoteHandle, WorkerLost, distributed
     from massgen.errors import RunError
     from massgen.orchestrator import Orchestrator
 

@@ -167,7 +167,7 @@ class RemoteHandle:
         """
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, "still no live worker")
+                return await self._here(turn, on_delta, f"{self._gone_workers()} gone")
             self._gone = False
         memory = self.agent.memory
         try:
@@ -205,7 +205,7 @@ class RemoteHandle:
                 self._client.request(self.name, payload, timeout=self.timeout)
             )
             if answer is None:  # no live worker any more
-                raise _NoWorker(f"{', '.join(self._workers) or 'its worker'} gone")
+                raise _NoWorker(f"{self._gone_workers()} gone")
             reply = answer.payload
         finally:
             if feed is not None:
@@ -268,6 +268,9 @@ class RemoteHandle:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, MassGenError):
                     await task
+
+    def _gone_workers(self) -> str:
+        return ", ".join(self._workers) or "its worker"
 
     def _tell(self, note: str) -> None:
         log.info("agent %s: %s", self.name, note)
