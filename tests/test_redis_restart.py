@@ -113,3 +113,31 @@ async def test_a_redis_restart_fails_no_turn(
         assert [k async for k in client.scan_iter(match="restart:ratelimit:*")]
     finally:
         await client.aclose()
+
+
+async def test_a_longer_outage_counts_here_then_shares_again(
+    private_redis: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the client's retries, the limit is counted in this process (a warning), and in
+    Redis again once it is back (another warning); no request fails meanwhile."""
+    from massgen.resilience.ratelimit import RateLimit, RedisLimiter
+    from massgen.store.redis_store import redis_client
+
+    server = private_redis()
+    client = redis_client(server.url, retries=1)  # a short budget: the outage outlasts it
+    limiter = RedisLimiter("unused", "longer:", "k", RateLimit(rpm=1000), client=client)
+    limiter.fallback.hold = 0.0  # try Redis again at once (10 s by default)
+    try:
+        with caplog.at_level(logging.WARNING, "massgen.resilience.shared"):
+            assert (await limiter.acquire(1)).id
+            stop(server, signal.SIGKILL)
+            down = await limiter.acquire(1)  # counted here
+            assert "Redis unreachable" in caplog.text and "Redis is back" not in caplog.text
+            await asyncio.to_thread(server.start)
+            up = await limiter.acquire(1)  # and in Redis again
+        assert down.id and up.id
+        assert "Redis unreachable" in caplog.text and "Redis is back" in caplog.text
+        assert await client.zcard(limiter.keys[0]) == 1  # the new Redis holds the last one
+    finally:
+        await limiter.aclose()
+        await client.aclose()
