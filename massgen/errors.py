@@ -13,6 +13,7 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     │   └── ProviderConnectionError  connection refused, reset or dropped
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
+    │   └── ServiceUnreachable   Redis did not answer when a command started (exit 69)
     └── RunError                 a run could not produce an answer
         ├── AgentFailed          one agent failed after its retries
         └── Interrupted          the user stopped the run (Ctrl-C)
@@ -117,6 +118,18 @@ class ToolError(MassGenError):
 
 class TransportError(MassGenError):
     """The agent bus or a store failed (Redis unreachable, auth refused, ...)."""
+
+
+class ServiceUnreachable(TransportError):
+    """A service massgen needs (Redis) did not answer when a command started: nothing is
+    wrong with your file, so this is not a :class:`ConfigError`. Start it (or wait for it)
+    and run the command again; the CLI exits with 69 (``EX_UNAVAILABLE``). ``hint`` says
+    what to check; ``str()`` renders it on a second line."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
 
 
 class RunError(MassGenError):

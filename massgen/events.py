@@ -99,6 +99,15 @@ class AgentRetrying(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AgentWaiting(Event):
+    """A turn sent to a worker has none to answer it: ``note`` says what the run sees (the
+    worker silent, or gone) and what it does (waits, runs the turn here, fails it)."""
+
+    agent: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentFailedEvent(Event):
     agent: str
     error: str

@@ -470,13 +470,29 @@ async def test_a_circuit_opened_by_another_process_fails_fast_here(prefix: str):
         await here.aclose()
 
 
-async def test_an_unreachable_redis_is_a_transport_error():
-    state = RedisBreakerState("redis://127.0.0.1:1/0", "test:", "k")
-    breaker = CircuitBreaker("k", state=state)
-    with pytest.raises(TransportError, match="circuit breaker state"):
-        async with breaker.call():
-            pass
-    await breaker.aclose()
+async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
+    caplog: pytest.LogCaptureFixture,
+):
+    from massgen.store.redis_store import redis_client
+
+    client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
+    state = RedisBreakerState("unused", "test:", "k", client=client)
+    breaker = CircuitBreaker("k", BreakerPolicy(failures=2), state=state)
+    inner = Scripted([ProviderError("down", status=503), ProviderError("down", status=503)])
+    wrapped = BreakerBackend(inner, breaker)
+    try:
+        with caplog.at_level(logging.WARNING, "massgen.resilience.shared"):
+            for _ in range(2):  # the calls go through: Redis is not a reason to fail them
+                with pytest.raises(ProviderError, match="down"):
+                    await wrapped.complete(REQ)
+            with pytest.raises(CircuitOpen):  # and the circuit still opens, here
+                await wrapped.complete(REQ)
+        assert inner.calls == 2
+        assert state.fallback.active
+        assert caplog.text.count("Redis unreachable") == 1
+    finally:
+        await breaker.aclose()
+        await client.aclose()
 
 
 class Forgetful(MemoryBreakerState):

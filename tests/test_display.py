@@ -274,3 +274,14 @@ def test_piped_stderr_says_interrupted_once(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert err.decode().count("interrupted") == 1, err
+
+
+def test_a_turn_waiting_for_a_worker_says_so_in_both_views():
+    note = "waiting for a worker: gpu-box pid 4242 silent for 9s"
+    waiting = ev.AgentWaiting(agent="bob", note=note)
+    state = ViewState()
+    state.apply(ev.AgentStarted(agent="bob", phase="answer"))
+    state.apply(waiting)
+    row = state.row("bob")
+    assert (row.status, row.note) == ("no worker", note)
+    assert PlainView().describe(waiting) == f"  bob {note}"

@@ -320,11 +320,34 @@ async def test_the_redis_log_keeps_the_corrected_token_sum_and_expires(prefix: s
         await client.aclose()
 
 
-async def test_an_unreachable_redis_is_a_transport_error():
-    limiter = RedisLimiter("redis://127.0.0.1:1/0", "test:", "k", RateLimit(rpm=1))
-    with pytest.raises(TransportError, match="rate limit"):
-        await limiter.acquire(1)
-    await limiter.aclose()
+async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+):
+    from massgen.store.redis_store import redis_client
+
+    class Waited(Exception):
+        pass
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise Waited
+
+    client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
+    limiter = RedisLimiter("unused", "test:", "k", RateLimit(rpm=1), client=client, sleep=sleep)
+    try:
+        with caplog.at_level(logging.WARNING, "massgen.resilience.shared"):
+            grant = await limiter.acquire(1)  # not failed for Redis: granted here
+            await limiter.settle(grant, 3)
+            with pytest.raises(Waited):
+                await limiter.acquire(1)  # and the limit still holds, in this process
+        assert waits and 59 < waits[0] <= 60
+        assert limiter.fallback.active
+        assert caplog.text.count("Redis unreachable") == 1
+    finally:
+        await limiter.aclose()
+        await client.aclose()
 
 
 async def test_settling_a_grant_made_without_limits_is_a_no_op(prefix: str):

@@ -36,6 +36,7 @@ def list_command(
     bus = BusTarget.resolve(redis, cfg, prefix=prefix)
     columns: Columns
     if bus is not None:
+        bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
         rows = asyncio.run(_live(bus, cfg))
         columns = LIVE_COLUMNS
         title = f"agents on {bus.where} (prefix {bus.prefix})"

@@ -68,6 +68,12 @@ def batch_command(
     max_cost = check_limit(max_cost, "--max-cost")
     config_path = find_config(config)
     cfg = load(config_path)
+    if cfg.redis is not None:  # the cache and shared limits live there
+        from massgen.distributed.target import BusTarget
+
+        shared = BusTarget.resolve(None, cfg)
+        assert shared is not None
+        shared.check()
     listed = read_task_file(tasks_file)
     tasks = listed.tasks
     out = out or tasks_file.with_name(tasks_file.stem + ".results.jsonl")

@@ -8,6 +8,9 @@ from collections.abc import Callable
 import typer
 
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
+UNAVAILABLE = 69
+"""Redis (a service the command needs) did not answer: not your file's fault, try again
+once it is up (``EX_UNAVAILABLE`` of sysexits.h)."""
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -33,7 +36,13 @@ def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
 
 def guarded(fn: Callable[[], int | None]) -> None:
     """Run a command body; map errors to exit codes (see docs/cli.md)."""
-    from massgen.errors import AuthenticationError, ConfigError, Interrupted, MassGenError
+    from massgen.errors import (
+        AuthenticationError,
+        ConfigError,
+        Interrupted,
+        MassGenError,
+        ServiceUnreachable,
+    )
 
     try:
         code = fn() or OK
@@ -43,6 +52,8 @@ def guarded(fn: Callable[[], int | None]) -> None:
         raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
+    except ServiceUnreachable as e:
+        raise fail(str(e), UNAVAILABLE) from None
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None

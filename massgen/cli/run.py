@@ -66,6 +66,8 @@ def run_command(
     task = read_task(task)
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
+    if bus is not None:
+        bus.check()  # before anything is built or written
     overrides: dict[str, object] = {
         "strategy": strategy,
         "max_cost": max_cost,

@@ -38,6 +38,7 @@ def service_command(
         )
     if interval <= 0:
         raise ConfigError("the interval must be positive", key="--interval")
+    bus.check()
     from massgen.cli.logs import log_to_stderr
 
     with log_to_stderr(logging.INFO, "%(asctime)s %(message)s"):

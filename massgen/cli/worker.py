@@ -37,6 +37,7 @@ def worker_command(
     from massgen.distributed.worker import Worker
     from massgen.orchestrator import Orchestrator
 
+    bus.check()
     orchestrator = Orchestrator.from_config(cfg)
     worker = Worker(
         orchestrator,

@@ -13,7 +13,6 @@ import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Discriminator,
@@ -345,16 +344,11 @@ class RedisConfig(ConfigModel):
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        try:
-            scheme = urlsplit(value).scheme
-        except ValueError:
-            scheme = ""
-        if scheme not in ("redis", "rediss", "unix"):
-            raise fail(
-                "redis_url",
-                "must be a `redis://`, `rediss://` or `unix://` URL",
-                hint="e.g. redis://localhost:6379/0",
-            )
+        from massgen.config.redisurl import problem
+
+        wrong = problem(value)
+        if wrong is not None:
+            raise fail("redis_url", wrong[0], hint=wrong[1])
         return value
 
     @property

@@ -29,6 +29,7 @@ STYLE = {
     "failed": "bold red",
     "fallback": "red",
     "retrying": "red",
+    "no worker": "red",
     "stopped": "dim",
     "revised": "yellow",
     "tool": "yellow",

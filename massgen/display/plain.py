@@ -45,6 +45,8 @@ class PlainView:
             case ev.ToolResult():
                 how = "ok" if e.ok else "failed: " + " ".join(e.output.split())[:120]
                 return f"  {e.agent} {e.tool} {how} ({e.duration:.2f}s)"
+            case ev.AgentWaiting():
+                return f"  {e.agent} {e.note}"
             case ev.AgentFailedEvent():
                 what = "dropped" if e.dropped else "handing over to its fallback"
                 return f"  {e.agent} failed ({what}): {e.error}"

@@ -30,7 +30,7 @@ STATUS = {
 }
 """The status of a row while its agent takes a turn of each phase."""
 
-BUSY = frozenset({*STATUS.values(), "retrying", "tool"})
+BUSY = frozenset({*STATUS.values(), "retrying", "tool", "no worker"})
 """Statuses of a turn in flight: when the run ends first (Ctrl-C, a timeout), "stopped"."""
 
 _KEPT = 400  # characters of streamed text a row keeps (it shows the end of them)
@@ -132,6 +132,10 @@ class ViewState:
                 row.status = "retrying"
                 of = f"/{e.limit}" if e.limit else ""
                 row.note = f"retry {e.attempt}{of} in {e.wait:.1f}s: {e.error}"
+            case ev.AgentWaiting():
+                row = self.row(e.agent)
+                row.status = "no worker"
+                row.note = e.note
             case ev.ToolCalled():
                 row = self.row(e.agent)
                 row.tool_calls += 1

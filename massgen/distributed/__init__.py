@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         turn_to_dict,
     )
     from massgen.distributed.connect import CLIENT_ID, Placement, distributed
-    from massgen.distributed.remote import RemoteHandle
+    from massgen.distributed.remote import RemoteHandle, WorkerLost
     from massgen.distributed.target import BusTarget
     from massgen.distributed.timeouts import turn_timeout
     from massgen.distributed.worker import LLM, HostedAgent, TurnReport, Worker
@@ -43,6 +43,7 @@ _EXPORTS = {
     "Placement": "connect",
     "distributed": "connect",
     "RemoteHandle": "remote",
+    "WorkerLost": "remote",
     "BusTarget": "target",
     "turn_timeout": "timeouts",
     "LLM": "worker",
@@ -60,6 +61,7 @@ __all__ = [
     "RemoteHandle",
     "TurnReport",
     "Worker",
+    "WorkerLost",
     "completion_from_dict",
     "completion_to_dict",
     "distributed",

@@ -4,7 +4,9 @@
 team's agents a live worker hosts, and swaps the orchestrator's handles for those to
 :class:`~massgen.distributed.remote.RemoteHandle`; when the block ends the client stops
 and the local handles come back. Nobody hosts an agent? It runs in this process, as it
-would without Redis.
+would without Redis. Its workers all die while a turn waits? The registry says so within
+their heartbeat TTL, and the turn runs in this process too (see
+:class:`~massgen.distributed.remote.RemoteHandle`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from massgen.agents.handle import LocalHandle
 from massgen.distributed.live import LiveFeeds
-from massgen.distributed.remote import RemoteHandle
+from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle
 from massgen.distributed.timeouts import turn_timeout
 from massgen.distributed.worker import LLM, role_digest
 from massgen.mas import Agent as BusAgent
@@ -138,6 +141,10 @@ def _place(
         timeout = meta.get("turn_timeout")
         if not isinstance(timeout, int | float) or timeout <= 0:
             timeout = turn_timeout(None, None, client.settings.lease)  # the run's own lease
+        ttl = meta.get("heartbeat_ttl")
+        if not isinstance(ttl, int | float) or ttl <= 0:
+            ttl = DEFAULT_HEARTBEAT_TTL
+        here = handles.get(name)
         handles[name] = RemoteHandle(
             agent,
             client,
@@ -145,6 +152,9 @@ def _place(
             supports_tools=bool(meta.get("tools", False)),
             run=run,
             live=feeds,
+            local=here if isinstance(here, LocalHandle) else None,
+            heartbeat_ttl=float(ttl),
+            workers=[f"{i['host']} pid {i['pid']}" for i in found.get("instances", [])],
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))

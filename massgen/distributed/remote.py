@@ -13,12 +13,16 @@ accounted like a local agent's. The worker needs no store, the run no provider k
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from massgen import events as ev
 from massgen.agents.agent import OnDelta
 from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
@@ -31,17 +35,80 @@ from massgen.distributed.codec import (
     turn_to_dict,
 )
 from massgen.distributed.live import event_id
-from massgen.errors import TransportError
+from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.memory.short_term import Folded, summary_events
 from massgen.types import Completion
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
+    from massgen.agents.handle import LocalHandle
     from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
 
 
 log = logging.getLogger(__name__)
+
+#: Heartbeat TTL assumed for workers that do not advertise theirs (the bus default).
+DEFAULT_HEARTBEAT_TTL = 15.0
+
+
+class WorkerLost(TransportError):
+    """No live worker hosts the agent any more, and its turn cannot run here.
+    ``workers`` names the ones that were seen last (``host pid N``)."""
+
+    def __init__(self, agent: str, workers: list[str], why: str) -> None:
+        self.agent = agent
+        self.workers = workers
+        gone = ", ".join(workers) or "its worker"
+        super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
+
+
+class _NoWorker(Exception):
+    """Internal: the turn's workers went away while it waited (the message says which)."""
+
+
+def _label(instance: dict[str, Any]) -> str:
+    return f"{instance.get('host', '?')} pid {instance.get('pid', '?')}"
+
+
+class _Watch:
+    """What the registry says about the workers of one agent while a turn waits.
+
+    Polls discovery every ``every`` seconds (a fraction of the workers' heartbeat TTL).
+    A worker whose registry expiry stops moving is silent; once its heartbeat expired it
+    leaves discovery, and with no worker left the agent is gone.
+    """
+
+    def __init__(self, client: BusAgent, agent: str, ttl: float) -> None:
+        self.client = client
+        self.agent = agent
+        self.ttl = ttl
+        self.every = min(3.0, max(0.05, ttl / 5))
+        self.seen: dict[str, tuple[str, float, float]] = {}  # iid -> (label, expires, since)
+
+    async def check(self) -> tuple[list[str], list[str]] | None:
+        """``None`` when the agent has no live worker; else the labels of the silent
+        workers and of all of them. A registry that cannot be read says nothing."""
+        try:
+            found = await self.client.discover()
+        except MassGenError as e:
+            log.debug("agent %s: registry not read: %s", self.agent, e)
+            return [], [label for label, _, _ in self.seen.values()]
+        record = next((a for a in found if a["id"] == self.agent), None)
+        if record is None:
+            return None
+        now = time.monotonic()
+        silent: list[str] = []
+        seen: dict[str, tuple[str, float, float]] = {}
+        for instance in record.get("instances", []):
+            iid, expires, label = instance["instance_id"], instance["expires"], _label(instance)
+            before = self.seen.get(iid)
+            since = before[2] if before is not None and before[1] == expires else now
+            seen[iid] = (label, expires, since)
+            if now - since > self.ttl / 2:  # a heartbeat or more missed
+                silent.append(f"{label} silent for {now - since:.0f}s")
+        self.seen = seen
+        return silent, [label for label, _, _ in seen.values()]
 
 
 class RemoteHandle:
@@ -63,14 +130,22 @@ class RemoteHandle:
         supports_tools: bool,
         run: str = "",
         live: LiveFeeds | None = None,
+        local: LocalHandle | None = None,
+        heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL,
+        workers: list[str] | None = None,
     ) -> None:
         self.agent = agent
         self.name = agent.name
         self.timeout = timeout
         self.run = run
+        self.local = local
+        """Runs the turn in this process when no live worker hosts the agent any more."""
+        self.heartbeat_ttl = heartbeat_ttl
         self._client = client
         self._supports_tools = supports_tools
         self._live = live
+        self._workers = list(workers or [])
+        self._gone = False  # the last turn found no live worker
 
     def __repr__(self) -> str:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
@@ -84,13 +159,25 @@ class RemoteHandle:
 
         Raises the agent's own error, :class:`~massgen.mas.RequestTimeout` when no worker
         answers in time, or :class:`~massgen.mas.RemoteError` when every delivery failed.
+
+        While it waits, the registry is watched: a silent worker is reported (an
+        :class:`~massgen.events.AgentWaiting` event); once no live worker hosts the agent,
+        the turn runs in this process (:attr:`local`), or fails at once with
+        :class:`WorkerLost` naming the workers that went away when it cannot run here.
         """
+        if self._gone:  # the workers were gone last turn: are they back?
+            if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
+                return await self._here(turn, on_delta, f"{self._gone_workers()} gone")
+            self._gone = False
         memory = self.agent.memory
-        if memory.needs_load:
-            async with memory.lock:  # the run's first turn loads the session (and may fold)
-                if await memory.load() and memory.may_fold:
-                    return await self._ask(turn, on_delta, fold=True)
-        return await self._ask(turn, on_delta, fold=False)
+        try:
+            if memory.needs_load:
+                async with memory.lock:  # the run's first turn loads the session (may fold)
+                    if await memory.load() and memory.may_fold:
+                        return await self._ask(turn, on_delta, fold=True)
+            return await self._ask(turn, on_delta, fold=False)
+        except _NoWorker as e:  # outside the memory lock: the local turn takes it
+            return await self._here(turn, on_delta, str(e))
 
     async def _ask(self, turn: Turn, on_delta: OnDelta | None, *, fold: bool) -> Completion:
         agent = self.agent
@@ -114,7 +201,11 @@ class RemoteHandle:
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
-            answer = await self._client.request(self.name, payload, timeout=self.timeout)
+            answer = await self._watched(
+                self._client.request(self.name, payload, timeout=self.timeout)
+            )
+            if answer is None:  # no live worker any more
+                raise _NoWorker(f"{self._gone_workers()} gone")
             reply = answer.payload
         finally:
             if feed is not None:
@@ -149,6 +240,55 @@ class RemoteHandle:
         if "folded" in reply:
             completion = await self._keep(folded_from_dict(reply["folded"]), completion)
         return completion
+
+    async def _watched(self, request: Awaitable[Any]) -> Any:
+        """The request's answer, or ``None`` once the registry shows no live worker of the
+        agent (the request is then abandoned: a worker started later may still take it,
+        and its answer is discarded)."""
+        task = asyncio.ensure_future(request)
+        watch = _Watch(self._client, self.name, self.heartbeat_ttl)
+        told = ""
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=watch.every)
+                if done:
+                    return task.result()
+                seen = await watch.check()
+                if seen is None:
+                    self._gone = True
+                    return None
+                silent, self._workers = seen[0], seen[1] or self._workers
+                if silent and not told:
+                    told = f"waiting for a worker: {'; '.join(silent)}"
+                    self._tell(told)
+                elif not silent:
+                    told = ""
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MassGenError):
+                    await task
+
+    def _gone_workers(self) -> str:
+        return ", ".join(self._workers) or "its worker"
+
+    def _tell(self, note: str) -> None:
+        log.info("agent %s: %s", self.name, note)
+        listener = tool_listener.get()
+        if listener is not None:
+            listener(ev.AgentWaiting(agent=self.name, note=note))
+
+    async def _here(self, turn: Turn, on_delta: OnDelta | None, why: str) -> Completion:
+        """Run the turn in this process, or fail it naming the workers that went away."""
+        local = self.local
+        if local is None:
+            raise WorkerLost(self.name, self._workers, "the run cannot build it here")
+        try:
+            local.backend  # noqa: B018 (built now: a missing key says so before the turn)
+        except ConfigError as e:
+            raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
+        self._tell(f"no live worker ({why}); running the turn here")
+        return await local.ask(turn, on_delta)
 
     async def _keep(self, folded: Folded, completion: Completion) -> Completion:
         """Store the summary the worker wrote and account for it as a local agent would."""

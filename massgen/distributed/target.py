@@ -4,8 +4,10 @@ environment. Resolved once, into one typed value, so every command agrees."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from massgen.errors import ConfigError, ServiceUnreachable
 
 # The bus runtime's own names, repeated so that resolving (usually to "no Redis") does not
 # import it; a test keeps them equal to massgen.mas.REDIS_URL_ENV and DEFAULT_PREFIX.
@@ -24,6 +26,9 @@ class BusTarget:
     url: str
     prefix: str = DEFAULT_PREFIX
     secret: str | None = None
+    origin: tuple[str | None, int | None, str] = field(default=(None, None, ""), compare=False)
+    """Where the URL was given (file, line, key: ``redis.url``, ``--redis`` or
+    ``MASSGEN_REDIS_URL``), so errors about it point there."""
 
     def __repr__(self) -> str:
         return f"BusTarget({self.where!r}, prefix={self.prefix!r})"
@@ -52,9 +57,59 @@ class BusTarget:
         url = flag or (redis.url if redis is not None else None) or os.environ.get(REDIS_URL_ENV)
         if not url:
             return None
+        origin: tuple[str | None, int | None, str]
+        if flag:
+            origin = (None, None, "--redis")
+        elif redis is not None and config is not None:
+            origin = (*config.locate("redis", "url"), "redis.url")
+        else:
+            origin = (None, None, REDIS_URL_ENV)
+        from massgen.config.redisurl import problem
+
+        wrong = problem(url)
+        if wrong is not None:  # the config's own URL was checked when it was loaded
+            raise ConfigError(
+                wrong[0], file=origin[0], line=origin[1], key=origin[2], hint=wrong[1]
+            )
         secret = redis.secret.get_secret_value() if redis and redis.secret else None
         return cls(
             url=url,
             prefix=prefix or (redis.prefix if redis is not None else DEFAULT_PREFIX),
             secret=secret or None,
+            origin=origin,
         )
+
+    def located(self, error: ConfigError) -> ConfigError:
+        """``error`` (about this Redis) pointed at where the URL was given."""
+        if error.file is not None or error.key is not None:
+            return error
+        file, line, key = self.origin
+        return ConfigError(error.message, file=file, line=line, key=key, hint=error.hint)
+
+    def check(self) -> None:
+        """Reach this Redis once, as every command does before it reads or writes anything.
+
+        Raises a :class:`~massgen.errors.ConfigError` pointed at the URL's origin when Redis
+        refuses it (credentials, a database it does not have), and
+        :class:`~massgen.errors.ServiceUnreachable` when nothing answers (exit 69: not a
+        mistake in the file).
+        """
+        import asyncio
+
+        from massgen.mas import RedisTransport
+
+        async def reach() -> None:
+            transport = RedisTransport(self.url, prefix=self.prefix)
+            try:
+                await transport.connect()
+            finally:
+                await transport.close()
+
+        try:
+            asyncio.run(reach())
+        except ConfigError as e:
+            raise self.located(e) from None
+        except ServiceUnreachable as e:
+            file, line, key = self.origin
+            given = f"{file}:{line} " if file and line else ""
+            raise ServiceUnreachable(f"{e.message} ({given}`{key}`)", hint=e.hint) from None

@@ -5,15 +5,19 @@
     ConfigError
     ├── AgentIdTaken        a live agent already has this id (and not both are replicas)
     ├── BusAuthError        Redis refused our credentials, or wants some we did not give
-    └── BusUnreachable      bad Redis URL, or no Redis there when an agent starts
+    └── BusRefused          Redis refused the URL's settings (a database it does not have)
     TransportError
+    ├── ServiceUnreachable
+    │   └── BusUnreachable  no Redis there when an agent starts
     ├── RequestTimeout      no reply to a request in time (also a builtin TimeoutError)
     └── RemoteError         the target's handler failed for good; its error text is kept
+
+A URL that is not a Redis URL is a plain ConfigError.
 """
 
 from __future__ import annotations
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import ConfigError, ServiceUnreachable, TransportError
 
 
 class AgentIdTaken(ConfigError):
@@ -36,8 +40,14 @@ class BusAuthError(ConfigError):
     """Redis refused the connection's credentials. The message never holds the password."""
 
 
-class BusUnreachable(ConfigError):
-    """The Redis URL is invalid, or nothing answered there when the agent started.
+class BusRefused(ConfigError):
+    """Redis answered but refused a setting of the URL (e.g. a database number beyond its
+    ``databases``)."""
+
+
+class BusUnreachable(ServiceUnreachable):
+    """Nothing answered at the Redis URL when the agent started: not a mistake in a config
+    (so not a ConfigError), but a service that is down or out of reach.
 
     Only raised at start: once running, lost connections are retried and surface as
     :class:`~massgen.errors.TransportError`.

@@ -26,9 +26,9 @@ from redis import exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from massgen.errors import MassGenError, TransportError
+from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import scripts, wire
-from massgen.mas.errors import AgentIdTaken, BusAuthError, BusUnreachable
+from massgen.mas.errors import AgentIdTaken, BusAuthError, BusRefused, BusUnreachable
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.resp import RespClient
 from massgen.mas.transport import (
@@ -169,7 +169,7 @@ class RedisTransport:
                 max_connections=max_connections,
             )
         except ValueError as e:
-            raise BusUnreachable(
+            raise ConfigError(
                 f"invalid Redis URL {self.where!r}",
                 hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
             ) from e
@@ -204,7 +204,13 @@ class RedisTransport:
         try:
             await probe.ping()
         except (rexc.AuthenticationError, rexc.NoPermissionError, rexc.ResponseError) as e:
-            raise _translate(e, self.where) from None
+            error = _translate(e, self.where)
+            if isinstance(error, BusAuthError):
+                raise error from None
+            raise BusRefused(  # e.g. SELECT of a database the server does not have
+                f"Redis at {self.where} refused the URL's settings: {e}",
+                hint="check the database number (/0 to /15 on a default server) and the options",
+            ) from None
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
             raise BusUnreachable(
                 f"cannot reach Redis at {self.where}: {type(e).__name__}",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import ConfigError, ServiceUnreachable, TransportError
 from massgen.mas.connect import describe, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
@@ -249,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except ServiceUnreachable as e:  # Redis is down: not a usage error (as `massgen service`)
+        print(f"error: {e}", file=sys.stderr)
+        return 69
     except (ConfigError, TransportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -296,6 +296,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
 
+_LOCAL = object()  # a step that went to the local state: Redis was unreachable
+
+
 class RedisBreakerState:
     """The state in Redis, shared by every process and machine with the same ``key``.
 
@@ -304,6 +307,10 @@ class RedisBreakerState:
     ``probe_timeout``). Pass ``client`` to share one connection pool (it is then not closed
     here). ``opened_at`` is the callers' clock, so use a wall clock (the default) when
     machines share a circuit.
+
+    A lost connection is retried with backoff (a Redis restart only delays a call); while
+    Redis stays unreachable past that, the circuit is kept in this process (see
+    :mod:`massgen.resilience.shared`) rather than failing the call.
     """
 
     def __init__(
@@ -314,34 +321,47 @@ class RedisBreakerState:
         *,
         client: aioredis.Redis | None = None,
     ) -> None:
-        import redis.asyncio as aioredis
         from redis.exceptions import RedisError
 
-        self._owned = client is None
-        from massgen.store.redis_store import REPLY_TIMEOUT
+        from massgen.resilience.shared import LocalFallback, unreachable
+        from massgen.store.redis_store import SHARED_STATE_RETRIES, redis_client
 
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
-            url, socket_timeout=REPLY_TIMEOUT, socket_connect_timeout=5.0
-        )
+        self._owned = client is None
+        self._r: aioredis.Redis = client or redis_client(url, retries=SHARED_STATE_RETRIES)
         self._redis_error = RedisError
+        self._unreachable = unreachable
         self.keys = [f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"]
         self._admit = self._r.register_script(_ADMIT)
         self._failure = self._r.register_script(_FAILURE)
         self._success = self._r.register_script(_SUCCESS)
         self._release = self._r.register_script(_RELEASE)
+        self.local = MemoryBreakerState()
+        """Stands in for Redis while it is unreachable."""
+        self.fallback = LocalFallback(f"circuit breaker {key}")
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer, or ``_LOCAL`` when the step must go to the local state."""
+        if self.fallback.active:
+            return _LOCAL
         try:
-            return await script(keys=keys, args=args)
+            out = await script(keys=keys, args=args)
         except self._redis_error as e:
+            if self._unreachable(e):
+                self.fallback.lost(e)
+                return _LOCAL
             raise TransportError(f"circuit breaker state in Redis: {type(e).__name__}") from e
+        self.fallback.back()
+        return out
 
     async def admit(
         self, now: float, cooldown: float, probe_timeout: float, token: str
     ) -> Admission:
-        state, allowed, left = await self._run(
+        out = await self._run(
             self._admit, self.keys, [repr(now), repr(cooldown), _ms(probe_timeout), token]
         )
+        if out is _LOCAL:
+            return await self.local.admit(now, cooldown, probe_timeout, token)
+        state, allowed, left = out
         return Admission(CircuitState(_text(state)), bool(allowed), float(left) if left else None)
 
     async def record_failure(
@@ -350,20 +370,31 @@ class RedisBreakerState:
         out = await self._run(
             self._failure, self.keys, [repr(now), threshold, token or "", _KEY_TTL_MS]
         )
+        if out is _LOCAL:
+            return await self.local.record_failure(now, threshold, token)
         return CircuitState(_text(out)) if out else None
 
     async def record_success(self, token: str | None) -> CircuitState | None:
         out = await self._run(self._success, self.keys, [token or ""])
+        if out is _LOCAL:
+            return await self.local.record_success(token)
         return CircuitState(_text(out)) if out else None
 
     async def release(self, token: str) -> None:
+        await self.local.release(token)  # a probe the local state admitted
         await self._run(self._release, self.keys[1:], [token])
 
     async def peek(self, now: float, cooldown: float) -> CircuitState:
+        if self.fallback.active:
+            return await self.local.peek(now, cooldown)
         try:
             opened = await self._r.hget(self.keys[0], "opened_at")
         except self._redis_error as e:
+            if self._unreachable(e):
+                self.fallback.lost(e)
+                return await self.local.peek(now, cooldown)
             raise TransportError(f"circuit breaker state in Redis: {type(e).__name__}") from e
+        self.fallback.back()
         if opened is None:
             return CircuitState.CLOSED
         if now < float(opened) + cooldown:

@@ -274,25 +274,36 @@ class RedisLimiter(_WaitingLimiter):
     ) -> None:
         super().__init__(limit, sleep)
         self._clock = clock
-        import redis.asyncio as aioredis
         from redis.exceptions import RedisError
 
-        self._owned = client is None
-        from massgen.store.redis_store import REPLY_TIMEOUT
+        from massgen.resilience.shared import LocalFallback, unreachable
+        from massgen.store.redis_store import SHARED_STATE_RETRIES, redis_client
 
-        self._r: aioredis.Redis = client or aioredis.Redis.from_url(
-            url, socket_timeout=REPLY_TIMEOUT, socket_connect_timeout=5.0
-        )
+        self._owned = client is None
+        self._r: aioredis.Redis = client or redis_client(url, retries=SHARED_STATE_RETRIES)
         self._redis_error = RedisError
+        self._unreachable = unreachable
         self.keys = [f"{prefix}ratelimit:{key}", f"{prefix}ratelimit:{key}:tokens"]
         self._acquire = self._r.register_script(_ACQUIRE)
         self._settle = self._r.register_script(_SETTLE)
+        self.local = MemoryLimiter(limit, sleep=sleep)
+        """Counts in this process while Redis is unreachable."""
+        self.fallback = LocalFallback(f"rate limit {key}")
 
     async def _run(self, script: Any, args: list[Any]) -> Any:
+        """The script's answer, or ``None`` when Redis is unreachable (the caller then
+        counts locally)."""
+        if self.fallback.active:
+            return None
         try:
-            return await script(keys=self.keys, args=args)
+            out = await script(keys=self.keys, args=args)
         except self._redis_error as e:
+            if self._unreachable(e):
+                self.fallback.lost(e)
+                return None
             raise TransportError(f"rate limit log in Redis: {type(e).__name__}") from e
+        self.fallback.back()
+        return out
 
     async def _try(self, entry_id: str, tokens: int) -> Grant | float:
         limit = self.limit
@@ -307,15 +318,20 @@ class RedisLimiter(_WaitingLimiter):
         ]
         if self._clock is not None:
             args.append(round(self._clock() * 1_000_000))
-        granted, value = await self._run(self._acquire, args)
+        out = await self._run(self._acquire, args)
+        if out is None:
+            return await self.local._try(entry_id, tokens)
+        granted, value = out
         if granted:
             return Grant(entry_id, tokens, int(value) / 1_000_000)
         return int(value) / 1_000_000
 
     async def settle(self, grant: Grant, tokens: int) -> None:
-        """Charge ``tokens`` instead of the estimate, if the entry is still in the window."""
+        """Charge ``tokens`` instead of the estimate, if the entry is still in the window
+        (in Redis, or in the local log when it was granted there)."""
         if not grant.id:
             return
+        await self.local.settle(grant, tokens)
         tokens = max(0, tokens)
         old, new = f"{grant.id}:{grant.tokens}", f"{grant.id}:{tokens}"
         await self._run(self._settle, [old, new, tokens - grant.tokens])

@@ -60,6 +60,45 @@ def _mapped(
     return wrapper
 
 
+RETRIES = 6
+"""Reconnection attempts of the store: 50 ms doubling to 1 s apart, about 3 s in all."""
+SHARED_STATE_RETRIES = 12
+"""Reconnection attempts of shared rate limits and circuit breakers, the bus's budget
+(about 9 s): every provider call passes through them, so they must ride out a restart."""
+
+
+def redis_client(
+    url: str,
+    *,
+    retries: int = RETRIES,
+    connect_timeout: float = 5.0,
+    max_connections: int = 50,
+    reply_timeout: float = REPLY_TIMEOUT,
+) -> aioredis.Redis:
+    """A redis-py client that rides out short outages, as the store and the shared rate
+    limits and circuit breakers use it: a lost connection or a timeout is retried
+    ``retries`` times with exponential backoff (50 ms doubling, at most 1 s apart; the bus
+    backs off the same way), a reply may take ``reply_timeout`` seconds, and a burst of
+    calls waits for one of ``max_connections`` connections instead of failing.
+
+    A URL redis-py cannot parse is a :class:`ConfigError`."""
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+            retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=reply_timeout,
+        )
+    except ValueError as e:
+        raise ConfigError(
+            f"invalid Redis URL {redact(url)!r}",
+            hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
+        ) from e
+    return aioredis.Redis.from_pool(pool)
+
+
 class RedisStore(Store):
     """:class:`~massgen.store.base.Store` on one Redis (standalone, not Cluster).
 
@@ -76,7 +115,7 @@ class RedisStore(Store):
         *,
         prefix: str = DEFAULT_PREFIX,
         client: aioredis.Redis | None = None,
-        retries: int = 6,
+        retries: int = RETRIES,
         connect_timeout: float = 5.0,
         max_connections: int = 50,
         reply_timeout: float = REPLY_TIMEOUT,
@@ -85,23 +124,13 @@ class RedisStore(Store):
         self.prefix = prefix
         self._owns_client = client is None
         if client is None:
-            try:
-                # A blocking pool: a burst of concurrent calls waits for a free connection
-                # instead of failing with "Too many connections".
-                pool = aioredis.BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-                    retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
-                    socket_connect_timeout=connect_timeout,
-                    socket_timeout=reply_timeout,
-                )
-                client = aioredis.Redis.from_pool(pool)
-            except ValueError as e:
-                raise ConfigError(
-                    f"invalid Redis URL {self.where!r}",
-                    hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
-                ) from e
+            client = redis_client(
+                url,
+                retries=retries,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+                reply_timeout=reply_timeout,
+            )
         self._r: aioredis.Redis = client
 
     def __repr__(self) -> str:

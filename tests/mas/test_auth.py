@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from massgen.errors import ConfigError
+from massgen.errors import ConfigError, ServiceUnreachable
 from massgen.mas import Agent, BusAuthError, BusUnreachable, MASService
 
 from .helpers import RedisServer, free_port
@@ -57,11 +57,12 @@ async def test_right_password_works_and_nothing_was_written_before(
         }
 
 
-async def test_unreachable_redis_is_a_config_error() -> None:
+async def test_unreachable_redis_is_not_a_config_error_and_a_bad_url_is() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    with pytest.raises(BusUnreachable, match="cannot reach Redis"):
+    with pytest.raises(BusUnreachable, match="cannot reach Redis") as down:
         await Agent("a", redis_url=url).start()
-    with pytest.raises(BusUnreachable, match="invalid Redis URL"):
+    assert isinstance(down.value, ServiceUnreachable) and not isinstance(down.value, ConfigError)
+    with pytest.raises(ConfigError, match="invalid Redis URL"):
         Agent("a", redis_url="http://:pw@host")
 
 
