@@ -40,6 +40,9 @@ def commands(config: Path) -> dict[str, list[str]]:
         "service": ["service", "--config", c],
         "agents list": ["agents", "list", "--config", c],
         "config validate": ["config", "validate", c],
+        "cache stats": ["cache", "stats", "--config", c],
+        "session list": ["session", "list", "--config", c],
+        "memory list": ["memory", "list", "--config", c],
     }
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from massgen.cli.batch import find_config
+
+if TYPE_CHECKING:
+    from massgen.config import TeamConfig
 
 
 def _target(config: Path | None) -> tuple[str | Path, str]:
@@ -24,8 +28,19 @@ def _target(config: Path | None) -> tuple[str | Path, str]:
     if cfg.orchestrator.cache.path:
         return Path(cfg.orchestrator.cache.path), "massgen:"
     if cfg.redis is not None:
-        return cfg.redis.url, cfg.redis.prefix
+        return reach_redis(cfg)
     return DEFAULT_CACHE_PATH, "massgen:"
+
+
+def reach_redis(cfg: TeamConfig) -> tuple[str, str]:
+    """The config's Redis, reached once as every command reaches it (a refused URL is a
+    located config error, one that does not answer exits 69)."""
+    from massgen.distributed.target import BusTarget
+
+    bus = BusTarget.resolve(None, cfg)
+    assert bus is not None
+    bus.check()
+    return bus.url, bus.prefix
 
 
 def _where(target: str | Path) -> str:

@@ -55,7 +55,10 @@ def target(where: Where) -> tuple[str | Path, str]:
 
         cfg = load(path)
         if cfg.redis is not None:
-            return cfg.redis.url, prefix or cfg.redis.prefix
+            from massgen.cli.cachecmd import reach_redis
+
+            url, found = reach_redis(cfg)
+            return url, prefix or found
     return Path(DEFAULT_MEMORY_PATH), "massgen:"
 
 

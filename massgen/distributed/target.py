@@ -112,4 +112,8 @@ class BusTarget:
         except ServiceUnreachable as e:
             file, line, key = self.origin
             given = f"{file}:{line} " if file and line else ""
-            raise ServiceUnreachable(f"{e.message} ({given}`{key}`)", hint=e.hint) from None
+            # the bus' own hint speaks to Python code (transport=...); this is a command's
+            raise ServiceUnreachable(
+                f"{e.message} ({given}`{key}`)",
+                hint="is redis-server running, and are host, port and TLS (rediss://) right?",
+            ) from None
