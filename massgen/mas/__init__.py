@@ -24,6 +24,7 @@ from massgen.mas.errors import (
     BusUnreachable,
     RemoteError,
     RequestTimeout,
+    SecretMismatch,
 )
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
@@ -74,6 +75,7 @@ __all__ = [
     "RedisTransport",
     "RemoteError",
     "RequestTimeout",
+    "SecretMismatch",
     "Signer",
     "StateError",
     "Transport",
