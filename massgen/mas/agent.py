@@ -110,6 +110,7 @@ class Agent:
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
         self._handed_back: set[EntryId] = set()  # reported once each, not on every pass
+        self._defer_until = 0.0  # loop time: take no work before (see _hand_back)
         self._state = AgentState(state_model)
         self._new_id = IdFactory()
         self._started = 0.0
@@ -532,7 +533,12 @@ class Agent:
     async def _fetch_loop(self) -> None:
         s = self.settings
         capacity = max(s.batch, self.concurrency)
+        loop = asyncio.get_running_loop()
         while True:
+            defer = self._defer_until - loop.time()
+            if defer > 0:
+                await asyncio.sleep(defer)  # leave new work to replicas that can verify it
+                continue
             room = capacity - len(self._inflight)
             if room <= 0:
                 self._room.clear()
@@ -634,8 +640,9 @@ class Agent:
     async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
         """Leave a message this instance cannot verify to a live replica that signs
         otherwise and may verify it: released at once, this delivery uncounted, so it is
-        not dead-lettered for our secret. Returns False when no such replica is live (the
-        message is then refused for good)."""
+        not dead-lettered for our secret, and this instance takes no work for one reclaim
+        interval (so the replica's reads and reclaims get it, not ours again). Returns
+        False when no such replica is live (the message is then refused for good)."""
         others = [
             r
             for r in await self._transport.discover()
@@ -649,6 +656,7 @@ class Agent:
         await self._transport.release(
             self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
         )
+        self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
         if d.entry_id not in self._handed_back:
             if len(self._handed_back) > 10_000:
                 self._handed_back.clear()
@@ -833,6 +841,8 @@ class Agent:
                             len(lost),
                         )
                 due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
+                if loop.time() < self._defer_until:
+                    due = False  # what we handed back is for replicas that can verify it
                 if due and self.status is AgentStatus.RUNNING:  # stopping: take nothing new
                     self._reclaim_wake.clear()
                     next_reclaim = loop.time() + s.reclaim_every
