@@ -26,6 +26,7 @@ from massgen.mas.errors import (
     RequestTimeout,
     SecretMismatch,
 )
+from massgen.mas.gateway import GatewayRejected, GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
 from massgen.mas.message import AgentMessage, MessageKind
@@ -65,6 +66,10 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Envelope",
+    "GatewayRejected",
+    "GatewayResult",
+    "GatewayService",
+    "GatewaySettings",
     "InboxStats",
     "Keys",
     "MASService",

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel
 
@@ -42,6 +42,9 @@ from massgen.mas.transport import (
     Envelope,
     Transport,
 )
+
+if TYPE_CHECKING:
+    from massgen.mas.gateway import GatewayService
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,10 @@ class Agent:
 
     ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
     (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
-    replayed ones; ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
+    replayed ones. ``use_gateway=True`` sends every message and reply through the
+    :class:`~massgen.mas.gateway.GatewayService` given to :meth:`set_gateway` (the seed's
+    gateway mode; ``gateway_url`` is kept for the seed's signature and, as there, unused).
+    ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
     when live agents sign with another secret and none with this one (either way the
     mismatch is logged as an error). ``concurrency`` is how many messages are handled at
     once.
@@ -79,6 +85,8 @@ class Agent:
         capabilities: Sequence[str] | None = None,
         redis_url: str | None = None,
         state_model: type[BaseModel] | None = None,
+        use_gateway: bool = False,
+        gateway_url: str | None = None,
         *,
         transport: Transport | None = None,
         hub: MemoryHub | None = None,
@@ -107,6 +115,9 @@ class Agent:
         )
         self._signer = Signer.resolve(secret)
         self.strict_secret = strict_secret
+        self.use_gateway = use_gateway
+        self.gateway_url = gateway_url or redis_url
+        self._gateway: GatewayService | None = None
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
         self._handed_back: set[EntryId] = set()  # reported once each, not on every pass
@@ -303,14 +314,42 @@ class Agent:
         await self.stop()
 
     # talking to others --------------------------------------------------------------------
+    def set_gateway(self, gateway: GatewayService) -> None:
+        """The gateway that checks this agent's messages in gateway mode (``use_gateway``).
+        Shared by agents; you start and stop it."""
+        self._gateway = gateway
+
+    async def _deliver(self, envelopes: list[Envelope]) -> None:
+        """Store the messages, directly or, in gateway mode, through the gateway (which
+        refuses with :class:`~massgen.mas.gateway.GatewayRejected`, a RuntimeError)."""
+        if not self.use_gateway:
+            await self._transport.send(envelopes)
+            return
+        gateway = self._gateway_for_sending()
+        from massgen.mas.gateway import GatewayRejected
+
+        for env in envelopes:
+            result = await gateway.handle_message(env.message, self._token or "", envelope=env)
+            if not result.success:
+                raise GatewayRejected(result)
+
+    def _gateway_for_sending(self) -> GatewayService:
+        if self._gateway is None:
+            raise RuntimeError(
+                "Gateway not configured. Use set_gateway() to configure gateway instance."
+            )
+        if self._token is None or self.status is not AgentStatus.RUNNING:
+            raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
+        return self._gateway
+
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Put a message in ``target``'s inbox. Returns once it is stored; the target may be
-        offline and will get it when it starts."""
-        await self._transport.send([self._seal(self._message(target, payload))])
+        offline and will get it when it starts (in gateway mode it must be live)."""
+        await self._deliver([self._seal(self._message(target, payload))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
-        await self._transport.send(self._envelopes(items, MessageKind.MESSAGE))
+        await self._deliver(self._envelopes(items, MessageKind.MESSAGE))
 
     async def request(
         self,
@@ -334,7 +373,7 @@ class Agent:
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
-            await self._transport.send([self._seal(msg)])
+            await self._deliver([self._seal(msg)])
             try:
                 async with asyncio.timeout(timeout):
                     reply = await fut
@@ -359,9 +398,7 @@ class Agent:
         their ids."""
         records = await self._transport.discover(capabilities or ())
         targets = sorted({r.id for r in records} - {self.id})
-        await self._transport.send(
-            self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST)
-        )
+        await self._deliver(self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST))
         return targets
 
     async def discover(
@@ -417,6 +454,16 @@ class Agent:
         """What :meth:`AgentMessage.reply` calls."""
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
+        if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
+            from massgen.mas.gateway import GatewayRejected
+
+            probe = self._message(message.sender_id, payload, MessageKind.REPLY)
+            probe.correlation_id = message.id
+            result = await self._gateway_for_sending().check(
+                probe, self._token or "", envelope=self._seal(probe)
+            )
+            if not result.success:
+                raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
     # building messages --------------------------------------------------------------------
