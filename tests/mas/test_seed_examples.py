@@ -320,3 +320,28 @@ async def test_the_porting_example_of_docs_mas_md_runs(capsys: pytest.CaptureFix
     exec("async def example():\n" + textwrap.indent(code, "    "), scope)
     await scope["example"]()  # type: ignore[operator]
     assert capsys.readouterr().out == "rest\n"
+
+
+async def test_the_gateway_example_of_docs_mas_md_runs(
+    seed_defaults: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from massgen.mas import GatewayService
+
+    assert GatewayService.__init__.__kwdefaults__ is not None
+    monkeypatch.setitem(GatewayService.__init__.__kwdefaults__, "prefix", seed_defaults)
+    text = (Path(__file__).parents[2] / "docs" / "mas.md").read_text()
+    section = text[text.index("## Gateway mode") :]
+    [code] = re.findall(r"```\n(.*?)```", section, flags=re.S)[:1]
+    got = asyncio.Event()
+
+    class Target(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"data": "secure message"}:
+                got.set()
+
+    await Target("target_agent").start()
+    scope: dict[str, object] = {"Agent": Agent, "GatewayService": GatewayService}
+    exec("async def example():\n" + textwrap.indent(code, "    ") + "    return gateway\n", scope)
+    gateway = await scope["example"]()  # type: ignore[operator]
+    await until(got)
+    await gateway.stop()
