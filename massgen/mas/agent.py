@@ -206,8 +206,12 @@ class Agent:
             try:
                 await self._check_secret()
                 self._state.load(await t.load_state(self.id))
+                # registered, inbox and state ready: sending may begin, in on_start too
+                # (the seed signals readiness before its on_start as well)
+                self._transport_ready.set()
                 await self.on_start()
             except BaseException:
+                self._transport_ready.clear()
                 await t.deregister(self.id, self.instance_id)
                 raise
         except BaseException:
@@ -222,15 +226,15 @@ class Agent:
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
         self.status = AgentStatus.RUNNING
-        self._transport_ready.set()
         log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
     async def wait_transport_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the seed API
-        """Wait until the agent is registered and receiving, as the seed framework's does.
+        """Wait until the agent is registered and may send, as the seed framework's does:
+        set before ``on_start`` runs (so ``on_start`` may await it), cleared by ``stop()``.
 
-        ``start()`` returns only then, so after it this returns at once; it is for code
-        that starts the agent in another task. Raises ``TimeoutError`` after ``timeout``
-        seconds (``None``: wait as long as it takes)."""
+        After ``start()`` this returns at once; it is for code that starts the agent in
+        another task. Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as
+        long as it takes)."""
         async with asyncio.timeout(timeout):
             await self._transport_ready.wait()
 
@@ -338,7 +342,7 @@ class Agent:
             raise RuntimeError(
                 "Gateway not configured. Use set_gateway() to configure gateway instance."
             )
-        if self._token is None or self.status is not AgentStatus.RUNNING:
+        if self._token is None or not self._transport_ready.is_set():
             raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
         return self._gateway
 

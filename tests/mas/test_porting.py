@@ -298,3 +298,23 @@ async def test_token_is_random_per_start_and_only_its_hash_is_registered(bus: Bu
     other = bus.agent(Agent, "tok2")
     await other.start()
     assert other.token not in (a.token, first)
+
+
+async def test_on_start_may_wait_for_the_transport_and_send(bus: Bus) -> None:
+    """The seed signals readiness before ``on_start``: code that awaits it there must not
+    hang."""
+    arrived = asyncio.Event()
+
+    class Greeter(Agent):
+        async def on_start(self) -> None:
+            await self.wait_transport_ready(timeout=5)
+            await self.send("listener", {"hello": self.id})
+
+    class Listener(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"hello": "greeter"}:
+                arrived.set()
+
+    await bus.agent(Listener, "listener").start()
+    await bus.agent(Greeter, "greeter").start()
+    await until(arrived)
