@@ -125,6 +125,26 @@ async def test_the_bus_runs_as_the_documented_user(acl_url: str, secret: str | N
             await agent.stop()
 
 
+async def test_gateway_mode_runs_as_the_documented_user(acl_url: str) -> None:
+    from massgen.mas import GatewayService
+
+    async with GatewayService(redis_url=acl_url) as gateway:
+        a = Recorder("a", redis_url=acl_url, settings=FAST, use_gateway=True)
+        b = Agent("b", redis_url=acl_url, settings=FAST, use_gateway=True)
+        try:
+            for agent in (a, b):
+                agent.set_gateway(gateway)
+                await agent.start()
+            await gateway.auth_manager().allow_bidirectional("a", "b")
+            await gateway.set_limits("b", per_minute=50)
+            reply = await b.request("a", {"n": 1}, timeout=10)
+            assert reply.payload == {"echo": {"n": 1}}
+            assert [e["decision"] for e in await gateway.audit_log()] == ["ALLOWED"] * 2
+        finally:
+            for agent in (a, b):
+                await agent.stop()
+
+
 async def test_store_limiter_and_breaker_run_as_the_documented_user(acl_url: str) -> None:
     store = RedisStore(acl_url)
     try:

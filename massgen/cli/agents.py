@@ -16,7 +16,7 @@ from massgen.errors import ConfigError
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
     from massgen.distributed.target import BusTarget
-    from massgen.mas import AgentRecord, InboxStats
+    from massgen.mas import AgentRecord, InboxStats, Signer
 
 _DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
 _COUNTERS = ("in_flight", "processed", "failed")
@@ -55,12 +55,26 @@ def list_command(
         print(json.dumps(rows, ensure_ascii=False))
     else:
         _table(title, columns, rows)
+    _warn_mismatch(rows)
     return 0
+
+
+def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
+    """One stderr line per agent whose signatures this secret does not verify."""
+    for row in rows:
+        bad = row.get("secret_mismatch") or []
+        if bad:
+            print(
+                f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
+                f"{row['replicas']} instance(s) do not verify with this secret "
+                f"({', '.join(bad)}); their messages are refused here and ours there",
+                file=sys.stderr,
+            )
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
     from massgen.errors import TransportError
-    from massgen.mas import BusAuthError, RedisTransport
+    from massgen.mas import BusAuthError, RedisTransport, Signer
 
     transport = RedisTransport(bus.url, prefix=bus.prefix)
     await transport.connect()  # bad URL or password: a ConfigError, nothing read or written
@@ -72,7 +86,7 @@ async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
             stats = []
     finally:
         await transport.close()
-    rows = live_rows(records, stats, time.time())
+    rows = live_rows(records, stats, time.time(), signer=Signer.resolve(bus.secret))
     if cfg is not None:
         hosted = {r["name"] for r in rows}
         rows += [
@@ -82,9 +96,14 @@ async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
 
 
 def live_rows(
-    records: Sequence[AgentRecord], stats: Sequence[InboxStats], now: float
+    records: Sequence[AgentRecord],
+    stats: Sequence[InboxStats],
+    now: float,
+    *,
+    signer: Signer | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per agent id: its replicas' counters summed, the freshest heartbeat."""
+    """One row per agent id: its replicas' counters summed, the freshest heartbeat, and
+    whether each instance signs with ``signer``'s secret (see :func:`signing`)."""
     dead_letters = {s.agent_id: s.dead_letters for s in stats}
     grouped: dict[str, list[AgentRecord]] = {}
     for r in records:
@@ -95,9 +114,22 @@ def live_rows(
         meta = recs[0].metadata
         counters = [{k: _int(r.metadata.get(k)) for k in _COUNTERS} for r in recs]
         ages = [_age(r, now) for r in recs]
+        signs = [signing(signer, r) for r in recs]
         instances = [
-            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "heartbeat_age": age, **c}
-            for r, age, c in zip(recs, ages, counters, strict=True)
+            {
+                "instance_id": r.instance_id,
+                "host": r.host,
+                "pid": r.pid,
+                "heartbeat_age": age,
+                "secret": sign,
+                **c,
+            }
+            for r, age, c, sign in zip(recs, ages, counters, signs, strict=True)
+        ]
+        mismatch = [
+            f"{r.instance_id}@{r.host}/{r.pid}"
+            for r, sign in zip(recs, signs, strict=True)
+            if sign in (OTHER_SECRET, UNSIGNED)
         ]
         rows.append(
             {
@@ -112,10 +144,37 @@ def live_rows(
                 "heartbeat_age": min(ages),
                 **{k: sum(c[k] for c in counters) for k in _COUNTERS},
                 "dead_letters": dead_letters.get(name, 0),
+                "secret": _summary(signs, mismatch),
+                "secret_mismatch": mismatch,
                 "instances": instances,
             }
         )
     return rows
+
+
+#: What :func:`signing` says of an instance.
+SAME_SECRET = "ok"
+OTHER_SECRET = "other secret"
+UNSIGNED = "unsigned"
+SIGNED = "signed (not checked: no secret given)"
+NO_SECRET = "-"
+
+
+def signing(signer: Signer | None, record: AgentRecord) -> str:
+    """Whether ``record``'s instance signs with ``signer``'s secret, from the proof it
+    publishes: ``ok``, ``other secret``, ``unsigned`` (we sign, it does not), or, with no
+    secret given here, ``signed (not checked ...)`` or ``-``."""
+    if signer is None:
+        return SIGNED if record.proof else NO_SECRET
+    if not record.proof:
+        return UNSIGNED
+    return SAME_SECRET if signer.proves(record.instance_id, record.proof) else OTHER_SECRET
+
+
+def _summary(signs: list[str], mismatch: list[str]) -> str:
+    if mismatch:
+        return f"MISMATCH {len(mismatch)}/{len(signs)}"
+    return signs[0] if len(set(signs)) == 1 else ", ".join(sorted(set(signs)))
 
 
 def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
@@ -145,6 +204,7 @@ LIVE_COLUMNS = (
     ("failed", "failed"),
     ("replicas", "replicas"),
     ("dead letters", "dead_letters"),
+    ("secret", "secret"),
 )
 TEAM_COLUMNS = (
     ("agent", "name"),

@@ -24,7 +24,9 @@ from massgen.mas.errors import (
     BusUnreachable,
     RemoteError,
     RequestTimeout,
+    SecretMismatch,
 )
+from massgen.mas.gateway import GatewayRejected, GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
 from massgen.mas.message import AgentMessage, MessageKind
@@ -64,6 +66,10 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Envelope",
+    "GatewayRejected",
+    "GatewayResult",
+    "GatewayService",
+    "GatewaySettings",
     "InboxStats",
     "Keys",
     "MASService",
@@ -74,6 +80,7 @@ __all__ = [
     "RedisTransport",
     "RemoteError",
     "RequestTimeout",
+    "SecretMismatch",
     "Signer",
     "StateError",
     "Transport",

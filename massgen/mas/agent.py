@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel
 
 from massgen.errors import MassGenError, TransportError
 from massgen.mas import wire
 from massgen.mas.connect import describe, resolve_transport
-from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout
+from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout, SecretMismatch
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.settings import BusSettings
-from massgen.mas.signing import Signer, Verdict
+from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
@@ -40,6 +42,9 @@ from massgen.mas.transport import (
     Envelope,
     Transport,
 )
+
+if TYPE_CHECKING:
+    from massgen.mas.gateway import GatewayService
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,13 @@ class Agent:
 
     ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
     (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
-    replayed ones. ``concurrency`` is how many messages are handled at once.
+    replayed ones. ``use_gateway=True`` sends every message and reply through the
+    :class:`~massgen.mas.gateway.GatewayService` given to :meth:`set_gateway` (the seed's
+    gateway mode; ``gateway_url`` is kept for the seed's signature and, as there, unused).
+    ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
+    when live agents sign with another secret and none with this one (either way the
+    mismatch is logged as an error). ``concurrency`` is how many messages are handled at
+    once.
     """
 
     def __init__(
@@ -74,6 +85,8 @@ class Agent:
         capabilities: Sequence[str] | None = None,
         redis_url: str | None = None,
         state_model: type[BaseModel] | None = None,
+        use_gateway: bool = False,
+        gateway_url: str | None = None,
         *,
         transport: Transport | None = None,
         hub: MemoryHub | None = None,
@@ -83,6 +96,7 @@ class Agent:
         prefix: str = DEFAULT_PREFIX,
         concurrency: int = 16,
         settings: BusSettings | None = None,
+        strict_secret: bool = False,
     ) -> None:
         if not agent_id:
             raise ValueError("an agent needs a non-empty id")
@@ -100,6 +114,14 @@ class Agent:
             redis_url, transport=transport, hub=hub, prefix=prefix
         )
         self._signer = Signer.resolve(secret)
+        self.strict_secret = strict_secret
+        self.use_gateway = use_gateway
+        self.gateway_url = gateway_url or redis_url
+        self._gateway: GatewayService | None = None
+        self._token: str | None = None
+        self._transport_ready = asyncio.Event()
+        self._handed_back: set[EntryId] = set()  # reported once each, not on every pass
+        self._defer_until = 0.0  # loop time: take no work before (see _hand_back)
         self._state = AgentState(state_model)
         self._new_id = IdFactory()
         self._started = 0.0
@@ -144,6 +166,14 @@ class Agent:
         return self._state.value
 
     @property
+    def token(self) -> str | None:
+        """This agent's random token, new at each ``start()`` (``None`` before the first).
+
+        The registry keeps only its SHA-256, so reading Redis does not reveal it; a
+        :class:`~massgen.mas.gateway.GatewayService` checks it. Keep it to yourself."""
+        return self._token
+
+    @property
     def transport(self) -> Transport:
         return self._transport
 
@@ -167,15 +197,21 @@ class Agent:
                 await t.connect()
             await t.ensure_inbox(self.id)
             self._started = time.time()
+            self._token = secrets.token_urlsafe(32)
             await t.register(
                 self._record(),
                 ttl=self.settings.heartbeat_ttl,
                 retention=self.settings.dead_retention,
             )
             try:
+                await self._check_secret()
                 self._state.load(await t.load_state(self.id))
+                # registered, inbox and state ready: sending may begin, in on_start too
+                # (the seed signals readiness before its on_start as well)
+                self._transport_ready.set()
                 await self.on_start()
             except BaseException:
+                self._transport_ready.clear()
                 await t.deregister(self.id, self.instance_id)
                 raise
         except BaseException:
@@ -192,6 +228,43 @@ class Agent:
         self.status = AgentStatus.RUNNING
         log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
+    async def wait_transport_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the seed API
+        """Wait until the agent is registered and may send, as the seed framework's does:
+        set before ``on_start`` runs (so ``on_start`` may await it), cleared by ``stop()``.
+
+        After ``start()`` this returns at once; it is for code that starts the agent in
+        another task. Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as
+        long as it takes)."""
+        async with asyncio.timeout(timeout):
+            await self._transport_ready.wait()
+
+    async def secret_mismatches(self) -> list[AgentRecord]:
+        """Live instances of other agents and replicas whose signatures this agent cannot
+        verify (another secret, or none where this agent has one), and whose own checks
+        would refuse this agent's messages."""
+        return [
+            r
+            for r in await self._transport.discover()
+            if r.instance_id != self.instance_id
+            and not same_secret(self._signer, r.instance_id, r.proof)
+        ]
+
+    async def _check_secret(self) -> None:
+        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
+        bad = [r for r in records if not same_secret(self._signer, r.instance_id, r.proof)]
+        if not bad:
+            return
+        names = [f"{r.id}/{r.instance_id}@{r.host}/{r.pid}" for r in bad]
+        if self.strict_secret and len(bad) == len(records):
+            raise SecretMismatch(self.id, names)
+        log.error(
+            "agent %s: %d live agent instance(s) sign with another secret than this one "
+            "(or the reverse); their messages and ours will be refused: %s",
+            self.id,
+            len(bad),
+            ", ".join(names),
+        )
+
     async def stop(self) -> None:
         """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,
         leave the registry, disconnect.
@@ -202,6 +275,7 @@ class Agent:
         if self.status is not AgentStatus.RUNNING:
             return
         self.status = AgentStatus.STOPPING
+        self._transport_ready.clear()
         t = self._transport
         await self._cancel(lambda task: task.get_name().endswith(":fetch"))
         # let running handlers finish, then give back what was fetched but never started
@@ -244,14 +318,42 @@ class Agent:
         await self.stop()
 
     # talking to others --------------------------------------------------------------------
+    def set_gateway(self, gateway: GatewayService) -> None:
+        """The gateway that checks this agent's messages in gateway mode (``use_gateway``).
+        Shared by agents; you start and stop it."""
+        self._gateway = gateway
+
+    async def _deliver(self, envelopes: list[Envelope]) -> None:
+        """Store the messages, directly or, in gateway mode, through the gateway (which
+        refuses with :class:`~massgen.mas.gateway.GatewayRejected`, a RuntimeError)."""
+        if not self.use_gateway:
+            await self._transport.send(envelopes)
+            return
+        gateway = self._gateway_for_sending()
+        from massgen.mas.gateway import GatewayRejected
+
+        for env in envelopes:
+            result = await gateway.handle_message(env.message, self._token or "", envelope=env)
+            if not result.success:
+                raise GatewayRejected(result)
+
+    def _gateway_for_sending(self) -> GatewayService:
+        if self._gateway is None:
+            raise RuntimeError(
+                "Gateway not configured. Use set_gateway() to configure gateway instance."
+            )
+        if self._token is None or not self._transport_ready.is_set():
+            raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
+        return self._gateway
+
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Put a message in ``target``'s inbox. Returns once it is stored; the target may be
-        offline and will get it when it starts."""
-        await self._transport.send([self._seal(self._message(target, payload))])
+        offline and will get it when it starts (in gateway mode it must be live)."""
+        await self._deliver([self._seal(self._message(target, payload))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
-        await self._transport.send(self._envelopes(items, MessageKind.MESSAGE))
+        await self._deliver(self._envelopes(items, MessageKind.MESSAGE))
 
     async def request(
         self,
@@ -275,7 +377,7 @@ class Agent:
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
-            await self._transport.send([self._seal(msg)])
+            await self._deliver([self._seal(msg)])
             try:
                 async with asyncio.timeout(timeout):
                     reply = await fut
@@ -300,19 +402,30 @@ class Agent:
         their ids."""
         records = await self._transport.discover(capabilities or ())
         targets = sorted({r.id for r in records} - {self.id})
-        await self._transport.send(
-            self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST)
-        )
+        await self._deliver(self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST))
         return targets
 
-    async def discover(self, capabilities: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Live agents having every one of ``capabilities`` (all live agents without).
+    async def discover(
+        self,
+        capabilities: Sequence[str] | None = None,
+        *,
+        match: Literal["any", "all"] = "any",
+    ) -> list[dict[str, Any]]:
+        """Live agents having any of ``capabilities``, as the seed framework's ``discover``
+        (all live agents without). ``match="all"`` wants every one of them instead.
 
         One dict per agent id: ``id``, ``capabilities``, ``metadata``, ``host``, ``pid``,
         ``started``, ``status``, ``replicas`` and ``instances`` (one entry per replica).
         """
-        records = await self._transport.discover(capabilities or ())
-        return agents_from_records(records)
+        if match not in ("any", "all"):
+            raise ValueError(f"match must be 'any' or 'all', not {match!r}")
+        if not capabilities:
+            return agents_from_records(await self._transport.discover())
+        if match == "all":
+            return agents_from_records(await self._transport.discover(capabilities))
+        want = set(capabilities)
+        records = await self._transport.discover()
+        return agents_from_records([r for r in records if not want.isdisjoint(r.capabilities)])
 
     async def publish_record(self) -> None:
         """Write this instance's registry record again, so discovery shows what
@@ -334,10 +447,27 @@ class Agent:
         fields = self._state.update(changes)
         await self._transport.save_state(self.id, fields)
 
+    async def reset_state(self) -> None:
+        """Put the state back to its defaults (``{}``, or a fresh ``state_model()``) and
+        delete what is stored, as the seed framework's ``reset_state`` does."""
+        self._ensure_running()
+        await self._transport.clear_state(self.id)
+        self._state = AgentState(self._state.model)
+
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         """What :meth:`AgentMessage.reply` calls."""
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
+        if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
+            from massgen.mas.gateway import GatewayRejected
+
+            probe = self._message(message.sender_id, payload, MessageKind.REPLY)
+            probe.correlation_id = message.id
+            result = await self._gateway_for_sending().check(
+                probe, self._token or "", envelope=self._seal(probe)
+            )
+            if not result.success:
+                raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
     # building messages --------------------------------------------------------------------
@@ -394,6 +524,8 @@ class Agent:
             pid=os.getpid(),
             started=self._started,
             replica=self.replica,
+            proof=self._signer.proof(self.instance_id) if self._signer is not None else "",
+            token_hash=hashlib.sha256(self._token.encode()).hexdigest() if self._token else "",
         )
 
     async def _commit(
@@ -452,7 +584,12 @@ class Agent:
     async def _fetch_loop(self) -> None:
         s = self.settings
         capacity = max(s.batch, self.concurrency)
+        loop = asyncio.get_running_loop()
         while True:
+            defer = self._defer_until - loop.time()
+            if defer > 0:
+                await asyncio.sleep(defer)  # leave new work to replicas that can verify it
+                continue
             room = capacity - len(self._inflight)
             if room <= 0:
                 self._room.clear()
@@ -533,6 +670,8 @@ class Agent:
 
     async def _refuse(self, d: Delivery, verdict: Verdict) -> None:
         msg = d.envelope.message if d.envelope else None
+        if verdict in (Verdict.BAD_MAC, Verdict.UNSIGNED) and await self._hand_back(d, verdict):
+            return
         log.warning(
             "agent %s refused message %s claiming sender %r: %s%s",
             self.id,
@@ -548,6 +687,43 @@ class Agent:
             f"refused: {verdict.value}",
             dlq_maxlen=self.settings.dlq_maxlen,
         )
+
+    async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
+        """Leave a message this instance cannot verify to a live replica that signs
+        otherwise and may verify it: released at once, this delivery uncounted, so it is
+        not dead-lettered for our secret, and this instance takes no work for one reclaim
+        interval (so the replica's reads and reclaims get it, not ours again). Returns
+        False when no such replica is live (the message is then refused for good)."""
+        others = [
+            r
+            for r in await self._transport.discover()
+            if r.id == self.id
+            and r.instance_id != self.instance_id
+            and not same_secret(self._signer, r.instance_id, r.proof)
+        ]
+        if not others:
+            return False
+        s = self.settings
+        await self._transport.release(
+            self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
+        )
+        self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
+        if d.entry_id not in self._handed_back:
+            if len(self._handed_back) > 10_000:
+                self._handed_back.clear()
+            self._handed_back.add(d.entry_id)
+            msg = d.envelope.message if d.envelope else None
+            log.error(
+                "agent %s cannot verify message %s claiming sender %r (%s): left for "
+                "replica(s) %s, which sign with another secret; this instance's secret "
+                "differs from theirs",
+                self.id,
+                msg.id if msg else d.entry_id,
+                msg.sender_id if msg else "?",
+                verdict.value,
+                ", ".join(f"{r.instance_id}@{r.host}/{r.pid}" for r in others),
+            )
+        return True
 
     def _wake_workers(self, n: int) -> None:
         """Wake at most ``n`` idle workers: one per message, not all of them (waking every
@@ -716,6 +892,8 @@ class Agent:
                             len(lost),
                         )
                 due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
+                if loop.time() < self._defer_until:
+                    due = False  # what we handed back is for replicas that can verify it
                 if due and self.status is AgentStatus.RUNNING:  # stopping: take nothing new
                     self._reclaim_wake.clear()
                     next_reclaim = loop.time() + s.reclaim_every

@@ -5,7 +5,8 @@
     ConfigError
     ├── AgentIdTaken        a live agent already has this id (and not both are replicas)
     ├── BusAuthError        Redis refused our credentials, or wants some we did not give
-    └── BusRefused          Redis refused the URL's settings (a database it does not have)
+    ├── BusRefused          Redis refused the URL's settings (a database it does not have)
+    └── SecretMismatch      live peers sign with another secret, and none with ours
     TransportError
     ├── ServiceUnreachable
     │   └── BusUnreachable  no Redis there when an agent starts
@@ -52,6 +53,26 @@ class BusUnreachable(ServiceUnreachable):
     Only raised at start: once running, lost connections are retried and surface as
     :class:`~massgen.errors.TransportError`.
     """
+
+
+class SecretMismatch(ConfigError):
+    """The live agents on this bus sign with a secret other than this agent's (or this
+    agent signs and they do not, or the reverse), and none signs as this agent does.
+
+    Its messages would be refused by them and theirs by it. ``peers`` names the
+    instances, as ``agent/instance@host/pid``.
+    """
+
+    def __init__(self, agent_id: str, peers: list[str]) -> None:
+        self.agent_id = agent_id
+        self.peers = peers
+        super().__init__(
+            f"agent {agent_id!r}: no live agent signs with this agent's secret; "
+            f"these sign with another one: {', '.join(peers)}",
+            key="secret",
+            hint="give every agent and worker of this bus the same redis.secret "
+            "($MASSGEN_SECRET); `massgen agents list` shows who does not match",
+        )
 
 
 class RequestTimeout(TransportError, TimeoutError):

@@ -61,6 +61,27 @@ class Keys:
         """The part of :meth:`seen` before the message id (Lua scripts append it)."""
         return f"{self.prefix}seen:{agent_id}:"
 
+    def gateway_allowed(self, agent_id: str) -> str:
+        """SET: targets the agent may message through a gateway (``*``: any)."""
+        return f"{self.prefix}gw:allowed:{agent_id}"
+
+    def gateway_blocked(self, agent_id: str) -> str:
+        """SET: targets the agent may not message through a gateway (wins over allowed)."""
+        return f"{self.prefix}gw:blocked:{agent_id}"
+
+    def gateway_limits(self, agent_id: str) -> str:
+        """HASH: ``per_minute``, ``per_hour``: the agent's own rate limits."""
+        return f"{self.prefix}gw:limits:{agent_id}"
+
+    def gateway_window(self, agent_id: str, window: str) -> str:
+        """ZSET: messages the agent sent in the last minute or hour (score: time, ms)."""
+        return f"{self.prefix}gw:rate:{agent_id}:{window}"
+
+    @property
+    def gateway_audit(self) -> str:
+        """STREAM: one entry per gateway decision (payloads only as their SHA-256)."""
+        return f"{self.prefix}gw:audit"
+
     def agent_prefix(self) -> str:
         """The part of :meth:`agent` before the agent id (Lua scripts append it)."""
         return f"{self.prefix}agent:"

@@ -324,12 +324,20 @@ class MemoryTransport:
         return lost
 
     async def release(
-        self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
+        self,
+        agent_id: str,
+        consumer: str,
+        entry_id: EntryId,
+        *,
+        lease: float,
+        delay: float,
+        uncount: bool = False,
     ) -> None:
         box = self.hub.inbox(agent_id)
         held = self._held(box, consumer, entry_id)
         if held is not None:
-            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, held.count)
+            count = max(0, held.count - 1) if uncount else held.count
+            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, count)
 
     async def reclaim(
         self,
@@ -504,3 +512,6 @@ class MemoryTransport:
 
     async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None:
         self.hub.state.setdefault(agent_id, {}).update(fields)
+
+    async def clear_state(self, agent_id: str) -> None:
+        self.hub.state.pop(agent_id, None)

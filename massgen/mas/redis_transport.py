@@ -474,13 +474,20 @@ class RedisTransport:
 
     @_mapped
     async def release(
-        self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
+        self,
+        agent_id: str,
+        consumer: str,
+        entry_id: EntryId,
+        *,
+        lease: float,
+        delay: float,
+        uncount: bool = False,
     ) -> None:
         idle = max(0, int((lease - delay) * 1000))
         await self._fast.script(
             scripts.RELEASE,
             keys=[self.keys.inbox(agent_id)],
-            args=[GROUP, consumer, entry_id, idle],
+            args=[GROUP, consumer, entry_id, idle, int(uncount)],
         )
 
     @_mapped
@@ -701,3 +708,7 @@ class RedisTransport:
     async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None:
         if fields:
             await self._r.hset(self.keys.state(agent_id), mapping=dict(fields))  # type: ignore[arg-type]
+
+    @_mapped
+    async def clear_state(self, agent_id: str) -> None:
+        await self._r.delete(self.keys.state(agent_id))

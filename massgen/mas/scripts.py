@@ -220,13 +220,20 @@ return #mine
 """
 )
 
-# KEYS: inbox. ARGV: group, consumer, id, idle ms. Makes a held entry look idle so reclaim
-# takes it soon (JUSTID: the delivery count is not bumped; reclaim bumps it).
+# KEYS: inbox. ARGV: group, consumer, id, idle ms, uncount ('1': take this delivery off
+# the count). Makes a held entry look idle so reclaim takes it soon (JUSTID: the delivery
+# count is not bumped; reclaim bumps it).
 RELEASE = (
     _HOLDS
     + """
 if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+if ARGV[5] == '1' then
+  local n = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1][4]
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4],
+    'RETRYCOUNT', math.max(0, n - 1), 'JUSTID')
+else
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+end
 return 1
 """
 )

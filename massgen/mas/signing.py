@@ -16,6 +16,7 @@ from enum import StrEnum
 
 SECRET_ENV = "MASSGEN_SECRET"
 _DOMAIN = b"massgen.mas.v1\n"
+_PROOF = b"registry proof\n"
 
 
 class Verdict(StrEnum):
@@ -68,3 +69,21 @@ class Signer:
 
     def fresh(self, created_at: float, enqueued_at: float) -> bool:
         return abs(enqueued_at - created_at) <= self.window
+
+    def proof(self, instance_id: str) -> str:
+        """What an agent instance publishes in its registry record to show which secret it
+        signs with: a MAC over its instance id (the secret itself is never published)."""
+        return self.sign(_PROOF + instance_id.encode())
+
+    def proves(self, instance_id: str, proof: str) -> bool:
+        """Whether ``proof`` was made with this secret (so that instance's signatures
+        verify here)."""
+        return bool(proof) and hmac.compare_digest(self.proof(instance_id), proof)
+
+
+def same_secret(signer: Signer | None, instance_id: str, proof: str) -> bool:
+    """Whether the instance that published ``proof`` signs as ``signer`` does: both with
+    the same secret, or both without one."""
+    if signer is None:
+        return not proof
+    return signer.proves(instance_id, proof)

@@ -48,6 +48,10 @@ class AgentState:
         self._model = model
         self.value: dict[str, Any] | BaseModel = model() if model is not None else {}
 
+    @property
+    def model(self) -> type[BaseModel] | None:
+        return self._model
+
     def load(self, stored: Mapping[str, str]) -> None:
         """Replace the state with what storage holds."""
         data = {k: json.loads(v) for k, v in stored.items()}

@@ -70,6 +70,11 @@ class AgentRecord(BaseModel):
     host: str = ""
     pid: int = 0
     started: float = 0.0
+    proof: str = ""
+    """Shows which secret the instance signs with (``Signer.proof``); empty: unsigned."""
+    token_hash: str = ""
+    """SHA-256 of the instance's token (``Agent.token``), for a gateway to check it."""
+    # status and replica stay last: the reaper script edits the stored JSON's tail
     status: AgentStatus = AgentStatus.RUNNING
     replica: bool = False
     expires: float = 0.0
@@ -185,9 +190,20 @@ class Transport(Protocol):
         """Restart the leases; return the ids this consumer no longer holds."""
 
     async def release(
-        self, agent_id: str, consumer: str, entry_id: EntryId, *, lease: float, delay: float
+        self,
+        agent_id: str,
+        consumer: str,
+        entry_id: EntryId,
+        *,
+        lease: float,
+        delay: float,
+        uncount: bool = False,
     ) -> None:
-        """Give a held message back so it may be redelivered after ``delay`` seconds."""
+        """Give a held message back so it may be redelivered after ``delay`` seconds.
+
+        ``uncount`` takes this delivery off its delivery count: the message was not tried
+        (a replica that cannot verify it hands it to one that can), so it must not move
+        closer to the dead-letter stream."""
 
     async def reclaim(
         self,
@@ -269,3 +285,6 @@ class Transport(Protocol):
     async def load_state(self, agent_id: str) -> dict[str, str]: ...
 
     async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None: ...
+
+    async def clear_state(self, agent_id: str) -> None:
+        """Delete every stored state field of the agent."""

@@ -112,8 +112,18 @@ async def test_discover_by_capabilities(bus: Bus) -> None:
     me = bus.agent(Agent, "vision", capabilities=["vision"])
     await me.start()
     assert [d["id"] for d in await me.discover(capabilities=["nlp"])] == ["nlp1", "nlp2"]
-    assert [d["id"] for d in await me.discover(capabilities=["nlp", "text"])] == ["nlp1"]
-    assert await me.discover(capabilities=["nlp", "vision"]) == []
+    # any of them, as the seed framework's discover
+    assert [d["id"] for d in await me.discover(capabilities=["nlp", "text"])] == ["nlp1", "nlp2"]
+    assert [d["id"] for d in await me.discover(capabilities=["text", "vision"])] == [
+        "nlp1",
+        "vision",
+    ]
+    assert await me.discover(capabilities=["audio", "math"]) == []
+    # every one of them, when asked for
+    assert [d["id"] for d in await me.discover(["nlp", "text"], match="all")] == ["nlp1"]
+    assert await me.discover(capabilities=["nlp", "vision"], match="all") == []
+    with pytest.raises(ValueError, match="match"):
+        await me.discover(["nlp"], match="every")  # type: ignore[arg-type]
     everyone = await me.discover()
     assert [d["id"] for d in everyone] == ["nlp1", "nlp2", "vision"]
     first = everyone[0]

@@ -30,3 +30,12 @@ def test_both_transports_satisfy_the_protocol() -> None:
 def test_signer_never_shows_its_secret() -> None:
     s = mas.Signer("top-secret-value")
     assert "top-secret" not in repr(s) and "top-secret" not in str(s)
+
+
+def test_the_seed_gateway_names_exist() -> None:
+    from massgen.mas import gateway
+
+    for name in gateway.__all__:
+        assert getattr(gateway, name) is not None, name
+    assert {"GatewayService", "GatewaySettings", "GatewayResult"} <= set(mas.__all__)
+    assert issubclass(mas.GatewayRejected, RuntimeError)  # what the seed's send() raises

@@ -235,3 +235,86 @@ async def test_message_id_and_timestamp_keep_the_frameworks_names(bus: Bus) -> N
     [m] = b.got
     assert m.message_id == m.id and m.message_id
     assert m.timestamp == m.created_at and before - 1 <= m.timestamp <= time.time()
+
+
+async def test_reset_state_restores_defaults_and_deletes_what_is_stored(bus: Bus) -> None:
+    from pydantic import BaseModel
+
+    class Counter(BaseModel):
+        count: int = 0
+        name: str = "fresh"
+
+    a = bus.agent(Agent, "counter", state_model=Counter)
+    await a.start()
+    await a.update_state({"count": 7, "name": "used"})
+    await a.reset_state()
+    assert (a.state.count, a.state.name) == (0, "fresh")
+    assert await a.transport.load_state("counter") == {}
+    await a.stop()
+    again = bus.agent(Agent, "counter", state_model=Counter)
+    await again.start()
+    assert (again.state.count, again.state.name) == (0, "fresh")
+
+    plain = bus.agent(Agent, "plain")
+    await plain.start()
+    await plain.update_state({"x": 1})
+    await plain.reset_state()
+    assert plain.state == {}
+    assert await plain.transport.load_state("plain") == {}
+    stopped = bus.agent(Agent, "stopped")
+    with pytest.raises(RuntimeError, match="start it first"):
+        await stopped.reset_state()
+
+
+async def test_wait_transport_ready_returns_once_started_and_times_out_before(bus: Bus) -> None:
+    a = bus.agent(Agent, "ready")
+    with pytest.raises(TimeoutError):
+        await a.wait_transport_ready(timeout=0.05)
+    waiter = asyncio.ensure_future(a.wait_transport_ready())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await a.start()
+    await asyncio.wait_for(waiter, 5)
+    await a.wait_transport_ready(timeout=0)  # started: at once
+    await a.stop()
+    with pytest.raises(TimeoutError):
+        await a.wait_transport_ready(timeout=0.05)
+
+
+async def test_token_is_random_per_start_and_only_its_hash_is_registered(bus: Bus) -> None:
+    import hashlib
+
+    a = bus.agent(Agent, "tok")
+    assert a.token is None
+    await a.start()
+    first = a.token
+    assert isinstance(first, str) and len(first) >= 32
+    [record] = [r for r in await a.transport.discover() if r.id == "tok"]
+    assert record.token_hash == hashlib.sha256(first.encode()).hexdigest()
+    assert first not in record.model_dump_json()
+    await a.stop()
+    await a.start()
+    assert a.token != first
+    other = bus.agent(Agent, "tok2")
+    await other.start()
+    assert other.token not in (a.token, first)
+
+
+async def test_on_start_may_wait_for_the_transport_and_send(bus: Bus) -> None:
+    """The seed signals readiness before ``on_start``: code that awaits it there must not
+    hang."""
+    arrived = asyncio.Event()
+
+    class Greeter(Agent):
+        async def on_start(self) -> None:
+            await self.wait_transport_ready(timeout=5)
+            await self.send("listener", {"hello": self.id})
+
+    class Listener(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"hello": "greeter"}:
+                arrived.set()
+
+    await bus.agent(Listener, "listener").start()
+    await bus.agent(Greeter, "greeter").start()
+    await until(arrived)

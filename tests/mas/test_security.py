@@ -147,3 +147,67 @@ async def test_forged_reply_is_refused(bus: Bus, caplog: pytest.LogCaptureFixtur
     with pytest.raises(TimeoutError):
         await client.request("target", {}, timeout=0.5)
     assert "refused reply fake-reply" in caplog.text
+
+
+async def test_a_replica_with_another_secret_leaves_messages_to_the_one_that_verifies(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: the replica that cannot verify a message hands it back uncounted instead
+    of dead-lettering it; the replica with the sender's secret answers every request."""
+    caplog.set_level(logging.ERROR, logger="massgen.mas.agent")
+    answered: dict[str, int] = {}
+
+    class Answer(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            answered[self.instance_id] = answered.get(self.instance_id, 0) + 1
+            await message.reply({"by": self.instance_id, "attempt": message.attempt})
+
+    stale = bus.agent(Answer, "work", replica=True, secret="a-stale-secret")
+    await stale.start()  # alone: nothing to compare with
+    right = bus.agent(Answer, "work", replica=True, secret=SECRET)
+    await right.start()  # the stale replica is live: logged, not refused (not strict)
+    assert [r.instance_id for r in await right.secret_mismatches()] == [stale.instance_id]
+    client = bus.agent(Agent, "client", secret=SECRET)
+    await client.start()
+    replies = await asyncio.gather(
+        *(client.request("work", {"i": i}, timeout=20) for i in range(20))
+    )
+    assert {r.payload["by"] for r in replies} == {right.instance_id}
+    assert {r.payload["attempt"] for r in replies} == {1}  # handing back is not a delivery
+    assert await right.transport.dead_letters("work") == []
+    assert answered == {right.instance_id: 20}
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("agent work: 1 live agent instance(s)" in e for e in errors), errors
+    # with no replica left that signs otherwise, what cannot be verified is refused for good
+    await right.stop()
+    await client.send("work", {"late": True})
+    assert [d.reason for d in await _dead_of(stale, "work", 1)] == [
+        "refused: bad signature (forged or altered)"
+    ]
+
+
+async def _dead_of(agent: Agent, inbox: str, n: int) -> list:
+    async with asyncio.timeout(10):
+        while True:
+            letters = await agent.transport.dead_letters(inbox)
+            if len(letters) >= n:
+                return letters
+            await asyncio.sleep(0.02)
+
+
+async def test_strict_secret_refuses_to_start_among_peers_signing_otherwise(bus: Bus) -> None:
+    from massgen.mas import SecretMismatch
+
+    await bus.agent(Agent, "peer", secret=SECRET).start()
+    await bus.agent(Agent, "work", replica=True, secret=SECRET).start()
+    odd = bus.agent(Agent, "work", replica=True, secret="another", strict_secret=True)
+    with pytest.raises(SecretMismatch) as e:
+        await odd.start()
+    assert len(e.value.peers) == 2 and all("@" in p for p in e.value.peers)
+    assert odd.status == "stopped"
+    # unsigned among signers is a mismatch too; the same secret is not
+    with pytest.raises(SecretMismatch):
+        await bus.agent(Agent, "plain", strict_secret=True).start()
+    same = bus.agent(Agent, "work", replica=True, secret=SECRET, strict_secret=True)
+    await same.start()
+    assert await same.secret_mismatches() == []

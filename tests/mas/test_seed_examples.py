@@ -24,6 +24,50 @@ def _seed(seed_defaults: str) -> None:
     """Default Redis, a prefix of the test's own, agents stopped after."""
 
 
+async def test_start_mas_service_programmatically() -> None:
+    # --- the README's code ---
+    service = MASService(redis_url="redis://localhost")
+    await service.start()
+    # --- end ---
+    a = Agent("seen_by_service")
+    await a.start()
+    report = await service.check()
+    assert report.dead == []
+    await a.stop()
+    await service.stop()
+
+
+async def test_start_mas_service_from_the_command_line(seed_defaults: str) -> None:
+    """``python -m mas.service`` becomes ``python -m massgen.mas.service``: it runs until
+    SIGTERM and exits 0."""
+    import os
+    import signal
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MASSGEN_REDIS_URL"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "massgen.mas.service",
+        "--prefix",
+        seed_defaults,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stderr.readline()).decode()  # the start line
+        assert "mas service started on redis://localhost:6379" in line, line
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
     replied = asyncio.Event()
 
@@ -62,6 +106,36 @@ async def test_quick_start(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Found 1 NLP agents" in out
     assert "Received: {'ping': 1}" in out
+
+
+async def test_peer_to_peer_direct_send() -> None:
+    got: list[dict] = []
+    arrived = asyncio.Event()
+
+    class Target(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            got.append(message.payload)
+            arrived.set()
+
+    await Target("target_agent").start()
+    agent = Agent("sender")
+    await agent.start()
+    # --- the README's code ---
+    # Direct send (publishes to Redis channel: agent.target_id)
+    await agent.send("target_agent", {"data": "hello"})
+    # --- end ---
+    await until(arrived)
+    assert got == [{"data": "hello"}]
+
+
+async def test_discover_returns_agents_with_any_listed_capability() -> None:
+    """The seed's registry keeps an agent having *any* of the capabilities asked for."""
+    await Agent("translator", capabilities=["translation"]).start()
+    await Agent("seer", capabilities=["vision"]).start()
+    me = Agent("me", capabilities=["math"])
+    await me.start()
+    found = await me.discover(capabilities=["translation", "vision"])
+    assert [a["id"] for a in found] == ["seer", "translator"]
 
 
 async def test_auto_persisted_state() -> None:
@@ -246,3 +320,28 @@ async def test_the_porting_example_of_docs_mas_md_runs(capsys: pytest.CaptureFix
     exec("async def example():\n" + textwrap.indent(code, "    "), scope)
     await scope["example"]()  # type: ignore[operator]
     assert capsys.readouterr().out == "rest\n"
+
+
+async def test_the_gateway_example_of_docs_mas_md_runs(
+    seed_defaults: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from massgen.mas import GatewayService
+
+    assert GatewayService.__init__.__kwdefaults__ is not None
+    monkeypatch.setitem(GatewayService.__init__.__kwdefaults__, "prefix", seed_defaults)
+    text = (Path(__file__).parents[2] / "docs" / "mas.md").read_text()
+    section = text[text.index("## Gateway mode") :]
+    [code] = re.findall(r"```\n(.*?)```", section, flags=re.S)[:1]
+    got = asyncio.Event()
+
+    class Target(Agent):
+        async def on_message(self, message: AgentMessage) -> None:
+            if message.payload == {"data": "secure message"}:
+                got.set()
+
+    await Target("target_agent").start()
+    scope: dict[str, object] = {"Agent": Agent, "GatewayService": GatewayService}
+    exec("async def example():\n" + textwrap.indent(code, "    ") + "    return gateway\n", scope)
+    gateway = await scope["example"]()  # type: ignore[operator]
+    await until(got)
+    await gateway.stop()

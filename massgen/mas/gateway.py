@@ -1,0 +1,545 @@
+"""Gateway mode, as the seed framework has it: every message an agent sends is checked by
+a :class:`GatewayService` before it is stored in the target's inbox.
+
+An agent made with ``use_gateway=True`` and given a gateway with ``set_gateway()`` hands
+each message (and each reply) to :meth:`GatewayService.handle_message` with its token
+(:attr:`Agent.token`). The gateway runs, in order:
+
+1. **authentication**: the token must be the one a live instance of the sender registered
+   (the registry keeps only its SHA-256);
+2. **message signing** (``features.message_signing``): the message must carry a valid MAC
+   under the gateway's secret (the agents' ``secret=``);
+3. **authorization**: the target must be live, not blocked for the sender, and allowed
+   (``*`` allows every target). Nothing is allowed until you say so, as in the seed:
+   ``gateway.auth_manager().allow_bidirectional("a", "b")``;
+4. **rate limiting**: sliding windows per sender, per minute and per hour;
+5. **audit**: every decision goes to a Redis stream (the payload only as its SHA-256);
+6. **routing**: the message is stored in the target's inbox, as a direct send would.
+
+A refused message raises ``RuntimeError`` at the sender (:class:`GatewayRejected`, with the
+decision), as the seed's ``send()`` does. The gateway is an object in the sending process,
+as the seed's is; what it keeps (permissions, limits, windows, audit) is in Redis, so
+gateways of several processes share it.
+
+The seed's DLP scanning, priority queues, RBAC roles, circuit breakers and Prometheus
+metrics are not here: asking for them (``features``) is a :class:`~massgen.errors.ConfigError`
+at ``start()``, never a silent pass. docs/mas.md says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from massgen.errors import ConfigError, TransportError
+from massgen.mas import wire
+from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from massgen.mas.keys import DEFAULT_PREFIX, Keys
+from massgen.mas.message import AgentMessage
+from massgen.mas.signing import Signer, Verdict
+from massgen.mas.transport import Envelope
+
+if TYPE_CHECKING:
+    from massgen.mas.redis_transport import RedisTransport
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AuthorizationManager",
+    "FeaturesSettings",
+    "GatewayDecision",
+    "GatewayRejected",
+    "GatewayResult",
+    "GatewayService",
+    "GatewaySettings",
+    "RateLimitSettings",
+    "RedisSettings",
+]
+
+
+class GatewayDecision(StrEnum):
+    """What the gateway decided; the seed's strings."""
+
+    ALLOWED = "ALLOWED"
+    AUTH_FAILED = "AUTH_FAILED"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    AUTHZ_DENIED = "AUTHZ_DENIED"
+    RATE_LIMITED = "RATE_LIMITED"
+    ROUTING_FAILED = "ROUTING_FAILED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+class GatewayResult(BaseModel):
+    """The outcome of one message."""
+
+    success: bool
+    decision: str
+    message: str | None = None
+    latency_ms: float | None = None
+
+
+class GatewayRejected(RuntimeError):
+    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
+
+    def __init__(self, result: GatewayResult) -> None:
+        self.result = result
+        self.decision = result.decision
+        super().__init__(f"Gateway rejected message: {result.decision} - {result.message}")
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+    """``None``: ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``."""
+    prefix: str = DEFAULT_PREFIX
+    """The agents' key prefix: the gateway sees the registry and inboxes under it."""
+
+
+class RateLimitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_minute: int = Field(default=100, ge=1)
+    per_hour: int = Field(default=1000, ge=1)
+
+
+class FeaturesSettings(BaseModel):
+    """Optional stages. Only ``message_signing`` is implemented here; the others raise a
+    ConfigError at ``start()`` when turned on."""
+
+    model_config = ConfigDict(extra="forbid")
+    message_signing: bool = False
+    dlp: bool = False
+    priority_queue: bool = False
+    rbac: bool = False
+    circuit_breaker: bool = False
+
+
+_NOT_HERE = ("dlp", "priority_queue", "rbac", "circuit_breaker")
+
+
+class GatewaySettings(BaseModel):
+    """How a gateway is set up; the seed's shape (nested sections, or dicts for them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    secret: str | None = None
+    """Checks signatures with ``features.message_signing`` (``None``: ``$MASSGEN_SECRET``)."""
+    audit_maxlen: int = Field(default=100_000, ge=1)
+    """The audit stream keeps about this many newest entries."""
+
+    @classmethod
+    def from_yaml(cls, file_path: str | Path) -> GatewaySettings:
+        import yaml
+
+        data = yaml.safe_load(Path(file_path).read_text()) or {}
+        return cls.model_validate(data)
+
+
+# KEYS: minute window, hour window. ARGV: now ms, member, per minute, per hour.
+# Sliding windows: drop what left each window, refuse if either is full, else count it.
+_RATE = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+local m = redis.call('ZCARD', KEYS[1])
+if m >= tonumber(ARGV[3]) then return {0, 'minute', m} end
+local h = redis.call('ZCARD', KEYS[2])
+if h >= tonumber(ARGV[4]) then return {0, 'hour', h} end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 60000)
+redis.call('PEXPIRE', KEYS[2], 3600000)
+return {1, '', m + 1}
+"""
+
+
+def token_hash(token: str) -> str:
+    """What the registry keeps of an agent's token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class GatewayService:
+    """Checks and routes the messages of agents in gateway mode (see the module doc).
+
+    ``GatewayService()`` uses the Redis of ``$MASSGEN_REDIS_URL`` (else
+    ``redis://localhost:6379``) and the prefix ``massgen:``; pass ``settings`` (or
+    ``redis_url=``/``prefix=``) for others.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        *,
+        redis_url: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
+        s = settings or GatewaySettings()
+        if redis_url is not None or prefix is not None:
+            s = s.model_copy(
+                update={
+                    "redis": RedisSettings(
+                        url=redis_url or s.redis.url, prefix=prefix or s.redis.prefix
+                    )
+                }
+            )
+        self.settings = s
+        self.keys = Keys(s.redis.prefix)
+        self._transport: RedisTransport | None = None
+        self._signer: Signer | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        """Connect; raise ConfigError for a feature this gateway does not have, or a secret
+        missing for ``message_signing``."""
+        s = self.settings
+        wanted = [name for name in _NOT_HERE if getattr(s.features, name)]
+        if wanted:
+            raise ConfigError(
+                f"gateway feature(s) {', '.join(wanted)} are not implemented in massgen.mas",
+                key="features",
+                hint="turn them off; docs/mas.md lists what the gateway checks",
+            )
+        if s.features.message_signing:
+            self._signer = Signer.resolve(s.secret)
+            if self._signer is None:
+                raise ConfigError(
+                    "message_signing needs the agents' secret",
+                    key="secret",
+                    hint="pass GatewaySettings(secret=...) or set MASSGEN_SECRET",
+                )
+        from massgen.mas.redis_transport import RedisTransport
+
+        url = s.redis.url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+        transport = RedisTransport(url, prefix=s.redis.prefix)
+        await transport.connect()
+        self._transport = transport
+        self._running = True
+        log.info("mas gateway started on %s (prefix %s)", transport.where, s.redis.prefix)
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> GatewayService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _redis(self) -> Any:
+        if self._transport is None:
+            raise RuntimeError("Gateway not started")
+        return self._transport.client
+
+    # the pipeline -------------------------------------------------------------------------
+    async def handle_message(
+        self,
+        message: AgentMessage,
+        token: str,
+        signature: str | None = None,
+        timestamp: float | None = None,
+        nonce: str | None = None,
+        *,
+        envelope: Envelope | None = None,
+    ) -> GatewayResult:
+        """Check ``message`` (sent with the sender's ``token``) and, if allowed, store it in
+        the target's inbox. ``envelope`` carries the agent's signature; ``signature``
+        alone (the seed's argument) is taken as the MAC of the message's wire form.
+        ``timestamp`` and ``nonce`` are accepted for the seed's signature and unused: the
+        inbox's own time and the message id guard freshness and replays."""
+        del timestamp, nonce
+        env = envelope or Envelope(message, signature)
+        result = await self.check(message, token, envelope=env)
+        if not result.success:
+            return result
+        started = time.perf_counter()
+        try:
+            assert self._transport is not None
+            await self._transport.send([env])
+        except TransportError as e:
+            ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
+            await self._audit(message, GatewayDecision.ROUTING_FAILED, ms, ["routing_error"])
+            return GatewayResult(
+                success=False,
+                decision=GatewayDecision.ROUTING_FAILED,
+                message=str(e),
+                latency_ms=ms,
+            )
+        ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
+        return GatewayResult(
+            success=True,
+            decision=GatewayDecision.ALLOWED,
+            message="Message delivered",
+            latency_ms=ms,
+        )
+
+    async def check(
+        self, message: AgentMessage, token: str, *, envelope: Envelope | None = None
+    ) -> GatewayResult:
+        """Every stage but routing (agents in gateway mode check their replies with it);
+        audited either way."""
+        started = time.perf_counter()
+        if not self._running:
+            return GatewayResult(
+                success=False,
+                decision=GatewayDecision.SERVICE_UNAVAILABLE,
+                message="Gateway service not running",
+            )
+        import redis.exceptions as rexc
+
+        try:
+            decision, reason = await self._decide(message, token, envelope)
+        except rexc.RedisError as e:
+            raise TransportError(f"gateway: Redis failed while checking a message: {e}") from e
+        ms = (time.perf_counter() - started) * 1000
+        violations = [] if decision is GatewayDecision.ALLOWED else [reason]
+        await self._audit(message, decision, ms, violations)
+        if decision is not GatewayDecision.ALLOWED:
+            log.warning(
+                "gateway refused message %s from %r to %r: %s (%s)",
+                message.id,
+                message.sender_id,
+                message.target_id,
+                decision.value,
+                reason,
+            )
+        return GatewayResult(
+            success=decision is GatewayDecision.ALLOWED,
+            decision=decision,
+            message=reason or None,
+            latency_ms=ms,
+        )
+
+    async def _decide(
+        self, message: AgentMessage, token: str, envelope: Envelope | None
+    ) -> tuple[GatewayDecision, str]:
+        assert self._transport is not None
+        sender, target = message.sender_id, message.target_id
+        live = await self._transport.discover()
+        mine = [r for r in live if r.id == sender]
+        if not token or not sender:
+            return GatewayDecision.AUTH_FAILED, "Missing agent_id or token"
+        if not mine:
+            return GatewayDecision.AUTH_FAILED, "Agent not registered"
+        digest = token_hash(token)
+        if not any(hmac.compare_digest(digest, r.token_hash) for r in mine if r.token_hash):
+            return GatewayDecision.AUTH_FAILED, "Invalid or expired token"
+        if self._signer is not None:
+            env = envelope or Envelope(message)
+            body = env.body if env.body is not None else wire.encode(message)
+            verdict = self._signer.verify(body, env.mac)
+            if verdict is not Verdict.OK:
+                return GatewayDecision.SIGNATURE_INVALID, verdict.value
+        if not any(r.id == target for r in live):
+            return GatewayDecision.AUTHZ_DENIED, f"target {target!r} is not a live agent"
+        r = self._redis()
+        blocked, allowed_all, allowed = (
+            await r.pipeline(transaction=False)
+            .sismember(self.keys.gateway_blocked(sender), target)
+            .sismember(self.keys.gateway_allowed(sender), "*")
+            .sismember(self.keys.gateway_allowed(sender), target)
+            .execute()
+        )
+        if blocked or not (allowed_all or allowed):
+            return GatewayDecision.AUTHZ_DENIED, "Not authorized to message target"
+        per_minute, per_hour = await self.rate_limits(sender)
+        ok, window, _count = await r.eval(
+            _RATE,
+            2,
+            self.keys.gateway_window(sender, "minute"),
+            self.keys.gateway_window(sender, "hour"),
+            int(time.time() * 1000),
+            f"{message.id}:{os.urandom(4).hex()}",
+            per_minute,
+            per_hour,
+        )
+        if not int(ok):
+            w = window.decode() if isinstance(window, bytes) else str(window)
+            limit = per_minute if w == "minute" else per_hour
+            return GatewayDecision.RATE_LIMITED, f"Rate limit exceeded: {limit} per {w}"
+        return GatewayDecision.ALLOWED, ""
+
+    async def _audit(
+        self, message: AgentMessage, decision: GatewayDecision, ms: float, violations: list[str]
+    ) -> None:
+        payload = json.dumps(message.payload, sort_keys=True, default=str).encode()
+        try:
+            await self._redis().xadd(
+                self.keys.gateway_audit,
+                {
+                    "message_id": message.id,
+                    "sender_id": message.sender_id,
+                    "target_id": message.target_id,
+                    "decision": decision.value,
+                    "latency_ms": f"{ms:.3f}",
+                    "payload_hash": hashlib.sha256(payload).hexdigest(),
+                    "violations": json.dumps(violations),
+                    "timestamp": f"{time.time():.6f}",
+                },
+                maxlen=self.settings.audit_maxlen,
+                approximate=True,
+            )
+        except Exception as e:  # the decision stands; a lost audit line is logged loudly
+            log.error("gateway: could not write the audit entry of %s: %s", message.id, e)
+
+    # management ---------------------------------------------------------------------------
+    async def audit_log(
+        self, count: int = 100, *, sender_id: str | None = None, target_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest audit entries, newest last (optionally of one sender or target)."""
+        rows = await self._redis().xrevrange(self.keys.gateway_audit, count=count * 10)
+        out = []
+        for entry_id, fields in rows:
+            d: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
+            if sender_id is not None and d["sender_id"] != sender_id:
+                continue
+            if target_id is not None and d["target_id"] != target_id:
+                continue
+            d["violations"] = json.loads(d["violations"])
+            d["latency_ms"] = float(d["latency_ms"])
+            d["timestamp"] = float(d["timestamp"])
+            d["entry_id"] = _s(entry_id)
+            out.append(d)
+            if len(out) >= count:
+                break
+        return out[::-1]
+
+    async def set_limits(
+        self, agent_id: str, per_minute: int | None = None, per_hour: int | None = None
+    ) -> None:
+        """Limits of one sender instead of the settings' defaults."""
+        fields = {k: v for k, v in (("per_minute", per_minute), ("per_hour", per_hour)) if v}
+        if fields:
+            await self._redis().hset(self.keys.gateway_limits(agent_id), mapping=fields)
+
+    async def rate_limits(self, agent_id: str) -> tuple[int, int]:
+        """``(per_minute, per_hour)`` for ``agent_id``."""
+        got = await self._redis().hmget(
+            self.keys.gateway_limits(agent_id), ["per_minute", "per_hour"]
+        )
+        d = self.settings.rate_limit
+        return (int(got[0]) if got[0] else d.per_minute, int(got[1]) if got[1] else d.per_hour)
+
+    async def set_permissions(
+        self,
+        agent_id: str,
+        allowed_targets: Sequence[str] | None = None,
+        blocked_targets: Sequence[str] | None = None,
+    ) -> None:
+        """Replace the agent's allowed (``*``: every target) and/or blocked targets."""
+        r = self._redis()
+        for key, targets in (
+            (self.keys.gateway_allowed(agent_id), allowed_targets),
+            (self.keys.gateway_blocked(agent_id), blocked_targets),
+        ):
+            if targets is not None:
+                await r.delete(key)
+                if targets:
+                    await r.sadd(key, *targets)
+
+    async def add_permission(self, agent_id: str, target_id: str) -> None:
+        await self._redis().sadd(self.keys.gateway_allowed(agent_id), target_id)
+
+    async def remove_permission(self, agent_id: str, target_id: str) -> None:
+        await self._redis().srem(self.keys.gateway_allowed(agent_id), target_id)
+
+    async def block_target(self, agent_id: str, target_id: str) -> None:
+        await self._redis().sadd(self.keys.gateway_blocked(agent_id), target_id)
+
+    async def unblock_target(self, agent_id: str, target_id: str) -> None:
+        await self._redis().srem(self.keys.gateway_blocked(agent_id), target_id)
+
+    async def get_permissions(self, agent_id: str) -> dict[str, list[str]]:
+        r = self._redis()
+        allowed = await r.smembers(self.keys.gateway_allowed(agent_id))
+        blocked = await r.smembers(self.keys.gateway_blocked(agent_id))
+        return {
+            "allowed": sorted(_s(x) for x in allowed),
+            "blocked": sorted(_s(x) for x in blocked),
+        }
+
+    def auth_manager(self) -> AuthorizationManager:
+        """The seed's high-level permission helper."""
+        return AuthorizationManager(self)
+
+    async def get_stats(self) -> dict[str, Any]:
+        r = self._redis()
+        return {
+            "audit": {"entries": int(await r.xlen(self.keys.gateway_audit))},
+            "status": "running" if self._running else "stopped",
+        }
+
+
+class AuthorizationManager:
+    """Grant and block in the common patterns (the seed framework's names)."""
+
+    def __init__(self, gateway: GatewayService) -> None:
+        self._gw = gateway
+        self._pending: list[tuple[str, str, list[str]]] = []
+
+    async def allow_bidirectional(self, agent_a: str, agent_b: str) -> None:
+        await self._gw.add_permission(agent_a, agent_b)
+        await self._gw.add_permission(agent_b, agent_a)
+
+    async def allow_network(self, agents: Sequence[str], bidirectional: bool = True) -> None:
+        """Everyone to everyone (``bidirectional``), else a chain ``a -> b -> c``."""
+        if bidirectional:
+            for sender in agents:
+                targets = [a for a in agents if a != sender]
+                if targets:
+                    await self._gw.set_permissions(sender, allowed_targets=targets)
+        else:
+            for a, b in zip(agents, agents[1:], strict=False):
+                await self._gw.add_permission(a, b)
+
+    async def allow_broadcast(self, sender: str, receivers: Sequence[str]) -> None:
+        await self._gw.set_permissions(sender, allowed_targets=list(receivers))
+
+    async def allow_wildcard(self, agent_id: str) -> None:
+        await self._gw.set_permissions(agent_id, allowed_targets=["*"])
+
+    def allow(self, sender: str, targets: str | Sequence[str]) -> AuthorizationManager:
+        """Queue a grant; :meth:`apply` writes the queue."""
+        self._pending.append(
+            ("allow", sender, [targets] if isinstance(targets, str) else list(targets))
+        )
+        return self
+
+    def block(self, sender: str, target: str) -> AuthorizationManager:
+        self._pending.append(("block", sender, [target]))
+        return self
+
+    async def apply(self) -> None:
+        pending, self._pending = self._pending, []
+        for op, sender, targets in pending:
+            for t in targets:
+                if op == "allow":
+                    await self._gw.add_permission(sender, t)
+                else:
+                    await self._gw.block_target(sender, t)
+
+    async def get_summary(self, agent_id: str) -> dict[str, Any]:
+        perms = await self._gw.get_permissions(agent_id)
+        return {"agent_id": agent_id, **perms}
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
