@@ -38,6 +38,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,7 +52,7 @@ import yaml
 from massgen.config import load
 from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import RedisServer
-from tests.procs import read_line, run_massgen, start_ready
+from tests.procs import read_line, run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -242,8 +243,6 @@ def _check_worker_lines(block: Block, ctx: OtherContext) -> None:
         text=True,
     )
     session.workers.append(proc)
-    import time
-
     deadline = time.monotonic() + 30
     printed = [read_line(proc, deadline) for _ in load(session.cwd / "team.yaml").agents]
     for line in _local(block.text, session.redis).splitlines():
@@ -562,6 +561,7 @@ class Session:
     redis: str
     env: dict[str, str]
     workers: list[subprocess.Popen[str]] = field(default_factory=list)
+    starting: list[tuple[subprocess.Popen[str], str, int]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     ran: int = 0
     last: str = ""
@@ -605,6 +605,7 @@ class Session:
             return
         if args[0] == "run" and any(" on workers at " in e for e in expected):
             self.start_the_workers_of(expected)
+        self.ready()
         # The repository's example configs, run from this folder (records land here).
         args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
         done = run_massgen(*args, cwd=self.cwd, env=self.env, unset=CLEAN)
@@ -633,16 +634,34 @@ class Session:
             ready = "hosting "
         else:
             count, ready = 1, "service watching "
-        self.workers.append(
-            start_ready(
-                [sys.executable, "-m", "massgen", *args],
-                ready=ready,
-                count=count,
-                cwd=self.cwd,
-                env=_clean_env(self.env),
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "massgen", *args],
+            cwd=self.cwd,
+            env=_clean_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        self.workers.append(proc)
+        self.starting.append((proc, ready, count))
         self.ran += 1
+
+    def ready(self) -> None:
+        """Wait until the processes started since the last wait (together, so they start up
+        at once) say they are ready; one that ends or stalls first fails the test."""
+        deadline = time.monotonic() + 30
+        for proc, ready, count in self.starting:
+            seen = 0
+            while seen < count:
+                try:
+                    line = read_line(proc, deadline)
+                except TimeoutError:
+                    line = None
+                if line is None:
+                    proc.kill()
+                    raise AssertionError(f"{proc.args}: not ready:\n{proc.communicate()[1]}")
+                seen += line.startswith(ready)
+        self.starting.clear()
 
     def start_the_workers_of(self, expected: list[str]) -> None:
         """The workers a ``massgen: A (2 workers), B on workers at URL; local: C`` line names."""
@@ -654,10 +673,15 @@ class Session:
                 self.start(["worker", "team.yaml", "--agent", name])
 
     def stop(self) -> None:
+        try:
+            self.ready()
+        finally:
+            for worker in self.workers:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
         for worker in self.workers:
-            worker.send_signal(signal.SIGTERM)
             worker.communicate(timeout=20)
-            assert worker.returncode == 0
+            assert worker.returncode == 0, worker.args
 
 
 def _make_command(target: str) -> list[str]:
@@ -734,6 +758,7 @@ def test_shell_example_runs_as_shown(block: Block, session_for: Callable[[str], 
         shown = [t for _, t in _output_after(lines[i + 1 :])]
         for command in _optional(text):
             session.run(shlex.split(command, comments=True), shown)
+    session.ready()
     if not session.ran:
         pytest.skip("; ".join(session.skipped))
 
