@@ -21,8 +21,9 @@ Every fenced block is handled here, or the test fails (so a new one cannot go un
   before it printed. Skipped, with the reason, only what needs a real provider or server.
 - **Other blocks** (diagrams, output shown on its own, SQL) each have a check in ``OTHERS``.
 
-The inline ``massgen ...`` commands of the prose run too, and every test that
-docs/reliability.md names must exist.
+The inline ``massgen ...`` commands of the prose run too, and so do its inline ``redis-cli``,
+``python`` and ``pip`` commands (each as ``test_inline_command_of_another_program_runs_as_shown``
+says). Every test that docs/reliability.md names must exist.
 """
 
 from __future__ import annotations
@@ -849,3 +850,98 @@ def test_every_test_reliability_md_names_exists(name: str) -> None:
         if isinstance(n, ast.Assign):
             defined |= {t.id for t in n.targets if isinstance(t, ast.Name)}
     assert test.startswith("test_") and test in defined, f"{name} does not exist"
+
+
+# -- inline commands of other programs ------------------------------------------------------
+
+_INLINE_OTHER = re.compile(r"`((?:redis-cli|python|pip) [^`]+)`")
+
+
+def inline_other_commands() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        text = re.sub(r"\s*\n\s*", " ", _FENCE.sub("", doc.read_text(encoding="utf-8")))
+        for m in _INLINE_OTHER.finditer(text):
+            found.setdefault(m.group(1), str(doc.relative_to(ROOT)))
+    return list(found.items())
+
+
+def _run_monitor(command: str, redis: str) -> None:
+    """``python -m massgen.mas.service ...`` on the private Redis: it starts, logs that it
+    watches, and exits 0 on SIGTERM."""
+    argv = shlex.split(_local(command, redis))
+    proc = subprocess.Popen(
+        [sys.executable, *argv[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_clean_env({}),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "mas service started on " not in (line := read_line(proc, deadline) or "?"):
+            assert line != "?", "the monitor ended before it started"
+        assert f"127.0.0.1:{redis.rsplit(':', 1)[1].split('/', maxsplit=1)[0]}" in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def _clear_the_cache(command: str, redis: str, tmp_path: Path) -> None:
+    """A cached run on the private Redis, then the command, its ``redis-cli`` pointed at
+    that Redis (``-p PORT``): the cache entries are gone, the other keys kept."""
+    import redis as sync_redis
+
+    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    team["orchestrator"]["cache"] = {"enabled": True}
+    team["redis"] = {"url": redis}
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(team))
+    done = run_massgen("run", "team.yaml", "What is the capital of France?", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    client = sync_redis.Redis.from_url(redis)
+    try:
+        client.set("massgen:kv:session:kept", "1")
+        assert client.keys("massgen:kv:cache:*"), "the run cached nothing under that pattern"
+        port = redis.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+        pipeline = command.replace("redis-cli", f"redis-cli -p {port}")
+        subprocess.run(["bash", "-c", pipeline], check=True, capture_output=True)
+        assert client.keys("massgen:kv:cache:*") == []
+        assert client.get("massgen:kv:session:kept") == b"1"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def _extra_exists(command: str) -> None:
+    """``pip install 'massgen[X]'`` is not run (it reaches PyPI); the extra must exist."""
+    import tomllib
+
+    [extra] = re.findall(r"massgen\[(\w+)\]", command)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert extra in project["optional-dependencies"], extra
+
+
+@pytest.mark.parametrize(("command", "doc"), inline_other_commands())
+def test_inline_command_of_another_program_runs_as_shown(
+    command: str, doc: str, private_redis: str, tmp_path: Path
+) -> None:
+    if command.startswith("python bench/"):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / command.split()[1]), "--help"], capture_output=True
+        )
+        assert done.returncode == 0
+        pytest.skip(BENCHMARKS)
+    elif command.startswith("python -m mas.service"):
+        pytest.skip("the seed framework's command, named to compare; ours runs")
+    elif command.startswith("python -m massgen.mas.service") and _PLACEHOLDER.search(command):
+        pytest.skip("has placeholders; docs/redis.md's full form runs")
+    elif command.startswith("python -m massgen.mas.service"):
+        for variant in _optional(command):
+            _run_monitor(variant, private_redis)
+    elif command.startswith("redis-cli"):
+        _clear_the_cache(command, private_redis, tmp_path)
+    elif command.startswith("pip install"):
+        _extra_exists(command)
+    else:
+        pytest.fail(f"{doc}: this test does not know how to run `{command}`")
