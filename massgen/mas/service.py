@@ -236,12 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def run() -> None:
         service = MASService(args.redis, prefix=args.prefix, interval=args.interval)
-        await service.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before the "started" line a supervisor reads
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        await service.start()
         try:
             await stop.wait()
         finally:
