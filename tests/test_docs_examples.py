@@ -452,13 +452,39 @@ GIVEN: dict[str, Callable[[str], dict[str, Any]]] = {
 class _SentenceTransformer:
     """Stands in for a downloaded embedding model: a vector of letter counts."""
 
+    encoded: list[str] = []
+
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def encode(self, texts: list[str]) -> Any:
-        import numpy
+    def encode(self, texts: list[str]) -> _Array:
+        self.encoded.extend(texts)
+        return _Array([[float(t.lower().count(c)) for c in "aeiou"] for t in texts])
 
-        return numpy.array([[t.lower().count(c) for c in "aeiou"] for t in texts], dtype=float)
+
+class _Array(list[list[float]]):
+    """What ``encode`` returns (an array, without numpy)."""
+
+    def tolist(self) -> list[list[float]]:
+        return list(self)
+
+
+async def _recall_by_meaning(scope: dict[str, Any]) -> None:
+    """The memory the example gives an agent ranks what it remembers with the model."""
+    from massgen.memory.long_term import MemoryItem
+    from massgen.store import open_store
+
+    memory = scope["agent"].long_term
+    memory.bind(open_store("memory://"))
+    await memory.remember(MemoryItem(task="Which database for the ledger?", final="PostgreSQL"))
+    _SentenceTransformer.encoded.clear()
+    [(_, item)] = await memory.search("ledger database")
+    assert item.final == "PostgreSQL"
+    assert "ledger database" in _SentenceTransformer.encoded  # ranked by the model
+
+
+AFTER: dict[str, Callable[[dict[str, Any]], Any]] = {"agent.long_term = ": _recall_by_meaning}
+"""What is done with an example's result, by a phrase of the example, to see it works."""
 
 
 def _literal_asserts(tree: ast.Module, source: str) -> ast.Module:
@@ -546,6 +572,9 @@ def test_python_example_runs(
         if phrase in block.text:
             scope.update(given(private_redis))
     printed = execute(block, scope)
+    for phrase, after in AFTER.items():
+        if phrase in block.text:
+            asyncio.run(after(scope))
     if any(re.match(r"print\(", line) for line in block.text.splitlines()):
         assert printed.strip(), f"{block} prints nothing"
 
