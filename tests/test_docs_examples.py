@@ -1,34 +1,62 @@
-"""The README's and docs/config.md's examples do what they say, run as shown.
+"""Every example of the README and of every page in docs/ does what it says, run as shown.
 
-Every fenced block is handled here: a YAML team is built (``massgen config validate``) with
-dummy keys, an error example is reproduced byte for byte, Python is compiled, and each shell
-command is run as written (in a folder holding a ``team.yaml``), or skipped with its reason
-when it needs a real provider or a local server (its config is still built with dummy keys).
-The inline ``massgen ...`` commands of the prose run too. An example nothing here knows how
-to handle fails the test, so a new one cannot go unchecked.
+Every fenced block is handled here, or the test fails (so a new one cannot go unchecked):
+
+- **YAML**: a whole team is built (``massgen config validate``) with dummy keys. A fragment
+  (only ``tools:``, ``backends:``, ``redis:``...) is completed into a team by appending an
+  ``agents:`` section: one agent per backend it names (else one ``replay`` agent), each
+  using every tool it defines. Files the reader would have (a ``root`` folder, a SQLite
+  file, a ``mytools`` module: the docs' own ``StockPrice``) are made in a tmp dir.
+- **Python** is executed: statements up to the first one that awaits run as a script, the
+  rest in one event loop (as in ``python -m asyncio``). A provider is the simulator (through
+  the SDKs' own base-URL variables), Redis a private ``redis-server``; the few names an
+  example leaves to the reader (``URL``, ``backend``...) are given in ``GIVEN``. An
+  expression commented with a literal (``x  # 2``) must equal it.
+- **Shell** (no language, ``sh``, or ``console`` with ``$`` prompts): each command is run as
+  written in a tmp folder holding a ``team.yaml`` (the page's team, ``TEAMS``), providers
+  being the simulator (the example configs too, all but one); ``[...]``
+  options are run without and with them; a Redis URL on another host stands for the
+  reader's Redis and becomes the private one; workers and the service are real processes,
+  stopped at the end. A line that is not a command is output, and must be what the command
+  before it printed. Skipped, with the reason, only what needs a real provider or server.
+- **Other blocks** (diagrams, output shown on its own, SQL) each have a check in ``OTHERS``.
+
+The inline ``massgen ...`` commands of the prose run too, and so do its inline ``redis-cli``,
+``python`` and ``pip`` commands (each as ``test_inline_command_of_another_program_runs_as_shown``
+says). Every test that docs/reliability.md names must exist.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
+import io
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from massgen.config import load
-from tests.procs import run_massgen, start_ready
+from massgen.testing.simulator import ProviderSimulator
+from tests.mas.helpers import RedisServer
+from tests.procs import read_line, run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = (ROOT / "README.md", ROOT / "docs" / "config.md")
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DUMMY_KEYS = {
     "OPENAI_API_KEY": "sk-dummy",
@@ -36,6 +64,8 @@ DUMMY_KEYS = {
     "GEMINI_API_KEY": "dummy",
     "XAI_API_KEY": "xai-dummy",
     "OPENROUTER_API_KEY": "sk-or-dummy",
+    "BRAVE_API_KEY": "dummy",
+    "PGPASSWORD": "dummy",
 }
 CLEAN = ("MASSGEN_REDIS_URL", "MASSGEN_CONFIG", "MASSGEN_SECRET", "MASSGEN_LOG")
 """Unset for every command, so the examples meet the machine a reader has."""
@@ -45,25 +75,46 @@ NOT_MASSGEN = {
 }
 """Programs other than massgen that examples run, and why they are not run here."""
 
+BENCHMARKS = "a benchmark: minutes of deliberate load, not a pass/fail test (`make bench`)"
+"""Why the bench scripts are only started with ``--help`` here."""
+
 MAKE_SKIPPED = {"test": "runs this very suite"}
 """Make targets not run here; every other one has its massgen command run instead."""
 
 INLINE_SKIPPED = {
-    "massgen service": "runs until stopped; covered by the distributed tests",
+    "massgen service": "runs until stopped; docs/distributed.md's `massgen service --redis` runs",
     "massgen worker": "needs a config; the README's full `massgen worker team.yaml` runs",
+    "massgen worker --agent b": "names an option; docs/distributed.md's workers with --agent run",
     "massgen agents list": "needs --redis or --config; `agents list --config team.yaml` runs",
     "massgen run": "names the command; its full forms (config and task) run",
+    "massgen run --redis": "names an option; the full form needs a task",
+    "massgen batch": "names the command; `massgen batch tasks.txt` runs",
 }
 """Inline commands without placeholders that are still not run, and why."""
 
-NEEDS_PROVIDER = {
-    "quickstart": "needs OpenAI, Anthropic and Gemini keys",
-    "consensus": "needs OpenAI, Anthropic and Gemini keys",
-    "parallel": "needs OpenAI and Anthropic keys",
-    "sequential": "needs OpenAI and Anthropic keys",
+NEEDS_SERVER = {
     "local": "needs Ollama and LM Studio servers on localhost",
 }
-"""Example configs a shown command runs, that need a provider or a local server."""
+"""Example configs a shown command runs, that need a local server. The others (OpenAI,
+Anthropic, Gemini) run against the simulator."""
+
+TEAMS: dict[str, dict[str, Any]] = {
+    "docs/distributed.md": {
+        "name": "review",
+        "agents": [
+            {"name": "analyst", "backend": "openai", "model": "gpt-4o-mini"},
+            {"name": "critic", "backend": "anthropic", "model": "claude-haiku-4-5"},
+            {"name": "judge", "backend": "replay"},
+        ],
+        "orchestrator": {"strategy": "parallel", "max_retries": 0},
+    },
+}
+"""The team a page's commands run (``team.yaml``); any other page: configs/offline.yaml's.
+distributed.md's is the one its output shows (analyst, critic, judge), its providers the
+simulator."""
+
+TASKS_TXT = "What is the capital of France?\n"
+"""The ``tasks.txt`` a reader's folder holds, for ``massgen batch tasks.txt``."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +130,7 @@ class Block:
 
 _FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 _ERROR = re.compile(r"^(?P<file>[\w.]+):(?P<line>\d+): `(?P<key>[\w.]+)`: .*\n  hint: .*$")
+_REMOTE_REDIS = re.compile(r"(rediss?://)(?!127\.0\.0\.1|localhost)([\w.-]+):(\d+)")
 
 
 def fenced(path: Path) -> list[Block]:
@@ -102,45 +154,253 @@ def _kind(block: Block) -> str:
         return "python"
     if _ERROR.fullmatch(block.text.strip()):
         return "error"
-    if block.lang in ("sh", "") and all(_program(c) for c in _commands(block)):
+    if _other(block) is not None:
+        return "other"
+    if block.lang in ("sh", "", "console") and _lines(block) and _lines(block)[0][0] == "$":
         return "shell"
     return "unknown"
 
 
-def _commands(block: Block) -> list[list[str]]:
-    return [argv for line in block.text.splitlines() if (argv := shlex.split(line, comments=True))]
+def _lines(block: Block) -> list[tuple[str, str]]:
+    """("$", command) and (">", output) lines of a shell block; [] when it starts with output."""
+    out: list[tuple[str, str]] = []
+    for line in block.text.splitlines():
+        text = line.removeprefix("$ ") if block.lang == "console" else line
+        if block.lang == "console" and not line.startswith("$ "):
+            out.append((">", line))
+            continue
+        try:
+            argv = shlex.split(text, comments=True)
+        except ValueError:
+            argv = []
+        if argv and _program(argv):
+            out.append(("$", text))
+        elif text.strip():
+            out.append((">", text))
+    return out
 
 
 def _program(argv: list[str]) -> str | None:
     name = argv[0].removeprefix(".venv/bin/")
-    return name if name in ("massgen", "make", *NOT_MASSGEN) else None
+    return name if name in ("massgen", "make", "python", *NOT_MASSGEN) else None
 
 
 def _of(kind: str) -> list[Block]:
     return [b for b in BLOCKS if _kind(b) == kind]
 
 
-def test_every_example_is_handled() -> None:
-    assert {b.doc for b in BLOCKS} == {"README.md", "docs/config.md"}
+# -- other blocks: diagrams, output shown alone, SQL ------------------------------------------
+
+
+def _check_run_diagram(block: Block, ctx: OtherContext) -> None:
+    """Every module the path of one run names exists, and holds the name shown beside it."""
+    for path in re.findall(r"(?<![.\w])(massgen/[\w/]+(?:\.py|/))", block.text):
+        assert (ROOT / path).exists(), f"{block}: {path} does not exist"
+    for line in block.text.splitlines():
+        m = re.search(r"→ (\w+)\.(\w+)\(.*?\)\s+(massgen/[\w/.]+)", line)
+        if m:
+            where = ROOT / m[3]
+            files = [where] if where.is_file() else list(where.rglob("*.py"))
+            assert any(f"def {m[2]}" in f.read_text() for f in files), line
+
+
+def _check_breaker_diagram(block: Block, ctx: OtherContext) -> None:
+    from massgen.resilience.breaker import CircuitState
+
+    shown = set(re.findall(r"\b[A-Z][A-Z_]{3,}\b", block.text))
+    assert shown == {s.name for s in CircuitState}, shown
+
+
+def _check_tool_fence(block: Block, ctx: OtherContext) -> None:
+    from massgen.tools.runner import fence
+
+    inside = block.text.splitlines()[1]
+    assert fence("web_search", inside, 10_000) == block.text
+
+
+def _check_recall(block: Block, ctx: OtherContext) -> None:
+    from massgen.memory.long_term import MemoryItem
+    from massgen.memory.short_term import _with_recalled
+
+    item = MemoryItem(
+        task="Which database for the ledger service?",
+        final="Use PostgreSQL 16 for the ledger.",
+        winner="ada",
+        votes=[("ada", "ada"), ("bob", "ada")],
+    )
+    assert _with_recalled([item.text()], "<the prompt>") == block.text
+
+
+def _check_worker_lines(block: Block, ctx: OtherContext) -> None:
+    """The lines are what ``massgen worker team.yaml`` prints for the page's team."""
+    session = ctx.session_for(block.doc)
+    args = [sys.executable, "-m", "massgen", "worker", "team.yaml"]
+    proc = subprocess.Popen(
+        args,
+        cwd=session.cwd,
+        env=_clean_env(session.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    session.workers.append(proc)
+    deadline = time.monotonic() + 30
+    printed = [read_line(proc, deadline) for _ in load(session.cwd / "team.yaml").agents]
+    for line in _local(block.text, session.redis).splitlines():
+        assert f"{line}\n" in printed, (line, printed)
+
+
+def _check_sql(block: Block, ctx: OtherContext) -> None:
+    """Run as written on the local PostgreSQL, in a scratch database standing for
+    ``warehouse``, in a transaction rolled back at the end; the role it makes can read and
+    cannot write or reach the server."""
+    import psycopg
+
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    scratch = f"docs_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {scratch}")
+    try:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{scratch}") as conn:
+            conn.execute("CREATE TABLE items (name text)")
+            conn.execute("INSERT INTO items VALUES ('ledger')")
+            conn.execute(block.text.replace("warehouse", scratch))
+            row = conn.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+                " FROM pg_roles WHERE rolname = 'massgen_reader'"
+            ).fetchone()
+            assert row == (False, False, False, False, False)
+            conn.execute("SET ROLE massgen_reader")
+            assert conn.execute("SELECT name FROM items").fetchall() == [("ledger",)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("INSERT INTO items VALUES ('x')")
+            conn.rollback()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {scratch}")
+
+
+@dataclass
+class OtherContext:
+    session_for: Callable[[str], Session]
+
+
+OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
+    (r"massgen run team\.yaml \"task\" +massgen/cli/", _check_run_diagram),
+    (r"\s+failures consecutive tripping failures", _check_breaker_diagram),
+    (r'<tool_output tool="web_search">', _check_tool_fence),
+    (r"Recalled memory from earlier runs", _check_recall),
+    (r"hosting \w+ \(", _check_worker_lines),
+    (r"CREATE ROLE massgen_reader", _check_sql),
+]
+"""Blocks that are neither YAML, Python nor commands, by their first line, and their check."""
+
+
+def _other(block: Block) -> Callable[[Block, OtherContext], None] | None:
+    first = block.text.splitlines()[0] if block.text else ""
+    return next((check for pattern, check in OTHERS if re.match(pattern, first)), None)
+
+
+def test_every_page_and_example_is_handled() -> None:
+    pages = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")} | {"README.md"}
+    assert {str(d.relative_to(ROOT)) for d in DOCS} == pages
     unknown = [f"{b} ({b.lang or 'no language'})" for b in BLOCKS if _kind(b) == "unknown"]
     assert not unknown, f"examples this test does not know how to check: {unknown}"
-    assert _of("yaml") and _of("shell") and _of("error") and _of("python")
+    for kind in ("yaml", "shell", "error", "python", "other"):
+        assert _of(kind), kind
+
+
+# -- shared machinery: a private Redis, the simulator, the reader's environment --------------
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this module's own: examples that use the default prefix (or none)
+    meet nobody else's keys."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[ProviderSimulator]:
+    with ProviderSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def reader_env(private_redis: str, simulator: ProviderSimulator) -> dict[str, str]:
+    """Dummy keys, the providers' SDKs pointed at the simulator, ``${REDIS_URL}`` the
+    private Redis."""
+    return {
+        **DUMMY_KEYS,
+        "OPENAI_BASE_URL": simulator.openai_base_url,
+        "ANTHROPIC_BASE_URL": simulator.anthropic_base_url,
+        "GOOGLE_GEMINI_BASE_URL": simulator.gemini_base_url,
+        "REDIS_URL": private_redis,
+    }
+
+
+def _local(text: str, redis_url: str) -> str:
+    """``text`` with every Redis URL on another host (the reader's) pointed at ``redis_url``."""
+    port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    return _REMOTE_REDIS.sub(lambda m: f"{m[1]}127.0.0.1:{port}", text)
 
 
 # -- YAML teams -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("block", _of("yaml"), ids=str)
-def test_yaml_example_builds(block: Block, tmp_path: Path) -> None:
-    """Each YAML example is a team (or the part of one it shows) that a run would build."""
+FRAGMENT_KEYS = {"tools", "backends", "redis", "orchestrator", "pricing", "cache"}
+"""Top-level sections a fragment may show alone; anything else fails the test."""
+
+
+def _python_defining(name: str) -> Block:
+    [block] = [b for b in _of("python") if re.search(rf"^class {name}\b", b.text, re.M)]
+    return block
+
+
+def team_text(block: Block, where: Path) -> str:
+    """The team ``block`` shows (a fragment completed, as the module docstring says), with
+    the reader's files it names made in ``where``."""
     data = yaml.safe_load(block.text)
-    for entry in (data.get("tools") or {}).values():  # the reader's own folders
-        if isinstance(entry, dict) and isinstance(entry.get("root"), str):
-            (tmp_path / entry["root"]).mkdir(parents=True, exist_ok=True)
-    (tmp_path / "team.yaml").write_text(block.text)
-    done = run_massgen("config", "validate", "team.yaml", cwd=tmp_path, env=DUMMY_KEYS, unset=CLEAN)
+    text = block.text
+    if "agents" not in data:
+        assert set(data) <= FRAGMENT_KEYS, f"{block}: a fragment of {set(data)} cannot be completed"
+        tools = list(data.get("tools") or {})
+        agents: list[dict[str, Any]] = [
+            {"name": f"uses-{b}", "backend": b} for b in data.get("backends") or {}
+        ] or [
+            {"name": "ada", "backend": "openai", "model": "gpt-4o-mini"}  # calls tools
+            if tools
+            else {"name": "ada", "backend": "replay"}
+        ]
+        for agent in agents:
+            agent.update({"tools": tools} if tools else {})
+        text += "\n" + yaml.safe_dump({"agents": agents}, sort_keys=False)
+    for entry in (data.get("tools") or {}).values():  # the reader's own files
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("root"), str):
+            (where / entry["root"]).mkdir(parents=True, exist_ok=True)
+        if str(entry.get("database", "")).endswith(".db"):
+            import sqlite3
+
+            sqlite3.connect(where / entry["database"]).close()
+        if str(entry.get("use", "")).startswith("mytools:"):
+            (where / "mytools.py").write_text(_python_defining(entry["use"].split(":")[1]).text)
+    return text
+
+
+@pytest.mark.parametrize("block", _of("yaml"), ids=str)
+def test_yaml_example_builds(block: Block, tmp_path: Path, reader_env: dict[str, str]) -> None:
+    """Each YAML example is a team (or the part of one it shows) that a run would build."""
+    (tmp_path / "team.yaml").write_text(team_text(block, tmp_path))
+    env = {**reader_env, "MASSGEN_SECRET": "dummy-secret"}  # `${MASSGEN_SECRET}` is set
+    kept = tuple(c for c in CLEAN if c != "MASSGEN_SECRET")
+    done = run_massgen("config", "validate", "team.yaml", cwd=tmp_path, env=env, unset=kept)
     assert done.returncode == 0, f"{block}: {done.stderr}"
-    names = [a["name"] for a in data["agents"]]
+    names = [a["name"] for a in yaml.safe_load((tmp_path / "team.yaml").read_text())["agents"]]
     assert all(f"  {name}: " in done.stdout for name in names), done.stdout
 
 
@@ -167,22 +427,291 @@ def test_error_example_is_what_massgen_prints(block: Block, tmp_path: Path) -> N
 # -- Python ---------------------------------------------------------------------------------
 
 
+def _replay_backend() -> Any:
+    from massgen.backends.registry import create_backend
+
+    return create_backend("replay", model="replay")
+
+
+def _an_agent() -> Any:
+    from massgen import Agent
+
+    return Agent("ada", backend="replay", model="replay")
+
+
+GIVEN: dict[str, Callable[[str], dict[str, Any]]] = {
+    "batch_run(tasks,": lambda url: {"tasks": ["Task 4", "Task 5"]},
+    "loads(text,": lambda url: {"text": (ROOT / "configs/offline.yaml").read_text()},
+    "distributed(orchestrator, URL": lambda url: {"URL": url},
+    "BreakerBackend(backend,": lambda url: {"backend": _replay_backend()},
+    "agent.long_term = ": lambda url: {"agent": _an_agent()},
+}
+"""Names an example leaves to the reader, by a phrase of the example that uses them."""
+
+
+class _SentenceTransformer:
+    """Stands in for a downloaded embedding model: a vector of letter counts."""
+
+    encoded: list[str] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def encode(self, texts: list[str]) -> _Array:
+        self.encoded.extend(texts)
+        return _Array([[float(t.lower().count(c)) for c in "aeiou"] for t in texts])
+
+
+class _Array(list[list[float]]):
+    """What ``encode`` returns (an array, without numpy)."""
+
+    def tolist(self) -> list[list[float]]:
+        return list(self)
+
+
+async def _recall_by_meaning(scope: dict[str, Any]) -> None:
+    """The memory the example gives an agent ranks what it remembers with the model."""
+    from massgen.memory.long_term import MemoryItem
+    from massgen.store import open_store
+
+    memory = scope["agent"].long_term
+    memory.bind(open_store("memory://"))
+    await memory.remember(MemoryItem(task="Which database for the ledger?", final="PostgreSQL"))
+    _SentenceTransformer.encoded.clear()
+    [(_, item)] = await memory.search("ledger database")
+    assert item.final == "PostgreSQL"
+    assert "ledger database" in _SentenceTransformer.encoded  # ranked by the model
+
+
+AFTER: dict[str, Callable[[dict[str, Any]], Any]] = {"agent.long_term = ": _recall_by_meaning}
+"""What is done with an example's result, by a phrase of the example, to see it works."""
+
+
+def _literal_asserts(tree: ast.Module, source: str) -> ast.Module:
+    """``expr  # literal`` (or ``print(expr)  # literal``) is also ``assert expr == literal``."""
+    lines = source.splitlines()
+    body: list[ast.stmt] = []
+    for stmt in tree.body:
+        body.append(stmt)
+        if not isinstance(stmt, ast.Expr) or stmt.end_lineno is None:
+            continue
+        m = re.search(r"#\s*(.+?)\s*$", lines[stmt.end_lineno - 1])
+        if m is None:
+            continue
+        try:
+            expected = ast.literal_eval(m[1])
+        except (ValueError, SyntaxError):
+            continue
+        value = stmt.value
+        if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "print":
+            (value,) = value.args
+        check = ast.Assert(
+            test=ast.Compare(left=value, ops=[ast.Eq()], comparators=[ast.Constant(expected)]),
+            msg=ast.Constant(f"line {stmt.lineno}: not {expected!r}"),
+        )
+        body.append(ast.fix_missing_locations(ast.copy_location(check, stmt)))
+    return ast.Module(body=body, type_ignores=[])
+
+
+def _awaits(stmt: ast.stmt) -> bool:
+    return any(isinstance(n, ast.Await | ast.AsyncWith | ast.AsyncFor) for n in ast.walk(stmt))
+
+
+async def _stop_what_is_left(scope: dict[str, Any]) -> None:
+    from massgen import Orchestrator
+    from massgen.mas import Agent as BusAgent
+
+    for value in scope.values():
+        if isinstance(value, BusAgent) and value.status == "running":
+            await value.stop()
+        elif isinstance(value, Orchestrator):
+            await value.aclose()
+
+
+def execute(block: Block, scope: dict[str, Any]) -> str:
+    """Run ``block`` as the module docstring says; what it printed."""
+    tree = _literal_asserts(ast.parse(block.text), block.text)
+    first = next((i for i, s in enumerate(tree.body) if _awaits(s)), len(tree.body))
+    script = ast.Module(body=tree.body[:first], type_ignores=[])
+    rest = ast.Module(body=tree.body[first:], type_ignores=[])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(script, str(block), "exec"), scope)
+
+        async def in_a_loop() -> None:
+            code = compile(rest, str(block), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            try:
+                awaitable = eval(code, scope)
+                if awaitable is not None:
+                    await awaitable
+            finally:
+                await _stop_what_is_left(scope)
+
+        asyncio.run(in_a_loop())
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("block", _of("python"), ids=str)
-def test_python_example_compiles(block: Block) -> None:
-    compile(block.text, str(block), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+def test_python_example_runs(
+    block: Block,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reader_env: dict[str, str],
+    private_redis: str,
+) -> None:
+    for name, value in {**reader_env, "MASSGEN_REDIS_URL": private_redis}.items():
+        monkeypatch.setenv(name, value)
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(TEAMS["docs/distributed.md"]))
+    monkeypatch.chdir(tmp_path)
+    stub = types.ModuleType("sentence_transformers")
+    stub.SentenceTransformer = _SentenceTransformer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sentence_transformers", stub)
+    scope: dict[str, Any] = {"__name__": "__docs__"}
+    for phrase, given in GIVEN.items():
+        if phrase in block.text:
+            scope.update(given(private_redis))
+    printed = execute(block, scope)
+    for phrase, after in AFTER.items():
+        if phrase in block.text:
+            asyncio.run(after(scope))
+    if any(re.match(r"print\(", line) for line in block.text.splitlines()):
+        assert printed.strip(), f"{block} prints nothing"
 
 
 # -- shell commands -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def folder(tmp_path: Path, prefix: str) -> Path:
-    """Where commands run: a ``team.yaml`` (the offline demo's team, on the test's Redis
-    prefix, so the distributed example works as written) next to nothing else."""
-    offline = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
-    offline["redis"] = {"url": REDIS_URL, "prefix": prefix}
-    (tmp_path / "team.yaml").write_text(yaml.safe_dump(offline))
-    return tmp_path
+@dataclass
+class Session:
+    """The commands of one example, run in order in one folder; workers and services
+    started by one are stopped at the end."""
+
+    cwd: Path
+    redis: str
+    env: dict[str, str]
+    workers: list[subprocess.Popen[str]] = field(default_factory=list)
+    starting: list[tuple[subprocess.Popen[str], str, int]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    ran: int = 0
+    last: str = ""
+
+    def run(self, argv: list[str], expected: list[str] | None = None) -> None:
+        argv = [_local(a, self.redis) for a in argv]
+        expected = [_local(e, self.redis) for e in expected or []]
+        program = _program(argv)
+        if program in NOT_MASSGEN:
+            self.skipped.append(f"{argv[0]}: {NOT_MASSGEN[program]}")
+            return
+        if program == "python":
+            assert argv[1].startswith("bench/"), argv
+            done = subprocess.run(
+                [sys.executable, str(ROOT / argv[1]), "--help"], capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr
+            self.skipped.append(f"{argv[1]}: {BENCHMARKS}")
+            return
+        if program == "make":
+            target = argv[1]
+            if target in MAKE_SKIPPED:
+                self.skipped.append(f"make {target}: {MAKE_SKIPPED[target]}")
+                return
+            argv = ["massgen", *_make_command(target)]
+        self.massgen(argv[1:], expected)
+
+    def massgen(self, args: list[str], expected: list[str]) -> None:
+        out: Path | None = None
+        if ">" in args:
+            args, out = args[: args.index(">")], self.cwd / args[args.index(">") + 1]
+        if args[0] == "run" and (stem := Path(args[1]).stem) in NEEDS_SERVER:
+            self.skipped.append(f"{' '.join(args[:2])}: {NEEDS_SERVER[stem]}")
+            built = run_massgen(
+                "config", "validate", args[1], cwd=ROOT, env=DUMMY_KEYS, unset=CLEAN
+            )
+            assert built.returncode == 0, built.stderr  # yet it builds with dummy keys
+            return
+        if args[0] in ("worker", "service"):
+            self.start(args)
+            return
+        if args[0] == "run" and any(" on workers at " in e for e in expected):
+            self.start_the_workers_of(expected)
+        self.ready()
+        # The repository's example configs, run from this folder (records land here).
+        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
+        done = run_massgen(*args, cwd=self.cwd, env=self.env, unset=CLEAN)
+        assert done.returncode == 0, f"massgen {' '.join(args)}: {done.stderr}"
+        self.ran += 1
+        for line in expected:  # the output the example shows is what it printed
+            assert line in done.stdout + done.stderr, f"{line!r} not in {done.stderr}"
+        if args[0] == "run":
+            assert done.stdout.strip(), "a run prints its answer"
+            if self.workers:  # "turns go to live workers"
+                assert "on workers at" in done.stderr
+        if args[:2] == ["agents", "list"] and "--config" in args:
+            team = load(self.cwd / args[args.index("--config") + 1])
+            assert all(a.name in done.stdout for a in team.agents), done.stdout
+            if self.workers:
+                assert "not hosted" not in done.stdout, done.stdout
+        if out is not None:
+            out.write_text(done.stdout)
+            assert out.read_text().strip() and "round" not in out.read_text()
+
+    def start(self, args: list[str]) -> None:
+        """A worker (ready once each agent it hosts is) or the service, left running."""
+        if args[0] == "worker":
+            named = [args[i + 1] for i, a in enumerate(args) if a in ("--agent", "-a")]
+            count = len(named) or len(load(self.cwd / args[1]).agents)
+            ready = "hosting "
+        else:
+            count, ready = 1, "service watching "
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "massgen", *args],
+            cwd=self.cwd,
+            env=_clean_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.workers.append(proc)
+        self.starting.append((proc, ready, count))
+        self.ran += 1
+
+    def ready(self) -> None:
+        """Wait until the processes started since the last wait (together, so they start up
+        at once) say they are ready; one that ends or stalls first fails the test."""
+        deadline = time.monotonic() + 30
+        for proc, ready, count in self.starting:
+            seen = 0
+            while seen < count:
+                try:
+                    line = read_line(proc, deadline)
+                except TimeoutError:
+                    line = None
+                if line is None:
+                    proc.kill()
+                    raise AssertionError(f"{proc.args}: not ready:\n{proc.communicate()[1]}")
+                seen += line.startswith(ready)
+        self.starting.clear()
+
+    def start_the_workers_of(self, expected: list[str]) -> None:
+        """The workers a ``massgen: A (2 workers), B on workers at URL; local: C`` line names."""
+        [line] = [e for e in expected if " on workers at " in e]
+        remote = line.removeprefix("massgen: ").split(" on workers at ")[0]
+        for part in remote.split(", "):
+            name, _, n = part.partition(" (")
+            for _ in range(int(n.split()[0]) if n else 1):
+                self.start(["worker", "team.yaml", "--agent", name])
+
+    def stop(self) -> None:
+        try:
+            self.ready()
+        finally:
+            for worker in self.workers:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            worker.communicate(timeout=20)
+            assert worker.returncode == 0, worker.args
 
 
 def _make_command(target: str) -> list[str]:
@@ -196,118 +725,109 @@ def _make_command(target: str) -> list[str]:
     return shlex.split(line)[1:]
 
 
-@dataclass
-class Session:
-    """The commands of one example, run in order in one folder; workers started by one are
-    stopped at the end."""
-
-    cwd: Path
-    workers: list[subprocess.Popen[str]]
-    skipped: list[str]
-    ran: int = 0
-
-    def run(self, argv: list[str]) -> None:
-        program = _program(argv)
-        if program in NOT_MASSGEN:
-            self.skipped.append(f"{argv[0]}: {NOT_MASSGEN[program]}")
-            return
-        if program == "make":
-            target = argv[1]
-            if target in MAKE_SKIPPED:
-                self.skipped.append(f"make {target}: {MAKE_SKIPPED[target]}")
-                return
-            argv = ["massgen", *_make_command(target)]
-        self.massgen(argv[1:])
-
-    def massgen(self, args: list[str]) -> None:
-        out: Path | None = None
-        if ">" in args:
-            args, out = args[: args.index(">")], self.cwd / args[args.index(">") + 1]
-        if args[0] == "run" and (stem := Path(args[1]).stem) in NEEDS_PROVIDER:
-            self.skipped.append(f"{' '.join(args[:2])}: {NEEDS_PROVIDER[stem]}")
-            built = run_massgen(
-                "config", "validate", args[1], cwd=ROOT, env=DUMMY_KEYS, unset=CLEAN
-            )
-            assert built.returncode == 0, built.stderr  # yet it builds with dummy keys
-            return
-        if args[0] == "worker":
-            team = load(self.cwd / args[1])
-            self.workers.append(
-                start_ready(
-                    [sys.executable, "-m", "massgen", *args],
-                    ready="hosting ",
-                    count=len(team.agents),
-                    cwd=self.cwd,
-                    env=_clean_env(),
-                )
-            )
-            self.ran += 1
-            return
-        # The repository's example configs, run from this folder (records land here).
-        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
-        done = run_massgen(*args, cwd=self.cwd, unset=CLEAN)
-        assert done.returncode == 0, f"massgen {' '.join(args)}: {done.stderr}"
-        self.ran += 1
-        if args[0] == "run":
-            assert done.stdout.strip(), "a run prints its answer"
-            if self.workers:  # "turns go to live workers"
-                assert "on workers at" in done.stderr and "local:" not in done.stderr
-        if args[:2] == ["agents", "list"] and "--config" in args:
-            team = load(self.cwd / args[args.index("--config") + 1])
-            assert all(a.name in done.stdout for a in team.agents), done.stdout
-            if self.workers:
-                assert "not hosted" not in done.stdout, done.stdout
-        if out is not None:
-            out.write_text(done.stdout)
-            assert out.read_text().strip() and "round" not in out.read_text()
-
-
-def _clean_env() -> dict[str, str]:
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEAN}
-    return {**env, "PYTHONUNBUFFERED": "1"}
+    return {**env, **extra, "PYTHONUNBUFFERED": "1"}
+
+
+def _folder(tmp_path: Path, doc: str, prefix: str, redis: str) -> Path:
+    """Where a page's commands run: its ``team.yaml`` and a ``tasks.txt``. The README's
+    team is on the test's Redis prefix, distributed.md's on the private Redis (whose default
+    prefix is free), so their distributed examples work as written; memory.md's remembers
+    (``long_term``)."""
+    team = dict(TEAMS.get(doc) or yaml.safe_load((ROOT / "configs/offline.yaml").read_text()))
+    if doc == "README.md":
+        team["redis"] = {"url": REDIS_URL, "prefix": prefix}
+    elif doc in TEAMS:
+        team["redis"] = {"url": redis}
+    if doc == "docs/memory.md":
+        for agent in team["agents"]:
+            agent["memory"] = {"long_term": True}
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(team))
+    (tmp_path / "tasks.txt").write_text(TASKS_TXT)
+    return tmp_path
+
+
+PAGE_SETUP = {"docs/memory.md": ["massgen run team.yaml 'What is the capital of France?'"]}
+"""What a reader of the page has done before its examples (memory.md's list a memory)."""
 
 
 @pytest.fixture
-def session(folder: Path) -> Iterator[Session]:
-    s = Session(folder, [], [])
-    yield s
-    for worker in s.workers:
-        worker.send_signal(signal.SIGTERM)
-        worker.communicate(timeout=20)
-        assert worker.returncode == 0
+def session_for(
+    tmp_path: Path, prefix: str, private_redis: str, reader_env: dict[str, str]
+) -> Iterator[Callable[[str], Session]]:
+    made: list[Session] = []
+
+    def make(doc: str) -> Session:
+        s = Session(_folder(tmp_path, doc, prefix, private_redis), private_redis, reader_env)
+        made.append(s)
+        for command in PAGE_SETUP.get(doc, []):
+            s.run(shlex.split(command))
+        s.ran = 0
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _optional(command: str) -> list[str]:
+    """``cmd [--a x] [--b]`` as run: without its optional parts, then with all of them."""
+    if "[" not in command:
+        return [command]
+    return [re.sub(r"\s*\[[^]]*\]", "", command), re.sub(r"\[([^]]*)\]", r"\1", command)]
 
 
 @pytest.mark.parametrize("block", _of("shell"), ids=str)
-def test_shell_example_runs_as_shown(block: Block, session: Session) -> None:
-    for argv in _commands(block):
-        session.run(argv)
+def test_shell_example_runs_as_shown(block: Block, session_for: Callable[[str], Session]) -> None:
+    session = session_for(block.doc)
+    lines = _lines(block)
+    for i, (mark, text) in enumerate(lines):
+        if mark != "$":
+            continue
+        shown = [t for _, t in _output_after(lines[i + 1 :])]
+        for command in _optional(text):
+            session.run(shlex.split(command, comments=True), shown)
+    session.ready()
     if not session.ran:
         pytest.skip("; ".join(session.skipped))
+
+
+def _output_after(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    for mark, text in lines:
+        if mark != ">":
+            break
+        out.append((mark, text))
+    return out
 
 
 _INLINE = re.compile(r"`((?:\.venv/bin/)?massgen [^`]+)`")
 _PLACEHOLDER = re.compile(r"\b[A-Z]{2,}\b|…|\.\.\.")
 
 
-def inline_commands() -> list[str]:
-    found: dict[str, None] = {}
+def inline_commands() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
     for doc in DOCS:
         text = _FENCE.sub("", doc.read_text(encoding="utf-8"))
-        for m in _INLINE.finditer(text):
-            found.setdefault(m.group(1))
-    return [c for c in found if not _PLACEHOLDER.search(c)]
+        for m in _INLINE.finditer(re.sub(r"\s*\n\s*", " ", text)):
+            found.setdefault(m.group(1), str(doc.relative_to(ROOT)))
+    return [(c, d) for c, d in found.items() if not _PLACEHOLDER.search(c)]
 
 
 def test_inline_commands_are_found() -> None:
-    commands = inline_commands()
+    commands = [c for c, _ in inline_commands()]
     assert 'massgen run configs/offline.yaml "What is the capital of France?"' in commands
-    assert {"massgen --version", "massgen config schema"} <= set(commands)
+    assert {"massgen --version", "massgen config schema", "massgen memory clear"} <= set(commands)
 
 
-@pytest.mark.parametrize("command", inline_commands())
-def test_inline_command_runs_as_shown(command: str, session: Session) -> None:
+@pytest.mark.parametrize(("command", "doc"), inline_commands())
+def test_inline_command_runs_as_shown(
+    command: str, doc: str, session_for: Callable[[str], Session]
+) -> None:
     if command in INLINE_SKIPPED:
         pytest.skip(INLINE_SKIPPED[command])
+    session = session_for(doc)
     session.run(shlex.split(command))
     if not session.ran:
         pytest.skip("; ".join(session.skipped))
@@ -325,3 +845,132 @@ def test_the_validate_docs_say_what_it_checks() -> None:
     section = doc.partition("## Checking a file")[2].partition("\n## ")[0]
     for thing in ("API key", "model", "tools", "Redis", "exit"):
         assert thing in section, f"docs/config.md does not say validate checks {thing}"
+
+
+@pytest.mark.parametrize("block", _of("other"), ids=str)
+def test_other_example_is_true(block: Block, session_for: Callable[[str], Session]) -> None:
+    check = _other(block)
+    assert check is not None
+    check(block, OtherContext(session_for))
+
+
+# -- docs/reliability.md --------------------------------------------------------------------
+
+
+def named_tests() -> list[str]:
+    text = (ROOT / "docs/reliability.md").read_text()
+    return re.findall(r"`(tests/[\w/]+\.py::\w+)`", text)
+
+
+def test_reliability_names_the_tests_it_promises_with() -> None:
+    named = named_tests()
+    assert len(named) > 50
+    for promise in ("R1 ", "R8 ", "R21 ", "R22 ", "R25 ", "R16 ", "R26 "):
+        assert f"| {promise.strip()} |" in (ROOT / "docs/reliability.md").read_text(), promise
+
+
+@pytest.mark.parametrize("name", named_tests())
+def test_every_test_reliability_md_names_exists(name: str) -> None:
+    path, _, test = name.partition("::")
+    tree = ast.parse((ROOT / path).read_text())
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    defined = {n.name for n in tree.body if isinstance(n, functions)}
+    for n in tree.body:  # ``test_x = Machine.TestCase``
+        if isinstance(n, ast.Assign):
+            defined |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    assert test.startswith("test_") and test in defined, f"{name} does not exist"
+
+
+# -- inline commands of other programs ------------------------------------------------------
+
+_INLINE_OTHER = re.compile(r"`((?:redis-cli|python|pip) [^`]+)`")
+
+
+def inline_other_commands() -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        text = re.sub(r"\s*\n\s*", " ", _FENCE.sub("", doc.read_text(encoding="utf-8")))
+        for m in _INLINE_OTHER.finditer(text):
+            found.setdefault(m.group(1), str(doc.relative_to(ROOT)))
+    return list(found.items())
+
+
+def _run_monitor(command: str, redis: str) -> None:
+    """``python -m massgen.mas.service ...`` on the private Redis: it starts, logs that it
+    watches, and exits 0 on SIGTERM."""
+    argv = shlex.split(_local(command, redis))
+    proc = subprocess.Popen(
+        [sys.executable, *argv[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_clean_env({}),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "mas service started on " not in (line := read_line(proc, deadline) or "?"):
+            assert line != "?", "the monitor ended before it started"
+        assert f"127.0.0.1:{redis.rsplit(':', 1)[1].split('/', maxsplit=1)[0]}" in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def _clear_the_cache(command: str, redis: str, tmp_path: Path) -> None:
+    """A cached run on the private Redis, then the command, its ``redis-cli`` pointed at
+    that Redis (``-p PORT``): the cache entries are gone, the other keys kept."""
+    import redis as sync_redis
+
+    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    team["orchestrator"]["cache"] = {"enabled": True}
+    team["redis"] = {"url": redis}
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(team))
+    done = run_massgen("run", "team.yaml", "What is the capital of France?", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    client = sync_redis.Redis.from_url(redis)
+    try:
+        client.set("massgen:kv:session:kept", "1")
+        assert client.keys("massgen:kv:cache:*"), "the run cached nothing under that pattern"
+        port = redis.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+        pipeline = command.replace("redis-cli", f"redis-cli -p {port}")
+        subprocess.run(["bash", "-c", pipeline], check=True, capture_output=True)
+        assert client.keys("massgen:kv:cache:*") == []
+        assert client.get("massgen:kv:session:kept") == b"1"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def _extra_exists(command: str) -> None:
+    """``pip install 'massgen[X]'`` is not run (it reaches PyPI); the extra must exist."""
+    import tomllib
+
+    [extra] = re.findall(r"massgen\[(\w+)\]", command)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert extra in project["optional-dependencies"], extra
+
+
+@pytest.mark.parametrize(("command", "doc"), inline_other_commands())
+def test_inline_command_of_another_program_runs_as_shown(
+    command: str, doc: str, private_redis: str, tmp_path: Path
+) -> None:
+    if command.startswith("python bench/"):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / command.split()[1]), "--help"], capture_output=True
+        )
+        assert done.returncode == 0
+        pytest.skip(BENCHMARKS)
+    elif command.startswith("python -m mas.service"):
+        pytest.skip("the seed framework's command, named to compare; ours runs")
+    elif command.startswith("python -m massgen.mas.service") and _PLACEHOLDER.search(command):
+        pytest.skip("has placeholders; docs/redis.md's full form runs")
+    elif command.startswith("python -m massgen.mas.service"):
+        for variant in _optional(command):
+            _run_monitor(variant, private_redis)
+    elif command.startswith("redis-cli"):
+        _clear_the_cache(command, private_redis, tmp_path)
+    elif command.startswith("pip install"):
+        _extra_exists(command)
+    else:
+        pytest.fail(f"{doc}: this test does not know how to run `{command}`")
