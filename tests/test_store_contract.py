@@ -325,6 +325,18 @@ async def test_search_ranks_by_shared_words_and_keeps_up_with_the_log(env: Env) 
         await s.search("docs", "cat", words_of, -1)
 
 
+async def test_search_of_a_long_log(env: Env) -> None:
+    s = env.store
+    for i in range(1200):  # more than one trip's worth for a store that copies the log
+        await s.append("docs", f"{i}|word{i} common".encode())
+    assert sorted(await found(s, "word0 word1199")) == ["0", "1199"]
+    await s.trim("docs", 600)
+    for i in range(1200, 1300):
+        await s.append("docs", f"{i}|word{i} common".encode())
+    assert sorted(await found(s, "word0 word1199 word1299")) == ["1199", "1299"]
+    assert len(await s.search("docs", "common", words_of, 2000)) == 700
+
+
 async def test_search_sees_what_another_store_on_the_same_data_wrote(env: Env) -> None:
     if env.kind == "memory":
         pytest.skip("a memory store shares its data with no other")

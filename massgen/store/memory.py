@@ -99,8 +99,8 @@ class MemoryStore(Store):
         async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
             records = self._logs.get(log, [])
             appended = self._appended.get(log, 0)
-            new = min(appended - seen, len(records))
-            return appended, len(records), records[len(records) - new :]
+            unseen = min(appended - seen, len(records))
+            return appended, len(records), records[len(records) - unseen :]
 
         return await self._words.search(log, query, text, limit, fetch)
 

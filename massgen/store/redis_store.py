@@ -50,13 +50,19 @@ if appended < held then  -- its first search (or appends nobody counted): start 
     appended = held
     redis.call('SET', KEYS[2], held)
 end
-local new = math.min(appended - tonumber(ARGV[1]), held)
+local unseen = math.min(appended - tonumber(ARGV[1]), held)
 local records = {}
-if new > 0 then records = redis.call('LRANGE', KEYS[1], -new, -1) end
+if unseen > 0 then
+    local first = held - unseen
+    records = redis.call('LRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
+end
 return {appended, held, records}
 """
 """What a log gained since ``ARGV[1]`` appends: its count of appends (started on its first
-search), its length and its newest records; see :data:`massgen.store.words.Fetch`."""
+search), its length and the oldest ``ARGV[2]`` of the records not seen yet; see
+:data:`massgen.store.words.Fetch`."""
+_RECORDS_PER_TRIP = 500
+"""A search copies a long log in parts, so no one reply holds the event loop for long."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -216,7 +222,7 @@ class RedisStore(Store):
 
         async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
             keys = [self._log(log), self._appended(log)]
-            appended, held, records = await self._gained(keys=keys, args=[seen])
+            appended, held, records = await self._gained(keys=keys, args=[seen, _RECORDS_PER_TRIP])
             return int(appended), int(held), [_bytes(r) for r in records]
 
         return await self._words.search(log, query, text, limit, fetch)

@@ -15,6 +15,7 @@ import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -135,9 +136,9 @@ def search_log(
 
 
 Fetch = Callable[[int], Awaitable[tuple[int, int, list[bytes]]]]
-"""Given how many records of a log were ever appended when it was last read (``seen``):
-how many have been now (``appended``), how many it holds, and its newest
-``min(appended - seen, held)`` records."""
+"""Given how many records of a log had ever been appended when it was last read (``seen``):
+how many have been now (``appended``), how many it holds (``held``), and the oldest of its
+``min(appended - seen, held)`` records not seen yet (all of them, or a first part)."""
 
 
 class WordIndex:
@@ -171,33 +172,25 @@ class WordIndex:
     ) -> list[tuple[float, bytes]]:
         if match_any(query) is None or limit <= 0:
             return []
-        async with self._lock:
+        async with self._lock:  # one search at a time brings the copy up to date
             seen = self._seen.get(log, 0)
-            appended, held, new = await fetch(seen)
-            restart = appended < seen  # the log was deleted with its count: copy it afresh
-            if restart:
-                appended, held, new = await fetch(0)
+            while True:
+                appended, held, new = await fetch(seen)
+                if appended < seen:  # the log was deleted with its count: copy it afresh
+                    seen = 0
+                    appended, held, new = await fetch(0)
+                unseen = min(appended - seen, held)
+                last = len(new) >= unseen
 
-            def job(c: sqlite3.Connection) -> list[tuple[float, bytes]]:
-                kept = 0 if restart else held - len(new)
-                c.execute("BEGIN")
-                try:
-                    c.execute(
-                        "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs"
-                        " WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                        (log, log, kept),
-                    )
-                    c.executemany(
-                        "INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new]
-                    )
-                    c.execute("COMMIT")
-                except BaseException:
-                    c.execute("ROLLBACK")
-                    raise
-                self._seen[log] = appended  # the lock is held: no other search runs
-                return search_log(c, log, query, text, limit)
-
-            return await self._run(job)
+                found = await self._run(
+                    partial(_copy, log=log, kept=held - unseen, new=new, then=(query, text, limit))
+                    if last
+                    else partial(_copy, log=log, kept=held - unseen, new=new)
+                )
+                seen = appended - unseen + len(new)
+                self._seen[log] = seen
+                if last:
+                    return found
 
     async def aclose(self) -> None:
         """Drop the copy (a later search makes it again)."""
@@ -215,3 +208,27 @@ class WordIndex:
         finally:
             worker.shutdown(wait=False)
             self._seen.clear()
+
+
+def _copy(
+    c: sqlite3.Connection,
+    log: str,
+    kept: int,
+    new: list[bytes],
+    then: tuple[str, Text, int] | None = None,
+) -> list[tuple[float, bytes]]:
+    """Keep the newest ``kept`` records of the copy of ``log`` (the others left the log),
+    add ``new``; then search it if asked (query, text, limit)."""
+    c.execute("BEGIN")
+    try:
+        c.execute(
+            "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs"
+            " WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (log, log, kept),
+        )
+        c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return [] if then is None else search_log(c, log, *then)
