@@ -213,24 +213,24 @@ class LongTermMemory:
         """The items most relevant to ``query``, best first (only those with a score > 0)."""
         if self.embed is not None:
             return await self._search_by_meaning(query, k)
-        ranked, _ = await self._search_words(query, k)
-        return ranked
+        return await self._search_words(query, k)
 
-    async def _search_words(
-        self, query: str, k: int | None
-    ) -> tuple[list[tuple[float, MemoryItem]], bool]:
-        """BM25 through the store's index; and whether every match was seen."""
+    async def _search_words(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
+        """BM25 through the store's index, asking for more when expired items took places."""
         store = self._store()
         terms = " ".join(words(query))
         limit = k if k is not None else max(await store.length(self.log), 1)
-        hits = await store.search(self.log, terms, item_words, limit)
-        cutoff = None if self.max_age is None else self.clock() - self.max_age
-        ranked = [
-            (score, item)
-            for score, item in ((s, MemoryItem.from_json(r)) for s, r in hits)
-            if cutoff is None or item.at >= cutoff
-        ]
-        return ranked, len(hits) < limit
+        while True:
+            hits = await store.search(self.log, terms, item_words, limit)
+            cutoff = None if self.max_age is None else self.clock() - self.max_age
+            ranked = [
+                (score, item)
+                for score, item in ((s, MemoryItem.from_json(r)) for s, r in hits)
+                if cutoff is None or item.at >= cutoff
+            ]
+            if k is None or len(ranked) >= k or len(hits) < limit:
+                return ranked[:k]
+            limit *= 4
 
     async def _search_by_meaning(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
         items = await self.items()
@@ -256,16 +256,8 @@ class LongTermMemory:
         that fit ``recall_budget`` tokens, one per run."""
         if turn.phase not in RECALL_PHASES or self.recall == 0:
             return []
-        # The best few matches are the candidates (more only if some of them expired).
-        want = CANDIDATES_PER_RECALL * self.recall
-        if self.embed is not None:
-            return self._fit((await self._search_by_meaning(turn.prompt, None))[:want])
-        limit = want
-        while True:
-            ranked, complete = await self._search_words(turn.prompt, limit)
-            if len(ranked) >= want or complete:
-                return self._fit(ranked[:want])
-            limit *= 4
+        # The best few matches are the candidates (those that fit the budget are recalled).
+        return self._fit(await self.search(turn.prompt, CANDIDATES_PER_RECALL * self.recall))
 
     def _fit(self, ranked: list[tuple[float, MemoryItem]]) -> list[str]:
         """The best ``recall`` of ``ranked`` that fit ``recall_budget`` tokens, one per run."""
