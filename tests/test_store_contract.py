@@ -518,6 +518,21 @@ async def test_redis_keys_live_under_the_prefix(env: Env) -> None:
     assert await env.raw.type(f"{env.prefix}log:l") == b"list"
 
 
+async def test_redis_search_starts_afresh_when_the_log_and_its_count_are_deleted(
+    env: Env,
+) -> None:
+    if env.kind != "redis":
+        pytest.skip("Redis only")
+    s = env.store
+    for i in range(3):
+        await s.append("docs", f"{i}|old words".encode())
+    assert len(await found(s, "old")) == 3
+    await delete_redis_prefix(env.raw, env.prefix)  # what deleting the keys by hand does
+    await s.append("docs", b"9|new words")
+    assert await found(s, "old") == []
+    assert await found(s, "new words") == ["9"]
+
+
 async def test_redis_errors_are_transport_errors_without_the_password() -> None:
     from massgen.store import RedisStore
 
