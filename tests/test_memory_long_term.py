@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from massgen.agents.turn import Turn
 from massgen.cli.app import app
 from massgen.config import loads
-from massgen.memory.long_term import LongTermMemory, MemoryItem, bm25
+from massgen.memory.long_term import LongTermMemory, MemoryItem
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
 from massgen.testing.sim_types import Text
@@ -83,11 +83,19 @@ async def test_recall_is_top_k_within_a_token_budget():
     assert sum(len(t) for t in got) // 4 + 4 * len(got) <= 80
 
 
-def test_bm25_prefers_rarer_shared_words():
+async def test_bm25_prefers_rarer_shared_words(tmp_path: Path):
     docs = ["the cat sat on the mat", "the dog ate the cat food", "quantum chromodynamics"]
-    scores = bm25("quantum cat", docs)
-    assert scores[2] > scores[0] > 0 and scores[2] > scores[1]
-    assert bm25("nothing shared", docs) == [0.0, 0.0, 0.0]
+    for store in (MemoryStore(), open_store(tmp_path / "m.sqlite3")):
+        async with store:
+            memory = LongTermMemory(store, agent="a")
+            for i, doc in enumerate(docs):
+                await memory.remember(MemoryItem(doc, "ok", run_id=str(i), at=float(i)))
+            ranked = await memory.search("quantum cat")
+            assert [i.task for _, i in ranked][0] == "quantum chromodynamics"
+            assert {i.task for _, i in ranked} == set(docs)
+            assert ranked[0][0] > ranked[1][0] > 0
+            assert await memory.search("nothing shared") == []
+            assert await memory.search("the what") == []  # stop words are no shared word
 
 
 async def test_retention_by_count_and_age():
@@ -137,9 +145,14 @@ def test_memory_cli_list_search_clear(tmp_path: Path):
 
     async def fill() -> None:
         async with open_store(path) as store:
-            await LongTermMemory(store, agent="ada").remember(
+            ada = LongTermMemory(store, agent="ada")
+            await ada.remember(
                 MemoryItem("Deploy target?", "Kubernetes", agent="ada", run_id="1", at=5.0)
             )
+            # SQLite FTS5's BM25 gives a word found in half of a memory's items or more a
+            # near-zero weight (which the CLI's rounding shows as 0.0): a few other items
+            for i, drink in enumerate(["Espresso", "Tea", "Water"]):
+                await ada.remember(MemoryItem("Drink?", drink, agent="ada", run_id=str(i + 2)))
             await LongTermMemory(store, agent="bob").remember(
                 MemoryItem("Lunch?", "Noodles", agent="bob", run_id="1", at=5.0)
             )
@@ -156,3 +169,37 @@ def test_memory_cli_list_search_clear(tmp_path: Path):
     assert out.exit_code == 0 and "forgot 1" in out.stdout
     out = runner.invoke(app, ["memory", "list", "--store", str(path)])
     assert "Deploy target?" in out.stdout and "Lunch?" not in out.stdout
+
+
+async def test_recall_follows_retention_and_clear_on_a_sqlite_file(tmp_path: Path):
+    clock = Clock()
+    async with open_store(tmp_path / "m.sqlite3") as store:
+        memory = LongTermMemory(store, agent="a", max_items=2, clock=clock)
+        for i in range(3):
+            await memory.remember(MemoryItem(f"ledger question {i}", "f", run_id=str(i), at=i))
+            assert len(await memory.search("ledger")) == min(i + 1, 2)
+        assert {i.task for _, i in await memory.search("ledger")} == {
+            "ledger question 1",
+            "ledger question 2",
+        }
+        await memory.clear()
+        assert await memory.search("ledger") == []
+
+
+async def test_expired_items_are_skipped_however_well_they_match():
+    clock = Clock()
+    store = MemoryStore()
+    memory = LongTermMemory(store, agent="a", recall=1, max_age_days=1, clock=clock)
+    for i in range(30):  # outrank the live item, then expire (retention runs on the next write)
+        await store.append(
+            memory.log,
+            MemoryItem("ledger ledger ledger", "ledger", run_id=f"old{i}", at=clock()).to_json(),
+        )
+    clock.now += 2 * 86400
+    await store.append(
+        memory.log, MemoryItem("ledger service", "ok", run_id="new", at=clock()).to_json()
+    )
+    (best, item), *rest = await memory.search("ledger")
+    assert item.run_id == "new" and rest == []
+    got = await memory.recall_for("a", Turn("answer", "ledger"))
+    assert len(got) == 1 and "ledger service" in got[0]

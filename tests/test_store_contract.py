@@ -286,6 +286,69 @@ async def test_concurrent_appends(env: Env) -> None:
     assert sorted(records, key=int) == [str(i).encode() for i in range(200)]
 
 
+# -- search ----------------------------------------------------------------------------------
+def words_of(record: bytes) -> str:
+    """Records here are ``id|words``: only the words are searched."""
+    return record.decode().split("|", 1)[1]
+
+
+async def found(s: Store, query: str, limit: int = 10) -> list[str]:
+    return [r.decode().split("|")[0] for _, r in await s.search("docs", query, words_of, limit)]
+
+
+async def test_search_ranks_by_shared_words_and_keeps_up_with_the_log(env: Env) -> None:
+    s = env.store
+    assert await found(s, "cat") == []
+    for i, words in enumerate(
+        ["cat sat on mat", "dog ate cat food", "quantum chromodynamics", "rust compiler"]
+        + [f"filler {i}" for i in range(4)]
+    ):
+        await s.append("docs", f"{i}|{words}".encode())
+    await s.append("other", b"x|cat quantum")  # another log is never searched
+    assert await found(s, "quantum cat") == ["2", "1", "0"]  # the rarer word first; a tie: newer
+    assert await found(s, "Quantum") == ["2"]  # case-folded
+    assert await found(s, "nothing shared") == []
+    assert await found(s, "") == []
+    assert await found(s, "quantum cat", limit=1) == ["2"]
+    scores = [score for score, _ in await s.search("docs", "quantum cat", words_of, 10)]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
+    # the index follows the log: appends, trims (as retention does) and clearing
+    await s.append("docs", b"8|cat cat cat")
+    assert (await found(s, "cat"))[0] == "8"
+    await s.trim("docs", 7)  # drops 0 and 1
+    assert sorted(await found(s, "quantum cat")) == ["2", "8"]
+    await s.trim("docs", 0)
+    assert await found(s, "cat") == []
+    await s.append("docs", b"9|cat again")
+    assert await found(s, "cat") == ["9"]
+    with pytest.raises(ValueError):
+        await s.search("docs", "cat", words_of, -1)
+
+
+async def test_search_of_a_long_log(env: Env) -> None:
+    s = env.store
+    for i in range(1200):  # more than one trip's worth for a store that copies the log
+        await s.append("docs", f"{i}|word{i} common".encode())
+    assert sorted(await found(s, "word0 word1199")) == ["0", "1199"]
+    await s.trim("docs", 600)
+    for i in range(1200, 1300):
+        await s.append("docs", f"{i}|word{i} common".encode())
+    assert sorted(await found(s, "word0 word1199 word1299")) == ["1199", "1299"]
+    assert len(await s.search("docs", "common", words_of, 2000)) == 700
+
+
+async def test_search_sees_what_another_store_on_the_same_data_wrote(env: Env) -> None:
+    if env.kind == "memory":
+        pytest.skip("a memory store shares its data with no other")
+    one, other = env.store, env.open()
+    await one.append("docs", b"1|ledger database")
+    assert await found(one, "database") == ["1"]
+    await other.append("docs", b"2|database migration")
+    await other.trim("docs", 1)
+    assert await found(one, "database") == ["2"]
+    assert await found(other, "database") == ["2"]
+
+
 # -- durability ------------------------------------------------------------------------------
 async def test_persists_across_reopen(env: Env) -> None:
     if env.kind == "memory":
@@ -453,6 +516,21 @@ async def test_redis_keys_live_under_the_prefix(env: Env) -> None:
     keys = sorted([k async for k in env.raw.scan_iter(match=f"{env.prefix}*")])
     assert keys == [f"{env.prefix}kv:k".encode(), f"{env.prefix}log:l".encode()]
     assert await env.raw.type(f"{env.prefix}log:l") == b"list"
+
+
+async def test_redis_search_starts_afresh_when_the_log_and_its_count_are_deleted(
+    env: Env,
+) -> None:
+    if env.kind != "redis":
+        pytest.skip("Redis only")
+    s = env.store
+    for i in range(3):
+        await s.append("docs", f"{i}|old words".encode())
+    assert len(await found(s, "old")) == 3
+    await delete_redis_prefix(env.raw, env.prefix)  # what deleting the keys by hand does
+    await s.append("docs", b"9|new words")
+    assert await found(s, "old") == []
+    assert await found(s, "new words") == ["9"]
 
 
 async def test_redis_errors_are_transport_errors_without_the_password() -> None:

@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from massgen import errors as E
 from massgen import events as ev
+from massgen import serialize
 from massgen.agents.turn import Turn
 from massgen.mas.errors import RemoteError
 from massgen.memory.short_term import Folded, MemoryContext
@@ -31,7 +32,6 @@ from massgen.types import Completion
 T = TypeVar("T")
 
 _TURN = TypeAdapter(Turn)
-_COMPLETION = TypeAdapter(Completion)
 _MEMORY = TypeAdapter(MemoryContext)
 _FOLDED = TypeAdapter(Folded)
 _TOOL_EVENTS: dict[str, TypeAdapter[Any]] = {
@@ -69,11 +69,15 @@ def turn_from_dict(data: Any) -> Turn:
 
 
 def completion_to_dict(completion: Completion) -> dict[str, Any]:
-    return _COMPLETION.dump_python(completion, mode="json")
+    return serialize.completion_to_dict(completion)
 
 
 def completion_from_dict(data: Any) -> Completion:
-    return _load(_COMPLETION, data, "completion")
+    """The completion in a reply (:mod:`massgen.serialize`'s shape); malformed: refused."""
+    try:
+        return serialize.completion_from_dict(data)
+    except ValidationError as e:
+        raise _malformed(e, "completion") from None
 
 
 def memory_to_dict(memory: MemoryContext) -> dict[str, Any]:
@@ -178,9 +182,13 @@ def _load(adapter: TypeAdapter[T], data: Any, what: str) -> T:
     try:
         return adapter.validate_python(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or what
-        raise E.TransportError(f"malformed {what} on the bus: {where}: {first['msg']}") from None
+        raise _malformed(e, what) from None
+
+
+def _malformed(error: ValidationError, what: str) -> E.TransportError:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or what
+    return E.TransportError(f"malformed {what} on the bus: {where}: {first['msg']}")
 
 
 def _first_arg(error: BaseException) -> str:

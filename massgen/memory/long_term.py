@@ -5,7 +5,8 @@ final answer, the agent's own answer and the decision (winner and votes). Before
 answers a task (phases ``answer``, ``step``, ``aggregate``; not review or presentation
 prompts, which are about the answers in front of it), the items most relevant to the prompt
 are added to its context, marked as recalled memory: ranked by BM25 over the words of the
-task and answers, the best ``recall`` of them that fit ``recall_budget`` tokens.
+task and answers (the store's full-text index, :meth:`~massgen.store.base.Store.search`), the
+best ``recall`` of them that fit ``recall_budget`` tokens.
 
 Items are JSON records in a store log: ``memory:agent:{name}`` per agent, or ``memory:team``
 for agents with ``long_term_scope: team``. Retention: at most ``max_items`` per log (oldest
@@ -25,7 +26,6 @@ import math
 import re
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,9 @@ Embed = Callable[[list[str]], "list[list[float]] | Awaitable[list[list[float]]]"
 
 RECALL_PHASES = frozenset({"answer", "step", "aggregate"})
 """Turns before which memory is recalled: the ones that work on the task itself."""
+
+CANDIDATES_PER_RECALL = 8
+"""Recall picks its items among the ``recall`` × this best matches (those that fit the budget)."""
 
 TEAM_LOG = "memory:team"
 AGENT_INDEX = "memory:agents"
@@ -116,27 +119,13 @@ class MemoryItem:
         )
 
 
-def bm25(query: str, docs: Sequence[str], k1: float = 1.5, b: float = 0.75) -> list[float]:
-    """Okapi BM25 score of each of ``docs`` for ``query`` (0 for no shared word)."""
-    terms = words(query)
-    tokenized = [words(d) for d in docs]
-    n = len(docs)
-    if not n or not terms:
-        return [0.0] * n
-    avg = sum(len(t) for t in tokenized) / n or 1.0
-    df = Counter(w for t in tokenized for w in set(t))
-    scores = []
-    for tokens in tokenized:
-        tf = Counter(tokens)
-        score = 0.0
-        for term in set(terms):
-            if term not in tf:
-                continue
-            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-            f = tf[term]
-            score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * len(tokens) / avg))
-        scores.append(score)
-    return scores
+def item_words(record: bytes) -> str:
+    """The words a stored item is found by: those of its task and answers."""
+    try:
+        item = json.loads(record)
+        return " ".join(words(f"{item['task']}\n{item['final']}\n{item.get('own', '')}"))
+    except (ValueError, KeyError, TypeError):
+        return ""  # not an item: never found
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -222,20 +211,39 @@ class LongTermMemory:
 
     async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
         """The items most relevant to ``query``, best first (only those with a score > 0)."""
+        if self.embed is not None:
+            return await self._search_by_meaning(query, k)
+        return await self._search_words(query, k)
+
+    async def _search_words(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
+        """BM25 through the store's index, asking for more when expired items took places."""
+        store = self._store()
+        terms = " ".join(words(query))
+        limit = k if k is not None else max(await store.length(self.log), 1)
+        while True:
+            hits = await store.search(self.log, terms, item_words, limit)
+            cutoff = None if self.max_age is None else self.clock() - self.max_age
+            ranked = [
+                (score, item)
+                for score, item in ((s, MemoryItem.from_json(r)) for s, r in hits)
+                if cutoff is None or item.at >= cutoff
+            ]
+            if k is None or len(ranked) >= k or len(hits) < limit:
+                return ranked[:k]
+            limit *= 4
+
+    async def _search_by_meaning(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
         items = await self.items()
         if not items:
             return []
-        if self.embed is not None:
-            missing = [i for i in items if i.vector is None]
-            if missing:
-                for item, vec in zip(
-                    missing, await self._embed([i.text() for i in missing]), strict=True
-                ):
-                    item.vector = vec
-            (qv,) = await self._embed([query])
-            scores = [_cosine(qv, i.vector or []) for i in items]
-        else:
-            scores = bm25(query, [f"{i.task}\n{i.final}\n{i.own}" for i in items])
+        missing = [i for i in items if i.vector is None]
+        if missing:
+            for item, vec in zip(
+                missing, await self._embed([i.text() for i in missing]), strict=True
+            ):
+                item.vector = vec
+        (qv,) = await self._embed([query])
+        scores = [_cosine(qv, i.vector or []) for i in items]
         # Newer first among equals: the latest decision on a question wins a tie.
         ranked = sorted(
             ((s, i) for s, i in zip(scores, items, strict=True) if s > 0),
@@ -248,10 +256,15 @@ class LongTermMemory:
         that fit ``recall_budget`` tokens, one per run."""
         if turn.phase not in RECALL_PHASES or self.recall == 0:
             return []
+        # The best few matches are the candidates (those that fit the budget are recalled).
+        return self._fit(await self.search(turn.prompt, CANDIDATES_PER_RECALL * self.recall))
+
+    def _fit(self, ranked: list[tuple[float, MemoryItem]]) -> list[str]:
+        """The best ``recall`` of ``ranked`` that fit ``recall_budget`` tokens, one per run."""
         out: list[str] = []
         runs: set[str] = set()
         used = 0
-        for _, item in await self.search(turn.prompt):
+        for _, item in ranked:
             if item.run_id in runs:
                 continue
             text = item.text()
@@ -291,4 +304,4 @@ def own_answer(result: RunResult, agent: str) -> str:
     return ""
 
 
-__all__ = ["RECALL_PHASES", "LongTermMemory", "MemoryItem", "bm25", "own_answer"]
+__all__ = ["RECALL_PHASES", "LongTermMemory", "MemoryItem", "item_words", "own_answer"]

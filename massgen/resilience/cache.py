@@ -24,21 +24,15 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
 from massgen.resilience.requestlog import current_agent
-from massgen.types import (
-    Completion,
-    CompletionRequest,
-    ServerToolCall,
-    Source,
-    StreamChunk,
-    ToolCall,
-    Usage,
-)
+from massgen.serialize import completion_from_dict, completion_to_dict
+from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -49,8 +43,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"
 #: Every cache key starts with this (then the namespace): ``delete_prefix`` it to clear.
 KEY_PREFIX = "cache:"
-#: Part of every hash: bump it when the key's recipe or the stored format changes.
+#: Part of every hash: bump it when the key's recipe changes (never for the entry format,
+#: or every entry already stored would be lost).
 FORMAT_VERSION = 2
+#: The format of a stored entry; older entries are upgraded as they are read.
+ENTRY_VERSION = 3
 _CACHEABLE_FINISHES = frozenset({"stop", "tool_calls", "length"})
 _STREAM_PIECES = 4
 
@@ -134,52 +131,31 @@ def cacheable(completion: Completion) -> bool:
 
 
 def encode_completion(completion: Completion) -> bytes:
-    return _canonical(
-        {
-            "v": FORMAT_VERSION,
-            "text": completion.text,
-            "model": completion.model,
-            "usage": [completion.usage.input_tokens, completion.usage.output_tokens],
-            "finish_reason": completion.finish_reason,
-            "tool_calls": [_tool_call(c) for c in completion.tool_calls],
-            "latency": completion.latency,
-            "sources": [[x.url, x.title] for x in completion.sources],
-            "server_calls": [
-                {
-                    "id": c.id,
-                    "name": c.name,
-                    "arguments": c.arguments,
-                    "ok": c.ok,
-                    "output": c.output,
-                }
-                for c in completion.server_calls
-            ],
-            "reasoning": completion.reasoning,
-        }
-    )
+    """``completion`` as a cache entry: every field, in :mod:`massgen.serialize`'s shape."""
+    return _canonical({"v": ENTRY_VERSION, **completion_to_dict(completion)})
 
 
 def decode_completion(blob: bytes, latency: float) -> Completion:
-    """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's)."""
+    """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's).
+
+    Raises :class:`ValueError` (or ``KeyError``/``TypeError``) for an entry it cannot read.
+    """
     data = json.loads(blob)
-    if data.get("v") != FORMAT_VERSION:
-        raise ValueError(f"cache entry format {data.get('v')!r}")
-    return Completion(
-        text=data["text"],
-        model=data["model"],
-        usage=Usage(int(data["usage"][0]), int(data["usage"][1])),
-        finish_reason=data["finish_reason"],
-        tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in data["tool_calls"]),
-        latency=latency,
-        cached=True,
-        requests=0,
-        sources=tuple(Source(url, title) for url, title in data["sources"]),
-        server_calls=tuple(
-            ServerToolCall(c["id"], c["name"], c["arguments"], bool(c["ok"]), c["output"])
-            for c in data["server_calls"]
-        ),
-        reasoning=str(data.get("reasoning") or ""),  # entries written before it was kept
-    )
+    version = data.pop("v", None)
+    if version == 2:
+        data = _upgrade_v2(data)
+    elif version != ENTRY_VERSION:
+        raise ValueError(f"cache entry format {version!r}")
+    return replace(completion_from_dict(data), latency=latency, cached=True, requests=0)
+
+
+def _upgrade_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """An entry of format 2 (usage and sources as pairs) in today's shape."""
+    tokens_in, tokens_out = data["usage"]
+    return data | {
+        "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
+        "sources": [{"url": url, "title": title} for url, title in data["sources"]],
+    }
 
 
 def pieces(text: str, count: int = _STREAM_PIECES) -> list[str]:

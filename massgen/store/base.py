@@ -1,9 +1,10 @@
 """The Store interface: key/value with TTL, plus append-only logs.
 
 One narrow interface serves the response cache, sessions (append turns, read them back),
-long-term memory and agent state, so each of those works the same on the embedded SQLite
-file and on Redis. Keys and logs are two separate namespaces: ``delete_prefix`` and
-``count`` never touch a log, and a log named like a key is another thing.
+long-term memory (append items, search them by their words) and agent state, so each of
+those works the same on the embedded SQLite file and on Redis. Keys and logs are two
+separate namespaces: ``delete_prefix`` and ``count`` never touch a log, and a log named like
+a key is another thing.
 
 Failures of the medium (disk full, Redis gone) raise :class:`~massgen.errors.TransportError`;
 misuse (a negative TTL) raises :class:`ValueError`.
@@ -12,6 +13,7 @@ misuse (a negative TTL) raises :class:`ValueError`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -67,6 +69,20 @@ class Store(ABC):
     @abstractmethod
     async def trim(self, log: str, keep_last: int) -> None:
         """Drop all but the newest ``keep_last`` records; ``trim(log, 0)`` deletes the log."""
+
+    @abstractmethod
+    async def search(
+        self, log: str, query: str, text: Callable[[bytes], str], limit: int
+    ) -> list[tuple[float, bytes]]:
+        """The records of ``log`` sharing a word with ``query``, best first, at most ``limit``.
+
+        Each comes with its BM25 score (> 0; newer first among equals). ``text(record)``
+        gives the words a record is found by: the store indexes them the first time a search
+        sees the record, and drops them when a trim drops it, so a search costs about the
+        same at ten records or ten thousand. Pass the same ``text`` for a log every time.
+        Words are compared case-folded, as SQLite FTS5's ``unicode61`` tokenizer splits them;
+        drop the ones that should never match (stop words) from both sides yourself.
+        """
 
     # -- lifecycle -------------------------------------------------------------------------
     @abstractmethod

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
+from massgen.store.words import Text, WordIndex
 
 
 class MemoryStore(Store):
@@ -25,6 +26,8 @@ class MemoryStore(Store):
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._expiries: list[tuple[float, str]] = []  # heap; stale items are skipped
         self._logs: dict[str, list[bytes]] = {}
+        self._appended: dict[str, int] = {}  # records ever appended, per log (for search)
+        self._words = WordIndex()
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._values)} keys, {len(self._logs)} logs)"
@@ -68,6 +71,7 @@ class MemoryStore(Store):
 
     async def append(self, log: str, record: bytes) -> None:
         self._logs.setdefault(log, []).append(bytes(record))
+        self._appended[log] = self._appended.get(log, 0) + 1
 
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
         check_limit(limit)
@@ -87,5 +91,19 @@ class MemoryStore(Store):
         else:
             del records[:-keep_last]
 
+    async def search(
+        self, log: str, query: str, text: Text, limit: int
+    ) -> list[tuple[float, bytes]]:
+        check_limit(limit)
+
+        async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
+            records = self._logs.get(log, [])
+            appended = self._appended.get(log, 0)
+            unseen = min(appended - seen, len(records))
+            return appended, len(records), records[len(records) - unseen :]
+
+        return await self._words.search(log, query, text, limit, fetch)
+
     async def aclose(self) -> None:
-        """Nothing to release; the data stays readable until the store is dropped."""
+        """Stop the search thread; the data stays readable until the store is dropped."""
+        await self._words.aclose()

@@ -4,6 +4,12 @@ Keys live at ``{prefix}kv:{key}`` (STRING, expiry by ``PX``) and logs at ``{pref
 (LIST, ``RPUSH``/``LRANGE``/``LTRIM``), so a store never collides with the agent bus that
 shares the ``massgen:`` prefix. Expiry is Redis's own, on the server clock.
 
+Search needs no Redis module: each process keeps a word index of the logs it searches
+(:class:`~massgen.store.words.WordIndex`) and copies only what a log gained since its last
+search. To know what that is, a log once searched counts its appends at
+``{prefix}logn:{log}`` (a number that outlives trims, so a trimmed log is told from one that
+gained nothing).
+
 Importing this module imports redis; :func:`massgen.store.open_store` loads it only for a
 ``redis://`` URL. Credentials come from the URL and never appear in errors.
 """
@@ -22,12 +28,41 @@ from redis.backoff import ExponentialBackoff
 from massgen.errors import ConfigError, TransportError
 from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
+from massgen.store.words import Text, WordIndex
 
 DEFAULT_PREFIX = "massgen:"
 REPLY_TIMEOUT = 30.0
 """Seconds a Redis reply may take (none of these commands block): past it, a frozen server
 or a dead link TCP has not noticed is a timeout, handled like a lost connection."""
 _SCAN_BATCH = 1000
+
+_APPEND = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCR', KEYS[2]) end
+"""
+"""RPUSH, counted if the log is searched (a log never searched gets no counter)."""
+
+_GAINED = """
+local held = redis.call('LLEN', KEYS[1])
+local count = redis.call('GET', KEYS[2])
+local appended = count and tonumber(count) or -1
+if appended < held then  -- its first search (or appends nobody counted): start counting
+    appended = held
+    redis.call('SET', KEYS[2], held)
+end
+local unseen = math.min(appended - tonumber(ARGV[1]), held)
+local records = {}
+if unseen > 0 then
+    local first = held - unseen
+    records = redis.call('LRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
+end
+return {appended, held, records}
+"""
+"""What a log gained since ``ARGV[1]`` appends: its count of appends (started on its first
+search), its length and the oldest ``ARGV[2]`` of the records not seen yet; see
+:data:`massgen.store.words.Fetch`."""
+_RECORDS_PER_TRIP = 500
+"""A search copies a long log in parts, so no one reply holds the event loop for long."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,6 +167,9 @@ class RedisStore(Store):
                 reply_timeout=reply_timeout,
             )
         self._r: aioredis.Redis = client
+        self._append = self._r.register_script(_APPEND)
+        self._gained = self._r.register_script(_GAINED)
+        self._words = WordIndex()
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
@@ -141,6 +179,9 @@ class RedisStore(Store):
 
     def _log(self, log: str) -> str:
         return f"{self.prefix}log:{log}"
+
+    def _appended(self, log: str) -> str:
+        return f"{self.prefix}logn:{log}"
 
     async def _scan(self, prefix: str) -> list[bytes]:
         pattern = glob_escape(self._key(prefix)) + "*"
@@ -177,7 +218,7 @@ class RedisStore(Store):
     # -- logs ------------------------------------------------------------------------------
     @_mapped
     async def append(self, log: str, record: bytes) -> None:
-        await self._r.rpush(self._log(log), record)
+        await self._append(keys=[self._log(log), self._appended(log)], args=[record])
 
     @_mapped
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
@@ -202,7 +243,21 @@ class RedisStore(Store):
         else:
             await self._r.ltrim(self._log(log), -keep_last, -1)
 
+    @_mapped
+    async def search(
+        self, log: str, query: str, text: Text, limit: int
+    ) -> list[tuple[float, bytes]]:
+        check_limit(limit)
+
+        async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
+            keys = [self._log(log), self._appended(log)]
+            appended, held, records = await self._gained(keys=keys, args=[seen, _RECORDS_PER_TRIP])
+            return int(appended), int(held), [_bytes(r) for r in records]
+
+        return await self._words.search(log, query, text, limit, fetch)
+
     # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
+        await self._words.aclose()
         if self._owns_client:
             await self._r.aclose()

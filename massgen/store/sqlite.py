@@ -10,6 +10,9 @@ never waits on the disk, and the single connection needs no locking of its own. 
 arrive together share one trip to that thread, and so do writes (one transaction): a cache
 serving a batch asks for, and stores, hundreds of keys at once, and each trip costs more
 than the read or write it carries.
+
+:meth:`~SQLiteStore.search` uses SQLite's own full-text index (FTS5), one per searched log,
+in the same file (:mod:`massgen.store.words`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TypeVar
 from massgen.errors import TransportError
 from massgen.grouped import Grouped
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
+from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log
 
 T = TypeVar("T")
 
@@ -35,12 +39,6 @@ CREATE TABLE IF NOT EXISTS kv (
     expires REAL              -- epoch seconds; NULL: never
 );
 CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL;
-CREATE TABLE IF NOT EXISTS logs (
-    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
-    log     TEXT NOT NULL,
-    record  BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
 """
 
 #: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
@@ -149,7 +147,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA + LOGS_SCHEMA + WORDS_SCHEMA)
                 _sweep(conn, self.clock())
             except BaseException:
                 conn.close()
@@ -292,6 +290,12 @@ class SQLiteStore(Store):
             )
 
         await self._run(op)
+
+    async def search(
+        self, log: str, query: str, text: Text, limit: int
+    ) -> list[tuple[float, bytes]]:
+        check_limit(limit)
+        return await self._run(lambda c: search_log(c, log, query, text, limit))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:

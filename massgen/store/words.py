@@ -1,0 +1,234 @@
+"""Finding a log's records by their words: SQLite FTS5, ranked by BM25.
+
+The SQLite store keeps this index in its own file, beside the logs. The memory and Redis
+stores keep one in process (:class:`WordIndex`, an in-memory SQLite database holding a copy
+of the logs searched), brought up to date from the log before each search. Either way the
+indexing and the ranking run on a worker thread: the event loop never waits for them.
+
+A record is indexed by the words ``text(record)`` gives, the first time a search of its log
+sees it; deleting records from a log (a trim) removes theirs in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
+
+T = TypeVar("T")
+
+Text = Callable[[bytes], str]
+"""The words a record is found by, from its bytes."""
+
+LOGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
+    log     TEXT NOT NULL,
+    record  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
+"""
+
+WORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_words (
+    log TEXT PRIMARY KEY,
+    n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
+);
+"""
+"""One full-text index per searched log, so a log's ranking (BM25's document frequencies
+and lengths) depends on its own records only, not on what else was searched."""
+
+_TOKENIZE = "unicode61 remove_diacritics 0 tokenchars '_'"
+
+
+def match_any(query: str) -> str | None:
+    """An FTS5 query for the records sharing a word with ``query``; ``None`` if it has none."""
+    terms = dict.fromkeys(query.split())
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _index_of(c: sqlite3.Connection, log: str) -> str | None:
+    row = c.execute("SELECT n FROM log_words WHERE log = ?", (log,)).fetchone()
+    return None if row is None else f"log_words_{int(row[0])}"
+
+
+def _create_index(c: sqlite3.Connection, log: str) -> str:
+    """The index of ``log``, made now (in the caller's transaction) if it has none.
+
+    A trigger removes a record's words when the record leaves the log (a trim, whoever
+    does it), so the index never holds a record the log no longer has.
+    """
+    table = _index_of(c, log)
+    if table is not None:
+        return table
+    (n,) = c.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM log_words").fetchone()
+    c.execute("INSERT INTO log_words (log, n) VALUES (?, ?)", (log, n))
+    table = f"log_words_{int(n)}"
+    literal = "'" + log.replace("'", "''") + "'"
+    c.execute(f'CREATE VIRTUAL TABLE {table} USING fts5(words, tokenize = "{_TOKENIZE}")')
+    c.execute(
+        f"CREATE TRIGGER {table}_forget AFTER DELETE ON logs WHEN old.log = {literal}"
+        f" BEGIN DELETE FROM {table} WHERE rowid = old.id; END"
+    )
+    return table
+
+
+def _newest(c: sqlite3.Connection, table: str | None) -> int:
+    if table is None:
+        return 0
+    row = c.execute(f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _newest_record(c: sqlite3.Connection, log: str) -> int:
+    row = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    return int(row[0] or 0)
+
+
+def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
+    """Index the records of ``log`` appended since its last search; its index table.
+
+    New rows always have larger ids than the indexed ones still there (a deleted row leaves
+    the index with it), so "not yet indexed" is "after the newest indexed".
+    """
+    table = _index_of(c, log)
+    if _newest_record(c, log) == _newest(c, table):
+        return table
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        table = _create_index(c, log)
+        after = _newest(c, table)  # again: another process may have done it meanwhile
+        rows = c.execute(
+            "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
+        ).fetchall()
+        c.executemany(
+            f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
+            [(i, text(bytes(r))) for i, r in rows],
+        )
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return table
+
+
+def search_log(
+    c: sqlite3.Connection, log: str, query: str, text: Text, limit: int
+) -> list[tuple[float, bytes]]:
+    """:meth:`Store.search <massgen.store.base.Store.search>` on a connection holding the logs."""
+    match = match_any(query)
+    if match is None or limit <= 0:
+        return []
+    table = index_log(c, log, text)
+    if table is None:
+        return []
+    rows = c.execute(
+        f"SELECT -bm25({table}), logs.record FROM {table} JOIN logs ON logs.id = {table}.rowid"
+        f" WHERE {table} MATCH ? ORDER BY bm25({table}), logs.id DESC LIMIT ?",
+        (match, limit),
+    )
+    return [(float(score), bytes(record)) for score, record in rows]
+
+
+Fetch = Callable[[int], Awaitable[tuple[int, int, list[bytes]]]]
+"""Given how many records of a log had ever been appended when it was last read (``seen``):
+how many have been now (``appended``), how many it holds (``held``), and the oldest of its
+``min(appended - seen, held)`` records not seen yet (all of them, or a first part)."""
+
+
+class WordIndex:
+    """Search for a store whose medium has none: a copy of each searched log, in memory.
+
+    Before a search, the store's ``fetch`` reports what the log gained and lost since the
+    last one; only that is copied, so a search costs the same at 10 or 10,000 records.
+    """
+
+    def __init__(self) -> None:
+        self._worker: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._seen: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-words")
+
+        def job() -> T:
+            if self._conn is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn.executescript(LOGS_SCHEMA + WORDS_SCHEMA)
+                self._conn = conn
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+
+    async def search(
+        self, log: str, query: str, text: Text, limit: int, fetch: Fetch
+    ) -> list[tuple[float, bytes]]:
+        if match_any(query) is None or limit <= 0:
+            return []
+        async with self._lock:  # one search at a time brings the copy up to date
+            seen = self._seen.get(log, 0)
+            while True:
+                appended, held, new = await fetch(seen)
+                if appended < seen:  # the log was deleted with its count: copy it afresh
+                    seen = 0
+                    appended, held, new = await fetch(0)
+                unseen = min(appended - seen, held)
+                last = len(new) >= unseen
+
+                found = await self._run(
+                    partial(_copy, log=log, kept=held - unseen, new=new, then=(query, text, limit))
+                    if last
+                    else partial(_copy, log=log, kept=held - unseen, new=new)
+                )
+                seen = appended - unseen + len(new)
+                self._seen[log] = seen
+                if last:
+                    return found
+
+    async def aclose(self) -> None:
+        """Drop the copy (a later search makes it again)."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(worker, close)
+        finally:
+            worker.shutdown(wait=False)
+            self._seen.clear()
+
+
+def _copy(
+    c: sqlite3.Connection,
+    log: str,
+    kept: int,
+    new: list[bytes],
+    then: tuple[str, Text, int] | None = None,
+) -> list[tuple[float, bytes]]:
+    """Keep the newest ``kept`` records of the copy of ``log`` (the others left the log),
+    add ``new``; then search it if asked (query, text, limit)."""
+    c.execute("BEGIN")
+    try:
+        c.execute(
+            "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs"
+            " WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (log, log, kept),
+        )
+        c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return [] if then is None else search_log(c, log, *then)
