@@ -195,7 +195,9 @@ def memory_search(query: str, where: Where, agent: str | None, k: int, json_out:
         rows = []
         for who in await _logs(s, agent):
             for score, item in await LongTermMemory(s, agent=who).search(query, k):
-                rows.append({"memory": who or "team", "score": round(score, 3), **_item(item)})
+                rows.append(
+                    {"memory": who or "team", "score": float(f"{score:.3g}"), **_item(item)}
+                )
         rows.sort(key=lambda r: -float(r["score"]))  # type: ignore[arg-type]
         return rows[:k]
 
