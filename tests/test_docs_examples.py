@@ -285,6 +285,51 @@ class OtherContext:
     session_for: Callable[[str], Session]
 
 
+def _check_waiting_lines(block: Block, ctx: OtherContext) -> None:
+    """The lines a run prints while a dead worker's turn waits: their words are the ones
+    the run writes (tests/test_worker_lost.py reads them from a real run whose worker died)."""
+    source = (ROOT / "massgen" / "distributed" / "remote.py").read_text()
+    waiting, gone = block.text.strip().splitlines()
+    assert re.fullmatch(r"\w+ waiting for a worker: \S+ pid \d+ silent for \d+s", waiting.strip())
+    assert '"waiting for a worker: ' in source
+    assert re.fullmatch(
+        r"\w+ no live worker \(\S+ pid \d+ gone\); running the turn here", gone.strip()
+    )
+    assert "); running the turn here" in source and "no live worker (" in source
+    lost = (ROOT / "tests" / "test_worker_lost.py").read_text()
+    assert "waiting for a worker" in lost and "running the turn here" in lost
+
+
+def _check_gateway_example(block: Block, ctx: OtherContext) -> None:
+    """mas.md's gateway example is run, as written, by the seed-examples suite (it needs a
+    live target agent on Redis, which that test starts)."""
+    runner = (ROOT / "tests" / "mas" / "test_seed_examples.py").read_text()
+    assert "def test_the_gateway_example_of_docs_mas_md_runs(" in runner
+    assert block.doc == "docs/mas.md"
+
+
+def _check_unreachable(block: Block, ctx: OtherContext) -> None:
+    """What a command prints when the config's Redis does not answer: the same lines, for a
+    team whose ``redis.url`` on line 12 names a port nobody listens on."""
+    import socket
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        lines = ["# padding"] * 9 + [
+            "agents: [{name: ada, backend: replay}]",
+            "redis:",
+            f"  url: redis://127.0.0.1:{port}/0",
+        ]
+        (Path(folder) / "team.yaml").write_text("\n".join(lines) + "\n")
+        done = run_massgen("config", "validate", "team.yaml", cwd=Path(folder), unset=CLEAN)
+    assert done.returncode == 69, done.stderr
+    shown = block.text.strip().replace("redis://h:6379/0", f"redis://127.0.0.1:{port}/0")
+    assert done.stderr.strip() == shown
+
+
 OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"massgen run team\.yaml \"task\" +massgen/cli/", _check_run_diagram),
     (r"\s+failures consecutive tripping failures", _check_breaker_diagram),
@@ -292,6 +337,9 @@ OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"Recalled memory from earlier runs", _check_recall),
     (r"hosting \w+ \(", _check_worker_lines),
     (r"CREATE ROLE massgen_reader", _check_sql),
+    (r"\s*\w+ waiting for a worker: ", _check_waiting_lines),
+    (r"gateway = GatewayService\(\)", _check_gateway_example),
+    (r"error: cannot reach Redis at ", _check_unreachable),
 ]
 """Blocks that are neither YAML, Python nor commands, by their first line, and their check."""
 
@@ -904,7 +952,7 @@ def _run_monitor(command: str, redis: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_clean_env({}),
+        env=_clean_env({"MASSGEN_REDIS_URL": redis}),  # a command without --redis uses it
     )
     try:
         deadline = time.monotonic() + 30
