@@ -87,3 +87,16 @@ def start_ready(
         _, err = proc.communicate(timeout=10)
         raise AssertionError(f"{' '.join(argv[1:4])}: {e}:\n{err}") from None
     return proc
+
+
+DUMMY_KEYS = {
+    "OPENAI_API_KEY": "sk-dummy",
+    "ANTHROPIC_API_KEY": "sk-ant-dummy",
+    "GEMINI_API_KEY": "dummy",
+    "XAI_API_KEY": "xai-dummy",
+    "OPENROUTER_API_KEY": "sk-or-dummy",
+}
+"""A key for every provider that needs one: enough to build a team, never to reach anyone."""
+
+KEY_VARS = (*DUMMY_KEYS, "GOOGLE_API_KEY")
+"""Every variable a provider key is read from (unset them to test a missing key)."""

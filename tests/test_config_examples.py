@@ -20,18 +20,11 @@ from massgen.config import models as m
 from massgen.config.schema import field_docs
 from massgen.team import build_agents
 from massgen.testing.simulator import ProviderSimulator
-from tests.procs import run_massgen
+from tests.procs import DUMMY_KEYS, run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 EXPECTED = {"quickstart", "offline", "parallel", "sequential", "consensus", "local"}
-DUMMY_KEYS = {
-    "OPENAI_API_KEY": "sk-dummy",
-    "ANTHROPIC_API_KEY": "sk-ant-dummy",
-    "GEMINI_API_KEY": "dummy",
-    "XAI_API_KEY": "xai-dummy",
-    "OPENROUTER_API_KEY": "sk-or-dummy",
-}
 OFFLINE_TYPES = {"replay"}
 """Backend types that answer with no key and no network."""
 

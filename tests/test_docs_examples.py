@@ -53,20 +53,13 @@ import yaml
 from massgen.config import load
 from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import RedisServer
+from tests.procs import DUMMY_KEYS as PROVIDER_KEYS
 from tests.procs import read_line, run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 REDIS_URL = "redis://127.0.0.1:6379/0"
-DUMMY_KEYS = {
-    "OPENAI_API_KEY": "sk-dummy",
-    "ANTHROPIC_API_KEY": "sk-ant-dummy",
-    "GEMINI_API_KEY": "dummy",
-    "XAI_API_KEY": "xai-dummy",
-    "OPENROUTER_API_KEY": "sk-or-dummy",
-    "BRAVE_API_KEY": "dummy",
-    "PGPASSWORD": "dummy",
-}
+DUMMY_KEYS = {**PROVIDER_KEYS, "BRAVE_API_KEY": "dummy", "PGPASSWORD": "dummy"}
 CLEAN = ("MASSGEN_REDIS_URL", "MASSGEN_CONFIG", "MASSGEN_SECRET", "MASSGEN_LOG")
 """Unset for every command, so the examples meet the machine a reader has."""
 

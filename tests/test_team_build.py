@@ -12,17 +12,9 @@ from massgen.errors import ConfigError
 from massgen.team import build_agents
 from massgen.testing.sim_types import Text
 from massgen.testing.simulator import ProviderSimulator
-from tests.procs import run_massgen
+from tests.procs import KEY_VARS, run_massgen
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY_VARS = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "XAI_API_KEY",
-    "OPENROUTER_API_KEY",
-)
 
 
 @pytest.fixture
