@@ -2,13 +2,17 @@
 
 Before, a worker with ``MASSGEN_SECRET`` set dead-lettered every turn of a run without it
 (or with another one), and the run waited out the turn timeout (635 s by default) in
-silence. Now a turn a worker set aside fails at once naming the secret. A real
-``massgen worker`` process on the shared Redis, followed with deadlines, never by sleeping.
+silence. Now the run compares its secret with the proofs the workers publish in the
+registry and refuses to start, in one line, exit 2; and a turn a worker set aside anyway
+(its worker was restarted with another secret after the run started) fails at once naming
+the secret. Real ``massgen worker`` processes on the shared Redis; the runs are processes
+too where the CLI is what is tested, followed with deadlines, never by sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -40,6 +44,66 @@ def timed_run(
     began = time.monotonic()
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=BOUND * 3)
     return done, time.monotonic() - began
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("worker_secret", "run_secret", "how"),
+    [
+        (RIGHT, None, "sign with a secret and this run has none"),
+        (RIGHT, WRONG, "sign with another secret than this run"),
+        (None, WRONG, "have no secret and this run has one"),
+    ],
+    ids=["run-without-secret", "run-other-secret", "worker-without-secret"],
+)
+def test_a_run_whose_secret_is_not_the_workers_is_refused_before_any_turn(
+    env: dict[str, str],
+    team: Path,
+    prefix: str,
+    worker_secret: str | None,
+    run_secret: str | None,
+    how: str,
+) -> None:
+    def with_secret(secret: str | None) -> dict[str, str]:
+        return env if secret is None else {**env, "MASSGEN_SECRET": secret}
+
+    worker = start(massgen("worker", str(team)), with_secret(worker_secret), "hosting ", 3)
+    try:
+        done, took = timed_run(
+            massgen("run", str(team), TASK, "--no-record"), with_secret(run_secret)
+        )
+    finally:
+        code, _, err = stop(worker)
+    assert done.returncode == USAGE, (done.stdout, done.stderr)
+    assert took < BOUND
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr  # one clear line, no placement, no traceback
+    line = lines[0]
+    assert line.startswith("error: ") and "MASSGEN_SECRET" in line and "redis.secret" in line
+    host = socket.gethostname()
+    assert f"the workers of ada, bob, cy ({host} pid {worker.pid}) {how}: " in line
+    # nothing was sent: the worker ran no turn and set nothing aside
+    assert code == 0, err
+    assert turn_lines(err) == []
+    assert dead_letters(prefix) == {}
+
+
+@pytest.mark.timeout(120)
+def test_a_run_with_the_workers_secret_still_runs(
+    env: dict[str, str], team: Path, prefix: str
+) -> None:
+    """The check refuses only a mismatch: the same secret on both sides runs as before."""
+    worker = start(massgen("worker", str(team)), {**env, "MASSGEN_SECRET": RIGHT}, "hosting ", 3)
+    try:
+        done, _ = timed_run(
+            massgen("run", str(team), TASK, "--no-record"), {**env, "MASSGEN_SECRET": RIGHT}
+        )
+    finally:
+        code, _, err = stop(worker)
+    assert done.returncode == 0, done.stderr
+    assert "Paris" in done.stdout
+    assert code == 0 and len(turn_lines(err)) == 6, err
 
 
 @pytest.mark.timeout(120)
