@@ -57,6 +57,10 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
+        from massgen.distributed.remote import SecretRefused
+
+        if _caused_by(e, SecretRefused):  # the run's and its workers' secrets differ
+            raise fail(str(e), USAGE) from None
         raise fail(str(e), FAILED) from None
     except BrokenPipeError:
         code = OK

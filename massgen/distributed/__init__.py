@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         turn_to_dict,
     )
     from massgen.distributed.connect import CLIENT_ID, Placement, distributed
-    from massgen.distributed.remote import RemoteHandle, WorkerLost
+    from massgen.distributed.remote import RemoteHandle, SecretRefused, TurnRefused, WorkerLost
     from massgen.distributed.target import BusTarget
     from massgen.distributed.timeouts import turn_timeout
     from massgen.distributed.worker import LLM, HostedAgent, TurnReport, Worker
@@ -43,6 +43,8 @@ _EXPORTS = {
     "Placement": "connect",
     "distributed": "connect",
     "RemoteHandle": "remote",
+    "SecretRefused": "remote",
+    "TurnRefused": "remote",
     "WorkerLost": "remote",
     "BusTarget": "target",
     "turn_timeout": "timeouts",
@@ -59,6 +61,8 @@ __all__ = [
     "HostedAgent",
     "Placement",
     "RemoteHandle",
+    "SecretRefused",
+    "TurnRefused",
     "TurnReport",
     "Worker",
     "WorkerLost",

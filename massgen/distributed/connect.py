@@ -22,12 +22,14 @@ from massgen.distributed.live import LiveFeeds
 from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle
 from massgen.distributed.timeouts import turn_timeout
 from massgen.distributed.worker import LLM, role_digest
+from massgen.errors import ConfigError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import BusSettings, MemoryHub, Transport
 from massgen.mas.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from massgen.agents.handle import AgentHandle
+    from massgen.mas import AgentRecord
     from massgen.orchestrator import Orchestrator
 
 #: The bus id every run's client shares (as replicas): each run is one instance of it, so
@@ -83,7 +85,10 @@ async def distributed(
     ``run-<random>``).
 
     Raises :class:`~massgen.mas.BusAuthError` / :class:`~massgen.mas.BusUnreachable`
-    (both ConfigErrors) before anything is sent when Redis refuses or is not there.
+    (both ConfigErrors) before anything is sent when Redis refuses or is not there, and a
+    :class:`~massgen.errors.ConfigError` naming the agents and workers when every live
+    worker of an agent it would reach signs otherwise than ``secret`` (their registry
+    records prove which secret they sign with).
     """
     run = run or f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
@@ -98,13 +103,16 @@ async def distributed(
         concurrency=1,
         settings=settings,
         metadata={"run": run},
+        check_secret=False,  # the workers this run uses are checked below, by name
     )
     await client.start()
     saved = dict(orchestrator.handles)
     feeds = LiveFeeds(client.transport, secret=secret, settings=settings)
     try:
         live = await client.discover([LLM])
+        mismatched = {r.instance_id: r for r in await client.secret_mismatches()}
         placement = _place(orchestrator, live, client, run, feeds)
+        _check_secrets(placement, live, mismatched, signed=client.signs)
         yield placement
     finally:
         orchestrator.handles.clear()
@@ -158,3 +166,40 @@ def _place(
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))
+
+
+def _check_secrets(
+    placement: Placement,
+    live: list[dict[str, Any]],
+    mismatched: Mapping[str, AgentRecord],
+    *,
+    signed: bool,
+) -> None:
+    """Refuse the run before anything is sent when every worker of an agent it would reach
+    remotely signs otherwise than the run (another secret, or one of them has none): that
+    worker would refuse the run's turns, or the run its answers. A worker with the run's
+    secret among them takes the turns, so a partial mismatch is left to the bus."""
+    by_name = {a["id"]: a for a in live}
+    bad: dict[tuple[str, str], list[str]] = {}  # (workers, how) -> agents
+    for name in sorted(placement.remote):
+        instances = by_name[name].get("instances", [])
+        if not instances or not all(i["instance_id"] in mismatched for i in instances):
+            continue
+        workers = ", ".join(sorted({f"{i['host']} pid {i['pid']}" for i in instances}))
+        proofs = {bool(mismatched[i["instance_id"]].proof) for i in instances}
+        if not signed:
+            how = "sign with a secret and this run has none"
+        elif proofs == {False}:
+            how = "have no secret and this run has one"
+        else:
+            how = "sign with another secret than this run"
+        bad.setdefault((workers, how), []).append(name)
+    if bad:
+        said = "; ".join(
+            f"the workers of {', '.join(names)} ({workers}) {how}"
+            for (workers, how), names in bad.items()
+        )
+        raise ConfigError(
+            said + ": check that redis.secret / MASSGEN_SECRET is the same for the run and "
+            "its workers (`massgen agents list` shows who differs)"
+        )

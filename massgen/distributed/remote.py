@@ -36,6 +36,7 @@ from massgen.distributed.codec import (
 )
 from massgen.distributed.live import event_id
 from massgen.errors import ConfigError, MassGenError, TransportError
+from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.types import Completion
 
@@ -61,6 +62,42 @@ class WorkerLost(TransportError):
         self.workers = workers
         gone = ", ".join(workers) or "its worker"
         super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
+
+
+class TurnRefused(TransportError):
+    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
+    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
+
+    def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(
+            message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
+        )
+
+
+class SecretRefused(TurnRefused):
+    """The worker could not verify the turn's signature: the run and its workers do not
+    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
+
+    def __init__(self, agent: str, reason: str) -> None:
+        super().__init__(
+            agent,
+            reason,
+            f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
+            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
+        )
+
+
+#: Dead-letter reasons of a worker that cannot verify a message (``Verdict`` values).
+_SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
+
+
+def refused(agent: str, reason: str) -> TurnRefused:
+    """The error for a turn that ``agent``'s worker dead-lettered with ``reason``."""
+    if reason in _SECRET_REASONS:
+        return SecretRefused(agent, reason.removeprefix("refused: "))
+    return TurnRefused(agent, reason)
 
 
 class _NoWorker(Exception):
@@ -201,8 +238,12 @@ class RemoteHandle:
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
+            request_id = self._client.new_message_id()
             answer = await self._watched(
-                self._client.request(self.name, payload, timeout=self.timeout)
+                self._client.request(
+                    self.name, payload, timeout=self.timeout, message_id=request_id
+                ),
+                request_id,
             )
             if answer is None:  # no live worker any more
                 raise _NoWorker(f"{self._gone_workers()} gone")
@@ -241,10 +282,14 @@ class RemoteHandle:
             completion = await self._keep(folded_from_dict(reply["folded"]), completion)
         return completion
 
-    async def _watched(self, request: Awaitable[Any]) -> Any:
+    async def _watched(self, request: Awaitable[Any], request_id: str) -> Any:
         """The request's answer, or ``None`` once the registry shows no live worker of the
         agent (the request is then abandoned: a worker started later may still take it,
-        and its answer is discarded)."""
+        and its answer is discarded).
+
+        Each look at the registry also looks for the request among the agent's dead
+        letters: a worker that set it aside (e.g. it could not verify its signature) will
+        never answer, so :class:`TurnRefused` is raised at once with the worker's reason."""
         task = asyncio.ensure_future(request)
         watch = _Watch(self._client, self.name, self.heartbeat_ttl)
         told = ""
@@ -254,6 +299,9 @@ class RemoteHandle:
                 if done:
                     return task.result()
                 seen = await watch.check()
+                reason = await self._dead_lettered(request_id)
+                if reason is not None:
+                    raise refused(self.name, reason)
                 if seen is None:
                     self._gone = True
                     return None
@@ -268,6 +316,13 @@ class RemoteHandle:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, MassGenError):
                     await task
+
+    async def _dead_lettered(self, request_id: str) -> str | None:
+        try:
+            return await self._client.dead_lettered(self.name, request_id)
+        except MassGenError as e:  # a bus that cannot be read says nothing
+            log.debug("agent %s: dead letters not read: %s", self.name, e)
+            return None
 
     def _gone_workers(self) -> str:
         return ", ".join(self._workers) or "its worker"

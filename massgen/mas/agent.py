@@ -75,8 +75,9 @@ class Agent:
     gateway mode; ``gateway_url`` is kept for the seed's signature and, as there, unused).
     ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
     when live agents sign with another secret and none with this one (either way the
-    mismatch is logged as an error). ``concurrency`` is how many messages are handled at
-    once.
+    mismatch is logged as an error); ``check_secret=False`` skips that check at start (for a
+    caller that checks the peers it uses itself, as a run does with its workers).
+    ``concurrency`` is how many messages are handled at once.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class Agent:
         concurrency: int = 16,
         settings: BusSettings | None = None,
         strict_secret: bool = False,
+        check_secret: bool = True,
     ) -> None:
         if not agent_id:
             raise ValueError("an agent needs a non-empty id")
@@ -115,6 +117,7 @@ class Agent:
         )
         self._signer = Signer.resolve(secret)
         self.strict_secret = strict_secret
+        self.check_secret = check_secret or strict_secret
         self.use_gateway = use_gateway
         self.gateway_url = gateway_url or redis_url
         self._gateway: GatewayService | None = None
@@ -204,7 +207,8 @@ class Agent:
                 retention=self.settings.dead_retention,
             )
             try:
-                await self._check_secret()
+                if self.check_secret:
+                    await self._check_secret()
                 self._state.load(await t.load_state(self.id))
                 # registered, inbox and state ready: sending may begin, in on_start too
                 # (the seed signals readiness before its on_start as well)
@@ -360,6 +364,8 @@ class Agent:
         target: str,
         payload: dict[str, Any],
         timeout: float | None = 30.0,  # noqa: ASYNC109 - the seed API; we also fall back to the stored reply
+        *,
+        message_id: str | None = None,
     ) -> AgentMessage:
         """Ask ``target`` and wait for its reply; return the reply message (its ``payload``
         holds the answer, ``is_reply`` is true, ``correlation_id`` is the request's id).
@@ -369,10 +375,15 @@ class Agent:
 
         Raises :class:`RequestTimeout` (a ``TimeoutError``) if no reply comes in time and
         :class:`RemoteError` if the target's handler failed on every delivery.
+
+        ``message_id`` (from :meth:`new_message_id`) names the request, so the caller can
+        look for it elsewhere while it waits (see :meth:`dead_lettered`).
         """
         self._ensure_running()
         self._ensure_reply_listener()
         msg = self._message(target, payload, kind=MessageKind.REQUEST)
+        if message_id is not None:
+            msg.id = message_id
         msg.reply_to = self.instance_id
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
@@ -394,6 +405,31 @@ class Agent:
         if reply.error is not None:
             raise RemoteError(target, reply.error)
         return reply
+
+    @property
+    def signs(self) -> bool:
+        """Whether this agent signs its messages (it has a secret)."""
+        return self._signer is not None
+
+    def new_message_id(self) -> str:
+        """A fresh message id, for :meth:`request`'s ``message_id``."""
+        return self._new_id()
+
+    async def dead_lettered(self, target: str, message_id: str, *, look: int = 100) -> str | None:
+        """Why ``target`` set message ``message_id`` aside in its dead-letter stream (e.g.
+        ``refused: unsigned``), or ``None`` when it is not among the newest ``look`` there.
+        One read of the stream; only entries holding the id are parsed."""
+        needle = message_id.encode()
+        for letter in await self._transport.dead_letters(target, look, newest=True):
+            if needle not in letter.raw:
+                continue
+            try:
+                body, _ = wire.unpack(letter.raw)
+                if wire.decode(body).id == message_id:
+                    return letter.reason
+            except wire.WireError:
+                continue
+        return None
 
     async def broadcast(
         self, payload: dict[str, Any], capabilities: Sequence[str] | None = None

@@ -388,8 +388,11 @@ class MemoryTransport:
             box.dead.popleft()
         await self.ack(agent_id, consumer, [delivery.entry_id])
 
-    async def dead_letters(self, agent_id: str, count: int = 100) -> list[DeadLetter]:
-        return list(self.hub.inbox(agent_id).dead)[:count]
+    async def dead_letters(
+        self, agent_id: str, count: int = 100, *, newest: bool = False
+    ) -> list[DeadLetter]:
+        dead = self.hub.inbox(agent_id).dead
+        return list(reversed(dead) if newest else dead)[:count]
 
     async def trim(self, agent_id: str) -> int:
         return 0  # entries are dropped as soon as they are acknowledged

@@ -532,8 +532,13 @@ class RedisTransport:
         )
 
     @_mapped
-    async def dead_letters(self, agent_id: str, count: int = 100) -> list[DeadLetter]:
-        rows: Any = await self._r.xrange(self.keys.dlq(agent_id), count=count)
+    async def dead_letters(
+        self, agent_id: str, count: int = 100, *, newest: bool = False
+    ) -> list[DeadLetter]:
+        key = self.keys.dlq(agent_id)
+        rows: Any = await (
+            self._r.xrevrange(key, count=count) if newest else self._r.xrange(key, count=count)
+        )
         return [
             DeadLetter(
                 _s(eid),

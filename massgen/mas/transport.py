@@ -228,7 +228,11 @@ class Transport(Protocol):
     ) -> None:
         """Move a held message to the dead-letter stream and finish it."""
 
-    async def dead_letters(self, agent_id: str, count: int = 100) -> list[DeadLetter]: ...
+    async def dead_letters(
+        self, agent_id: str, count: int = 100, *, newest: bool = False
+    ) -> list[DeadLetter]:
+        """The first ``count`` dead letters of the agent, oldest first; ``newest``: the
+        last ``count``, newest first."""
 
     async def trim(self, agent_id: str) -> int:
         """Drop finished entries (never pending or undelivered ones); return how many."""

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from massgen.mas import Agent, AgentMessage, Envelope, MessageKind, Signer, wire
+from massgen.mas.signing import Verdict
 
 from .helpers import Bus, Recorder, until
 
@@ -211,3 +212,31 @@ async def test_strict_secret_refuses_to_start_among_peers_signing_otherwise(bus:
     same = bus.agent(Agent, "work", replica=True, secret=SECRET, strict_secret=True)
     await same.start()
     assert await same.secret_mismatches() == []
+
+
+async def test_a_requester_finds_its_refused_request_among_the_dead_letters(bus: Bus) -> None:
+    """What a run looks for while a turn waits (both transports): the request it sent, by
+    id, among the newest dead letters of the target that could not verify it."""
+    target = bus.agent(Recorder, "target", secret=SECRET)
+    await target.start()
+    other = bus.agent(Agent, "sender", secret="another-secret")
+    await other.start()
+    for i in range(3):  # older dead letters, before and after ours
+        await other.send("target", {"i": i})
+    mid = other.new_message_id()
+    asking = asyncio.create_task(other.request("target", {"ask": 1}, 30, message_id=mid))
+    found: list[str | None] = [None]
+
+    async def look() -> None:
+        found[0] = await other.dead_lettered("target", mid)
+
+    try:
+        async with asyncio.timeout(10):
+            while found[0] is None:
+                await look()
+                await asyncio.sleep(0)  # a yield: the memory bus answers without one
+    finally:
+        asking.cancel()
+    assert found[0] == f"refused: {Verdict.BAD_MAC.value}"
+    assert await other.dead_lettered("target", other.new_message_id()) is None
+    assert not target.got
