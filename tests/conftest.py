@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from massgen.testing import netguard
 from massgen.testing.simulator import ProviderSimulator
+from tests.mas.helpers import RedisServer
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -41,3 +43,23 @@ async def prefix() -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server("--appendonly", "yes", password="x")`` starts one."""
+    servers: list[RedisServer] = []
+
+    def make(*args: str, password: str | None = None) -> RedisServer:
+        d = tmp_path / f"redis{len(servers)}"
+        d.mkdir()
+        s = RedisServer(d, *args, password=password)
+        servers.append(s)
+        s.start()
+        return s
+
+    yield make
+    for s in servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(timeout=10)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -24,25 +23,6 @@ from tests.mas.helpers import RedisServer
 TURNS = 60
 DOWN_AFTER = 20  # turns done before Redis goes away
 OUTAGE = 1.0  # seconds Redis stays down: the fault injected, not a wait for a condition
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
-    servers: list[RedisServer] = []
-
-    def make() -> RedisServer:
-        d = tmp_path / "redis"
-        d.mkdir()
-        s = RedisServer(d)
-        servers.append(s)
-        s.start()
-        return s
-
-    yield make
-    for s in servers:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(timeout=10)
 
 
 def team(sim: ProviderSimulator, url: str) -> str:
@@ -73,11 +53,11 @@ def stop(server: RedisServer, how: signal.Signals) -> None:
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
 async def test_a_redis_restart_fails_no_turn(
     sim: ProviderSimulator,
-    private_redis: Callable[[], RedisServer],
+    redis_server: Callable[..., RedisServer],
     how: signal.Signals,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = private_redis()
+    server = redis_server()
     orchestrator = Orchestrator.from_config(loads(team(sim, server.url)))
     outcomes: list[str] = []
     reached = asyncio.Event()
@@ -116,14 +96,14 @@ async def test_a_redis_restart_fails_no_turn(
 
 
 async def test_a_longer_outage_counts_here_then_shares_again(
-    private_redis: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+    redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Past the client's retries, the limit is counted in this process (a warning), and in
     Redis again once it is back (another warning); no request fails meanwhile."""
     from massgen.resilience.ratelimit import RateLimit, RedisLimiter
     from massgen.store.redis_store import redis_client
 
-    server = private_redis()
+    server = redis_server()
     client = redis_client(server.url, retries=1)  # a short budget: the outage outlasts it
     limiter = RedisLimiter("unused", "longer:", "k", RateLimit(rpm=1000), client=client)
     limiter.fallback.hold = 0.0  # try Redis again at once (10 s by default)

@@ -1,17 +1,16 @@
-"""Fixtures of the mas tests: the shared Redis with a unique prefix per test, private
-redis-servers for tests that kill, pause or lock one, and fast bus timings."""
+"""Fixtures of the mas tests: the shared Redis with a unique prefix per test and fast bus
+timings (private redis-servers, ``redis_server``, come from the suite's conftest)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from massgen.mas import Agent, MASService
 
-from .helpers import SHARED_REDIS, Bus, RedisServer, clean_prefix
+from .helpers import SHARED_REDIS, Bus, clean_prefix
 
 
 @pytest.fixture
@@ -39,26 +38,6 @@ async def redis_bus(prefix: str) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Factory: ``redis_server("--appendonly", "yes", password="x")`` starts one."""
-    servers: list[RedisServer] = []
-
-    def make(*args: str, password: str | None = None) -> RedisServer:
-        d = tmp_path / f"redis{len(servers)}"
-        d.mkdir()
-        s = RedisServer(d, *args, password=password)
-        servers.append(s)
-        s.start()
-        return s
-
-    yield make
-    for s in servers:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(timeout=10)
 
 
 @pytest.fixture
