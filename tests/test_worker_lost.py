@@ -67,13 +67,6 @@ def worker(team: Path) -> Iterator[subprocess.Popen[str]]:
     proc.communicate(timeout=10)
 
 
-def held(sim: ProviderSimulator, deadline: float) -> None:
-    """Wait until the worker's request reached the simulator (which holds it)."""
-    while not sim.requests:
-        assert time.monotonic() < deadline, "the worker never called the provider"
-        time.sleep(0.01)
-
-
 def test_a_killed_worker_s_turn_runs_here_within_the_heartbeat_ttl(
     sim: ProviderSimulator, team: Path, worker: subprocess.Popen[str]
 ) -> None:
@@ -87,7 +80,7 @@ def test_a_killed_worker_s_turn_runs_here_within_the_heartbeat_ttl(
         env=env,
     )
     try:
-        held(sim, time.monotonic() + 30)
+        sim.wait_for_requests(1, timeout=30)  # the worker's request, held there
         worker.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         out, err = run.communicate(timeout=BOUND)
@@ -128,7 +121,7 @@ async def test_a_turn_that_cannot_run_here_fails_at_once_naming_the_worker(
         assert isinstance(handle, RemoteHandle)
         handle.local = None  # as for a run that lacks what the agent needs
         running = asyncio.create_task(orchestrator.arun(TASK))
-        await asyncio.to_thread(held, sim, time.monotonic() + 30)
+        await sim.wait_for_requests_async(1, timeout=30)
         worker.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         with pytest.raises(RunError) as info:
