@@ -48,7 +48,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from massgen.testing.sim_process import SimulatorProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the simulator lives in tests/
+from tests.sim.sim_process import SimulatorProcess
 
 MASSGEN = [sys.executable, "-m", "massgen"]
 AGENT_NAMES = ["ada", "bo", "cy", "dee", "eli", "fay", "gus", "hal"]

@@ -12,8 +12,10 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 
-from massgen.testing import ProviderSimulator, SimRequest, Text, ToolCalls, ToolCallSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the simulator lives in tests/
+from tests.sim import ProviderSimulator, SimRequest, Text, ToolCalls, ToolCallSpec
 
 ANSWERS = {
     "Ada": (

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from massgen.testing import netguard
-from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import RedisServer
+from tests.sim import netguard
+from tests.sim.simulator import ProviderSimulator
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -8,9 +8,9 @@ import pytest
 
 from massgen.backends.anthropic import DEFAULT_MAX_TOKENS, AnthropicBackend
 from massgen.errors import AuthenticationError
-from massgen.testing.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
+from tests.sim.simulator import ProviderSimulator
 
 MODEL = "claude-sonnet-5"
 LOOKUP = ToolSpec(

@@ -23,9 +23,9 @@ from massgen.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from massgen.testing.sim_types import Drop, Fault, Hang, Reply, Text
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest, StreamChunk
+from tests.sim.sim_types import Drop, Fault, Hang, Reply, Text
+from tests.sim.simulator import ProviderSimulator
 
 KEY = "sk-canary-0123456789abcdef"
 

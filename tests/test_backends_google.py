@@ -10,9 +10,9 @@ import pytest
 from massgen.backends import create_backend
 from massgen.backends.google import SKIP_SIGNATURE, GoogleBackend
 from massgen.errors import BadRequestError, ConfigError
-from massgen.testing.sim_types import Text, ToolCalls, ToolCallSpec
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 MODEL = "gemini-2.5-flash"
 LOOKUP = ToolSpec(

@@ -29,9 +29,9 @@ from massgen.backends.openai import (
 )
 from massgen.backends.openai_http import HTTPChatClient
 from massgen.errors import AuthenticationError, ConfigError, ProviderError
-from massgen.testing.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
+from tests.sim.simulator import ProviderSimulator
 
 LOOKUP = ToolSpec(
     "lookup",
@@ -317,7 +317,7 @@ def test_the_default_client_does_not_import_the_sdk() -> None:
         """
         import asyncio, sys
         from massgen.backends import create_backend
-        from massgen.testing.simulator import ProviderSimulator
+        from tests.sim.simulator import ProviderSimulator
         from massgen.types import ChatMessage, CompletionRequest
 
         async def main(url):

@@ -20,8 +20,6 @@ from massgen.backends.openai import (
     XAIBackend,
 )
 from massgen.errors import BadRequestError, ConfigError, ProviderError, RateLimited
-from massgen.testing.sim_types import Fault, Searched, Text, ToolCallSpec
-from massgen.testing.simulator import ProviderSimulator
 from massgen.tools import WebSearch
 from massgen.types import (
     ChatMessage,
@@ -33,6 +31,8 @@ from massgen.types import (
     ToolSpec,
     Usage,
 )
+from tests.sim.sim_types import Fault, Searched, Text, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 PAGES = (
     ("Paris - Wikipedia", "https://en.wikipedia.org/wiki/Paris"),

@@ -140,7 +140,7 @@ def test_custom_backend_with_unexpected_options_is_a_config_error(tmp_path: Path
 
 
 async def test_params_reach_the_provider_through_the_registry() -> None:
-    from massgen.testing.simulator import ProviderSimulator
+    from tests.sim.simulator import ProviderSimulator
 
     with ProviderSimulator() as sim:
         b = create_backend(

@@ -17,9 +17,9 @@ from massgen.backends.pricing import price_of
 from massgen.budget import DEFAULT_OUTPUT_TOKENS, Budget, BudgetExceeded
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import Completion, Usage
 from tests.procs import run_massgen
+from tests.sim.simulator import ProviderSimulator
 
 PRICE = price_of("gpt-4o-mini")
 assert PRICE is not None

@@ -17,9 +17,9 @@ import pytest
 from massgen.batch import ResultLog, task_id
 from massgen.batch.output import ResultsLocked
 from massgen.errors import ConfigError
-from massgen.testing.sim_types import Hang
-from massgen.testing.simulator import ProviderSimulator
 from tests.procs import run_massgen
+from tests.sim.sim_types import Hang
+from tests.sim.simulator import ProviderSimulator
 
 TEAM = """\
 agents:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from massgen.testing.simulator import ProviderSimulator
+from tests.sim.simulator import ProviderSimulator
 
 TASKS = 1000
 AGENTS = 2

@@ -237,7 +237,7 @@ async def test_turns_stream_only_when_someone_shows_the_tokens(sim):
 
 
 def test_a_key_every_agent_had_refused_is_a_usage_error(runner, tmp_path, sim):
-    from massgen.testing.sim_types import Fault
+    from tests.sim.sim_types import Fault
 
     sim.script([Fault(401, message="Incorrect API key provided.")])
     team = write_team(

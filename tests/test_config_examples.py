@@ -19,8 +19,8 @@ from massgen.config import TeamConfig, load
 from massgen.config import models as m
 from massgen.config.schema import field_docs
 from massgen.team import build_agents
-from massgen.testing.simulator import ProviderSimulator
 from tests.procs import DUMMY_KEYS, run_massgen
+from tests.sim.simulator import ProviderSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

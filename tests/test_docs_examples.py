@@ -51,10 +51,10 @@ import pytest
 import yaml
 
 from massgen.config import load
-from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import RedisServer
 from tests.procs import DUMMY_KEYS as PROVIDER_KEYS
 from tests.procs import read_line, run_massgen
+from tests.sim.simulator import ProviderSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))

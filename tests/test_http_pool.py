@@ -25,8 +25,8 @@ from massgen.backends import http_pool
 from massgen.backends.http_pool import Pool, StatusError, TransportError, proxy_for
 from massgen.backends.openai_http import HTTPChatClient
 from massgen.errors import ProviderConnectionError, ProviderTimeout, RateLimited
-from massgen.testing.sim_types import Drop, Fault, Hang, Text
-from massgen.testing.simulator import ProviderSimulator
+from tests.sim.sim_types import Drop, Fault, Hang, Text
+from tests.sim.simulator import ProviderSimulator
 
 KEY = "sk-canary-0123456789abcdef"
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -615,7 +615,7 @@ def test_the_default_client_loads_no_httpx() -> None:
         """
         import asyncio, sys
         from massgen.backends import create_backend
-        from massgen.testing.simulator import ProviderSimulator
+        from tests.sim.simulator import ProviderSimulator
         from massgen.types import ChatMessage, CompletionRequest
 
         async def main(url):

@@ -18,10 +18,10 @@ from massgen.distributed import Worker, distributed
 from massgen.mas import MemoryHub
 from massgen.orchestrator import Orchestrator
 from massgen.resilience.requestlog import LoggedBackend, current_agent
-from massgen.testing.sim_types import Fault, Text, ToolCalls, ToolCallSpec
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest
 from tests.procs import run_massgen
+from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 KEY = "sk-canary-logs-8c1f5e2a9d7b3c4e"
 REQUEST = re.compile(

@@ -25,9 +25,9 @@ from massgen.memory import (
 from massgen.memory.window import blocks, sliding_window
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore
-from massgen.testing.sim_types import Text
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, ToolCall
+from tests.sim.sim_types import Text
+from tests.sim.simulator import ProviderSimulator
 
 # -- the window, for any conversation ----------------------------------------------------------
 

@@ -14,8 +14,8 @@ from massgen.config import loads
 from massgen.memory.long_term import LongTermMemory, MemoryItem
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
-from massgen.testing.sim_types import Text
-from massgen.testing.simulator import ProviderSimulator
+from tests.sim.sim_types import Text
+from tests.sim.simulator import ProviderSimulator
 
 
 class Clock:

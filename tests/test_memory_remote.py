@@ -17,10 +17,10 @@ from massgen.memory import Exchange, Sessions
 from massgen.memory.long_term import LongTermMemory
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore
-from massgen.testing.sim_types import Text
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import CompletionRequest
 from tests.mas.helpers import FAST
+from tests.sim.sim_types import Text
+from tests.sim.simulator import ProviderSimulator
 
 
 def _team(sim: ProviderSimulator, ada: str, bob: str = "{}", strategy: str = "parallel") -> str:
@@ -240,7 +240,7 @@ def calls_usage(calls: list[CompletionRequest]) -> Any:
 
 
 async def test_a_summary_written_before_the_answer_failed_is_still_kept(sim: ProviderSimulator):
-    from massgen.testing.sim_types import Fault
+    from tests.sim.sim_types import Fault
 
     team = _team(sim, "{strategy: summary, size: 250}")
     sim.script(Text("SUMMARY-OF-EARLIER-RUNS"), match="Write the updated summary")

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from massgen.testing.simulator import ProviderSimulator
+from tests.sim.simulator import ProviderSimulator
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROC = Path(__file__).with_name("ratelimit_proc.py")

@@ -17,8 +17,8 @@ import pytest
 
 from massgen.config import loads
 from massgen.orchestrator import Orchestrator
-from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import RedisServer
+from tests.sim.simulator import ProviderSimulator
 
 TURNS = 60
 DOWN_AFTER = 20  # turns done before Redis goes away

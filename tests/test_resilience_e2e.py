@@ -29,9 +29,9 @@ from massgen.resilience.breaker import (
 )
 from massgen.resilience.retry import RetryingBackend, RetryPolicy
 from massgen.result import RunResult
-from massgen.testing.sim_types import Drop, Fault, Hang, Reply, SimRequest, Text
-from massgen.testing.simulator import ProviderSimulator
 from massgen.types import ChatMessage, CompletionRequest
+from tests.sim.sim_types import Drop, Fault, Hang, Reply, SimRequest, Text
+from tests.sim.simulator import ProviderSimulator
 
 # id -> (backend type, model, simulator URL attribute, OpenAI client)
 PROVIDERS: dict[str, tuple[str, str, str, str | None]] = {

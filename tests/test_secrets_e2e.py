@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
-from massgen.testing.sim_types import Fault, Text
-from massgen.testing.simulator import ProviderSimulator
 from tests.procs import run_massgen
+from tests.sim.sim_types import Fault, Text
+from tests.sim.simulator import ProviderSimulator
 
 KEY = "sk-canary-r10-5d2f9a7c1e3b4d6f"
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")

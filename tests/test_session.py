@@ -20,9 +20,9 @@ from massgen.config import loads
 from massgen.memory import Exchange, Sessions
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
-from massgen.testing.sim_types import Text
-from massgen.testing.simulator import ProviderSimulator
 from tests.procs import run_massgen, start_ready
+from tests.sim.sim_types import Text
+from tests.sim.simulator import ProviderSimulator
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

@@ -22,9 +22,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from massgen.testing import netguard
-from massgen.testing.sim_process import SimulatorProcess
-from massgen.testing.sim_types import (
+from tests.sim import netguard
+from tests.sim.sim_process import SimulatorProcess
+from tests.sim.sim_types import (
     Drop,
     Fault,
     Hang,
@@ -39,7 +39,7 @@ from massgen.testing.sim_types import (
     reply_from_json,
     reply_to_json,
 )
-from massgen.testing.simulator import ProviderSimulator, Rule
+from tests.sim.simulator import ProviderSimulator, Rule
 
 USER: list[Any] = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER_TOOL: dict[str, Any] = {
@@ -978,7 +978,7 @@ def test_standalone_process(tmp_path: Any) -> None:
     script = tmp_path / "rules.json"
     script.write_text(json.dumps([{"match": "capital", "replies": ["Paris."]}]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "massgen.testing.simulator", "--port", "0", "--script", str(script)],
+        [sys.executable, "-m", "tests.sim.simulator", "--port", "0", "--script", str(script)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1011,7 +1011,7 @@ def test_simulator_process_client_and_sigint() -> None:
         assert pid is not None
     # SIGINT works the same way as SIGTERM (exits 0, no traceback)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "massgen.testing.simulator"],
+        [sys.executable, "-m", "tests.sim.simulator"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1026,7 +1026,7 @@ def test_bad_script_file_exits_2(tmp_path: Any) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"rules": [{"replies": [{"type": "teleport"}]}]}')
     proc = subprocess.run(
-        [sys.executable, "-m", "massgen.testing.simulator", "--script", str(bad)],
+        [sys.executable, "-m", "tests.sim.simulator", "--script", str(bad)],
         capture_output=True,
         text=True,
         timeout=10,
@@ -1037,9 +1037,9 @@ def test_bad_script_file_exits_2(tmp_path: Any) -> None:
 
 def test_import_is_cheap() -> None:
     code = (
-        "import sys, massgen.testing as t; "
+        "import sys, tests.sim as t; "
         "heavy = [m for m in ('openai', 'anthropic', 'google.genai', 'httpx', 'asyncio', "
-        "'massgen.testing.simulator') if m in sys.modules]; "
+        "'tests.sim.simulator') if m in sys.modules]; "
         "print(heavy); assert t.Text('x').text == 'x'"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10)

@@ -10,9 +10,9 @@ import pytest
 from massgen.config import load, loads
 from massgen.errors import ConfigError
 from massgen.team import build_agents
-from massgen.testing.sim_types import Text
-from massgen.testing.simulator import ProviderSimulator
 from tests.procs import KEY_VARS, run_massgen
+from tests.sim.sim_types import Text
+from tests.sim.simulator import ProviderSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,11 +22,11 @@ from massgen.display.state import ViewState
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
-from massgen.testing.sim_types import Text, ToolCalls, ToolCallSpec
-from massgen.testing.simulator import ProviderSimulator
 from massgen.tools import Tool, tool
 from massgen.tools.runner import UNTRUSTED_NOTE
 from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Usage
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 
 def calls(*items: tuple[str, dict[str, object]]) -> Completion:

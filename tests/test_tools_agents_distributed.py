@@ -18,9 +18,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from massgen.cli import app
-from massgen.testing.sim_types import SimRequest, Text, ToolCalls, ToolCallSpec
-from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import SHARED_REDIS
+from tests.sim.sim_types import SimRequest, Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 from tests.test_cli_distributed import env, massgen, prefix, run, start, stop, turn_lines
 
 __all__ = ["env", "prefix"]  # fixtures, shared with the CLI distributed tests

@@ -23,15 +23,6 @@ from massgen.errors import BadRequestError, ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
 from massgen.team import build_agents
-from massgen.testing.sim_types import (
-    Searched,
-    Text,
-    ToolCalls,
-    ToolCallSpec,
-    reply_from_json,
-    reply_to_json,
-)
-from massgen.testing.simulator import ProviderSimulator
 from massgen.tools import WebSearch
 from massgen.types import (
     ChatMessage,
@@ -43,6 +34,15 @@ from massgen.types import (
     ToolSpec,
     Usage,
 )
+from tests.sim.sim_types import (
+    Searched,
+    Text,
+    ToolCalls,
+    ToolCallSpec,
+    reply_from_json,
+    reply_to_json,
+)
+from tests.sim.simulator import ProviderSimulator
 from tests.test_tools_web_search import FakeSearch, fake  # noqa: F401 - the fixture
 
 PAGES = (

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from massgen.testing.sim_types import Hang, Text
-from massgen.testing.simulator import ProviderSimulator
 from tests.mas.helpers import SHARED_REDIS, clean_prefix
 from tests.procs import start_ready
+from tests.sim.sim_types import Hang, Text
+from tests.sim.simulator import ProviderSimulator
 
 TTL = 1.0  # the worker's heartbeat TTL: the registry drops it this long after it dies
 BOUND = 20.0  # seconds from the kill to the end of the run: far below the 635 s of before

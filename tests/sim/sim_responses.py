@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.testing import sim_openai
-from massgen.testing.sim_types import (
+from tests.sim import sim_openai
+from tests.sim.sim_types import (
     ParsedRequest,
     ToolResult,
     compact_json,
     prompt_text,
     tokens_for_chars,
 )
-from massgen.testing.sim_wire import Answer, dumps, split_json, split_text, sse, text_of
+from tests.sim.sim_wire import Answer, dumps, split_json, split_text, sse, text_of
 
 CALL_ID_PREFIX = "call_"
 SEARCH_SOURCES = "web_search_call.action.sources"

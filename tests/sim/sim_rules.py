@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from massgen.testing.sim_types import Reply, reply_from_json, reply_to_json
+from tests.sim.sim_types import Reply, reply_from_json, reply_to_json
 
 
 class Rule:

@@ -14,25 +14,27 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from massgen.testing.sim_rules import Rule
-from massgen.testing.sim_types import Reply, SimRequest, SimStats
+from tests.sim.sim_rules import Rule
+from tests.sim.sim_types import Reply, SimRequest, SimStats
 
 
 class SimulatorProcess:
-    """``python -m massgen.testing.simulator`` as a context manager with a small client."""
+    """``python -m tests.sim.simulator`` as a context manager with a small client."""
 
     def __init__(self, latency: float = 0.0, *, seed: int = 0, python: str = sys.executable):
-        self._args = [python, "-m", "massgen.testing.simulator", "--port", "0"]
+        self._args = [python, "-m", "tests.sim.simulator", "--port", "0"]
         self._args += ["--latency", str(latency), "--seed", str(seed)]
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def start(self) -> SimulatorProcess:
         """Start the process and wait for the URL it prints."""
-        self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, text=True)
+        root = str(Path(__file__).resolve().parents[2])
+        self._proc = subprocess.Popen(self._args, stdout=subprocess.PIPE, text=True, cwd=root)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().strip()
         if not line.startswith("http://"):

@@ -16,7 +16,7 @@ deterministic ``Text(f"Simulated answer {n} from {model}.")`` with ``n`` the req
 
 Run it as a process (for CLI tests and benchmarks)::
 
-    python -m massgen.testing.simulator --port 0 --latency 0.2 [--script rules.json]
+    python -m tests.sim.simulator --port 0 --latency 0.2 [--script rules.json]
 
 prints its URL on the first stdout line, serves until SIGTERM/SIGINT, and is scripted and
 inspected over HTTP: ``GET /_sim/stats``, ``GET /_sim/requests[?since=N]``,
@@ -42,8 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from massgen.testing import sim_anthropic, sim_gemini, sim_openai, sim_responses
-from massgen.testing.sim_http import (
+from tests.sim import sim_anthropic, sim_gemini, sim_openai, sim_responses
+from tests.sim.sim_http import (
     LAST_CHUNK,
     Exchange,
     HttpRequest,
@@ -52,8 +52,8 @@ from massgen.testing.sim_http import (
     encode_head,
     encode_response,
 )
-from massgen.testing.sim_rules import Rule
-from massgen.testing.sim_types import (
+from tests.sim.sim_rules import Rule
+from tests.sim.sim_types import (
     Drop,
     Fault,
     Hang,
@@ -68,7 +68,7 @@ from massgen.testing.sim_types import (
     reply_kind,
     tokens_for_chars,
 )
-from massgen.testing.sim_wire import Answer, Call, Wire
+from tests.sim.sim_wire import Answer, Call, Wire
 
 HOST = "127.0.0.1"
 
@@ -323,7 +323,7 @@ class ProviderSimulator:
     async def wait_for_requests_async(
         self,
         n: int,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the wait runs in a worker thread
+        timeout: float = 5.0,
     ) -> list[SimRequest]:
         """:meth:`wait_for_requests` without blocking the caller's event loop."""
         return await asyncio.to_thread(self.wait_for_requests, n, timeout)
@@ -336,7 +336,7 @@ class ProviderSimulator:
                 left = self._counters.in_flight
                 raise TimeoutError(f"{left} requests still in flight after {timeout}s")
 
-    async def wait_until_idle_async(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_until_idle_async(self, timeout: float = 5.0) -> None:
         """:meth:`wait_until_idle` without blocking the caller's event loop."""
         await asyncio.to_thread(self.wait_until_idle, timeout)
 
@@ -591,9 +591,7 @@ def _request_id(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; the first stdout line is the URL."""
-    parser = argparse.ArgumentParser(
-        prog="python -m massgen.testing.simulator", description=main.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m tests.sim.simulator", description=main.__doc__)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Test helpers that speak the real wire: a provider simulator and a network guard.
 
-Names are loaded on first use, so ``import massgen.testing`` stays cheap (no server, no SDK)
-and ``python -m massgen.testing.simulator`` runs without a double import.
+Names are loaded on first use, so ``import tests.sim`` stays cheap (no server, no SDK)
+and ``python -m tests.sim.simulator`` runs without a double import.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from massgen.testing.netguard import NetGuard, NetworkBlocked
-    from massgen.testing.sim_process import SimulatorProcess
-    from massgen.testing.sim_rules import Rule
-    from massgen.testing.sim_types import (
+    from tests.sim.netguard import NetGuard, NetworkBlocked
+    from tests.sim.sim_process import SimulatorProcess
+    from tests.sim.sim_rules import Rule
+    from tests.sim.sim_types import (
         Drop,
         Fault,
         Hang,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         ToolResult,
         estimate_tokens,
     )
-    from massgen.testing.simulator import ProviderSimulator
+    from tests.sim.simulator import ProviderSimulator
 
 _EXPORTS = {
     "ProviderSimulator": "simulator",
@@ -73,5 +73,5 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'massgen.testing' has no attribute {name!r}")
-    return getattr(import_module(f"massgen.testing.{module}"), name)
+        raise AttributeError(f"module 'tests.sim' has no attribute {name!r}")
+    return getattr(import_module(f"tests.sim.{module}"), name)

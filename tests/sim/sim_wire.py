@@ -1,7 +1,7 @@
 """What the wire-format modules share: the rendered-answer value and SSE helpers.
 
 Each of ``sim_openai``, ``sim_responses``, ``sim_anthropic`` and ``sim_gemini`` implements
-:class:`Wire`: read a request body into a :class:`~massgen.testing.sim_types.ParsedRequest`,
+:class:`Wire`: read a request body into a :class:`~tests.sim.sim_types.ParsedRequest`,
 and write an :class:`Answer` or an error in that vendor's exact format.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from massgen.testing.sim_types import ParsedRequest
+from tests.sim.sim_types import ParsedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Answer:
     created: int
     include_usage: bool = False
     searched: bool = False
-    """The reply was :class:`~massgen.testing.sim_types.Searched`: render the search."""
+    """The reply was :class:`~tests.sim.sim_types.Searched`: render the search."""
     queries: tuple[str, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
     """``(title, url)`` pairs."""

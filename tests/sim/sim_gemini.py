@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from massgen.testing.sim_types import (
+from tests.sim.sim_types import (
     ParsedRequest,
     ToolResult,
     compact_json,
     prompt_text,
     tokens_for_chars,
 )
-from massgen.testing.sim_wire import Answer, dumps, split_text, sse, text_of
+from tests.sim.sim_wire import Answer, dumps, split_text, sse, text_of
 
 CALL_ID_PREFIX = "fc_"
 
