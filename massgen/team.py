@@ -141,7 +141,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
         )
     configure_memory(team, agents)
     if any(a.tools for a in team.agents):
-        from massgen.tools.agents import connect
+        from massgen.teamtools import connect
 
         connect(agents)
     return agents

@@ -11,12 +11,13 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, OnEvent, run_turn
+from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, run_turn
 from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.window import RequestWindow
 from massgen.resilience.requestlog import current_agent
+from massgen.tools.base import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
 if TYPE_CHECKING:
@@ -193,14 +194,15 @@ class Agent:
         on_delta: OnDelta | None = None,
         *,
         backend: Backend | None = None,
-        on_event: OnEvent | None = None,
+        ctx: ToolContext | None = None,
     ) -> Completion:
-        """Answer one turn, streaming deltas to ``on_delta``; tool events go to ``on_event``.
+        """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
 
-        ``backend`` replaces this agent's own for the call: the orchestrator passes its
-        backend wrapped in retries (and, later, cache and rate limits).
+        ``backend`` replaces this agent's own for the call (the orchestrator's, wrapped in
+        retries and cache); ``ctx`` is the run's, for this turn's tool calls.
         """
         used = self._usable(backend)
+        on_event = ctx.emit if ctx else None
         speaking = current_agent.set(self.name)  # names this agent in the request log
         try:
             extra = await self.memory.prepare(self, used, on_event)
@@ -209,7 +211,7 @@ class Agent:
                 # recalled for this turn only: concurrent turns (a batch) each keep their own
                 recalled = await self.long_term.recall_for(self.name, turn)
                 memory = memory.fork(memory.context(recalled))
-            completion = await self._answer(turn, memory, used, on_delta, on_event)
+            completion = await self._answer(turn, memory, used, on_delta, ctx)
         finally:
             current_agent.reset(speaking)
         if on_event is None and extra.total_tokens:
@@ -226,7 +228,7 @@ class Agent:
         on_delta: OnDelta | None = None,
         *,
         backend: Backend | None = None,
-        on_event: OnEvent | None = None,
+        ctx: ToolContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer one turn with memory its caller owns (a worker answering for a run
@@ -247,7 +249,7 @@ class Agent:
                 await conv.keep(folded)
                 if on_folded is not None:
                     on_folded(folded)
-            return await self._answer(turn, conv, used, on_delta, on_event), folded
+            return await self._answer(turn, conv, used, on_delta, ctx), folded
         finally:
             current_agent.reset(speaking)
 
@@ -268,7 +270,7 @@ class Agent:
         memory: Conversation,
         used: Backend,
         on_delta: OnDelta | None,
-        on_event: OnEvent | None,
+        ctx: ToolContext | None,
     ) -> Completion:
         tools = self.toolbox if self.tools else None
         request, window = self._request(turn, memory)
@@ -277,8 +279,8 @@ class Agent:
             request,
             on_delta,
             tools=tools,
-            on_event=on_event,
-            agent=self.name,
+            # the run's context (its events, peers and the top-level turn's scratch space)
+            ctx=dataclasses.replace(ctx, agent=self.name) if ctx else ToolContext(self.name),
             max_iterations=self.max_tool_iterations,
             window=window,
         )

@@ -21,18 +21,17 @@ each call still followed by its result); if even that does not fit, the turn fai
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
 from massgen.errors import ProviderConnectionError
 from massgen.memory.tokens import ContextLimitExceeded
 from massgen.memory.window import RequestWindow
-from massgen.tools.scope import calling_agent, turn_state_var
+from massgen.tools.base import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
 if TYPE_CHECKING:
@@ -43,17 +42,6 @@ OnEvent = Callable[[ev.Event], None]
 
 DEFAULT_MAX_TOOL_ITERATIONS = 8
 """Rounds of tool calls one turn may make before the model is asked to answer."""
-
-tool_listener: contextvars.ContextVar[OnEvent | None] = contextvars.ContextVar(
-    "massgen_tool_listener", default=None
-)
-"""Where a local agent's tool events go during a strategy's call (set by the run context)."""
-
-peer_handles: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "massgen_peer_handles", default=None
-)
-"""The run's agent handles (local or remote) during a strategy's call: ``ask_agent`` reaches
-teammates through them (set by the run context)."""
 
 
 async def stream_once(
@@ -86,15 +74,15 @@ async def run_turn(
     on_delta: OnDelta | None = None,
     *,
     tools: ToolBox | None = None,
-    on_event: OnEvent | None = None,
-    agent: str = "",
+    ctx: ToolContext | None = None,
     max_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
     window: RequestWindow | None = None,
 ) -> Completion:
     """Answer one turn. Without tools of the agent's own this is one streamed request.
 
-    ``on_event`` gets a :class:`~massgen.events.ToolCalled` and a
-    :class:`~massgen.events.ToolResult` per call, named after ``agent``. The completion
+    ``ctx.emit`` gets a :class:`~massgen.events.ToolCalled` and a
+    :class:`~massgen.events.ToolResult` per call, named after ``ctx.agent``; ``ctx`` goes to
+    every tool call. The completion
     returned carries the usage and latency of every request the turn made. ``window``
     keeps the follow-up requests within the model's context window (the first one is the
     caller's business: ``request`` is sent as it is).
@@ -104,17 +92,9 @@ async def run_turn(
     request = dataclasses.replace(
         request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
     )
-    backend, request = tools.plan(backend, request, on_event, agent)
-    caller = calling_agent.set(agent)
-    shared = turn_state_var.get()
-    state = turn_state_var.set(shared if shared is not None else {})
-    try:
-        return await _loop(
-            backend, request, on_delta, tools, on_event, agent, max_iterations, window
-        )
-    finally:
-        calling_agent.reset(caller)
-        turn_state_var.reset(state)
+    ctx = ctx or ToolContext()
+    backend, request = tools.plan(backend, request, ctx)
+    return await _loop(backend, request, on_delta, tools, ctx, max_iterations, window)
 
 
 async def _loop(
@@ -122,11 +102,11 @@ async def _loop(
     request: CompletionRequest,
     on_delta: OnDelta | None,
     tools: ToolBox,
-    on_event: OnEvent | None,
-    agent: str,
+    ctx: ToolContext,
     max_iterations: int,
     window: RequestWindow | None,
 ) -> Completion:
+    on_event, agent = ctx.emit, ctx.agent
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
     usage = Usage()
@@ -168,7 +148,7 @@ async def _loop(
                         args=short_args(call.arguments),
                     )
                 )
-        for outcome in await tools.call_all(done.tool_calls):
+        for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
             if on_event is not None:
                 on_event(

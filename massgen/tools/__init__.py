@@ -1,7 +1,8 @@
 """Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
 
-Names are loaded on first use, so ``import massgen.tools`` stays cheap: no HTTP client or
-database module is imported until a tool that needs it is built.
+Names load on first use, so ``import massgen.tools`` imports no HTTP client or database
+module until a tool that needs one is built. The teammate tools live in
+:mod:`massgen.teamtools` (they reach agents, a layer above).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from massgen.tools.agents import AskAgent, Broadcast, connect
-    from massgen.tools.base import FunctionTool, Tool, tool
+    from massgen.tools.base import FunctionTool, Tool, ToolContext, tool
     from massgen.tools.calculator import Calculator
     from massgen.tools.database import DatabaseQuery
     from massgen.tools.file_reader import FileReader
@@ -21,11 +21,9 @@ if TYPE_CHECKING:
     from massgen.tools.web_search import WebSearch
 
 _EXPORTS = {
-    "AskAgent": "agents",
-    "Broadcast": "agents",
-    "connect": "agents",
     "Tool": "base",
     "FunctionTool": "base",
+    "ToolContext": "base",
     "tool": "base",
     "ToolBox": "runner",
     "ToolOutcome": "runner",
@@ -39,24 +37,7 @@ _EXPORTS = {
     "WebSearch": "web_search",
 }
 
-__all__ = [
-    "APICall",
-    "AskAgent",
-    "Broadcast",
-    "BUILTINS",
-    "Calculator",
-    "DatabaseQuery",
-    "FileReader",
-    "FunctionTool",
-    "Tool",
-    "ToolBox",
-    "ToolOutcome",
-    "WebSearch",
-    "as_tools",
-    "build_tool",
-    "connect",
-    "tool",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from massgen.errors import ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 Number = int | float
 

@@ -41,7 +41,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

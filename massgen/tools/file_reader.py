@@ -36,7 +36,7 @@ from typing import Annotated
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 _FLAGS = (
     os.O_RDONLY

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr
 
 from massgen.errors import ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 from massgen.tools.netcheck import Resolver, check_url, system_resolver
 
 if TYPE_CHECKING:

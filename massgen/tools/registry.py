@@ -29,8 +29,8 @@ BUILTINS: dict[str, str] = {
     "database_query": "massgen.tools.database:DatabaseQuery",
     "api_call": "massgen.tools.http:APICall",
     "web_search": "massgen.tools.web_search:WebSearch",
-    "ask_agent": "massgen.tools.agents:AskAgent",
-    "broadcast": "massgen.tools.agents:Broadcast",
+    "ask_agent": "massgen.teamtools:AskAgent",
+    "broadcast": "massgen.teamtools:Broadcast",
 }
 """Built-in tool names and where they live."""
 

@@ -1,19 +1,11 @@
 """``web_search``: the model provider's own web search, or a search API through httpx.
 
-``mode`` picks: ``native`` declares the provider's server-side search tool in the request
-(Anthropic ``web_search``, Gemini Google Search grounding, the Responses API's
-``web_search`` on OpenAI and xAI, OpenAI search models' ``web_search_options``) instead of
-this function tool; ``api`` calls a search API here;
-``auto`` (the default) takes native where the agent's backend and model offer it, else the
-API if one is configured, else it is a configuration error. :func:`plan_turn` makes that
-choice for each turn (the agent loop calls it) and reports the provider's searches as tool
-events.
-
-Search APIs: ``searxng`` (your own instance: ``url`` required, no key), ``brave`` (Brave
-Search API, key in ``X-Subscription-Token``) and ``tavily`` (Tavily, key as a bearer
-token). The endpoint and key come from the config, never from the model; the model only
-writes the query. Results are untrusted text from the web: they go back fenced like every
-tool result (see :mod:`massgen.tools.runner`), with snippets cut to ``max_snippet``.
+``mode``: ``native`` declares the provider's server-side search in the request instead of
+this function tool; ``api`` calls a search API here (``searxng``: your instance, no key;
+``brave``; ``tavily``); ``auto`` takes native where the backend and model offer it, else
+the API, else it is a config error. :meth:`WebSearch.plan_turn` chooses for each turn.
+The endpoint and key come from the config, never from the model; results go back fenced
+like every tool result, snippets cut to ``max_snippet``.
 """
 
 from __future__ import annotations
@@ -29,14 +21,12 @@ from pydantic import Field, SecretStr, model_validator
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolContext, ToolSettings
 from massgen.types import Completion, CompletionRequest, NativeTool, Source, StreamChunk
 
 if TYPE_CHECKING:
     from massgen import events as ev
     from massgen.tools.runner import ToolBox
-
-MODES = ("auto", "native", "api")
 
 DEFAULT_URLS = {
     "brave": "https://api.search.brave.com/res/v1/web/search",
@@ -88,19 +78,35 @@ class WebSearch(BuiltinTool):
 
     @classmethod
     def plan_turn(
-        cls,
-        backend: Backend,
-        request: CompletionRequest,
-        tools: ToolBox,
-        on_event: Callable[[ev.Event], None] | None,
-        agent: str,
+        cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Native or API search for this turn: see :func:`plan_turn`."""
-        return plan_turn(backend, request, tools, on_event, agent)
+        """Swap the turn's ``web_search`` function tools for the provider's own search where
+        their mode says so: the request declares a :class:`NativeTool` instead, and the
+        backend reports the provider's searches as tool events and keeps every source the
+        turn cited. Unchanged (same objects) when nothing goes native."""
+        searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
+        model = request.model or backend.model or None
+        others = len(request.tools) > len(searches)
+        native: dict[str, NativeTool] = {}
+        for tool in searches:
+            chosen = choose(tool, backend, model=model, with_functions=others)
+            if chosen is not None:
+                native[tool.name] = chosen
+        if not native:
+            return backend, request
+        if len(native) > 1:
+            raise ConfigError("only one web_search tool may search natively", key="mode")
+        specs = tuple(t for t in request.tools if t.name not in native)
+        request = dataclasses.replace(
+            request,
+            tools=specs,
+            tool_choice=request.tool_choice if specs else None,
+            native_tools=(*request.native_tools, *native.values()),
+        )
+        return NativeSearchTurn(backend, ctx.emit, ctx.agent), request
 
     def setup(self) -> None:
-        """Check the search API's settings. Outside ``api`` mode a missing API is no error
-        yet: the backend may search natively (see :func:`plan_turn`)."""
+        """Check the search API's settings (outside ``api`` mode, none is needed yet)."""
         s = self.settings
         self.url: str | None = None
         url = s.url or DEFAULT_URLS.get(s.provider)
@@ -160,9 +166,7 @@ class WebSearch(BuiltinTool):
         return format_results(results[:count], s.max_snippet)
 
     async def _search(self, url: str, query: str, count: int, key: str) -> tuple[int, bytes]:
-        """The status and body of one search request, the body read up to ``max_bytes``
-        (more is an error: the answer is streamed, never held whole). The caller bounds the
-        time."""
+        """Status and body of one search, streamed: more than ``max_bytes`` is an error."""
         import httpx
 
         s = self.settings
@@ -294,41 +298,6 @@ def choose(
             f"tools.{tool.name}, or give the agent a backend with native search",
         )
     return None
-
-
-def plan_turn(
-    backend: Backend,
-    request: CompletionRequest,
-    tools: ToolBox,
-    on_event: Callable[[ev.Event], None] | None = None,
-    agent: str = "",
-) -> tuple[Backend, CompletionRequest]:
-    """Swap the agent's ``web_search`` function tools for the provider's own search where
-    their mode says so: the request declares a :class:`NativeTool` instead, and the backend
-    is wrapped to report the provider's searches as tool events and to keep every source
-    the turn's requests cited. Unchanged (same objects) when nothing goes native."""
-    searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
-    if not searches:
-        return backend, request
-    model = request.model or backend.model or None
-    others = len(request.tools) > len(searches)
-    native: dict[str, NativeTool] = {}
-    for tool in searches:
-        chosen = choose(tool, backend, model=model, with_functions=others)
-        if chosen is not None:
-            native[tool.name] = chosen
-    if not native:
-        return backend, request
-    if len(native) > 1:
-        raise ConfigError("only one web_search tool may search natively", key="mode")
-    specs = tuple(t for t in request.tools if t.name not in native)
-    request = dataclasses.replace(
-        request,
-        tools=specs,
-        tool_choice=request.tool_choice if specs else None,
-        native_tools=(*request.native_tools, *native.values()),
-    )
-    return NativeSearchTurn(backend, on_event, agent), request
 
 
 class NativeSearchTurn(Backend):
