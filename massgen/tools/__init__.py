@@ -37,7 +37,22 @@ _EXPORTS = {
     "WebSearch": "web_search",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "APICall",
+    "BUILTINS",
+    "Calculator",
+    "DatabaseQuery",
+    "FileReader",
+    "FunctionTool",
+    "Tool",
+    "ToolBox",
+    "ToolContext",
+    "ToolOutcome",
+    "WebSearch",
+    "as_tools",
+    "build_tool",
+    "tool",
+]
 
 
 def __getattr__(name: str) -> Any:
