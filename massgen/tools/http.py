@@ -1,21 +1,14 @@
 """``api_call``: one HTTP request to a public API, with the answer cut to size.
 
-Threat model (server-side request forgery): the URL is chosen by a model that may have
-read hostile text. Every destination, the first and each redirect's, goes through
-:func:`massgen.tools.netcheck.check_url` (http(s) only, no disguised numeric hosts,
-optional allowlist, every resolved address public) and the request is sent to the checked
-address itself, with the name kept in ``Host`` and TLS SNI, so a DNS answer that changes
-between check and connect cannot redirect it. Redirects are followed by hand, at most
-``max_redirects``. Environment proxies are ignored (they would connect elsewhere). The
-body read is capped at ``max_bytes`` and the whole exchange (resolving, connecting, every
-redirect, every byte of every body) at ``time_limit`` seconds: one deadline, not a limit per
-read, so a server that drips its answer a byte at a time cannot stretch the call.
-
-Credentials stay with the origin they were meant for. Headers from the settings (e.g. an API
-key) are sent as given and never shown to the model, but only to the origin (scheme, host,
-port) of the first URL: once a redirect leaves that origin, they and the model's own
-``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers are dropped for the rest of
-the exchange, as browsers and httpx do.
+The URL comes from a model that may have read hostile text (server-side request forgery):
+every destination, the first and each redirect's, passes :func:`~massgen.tools.netcheck.
+check_url`, and the request goes to the checked address itself (the name kept in ``Host``
+and SNI), so DNS cannot change between check and connect. Redirects are followed by hand,
+at most ``max_redirects``; environment proxies are ignored; the body is capped at
+``max_bytes`` and the whole exchange at ``time_limit`` (one deadline, so a server dripping
+bytes cannot stretch it). Headers from the settings (API keys, never shown to the model) go
+only to the first URL's origin: once a redirect leaves it, they and the model's own
+``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped, as browsers do.
 """
 
 from __future__ import annotations

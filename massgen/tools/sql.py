@@ -1,36 +1,20 @@
 """Read-only SQL over a SQLAlchemy URL (PostgreSQL, MySQL, MariaDB), for ``database_query``.
 
-Threat model: as for SQLite (see :mod:`massgen.tools.database`), the SQL may try to write,
-to make the transaction writable (``SET TRANSACTION READ WRITE``, ``COMMIT`` then a write),
-to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
-``INTO OUTFILE``, ``lo_export``). Layers:
+The SQL may try to write, make the transaction writable, stack statements, or reach the
+server's host (``COPY ... TO PROGRAM``, ``INTO OUTFILE``, ``lo_export``). Layers:
 
-1. a lexical check before anything is sent: one statement (no ``;`` except one at the end),
-   starting with a reading keyword (``SELECT``, ``WITH``, ``VALUES``, ``TABLE``, ``SHOW``,
-   ``EXPLAIN``, ``DESCRIBE``), and none of the words that reach files, other connections
-   or other sessions (:data:`DENIED_WORDS`);
-2. the statement runs inside a transaction the server itself keeps read-only
-   (PostgreSQL: ``SET TRANSACTION READ ONLY`` then a first query, so read-write mode can
-   no longer be set; MySQL/MariaDB: ``SET SESSION TRANSACTION READ ONLY`` — DDL commits
-   implicitly there, and the session mode still refuses it — then
-   ``START TRANSACTION READ ONLY``), and the transaction is always rolled back;
-3. every call opens its own connection (no pool) and closes it, so nothing set in a session
-   outlives the call.
+1. a lexical check first: one statement, starting with a reading keyword, none of
+   :data:`DENIED_WORDS`;
+2. a transaction the server keeps read-only (PostgreSQL ``SET TRANSACTION READ ONLY`` then
+   a first query; MySQL/MariaDB a read-only session too, since DDL commits implicitly),
+   always rolled back; dialects without one are refused when the tool is built;
+3. a connection of its own per call (no pool), so no session setting outlives the call;
+4. on PostgreSQL, where no word list can be the guard (``U&"pg\\005fread\\005ffile"``,
+   ``query_to_xml``), :func:`check_pg_role` refuses a role with server-reaching rights.
 
-Dialects without a server-enforced read-only transaction are refused when the tool is built.
-On PostgreSQL the word list cannot be the guard (``U&"pg\\005fread\\005ffile"``, or a name
-built in a string that ``query_to_xml`` runs, never spell the word): the connecting role's
-privileges are. :func:`check_pg_role` refuses, in each call's transaction before the query,
-a role that is or may become a superuser or a member of the predefined roles that reach the
-server's files, programs or other sessions, or that may execute the superuser-only
-functions that do.
-
-Work is bounded: ``time_limit`` is one deadline for the call (a server-side statement
-timeout set to what is left, and on PostgreSQL the connection cancelled at the deadline),
-rows streamed and fetched one by one until ``max_rows`` rows or ``max_bytes`` bytes of
-values. This guards the
-database, not what the database user may read: connect as a user with only the privileges
-the agent should have.
+``time_limit`` is one deadline per call (a server-side statement timeout, and on PostgreSQL
+the connection cancelled at the deadline); rows stream until ``max_rows`` or ``max_bytes``.
+Connect as a user with only the privileges the agent should have.
 """
 
 from __future__ import annotations
@@ -53,9 +37,9 @@ _FIRST_WORDS = frozenset(
     {"select", "with", "values", "table", "show", "explain", "describe", "desc"}
 )
 _STREAMED = frozenset({"select", "with", "values", "table"})
+# files on the server's host; other connections, sessions, settings
 DENIED_WORDS = frozenset(
     {
-        # files on the server's host
         "outfile",
         "dumpfile",
         "load_file",
@@ -65,7 +49,6 @@ DENIED_WORDS = frozenset(
         "pg_read_binary_file",
         "pg_ls_dir",
         "pg_stat_file",
-        # other connections, other sessions, settings
         "dblink",
         "dblink_exec",
         "dblink_connect",
@@ -190,13 +173,9 @@ def run_read_only(
 
 
 def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
-    """A timer that cancels whatever the connection runs once ``left`` seconds passed.
-
-    The server's statement timeout counts per statement, and a streamed result is fetched
-    in several (``FETCH`` after ``FETCH``, each with a fresh timeout), so on its own it is no
-    total; cancelling the connection is. Drivers without ``cancel`` (MySQL's) rely on the
-    session's ``max_statement_time``/``max_execution_time``: one statement there.
-    """
+    """A timer cancelling the connection's work after ``left`` seconds: a streamed result is
+    several ``FETCH``es, each with a fresh statement timeout. Drivers without ``cancel``
+    (MySQL's) rely on the session's statement time limit."""
     dbapi = getattr(connection.connection, "dbapi_connection", None)
     cancel = getattr(dbapi, "cancel", None)
     if cancel is None:
@@ -238,8 +217,8 @@ PG_SERVER_FUNCTIONS = (
     "dblink_connect_u(text)",
     "dblink_connect_u(text,text)",
 )
-"""Functions (superuser-only by default) whose EXECUTE right the connecting role must not
-have, by any role it may become. Those not installed are skipped."""
+"""Functions (superuser-only by default) the connecting role must not be able to execute,
+by any role it may become; those not installed are skipped."""
 
 _PG_ROLE_CHECK = f"""
 SELECT r.rolname, r.rolname = session_user, r.rolsuper,
@@ -254,13 +233,9 @@ ORDER BY r.rolname
 
 
 def check_pg_role(connection: Connection) -> None:
-    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``,
-    ``set_config('role', ...)``), a superuser, a member of a role in
-    :data:`PG_SERVER_ROLES`, or a role that may execute one of :data:`PG_SERVER_FUNCTIONS`.
-
-    A list of forbidden words cannot stop ``U&"pg\\005fread\\005ffile"(...)`` or
-    ``query_to_xml('select pg_rea' || 'd_file(...)')``; the server's own privileges can,
-    if the role has none of these."""
+    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``), a
+    superuser, a member of :data:`PG_SERVER_ROLES`, or able to execute one of
+    :data:`PG_SERVER_FUNCTIONS`: the server's privileges are the guard no word list is."""
     login = ""
     supers: list[str] = []
     members: list[str] = []
