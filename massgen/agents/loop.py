@@ -1,22 +1,11 @@
 """One agent turn against a backend: the request, streamed, until a final answer.
 
-Kept apart from :class:`~massgen.agents.agent.Agent` because this is where the tool-call
-loop lives: the agent decides *what* to send, this module runs the exchange.
-
-With tools of the agent's own, a turn is a loop: send the tools, run the calls the model
-makes (several at once when it makes several), send back one result per call, ask again;
-at most ``max_iterations`` rounds of calls, then one last request with ``tool_choice``
-``"none"`` so the model answers with what it has.
-
-A turn that carries its own tools (a consensus review asking for ``vote``/``revise``) is a
-structured reply the strategy reads: those calls are never executed, and the agent's own
-tools are not offered in it.
-
-Every follow-up request fits the model's context window (given a
-:class:`~massgen.memory.window.RequestWindow`): the earlier-turn memory of the opening
-messages is trimmed first, then the largest tool results are clipped (marked as clipped,
-each call still followed by its result); if even that does not fit, the turn fails with
-:class:`~massgen.memory.tokens.ContextLimitExceeded` before the request is sent.
+With tools of the agent's own a turn is a loop: send the tools, run the calls the model
+makes (concurrently), send back one result per call, ask again; at most ``max_iterations``
+rounds, then one last request with ``tool_choice="none"``. A turn carrying its own tools (a
+consensus vote) is a structured reply the strategy reads: those calls are never run.
+Every follow-up request fits the context window: earlier-turn memory is trimmed first, then
+the largest tool results clipped; if even that does not fit, :class:`ContextLimitExceeded`.
 """
 
 from __future__ import annotations
@@ -24,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
@@ -32,10 +20,8 @@ from massgen.errors import ProviderConnectionError
 from massgen.memory.tokens import ContextLimitExceeded
 from massgen.memory.window import RequestWindow
 from massgen.tools.base import ToolContext
+from massgen.tools.runner import ToolBox, short_args
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
-
-if TYPE_CHECKING:
-    from massgen.tools.runner import ToolBox
 
 OnDelta = Callable[[str], None]
 OnEvent = Callable[[ev.Event], None]
@@ -106,41 +92,31 @@ async def _loop(
     max_iterations: int,
     window: RequestWindow | None,
 ) -> Completion:
-    on_event, agent = ctx.emit, ctx.agent
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
-    usage = Usage()
-    latency = 0.0
-    cached = True
-    requests = 0
+    usage, latency, cached, requests = Usage(), 0.0, True, 0
     thoughts: list[str] = []  # each request's reasoning, kept for the record
-
-    def sent() -> tuple[ChatMessage, ...]:
-        if not messages:
-            return opening
-        return _fit(window, messages) if window is not None else (*opening, *messages)
-
-    for _ in range(max_iterations):
-        done = await stream_once(backend, dataclasses.replace(request, messages=sent()), on_delta)
+    emit, agent = ctx.emit, ctx.agent
+    for rounds in range(max_iterations + 1):
+        sent = (
+            opening if not messages else _fit(window, messages) if window else (*opening, *messages)
+        )
+        # Past the bound, one last request: tools still declared (the history refers to
+        # them) but not callable.
+        choice = "none" if rounds == max_iterations else request.tool_choice
+        done = await stream_once(
+            backend, dataclasses.replace(request, messages=sent, tool_choice=choice), on_delta
+        )
         usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
         requests += done.requests
         if done.reasoning:
             thoughts.append(done.reasoning)
-        if not done.tool_calls:
-            return dataclasses.replace(
-                done,
-                usage=usage,
-                latency=latency,
-                cached=cached,
-                requests=requests,
-                reasoning="\n\n".join(thoughts),
-            )
+        if not done.tool_calls or rounds == max_iterations:
+            break
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
-        if on_event is not None:
-            from massgen.tools.runner import short_args
-
+        if emit is not None:
             for call in done.tool_calls:
-                on_event(
+                emit(
                     ev.ToolCalled(
                         agent=agent,
                         tool=call.name,
@@ -150,8 +126,8 @@ async def _loop(
                 )
         for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
-            if on_event is not None:
-                on_event(
+            if emit is not None:
+                emit(
                     ev.ToolResult(
                         agent=agent,
                         tool=call.name,
@@ -164,23 +140,13 @@ async def _loop(
             messages.append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
             )
-    # The bound is reached: one last request, tools still declared (the history refers to
-    # them) but not callable.
-    last = await stream_once(
-        backend,
-        dataclasses.replace(request, messages=sent(), tool_choice="none"),
-        on_delta,
-    )
-    usage, latency, cached = usage + last.usage, latency + last.latency, cached and last.cached
-    requests += last.requests
-    if last.reasoning:
-        thoughts.append(last.reasoning)
-    text = last.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
+    if rounds == max_iterations:
+        text = done.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
+        done = dataclasses.replace(
+            done, text=text, tool_calls=(), finish_reason="stop" if done.text else "other"
+        )
     return dataclasses.replace(
-        last,
-        text=text,
-        tool_calls=(),
-        finish_reason="stop" if last.text else "other",
+        done,
         usage=usage,
         latency=latency,
         cached=cached,
