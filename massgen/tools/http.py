@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
@@ -31,10 +30,10 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 _DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
 
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers of the model's own that never follow a redirect to another origin."""
 
-_BANNED_HEADERS = frozenset(
+_BANNED = frozenset(
     {
         "host",
         "connection",
@@ -94,83 +93,67 @@ class APICall(BuiltinTool):
         headers: dict[str, str] | None = None,
         body: Annotated[Any, Field(description="JSON body to send")] = None,
     ) -> str:
-        started = time.monotonic()
-        method = method.upper()
-        if method not in self.settings.methods:
-            raise ToolError(f"method {method} not allowed; allowed: {self.settings.methods}")
-        own = {k.lower() for k in self.settings.headers}  # the settings' headers win
-        extra = {
-            k: v
-            for k, v in (headers or {}).items()
-            if k.lower() not in _BANNED_HEADERS and k.lower() not in own
-        }
-        limit = self.settings.time_limit
+        import httpx
+
+        s, method = self.settings, method.upper()
+        if method not in s.methods:
+            raise ToolError(f"method {method} not allowed; allowed: {s.methods}")
+        own = {k.lower() for k in s.headers}  # the settings' headers win
+        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED | own}
+        # The process's one TLS context: loading a CA store per client blocks for tens of ms.
+        from massgen.backends._common import tls_context
+
+        client = httpx.AsyncClient(
+            transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
+        )
         try:
-            async with asyncio.timeout(limit):
-                return await self.fetch(method, url, extra, body, started)
+            async with asyncio.timeout(s.time_limit), client:
+                return await self.fetch(client, method, url, extra, body, time.monotonic())
         except TimeoutError:
-            raise ToolError(f"took longer than {limit:g}s") from None
+            raise ToolError(f"took longer than {s.time_limit:g}s") from None
 
     async def fetch(
-        self, method: str, url: str, headers: dict[str, str], body: Any, started: float
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        started: float,
     ) -> str:
         """The exchange, redirects followed by hand; the caller bounds its total time."""
         import httpx
 
         s = self.settings
-        client: httpx.AsyncClient | None = None
         origin = _origin(url)
         secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
-
-        def get_client() -> httpx.AsyncClient:
-            # Made only once a destination passed its checks, with the process's one TLS
-            # context (loading a CA store per client would block the loop for tens of ms).
-            nonlocal client
-            if client is None:
-                from massgen.backends._common import tls_context
-
-                client = httpx.AsyncClient(
-                    transport=self.transport,
-                    trust_env=False,
-                    follow_redirects=False,
-                    verify=tls_context(),
-                )
-            return client
-
-        try:
-            for _ in range(s.max_redirects + 1):
-                left = s.time_limit - (time.monotonic() - started)
-                if left <= 0:
-                    raise ToolError(f"took longer than {s.time_limit:g}s")
-                response, data = await self._send(
-                    get_client, method, url, {**headers, **secrets}, body, left
-                )
-                location = response.headers.get("location")
-                if response.status_code in (301, 302, 303, 307, 308) and location:
-                    try:
-                        url = str(httpx.URL(url).join(location))
-                    except httpx.InvalidURL as e:
-                        raise ToolError(f"bad redirect URL: {e}") from None
-                    if _origin(url) != origin:
-                        # Another origin: it gets no credential, now or later in the chain.
-                        secrets = {}
-                        headers = {
-                            k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS
-                        }
-                    if response.status_code == 303 or (
-                        response.status_code in (301, 302) and method == "POST"
-                    ):
-                        method, body = "GET", None
-                    continue
+        for _ in range(s.max_redirects + 1):
+            left = s.time_limit - (time.monotonic() - started)
+            if left <= 0:
+                raise ToolError(f"took longer than {s.time_limit:g}s")
+            response, data = await self._send(
+                client, method, url, {**headers, **secrets}, body, left
+            )
+            location = response.headers.get("location")
+            if response.status_code not in (301, 302, 303, 307, 308) or not location:
                 return render_response(response, data, s.max_bytes)
-            raise ToolError(f"more than {s.max_redirects} redirects")
-        finally:
-            if client is not None:
-                await client.aclose()
+            try:
+                url = str(httpx.URL(url).join(location))
+            except httpx.InvalidURL as e:
+                raise ToolError(f"bad redirect URL: {e}") from None
+            if _origin(url) != origin:
+                # Another origin: it gets no credential, now or later in the chain.
+                secrets = {}
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
+            if response.status_code == 303 or (
+                response.status_code in (301, 302) and method == "POST"
+            ):
+                method, body = "GET", None
+        raise ToolError(f"more than {s.max_redirects} redirects")
 
     async def _send(
         self,
-        get_client: Callable[[], httpx.AsyncClient],
+        client: httpx.AsyncClient,
         method: str,
         url: str,
         headers: dict[str, str],
@@ -196,18 +179,12 @@ class APICall(BuiltinTool):
             target = await asyncio.wait_for(check, left)
         except TimeoutError:
             raise ToolError("resolving the host timed out") from None
-        client = get_client()
         default_port = 443 if target.scheme == "https" else 80
-        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-        pinned = parsed.copy_with(host=target.address, port=target.port)
+        host = target.host if target.port == default_port else f"{target.host}:{target.port}"
         request = client.build_request(
             method,
-            pinned,
-            headers={
-                **headers,
-                "Host": host_header,
-                "Accept-Encoding": "identity",
-            },
+            parsed.copy_with(host=target.address, port=target.port),  # the checked address
+            headers={**headers, "Host": host, "Accept-Encoding": "identity"},
             json=body,
             timeout=left,
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
