@@ -126,16 +126,6 @@ class WebSearch(BuiltinTool):
         """Raise :class:`ConfigError` if this tool's mode cannot be served on ``backend``."""
         choose(self, backend, model=model, with_functions=with_functions)
 
-    def native(self) -> NativeTool:
-        """This tool as a provider-side search, with its limits."""
-        s = self.settings
-        return NativeTool(
-            "web_search",
-            max_uses=s.max_uses,
-            allowed_domains=s.allowed_domains,
-            blocked_domains=s.blocked_domains,
-        )
-
     async def execute(
         self,
         query: Annotated[str, Field(min_length=1, max_length=400, description="search terms")],
@@ -144,60 +134,65 @@ class WebSearch(BuiltinTool):
         s = self.settings
         if self.url is None:
             raise ToolError("no search API is configured: search runs on the provider's side")
-        url = self.url
         count = min(max_results or s.max_results, s.max_results)
-        key = s.api_key.get_secret_value() if s.api_key is not None else ""
         try:
             async with asyncio.timeout(s.time_limit):
-                status, raw = await self._search(url, query, count, key)
+                raw = await self._search(self.url, query, count)
         except TimeoutError:
             raise ToolError(f"the search took longer than {s.time_limit:g}s") from None
-        if status != 200:
-            raise ToolError(f"the search API answered HTTP {status}")
         try:
             data = json.loads(raw)
         except ValueError:
             raise ToolError("the search API did not answer JSON") from None
-        results = [
-            r
-            for r in parse_results(s.provider, data)
-            if in_domains(r[1], s.allowed_domains, s.blocked_domains)
-        ]
-        return format_results(results[:count], s.max_snippet)
+        if not isinstance(data, dict):
+            raise ToolError("unexpected answer from the search API")
+        if s.provider == "brave":
+            web = data.get("web")
+            items, snippet = web.get("results") if isinstance(web, dict) else None, "description"
+        else:
+            items, snippet = data.get("results"), "content"
+        lines: list[str] = []
+        for item in items if isinstance(items, list) else []:
+            if not (isinstance(item, dict) and item.get("url")):
+                continue
+            url = str(item["url"])
+            if len(lines) == count or not in_domains(url, s.allowed_domains, s.blocked_domains):
+                continue
+            text = " ".join(str(item.get(snippet) or "").split())
+            if len(text) > s.max_snippet:
+                text = text[: s.max_snippet - 1] + "…"
+            title = " ".join(str(item.get("title") or "").split())
+            lines.append(f"{len(lines) + 1}. {title}\n   {url}\n   {text}")
+        return "\n".join(lines) or "no results"
 
-    async def _search(self, url: str, query: str, count: int, key: str) -> tuple[int, bytes]:
-        """Status and body of one search, streamed: more than ``max_bytes`` is an error."""
+    async def _search(self, url: str, query: str, count: int) -> bytes:
+        """The body of one search, streamed: more than ``max_bytes`` is an error."""
         import httpx
 
-        s = self.settings
-        if s.provider == "searxng":
-            method, target = "GET", url + "/search"
-            options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
-        elif s.provider == "brave":
-            method, target = "GET", url
-            options = {
-                "params": {"q": query, "count": count},
-                "headers": {"X-Subscription-Token": key, "Accept": "application/json"},
-            }
-        else:
-            method, target = "POST", url
-            options = {
-                "json": {"query": query, "max_results": count},
-                "headers": {"Authorization": f"Bearer {key}"},
-            }
-        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
-        options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
-        try:
-            from massgen.backends._common import tls_context  # one CA load per process
+        from massgen.backends._common import tls_context  # one CA load per process
 
+        s = self.settings
+        key = s.api_key.get_secret_value() if s.api_key is not None else ""
+        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
+        headers = {"Accept-Encoding": "identity"}
+        options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
+        method, target = "GET", url + "/search"
+        if s.provider == "brave":
+            headers |= {"X-Subscription-Token": key, "Accept": "application/json"}
+            options, target = {"params": {"q": query, "count": count}}, url
+        elif s.provider == "tavily":
+            headers["Authorization"] = f"Bearer {key}"
+            options = {"json": {"query": query, "max_results": count}}
+            method, target = "POST", url
+        try:
             async with (
                 httpx.AsyncClient(
                     timeout=s.time_limit, follow_redirects=False, verify=tls_context()
                 ) as client,
-                client.stream(method, target, **options) as response,
+                client.stream(method, target, headers=headers, **options) as response,
             ):
                 if response.status_code != 200:
-                    return response.status_code, b""
+                    raise ToolError(f"the search API answered HTTP {response.status_code}")
                 if response.headers.get("content-encoding", "identity") not in ("identity", ""):
                     raise ToolError("the search API answered compressed, though asked not to")
                 body = bytearray()
@@ -205,43 +200,11 @@ class WebSearch(BuiltinTool):
                     body += chunk
                     if len(body) > s.max_bytes:
                         raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
-                return response.status_code, bytes(body)
+                return bytes(body)
         except httpx.TimeoutException:
             raise ToolError("the search timed out") from None
         except httpx.HTTPError as e:
             raise ToolError(f"the search failed: {type(e).__name__}") from None
-
-
-def parse_results(provider: str, data: Any) -> list[tuple[str, str, str]]:
-    """(title, url, snippet) triples from a provider's JSON answer."""
-    if not isinstance(data, dict):
-        raise ToolError("unexpected answer from the search API")
-    if provider == "brave":
-        web = data.get("web")
-        items = web.get("results") if isinstance(web, dict) else None
-        snippet_key = "description"
-    else:
-        items = data.get("results")
-        snippet_key = "content"
-    out = []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("url"):
-            out.append(
-                (str(item.get("title") or ""), str(item["url"]), str(item.get(snippet_key) or ""))
-            )
-    return out
-
-
-def format_results(results: list[tuple[str, str, str]], max_snippet: int) -> str:
-    if not results:
-        return "no results"
-    lines = []
-    for i, (title, url, raw) in enumerate(results, 1):
-        snippet = " ".join(raw.split())
-        if len(snippet) > max_snippet:
-            snippet = snippet[: max_snippet - 1] + "…"
-        lines.append(f"{i}. {' '.join(title.split())}\n   {url}\n   {snippet}")
-    return "\n".join(lines)
 
 
 def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> bool:
@@ -249,15 +212,11 @@ def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> 
     host = (urlsplit(url).hostname or "").lower().rstrip(".")
 
     def under(domains: tuple[str, ...]) -> bool:
-        for domain in domains:
-            d = domain.lower().strip(".")
-            if host == d or host.endswith("." + d):
-                return True
-        return False
+        return any(
+            host == d or host.endswith("." + d) for d in (x.lower().strip(".") for x in domains)
+        )
 
-    if allowed and not under(allowed):
-        return False
-    return not (blocked and under(blocked))
+    return (not allowed or under(allowed)) and not (blocked and under(blocked))
 
 
 # -- choosing native or API search, per turn -------------------------------------------------
@@ -266,9 +225,15 @@ def choose(
 ) -> NativeTool | None:
     """The provider-side search to declare for ``tool`` on ``backend``, or ``None`` to call
     the search API. Raises :class:`ConfigError` when the mode cannot be served."""
-    native = tool.native()
+    s = tool.settings
+    native = NativeTool(
+        "web_search",
+        max_uses=s.max_uses,
+        allowed_domains=s.allowed_domains,
+        blocked_domains=s.blocked_domains,
+    )
     real = innermost(backend)
-    mode = tool.settings.mode
+    mode = s.mode
     if mode == "api":
         return None
     if real.supports_native(native, model=model, with_functions=with_functions):
