@@ -21,7 +21,7 @@ from massgen.memory.tokens import ContextLimitExceeded
 from massgen.memory.window import RequestWindow
 from massgen.tools.base import ToolContext
 from massgen.tools.runner import ToolBox, short_args
-from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
+from massgen.types import ChatMessage, Completion, CompletionRequest, Source, Usage
 
 OnDelta = Callable[[str], None]
 OnEvent = Callable[[ev.Event], None]
@@ -96,6 +96,7 @@ async def _loop(
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
     usage, latency, cached, requests = Usage(), 0.0, True, 0
     thoughts: list[str] = []  # each request's reasoning, kept for the record
+    sources: dict[str, Source] = {}  # every request's, on the answer
     emit, agent = ctx.emit, ctx.agent
     for rounds in range(max_iterations + 1):
         sent = (
@@ -111,31 +112,23 @@ async def _loop(
         requests += done.requests
         if done.reasoning:
             thoughts.append(done.reasoning)
+        for source in done.sources:
+            sources.setdefault(source.url, source)
+        if emit is not None and not done.cached:  # searches the provider ran for the model
+            for server in done.server_calls:
+                _called(emit, agent, server.id, server.name, server.arguments)
+                emit(_result(agent, server.id, server.name, server.ok, 0.0, server.output))
         if not done.tool_calls or rounds == max_iterations:
             break
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
         if emit is not None:
             for call in done.tool_calls:
-                emit(
-                    ev.ToolCalled(
-                        agent=agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        args=short_args(call.arguments),
-                    )
-                )
+                _called(emit, agent, call.id, call.name, call.arguments)
         for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
             if emit is not None:
                 emit(
-                    ev.ToolResult(
-                        agent=agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        ok=outcome.ok,
-                        duration=outcome.duration,
-                        output=outcome.output[:300],
-                    )
+                    _result(agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output)
                 )
             messages.append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
@@ -152,6 +145,17 @@ async def _loop(
         cached=cached,
         requests=requests,
         reasoning="\n\n".join(thoughts),
+        sources=tuple(sources.values()),
+    )
+
+
+def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:
+    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=short_args(arguments)))
+
+
+def _result(agent: str, call_id: str, name: str, ok: bool, took: float, out: str) -> ev.Event:
+    return ev.ToolResult(
+        agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
     )
 
 

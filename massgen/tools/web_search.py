@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -22,10 +21,9 @@ from pydantic import Field, SecretStr, model_validator
 from massgen.backends.base import Backend, innermost
 from massgen.errors import ConfigError, ToolError
 from massgen.tools.base import BuiltinTool, ToolContext, ToolSettings
-from massgen.types import Completion, CompletionRequest, NativeTool, Source, StreamChunk
+from massgen.types import CompletionRequest, NativeTool
 
 if TYPE_CHECKING:
-    from massgen import events as ev
     from massgen.tools.runner import ToolBox
 
 DEFAULT_URLS = {
@@ -81,9 +79,8 @@ class WebSearch(BuiltinTool):
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
         """Swap the turn's ``web_search`` function tools for the provider's own search where
-        their mode says so: the request declares a :class:`NativeTool` instead, and the
-        backend reports the provider's searches as tool events and keeps every source the
-        turn cited. Unchanged (same objects) when nothing goes native."""
+        their mode says so: the request declares a :class:`NativeTool` instead (the tool loop
+        reports the provider's searches as tool events). Unchanged when nothing goes native."""
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)
@@ -103,7 +100,7 @@ class WebSearch(BuiltinTool):
             tool_choice=request.tool_choice if specs else None,
             native_tools=(*request.native_tools, *native.values()),
         )
-        return NativeSearchTurn(backend, ctx.emit, ctx.agent), request
+        return backend, request
 
     def setup(self) -> None:
         """Check the search API's settings (outside ``api`` mode, none is needed yet)."""
@@ -263,61 +260,3 @@ def choose(
             f"tools.{tool.name}, or give the agent a backend with native search",
         )
     return None
-
-
-class NativeSearchTurn(Backend):
-    """One turn's backend when the provider searches: same answers, plus a ``ToolCalled``
-    and ``ToolResult`` event per provider-side search, and the sources of every request of
-    the turn on each answer (the tool loop returns the last one)."""
-
-    def __init__(
-        self, inner: Backend, on_event: Callable[[ev.Event], None] | None, agent: str
-    ) -> None:
-        super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
-        self.on_event = on_event
-        self.agent = agent
-        self.sources: dict[str, Source] = {}
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        return self._seen(await self.inner.complete(request))
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in self.inner.stream(request):
-            if chunk.completion is None:
-                yield chunk
-            else:
-                yield StreamChunk(delta=chunk.delta, completion=self._seen(chunk.completion))
-
-    def _seen(self, completion: Completion) -> Completion:
-        if self.on_event is not None and not completion.cached:
-            from massgen import events as ev
-            from massgen.tools.runner import short_args
-
-            for call in completion.server_calls:
-                self.on_event(
-                    ev.ToolCalled(
-                        agent=self.agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        args=short_args(call.arguments),
-                    )
-                )
-                self.on_event(
-                    ev.ToolResult(
-                        agent=self.agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        ok=call.ok,
-                        duration=0.0,
-                        output=call.output[:300],
-                    )
-                )
-        for source in completion.sources:
-            self.sources.setdefault(source.url, source)
-        return dataclasses.replace(completion, sources=tuple(self.sources.values()))
