@@ -32,32 +32,19 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 _READ_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "collation_list",
-        "function_list",
-    }
+    [
+        *("table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo"),
+        *("foreign_key_list", "collation_list", "function_list"),
+    ]
 )
 MAX_SQL = 20_000
 """Characters of SQL text one query may have (``SQLITE_LIMIT_SQL_LENGTH``)."""
-# printf('%.*c', 1e9, 'x') loops a billion times in one step: no limit stops it.
 _DENIED_FUNCTIONS = frozenset(
-    {
-        "load_extension",
-        "readfile",
-        "writefile",
-        "edit",
-        "fts3_tokenizer",
-        "zipfile",
-        "printf",
-        "format",
-    }
+    [
+        *("load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile"),
+        # printf('%.*c', 1e9, 'x') loops a billion times in one step: no limit stops it.
+        *("printf", "format"),
+    ]
 )
 
 

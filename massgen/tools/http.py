@@ -34,17 +34,10 @@ _CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers of the model's own that never follow a redirect to another origin."""
 
 _BANNED = frozenset(
-    {
-        "host",
-        "connection",
-        "content-length",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "keep-alive",
-    }
+    [
+        *("host", "connection", "content-length", "transfer-encoding", "upgrade", "te"),
+        *("proxy-authorization", "trailer", "keep-alive"),
+    ]
 )
 
 

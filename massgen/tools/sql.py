@@ -37,29 +37,15 @@ _FIRST_WORDS = frozenset(
     {"select", "with", "values", "table", "show", "explain", "describe", "desc"}
 )
 _STREAMED = frozenset({"select", "with", "values", "table"})
-# files on the server's host; other connections, sessions, settings
 DENIED_WORDS = frozenset(
-    {
-        "outfile",
-        "dumpfile",
-        "load_file",
-        "lo_import",
-        "lo_export",
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        "dblink",
-        "dblink_exec",
-        "dblink_connect",
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "pg_reload_conf",
-        "set_config",
-        "sys_exec",
-        "sys_eval",
-    }
+    [
+        *("outfile", "dumpfile", "load_file", "lo_import", "lo_export"),
+        *("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file"),
+        *("dblink", "dblink_exec", "dblink_connect", "pg_terminate_backend", "pg_cancel_backend"),
+        *("pg_reload_conf", "set_config", "sys_exec", "sys_eval"),
+    ]
 )
+"""Words that reach the server's files, other connections or sessions, or settings."""
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
@@ -187,35 +173,20 @@ def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer 
 
 
 PG_SERVER_ROLES = (
-    "pg_read_server_files",
-    "pg_write_server_files",
-    "pg_execute_server_program",
-    "pg_signal_backend",
+    *("pg_read_server_files", "pg_write_server_files"),
+    *("pg_execute_server_program", "pg_signal_backend"),
 )
 """Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
 PG_SERVER_FUNCTIONS = (
-    "pg_read_file(text)",
-    "pg_read_file(text,boolean)",
-    "pg_read_file(text,bigint,bigint)",
-    "pg_read_file(text,bigint,bigint,boolean)",
-    "pg_read_binary_file(text)",
-    "pg_read_binary_file(text,boolean)",
-    "pg_read_binary_file(text,bigint,bigint)",
-    "pg_read_binary_file(text,bigint,bigint,boolean)",
-    "pg_ls_dir(text)",
-    "pg_ls_dir(text,boolean,boolean)",
-    "pg_stat_file(text)",
-    "pg_stat_file(text,boolean)",
-    "pg_reload_conf()",
-    "pg_rotate_logfile()",
-    "pg_promote(boolean,integer)",
-    "lo_import(text)",
-    "lo_import(text,oid)",
-    "lo_export(oid,text)",
-    "pg_file_write(text,text,boolean)",
-    "pg_file_unlink(text)",
-    "dblink_connect_u(text)",
-    "dblink_connect_u(text,text)",
+    *("pg_read_file(text)", "pg_read_file(text,boolean)", "pg_read_file(text,bigint,bigint)"),
+    *("pg_read_file(text,bigint,bigint,boolean)", "pg_read_binary_file(text)"),
+    *("pg_read_binary_file(text,boolean)", "pg_read_binary_file(text,bigint,bigint)"),
+    *("pg_read_binary_file(text,bigint,bigint,boolean)", "pg_ls_dir(text)"),
+    *("pg_ls_dir(text,boolean,boolean)", "pg_stat_file(text)", "pg_stat_file(text,boolean)"),
+    *("pg_reload_conf()", "pg_rotate_logfile()", "pg_promote(boolean,integer)"),
+    *("lo_import(text)", "lo_import(text,oid)", "lo_export(oid,text)"),
+    *("pg_file_write(text,text,boolean)", "pg_file_unlink(text)"),
+    *("dblink_connect_u(text)", "dblink_connect_u(text,text)"),
 )
 """Functions (superuser-only by default) the connecting role must not be able to execute,
 by any role it may become; those not installed are skipped."""
