@@ -73,38 +73,18 @@ class DatabaseQuery(BuiltinTool):
     engine: Engine | None = None
 
     def setup(self) -> None:
-        database = self.settings.database
-        if "://" in database:
-            self._setup_url(database)
+        path: Path | Engine = Path(self.settings.database)
+        if "://" in self.settings.database:
+            from massgen.tools.sql import make_engine
+
+            path = make_engine(self.settings.database, connect_timeout=self.settings.time_limit)
+        if not isinstance(path, Path):
+            self.engine = path
+            self.description = (
+                f"Run one read-only SQL query ({path.dialect.name} dialect) against the configured "
+                "database and get the rows back as a table. One statement, no `;` inside it."
+            )
             return
-        self._setup_file(Path(database))
-
-    def _setup_url(self, url: str) -> None:
-        from massgen.tools.sql import make_engine
-
-        if url.startswith("sqlite"):
-            try:
-                from sqlalchemy.engine import make_url
-                from sqlalchemy.exc import ArgumentError
-            except ImportError:
-                raise ConfigError(
-                    "a database URL needs SQLAlchemy: pip install 'massgen[sql]'", key="database"
-                ) from None
-            try:
-                path = make_url(url).database
-            except ArgumentError:
-                raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
-            if not path or path == ":memory:":
-                raise ConfigError("a SQLite URL must name a file", key="database")
-            self._setup_file(Path(path))
-            return
-        self.engine, dialect = make_engine(url, connect_timeout=self.settings.time_limit)
-        self.description = (
-            f"Run one read-only SQL query ({dialect} dialect) against the configured database "
-            "and get the rows back as a table. One statement, no `;` inside it."
-        )
-
-    def _setup_file(self, path: Path) -> None:
         path = path.expanduser()
         if not path.is_absolute() and self.base_dir is not None:
             path = Path(self.base_dir) / path

@@ -23,6 +23,7 @@ import math
 import re
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import ConfigError, ToolError
@@ -74,9 +75,10 @@ def check_statement(sql: str) -> str:
 _CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
 
 
-def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
-    """An engine without a pool for ``url`` and its dialect name; :class:`ConfigError` if
-    SQLAlchemy or the driver is missing or the dialect cannot run read-only transactions."""
+def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
+    """An engine without a pool for ``url``, or the file a ``sqlite`` URL names (read by the
+    stdlib driver, under its own guards); :class:`ConfigError` if SQLAlchemy or the driver
+    is missing or the dialect cannot run read-only transactions."""
     try:
         import sqlalchemy
         from sqlalchemy.engine import make_url
@@ -90,6 +92,10 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
     backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("a SQLite URL must name a file", key="database")
+        return Path(parsed.database)
     if backend not in READ_ONLY_DIALECTS:
         raise ConfigError(
             f"{backend} cannot run read-only transactions here; "
@@ -111,7 +117,7 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
         raise ConfigError(
             f"unknown database driver {parsed.drivername!r}", key="database"
         ) from None
-    return engine, engine.dialect.name
+    return engine
 
 
 def run_read_only(
