@@ -16,7 +16,7 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -176,27 +176,26 @@ def model_from_signature(fn: Callable[..., Any], model_name: str) -> tuple[type[
     return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields), takes_ctx
 
 
+class ToolOptions(TypedDict, total=False):
+    """What :func:`tool` may set besides the function's own name, docstring and signature."""
+
+    name: str
+    description: str
+    timeout: float
+    max_output: int
+
+
 class FunctionTool(Tool):
     """A tool made from a plain function by :func:`tool`."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any | Awaitable[Any]],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        timeout: float | None = None,
-        max_output: int | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any | Awaitable[Any]], **options: Unpack[ToolOptions]):
         self.fn = fn
-        self.name = name or fn.__name__
+        self.name = options.get("name") or fn.__name__
         if not _NAME.fullmatch(self.name):
             raise ToolError(f"bad tool name {self.name!r}: use letters, digits, _ and -")
-        self.description = description or _first_paragraph(fn.__doc__) or self.name
-        if timeout is not None:
-            self.timeout = timeout
-        if max_output is not None:
-            self.max_output = max_output
+        self.description = options.get("description") or _first_paragraph(fn.__doc__) or self.name
+        self.timeout = options.get("timeout", self.timeout)
+        self.max_output = options.get("max_output", self.max_output)
         self._signature()  # a bad signature fails here, where the tool is made
 
     def _target(self) -> Callable[..., Any]:
@@ -211,33 +210,17 @@ def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
 
 
 @overload
-def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    max_output: int | None = None,
-) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+def tool(**options: Unpack[ToolOptions]) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    max_output: int | None = None,
+    fn: Callable[..., Any] | None = None, /, **options: Unpack[ToolOptions]
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function (sync or async) into a :class:`Tool`: its name, docstring's first
     paragraph and parameters (hints, defaults, ``Annotated[..., Field(...)]``) describe it."""
-
-    def wrap(f: Callable[..., Any]) -> FunctionTool:
-        return FunctionTool(
-            f, name=name, description=description, timeout=timeout, max_output=max_output
-        )
-
-    return wrap(fn) if fn is not None else wrap
+    if fn is not None:
+        return FunctionTool(fn, **options)
+    return lambda f: FunctionTool(f, **options)
 
 
 class ToolSettings(BaseModel):
