@@ -18,7 +18,8 @@ from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.turn import Turn
 from massgen.errors import ToolError
-from massgen.tools.base import BuiltinTool, ToolContext, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
+from massgen.tools.context import ToolContext
 
 
 class AskSettings(ToolSettings):

@@ -16,7 +16,7 @@ from massgen.errors import ConfigError
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.window import RequestWindow
 from massgen.resilience.requestlog import current_agent
-from massgen.tools.base import ToolContext
+from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from massgen.agents.agent import Agent, OnDelta
 from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext
-from massgen.tools.base import ToolContext
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 

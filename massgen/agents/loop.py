@@ -11,17 +11,21 @@ the largest tool results clipped; if even that does not fit, :class:`ContextLimi
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
 from massgen.errors import ProviderConnectionError
 from massgen.memory.tokens import ContextLimitExceeded
 from massgen.memory.window import RequestWindow
-from massgen.tools.base import ToolContext
-from massgen.tools.runner import ToolBox, short_args
+from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest, Source, Usage
+
+if TYPE_CHECKING:
+    from massgen.tools.runner import ToolBox
 
 OnDelta = Callable[[str], None]
 OnEvent = Callable[[ev.Event], None]
@@ -147,6 +151,12 @@ async def _loop(
         reasoning="\n\n".join(thoughts),
         sources=tuple(sources.values()),
     )
+
+
+def short_args(arguments: object, limit: int = 200) -> str:
+    """Arguments as compact JSON, cut for events and logs."""
+    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:

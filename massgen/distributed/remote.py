@@ -37,7 +37,7 @@ from massgen.distributed.live import event_id
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
-from massgen.tools.base import ToolContext
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:

@@ -59,7 +59,7 @@ from massgen.mas import (
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.memory.short_term import Folded
 from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
-from massgen.tools.base import ToolContext
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import AgentFailed, MassGenError, RunError
 from massgen.resilience.retry import retry_listener
 from massgen.result import AgentAnswer, RunResult
-from massgen.tools.base import ToolContext
+from massgen.tools.context import ToolContext
 from massgen.types import Completion, Usage
 
 

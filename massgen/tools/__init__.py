@@ -11,8 +11,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from massgen.tools.base import FunctionTool, Tool, ToolContext, tool
+    from massgen.tools.base import FunctionTool, Tool, tool
     from massgen.tools.calculator import Calculator
+    from massgen.tools.context import ToolContext
     from massgen.tools.database import DatabaseQuery
     from massgen.tools.file_reader import FileReader
     from massgen.tools.http import APICall
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Tool": "base",
     "FunctionTool": "base",
-    "ToolContext": "base",
+    "ToolContext": "context",
     "tool": "base",
     "ToolBox": "runner",
     "ToolOutcome": "runner",

@@ -14,17 +14,16 @@ import json
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from massgen.errors import ConfigError, ToolError
+from massgen.tools.context import ToolContext
 from massgen.types import CompletionRequest, ToolSpec
 
 if TYPE_CHECKING:
-    from massgen import events as ev
     from massgen.backends.base import Backend
     from massgen.tools.runner import ToolBox
 
@@ -34,21 +33,6 @@ DEFAULT_MAX_OUTPUT = 16_000
 """Characters of a result sent back to the model; the rest is cut with a note."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
-
-
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    """What a tool call knows of its run, passed explicitly down every call (no globals)."""
-
-    agent: str = ""
-    """The agent whose turn made the call."""
-    state: dict[str, Any] = field(default_factory=dict)
-    """Scratch space of one top-level turn, shared with the turns nested in it (a teammate
-    asked through ``ask_agent``), so limits kept there hold across the whole chain."""
-    emit: Callable[[ev.Event], None] | None = None
-    """Where the run's events go (tool calls, a teammate's answer); ``None``: nobody listens."""
-    peers: Mapping[str, Any] = field(default_factory=dict)
-    """The run's agent handles by name (local or on a worker), for ``ask_agent``."""
 
 
 def _first_paragraph(doc: str | None) -> str:

@@ -8,7 +8,6 @@ any fake closing fence defused. Nothing a tool returns is executed by massgen it
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen.errors import ToolError
-from massgen.tools.base import Tool, ToolContext
+from massgen.tools.base import Tool
+from massgen.tools.context import ToolContext
 from massgen.types import CompletionRequest, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
@@ -51,12 +51,6 @@ def fence(tool: str, text: str, limit: int) -> str:
         "<tool_output", "<\\tool_output"
     )
     return f'<tool_output tool="{tool}">\n{text}\n</tool_output>\n{UNTRUSTED_NOTE}'
-
-
-def short_args(arguments: object, limit: int = 200) -> str:
-    """Arguments as compact JSON, cut for events and logs."""
-    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ToolBox:

@@ -20,7 +20,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import ConfigError, ToolError
-from massgen.tools.base import BuiltinTool, ToolContext, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
+from massgen.tools.context import ToolContext
 from massgen.types import CompletionRequest, NativeTool
 
 if TYPE_CHECKING:
