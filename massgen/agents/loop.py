@@ -37,17 +37,13 @@ DEFAULT_MAX_TOOL_ITERATIONS = 8
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """Send ``request``; return the final completion.
-
-    Streamed when someone listens (``on_delta``: the live view shows tokens as they come);
-    otherwise one plain request, which costs a fraction of the CPU of parsing every chunk
-    (a batch of thousands of turns, a ``--quiet`` run).
-    """
+    """Send ``request``; return the final completion. Streamed only when someone listens
+    (``on_delta``): a plain request costs a fraction of the CPU of parsing every chunk."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None
     async for chunk in backend.stream(request):
-        if chunk.delta and on_delta is not None:
+        if chunk.delta:
             on_delta(chunk.delta)
         if chunk.completion is not None:
             completion = chunk.completion
@@ -68,15 +64,10 @@ async def run_turn(
     max_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
     window: RequestWindow | None = None,
 ) -> Completion:
-    """Answer one turn. Without tools of the agent's own this is one streamed request.
+    """Answer one turn; the completion carries the usage and latency of all its requests.
 
-    ``ctx.emit`` gets a :class:`~massgen.events.ToolCalled` and a
-    :class:`~massgen.events.ToolResult` per call, named after ``ctx.agent``; ``ctx`` goes to
-    every tool call. The completion
-    returned carries the usage and latency of every request the turn made. ``window``
-    keeps the follow-up requests within the model's context window (the first one is the
-    caller's business: ``request`` is sent as it is).
-    """
+    ``ctx`` goes to every tool call; ``ctx.emit`` gets a ``ToolCalled`` and a ``ToolResult``
+    per call. ``window`` bounds the follow-up requests (``request`` is sent as it is)."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
     request = dataclasses.replace(
