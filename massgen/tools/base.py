@@ -78,13 +78,9 @@ class Tool:
             self.__dict__["_sig"] = cached
         return cached
 
-    def args_model(self) -> type[BaseModel]:
-        """The pydantic model the model's arguments are validated with."""
-        return self._signature()[0]
-
     def spec(self) -> ToolSpec:
         """What is offered to the model: name, description and the JSON schema."""
-        schema = self.args_model().model_json_schema()
+        schema = self._signature()[0].model_json_schema()
         schema.pop("title", None)
         schema.setdefault("properties", {})
         return ToolSpec(self.name, self.description, schema)
@@ -96,6 +92,12 @@ class Tool:
         """A turn's last say on its request and backend, once per tool class in the toolbox
         (``web_search`` swaps itself for the provider's own search here)."""
         return backend, request
+
+    def check_backend(
+        self, backend: Backend, *, model: str | None = None, with_functions: bool = False
+    ) -> None:
+        """Fail now (a :class:`ConfigError` the caller locates in the config) when this tool
+        cannot work on ``backend``; the default can always."""
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
         """Validate ``arguments``, run ``execute`` (sync ones in a thread), return text.

@@ -99,50 +99,35 @@ class APICall(BuiltinTool):
         client = httpx.AsyncClient(
             transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
         )
+        started, origin = time.monotonic(), _origin(url)
+        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
         try:
             async with asyncio.timeout(s.time_limit), client:
-                return await self.fetch(client, method, url, extra, body, time.monotonic())
+                for _ in range(s.max_redirects + 1):  # followed by hand, each one re-checked
+                    left = s.time_limit - (time.monotonic() - started)
+                    if left <= 0:
+                        raise TimeoutError
+                    response, data = await self._send(
+                        client, method, url, {**extra, **secrets}, body, left
+                    )
+                    location = response.headers.get("location")
+                    if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                        return render_response(response, data, s.max_bytes)
+                    try:
+                        url = str(httpx.URL(url).join(location))
+                    except httpx.InvalidURL as e:
+                        raise ToolError(f"bad redirect URL: {e}") from None
+                    if _origin(url) != origin:
+                        # Another origin: it gets no credential, now or later in the chain.
+                        secrets = {}
+                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
+                    if response.status_code == 303 or (
+                        response.status_code in (301, 302) and method == "POST"
+                    ):
+                        method, body = "GET", None
+                raise ToolError(f"more than {s.max_redirects} redirects")
         except TimeoutError:
             raise ToolError(f"took longer than {s.time_limit:g}s") from None
-
-    async def fetch(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        body: Any,
-        started: float,
-    ) -> str:
-        """The exchange, redirects followed by hand; the caller bounds its total time."""
-        import httpx
-
-        s = self.settings
-        origin = _origin(url)
-        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
-        for _ in range(s.max_redirects + 1):
-            left = s.time_limit - (time.monotonic() - started)
-            if left <= 0:
-                raise ToolError(f"took longer than {s.time_limit:g}s")
-            response, data = await self._send(
-                client, method, url, {**headers, **secrets}, body, left
-            )
-            location = response.headers.get("location")
-            if response.status_code not in (301, 302, 303, 307, 308) or not location:
-                return render_response(response, data, s.max_bytes)
-            try:
-                url = str(httpx.URL(url).join(location))
-            except httpx.InvalidURL as e:
-                raise ToolError(f"bad redirect URL: {e}") from None
-            if _origin(url) != origin:
-                # Another origin: it gets no credential, now or later in the chain.
-                secrets = {}
-                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
-            if response.status_code == 303 or (
-                response.status_code in (301, 302) and method == "POST"
-            ):
-                method, body = "GET", None
-        raise ToolError(f"more than {s.max_redirects} redirects")
 
     async def _send(
         self,

@@ -11,7 +11,7 @@ import inspect
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,9 +19,6 @@ from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
 from massgen.tools.base import Tool, config_error, tool
-
-if TYPE_CHECKING:
-    from massgen.backends.base import Backend
 
 BUILTINS: dict[str, str] = {
     "calculator": "massgen.tools.calculator:Calculator",
@@ -100,16 +97,6 @@ def as_tools(
         else:
             raise ConfigError(f"not a tool: {item!r}", key="tools")
     return out
-
-
-def check_backend(
-    made: Tool, backend: Backend, *, model: str | None = None, with_functions: bool = False
-) -> None:
-    """Fail now, naming the config entry, when a tool cannot work on ``backend``
-    (``web_search`` wanting provider-side search it has not)."""
-    check = getattr(made, "check_backend", None)
-    if check is not None:
-        check(backend, model=model, with_functions=with_functions)
 
 
 def _custom(spec: str, options: dict[str, Any], base_dir: Path | None) -> Tool:

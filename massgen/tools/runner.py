@@ -67,9 +67,6 @@ class ToolBox:
     def __bool__(self) -> bool:
         return bool(self.tools)
 
-    def __len__(self) -> int:
-        return len(self.tools)
-
     def specs(self) -> tuple[ToolSpec, ...]:
         """The tools' declarations (built once: their JSON schemas never change)."""
         if self._specs is None:
