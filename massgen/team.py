@@ -141,7 +141,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
         )
     configure_memory(team, agents)
     if any(a.tools for a in team.agents):
-        from massgen.tools.agents import connect
+        from massgen.teamtools import connect
 
         connect(agents)
     return agents
@@ -274,7 +274,7 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
                 f"backend {backend.describe()!r} cannot call tools",
                 hint="remove `tools:` from this agent or give it a backend with tool calling",
             )
-    from massgen.tools.registry import build_tool, check_backend
+    from massgen.tools.registry import build_tool
 
     built = []
     model = team.agents[index].model or backend.model or None
@@ -284,7 +284,7 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
         )
         with _located(team, *where):
             built.append(build_tool(name, team.tools.get(name), team.base_dir))
-            check_backend(built[-1], backend, model=model, with_functions=len(names) > 1)
+            built[-1].check_backend(backend, model=model, with_functions=len(names) > 1)
     return built
 
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
-from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 
@@ -23,7 +23,10 @@ class AgentHandle(Protocol):
     @property
     def supports_tools(self) -> bool: ...
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion: ...
+    async def ask(
+        self, turn: Turn, on_delta: OnDelta | None = None, ctx: ToolContext | None = None
+    ) -> Completion:
+        """Answer ``turn``; ``ctx`` carries the run's event sink and peers to its tools."""
 
     def cost_of(self, completion: Completion) -> float: ...
 
@@ -54,10 +57,10 @@ class LocalHandle:
     def supports_tools(self) -> bool:
         return self.backend.supports_tools
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
-        return await self.agent.respond(
-            turn, on_delta, backend=self.backend, on_event=tool_listener.get()
-        )
+    async def ask(
+        self, turn: Turn, on_delta: OnDelta | None = None, ctx: ToolContext | None = None
+    ) -> Completion:
+        return await self.agent.respond(turn, on_delta, backend=self.backend, ctx=ctx)
 
     async def answer(
         self,
@@ -65,6 +68,7 @@ class LocalHandle:
         memory: MemoryContext,
         on_delta: OnDelta | None = None,
         on_folded: Callable[[Folded], None] | None = None,
+        ctx: ToolContext | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
         see :meth:`Agent.respond_with`)."""
@@ -73,7 +77,7 @@ class LocalHandle:
             memory,
             on_delta,
             backend=self.backend,
-            on_event=tool_listener.get(),
+            ctx=ctx,
             on_folded=on_folded,
         )
 

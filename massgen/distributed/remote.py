@@ -23,8 +23,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
-from massgen.agents.agent import OnDelta
-from massgen.agents.loop import tool_listener
+from massgen.agents.loop import OnDelta, OnEvent
 from massgen.agents.turn import Turn
 from massgen.distributed.codec import (
     completion_from_dict,
@@ -38,6 +37,7 @@ from massgen.distributed.live import event_id
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:
@@ -191,7 +191,9 @@ class RemoteHandle:
     def supports_tools(self) -> bool:
         return self._supports_tools
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
+    async def ask(
+        self, turn: Turn, on_delta: OnDelta | None = None, ctx: ToolContext | None = None
+    ) -> Completion:
         """Send ``turn`` to a live worker of this agent and wait for its answer.
 
         Raises the agent's own error, :class:`~massgen.mas.RequestTimeout` when no worker
@@ -202,21 +204,24 @@ class RemoteHandle:
         the turn runs in this process (:attr:`local`), or fails at once with
         :class:`WorkerLost` naming the workers that went away when it cannot run here.
         """
+        emit = ctx.emit if ctx else None
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, f"{self._gone_workers()} gone")
+                return await self._here(turn, on_delta, f"{self._gone_workers()} gone", ctx)
             self._gone = False
         memory = self.agent.memory
         try:
             if memory.needs_load:
                 async with memory.lock:  # the run's first turn loads the session (may fold)
                     if await memory.load() and memory.may_fold:
-                        return await self._ask(turn, on_delta, fold=True)
-            return await self._ask(turn, on_delta, fold=False)
+                        return await self._ask(turn, on_delta, emit, fold=True)
+            return await self._ask(turn, on_delta, emit, fold=False)
         except _NoWorker as e:  # outside the memory lock: the local turn takes it
-            return await self._here(turn, on_delta, str(e))
+            return await self._here(turn, on_delta, str(e), ctx)
 
-    async def _ask(self, turn: Turn, on_delta: OnDelta | None, *, fold: bool) -> Completion:
+    async def _ask(
+        self, turn: Turn, on_delta: OnDelta | None, emit: OnEvent | None, *, fold: bool
+    ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
         # The deadline lets a worker that starts late skip a turn nobody waits for any more
@@ -233,7 +238,7 @@ class RemoteHandle:
         feed = await self._live.feed() if self._live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
-            feed.open(key, self.name, on_delta, tool_listener.get())
+            feed.open(key, self.name, on_delta, emit)
             payload["stream"] = {"to": feed.id, "key": key}
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
@@ -244,6 +249,7 @@ class RemoteHandle:
                     self.name, payload, timeout=self.timeout, message_id=request_id
                 ),
                 request_id,
+                emit,
             )
             if answer is None:  # no live worker any more
                 raise _NoWorker(f"{self._gone_workers()} gone")
@@ -264,25 +270,24 @@ class RemoteHandle:
             )
         if "error" in reply:
             if "folded" in reply:  # the summary was written before the answer failed: keep it
-                await self._store_summary(folded_from_dict(reply["folded"]))
+                await self._store_summary(folded_from_dict(reply["folded"]), emit)
             raise error_from_dict(reply["error"], source=self.name)
         if "completion" not in reply:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = completion_from_dict(reply["completion"])
-        listener = tool_listener.get()
-        if "events" in reply and listener is not None:
+        if "events" in reply and emit is not None:
             for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
-                    listener(event)
+                    emit(event)
         if on_delta is not None and completion.text.startswith(shown):
             rest = completion.text[len(shown) :]
             if rest:  # what the streamed pieces have not shown yet (all of it, unstreamed)
                 on_delta(rest)
         if "folded" in reply:
-            completion = await self._keep(folded_from_dict(reply["folded"]), completion)
+            completion = await self._keep(folded_from_dict(reply["folded"]), completion, emit)
         return completion
 
-    async def _watched(self, request: Awaitable[Any], request_id: str) -> Any:
+    async def _watched(self, request: Awaitable[Any], request_id: str, emit: OnEvent | None) -> Any:
         """The request's answer, or ``None`` once the registry shows no live worker of the
         agent (the request is then abandoned: a worker started later may still take it,
         and its answer is discarded).
@@ -308,7 +313,7 @@ class RemoteHandle:
                 silent, self._workers = seen[0], seen[1] or self._workers
                 if silent and not told:
                     told = f"waiting for a worker: {'; '.join(silent)}"
-                    self._tell(told)
+                    self._tell(told, emit)
                 elif not silent:
                     told = ""
         finally:
@@ -327,13 +332,14 @@ class RemoteHandle:
     def _gone_workers(self) -> str:
         return ", ".join(self._workers) or "its worker"
 
-    def _tell(self, note: str) -> None:
+    def _tell(self, note: str, emit: OnEvent | None) -> None:
         log.info("agent %s: %s", self.name, note)
-        listener = tool_listener.get()
-        if listener is not None:
-            listener(ev.AgentWaiting(agent=self.name, note=note))
+        if emit is not None:
+            emit(ev.AgentWaiting(agent=self.name, note=note))
 
-    async def _here(self, turn: Turn, on_delta: OnDelta | None, why: str) -> Completion:
+    async def _here(
+        self, turn: Turn, on_delta: OnDelta | None, why: str, ctx: ToolContext | None
+    ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         local = self.local
         if local is None:
@@ -342,12 +348,14 @@ class RemoteHandle:
             local.backend  # noqa: B018 (built now: a missing key says so before the turn)
         except ConfigError as e:
             raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
-        self._tell(f"no live worker ({why}); running the turn here")
-        return await local.ask(turn, on_delta)
+        self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
+        return await local.ask(turn, on_delta, ctx)
 
-    async def _keep(self, folded: Folded, completion: Completion) -> Completion:
+    async def _keep(
+        self, folded: Folded, completion: Completion, emit: OnEvent | None
+    ) -> Completion:
         """Store the summary the worker wrote and account for it as a local agent would."""
-        if await self._store_summary(folded):
+        if await self._store_summary(folded, emit):
             return completion
         return dataclasses.replace(  # nobody heard the summary's events: its usage rides along
             completion,
@@ -355,16 +363,15 @@ class RemoteHandle:
             requests=completion.requests + folded.completion.requests,
         )
 
-    async def _store_summary(self, folded: Folded) -> bool:
+    async def _store_summary(self, folded: Folded, emit: OnEvent | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)
         writer = memory.summarizer if memory.summarizer is not None else self.agent
-        listener = tool_listener.get()
-        if listener is None:
+        if emit is None:
             return False
         for event in summary_events(folded, writer.cost_of(folded.completion)):
-            listener(event)
+            emit(event)
         return True
 
     def cost_of(self, completion: Completion) -> float:

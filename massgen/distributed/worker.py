@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
-from massgen.agents.loop import tool_listener
 from massgen.backends.base import Backend, layers
 from massgen.distributed.codec import (
     completion_to_dict,
@@ -60,6 +59,7 @@ from massgen.mas import (
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.memory.short_term import Folded
 from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:
@@ -199,12 +199,13 @@ class HostedAgent(BusAgent):
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
 
-        listening = tool_listener.set(on_event)
         written: list[Folded] = []  # a summary written before the answer failed still counts
         folded: Folded | None = None
         try:
             outcome: Completion | Exception
-            outcome, folded = await self.handle.answer(turn, memory, pump, written.append)
+            outcome, folded = await self.handle.answer(
+                turn, memory, pump, written.append, ToolContext(emit=on_event)
+            )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
@@ -213,7 +214,6 @@ class HostedAgent(BusAgent):
             outcome = e
             folded = written[0] if written else None
         finally:
-            tool_listener.reset(listening)
             retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
