@@ -1,27 +1,12 @@
-"""The batch result file: one JSON line per finished task, on disk before the task counts.
+"""The batch result file: one JSON line per finished task, fsynced before the task counts.
 
-What the file means (see README "Batch"): every line is a JSON object with an ``id``; the
-**last** line for an id is that task's result. A resume retries failed tasks, and a retried
-task's new line supersedes its old one; the file is compacted to one line per id when the
-log is closed (and when a resume finds superseded lines left by a crash), so a finished
-batch holds exactly one line per task.
-
-A task's line is written and fsynced before :meth:`ResultLog.commit` returns, but the disk
-is not asked once per line: lines that arrive while an fsync runs wait for the next one,
-which then covers all of them (group commit). The writes and fsyncs run on a worker thread
-of the log's own, so the event loop never waits on the disk.
-
-Opening the file for a resume keeps every line that parses as a result row, wherever it is.
-Lines that do not (a torn tail after a crash, garbage, NUL bytes from a lost write) are
-moved to a side file ``RESULTS.bad-<UTC time>`` and counted in :attr:`ResultLog.set_aside`;
-nothing is ever deleted. A write that fails (a full disk) is cut back off the file, so the
-file never holds half a line, and raises :class:`ResultsFileError`.
-
-Only one log may write a results file at a time: an exclusive ``flock`` on ``RESULTS.lock``
-(kept beside it, never deleted) is held while the log is open; a second log on the same
-file raises :class:`ResultsLocked`. The lock file also holds the fingerprint of the run
-that wrote the results (config digest, strategy), so a resume under a different one is
-refused rather than mixing two kinds of result in one file.
+The **last** line for an id is that task's result; a resume retries failed tasks, and the
+file is compacted to one line per id on close (and on open, after a crash). Commits that
+arrive during an fsync share the next one (group commit), on the log's own thread. On open,
+damaged lines (a torn tail, garbage, NUL bytes) move to ``RESULTS.bad-<UTC time>``; nothing
+is deleted. A failed write (a full disk) is cut back off, so the file never holds half a
+line. An exclusive ``flock`` on ``RESULTS.lock`` keeps a second writer out; the lock file
+holds the run's fingerprint, so a resume under another config or strategy is refused.
 """
 
 from __future__ import annotations
@@ -72,10 +57,6 @@ def parse_row(line: bytes) -> dict[str, Any] | None:
     return row
 
 
-def lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
-
-
 def aside_path(path: Path) -> Path:
     """The first free ``RESULTS.N`` (``--no-resume`` moves the old file there)."""
     n = 1
@@ -92,21 +73,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
 def _write_new(path: Path, data: bytes) -> None:
     """Write ``path`` whole (it must not exist) and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
 
 def _file_error(path: Path, action: str, e: OSError) -> Exception:
-    """An OSError on the results file as ours: the disk's fault (exit 1) or the path's
-    (a usage error, exit 2)."""
+    """The disk's fault (exit 1) or the path's (a usage error, exit 2)."""
     reason = e.strerror or str(e)
     if e.errno in DISK_ERRNOS:
         return ResultsFileError(f"cannot {action} {path}: {reason}")
@@ -114,13 +98,9 @@ def _file_error(path: Path, action: str, e: OSError) -> Exception:
 
 
 class ResultLog:
-    """Append-only JSONL of finished tasks, keyed by task id (the last line per id wins).
-
-    ``resume=False`` moves an existing file aside (to ``RESULTS.N``, see
-    :attr:`moved_aside`) instead of reading it. ``fingerprint`` (e.g. the config digest and
-    strategy) is recorded; resuming a file recorded under another one raises
-    :class:`~massgen.errors.ConfigError`.
-    """
+    """Append-only JSONL of finished tasks (the last line per id wins). ``resume=False``
+    moves an existing file aside (:attr:`moved_aside`); ``fingerprint`` is recorded, and a
+    file recorded under another one is refused."""
 
     def __init__(
         self,
@@ -131,12 +111,10 @@ class ResultLog:
     ) -> None:
         self.path = Path(path)
         self.done: dict[str, dict[str, Any]] = {}
-        self.set_aside = 0
-        """Damaged lines a resume moved out of the file (into :attr:`bad_file`)."""
+        self.set_aside = 0  # damaged lines a resume moved into bad_file
         self.bad_file: Path | None = None
         self.moved_aside: Path | None = None
-        self.fsyncs = 0
-        """How many fsyncs the log made (fewer than lines when commits were grouped)."""
+        self.fsyncs = 0  # fewer than lines when commits were grouped
         self._superseded = 0  # lines in the file that a later line for the same id replaces
         self._broken: ResultsFileError | None = None
         self._fd = -1
@@ -151,11 +129,10 @@ class ResultLog:
             self._release()
             raise
 
-    # -- opening -----------------------------------------------------------------------------
     def _open(self, resume: bool, fingerprint: Mapping[str, Any] | None) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise _file_error(self.path, "write", e) from None
         try:
@@ -224,8 +201,7 @@ class ResultLog:
 
     def _set_aside(self, bad: list[bytes]) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.path.with_name(f"{self.path.name}.bad-{stamp}")
-        n = 1
+        target, n = self.path.with_name(f"{self.path.name}.bad-{stamp}"), 1
         while target.exists():
             n += 1
             target = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
@@ -244,18 +220,13 @@ class ResultLog:
             raise
         _fsync_dir(self.path.parent)
 
-    # -- writing -----------------------------------------------------------------------------
     def _append(self, data: bytes) -> None:
-        """Write ``data`` at the end and fsync (on the worker thread, or inline). A write
-        that fails is cut back off, so the file never ends in half a line."""
+        """Write ``data`` at the end and fsync; a failed write is cut back off."""
         if self._broken is not None:
             raise self._broken
         start = os.fstat(self._fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
+            _write_all(self._fd, data)
         except OSError as e:
             try:
                 os.ftruncate(self._fd, start)
@@ -279,14 +250,10 @@ class ResultLog:
         self._count(row)
 
     async def commit(self, row: dict[str, Any]) -> None:
-        """Write one line; returns once it is on disk. Lines committed while an fsync runs
-        share the next one.
+        """Write one line; returns once it is on disk (ResultsFileError if it cannot be).
 
-        Cancelling the caller does not take the line back: commit still waits for its
-        write (one fsync at most) and then raises :class:`asyncio.CancelledError`. So a
-        committed line is on disk when commit exits either way (or, if the log's own writer
-        was stopped, written by :meth:`close`), and the caller can count it as finished.
-        Raises :class:`ResultsFileError` when the line could not be written.
+        Cancelling does not take the line back: commit still waits for its write, then
+        raises CancelledError, so the caller may count the task as finished either way.
         """
         if self._broken is not None:
             raise self._broken
@@ -304,8 +271,7 @@ class ResultLog:
         self._count(row)
 
     async def _write_group(self, lines: list[bytes]) -> list[None]:
-        """One write and one fsync for every line committed since the last, on the log's
-        own thread."""
+        """One write and one fsync for every line committed since the last."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-log")
         data = b"".join(lines)
@@ -313,8 +279,7 @@ class ResultLog:
         return [None] * len(lines)
 
     def close(self) -> None:
-        """Finish any write in progress, write what is still pending, compact the file to
-        one line per id if a task was retried, and release the lock."""
+        """Finish pending writes, compact to one line per id, release the lock."""
         try:
             if self._worker is not None:
                 self._worker.shutdown(wait=True)  # a write handed over finishes

@@ -1,18 +1,10 @@
 """The embedded default store: one SQLite file, shared safely by several processes.
 
-WAL mode lets readers run while one process writes; a busy timeout makes writers from other
-processes queue instead of failing. ``synchronous=NORMAL`` (the usual WAL pairing) never
-corrupts the file; a power cut may lose the last few writes, which a cache or a session log
-can afford.
-
-sqlite3 blocks, so every call runs on one worker thread owned by the store: the event loop
-never waits on the disk, and the single connection needs no locking of its own. Reads that
-arrive together share one trip to that thread, and so do writes (one transaction): a cache
-serving a batch asks for, and stores, hundreds of keys at once, and each trip costs more
-than the read or write it carries.
-
-:meth:`~SQLiteStore.search` uses SQLite's own full-text index (FTS5), one per searched log,
-in the same file (:mod:`massgen.store.words`).
+WAL lets readers run while one process writes, a busy timeout queues writers, and
+``synchronous=NORMAL`` never corrupts the file (a power cut may lose the last writes). Every
+call runs on the store's own thread, so the event loop never waits on the disk; reads made
+together share one trip there, and writes one transaction (a batch's cache asks hundreds at
+once). :meth:`~SQLiteStore.search` uses FTS5 in the same file (:mod:`massgen.store.words`).
 """
 
 from __future__ import annotations
@@ -92,12 +84,8 @@ def _sweep(c: sqlite3.Connection, now: float) -> None:
 
 
 class SQLiteStore(Store):
-    """:class:`~massgen.store.base.Store` in one SQLite file at ``path``.
-
-    The folder is created if missing. ``clock`` (epoch seconds, default :func:`time.time`)
-    decides expiry; it must be a wall clock because other processes share the file.
-    ``busy_timeout`` is how long a write waits for another process's transaction.
-    """
+    """:class:`~massgen.store.base.Store` in one SQLite file at ``path`` (its folder made if
+    missing). ``clock`` decides expiry: a wall clock, since other processes share the file."""
 
     def __init__(
         self,
@@ -122,19 +110,16 @@ class SQLiteStore(Store):
         )
 
     @property
-    def read_trips(self) -> int:
-        """Trips to the worker thread made for :meth:`get` (fewer than gets when grouped)."""
+    def read_trips(self) -> int:  # fewer than gets when grouped
         return self._gets.trips
 
     @property
-    def write_trips(self) -> int:
-        """Trips (transactions) made for :meth:`set` (fewer than sets when grouped)."""
+    def write_trips(self) -> int:  # transactions; fewer than sets when grouped
         return self._sets_grouped.trips
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
-    # -- plumbing (everything below runs on the worker thread) ----------------------------
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +152,6 @@ class SQLiteStore(Store):
         except (sqlite3.Error, OSError) as e:
             raise TransportError(f"SQLite store {self.path}: {e}") from e
 
-    # -- key/value -------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         if self._closed:
             raise TransportError(f"SQLite store {self.path} is closed")
@@ -245,7 +229,6 @@ class SQLiteStore(Store):
 
         return await self._run(op)
 
-    # -- logs ------------------------------------------------------------------------------
     async def append(self, log: str, record: bytes) -> None:
         def op(c: sqlite3.Connection) -> None:
             c.execute("INSERT INTO logs (log, record) VALUES (?, ?)", (log, sqlite3.Binary(record)))
@@ -297,7 +280,6 @@ class SQLiteStore(Store):
         check_limit(limit)
         return await self._run(lambda c: search_log(c, log, query, text, limit))
 
-    # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
         if self._closed:
             return
