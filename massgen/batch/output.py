@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,9 @@ def parse_row(line: bytes) -> dict[str, Any] | None:
     return row
 
 
-def aside_path(path: Path) -> Path:
-    """The first free ``RESULTS.N`` (``--no-resume`` moves the old file there)."""
-    n = 1
-    while (moved := path.with_name(f"{path.name}.{n}")).exists():
-        n += 1
-    return moved
+def _free(path: Path, name: Callable[[int], str]) -> Path:
+    """The first free ``name(1)``, ``name(2)``... beside ``path``."""
+    return next(p for n in itertools.count(1) if not (p := path.with_name(name(n))).exists())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -152,9 +150,8 @@ class ResultLog:
                     _check_same_run(self.path, recorded, fingerprint)
                 self._load(data)
             elif self.path.exists():
-                moved = aside_path(self.path)
-                self.path.rename(moved)
-                self.moved_aside = moved
+                self.moved_aside = _free(self.path, lambda n: f"{self.path.name}.{n}")
+                self.path.rename(self.moved_aside)
             if fingerprint is not None:
                 self._record(fingerprint)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -193,20 +190,13 @@ class ResultLog:
             lines[rid] = whole
         if bad or self._superseded or (data and not data.endswith(b"\n")):
             if bad:
-                self.bad_file = self._set_aside(bad)
+                name = f"{self.path.name}.bad-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+                self.bad_file = _free(self.path, lambda n: name + (f"-{n}" if n > 1 else ""))
+                _write_new(self.bad_file, b"".join(bad))
                 self.set_aside = len(bad)
                 _log.warning("%s: %d damaged lines moved to %s", self.path, len(bad), self.bad_file)
             self._rewrite(b"".join(lines.values()))
             self._superseded = 0
-
-    def _set_aside(self, bad: list[bytes]) -> Path:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target, n = self.path.with_name(f"{self.path.name}.bad-{stamp}"), 1
-        while target.exists():
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
-        _write_new(target, b"".join(bad))
-        return target
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file with ``data`` atomically (a crash leaves the old or the new)."""

@@ -145,7 +145,6 @@ class DeltaPump:
         self._seq = 0
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._closing = asyncio.Event()
 
     def __call__(self, text: str) -> None:
@@ -163,16 +162,13 @@ class DeltaPump:
     def _kick(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        self._wake.set()
 
     async def close(self) -> None:
         """Send what is left (before the reply is committed, so it usually arrives first)."""
         self._closing.set()
-        self._wake.set()
         if self._task is not None:
             await self._task
-        else:
-            await self._flush()
+        await self._flush()
 
     def cancel(self) -> None:
         self._closing.set()
@@ -180,17 +176,17 @@ class DeltaPump:
             self._task.cancel()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            await self._flush()
-            if self._closing.is_set():
-                return
-            with contextlib.suppress(TimeoutError):  # pace: one message per interval
-                async with asyncio.timeout_at(loop.time() + self._interval):
-                    await self._closing.wait()
-            if not (self._buffer or self._events) and not self._closing.is_set():
-                await self._wake.wait()
+        """Send what came in, then wait out the interval (or the close); stop when idle."""
+        try:
+            while self._buffer or self._events:
+                await self._flush()
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):  # pace: one message per interval
+                    async with asyncio.timeout(self._interval):
+                        await self._closing.wait()
+        finally:
+            self._task = None
 
     async def _flush(self) -> None:
         if not (self._buffer or self._events):

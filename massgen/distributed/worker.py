@@ -153,69 +153,56 @@ class HostedAgent(BusAgent):
             log.warning("agent %s ignored a %s from %s", self.id, message.kind, message.sender_id)
             return
         started = time.perf_counter()
-        run = str(message.payload.get("run") or message.sender_id)
+        payload = message.payload
+        run = str(payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            turn = decode(Turn, message.payload.get("turn"), "turn")
-            memory = decode(MemoryContext, message.payload.get("memory") or {}, "memory")
+            turn = decode(Turn, payload.get("turn"), "turn")
+            memory = decode(MemoryContext, payload.get("memory") or {}, "memory")
         except TransportError as e:
-            await self._finish(message, report, e)
-            return
+            return await self._finish(message, report, e)
         report = dataclasses.replace(report, phase=turn.phase, round=turn.round)
-        deadline = message.payload.get("deadline")
-        if isinstance(deadline, int | float) and time.time() > deadline:
-            # the caller gave up on this turn long ago: do not pay for it
+        deadline = payload.get("deadline")
+        if isinstance(deadline, int | float) and time.time() > deadline:  # nobody waits: skip
             expired = TransportError(f"agent {self.id!r}: the turn expired before a worker took it")
-            await self._finish(message, report, expired)
-            return
+            return await self._finish(message, report, expired)
         self.in_flight += 1
         await self._publish()
         retries: list[str] = []
-
-        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
-
-        pump = self._pump(message.payload.get("stream"))
-        token = retry_listener.set(on_retry)
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
+        stream = payload.get("stream")
+        to, key = (stream.get("to"), stream.get("key")) if isinstance(stream, dict) else ("", "")
+        live = isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)
+        pump = DeltaPump(self, to, key) if live else None
 
         def on_event(event: ev.Event) -> None:
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
 
-        listening = tool_listener.set(on_event)
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
+
+        token, listening = retry_listener.set(on_retry), tool_listener.set(on_event)
         written: list[Folded] = []  # a summary written before the answer failed still counts
-        folded: Folded | None = None
+        outcome: Completion | Exception
         try:
-            outcome: Completion | Exception
             outcome, folded = await self.handle.answer(turn, memory, pump, written.append)
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
-            outcome = e
-            folded = written[0] if written else None
+            outcome, folded = e, (written[0] if written else None)
         finally:
             tool_listener.reset(listening)
             retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
             await pump.close()
-        report = dataclasses.replace(
-            report, seconds=time.perf_counter() - started, note="; ".join(retries)
-        )
+        seconds = time.perf_counter() - started
+        report = dataclasses.replace(report, seconds=seconds, note="; ".join(retries))
         await self._finish(message, report, outcome, folded, heard)
-
-    def _pump(self, stream: Any) -> DeltaPump | None:
-        """Where the run wants this turn's deltas, if it wants them."""
-        if not isinstance(stream, dict):
-            return None
-        to, key = stream.get("to"), stream.get("key")
-        if not (isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)):
-            return None
-        return DeltaPump(self, to, key)
 
     async def _finish(
         self,
@@ -237,13 +224,14 @@ class HostedAgent(BusAgent):
         else:
             self.failed += 1
             reply["error"] = error_to_dict(outcome)
-            report = dataclasses.replace(report, error=_short(outcome))
+            name = type(outcome).__name__
+            text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
+            text = text or name
+            report = dataclasses.replace(report, error=text.splitlines()[0][:300])
         await self._publish()
         if not await message.reply(reply):
-            discarded = "reply discarded (answered elsewhere)"
-            report = dataclasses.replace(
-                report, note="; ".join(filter(None, [report.note, discarded]))
-            )
+            note = "; ".join(filter(None, [report.note, "reply discarded (answered elsewhere)"]))
+            report = dataclasses.replace(report, note=note)
         if self._on_turn is not None:
             self._on_turn(report)
 
@@ -343,8 +331,3 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-def _short(error: BaseException) -> str:
-    text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
-    return text.splitlines()[0][:300] if text else type(error).__name__

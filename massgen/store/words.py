@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import TypeVar
 
@@ -35,6 +36,18 @@ CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its
 """
 
 _TOKENIZE = "unicode61 remove_diacritics 0 tokenchars '_'"
+
+
+@contextmanager
+def transaction(c: sqlite3.Connection, kind: str = "IMMEDIATE") -> Iterator[None]:
+    """One transaction on an autocommit connection: committed, or rolled back on error."""
+    c.execute(f"BEGIN {kind}")
+    try:
+        yield
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
 
 
 def match_any(query: str) -> str | None:
@@ -86,8 +99,7 @@ def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
     table = _index_of(c, log)
     if _newest_record(c, log) == _newest(c, table):
         return table
-    c.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(c):
         table = _create_index(c, log)
         after = _newest(c, table)  # again: another process may have done it meanwhile
         rows = c.execute(
@@ -97,10 +109,6 @@ def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
             f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
             [(i, text(bytes(r))) for i, r in rows],
         )
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
     return table
 
 
@@ -202,16 +210,11 @@ def _copy(
 ) -> list[tuple[float, bytes]]:
     """Keep the newest ``kept`` records of the copy of ``log``, add ``new``, then search it
     if asked (query, text, limit)."""
-    c.execute("BEGIN")
-    try:
+    with transaction(c, "DEFERRED"):
         c.execute(
             "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs"
             " WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (log, log, kept),
         )
         c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
     return [] if then is None else search_log(c, log, *then)
