@@ -7,7 +7,6 @@ error. A field left out takes its default, so a payload written before the field
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -17,19 +16,23 @@ from massgen.types import Completion
 T = TypeVar("T")
 
 
-@cache
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+    if (adapter := _ADAPTERS.get(cls)) is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 def to_dict(value: Any) -> dict[str, Any]:
     """Every field of ``value`` as JSON-safe values."""
-    return _adapter(type(value)).dump_python(value, mode="json")  # type: ignore[no-any-return]
+    return _adapter(type(value)).dump_python(value, mode="json")
 
 
 def from_dict(cls: type[T], data: Any) -> T:
     """The ``cls`` that ``data`` spells; ``ValidationError`` if it spells none."""
-    return _adapter(cls).validate_python(data)  # type: ignore[no-any-return]
+    return _adapter(cls).validate_python(data)
 
 
 def completion_to_dict(completion: Completion) -> dict[str, Any]:

@@ -122,6 +122,7 @@ def _place(
     mismatched: list[str] = []
     handles: dict[str, AgentHandle] = orchestrator.handles
     where = str(getattr(client.transport, "where", "the in-process bus"))
+    fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
         found = by_name.get(name)
         if found is None:
@@ -132,26 +133,25 @@ def _place(
             mismatched.append(name)
             local.append(name)
             continue
-        timeout = meta.get("turn_timeout")
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            timeout = turn_timeout(None, None, client.settings.lease)  # the run's own lease
-        ttl = meta.get("heartbeat_ttl")
-        if not isinstance(ttl, int | float) or ttl <= 0:
-            ttl = DEFAULT_HEARTBEAT_TTL
         here = handles.get(name)
         handles[name] = RemoteHandle(
             agent,
             client,
-            timeout=float(timeout),
+            timeout=_positive(meta.get("turn_timeout"), fallback),
             supports_tools=bool(meta.get("tools", False)),
             run=run,
             live=feeds,
             local=here if isinstance(here, LocalHandle) else None,
-            heartbeat_ttl=float(ttl),
+            heartbeat_ttl=_positive(meta.get("heartbeat_ttl"), DEFAULT_HEARTBEAT_TTL),
             workers=[f"{i['host']} pid {i['pid']}" for i in found.get("instances", [])],
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))
+
+
+def _positive(value: Any, default: float) -> float:
+    """``value`` if a worker advertised a usable number, else ``default``."""
+    return float(value) if isinstance(value, int | float) and value > 0 else default
 
 
 def _check_secrets(

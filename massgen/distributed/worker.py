@@ -173,7 +173,7 @@ class HostedAgent(BusAgent):
         stream = payload.get("stream")
         to, key = (stream.get("to"), stream.get("key")) if isinstance(stream, dict) else ("", "")
         live = isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)
-        pump = DeltaPump(self, to, key) if live else None
+        pump = DeltaPump(self, str(to), str(key)) if live else None  # the run streams it
 
         def on_event(event: ev.Event) -> None:
             heard.append(event)

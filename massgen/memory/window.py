@@ -44,18 +44,6 @@ def newest_fitting(history: Sequence[ChatMessage], budget: int, count: Count) ->
     return [m for block in reversed(kept) for m in block]
 
 
-def sliding_window(
-    system: Sequence[ChatMessage],
-    history: Sequence[ChatMessage],
-    size: int,
-    count: Count,
-) -> list[ChatMessage]:
-    """The system messages, then the newest blocks of ``history`` that fit ``size`` tokens
-    with them (the system prompt is always kept, even when it alone exceeds ``size``)."""
-    fixed = sum(count(m) for m in system)
-    return [*system, *newest_fitting(history, max(0, size - fixed), count)]
-
-
 @dataclass(frozen=True, slots=True)
 class RequestWindow:
     """Keeps a tool loop's requests within the context window: before each follow-up it asks
