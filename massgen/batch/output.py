@@ -12,6 +12,7 @@ holds the run's fingerprint, so a resume under another config or strategy is ref
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import itertools
@@ -218,10 +219,8 @@ class ResultLog:
         try:
             _write_all(self._fd, data)
         except OSError as e:
-            try:
+            with contextlib.suppress(OSError):  # else a later resume sets the torn line aside
                 os.ftruncate(self._fd, start)
-            except OSError:
-                pass  # a later resume sets a torn line aside
             error = _file_error(self.path, "write", e)
             if isinstance(error, ResultsFileError):
                 self._broken = error
@@ -252,10 +251,8 @@ class ResultLog:
             await asyncio.shield(waiter)
         except asyncio.CancelledError:
             if not waiter.done():
-                try:
+                with contextlib.suppress(asyncio.CancelledError):  # stopped: close() writes it
                     await waiter
-                except asyncio.CancelledError:
-                    pass  # the writer was stopped; close() writes the line
             self._count(row)
             raise
         self._count(row)

@@ -140,6 +140,11 @@ class HostedAgent(BusAgent):
         self.in_flight = self.processed = self.failed = 0
         self._on_turn = on_turn
 
+    @property
+    def address(self) -> str:
+        """This instance as the run's log names it: host/instance."""
+        return f"{_HOST}/{self.instance_id}"
+
     def get_metadata(self) -> dict[str, Any]:
         return {
             **super().get_metadata(),
@@ -213,7 +218,7 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply: dict[str, Any] = {"worker": f"{_HOST}/{self.instance_id}"}
+        reply: dict[str, Any] = {"worker": self.address}
         if folded is not None:
             reply["folded"] = to_dict(folded)
         if isinstance(outcome, Completion):
