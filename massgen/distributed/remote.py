@@ -42,7 +42,7 @@ from massgen.types import Completion
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
-    from massgen.agents.handle import LocalHandle
+    from massgen.agents.handle import LocalHandle, OnRetry
     from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
 
@@ -191,7 +191,9 @@ class RemoteHandle:
     def supports_tools(self) -> bool:
         return self._supports_tools
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
+    async def ask(
+        self, turn: Turn, on_delta: OnDelta | None = None, *, on_retry: OnRetry | None = None
+    ) -> Completion:
         """Send ``turn`` to a live worker of this agent and wait for its answer.
 
         Raises the agent's own error, :class:`~massgen.mas.RequestTimeout` when no worker
@@ -204,7 +206,7 @@ class RemoteHandle:
         """
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, f"{self._gone_workers()} gone")
+                return await self._here(turn, on_delta, f"{self._gone_workers()} gone", on_retry)
             self._gone = False
         memory = self.agent.memory
         try:
@@ -214,7 +216,7 @@ class RemoteHandle:
                         return await self._ask(turn, on_delta, fold=True)
             return await self._ask(turn, on_delta, fold=False)
         except _NoWorker as e:  # outside the memory lock: the local turn takes it
-            return await self._here(turn, on_delta, str(e))
+            return await self._here(turn, on_delta, str(e), on_retry)
 
     async def _ask(self, turn: Turn, on_delta: OnDelta | None, *, fold: bool) -> Completion:
         agent = self.agent
@@ -333,7 +335,9 @@ class RemoteHandle:
         if listener is not None:
             listener(ev.AgentWaiting(agent=self.name, note=note))
 
-    async def _here(self, turn: Turn, on_delta: OnDelta | None, why: str) -> Completion:
+    async def _here(
+        self, turn: Turn, on_delta: OnDelta | None, why: str, on_retry: OnRetry | None
+    ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         local = self.local
         if local is None:
@@ -343,7 +347,7 @@ class RemoteHandle:
         except ConfigError as e:
             raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here")
-        return await local.ask(turn, on_delta)
+        return await local.ask(turn, on_delta, on_retry=on_retry)
 
     async def _keep(self, folded: Folded, completion: Completion) -> Completion:
         """Store the summary the worker wrote and account for it as a local agent would."""

@@ -59,7 +59,7 @@ from massgen.mas import (
 )
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.memory.short_term import Folded
-from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
+from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.types import Completion
 
 if TYPE_CHECKING:
@@ -191,7 +191,6 @@ class HostedAgent(BusAgent):
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
         pump = self._pump(message.payload.get("stream"))
-        token = retry_listener.set(on_retry)
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
 
         def on_event(event: ev.Event) -> None:
@@ -204,7 +203,7 @@ class HostedAgent(BusAgent):
         folded: Folded | None = None
         try:
             outcome: Completion | Exception
-            outcome, folded = await self.handle.answer(turn, memory, pump, written.append)
+            outcome, folded = await self.handle.answer(turn, memory, pump, written.append, on_retry)
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
@@ -214,7 +213,6 @@ class HostedAgent(BusAgent):
             folded = written[0] if written else None
         finally:
             tool_listener.reset(listening)
-            retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
             await pump.close()

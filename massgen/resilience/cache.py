@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
-from massgen.resilience.requestlog import current_agent
+from massgen.resilience.wrapper import Wrapper
 from massgen.serialize import completion_from_dict, completion_to_dict
 from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall
 
@@ -172,7 +172,7 @@ def pieces(text: str, count: int = _STREAM_PIECES) -> list[str]:
     return out
 
 
-class CachingBackend(Backend):
+class CachingBackend(Wrapper):
     """Wraps a backend; identical requests are answered from ``store``.
 
     Entries live ``ttl`` seconds (``None``: until cleared) under
@@ -189,20 +189,14 @@ class CachingBackend(Backend):
         *,
         namespace: str = "default",
     ) -> None:
-        super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
+        super().__init__(inner)
         self.store = store
         self.ttl = ttl
         self.namespace = namespace
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
         self.hits = 0
         self.misses = 0
         self.store_errors = 0
         self._identity = backend_identity(inner)
-
-    def describe(self) -> str:
-        return self.inner.describe()
 
     def key_for(self, request: CompletionRequest) -> str | None:
         """The store key of ``request``, or ``None`` if it cannot be keyed (not cached)."""
@@ -245,7 +239,7 @@ class CachingBackend(Backend):
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
 
-    def _count(self, key: str | None, hit: Completion | None) -> None:
+    def _count(self, request: CompletionRequest, key: str | None, hit: Completion | None) -> None:
         if hit is not None:
             self.hits += 1
         else:
@@ -254,7 +248,7 @@ class CachingBackend(Backend):
             log.debug(
                 "cache %s agent=%s key=%s%s",
                 "miss" if hit is None else "hit",
-                current_agent.get() or "-",
+                (request.call.agent if request.call else "") or "-",
                 key[: len(KEY_PREFIX) + len(self.namespace) + 13] if key else "-",
                 f" model={hit.model} tokens={hit.usage.total_tokens} saved" if hit else "",
             )
@@ -262,7 +256,7 @@ class CachingBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         key = self.key_for(request)
         hit = await self._lookup(key)
-        self._count(key, hit)
+        self._count(request, key, hit)
         if hit is not None:
             return hit
         completion = await self.inner.complete(request)
@@ -272,7 +266,7 @@ class CachingBackend(Backend):
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         key = self.key_for(request)
         hit = await self._lookup(key)
-        self._count(key, hit)
+        self._count(request, key, hit)
         if hit is not None:
             for delta in pieces(hit.text):
                 yield StreamChunk(delta=delta)
@@ -287,6 +281,3 @@ class CachingBackend(Backend):
     async def clear(self) -> int:
         """Delete this namespace's entries; how many there were."""
         return await self.store.delete_prefix(f"{KEY_PREFIX}{self.namespace}:")
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

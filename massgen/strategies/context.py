@@ -17,7 +17,6 @@ from massgen.agents.loop import peer_handles, tool_listener
 from massgen.agents.turn import Turn
 from massgen.budget import Budget, BudgetExceeded
 from massgen.errors import AgentFailed, MassGenError, RunError
-from massgen.resilience.retry import retry_listener
 from massgen.result import AgentAnswer, RunResult
 from massgen.types import Completion, Usage
 
@@ -107,20 +106,18 @@ class RunContext:
                 )
             )
 
-        token = retry_listener.set(on_retry)
         tools_token = tool_listener.set(self._tool_event)
         peers_token = peer_handles.set(self.handles)
         try:
             if self._limit is not None:
                 async with self._limit:
-                    completion = await handle.ask(turn, on_delta)
+                    completion = await handle.ask(turn, on_delta, on_retry=on_retry)
             else:
-                completion = await handle.ask(turn, on_delta)
+                completion = await handle.ask(turn, on_delta, on_retry=on_retry)
         except BaseException:
             self.budget.release(held)
             raise
         finally:
-            retry_listener.reset(token)
             tool_listener.reset(tools_token)
             peer_handles.reset(peers_token)
         self.budget.settle(held, completion)  # its actual cost is charged just below
