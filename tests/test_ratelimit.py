@@ -296,7 +296,9 @@ async def test_two_clients_share_one_limit(prefix: str):
 async def test_the_redis_log_keeps_the_corrected_charges_and_expires(prefix: str):
     clock = FakeClock()
     client = redis_client(REDIS_URL)
-    limiter = RedisLimiter(client, prefix, "tokens", RateLimit(tpm=100), clock=clock, sleep=clock.sleep)
+    limiter = RedisLimiter(
+        client, prefix, "tokens", RateLimit(tpm=100), clock=clock, sleep=clock.sleep
+    )
     key = f"{prefix}ratelimit:tokens"
     try:
         first = await limiter.acquire(60)
