@@ -1,11 +1,7 @@
-"""Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them.
-
-The whole stack, outermost first: cache → retry → request log → rate limit → circuit
-breaker → backend. A cache hit costs nothing and waits for no limit. Every retry attempt
-passes the rate limiter (so retries honour rpm/tpm) and the breaker (so a dead endpoint
-opens it after a few attempts, and an open circuit, which is not retryable, stops the
-retries at once); the request log writes one DEBUG line per attempt. Each wrapper is a
-:class:`~massgen.backends.base.Backend` around another (:class:`Wrapper`).
+"""Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them:
+cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md).
+Retry sits outside so every attempt honours the limits and counts toward the breaker, whose
+:class:`~massgen.errors.CircuitOpen` is not retried.
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
-"""A circuit breaker per backend endpoint: stop hammering an endpoint that is down.
+"""A circuit breaker per endpoint: after ``failures`` tripping failures in a row, calls fail
+fast; after ``cooldown`` one probe goes through and its answer closes or re-opens it.
 
-After ``failures`` consecutive calls that *trip* it (5xx, 529, 408, timeouts, connection
-errors), the circuit opens: calls fail at once with :class:`~massgen.errors.CircuitOpen`.
-After ``cooldown`` seconds one call, the probe, is let through (half-open) while every other
-caller still fails fast; its success closes the circuit, its failure re-opens it. Any other
-answer from the endpoint (4xx, 429 "alive but busy") counts as a success; errors that are
-not provider errors (cancellation, bugs) count as nothing.
-
-The state machine is :class:`CircuitBreaker`, written once; its state lives in a store:
-:class:`MemoryBreakerState` in this process, or :class:`RedisBreakerState`, shared by every
-process and machine calling the endpoint.
+:class:`CircuitBreaker` is the state machine, written once (docs/resilience.md); its state
+lives in a :class:`BreakerState`: in this process, or in Redis shared by every process.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -36,24 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _TTL_MS = 86_400_000  # an idle circuit's Redis keys vanish after a day (it closes)
-
-
-class _Tokens:
-    """Names for probes, unique across processes: a random prefix per process (renewed in a
-    forked child) and a counter (a uuid4 per call cost more than the rest of the breaker)."""
-
-    def __init__(self) -> None:
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        self._prefix, self._count = uuid.uuid4().hex[:16] + "-", itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._count)}"
-
-
-_token = _Tokens()
 
 
 class CircuitState(StrEnum):
@@ -182,7 +155,7 @@ class RedisBreakerState:
         return await pipe.execute()
 
     async def opened_at(self) -> float | None:
-        return _float((await self._do(("HGET", self.hash, "opened_at")))[0])
+        return _float(await self._r.hget(self.hash, "opened_at"))
 
     async def count_failure(self, now: float, threshold: int) -> float | None:
         h = self.hash
@@ -215,7 +188,7 @@ class RedisBreakerState:
         await self._drop(keys=[self.probe], args=[token])
 
 
-def _float(value: bytes | None) -> float | None:
+def _float(value: bytes | str | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -267,7 +240,7 @@ class CircuitBreaker:
             raise CircuitOpen(
                 self.key, provider=provider, retry_after=opened + self.policy.cooldown - now
             )
-        token = _token()
+        token = uuid.uuid4().hex
         if not await self.store.take_probe(token, now, self.policy.probe_timeout):
             raise CircuitOpen(self.key, provider=provider)
         return token

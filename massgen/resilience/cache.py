@@ -1,20 +1,10 @@
 """Serve repeated LLM requests from a :class:`~massgen.store.base.Store`, making no provider call.
 
-A re-run of a finished batch, or an agent asked the same thing twice, costs nothing and
-takes milliseconds. The key is a SHA-256 of canonical JSON over everything that shapes the
-answer: the backend (provider, class, endpoint), the model, the messages, the tools and
-tool choice, the provider-side tools (web search and its limits), temperature, max_tokens
-and ``extra``; not the request ``timeout``, which does not change the answer. A stored
-answer keeps the sources and provider-side calls it came with.
-
-Only successful answers are stored, so an error is never replayed: the next identical
-request reaches the provider again. Stored too are answers cut at ``max_tokens``
-(``finish_reason="length"``): the same request would be cut at the same place again, and
-raising ``max_tokens`` changes the key. Not stored: ``content_filter`` and ``other``
-finishes, and empty answers with no tool calls; those are often transient.
-
-The store failing (Redis down, disk full) never fails a request: it is logged, counted in
-``store_errors``, and the request goes to the provider as if the cache were not there.
+The key is a SHA-256 of canonical JSON over everything that shapes the answer (backend,
+model, messages, tools, provider-side tools, temperature, max_tokens, ``extra``; not the
+timeout). Only successful answers are stored, those cut at ``max_tokens`` included; never an
+error, a filtered or empty answer (docs/cache.md says why). A store that fails never fails a
+request: it is logged, counted in ``store_errors``, and the provider is asked.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """Per-backend rate limits: requests and tokens per minute, and requests in flight.
 
-A request waits (on the event loop, never blocking it) until it fits. Its tokens are
-estimated before the call (prompt estimate plus ``max_tokens``) and corrected to the
-provider's reported usage after it.
-
-The algorithm is a weighted sliding-window log: every granted request is logged with its
-time and tokens, and a new one is granted when, counting it, the last ``window`` seconds hold
-at most ``rpm`` requests and ``tpm`` tokens. No window of that length ever holds more than
-the limits (a fixed window lets twice through at its edge, GCRA a burst plus the rate), yet
-a team fanning out may burst up to the limits at once. One log entry per request: limits
-and pyrate-limiter log a weight of n as n entries (a 200k-token minute would be 200k Redis
-members), aiolimiter lives in one process and cannot correct a charge.
-
-:class:`Limiter` is the algorithm, written once; the log lives in :class:`MemoryLog` or
-:class:`RedisLog` (shared by processes and machines, timed by the Redis server's clock).
+A weighted sliding-window log (docs/resilience.md says why, and why not a library): a request
+is granted when, counting it, the last ``window`` seconds hold at most ``rpm`` requests and
+``tpm`` tokens; its estimated tokens are corrected to the reported usage after the call.
+:class:`Limiter` is the algorithm, written once; the log lives in :class:`MemoryLog` or in
+Redis (:class:`RedisLog`, shared by every process, timed by the server's clock).
 """
 
 from __future__ import annotations
