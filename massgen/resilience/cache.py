@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import replace
+from dataclasses import asdict, astuple, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
 from massgen.resilience.wrapper import Wrapper
 from massgen.serialize import completion_from_dict, completion_to_dict
-from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -59,10 +59,6 @@ def _canonical(payload: Any) -> bytes:
     ).encode()
 
 
-def _tool_call(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
-
-
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
     """The hex SHA-256 naming ``request`` sent to ``model`` of ``provider``.
 
@@ -74,25 +70,10 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
         "v": FORMAT_VERSION,
         "provider": provider,
         "model": model,
-        "messages": [
-            {
-                "role": m.role,
-                "content": m.content,
-                "tool_calls": [_tool_call(c) for c in m.tool_calls],
-                "tool_call_id": m.tool_call_id,
-                "name": m.name,
-            }
-            for m in request.messages
-        ],
-        "tools": [
-            {"name": t.name, "description": t.description, "parameters": t.parameters}
-            for t in request.tools
-        ],
+        "messages": [asdict(m) for m in request.messages],
+        "tools": [asdict(t) for t in request.tools],
         "tool_choice": request.tool_choice,
-        "native_tools": [
-            [t.name, t.max_uses, list(t.allowed_domains), list(t.blocked_domains)]
-            for t in request.native_tools
-        ],
+        "native_tools": [astuple(t) for t in request.native_tools],
         "temperature": None if request.temperature is None else float(request.temperature),
         "max_tokens": request.max_tokens,
         "extra": request.extra,

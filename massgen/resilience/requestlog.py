@@ -1,13 +1,9 @@
-"""One debug line per provider request, written by the wrapper every backend passes through.
-
-:func:`massgen.resilience.wrap` puts :class:`LoggedBackend` right inside the retry wrapper,
-so each attempt is one line (``massgen.requests`` logger, DEBUG)::
+"""One DEBUG line per provider attempt (``massgen.requests``), whatever the backend::
 
     request agent=ada model=gpt-4o-mini attempt=1 status=ok latency=0.412s tokens=120+31
-    request agent=cy model=gpt-4o-mini attempt=1 status=429 latency=0.010s error=[openai 429] ...
 
-Who asks and which attempt it is travel on the request (``request.call``). With DEBUG off a
-call goes straight to the wrapped backend: one level check per request, nothing per chunk.
+Who asks and which attempt travel on the request (``request.call``). With DEBUG off a call
+goes straight to the wrapped backend: one level check per request, nothing per chunk.
 """
 
 from __future__ import annotations

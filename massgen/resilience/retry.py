@@ -1,10 +1,9 @@
 """Retry transient provider failures with exponential backoff, jitter and Retry-After.
 
-One retry budget: the SDKs' own retries are off, so ``max_retries`` here is the whole story.
-Retried: errors whose ``retryable`` flag is set (timeouts, connection errors, 408, 409, 429,
-5xx, 529). Never retried: authentication, other 4xx, an open circuit. A stream is retried
-from the start only if it failed before its final chunk. Hand-written rather than
-tenacity's: it must wrap an async generator, which tenacity's attempt context cannot do.
+One retry budget (the SDKs' own retries are off). Retried: errors whose ``retryable`` flag is
+set; never authentication, other 4xx or an open circuit. A stream is retried from the start
+only if it failed before its final chunk. Hand-written: tenacity's attempt context cannot
+wrap an async generator safely.
 """
 
 from __future__ import annotations
