@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, astuple, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,10 +70,27 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
         "v": FORMAT_VERSION,
         "provider": provider,
         "model": model,
-        "messages": [asdict(m) for m in request.messages],
-        "tools": [asdict(t) for t in request.tools],
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls
+                ],
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+            }
+            for m in request.messages
+        ],
+        "tools": [
+            {"name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in request.tools
+        ],
         "tool_choice": request.tool_choice,
-        "native_tools": [astuple(t) for t in request.native_tools],
+        "native_tools": [
+            [t.name, t.max_uses, list(t.allowed_domains), list(t.blocked_domains)]
+            for t in request.native_tools
+        ],
         "temperature": None if request.temperature is None else float(request.temperature),
         "max_tokens": request.max_tokens,
         "extra": request.extra,

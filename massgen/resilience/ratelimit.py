@@ -179,20 +179,17 @@ class RedisLog:
         self, entry_id: str, tokens: int, limit: RateLimit
     ) -> tuple[float, Entries | None]:
         window = round(limit.window * 1e6)
-        now: list[int | str] = [] if self._clock is None else [round(self._clock() * 1e6)]
-        args: list[int | str] = [
-            window,
-            limit.rpm or 0,
-            limit.tpm or 0,
-            tokens,
-            entry_id,
-            window // 1000 + 1000,
-        ]
-        out = await self._append(keys=[self.key], args=args + now)
-        log = out[1] if len(out) > 1 else None
-        live = log and [
+        args: list[int | str] = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id]
+        args.append(window // 1000 + 1000)
+        if self._clock is not None:
+            args.append(round(self._clock() * 1e6))
+        out = await self._append(keys=[self.key], args=args)
+        if len(out) == 1:
+            return int(out[0]) / 1e6, None
+        members, times = out[1][::2], out[1][1::2]
+        live = [
             (float(at) / 1e6, int(m.rsplit(b":", 1)[1]))
-            for m, at in zip(log[::2], log[1::2], strict=True)
+            for m, at in zip(members, times, strict=True)
         ]
         return int(out[0]) / 1e6, live
 
