@@ -422,7 +422,7 @@ orchestrator: {{cache: {{enabled: true, path: '{tmp_path / "cache.sqlite3"}'}}}}
     )
     sim.script(Text("Paris."))
     async with Orchestrator.from_config(team) as orchestrator:
-        a, b, c = (orchestrator._wrap(orchestrator.agents[n]) for n in "abc")
+        a, b, c = (orchestrator.handles[n].backend.inner for n in "abc")  # type: ignore[attr-defined]
         assert a is b and a is not c
         names = [type(layer).__name__ for layer in layers(a)][:-1]
         assert names == [

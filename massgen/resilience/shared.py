@@ -44,8 +44,11 @@ class Shared(Generic[S]):
         return self._lost and time.monotonic() < self._until
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        here = getattr(self.local, name)  # a step the store does not have fails here
+
         async def step(*args: Any) -> Any:
-            here = getattr(self.local, name)
             if name in self.both:
                 await here(*args)
             return await self.run(lambda: getattr(self.remote, name)(*args), lambda: here(*args))
