@@ -9,7 +9,7 @@ an agent cannot ask itself. A teammate's answer goes back fenced like any tool r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -85,7 +85,9 @@ class AskAgent(_TeamTool):
                 self.team[name].local_handle if name in self.team else None
             )
             if handle is not None:
-                completion = await handle.ask(Turn("ask", prompt), None, ctx)
+                completion = await handle.ask(
+                    Turn("ask", prompt), None, ctx, on_retry=_retries_to(ctx, name)
+                )
                 cost = handle.cost_of(completion)
             else:
                 peer = self.team[name]
@@ -143,3 +145,16 @@ def connect(agents: Iterable[Agent]) -> None:
         for t in agent.toolbox.tools.values() if agent.tools else ():
             if isinstance(t, _TeamTool):
                 t.bind(team)
+
+
+def _retries_to(ctx: ToolContext, agent: str) -> Callable[[int, int, float, BaseException], None]:
+    """The teammate's retries, told to the run as the asker's own are."""
+
+    def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+        if ctx.emit is not None:
+            text = (str(error) or type(error).__name__).splitlines()[0][:300]
+            ctx.emit(
+                ev.AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=text, limit=limit)
+            )
+
+    return on_retry

@@ -76,7 +76,9 @@ class FarAway:
     def __init__(self) -> None:
         self.turns: list[Turn] = []
 
-    async def ask(self, turn: Turn, on_delta: object = None, ctx: object = None) -> Completion:
+    async def ask(
+        self, turn: Turn, on_delta: object = None, ctx: object = None, *, on_retry: object = None
+    ) -> Completion:
         self.turns.append(turn)
         return Completion(text="from afar", model="m", usage=Usage(7, 3))
 

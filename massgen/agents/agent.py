@@ -15,7 +15,6 @@ from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.window import RequestWindow
-from massgen.resilience.requestlog import current_agent
 from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
@@ -171,17 +170,13 @@ class Agent:
         """
         used = self._usable(backend)
         on_event = ctx.emit if ctx else None
-        speaking = current_agent.set(self.name)  # names this agent in the request log
-        try:
-            extra = await self.memory.prepare(self, used, on_event)
-            memory = self.memory
-            if self.long_term is not None:
-                # recalled for this turn only: concurrent turns (a batch) each keep their own
-                recalled = await self.long_term.recall_for(self.name, turn)
-                memory = memory.fork(memory.context(recalled))
-            completion = await self._answer(turn, memory, used, on_delta, ctx)
-        finally:
-            current_agent.reset(speaking)
+        extra = await self.memory.prepare(self, used, on_event)
+        memory = self.memory
+        if self.long_term is not None:
+            # recalled for this turn only: concurrent turns (a batch) each keep their own
+            recalled = await self.long_term.recall_for(self.name, turn)
+            memory = memory.fork(memory.context(recalled))
+        completion = await self._answer(turn, memory, used, on_delta, ctx)
         if on_event is None and extra.total_tokens:
             # Nobody hears the summary's events: its usage (one request) rides on this answer.
             completion = dataclasses.replace(
@@ -204,17 +199,13 @@ class Agent:
         summary written first (``memory.fold``) is returned for the caller to store, and
         handed to ``on_folded`` at once (so it survives the answer failing)."""
         used = self._usable(backend)
-        speaking = current_agent.set(self.name)
-        try:
-            conv = self.memory.fork(memory)
-            folded = await conv.fold(self, used) if memory.fold else None
-            if folded is not None:
-                await conv.keep(folded)
-                if on_folded is not None:
-                    on_folded(folded)
-            return await self._answer(turn, conv, used, on_delta, ctx), folded
-        finally:
-            current_agent.reset(speaking)
+        conv = self.memory.fork(memory)
+        folded = await conv.fold(self, used) if memory.fold else None
+        if folded is not None:
+            await conv.keep(folded)
+            if on_folded is not None:
+                on_folded(folded)
+        return await self._answer(turn, conv, used, on_delta, ctx), folded
 
     def _usable(self, backend: Backend | None) -> Backend:
         used = backend or self.backend

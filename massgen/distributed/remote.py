@@ -36,7 +36,7 @@ from massgen.types import Completion
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
-    from massgen.agents.handle import LocalHandle
+    from massgen.agents.handle import LocalHandle, OnRetry
     from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
 
@@ -166,7 +166,12 @@ class RemoteHandle:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
 
     async def ask(
-        self, turn: Turn, on_delta: OnDelta | None = None, ctx: ToolContext | None = None
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None = None,
+        ctx: ToolContext | None = None,
+        *,
+        on_retry: OnRetry | None = None,
     ) -> Completion:
         """Send ``turn`` to a live worker and wait for its answer (or its error).
 
@@ -178,7 +183,9 @@ class RemoteHandle:
         emit = ctx.emit if ctx else None
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, f"{self._gone_workers()} gone", ctx)
+                return await self._here(
+                    turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
+                )
             self._gone = False
         memory = self.agent.memory
         try:
@@ -188,7 +195,7 @@ class RemoteHandle:
                         return await self._ask(turn, on_delta, emit, fold=True)
             return await self._ask(turn, on_delta, emit, fold=False)
         except _NoWorker as e:  # outside the memory lock: the local turn takes it
-            return await self._here(turn, on_delta, str(e), ctx)
+            return await self._here(turn, on_delta, str(e), ctx, on_retry)
 
     async def _ask(
         self, turn: Turn, on_delta: OnDelta | None, emit: OnEvent | None, *, fold: bool
@@ -301,7 +308,12 @@ class RemoteHandle:
             emit(ev.AgentWaiting(agent=self.name, note=note))
 
     async def _here(
-        self, turn: Turn, on_delta: OnDelta | None, why: str, ctx: ToolContext | None
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None,
+        why: str,
+        ctx: ToolContext | None,
+        on_retry: OnRetry | None,
     ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         if self.local is None:
@@ -311,7 +323,7 @@ class RemoteHandle:
         except ConfigError as e:
             raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
-        return await self.local.ask(turn, on_delta, ctx)
+        return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
     async def _store_summary(self, folded: Folded, emit: OnEvent | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""

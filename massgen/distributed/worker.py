@@ -39,7 +39,7 @@ from massgen.mas import (
 )
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.memory.short_term import Folded, MemoryContext
-from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
+from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
@@ -188,12 +188,11 @@ class HostedAgent(BusAgent):
         def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
-        token = retry_listener.set(on_retry)
         written: list[Folded] = []  # a summary written before the answer failed still counts
         outcome: Completion | Exception
         try:
             outcome, folded = await self.handle.answer(
-                turn, memory, pump, written.append, ToolContext(emit=on_event)
+                turn, memory, pump, written.append, ToolContext(emit=on_event), on_retry
             )
         except asyncio.CancelledError:
             if pump is not None:
@@ -202,7 +201,6 @@ class HostedAgent(BusAgent):
         except Exception as e:
             outcome, folded = e, (written[0] if written else None)
         finally:
-            retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
             await pump.close()
