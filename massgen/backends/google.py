@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar
 
+import httpx2
 import pydantic
 from google import genai
 from google.genai import errors as genai_errors
@@ -120,9 +121,13 @@ class GoogleBackend(SDKBackend):
                     base_url=self.base_url,
                     timeout=_ms(self.timeout),
                     retry_options=types.HttpRetryOptions(attempts=1),  # one retry budget: ours
-                    # one shared TLS context; "ssl" is the name its websocket path reads
+                    # One shared TLS context ("ssl": its websocket path). A transport of
+                    # its own keeps the SDK on httpx2 when aiohttp (ours) is installed.
                     client_args={"verify": tls_context()},
-                    async_client_args={"verify": tls_context(), "ssl": tls_context()},
+                    async_client_args={
+                        "transport": httpx2.AsyncHTTPTransport(verify=tls_context()),
+                        "ssl": tls_context(),
+                    },
                 ),
             )
         return self._client

@@ -69,28 +69,19 @@ _FINISH = {
 
 
 class ChatClient(Protocol):
-    """What the adapter needs from a client: send a body, get the provider's JSON back.
+    """What the adapter needs from a client: a body sent to ``api`` (``chat/completions`` or
+    ``responses``), the provider's JSON back. It owns its connections and maps its own
+    exceptions to ours where they enter."""
 
-    A client owns its connections and maps its own exceptions to ours where they enter.
-    """
-
-    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         """One non-streaming request: the response object."""
         ...
 
-    def stream(self, body: dict[str, Any], seconds: float) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming request: its chunk objects, then :data:`DONE` if the stream ended
-        with ``[DONE]``. An error object inside the stream is raised, mapped like a status."""
-        ...
-
-    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming Responses API request: the response object."""
-        ...
-
-    def respond_stream(
-        self, body: dict[str, Any], seconds: float
+    def stream(
+        self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming Responses API request: its event objects, to the end."""
+        """Its chunk (or event) objects, then :data:`DONE` if it ended with ``[DONE]``; an
+        error object inside the stream is raised, mapped like a status."""
         ...
 
     async def aclose(self) -> None: ...
@@ -253,7 +244,7 @@ class OpenAIBackend(SDKBackend):
             return await self._respond(request)
         body = self._payload(request, stream=False)
         started = time.perf_counter()
-        data = await self._chat.create(body, self._timeout(request))
+        data = await self._chat.request("chat/completions", body, self._timeout(request))
         latency = time.perf_counter() - started
         return _completion(data, request, body["model"], latency, provider=self.provider)
 
@@ -266,7 +257,8 @@ class OpenAIBackend(SDKBackend):
         started = time.perf_counter()
         answer = _Assembly(body["model"])
         try:
-            async with aclosing(self._chat.stream(body, self._timeout(request))) as chunks:
+            stream = self._chat.stream("chat/completions", body, self._timeout(request))
+            async with aclosing(stream) as chunks:
                 async for chunk in chunks:
                     delta = answer.feed(chunk)
                     if delta:
@@ -282,7 +274,7 @@ class OpenAIBackend(SDKBackend):
     async def _respond(self, request: CompletionRequest) -> Completion:
         body = self._responses_payload(request, stream=False)
         started = time.perf_counter()
-        data = await self._chat.respond(body, self._timeout(request))
+        data = await self._chat.request("responses", body, self._timeout(request))
         latency = time.perf_counter() - started
         return responses.completion(data, request, body["model"], latency, provider=self.provider)
 
@@ -290,7 +282,8 @@ class OpenAIBackend(SDKBackend):
         body = self._responses_payload(request, stream=True)
         started = time.perf_counter()
         answer = responses.Assembly(body["model"], provider=self.provider)
-        async with aclosing(self._chat.respond_stream(body, self._timeout(request))) as events:
+        stream = self._chat.stream("responses", body, self._timeout(request))
+        async with aclosing(stream) as events:
             async for event in events:
                 delta = answer.feed(event)
                 if delta:

@@ -55,56 +55,34 @@ class SDKChatClient:
         if client is not None:
             await client.close()
 
-    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         client = self._get_client()
-        model, messages, rest = _split(body)
+        model, items, rest = _split(api, body)
+        endpoint: Any = client.responses if api == "responses" else client.chat.completions
         with self._mapped():
-            response = await client.chat.completions.create(
-                model=model, messages=messages, extra_body=rest or None, timeout=seconds
+            response = await endpoint.create(
+                model=model, **items, extra_body=rest or None, timeout=seconds
             )
-        return response.to_dict(warnings=False)
+        return response.to_dict(warnings=False)  # type: ignore[no-any-return]
 
     async def stream(
-        self, body: dict[str, Any], seconds: float
+        self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
         client = self._get_client()
-        model, messages, rest = _split(body)
+        model, items, rest = _split(api, body)
         rest.pop("stream", None)
+        endpoint: Any = client.responses if api == "responses" else client.chat.completions
         with self._mapped():
-            stream = await client.chat.completions.create(
-                model=model, messages=messages, stream=True, extra_body=rest, timeout=seconds
+            stream = await endpoint.create(
+                model=model, **items, stream=True, extra_body=rest, timeout=seconds
             )
             async with stream:
                 async for chunk in stream:
                     yield chunk.to_dict(warnings=False)
-        # The SDK ends a stream at `[DONE]` (or, with no word of it, at a body that ends
-        # cleanly; a body cut short raises): to it, and so to us, the stream is complete.
-        yield DONE
-
-    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One Responses API request: the response object."""
-        client = self._get_client()
-        model, items, rest = _split(body, "input")
-        with self._mapped():
-            response = await client.responses.create(
-                model=model, input=items, extra_body=rest or None, timeout=seconds
-            )
-        return response.to_dict(warnings=False)
-
-    async def respond_stream(
-        self, body: dict[str, Any], seconds: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """One streamed Responses API request: its event objects as plain dicts."""
-        client = self._get_client()
-        model, items, rest = _split(body, "input")
-        rest.pop("stream", None)
-        with self._mapped():
-            stream = await client.responses.create(
-                model=model, input=items, stream=True, extra_body=rest, timeout=seconds
-            )
-            async with stream:
-                async for event in stream:
-                    yield event.to_dict(warnings=False)
+        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
+        # one cut short raises): to it, and so to us, the stream is complete.
+        if api != "responses":
+            yield DONE
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -137,9 +115,9 @@ class SDKChatClient:
             raise mapped from e
 
 
-def _split(body: dict[str, Any], items: str = "messages") -> tuple[Any, Any, dict[str, Any]]:
+def _split(api: str, body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest goes
-    on as ``extra_body``, so the SDK sends exactly what the HTTP client would, options it does
-    not name included."""
+    on as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
     rest = dict(body)
-    return rest.pop("model"), rest.pop(items), rest
+    key = "input" if api == "responses" else "messages"
+    return rest.pop("model"), {key: rest.pop(key)}, rest
