@@ -143,11 +143,6 @@ class HTTPChatClient:
         if self.base_url.startswith("https:"):
             options["ssl"] = tls_context()
         if proxy := proxy_for(self.base_url):
-            parts = urlsplit(proxy)
-            if parts.username is not None:  # credentials go in a header, not the proxy URL
-                auth = aiohttp.BasicAuth(parts.username, parts.password or "").encode()
-                options["proxy_headers"] = {"Proxy-Authorization": auth}
-                proxy = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
             options["proxy"] = proxy
         return options
 
