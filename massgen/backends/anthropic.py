@@ -23,9 +23,12 @@ import anthropic
 
 from massgen.backends._common import (
     SDKBackend,
+    check_native,
     normalise_finish,
     parse_arguments,
+    results_text,
     sdk_client,
+    unique_sources,
     usage_or_estimate,
 )
 from massgen.backends._errors import (
@@ -35,7 +38,6 @@ from massgen.backends._errors import (
     stream_incomplete,
     transport_error,
 )
-from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from massgen.types import (

@@ -33,9 +33,12 @@ from google.genai import types
 
 from massgen.backends._common import (
     SDKBackend,
+    check_native,
     normalise_finish,
     parse_arguments,
+    results_text,
     tls_context,
+    unique_sources,
     usage_or_estimate,
 )
 from massgen.backends._errors import (
@@ -45,7 +48,6 @@ from massgen.backends._errors import (
     stream_incomplete,
     transport_error,
 )
-from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
 from massgen.errors import AuthenticationError, BadRequestError, ProviderConnectionError
 from massgen.types import (

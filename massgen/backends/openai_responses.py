@@ -14,9 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
+from massgen.backends._common import (
+    normalise_finish,
+    parse_arguments,
+    results_text,
+    unique_sources,
+    usage_or_estimate,
+)
 from massgen.backends._errors import error_in_body, stream_incomplete
-from massgen.backends._native import results_text, unique_sources
 from massgen.errors import ProviderError
 from massgen.types import (
     ChatMessage,
@@ -168,6 +173,7 @@ class Assembly:
         self.summaries: dict[tuple[str, int], str] = {}
         """Reasoning summary parts by (item, part), from their ``.done`` events."""
         self.final: Mapping[str, Any] | None = None
+        self.finished = False  # an error event, even after the final response, is raised
 
     def feed(self, event: Mapping[str, Any]) -> str:
         """Take one event in; return its text delta ("" if it has none)."""
