@@ -1,17 +1,11 @@
-"""Turn what a provider said (status, headers, message) into one of our errors.
-
-Each adapter catches its SDK's exceptions in a small context manager and calls these helpers,
-so the rules live in one place:
+"""What a provider said (status, headers, message) as one of our errors, in one table:
 
 - 401/403 -> :class:`AuthenticationError` (never retried)
 - 429 and 529 ("overloaded") -> :class:`RateLimited`, with ``retry_after`` from the headers
 - 408, 409 and 5xx -> :class:`ProviderError` (retryable)
 - any other 4xx -> :class:`BadRequestError` (never retried)
-- timeouts -> :class:`ProviderTimeout`; refused, reset or dropped connections ->
-  :class:`ProviderConnectionError`
-- an error object sent inside a 200 response (a stream's error chunk or ``error`` event, a
-  failed Responses object) -> the same table, by the HTTP status it names
-  (:func:`error_in_body`)
+- timeouts -> :class:`ProviderTimeout`; refused or dropped -> :class:`ProviderConnectionError`
+- an error object inside a 200 response -> the same table, by the status it names
 
 Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
 """

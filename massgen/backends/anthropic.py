@@ -1,14 +1,8 @@
-"""Anthropic Messages through ``anthropic.AsyncAnthropic``.
+"""Anthropic Messages through ``anthropic.AsyncAnthropic`` (about a second to import).
 
-Import this module only when an Anthropic backend is built: the SDK takes about a second to
-import. The Messages API differs from Chat Completions in ways that matter here: the system
-prompt is a top-level field, tool results travel as ``tool_result`` blocks inside a *user*
-turn, and ``max_tokens`` is required.
-
-With extended thinking on, the API wants an assistant turn that called tools sent back with
-its thinking blocks first, signatures intact. Our :class:`~massgen.types.ChatMessage` has no
-field for them, so the backend remembers them by tool call id (as the Google backend does
-its thought signatures) and puts them back when the tool loop replays that turn.
+The system prompt is a top-level field, tool results are ``tool_result`` blocks in a *user*
+turn, ``max_tokens`` is required. With extended thinking, a turn that called tools must go
+back with its thinking blocks first: the backend remembers them by tool call id.
 """
 
 from __future__ import annotations
@@ -156,45 +150,35 @@ class AnthropicBackend(SDKBackend):
         return extra or None
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
-        body = self._body(request)
-        started = time.perf_counter()
-        turn = _Turn()
-        for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            with self._mapped():
-                message = await client.messages.create(
-                    **body, extra_body=self._extra_body(request), timeout=self._timeout(request)
-                )
-            body["model"] = message.model or body["model"]
-            turn.usage += Usage(_input_tokens(message.usage), message.usage.output_tokens)
-            turn.stop_reason = message.stop_reason
-            blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
-            turn.take(blocks)
-            if turn.paused(body, blocks):
-                continue
-            break
-        self._remember(turn)
-        return turn.completion(request, body["model"], time.perf_counter() - started)
+        async for piece in self._answer(request, stream=False):
+            done = piece.completion
+        assert done is not None
+        return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        async for piece in self._answer(request, stream=True):
+            yield piece
+
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
+        """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
         client = self._get_client()
         body = self._body(request)
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
             part = _StreamedMessage()
+            extra = {"extra_body": self._extra_body(request), "timeout": self._timeout(request)}
             with self._mapped():
-                stream = await client.messages.create(
-                    **body,
-                    stream=True,
-                    extra_body=self._extra_body(request),
-                    timeout=self._timeout(request),
-                )
-                async with stream:
-                    async for event in stream:
-                        delta = part.feed(event)
-                        if delta:
-                            yield StreamChunk(delta=delta)
+                if not stream:
+                    part.whole(await client.messages.create(**body, **extra))
+                else:
+                    events = await client.messages.create(**body, **extra, stream=True)
+                    async with events:
+                        async for event in events:
+                            if delta := part.feed(event):
+                                yield StreamChunk(delta=delta)
             if not part.finished:
                 raise stream_incomplete(self.provider)
             body["model"] = part.model or body["model"]
@@ -202,13 +186,11 @@ class AnthropicBackend(SDKBackend):
             turn.stop_reason = part.stop_reason
             blocks = part.blocks()
             turn.take(blocks)
-            if turn.paused(body, blocks):
-                continue
-            break
+            if not turn.paused(body, blocks):
+                break
         self._remember(turn)
-        yield StreamChunk(
-            completion=turn.completion(request, body["model"], time.perf_counter() - started)
-        )
+        latency = time.perf_counter() - started
+        yield StreamChunk(completion=turn.completion(request, body["model"], latency))
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -435,6 +417,16 @@ class _StreamedMessage:
         self.input_tokens = self.output_tokens = 0
         self.stop_reason: str | None = None
         self.finished = False
+
+    def whole(self, message: Any) -> None:
+        """Take a whole (not streamed) message in."""
+        self.model = message.model or ""
+        self.input_tokens = _input_tokens(message.usage)
+        self.output_tokens = message.usage.output_tokens
+        self.stop_reason = message.stop_reason
+        for i, block in enumerate(message.content):
+            self.raw[i] = block.model_dump(mode="json", exclude_none=True)
+        self.finished = True
 
     def feed(self, event: Any) -> str:
         """Take one event in; return its text delta ("" if none)."""

@@ -1,9 +1,4 @@
-"""The one interface every LLM backend implements.
-
-A backend turns a :class:`~massgen.types.CompletionRequest` into a
-:class:`~massgen.types.Completion`. Adapters for real providers override :meth:`complete` (and
-:meth:`stream` when they can stream); a user's own backend may instead override the seed's
-``generate(prompt, **kwargs)``, sync or async, returning a string.
+"""The one interface every LLM backend implements: a request in, a Completion out.
 
 Retries, caching, rate limits and circuit breaking are wrappers around a backend, never
 inside it: an adapter makes exactly one request per call and raises our own errors.

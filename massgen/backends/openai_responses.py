@@ -1,10 +1,6 @@
-"""The Responses API (``POST /v1/responses``), for turns that declare a provider-side search.
-
-OpenAI's ``web_search`` tool (for every model but the search models) and xAI's (its only
-web search since Live Search was retired) exist only there, next to function tools. Chat
-Completions stays the path for every other turn; this module only translates, as plain dicts
-both clients move: a :class:`~massgen.types.CompletionRequest` into a Responses body, and a
-response object (or the events of a streamed one) into a :class:`~massgen.types.Completion`.
+"""The Responses API, for turns that declare a provider-side search: OpenAI's and xAI's
+``web_search`` tools exist only there. Plain dicts both clients move: our request as a
+Responses body, and a response (or its stream's events) as a Completion.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Chat Completions (and the Responses API) through the ``openai`` SDK (``client: sdk``).
-
-Import this module only when that client is chosen: importing the SDK takes about a second.
-It sends the body massgen built as it is and hands the SDK's parsed objects back as plain
-dicts, so the adapter reads both clients' answers with the same code. They are dumped with
-the SDK's serializer warnings off: a provider that sends a value newer than the SDK's types
-(a web search source of ``type: "api"``) is read as sent, not warned about on the user's
-terminal.
+"""Chat Completions and Responses through the ``openai`` SDK (``client: sdk``; about a second
+to import). It sends the body massgen built and hands back plain dicts, dumped with the
+SDK's warnings off: a value newer than its types is read as sent, not warned about.
 """
 
 from __future__ import annotations
