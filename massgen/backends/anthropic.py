@@ -169,7 +169,7 @@ class AnthropicBackend(SDKBackend):
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
             part = _StreamedMessage()
-            extra = {"extra_body": self._extra_body(request), "timeout": self._timeout(request)}
+            extra: Any = {"extra_body": self._extra_body(request), "timeout": self._timeout(request)}
             with self._mapped():
                 if not stream:
                     part.whole(await client.messages.create(**body, **extra))

@@ -484,11 +484,7 @@ def _parse_call(tc: Mapping[str, Any], seed: str) -> ToolCall:
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------
 class XAIBackend(OpenAIBackend):
-    """xAI (Grok) through its OpenAI-compatible API.
-
-    xAI retired Live Search (``search_parameters``) on Chat Completions; its web search is a
-    server-side tool of the Responses API, where turns that declare it go.
-    """
+    """xAI (Grok). Its web search is a tool of the Responses API (Live Search is retired)."""
 
     provider = "xai"
     api_key_env = ("XAI_API_KEY",)
@@ -525,44 +521,35 @@ _GROK = re.compile(r"^grok-(\d+)")
 _XAI_MAX_DOMAINS = 5
 
 
-class OpenRouterBackend(OpenAIBackend):
+class _Compatible(OpenAIBackend):
+    native_tools = frozenset()
+    max_tokens_field = "max_tokens"
+
+
+class OpenRouterBackend(_Compatible):
     """OpenRouter: many providers' models behind one OpenAI-compatible API."""
 
     provider = "openrouter"
-    native_tools = frozenset()
     api_key_env = ("OPENROUTER_API_KEY",)
     default_base_url = "https://openrouter.ai/api/v1"
-    max_tokens_field = "max_tokens"
 
 
-class LMStudioBackend(OpenAIBackend):
+class LMStudioBackend(_Compatible):
     """A local LM Studio server; no key needed."""
 
-    provider = "lmstudio"
-    native_tools = frozenset()
-    api_key_env = ()
-    needs_key = False
+    provider, api_key_env, needs_key = "lmstudio", (), False
     default_base_url = "http://localhost:1234/v1"
-    max_tokens_field = "max_tokens"
 
 
-class OllamaBackend(OpenAIBackend):
+class OllamaBackend(_Compatible):
     """A local Ollama server (its OpenAI-compatible endpoint); no key needed."""
 
-    provider = "ollama"
-    native_tools = frozenset()
-    api_key_env = ()
-    needs_key = False
+    provider, api_key_env, needs_key = "ollama", (), False
     default_base_url = "http://localhost:11434/v1"
-    max_tokens_field = "max_tokens"
 
 
-class VLLMBackend(OpenAIBackend):
+class VLLMBackend(_Compatible):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
-    provider = "vllm"
-    native_tools = frozenset()
-    api_key_env = ("VLLM_API_KEY",)
-    needs_key = False
+    provider, api_key_env, needs_key = "vllm", ("VLLM_API_KEY",), False
     default_base_url = "http://localhost:8000/v1"
-    max_tokens_field = "max_tokens"

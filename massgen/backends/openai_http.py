@@ -18,7 +18,7 @@ import os
 import re
 import urllib.request
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +49,8 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 @dataclass(slots=True)
 class _Shared:
+    """The session of one event loop, who uses it, and what closes it at the loop's end."""
+
     session: aiohttp.ClientSession
     closer: AsyncGenerator[None, None]
     users: int = 0
@@ -153,17 +155,22 @@ class HTTPChatClient:
         if client is not None:
             await _release(client)
 
+    def _post(
+        self, session: aiohttp.ClientSession, api: str, body: dict[str, Any], seconds: float
+    ) -> Any:
+        return session.post(
+            f"{self.base_url}/{api}",
+            data=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            headers=self._headers,
+            timeout=_timeout(seconds),
+            **self._options,
+        )
+
     async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         """One non-streaming request: the response object."""
         session = await self._session()
         try:
-            async with session.post(
-                f"{self.base_url}/{api}",
-                data=_encode(body),
-                headers=self._headers,
-                timeout=_timeout(seconds),
-                **self._options,
-            ) as response:
+            async with self._post(session, api, body, seconds) as response:
                 content = await response.read()
                 if not 200 <= response.status < 300:
                     raise self._status_error(response, content)
@@ -174,19 +181,12 @@ class HTTPChatClient:
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming request: its event objects, then :data:`~massgen.backends.openai.DONE`
-        if the stream ended with ``data: [DONE]`` (Chat Completions; Responses ends with
-        the body). An error object in the stream (OpenRouter's ``{"error": {"code": 400}}``
-        chunk, Groq's ``event: error``) raises as the status it names says."""
+        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``.
+        An error object in the stream (OpenRouter's ``{"error": {"code": 400}}`` chunk, Groq's
+        ``event: error``) raises as the status it names says."""
         session = await self._session()
         try:
-            async with session.post(
-                f"{self.base_url}/{api}",
-                data=_encode(body),
-                headers=self._headers,
-                timeout=_timeout(seconds),
-                **self._options,
-            ) as response:
+            async with self._post(session, api, body, seconds) as response:
                 if not 200 <= response.status < 300:
                     raise self._status_error(response, await response.read())
                 async with aclosing(_sse_data(response.content)) as events:
@@ -237,10 +237,6 @@ class HTTPChatClient:
             response.request_info, response.history, status=response.status
         )
         return error
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:

@@ -58,7 +58,7 @@ class SDKChatClient:
             response = await endpoint.create(
                 model=model, **items, extra_body=rest or None, timeout=seconds
             )
-        return response.to_dict(warnings=False)  # type: ignore[no-any-return]
+        return response.to_dict(warnings=False)
 
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
