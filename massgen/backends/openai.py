@@ -280,26 +280,9 @@ def _completion(
     provider: str,
 ) -> Completion:
     """A non-streamed response object as our Completion."""
-    choice = _first_choice(data.get("choices"))
-    if choice is None:
-        raise ProviderError("the response held no choices", provider=provider)
-    message = choice.get("message") or {}
-    calls = tuple(
-        _parse_call(tc, _call_seed(data, i)) for i, tc in enumerate(message.get("tool_calls") or ())
-    )
-    text = message.get("content") or ""
-    sources, searches = _citations(request, message.get("annotations"))
-    return Completion(
-        text=text,
-        model=data.get("model") or model,
-        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
-        finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
-        tool_calls=calls,
-        latency=latency,
-        sources=sources,
-        server_calls=searches,
-        reasoning=_reasoning(message),
-    )
+    answer = _Assembly(model, provider=provider)
+    answer.whole(data)
+    return answer.completion(request, latency)
 
 
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
@@ -319,11 +302,6 @@ def _reasoning(message: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
-
-
-def _call_seed(data: Mapping[str, Any], index: int) -> str:
-    """What makes a tool call unique when the provider gave it no id: its response and place."""
-    return f"{data.get('id') or ''}:{data.get('created') or ''}:{index}"
 
 
 def _call_id(given: Any, seed: str, name: str, arguments: str) -> str:
@@ -365,8 +343,8 @@ def _citations(
 
 
 class _Assembly:
-    """A streamed answer put together chunk by chunk: text, reasoning, tool calls (by index),
-    usage. Only choice 0 is read (we ask for one; see :func:`_check_one_choice`)."""
+    """An answer put together chunk by chunk (or from a whole response): text, reasoning,
+    tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
 
     def __init__(self, model: str, *, provider: str) -> None:
         self.model = model
@@ -379,6 +357,18 @@ class _Assembly:
         self.usage = Usage()
         self.annotations: list[Any] = []
         self.seed = ""
+
+    def whole(self, data: Mapping[str, Any]) -> None:
+        """Take a whole response in, as one chunk whose delta is the message."""
+        choice = _first_choice(data.get("choices"))
+        if choice is None:
+            raise ProviderError("the response held no choices", provider=self.provider)
+        message = dict(choice.get("message") or {})
+        message["tool_calls"] = [
+            {**tc, "index": i} for i, tc in enumerate(message.get("tool_calls") or ())
+        ]
+        finish = choice.get("finish_reason") or "other"
+        self.feed({**data, "choices": [{"delta": message, "finish_reason": finish}]})
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk in; return its text delta ("" if it has none)."""
@@ -405,7 +395,12 @@ class _Assembly:
             function = tc.get("function")
             if function is not None:
                 slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
-                slot["arguments"] += function.get("arguments") or ""
+                arguments = function.get("arguments") or ""
+                slot["arguments"] += (
+                    arguments if isinstance(arguments, str) else json.dumps(arguments)
+                )
+            elif (custom := tc.get("custom")) is not None:  # free text, not JSON
+                slot.update(name=str(custom.get("name") or ""), raw=str(custom.get("input") or ""))
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
         content = delta.get("content")
@@ -424,9 +419,9 @@ class _Assembly:
             raise stream_incomplete(self.provider)
         calls = tuple(
             ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
+                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c.get("raw", c["arguments"])),
                 name=c["name"],
-                arguments=parse_arguments(c["arguments"]),
+                arguments={"_raw": c["raw"]} if "raw" in c else parse_arguments(c["arguments"]),
             )
             for i, c in sorted(self.calls.items())
         )
@@ -464,22 +459,6 @@ def _usage(usage: Mapping[str, Any] | None) -> Usage:
 
 def _finish(reason: str | None, has_tool_calls: bool) -> str:
     return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
-
-
-def _parse_call(tc: Mapping[str, Any], seed: str) -> ToolCall:
-    function = tc.get("function")
-    if function is None:  # a "custom" tool call: free text, not JSON
-        custom = tc.get("custom") or {}
-        name, raw = str(custom.get("name") or ""), str(custom.get("input") or "")
-        call_id = _call_id(tc.get("id"), seed, name, raw)
-        return ToolCall(id=call_id, name=name, arguments={"_raw": raw})
-    name = str(function.get("name") or "")
-    arguments = function.get("arguments")
-    return ToolCall(
-        id=_call_id(tc.get("id"), seed, name, str(arguments or "")),
-        name=name,
-        arguments=parse_arguments(arguments),
-    )
 
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------
