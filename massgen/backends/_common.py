@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -126,6 +127,21 @@ _CA_FILES = (
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/ssl/ca-bundle.pem",
 )
+
+
+class Remembered(OrderedDict[str, Any]):
+    """What an adapter keeps by tool call id for the next turn (Anthropic's thinking blocks,
+    Gemini's thought signatures): the newest ``limit`` entries."""
+
+    def __init__(self, limit: int = 2048) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def keep(self, key: str, value: Any) -> None:
+        if value:
+            self[key] = value
+            while len(self) > self.limit:
+                self.popitem(last=False)
 
 
 def sdk_client(

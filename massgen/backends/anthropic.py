@@ -8,7 +8,6 @@ back with its thinking blocks first: the backend remembers them by tool call id.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ from typing import Any, ClassVar
 import anthropic
 
 from massgen.backends._common import (
+    Remembered,
     SDKBackend,
     check_native,
     normalise_finish,
@@ -52,8 +52,6 @@ DEFAULT_MAX_TOKENS = 8192
 MAX_PAUSE_CONTINUATIONS = 4
 """Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
 sent back to be continued; then the answer so far is returned, finish reason ``other``."""
-
-_MAX_REMEMBERED = 2048  # assistant turns whose thinking blocks are kept for the tool loop
 
 WEB_SEARCH_TOOL = "web_search_20250305"
 """The server tool version declared: the one every current model takes directly (the 2026
@@ -97,14 +95,7 @@ class AnthropicBackend(SDKBackend):
 
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self._thinking: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-
-    def _remember(self, turn: _Turn) -> None:
-        """Keep the thinking blocks of a turn that called tools, for when it is replayed."""
-        if turn.calls and turn.thinking:
-            self._thinking[turn.calls[0].id] = turn.thinking
-            while len(self._thinking) > _MAX_REMEMBERED:
-                self._thinking.popitem(last=False)
+        self._thinking = Remembered()  # a tool-calling turn's thinking blocks, by first call
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
@@ -169,7 +160,8 @@ class AnthropicBackend(SDKBackend):
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
             part = _StreamedMessage()
-            extra: Any = {"extra_body": self._extra_body(request), "timeout": self._timeout(request)}
+            extra: Any = {"extra_body": self._extra_body(request)}
+            extra["timeout"] = self._timeout(request)
             with self._mapped():
                 if not stream:
                     part.whole(await client.messages.create(**body, **extra))
@@ -188,7 +180,8 @@ class AnthropicBackend(SDKBackend):
             turn.take(blocks)
             if not turn.paused(body, blocks):
                 break
-        self._remember(turn)
+        if turn.calls:
+            self._thinking.keep(turn.calls[0].id, turn.thinking)
         latency = time.perf_counter() - started
         yield StreamChunk(completion=turn.completion(request, body["model"], latency))
 
@@ -274,13 +267,8 @@ def _tool(t: ToolSpec) -> dict[str, Any]:
 
 
 def _tool_choice(choice: str) -> dict[str, Any]:
-    if choice == "auto":
-        return {"type": "auto"}
-    if choice == "required":
-        return {"type": "any"}
-    if choice == "none":
-        return {"type": "none"}
-    return {"type": "tool", "name": choice}
+    kinds = {"auto": "auto", "required": "any", "none": "none"}
+    return {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
 
 
 def _native(t: NativeTool) -> dict[str, Any]:

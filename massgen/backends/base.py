@@ -102,8 +102,7 @@ class Backend:
 
 def _prompt_and_kwargs(request: CompletionRequest) -> tuple[str, dict[str, Any]]:
     """Render a request for ``generate``: the last user turn is the prompt."""
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    turns = [m for m in request.messages if m.role != "system"]
+    system, turns = system_and_turns(request.messages)
     prompt = turns[-1].content if turns else ""
     kwargs: dict[str, Any] = {"messages": list(request.messages)}
     if system:

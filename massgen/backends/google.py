@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, ClassVar
 
 import httpx2
@@ -24,6 +23,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from massgen.backends._common import (
+    Remembered,
     SDKBackend,
     check_native,
     normalise_finish,
@@ -68,7 +68,6 @@ _BAD_KEY = frozenset({"API_KEY_INVALID"})
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in JSON: "58s"
 
 _SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
-_MAX_SIGNATURES = 2048
 
 
 class GoogleBackend(SDKBackend):
@@ -92,7 +91,7 @@ class GoogleBackend(SDKBackend):
 
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self._signatures: OrderedDict[str, bytes] = OrderedDict()
+        self._signatures = Remembered()
 
     def _get_client(self) -> genai.Client:
         if self._client is None:
@@ -197,12 +196,6 @@ class GoogleBackend(SDKBackend):
                 out.append(types.Content(role=role, parts=parts))
         return out
 
-    def _remember(self, call_id: str, signature: bytes | None) -> None:
-        if signature:
-            self._signatures[call_id] = signature
-            while len(self._signatures) > _MAX_SIGNATURES:
-                self._signatures.popitem(last=False)
-
     def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
         calls: list[ToolCall] = []
         for part in parts:
@@ -211,7 +204,7 @@ class GoogleBackend(SDKBackend):
                 continue
             # Unique even across turns, so remembered signatures never collide.
             call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
-            self._remember(call_id, part.thought_signature)
+            self._signatures.keep(call_id, part.thought_signature)
             calls.append(
                 ToolCall(id=call_id, name=fc.name or "", arguments=parse_arguments(fc.args))
             )
@@ -232,7 +225,7 @@ class GoogleBackend(SDKBackend):
             stream = await client.aio.models.generate_content_stream(
                 model=answer.model, contents=self._contents(request), config=self._config(request)
             )
-            async with _closing(stream):  # closed at once if our caller stops reading
+            async with aclosing(stream):  # type: ignore[type-var]  # closed at once if we stop
                 async for chunk in stream:
                     if delta := answer.take(chunk):
                         yield StreamChunk(delta=delta)
@@ -315,16 +308,6 @@ class _Answer:
 
 
 # -- mapping ---------------------------------------------------------------------------------
-@asynccontextmanager
-async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
 def _rpc_details(body: object) -> list[Mapping[str, Any]]:
     """``error.details`` of a Google error body (``google.rpc.Status``), [] if none."""
     if isinstance(body, list) and body:  # some endpoints wrap the body in a list
