@@ -15,7 +15,8 @@ from __future__ import annotations
 import email.utils
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from massgen.errors import (
@@ -175,6 +176,40 @@ def transport_error(exc: BaseException, *, provider: str) -> ProviderError | Non
             detail = clean_message(exc) or type(exc).__name__
             return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
     return None
+
+
+@contextmanager
+def sdk_errors(
+    sdk: Any, *, provider: str, secret: str, stream_status: Mapping[str, int] | None = None
+) -> Iterator[None]:
+    """Re-raise a Stainless-made SDK's errors (``openai``, ``anthropic``) as ours, keeping
+    status and Retry-After. An error event in a 200 stream gets its status from
+    ``stream_status`` by its type (else 500), or from the error object it carries."""
+    try:
+        yield
+    except sdk.APIStatusError as e:
+        status = e.status_code
+        if status < 400:
+            status = (stream_status or {}).get(str(e.type or ""), 500)
+        message = body_message(e.body) or getattr(e, "api_message", None) or e.message
+        raise error_for_status(
+            status,
+            clean_message(message, secret=secret),
+            provider=provider,
+            retry_after=parse_retry_after(e.response.headers),
+        ) from e
+    except sdk.APITimeoutError as e:
+        raise ProviderTimeout("request timed out", provider=provider) from e
+    except sdk.APIConnectionError as e:
+        message = clean_message(e.message, secret=secret)
+        raise ProviderConnectionError(message, provider=provider) from e
+    except sdk.APIError as e:  # an error object inside a stream: its own status
+        body = e.body if isinstance(e.body, dict) else {"message": e.message}
+        raise error_in_body(body, provider=provider, secret=secret) from e
+    except Exception as e:
+        if (mapped := transport_error(e, provider=provider)) is None:
+            raise
+        raise mapped from e
 
 
 def stream_incomplete(provider: str) -> ProviderConnectionError:

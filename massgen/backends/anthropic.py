@@ -8,8 +8,7 @@ back with its thinking blocks first: the backend remembers them by tool call id.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
@@ -25,15 +24,8 @@ from massgen.backends._common import (
     unique_sources,
     usage_or_estimate,
 )
-from massgen.backends._errors import (
-    clean_message,
-    error_for_status,
-    parse_retry_after,
-    stream_incomplete,
-    transport_error,
-)
+from massgen.backends._errors import sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
-from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -185,37 +177,13 @@ class AnthropicBackend(SDKBackend):
         latency = time.perf_counter() - started
         yield StreamChunk(completion=turn.completion(request, body["model"], latency))
 
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
-        try:
-            yield
-        except anthropic.APIStatusError as e:
-            status = e.status_code
-            if status < 400:  # an error event inside a 200 stream
-                status = _STREAM_ERROR_STATUS.get(str(e.type or ""), 500)
-            message = e.api_message or e.message
-            raise error_for_status(
-                status,
-                clean_message(message, secret=self._api_key),
-                provider=self.provider,
-                retry_after=parse_retry_after(e.response.headers),
-            ) from e
-        except anthropic.APITimeoutError as e:
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except anthropic.APIConnectionError as e:
-            raise ProviderConnectionError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except anthropic.APIError as e:
-            raise ProviderError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
-                raise
-            raise mapped from e
+    def _mapped(self) -> Any:
+        return sdk_errors(
+            anthropic,
+            provider=self.provider,
+            secret=self._api_key,
+            stream_status=_STREAM_ERROR_STATUS,
+        )
 
 
 # -- mapping ---------------------------------------------------------------------------------

@@ -5,23 +5,14 @@ SDK's warnings off: a value newer than its types is read as sent, not warned abo
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import openai
 
 from massgen.backends._common import sdk_client
-from massgen.backends._errors import (
-    body_message,
-    clean_message,
-    error_for_status,
-    error_in_body,
-    parse_retry_after,
-    transport_error,
-)
+from massgen.backends._errors import sdk_errors
 from massgen.backends.openai import DONE
-from massgen.errors import ProviderConnectionError, ProviderTimeout
 
 
 class SDKChatClient:
@@ -79,35 +70,8 @@ class SDKChatClient:
         if api != "responses":
             yield DONE
 
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
-        try:
-            yield
-        except openai.APIStatusError as e:
-            raise error_for_status(
-                e.status_code,
-                clean_message(body_message(e.body) or e.message, secret=self._api_key),
-                provider=self.provider,
-                retry_after=parse_retry_after(e.response.headers),
-            ) from e
-        except openai.APITimeoutError as e:
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except openai.APIConnectionError as e:
-            raise ProviderConnectionError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except openai.APIError as e:  # an error object inside a stream: its own status
-            raise error_in_body(
-                e.body if isinstance(e.body, dict) else {"message": e.message},
-                provider=self.provider,
-                secret=self._api_key,
-            ) from e
-        except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
-                raise
-            raise mapped from e
+    def _mapped(self) -> Any:
+        return sdk_errors(openai, provider=self.provider, secret=self._api_key)
 
 
 def _split(api: str, body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
