@@ -35,32 +35,23 @@ def parse_retry_after(
     headers: Mapping[str, str] | Any | None, *, now: float | None = None
 ) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
     get = getattr(headers, "get", None)
     if get is None:
         return None
-    ms = get("retry-after-ms")
-    if ms is not None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = str(get(name) or "").strip()
+        if not value:
+            continue
         try:
-            return max(0.0, float(ms) / 1000.0)
+            return max(0.0, float(value) / scale)
         except ValueError:
             pass
-    value = get("retry-after")
-    if value is None:
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return None
 
 
 def clean_message(message: object, *, secret: str | None = None) -> str:
