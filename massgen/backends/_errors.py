@@ -67,11 +67,8 @@ def clean_message(message: object, *, secret: str | None = None) -> str:
 
 
 def body_message(body: object) -> str:
-    """The provider's own words from an error body: ``{"error": {"message": ...}}``.
-
-    Accepts the whole body, the ``error`` object alone (what the SDKs keep), or the plain
-    ``{"error": "text"}`` some compatible servers send; "" when there is no message.
-    """
+    """The provider's words from an error body (whole, its ``error`` object, or
+    ``{"error": "text"}``); "" when there are none."""
     if not isinstance(body, Mapping):
         return ""
     error = body.get("error", body)
@@ -124,13 +121,9 @@ def error_in_body(
     secret: str | None = None,
     default_status: int | None = None,
 ) -> ProviderError:
-    """The error object a provider sent inside a 200 response, mapped like an HTTP status.
-
-    The status is the one the object names: a numeric ``code`` (OpenRouter's
-    ``{"code": 400, ...}``), ``status_code`` or ``status`` (Groq's), else a known string
-    ``code``, else ``default_status``. With none, it is a plain (retryable)
-    :class:`ProviderError`: nothing says another attempt would fail the same way.
-    """
+    """An error object sent inside a 200 response, mapped by the status it names (a numeric
+    ``code``, ``status_code`` or ``status``, else a known string ``code``, else
+    ``default_status``); with none, a retryable :class:`ProviderError`."""
     body = error if isinstance(error, Mapping) else {}
     status = next(
         (
@@ -152,11 +145,7 @@ def error_in_body(
 
 
 def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:
-    """Map an ``httpx``/``httpx2`` transport exception, or return ``None`` if it is not one.
-
-    The SDKs use httpx2 (google-genai may use httpx); both are imported only here, after an
-    SDK has already loaded them, so this costs nothing at import time.
-    """
+    """Ours for an ``httpx``/``httpx2`` transport exception (the SDKs' stacks), else ``None``."""
     for module_name in ("httpx2", "httpx"):
         module: Any = sys.modules.get(module_name)
         if module is None:

@@ -73,11 +73,8 @@ _STREAM_ERROR_STATUS = {
 
 
 class AnthropicBackend(SDKBackend):
-    """Claude models through the Messages API.
-
-    ``params`` go into the request body as they are (``top_p``, ``thinking``, ``metadata``...).
-    ``temperature`` is sent only when you set it.
-    """
+    """Claude models. ``params`` go into the body as they are (``top_p``, ``thinking``...);
+    ``temperature`` is sent only when you set it."""
 
     provider: str = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
@@ -267,12 +264,8 @@ class _Turn:
         self.pauses = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks (as the API's JSON).
-
-        A search the API ran may get its result in a later response: a turn paused while it
-        ran continues with the result first. So a search stays pending across responses and
-        is reported once, when its result arrives (or, if it never does, as failed).
-        """
+        """Read one response's content blocks. A search stays pending until its result arrives,
+        maybe in a later response (a paused turn continues with it), or is reported as failed."""
         for block in blocks:
             kind = block.get("type")
             if kind == "text":

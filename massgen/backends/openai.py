@@ -133,10 +133,8 @@ class OpenAIBackend(SDKBackend):
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Search models (``gpt-4o-search-preview``, ``gpt-5-search-api``...) search on Chat
-        Completions, with no function tools and no domain filters; the others that take the
-        Responses ``web_search`` tool search there, next to function tools, with an allow
-        list (OpenAI has no block list)."""
+        """Search models search on Chat Completions (no function tools, no domain filters);
+        the others on Responses, next to function tools, with an allow list only."""
         if tool.name not in self.native_tools:
             return False
         model = model or self.model
@@ -163,11 +161,8 @@ class OpenAIBackend(SDKBackend):
 
     # -- requests ----------------------------------------------------------------------------
     def _payload(self, request: CompletionRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
-        """The API and its JSON body: settings, then ``params`` and ``extra`` on top.
-
-        A declared native search goes to the Responses API unless the model searches on Chat
-        Completions; there ``reasoning_effort`` becomes ``reasoning.effort``, nothing stored.
-        """
+        """The API and its body, ``params`` and ``extra`` on top. A native search goes to
+        Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
         check_native(request, self.native_tools, self.provider)
         model = request.model or self.model

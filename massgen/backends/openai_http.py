@@ -1,11 +1,9 @@
 """massgen's own client for OpenAI-compatible APIs: JSON and server-sent events on aiohttp.
 
-Importing the ``openai`` SDK costs about 0.9 s of CPU, and its httpx pool several ms of CPU per
-request at a batch's ~200 requests in flight (encode/httpcore#1035); aiohttp spends a
-fraction of a millisecond. Every client of a process shares one :class:`aiohttp.ClientSession`
-per event loop, made on first use and closed when the last client using it closes, or else
-when the loop shuts down. The client never retries (the retry wrapper has the one budget)
-and maps every failure to our errors where it enters, without the key.
+The SDK costs ~0.9 s of CPU to import and httpx several ms per request at ~200 in flight
+(encode/httpcore#1035); aiohttp a fraction of one. All clients of a process share one session
+per event loop, closed with its last user or when the loop shuts down. Nothing is retried
+here (the retry wrapper has the one budget); failures become our errors, without the key.
 """
 
 from __future__ import annotations
@@ -101,9 +99,8 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy ``HTTPS_PROXY`` or ``HTTP_PROXY`` (either case) names for ``url``, unless
-    ``NO_PROXY`` excludes its host. Read once per client rather than by aiohttp's
-    ``trust_env``, which reads the environment and ``~/.netrc`` in a thread per request."""
+    """The proxy ``HTTP(S)_PROXY`` names for ``url`` unless ``NO_PROXY`` excludes it, read once
+    per client (aiohttp's ``trust_env`` reads it and ``~/.netrc`` in a thread per request)."""
     proxies = urllib.request.getproxies_environment()
     parts = urlsplit(url)
     proxy = proxies.get(parts.scheme)
@@ -240,12 +237,8 @@ class HTTPChatClient:
 
 
 async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event, as soon as its blank line arrives.
-
-    Lines end in CR, LF or CRLF (the spec allows each; a CRLF may be split across reads);
-    an event's ``data:`` lines are joined with newlines; comments (``:``) and the fields
-    these APIs do not use (``event:``, ``id:``) are skipped.
-    """
+    """The ``data`` of each server-sent event as soon as its blank line arrives: lines end in
+    CR, LF or CRLF (split across reads too), comments and other fields are skipped."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     data: list[str] = []
     rest = ""

@@ -35,12 +35,8 @@ _FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 # -- requests out ----------------------------------------------------------------------------
 def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
-    """Our conversation as Responses ``input`` items.
-
-    System turns stay in place as ``system`` messages (xAI takes no ``instructions``); an
-    assistant's tool calls become ``function_call`` items and tool turns
-    ``function_call_output`` items, paired by ``call_id``.
-    """
+    """Our conversation as ``input`` items: system turns in place (xAI takes no
+    ``instructions``), tool calls and results as ``function_call``/``_output`` items."""
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
@@ -156,11 +152,8 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
 
 
 class Assembly:
-    """A streamed response: text deltas as they come, the finished response at the end.
-
-    ``response.completed`` (or ``response.incomplete``) carries the whole response, which is
-    read as a non-streamed one; a stream that ends without it was cut off.
-    """
+    """A streamed response: text deltas as they come; ``response.completed`` (or
+    ``.incomplete``) carries the whole response; a stream without it was cut off."""
 
     def __init__(self, model: str, *, provider: str) -> None:
         self.model = model
@@ -201,11 +194,8 @@ class Assembly:
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
-    """The error a failed response (or an ``error`` event) reports, as ours.
-
-    Mapped like an HTTP status, so retries follow the one table: most codes name a bad
-    request (a prompt refused, an image it cannot read) that another attempt cannot fix.
-    """
+    """A failed response's (or ``error`` event's) error, mapped like a status: most codes
+    name a bad request that another attempt cannot fix."""
     if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
         error = error["error"]  # an ``error`` event: {"type": "error", "error": {...}}
     return error_in_body(error, provider=provider, default_status=400)

@@ -35,10 +35,7 @@ class Rule:
 
 
 class ReplayBackend(Backend):
-    """Answers from rules and canned replies, the same way every time.
-
-    Use it for offline demos and for tests of everything above the backend layer.
-    """
+    """Answers from rules and canned replies, the same way every time (offline demos, tests)."""
 
     provider: str = "replay"
     supports_tools: bool = False
@@ -148,10 +145,8 @@ def task_line(request: CompletionRequest) -> str:
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """Read an answers file (YAML or JSON) holding ``rules``, ``replies`` and ``default``.
-
-    A relative path is taken from ``base_dir`` (the config file's folder) when given.
-    """
+    """An answers file (YAML or JSON) of ``rules``, ``replies`` and ``default``; a relative
+    path is taken from ``base_dir`` (the config file's folder)."""
     file = Path(path).expanduser()
     if not file.is_absolute() and base_dir is not None:
         file = Path(base_dir) / file
