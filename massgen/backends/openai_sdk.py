@@ -41,42 +41,30 @@ class SDKChatClient:
         if client is not None:
             await client.close()
 
-    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        client = self._get_client()
-        model, items, rest = _split(api, body)
+    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
+        """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest
+        as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
+        client, rest = self._get_client(), dict(body)
+        key = "input" if api == "responses" else "messages"
+        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
+        if rest.pop("stream", False):
+            args["stream"] = True
         endpoint: Any = client.responses if api == "responses" else client.chat.completions
-        with self._mapped():
-            response = await endpoint.create(
-                model=model, **items, extra_body=rest or None, timeout=seconds
-            )
+        return await endpoint.create(**args, extra_body=rest or None)
+
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        with sdk_errors(openai, provider=self.provider, secret=self._api_key):
+            response = await self._create(api, body, seconds)
         return response.to_dict(warnings=False)
 
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._get_client()
-        model, items, rest = _split(api, body)
-        rest.pop("stream", None)
-        endpoint: Any = client.responses if api == "responses" else client.chat.completions
-        with self._mapped():
-            stream = await endpoint.create(
-                model=model, **items, stream=True, extra_body=rest, timeout=seconds
-            )
-            async with stream:
+        with sdk_errors(openai, provider=self.provider, secret=self._api_key):
+            async with await self._create(api, body, seconds) as stream:
                 async for chunk in stream:
                     yield chunk.to_dict(warnings=False)
         # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
         # one cut short raises): to it, and so to us, the stream is complete.
         if api != "responses":
             yield DONE
-
-    def _mapped(self) -> Any:
-        return sdk_errors(openai, provider=self.provider, secret=self._api_key)
-
-
-def _split(api: str, body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest goes
-    on as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
-    rest = dict(body)
-    key = "input" if api == "responses" else "messages"
-    return rest.pop("model"), {key: rest.pop(key)}, rest
