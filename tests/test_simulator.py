@@ -68,6 +68,9 @@ async def claude(sim: ProviderSimulator) -> AsyncIterator[anthropic.AsyncAnthrop
 
 
 def _gemini(sim: ProviderSimulator, **options: Any) -> genai.Client:
+    # With aiohttp installed (massgen's own client), google-genai would switch to it: keep it
+    # on httpx2, as GoogleBackend does.
+    options.setdefault("async_client_args", {"transport": httpx2.AsyncHTTPTransport()})
     http = genai_types.HttpOptions(base_url=sim.gemini_base_url, **options)
     return genai.Client(api_key="g-test", http_options=http)
 
