@@ -70,8 +70,6 @@ class Agent:
         """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
         self.local_handle: Any = None
         """The orchestrator's in-process handle, once made: ``ask_agent`` goes through it."""
-        self.memory_strategy = memory_strategy
-        self.memory_size = memory_size
         self.memory = Conversation(memory_strategy, memory_size)
         """Short-term memory (see :mod:`massgen.memory.short_term`)."""
         self.long_term: Any = None
@@ -85,7 +83,10 @@ class Agent:
         self._backend: Backend | None = backend if not isinstance(backend, str | None) else None
 
     def __repr__(self) -> str:
-        return f"Agent(name={self.name!r}, backend={self.backend_label()!r})"
+        built = self._backend
+        label = built.describe() if built is not None else str(self._backend_spec)
+        label = f"{label} ({self.model})" if self.model and self.model not in label else label
+        return f"Agent(name={self.name!r}, backend={label!r})"
 
     @property
     def backend(self) -> Backend:
@@ -102,11 +103,6 @@ class Agent:
 
             self._backend = create_backend(str(spec), model=self.model or "", name=str(spec))
         return self._backend
-
-    def backend_label(self) -> str:
-        built = self._backend
-        label = built.describe() if built is not None else str(self._backend_spec)
-        return f"{label} ({self.model})" if self.model and self.model not in label else label
 
     def model_name(self) -> str:
         return self.model or self.backend.model
@@ -162,50 +158,39 @@ class Agent:
         *,
         backend: Backend | None = None,
         ctx: ToolContext | None = None,
+        memory: MemoryContext | None = None,
+        on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
         """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
 
-        ``backend`` replaces this agent's own for the call (the orchestrator's, wrapped in
-        retries and cache); ``ctx`` is the run's, for this turn's tool calls.
+        ``backend`` replaces this agent's own (the orchestrator's, wrapped in retries and
+        cache). ``memory``: memory the caller owns (a worker answering for a run elsewhere),
+        so concurrent runs never mix; a summary written first (``memory.fold``) goes to
+        ``on_folded`` at once, for the caller to store even if the answer fails.
         """
         used = self._usable(backend)
+        if memory is not None:
+            conv = self.memory.fork(memory)
+            folded = await conv.fold(self, used) if memory.fold else None
+            if folded is not None:
+                await conv.keep(folded)
+                if on_folded is not None:
+                    on_folded(folded)
+            return await self._answer(turn, conv, used, on_delta, ctx)
         on_event = ctx.emit if ctx else None
         extra = await self.memory.prepare(self, used, on_event)
-        memory = self.memory
+        conv = self.memory
         if self.long_term is not None:
             # recalled for this turn only: concurrent turns (a batch) each keep their own
             recalled = await self.long_term.recall_for(self.name, turn)
-            memory = memory.fork(memory.context(recalled))
-        completion = await self._answer(turn, memory, used, on_delta, ctx)
+            conv = conv.fork(conv.context(recalled))
+        completion = await self._answer(turn, conv, used, on_delta, ctx)
         if on_event is None and extra.total_tokens:
             # Nobody hears the summary's events: its usage (one request) rides on this answer.
             completion = dataclasses.replace(
                 completion, usage=completion.usage + extra, requests=completion.requests + 1
             )
         return completion
-
-    async def respond_with(
-        self,
-        turn: Turn,
-        memory: MemoryContext,
-        on_delta: OnDelta | None = None,
-        *,
-        backend: Backend | None = None,
-        ctx: ToolContext | None = None,
-        on_folded: Callable[[Folded], None] | None = None,
-    ) -> tuple[Completion, Folded | None]:
-        """Answer one turn with memory its caller owns (a worker answering for a run
-        elsewhere); this agent's own memory is untouched, so concurrent runs never mix. A
-        summary written first (``memory.fold``) is returned for the caller to store, and
-        handed to ``on_folded`` at once (so it survives the answer failing)."""
-        used = self._usable(backend)
-        conv = self.memory.fork(memory)
-        folded = await conv.fold(self, used) if memory.fold else None
-        if folded is not None:
-            await conv.keep(folded)
-            if on_folded is not None:
-                on_folded(folded)
-        return await self._answer(turn, conv, used, on_delta, ctx), folded
 
     def _usable(self, backend: Backend | None) -> Backend:
         used = backend or self.backend

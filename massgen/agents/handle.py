@@ -63,12 +63,6 @@ class LocalHandle:
             self._backend = Bound(stack, CallContext(self.name))
         return self._backend
 
-    def _bound(self, on_retry: OnRetry | None) -> Backend:
-        backend = self.backend
-        if on_retry is None:
-            return backend
-        return Bound(backend.inner, CallContext(self.name, on_retry=on_retry))
-
     @property
     def supports_tools(self) -> bool:
         return self.backend.supports_tools
@@ -80,27 +74,15 @@ class LocalHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
-    ) -> Completion:
-        return await self.agent.respond(turn, on_delta, backend=self._bound(on_retry), ctx=ctx)
-
-    async def answer(
-        self,
-        turn: Turn,
-        memory: MemoryContext,
-        on_delta: OnDelta | None = None,
+        memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
-        ctx: ToolContext | None = None,
-        on_retry: OnRetry | None = None,
-    ) -> tuple[Completion, Folded | None]:
-        """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
-        see :meth:`Agent.respond_with`)."""
-        return await self.agent.respond_with(
-            turn,
-            memory,
-            on_delta,
-            backend=self._bound(on_retry),
-            ctx=ctx,
-            on_folded=on_folded,
+    ) -> Completion:
+        """``memory``/``on_folded``: memory the caller owns (see :meth:`Agent.respond`)."""
+        backend: Backend = self.backend
+        if on_retry is not None:
+            backend = Bound(self.backend.inner, CallContext(self.name, on_retry=on_retry))
+        return await self.agent.respond(
+            turn, on_delta, backend=backend, ctx=ctx, memory=memory, on_folded=on_folded
         )
 
     def cost_of(self, completion: Completion) -> float:

@@ -75,18 +75,6 @@ async def run_turn(
     )
     ctx = ctx or ToolContext()
     backend, request = tools.plan(backend, request, ctx)
-    return await _loop(backend, request, on_delta, tools, ctx, max_iterations, window)
-
-
-async def _loop(
-    backend: Backend,
-    request: CompletionRequest,
-    on_delta: OnDelta | None,
-    tools: ToolBox,
-    ctx: ToolContext,
-    max_iterations: int,
-    window: RequestWindow | None,
-) -> Completion:
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
     usage, latency, cached, requests = Usage(), 0.0, True, 0

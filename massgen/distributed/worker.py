@@ -191,17 +191,23 @@ class HostedAgent(BusAgent):
         written: list[Folded] = []  # a summary written before the answer failed still counts
         outcome: Completion | Exception
         try:
-            outcome, folded = await self.handle.answer(
-                turn, memory, pump, written.append, ToolContext(emit=on_event), on_retry
+            outcome = await self.handle.ask(
+                turn,
+                pump,
+                ToolContext(emit=on_event),
+                on_retry=on_retry,
+                memory=memory,
+                on_folded=written.append,
             )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
-            outcome, folded = e, (written[0] if written else None)
+            outcome = e
         finally:
             self.in_flight -= 1
+        folded = written[0] if written else None
         if pump is not None:
             await pump.close()
         seconds = time.perf_counter() - started

@@ -215,13 +215,8 @@ class ToolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
-def config_error(error: ValidationError, hint: str | None = None) -> ConfigError:
-    """The first problem of ``error`` as a :class:`ConfigError` naming its key."""
-    item = error.errors()[0]
-    key = ".".join(str(p) for p in item["loc"]) or None
-    return ConfigError(
-        item["msg"], key=key, hint=hint if item["type"] == "extra_forbidden" else None
-    )
+COMMON_KEYS = ("use", "timeout", "max_output", "description")
+"""Keys every ``tools:`` entry takes, whatever the tool."""
 
 
 class BuiltinTool(Tool):
@@ -233,16 +228,27 @@ class BuiltinTool(Tool):
     def __init__(
         self, settings: ToolSettings | None = None, *, base_dir: Path | None = None, **options: Any
     ) -> None:
-        if settings is None:
-            try:
-                settings = self.Settings.model_validate(options)
-            except ValidationError as e:
-                raise config_error(e) from None
-        elif options:
+        if settings is not None and options:
             raise TypeError("pass either a Settings value or keyword settings, not both")
-        self.settings = settings
+        self.settings = settings or self.parse(options)
         self.base_dir = base_dir
         self.setup()
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ToolSettings:
+        """``options`` as settings; a :class:`ConfigError` naming the first bad key."""
+        try:
+            return cls.Settings.model_validate(options)
+        except ValidationError as e:
+            item = e.errors()[0]
+            allowed = ", ".join([*cls.Settings.model_fields, *COMMON_KEYS])
+            raise ConfigError(
+                item["msg"],
+                key=".".join(str(p) for p in item["loc"]) or None,
+                hint=f"settings of {cls.name}: {allowed}"
+                if item["type"] == "extra_forbidden"
+                else None,
+            ) from None
 
     def setup(self) -> None:
         """Check and prepare settings once, when the tool is built."""

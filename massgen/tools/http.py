@@ -21,7 +21,7 @@ from pydantic import Field, SecretStr
 
 from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
-from massgen.tools.netcheck import Resolver, check_url, system_resolver
+from massgen.tools.netcheck import Resolver, Target, check_url, system_resolver
 
 if TYPE_CHECKING:
     import httpx
@@ -88,39 +88,51 @@ class APICall(BuiltinTool):
     ) -> str:
         import httpx
 
+        from massgen.backends._common import tls_context  # one CA load per process
+
         s, method = self.settings, method.upper()
         if method not in s.methods:
             raise ToolError(f"method {method} not allowed; allowed: {s.methods}")
         own = {k.lower() for k in s.headers}  # the settings' headers win
         extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED | own}
-        # The process's one TLS context: loading a CA store per client blocks for tens of ms.
-        from massgen.backends._common import tls_context
-
+        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
+        origin: tuple[str, str, int] | None = None
         client = httpx.AsyncClient(
             transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
         )
-        started, origin = time.monotonic(), _origin(url)
-        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
+        deadline = time.monotonic() + s.time_limit
         try:
             async with asyncio.timeout(s.time_limit), client:
                 for _ in range(s.max_redirects + 1):  # followed by hand, each one re-checked
-                    left = s.time_limit - (time.monotonic() - started)
-                    if left <= 0:
-                        raise TimeoutError
+                    try:
+                        parsed = httpx.URL(url)
+                    except httpx.InvalidURL as e:
+                        raise ToolError(f"bad URL: {e}") from None
+                    if parsed.userinfo:
+                        raise ToolError("refused URL: credentials in URLs are not allowed")
+                    target = await check_url(
+                        parsed.scheme,
+                        parsed.host,
+                        parsed.port,
+                        allow_hosts=s.allow_hosts,
+                        resolver=self.resolver,
+                    )
+                    if origin is None:
+                        origin = (target.scheme, target.host, target.port)
+                    elif (target.scheme, target.host, target.port) != origin:
+                        # Another origin: it gets no credential, now or later in the chain.
+                        secrets = {}
+                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     response, data = await self._send(
-                        client, method, url, {**extra, **secrets}, body, left
+                        client, method, parsed, target, {**extra, **secrets}, body, deadline
                     )
                     location = response.headers.get("location")
                     if response.status_code not in (301, 302, 303, 307, 308) or not location:
                         return render_response(response, data, s.max_bytes)
                     try:
-                        url = str(httpx.URL(url).join(location))
+                        url = str(parsed.join(location))
                     except httpx.InvalidURL as e:
                         raise ToolError(f"bad redirect URL: {e}") from None
-                    if _origin(url) != origin:
-                        # Another origin: it gets no credential, now or later in the chain.
-                        secrets = {}
-                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     if response.status_code == 303 or (
                         response.status_code in (301, 302) and method == "POST"
                     ):
@@ -133,38 +145,24 @@ class APICall(BuiltinTool):
         self,
         client: httpx.AsyncClient,
         method: str,
-        url: str,
+        url: httpx.URL,
+        target: Target,
         headers: dict[str, str],
         body: Any,
-        left: float,
+        deadline: float,
     ) -> tuple[httpx.Response, bytes]:
+        """One request to the checked address (the name kept in Host and SNI), the body read
+        up to just past ``max_bytes``."""
         import httpx
 
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as e:
-            raise ToolError(f"bad URL: {e}") from None
-        if parsed.userinfo:
-            raise ToolError("refused URL: credentials in URLs are not allowed")
-        check = check_url(
-            parsed.scheme,
-            parsed.host,
-            parsed.port,
-            allow_hosts=self.settings.allow_hosts,
-            resolver=self.resolver,
-        )
-        try:
-            target = await asyncio.wait_for(check, left)
-        except TimeoutError:
-            raise ToolError("resolving the host timed out") from None
         default_port = 443 if target.scheme == "https" else 80
         host = target.host if target.port == default_port else f"{target.host}:{target.port}"
         request = client.build_request(
             method,
-            parsed.copy_with(host=target.address, port=target.port),  # the checked address
+            url.copy_with(host=target.address, port=target.port),
             headers={**headers, "Host": host, "Accept-Encoding": "identity"},
             json=body,
-            timeout=left,
+            timeout=max(0.001, deadline - time.monotonic()),
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
         )
         try:
@@ -182,18 +180,6 @@ class APICall(BuiltinTool):
         except httpx.HTTPError as e:
             raise ToolError(f"request failed: {type(e).__name__}: {e}") from None
         return response, bytes(data)
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port (the default one filled in) of ``url``; ``None`` if unparsable."""
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return None
-    default = {"http": 80, "https": 443}.get(parsed.scheme)
-    return parsed.scheme, parsed.host.lower().rstrip("."), parsed.port or default
 
 
 def render_response(response: httpx.Response, data: bytes, limit: int) -> str:

@@ -13,12 +13,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
-from massgen.tools.base import Tool, config_error, tool
+from massgen.tools.base import COMMON_KEYS, Tool, tool
 
 BUILTINS: dict[str, str] = {
     "calculator": "massgen.tools.calculator:Calculator",
@@ -33,9 +31,6 @@ BUILTINS: dict[str, str] = {
 """Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
 CUSTOM = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-COMMON_KEYS = ("use", "timeout", "max_output", "description")
-"""Keys every tool entry takes, whatever the tool."""
 
 
 def builtin(name: str) -> str | None:
@@ -55,13 +50,7 @@ def build_tool(
     canonical = builtin(use)
     if canonical is not None:
         cls = load_object(BUILTINS[canonical], None, what="tool")
-        settings_model = cls.Settings
-        try:
-            parsed = settings_model.model_validate(options)
-        except ValidationError as e:
-            allowed = ", ".join([*settings_model.model_fields, *COMMON_KEYS])
-            raise config_error(e, f"settings of {cls.name}: {allowed}") from None
-        made = cls(parsed, base_dir=base_dir)
+        made = cls(cls.parse(options), base_dir=base_dir)
     elif CUSTOM.fullmatch(use):
         made = _custom(use, options, base_dir)
     else:
