@@ -1,14 +1,9 @@
 """``api_call``: one HTTP request to a public API, with the answer cut to size.
 
-The URL comes from a model that may have read hostile text (server-side request forgery):
-every destination, the first and each redirect's, passes :func:`~massgen.tools.netcheck.
-check_url`, and the request goes to the checked address itself (the name kept in ``Host``
-and SNI), so DNS cannot change between check and connect. Redirects are followed by hand,
-at most ``max_redirects``; environment proxies are ignored; the body is capped at
-``max_bytes`` and the whole exchange at ``time_limit`` (one deadline, so a server dripping
-bytes cannot stretch it). Headers from the settings (API keys, never shown to the model) go
-only to the first URL's origin: once a redirect leaves it, they and the model's own
-``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped, as browsers do.
+The URL may come from hostile text (SSRF): every hop passes
+:func:`~massgen.tools.netcheck.check_url` and goes to the checked address; redirects are
+followed by hand; one deadline bounds the whole exchange; settings' headers and the model's
+credentials never follow a redirect to another origin (docs/tools.md, ``api_call``).
 """
 
 from __future__ import annotations
@@ -28,34 +23,20 @@ if TYPE_CHECKING:
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
-_DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
-
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers of the model's own that never follow a redirect to another origin."""
-
-_BANNED = frozenset(
-    [
-        *("host", "connection", "content-length", "transfer-encoding", "upgrade", "te"),
-        *("proxy-authorization", "trailer", "keep-alive"),
-    ]
-)
+_BANNED = {"host", "connection", "content-length", "transfer-encoding", "upgrade", "te"}
+_BANNED |= {"proxy-authorization", "trailer", "keep-alive"}
 
 
 class HttpSettings(ToolSettings):
-    allow_hosts: list[str] | None = None
-    """Hosts that may be called (``api.example.com`` or ``*.example.com``); none: any
-    public host."""
-    methods: list[Method] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
-    """Methods the model may use."""
+    allow_hosts: list[str] | None = None  # ``api.example.com``, ``*.example.com``; None: any
+    methods: list[Method] = Field(default_factory=lambda: ["GET", "HEAD", "POST"])
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Headers sent with every request (e.g. ``Authorization: Bearer ${API_KEY}``); kept
-    secret: never shown to the model, in reprs or in logs."""
-    max_bytes: int = Field(default=100_000, gt=0)
-    """Bytes of the response body read at most."""
-    time_limit: float = Field(default=15.0, gt=0)
-    """Seconds the whole exchange may take, redirects included."""
+    """Sent with every request (``Authorization: Bearer ${API_KEY}``); never shown or logged."""
+    max_bytes: int = Field(default=100_000, gt=0)  # of the response body
+    time_limit: float = Field(default=15.0, gt=0)  # the whole exchange, redirects included
     max_redirects: int = Field(default=3, ge=0, le=10)
-    """Redirects followed at most (each one re-checked)."""
 
 
 class APICall(BuiltinTool):

@@ -1,12 +1,8 @@
 """Is this URL safe to fetch from here? Scheme, host form, allowlist, resolved addresses.
 
-Hostile text may have picked the URL for the model; the classic targets are the host itself
-(``127.0.0.1`` and disguises ``2130706433``, ``0x7f.1``, ``127.1``, ``[::ffff:127.0.0.1]``),
-the private network and cloud metadata (``169.254.169.254``). Rules, in order: http(s) only;
-a host neither a DNS name nor a canonical IP literal is refused (numeric forms the OS would
-read as an address are never resolved); the allowlist (``example.com``, ``*.example.com``);
-*every* resolved address public (IPv4-mapped, 6to4, Teredo and NAT64 unwrapped first). The
-caller connects to the checked address itself, keeping the name for ``Host`` and SNI.
+A model that read hostile text may aim at the host itself (``2130706433``, ``0x7f.1``,
+``[::ffff:127.0.0.1]``), the private network or cloud metadata: see ``api_call`` in
+docs/tools.md for the rules. The caller connects to the checked address itself.
 """
 
 from __future__ import annotations
@@ -63,19 +59,11 @@ def unwrap(ip: IPAddress) -> IPAddress:
 
 
 def is_public(ip: IPAddress) -> bool:
-    inner = unwrap(ip)
-    for candidate in {ip, inner}:
-        if (
-            candidate.is_private
-            or candidate.is_loopback
-            or candidate.is_link_local
-            or candidate.is_multicast
-            or candidate.is_reserved
-            or candidate.is_unspecified
-            or not candidate.is_global
-        ):
-            return False
-    return True
+    """Whether ``ip``, and the IPv4 address it may carry, are both plainly global."""
+    kinds = ("private", "loopback", "link_local", "multicast", "reserved", "unspecified")
+    return all(
+        c.is_global and not any(getattr(c, f"is_{k}") for k in kinds) for c in {ip, unwrap(ip)}
+    )
 
 
 def literal_ip(host: str) -> IPAddress | None:
