@@ -288,7 +288,8 @@ def run_read_only(
                 if first is not None and first.group().lower() in _STREAMED:
                     options["stream_results"] = True
                 result = connection.exec_driver_sql(sql, execution_options=options)
-                columns, rows, note = [], [], None
+                rows: list[Row[Any]] = []
+                columns, note = [], None
                 if result.returns_rows:
                     columns = list(result.keys())
                     rows, note = collect(result, max_rows, max_bytes)

@@ -31,7 +31,7 @@ _BANNED |= {"proxy-authorization", "trailer", "keep-alive"}
 
 class HttpSettings(ToolSettings):
     allow_hosts: list[str] | None = None  # ``api.example.com``, ``*.example.com``; None: any
-    methods: list[Method] = Field(default_factory=lambda: ["GET", "HEAD", "POST"])
+    methods: list[Method] = ["GET", "HEAD", "POST"]  # pydantic copies mutable defaults
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     """Sent with every request (``Authorization: Bearer ${API_KEY}``); never shown or logged."""
     max_bytes: int = Field(default=100_000, gt=0)  # of the response body
