@@ -7,6 +7,7 @@ strategies; the orchestrator reaches it through an :class:`~massgen.agents.handl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,6 @@ class Agent:
             raise ConfigError("must be at least 1", key="max_tool_iterations")
         self.tools = tuple(tools)
         self.max_tool_iterations = max_tool_iterations
-        self._toolbox: ToolBox | None = None
         self.notes: list[tuple[str, str]] = []
         """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
         self.local_handle: Any = None
@@ -107,12 +107,10 @@ class Agent:
     def model_name(self) -> str:
         return self.model or self.backend.model
 
-    def build_messages(
-        self, turn: Turn, memory: Conversation | None = None
-    ) -> tuple[ChatMessage, ...]:
+    def build_messages(self, turn: Turn) -> tuple[ChatMessage, ...]:
         """The conversation sent for ``turn`` (role, memory, notes delivered once, prompt),
         within the model's context window (see :meth:`Conversation.compose`)."""
-        return self._compose(turn, memory or self.memory)[0]
+        return self._compose(turn, self.memory)[0]
 
     def _compose(
         self, turn: Turn, memory: Conversation
@@ -141,15 +139,13 @@ class Agent:
         self.notes.append((sender, text.replace("</note", "<\\/note")))
         del self.notes[:-keep]
 
-    @property
+    @functools.cached_property
     def toolbox(self) -> ToolBox:
         """The agent's tools, built on first use."""
-        if self._toolbox is None:
-            from massgen.tools.registry import as_tools
-            from massgen.tools.runner import ToolBox
+        from massgen.tools.registry import as_tools
+        from massgen.tools.runner import ToolBox
 
-            self._toolbox = ToolBox(as_tools(self.tools))
-        return self._toolbox
+        return ToolBox(as_tools(self.tools))
 
     async def respond(
         self,

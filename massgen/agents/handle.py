@@ -1,7 +1,5 @@
-"""How strategies reach agents: an in-process call here, a request over the bus elsewhere.
-
-Strategies see only :class:`AgentHandle`; whether the agent runs in this process or on a
-worker across the network is the handle's business.
+"""How strategies reach agents: :class:`AgentHandle`, an in-process call here
+(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.remote``).
 """
 
 from __future__ import annotations
@@ -42,12 +40,8 @@ class AgentHandle(Protocol):
 
 
 class LocalHandle:
-    """A handle to an agent in this process.
-
-    ``wrap`` gives the agent's backend in its resilience stack (built lazily, on the first
-    turn; the orchestrator's :meth:`~massgen.orchestrator.Orchestrator._wrap`). Each request
-    is stamped with who asks (:class:`~massgen.types.CallContext`) for the wrappers.
-    """
+    """A handle to an agent in this process. ``wrap`` gives the agent's backend in its
+    resilience stack (built on the first turn); each request is stamped with who asks."""
 
     def __init__(self, agent: Agent, wrap: Callable[[Agent], Backend] | None = None) -> None:
         self.agent = agent

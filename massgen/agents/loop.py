@@ -1,11 +1,9 @@
 """One agent turn against a backend: the request, streamed, until a final answer.
 
-With tools of the agent's own a turn is a loop: send the tools, run the calls the model
-makes (concurrently), send back one result per call, ask again; at most ``max_iterations``
-rounds, then one last request with ``tool_choice="none"``. A turn carrying its own tools (a
-consensus vote) is a structured reply the strategy reads: those calls are never run.
-Every follow-up request fits the context window: earlier-turn memory is trimmed first, then
-the largest tool results clipped; if even that does not fit, :class:`ContextLimitExceeded`.
+With tools of the agent's own a turn is a loop (run the calls, send back the results, ask
+again; at most ``max_iterations`` rounds, then one last request with ``tool_choice="none"``),
+each follow-up fitted to the context window. A turn carrying its own tools (a consensus
+vote) is a structured reply the strategy reads: those calls are never run.
 """
 
 from __future__ import annotations
@@ -37,8 +35,8 @@ DEFAULT_MAX_TOOL_ITERATIONS = 8
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """Send ``request``; return the final completion. Streamed only when someone listens
-    (``on_delta``): a plain request costs a fraction of the CPU of parsing every chunk."""
+    """The final completion of ``request``, streamed only when ``on_delta`` listens (a plain
+    request costs a fraction of the CPU)."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None
@@ -65,9 +63,7 @@ async def run_turn(
     window: RequestWindow | None = None,
 ) -> Completion:
     """Answer one turn; the completion carries the usage and latency of all its requests.
-
-    ``ctx`` goes to every tool call; ``ctx.emit`` gets a ``ToolCalled`` and a ``ToolResult``
-    per call. ``window`` bounds the follow-up requests (``request`` is sent as it is)."""
+    ``ctx.emit`` hears each tool call and result; ``window`` bounds the follow-ups."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
     request = dataclasses.replace(
@@ -132,14 +128,10 @@ async def run_turn(
     )
 
 
-def short_args(arguments: object, limit: int = 200) -> str:
-    """Arguments as compact JSON, cut for events and logs."""
-    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:
-    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=short_args(arguments)))
+    args = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
+    args = args if len(args) <= 200 else args[:199] + "…"
+    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=args))
 
 
 def _result(agent: str, call_id: str, name: str, ok: bool, took: float, out: str) -> ev.Event:
@@ -154,10 +146,8 @@ _FENCE_END = "\n</tool_output>"
 
 
 def _fit(window: RequestWindow, loop: list[ChatMessage]) -> tuple[ChatMessage, ...]:
-    """The next request of a tool loop within ``window``: the opening messages with as
-    much earlier-turn memory as fits beside ``loop``, else the role and prompt alone with
-    the largest tool results clipped (in ``loop`` itself, so later requests keep them
-    clipped). Raises :class:`ContextLimitExceeded` when even that does not fit."""
+    """The next request of a tool loop within ``window``: earlier-turn memory trimmed first,
+    then the largest tool results clipped (in ``loop``, so they stay clipped)."""
     count = window.count
     need = sum(count(m) for m in loop)
     opening = window.opening(need)
@@ -180,8 +170,7 @@ def _fit(window: RequestWindow, loop: list[ChatMessage]) -> tuple[ChatMessage, .
 
 
 def _clip(message: ChatMessage, budget: int, count: Callable[[ChatMessage], int]) -> ChatMessage:
-    """``message`` (a tool result) with its output cut so that it counts at most ``budget``
-    tokens if it can, keeping the fence and saying how much was left out."""
+    """``message`` (a tool result) cut to ``budget`` tokens if it can be, fence kept."""
     if count(message) <= budget:
         return message
     content = message.content

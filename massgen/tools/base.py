@@ -9,6 +9,7 @@ not an argument. Raise :class:`~massgen.errors.ToolError` with a message for the
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import re
@@ -68,19 +69,15 @@ class Tool:
     def _target(self) -> Callable[..., Any]:
         return self.execute
 
+    @functools.cached_property
     def _signature(self) -> tuple[type[BaseModel], bool]:
-        """The argument model and whether the target takes a :class:`ToolContext` (found
-        once, then kept)."""
-        cached = self.__dict__.get("_sig")
-        if cached is None:
-            model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
-            cached = (type(self).Args or model, takes_ctx)
-            self.__dict__["_sig"] = cached
-        return cached
+        """The argument model and whether the target takes a :class:`ToolContext`."""
+        model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
+        return type(self).Args or model, takes_ctx
 
     def spec(self) -> ToolSpec:
         """What is offered to the model: name, description and the JSON schema."""
-        schema = self._signature()[0].model_json_schema()
+        schema = self._signature[0].model_json_schema()
         schema.pop("title", None)
         schema.setdefault("properties", {})
         return ToolSpec(self.name, self.description, schema)
@@ -90,19 +87,18 @@ class Tool:
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
         """A turn's last say on its request and backend, once per tool class in the toolbox
-        (``web_search`` swaps itself for the provider's own search here)."""
+        (``web_search`` swaps itself for the provider's own search)."""
         return backend, request
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False
     ) -> None:
-        """Fail now (a :class:`ConfigError` the caller locates in the config) when this tool
-        cannot work on ``backend``; the default can always."""
+        """Raise :class:`ConfigError` now if this tool cannot work on ``backend``."""
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
-        """Validate ``arguments``, run ``execute`` (sync ones in a thread), return text.
-        Raises :class:`ToolError` for bad arguments; what ``execute`` raises propagates."""
-        model, takes_ctx = self._signature()
+        """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a
+        thread), return text."""
+        model, takes_ctx = self._signature
         try:
             args = model.model_validate(dict(arguments))
         except ValidationError as e:
@@ -182,7 +178,7 @@ class FunctionTool(Tool):
         self.description = options.get("description") or _first_paragraph(fn.__doc__) or self.name
         self.timeout = options.get("timeout", self.timeout)
         self.max_output = options.get("max_output", self.max_output)
-        self._signature()  # a bad signature fails here, where the tool is made
+        self._signature  # noqa: B018 (a bad signature fails here, where the tool is made)
 
     def _target(self) -> Callable[..., Any]:
         return self.fn

@@ -1,18 +1,16 @@
-"""Building tools by name: the built-ins, and your own as ``module:Class``/``module:function``.
-
-Built-ins are imported only when built. Settings come from the team file's ``tools:``
-section, keyed by tool name; an entry's ``use:`` names what it builds (a built-in or
-``module:attr``), so one built-in can be offered twice under two names.
+"""Building tools by name: the built-ins (imported only when built), and your own as
+``module:Class``/``module:function``; an entry's ``use:`` names what it builds, so one
+built-in can be offered twice under two names.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from massgen.config._base import CUSTOM_CLASS as CUSTOM
 from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
@@ -30,14 +28,6 @@ BUILTINS: dict[str, str] = {
 }
 """Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
-CUSTOM = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-
-def builtin(name: str) -> str | None:
-    """The built-in's canonical name for ``name`` (seed spellings too), or ``None``."""
-    name = SEED_NAMES.get(name, name)
-    return name if name in BUILTINS else None
-
 
 def build_tool(
     name: str, settings: Mapping[str, Any] | None = None, base_dir: Path | None = None
@@ -47,15 +37,15 @@ def build_tool(
     options = dict(settings or {})
     use = str(options.pop("use", "") or name)
     common = {k: options.pop(k) for k in COMMON_KEYS[1:] if k in options}
-    canonical = builtin(use)
-    if canonical is not None:
+    canonical = SEED_NAMES.get(use, use)
+    if canonical in BUILTINS:
         cls = load_object(BUILTINS[canonical], None, what="tool")
         made = cls(cls.parse(options), base_dir=base_dir)
     elif CUSTOM.fullmatch(use):
         made = _custom(use, options, base_dir)
     else:
         raise ConfigError(f"unknown tool {use!r}", key="use" if use != name else None)
-    if (use != name or canonical is None) and not CUSTOM.fullmatch(name):
+    if (use != name or canonical not in BUILTINS) and not CUSTOM.fullmatch(name):
         made.name = name
     for key, value in common.items():
         if key == "description":
