@@ -87,9 +87,15 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
         ) from None
     except (RecursionError, MemoryError):
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep") from None
-    if sum(1 for _ in ast.walk(tree)) > s.max_nodes:
+    todo: list[tuple[ast.AST, int]] = [(tree, 0)]  # walked without recursion
+    nodes = deepest = 0
+    while todo:
+        node, level = todo.pop()
+        nodes, deepest = nodes + 1, max(deepest, level)
+        todo.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    if nodes > s.max_nodes:
         raise ToolError(f"expression has more than {s.max_nodes} parts")
-    if _depth(tree.body) > MAX_DEPTH:
+    if deepest > MAX_DEPTH:
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep")
     return _Evaluator(s).run(tree)
 
@@ -100,16 +106,6 @@ MAX_DEPTH = 200
 _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&|<>=!@]")
 
 
-def _depth(root: ast.AST) -> int:
-    """Height of the tree, found without recursion."""
-    deepest, todo = 0, [(root, 1)]
-    while todo:
-        node, level = todo.pop()
-        deepest = max(deepest, level)
-        todo.extend((child, level + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 class _Evaluator:
     def __init__(self, settings: CalculatorSettings) -> None:
         self.s = settings
@@ -118,9 +114,7 @@ class _Evaluator:
         self.deadline = time.monotonic() + settings.time_limit
         self.functions: dict[str, Callable[..., Number]] = {
             **{name: getattr(math, name) for name in _MATH.split()},
-            "abs": abs,
-            "min": min,
-            "max": max,
+            **dict(abs=abs, min=min, max=max),
             "round": self._round,
             "factorial": lambda n: math.factorial(self._cap(n)),
             "comb": lambda n, k: math.comb(self._cap(n), self._cap(k)),

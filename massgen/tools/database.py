@@ -356,19 +356,10 @@ def check_pg_role(connection: Connection) -> None:
     """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``), a
     superuser, a member of :data:`PG_SERVER_ROLES`, or able to execute one of
     :data:`PG_SERVER_FUNCTIONS`: the server's privileges are the guard no word list is."""
-    login = ""
-    supers: list[str] = []
-    members: list[str] = []
-    functions: set[str] = set()
-    for name, itself, superuser, server_role, executable in connection.exec_driver_sql(
-        _PG_ROLE_CHECK
-    ):
-        login = name if itself else login
-        if superuser:
-            supers.append(name)
-        if server_role:
-            members.append(name)
-        functions.update(executable)
+    roles = connection.exec_driver_sql(_PG_ROLE_CHECK).all()  # (name, is login, super,...)
+    login = next((r[0] for r in roles if r[1]), "")
+    supers, members = [r[0] for r in roles if r[2]], [r[0] for r in roles if r[3]]
+    functions = sorted({f for r in roles for f in r[4]})
     if supers:
         problem = (
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
@@ -376,9 +367,8 @@ def check_pg_role(connection: Connection) -> None:
     elif members or functions:
         parts = [f"is a member of {', '.join(members)}"] if members else []
         if functions:
-            shown = sorted(functions)
-            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-            parts.append(f"may execute {', '.join(shown[:3])}{more}")
+            more = f" and {len(functions) - 3} more" if len(functions) > 3 else ""
+            parts.append(f"may execute {', '.join(functions[:3])}{more}")
         problem = "; ".join(parts)
     else:
         return
