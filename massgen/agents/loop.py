@@ -73,9 +73,7 @@ async def run_turn(
     backend, request = tools.plan(backend, request, ctx)
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
-    usage, latency, cached, requests = Usage(), 0.0, True, 0
-    thoughts: list[str] = []  # each request's reasoning, kept for the record
-    sources: dict[str, Source] = {}  # every request's, on the answer
+    dones: list[Completion] = []  # every request's answer: their usage, reasoning, sources
     emit, agent = ctx.emit, ctx.agent
     for rounds in range(max_iterations + 1):
         sent = (
@@ -87,16 +85,11 @@ async def run_turn(
         done = await stream_once(
             backend, dataclasses.replace(request, messages=sent, tool_choice=choice), on_delta
         )
-        usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
-        requests += done.requests
-        if done.reasoning:
-            thoughts.append(done.reasoning)
-        for source in done.sources:
-            sources.setdefault(source.url, source)
+        dones.append(done)
         if emit is not None and not done.cached:  # searches the provider ran for the model
             for server in done.server_calls:
                 _called(emit, agent, server.id, server.name, server.arguments)
-                emit(_result(agent, server.id, server.name, server.ok, 0.0, server.output))
+                _result(emit, agent, server.id, server.name, server.ok, 0.0, server.output)
         if not done.tool_calls or rounds == max_iterations:
             break
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
@@ -106,8 +99,8 @@ async def run_turn(
         for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
             if emit is not None:
-                emit(
-                    _result(agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output)
+                _result(
+                    emit, agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output
                 )
             messages.append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
@@ -117,13 +110,16 @@ async def run_turn(
         done = dataclasses.replace(
             done, text=text, tool_calls=(), finish_reason="stop" if done.text else "other"
         )
+    sources: dict[str, Source] = {}
+    for source in (source for d in dones for source in d.sources):
+        sources.setdefault(source.url, source)
     return dataclasses.replace(
         done,
-        usage=usage,
-        latency=latency,
-        cached=cached,
-        requests=requests,
-        reasoning="\n\n".join(thoughts),
+        usage=sum((d.usage for d in dones), Usage()),
+        latency=sum(d.latency for d in dones),
+        cached=all(d.cached for d in dones),
+        requests=sum(d.requests for d in dones),
+        reasoning="\n\n".join(d.reasoning for d in dones if d.reasoning),
         sources=tuple(sources.values()),
     )
 
@@ -134,9 +130,13 @@ def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: objec
     emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=args))
 
 
-def _result(agent: str, call_id: str, name: str, ok: bool, took: float, out: str) -> ev.Event:
-    return ev.ToolResult(
-        agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
+def _result(
+    emit: OnEvent, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
+) -> None:
+    emit(
+        ev.ToolResult(
+            agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
+        )
     )
 
 
