@@ -1,7 +1,5 @@
-"""An LLM agent: a name, a backend, a role, and what it remembers.
-
-It answers a :class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of
-strategies; the orchestrator reaches it through an :class:`~massgen.agents.handle.AgentHandle`.
+"""An LLM agent: a name, a backend, a role, and what it remembers; it answers a
+:class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of strategies.
 """
 
 from __future__ import annotations
@@ -70,6 +68,7 @@ class Agent:
         """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
         self.local_handle: Any = None
         """The orchestrator's in-process handle, once made: ``ask_agent`` goes through it."""
+        self.memory_strategy, self.memory_size = memory_strategy, memory_size  # the seed's names
         self.memory = Conversation(memory_strategy, memory_size)
         """Short-term memory (see :mod:`massgen.memory.short_term`)."""
         self.long_term: Any = None
@@ -158,12 +157,8 @@ class Agent:
         on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
         """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
-
-        ``backend`` replaces this agent's own (the orchestrator's, wrapped in retries and
-        cache). ``memory``: memory the caller owns (a worker answering for a run elsewhere),
-        so concurrent runs never mix; a summary written first (``memory.fold``) goes to
-        ``on_folded`` at once, for the caller to store even if the answer fails.
-        """
+        ``backend``: the orchestrator's wrapped stack. ``memory``: memory the caller owns (a
+        worker's turn for a run elsewhere); a summary written first goes to ``on_folded``."""
         used = self._usable(backend)
         if memory is not None:
             conv = self.memory.fork(memory)

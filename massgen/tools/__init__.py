@@ -1,8 +1,7 @@
 """Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
 
-Names load on first use, so ``import massgen.tools`` imports no HTTP client or database
-module until a tool that needs one is built. The teammate tools live in
-:mod:`massgen.teamtools` (they reach agents, a layer above).
+Names load on first use (no HTTP client or database module until a tool needs one); the
+teammate tools live a layer above, in :mod:`massgen.teamtools`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The Tool interface: a name, a description, an argument model, and ``execute``.
 
-Subclass :class:`Tool` and write ``execute`` (sync or async); its type hints become the
-argument model the model sees, unless you set ``Args``. Or decorate a function with
-:func:`tool`. A first parameter typed :class:`ToolContext` gets the call's context and is
-not an argument. Raise :class:`~massgen.errors.ToolError` with a message for the model.
+Subclass :class:`Tool` (``execute``'s type hints become the argument model unless you set
+``Args``) or decorate a function with :func:`tool`; a first parameter typed
+:class:`ToolContext` gets the call's context. Raise :class:`ToolError` for the model.
 """
 
 from __future__ import annotations
@@ -92,8 +91,9 @@ class Tool:
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False
-    ) -> None:
+    ) -> object:
         """Raise :class:`ConfigError` now if this tool cannot work on ``backend``."""
+        return None
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
         """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a

@@ -197,8 +197,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 def check_statement(sql: str) -> str:
     """The statement without a trailing ``;``, or :class:`ToolError` if it is not one reading
-    statement. Deliberately blunt: a ``;`` anywhere but at the end is refused, even inside a
-    string, so no quoting trick can smuggle a second statement past the check."""
+    statement. Blunt: a ``;`` inside a string is refused too, so no quoting trick passes."""
     text = sql.strip()
     if text.endswith(";"):
         text = text[:-1].rstrip()
@@ -222,8 +221,7 @@ _CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb
 
 def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
     """An engine without a pool for ``url``, or the file a ``sqlite`` URL names (read by the
-    stdlib driver, under its own guards); :class:`ConfigError` if SQLAlchemy or the driver
-    is missing or the dialect cannot run read-only transactions."""
+    stdlib driver, under its own guards); :class:`ConfigError` naming what is missing."""
     try:
         import sqlalchemy
         from sqlalchemy.engine import make_url
@@ -268,9 +266,8 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
 def run_read_only(
     engine: Engine, sql: str, *, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
 ) -> tuple[list[str], list[Row[Any]], str | None]:
-    """Run ``sql`` (already checked) in a read-only transaction that is always rolled back;
-    the column names, at most ``max_rows`` rows holding at most ``max_bytes`` bytes of values,
-    and a note when rows were left out."""
+    """Run ``sql`` (checked) in a read-only transaction, always rolled back: the columns, the
+    rows (within ``max_rows``/``max_bytes``) and a note when rows were left out."""
     from sqlalchemy import exc
 
     deadline = time.monotonic() + time_limit
@@ -308,9 +305,8 @@ def run_read_only(
 
 
 def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
-    """A timer cancelling the connection's work after ``left`` seconds: a streamed result is
-    several ``FETCH``es, each with a fresh statement timeout. Drivers without ``cancel``
-    (MySQL's) rely on the session's statement time limit."""
+    """A timer cancelling the connection's work after ``left`` seconds (a streamed result is
+    several ``FETCH``es, each with a fresh statement timeout); ``None`` without ``cancel``."""
     dbapi = getattr(connection.connection, "dbapi_connection", None)
     cancel = getattr(dbapi, "cancel", None)
     if cancel is None:
@@ -353,9 +349,8 @@ ORDER BY r.rolname
 
 
 def check_pg_role(connection: Connection) -> None:
-    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``), a
-    superuser, a member of :data:`PG_SERVER_ROLES`, or able to execute one of
-    :data:`PG_SERVER_FUNCTIONS`: the server's privileges are the guard no word list is."""
+    """Refuse a login role that is, or may become, a superuser, a member of
+    :data:`PG_SERVER_ROLES` or able to run :data:`PG_SERVER_FUNCTIONS` (no word list can)."""
     roles = connection.exec_driver_sql(_PG_ROLE_CHECK).all()  # (name, is login, super,...)
     login = next((r[0] for r in roles if r[1]), "")
     supers, members = [r[0] for r in roles if r[2]], [r[0] for r in roles if r[3]]

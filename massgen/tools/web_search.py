@@ -67,7 +67,7 @@ class WebSearch(BuiltinTool):
         others = len(request.tools) > len(searches)
         native: dict[str, NativeTool] = {}
         for tool in searches:
-            chosen = choose(tool, backend, model=model, with_functions=others)
+            chosen = tool.check_backend(backend, model=model, with_functions=others)
             if chosen is not None:
                 native[tool.name] = chosen
         if not native:
@@ -99,8 +99,46 @@ class WebSearch(BuiltinTool):
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False
-    ) -> None:
-        choose(self, backend, model=model, with_functions=with_functions)
+    ) -> NativeTool | None:
+        """The provider-side search to declare on ``backend``, or ``None`` to call the search
+        API; :class:`ConfigError` when the mode cannot be served."""
+        s = self.settings
+        native = NativeTool(
+            "web_search",
+            max_uses=s.max_uses,
+            allowed_domains=s.allowed_domains,
+            blocked_domains=s.blocked_domains,
+        )
+        real = innermost(backend)
+        if s.mode == "api":
+            return None
+        if real.supports_native(native, model=model, with_functions=with_functions):
+            return native
+        where = real.describe() + (f" (model {model})" if model else "")
+        if s.mode == "native":
+            raise ConfigError(
+                f"`{self.name}` wants the provider's own search, but {where} has none"
+                + (" next to other tools" if with_functions and real.native_tools else ""),
+                key="mode",
+                hint="use mode: auto or api with a search API; native search exists on anthropic, "
+                "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
+                "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
+                "tools) and xai (grok-4 and later)"
+                + (
+                    "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
+                    if native.allowed_domains or native.blocked_domains
+                    else ""
+                ),
+            )
+        if self.url is None:
+            raise ConfigError(
+                f"`{self.name}` cannot search: {where} has no provider-side search "
+                "and no search API is configured",
+                key="provider",
+                hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
+                f"tools.{self.name}, or give the agent a backend with native search",
+            )
+        return None
 
     async def execute(
         self,
@@ -184,48 +222,3 @@ def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> 
         return any(host.endswith("." + d.lower().strip(".")) for d in domains)
 
     return (not allowed or under(allowed)) and not under(blocked)
-
-
-# -- choosing native or API search, per turn -------------------------------------------------
-def choose(
-    tool: WebSearch, backend: Backend, *, model: str | None = None, with_functions: bool = False
-) -> NativeTool | None:
-    """The provider-side search to declare for ``tool`` on ``backend``, or ``None`` to call
-    the search API. Raises :class:`ConfigError` when the mode cannot be served."""
-    s = tool.settings
-    native = NativeTool(
-        "web_search",
-        max_uses=s.max_uses,
-        allowed_domains=s.allowed_domains,
-        blocked_domains=s.blocked_domains,
-    )
-    real = innermost(backend)
-    if s.mode == "api":
-        return None
-    if real.supports_native(native, model=model, with_functions=with_functions):
-        return native
-    where = real.describe() + (f" (model {model})" if model else "")
-    if s.mode == "native":
-        raise ConfigError(
-            f"`{tool.name}` wants the provider's own search, but {where} has none"
-            + (" next to other tools" if with_functions and real.native_tools else ""),
-            key="mode",
-            hint="use mode: auto or api with a search API; native search exists on anthropic, "
-            "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
-            "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
-            "tools) and xai (grok-4 and later)"
-            + (
-                "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
-                if native.allowed_domains or native.blocked_domains
-                else ""
-            ),
-        )
-    if tool.url is None:
-        raise ConfigError(
-            f"`{tool.name}` cannot search: {where} has no provider-side search "
-            "and no search API is configured",
-            key="provider",
-            hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
-            f"tools.{tool.name}, or give the agent a backend with native search",
-        )
-    return None
