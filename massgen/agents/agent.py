@@ -56,27 +56,18 @@ class Agent:
                 key="memory_strategy",
                 hint="use one of: " + ", ".join(MEMORY_STRATEGIES),
             )
-        self.name = name
-        self.role = role
-        self.model = model
-        self.capabilities = tuple(capabilities)
         if max_tool_iterations < 1:
             raise ConfigError("must be at least 1", key="max_tool_iterations")
-        self.tools = tuple(tools)
+        self.name, self.role, self.model = name, role, model
+        self.capabilities, self.tools = tuple(capabilities), tuple(tools)
         self.max_tool_iterations = max_tool_iterations
-        self.notes: list[tuple[str, str]] = []
-        """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
-        self.local_handle: Any = None
-        """The orchestrator's in-process handle, once made: ``ask_agent`` goes through it."""
+        self.notes: list[tuple[str, str]] = []  # from teammates, shown once on the next turn
+        self.local_handle: Any = None  # the orchestrator's in-process one: ask_agent uses it
         self.memory_strategy, self.memory_size = memory_strategy, memory_size  # the seed's names
-        self.memory = Conversation(memory_strategy, memory_size)
-        """Short-term memory (see :mod:`massgen.memory.short_term`)."""
-        self.long_term: Any = None
-        """A :class:`~massgen.memory.long_term.LongTermMemory` when ``long_term`` is on."""
-        self.fallback = fallback
-        self.standby = standby
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.memory = Conversation(memory_strategy, memory_size)  # short-term
+        self.long_term: Any = None  # a LongTermMemory when ``long_term`` is on
+        self.fallback, self.standby = fallback, standby
+        self.temperature, self.max_tokens = temperature, max_tokens
         self.prices = prices or {}
         self._backend_spec = backend
         self._backend: Backend | None = backend if not isinstance(backend, str | None) else None
@@ -159,7 +150,14 @@ class Agent:
         """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
         ``backend``: the orchestrator's wrapped stack. ``memory``: memory the caller owns (a
         worker's turn for a run elsewhere); a summary written first goes to ``on_folded``."""
-        used = self._usable(backend)
+        used = backend or self.backend
+        if self.tools and not used.supports_tools:
+            raise ConfigError(
+                f"agent {self.name!r} has tools but its backend {used.describe()!r} "
+                "cannot call tools",
+                key="tools",
+                hint="remove the tools or use a backend with tool calling",
+            )
         if memory is not None:
             conv = self.memory.fork(memory)
             folded = await conv.fold(self, used) if memory.fold else None
@@ -182,17 +180,6 @@ class Agent:
                 completion, usage=completion.usage + extra, requests=completion.requests + 1
             )
         return completion
-
-    def _usable(self, backend: Backend | None) -> Backend:
-        used = backend or self.backend
-        if self.tools and not used.supports_tools:
-            raise ConfigError(
-                f"agent {self.name!r} has tools but its backend {used.describe()!r} "
-                "cannot call tools",
-                key="tools",
-                hint="remove the tools or use a backend with tool calling",
-            )
-        return used
 
     async def _answer(
         self,

@@ -20,6 +20,9 @@ OnRetry = Callable[[int, int, float, BaseException], None]
 
 
 class AgentHandle(Protocol):
+    """An agent as strategies see it: ``ctx`` carries the run's event sink and peers to its
+    tools, ``on_retry`` hears each retry of its requests."""
+
     name: str
 
     @property
@@ -32,9 +35,7 @@ class AgentHandle(Protocol):
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
-    ) -> Completion:
-        """Answer ``turn``; ``ctx`` carries the run's event sink and peers to its tools,
-        ``on_retry`` hears each retry of its requests."""
+    ) -> Completion: ...
 
     def cost_of(self, completion: Completion) -> float: ...
 
