@@ -14,10 +14,19 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     │   └── CircuitOpen          the endpoint's circuit is open: failed fast; never retried
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
-    │   └── ServiceUnreachable   Redis did not answer when a command started (exit 69)
+    │   ├── ServiceUnreachable   Redis did not answer when a command started (exit 69)
+    │   ├── WorkerLost           no live worker hosts a remote agent any more
+    │   └── TurnRefused          a worker set a turn aside instead of running it
+    │       └── SecretRefused    ... because its signature did not verify (exit 2)
     └── RunError                 a run could not produce an answer
         ├── AgentFailed          one agent failed after its retries
-        └── Interrupted          the user stopped the run (Ctrl-C)
+        ├── Interrupted          the user stopped the run (Ctrl-C)
+        ├── BudgetExceeded       the cost budget cannot cover the next request
+        ├── ContextLimitExceeded the task alone does not fit the model's context window
+        └── ResultsFileError     a batch's results file could not be written
+
+``ConfigError`` has one subclass, ``ResultsLocked``: another batch writes the same results
+file.
 
 Messages never contain secrets: adapters build them from status codes and provider
 messages, never from request headers or keys.
@@ -148,6 +157,46 @@ class ServiceUnreachable(TransportError):
         super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
 
 
+class WorkerLost(TransportError):
+    """No live worker hosts the agent any more, and its turn cannot run here.
+    ``workers`` names the ones that were seen last (``host pid N``)."""
+
+    def __init__(self, agent: str, workers: list[str], why: str) -> None:
+        self.agent = agent
+        self.workers = workers
+        gone = ", ".join(workers) or "its worker"
+        super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
+
+
+class TurnRefused(TransportError):
+    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
+    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
+
+    def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(
+            message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
+        )
+
+
+class SecretRefused(TurnRefused):
+    """The worker could not verify the turn's signature: the run and its workers do not
+    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
+
+    def __init__(self, agent: str, reason: str) -> None:
+        super().__init__(
+            agent,
+            reason,
+            f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
+            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
+        )
+
+
+class ResultsLocked(ConfigError):
+    """Another batch is writing the same results file."""
+
+
 class RunError(MassGenError):
     """A run could not produce an answer."""
 
@@ -163,3 +212,18 @@ class AgentFailed(RunError):
 
 class Interrupted(RunError):
     """The user stopped the run (Ctrl-C / SIGTERM)."""
+
+
+class BudgetExceeded(RunError):
+    """The cost budget is spent, or cannot cover the next request; it is not sent."""
+
+
+class ContextLimitExceeded(RunError):
+    """The task alone (system prompt, prompt and reserved output) does not fit the model's
+    context window, even with every remembered turn left out. Shorten the task or the role,
+    lower ``max_tokens``, or use a model with a larger window."""
+
+
+class ResultsFileError(RunError):
+    """The results file could not be written (a full disk, a quota, an I/O error). Every
+    line written before is intact; free the space and run the same command again."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from massgen.cli.exits import DEGRADED, FAILED, OK
-from massgen.errors import ConfigError, Interrupted
+from massgen.errors import ConfigError, Interrupted, ResultsFileError
 
 CONFIG_ENV = "MASSGEN_CONFIG"
 
@@ -56,7 +56,6 @@ def batch_command(
     touched; then the results file is locked, read (or moved aside) and appended to."""
     from massgen.batch import BatchSummary, ResultLog, run_batch
     from massgen.batch.inputs import read_task_file
-    from massgen.batch.output import ResultsFileError
     from massgen.budget import check_limit
     from massgen.config import load
     from massgen.display.batch import describe

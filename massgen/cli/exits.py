@@ -41,6 +41,7 @@ def guarded(fn: Callable[[], int | None]) -> None:
         ConfigError,
         Interrupted,
         MassGenError,
+        SecretRefused,
         ServiceUnreachable,
     )
 
@@ -57,8 +58,6 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
-        from massgen.distributed.remote import SecretRefused
-
         if _caused_by(e, SecretRefused):  # the run's and its workers' secrets differ
             raise fail(str(e), USAGE) from None
         raise fail(str(e), FAILED) from None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
 from massgen.agents.turn import Turn
-from massgen.budget import Budget, BudgetExceeded
-from massgen.errors import AgentFailed, MassGenError, RunError
+from massgen.budget import Budget
+from massgen.errors import AgentFailed, BudgetExceeded, MassGenError, RunError
 from massgen.result import AgentAnswer, RunResult
 from massgen.tools.context import ToolContext
 from massgen.types import Completion, Usage
