@@ -12,8 +12,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import CompletionRequest, Source, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
@@ -177,7 +178,7 @@ def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Us
     so that budgets and cost never silently read zero."""
     if usage.input_tokens or usage.output_tokens:
         return usage
-    return Usage(estimate_tokens(request), estimate_text_tokens(text))
+    return Usage(estimate_request(request), estimate_text(text))
 
 
 def normalise_finish(reason: str, *, has_tool_calls: bool) -> str:
