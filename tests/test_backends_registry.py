@@ -209,12 +209,6 @@ def test_client_is_for_openai_compatible_types_only() -> None:
         create_backend("openai", model="m", api_key="k", client="grpc")
 
 
-def test_the_config_and_the_registry_agree_on_which_types_take_a_client() -> None:
-    from massgen.config.models import _OPENAI_COMPATIBLE
-
-    assert set(_OPENAI_COMPATIBLE) == OPENAI_COMPATIBLE
-
-
 @pytest.mark.parametrize("written", ["", "client: sdk", "client: http"])
 def test_a_team_file_picks_the_client(written: str) -> None:
     from massgen.config import loads

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from massgen.errors import ConfigError
 from massgen.tokens import known_model
@@ -82,7 +83,7 @@ def _unpriced(model: str) -> None:
     log.info("no price known for model %r: its requests count as free", model)
 
 
-def _base(value: object) -> float:
+def _base(value: Any) -> float:
     """The first tier's price (genai-prices tiers some prices by prompt length)."""
     return float(getattr(value, "base", value) or 0)
 

@@ -14,20 +14,6 @@ from pydantic_core import PydanticCustomError
 
 from massgen.config.suggest import did_you_mean
 
-PROVIDERS: tuple[str, ...] = (
-    "openai",
-    "anthropic",
-    "google",
-    "gemini",
-    "xai",
-    "lmstudio",
-    "ollama",
-    "vllm",
-    "openrouter",
-    "replay",
-)
-"""Backend ``type`` names massgen knows; anything else must be ``package.module:Class``."""
-
 CUSTOM_CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 """How a user's own backend class is named: ``package.module:Class``."""
 

@@ -25,16 +25,14 @@ from pydantic import (
     model_validator,
 )
 
-from massgen.config._base import CUSTOM_CLASS, PROVIDERS, ConfigModel, fail
+from massgen.config._base import CUSTOM_CLASS, ConfigModel, fail
 from massgen.config.references import check_references
 from massgen.config.replay import REPLAY_OPTIONS, ReplayOptions
 from massgen.config.suggest import did_you_mean, one_of
+from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
 
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
-
-_OPENAI_COMPATIBLE = ("openai", "xai", "openrouter", "lmstudio", "ollama", "vllm")
-"""Backend types that speak Chat Completions and so take ``client``."""
 
 
 class Price(ConfigModel):
@@ -146,11 +144,11 @@ class BackendConfig(ConfigModel):
     def _client_needs_openai(cls, value: str, info: ValidationInfo) -> str:
         # Runs only when `client:` is written: a default is never refused.
         kind = info.data.get("type")
-        if isinstance(kind, str) and kind not in _OPENAI_COMPATIBLE:
+        if isinstance(kind, str) and kind not in OPENAI_COMPATIBLE:
             raise fail(
                 "backend_client",
                 "`client` applies only to OpenAI-compatible backends",
-                hint=f"remove it; it is for {one_of(_OPENAI_COMPATIBLE)}",
+                hint=f"remove it; it is for {one_of(sorted(OPENAI_COMPATIBLE))}",
             )
         return value
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from massgen.config._base import CUSTOM_CLASS, PROVIDERS, Path_, fail
+from massgen.config._base import CUSTOM_CLASS, Path_, fail
 from massgen.config.suggest import did_you_mean, one_of
+from massgen.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from massgen.config.models import AgentConfig, BackendConfig, TeamConfig
