@@ -1,20 +1,23 @@
-"""Typed models of a team file.
+"""Typed models of a team file: YAML in, strict and located errors out.
 
 Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
-setting silently ignored. The seed's flat spellings (``memory_strategy``, ``cache_ttl``...)
-are folded into their nested homes before validation; :data:`SEED_SPELLINGS` lists them so
-error messages can point at what the user actually wrote. Checks across the team (names
-that must resolve) live in ``references.py``; replay's options in ``replay.py``.
+setting silently ignored. The seed's flat spellings (``memory_size``, ``cache_ttl``...) are
+folded into their nested homes before validation. Errors raised through :func:`fail` never
+embed the value (it may be a secret from the environment): the loader decides what to show.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -24,15 +27,139 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from massgen.config._base import CUSTOM_CLASS, ConfigModel, fail
-from massgen.config.references import check_references
-from massgen.config.replay import REPLAY_OPTIONS, ReplayOptions
-from massgen.config.suggest import did_you_mean, one_of
 from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
 
+CUSTOM_CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+"""How a user's own backend class is named: ``package.module:Class``."""
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
+
+Path_ = tuple[str | int, ...]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like ``word`` (case ignored), or ``None`` when nothing is close."""
+    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    lowered = word.lower()
+    if lowered in by_lower:
+        return by_lower[lowered]
+    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A ``did you mean `x`?`` hint, or ``None``."""
+    best = closest(word, choices)
+    return f"did you mean `{best}`?" if best else None
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """Allowed values for a message: ``a, b or c``."""
+    items = [f"`{c}`" for c in choices]
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def fail(kind: str, message: str, *, at: Path_ = (), hint: str | None = None) -> Exception:
+    """A validation error the loader can place: ``at`` is relative to the model raising it."""
+    return PydanticCustomError(kind, "{message}", {"message": message, "at": at, "hint": hint})
+
+
+class ConfigModel(BaseModel):
+    """Base of all config models: strict about keys, finite about numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    seed_spellings: ClassVar[dict[str, tuple[str, str]]] = {}
+    """Flat spellings this model accepts, mapped to their nested home."""
+
+    @classmethod
+    def _spellings(cls, data: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        return cls.seed_spellings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_and_check_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # pydantic reports the wrong type
+        data = fold(data, cls._spellings(data))
+        fields = set(cls.model_fields)
+        for key in data:
+            if key not in fields:
+                allowed = sorted(fields | set(cls._spellings(data)))
+                hint = cls._key_hint(key, allowed)
+                raise fail("unknown_key", "unknown key", at=(key,), hint=hint)
+        return data
+
+    @classmethod
+    def _key_hint(cls, key: Any, allowed: list[str]) -> str:
+        return did_you_mean(str(key), allowed) or f"allowed keys: {', '.join(allowed)}"
+
+
+def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Move flat spellings (``memory_size``) into their nested place (``memory.size``)."""
+    out = dict(data)
+    for src, (parent_key, leaf) in moves.items():
+        if src not in out:
+            continue
+        parent = out.get(parent_key)
+        if parent is not None and not isinstance(parent, dict):
+            raise fail(
+                "spelling_conflict",
+                f"cannot combine `{src}` with `{parent_key}` that is not a mapping",
+                at=(src,),
+                hint=f"write it as `{parent_key}: {{{leaf}: ...}}`",
+            )
+        parent = dict(parent or {})
+        if leaf in parent:
+            raise fail(
+                "spelling_conflict",
+                f"given twice, as `{src}` and as `{parent_key}.{leaf}`",
+                at=(src,),
+                hint="keep one of them",
+            )
+        parent[leaf] = out.pop(src)
+        out[parent_key] = parent
+    return out
+
+
+class ReplayRule(BaseModel):
+    """One scripted reply of the replay backend: the first rule whose regex matches wins."""
+
+    model_config = ConfigDict(extra="allow")
+
+    match: str
+    """Regular expression searched in the prompt."""
+    reply: str
+    """Text to answer; may contain the replay backend's templates."""
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise fail("bad_regex", f"not a valid regular expression: {e}") from None
+        return value
+
+
+class ReplayOptions(BaseModel):
+    """The replay backend's options checked at load time (for a file and line); the backend
+    reads them, and options it alone knows pass through."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    rules: list[ReplayRule] | None = None
+    replies: list[str] | None = None
+    default: str | None = None
+    answers_file: str | None = None
+    latency: float | None = Field(default=None, ge=0)
+    stream_chunk: int | None = Field(default=None, gt=0)
+
+
+REPLAY_OPTIONS: tuple[str, ...] = tuple(ReplayOptions.model_fields)
+"""Replay options allowed at the top of a replay backend; they are moved into ``params``."""
 
 
 class Price(ConfigModel):
@@ -430,6 +557,8 @@ class TeamConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> TeamConfig:
+        from massgen.config.references import check_references
+
         check_references(self)
         for agent in self.agents:
             # `backend: openai` with no such entry: add one, so every name resolves.

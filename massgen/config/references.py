@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from massgen.config._base import CUSTOM_CLASS, Path_, fail
-from massgen.config.suggest import did_you_mean, one_of
+from massgen.config.models import (
+    CUSTOM_CLASS,
+    AgentConfig,
+    BackendConfig,
+    Path_,
+    TeamConfig,
+    did_you_mean,
+    fail,
+    one_of,
+)
 from massgen.providers import PROVIDERS
-
-if TYPE_CHECKING:
-    from massgen.config.models import AgentConfig, BackendConfig, TeamConfig
 
 
 def check_references(team: TeamConfig) -> None:

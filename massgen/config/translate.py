@@ -13,8 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from massgen.config.interpolate import line_of
-from massgen.config.models import SEED_SPELLINGS
-from massgen.config.suggest import did_you_mean, one_of
+from massgen.config.models import SEED_SPELLINGS, did_you_mean, one_of
 from massgen.config.yamlsrc import Lines, Path_, dotted
 from massgen.errors import ConfigError
 
