@@ -220,3 +220,12 @@ def dotted(path: Path_) -> str:
         else:
             out += f"[{part!r}]"
     return out
+
+
+def line_of(path: Path_, lines: Lines) -> int | None:
+    """The line of ``path``, or of its nearest ancestor that has one."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
