@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -112,12 +111,6 @@ def known_model(model: str) -> ModelInfo | None:
         except LookupError:
             continue
     return None
-
-
-def preload() -> None:
-    """Import genai-prices' data in a daemon thread, so the first cost or window lookup of a
-    run does not stall the event loop while requests are in flight."""
-    threading.Thread(target=known_model, args=("gpt-4o",), daemon=True).start()
 
 
 def context_window(model: str | None, override: int | None = None) -> int | None:
