@@ -145,8 +145,7 @@ class ReplayRule(BaseModel):
 
 
 class ReplayOptions(BaseModel):
-    """The replay backend's options checked at load time (for a file and line); the backend
-    reads them, and options it alone knows pass through."""
+    """Replay options checked at load time, for a file and line; the others pass through."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
@@ -199,16 +198,13 @@ class BackendConfig(ConfigModel):
     """One LLM provider endpoint: which API, which model, how to reach it."""
 
     type: str
-    """A provider (openai, anthropic, google, gemini, xai, lmstudio, ollama, vllm, openrouter,
-    replay) or your own backend class as ``package.module:Class``."""
+    """A type of ``massgen.providers`` (``openai``...) or your class as ``package.module:Class``."""
     model: str = ""
-    """Model sent to the provider for agents that set no ``model:`` of their own; needed
-    unless each of its agents sets one (``replay`` and custom classes need none)."""
+    """Model for agents that set none; needed unless each sets one (not for replay or custom)."""
     base_url: str | None = None
     """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
     api_key: SecretStr | None = None
-    """Key for this backend; ``None`` (or empty) reads the provider's usual environment
-    variable. Never printed."""
+    """Key for this backend; none (or empty) reads the provider's variable. Never printed."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature, 0 to 2; ``None`` leaves the provider's default."""
     max_tokens: int | None = Field(default=None, gt=0)
@@ -216,8 +212,7 @@ class BackendConfig(ConfigModel):
     timeout: float = Field(default=60, gt=0)
     """Seconds one request may take before it is abandoned (and maybe retried)."""
     client: Literal["http", "sdk"] = "http"
-    """How an OpenAI-compatible backend talks: ``http``, massgen's own lean client, or
-    ``sdk``, the ``openai`` package (about a second more to start). Other types refuse it."""
+    """An OpenAI-compatible backend's client: massgen's ``http`` or the ``openai`` ``sdk``."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Extra provider parameters, or options of replay and custom backends."""
     prices: Price | None = None
@@ -297,8 +292,7 @@ class MemoryConfig(ConfigModel):
     """What an agent remembers between turns."""
 
     strategy: Literal["full", "sliding_window", "summary"] = "full"
-    """``full`` keeps everything, ``sliding_window`` the last ``size`` tokens, ``summary``
-    condenses older turns."""
+    """Keep everything, the last ``size`` tokens (``sliding_window``), or summarize older turns."""
     size: int | None = Field(default=None, gt=0)
     """Token budget of the kept history; ``None`` means the model's context limit."""
     long_term: bool = False
@@ -308,8 +302,7 @@ class MemoryConfig(ConfigModel):
     context_window: int | None = Field(default=None, gt=0)
     """The model's context window in tokens; ``None`` uses the known one for the model."""
     long_term_scope: Literal["agent", "team"] = "agent"
-    """``agent``: the agent recalls what it stored itself; ``team``: one memory the agents
-    with ``team`` scope share."""
+    """Recall what this agent stored (``agent``), or share one memory with ``team`` agents."""
     recall: int = Field(default=3, ge=0)
     """How many past items at most are recalled before an answer."""
     recall_budget: int = Field(default=600, gt=0)
@@ -349,8 +342,7 @@ class AgentConfig(ConfigModel):
     name: str
     """Unique name: letters, digits, ``_``, ``-`` and ``.``; at most 64 characters."""
     backend: BackendRef
-    """Name of an entry in ``backends:``, a provider type used with its defaults (e.g.
-    ``openai``), or an inline backend mapping."""
+    """A name from ``backends:``, a provider type (``openai``), or an inline backend mapping."""
     model: str | None = None
     """The model this agent sends, overriding its backend's (named, bare or inline)."""
     role: str = ""
@@ -358,8 +350,7 @@ class AgentConfig(ConfigModel):
     capabilities: list[str] = Field(default_factory=list)
     """Free-form tags advertised in the registry (e.g. ``research``)."""
     tools: list[str] = Field(default_factory=list)
-    """Tools this agent may call: built-in names (``calculator``...), names of entries in
-    the top-level ``tools:`` section, or your own as ``module:Class``/``module:function``."""
+    """Tools it may call: built-ins, entries of ``tools:``, or ``module:Class``/``module:func``."""
     max_tool_iterations: int | None = Field(default=None, ge=1)
     """Rounds of tool calls in one turn at most; ``None`` uses the orchestrator's."""
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
@@ -390,8 +381,7 @@ class ConsensusConfig(ConfigModel):
     """How agents converge on one answer in the consensus strategy."""
 
     threshold: float = Field(default=0.5, gt=0, le=1)
-    """Fraction of live agents whose votes an answer needs: it wins with at least
-    ``ceil(threshold * live)`` votes (and at least one)."""
+    """An answer wins with at least ``ceil(threshold * live agents)`` votes (and at least one)."""
     max_rounds: int = Field(default=2, ge=1)
     """Review rounds at most; after the last, the plurality of the latest votes wins."""
     topology: Literal["full", "ring"] = "full"
@@ -508,7 +498,7 @@ class TeamConfig(ConfigModel):
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
     _file: str | None = PrivateAttr(None)
-    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
 
     def locate(self, *path: str | int) -> tuple[str | None, int | None]:
         """The file name and line where the key at ``path`` was written (for errors found
@@ -542,13 +532,8 @@ class TeamConfig(ConfigModel):
             base = self.backends[ref]
         else:  # a bare provider type on a model built without validation
             base = BackendConfig(type=ref)
-        update: dict[str, Any] = {}
-        if member.model:
-            update["model"] = member.model
-        if member.temperature is not None:
-            update["temperature"] = member.temperature
-        if member.max_tokens is not None:
-            update["max_tokens"] = member.max_tokens
+        own = (("model", member.model or None), ("temperature", member.temperature))
+        update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
 
     def price_for(self, backend: BackendConfig) -> Price | None:
