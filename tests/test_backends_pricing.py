@@ -53,6 +53,16 @@ def test_long_prompts_pay_the_providers_higher_tier() -> None:
     assert cost("gemini-2.5-pro", Usage(400_000, 0)) > 4 * 0.125
 
 
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini-2.5-pro", "gpt-5.5", "claude-haiku-5-5"])
+@pytest.mark.parametrize("tokens", [(1200, 300), (150_000, 4000), (400_000, 50)])
+def test_cost_agrees_with_genai_prices_own_calculation(model: str, tokens: tuple[int, int]) -> None:
+    from genai_prices import Usage as Tokens
+    from genai_prices import calc_price
+
+    expected = calc_price(Tokens(input_tokens=tokens[0], output_tokens=tokens[1]), model)
+    assert cost(model, Usage(*tokens)) == pytest.approx(float(expected.total_price))
+
+
 def test_overrides_win_by_model_and_by_prefix_for_unknown_models() -> None:
     overrides = {"gpt-4o": {"input": 1.0, "output": 2.0}, "my-local": {"input": 0.5, "output": 0.5}}
     assert cost("gpt-4o-2024-08-06", Usage(1_000_000, 1_000_000), overrides) == pytest.approx(3.0)

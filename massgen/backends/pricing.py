@@ -56,10 +56,11 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     if info is None:
         _unpriced(model)
         return 0.0
-    from genai_prices import Usage as Tokens
+    from genai_prices.types import calc_unit_price  # tiers: by prompt tokens, whole request
 
-    tokens = Tokens(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    return float(info.get_prices(datetime.now(UTC)).calc_price(tokens)["total_price"])
+    prices, prompt = info.get_prices(datetime.now(UTC)), usage.input_tokens
+    paid = calc_unit_price(prices.input_mtok, prompt, prompt, 1_000_000)
+    return float(paid + calc_unit_price(prices.output_mtok, usage.output_tokens, prompt, 1_000_000))
 
 
 def _override_for(model: str, overrides: Overrides | None) -> Price | None:
