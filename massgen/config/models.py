@@ -96,6 +96,11 @@ class ConfigModel(BaseModel):
     def _key_hint(cls, key: Any, allowed: list[str]) -> str:
         return did_you_mean(str(key), allowed) or f"allowed keys: {', '.join(allowed)}"
 
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():  # URLs may carry a password
+            url = key in ("url", "base_url") and isinstance(value, str)
+            yield key, redact_url(value) if url else value
+
 
 def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """Move flat spellings (``memory_size``) into their nested place (``memory.size``)."""
@@ -282,11 +287,6 @@ class BackendConfig(ConfigModel):
             ReplayOptions.model_validate(value)
         return value
 
-    def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            safe = redact_url(value) if key == "base_url" and isinstance(value, str) else value
-            yield key, safe
-
 
 class MemoryConfig(ConfigModel):
     """What an agent remembers between turns."""
@@ -470,10 +470,6 @@ class RedisConfig(ConfigModel):
     def redacted_url(self) -> str:
         """The URL with its password masked, safe to print or log."""
         return redact_url(self.url)
-
-    def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            yield key, (self.redacted_url if key == "url" else value)
 
 
 class TeamConfig(ConfigModel):
