@@ -5,6 +5,7 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
 
     MassGenError
     ├── ConfigError              bad YAML, unknown key, wrong type, missing env var (exit 2)
+    │   └── ResultsLocked        another batch writes the same results file
     ├── ProviderError            an LLM call failed; carries status and retry_after
     │   ├── AuthenticationError  401/403: a key is missing or wrong; never retried
     │   ├── BadRequestError      other 4xx the provider refused; never retried
@@ -24,9 +25,6 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
         ├── BudgetExceeded       the cost budget cannot cover the next request
         ├── ContextLimitExceeded the task alone does not fit the model's context window
         └── ResultsFileError     a batch's results file could not be written
-
-``ConfigError`` has one subclass, ``ResultsLocked``: another batch writes the same results
-file.
 
 Messages never contain secrets: adapters build them from status codes and provider
 messages, never from request headers or keys.
