@@ -5,7 +5,7 @@ from __future__ import annotations
 from massgen.errors import ConfigError
 from massgen.strategies.base import Strategy
 from massgen.strategies.consensus import Consensus
-from massgen.strategies.context import RunContext, Settings
+from massgen.strategies.context import RunContext
 from massgen.strategies.parallel import Parallel
 from massgen.strategies.sequential import Sequential
 
@@ -27,4 +27,4 @@ def get_strategy(name: str) -> Strategy:
         ) from None
 
 
-__all__ = ["STRATEGIES", "RunContext", "Settings", "Strategy", "get_strategy"]
+__all__ = ["STRATEGIES", "RunContext", "Strategy", "get_strategy"]

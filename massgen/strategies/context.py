@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
@@ -21,22 +22,8 @@ from massgen.resilience.retry import retry_listener
 from massgen.result import AgentAnswer, RunResult
 from massgen.types import Completion, Usage
 
-
-@dataclass(slots=True)
-class Settings:
-    """Run-wide knobs a strategy reads (a typed view of the orchestrator config)."""
-
-    error_strategy: str = "continue"
-    threshold: float = 0.5
-    max_rounds: int = 2
-    topology: str = "full"
-    neighbors: int = 2
-    final: str = "winner"
-    presenter: str | None = None
-    answer_budget: int = 400
-    aggregator: str | None = None
-    max_parallel: int | None = None
-    seed: int = 0
+if TYPE_CHECKING:
+    from massgen.config import OrchestratorConfig
 
 
 @dataclass(slots=True)
@@ -46,7 +33,10 @@ class RunContext:
     result: RunResult
     handles: dict[str, AgentHandle]
     emit: Callable[[ev.Event], None]
-    settings: Settings = field(default_factory=Settings)
+    config: OrchestratorConfig
+    """The team file's ``orchestrator:`` section, as validated at load."""
+    seed: int = 0
+    """Seeds each reviewer's shuffle of the answers, so a run can be replayed."""
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
@@ -60,8 +50,8 @@ class RunContext:
     def __post_init__(self) -> None:
         if not self.live:
             self.live = list(self.handles)
-        if self.settings.max_parallel:
-            self._limit = asyncio.Semaphore(self.settings.max_parallel)
+        if self.config.max_parallel:
+            self._limit = asyncio.Semaphore(self.config.max_parallel)
 
     async def call(self, name: str, turn: Turn) -> tuple[Completion, str] | None:
         """Ask agent ``name`` for ``turn``; return (completion, who answered), or ``None``
@@ -175,7 +165,7 @@ class RunContext:
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record a failed agent; abort unless the error strategy is ``continue``."""
-        if self.settings.error_strategy != "continue":
+        if self.config.error_strategy != "continue":
             raise AgentFailed(name, error) from error
         self.result.failed_agents[name] = _short(error)
         if name in self.live:
