@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,13 +22,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
-    """The command's ``--config``, ``--store`` and ``--prefix``."""
-
-    config: Path | None = None
-    store: str | None = None
-    prefix: str | None = None
+Where = tuple[Path | None, str | None, str | None]
+"""The command's ``--config``, ``--store`` and ``--prefix``."""
 
 
 def _no_session(name: str) -> ConfigError:
@@ -42,14 +36,13 @@ def _no_session(name: str) -> ConfigError:
 
 def target(where: Where) -> tuple[str | Path, str]:
     """The memory store to open and its Redis key prefix."""
-
     from massgen.cli.batch import find_config
     from massgen.orchestrator import DEFAULT_MEMORY_PATH
 
-    store, prefix = where.store, where.prefix
+    config, store, prefix = where
     if store:
         return (store if "://" in store else Path(store)), prefix or "massgen:"
-    path = find_config(where.config, required=False)
+    path = find_config(config, required=False)
     if path is not None:
         from massgen.config import load
 
@@ -86,7 +79,8 @@ def _clip(text: str, width: int = 100) -> str:
 
 
 # -- sessions -----------------------------------------------------------------------------------
-def session_list(where: Where, json_out: bool) -> int:
+def session_list(config: Path | None, store: str | None, prefix: str | None, json_out: bool) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions
 
     found = _with_store(where, lambda s: Sessions(s).list())
@@ -103,7 +97,10 @@ def session_list(where: Where, json_out: bool) -> int:
     return OK
 
 
-def session_show(name: str, where: Where, json_out: bool) -> int:
+def session_show(
+    name: str, config: Path | None, store: str | None, prefix: str | None, json_out: bool
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
@@ -142,7 +139,8 @@ def session_show(name: str, where: Where, json_out: bool) -> int:
     return OK
 
 
-def session_delete(name: str, where: Where) -> int:
+def session_delete(name: str, config: Path | None, store: str | None, prefix: str | None) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
@@ -173,7 +171,10 @@ async def _logs(s: Store, agent: str | None) -> list[str | None]:
     return [None, *names]
 
 
-def memory_list(where: Where, agent: str | None, json_out: bool) -> int:
+def memory_list(
+    config: Path | None, store: str | None, prefix: str | None, agent: str | None, json_out: bool
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> list[dict[str, object]]:
@@ -188,7 +189,16 @@ def memory_list(where: Where, agent: str | None, json_out: bool) -> int:
     return OK
 
 
-def memory_search(query: str, where: Where, agent: str | None, k: int, json_out: bool) -> int:
+def memory_search(
+    query: str,
+    config: Path | None,
+    store: str | None,
+    prefix: str | None,
+    agent: str | None,
+    k: int,
+    json_out: bool,
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> list[dict[str, object]]:
@@ -206,7 +216,10 @@ def memory_search(query: str, where: Where, agent: str | None, k: int, json_out:
     return OK
 
 
-def memory_clear(where: Where, agent: str | None) -> int:
+def memory_clear(
+    config: Path | None, store: str | None, prefix: str | None, agent: str | None
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> int:
