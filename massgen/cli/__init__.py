@@ -6,11 +6,36 @@ Heavy modules (SDKs, Rich, the orchestrator) are imported inside commands, so
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from massgen.cli.app import app
+
+if TYPE_CHECKING:
+    from massgen.config import TeamConfig
+    from massgen.distributed.target import BusTarget
 
 
 def main() -> None:
     app()
+
+
+def team_and_bus(
+    config: Path | None, redis: str | None, prefix: str | None = None, *, need: str = ""
+) -> tuple[TeamConfig | None, BusTarget | None]:
+    """The team file, if given, and the Redis that ``--redis``, the file or
+    ``$MASSGEN_REDIS_URL`` names; with ``need`` (what for), having none is a usage error."""
+    from massgen.config import load
+    from massgen.distributed.target import BusTarget
+    from massgen.errors import ConfigError
+
+    cfg = load(config) if config is not None else None
+    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
+    if bus is None and need:
+        where = f"set redis.url in {config}" if config else "--config with redis.url"
+        hint = f"pass --redis redis://host:6379, {where}, or set MASSGEN_REDIS_URL"
+        raise ConfigError(need, key="--redis", hint=hint)
+    return cfg, bus
 
 
 __all__ = ["app", "main"]

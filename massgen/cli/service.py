@@ -19,23 +19,12 @@ log = logging.getLogger("massgen.service")
 def service_command(
     *, redis: str | None, prefix: str | None, config: Path | None, interval: float
 ) -> int:
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
 
-    cfg = None
-    if config is not None:
-        from massgen.config import load
-
-        cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
-    if bus is None:
-        raise ConfigError(
-            "the service needs Redis to watch",
-            key="--redis",
-            hint="pass --redis redis://host:6379 (or --config with redis.url, "
-            "or set MASSGEN_REDIS_URL)",
-        )
+    _, bus = team_and_bus(config, redis, prefix, need="the service needs Redis to watch")
     if interval <= 0:
         raise ConfigError("the interval must be positive", key="--interval")
+    assert bus is not None
     bus.check()
     from massgen.cli.logs import log_to_stderr
 

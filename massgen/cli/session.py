@@ -17,6 +17,7 @@ from massgen.cli.exits import OK
 from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
+    from massgen.memory.long_term import MemoryItem
     from massgen.store.base import Store
 
 T = TypeVar("T")
@@ -230,20 +231,9 @@ def memory_clear(
     return OK
 
 
-def _item(item: object) -> dict[str, object]:
-    from massgen.memory.long_term import MemoryItem
-
-    assert isinstance(item, MemoryItem)
-    return {
-        "id": item.id,
-        "at": item.at,
-        "agent": item.agent,
-        "task": item.task,
-        "final": item.final,
-        "own": item.own,
-        "winner": item.winner,
-        "run_id": item.run_id,
-    }
+def _item(item: MemoryItem) -> dict[str, object]:
+    keys = ("id", "at", "agent", "task", "final", "own", "winner", "run_id")
+    return {k: getattr(item, k) for k in keys}
 
 
 def _print_items(rows: list[dict[str, object]], json_out: bool, empty: str) -> None:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from massgen.cli.exits import stop_signal, stopped
 from massgen.cli.logs import log_to_stderr
-from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from massgen.distributed.worker import TurnReport, Worker
@@ -20,18 +19,10 @@ if TYPE_CHECKING:
 def worker_command(
     config: Path, agent: list[str] | None, *, redis: str | None, concurrency: int
 ) -> int:
-    from massgen.config import load
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
 
-    cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg)
-    if bus is None:
-        raise ConfigError(
-            "a worker needs Redis to take turns from",
-            key="--redis",
-            hint=f"pass --redis redis://host:6379, set redis.url in {config}, "
-            "or set MASSGEN_REDIS_URL",
-        )
+    cfg, bus = team_and_bus(config, redis, need="a worker needs Redis to take turns from")
+    assert cfg is not None and bus is not None
     from massgen.distributed.worker import Worker
     from massgen.orchestrator import Orchestrator
 
