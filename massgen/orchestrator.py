@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,21 +287,9 @@ class Orchestrator:
         return result
 
     def run(self, task: str, strategy: str | None = None) -> Any:
-        """Run ``task``: blocks and returns the RunResult when called outside an event loop
-        (as in the seed's examples); inside one, returns an awaitable (``await
-        orchestrator.run(...)``)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._run_once(task, strategy))
-        return self.arun(task, strategy)
-
-    async def _run_once(self, task: str, strategy: str | None) -> RunResult:
-        # Clients are bound to the event loop that asyncio.run is about to close.
-        try:
-            return await self.arun(task, strategy)
-        finally:
-            await self.aclose()
+        """Run ``task``: blocks and returns the RunResult outside an event loop (as in the
+        seed's examples); inside one, returns an awaitable (``await orchestrator.run(...)``)."""
+        return self._blocking(lambda: self.arun(task, strategy))
 
     async def abatch_run(
         self,
@@ -340,22 +328,23 @@ class Orchestrator:
     def batch_run(self, tasks: Sequence[str | BatchTask], **options: Any) -> Any:
         """The seed's ``results = orchestrator.batch_run(tasks)``: blocks outside an event
         loop, returns an awaitable inside one (like :meth:`run`)."""
+        return self._blocking(lambda: self.abatch_run(tasks, **options))
+
+    def _blocking(self, work: Callable[[], Awaitable[Any]]) -> Any:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            box: list[BatchResult] = []
-            asyncio.run(self._batch_once(tasks, options, box))
+            box: list[Any] = []
+            asyncio.run(self._once(work, box))
             return box[0]
-        return self.abatch_run(tasks, **options)
+        return work()
 
-    async def _batch_once(
-        self, tasks: Sequence[str | BatchTask], options: dict[str, Any], box: list[BatchResult]
-    ) -> None:
-        # The result goes in ``box`` rather than being returned: asyncio.run formats the
-        # main task's repr, result included, when it restores the SIGINT handler, and a
-        # batch's results are large (tens of ms for a thousand tasks).
+    async def _once(self, work: Callable[[], Awaitable[Any]], box: list[Any]) -> None:
+        # Clients are bound to the loop asyncio.run is about to close. The result goes in
+        # ``box``: asyncio.run formats the main task's repr, result included, when it
+        # restores the SIGINT handler, and a batch's results are large.
         try:
-            box.append(await self.abatch_run(tasks, **options))
+            box.append(await work())
         finally:
             await self.aclose()
 
