@@ -83,32 +83,12 @@ class RunRecorder:
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.AgentStarted):
-            self.prompts.append(
-                {
-                    "agent": e.agent,
-                    "phase": e.phase,
-                    "round": e.round,
-                    "prompt": e.prompt,
-                    "at": e.at,
-                }
-            )
+            self.prompts.append(_fields(e, "agent", "phase", "round", "prompt", "at"))
         elif isinstance(e, ev.ToolCalled):
-            self.tool_calls.append(
-                {
-                    "agent": e.agent,
-                    "tool": e.tool,
-                    "call_id": e.call_id,
-                    "args": e.args,
-                    "at": e.at,
-                }
-            )
+            self.tool_calls.append(_fields(e, "agent", "tool", "call_id", "args", "at"))
         elif isinstance(e, ev.ToolResult):
             for entry in reversed(self.tool_calls):
-                if (
-                    entry["call_id"] == e.call_id
-                    and entry["agent"] == e.agent
-                    and "ok" not in entry
-                ):
+                if (entry["call_id"], entry["agent"]) == (e.call_id, e.agent) and "ok" not in entry:
                     entry.update(ok=e.ok, duration=e.duration, output=e.output[:TOOL_OUTPUT_KEPT])
                     break
         elif isinstance(e, ev.RunEnded):
@@ -139,3 +119,7 @@ class RunRecorder:
             raise
         self.written = path
         return path
+
+
+def _fields(e: ev.Event, *names: str) -> dict[str, Any]:
+    return {name: getattr(e, name) for name in names}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
@@ -66,6 +68,8 @@ def guarded(fn: Callable[[], int | None]) -> None:
 
 def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
     """``asyncio.run(main())``; SIGTERM cancels it like Ctrl-C, and both raise Interrupted."""
+    import asyncio
+
     from massgen.errors import Interrupted
 
     async def cancellable() -> T:
@@ -82,6 +86,8 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
 
 def stop_signal() -> asyncio.Future[signal.Signals]:
     """The first SIGINT or SIGTERM, for commands that serve until told to stop."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     got: asyncio.Future[signal.Signals] = loop.create_future()
 
