@@ -1,9 +1,5 @@
-"""The orchestrator: a team of agents, a strategy, and the run loop around them.
-
-It emits the run's start and end, applies the timeout, and turns whatever happens (an
-answer, a failure, Ctrl-C) into a :class:`~massgen.result.RunResult`; the strategy decides
-who is asked what in between.
-"""
+"""The orchestrator: a team, a strategy, and the run loop that turns whatever happens (an
+answer, a failure, a timeout, Ctrl-C) into a :class:`~massgen.result.RunResult`."""
 
 from __future__ import annotations
 

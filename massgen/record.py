@@ -1,10 +1,5 @@
-"""The run record: one JSON file per run, enough to audit or replay it.
-
-It holds a digest of the config, every prompt sent and every answer received, the votes,
-usage, cost and timings. It is written when the run ends, whatever the ending (done,
-failed, interrupted), so a Ctrl-C still leaves the partial record. It never holds keys:
-the config is recorded by digest, not by content.
-"""
+"""The run record: one JSON file per run (prompts, answers, votes, usage, timings), written
+however the run ends, so Ctrl-C leaves a partial one. The config is kept by digest: no keys."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The ``massgen`` command line. Thin: it parses, then calls the library.
-
-Heavy modules (SDKs, Rich, the orchestrator) are imported inside commands, so
-``massgen --help`` stays fast.
-"""
+"""The ``massgen`` command line: it parses, then calls the library (imported inside the
+commands, so ``massgen --help`` stays fast)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""`massgen session list|show|delete` and `massgen memory list|search|clear`.
-
-Both read the memory store of a team: its Redis when the config has ``redis:``, else the
-SQLite file ``.massgen/memory.sqlite3`` (or ``--store TARGET``).
-"""
+"""`massgen session list|show|delete` and `massgen memory list|search|clear`, on the team's
+memory store: ``--store``, else its Redis, else ``.massgen/memory.sqlite3``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Consensus: answer independently, then vote or revise until an answer wins.
-
-1. Answer round, in parallel (no peer answers yet, so no herding); stop if all agree.
-2. Review rounds: each agent sees anonymised, per-agent-shuffled answers and replies with one
-   vote or one revision. A revision replaces that agent's answer and voids votes for it.
-3. An answer holding enough votes wins; at ``max_rounds``, plurality; ties by config order.
-4. Final: the winning text as is (no extra call) or one synthesis by a presenter.
-"""
+"""Consensus: answer independently (no herding), then vote or revise on anonymised,
+per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules)."""
 
 from __future__ import annotations
 

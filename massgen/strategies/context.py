@@ -1,9 +1,5 @@
-"""The services a strategy gets: call an agent (with fallback and error policy), emit
-events, and the result being built.
-
-Keeping this in one place is what lets strategies be short: they decide *who is asked
-what, in which order*; this module does the bookkeeping every strategy needs.
-"""
+"""What a strategy gets: calling an agent (with fallback and error policy), events, and the
+result being built; so a strategy only decides who is asked what, in which order."""
 
 from __future__ import annotations
 
