@@ -11,6 +11,8 @@ import typer
 from massgen import __version__
 from massgen.cli.exits import guarded
 
+Opt, Arg = typer.Option, typer.Argument
+
 app = typer.Typer(
     name="massgen",
     help="Run a team of LLM agents on a task and get one answer.",
@@ -39,16 +41,14 @@ def _do(module: str, func: str, args: dict[str, Any]) -> None:
     guarded(lambda: work(**args))
 
 
-TeamFile = Annotated[Path, typer.Argument(help="Team config (YAML).")]
+TeamFile = Annotated[Path, Arg(help="Team config (YAML).")]
 FindConfig = Annotated[
     Path | None,
-    typer.Option(
-        "--config", "-c", help="Team config (default: $MASSGEN_CONFIG or ./massgen.yaml)."
-    ),
+    Opt("--config", "-c", help="Team config (default: $MASSGEN_CONFIG or ./massgen.yaml)."),
 ]
 Redis = Annotated[
     str | None,
-    typer.Option(
+    Opt(
         "--redis",
         metavar="URL",
         help="Redis URL (redis://, rediss://); default: the config's redis.url, "
@@ -58,7 +58,7 @@ Redis = Annotated[
 ]
 Prefix = Annotated[
     str | None,
-    typer.Option(
+    Opt(
         "--prefix",
         metavar="PREFIX",
         help="Key prefix on Redis (default: the config's, else massgen:).",
@@ -66,28 +66,22 @@ Prefix = Annotated[
 ]
 Store = Annotated[
     str | None,
-    typer.Option(
+    Opt(
         "--store",
         metavar="TARGET",
         help="Memory store: a file path or redis:// URL (default: the config's Redis, "
         "else .massgen/memory.sqlite3).",
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-OnlyAgent = Annotated[
-    str | None, typer.Option("--agent", "-a", help="Only this agent's own memory.")
-]
-Strategy = Annotated[
-    str | None, typer.Option("--strategy", "-s", help="parallel | sequential | consensus.")
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
-NoCache = Annotated[
-    bool, typer.Option("--no-cache", help="Do not read or write the response cache.")
-]
+Json = Annotated[bool, Opt("--json", help="Print JSON.")]
+OnlyAgent = Annotated[str | None, Opt("--agent", "-a", help="Only this agent's own memory.")]
+Strategy = Annotated[str | None, Opt("--strategy", "-s", help="parallel | sequential | consensus.")]
+Quiet = Annotated[bool, Opt("--quiet", "-q", help="No progress on stderr.")]
+NoCache = Annotated[bool, Opt("--no-cache", help="Do not read or write the response cache.")]
 MaxCost = Annotated[
-    float | None, typer.Option("--max-cost", help="Stop before spending more than this (USD).")
+    float | None, Opt("--max-cost", help="Stop before spending more than this (USD).")
 ]
-Name = Annotated[str, typer.Argument(help="Session name.")]
+Name = Annotated[str, Arg(help="Session name.")]
 
 
 def _version(value: bool) -> None:
@@ -99,11 +93,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool, Opt("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
     log_level: Annotated[
         str | None,
-        typer.Option(
+        Opt(
             "--log-level",
             envvar="MASSGEN_LOG",
             metavar="LEVEL",
@@ -127,24 +121,22 @@ def root(
 @app.command()
 def run(
     config: TeamFile,
-    task: Annotated[str, typer.Argument(help="The task; '-' reads it from stdin.")],
+    task: Annotated[str, Arg(help="The task; '-' reads it from stdin.")],
     strategy: Strategy = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the whole result as JSON on stdout.")
+        bool, Opt("--json", help="Print the whole result as JSON on stdout.")
     ] = False,
     quiet: Quiet = False,
     record: Annotated[
-        Path | None, typer.Option("--record", help="Where to write the run record (JSON).")
+        Path | None, Opt("--record", help="Where to write the run record (JSON).")
     ] = None,
-    no_record: Annotated[
-        bool, typer.Option("--no-record", help="Do not write a run record.")
-    ] = False,
+    no_record: Annotated[bool, Opt("--no-record", help="Do not write a run record.")] = False,
     redis: Redis = None,
     no_cache: NoCache = False,
     max_cost: MaxCost = None,
     session: Annotated[
         str | None,
-        typer.Option(
+        Opt(
             "--session",
             metavar="NAME",
             help="Continue session NAME: each agent remembers its earlier runs in it.",
@@ -157,16 +149,16 @@ def run(
 
 @app.command()
 def batch(
-    tasks: Annotated[Path, typer.Argument(help="Tasks: .txt (one per line), .jsonl or .csv.")],
+    tasks: Annotated[Path, Arg(help="Tasks: .txt (one per line), .jsonl or .csv.")],
     config: FindConfig = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
+        Opt("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-j", help="Tasks in flight.")] = 8,
+    concurrency: Annotated[int, Opt("--concurrency", "-j", help="Tasks in flight.")] = 8,
     strategy: Strategy = None,
     no_resume: Annotated[
-        bool, typer.Option("--no-resume", help="Start over (the old results file is moved aside).")
+        bool, Opt("--no-resume", help="Start over (the old results file is moved aside).")
     ] = False,
     max_cost: MaxCost = None,
     no_cache: NoCache = False,
@@ -181,16 +173,13 @@ def worker(
     config: TeamFile,
     agent: Annotated[
         list[str] | None,
-        typer.Option(
+        Opt(
             "--agent", "-a", metavar="NAME", help="Host this agent (repeat; default: every agent)."
         ),
     ] = None,
     redis: Redis = None,
     concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", "-c", metavar="N", min=1, help="Turns each agent runs at once."
-        ),
+        int, Opt("--concurrency", "-c", metavar="N", min=1, help="Turns each agent runs at once.")
     ] = 8,
 ) -> None:
     """Host the agents of CONFIG on Redis, so runs anywhere send them their turns."""
@@ -202,9 +191,9 @@ def service(
     redis: Redis = None,
     prefix: Prefix = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Take Redis URL and prefix from a team config.")
+        Path | None, Opt("--config", help="Take Redis URL and prefix from a team config.")
     ] = None,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between checks.")] = 5.0,
+    interval: Annotated[float, Opt("--interval", help="Seconds between checks.")] = 5.0,
 ) -> None:
     """Watch the registry: mark silent agents dead, report dead letters and stuck work."""
     _do("service", "service_command", locals())
@@ -212,12 +201,10 @@ def service(
 
 @agents_app.command("list")
 def agents_list(
-    config: Annotated[Path | None, typer.Option("--config", help="Team config (YAML).")] = None,
+    config: Annotated[Path | None, Opt("--config", help="Team config (YAML).")] = None,
     redis: Redis = None,
     prefix: Prefix = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print JSON instead of a table.")
-    ] = False,
+    json_out: Annotated[bool, Opt("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Live agents on Redis (with counters), or without Redis the team a config declares."""
     _do("agents", "list_command", locals())
@@ -290,12 +277,12 @@ def memory_list(
 
 @memory_app.command("search")
 def memory_search(
-    query: Annotated[str, typer.Argument(help="Words to look for.")],
+    query: Annotated[str, Arg(help="Words to look for.")],
     config: FindConfig = None,
     store: Store = None,
     prefix: Prefix = None,
     agent: OnlyAgent = None,
-    k: Annotated[int, typer.Option("--top", "-k", min=1, help="How many items.")] = 5,
+    k: Annotated[int, Opt("--top", "-k", min=1, help="How many items.")] = 5,
     json_out: Json = False,
 ) -> None:
     """The items most relevant to QUERY (BM25), best first."""
