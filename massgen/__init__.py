@@ -86,11 +86,4 @@ if TYPE_CHECKING:
     )
     from massgen.orchestrator import Orchestrator
     from massgen.result import AgentAnswer, RunResult, Vote
-    from massgen.types import (
-        ChatMessage,
-        Completion,
-        CompletionRequest,
-        ToolCall,
-        ToolSpec,
-        Usage,
-    )
+    from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, ToolSpec, Usage

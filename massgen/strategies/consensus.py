@@ -54,12 +54,7 @@ class Consensus:
             await self._synthesize(task, ctx, answers, votes, top)
 
     async def _review_round(
-        self,
-        task: str,
-        rnd: int,
-        ctx: RunContext,
-        answers: dict[str, str],
-        votes: dict[str, str],
+        self, task: str, rnd: int, ctx: RunContext, answers: dict[str, str], votes: dict[str, str]
     ) -> None:
         views: dict[str, dict[str, str]] = {}  # voter -> label -> agent
         turns: dict[str, Turn] = {}
