@@ -3,6 +3,7 @@ commands, so ``massgen --help`` stays fast)."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,12 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # On the way out: the final collections then skip every object start-up and the
+        # run made (≈ 50 ms of CPU for a run; nothing is left that needs collecting).
+        gc.freeze()
 
 
 def team_and_bus(
