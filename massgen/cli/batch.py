@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -128,6 +129,9 @@ def batch_command(
             )
 
     summary = BatchSummary(total=len(items))
+    # Everything made so far (modules, config, the tasks) lives until exit: out of the
+    # collector's way, so the collections a batch still needs do not walk it each time.
+    gc.freeze()
     try:
         try:
             run_until_done(main)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -79,9 +78,6 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
         return await main()
 
-    # What start-up made (modules, config, a batch's tasks) lives until exit: out of the
-    # collector's way, so the collections a long run still needs do not walk it each time.
-    gc.freeze()
     try:
         return asyncio.run(cancellable())
     except (KeyboardInterrupt, asyncio.CancelledError):
