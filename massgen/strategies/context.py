@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
@@ -41,7 +42,7 @@ class RunContext:
     listening: bool = True
     """Whether anyone hears the events; if not, the per-turn ones are not even built (a
     batch of thousands of turns with no live view)."""
-    _limit: asyncio.Semaphore | None = None
+    _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
         if not self.live:
@@ -97,10 +98,7 @@ class RunContext:
         tools_token = tool_listener.set(self._tool_event)
         peers_token = peer_handles.set(self.handles)
         try:
-            if self._limit is not None:
-                async with self._limit:
-                    completion = await handle.ask(turn, on_delta)
-            else:
+            async with self._limit:
                 completion = await handle.ask(turn, on_delta)
         except BaseException:
             self.budget.release(held)
