@@ -251,26 +251,22 @@ class Orchestrator:
         started = time.perf_counter()
         self._begin_memory()
         try:
-            if self.config.timeout:
-                async with asyncio.timeout(self.config.timeout):
-                    await impl.run(task, ctx)
-            else:
+            async with asyncio.timeout(self.config.timeout):
                 await impl.run(task, ctx)
         except asyncio.CancelledError:
             self._close(result, started, "interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
             raise
-        except TimeoutError as e:
-            error = RunError(f"the run took longer than its timeout ({self.config.timeout:g} s)")
+        except (TimeoutError, MassGenError) as e:
+            limit = self.config.timeout
+            late = f"the run took longer than its timeout ({limit or 0:g} s)"
+            error = e if isinstance(e, MassGenError) else RunError(late)
             self._close(result, started, "failed", str(error))
             bus.emit(ev.RunEnded(result=result))
             error.result = result  # type: ignore[attr-defined]
+            if error is e:
+                raise
             raise error from e
-        except MassGenError as e:
-            self._close(result, started, "failed", str(e))
-            bus.emit(ev.RunEnded(result=result))
-            e.result = result  # type: ignore[attr-defined]
-            raise
         self._close(result, started, result.status, None)
         await self._end_memory(result)
         if bus.listening:
