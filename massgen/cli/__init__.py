@@ -4,6 +4,7 @@ commands, so ``massgen --help`` stays fast)."""
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,3 +43,39 @@ def team_and_bus(
 
 
 __all__ = ["app", "main"]
+
+
+CONFIG_ENV = "MASSGEN_CONFIG"
+
+
+def find_config(config: Path | None) -> Path | None:
+    """The team config: given, else ``$MASSGEN_CONFIG``, else ``./massgen.yaml`` if any."""
+    if config is not None:
+        return config
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    default = Path("massgen.yaml")
+    return default if default.exists() else None
+
+
+def team_store(
+    config: Path | None,
+    default: Path,
+    *,
+    store: str | None = None,
+    prefix: str | None = None,
+    cache: bool = False,
+) -> tuple[str | Path, str]:
+    """Where the team keeps its memory (or, with ``cache``, its cache) and the key prefix:
+    ``--store``, the cache's own path, the team's Redis (reached now, as every command
+    reaches it: refused exits 2, silent 69), else ``default``."""
+    if store:
+        return (store if "://" in store else Path(store)), prefix or "massgen:"
+    path = find_config(config)
+    cfg, bus = team_and_bus(path, None) if path is not None else (None, None)
+    if cfg is not None and cache and cfg.orchestrator.cache.path:
+        return Path(cfg.orchestrator.cache.path), "massgen:"
+    if cfg is not None and cfg.redis is not None and bus is not None:
+        bus.check()
+        return bus.url, prefix or bus.prefix
+    return default, "massgen:"

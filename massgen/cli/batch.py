@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from massgen.cli.exits import DEGRADED, FAILED, OK, run_until_done
 from massgen.errors import ConfigError, Interrupted
-
-CONFIG_ENV = "MASSGEN_CONFIG"
-
-
-@overload
-def find_config(config: Path | None) -> Path: ...
-@overload
-def find_config(config: Path | None, *, required: bool) -> Path | None: ...
-def find_config(config: Path | None, *, required: bool = True) -> Path | None:
-    """The team config: given, else ``$MASSGEN_CONFIG``, else ``./massgen.yaml``; ``None``
-    when there is none and it is not ``required``."""
-    if config is not None:
-        return config
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env)
-    default = Path("massgen.yaml")
-    if default.exists():
-        return default
-    if not required:
-        return None
-    raise ConfigError(
-        "no team config given, and there is no massgen.yaml here",
-        key="--config",
-        hint=f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml",
-    )
 
 
 def batch_command(
@@ -64,7 +37,15 @@ def batch_command(
     if concurrency < 1:
         raise ConfigError("must be at least 1", key="--concurrency")
     max_cost = check_limit(max_cost, "--max-cost")
+    from massgen.cli import CONFIG_ENV, find_config
+
     config_path = find_config(config)
+    if config_path is None:
+        raise ConfigError(
+            "no team config given, and there is no massgen.yaml here",
+            key="--config",
+            hint=f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml",
+        )
     cfg = load(config_path)
     if cfg.redis is not None:  # the cache and shared limits live there
         from massgen.distributed.target import BusTarget

@@ -32,31 +32,13 @@ def _no_session(name: str) -> ConfigError:
     )
 
 
-def target(where: Where) -> tuple[str | Path, str]:
-    """The memory store to open and its Redis key prefix."""
-    from massgen.cli.batch import find_config
-    from massgen.orchestrator import DEFAULT_MEMORY_PATH
-
-    config, store, prefix = where
-    if store:
-        return (store if "://" in store else Path(store)), prefix or "massgen:"
-    path = find_config(config, required=False)
-    if path is not None:
-        from massgen.config import load
-
-        cfg = load(path)
-        if cfg.redis is not None:
-            from massgen.cli.cachecmd import reach_redis
-
-            url, found = reach_redis(cfg)
-            return url, prefix or found
-    return Path(DEFAULT_MEMORY_PATH), "massgen:"
-
-
 def _with_store(place: Where, work: Callable[[Store], Awaitable[T]]) -> T:
+    from massgen.cli import team_store
+    from massgen.orchestrator import DEFAULT_MEMORY_PATH
     from massgen.store import open_store
 
-    found, prefix = target(place)
+    config, store, prefix = place
+    found, prefix = team_store(config, Path(DEFAULT_MEMORY_PATH), store=store, prefix=prefix)
     if isinstance(found, Path) and not found.exists():
         found = "memory://"  # nothing stored yet: answer from an empty store, create no file
 
