@@ -7,22 +7,24 @@ Claude and Gemini tokenizers), one per other character (CJK, emoji), plus
 budget. :class:`TokenEstimator` scales it by what the provider counted for earlier requests.
 
 Context windows and prices come from the ``genai-prices`` package's bundled data, imported
-on first use (it takes about 0.3 s) and never updated over the network: massgen never starts
-its ``UpdatePrices`` task.
+on first use and never updated over the network: massgen never starts its ``UpdatePrices``
+task. What a run asked of it is kept per release and day (:func:`known_model`).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
+import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from massgen.types import ChatMessage, CompletionRequest, ToolSpec
-
-if TYPE_CHECKING:
-    from genai_prices.types import ModelInfo
 
 MESSAGE_OVERHEAD = 4
 """Tokens a message costs beyond its text (role, separators), as in OpenAI's accounting."""
@@ -98,19 +100,110 @@ class TokenEstimator:
         self.ratio = 0.5 * self.ratio + 0.5 * seen
 
 
+Tiers = tuple[float, tuple[tuple[int, float], ...]]
+"""USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What genai-prices says of one model, as of today."""
+
+    id: str
+    context_window: int | None
+    input: Tiers
+    output: Tiers
+
+
 @functools.lru_cache(maxsize=512)
-def known_model(model: str) -> ModelInfo | None:
+def known_model(model: str) -> ModelFacts | None:
     """genai-prices' entry for ``model`` (dated names and case folded, a routing prefix such
-    as ``openai/`` or ``models/`` dropped when needed), or ``None`` when it does not know it."""
+    as ``openai/`` or ``models/`` dropped when needed), or ``None`` when it does not know it.
+
+    Importing genai-prices' table costs about 0.2 s, so each answer is also kept in a small
+    file per genai-prices release and day (``$XDG_CACHE_HOME/massgen``): a run then reads a
+    few lines instead."""
+    name = model.strip().lower()
+    facts = _facts_file()
+    day = datetime.now(UTC).date().isoformat()
+    if name in facts and (facts[name] is None or facts[name].get("day") == day):
+        entry = facts[name]
+        return None if entry is None else _facts(entry)
+    found = _lookup(name)
+    facts[name] = None if found is None else {**_entry(found), "day": day}
+    _save_facts(facts)
+    return found
+
+
+def _lookup(name: str) -> ModelFacts | None:
     from genai_prices.data_snapshot import get_snapshot
 
-    name = model.strip().lower()
     for ref in dict.fromkeys((name, name.rsplit("/", 1)[-1])):
         try:
-            return get_snapshot().find_provider_model(ref, None, None, None)[1]
+            info = get_snapshot().find_provider_model(ref, None, None, None)[1]
         except LookupError:
             continue
+        prices = info.get_prices(datetime.now(UTC))
+        return ModelFacts(
+            info.id, info.context_window, _tiers(prices.input_mtok), _tiers(prices.output_mtok)
+        )
     return None
+
+
+def _tiers(price: Any) -> Tiers:
+    if price is None:
+        return (0.0, ())
+    tiers = getattr(price, "tiers", None)
+    if tiers is None:
+        return (float(price), ())
+    return (float(price.base), tuple((int(t.start), float(t.price)) for t in tiers))
+
+
+def _entry(f: ModelFacts) -> dict[str, Any]:
+    return {"id": f.id, "window": f.context_window, "in": f.input, "out": f.output}
+
+
+def _facts(e: dict[str, Any]) -> ModelFacts:
+    def tiers(t: Any) -> Tiers:
+        return (float(t[0]), tuple((int(a), float(b)) for a, b in t[1]))
+
+    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]))
+
+
+@functools.cache
+def _facts_path() -> Path | None:
+    """One file per genai-prices release (its table's size and time), found without importing it."""
+    spec = importlib.util.find_spec("genai_prices")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        table = os.stat(Path(next(iter(spec.submodule_search_locations)), "data.py"))
+    except OSError:
+        return None
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home, "massgen", f"models-{table.st_size}-{int(table.st_mtime)}.json")
+
+
+@functools.cache
+def _facts_file() -> dict[str, Any]:
+    path = _facts_path()
+    try:
+        data = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}  # none yet, or damaged: made again
+    return data if isinstance(data, dict) else {}
+
+
+def _save_facts(facts: dict[str, Any]) -> None:
+    path = _facts_path()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(facts))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: the next run looks again
+        pass
 
 
 def context_window(model: str | None, override: int | None = None) -> int | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +88,36 @@ def test_importing_massgen_does_not_load_the_price_table() -> None:
         "sys.exit(7 if 'genai_prices' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
+
+
+LOOKUP = """
+import json, sys
+from massgen.backends.pricing import cost
+from massgen.tokens import context_window
+from massgen.types import Usage
+print(json.dumps([cost("gpt-4o", Usage(1000, 100)), context_window("gpt-4o"),
+                  cost("gemini-2.5-pro", Usage(300_000, 10)), cost("llama3.1:8b", Usage(9, 9)),
+                  "genai_prices" in sys.modules]))
+"""
+
+
+def test_a_second_run_reads_what_the_first_looked_up(tmp_path: Path) -> None:
+    """genai-prices' table takes a fifth of a second to import: a run that asks about models
+    seen before (same genai-prices release, same day) reads a small file instead."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+
+    def run() -> list[Any]:
+        out = subprocess.run(
+            [sys.executable, "-c", LOOKUP], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout))
+
+    first, second = run(), run()
+    assert first[-1] is True and second[-1] is False  # the second never imported the table
+    assert first[:-1] == second[:-1]
+    assert first[0] == pytest.approx((1000 * 2.50 + 100 * 10.00) / 1e6)
+    assert first[2] > 300_000 * 1.25 / 1e6  # the long-prompt tier survives the round trip
+    (cached,) = (tmp_path / "massgen").glob("models-*.json")
+    cached.write_text("{not json")  # a damaged file is looked up again, not trusted
+    assert run() == first

@@ -14,11 +14,9 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from massgen.errors import ConfigError
-from massgen.tokens import known_model
+from massgen.tokens import Tiers, known_model
 from massgen.types import Usage
 
 log = logging.getLogger(__name__)
@@ -41,10 +39,7 @@ def price_of(model: str, overrides: Overrides | None = None) -> Price | None:
     if override is not None:
         return override
     info = known_model(model)
-    if info is None:
-        return None
-    prices = info.get_prices(datetime.now(UTC))
-    return Price(_base(prices.input_mtok), _base(prices.output_mtok))
+    return None if info is None else Price(info.input[0], info.output[0])
 
 
 def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
@@ -56,11 +51,10 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     if info is None:
         _unpriced(model)
         return 0.0
-    from genai_prices.types import calc_unit_price  # tiers: by prompt tokens, whole request
-
-    prices, prompt = info.get_prices(datetime.now(UTC)), usage.input_tokens
-    paid = calc_unit_price(prices.input_mtok, prompt, prompt, 1_000_000)
-    return float(paid + calc_unit_price(prices.output_mtok, usage.output_tokens, prompt, 1_000_000))
+    prompt = usage.input_tokens
+    return (
+        prompt * _tier(info.input, prompt) + usage.output_tokens * _tier(info.output, prompt)
+    ) / 1e6
 
 
 def _override_for(model: str, overrides: Overrides | None) -> Price | None:
@@ -84,9 +78,10 @@ def _unpriced(model: str) -> None:
     log.info("no price known for model %r: its requests count as free", model)
 
 
-def _base(value: Any) -> float:
-    """The first tier's price (genai-prices tiers some prices by prompt length)."""
-    return float(getattr(value, "base", value) or 0)
+def _tier(tiers: Tiers, prompt: int) -> float:
+    """The price every token pays: a prompt past a tier's start moves the whole request there."""
+    base, cliffs = tiers
+    return next((price for start, price in reversed(cliffs) if prompt > start), base)
 
 
 def _override(model: str, value: Mapping[str, float]) -> Price:
