@@ -147,3 +147,78 @@ class AgentFailed(RunError):
 
 class Interrupted(RunError):
     """The user stopped the run (Ctrl-C / SIGTERM)."""
+
+
+# -- the agent bus
+# ConfigError: AgentIdTaken, BusAuthError, BusRefused, SecretMismatch. TransportError:
+# BusUnreachable (a ServiceUnreachable), RequestTimeout (also a TimeoutError), RemoteError.
+# StateError, WireError and GatewayRejected also keep the builtin class the seed raised.
+class AgentIdTaken(ConfigError):
+    """A live agent uses this id: stop the other copy, or pass ``replica=True`` to every copy."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"agent id {agent_id!r} is already taken by a live agent",
+            key="agent_id",
+            hint="stop the other agent, pick another id, or pass replica=True to every copy",
+        )
+
+
+class BusAuthError(ConfigError):
+    """Redis refused the connection's credentials. The message never holds the password."""
+
+
+class BusRefused(ConfigError):
+    """Redis refused a setting of the URL (e.g. a database number beyond ``databases``)."""
+
+
+class BusUnreachable(ServiceUnreachable):
+    """Nothing answered at the Redis URL when an agent started (later losses are retried)."""
+
+
+class SecretMismatch(ConfigError):
+    """Live peers sign with another secret and none as this agent does: they would refuse
+    each other's messages. ``peers`` names them as ``agent/instance@host/pid``."""
+
+    def __init__(self, agent_id: str, peers: list[str]) -> None:
+        self.agent_id = agent_id
+        self.peers = peers
+        super().__init__(
+            f"agent {agent_id!r}: no live agent signs with this agent's secret; "
+            f"these sign with another one: {', '.join(peers)}",
+            key="secret",
+            hint="give every agent and worker of this bus the same redis.secret "
+            "($MASSGEN_SECRET); `massgen agents list` shows who does not match",
+        )
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No reply arrived in time. The request may still be answered later; nobody waits."""
+
+
+class RemoteError(TransportError):
+    """The target gave up on a request (its handler failed every delivery)."""
+
+    def __init__(self, target: str, error: str) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"agent {target!r} failed the request: {error}")
+
+
+class StateError(MassGenError, TypeError):
+    """An agent state update that storage cannot keep faithfully (not JSON, unknown field)."""
+
+
+class WireError(MassGenError, ValueError):
+    """A stored message could not be read (not ours, truncated, or wrong types)."""
+
+
+class GatewayRejected(MassGenError, RuntimeError):
+    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result  # a GatewayResult
+        self.decision: str = getattr(result, "decision", "")
+        why = getattr(result, "message", None)
+        super().__init__(f"Gateway rejected message: {self.decision} - {why}")

@@ -25,7 +25,7 @@ from massgen import errors as E
 from massgen import events as ev
 from massgen import serialize
 from massgen.agents.turn import Turn
-from massgen.mas.errors import RemoteError
+from massgen.errors import RemoteError
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.types import Completion
 

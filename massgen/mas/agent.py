@@ -1,9 +1,5 @@
-"""A peer on the bus: it registers, heartbeats, handles its inbox and talks to other agents.
-
-Subclass :class:`Agent` and override :meth:`Agent.on_message` (and, if you like, ``on_start``,
-``on_stop``, ``get_metadata``). Delivery is at least once: a message is acknowledged only
-after your handler returns, so after a crash it is handled again, by this agent or a replica.
-"""
+"""A peer on the bus: subclass :class:`Agent` and override ``on_message``. A message is
+acknowledged only after your handler returns, so after a crash it is handled again."""
 
 from __future__ import annotations
 
@@ -22,10 +18,18 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel
 
-from massgen.errors import MassGenError, TransportError
+from massgen.errors import (
+    AgentIdTaken,
+    GatewayRejected,
+    MassGenError,
+    RemoteError,
+    RequestTimeout,
+    SecretMismatch,
+    TransportError,
+    WireError,
+)
 from massgen.mas import wire
 from massgen.mas.connect import describe, resolve_transport
-from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout, SecretMismatch
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
@@ -50,34 +54,20 @@ log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
 
-#: Requests whose reply an agent of this process is committing right now, by request id.
-#: Redis may hand the reply to the requester before it answers the committer; a requester
-#: in the same process waits for the commit's return, so ``request()`` never resumes before
-#: the handler's ``reply()`` has returned, as with the seed framework. Ids are unique, so
-#: agents of different event loops never share an entry; each lives for one commit.
+# Replies being committed in this process, by request id: a requester here waits for the
+# commit to return, so ``request()`` never resumes before the handler's ``reply()`` returned.
 _COMMITTING: dict[str, asyncio.Future[None]] = {}
 
 
 class Agent:
-    """An agent on the bus.
+    """An agent on Redis at ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else localhost), or
+    on the in-process bus with ``transport=MemoryTransport()`` or ``hub=MemoryHub()``.
 
-    It runs on Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else
-    ``redis://localhost:6379``, as the seed framework's agents do. For the in-process bus
-    (agents of one event loop, no Redis) pass ``transport=MemoryTransport()``, or
-    ``hub=MemoryHub()`` to keep a group apart. ``transport`` shares one you built (the agent
-    then does not close it); naming two of ``transport``, ``hub`` and ``redis_url`` is a
-    ``ValueError``. The start log line and ``repr`` say which bus is in use.
-
-    ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
-    (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
-    replayed ones. ``use_gateway=True`` sends every message and reply through the
-    :class:`~massgen.mas.gateway.GatewayService` given to :meth:`set_gateway` (the seed's
-    gateway mode; ``gateway_url`` is kept for the seed's signature and, as there, unused).
-    ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
-    when live agents sign with another secret and none with this one (either way the
-    mismatch is logged as an error); ``check_secret=False`` skips that check at start (for a
-    caller that checks the peers it uses itself, as a run does with its workers).
-    ``concurrency`` is how many messages are handled at once.
+    ``replica=True`` lets processes share one id and inbox; ``secret`` (or
+    ``$MASSGEN_SECRET``) signs messages and refuses unsigned, forged, stale and replayed ones;
+    ``use_gateway=True`` routes through :meth:`set_gateway`'s gateway (``gateway_url`` is the
+    seed's, unused); ``strict_secret`` makes a secret mismatch with every live peer fail
+    ``start()`` (``check_secret=False`` skips the check); ``concurrency`` handlers at once.
     """
 
     def __init__(
@@ -123,12 +113,11 @@ class Agent:
         self._gateway: GatewayService | None = None
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
-        self._handed_back: set[EntryId] = set()  # reported once each, not on every pass
+        self._handed_back: set[EntryId] = set()  # logged once each
         self._defer_until = 0.0  # loop time: take no work before (see _hand_back)
         self._state = AgentState(state_model)
         self._new_id = IdFactory()
         self._started = 0.0
-        # work in progress
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready: deque[Delivery] = deque()  # admitted, waiting for a worker
         self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for work
@@ -141,39 +130,31 @@ class Agent:
         self._ack_wake = asyncio.Event()
         self._reclaim_wake = asyncio.Event()
         self._since_trim = 0
-        # requests this agent made
         self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
         self._reply_task: asyncio.Task[None] | None = None
         self._publishing = asyncio.Lock()  # the last record written is the newest
 
-    # hooks --------------------------------------------------------------------------------
     async def on_start(self) -> None:
-        """Called once the agent is registered and its state loaded, before messages flow."""
+        """Called once registered with its state loaded, before messages flow."""
 
     async def on_stop(self) -> None:
-        """Called after the last message was handled, before the agent leaves the registry."""
+        """Called after the last message was handled, before leaving the registry."""
 
     async def on_message(self, message: AgentMessage) -> None:
         """Handle one message. Raise to have it redelivered (up to ``max_deliveries``)."""
         log.debug("agent %s ignored message %s (no on_message)", self.id, message.id)
 
     def get_metadata(self) -> dict[str, Any]:
-        """What discovery shows about this agent besides its capabilities."""
         return dict(self._metadata)
 
-    # public properties --------------------------------------------------------------------
     @property
     def state(self) -> Any:
-        """The agent's state: a dict, or an instance of ``state_model``. Read-only view;
-        change it with :meth:`update_state`."""
+        """A dict, or a ``state_model`` instance; change it with :meth:`update_state`."""
         return self._state.value
 
     @property
     def token(self) -> str | None:
-        """This agent's random token, new at each ``start()`` (``None`` before the first).
-
-        The registry keeps only its SHA-256, so reading Redis does not reveal it; a
-        :class:`~massgen.mas.gateway.GatewayService` checks it. Keep it to yourself."""
+        """A secret new at each ``start()`` that a gateway checks (Redis holds its SHA-256)."""
         return self._token
 
     @property
@@ -182,15 +163,12 @@ class Agent:
 
     @property
     def where(self) -> str:
-        """The bus this agent is on: a Redis URL (password masked) or the in-process bus."""
         return describe(self._transport)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"
 
-    # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, register, load state, run ``on_start``, then start handling messages."""
         if self.status is not AgentStatus.CREATED and self.status is not AgentStatus.STOPPED:
             raise RuntimeError(f"agent {self.id!r} is already {self.status.value}")
         self.status = AgentStatus.STARTING
@@ -210,8 +188,7 @@ class Agent:
                 if self.check_secret:
                     await self._check_secret()
                 self._state.load(await t.load_state(self.id))
-                # registered, inbox and state ready: sending may begin, in on_start too
-                # (the seed signals readiness before its on_start as well)
+                # sending may begin, in on_start too (as with the seed)
                 self._transport_ready.set()
                 await self.on_start()
             except BaseException:
@@ -233,19 +210,13 @@ class Agent:
         log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
     async def wait_transport_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the seed API
-        """Wait until the agent is registered and may send, as the seed framework's does:
-        set before ``on_start`` runs (so ``on_start`` may await it), cleared by ``stop()``.
-
-        After ``start()`` this returns at once; it is for code that starts the agent in
-        another task. Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as
-        long as it takes)."""
+        """Wait until the agent may send (set before ``on_start``, cleared by ``stop()``), for
+        code that starts it in another task; ``TimeoutError`` after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
             await self._transport_ready.wait()
 
     async def secret_mismatches(self) -> list[AgentRecord]:
-        """Live instances of other agents and replicas whose signatures this agent cannot
-        verify (another secret, or none where this agent has one), and whose own checks
-        would refuse this agent's messages."""
+        """Live instances that sign otherwise than this agent (they refuse each other)."""
         return [
             r
             for r in await self._transport.discover()
@@ -270,12 +241,8 @@ class Agent:
         )
 
     async def stop(self) -> None:
-        """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,
-        leave the registry, disconnect.
-
-        Handlers are cancelled at once unless ``settings.drain_timeout`` gives them time to
-        finish; a cancelled handler's message is delivered again (to a replica, or to this
-        agent when it starts again)."""
+        """Cancel handlers (after ``settings.drain_timeout``; their messages are delivered
+        again), acknowledge, run ``on_stop``, leave the registry, disconnect."""
         if self.status is not AgentStatus.RUNNING:
             return
         self.status = AgentStatus.STOPPING
@@ -321,21 +288,15 @@ class Agent:
     ) -> None:
         await self.stop()
 
-    # talking to others --------------------------------------------------------------------
     def set_gateway(self, gateway: GatewayService) -> None:
-        """The gateway that checks this agent's messages in gateway mode (``use_gateway``).
-        Shared by agents; you start and stop it."""
+        """The gateway (you start and stop it) that checks messages with ``use_gateway``."""
         self._gateway = gateway
 
     async def _deliver(self, envelopes: list[Envelope]) -> None:
-        """Store the messages, directly or, in gateway mode, through the gateway (which
-        refuses with :class:`~massgen.mas.gateway.GatewayRejected`, a RuntimeError)."""
         if not self.use_gateway:
             await self._transport.send(envelopes)
             return
         gateway = self._gateway_for_sending()
-        from massgen.mas.gateway import GatewayRejected
-
         for env in envelopes:
             result = await gateway.handle_message(env.message, self._token or "", envelope=env)
             if not result.success:
@@ -351,8 +312,7 @@ class Agent:
         return self._gateway
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
-        """Put a message in ``target``'s inbox. Returns once it is stored; the target may be
-        offline and will get it when it starts (in gateway mode it must be live)."""
+        """Store a message in ``target``'s inbox (it waits there for an offline target)."""
         await self._deliver([self._seal(self._message(target, payload))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -367,18 +327,9 @@ class Agent:
         *,
         message_id: str | None = None,
     ) -> AgentMessage:
-        """Ask ``target`` and wait for its reply; return the reply message (its ``payload``
-        holds the answer, ``is_reply`` is true, ``correlation_id`` is the request's id).
-
-        ``timeout`` is 30 seconds by default; ``None`` waits as long as it takes (an LLM
-        turn may take minutes). The target answers with ``message.reply(...)``.
-
-        Raises :class:`RequestTimeout` (a ``TimeoutError``) if no reply comes in time and
-        :class:`RemoteError` if the target's handler failed on every delivery.
-
-        ``message_id`` (from :meth:`new_message_id`) names the request, so the caller can
-        look for it elsewhere while it waits (see :meth:`dead_lettered`).
-        """
+        """Ask ``target`` and return its reply (timeout: 30 seconds by default; ``None``: for ever).
+        :class:`RequestTimeout` when none comes in time, :class:`RemoteError` when its
+        handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
         self._ensure_reply_listener()
         msg = self._message(target, payload, kind=MessageKind.REQUEST)
@@ -408,17 +359,14 @@ class Agent:
 
     @property
     def signs(self) -> bool:
-        """Whether this agent signs its messages (it has a secret)."""
         return self._signer is not None
 
     def new_message_id(self) -> str:
-        """A fresh message id, for :meth:`request`'s ``message_id``."""
         return self._new_id()
 
     async def dead_lettered(self, target: str, message_id: str, *, look: int = 100) -> str | None:
-        """Why ``target`` set message ``message_id`` aside in its dead-letter stream (e.g.
-        ``refused: unsigned``), or ``None`` when it is not among the newest ``look`` there.
-        One read of the stream; only entries holding the id are parsed."""
+        """Why ``target`` dead-lettered ``message_id`` (e.g. ``refused: unsigned``), or None
+        when it is not among the newest ``look`` dead letters there."""
         needle = message_id.encode()
         for letter in await self._transport.dead_letters(target, look, newest=True):
             if needle not in letter.raw:
@@ -427,15 +375,14 @@ class Agent:
                 body, _ = wire.unpack(letter.raw)
                 if wire.decode(body).id == message_id:
                     return letter.reason
-            except wire.WireError:
+            except WireError:
                 continue
         return None
 
     async def broadcast(
         self, payload: dict[str, Any], capabilities: Sequence[str] | None = None
     ) -> list[str]:
-        """Send ``payload`` to every other live agent having all ``capabilities``; return
-        their ids."""
+        """Send to every other live agent having all ``capabilities``; return their ids."""
         records = await self._transport.discover(capabilities or ())
         targets = sorted({r.id for r in records} - {self.id})
         await self._deliver(self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST))
@@ -447,12 +394,8 @@ class Agent:
         *,
         match: Literal["any", "all"] = "any",
     ) -> list[dict[str, Any]]:
-        """Live agents having any of ``capabilities``, as the seed framework's ``discover``
-        (all live agents without). ``match="all"`` wants every one of them instead.
-
-        One dict per agent id: ``id``, ``capabilities``, ``metadata``, ``host``, ``pid``,
-        ``started``, ``status``, ``replicas`` and ``instances`` (one entry per replica).
-        """
+        """Live agents having any (``match="all"``: every one) of ``capabilities``, one dict
+        per agent id (see :func:`agents_from_records`)."""
         if match not in ("any", "all"):
             raise ValueError(f"match must be 'any' or 'all', not {match!r}")
         if not capabilities:
@@ -464,12 +407,8 @@ class Agent:
         return agents_from_records([r for r in records if not want.isdisjoint(r.capabilities)])
 
     async def publish_record(self) -> None:
-        """Write this instance's registry record again, so discovery shows what
-        :meth:`get_metadata` returns now (counters, notes) without waiting for a restart.
-
-        One round trip; concurrent calls are serialised so the newest record wins. Raises
-        :class:`~massgen.errors.TransportError` if the bus cannot be reached. Allowed while
-        stopping: handlers finishing their work may still report it."""
+        """Write the registry record again, so discovery shows what :meth:`get_metadata`
+        returns now (allowed while stopping: finishing handlers may report)."""
         if self.status is not AgentStatus.STOPPING:
             self._ensure_running()
         s = self.settings
@@ -479,24 +418,20 @@ class Agent:
             )
 
     async def update_state(self, changes: dict[str, Any]) -> None:
-        """Change some state fields and persist them (each field keeps its exact type)."""
+        """Change and persist some state fields (each keeps its exact type)."""
         fields = self._state.update(changes)
         await self._transport.save_state(self.id, fields)
 
     async def reset_state(self) -> None:
-        """Put the state back to its defaults (``{}``, or a fresh ``state_model()``) and
-        delete what is stored, as the seed framework's ``reset_state`` does."""
+        """Back to ``{}`` or a fresh ``state_model()``, deleting what is stored."""
         self._ensure_running()
         await self._transport.clear_state(self.id)
         self._state = AgentState(self._state.model)
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
-        """What :meth:`AgentMessage.reply` calls."""
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
-            from massgen.mas.gateway import GatewayRejected
-
             probe = self._message(message.sender_id, payload, MessageKind.REPLY)
             probe.correlation_id = message.id
             result = await self._gateway_for_sending().check(
@@ -506,7 +441,6 @@ class Agent:
                 raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
-    # building messages --------------------------------------------------------------------
     def _message(
         self, target: str, payload: dict[str, Any], kind: MessageKind = MessageKind.MESSAGE
     ) -> AgentMessage:
@@ -522,26 +456,12 @@ class Agent:
     def _envelopes(
         self, items: Sequence[tuple[str, dict[str, Any]]], kind: MessageKind
     ) -> list[Envelope]:
-        """Messages of one call, built in one loop (one clock read, no per-message calls
-        besides the id): the bus's hot path when an agent sends in bulk."""
+        """Messages of one call in one loop (one clock read): the bulk-send hot path."""
         sender, now = self.id, time.time()
-        ids = self._new_id.many(len(items))
-        if self._signer is None:
-            return [
-                Envelope(
-                    AgentMessage(
-                        id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
-                    )
-                )
-                for i, (t, p) in zip(ids, items, strict=True)
-            ]
+        seal = Envelope if self._signer is None else self._seal
         return [
-            self._seal(
-                AgentMessage(
-                    id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
-                )
-            )
-            for i, (t, p) in zip(ids, items, strict=True)
+            seal(AgentMessage(id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now))
+            for i, (t, p) in zip(self._new_id.many(len(items)), items, strict=True)
         ]
 
     def _seal(self, msg: AgentMessage) -> Envelope:
@@ -603,7 +523,6 @@ class Agent:
             )
         return result
 
-    # receiving ----------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(f"mas:{self.id}:{name}")
@@ -644,7 +563,7 @@ class Agent:
                 await asyncio.sleep(0)  # let handlers start before the next blocking read
 
     async def _admit(self, deliveries: list[Delivery]) -> None:
-        """Check what arrived (signature, freshness, replay) and queue what passes."""
+        """Check signature, freshness and replay; queue what passes."""
         signer = self._signer
         inflight = self._inflight
         accepted: list[Delivery] = []
@@ -725,11 +644,8 @@ class Agent:
         )
 
     async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
-        """Leave a message this instance cannot verify to a live replica that signs
-        otherwise and may verify it: released at once, this delivery uncounted, so it is
-        not dead-lettered for our secret, and this instance takes no work for one reclaim
-        interval (so the replica's reads and reclaims get it, not ours again). Returns
-        False when no such replica is live (the message is then refused for good)."""
+        """Leave a message we cannot verify to a live replica that signs otherwise: released
+        uncounted, and we take no work for one reclaim interval; False if there is none."""
         others = [
             r
             for r in await self._transport.discover()
@@ -762,8 +678,7 @@ class Agent:
         return True
 
     def _wake_workers(self, n: int) -> None:
-        """Wake at most ``n`` idle workers: one per message, not all of them (waking every
-        worker for each message costs a loop turn per worker)."""
+        """Wake at most ``n`` idle workers (one per message, not all)."""
         idle = self._idle
         while n > 0 and idle:
             waiter = idle.popleft()
@@ -772,8 +687,7 @@ class Agent:
                 n -= 1
 
     async def _worker(self) -> None:
-        """Take admitted messages while there are any (a plain deque: no per-message queue
-        or task overhead); wait on a future of their own when there are none."""
+        """Handle admitted messages from a plain deque; wait on a future when there are none."""
         ready, idle, answered = self._ready, self._idle, self._answered
         ack_wake = self._ack_wake
         loop = asyncio.get_running_loop()
@@ -789,7 +703,6 @@ class Agent:
             try:
                 while ready:  # a run of messages without re-entering the outer loop
                     d = ready.popleft()
-                    # handling inlined: no coroutine per message besides the handler's own
                     env = d.envelope
                     assert env is not None
                     msg = env.message
@@ -804,10 +717,8 @@ class Agent:
                     except (KeyboardInterrupt, SystemExit):
                         raise  # they stop the event loop, as anywhere in asyncio
                     except BaseException as e:
-                        # Our stop cancels this task: let that through. Any other
-                        # BaseException (a CancelledError of the handler's own, a test
-                        # framework's outcome, a library's control flow) fails this message
-                        # only; the worker goes on with the next.
+                        # our stop's cancellation goes through; any other BaseException
+                        # (a handler's own CancelledError...) fails this message only
                         if isinstance(e, asyncio.CancelledError) and me.cancelling():
                             raise
                         await self._failed(d, e)
@@ -894,8 +805,7 @@ class Agent:
             await self._transport.trim(self.id)
 
     async def _release_all(self) -> None:
-        """Give back work fetched but not finished, so a replica (or our restart) gets it
-        without waiting for the lease."""
+        """Give back unfinished work at once, so a replica need not wait for the lease."""
         s = self.settings
         for eid in list(self._inflight):
             with contextlib.suppress(MassGenError):
@@ -974,7 +884,6 @@ class Agent:
             except TransportError as e:
                 log.warning("agent %s: heartbeat failed: %s", self.id, e)
 
-    # replies to our requests --------------------------------------------------------------
     def _ensure_reply_listener(self) -> None:
         if self._reply_task is None or self._reply_task.done():
             self._reply_task = asyncio.ensure_future(self._reply_loop())

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import ConfigError, GatewayRejected, TransportError
 from massgen.mas import wire
 from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
@@ -86,15 +86,6 @@ class GatewayResult(BaseModel):
     decision: str
     message: str | None = None
     latency_ms: float | None = None
-
-
-class GatewayRejected(RuntimeError):
-    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
-
-    def __init__(self, result: GatewayResult) -> None:
-        self.result = result
-        self.decision = result.decision
-        super().__init__(f"Gateway rejected message: {result.decision} - {result.message}")
 
 
 class RedisSettings(BaseModel):
@@ -353,9 +344,9 @@ class GatewayService:
         r = self._redis()
         blocked, allowed_all, allowed = (
             await r.pipeline(transaction=False)
-            .sismember(self.keys.gateway_blocked(sender), target)
-            .sismember(self.keys.gateway_allowed(sender), "*")
-            .sismember(self.keys.gateway_allowed(sender), target)
+            .sismember(self.keys.gateway("blocked", sender), target)
+            .sismember(self.keys.gateway("allowed", sender), "*")
+            .sismember(self.keys.gateway("allowed", sender), target)
             .execute()
         )
         if blocked or not (allowed_all or allowed):
@@ -364,8 +355,8 @@ class GatewayService:
         ok, window, _count = await r.eval(
             _RATE,
             2,
-            self.keys.gateway_window(sender, "minute"),
-            self.keys.gateway_window(sender, "hour"),
+            self.keys.gateway("rate:minute", sender),
+            self.keys.gateway("rate:hour", sender),
             int(time.time() * 1000),
             f"{message.id}:{os.urandom(4).hex()}",
             per_minute,
@@ -428,12 +419,12 @@ class GatewayService:
         """Limits of one sender instead of the settings' defaults."""
         fields = {k: v for k, v in (("per_minute", per_minute), ("per_hour", per_hour)) if v}
         if fields:
-            await self._redis().hset(self.keys.gateway_limits(agent_id), mapping=fields)
+            await self._redis().hset(self.keys.gateway("limits", agent_id), mapping=fields)
 
     async def rate_limits(self, agent_id: str) -> tuple[int, int]:
         """``(per_minute, per_hour)`` for ``agent_id``."""
         got = await self._redis().hmget(
-            self.keys.gateway_limits(agent_id), ["per_minute", "per_hour"]
+            self.keys.gateway("limits", agent_id), ["per_minute", "per_hour"]
         )
         d = self.settings.rate_limit
         return (int(got[0]) if got[0] else d.per_minute, int(got[1]) if got[1] else d.per_hour)
@@ -447,8 +438,8 @@ class GatewayService:
         """Replace the agent's allowed (``*``: every target) and/or blocked targets."""
         r = self._redis()
         for key, targets in (
-            (self.keys.gateway_allowed(agent_id), allowed_targets),
-            (self.keys.gateway_blocked(agent_id), blocked_targets),
+            (self.keys.gateway("allowed", agent_id), allowed_targets),
+            (self.keys.gateway("blocked", agent_id), blocked_targets),
         ):
             if targets is not None:
                 await r.delete(key)
@@ -456,21 +447,21 @@ class GatewayService:
                     await r.sadd(key, *targets)
 
     async def add_permission(self, agent_id: str, target_id: str) -> None:
-        await self._redis().sadd(self.keys.gateway_allowed(agent_id), target_id)
+        await self._redis().sadd(self.keys.gateway("allowed", agent_id), target_id)
 
     async def remove_permission(self, agent_id: str, target_id: str) -> None:
-        await self._redis().srem(self.keys.gateway_allowed(agent_id), target_id)
+        await self._redis().srem(self.keys.gateway("allowed", agent_id), target_id)
 
     async def block_target(self, agent_id: str, target_id: str) -> None:
-        await self._redis().sadd(self.keys.gateway_blocked(agent_id), target_id)
+        await self._redis().sadd(self.keys.gateway("blocked", agent_id), target_id)
 
     async def unblock_target(self, agent_id: str, target_id: str) -> None:
-        await self._redis().srem(self.keys.gateway_blocked(agent_id), target_id)
+        await self._redis().srem(self.keys.gateway("blocked", agent_id), target_id)
 
     async def get_permissions(self, agent_id: str) -> dict[str, list[str]]:
         r = self._redis()
-        allowed = await r.smembers(self.keys.gateway_allowed(agent_id))
-        blocked = await r.smembers(self.keys.gateway_blocked(agent_id))
+        allowed = await r.smembers(self.keys.gateway("allowed", agent_id))
+        blocked = await r.smembers(self.keys.gateway("blocked", agent_id))
         return {
             "allowed": sorted(_s(x) for x in allowed),
             "blocked": sorted(_s(x) for x in blocked),
