@@ -114,29 +114,37 @@ def _older(a: str, b: str) -> bool:
 
 class _Pipeliner:
     """Commands issued while a pipeline is in flight go out together in the next one: the
-    first caller writes at once (no extra loop turn), later ones share a round trip."""
+    first caller writes at once (no extra loop turn), later ones share a round trip. Stream
+    appends of one flush become one ``XADD``, or one script call doing them all (a reply per
+    message would cost the client more than Lua costs the server)."""
 
     def __init__(self, client: Callable[[], aioredis.Redis]) -> None:
         self._client = client
+        self._single: aioredis.Redis | None = None
         self._queue: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
+        self._adds: list[tuple[list[Any], list[Any], asyncio.Future[list[Any]]]] = []
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self._shas: dict[str, str] = {}
 
-    async def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """The replies of ``commands``, error replies as exception objects."""
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((commands, fut))
+    async def _wait(self, fut: asyncio.Future[list[Any]]) -> list[Any]:
         if not self._busy:
             self._busy = True
             try:
                 await self._flush()
             finally:
-                if self._queue:
+                if self._queue or self._adds:
                     self._task = asyncio.ensure_future(self._drain())
                 else:
                     self._busy = False
         return await fut
+
+    async def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """The replies of ``commands``, error replies as exception objects. A command
+        ``("LUA", source, keys, args)`` runs a Lua script (loaded again if forgotten)."""
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append((commands, fut))
+        return await self._wait(fut)
 
     async def call(self, *args: Any) -> Any:
         [reply] = await self.run([args])
@@ -145,34 +153,70 @@ class _Pipeliner:
         return reply
 
     async def script(self, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """``EVALSHA``, loading the script first if the server forgot it (a restart)."""
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
-        try:
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except rexc.NoScriptError:
-            await self.call("SCRIPT", "LOAD", source)
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        return await self.call("LUA", source, keys, args)
+
+    async def add(self, keys: list[Any], blobs: list[Any]) -> None:
+        """``XADD key * m blob`` for each pair."""
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._adds.append((keys, blobs, fut))
+        [reply] = await self._wait(fut)
+        if isinstance(reply, Exception):
+            raise reply
 
     async def _drain(self) -> None:
         try:
-            while self._queue:
+            while self._queue or self._adds:
                 await self._flush()
         finally:
             self._busy = False
 
+    def _command(self, c: Sequence[Any]) -> Sequence[Any]:
+        if c[0] != "LUA":
+            return c
+        source, keys, args = c[1], c[2], c[3]
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
+        return ("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
+        if len(commands) == 1:  # the latency path: one held connection, no pipeline object
+            if self._single is None:
+                self._single = aioredis.Redis(
+                    connection_pool=self._client().connection_pool, single_connection_client=True
+                )
+            try:
+                return [await self._single.execute_command(*self._command(commands[0]))]
+            except rexc.ResponseError as e:
+                return [e]
+        pipe = self._client().pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*self._command(c))
+        return list(await pipe.execute(raise_on_error=False))
+
     async def _flush(self) -> None:
         batch, self._queue = self._queue, []
-        pipe = self._client().pipeline(transaction=False)
-        for commands, _ in batch:
-            for c in commands:
-                pipe.execute_command(*c)
+        adds, self._adds = self._adds, []
+        commands = [c for cs, _ in batch for c in cs]
+        if adds:
+            keys = [k for ks, _, _ in adds for k in ks]
+            blobs = [b for _, bs, _ in adds for b in bs]
+            if len(keys) == 1:
+                commands.append(("XADD", keys[0], "*", FIELD, blobs[0]))
+            else:
+                commands.append(("LUA", scripts.ADD, keys, blobs))
+        futures = [fut for _, fut in batch] + [fut for _, _, fut in adds]
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._execute(commands)
+            lost = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
+            if lost:  # a restarted Redis forgot the scripts: load them, run those again
+                for source in {commands[i][1] for i in lost}:
+                    await self._client().script_load(source)
+                for i, r in zip(lost, await self._execute([commands[i] for i in lost]), strict=True):
+                    replies[i] = r
         except BaseException as e:
             err = e if isinstance(e, Exception) else TransportError(f"interrupted: {e!r}")
-            for _, fut in batch:
+            for fut in futures:
                 if not fut.done():
                     fut.set_exception(err)
                     fut.exception()  # the caller sees it; nobody else must log it
@@ -180,14 +224,20 @@ class _Pipeliner:
                 raise
             return
         i = 0
-        for commands, fut in batch:
+        for cs, fut in batch:
             if not fut.done():
-                fut.set_result(replies[i : i + len(commands)])
-            i += len(commands)
+                fut.set_result(replies[i : i + len(cs)])
+            i += len(cs)
+        for _, _, fut in adds:
+            if not fut.done():
+                fut.set_result(replies[i:])
 
     async def aclose(self) -> None:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._single is not None:
+            await self._single.aclose()
+            self._single = None
 
 
 class RedisTransport:
@@ -208,6 +258,7 @@ class RedisTransport:
         self._records: dict[bytes, tuple[bytes, AgentRecord]] = {}
         self._expiring: dict[bytes, tuple[bytes, AgentRecord, AgentRecord]] = {}
         self._inbox_keys: dict[str, str] = {}
+        self._readers: dict[str, aioredis.Redis] = {}
         self._reply_cursor: dict[str, bytes | str] = {}
         self._reply_reads: dict[str, int] = {}
         self._reply_trim: dict[str, bytes] = {}  # trim up to this id before the next read
@@ -242,8 +293,23 @@ class RedisTransport:
         finally:
             await probe.aclose()
 
+    def _reader(self, name: str) -> aioredis.Redis:
+        """A client holding one connection for one blocking reader (no checkout per read)."""
+        r = self._readers.get(name)
+        if r is None:
+            pool = self.client.connection_pool
+            r = self._readers[name] = aioredis.Redis(connection_pool=pool, single_connection_client=True)
+        return r
+
+    async def _drop_reader(self, name: str) -> None:
+        r = self._readers.pop(name, None)
+        if r is not None:
+            await r.aclose()
+
     async def close(self) -> None:
         await self._pipe.aclose()
+        for name in list(self._readers):
+            await self._drop_reader(name)
         await self._lease.aclose()
 
     # registry -----------------------------------------------------------------------------
@@ -269,6 +335,7 @@ class RedisTransport:
     async def deregister(self, agent_id: str, instance_id: str) -> None:
         """Leave the registry; drop the consumer from the group only if it holds nothing."""
         inbox = self.keys.inbox(agent_id)
+        await self._drop_reader(f"{inbox}:{instance_id}")
         await self._pipe.run(
             [
                 ("ZREM", self.keys.registry, f"{instance_id}:{agent_id}"),
@@ -360,22 +427,19 @@ class RedisTransport:
 
     @_mapped
     async def send(self, envelopes: Sequence[Envelope]) -> None:
-        """One plain ``XADD`` per message (a ``redis.call`` from Lua costs three times as
-        much), pipelined with whatever else is being sent."""
+        """Stored once this returns; concurrent sends share one command."""
         if not envelopes:
             return
-        keys, commands = self._inbox_keys, []
+        cache, keys = self._inbox_keys, []
         for env in envelopes:
             target = env.message.target_id
-            key = keys.get(target)
+            key = cache.get(target)
             if key is None:
-                if len(keys) > 10_000:
-                    keys.clear()
-                key = keys[target] = self.keys.inbox(target)
-            commands.append(("XADD", key, "*", FIELD, env.blob()))
-        for reply in await self._pipe.run(commands):
-            if isinstance(reply, Exception):
-                raise reply
+                if len(cache) > 10_000:
+                    cache.clear()
+                key = cache[target] = self.keys.inbox(target)
+            keys.append(key)
+        await self._pipe.add(keys, [env.blob() for env in envelopes])
 
     @_mapped
     async def fetch(
@@ -383,7 +447,7 @@ class RedisTransport:
     ) -> list[Delivery]:
         key = self.keys.inbox(agent_id)
         try:
-            got: Any = await self.client.xreadgroup(
+            got: Any = await self._reader(f"{key}:{consumer}").xreadgroup(
                 GROUP, consumer, {key: ">"}, count=count, block=_ms(block) if block > 0 else None
             )
         except rexc.ResponseError as e:
@@ -574,7 +638,7 @@ class RedisTransport:
         trim_to = self._reply_trim.pop(reply_to, None)
         if trim_to is not None:  # before this read: the last one's replies did not wait for it
             await self._pipe.call("XTRIM", key, "MINID", "~", trim_to)
-        got: Any = await self.client.xread(
+        got: Any = await self._reader(key).xread(
             {key: cursor}, count=1000, block=_ms(block) if block > 0 else None
         )
         out, last = [], None
@@ -608,6 +672,7 @@ class RedisTransport:
 
     @_mapped
     async def drop_replies(self, reply_to: str) -> None:
+        await self._drop_reader(self.keys.replies(reply_to))
         await self._pipe.call("DEL", self.keys.replies(reply_to))
         self._reply_cursor.pop(reply_to, None)
         self._reply_reads.pop(reply_to, None)

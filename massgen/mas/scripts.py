@@ -297,3 +297,9 @@ end
 return {released, dead, holders}
 """
 )
+
+# KEYS: inboxes. ARGV: blobs. One XADD per message.
+ADD = """
+for i = 1, #KEYS do redis.call('XADD', KEYS[i], '*', 'm', ARGV[i]) end
+return #KEYS
+"""
