@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from massgen.mas.agent import Agent, agents_from_records
 from massgen.errors import (
     AgentIdTaken,
     BusAuthError,
@@ -17,6 +16,7 @@ from massgen.errors import (
     SecretMismatch,
     StateError,
 )
+from massgen.mas.agent import Agent, agents_from_records
 from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV, resolve_transport
 from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys

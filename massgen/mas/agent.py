@@ -11,7 +11,6 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -19,30 +18,27 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel
 
 from massgen.errors import (
-    AgentIdTaken,
     GatewayRejected,
     MassGenError,
     RemoteError,
     RequestTimeout,
     SecretMismatch,
-    TransportError,
     WireError,
 )
 from massgen.mas import wire
 from massgen.mas.connect import describe, resolve_transport
+from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.settings import BusSettings
-from massgen.mas.signing import Signer, Verdict, same_secret
+from massgen.mas.signing import Signer, same_secret
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
     CommitResult,
-    Delivery,
-    EntryId,
     Envelope,
     Transport,
 )
@@ -52,14 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
-
 # Replies being committed in this process, by request id: a requester here waits for the
 # commit to return, so ``request()`` never resumes before the handler's ``reply()`` returned.
 _COMMITTING: dict[str, asyncio.Future[None]] = {}
 
 
-class Agent:
+class Agent(Inbox):
     """An agent on Redis at ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else localhost), or
     on the in-process bus with ``transport=MemoryTransport()`` or ``hub=MemoryHub()``.
 
@@ -113,23 +107,11 @@ class Agent:
         self._gateway: GatewayService | None = None
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
-        self._handed_back: set[EntryId] = set()  # logged once each
-        self._defer_until = 0.0  # loop time: take no work before (see _hand_back)
+        self._init_inbox()
         self._state = AgentState(state_model)
         self._new_id = IdFactory()
         self._started = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ready: deque[Delivery] = deque()  # admitted, waiting for a worker
-        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for work
-        self._inflight: dict[EntryId, Delivery] = {}
-        self._room = asyncio.Event()
-        self._active = 0
-        self._progress = asyncio.Event()
-        self._acks: list[EntryId] = []
-        self._answered: set[EntryId] = set()  # requests whose reply commit acknowledged them
-        self._ack_wake = asyncio.Event()
-        self._reclaim_wake = asyncio.Event()
-        self._since_trim = 0
         self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
         self._reply_task: asyncio.Task[None] | None = None
         self._publishing = asyncio.Lock()  # the last record written is the newest
@@ -233,11 +215,9 @@ class Agent:
         if self.strict_secret and len(bad) == len(records):
             raise SecretMismatch(self.id, names)
         log.error(
-            "agent %s: %d live agent instance(s) sign with another secret than this one "
-            "(or the reverse); their messages and ours will be refused: %s",
-            self.id,
-            len(bad),
-            ", ".join(names),
+            f"agent {self.id}: {len(bad)} live agent instance(s) sign with another secret "
+            f"than this one (or the reverse); their messages and ours will be refused: "
+            + ", ".join(names)
         )
 
     async def stop(self) -> None:
@@ -313,7 +293,7 @@ class Agent:
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Store a message in ``target``'s inbox (it waits there for an offline target)."""
-        await self._deliver([self._seal(self._message(target, payload))])
+        await self._deliver(self._envelopes([(target, payload)], MessageKind.MESSAGE))
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
@@ -441,16 +421,15 @@ class Agent:
                 raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
-    def _message(
-        self, target: str, payload: dict[str, Any], kind: MessageKind = MessageKind.MESSAGE
-    ) -> AgentMessage:
+    def _message(self, target: str, payload: dict[str, Any], kind: MessageKind) -> AgentMessage:
+        now = time.time()
         return AgentMessage(
             id=self._new_id(),
             sender_id=self.id,
             target_id=target,
             payload=payload,
             kind=kind,
-            created_at=time.time(),
+            created_at=now,
         )
 
     def _envelopes(
@@ -460,7 +439,11 @@ class Agent:
         sender, now = self.id, time.time()
         seal = Envelope if self._signer is None else self._seal
         return [
-            seal(AgentMessage(id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now))
+            seal(
+                AgentMessage(
+                    id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
+                )
+            )
             for i, (t, p) in zip(self._new_id.many(len(items)), items, strict=True)
         ]
 
@@ -518,9 +501,7 @@ class Agent:
             self._inflight.pop(request.entry_id, None)
             self._room.set()
         if result is not CommitResult.COMMITTED:
-            log.warning(
-                "agent %s: reply to request %s refused (%s)", self.id, request.id, result.value
-            )
+            log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -536,445 +517,30 @@ class Agent:
         if self.status is not AgentStatus.RUNNING:
             raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
 
-    async def _fetch_loop(self) -> None:
-        s = self.settings
-        capacity = max(s.batch, self.concurrency)
-        loop = asyncio.get_running_loop()
-        while True:
-            defer = self._defer_until - loop.time()
-            if defer > 0:
-                await asyncio.sleep(defer)  # leave new work to replicas that can verify it
-                continue
-            room = capacity - len(self._inflight)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            try:
-                got = await self._transport.fetch(
-                    self.id, self.instance_id, count=min(s.batch, room), block=s.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: fetch failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            if got:
-                await self._admit(got)
-                await asyncio.sleep(0)  # let handlers start before the next blocking read
-
-    async def _admit(self, deliveries: list[Delivery]) -> None:
-        """Check signature, freshness and replay; queue what passes."""
-        signer = self._signer
-        inflight = self._inflight
-        accepted: list[Delivery] = []
-        me, reply = self.id, MessageKind.REPLY
-        fast = signer is None
-        for d in deliveries:
-            eid = d.entry_id
-            if eid in inflight:
-                continue  # our own work, reclaimed while we still run it
-            env = d.envelope
-            if (
-                fast
-                and env is not None
-                and env.message.target_id == me
-                and env.message.kind is not reply
-            ):
-                inflight[eid] = d  # the common case, without a call per message
-                accepted.append(d)
-                continue
-            verdict = self._verdict(d, signer)
-            if verdict is Verdict.OK:
-                accepted.append(d)
-            else:
-                await self._refuse(d, verdict)
-        if signer is not None and accepted:
-            lag = max(0.0, time.time() - min(d.enqueued_at for d in accepted))
-            firsts = await self._transport.first_seen(
-                self.id,
-                [(d.envelope.message.id, d.entry_id) for d in accepted if d.envelope],
-                ttl=2 * signer.window + lag,
-            )
-            fresh = []
-            for d, first in zip(accepted, firsts, strict=True):
-                if first:
-                    fresh.append(d)
-                else:
-                    await self._refuse(d, Verdict.REPLAYED)
-            accepted = fresh
-        if not fast:
-            for d in accepted:
-                inflight[d.entry_id] = d
-        if accepted:
-            self._ready.extend(accepted)
-            self._wake_workers(len(accepted))
-
-    def _verdict(self, d: Delivery, signer: Signer | None) -> Verdict:
-        env = d.envelope
-        if env is None:
-            return Verdict.MALFORMED
-        msg = env.message
-        if msg.target_id != self.id or msg.kind is MessageKind.REPLY:
-            return Verdict.WRONG_TARGET
-        if signer is None:
-            return Verdict.OK
-        verdict = signer.verify(env.body if env.body is not None else wire.encode(msg), env.mac)
-        if verdict is Verdict.OK and not signer.fresh(msg.created_at, d.enqueued_at):
-            return Verdict.STALE
-        return verdict
-
-    async def _refuse(self, d: Delivery, verdict: Verdict) -> None:
-        msg = d.envelope.message if d.envelope else None
-        if verdict in (Verdict.BAD_MAC, Verdict.UNSIGNED) and await self._hand_back(d, verdict):
-            return
-        log.warning(
-            "agent %s refused message %s claiming sender %r: %s%s",
-            self.id,
-            msg.id if msg else d.entry_id,
-            msg.sender_id if msg else "?",
-            verdict.value,
-            f" ({d.problem})" if d.problem else "",
-        )
-        await self._transport.dead_letter(
-            self.id,
-            self.instance_id,
-            d,
-            f"refused: {verdict.value}",
-            dlq_maxlen=self.settings.dlq_maxlen,
-        )
-
-    async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
-        """Leave a message we cannot verify to a live replica that signs otherwise: released
-        uncounted, and we take no work for one reclaim interval; False if there is none."""
-        others = [
-            r
-            for r in await self._transport.discover()
-            if r.id == self.id
-            and r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
-        ]
-        if not others:
-            return False
-        s = self.settings
-        await self._transport.release(
-            self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
-        )
-        self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
-        if d.entry_id not in self._handed_back:
-            if len(self._handed_back) > 10_000:
-                self._handed_back.clear()
-            self._handed_back.add(d.entry_id)
-            msg = d.envelope.message if d.envelope else None
-            log.error(
-                "agent %s cannot verify message %s claiming sender %r (%s): left for "
-                "replica(s) %s, which sign with another secret; this instance's secret "
-                "differs from theirs",
-                self.id,
-                msg.id if msg else d.entry_id,
-                msg.sender_id if msg else "?",
-                verdict.value,
-                ", ".join(f"{r.instance_id}@{r.host}/{r.pid}" for r in others),
-            )
-        return True
-
-    def _wake_workers(self, n: int) -> None:
-        """Wake at most ``n`` idle workers (one per message, not all)."""
-        idle = self._idle
-        while n > 0 and idle:
-            waiter = idle.popleft()
-            if not waiter.done():  # a cancelled worker leaves its waiter behind
-                waiter.set_result(None)
-                n -= 1
-
-    async def _worker(self) -> None:
-        """Handle admitted messages from a plain deque; wait on a future when there are none."""
-        ready, idle, answered = self._ready, self._idle, self._answered
-        ack_wake = self._ack_wake
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-        assert me is not None
-        while True:
-            if not ready:
-                waiter: asyncio.Future[None] = loop.create_future()
-                idle.append(waiter)
-                await waiter
-                continue
-            self._active += 1
-            try:
-                while ready:  # a run of messages without re-entering the outer loop
-                    d = ready.popleft()
-                    env = d.envelope
-                    assert env is not None
-                    msg = env.message
-                    msg.attempt = d.attempt
-                    msg.entry_id = eid = d.entry_id
-                    msg.context = self
-                    try:
-                        await self.on_message(msg)
-                    except Exception as e:
-                        await self._failed(d, e)
-                        continue
-                    except (KeyboardInterrupt, SystemExit):
-                        raise  # they stop the event loop, as anywhere in asyncio
-                    except BaseException as e:
-                        # our stop's cancellation goes through; any other BaseException
-                        # (a handler's own CancelledError...) fails this message only
-                        if isinstance(e, asyncio.CancelledError) and me.cancelling():
-                            raise
-                        await self._failed(d, e)
-                        continue
-                    if eid in answered:
-                        answered.discard(eid)  # the reply's commit acknowledged it
-                    else:
-                        self._acks.append(eid)
-                        ack_wake.set()
-            finally:
-                self._active -= 1
-                if not self._active:
-                    self._progress.set()
-
-    async def _failed(self, d: Delivery, error: BaseException) -> None:
-        assert d.envelope is not None
-        msg = d.envelope.message
-        s = self.settings
-        log.warning(
-            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s%s",
-            self.id,
-            msg.id,
-            d.attempt,
-            s.max_deliveries,
-            type(error).__name__,
-            error,
-            "" if isinstance(error, Exception) else " (a BaseException; handling goes on)",
-        )
-        try:
-            if d.attempt >= s.max_deliveries:
-                reason = f"{type(error).__name__}: {error}"
-                if msg.kind is MessageKind.REQUEST and msg.reply_to:
-                    await self._commit(msg, {}, reason)
-                await self._transport.dead_letter(
-                    self.id, self.instance_id, d, reason, dlq_maxlen=s.dlq_maxlen
-                )
-            else:
-                await self._transport.release(
-                    self.id, self.instance_id, d.entry_id, lease=s.lease, delay=s.retry_delay
-                )
-                self._poke_reclaim(s.retry_delay)
-        except TransportError as e:
-            log.warning("agent %s: could not give back message %s: %s", self.id, msg.id, e)
-        finally:
-            self._answered.discard(d.entry_id)
-            self._inflight.pop(d.entry_id, None)
-            self._room.set()
-
-    def _poke_reclaim(self, delay: float) -> None:
-        if delay <= 0:
-            self._reclaim_wake.set()
-        else:
-            asyncio.get_running_loop().call_later(delay, self._reclaim_wake.set)
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
-            try:
-                await self._flush_acks()
-            except TransportError as e:
-                log.warning("agent %s: ack failed, retrying: %s", self.id, e)
-                self._ack_wake.set()
-                await asyncio.sleep(_RETRY_PAUSE)
-
-    async def _flush_acks(self) -> None:
-        if not self._acks:
-            return
-        ids, self._acks = self._acks, []
-        inflight = self._inflight
-        held = [inflight.pop(eid, None) for eid in ids]  # no renewals while acking
-        try:
-            await self._transport.ack(self.id, self.instance_id, ids)
-        except BaseException:
-            self._acks[:0] = ids
-            for eid, d in zip(ids, held, strict=True):
-                if d is not None:
-                    inflight[eid] = d
-            raise
-        self._room.set()
-        self._since_trim += len(ids)
-        if self._since_trim >= self.settings.trim_every:
-            self._since_trim = 0
-            await self._transport.trim(self.id)
-
-    async def _release_all(self) -> None:
-        """Give back unfinished work at once, so a replica need not wait for the lease."""
-        s = self.settings
-        for eid in list(self._inflight):
-            with contextlib.suppress(MassGenError):
-                await self._transport.release(
-                    self.id, self.instance_id, eid, lease=s.lease, delay=0.0
-                )
-        self._inflight.clear()
-
-    async def _lease_loop(self) -> None:
-        """Renew the leases of work in flight; reclaim work whose holder went silent."""
-        s = self.settings
-        renew_every = s.lease / 3
-        next_reclaim = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            timeout = max(0.0, min(renew_every, next_reclaim - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._reclaim_wake.wait()
-            try:
-                if self._inflight:
-                    lost = await self._transport.renew(
-                        self.id, self.instance_id, list(self._inflight)
-                    )
-                    if lost:
-                        log.warning(
-                            "agent %s lost the lease of %d message(s); their results will be "
-                            "refused",
-                            self.id,
-                            len(lost),
-                        )
-                due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
-                if loop.time() < self._defer_until:
-                    due = False  # what we handed back is for replicas that can verify it
-                if due and self.status is AgentStatus.RUNNING:  # stopping: take nothing new
-                    self._reclaim_wake.clear()
-                    next_reclaim = loop.time() + s.reclaim_every
-                    await self._reclaim()
-            except TransportError as e:
-                log.warning("agent %s: lease upkeep failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-
-    async def _reclaim(self) -> None:
-        s = self.settings
-        room = max(s.batch, self.concurrency) - len(self._inflight)
-        if room <= 0:
-            return
-        got = await self._transport.reclaim(
-            self.id,
-            self.instance_id,
-            lease=s.lease,
-            max_deliveries=s.max_deliveries,
-            count=room,
-            dlq_maxlen=s.dlq_maxlen,
-        )
-        if got:
-            log.info("agent %s reclaimed %d message(s)", self.id, len(got))
-            await self._admit(got)
-
-    async def _heartbeat_loop(self) -> None:
-        s = self.settings
-        while True:
-            await asyncio.sleep(s.heartbeat_interval)
-            try:
-                alive = await self._transport.heartbeat(
-                    self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
-                )
-                if not alive:
-                    log.warning("agent %s was declared dead; registering again", self.id)
-                    async with self._publishing:
-                        await self._transport.register(
-                            self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                        )
-            except AgentIdTaken as e:
-                log.error("agent %s cannot register again: %s", self.id, e)
-            except TransportError as e:
-                log.warning("agent %s: heartbeat failed: %s", self.id, e)
-
     def _ensure_reply_listener(self) -> None:
         if self._reply_task is None or self._reply_task.done():
             self._reply_task = asyncio.ensure_future(self._reply_loop())
             self._reply_task.set_name(f"mas:{self.id}:replies")
 
-    async def _reply_loop(self) -> None:
-        while True:
-            try:
-                replies = await self._transport.read_replies(
-                    self.instance_id, block=self.settings.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            for env in replies:
-                waiting = self._waiting.get(env.message.correlation_id or "")
-                if waiting is None:
-                    continue  # a late duplicate, or a request we gave up on
-                fut, target = waiting
-                if not fut.done() and self._accept_reply(env, target):
-                    fut.set_result(env.message)
-            if replies:
-                await asyncio.sleep(0)  # let the requesters resume before the next read
-
-    def _accept_reply(self, env: Envelope, target: str) -> bool:
-        msg = env.message
-        if self._signer is not None:
-            verdict = self._signer.verify(
-                env.body if env.body is not None else wire.encode(msg), env.mac
-            )
-            if verdict is not Verdict.OK:
-                log.warning(
-                    "agent %s refused reply %s claiming sender %r: %s",
-                    self.id,
-                    msg.id,
-                    msg.sender_id,
-                    verdict.value,
-                )
-                return False
-        if msg.sender_id != target:
-            log.warning(
-                "agent %s refused reply %s: sent by %r, asked %r",
-                self.id,
-                msg.id,
-                msg.sender_id,
-                target,
-            )
-            return False
-        return True
-
-
-def _started(record: AgentRecord) -> float:
-    return record.started
-
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
-    """Group registry records by agent id into the dicts :meth:`Agent.discover` returns."""
+    """One dict per agent id, as :meth:`Agent.discover` returns them (oldest replica first)."""
     grouped: dict[str, list[AgentRecord]] = {}
     for r in records:
-        same = grouped.get(r.id)
-        if same is None:
-            grouped[r.id] = [r]
-        else:
-            same.append(r)
+        grouped.setdefault(r.id, []).append(r)
     out = []
-    for agent_id in sorted(grouped):
-        recs = grouped[agent_id]
-        if len(recs) > 1:
-            recs.sort(key=_started)
+    for agent_id, recs in sorted(grouped.items()):
+        recs.sort(key=lambda r: r.started)
         first = recs[0]
+        instances = [
+            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "started": r.started}
+            | {"expires": r.expires}
+            for r in recs
+        ]
         out.append(
-            {
-                "id": agent_id,
-                "capabilities": list(first.capabilities),
-                "metadata": dict(first.metadata),
-                "host": first.host,
-                "pid": first.pid,
-                "started": first.started,
-                "status": first.status.value,
-                "replicas": len(recs),
-                "instances": [
-                    {
-                        "instance_id": r.instance_id,
-                        "host": r.host,
-                        "pid": r.pid,
-                        "started": r.started,
-                        "expires": r.expires,
-                    }
-                    for r in recs
-                ],
-            }
+            {"id": agent_id, "capabilities": list(first.capabilities)}
+            | {"metadata": dict(first.metadata), "host": first.host, "pid": first.pid}
+            | {"started": first.started, "status": first.status.value, "replicas": len(recs)}
+            | {"instances": instances}
         )
     return out

@@ -13,7 +13,6 @@ from pydantic import ConfigDict, SkipValidation
 
 
 class MessageKind(StrEnum):
-
     MESSAGE = "message"
     REQUEST = "request"
     REPLY = "reply"
@@ -21,7 +20,6 @@ class MessageKind(StrEnum):
 
 
 class Replier(Protocol):
-
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool: ...
 
 

@@ -212,7 +212,9 @@ class _Pipeliner:
             if lost:  # a restarted Redis forgot the scripts: load them, run those again
                 for source in {commands[i][1] for i in lost}:
                     await self._client().script_load(source)
-                for i, r in zip(lost, await self._execute([commands[i] for i in lost]), strict=True):
+                for i, r in zip(
+                    lost, await self._execute([commands[i] for i in lost]), strict=True
+                ):
                     replies[i] = r
         except BaseException as e:
             err = e if isinstance(e, Exception) else TransportError(f"interrupted: {e!r}")
@@ -298,7 +300,9 @@ class RedisTransport:
         r = self._readers.get(name)
         if r is None:
             pool = self.client.connection_pool
-            r = self._readers[name] = aioredis.Redis(connection_pool=pool, single_connection_client=True)
+            r = self._readers[name] = aioredis.Redis(
+                connection_pool=pool, single_connection_client=True
+            )
         return r
 
     async def _drop_reader(self, name: str) -> None:

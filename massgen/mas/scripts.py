@@ -251,7 +251,6 @@ return out
 """
 
 
-
 # KEYS: inbox, dlq, registry. ARGV: group, agent id, taker, lease ms, max deliveries, dlq
 # maxlen, count, hand-back idle ms. Entries idle past the lease whose holder is dead are
 # dead-lettered (deliveries used up) or handed to the taker looking idle (JUSTID: count kept);

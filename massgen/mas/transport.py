@@ -74,7 +74,9 @@ class Envelope:
     body: bytes | None = None
 
     def blob(self) -> bytes:
-        return wire.pack(self.body if self.body is not None else wire.encode(self.message), self.mac)
+        return wire.pack(
+            self.body if self.body is not None else wire.encode(self.message), self.mac
+        )
 
 
 @dataclass(slots=True)
