@@ -42,7 +42,7 @@ from massgen.mas.transport import (
     Orphans,
 )
 from massgen.redact import redact_url as redact
-from massgen.store.redis_client import RedisLease, redis_client
+from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, redis_client
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,9 +118,9 @@ class _Pipeliner:
     appends of one flush become one ``XADD``, or one script call doing them all (a reply per
     message would cost the client more than Lua costs the server)."""
 
-    def __init__(self, client: Callable[[], aioredis.Redis]) -> None:
+    def __init__(self, client: Callable[[], aioredis.Redis], held: Callable[[str], Any]) -> None:
         self._client = client
-        self._single: aioredis.Redis | None = None
+        self._held = held
         self._queue: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
         self._adds: list[tuple[list[Any], list[Any], asyncio.Future[list[Any]]]] = []
         self._busy = False
@@ -181,12 +181,8 @@ class _Pipeliner:
 
     async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
         if len(commands) == 1:  # the latency path: one held connection, no pipeline object
-            if self._single is None:
-                self._single = aioredis.Redis(
-                    connection_pool=self._client().connection_pool, single_connection_client=True
-                )
             try:
-                return [await self._single.execute_command(*self._command(commands[0]))]
+                return [await self._held("", 0.0, "execute_command", *self._command(commands[0]))]
             except rexc.ResponseError as e:
                 return [e]
         pipe = self._client().pipeline(transaction=False)
@@ -237,9 +233,6 @@ class _Pipeliner:
     async def aclose(self) -> None:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._single is not None:
-            await self._single.aclose()
-            self._single = None
 
 
 class RedisTransport:
@@ -253,7 +246,8 @@ class RedisTransport:
         self.where = redact(url)
         self.keys = Keys(prefix)
         self._lease = RedisLease(url, **options)
-        self._pipe = _Pipeliner(lambda: self._lease.client)
+        self._reply_timeout = float(options.get("reply_timeout", REPLY_TIMEOUT))
+        self._pipe = _Pipeliner(lambda: self._lease.client, self._read)
         self._cursors: dict[str, bytes | str] = {}
         # registry records parsed at version _reg_version, by member: (json, record)
         self._reg_version: bytes | str = ""
@@ -295,19 +289,36 @@ class RedisTransport:
         finally:
             await probe.aclose()
 
-    def _reader(self, name: str) -> aioredis.Redis:
-        """A client holding one connection for one blocking reader (no checkout per read)."""
+    async def _reader(self, name: str) -> aioredis.Redis:
+        """A client holding one connection of the shared pool, for one blocking reader or the
+        single commands (no checkout per command). Its calls are timed here: redis-py's own
+        socket timeout starts a task per command."""
         r = self._readers.get(name)
         if r is None:
             pool = self.client.connection_pool
-            r = self._readers[name] = aioredis.Redis(
-                connection_pool=pool, single_connection_client=True
-            )
+            r = aioredis.Redis(connection_pool=pool, single_connection_client=True)
+            await r.initialize()
+            assert r.connection is not None
+            r.connection.socket_timeout = None
+            self._readers[name] = r
         return r
+
+    async def _read(self, name: str, wait: float, read: str, /, *args: Any, **kwargs: Any) -> Any:
+        """A (blocking) read on its own connection; no reply in time is a TimeoutError."""
+        try:
+            async with asyncio.timeout(max(wait, 0.0) + self._reply_timeout):
+                return await getattr(await self._reader(name), read)(*args, **kwargs)
+        except TimeoutError:
+            await self._drop_reader(name)  # a reply may still come: never reuse the connection
+            raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
 
     async def _drop_reader(self, name: str) -> None:
         r = self._readers.pop(name, None)
         if r is not None:
+            if r.connection is not None:  # back to the pool as the others are
+                r.connection.socket_timeout = r.connection_pool.connection_kwargs.get(
+                    "socket_timeout"
+                )
             await r.aclose()
 
     async def close(self) -> None:
@@ -451,9 +462,10 @@ class RedisTransport:
     ) -> list[Delivery]:
         key = self.keys.inbox(agent_id)
         try:
-            got: Any = await self._reader(f"{key}:{consumer}").xreadgroup(
-                GROUP, consumer, {key: ">"}, count=count, block=_ms(block) if block > 0 else None
-            )
+            got: Any = await self._read(
+                f"{key}:{consumer}", block, "xreadgroup", GROUP, consumer, {key: ">"},
+                count=count, block=_ms(block) if block > 0 else None,
+            )  # fmt: skip
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
@@ -642,9 +654,8 @@ class RedisTransport:
         trim_to = self._reply_trim.pop(reply_to, None)
         if trim_to is not None:  # before this read: the last one's replies did not wait for it
             await self._pipe.call("XTRIM", key, "MINID", "~", trim_to)
-        got: Any = await self._reader(key).xread(
-            {key: cursor}, count=1000, block=_ms(block) if block > 0 else None
-        )
+        ms = _ms(block) if block > 0 else None
+        got: Any = await self._read(key, block, "xread", {key: cursor}, count=1000, block=ms)
         out, last = [], None
         for _, entries in got or ():
             for eid, fields in entries:
