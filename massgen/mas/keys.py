@@ -21,10 +21,6 @@ class Keys:
     def registry(self) -> str:  # ZSET "{instance_id}:{agent_id}" -> heartbeat expiry (ms)
         return f"{self.prefix}registry"
 
-    @property
-    def registry_version(self) -> str:  # counter bumped on every record write or removal
-        return f"{self.prefix}registry:version"
-
     def agent(self, agent_id: str) -> str:  # HASH instance_id -> JSON record
         return f"{self.prefix}agent:{agent_id}"
 

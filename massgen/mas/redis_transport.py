@@ -249,10 +249,7 @@ class RedisTransport:
         self._reply_timeout = float(options.get("reply_timeout", REPLY_TIMEOUT))
         self._pipe = _Pipeliner(lambda: self._lease.client, self._read)
         self._cursors: dict[str, bytes | str] = {}
-        # registry records parsed at version _reg_version, by member: (json, record)
-        self._reg_version: bytes | str = ""
-        self._records: dict[bytes, tuple[bytes, AgentRecord]] = {}
-        self._expiring: dict[bytes, tuple[bytes, AgentRecord, AgentRecord]] = {}
+        self._records: dict[tuple[bytes, bytes], AgentRecord] = {}  # by (json, expiry)
         self._inbox_keys: dict[str, str] = {}
         self._readers: dict[str, aioredis.Redis] = {}
         self._reply_cursor: dict[str, bytes | str] = {}
@@ -332,7 +329,7 @@ class RedisTransport:
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
         if len(record.instance_id) != 16:
             raise ValueError("instance ids are 16 hex characters")
-        keys = [self.keys.registry, self.keys.agent(record.id), self.keys.registry_version]
+        keys = [self.keys.registry, self.keys.agent(record.id)]
         body = record.model_dump_json(exclude={"expires"})
         args = [record.id, record.instance_id, body, _ms(ttl), _ms(retention), int(record.replica)]
         if not await self._pipe.script(scripts.REGISTER, keys, args):
@@ -355,7 +352,6 @@ class RedisTransport:
             [
                 ("ZREM", self.keys.registry, f"{instance_id}:{agent_id}"),
                 ("HDEL", self.keys.agent(agent_id), instance_id),
-                ("INCR", self.keys.registry_version),
             ]
         )
         try:
@@ -366,68 +362,27 @@ class RedisTransport:
 
     @_mapped
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
-        """One script call; while the registry version stays put no record is read or parsed
-        again, only the live members and their expiries."""
-        keys = [self.keys.registry, self.keys.registry_version]
-        prefix = self.keys.agent_prefix()
-        version, full, data = await self._pipe.script(
-            scripts.DISCOVER, keys, [prefix, self._reg_version]
+        flat = await self._pipe.script(
+            scripts.DISCOVER, [self.keys.registry], [self.keys.agent_prefix()]
         )
-        records = None if int(full) else self._known_records(data)
-        if records is None:
-            if not int(full):  # a live member we never parsed: read them all
-                version, full, data = await self._pipe.script(scripts.DISCOVER, keys, [prefix, ""])
-            records = self._parse_records(data)
-            self._reg_version = version
-        if not capabilities:
-            return records
+        cache, records = self._records, []
+        for i in range(0, len(flat), 2):  # a record is parsed again only when it changed
+            rec = cache.get((flat[i], flat[i + 1]))
+            if rec is None:
+                if len(cache) > 10_000:
+                    cache.clear()
+                rec = AgentRecord.model_validate_json(flat[i])
+                rec = cache[flat[i], flat[i + 1]] = rec.model_copy(
+                    update={"expires": int(flat[i + 1]) / 1000}
+                )
+            records.append(rec)
         want = set(capabilities)
-        return [r for r in records if want.issubset(r.capabilities)]
-
-    def _parse_records(self, data: bytes) -> list[AgentRecord]:
-        """Frames ``<member> <expiry ms> <length>\\n<json>``: parse each record once."""
-        bases: dict[bytes, tuple[bytes, AgentRecord]] = {}
-        out = []
-        pos = 0
-        while pos < len(data):
-            nl = data.index(b"\n", pos)
-            member, expires, size = data[pos:nl].split(b" ")
-            pos = nl + 1 + int(size)
-            body = data[nl + 1 : pos]
-            known = self._records.get(member)
-            rec = known[1] if known and known[0] == body else AgentRecord.model_validate_json(body)
-            bases[member] = (body, rec)
-            out.append(self._with_expiry(member, rec, expires))
-        self._records = bases
-        return out
-
-    def _known_records(self, data: bytes) -> list[AgentRecord] | None:
-        """Lines ``<member> <expiry ms>`` of records parsed before; None if one is new."""
-        out = []
-        for line in data.split(b"\n"):
-            if line:
-                member, _, expires = line.partition(b" ")
-                known = self._records.get(member)
-                if known is None:
-                    return None
-                out.append(self._with_expiry(member, known[1], expires))
-        return out
-
-    def _with_expiry(self, member: bytes, rec: AgentRecord, expires: bytes) -> AgentRecord:
-        seen = self._expiring.get(member)
-        if seen is not None and seen[0] == expires and seen[1] is rec:
-            return seen[2]
-        dated = rec.model_copy(update={"expires": int(expires) / 1000})
-        if len(self._expiring) > 10_000:
-            self._expiring.clear()
-        self._expiring[member] = (expires, rec, dated)
-        return dated
+        return [r for r in records if want.issubset(r.capabilities)] if want else records
 
     @_mapped
     async def reap(self, *, retention: float) -> list[AgentRecord]:
-        keys = [self.keys.registry, self.keys.registry_version]
         flat = await self._pipe.script(
-            scripts.REAP, keys, [self.keys.agent_prefix(), _ms(retention)]
+            scripts.REAP, [self.keys.registry], [self.keys.agent_prefix(), _ms(retention)]
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 

@@ -43,7 +43,7 @@ end
 """
 )
 
-# KEYS: registry, agent hash, version. ARGV: agent id, instance id, record, ttl ms, retention
+# KEYS: registry, agent hash. ARGV: agent id, instance id, record, ttl ms, retention
 # ms, replica (0/1). 0 when a live non-replica instance holds the id.
 REGISTER = (
     _NOW
@@ -64,7 +64,6 @@ end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2] .. ':' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[5]))
-redis.call('INCR', KEYS[3])
 return 1
 """
 )
@@ -82,31 +81,25 @@ return 1
 )
 
 
-# KEYS: registry, registry version. ARGV: agent key prefix, version the caller parsed ('' for
-# none). Returns {version, 0, "<member> <expiry>\n"...} while the version is the caller's, else
-# {version, 1, "<member> <expiry> <length>\n<record json>"...}.
+# KEYS: registry. ARGV: agent key prefix. Returns record json, expiry ms, ... of live instances.
 DISCOVER = (
     _NOW
     + """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
-local version = redis.call('GET', KEYS[2]) or '0'
 local out = {}
-if version == ARGV[2] then
-  for i = 1, #members, 2 do out[#out + 1] = members[i] .. ' ' .. members[i + 1] .. '\\n' end
-  return {version, 0, table.concat(out)}
-end
 for i = 1, #members, 2 do
   local m = members[i]
   local rec = redis.call('HGET', ARGV[1] .. string.sub(m, 18), string.sub(m, 1, 16))
   if rec then
-    out[#out + 1] = m .. ' ' .. members[i + 1] .. ' ' .. string.len(rec) .. '\\n' .. rec
+    out[#out + 1] = rec
+    out[#out + 1] = members[i + 1]
   end
 end
-return {version, 1, table.concat(out)}
+return out
 """
 )
 
-# KEYS: registry, version. ARGV: agent key prefix, retention ms. Marks expired instances dead.
+# KEYS: registry. ARGV: agent key prefix, retention ms. Marks expired instances dead.
 REAP = (
     _NOW
     + """
@@ -132,7 +125,6 @@ for _, m in ipairs(members) do
     out[#out + 1] = rec
   end
 end
-if #members > 0 then redis.call('INCR', KEYS[2]) end
 return out
 """
 )
