@@ -129,40 +129,31 @@ class Orphans:
 
 @runtime_checkable
 class Transport(Protocol):
-    """Registry, inboxes with leases, replies and state: what an agent needs of a bus."""
+    """Registry, inboxes with leases, replies and state: what an agent needs of a bus.
+    ``reclaim`` takes over expired leases and dead-letters what was delivered too often;
+    ``reclaim_orphans`` does so for work of dead instances (handing it back looking idle
+    for :data:`HANDBACK_IDLE`); ``release(..., uncount=True)`` does not count the delivery;
+    ``first_seen`` is ``False`` for a message id that came in another entry (a replay);
+    ``commit_reply`` with an ``entry_id`` is fenced and also acknowledges the request."""
 
-    async def connect(self) -> None:
-        """Check the bus once; ConfigError subclasses for bad URLs or credentials."""
-
+    async def connect(self) -> None: ...
     async def close(self) -> None: ...
-    async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
-        """Add a live instance; AgentIdTaken if a non-replica holds the id."""
-
+    async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None: ...
     async def heartbeat(
         self, agent_id: str, instance_id: str, *, ttl: float, retention: float
-    ) -> bool:
-        """Extend the instance's life; ``False`` if it was declared dead already."""
-
+    ) -> bool: ...
     async def deregister(self, agent_id: str, instance_id: str) -> None: ...
-    async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
-        """Live instances having every capability asked for."""
-
-    async def reap(self, *, retention: float) -> list[AgentRecord]:
-        """Mark instances whose heartbeat expired as dead."""
-
+    async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]: ...
+    async def reap(self, *, retention: float) -> list[AgentRecord]: ...
     async def ensure_inbox(self, agent_id: str) -> None: ...
     async def send(self, envelopes: Sequence[Envelope]) -> None: ...
     async def fetch(
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]: ...
-    async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
-        """Finish messages this consumer holds; return how many it still held."""
-
+    async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int: ...
     async def renew(
         self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
-    ) -> list[EntryId]:
-        """Restart the leases; return the ids this consumer no longer holds."""
-
+    ) -> list[EntryId]: ...
     async def release(
         self,
         agent_id: str,
@@ -172,10 +163,7 @@ class Transport(Protocol):
         lease: float,
         delay: float,
         uncount: bool = False,
-    ) -> None:
-        """Give a held message back for redelivery after ``delay``; ``uncount`` takes this
-        delivery off its count (it was not tried: a replica that can verify it should)."""
-
+    ) -> None: ...
     async def reclaim(
         self,
         agent_id: str,
@@ -191,12 +179,8 @@ class Transport(Protocol):
     ) -> None: ...
     async def dead_letters(
         self, agent_id: str, count: int = 100, *, newest: bool = False
-    ) -> list[DeadLetter]:
-        """The oldest ``count`` dead letters, or with ``newest`` the last ones, newest first."""
-
-    async def trim(self, agent_id: str) -> int:
-        """Drop acknowledged entries; return how many."""
-
+    ) -> list[DeadLetter]: ...
+    async def trim(self, agent_id: str) -> int: ...
     async def inbox_stats(self) -> list[InboxStats]: ...
     async def reclaim_orphans(
         self,
@@ -207,24 +191,16 @@ class Transport(Protocol):
         max_deliveries: int,
         count: int,
         dlq_maxlen: int,
-    ) -> Orphans:
-        """Take work idle past ``lease`` from dead instances: dead-letter what used up its
-        deliveries, hand the rest to ``consumer`` looking idle for :data:`HANDBACK_IDLE`."""
-
+    ) -> Orphans: ...
     async def commit_reply(
         self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
-    ) -> CommitResult:
-        """Store the first reply to a request and deliver it; with ``entry_id`` it is fenced
-        and also acknowledges the request."""
-
+    ) -> CommitResult: ...
     async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]: ...
     async def get_reply(self, request_id: str) -> Envelope | None: ...
     async def drop_replies(self, reply_to: str) -> None: ...
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
-    ) -> list[bool]:
-        """Per ``(message id, entry id)``: ``False`` if the id came in another entry."""
-
+    ) -> list[bool]: ...
     async def load_state(self, agent_id: str) -> dict[str, str]: ...
     async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None: ...
     async def clear_state(self, agent_id: str) -> None: ...
