@@ -221,25 +221,17 @@ class GatewayService:
         if not result.success:
             return result
         started = time.perf_counter()
+        decision, text = GatewayDecision.ALLOWED, "Message delivered"
         try:
             assert self._transport is not None
             await self._transport.send([env])
         except TransportError as e:
-            ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
-            await self._audit(message, GatewayDecision.ROUTING_FAILED, ms, ["routing_error"])
-            return GatewayResult(
-                success=False,
-                decision=GatewayDecision.ROUTING_FAILED,
-                message=str(e),
-                latency_ms=ms,
-            )
+            decision, text = GatewayDecision.ROUTING_FAILED, str(e)
         ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
-        return GatewayResult(
-            success=True,
-            decision=GatewayDecision.ALLOWED,
-            message="Message delivered",
-            latency_ms=ms,
-        )
+        if decision is GatewayDecision.ROUTING_FAILED:
+            await self._audit(message, decision, ms, ["routing_error"])
+        ok = decision is GatewayDecision.ALLOWED
+        return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
 
     async def check(
         self, message: AgentMessage, token: str, *, envelope: Envelope | None = None
@@ -309,7 +301,7 @@ class GatewayService:
         if blocked or not (allowed_all or allowed):
             return GatewayDecision.AUTHZ_DENIED, "Not authorized to message target"
         per_minute, per_hour = await self.rate_limits(sender)
-        windows = [self.keys.gateway(f"rate:{w}", sender) for w in ("minute", "hour")]
+        windows = [f"{self.keys.gateway('rate', sender)}:{w}" for w in ("minute", "hour")]
         member = f"{message.id}:{os.urandom(4).hex()}"
         now = int(time.time() * 1000)
         ok, window, _ = await r.eval(_RATE, 2, *windows, now, member, per_minute, per_hour)

@@ -118,7 +118,7 @@ class _Pipeliner:
     appends of one flush become one ``XADD``, or one script call doing them all (a reply per
     message would cost the client more than Lua costs the server)."""
 
-    def __init__(self, client: Callable[[], aioredis.Redis], held: Callable[[str], Any]) -> None:
+    def __init__(self, client: Callable[[], aioredis.Redis], held: Callable[..., Any]) -> None:
         self._client = client
         self._held = held
         self._queue: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
@@ -552,7 +552,7 @@ class RedisTransport:
             lag = group.get("lag")
             if not isinstance(lag, int):  # Redis cannot tell after deletions: count
                 after = "(" + _s(group["last-delivered-id"])
-                lag = len(await r.xrange(key, after, "+", count=100_000))
+                lag = len(await r.xrange(key, after, "+", count=100_000) or ())
             length, dead = await self._pipe.run([("XLEN", key), ("XLEN", self.keys.dlq(agent_id))])
             out.append(InboxStats(agent_id, int(length), int(group["pending"]), int(dead), lag))
         return sorted(out, key=lambda s: s.agent_id)

@@ -85,7 +85,7 @@ def shared_client(url: str, **options: Any) -> aioredis.Redis:
     if entry is None:
         entry = clients[key] = [redis_client(url, **options), 0]
     entry[1] += 1
-    return entry[0]  # type: ignore[no-any-return]
+    return entry[0]
 
 
 async def release_client(client: aioredis.Redis) -> None:
