@@ -12,7 +12,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel
@@ -199,16 +198,16 @@ class Agent(Inbox):
 
     async def secret_mismatches(self) -> list[AgentRecord]:
         """Live instances that sign otherwise than this agent (they refuse each other)."""
-        return [
-            r
-            for r in await self._transport.discover()
-            if r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
+        return (await self._peers())[1]
+
+    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
+        return records, [
+            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
         ]
 
     async def _check_secret(self) -> None:
-        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
-        bad = [r for r in records if not same_secret(self._signer, r.instance_id, r.proof)]
+        records, bad = await self._peers()
         if not bad:
             return
         names = [f"{r.id}/{r.instance_id}@{r.host}/{r.pid}" for r in bad]
@@ -260,12 +259,7 @@ class Agent(Inbox):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     def set_gateway(self, gateway: GatewayService) -> None:
@@ -293,7 +287,7 @@ class Agent(Inbox):
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Store a message in ``target``'s inbox (it waits there for an offline target)."""
-        await self._deliver(self._envelopes([(target, payload)], MessageKind.MESSAGE))
+        await self._deliver([self._seal(self._message(target, payload, MessageKind.MESSAGE))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""

@@ -278,13 +278,13 @@ class Inbox:
             return
         ids, self._acks = self._acks, []
         held = [self._inflight.pop(eid, None) for eid in ids]  # no renewals while acking
+        self._room.set()  # the next read need not wait for this ack's round trip
         try:
             await self._transport.ack(self.id, self.instance_id, ids)
         except BaseException:
             self._acks[:0] = ids
             self._inflight.update((eid, d) for eid, d in zip(ids, held, strict=True) if d)
             raise
-        self._room.set()
         self._since_trim += len(ids)
         if self._since_trim >= self.settings.trim_every:
             self._since_trim = 0

@@ -1,18 +1,13 @@
-"""The bus over Redis: Streams with consumer groups, fenced by Lua scripts.
-
-Commands go through redis-py's public API on the process's shared client for the URL (see
-:mod:`massgen.store.redis_client`). Commands issued while a pipeline is in flight are sent
-together in the next one (:class:`_Pipeliner`), so concurrent sends, acks and replies share
-round trips; an idle consumer waits in ``XREADGROUP BLOCK`` and a requester in ``XREAD
-BLOCK``. Lost connections are retried with backoff; what still fails is a
-:class:`~massgen.errors.TransportError`. Credentials never appear in errors or logs.
-"""
+"""The bus over Redis: Streams with consumer groups, fenced by Lua scripts, on the process's
+shared redis-py client for the URL (:mod:`massgen.store.redis_client`). Concurrent commands
+share round trips (:mod:`massgen.mas.pipeline`); an idle consumer waits in ``XREADGROUP
+BLOCK``, a requester in ``XREAD BLOCK``. Lost connections are retried with backoff; what
+still fails is a :class:`~massgen.errors.TransportError`, never showing the password."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,6 +25,7 @@ from massgen.errors import (
 )
 from massgen.mas import scripts, wire
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
+from massgen.mas.pipeline import Pipeliner
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -106,133 +102,26 @@ def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
         return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
 
 
+def _raw(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _streams(got: Any) -> Any:
+    """``(key, entries)`` pairs of a raw stream read: a map in RESP3, a list in RESP2."""
+    return got.items() if isinstance(got, dict) else got or ()
+
+
+def _field(fields: list[bytes] | None) -> bytes:
+    """The ``m`` field of a raw stream entry (``[field, value, ...]``; None if deleted)."""
+    if fields and fields[0] == FIELD:
+        return fields[1]
+    return dict(zip(fields[::2], fields[1::2], strict=True)).get(FIELD, b"") if fields else b""
+
+
 def _older(a: str, b: str) -> bool:
     am, _, aseq = a.partition("-")
     bm, _, bseq = b.partition("-")
     return (int(am), int(aseq or 0)) < (int(bm), int(bseq or 0))
-
-
-class _Pipeliner:
-    """Commands issued while a pipeline is in flight go out together in the next one: the
-    first caller writes at once (no extra loop turn), later ones share a round trip. Stream
-    appends of one flush become one ``XADD``, or one script call doing them all (a reply per
-    message would cost the client more than Lua costs the server)."""
-
-    def __init__(self, client: Callable[[], aioredis.Redis], held: Callable[..., Any]) -> None:
-        self._client = client
-        self._held = held
-        self._queue: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
-        self._adds: list[tuple[list[Any], list[Any], asyncio.Future[list[Any]]]] = []
-        self._busy = False
-        self._task: asyncio.Task[None] | None = None
-        self._shas: dict[str, str] = {}
-
-    async def _wait(self, fut: asyncio.Future[list[Any]]) -> list[Any]:
-        if not self._busy:
-            self._busy = True
-            try:
-                await self._flush()
-            finally:
-                if self._queue or self._adds:
-                    self._task = asyncio.ensure_future(self._drain())
-                else:
-                    self._busy = False
-        return await fut
-
-    async def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """The replies of ``commands``, error replies as exception objects. A command
-        ``("LUA", source, keys, args)`` runs a Lua script (loaded again if forgotten)."""
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((commands, fut))
-        return await self._wait(fut)
-
-    async def call(self, *args: Any) -> Any:
-        [reply] = await self.run([args])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    async def script(self, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        return await self.call("LUA", source, keys, args)
-
-    async def add(self, keys: list[Any], blobs: list[Any]) -> None:
-        """``XADD key * m blob`` for each pair."""
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._adds.append((keys, blobs, fut))
-        [reply] = await self._wait(fut)
-        if isinstance(reply, Exception):
-            raise reply
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue or self._adds:
-                await self._flush()
-        finally:
-            self._busy = False
-
-    def _command(self, c: Sequence[Any]) -> Sequence[Any]:
-        if c[0] != "LUA":
-            return c
-        source, keys, args = c[1], c[2], c[3]
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
-        return ("EVALSHA", sha, len(keys), *keys, *args)
-
-    async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
-        if len(commands) == 1:  # the latency path: one held connection, no pipeline object
-            try:
-                return [await self._held("", 0.0, "execute_command", *self._command(commands[0]))]
-            except rexc.ResponseError as e:
-                return [e]
-        pipe = self._client().pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*self._command(c))
-        return list(await pipe.execute(raise_on_error=False))
-
-    async def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        adds, self._adds = self._adds, []
-        commands = [c for cs, _ in batch for c in cs]
-        if adds:
-            keys = [k for ks, _, _ in adds for k in ks]
-            blobs = [b for _, bs, _ in adds for b in bs]
-            if len(keys) == 1:
-                commands.append(("XADD", keys[0], "*", FIELD, blobs[0]))
-            else:
-                commands.append(("LUA", scripts.ADD, keys, blobs))
-        futures = [fut for _, fut in batch] + [fut for _, _, fut in adds]
-        try:
-            replies = await self._execute(commands)
-            lost = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
-            if lost:  # a restarted Redis forgot the scripts: load them, run those again
-                for source in {commands[i][1] for i in lost}:
-                    await self._client().script_load(source)
-                for i, r in zip(
-                    lost, await self._execute([commands[i] for i in lost]), strict=True
-                ):
-                    replies[i] = r
-        except BaseException as e:
-            err = e if isinstance(e, Exception) else TransportError(f"interrupted: {e!r}")
-            for fut in futures:
-                if not fut.done():
-                    fut.set_exception(err)
-                    fut.exception()  # the caller sees it; nobody else must log it
-            if not isinstance(e, Exception):
-                raise
-            return
-        i = 0
-        for cs, fut in batch:
-            if not fut.done():
-                fut.set_result(replies[i : i + len(cs)])
-            i += len(cs)
-        for _, _, fut in adds:
-            if not fut.done():
-                fut.set_result(replies[i:])
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class RedisTransport:
@@ -247,7 +136,7 @@ class RedisTransport:
         self.keys = Keys(prefix)
         self._lease = RedisLease(url, **options)
         self._reply_timeout = float(options.get("reply_timeout", REPLY_TIMEOUT))
-        self._pipe = _Pipeliner(lambda: self._lease.client, self._read)
+        self._pipe = Pipeliner(lambda: self._lease.client, self._read)
         self._cursors: dict[str, bytes | str] = {}
         self._records: dict[tuple[bytes, bytes], AgentRecord] = {}  # by (json, expiry)
         self._inbox_keys: dict[str, str] = {}
@@ -297,6 +186,8 @@ class RedisTransport:
             await r.initialize()
             assert r.connection is not None
             r.connection.socket_timeout = None
+            for command in ("XREADGROUP", "XREAD"):  # raw entries: no dict per message
+                r.set_response_callback(command, _raw)
             self._readers[name] = r
         return r
 
@@ -395,21 +286,21 @@ class RedisTransport:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    @_mapped
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         """Stored once this returns; concurrent sends share one command."""
-        if not envelopes:
-            return
         cache, keys = self._inbox_keys, []
         for env in envelopes:
-            target = env.message.target_id
-            key = cache.get(target)
+            key = cache.get(env.message.target_id)
             if key is None:
                 if len(cache) > 10_000:
                     cache.clear()
-                key = cache[target] = self.keys.inbox(target)
+                key = cache[env.message.target_id] = self.keys.inbox(env.message.target_id)
             keys.append(key)
-        await self._pipe.add(keys, [env.blob() for env in envelopes])
+        if keys:
+            try:
+                await self._pipe.add(keys, [env.blob() for env in envelopes])
+            except rexc.RedisError as e:  # not @_mapped: one coroutine less per message
+                raise _translate(e, self.where) from e
 
     @_mapped
     async def fetch(
@@ -428,11 +319,11 @@ class RedisTransport:
             return []
         out: list[Delivery] = []
         append, unpack, decode = out.append, wire.unpack, wire.decode
-        for _, entries in got or ():
+        for _, entries in _streams(got):
             for entry_id, fields in entries:  # the read path of every message: inlined
                 eid = entry_id.decode()
                 enqueued = int(eid.partition("-")[0]) / 1000
-                blob = fields.get(FIELD, b"") if fields else b""
+                blob = _field(fields)
                 try:
                     body, mac = unpack(blob)
                     append(Delivery(eid, Envelope(decode(body), mac, body), 1, enqueued))
@@ -612,11 +503,11 @@ class RedisTransport:
         ms = _ms(block) if block > 0 else None
         got: Any = await self._read(key, block, "xread", {key: cursor}, count=1000, block=ms)
         out, last = [], None
-        for _, entries in got or ():
+        for _, entries in _streams(got):
             for eid, fields in entries:
                 last = eid
                 try:
-                    body, mac = wire.unpack(fields.get(FIELD, b"") if fields else b"")
+                    body, mac = wire.unpack(_field(fields))
                     out.append(Envelope(wire.decode(body), mac, body))
                 except WireError:
                     continue

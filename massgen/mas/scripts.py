@@ -289,8 +289,12 @@ return {released, dead, holders}
 """
 )
 
-# KEYS: inboxes. ARGV: blobs. One XADD per message.
+# KEYS: inboxes. ARGV: "<key index>:<length>" per message, the blobs end to end. One XADD each.
 ADD = """
-for i = 1, #KEYS do redis.call('XADD', KEYS[i], '*', 'm', ARGV[i]) end
-return #KEYS
+local pos = 1
+for k, n in string.gmatch(ARGV[1], '(%d+):(%d+)') do
+  redis.call('XADD', KEYS[tonumber(k)], '*', 'm', string.sub(ARGV[2], pos, pos + n - 1))
+  pos = pos + n
+end
+return pos
 """
