@@ -191,11 +191,13 @@ class RedisTransport:
             self._readers[name] = r
         return r
 
-    async def _read(self, name: str, wait: float, read: str, /, *args: Any, **kwargs: Any) -> Any:
-        """A (blocking) read on its own connection; no reply in time is a TimeoutError."""
+    async def _read(self, name: str, wait: float, *args: Any) -> Any:
+        """One command on its own connection (``wait``: its blocking time); no reply in time is a
+        TimeoutError."""
         try:
             async with asyncio.timeout(max(wait, 0.0) + self._reply_timeout):
-                return await getattr(await self._reader(name), read)(*args, **kwargs)
+                r = self._readers.get(name) or await self._reader(name)
+                return await r.execute_command(*args)
         except TimeoutError:
             await self._drop_reader(name)  # a reply may still come: never reuse the connection
             raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
@@ -308,9 +310,10 @@ class RedisTransport:
     ) -> list[Delivery]:
         key = self.keys.inbox(agent_id)
         try:
+            wait = ("BLOCK", _ms(block)) if block > 0 else ()
             got: Any = await self._read(
-                f"{key}:{consumer}", block, "xreadgroup", GROUP, consumer, {key: ">"},
-                count=count, block=_ms(block) if block > 0 else None,
+                f"{key}:{consumer}", block, "XREADGROUP", "GROUP", GROUP, consumer,
+                "COUNT", count, *wait, "STREAMS", key, ">",
             )  # fmt: skip
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
@@ -500,8 +503,10 @@ class RedisTransport:
         trim_to = self._reply_trim.pop(reply_to, None)
         if trim_to is not None:  # before this read: the last one's replies did not wait for it
             await self._pipe.call("XTRIM", key, "MINID", "~", trim_to)
-        ms = _ms(block) if block > 0 else None
-        got: Any = await self._read(key, block, "xread", {key: cursor}, count=1000, block=ms)
+        wait = ("BLOCK", _ms(block)) if block > 0 else ()
+        got: Any = await self._read(
+            key, block, "XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor
+        )
         out, last = [], None
         for _, entries in _streams(got):
             for eid, fields in entries:
