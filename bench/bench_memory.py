@@ -3,8 +3,9 @@
 Before: every recall read every item of the memory and scored it with a BM25 written in
 Python (``old_bm25`` below, as it was in massgen/memory/long_term.py), all on the event loop.
 After: each store's word index (:meth:`massgen.store.base.Store.search`): SQLite FTS5 in the
-SQLite file; for the memory and Redis stores an in-process FTS5 copy of the log, brought up
-to date before each search; the indexing and ranking run on a worker thread.
+SQLite file (the memory store is the same in an in-memory database); for Redis an
+in-process FTS5 copy of the log, brought up to date before each search; the indexing and
+ranking run on a worker thread.
 
 Items are made-up runs (a task of about 15 words, two answers of about 120 words, from a
 5,000-word Zipf-like vocabulary of content words, fixed seed); each recall is an ``answer``

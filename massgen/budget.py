@@ -1,22 +1,13 @@
 """A cost budget shared by every request of a run or a batch (a denial-of-wallet guard).
 
-Each request **reserves** its estimated cost before it is sent, and is refused
-(:class:`BudgetExceeded`) when what is spent, plus what requests in flight have reserved,
-plus its own estimate would pass the limit. When it ends, its reservation is replaced by
-what it actually cost. So concurrent requests cannot together start more than the budget
-covers, and a free request (a model nobody priced, a cached answer) is never refused,
-even under a limit of 0.
-
-The estimate uses the token estimator of :mod:`massgen.memory.tokens` (the agent's own,
-which learns from the provider's counts) for the input, and for the output the turn's
-``max_tokens`` when set, else the longest answer the model has given under this budget so
-far, else :data:`DEFAULT_OUTPUT_TOKENS` (the rate limiter's default too); it is priced
-with :mod:`massgen.backends.pricing`. Spend stays within the limit as long as requests cost
-no more than estimated: set ``max_tokens`` to make the output side a hard bound.
-
-A batch gives each task an *allowance* (:meth:`Budget.allowance`): the task's expected
-cost, reserved before the task starts, so a task is only started when the budget can carry
-it and tasks already running are not starved half way.
+Each request reserves its estimated cost before it is sent and is refused
+(:class:`BudgetExceeded`) when spent + reserved + its estimate would pass the limit; when it
+ends, the reservation becomes what it cost. So concurrent requests cannot together start
+more than the budget covers, and a free request is never refused, even under a limit of 0.
+The output side is estimated from ``max_tokens``, else the longest answer seen, else
+:data:`DEFAULT_OUTPUT_TOKENS`: set ``max_tokens`` to make the limit a hard bound. A batch
+reserves each task's expected cost up front (:meth:`Budget.allowance`), so tasks already
+running are never starved half way.
 """
 
 from __future__ import annotations
@@ -31,9 +22,7 @@ if TYPE_CHECKING:
     from massgen.agents.turn import Turn
     from massgen.types import Completion
 
-DEFAULT_OUTPUT_TOKENS = 1024
-"""Output tokens reserved for a request without ``max_tokens`` before the model has answered
-once under this budget."""
+DEFAULT_OUTPUT_TOKENS = 1024  # before the model has answered once under this budget
 
 _EPSILON = 1e-12  # USD: float sums of prices must not refuse a request that exactly fits
 
@@ -61,14 +50,12 @@ class Budget:
 
     limit: float | None = None
     spent: float = 0.0
-    reserved: float = 0.0
-    """Held by requests in flight and by allowances (see :meth:`allowance`)."""
+    reserved: float = 0.0  # held by requests in flight and by allowances
     _outputs: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.limit = check_limit(self.limit, "max_cost")
 
-    # -- questions ---------------------------------------------------------------------------
     def can_cover(self, estimate: float) -> bool:
         return self.limit is None or self.spent + self.reserved + estimate <= self.limit + _EPSILON
 
@@ -85,10 +72,9 @@ class Budget:
         if self.exhausted:
             raise self._refusal(0.0)
 
-    # -- reserving ---------------------------------------------------------------------------
     def reserve(self, estimate: float) -> float:
-        """Hold ``estimate`` USD for a request about to be sent; returns what was held (give
-        it back to :meth:`settle`). Raises :class:`BudgetExceeded` if it does not fit."""
+        """Hold ``estimate`` USD for a request about to be sent (BudgetExceeded if it does
+        not fit); give what it returns back to :meth:`settle`."""
         estimate = max(0.0, estimate)
         if (estimate == 0.0 and self.exhausted) or not self.can_cover(estimate):
             raise self._refusal(estimate)
@@ -114,8 +100,7 @@ class Budget:
             self._outputs[completion.model] = max(seen, completion.usage.output_tokens)
 
     def estimate_turn(self, handle: Any, turn: Turn) -> float:
-        """USD a turn of ``handle``'s agent is expected to cost; 0 when it cannot be known
-        (an agent in another process) or the model is free."""
+        """USD a turn of ``handle``'s agent is expected to cost (0: unknown, or free)."""
         if self.limit is None:
             return 0.0
         agent = getattr(handle, "agent", None)
@@ -146,11 +131,9 @@ class Budget:
         )
         return (tokens_in * price.input + tokens_out * price.output) / 1_000_000
 
-    # -- allowances (a batch's tasks) ----------------------------------------------------------
     def allowance(self, amount: float) -> Budget:
-        """A budget for one task: ``amount`` is reserved here at once; the task's requests
-        draw on it first and on this budget for the rest. :meth:`close` gives back what the
-        task did not spend. Raises :class:`BudgetExceeded` if ``amount`` does not fit."""
+        """A budget for one task, ``amount`` reserved here at once (its requests draw on it
+        first); :meth:`close` gives back what the task did not spend."""
         held = self.reserve(amount)
         return _Allowance(limit=None, parent=self, held=held, _outputs=self._outputs)
 
@@ -184,12 +167,8 @@ def _backend_max_tokens(backend: Any) -> int | None:
 
 @dataclass(slots=True)
 class _Allowance(Budget):
-    """One task's share of a batch budget (see :meth:`Budget.allowance`).
-
-    ``held`` is what the batch budget still reserves for this task and it has not spent;
-    its requests in flight (``reserved``) draw on it first, and reserve any excess in the
-    batch budget. What the task spends moves from ``held`` to the batch's ``spent``.
-    """
+    """One task's share of a batch budget: ``held`` is what the batch still reserves for
+    it; its requests draw on that first and reserve any excess in the batch."""
 
     parent: Budget | None = None
     held: float = 0.0
@@ -199,7 +178,7 @@ class _Allowance(Budget):
         assert self.parent is not None
         return self.parent
 
-    def _room(self) -> float:
+    def _room(self) -> float:  # held, not yet reserved by a request
         return max(0.0, self.held - self.reserved)
 
     def can_cover(self, estimate: float) -> bool:

@@ -10,7 +10,8 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     │   ├── BadRequestError      other 4xx the provider refused; never retried
     │   ├── RateLimited          429 (and 529 "overloaded"); retried after retry_after
     │   ├── ProviderTimeout      the request took longer than its timeout
-    │   └── ProviderConnectionError  connection refused, reset or dropped
+    │   ├── ProviderConnectionError  connection refused, reset or dropped
+    │   └── CircuitOpen          the endpoint's circuit is open: failed fast; never retried
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
     │   └── ServiceUnreachable   Redis did not answer when a command started (exit 69)
@@ -110,6 +111,21 @@ class ProviderTimeout(ProviderError):
 
 class ProviderConnectionError(ProviderError):
     """The connection failed or dropped before a complete answer arrived."""
+
+
+class CircuitOpen(ProviderError):
+    """The endpoint's circuit is open: the call failed fast, no request was sent. Never
+    retried (not calling is the point); ``retry_after`` is the time left before the next
+    probe, when known."""
+
+    retryable = False
+
+    def __init__(self, key: str, *, provider: str = "", retry_after: float | None = None) -> None:
+        self.key = key
+        when = f"; next probe in {retry_after:.1f}s" if retry_after else "; a probe is running"
+        super().__init__(
+            f"circuit open for {key}{when}", provider=provider, retry_after=retry_after
+        )
 
 
 class ToolError(MassGenError):

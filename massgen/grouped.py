@@ -1,9 +1,5 @@
-"""Calls made together, run as one job (group commit).
-
-A disk or a database thread is asked once for many callers: the first call starts a task
-that takes every call made until it runs, and calls made while its job is under way go in
-the next job. The result log uses it for fsyncs, the SQLite store for reads and writes.
-"""
+"""Calls made together, run as one job (group commit): calls made while a job runs go in
+the next one. The result log groups fsyncs with it, the SQLite store reads and writes."""
 
 from __future__ import annotations
 
@@ -24,8 +20,7 @@ class Grouped(Generic[Item, Result]):
         self._items: list[Item] = []
         self._waiters: list[asyncio.Future[Result]] = []
         self._task: asyncio.Task[None] | None = None
-        self.trips = 0
-        """How many jobs ran (fewer than calls when calls were grouped)."""
+        self.trips = 0  # jobs run: fewer than calls when calls were grouped
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
         """Queue ``item``; the future resolves when its group's job has run."""
@@ -40,7 +35,7 @@ class Grouped(Generic[Item, Result]):
         return await self.submit(item)
 
     def take_pending(self) -> list[Item]:
-        """The items no job has taken yet, removed (their callers are cancelled): for a
+        """Remove the items no job has taken yet (cancelling their callers), for a
         synchronous close that handles them itself."""
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []

@@ -22,7 +22,7 @@ from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
 from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
-from massgen.resilience import CacheSettings, RetryPolicy, wrap
+from massgen.resilience import CacheSettings, Guards, RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, Settings, get_strategy
 
@@ -117,6 +117,8 @@ class Orchestrator:
         self.handles: dict[str, AgentHandle] = handles or {
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
         }
+        self.guards: dict[str, Guards] = {}
+        """Each agent's endpoint guards (circuit breaker, rate limit), from its config."""
         self._wrapped: dict[int, Backend] = {}
         if session is not None:
             from massgen.memory.session import check_name
@@ -127,17 +129,19 @@ class Orchestrator:
         self._memory_store = memory_store
         self._owns_memory = False
 
-    def _wrap(self, backend: Backend) -> Backend:
-        """One wrapped backend per backend object, so agents sharing it share its state."""
-        key = id(backend)
-        if key not in self._wrapped:
+    def _wrap(self, agent: Agent) -> Backend:
+        """The agent's backend in its resilience stack: one stack per backend object, so
+        agents sharing a backend share all of it (breaker, limits, cache)."""
+        backend = agent.backend
+        if id(backend) not in self._wrapped:
             retries = 0 if self.settings.error_strategy == "fail_fast" else self.max_retries
             policy = RetryPolicy(max_retries=retries, base_delay=self.retry_delay)
             cache = (
                 CacheSettings(self.cache_store(), self.cache_ttl) if self.cache_enabled else None
             )
-            self._wrapped[key] = wrap(backend, retry=policy, cache=cache)
-        return self._wrapped[key]
+            guards = self.guards.get(agent.name)
+            self._wrapped[id(backend)] = wrap(backend, guards, retry=policy, cache=cache)
+        return self._wrapped[id(backend)]
 
     def cache_store(self) -> Store:
         """The response cache's store: the one given, else a SQLite file opened on first use
@@ -208,7 +212,7 @@ class Orchestrator:
     def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
         """Build from a YAML file (or a loaded TeamConfig); keyword args override it."""
         from massgen.config import TeamConfig, load
-        from massgen.team import build_agents, orchestrator_options
+        from massgen.team import build_agents, build_guards, orchestrator_options
 
         cfg = config if isinstance(config, TeamConfig) else load(config)
         options = orchestrator_options(cfg)
@@ -228,6 +232,7 @@ class Orchestrator:
                 options["cache_store"] = redis_store()  # the cache shared through Redis
                 owns_cache = True
         built = cls(build_agents(cfg), **options)
+        built.guards = build_guards(cfg)
         built._owns_memory, built._owns_store = owns_memory, owns_cache
         return built
 
@@ -386,6 +391,8 @@ class Orchestrator:
             if backend is not None and id(backend) not in seen:
                 seen.add(id(backend))
                 await backend.aclose()
+        for redis in {id(g.redis): g.redis for g in self.guards.values() if g.redis}.values():
+            await redis.aclose()  # the guards' shared state: one client for the team
         if self._owns_store and self._cache_store is not None:
             await self._cache_store.aclose()
             self._cache_store, self._owns_store = None, False

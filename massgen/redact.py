@@ -44,11 +44,10 @@ _PATTERNS = (
 
 
 class SecretRedactor(logging.Filter):
-    """Takes secrets out of every log record a handler emits, third-party ones included: the
-    values of environment variables named like ``*_KEY``/``*_TOKEN``/``*_SECRET``/
-    ``*_PASSWORD``, anything added with :meth:`add`, and what looks like a provider key, a
-    bearer token, an auth header or a URL password. A safety net under the rule that
-    massgen never logs a secret: a library at DEBUG level may."""
+    """Takes secrets out of every log record a handler emits (a library at DEBUG may log
+    one): values of ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables, what
+    :meth:`add` gave, and what looks like a provider key, bearer token, auth header or URL
+    password."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()

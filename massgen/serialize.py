@@ -1,31 +1,46 @@
-"""One JSON shape for a :class:`~massgen.types.Completion`, used by the cache and the bus.
+"""One JSON shape for massgen's dataclasses (Completion, Turn, memory): the cache and the bus
+both use it, so a value written by one reads back in the other.
 
-:func:`completion_to_dict` gives every field as JSON-safe values (``usage`` and each tool
-call, source and provider-side call as an object); :func:`completion_from_dict` validates
-such a dict back into a ``Completion`` (a field left out takes its default, so a payload
-written before a field existed still reads) and raises pydantic's ``ValidationError`` on
-anything malformed: each caller maps that to its own error.
+Decoding validates and raises pydantic's ``ValidationError``; each caller maps it to its own
+error. A field left out takes its default, so a payload written before the field existed reads.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
 from massgen.types import Completion
 
-_COMPLETION = TypeAdapter(Completion)
+T = TypeVar("T")
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[Any]) -> TypeAdapter[Any]:
+    if (adapter := _ADAPTERS.get(cls)) is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+def to_dict(value: Any) -> dict[str, Any]:
+    """Every field of ``value`` as JSON-safe values."""
+    return _adapter(type(value)).dump_python(value, mode="json")
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """The ``cls`` that ``data`` spells; ``ValidationError`` if it spells none."""
+    return _adapter(cls).validate_python(data)
 
 
 def completion_to_dict(completion: Completion) -> dict[str, Any]:
-    """Every field of ``completion`` as JSON-safe values."""
-    return _COMPLETION.dump_python(completion, mode="json")
+    return to_dict(completion)
 
 
 def completion_from_dict(data: Any) -> Completion:
-    """The ``Completion`` ``data`` spells; ``ValidationError`` if it spells none."""
-    return _COMPLETION.validate_python(data)
+    return from_dict(Completion, data)
 
 
-__all__ = ["completion_from_dict", "completion_to_dict"]
+__all__ = ["completion_from_dict", "completion_to_dict", "from_dict", "to_dict"]

@@ -16,56 +16,36 @@ from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from massgen.config import BackendConfig, TeamConfig
+    from massgen.resilience import Guards
+
+
+def build_guards(team: TeamConfig) -> dict[str, Guards]:
+    """Each agent's endpoint guards (circuit breaker, rate limit) from its backend's config,
+    for :func:`massgen.resilience.wrap`. With Redis configured their state is shared by
+    every process using the endpoint, through one client (the caller closes it)."""
+    from massgen.resilience import BreakerPolicy, Guards, RateLimit
+
+    redis = None
+    if team.redis is not None:
+        from massgen.store.redis_store import SHARED_STATE_RETRIES, redis_client
+
+        redis = redis_client(team.redis.url, retries=SHARED_STATE_RETRIES)
+    guards: dict[str, Guards] = {}
+    for agent in team.agents:
+        cfg, b, r = team.backend_for(agent), None, None
+        if isinstance(c := cfg.breaker, bool):
+            b = BreakerPolicy() if c else None
+        else:
+            b = BreakerPolicy(c.failures, c.cooldown, c.probe_timeout)
+        if (limit := cfg.rate_limit) is not None:
+            r = RateLimit(limit.rpm, limit.tpm, limit.max_in_flight, limit.output_tokens)
+        prefix = team.redis.prefix if team.redis else ""
+        guards[agent.name] = Guards(b, r, redis if b or r else None, prefix)
+    return guards
 
 
 def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backend:
-    """The backend of ``cfg`` behind its endpoint guards (rate limit, circuit breaker)."""
-    return guard(_raw_backend(cfg, team, name), cfg, team)
-
-
-def guard(backend: Backend, cfg: BackendConfig, team: TeamConfig) -> Backend:
-    """Layer the per-endpoint wrappers: rate limit → circuit breaker → the backend.
-
-    They hold the endpoint's state, so they sit here (one per configured backend) rather
-    than in the orchestrator, which adds retry and cache outside them. With Redis configured
-    their state is shared by every process using the same endpoint.
-    """
-    from massgen.resilience.breaker import endpoint_key
-
-    key = endpoint_key(backend)
-    redis = team.redis
-    if cfg.breaker is not False:
-        from massgen.resilience.breaker import (
-            BreakerBackend,
-            BreakerPolicy,
-            CircuitBreaker,
-            RedisBreakerState,
-        )
-
-        b = cfg.breaker if not isinstance(cfg.breaker, bool) else None
-        policy = BreakerPolicy(b.failures, b.cooldown, b.probe_timeout) if b else BreakerPolicy()
-        state = RedisBreakerState(redis.url, redis.prefix, key) if redis else None
-        backend = BreakerBackend(backend, CircuitBreaker(key, policy, state=state))
-    if cfg.rate_limit is not None:
-        from massgen.resilience.ratelimit import (
-            MemoryLimiter,
-            RateLimit,
-            RateLimitedBackend,
-            RedisLimiter,
-        )
-
-        r = cfg.rate_limit
-        limit = RateLimit(r.rpm, r.tpm, r.max_in_flight, r.output_tokens)
-        # Providers limit per model: processes share one log per endpoint and model.
-        shared = f"{key}:{backend.model}" if backend.model else key
-        limiter = (
-            RedisLimiter(redis.url, redis.prefix, shared, limit) if redis else MemoryLimiter(limit)
-        )
-        backend = RateLimitedBackend(backend, limiter)
-    return backend
-
-
-def _raw_backend(cfg: BackendConfig, team: TeamConfig, name: str) -> Backend:
+    """The backend of ``cfg``, bare: the orchestrator wraps it (:func:`build_guards`)."""
     from massgen.backends.registry import OPENAI_COMPATIBLE, create_backend
 
     api_key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
@@ -141,7 +121,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
         )
     configure_memory(team, agents)
     if any(a.tools for a in team.agents):
-        from massgen.tools.agents import connect
+        from massgen.teamtools import connect
 
         connect(agents)
     return agents
@@ -274,7 +254,7 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
                 f"backend {backend.describe()!r} cannot call tools",
                 hint="remove `tools:` from this agent or give it a backend with tool calling",
             )
-    from massgen.tools.registry import build_tool, check_backend
+    from massgen.tools.registry import build_tool
 
     built = []
     model = team.agents[index].model or backend.model or None
@@ -284,7 +264,7 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
         )
         with _located(team, *where):
             built.append(build_tool(name, team.tools.get(name), team.base_dir))
-            check_backend(built[-1], backend, model=model, with_functions=len(names) > 1)
+            built[-1].check_backend(backend, model=model, with_functions=len(names) > 1)
     return built
 
 

@@ -6,7 +6,7 @@ dataclasses (not pydantic) because thousands are made per batch and they must st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +63,17 @@ class NativeTool:
 
 
 @dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who makes a request and who hears of its retries, for the resilience wrappers (the
+    request log's and retry's lines, the run's retry events): never sent, cached or compared.
+    ``on_retry`` is told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
+
+    agent: str = ""
+    attempt: int = 1
+    on_retry: Callable[[int, int, float, BaseException], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """What one agent turn asks of its backend.
 
@@ -81,6 +92,8 @@ class CompletionRequest:
     timeout: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     native_tools: tuple[NativeTool, ...] = ()
+    call: CallContext | None = field(default=None, compare=False, repr=False)
+    """Set by the agent's handle for the wrappers; no part of what the request asks."""
 
 
 @dataclass(frozen=True, slots=True)

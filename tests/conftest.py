@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.mas.helpers import RedisServer
-from tests.sim import netguard
 from tests.sim.simulator import ProviderSimulator
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _netguard() -> Iterator[netguard.NetGuard]:
-    """No test may connect beyond loopback: a real provider is never reached by accident."""
-    guard = netguard.install()
-    yield guard
-    guard.uninstall()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from massgen.config import load
 from massgen.errors import MassGenError
 from massgen.resilience.breaker import endpoint_key
 from massgen.resilience.ratelimit import RateLimit, RateLimitedBackend, RedisLimiter
+from massgen.store.redis_store import redis_client
 from massgen.team import build_backend
 from massgen.types import ChatMessage, CompletionRequest
 
@@ -41,9 +42,9 @@ async def main(path: str, window: float, calls: int, tag: str) -> dict[str, list
     team = load(path)
     cfg = team.backends["limited"]
     assert team.redis is not None and cfg.rate_limit is not None
-    # build_backend would apply the configured limit with its one-minute window; build it
-    # without, and put the same limit with a short window around it here.
-    raw = build_backend(cfg.model_copy(update={"rate_limit": None}), team, "limited")
+    # The orchestrator would apply the configured limit with its one-minute window: put the
+    # same limit with a short window around the bare backend here.
+    raw = build_backend(cfg, team, "limited")
     limit = RateLimit(
         rpm=cfg.rate_limit.rpm,
         tpm=cfg.rate_limit.tpm,
@@ -51,7 +52,8 @@ async def main(path: str, window: float, calls: int, tag: str) -> dict[str, list
         output_tokens=cfg.rate_limit.output_tokens,
         window=window,
     )
-    limiter = RedisLimiter(team.redis.url, team.redis.prefix, endpoint_key(raw), limit)
+    client = redis_client(team.redis.url)
+    limiter = RedisLimiter(client, team.redis.prefix, endpoint_key(raw), limit)
     backend = RateLimitedBackend(raw, limiter)
     assert cfg.base_url is not None
     await warm_up(cfg.base_url)
@@ -66,6 +68,7 @@ async def main(path: str, window: float, calls: int, tag: str) -> dict[str, list
         outcomes = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
     finally:
         await backend.aclose()
+        await client.aclose()
     return {
         "answers": [o for o in outcomes if isinstance(o, str)],
         "errors": [f"{type(o).__name__}: {o}" for o in outcomes if not isinstance(o, str)],

@@ -12,9 +12,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 
 from massgen.backends import create_backend
@@ -30,6 +30,7 @@ from massgen.backends.openai import (
 from massgen.backends.openai_http import HTTPChatClient
 from massgen.errors import AuthenticationError, ConfigError, ProviderError
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
+from tests.recorded.harness import Recorded, ReplayServer
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
 from tests.sim.simulator import ProviderSimulator
 
@@ -213,9 +214,10 @@ def http_chat(b: OpenAIBackend) -> HTTPChatClient:
     return b._chat
 
 
-def is_closed(http_client: object) -> bool:
-    closed = http_client.is_closed  # type: ignore[attr-defined]
-    return bool(closed() if callable(closed) else closed)  # the SDK's is a method
+def is_closed(http_client: Any) -> bool:
+    if hasattr(http_client, "is_closed"):
+        return bool(http_client.is_closed())  # the SDK's
+    return bool(http_client.closed)  # aiohttp's session
 
 
 async def test_one_client_is_made_lazily_reused_and_closed(
@@ -379,29 +381,24 @@ async def test_plain_http_loads_no_tls_context_and_https_shares_one(
     monkeypatch.setattr(openai_http, "tls_context", fake_tls_context)
     local = OpenAIBackend("m", api_key="k", base_url="http://127.0.0.1:9/v1")
     hosted = OpenAIBackend("m", api_key="k", base_url="https://api.example.invalid/v1")
-    try:
-        http_chat(local)._get_client()
-        assert asked == []  # no CA bundle loaded for plain http
-        http_chat(hosted)._get_client()
-        assert asked == ["tls"]
-    finally:
-        await local.aclose()
-        await hosted.aclose()
+    assert "ssl" not in http_chat(local)._request_options()
+    assert asked == []  # no CA bundle loaded for plain http
+    assert http_chat(hosted)._request_options()["ssl"] is shared
+    assert asked == ["tls"]
 
 
-def sse_backend(
+@asynccontextmanager
+async def sse_backend(
     body: bytes, status: int = 200, content_type: str = "text/event-stream"
-) -> OpenAIBackend:
-    """A default-client backend whose connection is a canned response (no server)."""
-
-    def reply(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=body, headers={"content-type": content_type})
-
-    b = OpenAIBackend(
-        "gpt-4o-mini", api_key="sk-canary-0123456789", base_url="http://sim.invalid/v1"
-    )
-    http_chat(b)._client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
-    return b
+) -> AsyncIterator[OpenAIBackend]:
+    """A default-client backend answered with ``body`` as it is, from loopback."""
+    canned = Recorded("canned", status, (("Content-Type", content_type),), body)
+    with ReplayServer([canned]) as server:
+        b = OpenAIBackend("gpt-4o-mini", api_key="sk-canary-0123456789", base_url=server.url)
+        try:
+            yield b
+        finally:
+            await b.aclose()
 
 
 def sse(*events: str) -> bytes:
@@ -421,11 +418,8 @@ async def test_server_sent_events_are_parsed_as_the_spec_says(newline: str) -> N
         'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}',
         "data: [DONE]",
     ).replace(b"\n", newline.encode())
-    b = sse_backend(body)
-    try:
+    async with sse_backend(body) as b:
         chunks = [c async for c in b.stream(ask("hi"))]
-    finally:
-        await b.aclose()
     assert [c.delta for c in chunks[:-1]] == ["Hel", "lo"]
     final = chunks[-1].completion
     assert final is not None
@@ -434,26 +428,19 @@ async def test_server_sent_events_are_parsed_as_the_spec_says(newline: str) -> N
 
 
 async def test_a_stream_without_its_last_blank_line_still_ends() -> None:
-    b = sse_backend(("data: " + CHUNK % ("ok", '"stop"')).encode())
-    try:
+    async with sse_backend(("data: " + CHUNK % ("ok", '"stop"')).encode()) as b:
         chunks = [c async for c in b.stream(ask("hi"))]
-    finally:
-        await b.aclose()
     assert chunks[-1].completion is not None and chunks[-1].completion.text == "ok"
 
 
 async def test_an_error_event_inside_a_stream_is_a_provider_error() -> None:
-    b = sse_backend(
-        sse(
-            "data: " + CHUNK % ("partial", "null"),
-            'data: {"error":{"message":"overloaded, key sk-canary-0123456789","type":"server"}}',
-        )
+    body = sse(
+        "data: " + CHUNK % ("partial", "null"),
+        'data: {"error":{"message":"overloaded, key sk-canary-0123456789","type":"server"}}',
     )
-    with pytest.raises(ProviderError) as info:
-        try:
+    async with sse_backend(body) as b:
+        with pytest.raises(ProviderError) as info:
             _ = [c async for c in b.stream(ask("hi"))]
-        finally:
-            await b.aclose()
     assert "overloaded" in str(info.value)
     assert "sk-canary-0123456789" not in str(info.value)
     assert info.value.retryable
@@ -470,12 +457,9 @@ async def test_an_error_event_inside_a_stream_is_a_provider_error() -> None:
 async def test_error_bodies_that_are_not_openai_shaped(
     status: int, body: bytes, words: str
 ) -> None:
-    b = sse_backend(body, status, "text/html")
-    with pytest.raises(ProviderError) as info:
-        try:
+    async with sse_backend(body, status, "text/html") as b:
+        with pytest.raises(ProviderError) as info:
             await b.complete(ask("hi"))
-        finally:
-            await b.aclose()
     assert info.value.status == status
     assert words in str(info.value)
 
@@ -491,12 +475,9 @@ async def test_error_bodies_that_are_not_openai_shaped(
 async def test_a_success_that_is_not_a_completion_is_a_provider_error(
     body: bytes, words: str
 ) -> None:
-    b = sse_backend(body, 200, "application/json")
-    with pytest.raises(ProviderError) as info:
-        try:
+    async with sse_backend(body, 200, "application/json") as b:
+        with pytest.raises(ProviderError) as info:
             await b.complete(ask("hi"))
-        finally:
-            await b.aclose()
     assert type(info.value) is ProviderError and info.value.retryable
     assert info.value.provider == "openai"
     assert words in str(info.value)
@@ -610,4 +591,4 @@ def test_without_a_url_or_openai_base_url_the_default_is_openai(
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     b = OpenAIBackend("gpt-4o", api_key="k")
     assert b.base_url == "https://api.openai.com/v1"
-    assert http_chat(b).url == "https://api.openai.com/v1/chat/completions"
+    assert http_chat(b).base_url == "https://api.openai.com/v1"

@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from massgen.agents.agent import Agent
@@ -31,6 +30,7 @@ from massgen.types import (
     ToolSpec,
     Usage,
 )
+from tests.recorded.harness import Recorded, ReplayServer
 from tests.sim.sim_types import Fault, Searched, Text, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
 
@@ -246,46 +246,19 @@ async def test_errors_inside_a_stream_are_ours(
     client: str, event: dict[str, Any], error: type[ProviderError]
 ) -> None:
     delta = {"type": "response.output_text.delta", "delta": "Par"}
-
-    http: Any = httpx if client == "http" else _httpx2()
-
-    def reply(request: Any) -> Any:
-        assert request.url.path.endswith("/responses")
-        return http.Response(
-            200, content=_events(delta, event), headers={"content-type": "text/event-stream"}
-        )
-
-    gpt = OpenAIBackend("gpt-4o", api_key="k", base_url="http://responses.test/v1", client=client)
-    gpt._chat._client = _mock_client(client, reply)  # type: ignore[attr-defined]
-    deltas: list[str] = []
-    with pytest.raises(error) as err:
-        async for chunk in gpt.stream(ask(native_tools=(NativeTool("web_search"),))):
-            deltas.append(chunk.delta)
+    events = Recorded(
+        "failed", 200, (("Content-Type", "text/event-stream"),), _events(delta, event)
+    )
+    with ReplayServer([events]) as server:
+        gpt = OpenAIBackend("gpt-4o", api_key="k", base_url=server.url + "/v1", client=client)
+        deltas: list[str] = []
+        with pytest.raises(error) as err:
+            async for chunk in gpt.stream(ask(native_tools=(NativeTool("web_search"),))):
+                deltas.append(chunk.delta)
+        await gpt.aclose()
+    assert server.received[0].path == "/v1/responses"
     assert deltas == ["Par"] and type(err.value) is error
     assert err.value.retryable is (error is not BadRequestError)  # a refused prompt is final
-    await gpt.aclose()
-
-
-def _httpx2() -> Any:
-    import httpx2  # the SDK's own fork of httpx
-
-    return httpx2
-
-
-def _mock_client(client: str, reply: Any) -> Any:
-    """The client's own HTTP client, answered by ``reply`` (events the simulator does not
-    script: a failure after the stream started)."""
-    if client == "http":
-        return httpx.AsyncClient(transport=httpx.MockTransport(reply))
-    import openai
-
-    transport = _httpx2().MockTransport(reply)
-    return openai.AsyncOpenAI(
-        api_key="k",
-        base_url="http://responses.test/v1",
-        max_retries=0,
-        http_client=openai.DefaultAsyncHttpxClient(transport=transport),
-    )
 
 
 # -- what each backend offers ------------------------------------------------------------------

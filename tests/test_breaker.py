@@ -16,6 +16,7 @@ from massgen.backends.function import FunctionBackend
 from massgen.errors import (
     AuthenticationError,
     BadRequestError,
+    CircuitOpen,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
@@ -26,14 +27,13 @@ from massgen.resilience.breaker import (
     BreakerBackend,
     BreakerPolicy,
     CircuitBreaker,
-    CircuitOpen,
     CircuitState,
     MemoryBreakerState,
-    RedisBreakerState,
-    StateChange,
     endpoint_key,
+    redis_state,
     trips,
 )
+from massgen.store.redis_store import redis_client
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -254,26 +254,26 @@ async def test_a_late_success_does_not_close_an_open_circuit():
     assert inner.calls == 1 + POLICY.failures
 
 
-async def test_listeners_hear_every_state_change_once():
+async def test_the_state_seen_follows_every_change():
     clock = FakeClock()
     inner = Scripted()
     wrapped = guarded(inner, clock)
-    heard: list[StateChange] = []
-    unsubscribe = wrapped.breaker.subscribe(heard.append)
+    seen = [wrapped.breaker.state]
     await open_circuit(inner, wrapped)
+    seen.append(wrapped.breaker.state)
     with pytest.raises(CircuitOpen):
         await wrapped.complete(REQ)
+    seen.append(wrapped.breaker.state)
     clock.now += POLICY.cooldown
-    await wrapped.complete(REQ)
-    assert [(c.previous, c.state) for c in heard] == [
-        (CircuitState.CLOSED, CircuitState.OPEN),
-        (CircuitState.OPEN, CircuitState.HALF_OPEN),
-        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
-    ]
-    assert {c.key for c in heard} == {"scripted:test"}
-    unsubscribe()
-    await open_circuit(inner, wrapped)
-    assert len(heard) == 3
+    inner.gate, inner.entered = asyncio.Event(), asyncio.Event()
+    probe = asyncio.create_task(wrapped.complete(REQ))
+    await inner.entered.wait()
+    seen.append(wrapped.breaker.state)
+    inner.gate.set()
+    await probe
+    seen.append(wrapped.breaker.state)
+    closed, opened, half = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+    assert seen == [closed, opened, opened, half, closed]
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -348,19 +348,32 @@ def test_bad_policies_are_config_errors():
 # -- shared over Redis -----------------------------------------------------------------------
 
 
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[], object]]:
+    """Redis clients of their own, as other processes would have; closed at the end."""
+    made = []
+
+    def make() -> object:
+        made.append(redis_client(REDIS_URL))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
 def on_redis(
-    prefix: str, clock: Callable[[], float], policy: BreakerPolicy = POLICY
+    prefix: str, clock: Callable[[], float], client: object, policy: BreakerPolicy = POLICY
 ) -> CircuitBreaker:
-    """A breaker with its own Redis client: as another process would have."""
-    state = RedisBreakerState(REDIS_URL, prefix, "scripted:shared")
+    state = redis_state(client, prefix, "scripted:shared")  # type: ignore[arg-type]
     return CircuitBreaker("scripted:shared", policy, state=state, clock=clock)
 
 
-async def test_two_clients_share_one_circuit_and_one_probe(prefix: str):
+async def test_two_clients_share_one_circuit_and_one_probe(prefix: str, clients):
     clock = FakeClock()
     inner_a, inner_b = Scripted(), Scripted()
-    a = BreakerBackend(inner_a, on_redis(prefix, clock))
-    b = BreakerBackend(inner_b, on_redis(prefix, clock))
+    a = BreakerBackend(inner_a, on_redis(prefix, clock, clients()))
+    b = BreakerBackend(inner_b, on_redis(prefix, clock, clients()))
     try:
         await open_circuit(inner_a, a)
         with pytest.raises(CircuitOpen) as info:
@@ -393,11 +406,11 @@ async def test_two_clients_share_one_circuit_and_one_probe(prefix: str):
         await b.aclose()
 
 
-async def test_a_failed_probe_over_redis_reopens_for_everyone(prefix: str):
+async def test_a_failed_probe_over_redis_reopens_for_everyone(prefix: str, clients):
     clock = FakeClock()
     inner_a, inner_b = Scripted(), Scripted()
-    a = BreakerBackend(inner_a, on_redis(prefix, clock))
-    b = BreakerBackend(inner_b, on_redis(prefix, clock))
+    a = BreakerBackend(inner_a, on_redis(prefix, clock, clients()))
+    b = BreakerBackend(inner_b, on_redis(prefix, clock, clients()))
     try:
         await open_circuit(inner_a, a)
         clock.now += POLICY.cooldown
@@ -418,15 +431,17 @@ import asyncio, sys
 from massgen.backends.function import FunctionBackend
 from massgen.errors import ProviderError
 from massgen.resilience.breaker import (
-    BreakerBackend, BreakerPolicy, CircuitBreaker, RedisBreakerState,
+    BreakerBackend, BreakerPolicy, CircuitBreaker, redis_state,
 )
+from massgen.store.redis_store import redis_client
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk
 
 def down(request):
     raise ProviderError("down", status=503)
 
 async def main(url, prefix, key, failures):
-    state = RedisBreakerState(url, prefix, key)
+    client = redis_client(url)
+    state = redis_state(client, prefix, key)
     breaker = CircuitBreaker(key, BreakerPolicy(failures=failures, cooldown=60), state=state)
     backend = BreakerBackend(FunctionBackend(down), breaker)
     request = CompletionRequest(messages=(ChatMessage("user", "hi"),))
@@ -436,21 +451,19 @@ async def main(url, prefix, key, failures):
         except ProviderError:
             pass
     print(breaker.state.value)
-    await backend.aclose()
+    await client.aclose()
 
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
-async def test_a_circuit_opened_by_another_process_fails_fast_here(prefix: str):
+async def test_a_circuit_opened_by_another_process_fails_fast_here(prefix: str, clients):
     key = "scripted:shared"
     inner = Scripted()
     here = BreakerBackend(
         inner,
         CircuitBreaker(
-            key,
-            BreakerPolicy(failures=3, cooldown=60),
-            state=RedisBreakerState(REDIS_URL, prefix, key),
+            key, BreakerPolicy(failures=3, cooldown=60), state=redis_state(clients(), prefix, key)
         ),
     )
     try:
@@ -473,10 +486,8 @@ async def test_a_circuit_opened_by_another_process_fails_fast_here(prefix: str):
 async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
     caplog: pytest.LogCaptureFixture,
 ):
-    from massgen.store.redis_store import redis_client
-
     client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
-    state = RedisBreakerState("unused", "test:", "k", client=client)
+    state = redis_state(client, "test:", "k")
     breaker = CircuitBreaker("k", BreakerPolicy(failures=2), state=state)
     inner = Scripted([ProviderError("down", status=503), ProviderError("down", status=503)])
     wrapped = BreakerBackend(inner, breaker)
@@ -488,17 +499,16 @@ async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
             with pytest.raises(CircuitOpen):  # and the circuit still opens, here
                 await wrapped.complete(REQ)
         assert inner.calls == 2
-        assert state.fallback.active
+        assert state.active  # type: ignore[attr-defined]
         assert caplog.text.count("Redis unreachable") == 1
     finally:
-        await breaker.aclose()
         await client.aclose()
 
 
 class Forgetful(MemoryBreakerState):
     """Admits calls but cannot record them, as Redis failing between two steps."""
 
-    async def record_success(self, token: str | None) -> CircuitState | None:
+    async def forget_failures(self) -> float | None:
         raise TransportError("circuit breaker state in Redis: ConnectionError")
 
 

@@ -25,18 +25,17 @@ from massgen.distributed import (
     RemoteHandle,
     Worker,
     completion_from_dict,
-    completion_to_dict,
+    decode,
     distributed,
     error_from_dict,
     error_to_dict,
-    turn_from_dict,
     turn_timeout,
-    turn_to_dict,
 )
 from massgen.mas import DEFAULT_PREFIX, REDIS_URL_ENV, RemoteError
 from massgen.orchestrator import Orchestrator
 from massgen.resilience import RetryPolicy
 from massgen.result import RunResult
+from massgen.serialize import to_dict
 from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Usage
 from tests.mas.helpers import FAST, SHARED_REDIS, clean_prefix, crash
 
@@ -113,7 +112,7 @@ def test_turn_and_completion_round_trip() -> None:
         tool_choice="vote",
         max_tokens=64,
     )
-    assert turn_from_dict(turn_to_dict(turn)) == turn
+    assert decode(Turn, to_dict(turn), "turn") == turn
     completion = Completion(
         text="",
         model="m-1",
@@ -123,12 +122,12 @@ def test_turn_and_completion_round_trip() -> None:
         latency=0.25,
         cached=True,
     )
-    assert completion_from_dict(completion_to_dict(completion)) == completion
+    assert completion_from_dict(to_dict(completion)) == completion
 
 
 def test_malformed_payloads_are_transport_errors() -> None:
     with pytest.raises(E.TransportError, match="malformed turn"):
-        turn_from_dict({"phase": "answer"})
+        decode(Turn, {"phase": "answer"}, "turn")
     with pytest.raises(E.TransportError, match="malformed completion"):
         completion_from_dict({"text": "x", "model": "m", "usage": {"input_tokens": "many"}})
     assert isinstance(error_from_dict("nonsense", "ada"), E.TransportError)
@@ -444,7 +443,7 @@ async def test_stale_and_malformed_turns_are_answered_without_a_provider_call(
     host = Orchestrator([Agent("ada", backend, role="r")])
     client = BusAgent("asker", redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
     async with worker(host, prefix) as w, client:
-        turn = turn_to_dict(Turn("answer", "q"))
+        turn = to_dict(Turn("answer", "q"))
         late = (await client.request("ada", {"turn": turn, "deadline": time.time() - 1})).payload
         bad = (await client.request("ada", {"turn": {"phase": 1}})).payload
         ok = (await client.request("ada", {"turn": turn, "deadline": time.time() + 60})).payload

@@ -220,21 +220,19 @@ async def test_a_workers_tool_calls_reach_the_run_while_the_tool_runs() -> None:
         if isinstance(event, ev.ToolCalled):
             called.set()
 
-    from massgen.agents.loop import tool_listener
+    from massgen.tools import ToolContext
 
     async with Worker(host, hub=hub, settings=FAST), distributed(caller, hub=hub, settings=FAST):
-        token = tool_listener.set(on_event)
-        try:
-            ask = asyncio.ensure_future(
-                caller.handles["ada"].ask(Turn("answer", "q"), lambda text: None)
+        ask = asyncio.ensure_future(
+            caller.handles["ada"].ask(
+                Turn("answer", "q"), lambda text: None, ToolContext(emit=on_event)
             )
-            async with asyncio.timeout(10):
-                await called.wait()  # live: the tool has not returned yet
-            assert not release.is_set() and not ask.done()
-            release.set()
-            done = await asyncio.wait_for(ask, 10)
-        finally:
-            tool_listener.reset(token)
+        )
+        async with asyncio.timeout(10):
+            await called.wait()  # live: the tool has not returned yet
+        assert not release.is_set() and not ask.done()
+        release.set()
+        done = await asyncio.wait_for(ask, 10)
     assert done.text == "Done."
     kinds = [(e.kind, getattr(e, "call_id", "")) for e in heard]
     assert kinds == [("ToolCalled", "call_1"), ("ToolResult", "call_1")]  # each exactly once

@@ -484,7 +484,7 @@ GIVEN: dict[str, Callable[[str], dict[str, Any]]] = {
     "batch_run(tasks,": lambda url: {"tasks": ["Task 4", "Task 5"]},
     "loads(text,": lambda url: {"text": (ROOT / "configs/offline.yaml").read_text()},
     "distributed(orchestrator, URL": lambda url: {"URL": url},
-    "BreakerBackend(backend,": lambda url: {"backend": _replay_backend()},
+    "wrap(backend,": lambda url: {"backend": _replay_backend()},
     "agent.long_term = ": lambda url: {"agent": _an_agent()},
 }
 """Names an example leaves to the reader, by a phrase of the example that uses them."""

@@ -17,8 +17,8 @@ from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
 from massgen.mas import MemoryHub
 from massgen.orchestrator import Orchestrator
-from massgen.resilience.requestlog import LoggedBackend, current_agent
-from massgen.types import ChatMessage, CompletionRequest
+from massgen.resilience.requestlog import LoggedBackend
+from massgen.types import CallContext, ChatMessage, CompletionRequest
 from tests.procs import run_massgen
 from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
@@ -142,11 +142,8 @@ async def test_a_cancelled_request_is_logged_as_cancelled(
 
     logged = LoggedBackend(FunctionBackend(hang, model="m-1"))
     caplog.set_level(logging.DEBUG, logger="massgen.requests")
-    token = current_agent.set("ada")
-    try:
-        task = asyncio.ensure_future(logged.complete(CompletionRequest(messages=())))
-    finally:
-        current_agent.reset(token)
+    request = CompletionRequest(messages=(), call=CallContext("ada"))
+    task = asyncio.ensure_future(logged.complete(request))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -22,7 +22,7 @@ from massgen.memory import (
     estimate_message,
     estimate_text,
 )
-from massgen.memory.window import blocks, sliding_window
+from massgen.memory.window import blocks, newest_fitting
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore
 from massgen.types import ChatMessage, ToolCall
@@ -52,8 +52,9 @@ def conversations(draw: st.DrawFn) -> list[ChatMessage]:
 @settings(max_examples=300, deadline=None)
 @given(conversations(), st.integers(0, 400), _text)
 def test_window_bounds_hold_for_any_conversation(history, size, role):
-    system = [ChatMessage("system", role)]
-    kept = sliding_window(system, history, size, estimate_message)
+    system = [ChatMessage("system", role)]  # kept as Conversation._compose keeps it
+    fixed = estimate_message(system[0])
+    kept = [*system, *newest_fitting(history, max(0, size - fixed), estimate_message)]
     assert kept[:1] == system  # the system prompt is always kept
     rest = kept[1:]
     # a contiguous stretch ending at the newest message

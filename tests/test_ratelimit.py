@@ -24,6 +24,7 @@ from massgen.resilience.ratelimit import (
     RateLimitedBackend,
     RedisLimiter,
 )
+from massgen.store.redis_store import redis_client
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk, Usage
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -82,21 +83,16 @@ Make = Callable[[RateLimit, FakeClock], Limiter]
 @pytest.fixture(params=["memory", "redis"])
 async def make(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Make]:
     """Builds limiters on a fake clock: both kinds must behave alike, to the microsecond."""
-    made: list[Limiter] = []
+    client = redis_client(REDIS_URL)
 
     def build(limit: RateLimit, clock: FakeClock) -> Limiter:
-        limiter: Limiter
         if request.param == "memory":
-            limiter = MemoryLimiter(limit, clock=clock, sleep=clock.sleep)
-        else:
-            key = uuid.uuid4().hex[:8]
-            limiter = RedisLimiter(REDIS_URL, prefix, key, limit, clock=clock, sleep=clock.sleep)
-        made.append(limiter)
-        return limiter
+            return MemoryLimiter(limit, clock=clock, sleep=clock.sleep)
+        key = uuid.uuid4().hex[:8]
+        return RedisLimiter(client, prefix, key, limit, clock=clock, sleep=clock.sleep)
 
     yield build
-    for limiter in made:
-        await limiter.aclose()
+    await client.aclose()
 
 
 def limited(
@@ -285,46 +281,45 @@ async def test_requests_in_flight_never_exceed_the_bound(bound: int | None, call
 
 async def test_two_clients_share_one_limit(prefix: str):
     limit = RateLimit(rpm=2, window=0.3)
-    a = RedisLimiter(REDIS_URL, prefix, "shared", limit)
-    b = RedisLimiter(REDIS_URL, prefix, "shared", limit)
+    clients = redis_client(REDIS_URL), redis_client(REDIS_URL)
+    a, b = (RedisLimiter(c, prefix, "shared", limit) for c in clients)
     try:
         grants = await asyncio.gather(*(lim.acquire(1) for lim in (a, b) * 3))
     finally:
-        await a.aclose()
-        await b.aclose()
+        for c in clients:
+            await c.aclose()
     at = sorted(g.at for g in grants)  # the Redis server's clock
     assert all(at[i + 2] - at[i] >= 0.3 for i in range(len(at) - 2))
     assert at[1] - at[0] < 0.3  # a burst up to the limit is not spread out
 
 
-async def test_the_redis_log_keeps_the_corrected_token_sum_and_expires(prefix: str):
-    import redis.asyncio as aioredis
-
+async def test_the_redis_log_keeps_the_corrected_charges_and_expires(prefix: str):
     clock = FakeClock()
-    limit = RateLimit(tpm=100)
-    limiter = RedisLimiter(REDIS_URL, prefix, "tokens", limit, clock=clock, sleep=clock.sleep)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = redis_client(REDIS_URL)
+    limiter = RedisLimiter(
+        client, prefix, "tokens", RateLimit(tpm=100), clock=clock, sleep=clock.sleep
+    )
+    key = f"{prefix}ratelimit:tokens"
     try:
         first = await limiter.acquire(60)
         await limiter.settle(first, 10)
         await limiter.acquire(60)
-        assert int(await client.get(limiter.keys[1])) == 70
-        assert await client.zcard(limiter.keys[0]) == 2
-        assert 0 < await client.pttl(limiter.keys[0]) <= 61_000  # an unused log expires
-        clock.now = 60.0
-        await limiter.acquire(5)  # both left the window
-        assert int(await client.get(limiter.keys[1])) == 5
-        assert await client.zcard(limiter.keys[0]) == 1
+        charged = [int(m.rsplit(b":", 1)[1]) for m in await client.zrange(key, 0, -1)]
+        assert sorted(charged) == [10, 60]  # the first charge corrected to its usage
+        assert 0 < await client.pttl(key) <= 61_000  # an unused log expires
+        assert clock.sleeps == []  # 70 of 100: no wait
+        await limiter.acquire(35)  # 105 would not fit: waits for the first to leave
+        assert clock.sleeps == [60.0]
+        clock.now = 200.0
+        await limiter.acquire(5)  # everything left the window
+        assert await client.zcard(key) == 1
     finally:
-        await limiter.aclose()
         await client.aclose()
 
 
 async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ):
-    from massgen.store.redis_store import redis_client
-
     class Waited(Exception):
         pass
 
@@ -335,7 +330,7 @@ async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
         raise Waited
 
     client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
-    limiter = RedisLimiter("unused", "test:", "k", RateLimit(rpm=1), client=client, sleep=sleep)
+    limiter = RedisLimiter(client, "test:", "k", RateLimit(rpm=1), sleep=sleep)
     try:
         with caplog.at_level(logging.WARNING, "massgen.resilience.shared"):
             grant = await limiter.acquire(1)  # not failed for Redis: granted here
@@ -346,24 +341,26 @@ async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
         assert limiter.fallback.active
         assert caplog.text.count("Redis unreachable") == 1
     finally:
-        await limiter.aclose()
         await client.aclose()
 
 
 async def test_settling_a_grant_made_without_limits_is_a_no_op(prefix: str):
-    limiter = RedisLimiter(REDIS_URL, prefix, "none", RateLimit())
+    client = redis_client(REDIS_URL)
+    limiter = RedisLimiter(client, prefix, "none", RateLimit())
     try:
         grant = await limiter.acquire(10)
         assert grant == Grant("", 10, 0.0)
         await limiter.settle(grant, 5)
+        assert await client.exists(f"{prefix}ratelimit:none") == 0
     finally:
-        await limiter.aclose()
+        await client.aclose()
 
 
 CHILD = """
 import asyncio, json, sys, time
 from massgen.backends.function import FunctionBackend
 from massgen.resilience.ratelimit import RateLimit, RateLimitedBackend, RedisLimiter
+from massgen.store.redis_store import redis_client
 from massgen.types import ChatMessage, CompletionRequest
 
 url, prefix, rpm, window, calls = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:6])
@@ -374,11 +371,12 @@ def respond(request):
     return "ok"
 
 async def main():
-    limiter = RedisLimiter(url, prefix, "shared", RateLimit(rpm=int(rpm), window=window))
+    client = redis_client(url)
+    limiter = RedisLimiter(client, prefix, "shared", RateLimit(rpm=int(rpm), window=window))
     backend = RateLimitedBackend(FunctionBackend(respond), limiter)
     request = CompletionRequest(messages=(ChatMessage("user", "hi"),))
     await asyncio.gather(*(backend.complete(request) for _ in range(int(calls))))
-    await backend.aclose()
+    await client.aclose()
 
 print("ready", flush=True)
 sys.stdin.readline()  # start together with the other process

@@ -26,10 +26,10 @@ from massgen.resilience.breaker import (
     BreakerPolicy,
     CircuitBreaker,
     CircuitState,
-    RedisBreakerState,
+    redis_state,
 )
 from massgen.resilience.ratelimit import RateLimit, RedisLimiter
-from massgen.store.redis_store import RedisStore
+from massgen.store.redis_store import RedisStore, redis_client
 
 from .mas.helpers import FAST, Recorder, RedisServer
 
@@ -161,23 +161,28 @@ async def test_store_limiter_and_breaker_run_as_the_documented_user(acl_url: str
     finally:
         await store.aclose()
 
-    limiter = RedisLimiter(acl_url, "massgen:", "acl", RateLimit(rpm=2, tpm=1000, window=60))
-    try:
-        grants = [await limiter.acquire(10) for _ in range(2)]
-        assert len({g.id for g in grants}) == 2
-        await limiter.settle(grants[0], 20)
-    finally:
-        await limiter.aclose()
+    client = redis_client(acl_url)
+    limiter = RedisLimiter(client, "massgen:", "acl", RateLimit(rpm=2, tpm=1000, window=60))
+    grants = [await limiter.acquire(10) for _ in range(2)]
+    assert len({g.id for g in grants}) == 2
+    await limiter.settle(grants[0], 20)
+    assert not limiter.fallback.active  # every step ran in Redis, as the documented user
+
+    answers: list[BaseException | str] = [ProviderError("down", status=503)] * 2 + ["ok"]
 
     def down(request: Any) -> Any:
-        raise ProviderError("down", status=503)
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     from massgen.backends.function import FunctionBackend
     from massgen.types import ChatMessage, CompletionRequest
 
-    key = "acl:breaker"
-    state = RedisBreakerState(acl_url, "massgen:", key)
-    breaker = CircuitBreaker(key, BreakerPolicy(failures=2, cooldown=60), state=state)
+    key, now = "acl:breaker", [1000.0]
+    state = redis_state(client, "massgen:", key)
+    policy = BreakerPolicy(failures=2, cooldown=60)
+    breaker = CircuitBreaker(key, policy, state=state, clock=lambda: now[0])
     backend = BreakerBackend(FunctionBackend(down), breaker)
     request = CompletionRequest(messages=(ChatMessage("user", "hi"),))
     try:
@@ -185,5 +190,9 @@ async def test_store_limiter_and_breaker_run_as_the_documented_user(acl_url: str
             with pytest.raises(ProviderError):
                 await backend.complete(request)
         assert await breaker.refresh() is CircuitState.OPEN
+        now[0] += 60
+        assert (await backend.complete(request)).text == "ok"  # the probe closes it
+        assert await breaker.refresh() is CircuitState.CLOSED
+        assert not state.active  # type: ignore[attr-defined]
     finally:
-        await backend.aclose()
+        await client.aclose()

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from massgen import events as ev
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, layers
 from massgen.backends.registry import create_backend
 from massgen.config import loads
-from massgen.errors import AgentFailed, ProviderError, ProviderTimeout
+from massgen.errors import AgentFailed, CircuitOpen, ProviderError, ProviderTimeout
 from massgen.orchestrator import Orchestrator
 from massgen.resilience.breaker import (
     BreakerBackend,
     BreakerPolicy,
     CircuitBreaker,
-    CircuitOpen,
     CircuitState,
     endpoint_key,
 )
@@ -398,3 +398,43 @@ async def test_the_breaker_configured_in_yaml_stops_the_retries(sim: ProviderSim
     assert list(result.failed_agents) == ["alpha"]
     assert "circuit open" in result.failed_agents["alpha"]
     assert len(of("alpha", sim.requests)) == 3  # not 7: the open circuit ends the retries
+
+
+async def test_one_whole_stack_per_configured_backend_shared_by_its_agents(
+    sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    """The orchestrator builds each backend's stack once (cache → retry → request log →
+    rate limit → breaker → backend): agents naming one backend share all of it."""
+    url = sim.openai_base_url
+    team = loads(
+        f"""
+backends:
+  shared: {{type: openai, model: gpt-4o-mini, api_key: k, base_url: '{url}',
+            rate_limit: {{rpm: 100}}}}
+agents:
+  - {{name: a, backend: shared}}
+  - {{name: b, backend: shared}}
+  - {{name: c, backend: {{type: openai, model: gpt-4o-mini, api_key: k, base_url: '{url}',
+                         breaker: false}}}}
+orchestrator: {{cache: {{enabled: true, path: '{tmp_path / "cache.sqlite3"}'}}}}
+""",
+        env={},
+    )
+    sim.script(Text("Paris."))
+    async with Orchestrator.from_config(team) as orchestrator:
+        a, b, c = (orchestrator.handles[n].backend.inner for n in "abc")  # type: ignore[attr-defined]
+        assert a is b and a is not c
+        names = [type(layer).__name__ for layer in layers(a)][:-1]
+        assert names == [
+            "CachingBackend",
+            "RetryingBackend",
+            "LoggedBackend",
+            "RateLimitedBackend",
+            "BreakerBackend",
+        ]
+        assert [type(layer).__name__ for layer in layers(c)][:-1] == names[:3]
+        first = await orchestrator.arun("Capital of France?", "parallel")
+        sent = sim.stats.requests
+        again = await orchestrator.arun("Capital of France?", "parallel")
+    assert first.status == again.status == "done" and 1 <= sent <= 3
+    assert sim.stats.requests == sent  # the second run is all cache hits

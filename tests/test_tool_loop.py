@@ -22,7 +22,7 @@ from massgen.display.state import ViewState
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
-from massgen.tools import Tool, tool
+from massgen.tools import Tool, ToolContext, tool
 from massgen.tools.runner import UNTRUSTED_NOTE
 from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Usage
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
@@ -81,7 +81,7 @@ async def test_bad_arguments_and_errors_go_back_to_the_model() -> None:
     )
     events: list[ev.Event] = []
     agent = Agent("ada", backend, tools=["calculator"])
-    done = await agent.respond(Turn("answer", "q"), on_event=events.append)
+    done = await agent.respond(Turn("answer", "q"), ctx=ToolContext(emit=events.append))
     assert done.text == "sorry"
     bad, refused = [m.content for m in backend.calls[1].messages if m.role == "tool"]
     assert "error: bad arguments: expression: Field required" in bad

@@ -10,7 +10,8 @@ from massgen.backends.function import FunctionBackend
 from massgen.config import loads
 from massgen.orchestrator import Orchestrator
 from massgen.team import build_agents
-from massgen.tools import AskAgent, Broadcast, connect
+from massgen.teamtools import AskAgent, Broadcast, connect
+from massgen.tools import ToolContext
 from massgen.types import Completion, CompletionRequest, ToolCall, Usage
 
 
@@ -75,7 +76,9 @@ class FarAway:
     def __init__(self) -> None:
         self.turns: list[Turn] = []
 
-    async def ask(self, turn: Turn, on_delta: object = None) -> Completion:
+    async def ask(
+        self, turn: Turn, on_delta: object = None, ctx: object = None, *, on_retry: object = None
+    ) -> Completion:
         self.turns.append(turn)
         return Completion(text="from afar", model="m", usage=Usage(7, 3))
 
@@ -105,24 +108,19 @@ async def test_capability_self_and_unknown_names() -> None:
     b = Agent("b", backend, capabilities=["law"])
     connect([a, b])
     tool = a.toolbox.tools["ask_agent"]
-    from massgen.tools.scope import calling_agent
-
-    token = calling_agent.set("a")
-    try:
-        assert await tool.run({"agent": "capability:law", "question": "q"}) == "ok"
-        for who, error in [
-            ("a", "cannot ask itself"),
-            ("zed", "teammates: b"),
-            ("capability:x", "no teammate has"),
-        ]:
-            try:
-                await tool.run({"agent": who, "question": "q"})
-            except Exception as e:
-                assert error in str(e)
-            else:
-                raise AssertionError(f"{who} was accepted")
-    finally:
-        calling_agent.reset(token)
+    ctx = ToolContext(agent="a")
+    assert await tool.run({"agent": "capability:law", "question": "q"}, ctx) == "ok"
+    for who, error in [
+        ("a", "cannot ask itself"),
+        ("zed", "teammates: b"),
+        ("capability:x", "no teammate has"),
+    ]:
+        try:
+            await tool.run({"agent": who, "question": "q"}, ctx)
+        except Exception as e:
+            assert error in str(e)
+        else:
+            raise AssertionError(f"{who} was accepted")
 
 
 async def test_depth_and_count_are_bounded() -> None:

@@ -304,9 +304,9 @@ async def test_each_kind_of_tool_may_plan_the_turn_once() -> None:
             return "x"
 
         @classmethod
-        def plan_turn(cls, backend, request, tools, on_event, agent):
+        def plan_turn(cls, backend, request, tools, ctx):
             planned.append(cls.__name__)
-            return backend, dataclasses.replace(request, extra={"tag": agent})
+            return backend, dataclasses.replace(request, extra={"tag": ctx.agent})
 
     class Other(Tagged):
         name = "other"

@@ -30,7 +30,6 @@ from massgen.types import (
     CompletionRequest,
     NativeTool,
     Source,
-    StreamChunk,
     ToolSpec,
     Usage,
 )
@@ -367,14 +366,30 @@ def test_search_replies_have_a_json_form() -> None:
 
 
 async def test_cached_answers_emit_no_search_events() -> None:
-    from massgen.tools.web_search import NativeSearchTurn
+    from massgen.tools import ToolContext, tool
+    from massgen.types import ServerToolCall
 
-    class Cached(Backend):
+    search = ServerToolCall("s1", "web_search", {"query": "q"}, output="found")
+
+    class Answers(Backend):
+        cached = True
+        supports_tools = True
+
         async def complete(self, request: CompletionRequest) -> Completion:
-            return Completion("x", "m", cached=True, sources=SOURCES)
+            return Completion("x", "m", cached=self.cached, sources=SOURCES, server_calls=(search,))
 
-    seen: list[ev.Event] = []
-    turn = NativeSearchTurn(Cached(), seen.append, "ada")
-    chunks: list[StreamChunk] = [c async for c in turn.stream(ask())]
-    assert seen == [] and chunks[-1].completion is not None
-    assert chunks[-1].completion.sources == SOURCES
+    @tool
+    def noop() -> str:
+        """Nothing."""
+        return ""
+
+    for cached in (True, False):
+        backend, seen = Answers(), list[ev.Event]()
+        backend.cached = cached
+        agent = Agent("ada", backend, tools=[noop])
+        done = await agent.respond(
+            Turn("answer", "q"), lambda t: None, ctx=ToolContext(emit=seen.append)
+        )
+        assert done.sources == SOURCES
+        # a cached answer's searches were reported when they ran, not again
+        assert [e.kind for e in seen] == ([] if cached else ["ToolCalled", "ToolResult"])

@@ -1,8 +1,7 @@
 """An LLM agent: a name, a backend, a role, and what it remembers.
 
-An agent answers a :class:`~massgen.agents.turn.Turn` with one backend request (streamed,
-so the live view shows tokens as they come). It knows nothing of strategies or of other
-agents; the orchestrator reaches it through an :class:`~massgen.agents.handle.AgentHandle`.
+It answers a :class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of
+strategies; the orchestrator reaches it through an :class:`~massgen.agents.handle.AgentHandle`.
 """
 
 from __future__ import annotations
@@ -11,12 +10,12 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, OnEvent, run_turn
+from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, run_turn
 from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.window import RequestWindow
-from massgen.resilience.requestlog import current_agent
+from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest
 
 if TYPE_CHECKING:
@@ -27,17 +26,10 @@ MEMORY_STRATEGIES = ("full", "sliding_window", "summary")
 
 
 class Agent:
-    """A member of a team.
-
-    ``backend`` is a :class:`~massgen.backends.base.Backend` instance, or a backend type
-    name (``"openai"``, ``"anthropic"``, ``"replay"``...) built with ``model``.
-    ``memory_strategy``/``memory_size`` are the seed's spellings of the memory settings.
-    ``fallback`` names another agent that takes this one's turn if it fails; a ``standby``
-    agent answers only in such a failed agent's place, never on its own.
-    ``tools`` are :class:`~massgen.tools.Tool` instances, plain functions (wrapped with
-    :func:`~massgen.tools.tool`) or built-in tool names with their default settings;
-    ``max_tool_iterations`` bounds the rounds of tool calls in one turn.
-    """
+    """A member of a team. ``backend``: a Backend, or a type name built with ``model``;
+    ``fallback`` takes this agent's turn if it fails (a ``standby`` agent answers only so);
+    ``tools``: Tool instances, functions or built-in names; ``max_tool_iterations`` bounds
+    the rounds of tool calls in one turn."""
 
     def __init__(
         self,
@@ -77,8 +69,7 @@ class Agent:
         self.notes: list[tuple[str, str]] = []
         """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
         self.local_handle: Any = None
-        """The orchestrator's in-process handle to this agent, once one is made: teammates
-        asking through ``ask_agent`` go through it (retries, cache, cost accounting)."""
+        """The orchestrator's in-process handle, once made: ``ask_agent`` goes through it."""
         self.memory_strategy = memory_strategy
         self.memory_size = memory_size
         self.memory = Conversation(memory_strategy, memory_size)
@@ -117,21 +108,14 @@ class Agent:
         label = built.describe() if built is not None else str(self._backend_spec)
         return f"{label} ({self.model})" if self.model and self.model not in label else label
 
-    @property
-    def supports_tools(self) -> bool:
-        return self.backend.supports_tools
-
     def model_name(self) -> str:
         return self.model or self.backend.model
 
     def build_messages(
         self, turn: Turn, memory: Conversation | None = None
     ) -> tuple[ChatMessage, ...]:
-        """The conversation sent for ``turn``: the role as system prompt (with the session's
-        summary), the earlier turns memory keeps, then the prompt (after any recalled memory
-        and teammates' notes, which are delivered once). Never more than the model's context
-        window: memory is trimmed first (see :meth:`Conversation.compose`). ``memory`` is
-        the conversation to use instead of this agent's own."""
+        """The conversation sent for ``turn`` (role, memory, notes delivered once, prompt),
+        within the model's context window (see :meth:`Conversation.compose`)."""
         return self._compose(turn, memory or self.memory)[0]
 
     def _compose(
@@ -161,22 +145,6 @@ class Agent:
         self.notes.append((sender, text.replace("</note", "<\\/note")))
         del self.notes[:-keep]
 
-    def build_request(self, turn: Turn, memory: Conversation | None = None) -> CompletionRequest:
-        return self._request(turn, memory or self.memory)[0]
-
-    def _request(
-        self, turn: Turn, memory: Conversation
-    ) -> tuple[CompletionRequest, RequestWindow | None]:
-        messages, window = self._compose(turn, memory)
-        return CompletionRequest(
-            messages=messages,
-            model=self.model,
-            temperature=self.temperature,
-            max_tokens=turn.max_tokens or self.max_tokens,
-            tools=turn.tools,
-            tool_choice=turn.tool_choice,
-        ), window
-
     @property
     def toolbox(self) -> ToolBox:
         """The agent's tools, built on first use."""
@@ -193,25 +161,22 @@ class Agent:
         on_delta: OnDelta | None = None,
         *,
         backend: Backend | None = None,
-        on_event: OnEvent | None = None,
+        ctx: ToolContext | None = None,
     ) -> Completion:
-        """Answer one turn, streaming deltas to ``on_delta``; tool events go to ``on_event``.
+        """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
 
-        ``backend`` replaces this agent's own for the call: the orchestrator passes its
-        backend wrapped in retries (and, later, cache and rate limits).
+        ``backend`` replaces this agent's own for the call (the orchestrator's, wrapped in
+        retries and cache); ``ctx`` is the run's, for this turn's tool calls.
         """
         used = self._usable(backend)
-        speaking = current_agent.set(self.name)  # names this agent in the request log
-        try:
-            extra = await self.memory.prepare(self, used, on_event)
-            memory = self.memory
-            if self.long_term is not None:
-                # recalled for this turn only: concurrent turns (a batch) each keep their own
-                recalled = await self.long_term.recall_for(self.name, turn)
-                memory = memory.fork(memory.context(recalled))
-            completion = await self._answer(turn, memory, used, on_delta, on_event)
-        finally:
-            current_agent.reset(speaking)
+        on_event = ctx.emit if ctx else None
+        extra = await self.memory.prepare(self, used, on_event)
+        memory = self.memory
+        if self.long_term is not None:
+            # recalled for this turn only: concurrent turns (a batch) each keep their own
+            recalled = await self.long_term.recall_for(self.name, turn)
+            memory = memory.fork(memory.context(recalled))
+        completion = await self._answer(turn, memory, used, on_delta, ctx)
         if on_event is None and extra.total_tokens:
             # Nobody hears the summary's events: its usage (one request) rides on this answer.
             completion = dataclasses.replace(
@@ -226,30 +191,21 @@ class Agent:
         on_delta: OnDelta | None = None,
         *,
         backend: Backend | None = None,
-        on_event: OnEvent | None = None,
+        ctx: ToolContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer one turn with memory its caller owns (a worker answering for a run
-        elsewhere): the session's exchanges, summary and recalled items in ``memory``.
-
-        This agent's own memory is neither read nor changed (only its token estimator
-        learns), so concurrent turns of many runs and sessions never see each other's. When
-        ``memory.fold`` allows it and the summary strategy needs it, the summary is written
-        first, with ``backend``; it is returned for the caller to store (and account), and
-        handed to ``on_folded`` as soon as it is written (so it survives the answer failing).
-        """
+        elsewhere); this agent's own memory is untouched, so concurrent runs never mix. A
+        summary written first (``memory.fold``) is returned for the caller to store, and
+        handed to ``on_folded`` at once (so it survives the answer failing)."""
         used = self._usable(backend)
-        speaking = current_agent.set(self.name)
-        try:
-            conv = self.memory.fork(memory)
-            folded = await conv.fold(self, used) if memory.fold else None
-            if folded is not None:
-                await conv.keep(folded)
-                if on_folded is not None:
-                    on_folded(folded)
-            return await self._answer(turn, conv, used, on_delta, on_event), folded
-        finally:
-            current_agent.reset(speaking)
+        conv = self.memory.fork(memory)
+        folded = await conv.fold(self, used) if memory.fold else None
+        if folded is not None:
+            await conv.keep(folded)
+            if on_folded is not None:
+                on_folded(folded)
+        return await self._answer(turn, conv, used, on_delta, ctx), folded
 
     def _usable(self, backend: Backend | None) -> Backend:
         used = backend or self.backend
@@ -268,17 +224,25 @@ class Agent:
         memory: Conversation,
         used: Backend,
         on_delta: OnDelta | None,
-        on_event: OnEvent | None,
+        ctx: ToolContext | None,
     ) -> Completion:
         tools = self.toolbox if self.tools else None
-        request, window = self._request(turn, memory)
+        messages, window = self._compose(turn, memory)
+        request = CompletionRequest(
+            messages=messages,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=turn.max_tokens or self.max_tokens,
+            tools=turn.tools,
+            tool_choice=turn.tool_choice,
+        )
         completion = await run_turn(
             used,
             request,
             on_delta,
             tools=tools,
-            on_event=on_event,
-            agent=self.name,
+            # the run's context (its events, peers and the top-level turn's scratch space)
+            ctx=dataclasses.replace(ctx, agent=self.name) if ctx else ToolContext(self.name),
             max_iterations=self.max_tool_iterations,
             window=window,
         )

@@ -10,11 +10,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
-from massgen.agents.loop import tool_listener
 from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext
-from massgen.types import Completion
+from massgen.resilience import Bound
+from massgen.tools.context import ToolContext
+from massgen.types import CallContext, Completion
+
+OnRetry = Callable[[int, int, float, BaseException], None]
+"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
 
 
 class AgentHandle(Protocol):
@@ -23,7 +27,16 @@ class AgentHandle(Protocol):
     @property
     def supports_tools(self) -> bool: ...
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion: ...
+    async def ask(
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None = None,
+        ctx: ToolContext | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> Completion:
+        """Answer ``turn``; ``ctx`` carries the run's event sink and peers to its tools,
+        ``on_retry`` hears each retry of its requests."""
 
     def cost_of(self, completion: Completion) -> float: ...
 
@@ -31,33 +44,44 @@ class AgentHandle(Protocol):
 class LocalHandle:
     """A handle to an agent in this process.
 
-    ``wrap`` layers the resilience wrappers around the agent's backend (built lazily, on the
-    first turn); agents sharing one backend should share one ``wrap`` result, which the
-    orchestrator arranges.
+    ``wrap`` gives the agent's backend in its resilience stack (built lazily, on the first
+    turn; the orchestrator's :meth:`~massgen.orchestrator.Orchestrator._wrap`). Each request
+    is stamped with who asks (:class:`~massgen.types.CallContext`) for the wrappers.
     """
 
-    def __init__(self, agent: Agent, wrap: Callable[[Backend], Backend] | None = None) -> None:
+    def __init__(self, agent: Agent, wrap: Callable[[Agent], Backend] | None = None) -> None:
         self.agent = agent
         self.name = agent.name
         self._wrap = wrap
-        self._backend: Backend | None = None
+        self._backend: Bound | None = None
         agent.local_handle = self
 
     @property
-    def backend(self) -> Backend:
+    def backend(self) -> Bound:
         if self._backend is None:
-            raw = self.agent.backend
-            self._backend = self._wrap(raw) if self._wrap else raw
+            stack = self._wrap(self.agent) if self._wrap else self.agent.backend
+            self._backend = Bound(stack, CallContext(self.name))
         return self._backend
+
+    def _bound(self, on_retry: OnRetry | None) -> Backend:
+        backend = self.backend
+        if on_retry is None:
+            return backend
+        return Bound(backend.inner, CallContext(self.name, on_retry=on_retry))
 
     @property
     def supports_tools(self) -> bool:
         return self.backend.supports_tools
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
-        return await self.agent.respond(
-            turn, on_delta, backend=self.backend, on_event=tool_listener.get()
-        )
+    async def ask(
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None = None,
+        ctx: ToolContext | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> Completion:
+        return await self.agent.respond(turn, on_delta, backend=self._bound(on_retry), ctx=ctx)
 
     async def answer(
         self,
@@ -65,6 +89,8 @@ class LocalHandle:
         memory: MemoryContext,
         on_delta: OnDelta | None = None,
         on_folded: Callable[[Folded], None] | None = None,
+        ctx: ToolContext | None = None,
+        on_retry: OnRetry | None = None,
     ) -> tuple[Completion, Folded | None]:
         """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
         see :meth:`Agent.respond_with`)."""
@@ -72,8 +98,8 @@ class LocalHandle:
             turn,
             memory,
             on_delta,
-            backend=self.backend,
-            on_event=tool_listener.get(),
+            backend=self._bound(on_retry),
+            ctx=ctx,
             on_folded=on_folded,
         )
 

@@ -1,39 +1,28 @@
 """One agent turn against a backend: the request, streamed, until a final answer.
 
-Kept apart from :class:`~massgen.agents.agent.Agent` because this is where the tool-call
-loop lives: the agent decides *what* to send, this module runs the exchange.
-
-With tools of the agent's own, a turn is a loop: send the tools, run the calls the model
-makes (several at once when it makes several), send back one result per call, ask again;
-at most ``max_iterations`` rounds of calls, then one last request with ``tool_choice``
-``"none"`` so the model answers with what it has.
-
-A turn that carries its own tools (a consensus review asking for ``vote``/``revise``) is a
-structured reply the strategy reads: those calls are never executed, and the agent's own
-tools are not offered in it.
-
-Every follow-up request fits the model's context window (given a
-:class:`~massgen.memory.window.RequestWindow`): the earlier-turn memory of the opening
-messages is trimmed first, then the largest tool results are clipped (marked as clipped,
-each call still followed by its result); if even that does not fit, the turn fails with
-:class:`~massgen.memory.tokens.ContextLimitExceeded` before the request is sent.
+With tools of the agent's own a turn is a loop: send the tools, run the calls the model
+makes (concurrently), send back one result per call, ask again; at most ``max_iterations``
+rounds, then one last request with ``tool_choice="none"``. A turn carrying its own tools (a
+consensus vote) is a structured reply the strategy reads: those calls are never run.
+Every follow-up request fits the context window: earlier-turn memory is trimmed first, then
+the largest tool results clipped; if even that does not fit, :class:`ContextLimitExceeded`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
+import json
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
 from massgen.errors import ProviderConnectionError
 from massgen.memory.tokens import ContextLimitExceeded
 from massgen.memory.window import RequestWindow
-from massgen.tools.scope import calling_agent, turn_state_var
-from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
+from massgen.tools.context import ToolContext
+from massgen.types import ChatMessage, Completion, CompletionRequest, Source, Usage
 
 if TYPE_CHECKING:
     from massgen.tools.runner import ToolBox
@@ -44,32 +33,17 @@ OnEvent = Callable[[ev.Event], None]
 DEFAULT_MAX_TOOL_ITERATIONS = 8
 """Rounds of tool calls one turn may make before the model is asked to answer."""
 
-tool_listener: contextvars.ContextVar[OnEvent | None] = contextvars.ContextVar(
-    "massgen_tool_listener", default=None
-)
-"""Where a local agent's tool events go during a strategy's call (set by the run context)."""
-
-peer_handles: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "massgen_peer_handles", default=None
-)
-"""The run's agent handles (local or remote) during a strategy's call: ``ask_agent`` reaches
-teammates through them (set by the run context)."""
-
 
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """Send ``request``; return the final completion.
-
-    Streamed when someone listens (``on_delta``: the live view shows tokens as they come);
-    otherwise one plain request, which costs a fraction of the CPU of parsing every chunk
-    (a batch of thousands of turns, a ``--quiet`` run).
-    """
+    """Send ``request``; return the final completion. Streamed only when someone listens
+    (``on_delta``): a plain request costs a fraction of the CPU of parsing every chunk."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None
     async for chunk in backend.stream(request):
-        if chunk.delta and on_delta is not None:
+        if chunk.delta:
             on_delta(chunk.delta)
         if chunk.completion is not None:
             completion = chunk.completion
@@ -86,35 +60,22 @@ async def run_turn(
     on_delta: OnDelta | None = None,
     *,
     tools: ToolBox | None = None,
-    on_event: OnEvent | None = None,
-    agent: str = "",
+    ctx: ToolContext | None = None,
     max_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
     window: RequestWindow | None = None,
 ) -> Completion:
-    """Answer one turn. Without tools of the agent's own this is one streamed request.
+    """Answer one turn; the completion carries the usage and latency of all its requests.
 
-    ``on_event`` gets a :class:`~massgen.events.ToolCalled` and a
-    :class:`~massgen.events.ToolResult` per call, named after ``agent``. The completion
-    returned carries the usage and latency of every request the turn made. ``window``
-    keeps the follow-up requests within the model's context window (the first one is the
-    caller's business: ``request`` is sent as it is).
-    """
+    ``ctx`` goes to every tool call; ``ctx.emit`` gets a ``ToolCalled`` and a ``ToolResult``
+    per call. ``window`` bounds the follow-up requests (``request`` is sent as it is)."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
     request = dataclasses.replace(
         request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
     )
-    backend, request = tools.plan(backend, request, on_event, agent)
-    caller = calling_agent.set(agent)
-    shared = turn_state_var.get()
-    state = turn_state_var.set(shared if shared is not None else {})
-    try:
-        return await _loop(
-            backend, request, on_delta, tools, on_event, agent, max_iterations, window
-        )
-    finally:
-        calling_agent.reset(caller)
-        turn_state_var.reset(state)
+    ctx = ctx or ToolContext()
+    backend, request = tools.plan(backend, request, ctx)
+    return await _loop(backend, request, on_delta, tools, ctx, max_iterations, window)
 
 
 async def _loop(
@@ -122,90 +83,80 @@ async def _loop(
     request: CompletionRequest,
     on_delta: OnDelta | None,
     tools: ToolBox,
-    on_event: OnEvent | None,
-    agent: str,
+    ctx: ToolContext,
     max_iterations: int,
     window: RequestWindow | None,
 ) -> Completion:
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
-    usage = Usage()
-    latency = 0.0
-    cached = True
-    requests = 0
+    usage, latency, cached, requests = Usage(), 0.0, True, 0
     thoughts: list[str] = []  # each request's reasoning, kept for the record
-
-    def sent() -> tuple[ChatMessage, ...]:
-        if not messages:
-            return opening
-        return _fit(window, messages) if window is not None else (*opening, *messages)
-
-    for _ in range(max_iterations):
-        done = await stream_once(backend, dataclasses.replace(request, messages=sent()), on_delta)
+    sources: dict[str, Source] = {}  # every request's, on the answer
+    emit, agent = ctx.emit, ctx.agent
+    for rounds in range(max_iterations + 1):
+        sent = (
+            opening if not messages else _fit(window, messages) if window else (*opening, *messages)
+        )
+        # Past the bound, one last request: tools still declared (the history refers to
+        # them) but not callable.
+        choice = "none" if rounds == max_iterations else request.tool_choice
+        done = await stream_once(
+            backend, dataclasses.replace(request, messages=sent, tool_choice=choice), on_delta
+        )
         usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
         requests += done.requests
         if done.reasoning:
             thoughts.append(done.reasoning)
-        if not done.tool_calls:
-            return dataclasses.replace(
-                done,
-                usage=usage,
-                latency=latency,
-                cached=cached,
-                requests=requests,
-                reasoning="\n\n".join(thoughts),
-            )
+        for source in done.sources:
+            sources.setdefault(source.url, source)
+        if emit is not None and not done.cached:  # searches the provider ran for the model
+            for server in done.server_calls:
+                _called(emit, agent, server.id, server.name, server.arguments)
+                emit(_result(agent, server.id, server.name, server.ok, 0.0, server.output))
+        if not done.tool_calls or rounds == max_iterations:
+            break
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
-        if on_event is not None:
-            from massgen.tools.runner import short_args
-
+        if emit is not None:
             for call in done.tool_calls:
-                on_event(
-                    ev.ToolCalled(
-                        agent=agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        args=short_args(call.arguments),
-                    )
-                )
-        for outcome in await tools.call_all(done.tool_calls):
+                _called(emit, agent, call.id, call.name, call.arguments)
+        for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
-            if on_event is not None:
-                on_event(
-                    ev.ToolResult(
-                        agent=agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        ok=outcome.ok,
-                        duration=outcome.duration,
-                        output=outcome.output[:300],
-                    )
+            if emit is not None:
+                emit(
+                    _result(agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output)
                 )
             messages.append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
             )
-    # The bound is reached: one last request, tools still declared (the history refers to
-    # them) but not callable.
-    last = await stream_once(
-        backend,
-        dataclasses.replace(request, messages=sent(), tool_choice="none"),
-        on_delta,
-    )
-    usage, latency, cached = usage + last.usage, latency + last.latency, cached and last.cached
-    requests += last.requests
-    if last.reasoning:
-        thoughts.append(last.reasoning)
-    text = last.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
+    if rounds == max_iterations:
+        text = done.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
+        done = dataclasses.replace(
+            done, text=text, tool_calls=(), finish_reason="stop" if done.text else "other"
+        )
     return dataclasses.replace(
-        last,
-        text=text,
-        tool_calls=(),
-        finish_reason="stop" if last.text else "other",
+        done,
         usage=usage,
         latency=latency,
         cached=cached,
         requests=requests,
         reasoning="\n\n".join(thoughts),
+        sources=tuple(sources.values()),
+    )
+
+
+def short_args(arguments: object, limit: int = 200) -> str:
+    """Arguments as compact JSON, cut for events and logs."""
+    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:
+    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=short_args(arguments)))
+
+
+def _result(agent: str, call_id: str, name: str, ok: bool, took: float, out: str) -> ev.Event:
+    return ev.ToolResult(
+        agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
     )
 
 

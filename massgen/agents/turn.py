@@ -9,12 +9,8 @@ from massgen.types import ToolSpec
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One request to an agent.
-
-    ``phase`` names the step (answer, review, step, aggregate, present) for events and
-    records; ``prompt`` is this turn's user message; ``tools``/``tool_choice`` let a strategy
-    ask for a structured reply (consensus votes) where the backend supports tools.
-    """
+    """One request to an agent. ``phase`` names the step (answer, review, ask...);
+    ``tools``/``tool_choice`` ask for a structured reply (consensus votes)."""
 
     phase: str
     prompt: str

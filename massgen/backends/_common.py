@@ -1,7 +1,5 @@
-"""What the SDK adapters share: settings, the API key, the lazy client, small parsers.
-
-No SDK is imported here: this module is loaded by every adapter, and by nothing else.
-"""
+"""What the provider adapters share: settings, the key, the TLS context, small parsers, and
+the sources of provider-side searches. No SDK is imported here."""
 
 from __future__ import annotations
 
@@ -10,27 +8,26 @@ import json
 import os
 import ssl
 import sys
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
-from massgen.errors import AuthenticationError, ConfigError
-from massgen.types import CompletionRequest, Usage
+from massgen.errors import AuthenticationError, BadRequestError, ConfigError
+from massgen.types import CompletionRequest, Source, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
-
 NO_KEY = "not-needed"
 """The key sent to local servers (LM Studio, Ollama, vLLM) that do not check one."""
+MAX_SOURCES = 50
+"""Sources kept per answer: a long research turn can cite hundreds."""
+_MAX_TITLE = 200
+_MAX_OUTPUT = 1000
 
 
 class SDKBackend(Backend):
-    """A backend that calls a provider through its SDK (or, for OpenAI-compatible servers,
-    massgen's own HTTP client).
-
-    You give it the settings every provider shares; ``params`` carries the rest through to
-    the provider untouched. The client is made on first use (one per backend, reused, its
-    own retries off) and closed by :meth:`aclose`.
-    """
+    """A backend for a provider's API: the settings every provider shares, the key, and
+    ``params`` passed through to the provider untouched."""
 
     supports_tools: bool = True
     api_key_env: ClassVar[tuple[str, ...]] = ()
@@ -71,8 +68,7 @@ class SDKBackend(Backend):
         if explicit:
             return explicit
         for var in self.api_key_env:
-            value = os.environ.get(var)
-            if value:
+            if value := os.environ.get(var):
                 return value
         if not self.needs_key:
             return NO_KEY
@@ -102,13 +98,8 @@ class SDKBackend(Backend):
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS context every client shares (SDKs' and our own), built as the SDKs build theirs.
-
-    Loading the CA bundle costs ~50 ms of CPU each time; a team of agents would pay it once
-    per backend. It is made once per process, on first use, and never changed after.
-    """
-    # The SDKs' HTTP stack builds it the same way; importing that stack for this would cost
-    # ~80 ms and load httpx on a path that otherwise never needs it.
+    """The TLS context every client shares (SDKs', ours, the tools'), built as the SDKs
+    build theirs: loading the CA bundle costs ~50 ms of CPU, paid once per process."""
     if cafile := os.environ.get("SSL_CERT_FILE"):
         return ssl.create_default_context(cafile=cafile)
     if capath := os.environ.get("SSL_CERT_DIR"):
@@ -138,11 +129,26 @@ _CA_FILES = (
 )
 
 
+class Remembered(OrderedDict[str, Any]):
+    """What an adapter keeps by tool call id for the next turn (Anthropic's thinking blocks,
+    Gemini's thought signatures): the newest ``limit`` entries."""
+
+    def __init__(self, limit: int = 2048) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def keep(self, key: str, value: Any) -> None:
+        if value:
+            self[key] = value
+            while len(self) > self.limit:
+                self.popitem(last=False)
+
+
 def sdk_client(
     client_class: Any, http_client_class: Any, *, api_key: str, base_url: str | None, timeout: Any
 ) -> Any:
-    """A vendor SDK's async client as every adapter makes it: the SDK's own retries off (one
-    retry budget: ours), the shared TLS context."""
+    """A vendor SDK's async client: its own retries off (one retry budget: ours), the
+    shared TLS context."""
     return client_class(
         api_key=api_key,
         base_url=base_url,
@@ -153,11 +159,8 @@ def sdk_client(
 
 
 def parse_arguments(raw: object) -> dict[str, Any]:
-    """Tool-call arguments as a dict.
-
-    Models sometimes send broken JSON; rather than fail the turn we hand the text on as
-    ``{"_raw": text}`` so the tool loop can tell the model its arguments were invalid.
-    """
+    """Tool-call arguments as a dict; broken JSON comes back as ``{"_raw": text}`` so the
+    tool loop can tell the model its arguments were invalid, rather than fail the turn."""
     if raw is None or raw == "":
         return {}
     if isinstance(raw, Mapping):
@@ -170,7 +173,7 @@ def parse_arguments(raw: object) -> dict[str, Any]:
 
 
 def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Usage:
-    """The provider's usage, or an estimate when it reported none (some local servers don't),
+    """The provider's usage, or an estimate when it reported none (some local servers),
     so that budgets and cost never silently read zero."""
     if usage.input_tokens or usage.output_tokens:
         return usage
@@ -178,11 +181,40 @@ def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Us
 
 
 def normalise_finish(reason: str, *, has_tool_calls: bool) -> str:
-    """Make sure a finish reason is one of :data:`FINISH_REASONS`.
-
-    Some OpenAI-compatible servers say ``stop`` while returning tool calls; the tool loop
-    must still see ``tool_calls``.
-    """
+    """One of :data:`FINISH_REASONS`; ``tool_calls`` when there are calls, since some
+    OpenAI-compatible servers say ``stop`` while returning them."""
     if has_tool_calls and reason in ("stop", "other"):
         return "tool_calls"
     return reason if reason in FINISH_REASONS else "other"
+
+
+def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:
+    """``(url, title)`` pairs of a provider-side search as sources, the first of each URL
+    kept, in order. Titles are web text: kept short, never obeyed."""
+    seen: dict[str, Source] = {}
+    for url, title in pairs:
+        if not url or url in seen:
+            continue
+        seen[url] = Source(url=url, title=" ".join(title.split())[:_MAX_TITLE])
+        if len(seen) >= MAX_SOURCES:
+            break
+    return tuple(seen.values())
+
+
+def results_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """Search results as ``title <url>`` lines, for events and the run record."""
+    lines = [f"{' '.join(title.split())[:_MAX_TITLE]} <{url}>" for url, title in pairs if url]
+    text = "\n".join(lines) if lines else "no results"
+    return text if len(text) <= _MAX_OUTPUT else text[: _MAX_OUTPUT - 1] + "…"
+
+
+def check_native(request: CompletionRequest, supported: Iterable[str], provider: str) -> None:
+    """Refuse a provider-side tool this adapter cannot declare (the agent asks only for
+    what the backend advertises: this guards direct callers)."""
+    known = set(supported)
+    for tool in request.native_tools:
+        if tool.name not in known:
+            raise BadRequestError(
+                f"the {provider} backend has no provider-side tool {tool.name!r}",
+                provider=provider,
+            )

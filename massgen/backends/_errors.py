@@ -1,17 +1,11 @@
-"""Turn what a provider said (status, headers, message) into one of our errors.
-
-Each adapter catches its SDK's exceptions in a small context manager and calls these helpers,
-so the rules live in one place:
+"""What a provider said (status, headers, message) as one of our errors, in one table:
 
 - 401/403 -> :class:`AuthenticationError` (never retried)
 - 429 and 529 ("overloaded") -> :class:`RateLimited`, with ``retry_after`` from the headers
 - 408, 409 and 5xx -> :class:`ProviderError` (retryable)
 - any other 4xx -> :class:`BadRequestError` (never retried)
-- timeouts -> :class:`ProviderTimeout`; refused, reset or dropped connections ->
-  :class:`ProviderConnectionError`
-- an error object sent inside a 200 response (a stream's error chunk or ``error`` event, a
-  failed Responses object) -> the same table, by the HTTP status it names
-  (:func:`error_in_body`)
+- timeouts -> :class:`ProviderTimeout`; refused or dropped -> :class:`ProviderConnectionError`
+- an error object inside a 200 response -> the same table, by the status it names
 
 Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
 """
@@ -21,7 +15,8 @@ from __future__ import annotations
 import email.utils
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from massgen.errors import (
@@ -40,32 +35,23 @@ def parse_retry_after(
     headers: Mapping[str, str] | Any | None, *, now: float | None = None
 ) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
     get = getattr(headers, "get", None)
     if get is None:
         return None
-    ms = get("retry-after-ms")
-    if ms is not None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = str(get(name) or "").strip()
+        if not value:
+            continue
         try:
-            return max(0.0, float(ms) / 1000.0)
+            return max(0.0, float(value) / scale)
         except ValueError:
             pass
-    value = get("retry-after")
-    if value is None:
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return None
 
 
 def clean_message(message: object, *, secret: str | None = None) -> str:
@@ -81,11 +67,8 @@ def clean_message(message: object, *, secret: str | None = None) -> str:
 
 
 def body_message(body: object) -> str:
-    """The provider's own words from an error body: ``{"error": {"message": ...}}``.
-
-    Accepts the whole body, the ``error`` object alone (what the SDKs keep), or the plain
-    ``{"error": "text"}`` some compatible servers send; "" when there is no message.
-    """
+    """The provider's words from an error body (whole, its ``error`` object, or
+    ``{"error": "text"}``); "" when there are none."""
     if not isinstance(body, Mapping):
         return ""
     error = body.get("error", body)
@@ -138,13 +121,9 @@ def error_in_body(
     secret: str | None = None,
     default_status: int | None = None,
 ) -> ProviderError:
-    """The error object a provider sent inside a 200 response, mapped like an HTTP status.
-
-    The status is the one the object names: a numeric ``code`` (OpenRouter's
-    ``{"code": 400, ...}``), ``status_code`` or ``status`` (Groq's), else a known string
-    ``code``, else ``default_status``. With none, it is a plain (retryable)
-    :class:`ProviderError`: nothing says another attempt would fail the same way.
-    """
+    """An error object sent inside a 200 response, mapped by the status it names (a numeric
+    ``code``, ``status_code`` or ``status``, else a known string ``code``, else
+    ``default_status``); with none, a retryable :class:`ProviderError`."""
     body = error if isinstance(error, Mapping) else {}
     status = next(
         (
@@ -166,11 +145,7 @@ def error_in_body(
 
 
 def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:
-    """Map an ``httpx``/``httpx2`` transport exception, or return ``None`` if it is not one.
-
-    The SDKs use httpx2 (google-genai may use httpx); both are imported only here, after an
-    SDK has already loaded them, so this costs nothing at import time.
-    """
+    """Ours for an ``httpx``/``httpx2`` transport exception (the SDKs' stacks), else ``None``."""
     for module_name in ("httpx2", "httpx"):
         module: Any = sys.modules.get(module_name)
         if module is None:
@@ -181,6 +156,40 @@ def transport_error(exc: BaseException, *, provider: str) -> ProviderError | Non
             detail = clean_message(exc) or type(exc).__name__
             return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
     return None
+
+
+@contextmanager
+def sdk_errors(
+    sdk: Any, *, provider: str, secret: str, stream_status: Mapping[str, int] | None = None
+) -> Iterator[None]:
+    """Re-raise a Stainless-made SDK's errors (``openai``, ``anthropic``) as ours, keeping
+    status and Retry-After. An error event in a 200 stream gets its status from
+    ``stream_status`` by its type (else 500), or from the error object it carries."""
+    try:
+        yield
+    except sdk.APIStatusError as e:
+        status = e.status_code
+        if status < 400:
+            status = (stream_status or {}).get(str(e.type or ""), 500)
+        message = body_message(e.body) or getattr(e, "api_message", None) or e.message
+        raise error_for_status(
+            status,
+            clean_message(message, secret=secret),
+            provider=provider,
+            retry_after=parse_retry_after(e.response.headers),
+        ) from e
+    except sdk.APITimeoutError as e:
+        raise ProviderTimeout("request timed out", provider=provider) from e
+    except sdk.APIConnectionError as e:
+        message = clean_message(e.message, secret=secret)
+        raise ProviderConnectionError(message, provider=provider) from e
+    except sdk.APIError as e:  # an error object inside a stream: its own status
+        body = e.body if isinstance(e.body, dict) else {"message": e.message}
+        raise error_in_body(body, provider=provider, secret=secret) from e
+    except Exception as e:
+        if (mapped := transport_error(e, provider=provider)) is None:
+            raise
+        raise mapped from e
 
 
 def stream_incomplete(provider: str) -> ProviderConnectionError:

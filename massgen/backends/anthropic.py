@@ -1,43 +1,31 @@
-"""Anthropic Messages through ``anthropic.AsyncAnthropic``.
+"""Anthropic Messages through ``anthropic.AsyncAnthropic`` (about a second to import).
 
-Import this module only when an Anthropic backend is built: the SDK takes about a second to
-import. The Messages API differs from Chat Completions in ways that matter here: the system
-prompt is a top-level field, tool results travel as ``tool_result`` blocks inside a *user*
-turn, and ``max_tokens`` is required.
-
-With extended thinking on, the API wants an assistant turn that called tools sent back with
-its thinking blocks first, signatures intact. Our :class:`~massgen.types.ChatMessage` has no
-field for them, so the backend remembers them by tool call id (as the Google backend does
-its thought signatures) and puts them back when the tool loop replays that turn.
+The system prompt is a top-level field, tool results are ``tool_result`` blocks in a *user*
+turn, ``max_tokens`` is required. With extended thinking, a turn that called tools must go
+back with its thinking blocks first: the backend remembers them by tool call id.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import anthropic
 
 from massgen.backends._common import (
+    Remembered,
     SDKBackend,
+    check_native,
     normalise_finish,
     parse_arguments,
+    results_text,
     sdk_client,
+    unique_sources,
     usage_or_estimate,
 )
-from massgen.backends._errors import (
-    clean_message,
-    error_for_status,
-    parse_retry_after,
-    stream_incomplete,
-    transport_error,
-)
-from massgen.backends._native import check_native, results_text, unique_sources
+from massgen.backends._errors import sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
-from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -56,8 +44,6 @@ DEFAULT_MAX_TOKENS = 8192
 MAX_PAUSE_CONTINUATIONS = 4
 """Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
 sent back to be continued; then the answer so far is returned, finish reason ``other``."""
-
-_MAX_REMEMBERED = 2048  # assistant turns whose thinking blocks are kept for the tool loop
 
 WEB_SEARCH_TOOL = "web_search_20250305"
 """The server tool version declared: the one every current model takes directly (the 2026
@@ -87,11 +73,8 @@ _STREAM_ERROR_STATUS = {
 
 
 class AnthropicBackend(SDKBackend):
-    """Claude models through the Messages API.
-
-    ``params`` go into the request body as they are (``top_p``, ``thinking``, ``metadata``...).
-    ``temperature`` is sent only when you set it.
-    """
+    """Claude models. ``params`` go into the body as they are (``top_p``, ``thinking``...);
+    ``temperature`` is sent only when you set it."""
 
     provider: str = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
@@ -101,14 +84,7 @@ class AnthropicBackend(SDKBackend):
 
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self._thinking: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-
-    def _remember(self, turn: _Turn) -> None:
-        """Keep the thinking blocks of a turn that called tools, for when it is replayed."""
-        if turn.calls and turn.thinking:
-            self._thinking[turn.calls[0].id] = turn.thinking
-            while len(self._thinking) > _MAX_REMEMBERED:
-                self._thinking.popitem(last=False)
+        self._thinking = Remembered()  # a tool-calling turn's thinking blocks, by first call
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
@@ -154,45 +130,36 @@ class AnthropicBackend(SDKBackend):
         return extra or None
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
-        body = self._body(request)
-        started = time.perf_counter()
-        turn = _Turn()
-        for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            with self._mapped():
-                message = await client.messages.create(
-                    **body, extra_body=self._extra_body(request), timeout=self._timeout(request)
-                )
-            body["model"] = message.model or body["model"]
-            turn.usage += Usage(_input_tokens(message.usage), message.usage.output_tokens)
-            turn.stop_reason = message.stop_reason
-            blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
-            turn.take(blocks)
-            if turn.paused(body, blocks):
-                continue
-            break
-        self._remember(turn)
-        return turn.completion(request, body["model"], time.perf_counter() - started)
+        async for piece in self._answer(request, stream=False):
+            done = piece.completion
+        assert done is not None
+        return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        async for piece in self._answer(request, stream=True):
+            yield piece
+
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
+        """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
         client = self._get_client()
         body = self._body(request)
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
             part = _StreamedMessage()
+            extra: Any = {"extra_body": self._extra_body(request)}
+            extra["timeout"] = self._timeout(request)
             with self._mapped():
-                stream = await client.messages.create(
-                    **body,
-                    stream=True,
-                    extra_body=self._extra_body(request),
-                    timeout=self._timeout(request),
-                )
-                async with stream:
-                    async for event in stream:
-                        delta = part.feed(event)
-                        if delta:
-                            yield StreamChunk(delta=delta)
+                if not stream:
+                    part.whole(await client.messages.create(**body, **extra))
+                else:
+                    events = await client.messages.create(**body, **extra, stream=True)
+                    async with events:
+                        async for event in events:
+                            if delta := part.feed(event):
+                                yield StreamChunk(delta=delta)
             if not part.finished:
                 raise stream_incomplete(self.provider)
             body["model"] = part.model or body["model"]
@@ -200,45 +167,20 @@ class AnthropicBackend(SDKBackend):
             turn.stop_reason = part.stop_reason
             blocks = part.blocks()
             turn.take(blocks)
-            if turn.paused(body, blocks):
-                continue
-            break
-        self._remember(turn)
-        yield StreamChunk(
-            completion=turn.completion(request, body["model"], time.perf_counter() - started)
-        )
+            if not turn.paused(body, blocks):
+                break
+        if turn.calls:
+            self._thinking.keep(turn.calls[0].id, turn.thinking)
+        latency = time.perf_counter() - started
+        yield StreamChunk(completion=turn.completion(request, body["model"], latency))
 
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
-        try:
-            yield
-        except anthropic.APIStatusError as e:
-            status = e.status_code
-            if status < 400:  # an error event inside a 200 stream
-                status = _STREAM_ERROR_STATUS.get(str(e.type or ""), 500)
-            message = e.api_message or e.message
-            raise error_for_status(
-                status,
-                clean_message(message, secret=self._api_key),
-                provider=self.provider,
-                retry_after=parse_retry_after(e.response.headers),
-            ) from e
-        except anthropic.APITimeoutError as e:
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except anthropic.APIConnectionError as e:
-            raise ProviderConnectionError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except anthropic.APIError as e:
-            raise ProviderError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
-                raise
-            raise mapped from e
+    def _mapped(self) -> Any:
+        return sdk_errors(
+            anthropic,
+            provider=self.provider,
+            secret=self._api_key,
+            stream_status=_STREAM_ERROR_STATUS,
+        )
 
 
 # -- mapping ---------------------------------------------------------------------------------
@@ -290,13 +232,8 @@ def _tool(t: ToolSpec) -> dict[str, Any]:
 
 
 def _tool_choice(choice: str) -> dict[str, Any]:
-    if choice == "auto":
-        return {"type": "auto"}
-    if choice == "required":
-        return {"type": "any"}
-    if choice == "none":
-        return {"type": "none"}
-    return {"type": "tool", "name": choice}
+    kinds = {"auto": "auto", "required": "any", "none": "none"}
+    return {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
 
 
 def _native(t: NativeTool) -> dict[str, Any]:
@@ -327,12 +264,8 @@ class _Turn:
         self.pauses = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks (as the API's JSON).
-
-        A search the API ran may get its result in a later response: a turn paused while it
-        ran continues with the result first. So a search stays pending across responses and
-        is reported once, when its result arrives (or, if it never does, as failed).
-        """
+        """Read one response's content blocks. A search stays pending until its result arrives,
+        maybe in a later response (a paused turn continues with it), or is reported as failed."""
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -433,6 +366,16 @@ class _StreamedMessage:
         self.input_tokens = self.output_tokens = 0
         self.stop_reason: str | None = None
         self.finished = False
+
+    def whole(self, message: Any) -> None:
+        """Take a whole (not streamed) message in."""
+        self.model = message.model or ""
+        self.input_tokens = _input_tokens(message.usage)
+        self.output_tokens = message.usage.output_tokens
+        self.stop_reason = message.stop_reason
+        for i, block in enumerate(message.content):
+            self.raw[i] = block.model_dump(mode="json", exclude_none=True)
+        self.finished = True
 
     def feed(self, event: Any) -> str:
         """Take one event in; return its text delta ("" if none)."""

@@ -1,9 +1,4 @@
-"""The one interface every LLM backend implements.
-
-A backend turns a :class:`~massgen.types.CompletionRequest` into a
-:class:`~massgen.types.Completion`. Adapters for real providers override :meth:`complete` (and
-:meth:`stream` when they can stream); a user's own backend may instead override the seed's
-``generate(prompt, **kwargs)``, sync or async, returning a string.
+"""The one interface every LLM backend implements: a request in, a Completion out.
 
 Retries, caching, rate limits and circuit breaking are wrappers around a backend, never
 inside it: an adapter makes exactly one request per call and raises our own errors.
@@ -28,12 +23,8 @@ from massgen.types import (
 
 
 class Backend:
-    """Base class of all backends.
-
-    Subclass it and override either :meth:`complete` (full control) or :meth:`generate`
-    (the simple path of the seed: prompt in, text out). ``supports_tools`` tells the
-    strategies whether to ask for votes as tool calls or as strict JSON.
-    """
+    """Base class of all backends: override :meth:`complete` (full control) or :meth:`generate`
+    (prompt in, text out). ``supports_tools``: votes as tool calls rather than strict JSON."""
 
     provider: str = "custom"
     supports_tools: bool = False
@@ -80,10 +71,7 @@ class Backend:
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        """Stream one answer: text deltas, then a final chunk carrying the Completion.
-
-        The default makes one :meth:`complete` call and yields its text as one delta.
-        """
+        """Text deltas, then a final chunk with the Completion (by default one :meth:`complete`)."""
         completion = await self.complete(request)
         if completion.text:
             yield StreamChunk(delta=completion.text)
@@ -92,10 +80,8 @@ class Backend:
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Whether ``model`` (default: this backend's) can use the provider-side ``tool`` with
-        all its options, alongside function tools when ``with_functions``. Adapters narrow
-        it per model and option: an option the provider cannot honour (a domain filter)
-        must make this ``False`` rather than be dropped."""
+        """Whether ``model`` can use the provider-side ``tool`` with all its options (next to
+        function tools when ``with_functions``); an option it cannot honour makes this ``False``."""
         return tool.name in self.native_tools
 
     async def aclose(self) -> None:
@@ -107,8 +93,7 @@ class Backend:
 
 def _prompt_and_kwargs(request: CompletionRequest) -> tuple[str, dict[str, Any]]:
     """Render a request for ``generate``: the last user turn is the prompt."""
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    turns = [m for m in request.messages if m.role != "system"]
+    system, turns = system_and_turns(request.messages)
     prompt = turns[-1].content if turns else ""
     kwargs: dict[str, Any] = {"messages": list(request.messages)}
     if system:

@@ -1,18 +1,10 @@
-"""Gemini through the ``google-genai`` SDK (``client.aio.models.generate_content``).
+"""Gemini through the ``google-genai`` SDK (about a second to import: only when built).
 
-Import this module only when a Google backend is built: the SDK takes about a second to
-import. Every automatic behaviour of the SDK that could make a second request is off: its
-tenacity retries (one attempt), automatic function calling and automatic continuation.
-
-Gemini 3 wants the ``thought_signature`` of each function call sent back with the call in
-the next turn. Our :class:`~massgen.types.ToolCall` has no field for it, so the backend
-remembers the signatures it received by call id; a call it never saw (another backend made
-it, or the signature was forgotten) gets Google's documented placeholder.
-
-Google's errors say what a client needs in ``error.details`` rather than in headers: a 429's
-``RetryInfo.retryDelay`` becomes the error's ``retry_after``, and a 400 whose ``ErrorInfo``
-reason is ``API_KEY_INVALID`` is an :class:`~massgen.errors.AuthenticationError` (the key is
-wrong, not the request).
+Every SDK behaviour that could make a second request is off (retries, automatic function
+calling and continuation). Gemini 3 wants each function call's ``thought_signature`` back
+in the next turn: the backend remembers them by call id (Google's placeholder for a call it
+never saw). Errors carry ``error.details``: a 429's ``RetryInfo.retryDelay`` becomes
+``retry_after``; a 400 with reason ``API_KEY_INVALID`` is an ``AuthenticationError``.
 """
 
 from __future__ import annotations
@@ -20,21 +12,25 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any, ClassVar
 
+import httpx2
 import pydantic
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
 from massgen.backends._common import (
+    Remembered,
     SDKBackend,
+    check_native,
     normalise_finish,
     parse_arguments,
+    results_text,
     tls_context,
+    unique_sources,
     usage_or_estimate,
 )
 from massgen.backends._errors import (
@@ -44,7 +40,6 @@ from massgen.backends._errors import (
     stream_incomplete,
     transport_error,
 )
-from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.backends.base import system_and_turns
 from massgen.errors import AuthenticationError, BadRequestError, ProviderConnectionError
 from massgen.types import (
@@ -59,17 +54,9 @@ from massgen.types import (
     Usage,
 )
 
-_FINISH = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    "IMAGE_PROHIBITED_CONTENT": "content_filter",
-}
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
+# and IMAGE_PROHIBITED_CONTENT: a filter stopped the answer
 
 SKIP_SIGNATURE = b"skip_thought_signature_validator"
 """Google's placeholder for a function call whose thought signature is unknown."""
@@ -81,15 +68,11 @@ _BAD_KEY = frozenset({"API_KEY_INVALID"})
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in JSON: "58s"
 
 _SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
-_MAX_SIGNATURES = 2048
 
 
 class GoogleBackend(SDKBackend):
-    """Gemini models through the Gemini API.
-
-    ``params`` are extra ``GenerateContentConfig`` fields (``top_p``, ``thinking_config``,
-    ``safety_settings``...), checked by the SDK when a request is made.
-    """
+    """Gemini models. ``params`` are extra ``GenerateContentConfig`` fields (``top_p``,
+    ``thinking_config``, ``safety_settings``...), checked by the SDK."""
 
     provider: str = "google"
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -108,7 +91,7 @@ class GoogleBackend(SDKBackend):
 
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self._signatures: OrderedDict[str, bytes] = OrderedDict()
+        self._signatures = Remembered()
 
     def _get_client(self) -> genai.Client:
         if self._client is None:
@@ -120,9 +103,13 @@ class GoogleBackend(SDKBackend):
                     base_url=self.base_url,
                     timeout=_ms(self.timeout),
                     retry_options=types.HttpRetryOptions(attempts=1),  # one retry budget: ours
-                    # one shared TLS context; "ssl" is the name its websocket path reads
+                    # One shared TLS context ("ssl": its websocket path). A transport of
+                    # its own keeps the SDK on httpx2 when aiohttp (ours) is installed.
                     client_args={"verify": tls_context()},
-                    async_client_args={"verify": tls_context(), "ssl": tls_context()},
+                    async_client_args={
+                        "transport": httpx2.AsyncHTTPTransport(verify=tls_context()),
+                        "ssl": tls_context(),
+                    },
                 ),
             )
         return self._client
@@ -209,12 +196,6 @@ class GoogleBackend(SDKBackend):
                 out.append(types.Content(role=role, parts=parts))
         return out
 
-    def _remember(self, call_id: str, signature: bytes | None) -> None:
-        if signature:
-            self._signatures[call_id] = signature
-            while len(self._signatures) > _MAX_SIGNATURES:
-                self._signatures.popitem(last=False)
-
     def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
         calls: list[ToolCall] = []
         for part in parts:
@@ -223,88 +204,34 @@ class GoogleBackend(SDKBackend):
                 continue
             # Unique even across turns, so remembered signatures never collide.
             call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
-            self._remember(call_id, part.thought_signature)
+            self._signatures.keep(call_id, part.thought_signature)
             calls.append(
                 ToolCall(id=call_id, name=fc.name or "", arguments=parse_arguments(fc.args))
             )
         return calls
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
-        model = request.model or self.model
-        config = self._config(request)
-        contents = self._contents(request)
-        started = time.perf_counter()
+        client, answer = self._get_client(), _Answer(self, request)
         with self._mapped():
             response = await client.aio.models.generate_content(
-                model=model, contents=contents, config=config
+                model=answer.model, contents=self._contents(request), config=self._config(request)
             )
-        latency = time.perf_counter() - started
-        parts = _parts(response)
-        calls = self._calls(parts)
-        text = _text(parts)
-        sources, searches = _grounding(_metadata(response))
-        return Completion(
-            text=text,
-            model=response.model_version or model,
-            usage=usage_or_estimate(_usage(response.usage_metadata), request, text),
-            finish_reason=_finish(response, has_tool_calls=bool(calls)),
-            tool_calls=tuple(calls),
-            latency=latency,
-            sources=sources,
-            server_calls=searches,
-            reasoning=_thoughts(parts),
-        )
+        answer.take(response)
+        return answer.completion()
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        client = self._get_client()
-        model = request.model or self.model
-        config = self._config(request)
-        contents = self._contents(request)
-        started = time.perf_counter()
-        text: list[str] = []
-        thoughts: list[str] = []
-        calls: list[ToolCall] = []
-        usage = Usage()
-        finish: str | None = None
-        grounding: types.GroundingMetadata | None = None
+        client, answer = self._get_client(), _Answer(self, request)
         with self._mapped():
             stream = await client.aio.models.generate_content_stream(
-                model=model, contents=contents, config=config
+                model=answer.model, contents=self._contents(request), config=self._config(request)
             )
-            # closed at once (not at garbage collection) if our caller stops reading
-            async with _closing(stream):
+            async with aclosing(stream):  # type: ignore[type-var]  # closed at once if we stop
                 async for chunk in stream:
-                    model = chunk.model_version or model
-                    if chunk.usage_metadata is not None:
-                        usage = _usage(chunk.usage_metadata)
-                    parts = _parts(chunk)
-                    grounding = _metadata(chunk) or grounding
-                    calls.extend(self._calls(parts))
-                    thoughts.append(_thoughts(parts))
-                    delta = _text(parts)
-                    if delta:
-                        text.append(delta)
+                    if delta := answer.take(chunk):
                         yield StreamChunk(delta=delta)
-                    if _has_finish(chunk):
-                        finish = _finish(chunk, has_tool_calls=bool(calls))
-        if finish is None:
+        if answer.finish is None:
             raise stream_incomplete(self.provider)
-        full = "".join(text)
-        sources, searches = _grounding(grounding)
-        yield StreamChunk(
-            completion=Completion(
-                text=full,
-                model=model,
-                usage=usage_or_estimate(usage, request, full),
-                finish_reason=normalise_finish(finish, has_tool_calls=bool(calls)),
-                tool_calls=tuple(calls),
-                latency=time.perf_counter() - started,
-                sources=sources,
-                server_calls=searches,
-                reasoning="".join(thoughts),
-            )
-        )
+        yield StreamChunk(completion=answer.completion())
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -336,17 +263,51 @@ class GoogleBackend(SDKBackend):
             raise mapped from e
 
 
+class _Answer:
+    """One answer, from a whole response or from the chunks of a streamed one."""
+
+    def __init__(self, backend: GoogleBackend, request: CompletionRequest) -> None:
+        self.backend, self.request = backend, request
+        self.model = request.model or backend.model
+        self.started = time.perf_counter()
+        self.text: list[str] = []
+        self.thoughts: list[str] = []
+        self.calls: list[ToolCall] = []
+        self.usage = Usage()
+        self.finish: str | None = None
+        self.grounding: types.GroundingMetadata | None = None
+
+    def take(self, response: types.GenerateContentResponse) -> str:
+        """Read one response (or chunk); return its text."""
+        self.model = response.model_version or self.model
+        if response.usage_metadata is not None:
+            self.usage = _usage(response.usage_metadata)
+        parts = _parts(response)
+        self.grounding = _metadata(response) or self.grounding
+        self.calls.extend(self.backend._calls(parts))
+        self.thoughts.append(_thoughts(parts))
+        self.text.append(delta := _text(parts))
+        if _has_finish(response):
+            self.finish = _finish(response, has_tool_calls=bool(self.calls))
+        return delta
+
+    def completion(self) -> Completion:
+        text = "".join(self.text)
+        sources, searches = _grounding(self.grounding)
+        return Completion(
+            text=text,
+            model=self.model,
+            usage=usage_or_estimate(self.usage, self.request, text),
+            finish_reason=normalise_finish(self.finish or "other", has_tool_calls=bool(self.calls)),
+            tool_calls=tuple(self.calls),
+            latency=time.perf_counter() - self.started,
+            sources=sources,
+            server_calls=searches,
+            reasoning="".join(self.thoughts),
+        )
+
+
 # -- mapping ---------------------------------------------------------------------------------
-@asynccontextmanager
-async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
 def _rpc_details(body: object) -> list[Mapping[str, Any]]:
     """``error.details`` of a Google error body (``google.rpc.Status``), [] if none."""
     if isinstance(body, list) and body:  # some endpoints wrap the body in a list
@@ -420,12 +381,9 @@ def _tool(t: ToolSpec) -> types.FunctionDeclaration:
 
 
 def _tool_choice(choice: str) -> dict[str, Any]:
-    if choice == "auto":
-        return {"mode": "AUTO"}
-    if choice == "required":
-        return {"mode": "ANY"}
-    if choice == "none":
-        return {"mode": "NONE"}
+    modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+    if choice in modes:
+        return {"mode": modes[choice]}
     return {"mode": "ANY", "allowed_function_names": [choice]}
 
 
@@ -468,4 +426,7 @@ def _finish(response: types.GenerateContentResponse, *, has_tool_calls: bool) ->
         return "content_filter" if blocked else "other"
     reason = response.candidates[0].finish_reason
     name = getattr(reason, "value", reason) or ""
-    return normalise_finish(_FINISH.get(str(name), "other"), has_tool_calls=has_tool_calls)
+    name = str(name)
+    filtered = name in _FILTERED or name == "IMAGE_PROHIBITED_CONTENT"
+    finish = "content_filter" if filtered else _FINISH.get(name, "other")
+    return normalise_finish(finish, has_tool_calls=has_tool_calls)

@@ -1,16 +1,12 @@
 """OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
 
-A turn that declares a provider-side web search goes to the Responses API instead
-(:mod:`massgen.backends.openai_responses`), on ``openai`` (but its ``*-search-*`` models,
-which search on Chat Completions) and ``xai``; every other turn stays on Chat Completions.
-
-One adapter, two clients that move the same JSON: the default is massgen's own lean client
-(:mod:`massgen.backends.openai_http`: a keep-alive pool on asyncio streams and httptools, httpx only
-behind a proxy); ``client="sdk"`` goes through the
-``openai`` SDK (:mod:`massgen.backends.openai_sdk`), which costs about a second of CPU to
-import. This module builds the request body and reads the response for both, as plain
-dicts, so the two cannot drift apart. The presets are the same adapter with other defaults:
-base URL, the environment variable holding the key, and whether a key is needed at all.
+A turn that declares a provider-side web search goes to the Responses API
+(:mod:`~massgen.backends.openai_responses`) on ``openai`` (but for its ``*-search-*`` models,
+which search on Chat Completions) and ``xai``. This module builds the body and reads the
+answer as plain dicts for both clients, so they cannot drift apart: massgen's own
+(:mod:`~massgen.backends.openai_http`, the default) and ``client="sdk"``, the ``openai``
+SDK (:mod:`~massgen.backends.openai_sdk`, about a second of CPU to import). The presets are
+this adapter with other defaults: base URL, key variable, whether a key is needed.
 """
 
 from __future__ import annotations
@@ -27,12 +23,14 @@ from typing import Any, ClassVar, Final, Protocol
 from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
     SDKBackend,
+    check_native,
     normalise_finish,
     parse_arguments,
+    results_text,
+    unique_sources,
     usage_or_estimate,
 )
 from massgen.backends._errors import stream_incomplete
-from massgen.backends._native import check_native, results_text, unique_sources
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
     ChatMessage,
@@ -49,15 +47,15 @@ from massgen.types import (
 
 CLIENTS = ("http", "sdk")
 """``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
+CHAT, RESPONSES = "chat/completions", "responses"
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 _CALL_FIELDS = ("id", "name", "arguments")
 
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
-"""What a client yields for a Chat Completions stream's ``data: [DONE]``: the server's word
-that the stream is complete, whether or not a chunk carried a ``finish_reason`` (OpenRouter,
-Kimi and other gateways end some streams with ``[DONE]`` alone)."""
+"""What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
+carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
 _FINISH = {
     "stop": "stop",
@@ -69,28 +67,19 @@ _FINISH = {
 
 
 class ChatClient(Protocol):
-    """What the adapter needs from a client: send a body, get the provider's JSON back.
+    """What the adapter needs from a client: a body sent to ``api`` (``chat/completions`` or
+    ``responses``), the provider's JSON back. It owns its connections and maps its own
+    exceptions to ours where they enter."""
 
-    A client owns its connections and maps its own exceptions to ours where they enter.
-    """
-
-    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         """One non-streaming request: the response object."""
         ...
 
-    def stream(self, body: dict[str, Any], seconds: float) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming request: its chunk objects, then :data:`DONE` if the stream ended
-        with ``[DONE]``. An error object inside the stream is raised, mapped like a status."""
-        ...
-
-    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming Responses API request: the response object."""
-        ...
-
-    def respond_stream(
-        self, body: dict[str, Any], seconds: float
+    def stream(
+        self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """One streaming Responses API request: its event objects, to the end."""
+        """Its chunk (or event) objects, then :data:`DONE` if it ended with ``[DONE]``; an
+        error object inside the stream is raised, mapped like a status."""
         ...
 
     async def aclose(self) -> None: ...
@@ -104,11 +93,8 @@ _OPENAI_MAX_DOMAINS = 100
 
 
 class OpenAIBackend(SDKBackend):
-    """Chat Completions, over massgen's own HTTP client or (``client="sdk"``) the SDK.
-
-    ``params`` go into the request body as they are (``top_p``, ``reasoning_effort``,
-    ``seed``, a server's own options...), so you can use what neither client names.
-    """
+    """Chat Completions. ``params`` go into the request body as they are (``top_p``,
+    ``reasoning_effort``, ``seed``, a server's own options...)."""
 
     provider: str = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
@@ -128,21 +114,18 @@ class OpenAIBackend(SDKBackend):
         super().__init__(model, **settings)
         _check_one_choice(self.params, self.provider)
         # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
-        base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        self.base_url = base_url
+        self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.client = client
-        self._chat = self._make_client(base_url)
-
-    def _make_client(self, base_url: str) -> ChatClient:
-        """The client is cheap to make: it opens nothing until the first request."""
-        settings = {"provider": self.provider, "api_key": self._api_key, "base_url": base_url}
-        if self.client == "sdk":
-            from massgen.backends.openai_sdk import SDKChatClient
-
-            return SDKChatClient(**settings, timeout=self.timeout)
-        from massgen.backends.openai_http import HTTPChatClient
-
-        return HTTPChatClient(**settings, timeout=self.timeout)
+        if client == "sdk":  # either opens nothing until the first request
+            from massgen.backends.openai_sdk import SDKChatClient as Client
+        else:
+            from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
+        self._chat: ChatClient = Client(
+            provider=self.provider,
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+        )
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -150,10 +133,8 @@ class OpenAIBackend(SDKBackend):
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Search models (``gpt-4o-search-preview``, ``gpt-5-search-api``...) search on Chat
-        Completions, with no function tools and no domain filters; the others that take the
-        Responses ``web_search`` tool search there, next to function tools, with an allow
-        list (OpenAI has no block list)."""
+        """Search models search on Chat Completions (no function tools, no domain filters);
+        the others on Responses, next to function tools, with an allow list only."""
         if tool.name not in self.native_tools:
             return False
         model = model or self.model
@@ -179,56 +160,32 @@ class OpenAIBackend(SDKBackend):
         return declared, fields
 
     # -- requests ----------------------------------------------------------------------------
-    def _body(self, request: CompletionRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": request.model or self.model,
-            "messages": [_message(m) for m in request.messages],
-        }
-        temperature = self._temperature(request)
-        if temperature is not None:
-            body["temperature"] = temperature
-        max_tokens = self._max_tokens(request)
-        if max_tokens is not None:
-            body[self.max_tokens_field] = max_tokens
-        if request.tools:
-            body["tools"] = [_tool(t) for t in request.tools]
-            if request.tool_choice:
-                body["tool_choice"] = _tool_choice(request.tool_choice)
-        if request.native_tools:
-            check_native(request, self.native_tools, self.provider)
-            body["web_search_options"] = {}
-        return body
-
-    def _payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-        """The whole JSON body: settings, stream options, then ``params``/``extra`` on top."""
+    def _payload(self, request: CompletionRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
+        """The API and its body, ``params`` and ``extra`` on top. A native search goes to
+        Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
-        body = self._body(request)
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        body.update(self._extra(request))
-        return body
-
-    def _via_responses(self, request: CompletionRequest) -> bool:
-        """Whether this request goes to the Responses API: it declares a native search, on a
-        model that does not search on Chat Completions."""
-        if not request.native_tools:
-            return False
         check_native(request, self.native_tools, self.provider)
-        return not self._chat_search(request.model or self.model)
-
-    def _responses_payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-        """The Responses body: the same settings, ``params`` and ``extra`` as on Chat
-        Completions (``reasoning_effort`` becomes ``reasoning.effort``), nothing stored."""
-        body: dict[str, Any] = {
-            "model": request.model or self.model,
-            "input": responses.input_items(request.messages),
-            "store": False,
-        }
-        temperature = self._temperature(request)
+        model = request.model or self.model
+        via_responses = bool(request.native_tools) and not self._chat_search(model)
+        temperature, max_tokens = self._temperature(request), self._max_tokens(request)
+        extra = self._extra(request)
+        body: dict[str, Any] = {"model": model}
         if temperature is not None:
             body["temperature"] = temperature
-        max_tokens = self._max_tokens(request)
+        if not via_responses:
+            body["messages"] = [_message(m) for m in request.messages]
+            if max_tokens is not None:
+                body[self.max_tokens_field] = max_tokens
+            if request.tools:
+                body["tools"] = [_tool(t) for t in request.tools]
+                if request.tool_choice:
+                    body["tool_choice"] = _tool_choice(request.tool_choice)
+            if request.native_tools:
+                body["web_search_options"] = {}
+            if stream:
+                body.update(stream=True, stream_options={"include_usage": True})
+            return CHAT, {**body, **extra}
+        body.update(input=responses.input_items(request.messages), store=False)
         if max_tokens is not None:
             body["max_output_tokens"] = max_tokens
         tools = [responses.function_tool(t) for t in request.tools]
@@ -241,62 +198,34 @@ class OpenAIBackend(SDKBackend):
             body["tool_choice"] = responses.tool_choice(request.tool_choice)
         if stream:
             body["stream"] = True
-        extra = self._extra(request)
-        effort = extra.pop("reasoning_effort", None)
-        if effort is not None:
+        if (effort := extra.pop("reasoning_effort", None)) is not None:
             body["reasoning"] = {"effort": effort}
-        body.update(extra)
-        return body
+        return RESPONSES, {**body, **extra}
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        if self._via_responses(request):
-            return await self._respond(request)
-        body = self._payload(request, stream=False)
+        api, body = self._payload(request, stream=False)
         started = time.perf_counter()
-        data = await self._chat.create(body, self._timeout(request))
+        data = await self._chat.request(api, body, self._timeout(request))
         latency = time.perf_counter() - started
-        return _completion(data, request, body["model"], latency, provider=self.provider)
+        read = responses.completion if api == RESPONSES else _completion
+        return read(data, request, body["model"], latency, provider=self.provider)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        if self._via_responses(request):
-            async for piece in self._respond_stream(request):
-                yield piece
-            return
-        body = self._payload(request, stream=True)
+        api, body = self._payload(request, stream=True)
         started = time.perf_counter()
-        answer = _Assembly(body["model"])
+        kind = responses.Assembly if api == RESPONSES else _Assembly
+        answer = kind(body["model"], provider=self.provider)
         try:
-            async with aclosing(self._chat.stream(body, self._timeout(request))) as chunks:
-                async for chunk in chunks:
-                    delta = answer.feed(chunk)
-                    if delta:
+            async with aclosing(self._chat.stream(api, body, self._timeout(request))) as events:
+                async for event in events:
+                    if delta := answer.feed(event):
                         yield StreamChunk(delta=delta)
         except ProviderError:
             # An error after the answer said it was finished (OpenRouter sends one after a
             # `length` finish) cannot take the answer back: keep it. Before that, it stands.
-            if answer.finish is None:
+            if not answer.finished:
                 raise
-        latency = time.perf_counter() - started
-        yield StreamChunk(completion=answer.completion(request, latency, provider=self.provider))
-
-    async def _respond(self, request: CompletionRequest) -> Completion:
-        body = self._responses_payload(request, stream=False)
-        started = time.perf_counter()
-        data = await self._chat.respond(body, self._timeout(request))
-        latency = time.perf_counter() - started
-        return responses.completion(data, request, body["model"], latency, provider=self.provider)
-
-    async def _respond_stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        body = self._responses_payload(request, stream=True)
-        started = time.perf_counter()
-        answer = responses.Assembly(body["model"], provider=self.provider)
-        async with aclosing(self._chat.respond_stream(body, self._timeout(request))) as events:
-            async for event in events:
-                delta = answer.feed(event)
-                if delta:
-                    yield StreamChunk(delta=delta)
-        latency = time.perf_counter() - started
-        yield StreamChunk(completion=answer.completion(request, latency))
+        yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 
 # -- requests out ----------------------------------------------------------------------------
@@ -346,26 +275,9 @@ def _completion(
     provider: str,
 ) -> Completion:
     """A non-streamed response object as our Completion."""
-    choice = _first_choice(data.get("choices"))
-    if choice is None:
-        raise ProviderError("the response held no choices", provider=provider)
-    message = choice.get("message") or {}
-    calls = tuple(
-        _parse_call(tc, _call_seed(data, i)) for i, tc in enumerate(message.get("tool_calls") or ())
-    )
-    text = message.get("content") or ""
-    sources, searches = _citations(request, message.get("annotations"))
-    return Completion(
-        text=text,
-        model=data.get("model") or model,
-        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
-        finish_reason=_finish(choice.get("finish_reason"), bool(calls)),
-        tool_calls=calls,
-        latency=latency,
-        sources=sources,
-        server_calls=searches,
-        reasoning=_reasoning(message),
-    )
+    answer = _Assembly(model, provider=provider)
+    answer.whole(data)
+    return answer.completion(request, latency)
 
 
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
@@ -385,11 +297,6 @@ def _reasoning(message: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
-
-
-def _call_seed(data: Mapping[str, Any], index: int) -> str:
-    """What makes a tool call unique when the provider gave it no id: its response and place."""
-    return f"{data.get('id') or ''}:{data.get('created') or ''}:{index}"
 
 
 def _call_id(given: Any, seed: str, name: str, arguments: str) -> str:
@@ -431,11 +338,12 @@ def _citations(
 
 
 class _Assembly:
-    """A streamed answer put together chunk by chunk: text, reasoning, tool calls (by index),
-    usage. Only choice 0 is read (we ask for one; see :func:`_check_one_choice`)."""
+    """An answer put together chunk by chunk (or from a whole response): text, reasoning,
+    tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, provider: str) -> None:
         self.model = model
+        self.provider = provider
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.calls: dict[int, dict[str, str]] = {}
@@ -444,6 +352,18 @@ class _Assembly:
         self.usage = Usage()
         self.annotations: list[Any] = []
         self.seed = ""
+
+    def whole(self, data: Mapping[str, Any]) -> None:
+        """Take a whole response in, as one chunk whose delta is the message."""
+        choice = _first_choice(data.get("choices"))
+        if choice is None:
+            raise ProviderError("the response held no choices", provider=self.provider)
+        message = dict(choice.get("message") or {})
+        message["tool_calls"] = [
+            {**tc, "index": i} for i, tc in enumerate(message.get("tool_calls") or ())
+        ]
+        finish = choice.get("finish_reason") or "other"
+        self.feed({**data, "choices": [{"delta": message, "finish_reason": finish}]})
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk in; return its text delta ("" if it has none)."""
@@ -470,7 +390,12 @@ class _Assembly:
             function = tc.get("function")
             if function is not None:
                 slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
-                slot["arguments"] += function.get("arguments") or ""
+                arguments = function.get("arguments") or ""
+                slot["arguments"] += (
+                    arguments if isinstance(arguments, str) else json.dumps(arguments)
+                )
+            elif (custom := tc.get("custom")) is not None:  # free text, not JSON
+                slot.update(name=str(custom.get("name") or ""), raw=str(custom.get("input") or ""))
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
         content = delta.get("content")
@@ -479,18 +404,19 @@ class _Assembly:
             return str(content)
         return ""
 
-    def completion(
-        self, request: CompletionRequest, latency: float, *, provider: str
-    ) -> Completion:
-        """The finished answer. It is finished when a chunk gave a ``finish_reason`` or the
-        stream ended with ``[DONE]``; a stream that did neither was cut off."""
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+    def completion(self, request: CompletionRequest, latency: float) -> Completion:
+        """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
         if self.finish is None and not self.done:
-            raise stream_incomplete(provider)
+            raise stream_incomplete(self.provider)
         calls = tuple(
             ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
+                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c.get("raw", c["arguments"])),
                 name=c["name"],
-                arguments=parse_arguments(c["arguments"]),
+                arguments={"_raw": c["raw"]} if "raw" in c else parse_arguments(c["arguments"]),
             )
             for i, c in sorted(self.calls.items())
         )
@@ -530,29 +456,9 @@ def _finish(reason: str | None, has_tool_calls: bool) -> str:
     return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
 
 
-def _parse_call(tc: Mapping[str, Any], seed: str) -> ToolCall:
-    function = tc.get("function")
-    if function is None:  # a "custom" tool call: free text, not JSON
-        custom = tc.get("custom") or {}
-        name, raw = str(custom.get("name") or ""), str(custom.get("input") or "")
-        call_id = _call_id(tc.get("id"), seed, name, raw)
-        return ToolCall(id=call_id, name=name, arguments={"_raw": raw})
-    name = str(function.get("name") or "")
-    arguments = function.get("arguments")
-    return ToolCall(
-        id=_call_id(tc.get("id"), seed, name, str(arguments or "")),
-        name=name,
-        arguments=parse_arguments(arguments),
-    )
-
-
 # -- OpenAI-compatible presets ---------------------------------------------------------------
 class XAIBackend(OpenAIBackend):
-    """xAI (Grok) through its OpenAI-compatible API.
-
-    xAI retired Live Search (``search_parameters``) on Chat Completions; its web search is a
-    server-side tool of the Responses API, where turns that declare it go.
-    """
+    """xAI (Grok). Its web search is a tool of the Responses API (Live Search is retired)."""
 
     provider = "xai"
     api_key_env = ("XAI_API_KEY",)
@@ -589,44 +495,35 @@ _GROK = re.compile(r"^grok-(\d+)")
 _XAI_MAX_DOMAINS = 5
 
 
-class OpenRouterBackend(OpenAIBackend):
+class _Compatible(OpenAIBackend):
+    native_tools = frozenset()
+    max_tokens_field = "max_tokens"
+
+
+class OpenRouterBackend(_Compatible):
     """OpenRouter: many providers' models behind one OpenAI-compatible API."""
 
     provider = "openrouter"
-    native_tools = frozenset()
     api_key_env = ("OPENROUTER_API_KEY",)
     default_base_url = "https://openrouter.ai/api/v1"
-    max_tokens_field = "max_tokens"
 
 
-class LMStudioBackend(OpenAIBackend):
+class LMStudioBackend(_Compatible):
     """A local LM Studio server; no key needed."""
 
-    provider = "lmstudio"
-    native_tools = frozenset()
-    api_key_env = ()
-    needs_key = False
+    provider, api_key_env, needs_key = "lmstudio", (), False
     default_base_url = "http://localhost:1234/v1"
-    max_tokens_field = "max_tokens"
 
 
-class OllamaBackend(OpenAIBackend):
+class OllamaBackend(_Compatible):
     """A local Ollama server (its OpenAI-compatible endpoint); no key needed."""
 
-    provider = "ollama"
-    native_tools = frozenset()
-    api_key_env = ()
-    needs_key = False
+    provider, api_key_env, needs_key = "ollama", (), False
     default_base_url = "http://localhost:11434/v1"
-    max_tokens_field = "max_tokens"
 
 
-class VLLMBackend(OpenAIBackend):
+class VLLMBackend(_Compatible):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
-    provider = "vllm"
-    native_tools = frozenset()
-    api_key_env = ("VLLM_API_KEY",)
-    needs_key = False
+    provider, api_key_env, needs_key = "vllm", ("VLLM_API_KEY",), False
     default_base_url = "http://localhost:8000/v1"
-    max_tokens_field = "max_tokens"

@@ -1,10 +1,6 @@
-"""The Responses API (``POST /v1/responses``), for turns that declare a provider-side search.
-
-OpenAI's ``web_search`` tool (for every model but the search models) and xAI's (its only
-web search since Live Search was retired) exist only there, next to function tools. Chat
-Completions stays the path for every other turn; this module only translates, as plain dicts
-both clients move: a :class:`~massgen.types.CompletionRequest` into a Responses body, and a
-response object (or the events of a streamed one) into a :class:`~massgen.types.Completion`.
+"""The Responses API, for turns that declare a provider-side search: OpenAI's and xAI's
+``web_search`` tools exist only there. Plain dicts both clients move: our request as a
+Responses body, and a response (or its stream's events) as a Completion.
 """
 
 from __future__ import annotations
@@ -14,9 +10,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
+from massgen.backends._common import (
+    normalise_finish,
+    parse_arguments,
+    results_text,
+    unique_sources,
+    usage_or_estimate,
+)
 from massgen.backends._errors import error_in_body, stream_incomplete
-from massgen.backends._native import results_text, unique_sources
 from massgen.errors import ProviderError
 from massgen.types import (
     ChatMessage,
@@ -34,12 +35,8 @@ _FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 # -- requests out ----------------------------------------------------------------------------
 def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
-    """Our conversation as Responses ``input`` items.
-
-    System turns stay in place as ``system`` messages (xAI takes no ``instructions``); an
-    assistant's tool calls become ``function_call`` items and tool turns
-    ``function_call_output`` items, paired by ``call_id``.
-    """
+    """Our conversation as ``input`` items: system turns in place (xAI takes no
+    ``instructions``), tool calls and results as ``function_call``/``_output`` items."""
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
@@ -155,11 +152,8 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
 
 
 class Assembly:
-    """A streamed response: text deltas as they come, the finished response at the end.
-
-    ``response.completed`` (or ``response.incomplete``) carries the whole response, which is
-    read as a non-streamed one; a stream that ends without it was cut off.
-    """
+    """A streamed response: text deltas as they come; ``response.completed`` (or
+    ``.incomplete``) carries the whole response; a stream without it was cut off."""
 
     def __init__(self, model: str, *, provider: str) -> None:
         self.model = model
@@ -168,6 +162,7 @@ class Assembly:
         self.summaries: dict[tuple[str, int], str] = {}
         """Reasoning summary parts by (item, part), from their ``.done`` events."""
         self.final: Mapping[str, Any] | None = None
+        self.finished = False  # an error event, even after the final response, is raised
 
     def feed(self, event: Mapping[str, Any]) -> str:
         """Take one event in; return its text delta ("" if it has none)."""
@@ -199,11 +194,8 @@ class Assembly:
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
-    """The error a failed response (or an ``error`` event) reports, as ours.
-
-    Mapped like an HTTP status, so retries follow the one table: most codes name a bad
-    request (a prompt refused, an image it cannot read) that another attempt cannot fix.
-    """
+    """A failed response's (or ``error`` event's) error, mapped like a status: most codes
+    name a bad request that another attempt cannot fix."""
     if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
         error = error["error"]  # an ``error`` event: {"type": "error", "error": {...}}
     return error_in_body(error, provider=provider, default_status=400)

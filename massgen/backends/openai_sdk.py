@@ -1,32 +1,18 @@
-"""Chat Completions (and the Responses API) through the ``openai`` SDK (``client: sdk``).
-
-Import this module only when that client is chosen: importing the SDK takes about a second.
-It sends the body massgen built as it is and hands the SDK's parsed objects back as plain
-dicts, so the adapter reads both clients' answers with the same code. They are dumped with
-the SDK's serializer warnings off: a provider that sends a value newer than the SDK's types
-(a web search source of ``type: "api"``) is read as sent, not warned about on the user's
-terminal.
+"""Chat Completions and Responses through the ``openai`` SDK (``client: sdk``; about a second
+to import). It sends the body massgen built and hands back plain dicts, dumped with the
+SDK's warnings off: a value newer than its types is read as sent, not warned about.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import openai
 
 from massgen.backends._common import sdk_client
-from massgen.backends._errors import (
-    body_message,
-    clean_message,
-    error_for_status,
-    error_in_body,
-    parse_retry_after,
-    transport_error,
-)
+from massgen.backends._errors import sdk_errors
 from massgen.backends.openai import DONE
-from massgen.errors import ProviderConnectionError, ProviderTimeout
 
 
 class SDKChatClient:
@@ -55,91 +41,30 @@ class SDKChatClient:
         if client is not None:
             await client.close()
 
-    async def create(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        client = self._get_client()
-        model, messages, rest = _split(body)
-        with self._mapped():
-            response = await client.chat.completions.create(
-                model=model, messages=messages, extra_body=rest or None, timeout=seconds
-            )
+    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
+        """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest
+        as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
+        client, rest = self._get_client(), dict(body)
+        key = "input" if api == "responses" else "messages"
+        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
+        if rest.pop("stream", False):
+            args["stream"] = True
+        endpoint: Any = client.responses if api == "responses" else client.chat.completions
+        return await endpoint.create(**args, extra_body=rest or None)
+
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        with sdk_errors(openai, provider=self.provider, secret=self._api_key):
+            response = await self._create(api, body, seconds)
         return response.to_dict(warnings=False)
 
     async def stream(
-        self, body: dict[str, Any], seconds: float
+        self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        client = self._get_client()
-        model, messages, rest = _split(body)
-        rest.pop("stream", None)
-        with self._mapped():
-            stream = await client.chat.completions.create(
-                model=model, messages=messages, stream=True, extra_body=rest, timeout=seconds
-            )
-            async with stream:
+        with sdk_errors(openai, provider=self.provider, secret=self._api_key):
+            async with await self._create(api, body, seconds) as stream:
                 async for chunk in stream:
                     yield chunk.to_dict(warnings=False)
-        # The SDK ends a stream at `[DONE]` (or, with no word of it, at a body that ends
-        # cleanly; a body cut short raises): to it, and so to us, the stream is complete.
-        yield DONE
-
-    async def respond(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One Responses API request: the response object."""
-        client = self._get_client()
-        model, items, rest = _split(body, "input")
-        with self._mapped():
-            response = await client.responses.create(
-                model=model, input=items, extra_body=rest or None, timeout=seconds
-            )
-        return response.to_dict(warnings=False)
-
-    async def respond_stream(
-        self, body: dict[str, Any], seconds: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """One streamed Responses API request: its event objects as plain dicts."""
-        client = self._get_client()
-        model, items, rest = _split(body, "input")
-        rest.pop("stream", None)
-        with self._mapped():
-            stream = await client.responses.create(
-                model=model, input=items, stream=True, extra_body=rest, timeout=seconds
-            )
-            async with stream:
-                async for event in stream:
-                    yield event.to_dict(warnings=False)
-
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
-        try:
-            yield
-        except openai.APIStatusError as e:
-            raise error_for_status(
-                e.status_code,
-                clean_message(body_message(e.body) or e.message, secret=self._api_key),
-                provider=self.provider,
-                retry_after=parse_retry_after(e.response.headers),
-            ) from e
-        except openai.APITimeoutError as e:
-            raise ProviderTimeout("request timed out", provider=self.provider) from e
-        except openai.APIConnectionError as e:
-            raise ProviderConnectionError(
-                clean_message(e.message, secret=self._api_key), provider=self.provider
-            ) from e
-        except openai.APIError as e:  # an error object inside a stream: its own status
-            raise error_in_body(
-                e.body if isinstance(e.body, dict) else {"message": e.message},
-                provider=self.provider,
-                secret=self._api_key,
-            ) from e
-        except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
-                raise
-            raise mapped from e
-
-
-def _split(body: dict[str, Any], items: str = "messages") -> tuple[Any, Any, dict[str, Any]]:
-    """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest goes
-    on as ``extra_body``, so the SDK sends exactly what the HTTP client would, options it does
-    not name included."""
-    rest = dict(body)
-    return rest.pop("model"), rest.pop(items), rest
+        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
+        # one cut short raises): to it, and so to us, the stream is complete.
+        if api != "responses":
+            yield DONE

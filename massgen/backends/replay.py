@@ -1,25 +1,9 @@
 """A deterministic, offline backend for demos and tests: no SDK, no network, no key.
 
-It answers from a script you write in the config (or in a YAML/JSON ``answers_file``):
-
-.. code-block:: yaml
-
-    backend:
-      type: replay
-      latency: 0.2            # seconds per answer, so a demo looks like a real run
-      stream_chunk: 8         # characters per streamed delta
-      rules:                  # first match wins; regex, searched case-insensitively
-        - match: "<answer label="     # a consensus review prompt
-          reply: '{"vote": "{label_containing:Paris}", "reason": "correct"}'
-        - match: capital of France
-          reply: Paris is the capital of France.
-      replies: ["First answer", "Second answer"]   # in turn when no rule matches
-      default: "I don't know."                     # when there are neither
-
-Two templates are filled in a reply: ``{task}`` is the first line of the last user message,
-and ``{label_containing:TEXT}`` is the label of the peer answer (an
-``<answer label="X">...</answer>`` block of a review prompt) whose text contains TEXT,
-or ``A`` when none does. It has no tools: it answers votes as strict JSON text.
+It answers from ``rules`` (first regex match wins), then ``replies`` in turn, then
+``default``, written in the config or an ``answers_file`` (see docs/config.md). A reply may
+hold ``{task}`` (the first line of the last user message) and ``{label_containing:TEXT}``
+(the label of the peer answer in a review prompt that contains TEXT, else ``A``).
 """
 
 from __future__ import annotations
@@ -51,10 +35,7 @@ class Rule:
 
 
 class ReplayBackend(Backend):
-    """Answers from rules and canned replies, the same way every time.
-
-    Use it for offline demos and for tests of everything above the backend layer.
-    """
+    """Answers from rules and canned replies, the same way every time (offline demos, tests)."""
 
     provider: str = "replay"
     supports_tools: bool = False
@@ -164,10 +145,8 @@ def task_line(request: CompletionRequest) -> str:
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """Read an answers file (YAML or JSON) holding ``rules``, ``replies`` and ``default``.
-
-    A relative path is taken from ``base_dir`` (the config file's folder) when given.
-    """
+    """An answers file (YAML or JSON) of ``rules``, ``replies`` and ``default``; a relative
+    path is taken from ``base_dir`` (the config file's folder)."""
     file = Path(path).expanduser()
     if not file.is_absolute() and base_dir is not None:
         file = Path(base_dir) / file

@@ -1,14 +1,12 @@
-"""Read batch tasks from .txt, .jsonl or .csv, with stable ids.
-
-An id is the one given, or a hash of the task text: the same task keeps the same id on
-every run, which is what lets a re-run skip what is already done.
-"""
+"""Read batch tasks from .txt, .jsonl or .csv. An id is the one given or a hash of the
+task, so the same task keeps its id on every run and a re-run skips what is done."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +26,12 @@ def task_id(text: str) -> str:
     return "t-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-MAX_TASK_FILE_BYTES = 64 * 1024 * 1024
-"""A task file larger than this is refused (an endless file, ``/dev/zero``, is not read on)."""
+MAX_TASK_FILE_BYTES = 64 * 1024 * 1024  # larger (or endless, /dev/zero) is refused
 
 
 @dataclass(slots=True)
 class TaskList:
-    """The tasks of a file, and how many of its lines or rows were not tasks, by reason:
-    ``comments`` and ``blank`` lines, ``duplicates`` of an earlier task, rows whose
-    ``task`` is ``empty``."""
+    """The tasks of a file, and how many lines or rows were not tasks, by reason."""
 
     tasks: list[BatchTask]
     dropped: dict[str, int] = field(default_factory=dict)
@@ -56,14 +51,11 @@ class TaskList:
 
 def from_strings(tasks: Iterable[str | BatchTask]) -> list[BatchTask]:
     out = [t if isinstance(t, BatchTask) else BatchTask(task_id(t), t) for t in tasks]
-    return dedupe(out, "tasks")
+    return dedupe(out, "tasks", Counter())
 
 
-def dedupe(
-    tasks: list[BatchTask], source: str, dropped: dict[str, int] | None = None
-) -> list[BatchTask]:
-    """Drop exact repeats (counted in ``dropped["duplicates"]``); refuse one id used for
-    two different tasks."""
+def dedupe(tasks: list[BatchTask], source: str, dropped: Counter[str]) -> list[BatchTask]:
+    """Drop exact repeats; refuse one id used for two different tasks."""
     seen: dict[str, BatchTask] = {}
     for t in tasks:
         prior = seen.get(t.id)
@@ -71,14 +63,13 @@ def dedupe(
             seen[t.id] = t
         elif prior.task != t.task:
             raise ConfigError(f"task id {t.id!r} is used for two different tasks", file=source)
-        elif dropped is not None:
-            dropped["duplicates"] = dropped.get("duplicates", 0) + 1
+        else:
+            dropped["duplicates"] += 1
     return list(seen.values())
 
 
 def read_capped(path: Path, limit: int, what: str) -> bytes:
-    """At most ``limit`` bytes of ``path``, or a ConfigError (never reads an endless file
-    to its end)."""
+    """At most ``limit`` bytes of ``path``, or a ConfigError."""
     try:
         with path.open("rb") as f:
             data = f.read(limit + 1)
@@ -99,7 +90,6 @@ def read_capped(path: Path, limit: int, what: str) -> bytes:
 
 
 def read_tasks(path: str | Path) -> list[BatchTask]:
-    """Tasks from a file; the format is chosen by its extension."""
     return read_task_file(path).tasks
 
 
@@ -118,7 +108,7 @@ def read_task_file(path: str | Path) -> TaskList:
         raise ConfigError(
             f"is not UTF-8 text ({e.reason} at byte {e.start})", file=str(p)
         ) from None
-    dropped: dict[str, int] = {}
+    dropped: Counter[str] = Counter()
     if suffix == ".jsonl":
         tasks = _jsonl(text, str(p), dropped)
     elif suffix == ".csv":
@@ -128,19 +118,19 @@ def read_task_file(path: str | Path) -> TaskList:
         for line in text.splitlines():
             body = line.strip()
             if not body:
-                dropped["blank"] = dropped.get("blank", 0) + 1
+                dropped["blank"] += 1
             elif body.startswith("#"):
-                dropped["comments"] = dropped.get("comments", 0) + 1
+                dropped["comments"] += 1
             else:
                 tasks.append(BatchTask(task_id(body), body))
     return TaskList(dedupe(tasks, str(p), dropped), dropped)
 
 
-def _jsonl(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
+def _jsonl(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
     tasks = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
-            dropped["blank"] = dropped.get("blank", 0) + 1
+            dropped["blank"] += 1
             continue
         try:
             row = json.loads(line)
@@ -165,7 +155,7 @@ def _jsonl(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
     return tasks
 
 
-def _csv(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
+def _csv(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "task" not in reader.fieldnames:
         raise ConfigError(
@@ -175,7 +165,7 @@ def _csv(text: str, source: str, dropped: dict[str, int]) -> list[BatchTask]:
     for row in reader:
         body = (row.get("task") or "").strip()
         if not body:
-            dropped["empty"] = dropped.get("empty", 0) + 1
+            dropped["empty"] += 1
             continue
         given = (row.get("id") or "").strip()
         extra = {k: v for k, v in row.items() if k not in ("id", "task") and k is not None}

@@ -1,39 +1,26 @@
-"""The batch result file: one JSON line per finished task, on disk before the task counts.
+"""The batch result file: one JSON line per finished task, fsynced before the task counts.
 
-What the file means (see README "Batch"): every line is a JSON object with an ``id``; the
-**last** line for an id is that task's result. A resume retries failed tasks, and a retried
-task's new line supersedes its old one; the file is compacted to one line per id when the
-log is closed (and when a resume finds superseded lines left by a crash), so a finished
-batch holds exactly one line per task.
-
-A task's line is written and fsynced before :meth:`ResultLog.commit` returns, but the disk
-is not asked once per line: lines that arrive while an fsync runs wait for the next one,
-which then covers all of them (group commit). The writes and fsyncs run on a worker thread
-of the log's own, so the event loop never waits on the disk.
-
-Opening the file for a resume keeps every line that parses as a result row, wherever it is.
-Lines that do not (a torn tail after a crash, garbage, NUL bytes from a lost write) are
-moved to a side file ``RESULTS.bad-<UTC time>`` and counted in :attr:`ResultLog.set_aside`;
-nothing is ever deleted. A write that fails (a full disk) is cut back off the file, so the
-file never holds half a line, and raises :class:`ResultsFileError`.
-
-Only one log may write a results file at a time: an exclusive ``flock`` on ``RESULTS.lock``
-(kept beside it, never deleted) is held while the log is open; a second log on the same
-file raises :class:`ResultsLocked`. The lock file also holds the fingerprint of the run
-that wrote the results (config digest, strategy), so a resume under a different one is
-refused rather than mixing two kinds of result in one file.
+The **last** line for an id is that task's result; a resume retries failed tasks, and the
+file is compacted to one line per id on close (and on open, after a crash). Commits that
+arrive during an fsync share the next one (group commit), on the log's own thread. On open,
+damaged lines (a torn tail, garbage, NUL bytes) move to ``RESULTS.bad-<UTC time>``; nothing
+is deleted. A failed write (a full disk) is cut back off, so the file never holds half a
+line. An exclusive ``flock`` on ``RESULTS.lock`` keeps a second writer out; the lock file
+holds the run's fingerprint, so a resume under another config or strategy is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -72,16 +59,9 @@ def parse_row(line: bytes) -> dict[str, Any] | None:
     return row
 
 
-def lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
-
-
-def aside_path(path: Path) -> Path:
-    """The first free ``RESULTS.N`` (``--no-resume`` moves the old file there)."""
-    n = 1
-    while (moved := path.with_name(f"{path.name}.{n}")).exists():
-        n += 1
-    return moved
+def _free(path: Path, name: Callable[[int], str]) -> Path:
+    """The first free ``name(1)``, ``name(2)``... beside ``path``."""
+    return next(p for n in itertools.count(1) if not (p := path.with_name(name(n))).exists())
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -92,21 +72,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
 def _write_new(path: Path, data: bytes) -> None:
     """Write ``path`` whole (it must not exist) and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
 
 def _file_error(path: Path, action: str, e: OSError) -> Exception:
-    """An OSError on the results file as ours: the disk's fault (exit 1) or the path's
-    (a usage error, exit 2)."""
+    """The disk's fault (exit 1) or the path's (a usage error, exit 2)."""
     reason = e.strerror or str(e)
     if e.errno in DISK_ERRNOS:
         return ResultsFileError(f"cannot {action} {path}: {reason}")
@@ -114,13 +97,9 @@ def _file_error(path: Path, action: str, e: OSError) -> Exception:
 
 
 class ResultLog:
-    """Append-only JSONL of finished tasks, keyed by task id (the last line per id wins).
-
-    ``resume=False`` moves an existing file aside (to ``RESULTS.N``, see
-    :attr:`moved_aside`) instead of reading it. ``fingerprint`` (e.g. the config digest and
-    strategy) is recorded; resuming a file recorded under another one raises
-    :class:`~massgen.errors.ConfigError`.
-    """
+    """Append-only JSONL of finished tasks (the last line per id wins). ``resume=False``
+    moves an existing file aside (:attr:`moved_aside`); ``fingerprint`` is recorded, and a
+    file recorded under another one is refused."""
 
     def __init__(
         self,
@@ -131,12 +110,10 @@ class ResultLog:
     ) -> None:
         self.path = Path(path)
         self.done: dict[str, dict[str, Any]] = {}
-        self.set_aside = 0
-        """Damaged lines a resume moved out of the file (into :attr:`bad_file`)."""
+        self.set_aside = 0  # damaged lines a resume moved into bad_file
         self.bad_file: Path | None = None
         self.moved_aside: Path | None = None
-        self.fsyncs = 0
-        """How many fsyncs the log made (fewer than lines when commits were grouped)."""
+        self.fsyncs = 0  # fewer than lines when commits were grouped
         self._superseded = 0  # lines in the file that a later line for the same id replaces
         self._broken: ResultsFileError | None = None
         self._fd = -1
@@ -151,11 +128,10 @@ class ResultLog:
             self._release()
             raise
 
-    # -- opening -----------------------------------------------------------------------------
     def _open(self, resume: bool, fingerprint: Mapping[str, Any] | None) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise _file_error(self.path, "write", e) from None
         try:
@@ -175,9 +151,8 @@ class ResultLog:
                     _check_same_run(self.path, recorded, fingerprint)
                 self._load(data)
             elif self.path.exists():
-                moved = aside_path(self.path)
-                self.path.rename(moved)
-                self.moved_aside = moved
+                self.moved_aside = _free(self.path, lambda n: f"{self.path.name}.{n}")
+                self.path.rename(self.moved_aside)
             if fingerprint is not None:
                 self._record(fingerprint)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -216,21 +191,13 @@ class ResultLog:
             lines[rid] = whole
         if bad or self._superseded or (data and not data.endswith(b"\n")):
             if bad:
-                self.bad_file = self._set_aside(bad)
+                name = f"{self.path.name}.bad-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+                self.bad_file = _free(self.path, lambda n: name + (f"-{n}" if n > 1 else ""))
+                _write_new(self.bad_file, b"".join(bad))
                 self.set_aside = len(bad)
                 _log.warning("%s: %d damaged lines moved to %s", self.path, len(bad), self.bad_file)
             self._rewrite(b"".join(lines.values()))
             self._superseded = 0
-
-    def _set_aside(self, bad: list[bytes]) -> Path:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.path.with_name(f"{self.path.name}.bad-{stamp}")
-        n = 1
-        while target.exists():
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.bad-{stamp}-{n}")
-        _write_new(target, b"".join(bad))
-        return target
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file with ``data`` atomically (a crash leaves the old or the new)."""
@@ -244,23 +211,16 @@ class ResultLog:
             raise
         _fsync_dir(self.path.parent)
 
-    # -- writing -----------------------------------------------------------------------------
     def _append(self, data: bytes) -> None:
-        """Write ``data`` at the end and fsync (on the worker thread, or inline). A write
-        that fails is cut back off, so the file never ends in half a line."""
+        """Write ``data`` at the end and fsync; a failed write is cut back off."""
         if self._broken is not None:
             raise self._broken
         start = os.fstat(self._fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
+            _write_all(self._fd, data)
         except OSError as e:
-            try:
+            with contextlib.suppress(OSError):  # else a later resume sets the torn line aside
                 os.ftruncate(self._fd, start)
-            except OSError:
-                pass  # a later resume sets a torn line aside
             error = _file_error(self.path, "write", e)
             if isinstance(error, ResultsFileError):
                 self._broken = error
@@ -279,14 +239,10 @@ class ResultLog:
         self._count(row)
 
     async def commit(self, row: dict[str, Any]) -> None:
-        """Write one line; returns once it is on disk. Lines committed while an fsync runs
-        share the next one.
+        """Write one line; returns once it is on disk (ResultsFileError if it cannot be).
 
-        Cancelling the caller does not take the line back: commit still waits for its
-        write (one fsync at most) and then raises :class:`asyncio.CancelledError`. So a
-        committed line is on disk when commit exits either way (or, if the log's own writer
-        was stopped, written by :meth:`close`), and the caller can count it as finished.
-        Raises :class:`ResultsFileError` when the line could not be written.
+        Cancelling does not take the line back: commit still waits for its write, then
+        raises CancelledError, so the caller may count the task as finished either way.
         """
         if self._broken is not None:
             raise self._broken
@@ -295,17 +251,14 @@ class ResultLog:
             await asyncio.shield(waiter)
         except asyncio.CancelledError:
             if not waiter.done():
-                try:
+                with contextlib.suppress(asyncio.CancelledError):  # stopped: close() writes it
                     await waiter
-                except asyncio.CancelledError:
-                    pass  # the writer was stopped; close() writes the line
             self._count(row)
             raise
         self._count(row)
 
     async def _write_group(self, lines: list[bytes]) -> list[None]:
-        """One write and one fsync for every line committed since the last, on the log's
-        own thread."""
+        """One write and one fsync for every line committed since the last."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-log")
         data = b"".join(lines)
@@ -313,8 +266,7 @@ class ResultLog:
         return [None] * len(lines)
 
     def close(self) -> None:
-        """Finish any write in progress, write what is still pending, compact the file to
-        one line per id if a task was retried, and release the lock."""
+        """Finish pending writes, compact to one line per id, release the lock."""
         try:
             if self._worker is not None:
                 self._worker.shutdown(wait=True)  # a write handed over finishes

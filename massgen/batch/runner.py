@@ -1,8 +1,7 @@
 """Run many tasks with one team: bounded concurrency, a shared budget, resumable output.
 
-Each finished task is written (and fsynced, see :class:`~massgen.batch.output.ResultLog`)
-before it counts as done. Cancelling the batch (Ctrl-C, SIGTERM) cancels the tasks still
-running, which are *not* written, so a re-run does exactly the work that is left.
+A task counts as done once its line is on disk; cancelling the batch cancels the tasks still
+running, which are not written, so a re-run does exactly the work that is left.
 """
 
 from __future__ import annotations
@@ -37,14 +36,9 @@ _saved_threshold: tuple[int, int, int] | None = None
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
-    """Let the cyclic garbage collector run less often while batches run.
-
-    Each task allocates thousands of short-lived objects (requests, answers, events); at the
-    default threshold the collector ran about 250 times in a 1,000-task batch, a quarter of
-    its CPU, and its delays hold every task in flight up. Reference counting still frees
-    almost everything at once; cycles wait a little longer. The old threshold is back when
-    the last batch ends (unless someone else changed it meanwhile).
-    """
+    """Let the cyclic garbage collector run less often while batches run: at the default
+    threshold it took a quarter of a 1,000-task batch's CPU (reference counting still frees
+    almost everything at once). The old threshold is back when the last batch ends."""
     global _batches, _saved_threshold
     if _batches == 0:
         saved = gc.get_threshold()
@@ -73,7 +67,7 @@ class BatchSummary:
     started: float = field(default_factory=time.perf_counter)
     duration: float = 0.0
     stopped: str | None = None  # why the batch stopped early (budget, interrupted)
-    needed: float = 0.0  # USD a task was expected to cost when the budget could not hold it
+    needed: float = 0.0  # USD the task the budget could not hold was expected to cost
 
     @property
     def remaining(self) -> int:
@@ -96,8 +90,7 @@ class BatchSummary:
 
 @dataclass(slots=True)
 class BatchResult:
-    """The results of a batch, in task order (``None`` for a task not run by this call:
-    skipped as already finished, or not started), and the summary. Iterates over results."""
+    """The results in task order (``None``: not run by this call), and the summary."""
 
     tasks: list[BatchTask]
     results: list[RunResult | None]
@@ -154,15 +147,12 @@ async def run_batch(
     on_row: OnRow | None = None,
     summary: BatchSummary | None = None,
 ) -> BatchResult:
-    """Run ``tasks``; ``summary``, if given, is filled in place (so a caller still has it
-    when the batch is cancelled).
+    """Run ``tasks``, filling ``summary`` in place (a cancelled caller still has it).
 
-    With ``max_cost``, a task starts only once the budget can hold its expected cost (the
-    estimate of one turn per agent, or the most a finished task cost if that is more):
-    while tasks in flight hold the rest, it waits for them; when none is left to wait
-    for, the batch stops (``summary.stopped == "budget"``) and the task is left for a
-    later run. Raises :class:`~massgen.batch.output.ResultsFileError` (after stopping the
-    other tasks) when a result cannot be written.
+    With ``max_cost``, a task starts only once the budget can hold its expected cost (one
+    turn per agent, or the dearest finished task): it waits for tasks in flight, and when
+    none is left the batch stops (``stopped == "budget"``), leaving the task for a later
+    run. A result that cannot be written raises ResultsFileError, after stopping the rest.
     """
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)

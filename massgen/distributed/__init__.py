@@ -1,15 +1,8 @@
 """Distributed mode: a team's LLM agents hosted by workers anywhere, reached over Redis.
 
-Built on :mod:`massgen.mas` (it knows nothing of LLMs; this package is the LLM side):
-
-* :class:`Worker` hosts some or all agents of a team (``massgen worker``);
-* :func:`distributed` puts a run on the bus: agents a live worker hosts get a
-  :class:`RemoteHandle`, the others run in this process (``massgen run --redis``);
-* :mod:`~massgen.distributed.codec` carries turns, completions and errors across.
-* :mod:`~massgen.distributed.live` streams remote turns' tokens to the run's live view.
-
-Names load on first use: ``massgen run`` without Redis resolves its :class:`BusTarget`
-without importing the bus runtime, and nothing here imports redis until an agent starts.
+:class:`Worker` hosts agents (``massgen worker``); :func:`distributed` sends a run's turns to
+them (``massgen run --redis``). Names load on first use, so resolving a :class:`BusTarget`
+imports neither the bus runtime nor redis.
 """
 
 from __future__ import annotations
@@ -17,68 +10,30 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from massgen.distributed.codec import (
+if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ loads each on first use
+    from massgen.distributed.codec import (  # noqa: F401  # noqa: F401
         completion_from_dict,
-        completion_to_dict,
+        decode,
         error_from_dict,
         error_to_dict,
-        turn_from_dict,
-        turn_to_dict,
     )
-    from massgen.distributed.connect import CLIENT_ID, Placement, distributed
-    from massgen.distributed.remote import RemoteHandle, SecretRefused, TurnRefused, WorkerLost
-    from massgen.distributed.target import BusTarget
-    from massgen.distributed.timeouts import turn_timeout
-    from massgen.distributed.worker import LLM, HostedAgent, TurnReport, Worker
+    from massgen.distributed.connect import CLIENT_ID, Placement, distributed  # noqa: F401
+    from massgen.distributed.remote import RemoteHandle, SecretRefused, TurnRefused, WorkerLost  # noqa: F401  # noqa: F401
+    from massgen.distributed.target import BusTarget  # noqa: F401
+    from massgen.distributed.worker import LLM, HostedAgent, TurnReport, Worker, turn_timeout  # noqa: F401  # noqa: F401
 
 _EXPORTS = {
-    "completion_from_dict": "codec",
-    "completion_to_dict": "codec",
-    "error_from_dict": "codec",
-    "error_to_dict": "codec",
-    "turn_from_dict": "codec",
-    "turn_to_dict": "codec",
-    "CLIENT_ID": "connect",
-    "Placement": "connect",
-    "distributed": "connect",
-    "RemoteHandle": "remote",
-    "SecretRefused": "remote",
-    "TurnRefused": "remote",
-    "WorkerLost": "remote",
-    "BusTarget": "target",
-    "turn_timeout": "timeouts",
-    "LLM": "worker",
-    "HostedAgent": "worker",
-    "TurnReport": "worker",
-    "Worker": "worker",
+    "codec": "completion_from_dict decode error_from_dict error_to_dict",
+    "connect": "CLIENT_ID Placement distributed",
+    "remote": "RemoteHandle SecretRefused TurnRefused WorkerLost",
+    "target": "BusTarget",
+    "worker": "LLM HostedAgent TurnReport Worker turn_timeout",
 }
-
-__all__ = [
-    "CLIENT_ID",
-    "LLM",
-    "BusTarget",
-    "HostedAgent",
-    "Placement",
-    "RemoteHandle",
-    "SecretRefused",
-    "TurnRefused",
-    "TurnReport",
-    "Worker",
-    "WorkerLost",
-    "completion_from_dict",
-    "completion_to_dict",
-    "distributed",
-    "error_from_dict",
-    "error_to_dict",
-    "turn_from_dict",
-    "turn_to_dict",
-    "turn_timeout",
-]
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'massgen.distributed' has no attribute {name!r}")
     return getattr(import_module(f"massgen.distributed.{module}"), name)

@@ -1,12 +1,7 @@
 """Put a run on the bus: agents a live worker hosts are reached remotely, the rest locally.
 
-:func:`distributed` starts one bus client for the run, asks the registry which of the
-team's agents a live worker hosts, and swaps the orchestrator's handles for those to
-:class:`~massgen.distributed.remote.RemoteHandle`; when the block ends the client stops
-and the local handles come back. Nobody hosts an agent? It runs in this process, as it
-would without Redis. Its workers all die while a turn waits? The registry says so within
-their heartbeat TTL, and the turn runs in this process too (see
-:class:`~massgen.distributed.remote.RemoteHandle`).
+Nobody hosts an agent? It runs here, as without Redis. Its workers all die while a turn
+waits? The registry says so within their heartbeat TTL and the turn runs here too.
 """
 
 from __future__ import annotations
@@ -20,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from massgen.agents.handle import LocalHandle
 from massgen.distributed.live import LiveFeeds
 from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle
-from massgen.distributed.timeouts import turn_timeout
-from massgen.distributed.worker import LLM, role_digest
+from massgen.distributed.worker import LLM, role_digest, turn_timeout
 from massgen.errors import ConfigError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import BusSettings, MemoryHub, Transport
@@ -44,9 +38,7 @@ class Placement:
     where: str
     remote: Mapping[str, int] = field(default_factory=dict)
     local: tuple[str, ...] = ()
-    mismatched: tuple[str, ...] = ()
-    """Agents a worker hosts under the same name but with another role (another team on
-    the same prefix?): they run locally."""
+    mismatched: tuple[str, ...] = ()  # hosted under the same name with another role: local
 
     def describe(self) -> str:
         """One line for stderr, e.g. ``ada (2 workers), bob on redis://h:6379/0; local: cy``."""
@@ -79,16 +71,10 @@ async def distributed(
 ) -> AsyncIterator[Placement]:
     """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers.
 
-    The bus is ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``),
-    a ``transport`` you built, or an in-process ``hub``: ``massgen run`` without Redis never
-    calls this. ``run`` labels this run's requests in the workers' logs (default
-    ``run-<random>``).
-
-    Raises :class:`~massgen.mas.BusAuthError` / :class:`~massgen.mas.BusUnreachable`
-    (both ConfigErrors) before anything is sent when Redis refuses or is not there, and a
-    :class:`~massgen.errors.ConfigError` naming the agents and workers when every live
-    worker of an agent it would reach signs otherwise than ``secret`` (their registry
-    records prove which secret they sign with).
+    The bus is ``redis_url`` (else ``$MASSGEN_REDIS_URL``), a ``transport`` or a ``hub``;
+    ``run`` labels the run's requests in the workers' logs. Before anything is sent, raises
+    a ConfigError when Redis refuses, or when every live worker of an agent signs otherwise
+    than ``secret`` (their registry records prove how).
     """
     run = run or f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
@@ -136,6 +122,7 @@ def _place(
     mismatched: list[str] = []
     handles: dict[str, AgentHandle] = orchestrator.handles
     where = str(getattr(client.transport, "where", "the in-process bus"))
+    fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
         found = by_name.get(name)
         if found is None:
@@ -146,26 +133,25 @@ def _place(
             mismatched.append(name)
             local.append(name)
             continue
-        timeout = meta.get("turn_timeout")
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            timeout = turn_timeout(None, None, client.settings.lease)  # the run's own lease
-        ttl = meta.get("heartbeat_ttl")
-        if not isinstance(ttl, int | float) or ttl <= 0:
-            ttl = DEFAULT_HEARTBEAT_TTL
         here = handles.get(name)
         handles[name] = RemoteHandle(
             agent,
             client,
-            timeout=float(timeout),
+            timeout=_positive(meta.get("turn_timeout"), fallback),
             supports_tools=bool(meta.get("tools", False)),
             run=run,
             live=feeds,
             local=here if isinstance(here, LocalHandle) else None,
-            heartbeat_ttl=float(ttl),
+            heartbeat_ttl=_positive(meta.get("heartbeat_ttl"), DEFAULT_HEARTBEAT_TTL),
             workers=[f"{i['host']} pid {i['pid']}" for i in found.get("instances", [])],
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))
+
+
+def _positive(value: Any, default: float) -> float:
+    """``value`` if a worker advertised a usable number, else ``default``."""
+    return float(value) if isinstance(value, int | float) and value > 0 else default
 
 
 def _check_secrets(
@@ -175,10 +161,8 @@ def _check_secrets(
     *,
     signed: bool,
 ) -> None:
-    """Refuse the run before anything is sent when every worker of an agent it would reach
-    remotely signs otherwise than the run (another secret, or one of them has none): that
-    worker would refuse the run's turns, or the run its answers. A worker with the run's
-    secret among them takes the turns, so a partial mismatch is left to the bus."""
+    """Refuse the run when every worker of a remote agent signs otherwise than the run (they
+    would refuse its turns, or it their answers); a partial mismatch is left to the bus."""
     by_name = {a["id"]: a for a in live}
     bad: dict[tuple[str, str], list[str]] = {}  # (workers, how) -> agents
     for name in sorted(placement.remote):

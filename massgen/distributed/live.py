@@ -1,19 +1,10 @@
-"""Token deltas of remote turns, streamed to the run while the worker answers.
+"""Token deltas of remote turns, streamed to the run's live view while the worker answers.
 
-The run asks for them by naming a *feed* in the turn: a bus agent of the run's own whose
-inbox the worker sends the deltas to, as one-way messages (``{"delta": {"key", "seq",
-"text", "events"}}``; ``events`` are the turn's tool calls, so the live view shows them as
-they happen). A worker coalesces the deltas of a turn into at most one message per
-:data:`INTERVAL` (plus one at the end), so a fast model costs the bus a few messages per
-50 ms, not one per token. The stored, acknowledged reply stays the answer: deltas are only
-for the live view, and whatever of the answer they did not show by then, the reply does.
-
-Delivery is at least once, so a piece may come twice or late: pieces are numbered per turn
-and the feed passes on only those newer than the last it passed on.
-
-A feed's id is taken from a small pool (``massgen-live-0``, ``-1``...): the bus refuses a
-second live agent with the same id, so each running run holds its own, and the inboxes
-left in Redis are as many as the most runs that ever streamed at once, not one per run.
+The turn names a *feed* (a bus agent of the run) that the worker sends its deltas to as
+one-way messages, coalesced to one per :data:`INTERVAL` and numbered (delivery is at least
+once: the feed passes on only pieces newer than the last). The reply stays the answer; it
+shows whatever the deltas did not. Feed ids come from a small pool (``massgen-live-N``), so
+Redis keeps as many feed inboxes as runs ever streamed at once, not one per run.
 """
 
 from __future__ import annotations
@@ -26,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from massgen import events as ev
-from massgen.distributed.codec import is_tool_event, tool_events_from_list, tool_events_to_list
+from massgen.distributed.codec import TOOL_EVENTS, tool_events_from_list, tool_events_to_list
 from massgen.errors import MassGenError
 from massgen.mas import Agent as BusAgent
-from massgen.mas import AgentIdTaken, AgentMessage, BusSettings, Transport
+from massgen.mas import AgentIdTaken, AgentMessage, Transport
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +45,10 @@ class _Sink:
 
 
 class Feed(BusAgent):
-    """Receives the deltas workers stream for this run's turns and hands each to the
-    ``on_delta`` of its turn (:meth:`open`)."""
+    """Hands the deltas workers stream for this run's turns to each turn's ``on_delta``."""
 
-    def __init__(
-        self,
-        agent_id: str,
-        *,
-        transport: Transport,
-        secret: str | None,
-        settings: BusSettings | None,
-    ) -> None:
-        super().__init__(
-            agent_id,
-            ["live"],
-            transport=transport,
-            secret=secret,
-            settings=settings,
-            concurrency=1,
-        )
+    def __init__(self, agent_id: str, **bus: Any) -> None:
+        super().__init__(agent_id, ["live"], concurrency=1, **bus)
         self._sinks: dict[str, _Sink] = {}
 
     def open(
@@ -82,8 +58,7 @@ class Feed(BusAgent):
         self._sinks[key] = _Sink(agent, on_delta, on_event)
 
     def close(self, key: str) -> tuple[str, set[tuple[str, str]]]:
-        """Stop passing on turn ``key``'s pieces; return the text shown so far and the tool
-        events passed on (kind, call id)."""
+        """Stop turn ``key``; the text shown so far and the tool events passed on."""
         sink = self._sinks.pop(key, None)
         return ("".join(sink.shown), sink.heard) if sink is not None else ("", set())
 
@@ -118,16 +93,8 @@ class Feed(BusAgent):
 class LiveFeeds:
     """The run's feed, started on the first turn that streams and stopped with the run."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        secret: str | None = None,
-        settings: BusSettings | None = None,
-    ) -> None:
-        self._transport = transport
-        self._secret = secret
-        self._settings = settings
+    def __init__(self, transport: Transport, **bus: Any) -> None:
+        self._bus = {"transport": transport, **bus}  # secret, settings
         self._feed: Feed | None = None
         self._tried = False
         self._lock = asyncio.Lock()
@@ -139,12 +106,7 @@ class LiveFeeds:
                 return self._feed
             self._tried = True
             for i in range(POOL):
-                feed = Feed(
-                    f"{FEED_PREFIX}{i}",
-                    transport=self._transport,
-                    secret=self._secret,
-                    settings=self._settings,
-                )
+                feed = Feed(f"{FEED_PREFIX}{i}", **self._bus)
                 try:
                     await feed.start()
                 except AgentIdTaken:
@@ -170,9 +132,8 @@ def event_id(event: ev.Event) -> tuple[str, str]:
 
 
 class DeltaPump:
-    """A worker's ``on_delta`` for one turn: forwards the deltas (and, through
-    :meth:`event`, the turn's tool events) to the run's feed, coalesced (at most one
-    message per ``interval``) and numbered."""
+    """A worker's ``on_delta`` for one turn: forwards deltas and tool events to the run's
+    feed, coalesced (one message per ``interval`` at most) and numbered."""
 
     def __init__(self, agent: BusAgent, to: str, key: str, interval: float = INTERVAL) -> None:
         self._agent = agent
@@ -184,7 +145,6 @@ class DeltaPump:
         self._seq = 0
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._closing = asyncio.Event()
 
     def __call__(self, text: str) -> None:
@@ -194,8 +154,7 @@ class DeltaPump:
         self._kick()
 
     def event(self, event: ev.Event) -> None:
-        """Forward a tool event of the turn (others are not sent)."""
-        if self._closing.is_set() or not is_tool_event(event):
+        if self._closing.is_set() or event.kind not in TOOL_EVENTS:
             return
         self._events.append(event)
         self._kick()
@@ -203,16 +162,13 @@ class DeltaPump:
     def _kick(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        self._wake.set()
 
     async def close(self) -> None:
         """Send what is left (before the reply is committed, so it usually arrives first)."""
         self._closing.set()
-        self._wake.set()
         if self._task is not None:
             await self._task
-        else:
-            await self._flush()
+        await self._flush()
 
     def cancel(self) -> None:
         self._closing.set()
@@ -220,17 +176,17 @@ class DeltaPump:
             self._task.cancel()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            await self._flush()
-            if self._closing.is_set():
-                return
-            with contextlib.suppress(TimeoutError):  # pace: one message per interval
-                async with asyncio.timeout_at(loop.time() + self._interval):
-                    await self._closing.wait()
-            if not (self._buffer or self._events) and not self._closing.is_set():
-                await self._wake.wait()
+        """Send what came in, then wait out the interval (or the close); stop when idle."""
+        try:
+            while self._buffer or self._events:
+                await self._flush()
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):  # pace: one message per interval
+                    async with asyncio.timeout(self._interval):
+                        await self._closing.wait()
+        finally:
+            self._task = None
 
     async def _flush(self) -> None:
         if not (self._buffer or self._events):
@@ -243,9 +199,8 @@ class DeltaPump:
         piece: dict[str, Any] = {"key": self._key, "seq": self._seq, "text": text}
         if events:
             piece["events"] = events
-        payload: dict[str, Any] = {"delta": piece}
         try:
-            await self._agent.send(self._to, payload)
+            await self._agent.send(self._to, {"delta": piece})
             self.sent += 1
         except MassGenError as e:  # the live view misses a piece; the reply has the answer
             log.debug("agent %s: a delta was not sent: %s", self._agent.id, e)

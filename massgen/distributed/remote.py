@@ -1,14 +1,9 @@
-"""The handle to an agent that a worker hosts: a turn is one request over the bus.
+"""The handle to an agent a worker hosts: a turn is one request over the bus.
 
-Strategies cannot tell it from a local handle: ``ask`` returns the same
-:class:`~massgen.types.Completion`, or raises the same error the agent raised on its worker
-(after the worker's own retries, so the caller does not retry again). Costs are computed
-here, with this config's prices, exactly as for a local agent.
-
-Memory stays with the run: the handle loads the agent's session from the run's store (once
-per run, like a local agent), recalls its long-term items, and sends them with the turn;
-a summary the worker had to write comes back in the reply and is stored here, its usage
-accounted like a local agent's. The worker needs no store, the run no provider key.
+Strategies cannot tell it from a local handle: same Completion, same errors (after the
+worker's own retries), costs at this config's prices. Memory stays with the run: the handle
+sends the session and recalled items with the turn and stores any summary the worker wrote,
+so the worker needs no store and the run no provider key.
 """
 
 from __future__ import annotations
@@ -23,26 +18,25 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
-from massgen.agents.agent import OnDelta
-from massgen.agents.loop import tool_listener
+from massgen.agents.loop import OnDelta, OnEvent
 from massgen.agents.turn import Turn
 from massgen.distributed.codec import (
     completion_from_dict,
+    decode,
     error_from_dict,
-    folded_from_dict,
-    memory_to_dict,
+    to_dict,
     tool_events_from_list,
-    turn_to_dict,
 )
 from massgen.distributed.live import event_id
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
-    from massgen.agents.handle import LocalHandle
+    from massgen.agents.handle import LocalHandle, OnRetry
     from massgen.distributed.live import LiveFeeds
     from massgen.mas import Agent as BusAgent
 
@@ -101,31 +95,22 @@ def refused(agent: str, reason: str) -> TurnRefused:
 
 
 class _NoWorker(Exception):
-    """Internal: the turn's workers went away while it waited (the message says which)."""
-
-
-def _label(instance: dict[str, Any]) -> str:
-    return f"{instance.get('host', '?')} pid {instance.get('pid', '?')}"
+    """The turn's workers went away while it waited (the message says which)."""
 
 
 class _Watch:
-    """What the registry says about the workers of one agent while a turn waits.
-
-    Polls discovery every ``every`` seconds (a fraction of the workers' heartbeat TTL).
-    A worker whose registry expiry stops moving is silent; once its heartbeat expired it
-    leaves discovery, and with no worker left the agent is gone.
-    """
+    """Polls the registry for one agent's workers while a turn waits: a worker whose expiry
+    stops moving is silent; once its heartbeat expired it leaves, and with none left the
+    agent is gone."""
 
     def __init__(self, client: BusAgent, agent: str, ttl: float) -> None:
-        self.client = client
-        self.agent = agent
-        self.ttl = ttl
+        self.client, self.agent, self.ttl = client, agent, ttl
         self.every = min(3.0, max(0.05, ttl / 5))
         self.seen: dict[str, tuple[str, float, float]] = {}  # iid -> (label, expires, since)
 
     async def check(self) -> tuple[list[str], list[str]] | None:
-        """``None`` when the agent has no live worker; else the labels of the silent
-        workers and of all of them. A registry that cannot be read says nothing."""
+        """``None`` when the agent has no live worker; else the silent workers and all of
+        them. A registry that cannot be read says nothing."""
         try:
             found = await self.client.discover()
         except MassGenError as e:
@@ -137,11 +122,11 @@ class _Watch:
         now = time.monotonic()
         silent: list[str] = []
         seen: dict[str, tuple[str, float, float]] = {}
-        for instance in record.get("instances", []):
-            iid, expires, label = instance["instance_id"], instance["expires"], _label(instance)
-            before = self.seen.get(iid)
-            since = before[2] if before is not None and before[1] == expires else now
-            seen[iid] = (label, expires, since)
+        for i in record.get("instances", []):
+            label = f"{i.get('host', '?')} pid {i.get('pid', '?')}"
+            before = self.seen.get(i["instance_id"])
+            since = before[2] if before is not None and before[1] == i["expires"] else now
+            seen[i["instance_id"]] = (label, i["expires"], since)
             if now - since > self.ttl / 2:  # a heartbeat or more missed
                 silent.append(f"{label} silent for {now - since:.0f}s")
         self.seen = seen
@@ -151,11 +136,9 @@ class _Watch:
 class RemoteHandle:
     """Reaches ``agent`` through ``client``, a started bus agent of this run.
 
-    ``timeout`` is how long one turn may take on the worker (see
-    :mod:`massgen.distributed.timeouts`); ``supports_tools`` is what the worker's backend
-    advertised, so the caller never needs to build (or hold keys for) that backend.
-    ``live`` streams the worker's token deltas to ``on_delta`` (without it, each answer
-    reaches ``on_delta`` whole, when it arrives).
+    ``timeout`` bounds one turn on the worker; ``supports_tools`` is what the worker's backend
+    advertised (so the run never builds it); ``live`` streams the worker's deltas to
+    ``on_delta``; ``local`` runs the turn here when no live worker hosts the agent any more.
     """
 
     def __init__(
@@ -171,125 +154,120 @@ class RemoteHandle:
         heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL,
         workers: list[str] | None = None,
     ) -> None:
-        self.agent = agent
-        self.name = agent.name
-        self.timeout = timeout
-        self.run = run
-        self.local = local
-        """Runs the turn in this process when no live worker hosts the agent any more."""
+        self.agent, self.name = agent, agent.name
+        self.timeout, self.run, self.local = timeout, run, local
         self.heartbeat_ttl = heartbeat_ttl
-        self._client = client
-        self._supports_tools = supports_tools
-        self._live = live
+        self.supports_tools = supports_tools
+        self._client, self._live = client, live
         self._workers = list(workers or [])
         self._gone = False  # the last turn found no live worker
 
     def __repr__(self) -> str:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
 
-    @property
-    def supports_tools(self) -> bool:
-        return self._supports_tools
+    async def ask(
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None = None,
+        ctx: ToolContext | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> Completion:
+        """Send ``turn`` to a live worker and wait for its answer (or its error).
 
-    async def ask(self, turn: Turn, on_delta: OnDelta | None = None) -> Completion:
-        """Send ``turn`` to a live worker of this agent and wait for its answer.
-
-        Raises the agent's own error, :class:`~massgen.mas.RequestTimeout` when no worker
-        answers in time, or :class:`~massgen.mas.RemoteError` when every delivery failed.
-
-        While it waits, the registry is watched: a silent worker is reported (an
-        :class:`~massgen.events.AgentWaiting` event); once no live worker hosts the agent,
-        the turn runs in this process (:attr:`local`), or fails at once with
-        :class:`WorkerLost` naming the workers that went away when it cannot run here.
+        While it waits, a silent worker is reported (:class:`~massgen.events.AgentWaiting`);
+        once no live worker hosts the agent, the turn runs here (:attr:`local`) or fails at
+        once with :class:`WorkerLost`; a turn a worker dead-letters raises
+        :class:`TurnRefused`.
         """
+        emit = ctx.emit if ctx else None
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, f"{self._gone_workers()} gone")
+                return await self._here(
+                    turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
+                )
             self._gone = False
         memory = self.agent.memory
         try:
             if memory.needs_load:
                 async with memory.lock:  # the run's first turn loads the session (may fold)
                     if await memory.load() and memory.may_fold:
-                        return await self._ask(turn, on_delta, fold=True)
-            return await self._ask(turn, on_delta, fold=False)
+                        return await self._ask(turn, on_delta, emit, fold=True)
+            return await self._ask(turn, on_delta, emit, fold=False)
         except _NoWorker as e:  # outside the memory lock: the local turn takes it
-            return await self._here(turn, on_delta, str(e))
+            return await self._here(turn, on_delta, str(e), ctx, on_retry)
 
-    async def _ask(self, turn: Turn, on_delta: OnDelta | None, *, fold: bool) -> Completion:
+    async def _ask(
+        self, turn: Turn, on_delta: OnDelta | None, emit: OnEvent | None, *, fold: bool
+    ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
-        # The deadline lets a worker that starts late skip a turn nobody waits for any more
-        # (inboxes keep work for agents that are offline).
-        deadline = time.time() + self.timeout
+        # The deadline lets a worker that starts late skip a turn nobody waits for any more.
         payload: dict[str, Any] = {
-            "turn": turn_to_dict(turn),
+            "turn": to_dict(turn),
             "run": self.run,
-            "deadline": deadline,
+            "deadline": time.time() + self.timeout,
         }
         context = agent.memory.context(recalled, fold=fold)
         if context.summary or context.exchanges or context.recalled or context.fold:
-            payload["memory"] = memory_to_dict(context)
+            payload["memory"] = to_dict(context)
         feed = await self._live.feed() if self._live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
-            feed.open(key, self.name, on_delta, tool_listener.get())
+            feed.open(key, self.name, on_delta, emit)
             payload["stream"] = {"to": feed.id, "key": key}
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
             request_id = self._client.new_message_id()
-            answer = await self._watched(
-                self._client.request(
-                    self.name, payload, timeout=self.timeout, message_id=request_id
-                ),
-                request_id,
+            request = self._client.request(
+                self.name, payload, timeout=self.timeout, message_id=request_id
             )
+            answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
                 raise _NoWorker(f"{self._gone_workers()} gone")
             reply = answer.payload
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "turn agent=%s phase=%s round=%d run=%s worker=%s status=%s seconds=%.3f",
-                self.name,
-                turn.phase,
-                turn.round,
-                self.run or "-",
-                reply.get("worker") or "-",
-                "error" if "error" in reply else "ok",
-                time.perf_counter() - started,
-            )
+        log.debug(
+            "turn agent=%s phase=%s round=%d run=%s worker=%s status=%s seconds=%.3f",
+            self.name,
+            turn.phase,
+            turn.round,
+            self.run or "-",
+            reply.get("worker") or "-",
+            "error" if "error" in reply else "ok",
+            time.perf_counter() - started,
+        )
+        folded = decode(Folded, reply["folded"], "summary") if "folded" in reply else None
         if "error" in reply:
-            if "folded" in reply:  # the summary was written before the answer failed: keep it
-                await self._store_summary(folded_from_dict(reply["folded"]))
+            if folded is not None:  # written before the answer failed: keep it
+                await self._store_summary(folded, emit)
             raise error_from_dict(reply["error"], source=self.name)
         if "completion" not in reply:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = completion_from_dict(reply["completion"])
-        listener = tool_listener.get()
-        if "events" in reply and listener is not None:
+        if "events" in reply and emit is not None:
             for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
-                    listener(event)
-        if on_delta is not None and completion.text.startswith(shown):
-            rest = completion.text[len(shown) :]
-            if rest:  # what the streamed pieces have not shown yet (all of it, unstreamed)
-                on_delta(rest)
-        if "folded" in reply:
-            completion = await self._keep(folded_from_dict(reply["folded"]), completion)
+                    emit(event)
+        rest = completion.text[len(shown) :]  # what the stream has not shown yet
+        if on_delta is not None and completion.text.startswith(shown) and rest:
+            on_delta(rest)
+        if folded is not None and not await self._store_summary(folded, emit):
+            # nobody heard the summary's events: its usage rides along with the answer
+            completion = dataclasses.replace(
+                completion,
+                usage=completion.usage + folded.completion.usage,
+                requests=completion.requests + folded.completion.requests,
+            )
         return completion
 
-    async def _watched(self, request: Awaitable[Any], request_id: str) -> Any:
-        """The request's answer, or ``None`` once the registry shows no live worker of the
-        agent (the request is then abandoned: a worker started later may still take it,
-        and its answer is discarded).
-
-        Each look at the registry also looks for the request among the agent's dead
-        letters: a worker that set it aside (e.g. it could not verify its signature) will
-        never answer, so :class:`TurnRefused` is raised at once with the worker's reason."""
+    async def _watched(self, request: Awaitable[Any], request_id: str, emit: OnEvent | None) -> Any:
+        """The request's answer, or ``None`` once no live worker hosts the agent (the request
+        is abandoned). Each look at the registry also looks among the dead letters: a worker
+        that set the request aside will never answer (:class:`TurnRefused` at once)."""
         task = asyncio.ensure_future(request)
         watch = _Watch(self._client, self.name, self.heartbeat_ttl)
         told = ""
@@ -299,7 +277,11 @@ class RemoteHandle:
                 if done:
                     return task.result()
                 seen = await watch.check()
-                reason = await self._dead_lettered(request_id)
+                try:
+                    reason = await self._client.dead_lettered(self.name, request_id)
+                except MassGenError as e:  # a bus that cannot be read says nothing
+                    log.debug("agent %s: dead letters not read: %s", self.name, e)
+                    reason = None
                 if reason is not None:
                     raise refused(self.name, reason)
                 if seen is None:
@@ -308,7 +290,7 @@ class RemoteHandle:
                 silent, self._workers = seen[0], seen[1] or self._workers
                 if silent and not told:
                     told = f"waiting for a worker: {'; '.join(silent)}"
-                    self._tell(told)
+                    self._tell(told, emit)
                 elif not silent:
                     told = ""
         finally:
@@ -317,54 +299,41 @@ class RemoteHandle:
                 with contextlib.suppress(asyncio.CancelledError, MassGenError):
                     await task
 
-    async def _dead_lettered(self, request_id: str) -> str | None:
-        try:
-            return await self._client.dead_lettered(self.name, request_id)
-        except MassGenError as e:  # a bus that cannot be read says nothing
-            log.debug("agent %s: dead letters not read: %s", self.name, e)
-            return None
-
     def _gone_workers(self) -> str:
         return ", ".join(self._workers) or "its worker"
 
-    def _tell(self, note: str) -> None:
+    def _tell(self, note: str, emit: OnEvent | None) -> None:
         log.info("agent %s: %s", self.name, note)
-        listener = tool_listener.get()
-        if listener is not None:
-            listener(ev.AgentWaiting(agent=self.name, note=note))
+        if emit is not None:
+            emit(ev.AgentWaiting(agent=self.name, note=note))
 
-    async def _here(self, turn: Turn, on_delta: OnDelta | None, why: str) -> Completion:
+    async def _here(
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None,
+        why: str,
+        ctx: ToolContext | None,
+        on_retry: OnRetry | None,
+    ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
-        local = self.local
-        if local is None:
+        if self.local is None:
             raise WorkerLost(self.name, self._workers, "the run cannot build it here")
         try:
-            local.backend  # noqa: B018 (built now: a missing key says so before the turn)
+            self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
         except ConfigError as e:
             raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
-        self._tell(f"no live worker ({why}); running the turn here")
-        return await local.ask(turn, on_delta)
+        self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
+        return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
-    async def _keep(self, folded: Folded, completion: Completion) -> Completion:
-        """Store the summary the worker wrote and account for it as a local agent would."""
-        if await self._store_summary(folded):
-            return completion
-        return dataclasses.replace(  # nobody heard the summary's events: its usage rides along
-            completion,
-            usage=completion.usage + folded.completion.usage,
-            requests=completion.requests + folded.completion.requests,
-        )
-
-    async def _store_summary(self, folded: Folded) -> bool:
+    async def _store_summary(self, folded: Folded, emit: OnEvent | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)
         writer = memory.summarizer if memory.summarizer is not None else self.agent
-        listener = tool_listener.get()
-        if listener is None:
+        if emit is None:
             return False
         for event in summary_events(folded, writer.cost_of(folded.completion)):
-            listener(event)
+            emit(event)
         return True
 
     def cost_of(self, completion: Completion) -> float:

@@ -20,15 +20,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class BusTarget:
-    """A Redis URL (it may hold a password: print :attr:`where` instead), the key prefix
-    and the shared secret that signs messages (``None``: ``$MASSGEN_SECRET``, if set)."""
+    """A Redis URL (it may hold a password: print :attr:`where`), the key prefix and the
+    secret that signs messages (``None``: ``$MASSGEN_SECRET``, if set)."""
 
     url: str
     prefix: str = DEFAULT_PREFIX
     secret: str | None = None
     origin: tuple[str | None, int | None, str] = field(default=(None, None, ""), compare=False)
-    """Where the URL was given (file, line, key: ``redis.url``, ``--redis`` or
-    ``MASSGEN_REDIS_URL``), so errors about it point there."""
+    """Where the URL was given (file, line, key), so errors about it point there."""
 
     def __repr__(self) -> str:
         return f"BusTarget({self.where!r}, prefix={self.prefix!r})"
@@ -48,11 +47,8 @@ class BusTarget:
         *,
         prefix: str | None = None,
     ) -> BusTarget | None:
-        """The bus to use, or ``None`` when nothing names one (everything stays local).
-
-        The URL comes from ``flag``, else ``config.redis.url``, else ``$MASSGEN_REDIS_URL``;
-        the prefix from ``prefix``, else the config, else ``massgen:``.
-        """
+        """The bus ``flag``, else ``config.redis``, else ``$MASSGEN_REDIS_URL`` names, or
+        ``None`` (everything stays local)."""
         redis = config.redis if config is not None else None
         url = flag or (redis.url if redis is not None else None) or os.environ.get(REDIS_URL_ENV)
         if not url:
@@ -87,13 +83,9 @@ class BusTarget:
         return ConfigError(error.message, file=file, line=line, key=key, hint=error.hint)
 
     def check(self) -> None:
-        """Reach this Redis once, as every command does before it reads or writes anything.
-
-        Raises a :class:`~massgen.errors.ConfigError` pointed at the URL's origin when Redis
-        refuses it (credentials, a database it does not have), and
-        :class:`~massgen.errors.ServiceUnreachable` when nothing answers (exit 69: not a
-        mistake in the file).
-        """
+        """Reach this Redis once, before a command reads or writes anything: a ConfigError
+        at the URL's origin when Redis refuses it, ServiceUnreachable (exit 69) when nothing
+        answers."""
         import asyncio
 
         from massgen.mas import RedisTransport

@@ -1,21 +1,10 @@
 """Host a team's LLM agents on the bus, so runs anywhere can send them turns.
 
-Each hosted agent is one :class:`massgen.mas.Agent` whose id is the agent's name and which
-is always a replica: start the same agent in several workers (on several machines) and
-they share its inbox, each turn going to one of them. A turn is answered with the backend
-the orchestrator itself would use (wrapped in its retries), so a remote turn costs and
-fails exactly like a local one; the reply carries the completion or the error, and the
-caller re-raises that error as the same class (see :mod:`massgen.distributed.codec`).
-
-A turn carries the memory the run owns (the session's summary and exchanges, recalled
-long-term items: see :mod:`massgen.memory.short_term`); the worker composes the request from
-it with its own copy of the agent, never from the agent's own memory, so the turns of many
-runs and sessions it answers at once never see each other's. A summary it had to write
-goes back in the reply for the run to store. When the run asks for it, the turn's token
-deltas are streamed to the run's feed as they come (see :mod:`massgen.distributed.live`).
-
-Delivery is at least once: a worker that dies mid-turn has its turn redelivered to another
-replica after the lease, and only the first reply to a request counts.
+Each hosted agent is a replica :class:`massgen.mas.Agent` named after the agent: start it in
+several workers and they share its inbox. A turn is answered with the backend the
+orchestrator would use (in its retries) from the memory the turn carries, never the agent's
+own, so concurrent runs never see each other's. Delivery is at least once: a dead worker's
+turn goes to another replica after the lease; only the first reply counts.
 """
 
 from __future__ import annotations
@@ -30,23 +19,14 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
-from massgen.agents.loop import tool_listener
-from massgen.backends.base import Backend, layers
-from massgen.distributed.codec import (
-    completion_to_dict,
-    error_to_dict,
-    folded_to_dict,
-    memory_from_dict,
-    tool_events_to_list,
-    turn_from_dict,
-)
+from massgen.agents.turn import Turn
+from massgen.backends.base import layers
+from massgen.distributed.codec import decode, error_to_dict, to_dict, tool_events_to_list
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
-from massgen.distributed.timeouts import turn_timeout
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import (
@@ -58,8 +38,9 @@ from massgen.mas import (
     resolve_transport,
 )
 from massgen.mas.keys import DEFAULT_PREFIX
-from massgen.memory.short_term import Folded
-from massgen.resilience import RetryingBackend, RetryPolicy, retry_listener
+from massgen.memory.short_term import Folded, MemoryContext
+from massgen.resilience import RetryingBackend, RetryPolicy
+from massgen.tools.context import ToolContext
 from massgen.types import Completion
 
 if TYPE_CHECKING:
@@ -73,8 +54,25 @@ LLM = "llm"
 DEFAULT_CONCURRENCY = 8
 #: On stop, turns already running get this long to finish (the bus default cancels at once).
 DRAIN_TIMEOUT = 10.0
-ROLE_EXCERPT = 60
-"""Characters of a role shown in listings (``massgen agents list``)."""
+ROLE_EXCERPT = 60  # characters of a role in `massgen agents list`
+#: Seconds a provider request may take when the backend does not say (BackendConfig's default).
+DEFAULT_BACKEND_TIMEOUT = 60.0
+#: Round trips over the bus, encoding, a busy event loop.
+MARGIN = 5.0
+
+
+def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, lease: float) -> float:
+    """Seconds a caller waits for a remote turn: the worst case of the worker's whole retry
+    budget (every attempt to the timeout, every pause its longest), plus the lease after
+    which a dead worker's turn is redelivered, plus a margin. Queueing is not counted."""
+    per_attempt = backend_timeout if backend_timeout and backend_timeout > 0 else None
+    retries = policy.max_retries if policy is not None else 0
+    total = (per_attempt or DEFAULT_BACKEND_TIMEOUT) * (retries + 1)
+    if policy is not None:
+        for n in range(retries):
+            ceiling = min(policy.max_delay, policy.base_delay * policy.factor**n)
+            total += max(ceiling, policy.retry_after_cap)
+    return total + lease + MARGIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,27 +98,22 @@ def role_digest(role: str) -> str:
 
 
 class HostedAgent(BusAgent):
-    """One LLM agent on the bus: answers ``{"turn": ...}`` requests with its backend.
-
-    ``in_flight``, ``processed`` and ``failed`` count this instance's turns; they are part
-    of its registry record (re-published when they change), so ``massgen agents list``
-    shows them.
-    """
+    """One LLM agent on the bus: answers ``{"turn": ...}`` requests with its backend. Its
+    turn counters are in its registry record, for ``massgen agents list``."""
 
     def __init__(
         self,
         handle: LocalHandle,
         *,
-        transport: Transport,
         settings: BusSettings,
-        secret: str | None,
         concurrency: int,
         team: str | None = None,
         on_turn: OnTurn | None = None,
+        **bus: Any,
     ) -> None:
         agent = handle.agent
         backend = handle.backend  # built now: a bad backend stops the worker before Redis
-        policy = _retry_policy(backend)
+        policy = next((b.policy for b in layers(backend) if isinstance(b, RetryingBackend)), None)
         raw = agent.backend
         static = {
             "backend": raw.provider,
@@ -137,22 +130,19 @@ class HostedAgent(BusAgent):
         super().__init__(
             agent.name,
             [*agent.capabilities, LLM],
-            transport=transport,
             metadata=static,
             replica=True,
-            secret=secret,
             concurrency=concurrency,
             settings=settings,
+            **bus,
         )
         self.handle = handle
-        self.in_flight = 0
-        self.processed = 0
-        self.failed = 0
+        self.in_flight = self.processed = self.failed = 0
         self._on_turn = on_turn
 
     @property
     def address(self) -> str:
-        """This instance, as the run's log names the worker a turn went to: host/instance."""
+        """This instance as the run's log names it: host/instance."""
         return f"{_HOST}/{self.instance_id}"
 
     def get_metadata(self) -> dict[str, Any]:
@@ -168,69 +158,55 @@ class HostedAgent(BusAgent):
             log.warning("agent %s ignored a %s from %s", self.id, message.kind, message.sender_id)
             return
         started = time.perf_counter()
-        run = str(message.payload.get("run") or message.sender_id)
+        payload = message.payload
+        run = str(payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            turn = turn_from_dict(message.payload.get("turn"))
-            memory = memory_from_dict(message.payload.get("memory") or {})
+            turn = decode(Turn, payload.get("turn"), "turn")
+            memory = decode(MemoryContext, payload.get("memory") or {}, "memory")
         except TransportError as e:
-            await self._finish(message, report, e)
-            return
+            return await self._finish(message, report, e)
         report = dataclasses.replace(report, phase=turn.phase, round=turn.round)
-        deadline = message.payload.get("deadline")
-        if isinstance(deadline, int | float) and time.time() > deadline:
-            # the caller gave up on this turn long ago: do not pay for it
+        deadline = payload.get("deadline")
+        if isinstance(deadline, int | float) and time.time() > deadline:  # nobody waits: skip
             expired = TransportError(f"agent {self.id!r}: the turn expired before a worker took it")
-            await self._finish(message, report, expired)
-            return
+            return await self._finish(message, report, expired)
         self.in_flight += 1
         await self._publish()
         retries: list[str] = []
-
-        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
-
-        pump = self._pump(message.payload.get("stream"))
-        token = retry_listener.set(on_retry)
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
+        stream = payload.get("stream")
+        to, key = (stream.get("to"), stream.get("key")) if isinstance(stream, dict) else ("", "")
+        live = isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)
+        pump = DeltaPump(self, str(to), str(key)) if live else None  # the run streams it
 
         def on_event(event: ev.Event) -> None:
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
 
-        listening = tool_listener.set(on_event)
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
+
         written: list[Folded] = []  # a summary written before the answer failed still counts
-        folded: Folded | None = None
+        outcome: Completion | Exception
         try:
-            outcome: Completion | Exception
-            outcome, folded = await self.handle.answer(turn, memory, pump, written.append)
+            outcome, folded = await self.handle.answer(
+                turn, memory, pump, written.append, ToolContext(emit=on_event), on_retry
+            )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
-            outcome = e
-            folded = written[0] if written else None
+            outcome, folded = e, (written[0] if written else None)
         finally:
-            tool_listener.reset(listening)
-            retry_listener.reset(token)
             self.in_flight -= 1
         if pump is not None:
             await pump.close()
-        report = dataclasses.replace(
-            report, seconds=time.perf_counter() - started, note="; ".join(retries)
-        )
+        seconds = time.perf_counter() - started
+        report = dataclasses.replace(report, seconds=seconds, note="; ".join(retries))
         await self._finish(message, report, outcome, folded, heard)
-
-    def _pump(self, stream: Any) -> DeltaPump | None:
-        """Where the run wants this turn's deltas, if it wants them."""
-        if not isinstance(stream, dict):
-            return None
-        to, key = stream.get("to"), stream.get("key")
-        if not (isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)):
-            return None
-        return DeltaPump(self, to, key)
 
     async def _finish(
         self,
@@ -242,25 +218,24 @@ class HostedAgent(BusAgent):
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
         reply: dict[str, Any] = {"worker": self.address}
+        if folded is not None:
+            reply["folded"] = to_dict(folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            reply["completion"] = completion_to_dict(outcome)
-            if folded is not None:
-                reply["folded"] = folded_to_dict(folded)
+            reply["completion"] = to_dict(outcome)
             if events := tool_events_to_list(heard or []):
                 reply["events"] = events
         else:
             self.failed += 1
             reply["error"] = error_to_dict(outcome)
-            if folded is not None:
-                reply["folded"] = folded_to_dict(folded)
-            report = dataclasses.replace(report, error=_short(outcome))
+            name = type(outcome).__name__
+            text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
+            text = text or name
+            report = dataclasses.replace(report, error=text.splitlines()[0][:300])
         await self._publish()
         if not await message.reply(reply):
-            discarded = "reply discarded (answered elsewhere)"
-            report = dataclasses.replace(
-                report, note="; ".join(filter(None, [report.note, discarded]))
-            )
+            note = "; ".join(filter(None, [report.note, "reply discarded (answered elsewhere)"]))
+            report = dataclasses.replace(report, note=note)
         if self._on_turn is not None:
             self._on_turn(report)
 
@@ -273,15 +248,9 @@ class HostedAgent(BusAgent):
 
 
 class Worker:
-    """Hosts some (by default all) agents of an orchestrator's team on the bus.
-
-    ``agents`` names the ones to host; an unknown name is a
-    :class:`~massgen.errors.ConfigError` with a suggestion. The bus is ``redis_url`` (or
-    ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``), a ``transport`` you built, or
-    an in-process ``hub``.
-    ``concurrency`` is how many turns each hosted agent runs at once; a worker fetches no
-    more than that, so the rest stays in the inbox for other replicas.
-    """
+    """Hosts some (default: all) agents of a team on the bus (``redis_url``, a ``transport``
+    or an in-process ``hub``). Each runs ``concurrency`` turns at once and fetches no more,
+    so the rest stays in the inbox for other replicas."""
 
     def __init__(
         self,
@@ -313,10 +282,10 @@ class Worker:
                 )
         base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
         bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
-        self._transport, self._owns = resolve_transport(
+        self.transport, self._owns = resolve_transport(
             redis_url, transport=transport, hub=hub, prefix=prefix
         )
-        self.where = str(getattr(self._transport, "where", "the in-process bus"))
+        self.where = str(getattr(self.transport, "where", "the in-process bus"))
         self.hosted: list[HostedAgent] = []
         for name in names:
             handle = orchestrator.handles.get(name)
@@ -328,7 +297,7 @@ class Worker:
             self.hosted.append(
                 HostedAgent(
                     handle,
-                    transport=self._transport,
+                    transport=self.transport,
                     settings=bus_settings,
                     secret=secret,
                     concurrency=concurrency,
@@ -338,15 +307,10 @@ class Worker:
             )
         self._started: list[HostedAgent] = []
 
-    @property
-    def transport(self) -> Transport:
-        return self._transport
-
     async def start(self) -> None:
-        """Connect (bad URL or credentials raise a ConfigError here), then register every
-        hosted agent."""
+        """Connect (bad URL or credentials: a ConfigError), then register every agent."""
         if self._owns:
-            await self._transport.connect()
+            await self.transport.connect()
         try:
             for agent in self.hosted:
                 await agent.start()
@@ -363,26 +327,11 @@ class Worker:
         finally:
             if self._owns:
                 with contextlib.suppress(MassGenError):
-                    await self._transport.close()
+                    await self.transport.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-def _retry_policy(backend: Backend) -> RetryPolicy | None:
-    """The retry policy somewhere in the chain of wrappers."""
-    return next((b.policy for b in layers(backend) if isinstance(b, RetryingBackend)), None)
-
-
-def _short(error: BaseException) -> str:
-    text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
-    return text.splitlines()[0][:300] if text else type(error).__name__

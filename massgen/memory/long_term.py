@@ -1,21 +1,11 @@
 """Long-term memory: what past runs decided, recalled when it is relevant again.
 
-After each run, every agent with ``memory.long_term`` stores one item: the task, the team's
-final answer, the agent's own answer and the decision (winner and votes). Before an agent
-answers a task (phases ``answer``, ``step``, ``aggregate``; not review or presentation
-prompts, which are about the answers in front of it), the items most relevant to the prompt
-are added to its context, marked as recalled memory: ranked by BM25 over the words of the
-task and answers (the store's full-text index, :meth:`~massgen.store.base.Store.search`), the
-best ``recall`` of them that fit ``recall_budget`` tokens.
-
-Items are JSON records in a store log: ``memory:agent:{name}`` per agent, or ``memory:team``
-for agents with ``long_term_scope: team``. Retention: at most ``max_items`` per log (oldest
-dropped first) and none older than ``max_age_days``.
-
-For semantic recall, pass ``embed``: a function from a list of texts to a list of vectors
-(sync or async, e.g. a sentence-transformers model or an embeddings API). Items are then
-ranked by cosine similarity; their vectors are computed when they are stored. The default
-needs no model.
+After each run, every agent with ``memory.long_term`` stores one item (task, final answer,
+its own answer, the decision) in a store log: ``memory:agent:{name}``, or ``memory:team``.
+Before a turn on the task itself, the best ``recall`` items that fit ``recall_budget``
+tokens are added to its context: ranked by BM25 through the store's full-text index, or by
+cosine similarity when you pass ``embed`` (texts -> vectors, sync or async). Retention:
+``max_items`` per log, none older than ``max_age_days``.
 """
 
 from __future__ import annotations
@@ -39,15 +29,10 @@ if TYPE_CHECKING:
 
 Embed = Callable[[list[str]], "list[list[float]] | Awaitable[list[list[float]]]"]
 
-RECALL_PHASES = frozenset({"answer", "step", "aggregate"})
-"""Turns before which memory is recalled: the ones that work on the task itself."""
-
-CANDIDATES_PER_RECALL = 8
-"""Recall picks its items among the ``recall`` × this best matches (those that fit the budget)."""
-
+RECALL_PHASES = frozenset({"answer", "step", "aggregate"})  # turns on the task itself
+CANDIDATES_PER_RECALL = 8  # recall picks among the recall x this best matches
 TEAM_LOG = "memory:team"
-AGENT_INDEX = "memory:agents"
-"""Log of the agent names that have a memory of their own (a store cannot list its logs)."""
+AGENT_INDEX = "memory:agents"  # agents with a memory of their own (a store cannot list logs)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset(
@@ -76,8 +61,7 @@ class MemoryItem:
     own: str = ""
     agent: str = ""
     winner: str | None = None
-    votes: list[tuple[str, str]] = field(default_factory=list)
-    """(voter, voted for) pairs of the last round."""
+    votes: list[tuple[str, str]] = field(default_factory=list)  # (voter, for) of the last round
     run_id: str = ""
     at: float = 0.0
     id: str = ""
@@ -135,11 +119,8 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 class LongTermMemory:
-    """One memory log in a store, with its recall and retention settings.
-
-    ``store`` may be bound later (:meth:`bind`): the orchestrator gives its memory store to
-    agents built from a config.
-    """
+    """One memory log in a store (bound later for agents built from a config), with its
+    recall and retention settings."""
 
     def __init__(
         self,
@@ -190,8 +171,7 @@ class LongTermMemory:
         if self.max_age is not None:
             cutoff = self.clock() - self.max_age
             raw = await store.read(self.log)
-            # Items are appended as they are made, so the expired ones lead the log: drop
-            # that many from its front (no rewrite, so what others append meanwhile stays).
+            # The expired items lead the log: drop that many from its front (no rewrite).
             expired = next(
                 (n for n, r in enumerate(raw) if MemoryItem.from_json(r).at >= cutoff), len(raw)
             )
@@ -216,7 +196,7 @@ class LongTermMemory:
         return await self._search_words(query, k)
 
     async def _search_words(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
-        """BM25 through the store's index, asking for more when expired items took places."""
+        """BM25 through the store's index; asks for more when expired items took places."""
         store = self._store()
         terms = " ".join(words(query))
         limit = k if k is not None else max(await store.length(self.log), 1)
@@ -252,15 +232,11 @@ class LongTermMemory:
         return ranked[: k if k is not None else len(ranked)]
 
     async def recall_for(self, agent: str, turn: Turn) -> list[str]:
-        """The recalled items to show ``agent`` before ``turn``: the best ``recall`` items
-        that fit ``recall_budget`` tokens, one per run."""
+        """What to show ``agent`` before ``turn``: the best ``recall`` items that fit
+        ``recall_budget`` tokens, one per run."""
         if turn.phase not in RECALL_PHASES or self.recall == 0:
             return []
-        # The best few matches are the candidates (those that fit the budget are recalled).
-        return self._fit(await self.search(turn.prompt, CANDIDATES_PER_RECALL * self.recall))
-
-    def _fit(self, ranked: list[tuple[float, MemoryItem]]) -> list[str]:
-        """The best ``recall`` of ``ranked`` that fit ``recall_budget`` tokens, one per run."""
+        ranked = await self.search(turn.prompt, CANDIDATES_PER_RECALL * self.recall)
         out: list[str] = []
         runs: set[str] = set()
         used = 0
@@ -293,8 +269,8 @@ class LongTermMemory:
 
 
 def own_answer(result: RunResult, agent: str) -> str:
-    """``agent``'s final word in ``result``: its latest answer or revision, else its last
-    step, synthesis or presentation ("" if it gave none)."""
+    """``agent``'s final word in ``result``: its latest answer, step, synthesis or
+    presentation ("" if none)."""
     latest = result.latest_answers().get(agent)
     if latest:
         return latest

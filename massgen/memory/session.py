@@ -1,22 +1,16 @@
 """Sessions: a named conversation that continues across runs, processes and machines.
 
-Everything lives in a :class:`~massgen.store.Store` (the SQLite file by default, Redis when
-the team has ``redis:``), so a second ``massgen run --session NAME`` on any machine sharing
-the store sees what the first one left. Layout (under the store's own prefix on Redis):
-
-========================================  ======  =============================================
-``session:{name}:turns:{agent}``          log     one JSON record per run: task, answer, run id
-``session:{name}:summary:{agent}``        key     the running summary and how many records it folds
-``session:{name}:meta``                   key     created, updated, runs, agents
-``sessions``                              log     every session name, in order of creation
-========================================  ======  =============================================
+Kept in a :class:`~massgen.store.Store` (the SQLite file, or Redis when the team has
+``redis:``): ``session:{name}:turns:{agent}`` (log: task, answer, run id per run),
+``session:{name}:summary:{agent}`` (the running summary and how many records it folds),
+``session:{name}:meta`` (created, updated, runs, agents) and the ``sessions`` log of names.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from massgen.errors import ConfigError
@@ -46,8 +40,7 @@ class Exchange:
     at: float = 0.0
 
     def to_json(self) -> bytes:
-        data = {"task": self.task, "answer": self.answer, "run_id": self.run_id, "at": self.at}
-        return json.dumps(data, ensure_ascii=False).encode()
+        return json.dumps(asdict(self), ensure_ascii=False).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Exchange:
@@ -64,13 +57,7 @@ class SessionInfo:
     agents: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "created": self.created,
-            "updated": self.updated,
-            "runs": self.runs,
-            "agents": list(self.agents),
-        }
+        return asdict(self)
 
 
 class Sessions:
@@ -83,8 +70,7 @@ class Sessions:
         return [Exchange.from_json(r) for r in await self.store.read(_turns(name, agent))]
 
     async def summary(self, name: str, agent: str) -> tuple[str, int]:
-        """The running summary of ``agent`` in session ``name`` and how many of its oldest
-        exchanges it replaces (``("", 0)`` when there is none)."""
+        """``agent``'s running summary and how many oldest exchanges it replaces."""
         raw = await self.store.get(f"session:{name}:summary:{agent}")
         if raw is None:
             return "", 0

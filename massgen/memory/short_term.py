@@ -1,24 +1,14 @@
-"""What one agent keeps in its context: the session's earlier turns, cut by its strategy.
+"""What one agent keeps in its context: the session's earlier exchanges, cut by its strategy.
 
-Strategies send every turn of a run as a fresh prompt (a consensus review embeds the
-answers), so within one run there is nothing to remember. Memory is the conversation of a
-*session*: at the end of each run every agent's exchange (the task and its own final answer:
-its answer, its latest revision, its pipeline step or its synthesis) is appended to the
-session; the next run in that session starts with them as prior user/assistant turns. Votes
-and review prompts are not replayed (they refer to anonymous labels of a finished run); the
-decision goes to long-term memory instead.
+Within a run every turn is a fresh prompt; memory is the *session*: after each run every
+agent's exchange (the task and its own final answer) is appended, and the next run starts
+with them as prior turns (votes and review prompts are not replayed; the decision goes to
+long-term memory). ``full`` keeps every exchange (cut only by the context window);
+``sliding_window`` the newest that fit ``size`` tokens; ``summary`` folds the oldest into a
+running summary, written once by the agent's backend (or the ``summarizer``'s) and stored.
 
-- ``full``: every earlier exchange (cut only by the model's context window).
-- ``sliding_window``: the system prompt and the newest exchanges that fit ``size`` tokens.
-- ``summary``: when the system prompt, summary and exchanges exceed ``size``, the oldest
-  exchanges are folded into a running summary, written by the agent's own backend (or the
-  ``summarizer`` agent's) and kept in the session, so it is written once, not every run.
-
-A turn answered by a worker elsewhere gets the same memory as a :class:`MemoryContext`: the
-run loads the session and recalls long-term items, the worker composes the request from
-them in a :meth:`Conversation.fork` of its own (never its agent's shared conversation) and
-returns any summary it wrote as a :class:`Folded`, which the run stores
-(:meth:`Conversation.keep`).
+A worker answers with the same memory: the run sends a :class:`MemoryContext`, the worker
+composes the request in a :meth:`Conversation.fork` and returns any :class:`Folded` summary.
 """
 
 from __future__ import annotations
@@ -40,8 +30,7 @@ if TYPE_CHECKING:
     from massgen.agents.loop import OnEvent
     from massgen.backends.base import Backend
 
-REQUEST_OVERHEAD = 3
-"""Tokens every request costs beyond its messages (the reply's priming)."""
+REQUEST_OVERHEAD = 3  # tokens every request costs beyond its messages (the reply's priming)
 
 SUMMARY_SYSTEM = (
     "You condense a conversation for your own later use. Keep facts, decisions, names, "
@@ -51,23 +40,18 @@ SUMMARY_SYSTEM = (
 
 @dataclass(frozen=True, slots=True)
 class MemoryContext:
-    """The memory one turn sees, as a value: what a run sends along with a turn that a
-    worker answers (the run owns the session and the long-term store; the worker owns the
-    model, so it composes the request and writes any summary)."""
+    """The memory one turn sees, as a value: what a run sends with a turn a worker answers."""
 
     summary: str = ""
-    exchanges: tuple[Exchange, ...] = ()
-    """The session's exchanges the summary does not cover, oldest first."""
+    exchanges: tuple[Exchange, ...] = ()  # those the summary does not cover, oldest first
     recalled: tuple[str, ...] = ()
-    fold: bool = False
-    """The run's first turn of this agent: fold what no longer fits into the summary."""
+    fold: bool = False  # the run's first turn of this agent: fold what no longer fits
 
 
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """A summary written before a turn: ``text`` replaces the previous summary and the
-    oldest ``count`` exchanges. ``writer`` is the agent whose backend wrote it, with the
-    ``prompt`` it was given and its ``completion`` (usage, model, latency)."""
+    """A summary written before a turn: ``text`` replaces the previous one and the oldest
+    ``count`` exchanges; ``writer`` wrote it from ``prompt``, as ``completion``."""
 
     text: str
     count: int
@@ -99,22 +83,18 @@ class Conversation:
     ) -> None:
         self.strategy = strategy
         self.size = size
-        self.context_window = context_window
-        """Overrides the model's known window (``memory.context_window``)."""
+        self.context_window = context_window  # overrides the model's known window
         self.summarizer = summarizer
         self.estimator = TokenEstimator()
         self.summary = ""
         self.exchanges: list[Exchange] = []
-        self.recalled: list[str] = []
-        """Long-term items recalled for the current turn (set before each turn)."""
-        """Usage of the summaries written so far (they are also reported as events)."""
+        self.recalled: list[str] = []  # long-term items recalled for the current turn
         self._sessions: Sessions | None = None
         self._session = ""
         self._agent = ""
         self._covered = 0
         self._loaded = True
-        self.lock = asyncio.Lock()
-        """Held while a run's first turn loads the session (and folds it into the summary)."""
+        self.lock = asyncio.Lock()  # held while a run's first turn loads (and folds) the session
 
     def attach(self, sessions: Sessions | None, name: str, agent: str) -> None:
         """Follow session ``name`` (``sessions`` None: no session); loaded on the next turn."""
@@ -123,8 +103,7 @@ class Conversation:
         self._loaded = sessions is None
 
     def fork(self, context: MemoryContext) -> Conversation:
-        """A conversation of this agent's strategy and budget holding ``context``: one turn's
-        memory, apart from this one's (it shares only the token estimator)."""
+        """A conversation of this strategy holding one turn's ``context``, apart from this."""
         conv = Conversation(
             self.strategy,
             self.size,
@@ -138,7 +117,6 @@ class Conversation:
 
     @property
     def needs_load(self) -> bool:
-        """A session is attached and the run's first turn has not loaded it yet."""
         return not self._loaded
 
     @property
@@ -160,10 +138,8 @@ class Conversation:
     def system(self, role: str) -> list[ChatMessage]:
         return self._system(role, self.summary)
 
-    # -- before a turn ------------------------------------------------------------------------
     async def load(self) -> bool:
-        """Load the attached session's summary and exchanges, once per run. ``True`` when this
-        call loaded it (the run's first turn); hold :attr:`lock` around it."""
+        """Load the attached session once per run (hold :attr:`lock`); ``True`` if this did."""
         if self._loaded or self._sessions is None:
             return False
         self._loaded = True
@@ -174,8 +150,8 @@ class Conversation:
         return True
 
     async def prepare(self, agent: Agent, backend: Backend, on_event: OnEvent | None) -> Usage:
-        """Load the session on the first turn of a run and, for ``summary``, fold what no
-        longer fits into the summary. Returns the usage of the summary request, if any."""
+        """Load the session on a run's first turn and fold what no longer fits; the usage of
+        the summary request, if any."""
         async with self.lock:
             if not await self.load():
                 return Usage()
@@ -188,9 +164,8 @@ class Conversation:
     async def fold(
         self, agent: Agent, backend: Backend, on_event: OnEvent | None = None
     ) -> Folded | None:
-        """For ``summary``: write the summary that folds the oldest exchanges no longer
-        fitting ``size`` (with ``backend``, or the summarizer's); :meth:`keep` applies it.
-        ``None`` when all fits."""
+        """For ``summary``: the summary folding the oldest exchanges that no longer fit
+        ``size`` (``None`` when all fits); :meth:`keep` applies it."""
         if not self.may_fold:
             return None
         count = self._to_fold(agent.role)
@@ -199,8 +174,7 @@ class Conversation:
         return await self._summarize(agent, backend, on_event, count)
 
     async def keep(self, folded: Folded) -> None:
-        """Take ``folded`` (written here by :meth:`fold`, or by the worker that answered the
-        turn) as the summary, and store it in the session so later runs start from it."""
+        """Take ``folded`` (written here or by a worker) as the summary and store it."""
         self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
         self._covered += folded.count
         if self._sessions is not None:
@@ -247,17 +221,13 @@ class Conversation:
             on_event(summary_events(folded, who.cost_of(done))[1])
         return folded
 
-    # -- the request --------------------------------------------------------------------------
     def compose(
         self, role: str, prompt: str, *, model: str | None, reserve: int = 0
     ) -> tuple[ChatMessage, ...]:
-        """The messages of one request: system prompt (with the summary), the history the
-        strategy keeps, then the prompt (after any recalled memory).
-
-        Never more than the model's context window (less ``reserve`` output tokens): the
-        oldest history goes first, then the least relevant recalled items, then the summary;
-        :class:`ContextLimitExceeded` if the role and prompt alone do not fit.
-        """
+        """System prompt (with the summary), kept history, recalled memory and the prompt,
+        within the context window less ``reserve``: the oldest history goes first, then the
+        least relevant recalled items, then the summary (ContextLimitExceeded if the role
+        and prompt alone do not fit)."""
         return self._compose(
             role, prompt, model, reserve, self.history(), list(self.recalled), self.summary
         )
@@ -265,9 +235,8 @@ class Conversation:
     def window(
         self, role: str, prompt: str, *, model: str | None, reserve: int = 0
     ) -> RequestWindow | None:
-        """What keeps a tool loop's follow-up requests within the context window (``None``
-        when the model's window is unknown): the turn's opening messages, composed from this
-        conversation as it is now, with room left for the loop's own messages."""
+        """What keeps a tool loop's follow-up requests within the context window (``None``:
+        window unknown): the opening messages, with room left for the loop's own."""
         window = context_window(model, self.context_window)
         if window is None:
             return None

@@ -1,10 +1,5 @@
-"""Cutting a conversation to a token budget without breaking it.
-
-A conversation is cut only between *blocks*: an assistant message that calls tools is one
-block with the tool results that answer it, so a call is never separated from its result
-(providers refuse a result without its call, and a call without its result); every other
-message is a block of its own.
-"""
+"""Cutting a conversation to a token budget only between *blocks*: a tool-calling message
+and its results stay together (providers refuse one without the other)."""
 
 from __future__ import annotations
 
@@ -36,11 +31,8 @@ def _open_calls(block: list[ChatMessage]) -> bool:
 
 
 def newest_fitting(history: Sequence[ChatMessage], budget: int, count: Count) -> list[ChatMessage]:
-    """The newest whole blocks of ``history`` whose tokens add up to at most ``budget``.
-
-    Blocks are taken from the newest backwards and the first that does not fit stops the
-    walk: what is kept is always a contiguous, most recent stretch of the conversation.
-    """
+    """The newest whole blocks of ``history`` within ``budget`` tokens: a contiguous,
+    most recent stretch (the first block that does not fit stops the walk)."""
     kept: list[list[ChatMessage]] = []
     used = 0
     for block in reversed(blocks(history)):
@@ -52,28 +44,11 @@ def newest_fitting(history: Sequence[ChatMessage], budget: int, count: Count) ->
     return [m for block in reversed(kept) for m in block]
 
 
-def sliding_window(
-    system: Sequence[ChatMessage],
-    history: Sequence[ChatMessage],
-    size: int,
-    count: Count,
-) -> list[ChatMessage]:
-    """The system messages, then the newest blocks of ``history`` that fit ``size`` tokens
-    with them (the system prompt is always kept, even when it alone exceeds ``size``)."""
-    fixed = sum(count(m) for m in system)
-    return [*system, *newest_fitting(history, max(0, size - fixed), count)]
-
-
 @dataclass(frozen=True, slots=True)
 class RequestWindow:
-    """What keeps every request of one turn within the model's context window.
+    """Keeps a tool loop's requests within the context window: before each follow-up it asks
+    :attr:`opening` for the turn's opening messages with room left for its own."""
 
-    A tool loop adds the model's calls and their results to the turn's opening messages;
-    before each follow-up request it asks :attr:`opening` for those messages with room left
-    for its own (earlier-turn memory trimmed as needed, down to the role and prompt alone).
-    """
-
-    limit: int
-    """Tokens the messages may take: the window less the reserved answer and overhead."""
+    limit: int  # tokens the messages may take: the window less the answer and overhead
     count: Count
     opening: Callable[[int], tuple[ChatMessage, ...]]

@@ -1,20 +1,10 @@
 """Serve repeated LLM requests from a :class:`~massgen.store.base.Store`, making no provider call.
 
-A re-run of a finished batch, or an agent asked the same thing twice, costs nothing and
-takes milliseconds. The key is a SHA-256 of canonical JSON over everything that shapes the
-answer: the backend (provider, class, endpoint), the model, the messages, the tools and
-tool choice, the provider-side tools (web search and its limits), temperature, max_tokens
-and ``extra``; not the request ``timeout``, which does not change the answer. A stored
-answer keeps the sources and provider-side calls it came with.
-
-Only successful answers are stored, so an error is never replayed: the next identical
-request reaches the provider again. Stored too are answers cut at ``max_tokens``
-(``finish_reason="length"``): the same request would be cut at the same place again, and
-raising ``max_tokens`` changes the key. Not stored: ``content_filter`` and ``other``
-finishes, and empty answers with no tool calls; those are often transient.
-
-The store failing (Redis down, disk full) never fails a request: it is logged, counted in
-``store_errors``, and the request goes to the provider as if the cache were not there.
+The key is a SHA-256 of canonical JSON over everything that shapes the answer (backend,
+model, messages, tools, provider-side tools, temperature, max_tokens, ``extra``; not the
+timeout). Only successful answers are stored, those cut at ``max_tokens`` included; never an
+error, a filtered or empty answer (docs/cache.md says why). A store that fails never fails a
+request: it is logged, counted in ``store_errors``, and the provider is asked.
 """
 
 from __future__ import annotations
@@ -30,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
-from massgen.resilience.requestlog import current_agent
+from massgen.resilience.wrapper import Wrapper
 from massgen.serialize import completion_from_dict, completion_to_dict
-from massgen.types import Completion, CompletionRequest, StreamChunk, ToolCall
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -69,10 +59,6 @@ def _canonical(payload: Any) -> bytes:
     ).encode()
 
 
-def _tool_call(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
-
-
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
     """The hex SHA-256 naming ``request`` sent to ``model`` of ``provider``.
 
@@ -88,7 +74,9 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
             {
                 "role": m.role,
                 "content": m.content,
-                "tool_calls": [_tool_call(c) for c in m.tool_calls],
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls
+                ],
                 "tool_call_id": m.tool_call_id,
                 "name": m.name,
             }
@@ -172,7 +160,7 @@ def pieces(text: str, count: int = _STREAM_PIECES) -> list[str]:
     return out
 
 
-class CachingBackend(Backend):
+class CachingBackend(Wrapper):
     """Wraps a backend; identical requests are answered from ``store``.
 
     Entries live ``ttl`` seconds (``None``: until cleared) under
@@ -189,20 +177,14 @@ class CachingBackend(Backend):
         *,
         namespace: str = "default",
     ) -> None:
-        super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
+        super().__init__(inner)
         self.store = store
         self.ttl = ttl
         self.namespace = namespace
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
         self.hits = 0
         self.misses = 0
         self.store_errors = 0
         self._identity = backend_identity(inner)
-
-    def describe(self) -> str:
-        return self.inner.describe()
 
     def key_for(self, request: CompletionRequest) -> str | None:
         """The store key of ``request``, or ``None`` if it cannot be keyed (not cached)."""
@@ -245,7 +227,7 @@ class CachingBackend(Backend):
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
 
-    def _count(self, key: str | None, hit: Completion | None) -> None:
+    def _count(self, request: CompletionRequest, key: str | None, hit: Completion | None) -> None:
         if hit is not None:
             self.hits += 1
         else:
@@ -254,7 +236,7 @@ class CachingBackend(Backend):
             log.debug(
                 "cache %s agent=%s key=%s%s",
                 "miss" if hit is None else "hit",
-                current_agent.get() or "-",
+                (request.call.agent if request.call else "") or "-",
                 key[: len(KEY_PREFIX) + len(self.namespace) + 13] if key else "-",
                 f" model={hit.model} tokens={hit.usage.total_tokens} saved" if hit else "",
             )
@@ -262,7 +244,7 @@ class CachingBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         key = self.key_for(request)
         hit = await self._lookup(key)
-        self._count(key, hit)
+        self._count(request, key, hit)
         if hit is not None:
             return hit
         completion = await self.inner.complete(request)
@@ -272,7 +254,7 @@ class CachingBackend(Backend):
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         key = self.key_for(request)
         hit = await self._lookup(key)
-        self._count(key, hit)
+        self._count(request, key, hit)
         if hit is not None:
             for delta in pieces(hit.text):
                 yield StreamChunk(delta=delta)
@@ -287,6 +269,3 @@ class CachingBackend(Backend):
     async def clear(self) -> int:
         """Delete this namespace's entries; how many there were."""
         return await self.store.delete_prefix(f"{KEY_PREFIX}{self.namespace}:")
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -1,38 +1,26 @@
 """Retry transient provider failures with exponential backoff, jitter and Retry-After.
 
-One retry budget: the SDKs' own retries are off, so ``max_retries`` here is the whole story.
-Retried: errors whose ``retryable`` flag is set (timeouts, connection errors, 408, 409, 429,
-5xx, 529). Never retried: authentication and other 4xx. A stream is retried from the start
-only if it failed before its final chunk.
-
-The loop is hand-written rather than tenacity's: it must wrap an async generator, which
-tenacity's attempt context cannot do safely (it would swallow the generator's exit).
+One retry budget (the SDKs' own retries are off). Retried: errors whose ``retryable`` flag is
+set; never authentication, other 4xx or an open circuit. A stream is retried from the start
+only if it failed before its final chunk. Hand-written: tenacity's attempt context cannot
+wrap an async generator safely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
-from massgen.resilience.requestlog import current_agent, current_attempt
-from massgen.types import Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Wrapper
+from massgen.types import CallContext, Completion, CompletionRequest, StreamChunk
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-RetryListener = Callable[[int, int, float, BaseException], None]
-"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
-
-#: Set by whoever runs a turn (the run context) to hear about retries of *its* request;
-#: a context variable because one backend serves several agents at once.
-retry_listener: ContextVar[RetryListener | None] = ContextVar("retry_listener", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,71 +49,56 @@ def retryable(error: BaseException) -> bool:
     return isinstance(error, ProviderError) and error.retryable
 
 
-class RetryingBackend(Backend):
-    """Wraps a backend; same interface, transient failures retried."""
+class RetryingBackend(Wrapper):
+    """Wraps a backend; same interface, transient failures retried. Each attempt's request
+    carries its number (``request.call.attempt``) for the request log."""
 
     def __init__(self, inner: Backend, policy: RetryPolicy, *, seed: int | None = None) -> None:
-        super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
         self._rng = random.Random(seed)
 
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    async def _pause(self, attempt: int, error: BaseException) -> None:
+    async def _pause(self, attempt: int, error: BaseException, call: CallContext | None) -> None:
         if attempt > self.policy.max_retries or not retryable(error):
             raise error
         wait = self.policy.delay(attempt, error, self._rng)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s",
-                current_agent.get() or "-",
+                (call.agent if call else "") or "-",
                 attempt,
                 self.policy.max_retries,
                 wait,
                 str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
             )
-        listener = retry_listener.get()
-        if listener is not None:
-            listener(attempt, self.policy.max_retries, wait, error)
+        if call is not None and call.on_retry is not None:
+            call.on_retry(attempt, self.policy.max_retries, wait, error)
         await asyncio.sleep(wait)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 0
         while True:
             try:
-                return await _numbered(attempt, self.inner.complete, request)
+                return await self.inner.complete(_numbered(request, attempt))
             except ProviderError as error:
                 attempt += 1
-                await self._pause(attempt, error)
+                await self._pause(attempt, error, request.call)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         attempt = 0
         while True:
             try:
-                async for chunk in _numbered(attempt, self.inner.stream, request):
+                async for chunk in self.inner.stream(_numbered(request, attempt)):
                     yield chunk
                 return
             except ProviderError as error:
                 attempt += 1
-                await self._pause(attempt, error)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+                await self._pause(attempt, error, request.call)
 
 
-def _numbered(
-    retries: int, call: Callable[[CompletionRequest], T], request: CompletionRequest
-) -> T:
-    """``call(request)``, told it is attempt ``retries + 1`` (the request log reads the
-    attempt when it is called: only the call, never the wait, is inside the context)."""
+def _numbered(request: CompletionRequest, retries: int) -> CompletionRequest:
+    """``request`` as attempt ``retries + 1``."""
     if not retries:
-        return call(request)
-    token = current_attempt.set(retries + 1)
-    try:
-        return call(request)
-    finally:
-        current_attempt.reset(token)
+        return request
+    call = dataclasses.replace(request.call or CallContext(), attempt=retries + 1)
+    return dataclasses.replace(request, call=call)

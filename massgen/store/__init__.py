@@ -1,9 +1,5 @@
 """massgen.store: key/value with TTL plus append-only logs, on SQLite, Redis or in memory.
-
-One interface (:class:`Store`) and one contract test suite for all three, so the cache,
-sessions and memory run the same embedded and distributed. Importing this package does not
-import redis; :class:`RedisStore` is loaded on first use.
-"""
+Importing it does not import redis: :class:`RedisStore` loads on first use."""
 
 from __future__ import annotations
 

@@ -1,42 +1,29 @@
-"""The Store interface: key/value with TTL, plus append-only logs.
+"""The Store interface: key/value with TTL, plus append-only logs searchable by words.
 
-One narrow interface serves the response cache, sessions (append turns, read them back),
-long-term memory (append items, search them by their words) and agent state, so each of
-those works the same on the embedded SQLite file and on Redis. Keys and logs are two
-separate namespaces: ``delete_prefix`` and ``count`` never touch a log, and a log named like
-a key is another thing.
-
-Failures of the medium (disk full, Redis gone) raise :class:`~massgen.errors.TransportError`;
-misuse (a negative TTL) raises :class:`ValueError`.
+One narrow interface for the response cache, sessions, long-term memory and agent state, so
+each works the same on SQLite and Redis. Keys and logs are separate namespaces. Failures of
+the medium raise :class:`~massgen.errors.TransportError`; misuse raises ValueError.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 
 class Store(ABC):
-    """Async key/value store with expiry, and append-only logs of byte records.
+    """Async key/value store with expiry, and append-only logs of opaque byte records. An
+    entry past its TTL is never returned or counted, whatever the medium still holds."""
 
-    Values and records are opaque bytes: you pick the encoding (JSON, msgpack...). Expiry is
-    exact to the reader: an entry past its TTL is never returned or counted, even if the
-    medium has not reclaimed its space yet.
-    """
-
-    # -- key/value -------------------------------------------------------------------------
     @abstractmethod
     async def get(self, key: str) -> bytes | None:
         """The value under ``key``, or ``None`` if there is none or it expired."""
 
     @abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``, replacing any old value and its TTL.
-
-        ``ttl`` is in seconds; ``None`` keeps the value until it is deleted.
-        """
+        """Store ``value`` under ``key``, replacing any old value and its TTL (seconds;
+        ``None``: until deleted)."""
 
     @abstractmethod
     async def delete(self, key: str) -> bool:
@@ -50,17 +37,13 @@ class Store(ABC):
     async def count(self, prefix: str = "") -> int:
         """How many live keys start with ``prefix``."""
 
-    # -- logs ------------------------------------------------------------------------------
     @abstractmethod
     async def append(self, log: str, record: bytes) -> None:
         """Add ``record`` at the end of ``log`` (created on first append)."""
 
     @abstractmethod
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
-        """Records of ``log`` oldest first, as ``records[start:][:limit]`` would give them.
-
-        A negative ``start`` counts from the end: ``read(log, -10)`` is the last ten.
-        """
+        """Records of ``log`` oldest first, as ``records[start:][:limit]`` gives them."""
 
     @abstractmethod
     async def length(self, log: str) -> int:
@@ -74,17 +57,14 @@ class Store(ABC):
     async def search(
         self, log: str, query: str, text: Callable[[bytes], str], limit: int
     ) -> list[tuple[float, bytes]]:
-        """The records of ``log`` sharing a word with ``query``, best first, at most ``limit``.
+        """The records of ``log`` sharing a word with ``query``, best first, at most
+        ``limit``, with their BM25 score (> 0; newer first among equals).
 
-        Each comes with its BM25 score (> 0; newer first among equals). ``text(record)``
-        gives the words a record is found by: the store indexes them the first time a search
-        sees the record, and drops them when a trim drops it, so a search costs about the
-        same at ten records or ten thousand. Pass the same ``text`` for a log every time.
-        Words are compared case-folded, as SQLite FTS5's ``unicode61`` tokenizer splits them;
-        drop the ones that should never match (stop words) from both sides yourself.
+        ``text(record)`` gives a record's words (pass the same one for a log every time);
+        words compare case-folded as FTS5's ``unicode61`` splits them; drop stop words
+        from both sides yourself.
         """
 
-    # -- lifecycle -------------------------------------------------------------------------
     @abstractmethod
     async def aclose(self) -> None:
         """Release the file or connections. The store is unusable afterwards."""
@@ -92,12 +72,7 @@ class Store(ABC):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
 

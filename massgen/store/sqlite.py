@@ -1,18 +1,10 @@
 """The embedded default store: one SQLite file, shared safely by several processes.
 
-WAL mode lets readers run while one process writes; a busy timeout makes writers from other
-processes queue instead of failing. ``synchronous=NORMAL`` (the usual WAL pairing) never
-corrupts the file; a power cut may lose the last few writes, which a cache or a session log
-can afford.
-
-sqlite3 blocks, so every call runs on one worker thread owned by the store: the event loop
-never waits on the disk, and the single connection needs no locking of its own. Reads that
-arrive together share one trip to that thread, and so do writes (one transaction): a cache
-serving a batch asks for, and stores, hundreds of keys at once, and each trip costs more
-than the read or write it carries.
-
-:meth:`~SQLiteStore.search` uses SQLite's own full-text index (FTS5), one per searched log,
-in the same file (:mod:`massgen.store.words`).
+WAL lets readers run while one process writes, a busy timeout queues writers, and
+``synchronous=NORMAL`` never corrupts the file (a power cut may lose the last writes). Every
+call runs on the store's own thread, so the event loop never waits on the disk; reads made
+together share one trip there, and writes one transaction (a batch's cache asks hundreds at
+once). :meth:`~SQLiteStore.search` uses FTS5 in the same file (:mod:`massgen.store.words`).
 """
 
 from __future__ import annotations
@@ -23,12 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from massgen.errors import TransportError
 from massgen.grouped import Grouped
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
-from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log
+from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log, transaction
 
 T = TypeVar("T")
 
@@ -53,38 +45,6 @@ def glob_prefix(prefix: str) -> str:
     return escaped + "*"
 
 
-def _select_many(c: sqlite3.Connection, keys: list[str], now: float) -> dict[str, bytes]:
-    """The live values of ``keys`` (those it has), by key."""
-    found: dict[str, bytes] = {}
-    for i in range(0, len(keys), _KEYS_PER_SELECT):
-        part = keys[i : i + _KEYS_PER_SELECT]
-        rows = c.execute(
-            f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(part))})"
-            " AND (expires IS NULL OR expires > ?)",
-            (*part, now),
-        )
-        found.update((k, bytes(v)) for k, v in rows)
-    return found
-
-
-def _insert_many(
-    c: sqlite3.Connection, rows: list[tuple[str, bytes, float | None]], sweep_at: float | None
-) -> None:
-    """Store ``rows`` (key, value, expires) in one transaction; then sweep if asked."""
-    c.execute("BEGIN IMMEDIATE")
-    try:
-        c.executemany(
-            "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-            [(k, sqlite3.Binary(v), e) for k, v, e in rows],
-        )
-        if sweep_at is not None:
-            _sweep(c, sweep_at)
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
-
-
 def _sweep(c: sqlite3.Connection, now: float) -> None:
     """Delete expired rows, taking the write lock only if there are any."""
     if c.execute("SELECT 1 FROM kv WHERE expires <= ? LIMIT 1", (now,)).fetchone():
@@ -92,12 +52,8 @@ def _sweep(c: sqlite3.Connection, now: float) -> None:
 
 
 class SQLiteStore(Store):
-    """:class:`~massgen.store.base.Store` in one SQLite file at ``path``.
-
-    The folder is created if missing. ``clock`` (epoch seconds, default :func:`time.time`)
-    decides expiry; it must be a wall clock because other processes share the file.
-    ``busy_timeout`` is how long a write waits for another process's transaction.
-    """
+    """:class:`~massgen.store.base.Store` in one SQLite file at ``path`` (its folder made if
+    missing). ``clock`` decides expiry: a wall clock, since other processes share the file."""
 
     def __init__(
         self,
@@ -122,19 +78,16 @@ class SQLiteStore(Store):
         )
 
     @property
-    def read_trips(self) -> int:
-        """Trips to the worker thread made for :meth:`get` (fewer than gets when grouped)."""
+    def read_trips(self) -> int:  # fewer than gets when grouped
         return self._gets.trips
 
     @property
-    def write_trips(self) -> int:
-        """Trips (transactions) made for :meth:`set` (fewer than sets when grouped)."""
+    def write_trips(self) -> int:  # transactions; fewer than sets when grouped
         return self._sets_grouped.trips
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
-    # -- plumbing (everything below runs on the worker thread) ----------------------------
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,27 +111,34 @@ class SQLiteStore(Store):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise TransportError(f"SQLite store {self.path} is closed")
-
-        def job() -> T:
-            return fn(self._connect())
-
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._worker, job)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._worker, lambda: fn(self._connect())
+            )
         except (sqlite3.Error, OSError) as e:
             raise TransportError(f"SQLite store {self.path}: {e}") from e
 
-    # -- key/value -------------------------------------------------------------------------
+    async def _exec(self, sql: str, *params: object) -> list[Any]:
+        return await self._run(lambda c: c.execute(sql, params).fetchall())
+
     async def get(self, key: str) -> bytes | None:
         if self._closed:
             raise TransportError(f"SQLite store {self.path} is closed")
         return await self._gets(key)
 
     def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
-        now = self.clock()
-        unique = list(dict.fromkeys(keys))
+        now, unique = self.clock(), list(dict.fromkeys(keys))
 
         def job(c: sqlite3.Connection) -> list[bytes | None]:
-            found = _select_many(c, unique, now)
+            found: dict[str, bytes] = {}
+            for i in range(0, len(unique), _KEYS_PER_SELECT):
+                part = unique[i : i + _KEYS_PER_SELECT]
+                rows = c.execute(
+                    f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(part))})"
+                    " AND (expires IS NULL OR expires > ?)",
+                    (*part, now),
+                )
+                found.update((k, bytes(v)) for k, v in rows)
             return [found.get(k) for k in keys]
 
         return job
@@ -187,18 +147,22 @@ class SQLiteStore(Store):
         check_ttl(ttl)
         if self._closed:
             raise TransportError(f"SQLite store {self.path} is closed")
-        expires = None if ttl is None else self.clock() + ttl
-        await self._sets_grouped((key, value, expires))
+        await self._sets_grouped((key, value, None if ttl is None else self.clock() + ttl))
 
     def _set_job(
         self, rows: list[tuple[str, bytes, float | None]]
     ) -> Callable[[sqlite3.Connection], list[None]]:
-        before = self._sets
-        self._sets += len(rows)
+        before, self._sets = self._sets, self._sets + len(rows)
         sweep_at = self.clock() if before // _SWEEP_EVERY != self._sets // _SWEEP_EVERY else None
 
         def job(c: sqlite3.Connection) -> list[None]:
-            _insert_many(c, rows, sweep_at)
+            with transaction(c):
+                c.executemany(
+                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                    [(k, sqlite3.Binary(v), e) for k, v, e in rows],
+                )
+                if sweep_at is not None:
+                    _sweep(c, sweep_at)
             return [None] * len(rows)
 
         return job
@@ -221,75 +185,53 @@ class SQLiteStore(Store):
         now = self.clock()
 
         def op(c: sqlite3.Connection) -> int:
-            c.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(c):
                 c.execute("DELETE FROM kv WHERE expires <= ?", (now,))
-                n = c.execute("DELETE FROM kv WHERE key GLOB ?", (glob_prefix(prefix),)).rowcount
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return n
+                return c.execute("DELETE FROM kv WHERE key GLOB ?", (glob_prefix(prefix),)).rowcount
 
         return await self._run(op)
 
     async def count(self, prefix: str = "") -> int:
-        now = self.clock()
+        [(n,)] = await self._exec(
+            "SELECT COUNT(*) FROM kv WHERE key GLOB ? AND (expires IS NULL OR expires > ?)",
+            glob_prefix(prefix),
+            self.clock(),
+        )
+        return int(n)
 
-        def op(c: sqlite3.Connection) -> int:
-            row = c.execute(
-                "SELECT COUNT(*) FROM kv WHERE key GLOB ? AND (expires IS NULL OR expires > ?)",
-                (glob_prefix(prefix), now),
-            ).fetchone()
-            return int(row[0])
-
-        return await self._run(op)
-
-    # -- logs ------------------------------------------------------------------------------
     async def append(self, log: str, record: bytes) -> None:
-        def op(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO logs (log, record) VALUES (?, ?)", (log, sqlite3.Binary(record)))
-
-        await self._run(op)
+        await self._exec(
+            "INSERT INTO logs (log, record) VALUES (?, ?)", log, sqlite3.Binary(record)
+        )
 
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
         check_limit(limit)
         sql_limit = -1 if limit is None else limit  # SQLite: a negative LIMIT means none
-
-        def op(c: sqlite3.Connection) -> list[bytes]:
-            if start >= 0:
-                rows = c.execute(
-                    "SELECT record FROM logs WHERE log = ? ORDER BY id LIMIT ? OFFSET ?",
-                    (log, sql_limit, start),
-                )
-            else:
-                rows = c.execute(
-                    "SELECT record FROM (SELECT id, record FROM logs WHERE log = ?"
-                    " ORDER BY id DESC LIMIT ?) ORDER BY id LIMIT ?",
-                    (log, -start, sql_limit),
-                )
-            return [bytes(r[0]) for r in rows]
-
-        return await self._run(op)
+        if start >= 0:
+            sql = "SELECT record FROM logs WHERE log = ? ORDER BY id LIMIT ? OFFSET ?"
+            rows = await self._exec(sql, log, sql_limit, start)
+        else:
+            sql = (
+                "SELECT record FROM (SELECT id, record FROM logs WHERE log = ?"
+                " ORDER BY id DESC LIMIT ?) ORDER BY id LIMIT ?"
+            )
+            rows = await self._exec(sql, log, -start, sql_limit)
+        return [bytes(r[0]) for r in rows]
 
     async def length(self, log: str) -> int:
-        def op(c: sqlite3.Connection) -> int:
-            return int(c.execute("SELECT COUNT(*) FROM logs WHERE log = ?", (log,)).fetchone()[0])
-
-        return await self._run(op)
+        [(n,)] = await self._exec("SELECT COUNT(*) FROM logs WHERE log = ?", log)
+        return int(n)
 
     async def trim(self, log: str, keep_last: int) -> None:
         check_keep(keep_last)
-
-        def op(c: sqlite3.Connection) -> None:
-            # Delete up to the newest record that must go; nothing if there are too few.
-            c.execute(
-                "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
-                " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (log, log, keep_last),
-            )
-
-        await self._run(op)
+        # Delete up to the newest record that must go; nothing if there are too few.
+        await self._exec(
+            "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            log,
+            log,
+            keep_last,
+        )
 
     async def search(
         self, log: str, query: str, text: Text, limit: int
@@ -297,7 +239,6 @@ class SQLiteStore(Store):
         check_limit(limit)
         return await self._run(lambda c: search_log(c, log, query, text, limit))
 
-    # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
         if self._closed:
             return

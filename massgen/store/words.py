@@ -1,27 +1,23 @@
-"""Finding a log's records by their words: SQLite FTS5, ranked by BM25.
+"""Finding a log's records by their words: SQLite FTS5, ranked by BM25, on a worker thread.
 
-The SQLite store keeps this index in its own file, beside the logs. The memory and Redis
-stores keep one in process (:class:`WordIndex`, an in-memory SQLite database holding a copy
-of the logs searched), brought up to date from the log before each search. Either way the
-indexing and the ranking run on a worker thread: the event loop never waits for them.
-
-A record is indexed by the words ``text(record)`` gives, the first time a search of its log
-sees it; deleting records from a log (a trim) removes theirs in the same transaction.
+The SQLite store keeps the index in its file; a store without one (Redis) keeps an
+in-memory copy of each searched log (:class:`WordIndex`), updated before each search. A
+record is indexed by ``text(record)`` the first time a search sees it; a trim drops its words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import TypeVar
 
 T = TypeVar("T")
 
-Text = Callable[[bytes], str]
-"""The words a record is found by, from its bytes."""
+Text = Callable[[bytes], str]  # the words a record is found by
 
 LOGS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -33,15 +29,25 @@ CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
 """
 
 WORDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log_words (
+CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its own
     log TEXT PRIMARY KEY,
     n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
 );
 """
-"""One full-text index per searched log, so a log's ranking (BM25's document frequencies
-and lengths) depends on its own records only, not on what else was searched."""
 
 _TOKENIZE = "unicode61 remove_diacritics 0 tokenchars '_'"
+
+
+@contextmanager
+def transaction(c: sqlite3.Connection, kind: str = "IMMEDIATE") -> Iterator[None]:
+    """One transaction on an autocommit connection: committed, or rolled back on error."""
+    c.execute(f"BEGIN {kind}")
+    try:
+        yield
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
 
 
 def match_any(query: str) -> str | None:
@@ -58,11 +64,8 @@ def _index_of(c: sqlite3.Connection, log: str) -> str | None:
 
 
 def _create_index(c: sqlite3.Connection, log: str) -> str:
-    """The index of ``log``, made now (in the caller's transaction) if it has none.
-
-    A trigger removes a record's words when the record leaves the log (a trim, whoever
-    does it), so the index never holds a record the log no longer has.
-    """
+    """The index of ``log``, made now if it has none, with a trigger that drops a record's
+    words when the record leaves the log (whoever trims it)."""
     table = _index_of(c, log)
     if table is not None:
         return table
@@ -91,16 +94,12 @@ def _newest_record(c: sqlite3.Connection, log: str) -> int:
 
 
 def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
-    """Index the records of ``log`` appended since its last search; its index table.
-
-    New rows always have larger ids than the indexed ones still there (a deleted row leaves
-    the index with it), so "not yet indexed" is "after the newest indexed".
-    """
+    """Index the records appended since the last search (those after the newest indexed:
+    ids only grow); the index table."""
     table = _index_of(c, log)
     if _newest_record(c, log) == _newest(c, table):
         return table
-    c.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(c):
         table = _create_index(c, log)
         after = _newest(c, table)  # again: another process may have done it meanwhile
         rows = c.execute(
@@ -110,10 +109,6 @@ def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
             f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
             [(i, text(bytes(r))) for i, r in rows],
         )
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
     return table
 
 
@@ -136,17 +131,13 @@ def search_log(
 
 
 Fetch = Callable[[int], Awaitable[tuple[int, int, list[bytes]]]]
-"""Given how many records of a log had ever been appended when it was last read (``seen``):
-how many have been now (``appended``), how many it holds (``held``), and the oldest of its
-``min(appended - seen, held)`` records not seen yet (all of them, or a first part)."""
+"""Given the appends ``seen`` at the last read: appends now, records held, and the oldest
+of the ``min(appended - seen, held)`` records not seen yet (all, or a first part)."""
 
 
 class WordIndex:
-    """Search for a store whose medium has none: a copy of each searched log, in memory.
-
-    Before a search, the store's ``fetch`` reports what the log gained and lost since the
-    last one; only that is copied, so a search costs the same at 10 or 10,000 records.
-    """
+    """An in-memory copy of each searched log, for a store whose medium cannot search; only
+    what ``fetch`` reports as new is copied, so a search costs the same at any length."""
 
     def __init__(self) -> None:
         self._worker: ThreadPoolExecutor | None = None
@@ -217,18 +208,13 @@ def _copy(
     new: list[bytes],
     then: tuple[str, Text, int] | None = None,
 ) -> list[tuple[float, bytes]]:
-    """Keep the newest ``kept`` records of the copy of ``log`` (the others left the log),
-    add ``new``; then search it if asked (query, text, limit)."""
-    c.execute("BEGIN")
-    try:
+    """Keep the newest ``kept`` records of the copy of ``log``, add ``new``, then search it
+    if asked (query, text, limit)."""
+    with transaction(c, "DEFERRED"):
         c.execute(
             "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs"
             " WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (log, log, kept),
         )
         c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
     return [] if then is None else search_log(c, log, *then)

@@ -1,7 +1,8 @@
 """Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
 
-Names are loaded on first use, so ``import massgen.tools`` stays cheap: no HTTP client or
-database module is imported until a tool that needs it is built.
+Names load on first use, so ``import massgen.tools`` imports no HTTP client or database
+module until a tool that needs one is built. The teammate tools live in
+:mod:`massgen.teamtools` (they reach agents, a layer above).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from massgen.tools.agents import AskAgent, Broadcast, connect
     from massgen.tools.base import FunctionTool, Tool, tool
     from massgen.tools.calculator import Calculator
+    from massgen.tools.context import ToolContext
     from massgen.tools.database import DatabaseQuery
     from massgen.tools.file_reader import FileReader
     from massgen.tools.http import APICall
@@ -21,11 +22,9 @@ if TYPE_CHECKING:
     from massgen.tools.web_search import WebSearch
 
 _EXPORTS = {
-    "AskAgent": "agents",
-    "Broadcast": "agents",
-    "connect": "agents",
     "Tool": "base",
     "FunctionTool": "base",
+    "ToolContext": "context",
     "tool": "base",
     "ToolBox": "runner",
     "ToolOutcome": "runner",
@@ -41,8 +40,6 @@ _EXPORTS = {
 
 __all__ = [
     "APICall",
-    "AskAgent",
-    "Broadcast",
     "BUILTINS",
     "Calculator",
     "DatabaseQuery",
@@ -50,11 +47,11 @@ __all__ = [
     "FunctionTool",
     "Tool",
     "ToolBox",
+    "ToolContext",
     "ToolOutcome",
     "WebSearch",
     "as_tools",
     "build_tool",
-    "connect",
     "tool",
 ]
 

@@ -1,12 +1,9 @@
 """The Tool interface: a name, a description, an argument model, and ``execute``.
 
 Subclass :class:`Tool` and write ``execute`` (sync or async); its type hints become the
-argument model whose JSON schema is sent to the model, unless you set ``Args`` to a pydantic
-model yourself. Or decorate a plain function with :func:`tool`.
-
-A tool never crashes a run: bad arguments, errors and timeouts go back to the model as an
-error result (see :mod:`massgen.tools.runner`). Raise :class:`~massgen.errors.ToolError`
-with a message meant for the model when a call cannot be served.
+argument model the model sees, unless you set ``Args``. Or decorate a function with
+:func:`tool`. A first parameter typed :class:`ToolContext` gets the call's context and is
+not an argument. Raise :class:`~massgen.errors.ToolError` with a message for the model.
 """
 
 from __future__ import annotations
@@ -17,15 +14,16 @@ import json
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from massgen.errors import ToolError
+from massgen.errors import ConfigError, ToolError
+from massgen.tools.context import ToolContext
 from massgen.types import CompletionRequest, ToolSpec
 
 if TYPE_CHECKING:
-    from massgen import events as ev
     from massgen.backends.base import Backend
     from massgen.tools.runner import ToolBox
 
@@ -37,28 +35,18 @@ DEFAULT_MAX_OUTPUT = 16_000
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
 def _first_paragraph(doc: str | None) -> str:
     return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
 
 
 class _AnyArgs(BaseModel):
-    """Arguments of an ``execute(*args, **kwargs)`` tool: any JSON object."""
-
     model_config = ConfigDict(extra="allow")
 
 
 class Tool:
-    """Base of every tool.
-
-    Class attributes you may set: ``name`` (default: the class name in snake_case),
-    ``description`` (default: the class docstring), ``Args`` (a pydantic model; default:
-    derived from ``execute``'s signature), ``timeout`` (seconds per call) and
-    ``max_output`` (characters of result kept). Instances may override any of them.
-    """
+    """Base of every tool. Set ``name`` (default: the class name in snake_case),
+    ``description`` (default: the docstring's first paragraph), ``Args``, ``timeout``
+    (seconds per call) or ``max_output`` (characters kept) on the class or an instance."""
 
     name: str = ""
     description: str = ""
@@ -69,7 +57,7 @@ class Tool:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("name"):
-            cls.name = _snake(cls.__name__)
+            cls.name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls.__name__).lower()
         if not cls.__dict__.get("description"):
             cls.description = _first_paragraph(cls.__doc__) or cls.name
 
@@ -77,49 +65,44 @@ class Tool:
         """Do the work; return text (or anything JSON can show). May be ``async``."""
         raise ToolError(f"tool {self.name!r} does not implement execute()")
 
-    # -- the argument model --------------------------------------------------------------
-    def args_model(self) -> type[BaseModel]:
-        """The pydantic model the model's arguments are validated with."""
-        explicit = type(self).Args
-        if explicit is not None:
-            return explicit
-        cached = self.__dict__.get("_args_model")
-        if cached is None:
-            cached = model_from_signature(self._target(), f"{type(self).__name__}Args")
-            self.__dict__["_args_model"] = cached
-        return cached
-
     def _target(self) -> Callable[..., Any]:
         return self.execute
 
+    def _signature(self) -> tuple[type[BaseModel], bool]:
+        """The argument model and whether the target takes a :class:`ToolContext` (found
+        once, then kept)."""
+        cached = self.__dict__.get("_sig")
+        if cached is None:
+            model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
+            cached = (type(self).Args or model, takes_ctx)
+            self.__dict__["_sig"] = cached
+        return cached
+
     def spec(self) -> ToolSpec:
         """What is offered to the model: name, description and the JSON schema."""
-        schema = self.args_model().model_json_schema()
+        schema = self._signature()[0].model_json_schema()
         schema.pop("title", None)
         schema.setdefault("properties", {})
         return ToolSpec(self.name, self.description, schema)
 
     @classmethod
     def plan_turn(
-        cls,
-        backend: Backend,
-        request: CompletionRequest,
-        tools: ToolBox,
-        on_event: Callable[[ev.Event], None] | None,
-        agent: str,
+        cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """A turn's last say on its request and backend, once per tool class in the agent's
-        toolbox (``web_search`` swaps itself for the provider's own search here). The
-        default changes nothing."""
+        """A turn's last say on its request and backend, once per tool class in the toolbox
+        (``web_search`` swaps itself for the provider's own search here)."""
         return backend, request
 
-    # -- calling -------------------------------------------------------------------------
-    async def run(self, arguments: Mapping[str, Any]) -> str:
-        """Validate ``arguments``, run ``execute`` (sync ones in a thread), return text.
+    def check_backend(
+        self, backend: Backend, *, model: str | None = None, with_functions: bool = False
+    ) -> None:
+        """Fail now (a :class:`ConfigError` the caller locates in the config) when this tool
+        cannot work on ``backend``; the default can always."""
 
-        Raises :class:`ToolError` for bad arguments; whatever ``execute`` raises propagates.
-        """
-        model = self.args_model()
+    async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
+        """Validate ``arguments``, run ``execute`` (sync ones in a thread), return text.
+        Raises :class:`ToolError` for bad arguments; what ``execute`` raises propagates."""
+        model, takes_ctx = self._signature()
         try:
             args = model.model_validate(dict(arguments))
         except ValidationError as e:
@@ -127,10 +110,11 @@ class Tool:
         kwargs = {k: getattr(args, k) for k in type(args).model_fields}
         kwargs.update(args.model_extra or {})
         target = self._target()
+        lead = (ctx or ToolContext(),) if takes_ctx else ()
         if inspect.iscoroutinefunction(target):
-            out = await target(**kwargs)
+            out = await target(*lead, **kwargs)
         else:
-            out = await asyncio.to_thread(target, **kwargs)
+            out = await asyncio.to_thread(target, *lead, **kwargs)
             if inspect.isawaitable(out):
                 out = await out
         return render(out)
@@ -146,68 +130,62 @@ def render(value: Any) -> str:
 
 
 def _brief(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "arguments"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    return "; ".join(
+        f"{'.'.join(str(p) for p in item['loc']) or 'arguments'}: {item['msg']}"
+        for item in error.errors()[:5]
+    )
 
 
-def model_from_signature(fn: Callable[..., Any], model_name: str) -> type[BaseModel]:
-    """A pydantic model of ``fn``'s keyword-callable parameters (``self`` left out).
-
-    A function taking only ``*args``/``**kwargs`` accepts any JSON object.
-    """
-    signature = inspect.signature(fn)
+def model_from_signature(fn: Callable[..., Any], model_name: str) -> tuple[type[BaseModel], bool]:
+    """A pydantic model of ``fn``'s parameters, and whether its first one is a
+    :class:`ToolContext` (left out of the model). Only ``*args``/``**kwargs``: any object."""
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except (NameError, TypeError):
         hints = {}
     fields: dict[str, Any] = {}
-    for param in signature.parameters.values():
+    takes_ctx = False
+    for i, param in enumerate(inspect.signature(fn).parameters.values()):
+        annotation = hints.get(param.name, param.annotation)
+        if i == 0 and annotation in (ToolContext, "ToolContext"):
+            takes_ctx = True
+            continue
         if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if param.kind is param.POSITIONAL_ONLY:
             raise ToolError(f"{fn.__qualname__}: positional-only parameters cannot be tool args")
-        annotation = hints.get(param.name, Any)
-        default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, default)
+        if annotation is param.empty:
+            annotation = Any
+        fields[param.name] = (annotation, ... if param.default is param.empty else param.default)
     if not fields:
-        return _AnyArgs
-    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+        return _AnyArgs, takes_ctx
+    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields), takes_ctx
+
+
+class ToolOptions(TypedDict, total=False):
+    """What :func:`tool` may set besides the function's own name, docstring and signature."""
+
+    name: str
+    description: str
+    timeout: float
+    max_output: int
 
 
 class FunctionTool(Tool):
     """A tool made from a plain function by :func:`tool`."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any | Awaitable[Any]],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        timeout: float | None = None,
-        max_output: int | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any | Awaitable[Any]], **options: Unpack[ToolOptions]):
         self.fn = fn
-        self.name = name or fn.__name__
+        self.name = options.get("name") or fn.__name__
         if not _NAME.fullmatch(self.name):
             raise ToolError(f"bad tool name {self.name!r}: use letters, digits, _ and -")
-        self.description = description or _first_paragraph(fn.__doc__) or self.name
-        if timeout is not None:
-            self.timeout = timeout
-        if max_output is not None:
-            self.max_output = max_output
+        self.description = options.get("description") or _first_paragraph(fn.__doc__) or self.name
+        self.timeout = options.get("timeout", self.timeout)
+        self.max_output = options.get("max_output", self.max_output)
+        self._signature()  # a bad signature fails here, where the tool is made
 
     def _target(self) -> Callable[..., Any]:
         return self.fn
-
-    def args_model(self) -> type[BaseModel]:
-        cached = self.__dict__.get("_args_model")
-        if cached is None:
-            cached = model_from_signature(self.fn, f"{self.name}_args")
-            self.__dict__["_args_model"] = cached
-        return cached
 
     def __repr__(self) -> str:
         return f"FunctionTool({self.name!r})"
@@ -218,37 +196,53 @@ def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
 
 
 @overload
-def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    max_output: int | None = None,
-) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+def tool(**options: Unpack[ToolOptions]) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    max_output: int | None = None,
+    fn: Callable[..., Any] | None = None, /, **options: Unpack[ToolOptions]
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
-    """Turn a function (sync or async) into a :class:`Tool`.
+    """Turn a function (sync or async) into a :class:`Tool`: its name, docstring's first
+    paragraph and parameters (hints, defaults, ``Annotated[..., Field(...)]``) describe it."""
+    if fn is not None:
+        return FunctionTool(fn, **options)
+    return lambda f: FunctionTool(f, **options)
 
-    Its name is the function's, its description the docstring's first paragraph, its
-    arguments its parameters (type hints, defaults, ``Annotated[..., Field(...)]``)::
 
-        @tool
-        def lookup(word: str, limit: int = 3) -> str:
-            \"\"\"Look a word up in the glossary.\"\"\"
-    """
+class ToolSettings(BaseModel):
+    """Base of built-in settings: unknown keys are errors, not silently ignored."""
 
-    def wrap(f: Callable[..., Any]) -> FunctionTool:
-        return FunctionTool(
-            f, name=name, description=description, timeout=timeout, max_output=max_output
-        )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-    return wrap(fn) if fn is not None else wrap
+
+def config_error(error: ValidationError, hint: str | None = None) -> ConfigError:
+    """The first problem of ``error`` as a :class:`ConfigError` naming its key."""
+    item = error.errors()[0]
+    key = ".".join(str(p) for p in item["loc"]) or None
+    return ConfigError(
+        item["msg"], key=key, hint=hint if item["type"] == "extra_forbidden" else None
+    )
+
+
+class BuiltinTool(Tool):
+    """A built-in: ``Tool(settings)`` or ``Tool(key=value, ...)``; ``base_dir`` resolves
+    relative paths in the settings (the config file's folder)."""
+
+    Settings: ClassVar[type[ToolSettings]] = ToolSettings
+
+    def __init__(
+        self, settings: ToolSettings | None = None, *, base_dir: Path | None = None, **options: Any
+    ) -> None:
+        if settings is None:
+            try:
+                settings = self.Settings.model_validate(options)
+            except ValidationError as e:
+                raise config_error(e) from None
+        elif options:
+            raise TypeError("pass either a Settings value or keyword settings, not both")
+        self.settings = settings
+        self.base_dir = base_dir
+        self.setup()
+
+    def setup(self) -> None:
+        """Check and prepare settings once, when the tool is built."""

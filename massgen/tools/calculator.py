@@ -1,13 +1,11 @@
 """``calculator``: arithmetic and math functions, without ``eval``.
 
-Threat model: the expression is written by a model that may have read hostile text. It is
-parsed with :mod:`ast` and walked by a tiny interpreter that knows numbers, + - * / // % **,
-unary signs, a whitelist of :mod:`math` functions and constants, and nothing else: no
-names, attributes, subscripts, lambdas, comprehensions or strings, so ``__import__`` and
-dunder tricks have nothing to reach. Work is bounded before it is done: integer results
-may not exceed ``max_digits`` (``9**9**9`` is refused from the operands' sizes, not
-computed), ``factorial``/``comb``/``perm`` arguments are capped, the expression length and
-node count are capped, and the whole evaluation has a deadline (``time_limit``).
+The expression comes from a model that may have read hostile text: it is parsed with
+:mod:`ast` and walked by a tiny interpreter that knows numbers, operators, whitelisted
+:mod:`math` functions and constants, and nothing else (no names, attributes or strings for
+dunder tricks to reach). Work is bounded before it is done: integer results within
+``max_digits`` (``9**9**9`` refused from the operands' sizes), ``factorial``/``comb``/
+``perm`` arguments capped, expression length, parts and depth capped, and a deadline.
 """
 
 from __future__ import annotations
@@ -23,12 +21,15 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from massgen.errors import ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 Number = int | float
 
 _LOG2_10 = math.log2(10)
 
+_MATH = (
+    "sqrt exp log log10 log2 sin cos tan asin acos atan atan2 hypot degrees radians floor ceil gcd"
+)
 _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -124,28 +125,11 @@ class _Evaluator:
         self.limit = 10**settings.max_digits
         self.deadline = time.monotonic() + settings.time_limit
         self.functions: dict[str, Callable[..., Number]] = {
-            "sqrt": math.sqrt,
-            "exp": math.exp,
-            "log": math.log,
-            "log10": math.log10,
-            "log2": math.log2,
-            "sin": math.sin,
-            "cos": math.cos,
-            "tan": math.tan,
-            "asin": math.asin,
-            "acos": math.acos,
-            "atan": math.atan,
-            "atan2": math.atan2,
-            "hypot": math.hypot,
-            "degrees": math.degrees,
-            "radians": math.radians,
-            "floor": math.floor,
-            "ceil": math.ceil,
+            **{name: getattr(math, name) for name in _MATH.split()},
             "abs": abs,
-            "round": self._round,
             "min": min,
             "max": max,
-            "gcd": math.gcd,
+            "round": self._round,
             "factorial": self._factorial,
             "comb": self._comb,
             "perm": self._perm,

@@ -1,32 +1,17 @@
-"""``database_query``: read-only SQL over a SQLite file (or, through SQLAlchemy, another
-database: see :mod:`massgen.tools.sql`).
+"""``database_query``: read-only SQL over a SQLite file (or another database through
+SQLAlchemy: see :mod:`massgen.tools.sql`).
 
-Threat model: the SQL is written by a model that may have read hostile text, so it may try
-to write (``INSERT``, ``DROP``, stacked statements), to switch the connection to writable
-(``PRAGMA query_only=OFF``), to open or create other files (``ATTACH``), or to load code
-(``load_extension``). Four layers stop it, each enough on its own for writes:
+The SQL may try to write, to turn ``query_only`` off, to ``ATTACH`` files or to load code.
+Each layer alone stops writes: the file opened read-only (``mode=ro``, never created);
+``PRAGMA query_only=ON``; an authorizer allowing only reads, harmless functions and
+argument-less schema pragmas; one statement per call.
 
-1. the file is opened read-only by SQLite itself (``mode=ro`` URI; a missing file is an
-   error, never created);
-2. ``PRAGMA query_only=ON``;
-3. an authorizer that allows only reading: ``SELECT``, reading columns, harmless
-   functions, recursive CTEs, and argument-less schema pragmas (``table_info``...); every
-   other action (writes, ``ATTACH``/``DETACH``, pragmas with a value, transactions,
-   ``load_extension``...) is denied before the statement runs;
-4. one statement per call (the driver refuses a second).
-
-Work is bounded, in total: a progress handler aborts a query running past ``time_limit``
-(checked every 1,000 virtual-machine steps); no string or blob SQLite builds may pass
-``max_bytes`` (``SQLITE_LIMIT_LENGTH``: ``randomblob(1e9)``, ``zeroblob``, ``printf('%.*c')``
-and ``group_concat`` fail or give NULL at once instead of allocating a gigabyte in one step,
-which no progress handler could interrupt; ``printf``/``format`` are denied, as their
-``%c`` repeats a character precision times inside one step whatever the limit); the SQL
-text is at most ``MAX_SQL`` characters; rows are fetched one by one until ``max_rows`` rows
-or ``max_bytes`` bytes of values, and only the shown part of a blob is hex-encoded; cells
-are cut to ``max_cell`` characters.
-What is not bounded beyond that: one row of many columns holds up to ``max_bytes`` per
-column while SQLite builds it (SQLite's column limit cannot be lowered without making wide
-tables unreadable).
+Work is bounded in total: a progress handler aborts past ``time_limit``;
+``SQLITE_LIMIT_LENGTH`` = ``max_bytes`` makes ``randomblob(1e9)``, ``zeroblob`` or
+``group_concat`` fail at once instead of allocating in one uninterruptible step (and
+``printf``/``format``, whose ``%c`` repeats inside one step, are denied); the SQL text is at
+most ``MAX_SQL`` characters; rows stop at ``max_rows`` or ``max_bytes``, cells are cut to
+``max_cell``. One row of many columns may still hold ``max_bytes`` per column.
 """
 
 from __future__ import annotations
@@ -41,39 +26,25 @@ from urllib.parse import quote
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 _READ_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "collation_list",
-        "function_list",
-    }
+    [
+        *("table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo"),
+        *("foreign_key_list", "collation_list", "function_list"),
+    ]
 )
 MAX_SQL = 20_000
 """Characters of SQL text one query may have (``SQLITE_LIMIT_SQL_LENGTH``)."""
 _DENIED_FUNCTIONS = frozenset(
-    {
-        "load_extension",
-        "readfile",
-        "writefile",
-        "edit",
-        "fts3_tokenizer",
-        "zipfile",
-        # printf('%.*c', 1e9, 'x') loops a billion times inside one step: no length limit
-        # or progress handler stops it.
-        "printf",
-        "format",
-    }
+    [
+        *("load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile"),
+        # printf('%.*c', 1e9, 'x') loops a billion times in one step: no limit stops it.
+        *("printf", "format"),
+    ]
 )
 
 
@@ -102,38 +73,18 @@ class DatabaseQuery(BuiltinTool):
     engine: Engine | None = None
 
     def setup(self) -> None:
-        database = self.settings.database
-        if "://" in database:
-            self._setup_url(database)
+        path: Path | Engine = Path(self.settings.database)
+        if "://" in self.settings.database:
+            from massgen.tools.sql import make_engine
+
+            path = make_engine(self.settings.database, connect_timeout=self.settings.time_limit)
+        if not isinstance(path, Path):
+            self.engine = path
+            self.description = (
+                f"Run one read-only SQL query ({path.dialect.name} dialect) against the configured "
+                "database and get the rows back as a table. One statement, no `;` inside it."
+            )
             return
-        self._setup_file(Path(database))
-
-    def _setup_url(self, url: str) -> None:
-        from massgen.tools.sql import make_engine
-
-        if url.startswith("sqlite"):
-            try:
-                from sqlalchemy.engine import make_url
-                from sqlalchemy.exc import ArgumentError
-            except ImportError:
-                raise ConfigError(
-                    "a database URL needs SQLAlchemy: pip install 'massgen[sql]'", key="database"
-                ) from None
-            try:
-                path = make_url(url).database
-            except ArgumentError:
-                raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
-            if not path or path == ":memory:":
-                raise ConfigError("a SQLite URL must name a file", key="database")
-            self._setup_file(Path(path))
-            return
-        self.engine, dialect = make_engine(url, connect_timeout=self.settings.time_limit)
-        self.description = (
-            f"Run one read-only SQL query ({dialect} dialect) against the configured database "
-            "and get the rows back as a table. One statement, no `;` inside it."
-        )
-
-    def _setup_file(self, path: Path) -> None:
         path = path.expanduser()
         if not path.is_absolute() and self.base_dir is not None:
             path = Path(self.base_dir) / path

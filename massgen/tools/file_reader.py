@@ -1,27 +1,15 @@
 """``file_reader``: read a text file, or list a folder, under one root folder.
 
-Threat model: the path is chosen by a model that may have read hostile text, so it may try
-``../``, an absolute path, a symlink pointing out of the root, a sibling whose name starts
-like the root (``root_evil``), or a NUL byte; and something else on the machine may change
-the tree *while* the tool reads it — swap a checked file for a symlink to ``../SECRET``, put
-a FIFO where a file was (opening it would block forever), or hard-link an outside file into
-the root.
-
-So nothing is checked by name and then opened by name. The path is walked one component at
-a time from a descriptor of the root, each one opened relative to its folder's descriptor
-with ``O_NOFOLLOW | O_NONBLOCK``: the kernel never follows a link and never waits. A link
-met on the way is read (``readlinkat``) and resolved by the tool itself, against the
-folders it holds open: ``..`` pops one, and any step above the root, or an absolute target
-outside it, is refused. What was opened is then checked on its descriptor (``fstat``): a
-folder or a regular file (a FIFO, socket or device is refused, without having blocked),
-with a single name (``st_nlink == 1``: a hard link is indistinguishable from the outside
-file it names, so files with several names are refused unless ``allow_hard_links``), and —
-where ``/proc/self/fd`` tells — still inside the root (a folder moved out meanwhile).
-Only then is it read, from that descriptor, up to ``max_bytes``. Absolute paths are refused
-outright; the encoding is detected (``charset-normalizer``); binary files are refused.
-
-What it assumes: the root itself is not replaced (it is resolved once, when the tool is
-built); absolute symlink targets name the root by its real path.
+The path comes from a model that may have read hostile text (``../``, absolute paths,
+symlinks out, ``root_evil`` siblings, NUL bytes), and the tree may change while it is read
+(a checked file swapped for a symlink or a FIFO, an outside file hard-linked in). So nothing
+is checked by name then opened by name: the path is walked one component at a time from a
+descriptor of the root with ``O_NOFOLLOW | O_NONBLOCK``; links are read (``readlinkat``)
+and resolved by the tool against the folders it holds open, refusing any step above the
+root. What was opened is checked on its descriptor: a folder or regular file, one name
+(``st_nlink == 1`` unless ``allow_hard_links``), still inside the root per
+``/proc/self/fd``; then read from that descriptor, up to ``max_bytes``. Binary files are
+refused; the encoding is detected. Assumes the root itself is not replaced.
 """
 
 from __future__ import annotations
@@ -30,13 +18,14 @@ import codecs
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 
 _FLAGS = (
     os.O_RDONLY
@@ -109,9 +98,8 @@ class FileReader(BuiltinTool):
         return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:last], first + 1))
 
     def open(self, path: str) -> int:
-        """A descriptor of ``path`` inside the root — a folder or a regular file, checked on
-        the descriptor itself; :class:`ToolError` if it leaves the root or is anything else.
-        The caller closes it."""
+        """A descriptor (the caller closes it) of the folder or regular file ``path`` inside
+        the root, checked on the descriptor; :class:`ToolError` for anything else."""
         if "\x00" in path:
             raise ToolError("access denied: NUL byte in path")
         if PurePosixPath(path).is_absolute() or path.startswith(("~", "\\")) or Path(path).anchor:
@@ -148,19 +136,8 @@ class FileReader(BuiltinTool):
                 if parts:
                     os.close(fd)
                     raise ToolError(f"no such file or folder: {path}")
-                try:
-                    self._check_file(fd, info)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                return fd
-            fd = folders.pop()
-            try:
-                self._check_inside(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
+                return _checked(fd, self._check_file, info)
+            return _checked(folders.pop(), self._check_inside)
         finally:
             for folder in folders:
                 os.close(folder)
@@ -196,8 +173,7 @@ class FileReader(BuiltinTool):
         self._check_inside(fd)
 
     def _check_inside(self, fd: int) -> None:
-        """Where the system says which path a descriptor has (Linux), it must be in the root:
-        a folder moved out of it while the path was walked is caught here."""
+        """Catch a folder moved out of the root during the walk (where /proc tells)."""
         try:
             where = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
@@ -241,6 +217,16 @@ class FileReader(BuiltinTool):
         if cut:
             text += f"\n[... cut at {limit} bytes]"
         return text
+
+
+def _checked(fd: int, check: Callable[..., None], *args: Any) -> int:
+    """``fd`` once ``check(fd, *args)`` passed; closed if it did not."""
+    try:
+        check(fd, *args)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_error(error: OSError, path: str) -> ToolError:

@@ -1,34 +1,26 @@
 """``api_call``: one HTTP request to a public API, with the answer cut to size.
 
-Threat model (server-side request forgery): the URL is chosen by a model that may have
-read hostile text. Every destination, the first and each redirect's, goes through
-:func:`massgen.tools.netcheck.check_url` (http(s) only, no disguised numeric hosts,
-optional allowlist, every resolved address public) and the request is sent to the checked
-address itself, with the name kept in ``Host`` and TLS SNI, so a DNS answer that changes
-between check and connect cannot redirect it. Redirects are followed by hand, at most
-``max_redirects``. Environment proxies are ignored (they would connect elsewhere). The
-body read is capped at ``max_bytes`` and the whole exchange (resolving, connecting, every
-redirect, every byte of every body) at ``time_limit`` seconds: one deadline, not a limit per
-read, so a server that drips its answer a byte at a time cannot stretch the call.
-
-Credentials stay with the origin they were meant for. Headers from the settings (e.g. an API
-key) are sent as given and never shown to the model, but only to the origin (scheme, host,
-port) of the first URL: once a redirect leaves that origin, they and the model's own
-``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers are dropped for the rest of
-the exchange, as browsers and httpx do.
+The URL comes from a model that may have read hostile text (server-side request forgery):
+every destination, the first and each redirect's, passes :func:`~massgen.tools.netcheck.
+check_url`, and the request goes to the checked address itself (the name kept in ``Host``
+and SNI), so DNS cannot change between check and connect. Redirects are followed by hand,
+at most ``max_redirects``; environment proxies are ignored; the body is capped at
+``max_bytes`` and the whole exchange at ``time_limit`` (one deadline, so a server dripping
+bytes cannot stretch it). Headers from the settings (API keys, never shown to the model) go
+only to the first URL's origin: once a redirect leaves it, they and the model's own
+``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped, as browsers do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
 from massgen.errors import ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, ToolSettings
 from massgen.tools.netcheck import Resolver, check_url, system_resolver
 
 if TYPE_CHECKING:
@@ -38,21 +30,14 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 _DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
 
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers of the model's own that never follow a redirect to another origin."""
 
-_BANNED_HEADERS = frozenset(
-    {
-        "host",
-        "connection",
-        "content-length",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "keep-alive",
-    }
+_BANNED = frozenset(
+    [
+        *("host", "connection", "content-length", "transfer-encoding", "upgrade", "te"),
+        *("proxy-authorization", "trailer", "keep-alive"),
+    ]
 )
 
 
@@ -101,59 +86,33 @@ class APICall(BuiltinTool):
         headers: dict[str, str] | None = None,
         body: Annotated[Any, Field(description="JSON body to send")] = None,
     ) -> str:
-        started = time.monotonic()
-        method = method.upper()
-        if method not in self.settings.methods:
-            raise ToolError(f"method {method} not allowed; allowed: {self.settings.methods}")
-        own = {k.lower() for k in self.settings.headers}  # the settings' headers win
-        extra = {
-            k: v
-            for k, v in (headers or {}).items()
-            if k.lower() not in _BANNED_HEADERS and k.lower() not in own
-        }
-        limit = self.settings.time_limit
-        try:
-            async with asyncio.timeout(limit):
-                return await self.fetch(method, url, extra, body, started)
-        except TimeoutError:
-            raise ToolError(f"took longer than {limit:g}s") from None
-
-    async def fetch(
-        self, method: str, url: str, headers: dict[str, str], body: Any, started: float
-    ) -> str:
-        """The exchange, redirects followed by hand; the caller bounds its total time."""
         import httpx
 
-        s = self.settings
-        client: httpx.AsyncClient | None = None
-        origin = _origin(url)
+        s, method = self.settings, method.upper()
+        if method not in s.methods:
+            raise ToolError(f"method {method} not allowed; allowed: {s.methods}")
+        own = {k.lower() for k in s.headers}  # the settings' headers win
+        extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED | own}
+        # The process's one TLS context: loading a CA store per client blocks for tens of ms.
+        from massgen.backends._common import tls_context
+
+        client = httpx.AsyncClient(
+            transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
+        )
+        started, origin = time.monotonic(), _origin(url)
         secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
-
-        def get_client() -> httpx.AsyncClient:
-            # Made only once a destination passed its checks, with the process's one TLS
-            # context (loading a CA store per client would block the loop for tens of ms).
-            nonlocal client
-            if client is None:
-                from massgen.backends._common import tls_context
-
-                client = httpx.AsyncClient(
-                    transport=self.transport,
-                    trust_env=False,
-                    follow_redirects=False,
-                    verify=tls_context(),
-                )
-            return client
-
         try:
-            for _ in range(s.max_redirects + 1):
-                left = s.time_limit - (time.monotonic() - started)
-                if left <= 0:
-                    raise ToolError(f"took longer than {s.time_limit:g}s")
-                response, data = await self._send(
-                    get_client, method, url, {**headers, **secrets}, body, left
-                )
-                location = response.headers.get("location")
-                if response.status_code in (301, 302, 303, 307, 308) and location:
+            async with asyncio.timeout(s.time_limit), client:
+                for _ in range(s.max_redirects + 1):  # followed by hand, each one re-checked
+                    left = s.time_limit - (time.monotonic() - started)
+                    if left <= 0:
+                        raise TimeoutError
+                    response, data = await self._send(
+                        client, method, url, {**extra, **secrets}, body, left
+                    )
+                    location = response.headers.get("location")
+                    if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                        return render_response(response, data, s.max_bytes)
                     try:
                         url = str(httpx.URL(url).join(location))
                     except httpx.InvalidURL as e:
@@ -161,23 +120,18 @@ class APICall(BuiltinTool):
                     if _origin(url) != origin:
                         # Another origin: it gets no credential, now or later in the chain.
                         secrets = {}
-                        headers = {
-                            k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS
-                        }
+                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     if response.status_code == 303 or (
                         response.status_code in (301, 302) and method == "POST"
                     ):
                         method, body = "GET", None
-                    continue
-                return render_response(response, data, s.max_bytes)
-            raise ToolError(f"more than {s.max_redirects} redirects")
-        finally:
-            if client is not None:
-                await client.aclose()
+                raise ToolError(f"more than {s.max_redirects} redirects")
+        except TimeoutError:
+            raise ToolError(f"took longer than {s.time_limit:g}s") from None
 
     async def _send(
         self,
-        get_client: Callable[[], httpx.AsyncClient],
+        client: httpx.AsyncClient,
         method: str,
         url: str,
         headers: dict[str, str],
@@ -203,18 +157,12 @@ class APICall(BuiltinTool):
             target = await asyncio.wait_for(check, left)
         except TimeoutError:
             raise ToolError("resolving the host timed out") from None
-        client = get_client()
         default_port = 443 if target.scheme == "https" else 80
-        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-        pinned = parsed.copy_with(host=target.address, port=target.port)
+        host = target.host if target.port == default_port else f"{target.host}:{target.port}"
         request = client.build_request(
             method,
-            pinned,
-            headers={
-                **headers,
-                "Host": host_header,
-                "Accept-Encoding": "identity",
-            },
+            parsed.copy_with(host=target.address, port=target.port),  # the checked address
+            headers={**headers, "Host": host, "Accept-Encoding": "identity"},
             json=body,
             timeout=left,
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},

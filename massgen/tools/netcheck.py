@@ -1,20 +1,12 @@
 """Is this URL safe to fetch from here? Scheme, host form, allowlist, resolved addresses.
 
-The model picks the URL, and hostile text may have picked it for the model: the classic
-targets are the host itself (``127.0.0.1``, and its disguises ``2130706433``, ``0x7f.1``,
-``0177.0.0.1``, ``127.1``, ``[::ffff:127.0.0.1]``), the private network, and cloud
-metadata (``169.254.169.254``). Rules, in order:
-
-* ``http``/``https`` only, no user info in the URL;
-* a host that is not a DNS name and not a canonical IP literal (dotted quad or bracketed
-  IPv6) is refused: numeric and hex forms the OS would read as an address are never
-  resolved;
-* with an allowlist, the host must match it (``example.com`` or ``*.example.com``);
-* the name is resolved and *every* address must be public: not private, loopback,
-  link-local, multicast, reserved, unspecified or shared (IPv4-mapped, 6to4, Teredo and
-  NAT64 IPv6 addresses are unwrapped to the IPv4 inside first);
-* the caller then connects to the checked address itself (no second lookup an attacker's
-  DNS could answer differently), keeping the name for ``Host`` and TLS SNI.
+Hostile text may have picked the URL for the model; the classic targets are the host itself
+(``127.0.0.1`` and disguises ``2130706433``, ``0x7f.1``, ``127.1``, ``[::ffff:127.0.0.1]``),
+the private network and cloud metadata (``169.254.169.254``). Rules, in order: http(s) only;
+a host neither a DNS name nor a canonical IP literal is refused (numeric forms the OS would
+read as an address are never resolved); the allowlist (``example.com``, ``*.example.com``);
+*every* resolved address public (IPv4-mapped, 6to4, Teredo and NAT64 unwrapped first). The
+caller connects to the checked address itself, keeping the name for ``Host`` and SNI.
 """
 
 from __future__ import annotations
@@ -108,14 +100,8 @@ def check_name(host: str) -> str:
 
 
 def allowed(host: str, allow: Sequence[str]) -> bool:
-    for raw in allow:
-        pattern = raw.lower().rstrip(".")
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]):
-                return True
-        elif host == pattern:
-            return True
-    return False
+    patterns = (raw.lower().rstrip(".") for raw in allow)
+    return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in patterns)
 
 
 async def check_url(

@@ -1,27 +1,24 @@
 """Building tools by name: the built-ins, and your own as ``module:Class``/``module:function``.
 
-Built-ins are imported only when built, so a team without tools pays nothing for them.
-Settings come from the team file's top-level ``tools:`` section, keyed by tool name; an
-entry there may also name what it builds with ``use:`` (a built-in or ``module:attr``), so
-one built-in can be offered twice with different settings under two names.
+Built-ins are imported only when built. Settings come from the team file's ``tools:``
+section, keyed by tool name; an entry's ``use:`` names what it builds (a built-in or
+``module:attr``), so one built-in can be offered twice under two names.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
+from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
-from massgen.tools.base import Tool, tool
-
-if TYPE_CHECKING:
-    from massgen.backends.base import Backend
+from massgen.tools.base import Tool, config_error, tool
 
 BUILTINS: dict[str, str] = {
     "calculator": "massgen.tools.calculator:Calculator",
@@ -29,19 +26,11 @@ BUILTINS: dict[str, str] = {
     "database_query": "massgen.tools.database:DatabaseQuery",
     "api_call": "massgen.tools.http:APICall",
     "web_search": "massgen.tools.web_search:WebSearch",
-    "ask_agent": "massgen.tools.agents:AskAgent",
-    "broadcast": "massgen.tools.agents:Broadcast",
+    # the teammate tools reach agents, so they live a layer above (named here, not imported)
+    "ask_agent": "massgen.teamtools:AskAgent",
+    "broadcast": "massgen.teamtools:Broadcast",
 }
-"""Built-in tool names and where they live."""
-
-SEED_NAMES: dict[str, str] = {
-    "Calculator": "calculator",
-    "FileReader": "file_reader",
-    "DatabaseQuery": "database_query",
-    "APICall": "api_call",
-    "WebSearch": "web_search",
-}
-"""The seed's spellings of the built-ins."""
+"""Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
 CUSTOM = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -58,27 +47,34 @@ def builtin(name: str) -> str | None:
 def build_tool(
     name: str, settings: Mapping[str, Any] | None = None, base_dir: Path | None = None
 ) -> Tool:
-    """Build the tool called ``name`` with ``settings`` (its ``tools:`` entry).
-
-    Raises :class:`ConfigError` (with ``key`` set to the offending setting) when the name or
-    a setting is wrong.
-    """
+    """Build the tool called ``name`` with ``settings`` (its ``tools:`` entry); a wrong name
+    or setting is a :class:`ConfigError` naming the key."""
     options = dict(settings or {})
     use = str(options.pop("use", "") or name)
-    common = {k: options.pop(k) for k in ("timeout", "max_output", "description") if k in options}
+    common = {k: options.pop(k) for k in COMMON_KEYS[1:] if k in options}
     canonical = builtin(use)
     if canonical is not None:
-        cls = _load(BUILTINS[canonical], None)
-        assert isinstance(cls, type) and issubclass(cls, Tool)
-        made = _from_settings(cls, options, base_dir)
+        cls = load_object(BUILTINS[canonical], None, what="tool")
+        settings_model = cls.Settings
+        try:
+            parsed = settings_model.model_validate(options)
+        except ValidationError as e:
+            allowed = ", ".join([*settings_model.model_fields, *COMMON_KEYS])
+            raise config_error(e, f"settings of {cls.name}: {allowed}") from None
+        made = cls(parsed, base_dir=base_dir)
     elif CUSTOM.fullmatch(use):
         made = _custom(use, options, base_dir)
     else:
         raise ConfigError(f"unknown tool {use!r}", key="use" if use != name else None)
-    if use != name or canonical is None:
-        made.name = name if not CUSTOM.fullmatch(name) else made.name
+    if (use != name or canonical is None) and not CUSTOM.fullmatch(name):
+        made.name = name
     for key, value in common.items():
-        _set_common(made, key, value)
+        if key == "description":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError("must be non-empty text", key=key)
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError("must be a positive number", key=key)
+        setattr(made, key, {"timeout": float, "max_output": int}.get(key, str)(value))
     return made
 
 
@@ -103,71 +99,22 @@ def as_tools(
     return out
 
 
-def check_backend(
-    made: Tool, backend: Backend, *, model: str | None = None, with_functions: bool = False
-) -> None:
-    """Fail now, with the config entry's location, when a tool cannot work on ``backend``
-    (``web_search`` in ``native`` mode on a backend without provider-side search, or in
-    ``auto`` mode with neither); the same choice is made again on every turn."""
-    check = getattr(made, "check_backend", None)
-    if check is not None:
-        check(backend, model=model, with_functions=with_functions)
-
-
-def _set_common(made: Tool, key: str, value: Any) -> None:
-    if key in ("timeout", "max_output"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError("must be a positive number", key=key)
-        setattr(made, key, float(value) if key == "timeout" else int(value))
-    elif key == "description":
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError("must be non-empty text", key=key)
-        made.description = value
-
-
-def _from_settings(cls: type[Tool], options: dict[str, Any], base_dir: Path | None) -> Tool:
-    settings_model = getattr(cls, "Settings", None)
-    if settings_model is None:
-        if options:
-            raise ConfigError("unknown setting", key=next(iter(options)))
-        return cls()
-    try:
-        parsed = settings_model.model_validate(options)
-    except ValidationError as e:
-        item = e.errors()[0]
-        key = ".".join(str(p) for p in item["loc"]) or None
-        allowed = ", ".join([*settings_model.model_fields, *COMMON_KEYS])
-        hint = f"settings of {cls.name}: {allowed}" if item["type"] == "extra_forbidden" else None
-        raise ConfigError(item["msg"], key=key, hint=hint) from None
-    return cls(parsed, base_dir=base_dir)  # type: ignore[call-arg]
-
-
 def _custom(spec: str, options: dict[str, Any], base_dir: Path | None) -> Tool:
-    target = _load(spec, base_dir)
+    target = load_object(spec, base_dir, what="tool")
     if isinstance(target, type) and issubclass(target, Tool):
         try:
             return target(**options)
         except TypeError as e:
             raise ConfigError(f"cannot build tool {spec!r}: {e}") from e
-    if isinstance(target, Tool):
-        if options:
-            raise ConfigError("a ready-made tool takes no settings", key=next(iter(options)))
-        return target
-    if callable(target) and not isinstance(target, type):
-        if options:
-            raise ConfigError("a function tool takes no settings", key=next(iter(options)))
-        return tool(_as_function(target))
-    raise ConfigError(
-        f"{spec!r} is neither a Tool subclass nor a function",
-        hint="subclass massgen.tools.Tool, or point at a plain function",
-    )
-
-
-def _as_function(target: Callable[..., Any]) -> Callable[..., Any]:
-    if not (inspect.isfunction(target) or inspect.iscoroutinefunction(target)):
-        raise ConfigError(f"{target!r} is not a plain function")
-    return target
-
-
-def _load(spec: str, base_dir: Path | None) -> Any:
-    return load_object(spec, base_dir, what="tool")
+    if not isinstance(target, Tool | type) and callable(target):
+        if not (inspect.isfunction(target) or inspect.iscoroutinefunction(target)):
+            raise ConfigError(f"{target!r} is not a plain function")
+    elif not isinstance(target, Tool):
+        raise ConfigError(
+            f"{spec!r} is neither a Tool subclass nor a function",
+            hint="subclass massgen.tools.Tool, or point at a plain function",
+        )
+    if options:
+        kind = "ready-made tool" if isinstance(target, Tool) else "function tool"
+        raise ConfigError(f"a {kind} takes no settings", key=next(iter(options)))
+    return target if isinstance(target, Tool) else tool(target)

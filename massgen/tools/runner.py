@@ -1,30 +1,25 @@
 """Running the tool calls a model makes: lookup, timeout, errors, and fencing the output.
 
-Whatever a tool returns is data from outside the conversation: a web page, a file or an
-API reply may contain text written to steer the model ("ignore your instructions and...").
-Every result therefore goes back fenced and labelled as untrusted data, cut to a size
-limit, with any fake closing fence inside it defused. Nothing a tool returns is ever
-executed by massgen itself; only the model decides what to call next, and only among the
-agent's own tools.
+What a tool returns (a web page, a file, an API reply) may carry text written to steer the
+model, so every result goes back fenced and labelled as untrusted data, cut to size, with
+any fake closing fence defused. Nothing a tool returns is executed by massgen itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen.errors import ToolError
-from massgen.resilience.requestlog import current_agent
 from massgen.tools.base import Tool
+from massgen.tools.context import ToolContext
 from massgen.types import CompletionRequest, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
-    from massgen import events as ev
     from massgen.backends.base import Backend
 
 log = logging.getLogger("massgen.tools")
@@ -37,8 +32,8 @@ UNTRUSTED_NOTE = (
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """What one call produced. ``content`` is what the model gets back (fenced);
-    ``output`` the raw text (or the error message when ``ok`` is false)."""
+    """What one call produced: ``content`` goes back to the model (fenced), ``output`` is
+    the raw text (the error message when ``ok`` is false)."""
 
     call: ToolCall
     ok: bool
@@ -58,12 +53,6 @@ def fence(tool: str, text: str, limit: int) -> str:
     return f'<tool_output tool="{tool}">\n{text}\n</tool_output>\n{UNTRUSTED_NOTE}'
 
 
-def short_args(arguments: object, limit: int = 200) -> str:
-    """Arguments as compact JSON, cut for events and logs."""
-    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class ToolBox:
     """An agent's tools by name, and the one place their calls are run."""
 
@@ -78,9 +67,6 @@ class ToolBox:
     def __bool__(self) -> bool:
         return bool(self.tools)
 
-    def __len__(self) -> int:
-        return len(self.tools)
-
     def specs(self) -> tuple[ToolSpec, ...]:
         """The tools' declarations (built once: their JSON schemas never change)."""
         if self._specs is None:
@@ -88,62 +74,52 @@ class ToolBox:
         return self._specs
 
     def plan(
-        self,
-        backend: Backend,
-        request: CompletionRequest,
-        on_event: Callable[[ev.Event], None] | None = None,
-        agent: str = "",
+        self, backend: Backend, request: CompletionRequest, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
         """Let each kind of tool adjust the turn (see :meth:`Tool.plan_turn`)."""
         for kind in dict.fromkeys(type(t) for t in self.tools.values()):
-            backend, request = kind.plan_turn(backend, request, self, on_event, agent)
+            backend, request = kind.plan_turn(backend, request, self, ctx)
         return backend, request
 
-    async def call(self, call: ToolCall) -> ToolOutcome:
+    async def call(self, call: ToolCall, ctx: ToolContext | None = None) -> ToolOutcome:
         """Run one call; never raises (except cancellation): failures become error results."""
         started = time.perf_counter()
         found = self.tools.get(call.name)
         try:
             if found is None:
-                known = ", ".join(self.tools) or "none"
-                raise ToolError(f"no tool named {call.name!r}; available: {known}")
+                raise ToolError(
+                    f"no tool named {call.name!r}; available: {', '.join(self.tools) or 'none'}"
+                )
             try:
-                output = await asyncio.wait_for(found.run(call.arguments), found.timeout)
+                output = await asyncio.wait_for(found.run(call.arguments, ctx), found.timeout)
             except TimeoutError:
                 raise ToolError(f"timed out after {found.timeout:g}s") from None
+            ok, content = True, fence(call.name, output, found.max_output)
         except ToolError as e:
-            return self._failed(call, str(e), started)
+            output = str(e)[:2000]
+            ok, content = False, fence(call.name, "error: " + output, 2100)
         except Exception as e:  # a tool's bug must not crash the run
             log.warning("tool %s raised %s", call.name, type(e).__name__, exc_info=True)
-            return self._failed(call, f"{type(e).__name__}: {e}", started)
-        limit = found.max_output
+            output = f"{type(e).__name__}: {e}"[:2000]
+            ok, content = False, fence(call.name, "error: " + output, 2100)
         took = time.perf_counter() - started
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "tool %s agent=%s ok duration=%.3fs output=%d chars",
+                "tool %s agent=%s %s duration=%.3fs %s",
                 call.name,
-                current_agent.get() or "-",
+                (ctx.agent if ctx else "") or "-",
+                "ok" if ok else "failed",
                 took,
-                len(output),
+                f"output={len(output)} chars"
+                if ok
+                else f"error={output.splitlines()[0][:300] if output else '-'}",
             )
-        return ToolOutcome(call, True, output, fence(call.name, output, limit), took)
+        return ToolOutcome(call, ok, output, content, took)
 
-    async def call_all(self, calls: Sequence[ToolCall]) -> list[ToolOutcome]:
+    async def call_all(
+        self, calls: Sequence[ToolCall], ctx: ToolContext | None = None
+    ) -> list[ToolOutcome]:
         """Run calls concurrently; outcomes in the order of ``calls``."""
         if len(calls) == 1:
-            return [await self.call(calls[0])]
-        return list(await asyncio.gather(*(self.call(c) for c in calls)))
-
-    def _failed(self, call: ToolCall, message: str, started: float) -> ToolOutcome:
-        message = message[:2000]
-        content = fence(call.name, "error: " + message, 2100)
-        took = time.perf_counter() - started
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "tool %s agent=%s failed duration=%.3fs error=%s",
-                call.name,
-                current_agent.get() or "-",
-                took,
-                message.splitlines()[0][:300] if message else "-",
-            )
-        return ToolOutcome(call, False, message, content, took)
+            return [await self.call(calls[0], ctx)]
+        return list(await asyncio.gather(*(self.call(c, ctx) for c in calls)))

@@ -1,36 +1,20 @@
 """Read-only SQL over a SQLAlchemy URL (PostgreSQL, MySQL, MariaDB), for ``database_query``.
 
-Threat model: as for SQLite (see :mod:`massgen.tools.database`), the SQL may try to write,
-to make the transaction writable (``SET TRANSACTION READ WRITE``, ``COMMIT`` then a write),
-to stack statements, or to reach the server's host (``COPY ... TO PROGRAM``,
-``INTO OUTFILE``, ``lo_export``). Layers:
+The SQL may try to write, make the transaction writable, stack statements, or reach the
+server's host (``COPY ... TO PROGRAM``, ``INTO OUTFILE``, ``lo_export``). Layers:
 
-1. a lexical check before anything is sent: one statement (no ``;`` except one at the end),
-   starting with a reading keyword (``SELECT``, ``WITH``, ``VALUES``, ``TABLE``, ``SHOW``,
-   ``EXPLAIN``, ``DESCRIBE``), and none of the words that reach files, other connections
-   or other sessions (:data:`DENIED_WORDS`);
-2. the statement runs inside a transaction the server itself keeps read-only
-   (PostgreSQL: ``SET TRANSACTION READ ONLY`` then a first query, so read-write mode can
-   no longer be set; MySQL/MariaDB: ``SET SESSION TRANSACTION READ ONLY`` — DDL commits
-   implicitly there, and the session mode still refuses it — then
-   ``START TRANSACTION READ ONLY``), and the transaction is always rolled back;
-3. every call opens its own connection (no pool) and closes it, so nothing set in a session
-   outlives the call.
+1. a lexical check first: one statement, starting with a reading keyword, none of
+   :data:`DENIED_WORDS`;
+2. a transaction the server keeps read-only (PostgreSQL ``SET TRANSACTION READ ONLY`` then
+   a first query; MySQL/MariaDB a read-only session too, since DDL commits implicitly),
+   always rolled back; dialects without one are refused when the tool is built;
+3. a connection of its own per call (no pool), so no session setting outlives the call;
+4. on PostgreSQL, where no word list can be the guard (``U&"pg\\005fread\\005ffile"``,
+   ``query_to_xml``), :func:`check_pg_role` refuses a role with server-reaching rights.
 
-Dialects without a server-enforced read-only transaction are refused when the tool is built.
-On PostgreSQL the word list cannot be the guard (``U&"pg\\005fread\\005ffile"``, or a name
-built in a string that ``query_to_xml`` runs, never spell the word): the connecting role's
-privileges are. :func:`check_pg_role` refuses, in each call's transaction before the query,
-a role that is or may become a superuser or a member of the predefined roles that reach the
-server's files, programs or other sessions, or that may execute the superuser-only
-functions that do.
-
-Work is bounded: ``time_limit`` is one deadline for the call (a server-side statement
-timeout set to what is left, and on PostgreSQL the connection cancelled at the deadline),
-rows streamed and fetched one by one until ``max_rows`` rows or ``max_bytes`` bytes of
-values. This guards the
-database, not what the database user may read: connect as a user with only the privileges
-the agent should have.
+``time_limit`` is one deadline per call (a server-side statement timeout, and on PostgreSQL
+the connection cancelled at the deadline); rows stream until ``max_rows`` or ``max_bytes``.
+Connect as a user with only the privileges the agent should have.
 """
 
 from __future__ import annotations
@@ -39,6 +23,7 @@ import math
 import re
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import ConfigError, ToolError
@@ -54,29 +39,14 @@ _FIRST_WORDS = frozenset(
 )
 _STREAMED = frozenset({"select", "with", "values", "table"})
 DENIED_WORDS = frozenset(
-    {
-        # files on the server's host
-        "outfile",
-        "dumpfile",
-        "load_file",
-        "lo_import",
-        "lo_export",
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        # other connections, other sessions, settings
-        "dblink",
-        "dblink_exec",
-        "dblink_connect",
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "pg_reload_conf",
-        "set_config",
-        "sys_exec",
-        "sys_eval",
-    }
+    [
+        *("outfile", "dumpfile", "load_file", "lo_import", "lo_export"),
+        *("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file"),
+        *("dblink", "dblink_exec", "dblink_connect", "pg_terminate_backend", "pg_cancel_backend"),
+        *("pg_reload_conf", "set_config", "sys_exec", "sys_eval"),
+    ]
 )
+"""Words that reach the server's files, other connections or sessions, or settings."""
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
@@ -105,9 +75,10 @@ def check_statement(sql: str) -> str:
 _CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
 
 
-def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
-    """An engine without a pool for ``url`` and its dialect name; :class:`ConfigError` if
-    SQLAlchemy or the driver is missing or the dialect cannot run read-only transactions."""
+def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
+    """An engine without a pool for ``url``, or the file a ``sqlite`` URL names (read by the
+    stdlib driver, under its own guards); :class:`ConfigError` if SQLAlchemy or the driver
+    is missing or the dialect cannot run read-only transactions."""
     try:
         import sqlalchemy
         from sqlalchemy.engine import make_url
@@ -121,6 +92,10 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
     except sqlalchemy.exc.ArgumentError:
         raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
     backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("a SQLite URL must name a file", key="database")
+        return Path(parsed.database)
     if backend not in READ_ONLY_DIALECTS:
         raise ConfigError(
             f"{backend} cannot run read-only transactions here; "
@@ -142,7 +117,7 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> tuple[Engine, str]:
         raise ConfigError(
             f"unknown database driver {parsed.drivername!r}", key="database"
         ) from None
-    return engine, engine.dialect.name
+    return engine
 
 
 def run_read_only(
@@ -190,13 +165,9 @@ def run_read_only(
 
 
 def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
-    """A timer that cancels whatever the connection runs once ``left`` seconds passed.
-
-    The server's statement timeout counts per statement, and a streamed result is fetched
-    in several (``FETCH`` after ``FETCH``, each with a fresh timeout), so on its own it is no
-    total; cancelling the connection is. Drivers without ``cancel`` (MySQL's) rely on the
-    session's ``max_statement_time``/``max_execution_time``: one statement there.
-    """
+    """A timer cancelling the connection's work after ``left`` seconds: a streamed result is
+    several ``FETCH``es, each with a fresh statement timeout. Drivers without ``cancel``
+    (MySQL's) rely on the session's statement time limit."""
     dbapi = getattr(connection.connection, "dbapi_connection", None)
     cancel = getattr(dbapi, "cancel", None)
     if cancel is None:
@@ -208,38 +179,23 @@ def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer 
 
 
 PG_SERVER_ROLES = (
-    "pg_read_server_files",
-    "pg_write_server_files",
-    "pg_execute_server_program",
-    "pg_signal_backend",
+    *("pg_read_server_files", "pg_write_server_files"),
+    *("pg_execute_server_program", "pg_signal_backend"),
 )
 """Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
 PG_SERVER_FUNCTIONS = (
-    "pg_read_file(text)",
-    "pg_read_file(text,boolean)",
-    "pg_read_file(text,bigint,bigint)",
-    "pg_read_file(text,bigint,bigint,boolean)",
-    "pg_read_binary_file(text)",
-    "pg_read_binary_file(text,boolean)",
-    "pg_read_binary_file(text,bigint,bigint)",
-    "pg_read_binary_file(text,bigint,bigint,boolean)",
-    "pg_ls_dir(text)",
-    "pg_ls_dir(text,boolean,boolean)",
-    "pg_stat_file(text)",
-    "pg_stat_file(text,boolean)",
-    "pg_reload_conf()",
-    "pg_rotate_logfile()",
-    "pg_promote(boolean,integer)",
-    "lo_import(text)",
-    "lo_import(text,oid)",
-    "lo_export(oid,text)",
-    "pg_file_write(text,text,boolean)",
-    "pg_file_unlink(text)",
-    "dblink_connect_u(text)",
-    "dblink_connect_u(text,text)",
+    *("pg_read_file(text)", "pg_read_file(text,boolean)", "pg_read_file(text,bigint,bigint)"),
+    *("pg_read_file(text,bigint,bigint,boolean)", "pg_read_binary_file(text)"),
+    *("pg_read_binary_file(text,boolean)", "pg_read_binary_file(text,bigint,bigint)"),
+    *("pg_read_binary_file(text,bigint,bigint,boolean)", "pg_ls_dir(text)"),
+    *("pg_ls_dir(text,boolean,boolean)", "pg_stat_file(text)", "pg_stat_file(text,boolean)"),
+    *("pg_reload_conf()", "pg_rotate_logfile()", "pg_promote(boolean,integer)"),
+    *("lo_import(text)", "lo_import(text,oid)", "lo_export(oid,text)"),
+    *("pg_file_write(text,text,boolean)", "pg_file_unlink(text)"),
+    *("dblink_connect_u(text)", "dblink_connect_u(text,text)"),
 )
-"""Functions (superuser-only by default) whose EXECUTE right the connecting role must not
-have, by any role it may become. Those not installed are skipped."""
+"""Functions (superuser-only by default) the connecting role must not be able to execute,
+by any role it may become; those not installed are skipped."""
 
 _PG_ROLE_CHECK = f"""
 SELECT r.rolname, r.rolname = session_user, r.rolsuper,
@@ -254,13 +210,9 @@ ORDER BY r.rolname
 
 
 def check_pg_role(connection: Connection) -> None:
-    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``,
-    ``set_config('role', ...)``), a superuser, a member of a role in
-    :data:`PG_SERVER_ROLES`, or a role that may execute one of :data:`PG_SERVER_FUNCTIONS`.
-
-    A list of forbidden words cannot stop ``U&"pg\\005fread\\005ffile"(...)`` or
-    ``query_to_xml('select pg_rea' || 'd_file(...)')``; the server's own privileges can,
-    if the role has none of these."""
+    """Refuse (:class:`ToolError`) a login role that is, or may become (``SET ROLE``), a
+    superuser, a member of :data:`PG_SERVER_ROLES`, or able to execute one of
+    :data:`PG_SERVER_FUNCTIONS`: the server's privileges are the guard no word list is."""
     login = ""
     supers: list[str] = []
     members: list[str] = []

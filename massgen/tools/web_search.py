@@ -1,19 +1,11 @@
 """``web_search``: the model provider's own web search, or a search API through httpx.
 
-``mode`` picks: ``native`` declares the provider's server-side search tool in the request
-(Anthropic ``web_search``, Gemini Google Search grounding, the Responses API's
-``web_search`` on OpenAI and xAI, OpenAI search models' ``web_search_options``) instead of
-this function tool; ``api`` calls a search API here;
-``auto`` (the default) takes native where the agent's backend and model offer it, else the
-API if one is configured, else it is a configuration error. :func:`plan_turn` makes that
-choice for each turn (the agent loop calls it) and reports the provider's searches as tool
-events.
-
-Search APIs: ``searxng`` (your own instance: ``url`` required, no key), ``brave`` (Brave
-Search API, key in ``X-Subscription-Token``) and ``tavily`` (Tavily, key as a bearer
-token). The endpoint and key come from the config, never from the model; the model only
-writes the query. Results are untrusted text from the web: they go back fenced like every
-tool result (see :mod:`massgen.tools.runner`), with snippets cut to ``max_snippet``.
+``mode``: ``native`` declares the provider's server-side search in the request instead of
+this function tool; ``api`` calls a search API here (``searxng``: your instance, no key;
+``brave``; ``tavily``); ``auto`` takes native where the backend and model offer it, else
+the API, else it is a config error. :meth:`WebSearch.plan_turn` chooses for each turn.
+The endpoint and key come from the config, never from the model; results go back fenced
+like every tool result, snippets cut to ``max_snippet``.
 """
 
 from __future__ import annotations
@@ -21,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,14 +20,12 @@ from pydantic import Field, SecretStr, model_validator
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import ConfigError, ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
-from massgen.types import Completion, CompletionRequest, NativeTool, Source, StreamChunk
+from massgen.tools.base import BuiltinTool, ToolSettings
+from massgen.tools.context import ToolContext
+from massgen.types import CompletionRequest, NativeTool
 
 if TYPE_CHECKING:
-    from massgen import events as ev
     from massgen.tools.runner import ToolBox
-
-MODES = ("auto", "native", "api")
 
 DEFAULT_URLS = {
     "brave": "https://api.search.brave.com/res/v1/web/search",
@@ -88,19 +77,34 @@ class WebSearch(BuiltinTool):
 
     @classmethod
     def plan_turn(
-        cls,
-        backend: Backend,
-        request: CompletionRequest,
-        tools: ToolBox,
-        on_event: Callable[[ev.Event], None] | None,
-        agent: str,
+        cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Native or API search for this turn: see :func:`plan_turn`."""
-        return plan_turn(backend, request, tools, on_event, agent)
+        """Swap the turn's ``web_search`` function tools for the provider's own search where
+        their mode says so: the request declares a :class:`NativeTool` instead (the tool loop
+        reports the provider's searches as tool events). Unchanged when nothing goes native."""
+        searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
+        model = request.model or backend.model or None
+        others = len(request.tools) > len(searches)
+        native: dict[str, NativeTool] = {}
+        for tool in searches:
+            chosen = choose(tool, backend, model=model, with_functions=others)
+            if chosen is not None:
+                native[tool.name] = chosen
+        if not native:
+            return backend, request
+        if len(native) > 1:
+            raise ConfigError("only one web_search tool may search natively", key="mode")
+        specs = tuple(t for t in request.tools if t.name not in native)
+        request = dataclasses.replace(
+            request,
+            tools=specs,
+            tool_choice=request.tool_choice if specs else None,
+            native_tools=(*request.native_tools, *native.values()),
+        )
+        return backend, request
 
     def setup(self) -> None:
-        """Check the search API's settings. Outside ``api`` mode a missing API is no error
-        yet: the backend may search natively (see :func:`plan_turn`)."""
+        """Check the search API's settings (outside ``api`` mode, none is needed yet)."""
         s = self.settings
         self.url: str | None = None
         url = s.url or DEFAULT_URLS.get(s.provider)
@@ -120,16 +124,6 @@ class WebSearch(BuiltinTool):
         """Raise :class:`ConfigError` if this tool's mode cannot be served on ``backend``."""
         choose(self, backend, model=model, with_functions=with_functions)
 
-    def native(self) -> NativeTool:
-        """This tool as a provider-side search, with its limits."""
-        s = self.settings
-        return NativeTool(
-            "web_search",
-            max_uses=s.max_uses,
-            allowed_domains=s.allowed_domains,
-            blocked_domains=s.blocked_domains,
-        )
-
     async def execute(
         self,
         query: Annotated[str, Field(min_length=1, max_length=400, description="search terms")],
@@ -138,62 +132,65 @@ class WebSearch(BuiltinTool):
         s = self.settings
         if self.url is None:
             raise ToolError("no search API is configured: search runs on the provider's side")
-        url = self.url
         count = min(max_results or s.max_results, s.max_results)
-        key = s.api_key.get_secret_value() if s.api_key is not None else ""
         try:
             async with asyncio.timeout(s.time_limit):
-                status, raw = await self._search(url, query, count, key)
+                raw = await self._search(self.url, query, count)
         except TimeoutError:
             raise ToolError(f"the search took longer than {s.time_limit:g}s") from None
-        if status != 200:
-            raise ToolError(f"the search API answered HTTP {status}")
         try:
             data = json.loads(raw)
         except ValueError:
             raise ToolError("the search API did not answer JSON") from None
-        results = [
-            r
-            for r in parse_results(s.provider, data)
-            if in_domains(r[1], s.allowed_domains, s.blocked_domains)
-        ]
-        return format_results(results[:count], s.max_snippet)
+        if not isinstance(data, dict):
+            raise ToolError("unexpected answer from the search API")
+        if s.provider == "brave":
+            web = data.get("web")
+            items, snippet = web.get("results") if isinstance(web, dict) else None, "description"
+        else:
+            items, snippet = data.get("results"), "content"
+        lines: list[str] = []
+        for item in items if isinstance(items, list) else []:
+            if not (isinstance(item, dict) and item.get("url")):
+                continue
+            url = str(item["url"])
+            if len(lines) == count or not in_domains(url, s.allowed_domains, s.blocked_domains):
+                continue
+            text = " ".join(str(item.get(snippet) or "").split())
+            if len(text) > s.max_snippet:
+                text = text[: s.max_snippet - 1] + "…"
+            title = " ".join(str(item.get("title") or "").split())
+            lines.append(f"{len(lines) + 1}. {title}\n   {url}\n   {text}")
+        return "\n".join(lines) or "no results"
 
-    async def _search(self, url: str, query: str, count: int, key: str) -> tuple[int, bytes]:
-        """The status and body of one search request, the body read up to ``max_bytes``
-        (more is an error: the answer is streamed, never held whole). The caller bounds the
-        time."""
+    async def _search(self, url: str, query: str, count: int) -> bytes:
+        """The body of one search, streamed: more than ``max_bytes`` is an error."""
         import httpx
 
-        s = self.settings
-        if s.provider == "searxng":
-            method, target = "GET", url + "/search"
-            options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
-        elif s.provider == "brave":
-            method, target = "GET", url
-            options = {
-                "params": {"q": query, "count": count},
-                "headers": {"X-Subscription-Token": key, "Accept": "application/json"},
-            }
-        else:
-            method, target = "POST", url
-            options = {
-                "json": {"query": query, "max_results": count},
-                "headers": {"Authorization": f"Bearer {key}"},
-            }
-        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
-        options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
-        try:
-            from massgen.backends._common import tls_context  # one CA load per process
+        from massgen.backends._common import tls_context  # one CA load per process
 
+        s = self.settings
+        key = s.api_key.get_secret_value() if s.api_key is not None else ""
+        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
+        headers = {"Accept-Encoding": "identity"}
+        options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
+        method, target = "GET", url + "/search"
+        if s.provider == "brave":
+            headers |= {"X-Subscription-Token": key, "Accept": "application/json"}
+            options, target = {"params": {"q": query, "count": count}}, url
+        elif s.provider == "tavily":
+            headers["Authorization"] = f"Bearer {key}"
+            options = {"json": {"query": query, "max_results": count}}
+            method, target = "POST", url
+        try:
             async with (
                 httpx.AsyncClient(
                     timeout=s.time_limit, follow_redirects=False, verify=tls_context()
                 ) as client,
-                client.stream(method, target, **options) as response,
+                client.stream(method, target, headers=headers, **options) as response,
             ):
                 if response.status_code != 200:
-                    return response.status_code, b""
+                    raise ToolError(f"the search API answered HTTP {response.status_code}")
                 if response.headers.get("content-encoding", "identity") not in ("identity", ""):
                     raise ToolError("the search API answered compressed, though asked not to")
                 body = bytearray()
@@ -201,43 +198,11 @@ class WebSearch(BuiltinTool):
                     body += chunk
                     if len(body) > s.max_bytes:
                         raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
-                return response.status_code, bytes(body)
+                return bytes(body)
         except httpx.TimeoutException:
             raise ToolError("the search timed out") from None
         except httpx.HTTPError as e:
             raise ToolError(f"the search failed: {type(e).__name__}") from None
-
-
-def parse_results(provider: str, data: Any) -> list[tuple[str, str, str]]:
-    """(title, url, snippet) triples from a provider's JSON answer."""
-    if not isinstance(data, dict):
-        raise ToolError("unexpected answer from the search API")
-    if provider == "brave":
-        web = data.get("web")
-        items = web.get("results") if isinstance(web, dict) else None
-        snippet_key = "description"
-    else:
-        items = data.get("results")
-        snippet_key = "content"
-    out = []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("url"):
-            out.append(
-                (str(item.get("title") or ""), str(item["url"]), str(item.get(snippet_key) or ""))
-            )
-    return out
-
-
-def format_results(results: list[tuple[str, str, str]], max_snippet: int) -> str:
-    if not results:
-        return "no results"
-    lines = []
-    for i, (title, url, raw) in enumerate(results, 1):
-        snippet = " ".join(raw.split())
-        if len(snippet) > max_snippet:
-            snippet = snippet[: max_snippet - 1] + "…"
-        lines.append(f"{i}. {' '.join(title.split())}\n   {url}\n   {snippet}")
-    return "\n".join(lines)
 
 
 def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> bool:
@@ -245,15 +210,11 @@ def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> 
     host = (urlsplit(url).hostname or "").lower().rstrip(".")
 
     def under(domains: tuple[str, ...]) -> bool:
-        for domain in domains:
-            d = domain.lower().strip(".")
-            if host == d or host.endswith("." + d):
-                return True
-        return False
+        return any(
+            host == d or host.endswith("." + d) for d in (x.lower().strip(".") for x in domains)
+        )
 
-    if allowed and not under(allowed):
-        return False
-    return not (blocked and under(blocked))
+    return (not allowed or under(allowed)) and not (blocked and under(blocked))
 
 
 # -- choosing native or API search, per turn -------------------------------------------------
@@ -262,9 +223,15 @@ def choose(
 ) -> NativeTool | None:
     """The provider-side search to declare for ``tool`` on ``backend``, or ``None`` to call
     the search API. Raises :class:`ConfigError` when the mode cannot be served."""
-    native = tool.native()
+    s = tool.settings
+    native = NativeTool(
+        "web_search",
+        max_uses=s.max_uses,
+        allowed_domains=s.allowed_domains,
+        blocked_domains=s.blocked_domains,
+    )
     real = innermost(backend)
-    mode = tool.settings.mode
+    mode = s.mode
     if mode == "api":
         return None
     if real.supports_native(native, model=model, with_functions=with_functions):
@@ -294,96 +261,3 @@ def choose(
             f"tools.{tool.name}, or give the agent a backend with native search",
         )
     return None
-
-
-def plan_turn(
-    backend: Backend,
-    request: CompletionRequest,
-    tools: ToolBox,
-    on_event: Callable[[ev.Event], None] | None = None,
-    agent: str = "",
-) -> tuple[Backend, CompletionRequest]:
-    """Swap the agent's ``web_search`` function tools for the provider's own search where
-    their mode says so: the request declares a :class:`NativeTool` instead, and the backend
-    is wrapped to report the provider's searches as tool events and to keep every source
-    the turn's requests cited. Unchanged (same objects) when nothing goes native."""
-    searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
-    if not searches:
-        return backend, request
-    model = request.model or backend.model or None
-    others = len(request.tools) > len(searches)
-    native: dict[str, NativeTool] = {}
-    for tool in searches:
-        chosen = choose(tool, backend, model=model, with_functions=others)
-        if chosen is not None:
-            native[tool.name] = chosen
-    if not native:
-        return backend, request
-    if len(native) > 1:
-        raise ConfigError("only one web_search tool may search natively", key="mode")
-    specs = tuple(t for t in request.tools if t.name not in native)
-    request = dataclasses.replace(
-        request,
-        tools=specs,
-        tool_choice=request.tool_choice if specs else None,
-        native_tools=(*request.native_tools, *native.values()),
-    )
-    return NativeSearchTurn(backend, on_event, agent), request
-
-
-class NativeSearchTurn(Backend):
-    """One turn's backend when the provider searches: same answers, plus a ``ToolCalled``
-    and ``ToolResult`` event per provider-side search, and the sources of every request of
-    the turn on each answer (the tool loop returns the last one)."""
-
-    def __init__(
-        self, inner: Backend, on_event: Callable[[ev.Event], None] | None, agent: str
-    ) -> None:
-        super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
-        self.on_event = on_event
-        self.agent = agent
-        self.sources: dict[str, Source] = {}
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        return self._seen(await self.inner.complete(request))
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in self.inner.stream(request):
-            if chunk.completion is None:
-                yield chunk
-            else:
-                yield StreamChunk(delta=chunk.delta, completion=self._seen(chunk.completion))
-
-    def _seen(self, completion: Completion) -> Completion:
-        if self.on_event is not None and not completion.cached:
-            from massgen import events as ev
-            from massgen.tools.runner import short_args
-
-            for call in completion.server_calls:
-                self.on_event(
-                    ev.ToolCalled(
-                        agent=self.agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        args=short_args(call.arguments),
-                    )
-                )
-                self.on_event(
-                    ev.ToolResult(
-                        agent=self.agent,
-                        tool=call.name,
-                        call_id=call.id,
-                        ok=call.ok,
-                        duration=0.0,
-                        output=call.output[:300],
-                    )
-                )
-        for source in completion.sources:
-            self.sources.setdefault(source.url, source)
-        return dataclasses.replace(completion, sources=tuple(self.sources.values()))

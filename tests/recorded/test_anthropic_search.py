@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from massgen.backends._native import MAX_SOURCES
+from massgen.backends._common import MAX_SOURCES
 from tests.recorded.facts import anthropic_blocks, anthropic_input_tokens, recording, wire_variants
 from tests.recorded.harness import Recorded
 from tests.recorded.replay_backends import answer, anthropic, ask

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from massgen.backends._native import MAX_SOURCES
+from massgen.backends._common import MAX_SOURCES
 from massgen.backends.pricing import cost, price_of
 from tests.recorded.facts import gemini_chunks, gemini_usage, gemini_variants, recording
 from tests.recorded.harness import Recorded

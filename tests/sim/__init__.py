@@ -1,4 +1,4 @@
-"""Test helpers that speak the real wire: a provider simulator and a network guard.
+"""Test helpers that speak the real wire: a provider simulator.
 
 Names are loaded on first use, so ``import tests.sim`` stays cheap (no server, no SDK)
 and ``python -m tests.sim.simulator`` runs without a double import.
@@ -10,7 +10,6 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.sim.netguard import NetGuard, NetworkBlocked
     from tests.sim.sim_process import SimulatorProcess
     from tests.sim.sim_rules import Rule
     from tests.sim.sim_types import (
@@ -45,16 +44,12 @@ _EXPORTS = {
     "ToolCallSpec": "sim_types",
     "ToolResult": "sim_types",
     "estimate_tokens": "sim_types",
-    "NetGuard": "netguard",
-    "NetworkBlocked": "netguard",
 }
 
 __all__ = [
     "Drop",
     "Fault",
     "Hang",
-    "NetGuard",
-    "NetworkBlocked",
     "ProviderSimulator",
     "Reply",
     "Rule",

@@ -1,35 +1,25 @@
 """``ask_agent`` and ``broadcast``: agents of one team talking to each other.
 
-``ask_agent(agent, question)`` puts a question to a teammate (by name, or ``capability:X``
-for the first teammate advertising capability ``X``) and returns its answer; the teammate
-answers a turn of phase ``ask`` with its own role, backend and tools. ``broadcast(note)``
-leaves a note every teammate sees at the start of its next turn.
-
-Both must be connected to their team: :func:`connect` (``massgen.team.build_agents`` does
-it for teams from a file). During a run a question goes through the orchestrator's handle
-of the teammate — in-process, or over the bus to a worker when the teammate is hosted
-remotely (distributed mode) — so retries, cache and circuit breaker apply and the run's
-cost and budget count it. Outside a run it goes straight to the agent.
-
-Limits, per top-level turn including everything nested in it: ``max_depth`` (an asked
-agent asking another...), ``max_calls`` questions in all; and an agent cannot ask itself.
-What a teammate says is text from another model: it goes back fenced as untrusted data like
-any tool result, and notes are shown fenced the same way.
+They sit above :mod:`massgen.agents` because they reach teammates: during a run through the
+run's handles (``ctx.peers``: in-process, or over the bus to a worker), so retries, cache,
+breaker, cost and budget apply; outside a run straight through the agents given to
+:func:`connect`. Limits hold per top-level turn, nested questions included (``ctx.state``);
+an agent cannot ask itself. A teammate's answer goes back fenced like any tool result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any
 
 from pydantic import Field
 
+from massgen import events as ev
+from massgen.agents.agent import Agent
+from massgen.agents.turn import Turn
 from massgen.errors import ToolError
-from massgen.tools._builtin import BuiltinTool, ToolSettings
-from massgen.tools.scope import calling_agent, turn_state
-
-if TYPE_CHECKING:
-    from massgen.agents.agent import Agent
+from massgen.tools.base import BuiltinTool, ToolSettings
+from massgen.tools.context import ToolContext
 
 
 class AskSettings(ToolSettings):
@@ -58,11 +48,6 @@ class _TeamTool(BuiltinTool):
         """Connect this tool to its team."""
         self.team = {a.name: a for a in agents}
 
-    def _caller(self, reachable: bool = False) -> str:
-        if not self.team and not reachable:
-            raise ToolError(f"{self.name} is not connected to a team")
-        return calling_agent.get()
-
 
 class AskAgent(_TeamTool):
     """Ask a teammate a question and get its answer. `agent` is a teammate's name, or
@@ -74,18 +59,14 @@ class AskAgent(_TeamTool):
 
     async def execute(
         self,
+        ctx: ToolContext,
         agent: Annotated[str, Field(description="teammate name or capability:NAME")],
         question: Annotated[str, Field(min_length=1)],
     ) -> str:
-        from massgen import events as ev
-        from massgen.agents.loop import peer_handles, tool_listener
-        from massgen.agents.turn import Turn
-
-        s = self.settings
-        handles = peer_handles.get() or {}
-        asker = self._caller(reachable=bool(handles))
-        name = self._find(agent, asker, handles)
-        state = turn_state()
+        s, state, asker = self.settings, ctx.state, ctx.agent
+        if not self.team and not ctx.peers:
+            raise ToolError(f"{self.name} is not connected to a team")
+        name = self._find(agent, asker, ctx.peers)
         depth = state.get("ask_depth", 0)
         if depth >= s.max_depth:
             raise ToolError(f"questions may nest {s.max_depth} deep at most")
@@ -95,27 +76,27 @@ class AskAgent(_TeamTool):
         if len(question) > s.max_question:
             raise ToolError(f"question longer than {s.max_question} characters")
         prompt = f"Your teammate {asker or 'an agent'} asks you:\n\n{question}"
-        turn = Turn("ask", prompt)
-        emit = tool_listener.get()
-        if emit is not None:
-            emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
+        if ctx.emit is not None:
+            ctx.emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
         state["ask_depth"] = depth + 1
         try:
             # The run's handle (in-process or on a worker), else the agent's own local one.
-            handle = handles.get(name) or (
+            handle = ctx.peers.get(name) or (
                 self.team[name].local_handle if name in self.team else None
             )
             if handle is not None:
-                completion = await handle.ask(turn)
+                completion = await handle.ask(
+                    Turn("ask", prompt), None, ctx, on_retry=_retries_to(ctx, name)
+                )
                 cost = handle.cost_of(completion)
             else:
                 peer = self.team[name]
-                completion = await peer.respond(turn, on_event=emit)
+                completion = await peer.respond(Turn("ask", prompt), ctx=ctx)
                 cost = peer.cost_of(completion)
         finally:
             state["ask_depth"] = depth
-        if emit is not None:
-            emit(ev.AgentAnswered.of(completion, agent=name, phase="ask", round=0, cost=cost))
+        if ctx.emit is not None:
+            ctx.emit(ev.AgentAnswered.of(completion, agent=name, phase="ask", round=0, cost=cost))
         return completion.text or "(no answer)"
 
     def _find(self, wanted: str, asker: str, handles: Mapping[str, Any]) -> str:
@@ -141,13 +122,13 @@ class Broadcast(_TeamTool):
     Settings = BroadcastSettings
     settings: BroadcastSettings
 
-    def execute(self, note: Annotated[str, Field(min_length=1)]) -> str:
-        s = self.settings
-        sender = self._caller()
+    def execute(self, ctx: ToolContext, note: Annotated[str, Field(min_length=1)]) -> str:
+        s, sender = self.settings, ctx.agent
+        if not self.team:
+            raise ToolError(f"{self.name} is not connected to a team")
         if len(note) > s.max_note:
             raise ToolError(f"note longer than {s.max_note} characters")
-        state = turn_state()
-        sent = state.setdefault("broadcasts", {})
+        sent = ctx.state.setdefault("broadcasts", {})
         if sent.get(sender, 0) >= s.max_notes:
             raise ToolError(f"no more notes this turn (limit {s.max_notes})")
         sent[sender] = sent.get(sender, 0) + 1
@@ -166,4 +147,14 @@ def connect(agents: Iterable[Agent]) -> None:
                 t.bind(team)
 
 
-__all__ = ["AskAgent", "Broadcast", "connect"]
+def _retries_to(ctx: ToolContext, agent: str) -> Callable[[int, int, float, BaseException], None]:
+    """The teammate's retries, told to the run as the asker's own are."""
+
+    def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+        if ctx.emit is not None:
+            text = (str(error) or type(error).__name__).splitlines()[0][:300]
+            ctx.emit(
+                ev.AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=text, limit=limit)
+            )
+
+    return on_retry

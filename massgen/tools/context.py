@@ -1,0 +1,25 @@
+"""What a tool call knows of its run (kept free of pydantic: agents import it at start-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from massgen import events as ev
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a tool call knows of its run, passed explicitly down every call (no globals)."""
+
+    agent: str = ""
+    """The agent whose turn made the call."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """Scratch space of one top-level turn, shared with the turns nested in it (a teammate
+    asked through ``ask_agent``), so limits kept there hold across the whole chain."""
+    emit: Callable[[ev.Event], None] | None = None
+    """Where the run's events go (tool calls, a teammate's answer); ``None``: nobody listens."""
+    peers: Mapping[str, Any] = field(default_factory=dict)
+    """The run's agent handles by name (local or on a worker), for ``ask_agent``."""
