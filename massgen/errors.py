@@ -5,7 +5,11 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
 
     MassGenError
     ├── ConfigError              bad YAML, unknown key, wrong type, missing env var (exit 2)
-    │   └── ResultsLocked        another batch writes the same results file
+    │   ├── ResultsLocked        another batch writes the same results file
+    │   ├── AgentIdTaken         a live agent on the bus already uses this id
+    │   ├── BusAuthError         Redis refused the bus' credentials
+    │   ├── BusRefused           Redis refused a setting of the URL
+    │   └── SecretMismatch       live peers sign with another secret
     ├── ProviderError            an LLM call failed; carries status and retry_after
     │   ├── AuthenticationError  401/403: a key is missing or wrong; never retried
     │   ├── BadRequestError      other 4xx the provider refused; never retried
@@ -16,15 +20,24 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
     │   ├── ServiceUnreachable   Redis did not answer when a command started (exit 69)
+    │   │   └── BusUnreachable   ... when an agent of the bus started
     │   ├── WorkerLost           no live worker hosts a remote agent any more
-    │   └── TurnRefused          a worker set a turn aside instead of running it
-    │       └── SecretRefused    ... because its signature did not verify (exit 2)
-    └── RunError                 a run could not produce an answer
-        ├── AgentFailed          one agent failed after its retries
-        ├── Interrupted          the user stopped the run (Ctrl-C)
-        ├── BudgetExceeded       the cost budget cannot cover the next request
-        ├── ContextLimitExceeded the task alone does not fit the model's context window
-        └── ResultsFileError     a batch's results file could not be written
+    │   ├── TurnRefused          a worker set a turn aside instead of running it
+    │   │   └── SecretRefused    ... because its signature did not verify (exit 2)
+    │   ├── RequestTimeout       no reply in time (also a TimeoutError)
+    │   └── RemoteError          the target gave up on a request
+    ├── RunError                 a run could not produce an answer
+    │   ├── AgentFailed          one agent failed after its retries
+    │   ├── Interrupted          the user stopped the run (Ctrl-C)
+    │   ├── BudgetExceeded       the cost budget cannot cover the next request
+    │   ├── ContextLimitExceeded the task alone does not fit the model's context window
+    │   └── ResultsFileError     a batch's results file could not be written
+    ├── StateError               agent state storage cannot keep (also a TypeError)
+    ├── WireError                a stored bus message could not be read (also a ValueError)
+    └── GatewayRejected          the bus gateway refused a message (also a RuntimeError)
+
+Where a class also derives from a builtin exception, that is the one the seed framework
+raised, so code written for it keeps catching what it caught.
 
 Messages never contain secrets: adapters build them from status codes and provider
 messages, never from request headers or keys.
@@ -225,3 +238,75 @@ class ContextLimitExceeded(RunError):
 class ResultsFileError(RunError):
     """The results file could not be written (a full disk, a quota, an I/O error). Every
     line written before is intact; free the space and run the same command again."""
+
+
+# -- the agent bus
+class AgentIdTaken(ConfigError):
+    """A live agent uses this id: stop the other copy, or pass ``replica=True`` to every copy."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"agent id {agent_id!r} is already taken by a live agent",
+            key="agent_id",
+            hint="stop the other agent, pick another id, or pass replica=True to every copy",
+        )
+
+
+class BusAuthError(ConfigError):
+    """Redis refused the connection's credentials. The message never holds the password."""
+
+
+class BusRefused(ConfigError):
+    """Redis refused a setting of the URL (e.g. a database number beyond ``databases``)."""
+
+
+class BusUnreachable(ServiceUnreachable):
+    """Nothing answered at the Redis URL when an agent started (later losses are retried)."""
+
+
+class SecretMismatch(ConfigError):
+    """Live peers sign with another secret and none as this agent does: they would refuse
+    each other's messages. ``peers`` names them as ``agent/instance@host/pid``."""
+
+    def __init__(self, agent_id: str, peers: list[str]) -> None:
+        self.agent_id = agent_id
+        self.peers = peers
+        super().__init__(
+            f"agent {agent_id!r}: no live agent signs with this agent's secret; "
+            f"these sign with another one: {', '.join(peers)}",
+            key="secret",
+            hint="give every agent and worker of this bus the same redis.secret "
+            "($MASSGEN_SECRET); `massgen agents list` shows who does not match",
+        )
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No reply arrived in time. The request may still be answered later; nobody waits."""
+
+
+class RemoteError(TransportError):
+    """The target gave up on a request (its handler failed every delivery)."""
+
+    def __init__(self, target: str, error: str) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"agent {target!r} failed the request: {error}")
+
+
+class StateError(MassGenError, TypeError):
+    """An agent state update that storage cannot keep faithfully (not JSON, unknown field)."""
+
+
+class WireError(MassGenError, ValueError):
+    """A stored message could not be read (not ours, truncated, or wrong types)."""
+
+
+class GatewayRejected(MassGenError, RuntimeError):
+    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result  # a GatewayResult
+        self.decision: str = getattr(result, "decision", "")
+        why = getattr(result, "message", None)
+        super().__init__(f"Gateway rejected message: {self.decision} - {why}")

@@ -21,7 +21,7 @@ def test_the_docstring_draws_every_error_under_its_parent() -> None:
     for *_, name in drawn:
         del stack[depth[name] :]
         if stack:
-            assert classes[name].__bases__ == (classes[stack[-1]],), name
+            assert classes[name].__bases__[0] is classes[stack[-1]], name  # then a builtin
         stack.append(name)
 
 
