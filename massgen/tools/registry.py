@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from massgen.config._base import CUSTOM_CLASS as CUSTOM
+from massgen.config.models import CUSTOM_CLASS as CUSTOM
 from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
