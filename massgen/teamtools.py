@@ -7,7 +7,7 @@ agents given to :func:`connect`. Limits hold per top-level turn (``ctx.state``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -66,13 +66,23 @@ class AskAgent(_TeamTool):
         prompt = f"Your teammate {asker or 'an agent'} asks you:\n\n{question}"
         if ctx.emit is not None:
             ctx.emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
+
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            if ctx.emit is not None:  # the teammate's retries, told as the asker's own are
+                text = (str(error) or type(error).__name__).splitlines()[0][:300]
+                ctx.emit(
+                    ev.AgentRetrying(
+                        agent=name, attempt=attempt, wait=wait, error=text, limit=limit
+                    )
+                )
+
         state["ask_depth"] = depth + 1
         try:
             # The run's handle (in-process or on a worker), else the agent's own local one.
             peer = ctx.peers.get(name) or self.team[name].local_handle
             handle = peer or LocalHandle(self.team[name])
             turn = Turn("ask", prompt)
-            completion = await handle.ask(turn, None, ctx, on_retry=_retries_to(ctx, name))
+            completion = await handle.ask(turn, None, ctx, on_retry=on_retry)
             cost = handle.cost_of(completion)
         finally:
             state["ask_depth"] = depth
@@ -126,16 +136,3 @@ def connect(agents: Iterable[Agent]) -> None:
         for t in agent.toolbox.tools.values() if agent.tools else ():
             if isinstance(t, _TeamTool):
                 t.team = {a.name: a for a in team}
-
-
-def _retries_to(ctx: ToolContext, agent: str) -> Callable[[int, int, float, BaseException], None]:
-    """The teammate's retries, told to the run as the asker's own are."""
-
-    def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-        if ctx.emit is not None:
-            text = (str(error) or type(error).__name__).splitlines()[0][:300]
-            ctx.emit(
-                ev.AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=text, limit=limit)
-            )
-
-    return on_retry
