@@ -35,6 +35,16 @@ def from_dict(cls: type[T], data: Any) -> T:
     return _adapter(cls).validate_python(data)
 
 
+def to_json(value: Any) -> bytes:
+    """``value`` as one JSON document (UTF-8, not ASCII-escaped), for a store record."""
+    return _adapter(type(value)).dump_json(value)
+
+
+def from_json(cls: type[T], raw: bytes | str) -> T:
+    """The ``cls`` a record from :func:`to_json` holds; ``ValidationError`` if none."""
+    return _adapter(cls).validate_json(raw)
+
+
 def completion_to_dict(completion: Completion) -> dict[str, Any]:
     return to_dict(completion)
 
@@ -43,4 +53,11 @@ def completion_from_dict(data: Any) -> Completion:
     return from_dict(Completion, data)
 
 
-__all__ = ["completion_from_dict", "completion_to_dict", "from_dict", "to_dict"]
+__all__ = [
+    "completion_from_dict",
+    "completion_to_dict",
+    "from_dict",
+    "from_json",
+    "to_dict",
+    "to_json",
+]

@@ -5,22 +5,8 @@ them (``massgen run --redis``). Names load on first use, so resolving a :class:`
 imports neither the bus runtime nor redis.
 """
 
-from __future__ import annotations
-
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ loads each on first use
-    from massgen.distributed.codec import (  # noqa: F401  # noqa: F401
-        completion_from_dict,
-        decode,
-        error_from_dict,
-        error_to_dict,
-    )
-    from massgen.distributed.connect import CLIENT_ID, Placement, distributed  # noqa: F401
-    from massgen.distributed.remote import RemoteHandle, SecretRefused, TurnRefused, WorkerLost  # noqa: F401  # noqa: F401
-    from massgen.distributed.target import BusTarget  # noqa: F401
-    from massgen.distributed.worker import LLM, HostedAgent, TurnReport, Worker, turn_timeout  # noqa: F401  # noqa: F401
+from typing import Any
 
 _EXPORTS = {
     "codec": "completion_from_dict decode error_from_dict error_to_dict",
@@ -30,10 +16,10 @@ _EXPORTS = {
     "worker": "LLM HostedAgent TurnReport Worker turn_timeout",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
+    if (module := _WHERE.get(name)) is None:
         raise AttributeError(f"module 'massgen.distributed' has no attribute {name!r}")
     return getattr(import_module(f"massgen.distributed.{module}"), name)

@@ -17,10 +17,11 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen.memory.tokens import estimate_text
+from massgen.serialize import from_json, to_json
 from massgen.store.base import Store
 
 if TYPE_CHECKING:
@@ -78,13 +79,11 @@ class MemoryItem:
         return "\n".join(parts)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
+        return to_json(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> MemoryItem:
-        d = json.loads(raw)
-        d["votes"] = [tuple(v) for v in d.get("votes", [])]
-        return cls(**d)
+        return from_json(cls, raw)
 
     @classmethod
     def from_run(cls, result: RunResult, agent: str, own: str, clock: float) -> MemoryItem:
