@@ -16,7 +16,6 @@ _EXPORTS = {
     "worker": "LLM HostedAgent TurnReport Worker turn_timeout",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
-__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:

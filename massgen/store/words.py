@@ -88,16 +88,12 @@ def _newest(c: sqlite3.Connection, table: str | None) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _newest_record(c: sqlite3.Connection, log: str) -> int:
-    row = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
-    return int(row[0] or 0)
-
-
 def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
     """Index the records appended since the last search (those after the newest indexed:
     ids only grow); the index table."""
     table = _index_of(c, log)
-    if _newest_record(c, log) == _newest(c, table):
+    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    if (newest or 0) == _newest(c, table):
         return table
     with transaction(c):
         table = _create_index(c, log)
