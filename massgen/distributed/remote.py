@@ -21,7 +21,8 @@ from massgen import events as ev
 from massgen.agents.loop import OnDelta, OnEvent
 from massgen.agents.turn import Turn
 from massgen.distributed.codec import (
-    completion_from_dict,
+    TurnReply,
+    TurnRequest,
     decode,
     error_from_dict,
     to_dict,
@@ -202,31 +203,28 @@ class RemoteHandle:
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
-        # The deadline lets a worker that starts late skip a turn nobody waits for any more.
-        payload: dict[str, Any] = {
-            "turn": to_dict(turn),
-            "run": self.run,
-            "deadline": time.time() + self.timeout,
-        }
-        context = agent.memory.context(recalled, fold=fold)
-        if context.summary or context.exchanges or context.recalled or context.fold:
-            payload["memory"] = to_dict(context)
         feed = await self._live.feed() if self._live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
-            payload["stream"] = {"to": feed.id, "key": key}
+        payload = TurnRequest(
+            turn,
+            self.run,
+            deadline=time.time() + self.timeout,
+            memory=agent.memory.context(recalled, fold=fold),
+            stream={"to": feed.id, "key": key} if feed is not None else None,
+        )
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
             request_id = self._client.new_message_id()
             request = self._client.request(
-                self.name, payload, timeout=self.timeout, message_id=request_id
+                self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
                 raise _NoWorker(f"{self._gone_workers()} gone")
-            reply = answer.payload
+            reply = decode(TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
@@ -236,20 +234,20 @@ class RemoteHandle:
             turn.phase,
             turn.round,
             self.run or "-",
-            reply.get("worker") or "-",
-            "error" if "error" in reply else "ok",
+            reply.worker or "-",
+            "ok" if reply.error is None else "error",
             time.perf_counter() - started,
         )
-        folded = decode(Folded, reply["folded"], "summary") if "folded" in reply else None
-        if "error" in reply:
+        folded = reply.folded
+        if reply.error is not None:
             if folded is not None:  # written before the answer failed: keep it
                 await self._store_summary(folded, emit)
-            raise error_from_dict(reply["error"], source=self.name)
-        if "completion" not in reply:
+            raise error_from_dict(reply.error, source=self.name)
+        if reply.completion is None:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
-        completion = completion_from_dict(reply["completion"])
-        if "events" in reply and emit is not None:
-            for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
+        completion = reply.completion
+        if emit is not None:
+            for event in tool_events_from_list(reply.events):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
                     emit(event)
         rest = completion.text[len(shown) :]  # what the stream has not shown yet
