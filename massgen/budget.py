@@ -1,14 +1,6 @@
-"""A cost budget shared by every request of a run or a batch (a denial-of-wallet guard).
-
-Each request reserves its estimated cost before it is sent and is refused
-(:class:`BudgetExceeded`) when spent + reserved + its estimate would pass the limit; when it
-ends, the reservation becomes what it cost. So concurrent requests cannot together start
-more than the budget covers, and a free request is never refused, even under a limit of 0.
-The output side is estimated from ``max_tokens``, else the longest answer seen, else
-:data:`DEFAULT_OUTPUT_TOKENS`: set ``max_tokens`` to make the limit a hard bound. A batch
-reserves each task's expected cost up front (:meth:`Budget.allowance`), so tasks already
-running are never starved half way.
-"""
+"""A cost budget shared by every request of a run or a batch (a denial-of-wallet guard): each
+request reserves its estimated cost first, so concurrent requests never together start more
+than the budget covers; a free request is never refused. See docs/batch.md."""
 
 from __future__ import annotations
 
@@ -89,7 +81,8 @@ class Budget:
         self.spent += cost
 
     def reserve_turn(self, handle: Any, turn: Turn) -> float:
-        """Reserve the estimated cost of an agent's turn (see the module docstring)."""
+        """Reserve the estimated cost of an agent's turn (input tokens, then ``max_tokens``, else
+        the longest answer seen, else :data:`DEFAULT_OUTPUT_TOKENS`; see docs/batch.md)."""
         return self.reserve(self.estimate_turn(handle, turn))
 
     def settle(self, held: float, completion: Completion) -> None:

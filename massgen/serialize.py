@@ -1,9 +1,5 @@
-"""One JSON shape for massgen's dataclasses (Completion, Turn, memory): the cache and the bus
-both use it, so a value written by one reads back in the other.
-
-Decoding validates and raises pydantic's ``ValidationError``; each caller maps it to its own
-error. A field left out takes its default, so a payload written before the field existed reads.
-"""
+"""One JSON shape for massgen's dataclasses (Completion, Turn, memory), shared by the
+cache, the bus and the stores; decoding raises ``ValidationError``; a missing field defaults."""
 
 from __future__ import annotations
 

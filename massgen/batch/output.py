@@ -1,13 +1,7 @@
-"""The batch result file: one JSON line per finished task, fsynced before the task counts.
+"""The batch result file: one fsynced JSON line per finished task, the last line per id wins.
 
-The **last** line for an id is that task's result; a resume retries failed tasks, and the
-file is compacted to one line per id on close (and on open, after a crash). Commits that
-arrive during an fsync share the next one (group commit), on the log's own thread. On open,
-damaged lines (a torn tail, garbage, NUL bytes) move to ``RESULTS.bad-<UTC time>``; nothing
-is deleted. A failed write (a full disk) is cut back off, so the file never holds half a
-line. An exclusive ``flock`` on ``RESULTS.lock`` keeps a second writer out; the lock file
-holds the run's fingerprint, so a resume under another config or strategy is refused.
-"""
+Damaged lines are moved aside (never dropped), a failed write is cut back off, an ``flock``
+keeps a second writer out and the lock file's fingerprint refuses a resume under another run."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Run many tasks with one team: bounded concurrency, a shared budget, resumable output.
-
-A task counts as done once its line is on disk; cancelling the batch cancels the tasks still
-running, which are not written, so a re-run does exactly the work that is left.
-"""
+"""Run many tasks with one team: bounded concurrency, a shared budget, resumable output. A task
+counts as done once its line is on disk, so a re-run does exactly the work that is left."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Distributed mode: a team's LLM agents hosted by workers anywhere, reached over Redis.
-
-:class:`Worker` hosts agents (``massgen worker``); :func:`distributed` sends a run's turns to
-them (``massgen run --redis``). Names load on first use, so resolving a :class:`BusTarget`
-imports neither the bus runtime nor redis.
-"""
+"""Distributed mode: :class:`Worker` hosts agents, :func:`distributed` sends a run's turns to
+them. Names load on first use, so resolving a :class:`BusTarget` imports no redis."""
 
 from importlib import import_module
 from typing import Any

@@ -1,7 +1,5 @@
-"""What crosses the bus with a turn: its values (through :mod:`massgen.serialize`), its tool
-events and its error, which is rebuilt on the caller as the same class with the same fields,
-so fallback and ``error_strategy`` behave as in one process. A malformed payload is refused
-with a :class:`~massgen.errors.TransportError`, never half-used."""
+"""What crosses the bus with a turn: its values, tool events and error (rebuilt as the same
+class, so fallback behaves as in one process). Malformed payloads: TransportError."""
 
 from __future__ import annotations
 

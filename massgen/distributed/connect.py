@@ -1,8 +1,5 @@
-"""Put a run on the bus: agents a live worker hosts are reached remotely, the rest locally.
-
-Nobody hosts an agent? It runs here, as without Redis. Its workers all die while a turn
-waits? The registry says so within their heartbeat TTL and the turn runs here too.
-"""
+"""Put a run on the bus: agents a live worker hosts are reached remotely, the rest (and any
+whose workers all die) run here."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The handle to an agent a worker hosts: a turn is one request over the bus.
-
-Strategies cannot tell it from a local handle: same Completion, same errors (after the
-worker's own retries), costs at this config's prices. Memory stays with the run: the handle
-sends the session and recalled items with the turn and stores any summary the worker wrote,
-so the worker needs no store and the run no provider key.
-"""
+"""The handle to an agent a worker hosts: a turn is one request over the bus. Strategies
+cannot tell it from a local handle; memory stays with the run (sent with the turn)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Host a team's LLM agents on the bus, so runs anywhere can send them turns.
-
-Each hosted agent is a replica :class:`massgen.mas.Agent` named after the agent: start it in
-several workers and they share its inbox. A turn is answered with the backend the
-orchestrator would use (in its retries) from the memory the turn carries, never the agent's
-own, so concurrent runs never see each other's. Delivery is at least once: a dead worker's
-turn goes to another replica after the lease; only the first reply counts.
-"""
+"""Host a team's LLM agents on the bus: each is a replica bus agent named after the agent,
+answering turns with the memory the turn carries (never its own), so concurrent runs never
+mix. Delivery is at least once; only the first reply counts."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Long-term memory: what past runs decided, recalled when it is relevant again.
-
-After each run, every agent with ``memory.long_term`` stores one item (task, final answer,
-its own answer, the decision) in a store log: ``memory:agent:{name}``, or ``memory:team``.
-Before a turn on the task itself, the best ``recall`` items that fit ``recall_budget``
-tokens are added to its context: ranked by BM25 through the store's full-text index, or by
-cosine similarity when you pass ``embed`` (texts -> vectors, sync or async). Retention:
-``max_items`` per log, none older than ``max_age_days``.
-"""
+"""Long-term memory: one item per past run in a store log, recalled (BM25 through the store's
+full-text index, or cosine similarity with ``embed``) before a turn on a related task."""
 
 from __future__ import annotations
 

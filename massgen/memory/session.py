@@ -1,10 +1,5 @@
-"""Sessions: a named conversation that continues across runs, processes and machines.
-
-Kept in a :class:`~massgen.store.Store` (the SQLite file, or Redis when the team has
-``redis:``): ``session:{name}:turns:{agent}`` (log: task, answer, run id per run),
-``session:{name}:summary:{agent}`` (the running summary and how many records it folds),
-``session:{name}:meta`` (created, updated, runs, agents) and the ``sessions`` log of names.
-"""
+"""Sessions: a named conversation that continues across runs, kept in a store under
+``session:{name}:`` (turns per agent, summary per agent, meta) and the ``sessions`` log."""
 
 from __future__ import annotations
 

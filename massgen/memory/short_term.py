@@ -1,15 +1,6 @@
-"""What one agent keeps in its context: the session's earlier exchanges, cut by its strategy.
-
-Within a run every turn is a fresh prompt; memory is the *session*: after each run every
-agent's exchange (the task and its own final answer) is appended, and the next run starts
-with them as prior turns (votes and review prompts are not replayed; the decision goes to
-long-term memory). ``full`` keeps every exchange (cut only by the context window);
-``sliding_window`` the newest that fit ``size`` tokens; ``summary`` folds the oldest into a
-running summary, written once by the agent's backend (or the ``summarizer``'s) and stored.
-
-A worker answers with the same memory: the run sends a :class:`MemoryContext`, the worker
-composes the request in a :meth:`Conversation.fork` and returns any :class:`Folded` summary.
-"""
+"""What one agent keeps in its context: the session's earlier exchanges, cut by its strategy
+(``full``, ``sliding_window``, ``summary``; see docs/memory.md). A worker answers with the
+run's memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The Store interface: key/value with TTL, plus append-only logs searchable by words.
-
-One narrow interface for the response cache, sessions, long-term memory and agent state, so
-each works the same on SQLite and Redis. Keys and logs are separate namespaces. Failures of
-the medium raise :class:`~massgen.errors.TransportError`; misuse raises ValueError.
-"""
+"""The Store interface: key/value with TTL plus append-only logs searchable by words, one for
+the cache, sessions, memory and state on SQLite and Redis (medium failures: TransportError)."""
 
 from __future__ import annotations
 

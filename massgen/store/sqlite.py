@@ -1,11 +1,5 @@
-"""The embedded default store: one SQLite file, shared safely by several processes.
-
-WAL lets readers run while one process writes, a busy timeout queues writers, and
-``synchronous=NORMAL`` never corrupts the file (a power cut may lose the last writes). Every
-call runs on the store's own thread, so the event loop never waits on the disk; reads made
-together share one trip there, and writes one transaction (a batch's cache asks hundreds at
-once). :meth:`~SQLiteStore.search` uses FTS5 in the same file (:mod:`massgen.store.words`).
-"""
+"""The embedded default store: one SQLite file (WAL) shared by several processes. Every call
+runs on the store's own thread, reads made together share one trip, writes one transaction."""
 
 from __future__ import annotations
 

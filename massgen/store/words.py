@@ -1,9 +1,5 @@
-"""Finding a log's records by their words: SQLite FTS5, ranked by BM25, on a worker thread.
-
-The SQLite store keeps the index in its file; a store without one (Redis) keeps an
-in-memory copy of each searched log (:class:`WordIndex`), updated before each search. A
-record is indexed by ``text(record)`` the first time a search sees it; a trim drops its words.
-"""
+"""Finding a log's records by their words: SQLite FTS5, ranked by BM25. A store whose medium
+cannot search (Redis) keeps an in-memory copy of each searched log (:class:`WordIndex`)."""
 
 from __future__ import annotations
 
