@@ -233,11 +233,8 @@ class ResultLog:
         self._count(row)
 
     async def commit(self, row: dict[str, Any]) -> None:
-        """Write one line; returns once it is on disk (ResultsFileError if it cannot be).
-
-        Cancelling does not take the line back: commit still waits for its write, then
-        raises CancelledError, so the caller may count the task as finished either way.
-        """
+        """Write one line; returns once it is on disk (ResultsFileError if it cannot be). A
+        cancelled commit still waits for its write, so the task counts as finished either way."""
         if self._broken is not None:
             raise self._broken
         waiter = self._lines.submit(encode_row(row))

@@ -66,13 +66,10 @@ async def distributed(
     hub: MemoryHub | None = None,
     run: str | None = None,
 ) -> AsyncIterator[Placement]:
-    """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers.
-
-    The bus is ``redis_url`` (else ``$MASSGEN_REDIS_URL``), a ``transport`` or a ``hub``;
-    ``run`` labels the run's requests in the workers' logs. Before anything is sent, raises
-    a ConfigError when Redis refuses, or when every live worker of an agent signs otherwise
-    than ``secret`` (their registry records prove how).
-    """
+    """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers (bus:
+    ``redis_url``, else ``$MASSGEN_REDIS_URL``, a ``transport`` or a ``hub``). Raises a
+    ConfigError before anything is sent when Redis refuses, or every worker of an agent signs
+    otherwise than ``secret``."""
     run = run or f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
         CLIENT_ID,

@@ -130,12 +130,8 @@ class _Watch:
 
 
 class RemoteHandle:
-    """Reaches ``agent`` through ``client``, a started bus agent of this run.
-
-    ``timeout`` bounds one turn on the worker; ``supports_tools`` is what the worker's backend
-    advertised (so the run never builds it); ``live`` streams the worker's deltas to
-    ``on_delta``; ``local`` runs the turn here when no live worker hosts the agent any more.
-    """
+    """Reaches ``agent`` through ``client``, a started bus agent of this run; ``live`` streams
+    the worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
 
     def __init__(
         self,
@@ -169,13 +165,9 @@ class RemoteHandle:
         *,
         on_retry: OnRetry | None = None,
     ) -> Completion:
-        """Send ``turn`` to a live worker and wait for its answer (or its error).
-
-        While it waits, a silent worker is reported (:class:`~massgen.events.AgentWaiting`);
-        once no live worker hosts the agent, the turn runs here (:attr:`local`) or fails at
-        once with :class:`WorkerLost`; a turn a worker dead-letters raises
-        :class:`TurnRefused`.
-        """
+        """Send ``turn`` to a live worker and wait for its answer or error. A silent worker is
+        reported (AgentWaiting); with no live worker left the turn runs here (:attr:`local`) or
+        raises WorkerLost; a dead-lettered turn raises TurnRefused."""
         emit = ctx.emit if ctx else None
         if self._gone:  # the workers were gone last turn: are they back?
             if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:

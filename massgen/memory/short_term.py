@@ -126,9 +126,6 @@ class Conversation:
             out += [ChatMessage("user", e.task), ChatMessage("assistant", e.answer)]
         return out
 
-    def system(self, role: str) -> list[ChatMessage]:
-        return self._system(role, self.summary)
-
     async def load(self) -> bool:
         """Load the attached session once per run (hold :attr:`lock`); ``True`` if this did."""
         if self._loaded or self._sessions is None:
@@ -212,64 +209,36 @@ class Conversation:
             on_event(summary_events(folded, who.cost_of(done))[1])
         return folded
 
+    def system(self, role: str, summary: str | None = None) -> list[ChatMessage]:
+        summary = self.summary if summary is None else summary
+        head = "Summary of your earlier conversation in this session:\n" + summary
+        text = (f"{role}\n\n{head}" if role else head) if summary else role
+        return [ChatMessage("system", text)] if text else []
+
     def compose(
-        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
+        self,
+        role: str,
+        prompt: str,
+        *,
+        model: str | None,
+        reserve: int = 0,
+        held: tuple[list[ChatMessage], list[str], str] | None = None,
     ) -> tuple[ChatMessage, ...]:
         """System prompt (with the summary), kept history, recalled memory and the prompt,
         within the context window less ``reserve``: the oldest history goes first, then the
         least relevant recalled items, then the summary (ContextLimitExceeded if the role
-        and prompt alone do not fit)."""
-        return self._compose(
-            role, prompt, model, reserve, self.history(), list(self.recalled), self.summary
-        )
-
-    def window(
-        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
-    ) -> RequestWindow | None:
-        """What keeps a tool loop's follow-up requests within the context window (``None``:
-        window unknown): the opening messages, with room left for the loop's own."""
-        window = context_window(model, self.context_window)
-        if window is None:
-            return None
-        history, recalled, summary = self.history(), list(self.recalled), self.summary
-
-        def opening(room: int) -> tuple[ChatMessage, ...]:
-            try:
-                return self._compose(
-                    role, prompt, model, reserve + room, history, recalled, summary
-                )
-            except ContextLimitExceeded:  # memory is all gone: the role and prompt alone
-                return (*self._system(role, ""), ChatMessage("user", prompt))
-
-        return RequestWindow(window - reserve - REQUEST_OVERHEAD, self.estimator.message, opening)
-
-    def _system(self, role: str, summary: str) -> list[ChatMessage]:
-        text = role
-        if summary:
-            head = "Summary of your earlier conversation in this session:\n" + summary
-            text = f"{role}\n\n{head}" if role else head
-        return [ChatMessage("system", text)] if text else []
-
-    def _compose(
-        self,
-        role: str,
-        prompt: str,
-        model: str | None,
-        reserve: int,
-        history: list[ChatMessage],
-        recalled: list[str],
-        summary: str,
-    ) -> tuple[ChatMessage, ...]:
+        and prompt alone do not fit). ``held``: (history, recalled, summary) to use."""
+        history, recalled, summary = held or (self.history(), self.recalled, self.summary)
         count = self.estimator.message
         recalled = list(recalled)
         if self.size is not None and self.strategy != "full":
-            fixed = sum(count(m) for m in self._system(role, summary))
+            fixed = sum(count(m) for m in self.system(role, summary))
             history = newest_fitting(history, max(0, self.size - fixed), count)
         window = context_window(model, self.context_window)
 
         def build() -> list[ChatMessage]:
             user = ChatMessage("user", _with_recalled(recalled, prompt))
-            return [*self._system(role, summary), *history, user]
+            return [*self.system(role, summary), *history, user]
 
         messages = build()
         if window is None:
@@ -292,6 +261,24 @@ class Conversation:
                 )
             messages = build()
         return tuple(messages)
+
+    def window(
+        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
+    ) -> RequestWindow | None:
+        """What keeps a tool loop's follow-up requests within the context window (``None``:
+        window unknown): the opening messages, with room left for the loop's own."""
+        window = context_window(model, self.context_window)
+        if window is None:
+            return None
+        held = (self.history(), list(self.recalled), self.summary)
+
+        def opening(room: int) -> tuple[ChatMessage, ...]:
+            try:
+                return self.compose(role, prompt, model=model, reserve=reserve + room, held=held)
+            except ContextLimitExceeded:  # memory is all gone: the role and prompt alone
+                return (*self.system(role, ""), ChatMessage("user", prompt))
+
+        return RequestWindow(window - reserve - REQUEST_OVERHEAD, self.estimator.message, opening)
 
 
 def _with_recalled(items: list[str], prompt: str) -> str:
