@@ -99,6 +99,7 @@ class Budget:
         agent = getattr(handle, "agent", None)
         if agent is None:
             return 0.0
+        from massgen.backends.base import layers
         from massgen.backends.pricing import price_of
         from massgen.types import ChatMessage
 
@@ -117,7 +118,7 @@ class Budget:
         tokens_out = (
             turn.max_tokens
             or agent.max_tokens
-            or _backend_max_tokens(agent.backend)
+            or next((n for b in layers(agent.backend) if (n := _max_tokens(b))), None)
             or self._outputs.get(model)
             or self._outputs.get(model.rsplit("/", 1)[-1])
             or DEFAULT_OUTPUT_TOKENS
@@ -146,16 +147,9 @@ class Budget:
         )
 
 
-def _backend_max_tokens(backend: Any) -> int | None:
-    """The ``max_tokens`` a backend sends by default, looked for through its wrappers."""
-    for _ in range(8):
-        if backend is None:
-            return None
-        found = getattr(backend, "max_tokens", None)
-        if isinstance(found, int) and found > 0:
-            return found
-        backend = getattr(backend, "inner", None)
-    return None
+def _max_tokens(backend: Any) -> int | None:
+    found = getattr(backend, "max_tokens", None)
+    return found if isinstance(found, int) and found > 0 else None
 
 
 @dataclass(slots=True)

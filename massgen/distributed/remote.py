@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
@@ -129,30 +130,26 @@ class _Watch:
         return silent, [label for label, _, _ in seen.values()]
 
 
+@dataclass(eq=False, repr=False)
 class RemoteHandle:
     """Reaches ``agent`` through ``client``, a started bus agent of this run; ``live`` streams
     the worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
 
-    def __init__(
-        self,
-        agent: Agent,
-        client: BusAgent,
-        *,
-        timeout: float,
-        supports_tools: bool,
-        run: str = "",
-        live: LiveFeeds | None = None,
-        local: LocalHandle | None = None,
-        heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL,
-        workers: list[str] | None = None,
-    ) -> None:
-        self.agent, self.name = agent, agent.name
-        self.timeout, self.run, self.local = timeout, run, local
-        self.heartbeat_ttl = heartbeat_ttl
-        self.supports_tools = supports_tools
-        self._client, self._live = client, live
-        self._workers = list(workers or [])
-        self._gone = False  # the last turn found no live worker
+    agent: Agent
+    client: BusAgent
+    _: KW_ONLY
+    timeout: float
+    supports_tools: bool
+    run: str = ""
+    live: LiveFeeds | None = None
+    local: LocalHandle | None = None
+    heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL
+    workers: list[str] = field(default_factory=list)  # last seen, as ``host pid N``
+    gone: bool = field(default=False, init=False)  # the last turn found no live worker
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.agent.name
 
     def __repr__(self) -> str:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
@@ -169,12 +166,12 @@ class RemoteHandle:
         reported (AgentWaiting); with no live worker left the turn runs here (:attr:`local`) or
         raises WorkerLost; a dead-lettered turn raises TurnRefused."""
         emit = ctx.emit if ctx else None
-        if self._gone:  # the workers were gone last turn: are they back?
-            if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
+        if self.gone:  # the workers were gone last turn: are they back?
+            if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
                 return await self._here(
                     turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
                 )
-            self._gone = False
+            self.gone = False
         memory = self.agent.memory
         try:
             if memory.needs_load:
@@ -190,7 +187,7 @@ class RemoteHandle:
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
-        feed = await self._live.feed() if self._live is not None and on_delta else None
+        feed = await self.live.feed() if self.live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
@@ -204,8 +201,8 @@ class RemoteHandle:
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
-            request_id = self._client.new_message_id()
-            request = self._client.request(
+            request_id = self.client.new_message_id()
+            request = self.client.request(
                 self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
@@ -254,7 +251,7 @@ class RemoteHandle:
         is abandoned). Each look at the registry also looks among the dead letters: a worker
         that set the request aside will never answer (:class:`TurnRefused` at once)."""
         task = asyncio.ensure_future(request)
-        watch = _Watch(self._client, self.name, self.heartbeat_ttl)
+        watch = _Watch(self.client, self.name, self.heartbeat_ttl)
         told = ""
         try:
             while True:
@@ -263,16 +260,16 @@ class RemoteHandle:
                     return task.result()
                 seen = await watch.check()
                 try:
-                    reason = await self._client.dead_lettered(self.name, request_id)
+                    reason = await self.client.dead_lettered(self.name, request_id)
                 except MassGenError as e:  # a bus that cannot be read says nothing
                     log.debug("agent %s: dead letters not read: %s", self.name, e)
                     reason = None
                 if reason is not None:
                     raise refused(self.name, reason)
                 if seen is None:
-                    self._gone = True
+                    self.gone = True
                     return None
-                silent, self._workers = seen[0], seen[1] or self._workers
+                silent, self.workers = seen[0], seen[1] or self.workers
                 if silent and not told:
                     told = f"waiting for a worker: {'; '.join(silent)}"
                     self._tell(told, emit)
@@ -285,7 +282,7 @@ class RemoteHandle:
                     await task
 
     def _gone_workers(self) -> str:
-        return ", ".join(self._workers) or "its worker"
+        return ", ".join(self.workers) or "its worker"
 
     def _tell(self, note: str, emit: OnEvent | None) -> None:
         log.info("agent %s: %s", self.name, note)
@@ -302,11 +299,11 @@ class RemoteHandle:
     ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         if self.local is None:
-            raise WorkerLost(self.name, self._workers, "the run cannot build it here")
+            raise WorkerLost(self.name, self.workers, "the run cannot build it here")
         try:
             self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
         except ConfigError as e:
-            raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
+            raise WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
         return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 

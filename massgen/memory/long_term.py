@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen.memory.tokens import estimate_text
@@ -110,31 +110,28 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb) if na and nb else 0.0
 
 
+@dataclass(eq=False)
 class LongTermMemory:
     """One memory log in a store (bound later for agents built from a config), with its
     recall and retention settings."""
 
-    def __init__(
-        self,
-        store: Store | None = None,
-        *,
-        agent: str | None = None,
-        recall: int = 3,
-        recall_budget: int = 600,
-        max_items: int | None = 1000,
-        max_age_days: float | None = None,
-        embed: Embed | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.agent = agent
-        self.log = log_name(agent)
-        self.recall = recall
-        self.recall_budget = recall_budget
-        self.max_items = max_items
-        self.max_age = max_age_days * 86400 if max_age_days is not None else None
-        self.embed = embed
-        self.clock = clock
+    store: Store | None = None
+    _: KW_ONLY
+    agent: str | None = None
+    recall: int = 3
+    recall_budget: int = 600
+    max_items: int | None = 1000
+    max_age_days: float | None = None
+    embed: Embed | None = None
+    clock: Callable[[], float] = time.time
+
+    @property
+    def log(self) -> str:
+        return log_name(self.agent)
+
+    @property
+    def max_age(self) -> float | None:
+        return self.max_age_days * 86400 if self.max_age_days is not None else None
 
     def bind(self, store: Store) -> None:
         if self.store is None:
