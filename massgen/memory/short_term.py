@@ -154,38 +154,9 @@ class Conversation:
     ) -> Folded | None:
         """For ``summary``: the summary folding the oldest exchanges that no longer fit
         ``size`` (``None`` when all fits); :meth:`keep` applies it."""
-        if not self.may_fold:
+        fold = self._to_fold(agent.role) if self.may_fold else 0
+        if not fold:
             return None
-        count = self._to_fold(agent.role)
-        if not count:
-            return None
-        return await self._summarize(agent, backend, on_event, count)
-
-    async def keep(self, folded: Folded) -> None:
-        """Take ``folded`` (written here or by a worker) as the summary and store it."""
-        self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
-        self._covered += folded.count
-        if self._sessions is not None:
-            await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)
-
-    def summary_budget(self) -> int:
-        return max(32, (self.size or 0) // 4)
-
-    def _to_fold(self, role: str) -> int:
-        """How many of the oldest exchanges must go into the summary (0: all fits)."""
-        assert self.size is not None
-        count = self.estimator.message
-        used = sum(count(m) for m in [*self.system(role), *self.history()])
-        if used <= self.size:
-            return 0
-        header = f"{role}\n\nSummary of your earlier conversation in this session:\n"
-        base = count(ChatMessage("system", header)) + self.summary_budget()
-        kept = newest_fitting(self.history(), max(0, self.size - base), count)
-        return max(1, len(self.exchanges) - len(kept) // 2)
-
-    async def _summarize(
-        self, agent: Agent, backend: Backend, on_event: OnEvent | None, fold: int
-    ) -> Folded:
         who = self.summarizer or agent
         handle = getattr(who, "local_handle", None)
         used = backend if who is agent else (handle.backend if handle else who.backend)
@@ -208,6 +179,28 @@ class Conversation:
         if on_event is not None:
             on_event(summary_events(folded, who.cost_of(done))[1])
         return folded
+
+    async def keep(self, folded: Folded) -> None:
+        """Take ``folded`` (written here or by a worker) as the summary and store it."""
+        self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
+        self._covered += folded.count
+        if self._sessions is not None:
+            await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)
+
+    def summary_budget(self) -> int:
+        return max(32, (self.size or 0) // 4)
+
+    def _to_fold(self, role: str) -> int:
+        """How many of the oldest exchanges must go into the summary (0: all fits)."""
+        assert self.size is not None
+        count = self.estimator.message
+        used = sum(count(m) for m in [*self.system(role), *self.history()])
+        if used <= self.size:
+            return 0
+        header = f"{role}\n\nSummary of your earlier conversation in this session:\n"
+        base = count(ChatMessage("system", header)) + self.summary_budget()
+        kept = newest_fitting(self.history(), max(0, self.size - base), count)
+        return max(1, len(self.exchanges) - len(kept) // 2)
 
     def system(self, role: str, summary: str | None = None) -> list[ChatMessage]:
         summary = self.summary if summary is None else summary
