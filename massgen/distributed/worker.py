@@ -140,11 +140,7 @@ class HostedAgent(BusAgent):
         self.handle = handle
         self.in_flight = self.processed = self.failed = 0
         self._on_turn = on_turn
-
-    @property
-    def address(self) -> str:
-        """This instance as the run's log names it: host/instance."""
-        return f"{_HOST}/{self.instance_id}"
+        self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
         return {
