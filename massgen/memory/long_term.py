@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen.memory.tokens import estimate_text
 from massgen.serialize import from_json, to_json
 from massgen.store.base import Store
+from massgen.tokens import estimate_text
 
 if TYPE_CHECKING:
     from massgen.agents.turn import Turn
