@@ -52,7 +52,7 @@ def conversations(draw: st.DrawFn) -> list[ChatMessage]:
 @settings(max_examples=300, deadline=None)
 @given(conversations(), st.integers(0, 400), _text)
 def test_window_bounds_hold_for_any_conversation(history, size, role):
-    system = [ChatMessage("system", role)]  # kept as Conversation._compose keeps it
+    system = [ChatMessage("system", role)]  # kept as Conversation.compose keeps it
     fixed = estimate_message(system[0])
     kept = [*system, *newest_fitting(history, max(0, size - fixed), estimate_message)]
     assert kept[:1] == system  # the system prompt is always kept

@@ -1,7 +1,4 @@
-"""What agents remember: short-term strategies, sessions, long-term knowledge.
-
-See ``docs/memory.md``. Nothing here imports a model or a tokenizer.
-"""
+"""What agents remember: short-term strategies, sessions, long-term knowledge (docs/memory.md)."""
 
 from massgen.errors import ContextLimitExceeded
 from massgen.memory.session import Exchange, SessionInfo, Sessions
