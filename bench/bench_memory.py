@@ -32,9 +32,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from massgen.agents.turn import Turn
 from massgen.memory.long_term import LongTermMemory, MemoryItem, log_name, words
 from massgen.store import MemoryStore, SQLiteStore, Store
+from massgen.types import Turn
 
 VOCAB = 5000
 SEED = 7

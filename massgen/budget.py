@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from massgen.errors import BudgetExceeded, ConfigError
 
 if TYPE_CHECKING:
-    from massgen.agents.turn import Turn
-    from massgen.types import Completion
+    from massgen.types import Completion, Turn
 
 DEFAULT_OUTPUT_TOKENS = 1024  # before the model has answered once under this budget
 

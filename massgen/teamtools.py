@@ -15,10 +15,10 @@ from pydantic import Field
 from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.handle import LocalHandle
-from massgen.agents.turn import Turn
 from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
 from massgen.tools.context import ToolContext
+from massgen.types import Turn
 
 
 class AskSettings(ToolSettings):

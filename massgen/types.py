@@ -170,3 +170,16 @@ class StreamChunk:
 
     delta: str = ""
     completion: Completion | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One request to an agent. ``phase`` names the step (answer, review, ask...);
+    ``tools``/``tool_choice`` ask for a structured reply (consensus votes)."""
+
+    phase: str
+    prompt: str
+    round: int = 0
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str | None = None
+    max_tokens: int | None = None

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from massgen.agents.agent import Agent
-from massgen.agents.turn import Turn
 from massgen.backends.openai import (
     CLIENTS,
     LMStudioBackend,
@@ -28,6 +27,7 @@ from massgen.types import (
     Source,
     ToolCall,
     ToolSpec,
+    Turn,
     Usage,
 )
 from tests.recorded.harness import Recorded, ReplayServer

@@ -17,7 +17,6 @@ import pytest
 from massgen import errors as E
 from massgen.agents.agent import Agent
 from massgen.agents.handle import LocalHandle
-from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.config import loads
 from massgen.distributed import (
@@ -36,7 +35,7 @@ from massgen.orchestrator import Orchestrator
 from massgen.resilience import RetryPolicy
 from massgen.result import RunResult
 from massgen.serialize import to_dict
-from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Usage
+from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Turn, Usage
 from tests.mas.helpers import FAST, SHARED_REDIS, clean_prefix, crash
 
 TASK = "What is the capital of France?"

@@ -12,14 +12,13 @@ import pytest
 
 from massgen import events as ev
 from massgen.agents.agent import Agent
-from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
 from massgen.distributed.live import FEED_PREFIX, DeltaPump, Feed, LiveFeeds
 from massgen.mas import AgentMessage, MemoryHub, MemoryTransport
 from massgen.orchestrator import Orchestrator
-from massgen.types import Completion, CompletionRequest, StreamChunk, Usage
+from massgen.types import Completion, CompletionRequest, StreamChunk, Turn, Usage
 from tests.mas.helpers import FAST, SHARED_REDIS
 
 

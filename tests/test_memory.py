@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from massgen.agents.agent import Agent
-from massgen.agents.turn import Turn
 from massgen.backends.registry import create_backend
 from massgen.config import loads
 from massgen.memory import (
@@ -25,7 +24,7 @@ from massgen.memory import (
 from massgen.memory.window import blocks, newest_fitting
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore
-from massgen.types import ChatMessage, ToolCall
+from massgen.types import ChatMessage, ToolCall, Turn
 from tests.sim.sim_types import Text
 from tests.sim.simulator import ProviderSimulator
 

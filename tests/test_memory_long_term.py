@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from massgen.agents.turn import Turn
 from massgen.cli.app import app
 from massgen.config import loads
 from massgen.memory.long_term import LongTermMemory, MemoryItem
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore, open_store
+from massgen.types import Turn
 from tests.sim.sim_types import Text
 from tests.sim.simulator import ProviderSimulator
 

@@ -12,7 +12,6 @@ import pytest
 
 from massgen import events as ev
 from massgen.agents.agent import Agent
-from massgen.agents.turn import Turn
 from massgen.backends.anthropic import AnthropicBackend
 from massgen.backends.base import Backend
 from massgen.backends.function import FunctionBackend
@@ -24,7 +23,7 @@ from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
 from massgen.tools import Tool, ToolContext, tool
 from massgen.tools.runner import UNTRUSTED_NOTE
-from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Usage
+from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Turn, Usage
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
 

@@ -9,13 +9,12 @@ from hypothesis import strategies as st
 
 from massgen.agents.agent import Agent
 from massgen.agents.loop import CLIPPED
-from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.memory import ContextLimitExceeded, Exchange, estimate_message
 from massgen.memory.short_term import REQUEST_OVERHEAD
 from massgen.tokens import estimate_tools
 from massgen.tools import tool
-from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, Usage
+from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, Turn, Usage
 
 CLIP_MARK = CLIPPED.split("{")[0].strip()
 

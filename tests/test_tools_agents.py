@@ -5,14 +5,13 @@ from __future__ import annotations
 from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.handle import LocalHandle
-from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.config import loads
 from massgen.orchestrator import Orchestrator
 from massgen.team import build_agents
 from massgen.teamtools import AskAgent, Broadcast, connect
 from massgen.tools import ToolContext
-from massgen.types import Completion, CompletionRequest, ToolCall, Usage
+from massgen.types import Completion, CompletionRequest, ToolCall, Turn, Usage
 
 
 def tool_call(name: str, **arguments: object) -> Completion:

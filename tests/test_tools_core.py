@@ -293,9 +293,8 @@ async def test_each_kind_of_tool_may_plan_the_turn_once() -> None:
     import dataclasses
 
     from massgen.agents.agent import Agent
-    from massgen.agents.turn import Turn
     from massgen.backends.function import FunctionBackend
-    from massgen.types import Completion, CompletionRequest
+    from massgen.types import Completion, CompletionRequest, Turn
 
     class Tagged(Tool):
         """A tool whose kind tags the request."""

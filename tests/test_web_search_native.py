@@ -13,7 +13,6 @@ import pytest
 
 from massgen import events as ev
 from massgen.agents.agent import Agent
-from massgen.agents.turn import Turn
 from massgen.backends.anthropic import MAX_PAUSE_CONTINUATIONS, AnthropicBackend
 from massgen.backends.base import Backend
 from massgen.backends.google import GoogleBackend
@@ -31,6 +30,7 @@ from massgen.types import (
     NativeTool,
     Source,
     ToolSpec,
+    Turn,
     Usage,
 )
 from tests.sim.sim_types import (

@@ -2,6 +2,6 @@
 
 from massgen.agents.agent import Agent
 from massgen.agents.handle import AgentHandle, LocalHandle
-from massgen.agents.turn import Turn
+from massgen.types import Turn
 
 __all__ = ["Agent", "AgentHandle", "LocalHandle", "Turn"]

@@ -10,12 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from massgen.agents.loop import DEFAULT_MAX_TOOL_ITERATIONS, OnDelta, run_turn
-from massgen.agents.turn import Turn
 from massgen.errors import ConfigError
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
 from massgen.memory.window import RequestWindow
 from massgen.tools.context import ToolContext
-from massgen.types import ChatMessage, Completion, CompletionRequest
+from massgen.types import ChatMessage, Completion, CompletionRequest, Turn
 
 if TYPE_CHECKING:
     from massgen.backends.base import Backend

@@ -8,12 +8,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
-from massgen.agents.turn import Turn
 from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
-from massgen.types import CallContext, Completion
+from massgen.types import CallContext, Completion, Turn
 
 OnRetry = Callable[[int, int, float, BaseException], None]
 """Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from massgen.tools.runner import ToolBox
 
 OnDelta = Callable[[str], None]
-OnEvent = Callable[[ev.Event], None]
 
 DEFAULT_MAX_TOOL_ITERATIONS = 8
 """Rounds of tool calls one turn may make before the model is asked to answer."""
@@ -123,14 +122,14 @@ async def run_turn(
     )
 
 
-def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:
+def _called(emit: ev.Subscriber, agent: str, call_id: str, name: str, arguments: object) -> None:
     args = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
     args = args if len(args) <= 200 else args[:199] + "…"
     emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=args))
 
 
 def _result(
-    emit: OnEvent, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
+    emit: ev.Subscriber, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
 ) -> None:
     emit(
         ev.ToolResult(

@@ -6,21 +6,31 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from massgen.agents.turn import Turn
 from massgen.batch.inputs import BatchTask
 from massgen.batch.output import ResultLog
 from massgen.budget import Budget
 from massgen.errors import BudgetExceeded, MassGenError, ResultsFileError
 from massgen.result import RunResult
-from massgen.types import Usage
+from massgen.types import Turn, Usage
 
-if TYPE_CHECKING:
-    from massgen.orchestrator import Orchestrator
+
+class Team(Protocol):
+    """What a batch needs of the team it runs (an :class:`~massgen.Orchestrator`)."""
+
+    @property
+    def handles(self) -> Mapping[str, Any]: ...
+
+    def seats(self) -> list[str]: ...
+
+    async def arun(
+        self, task: str, strategy: str | None = None, *, budget: Budget | None = None
+    ) -> RunResult: ...
+
 
 #: Rows with these statuses count as finished: a resume skips them. Failed tasks run again.
 FINISHED = ("done", "degraded")
@@ -134,7 +144,7 @@ OnRow = Callable[[dict[str, Any], BatchSummary], None]
 
 
 async def run_batch(
-    orchestrator: Orchestrator,
+    orchestrator: Team,
     tasks: Sequence[BatchTask],
     *,
     log: ResultLog | None = None,

@@ -10,11 +10,10 @@ from pydantic import ValidationError
 
 from massgen import errors as E
 from massgen import events as ev
-from massgen.agents.turn import Turn
 from massgen.errors import RemoteError
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.serialize import completion_to_dict, from_dict, to_dict
-from massgen.types import Completion
+from massgen.types import Completion, Turn
 
 T = TypeVar("T")
 

@@ -25,14 +25,13 @@ INTERVAL = 0.02
 """Seconds between two delta messages of one turn: at most a few per 50 ms."""
 
 OnDelta = Callable[[str], None]
-OnEvent = Callable[[ev.Event], None]
 
 
 @dataclass(slots=True)
 class _Sink:
     agent: str
     on_delta: OnDelta
-    on_event: OnEvent | None = None
+    on_event: ev.Subscriber | None = None
     last: int = 0
     shown: list[str] = field(default_factory=list)
     heard: set[tuple[str, str]] = field(default_factory=set)
@@ -46,7 +45,7 @@ class Feed(BusAgent):
         self._sinks: dict[str, _Sink] = {}
 
     def open(
-        self, key: str, agent: str, on_delta: OnDelta, on_event: OnEvent | None = None
+        self, key: str, agent: str, on_delta: OnDelta, on_event: ev.Subscriber | None = None
     ) -> None:
         """Pass on the deltas (and tool events) ``agent`` sends for turn ``key``."""
         self._sinks[key] = _Sink(agent, on_delta, on_event)

@@ -14,8 +14,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
-from massgen.agents.loop import OnDelta, OnEvent
-from massgen.agents.turn import Turn
+from massgen.agents.loop import OnDelta
 from massgen.distributed.codec import (
     TurnReply,
     TurnRequest,
@@ -33,10 +32,11 @@ from massgen.errors import (
     TurnRefused,
     WorkerLost,
 )
+from massgen.events import Subscriber
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.tools.context import ToolContext
-from massgen.types import Completion
+from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -153,7 +153,7 @@ class RemoteHandle:
             return await self._here(turn, on_delta, str(e), ctx, on_retry)
 
     async def _ask(
-        self, turn: Turn, on_delta: OnDelta | None, emit: OnEvent | None, *, fold: bool
+        self, turn: Turn, on_delta: OnDelta | None, emit: Subscriber | None, *, fold: bool
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
@@ -216,7 +216,9 @@ class RemoteHandle:
             )
         return completion
 
-    async def _watched(self, request: Awaitable[Any], request_id: str, emit: OnEvent | None) -> Any:
+    async def _watched(
+        self, request: Awaitable[Any], request_id: str, emit: Subscriber | None
+    ) -> Any:
         """The request's answer, or ``None`` once no live worker hosts the agent (the request
         is abandoned). Each look at the registry also looks among the dead letters: a worker
         that set the request aside will never answer (:class:`TurnRefused` at once)."""
@@ -254,7 +256,7 @@ class RemoteHandle:
     def _gone_workers(self) -> str:
         return ", ".join(self.workers) or "its worker"
 
-    def _tell(self, note: str, emit: OnEvent | None) -> None:
+    def _tell(self, note: str, emit: Subscriber | None) -> None:
         log.info("agent %s: %s", self.name, note)
         if emit is not None:
             emit(ev.AgentWaiting(agent=self.name, note=note))
@@ -277,7 +279,7 @@ class RemoteHandle:
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
         return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
-    async def _store_summary(self, folded: Folded, emit: OnEvent | None) -> bool:
+    async def _store_summary(self, folded: Folded, emit: Subscriber | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)

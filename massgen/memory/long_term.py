@@ -18,8 +18,8 @@ from massgen.store.base import Store
 from massgen.tokens import estimate_text
 
 if TYPE_CHECKING:
-    from massgen.agents.turn import Turn
     from massgen.result import RunResult
+    from massgen.types import Turn
 
 Embed = Callable[[list[str]], "list[list[float]] | Awaitable[list[list[float]]]"]
 

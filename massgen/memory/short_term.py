@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from massgen import events as ev
 from massgen.errors import ContextLimitExceeded
@@ -18,9 +18,23 @@ from massgen.tokens import TokenEstimator, context_window
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
 if TYPE_CHECKING:
-    from massgen.agents.agent import Agent
-    from massgen.agents.loop import OnEvent
     from massgen.backends.base import Backend
+
+
+class Writer(Protocol):
+    """Who writes a summary: the agent itself or its ``summarizer`` (an :class:`~massgen.Agent`)."""
+
+    name: str
+    role: str
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def cost_of(self, completion: Completion) -> float: ...
+
 
 REQUEST_OVERHEAD = 3  # tokens every request costs beyond its messages (the reply's priming)
 
@@ -71,7 +85,7 @@ class Conversation:
         size: int | None = None,
         *,
         context_window: int | None = None,
-        summarizer: Agent | None = None,
+        summarizer: Writer | None = None,
     ) -> None:
         self.strategy = strategy
         self.size = size
@@ -138,7 +152,9 @@ class Conversation:
         self.summary, self.exchanges, self._covered = summary, exchanges[covered:], covered
         return True
 
-    async def prepare(self, agent: Agent, backend: Backend, on_event: OnEvent | None) -> Usage:
+    async def prepare(
+        self, agent: Writer, backend: Backend, on_event: ev.Subscriber | None
+    ) -> Usage:
         """Load the session on a run's first turn and fold what no longer fits; the usage of
         the summary request, if any."""
         async with self.lock:
@@ -151,7 +167,7 @@ class Conversation:
             return folded.completion.usage
 
     async def fold(
-        self, agent: Agent, backend: Backend, on_event: OnEvent | None = None
+        self, agent: Writer, backend: Backend, on_event: ev.Subscriber | None = None
     ) -> Folded | None:
         """For ``summary``: the summary folding the oldest exchanges that no longer fit
         ``size`` (``None`` when all fits); :meth:`keep` applies it."""

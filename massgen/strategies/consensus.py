@@ -6,10 +6,10 @@ from __future__ import annotations
 import random
 
 from massgen import events as ev
-from massgen.agents.turn import Turn
 from massgen.result import Vote
 from massgen.strategies import ballot, prompts
 from massgen.strategies.context import RunContext
+from massgen.types import Turn
 
 
 class Consensus:

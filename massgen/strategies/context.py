@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
-from massgen.agents.turn import Turn
 from massgen.budget import Budget
 from massgen.errors import AgentFailed, BudgetExceeded, MassGenError, RunError
 from massgen.result import AgentAnswer, RunResult
 from massgen.tools.context import ToolContext
-from massgen.types import Completion, Usage
+from massgen.types import Completion, Turn, Usage
 
 if TYPE_CHECKING:
     from massgen.config import OrchestratorConfig

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from massgen.agents.turn import Turn
 from massgen.strategies import prompts
 from massgen.strategies.context import RunContext
+from massgen.types import Turn
 
 
 class Sequential:
