@@ -1,19 +1,18 @@
 """A circuit breaker per endpoint: after ``failures`` tripping failures in a row, calls fail
-fast; after ``cooldown`` one probe goes through and its answer closes or re-opens it.
-
-:class:`CircuitBreaker` is the state machine, written once (docs/resilience.md); its state
-lives in a :class:`BreakerState`: in this process, or in Redis shared by every process.
-"""
+fast; after ``cooldown`` one probe goes through and its answer closes or re-opens it. The state
+machine (:class:`CircuitBreaker`) is written once; its state lives in a :class:`BreakerState`
+(this process) or a :class:`RedisBreakerState` (shared by every process)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from massgen.backends.base import Backend
@@ -37,9 +36,8 @@ class CircuitState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
-    """``failures`` consecutive tripping failures open the circuit for ``cooldown`` seconds;
-    a probe holds the half-open permit at most ``probe_timeout`` seconds (if its process
-    dies mid-call, another caller may probe after that long)."""
+    """``failures`` tripping failures in a row open the circuit for ``cooldown`` seconds; a
+    probe holds the half-open permit at most ``probe_timeout`` seconds (its process may die)."""
 
     failures: int = 5
     cooldown: float = 30.0
@@ -64,8 +62,8 @@ def trips(error: BaseException) -> bool:
 
 
 def endpoint_key(backend: Backend) -> str:
-    """``provider:base_url`` (or ``provider:name``): the endpoint a circuit guards, without
-    credentials, query or fragment (the key ends up in Redis and in messages)."""
+    """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment:
+    the key ends up in Redis and in messages."""
     base_url = getattr(backend, "base_url", None)
     if isinstance(base_url, str) and base_url:
         parts = urlsplit(base_url)
@@ -76,28 +74,10 @@ def endpoint_key(backend: Backend) -> str:
     return f"{backend.provider}:{where}"
 
 
-class BreakerState(Protocol):
-    """Where a circuit's state lives; each method is one atomic step.
-
-    ``count_failure`` and ``forget_failures`` return when the circuit opened (``None``
-    while closed); ``count_failure`` opens it at ``now`` on the ``threshold``-th failure.
-    """
-
-    async def opened_at(self) -> float | None: ...
-
-    async def count_failure(self, now: float, threshold: int) -> float | None: ...
-
-    async def forget_failures(self) -> float | None: ...
-
-    async def set_open(self, now: float | None) -> None: ...
-
-    async def take_probe(self, token: str, now: float, ttl: float) -> bool: ...
-
-    async def drop_probe(self, token: str) -> None: ...
-
-
-class MemoryBreakerState:
-    """The state in this process; no step awaits, so each is atomic."""
+class BreakerState:
+    """A circuit's state in this process, and the steps every store has, each atomic (none
+    awaits here). ``count_failure`` and ``forget_failures`` return when the circuit opened
+    (``None``: closed); ``count_failure`` opens it at ``now`` on the ``threshold``-th one."""
 
     def __init__(self) -> None:
         self.failures = 0
@@ -131,25 +111,22 @@ class MemoryBreakerState:
             self.probe = None
 
 
-# The one step Redis cannot do atomically with a plain command: give the permit back only
-# if it is still ours (it may have expired and gone to another prober).
+# Give the permit back only if it is still ours (it may have expired and gone to another).
 _DROP_PROBE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
 
 
-class RedisBreakerState:
-    """The state in Redis: ``{prefix}breaker:{key}`` (HASH ``failures``, ``opened_at``) and
-    ``{prefix}breaker:{key}:probe`` (the probe's token, SET NX PX). ``opened_at`` is the
-    callers' clock: use a wall clock (the default) when machines share a circuit. The
-    client is the caller's to close; :func:`redis_state` adds the stand-in for a Redis away."""
+class RedisBreakerState(BreakerState):
+    """The state in Redis: ``{prefix}breaker:{key}`` (HASH ``failures``, ``opened_at``, the
+    callers' wall clock) and ``{prefix}breaker:{key}:probe`` (the probe's token, SET NX PX).
+    Each step is one round trip. The client is the caller's to close."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, key: str) -> None:
         self._r = client
-        self.hash, self.probe = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
+        self.hash, self.probe_key = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
         self._drop = client.register_script(_DROP_PROBE)
 
     async def _do(self, *commands: tuple[str | int, ...]) -> list[Any]:
-        """``commands`` in one round trip (no MULTI: each step is right without it)."""
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._r.pipeline(transaction=False)  # no MULTI: each step is right without it
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute()
@@ -169,23 +146,23 @@ class RedisBreakerState:
         return _float(opened)
 
     async def forget_failures(self) -> float | None:
-        h = self.hash
-        return _float((await self._do(("HDEL", h, "failures"), ("HGET", h, "opened_at")))[1])
+        return _float(
+            (await self._do(("HDEL", self.hash, "failures"), ("HGET", self.hash, "opened_at")))[1]
+        )
 
     async def set_open(self, now: float | None) -> None:
         if now is None:
-            await self._do(("DEL", self.hash))
+            await self._r.delete(self.hash)
         else:
             await self._do(
                 ("HSET", self.hash, "opened_at", repr(now)), ("PEXPIRE", self.hash, _TTL_MS)
             )
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        ms = max(1, round(ttl * 1000))
-        return bool((await self._do(("SET", self.probe, token, "NX", "PX", ms)))[0])
+        return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
 
     async def drop_probe(self, token: str) -> None:
-        await self._drop(keys=[self.probe], args=[token])
+        await self._drop(keys=[self.probe_key], args=[token])
 
 
 def _float(value: bytes | str | None) -> float | None:
@@ -193,15 +170,15 @@ def _float(value: bytes | str | None) -> float | None:
 
 
 def redis_state(client: aioredis.Redis, prefix: str, key: str) -> BreakerState:
-    """The circuit ``key`` in Redis, kept in this process while Redis is unreachable."""
-    remote, local = RedisBreakerState(client, prefix, key), MemoryBreakerState()
-    both = frozenset({"drop_probe"})  # a probe admitted here is given back here too
-    return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both=both))
+    """The circuit ``key`` in Redis, kept in this process while Redis is unreachable (a probe
+    admitted here is given back here too)."""
+    remote, local = RedisBreakerState(client, prefix, key), BreakerState()
+    return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both={"drop_probe"}))
 
 
 class CircuitBreaker:
-    """The circuit of one endpoint, shared by the backends that call it. ``clock`` gives
-    seconds: a wall clock by default, since Redis-shared circuits compare machines' times."""
+    """The circuit of one endpoint, shared by the backends that call it. ``clock`` is a wall
+    clock by default: Redis-shared circuits compare machines' times."""
 
     def __init__(
         self,
@@ -213,7 +190,7 @@ class CircuitBreaker:
     ) -> None:
         self.key = key
         self.policy = policy or BreakerPolicy()
-        self.store: BreakerState = state or MemoryBreakerState()
+        self.store = state or BreakerState()
         self.clock = clock
         self.state = CircuitState.CLOSED
         """The state this process last saw (:meth:`refresh` reads the store's)."""
@@ -229,8 +206,8 @@ class CircuitBreaker:
         return self.state
 
     async def enter(self, provider: str = "") -> str | None:
-        """Admit one call or raise :class:`CircuitOpen`. Returns the probe's token when this
-        call is the half-open probe; pass it to :meth:`succeeded` or :meth:`failed`."""
+        """Admit one call or raise :class:`CircuitOpen`; the probe's token when this call is
+        the half-open probe (pass it to :meth:`failed`)."""
         now, opened = self.clock(), await self.store.opened_at()
         self.state = state = self._at(opened, now)
         if state is CircuitState.CLOSED:
@@ -245,14 +222,9 @@ class CircuitBreaker:
             raise CircuitOpen(self.key, provider=provider)
         return token
 
-    async def succeeded(self, probe: str | None) -> None:
-        """The call admitted by :meth:`enter` answered."""
-        await self.failed(probe, None)
-
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
         """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered). The
-        answer or error in hand matters more than this bookkeeping: a store failing here is
-        logged, not raised."""
+        answer or error in hand matters more: a store failing here is logged, not raised."""
         answered = error is None or isinstance(error, ProviderError) and not trips(error)
         try:
             if error is not None and trips(error):
@@ -283,22 +255,21 @@ class BreakerBackend(Wrapper):
         super().__init__(inner)
         self.breaker = breaker
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
         probe = await self.breaker.enter(self.provider)
         try:
-            completion = await self.inner.complete(request)
+            yield
         except BaseException as error:
             await self.breaker.failed(probe, error)
             raise
-        await self.breaker.succeeded(probe)
-        return completion
+        await self.breaker.failed(probe, None)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        async with self._guard():
+            return await self.inner.complete(request)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        probe = await self.breaker.enter(self.provider)
-        try:
+        async with self._guard():
             async for chunk in self.inner.stream(request):
                 yield chunk
-        except BaseException as error:
-            await self.breaker.failed(probe, error)
-            raise
-        await self.breaker.succeeded(probe)

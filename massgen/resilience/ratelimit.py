@@ -3,8 +3,8 @@
 A weighted sliding-window log (docs/resilience.md says why, and why not a library): a request
 is granted when, counting it, the last ``window`` seconds hold at most ``rpm`` requests and
 ``tpm`` tokens; its estimated tokens are corrected to the reported usage after the call.
-:class:`Limiter` is the algorithm, written once; the log lives in :class:`MemoryLog` or in
-Redis (:class:`RedisLog`, shared by every process, timed by the server's clock).
+:class:`Limiter` is the algorithm, written once; the log lives in this process
+(:class:`MemoryLog`) or in Redis (:class:`RedisLog`, shared, timed by the server's clock).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from massgen.backends.base import Backend
 from massgen.errors import ConfigError, TransportError
@@ -28,21 +28,16 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 Sleep = Callable[[float], Awaitable[None]]
-Entries = Sequence[tuple[float, int]]
-"""A window's log: (time, tokens) per request, oldest first."""
-
+Entries = Sequence[tuple[float, int]]  # a window's log: (time, tokens) per request, oldest first
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """Limits of one backend; ``None`` means unlimited.
-
-    ``rpm``/``tpm``: requests and tokens per ``window`` seconds (a minute unless tests
-    shorten it). ``max_in_flight``: requests running at once through one wrapper (per
-    process, even with Redis). ``output_tokens``: what a request that sets no ``max_tokens``
-    is assumed to answer with, until its usage is known.
-    """
+    """Limits of one backend (``None``: unlimited): ``rpm``/``tpm`` requests and tokens per
+    ``window`` seconds (tests shorten it); ``max_in_flight`` requests at once through one
+    wrapper (per process, even with Redis); ``output_tokens`` the answer assumed for a request
+    that sets no ``max_tokens``, until its usage is known."""
 
     rpm: int | None = None
     tpm: int | None = None
@@ -61,13 +56,12 @@ class RateLimit:
             raise ConfigError("must be positive", key="rate_limit.window")
 
     def estimate(self, request: CompletionRequest) -> int:
-        """Tokens ``request`` is charged before its usage is known (tool-call arguments and
-        tool declarations count too, by the estimator memory uses)."""
+        """Tokens charged before the usage is known, by memory's estimator (tool-call
+        arguments and tool declarations too)."""
         from massgen.memory.tokens import estimate_message, estimate_tools
 
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
-        prompt = sum(estimate_message(m) for m in request.messages)
-        return prompt + estimate_tools(request.tools) + answer
+        return sum(map(estimate_message, request.messages)) + estimate_tools(request.tools) + answer
 
 
 def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:
@@ -89,28 +83,17 @@ def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A request let through: its log entry ``id``, the ``tokens`` charged, and ``at``, the
-    log's clock when it was granted. Without ``rpm`` and ``tpm`` nothing is logged: ``id``
-    is empty and ``at`` is 0."""
+    log's clock when granted (without ``rpm`` and ``tpm`` nothing is logged: ``""``, 0)."""
 
     id: str
     tokens: int
     at: float
 
 
-class Log(Protocol):
-    """Where a limit's log lives. ``append`` is one atomic step: drop the entries that left
-    the window, then log the request if it fits (:func:`wait_for` is 0); it returns the
-    log's clock and, when the request did not fit, the live entries."""
-
-    async def append(
-        self, entry_id: str, tokens: int, limit: RateLimit
-    ) -> tuple[float, Entries | None]: ...
-
-    async def settle(self, grant: Grant, tokens: int) -> None: ...
-
-
 class MemoryLog:
-    """The log in this process. ``clock`` (seconds) is injectable for tests."""
+    """The log in this process, and the steps every log has. ``append`` is atomic: drop the
+    entries that left the window, then log the request if it fits; it returns the log's clock
+    and, when the request did not fit, the live entries."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -120,10 +103,9 @@ class MemoryLog:
         self, entry_id: str, tokens: int, limit: RateLimit
     ) -> tuple[float, Entries | None]:
         now, entries = self.clock(), self.entries
-        while entries:
-            first = next(iter(entries))
-            if entries[first][0] + limit.window > now:
-                break
+        while (
+            entries and (first := next(iter(entries))) and entries[first][0] + limit.window <= now
+        ):
             del entries[first]
         live = [(at, int(spent)) for at, spent in entries.values()]
         if wait_for(live, now, limit, tokens) > 0:
@@ -154,7 +136,6 @@ redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {now}
 """
-
 # ARGV: the logged member, the corrected one.
 _SETTLE = """
 local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -162,16 +143,15 @@ if at then redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[1], at,
 """
 
 
-class RedisLog:
+class RedisLog(MemoryLog):
     """The log in Redis at ``{prefix}ratelimit:{key}`` (expires a second after the window
-    when unused), timed by the Redis server's clock unless you pass ``clock`` (tests do).
-    The client is the caller's to close."""
+    when unused), timed by the server's clock unless ``clock`` is given (tests do). The
+    client is the caller's to close."""
 
     def __init__(
         self, client: aioredis.Redis, prefix: str, key: str, *, clock: Callable[[], float] | None
     ) -> None:
-        self.key = f"{prefix}ratelimit:{key}"
-        self._clock = clock
+        self.key, self._clock = f"{prefix}ratelimit:{key}", clock
         self._append = client.register_script(_APPEND)
         self._settle = client.register_script(_SETTLE)
 
@@ -179,19 +159,14 @@ class RedisLog:
         self, entry_id: str, tokens: int, limit: RateLimit
     ) -> tuple[float, Entries | None]:
         window = round(limit.window * 1e6)
-        args: list[int | str] = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id]
-        args.append(window // 1000 + 1000)
+        args = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id, window // 1000 + 1000]
         if self._clock is not None:
             args.append(round(self._clock() * 1e6))
-        out = await self._append(keys=[self.key], args=args)
-        if len(out) == 1:
-            return int(out[0]) / 1e6, None
-        members, times = out[1][::2], out[1][1::2]
-        live = [
-            (float(at) / 1e6, int(m.rsplit(b":", 1)[1]))
-            for m, at in zip(members, times, strict=True)
-        ]
-        return int(out[0]) / 1e6, live
+        now, *rest = await self._append(keys=[self.key], args=args)
+        if not rest:
+            return int(now) / 1e6, None
+        pairs = zip(rest[0][::2], rest[0][1::2], strict=True)
+        return int(now) / 1e6, [(float(at) / 1e6, int(m.rsplit(b":", 1)[1])) for m, at in pairs]
 
     async def settle(self, grant: Grant, tokens: int) -> None:
         await self._settle(
@@ -200,13 +175,19 @@ class RedisLog:
 
 
 class Limiter:
-    """Waits for room under ``limit`` in ``log``. Waiters in one process queue in FIFO
-    order, so a large request is not starved by small ones and only the head polls."""
+    """Waits for room under ``limit`` in ``log`` (this process's by default, on ``clock``).
+    Waiters in one process queue in FIFO order, so a large request is not starved by small
+    ones and only the head polls."""
 
-    def __init__(self, limit: RateLimit, log: Log, *, sleep: Sleep = asyncio.sleep) -> None:
-        self.limit = limit
-        self.log = log
-        self._sleep = sleep
+    def __init__(
+        self,
+        limit: RateLimit,
+        log: MemoryLog | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.limit, self.log, self._sleep = limit, log or MemoryLog(clock), sleep
         self._queue = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> Grant:
@@ -218,11 +199,9 @@ class Limiter:
             return Grant("", tokens, 0.0)
         entry_id = uuid.uuid4().hex
         async with self._queue:
-            while True:
-                now, live = await self.log.append(entry_id, tokens, limit)
-                if live is None:
-                    return Grant(entry_id, tokens, now)
-                await self._sleep(max(wait_for(live, now, limit, tokens), 1e-6))
+            while (got := await self.log.append(entry_id, tokens, limit))[1] is not None:
+                await self._sleep(max(wait_for(got[1], got[0], limit, tokens), 1e-6))
+            return Grant(entry_id, tokens, got[0])
 
     async def settle(self, grant: Grant, tokens: int) -> None:
         """Charge ``tokens`` instead of the estimate, if the entry is still in the window."""
@@ -230,22 +209,9 @@ class Limiter:
             await self.log.settle(grant, max(0, tokens))
 
 
-class MemoryLimiter(Limiter):
-    """A limit counted in this process."""
-
-    def __init__(
-        self,
-        limit: RateLimit,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        super().__init__(limit, MemoryLog(clock), sleep=sleep)
-
-
 class RedisLimiter(Limiter):
-    """A limit shared through Redis by every process and machine limiting ``key``, counted
-    in this process while Redis is unreachable (:mod:`massgen.resilience.shared`)."""
+    """A limit shared through Redis by every process limiting ``key``, counted in this
+    process while Redis is unreachable (``fallback``, :mod:`massgen.resilience.shared`)."""
 
     def __init__(
         self,
@@ -257,9 +223,9 @@ class RedisLimiter(Limiter):
         clock: Callable[[], float] | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        remote, local = RedisLog(client, prefix, key, clock=clock), MemoryLog()
-        self.fallback = Shared(f"rate limit {key}", remote, local, both=frozenset({"settle"}))
-        super().__init__(limit, cast(Log, self.fallback), sleep=sleep)
+        remote = RedisLog(client, prefix, key, clock=clock)
+        self.fallback = Shared(f"rate limit {key}", remote, MemoryLog(), both={"settle"})
+        super().__init__(limit, cast(MemoryLog, self.fallback), sleep=sleep)
 
 
 class RateLimitedBackend(Wrapper):
@@ -270,16 +236,16 @@ class RateLimitedBackend(Wrapper):
         super().__init__(inner)
         self.limiter = limiter
         bound = limiter.limit.max_in_flight
-        self._slots = asyncio.Semaphore(bound) if bound else None
+        self._slots = asyncio.Semaphore(bound) if bound else contextlib.nullcontext()
 
     @contextlib.asynccontextmanager
     async def _turn(self, request: CompletionRequest) -> AsyncIterator[Grant]:
-        async with self._slots or contextlib.nullcontext():
+        async with self._slots:
             yield await self.limiter.acquire(self.limiter.limit.estimate(request))
 
     async def _settle(self, grant: Grant, completion: Completion) -> None:
-        """Charge what the provider reported (nothing for a cached answer); keep the
-        estimate when it reported no usage. A limiter failing here is logged, not raised."""
+        """Charge what was reported (nothing for a cached answer; the estimate if nothing
+        was). A limiter failing here is logged, not raised."""
         used = 0 if completion.cached else completion.usage.total_tokens
         if (used or completion.cached) and used != grant.tokens:
             try:

@@ -25,14 +25,12 @@ class LoggedBackend(Wrapper):
     """Wraps a backend; same interface, each request logged at DEBUG when that is on."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        if not log.isEnabledFor(logging.DEBUG):
-            return self.inner.complete(request)
-        return self._complete(request)
+        on = log.isEnabledFor(logging.DEBUG)
+        return self._complete(request) if on else self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        if not log.isEnabledFor(logging.DEBUG):
-            return self.inner.stream(request)
-        return self._stream(request)
+        on = log.isEnabledFor(logging.DEBUG)
+        return self._stream(request) if on else self.inner.stream(request)
 
     async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
@@ -55,30 +53,28 @@ class LoggedBackend(Wrapper):
             self._failed(request, started, error)
             raise
 
-    def _head(self, request: CompletionRequest, model: str) -> str:
+    def _line(self, request: CompletionRequest, model: str, tail: str, *args: object) -> None:
         call = request.call
-        agent = (call.agent if call else "") or "-"
-        return f"request agent={agent} model={model or '-'} attempt={call.attempt if call else 1}"
-
-    def _done(self, request: CompletionRequest, completion: Completion) -> None:
-        usage = completion.usage
+        agent, attempt = ((call.agent or "-"), call.attempt) if call else ("-", 1)
         log.debug(
-            "%s status=ok latency=%.3fs tokens=%d+%d%s",
-            self._head(request, completion.model or request.model or self.model),
-            completion.latency,
-            usage.input_tokens,
-            usage.output_tokens,
-            f" finish={completion.finish_reason}" if completion.finish_reason != "stop" else "",
+            "request agent=%s model=%s attempt=%d " + tail, agent, model or "-", attempt, *args
+        )
+
+    def _done(self, request: CompletionRequest, done: Completion) -> None:
+        finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
+        usage, model = done.usage, done.model or request.model or self.model
+        tail = "status=ok latency=%.3fs tokens=%d+%d%s"
+        self._line(
+            request, model, tail, done.latency, usage.input_tokens, usage.output_tokens, finish
         )
 
     def _failed(self, request: CompletionRequest, started: float, error: BaseException) -> None:
         status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
         if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
             status = "cancelled"
-        log.debug(
-            "%s status=%s latency=%.3fs error=%s",
-            self._head(request, request.model or self.model),
-            status or type(error).__name__,
-            time.perf_counter() - started,
-            str(error).splitlines()[0][:300] if str(error) else "-",
+        why = str(error).splitlines()[0][:300] if str(error) else "-"
+        elapsed = time.perf_counter() - started
+        tail = "status=%s latency=%.3fs error=%s"
+        self._line(
+            request, request.model or self.model, tail, status or type(error).__name__, elapsed, why
         )

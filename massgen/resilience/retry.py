@@ -1,4 +1,4 @@
-"""Retry transient provider failures with exponential backoff, jitter and Retry-After.
+"""Retry transient provider failures with exponential backoff, full jitter and Retry-After.
 
 One retry budget (the SDKs' own retries are off). Retried: errors whose ``retryable`` flag is
 set; never authentication, other 4xx or an open circuit. A stream is retried from the start
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """``max_retries`` retries after the first attempt; waits grow from ``base_delay`` by
-    ``factor`` up to ``max_delay``, with full jitter, and are never shorter than the
-    provider's Retry-After (itself capped at ``retry_after_cap`` seconds)."""
+    ``factor`` up to ``max_delay``, jittered, never shorter than the provider's Retry-After
+    (itself capped at ``retry_after_cap`` seconds)."""
 
     max_retries: int = 3
     base_delay: float = 1.0
@@ -39,8 +39,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
         ceiling = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
         wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
-        after = getattr(error, "retry_after", None)
-        if after:
+        if after := getattr(error, "retry_after", None):
             wait = max(wait, min(float(after), self.retry_after_cap))
         return wait
 
@@ -58,47 +57,41 @@ class RetryingBackend(Wrapper):
         self.policy = policy
         self._rng = random.Random(seed)
 
-    async def _pause(self, attempt: int, error: BaseException, call: CallContext | None) -> None:
-        if attempt > self.policy.max_retries or not retryable(error):
+    async def _retry(
+        self, request: CompletionRequest, attempt: int, error: ProviderError
+    ) -> CompletionRequest:
+        """Wait before retry number ``attempt`` and return its request, or raise ``error``."""
+        call, most = request.call, self.policy.max_retries
+        if attempt > most or not retryable(error):
             raise error
         wait = self.policy.delay(attempt, error, self._rng)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s",
-                (call.agent if call else "") or "-",
-                attempt,
-                self.policy.max_retries,
-                wait,
-                str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
-            )
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        agent = (call.agent if call else "") or "-"
+        log.info(
+            "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s", agent, attempt, most, wait, reason
+        )
         if call is not None and call.on_retry is not None:
-            call.on_retry(attempt, self.policy.max_retries, wait, error)
+            call.on_retry(attempt, most, wait, error)
         await asyncio.sleep(wait)
+        call = dataclasses.replace(call or CallContext(), attempt=attempt + 1)
+        return dataclasses.replace(request, call=call)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        attempt = 0
+        attempt, sent = 0, request
         while True:
             try:
-                return await self.inner.complete(_numbered(request, attempt))
+                return await self.inner.complete(sent)
             except ProviderError as error:
                 attempt += 1
-                await self._pause(attempt, error, request.call)
+                sent = await self._retry(request, attempt, error)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        attempt = 0
+        attempt, sent = 0, request
         while True:
             try:
-                async for chunk in self.inner.stream(_numbered(request, attempt)):
+                async for chunk in self.inner.stream(sent):
                     yield chunk
                 return
             except ProviderError as error:
                 attempt += 1
-                await self._pause(attempt, error, request.call)
-
-
-def _numbered(request: CompletionRequest, retries: int) -> CompletionRequest:
-    """``request`` as attempt ``retries + 1``."""
-    if not retries:
-        return request
-    call = dataclasses.replace(request.call or CallContext(), attempt=retries + 1)
-    return dataclasses.replace(request, call=call)
+                sent = await self._retry(request, attempt, error)
