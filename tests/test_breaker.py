@@ -508,7 +508,7 @@ async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
 class Forgetful(BreakerState):
     """Admits calls but cannot record them, as Redis failing between two steps."""
 
-    async def forget_failures(self) -> float | None:
+    async def record(self, now: float | None, threshold: int) -> float | None:
         raise TransportError("circuit breaker state in Redis: ConnectionError")
 
 

@@ -1,7 +1,6 @@
-"""A circuit breaker per endpoint: after ``failures`` tripping failures in a row, calls fail
-fast; after ``cooldown`` one probe goes through and its answer closes or re-opens it. The state
-machine (:class:`CircuitBreaker`) is written once; its state lives in a :class:`BreakerState`
-(this process) or a :class:`RedisBreakerState` (shared by every process)."""
+"""A circuit breaker per endpoint (docs/resilience.md): the state machine,
+:class:`CircuitBreaker`, is written once; its state lives in a :class:`BreakerState` (this
+process) or a :class:`RedisBreakerState` (shared by every process)."""
 
 from __future__ import annotations
 
@@ -76,8 +75,8 @@ def endpoint_key(backend: Backend) -> str:
 
 class BreakerState:
     """A circuit's state in this process, and the steps every store has, each atomic (none
-    awaits here). ``count_failure`` and ``forget_failures`` return when the circuit opened
-    (``None``: closed); ``count_failure`` opens it at ``now`` on the ``threshold``-th one."""
+    awaits here). ``record`` counts a failure at ``now`` (``None``: an answer, which resets the
+    count), opens the circuit on the ``threshold``-th, and returns when it opened (or None)."""
 
     def __init__(self) -> None:
         self.failures = 0
@@ -87,14 +86,10 @@ class BreakerState:
     async def opened_at(self) -> float | None:
         return self.opened
 
-    async def count_failure(self, now: float, threshold: int) -> float | None:
-        self.failures += 1
-        if self.opened is None and self.failures >= threshold:
+    async def record(self, now: float | None, threshold: int) -> float | None:
+        self.failures = 0 if now is None else self.failures + 1
+        if now is not None and self.opened is None and self.failures >= threshold:
             self.opened = now
-        return self.opened
-
-    async def forget_failures(self) -> float | None:
-        self.failures = 0
         return self.opened
 
     async def set_open(self, now: float | None) -> None:
@@ -134,8 +129,10 @@ class RedisBreakerState(BreakerState):
     async def opened_at(self) -> float | None:
         return _float(await self._r.hget(self.hash, "opened_at"))
 
-    async def count_failure(self, now: float, threshold: int) -> float | None:
+    async def record(self, now: float | None, threshold: int) -> float | None:
         h = self.hash
+        if now is None:
+            return _float((await self._do(("HDEL", h, "failures"), ("HGET", h, "opened_at")))[1])
         failures, opened, _ = await self._do(
             ("HINCRBY", h, "failures", 1), ("HGET", h, "opened_at"), ("PEXPIRE", h, _TTL_MS)
         )
@@ -144,11 +141,6 @@ class RedisBreakerState(BreakerState):
                 ("HSETNX", h, "opened_at", repr(now)), ("HGET", h, "opened_at")
             )
         return _float(opened)
-
-    async def forget_failures(self) -> float | None:
-        return _float(
-            (await self._do(("HDEL", self.hash, "failures"), ("HGET", self.hash, "opened_at")))[1]
-        )
 
     async def set_open(self, now: float | None) -> None:
         if now is None:
@@ -188,10 +180,8 @@ class CircuitBreaker:
         state: BreakerState | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.key = key
-        self.policy = policy or BreakerPolicy()
+        self.key, self.policy, self.clock = key, policy or BreakerPolicy(), clock
         self.store = state or BreakerState()
-        self.clock = clock
         self.state = CircuitState.CLOSED
         """The state this process last saw (:meth:`refresh` reads the store's)."""
 
@@ -225,23 +215,21 @@ class CircuitBreaker:
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
         """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered). The
         answer or error in hand matters more: a store failing here is logged, not raised."""
-        answered = error is None or isinstance(error, ProviderError) and not trips(error)
+        tripped = error is not None and trips(error)
+        now = self.clock() if tripped else None
+        # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
+        said = (
+            error is None or isinstance(error, ProviderError) and not isinstance(error, CircuitOpen)
+        )
         try:
-            if error is not None and trips(error):
-                now = self.clock()
+            if said:
                 if probe is not None:
                     await self.store.set_open(now)
-                    self.state = CircuitState.OPEN
-                elif (opened := await self.store.count_failure(now, self.policy.failures)) is None:
-                    self.state = CircuitState.CLOSED
-                elif opened == now:  # this failure opened it (a late one leaves the state be)
-                    self.state = CircuitState.OPEN
-            elif answered and not isinstance(error, CircuitOpen):
-                if probe is not None:
-                    await self.store.set_open(None)
-                    self.state = CircuitState.CLOSED
-                elif await self.store.forget_failures() is None:  # a late answer: still open
-                    self.state = CircuitState.CLOSED
+                    self.state = CircuitState.CLOSED if now is None else CircuitState.OPEN
+                else:
+                    opened = await self.store.record(now, self.policy.failures)
+                    if opened is None or opened == now:  # a late outcome leaves an open one be
+                        self.state = CircuitState.CLOSED if opened is None else CircuitState.OPEN
             if probe is not None:
                 await self.store.drop_probe(probe)
         except TransportError as e:

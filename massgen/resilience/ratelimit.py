@@ -1,11 +1,7 @@
-"""Per-backend rate limits: requests and tokens per minute, and requests in flight.
-
-A weighted sliding-window log (docs/resilience.md says why, and why not a library): a request
-is granted when, counting it, the last ``window`` seconds hold at most ``rpm`` requests and
-``tpm`` tokens; its estimated tokens are corrected to the reported usage after the call.
-:class:`Limiter` is the algorithm, written once; the log lives in this process
-(:class:`MemoryLog`) or in Redis (:class:`RedisLog`, shared, timed by the server's clock).
-"""
+"""Per-backend rate limits (rpm, tpm, requests in flight) as a weighted sliding-window log
+(docs/resilience.md says why, and why not a library). :class:`Limiter` is the algorithm,
+written once; the log lives in this process (:class:`MemoryLog`) or in Redis
+(:class:`RedisLog`, shared by every process, timed by the server's clock)."""
 
 from __future__ import annotations
 
@@ -56,8 +52,7 @@ class RateLimit:
             raise ConfigError("must be positive", key="rate_limit.window")
 
     def estimate(self, request: CompletionRequest) -> int:
-        """Tokens charged before the usage is known, by memory's estimator (tool-call
-        arguments and tool declarations too)."""
+        """Tokens charged until the usage is known (memory's estimator)."""
         from massgen.memory.tokens import estimate_message, estimate_tools
 
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
@@ -102,15 +97,12 @@ class MemoryLog:
     async def append(
         self, entry_id: str, tokens: int, limit: RateLimit
     ) -> tuple[float, Entries | None]:
-        now, entries = self.clock(), self.entries
-        while (
-            entries and (first := next(iter(entries))) and entries[first][0] + limit.window <= now
-        ):
-            del entries[first]
-        live = [(at, int(spent)) for at, spent in entries.values()]
+        now = self.clock()
+        self.entries = {k: e for k, e in self.entries.items() if e[0] + limit.window > now}
+        live = [(at, int(spent)) for at, spent in self.entries.values()]
         if wait_for(live, now, limit, tokens) > 0:
             return now, live
-        entries[entry_id] = [now, tokens]
+        self.entries[entry_id] = [now, tokens]
         return now, None
 
     async def settle(self, grant: Grant, tokens: int) -> None:
@@ -119,7 +111,7 @@ class MemoryLog:
 
 
 # KEYS[1]: ZSET, member '{id}:{tokens}', score: grant time in µs (the server's clock).
-# ARGV: window µs, rpm (0: none), tpm (0: none), tokens, id, key ttl ms[, now µs].
+# ARGV: window µs, rpm (0: none), tpm (0: none), tokens, id, key ttl ms, now µs ('': TIME).
 # Returns {now} when logged, else {now, the live log WITHSCORES}; the wait is Python's.
 _APPEND = """
 local now = tonumber(ARGV[7])
@@ -158,15 +150,14 @@ class RedisLog(MemoryLog):
     async def append(
         self, entry_id: str, tokens: int, limit: RateLimit
     ) -> tuple[float, Entries | None]:
-        window = round(limit.window * 1e6)
-        args = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id, window // 1000 + 1000]
-        if self._clock is not None:
-            args.append(round(self._clock() * 1e6))
-        now, *rest = await self._append(keys=[self.key], args=args)
+        window, clock = round(limit.window * 1e6), self._clock
+        at: int | str = "" if clock is None else round(clock() * 1e6)  # "": the server's clock
+        args: list[int | str] = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id]
+        now, *rest = await self._append(keys=[self.key], args=[*args, window // 1000 + 1000, at])
         if not rest:
             return int(now) / 1e6, None
         pairs = zip(rest[0][::2], rest[0][1::2], strict=True)
-        return int(now) / 1e6, [(float(at) / 1e6, int(m.rsplit(b":", 1)[1])) for m, at in pairs]
+        return int(now) / 1e6, [(float(t) / 1e6, int(m.rsplit(b":", 1)[1])) for m, t in pairs]
 
     async def settle(self, grant: Grant, tokens: int) -> None:
         await self._settle(
