@@ -1,10 +1,8 @@
-"""A circuit breaker per endpoint (docs/resilience.md): the state machine,
-:class:`CircuitBreaker`, is written once; its state lives in a :class:`BreakerState` (this
-process) or a :class:`RedisBreakerState` (shared by every process)."""
+"""A circuit breaker per endpoint (docs/resilience.md): the state machine, written once, and
+its state in this process (:class:`BreakerState`) or in Redis (:class:`RedisBreakerState`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -17,8 +15,8 @@ from urllib.parse import urlsplit
 from massgen.backends.base import Backend
 from massgen.errors import CircuitOpen, ConfigError, ProviderError, RateLimited, TransportError
 from massgen.resilience.shared import Shared
-from massgen.resilience.wrapper import Wrapper
-from massgen.types import Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Call, Wrapper
+from massgen.types import CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -96,10 +94,9 @@ class BreakerState:
         self.failures, self.opened = 0, now
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        if self.probe is not None and self.probe[1] > now:
-            return False
-        self.probe = (token, now + ttl)
-        return True
+        if free := self.probe is None or self.probe[1] <= now:
+            self.probe = (token, now + ttl)
+        return free
 
     async def drop_probe(self, token: str) -> None:
         if self.probe is not None and self.probe[0] == token:
@@ -143,12 +140,11 @@ class RedisBreakerState(BreakerState):
         return _float(opened)
 
     async def set_open(self, now: float | None) -> None:
-        if now is None:
-            await self._r.delete(self.hash)
-        else:
-            await self._do(
-                ("HSET", self.hash, "opened_at", repr(now)), ("PEXPIRE", self.hash, _TTL_MS)
-            )
+        h = self.hash
+        await self._do(
+            ("DEL", h) if now is None else ("HSET", h, "opened_at", repr(now)),
+            ("PEXPIRE", h, _TTL_MS),
+        )
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
         return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
@@ -204,9 +200,8 @@ class CircuitBreaker:
             return None
         if state is CircuitState.OPEN:
             assert opened is not None
-            raise CircuitOpen(
-                self.key, provider=provider, retry_after=opened + self.policy.cooldown - now
-            )
+            left = opened + self.policy.cooldown - now
+            raise CircuitOpen(self.key, provider=provider, retry_after=left)
         token = uuid.uuid4().hex
         if not await self.store.take_probe(token, now, self.policy.probe_timeout):
             raise CircuitOpen(self.key, provider=provider)
@@ -243,21 +238,12 @@ class BreakerBackend(Wrapper):
         super().__init__(inner)
         self.breaker = breaker
 
-    @contextlib.asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         probe = await self.breaker.enter(self.provider)
         try:
-            yield
-        except BaseException as error:
+            async for chunk in call(request):
+                yield chunk
+        except BaseException as error:  # a stream dropped unread too (GeneratorExit)
             await self.breaker.failed(probe, error)
             raise
         await self.breaker.failed(probe, None)
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        async with self._guard():
-            return await self.inner.complete(request)
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async with self._guard():
-            async for chunk in self.inner.stream(request):
-                yield chunk

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
-from massgen.resilience.wrapper import Wrapper
+from massgen.resilience.wrapper import Call, Wrapper
 from massgen.serialize import completion_from_dict, completion_to_dict, to_dict
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
@@ -87,15 +88,8 @@ def decode_completion(blob: bytes, latency: float) -> Completion:
 
 
 def pieces(text: str, count: int = 4) -> list[str]:
-    """``text`` in about ``count`` deltas, cut after whitespace, so a replay still streams."""
-    size, out, start = max(1, -(-len(text) // count)), [], 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        while end < len(text) and not text[end - 1].isspace():
-            end += 1
-        out.append(text[start:end])
-        start = end
-    return out
+    """``text`` in about ``count`` deltas, each cut after whitespace, so a replay still streams."""
+    return re.findall(rf"(?s).{{{max(0, -(-len(text) // count) - 1)},}}?\s|.+", text)
 
 
 class CachingBackend(Wrapper):
@@ -131,24 +125,17 @@ class CachingBackend(Wrapper):
             log.warning("cache read failed, asking the provider: %s", e)
         except (ValueError, KeyError, TypeError, IndexError) as e:
             log.debug("unreadable cache entry %s ignored: %s", key, e)
-        if hit is not None:
-            self.hits += 1
-        else:
-            self.misses += 1
+        self.hits, self.misses = self.hits + (hit is not None), self.misses + (hit is None)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "cache %s agent=%s key=%s%s",
-                "miss" if hit is None else "hit",
-                (request.call.agent if request.call else "") or "-",
-                key[: len(KEY_PREFIX) + len(self.namespace) + 13] if key else "-",
-                f" model={hit.model} tokens={hit.usage.total_tokens} saved" if hit else "",
-            )
+            agent = (request.call.agent if request.call else "") or "-"
+            short = key[:-52] if key else "-"  # the namespace and 12 hex digits
+            saved = f" model={hit.model} tokens={hit.usage.total_tokens} saved" if hit else ""
+            log.debug("cache %s agent=%s key=%s%s", "hit" if hit else "miss", agent, short, saved)
         return key, hit
 
     async def _remember(self, key: str | None, completion: Completion) -> None:
-        if key is None or completion.finish_reason not in ("stop", "tool_calls", "length"):
-            return
-        if not (completion.text or completion.tool_calls):
+        kept = completion.finish_reason in ("stop", "tool_calls", "length")
+        if key is None or not kept or not (completion.text or completion.tool_calls):
             return
         try:
             await self.store.set(key, encode_completion(completion), self.ttl)
@@ -158,22 +145,14 @@ class CachingBackend(Wrapper):
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        key, hit = await self._lookup(request)
-        if hit is not None:
-            return hit
-        completion = await self.inner.complete(request)
-        await self._remember(key, completion)
-        return completion
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         key, hit = await self._lookup(request)
         if hit is not None:
             for delta in pieces(hit.text):
                 yield StreamChunk(delta=delta)
             yield StreamChunk(completion=hit)
             return
-        async for chunk in self.inner.stream(request):
+        async for chunk in call(request):
             if chunk.completion is not None:  # stored first: the consumer may stop after it
                 await self._remember(key, chunk.completion)
             yield chunk

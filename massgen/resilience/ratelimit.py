@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, cast
 from massgen.backends.base import Backend
 from massgen.errors import ConfigError, TransportError
 from massgen.resilience.shared import Shared
-from massgen.resilience.wrapper import Wrapper
-from massgen.types import Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Call, Wrapper
+from massgen.types import CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -229,30 +229,17 @@ class RateLimitedBackend(Wrapper):
         bound = limiter.limit.max_in_flight
         self._slots = asyncio.Semaphore(bound) if bound else contextlib.nullcontext()
 
-    @contextlib.asynccontextmanager
-    async def _turn(self, request: CompletionRequest) -> AsyncIterator[Grant]:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         async with self._slots:
-            yield await self.limiter.acquire(self.limiter.limit.estimate(request))
-
-    async def _settle(self, grant: Grant, completion: Completion) -> None:
-        """Charge what was reported (nothing for a cached answer; the estimate if nothing
-        was). A limiter failing here is logged, not raised."""
-        used = 0 if completion.cached else completion.usage.total_tokens
-        if (used or completion.cached) and used != grant.tokens:
-            try:
-                await self.limiter.settle(grant, used)
-            except TransportError as e:
-                log.warning("rate limit of %s: usage not recorded: %s", self.name, e)
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        async with self._turn(request) as grant:
-            completion = await self.inner.complete(request)
-            await self._settle(grant, completion)
-            return completion
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async with self._turn(request) as grant:
-            async for chunk in self.inner.stream(request):
-                if chunk.completion is not None:
-                    await self._settle(grant, chunk.completion)
+            grant = await self.limiter.acquire(self.limiter.limit.estimate(request))
+            async for chunk in call(request):
+                if (done := chunk.completion) is not None:
+                    # Charge what was reported (nothing for a cached answer; the estimate if
+                    # nothing was). A limiter failing here is logged, not raised.
+                    used = 0 if done.cached else done.usage.total_tokens
+                    if (used or done.cached) and used != grant.tokens:
+                        try:
+                            await self.limiter.settle(grant, used)
+                        except TransportError as e:
+                            log.warning("rate limit of %s: usage not recorded: %s", self.name, e)
                 yield chunk

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from massgen.errors import ProviderError
-from massgen.resilience.wrapper import Wrapper
+from massgen.resilience.wrapper import Call, Wrapper
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 log = logging.getLogger("massgen.requests")
@@ -26,26 +26,16 @@ class LoggedBackend(Wrapper):
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
         on = log.isEnabledFor(logging.DEBUG)
-        return self._complete(request) if on else self.inner.complete(request)
+        return super().complete(request) if on else self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         on = log.isEnabledFor(logging.DEBUG)
-        return self._stream(request) if on else self.inner.stream(request)
+        return super().stream(request) if on else self.inner.stream(request)
 
-    async def _complete(self, request: CompletionRequest) -> Completion:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         started = time.perf_counter()
         try:
-            completion = await self.inner.complete(request)
-        except (Exception, asyncio.CancelledError) as error:
-            self._failed(request, started, error)
-            raise
-        self._done(request, completion)
-        return completion
-
-    async def _stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        started = time.perf_counter()
-        try:
-            async for chunk in self.inner.stream(request):
+            async for chunk in call(request):
                 if chunk.completion is not None:
                     self._done(request, chunk.completion)
                 yield chunk

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
-from massgen.resilience.wrapper import Wrapper
-from massgen.types import CallContext, Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Call, Wrapper
+from massgen.types import CallContext, CompletionRequest, StreamChunk
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,11 @@ class RetryingBackend(Wrapper):
         call = dataclasses.replace(call or CallContext(), attempt=attempt + 1)
         return dataclasses.replace(request, call=call)
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         attempt, sent = 0, request
         while True:
             try:
-                return await self.inner.complete(sent)
-            except ProviderError as error:
-                attempt += 1
-                sent = await self._retry(request, attempt, error)
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        attempt, sent = 0, request
-        while True:
-            try:
-                async for chunk in self.inner.stream(sent):
+                async for chunk in call(sent):
                     yield chunk
                 return
             except ProviderError as error:
