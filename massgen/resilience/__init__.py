@@ -1,8 +1,6 @@
 """Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them:
 cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md).
-Retry sits outside so every attempt honours the limits and counts toward the breaker, whose
-:class:`~massgen.errors.CircuitOpen` is not retried.
-"""
+Retry sits outside: every attempt honours the limits and counts toward the breaker."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """An endpoint's own guards, from its backend's config, their state in ``redis`` (under
-    ``prefix``) when given: shared by every process."""
+    """An endpoint's guards, from its backend's config; shared through ``redis`` if given."""
 
     breaker: BreakerPolicy | None = None
     rate_limit: RateLimit | None = None

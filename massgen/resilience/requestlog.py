@@ -33,38 +33,26 @@ class LoggedBackend(Wrapper):
         return super().stream(request) if on else self.inner.stream(request)
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        started = time.perf_counter()
+        started, asked = time.perf_counter(), request.call
+        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
+
+        def say(model: str, status: object, latency: float, tail: str, *args: object) -> None:
+            head = "request agent=%s model=%s attempt=%d status=%s latency=%.3fs "
+            log.debug(head + tail, agent, model or "-", attempt, status, latency, *args)
+
         try:
             async for chunk in call(request):
-                if chunk.completion is not None:
-                    self._done(request, chunk.completion)
+                if (done := chunk.completion) is not None:
+                    model, usage = done.model or request.model or self.model, done.usage
+                    finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
+                    tokens = f"{usage.input_tokens}+{usage.output_tokens}"
+                    say(model, "ok", done.latency, "tokens=%s%s", tokens, finish)
                 yield chunk
         except (Exception, asyncio.CancelledError) as error:
-            self._failed(request, started, error)
+            status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
+            if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+                status = "cancelled"
+            why = str(error).splitlines()[0][:300] if str(error) else "-"
+            elapsed, model = time.perf_counter() - started, request.model or self.model
+            say(model, status or type(error).__name__, elapsed, "error=%s", why)
             raise
-
-    def _line(self, request: CompletionRequest, model: str, tail: str, *args: object) -> None:
-        call = request.call
-        agent, attempt = ((call.agent or "-"), call.attempt) if call else ("-", 1)
-        log.debug(
-            "request agent=%s model=%s attempt=%d " + tail, agent, model or "-", attempt, *args
-        )
-
-    def _done(self, request: CompletionRequest, done: Completion) -> None:
-        finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
-        usage, model = done.usage, done.model or request.model or self.model
-        tail = "status=ok latency=%.3fs tokens=%d+%d%s"
-        self._line(
-            request, model, tail, done.latency, usage.input_tokens, usage.output_tokens, finish
-        )
-
-    def _failed(self, request: CompletionRequest, started: float, error: BaseException) -> None:
-        status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
-        if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
-            status = "cancelled"
-        why = str(error).splitlines()[0][:300] if str(error) else "-"
-        elapsed = time.perf_counter() - started
-        tail = "status=%s latency=%.3fs error=%s"
-        self._line(
-            request, request.model or self.model, tail, status or type(error).__name__, elapsed, why
-        )

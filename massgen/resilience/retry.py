@@ -1,19 +1,16 @@
-"""Retry transient provider failures with exponential backoff, full jitter and Retry-After.
-
-One retry budget (the SDKs' own retries are off). Retried: errors whose ``retryable`` flag is
-set; never authentication, other 4xx or an open circuit. A stream is retried from the start
-only if it failed before its final chunk. Hand-written: tenacity's attempt context cannot
-wrap an async generator safely.
-"""
+"""Retry errors whose ``retryable`` flag is set (never auth, other 4xx or an open circuit)
+with exponential backoff, jitter and Retry-After: the one retry budget (the SDKs' are off). A
+stream is retried from the start if it failed before its final chunk. Not tenacity: its
+attempt context cannot wrap an async generator safely."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
@@ -49,40 +46,31 @@ def retryable(error: BaseException) -> bool:
 
 
 class RetryingBackend(Wrapper):
-    """Wraps a backend; same interface, transient failures retried. Each attempt's request
-    carries its number (``request.call.attempt``) for the request log."""
+    """Wraps a backend; same interface, transient failures retried."""
 
     def __init__(self, inner: Backend, policy: RetryPolicy, *, seed: int | None = None) -> None:
         super().__init__(inner)
         self.policy = policy
         self._rng = random.Random(seed)
 
-    async def _retry(
-        self, request: CompletionRequest, attempt: int, error: ProviderError
-    ) -> CompletionRequest:
-        """Wait before retry number ``attempt`` and return its request, or raise ``error``."""
-        call, most = request.call, self.policy.max_retries
-        if attempt > most or not retryable(error):
-            raise error
-        wait = self.policy.delay(attempt, error, self._rng)
-        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-        agent = (call.agent if call else "") or "-"
-        log.info(
-            "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s", agent, attempt, most, wait, reason
-        )
-        if call is not None and call.on_retry is not None:
-            call.on_retry(attempt, most, wait, error)
-        await asyncio.sleep(wait)
-        call = dataclasses.replace(call or CallContext(), attempt=attempt + 1)
-        return dataclasses.replace(request, call=call)
-
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        attempt, sent = 0, request
-        while True:
+        asked, most = request.call, self.policy.max_retries
+        for attempt in itertools.count(1):
+            sent = request  # each attempt's number goes to the request log
+            if attempt > 1:
+                sent = replace(request, call=replace(asked or CallContext(), attempt=attempt))
             try:
                 async for chunk in call(sent):
                     yield chunk
                 return
             except ProviderError as error:
-                attempt += 1
-                sent = await self._retry(request, attempt, error)
+                if attempt > most or not retryable(error):
+                    raise
+                wait = self.policy.delay(attempt, error, self._rng)
+                why = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+                agent = (asked.agent if asked else "") or "-"
+                line = "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s"
+                log.info(line, agent, attempt, most, wait, why)
+                if asked is not None and asked.on_retry is not None:
+                    asked.on_retry(attempt, most, wait, error)
+                await asyncio.sleep(wait)

@@ -1,10 +1,6 @@
-"""When Redis is away, shared rate limits and circuit breakers count in this process.
-
-Their Redis client retries a lost connection with backoff (:func:`massgen.store.redis_store.
-redis_client`), so a restart of a few seconds only delays a call. Past that, the state is kept
-in this process for :attr:`Shared.hold` seconds, then Redis is tried again; a warning says when
-each starts.
-"""
+"""When Redis is away past its client's retries (a restart of seconds only delays a call),
+shared rate limits and circuit breakers count in this process for :attr:`Shared.hold` seconds,
+then try Redis again; a warning says when each starts."""
 
 from __future__ import annotations
 
@@ -25,8 +21,7 @@ class Shared:
     def __init__(self, what: str, remote: object, local: object, *, both: Collection[str] = ()):
         self.what, self.remote, self.local, self.both = what, remote, local, both
         self.hold = 10.0  # each try may take the client's whole retry budget: not every call
-        self._until = 0.0
-        self._lost = False
+        self._until, self._lost = 0.0, False
 
     @property
     def active(self) -> bool:
