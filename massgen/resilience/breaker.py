@@ -72,9 +72,9 @@ def endpoint_key(backend: Backend) -> str:
 
 
 class BreakerState:
-    """A circuit's state in this process, and the steps every store has, each atomic (none
-    awaits here). ``record`` counts a failure at ``now`` (``None``: an answer, which resets the
-    count), opens the circuit on the ``threshold``-th, and returns when it opened (or None)."""
+    """A circuit's state in this process, and the steps every store has, each atomic.
+    ``record`` counts a failure at ``now`` (``None``: an answer resets the count), opens the
+    circuit on the ``threshold``-th, and returns when it opened (``None``: closed)."""
 
     def __init__(self) -> None:
         self.failures = 0
@@ -108,9 +108,8 @@ _DROP_PROBE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', K
 
 
 class RedisBreakerState(BreakerState):
-    """The state in Redis: ``{prefix}breaker:{key}`` (HASH ``failures``, ``opened_at``, the
-    callers' wall clock) and ``{prefix}breaker:{key}:probe`` (the probe's token, SET NX PX).
-    Each step is one round trip. The client is the caller's to close."""
+    """The state in Redis (docs/resilience.md): ``{prefix}breaker:{key}``, a HASH, and
+    ``{prefix}breaker:{key}:probe``; one round trip a step. The client is the caller's."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, key: str) -> None:
         self._r = client
@@ -124,20 +123,19 @@ class RedisBreakerState(BreakerState):
         return await pipe.execute()
 
     async def opened_at(self) -> float | None:
-        return _float(await self._r.hget(self.hash, "opened_at"))
+        return None if (at := await self._r.hget(self.hash, "opened_at")) is None else float(at)
 
     async def record(self, now: float | None, threshold: int) -> float | None:
-        h = self.hash
+        h, opened = self.hash, ("HGET", self.hash, "opened_at")
         if now is None:
-            return _float((await self._do(("HDEL", h, "failures"), ("HGET", h, "opened_at")))[1])
-        failures, opened, _ = await self._do(
-            ("HINCRBY", h, "failures", 1), ("HGET", h, "opened_at"), ("PEXPIRE", h, _TTL_MS)
-        )
-        if opened is None and failures >= threshold:  # the first opener's time stands
-            _, opened = await self._do(
-                ("HSETNX", h, "opened_at", repr(now)), ("HGET", h, "opened_at")
+            _, at = await self._do(("HDEL", h, "failures"), opened)
+        else:
+            failures, at, _ = await self._do(
+                ("HINCRBY", h, "failures", 1), opened, ("PEXPIRE", h, _TTL_MS)
             )
-        return _float(opened)
+            if at is None and failures >= threshold:  # the first opener's time stands
+                _, at = await self._do(("HSETNX", h, "opened_at", repr(now)), opened)
+        return None if at is None else float(at)
 
     async def set_open(self, now: float | None) -> None:
         h = self.hash
@@ -151,10 +149,6 @@ class RedisBreakerState(BreakerState):
 
     async def drop_probe(self, token: str) -> None:
         await self._drop(keys=[self.probe_key], args=[token])
-
-
-def _float(value: bytes | str | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def redis_state(client: aioredis.Redis, prefix: str, key: str) -> BreakerState:
@@ -213,18 +207,15 @@ class CircuitBreaker:
         tripped = error is not None and trips(error)
         now = self.clock() if tripped else None
         # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
-        said = (
-            error is None or isinstance(error, ProviderError) and not isinstance(error, CircuitOpen)
-        )
+        said = isinstance(error, ProviderError | None) and not isinstance(error, CircuitOpen)
         try:
-            if said:
-                if probe is not None:
-                    await self.store.set_open(now)
-                    self.state = CircuitState.CLOSED if now is None else CircuitState.OPEN
-                else:
-                    opened = await self.store.record(now, self.policy.failures)
-                    if opened is None or opened == now:  # a late outcome leaves an open one be
-                        self.state = CircuitState.CLOSED if opened is None else CircuitState.OPEN
+            if said and probe is not None:
+                await self.store.set_open(now)
+                self.state = CircuitState.CLOSED if now is None else CircuitState.OPEN
+            elif said:
+                opened = await self.store.record(now, self.policy.failures)
+                if opened is None or opened == now:  # a late outcome leaves an open one be
+                    self.state = CircuitState.CLOSED if opened is None else CircuitState.OPEN
             if probe is not None:
                 await self.store.drop_probe(probe)
         except TransportError as e:

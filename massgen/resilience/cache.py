@@ -1,11 +1,8 @@
 """Serve repeated LLM requests from a :class:`~massgen.store.base.Store`, making no provider call.
 
-The key is a SHA-256 of canonical JSON over everything that shapes the answer: the backend,
-and the request in :mod:`massgen.serialize`'s shape without its ``timeout``. Only successful
-answers are stored, those cut at ``max_tokens`` included; never an error, a filtered or empty
-answer (docs/cache.md says why). A store that fails never fails a request: it is logged,
-counted in ``store_errors``, and the provider is asked.
-"""
+Keyed by a SHA-256 over the backend and the request (:mod:`massgen.serialize`'s shape, no
+``timeout``). Only successful answers are stored, never an error, a filtered or empty answer
+(docs/cache.md says why); a store that fails is logged and counted, never fails a request."""
 
 from __future__ import annotations
 
@@ -30,15 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"
-"""Where the cache lives when the config names no path and no Redis."""
-KEY_PREFIX = "cache:"
-"""Every cache key starts with this (then the namespace): ``delete_prefix`` it to clear."""
-FORMAT_VERSION = 3
-"""Part of every key: bump it when the key's recipe changes (never for the entry format, or
-every entry already stored would be lost)."""
-ENTRY_VERSION = 3
-"""The format of a stored entry; older entries are upgraded as they are read."""
+DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"  # when the config names no path, no Redis
+KEY_PREFIX = "cache:"  # then the namespace: ``delete_prefix`` it to clear the cache
+FORMAT_VERSION = 3  # of the key's recipe (not of entries, or every stored entry would be lost)
+ENTRY_VERSION = 3  # of a stored entry; older entries are upgraded as they are read
 
 
 def _canonical(payload: Any) -> bytes:
@@ -51,18 +43,15 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
     holds something JSON cannot spell (such a request is simply not cached)."""
     temperature = None if request.temperature is None else float(request.temperature)
     asked = replace(request, model=model, temperature=temperature, timeout=None, call=None)
-    return hashlib.sha256(
-        _canonical({"v": FORMAT_VERSION, "provider": provider, **to_dict(asked)})
-    ).hexdigest()
+    payload = {"v": FORMAT_VERSION, "provider": provider, **to_dict(asked)}
+    return hashlib.sha256(_canonical(payload)).hexdigest()
 
 
 def backend_identity(backend: Backend) -> str:
-    """Who answers behind ``backend`` (through any wrappers): provider, class and endpoint.
-    Backends the key cannot tell apart (two custom functions of one class) need their own
-    namespace."""
+    """Who answers behind ``backend`` (through any wrappers): provider, class and endpoint
+    (two custom functions of one class need namespaces of their own)."""
     inner = innermost(backend)
-    cls = type(inner)
-    identity = f"{inner.provider}:{cls.__module__}.{cls.__qualname__}"
+    identity = f"{inner.provider}:{type(inner).__module__}.{type(inner).__qualname__}"
     base_url = getattr(inner, "base_url", None)
     return f"{identity}@{base_url}" if base_url else identity
 

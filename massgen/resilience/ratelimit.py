@@ -25,15 +25,14 @@ if TYPE_CHECKING:
 
 Sleep = Callable[[float], Awaitable[None]]
 Entries = Sequence[tuple[float, int]]  # a window's log: (time, tokens) per request, oldest first
+Appended = tuple[float, Entries | None]  # the log's clock, and the live entries if it was full
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """Limits of one backend (``None``: unlimited): ``rpm``/``tpm`` requests and tokens per
-    ``window`` seconds (tests shorten it); ``max_in_flight`` requests at once through one
-    wrapper (per process, even with Redis); ``output_tokens`` the answer assumed for a request
-    that sets no ``max_tokens``, until its usage is known."""
+    """Limits of one backend (``None``: unlimited), per ``window`` seconds; ``max_in_flight``
+    is per process even with Redis; ``output_tokens``: the answer assumed without max_tokens."""
 
     rpm: int | None = None
     tpm: int | None = None
@@ -42,12 +41,9 @@ class RateLimit:
     window: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm", "max_in_flight"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError("must be at least 1", key=f"rate_limit.{name}")
-        if self.output_tokens < 0:
-            raise ConfigError("must not be negative", key="rate_limit.output_tokens")
+        for name, low in (("rpm", 1), ("tpm", 1), ("max_in_flight", 1), ("output_tokens", 0)):
+            if (value := getattr(self, name)) is not None and value < low:
+                raise ConfigError(f"must be at least {low}", key=f"rate_limit.{name}")
         if self.window <= 0:
             raise ConfigError("must be positive", key="rate_limit.window")
 
@@ -87,16 +83,13 @@ class Grant:
 
 class MemoryLog:
     """The log in this process, and the steps every log has. ``append`` is atomic: drop the
-    entries that left the window, then log the request if it fits; it returns the log's clock
-    and, when the request did not fit, the live entries."""
+    entries that left the window, then log the request if it fits."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.entries: dict[str, list[float]] = {}  # id -> [at, tokens], oldest first
 
-    async def append(
-        self, entry_id: str, tokens: int, limit: RateLimit
-    ) -> tuple[float, Entries | None]:
+    async def append(self, entry_id: str, tokens: int, limit: RateLimit) -> Appended:
         now = self.clock()
         self.entries = {k: e for k, e in self.entries.items() if e[0] + limit.window > now}
         live = [(at, int(spent)) for at, spent in self.entries.values()]
@@ -136,9 +129,8 @@ if at then redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[1], at,
 
 
 class RedisLog(MemoryLog):
-    """The log in Redis at ``{prefix}ratelimit:{key}`` (expires a second after the window
-    when unused), timed by the server's clock unless ``clock`` is given (tests do). The
-    client is the caller's to close."""
+    """The log in Redis at ``{prefix}ratelimit:{key}``, timed by the server's clock unless
+    ``clock`` is given (tests do). The client is the caller's to close."""
 
     def __init__(
         self, client: aioredis.Redis, prefix: str, key: str, *, clock: Callable[[], float] | None
@@ -147,9 +139,7 @@ class RedisLog(MemoryLog):
         self._append = client.register_script(_APPEND)
         self._settle = client.register_script(_SETTLE)
 
-    async def append(
-        self, entry_id: str, tokens: int, limit: RateLimit
-    ) -> tuple[float, Entries | None]:
+    async def append(self, entry_id: str, tokens: int, limit: RateLimit) -> Appended:
         window, clock = round(limit.window * 1e6), self._clock
         at: int | str = "" if clock is None else round(clock() * 1e6)  # "": the server's clock
         args: list[int | str] = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id]
@@ -160,9 +150,8 @@ class RedisLog(MemoryLog):
         return int(now) / 1e6, [(float(t) / 1e6, int(m.rsplit(b":", 1)[1])) for m, t in pairs]
 
     async def settle(self, grant: Grant, tokens: int) -> None:
-        await self._settle(
-            keys=[self.key], args=[f"{grant.id}:{grant.tokens}", f"{grant.id}:{tokens}"]
-        )
+        was, now = f"{grant.id}:{grant.tokens}", f"{grant.id}:{tokens}"
+        await self._settle(keys=[self.key], args=[was, now])
 
 
 class Limiter:
