@@ -130,19 +130,16 @@ class RedisBreakerState(BreakerState):
         if now is None:
             _, at = await self._do(("HDEL", h, "failures"), opened)
         else:
-            failures, at, _ = await self._do(
-                ("HINCRBY", h, "failures", 1), opened, ("PEXPIRE", h, _TTL_MS)
-            )
+            count = ("HINCRBY", h, "failures", 1)
+            failures, at, _ = await self._do(count, opened, ("PEXPIRE", h, _TTL_MS))
             if at is None and failures >= threshold:  # the first opener's time stands
                 _, at = await self._do(("HSETNX", h, "opened_at", repr(now)), opened)
         return None if at is None else float(at)
 
     async def set_open(self, now: float | None) -> None:
         h = self.hash
-        await self._do(
-            ("DEL", h) if now is None else ("HSET", h, "opened_at", repr(now)),
-            ("PEXPIRE", h, _TTL_MS),
-        )
+        step = ("DEL", h) if now is None else ("HSET", h, "opened_at", repr(now))
+        await self._do(step, ("PEXPIRE", h, _TTL_MS))
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
         return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
@@ -152,8 +149,8 @@ class RedisBreakerState(BreakerState):
 
 
 def redis_state(client: aioredis.Redis, prefix: str, key: str) -> BreakerState:
-    """The circuit ``key`` in Redis, kept in this process while Redis is unreachable (a probe
-    admitted here is given back here too)."""
+    """The circuit ``key`` in Redis, kept here while Redis is away (a probe taken here is
+    given back here)."""
     remote, local = RedisBreakerState(client, prefix, key), BreakerState()
     return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both={"drop_probe"}))
 

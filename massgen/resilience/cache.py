@@ -82,10 +82,9 @@ def pieces(text: str, count: int = 4) -> list[str]:
 
 
 class CachingBackend(Wrapper):
-    """Wraps a backend; identical requests are answered from ``store``, for ``ttl`` seconds
-    (``None``: until cleared) under ``cache:{namespace}:{sha256}``. ``hits``/``misses`` count
-    calls served from the store and calls that reached the inner backend. :meth:`aclose`
-    leaves the store open: whoever opened it (and may share it) closes it."""
+    """Wraps a backend; identical requests are answered from ``store`` for ``ttl`` seconds
+    (``None``: until cleared) under ``cache:{namespace}:{sha256}``. :meth:`aclose` leaves the
+    store open: whoever opened it (and may share it) closes it."""
 
     def __init__(
         self, inner: Backend, store: Store, ttl: float | None = None, *, namespace: str = "default"

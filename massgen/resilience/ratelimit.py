@@ -155,9 +155,8 @@ class RedisLog(MemoryLog):
 
 
 class Limiter:
-    """Waits for room under ``limit`` in ``log`` (this process's by default, on ``clock``).
-    Waiters in one process queue in FIFO order, so a large request is not starved by small
-    ones and only the head polls."""
+    """Waits for room under ``limit`` in ``log`` (this process's by default, on ``clock``),
+    FIFO within a process: a large request is not starved by small ones; only the head polls."""
 
     def __init__(
         self,
@@ -209,13 +208,11 @@ class RedisLimiter(Limiter):
 
 
 class RateLimitedBackend(Wrapper):
-    """Wraps a backend; same interface, each call first waits for a slot (at most
-    ``max_in_flight`` at once), then for room under the limiter's rates."""
+    """Wraps a backend; each call waits for one of ``max_in_flight`` slots, then for room."""
 
     def __init__(self, inner: Backend, limiter: Limiter) -> None:
         super().__init__(inner)
-        self.limiter = limiter
-        bound = limiter.limit.max_in_flight
+        self.limiter, bound = limiter, limiter.limit.max_in_flight
         self._slots = asyncio.Semaphore(bound) if bound else contextlib.nullcontext()
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:

@@ -3,8 +3,7 @@
     request agent=ada model=gpt-4o-mini attempt=1 status=ok latency=0.412s tokens=120+31
 
 Who asks and which attempt travel on the request (``request.call``). With DEBUG off a call
-goes straight to the wrapped backend: one level check per request, nothing per chunk.
-"""
+goes straight to the wrapped backend: one level check per request, nothing per chunk."""
 
 from __future__ import annotations
 

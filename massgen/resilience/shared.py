@@ -49,12 +49,8 @@ class Shared:
                 if not gone or isinstance(e, rexc.AuthenticationError | rexc.AuthorizationError):
                     raise TransportError(f"{self.what} in Redis: {type(e).__name__}") from e
                 if not self._lost:
-                    why = type(e).__name__
-                    log.warning(
-                        "%s: Redis unreachable (%s); counting in this process until it is back",
-                        self.what,
-                        why,
-                    )
+                    say = "%s: Redis unreachable (%s); counting in this process until it is back"
+                    log.warning(say, self.what, type(e).__name__)
                 self._lost, self._until = True, time.monotonic() + self.hold
                 return await here(*args)
             if self._lost:

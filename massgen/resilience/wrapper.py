@@ -17,10 +17,8 @@ class Wrapper(Backend):
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
-        self.native_tools = inner.native_tools
+        self.inner, self.provider = inner, inner.provider
+        self.supports_tools, self.native_tools = inner.supports_tools, inner.native_tools
 
     def describe(self) -> str:
         return self.inner.describe()
