@@ -1,14 +1,6 @@
-"""A cost budget shared by every request of a run or a batch (a denial-of-wallet guard).
-
-Each request reserves its estimated cost before it is sent and is refused
-(:class:`BudgetExceeded`) when spent + reserved + its estimate would pass the limit; when it
-ends, the reservation becomes what it cost. So concurrent requests cannot together start
-more than the budget covers, and a free request is never refused, even under a limit of 0.
-The output side is estimated from ``max_tokens``, else the longest answer seen, else
-:data:`DEFAULT_OUTPUT_TOKENS`: set ``max_tokens`` to make the limit a hard bound. A batch
-reserves each task's expected cost up front (:meth:`Budget.allowance`), so tasks already
-running are never starved half way.
-"""
+"""A cost budget shared by every request of a run or a batch (a denial-of-wallet guard): each
+request reserves its estimated cost first, so concurrent requests never together start more
+than the budget covers; a free request is never refused. See docs/batch.md."""
 
 from __future__ import annotations
 
@@ -16,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen.errors import ConfigError, RunError
+from massgen.errors import BudgetExceeded, ConfigError
 
 if TYPE_CHECKING:
     from massgen.agents.turn import Turn
@@ -25,10 +17,6 @@ if TYPE_CHECKING:
 DEFAULT_OUTPUT_TOKENS = 1024  # before the model has answered once under this budget
 
 _EPSILON = 1e-12  # USD: float sums of prices must not refuse a request that exactly fits
-
-
-class BudgetExceeded(RunError):
-    """The cost budget is spent, or cannot cover the next request; it is not sent."""
 
 
 def check_limit(value: float | None, key: str = "--max-cost") -> float | None:
@@ -89,7 +77,8 @@ class Budget:
         self.spent += cost
 
     def reserve_turn(self, handle: Any, turn: Turn) -> float:
-        """Reserve the estimated cost of an agent's turn (see the module docstring)."""
+        """Reserve the estimated cost of an agent's turn (input tokens, then ``max_tokens``, else
+        the longest answer seen, else :data:`DEFAULT_OUTPUT_TOKENS`; see docs/batch.md)."""
         return self.reserve(self.estimate_turn(handle, turn))
 
     def settle(self, held: float, completion: Completion) -> None:
@@ -106,6 +95,7 @@ class Budget:
         agent = getattr(handle, "agent", None)
         if agent is None:
             return 0.0
+        from massgen.backends.base import layers
         from massgen.backends.pricing import price_of
         from massgen.types import ChatMessage
 
@@ -124,7 +114,7 @@ class Budget:
         tokens_out = (
             turn.max_tokens
             or agent.max_tokens
-            or _backend_max_tokens(agent.backend)
+            or next((n for b in layers(agent.backend) if (n := _max_tokens(b))), None)
             or self._outputs.get(model)
             or self._outputs.get(model.rsplit("/", 1)[-1])
             or DEFAULT_OUTPUT_TOKENS
@@ -153,16 +143,9 @@ class Budget:
         )
 
 
-def _backend_max_tokens(backend: Any) -> int | None:
-    """The ``max_tokens`` a backend sends by default, looked for through its wrappers."""
-    for _ in range(8):
-        if backend is None:
-            return None
-        found = getattr(backend, "max_tokens", None)
-        if isinstance(found, int) and found > 0:
-            return found
-        backend = getattr(backend, "inner", None)
-    return None
+def _max_tokens(backend: Any) -> int | None:
+    found = getattr(backend, "max_tokens", None)
+    return found if isinstance(found, int) and found > 0 else None
 
 
 @dataclass(slots=True)

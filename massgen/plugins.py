@@ -1,8 +1,5 @@
-"""Load a user's object named ``package.module:attr`` (a custom backend, tool or function).
-
-A module next to the config file is found too: its folder is put on ``sys.path`` for the
-import only. Every failure is a ConfigError that says where it looked.
-"""
+"""Load a user's object named ``package.module:attr`` (a custom backend, tool or function),
+also from next to the config file; every failure is a ConfigError saying where it looked."""
 
 from __future__ import annotations
 

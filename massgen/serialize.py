@@ -1,9 +1,5 @@
-"""One JSON shape for massgen's dataclasses (Completion, Turn, memory): the cache and the bus
-both use it, so a value written by one reads back in the other.
-
-Decoding validates and raises pydantic's ``ValidationError``; each caller maps it to its own
-error. A field left out takes its default, so a payload written before the field existed reads.
-"""
+"""One JSON shape for massgen's dataclasses (Completion, Turn, memory), shared by the
+cache, the bus and the stores; decoding raises ``ValidationError``; a missing field defaults."""
 
 from __future__ import annotations
 
@@ -35,6 +31,16 @@ def from_dict(cls: type[T], data: Any) -> T:
     return _adapter(cls).validate_python(data)
 
 
+def to_json(value: Any) -> bytes:
+    """``value`` as one JSON document (UTF-8, not ASCII-escaped), for a store record."""
+    return _adapter(type(value)).dump_json(value)
+
+
+def from_json(cls: type[T], raw: bytes | str) -> T:
+    """The ``cls`` a record from :func:`to_json` holds; ``ValidationError`` if none."""
+    return _adapter(cls).validate_json(raw)
+
+
 def completion_to_dict(completion: Completion) -> dict[str, Any]:
     return to_dict(completion)
 
@@ -43,4 +49,11 @@ def completion_from_dict(data: Any) -> Completion:
     return from_dict(Completion, data)
 
 
-__all__ = ["completion_from_dict", "completion_to_dict", "from_dict", "to_dict"]
+__all__ = [
+    "completion_from_dict",
+    "completion_to_dict",
+    "from_dict",
+    "from_json",
+    "to_dict",
+    "to_json",
+]

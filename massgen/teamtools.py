@@ -1,21 +1,20 @@
 """``ask_agent`` and ``broadcast``: agents of one team talking to each other.
 
-They sit above :mod:`massgen.agents` because they reach teammates: during a run through the
-run's handles (``ctx.peers``: in-process, or over the bus to a worker), so retries, cache,
-breaker, cost and budget apply; outside a run straight through the agents given to
-:func:`connect`. Limits hold per top-level turn, nested questions included (``ctx.state``);
-an agent cannot ask itself. A teammate's answer goes back fenced like any tool result.
+During a run a teammate is reached through the run's handle (``ctx.peers``: in-process or on
+a worker), so retries, cache, breaker, cost and budget apply; outside a run through the
+agents given to :func:`connect`. Limits hold per top-level turn (``ctx.state``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from massgen import events as ev
 from massgen.agents.agent import Agent
+from massgen.agents.handle import LocalHandle
 from massgen.agents.turn import Turn
 from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
@@ -23,30 +22,19 @@ from massgen.tools.context import ToolContext
 
 
 class AskSettings(ToolSettings):
-    max_depth: int = Field(default=2, ge=1, le=5)
-    """How deep questions may nest (A asks B, B asks C...)."""
-    max_calls: int = Field(default=6, ge=1)
-    """Questions one top-level turn may ask in all, nested ones included."""
-    max_question: int = Field(default=4000, gt=0)
-    """Characters of a question at most."""
+    max_depth: int = Field(default=2, ge=1, le=5)  # A asks B, B asks C...
+    max_calls: int = Field(default=6, ge=1)  # per top-level turn, nested ones included
+    max_question: int = Field(default=4000, gt=0)  # characters
 
 
 class BroadcastSettings(ToolSettings):
-    max_notes: int = Field(default=5, ge=1)
-    """Notes one agent may send per top-level turn."""
-    max_note: int = Field(default=2000, gt=0)
-    """Characters of a note at most."""
+    max_notes: int = Field(default=5, ge=1)  # per agent and top-level turn
+    max_note: int = Field(default=2000, gt=0)  # characters
 
 
 class _TeamTool(BuiltinTool):
-    team: dict[str, Agent]
-
     def setup(self) -> None:
-        self.team = {}
-
-    def bind(self, agents: Iterable[Agent]) -> None:
-        """Connect this tool to its team."""
-        self.team = {a.name: a for a in agents}
+        self.team: dict[str, Agent] = {}  # set by :func:`connect`
 
 
 class AskAgent(_TeamTool):
@@ -78,21 +66,24 @@ class AskAgent(_TeamTool):
         prompt = f"Your teammate {asker or 'an agent'} asks you:\n\n{question}"
         if ctx.emit is not None:
             ctx.emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
+
+        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+            if ctx.emit is not None:  # the teammate's retries, told as the asker's own are
+                text = (str(error) or type(error).__name__).splitlines()[0][:300]
+                ctx.emit(
+                    ev.AgentRetrying(
+                        agent=name, attempt=attempt, wait=wait, error=text, limit=limit
+                    )
+                )
+
         state["ask_depth"] = depth + 1
         try:
             # The run's handle (in-process or on a worker), else the agent's own local one.
-            handle = ctx.peers.get(name) or (
-                self.team[name].local_handle if name in self.team else None
-            )
-            if handle is not None:
-                completion = await handle.ask(
-                    Turn("ask", prompt), None, ctx, on_retry=_retries_to(ctx, name)
-                )
-                cost = handle.cost_of(completion)
-            else:
-                peer = self.team[name]
-                completion = await peer.respond(Turn("ask", prompt), ctx=ctx)
-                cost = peer.cost_of(completion)
+            peer = ctx.peers.get(name) or self.team[name].local_handle
+            handle = peer or LocalHandle(self.team[name])
+            turn = Turn("ask", prompt)
+            completion = await handle.ask(turn, None, ctx, on_retry=on_retry)
+            cost = handle.cost_of(completion)
         finally:
             state["ask_depth"] = depth
         if ctx.emit is not None:
@@ -144,17 +135,4 @@ def connect(agents: Iterable[Agent]) -> None:
     for agent in team:
         for t in agent.toolbox.tools.values() if agent.tools else ():
             if isinstance(t, _TeamTool):
-                t.bind(team)
-
-
-def _retries_to(ctx: ToolContext, agent: str) -> Callable[[int, int, float, BaseException], None]:
-    """The teammate's retries, told to the run as the asker's own are."""
-
-    def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-        if ctx.emit is not None:
-            text = (str(error) or type(error).__name__).splitlines()[0][:300]
-            ctx.emit(
-                ev.AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=text, limit=limit)
-            )
-
-    return on_retry
+                t.team = {a.name: a for a in team}

@@ -13,8 +13,8 @@ from massgen.backends._errors import (
     error_for_status,
     parse_retry_after,
 )
-from massgen.backends.base import estimate_tokens
 from massgen.errors import AuthenticationError, BadRequestError, ProviderError, RateLimited
+from massgen.tokens import estimate_request
 from massgen.types import ChatMessage, CompletionRequest, Usage
 
 
@@ -107,5 +107,5 @@ def test_missing_usage_is_estimated_rather_than_zero() -> None:
     request = CompletionRequest(messages=(ChatMessage("user", "x" * 40),))
     assert usage_or_estimate(Usage(7, 3), request, "text") == Usage(7, 3)
     estimated = usage_or_estimate(Usage(), request, "y" * 20)
-    assert estimated == Usage(estimate_tokens(request), 5)
+    assert estimated == Usage(estimate_request(request), 5)
     assert estimated.input_tokens > 0

@@ -427,7 +427,7 @@ async def test_sqlite_a_failed_grouped_read_fails_each_get(tmp_path: Path) -> No
         def broken(c: sqlite3.Connection) -> None:
             c.execute("DROP TABLE kv")
 
-        await s._run(broken)
+        await s.run(broken)
         results = await asyncio.gather(s.get("k"), s.get("j"), return_exceptions=True)
         assert all(isinstance(r, TransportError) for r in results)
 

@@ -26,7 +26,7 @@ sqlalchemy = pytest.importorskip("sqlalchemy", reason="needs the sql extra: mass
 
 from massgen.errors import ConfigError, ToolError  # noqa: E402
 from massgen.tools import DatabaseQuery  # noqa: E402
-from massgen.tools.sql import check_statement, run_read_only  # noqa: E402
+from massgen.tools.database import check_statement, run_read_only  # noqa: E402
 
 SERVERS = {
     "postgresql": os.environ.get(

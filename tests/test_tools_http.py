@@ -17,7 +17,7 @@ import pytest
 
 from massgen.errors import ToolError
 from massgen.tools import APICall
-from massgen.tools.netcheck import Resolver, check_url, is_public, literal_ip
+from massgen.tools.http import Resolver, check_url, is_public, literal_ip
 
 PUBLIC_IP = "93.184.216.34"
 

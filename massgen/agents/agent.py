@@ -1,12 +1,11 @@
-"""An LLM agent: a name, a backend, a role, and what it remembers.
-
-It answers a :class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of
-strategies; the orchestrator reaches it through an :class:`~massgen.agents.handle.AgentHandle`.
+"""An LLM agent: a name, a backend, a role, and what it remembers; it answers a
+:class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of strategies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -57,35 +56,27 @@ class Agent:
                 key="memory_strategy",
                 hint="use one of: " + ", ".join(MEMORY_STRATEGIES),
             )
-        self.name = name
-        self.role = role
-        self.model = model
-        self.capabilities = tuple(capabilities)
         if max_tool_iterations < 1:
             raise ConfigError("must be at least 1", key="max_tool_iterations")
-        self.tools = tuple(tools)
+        self.name, self.role, self.model = name, role, model
+        self.capabilities, self.tools = tuple(capabilities), tuple(tools)
         self.max_tool_iterations = max_tool_iterations
-        self._toolbox: ToolBox | None = None
-        self.notes: list[tuple[str, str]] = []
-        """Notes from teammates (``broadcast``), shown once at the start of the next turn."""
-        self.local_handle: Any = None
-        """The orchestrator's in-process handle, once made: ``ask_agent`` goes through it."""
-        self.memory_strategy = memory_strategy
-        self.memory_size = memory_size
-        self.memory = Conversation(memory_strategy, memory_size)
-        """Short-term memory (see :mod:`massgen.memory.short_term`)."""
-        self.long_term: Any = None
-        """A :class:`~massgen.memory.long_term.LongTermMemory` when ``long_term`` is on."""
-        self.fallback = fallback
-        self.standby = standby
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.notes: list[tuple[str, str]] = []  # from teammates, shown once on the next turn
+        self.local_handle: Any = None  # the orchestrator's in-process one: ask_agent uses it
+        self.memory_strategy, self.memory_size = memory_strategy, memory_size  # the seed's names
+        self.memory = Conversation(memory_strategy, memory_size)  # short-term
+        self.long_term: Any = None  # a LongTermMemory when ``long_term`` is on
+        self.fallback, self.standby = fallback, standby
+        self.temperature, self.max_tokens = temperature, max_tokens
         self.prices = prices or {}
         self._backend_spec = backend
         self._backend: Backend | None = backend if not isinstance(backend, str | None) else None
 
     def __repr__(self) -> str:
-        return f"Agent(name={self.name!r}, backend={self.backend_label()!r})"
+        built = self._backend
+        label = built.describe() if built is not None else str(self._backend_spec)
+        label = f"{label} ({self.model})" if self.model and self.model not in label else label
+        return f"Agent(name={self.name!r}, backend={label!r})"
 
     @property
     def backend(self) -> Backend:
@@ -103,20 +94,13 @@ class Agent:
             self._backend = create_backend(str(spec), model=self.model or "", name=str(spec))
         return self._backend
 
-    def backend_label(self) -> str:
-        built = self._backend
-        label = built.describe() if built is not None else str(self._backend_spec)
-        return f"{label} ({self.model})" if self.model and self.model not in label else label
-
     def model_name(self) -> str:
         return self.model or self.backend.model
 
-    def build_messages(
-        self, turn: Turn, memory: Conversation | None = None
-    ) -> tuple[ChatMessage, ...]:
+    def build_messages(self, turn: Turn) -> tuple[ChatMessage, ...]:
         """The conversation sent for ``turn`` (role, memory, notes delivered once, prompt),
         within the model's context window (see :meth:`Conversation.compose`)."""
-        return self._compose(turn, memory or self.memory)[0]
+        return self._compose(turn, self.memory)[0]
 
     def _compose(
         self, turn: Turn, memory: Conversation
@@ -145,15 +129,13 @@ class Agent:
         self.notes.append((sender, text.replace("</note", "<\\/note")))
         del self.notes[:-keep]
 
-    @property
+    @functools.cached_property
     def toolbox(self) -> ToolBox:
         """The agent's tools, built on first use."""
-        if self._toolbox is None:
-            from massgen.tools.registry import as_tools
-            from massgen.tools.runner import ToolBox
+        from massgen.tools.registry import as_tools
+        from massgen.tools.runner import ToolBox
 
-            self._toolbox = ToolBox(as_tools(self.tools))
-        return self._toolbox
+        return ToolBox(as_tools(self.tools))
 
     async def respond(
         self,
@@ -162,52 +144,12 @@ class Agent:
         *,
         backend: Backend | None = None,
         ctx: ToolContext | None = None,
+        memory: MemoryContext | None = None,
+        on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
         """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
-
-        ``backend`` replaces this agent's own for the call (the orchestrator's, wrapped in
-        retries and cache); ``ctx`` is the run's, for this turn's tool calls.
-        """
-        used = self._usable(backend)
-        on_event = ctx.emit if ctx else None
-        extra = await self.memory.prepare(self, used, on_event)
-        memory = self.memory
-        if self.long_term is not None:
-            # recalled for this turn only: concurrent turns (a batch) each keep their own
-            recalled = await self.long_term.recall_for(self.name, turn)
-            memory = memory.fork(memory.context(recalled))
-        completion = await self._answer(turn, memory, used, on_delta, ctx)
-        if on_event is None and extra.total_tokens:
-            # Nobody hears the summary's events: its usage (one request) rides on this answer.
-            completion = dataclasses.replace(
-                completion, usage=completion.usage + extra, requests=completion.requests + 1
-            )
-        return completion
-
-    async def respond_with(
-        self,
-        turn: Turn,
-        memory: MemoryContext,
-        on_delta: OnDelta | None = None,
-        *,
-        backend: Backend | None = None,
-        ctx: ToolContext | None = None,
-        on_folded: Callable[[Folded], None] | None = None,
-    ) -> tuple[Completion, Folded | None]:
-        """Answer one turn with memory its caller owns (a worker answering for a run
-        elsewhere); this agent's own memory is untouched, so concurrent runs never mix. A
-        summary written first (``memory.fold``) is returned for the caller to store, and
-        handed to ``on_folded`` at once (so it survives the answer failing)."""
-        used = self._usable(backend)
-        conv = self.memory.fork(memory)
-        folded = await conv.fold(self, used) if memory.fold else None
-        if folded is not None:
-            await conv.keep(folded)
-            if on_folded is not None:
-                on_folded(folded)
-        return await self._answer(turn, conv, used, on_delta, ctx), folded
-
-    def _usable(self, backend: Backend | None) -> Backend:
+        ``backend``: the orchestrator's wrapped stack. ``memory``: memory the caller owns (a
+        worker's turn for a run elsewhere); a summary written first goes to ``on_folded``."""
         used = backend or self.backend
         if self.tools and not used.supports_tools:
             raise ConfigError(
@@ -216,7 +158,28 @@ class Agent:
                 key="tools",
                 hint="remove the tools or use a backend with tool calling",
             )
-        return used
+        if memory is not None:
+            conv = self.memory.fork(memory)
+            folded = await conv.fold(self, used) if memory.fold else None
+            if folded is not None:
+                await conv.keep(folded)
+                if on_folded is not None:
+                    on_folded(folded)
+            return await self._answer(turn, conv, used, on_delta, ctx)
+        on_event = ctx.emit if ctx else None
+        extra = await self.memory.prepare(self, used, on_event)
+        conv = self.memory
+        if self.long_term is not None:
+            # recalled for this turn only: concurrent turns (a batch) each keep their own
+            recalled = await self.long_term.recall_for(self.name, turn)
+            conv = conv.fork(conv.context(recalled))
+        completion = await self._answer(turn, conv, used, on_delta, ctx)
+        if on_event is None and extra.total_tokens:
+            # Nobody hears the summary's events: its usage (one request) rides on this answer.
+            completion = dataclasses.replace(
+                completion, usage=completion.usage + extra, requests=completion.requests + 1
+            )
+        return completion
 
     async def _answer(
         self,

@@ -1,7 +1,5 @@
-"""How strategies reach agents: an in-process call here, a request over the bus elsewhere.
-
-Strategies see only :class:`AgentHandle`; whether the agent runs in this process or on a
-worker across the network is the handle's business.
+"""How strategies reach agents: :class:`AgentHandle`, an in-process call here
+(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.remote``).
 """
 
 from __future__ import annotations
@@ -22,6 +20,9 @@ OnRetry = Callable[[int, int, float, BaseException], None]
 
 
 class AgentHandle(Protocol):
+    """An agent as strategies see it: ``ctx`` carries the run's event sink and peers to its
+    tools, ``on_retry`` hears each retry of its requests."""
+
     name: str
 
     @property
@@ -34,20 +35,14 @@ class AgentHandle(Protocol):
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
-    ) -> Completion:
-        """Answer ``turn``; ``ctx`` carries the run's event sink and peers to its tools,
-        ``on_retry`` hears each retry of its requests."""
+    ) -> Completion: ...
 
     def cost_of(self, completion: Completion) -> float: ...
 
 
 class LocalHandle:
-    """A handle to an agent in this process.
-
-    ``wrap`` gives the agent's backend in its resilience stack (built lazily, on the first
-    turn; the orchestrator's :meth:`~massgen.orchestrator.Orchestrator._wrap`). Each request
-    is stamped with who asks (:class:`~massgen.types.CallContext`) for the wrappers.
-    """
+    """A handle to an agent in this process. ``wrap`` gives the agent's backend in its
+    resilience stack (built on the first turn); each request is stamped with who asks."""
 
     def __init__(self, agent: Agent, wrap: Callable[[Agent], Backend] | None = None) -> None:
         self.agent = agent
@@ -63,12 +58,6 @@ class LocalHandle:
             self._backend = Bound(stack, CallContext(self.name))
         return self._backend
 
-    def _bound(self, on_retry: OnRetry | None) -> Backend:
-        backend = self.backend
-        if on_retry is None:
-            return backend
-        return Bound(backend.inner, CallContext(self.name, on_retry=on_retry))
-
     @property
     def supports_tools(self) -> bool:
         return self.backend.supports_tools
@@ -80,27 +69,15 @@ class LocalHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
-    ) -> Completion:
-        return await self.agent.respond(turn, on_delta, backend=self._bound(on_retry), ctx=ctx)
-
-    async def answer(
-        self,
-        turn: Turn,
-        memory: MemoryContext,
-        on_delta: OnDelta | None = None,
+        memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
-        ctx: ToolContext | None = None,
-        on_retry: OnRetry | None = None,
-    ) -> tuple[Completion, Folded | None]:
-        """Answer a turn with memory its caller owns (a worker's turn for a run elsewhere;
-        see :meth:`Agent.respond_with`)."""
-        return await self.agent.respond_with(
-            turn,
-            memory,
-            on_delta,
-            backend=self._bound(on_retry),
-            ctx=ctx,
-            on_folded=on_folded,
+    ) -> Completion:
+        """``memory``/``on_folded``: memory the caller owns (see :meth:`Agent.respond`)."""
+        backend: Backend = self.backend
+        if on_retry is not None:
+            backend = Bound(self.backend.inner, CallContext(self.name, on_retry=on_retry))
+        return await self.agent.respond(
+            turn, on_delta, backend=backend, ctx=ctx, memory=memory, on_folded=on_folded
         )
 
     def cost_of(self, completion: Completion) -> float:

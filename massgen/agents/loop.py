@@ -1,11 +1,9 @@
 """One agent turn against a backend: the request, streamed, until a final answer.
 
-With tools of the agent's own a turn is a loop: send the tools, run the calls the model
-makes (concurrently), send back one result per call, ask again; at most ``max_iterations``
-rounds, then one last request with ``tool_choice="none"``. A turn carrying its own tools (a
-consensus vote) is a structured reply the strategy reads: those calls are never run.
-Every follow-up request fits the context window: earlier-turn memory is trimmed first, then
-the largest tool results clipped; if even that does not fit, :class:`ContextLimitExceeded`.
+With tools of the agent's own a turn is a loop (run the calls, send back the results, ask
+again; at most ``max_iterations`` rounds, then one last request with ``tool_choice="none"``),
+each follow-up fitted to the context window. A turn carrying its own tools (a consensus
+vote) is a structured reply the strategy reads: those calls are never run.
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
-from massgen.errors import ProviderConnectionError
-from massgen.memory.tokens import ContextLimitExceeded
+from massgen.errors import ContextLimitExceeded, ProviderConnectionError
 from massgen.memory.window import RequestWindow
 from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest, Source, Usage
@@ -37,8 +34,8 @@ DEFAULT_MAX_TOOL_ITERATIONS = 8
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """Send ``request``; return the final completion. Streamed only when someone listens
-    (``on_delta``): a plain request costs a fraction of the CPU of parsing every chunk."""
+    """The final completion of ``request``, streamed only when ``on_delta`` listens (a plain
+    request costs a fraction of the CPU)."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None
@@ -65,9 +62,7 @@ async def run_turn(
     window: RequestWindow | None = None,
 ) -> Completion:
     """Answer one turn; the completion carries the usage and latency of all its requests.
-
-    ``ctx`` goes to every tool call; ``ctx.emit`` gets a ``ToolCalled`` and a ``ToolResult``
-    per call. ``window`` bounds the follow-up requests (``request`` is sent as it is)."""
+    ``ctx.emit`` hears each tool call and result; ``window`` bounds the follow-ups."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
     request = dataclasses.replace(
@@ -75,23 +70,9 @@ async def run_turn(
     )
     ctx = ctx or ToolContext()
     backend, request = tools.plan(backend, request, ctx)
-    return await _loop(backend, request, on_delta, tools, ctx, max_iterations, window)
-
-
-async def _loop(
-    backend: Backend,
-    request: CompletionRequest,
-    on_delta: OnDelta | None,
-    tools: ToolBox,
-    ctx: ToolContext,
-    max_iterations: int,
-    window: RequestWindow | None,
-) -> Completion:
     opening = request.messages
     messages: list[ChatMessage] = []  # the loop's own: calls and their results
-    usage, latency, cached, requests = Usage(), 0.0, True, 0
-    thoughts: list[str] = []  # each request's reasoning, kept for the record
-    sources: dict[str, Source] = {}  # every request's, on the answer
+    dones: list[Completion] = []  # every request's answer: their usage, reasoning, sources
     emit, agent = ctx.emit, ctx.agent
     for rounds in range(max_iterations + 1):
         sent = (
@@ -103,16 +84,11 @@ async def _loop(
         done = await stream_once(
             backend, dataclasses.replace(request, messages=sent, tool_choice=choice), on_delta
         )
-        usage, latency, cached = usage + done.usage, latency + done.latency, cached and done.cached
-        requests += done.requests
-        if done.reasoning:
-            thoughts.append(done.reasoning)
-        for source in done.sources:
-            sources.setdefault(source.url, source)
+        dones.append(done)
         if emit is not None and not done.cached:  # searches the provider ran for the model
             for server in done.server_calls:
                 _called(emit, agent, server.id, server.name, server.arguments)
-                emit(_result(agent, server.id, server.name, server.ok, 0.0, server.output))
+                _result(emit, agent, server.id, server.name, server.ok, 0.0, server.output)
         if not done.tool_calls or rounds == max_iterations:
             break
         messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
@@ -122,8 +98,8 @@ async def _loop(
         for outcome in await tools.call_all(done.tool_calls, ctx):
             call = outcome.call
             if emit is not None:
-                emit(
-                    _result(agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output)
+                _result(
+                    emit, agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output
                 )
             messages.append(
                 ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
@@ -133,30 +109,33 @@ async def _loop(
         done = dataclasses.replace(
             done, text=text, tool_calls=(), finish_reason="stop" if done.text else "other"
         )
+    sources: dict[str, Source] = {}
+    for source in (source for d in dones for source in d.sources):
+        sources.setdefault(source.url, source)
     return dataclasses.replace(
         done,
-        usage=usage,
-        latency=latency,
-        cached=cached,
-        requests=requests,
-        reasoning="\n\n".join(thoughts),
+        usage=sum((d.usage for d in dones), Usage()),
+        latency=sum(d.latency for d in dones),
+        cached=all(d.cached for d in dones),
+        requests=sum(d.requests for d in dones),
+        reasoning="\n\n".join(d.reasoning for d in dones if d.reasoning),
         sources=tuple(sources.values()),
     )
 
 
-def short_args(arguments: object, limit: int = 200) -> str:
-    """Arguments as compact JSON, cut for events and logs."""
-    text = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _called(emit: OnEvent, agent: str, call_id: str, name: str, arguments: object) -> None:
-    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=short_args(arguments)))
+    args = json.dumps(arguments, ensure_ascii=False, default=str, separators=(",", ":"))
+    args = args if len(args) <= 200 else args[:199] + "…"
+    emit(ev.ToolCalled(agent=agent, tool=name, call_id=call_id, args=args))
 
 
-def _result(agent: str, call_id: str, name: str, ok: bool, took: float, out: str) -> ev.Event:
-    return ev.ToolResult(
-        agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
+def _result(
+    emit: OnEvent, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
+) -> None:
+    emit(
+        ev.ToolResult(
+            agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
+        )
     )
 
 
@@ -166,10 +145,8 @@ _FENCE_END = "\n</tool_output>"
 
 
 def _fit(window: RequestWindow, loop: list[ChatMessage]) -> tuple[ChatMessage, ...]:
-    """The next request of a tool loop within ``window``: the opening messages with as
-    much earlier-turn memory as fits beside ``loop``, else the role and prompt alone with
-    the largest tool results clipped (in ``loop`` itself, so later requests keep them
-    clipped). Raises :class:`ContextLimitExceeded` when even that does not fit."""
+    """The next request of a tool loop within ``window``: earlier-turn memory trimmed first,
+    then the largest tool results clipped (in ``loop``, so they stay clipped)."""
     count = window.count
     need = sum(count(m) for m in loop)
     opening = window.opening(need)
@@ -192,8 +169,7 @@ def _fit(window: RequestWindow, loop: list[ChatMessage]) -> tuple[ChatMessage, .
 
 
 def _clip(message: ChatMessage, budget: int, count: Callable[[ChatMessage], int]) -> ChatMessage:
-    """``message`` (a tool result) with its output cut so that it counts at most ``budget``
-    tokens if it can, keeping the fence and saying how much was left out."""
+    """``message`` (a tool result) cut to ``budget`` tokens if it can be, fence kept."""
     if count(message) <= budget:
         return message
     content = message.content

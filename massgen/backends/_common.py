@@ -10,10 +10,12 @@ import ssl
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
+from massgen.providers import PROVIDERS
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import CompletionRequest, Source, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
@@ -30,11 +32,6 @@ class SDKBackend(Backend):
     ``params`` passed through to the provider untouched."""
 
     supports_tools: bool = True
-    api_key_env: ClassVar[tuple[str, ...]] = ()
-    """Environment variables holding the key, tried in order."""
-    needs_key: ClassVar[bool] = True
-    """Local servers need no key; a dummy one is sent so SDKs do not complain."""
-    default_base_url: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -49,6 +46,8 @@ class SDKBackend(Backend):
         name: str = "",
     ) -> None:
         super().__init__(model, name=name)
+        self.spec = PROVIDERS[self.provider]
+        self.native_tools = self.spec.native_tools
         if not model:
             from massgen.backends.registry import model_hint
 
@@ -58,7 +57,7 @@ class SDKBackend(Backend):
                 hint=model_hint(self.provider),
             )
         self._api_key = self._resolve_key(api_key)
-        self.base_url = base_url or self.default_base_url
+        self.base_url = base_url or self.spec.base_url
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = 60.0 if timeout is None else float(timeout)
@@ -67,12 +66,12 @@ class SDKBackend(Backend):
     def _resolve_key(self, explicit: str | None) -> str:
         if explicit:
             return explicit
-        for var in self.api_key_env:
+        for var in self.spec.key_env:
             if value := os.environ.get(var):
                 return value
-        if not self.needs_key:
+        if not self.spec.needs_key:
             return NO_KEY
-        where = " or ".join(self.api_key_env) or "api_key"
+        where = " or ".join(self.spec.key_env) or "api_key"
         raise AuthenticationError(
             f"no API key for {self.provider}: set {where} (or api_key in the config)",
             provider=self.provider,
@@ -92,7 +91,7 @@ class SDKBackend(Backend):
         return {**self.params, **request.extra}
 
     def describe(self) -> str:
-        where = f" @ {self.base_url}" if self.base_url and not self.needs_key else ""
+        where = f" @ {self.base_url}" if self.base_url and not self.spec.needs_key else ""
         return f"{self.provider}:{self.model}{where}"
 
 
@@ -177,7 +176,7 @@ def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Us
     so that budgets and cost never silently read zero."""
     if usage.input_tokens or usage.output_tokens:
         return usage
-    return Usage(estimate_tokens(request), estimate_text_tokens(text))
+    return Usage(estimate_request(request), estimate_text(text))
 
 
 def normalise_finish(reason: str, *, has_tool_calls: bool) -> str:

@@ -10,7 +10,8 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import Completion, CompletionRequest, Usage
 
 Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Completion]"]
@@ -39,6 +40,6 @@ class FunctionBackend(Backend):
         return Completion(
             text=out,
             model=request.model or self.model,
-            usage=Usage(estimate_tokens(request), estimate_text_tokens(out)),
+            usage=Usage(estimate_request(request), estimate_text(out)),
             latency=time.perf_counter() - started,
         )

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend
 from massgen.errors import ConfigError
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import Completion, CompletionRequest, StreamChunk, Usage
 
 DEFAULT_REPLY = "This is a replayed answer to: {task}"
@@ -87,7 +88,7 @@ class ReplayBackend(Backend):
         return Completion(
             text=text,
             model=request.model or self.model,
-            usage=Usage(estimate_tokens(request), estimate_text_tokens(text)),
+            usage=Usage(estimate_request(request), estimate_text(text)),
             finish_reason="stop",
             latency=time.perf_counter() - started,
         )

@@ -109,21 +109,19 @@ def read_task_file(path: str | Path) -> TaskList:
             f"is not UTF-8 text ({e.reason} at byte {e.start})", file=str(p)
         ) from None
     dropped: Counter[str] = Counter()
-    if suffix == ".jsonl":
-        tasks = _jsonl(text, str(p), dropped)
-    elif suffix == ".csv":
-        tasks = _csv(text, str(p), dropped)
-    else:
-        tasks = []
-        for line in text.splitlines():
-            body = line.strip()
-            if not body:
-                dropped["blank"] += 1
-            elif body.startswith("#"):
-                dropped["comments"] += 1
-            else:
-                tasks.append(BatchTask(task_id(body), body))
-    return TaskList(dedupe(tasks, str(p), dropped), dropped)
+    parse = {".jsonl": _jsonl, ".csv": _csv}.get(suffix, _txt)
+    return TaskList(dedupe(parse(text, str(p), dropped), str(p), dropped), dropped)
+
+
+def _txt(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
+    tasks = []
+    for line in text.splitlines():
+        body = line.strip()
+        if not body or body.startswith("#"):
+            dropped["comments" if body else "blank"] += 1
+        else:
+            tasks.append(BatchTask(task_id(body), body))
+    return tasks
 
 
 def _jsonl(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:

@@ -1,13 +1,7 @@
-"""The batch result file: one JSON line per finished task, fsynced before the task counts.
+"""The batch result file: one fsynced JSON line per finished task, the last line per id wins.
 
-The **last** line for an id is that task's result; a resume retries failed tasks, and the
-file is compacted to one line per id on close (and on open, after a crash). Commits that
-arrive during an fsync share the next one (group commit), on the log's own thread. On open,
-damaged lines (a torn tail, garbage, NUL bytes) move to ``RESULTS.bad-<UTC time>``; nothing
-is deleted. A failed write (a full disk) is cut back off, so the file never holds half a
-line. An exclusive ``flock`` on ``RESULTS.lock`` keeps a second writer out; the lock file
-holds the run's fingerprint, so a resume under another config or strategy is refused.
-"""
+Damaged lines are moved aside (never dropped), a failed write is cut back off, an ``flock``
+keeps a second writer out and the lock file's fingerprint refuses a resume under another run."""
 
 from __future__ import annotations
 
@@ -25,22 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from massgen.errors import ConfigError, RunError
+from massgen.errors import ConfigError, ResultsFileError, ResultsLocked
 from massgen.grouped import Grouped
 
 _log = logging.getLogger(__name__)
 
 #: Errors that mean the disk, not the path, is the problem (exit 1, not a usage error).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
-
-
-class ResultsFileError(RunError):
-    """The results file could not be written (a full disk, a quota, an I/O error). Every
-    line written before is intact; free the space and run the same command again."""
-
-
-class ResultsLocked(ConfigError):
-    """Another batch is writing the same results file."""
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
@@ -239,11 +224,8 @@ class ResultLog:
         self._count(row)
 
     async def commit(self, row: dict[str, Any]) -> None:
-        """Write one line; returns once it is on disk (ResultsFileError if it cannot be).
-
-        Cancelling does not take the line back: commit still waits for its write, then
-        raises CancelledError, so the caller may count the task as finished either way.
-        """
+        """Write one line; returns once it is on disk (ResultsFileError if it cannot be). A
+        cancelled commit still waits for its write, so the task counts as finished either way."""
         if self._broken is not None:
             raise self._broken
         waiter = self._lines.submit(encode_row(row))

@@ -1,8 +1,5 @@
-"""Run many tasks with one team: bounded concurrency, a shared budget, resumable output.
-
-A task counts as done once its line is on disk; cancelling the batch cancels the tasks still
-running, which are not written, so a re-run does exactly the work that is left.
-"""
+"""Run many tasks with one team: bounded concurrency, a shared budget, resumable output. A task
+counts as done once its line is on disk, so a re-run does exactly the work that is left."""
 
 from __future__ import annotations
 
@@ -16,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.agents.turn import Turn
 from massgen.batch.inputs import BatchTask
-from massgen.batch.output import ResultLog, ResultsFileError
-from massgen.budget import Budget, BudgetExceeded
-from massgen.errors import MassGenError
+from massgen.batch.output import ResultLog
+from massgen.budget import Budget
+from massgen.errors import BudgetExceeded, MassGenError, ResultsFileError
 from massgen.result import RunResult
 from massgen.types import Usage
 
@@ -147,13 +144,9 @@ async def run_batch(
     on_row: OnRow | None = None,
     summary: BatchSummary | None = None,
 ) -> BatchResult:
-    """Run ``tasks``, filling ``summary`` in place (a cancelled caller still has it).
-
-    With ``max_cost``, a task starts only once the budget can hold its expected cost (one
-    turn per agent, or the dearest finished task): it waits for tasks in flight, and when
-    none is left the batch stops (``stopped == "budget"``), leaving the task for a later
-    run. A result that cannot be written raises ResultsFileError, after stopping the rest.
-    """
+    """Run ``tasks``, filling ``summary`` in place (a cancelled caller still has it). Under
+    ``max_cost`` a task starts once the budget can hold its expected cost, else the batch stops
+    (``stopped == "budget"``); an unwritable result raises ResultsFileError."""
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)

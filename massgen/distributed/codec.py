@@ -1,17 +1,18 @@
-"""What crosses the bus with a turn: its values (through :mod:`massgen.serialize`), its tool
-events and its error, which is rebuilt on the caller as the same class with the same fields,
-so fallback and ``error_strategy`` behave as in one process. A malformed payload is refused
-with a :class:`~massgen.errors.TransportError`, never half-used."""
+"""What crosses the bus with a turn: its values, tool events and error (rebuilt as the same
+class, so fallback behaves as in one process). Malformed payloads: TransportError."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from massgen import errors as E
 from massgen import events as ev
-from massgen.mas.errors import RemoteError
+from massgen.agents.turn import Turn
+from massgen.errors import RemoteError
+from massgen.memory.short_term import Folded, MemoryContext
 from massgen.serialize import completion_to_dict, from_dict, to_dict
 from massgen.types import Completion
 
@@ -36,6 +37,30 @@ def _rebuildable() -> dict[str, type[E.MassGenError]]:
 
 
 _KINDS = _rebuildable()
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """A turn as a run sends it; a worker that takes it after ``deadline`` skips it (nobody
+    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set."""
+
+    turn: Turn
+    run: str = ""
+    deadline: float | None = None
+    memory: MemoryContext = MemoryContext()
+    stream: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReply:
+    """A worker's answer to a turn: its completion and tool events, or its error; and the
+    summary it wrote first, if any (kept even when the answer failed)."""
+
+    worker: str = ""
+    completion: Completion | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    folded: Folded | None = None
 
 
 def decode(cls: type[T], data: Any, what: str) -> T:

@@ -1,8 +1,5 @@
-"""Put a run on the bus: agents a live worker hosts are reached remotely, the rest locally.
-
-Nobody hosts an agent? It runs here, as without Redis. Its workers all die while a turn
-waits? The registry says so within their heartbeat TTL and the turn runs here too.
-"""
+"""Put a run on the bus: agents a live worker hosts are reached remotely, the rest (and any
+whose workers all die) run here."""
 
 from __future__ import annotations
 
@@ -69,13 +66,10 @@ async def distributed(
     hub: MemoryHub | None = None,
     run: str | None = None,
 ) -> AsyncIterator[Placement]:
-    """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers.
-
-    The bus is ``redis_url`` (else ``$MASSGEN_REDIS_URL``), a ``transport`` or a ``hub``;
-    ``run`` labels the run's requests in the workers' logs. Before anything is sent, raises
-    a ConfigError when Redis refuses, or when every live worker of an agent signs otherwise
-    than ``secret`` (their registry records prove how).
-    """
+    """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers (bus:
+    ``redis_url``, else ``$MASSGEN_REDIS_URL``, a ``transport`` or a ``hub``). Raises a
+    ConfigError before anything is sent when Redis refuses, or every worker of an agent signs
+    otherwise than ``secret``."""
     run = run or f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
         CLIENT_ID,

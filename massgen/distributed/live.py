@@ -1,11 +1,5 @@
-"""Token deltas of remote turns, streamed to the run's live view while the worker answers.
-
-The turn names a *feed* (a bus agent of the run) that the worker sends its deltas to as
-one-way messages, coalesced to one per :data:`INTERVAL` and numbered (delivery is at least
-once: the feed passes on only pieces newer than the last). The reply stays the answer; it
-shows whatever the deltas did not. Feed ids come from a small pool (``massgen-live-N``), so
-Redis keeps as many feed inboxes as runs ever streamed at once, not one per run.
-"""
+"""Token deltas of remote turns, streamed to the run's feed (a bus agent from a small pool of
+ids) as numbered one-way messages, one per :data:`INTERVAL`; the reply stays the answer."""
 
 from __future__ import annotations
 

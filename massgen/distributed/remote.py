@@ -1,10 +1,5 @@
-"""The handle to an agent a worker hosts: a turn is one request over the bus.
-
-Strategies cannot tell it from a local handle: same Completion, same errors (after the
-worker's own retries), costs at this config's prices. Memory stays with the run: the handle
-sends the session and recalled items with the turn and stores any summary the worker wrote,
-so the worker needs no store and the run no provider key.
-"""
+"""The handle to an agent a worker hosts: a turn is one request over the bus. Strategies
+cannot tell it from a local handle; memory stays with the run (sent with the turn)."""
 
 from __future__ import annotations
 
@@ -15,20 +10,29 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
 from massgen.agents.loop import OnDelta, OnEvent
 from massgen.agents.turn import Turn
 from massgen.distributed.codec import (
-    completion_from_dict,
+    TurnReply,
+    TurnRequest,
     decode,
     error_from_dict,
     to_dict,
     tool_events_from_list,
 )
 from massgen.distributed.live import event_id
-from massgen.errors import ConfigError, MassGenError, TransportError
+from massgen.errors import (
+    ConfigError,
+    MassGenError,
+    SecretRefused,
+    TransportError,
+    TurnRefused,
+    WorkerLost,
+)
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.tools.context import ToolContext
@@ -47,43 +51,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_TTL = 15.0
 
 
-class WorkerLost(TransportError):
-    """No live worker hosts the agent any more, and its turn cannot run here.
-    ``workers`` names the ones that were seen last (``host pid N``)."""
-
-    def __init__(self, agent: str, workers: list[str], why: str) -> None:
-        self.agent = agent
-        self.workers = workers
-        gone = ", ".join(workers) or "its worker"
-        super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
-
-
-class TurnRefused(TransportError):
-    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
-    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
-
-    def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
-        self.agent = agent
-        self.reason = reason
-        super().__init__(
-            message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
-        )
-
-
-class SecretRefused(TurnRefused):
-    """The worker could not verify the turn's signature: the run and its workers do not
-    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
-
-    def __init__(self, agent: str, reason: str) -> None:
-        super().__init__(
-            agent,
-            reason,
-            f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
-            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
-        )
-
-
-#: Dead-letter reasons of a worker that cannot verify a message (``Verdict`` values).
 _SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
 
 
@@ -133,34 +100,26 @@ class _Watch:
         return silent, [label for label, _, _ in seen.values()]
 
 
+@dataclass(eq=False, repr=False)
 class RemoteHandle:
-    """Reaches ``agent`` through ``client``, a started bus agent of this run.
+    """Reaches ``agent`` through ``client``, a started bus agent of this run; ``live`` streams
+    the worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
 
-    ``timeout`` bounds one turn on the worker; ``supports_tools`` is what the worker's backend
-    advertised (so the run never builds it); ``live`` streams the worker's deltas to
-    ``on_delta``; ``local`` runs the turn here when no live worker hosts the agent any more.
-    """
+    agent: Agent
+    client: BusAgent
+    _: KW_ONLY
+    timeout: float
+    supports_tools: bool
+    run: str = ""
+    live: LiveFeeds | None = None
+    local: LocalHandle | None = None
+    heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL
+    workers: list[str] = field(default_factory=list)  # last seen, as ``host pid N``
+    gone: bool = field(default=False, init=False)  # the last turn found no live worker
+    name: str = field(init=False)
 
-    def __init__(
-        self,
-        agent: Agent,
-        client: BusAgent,
-        *,
-        timeout: float,
-        supports_tools: bool,
-        run: str = "",
-        live: LiveFeeds | None = None,
-        local: LocalHandle | None = None,
-        heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL,
-        workers: list[str] | None = None,
-    ) -> None:
-        self.agent, self.name = agent, agent.name
-        self.timeout, self.run, self.local = timeout, run, local
-        self.heartbeat_ttl = heartbeat_ttl
-        self.supports_tools = supports_tools
-        self._client, self._live = client, live
-        self._workers = list(workers or [])
-        self._gone = False  # the last turn found no live worker
+    def __post_init__(self) -> None:
+        self.name = self.agent.name
 
     def __repr__(self) -> str:
         return f"RemoteHandle({self.name!r}, timeout={self.timeout:g})"
@@ -173,20 +132,16 @@ class RemoteHandle:
         *,
         on_retry: OnRetry | None = None,
     ) -> Completion:
-        """Send ``turn`` to a live worker and wait for its answer (or its error).
-
-        While it waits, a silent worker is reported (:class:`~massgen.events.AgentWaiting`);
-        once no live worker hosts the agent, the turn runs here (:attr:`local`) or fails at
-        once with :class:`WorkerLost`; a turn a worker dead-letters raises
-        :class:`TurnRefused`.
-        """
+        """Send ``turn`` to a live worker and wait for its answer or error. A silent worker is
+        reported (AgentWaiting); with no live worker left the turn runs here (:attr:`local`) or
+        raises WorkerLost; a dead-lettered turn raises TurnRefused."""
         emit = ctx.emit if ctx else None
-        if self._gone:  # the workers were gone last turn: are they back?
-            if await _Watch(self._client, self.name, self.heartbeat_ttl).check() is None:
+        if self.gone:  # the workers were gone last turn: are they back?
+            if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
                 return await self._here(
                     turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
                 )
-            self._gone = False
+            self.gone = False
         memory = self.agent.memory
         try:
             if memory.needs_load:
@@ -202,31 +157,28 @@ class RemoteHandle:
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
-        # The deadline lets a worker that starts late skip a turn nobody waits for any more.
-        payload: dict[str, Any] = {
-            "turn": to_dict(turn),
-            "run": self.run,
-            "deadline": time.time() + self.timeout,
-        }
-        context = agent.memory.context(recalled, fold=fold)
-        if context.summary or context.exchanges or context.recalled or context.fold:
-            payload["memory"] = to_dict(context)
-        feed = await self._live.feed() if self._live is not None and on_delta else None
+        feed = await self.live.feed() if self.live is not None and on_delta else None
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
-            payload["stream"] = {"to": feed.id, "key": key}
+        payload = TurnRequest(
+            turn,
+            self.run,
+            deadline=time.time() + self.timeout,
+            memory=agent.memory.context(recalled, fold=fold),
+            stream={"to": feed.id, "key": key} if feed is not None else None,
+        )
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()
         try:
-            request_id = self._client.new_message_id()
-            request = self._client.request(
-                self.name, payload, timeout=self.timeout, message_id=request_id
+            request_id = self.client.new_message_id()
+            request = self.client.request(
+                self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
                 raise _NoWorker(f"{self._gone_workers()} gone")
-            reply = answer.payload
+            reply = decode(TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
@@ -236,20 +188,20 @@ class RemoteHandle:
             turn.phase,
             turn.round,
             self.run or "-",
-            reply.get("worker") or "-",
-            "error" if "error" in reply else "ok",
+            reply.worker or "-",
+            "ok" if reply.error is None else "error",
             time.perf_counter() - started,
         )
-        folded = decode(Folded, reply["folded"], "summary") if "folded" in reply else None
-        if "error" in reply:
+        folded = reply.folded
+        if reply.error is not None:
             if folded is not None:  # written before the answer failed: keep it
                 await self._store_summary(folded, emit)
-            raise error_from_dict(reply["error"], source=self.name)
-        if "completion" not in reply:
+            raise error_from_dict(reply.error, source=self.name)
+        if reply.completion is None:
             raise TransportError(f"agent {self.name!r} sent a reply with no completion")
-        completion = completion_from_dict(reply["completion"])
-        if "events" in reply and emit is not None:
-            for event in tool_events_from_list(reply["events"]):  # the worker's tool calls
+        completion = reply.completion
+        if emit is not None:
+            for event in tool_events_from_list(reply.events):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
                     emit(event)
         rest = completion.text[len(shown) :]  # what the stream has not shown yet
@@ -269,7 +221,7 @@ class RemoteHandle:
         is abandoned). Each look at the registry also looks among the dead letters: a worker
         that set the request aside will never answer (:class:`TurnRefused` at once)."""
         task = asyncio.ensure_future(request)
-        watch = _Watch(self._client, self.name, self.heartbeat_ttl)
+        watch = _Watch(self.client, self.name, self.heartbeat_ttl)
         told = ""
         try:
             while True:
@@ -278,16 +230,16 @@ class RemoteHandle:
                     return task.result()
                 seen = await watch.check()
                 try:
-                    reason = await self._client.dead_lettered(self.name, request_id)
+                    reason = await self.client.dead_lettered(self.name, request_id)
                 except MassGenError as e:  # a bus that cannot be read says nothing
                     log.debug("agent %s: dead letters not read: %s", self.name, e)
                     reason = None
                 if reason is not None:
                     raise refused(self.name, reason)
                 if seen is None:
-                    self._gone = True
+                    self.gone = True
                     return None
-                silent, self._workers = seen[0], seen[1] or self._workers
+                silent, self.workers = seen[0], seen[1] or self.workers
                 if silent and not told:
                     told = f"waiting for a worker: {'; '.join(silent)}"
                     self._tell(told, emit)
@@ -300,7 +252,7 @@ class RemoteHandle:
                     await task
 
     def _gone_workers(self) -> str:
-        return ", ".join(self._workers) or "its worker"
+        return ", ".join(self.workers) or "its worker"
 
     def _tell(self, note: str, emit: OnEvent | None) -> None:
         log.info("agent %s: %s", self.name, note)
@@ -317,11 +269,11 @@ class RemoteHandle:
     ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         if self.local is None:
-            raise WorkerLost(self.name, self._workers, "the run cannot build it here")
+            raise WorkerLost(self.name, self.workers, "the run cannot build it here")
         try:
             self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
         except ConfigError as e:
-            raise WorkerLost(self.name, self._workers, f"cannot run it here: {e.message}") from e
+            raise WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
         return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 

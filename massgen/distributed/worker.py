@@ -1,11 +1,6 @@
-"""Host a team's LLM agents on the bus, so runs anywhere can send them turns.
-
-Each hosted agent is a replica :class:`massgen.mas.Agent` named after the agent: start it in
-several workers and they share its inbox. A turn is answered with the backend the
-orchestrator would use (in its retries) from the memory the turn carries, never the agent's
-own, so concurrent runs never see each other's. Delivery is at least once: a dead worker's
-turn goes to another replica after the lease; only the first reply counts.
-"""
+"""Host a team's LLM agents on the bus: each is a replica bus agent named after the agent,
+answering turns with the memory the turn carries (never its own), so concurrent runs never
+mix. Delivery is at least once; only the first reply counts."""
 
 from __future__ import annotations
 
@@ -23,9 +18,15 @@ from typing import TYPE_CHECKING, Any, Self
 
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
-from massgen.agents.turn import Turn
 from massgen.backends.base import layers
-from massgen.distributed.codec import decode, error_to_dict, to_dict, tool_events_to_list
+from massgen.distributed.codec import (
+    TurnReply,
+    TurnRequest,
+    decode,
+    error_to_dict,
+    to_dict,
+    tool_events_to_list,
+)
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
@@ -38,7 +39,7 @@ from massgen.mas import (
     resolve_transport,
 )
 from massgen.mas.keys import DEFAULT_PREFIX
-from massgen.memory.short_term import Folded, MemoryContext
+from massgen.memory.short_term import Folded
 from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.tools.context import ToolContext
 from massgen.types import Completion
@@ -139,11 +140,7 @@ class HostedAgent(BusAgent):
         self.handle = handle
         self.in_flight = self.processed = self.failed = 0
         self._on_turn = on_turn
-
-    @property
-    def address(self) -> str:
-        """This instance as the run's log names it: host/instance."""
-        return f"{_HOST}/{self.instance_id}"
+        self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
         return {
@@ -162,23 +159,20 @@ class HostedAgent(BusAgent):
         run = str(payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            turn = decode(Turn, payload.get("turn"), "turn")
-            memory = decode(MemoryContext, payload.get("memory") or {}, "memory")
+            request = decode(TurnRequest, payload, "turn")
         except TransportError as e:
             return await self._finish(message, report, e)
+        turn = request.turn
         report = dataclasses.replace(report, phase=turn.phase, round=turn.round)
-        deadline = payload.get("deadline")
-        if isinstance(deadline, int | float) and time.time() > deadline:  # nobody waits: skip
+        if request.deadline is not None and time.time() > request.deadline:  # nobody waits
             expired = TransportError(f"agent {self.id!r}: the turn expired before a worker took it")
             return await self._finish(message, report, expired)
         self.in_flight += 1
         await self._publish()
         retries: list[str] = []
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
-        stream = payload.get("stream")
-        to, key = (stream.get("to"), stream.get("key")) if isinstance(stream, dict) else ("", "")
-        live = isinstance(to, str) and to.startswith(FEED_PREFIX) and isinstance(key, str)
-        pump = DeltaPump(self, str(to), str(key)) if live else None  # the run streams it
+        to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
+        pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
 
         def on_event(event: ev.Event) -> None:
             heard.append(event)
@@ -191,17 +185,23 @@ class HostedAgent(BusAgent):
         written: list[Folded] = []  # a summary written before the answer failed still counts
         outcome: Completion | Exception
         try:
-            outcome, folded = await self.handle.answer(
-                turn, memory, pump, written.append, ToolContext(emit=on_event), on_retry
+            outcome = await self.handle.ask(
+                turn,
+                pump,
+                ToolContext(emit=on_event),
+                on_retry=on_retry,
+                memory=request.memory,
+                on_folded=written.append,
             )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
-            outcome, folded = e, (written[0] if written else None)
+            outcome = e
         finally:
             self.in_flight -= 1
+        folded = written[0] if written else None
         if pump is not None:
             await pump.close()
         seconds = time.perf_counter() - started
@@ -217,23 +217,20 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply: dict[str, Any] = {"worker": self.address}
-        if folded is not None:
-            reply["folded"] = to_dict(folded)
+        reply = TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            reply["completion"] = to_dict(outcome)
-            if events := tool_events_to_list(heard or []):
-                reply["events"] = events
+            events = tool_events_to_list(heard or [])
+            reply = dataclasses.replace(reply, completion=outcome, events=events)
         else:
             self.failed += 1
-            reply["error"] = error_to_dict(outcome)
+            reply = dataclasses.replace(reply, error=error_to_dict(outcome))
             name = type(outcome).__name__
             text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
             text = text or name
             report = dataclasses.replace(report, error=text.splitlines()[0][:300])
         await self._publish()
-        if not await message.reply(reply):
+        if not await message.reply(to_dict(reply)):
             note = "; ".join(filter(None, [report.note, "reply discarded (answered elsewhere)"]))
             report = dataclasses.replace(report, note=note)
         if self._on_turn is not None:
@@ -272,7 +269,7 @@ class Worker:
         names = list(dict.fromkeys(agents or orchestrator.agents))
         for name in names:
             if name not in orchestrator.agents:
-                from massgen.config.suggest import did_you_mean
+                from massgen.config.models import did_you_mean
 
                 raise ConfigError(
                     f"no agent named {name!r} in this team",

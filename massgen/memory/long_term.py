@@ -1,12 +1,5 @@
-"""Long-term memory: what past runs decided, recalled when it is relevant again.
-
-After each run, every agent with ``memory.long_term`` stores one item (task, final answer,
-its own answer, the decision) in a store log: ``memory:agent:{name}``, or ``memory:team``.
-Before a turn on the task itself, the best ``recall`` items that fit ``recall_budget``
-tokens are added to its context: ranked by BM25 through the store's full-text index, or by
-cosine similarity when you pass ``embed`` (texts -> vectors, sync or async). Retention:
-``max_items`` per log, none older than ``max_age_days``.
-"""
+"""Long-term memory: one item per past run in a store log, recalled (BM25 through the store's
+full-text index, or cosine similarity with ``embed``) before a turn on a related task."""
 
 from __future__ import annotations
 
@@ -17,11 +10,12 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen.memory.tokens import estimate_text
+from massgen.serialize import from_json, to_json
 from massgen.store.base import Store
+from massgen.tokens import estimate_text
 
 if TYPE_CHECKING:
     from massgen.agents.turn import Turn
@@ -78,13 +72,11 @@ class MemoryItem:
         return "\n".join(parts)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
+        return to_json(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> MemoryItem:
-        d = json.loads(raw)
-        d["votes"] = [tuple(v) for v in d.get("votes", [])]
-        return cls(**d)
+        return from_json(cls, raw)
 
     @classmethod
     def from_run(cls, result: RunResult, agent: str, own: str, clock: float) -> MemoryItem:
@@ -118,31 +110,28 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb) if na and nb else 0.0
 
 
+@dataclass(eq=False)
 class LongTermMemory:
     """One memory log in a store (bound later for agents built from a config), with its
     recall and retention settings."""
 
-    def __init__(
-        self,
-        store: Store | None = None,
-        *,
-        agent: str | None = None,
-        recall: int = 3,
-        recall_budget: int = 600,
-        max_items: int | None = 1000,
-        max_age_days: float | None = None,
-        embed: Embed | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.agent = agent
-        self.log = log_name(agent)
-        self.recall = recall
-        self.recall_budget = recall_budget
-        self.max_items = max_items
-        self.max_age = max_age_days * 86400 if max_age_days is not None else None
-        self.embed = embed
-        self.clock = clock
+    store: Store | None = None
+    _: KW_ONLY
+    agent: str | None = None
+    recall: int = 3
+    recall_budget: int = 600
+    max_items: int | None = 1000
+    max_age_days: float | None = None
+    embed: Embed | None = None
+    clock: Callable[[], float] = time.time
+
+    @property
+    def log(self) -> str:
+        return log_name(self.agent)
+
+    @property
+    def max_age(self) -> float | None:
+        return self.max_age_days * 86400 if self.max_age_days is not None else None
 
     def bind(self, store: Store) -> None:
         if self.store is None:

@@ -1,19 +1,15 @@
-"""Sessions: a named conversation that continues across runs, processes and machines.
-
-Kept in a :class:`~massgen.store.Store` (the SQLite file, or Redis when the team has
-``redis:``): ``session:{name}:turns:{agent}`` (log: task, answer, run id per run),
-``session:{name}:summary:{agent}`` (the running summary and how many records it folds),
-``session:{name}:meta`` (created, updated, runs, agents) and the ``sessions`` log of names.
-"""
+"""Sessions: a named conversation that continues across runs, kept in a store under
+``session:{name}:`` (turns per agent, summary per agent, meta) and the ``sessions`` log."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from massgen.errors import ConfigError
+from massgen.serialize import from_json, to_dict, to_json
 from massgen.store.base import Store
 
 INDEX_LOG = "sessions"
@@ -39,14 +35,6 @@ class Exchange:
     run_id: str = ""
     at: float = 0.0
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Exchange:
-        d = json.loads(raw)
-        return cls(str(d["task"]), str(d["answer"]), str(d.get("run_id", "")), d.get("at", 0.0))
-
 
 @dataclass(slots=True)
 class SessionInfo:
@@ -57,7 +45,7 @@ class SessionInfo:
     agents: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_dict(self)
 
 
 class Sessions:
@@ -67,7 +55,7 @@ class Sessions:
         self.store = store
 
     async def exchanges(self, name: str, agent: str) -> list[Exchange]:
-        return [Exchange.from_json(r) for r in await self.store.read(_turns(name, agent))]
+        return [from_json(Exchange, r) for r in await self.store.read(_turns(name, agent))]
 
     async def summary(self, name: str, agent: str) -> tuple[str, int]:
         """``agent``'s running summary and how many oldest exchanges it replaces."""
@@ -89,18 +77,15 @@ class Sessions:
             info = SessionInfo(name, created=now)
             await self.store.append(INDEX_LOG, name.encode())
         for agent, exchange in entries.items():
-            await self.store.append(_turns(name, agent), exchange.to_json())
+            await self.store.append(_turns(name, agent), to_json(exchange))
             if agent not in info.agents:
                 info.agents.append(agent)
         info.updated, info.runs = now, info.runs + 1
-        await self.store.set(_meta(name), json.dumps(info.to_dict()).encode())
+        await self.store.set(_meta(name), to_json(info))
 
     async def info(self, name: str) -> SessionInfo | None:
         raw = await self.store.get(_meta(name))
-        if raw is None:
-            return None
-        d = json.loads(raw)
-        return SessionInfo(d["name"], d["created"], d["updated"], d["runs"], list(d["agents"]))
+        return None if raw is None else from_json(SessionInfo, raw)
 
     async def list(self) -> list[SessionInfo]:
         names = dict.fromkeys(r.decode() for r in await self.store.read(INDEX_LOG))

@@ -1,15 +1,6 @@
-"""What one agent keeps in its context: the session's earlier exchanges, cut by its strategy.
-
-Within a run every turn is a fresh prompt; memory is the *session*: after each run every
-agent's exchange (the task and its own final answer) is appended, and the next run starts
-with them as prior turns (votes and review prompts are not replayed; the decision goes to
-long-term memory). ``full`` keeps every exchange (cut only by the context window);
-``sliding_window`` the newest that fit ``size`` tokens; ``summary`` folds the oldest into a
-running summary, written once by the agent's backend (or the ``summarizer``'s) and stored.
-
-A worker answers with the same memory: the run sends a :class:`MemoryContext`, the worker
-composes the request in a :meth:`Conversation.fork` and returns any :class:`Folded` summary.
-"""
+"""What one agent keeps in its context: the session's earlier exchanges, cut by its strategy
+(``full``, ``sliding_window``, ``summary``; see docs/memory.md). A worker answers with the
+run's memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
 
 from __future__ import annotations
 
@@ -20,9 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen import events as ev
+from massgen.errors import ContextLimitExceeded
 from massgen.memory.session import Exchange, Sessions
-from massgen.memory.tokens import ContextLimitExceeded, TokenEstimator, context_window
 from massgen.memory.window import RequestWindow, blocks, newest_fitting
+from massgen.tokens import TokenEstimator, context_window
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
 if TYPE_CHECKING:
@@ -135,9 +127,6 @@ class Conversation:
             out += [ChatMessage("user", e.task), ChatMessage("assistant", e.answer)]
         return out
 
-    def system(self, role: str) -> list[ChatMessage]:
-        return self._system(role, self.summary)
-
     async def load(self) -> bool:
         """Load the attached session once per run (hold :attr:`lock`); ``True`` if this did."""
         if self._loaded or self._sessions is None:
@@ -166,38 +155,9 @@ class Conversation:
     ) -> Folded | None:
         """For ``summary``: the summary folding the oldest exchanges that no longer fit
         ``size`` (``None`` when all fits); :meth:`keep` applies it."""
-        if not self.may_fold:
+        fold = self._to_fold(agent.role) if self.may_fold else 0
+        if not fold:
             return None
-        count = self._to_fold(agent.role)
-        if not count:
-            return None
-        return await self._summarize(agent, backend, on_event, count)
-
-    async def keep(self, folded: Folded) -> None:
-        """Take ``folded`` (written here or by a worker) as the summary and store it."""
-        self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
-        self._covered += folded.count
-        if self._sessions is not None:
-            await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)
-
-    def summary_budget(self) -> int:
-        return max(32, (self.size or 0) // 4)
-
-    def _to_fold(self, role: str) -> int:
-        """How many of the oldest exchanges must go into the summary (0: all fits)."""
-        assert self.size is not None
-        count = self.estimator.message
-        used = sum(count(m) for m in [*self.system(role), *self.history()])
-        if used <= self.size:
-            return 0
-        header = f"{role}\n\nSummary of your earlier conversation in this session:\n"
-        base = count(ChatMessage("system", header)) + self.summary_budget()
-        kept = newest_fitting(self.history(), max(0, self.size - base), count)
-        return max(1, len(self.exchanges) - len(kept) // 2)
-
-    async def _summarize(
-        self, agent: Agent, backend: Backend, on_event: OnEvent | None, fold: int
-    ) -> Folded:
         who = self.summarizer or agent
         handle = getattr(who, "local_handle", None)
         used = backend if who is agent else (handle.backend if handle else who.backend)
@@ -221,64 +181,58 @@ class Conversation:
             on_event(summary_events(folded, who.cost_of(done))[1])
         return folded
 
+    async def keep(self, folded: Folded) -> None:
+        """Take ``folded`` (written here or by a worker) as the summary and store it."""
+        self.summary, self.exchanges = folded.text, self.exchanges[folded.count :]
+        self._covered += folded.count
+        if self._sessions is not None:
+            await self._sessions.set_summary(self._session, self._agent, folded.text, self._covered)
+
+    def summary_budget(self) -> int:
+        return max(32, (self.size or 0) // 4)
+
+    def _to_fold(self, role: str) -> int:
+        """How many of the oldest exchanges must go into the summary (0: all fits)."""
+        assert self.size is not None
+        count = self.estimator.message
+        used = sum(count(m) for m in [*self.system(role), *self.history()])
+        if used <= self.size:
+            return 0
+        header = f"{role}\n\nSummary of your earlier conversation in this session:\n"
+        base = count(ChatMessage("system", header)) + self.summary_budget()
+        kept = newest_fitting(self.history(), max(0, self.size - base), count)
+        return max(1, len(self.exchanges) - len(kept) // 2)
+
+    def system(self, role: str, summary: str | None = None) -> list[ChatMessage]:
+        summary = self.summary if summary is None else summary
+        head = "Summary of your earlier conversation in this session:\n" + summary
+        text = (f"{role}\n\n{head}" if role else head) if summary else role
+        return [ChatMessage("system", text)] if text else []
+
     def compose(
-        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
+        self,
+        role: str,
+        prompt: str,
+        *,
+        model: str | None,
+        reserve: int = 0,
+        held: tuple[list[ChatMessage], list[str], str] | None = None,
     ) -> tuple[ChatMessage, ...]:
         """System prompt (with the summary), kept history, recalled memory and the prompt,
         within the context window less ``reserve``: the oldest history goes first, then the
         least relevant recalled items, then the summary (ContextLimitExceeded if the role
-        and prompt alone do not fit)."""
-        return self._compose(
-            role, prompt, model, reserve, self.history(), list(self.recalled), self.summary
-        )
-
-    def window(
-        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
-    ) -> RequestWindow | None:
-        """What keeps a tool loop's follow-up requests within the context window (``None``:
-        window unknown): the opening messages, with room left for the loop's own."""
-        window = context_window(model, self.context_window)
-        if window is None:
-            return None
-        history, recalled, summary = self.history(), list(self.recalled), self.summary
-
-        def opening(room: int) -> tuple[ChatMessage, ...]:
-            try:
-                return self._compose(
-                    role, prompt, model, reserve + room, history, recalled, summary
-                )
-            except ContextLimitExceeded:  # memory is all gone: the role and prompt alone
-                return (*self._system(role, ""), ChatMessage("user", prompt))
-
-        return RequestWindow(window - reserve - REQUEST_OVERHEAD, self.estimator.message, opening)
-
-    def _system(self, role: str, summary: str) -> list[ChatMessage]:
-        text = role
-        if summary:
-            head = "Summary of your earlier conversation in this session:\n" + summary
-            text = f"{role}\n\n{head}" if role else head
-        return [ChatMessage("system", text)] if text else []
-
-    def _compose(
-        self,
-        role: str,
-        prompt: str,
-        model: str | None,
-        reserve: int,
-        history: list[ChatMessage],
-        recalled: list[str],
-        summary: str,
-    ) -> tuple[ChatMessage, ...]:
+        and prompt alone do not fit). ``held``: (history, recalled, summary) to use."""
+        history, recalled, summary = held or (self.history(), self.recalled, self.summary)
         count = self.estimator.message
         recalled = list(recalled)
         if self.size is not None and self.strategy != "full":
-            fixed = sum(count(m) for m in self._system(role, summary))
+            fixed = sum(count(m) for m in self.system(role, summary))
             history = newest_fitting(history, max(0, self.size - fixed), count)
         window = context_window(model, self.context_window)
 
         def build() -> list[ChatMessage]:
             user = ChatMessage("user", _with_recalled(recalled, prompt))
-            return [*self._system(role, summary), *history, user]
+            return [*self.system(role, summary), *history, user]
 
         messages = build()
         if window is None:
@@ -301,6 +255,24 @@ class Conversation:
                 )
             messages = build()
         return tuple(messages)
+
+    def window(
+        self, role: str, prompt: str, *, model: str | None, reserve: int = 0
+    ) -> RequestWindow | None:
+        """What keeps a tool loop's follow-up requests within the context window (``None``:
+        window unknown): the opening messages, with room left for the loop's own."""
+        window = context_window(model, self.context_window)
+        if window is None:
+            return None
+        held = (self.history(), list(self.recalled), self.summary)
+
+        def opening(room: int) -> tuple[ChatMessage, ...]:
+            try:
+                return self.compose(role, prompt, model=model, reserve=reserve + room, held=held)
+            except ContextLimitExceeded:  # memory is all gone: the role and prompt alone
+                return (*self.system(role, ""), ChatMessage("user", prompt))
+
+        return RequestWindow(window - reserve - REQUEST_OVERHEAD, self.estimator.message, opening)
 
 
 def _with_recalled(items: list[str], prompt: str) -> str:

@@ -18,6 +18,7 @@ from massgen.backends.base import Backend
 from massgen.errors import ConfigError, TransportError
 from massgen.resilience.shared import Shared
 from massgen.resilience.wrapper import Call, Wrapper
+from massgen.tokens import estimate_request
 from massgen.types import CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
@@ -48,11 +49,9 @@ class RateLimit:
             raise ConfigError("must be positive", key="rate_limit.window")
 
     def estimate(self, request: CompletionRequest) -> int:
-        """Tokens charged until the usage is known (memory's estimator)."""
-        from massgen.memory.tokens import estimate_message, estimate_tools
-
+        """Tokens charged until the usage is known (the one estimator, tools included)."""
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
-        return sum(map(estimate_message, request.messages)) + estimate_tools(request.tools) + answer
+        return estimate_request(request) + answer
 
 
 def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:

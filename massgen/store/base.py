@@ -1,9 +1,5 @@
-"""The Store interface: key/value with TTL, plus append-only logs searchable by words.
-
-One narrow interface for the response cache, sessions, long-term memory and agent state, so
-each works the same on SQLite and Redis. Keys and logs are separate namespaces. Failures of
-the medium raise :class:`~massgen.errors.TransportError`; misuse raises ValueError.
-"""
+"""The Store interface: key/value with TTL plus append-only logs searchable by words, one for
+the cache, sessions, memory and state on SQLite and Redis (medium failures: TransportError)."""
 
 from __future__ import annotations
 
@@ -18,12 +14,11 @@ class Store(ABC):
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None:
-        """The value under ``key``, or ``None`` if there is none or it expired."""
+        """The live value under ``key``, or ``None``."""
 
     @abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``, replacing any old value and its TTL (seconds;
-        ``None``: until deleted)."""
+        """Replace ``key``'s value and TTL (seconds; ``None``: until deleted)."""
 
     @abstractmethod
     async def delete(self, key: str) -> bool:
@@ -34,20 +29,17 @@ class Store(ABC):
         """Remove every key starting with ``prefix`` (``""``: all keys); how many were live."""
 
     @abstractmethod
-    async def count(self, prefix: str = "") -> int:
-        """How many live keys start with ``prefix``."""
+    async def count(self, prefix: str = "") -> int: ...
 
     @abstractmethod
-    async def append(self, log: str, record: bytes) -> None:
-        """Add ``record`` at the end of ``log`` (created on first append)."""
+    async def append(self, log: str, record: bytes) -> None: ...
 
     @abstractmethod
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
         """Records of ``log`` oldest first, as ``records[start:][:limit]`` gives them."""
 
     @abstractmethod
-    async def length(self, log: str) -> int:
-        """How many records ``log`` holds (0 if it does not exist)."""
+    async def length(self, log: str) -> int: ...
 
     @abstractmethod
     async def trim(self, log: str, keep_last: int) -> None:
@@ -57,13 +49,10 @@ class Store(ABC):
     async def search(
         self, log: str, query: str, text: Callable[[bytes], str], limit: int
     ) -> list[tuple[float, bytes]]:
-        """The records of ``log`` sharing a word with ``query``, best first, at most
-        ``limit``, with their BM25 score (> 0; newer first among equals).
-
-        ``text(record)`` gives a record's words (pass the same one for a log every time);
-        words compare case-folded as FTS5's ``unicode61`` splits them; drop stop words
-        from both sides yourself.
-        """
+        """At most ``limit`` records of ``log`` sharing a word with ``query``, best first, with
+        their BM25 score (> 0; newer first among equals). ``text(record)`` gives a record's
+        words (the same function for a log every time); words compare case-folded as FTS5's
+        ``unicode61`` splits them; drop stop words from both sides yourself."""
 
     @abstractmethod
     async def aclose(self) -> None:

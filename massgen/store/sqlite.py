@@ -1,11 +1,5 @@
-"""The embedded default store: one SQLite file, shared safely by several processes.
-
-WAL lets readers run while one process writes, a busy timeout queues writers, and
-``synchronous=NORMAL`` never corrupts the file (a power cut may lose the last writes). Every
-call runs on the store's own thread, so the event loop never waits on the disk; reads made
-together share one trip there, and writes one transaction (a batch's cache asks hundreds at
-once). :meth:`~SQLiteStore.search` uses FTS5 in the same file (:mod:`massgen.store.words`).
-"""
+"""The embedded default store: one SQLite file (WAL) shared by several processes. Every call
+runs on the store's own thread, reads made together share one trip, writes one transaction."""
 
 from __future__ import annotations
 
@@ -70,11 +64,9 @@ class SQLiteStore(Store):
         self._sets = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
         # Reads made together share one trip to the worker thread; writes one transaction.
-        self._gets: Grouped[str, bytes | None] = Grouped(
-            lambda keys: self._run(self._get_job(keys))
-        )
+        self._gets: Grouped[str, bytes | None] = Grouped(lambda keys: self.run(self._get_job(keys)))
         self._sets_grouped: Grouped[tuple[str, bytes, float | None], None] = Grouped(
-            lambda rows: self._run(self._set_job(rows))
+            lambda rows: self.run(self._set_job(rows))
         )
 
     @property
@@ -108,7 +100,8 @@ class SQLiteStore(Store):
             self._conn = conn
         return self._conn
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` on the store's thread (sqlite3 errors: TransportError)."""
         if self._closed:
             raise TransportError(f"SQLite store {self.path} is closed")
         try:
@@ -119,7 +112,7 @@ class SQLiteStore(Store):
             raise TransportError(f"SQLite store {self.path}: {e}") from e
 
     async def _exec(self, sql: str, *params: object) -> list[Any]:
-        return await self._run(lambda c: c.execute(sql, params).fetchall())
+        return await self.run(lambda c: c.execute(sql, params).fetchall())
 
     async def get(self, key: str) -> bytes | None:
         if self._closed:
@@ -179,7 +172,7 @@ class SQLiteStore(Store):
                 c.execute("DELETE FROM kv WHERE key = ?", (key,))
             return live > 0
 
-        return await self._run(op)
+        return await self.run(op)
 
     async def delete_prefix(self, prefix: str) -> int:
         now = self.clock()
@@ -189,7 +182,7 @@ class SQLiteStore(Store):
                 c.execute("DELETE FROM kv WHERE expires <= ?", (now,))
                 return c.execute("DELETE FROM kv WHERE key GLOB ?", (glob_prefix(prefix),)).rowcount
 
-        return await self._run(op)
+        return await self.run(op)
 
     async def count(self, prefix: str = "") -> int:
         [(n,)] = await self._exec(
@@ -237,7 +230,7 @@ class SQLiteStore(Store):
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
         check_limit(limit)
-        return await self._run(lambda c: search_log(c, log, query, text, limit))
+        return await self.run(lambda c: search_log(c, log, query, text, limit))
 
     async def aclose(self) -> None:
         if self._closed:

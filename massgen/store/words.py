@@ -1,21 +1,17 @@
-"""Finding a log's records by their words: SQLite FTS5, ranked by BM25, on a worker thread.
-
-The SQLite store keeps the index in its file; a store without one (Redis) keeps an
-in-memory copy of each searched log (:class:`WordIndex`), updated before each search. A
-record is indexed by ``text(record)`` the first time a search sees it; a trim drops its words.
-"""
+"""Finding a log's records by their words: SQLite FTS5, ranked by BM25. A store whose medium
+cannot search (Redis) keeps an in-memory copy of each searched log (:class:`WordIndex`)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from massgen.store.sqlite import SQLiteStore
 
 Text = Callable[[bytes], str]  # the words a record is found by
 
@@ -88,16 +84,12 @@ def _newest(c: sqlite3.Connection, table: str | None) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _newest_record(c: sqlite3.Connection, log: str) -> int:
-    row = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
-    return int(row[0] or 0)
-
-
 def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
     """Index the records appended since the last search (those after the newest indexed:
     ids only grow); the index table."""
     table = _index_of(c, log)
-    if _newest_record(c, log) == _newest(c, table):
+    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    if (newest or 0) == _newest(c, table):
         return table
     with transaction(c):
         table = _create_index(c, log)
@@ -140,30 +132,19 @@ class WordIndex:
     what ``fetch`` reports as new is copied, so a search costs the same at any length."""
 
     def __init__(self) -> None:
-        self._worker: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._copy: SQLiteStore | None = None
         self._seen: dict[str, int] = {}
         self._lock = asyncio.Lock()
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-words")
-
-        def job() -> T:
-            if self._conn is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                conn.executescript(LOGS_SCHEMA + WORDS_SCHEMA)
-                self._conn = conn
-            return fn(self._conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
     async def search(
         self, log: str, query: str, text: Text, limit: int, fetch: Fetch
     ) -> list[tuple[float, bytes]]:
         if match_any(query) is None or limit <= 0:
             return []
+        from massgen.store.sqlite import SQLiteStore  # it imports this module
+
         async with self._lock:  # one search at a time brings the copy up to date
+            copy = self._copy = self._copy or SQLiteStore(":memory:")
             seen = self._seen.get(log, 0)
             while True:
                 appended, held, new = await fetch(seen)
@@ -172,11 +153,9 @@ class WordIndex:
                     appended, held, new = await fetch(0)
                 unseen = min(appended - seen, held)
                 last = len(new) >= unseen
-
-                found = await self._run(
-                    partial(_copy, log=log, kept=held - unseen, new=new, then=(query, text, limit))
-                    if last
-                    else partial(_copy, log=log, kept=held - unseen, new=new)
+                then = (query, text, limit) if last else None
+                found = await copy.run(
+                    partial(_copy, log=log, kept=held - unseen, new=new, then=then)
                 )
                 seen = appended - unseen + len(new)
                 self._seen[log] = seen
@@ -185,20 +164,10 @@ class WordIndex:
 
     async def aclose(self) -> None:
         """Drop the copy (a later search makes it again)."""
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
-
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        try:
-            await asyncio.get_running_loop().run_in_executor(worker, close)
-        finally:
-            worker.shutdown(wait=False)
-            self._seen.clear()
+        copy, self._copy = self._copy, None
+        self._seen.clear()
+        if copy is not None:
+            await copy.aclose()
 
 
 def _copy(

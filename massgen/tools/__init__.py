@@ -1,8 +1,7 @@
 """Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
 
-Names load on first use, so ``import massgen.tools`` imports no HTTP client or database
-module until a tool that needs one is built. The teammate tools live in
-:mod:`massgen.teamtools` (they reach agents, a layer above).
+Names load on first use (no HTTP client or database module until a tool needs one); the
+teammate tools live a layer above, in :mod:`massgen.teamtools`.
 """
 
 from __future__ import annotations
@@ -11,49 +10,33 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from massgen.tools.base import FunctionTool, Tool, tool
-    from massgen.tools.calculator import Calculator
-    from massgen.tools.context import ToolContext
-    from massgen.tools.database import DatabaseQuery
-    from massgen.tools.file_reader import FileReader
-    from massgen.tools.http import APICall
-    from massgen.tools.registry import BUILTINS, as_tools, build_tool
-    from massgen.tools.runner import ToolBox, ToolOutcome
-    from massgen.tools.web_search import WebSearch
+    from massgen.tools.base import FunctionTool as FunctionTool
+    from massgen.tools.base import Tool as Tool
+    from massgen.tools.base import tool as tool
+    from massgen.tools.calculator import Calculator as Calculator
+    from massgen.tools.context import ToolContext as ToolContext
+    from massgen.tools.database import DatabaseQuery as DatabaseQuery
+    from massgen.tools.file_reader import FileReader as FileReader
+    from massgen.tools.http import APICall as APICall
+    from massgen.tools.registry import BUILTINS as BUILTINS
+    from massgen.tools.registry import as_tools as as_tools
+    from massgen.tools.registry import build_tool as build_tool
+    from massgen.tools.runner import ToolBox as ToolBox
+    from massgen.tools.runner import ToolOutcome as ToolOutcome
+    from massgen.tools.web_search import WebSearch as WebSearch
 
 _EXPORTS = {
-    "Tool": "base",
-    "FunctionTool": "base",
+    **dict.fromkeys(["Tool", "FunctionTool", "tool"], "base"),
+    **dict.fromkeys(["ToolBox", "ToolOutcome"], "runner"),
+    **dict.fromkeys(["BUILTINS", "build_tool", "as_tools"], "registry"),
     "ToolContext": "context",
-    "tool": "base",
-    "ToolBox": "runner",
-    "ToolOutcome": "runner",
-    "BUILTINS": "registry",
-    "build_tool": "registry",
-    "as_tools": "registry",
     "Calculator": "calculator",
     "FileReader": "file_reader",
     "DatabaseQuery": "database",
     "APICall": "http",
     "WebSearch": "web_search",
 }
-
-__all__ = [
-    "APICall",
-    "BUILTINS",
-    "Calculator",
-    "DatabaseQuery",
-    "FileReader",
-    "FunctionTool",
-    "Tool",
-    "ToolBox",
-    "ToolContext",
-    "ToolOutcome",
-    "WebSearch",
-    "as_tools",
-    "build_tool",
-    "tool",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,14 +1,14 @@
 """The Tool interface: a name, a description, an argument model, and ``execute``.
 
-Subclass :class:`Tool` and write ``execute`` (sync or async); its type hints become the
-argument model the model sees, unless you set ``Args``. Or decorate a function with
-:func:`tool`. A first parameter typed :class:`ToolContext` gets the call's context and is
-not an argument. Raise :class:`~massgen.errors.ToolError` with a message for the model.
+Subclass :class:`Tool` (``execute``'s type hints become the argument model unless you set
+``Args``) or decorate a function with :func:`tool`; a first parameter typed
+:class:`ToolContext` gets the call's context. Raise :class:`ToolError` for the model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import re
@@ -68,19 +68,15 @@ class Tool:
     def _target(self) -> Callable[..., Any]:
         return self.execute
 
+    @functools.cached_property
     def _signature(self) -> tuple[type[BaseModel], bool]:
-        """The argument model and whether the target takes a :class:`ToolContext` (found
-        once, then kept)."""
-        cached = self.__dict__.get("_sig")
-        if cached is None:
-            model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
-            cached = (type(self).Args or model, takes_ctx)
-            self.__dict__["_sig"] = cached
-        return cached
+        """The argument model and whether the target takes a :class:`ToolContext`."""
+        model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
+        return type(self).Args or model, takes_ctx
 
     def spec(self) -> ToolSpec:
         """What is offered to the model: name, description and the JSON schema."""
-        schema = self._signature()[0].model_json_schema()
+        schema = self._signature[0].model_json_schema()
         schema.pop("title", None)
         schema.setdefault("properties", {})
         return ToolSpec(self.name, self.description, schema)
@@ -90,19 +86,19 @@ class Tool:
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
         """A turn's last say on its request and backend, once per tool class in the toolbox
-        (``web_search`` swaps itself for the provider's own search here)."""
+        (``web_search`` swaps itself for the provider's own search)."""
         return backend, request
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False
-    ) -> None:
-        """Fail now (a :class:`ConfigError` the caller locates in the config) when this tool
-        cannot work on ``backend``; the default can always."""
+    ) -> object:
+        """Raise :class:`ConfigError` now if this tool cannot work on ``backend``."""
+        return None
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
-        """Validate ``arguments``, run ``execute`` (sync ones in a thread), return text.
-        Raises :class:`ToolError` for bad arguments; what ``execute`` raises propagates."""
-        model, takes_ctx = self._signature()
+        """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a
+        thread), return text."""
+        model, takes_ctx = self._signature
         try:
             args = model.model_validate(dict(arguments))
         except ValidationError as e:
@@ -182,7 +178,7 @@ class FunctionTool(Tool):
         self.description = options.get("description") or _first_paragraph(fn.__doc__) or self.name
         self.timeout = options.get("timeout", self.timeout)
         self.max_output = options.get("max_output", self.max_output)
-        self._signature()  # a bad signature fails here, where the tool is made
+        self._signature  # noqa: B018 (a bad signature fails here, where the tool is made)
 
     def _target(self) -> Callable[..., Any]:
         return self.fn
@@ -215,13 +211,8 @@ class ToolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
-def config_error(error: ValidationError, hint: str | None = None) -> ConfigError:
-    """The first problem of ``error`` as a :class:`ConfigError` naming its key."""
-    item = error.errors()[0]
-    key = ".".join(str(p) for p in item["loc"]) or None
-    return ConfigError(
-        item["msg"], key=key, hint=hint if item["type"] == "extra_forbidden" else None
-    )
+COMMON_KEYS = ("use", "timeout", "max_output", "description")
+"""Keys every ``tools:`` entry takes, whatever the tool."""
 
 
 class BuiltinTool(Tool):
@@ -233,16 +224,27 @@ class BuiltinTool(Tool):
     def __init__(
         self, settings: ToolSettings | None = None, *, base_dir: Path | None = None, **options: Any
     ) -> None:
-        if settings is None:
-            try:
-                settings = self.Settings.model_validate(options)
-            except ValidationError as e:
-                raise config_error(e) from None
-        elif options:
+        if settings is not None and options:
             raise TypeError("pass either a Settings value or keyword settings, not both")
-        self.settings = settings
+        self.settings = settings or self.parse(options)
         self.base_dir = base_dir
         self.setup()
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ToolSettings:
+        """``options`` as settings; a :class:`ConfigError` naming the first bad key."""
+        try:
+            return cls.Settings.model_validate(options)
+        except ValidationError as e:
+            item = e.errors()[0]
+            allowed = ", ".join([*cls.Settings.model_fields, *COMMON_KEYS])
+            raise ConfigError(
+                item["msg"],
+                key=".".join(str(p) for p in item["loc"]) or None,
+                hint=f"settings of {cls.name}: {allowed}"
+                if item["type"] == "extra_forbidden"
+                else None,
+            ) from None
 
     def setup(self) -> None:
         """Check and prepare settings once, when the tool is built."""

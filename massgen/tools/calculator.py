@@ -1,11 +1,8 @@
 """``calculator``: arithmetic and math functions, without ``eval``.
 
-The expression comes from a model that may have read hostile text: it is parsed with
-:mod:`ast` and walked by a tiny interpreter that knows numbers, operators, whitelisted
-:mod:`math` functions and constants, and nothing else (no names, attributes or strings for
-dunder tricks to reach). Work is bounded before it is done: integer results within
-``max_digits`` (``9**9**9`` refused from the operands' sizes), ``factorial``/``comb``/
-``perm`` arguments capped, expression length, parts and depth capped, and a deadline.
+The expression may be hostile: :mod:`ast` parses it and a tiny interpreter walks numbers,
+operators and whitelisted :mod:`math` names only; size, depth, digits and time are bounded
+before the work is done (docs/tools.md, ``calculator``).
 """
 
 from __future__ import annotations
@@ -44,16 +41,11 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 
 
 class CalculatorSettings(ToolSettings):
-    max_digits: int = Field(default=1000, ge=1, le=4000)
-    """Largest integer result, in decimal digits."""
-    max_factorial: int = Field(default=1000, ge=1, le=100_000)
-    """Largest ``n`` for ``factorial``, ``comb`` and ``perm``."""
-    max_length: int = Field(default=500, ge=1, le=100_000)
-    """Longest expression, in characters."""
-    max_nodes: int = Field(default=200, ge=1, le=2000)
-    """Most syntax nodes in an expression."""
-    time_limit: float = Field(default=0.1, gt=0, le=10)
-    """Seconds one evaluation may take."""
+    max_digits: int = Field(default=1000, ge=1, le=4000)  # of an integer result
+    max_factorial: int = Field(default=1000, ge=1, le=100_000)  # n of factorial/comb/perm
+    max_length: int = Field(default=500, ge=1, le=100_000)  # characters
+    max_nodes: int = Field(default=200, ge=1, le=2000)  # syntax nodes
+    time_limit: float = Field(default=0.1, gt=0, le=10)  # seconds per evaluation
 
 
 class Calculator(BuiltinTool):
@@ -95,9 +87,15 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
         ) from None
     except (RecursionError, MemoryError):
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep") from None
-    if sum(1 for _ in ast.walk(tree)) > s.max_nodes:
+    todo: list[tuple[ast.AST, int]] = [(tree, 0)]  # walked without recursion
+    nodes = deepest = 0
+    while todo:
+        node, level = todo.pop()
+        nodes, deepest = nodes + 1, max(deepest, level)
+        todo.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    if nodes > s.max_nodes:
         raise ToolError(f"expression has more than {s.max_nodes} parts")
-    if _depth(tree.body) > MAX_DEPTH:
+    if deepest > MAX_DEPTH:
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep")
     return _Evaluator(s).run(tree)
 
@@ -108,16 +106,6 @@ MAX_DEPTH = 200
 _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&|<>=!@]")
 
 
-def _depth(root: ast.AST) -> int:
-    """Height of the tree, found without recursion."""
-    deepest, todo = 0, [(root, 1)]
-    while todo:
-        node, level = todo.pop()
-        deepest = max(deepest, level)
-        todo.extend((child, level + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 class _Evaluator:
     def __init__(self, settings: CalculatorSettings) -> None:
         self.s = settings
@@ -126,13 +114,11 @@ class _Evaluator:
         self.deadline = time.monotonic() + settings.time_limit
         self.functions: dict[str, Callable[..., Number]] = {
             **{name: getattr(math, name) for name in _MATH.split()},
-            "abs": abs,
-            "min": min,
-            "max": max,
+            **dict(abs=abs, min=min, max=max),
             "round": self._round,
-            "factorial": self._factorial,
-            "comb": self._comb,
-            "perm": self._perm,
+            "factorial": lambda n: math.factorial(self._cap(n)),
+            "comb": lambda n, k: math.comb(self._cap(n), self._cap(k)),
+            "perm": lambda n, k=None: math.perm(self._cap(n), None if k is None else self._cap(k)),
         }
 
     def run(self, tree: ast.Expression) -> Number:
@@ -201,15 +187,6 @@ class _Evaluator:
         if n > self.s.max_factorial:
             raise ToolError(f"argument above the limit of {self.s.max_factorial}")
         return n
-
-    def _factorial(self, n: Number) -> int:
-        return math.factorial(self._cap(n))
-
-    def _comb(self, n: Number, k: Number) -> int:
-        return math.comb(self._cap(n), self._cap(k))
-
-    def _perm(self, n: Number, k: Number | None = None) -> int:
-        return math.perm(self._cap(n), None if k is None else self._cap(k))
 
     @staticmethod
     def _round(x: Number, digits: Number = 0) -> Number:

@@ -14,12 +14,9 @@ if TYPE_CHECKING:
 class ToolContext:
     """What a tool call knows of its run, passed explicitly down every call (no globals)."""
 
-    agent: str = ""
-    """The agent whose turn made the call."""
+    agent: str = ""  # whose turn made the call
     state: dict[str, Any] = field(default_factory=dict)
-    """Scratch space of one top-level turn, shared with the turns nested in it (a teammate
-    asked through ``ask_agent``), so limits kept there hold across the whole chain."""
-    emit: Callable[[ev.Event], None] | None = None
-    """Where the run's events go (tool calls, a teammate's answer); ``None``: nobody listens."""
-    peers: Mapping[str, Any] = field(default_factory=dict)
-    """The run's agent handles by name (local or on a worker), for ``ask_agent``."""
+    """Scratch space of one top-level turn, shared with the turns nested in it (``ask_agent``),
+    so limits kept there hold across the whole chain."""
+    emit: Callable[[ev.Event], None] | None = None  # the run's events; None: nobody listens
+    peers: Mapping[str, Any] = field(default_factory=dict)  # the run's handles, for ask_agent

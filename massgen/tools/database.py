@@ -1,24 +1,20 @@
-"""``database_query``: read-only SQL over a SQLite file (or another database through
-SQLAlchemy: see :mod:`massgen.tools.sql`).
+"""``database_query``: read-only SQL over a SQLite file, or PostgreSQL/MySQL/MariaDB through
+SQLAlchemy (``massgen[sql]``).
 
-The SQL may try to write, to turn ``query_only`` off, to ``ATTACH`` files or to load code.
-Each layer alone stops writes: the file opened read-only (``mode=ro``, never created);
-``PRAGMA query_only=ON``; an authorizer allowing only reads, harmless functions and
-argument-less schema pragmas; one statement per call.
-
-Work is bounded in total: a progress handler aborts past ``time_limit``;
-``SQLITE_LIMIT_LENGTH`` = ``max_bytes`` makes ``randomblob(1e9)``, ``zeroblob`` or
-``group_concat`` fail at once instead of allocating in one uninterruptible step (and
-``printf``/``format``, whose ``%c`` repeats inside one step, are denied); the SQL text is at
-most ``MAX_SQL`` characters; rows stop at ``max_rows`` or ``max_bytes``, cells are cut to
-``max_cell``. One row of many columns may still hold ``max_bytes`` per column.
+The SQL may try to write, reach files or the server's host, or run forever; each layer
+(read-only open or transaction, authorizer or role check, limits, one deadline) and why is
+in docs/tools.md, ``database_query``. Connect as a user with only the rights it needs.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -29,14 +25,10 @@ from massgen.errors import ConfigError, ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine, Row
 
-_READ_PRAGMAS = frozenset(
-    [
-        *("table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo"),
-        *("foreign_key_list", "collation_list", "function_list"),
-    ]
-)
+_READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info"}
+_READ_PRAGMAS |= {"index_xinfo", "foreign_key_list", "collation_list", "function_list"}
 MAX_SQL = 20_000
 """Characters of SQL text one query may have (``SQLITE_LIMIT_SQL_LENGTH``)."""
 _DENIED_FUNCTIONS = frozenset(
@@ -50,17 +42,13 @@ _DENIED_FUNCTIONS = frozenset(
 
 class DatabaseSettings(ToolSettings):
     database: str
-    """The SQLite file (relative to the config file's folder; it must exist), or a SQLAlchemy
+    """A SQLite file (relative to the config file's folder; it must exist), or a SQLAlchemy
     URL such as ``postgresql+psycopg://reader@db/shop`` (needs ``massgen[sql]``)."""
     max_rows: int = Field(default=100, gt=0, le=10_000)
-    """Rows returned at most; the answer says when there were more."""
-    max_cell: int = Field(default=200, gt=0)
-    """Characters kept of each value."""
-    time_limit: float = Field(default=5.0, gt=0)
-    """Seconds one query may run before it is aborted."""
+    max_cell: int = Field(default=200, gt=0)  # characters kept of each value
+    time_limit: float = Field(default=5.0, gt=0)  # seconds, then the query is aborted
     max_bytes: int = Field(default=1_000_000, ge=1000)
-    """Bytes of values one result may hold (rows stop there, with a note); on SQLite also
-    the largest string or blob a query may build."""
+    """Bytes of values one result may hold; on SQLite also the largest value a query builds."""
 
 
 class DatabaseQuery(BuiltinTool):
@@ -73,32 +61,26 @@ class DatabaseQuery(BuiltinTool):
     engine: Engine | None = None
 
     def setup(self) -> None:
-        path: Path | Engine = Path(self.settings.database)
-        if "://" in self.settings.database:
-            from massgen.tools.sql import make_engine
-
-            path = make_engine(self.settings.database, connect_timeout=self.settings.time_limit)
-        if not isinstance(path, Path):
-            self.engine = path
+        s = self.settings
+        where = make_engine(s.database, s.time_limit) if "://" in s.database else Path(s.database)
+        if not isinstance(where, Path):
+            self.engine = where
             self.description = (
-                f"Run one read-only SQL query ({path.dialect.name} dialect) against the configured "
-                "database and get the rows back as a table. One statement, no `;` inside it."
+                f"Run one read-only SQL query ({where.dialect.name} dialect) against the "
+                "configured database and get the rows back as a table. One statement, no `;` "
+                "inside it."
             )
             return
-        path = path.expanduser()
-        if not path.is_absolute() and self.base_dir is not None:
-            path = Path(self.base_dir) / path
+        path = (self.base_dir or Path()) / where.expanduser()
         if not path.is_file():
             raise ConfigError("no such database file", key="database")
         self.path = path.resolve()
 
     def execute(self, sql: Annotated[str, Field(description="one SELECT statement")]) -> str:
+        s = self.settings
         if "\x00" in sql:
             raise ToolError("NUL byte in the query")
         if self.engine is not None:
-            from massgen.tools.sql import check_statement, run_read_only
-
-            s = self.settings
             columns, rows, note = run_read_only(
                 self.engine,
                 check_statement(sql),
@@ -107,46 +89,33 @@ class DatabaseQuery(BuiltinTool):
                 max_bytes=s.max_bytes,
             )
             return table(columns, rows, s.max_cell, note)
-        connection = self._connect()
         try:
-            return self._query(connection, sql)
-        finally:
-            connection.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        uri = f"file:{quote(str(self.path))}?mode=ro"
-        try:
-            connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+            connection = sqlite3.connect(
+                f"file:{quote(str(self.path))}?mode=ro", uri=True, isolation_level=None
+            )
         except sqlite3.Error as e:
             raise ToolError(f"cannot open the database: {e}") from None
-        connection.execute("PRAGMA query_only=ON")
-        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.settings.max_bytes)
-        connection.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL)
-        connection.set_authorizer(_authorize)
-        return connection
-
-    def _query(self, connection: sqlite3.Connection, sql: str) -> str:
-        s = self.settings
         deadline = time.monotonic() + s.time_limit
-
-        def too_long() -> int:
-            return 1 if time.monotonic() > deadline else 0
-
-        connection.set_progress_handler(too_long, 1000)
-        try:
-            cursor = connection.execute(sql)
-            rows, note = collect(cursor, s.max_rows, s.max_bytes)
-        except sqlite3.DataError:
-            raise ToolError(
-                f"query refused or failed: a value would pass {s.max_bytes} bytes"
-            ) from None
-        except sqlite3.DatabaseError as e:
-            if time.monotonic() > deadline:
-                raise ToolError(f"the query took longer than {s.time_limit:g}s") from None
-            raise ToolError(f"query refused or failed: {e}") from None
-        except (sqlite3.Error, sqlite3.Warning) as e:
-            raise ToolError(f"query refused: {e}") from None
-        columns = [d[0] for d in cursor.description or ()]
+        with closing(connection):
+            connection.execute("PRAGMA query_only=ON")
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, s.max_bytes)
+            connection.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL)
+            connection.set_authorizer(_authorize)
+            connection.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+            try:
+                cursor = connection.execute(sql)
+                rows, note = collect(cursor, s.max_rows, s.max_bytes)
+                columns = [d[0] for d in cursor.description or ()]
+            except sqlite3.DataError:
+                raise ToolError(
+                    f"query refused or failed: a value would pass {s.max_bytes} bytes"
+                ) from None
+            except sqlite3.DatabaseError as e:
+                if time.monotonic() > deadline:
+                    raise ToolError(f"the query took longer than {s.time_limit:g}s") from None
+                raise ToolError(f"query refused or failed: {e}") from None
+            except (sqlite3.Error, sqlite3.Warning) as e:
+                raise ToolError(f"query refused: {e}") from None
         return table(columns, rows, s.max_cell, note)
 
 
@@ -206,3 +175,226 @@ def table(columns: list[str], rows: list[Any], max_cell: int, note: str | None =
     lines += [" | ".join(cell(v) for v in row) for row in rows]
     lines.append(f"({note})" if note else f"({len(rows)} rows)")
     return "\n".join(lines)
+
+
+# -- other databases, through SQLAlchemy --------------------------------------------------
+INSTALL_HINT = "pip install 'massgen[sql]'"
+READ_ONLY_DIALECTS = ("postgresql", "mysql", "mariadb")
+
+_STREAMED = frozenset({"select", "with", "values", "table"})
+_FIRST_WORDS = _STREAMED | {"show", "explain", "describe", "desc"}
+DENIED_WORDS = frozenset(
+    [
+        *("outfile", "dumpfile", "load_file", "lo_import", "lo_export"),
+        *("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file"),
+        *("dblink", "dblink_exec", "dblink_connect", "pg_terminate_backend", "pg_cancel_backend"),
+        *("pg_reload_conf", "set_config", "sys_exec", "sys_eval"),
+    ]
+)
+"""Words that reach the server's files, other connections or sessions, or settings."""
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def check_statement(sql: str) -> str:
+    """The statement without a trailing ``;``, or :class:`ToolError` if it is not one reading
+    statement. Blunt: a ``;`` inside a string is refused too, so no quoting trick passes."""
+    text = sql.strip()
+    if text.endswith(";"):
+        text = text[:-1].rstrip()
+    if not text:
+        raise ToolError("query refused: empty statement")
+    if ";" in text:
+        raise ToolError("query refused: one statement per call (no `;` inside the query)")
+    first = _WORD.match(text.lstrip("( \t\r\n"))
+    if first is None or first.group().lower() not in _FIRST_WORDS:
+        raise ToolError(
+            "query refused: only SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN or DESCRIBE"
+        )
+    denied = sorted({w.lower() for w in _WORD.findall(text)} & DENIED_WORDS)
+    if denied:
+        raise ToolError(f"query refused: {denied[0]} is not allowed")
+    return text
+
+
+_CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
+
+
+def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
+    """An engine without a pool for ``url``, or the file a ``sqlite`` URL names (read by the
+    stdlib driver, under its own guards); :class:`ConfigError` naming what is missing."""
+    try:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.pool import NullPool
+    except ImportError:
+        raise ConfigError(
+            f"a database URL needs SQLAlchemy: {INSTALL_HINT}", key="database"
+        ) from None
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("a SQLite URL must name a file", key="database")
+        return Path(parsed.database)
+    if backend not in READ_ONLY_DIALECTS:
+        raise ConfigError(
+            f"{backend} cannot run read-only transactions here; "
+            f"use {', '.join(READ_ONLY_DIALECTS)} or a SQLite file",
+            key="database",
+        )
+    try:
+        connect_args: dict[str, Any] = {}
+        if parsed.get_driver_name() in _CONNECT_TIMEOUT_DRIVERS:
+            connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout))
+        engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+    except ImportError as e:
+        raise ConfigError(
+            f"the database driver is not installed ({e.name or parsed.drivername}): "
+            f"{INSTALL_HINT} or install the driver",
+            key="database",
+        ) from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"unknown database driver {parsed.drivername!r}", key="database"
+        ) from None
+    return engine
+
+
+def run_read_only(
+    engine: Engine, sql: str, *, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
+) -> tuple[list[str], list[Row[Any]], str | None]:
+    """Run ``sql`` (checked) in a read-only transaction, always rolled back: the columns, the
+    rows (within ``max_rows``/``max_bytes``) and a note when rows were left out."""
+    from sqlalchemy import exc
+
+    deadline = time.monotonic() + time_limit
+    guard: threading.Timer | None = None
+    try:
+        with engine.connect() as connection:
+            try:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ToolError(f"the query took longer than {time_limit:g}s")
+                guard = _cancel_at_deadline(connection, left)
+                _begin_read_only(connection, engine.dialect, left)
+                first = _WORD.match(sql.lstrip("( \t\r\n"))
+                options: dict[str, Any] = {"no_parameters": True}
+                if first is not None and first.group().lower() in _STREAMED:
+                    options["stream_results"] = True
+                result = connection.exec_driver_sql(sql, execution_options=options)
+                rows: list[Row[Any]] = []
+                columns, note = [], None
+                if result.returns_rows:
+                    columns = list(result.keys())
+                    rows, note = collect(result, max_rows, max_bytes)
+                result.close()
+            finally:
+                if guard is not None:
+                    guard.cancel()
+                connection.rollback()
+    except exc.DBAPIError as e:
+        if time.monotonic() >= deadline:
+            raise ToolError(f"the query took longer than {time_limit:g}s") from None
+        raise ToolError(f"query refused or failed: {_reason(e)}") from None
+    except exc.SQLAlchemyError as e:
+        raise ToolError(f"query failed: {type(e).__name__}") from None
+    return columns, rows, note
+
+
+def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
+    """A timer cancelling the connection's work after ``left`` seconds (a streamed result is
+    several ``FETCH``es, each with a fresh statement timeout); ``None`` without ``cancel``."""
+    dbapi = getattr(connection.connection, "dbapi_connection", None)
+    cancel = getattr(dbapi, "cancel", None)
+    if cancel is None:
+        return None
+    timer = threading.Timer(left, cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+PG_SERVER_ROLES = (
+    *("pg_read_server_files", "pg_write_server_files"),
+    *("pg_execute_server_program", "pg_signal_backend"),
+)
+"""Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
+PG_SERVER_FUNCTIONS = (
+    *("pg_read_file(text)", "pg_read_file(text,boolean)", "pg_read_file(text,bigint,bigint)"),
+    *("pg_read_file(text,bigint,bigint,boolean)", "pg_read_binary_file(text)"),
+    *("pg_read_binary_file(text,boolean)", "pg_read_binary_file(text,bigint,bigint)"),
+    *("pg_read_binary_file(text,bigint,bigint,boolean)", "pg_ls_dir(text)"),
+    *("pg_ls_dir(text,boolean,boolean)", "pg_stat_file(text)", "pg_stat_file(text,boolean)"),
+    *("pg_reload_conf()", "pg_rotate_logfile()", "pg_promote(boolean,integer)"),
+    *("lo_import(text)", "lo_import(text,oid)", "lo_export(oid,text)"),
+    *("pg_file_write(text,text,boolean)", "pg_file_unlink(text)"),
+    *("dblink_connect_u(text)", "dblink_connect_u(text,text)"),
+)
+"""Functions (superuser-only by default) the connecting role must not be able to execute,
+by any role it may become; those not installed are skipped."""
+
+_PG_ROLE_CHECK = f"""
+SELECT r.rolname, r.rolname = session_user, r.rolsuper,
+       r.rolname IN ({", ".join(f"'{x}'" for x in PG_SERVER_ROLES)}),
+       ARRAY(SELECT f FROM unnest(ARRAY[{", ".join(f"'{x}'" for x in PG_SERVER_FUNCTIONS)}]) f
+             WHERE to_regprocedure(f) IS NOT NULL
+               AND has_function_privilege(r.oid, to_regprocedure(f), 'EXECUTE'))
+FROM pg_catalog.pg_roles r
+WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+ORDER BY r.rolname
+"""
+
+
+def check_pg_role(connection: Connection) -> None:
+    """Refuse a login role that is, or may become, a superuser, a member of
+    :data:`PG_SERVER_ROLES` or able to run :data:`PG_SERVER_FUNCTIONS` (no word list can)."""
+    roles = connection.exec_driver_sql(_PG_ROLE_CHECK).all()  # (name, is login, super,...)
+    login = next((r[0] for r in roles if r[1]), "")
+    supers, members = [r[0] for r in roles if r[2]], [r[0] for r in roles if r[3]]
+    functions = sorted({f for r in roles for f in r[4]})
+    if supers:
+        problem = (
+            "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
+        )
+    elif members or functions:
+        parts = [f"is a member of {', '.join(members)}"] if members else []
+        if functions:
+            more = f" and {len(functions) - 3} more" if len(functions) > 3 else ""
+            parts.append(f"may execute {', '.join(functions[:3])}{more}")
+        problem = "; ".join(parts)
+    else:
+        return
+    raise ToolError(
+        f"query refused: the database role {login!r} {problem}. Connect as a role without "
+        "superuser, server-file, server-program or signal rights (see database_query in "
+        "docs/tools.md)"
+    )
+
+
+def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
+    milliseconds = max(1, int(time_limit * 1000))
+    if dialect.name == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        # A first query takes the snapshot: from here on, read-write mode cannot be set.
+        check_pg_role(connection)
+        return
+    # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
+    # session is made read-only too (DDL is then refused). Session settings die with the
+    # connection, closed after the call.
+    connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+    if getattr(dialect, "is_mariadb", False):
+        connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")
+    else:
+        connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
+    connection.exec_driver_sql("START TRANSACTION READ ONLY")
+
+
+def _reason(error: Any) -> str:
+    """The driver's message, first line only (no SQL echo, no connection string)."""
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

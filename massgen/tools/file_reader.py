@@ -1,15 +1,9 @@
 """``file_reader``: read a text file, or list a folder, under one root folder.
 
-The path comes from a model that may have read hostile text (``../``, absolute paths,
-symlinks out, ``root_evil`` siblings, NUL bytes), and the tree may change while it is read
-(a checked file swapped for a symlink or a FIFO, an outside file hard-linked in). So nothing
-is checked by name then opened by name: the path is walked one component at a time from a
-descriptor of the root with ``O_NOFOLLOW | O_NONBLOCK``; links are read (``readlinkat``)
-and resolved by the tool against the folders it holds open, refusing any step above the
-root. What was opened is checked on its descriptor: a folder or regular file, one name
-(``st_nlink == 1`` unless ``allow_hard_links``), still inside the root per
-``/proc/self/fd``; then read from that descriptor, up to ``max_bytes``. Binary files are
-refused; the encoding is detected. Assumes the root itself is not replaced.
+The path may be hostile (``../``, symlinks out, NUL bytes) and the tree may change while it
+is read, so nothing is checked by name then opened by name: the path is walked from a
+descriptor of the root with ``O_NOFOLLOW``, links resolved by the tool, and what was opened
+checked and read on its descriptor (docs/tools.md, ``file_reader``).
 """
 
 from __future__ import annotations
@@ -43,15 +37,10 @@ OUTSIDE = "access denied: the path leads outside the allowed folder"
 
 
 class FileReaderSettings(ToolSettings):
-    root: str = "."
-    """Folder the tool may read; relative to the config file's folder."""
-    max_bytes: int = Field(default=200_000, gt=0)
-    """Bytes read from one file at most; the rest is cut with a note."""
-    max_entries: int = Field(default=500, gt=0)
-    """Entries shown when listing a folder."""
-    allow_hard_links: bool = False
-    """Read files that have more than one name. Off: a hard link inside the root to a file
-    outside it cannot be told apart from that file, so such files are refused."""
+    root: str = "."  # relative to the config file's folder
+    max_bytes: int = Field(default=200_000, gt=0)  # read from one file; the rest is cut
+    max_entries: int = Field(default=500, gt=0)  # shown when listing a folder
+    allow_hard_links: bool = False  # off: a link to a file outside the root looks like it
 
 
 class FileReader(BuiltinTool):
@@ -65,9 +54,7 @@ class FileReader(BuiltinTool):
     def setup(self) -> None:
         if not (os.open in os.supports_dir_fd and os.readlink in os.supports_dir_fd):
             raise ConfigError("file_reader needs a system that opens files by folder (POSIX)")
-        root = Path(self.settings.root).expanduser()
-        if not root.is_absolute() and self.base_dir is not None:
-            root = Path(self.base_dir) / root
+        root = (self.base_dir or Path()) / Path(self.settings.root).expanduser()
         try:
             self.root = root.resolve(strict=True)
         except (OSError, RuntimeError):
@@ -191,14 +178,11 @@ class FileReader(BuiltinTool):
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone meanwhile
-            if stat.S_ISLNK(info.st_mode):
-                kind = "link"
-            elif stat.S_ISDIR(info.st_mode):
-                kind = "dir"
-            elif stat.S_ISREG(info.st_mode):
+            kind = {stat.S_IFLNK: "link", stat.S_IFDIR: "dir", stat.S_IFREG: "bytes"}.get(
+                stat.S_IFMT(info.st_mode), "special"
+            )
+            if kind == "bytes":
                 kind = f"{info.st_size} bytes"
-            else:
-                kind = "special"
             lines.append(f"{entry.name}{'/' if kind == 'dir' else ''}\t{kind}")
         if len(entries) > self.settings.max_entries:
             lines.append(f"[... {len(entries) - self.settings.max_entries} more entries]")

@@ -1,61 +1,47 @@
 """``api_call``: one HTTP request to a public API, with the answer cut to size.
 
-The URL comes from a model that may have read hostile text (server-side request forgery):
-every destination, the first and each redirect's, passes :func:`~massgen.tools.netcheck.
-check_url`, and the request goes to the checked address itself (the name kept in ``Host``
-and SNI), so DNS cannot change between check and connect. Redirects are followed by hand,
-at most ``max_redirects``; environment proxies are ignored; the body is capped at
-``max_bytes`` and the whole exchange at ``time_limit`` (one deadline, so a server dripping
-bytes cannot stretch it). Headers from the settings (API keys, never shown to the model) go
-only to the first URL's origin: once a redirect leaves it, they and the model's own
-``Authorization``, ``Cookie`` and ``Proxy-Authorization`` are dropped, as browsers do.
+The URL may come from hostile text (SSRF: the host itself as ``2130706433`` or
+``[::ffff:127.0.0.1]``, the private network, cloud metadata): every hop passes
+:func:`check_url` and goes to the checked address; redirects are followed by hand; one
+deadline bounds the whole exchange; settings' headers and the model's credentials never
+follow a redirect to another origin (docs/tools.md, ``api_call``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
+import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
 from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
-from massgen.tools.netcheck import Resolver, check_url, system_resolver
 
 if TYPE_CHECKING:
     import httpx
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
-_DEFAULT_METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST")
-
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Headers of the model's own that never follow a redirect to another origin."""
-
-_BANNED = frozenset(
-    [
-        *("host", "connection", "content-length", "transfer-encoding", "upgrade", "te"),
-        *("proxy-authorization", "trailer", "keep-alive"),
-    ]
-)
+_BANNED = {"host", "connection", "content-length", "transfer-encoding", "upgrade", "te"}
+_BANNED |= {"proxy-authorization", "trailer", "keep-alive"}
 
 
 class HttpSettings(ToolSettings):
-    allow_hosts: list[str] | None = None
-    """Hosts that may be called (``api.example.com`` or ``*.example.com``); none: any
-    public host."""
-    methods: list[Method] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
-    """Methods the model may use."""
+    allow_hosts: list[str] | None = None  # ``api.example.com``, ``*.example.com``; None: any
+    methods: list[Method] = ["GET", "HEAD", "POST"]  # pydantic copies mutable defaults
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Headers sent with every request (e.g. ``Authorization: Bearer ${API_KEY}``); kept
-    secret: never shown to the model, in reprs or in logs."""
-    max_bytes: int = Field(default=100_000, gt=0)
-    """Bytes of the response body read at most."""
-    time_limit: float = Field(default=15.0, gt=0)
-    """Seconds the whole exchange may take, redirects included."""
+    """Sent with every request (``Authorization: Bearer ${API_KEY}``); never shown or logged."""
+    max_bytes: int = Field(default=100_000, gt=0)  # of the response body
+    time_limit: float = Field(default=15.0, gt=0)  # the whole exchange, redirects included
     max_redirects: int = Field(default=3, ge=0, le=10)
-    """Redirects followed at most (each one re-checked)."""
 
 
 class APICall(BuiltinTool):
@@ -88,39 +74,51 @@ class APICall(BuiltinTool):
     ) -> str:
         import httpx
 
+        from massgen.backends._common import tls_context  # one CA load per process
+
         s, method = self.settings, method.upper()
         if method not in s.methods:
             raise ToolError(f"method {method} not allowed; allowed: {s.methods}")
         own = {k.lower() for k in s.headers}  # the settings' headers win
         extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED | own}
-        # The process's one TLS context: loading a CA store per client blocks for tens of ms.
-        from massgen.backends._common import tls_context
-
+        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
+        origin: tuple[str, str, int] | None = None
         client = httpx.AsyncClient(
             transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
         )
-        started, origin = time.monotonic(), _origin(url)
-        secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
+        deadline = time.monotonic() + s.time_limit
         try:
             async with asyncio.timeout(s.time_limit), client:
                 for _ in range(s.max_redirects + 1):  # followed by hand, each one re-checked
-                    left = s.time_limit - (time.monotonic() - started)
-                    if left <= 0:
-                        raise TimeoutError
+                    try:
+                        parsed = httpx.URL(url)
+                    except httpx.InvalidURL as e:
+                        raise ToolError(f"bad URL: {e}") from None
+                    if parsed.userinfo:
+                        raise ToolError("refused URL: credentials in URLs are not allowed")
+                    target = await check_url(
+                        parsed.scheme,
+                        parsed.host,
+                        parsed.port,
+                        allow_hosts=s.allow_hosts,
+                        resolver=self.resolver,
+                    )
+                    if origin is None:
+                        origin = (target.scheme, target.host, target.port)
+                    elif (target.scheme, target.host, target.port) != origin:
+                        # Another origin: it gets no credential, now or later in the chain.
+                        secrets = {}
+                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     response, data = await self._send(
-                        client, method, url, {**extra, **secrets}, body, left
+                        client, method, parsed, target, {**extra, **secrets}, body, deadline
                     )
                     location = response.headers.get("location")
                     if response.status_code not in (301, 302, 303, 307, 308) or not location:
                         return render_response(response, data, s.max_bytes)
                     try:
-                        url = str(httpx.URL(url).join(location))
+                        url = str(parsed.join(location))
                     except httpx.InvalidURL as e:
                         raise ToolError(f"bad redirect URL: {e}") from None
-                    if _origin(url) != origin:
-                        # Another origin: it gets no credential, now or later in the chain.
-                        secrets = {}
-                        extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     if response.status_code == 303 or (
                         response.status_code in (301, 302) and method == "POST"
                     ):
@@ -133,38 +131,24 @@ class APICall(BuiltinTool):
         self,
         client: httpx.AsyncClient,
         method: str,
-        url: str,
+        url: httpx.URL,
+        target: Target,
         headers: dict[str, str],
         body: Any,
-        left: float,
+        deadline: float,
     ) -> tuple[httpx.Response, bytes]:
+        """One request to the checked address (the name kept in Host and SNI), the body read
+        up to just past ``max_bytes``."""
         import httpx
 
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as e:
-            raise ToolError(f"bad URL: {e}") from None
-        if parsed.userinfo:
-            raise ToolError("refused URL: credentials in URLs are not allowed")
-        check = check_url(
-            parsed.scheme,
-            parsed.host,
-            parsed.port,
-            allow_hosts=self.settings.allow_hosts,
-            resolver=self.resolver,
-        )
-        try:
-            target = await asyncio.wait_for(check, left)
-        except TimeoutError:
-            raise ToolError("resolving the host timed out") from None
         default_port = 443 if target.scheme == "https" else 80
         host = target.host if target.port == default_port else f"{target.host}:{target.port}"
         request = client.build_request(
             method,
-            parsed.copy_with(host=target.address, port=target.port),  # the checked address
+            url.copy_with(host=target.address, port=target.port),
             headers={**headers, "Host": host, "Accept-Encoding": "identity"},
             json=body,
-            timeout=left,
+            timeout=max(0.001, deadline - time.monotonic()),
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
         )
         try:
@@ -184,18 +168,6 @@ class APICall(BuiltinTool):
         return response, bytes(data)
 
 
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port (the default one filled in) of ``url``; ``None`` if unparsable."""
-    import httpx
-
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return None
-    default = {"http": 80, "https": 443}.get(parsed.scheme)
-    return parsed.scheme, parsed.host.lower().rstrip("."), parsed.port or default
-
-
 def render_response(response: httpx.Response, data: bytes, limit: int) -> str:
     """Status, content type and the body as text (cut at ``limit`` bytes)."""
     kind = response.headers.get("content-type", "")
@@ -208,3 +180,113 @@ def render_response(response: httpx.Response, data: bytes, limit: int) -> str:
         return head + f"[{len(data)} bytes of {kind}]"
     text = data.decode(response.charset_encoding or "utf-8", errors="replace")
     return head + text + (f"\n[... cut at {limit} bytes]" if cut else "")
+
+
+# -- is this destination safe to reach from here? ------------------------------------------
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked destination: connect to ``address``, say ``host`` in Host and SNI."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address the OS resolver gives for ``host``."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ToolError(f"cannot resolve {host!r}: {e.strerror}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), else ``ip``."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def is_public(ip: IPAddress) -> bool:
+    """Whether ``ip``, and the IPv4 address it may carry, are both plainly global."""
+    kinds = ("private", "loopback", "link_local", "multicast", "reserved", "unspecified")
+    return all(
+        c.is_global and not any(getattr(c, f"is_{k}") for k in kinds) for c in {ip, unwrap(ip)}
+    )
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """``host`` as an IP if it is a canonical literal; refuse disguised numeric forms."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return ipaddress.ip_address(bare.split("%")[0])
+    except ValueError:
+        pass
+    labels = bare.rstrip(".").split(".")
+    if any(_NUMERIC_LABEL.fullmatch(label) for label in labels[-1:]):
+        # 2130706433, 0x7f.1, 127.1, 0177.0.0.1: the OS would read these as addresses.
+        raise ToolError(f"refused host {host!r}: numeric host forms other than a dotted quad")
+    return None
+
+
+def check_name(host: str) -> str:
+    host = host.lower().rstrip(".")
+    if not host or len(host) > 253 or not all(_LABEL.fullmatch(x) for x in host.split(".")):
+        raise ToolError(f"refused host {host!r}: not a valid host name")
+    return host
+
+
+def allowed(host: str, allow: Sequence[str]) -> bool:
+    patterns = (raw.lower().rstrip(".") for raw in allow)
+    return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in patterns)
+
+
+async def check_url(
+    scheme: str,
+    host: str,
+    port: int | None,
+    *,
+    allow_hosts: Sequence[str] | None = None,
+    resolver: Resolver = system_resolver,
+) -> Target:
+    """Check a destination and pick the address to connect to; :class:`ToolError` if not."""
+    if scheme not in ("http", "https"):
+        raise ToolError(f"refused scheme {scheme!r}: only http and https")
+    port = port or (443 if scheme == "https" else 80)
+    ip = literal_ip(host)
+    name = str(ip) if ip is not None else check_name(host)
+    if allow_hosts is not None and not allowed(name, allow_hosts):
+        raise ToolError(f"refused host {name!r}: not in the allowed hosts")
+    if ip is not None:
+        addresses = [ip]
+    else:
+        addresses = []
+        for raw in await resolver(name, port):
+            try:
+                addresses.append(ipaddress.ip_address(raw.split("%")[0]))
+            except ValueError:
+                raise ToolError(f"refused host {name!r}: resolved to a non-address") from None
+        if not addresses:
+            raise ToolError(f"cannot resolve {name!r}")
+    for address in addresses:
+        if not is_public(address):
+            raise ToolError(f"refused host {name!r}: it resolves to a non-public address")
+    return Target(scheme, name, port, str(addresses[0]))

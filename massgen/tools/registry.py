@@ -1,24 +1,20 @@
-"""Building tools by name: the built-ins, and your own as ``module:Class``/``module:function``.
-
-Built-ins are imported only when built. Settings come from the team file's ``tools:``
-section, keyed by tool name; an entry's ``use:`` names what it builds (a built-in or
-``module:attr``), so one built-in can be offered twice under two names.
+"""Building tools by name: the built-ins (imported only when built), and your own as
+``module:Class``/``module:function``; an entry's ``use:`` names what it builds, so one
+built-in can be offered twice under two names.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from massgen.config.models import CUSTOM_CLASS as CUSTOM
 from massgen.config.references import SEED_TOOL_NAMES as SEED_NAMES
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
-from massgen.tools.base import Tool, config_error, tool
+from massgen.tools.base import COMMON_KEYS, Tool, tool
 
 BUILTINS: dict[str, str] = {
     "calculator": "massgen.tools.calculator:Calculator",
@@ -32,17 +28,6 @@ BUILTINS: dict[str, str] = {
 }
 """Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
-CUSTOM = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-COMMON_KEYS = ("use", "timeout", "max_output", "description")
-"""Keys every tool entry takes, whatever the tool."""
-
-
-def builtin(name: str) -> str | None:
-    """The built-in's canonical name for ``name`` (seed spellings too), or ``None``."""
-    name = SEED_NAMES.get(name, name)
-    return name if name in BUILTINS else None
-
 
 def build_tool(
     name: str, settings: Mapping[str, Any] | None = None, base_dir: Path | None = None
@@ -52,21 +37,15 @@ def build_tool(
     options = dict(settings or {})
     use = str(options.pop("use", "") or name)
     common = {k: options.pop(k) for k in COMMON_KEYS[1:] if k in options}
-    canonical = builtin(use)
-    if canonical is not None:
+    canonical = SEED_NAMES.get(use, use)
+    if canonical in BUILTINS:
         cls = load_object(BUILTINS[canonical], None, what="tool")
-        settings_model = cls.Settings
-        try:
-            parsed = settings_model.model_validate(options)
-        except ValidationError as e:
-            allowed = ", ".join([*settings_model.model_fields, *COMMON_KEYS])
-            raise config_error(e, f"settings of {cls.name}: {allowed}") from None
-        made = cls(parsed, base_dir=base_dir)
+        made = cls(cls.parse(options), base_dir=base_dir)
     elif CUSTOM.fullmatch(use):
         made = _custom(use, options, base_dir)
     else:
         raise ConfigError(f"unknown tool {use!r}", key="use" if use != name else None)
-    if (use != name or canonical is None) and not CUSTOM.fullmatch(name):
+    if (use != name or canonical not in BUILTINS) and not CUSTOM.fullmatch(name):
         made.name = name
     for key, value in common.items():
         if key == "description":

@@ -1,8 +1,7 @@
 """Running the tool calls a model makes: lookup, timeout, errors, and fencing the output.
 
-What a tool returns (a web page, a file, an API reply) may carry text written to steer the
-model, so every result goes back fenced and labelled as untrusted data, cut to size, with
-any fake closing fence defused. Nothing a tool returns is executed by massgen itself.
+A result (a web page, a file) may carry text written to steer the model, so every one goes
+back fenced and labelled as untrusted data, cut to size, any fake closing fence defused.
 """
 
 from __future__ import annotations
@@ -95,25 +94,17 @@ class ToolBox:
             except TimeoutError:
                 raise ToolError(f"timed out after {found.timeout:g}s") from None
             ok, content = True, fence(call.name, output, found.max_output)
-        except ToolError as e:
-            output = str(e)[:2000]
-            ok, content = False, fence(call.name, "error: " + output, 2100)
         except Exception as e:  # a tool's bug must not crash the run
-            log.warning("tool %s raised %s", call.name, type(e).__name__, exc_info=True)
-            output = f"{type(e).__name__}: {e}"[:2000]
+            if not isinstance(e, ToolError):
+                log.warning("tool %s raised %s", call.name, type(e).__name__, exc_info=True)
+            output = (str(e) if isinstance(e, ToolError) else f"{type(e).__name__}: {e}")[:2000]
             ok, content = False, fence(call.name, "error: " + output, 2100)
         took = time.perf_counter() - started
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "tool %s agent=%s %s duration=%.3fs %s",
-                call.name,
-                (ctx.agent if ctx else "") or "-",
-                "ok" if ok else "failed",
-                took,
-                f"output={len(output)} chars"
-                if ok
-                else f"error={output.splitlines()[0][:300] if output else '-'}",
-            )
+            first = output.partition("\n")[0][:300] or "-"
+            said = f"output={len(output)} chars" if ok else f"error={first}"
+            who, result = (ctx.agent if ctx else "") or "-", "ok" if ok else "failed"
+            log.debug("tool %s agent=%s %s duration=%.3fs %s", call.name, who, result, took, said)
         return ToolOutcome(call, ok, output, content, took)
 
     async def call_all(

@@ -1,11 +1,7 @@
 """``web_search``: the model provider's own web search, or a search API through httpx.
 
-``mode``: ``native`` declares the provider's server-side search in the request instead of
-this function tool; ``api`` calls a search API here (``searxng``: your instance, no key;
-``brave``; ``tavily``); ``auto`` takes native where the backend and model offer it, else
-the API, else it is a config error. :meth:`WebSearch.plan_turn` chooses for each turn.
-The endpoint and key come from the config, never from the model; results go back fenced
-like every tool result, snippets cut to ``max_snippet``.
+``mode`` ``native``/``api``/``auto`` picks which, per turn (:meth:`WebSearch.plan_turn`);
+the endpoint and key come from the config, never from the model.
 """
 
 from __future__ import annotations
@@ -34,32 +30,17 @@ DEFAULT_URLS = {
 
 
 class WebSearchSettings(ToolSettings):
-    mode: Literal["auto", "native", "api"] = "auto"
-    """``native``: the model provider searches; ``api``: the search API below;
-    ``auto``: native where the agent's backend offers it, else the API."""
-    provider: Literal["searxng", "brave", "tavily"] = "searxng"
-    """Which search API ``url`` speaks."""
-    url: str | None = None
-    """Endpoint: the SearXNG base URL (required for ``searxng``); the others default to
-    their public API."""
-    api_key: SecretStr | None = None
-    """Key for ``brave``/``tavily`` (e.g. ``${BRAVE_API_KEY}``); never shown or logged."""
+    mode: Literal["auto", "native", "api"] = "auto"  # auto: native where offered, else API
+    provider: Literal["searxng", "brave", "tavily"] = "searxng"  # the API ``url`` speaks
+    url: str | None = None  # required for searxng; the others default to their public API
+    api_key: SecretStr | None = None  # for brave/tavily; never shown or logged
     max_results: int = Field(default=5, ge=1, le=50)
-    """Results returned at most."""
-    max_snippet: int = Field(default=300, gt=0)
-    """Characters kept of each snippet."""
-    time_limit: float = Field(default=10.0, gt=0)
-    """Seconds one search may take, in all: connecting, sending, every byte of the answer."""
-    max_bytes: int = Field(default=2_000_000, gt=0)
-    """Bytes of the search API's answer read at most; a longer answer is an error (a cut
-    JSON document cannot be parsed)."""
-    max_uses: int | None = Field(default=None, ge=1)
-    """Native searches one request may run (Anthropic honours it; the others bill per
-    request or per grounded prompt)."""
-    allowed_domains: tuple[str, ...] = ()
-    """Only results from these domains (and their subdomains)."""
-    blocked_domains: tuple[str, ...] = ()
-    """Never results from these domains (and their subdomains)."""
+    max_snippet: int = Field(default=300, gt=0)  # characters kept of each snippet
+    time_limit: float = Field(default=10.0, gt=0)  # one search in all, every byte included
+    max_bytes: int = Field(default=2_000_000, gt=0)  # more is an error (cut JSON won't parse)
+    max_uses: int | None = Field(default=None, ge=1)  # native searches per request (Anthropic)
+    allowed_domains: tuple[str, ...] = ()  # only these (and their subdomains)
+    blocked_domains: tuple[str, ...] = ()  # never these (and their subdomains)
 
     @model_validator(mode="after")
     def _one_domain_list(self) -> WebSearchSettings:
@@ -79,15 +60,14 @@ class WebSearch(BuiltinTool):
     def plan_turn(
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Swap the turn's ``web_search`` function tools for the provider's own search where
-        their mode says so: the request declares a :class:`NativeTool` instead (the tool loop
-        reports the provider's searches as tool events). Unchanged when nothing goes native."""
+        """Swap the turn's ``web_search`` function tools for the provider's own search
+        (a :class:`NativeTool`) where their mode says so."""
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)
         native: dict[str, NativeTool] = {}
         for tool in searches:
-            chosen = choose(tool, backend, model=model, with_functions=others)
+            chosen = tool.check_backend(backend, model=model, with_functions=others)
             if chosen is not None:
                 native[tool.name] = chosen
         if not native:
@@ -104,7 +84,6 @@ class WebSearch(BuiltinTool):
         return backend, request
 
     def setup(self) -> None:
-        """Check the search API's settings (outside ``api`` mode, none is needed yet)."""
         s = self.settings
         self.url: str | None = None
         url = s.url or DEFAULT_URLS.get(s.provider)
@@ -120,24 +99,95 @@ class WebSearch(BuiltinTool):
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False
-    ) -> None:
-        """Raise :class:`ConfigError` if this tool's mode cannot be served on ``backend``."""
-        choose(self, backend, model=model, with_functions=with_functions)
+    ) -> NativeTool | None:
+        """The provider-side search to declare on ``backend``, or ``None`` to call the search
+        API; :class:`ConfigError` when the mode cannot be served."""
+        s = self.settings
+        native = NativeTool(
+            "web_search",
+            max_uses=s.max_uses,
+            allowed_domains=s.allowed_domains,
+            blocked_domains=s.blocked_domains,
+        )
+        real = innermost(backend)
+        if s.mode == "api":
+            return None
+        if real.supports_native(native, model=model, with_functions=with_functions):
+            return native
+        where = real.describe() + (f" (model {model})" if model else "")
+        if s.mode == "native":
+            raise ConfigError(
+                f"`{self.name}` wants the provider's own search, but {where} has none"
+                + (" next to other tools" if with_functions and real.native_tools else ""),
+                key="mode",
+                hint="use mode: auto or api with a search API; native search exists on anthropic, "
+                "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
+                "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
+                "tools) and xai (grok-4 and later)"
+                + (
+                    "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
+                    if native.allowed_domains or native.blocked_domains
+                    else ""
+                ),
+            )
+        if self.url is None:
+            raise ConfigError(
+                f"`{self.name}` cannot search: {where} has no provider-side search "
+                "and no search API is configured",
+                key="provider",
+                hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
+                f"tools.{self.name}, or give the agent a backend with native search",
+            )
+        return None
 
     async def execute(
         self,
         query: Annotated[str, Field(min_length=1, max_length=400, description="search terms")],
         max_results: Annotated[int | None, Field(ge=1, le=50)] = None,
     ) -> str:
-        s = self.settings
-        if self.url is None:
+        import httpx
+
+        from massgen.backends._common import tls_context  # one CA load per process
+
+        s, url = self.settings, self.url
+        if url is None:
             raise ToolError("no search API is configured: search runs on the provider's side")
         count = min(max_results or s.max_results, s.max_results)
+        key = s.api_key.get_secret_value() if s.api_key is not None else ""
+        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
+        headers = {"Accept-Encoding": "identity"}
+        options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
+        method, target = "GET", url + "/search"
+        if s.provider == "brave":
+            headers |= {"X-Subscription-Token": key, "Accept": "application/json"}
+            options, target = {"params": {"q": query, "count": count}}, url
+        elif s.provider == "tavily":
+            headers["Authorization"] = f"Bearer {key}"
+            options = {"json": {"query": query, "max_results": count}}
+            method, target = "POST", url
+        raw = bytearray()
         try:
-            async with asyncio.timeout(s.time_limit):
-                raw = await self._search(self.url, query, count)
+            async with (
+                asyncio.timeout(s.time_limit),
+                httpx.AsyncClient(
+                    timeout=s.time_limit, follow_redirects=False, verify=tls_context()
+                ) as client,
+                client.stream(method, target, headers=headers, **options) as response,
+            ):
+                if response.status_code != 200:
+                    raise ToolError(f"the search API answered HTTP {response.status_code}")
+                if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+                    raise ToolError("the search API answered compressed, though asked not to")
+                async for chunk in response.aiter_raw():
+                    raw += chunk
+                    if len(raw) > s.max_bytes:
+                        raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
         except TimeoutError:
             raise ToolError(f"the search took longer than {s.time_limit:g}s") from None
+        except httpx.TimeoutException:
+            raise ToolError("the search timed out") from None
+        except httpx.HTTPError as e:
+            raise ToolError(f"the search failed: {type(e).__name__}") from None
         try:
             data = json.loads(raw)
         except ValueError:
@@ -153,111 +203,22 @@ class WebSearch(BuiltinTool):
         for item in items if isinstance(items, list) else []:
             if not (isinstance(item, dict) and item.get("url")):
                 continue
-            url = str(item["url"])
-            if len(lines) == count or not in_domains(url, s.allowed_domains, s.blocked_domains):
+            link = str(item["url"])
+            if len(lines) == count or not in_domains(link, s.allowed_domains, s.blocked_domains):
                 continue
             text = " ".join(str(item.get(snippet) or "").split())
             if len(text) > s.max_snippet:
                 text = text[: s.max_snippet - 1] + "…"
             title = " ".join(str(item.get("title") or "").split())
-            lines.append(f"{len(lines) + 1}. {title}\n   {url}\n   {text}")
+            lines.append(f"{len(lines) + 1}. {title}\n   {link}\n   {text}")
         return "\n".join(lines) or "no results"
-
-    async def _search(self, url: str, query: str, count: int) -> bytes:
-        """The body of one search, streamed: more than ``max_bytes`` is an error."""
-        import httpx
-
-        from massgen.backends._common import tls_context  # one CA load per process
-
-        s = self.settings
-        key = s.api_key.get_secret_value() if s.api_key is not None else ""
-        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
-        headers = {"Accept-Encoding": "identity"}
-        options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
-        method, target = "GET", url + "/search"
-        if s.provider == "brave":
-            headers |= {"X-Subscription-Token": key, "Accept": "application/json"}
-            options, target = {"params": {"q": query, "count": count}}, url
-        elif s.provider == "tavily":
-            headers["Authorization"] = f"Bearer {key}"
-            options = {"json": {"query": query, "max_results": count}}
-            method, target = "POST", url
-        try:
-            async with (
-                httpx.AsyncClient(
-                    timeout=s.time_limit, follow_redirects=False, verify=tls_context()
-                ) as client,
-                client.stream(method, target, headers=headers, **options) as response,
-            ):
-                if response.status_code != 200:
-                    raise ToolError(f"the search API answered HTTP {response.status_code}")
-                if response.headers.get("content-encoding", "identity") not in ("identity", ""):
-                    raise ToolError("the search API answered compressed, though asked not to")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > s.max_bytes:
-                        raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
-                return bytes(body)
-        except httpx.TimeoutException:
-            raise ToolError("the search timed out") from None
-        except httpx.HTTPError as e:
-            raise ToolError(f"the search failed: {type(e).__name__}") from None
 
 
 def in_domains(url: str, allowed: tuple[str, ...], blocked: tuple[str, ...]) -> bool:
     """Whether ``url``'s host passes the domain lists (a domain covers its subdomains)."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    host = "." + (urlsplit(url).hostname or "").lower().rstrip(".")
 
     def under(domains: tuple[str, ...]) -> bool:
-        return any(
-            host == d or host.endswith("." + d) for d in (x.lower().strip(".") for x in domains)
-        )
+        return any(host.endswith("." + d.lower().strip(".")) for d in domains)
 
-    return (not allowed or under(allowed)) and not (blocked and under(blocked))
-
-
-# -- choosing native or API search, per turn -------------------------------------------------
-def choose(
-    tool: WebSearch, backend: Backend, *, model: str | None = None, with_functions: bool = False
-) -> NativeTool | None:
-    """The provider-side search to declare for ``tool`` on ``backend``, or ``None`` to call
-    the search API. Raises :class:`ConfigError` when the mode cannot be served."""
-    s = tool.settings
-    native = NativeTool(
-        "web_search",
-        max_uses=s.max_uses,
-        allowed_domains=s.allowed_domains,
-        blocked_domains=s.blocked_domains,
-    )
-    real = innermost(backend)
-    mode = s.mode
-    if mode == "api":
-        return None
-    if real.supports_native(native, model=model, with_functions=with_functions):
-        return native
-    where = f"{real.describe()}" + (f" (model {model})" if model else "")
-    if mode == "native":
-        raise ConfigError(
-            f"`{tool.name}` wants the provider's own search, but {where} has none"
-            + (" next to other tools" if with_functions and real.native_tools else ""),
-            key="mode",
-            hint="use mode: auto or api with a search API; native search exists on anthropic, "
-            "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
-            "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
-            "tools) and xai (grok-4 and later)"
-            + (
-                "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
-                if native.allowed_domains or native.blocked_domains
-                else ""
-            ),
-        )
-    if tool.url is None:
-        raise ConfigError(
-            f"`{tool.name}` cannot search: {where} has no provider-side search "
-            "and no search API is configured",
-            key="provider",
-            hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
-            f"tools.{tool.name}, or give the agent a backend with native search",
-        )
-    return None
+    return (not allowed or under(allowed)) and not under(blocked)
