@@ -26,9 +26,9 @@ from massgen.errors import (
 from massgen.resilience.breaker import (
     BreakerBackend,
     BreakerPolicy,
+    BreakerState,
     CircuitBreaker,
     CircuitState,
-    MemoryBreakerState,
     endpoint_key,
     redis_state,
     trips,
@@ -505,10 +505,10 @@ async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
         await client.aclose()
 
 
-class Forgetful(MemoryBreakerState):
+class Forgetful(BreakerState):
     """Admits calls but cannot record them, as Redis failing between two steps."""
 
-    async def forget_failures(self) -> float | None:
+    async def record(self, now: float | None, threshold: int) -> float | None:
         raise TransportError("circuit breaker state in Redis: ConnectionError")
 
 

@@ -19,7 +19,6 @@ from massgen.errors import ConfigError, TransportError
 from massgen.resilience.ratelimit import (
     Grant,
     Limiter,
-    MemoryLimiter,
     RateLimit,
     RateLimitedBackend,
     RedisLimiter,
@@ -87,7 +86,7 @@ async def make(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Mak
 
     def build(limit: RateLimit, clock: FakeClock) -> Limiter:
         if request.param == "memory":
-            return MemoryLimiter(limit, clock=clock, sleep=clock.sleep)
+            return Limiter(limit, clock=clock, sleep=clock.sleep)
         key = uuid.uuid4().hex[:8]
         return RedisLimiter(client, prefix, key, limit, clock=clock, sleep=clock.sleep)
 
@@ -264,7 +263,7 @@ class Held(Backend):
 @pytest.mark.parametrize(("bound", "calls"), [(2, 6), (None, 6)])
 async def test_requests_in_flight_never_exceed_the_bound(bound: int | None, calls: int):
     inner = Held()
-    backend = RateLimitedBackend(inner, MemoryLimiter(RateLimit(max_in_flight=bound)))
+    backend = RateLimitedBackend(inner, Limiter(RateLimit(max_in_flight=bound)))
     tasks = [asyncio.create_task(backend.complete(request())) for _ in range(calls)]
     expected = bound or calls
     await inner.wait_arrivals(expected)
@@ -417,7 +416,7 @@ async def test_two_processes_sharing_a_limit_never_exceed_it_together(prefix: st
     assert time.time() - stamps[-1] < 60  # sanity: these are wall-clock times of this run
 
 
-class Forgetful(MemoryLimiter):
+class Forgetful(Limiter):
     async def settle(self, grant: Grant, tokens: int) -> None:
         raise TransportError("rate limit log in Redis: ConnectionError")
 

@@ -1,8 +1,6 @@
 """Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them:
 cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md).
-Retry sits outside so every attempt honours the limits and counts toward the breaker, whose
-:class:`~massgen.errors.CircuitOpen` is not retried.
-"""
+Retry sits outside: every attempt honours the limits and counts toward the breaker."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from massgen.resilience.breaker import (
     endpoint_key,
     redis_state,
 )
-from massgen.resilience.ratelimit import MemoryLimiter, RateLimit, RateLimitedBackend, RedisLimiter
+from massgen.resilience.ratelimit import Limiter, RateLimit, RateLimitedBackend, RedisLimiter
 from massgen.resilience.requestlog import LoggedBackend
 from massgen.resilience.retry import RetryingBackend, RetryPolicy
 from massgen.resilience.wrapper import Bound, Wrapper
@@ -30,8 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """An endpoint's own guards, from its backend's config: a circuit breaker and a rate
-    limit, their state in ``redis`` (under ``prefix``) when given, shared by every process."""
+    """An endpoint's guards, from its backend's config; shared through ``redis`` if given."""
 
     breaker: BreakerPolicy | None = None
     rate_limit: RateLimit | None = None
@@ -52,10 +49,17 @@ def wrap(
     retry: RetryPolicy | None = None,
     cache: CacheSettings | None = None,
 ) -> Backend:
-    """The whole stack around ``backend``; absent settings add nothing (the request log,
-    which costs nothing while DEBUG logging is off, is always there)."""
-    if guards is not None:
-        backend = _guard(backend, guards)
+    """The whole stack around ``backend``; absent settings add nothing (the request log costs
+    nothing while DEBUG logging is off, and is always there)."""
+    g, key = guards or Guards(), endpoint_key(backend)
+    if g.breaker is not None:
+        state = redis_state(g.redis, g.prefix, key) if g.redis is not None else None
+        backend = BreakerBackend(backend, CircuitBreaker(key, g.breaker, state=state))
+    if g.rate_limit is not None:
+        shared = f"{key}:{backend.model}" if backend.model else key  # providers limit per model
+        limit = g.rate_limit
+        limiter = RedisLimiter(g.redis, g.prefix, shared, limit) if g.redis else Limiter(limit)
+        backend = RateLimitedBackend(backend, limiter)
     backend = LoggedBackend(backend)
     if retry is not None and retry.max_retries > 0:
         backend = RetryingBackend(backend, retry)
@@ -66,30 +70,4 @@ def wrap(
     return backend
 
 
-def _guard(backend: Backend, guards: Guards) -> Backend:
-    key, redis = endpoint_key(backend), guards.redis
-    if guards.breaker is not None:
-        state = redis_state(redis, guards.prefix, key) if redis is not None else None
-        backend = BreakerBackend(backend, CircuitBreaker(key, guards.breaker, state=state))
-    if guards.rate_limit is not None:
-        # Providers limit per model: processes share one log per endpoint and model.
-        shared = f"{key}:{backend.model}" if backend.model else key
-        limit = guards.rate_limit
-        limiter = (
-            RedisLimiter(redis, guards.prefix, shared, limit)
-            if redis is not None
-            else MemoryLimiter(limit)
-        )
-        backend = RateLimitedBackend(backend, limiter)
-    return backend
-
-
-__all__ = [
-    "Bound",
-    "CacheSettings",
-    "Guards",
-    "RetryPolicy",
-    "RetryingBackend",
-    "Wrapper",
-    "wrap",
-]
+__all__ = ["Bound", "CacheSettings", "Guards", "RetryPolicy", "RetryingBackend", "Wrapper", "wrap"]

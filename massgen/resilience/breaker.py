@@ -1,9 +1,5 @@
-"""A circuit breaker per endpoint: after ``failures`` tripping failures in a row, calls fail
-fast; after ``cooldown`` one probe goes through and its answer closes or re-opens it.
-
-:class:`CircuitBreaker` is the state machine, written once (docs/resilience.md); its state
-lives in a :class:`BreakerState`: in this process, or in Redis shared by every process.
-"""
+"""A circuit breaker per endpoint (docs/resilience.md): the state machine, written once, and
+its state in this process (:class:`BreakerState`) or in Redis (:class:`RedisBreakerState`)."""
 
 from __future__ import annotations
 
@@ -13,14 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from massgen.backends.base import Backend
 from massgen.errors import CircuitOpen, ConfigError, ProviderError, RateLimited, TransportError
 from massgen.resilience.shared import Shared
-from massgen.resilience.wrapper import Wrapper
-from massgen.types import Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Call, Wrapper
+from massgen.types import CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -37,9 +33,8 @@ class CircuitState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
-    """``failures`` consecutive tripping failures open the circuit for ``cooldown`` seconds;
-    a probe holds the half-open permit at most ``probe_timeout`` seconds (if its process
-    dies mid-call, another caller may probe after that long)."""
+    """``failures`` tripping failures in a row open the circuit for ``cooldown`` seconds; a
+    probe holds the half-open permit at most ``probe_timeout`` seconds (its process may die)."""
 
     failures: int = 5
     cooldown: float = 30.0
@@ -64,8 +59,8 @@ def trips(error: BaseException) -> bool:
 
 
 def endpoint_key(backend: Backend) -> str:
-    """``provider:base_url`` (or ``provider:name``): the endpoint a circuit guards, without
-    credentials, query or fragment (the key ends up in Redis and in messages)."""
+    """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment:
+    the key ends up in Redis and in messages."""
     base_url = getattr(backend, "base_url", None)
     if isinstance(base_url, str) and base_url:
         parts = urlsplit(base_url)
@@ -76,28 +71,10 @@ def endpoint_key(backend: Backend) -> str:
     return f"{backend.provider}:{where}"
 
 
-class BreakerState(Protocol):
-    """Where a circuit's state lives; each method is one atomic step.
-
-    ``count_failure`` and ``forget_failures`` return when the circuit opened (``None``
-    while closed); ``count_failure`` opens it at ``now`` on the ``threshold``-th failure.
-    """
-
-    async def opened_at(self) -> float | None: ...
-
-    async def count_failure(self, now: float, threshold: int) -> float | None: ...
-
-    async def forget_failures(self) -> float | None: ...
-
-    async def set_open(self, now: float | None) -> None: ...
-
-    async def take_probe(self, token: str, now: float, ttl: float) -> bool: ...
-
-    async def drop_probe(self, token: str) -> None: ...
-
-
-class MemoryBreakerState:
-    """The state in this process; no step awaits, so each is atomic."""
+class BreakerState:
+    """A circuit's state in this process, and the steps every store has, each atomic.
+    ``record`` counts a failure at ``now`` (``None``: an answer resets the count), opens the
+    circuit on the ``threshold``-th, and returns when it opened (``None``: closed)."""
 
     def __init__(self) -> None:
         self.failures = 0
@@ -107,101 +84,80 @@ class MemoryBreakerState:
     async def opened_at(self) -> float | None:
         return self.opened
 
-    async def count_failure(self, now: float, threshold: int) -> float | None:
-        self.failures += 1
-        if self.opened is None and self.failures >= threshold:
+    async def record(self, now: float | None, threshold: int) -> float | None:
+        self.failures = 0 if now is None else self.failures + 1
+        if now is not None and self.opened is None and self.failures >= threshold:
             self.opened = now
-        return self.opened
-
-    async def forget_failures(self) -> float | None:
-        self.failures = 0
         return self.opened
 
     async def set_open(self, now: float | None) -> None:
         self.failures, self.opened = 0, now
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        if self.probe is not None and self.probe[1] > now:
-            return False
-        self.probe = (token, now + ttl)
-        return True
+        if free := self.probe is None or self.probe[1] <= now:
+            self.probe = (token, now + ttl)
+        return free
 
     async def drop_probe(self, token: str) -> None:
         if self.probe is not None and self.probe[0] == token:
             self.probe = None
 
 
-# The one step Redis cannot do atomically with a plain command: give the permit back only
-# if it is still ours (it may have expired and gone to another prober).
+# Give the permit back only if it is still ours (it may have expired and gone to another).
 _DROP_PROBE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
 
 
-class RedisBreakerState:
-    """The state in Redis: ``{prefix}breaker:{key}`` (HASH ``failures``, ``opened_at``) and
-    ``{prefix}breaker:{key}:probe`` (the probe's token, SET NX PX). ``opened_at`` is the
-    callers' clock: use a wall clock (the default) when machines share a circuit. The
-    client is the caller's to close; :func:`redis_state` adds the stand-in for a Redis away."""
+class RedisBreakerState(BreakerState):
+    """The state in Redis (docs/resilience.md): ``{prefix}breaker:{key}``, a HASH, and
+    ``{prefix}breaker:{key}:probe``; one round trip a step. The client is the caller's."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, key: str) -> None:
         self._r = client
-        self.hash, self.probe = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
+        self.hash, self.probe_key = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
         self._drop = client.register_script(_DROP_PROBE)
 
     async def _do(self, *commands: tuple[str | int, ...]) -> list[Any]:
-        """``commands`` in one round trip (no MULTI: each step is right without it)."""
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._r.pipeline(transaction=False)  # no MULTI: each step is right without it
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute()
 
     async def opened_at(self) -> float | None:
-        return _float(await self._r.hget(self.hash, "opened_at"))
+        return None if (at := await self._r.hget(self.hash, "opened_at")) is None else float(at)
 
-    async def count_failure(self, now: float, threshold: int) -> float | None:
-        h = self.hash
-        failures, opened, _ = await self._do(
-            ("HINCRBY", h, "failures", 1), ("HGET", h, "opened_at"), ("PEXPIRE", h, _TTL_MS)
-        )
-        if opened is None and failures >= threshold:  # the first opener's time stands
-            _, opened = await self._do(
-                ("HSETNX", h, "opened_at", repr(now)), ("HGET", h, "opened_at")
-            )
-        return _float(opened)
-
-    async def forget_failures(self) -> float | None:
-        h = self.hash
-        return _float((await self._do(("HDEL", h, "failures"), ("HGET", h, "opened_at")))[1])
+    async def record(self, now: float | None, threshold: int) -> float | None:
+        h, opened = self.hash, ("HGET", self.hash, "opened_at")
+        if now is None:
+            _, at = await self._do(("HDEL", h, "failures"), opened)
+        else:
+            count = ("HINCRBY", h, "failures", 1)
+            failures, at, _ = await self._do(count, opened, ("PEXPIRE", h, _TTL_MS))
+            if at is None and failures >= threshold:  # the first opener's time stands
+                _, at = await self._do(("HSETNX", h, "opened_at", repr(now)), opened)
+        return None if at is None else float(at)
 
     async def set_open(self, now: float | None) -> None:
-        if now is None:
-            await self._do(("DEL", self.hash))
-        else:
-            await self._do(
-                ("HSET", self.hash, "opened_at", repr(now)), ("PEXPIRE", self.hash, _TTL_MS)
-            )
+        h = self.hash
+        step = ("DEL", h) if now is None else ("HSET", h, "opened_at", repr(now))
+        await self._do(step, ("PEXPIRE", h, _TTL_MS))
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        ms = max(1, round(ttl * 1000))
-        return bool((await self._do(("SET", self.probe, token, "NX", "PX", ms)))[0])
+        return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
 
     async def drop_probe(self, token: str) -> None:
-        await self._drop(keys=[self.probe], args=[token])
-
-
-def _float(value: bytes | str | None) -> float | None:
-    return None if value is None else float(value)
+        await self._drop(keys=[self.probe_key], args=[token])
 
 
 def redis_state(client: aioredis.Redis, prefix: str, key: str) -> BreakerState:
-    """The circuit ``key`` in Redis, kept in this process while Redis is unreachable."""
-    remote, local = RedisBreakerState(client, prefix, key), MemoryBreakerState()
-    both = frozenset({"drop_probe"})  # a probe admitted here is given back here too
-    return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both=both))
+    """The circuit ``key`` in Redis, kept here while Redis is away (a probe taken here is
+    given back here)."""
+    remote, local = RedisBreakerState(client, prefix, key), BreakerState()
+    return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both={"drop_probe"}))
 
 
 class CircuitBreaker:
-    """The circuit of one endpoint, shared by the backends that call it. ``clock`` gives
-    seconds: a wall clock by default, since Redis-shared circuits compare machines' times."""
+    """The circuit of one endpoint, shared by the backends that call it. ``clock`` is a wall
+    clock by default: Redis-shared circuits compare machines' times."""
 
     def __init__(
         self,
@@ -211,10 +167,8 @@ class CircuitBreaker:
         state: BreakerState | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.key = key
-        self.policy = policy or BreakerPolicy()
-        self.store: BreakerState = state or MemoryBreakerState()
-        self.clock = clock
+        self.key, self.policy, self.clock = key, policy or BreakerPolicy(), clock
+        self.store = state or BreakerState()
         self.state = CircuitState.CLOSED
         """The state this process last saw (:meth:`refresh` reads the store's)."""
 
@@ -229,47 +183,36 @@ class CircuitBreaker:
         return self.state
 
     async def enter(self, provider: str = "") -> str | None:
-        """Admit one call or raise :class:`CircuitOpen`. Returns the probe's token when this
-        call is the half-open probe; pass it to :meth:`succeeded` or :meth:`failed`."""
+        """Admit one call or raise :class:`CircuitOpen`; the probe's token when this call is
+        the half-open probe (pass it to :meth:`failed`)."""
         now, opened = self.clock(), await self.store.opened_at()
         self.state = state = self._at(opened, now)
         if state is CircuitState.CLOSED:
             return None
         if state is CircuitState.OPEN:
             assert opened is not None
-            raise CircuitOpen(
-                self.key, provider=provider, retry_after=opened + self.policy.cooldown - now
-            )
+            left = opened + self.policy.cooldown - now
+            raise CircuitOpen(self.key, provider=provider, retry_after=left)
         token = uuid.uuid4().hex
         if not await self.store.take_probe(token, now, self.policy.probe_timeout):
             raise CircuitOpen(self.key, provider=provider)
         return token
 
-    async def succeeded(self, probe: str | None) -> None:
-        """The call admitted by :meth:`enter` answered."""
-        await self.failed(probe, None)
-
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
         """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered). The
-        answer or error in hand matters more than this bookkeeping: a store failing here is
-        logged, not raised."""
-        answered = error is None or isinstance(error, ProviderError) and not trips(error)
+        answer or error in hand matters more: a store failing here is logged, not raised."""
+        tripped = error is not None and trips(error)
+        now = self.clock() if tripped else None
+        # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
+        said = isinstance(error, ProviderError | None) and not isinstance(error, CircuitOpen)
         try:
-            if error is not None and trips(error):
-                now = self.clock()
-                if probe is not None:
-                    await self.store.set_open(now)
-                    self.state = CircuitState.OPEN
-                elif (opened := await self.store.count_failure(now, self.policy.failures)) is None:
-                    self.state = CircuitState.CLOSED
-                elif opened == now:  # this failure opened it (a late one leaves the state be)
-                    self.state = CircuitState.OPEN
-            elif answered and not isinstance(error, CircuitOpen):
-                if probe is not None:
-                    await self.store.set_open(None)
-                    self.state = CircuitState.CLOSED
-                elif await self.store.forget_failures() is None:  # a late answer: still open
-                    self.state = CircuitState.CLOSED
+            if said and probe is not None:
+                await self.store.set_open(now)
+                self.state = CircuitState.CLOSED if now is None else CircuitState.OPEN
+            elif said:
+                opened = await self.store.record(now, self.policy.failures)
+                if opened is None or opened == now:  # a late outcome leaves an open one be
+                    self.state = CircuitState.CLOSED if opened is None else CircuitState.OPEN
             if probe is not None:
                 await self.store.drop_probe(probe)
         except TransportError as e:
@@ -283,22 +226,12 @@ class BreakerBackend(Wrapper):
         super().__init__(inner)
         self.breaker = breaker
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         probe = await self.breaker.enter(self.provider)
         try:
-            completion = await self.inner.complete(request)
-        except BaseException as error:
-            await self.breaker.failed(probe, error)
-            raise
-        await self.breaker.succeeded(probe)
-        return completion
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        probe = await self.breaker.enter(self.provider)
-        try:
-            async for chunk in self.inner.stream(request):
+            async for chunk in call(request):
                 yield chunk
-        except BaseException as error:
+        except BaseException as error:  # a stream dropped unread too (GeneratorExit)
             await self.breaker.failed(probe, error)
             raise
-        await self.breaker.succeeded(probe)
+        await self.breaker.failed(probe, None)

@@ -3,8 +3,7 @@
     request agent=ada model=gpt-4o-mini attempt=1 status=ok latency=0.412s tokens=120+31
 
 Who asks and which attempt travel on the request (``request.call``). With DEBUG off a call
-goes straight to the wrapped backend: one level check per request, nothing per chunk.
-"""
+goes straight to the wrapped backend: one level check per request, nothing per chunk."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from massgen.errors import ProviderError
-from massgen.resilience.wrapper import Wrapper
+from massgen.resilience.wrapper import Call, Wrapper
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 log = logging.getLogger("massgen.requests")
@@ -25,60 +24,34 @@ class LoggedBackend(Wrapper):
     """Wraps a backend; same interface, each request logged at DEBUG when that is on."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        if not log.isEnabledFor(logging.DEBUG):
-            return self.inner.complete(request)
-        return self._complete(request)
+        on = log.isEnabledFor(logging.DEBUG)
+        return super().complete(request) if on else self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        if not log.isEnabledFor(logging.DEBUG):
-            return self.inner.stream(request)
-        return self._stream(request)
+        on = log.isEnabledFor(logging.DEBUG)
+        return super().stream(request) if on else self.inner.stream(request)
 
-    async def _complete(self, request: CompletionRequest) -> Completion:
-        started = time.perf_counter()
-        try:
-            completion = await self.inner.complete(request)
-        except (Exception, asyncio.CancelledError) as error:
-            self._failed(request, started, error)
-            raise
-        self._done(request, completion)
-        return completion
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        started, asked = time.perf_counter(), request.call
+        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
 
-    async def _stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        started = time.perf_counter()
+        def say(model: str, status: object, latency: float, tail: str, *args: object) -> None:
+            head = "request agent=%s model=%s attempt=%d status=%s latency=%.3fs "
+            log.debug(head + tail, agent, model or "-", attempt, status, latency, *args)
+
         try:
-            async for chunk in self.inner.stream(request):
-                if chunk.completion is not None:
-                    self._done(request, chunk.completion)
+            async for chunk in call(request):
+                if (done := chunk.completion) is not None:
+                    model, usage = done.model or request.model or self.model, done.usage
+                    finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
+                    tokens = f"{usage.input_tokens}+{usage.output_tokens}"
+                    say(model, "ok", done.latency, "tokens=%s%s", tokens, finish)
                 yield chunk
         except (Exception, asyncio.CancelledError) as error:
-            self._failed(request, started, error)
+            status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
+            if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+                status = "cancelled"
+            why = str(error).splitlines()[0][:300] if str(error) else "-"
+            elapsed, model = time.perf_counter() - started, request.model or self.model
+            say(model, status or type(error).__name__, elapsed, "error=%s", why)
             raise
-
-    def _head(self, request: CompletionRequest, model: str) -> str:
-        call = request.call
-        agent = (call.agent if call else "") or "-"
-        return f"request agent={agent} model={model or '-'} attempt={call.attempt if call else 1}"
-
-    def _done(self, request: CompletionRequest, completion: Completion) -> None:
-        usage = completion.usage
-        log.debug(
-            "%s status=ok latency=%.3fs tokens=%d+%d%s",
-            self._head(request, completion.model or request.model or self.model),
-            completion.latency,
-            usage.input_tokens,
-            usage.output_tokens,
-            f" finish={completion.finish_reason}" if completion.finish_reason != "stop" else "",
-        )
-
-    def _failed(self, request: CompletionRequest, started: float, error: BaseException) -> None:
-        status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
-        if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
-            status = "cancelled"
-        log.debug(
-            "%s status=%s latency=%.3fs error=%s",
-            self._head(request, request.model or self.model),
-            status or type(error).__name__,
-            time.perf_counter() - started,
-            str(error).splitlines()[0][:300] if str(error) else "-",
-        )

@@ -1,24 +1,21 @@
-"""Retry transient provider failures with exponential backoff, jitter and Retry-After.
-
-One retry budget (the SDKs' own retries are off). Retried: errors whose ``retryable`` flag is
-set; never authentication, other 4xx or an open circuit. A stream is retried from the start
-only if it failed before its final chunk. Hand-written: tenacity's attempt context cannot
-wrap an async generator safely.
-"""
+"""Retry errors whose ``retryable`` flag is set (never auth, other 4xx or an open circuit)
+with exponential backoff, jitter and Retry-After: the one retry budget (the SDKs' are off). A
+stream is retried from the start if it failed before its final chunk. Not tenacity: its
+attempt context cannot wrap an async generator safely."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
-from massgen.resilience.wrapper import Wrapper
-from massgen.types import CallContext, Completion, CompletionRequest, StreamChunk
+from massgen.resilience.wrapper import Call, Wrapper
+from massgen.types import CallContext, CompletionRequest, StreamChunk
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +23,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """``max_retries`` retries after the first attempt; waits grow from ``base_delay`` by
-    ``factor`` up to ``max_delay``, with full jitter, and are never shorter than the
-    provider's Retry-After (itself capped at ``retry_after_cap`` seconds)."""
+    ``factor`` up to ``max_delay``, jittered, never shorter than the provider's Retry-After
+    (itself capped at ``retry_after_cap`` seconds)."""
 
     max_retries: int = 3
     base_delay: float = 1.0
@@ -39,8 +36,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
         ceiling = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
         wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
-        after = getattr(error, "retry_after", None)
-        if after:
+        if after := getattr(error, "retry_after", None):
             wait = max(wait, min(float(after), self.retry_after_cap))
         return wait
 
@@ -50,55 +46,31 @@ def retryable(error: BaseException) -> bool:
 
 
 class RetryingBackend(Wrapper):
-    """Wraps a backend; same interface, transient failures retried. Each attempt's request
-    carries its number (``request.call.attempt``) for the request log."""
+    """Wraps a backend; same interface, transient failures retried."""
 
     def __init__(self, inner: Backend, policy: RetryPolicy, *, seed: int | None = None) -> None:
         super().__init__(inner)
         self.policy = policy
         self._rng = random.Random(seed)
 
-    async def _pause(self, attempt: int, error: BaseException, call: CallContext | None) -> None:
-        if attempt > self.policy.max_retries or not retryable(error):
-            raise error
-        wait = self.policy.delay(attempt, error, self._rng)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s",
-                (call.agent if call else "") or "-",
-                attempt,
-                self.policy.max_retries,
-                wait,
-                str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
-            )
-        if call is not None and call.on_retry is not None:
-            call.on_retry(attempt, self.policy.max_retries, wait, error)
-        await asyncio.sleep(wait)
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        attempt = 0
-        while True:
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        asked, most = request.call, self.policy.max_retries
+        for attempt in itertools.count(1):
+            sent = request  # each attempt's number goes to the request log
+            if attempt > 1:
+                sent = replace(request, call=replace(asked or CallContext(), attempt=attempt))
             try:
-                return await self.inner.complete(_numbered(request, attempt))
-            except ProviderError as error:
-                attempt += 1
-                await self._pause(attempt, error, request.call)
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        attempt = 0
-        while True:
-            try:
-                async for chunk in self.inner.stream(_numbered(request, attempt)):
+                async for chunk in call(sent):
                     yield chunk
                 return
             except ProviderError as error:
-                attempt += 1
-                await self._pause(attempt, error, request.call)
-
-
-def _numbered(request: CompletionRequest, retries: int) -> CompletionRequest:
-    """``request`` as attempt ``retries + 1``."""
-    if not retries:
-        return request
-    call = dataclasses.replace(request.call or CallContext(), attempt=retries + 1)
-    return dataclasses.replace(request, call=call)
+                if attempt > most or not retryable(error):
+                    raise
+                wait = self.policy.delay(attempt, error, self._rng)
+                why = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+                agent = (asked.agent if asked else "") or "-"
+                line = "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s"
+                log.info(line, agent, attempt, most, wait, why)
+                if asked is not None and asked.on_retry is not None:
+                    asked.on_retry(attempt, most, wait, error)
+                await asyncio.sleep(wait)

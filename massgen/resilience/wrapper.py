@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from massgen.backends.base import Backend
 from massgen.types import CallContext, Completion, CompletionRequest, NativeTool, StreamChunk
 
+Call = Callable[[CompletionRequest], AsyncIterator[StreamChunk]]
+
 
 class Wrapper(Backend):
-    """Forwards everything to ``inner``; a subclass overrides what it adds. ``complete`` and
-    ``stream`` hand back the inner call's own coroutine and iterator: no frame of their own."""
+    """Forwards everything to ``inner``; a subclass adds its part in :meth:`around`."""
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(model=inner.model, name=inner.name)
-        self.inner = inner
-        self.provider = inner.provider
-        self.supports_tools = inner.supports_tools
-        self.native_tools = inner.native_tools
+        self.inner, self.provider = inner, inner.provider
+        self.supports_tools, self.native_tools = inner.supports_tools, inner.native_tools
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -29,11 +28,23 @@ class Wrapper(Backend):
     ) -> bool:
         return self.inner.supports_native(tool, model=model, with_functions=with_functions)
 
-    def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        return self.inner.complete(request)
+    def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        """The chunks of ``call(request)`` with what this wrapper adds, written once for
+        ``complete`` (one chunk carrying the completion) and ``stream``."""
+        return call(request)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        done = None
+        async for chunk in self.around(request, self._once):  # to the end: no frame left open
+            done = chunk.completion or done
+        assert done is not None
+        return done
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        return self.inner.stream(request)
+        return self.around(request, self.inner.stream)
+
+    async def _once(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(completion=await self.inner.complete(request))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
