@@ -186,15 +186,22 @@ def _of(kind: str) -> list[Block]:
 
 
 def _check_run_diagram(block: Block, ctx: OtherContext) -> None:
-    """Every module the path of one run names exists, and holds the name shown beside it."""
-    for path in re.findall(r"(?<![.\w])(massgen/[\w/]+(?:\.py|/))", block.text):
-        assert (ROOT / path).exists(), f"{block}: {path} does not exist"
-    for line in block.text.splitlines():
-        m = re.search(r"→ (\w+)\.(\w+)\(.*?\)\s+(massgen/[\w/.]+)", line)
+    """The path of one run: numbered steps, one module each; every module and every file a
+    step names exists, and every ``Class.method`` or ``module.function`` shown is defined."""
+    steps, current = [], ROOT / "massgen"
+    for line in block.text.splitlines()[1:]:
+        m = re.match(r"\s*(\d+) ([\w/]+\.py)\s", line)
         if m:
-            where = ROOT / m[3]
-            files = [where] if where.is_file() else list(where.rglob("*.py"))
-            assert any(f"def {m[2]}" in f.read_text() for f in files), line
+            steps.append(int(m[1]))
+            current = ROOT / "massgen" / m[2]
+            assert current.is_file(), f"{block}: massgen/{m[2]} does not exist"
+        for name in re.findall(r"(?<![/\w])(\w+\.py)\b", line):
+            assert (current.parent / name).is_file(), f"{block}: {name} beside {current}?"
+        for owner, attr in re.findall(r"\b([A-Za-z]\w*)\.([a-z_]\w*)\(?", line):
+            if attr != "py" and (owner in {"team", "resilience"} or owner[0].isupper()):
+                sources = [f.read_text() for f in (ROOT / "massgen").rglob("*.py")]
+                assert any(f"def {attr}" in src for src in sources), f"{block}: {owner}.{attr}"
+    assert steps == list(range(1, len(steps) + 1)), f"{block}: steps are numbered in order"
 
 
 def _check_breaker_diagram(block: Block, ctx: OtherContext) -> None:
@@ -324,7 +331,7 @@ def _check_unreachable(block: Block, ctx: OtherContext) -> None:
 
 
 OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
-    (r"massgen run team\.yaml \"task\" +massgen/cli/", _check_run_diagram),
+    (r"massgen run team\.yaml \"task\"$", _check_run_diagram),
     (r"\s+failures consecutive tripping failures", _check_breaker_diagram),
     (r'<tool_output tool="web_search">', _check_tool_fence),
     (r"Recalled memory from earlier runs", _check_recall),
