@@ -148,24 +148,25 @@ class AnthropicBackend(SDKBackend):
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            part = _StreamedMessage()
-            extra: Any = {"extra_body": self._extra_body(request)}
-            extra["timeout"] = self._timeout(request)
+            options: Any = {"extra_body": self._extra_body(request)}
+            options["timeout"] = self._timeout(request)
+            message = None  # a stream without `message_stop` was cut off
             with self._mapped():
                 if not stream:
-                    part.whole(await client.messages.create(**body, **extra))
-                else:
-                    events = await client.messages.create(**body, **extra, stream=True)
-                    async with events:
+                    message = await client.messages.create(**body, **options)
+                else:  # the SDK's stream puts the blocks together as the API sends them whole
+                    async with client.messages.stream(**body, **options) as events:
                         async for event in events:
-                            if delta := part.feed(event):
-                                yield StreamChunk(delta=delta)
-            if not part.finished:
+                            if event.type == "text":
+                                yield StreamChunk(delta=event.text)
+                            elif event.type == "message_stop":
+                                message = events.current_message_snapshot
+            if message is None:
                 raise stream_incomplete(self.provider)
-            body["model"] = part.model or body["model"]
-            turn.usage += Usage(part.input_tokens, part.output_tokens)
-            turn.stop_reason = part.stop_reason
-            blocks = part.blocks()
+            body["model"] = message.model or body["model"]
+            turn.usage += _usage(message.usage)
+            turn.stop_reason = message.stop_reason
+            blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
             turn.take(blocks)
             if not turn.paused(body, blocks):
                 break
@@ -184,13 +185,10 @@ class AnthropicBackend(SDKBackend):
 
 
 # -- mapping ---------------------------------------------------------------------------------
-def _input_tokens(usage: Any) -> int:
-    """All prompt tokens: fresh, written to the cache and read from it."""
-    return (
-        (usage.input_tokens or 0)
-        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-        + (getattr(usage, "cache_read_input_tokens", None) or 0)
-    )
+def _usage(usage: Any) -> Usage:
+    """All prompt tokens (fresh, written to the cache and read from it) are input."""
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return Usage((usage.input_tokens or 0) + cached, usage.output_tokens or 0)
 
 
 def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -353,71 +351,3 @@ class _Turn:
             requests=1 + self.pauses,
             reasoning="\n\n".join(self.reasoning),
         )
-
-
-class _StreamedMessage:
-    """One streamed message read event by event: usage, and every content block as the JSON
-    the API would have sent whole (text, thinking with its signature, tool calls...)."""
-
-    def __init__(self) -> None:
-        self.model = ""
-        self.raw: dict[int, dict[str, Any]] = {}
-        self.json: dict[int, str] = {}
-        self.input_tokens = self.output_tokens = 0
-        self.stop_reason: str | None = None
-        self.finished = False
-
-    def whole(self, message: Any) -> None:
-        """Take a whole (not streamed) message in."""
-        self.model = message.model or ""
-        self.input_tokens = _input_tokens(message.usage)
-        self.output_tokens = message.usage.output_tokens
-        self.stop_reason = message.stop_reason
-        for i, block in enumerate(message.content):
-            self.raw[i] = block.model_dump(mode="json", exclude_none=True)
-        self.finished = True
-
-    def feed(self, event: Any) -> str:
-        """Take one event in; return its text delta ("" if none)."""
-        kind = event.type
-        if kind == "message_start":
-            self.model = event.message.model or self.model
-            self.input_tokens = _input_tokens(event.message.usage)
-            self.output_tokens = event.message.usage.output_tokens
-        elif kind == "content_block_start":
-            self.raw[event.index] = event.content_block.model_dump(mode="json", exclude_none=True)
-        elif kind == "content_block_delta":
-            return self._delta(event.index, event.delta)
-        elif kind == "message_delta":
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
-            self.output_tokens = event.usage.output_tokens
-            if event.usage.input_tokens is not None:
-                self.input_tokens = _input_tokens(event.usage)
-        elif kind == "message_stop":
-            self.finished = True
-        return ""
-
-    def _delta(self, index: int, delta: Any) -> str:
-        raw = self.raw.setdefault(index, {})
-        if delta.type == "text_delta":
-            raw["text"] = raw.get("text", "") + delta.text
-            return str(delta.text)
-        if delta.type == "input_json_delta":
-            self.json[index] = self.json.get(index, "") + delta.partial_json
-        elif delta.type == "citations_delta":
-            citation = delta.citation.model_dump(mode="json", exclude_none=True)
-            raw.setdefault("citations", []).append(citation)
-        elif delta.type == "thinking_delta":
-            raw["thinking"] = raw.get("thinking", "") + delta.thinking
-        elif delta.type == "signature_delta":
-            raw["signature"] = delta.signature
-        return ""
-
-    def blocks(self) -> list[dict[str, Any]]:
-        """The content blocks as the API would have sent them whole."""
-        out = []
-        for index, block in sorted(self.raw.items()):
-            if index in self.json and "input" in block:
-                block["input"] = parse_arguments(self.json[index])
-            out.append(block)
-        return out
