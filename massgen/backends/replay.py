@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend, text_completion
 from massgen.errors import ConfigError
-from massgen.types import Completion, CompletionRequest, StreamChunk, Usage
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 DEFAULT_REPLY = "This is a replayed answer to: {task}"
 
@@ -83,36 +83,24 @@ class ReplayBackend(Backend):
             return fill(reply, request)
         return fill(self.default, request)
 
-    def _completion(self, request: CompletionRequest, text: str, started: float) -> Completion:
-        return Completion(
-            text=text,
-            model=request.model or self.model,
-            usage=Usage(estimate_tokens(request), estimate_text_tokens(text)),
-            finish_reason="stop",
-            latency=time.perf_counter() - started,
-        )
-
     async def complete(self, request: CompletionRequest) -> Completion:
-        started = time.perf_counter()
-        text = self.reply_for(request)
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        return self._completion(request, text, started)
+        async for chunk in self.stream(request):
+            done = chunk.completion
+        assert done is not None
+        return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         """Yield the reply in ``stream_chunk``-sized deltas, spreading ``latency`` over them."""
         started = time.perf_counter()
         text = self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
-        pieces = [text[i : i + size] for i in range(0, len(text), size)]
-        pause = self.latency / max(1, len(pieces))
-        if not pieces and self.latency:
-            await asyncio.sleep(self.latency)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:
-            if pause:
-                await asyncio.sleep(pause)
-            yield StreamChunk(delta=piece)
-        yield StreamChunk(completion=self._completion(request, text, started))
+            if self.latency:
+                await asyncio.sleep(self.latency / len(pieces))
+            if piece:
+                yield StreamChunk(delta=piece)
+        yield StreamChunk(completion=await text_completion(self, request, text, started))
 
 
 def fill(reply: str, request: CompletionRequest) -> str:
