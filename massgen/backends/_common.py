@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
-from massgen.types import CompletionRequest, Source, Usage
+from massgen.types import Completion, CompletionRequest, Source, ToolCall, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 NO_KEY = "not-needed"
@@ -172,20 +172,33 @@ def parse_arguments(raw: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 
-def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Usage:
-    """The provider's usage, or an estimate when it reported none (some local servers),
-    so that budgets and cost never silently read zero."""
-    if usage.input_tokens or usage.output_tokens:
-        return usage
-    return Usage(estimate_tokens(request), estimate_text_tokens(text))
-
-
-def normalise_finish(reason: str, *, has_tool_calls: bool) -> str:
-    """One of :data:`FINISH_REASONS`; ``tool_calls`` when there are calls, since some
-    OpenAI-compatible servers say ``stop`` while returning them."""
-    if has_tool_calls and reason in ("stop", "other"):
-        return "tool_calls"
-    return reason if reason in FINISH_REASONS else "other"
+def answer(
+    request: CompletionRequest,
+    text: str,
+    *,
+    usage: Usage,
+    finish: str,
+    calls: Iterable[ToolCall] = (),
+    found: Iterable[tuple[str, str]] = (),
+    **fields: Any,
+) -> Completion:
+    """A provider's answer as our Completion. ``finish`` (already in our words) becomes
+    ``tool_calls`` when there are calls, as some compatible servers say ``stop`` while
+    returning them; usage is estimated when the provider reported none (some local servers),
+    so budgets and cost never silently read zero; ``found`` are the searches' sources."""
+    calls = tuple(calls)
+    if calls and finish in ("stop", "other"):
+        finish = "tool_calls"
+    if not (usage.input_tokens or usage.output_tokens):
+        usage = Usage(estimate_tokens(request), estimate_text_tokens(text))
+    return Completion(
+        text=text,
+        usage=usage,
+        finish_reason=finish if finish in FINISH_REASONS else "other",
+        tool_calls=calls,
+        sources=unique_sources(found),
+        **fields,
+    )
 
 
 def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:

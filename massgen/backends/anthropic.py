@@ -16,13 +16,11 @@ import anthropic
 from massgen.backends._common import (
     Remembered,
     SDKBackend,
+    answer,
     check_native,
-    normalise_finish,
     parse_arguments,
     results_text,
     sdk_client,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
@@ -337,16 +335,15 @@ class _Turn:
         return True
 
     def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
-        calls = tuple(self.calls)
-        reason = _FINISH.get(self.stop_reason or "", "other")
-        return Completion(
-            text=self.text,
+        return answer(
+            request,
+            self.text,
+            usage=self.usage,
+            finish=_FINISH.get(self.stop_reason or "", "other"),
+            calls=self.calls,
+            found=[*self.cited, *self.found],
             model=model,
-            usage=usage_or_estimate(self.usage, request, self.text),
-            finish_reason=normalise_finish(reason, has_tool_calls=bool(calls)),
-            tool_calls=calls,
             latency=latency,
-            sources=unique_sources([*self.cited, *self.found]),
             server_calls=(*self.server, *self.unanswered()),
             requests=1 + self.pauses,
             reasoning="\n\n".join(self.reasoning),

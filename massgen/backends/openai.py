@@ -23,12 +23,10 @@ from typing import Any, ClassVar, Final, Protocol
 from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
     SDKBackend,
+    answer,
     check_native,
-    normalise_finish,
     parse_arguments,
     results_text,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
@@ -38,7 +36,6 @@ from massgen.types import (
     CompletionRequest,
     NativeTool,
     ServerToolCall,
-    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -320,23 +317,6 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
         )
 
 
-def _citations(
-    request: CompletionRequest, annotations: Any
-) -> tuple[tuple[Source, ...], tuple[ServerToolCall, ...]]:
-    """``url_citation`` annotations as sources; with web search asked for, one reported
-    search (Chat Completions does not say what was searched, nor how often)."""
-    pairs = [
-        (str(c.get("url") or ""), str(c.get("title") or ""))
-        for a in annotations or ()
-        if isinstance(a, Mapping) and a.get("type") == "url_citation"
-        for c in [a.get("url_citation") or {}]
-    ]
-    if not request.native_tools:
-        return unique_sources(pairs), ()
-    search = ServerToolCall(id="web_search", name="web_search", output=results_text(pairs))
-    return unique_sources(pairs), (search,)
-
-
 class _Assembly:
     """An answer put together chunk by chunk (or from a whole response): text, reasoning,
     tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
@@ -394,8 +374,6 @@ class _Assembly:
                 slot["arguments"] += (
                     arguments if isinstance(arguments, str) else json.dumps(arguments)
                 )
-            elif (custom := tc.get("custom")) is not None:  # free text, not JSON
-                slot.update(name=str(custom.get("name") or ""), raw=str(custom.get("input") or ""))
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
         content = delta.get("content")
@@ -412,25 +390,33 @@ class _Assembly:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
         if self.finish is None and not self.done:
             raise stream_incomplete(self.provider)
-        calls = tuple(
+        calls = [
             ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c.get("raw", c["arguments"])),
+                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
                 name=c["name"],
-                arguments={"_raw": c["raw"]} if "raw" in c else parse_arguments(c["arguments"]),
+                arguments=parse_arguments(c["arguments"]),
             )
             for i, c in sorted(self.calls.items())
-        )
-        text = "".join(self.text)
-        sources, searches = _citations(request, self.annotations)
-        return Completion(
-            text=text,
+        ]
+        pairs = [
+            (str(c.get("url") or ""), str(c.get("title") or ""))
+            for a in self.annotations
+            if isinstance(a, Mapping) and a.get("type") == "url_citation"
+            for c in [a.get("url_citation") or {}]
+        ]
+        return answer(
+            request,
+            "".join(self.text),
+            usage=self.usage,
+            finish=_FINISH.get(self.finish or "stop", "other"),
+            calls=calls,
+            found=pairs,
             model=self.model,
-            usage=usage_or_estimate(self.usage, request, text),
-            finish_reason=_finish(self.finish or "stop", bool(calls)),
-            tool_calls=calls,
             latency=latency,
-            sources=sources,
-            server_calls=searches,
+            # Chat Completions does not say what was searched, nor how often: one search.
+            server_calls=(ServerToolCall("web_search", "web_search", output=results_text(pairs)),)
+            if request.native_tools
+            else (),
             reasoning="".join(self.reasoning),
         )
 
@@ -450,10 +436,6 @@ def _usage(usage: Mapping[str, Any] | None) -> Usage:
     if not usage:
         return Usage()
     return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-
-
-def _finish(reason: str | None, has_tool_calls: bool) -> str:
-    return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
 
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------

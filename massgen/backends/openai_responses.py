@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from massgen.backends._common import (
-    normalise_finish,
+    answer,
     parse_arguments,
     results_text,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
@@ -120,15 +118,15 @@ def completion(
     if searches and searches[-1].ok and cited and not found:
         # The provider did not list what the searches found: report what the answer cites.
         searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
-    text = "".join(texts)
-    return Completion(
-        text=text,
+    return answer(
+        request,
+        "".join(texts),
+        usage=_usage(data.get("usage")),
+        finish=_finish(data),
+        calls=calls,
+        found=[*cited, *found],
         model=str(data.get("model") or model),
-        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
-        finish_reason=_finish(data, bool(calls)),
-        tool_calls=tuple(calls),
         latency=latency,
-        sources=unique_sources([*cited, *found]),
         server_calls=tuple(searches),
         reasoning="\n\n".join(thoughts),
     )
@@ -246,9 +244,9 @@ def _usage(usage: Any) -> Usage:
     return Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
 
 
-def _finish(data: Mapping[str, Any], has_calls: bool) -> str:
+def _finish(data: Mapping[str, Any]) -> str:
     status = data.get("status")
     if status == "incomplete":
         details = data.get("incomplete_details") or {}
-        return _INCOMPLETE.get(str(details.get("reason") or ""), "other")
-    return normalise_finish("stop" if status == "completed" else "other", has_tool_calls=has_calls)
+        return _INCOMPLETE.get(str(details.get("reason") or ""), "incomplete")
+    return "stop" if status == "completed" else "other"
