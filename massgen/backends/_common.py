@@ -9,12 +9,12 @@ import os
 import ssl
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, ClassVar
 
 from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
-from massgen.types import Completion, CompletionRequest, Source, ToolCall, Usage
+from massgen.types import Completion, CompletionRequest, Source, StreamChunk, ToolCall, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 NO_KEY = "not-needed"
@@ -90,6 +90,20 @@ class SDKBackend(Backend):
     def _extra(self, request: CompletionRequest) -> dict[str, Any]:
         """Provider parameters: the backend's ``params``, then the request's ``extra``."""
         return {**self.params, **request.extra}
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        async for piece in self._answer(request, stream=False):
+            done = piece.completion
+        assert done is not None
+        return done
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        async for piece in self._answer(request, stream=True):
+            yield piece
+
+    def _answer(self, request: CompletionRequest, *, stream: bool) -> AsyncIterator[StreamChunk]:
+        """Text deltas (when ``stream``), then the completion: one path for both calls."""
+        raise NotImplementedError
 
     def describe(self) -> str:
         where = f" @ {self.base_url}" if self.base_url and not self.needs_key else ""

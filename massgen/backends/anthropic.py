@@ -127,16 +127,6 @@ class AnthropicBackend(SDKBackend):
             extra.setdefault("temperature", temperature)
         return extra or None
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        async for piece in self._answer(request, stream=False):
-            done = piece.completion
-        assert done is not None
-        return done
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async for piece in self._answer(request, stream=True):
-            yield piece
-
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:

@@ -210,27 +210,23 @@ class GoogleBackend(SDKBackend):
             )
         return calls
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
         client, answer = self._get_client(), _Answer(self, request)
+        args: Any = {"model": answer.model, "contents": self._contents(request)}
+        args["config"] = self._config(request)
         with self._mapped():
-            response = await client.aio.models.generate_content(
-                model=answer.model, contents=self._contents(request), config=self._config(request)
-            )
-        answer.take(response)
-        return answer.completion()
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        client, answer = self._get_client(), _Answer(self, request)
-        with self._mapped():
-            stream = await client.aio.models.generate_content_stream(
-                model=answer.model, contents=self._contents(request), config=self._config(request)
-            )
-            async with aclosing(stream):  # type: ignore[type-var]  # closed at once if we stop
-                async for chunk in stream:
-                    if delta := answer.take(chunk):
-                        yield StreamChunk(delta=delta)
-        if answer.finish is None:
-            raise stream_incomplete(self.provider)
+            if not stream:
+                answer.take(await client.aio.models.generate_content(**args))
+            else:
+                chunks = await client.aio.models.generate_content_stream(**args)
+                async with aclosing(chunks):  # type: ignore[type-var]  # closed at once if we stop
+                    async for chunk in chunks:
+                        if delta := answer.take(chunk):
+                            yield StreamChunk(delta=delta)
+                if answer.finish is None:
+                    raise stream_incomplete(self.provider)
         yield StreamChunk(completion=answer.completion())
 
     @contextmanager

@@ -199,29 +199,26 @@ class OpenAIBackend(SDKBackend):
             body["reasoning"] = {"effort": effort}
         return RESPONSES, {**body, **extra}
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        api, body = self._payload(request, stream=False)
-        started = time.perf_counter()
-        data = await self._chat.request(api, body, self._timeout(request))
-        latency = time.perf_counter() - started
-        read = responses.completion if api == RESPONSES else _completion
-        return read(data, request, body["model"], latency, provider=self.provider)
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        api, body = self._payload(request, stream=True)
-        started = time.perf_counter()
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
+        api, body = self._payload(request, stream=stream)
+        started, seconds = time.perf_counter(), self._timeout(request)
         kind = responses.Assembly if api == RESPONSES else _Assembly
         answer = kind(body["model"], provider=self.provider)
-        try:
-            async with aclosing(self._chat.stream(api, body, self._timeout(request))) as events:
-                async for event in events:
-                    if delta := answer.feed(event):
-                        yield StreamChunk(delta=delta)
-        except ProviderError:
-            # An error after the answer said it was finished (OpenRouter sends one after a
-            # `length` finish) cannot take the answer back: keep it. Before that, it stands.
-            if not answer.finished:
-                raise
+        if not stream:
+            answer.whole(await self._chat.request(api, body, seconds))
+        else:
+            try:
+                async with aclosing(self._chat.stream(api, body, seconds)) as events:
+                    async for event in events:
+                        if delta := answer.feed(event):
+                            yield StreamChunk(delta=delta)
+            except ProviderError:
+                # An error after the answer said it was finished (OpenRouter sends one after
+                # a `length` finish) cannot take the answer back: keep it. Before, it stands.
+                if not answer.finished:
+                    raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 
@@ -263,20 +260,6 @@ def _tool_choice(choice: str) -> Any:
 
 
 # -- responses in ----------------------------------------------------------------------------
-def _completion(
-    data: Mapping[str, Any],
-    request: CompletionRequest,
-    model: str,
-    latency: float,
-    *,
-    provider: str,
-) -> Completion:
-    """A non-streamed response object as our Completion."""
-    answer = _Assembly(model, provider=provider)
-    answer.whole(data)
-    return answer.completion(request, latency)
-
-
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
     for choice in choices or ():

@@ -162,6 +162,9 @@ class Assembly:
         self.final: Mapping[str, Any] | None = None
         self.finished = False  # an error event, even after the final response, is raised
 
+    def whole(self, data: Mapping[str, Any]) -> None:
+        self.final = data
+
     def feed(self, event: Mapping[str, Any]) -> str:
         """Take one event in; return its text delta ("" if it has none)."""
         kind = event.get("type")
