@@ -16,9 +16,9 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
@@ -63,25 +63,6 @@ _FINISH = {
 }
 
 
-class ChatClient(Protocol):
-    """What the adapter needs from a client: a body sent to ``api`` (``chat/completions`` or
-    ``responses``), the provider's JSON back. It owns its connections and maps its own
-    exceptions to ours where they enter."""
-
-    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming request: the response object."""
-        ...
-
-    def stream(
-        self, api: str, body: dict[str, Any], seconds: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Its chunk (or event) objects, then :data:`DONE` if it ended with ``[DONE]``; an
-        error object inside the stream is raised, mapped like a status."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
 """OpenAI models that take the Responses ``web_search`` tool..."""
 _NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
@@ -117,7 +98,9 @@ class OpenAIBackend(SDKBackend):
             from massgen.backends.openai_sdk import SDKChatClient as Client
         else:
             from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
-        self._chat: ChatClient = Client(
+        # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
+        # `api`; it owns its connections and maps its own exceptions to ours.
+        self._chat = Client(
             provider=self.provider,
             api_key=self._api_key,
             base_url=self.base_url,

@@ -102,7 +102,7 @@ def completion(
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
                     texts.append(str(part.get("text") or ""))
-                    cited += _citations(part.get("annotations"))
+                    cited += _pairs(part.get("annotations"), "url_citation")
         elif kind == "function_call":
             calls.append(
                 ToolCall(
@@ -112,7 +112,8 @@ def completion(
                 )
             )
         elif kind == "web_search_call":
-            pairs = _action_sources(item.get("action"))
+            action = item.get("action")
+            pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
             found += pairs
             searches.append(_search(item, pairs))
     if searches and searches[-1].ok and cited and not found:
@@ -202,21 +203,12 @@ def response_error(error: Any, *, provider: str) -> ProviderError:
     return error_in_body(error, provider=provider, default_status=400)
 
 
-def _citations(annotations: Any) -> list[tuple[str, str]]:
+def _pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
+    """``(url, title)`` of annotations of ``kind`` (or of every source, with ``None``)."""
     return [
         (str(a.get("url") or ""), str(a.get("title") or ""))
-        for a in annotations or ()
-        if isinstance(a, Mapping) and a.get("type") == "url_citation"
-    ]
-
-
-def _action_sources(action: Any) -> list[tuple[str, str]]:
-    if not isinstance(action, Mapping):
-        return []
-    return [
-        (str(s.get("url") or ""), str(s.get("title") or ""))
-        for s in action.get("sources") or ()
-        if isinstance(s, Mapping)
+        for a in items or ()
+        if isinstance(a, Mapping) and kind in (None, a.get("type"))
     ]
 
 
