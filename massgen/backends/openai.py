@@ -1,12 +1,8 @@
-"""OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
+"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
 
-A turn that declares a provider-side web search goes to the Responses API
-(:mod:`~massgen.backends.openai_responses`) on ``openai`` (but for its ``*-search-*`` models,
-which search on Chat Completions) and ``xai``. This module builds the body and reads the
-answer as plain dicts for both clients, so they cannot drift apart: massgen's own
-(:mod:`~massgen.backends.openai_http`, the default) and ``client="sdk"``, the ``openai``
-SDK (:mod:`~massgen.backends.openai_sdk`, about a second of CPU to import). The presets are
-this adapter with other defaults: base URL, key variable, whether a key is needed.
+Bodies are built and answers read here as plain dicts, so the two clients cannot drift apart:
+massgen's own (:mod:`.openai_http`, the default) and ``client: sdk`` (:mod:`.openai_sdk`). A
+turn with a provider-side search goes to the Responses API (:mod:`.openai_responses`).
 """
 
 from __future__ import annotations
@@ -48,19 +44,12 @@ CHAT, RESPONSES = "chat/completions", "responses"
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-_CALL_FIELDS = ("id", "name", "arguments")
-
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
 """What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
 carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
-_FINISH = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
+_FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
+_FINISH["function_call"] = "tool_calls"
 
 
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
@@ -100,12 +89,8 @@ class OpenAIBackend(SDKBackend):
             from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
         # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
         # `api`; it owns its connections and maps its own exceptions to ours.
-        self._chat = Client(
-            provider=self.provider,
-            api_key=self._api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-        )
+        options = {"api_key": self._api_key, "base_url": self.base_url, "timeout": self.timeout}
+        self._chat = Client(provider=self.provider, **options)
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -210,30 +195,18 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
     if m.role == "assistant" and m.tool_calls:
-        return {
-            "role": "assistant",
-            "content": m.content or None,
-            "tool_calls": [
-                {
-                    "id": tc.id,
-                    "type": "function",
-                    "function": {"name": tc.name, "arguments": json.dumps(dict(tc.arguments))},
-                }
-                for tc in m.tool_calls
-            ],
-        }
+        calls = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": args}}
+            for c in m.tool_calls
+            for args in [json.dumps(dict(c.arguments))]
+        ]
+        return {"role": "assistant", "content": m.content or None, "tool_calls": calls}
     return {"role": m.role, "content": m.content}
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": t.name,
-            "description": t.description,
-            "parameters": dict(t.parameters),
-        },
-    }
+    flat = responses.function_tool(t)  # Chat Completions nests it under `function`
+    return {"type": flat.pop("type"), "function": flat}
 
 
 def _tool_choice(choice: str) -> Any:
@@ -330,7 +303,9 @@ class _Assembly:
         if thought:
             self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
-            slot = self.calls.setdefault(tc.get("index", 0), dict.fromkeys(_CALL_FIELDS, ""))
+            slot = self.calls.setdefault(
+                tc.get("index", 0), dict.fromkeys(("id", "name", "arguments"), "")
+            )
             if tc.get("id"):
                 slot["id"] = tc["id"]
             function = tc.get("function")
