@@ -47,27 +47,15 @@ WEB_SEARCH_TOOL = "web_search_20250305"
 """The server tool version declared: the one every current model takes directly (the 2026
 versions default to being called from code execution)."""
 
-_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH |= {"model_context_window_exceeded": "length", "tool_use": "tool_calls"}
+_FINISH["refusal"] = "content_filter"
 
 # Errors sent as an event inside a stream (HTTP status 200) name their kind, not a status.
-_STREAM_ERROR_STATUS = {
-    "overloaded_error": 529,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "invalid_request_error": 400,
-    "not_found_error": 404,
-    "request_too_large": 413,
-}
+_STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
+_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401}
+_STREAM_ERROR_STATUS |= {"permission_error": 403, "invalid_request_error": 400}
+_STREAM_ERROR_STATUS |= {"not_found_error": 404, "request_too_large": 413}
 
 
 class AnthropicBackend(SDKBackend):
@@ -223,14 +211,9 @@ def _tool_choice(choice: str) -> dict[str, Any]:
 
 
 def _native(t: NativeTool) -> dict[str, Any]:
-    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search"}
-    if t.max_uses is not None:
-        tool["max_uses"] = t.max_uses
-    if t.allowed_domains:
-        tool["allowed_domains"] = list(t.allowed_domains)
-    if t.blocked_domains:
-        tool["blocked_domains"] = list(t.blocked_domains)
-    return tool
+    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": t.max_uses}
+    tool |= {"allowed_domains": list(t.allowed_domains), "blocked_domains": list(t.blocked_domains)}
+    return {key: value for key, value in tool.items() if value not in (None, [])}
 
 
 class _Turn:
@@ -260,25 +243,14 @@ class _Turn:
                     if c.get("url"):
                         self.cited.append((c["url"], c.get("title") or ""))
             elif kind == "thinking":
-                if block.get("thinking"):
-                    self.reasoning.append(block["thinking"])
-                self.thinking.append(
-                    {
-                        "type": "thinking",
-                        "thinking": block.get("thinking", ""),
-                        "signature": block.get("signature", ""),
-                    }
-                )
+                text, signature = block.get("thinking", ""), block.get("signature", "")
+                self.reasoning += [text] if text else []
+                self.thinking.append({"type": kind, "thinking": text, "signature": signature})
             elif kind == "redacted_thinking":  # encrypted: nothing to read, only to send back
                 self.thinking.append({"type": "redacted_thinking", "data": block.get("data", "")})
             elif kind == "tool_use":
-                self.calls.append(
-                    ToolCall(
-                        id=block.get("id", ""),
-                        name=block.get("name", ""),
-                        arguments=parse_arguments(block.get("input")),
-                    )
-                )
+                arguments = parse_arguments(block.get("input"))
+                self.calls.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
                 self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
@@ -289,13 +261,9 @@ class _Turn:
         """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
         return [
             ServerToolCall(
-                id=use.get("id", ""),
-                name=use.get("name", ""),
-                arguments=parse_arguments(use.get("input")),
-                ok=False,
-                output="no result",
+                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
             )
-            for use in self.pending.values()
+            for u in self.pending.values()
         ]
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:

@@ -89,8 +89,8 @@ class OpenAIBackend(SDKBackend):
             from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
         # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
         # `api`; it owns its connections and maps its own exceptions to ours.
-        options = {"api_key": self._api_key, "base_url": self.base_url, "timeout": self.timeout}
-        self._chat = Client(provider=self.provider, **options)
+        options: Any = {"api_key": self._api_key, "base_url": self.base_url}
+        self._chat = Client(provider=self.provider, timeout=self.timeout, **options)
 
     async def aclose(self) -> None:
         await self._chat.aclose()
