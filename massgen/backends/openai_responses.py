@@ -38,25 +38,15 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "call_id": m.tool_call_id or "",
-                    "output": m.content,
-                }
-            )
+            items.append({"type": "function_call_output", "output": m.content})
+            items[-1]["call_id"] = m.tool_call_id or ""
             continue
         if m.role != "assistant" or not m.tool_calls or m.content:
             items.append({"role": m.role, "content": m.content})
         for call in m.tool_calls if m.role == "assistant" else ():
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": call.id,
-                    "name": call.name,
-                    "arguments": json.dumps(dict(call.arguments)),
-                }
-            )
+            arguments = json.dumps(dict(call.arguments))
+            items.append({"type": "function_call", "call_id": call.id, "name": call.name})
+            items[-1]["arguments"] = arguments
     return items
 
 
