@@ -293,7 +293,7 @@ class _Assembly:
         self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
         usage = chunk.get("usage")
         if usage is not None:
-            self.usage = _usage(usage)
+            self.usage = responses.usage(usage)
         choice = _first_choice(chunk.get("choices"))
         if choice is None:
             return ""
@@ -371,12 +371,6 @@ def _name_so_far(name: str, piece: str) -> str:
     if name.endswith(piece):
         return name
     return name + piece
-
-
-def _usage(usage: Mapping[str, Any] | None) -> Usage:
-    if not usage:
-        return Usage()
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
 
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------

@@ -67,62 +67,6 @@ def tool_choice(choice: str) -> Any:
 
 
 # -- responses in ----------------------------------------------------------------------------
-def completion(
-    data: Mapping[str, Any],
-    request: CompletionRequest,
-    model: str,
-    latency: float,
-    *,
-    provider: str,
-) -> Completion:
-    """A finished response object as our Completion; a failed one raises."""
-    if data.get("status") == "failed":
-        raise response_error(data.get("error"), provider=provider)
-    texts: list[str] = []
-    cited: list[tuple[str, str]] = []
-    calls: list[ToolCall] = []
-    searches: list[ServerToolCall] = []
-    found: list[tuple[str, str]] = []
-    thoughts: list[str] = []
-    for item in data.get("output") or ():
-        kind = item.get("type")
-        if kind == "reasoning":
-            thoughts += _reasoning_texts(item)
-        elif kind == "message":
-            for part in item.get("content") or ():
-                if part.get("type") == "output_text":
-                    texts.append(str(part.get("text") or ""))
-                    cited += _pairs(part.get("annotations"), "url_citation")
-        elif kind == "function_call":
-            calls.append(
-                ToolCall(
-                    id=str(item.get("call_id") or item.get("id") or ""),
-                    name=str(item.get("name") or ""),
-                    arguments=parse_arguments(item.get("arguments")),
-                )
-            )
-        elif kind == "web_search_call":
-            action = item.get("action")
-            pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
-            found += pairs
-            searches.append(_search(item, pairs))
-    if searches and searches[-1].ok and cited and not found:
-        # The provider did not list what the searches found: report what the answer cites.
-        searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
-    return answer(
-        request,
-        "".join(texts),
-        usage=_usage(data.get("usage")),
-        finish=_finish(data),
-        calls=calls,
-        found=[*cited, *found],
-        model=str(data.get("model") or model),
-        latency=latency,
-        server_calls=tuple(searches),
-        reasoning="\n\n".join(thoughts),
-    )
-
-
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
     """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
     the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
@@ -175,14 +119,55 @@ class Assembly:
         return ""
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        if self.final is None:
+        """The final (or whole) response as our Completion; a failed one raises."""
+        data = self.final
+        if data is None:  # the stream was cut off
             raise stream_incomplete(self.provider)
-        done = completion(self.final, request, self.model, latency, provider=self.provider)
-        if not done.text and self.text:  # a server that leaves the final output empty
-            done = dataclasses.replace(done, text="".join(self.text))
-        if not done.reasoning and self.summaries:  # nor the reasoning items' summaries
-            done = dataclasses.replace(done, reasoning="\n\n".join(self.summaries.values()))
-        return done
+        if data.get("status") == "failed":
+            raise response_error(data.get("error"), provider=self.provider)
+        texts: list[str] = []
+        cited: list[tuple[str, str]] = []
+        calls: list[ToolCall] = []
+        searches: list[ServerToolCall] = []
+        found: list[tuple[str, str]] = []
+        thoughts: list[str] = []
+        for item in data.get("output") or ():
+            kind = item.get("type")
+            if kind == "reasoning":
+                thoughts += _reasoning_texts(item)
+            elif kind == "message":
+                for part in item.get("content") or ():
+                    if part.get("type") == "output_text":
+                        texts.append(str(part.get("text") or ""))
+                        cited += _pairs(part.get("annotations"), "url_citation")
+            elif kind == "function_call":
+                calls.append(
+                    ToolCall(
+                        id=str(item.get("call_id") or item.get("id") or ""),
+                        name=str(item.get("name") or ""),
+                        arguments=parse_arguments(item.get("arguments")),
+                    )
+                )
+            elif kind == "web_search_call":
+                action = item.get("action")
+                pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
+                found += pairs
+                searches.append(_search(item, pairs))
+        if searches and searches[-1].ok and cited and not found:
+            # The provider did not list what the searches found: report what the answer cites.
+            searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
+        return answer(  # a server may leave the final output or its reasoning items empty
+            request,
+            "".join(texts) or "".join(self.text),
+            usage=usage(data.get("usage")),
+            finish=_finish(data),
+            calls=calls,
+            found=[*cited, *found],
+            model=str(data.get("model") or self.model),
+            latency=latency,
+            server_calls=tuple(searches),
+            reasoning="\n\n".join(thoughts or self.summaries.values()),
+        )
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
@@ -223,10 +208,12 @@ def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerTool
     )
 
 
-def _usage(usage: Any) -> Usage:
-    if not isinstance(usage, Mapping):
+def usage(data: Any) -> Usage:
+    """Usage as Chat Completions (``prompt_tokens``...) or Responses (``input_tokens``...) says."""
+    if not isinstance(data, Mapping):
         return Usage()
-    return Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+    prompt = data.get("prompt_tokens") or data.get("input_tokens") or 0
+    return Usage(int(prompt), int(data.get("completion_tokens") or data.get("output_tokens") or 0))
 
 
 def _finish(data: Mapping[str, Any]) -> str:
