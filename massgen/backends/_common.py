@@ -172,6 +172,18 @@ def sdk_client(
     )
 
 
+def merged_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+    """``(role, parts)`` turns with neighbours of one role joined and empty ones dropped: every
+    tool result of an assistant turn must arrive in the one user turn after it."""
+    out: list[tuple[str, list[Any]]] = []
+    for role, parts in turns:
+        if parts and out and out[-1][0] == role:
+            out[-1][1].extend(parts)
+        elif parts:
+            out.append((role, list(parts)))
+    return out
+
+
 def parse_arguments(raw: object) -> dict[str, Any]:
     """Tool-call arguments as a dict; broken JSON comes back as ``{"_raw": text}`` so the
     tool loop can tell the model its arguments were invalid, rather than fail the turn."""

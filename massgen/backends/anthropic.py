@@ -18,6 +18,7 @@ from massgen.backends._common import (
     SDKBackend,
     answer,
     check_native,
+    merged_turns,
     parse_arguments,
     results_text,
     sdk_client,
@@ -185,20 +186,10 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
 def _messages(
     turns: list[ChatMessage], thinking: Mapping[str, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    """Map turns, merging neighbours of one role: every tool result of an assistant turn
-    must arrive in the single user turn that follows it. ``thinking`` holds the thinking
-    blocks of assistant turns that called tools, by their first call's id."""
-    out: list[dict[str, Any]] = []
-    for m in turns:
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m, thinking)
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
+    """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
+    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
+    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
+    return [{"role": role, "content": blocks} for role, blocks in pairs]
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:

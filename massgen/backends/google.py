@@ -27,6 +27,7 @@ from massgen.backends._common import (
     SDKBackend,
     answer,
     check_native,
+    merged_turns,
     parse_arguments,
     results_text,
     tls_context,
@@ -159,7 +160,7 @@ class GoogleBackend(SDKBackend):
         _, turns = system_and_turns(request.messages)
         legacy = _legacy(request.model or self.model)  # no thought signatures there
         names: dict[str, str] = {}
-        out: list[types.Content] = []
+        turns_parts: list[tuple[str, list[types.Part]]] = []
         for m in turns:
             parts: list[types.Part] = []
             if m.role == "tool":
@@ -187,14 +188,8 @@ class GoogleBackend(SDKBackend):
                             thought_signature=signature,
                         )
                     )
-            if not parts:
-                continue
-            role = "model" if m.role == "assistant" else "user"
-            if out and out[-1].role == role and out[-1].parts is not None:
-                out[-1].parts.extend(parts)
-            else:
-                out.append(types.Content(role=role, parts=parts))
-        return out
+            turns_parts.append(("model" if m.role == "assistant" else "user", parts))
+        return [types.Content(role=r, parts=p) for r, p in merged_turns(turns_parts)]
 
     def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
         calls: list[ToolCall] = []
