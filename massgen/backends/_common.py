@@ -4,6 +4,7 @@ the sources of provider-side searches. No SDK is imported here."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import ssl
@@ -118,13 +119,10 @@ def tls_context() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=cafile)
     if capath := os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context(capath=capath)
-    if sys.platform in ("win32", "darwin"):
-        try:
-            import truststore  # the system's trust store, as the SDKs use there
-        except ImportError:
-            pass
-        else:
-            return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if sys.platform in ("win32", "darwin") and importlib.util.find_spec("truststore"):
+        import truststore  # the system's trust store, as the SDKs use there
+
+        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
     if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):

@@ -274,13 +274,8 @@ class _Turn:
         if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
             return False
         self.pauses += 1
-        messages = list(body["messages"])
-        if messages and messages[-1]["role"] == "assistant":  # a second pause: extend it
-            last = messages[-1]
-            messages[-1] = {"role": "assistant", "content": [*last["content"], *blocks]}
-        else:
-            messages.append({"role": "assistant", "content": blocks})
-        body["messages"] = messages
+        turns = [*((m["role"], m["content"]) for m in body["messages"]), ("assistant", blocks)]
+        body["messages"] = [{"role": r, "content": c} for r, c in merged_turns(turns)]
         return True
 
     def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:

@@ -74,14 +74,10 @@ class ReplayBackend(Backend):
     def reply_for(self, request: CompletionRequest) -> str:
         """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
         prompt = "\n".join(m.content for m in request.messages)
-        for rule in self.rules:
-            if rule.pattern.search(prompt):
-                return fill(rule.reply, request)
-        if self.replies:
-            reply = self.replies[self._turn % len(self.replies)]
-            self._turn += 1
-            return fill(reply, request)
-        return fill(self.default, request)
+        reply = next((rule.reply for rule in self.rules if rule.pattern.search(prompt)), None)
+        if reply is None and self.replies:
+            reply, self._turn = self.replies[self._turn % len(self.replies)], self._turn + 1
+        return fill(self.default if reply is None else reply, request)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         async for chunk in self.stream(request):
@@ -112,10 +108,7 @@ def fill(reply: str, request: CompletionRequest) -> str:
 
         def label(match: re.Match[str]) -> str:
             needle = match.group(1).strip().casefold()
-            for name, body in blocks:
-                if needle in body.casefold():
-                    return str(name)
-            return "A"
+            return next((str(name) for name, body in blocks if needle in body.casefold()), "A")
 
         reply = _LABEL_TEMPLATE.sub(label, reply)
     if "{task}" in reply:
@@ -125,11 +118,8 @@ def fill(reply: str, request: CompletionRequest) -> str:
 
 def task_line(request: CompletionRequest) -> str:
     """The first line of the last user message."""
-    for m in reversed(request.messages):
-        if m.role == "user":
-            lines = m.content.strip().splitlines()
-            return lines[0].strip() if lines else ""
-    return ""
+    user = next((m.content.strip() for m in reversed(request.messages) if m.role == "user"), "")
+    return user.splitlines()[0].strip() if user else ""
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
