@@ -3,6 +3,7 @@ the sources of provider-side searches. No SDK is imported here."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -79,31 +80,31 @@ class SDKBackend(Backend):
             provider=self.provider,
         )
 
-    def _timeout(self, request: CompletionRequest) -> float:
-        return self.timeout if request.timeout is None else float(request.timeout)
-
-    def _temperature(self, request: CompletionRequest) -> float | None:
-        return self.temperature if request.temperature is None else request.temperature
-
-    def _max_tokens(self, request: CompletionRequest) -> int | None:
-        return self.max_tokens if request.max_tokens is None else request.max_tokens
-
-    def _extra(self, request: CompletionRequest) -> dict[str, Any]:
-        """Provider parameters: the backend's ``params``, then the request's ``extra``."""
-        return {**self.params, **request.extra}
+    def _settled(self, request: CompletionRequest) -> CompletionRequest:
+        """``request`` with this backend's settings where it sets none and ``params`` under
+        its ``extra``, so an adapter reads each setting in one place."""
+        return dataclasses.replace(
+            request,
+            model=request.model or self.model,
+            temperature=self.temperature if request.temperature is None else request.temperature,
+            max_tokens=self.max_tokens if request.max_tokens is None else request.max_tokens,
+            timeout=self.timeout if request.timeout is None else float(request.timeout),
+            extra={**self.params, **request.extra},
+        )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        async for piece in self._answer(request, stream=False):
+        async for piece in self._answer(self._settled(request), stream=False):
             done = piece.completion
         assert done is not None
         return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async for piece in self._answer(request, stream=True):
+        async for piece in self._answer(self._settled(request), stream=True):
             yield piece
 
     def _answer(self, request: CompletionRequest, *, stream: bool) -> AsyncIterator[StreamChunk]:
-        """Text deltas (when ``stream``), then the completion: one path for both calls."""
+        """Text deltas (when ``stream``), then the completion: one path for both calls.
+        ``request`` is settled: every setting is on it."""
         raise NotImplementedError
 
     def describe(self) -> str:

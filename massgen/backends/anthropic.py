@@ -93,9 +93,9 @@ class AnthropicBackend(SDKBackend):
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
         body: dict[str, Any] = {
-            "model": request.model or self.model,
+            "model": request.model,
             "messages": _messages(turns, self._thinking),
-            "max_tokens": self._max_tokens(request) or DEFAULT_MAX_TOKENS,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
         if system:
             body["system"] = system
@@ -108,14 +108,6 @@ class AnthropicBackend(SDKBackend):
             body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
 
-    def _extra_body(self, request: CompletionRequest) -> dict[str, Any] | None:
-        # This SDK no longer names `temperature`; the API still takes it in the body.
-        extra = self._extra(request)
-        temperature = self._temperature(request)
-        if temperature is not None:
-            extra.setdefault("temperature", temperature)
-        return extra or None
-
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
@@ -125,8 +117,11 @@ class AnthropicBackend(SDKBackend):
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            options: Any = {"extra_body": self._extra_body(request)}
-            options["timeout"] = self._timeout(request)
+            # This SDK no longer names `temperature`; the API still takes it in the body.
+            extra = dict(request.extra)
+            if request.temperature is not None:
+                extra.setdefault("temperature", request.temperature)
+            options: Any = {"extra_body": extra or None, "timeout": request.timeout}
             message = None  # a stream without `message_stop` was cut off
             with self._mapped():
                 if not stream:

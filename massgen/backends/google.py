@@ -125,18 +125,14 @@ class GoogleBackend(SDKBackend):
     def _config(self, request: CompletionRequest) -> types.GenerateContentConfig:
         system, _ = system_and_turns(request.messages)
         config: dict[str, Any] = {
-            "http_options": types.HttpOptions(timeout=_ms(self._timeout(request))),
+            "http_options": types.HttpOptions(timeout=_ms(request.timeout or self.timeout)),
             "automatic_function_calling": {"disable": True},
             "automatic_continuation": False,
+            "system_instruction": system or None,
+            "temperature": request.temperature,
+            "max_output_tokens": request.max_tokens,
         }
-        if system:
-            config["system_instruction"] = system
-        temperature = self._temperature(request)
-        if temperature is not None:
-            config["temperature"] = temperature
-        max_tokens = self._max_tokens(request)
-        if max_tokens is not None:
-            config["max_output_tokens"] = max_tokens
+        config = {key: value for key, value in config.items() if value is not None}
         if request.tools:
             config["tools"] = [{"function_declarations": [_tool(t) for t in request.tools]}]
             if request.tool_choice:
@@ -148,7 +144,7 @@ class GoogleBackend(SDKBackend):
             config.setdefault("tools", []).append({"google_search": {}})
             if request.tools:  # Gemini 3: built-in and function tools in one request
                 config.setdefault("tool_config", {})["include_server_side_tool_invocations"] = True
-        config.update(self._extra(request))
+        config.update(request.extra)
         try:
             return types.GenerateContentConfig(**config)
         except pydantic.ValidationError as e:
@@ -158,7 +154,7 @@ class GoogleBackend(SDKBackend):
 
     def _contents(self, request: CompletionRequest) -> list[types.Content]:
         _, turns = system_and_turns(request.messages)
-        legacy = _legacy(request.model or self.model)  # no thought signatures there
+        legacy = _legacy(request.model or "")  # no thought signatures there
         names: dict[str, str] = {}
         turns_parts: list[tuple[str, list[types.Part]]] = []
         for m in turns:

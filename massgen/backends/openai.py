@@ -132,8 +132,11 @@ class OpenAIBackend(SDKBackend):
         check_native(request, self.native_tools, self.provider)
         model = request.model or self.model
         via_responses = bool(request.native_tools) and not self._chat_search(model)
-        temperature, max_tokens = self._temperature(request), self._max_tokens(request)
-        extra = self._extra(request)
+        temperature, max_tokens, extra = (
+            request.temperature,
+            request.max_tokens,
+            dict(request.extra),
+        )
         body: dict[str, Any] = {"model": model}
         if temperature is not None:
             body["temperature"] = temperature
@@ -171,7 +174,7 @@ class OpenAIBackend(SDKBackend):
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
         api, body = self._payload(request, stream=stream)
-        started, seconds = time.perf_counter(), self._timeout(request)
+        started, seconds = time.perf_counter(), request.timeout or self.timeout
         kind = responses.Assembly if api == RESPONSES else _Assembly
         answer = kind(body["model"], provider=self.provider)
         if not stream:
