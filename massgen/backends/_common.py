@@ -82,7 +82,15 @@ class SDKBackend(Backend):
 
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` with this backend's settings where it sets none and ``params`` under
-        its ``extra``, so an adapter reads each setting in one place."""
+        its ``extra``, so an adapter reads each setting in one place. A provider-side tool it
+        cannot declare is refused (the agent asks only for what it advertises: this guards
+        direct callers)."""
+        for tool in request.native_tools:
+            if tool.name not in self.native_tools:
+                raise BadRequestError(
+                    f"the {self.provider} backend has no provider-side tool {tool.name!r}",
+                    provider=self.provider,
+                )
         return dataclasses.replace(
             request,
             model=request.model or self.model,
@@ -244,15 +252,3 @@ def results_text(pairs: Iterable[tuple[str, str]]) -> str:
     lines = [f"{' '.join(title.split())[:_MAX_TITLE]} <{url}>" for url, title in pairs if url]
     text = "\n".join(lines) if lines else "no results"
     return text if len(text) <= _MAX_OUTPUT else text[: _MAX_OUTPUT - 1] + "…"
-
-
-def check_native(request: CompletionRequest, supported: Iterable[str], provider: str) -> None:
-    """Refuse a provider-side tool this adapter cannot declare (the agent asks only for
-    what the backend advertises: this guards direct callers)."""
-    known = set(supported)
-    for tool in request.native_tools:
-        if tool.name not in known:
-            raise BadRequestError(
-                f"the {provider} backend has no provider-side tool {tool.name!r}",
-                provider=provider,
-            )

@@ -17,7 +17,6 @@ from massgen.backends._common import (
     Remembered,
     SDKBackend,
     answer,
-    check_native,
     merged_turns,
     parse_arguments,
     results_text,
@@ -104,7 +103,6 @@ class AnthropicBackend(SDKBackend):
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.native_tools:
-            check_native(request, self.native_tools, self.provider)
             body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
 

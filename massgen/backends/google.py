@@ -26,7 +26,6 @@ from massgen.backends._common import (
     Remembered,
     SDKBackend,
     answer,
-    check_native,
     merged_turns,
     parse_arguments,
     results_text,
@@ -140,7 +139,6 @@ class GoogleBackend(SDKBackend):
                     "function_calling_config": _tool_choice(request.tool_choice)
                 }
         if request.native_tools:
-            check_native(request, self.native_tools, self.provider)
             config.setdefault("tools", []).append({"google_search": {}})
             if request.tools:  # Gemini 3: built-in and function tools in one request
                 config.setdefault("tool_config", {})["include_server_side_tool_invocations"] = True

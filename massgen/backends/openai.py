@@ -20,7 +20,6 @@ from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
     SDKBackend,
     answer,
-    check_native,
     parse_arguments,
     results_text,
 )
@@ -129,7 +128,6 @@ class OpenAIBackend(SDKBackend):
         """The API and its body, ``params`` and ``extra`` on top. A native search goes to
         Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
-        check_native(request, self.native_tools, self.provider)
         model = request.model or self.model
         via_responses = bool(request.native_tools) and not self._chat_search(model)
         temperature, max_tokens, extra = (
