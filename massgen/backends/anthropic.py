@@ -22,8 +22,9 @@ from massgen.backends._common import (
     results_text,
     sdk_client,
 )
-from massgen.backends._errors import sdk_errors, stream_incomplete
+from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
+from massgen.errors import ProviderError
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -126,11 +127,15 @@ class AnthropicBackend(SDKBackend):
                     message = await client.messages.create(**body, **options)
                 else:  # the SDK's stream puts the blocks together as the API sends them whole
                     async with client.messages.stream(**body, **options) as events:
-                        async for event in events:
-                            if event.type == "text":
-                                yield StreamChunk(delta=event.text)
-                            elif event.type == "message_stop":
-                                message = events.current_message_snapshot
+                        try:
+                            async for event in events:
+                                if event.type == "text":
+                                    yield StreamChunk(delta=event.text)
+                                elif event.type == "message_stop":
+                                    message = events.current_message_snapshot
+                        except ValueError as e:  # the SDK could not parse a tool's input
+                            detail = clean_message(e, secret=self._api_key)
+                            raise ProviderError(detail, provider=self.provider) from e
             if message is None:
                 raise stream_incomplete(self.provider)
             body["model"] = message.model or body["model"]
