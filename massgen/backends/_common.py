@@ -165,17 +165,12 @@ class Remembered(OrderedDict[str, Any]):
                 self.popitem(last=False)
 
 
-def sdk_client(
-    client_class: Any, http_client_class: Any, *, api_key: str, base_url: str | None, timeout: Any
-) -> Any:
-    """A vendor SDK's async client: its own retries off (one retry budget: ours), the
-    shared TLS context."""
-    return client_class(
-        api_key=api_key,
-        base_url=base_url,
-        timeout=timeout,
-        max_retries=0,
-        http_client=http_client_class(verify=tls_context()),
+def sdk_client(sdk: Any, kind: Any, api_key: str, base_url: str | None, timeout: float) -> Any:
+    """A Stainless-made SDK's async client (``openai``, ``anthropic``): its own retries off
+    (one retry budget: ours), the shared TLS context."""
+    http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context())
+    return kind(
+        api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
     )
 
 

@@ -76,11 +76,7 @@ class AnthropicBackend(SDKBackend):
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
             self._client = sdk_client(
-                anthropic.AsyncAnthropic,
-                anthropic.DefaultAsyncHttpxClient,
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
+                anthropic, anthropic.AsyncAnthropic, self._api_key, self.base_url, self.timeout
             )
         return self._client
 
