@@ -292,16 +292,14 @@ class _Assembly:
             return ""
         self.model = chunk.get("model") or self.model
         self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
-        usage = chunk.get("usage")
-        if usage is not None:
+        if (usage := chunk.get("usage")) is not None:
             self.usage = responses.usage(usage)
         choice = _first_choice(chunk.get("choices"))
         if choice is None:
             return ""
         delta = choice.get("delta") or {}
         self.annotations.extend(delta.get("annotations") or ())
-        thought = _reasoning(delta)
-        if thought:
+        if thought := _reasoning(delta):
             self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
             slot = self.calls.setdefault(
@@ -309,20 +307,15 @@ class _Assembly:
             )
             if tc.get("id"):
                 slot["id"] = tc["id"]
-            function = tc.get("function")
-            if function is not None:
-                slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
-                arguments = function.get("arguments") or ""
-                slot["arguments"] += (
-                    arguments if isinstance(arguments, str) else json.dumps(arguments)
-                )
+            function = tc.get("function") or {}
+            slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
+            arguments = function.get("arguments") or ""
+            slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
-        content = delta.get("content")
-        if content:
+        if content := delta.get("content"):
             self.text.append(content)
-            return str(content)
-        return ""
+        return str(content or "")
 
     @property
     def finished(self) -> bool:
