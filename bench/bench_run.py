@@ -2,7 +2,9 @@
 provider simulator at 200 ms latency, as whole processes.
 
 Prints medians of several runs: wall, CPU (user+sys), peak RSS, LLM requests, prompt
-tokens, rounds, and the orchestration overhead over (rounds x latency).
+tokens, rounds, the orchestration overhead over (rounds x latency), and the physical floor:
+a bare asyncio script sending the same six requests (the bodies massgen sent, replayed: three
+at once, then three more), run as a whole process alternately with massgen.
 
     .venv/bin/python bench/bench_run.py [--runs 5] [--latency 0.2]
 """
@@ -50,6 +52,32 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, byt
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
+FLOOR = r"""
+import asyncio, json, sys
+
+async def post(conn, host, path, body):
+    reader, writer = conn
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += f"Authorization: Bearer sim-key\r\nContent-Length: {len(body)}\r\n\r\n"
+    writer.write(head.encode() + body)
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode().lower().split("\r\n")
+    size = next(int(h.split(":")[1]) for h in lines if h.startswith("content-length:"))
+    return json.loads(await reader.readexactly(size))
+
+async def main(url, bodies):
+    host = url.split("//")[1]
+    name, port = host.split(":")
+    conns = [await asyncio.open_connection(name, int(port)) for _ in range(3)]
+    for round_ in (bodies[:3], bodies[3:]):
+        await asyncio.gather(*(post(c, host, p, b) for c, (p, b) in zip(conns, round_)))
+    for _, writer in conns:
+        writer.close()
+
+bodies = [(r["path"], json.dumps(r["body"]).encode()) for r in json.load(open(sys.argv[2]))]
+asyncio.run(main(sys.argv[1], bodies))
+"""
+
+
 def control(url: str, path: str, method: str = "GET") -> dict:
     req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
     with urllib.request.urlopen(req, timeout=5) as r:
@@ -85,9 +113,15 @@ def main() -> None:
             team = Path(tmp) / "team.yaml"
             team.write_text(TEAM.format(url=url))
             cmd = [*MASSGEN, "run", str(team), TASK, "--json", "--no-record", "--quiet"]
-            timed(cmd, env)  # warm the page cache and .pyc files
-            rows = []
+            control(url, "/_sim/reset", "POST")
+            timed(cmd, env)  # warm the page cache and .pyc files; record the six requests
+            sent = control(url, "/_sim/requests")["requests"]
+            (Path(tmp) / "requests.json").write_text(json.dumps(sent))
+            floor_cmd = [sys.executable, "-c", FLOOR, url, str(Path(tmp) / "requests.json")]
+            timed(floor_cmd, env)
+            rows, floors = [], []
             for _ in range(args.runs):
+                floors.append(timed(floor_cmd, env)[:2])
                 control(url, "/_sim/reset", "POST")
                 wall, cpu, rss, out = timed(cmd, env)
                 stats = control(url, "/_sim/stats")
@@ -111,6 +145,11 @@ def main() -> None:
     critical = (m["rounds"] + 1) * args.latency
     print(f"3-agent consensus, {args.latency * 1000:.0f} ms latency, median of {args.runs}:")
     print(f"  wall {m['wall']:.3f} s   CPU {m['cpu']:.3f} s   peak RSS {m['rss']:.0f} MB")
+    floor_wall, floor_cpu = median([f[0] for f in floors]), median([f[1] for f in floors])
+    print(
+        f"  floor (bare asyncio, same {len(sent)} requests): wall {floor_wall:.3f} s   "
+        f"CPU {floor_cpu:.3f} s   massgen / floor {m['wall'] / floor_wall:.2f}x"
+    )
     print(
         f"  requests {m['requests']:.0f}   prompt tokens {m['prompt_tokens']:.0f}   "
         f"rounds {m['rounds']:.0f} review (+1 answer)"

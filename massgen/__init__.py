@@ -11,32 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "Orchestrator": "massgen.orchestrator",
-    "Agent": "massgen.agents.agent",
-    "Backend": "massgen.backends.base",
-    "FunctionBackend": "massgen.backends.function",
-    "RunResult": "massgen.result",
-    "AgentAnswer": "massgen.result",
-    "Vote": "massgen.result",
-    "ChatMessage": "massgen.types",
-    "Completion": "massgen.types",
-    "CompletionRequest": "massgen.types",
-    "ToolCall": "massgen.types",
-    "ToolSpec": "massgen.types",
-    "Usage": "massgen.types",
-    "load_config": "massgen.config",
-    "MassGenError": "massgen.errors",
-    "ConfigError": "massgen.errors",
-    "ProviderError": "massgen.errors",
-    "AuthenticationError": "massgen.errors",
-    "RateLimited": "massgen.errors",
-    "ProviderTimeout": "massgen.errors",
-    "ProviderConnectionError": "massgen.errors",
-    "RunError": "massgen.errors",
-    "AgentFailed": "massgen.errors",
-    "Interrupted": "massgen.errors",
+_MODULES = {
+    "massgen.orchestrator": "Orchestrator",
+    "massgen.agents.agent": "Agent",
+    "massgen.backends.base": "Backend",
+    "massgen.backends.function": "FunctionBackend",
+    "massgen.result": "RunResult AgentAnswer Vote",
+    "massgen.types": "ChatMessage Completion CompletionRequest ToolCall ToolSpec Usage",
+    "massgen.config": "load_config",
+    "massgen.errors": "MassGenError ConfigError ProviderError AuthenticationError RateLimited "
+    "ProviderTimeout ProviderConnectionError RunError AgentFailed Interrupted",
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names.split()}
 
 __all__ = [
     "Agent",
@@ -100,11 +86,4 @@ if TYPE_CHECKING:
     )
     from massgen.orchestrator import Orchestrator
     from massgen.result import AgentAnswer, RunResult, Vote
-    from massgen.types import (
-        ChatMessage,
-        Completion,
-        CompletionRequest,
-        ToolCall,
-        ToolSpec,
-        Usage,
-    )
+    from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, ToolSpec, Usage

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen.errors import ConfigError, RunError
+from massgen.errors import BudgetExceeded, ConfigError
 
 if TYPE_CHECKING:
     from massgen.agents.turn import Turn
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_OUTPUT_TOKENS = 1024  # before the model has answered once under this budget
 
 _EPSILON = 1e-12  # USD: float sums of prices must not refuse a request that exactly fits
-
-
-class BudgetExceeded(RunError):
-    """The cost budget is spent, or cannot cover the next request; it is not sent."""
 
 
 def check_limit(value: float | None, key: str = "--max-cost") -> float | None:

@@ -5,6 +5,11 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
 
     MassGenError
     ├── ConfigError              bad YAML, unknown key, wrong type, missing env var (exit 2)
+    │   ├── ResultsLocked        another batch writes the same results file
+    │   ├── AgentIdTaken         a live agent on the bus already uses this id
+    │   ├── BusAuthError         Redis refused the bus' credentials
+    │   ├── BusRefused           Redis refused a setting of the URL
+    │   └── SecretMismatch       live peers sign with another secret
     ├── ProviderError            an LLM call failed; carries status and retry_after
     │   ├── AuthenticationError  401/403: a key is missing or wrong; never retried
     │   ├── BadRequestError      other 4xx the provider refused; never retried
@@ -14,10 +19,25 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     │   └── CircuitOpen          the endpoint's circuit is open: failed fast; never retried
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
-    │   └── ServiceUnreachable   Redis did not answer when a command started (exit 69)
-    └── RunError                 a run could not produce an answer
-        ├── AgentFailed          one agent failed after its retries
-        └── Interrupted          the user stopped the run (Ctrl-C)
+    │   ├── ServiceUnreachable   Redis did not answer when a command started (exit 69)
+    │   │   └── BusUnreachable   ... when an agent of the bus started
+    │   ├── WorkerLost           no live worker hosts a remote agent any more
+    │   ├── TurnRefused          a worker set a turn aside instead of running it
+    │   │   └── SecretRefused    ... because its signature did not verify (exit 2)
+    │   ├── RequestTimeout       no reply in time (also a TimeoutError)
+    │   └── RemoteError          the target gave up on a request
+    ├── RunError                 a run could not produce an answer
+    │   ├── AgentFailed          one agent failed after its retries
+    │   ├── Interrupted          the user stopped the run (Ctrl-C)
+    │   ├── BudgetExceeded       the cost budget cannot cover the next request
+    │   ├── ContextLimitExceeded the task alone does not fit the model's context window
+    │   └── ResultsFileError     a batch's results file could not be written
+    ├── StateError               agent state storage cannot keep (also a TypeError)
+    ├── WireError                a stored bus message could not be read (also a ValueError)
+    └── GatewayRejected          the bus gateway refused a message (also a RuntimeError)
+
+Where a class also derives from a builtin exception, that is the one the seed framework
+raised, so code written for it keeps catching what it caught.
 
 Messages never contain secrets: adapters build them from status codes and provider
 messages, never from request headers or keys.
@@ -148,6 +168,46 @@ class ServiceUnreachable(TransportError):
         super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
 
 
+class WorkerLost(TransportError):
+    """No live worker hosts the agent any more, and its turn cannot run here.
+    ``workers`` names the ones that were seen last (``host pid N``)."""
+
+    def __init__(self, agent: str, workers: list[str], why: str) -> None:
+        self.agent = agent
+        self.workers = workers
+        gone = ", ".join(workers) or "its worker"
+        super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
+
+
+class TurnRefused(TransportError):
+    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
+    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
+
+    def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(
+            message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
+        )
+
+
+class SecretRefused(TurnRefused):
+    """The worker could not verify the turn's signature: the run and its workers do not
+    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
+
+    def __init__(self, agent: str, reason: str) -> None:
+        super().__init__(
+            agent,
+            reason,
+            f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
+            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
+        )
+
+
+class ResultsLocked(ConfigError):
+    """Another batch is writing the same results file."""
+
+
 class RunError(MassGenError):
     """A run could not produce an answer."""
 
@@ -163,3 +223,90 @@ class AgentFailed(RunError):
 
 class Interrupted(RunError):
     """The user stopped the run (Ctrl-C / SIGTERM)."""
+
+
+class BudgetExceeded(RunError):
+    """The cost budget is spent, or cannot cover the next request; it is not sent."""
+
+
+class ContextLimitExceeded(RunError):
+    """The task alone (system prompt, prompt and reserved output) does not fit the model's
+    context window, even with every remembered turn left out. Shorten the task or the role,
+    lower ``max_tokens``, or use a model with a larger window."""
+
+
+class ResultsFileError(RunError):
+    """The results file could not be written (a full disk, a quota, an I/O error). Every
+    line written before is intact; free the space and run the same command again."""
+
+
+# -- the agent bus
+class AgentIdTaken(ConfigError):
+    """A live agent uses this id: stop the other copy, or pass ``replica=True`` to every copy."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        super().__init__(
+            f"agent id {agent_id!r} is already taken by a live agent",
+            key="agent_id",
+            hint="stop the other agent, pick another id, or pass replica=True to every copy",
+        )
+
+
+class BusAuthError(ConfigError):
+    """Redis refused the connection's credentials. The message never holds the password."""
+
+
+class BusRefused(ConfigError):
+    """Redis refused a setting of the URL (e.g. a database number beyond ``databases``)."""
+
+
+class BusUnreachable(ServiceUnreachable):
+    """Nothing answered at the Redis URL when an agent started (later losses are retried)."""
+
+
+class SecretMismatch(ConfigError):
+    """Live peers sign with another secret and none as this agent does: they would refuse
+    each other's messages. ``peers`` names them as ``agent/instance@host/pid``."""
+
+    def __init__(self, agent_id: str, peers: list[str]) -> None:
+        self.agent_id = agent_id
+        self.peers = peers
+        super().__init__(
+            f"agent {agent_id!r}: no live agent signs with this agent's secret; "
+            f"these sign with another one: {', '.join(peers)}",
+            key="secret",
+            hint="give every agent and worker of this bus the same redis.secret "
+            "($MASSGEN_SECRET); `massgen agents list` shows who does not match",
+        )
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No reply arrived in time. The request may still be answered later; nobody waits."""
+
+
+class RemoteError(TransportError):
+    """The target gave up on a request (its handler failed every delivery)."""
+
+    def __init__(self, target: str, error: str) -> None:
+        self.target = target
+        self.error = error
+        super().__init__(f"agent {target!r} failed the request: {error}")
+
+
+class StateError(MassGenError, TypeError):
+    """An agent state update that storage cannot keep faithfully (not JSON, unknown field)."""
+
+
+class WireError(MassGenError, ValueError):
+    """A stored message could not be read (not ours, truncated, or wrong types)."""
+
+
+class GatewayRejected(MassGenError, RuntimeError):
+    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result  # a GatewayResult
+        self.decision: str = getattr(result, "decision", "")
+        why = getattr(result, "message", None)
+        super().__init__(f"Gateway rejected message: {self.decision} - {why}")

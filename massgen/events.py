@@ -197,9 +197,6 @@ class EventBus:
         self._subscribers: list[Subscriber] = list(subscribers or [])
         self.errors: list[BaseException] = []
 
-    def subscribe(self, fn: Subscriber) -> None:
-        self._subscribers.append(fn)
-
     @property
     def listening(self) -> bool:
         """Whether any subscriber is left: if not, an event need not even be built."""

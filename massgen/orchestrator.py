@@ -1,9 +1,5 @@
-"""The orchestrator: a team of agents, a strategy, and the run loop around them.
-
-It builds the run context, emits the run's start and end, applies the timeout, and turns
-whatever happens (an answer, a failure, Ctrl-C) into a :class:`~massgen.result.RunResult`.
-What the strategy does in between is the strategy's business.
-"""
+"""The orchestrator: a team, a strategy, and the run loop that turns whatever happens (an
+answer, a failure, a timeout, Ctrl-C) into a :class:`~massgen.result.RunResult`."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,95 +20,74 @@ from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
 from massgen.resilience import CacheSettings, Guards, RetryPolicy, wrap
 from massgen.result import RunResult
-from massgen.strategies import RunContext, Settings, get_strategy
+from massgen.strategies import RunContext, get_strategy
 
 if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
     from massgen.batch.runner import OnRow
-    from massgen.config import TeamConfig
+    from massgen.config import OrchestratorConfig, TeamConfig
     from massgen.store.base import Store
+
+
+def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) -> OrchestratorConfig:
+    """Keyword options (the YAML ``orchestrator:`` keys; consensus and cache ones flat, as
+    the seed spells them) over ``base``, validated once into the typed section."""
+    from pydantic import ValidationError
+
+    from massgen.config import ConsensusConfig, OrchestratorConfig
+    from massgen.config.translate import translate
+
+    data: dict[str, Any] = base.model_dump() if base is not None else {}
+    consensus = {k: options.pop(k) for k in ConsensusConfig.model_fields if k in options}
+    cache = {
+        k[6:]: options.pop(k) for k in ("cache_enabled", "cache_ttl", "cache_path") if k in options
+    }
+    if isinstance(cache.get("path"), Path):
+        cache["path"] = str(cache["path"])
+    data.update(options)
+    data["consensus"] = {**data.get("consensus", {}), **consensus}
+    data["cache"] = {**data.get("cache", {}), **cache}
+    try:
+        return OrchestratorConfig.model_validate(data)
+    except ValidationError as e:
+        raise translate(e, raw=data, file=None, lines={}) from None
 
 
 class Orchestrator:
     """Runs a team of agents on tasks.
 
-    The keyword arguments mirror the YAML ``orchestrator:`` section (including the seed's
-    ``cache_enabled``/``cache_ttl`` spellings). ``subscribers`` receive every event.
+    ``config`` is the team file's ``orchestrator:`` section; from Python, pass its keys as
+    keyword options instead (flat, as the seed spells them: ``max_rounds=3``,
+    ``cache_enabled=True``). ``subscribers`` receive every event.
     """
 
     def __init__(
         self,
         agents: Sequence[Agent],
+        config: OrchestratorConfig | None = None,
         *,
-        strategy: str = "consensus",
-        error_strategy: str = "continue",
-        max_retries: int = 3,
-        retry_delay: float = 1.0,
-        threshold: float = 0.5,
-        max_rounds: int = 2,
-        topology: str = "full",
-        neighbors: int = 2,
-        final: str = "winner",
-        presenter: str | None = None,
-        answer_budget: int = 400,
-        aggregator: str | None = None,
-        max_parallel: int | None = None,
-        timeout: float | None = None,
-        cache_enabled: bool = False,
-        cache_ttl: float = 3600,
-        cache_path: str | Path | None = None,
-        cache_store: Store | None = None,
-        max_cost: float | None = None,
-        session: str | None = None,
-        memory_store: Store | None = None,
         seed: int = 0,
+        session: str | None = None,
+        cache_store: Store | None = None,
+        memory_store: Store | None = None,
         subscribers: Iterable[ev.Subscriber] = (),
         handles: dict[str, AgentHandle] | None = None,
+        **options: Any,
     ) -> None:
         if not agents:
             raise ConfigError("an orchestrator needs at least one agent", key="agents")
-        names = [a.name for a in agents]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise ConfigError(f"two agents are named {dup!r}", key="agents")
-        if error_strategy not in ("continue", "fail_fast", "retry"):
-            raise ConfigError(
-                f"unknown error_strategy {error_strategy!r}",
-                key="error_strategy",
-                hint="use one of: continue, fail_fast, retry",
-            )
-        get_strategy(strategy)  # validate early
+        self.config = config if config is not None and not options else settings(options, config)
         self.agents = {a.name: a for a in agents}
-        for a in agents:
-            for ref, key in ((a.fallback, "fallback"),):
-                if ref and ref not in self.agents:
-                    raise ConfigError(f"agent {a.name!r}: unknown {key} agent {ref!r}", key=key)
-        for ref, key in ((aggregator, "aggregator"), (presenter, "presenter")):
+        if len(self.agents) != len(agents):
+            dup = next(a.name for a in agents if [b.name for b in agents].count(a.name) > 1)
+            raise ConfigError(f"two agents are named {dup!r}", key="agents")
+        refs = [(a.fallback, f"agent {a.name!r}: unknown fallback") for a in agents]
+        refs += [(self.config.aggregator, "unknown aggregator")]
+        refs += [(self.config.consensus.presenter, "unknown presenter")]
+        for ref, what in refs:
             if ref and ref not in self.agents:
-                raise ConfigError(f"unknown {key} agent {ref!r}", key=key)
-        self.strategy = strategy
-        self.settings = Settings(
-            error_strategy=error_strategy,
-            threshold=threshold,
-            max_rounds=max_rounds,
-            topology=topology,
-            neighbors=neighbors,
-            final=final,
-            presenter=presenter,
-            answer_budget=answer_budget,
-            aggregator=aggregator,
-            max_parallel=max_parallel,
-            seed=seed,
-        )
-        self.max_retries = max_retries
-        self.retry_delay = retry_delay
-        self.timeout = timeout
-        self.cache_enabled = cache_enabled
-        self.cache_ttl = cache_ttl
-        self.cache_path = cache_path
-        self._cache_store = cache_store
-        self._owns_store = False
-        self.max_cost = max_cost
+                raise ConfigError(f"{what} agent {ref!r}", key=what.split()[-1])
+        self.seed = seed
         self.subscribers = list(subscribers)
         self.handles: dict[str, AgentHandle] = handles or {
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
@@ -126,31 +101,42 @@ class Orchestrator:
             check_name(session)
         self.session = session
         """Session continued by every run (``--session``): agents remember its earlier runs."""
-        self._memory_store = memory_store
-        self._owns_memory = False
+        self._cache_store, self._owns_store = cache_store, False
+        self._memory_store, self._owns_memory = memory_store, False
+
+    @property
+    def strategy(self) -> str:
+        return self.config.strategy
+
+    @property
+    def max_cost(self) -> float | None:
+        return self.config.max_cost
+
+    @max_cost.setter
+    def max_cost(self, value: float | None) -> None:
+        self.config = settings({"max_cost": value}, self.config)
 
     def _wrap(self, agent: Agent) -> Backend:
         """The agent's backend in its resilience stack: one stack per backend object, so
         agents sharing a backend share all of it (breaker, limits, cache)."""
         backend = agent.backend
         if id(backend) not in self._wrapped:
-            retries = 0 if self.settings.error_strategy == "fail_fast" else self.max_retries
-            policy = RetryPolicy(max_retries=retries, base_delay=self.retry_delay)
-            cache = (
-                CacheSettings(self.cache_store(), self.cache_ttl) if self.cache_enabled else None
-            )
+            c = self.config
+            retries = 0 if c.error_strategy == "fail_fast" else c.max_retries
+            policy = RetryPolicy(max_retries=retries, base_delay=c.retry_delay)
+            cache = CacheSettings(self.cache_store(), c.cache.ttl) if c.cache.enabled else None
             guards = self.guards.get(agent.name)
             self._wrapped[id(backend)] = wrap(backend, guards, retry=policy, cache=cache)
         return self._wrapped[id(backend)]
 
     def cache_store(self) -> Store:
         """The response cache's store: the one given, else a SQLite file opened on first use
-        (``cache_path``, default ``.massgen/cache.sqlite3``)."""
+        (``cache.path``, default ``.massgen/cache.sqlite3``)."""
         if self._cache_store is None:
             from massgen.resilience.cache import DEFAULT_CACHE_PATH
             from massgen.store import open_store
 
-            self._cache_store = open_store(Path(self.cache_path or DEFAULT_CACHE_PATH))
+            self._cache_store = open_store(Path(self.config.cache.path or DEFAULT_CACHE_PATH))
             self._owns_store = True
         return self._cache_store
 
@@ -210,28 +196,24 @@ class Orchestrator:
     # -- construction from YAML ---------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
-        """Build from a YAML file (or a loaded TeamConfig); keyword args override it."""
+        """Build from a YAML file (or a loaded TeamConfig); keyword options override it."""
         from massgen.config import TeamConfig, load
-        from massgen.team import build_agents, build_guards, orchestrator_options
+        from massgen.team import build_agents, build_guards, uses_memory_store
 
         cfg = config if isinstance(config, TeamConfig) else load(config)
-        options = orchestrator_options(cfg)
-        options.update({k: v for k, v in overrides.items() if v is not None})
+        run = {k: overrides.pop(k) for k in _RUNTIME if overrides.get(k) is not None}
+        options = {k: v for k, v in overrides.items() if v is not None}
+        section = settings(options, cfg.orchestrator) if options else cfg.orchestrator
         owns_memory = owns_cache = False
-        if cfg.redis:
+        if cfg.redis:  # sessions, memory and the cache are shared through Redis
             from massgen.store import open_store
-            from massgen.team import uses_memory_store
 
             redis_store = functools.partial(open_store, cfg.redis.url, prefix=cfg.redis.prefix)
-            wants_memory = options.get("session") or uses_memory_store(cfg)
-            if wants_memory and "memory_store" not in options:
-                options["memory_store"] = redis_store()  # sessions and memory shared via Redis
-                owns_memory = True
-            wants_cache = options.get("cache_enabled") and not cfg.orchestrator.cache.path
-            if wants_cache and "cache_store" not in options:
-                options["cache_store"] = redis_store()  # the cache shared through Redis
-                owns_cache = True
-        built = cls(build_agents(cfg), **options)
+            if (run.get("session") or uses_memory_store(cfg)) and "memory_store" not in run:
+                run["memory_store"], owns_memory = redis_store(), True
+            if section.cache.enabled and not section.cache.path and "cache_store" not in run:
+                run["cache_store"], owns_cache = redis_store(), True
+        built = cls(build_agents(cfg), section, **run)
         built.guards = build_guards(cfg)
         built._owns_memory, built._owns_store = owns_memory, owns_cache
         return built
@@ -247,7 +229,7 @@ class Orchestrator:
         """Run ``task`` and return its result; raises on failure (the result is attached
         to the error as ``error.result``). ``budget`` is shared with other runs (a batch);
         by default each run gets its own of ``max_cost``."""
-        name = strategy or self.strategy
+        name = strategy or self.config.strategy
         impl = get_strategy(name)
         if not task or not task.strip():
             raise ConfigError("the task is empty", key="task", hint="give the task as text")
@@ -257,10 +239,11 @@ class Orchestrator:
             result=result,
             handles=self.handles,
             emit=bus.emit,
-            settings=self.settings,
+            config=self.config,
+            seed=self.seed,
             fallbacks={n: a.fallback for n, a in self.agents.items() if a.fallback},
             live=self.seats(),
-            budget=budget if budget is not None else Budget(self.max_cost),
+            budget=budget if budget is not None else Budget(self.config.max_cost),
             stream=bus.wants_deltas,
             listening=bus.listening,
         )
@@ -273,26 +256,22 @@ class Orchestrator:
         started = time.perf_counter()
         self._begin_memory()
         try:
-            if self.timeout:
-                async with asyncio.timeout(self.timeout):
-                    await impl.run(task, ctx)
-            else:
+            async with asyncio.timeout(self.config.timeout):
                 await impl.run(task, ctx)
         except asyncio.CancelledError:
             self._close(result, started, "interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
             raise
-        except TimeoutError as e:
-            error = RunError(f"the run took longer than its timeout ({self.timeout:g} s)")
+        except (TimeoutError, MassGenError) as e:
+            limit = self.config.timeout
+            late = f"the run took longer than its timeout ({limit or 0:g} s)"
+            error = e if isinstance(e, MassGenError) else RunError(late)
             self._close(result, started, "failed", str(error))
             bus.emit(ev.RunEnded(result=result))
             error.result = result  # type: ignore[attr-defined]
+            if error is e:
+                raise
             raise error from e
-        except MassGenError as e:
-            self._close(result, started, "failed", str(e))
-            bus.emit(ev.RunEnded(result=result))
-            e.result = result  # type: ignore[attr-defined]
-            raise
         self._close(result, started, result.status, None)
         await self._end_memory(result)
         if bus.listening:
@@ -305,21 +284,9 @@ class Orchestrator:
         return result
 
     def run(self, task: str, strategy: str | None = None) -> Any:
-        """Run ``task``: blocks and returns the RunResult when called outside an event loop
-        (as in the seed's examples); inside one, returns an awaitable (``await
-        orchestrator.run(...)``)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._run_once(task, strategy))
-        return self.arun(task, strategy)
-
-    async def _run_once(self, task: str, strategy: str | None) -> RunResult:
-        # Clients are bound to the event loop that asyncio.run is about to close.
-        try:
-            return await self.arun(task, strategy)
-        finally:
-            await self.aclose()
+        """Run ``task``: blocks and returns the RunResult outside an event loop (as in the
+        seed's examples); inside one, returns an awaitable (``await orchestrator.run(...)``)."""
+        return self._blocking(lambda: self.arun(task, strategy))
 
     async def abatch_run(
         self,
@@ -358,22 +325,23 @@ class Orchestrator:
     def batch_run(self, tasks: Sequence[str | BatchTask], **options: Any) -> Any:
         """The seed's ``results = orchestrator.batch_run(tasks)``: blocks outside an event
         loop, returns an awaitable inside one (like :meth:`run`)."""
+        return self._blocking(lambda: self.abatch_run(tasks, **options))
+
+    def _blocking(self, work: Callable[[], Awaitable[Any]]) -> Any:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            box: list[BatchResult] = []
-            asyncio.run(self._batch_once(tasks, options, box))
+            box: list[Any] = []
+            asyncio.run(self._once(work, box))
             return box[0]
-        return self.abatch_run(tasks, **options)
+        return work()
 
-    async def _batch_once(
-        self, tasks: Sequence[str | BatchTask], options: dict[str, Any], box: list[BatchResult]
-    ) -> None:
-        # The result goes in ``box`` rather than being returned: asyncio.run formats the
-        # main task's repr, result included, when it restores the SIGINT handler, and a
-        # batch's results are large (tens of ms for a thousand tasks).
+    async def _once(self, work: Callable[[], Awaitable[Any]], box: list[Any]) -> None:
+        # Clients are bound to the loop asyncio.run is about to close. The result goes in
+        # ``box``: asyncio.run formats the main task's repr, result included, when it
+        # restores the SIGINT handler, and a batch's results are large.
         try:
-            box.append(await self.abatch_run(tasks, **options))
+            box.append(await work())
         finally:
             await self.aclose()
 
@@ -411,6 +379,7 @@ DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"
 """Sessions and long-term memory, when no store is given and there is no Redis."""
 
 _log = logging.getLogger("massgen.memory")
+_RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "handles")
 
 
 def _run_id() -> str:

@@ -1,10 +1,5 @@
-"""The run record: one JSON file per run, enough to audit or replay it.
-
-It holds a digest of the config, every prompt sent and every answer received, the votes,
-usage, cost and timings. It is written when the run ends, whatever the ending (done,
-failed, interrupted), so a Ctrl-C still leaves the partial record. It never holds keys:
-the config is recorded by digest, not by content.
-"""
+"""The run record: one JSON file per run (prompts, answers, votes, usage, timings), written
+however the run ends, so Ctrl-C leaves a partial one. The config is kept by digest: no keys."""
 
 from __future__ import annotations
 
@@ -83,32 +78,12 @@ class RunRecorder:
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.AgentStarted):
-            self.prompts.append(
-                {
-                    "agent": e.agent,
-                    "phase": e.phase,
-                    "round": e.round,
-                    "prompt": e.prompt,
-                    "at": e.at,
-                }
-            )
+            self.prompts.append(_fields(e, "agent", "phase", "round", "prompt", "at"))
         elif isinstance(e, ev.ToolCalled):
-            self.tool_calls.append(
-                {
-                    "agent": e.agent,
-                    "tool": e.tool,
-                    "call_id": e.call_id,
-                    "args": e.args,
-                    "at": e.at,
-                }
-            )
+            self.tool_calls.append(_fields(e, "agent", "tool", "call_id", "args", "at"))
         elif isinstance(e, ev.ToolResult):
             for entry in reversed(self.tool_calls):
-                if (
-                    entry["call_id"] == e.call_id
-                    and entry["agent"] == e.agent
-                    and "ok" not in entry
-                ):
+                if (entry["call_id"], entry["agent"]) == (e.call_id, e.agent) and "ok" not in entry:
                     entry.update(ok=e.ok, duration=e.duration, output=e.output[:TOOL_OUTPUT_KEPT])
                     break
         elif isinstance(e, ev.RunEnded):
@@ -139,3 +114,7 @@ class RunRecorder:
             raise
         self.written = path
         return path
+
+
+def _fields(e: ev.Event, *names: str) -> dict[str, Any]:
+    return {name: getattr(e, name) for name in names}

@@ -279,28 +279,3 @@ def _located(team: TeamConfig, *path: str | int) -> Iterator[None]:
             key = _dotted(path) + (f".{e.key}" if e.key else "")
             raise ConfigError(e.message, file=file, line=line, key=key, hint=e.hint) from e
         raise
-
-
-def orchestrator_options(team: TeamConfig) -> dict[str, Any]:
-    o = team.orchestrator
-    c = o.consensus
-    return {
-        "strategy": o.strategy,
-        "error_strategy": o.error_strategy,
-        "max_retries": o.max_retries,
-        "retry_delay": o.retry_delay,
-        "threshold": c.threshold,
-        "max_rounds": c.max_rounds,
-        "topology": c.topology,
-        "neighbors": c.neighbors,
-        "final": c.final,
-        "presenter": c.presenter,
-        "answer_budget": c.answer_budget,
-        "aggregator": o.aggregator,
-        "max_parallel": o.max_parallel,
-        "timeout": o.timeout,
-        "cache_enabled": o.cache.enabled,
-        "cache_ttl": o.cache.ttl,
-        "cache_path": o.cache.path,
-        "max_cost": o.max_cost,
-    }

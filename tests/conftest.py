@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# What massgen keeps between runs (genai-prices' answers) stays inside this test session.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="massgen-test-cache-")
 
 from tests.mas.helpers import RedisServer
 from tests.sim.simulator import ProviderSimulator

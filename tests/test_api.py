@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import massgen
 
 
@@ -42,7 +44,7 @@ def test_seed_custom_backend_and_orchestrator_examples():
         assert orchestrator.run(task="Analyze data", strategy=strategy).final_answer
 
     cached = Orchestrator(agents=agents, cache_enabled=True, cache_ttl=3600)
-    assert cached.cache_enabled and cached.cache_ttl == 3600
+    assert cached.config.cache.enabled and cached.config.cache.ttl == 3600
 
 
 def test_seed_memory_agent_example_is_accepted():
@@ -77,3 +79,20 @@ def test_from_config_builds_the_team(tmp_path):
     orchestrator = Orchestrator.from_config(team)
     assert orchestrator.strategy == "parallel" and list(orchestrator.agents) == ["a", "b"]
     assert orchestrator.run("Capital?").final_answer.count("Paris") == 2
+
+
+def test_keyword_options_are_validated_once_into_the_typed_section():
+    from massgen import Agent, ConfigError, FunctionBackend, Orchestrator
+
+    agents = [Agent("a", FunctionBackend(lambda r: "x"))]
+    built = Orchestrator(agents, max_rounds=3, cache_enabled=True, cache_path="c.db")
+    assert built.config.consensus.max_rounds == 3 and built.config.cache.path == "c.db"
+    for options, key in (
+        ({"error_strategy": "bogus"}, "error_strategy"),
+        ({"threshold": 0}, "consensus.threshold"),
+        ({"max_round": 2}, "max_round"),
+        ({"presenter": "nobody"}, "presenter"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            Orchestrator(agents, **options)
+        assert caught.value.key == key

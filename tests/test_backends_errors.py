@@ -13,8 +13,8 @@ from massgen.backends._errors import (
     error_for_status,
     parse_retry_after,
 )
-from massgen.backends.base import estimate_tokens
 from massgen.errors import AuthenticationError, BadRequestError, ProviderError, RateLimited
+from massgen.tokens import estimate_request
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, Usage
 
 
@@ -115,5 +115,5 @@ def test_missing_usage_is_estimated_rather_than_zero() -> None:
     request = CompletionRequest(messages=(ChatMessage("user", "x" * 40),))
     assert answer(request, "text", usage=Usage(7, 3), finish="stop", model="m").usage == Usage(7, 3)
     estimated = answer(request, "y" * 20, usage=Usage(), finish="stop", model="m").usage
-    assert estimated == Usage(estimate_tokens(request), 5)
+    assert estimated == Usage(estimate_request(request), 5)
     assert estimated.input_tokens > 0

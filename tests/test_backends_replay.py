@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from massgen.backends import create_backend
-from massgen.backends.base import estimate_text_tokens, estimate_tokens
 from massgen.backends.replay import DEFAULT_REPLY, ReplayBackend
 from massgen.errors import ConfigError
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import ChatMessage, CompletionRequest, Usage
 
 REVIEW = """Task: What is the capital of France?
@@ -92,9 +92,7 @@ async def test_usage_is_estimated_and_replay_costs_no_tools() -> None:
     b = ReplayBackend(default="four score and seven")
     request = ask("How long?")
     done = await b.complete(request)
-    assert done.usage == Usage(
-        estimate_tokens(request), estimate_text_tokens("four score and seven")
-    )
+    assert done.usage == Usage(estimate_request(request), estimate_text("four score and seven"))
     assert done.model == "replay"
     assert done.finish_reason == "stop"
     assert b.supports_tools is False

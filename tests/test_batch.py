@@ -186,7 +186,7 @@ def test_seed_batch_run_example():
 
 
 async def test_the_budget_stops_a_run_before_its_next_round():
-    from massgen.budget import BudgetExceeded
+    from massgen.errors import BudgetExceeded
 
     def respond(request):
         return Completion(

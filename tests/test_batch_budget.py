@@ -14,8 +14,8 @@ from massgen.agents.agent import Agent
 from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.backends.pricing import price_of
-from massgen.budget import DEFAULT_OUTPUT_TOKENS, Budget, BudgetExceeded
-from massgen.errors import ConfigError
+from massgen.budget import DEFAULT_OUTPUT_TOKENS, Budget
+from massgen.errors import BudgetExceeded, ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.types import Completion, Usage
 from tests.procs import run_massgen

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from massgen.batch import ResultLog, task_id
-from massgen.batch.output import ResultsLocked
-from massgen.errors import ConfigError
+from massgen.errors import ConfigError, ResultsLocked
 from tests.procs import run_massgen
 from tests.sim.sim_types import Hang
 from tests.sim.simulator import ProviderSimulator
@@ -147,7 +146,7 @@ def test_a_second_log_on_the_same_file_is_refused_until_the_first_closes(tmp_pat
         # is what a second `massgen batch` meets
         code = (
             "import sys\nfrom massgen.batch import ResultLog\n"
-            "from massgen.batch.output import ResultsLocked\n"
+            "from massgen.errors import ResultsLocked\n"
             "try:\n    ResultLog(sys.argv[1])\nexcept ResultsLocked:\n    sys.exit(7)\n"
         )
         other = subprocess.run([sys.executable, "-c", code, str(out)], timeout=30, check=False)

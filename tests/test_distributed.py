@@ -458,7 +458,7 @@ async def test_stale_and_malformed_turns_are_answered_without_a_provider_call(
 def test_workers_advertise_the_turn_timeout_of_their_retry_budget() -> None:
     host = Orchestrator([Agent("ada", FunctionBackend(lambda r: "x"))], max_retries=2)
     w = Worker(host, redis_url=SHARED_REDIS, settings=FAST)
-    policy = RetryPolicy(max_retries=2, base_delay=host.retry_delay)
+    policy = RetryPolicy(max_retries=2, base_delay=host.config.retry_delay)
     meta = w.hosted[0].get_metadata()
     assert meta["turn_timeout"] == turn_timeout(None, policy, FAST.lease)
     assert (meta["backend"], meta["tools"], meta["processed"]) == ("function", False, 0)

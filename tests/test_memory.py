@@ -94,11 +94,11 @@ def test_estimator_learns_from_reported_usage():
     assert est.ratio <= TokenEstimator.MAX_RATIO  # clamped, one odd report cannot run away
 
 
-def test_context_windows_by_longest_prefix_and_override():
+def test_context_windows_from_genai_prices_and_override():
     assert context_window("gpt-4o-mini") == 128_000
     assert context_window("gpt-4-0613") == 8_192
     assert context_window("claude-3-5-sonnet-latest") == 200_000
-    assert context_window("openrouter/gemini-2.0-flash") == 1_048_576
+    assert context_window("openrouter/gemini-2.5-flash") == 1_048_576
     assert context_window("my-local-model") is None
     assert context_window("gpt-4o", 4096) == 4096
 

@@ -229,13 +229,13 @@ async def test_the_caller_needs_no_provider_for_a_remote_summary():
 
 
 def calls_usage(calls: list[CompletionRequest]) -> Any:
-    from massgen.backends.base import estimate_text_tokens, estimate_tokens
+    from massgen.tokens import estimate_request, estimate_text
     from massgen.types import Usage
 
     total = Usage()
     for request in calls:
         text = "SUMMARY" if "Write the updated summary" in request.messages[-1].content else "hi"
-        total = total + Usage(estimate_tokens(request), estimate_text_tokens(text))
+        total = total + Usage(estimate_request(request), estimate_text(text))
     return total
 
 

@@ -13,7 +13,7 @@ from massgen.agents.turn import Turn
 from massgen.backends.function import FunctionBackend
 from massgen.memory import ContextLimitExceeded, Exchange, estimate_message
 from massgen.memory.short_term import REQUEST_OVERHEAD
-from massgen.memory.tokens import estimate_tools
+from massgen.tokens import estimate_tools
 from massgen.tools import tool
 from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, Usage
 

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 from massgen import events as ev
 from massgen.backends.base import Backend
-from massgen.errors import ProviderConnectionError
-from massgen.memory.tokens import ContextLimitExceeded
+from massgen.errors import ContextLimitExceeded, ProviderConnectionError
 from massgen.memory.window import RequestWindow
 from massgen.tools.context import ToolContext
 from massgen.types import ChatMessage, Completion, CompletionRequest, Source, Usage

@@ -12,10 +12,12 @@ import ssl
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from massgen.backends.base import Backend, estimate_text_tokens, estimate_tokens
+from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
+from massgen.providers import PROVIDERS
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import Completion, CompletionRequest, Source, StreamChunk, ToolCall, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
@@ -32,11 +34,6 @@ class SDKBackend(Backend):
     ``params`` passed through to the provider untouched."""
 
     supports_tools: bool = True
-    api_key_env: ClassVar[tuple[str, ...]] = ()
-    """Environment variables holding the key, tried in order."""
-    needs_key: ClassVar[bool] = True
-    """Local servers need no key; a dummy one is sent so SDKs do not complain."""
-    default_base_url: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -51,6 +48,8 @@ class SDKBackend(Backend):
         name: str = "",
     ) -> None:
         super().__init__(model, name=name)
+        self.spec = PROVIDERS[self.provider]
+        self.native_tools = self.spec.native_tools
         if not model:
             from massgen.backends.registry import model_hint
 
@@ -60,7 +59,7 @@ class SDKBackend(Backend):
                 hint=model_hint(self.provider),
             )
         self._api_key = self._resolve_key(api_key)
-        self.base_url = base_url or self.default_base_url
+        self.base_url = base_url or self.spec.base_url
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = 60.0 if timeout is None else float(timeout)
@@ -69,12 +68,12 @@ class SDKBackend(Backend):
     def _resolve_key(self, explicit: str | None) -> str:
         if explicit:
             return explicit
-        for var in self.api_key_env:
+        for var in self.spec.key_env:
             if value := os.environ.get(var):
                 return value
-        if not self.needs_key:
+        if not self.spec.needs_key:
             return NO_KEY
-        where = " or ".join(self.api_key_env) or "api_key"
+        where = " or ".join(self.spec.key_env) or "api_key"
         raise AuthenticationError(
             f"no API key for {self.provider}: set {where} (or api_key in the config)",
             provider=self.provider,
@@ -116,7 +115,7 @@ class SDKBackend(Backend):
         raise NotImplementedError
 
     def describe(self) -> str:
-        where = f" @ {self.base_url}" if self.base_url and not self.needs_key else ""
+        where = f" @ {self.base_url}" if self.base_url and not self.spec.needs_key else ""
         return f"{self.provider}:{self.model}{where}"
 
 
@@ -218,7 +217,7 @@ def answer(
     if calls and finish in ("stop", "other"):
         finish = "tool_calls"
     if not (usage.input_tokens or usage.output_tokens):
-        usage = Usage(estimate_tokens(request), estimate_text_tokens(text))
+        usage = Usage(estimate_request(request), estimate_text(text))
     return Completion(
         text=text,
         usage=usage,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import anthropic
 
@@ -64,8 +64,6 @@ class AnthropicBackend(SDKBackend):
     ``temperature`` is sent only when you set it."""
 
     provider: str = "anthropic"
-    api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
-    native_tools: frozenset[str] = frozenset({"web_search"})
 
     _client: anthropic.AsyncAnthropic | None = None
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from massgen.tokens import estimate_request, estimate_text
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -96,22 +97,9 @@ async def text_completion(
     return Completion(
         text=text,
         model=request.model or backend.model or type(backend).__name__,
-        usage=Usage(estimate_tokens(request), estimate_text_tokens(text)),
+        usage=Usage(estimate_request(request), estimate_text(text)),
         latency=time.perf_counter() - started,
     )
-
-
-def estimate_text_tokens(text: str) -> int:
-    """A cheap, offline token estimate: about four characters per token."""
-    return (len(text) + 3) // 4
-
-
-def estimate_tokens(request: CompletionRequest) -> int:
-    """Estimate a request's prompt tokens (used only when a backend reports no usage)."""
-    total = 0
-    for m in request.messages:
-        total += 4 + estimate_text_tokens(m.content)
-    return total
 
 
 def layers(backend: Backend) -> Iterator[Backend]:

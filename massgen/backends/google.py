@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx2
 import pydantic
@@ -75,8 +75,6 @@ class GoogleBackend(SDKBackend):
     ``thinking_config``, ``safety_settings``...), checked by the SDK."""
 
     provider: str = "google"
-    api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-    native_tools: frozenset[str] = frozenset({"web_search"})
 
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False

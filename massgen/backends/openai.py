@@ -63,10 +63,6 @@ class OpenAIBackend(SDKBackend):
     ``reasoning_effort``, ``seed``, a server's own options...)."""
 
     provider: str = "openai"
-    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
-    native_tools: frozenset[str] = frozenset({"web_search"})
-    """The Responses API's ``web_search`` tool; search models use Chat Completions'
-    ``web_search_options``."""
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
 
@@ -372,8 +368,6 @@ class XAIBackend(OpenAIBackend):
     """xAI (Grok). Its web search is a tool of the Responses API (Live Search is retired)."""
 
     provider = "xai"
-    api_key_env = ("XAI_API_KEY",)
-    default_base_url = "https://api.x.ai/v1"
     max_tokens_field = "max_tokens"
 
     def supports_native(
@@ -407,7 +401,6 @@ _XAI_MAX_DOMAINS = 5
 
 
 class _Compatible(OpenAIBackend):
-    native_tools = frozenset()
     max_tokens_field = "max_tokens"
 
 
@@ -415,26 +408,21 @@ class OpenRouterBackend(_Compatible):
     """OpenRouter: many providers' models behind one OpenAI-compatible API."""
 
     provider = "openrouter"
-    api_key_env = ("OPENROUTER_API_KEY",)
-    default_base_url = "https://openrouter.ai/api/v1"
 
 
 class LMStudioBackend(_Compatible):
     """A local LM Studio server; no key needed."""
 
-    provider, api_key_env, needs_key = "lmstudio", (), False
-    default_base_url = "http://localhost:1234/v1"
+    provider = "lmstudio"
 
 
 class OllamaBackend(_Compatible):
     """A local Ollama server (its OpenAI-compatible endpoint); no key needed."""
 
-    provider, api_key_env, needs_key = "ollama", (), False
-    default_base_url = "http://localhost:11434/v1"
+    provider = "ollama"
 
 
 class VLLMBackend(_Compatible):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
-    provider, api_key_env, needs_key = "vllm", ("VLLM_API_KEY",), False
-    default_base_url = "http://localhost:8000/v1"
+    provider = "vllm"

@@ -17,83 +17,42 @@ from typing import Any
 from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, ConfigError
 from massgen.plugins import load_object
-
-# type -> (module, class). Modules are imported on first use: each SDK costs ~1 s.
-_BUILTIN: dict[str, tuple[str, str]] = {
-    "openai": ("massgen.backends.openai", "OpenAIBackend"),
-    "anthropic": ("massgen.backends.anthropic", "AnthropicBackend"),
-    "google": ("massgen.backends.google", "GoogleBackend"),
-    "gemini": ("massgen.backends.google", "GoogleBackend"),
-    "xai": ("massgen.backends.openai", "XAIBackend"),
-    "openrouter": ("massgen.backends.openai", "OpenRouterBackend"),
-    "lmstudio": ("massgen.backends.openai", "LMStudioBackend"),
-    "ollama": ("massgen.backends.openai", "OllamaBackend"),
-    "vllm": ("massgen.backends.openai", "VLLMBackend"),
-    "replay": ("massgen.backends.replay", "ReplayBackend"),
-}
-
-BACKEND_TYPES: tuple[str, ...] = tuple(_BUILTIN)
-"""Every built-in backend type (``gemini`` is another name for ``google``)."""
-
-OPENAI_COMPATIBLE: frozenset[str] = frozenset(
-    kind for kind, (module, _) in _BUILTIN.items() if module == "massgen.backends.openai"
-)
-"""The types that speak Chat Completions, and so take ``client`` (``http`` or ``sdk``)."""
-
-_ENV_VARS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "xai": ("XAI_API_KEY",),
-    "openrouter": ("OPENROUTER_API_KEY",),
-}
+from massgen.providers import BACKEND_TYPES, OPENAI_COMPATIBLE, PROVIDERS, Provider
 
 
-EXAMPLE_MODELS: dict[str, str] = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-haiku-4-5",
-    "google": "gemini-2.5-flash",
-    "gemini": "gemini-2.5-flash",
-    "xai": "grok-4-fast",
-    "openrouter": "openai/gpt-4o-mini",
-    "lmstudio": "qwen2.5-7b-instruct",
-    "ollama": "llama3.2",
-    "vllm": "meta-llama/Llama-3.1-8B-Instruct",
-}
-"""A model of each built-in type that needs one (every type but ``replay``), for hints."""
+def _row(type: str) -> Provider | None:
+    return PROVIDERS.get(type.strip().lower())
 
 
 def needs_model(type: str) -> bool:
     """Whether a backend of ``type`` cannot be built without a model name (custom classes
     decide for themselves)."""
-    return type.strip().lower() in EXAMPLE_MODELS
+    row = _row(type)
+    return row is not None and row.example_model is not None
 
 
 def model_hint(type: str) -> str:
     """How to give a backend of ``type`` its model, with an example of that provider."""
-    example = EXAMPLE_MODELS.get(type.strip().lower())
-    return "set `model:` on the agent or on its backend" + (
-        f", e.g. `model: {example}`" if example else ""
-    )
+    row = _row(type)
+    example = f", e.g. `model: {row.example_model}`" if row and row.example_model else ""
+    return "set `model:` on the agent or on its backend" + example
 
 
 def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
     """The environment variables a backend of ``type`` reads its key from, when it has no
     key: ``api_key`` is empty and none of them is set. Empty when it has one or needs none."""
-    names = _ENV_VARS.get(type.strip().lower(), ())
+    row = _row(type)
+    names = row.key_env if row is not None and row.needs_key else ()
     if api_key or any(os.environ.get(v) for v in names):
         return ()
     return names
 
 
 def default_env_var(type: str) -> str | None:
-    """The environment variable a backend type reads its key from (``None``: no key needed).
-
-    Google reads ``GEMINI_API_KEY`` first, then ``GOOGLE_API_KEY``; the first is returned.
-    """
-    names = _ENV_VARS.get(type.strip().lower())
-    return names[0] if names else None
+    """The environment variable a backend type reads its key from (``None``: no key needed);
+    the first of them when there are several (Google: ``GEMINI_API_KEY``)."""
+    row = _row(type)
+    return row.key_env[0] if row is not None and row.needs_key and row.key_env else None
 
 
 def create_backend(
@@ -120,20 +79,15 @@ def create_backend(
     """
     kind = type.strip()
     params = dict(params or {})
+    settings = {"api_key": api_key, "base_url": base_url, "temperature": temperature}
+    settings |= {"max_tokens": max_tokens, "timeout": timeout}
     if ":" in kind:
         _check_client(kind, client)
-        cls = _import_custom(kind, base_dir)
-        settings = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "timeout": timeout,
-        }
         kwargs = {k: v for k, v in settings.items() if v is not None} | params
-        return _instantiate(cls, kind, model=model, name=name, **kwargs)
+        return _instantiate(_import_custom(kind, base_dir), kind, model=model, name=name, **kwargs)
     kind = kind.lower()
-    if kind not in _BUILTIN:
+    row = PROVIDERS.get(kind)
+    if row is None:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
     _check_client(kind, client)
     # Both before importing an SDK that takes seconds to load.
@@ -141,28 +95,16 @@ def create_backend(
         raise ConfigError(f"a {kind} backend needs a model", key="model", hint=model_hint(kind))
     if key_variables(kind, api_key):
         raise missing_key(kind)
-    module_name, class_name = _BUILTIN[kind]
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = getattr(importlib.import_module(row.module), row.cls)
     if kind == "replay":
         return _instantiate(
             cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
         )
     choice = {"client": client} if client is not None else {}
     try:
-        backend: Backend = cls(
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            params=params,
-            name=name,
-            **choice,
-        )
+        return cls(model, **settings, params=params, name=name, **choice)
     except AuthenticationError as e:
         raise missing_key(kind) from e
-    return backend
 
 
 def missing_key(kind: str) -> ConfigError:

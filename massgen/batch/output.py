@@ -25,22 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from massgen.errors import ConfigError, RunError
+from massgen.errors import ConfigError, ResultsFileError, ResultsLocked
 from massgen.grouped import Grouped
 
 _log = logging.getLogger(__name__)
 
 #: Errors that mean the disk, not the path, is the problem (exit 1, not a usage error).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
-
-
-class ResultsFileError(RunError):
-    """The results file could not be written (a full disk, a quota, an I/O error). Every
-    line written before is intact; free the space and run the same command again."""
-
-
-class ResultsLocked(ConfigError):
-    """Another batch is writing the same results file."""
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.agents.turn import Turn
 from massgen.batch.inputs import BatchTask
-from massgen.batch.output import ResultLog, ResultsFileError
-from massgen.budget import Budget, BudgetExceeded
-from massgen.errors import MassGenError
+from massgen.batch.output import ResultLog
+from massgen.budget import Budget
+from massgen.errors import BudgetExceeded, MassGenError, ResultsFileError
 from massgen.result import RunResult
 from massgen.types import Usage
 

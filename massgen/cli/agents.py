@@ -20,20 +20,15 @@ if TYPE_CHECKING:
 
 _DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
 _COUNTERS = ("in_flight", "processed", "failed")
-Columns = Sequence[tuple[str, str]]
+Columns = dict[str, str]
 
 
 def list_command(
     *, config: Path | None, redis: str | None, prefix: str | None, json_out: bool
 ) -> int:
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
 
-    cfg = None
-    if config is not None:
-        from massgen.config import load
-
-        cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
+    cfg, bus = team_and_bus(config, redis, prefix)
     columns: Columns
     if bus is not None:
         bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
@@ -106,31 +101,28 @@ def live_rows(
     whether each instance signs with ``signer``'s secret (see :func:`signing`)."""
     dead_letters = {s.agent_id: s.dead_letters for s in stats}
     grouped: dict[str, list[AgentRecord]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: r.started):
         grouped.setdefault(r.id, []).append(r)
     rows = []
     for name, recs in sorted(grouped.items()):
-        recs.sort(key=lambda r: r.started)
-        meta = recs[0].metadata
-        counters = [{k: _int(r.metadata.get(k)) for k in _COUNTERS} for r in recs]
-        ages = [_age(r, now) for r in recs]
-        signs = [signing(signer, r) for r in recs]
-        instances = [
+        instances: list[dict[str, Any]] = [
             {
                 "instance_id": r.instance_id,
                 "host": r.host,
                 "pid": r.pid,
-                "heartbeat_age": age,
-                "secret": sign,
-                **c,
+                "heartbeat_age": _age(r, now),
+                "secret": signing(signer, r),
+                **{k: _int(r.metadata.get(k)) for k in _COUNTERS},
             }
-            for r, age, c, sign in zip(recs, ages, counters, signs, strict=True)
+            for r in recs
         ]
         mismatch = [
-            f"{r.instance_id}@{r.host}/{r.pid}"
-            for r, sign in zip(recs, signs, strict=True)
-            if sign in (OTHER_SECRET, UNSIGNED)
+            f"{i['instance_id']}@{i['host']}/{i['pid']}"
+            for i in instances
+            if i["secret"] in ("other secret", "unsigned")
         ]
+        signs = sorted({i["secret"] for i in instances})
+        meta = recs[0].metadata
         rows.append(
             {
                 "name": name,
@@ -141,10 +133,10 @@ def live_rows(
                 "status": recs[0].status.value,
                 "replicas": len(recs),
                 "hosts": [f"{r.host}/{r.pid}" for r in recs],
-                "heartbeat_age": min(ages),
-                **{k: sum(c[k] for c in counters) for k in _COUNTERS},
+                "heartbeat_age": min(i["heartbeat_age"] for i in instances),
+                **{k: sum(i[k] for i in instances) for k in _COUNTERS},
                 "dead_letters": dead_letters.get(name, 0),
-                "secret": _summary(signs, mismatch),
+                "secret": f"MISMATCH {len(mismatch)}/{len(recs)}" if mismatch else ", ".join(signs),
                 "secret_mismatch": mismatch,
                 "instances": instances,
             }
@@ -152,67 +144,44 @@ def live_rows(
     return rows
 
 
-#: What :func:`signing` says of an instance.
-SAME_SECRET = "ok"
-OTHER_SECRET = "other secret"
-UNSIGNED = "unsigned"
-SIGNED = "signed (not checked: no secret given)"
-NO_SECRET = "-"
-
-
 def signing(signer: Signer | None, record: AgentRecord) -> str:
     """Whether ``record``'s instance signs with ``signer``'s secret, from the proof it
     publishes: ``ok``, ``other secret``, ``unsigned`` (we sign, it does not), or, with no
     secret given here, ``signed (not checked ...)`` or ``-``."""
     if signer is None:
-        return SIGNED if record.proof else NO_SECRET
+        return "signed (not checked: no secret given)" if record.proof else "-"
     if not record.proof:
-        return UNSIGNED
-    return SAME_SECRET if signer.proves(record.instance_id, record.proof) else OTHER_SECRET
-
-
-def _summary(signs: list[str], mismatch: list[str]) -> str:
-    if mismatch:
-        return f"MISMATCH {len(mismatch)}/{len(signs)}"
-    return signs[0] if len(set(signs)) == 1 else ", ".join(sorted(set(signs)))
+        return "unsigned"
+    return "ok" if signer.proves(record.instance_id, record.proof) else "other secret"
 
 
 def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
-    rows = []
-    for a in cfg.agents:
-        b = cfg.backend_for(a)
-        rows.append(
-            {
-                "name": a.name,
-                "backend": b.type,
-                "model": a.model or b.model or None,
-                "role": textwrap.shorten(a.role, 60, placeholder="…"),  # as workers show it
-                "fallback": a.fallback,
-            }
-        )
-    return rows
+    return [
+        {
+            "name": a.name,
+            "backend": cfg.backend_for(a).type,
+            "model": a.model or cfg.backend_for(a).model or None,
+            "role": textwrap.shorten(a.role, 60, placeholder="…"),  # as workers show it
+            "fallback": a.fallback,
+        }
+        for a in cfg.agents
+    ]
 
 
-LIVE_COLUMNS = (
-    ("agent", "name"),
-    ("capabilities", "capabilities"),
-    ("host/pid", "hosts"),
-    ("status", "status"),
-    ("heartbeat", "heartbeat_age"),
-    ("in flight", "in_flight"),
-    ("processed", "processed"),
-    ("failed", "failed"),
-    ("replicas", "replicas"),
-    ("dead letters", "dead_letters"),
-    ("secret", "secret"),
-)
-TEAM_COLUMNS = (
-    ("agent", "name"),
-    ("backend", "backend"),
-    ("model", "model"),
-    ("role", "role"),
-    ("fallback", "fallback"),
-)
+LIVE_COLUMNS = {
+    "agent": "name",
+    "capabilities": "capabilities",
+    "host/pid": "hosts",
+    "status": "status",
+    "heartbeat": "heartbeat_age",
+    "in flight": "in_flight",
+    "processed": "processed",
+    "failed": "failed",
+    "replicas": "replicas",
+    "dead letters": "dead_letters",
+    "secret": "secret",
+}
+TEAM_COLUMNS = {"agent": "name"} | {k: k for k in ("backend", "model", "role", "fallback")}
 
 
 def _table(title: str, columns: Columns, rows: list[dict[str, Any]]) -> None:
@@ -220,10 +189,10 @@ def _table(title: str, columns: Columns, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for header, _ in columns:
+    for header in columns:
         table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(key, row.get(key)) for _, key in columns))
+        table.add_row(*(_cell(key, row.get(key)) for key in columns.values()))
     width = None if sys.stdout.isatty() else 160  # pipes: do not squeeze to 80 columns
     Console(file=sys.stdout, width=width).print(table)
     if not rows:

@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import os
-import signal
 import sys
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
-from massgen.cli.exits import DEGRADED, FAILED, OK
-from massgen.errors import ConfigError, Interrupted
-
-CONFIG_ENV = "MASSGEN_CONFIG"
-
-
-@overload
-def find_config(config: Path | None) -> Path: ...
-@overload
-def find_config(config: Path | None, *, required: bool) -> Path | None: ...
-def find_config(config: Path | None, *, required: bool = True) -> Path | None:
-    """The team config: given, else ``$MASSGEN_CONFIG``, else ``./massgen.yaml``; ``None``
-    when there is none and it is not ``required``."""
-    if config is not None:
-        return config
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env)
-    default = Path("massgen.yaml")
-    if default.exists():
-        return default
-    if not required:
-        return None
-    raise ConfigError(
-        "no team config given, and there is no massgen.yaml here",
-        key="--config",
-        hint=f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml",
-    )
+from massgen.cli.exits import DEGRADED, FAILED, OK, run_until_done
+from massgen.errors import ConfigError, Interrupted, ResultsFileError
 
 
 def batch_command(
-    tasks_file: Path,
+    tasks: Path,
     *,
     config: Path | None,
     out: Path | None,
     concurrency: int,
     strategy: str | None,
-    resume: bool,
+    no_resume: bool,
     max_cost: float | None,
     no_cache: bool,
     quiet: bool,
@@ -56,7 +27,6 @@ def batch_command(
     touched; then the results file is locked, read (or moved aside) and appended to."""
     from massgen.batch import BatchSummary, ResultLog, run_batch
     from massgen.batch.inputs import read_task_file
-    from massgen.batch.output import ResultsFileError
     from massgen.budget import check_limit
     from massgen.config import load
     from massgen.display.batch import describe
@@ -66,7 +36,15 @@ def batch_command(
     if concurrency < 1:
         raise ConfigError("must be at least 1", key="--concurrency")
     max_cost = check_limit(max_cost, "--max-cost")
+    from massgen.cli import CONFIG_ENV, find_config
+
     config_path = find_config(config)
+    if config_path is None:
+        raise ConfigError(
+            "no team config given, and there is no massgen.yaml here",
+            key="--config",
+            hint=f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml",
+        )
     cfg = load(config_path)
     if cfg.redis is not None:  # the cache and shared limits live there
         from massgen.distributed.target import BusTarget
@@ -74,24 +52,25 @@ def batch_command(
         shared = BusTarget.resolve(None, cfg)
         assert shared is not None
         shared.check()
+    tasks_file = tasks
     listed = read_task_file(tasks_file)
-    tasks = listed.tasks
+    items = listed.tasks
     out = out or tasks_file.with_name(tasks_file.stem + ".results.jsonl")
     if out.is_dir():
         raise ConfigError("is a folder; give a file name", file=str(out), key="--out")
     for other, what in ((tasks_file, "task file"), (config_path, "team config")):
         if out.resolve() == other.resolve():
             raise ConfigError(f"is the {what}; results need a file of their own", key="--out")
-    overrides: dict[str, Any] = {"strategy": strategy, "max_cost": max_cost}
-    if no_cache:
-        overrides["cache_enabled"] = False
-    orchestrator = Orchestrator.from_config(cfg, **overrides)
+    off = False if no_cache else None  # None: as the config says
+    orchestrator = Orchestrator.from_config(
+        cfg, strategy=strategy, max_cost=max_cost, cache_enabled=off
+    )
     check_limit(orchestrator.max_cost, "orchestrator.max_cost")
     fingerprint = {
         "config": config_digest(config_path),
         "strategy": strategy or orchestrator.strategy,
     }
-    log = ResultLog(out, resume=resume, fingerprint=fingerprint)
+    log = ResultLog(out, resume=not no_resume, fingerprint=fingerprint)
     if log.moved_aside is not None:
         print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
     if log.set_aside:
@@ -101,29 +80,26 @@ def batch_command(
             file=sys.stderr,
         )
     if dropped := listed.describe_dropped():
-        print(f"batch: {tasks_file}: {len(tasks)} tasks; not tasks: {dropped}", file=sys.stderr)
-    todo = sum(1 for t in tasks if log.done.get(t.id, {}).get("status") not in ("done", "degraded"))
+        print(f"batch: {tasks_file}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
+    todo = sum(1 for t in items if log.done.get(t.id, {}).get("status") not in ("done", "degraded"))
     view: Any = None
     if not quiet:
         if sys.stderr.isatty():
             from massgen.display.batch import RichBatchView
 
-            view = RichBatchView(len(tasks), len(tasks) - todo)
+            view = RichBatchView(len(items), len(items) - todo)
         else:
             from massgen.display.batch import PlainBatchView
 
-            view = PlainBatchView(len(tasks))
+            view = PlainBatchView(len(items))
 
     async def main() -> None:
         # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result
         # included) when it restores the SIGINT handler, and a batch's results are large.
-        me = asyncio.current_task()
-        if me is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
         async with orchestrator:
             await run_batch(
                 orchestrator,
-                tasks,
+                items,
                 log=log,
                 concurrency=concurrency,
                 strategy=strategy,
@@ -132,16 +108,16 @@ def batch_command(
                 summary=summary,
             )
 
-    summary = BatchSummary(total=len(tasks))
+    summary = BatchSummary(total=len(items))
     # Everything made so far (modules, config, the tasks) lives until exit: out of the
     # collector's way, so the collections a batch still needs do not walk it each time.
     gc.freeze()
     try:
         try:
-            asyncio.run(main())
+            run_until_done(main)
         finally:
             log.close()
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except Interrupted:
         summary.stopped = "interrupted"
         if view is not None:
             view.close(summary)
@@ -150,7 +126,7 @@ def batch_command(
             "run the same command again to resume",
             file=sys.stderr,
         )
-        raise Interrupted("interrupted") from None
+        raise
     except ResultsFileError as e:
         if view is not None:
             view.close(summary)

@@ -5,42 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from massgen.cli.batch import find_config
-
-if TYPE_CHECKING:
-    from massgen.config import TeamConfig
 
 
 def _target(config: Path | None) -> tuple[str | Path, str]:
-    """Where the cache of this team lives: the config's cache path, its Redis, or the default
-    file; and the Redis key prefix."""
-
+    from massgen.cli import team_store
     from massgen.resilience.cache import DEFAULT_CACHE_PATH
 
-    path = find_config(config, required=False)
-    if path is None:
-        return DEFAULT_CACHE_PATH, "massgen:"
-    from massgen.config import load
-
-    cfg = load(path)
-    if cfg.orchestrator.cache.path:
-        return Path(cfg.orchestrator.cache.path), "massgen:"
-    if cfg.redis is not None:
-        return reach_redis(cfg)
-    return DEFAULT_CACHE_PATH, "massgen:"
-
-
-def reach_redis(cfg: TeamConfig) -> tuple[str, str]:
-    """The config's Redis, reached once as every command reaches it (a refused URL is a
-    located config error, one that does not answer exits 69)."""
-    from massgen.distributed.target import BusTarget
-
-    bus = BusTarget.resolve(None, cfg)
-    assert bus is not None
-    bus.check()
-    return bus.url, bus.prefix
+    return team_store(config, DEFAULT_CACHE_PATH, cache=True)
 
 
 def _where(target: str | Path) -> str:

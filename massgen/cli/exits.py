@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+if TYPE_CHECKING:
+    import asyncio
+
+T = TypeVar("T")
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
 UNAVAILABLE = 69
-"""Redis (a service the command needs) did not answer: not your file's fault, try again
+"""A service the command needs (Redis) did not answer: not your file's fault, try again
 once it is up (``EX_UNAVAILABLE`` of sysexits.h)."""
+KEY_HINT = "check the API key (see README: Run with real providers)"
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -19,17 +26,11 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-KEY_HINT = "check the API key (see README: Run with real providers)"
-
-
 def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is in ``error``'s chain of ``raise ... from`` (a run wraps its
-    agents' errors)."""
+    """Whether ``kind`` is in ``error``'s ``raise ... from`` chain (a run wraps its agents')."""
     for _ in range(16):
-        if error is None:
-            return False
-        if isinstance(error, kind):
-            return True
+        if error is None or isinstance(error, kind):
+            return error is not None
         error = error.__cause__
     return False
 
@@ -41,6 +42,7 @@ def guarded(fn: Callable[[], int | None]) -> None:
         ConfigError,
         Interrupted,
         MassGenError,
+        SecretRefused,
         ServiceUnreachable,
     )
 
@@ -48,8 +50,6 @@ def guarded(fn: Callable[[], int | None]) -> None:
         code = fn() or OK
     except ConfigError as e:
         raise fail(str(e), USAGE) from None
-    except AuthenticationError as e:
-        raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
     except ServiceUnreachable as e:
@@ -57,11 +57,49 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
-        from massgen.distributed.remote import SecretRefused
-
         if _caused_by(e, SecretRefused):  # the run's and its workers' secrets differ
             raise fail(str(e), USAGE) from None
         raise fail(str(e), FAILED) from None
     except BrokenPipeError:
         code = OK
     raise typer.Exit(code)
+
+
+def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(main())``; SIGTERM cancels it like Ctrl-C, and both raise Interrupted."""
+    import asyncio
+
+    from massgen.errors import Interrupted
+
+    async def cancellable() -> T:
+        me = asyncio.current_task()
+        if me is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
+        return await main()
+
+    try:
+        return asyncio.run(cancellable())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise Interrupted("interrupted") from None
+
+
+def stop_signal() -> asyncio.Future[signal.Signals]:
+    """The first SIGINT or SIGTERM, for commands that serve until told to stop."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not got.done():
+            got.set_result(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    return got
+
+
+def stopped(got: asyncio.Future[signal.Signals]) -> tuple[str, int]:
+    """The signal's name and the exit code of a served command: 130 after Ctrl-C, else 0."""
+    sig = got.result() if got.done() else signal.SIGTERM
+    return sig.name, INTERRUPTED if sig is signal.SIGINT else OK

@@ -1,10 +1,6 @@
-"""Where log records go from the command line: nowhere by default, stderr when asked.
-
-``--log-level`` (or ``$MASSGEN_LOG``) sends every logger's records at that level to stderr,
-third-party libraries' included, through a :class:`~massgen.redact.SecretRedactor`: a
-library logging a request at DEBUG cannot print a key. Long-running commands (``worker``,
-``service``) show massgen's own records anyway, at their own level, unless the user chose one.
-"""
+"""Log records from the command line: none by default; ``--log-level`` sends every logger's
+to stderr through a :class:`~massgen.redact.SecretRedactor` (a library's DEBUG line cannot
+print a key); ``worker`` and ``service`` show massgen's own anyway."""
 
 from __future__ import annotations
 

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from massgen.cli.exits import DEGRADED, FAILED, INTERRUPTED, OK
+from massgen.cli.exits import DEGRADED, FAILED, INTERRUPTED, OK, run_until_done
 from massgen.errors import ConfigError, Interrupted
-from massgen.events import Subscriber
-from massgen.result import RunResult
 
 if TYPE_CHECKING:
-    from massgen.distributed.target import BusTarget
-
-
-def read_task(task: str) -> str:
-    if task == "-":
-        task = sys.stdin.read()
-    task = task.strip()
-    if not task:
-        raise ConfigError(
-            "the task is empty", key="TASK", hint='pass it as text, or "-" to read stdin'
-        )
-    return task
+    from massgen.events import Subscriber
+    from massgen.result import RunResult
 
 
 def make_view(quiet: bool) -> tuple[Subscriber | None, bool]:
@@ -36,8 +22,7 @@ def make_view(quiet: bool) -> tuple[Subscriber | None, bool]:
     if sys.stderr.isatty():
         from massgen.display.live import LiveView
 
-        # When stdout is the same terminal, the panel is the answer; don't print it twice.
-        shows_final = sys.stdout.isatty()
+        shows_final = sys.stdout.isatty()  # the panel is the answer: don't print it twice
         return LiveView(show_final=shows_final), shows_final
     from massgen.display.plain import PlainView
 
@@ -61,28 +46,44 @@ def run_command(
     from massgen.config import load
     from massgen.distributed.target import BusTarget
     from massgen.orchestrator import Orchestrator
-    from massgen.record import RunRecorder
 
-    task = read_task(task)
+    task = (sys.stdin.read() if task == "-" else task).strip()
+    if not task:
+        raise ConfigError(
+            "the task is empty", key="TASK", hint='pass it as text, or "-" to read stdin'
+        )
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
     if bus is not None:
         bus.check()  # before anything is built or written
-    overrides: dict[str, object] = {
-        "strategy": strategy,
-        "max_cost": max_cost,
-        "session": session,
-    }
-    if no_cache:
-        overrides["cache_enabled"] = False
-    orchestrator = Orchestrator.from_config(cfg, **overrides)
-    recorder = None if no_record else RunRecorder(path=record, config_path=config)
-    if recorder is not None:
+    off = False if no_cache else None  # None: as the config says
+    orchestrator = Orchestrator.from_config(
+        cfg, strategy=strategy, max_cost=max_cost, session=session, cache_enabled=off
+    )
+    recorder = None
+    if not no_record:
+        from massgen.record import RunRecorder
+
+        recorder = RunRecorder(path=record, config_path=config)
         recorder.check()  # before the run: an unwritable --record is a usage error
     view, view_shows_final = make_view(quiet or json_out and not sys.stderr.isatty())
     orchestrator.subscribers.extend(s for s in (recorder, view) if s is not None)
+
+    async def main() -> RunResult:
+        async with orchestrator:
+            if bus is None:
+                return await orchestrator.arun(task)
+            from massgen.distributed.connect import distributed
+
+            async with distributed(
+                orchestrator, bus.url, prefix=bus.prefix, secret=bus.secret
+            ) as on:
+                if not quiet:
+                    print(f"massgen: {on.describe()}", file=sys.stderr, flush=True)
+                return await orchestrator.arun(task)
+
     try:
-        result = _run(orchestrator, task, bus, quiet=quiet)
+        result = run_until_done(main)
     except Interrupted:
         if recorder is not None and recorder.written:
             print(f"partial run record: {recorder.written}", file=sys.stderr)
@@ -90,8 +91,7 @@ def run_command(
             return INTERRUPTED  # its summary line already says "interrupted: ..."
         raise
     finally:
-        close = getattr(view, "close", None)
-        if close:
+        if (close := getattr(view, "close", None)) is not None:
             close()
     if json_out:
         print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
@@ -102,36 +102,3 @@ def run_command(
         print(f"error: the run record was not written: {recorder.failed}", file=sys.stderr)
         return FAILED
     return DEGRADED if result.degraded else OK
-
-
-def _run(
-    orchestrator: object, task: str, bus: BusTarget | None = None, *, quiet: bool = False
-) -> RunResult:
-    from massgen.orchestrator import Orchestrator
-
-    assert isinstance(orchestrator, Orchestrator)
-
-    async def main() -> RunResult:
-        me = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        if me is not None:
-            loop.add_signal_handler(signal.SIGTERM, me.cancel)
-        async with orchestrator:
-            if bus is None:
-                return await orchestrator.arun(task)
-            from massgen.distributed.connect import distributed
-
-            async with distributed(
-                orchestrator, bus.url, prefix=bus.prefix, secret=bus.secret
-            ) as placement:
-                if not quiet:
-                    print(f"massgen: {placement.describe()}", file=sys.stderr, flush=True)
-                return await orchestrator.arun(task)
-
-    try:
-        return asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        raise Interrupted("interrupted") from None
-
-
-__all__ = ["INTERRUPTED", "run_command"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from massgen.cli.exits import INTERRUPTED, OK
+from massgen.cli.exits import stop_signal, stopped
 from massgen.errors import ConfigError, TransportError
 
 if TYPE_CHECKING:
@@ -21,23 +19,12 @@ log = logging.getLogger("massgen.service")
 def service_command(
     *, redis: str | None, prefix: str | None, config: Path | None, interval: float
 ) -> int:
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
 
-    cfg = None
-    if config is not None:
-        from massgen.config import load
-
-        cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg, prefix=prefix)
-    if bus is None:
-        raise ConfigError(
-            "the service needs Redis to watch",
-            key="--redis",
-            hint="pass --redis redis://host:6379 (or --config with redis.url, "
-            "or set MASSGEN_REDIS_URL)",
-        )
+    _, bus = team_and_bus(config, redis, prefix, need="the service needs Redis to watch")
     if interval <= 0:
         raise ConfigError("the interval must be positive", key="--interval")
+    assert bus is not None
     bus.check()
     from massgen.cli.logs import log_to_stderr
 
@@ -53,21 +40,12 @@ async def _serve(bus: BusTarget, interval: float) -> int:
 
     transport = RedisTransport(bus.url, prefix=bus.prefix)
     await transport.connect()  # a bad URL or password stops here, before anything is written
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[signal.Signals] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    got = stop_signal()
     service = MASService(transport=transport, interval=interval)
     print(f"service watching {bus.where} (prefix {bus.prefix})", flush=True)
     known: dict[tuple[str, str], str] = {}
     try:
-        while not stop.is_set():
+        while not got.done():
             try:
                 await service.check()  # marks dead agents, logs dead letters and stuck inboxes
                 live = {
@@ -82,11 +60,9 @@ async def _serve(bus: BusTarget, interval: float) -> int:
                 for key in known.keys() - live.keys():
                     log.info("agent %s left (%s)", key[0], known[key])
                 known = live
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await stop.wait()
+            await asyncio.wait([got], timeout=interval)
     finally:
         await transport.close()
-    sig = received[0] if received else signal.SIGTERM
-    log.info("service stopped (%s)", sig.name)
-    return INTERRUPTED if sig is signal.SIGINT else OK
+    name, code = stopped(got)
+    log.info("service stopped (%s)", name)
+    return code

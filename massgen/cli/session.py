@@ -1,8 +1,5 @@
-"""`massgen session list|show|delete` and `massgen memory list|search|clear`.
-
-Both read the memory store of a team: its Redis when the config has ``redis:``, else the
-SQLite file ``.massgen/memory.sqlite3`` (or ``--store TARGET``).
-"""
+"""`massgen session list|show|delete` and `massgen memory list|search|clear`, on the team's
+memory store: ``--store``, else its Redis, else ``.massgen/memory.sqlite3``."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,18 +14,14 @@ from massgen.cli.exits import OK
 from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
+    from massgen.memory.long_term import MemoryItem
     from massgen.store.base import Store
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
-    """The command's ``--config``, ``--store`` and ``--prefix``."""
-
-    config: Path | None = None
-    store: str | None = None
-    prefix: str | None = None
+Where = tuple[Path | None, str | None, str | None]
+"""The command's ``--config``, ``--store`` and ``--prefix``."""
 
 
 def _no_session(name: str) -> ConfigError:
@@ -40,32 +32,13 @@ def _no_session(name: str) -> ConfigError:
     )
 
 
-def target(where: Where) -> tuple[str | Path, str]:
-    """The memory store to open and its Redis key prefix."""
-
-    from massgen.cli.batch import find_config
-    from massgen.orchestrator import DEFAULT_MEMORY_PATH
-
-    store, prefix = where.store, where.prefix
-    if store:
-        return (store if "://" in store else Path(store)), prefix or "massgen:"
-    path = find_config(where.config, required=False)
-    if path is not None:
-        from massgen.config import load
-
-        cfg = load(path)
-        if cfg.redis is not None:
-            from massgen.cli.cachecmd import reach_redis
-
-            url, found = reach_redis(cfg)
-            return url, prefix or found
-    return Path(DEFAULT_MEMORY_PATH), "massgen:"
-
-
 def _with_store(place: Where, work: Callable[[Store], Awaitable[T]]) -> T:
+    from massgen.cli import team_store
+    from massgen.orchestrator import DEFAULT_MEMORY_PATH
     from massgen.store import open_store
 
-    found, prefix = target(place)
+    config, store, prefix = place
+    found, prefix = team_store(config, Path(DEFAULT_MEMORY_PATH), store=store, prefix=prefix)
     if isinstance(found, Path) and not found.exists():
         found = "memory://"  # nothing stored yet: answer from an empty store, create no file
 
@@ -86,7 +59,8 @@ def _clip(text: str, width: int = 100) -> str:
 
 
 # -- sessions -----------------------------------------------------------------------------------
-def session_list(where: Where, json_out: bool) -> int:
+def session_list(config: Path | None, store: str | None, prefix: str | None, json_out: bool) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions
 
     found = _with_store(where, lambda s: Sessions(s).list())
@@ -103,7 +77,10 @@ def session_list(where: Where, json_out: bool) -> int:
     return OK
 
 
-def session_show(name: str, where: Where, json_out: bool) -> int:
+def session_show(
+    name: str, config: Path | None, store: str | None, prefix: str | None, json_out: bool
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
@@ -142,7 +119,8 @@ def session_show(name: str, where: Where, json_out: bool) -> int:
     return OK
 
 
-def session_delete(name: str, where: Where) -> int:
+def session_delete(name: str, config: Path | None, store: str | None, prefix: str | None) -> int:
+    where = (config, store, prefix)
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
@@ -173,7 +151,10 @@ async def _logs(s: Store, agent: str | None) -> list[str | None]:
     return [None, *names]
 
 
-def memory_list(where: Where, agent: str | None, json_out: bool) -> int:
+def memory_list(
+    config: Path | None, store: str | None, prefix: str | None, agent: str | None, json_out: bool
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> list[dict[str, object]]:
@@ -188,7 +169,16 @@ def memory_list(where: Where, agent: str | None, json_out: bool) -> int:
     return OK
 
 
-def memory_search(query: str, where: Where, agent: str | None, k: int, json_out: bool) -> int:
+def memory_search(
+    query: str,
+    config: Path | None,
+    store: str | None,
+    prefix: str | None,
+    agent: str | None,
+    k: int,
+    json_out: bool,
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> list[dict[str, object]]:
@@ -206,7 +196,10 @@ def memory_search(query: str, where: Where, agent: str | None, k: int, json_out:
     return OK
 
 
-def memory_clear(where: Where, agent: str | None) -> int:
+def memory_clear(
+    config: Path | None, store: str | None, prefix: str | None, agent: str | None
+) -> int:
+    where = (config, store, prefix)
     from massgen.memory.long_term import LongTermMemory
 
     async def work(s: Store) -> int:
@@ -217,20 +210,9 @@ def memory_clear(where: Where, agent: str | None) -> int:
     return OK
 
 
-def _item(item: object) -> dict[str, object]:
-    from massgen.memory.long_term import MemoryItem
-
-    assert isinstance(item, MemoryItem)
-    return {
-        "id": item.id,
-        "at": item.at,
-        "agent": item.agent,
-        "task": item.task,
-        "final": item.final,
-        "own": item.own,
-        "winner": item.winner,
-        "run_id": item.run_id,
-    }
+def _item(item: MemoryItem) -> dict[str, object]:
+    keys = ("id", "at", "agent", "task", "final", "own", "winner", "run_id")
+    return {k: getattr(item, k) for k in keys}
 
 
 def _print_items(rows: list[dict[str, object]], json_out: bool, empty: str) -> None:

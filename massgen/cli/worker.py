@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from massgen.cli.exits import INTERRUPTED, OK
+from massgen.cli.exits import stop_signal, stopped
 from massgen.cli.logs import log_to_stderr
-from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
     from massgen.distributed.worker import TurnReport, Worker
@@ -20,20 +17,12 @@ if TYPE_CHECKING:
 
 
 def worker_command(
-    config: Path, agents: Sequence[str], *, redis: str | None, concurrency: int
+    config: Path, agent: list[str] | None, *, redis: str | None, concurrency: int
 ) -> int:
-    from massgen.config import load
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
 
-    cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg)
-    if bus is None:
-        raise ConfigError(
-            "a worker needs Redis to take turns from",
-            key="--redis",
-            hint=f"pass --redis redis://host:6379, set redis.url in {config}, "
-            "or set MASSGEN_REDIS_URL",
-        )
+    cfg, bus = team_and_bus(config, redis, need="a worker needs Redis to take turns from")
+    assert cfg is not None and bus is not None
     from massgen.distributed.worker import Worker
     from massgen.orchestrator import Orchestrator
 
@@ -41,7 +30,7 @@ def worker_command(
     orchestrator = Orchestrator.from_config(cfg)
     worker = Worker(
         orchestrator,
-        list(agents) or None,
+        agent or None,
         redis_url=bus.url,
         prefix=bus.prefix,
         secret=bus.secret,
@@ -55,16 +44,7 @@ def worker_command(
 
 async def serve(worker: Worker, orchestrator: Orchestrator) -> int:
     """Start, say what is hosted (one stdout line per agent), wait for a signal, stop."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[signal.Signals] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+    got = stop_signal()
     async with orchestrator:  # closes the backends' connections at the end
         await worker.start()
         try:
@@ -74,12 +54,12 @@ async def serve(worker: Worker, orchestrator: Orchestrator) -> int:
                 model = str(meta["model"] or "")
                 what = kind if model in ("", kind) else f"{kind} {model}"
                 print(f"hosting {agent.id} ({what}) on {worker.where}", flush=True)
-            await stop.wait()
+            await got
         finally:
             await worker.stop()
-    sig = received[0] if received else signal.SIGTERM
-    print(f"worker stopped ({sig.name})", file=sys.stderr, flush=True)
-    return INTERRUPTED if sig is signal.SIGINT else OK
+    name, code = stopped(got)
+    print(f"worker stopped ({name})", file=sys.stderr, flush=True)
+    return code
 
 
 def log_turn(report: TurnReport) -> None:

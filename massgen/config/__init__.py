@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from massgen.config.loader import load, loads
 from massgen.config.models import (
-    PROVIDERS,
     AgentConfig,
     BackendConfig,
     BreakerConfig,
@@ -26,6 +25,7 @@ from massgen.config.models import (
     TeamConfig,
 )
 from massgen.config.schema import json_schema
+from massgen.providers import BACKEND_TYPES as PROVIDERS
 
 __all__ = [
     "PROVIDERS",

@@ -1,29 +1,30 @@
-"""Read a team file: YAML -> variables -> paths -> typed models, or one clear ConfigError.
+"""Read a team file: YAML -> ``${VAR}`` -> paths -> typed models, or one clear ConfigError.
 
-Every step reports where a problem is (file, line, dotted key), so nothing the user wrote
-can fail later with a traceback. Nothing here imports an SDK: loading stays fast.
+Every step says where a problem is (file, line, dotted key), so nothing you wrote can fail
+later with a traceback. Values that came from the environment are never echoed in errors
+(they may be secrets). Nothing here imports an SDK: loading stays fast.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from massgen.config.interpolate import interpolate
 from massgen.config.models import TeamConfig
 from massgen.config.translate import translate
-from massgen.config.yamlsrc import parse
+from massgen.config.yamlsrc import Lines, Path_, dotted, line_of, parse
 from massgen.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024
 """A team config larger than this is refused: read no further (``/dev/zero`` is endless)."""
 
-_PATH_KEYS = frozenset({"path", "root"})
-_PATH_ENDINGS = ("_file", "_dir")
+_TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> TeamConfig:
@@ -46,8 +47,8 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> TeamConfi
         raise ConfigError("is not UTF-8 text", file=file, hint="save it as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"cannot read it: {e.strerror or e}", file=file) from None
-    folder = target.resolve().parent
-    return _build(text, file=file, base_dir=folder, source=target.resolve(), env=env)
+    source = target.resolve()
+    return loads(text, file=file, base_dir=source.parent, env=env, source=source)
 
 
 def loads(
@@ -56,22 +57,10 @@ def loads(
     file: str = "<string>",
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    source: Path | None = None,
 ) -> TeamConfig:
-    """Load a team from YAML text. Relative paths resolve against ``base_dir`` (or the cwd).
-
-    ``env`` replaces ``os.environ`` for ``${VAR}`` interpolation (handy in tests).
-    """
-    return _build(text, file=file, base_dir=base_dir, source=None, env=env)
-
-
-def _build(
-    text: str,
-    *,
-    file: str,
-    base_dir: Path | None,
-    source: Path | None,
-    env: Mapping[str, str] | None,
-) -> TeamConfig:
+    """Load a team from YAML text. Relative paths resolve against ``base_dir`` (or the cwd);
+    ``env`` replaces ``os.environ`` for ``${VAR}`` (handy in tests)."""
     data, lines = parse(text, file)
     if data is None:
         raise ConfigError(
@@ -93,35 +82,92 @@ def _build(
         config = TeamConfig.model_validate(data)
     except ValidationError as e:
         raise translate(e, raw=data, file=file, lines=lines, hidden=hidden) from None
-    config._source = source
-    config._base_dir = base
-    config._file = file
+    config._source, config._base_dir, config._file = source, base, file
     config._lines = dict(lines)
     return config
 
 
+def interpolate(
+    data: Any, env: Mapping[str, str], *, file: str, lines: Lines
+) -> tuple[Any, set[Path_]]:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in string values (``$${`` is a literal
+    ``${``); return the new data and the paths whose value used a variable. Every missing
+    variable is named in one error, each with its line and key, so one look fixes them all."""
+    tainted: set[Path_] = set()
+    missing: list[tuple[Path_, str]] = []
+
+    def expand(text: str, path: Path_) -> str:
+        def fail(message: str, hint: str) -> ConfigError:
+            line = line_of(path, lines)
+            return ConfigError(message, file=file, line=line, key=dotted(path), hint=hint)
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            if match.group(1) is None:
+                raise fail("unclosed `${`", "close it as ${NAME}, or write $${ for a literal ${")
+            name, sep, default = match.group(1).partition(":-")
+            if not _NAME.fullmatch(name):
+                raise fail(
+                    "`${...}` needs an environment variable name (letters, digits, `_`)",
+                    "write ${NAME} or ${NAME:-default}; $${ gives a literal ${",
+                )
+            tainted.add(path)
+            value = env.get(name)
+            if sep:
+                return value if value else default
+            if value is None:
+                missing.append((path, name))  # reported with the others once all are seen
+            return value or ""
+
+        return _TOKEN.sub(replace, text)
+
+    def walk(value: Any, path: Path_) -> Any:
+        if isinstance(value, str):
+            return expand(value, path) if "${" in value else value
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    expanded = walk(data, ())
+    if len(missing) == 1:
+        path, name = missing[0]
+        raise ConfigError(
+            f"environment variable `{name}` is not set",
+            file=file,
+            line=line_of(path, lines),
+            key=dotted(path),
+            hint=f"set {name} or give a default: ${{{name}:-value}}",
+        )
+    if missing:
+        rows = []
+        for path, name in missing:
+            line = line_of(path, lines)
+            rows.append(f"  {file}{f':{line}' if line else ''}: `{dotted(path)}`: {name}")
+        names = sorted({name for _, name in missing})
+        what = f"{len(names)} environment variables are" if len(names) > 1 else f"`{names[0]}` is"
+        raise ConfigError(
+            f"{what} not set:\n" + "\n".join(rows),
+            file=file,
+            hint="set each, or give a default: ${NAME:-value}",
+        )
+    return expanded, tainted
+
+
 def resolve_paths(data: Any, base: Path, key: object = None) -> Any:
-    """Make the values of path-like keys (``*_file``, ``*_dir``, ``path``, ``root``) absolute."""
+    """Make the values of path-like keys (``*_file``, ``*_dir``, ``path``, ``root``) absolute;
+    leave empty values, URLs and special names such as ``:memory:`` alone."""
     if isinstance(data, dict):
         return {k: resolve_paths(v, base, k) for k, v in data.items()}
     if isinstance(data, list):
         return [resolve_paths(v, base) for v in data]
-    if isinstance(data, str) and isinstance(key, str) and _is_path_key(key):
-        return _absolute(data, base)
-    return data
-
-
-def _is_path_key(key: str) -> bool:
-    return key in _PATH_KEYS or key.endswith(_PATH_ENDINGS)
-
-
-def _absolute(value: str, base: Path) -> str:
-    if not value or "://" in value or value.startswith(":"):
-        return value  # empty, a URL, or a special name like `:memory:`
+    is_path = isinstance(key, str) and (key in ("path", "root") or key.endswith(("_file", "_dir")))
+    if not (is_path and isinstance(data, str)) or not data or "://" in data or data[0] == ":":
+        return data
     try:
-        target = Path(value).expanduser()
+        target = Path(data).expanduser()
     except RuntimeError:  # `~` without a home directory
-        target = Path(value)
-    if not target.is_absolute():
-        target = base / target
-    return os.path.normpath(target)
+        target = Path(data)
+    return os.path.normpath(base / target)

@@ -1,20 +1,23 @@
-"""Typed models of a team file.
+"""Typed models of a team file: YAML in, strict and located errors out.
 
 Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
-setting silently ignored. The seed's flat spellings (``memory_strategy``, ``cache_ttl``...)
-are folded into their nested homes before validation; :data:`SEED_SPELLINGS` lists them so
-error messages can point at what the user actually wrote. Checks across the team (names
-that must resolve) live in ``references.py``; replay's options in ``replay.py``.
+setting silently ignored. The seed's flat spellings (``memory_size``, ``cache_ttl``...) are
+folded into their nested homes before validation. Errors raised through :func:`fail` never
+embed the value (it may be a secret from the environment): the loader decides what to show.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -24,17 +27,143 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from massgen.config._base import CUSTOM_CLASS, PROVIDERS, ConfigModel, fail
-from massgen.config.references import check_references
-from massgen.config.replay import REPLAY_OPTIONS, ReplayOptions
-from massgen.config.suggest import did_you_mean, one_of
+from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
 
+CUSTOM_CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+"""How a user's own backend class is named: ``package.module:Class``."""
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
 
-_OPENAI_COMPATIBLE = ("openai", "xai", "openrouter", "lmstudio", "ollama", "vllm")
-"""Backend types that speak Chat Completions and so take ``client``."""
+Path_ = tuple[str | int, ...]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like ``word`` (case ignored), or ``None`` when nothing is close."""
+    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    lowered = word.lower()
+    if lowered in by_lower:
+        return by_lower[lowered]
+    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=0.6)
+    return by_lower[match[0]] if match else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A ``did you mean `x`?`` hint, or ``None``."""
+    best = closest(word, choices)
+    return f"did you mean `{best}`?" if best else None
+
+
+def one_of(choices: Iterable[str]) -> str:
+    """Allowed values for a message: ``a, b or c``."""
+    items = [f"`{c}`" for c in choices]
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def fail(kind: str, message: str, *, at: Path_ = (), hint: str | None = None) -> Exception:
+    """A validation error the loader can place: ``at`` is relative to the model raising it."""
+    return PydanticCustomError(kind, "{message}", {"message": message, "at": at, "hint": hint})
+
+
+class ConfigModel(BaseModel):
+    """Base of all config models: strict about keys, finite about numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    seed_spellings: ClassVar[dict[str, tuple[str, str]]] = {}
+    """Flat spellings this model accepts, mapped to their nested home."""
+
+    @classmethod
+    def _spellings(cls, data: dict[str, Any]) -> dict[str, tuple[str, str]]:
+        return cls.seed_spellings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_and_check_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # pydantic reports the wrong type
+        data = fold(data, cls._spellings(data))
+        fields = set(cls.model_fields)
+        for key in data:
+            if key not in fields:
+                allowed = sorted(fields | set(cls._spellings(data)))
+                hint = cls._key_hint(key, allowed)
+                raise fail("unknown_key", "unknown key", at=(key,), hint=hint)
+        return data
+
+    @classmethod
+    def _key_hint(cls, key: Any, allowed: list[str]) -> str:
+        return did_you_mean(str(key), allowed) or f"allowed keys: {', '.join(allowed)}"
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():  # URLs may carry a password
+            url = key in ("url", "base_url") and isinstance(value, str)
+            yield key, redact_url(value) if url else value
+
+
+def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Move flat spellings (``memory_size``) into their nested place (``memory.size``)."""
+    out = dict(data)
+    for src, (parent_key, leaf) in moves.items():
+        if src not in out:
+            continue
+        parent = out.get(parent_key)
+        if parent is not None and not isinstance(parent, dict):
+            raise fail(
+                "spelling_conflict",
+                f"cannot combine `{src}` with `{parent_key}` that is not a mapping",
+                at=(src,),
+                hint=f"write it as `{parent_key}: {{{leaf}: ...}}`",
+            )
+        parent = dict(parent or {})
+        if leaf in parent:
+            raise fail(
+                "spelling_conflict",
+                f"given twice, as `{src}` and as `{parent_key}.{leaf}`",
+                at=(src,),
+                hint="keep one of them",
+            )
+        parent[leaf] = out.pop(src)
+        out[parent_key] = parent
+    return out
+
+
+class ReplayRule(BaseModel):
+    """One scripted reply of the replay backend: the first rule whose regex matches wins."""
+
+    model_config = ConfigDict(extra="allow")
+
+    match: str
+    """Regular expression searched in the prompt."""
+    reply: str
+    """Text to answer; may contain the replay backend's templates."""
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise fail("bad_regex", f"not a valid regular expression: {e}") from None
+        return value
+
+
+class ReplayOptions(BaseModel):
+    """Replay options checked at load time, for a file and line; the others pass through."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    rules: list[ReplayRule] | None = None
+    replies: list[str] | None = None
+    default: str | None = None
+    answers_file: str | None = None
+    latency: float | None = Field(default=None, ge=0)
+    stream_chunk: int | None = Field(default=None, gt=0)
+
+
+REPLAY_OPTIONS: tuple[str, ...] = tuple(ReplayOptions.model_fields)
+"""Replay options allowed at the top of a replay backend; they are moved into ``params``."""
 
 
 class Price(ConfigModel):
@@ -74,16 +203,13 @@ class BackendConfig(ConfigModel):
     """One LLM provider endpoint: which API, which model, how to reach it."""
 
     type: str
-    """A provider (openai, anthropic, google, gemini, xai, lmstudio, ollama, vllm, openrouter,
-    replay) or your own backend class as ``package.module:Class``."""
+    """A type of ``massgen.providers`` (``openai``...) or your class as ``package.module:Class``."""
     model: str = ""
-    """Model sent to the provider for agents that set no ``model:`` of their own; needed
-    unless each of its agents sets one (``replay`` and custom classes need none)."""
+    """Model for agents that set none; needed unless each sets one (not for replay or custom)."""
     base_url: str | None = None
     """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
     api_key: SecretStr | None = None
-    """Key for this backend; ``None`` (or empty) reads the provider's usual environment
-    variable. Never printed."""
+    """Key for this backend; none (or empty) reads the provider's variable. Never printed."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature, 0 to 2; ``None`` leaves the provider's default."""
     max_tokens: int | None = Field(default=None, gt=0)
@@ -91,8 +217,7 @@ class BackendConfig(ConfigModel):
     timeout: float = Field(default=60, gt=0)
     """Seconds one request may take before it is abandoned (and maybe retried)."""
     client: Literal["http", "sdk"] = "http"
-    """How an OpenAI-compatible backend talks: ``http``, massgen's own lean client, or
-    ``sdk``, the ``openai`` package (about a second more to start). Other types refuse it."""
+    """An OpenAI-compatible backend's client: massgen's ``http`` or the ``openai`` ``sdk``."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Extra provider parameters, or options of replay and custom backends."""
     prices: Price | None = None
@@ -146,11 +271,11 @@ class BackendConfig(ConfigModel):
     def _client_needs_openai(cls, value: str, info: ValidationInfo) -> str:
         # Runs only when `client:` is written: a default is never refused.
         kind = info.data.get("type")
-        if isinstance(kind, str) and kind not in _OPENAI_COMPATIBLE:
+        if isinstance(kind, str) and kind not in OPENAI_COMPATIBLE:
             raise fail(
                 "backend_client",
                 "`client` applies only to OpenAI-compatible backends",
-                hint=f"remove it; it is for {one_of(_OPENAI_COMPATIBLE)}",
+                hint=f"remove it; it is for {one_of(sorted(OPENAI_COMPATIBLE))}",
             )
         return value
 
@@ -162,18 +287,12 @@ class BackendConfig(ConfigModel):
             ReplayOptions.model_validate(value)
         return value
 
-    def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            safe = redact_url(value) if key == "base_url" and isinstance(value, str) else value
-            yield key, safe
-
 
 class MemoryConfig(ConfigModel):
     """What an agent remembers between turns."""
 
     strategy: Literal["full", "sliding_window", "summary"] = "full"
-    """``full`` keeps everything, ``sliding_window`` the last ``size`` tokens, ``summary``
-    condenses older turns."""
+    """Keep everything, the last ``size`` tokens (``sliding_window``), or summarize older turns."""
     size: int | None = Field(default=None, gt=0)
     """Token budget of the kept history; ``None`` means the model's context limit."""
     long_term: bool = False
@@ -183,8 +302,7 @@ class MemoryConfig(ConfigModel):
     context_window: int | None = Field(default=None, gt=0)
     """The model's context window in tokens; ``None`` uses the known one for the model."""
     long_term_scope: Literal["agent", "team"] = "agent"
-    """``agent``: the agent recalls what it stored itself; ``team``: one memory the agents
-    with ``team`` scope share."""
+    """Recall what this agent stored (``agent``), or share one memory with ``team`` agents."""
     recall: int = Field(default=3, ge=0)
     """How many past items at most are recalled before an answer."""
     recall_budget: int = Field(default=600, gt=0)
@@ -224,8 +342,7 @@ class AgentConfig(ConfigModel):
     name: str
     """Unique name: letters, digits, ``_``, ``-`` and ``.``; at most 64 characters."""
     backend: BackendRef
-    """Name of an entry in ``backends:``, a provider type used with its defaults (e.g.
-    ``openai``), or an inline backend mapping."""
+    """A name from ``backends:``, a provider type (``openai``), or an inline backend mapping."""
     model: str | None = None
     """The model this agent sends, overriding its backend's (named, bare or inline)."""
     role: str = ""
@@ -233,8 +350,7 @@ class AgentConfig(ConfigModel):
     capabilities: list[str] = Field(default_factory=list)
     """Free-form tags advertised in the registry (e.g. ``research``)."""
     tools: list[str] = Field(default_factory=list)
-    """Tools this agent may call: built-in names (``calculator``...), names of entries in
-    the top-level ``tools:`` section, or your own as ``module:Class``/``module:function``."""
+    """Tools it may call: built-ins, entries of ``tools:``, or ``module:Class``/``module:func``."""
     max_tool_iterations: int | None = Field(default=None, ge=1)
     """Rounds of tool calls in one turn at most; ``None`` uses the orchestrator's."""
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
@@ -265,8 +381,7 @@ class ConsensusConfig(ConfigModel):
     """How agents converge on one answer in the consensus strategy."""
 
     threshold: float = Field(default=0.5, gt=0, le=1)
-    """Fraction of live agents whose votes an answer needs: it wins with at least
-    ``ceil(threshold * live)`` votes (and at least one)."""
+    """An answer wins with at least ``ceil(threshold * live agents)`` votes (and at least one)."""
     max_rounds: int = Field(default=2, ge=1)
     """Review rounds at most; after the last, the plurality of the latest votes wins."""
     topology: Literal["full", "ring"] = "full"
@@ -356,10 +471,6 @@ class RedisConfig(ConfigModel):
         """The URL with its password masked, safe to print or log."""
         return redact_url(self.url)
 
-    def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            yield key, (self.redacted_url if key == "url" else value)
-
 
 class TeamConfig(ConfigModel):
     """A whole team file."""
@@ -383,7 +494,7 @@ class TeamConfig(ConfigModel):
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
     _file: str | None = PrivateAttr(None)
-    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
 
     def locate(self, *path: str | int) -> tuple[str | None, int | None]:
         """The file name and line where the key at ``path`` was written (for errors found
@@ -417,13 +528,8 @@ class TeamConfig(ConfigModel):
             base = self.backends[ref]
         else:  # a bare provider type on a model built without validation
             base = BackendConfig(type=ref)
-        update: dict[str, Any] = {}
-        if member.model:
-            update["model"] = member.model
-        if member.temperature is not None:
-            update["temperature"] = member.temperature
-        if member.max_tokens is not None:
-            update["max_tokens"] = member.max_tokens
+        own = (("model", member.model or None), ("temperature", member.temperature))
+        update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
 
     def price_for(self, backend: BackendConfig) -> Price | None:
@@ -432,6 +538,8 @@ class TeamConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> TeamConfig:
+        from massgen.config.references import check_references
+
         check_references(self)
         for agent in self.agents:
             # `backend: openai` with no such entry: add one, so every name resolves.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from massgen.config._base import CUSTOM_CLASS, PROVIDERS, Path_, fail
-from massgen.config.suggest import did_you_mean, one_of
-
-if TYPE_CHECKING:
-    from massgen.config.models import AgentConfig, BackendConfig, TeamConfig
+from massgen.config.models import (
+    CUSTOM_CLASS,
+    AgentConfig,
+    BackendConfig,
+    Path_,
+    TeamConfig,
+    did_you_mean,
+    fail,
+    one_of,
+)
+from massgen.providers import PROVIDERS
 
 
 def check_references(team: TeamConfig) -> None:
@@ -65,30 +69,22 @@ def check_backend_ref(ref: str, backends: dict[str, BackendConfig], at: Path_) -
     raise fail("unknown_backend", "unknown backend", at=at, hint=hint)
 
 
-TOOL_NAMES: tuple[str, ...] = (
-    "calculator",
-    "file_reader",
-    "database_query",
-    "api_call",
-    "web_search",
-    "ask_agent",
-    "broadcast",
-)
+TOOL_NAMES: tuple[str, ...] = ("calculator", "file_reader", "database_query", "api_call")
+TOOL_NAMES += ("web_search", "ask_agent", "broadcast")
 """Built-in tool names (``massgen.tools.registry.BUILTINS`` holds the same, and a test
 checks they agree: config must not import the tools package)."""
 
-SEED_TOOL_NAMES: dict[str, str] = {
-    "Calculator": "calculator",
-    "FileReader": "file_reader",
-    "DatabaseQuery": "database_query",
-    "APICall": "api_call",
-    "WebSearch": "web_search",
-}
+SEED_TOOL_NAMES = {"Calculator": "calculator", "FileReader": "file_reader", "APICall": "api_call"}
+SEED_TOOL_NAMES |= {"DatabaseQuery": "database_query", "WebSearch": "web_search"}
+
+
+def _is_tool(ref: str) -> bool:
+    return ref in TOOL_NAMES or ref in SEED_TOOL_NAMES or bool(CUSTOM_CLASS.fullmatch(ref))
 
 
 def check_tool_ref(ref: str, settings: dict[str, dict[str, object]], at: Path_) -> None:
     """A tool an agent lists must be a built-in, a ``tools:`` entry or ``module:attr``."""
-    if ref in TOOL_NAMES or SEED_TOOL_NAMES.get(ref) in TOOL_NAMES or CUSTOM_CLASS.fullmatch(ref):
+    if _is_tool(ref):
         return
     entry = settings.get(ref)
     if entry is None:
@@ -99,9 +95,7 @@ def check_tool_ref(ref: str, settings: dict[str, dict[str, object]], at: Path_) 
         )
         raise fail("unknown_tool", "unknown tool", at=at, hint=hint)
     use = entry.get("use")
-    if not isinstance(use, str) or not (
-        use in TOOL_NAMES or SEED_TOOL_NAMES.get(use) in TOOL_NAMES or CUSTOM_CLASS.fullmatch(use)
-    ):
+    if not (isinstance(use, str) and _is_tool(use)):
         hint = (did_you_mean(use, TOOL_NAMES) if isinstance(use, str) else None) or (
             "say what this tool is with `use:` a built-in ("
             + one_of(TOOL_NAMES)

@@ -14,24 +14,14 @@ from pydantic import BaseModel
 
 from massgen.config import models
 
-_MODELS: tuple[type[BaseModel], ...] = (
-    models.Price,
-    models.BackendConfig,
-    models.MemoryConfig,
-    models.AgentConfig,
-    models.ConsensusConfig,
-    models.CacheConfig,
-    models.OrchestratorConfig,
-    models.RedisConfig,
-    models.TeamConfig,
-)
-
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of :class:`~massgen.config.TeamConfig`."""
     schema = models.TeamConfig.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for model in _MODELS:
+    for model in vars(models).values():
+        if not (isinstance(model, type) and issubclass(model, models.ConfigModel)):
+            continue
         target = schema if model is models.TeamConfig else defs.get(model.__name__)
         if target is None:
             continue

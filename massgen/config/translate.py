@@ -12,38 +12,28 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from massgen.config.interpolate import line_of
-from massgen.config.models import SEED_SPELLINGS
-from massgen.config.suggest import did_you_mean, one_of
-from massgen.config.yamlsrc import Lines, Path_, dotted
+from massgen.config.models import SEED_SPELLINGS, did_you_mean, one_of
+from massgen.config.yamlsrc import Lines, Path_, dotted, line_of
 from massgen.errors import ConfigError
 
 _UNION_TAGS = frozenset({"name", "inline"})
 _SECRET_NAMES = frozenset({"key", "password", "secret", "token", "auth", "authorization"})
 _SECRET_ENDINGS = ("_key", "_password", "_secret", "_token")
 
-_EXPECTED = {
-    "string_type": "a string",
-    "string_unicode": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "dict_type": "a mapping (key: value)",
-    "model_type": "a mapping (key: value)",
-    "model_attributes_type": "a mapping (key: value)",
-    "list_type": "a list",
-}
+_EXPECTED = {"string": "a string", "int": "an integer", "float": "a number"}
+_EXPECTED |= {"bool": "true or false", "list": "a list", "dict": "a mapping (key: value)"}
+_EXPECTED["model"] = _EXPECTED["dict"]
+_BOUNDS = {"greater_than": ("gt", "greater than"), "less_than": ("lt", "less than")}
+_BOUNDS |= {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
 
-_BOUNDS = {
-    "greater_than": ("gt", "greater than"),
-    "greater_than_equal": ("ge", "at least"),
-    "less_than": ("lt", "less than"),
-    "less_than_equal": ("le", "at most"),
-}
+
+def _expected(kind: str) -> str | None:
+    """What a pydantic type error (``int_parsing``, ``model_attributes_type``...) wanted."""
+    if kind == "int_from_float":
+        return "a whole number"
+    head, _, tail = kind.partition("_")
+    ok = tail in ("type", "parsing", "unicode", "attributes_type")
+    return _EXPECTED.get(head) if ok else None
 
 
 def translate(
@@ -131,13 +121,14 @@ def describe(err: Any, path: Path_, *, show_value: bool) -> tuple[str, str | Non
     ctx = err.get("ctx") or {}
     value = err.get("input")
     got = f", got {_render(value)}" if show_value else ""
-    if kind in _EXPECTED:
+    expected = _expected(kind)
+    if expected is not None:
         hint = None
         if kind == "string_type" and isinstance(value, int | float) and show_value:
             hint = f'put it in quotes: "{_render(value, quote=False)}"'
         if kind in ("model_type", "dict_type") and value is None:
             hint = "give it some keys, or remove it to use the defaults"
-        return f"expected {_EXPECTED[kind]}{got}", hint
+        return f"expected {expected}{got}", hint
     if kind == "missing":
         return "required key is missing", _missing_hint(path)
     if kind in ("unknown_key", "extra_forbidden"):

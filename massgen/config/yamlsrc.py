@@ -24,6 +24,7 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 """Deeper nesting than this is never a real config and would exhaust the stack."""
 
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
 _PLAIN = re.compile(r"[\w-]+")
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
@@ -50,57 +51,34 @@ def parse(text: str, file: str) -> tuple[Any, Lines]:
 
 
 def _check_depth(text: str, file: str) -> None:
-    """Refuse deep nesting from the event stream, before libyaml's recursive composer
-    (which crashes the process, not just the stack, on a few thousand ``[``).
-
-    Flow brackets are counted first, from the characters: the scanner reads a run of
-    ``[`` ahead of the parser's events, and newer PyYAML stops it there with an error of
-    its own before any event reaches us.
-    """
-    _check_flow_depth(text, file)
+    """Refuse deep nesting before libyaml's recursive composer crashes the process on a few
+    thousand levels. Flow brackets are counted from the characters first (outside quotes and
+    comments): newer PyYAML's scanner reads a run of ``[`` ahead of the events and stops
+    there with an error of its own. Then block nesting is counted from the event stream."""
+    depth, quote = 0, ""
+    for number, row in enumerate(text.split("\n"), 1):
+        prev = " "
+        for ch in row:
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch == "#" and prev in " \t":
+                break
+            elif ch in "\"'" and depth:
+                quote = ch
+            elif ch in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(_TOO_DEEP, file=file, line=number)
+            elif ch in "]}" and depth:
+                depth -= 1
+            prev = ch
     depth = 0
     for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise ConfigError(
-                    f"nested more than {MAX_DEPTH} levels deep",
-                    file=file,
-                    line=mark.line + 1 if mark is not None else None,
-                )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _check_flow_depth(text: str, file: str) -> None:
-    """Count ``[``/``{`` nesting outside quotes and comments; more than :data:`MAX_DEPTH`
-    is refused with the line it passes the limit on."""
-    depth = 0
-    quote = ""
-    line = 1
-    prev = "\n"
-    comment = False
-    for ch in text:
-        if ch == "\n":
-            line += 1
-            comment = False
-        elif comment:
-            pass
-        elif quote:
-            if ch == quote:
-                quote = ""
-        elif ch == "#" and prev in " \t\n":
-            comment = True
-        elif ch in "\"'" and depth:
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
-        elif ch in "]}" and depth:
-            depth -= 1
-        prev = ch
+        depth += isinstance(event, yaml.CollectionStartEvent)
+        depth -= isinstance(event, yaml.CollectionEndEvent)
+        if depth > MAX_DEPTH:
+            mark = event.start_mark
+            raise ConfigError(_TOO_DEEP, file=file, line=mark.line + 1 if mark else None)
 
 
 def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
@@ -144,7 +122,7 @@ class _Builder:
         if self.count > MAX_VALUES:
             raise self.fail(f"more than {MAX_VALUES} values (an alias bomb?)", node)
         if len(path) > MAX_DEPTH:
-            raise self.fail(f"nested more than {MAX_DEPTH} levels deep", node)
+            raise self.fail(_TOO_DEEP, node)
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
@@ -220,3 +198,12 @@ def dotted(path: Path_) -> str:
         else:
             out += f"[{part!r}]"
     return out
+
+
+def line_of(path: Path_, lines: Lines) -> int | None:
+    """The line of ``path``, or of its nearest ancestor that has one."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None

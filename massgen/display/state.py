@@ -1,11 +1,6 @@
-"""What the views show, folded from events: one row per agent, the round, the votes.
-
-A row says what its agent is doing in a few words (``status``) and shows the text that goes
-with it (:meth:`ViewState.shown`): the answer as it streams, a review as the vote it casts
-(the reviewer's label turned into the agent it backs, never the reply's raw JSON), why a
-request is retried, which tool runs. Its tokens count up while a turn streams (an
-estimate, four characters a token) and become the provider's figure when the turn ends.
-"""
+"""What the views show, folded from events: a row per agent (its status, and the text that
+goes with it: the streaming answer, a review as the vote it casts, a retry's reason, a tool),
+the round, the votes. Tokens are estimated while a turn streams (four characters a token)."""
 
 from __future__ import annotations
 

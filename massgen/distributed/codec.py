@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from massgen import errors as E
 from massgen import events as ev
-from massgen.mas.errors import RemoteError
+from massgen.errors import RemoteError
 from massgen.serialize import completion_to_dict, from_dict, to_dict
 from massgen.types import Completion
 

@@ -28,7 +28,14 @@ from massgen.distributed.codec import (
     tool_events_from_list,
 )
 from massgen.distributed.live import event_id
-from massgen.errors import ConfigError, MassGenError, TransportError
+from massgen.errors import (
+    ConfigError,
+    MassGenError,
+    SecretRefused,
+    TransportError,
+    TurnRefused,
+    WorkerLost,
+)
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.tools.context import ToolContext
@@ -47,43 +54,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_TTL = 15.0
 
 
-class WorkerLost(TransportError):
-    """No live worker hosts the agent any more, and its turn cannot run here.
-    ``workers`` names the ones that were seen last (``host pid N``)."""
-
-    def __init__(self, agent: str, workers: list[str], why: str) -> None:
-        self.agent = agent
-        self.workers = workers
-        gone = ", ".join(workers) or "its worker"
-        super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
-
-
-class TurnRefused(TransportError):
-    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
-    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
-
-    def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
-        self.agent = agent
-        self.reason = reason
-        super().__init__(
-            message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
-        )
-
-
-class SecretRefused(TurnRefused):
-    """The worker could not verify the turn's signature: the run and its workers do not
-    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
-
-    def __init__(self, agent: str, reason: str) -> None:
-        super().__init__(
-            agent,
-            reason,
-            f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
-            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
-        )
-
-
-#: Dead-letter reasons of a worker that cannot verify a message (``Verdict`` values).
 _SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
 
 

@@ -272,7 +272,7 @@ class Worker:
         names = list(dict.fromkeys(agents or orchestrator.agents))
         for name in names:
             if name not in orchestrator.agents:
-                from massgen.config.suggest import did_you_mean
+                from massgen.config.models import did_you_mean
 
                 raise ConfigError(
                     f"no agent named {name!r} in this team",

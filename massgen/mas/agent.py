@@ -1,9 +1,5 @@
-"""A peer on the bus: it registers, heartbeats, handles its inbox and talks to other agents.
-
-Subclass :class:`Agent` and override :meth:`Agent.on_message` (and, if you like, ``on_start``,
-``on_stop``, ``get_metadata``). Delivery is at least once: a message is acknowledged only
-after your handler returns, so after a crash it is handled again, by this agent or a replica.
-"""
+"""A peer on the bus: subclass :class:`Agent` and override ``on_message``. A message is
+acknowledged only after your handler returns, so after a crash it is handled again."""
 
 from __future__ import annotations
 
@@ -15,30 +11,33 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel
 
-from massgen.errors import MassGenError, TransportError
+from massgen.errors import (
+    GatewayRejected,
+    MassGenError,
+    RemoteError,
+    RequestTimeout,
+    SecretMismatch,
+    WireError,
+)
 from massgen.mas import wire
 from massgen.mas.connect import describe, resolve_transport
-from massgen.mas.errors import AgentIdTaken, RemoteError, RequestTimeout, SecretMismatch
+from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.settings import BusSettings
-from massgen.mas.signing import Signer, Verdict, same_secret
+from massgen.mas.signing import Signer, same_secret
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
     CommitResult,
-    Delivery,
-    EntryId,
     Envelope,
     Transport,
 )
@@ -48,36 +47,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_RETRY_PAUSE = 0.2  # after a transport error in a background loop (the client already retried)
-
-#: Requests whose reply an agent of this process is committing right now, by request id.
-#: Redis may hand the reply to the requester before it answers the committer; a requester
-#: in the same process waits for the commit's return, so ``request()`` never resumes before
-#: the handler's ``reply()`` has returned, as with the seed framework. Ids are unique, so
-#: agents of different event loops never share an entry; each lives for one commit.
+# Replies being committed in this process, by request id: a requester here waits for the
+# commit to return, so ``request()`` never resumes before the handler's ``reply()`` returned.
 _COMMITTING: dict[str, asyncio.Future[None]] = {}
 
 
-class Agent:
-    """An agent on the bus.
+class Agent(Inbox):
+    """An agent on Redis at ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else localhost), or
+    on the in-process bus with ``transport=MemoryTransport()`` or ``hub=MemoryHub()``.
 
-    It runs on Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else
-    ``redis://localhost:6379``, as the seed framework's agents do. For the in-process bus
-    (agents of one event loop, no Redis) pass ``transport=MemoryTransport()``, or
-    ``hub=MemoryHub()`` to keep a group apart. ``transport`` shares one you built (the agent
-    then does not close it); naming two of ``transport``, ``hub`` and ``redis_url`` is a
-    ``ValueError``. The start log line and ``repr`` say which bus is in use.
-
-    ``replica=True`` lets several processes run the same id and share its inbox. ``secret``
-    (or ``$MASSGEN_SECRET``) signs every message and refuses unsigned, forged, stale and
-    replayed ones. ``use_gateway=True`` sends every message and reply through the
-    :class:`~massgen.mas.gateway.GatewayService` given to :meth:`set_gateway` (the seed's
-    gateway mode; ``gateway_url`` is kept for the seed's signature and, as there, unused).
-    ``strict_secret=True`` makes ``start()`` raise :class:`SecretMismatch`
-    when live agents sign with another secret and none with this one (either way the
-    mismatch is logged as an error); ``check_secret=False`` skips that check at start (for a
-    caller that checks the peers it uses itself, as a run does with its workers).
-    ``concurrency`` is how many messages are handled at once.
+    ``replica=True`` lets processes share one id and inbox; ``secret`` (or
+    ``$MASSGEN_SECRET``) signs messages and refuses unsigned, forged, stale and replayed ones;
+    ``use_gateway=True`` routes through :meth:`set_gateway`'s gateway (``gateway_url`` is the
+    seed's, unused); ``strict_secret`` makes a secret mismatch with every live peer fail
+    ``start()`` (``check_secret=False`` skips the check); ``concurrency`` handlers at once.
     """
 
     def __init__(
@@ -123,57 +106,36 @@ class Agent:
         self._gateway: GatewayService | None = None
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
-        self._handed_back: set[EntryId] = set()  # reported once each, not on every pass
-        self._defer_until = 0.0  # loop time: take no work before (see _hand_back)
+        self._init_inbox()
         self._state = AgentState(state_model)
         self._new_id = IdFactory()
         self._started = 0.0
-        # work in progress
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ready: deque[Delivery] = deque()  # admitted, waiting for a worker
-        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for work
-        self._inflight: dict[EntryId, Delivery] = {}
-        self._room = asyncio.Event()
-        self._active = 0
-        self._progress = asyncio.Event()
-        self._acks: list[EntryId] = []
-        self._answered: set[EntryId] = set()  # requests whose reply commit acknowledged them
-        self._ack_wake = asyncio.Event()
-        self._reclaim_wake = asyncio.Event()
-        self._since_trim = 0
-        # requests this agent made
         self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
         self._reply_task: asyncio.Task[None] | None = None
         self._publishing = asyncio.Lock()  # the last record written is the newest
 
-    # hooks --------------------------------------------------------------------------------
     async def on_start(self) -> None:
-        """Called once the agent is registered and its state loaded, before messages flow."""
+        """Called once registered with its state loaded, before messages flow."""
 
     async def on_stop(self) -> None:
-        """Called after the last message was handled, before the agent leaves the registry."""
+        """Called after the last message was handled, before leaving the registry."""
 
     async def on_message(self, message: AgentMessage) -> None:
         """Handle one message. Raise to have it redelivered (up to ``max_deliveries``)."""
         log.debug("agent %s ignored message %s (no on_message)", self.id, message.id)
 
     def get_metadata(self) -> dict[str, Any]:
-        """What discovery shows about this agent besides its capabilities."""
         return dict(self._metadata)
 
-    # public properties --------------------------------------------------------------------
     @property
     def state(self) -> Any:
-        """The agent's state: a dict, or an instance of ``state_model``. Read-only view;
-        change it with :meth:`update_state`."""
+        """A dict, or a ``state_model`` instance; change it with :meth:`update_state`."""
         return self._state.value
 
     @property
     def token(self) -> str | None:
-        """This agent's random token, new at each ``start()`` (``None`` before the first).
-
-        The registry keeps only its SHA-256, so reading Redis does not reveal it; a
-        :class:`~massgen.mas.gateway.GatewayService` checks it. Keep it to yourself."""
+        """A secret new at each ``start()`` that a gateway checks (Redis holds its SHA-256)."""
         return self._token
 
     @property
@@ -182,15 +144,12 @@ class Agent:
 
     @property
     def where(self) -> str:
-        """The bus this agent is on: a Redis URL (password masked) or the in-process bus."""
         return describe(self._transport)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"
 
-    # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, register, load state, run ``on_start``, then start handling messages."""
         if self.status is not AgentStatus.CREATED and self.status is not AgentStatus.STOPPED:
             raise RuntimeError(f"agent {self.id!r} is already {self.status.value}")
         self.status = AgentStatus.STARTING
@@ -210,8 +169,7 @@ class Agent:
                 if self.check_secret:
                     await self._check_secret()
                 self._state.load(await t.load_state(self.id))
-                # registered, inbox and state ready: sending may begin, in on_start too
-                # (the seed signals readiness before its on_start as well)
+                # sending may begin, in on_start too (as with the seed)
                 self._transport_ready.set()
                 await self.on_start()
             except BaseException:
@@ -233,49 +191,37 @@ class Agent:
         log.info("agent %s started on %s (instance %s)", self.id, self.where, self.instance_id)
 
     async def wait_transport_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the seed API
-        """Wait until the agent is registered and may send, as the seed framework's does:
-        set before ``on_start`` runs (so ``on_start`` may await it), cleared by ``stop()``.
-
-        After ``start()`` this returns at once; it is for code that starts the agent in
-        another task. Raises ``TimeoutError`` after ``timeout`` seconds (``None``: wait as
-        long as it takes)."""
+        """Wait until the agent may send (set before ``on_start``, cleared by ``stop()``), for
+        code that starts it in another task; ``TimeoutError`` after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
             await self._transport_ready.wait()
 
     async def secret_mismatches(self) -> list[AgentRecord]:
-        """Live instances of other agents and replicas whose signatures this agent cannot
-        verify (another secret, or none where this agent has one), and whose own checks
-        would refuse this agent's messages."""
-        return [
-            r
-            for r in await self._transport.discover()
-            if r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
+        """Live instances that sign otherwise than this agent (they refuse each other)."""
+        return (await self._peers())[1]
+
+    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
+        return records, [
+            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
         ]
 
     async def _check_secret(self) -> None:
-        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
-        bad = [r for r in records if not same_secret(self._signer, r.instance_id, r.proof)]
+        records, bad = await self._peers()
         if not bad:
             return
         names = [f"{r.id}/{r.instance_id}@{r.host}/{r.pid}" for r in bad]
         if self.strict_secret and len(bad) == len(records):
             raise SecretMismatch(self.id, names)
         log.error(
-            "agent %s: %d live agent instance(s) sign with another secret than this one "
-            "(or the reverse); their messages and ours will be refused: %s",
-            self.id,
-            len(bad),
-            ", ".join(names),
+            f"agent {self.id}: {len(bad)} live agent instance(s) sign with another secret "
+            f"than this one (or the reverse); their messages and ours will be refused: "
+            + ", ".join(names)
         )
 
     async def stop(self) -> None:
-        """Cancel running handlers, give their messages back, acknowledge, run ``on_stop``,
-        leave the registry, disconnect.
-
-        Handlers are cancelled at once unless ``settings.drain_timeout`` gives them time to
-        finish; a cancelled handler's message is delivered again (to a replica, or to this
-        agent when it starts again)."""
+        """Cancel handlers (after ``settings.drain_timeout``; their messages are delivered
+        again), acknowledge, run ``on_stop``, leave the registry, disconnect."""
         if self.status is not AgentStatus.RUNNING:
             return
         self.status = AgentStatus.STOPPING
@@ -313,29 +259,18 @@ class Agent:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # talking to others --------------------------------------------------------------------
     def set_gateway(self, gateway: GatewayService) -> None:
-        """The gateway that checks this agent's messages in gateway mode (``use_gateway``).
-        Shared by agents; you start and stop it."""
+        """The gateway (you start and stop it) that checks messages with ``use_gateway``."""
         self._gateway = gateway
 
     async def _deliver(self, envelopes: list[Envelope]) -> None:
-        """Store the messages, directly or, in gateway mode, through the gateway (which
-        refuses with :class:`~massgen.mas.gateway.GatewayRejected`, a RuntimeError)."""
         if not self.use_gateway:
             await self._transport.send(envelopes)
             return
         gateway = self._gateway_for_sending()
-        from massgen.mas.gateway import GatewayRejected
-
         for env in envelopes:
             result = await gateway.handle_message(env.message, self._token or "", envelope=env)
             if not result.success:
@@ -351,9 +286,8 @@ class Agent:
         return self._gateway
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
-        """Put a message in ``target``'s inbox. Returns once it is stored; the target may be
-        offline and will get it when it starts (in gateway mode it must be live)."""
-        await self._deliver([self._seal(self._message(target, payload))])
+        """Store a message in ``target``'s inbox (it waits there for an offline target)."""
+        await self._deliver([self._seal(self._message(target, payload, MessageKind.MESSAGE))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
@@ -367,18 +301,9 @@ class Agent:
         *,
         message_id: str | None = None,
     ) -> AgentMessage:
-        """Ask ``target`` and wait for its reply; return the reply message (its ``payload``
-        holds the answer, ``is_reply`` is true, ``correlation_id`` is the request's id).
-
-        ``timeout`` is 30 seconds by default; ``None`` waits as long as it takes (an LLM
-        turn may take minutes). The target answers with ``message.reply(...)``.
-
-        Raises :class:`RequestTimeout` (a ``TimeoutError``) if no reply comes in time and
-        :class:`RemoteError` if the target's handler failed on every delivery.
-
-        ``message_id`` (from :meth:`new_message_id`) names the request, so the caller can
-        look for it elsewhere while it waits (see :meth:`dead_lettered`).
-        """
+        """Ask ``target`` and return its reply (timeout: 30 seconds by default; ``None``: for ever).
+        :class:`RequestTimeout` when none comes in time, :class:`RemoteError` when its
+        handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
         self._ensure_reply_listener()
         msg = self._message(target, payload, kind=MessageKind.REQUEST)
@@ -408,17 +333,14 @@ class Agent:
 
     @property
     def signs(self) -> bool:
-        """Whether this agent signs its messages (it has a secret)."""
         return self._signer is not None
 
     def new_message_id(self) -> str:
-        """A fresh message id, for :meth:`request`'s ``message_id``."""
         return self._new_id()
 
     async def dead_lettered(self, target: str, message_id: str, *, look: int = 100) -> str | None:
-        """Why ``target`` set message ``message_id`` aside in its dead-letter stream (e.g.
-        ``refused: unsigned``), or ``None`` when it is not among the newest ``look`` there.
-        One read of the stream; only entries holding the id are parsed."""
+        """Why ``target`` dead-lettered ``message_id`` (e.g. ``refused: unsigned``), or None
+        when it is not among the newest ``look`` dead letters there."""
         needle = message_id.encode()
         for letter in await self._transport.dead_letters(target, look, newest=True):
             if needle not in letter.raw:
@@ -427,15 +349,14 @@ class Agent:
                 body, _ = wire.unpack(letter.raw)
                 if wire.decode(body).id == message_id:
                     return letter.reason
-            except wire.WireError:
+            except WireError:
                 continue
         return None
 
     async def broadcast(
         self, payload: dict[str, Any], capabilities: Sequence[str] | None = None
     ) -> list[str]:
-        """Send ``payload`` to every other live agent having all ``capabilities``; return
-        their ids."""
+        """Send to every other live agent having all ``capabilities``; return their ids."""
         records = await self._transport.discover(capabilities or ())
         targets = sorted({r.id for r in records} - {self.id})
         await self._deliver(self._envelopes([(t, payload) for t in targets], MessageKind.BROADCAST))
@@ -447,12 +368,8 @@ class Agent:
         *,
         match: Literal["any", "all"] = "any",
     ) -> list[dict[str, Any]]:
-        """Live agents having any of ``capabilities``, as the seed framework's ``discover``
-        (all live agents without). ``match="all"`` wants every one of them instead.
-
-        One dict per agent id: ``id``, ``capabilities``, ``metadata``, ``host``, ``pid``,
-        ``started``, ``status``, ``replicas`` and ``instances`` (one entry per replica).
-        """
+        """Live agents having any (``match="all"``: every one) of ``capabilities``, one dict
+        per agent id (see :func:`agents_from_records`)."""
         if match not in ("any", "all"):
             raise ValueError(f"match must be 'any' or 'all', not {match!r}")
         if not capabilities:
@@ -464,12 +381,8 @@ class Agent:
         return agents_from_records([r for r in records if not want.isdisjoint(r.capabilities)])
 
     async def publish_record(self) -> None:
-        """Write this instance's registry record again, so discovery shows what
-        :meth:`get_metadata` returns now (counters, notes) without waiting for a restart.
-
-        One round trip; concurrent calls are serialised so the newest record wins. Raises
-        :class:`~massgen.errors.TransportError` if the bus cannot be reached. Allowed while
-        stopping: handlers finishing their work may still report it."""
+        """Write the registry record again, so discovery shows what :meth:`get_metadata`
+        returns now (allowed while stopping: finishing handlers may report)."""
         if self.status is not AgentStatus.STOPPING:
             self._ensure_running()
         s = self.settings
@@ -479,24 +392,20 @@ class Agent:
             )
 
     async def update_state(self, changes: dict[str, Any]) -> None:
-        """Change some state fields and persist them (each field keeps its exact type)."""
+        """Change and persist some state fields (each keeps its exact type)."""
         fields = self._state.update(changes)
         await self._transport.save_state(self.id, fields)
 
     async def reset_state(self) -> None:
-        """Put the state back to its defaults (``{}``, or a fresh ``state_model()``) and
-        delete what is stored, as the seed framework's ``reset_state`` does."""
+        """Back to ``{}`` or a fresh ``state_model()``, deleting what is stored."""
         self._ensure_running()
         await self._transport.clear_state(self.id)
         self._state = AgentState(self._state.model)
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
-        """What :meth:`AgentMessage.reply` calls."""
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
-            from massgen.mas.gateway import GatewayRejected
-
             probe = self._message(message.sender_id, payload, MessageKind.REPLY)
             probe.correlation_id = message.id
             result = await self._gateway_for_sending().check(
@@ -506,42 +415,30 @@ class Agent:
                 raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
-    # building messages --------------------------------------------------------------------
-    def _message(
-        self, target: str, payload: dict[str, Any], kind: MessageKind = MessageKind.MESSAGE
-    ) -> AgentMessage:
+    def _message(self, target: str, payload: dict[str, Any], kind: MessageKind) -> AgentMessage:
+        now = time.time()
         return AgentMessage(
             id=self._new_id(),
             sender_id=self.id,
             target_id=target,
             payload=payload,
             kind=kind,
-            created_at=time.time(),
+            created_at=now,
         )
 
     def _envelopes(
         self, items: Sequence[tuple[str, dict[str, Any]]], kind: MessageKind
     ) -> list[Envelope]:
-        """Messages of one call, built in one loop (one clock read, no per-message calls
-        besides the id): the bus's hot path when an agent sends in bulk."""
+        """Messages of one call in one loop (one clock read): the bulk-send hot path."""
         sender, now = self.id, time.time()
-        ids = self._new_id.many(len(items))
-        if self._signer is None:
-            return [
-                Envelope(
-                    AgentMessage(
-                        id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
-                    )
-                )
-                for i, (t, p) in zip(ids, items, strict=True)
-            ]
+        seal = Envelope if self._signer is None else self._seal
         return [
-            self._seal(
+            seal(
                 AgentMessage(
                     id=i, sender_id=sender, target_id=t, payload=p, kind=kind, created_at=now
                 )
             )
-            for i, (t, p) in zip(ids, items, strict=True)
+            for i, (t, p) in zip(self._new_id.many(len(items)), items, strict=True)
         ]
 
     def _seal(self, msg: AgentMessage) -> Envelope:
@@ -598,12 +495,9 @@ class Agent:
             self._inflight.pop(request.entry_id, None)
             self._room.set()
         if result is not CommitResult.COMMITTED:
-            log.warning(
-                "agent %s: reply to request %s refused (%s)", self.id, request.id, result.value
-            )
+            log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
-    # receiving ----------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
         task.set_name(f"mas:{self.id}:{name}")
@@ -617,455 +511,30 @@ class Agent:
         if self.status is not AgentStatus.RUNNING:
             raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
 
-    async def _fetch_loop(self) -> None:
-        s = self.settings
-        capacity = max(s.batch, self.concurrency)
-        loop = asyncio.get_running_loop()
-        while True:
-            defer = self._defer_until - loop.time()
-            if defer > 0:
-                await asyncio.sleep(defer)  # leave new work to replicas that can verify it
-                continue
-            room = capacity - len(self._inflight)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            try:
-                got = await self._transport.fetch(
-                    self.id, self.instance_id, count=min(s.batch, room), block=s.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: fetch failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            if got:
-                await self._admit(got)
-                await asyncio.sleep(0)  # let handlers start before the next blocking read
-
-    async def _admit(self, deliveries: list[Delivery]) -> None:
-        """Check what arrived (signature, freshness, replay) and queue what passes."""
-        signer = self._signer
-        inflight = self._inflight
-        accepted: list[Delivery] = []
-        me, reply = self.id, MessageKind.REPLY
-        fast = signer is None
-        for d in deliveries:
-            eid = d.entry_id
-            if eid in inflight:
-                continue  # our own work, reclaimed while we still run it
-            env = d.envelope
-            if (
-                fast
-                and env is not None
-                and env.message.target_id == me
-                and env.message.kind is not reply
-            ):
-                inflight[eid] = d  # the common case, without a call per message
-                accepted.append(d)
-                continue
-            verdict = self._verdict(d, signer)
-            if verdict is Verdict.OK:
-                accepted.append(d)
-            else:
-                await self._refuse(d, verdict)
-        if signer is not None and accepted:
-            lag = max(0.0, time.time() - min(d.enqueued_at for d in accepted))
-            firsts = await self._transport.first_seen(
-                self.id,
-                [(d.envelope.message.id, d.entry_id) for d in accepted if d.envelope],
-                ttl=2 * signer.window + lag,
-            )
-            fresh = []
-            for d, first in zip(accepted, firsts, strict=True):
-                if first:
-                    fresh.append(d)
-                else:
-                    await self._refuse(d, Verdict.REPLAYED)
-            accepted = fresh
-        if not fast:
-            for d in accepted:
-                inflight[d.entry_id] = d
-        if accepted:
-            self._ready.extend(accepted)
-            self._wake_workers(len(accepted))
-
-    def _verdict(self, d: Delivery, signer: Signer | None) -> Verdict:
-        env = d.envelope
-        if env is None:
-            return Verdict.MALFORMED
-        msg = env.message
-        if msg.target_id != self.id or msg.kind is MessageKind.REPLY:
-            return Verdict.WRONG_TARGET
-        if signer is None:
-            return Verdict.OK
-        verdict = signer.verify(env.body if env.body is not None else wire.encode(msg), env.mac)
-        if verdict is Verdict.OK and not signer.fresh(msg.created_at, d.enqueued_at):
-            return Verdict.STALE
-        return verdict
-
-    async def _refuse(self, d: Delivery, verdict: Verdict) -> None:
-        msg = d.envelope.message if d.envelope else None
-        if verdict in (Verdict.BAD_MAC, Verdict.UNSIGNED) and await self._hand_back(d, verdict):
-            return
-        log.warning(
-            "agent %s refused message %s claiming sender %r: %s%s",
-            self.id,
-            msg.id if msg else d.entry_id,
-            msg.sender_id if msg else "?",
-            verdict.value,
-            f" ({d.problem})" if d.problem else "",
-        )
-        await self._transport.dead_letter(
-            self.id,
-            self.instance_id,
-            d,
-            f"refused: {verdict.value}",
-            dlq_maxlen=self.settings.dlq_maxlen,
-        )
-
-    async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
-        """Leave a message this instance cannot verify to a live replica that signs
-        otherwise and may verify it: released at once, this delivery uncounted, so it is
-        not dead-lettered for our secret, and this instance takes no work for one reclaim
-        interval (so the replica's reads and reclaims get it, not ours again). Returns
-        False when no such replica is live (the message is then refused for good)."""
-        others = [
-            r
-            for r in await self._transport.discover()
-            if r.id == self.id
-            and r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
-        ]
-        if not others:
-            return False
-        s = self.settings
-        await self._transport.release(
-            self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
-        )
-        self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
-        if d.entry_id not in self._handed_back:
-            if len(self._handed_back) > 10_000:
-                self._handed_back.clear()
-            self._handed_back.add(d.entry_id)
-            msg = d.envelope.message if d.envelope else None
-            log.error(
-                "agent %s cannot verify message %s claiming sender %r (%s): left for "
-                "replica(s) %s, which sign with another secret; this instance's secret "
-                "differs from theirs",
-                self.id,
-                msg.id if msg else d.entry_id,
-                msg.sender_id if msg else "?",
-                verdict.value,
-                ", ".join(f"{r.instance_id}@{r.host}/{r.pid}" for r in others),
-            )
-        return True
-
-    def _wake_workers(self, n: int) -> None:
-        """Wake at most ``n`` idle workers: one per message, not all of them (waking every
-        worker for each message costs a loop turn per worker)."""
-        idle = self._idle
-        while n > 0 and idle:
-            waiter = idle.popleft()
-            if not waiter.done():  # a cancelled worker leaves its waiter behind
-                waiter.set_result(None)
-                n -= 1
-
-    async def _worker(self) -> None:
-        """Take admitted messages while there are any (a plain deque: no per-message queue
-        or task overhead); wait on a future of their own when there are none."""
-        ready, idle, answered = self._ready, self._idle, self._answered
-        ack_wake = self._ack_wake
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-        assert me is not None
-        while True:
-            if not ready:
-                waiter: asyncio.Future[None] = loop.create_future()
-                idle.append(waiter)
-                await waiter
-                continue
-            self._active += 1
-            try:
-                while ready:  # a run of messages without re-entering the outer loop
-                    d = ready.popleft()
-                    # handling inlined: no coroutine per message besides the handler's own
-                    env = d.envelope
-                    assert env is not None
-                    msg = env.message
-                    msg.attempt = d.attempt
-                    msg.entry_id = eid = d.entry_id
-                    msg.context = self
-                    try:
-                        await self.on_message(msg)
-                    except Exception as e:
-                        await self._failed(d, e)
-                        continue
-                    except (KeyboardInterrupt, SystemExit):
-                        raise  # they stop the event loop, as anywhere in asyncio
-                    except BaseException as e:
-                        # Our stop cancels this task: let that through. Any other
-                        # BaseException (a CancelledError of the handler's own, a test
-                        # framework's outcome, a library's control flow) fails this message
-                        # only; the worker goes on with the next.
-                        if isinstance(e, asyncio.CancelledError) and me.cancelling():
-                            raise
-                        await self._failed(d, e)
-                        continue
-                    if eid in answered:
-                        answered.discard(eid)  # the reply's commit acknowledged it
-                    else:
-                        self._acks.append(eid)
-                        ack_wake.set()
-            finally:
-                self._active -= 1
-                if not self._active:
-                    self._progress.set()
-
-    async def _failed(self, d: Delivery, error: BaseException) -> None:
-        assert d.envelope is not None
-        msg = d.envelope.message
-        s = self.settings
-        log.warning(
-            "agent %s: handler failed on message %s (delivery %d of %d): %s: %s%s",
-            self.id,
-            msg.id,
-            d.attempt,
-            s.max_deliveries,
-            type(error).__name__,
-            error,
-            "" if isinstance(error, Exception) else " (a BaseException; handling goes on)",
-        )
-        try:
-            if d.attempt >= s.max_deliveries:
-                reason = f"{type(error).__name__}: {error}"
-                if msg.kind is MessageKind.REQUEST and msg.reply_to:
-                    await self._commit(msg, {}, reason)
-                await self._transport.dead_letter(
-                    self.id, self.instance_id, d, reason, dlq_maxlen=s.dlq_maxlen
-                )
-            else:
-                await self._transport.release(
-                    self.id, self.instance_id, d.entry_id, lease=s.lease, delay=s.retry_delay
-                )
-                self._poke_reclaim(s.retry_delay)
-        except TransportError as e:
-            log.warning("agent %s: could not give back message %s: %s", self.id, msg.id, e)
-        finally:
-            self._answered.discard(d.entry_id)
-            self._inflight.pop(d.entry_id, None)
-            self._room.set()
-
-    def _poke_reclaim(self, delay: float) -> None:
-        if delay <= 0:
-            self._reclaim_wake.set()
-        else:
-            asyncio.get_running_loop().call_later(delay, self._reclaim_wake.set)
-
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
-            try:
-                await self._flush_acks()
-            except TransportError as e:
-                log.warning("agent %s: ack failed, retrying: %s", self.id, e)
-                self._ack_wake.set()
-                await asyncio.sleep(_RETRY_PAUSE)
-
-    async def _flush_acks(self) -> None:
-        if not self._acks:
-            return
-        ids, self._acks = self._acks, []
-        inflight = self._inflight
-        held = [inflight.pop(eid, None) for eid in ids]  # no renewals while acking
-        try:
-            await self._transport.ack(self.id, self.instance_id, ids)
-        except BaseException:
-            self._acks[:0] = ids
-            for eid, d in zip(ids, held, strict=True):
-                if d is not None:
-                    inflight[eid] = d
-            raise
-        self._room.set()
-        self._since_trim += len(ids)
-        if self._since_trim >= self.settings.trim_every:
-            self._since_trim = 0
-            await self._transport.trim(self.id)
-
-    async def _release_all(self) -> None:
-        """Give back work fetched but not finished, so a replica (or our restart) gets it
-        without waiting for the lease."""
-        s = self.settings
-        for eid in list(self._inflight):
-            with contextlib.suppress(MassGenError):
-                await self._transport.release(
-                    self.id, self.instance_id, eid, lease=s.lease, delay=0.0
-                )
-        self._inflight.clear()
-
-    async def _lease_loop(self) -> None:
-        """Renew the leases of work in flight; reclaim work whose holder went silent."""
-        s = self.settings
-        renew_every = s.lease / 3
-        next_reclaim = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            timeout = max(0.0, min(renew_every, next_reclaim - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._reclaim_wake.wait()
-            try:
-                if self._inflight:
-                    lost = await self._transport.renew(
-                        self.id, self.instance_id, list(self._inflight)
-                    )
-                    if lost:
-                        log.warning(
-                            "agent %s lost the lease of %d message(s); their results will be "
-                            "refused",
-                            self.id,
-                            len(lost),
-                        )
-                due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
-                if loop.time() < self._defer_until:
-                    due = False  # what we handed back is for replicas that can verify it
-                if due and self.status is AgentStatus.RUNNING:  # stopping: take nothing new
-                    self._reclaim_wake.clear()
-                    next_reclaim = loop.time() + s.reclaim_every
-                    await self._reclaim()
-            except TransportError as e:
-                log.warning("agent %s: lease upkeep failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-
-    async def _reclaim(self) -> None:
-        s = self.settings
-        room = max(s.batch, self.concurrency) - len(self._inflight)
-        if room <= 0:
-            return
-        got = await self._transport.reclaim(
-            self.id,
-            self.instance_id,
-            lease=s.lease,
-            max_deliveries=s.max_deliveries,
-            count=room,
-            dlq_maxlen=s.dlq_maxlen,
-        )
-        if got:
-            log.info("agent %s reclaimed %d message(s)", self.id, len(got))
-            await self._admit(got)
-
-    async def _heartbeat_loop(self) -> None:
-        s = self.settings
-        while True:
-            await asyncio.sleep(s.heartbeat_interval)
-            try:
-                alive = await self._transport.heartbeat(
-                    self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
-                )
-                if not alive:
-                    log.warning("agent %s was declared dead; registering again", self.id)
-                    async with self._publishing:
-                        await self._transport.register(
-                            self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                        )
-            except AgentIdTaken as e:
-                log.error("agent %s cannot register again: %s", self.id, e)
-            except TransportError as e:
-                log.warning("agent %s: heartbeat failed: %s", self.id, e)
-
-    # replies to our requests --------------------------------------------------------------
     def _ensure_reply_listener(self) -> None:
         if self._reply_task is None or self._reply_task.done():
             self._reply_task = asyncio.ensure_future(self._reply_loop())
             self._reply_task.set_name(f"mas:{self.id}:replies")
 
-    async def _reply_loop(self) -> None:
-        while True:
-            try:
-                replies = await self._transport.read_replies(
-                    self.instance_id, block=self.settings.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            for env in replies:
-                waiting = self._waiting.get(env.message.correlation_id or "")
-                if waiting is None:
-                    continue  # a late duplicate, or a request we gave up on
-                fut, target = waiting
-                if not fut.done() and self._accept_reply(env, target):
-                    fut.set_result(env.message)
-            if replies:
-                await asyncio.sleep(0)  # let the requesters resume before the next read
-
-    def _accept_reply(self, env: Envelope, target: str) -> bool:
-        msg = env.message
-        if self._signer is not None:
-            verdict = self._signer.verify(
-                env.body if env.body is not None else wire.encode(msg), env.mac
-            )
-            if verdict is not Verdict.OK:
-                log.warning(
-                    "agent %s refused reply %s claiming sender %r: %s",
-                    self.id,
-                    msg.id,
-                    msg.sender_id,
-                    verdict.value,
-                )
-                return False
-        if msg.sender_id != target:
-            log.warning(
-                "agent %s refused reply %s: sent by %r, asked %r",
-                self.id,
-                msg.id,
-                msg.sender_id,
-                target,
-            )
-            return False
-        return True
-
-
-def _started(record: AgentRecord) -> float:
-    return record.started
-
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
-    """Group registry records by agent id into the dicts :meth:`Agent.discover` returns."""
+    """One dict per agent id, as :meth:`Agent.discover` returns them (oldest replica first)."""
     grouped: dict[str, list[AgentRecord]] = {}
     for r in records:
-        same = grouped.get(r.id)
-        if same is None:
-            grouped[r.id] = [r]
-        else:
-            same.append(r)
+        grouped.setdefault(r.id, []).append(r)
     out = []
-    for agent_id in sorted(grouped):
-        recs = grouped[agent_id]
-        if len(recs) > 1:
-            recs.sort(key=_started)
+    for agent_id, recs in sorted(grouped.items()):
+        recs.sort(key=lambda r: r.started)
         first = recs[0]
+        instances = [
+            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "started": r.started}
+            | {"expires": r.expires}
+            for r in recs
+        ]
         out.append(
-            {
-                "id": agent_id,
-                "capabilities": list(first.capabilities),
-                "metadata": dict(first.metadata),
-                "host": first.host,
-                "pid": first.pid,
-                "started": first.started,
-                "status": first.status.value,
-                "replicas": len(recs),
-                "instances": [
-                    {
-                        "instance_id": r.instance_id,
-                        "host": r.host,
-                        "pid": r.pid,
-                        "started": r.started,
-                        "expires": r.expires,
-                    }
-                    for r in recs
-                ],
-            }
+            {"id": agent_id, "capabilities": list(first.capabilities)}
+            | {"metadata": dict(first.metadata), "host": first.host, "pid": first.pid}
+            | {"started": first.started, "status": first.status.value, "replicas": len(recs)}
+            | {"instances": instances}
         )
     return out

@@ -1,10 +1,5 @@
-"""Pick the transport an agent or service uses, importing Redis only when it is needed.
-
-Like the seed framework's agents, ours need only a Redis URL and default to a local Redis,
-so agents in separate processes meet with no wiring. The in-process bus is opt-in:
-``transport=MemoryTransport()`` (agents of one event loop meet) or ``hub=MemoryHub()`` (a
-private group).
-"""
+"""Pick the transport an agent or service uses: Redis by default (as the seed framework's
+agents, so processes meet with no wiring), the in-process bus when asked for."""
 
 from __future__ import annotations
 
@@ -15,8 +10,8 @@ from massgen.mas.memory import MemoryHub, MemoryTransport
 from massgen.mas.transport import Transport
 
 REDIS_URL_ENV = "MASSGEN_REDIS_URL"
-#: The Redis used when neither ``redis_url`` nor ``$MASSGEN_REDIS_URL`` names one.
 DEFAULT_REDIS_URL = "redis://localhost:6379"
+"""The Redis used when neither ``redis_url`` nor ``$MASSGEN_REDIS_URL`` names one."""
 
 
 def resolve_transport(
@@ -26,13 +21,9 @@ def resolve_transport(
     hub: MemoryHub | None = None,
     prefix: str = DEFAULT_PREFIX,
 ) -> tuple[Transport, bool]:
-    """The transport to use and whether the caller owns it (and must close it).
-
-    An explicit ``transport`` is used as is (the caller keeps it); ``hub`` means the
-    in-process bus on that hub; otherwise Redis at ``redis_url``, else
-    ``$MASSGEN_REDIS_URL``, else :data:`DEFAULT_REDIS_URL`. Naming two of ``transport``,
-    ``hub`` and ``redis_url`` is a ``ValueError``: which one would you mean?
-    """
+    """The transport and whether the caller owns it (must close it): ``transport`` as is,
+    ``hub``'s in-process bus, else Redis at ``redis_url``, ``$MASSGEN_REDIS_URL`` or the
+    default. Naming two of them is a ``ValueError``: which one would you mean?"""
     given = {"transport": transport is not None, "hub": hub is not None, "redis_url": redis_url}
     named = [name for name, present in given.items() if present]
     if len(named) > 1:

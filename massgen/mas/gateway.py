@@ -1,29 +1,12 @@
-"""Gateway mode, as the seed framework has it: every message an agent sends is checked by
-a :class:`GatewayService` before it is stored in the target's inbox.
-
-An agent made with ``use_gateway=True`` and given a gateway with ``set_gateway()`` hands
-each message (and each reply) to :meth:`GatewayService.handle_message` with its token
-(:attr:`Agent.token`). The gateway runs, in order:
-
-1. **authentication**: the token must be the one a live instance of the sender registered
-   (the registry keeps only its SHA-256);
-2. **message signing** (``features.message_signing``): the message must carry a valid MAC
-   under the gateway's secret (the agents' ``secret=``);
-3. **authorization**: the target must be live, not blocked for the sender, and allowed
-   (``*`` allows every target). Nothing is allowed until you say so, as in the seed:
-   ``gateway.auth_manager().allow_bidirectional("a", "b")``;
-4. **rate limiting**: sliding windows per sender, per minute and per hour;
-5. **audit**: every decision goes to a Redis stream (the payload only as its SHA-256);
-6. **routing**: the message is stored in the target's inbox, as a direct send would.
-
-A refused message raises ``RuntimeError`` at the sender (:class:`GatewayRejected`, with the
-decision), as the seed's ``send()`` does. The gateway is an object in the sending process,
-as the seed's is; what it keeps (permissions, limits, windows, audit) is in Redis, so
-gateways of several processes share it.
-
-The seed's DLP scanning, priority queues, RBAC roles, circuit breakers and Prometheus
-metrics are not here: asking for them (``features``) is a :class:`~massgen.errors.ConfigError`
-at ``start()``, never a silent pass. docs/mas.md says why.
+"""Gateway mode, as the seed framework has it: agents made with ``use_gateway=True`` hand
+each message and reply, with their token, to :meth:`GatewayService.handle_message`, which
+checks in order: the token (a live instance of the sender registered its SHA-256), the MAC
+(``features.message_signing``), the permissions (nothing is allowed until you say so:
+``gateway.auth_manager().allow_bidirectional("a", "b")``), per-sender sliding-window rate
+limits; it audits every decision (payloads as SHA-256) and stores what passes in the target's
+inbox. A refusal raises :class:`GatewayRejected` (a ``RuntimeError``) at the sender. Its state
+lives in Redis, so gateways of several processes share it; the seed's DLP, priority queues,
+RBAC, circuit breakers and metrics are refused at ``start()`` (docs/mas.md says why).
 """
 
 from __future__ import annotations
@@ -41,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import ConfigError, GatewayRejected, TransportError
 from massgen.mas import wire
 from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
@@ -68,8 +51,6 @@ __all__ = [
 
 
 class GatewayDecision(StrEnum):
-    """What the gateway decided; the seed's strings."""
-
     ALLOWED = "ALLOWED"
     AUTH_FAILED = "AUTH_FAILED"
     SIGNATURE_INVALID = "SIGNATURE_INVALID"
@@ -80,42 +61,30 @@ class GatewayDecision(StrEnum):
 
 
 class GatewayResult(BaseModel):
-    """The outcome of one message."""
-
     success: bool
     decision: str
     message: str | None = None
     latency_ms: float | None = None
 
 
-class GatewayRejected(RuntimeError):
-    """The gateway refused a message (a ``RuntimeError``, as in the seed framework)."""
-
-    def __init__(self, result: GatewayResult) -> None:
-        self.result = result
-        self.decision = result.decision
-        super().__init__(f"Gateway rejected message: {result.decision} - {result.message}")
-
-
-class RedisSettings(BaseModel):
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RedisSettings(_Section):
     url: str | None = None
     """``None``: ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``."""
     prefix: str = DEFAULT_PREFIX
-    """The agents' key prefix: the gateway sees the registry and inboxes under it."""
 
 
-class RateLimitSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RateLimitSettings(_Section):
     per_minute: int = Field(default=100, ge=1)
     per_hour: int = Field(default=1000, ge=1)
 
 
-class FeaturesSettings(BaseModel):
-    """Optional stages. Only ``message_signing`` is implemented here; the others raise a
-    ConfigError at ``start()`` when turned on."""
+class FeaturesSettings(_Section):
+    """Only ``message_signing`` is implemented; the others are a ConfigError at ``start()``."""
 
-    model_config = ConfigDict(extra="forbid")
     message_signing: bool = False
     dlp: bool = False
     priority_queue: bool = False
@@ -126,28 +95,25 @@ class FeaturesSettings(BaseModel):
 _NOT_HERE = ("dlp", "priority_queue", "rbac", "circuit_breaker")
 
 
-class GatewaySettings(BaseModel):
-    """How a gateway is set up; the seed's shape (nested sections, or dicts for them)."""
+class GatewaySettings(_Section):
+    """The seed's shape: nested sections (or dicts for them)."""
 
-    model_config = ConfigDict(extra="forbid")
     redis: RedisSettings = Field(default_factory=RedisSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     secret: str | None = None
     """Checks signatures with ``features.message_signing`` (``None``: ``$MASSGEN_SECRET``)."""
     audit_maxlen: int = Field(default=100_000, ge=1)
-    """The audit stream keeps about this many newest entries."""
 
     @classmethod
     def from_yaml(cls, file_path: str | Path) -> GatewaySettings:
         import yaml
 
-        data = yaml.safe_load(Path(file_path).read_text()) or {}
-        return cls.model_validate(data)
+        return cls.model_validate(yaml.safe_load(Path(file_path).read_text()) or {})
 
 
-# KEYS: minute window, hour window. ARGV: now ms, member, per minute, per hour.
-# Sliding windows: drop what left each window, refuse if either is full, else count it.
+# KEYS: minute window, hour window. ARGV: now ms, member, per minute, per hour. Drops what left
+# each window, refuses if either is full, else counts the message.
 _RATE = """
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
@@ -164,18 +130,12 @@ return {1, '', m + 1}
 """
 
 
-def token_hash(token: str) -> str:
-    """What the registry keeps of an agent's token."""
-    return hashlib.sha256(token.encode()).hexdigest()
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
 
 
 class GatewayService:
-    """Checks and routes the messages of agents in gateway mode (see the module doc).
-
-    ``GatewayService()`` uses the Redis of ``$MASSGEN_REDIS_URL`` (else
-    ``redis://localhost:6379``) and the prefix ``massgen:``; pass ``settings`` (or
-    ``redis_url=``/``prefix=``) for others.
-    """
+    """Checks and routes the messages of agents in gateway mode (see the module doc)."""
 
     def __init__(
         self,
@@ -186,13 +146,8 @@ class GatewayService:
     ) -> None:
         s = settings or GatewaySettings()
         if redis_url is not None or prefix is not None:
-            s = s.model_copy(
-                update={
-                    "redis": RedisSettings(
-                        url=redis_url or s.redis.url, prefix=prefix or s.redis.prefix
-                    )
-                }
-            )
+            redis = RedisSettings(url=redis_url or s.redis.url, prefix=prefix or s.redis.prefix)
+            s = s.model_copy(update={"redis": redis})
         self.settings = s
         self.keys = Keys(s.redis.prefix)
         self._transport: RedisTransport | None = None
@@ -204,8 +159,6 @@ class GatewayService:
         return self._running
 
     async def start(self) -> None:
-        """Connect; raise ConfigError for a feature this gateway does not have, or a secret
-        missing for ``message_signing``."""
         s = self.settings
         wanted = [name for name in _NOT_HERE if getattr(s.features, name)]
         if wanted:
@@ -249,7 +202,6 @@ class GatewayService:
             raise RuntimeError("Gateway not started")
         return self._transport.client
 
-    # the pipeline -------------------------------------------------------------------------
     async def handle_message(
         self,
         message: AgentMessage,
@@ -260,42 +212,31 @@ class GatewayService:
         *,
         envelope: Envelope | None = None,
     ) -> GatewayResult:
-        """Check ``message`` (sent with the sender's ``token``) and, if allowed, store it in
-        the target's inbox. ``envelope`` carries the agent's signature; ``signature``
-        alone (the seed's argument) is taken as the MAC of the message's wire form.
-        ``timestamp`` and ``nonce`` are accepted for the seed's signature and unused: the
-        inbox's own time and the message id guard freshness and replays."""
+        """Check ``message`` and, if allowed, store it in the target's inbox. ``signature`` is
+        the MAC of its wire form (``envelope`` carries both); ``timestamp`` and ``nonce`` are
+        the seed's, unused: the inbox's time and the message id guard freshness and replays."""
         del timestamp, nonce
         env = envelope or Envelope(message, signature)
         result = await self.check(message, token, envelope=env)
         if not result.success:
             return result
         started = time.perf_counter()
+        decision, text = GatewayDecision.ALLOWED, "Message delivered"
         try:
             assert self._transport is not None
             await self._transport.send([env])
         except TransportError as e:
-            ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
-            await self._audit(message, GatewayDecision.ROUTING_FAILED, ms, ["routing_error"])
-            return GatewayResult(
-                success=False,
-                decision=GatewayDecision.ROUTING_FAILED,
-                message=str(e),
-                latency_ms=ms,
-            )
+            decision, text = GatewayDecision.ROUTING_FAILED, str(e)
         ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
-        return GatewayResult(
-            success=True,
-            decision=GatewayDecision.ALLOWED,
-            message="Message delivered",
-            latency_ms=ms,
-        )
+        if decision is GatewayDecision.ROUTING_FAILED:
+            await self._audit(message, decision, ms, ["routing_error"])
+        ok = decision is GatewayDecision.ALLOWED
+        return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
 
     async def check(
         self, message: AgentMessage, token: str, *, envelope: Envelope | None = None
     ) -> GatewayResult:
-        """Every stage but routing (agents in gateway mode check their replies with it);
-        audited either way."""
+        """Every stage but routing (agents check their replies with it); audited."""
         started = time.perf_counter()
         if not self._running:
             return GatewayResult(
@@ -339,13 +280,12 @@ class GatewayService:
             return GatewayDecision.AUTH_FAILED, "Missing agent_id or token"
         if not mine:
             return GatewayDecision.AUTH_FAILED, "Agent not registered"
-        digest = token_hash(token)
+        digest = hashlib.sha256(token.encode()).hexdigest()
         if not any(hmac.compare_digest(digest, r.token_hash) for r in mine if r.token_hash):
             return GatewayDecision.AUTH_FAILED, "Invalid or expired token"
         if self._signer is not None:
             env = envelope or Envelope(message)
-            body = env.body if env.body is not None else wire.encode(message)
-            verdict = self._signer.verify(body, env.mac)
+            verdict = self._signer.verify(wire.unpack(env.blob())[0], env.mac)
             if verdict is not Verdict.OK:
                 return GatewayDecision.SIGNATURE_INVALID, verdict.value
         if not any(r.id == target for r in live):
@@ -353,26 +293,20 @@ class GatewayService:
         r = self._redis()
         blocked, allowed_all, allowed = (
             await r.pipeline(transaction=False)
-            .sismember(self.keys.gateway_blocked(sender), target)
-            .sismember(self.keys.gateway_allowed(sender), "*")
-            .sismember(self.keys.gateway_allowed(sender), target)
+            .sismember(self.keys.gateway("blocked", sender), target)
+            .sismember(self.keys.gateway("allowed", sender), "*")
+            .sismember(self.keys.gateway("allowed", sender), target)
             .execute()
         )
         if blocked or not (allowed_all or allowed):
             return GatewayDecision.AUTHZ_DENIED, "Not authorized to message target"
         per_minute, per_hour = await self.rate_limits(sender)
-        ok, window, _count = await r.eval(
-            _RATE,
-            2,
-            self.keys.gateway_window(sender, "minute"),
-            self.keys.gateway_window(sender, "hour"),
-            int(time.time() * 1000),
-            f"{message.id}:{os.urandom(4).hex()}",
-            per_minute,
-            per_hour,
-        )
+        windows = [f"{self.keys.gateway('rate', sender)}:{w}" for w in ("minute", "hour")]
+        member = f"{message.id}:{os.urandom(4).hex()}"
+        now = int(time.time() * 1000)
+        ok, window, _ = await r.eval(_RATE, 2, *windows, now, member, per_minute, per_hour)
         if not int(ok):
-            w = window.decode() if isinstance(window, bytes) else str(window)
+            w = _s(window)
             limit = per_minute if w == "minute" else per_hour
             return GatewayDecision.RATE_LIMITED, f"Rate limit exceeded: {limit} per {w}"
         return GatewayDecision.ALLOWED, ""
@@ -400,11 +334,10 @@ class GatewayService:
         except Exception as e:  # the decision stands; a lost audit line is logged loudly
             log.error("gateway: could not write the audit entry of %s: %s", message.id, e)
 
-    # management ---------------------------------------------------------------------------
     async def audit_log(
         self, count: int = 100, *, sender_id: str | None = None, target_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The newest audit entries, newest last (optionally of one sender or target)."""
+        """The newest audit entries, newest last, optionally of one sender or target."""
         rows = await self._redis().xrevrange(self.keys.gateway_audit, count=count * 10)
         out = []
         for entry_id, fields in rows:
@@ -425,15 +358,13 @@ class GatewayService:
     async def set_limits(
         self, agent_id: str, per_minute: int | None = None, per_hour: int | None = None
     ) -> None:
-        """Limits of one sender instead of the settings' defaults."""
         fields = {k: v for k, v in (("per_minute", per_minute), ("per_hour", per_hour)) if v}
         if fields:
-            await self._redis().hset(self.keys.gateway_limits(agent_id), mapping=fields)
+            await self._redis().hset(self.keys.gateway("limits", agent_id), mapping=fields)
 
     async def rate_limits(self, agent_id: str) -> tuple[int, int]:
-        """``(per_minute, per_hour)`` for ``agent_id``."""
         got = await self._redis().hmget(
-            self.keys.gateway_limits(agent_id), ["per_minute", "per_hour"]
+            self.keys.gateway("limits", agent_id), ["per_minute", "per_hour"]
         )
         d = self.settings.rate_limit
         return (int(got[0]) if got[0] else d.per_minute, int(got[1]) if got[1] else d.per_hour)
@@ -444,11 +375,11 @@ class GatewayService:
         allowed_targets: Sequence[str] | None = None,
         blocked_targets: Sequence[str] | None = None,
     ) -> None:
-        """Replace the agent's allowed (``*``: every target) and/or blocked targets."""
+        """Replace the allowed (``*``: every target) and/or blocked targets."""
         r = self._redis()
         for key, targets in (
-            (self.keys.gateway_allowed(agent_id), allowed_targets),
-            (self.keys.gateway_blocked(agent_id), blocked_targets),
+            (self.keys.gateway("allowed", agent_id), allowed_targets),
+            (self.keys.gateway("blocked", agent_id), blocked_targets),
         ):
             if targets is not None:
                 await r.delete(key)
@@ -456,28 +387,27 @@ class GatewayService:
                     await r.sadd(key, *targets)
 
     async def add_permission(self, agent_id: str, target_id: str) -> None:
-        await self._redis().sadd(self.keys.gateway_allowed(agent_id), target_id)
+        await self._redis().sadd(self.keys.gateway("allowed", agent_id), target_id)
 
     async def remove_permission(self, agent_id: str, target_id: str) -> None:
-        await self._redis().srem(self.keys.gateway_allowed(agent_id), target_id)
+        await self._redis().srem(self.keys.gateway("allowed", agent_id), target_id)
 
     async def block_target(self, agent_id: str, target_id: str) -> None:
-        await self._redis().sadd(self.keys.gateway_blocked(agent_id), target_id)
+        await self._redis().sadd(self.keys.gateway("blocked", agent_id), target_id)
 
     async def unblock_target(self, agent_id: str, target_id: str) -> None:
-        await self._redis().srem(self.keys.gateway_blocked(agent_id), target_id)
+        await self._redis().srem(self.keys.gateway("blocked", agent_id), target_id)
 
     async def get_permissions(self, agent_id: str) -> dict[str, list[str]]:
         r = self._redis()
-        allowed = await r.smembers(self.keys.gateway_allowed(agent_id))
-        blocked = await r.smembers(self.keys.gateway_blocked(agent_id))
+        allowed = await r.smembers(self.keys.gateway("allowed", agent_id))
+        blocked = await r.smembers(self.keys.gateway("blocked", agent_id))
         return {
             "allowed": sorted(_s(x) for x in allowed),
             "blocked": sorted(_s(x) for x in blocked),
         }
 
     def auth_manager(self) -> AuthorizationManager:
-        """The seed's high-level permission helper."""
         return AuthorizationManager(self)
 
     async def get_stats(self) -> dict[str, Any]:
@@ -539,7 +469,3 @@ class AuthorizationManager:
     async def get_summary(self, agent_id: str) -> dict[str, Any]:
         perms = await self._gw.get_permissions(agent_id)
         return {"agent_id": agent_id, **perms}
-
-
-def _s(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)

@@ -1,91 +1,58 @@
-"""Every Redis key and name the runtime uses, in one place.
-
-You change the namespace with ``prefix`` (default ``massgen:``) so several teams or test runs
-can share one Redis. docs/redis.md lists each key with its type and lifetime; keep the two in
-step.
-"""
+"""Every Redis key the bus uses, under one prefix (docs/redis.md lists each with its type)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "massgen:"
-#: Consumer group every inbox stream has; replicas of one agent are consumers of it.
 GROUP = "workers"
-#: The one field of a stream entry: the signed wire blob (see ``massgen.mas.wire``).
+"""The consumer group of every inbox stream; replicas of one agent are consumers of it."""
 FIELD = b"m"
+"""The one field of a stream entry: the signed wire blob (see :mod:`massgen.mas.wire`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Builds key names under one prefix."""
+    """Key names under ``prefix``, so several teams or test runs can share one Redis."""
 
     prefix: str = DEFAULT_PREFIX
 
     @property
-    def registry(self) -> str:
-        """ZSET: member ``{instance_id}:{agent_id}``, score = heartbeat expiry (ms)."""
+    def registry(self) -> str:  # ZSET "{instance_id}:{agent_id}" -> heartbeat expiry (ms)
         return f"{self.prefix}registry"
 
-    @property
-    def registry_version(self) -> str:
-        """STRING counter: bumped whenever a registry record is written or removed, so
-        discovery can reuse the records it parsed while the counter stays put."""
-        return f"{self.prefix}registry:version"
-
-    def agent(self, agent_id: str) -> str:
-        """HASH: field ``instance_id`` -> JSON record of that live (or dead) instance."""
+    def agent(self, agent_id: str) -> str:  # HASH instance_id -> JSON record
         return f"{self.prefix}agent:{agent_id}"
 
-    def inbox(self, agent_id: str) -> str:
-        """STREAM with consumer group :data:`GROUP`: work sent to the agent."""
+    def inbox(self, agent_id: str) -> str:  # STREAM with consumer group GROUP
         return f"{self.prefix}inbox:{agent_id}"
 
-    def dlq(self, agent_id: str) -> str:
-        """STREAM: messages that failed too often or were refused, with the reason."""
+    def dlq(self, agent_id: str) -> str:  # STREAM of dead letters with their reason
         return f"{self.prefix}dlq:{agent_id}"
 
-    def replies(self, instance_id: str) -> str:
-        """STREAM: replies to requests one agent instance made (read with XREAD)."""
+    def replies(self, instance_id: str) -> str:  # STREAM of replies to one requester
         return f"{self.prefix}replies:{instance_id}"
 
-    def reply(self, request_id: str) -> str:
-        """STRING: the committed reply to one request (SET NX: first reply wins)."""
+    def reply(self, request_id: str) -> str:  # STRING: the committed reply (first wins)
         return f"{self.prefix}reply:{request_id}"
 
-    def state(self, agent_id: str) -> str:
-        """HASH: field -> JSON value of the agent's persisted state."""
+    def state(self, agent_id: str) -> str:  # HASH field -> JSON value
         return f"{self.prefix}state:{agent_id}"
 
-    def seen_prefix(self, agent_id: str) -> str:
-        """The part of :meth:`seen` before the message id (Lua scripts append it)."""
-        return f"{self.prefix}seen:{agent_id}:"
+    def seen(self, agent_id: str, message_id: str) -> str:  # STRING: entry a message id came in
+        return f"{self.prefix}seen:{agent_id}:{message_id}"
 
-    def gateway_allowed(self, agent_id: str) -> str:
-        """SET: targets the agent may message through a gateway (``*``: any)."""
-        return f"{self.prefix}gw:allowed:{agent_id}"
-
-    def gateway_blocked(self, agent_id: str) -> str:
-        """SET: targets the agent may not message through a gateway (wins over allowed)."""
-        return f"{self.prefix}gw:blocked:{agent_id}"
-
-    def gateway_limits(self, agent_id: str) -> str:
-        """HASH: ``per_minute``, ``per_hour``: the agent's own rate limits."""
-        return f"{self.prefix}gw:limits:{agent_id}"
-
-    def gateway_window(self, agent_id: str, window: str) -> str:
-        """ZSET: messages the agent sent in the last minute or hour (score: time, ms)."""
-        return f"{self.prefix}gw:rate:{agent_id}:{window}"
+    def gateway(self, kind: str, agent_id: str) -> str:
+        """``allowed``/``blocked`` SETs of targets, ``limits`` HASH, ``rate:minute``/``rate:hour``
+        ZSETs of sent messages."""
+        return f"{self.prefix}gw:{kind}:{agent_id}"
 
     @property
-    def gateway_audit(self) -> str:
-        """STREAM: one entry per gateway decision (payloads only as their SHA-256)."""
+    def gateway_audit(self) -> str:  # STREAM: one entry per gateway decision
         return f"{self.prefix}gw:audit"
 
     def agent_prefix(self) -> str:
-        """The part of :meth:`agent` before the agent id (Lua scripts append it)."""
         return f"{self.prefix}agent:"
 
     def inbox_prefix(self) -> str:
-        """The part of :meth:`inbox` before the agent id (to scan inboxes)."""
         return f"{self.prefix}inbox:"

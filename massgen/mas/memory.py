@@ -1,10 +1,6 @@
-"""The embedded bus: every agent in one event loop, no Redis.
-
-It keeps the Redis transport's contract (inboxes that wait for offline agents, leases,
-reclaim, dead letters, fenced replies, first-reply-wins) so code and tests written against
-one run on the other. Messages are passed by reference, as with ``asyncio.Queue``: do not
-mutate a payload after sending it.
-"""
+"""The in-process bus: the Redis transport's contract (the same contract suite) for agents of
+one event loop. Messages pass by reference, as with ``asyncio.Queue``: do not mutate a payload
+after sending it."""
 
 from __future__ import annotations
 
@@ -16,8 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from massgen.mas import wire
-from massgen.mas.errors import AgentIdTaken
+from massgen.errors import AgentIdTaken
 from massgen.mas.message import AgentMessage
 from massgen.mas.transport import (
     HANDBACK_IDLE,
@@ -35,8 +30,7 @@ from massgen.mas.transport import (
 
 @dataclass(frozen=True, slots=True)
 class _Lease:
-    """Who holds an entry since when, and how often it was delivered. Immutable: one lease
-    is shared by every entry of a fetch, and each change gives the entry a new one."""
+    """Who holds an entry since when, delivered how often (immutable: a fetch shares one)."""
 
     consumer: str
     since: float
@@ -45,13 +39,8 @@ class _Lease:
 
 @dataclass(slots=True)
 class _Inbox:
-    """Entries ``cursor .. next_id - 1`` are unread; those below were delivered, and stay
-    in ``entries`` until acknowledged.
-
-    A stored entry is the bare message when it is unsigned, else its envelope, and its
-    enqueue time sits in a dict of floats: a backlog of a million messages then holds a
-    million objects the cyclic garbage collector must walk, not three million. Deliveries
-    and envelopes are built when fetched, a batch at a time."""
+    """Entries ``cursor .. next_id - 1`` are unread; delivered ones stay until acknowledged.
+    An unsigned entry is the bare message (fewer objects for the garbage collector to walk)."""
 
     entries: dict[EntryId, AgentMessage | Envelope] = field(default_factory=dict)
     enqueued: dict[EntryId, float] = field(default_factory=dict)
@@ -62,14 +51,11 @@ class _Inbox:
     dead: deque[DeadLetter] = field(default_factory=deque)
 
     def put(self, env: Envelope, now: float) -> None:
-        """Store a message; it waits, unread, for a consumer."""
-        eid = self.next_id
+        self.entries[self.next_id] = env.message if env.mac is None else env
+        self.enqueued[self.next_id] = now
         self.next_id += 1
-        self.entries[eid] = env.message if env.mac is None else Envelope(env.message, env.mac)
-        self.enqueued[eid] = now
 
     def delivery(self, eid: EntryId, attempt: int) -> Delivery:
-        """Entry ``eid`` as a delivery (it must still be stored)."""
         item = self.entries[eid]
         env = Envelope(item) if isinstance(item, AgentMessage) else item
         return Delivery(eid, env, attempt, self.enqueued[eid])
@@ -82,7 +68,7 @@ class _Mailbox:
 
 
 class _Expiring:
-    """A dict whose entries vanish after their TTL (checked lazily, in insertion order)."""
+    """A dict whose entries vanish after their TTL (checked lazily)."""
 
     __slots__ = ("_data", "_order")
 
@@ -105,11 +91,7 @@ class _Expiring:
 
 
 class MemoryHub:
-    """Everything the in-process bus stores: inboxes, registry, replies, state.
-
-    Agents that share a hub can talk. Pass one explicitly to keep groups apart; agents given
-    nothing share :func:`default_hub` of their event loop.
-    """
+    """Everything the in-process bus stores; agents that share a hub can talk."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
@@ -140,15 +122,8 @@ _DEFAULT_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryHub] =
 
 
 def default_hub() -> MemoryHub:
-    """The hub of the running event loop, used by a :class:`MemoryTransport` given no hub.
-
-    This is the one piece of shared state of the in-process bus, and it is deliberate:
-    ``Agent("a", transport=MemoryTransport())`` and ``Agent("b", transport=MemoryTransport())``
-    find each other with no wiring, as they would through one Redis. It is scoped to the
-    event loop (asyncio objects cannot cross loops anyway) and held weakly, so it dies with
-    the loop and each ``asyncio.run`` (or test) starts clean. Pass a :class:`MemoryHub` to
-    keep a group apart.
-    """
+    """The hub of the running event loop, for transports given none: agents meet with no
+    wiring, as through one Redis; it dies with the loop, so each ``asyncio.run`` starts clean."""
     loop = asyncio.get_running_loop()
     hub = _DEFAULT_HUBS.get(loop)
     if hub is None:
@@ -157,10 +132,8 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`: the in-process
-    bus, which an agent uses only when you ask for it (``transport=MemoryTransport()``)."""
+    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
 
-    #: What logs and reprs show for this bus.
     where = "the in-process bus"
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
@@ -254,8 +227,6 @@ class MemoryTransport:
                 entries, enqueued, next_id = box.entries, box.enqueued, box.next_id
                 woken.append(box)
             assert entries is not None and enqueued is not None
-            # unsigned: the bare message; signed: a new envelope without the sender's bytes
-            # (the receiver checks the MAC over the object it gets)
             entries[next_id] = msg if env.mac is None else Envelope(msg, env.mac)
             enqueued[next_id] = now
             next_id += 1
@@ -379,11 +350,7 @@ class MemoryTransport:
         box = self.hub.inbox(agent_id)
         if self._held(box, consumer, delivery.entry_id) is None:
             return
-        env = delivery.envelope
-        raw = delivery.raw or b""
-        if env is not None:
-            raw = wire.pack(env.body or wire.encode(env.message), env.mac)
-        box.dead.append(DeadLetter(delivery.entry_id, reason, consumer, raw))
+        box.dead.append(DeadLetter(delivery.entry_id, reason, consumer, delivery.blob()))
         while len(box.dead) > dlq_maxlen:
             box.dead.popleft()
         await self.ack(agent_id, consumer, [delivery.entry_id])
@@ -461,7 +428,6 @@ class MemoryTransport:
             raise ValueError("a reply needs correlation_id")
         now = hub.clock()
         prev = hub.committed.get(msg.correlation_id, now)
-        # the very reply committed before (a retried commit) is committed, whatever else
         same = isinstance(prev, Envelope) and prev.message == msg
         if entry_id is not None and self._held(hub.inbox(agent_id), consumer, entry_id) is None:
             return CommitResult.COMMITTED if same else CommitResult.LEASE_LOST

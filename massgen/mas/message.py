@@ -1,10 +1,5 @@
-"""The one message type agents exchange.
-
-``AgentMessage`` is a slotted dataclass rather than a pydantic model on purpose: the bus makes
-and reads hundreds of thousands per second, and a dataclass is ~8x cheaper to build. It is
-still typed and validated: every message read from Redis goes through a pydantic
-``TypeAdapter`` (see :mod:`massgen.mas.wire`), so a malformed one is refused, never half-used.
-"""
+"""The one message type agents exchange: a slotted dataclass (~8x cheaper to build than a
+pydantic model), validated by a pydantic ``TypeAdapter`` whenever it is read (see ``wire``)."""
 
 from __future__ import annotations
 
@@ -18,8 +13,6 @@ from pydantic import ConfigDict, SkipValidation
 
 
 class MessageKind(StrEnum):
-    """What a message is for; replies and broadcasts are routed differently."""
-
     MESSAGE = "message"
     REQUEST = "request"
     REPLY = "reply"
@@ -27,22 +20,14 @@ class MessageKind(StrEnum):
 
 
 class Replier(Protocol):
-    """What :meth:`AgentMessage.reply` needs: the agent that received the message."""
-
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool: ...
 
 
 @dataclass(slots=True, kw_only=True)
 class AgentMessage:
-    """A message between agents.
-
-    ``attempt`` counts deliveries (1 the first time); at-least-once delivery means your
-    handler may see the same ``id`` again with a higher ``attempt`` after a crash, so make
-    its effects idempotent by ``id``. ``correlation_id`` links a reply to its request and
-    ``reply_to`` names the requester's reply stream. ``attempt``, ``entry_id`` (where the
-    message sits in the inbox) and ``context`` (the agent that received it) are set on
-    delivery and never sent.
-    """
+    """A message between agents. Delivery is at least once: after a crash your handler may see
+    the same ``id`` again with a higher ``attempt``, so make its effects idempotent by ``id``.
+    ``attempt``, ``entry_id`` and ``context`` (the receiving agent) are set on delivery."""
 
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
 
@@ -63,34 +48,23 @@ class AgentMessage:
 
     @property
     def message_id(self) -> str:
-        """The seed framework's name for :attr:`id`."""
         return self.id
 
     @property
     def timestamp(self) -> float:
-        """The seed framework's name for :attr:`created_at` (epoch seconds)."""
         return self.created_at
 
     @property
     def expects_reply(self) -> bool:
-        """True for a request (sent with :meth:`Agent.request`): answer it with :meth:`reply`."""
         return self.kind == MessageKind.REQUEST and self.reply_to is not None
 
     @property
     def is_reply(self) -> bool:
-        """True for the reply to a request (what :meth:`Agent.request` returns)."""
         return self.kind == MessageKind.REPLY
 
     async def reply(self, payload: dict[str, Any]) -> bool:
-        """Answer this request.
-
-        The first committed reply wins: you get ``False`` when a reply was already committed,
-        or when this worker lost its lease on the request (another replica took it over while
-        you were stalled), and your reply is discarded.
-
-        Raises ``RuntimeError`` for a message that is not a request (it has no correlation
-        ID to answer): answer a plain message with ``send(message.sender_id, ...)``.
-        """
+        """Answer this request; ``False`` when another reply was committed first or this
+        worker lost its lease (yours is then discarded). ``RuntimeError`` for a non-request."""
         if self.context is None:
             raise RuntimeError("this message was not received by an agent; nothing to reply to")
         if not self.expects_reply:
@@ -99,7 +73,6 @@ class AgentMessage:
 
 
 def no_correlation(message: AgentMessage) -> str:
-    """Why a message that is not a request cannot be replied to."""
     return (
         f"cannot reply: message {message.id} ({message.kind.value} from "
         f"{message.sender_id!r}) does not have correlation ID; only messages sent with "
@@ -108,11 +81,7 @@ def no_correlation(message: AgentMessage) -> str:
 
 
 class IdFactory:
-    """Unique, cheap message ids: a random 64-bit prefix per factory plus a counter.
-
-    ``uuid4()`` costs ~3 us; this costs ~0.3 us, and ids stay unique across processes and
-    restarts because every factory draws a fresh random prefix.
-    """
+    """Unique ids at ~0.3 us (``uuid4()``: ~3 us): a random 64-bit prefix plus a counter."""
 
     __slots__ = ("_counter", "_prefix")
 
@@ -124,11 +93,9 @@ class IdFactory:
         return f"{self._prefix}{next(self._counter):x}"
 
     def many(self, n: int) -> list[str]:
-        """``n`` ids at once (one call instead of ``n``: the bulk-send path)."""
         p, c = self._prefix, self._counter
         return [f"{p}{next(c):x}" for _ in range(n)]
 
 
 def random_hex(nbytes: int = 8) -> str:
-    """A random hex string (instance ids, consumer names)."""
     return os.urandom(nbytes).hex()

@@ -1,8 +1,5 @@
-"""Lua scripts of the Redis transport: each makes one check-then-act step atomic.
-
-Times come from the server (``TIME``), never from a client clock. Fenced operations check in
-the pending entries list (PEL) that the caller's consumer still holds the entry.
-"""
+"""Lua scripts of the Redis transport, one per check-then-act step that must be atomic. Times
+come from the server (``TIME``); fenced steps first check the caller holds the entry (PEL)."""
 
 from __future__ import annotations
 
@@ -18,9 +15,8 @@ local function holds(inbox, group, consumer, id)
 end
 """
 
-# held(inbox, group, consumer, ids, first): which of ids[first..] the consumer holds, as a
-# set. Few ids: one XPENDING each. Many: one pass over the consumer's pending entries, pages
-# of 1000 (its in-flight work, ~batch entries), instead of one XPENDING per id.
+# held(...): which of ids[first..] the consumer holds, as a set: one XPENDING per id for a
+# few, else one pass over the consumer's pending entries in pages of 1000.
 _HELD = (
     _HOLDS
     + """
@@ -47,9 +43,8 @@ end
 """
 )
 
-# KEYS: registry, agent hash, registry version. ARGV: agent id, instance id, record json,
-# ttl ms, retention ms, replica (0/1). Returns 1, or 0 when a live non-replica instance holds
-# the id.
+# KEYS: registry, agent hash. ARGV: agent id, instance id, record, ttl ms, retention
+# ms, replica (0/1). 0 when a live non-replica instance holds the id.
 REGISTER = (
     _NOW
     + """
@@ -69,7 +64,6 @@ end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2] .. ':' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[5]))
-redis.call('INCR', KEYS[3])
 return 1
 """
 )
@@ -86,49 +80,26 @@ return 1
 """
 )
 
-# KEYS: registry, agent hash, inbox, registry version. ARGV: member, instance id, group.
-# Drops the instance; drops its consumer from the group only if it holds nothing.
-DEREGISTER = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[2])
-redis.call('INCR', KEYS[4])
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local ok, held = pcall(redis.call, 'XPENDING', KEYS[3], ARGV[3], '-', '+', 1, ARGV[2])
-  if ok and #held == 0 then
-    pcall(redis.call, 'XGROUP', 'DELCONSUMER', KEYS[3], ARGV[3], ARGV[2])
-  end
-end
-return 1
-"""
 
-# KEYS: registry, registry version. ARGV: agent key prefix, the version the caller parsed
-# ('' for none). Returns {version, full, data}. When the version is the caller's, full is 0 and
-# data the live members and expiries as lines "<member> <expiry ms>" (no record is read);
-# otherwise full is 1 and data the live records as frames
-# "<member> <expiry ms> <length>\n<record json>". One reply of three strings either way.
+# KEYS: registry. ARGV: agent key prefix. Returns record json, expiry ms, ... of live instances.
 DISCOVER = (
     _NOW
     + """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
-local version = redis.call('GET', KEYS[2]) or '0'
 local out = {}
-if version == ARGV[2] then
-  for i = 1, #members, 2 do out[#out + 1] = members[i] .. ' ' .. members[i + 1] .. '\\n' end
-  return {version, 0, table.concat(out)}
-end
 for i = 1, #members, 2 do
   local m = members[i]
   local rec = redis.call('HGET', ARGV[1] .. string.sub(m, 18), string.sub(m, 1, 16))
   if rec then
-    out[#out + 1] = m .. ' ' .. members[i + 1] .. ' ' .. string.len(rec) .. '\\n' .. rec
+    out[#out + 1] = rec
+    out[#out + 1] = members[i + 1]
   end
 end
-return {version, 1, table.concat(out)}
+return out
 """
 )
 
-# KEYS: registry, registry version. ARGV: agent key prefix, retention ms. Marks expired
-# instances dead.
+# KEYS: registry. ARGV: agent key prefix, retention ms. Marks expired instances dead.
 REAP = (
     _NOW
     + """
@@ -154,13 +125,12 @@ for _, m in ipairs(members) do
     out[#out + 1] = rec
   end
 end
-if #members > 0 then redis.call('INCR', KEYS[2]) end
 return out
 """
 )
 
-# KEYS: inbox, dlq. ARGV: group, consumer, lease ms, cursor, count, max deliveries, dlq maxlen.
-# Returns next cursor, then id, delivery count, blob for each entry taken over.
+# KEYS: inbox, dlq. ARGV: group, consumer, lease ms, cursor, count, max deliveries, maxlen.
+# Returns the next cursor, then id, delivery count, blob per entry taken over.
 RECLAIM = """
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local out = {r[1]}
@@ -183,46 +153,32 @@ end
 return out
 """
 
-# KEYS: inbox. ARGV: group, consumer, ids... Restarts the leases held; returns ids not held.
-RENEW = (
+# KEYS: inbox. ARGV: group, consumer, 'ack' or 'renew', ids... Of the ids the consumer holds:
+# acks them (returns how many; an id listed twice counts once) or restarts their leases
+# (returns the ids not held).
+FENCED = (
     _HELD
     + """
-local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 3)
+local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 4)
 local mine, lost = {}, {}
-for i = 3, #ARGV do
-  if h[ARGV[i]] then mine[#mine + 1] = ARGV[i]
+for i = 4, #ARGV do
+  if h[ARGV[i]] then
+    mine[#mine + 1] = ARGV[i]
+    h[ARGV[i]] = nil
   else lost[#lost + 1] = ARGV[i] end
 end
 for i = 1, #mine, 1000 do
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0,
-    unpack(mine, i, math.min(i + 999, #mine)))
+  local j = math.min(i + 999, #mine)
+  if ARGV[3] == 'ack' then redis.call('XACK', KEYS[1], ARGV[1], unpack(mine, i, j))
+  else redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine, i, j)) end
 end
+if ARGV[3] == 'ack' then return #mine end
 return lost
 """
 )
 
-# KEYS: inbox. ARGV: group, consumer, ids... Acks the ids held; returns how many.
-ACK = (
-    _HELD
-    + """
-local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 3)
-local mine = {}
-for i = 3, #ARGV do
-  if h[ARGV[i]] then
-    mine[#mine + 1] = ARGV[i]
-    h[ARGV[i]] = nil -- an id listed twice is acked (and counted) once
-  end
-end
-for i = 1, #mine, 1000 do
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(mine, i, math.min(i + 999, #mine)))
-end
-return #mine
-"""
-)
-
-# KEYS: inbox. ARGV: group, consumer, id, idle ms, uncount ('1': take this delivery off
-# the count). Makes a held entry look idle so reclaim takes it soon (JUSTID: the delivery
-# count is not bumped; reclaim bumps it).
+# KEYS: inbox. ARGV: group, consumer, id, idle ms, uncount ('1': this delivery off the count).
+# Makes a held entry look idle so a reclaim takes it soon.
 RELEASE = (
     _HOLDS
     + """
@@ -250,10 +206,9 @@ return 1
 """
 )
 
-# KEYS: inbox, reply key, reply stream. ARGV: group, consumer, entry id ('' = unfenced),
-# blob, reply ttl ms. Returns 1 committed, 0 duplicate, -1 lease lost. A committed (or
-# duplicate) reply also acknowledges the request: answering it is finishing it. The same
-# blob again (a commit retried after its reply was lost with the connection) is 1 again.
+# KEYS: inbox, reply key, reply stream. ARGV: group, consumer, entry id ('' = unfenced), blob,
+# ttl ms. 1 committed (also for the same blob again: a retried commit), 0 duplicate, -1 lease
+# lost. A committed or duplicate reply also acknowledges the request.
 COMMIT = (
     _HOLDS
     + """
@@ -274,8 +229,8 @@ return result
 """
 )
 
-# ARGV: seen key prefix, ttl ms, then message id, entry id pairs. 1 = first time (or the same
-# entry again, i.e. a redelivery), 0 = the id already came in another entry (a replay).
+# ARGV: seen key prefix, ttl ms, (message id, entry id)... 1: first time or a redelivery of
+# the same entry; 0: the id came in another entry (a replay).
 FIRST_SEEN = """
 local out = {}
 for i = 3, #ARGV, 2 do
@@ -287,67 +242,11 @@ end
 return out
 """
 
-# KEYS: inbox. ARGV: group. Trims entries below both the oldest pending entry and the
-# group's last delivered one: only acknowledged entries go. Returns entries removed.
-TRIM = """
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function less(a, b)
-  local am, as = parse(a)
-  local bm, bs = parse(b)
-  return am < bm or (am == bm and as < bs)
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local last = nil
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, ld = nil, nil
-  for j = 1, #g, 2 do
-    if g[j] == 'name' then name = g[j + 1] end
-    if g[j] == 'last-delivered-id' then ld = g[j + 1] end
-  end
-  if name == ARGV[1] then last = ld end
-end
-if not last then return 0 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1])
-local threshold = last
-if p[1] > 0 and less(p[2], last) then threshold = p[2] end
-local before = redis.call('XLEN', KEYS[1])
-redis.call('XTRIM', KEYS[1], 'MINID', '~', threshold)
-return before - redis.call('XLEN', KEYS[1])
-"""
 
-# KEYS: inbox, dlq. ARGV: group. Returns {length, pending, unread, dead letters}, or false
-# when the inbox has no group yet. ``unread`` is the group's lag (Redis 7), counted when
-# Redis cannot tell it (after deletions inside the stream).
-STATS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local last, lag = nil, nil
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, ld, lg = nil, nil, nil
-  for j = 1, #g, 2 do
-    if g[j] == 'name' then name = g[j + 1]
-    elseif g[j] == 'last-delivered-id' then ld = g[j + 1]
-    elseif g[j] == 'lag' then lg = g[j + 1] end
-  end
-  if name == ARGV[1] then last, lag = ld, lg end
-end
-if not last then return false end
-if type(lag) ~= 'number' then
-  lag = #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 100000)
-end
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1])[1]
-return {redis.call('XLEN', KEYS[1]), pending, lag, redis.call('XLEN', KEYS[2])}
-"""
-
-# KEYS: inbox, dlq, registry. ARGV: group, agent id, consumer (the taker), lease ms, max
-# deliveries, dlq maxlen, count, hand-back idle ms. Takes entries idle past the lease whose
-# holder's instance is dead (registry score expired or gone): dead-letters those delivered
-# max times already, hands the others to the taker looking idle for a long time (JUSTID: the
-# count is not bumped) so the next live consumer's XAUTOCLAIM takes them, whatever its
-# lease. Then drops dead consumers holding nothing.
-# Returns {released ids, dead-lettered ids, dead holders}.
+# KEYS: inbox, dlq, registry. ARGV: group, agent id, taker, lease ms, max deliveries, dlq
+# maxlen, count, hand-back idle ms. Entries idle past the lease whose holder is dead are
+# dead-lettered (deliveries used up) or handed to the taker looking idle (JUSTID: count kept);
+# dead consumers holding nothing are dropped. Returns {released, dead-lettered, holders}.
 ORPHANS = (
     _NOW
     + """
@@ -389,3 +288,13 @@ end
 return {released, dead, holders}
 """
 )
+
+# KEYS: inboxes. ARGV: "<key index>:<length>" per message, the blobs end to end. One XADD each.
+ADD = """
+local pos = 1
+for k, n in string.gmatch(ARGV[1], '(%d+):(%d+)') do
+  redis.call('XADD', KEYS[tonumber(k)], '*', 'm', string.sub(ARGV[2], pos, pos + n - 1))
+  pos = pos + n
+end
+return pos
+"""

@@ -1,16 +1,7 @@
-"""The registry monitor: marks silent agents dead and reports what is stuck.
-
-It is optional and routes no messages: agents find and talk to each other without it, and
-live replicas reclaim each other's expired work on their own. What it adds is upkeep and
-visibility: instances whose heartbeat expired are marked ``dead`` and dropped from discovery
-(agents also skip expired ones, so discovery is right even without it); work a dead instance
-held past its lease is taken from it (fencing it out), dead-lettered if it was delivered
-``max_deliveries`` times already, otherwise handed back so the next live consumer of that
-inbox takes it at once; dead letters and inboxes whose work waits with no live agent are
-logged when their figures change.
-
-Run it with ``python -m massgen.mas.service --redis redis://host:6379``.
-"""
+"""The optional registry monitor (``python -m massgen.mas.service --redis URL``): it marks
+silent agents dead, takes work held past its lease from dead instances (dead-lettered once
+its deliveries are used up, else handed back for redelivery) and logs dead letters and work
+waiting with no live agent. Agents find each other and reclaim work without it."""
 
 from __future__ import annotations
 
@@ -35,7 +26,6 @@ from massgen.mas.transport import AgentRecord, EntryId, InboxStats, Transport
 
 log = logging.getLogger(__name__)
 
-#: The consumer that holds work taken from dead instances until a live one reclaims it.
 SERVICE_CONSUMER = "massgen-service"
 _ORPHAN_BATCH = 1_000
 
@@ -47,14 +37,12 @@ def _ids(ids: Sequence[EntryId], shown: int = 10) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """What one monitoring pass found."""
+    """What one pass found; ``released``/``dead_lettered``: work of dead instances, by inbox."""
 
     dead: list[AgentRecord] = field(default_factory=list)
     inboxes: list[InboxStats] = field(default_factory=list)
     released: dict[str, list[EntryId]] = field(default_factory=dict)
-    """Per inbox: work taken from dead instances and handed back for redelivery."""
     dead_lettered: dict[str, list[EntryId]] = field(default_factory=dict)
-    """Per inbox: work of dead instances that had used up its deliveries."""
 
     @property
     def dead_letters(self) -> dict[str, int]:
@@ -62,10 +50,7 @@ class Report:
 
 
 class MASService:
-    """Runs :meth:`check` every ``interval`` seconds until stopped.
-
-    Its bus is chosen as an :class:`~massgen.mas.Agent`'s: Redis at ``redis_url``, else
-    ``$MASSGEN_REDIS_URL``, else ``redis://localhost:6379``; or ``transport``/``hub``."""
+    """Runs :meth:`check` every ``interval`` seconds; its bus is chosen as an agent's."""
 
     def __init__(
         self,
@@ -89,7 +74,6 @@ class MASService:
 
     @property
     def where(self) -> str:
-        """The bus watched: a Redis URL (password masked) or the in-process bus."""
         return describe(self._transport)
 
     def __repr__(self) -> str:
@@ -130,17 +114,13 @@ class MASService:
         await self.stop()
 
     async def check(self) -> Report:
-        """One pass: reap expired agents, take work back from dead ones, collect inbox
-        figures, log what changed."""
+        """One pass: reap, take work back from dead instances, log what changed."""
         t = self._transport
         dead = await t.reap(retention=self.settings.dead_retention)
         for r in dead:
             log.warning(
-                "agent %s (instance %s on %s pid %d) missed its heartbeat: marked dead",
-                r.id,
-                r.instance_id,
-                r.host,
-                r.pid,
+                f"agent {r.id} (instance {r.instance_id} on {r.host} pid {r.pid}) missed its "
+                "heartbeat: marked dead"
             )
         released: dict[str, list[EntryId]] = {}
         dead_lettered: dict[str, list[EntryId]] = {}
@@ -159,11 +139,8 @@ class MASService:
             if waiting != self._last_waiting.get(s.agent_id, (0, 0)):
                 if waiting != (0, 0):
                     log.info(
-                        "inbox %s: %d message(s) unread, %d delivered and unacknowledged, "
-                        "no live agent",
-                        s.agent_id,
-                        s.unread,
-                        s.pending,
+                        f"inbox {s.agent_id}: {s.unread} message(s) unread, {s.pending} "
+                        "delivered and unacknowledged, no live agent"
                     )
                 self._last_waiting[s.agent_id] = waiting
         self.last_report = Report(dead, stats, released, dead_lettered)
@@ -189,23 +166,16 @@ class MASService:
             if got.released:
                 released.setdefault(agent_id, []).extend(got.released)
                 log.warning(
-                    "inbox %s: took %d message(s) from dead instance(s) %s past their lease "
-                    "and handed them back for redelivery: %s",
-                    agent_id,
-                    len(got.released),
-                    holders,
-                    _ids(got.released),
+                    f"inbox {agent_id}: took {len(got.released)} message(s) from dead "
+                    f"instance(s) {holders} past their lease and handed them back for "
+                    f"redelivery: {_ids(got.released)}"
                 )
             if got.dead_lettered:
                 dead_lettered.setdefault(agent_id, []).extend(got.dead_lettered)
                 log.warning(
-                    "inbox %s: dead-lettered %d message(s) of dead instance(s) %s after %d "
-                    "deliveries: %s",
-                    agent_id,
-                    len(got.dead_lettered),
-                    holders,
-                    s.max_deliveries,
-                    _ids(got.dead_lettered),
+                    f"inbox {agent_id}: dead-lettered {len(got.dead_lettered)} message(s) of "
+                    f"dead instance(s) {holders} after {s.max_deliveries} deliveries: "
+                    + _ids(got.dead_lettered)
                 )
             if len(got.released) + len(got.dead_lettered) < _ORPHAN_BATCH:
                 return
@@ -220,7 +190,6 @@ class MASService:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m massgen.mas.service``: run the monitor until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m massgen.mas.service", description=__doc__)
     parser.add_argument(
         "--redis", help="Redis URL (default: $MASSGEN_REDIS_URL, else redis://localhost:6379)"

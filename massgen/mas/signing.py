@@ -1,11 +1,5 @@
-"""HMAC signing of messages, so no one without the shared secret can speak as an agent.
-
-The MAC (HMAC-SHA256) covers the whole body: sender, target, id, timestamp, kind,
-correlation, reply-to and payload. Change any of it, the sender above all, and the MAC
-fails. Freshness and replay checks use the time the message entered the inbox (set by Redis,
-not by the sender), so a message that waits for an offline agent stays valid while a copy
-replayed later is refused.
-"""
+"""HMAC-SHA256 over the whole message body, so nobody without the shared secret can speak as
+an agent. Freshness and replays are judged on the inbox's own (Redis) time, not the sender's."""
 
 from __future__ import annotations
 
@@ -32,11 +26,8 @@ class Verdict(StrEnum):
 
 
 class Signer:
-    """Signs and checks message bodies with one shared secret.
-
-    ``window`` (seconds) is how far the sender's timestamp may be from the time the message
-    entered the inbox; ids are remembered long enough to refuse replays inside it.
-    """
+    """Signs and checks bodies with one secret; ``window`` is how far (seconds) a sender's
+    clock may be from the inbox's, and how long ids are remembered against replays."""
 
     __slots__ = ("_key", "window")
 
@@ -60,30 +51,22 @@ class Signer:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
     def verify(self, body: bytes, mac: str | None) -> Verdict:
-        """Check the MAC only; freshness and replays need the inbox time (see Agent)."""
         if not mac:
             return Verdict.UNSIGNED
-        if not hmac.compare_digest(self.sign(body), mac):
-            return Verdict.BAD_MAC
-        return Verdict.OK
+        return Verdict.OK if hmac.compare_digest(self.sign(body), mac) else Verdict.BAD_MAC
 
     def fresh(self, created_at: float, enqueued_at: float) -> bool:
         return abs(enqueued_at - created_at) <= self.window
 
     def proof(self, instance_id: str) -> str:
-        """What an agent instance publishes in its registry record to show which secret it
-        signs with: a MAC over its instance id (the secret itself is never published)."""
+        """Published in the registry to show which secret an instance signs with (a MAC of
+        its id: the secret itself is never published)."""
         return self.sign(_PROOF + instance_id.encode())
 
     def proves(self, instance_id: str, proof: str) -> bool:
-        """Whether ``proof`` was made with this secret (so that instance's signatures
-        verify here)."""
         return bool(proof) and hmac.compare_digest(self.proof(instance_id), proof)
 
 
 def same_secret(signer: Signer | None, instance_id: str, proof: str) -> bool:
-    """Whether the instance that published ``proof`` signs as ``signer`` does: both with
-    the same secret, or both without one."""
-    if signer is None:
-        return not proof
-    return signer.proves(instance_id, proof)
+    """Whether that instance signs as ``signer`` does (same secret, or both without one)."""
+    return not proof if signer is None else signer.proves(instance_id, proof)

@@ -1,11 +1,4 @@
-"""Agent state that comes back from storage with its types intact.
-
-Each field is stored as its own JSON value (one hash field per state field), so ``42``
-comes back as ``42``, not ``"42"``, and updating one field never rewrites the others. Plain
-dict state accepts JSON values only and refuses anything JSON would change (tuples, sets,
-non-string keys) instead of silently changing it; give the agent a pydantic ``state_model``
-for richer types (nested models, datetimes), which are validated on every update and load.
-"""
+"""Agent state stored one JSON value per field, so every field comes back with its type."""
 
 from __future__ import annotations
 
@@ -15,9 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-
-class StateError(TypeError):
-    """An update the state cannot store faithfully."""
+from massgen.errors import StateError
 
 
 def _dump(key: str, value: Any) -> str:
@@ -37,42 +28,30 @@ def _dump(key: str, value: Any) -> str:
 
 
 class AgentState:
-    """The current state of one agent and how to store it.
+    """A dict of JSON values, or with ``model`` a pydantic instance validated on each change."""
 
-    ``value`` is a ``dict`` or, with ``model``, an instance of it.
-    """
-
-    __slots__ = ("_model", "value")
+    __slots__ = ("model", "value")
 
     def __init__(self, model: type[BaseModel] | None = None) -> None:
-        self._model = model
+        self.model = model
         self.value: dict[str, Any] | BaseModel = model() if model is not None else {}
 
-    @property
-    def model(self) -> type[BaseModel] | None:
-        return self._model
-
     def load(self, stored: Mapping[str, str]) -> None:
-        """Replace the state with what storage holds."""
         data = {k: json.loads(v) for k, v in stored.items()}
-        if self._model is None:
-            self.value = data
-        else:
-            self.value = self._model.model_validate(data)
+        self.value = data if self.model is None else self.model.model_validate(data)
 
     def update(self, changes: Mapping[str, Any]) -> dict[str, str]:
         """Apply ``changes``; return the stored form of the fields to write."""
-        if self._model is None:
+        if self.model is None:
             assert isinstance(self.value, dict)
             fields = {k: _dump(k, v) for k, v in changes.items()}
             self.value = {**self.value, **changes}
             return fields
         assert isinstance(self.value, BaseModel)
-        unknown = set(changes) - set(self._model.model_fields)
+        unknown = set(changes) - set(self.model.model_fields)
         if unknown:
-            raise StateError(f"{self._model.__name__} has no field(s) {sorted(unknown)}")
-        merged = {**self.value.model_dump(), **changes}
-        new = self._model.model_validate(merged)
+            raise StateError(f"{self.model.__name__} has no field(s) {sorted(unknown)}")
+        new = self.model.model_validate({**self.value.model_dump(), **changes})
         dumped = new.model_dump(mode="json")
         self.value = new
         return {k: json.dumps(dumped[k], separators=(",", ":")) for k in changes}

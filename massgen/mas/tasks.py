@@ -8,12 +8,8 @@ from typing import Any
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has finished.
-
-    A cancellation can be swallowed inside redis-py when it lands between two reads of a
-    command (the task then goes on to its next blocking read), so it is repeated until the
-    task is really gone.
-    """
+    """Cancel ``tasks`` until every one is gone: redis-py may swallow a cancellation that
+    lands between two reads of one command."""
     pending = {t for t in tasks if not t.done()}
     while pending:
         for t in pending:

@@ -1,11 +1,5 @@
-"""How a message becomes bytes and back.
-
-The body is compact JSON of every field but the delivery ones (``attempt``, ``entry_id``,
-``context``). A stored blob is ``signature + b"\\n" + body``: the signature is the hex
-HMAC of the exact body bytes (empty when no secret is configured). JSON never holds a raw
-newline, so splitting at the first one is unambiguous, and the receiver checks the MAC over
-the bytes it received, so no re-serialisation can make an honest message fail.
-"""
+"""How a message becomes bytes and back: a blob is ``hex MAC (or nothing) + b"\\n" + JSON
+body``; the MAC covers the exact body bytes, so no re-serialisation fails an honest message."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ from json.encoder import encode_basestring as _quote
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
+from massgen.errors import WireError
 from massgen.mas.message import AgentMessage
 
 _ADAPTER = TypeAdapter(AgentMessage)
@@ -23,18 +18,12 @@ _TEMPLATE = (
     '"correlation_id":%s,"reply_to":%s,"error":%s}'
 )
 
-
-class WireError(ValueError):
-    """A stored message could not be read (not ours, truncated, or wrong types)."""
+__all__ = ["WireError", "decode", "encode", "pack", "slow_encode", "unpack"]
 
 
 def encode(message: AgentMessage) -> bytes:
-    """The message body as sent and signed.
-
-    The envelope is formatted here and only the payload goes through pydantic's serializer:
-    half the cost of dumping the whole dataclass, the same JSON (checked by the tests).
-    Anything unusual (a non-string field, a timestamp that repr would write with an
-    exponent, or not finite) takes pydantic's path."""
+    """The body as sent and signed: pydantic's JSON (a test checks byte for byte) at half its
+    cost, formatting the envelope here; anything unusual takes :func:`slow_encode`."""
     m = message
     created = m.created_at
     cid, rto, err = m.correlation_id, m.reply_to, m.error
@@ -68,12 +57,12 @@ def encode(message: AgentMessage) -> bytes:
 
 
 def slow_encode(message: AgentMessage) -> bytes:
-    """The body as pydantic dumps the whole message (the reference :func:`encode` matches)."""
+    """The body as pydantic dumps the whole message."""
     return _ADAPTER.dump_json(message, exclude=_EXCLUDE)  # type: ignore[arg-type]
 
 
 def decode(body: bytes) -> AgentMessage:
-    """Parse and validate a body; raise :class:`WireError` if it is not a valid message."""
+    """Parse and validate a body; :class:`WireError` if it is not a valid message."""
     try:
         return _ADAPTER.validate_json(body)
     except ValidationError as e:
@@ -81,12 +70,10 @@ def decode(body: bytes) -> AgentMessage:
 
 
 def pack(body: bytes, mac: str | None) -> bytes:
-    """One blob for a stream entry or a reply key."""
     return (mac.encode() if mac else b"") + b"\n" + body
 
 
 def unpack(blob: bytes) -> tuple[bytes, str | None]:
-    """Split a blob into ``(body, mac)``."""
     sig, sep, body = blob.partition(b"\n")
     if not sep:
         raise WireError("malformed message: no signature separator")

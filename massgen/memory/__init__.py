@@ -3,19 +3,12 @@
 See ``docs/memory.md``. Nothing here imports a model or a tokenizer.
 """
 
+from massgen.errors import ContextLimitExceeded
 from massgen.memory.session import Exchange, SessionInfo, Sessions
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
-from massgen.memory.tokens import (
-    CONTEXT_WINDOWS,
-    ContextLimitExceeded,
-    TokenEstimator,
-    context_window,
-    estimate_message,
-    estimate_text,
-)
+from massgen.tokens import TokenEstimator, context_window, estimate_message, estimate_text
 
 __all__ = [
-    "CONTEXT_WINDOWS",
     "ContextLimitExceeded",
     "Conversation",
     "Exchange",

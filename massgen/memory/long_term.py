@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen.memory.tokens import estimate_text
 from massgen.store.base import Store
+from massgen.tokens import estimate_text
 
 if TYPE_CHECKING:
     from massgen.agents.turn import Turn

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from massgen import events as ev
+from massgen.errors import ContextLimitExceeded
 from massgen.memory.session import Exchange, Sessions
-from massgen.memory.tokens import ContextLimitExceeded, TokenEstimator, context_window
 from massgen.memory.window import RequestWindow, blocks, newest_fitting
+from massgen.tokens import TokenEstimator, context_window
 from massgen.types import ChatMessage, Completion, CompletionRequest, Usage
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from massgen.backends.base import Backend
 from massgen.errors import ConfigError, TransportError
 from massgen.resilience.shared import Shared
 from massgen.resilience.wrapper import Wrapper
+from massgen.tokens import estimate_request
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
@@ -63,11 +64,8 @@ class RateLimit:
     def estimate(self, request: CompletionRequest) -> int:
         """Tokens ``request`` is charged before its usage is known (tool-call arguments and
         tool declarations count too, by the estimator memory uses)."""
-        from massgen.memory.tokens import estimate_message, estimate_tools
-
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
-        prompt = sum(estimate_message(m) for m in request.messages)
-        return prompt + estimate_tools(request.tools) + answer
+        return estimate_request(request) + answer
 
 
 def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:

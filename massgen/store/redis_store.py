@@ -22,18 +22,20 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_keep, check_limit, check_ttl
+from massgen.store.redis_client import (  # noqa: F401 - re-exported for older imports
+    REPLY_TIMEOUT,
+    RETRIES,
+    SHARED_STATE_RETRIES,
+    RedisLease,
+    redis_client,
+)
 from massgen.store.words import Text, WordIndex
 
 DEFAULT_PREFIX = "massgen:"
-REPLY_TIMEOUT = 30.0
-"""Seconds a Redis reply may take (none of these commands block): past it, a frozen server
-or a dead link TCP has not noticed is a timeout, handled like a lost connection."""
 _SCAN_BATCH = 1000
 
 _APPEND = """
@@ -95,54 +97,11 @@ def _mapped(
     return wrapper
 
 
-RETRIES = 6
-"""Reconnection attempts of the store: 50 ms doubling to 1 s apart, about 3 s in all."""
-SHARED_STATE_RETRIES = 12
-"""Reconnection attempts of shared rate limits and circuit breakers, the bus's budget
-(about 9 s): every provider call passes through them, so they must ride out a restart."""
-
-
-def redis_client(
-    url: str,
-    *,
-    retries: int = RETRIES,
-    connect_timeout: float = 5.0,
-    max_connections: int = 50,
-    reply_timeout: float = REPLY_TIMEOUT,
-) -> aioredis.Redis:
-    """A redis-py client that rides out short outages, as the store and the shared rate
-    limits and circuit breakers use it: a lost connection or a timeout is retried
-    ``retries`` times with exponential backoff (50 ms doubling, at most 1 s apart; the bus
-    backs off the same way), a reply may take ``reply_timeout`` seconds, and a burst of
-    calls waits for one of ``max_connections`` connections instead of failing.
-
-    A URL redis-py cannot parse is a :class:`ConfigError`."""
-    try:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-            retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=reply_timeout,
-        )
-    except ValueError as e:
-        raise ConfigError(
-            f"invalid Redis URL {redact(url)!r}",
-            hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
-        ) from e
-    return aioredis.Redis.from_pool(pool)
-
-
 class RedisStore(Store):
     """:class:`~massgen.store.base.Store` on one Redis (standalone, not Cluster).
 
-    Pass ``client`` to share a connection pool you already have (made without
-    ``decode_responses``; the store leaves it open on :meth:`aclose`); otherwise one is made
-    from ``url``, riding out short outages with ``retries`` reconnection attempts, waiting at
-    most ``reply_timeout`` seconds for a reply, and holding at most ``max_connections``
-    connections.
-    """
+    It uses the process's shared client for ``url`` (see :mod:`massgen.store.redis_client`),
+    or ``client`` if you pass one (made without ``decode_responses``; left open on close)."""
 
     def __init__(
         self,
@@ -150,26 +109,20 @@ class RedisStore(Store):
         *,
         prefix: str = DEFAULT_PREFIX,
         client: aioredis.Redis | None = None,
-        retries: int = RETRIES,
-        connect_timeout: float = 5.0,
-        max_connections: int = 50,
-        reply_timeout: float = REPLY_TIMEOUT,
+        **options: Any,
     ) -> None:
         self.where = redact(url)
         self.prefix = prefix
-        self._owns_client = client is None
-        if client is None:
-            client = redis_client(
-                url,
-                retries=retries,
-                connect_timeout=connect_timeout,
-                max_connections=max_connections,
-                reply_timeout=reply_timeout,
-            )
-        self._r: aioredis.Redis = client
-        self._append = self._r.register_script(_APPEND)
-        self._gained = self._r.register_script(_GAINED)
+        self._given = client
+        self._lease = None if client is not None else RedisLease(url, **options)
         self._words = WordIndex()
+
+    @property
+    def _r(self) -> aioredis.Redis:
+        if self._lease is not None:
+            return self._lease.client
+        assert self._given is not None
+        return self._given
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
@@ -218,7 +171,7 @@ class RedisStore(Store):
     # -- logs ------------------------------------------------------------------------------
     @_mapped
     async def append(self, log: str, record: bytes) -> None:
-        await self._append(keys=[self._log(log), self._appended(log)], args=[record])
+        await self._r.eval(_APPEND, 2, self._log(log), self._appended(log), record)
 
     @_mapped
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
@@ -251,7 +204,7 @@ class RedisStore(Store):
 
         async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
             keys = [self._log(log), self._appended(log)]
-            appended, held, records = await self._gained(keys=keys, args=[seen, _RECORDS_PER_TRIP])
+            appended, held, records = await self._r.eval(_GAINED, 2, *keys, seen, _RECORDS_PER_TRIP)
             return int(appended), int(held), [_bytes(r) for r in records]
 
         return await self._words.search(log, query, text, limit, fetch)
@@ -259,5 +212,5 @@ class RedisStore(Store):
     # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
         await self._words.aclose()
-        if self._owns_client:
-            await self._r.aclose()
+        if self._lease is not None:
+            await self._lease.aclose()

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from massgen.errors import ConfigError
-from massgen.strategies.base import Strategy
-from massgen.strategies.consensus import Consensus
-from massgen.strategies.context import RunContext, Settings
-from massgen.strategies.parallel import Parallel
-from massgen.strategies.sequential import Sequential
+from typing import Protocol
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    "parallel": Parallel,
-    "sequential": Sequential,
-    "consensus": Consensus,
-}
+from massgen.errors import ConfigError
+from massgen.strategies.context import RunContext
+
+
+class Strategy(Protocol):
+    """Decides who is asked what, in which order; fills ``ctx.result`` for ``task``."""
+
+    name: str
+
+    async def run(self, task: str, ctx: RunContext) -> None: ...
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown strategy {name!r}",
-            key="strategy",
-            hint="use one of: " + ", ".join(STRATEGIES),
-        ) from None
+    from massgen.strategies.consensus import Consensus
+    from massgen.strategies.parallel import Parallel
+    from massgen.strategies.sequential import Sequential
+
+    found: dict[str, type[Strategy]] = {
+        "parallel": Parallel,
+        "sequential": Sequential,
+        "consensus": Consensus,
+    }
+    if name not in found:
+        hint = "use one of: " + ", ".join(found)
+        raise ConfigError(f"unknown strategy {name!r}", key="strategy", hint=hint)
+    return found[name]()
 
 
-__all__ = ["STRATEGIES", "RunContext", "Settings", "Strategy", "get_strategy"]
+__all__ = ["RunContext", "Strategy", "get_strategy"]

@@ -6,7 +6,6 @@ No I/O here, so every rule of convergence is unit-testable on its own.
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -74,11 +73,6 @@ def _vote(label: object, reason: object, labels: Sequence[str]) -> Review | None
     return Review(vote=label, reason=str(reason or "")[:300])
 
 
-def needed_votes(threshold: float, live: int) -> int:
-    """Votes an answer needs to win: at least ``threshold`` of the live agents, and one."""
-    return max(1, math.ceil(threshold * live - 1e-9))
-
-
 def tally(votes: Mapping[str, str]) -> dict[str, int]:
     """voter -> candidate  ==>  candidate -> count."""
     counts: dict[str, int] = {}
@@ -96,8 +90,8 @@ def leader(votes: Mapping[str, str], order: Sequence[str]) -> str | None:
     return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank))))
 
 
-def winner(votes: Mapping[str, str], live: Sequence[str], threshold: float) -> str | None:
-    """The candidate holding ``needed_votes`` and strictly more votes than any other."""
+def winner(votes: Mapping[str, str], live: Sequence[str], needed: int) -> str | None:
+    """The candidate holding ``needed`` votes and strictly more than any other."""
     counts = tally(votes)
     if not counts:
         return None
@@ -105,4 +99,4 @@ def winner(votes: Mapping[str, str], live: Sequence[str], threshold: float) -> s
     top = leader(votes, live)
     assert top is not None
     clear = len(ranked) == 1 or ranked[0] > ranked[1]
-    return top if clear and counts[top] >= needed_votes(threshold, len(live)) else None
+    return top if clear and counts[top] >= needed else None

@@ -1,11 +1,5 @@
-"""Consensus: answer independently, then vote or revise until an answer wins.
-
-1. Answer round, in parallel (no peer answers yet, so no herding); stop if all agree.
-2. Review rounds: each agent sees anonymised, per-agent-shuffled answers and replies with one
-   vote or one revision. A revision replaces that agent's answer and voids votes for it.
-3. An answer holding enough votes wins; at ``max_rounds``, plurality; ties by config order.
-4. Final: the winning text as is (no extra call) or one synthesis by a presenter.
-"""
+"""Consensus: answer independently (no herding), then vote or revise on anonymised,
+per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules)."""
 
 from __future__ import annotations
 
@@ -32,7 +26,7 @@ class Consensus:
         if len(answers) <= 1 or ballot.all_agree(answers):
             result.converged = True
             top = next(iter(answers), None)
-        for rnd in range(1, ctx.settings.max_rounds + 1):
+        for rnd in range(1, ctx.config.consensus.max_rounds + 1):
             if top is not None:
                 break
             result.rounds = rnd
@@ -40,7 +34,7 @@ class Consensus:
             answers = {n: answers[n] for n in ctx.live if n in answers}
             votes = {v: c for v, c in votes.items() if v in answers and c in answers}
             result.history.append(dict(answers))
-            top = ballot.winner(votes, ctx.live, ctx.settings.threshold)
+            top = ballot.winner(votes, ctx.live, ctx.config.consensus.votes_needed(len(ctx.live)))
             if top is None and ballot.all_agree(answers):
                 top = ballot.leader(votes, ctx.live) or ctx.live[0]
             result.converged = top is not None
@@ -56,16 +50,11 @@ class Consensus:
             top = ballot.leader(votes, ctx.live) or ctx.live[0]
         result.winner = top
         result.final_answer = answers.get(top, "")
-        if ctx.settings.final == "synthesize" and len(answers) > 1:
+        if ctx.config.consensus.final == "synthesize" and len(answers) > 1:
             await self._synthesize(task, ctx, answers, votes, top)
 
     async def _review_round(
-        self,
-        task: str,
-        rnd: int,
-        ctx: RunContext,
-        answers: dict[str, str],
-        votes: dict[str, str],
+        self, task: str, rnd: int, ctx: RunContext, answers: dict[str, str], votes: dict[str, str]
     ) -> None:
         views: dict[str, dict[str, str]] = {}  # voter -> label -> agent
         turns: dict[str, Turn] = {}
@@ -80,7 +69,7 @@ class Consensus:
                 task,
                 own,
                 [
-                    (label, prompts.clip(answers[a], ctx.settings.answer_budget))
+                    (label, prompts.clip(answers[a], ctx.config.consensus.answer_budget))
                     for label, a in view.items()
                 ],
                 tools=tools,
@@ -122,19 +111,22 @@ class Consensus:
     def _view(self, voter: str, ctx: RunContext, rnd: int) -> dict[str, str]:
         """The answers ``voter`` sees, shuffled for it alone and labelled A, B, C..."""
         live = ctx.live
-        if ctx.settings.topology == "ring" and len(live) > ctx.settings.neighbors + 1:
+        if (
+            ctx.config.consensus.topology == "ring"
+            and len(live) > ctx.config.consensus.neighbors + 1
+        ):
             i = live.index(voter)
-            seen = [live[(i + k) % len(live)] for k in range(ctx.settings.neighbors + 1)]
+            seen = [live[(i + k) % len(live)] for k in range(ctx.config.consensus.neighbors + 1)]
         else:
             seen = list(live)
-        rng = random.Random(f"{ctx.settings.seed}:{voter}:{rnd}")
+        rng = random.Random(f"{ctx.seed}:{voter}:{rnd}")
         rng.shuffle(seen)
         return {chr(65 + i): agent for i, agent in enumerate(seen)}
 
     async def _synthesize(
         self, task: str, ctx: RunContext, answers: dict[str, str], votes: dict[str, str], top: str
     ) -> None:
-        presenter = ctx.settings.presenter or top
+        presenter = ctx.config.consensus.presenter or top
         if presenter not in ctx.handles:
             presenter = top
         names = list(answers)

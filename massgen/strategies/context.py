@@ -1,41 +1,25 @@
-"""The services a strategy gets: call an agent (with fallback and error policy), emit
-events, and the result being built.
-
-Keeping this in one place is what lets strategies be short: they decide *who is asked
-what, in which order*; this module does the bookkeeping every strategy needs.
-"""
+"""What a strategy gets: calling an agent (with fallback and error policy), events, and the
+result being built; so a strategy only decides who is asked what, in which order."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
 from massgen.agents.turn import Turn
-from massgen.budget import Budget, BudgetExceeded
-from massgen.errors import AgentFailed, MassGenError, RunError
+from massgen.budget import Budget
+from massgen.errors import AgentFailed, BudgetExceeded, MassGenError, RunError
 from massgen.result import AgentAnswer, RunResult
 from massgen.tools.context import ToolContext
 from massgen.types import Completion, Usage
 
-
-@dataclass(slots=True)
-class Settings:
-    """Run-wide knobs a strategy reads (a typed view of the orchestrator config)."""
-
-    error_strategy: str = "continue"
-    threshold: float = 0.5
-    max_rounds: int = 2
-    topology: str = "full"
-    neighbors: int = 2
-    final: str = "winner"
-    presenter: str | None = None
-    answer_budget: int = 400
-    aggregator: str | None = None
-    max_parallel: int | None = None
-    seed: int = 0
+if TYPE_CHECKING:
+    from massgen.config import OrchestratorConfig
 
 
 @dataclass(slots=True)
@@ -45,7 +29,10 @@ class RunContext:
     result: RunResult
     handles: dict[str, AgentHandle]
     emit: Callable[[ev.Event], None]
-    settings: Settings = field(default_factory=Settings)
+    config: OrchestratorConfig
+    """The team file's ``orchestrator:`` section, as validated at load."""
+    seed: int = 0
+    """Seeds each reviewer's shuffle of the answers, so a run can be replayed."""
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
@@ -54,13 +41,13 @@ class RunContext:
     listening: bool = True
     """Whether anyone hears the events; if not, the per-turn ones are not even built (a
     batch of thousands of turns with no live view)."""
-    _limit: asyncio.Semaphore | None = None
+    _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
         if not self.live:
             self.live = list(self.handles)
-        if self.settings.max_parallel:
-            self._limit = asyncio.Semaphore(self.settings.max_parallel)
+        if self.config.max_parallel:
+            self._limit = asyncio.Semaphore(self.config.max_parallel)
 
     async def call(self, name: str, turn: Turn) -> tuple[Completion, str] | None:
         """Ask agent ``name`` for ``turn``; return (completion, who answered), or ``None``
@@ -108,10 +95,7 @@ class RunContext:
 
         tools = ToolContext(emit=self._tool_event, peers=self.handles)
         try:
-            if self._limit is not None:
-                async with self._limit:
-                    completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry)
-            else:
+            async with self._limit:
                 completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry)
         except BaseException:
             self.budget.release(held)
@@ -168,7 +152,7 @@ class RunContext:
 
     def fail(self, name: str, error: BaseException) -> None:
         """Record a failed agent; abort unless the error strategy is ``continue``."""
-        if self.settings.error_strategy != "continue":
+        if self.config.error_strategy != "continue":
             raise AgentFailed(name, error) from error
         self.result.failed_agents[name] = _short(error)
         if name in self.live:

@@ -14,7 +14,7 @@ class Parallel:
     name = "parallel"
 
     async def run(self, task: str, ctx: RunContext) -> None:
-        aggregator = ctx.settings.aggregator
+        aggregator = ctx.config.aggregator
         proposers = [n for n in ctx.live if n != aggregator]
         got = await ctx.gather([(n, Turn("answer", task)) for n in proposers])
         answers = {n: got[n][0].text for n in proposers if n in got}

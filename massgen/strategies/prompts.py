@@ -7,7 +7,6 @@ clipped to a token budget.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from massgen.types import ToolSpec
@@ -95,7 +94,3 @@ def step_prompt(task: str, previous: Sequence[tuple[str, str]]) -> str:
         return task
     blocks = "\n".join(f'<step agent="{name}">\n{text}\n</step>' for name, text in previous)
     return f"Task: {task}\n\nWork so far:\n{blocks}\n\nDo your part."
-
-
-def vote_json(label: str, reason: str = "") -> str:
-    return json.dumps({"vote": label, "reason": reason})

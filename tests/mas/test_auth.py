@@ -52,7 +52,6 @@ async def test_right_password_works_and_nothing_was_written_before(
         assert {k.decode() for k in keys} == {
             "auth:inbox:a",
             "auth:registry",
-            "auth:registry:version",
             "auth:agent:a",
         }
 

@@ -91,8 +91,6 @@ async def _clean_ids(rid: str) -> None:
     client = aioredis.Redis.from_url(SHARED_REDIS)
     try:
         keys = [k async for k in client.scan_iter(match=f"massgen:*{rid}*", count=1000)]
-        if not await client.exists("massgen:registry"):  # no live agent counts on it
-            keys.append(b"massgen:registry:version")
         await client.delete(*keys)
     finally:
         await client.aclose()

@@ -1,0 +1,215 @@
+"""Token counts without a tokenizer, and what genai-prices knows of a model.
+
+You get one estimate everywhere (memory, rate limits, budgets, usage a backend did not
+report): a quarter of a token per ASCII character (about four characters a token on the GPT,
+Claude and Gemini tokenizers), one per other character (CJK, emoji), plus
+:data:`MESSAGE_OVERHEAD` per message. It errs high for other scripts: the safe side for a
+budget. :class:`TokenEstimator` scales it by what the provider counted for earlier requests.
+
+Context windows and prices come from the ``genai-prices`` package's bundled data, imported
+on first use and never updated over the network: massgen never starts its ``UpdatePrices``
+task. What a run asked of it is kept per release and day (:func:`known_model`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from massgen.types import ChatMessage, CompletionRequest, ToolSpec
+
+MESSAGE_OVERHEAD = 4
+"""Tokens a message costs beyond its text (role, separators), as in OpenAI's accounting."""
+
+
+def estimate_text(text: str) -> int:
+    """Estimated tokens of ``text`` (see the module docstring)."""
+    if not text:
+        return 0
+    if text.isascii():  # the common case, without a Python-level pass over the characters
+        return math.ceil(len(text) / 4)
+    ascii_chars = sum(1 for c in text if c < "\x80")
+    return math.ceil(ascii_chars / 4) + (len(text) - ascii_chars)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(dict(value), ensure_ascii=False, default=str)
+
+
+def estimate_message(message: ChatMessage) -> int:
+    """Estimated tokens of one message, its tool calls' names and arguments included."""
+    tokens = MESSAGE_OVERHEAD + estimate_text(message.content)
+    for call in message.tool_calls:
+        tokens += estimate_text(call.name) + estimate_text(_json(call.arguments))
+    return tokens
+
+
+def estimate_tools(specs: Iterable[ToolSpec]) -> int:
+    """Estimated tokens of tool declarations: providers count each name, description and
+    JSON schema as input."""
+    return sum(
+        MESSAGE_OVERHEAD
+        + estimate_text(spec.name)
+        + estimate_text(spec.description)
+        + estimate_text(_json(spec.parameters))
+        for spec in specs
+    )
+
+
+def estimate_request(request: CompletionRequest) -> int:
+    """Estimated input tokens of ``request``: its messages and tool declarations."""
+    return sum(estimate_message(m) for m in request.messages) + estimate_tools(request.tools)
+
+
+class TokenEstimator:
+    """Estimates tokens, scaled by what the provider reported for earlier requests."""
+
+    MIN_RATIO = 0.8
+    MAX_RATIO = 3.0
+
+    def __init__(self) -> None:
+        self.ratio = 1.0
+        """Reported / estimated input tokens, smoothed over requests (1.0 until one is seen)."""
+
+    def text(self, text: str) -> int:
+        return math.ceil(estimate_text(text) * self.ratio)
+
+    def message(self, message: ChatMessage) -> int:
+        return math.ceil(estimate_message(message) * self.ratio)
+
+    def tools(self, specs: Iterable[ToolSpec]) -> int:
+        return math.ceil(estimate_tools(specs) * self.ratio)
+
+    def messages(self, messages: Iterable[ChatMessage]) -> int:
+        return sum(self.message(m) for m in messages)
+
+    def observe(self, messages: Iterable[ChatMessage], reported_input_tokens: int) -> None:
+        """Learn from one request: its messages and the input tokens the provider counted."""
+        raw = sum(estimate_message(m) for m in messages)
+        if raw <= 0 or reported_input_tokens <= 0:
+            return
+        seen = min(self.MAX_RATIO, max(self.MIN_RATIO, reported_input_tokens / raw))
+        self.ratio = 0.5 * self.ratio + 0.5 * seen
+
+
+Tiers = tuple[float, tuple[tuple[int, float], ...]]
+"""USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What genai-prices says of one model, as of today."""
+
+    id: str
+    context_window: int | None
+    input: Tiers
+    output: Tiers
+
+
+@functools.lru_cache(maxsize=512)
+def known_model(model: str) -> ModelFacts | None:
+    """genai-prices' entry for ``model`` (dated names and case folded, a routing prefix such
+    as ``openai/`` or ``models/`` dropped when needed), or ``None`` when it does not know it.
+
+    Importing genai-prices' table costs about 0.2 s, so each answer is also kept in a small
+    file per genai-prices release and day (``$XDG_CACHE_HOME/massgen``): a run then reads a
+    few lines instead."""
+    name = model.strip().lower()
+    facts = _facts_file()
+    day = datetime.now(UTC).date().isoformat()
+    if name in facts and (facts[name] is None or facts[name].get("day") == day):
+        entry = facts[name]
+        return None if entry is None else _facts(entry)
+    found = _lookup(name)
+    facts[name] = None if found is None else {**_entry(found), "day": day}
+    _save_facts(facts)
+    return found
+
+
+def _lookup(name: str) -> ModelFacts | None:
+    from genai_prices.data_snapshot import get_snapshot
+
+    for ref in dict.fromkeys((name, name.rsplit("/", 1)[-1])):
+        try:
+            info = get_snapshot().find_provider_model(ref, None, None, None)[1]
+        except LookupError:
+            continue
+        prices = info.get_prices(datetime.now(UTC))
+        return ModelFacts(
+            info.id, info.context_window, _tiers(prices.input_mtok), _tiers(prices.output_mtok)
+        )
+    return None
+
+
+def _tiers(price: Any) -> Tiers:
+    if price is None:
+        return (0.0, ())
+    tiers = getattr(price, "tiers", None)
+    if tiers is None:
+        return (float(price), ())
+    return (float(price.base), tuple((int(t.start), float(t.price)) for t in tiers))
+
+
+def _entry(f: ModelFacts) -> dict[str, Any]:
+    return {"id": f.id, "window": f.context_window, "in": f.input, "out": f.output}
+
+
+def _facts(e: dict[str, Any]) -> ModelFacts:
+    def tiers(t: Any) -> Tiers:
+        return (float(t[0]), tuple((int(a), float(b)) for a, b in t[1]))
+
+    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]))
+
+
+@functools.cache
+def _facts_path() -> Path | None:
+    """One file per genai-prices release (its table's size and time), found without importing it."""
+    spec = importlib.util.find_spec("genai_prices")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        table = os.stat(Path(next(iter(spec.submodule_search_locations)), "data.py"))
+    except OSError:
+        return None
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home, "massgen", f"models-{table.st_size}-{int(table.st_mtime)}.json")
+
+
+@functools.cache
+def _facts_file() -> dict[str, Any]:
+    path = _facts_path()
+    try:
+        data = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}  # none yet, or damaged: made again
+    return data if isinstance(data, dict) else {}
+
+
+def _save_facts(facts: dict[str, Any]) -> None:
+    path = _facts_path()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(facts))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: the next run looks again
+        pass
+
+
+def context_window(model: str | None, override: int | None = None) -> int | None:
+    """The context window of ``model`` in tokens; ``override`` (``memory.context_window``)
+    wins; ``None`` if unknown."""
+    if override is not None:
+        return override
+    info = known_model(model) if model else None
+    return info.context_window if info is not None else None
