@@ -209,10 +209,8 @@ def answer(
     found: Iterable[tuple[str, str]] = (),
     **fields: Any,
 ) -> Completion:
-    """A provider's answer as our Completion. ``finish`` (already in our words) becomes
-    ``tool_calls`` when there are calls, as some compatible servers say ``stop`` while
-    returning them; usage is estimated when the provider reported none (some local servers),
-    so budgets and cost never silently read zero; ``found`` are the searches' sources."""
+    """A provider's answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
+    ``stop``), and usage estimated when none came (local servers): a budget never reads zero."""
     calls = tuple(calls)
     if calls and finish in ("stop", "other"):
         finish = "tool_calls"

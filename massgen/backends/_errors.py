@@ -134,16 +134,13 @@ def error_in_body(
 
 
 def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:
-    """Ours for an ``httpx``/``httpx2`` transport exception (the SDKs' stacks), else ``None``."""
-    for module_name in ("httpx2", "httpx"):
-        module: Any = sys.modules.get(module_name)
-        if module is None:
-            continue
-        if isinstance(exc, module.TimeoutException):
-            return ProviderTimeout("request timed out", provider=provider)
-        if isinstance(exc, module.TransportError):
-            detail = clean_message(exc) or type(exc).__name__
-            return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
+    """Ours for an ``httpx2`` transport exception (every SDK's stack), else ``None``."""
+    httpx2: Any = sys.modules.get("httpx2")  # not imported here: only an SDK can raise it
+    if httpx2 is not None and isinstance(exc, httpx2.TimeoutException):
+        return ProviderTimeout("request timed out", provider=provider)
+    if httpx2 is not None and isinstance(exc, httpx2.TransportError):
+        detail = clean_message(exc) or type(exc).__name__
+        return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
     return None
 
 

@@ -49,13 +49,9 @@ class Backend:
         if type(self).generate is Backend.generate:
             self.generate("")  # raises the helpful NotImplementedError
         system, turns = system_and_turns(request.messages)
-        kwargs: dict[str, Any] = {"messages": list(request.messages)}
-        if system:
-            kwargs["system"] = system
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
+        kwargs: dict[str, Any] = {"messages": list(request.messages), "system": system or None}
+        kwargs |= {"temperature": request.temperature, "max_tokens": request.max_tokens}
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
         prompt, started = turns[-1].content if turns else "", time.perf_counter()
         if inspect.iscoroutinefunction(self.generate):
             out = await self.generate(prompt, **kwargs)
