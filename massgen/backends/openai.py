@@ -126,14 +126,10 @@ class OpenAIBackend(SDKBackend):
         _check_one_choice(request.extra, self.provider)
         model = request.model or self.model
         via_responses = bool(request.native_tools) and not self._chat_search(model)
-        temperature, max_tokens, extra = (
-            request.temperature,
-            request.max_tokens,
-            dict(request.extra),
-        )
+        max_tokens, extra = request.max_tokens, dict(request.extra)
         body: dict[str, Any] = {"model": model}
-        if temperature is not None:
-            body["temperature"] = temperature
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         if not via_responses:
             body["messages"] = [_message(m) for m in request.messages]
             if max_tokens is not None:
