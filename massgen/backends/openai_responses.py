@@ -70,18 +70,15 @@ def tool_choice(choice: str) -> Any:
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
     """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
     the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
-    summary = [
-        str(part.get("text") or "")
-        for part in item.get("summary") or ()
-        if isinstance(part, Mapping) and part.get("text")
-    ]
-    if summary:
-        return summary
-    return [
-        str(part.get("text") or "")
-        for part in item.get("content") or ()
-        if isinstance(part, Mapping) and part.get("type") == "reasoning_text" and part.get("text")
-    ]
+
+    def texts(parts: Any, kind: str | None) -> list[str]:
+        return [
+            str(p["text"])
+            for p in parts or ()
+            if isinstance(p, Mapping) and p.get("text") and kind in (None, p.get("type"))
+        ]
+
+    return texts(item.get("summary"), None) or texts(item.get("content"), "reasoning_text")
 
 
 class Assembly:
@@ -198,13 +195,9 @@ def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerTool
         if action.get("type") not in (None, "search"):
             arguments["action"] = action["type"]
     status = str(item.get("status") or "completed")
-    ok = status == "completed"
+    ok, call_id = status == "completed", str(item.get("id") or "web_search")
     return ServerToolCall(
-        id=str(item.get("id") or "web_search"),
-        name="web_search",
-        arguments=arguments,
-        ok=ok,
-        output=results_text(pairs) if ok else status,
+        call_id, "web_search", arguments, ok, results_text(pairs) if ok else status
     )
 
 
