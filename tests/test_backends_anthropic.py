@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from massgen.backends.anthropic import DEFAULT_MAX_TOKENS, AnthropicBackend
-from massgen.errors import AuthenticationError
+from massgen.errors import AuthenticationError, ProviderError
 from massgen.types import ChatMessage, CompletionRequest, ToolCall, ToolSpec, Usage
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec, ToolResult
 from tests.sim.simulator import ProviderSimulator
+from tests.test_http_client import raw_server, read_request
 
 MODEL = "claude-sonnet-5"
 LOOKUP = ToolSpec(
@@ -188,3 +192,32 @@ def test_key_comes_from_anthropic_api_key(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
     assert AnthropicBackend(MODEL)._api_key == "sk-ant-env"
     assert AnthropicBackend(MODEL).provider == "anthropic"
+
+
+async def test_tool_input_that_is_not_json_is_our_error_not_the_sdks() -> None:
+    message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant"}
+    message |= {"model": MODEL, "content": [], "usage": {"input_tokens": 1, "output_tokens": 0}}
+    use = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    broken = {"type": "input_json_delta", "partial_json": '{"q": nope}'}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": use},
+        {"type": "content_block_delta", "index": 0, "delta": broken},
+    ]
+    body = b"".join(
+        b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in events
+    )
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head % len(body) + body)
+        await writer.drain()
+
+    async with raw_server(handler) as port:
+        b = AnthropicBackend(MODEL, api_key="sk-ant-test", base_url=f"http://127.0.0.1:{port}")
+        with pytest.raises(ProviderError) as info:
+            async for _ in b.stream(ask("x", tools=(LOOKUP,))):
+                pass
+        await b.aclose()
+    assert info.value.provider == "anthropic" and "nope" in str(info.value)

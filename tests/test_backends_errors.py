@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from massgen.backends._common import normalise_finish, parse_arguments, usage_or_estimate
+from massgen.backends._common import answer, parse_arguments
 from massgen.backends._errors import (
     body_message,
     clean_message,
@@ -15,7 +15,7 @@ from massgen.backends._errors import (
 )
 from massgen.errors import AuthenticationError, BadRequestError, ProviderError, RateLimited
 from massgen.tokens import estimate_request
-from massgen.types import ChatMessage, CompletionRequest, Usage
+from massgen.types import ChatMessage, CompletionRequest, ToolCall, Usage
 
 
 @pytest.mark.parametrize(
@@ -96,16 +96,24 @@ def test_parse_arguments() -> None:
     assert parse_arguments("[1, 2]") == {"_raw": "[1, 2]"}
 
 
-def test_normalise_finish() -> None:
-    assert normalise_finish("stop", has_tool_calls=False) == "stop"
-    assert normalise_finish("stop", has_tool_calls=True) == "tool_calls"
-    assert normalise_finish("length", has_tool_calls=True) == "length"
-    assert normalise_finish("weird", has_tool_calls=False) == "other"
+def test_finish_reasons_are_normalised() -> None:
+    request = CompletionRequest(messages=(ChatMessage("user", "x"),))
+    call = ToolCall("c1", "f", {})
+
+    def finish(reason: str, *calls: ToolCall) -> str:
+        return answer(
+            request, "", usage=Usage(1, 1), finish=reason, calls=calls, model="m"
+        ).finish_reason
+
+    assert finish("stop") == "stop"
+    assert finish("stop", call) == "tool_calls"
+    assert finish("length", call) == "length"
+    assert finish("weird") == "other"
 
 
 def test_missing_usage_is_estimated_rather_than_zero() -> None:
     request = CompletionRequest(messages=(ChatMessage("user", "x" * 40),))
-    assert usage_or_estimate(Usage(7, 3), request, "text") == Usage(7, 3)
-    estimated = usage_or_estimate(Usage(), request, "y" * 20)
+    assert answer(request, "text", usage=Usage(7, 3), finish="stop", model="m").usage == Usage(7, 3)
+    estimated = answer(request, "y" * 20, usage=Usage(), finish="stop", model="m").usage
     assert estimated == Usage(estimate_request(request), 5)
     assert estimated.input_tokens > 0

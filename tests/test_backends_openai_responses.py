@@ -346,7 +346,9 @@ def test_a_failed_search_and_a_filtered_answer_are_reported() -> None:
         ],
         "usage": {"input_tokens": 3, "output_tokens": 0},
     }
-    done = openai_responses.completion(data, ask(), "gpt-4o", 0.1, provider="openai")
+    answer = openai_responses.Assembly("gpt-4o", provider="openai")
+    answer.whole(data)
+    done = answer.completion(ask(), 0.1)
     failed, opened = done.server_calls
     assert (failed.id, failed.ok, failed.output) == ("ws_1", False, "failed")
     assert opened.ok and opened.arguments == {"url": "https://a.org/x", "action": "open_page"}

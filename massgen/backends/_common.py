@@ -3,20 +3,22 @@ the sources of provider-side searches. No SDK is imported here."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import ssl
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from massgen.backends.base import Backend
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
 from massgen.tokens import estimate_request, estimate_text
-from massgen.types import CompletionRequest, Source, Usage
+from massgen.types import Completion, CompletionRequest, Source, StreamChunk, ToolCall, Usage
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 NO_KEY = "not-needed"
@@ -77,18 +79,40 @@ class SDKBackend(Backend):
             provider=self.provider,
         )
 
-    def _timeout(self, request: CompletionRequest) -> float:
-        return self.timeout if request.timeout is None else float(request.timeout)
+    def _settled(self, request: CompletionRequest) -> CompletionRequest:
+        """``request`` with this backend's settings where it sets none and ``params`` under
+        its ``extra``, so an adapter reads each setting in one place. A provider-side tool it
+        cannot declare is refused (the agent asks only for what it advertises: this guards
+        direct callers)."""
+        for tool in request.native_tools:
+            if tool.name not in self.native_tools:
+                raise BadRequestError(
+                    f"the {self.provider} backend has no provider-side tool {tool.name!r}",
+                    provider=self.provider,
+                )
+        return dataclasses.replace(
+            request,
+            model=request.model or self.model,
+            temperature=self.temperature if request.temperature is None else request.temperature,
+            max_tokens=self.max_tokens if request.max_tokens is None else request.max_tokens,
+            timeout=self.timeout if request.timeout is None else float(request.timeout),
+            extra={**self.params, **request.extra},
+        )
 
-    def _temperature(self, request: CompletionRequest) -> float | None:
-        return self.temperature if request.temperature is None else request.temperature
+    async def complete(self, request: CompletionRequest) -> Completion:
+        async for piece in self._answer(self._settled(request), stream=False):
+            done = piece.completion
+        assert done is not None
+        return done
 
-    def _max_tokens(self, request: CompletionRequest) -> int | None:
-        return self.max_tokens if request.max_tokens is None else request.max_tokens
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        async for piece in self._answer(self._settled(request), stream=True):
+            yield piece
 
-    def _extra(self, request: CompletionRequest) -> dict[str, Any]:
-        """Provider parameters: the backend's ``params``, then the request's ``extra``."""
-        return {**self.params, **request.extra}
+    def _answer(self, request: CompletionRequest, *, stream: bool) -> AsyncIterator[StreamChunk]:
+        """Text deltas (when ``stream``), then the completion: one path for both calls.
+        ``request`` is settled: every setting is on it."""
+        raise NotImplementedError
 
     def describe(self) -> str:
         where = f" @ {self.base_url}" if self.base_url and not self.spec.needs_key else ""
@@ -103,13 +127,10 @@ def tls_context() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=cafile)
     if capath := os.environ.get("SSL_CERT_DIR"):
         return ssl.create_default_context(capath=capath)
-    if sys.platform in ("win32", "darwin"):
-        try:
-            import truststore  # the system's trust store, as the SDKs use there
-        except ImportError:
-            pass
-        else:
-            return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if sys.platform in ("win32", "darwin") and importlib.util.find_spec("truststore"):
+        import truststore  # the system's trust store, as the SDKs use there
+
+        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
     if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):
@@ -143,18 +164,25 @@ class Remembered(OrderedDict[str, Any]):
                 self.popitem(last=False)
 
 
-def sdk_client(
-    client_class: Any, http_client_class: Any, *, api_key: str, base_url: str | None, timeout: Any
-) -> Any:
-    """A vendor SDK's async client: its own retries off (one retry budget: ours), the
-    shared TLS context."""
-    return client_class(
-        api_key=api_key,
-        base_url=base_url,
-        timeout=timeout,
-        max_retries=0,
-        http_client=http_client_class(verify=tls_context()),
+def sdk_client(sdk: Any, kind: Any, api_key: str, base_url: str | None, timeout: float) -> Any:
+    """A Stainless-made SDK's async client (``openai``, ``anthropic``): its own retries off
+    (one retry budget: ours), the shared TLS context."""
+    http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context())
+    return kind(
+        api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
     )
+
+
+def merged_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+    """``(role, parts)`` turns with neighbours of one role joined and empty ones dropped: every
+    tool result of an assistant turn must arrive in the one user turn after it."""
+    out: list[tuple[str, list[Any]]] = []
+    for role, parts in turns:
+        if parts and out and out[-1][0] == role:
+            out[-1][1].extend(parts)
+        elif parts:
+            out.append((role, list(parts)))
+    return out
 
 
 def parse_arguments(raw: object) -> dict[str, Any]:
@@ -171,20 +199,31 @@ def parse_arguments(raw: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 
-def usage_or_estimate(usage: Usage, request: CompletionRequest, text: str) -> Usage:
-    """The provider's usage, or an estimate when it reported none (some local servers),
-    so that budgets and cost never silently read zero."""
-    if usage.input_tokens or usage.output_tokens:
-        return usage
-    return Usage(estimate_request(request), estimate_text(text))
-
-
-def normalise_finish(reason: str, *, has_tool_calls: bool) -> str:
-    """One of :data:`FINISH_REASONS`; ``tool_calls`` when there are calls, since some
-    OpenAI-compatible servers say ``stop`` while returning them."""
-    if has_tool_calls and reason in ("stop", "other"):
-        return "tool_calls"
-    return reason if reason in FINISH_REASONS else "other"
+def answer(
+    request: CompletionRequest,
+    text: str,
+    *,
+    usage: Usage,
+    finish: str,
+    calls: Iterable[ToolCall] = (),
+    found: Iterable[tuple[str, str]] = (),
+    **fields: Any,
+) -> Completion:
+    """A provider's answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
+    ``stop``), and usage estimated when none came (local servers): a budget never reads zero."""
+    calls = tuple(calls)
+    if calls and finish in ("stop", "other"):
+        finish = "tool_calls"
+    if not (usage.input_tokens or usage.output_tokens):
+        usage = Usage(estimate_request(request), estimate_text(text))
+    return Completion(
+        text=text,
+        usage=usage,
+        finish_reason=finish if finish in FINISH_REASONS else "other",
+        tool_calls=calls,
+        sources=unique_sources(found),
+        **fields,
+    )
 
 
 def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:
@@ -205,15 +244,3 @@ def results_text(pairs: Iterable[tuple[str, str]]) -> str:
     lines = [f"{' '.join(title.split())[:_MAX_TITLE]} <{url}>" for url, title in pairs if url]
     text = "\n".join(lines) if lines else "no results"
     return text if len(text) <= _MAX_OUTPUT else text[: _MAX_OUTPUT - 1] + "…"
-
-
-def check_native(request: CompletionRequest, supported: Iterable[str], provider: str) -> None:
-    """Refuse a provider-side tool this adapter cannot declare (the agent asks only for
-    what the backend advertises: this guards direct callers)."""
-    known = set(supported)
-    for tool in request.native_tools:
-        if tool.name not in known:
-            raise BadRequestError(
-                f"the {provider} backend has no provider-side tool {tool.name!r}",
-                provider=provider,
-            )

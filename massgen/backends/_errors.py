@@ -104,13 +104,8 @@ def error_for_status(
     )
 
 
-_CODE_STATUS = {
-    "rate_limit_exceeded": 429,
-    "server_error": 500,
-    "vector_store_timeout": 504,
-    "context_length_exceeded": 400,
-    "invalid_api_key": 401,
-}
+_CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
+_CODE_STATUS |= {"context_length_exceeded": 400, "invalid_api_key": 401}
 """HTTP statuses for the string codes OpenAI-style error objects carry without a number."""
 
 
@@ -125,14 +120,8 @@ def error_in_body(
     ``code``, ``status_code`` or ``status``, else a known string ``code``, else
     ``default_status``); with none, a retryable :class:`ProviderError`."""
     body = error if isinstance(error, Mapping) else {}
-    status = next(
-        (
-            value
-            for key in ("code", "status_code", "status")
-            if isinstance(value := body.get(key), int) and 100 <= value < 600
-        ),
-        None,
-    )
+    numbers = [body.get(key) for key in ("code", "status_code", "status")]
+    status = next((n for n in numbers if isinstance(n, int) and 100 <= n < 600), None)
     if status is None:
         status = _CODE_STATUS.get(str(body.get("code") or body.get("type") or ""), default_status)
     message = clean_message(
@@ -145,16 +134,13 @@ def error_in_body(
 
 
 def transport_error(exc: BaseException, *, provider: str) -> ProviderError | None:
-    """Ours for an ``httpx``/``httpx2`` transport exception (the SDKs' stacks), else ``None``."""
-    for module_name in ("httpx2", "httpx"):
-        module: Any = sys.modules.get(module_name)
-        if module is None:
-            continue
-        if isinstance(exc, module.TimeoutException):
-            return ProviderTimeout("request timed out", provider=provider)
-        if isinstance(exc, module.TransportError):
-            detail = clean_message(exc) or type(exc).__name__
-            return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
+    """Ours for an ``httpx2`` transport exception (every SDK's stack), else ``None``."""
+    httpx2: Any = sys.modules.get("httpx2")  # not imported here: only an SDK can raise it
+    if httpx2 is not None and isinstance(exc, httpx2.TimeoutException):
+        return ProviderTimeout("request timed out", provider=provider)
+    if httpx2 is not None and isinstance(exc, httpx2.TransportError):
+        detail = clean_message(exc) or type(exc).__name__
+        return ProviderConnectionError(f"connection failed: {detail}", provider=provider)
     return None
 
 

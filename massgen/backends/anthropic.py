@@ -16,16 +16,15 @@ import anthropic
 from massgen.backends._common import (
     Remembered,
     SDKBackend,
-    check_native,
-    normalise_finish,
+    answer,
+    merged_turns,
     parse_arguments,
     results_text,
     sdk_client,
-    unique_sources,
-    usage_or_estimate,
 )
-from massgen.backends._errors import sdk_errors, stream_incomplete
+from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
+from massgen.errors import ProviderError
 from massgen.types import (
     ChatMessage,
     Completion,
@@ -49,27 +48,15 @@ WEB_SEARCH_TOOL = "web_search_20250305"
 """The server tool version declared: the one every current model takes directly (the 2026
 versions default to being called from code execution)."""
 
-_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+_FINISH |= {"model_context_window_exceeded": "length", "tool_use": "tool_calls"}
+_FINISH["refusal"] = "content_filter"
 
 # Errors sent as an event inside a stream (HTTP status 200) name their kind, not a status.
-_STREAM_ERROR_STATUS = {
-    "overloaded_error": 529,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "invalid_request_error": 400,
-    "not_found_error": 404,
-    "request_too_large": 413,
-}
+_STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
+_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401}
+_STREAM_ERROR_STATUS |= {"permission_error": 403, "invalid_request_error": 400}
+_STREAM_ERROR_STATUS |= {"not_found_error": 404, "request_too_large": 413}
 
 
 class AnthropicBackend(SDKBackend):
@@ -87,11 +74,7 @@ class AnthropicBackend(SDKBackend):
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
             self._client = sdk_client(
-                anthropic.AsyncAnthropic,
-                anthropic.DefaultAsyncHttpxClient,
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
+                anthropic, anthropic.AsyncAnthropic, self._api_key, self.base_url, self.timeout
             )
         return self._client
 
@@ -104,9 +87,9 @@ class AnthropicBackend(SDKBackend):
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
         body: dict[str, Any] = {
-            "model": request.model or self.model,
+            "model": request.model,
             "messages": _messages(turns, self._thinking),
-            "max_tokens": self._max_tokens(request) or DEFAULT_MAX_TOKENS,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
         if system:
             body["system"] = system
@@ -115,27 +98,8 @@ class AnthropicBackend(SDKBackend):
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.native_tools:
-            check_native(request, self.native_tools, self.provider)
             body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
-
-    def _extra_body(self, request: CompletionRequest) -> dict[str, Any] | None:
-        # This SDK no longer names `temperature`; the API still takes it in the body.
-        extra = self._extra(request)
-        temperature = self._temperature(request)
-        if temperature is not None:
-            extra.setdefault("temperature", temperature)
-        return extra or None
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        async for piece in self._answer(request, stream=False):
-            done = piece.completion
-        assert done is not None
-        return done
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        async for piece in self._answer(request, stream=True):
-            yield piece
 
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
@@ -146,24 +110,32 @@ class AnthropicBackend(SDKBackend):
         started = time.perf_counter()
         turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            part = _StreamedMessage()
-            extra: Any = {"extra_body": self._extra_body(request)}
-            extra["timeout"] = self._timeout(request)
+            # This SDK no longer names `temperature`; the API still takes it in the body.
+            extra = dict(request.extra)
+            if request.temperature is not None:
+                extra.setdefault("temperature", request.temperature)
+            options: Any = {"extra_body": extra or None, "timeout": request.timeout}
+            message = None  # a stream without `message_stop` was cut off
             with self._mapped():
                 if not stream:
-                    part.whole(await client.messages.create(**body, **extra))
-                else:
-                    events = await client.messages.create(**body, **extra, stream=True)
-                    async with events:
-                        async for event in events:
-                            if delta := part.feed(event):
-                                yield StreamChunk(delta=delta)
-            if not part.finished:
+                    message = await client.messages.create(**body, **options)
+                else:  # the SDK's stream puts the blocks together as the API sends them whole
+                    async with client.messages.stream(**body, **options) as events:
+                        try:
+                            async for event in events:
+                                if event.type == "text":
+                                    yield StreamChunk(delta=event.text)
+                                elif event.type == "message_stop":
+                                    message = events.current_message_snapshot
+                        except ValueError as e:  # the SDK could not parse a tool's input
+                            detail = clean_message(e, secret=self._api_key)
+                            raise ProviderError(detail, provider=self.provider) from e
+            if message is None:
                 raise stream_incomplete(self.provider)
-            body["model"] = part.model or body["model"]
-            turn.usage += Usage(part.input_tokens, part.output_tokens)
-            turn.stop_reason = part.stop_reason
-            blocks = part.blocks()
+            body["model"] = message.model or body["model"]
+            turn.usage += _usage(message.usage)
+            turn.stop_reason = message.stop_reason
+            blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
             turn.take(blocks)
             if not turn.paused(body, blocks):
                 break
@@ -182,13 +154,10 @@ class AnthropicBackend(SDKBackend):
 
 
 # -- mapping ---------------------------------------------------------------------------------
-def _input_tokens(usage: Any) -> int:
-    """All prompt tokens: fresh, written to the cache and read from it."""
-    return (
-        (usage.input_tokens or 0)
-        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-        + (getattr(usage, "cache_read_input_tokens", None) or 0)
-    )
+def _usage(usage: Any) -> Usage:
+    """All prompt tokens (fresh, written to the cache and read from it) are input."""
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return Usage((usage.input_tokens or 0) + cached, usage.output_tokens or 0)
 
 
 def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -209,20 +178,10 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
 def _messages(
     turns: list[ChatMessage], thinking: Mapping[str, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    """Map turns, merging neighbours of one role: every tool result of an assistant turn
-    must arrive in the single user turn that follows it. ``thinking`` holds the thinking
-    blocks of assistant turns that called tools, by their first call's id."""
-    out: list[dict[str, Any]] = []
-    for m in turns:
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m, thinking)
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
+    """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
+    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
+    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
+    return [{"role": role, "content": blocks} for role, blocks in pairs]
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
@@ -235,14 +194,9 @@ def _tool_choice(choice: str) -> dict[str, Any]:
 
 
 def _native(t: NativeTool) -> dict[str, Any]:
-    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search"}
-    if t.max_uses is not None:
-        tool["max_uses"] = t.max_uses
-    if t.allowed_domains:
-        tool["allowed_domains"] = list(t.allowed_domains)
-    if t.blocked_domains:
-        tool["blocked_domains"] = list(t.blocked_domains)
-    return tool
+    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": t.max_uses}
+    tool |= {"allowed_domains": list(t.allowed_domains), "blocked_domains": list(t.blocked_domains)}
+    return {key: value for key, value in tool.items() if value not in (None, [])}
 
 
 class _Turn:
@@ -272,25 +226,14 @@ class _Turn:
                     if c.get("url"):
                         self.cited.append((c["url"], c.get("title") or ""))
             elif kind == "thinking":
-                if block.get("thinking"):
-                    self.reasoning.append(block["thinking"])
-                self.thinking.append(
-                    {
-                        "type": "thinking",
-                        "thinking": block.get("thinking", ""),
-                        "signature": block.get("signature", ""),
-                    }
-                )
+                text, signature = block.get("thinking", ""), block.get("signature", "")
+                self.reasoning += [text] if text else []
+                self.thinking.append({"type": kind, "thinking": text, "signature": signature})
             elif kind == "redacted_thinking":  # encrypted: nothing to read, only to send back
                 self.thinking.append({"type": "redacted_thinking", "data": block.get("data", "")})
             elif kind == "tool_use":
-                self.calls.append(
-                    ToolCall(
-                        id=block.get("id", ""),
-                        name=block.get("name", ""),
-                        arguments=parse_arguments(block.get("input")),
-                    )
-                )
+                arguments = parse_arguments(block.get("input"))
+                self.calls.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
                 self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
@@ -301,13 +244,9 @@ class _Turn:
         """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
         return [
             ServerToolCall(
-                id=use.get("id", ""),
-                name=use.get("name", ""),
-                arguments=parse_arguments(use.get("input")),
-                ok=False,
-                output="no result",
+                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
             )
-            for use in self.pending.values()
+            for u in self.pending.values()
         ]
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
@@ -327,95 +266,21 @@ class _Turn:
         if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
             return False
         self.pauses += 1
-        messages = list(body["messages"])
-        if messages and messages[-1]["role"] == "assistant":  # a second pause: extend it
-            last = messages[-1]
-            messages[-1] = {"role": "assistant", "content": [*last["content"], *blocks]}
-        else:
-            messages.append({"role": "assistant", "content": blocks})
-        body["messages"] = messages
+        turns = [*((m["role"], m["content"]) for m in body["messages"]), ("assistant", blocks)]
+        body["messages"] = [{"role": r, "content": c} for r, c in merged_turns(turns)]
         return True
 
     def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
-        calls = tuple(self.calls)
-        reason = _FINISH.get(self.stop_reason or "", "other")
-        return Completion(
-            text=self.text,
+        return answer(
+            request,
+            self.text,
+            usage=self.usage,
+            finish=_FINISH.get(self.stop_reason or "", "other"),
+            calls=self.calls,
+            found=[*self.cited, *self.found],
             model=model,
-            usage=usage_or_estimate(self.usage, request, self.text),
-            finish_reason=normalise_finish(reason, has_tool_calls=bool(calls)),
-            tool_calls=calls,
             latency=latency,
-            sources=unique_sources([*self.cited, *self.found]),
             server_calls=(*self.server, *self.unanswered()),
             requests=1 + self.pauses,
             reasoning="\n\n".join(self.reasoning),
         )
-
-
-class _StreamedMessage:
-    """One streamed message read event by event: usage, and every content block as the JSON
-    the API would have sent whole (text, thinking with its signature, tool calls...)."""
-
-    def __init__(self) -> None:
-        self.model = ""
-        self.raw: dict[int, dict[str, Any]] = {}
-        self.json: dict[int, str] = {}
-        self.input_tokens = self.output_tokens = 0
-        self.stop_reason: str | None = None
-        self.finished = False
-
-    def whole(self, message: Any) -> None:
-        """Take a whole (not streamed) message in."""
-        self.model = message.model or ""
-        self.input_tokens = _input_tokens(message.usage)
-        self.output_tokens = message.usage.output_tokens
-        self.stop_reason = message.stop_reason
-        for i, block in enumerate(message.content):
-            self.raw[i] = block.model_dump(mode="json", exclude_none=True)
-        self.finished = True
-
-    def feed(self, event: Any) -> str:
-        """Take one event in; return its text delta ("" if none)."""
-        kind = event.type
-        if kind == "message_start":
-            self.model = event.message.model or self.model
-            self.input_tokens = _input_tokens(event.message.usage)
-            self.output_tokens = event.message.usage.output_tokens
-        elif kind == "content_block_start":
-            self.raw[event.index] = event.content_block.model_dump(mode="json", exclude_none=True)
-        elif kind == "content_block_delta":
-            return self._delta(event.index, event.delta)
-        elif kind == "message_delta":
-            self.stop_reason = event.delta.stop_reason or self.stop_reason
-            self.output_tokens = event.usage.output_tokens
-            if event.usage.input_tokens is not None:
-                self.input_tokens = _input_tokens(event.usage)
-        elif kind == "message_stop":
-            self.finished = True
-        return ""
-
-    def _delta(self, index: int, delta: Any) -> str:
-        raw = self.raw.setdefault(index, {})
-        if delta.type == "text_delta":
-            raw["text"] = raw.get("text", "") + delta.text
-            return str(delta.text)
-        if delta.type == "input_json_delta":
-            self.json[index] = self.json.get(index, "") + delta.partial_json
-        elif delta.type == "citations_delta":
-            citation = delta.citation.model_dump(mode="json", exclude_none=True)
-            raw.setdefault("citations", []).append(citation)
-        elif delta.type == "thinking_delta":
-            raw["thinking"] = raw.get("thinking", "") + delta.thinking
-        elif delta.type == "signature_delta":
-            raw["signature"] = delta.signature
-        return ""
-
-    def blocks(self) -> list[dict[str, Any]]:
-        """The content blocks as the API would have sent them whole."""
-        out = []
-        for index, block in sorted(self.raw.items()):
-            if index in self.json and "input" in block:
-                block["input"] = parse_arguments(self.json[index])
-            out.append(block)
-        return out

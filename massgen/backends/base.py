@@ -38,38 +38,26 @@ class Backend:
         self.options = options
         self.name = str(options.pop("name", "") or self.provider)
 
-    # -- the simple path of the seed -------------------------------------------------------
     def generate(self, prompt: str, **kwargs: Any) -> Any:
         """Answer ``prompt``; may be ``async``. Override this or :meth:`complete`."""
         raise NotImplementedError(
             f"{type(self).__name__} must override generate(prompt, **kwargs) or complete(request)"
         )
 
-    def _overrides_generate(self) -> bool:
-        return type(self).generate is not Backend.generate
-
     async def complete(self, request: CompletionRequest) -> Completion:
-        """Answer one request. The default calls :meth:`generate`."""
-        if not self._overrides_generate():
+        """Answer one request. The default calls :meth:`generate` with the last user turn."""
+        if type(self).generate is Backend.generate:
             self.generate("")  # raises the helpful NotImplementedError
-        prompt, kwargs = _prompt_and_kwargs(request)
-        started = time.perf_counter()
+        system, turns = system_and_turns(request.messages)
+        kwargs: dict[str, Any] = {"messages": list(request.messages), "system": system or None}
+        kwargs |= {"temperature": request.temperature, "max_tokens": request.max_tokens}
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
+        prompt, started = turns[-1].content if turns else "", time.perf_counter()
         if inspect.iscoroutinefunction(self.generate):
             out = await self.generate(prompt, **kwargs)
-        else:
-            # A sync generate may block (HTTP, a local model): keep it off the event loop.
+        else:  # a sync generate may block (HTTP, a local model): keep it off the event loop
             out = await asyncio.to_thread(self.generate, prompt, **kwargs)
-            if inspect.isawaitable(out):
-                out = await out
-        if isinstance(out, Completion):
-            return out
-        text = "" if out is None else str(out)
-        return Completion(
-            text=text,
-            model=request.model or self.model or type(self).__name__,
-            usage=Usage(estimate_request(request), estimate_text(text)),
-            latency=time.perf_counter() - started,
-        )
+        return await text_completion(self, request, out, started)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         """Text deltas, then a final chunk with the Completion (by default one :meth:`complete`)."""
@@ -92,18 +80,22 @@ class Backend:
         return f"{self.provider}:{self.model}" if self.model else self.provider
 
 
-def _prompt_and_kwargs(request: CompletionRequest) -> tuple[str, dict[str, Any]]:
-    """Render a request for ``generate``: the last user turn is the prompt."""
-    system, turns = system_and_turns(request.messages)
-    prompt = turns[-1].content if turns else ""
-    kwargs: dict[str, Any] = {"messages": list(request.messages)}
-    if system:
-        kwargs["system"] = system
-    if request.temperature is not None:
-        kwargs["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        kwargs["max_tokens"] = request.max_tokens
-    return prompt, kwargs
+async def text_completion(
+    backend: Backend, request: CompletionRequest, out: Any, started: float
+) -> Completion:
+    """What a simple backend returned (text, a Completion, or an awaitable of either) as a
+    Completion, its usage estimated: a budget must never read zero."""
+    if inspect.isawaitable(out):
+        out = await out
+    if isinstance(out, Completion):
+        return out
+    text = "" if out is None else str(out)
+    return Completion(
+        text=text,
+        model=request.model or backend.model or type(backend).__name__,
+        usage=Usage(estimate_request(request), estimate_text(text)),
+        latency=time.perf_counter() - started,
+    )
 
 
 def layers(backend: Backend) -> Iterator[Backend]:

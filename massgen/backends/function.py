@@ -6,13 +6,11 @@ The function gets the whole :class:`~massgen.types.CompletionRequest` and return
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-from massgen.backends.base import Backend
-from massgen.tokens import estimate_request, estimate_text
-from massgen.types import Completion, CompletionRequest, Usage
+from massgen.backends.base import Backend, text_completion
+from massgen.types import Completion, CompletionRequest
 
 Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Completion]"]
 
@@ -32,14 +30,4 @@ class FunctionBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         self.calls.append(request)
         started = time.perf_counter()
-        out = self.fn(request)
-        if inspect.isawaitable(out):
-            out = await out
-        if isinstance(out, Completion):
-            return out
-        return Completion(
-            text=out,
-            model=request.model or self.model,
-            usage=Usage(estimate_request(request), estimate_text(out)),
-            latency=time.perf_counter() - started,
-        )
+        return await text_completion(self, request, self.fn(request), started)

@@ -25,13 +25,11 @@ from google.genai import types
 from massgen.backends._common import (
     Remembered,
     SDKBackend,
-    check_native,
-    normalise_finish,
+    answer,
+    merged_turns,
     parse_arguments,
     results_text,
     tls_context,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import (
     clean_message,
@@ -47,7 +45,6 @@ from massgen.types import (
     CompletionRequest,
     NativeTool,
     ServerToolCall,
-    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -55,8 +52,11 @@ from massgen.types import (
 )
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
-_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
-# and IMAGE_PROHIBITED_CONTENT: a filter stopped the answer
+_FILTERED = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+    | {"IMAGE_PROHIBITED_CONTENT"}
+)
+"""Finish reasons that mean a filter stopped the answer."""
 
 SKIP_SIGNATURE = b"skip_thought_signature_validator"
 """Google's placeholder for a function call whose thought signature is unknown."""
@@ -122,18 +122,14 @@ class GoogleBackend(SDKBackend):
     def _config(self, request: CompletionRequest) -> types.GenerateContentConfig:
         system, _ = system_and_turns(request.messages)
         config: dict[str, Any] = {
-            "http_options": types.HttpOptions(timeout=_ms(self._timeout(request))),
+            "http_options": types.HttpOptions(timeout=_ms(request.timeout or self.timeout)),
             "automatic_function_calling": {"disable": True},
             "automatic_continuation": False,
+            "system_instruction": system or None,
+            "temperature": request.temperature,
+            "max_output_tokens": request.max_tokens,
         }
-        if system:
-            config["system_instruction"] = system
-        temperature = self._temperature(request)
-        if temperature is not None:
-            config["temperature"] = temperature
-        max_tokens = self._max_tokens(request)
-        if max_tokens is not None:
-            config["max_output_tokens"] = max_tokens
+        config = {key: value for key, value in config.items() if value is not None}
         if request.tools:
             config["tools"] = [{"function_declarations": [_tool(t) for t in request.tools]}]
             if request.tool_choice:
@@ -141,11 +137,10 @@ class GoogleBackend(SDKBackend):
                     "function_calling_config": _tool_choice(request.tool_choice)
                 }
         if request.native_tools:
-            check_native(request, self.native_tools, self.provider)
             config.setdefault("tools", []).append({"google_search": {}})
             if request.tools:  # Gemini 3: built-in and function tools in one request
                 config.setdefault("tool_config", {})["include_server_side_tool_invocations"] = True
-        config.update(self._extra(request))
+        config.update(request.extra)
         try:
             return types.GenerateContentConfig(**config)
         except pydantic.ValidationError as e:
@@ -155,9 +150,9 @@ class GoogleBackend(SDKBackend):
 
     def _contents(self, request: CompletionRequest) -> list[types.Content]:
         _, turns = system_and_turns(request.messages)
-        legacy = _legacy(request.model or self.model)  # no thought signatures there
+        legacy = _legacy(request.model or "")  # no thought signatures there
         names: dict[str, str] = {}
-        out: list[types.Content] = []
+        turns_parts: list[tuple[str, list[types.Part]]] = []
         for m in turns:
             parts: list[types.Part] = []
             if m.role == "tool":
@@ -185,14 +180,8 @@ class GoogleBackend(SDKBackend):
                             thought_signature=signature,
                         )
                     )
-            if not parts:
-                continue
-            role = "model" if m.role == "assistant" else "user"
-            if out and out[-1].role == role and out[-1].parts is not None:
-                out[-1].parts.extend(parts)
-            else:
-                out.append(types.Content(role=role, parts=parts))
-        return out
+            turns_parts.append(("model" if m.role == "assistant" else "user", parts))
+        return [types.Content(role=r, parts=p) for r, p in merged_turns(turns_parts)]
 
     def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
         calls: list[ToolCall] = []
@@ -208,27 +197,23 @@ class GoogleBackend(SDKBackend):
             )
         return calls
 
-    async def complete(self, request: CompletionRequest) -> Completion:
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
         client, answer = self._get_client(), _Answer(self, request)
+        args: Any = {"model": answer.model, "contents": self._contents(request)}
+        args["config"] = self._config(request)
         with self._mapped():
-            response = await client.aio.models.generate_content(
-                model=answer.model, contents=self._contents(request), config=self._config(request)
-            )
-        answer.take(response)
-        return answer.completion()
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        client, answer = self._get_client(), _Answer(self, request)
-        with self._mapped():
-            stream = await client.aio.models.generate_content_stream(
-                model=answer.model, contents=self._contents(request), config=self._config(request)
-            )
-            async with aclosing(stream):  # type: ignore[type-var]  # closed at once if we stop
-                async for chunk in stream:
-                    if delta := answer.take(chunk):
-                        yield StreamChunk(delta=delta)
-        if answer.finish is None:
-            raise stream_incomplete(self.provider)
+            if not stream:
+                answer.take(await client.aio.models.generate_content(**args))
+            else:
+                chunks = await client.aio.models.generate_content_stream(**args)
+                async with aclosing(chunks):  # type: ignore[type-var]  # closed at once if we stop
+                    async for chunk in chunks:
+                        if delta := answer.take(chunk):
+                            yield StreamChunk(delta=delta)
+                if answer.finish is None:
+                    raise stream_incomplete(self.provider)
         yield StreamChunk(completion=answer.completion())
 
     @contextmanager
@@ -280,26 +265,33 @@ class _Answer:
         self.model = response.model_version or self.model
         if response.usage_metadata is not None:
             self.usage = _usage(response.usage_metadata)
-        parts = _parts(response)
-        self.grounding = _metadata(response) or self.grounding
+        if not response.candidates:
+            if response.prompt_feedback and response.prompt_feedback.block_reason:
+                self.finish = "content_filter"
+            return ""
+        candidate = response.candidates[0]
+        parts = list(candidate.content.parts or ()) if candidate.content is not None else []
+        self.grounding = candidate.grounding_metadata or self.grounding
         self.calls.extend(self.backend._calls(parts))
-        self.thoughts.append(_thoughts(parts))
-        self.text.append(delta := _text(parts))
-        if _has_finish(response):
-            self.finish = _finish(response, has_tool_calls=bool(self.calls))
+        # Parts marked ``thought`` are thought summaries: reasoning, never the answer.
+        self.thoughts += [p.text for p in parts if p.text and p.thought]
+        self.text.append(delta := "".join(p.text for p in parts if p.text and not p.thought))
+        if (reason := candidate.finish_reason) is not None:
+            name = str(getattr(reason, "value", reason))
+            self.finish = "content_filter" if name in _FILTERED else _FINISH.get(name, "other")
         return delta
 
     def completion(self) -> Completion:
-        text = "".join(self.text)
-        sources, searches = _grounding(self.grounding)
-        return Completion(
-            text=text,
+        pairs, searches = _grounding(self.grounding)
+        return answer(
+            self.request,
+            "".join(self.text),
+            usage=self.usage,
+            finish=self.finish or "other",
+            calls=self.calls,
+            found=pairs,
             model=self.model,
-            usage=usage_or_estimate(self.usage, self.request, text),
-            finish_reason=normalise_finish(self.finish or "other", has_tool_calls=bool(self.calls)),
-            tool_calls=tuple(self.calls),
             latency=time.perf_counter() - self.started,
-            sources=sources,
             server_calls=searches,
             reasoning="".join(self.thoughts),
         )
@@ -335,18 +327,12 @@ def _legacy(model: str) -> bool:
     return model.removeprefix("models/").startswith(("gemini-1", "gemini-2"))
 
 
-def _metadata(response: types.GenerateContentResponse) -> types.GroundingMetadata | None:
-    if not response.candidates:
-        return None
-    return response.candidates[0].grounding_metadata
-
-
 def _grounding(
     meta: types.GroundingMetadata | None,
-) -> tuple[tuple[Source, ...], tuple[ServerToolCall, ...]]:
+) -> tuple[list[tuple[str, str]], tuple[ServerToolCall, ...]]:
     """Google Search grounding as sources and one reported search per query."""
     if meta is None:
-        return (), ()
+        return [], ()
     pairs = [
         (chunk.web.uri or "", chunk.web.title or "")
         for chunk in meta.grounding_chunks or ()
@@ -359,7 +345,7 @@ def _grounding(
         )
         for i, q in enumerate(meta.web_search_queries or ())
     )
-    return unique_sources(pairs), searches
+    return pairs, searches
 
 
 def _ms(seconds: float) -> int:
@@ -385,22 +371,6 @@ def _tool_choice(choice: str) -> dict[str, Any]:
     return {"mode": "ANY", "allowed_function_names": [choice]}
 
 
-def _parts(response: types.GenerateContentResponse) -> list[types.Part]:
-    if not response.candidates:
-        return []
-    content = response.candidates[0].content
-    return list(content.parts or ()) if content is not None else []
-
-
-def _text(parts: list[types.Part]) -> str:
-    return "".join(p.text for p in parts if p.text and not p.thought)
-
-
-def _thoughts(parts: list[types.Part]) -> str:
-    """The thought summaries (parts marked ``thought``): reasoning, never the answer."""
-    return "".join(p.text for p in parts if p.text and p.thought)
-
-
 def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
     """Tokens as Google bills them: the prompt and what its tools fed the model (search
     grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
@@ -410,21 +380,3 @@ def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)
-
-
-def _has_finish(response: types.GenerateContentResponse) -> bool:
-    if response.candidates:
-        return response.candidates[0].finish_reason is not None
-    return bool(response.prompt_feedback and response.prompt_feedback.block_reason)
-
-
-def _finish(response: types.GenerateContentResponse, *, has_tool_calls: bool) -> str:
-    if not response.candidates:
-        blocked = response.prompt_feedback and response.prompt_feedback.block_reason
-        return "content_filter" if blocked else "other"
-    reason = response.candidates[0].finish_reason
-    name = getattr(reason, "value", reason) or ""
-    name = str(name)
-    filtered = name in _FILTERED or name == "IMAGE_PROHIBITED_CONTENT"
-    finish = "content_filter" if filtered else _FINISH.get(name, "other")
-    return normalise_finish(finish, has_tool_calls=has_tool_calls)

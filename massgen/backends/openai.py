@@ -1,12 +1,8 @@
-"""OpenAI Chat Completions, and the servers that speak it (xAI, OpenRouter, LM Studio, ...).
+"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
 
-A turn that declares a provider-side web search goes to the Responses API
-(:mod:`~massgen.backends.openai_responses`) on ``openai`` (but for its ``*-search-*`` models,
-which search on Chat Completions) and ``xai``. This module builds the body and reads the
-answer as plain dicts for both clients, so they cannot drift apart: massgen's own
-(:mod:`~massgen.backends.openai_http`, the default) and ``client="sdk"``, the ``openai``
-SDK (:mod:`~massgen.backends.openai_sdk`, about a second of CPU to import). The presets are
-this adapter with other defaults: base URL, key variable, whether a key is needed.
+Bodies are built and answers read here as plain dicts, so the two clients cannot drift apart:
+massgen's own (:mod:`.openai_http`, the default) and ``client: sdk`` (:mod:`.openai_sdk`). A
+turn with a provider-side search goes to the Responses API (:mod:`.openai_responses`).
 """
 
 from __future__ import annotations
@@ -16,19 +12,16 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
 from massgen.backends._common import (
     SDKBackend,
-    check_native,
-    normalise_finish,
+    answer,
     parse_arguments,
     results_text,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
@@ -38,7 +31,6 @@ from massgen.types import (
     CompletionRequest,
     NativeTool,
     ServerToolCall,
-    Source,
     StreamChunk,
     ToolCall,
     ToolSpec,
@@ -51,38 +43,12 @@ CHAT, RESPONSES = "chat/completions", "responses"
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-_CALL_FIELDS = ("id", "name", "arguments")
-
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
 """What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
 carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
-_FINISH = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
-
-
-class ChatClient(Protocol):
-    """What the adapter needs from a client: a body sent to ``api`` (``chat/completions`` or
-    ``responses``), the provider's JSON back. It owns its connections and maps its own
-    exceptions to ours where they enter."""
-
-    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming request: the response object."""
-        ...
-
-    def stream(
-        self, api: str, body: dict[str, Any], seconds: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Its chunk (or event) objects, then :data:`DONE` if it ended with ``[DONE]``; an
-        error object inside the stream is raised, mapped like a status."""
-        ...
-
-    async def aclose(self) -> None: ...
+_FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
+_FINISH["function_call"] = "tool_calls"
 
 
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
@@ -116,12 +82,10 @@ class OpenAIBackend(SDKBackend):
             from massgen.backends.openai_sdk import SDKChatClient as Client
         else:
             from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
-        self._chat: ChatClient = Client(
-            provider=self.provider,
-            api_key=self._api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-        )
+        # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
+        # `api`; it owns its connections and maps its own exceptions to ours.
+        options: Any = {"api_key": self._api_key, "base_url": self.base_url}
+        self._chat = Client(provider=self.provider, timeout=self.timeout, **options)
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -160,14 +124,12 @@ class OpenAIBackend(SDKBackend):
         """The API and its body, ``params`` and ``extra`` on top. A native search goes to
         Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
-        check_native(request, self.native_tools, self.provider)
         model = request.model or self.model
         via_responses = bool(request.native_tools) and not self._chat_search(model)
-        temperature, max_tokens = self._temperature(request), self._max_tokens(request)
-        extra = self._extra(request)
+        max_tokens, extra = request.max_tokens, dict(request.extra)
         body: dict[str, Any] = {"model": model}
-        if temperature is not None:
-            body["temperature"] = temperature
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         if not via_responses:
             body["messages"] = [_message(m) for m in request.messages]
             if max_tokens is not None:
@@ -198,29 +160,26 @@ class OpenAIBackend(SDKBackend):
             body["reasoning"] = {"effort": effort}
         return RESPONSES, {**body, **extra}
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        api, body = self._payload(request, stream=False)
-        started = time.perf_counter()
-        data = await self._chat.request(api, body, self._timeout(request))
-        latency = time.perf_counter() - started
-        read = responses.completion if api == RESPONSES else _completion
-        return read(data, request, body["model"], latency, provider=self.provider)
-
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        api, body = self._payload(request, stream=True)
-        started = time.perf_counter()
+    async def _answer(
+        self, request: CompletionRequest, *, stream: bool
+    ) -> AsyncIterator[StreamChunk]:
+        api, body = self._payload(request, stream=stream)
+        started, seconds = time.perf_counter(), request.timeout or self.timeout
         kind = responses.Assembly if api == RESPONSES else _Assembly
         answer = kind(body["model"], provider=self.provider)
-        try:
-            async with aclosing(self._chat.stream(api, body, self._timeout(request))) as events:
-                async for event in events:
-                    if delta := answer.feed(event):
-                        yield StreamChunk(delta=delta)
-        except ProviderError:
-            # An error after the answer said it was finished (OpenRouter sends one after a
-            # `length` finish) cannot take the answer back: keep it. Before that, it stands.
-            if not answer.finished:
-                raise
+        if not stream:
+            answer.whole(await self._chat.request(api, body, seconds))
+        else:
+            try:
+                async with aclosing(self._chat.stream(api, body, seconds)) as events:
+                    async for event in events:
+                        if delta := answer.feed(event):
+                            yield StreamChunk(delta=delta)
+            except ProviderError:
+                # An error after the answer said it was finished (OpenRouter sends one after
+                # a `length` finish) cannot take the answer back: keep it. Before, it stands.
+                if not answer.finished:
+                    raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 
@@ -229,30 +188,18 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
     if m.role == "assistant" and m.tool_calls:
-        return {
-            "role": "assistant",
-            "content": m.content or None,
-            "tool_calls": [
-                {
-                    "id": tc.id,
-                    "type": "function",
-                    "function": {"name": tc.name, "arguments": json.dumps(dict(tc.arguments))},
-                }
-                for tc in m.tool_calls
-            ],
-        }
+        calls = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": args}}
+            for c in m.tool_calls
+            for args in [json.dumps(dict(c.arguments))]
+        ]
+        return {"role": "assistant", "content": m.content or None, "tool_calls": calls}
     return {"role": m.role, "content": m.content}
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": t.name,
-            "description": t.description,
-            "parameters": dict(t.parameters),
-        },
-    }
+    flat = responses.function_tool(t)  # Chat Completions nests it under `function`
+    return {"type": flat.pop("type"), "function": flat}
 
 
 def _tool_choice(choice: str) -> Any:
@@ -262,20 +209,6 @@ def _tool_choice(choice: str) -> Any:
 
 
 # -- responses in ----------------------------------------------------------------------------
-def _completion(
-    data: Mapping[str, Any],
-    request: CompletionRequest,
-    model: str,
-    latency: float,
-    *,
-    provider: str,
-) -> Completion:
-    """A non-streamed response object as our Completion."""
-    answer = _Assembly(model, provider=provider)
-    answer.whole(data)
-    return answer.completion(request, latency)
-
-
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
     for choice in choices or ():
@@ -316,23 +249,6 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
         )
 
 
-def _citations(
-    request: CompletionRequest, annotations: Any
-) -> tuple[tuple[Source, ...], tuple[ServerToolCall, ...]]:
-    """``url_citation`` annotations as sources; with web search asked for, one reported
-    search (Chat Completions does not say what was searched, nor how often)."""
-    pairs = [
-        (str(c.get("url") or ""), str(c.get("title") or ""))
-        for a in annotations or ()
-        if isinstance(a, Mapping) and a.get("type") == "url_citation"
-        for c in [a.get("url_citation") or {}]
-    ]
-    if not request.native_tools:
-        return unique_sources(pairs), ()
-    search = ServerToolCall(id="web_search", name="web_search", output=results_text(pairs))
-    return unique_sources(pairs), (search,)
-
-
 class _Assembly:
     """An answer put together chunk by chunk (or from a whole response): text, reasoning,
     tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
@@ -368,37 +284,30 @@ class _Assembly:
             return ""
         self.model = chunk.get("model") or self.model
         self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
-        usage = chunk.get("usage")
-        if usage is not None:
-            self.usage = _usage(usage)
+        if (usage := chunk.get("usage")) is not None:
+            self.usage = responses.usage(usage)
         choice = _first_choice(chunk.get("choices"))
         if choice is None:
             return ""
         delta = choice.get("delta") or {}
         self.annotations.extend(delta.get("annotations") or ())
-        thought = _reasoning(delta)
-        if thought:
+        if thought := _reasoning(delta):
             self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
-            slot = self.calls.setdefault(tc.get("index", 0), dict.fromkeys(_CALL_FIELDS, ""))
+            slot = self.calls.setdefault(
+                tc.get("index", 0), dict.fromkeys(("id", "name", "arguments"), "")
+            )
             if tc.get("id"):
                 slot["id"] = tc["id"]
-            function = tc.get("function")
-            if function is not None:
-                slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
-                arguments = function.get("arguments") or ""
-                slot["arguments"] += (
-                    arguments if isinstance(arguments, str) else json.dumps(arguments)
-                )
-            elif (custom := tc.get("custom")) is not None:  # free text, not JSON
-                slot.update(name=str(custom.get("name") or ""), raw=str(custom.get("input") or ""))
+            function = tc.get("function") or {}
+            slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
+            arguments = function.get("arguments") or ""
+            slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
-        content = delta.get("content")
-        if content:
+        if content := delta.get("content"):
             self.text.append(content)
-            return str(content)
-        return ""
+        return str(content or "")
 
     @property
     def finished(self) -> bool:
@@ -408,25 +317,33 @@ class _Assembly:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
         if self.finish is None and not self.done:
             raise stream_incomplete(self.provider)
-        calls = tuple(
+        calls = [
             ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c.get("raw", c["arguments"])),
+                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
                 name=c["name"],
-                arguments={"_raw": c["raw"]} if "raw" in c else parse_arguments(c["arguments"]),
+                arguments=parse_arguments(c["arguments"]),
             )
             for i, c in sorted(self.calls.items())
-        )
-        text = "".join(self.text)
-        sources, searches = _citations(request, self.annotations)
-        return Completion(
-            text=text,
+        ]
+        pairs = [
+            (str(c.get("url") or ""), str(c.get("title") or ""))
+            for a in self.annotations
+            if isinstance(a, Mapping) and a.get("type") == "url_citation"
+            for c in [a.get("url_citation") or {}]
+        ]
+        return answer(
+            request,
+            "".join(self.text),
+            usage=self.usage,
+            finish=_FINISH.get(self.finish or "stop", "other"),
+            calls=calls,
+            found=pairs,
             model=self.model,
-            usage=usage_or_estimate(self.usage, request, text),
-            finish_reason=_finish(self.finish or "stop", bool(calls)),
-            tool_calls=calls,
             latency=latency,
-            sources=sources,
-            server_calls=searches,
+            # Chat Completions does not say what was searched, nor how often: one search.
+            server_calls=(ServerToolCall("web_search", "web_search", output=results_text(pairs)),)
+            if request.native_tools
+            else (),
             reasoning="".join(self.reasoning),
         )
 
@@ -440,16 +357,6 @@ def _name_so_far(name: str, piece: str) -> str:
     if name.endswith(piece):
         return name
     return name + piece
-
-
-def _usage(usage: Mapping[str, Any] | None) -> Usage:
-    if not usage:
-        return Usage()
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-
-
-def _finish(reason: str | None, has_tool_calls: bool) -> str:
-    return normalise_finish(_FINISH.get(reason or "", "other"), has_tool_calls=has_tool_calls)
 
 
 # -- OpenAI-compatible presets ---------------------------------------------------------------

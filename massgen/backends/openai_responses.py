@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from massgen.backends._common import (
-    normalise_finish,
+    answer,
     parse_arguments,
     results_text,
-    unique_sources,
-    usage_or_estimate,
 )
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
@@ -40,25 +38,15 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "call_id": m.tool_call_id or "",
-                    "output": m.content,
-                }
-            )
+            items.append({"type": "function_call_output", "output": m.content})
+            items[-1]["call_id"] = m.tool_call_id or ""
             continue
         if m.role != "assistant" or not m.tool_calls or m.content:
             items.append({"role": m.role, "content": m.content})
         for call in m.tool_calls if m.role == "assistant" else ():
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": call.id,
-                    "name": call.name,
-                    "arguments": json.dumps(dict(call.arguments)),
-                }
-            )
+            arguments = json.dumps(dict(call.arguments))
+            items.append({"type": "function_call", "call_id": call.id, "name": call.name})
+            items[-1]["arguments"] = arguments
     return items
 
 
@@ -79,76 +67,18 @@ def tool_choice(choice: str) -> Any:
 
 
 # -- responses in ----------------------------------------------------------------------------
-def completion(
-    data: Mapping[str, Any],
-    request: CompletionRequest,
-    model: str,
-    latency: float,
-    *,
-    provider: str,
-) -> Completion:
-    """A finished response object as our Completion; a failed one raises."""
-    if data.get("status") == "failed":
-        raise response_error(data.get("error"), provider=provider)
-    texts: list[str] = []
-    cited: list[tuple[str, str]] = []
-    calls: list[ToolCall] = []
-    searches: list[ServerToolCall] = []
-    found: list[tuple[str, str]] = []
-    thoughts: list[str] = []
-    for item in data.get("output") or ():
-        kind = item.get("type")
-        if kind == "reasoning":
-            thoughts += _reasoning_texts(item)
-        elif kind == "message":
-            for part in item.get("content") or ():
-                if part.get("type") == "output_text":
-                    texts.append(str(part.get("text") or ""))
-                    cited += _citations(part.get("annotations"))
-        elif kind == "function_call":
-            calls.append(
-                ToolCall(
-                    id=str(item.get("call_id") or item.get("id") or ""),
-                    name=str(item.get("name") or ""),
-                    arguments=parse_arguments(item.get("arguments")),
-                )
-            )
-        elif kind == "web_search_call":
-            pairs = _action_sources(item.get("action"))
-            found += pairs
-            searches.append(_search(item, pairs))
-    if searches and searches[-1].ok and cited and not found:
-        # The provider did not list what the searches found: report what the answer cites.
-        searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
-    text = "".join(texts)
-    return Completion(
-        text=text,
-        model=str(data.get("model") or model),
-        usage=usage_or_estimate(_usage(data.get("usage")), request, text),
-        finish_reason=_finish(data, bool(calls)),
-        tool_calls=tuple(calls),
-        latency=latency,
-        sources=unique_sources([*cited, *found]),
-        server_calls=tuple(searches),
-        reasoning="\n\n".join(thoughts),
-    )
-
-
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
     """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
     the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
-    summary = [
-        str(part.get("text") or "")
-        for part in item.get("summary") or ()
-        if isinstance(part, Mapping) and part.get("text")
-    ]
-    if summary:
-        return summary
-    return [
-        str(part.get("text") or "")
-        for part in item.get("content") or ()
-        if isinstance(part, Mapping) and part.get("type") == "reasoning_text" and part.get("text")
-    ]
+
+    def texts(parts: Any, kind: str | None) -> list[str]:
+        return [
+            str(p["text"])
+            for p in parts or ()
+            if isinstance(p, Mapping) and p.get("text") and kind in (None, p.get("type"))
+        ]
+
+    return texts(item.get("summary"), None) or texts(item.get("content"), "reasoning_text")
 
 
 class Assembly:
@@ -163,6 +93,9 @@ class Assembly:
         """Reasoning summary parts by (item, part), from their ``.done`` events."""
         self.final: Mapping[str, Any] | None = None
         self.finished = False  # an error event, even after the final response, is raised
+
+    def whole(self, data: Mapping[str, Any]) -> None:
+        self.final = data
 
     def feed(self, event: Mapping[str, Any]) -> str:
         """Take one event in; return its text delta ("" if it has none)."""
@@ -183,14 +116,55 @@ class Assembly:
         return ""
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        if self.final is None:
+        """The final (or whole) response as our Completion; a failed one raises."""
+        data = self.final
+        if data is None:  # the stream was cut off
             raise stream_incomplete(self.provider)
-        done = completion(self.final, request, self.model, latency, provider=self.provider)
-        if not done.text and self.text:  # a server that leaves the final output empty
-            done = dataclasses.replace(done, text="".join(self.text))
-        if not done.reasoning and self.summaries:  # nor the reasoning items' summaries
-            done = dataclasses.replace(done, reasoning="\n\n".join(self.summaries.values()))
-        return done
+        if data.get("status") == "failed":
+            raise response_error(data.get("error"), provider=self.provider)
+        texts: list[str] = []
+        cited: list[tuple[str, str]] = []
+        calls: list[ToolCall] = []
+        searches: list[ServerToolCall] = []
+        found: list[tuple[str, str]] = []
+        thoughts: list[str] = []
+        for item in data.get("output") or ():
+            kind = item.get("type")
+            if kind == "reasoning":
+                thoughts += _reasoning_texts(item)
+            elif kind == "message":
+                for part in item.get("content") or ():
+                    if part.get("type") == "output_text":
+                        texts.append(str(part.get("text") or ""))
+                        cited += _pairs(part.get("annotations"), "url_citation")
+            elif kind == "function_call":
+                calls.append(
+                    ToolCall(
+                        id=str(item.get("call_id") or item.get("id") or ""),
+                        name=str(item.get("name") or ""),
+                        arguments=parse_arguments(item.get("arguments")),
+                    )
+                )
+            elif kind == "web_search_call":
+                action = item.get("action")
+                pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
+                found += pairs
+                searches.append(_search(item, pairs))
+        if searches and searches[-1].ok and cited and not found:
+            # The provider did not list what the searches found: report what the answer cites.
+            searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
+        return answer(  # a server may leave the final output or its reasoning items empty
+            request,
+            "".join(texts) or "".join(self.text),
+            usage=usage(data.get("usage")),
+            finish=_finish(data),
+            calls=calls,
+            found=[*cited, *found],
+            model=str(data.get("model") or self.model),
+            latency=latency,
+            server_calls=tuple(searches),
+            reasoning="\n\n".join(thoughts or self.summaries.values()),
+        )
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
@@ -201,21 +175,12 @@ def response_error(error: Any, *, provider: str) -> ProviderError:
     return error_in_body(error, provider=provider, default_status=400)
 
 
-def _citations(annotations: Any) -> list[tuple[str, str]]:
+def _pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
+    """``(url, title)`` of annotations of ``kind`` (or of every source, with ``None``)."""
     return [
         (str(a.get("url") or ""), str(a.get("title") or ""))
-        for a in annotations or ()
-        if isinstance(a, Mapping) and a.get("type") == "url_citation"
-    ]
-
-
-def _action_sources(action: Any) -> list[tuple[str, str]]:
-    if not isinstance(action, Mapping):
-        return []
-    return [
-        (str(s.get("url") or ""), str(s.get("title") or ""))
-        for s in action.get("sources") or ()
-        if isinstance(s, Mapping)
+        for a in items or ()
+        if isinstance(a, Mapping) and kind in (None, a.get("type"))
     ]
 
 
@@ -230,25 +195,23 @@ def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerTool
         if action.get("type") not in (None, "search"):
             arguments["action"] = action["type"]
     status = str(item.get("status") or "completed")
-    ok = status == "completed"
+    ok, call_id = status == "completed", str(item.get("id") or "web_search")
     return ServerToolCall(
-        id=str(item.get("id") or "web_search"),
-        name="web_search",
-        arguments=arguments,
-        ok=ok,
-        output=results_text(pairs) if ok else status,
+        call_id, "web_search", arguments, ok, results_text(pairs) if ok else status
     )
 
 
-def _usage(usage: Any) -> Usage:
-    if not isinstance(usage, Mapping):
+def usage(data: Any) -> Usage:
+    """Usage as Chat Completions (``prompt_tokens``...) or Responses (``input_tokens``...) says."""
+    if not isinstance(data, Mapping):
         return Usage()
-    return Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+    prompt = data.get("prompt_tokens") or data.get("input_tokens") or 0
+    return Usage(int(prompt), int(data.get("completion_tokens") or data.get("output_tokens") or 0))
 
 
-def _finish(data: Mapping[str, Any], has_calls: bool) -> str:
+def _finish(data: Mapping[str, Any]) -> str:
     status = data.get("status")
     if status == "incomplete":
         details = data.get("incomplete_details") or {}
-        return _INCOMPLETE.get(str(details.get("reason") or ""), "other")
-    return normalise_finish("stop" if status == "completed" else "other", has_tool_calls=has_calls)
+        return _INCOMPLETE.get(str(details.get("reason") or ""), "incomplete")
+    return "stop" if status == "completed" else "other"

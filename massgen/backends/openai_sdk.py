@@ -28,11 +28,7 @@ class SDKChatClient:
     def _get_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
             self._client = sdk_client(
-                openai.AsyncOpenAI,
-                openai.DefaultAsyncHttpxClient,
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
+                openai, openai.AsyncOpenAI, self._api_key, self.base_url, self.timeout
             )
         return self._client
 

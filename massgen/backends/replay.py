@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, text_completion
 from massgen.errors import ConfigError
-from massgen.tokens import estimate_request, estimate_text
-from massgen.types import Completion, CompletionRequest, StreamChunk, Usage
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 DEFAULT_REPLY = "This is a replayed answer to: {task}"
 
@@ -75,45 +74,29 @@ class ReplayBackend(Backend):
     def reply_for(self, request: CompletionRequest) -> str:
         """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
         prompt = "\n".join(m.content for m in request.messages)
-        for rule in self.rules:
-            if rule.pattern.search(prompt):
-                return fill(rule.reply, request)
-        if self.replies:
-            reply = self.replies[self._turn % len(self.replies)]
-            self._turn += 1
-            return fill(reply, request)
-        return fill(self.default, request)
-
-    def _completion(self, request: CompletionRequest, text: str, started: float) -> Completion:
-        return Completion(
-            text=text,
-            model=request.model or self.model,
-            usage=Usage(estimate_request(request), estimate_text(text)),
-            finish_reason="stop",
-            latency=time.perf_counter() - started,
-        )
+        reply = next((rule.reply for rule in self.rules if rule.pattern.search(prompt)), None)
+        if reply is None and self.replies:
+            reply, self._turn = self.replies[self._turn % len(self.replies)], self._turn + 1
+        return fill(self.default if reply is None else reply, request)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        started = time.perf_counter()
-        text = self.reply_for(request)
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        return self._completion(request, text, started)
+        async for chunk in self.stream(request):
+            done = chunk.completion
+        assert done is not None
+        return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         """Yield the reply in ``stream_chunk``-sized deltas, spreading ``latency`` over them."""
         started = time.perf_counter()
         text = self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
-        pieces = [text[i : i + size] for i in range(0, len(text), size)]
-        pause = self.latency / max(1, len(pieces))
-        if not pieces and self.latency:
-            await asyncio.sleep(self.latency)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:
-            if pause:
-                await asyncio.sleep(pause)
-            yield StreamChunk(delta=piece)
-        yield StreamChunk(completion=self._completion(request, text, started))
+            if self.latency:
+                await asyncio.sleep(self.latency / len(pieces))
+            if piece:
+                yield StreamChunk(delta=piece)
+        yield StreamChunk(completion=await text_completion(self, request, text, started))
 
 
 def fill(reply: str, request: CompletionRequest) -> str:
@@ -125,10 +108,7 @@ def fill(reply: str, request: CompletionRequest) -> str:
 
         def label(match: re.Match[str]) -> str:
             needle = match.group(1).strip().casefold()
-            for name, body in blocks:
-                if needle in body.casefold():
-                    return str(name)
-            return "A"
+            return next((str(name) for name, body in blocks if needle in body.casefold()), "A")
 
         reply = _LABEL_TEMPLATE.sub(label, reply)
     if "{task}" in reply:
@@ -138,11 +118,8 @@ def fill(reply: str, request: CompletionRequest) -> str:
 
 def task_line(request: CompletionRequest) -> str:
     """The first line of the last user message."""
-    for m in reversed(request.messages):
-        if m.role == "user":
-            lines = m.content.strip().splitlines()
-            return lines[0].strip() if lines else ""
-    return ""
+    user = next((m.content.strip() for m in reversed(request.messages) if m.role == "user"), "")
+    return user.splitlines()[0].strip() if user else ""
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
