@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.connection import AbstractConnection
 
 from massgen.errors import (
     AgentIdTaken,
@@ -102,10 +103,6 @@ def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
         return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
 
 
-def _raw(response: Any, **options: Any) -> Any:
-    return response
-
-
 def _streams(got: Any) -> Any:
     """``(key, entries)`` pairs of a raw stream read: a map in RESP3, a list in RESP2."""
     return got.items() if isinstance(got, dict) else got or ()
@@ -136,11 +133,11 @@ class RedisTransport:
         self.keys = Keys(prefix)
         self._lease = RedisLease(url, **options)
         self._reply_timeout = float(options.get("reply_timeout", REPLY_TIMEOUT))
-        self._pipe = Pipeliner(lambda: self._lease.client, self._read)
+        self._pipe = Pipeliner(lambda: self._lease.client, self._exchange)
         self._cursors: dict[str, bytes | str] = {}
         self._records: dict[tuple[bytes, bytes], AgentRecord] = {}  # by (json, expiry)
         self._inbox_keys: dict[str, str] = {}
-        self._readers: dict[str, aioredis.Redis] = {}
+        self._readers: dict[str, AbstractConnection] = {}
         self._reply_cursor: dict[str, bytes | str] = {}
         self._reply_reads: dict[str, int] = {}
         self._reply_trim: dict[str, bytes] = {}  # trim up to this id before the next read
@@ -175,41 +172,47 @@ class RedisTransport:
         finally:
             await probe.aclose()
 
-    async def _reader(self, name: str) -> aioredis.Redis:
-        """A client holding one connection of the shared pool, for one blocking reader or the
-        single commands (no checkout per command). Its calls are timed here: redis-py's own
-        socket timeout starts a task per command."""
-        r = self._readers.get(name)
-        if r is None:
-            pool = self.client.connection_pool
-            r = aioredis.Redis(connection_pool=pool, single_connection_client=True)
-            await r.initialize()
-            assert r.connection is not None
-            r.connection.socket_timeout = None
-            for command in ("XREADGROUP", "XREAD"):  # raw entries: no dict per message
-                r.set_response_callback(command, _raw)
-            self._readers[name] = r
-        return r
-
-    async def _read(self, name: str, wait: float, *args: Any) -> Any:
-        """One command on its own connection (``wait``: its blocking time); no reply in time is a
-        TimeoutError."""
+    async def _exchange(self, name: str, wait: float, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """``commands`` in one write on the connection held for ``name`` (a blocking reader, or
+        ``""``: the single commands), raw replies, error replies as exception objects; ``wait``:
+        the blocking time. Timed here (redis-py's socket timeout starts a task per read);
+        no reply in time is a TimeoutError and the connection is dropped."""
         try:
             async with asyncio.timeout(max(wait, 0.0) + self._reply_timeout):
-                r = self._readers.get(name) or await self._reader(name)
-                return await r.execute_command(*args)
+                conn = self._readers.get(name)
+                if conn is None:
+                    conn = await self.client.connection_pool.get_connection()
+                    conn.socket_timeout = None
+                    self._readers[name] = conn
+
+                async def once() -> list[Any]:
+                    await conn.send_packed_command(conn.pack_commands(commands), False)
+                    out: list[Any] = []
+                    for _ in commands:
+                        try:
+                            out.append(await conn.read_response())
+                        except rexc.ResponseError as e:
+                            out.append(e)
+                    return out
+
+                return await conn.retry.call_with_retry(once, lambda _: conn.disconnect())
         except TimeoutError:
             await self._drop_reader(name)  # a reply may still come: never reuse the connection
             raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
 
+    async def _read(self, name: str, wait: float, *args: Any) -> Any:
+        [reply] = await self._exchange(name, wait, [args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     async def _drop_reader(self, name: str) -> None:
-        r = self._readers.pop(name, None)
-        if r is not None:
-            if r.connection is not None:  # back to the pool as the others are
-                r.connection.socket_timeout = r.connection_pool.connection_kwargs.get(
-                    "socket_timeout"
-                )
-            await r.aclose()
+        conn = self._readers.pop(name, None)
+        if conn is not None:  # back to the pool as the others are, without a pending reply
+            await conn.disconnect()
+            pool = self.client.connection_pool
+            conn.socket_timeout = pool.connection_kwargs.get("socket_timeout")
+            await pool.release(conn)
 
     async def close(self) -> None:
         await self._pipe.aclose()
