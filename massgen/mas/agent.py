@@ -313,9 +313,17 @@ class Agent(Inbox):
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
-            await self._deliver([self._seal(msg)])
+            env, sent = self._seal(msg), None
+            if self._reply_idle.is_set() and not self.use_gateway:
+                sent = asyncio.get_running_loop().create_future()  # stored with the next read
+                self._outbox.append((env, sent))
+                self._outbox_wake.set()
+            else:
+                await self._deliver([env])
             try:
                 async with asyncio.timeout(timeout):
+                    if sent is not None:
+                        await sent
                     reply = await fut
                 committing = _COMMITTING.get(msg.id)
                 if committing is not None:  # the answering agent runs in this process

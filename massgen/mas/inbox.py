@@ -58,6 +58,9 @@ class Inbox:
         self._answered: set[EntryId] = set()  # requests whose reply commit acknowledged them
         self._ack_wake = asyncio.Event()
         self._reclaim_wake = asyncio.Event()
+        self._outbox: list[tuple[Envelope, asyncio.Future[None]]] = []  # see _reply_loop
+        self._outbox_wake = asyncio.Event()
+        self._reply_idle = asyncio.Event()
         self._since_trim = 0
 
     async def on_message(self, message: AgentMessage) -> None:
@@ -361,25 +364,51 @@ class Inbox:
                 log.warning("agent %s: heartbeat failed: %s", self.id, e)
 
     async def _reply_loop(self) -> None:
-        """Hand each reply to the request waiting for it."""
-        while True:
-            try:
-                replies = await self._transport.read_replies(
-                    self.instance_id, block=self.settings.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            for env in replies:
-                waiting = self._waiting.get(env.message.correlation_id or "")
-                if waiting is None:
-                    continue  # a late duplicate, or a request we gave up on
-                fut, target = waiting
-                if not fut.done() and self._accept_reply(env, target):
-                    fut.set_result(env.message)
-            if replies:
-                await asyncio.sleep(0)  # let the requesters resume before the next read
+        """Hand each reply to the request waiting for it. Idle when none waits: the next
+        request's message then goes out with the read (``_outbox``), in one round trip."""
+        try:
+            while True:
+                if not self._waiting and not self._outbox:
+                    self._reply_idle.set()
+                    await self._outbox_wake.wait()
+                self._reply_idle.clear()
+                self._outbox_wake.clear()
+                sends, self._outbox = self._outbox, []
+                try:
+                    replies = await self._transport.read_replies(
+                        self.instance_id,
+                        block=self.settings.block,
+                        send=[env for env, _ in sends],
+                    )
+                except TransportError as e:
+                    for _, sent in sends:
+                        if not sent.done():
+                            sent.set_exception(e)
+                            sent.exception()  # the requester sees it; nobody else logs it
+                    log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
+                    await asyncio.sleep(_RETRY_PAUSE)
+                    continue
+                for _, sent in sends:
+                    if not sent.done():
+                        sent.set_result(None)
+                self._hand_replies(replies)
+                if replies and self._waiting:
+                    await asyncio.sleep(0)  # let the requesters resume before the next read
+        finally:
+            self._reply_idle.clear()
+            for _, sent in self._outbox:
+                sent.cancel()
+            self._outbox = []
+
+    def _hand_replies(self, replies: list[Envelope]) -> None:
+        for env in replies:
+            waiting = self._waiting.get(env.message.correlation_id or "")
+            if waiting is None:
+                continue  # a late duplicate, or a request we gave up on
+            fut, target = waiting
+            if not fut.done() and self._accept_reply(env, target):
+                fut.set_result(env.message)
+                del self._waiting[env.message.correlation_id or ""]  # idle at once if last
 
     def _accept_reply(self, env: Envelope, target: str) -> bool:
         msg = env.message

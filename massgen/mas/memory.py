@@ -442,7 +442,11 @@ class MemoryTransport:
             box.wake.set()
         return CommitResult.COMMITTED
 
-    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+    async def read_replies(
+        self, reply_to: str, *, block: float, send: Sequence[Envelope] = ()
+    ) -> list[Envelope]:
+        if send:
+            await self.send(send)
         box = self.hub.mailbox(reply_to)
         if not box.replies and block > 0:
             box.wake.clear()

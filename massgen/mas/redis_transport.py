@@ -172,7 +172,9 @@ class RedisTransport:
         finally:
             await probe.aclose()
 
-    async def _exchange(self, name: str, wait: float, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def _exchange(
+        self, name: str, wait: float, commands: Sequence[Sequence[Any]]
+    ) -> list[Any]:
         """``commands`` in one write on the connection held for ``name`` (a blocking reader, or
         ``""``: the single commands), raw replies, error replies as exception objects; ``wait``:
         the blocking time. Timed here (redis-py's socket timeout starts a task per read);
@@ -291,17 +293,18 @@ class RedisTransport:
             if "BUSYGROUP" not in str(e):
                 raise
 
+    def _inbox(self, target: str) -> str:
+        key = self._inbox_keys.get(target)
+        if key is None:
+            if len(self._inbox_keys) > 10_000:
+                self._inbox_keys.clear()
+            key = self._inbox_keys[target] = self.keys.inbox(target)
+        return key
+
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         """Stored once this returns; concurrent sends share one command."""
-        cache, keys = self._inbox_keys, []
-        for env in envelopes:
-            key = cache.get(env.message.target_id)
-            if key is None:
-                if len(cache) > 10_000:
-                    cache.clear()
-                key = cache[env.message.target_id] = self.keys.inbox(env.message.target_id)
-            keys.append(key)
-        if keys:
+        if envelopes:
+            keys = [self._inbox(env.message.target_id) for env in envelopes]
             try:
                 await self._pipe.add(keys, [env.blob() for env in envelopes])
             except rexc.RedisError as e:  # not @_mapped: one coroutine less per message
@@ -500,16 +503,23 @@ class RedisTransport:
         )
 
     @_mapped
-    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+    async def read_replies(
+        self, reply_to: str, *, block: float, send: Sequence[Envelope] = ()
+    ) -> list[Envelope]:
         key = self.keys.replies(reply_to)
-        cursor = self._reply_cursor.get(reply_to, "0-0")
+        commands: list[Sequence[Any]] = [
+            ("XADD", self._inbox(e.message.target_id), "*", FIELD, e.blob()) for e in send
+        ]
         trim_to = self._reply_trim.pop(reply_to, None)
         if trim_to is not None:  # before this read: the last one's replies did not wait for it
-            await self._pipe.call("XTRIM", key, "MINID", "~", trim_to)
+            commands.append(("XTRIM", key, "MINID", "~", trim_to))
         wait = ("BLOCK", _ms(block)) if block > 0 else ()
-        got: Any = await self._read(
-            key, block, "XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor
-        )
+        cursor = self._reply_cursor.get(reply_to, "0-0")
+        commands.append(("XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor))
+        *done, got = await self._exchange(key, block, commands)
+        for reply in (*done, got):
+            if isinstance(reply, Exception):
+                raise reply
         out, last = [], None
         for _, entries in _streams(got):
             for eid, fields in entries:
