@@ -25,7 +25,7 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import wire
-from massgen.mas.connect import describe, resolve_transport
+from massgen.mas.connect import Transport, describe, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
@@ -39,7 +39,6 @@ from massgen.mas.transport import (
     AgentStatus,
     CommitResult,
     Envelope,
-    Transport,
 )
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 from massgen.errors import AgentIdTaken, MassGenError, TransportError
+from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict, same_secret
@@ -24,7 +25,6 @@ from massgen.mas.transport import (
     Delivery,
     EntryId,
     Envelope,
-    Transport,
 )
 
 log = logging.getLogger("massgen.mas.agent")

@@ -132,7 +132,7 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
+    """:data:`~massgen.mas.connect.Transport` over a :class:`MemoryHub`."""
 
     where = "the in-process bus"
 

@@ -122,7 +122,7 @@ def _older(a: str, b: str) -> bool:
 
 
 class RedisTransport:
-    """:class:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster).
+    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster).
 
     ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``,
     12 by default: about 9 s of reconnecting, enough for a Redis restart)."""

@@ -17,12 +17,12 @@ from types import TracebackType
 from typing import Self
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import describe, resolve_transport
+from massgen.mas.connect import Transport, describe, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.settings import BusSettings
 from massgen.mas.tasks import cancel_and_wait
-from massgen.mas.transport import AgentRecord, EntryId, InboxStats, Transport
+from massgen.mas.transport import AgentRecord, EntryId, InboxStats
 
 log = logging.getLogger(__name__)
 
