@@ -333,14 +333,7 @@ class Inbox:
         s = self.settings
         room = max(s.batch, self.concurrency) - len(self._inflight)
         if room > 0:
-            got = await self._transport.reclaim(
-                self.id,
-                self.instance_id,
-                lease=s.lease,
-                max_deliveries=s.max_deliveries,
-                count=room,
-                dlq_maxlen=s.dlq_maxlen,
-            )
+            got = await self._transport.reclaim(self.id, self.instance_id, s, room)
             if got:
                 log.info("agent %s reclaimed %d message(s)", self.id, len(got))
                 await self._admit(got)

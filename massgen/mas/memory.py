@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import AgentIdTaken
 from massgen.mas.message import AgentMessage
+from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -311,15 +312,9 @@ class MemoryTransport:
             box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, count)
 
     async def reclaim(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
+        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
         box = self.hub.inbox(agent_id)
         now = self.hub.clock()
         out: list[Delivery] = []
@@ -372,15 +367,9 @@ class MemoryTransport:
         return out
 
     async def reclaim_orphans(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
+        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
         hub = self.hub
         box = hub.inbox(agent_id)
         now = hub.clock()

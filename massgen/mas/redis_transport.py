@@ -27,6 +27,7 @@ from massgen.errors import (
 from massgen.mas import scripts, wire
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
+from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -375,20 +376,13 @@ class RedisTransport:
 
     @_mapped
     async def reclaim(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
         cursor = self._cursors.get(agent_id, "0-0")
         flat = await self._pipe.script(
             scripts.RECLAIM,
             [self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
-            [GROUP, consumer, _idle_ms(lease), cursor, count, max_deliveries, dlq_maxlen],
+            [GROUP, consumer, _idle_ms(s.lease), cursor, count, s.max_deliveries, s.dlq_maxlen],
         )
         self._cursors[agent_id] = flat[0]
         return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
@@ -459,21 +453,14 @@ class RedisTransport:
 
     @_mapped
     async def reclaim_orphans(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        handback = _ms(max(lease, HANDBACK_IDLE))
-        args = [GROUP, agent_id, consumer, _idle_ms(lease), max_deliveries, dlq_maxlen, count]
+        args = [GROUP, agent_id, consumer, _idle_ms(s.lease), s.max_deliveries, s.dlq_maxlen]
+        handback = _ms(max(s.lease, HANDBACK_IDLE))
         try:
             released, dead, holders = await self._pipe.script(
-                scripts.ORPHANS, keys, [*args, handback]
+                scripts.ORPHANS, keys, [*args, count, handback]
             )
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):

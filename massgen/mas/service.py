@@ -155,12 +155,7 @@ class MASService:
         s = self.settings
         while True:
             got = await self._transport.reclaim_orphans(
-                agent_id,
-                SERVICE_CONSUMER,
-                lease=s.lease,
-                max_deliveries=s.max_deliveries,
-                count=_ORPHAN_BATCH,
-                dlq_maxlen=s.dlq_maxlen,
+                agent_id, SERVICE_CONSUMER, s, _ORPHAN_BATCH
             )
             holders = ", ".join(got.holders)
             if got.released:
