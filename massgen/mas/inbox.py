@@ -169,9 +169,7 @@ class Inbox:
         if not others:
             return False
         s = self.settings
-        await self._transport.release(
-            self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
-        )
+        await self._transport.release(self.id, self.instance_id, d.entry_id, s.lease, True)
         self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
         if d.entry_id not in self._handed_back:
             if len(self._handed_back) > 10_000:
@@ -251,9 +249,8 @@ class Inbox:
                     self.id, self.instance_id, d, reason, dlq_maxlen=s.dlq_maxlen
                 )
             else:
-                await self._transport.release(
-                    self.id, self.instance_id, d.entry_id, lease=s.lease, delay=s.retry_delay
-                )
+                idle = s.lease - s.retry_delay
+                await self._transport.release(self.id, self.instance_id, d.entry_id, idle)
                 if s.retry_delay <= 0:
                     self._reclaim_wake.set()
                 else:
@@ -297,9 +294,7 @@ class Inbox:
         """Give back unfinished work at once, so a replica need not wait for the lease."""
         for eid in list(self._inflight):
             with contextlib.suppress(MassGenError):
-                await self._transport.release(
-                    self.id, self.instance_id, eid, lease=self.settings.lease, delay=0.0
-                )
+                await self._transport.release(self.id, self.instance_id, eid, self.settings.lease)
         self._inflight.clear()
 
     async def _lease_loop(self) -> None:

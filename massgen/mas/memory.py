@@ -296,20 +296,13 @@ class MemoryTransport:
         return lost
 
     async def release(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId,
-        *,
-        lease: float,
-        delay: float,
-        uncount: bool = False,
+        self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
         box = self.hub.inbox(agent_id)
         held = self._held(box, consumer, entry_id)
         if held is not None:
             count = max(0, held.count - 1) if uncount else held.count
-            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, count)
+            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - idle, count)
 
     async def reclaim(
         self, agent_id: str, consumer: str, s: BusSettings, count: int

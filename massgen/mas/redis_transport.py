@@ -361,17 +361,9 @@ class RedisTransport:
 
     @_mapped
     async def release(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId,
-        *,
-        lease: float,
-        delay: float,
-        uncount: bool = False,
+        self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        idle = max(0, int((lease - delay) * 1000))
-        args = [GROUP, consumer, entry_id, idle, int(uncount)]
+        args = [GROUP, consumer, entry_id, _idle_ms(idle), int(uncount)]
         await self._pipe.script(scripts.RELEASE, [self.keys.inbox(agent_id)], args)
 
     @_mapped

@@ -1,4 +1,4 @@
-"""The one interface between an agent and its bus, and the values it carries.
+"""The contract both transports keep (`connect.Transport` names either), and the values they carry.
 
 ``MemoryTransport`` and ``RedisTransport`` pass one contract suite. ``send`` returns once a
 message is stored (it waits for an offline target); ``fetch`` leases each new message to one
@@ -6,8 +6,9 @@ consumer; ``ack``/``renew``/``release`` end, extend or give up a lease; an expir
 taken over by ``reclaim``, which dead-letters messages past ``max_deliveries``. ``ack`` and
 ``commit_reply`` are fenced: only the lease holder may finish or answer a message (with an
 ``entry_id`` the commit also acknowledges it). ``reclaim_orphans`` hands work of dead
-instances back looking idle for :data:`HANDBACK_IDLE`; ``release(..., uncount=True)`` does
-not count the delivery; ``first_seen`` is ``False`` for a message id that came in another
+instances back looking idle for :data:`HANDBACK_IDLE`; ``release`` makes a held entry look
+idle ``idle`` seconds (a reclaim takes it once that passes the lease; ``uncount=True``: this
+delivery is not counted); ``first_seen`` is ``False`` for a message id that came in another
 entry (a replay); ``read_replies`` first stores ``send`` (a requester's requests: one round
 trip).
 """
