@@ -17,7 +17,7 @@ from massgen.errors import (
     StateError,
 )
 from massgen.mas.agent import Agent, agents_from_records
-from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV, resolve_transport
+from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV, Transport, resolve_transport
 from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
@@ -33,7 +33,6 @@ from massgen.mas.transport import (
     Envelope,
     InboxStats,
     Orphans,
-    Transport,
 )
 
 if TYPE_CHECKING:

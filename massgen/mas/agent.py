@@ -25,7 +25,7 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import wire
-from massgen.mas.connect import describe, resolve_transport
+from massgen.mas.connect import Transport, describe, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
@@ -39,7 +39,6 @@ from massgen.mas.transport import (
     AgentStatus,
     CommitResult,
     Envelope,
-    Transport,
 )
 
 if TYPE_CHECKING:
@@ -313,9 +312,17 @@ class Agent(Inbox):
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
-            await self._deliver([self._seal(msg)])
+            env, sent = self._seal(msg), None
+            if self._reply_idle.is_set() and not self.use_gateway:
+                sent = asyncio.get_running_loop().create_future()  # stored with the next read
+                self._outbox.append((env, sent))
+                self._outbox_wake.set()
+            else:
+                await self._deliver([env])
             try:
                 async with asyncio.timeout(timeout):
+                    if sent is not None:
+                        await sent
                     reply = await fut
                 committing = _COMMITTING.get(msg.id)
                 if committing is not None:  # the answering agent runs in this process

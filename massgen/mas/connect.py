@@ -4,10 +4,17 @@ agents, so processes meet with no wiring), the in-process bus when asked for."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, TypeAlias
 
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub, MemoryTransport
-from massgen.mas.transport import Transport
+
+if TYPE_CHECKING:
+    from massgen.mas.redis_transport import RedisTransport
+
+Transport: TypeAlias = "MemoryTransport | RedisTransport"
+"""What an agent needs of a bus (registry, inboxes with leases, replies, state): both kinds
+pass one contract suite (tests/mas/test_contract.py), and mypy checks each call on both."""
 
 REDIS_URL_ENV = "MASSGEN_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://localhost:6379"

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 from massgen.errors import AgentIdTaken, MassGenError, TransportError
+from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict, same_secret
@@ -24,7 +25,6 @@ from massgen.mas.transport import (
     Delivery,
     EntryId,
     Envelope,
-    Transport,
 )
 
 log = logging.getLogger("massgen.mas.agent")
@@ -58,6 +58,9 @@ class Inbox:
         self._answered: set[EntryId] = set()  # requests whose reply commit acknowledged them
         self._ack_wake = asyncio.Event()
         self._reclaim_wake = asyncio.Event()
+        self._outbox: list[tuple[Envelope, asyncio.Future[None]]] = []  # see _reply_loop
+        self._outbox_wake = asyncio.Event()
+        self._reply_idle = asyncio.Event()
         self._since_trim = 0
 
     async def on_message(self, message: AgentMessage) -> None:
@@ -166,9 +169,7 @@ class Inbox:
         if not others:
             return False
         s = self.settings
-        await self._transport.release(
-            self.id, self.instance_id, d.entry_id, lease=s.lease, delay=0.0, uncount=True
-        )
+        await self._transport.release(self.id, self.instance_id, d.entry_id, s.lease, True)
         self._defer_until = asyncio.get_running_loop().time() + s.reclaim_every
         if d.entry_id not in self._handed_back:
             if len(self._handed_back) > 10_000:
@@ -248,9 +249,8 @@ class Inbox:
                     self.id, self.instance_id, d, reason, dlq_maxlen=s.dlq_maxlen
                 )
             else:
-                await self._transport.release(
-                    self.id, self.instance_id, d.entry_id, lease=s.lease, delay=s.retry_delay
-                )
+                idle = s.lease - s.retry_delay
+                await self._transport.release(self.id, self.instance_id, d.entry_id, idle)
                 if s.retry_delay <= 0:
                     self._reclaim_wake.set()
                 else:
@@ -294,9 +294,7 @@ class Inbox:
         """Give back unfinished work at once, so a replica need not wait for the lease."""
         for eid in list(self._inflight):
             with contextlib.suppress(MassGenError):
-                await self._transport.release(
-                    self.id, self.instance_id, eid, lease=self.settings.lease, delay=0.0
-                )
+                await self._transport.release(self.id, self.instance_id, eid, self.settings.lease)
         self._inflight.clear()
 
     async def _lease_loop(self) -> None:
@@ -330,14 +328,7 @@ class Inbox:
         s = self.settings
         room = max(s.batch, self.concurrency) - len(self._inflight)
         if room > 0:
-            got = await self._transport.reclaim(
-                self.id,
-                self.instance_id,
-                lease=s.lease,
-                max_deliveries=s.max_deliveries,
-                count=room,
-                dlq_maxlen=s.dlq_maxlen,
-            )
+            got = await self._transport.reclaim(self.id, self.instance_id, s, room)
             if got:
                 log.info("agent %s reclaimed %d message(s)", self.id, len(got))
                 await self._admit(got)
@@ -361,25 +352,51 @@ class Inbox:
                 log.warning("agent %s: heartbeat failed: %s", self.id, e)
 
     async def _reply_loop(self) -> None:
-        """Hand each reply to the request waiting for it."""
-        while True:
-            try:
-                replies = await self._transport.read_replies(
-                    self.instance_id, block=self.settings.block
-                )
-            except TransportError as e:
-                log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            for env in replies:
-                waiting = self._waiting.get(env.message.correlation_id or "")
-                if waiting is None:
-                    continue  # a late duplicate, or a request we gave up on
-                fut, target = waiting
-                if not fut.done() and self._accept_reply(env, target):
-                    fut.set_result(env.message)
-            if replies:
-                await asyncio.sleep(0)  # let the requesters resume before the next read
+        """Hand each reply to the request waiting for it. Idle when none waits: the next
+        request's message then goes out with the read (``_outbox``), in one round trip."""
+        try:
+            while True:
+                if not self._waiting and not self._outbox:
+                    self._reply_idle.set()
+                    await self._outbox_wake.wait()
+                self._reply_idle.clear()
+                self._outbox_wake.clear()
+                sends, self._outbox = self._outbox, []
+                try:
+                    replies = await self._transport.read_replies(
+                        self.instance_id,
+                        block=self.settings.block,
+                        send=[env for env, _ in sends],
+                    )
+                except TransportError as e:
+                    for _, sent in sends:
+                        if not sent.done():
+                            sent.set_exception(e)
+                            sent.exception()  # the requester sees it; nobody else logs it
+                    log.warning("agent %s: reading replies failed, retrying: %s", self.id, e)
+                    await asyncio.sleep(_RETRY_PAUSE)
+                    continue
+                for _, sent in sends:
+                    if not sent.done():
+                        sent.set_result(None)
+                self._hand_replies(replies)
+                if replies and self._waiting:
+                    await asyncio.sleep(0)  # let the requesters resume before the next read
+        finally:
+            self._reply_idle.clear()
+            for _, sent in self._outbox:
+                sent.cancel()
+            self._outbox = []
+
+    def _hand_replies(self, replies: list[Envelope]) -> None:
+        for env in replies:
+            waiting = self._waiting.get(env.message.correlation_id or "")
+            if waiting is None:
+                continue  # a late duplicate, or a request we gave up on
+            fut, target = waiting
+            if not fut.done() and self._accept_reply(env, target):
+                fut.set_result(env.message)
+                del self._waiting[env.message.correlation_id or ""]  # idle at once if last
 
     def _accept_reply(self, env: Envelope, target: str) -> bool:
         msg = env.message

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import AgentIdTaken
 from massgen.mas.message import AgentMessage
+from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -132,7 +133,7 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:class:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
+    """:data:`~massgen.mas.connect.Transport` over a :class:`MemoryHub`."""
 
     where = "the in-process bus"
 
@@ -295,31 +296,18 @@ class MemoryTransport:
         return lost
 
     async def release(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId,
-        *,
-        lease: float,
-        delay: float,
-        uncount: bool = False,
+        self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
         box = self.hub.inbox(agent_id)
         held = self._held(box, consumer, entry_id)
         if held is not None:
             count = max(0, held.count - 1) if uncount else held.count
-            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - lease + delay, count)
+            box.leases[entry_id] = _Lease(consumer, self.hub.clock() - idle, count)
 
     async def reclaim(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
+        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
         box = self.hub.inbox(agent_id)
         now = self.hub.clock()
         out: list[Delivery] = []
@@ -372,15 +360,9 @@ class MemoryTransport:
         return out
 
     async def reclaim_orphans(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
+        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
         hub = self.hub
         box = hub.inbox(agent_id)
         now = hub.clock()
@@ -442,7 +424,11 @@ class MemoryTransport:
             box.wake.set()
         return CommitResult.COMMITTED
 
-    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+    async def read_replies(
+        self, reply_to: str, *, block: float, send: Sequence[Envelope] = ()
+    ) -> list[Envelope]:
+        if send:
+            await self.send(send)
         box = self.hub.mailbox(reply_to)
         if not box.replies and block > 0:
             box.wake.clear()

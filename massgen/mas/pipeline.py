@@ -91,10 +91,7 @@ class Pipeliner:
 
     async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
         if len(commands) == 1:  # the latency path: one held connection, no pipeline object
-            try:
-                return [await self._held("", 0.0, *self._command(commands[0]))]
-            except rexc.ResponseError as e:
-                return [e]
+            return list(await self._held("", 0.0, [self._command(commands[0])]))
         pipe = self._client().pipeline(transaction=False)
         for c in commands:
             pipe.execute_command(*self._command(c))

@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
+from redis.asyncio.connection import AbstractConnection
 
 from massgen.errors import (
     AgentIdTaken,
@@ -26,6 +27,7 @@ from massgen.errors import (
 from massgen.mas import scripts, wire
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
+from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -102,10 +104,6 @@ def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
         return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
 
 
-def _raw(response: Any, **options: Any) -> Any:
-    return response
-
-
 def _streams(got: Any) -> Any:
     """``(key, entries)`` pairs of a raw stream read: a map in RESP3, a list in RESP2."""
     return got.items() if isinstance(got, dict) else got or ()
@@ -125,7 +123,7 @@ def _older(a: str, b: str) -> bool:
 
 
 class RedisTransport:
-    """:class:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster).
+    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster).
 
     ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``,
     12 by default: about 9 s of reconnecting, enough for a Redis restart)."""
@@ -136,11 +134,11 @@ class RedisTransport:
         self.keys = Keys(prefix)
         self._lease = RedisLease(url, **options)
         self._reply_timeout = float(options.get("reply_timeout", REPLY_TIMEOUT))
-        self._pipe = Pipeliner(lambda: self._lease.client, self._read)
+        self._pipe = Pipeliner(lambda: self._lease.client, self._exchange)
         self._cursors: dict[str, bytes | str] = {}
         self._records: dict[tuple[bytes, bytes], AgentRecord] = {}  # by (json, expiry)
         self._inbox_keys: dict[str, str] = {}
-        self._readers: dict[str, aioredis.Redis] = {}
+        self._readers: dict[str, AbstractConnection] = {}
         self._reply_cursor: dict[str, bytes | str] = {}
         self._reply_reads: dict[str, int] = {}
         self._reply_trim: dict[str, bytes] = {}  # trim up to this id before the next read
@@ -175,41 +173,49 @@ class RedisTransport:
         finally:
             await probe.aclose()
 
-    async def _reader(self, name: str) -> aioredis.Redis:
-        """A client holding one connection of the shared pool, for one blocking reader or the
-        single commands (no checkout per command). Its calls are timed here: redis-py's own
-        socket timeout starts a task per command."""
-        r = self._readers.get(name)
-        if r is None:
-            pool = self.client.connection_pool
-            r = aioredis.Redis(connection_pool=pool, single_connection_client=True)
-            await r.initialize()
-            assert r.connection is not None
-            r.connection.socket_timeout = None
-            for command in ("XREADGROUP", "XREAD"):  # raw entries: no dict per message
-                r.set_response_callback(command, _raw)
-            self._readers[name] = r
-        return r
-
-    async def _read(self, name: str, wait: float, *args: Any) -> Any:
-        """One command on its own connection (``wait``: its blocking time); no reply in time is a
-        TimeoutError."""
+    async def _exchange(
+        self, name: str, wait: float, commands: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """``commands`` in one write on the connection held for ``name`` (a blocking reader, or
+        ``""``: the single commands), raw replies, error replies as exception objects; ``wait``:
+        the blocking time. Timed here (redis-py's socket timeout starts a task per read);
+        no reply in time is a TimeoutError and the connection is dropped."""
         try:
             async with asyncio.timeout(max(wait, 0.0) + self._reply_timeout):
-                r = self._readers.get(name) or await self._reader(name)
-                return await r.execute_command(*args)
+                conn = self._readers.get(name)
+                if conn is None:
+                    conn = await self.client.connection_pool.get_connection()
+                    conn.socket_timeout = None
+                    self._readers[name] = conn
+
+                async def once() -> list[Any]:
+                    await conn.send_packed_command(conn.pack_commands(commands), False)
+                    out: list[Any] = []
+                    for _ in commands:
+                        try:
+                            out.append(await conn.read_response())
+                        except rexc.ResponseError as e:
+                            out.append(e)
+                    return out
+
+                return await conn.retry.call_with_retry(once, lambda _: conn.disconnect())
         except TimeoutError:
             await self._drop_reader(name)  # a reply may still come: never reuse the connection
             raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
 
+    async def _read(self, name: str, wait: float, *args: Any) -> Any:
+        [reply] = await self._exchange(name, wait, [args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     async def _drop_reader(self, name: str) -> None:
-        r = self._readers.pop(name, None)
-        if r is not None:
-            if r.connection is not None:  # back to the pool as the others are
-                r.connection.socket_timeout = r.connection_pool.connection_kwargs.get(
-                    "socket_timeout"
-                )
-            await r.aclose()
+        conn = self._readers.pop(name, None)
+        if conn is not None:  # back to the pool as the others are, without a pending reply
+            await conn.disconnect()
+            pool = self.client.connection_pool
+            conn.socket_timeout = pool.connection_kwargs.get("socket_timeout")
+            await pool.release(conn)
 
     async def close(self) -> None:
         await self._pipe.aclose()
@@ -288,17 +294,18 @@ class RedisTransport:
             if "BUSYGROUP" not in str(e):
                 raise
 
+    def _inbox(self, target: str) -> str:
+        key = self._inbox_keys.get(target)
+        if key is None:
+            if len(self._inbox_keys) > 10_000:
+                self._inbox_keys.clear()
+            key = self._inbox_keys[target] = self.keys.inbox(target)
+        return key
+
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         """Stored once this returns; concurrent sends share one command."""
-        cache, keys = self._inbox_keys, []
-        for env in envelopes:
-            key = cache.get(env.message.target_id)
-            if key is None:
-                if len(cache) > 10_000:
-                    cache.clear()
-                key = cache[env.message.target_id] = self.keys.inbox(env.message.target_id)
-            keys.append(key)
-        if keys:
+        if envelopes:
+            keys = [self._inbox(env.message.target_id) for env in envelopes]
             try:
                 await self._pipe.add(keys, [env.blob() for env in envelopes])
             except rexc.RedisError as e:  # not @_mapped: one coroutine less per message
@@ -354,35 +361,20 @@ class RedisTransport:
 
     @_mapped
     async def release(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId,
-        *,
-        lease: float,
-        delay: float,
-        uncount: bool = False,
+        self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        idle = max(0, int((lease - delay) * 1000))
-        args = [GROUP, consumer, entry_id, idle, int(uncount)]
+        args = [GROUP, consumer, entry_id, _idle_ms(idle), int(uncount)]
         await self._pipe.script(scripts.RELEASE, [self.keys.inbox(agent_id)], args)
 
     @_mapped
     async def reclaim(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
         cursor = self._cursors.get(agent_id, "0-0")
         flat = await self._pipe.script(
             scripts.RECLAIM,
             [self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
-            [GROUP, consumer, _idle_ms(lease), cursor, count, max_deliveries, dlq_maxlen],
+            [GROUP, consumer, _idle_ms(s.lease), cursor, count, s.max_deliveries, s.dlq_maxlen],
         )
         self._cursors[agent_id] = flat[0]
         return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
@@ -453,21 +445,14 @@ class RedisTransport:
 
     @_mapped
     async def reclaim_orphans(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        handback = _ms(max(lease, HANDBACK_IDLE))
-        args = [GROUP, agent_id, consumer, _idle_ms(lease), max_deliveries, dlq_maxlen, count]
+        args = [GROUP, agent_id, consumer, _idle_ms(s.lease), s.max_deliveries, s.dlq_maxlen]
+        handback = _ms(max(s.lease, HANDBACK_IDLE))
         try:
             released, dead, holders = await self._pipe.script(
-                scripts.ORPHANS, keys, [*args, handback]
+                scripts.ORPHANS, keys, [*args, count, handback]
             )
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
@@ -497,16 +482,23 @@ class RedisTransport:
         )
 
     @_mapped
-    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]:
+    async def read_replies(
+        self, reply_to: str, *, block: float, send: Sequence[Envelope] = ()
+    ) -> list[Envelope]:
         key = self.keys.replies(reply_to)
-        cursor = self._reply_cursor.get(reply_to, "0-0")
+        commands: list[Sequence[Any]] = [
+            ("XADD", self._inbox(e.message.target_id), "*", FIELD, e.blob()) for e in send
+        ]
         trim_to = self._reply_trim.pop(reply_to, None)
         if trim_to is not None:  # before this read: the last one's replies did not wait for it
-            await self._pipe.call("XTRIM", key, "MINID", "~", trim_to)
+            commands.append(("XTRIM", key, "MINID", "~", trim_to))
         wait = ("BLOCK", _ms(block)) if block > 0 else ()
-        got: Any = await self._read(
-            key, block, "XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor
-        )
+        cursor = self._reply_cursor.get(reply_to, "0-0")
+        commands.append(("XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor))
+        *done, got = await self._exchange(key, block, commands)
+        for reply in (*done, got):
+            if isinstance(reply, Exception):
+                raise reply
         out, last = [], None
         for _, entries in _streams(got):
             for eid, fields in entries:

@@ -17,12 +17,12 @@ from types import TracebackType
 from typing import Self
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import describe, resolve_transport
+from massgen.mas.connect import Transport, describe, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.settings import BusSettings
 from massgen.mas.tasks import cancel_and_wait
-from massgen.mas.transport import AgentRecord, EntryId, InboxStats, Transport
+from massgen.mas.transport import AgentRecord, EntryId, InboxStats
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,7 @@ class MASService:
         s = self.settings
         while True:
             got = await self._transport.reclaim_orphans(
-                agent_id,
-                SERVICE_CONSUMER,
-                lease=s.lease,
-                max_deliveries=s.max_deliveries,
-                count=_ORPHAN_BATCH,
-                dlq_maxlen=s.dlq_maxlen,
+                agent_id, SERVICE_CONSUMER, s, _ORPHAN_BATCH
             )
             holders = ", ".join(got.holders)
             if got.released:

@@ -1,18 +1,23 @@
-"""The one interface between an agent and its bus, and the values it carries.
+"""The contract both transports keep (`connect.Transport` names either), and the values they carry.
 
 ``MemoryTransport`` and ``RedisTransport`` pass one contract suite. ``send`` returns once a
 message is stored (it waits for an offline target); ``fetch`` leases each new message to one
 consumer; ``ack``/``renew``/``release`` end, extend or give up a lease; an expired lease is
 taken over by ``reclaim``, which dead-letters messages past ``max_deliveries``. ``ack`` and
-``commit_reply`` are fenced: only the lease holder may finish or answer a message.
+``commit_reply`` are fenced: only the lease holder may finish or answer a message (with an
+``entry_id`` the commit also acknowledges it). ``reclaim_orphans`` hands work of dead
+instances back looking idle for :data:`HANDBACK_IDLE`; ``release`` makes a held entry look
+idle ``idle`` seconds (a reclaim takes it once that passes the lease; ``uncount=True``: this
+delivery is not counted); ``first_seen`` is ``False`` for a message id that came in another
+entry (a replay); ``read_replies`` first stores ``send`` (a requester's requests: one round
+trip).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -125,82 +130,3 @@ class Orphans:
     released: list[EntryId]
     dead_lettered: list[EntryId]
     holders: list[str]
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """Registry, inboxes with leases, replies and state: what an agent needs of a bus.
-    ``reclaim`` takes over expired leases and dead-letters what was delivered too often;
-    ``reclaim_orphans`` does so for work of dead instances (handing it back looking idle
-    for :data:`HANDBACK_IDLE`); ``release(..., uncount=True)`` does not count the delivery;
-    ``first_seen`` is ``False`` for a message id that came in another entry (a replay);
-    ``commit_reply`` with an ``entry_id`` is fenced and also acknowledges the request."""
-
-    async def connect(self) -> None: ...
-    async def close(self) -> None: ...
-    async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None: ...
-    async def heartbeat(
-        self, agent_id: str, instance_id: str, *, ttl: float, retention: float
-    ) -> bool: ...
-    async def deregister(self, agent_id: str, instance_id: str) -> None: ...
-    async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]: ...
-    async def reap(self, *, retention: float) -> list[AgentRecord]: ...
-    async def ensure_inbox(self, agent_id: str) -> None: ...
-    async def send(self, envelopes: Sequence[Envelope]) -> None: ...
-    async def fetch(
-        self, agent_id: str, consumer: str, *, count: int, block: float
-    ) -> list[Delivery]: ...
-    async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int: ...
-    async def renew(
-        self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
-    ) -> list[EntryId]: ...
-    async def release(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId,
-        *,
-        lease: float,
-        delay: float,
-        uncount: bool = False,
-    ) -> None: ...
-    async def reclaim(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
-    ) -> list[Delivery]: ...
-    async def dead_letter(
-        self, agent_id: str, consumer: str, delivery: Delivery, reason: str, *, dlq_maxlen: int
-    ) -> None: ...
-    async def dead_letters(
-        self, agent_id: str, count: int = 100, *, newest: bool = False
-    ) -> list[DeadLetter]: ...
-    async def trim(self, agent_id: str) -> int: ...
-    async def inbox_stats(self) -> list[InboxStats]: ...
-    async def reclaim_orphans(
-        self,
-        agent_id: str,
-        consumer: str,
-        *,
-        lease: float,
-        max_deliveries: int,
-        count: int,
-        dlq_maxlen: int,
-    ) -> Orphans: ...
-    async def commit_reply(
-        self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
-    ) -> CommitResult: ...
-    async def read_replies(self, reply_to: str, *, block: float) -> list[Envelope]: ...
-    async def get_reply(self, request_id: str) -> Envelope | None: ...
-    async def drop_replies(self, reply_to: str) -> None: ...
-    async def first_seen(
-        self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
-    ) -> list[bool]: ...
-    async def load_state(self, agent_id: str) -> dict[str, str]: ...
-    async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None: ...
-    async def clear_state(self, agent_id: str) -> None: ...

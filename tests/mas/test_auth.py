@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from massgen.errors import ConfigError, ServiceUnreachable
-from massgen.mas import Agent, BusAuthError, BusUnreachable, MASService
+from massgen.mas import Agent, BusAuthError, BusUnreachable, MASService, RedisTransport
 
 from .helpers import RedisServer, free_port
 
@@ -48,7 +48,8 @@ async def test_right_password_works_and_nothing_was_written_before(
     with pytest.raises(BusAuthError):
         await Agent("a", redis_url=bad, prefix="auth:").start()
     async with Agent("a", redis_url=server.url, prefix="auth:") as agent:
-        keys = await agent.transport.client.keys("*")  # type: ignore[attr-defined]
+        assert isinstance(agent.transport, RedisTransport)
+        keys = await agent.transport.client.keys("*")
         assert {k.decode() for k in keys} == {
             "auth:inbox:a",
             "auth:registry",

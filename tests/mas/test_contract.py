@@ -12,6 +12,7 @@ from massgen.mas import (
     AgentIdTaken,
     AgentMessage,
     AgentRecord,
+    BusSettings,
     CommitResult,
     Envelope,
     MessageKind,
@@ -289,9 +290,11 @@ async def test_transport_leases_are_fenced(bus: Bus) -> None:
     )
     await t.send([Envelope(request)])
     [d1] = await t.fetch("w", "c1", count=10, block=0.5)
-    assert await t.reclaim("w", "c2", lease=60, max_deliveries=5, count=10, dlq_maxlen=10) == []
-    await t.release("w", "c1", d1.entry_id, lease=0.05, delay=0.0)
-    [d2] = await t.reclaim("w", "c2", lease=0.05, max_deliveries=5, count=10, dlq_maxlen=10)
+    assert (
+        await t.reclaim("w", "c2", BusSettings(lease=60, max_deliveries=5, dlq_maxlen=10), 10) == []
+    )
+    await t.release("w", "c1", d1.entry_id, 0.05)
+    [d2] = await t.reclaim("w", "c2", BusSettings(lease=0.05, max_deliveries=5, dlq_maxlen=10), 10)
     assert d2.entry_id == d1.entry_id and d2.attempt == 2
 
     def reply(n: int) -> Envelope:
@@ -386,8 +389,8 @@ async def test_entries_fetched_together_keep_separate_leases(bus: Bus) -> None:
         [Envelope(AgentMessage(id=f"m{i}", sender_id="s", target_id="w")) for i in range(3)]
     )
     d0, d1, d2 = await t.fetch("w", "c1", count=10, block=0.5)
-    await t.release("w", "c1", d0.entry_id, lease=60, delay=0.0)
-    taken = await t.reclaim("w", "c2", lease=60, max_deliveries=5, count=10, dlq_maxlen=10)
+    await t.release("w", "c1", d0.entry_id, 60)
+    taken = await t.reclaim("w", "c2", BusSettings(lease=60, max_deliveries=5, dlq_maxlen=10), 10)
     assert [(d.entry_id, d.attempt) for d in taken] == [(d0.entry_id, 2)]
     assert await t.renew("w", "c1", [d1.entry_id]) == []
     assert await t.ack("w", "c1", [d0.entry_id, d1.entry_id, d2.entry_id]) == 2

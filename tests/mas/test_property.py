@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from massgen.mas import AgentMessage, Delivery, Envelope, RedisTransport
+from massgen.mas import AgentMessage, BusSettings, Delivery, Envelope, RedisTransport
 
 from .helpers import SHARED_REDIS, clean_prefix
 
@@ -97,7 +97,9 @@ class DeliveryMachine(RuleBasedStateMachine):
         if c is None:
             return
         got = self.run(
-            self.t.reclaim(AGENT, c, lease=0.0, max_deliveries=1000, count=100, dlq_maxlen=10)
+            self.t.reclaim(
+                AGENT, c, BusSettings(lease=0.0, max_deliveries=1000, dlq_maxlen=10), 100
+            )
         )
         taken = {d.entry_id for d in got}
         for other, held in self.held.items():
@@ -117,7 +119,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             for _ in range(50):
                 got = self.run(
                     self.t.reclaim(
-                        AGENT, last, lease=0.0, max_deliveries=1000, count=100, dlq_maxlen=10
+                        AGENT, last, BusSettings(lease=0.0, max_deliveries=1000, dlq_maxlen=10), 100
                     )
                 ) + self.run(self.t.fetch(AGENT, last, count=100, block=0))
                 if not got:

@@ -53,8 +53,8 @@ async def test_service_takes_back_work_of_dead_instances(
     [db] = await t.fetch("w", LIVE, count=1, block=0.5)
     assert await stats_of(t, "w") == (1, 4, 0)
     # da[0] is delivered a second time to the same (soon dead) instance
-    await t.release("w", DEAD, da[0].entry_id, lease=30, delay=0.0)
-    [again] = await t.reclaim("w", DEAD, lease=30, max_deliveries=5, count=10, dlq_maxlen=10)
+    await t.release("w", DEAD, da[0].entry_id, 30)
+    [again] = await t.reclaim("w", DEAD, BusSettings(lease=30, max_deliveries=5, dlq_maxlen=10), 10)
     assert (again.entry_id, again.attempt) == (da[0].entry_id, 2)
 
     service = MASService(transport=t, settings=BusSettings(lease=0.3, max_deliveries=2))
@@ -77,7 +77,7 @@ async def test_service_takes_back_work_of_dead_instances(
     assert await t.renew("w", LIVE, [db.entry_id]) == []
     assert await stats_of(t, "w") == (1, 3, 1)
     # the next live consumer's reclaim takes the released work at once, delivery count + 1
-    got = await t.reclaim("w", LIVE, lease=30, max_deliveries=2, count=10, dlq_maxlen=10)
+    got = await t.reclaim("w", LIVE, BusSettings(lease=30, max_deliveries=2, dlq_maxlen=10), 10)
     assert sorted((d.entry_id, d.attempt) for d in got) == sorted((e, 2) for e in released)
     assert await t.ack("w", LIVE, [d.entry_id for d in got] + [db.entry_id]) == 3
     assert await stats_of(t, "w") == (1, 0, 1)
@@ -97,7 +97,7 @@ async def test_service_leaves_work_of_live_instances_alone(bus: Bus) -> None:
     await t.register(AgentRecord(id="w", instance_id=LIVE), ttl=60, retention=60)
     await t.send([message(1)])
     [d] = await t.fetch("w", LIVE, count=1, block=0.5)
-    await t.release("w", LIVE, d.entry_id, lease=0.3, delay=0.0)  # idle past the lease
+    await t.release("w", LIVE, d.entry_id, 0.3)  # idle past the lease
     service = MASService(transport=t, settings=BusSettings(lease=0.3))
     report = await service.check()
     assert report.released == {} and report.dead_lettered == {}
