@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from massgen.errors import MassGenError
 from massgen.result import RunResult
 from massgen.types import Completion, Usage
 
@@ -184,6 +185,25 @@ class RunEnded(Event):
 
 
 Subscriber = Callable[[Event], None]
+
+
+def short_error(error: BaseException) -> str:
+    """An error in one line for events and results: our own message, or the type and text."""
+    text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def retries_told(emit: Subscriber, agent: str) -> Callable[[int, int, float, BaseException], None]:
+    """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
+
+    def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
+        emit(
+            AgentRetrying(
+                agent=agent, attempt=attempt, wait=wait, error=short_error(error), limit=limit
+            )
+        )
+
+    return on_retry
 
 
 class EventBus:

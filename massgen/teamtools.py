@@ -67,15 +67,8 @@ class AskAgent(_TeamTool):
         if ctx.emit is not None:
             ctx.emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
 
-        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-            if ctx.emit is not None:  # the teammate's retries, told as the asker's own are
-                text = (str(error) or type(error).__name__).splitlines()[0][:300]
-                ctx.emit(
-                    ev.AgentRetrying(
-                        agent=name, attempt=attempt, wait=wait, error=text, limit=limit
-                    )
-                )
-
+        # the teammate's retries, told as the asker's own are
+        on_retry = ev.retries_told(ctx.emit, name) if ctx.emit is not None else None
         state["ask_depth"] = depth + 1
         try:
             # The run's handle (in-process or on a worker), else the agent's own local one.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle
 from massgen.budget import Budget
-from massgen.errors import AgentFailed, BudgetExceeded, MassGenError, RunError
+from massgen.errors import AgentFailed, BudgetExceeded, RunError
 from massgen.result import AgentAnswer, RunResult
 from massgen.tools.context import ToolContext
 from massgen.types import Completion, Turn, Usage
@@ -61,7 +61,9 @@ class RunContext:
         except Exception as error:
             backup = self.fallbacks.get(name)
             if backup and backup in self.handles and backup != name:
-                self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=False))
+                self.emit(
+                    ev.AgentFailedEvent(agent=name, error=ev.short_error(error), dropped=False)
+                )
                 try:
                     return await self._ask(name, backup, turn), backup
                 except (asyncio.CancelledError, BudgetExceeded):
@@ -85,13 +87,7 @@ class RunContext:
 
         on_delta = emit_delta if self.stream else None
 
-        def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-            self.emit(
-                ev.AgentRetrying(
-                    agent=seat, attempt=attempt, wait=wait, error=_short(error), limit=limit
-                )
-            )
-
+        on_retry = ev.retries_told(self.emit, seat)
         tools = ToolContext(emit=self._tool_event, peers=self.handles)
         try:
             async with self._limit:
@@ -153,11 +149,11 @@ class RunContext:
         """Record a failed agent; abort unless the error strategy is ``continue``."""
         if self.config.error_strategy != "continue":
             raise AgentFailed(name, error) from error
-        self.result.failed_agents[name] = _short(error)
+        self.result.failed_agents[name] = ev.short_error(error)
         if name in self.live:
             self.live.remove(name)
         self.result.status = "degraded"
-        self.emit(ev.AgentFailedEvent(agent=name, error=_short(error), dropped=True))
+        self.emit(ev.AgentFailedEvent(agent=name, error=ev.short_error(error), dropped=True))
         if not self.live:
             failures = "; ".join(f"{n}: {e}" for n, e in self.result.failed_agents.items())
             raise RunError("every agent failed (" + failures + ")") from error
@@ -175,8 +171,3 @@ class RunContext:
             first = group_error.exceptions[0]
             raise first from first.__cause__  # keeps its own cause, hides the group
         return {n: r for n, t in zip(names, tasks, strict=True) if (r := t.result()) is not None}
-
-
-def _short(error: BaseException) -> str:
-    text = str(error) if isinstance(error, MassGenError) else f"{type(error).__name__}: {error}"
-    return text.splitlines()[0][:300] if text else type(error).__name__
