@@ -1,9 +1,8 @@
 """``database_query``: read-only SQL over a SQLite file, or PostgreSQL/MySQL/MariaDB through
 SQLAlchemy (``massgen[sql]``).
 
-The SQL may try to write, reach files or the server's host, or run forever; each layer
-(read-only open or transaction, authorizer or role check, limits, one deadline) and why is
-in docs/tools.md, ``database_query``. Connect as a user with only the rights it needs.
+The SQL may try to write, reach files or the server's host, or run forever; docs/tools.md,
+``database_query``, gives each guard and why. Connect as a user with only the rights it needs.
 """
 
 from __future__ import annotations
@@ -317,40 +316,27 @@ def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer 
     return timer
 
 
-PG_SERVER_ROLES = (
-    *("pg_read_server_files", "pg_write_server_files"),
-    *("pg_execute_server_program", "pg_signal_backend"),
-)
-"""Predefined PostgreSQL roles that reach the server's files, programs or other sessions."""
-PG_SERVER_FUNCTIONS = (
-    *("pg_read_file(text)", "pg_read_file(text,boolean)", "pg_read_file(text,bigint,bigint)"),
-    *("pg_read_file(text,bigint,bigint,boolean)", "pg_read_binary_file(text)"),
-    *("pg_read_binary_file(text,boolean)", "pg_read_binary_file(text,bigint,bigint)"),
-    *("pg_read_binary_file(text,bigint,bigint,boolean)", "pg_ls_dir(text)"),
-    *("pg_ls_dir(text,boolean,boolean)", "pg_stat_file(text)", "pg_stat_file(text,boolean)"),
-    *("pg_reload_conf()", "pg_rotate_logfile()", "pg_promote(boolean,integer)"),
-    *("lo_import(text)", "lo_import(text,oid)", "lo_export(oid,text)"),
-    *("pg_file_write(text,text,boolean)", "pg_file_unlink(text)"),
-    *("dblink_connect_u(text)", "dblink_connect_u(text,text)"),
-)
-"""Functions (superuser-only by default) the connecting role must not be able to execute,
-by any role it may become; those not installed are skipped."""
-
-_PG_ROLE_CHECK = f"""
+_PG_ROLE_CHECK = """
 SELECT r.rolname, r.rolname = session_user, r.rolsuper,
-       r.rolname IN ({", ".join(f"'{x}'" for x in PG_SERVER_ROLES)}),
-       ARRAY(SELECT f FROM unnest(ARRAY[{", ".join(f"'{x}'" for x in PG_SERVER_FUNCTIONS)}]) f
-             WHERE to_regprocedure(f) IS NOT NULL
-               AND has_function_privilege(r.oid, to_regprocedure(f), 'EXECUTE'))
+       r.rolname IN ('pg_read_server_files', 'pg_write_server_files',
+                     'pg_execute_server_program', 'pg_signal_backend'),
+       ARRAY(SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+             WHERE p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir',
+                   'pg_stat_file', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_promote',
+                   'lo_import', 'lo_export', 'pg_file_write', 'pg_file_unlink', 'dblink_connect_u')
+               AND has_function_privilege(r.oid, p.oid, 'EXECUTE'))
 FROM pg_catalog.pg_roles r
 WHERE pg_has_role(session_user, r.oid, 'MEMBER')
 ORDER BY r.rolname
 """
+"""The roles the login role is or may become (``SET ROLE``): their name, whether each is the
+login, a superuser, a predefined role reaching the server's files, programs or sessions, and
+which superuser-only functions reaching the host (any overload) it may execute."""
 
 
 def check_pg_role(connection: Connection) -> None:
-    """Refuse a login role that is, or may become, a superuser, a member of
-    :data:`PG_SERVER_ROLES` or able to run :data:`PG_SERVER_FUNCTIONS` (no word list can)."""
+    """Refuse a login role that is, or may become, a superuser, a member of a server role or
+    able to run a server function (:data:`_PG_ROLE_CHECK`); no word list can."""
     roles = connection.exec_driver_sql(_PG_ROLE_CHECK).all()  # (name, is login, super,...)
     login = next((r[0] for r in roles if r[1]), "")
     supers, members = [r[0] for r in roles if r[2]], [r[0] for r in roles if r[3]]

@@ -1,10 +1,9 @@
 """``api_call``: one HTTP request to a public API, with the answer cut to size.
 
-The URL may come from hostile text (SSRF: the host itself as ``2130706433`` or
-``[::ffff:127.0.0.1]``, the private network, cloud metadata): every hop passes
-:func:`check_url` and goes to the checked address; redirects are followed by hand; one
-deadline bounds the whole exchange; settings' headers and the model's credentials never
-follow a redirect to another origin (docs/tools.md, ``api_call``).
+The URL may come from hostile text (SSRF: ``2130706433``, ``[::ffff:127.0.0.1]``, the private
+network, cloud metadata): every hop passes :func:`check_url` and goes to the checked address,
+redirects are followed by hand, one deadline bounds the exchange, and no credential follows a
+redirect to another origin (docs/tools.md, ``api_call``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import asyncio
 import ipaddress
 import re
 import socket
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -74,8 +72,6 @@ class APICall(BuiltinTool):
     ) -> str:
         import httpx
 
-        from massgen.backends._common import tls_context  # one CA load per process
-
         s, method = self.settings, method.upper()
         if method not in s.methods:
             raise ToolError(f"method {method} not allowed; allowed: {s.methods}")
@@ -83,12 +79,8 @@ class APICall(BuiltinTool):
         extra = {k: v for k, v in (headers or {}).items() if k.lower() not in _BANNED | own}
         secrets = {k: v.get_secret_value() for k, v in s.headers.items()}
         origin: tuple[str, str, int] | None = None
-        client = httpx.AsyncClient(
-            transport=self.transport, trust_env=False, follow_redirects=False, verify=tls_context()
-        )
-        deadline = time.monotonic() + s.time_limit
         try:
-            async with asyncio.timeout(s.time_limit), client:
+            async with asyncio.timeout(s.time_limit), client(s.time_limit, self.transport) as c:
                 for _ in range(s.max_redirects + 1):  # followed by hand, each one re-checked
                     try:
                         parsed = httpx.URL(url)
@@ -96,21 +88,26 @@ class APICall(BuiltinTool):
                         raise ToolError(f"bad URL: {e}") from None
                     if parsed.userinfo:
                         raise ToolError("refused URL: credentials in URLs are not allowed")
-                    target = await check_url(
-                        parsed.scheme,
-                        parsed.host,
-                        parsed.port,
-                        allow_hosts=s.allow_hosts,
-                        resolver=self.resolver,
+                    t = await check_url(
+                        parsed.scheme, parsed.host, parsed.port, s.allow_hosts, self.resolver
                     )
                     if origin is None:
-                        origin = (target.scheme, target.host, target.port)
-                    elif (target.scheme, target.host, target.port) != origin:
+                        origin = (t.scheme, t.host, t.port)
+                    elif (t.scheme, t.host, t.port) != origin:
                         # Another origin: it gets no credential, now or later in the chain.
                         secrets = {}
                         extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
-                    response, data = await self._send(
-                        client, method, parsed, target, {**extra, **secrets}, body, deadline
+                    # To the checked address; the name kept in Host and SNI.
+                    default_port = 443 if t.scheme == "https" else 80
+                    host = t.host if t.port == default_port else f"{t.host}:{t.port}"
+                    response, data = await fetch(
+                        c,
+                        method,
+                        parsed.copy_with(host=t.address, port=t.port),
+                        s.max_bytes,
+                        headers={**extra, **secrets, "Host": host},
+                        json=body,
+                        extensions={"sni_hostname": t.host} if t.scheme == "https" else {},
                     )
                     location = response.headers.get("location")
                     if response.status_code not in (301, 302, 303, 307, 308) or not location:
@@ -127,45 +124,44 @@ class APICall(BuiltinTool):
         except TimeoutError:
             raise ToolError(f"took longer than {s.time_limit:g}s") from None
 
-    async def _send(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        url: httpx.URL,
-        target: Target,
-        headers: dict[str, str],
-        body: Any,
-        deadline: float,
-    ) -> tuple[httpx.Response, bytes]:
-        """One request to the checked address (the name kept in Host and SNI), the body read
-        up to just past ``max_bytes``."""
-        import httpx
 
-        default_port = 443 if target.scheme == "https" else 80
-        host = target.host if target.port == default_port else f"{target.host}:{target.port}"
-        request = client.build_request(
-            method,
-            url.copy_with(host=target.address, port=target.port),
-            headers={**headers, "Host": host, "Accept-Encoding": "identity"},
-            json=body,
-            timeout=max(0.001, deadline - time.monotonic()),
-            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-        )
-        try:
-            response = await client.send(request, stream=True)
-            try:
-                data = bytearray()
-                async for chunk in response.aiter_raw():
-                    data += chunk
-                    if len(data) > self.settings.max_bytes:
-                        break
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException:
-            raise ToolError("the request timed out") from None
-        except httpx.HTTPError as e:
-            raise ToolError(f"request failed: {type(e).__name__}: {e}") from None
-        return response, bytes(data)
+def client(
+    time_limit: float, transport: httpx.AsyncBaseTransport | None = None, trust_env: bool = False
+) -> httpx.AsyncClient:
+    """A client that follows no redirect (TLS from the system store, loaded once)."""
+    import httpx
+
+    from massgen.backends._common import tls_context
+
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=time_limit,
+        trust_env=trust_env,
+        follow_redirects=False,
+        verify=tls_context(),
+    )
+
+
+async def fetch(
+    client: httpx.AsyncClient, method: str, url: str | httpx.URL, limit: int, **options: Any
+) -> tuple[httpx.Response, bytes]:
+    """One request, its body read raw (uncompressed: a compressed answer could grow a
+    thousandfold in one chunk) up to just past ``limit`` bytes."""
+    import httpx
+
+    headers = {**options.pop("headers", {}), "Accept-Encoding": "identity"}
+    data = bytearray()
+    try:
+        async with client.stream(method, url, headers=headers, **options) as response:
+            async for chunk in response.aiter_raw():
+                data += chunk
+                if len(data) > limit:
+                    break
+    except httpx.TimeoutException:
+        raise ToolError("the request timed out") from None
+    except httpx.HTTPError as e:
+        raise ToolError(f"the request failed: {type(e).__name__}: {e}") from None
+    return response, bytes(data)
 
 
 def render_response(response: httpx.Response, data: bytes, limit: int) -> str:
@@ -263,7 +259,6 @@ async def check_url(
     scheme: str,
     host: str,
     port: int | None,
-    *,
     allow_hosts: Sequence[str] | None = None,
     resolver: Resolver = system_resolver,
 ) -> Target:

@@ -65,11 +65,10 @@ class WebSearch(BuiltinTool):
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)
-        native: dict[str, NativeTool] = {}
-        for tool in searches:
-            chosen = tool.check_backend(backend, model=model, with_functions=others)
-            if chosen is not None:
-                native[tool.name] = chosen
+        chosen = {
+            t.name: t.check_backend(backend, model=model, with_functions=others) for t in searches
+        }
+        native = {name: tool for name, tool in chosen.items() if tool is not None}
         if not native:
             return backend, request
         if len(native) > 1:
@@ -102,33 +101,24 @@ class WebSearch(BuiltinTool):
     ) -> NativeTool | None:
         """The provider-side search to declare on ``backend``, or ``None`` to call the search
         API; :class:`ConfigError` when the mode cannot be served."""
-        s = self.settings
-        native = NativeTool(
-            "web_search",
-            max_uses=s.max_uses,
-            allowed_domains=s.allowed_domains,
-            blocked_domains=s.blocked_domains,
-        )
-        real = innermost(backend)
+        s, real = self.settings, innermost(backend)
+        native = NativeTool("web_search", s.max_uses, s.allowed_domains, s.blocked_domains)
         if s.mode == "api":
             return None
         if real.supports_native(native, model=model, with_functions=with_functions):
             return native
         where = real.describe() + (f" (model {model})" if model else "")
         if s.mode == "native":
+            beside = " next to other tools" if with_functions and real.native_tools else ""
+            filters = "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
             raise ConfigError(
-                f"`{self.name}` wants the provider's own search, but {where} has none"
-                + (" next to other tools" if with_functions and real.native_tools else ""),
+                f"`{self.name}` wants the provider's own search, but {where} has none{beside}",
                 key="mode",
                 hint="use mode: auto or api with a search API; native search exists on anthropic, "
                 "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
                 "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
                 "tools) and xai (grok-4 and later)"
-                + (
-                    "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
-                    if native.allowed_domains or native.blocked_domains
-                    else ""
-                ),
+                + (filters if s.allowed_domains or s.blocked_domains else ""),
             )
         if self.url is None:
             raise ConfigError(
@@ -145,49 +135,34 @@ class WebSearch(BuiltinTool):
         query: Annotated[str, Field(min_length=1, max_length=400, description="search terms")],
         max_results: Annotated[int | None, Field(ge=1, le=50)] = None,
     ) -> str:
-        import httpx
-
-        from massgen.backends._common import tls_context  # one CA load per process
+        from massgen.tools.http import client, fetch
 
         s, url = self.settings, self.url
         if url is None:
             raise ToolError("no search API is configured: search runs on the provider's side")
         count = min(max_results or s.max_results, s.max_results)
         key = s.api_key.get_secret_value() if s.api_key is not None else ""
-        # Uncompressed, read raw: a compressed answer could grow a thousandfold in one chunk.
-        headers = {"Accept-Encoding": "identity"}
-        options: dict[str, Any] = {"params": {"q": query, "format": "json"}}
         method, target = "GET", url + "/search"
+        request: dict[str, Any] = {"params": {"q": query, "format": "json"}}
         if s.provider == "brave":
-            headers |= {"X-Subscription-Token": key, "Accept": "application/json"}
-            options, target = {"params": {"q": query, "count": count}}, url
+            target = url
+            request = {"params": {"q": query, "count": count}}
+            request["headers"] = {"X-Subscription-Token": key, "Accept": "application/json"}
         elif s.provider == "tavily":
-            headers["Authorization"] = f"Bearer {key}"
-            options = {"json": {"query": query, "max_results": count}}
             method, target = "POST", url
-        raw = bytearray()
+            request = {"json": {"query": query, "max_results": count}}
+            request["headers"] = {"Authorization": f"Bearer {key}"}
         try:
-            async with (
-                asyncio.timeout(s.time_limit),
-                httpx.AsyncClient(
-                    timeout=s.time_limit, follow_redirects=False, verify=tls_context()
-                ) as client,
-                client.stream(method, target, headers=headers, **options) as response,
-            ):
-                if response.status_code != 200:
-                    raise ToolError(f"the search API answered HTTP {response.status_code}")
-                if response.headers.get("content-encoding", "identity") not in ("identity", ""):
-                    raise ToolError("the search API answered compressed, though asked not to")
-                async for chunk in response.aiter_raw():
-                    raw += chunk
-                    if len(raw) > s.max_bytes:
-                        raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
+            async with asyncio.timeout(s.time_limit), client(s.time_limit, trust_env=True) as c:
+                response, raw = await fetch(c, method, target, s.max_bytes, **request)
         except TimeoutError:
             raise ToolError(f"the search took longer than {s.time_limit:g}s") from None
-        except httpx.TimeoutException:
-            raise ToolError("the search timed out") from None
-        except httpx.HTTPError as e:
-            raise ToolError(f"the search failed: {type(e).__name__}") from None
+        if response.status_code != 200:
+            raise ToolError(f"the search API answered HTTP {response.status_code}")
+        if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+            raise ToolError("the search API answered compressed, though asked not to")
+        if len(raw) > s.max_bytes:
+            raise ToolError(f"the search API answered more than {s.max_bytes} bytes")
         try:
             data = json.loads(raw)
         except ValueError:
