@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     from massgen.backends.base import Backend
     from massgen.tools.runner import ToolBox
 
-DEFAULT_TIMEOUT = 30.0
-"""Seconds one call may take unless the tool or its settings say otherwise."""
-DEFAULT_MAX_OUTPUT = 16_000
-"""Characters of a result sent back to the model; the rest is cut with a note."""
-
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
 
@@ -51,8 +46,8 @@ class Tool:
     name: str = ""
     description: str = ""
     Args: ClassVar[type[BaseModel] | None] = None
-    timeout: float = DEFAULT_TIMEOUT
-    max_output: int = DEFAULT_MAX_OUTPUT
+    timeout: float = 30.0  # seconds per call
+    max_output: int = 16_000  # characters of a result sent back; the rest is cut with a note
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -97,12 +92,16 @@ class Tool:
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
         """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a
-        thread), return text."""
+        thread), return text: strings as they are, anything else as JSON."""
         model, takes_ctx = self._signature
         try:
             args = model.model_validate(dict(arguments))
         except ValidationError as e:
-            raise ToolError("bad arguments: " + _brief(e)) from None
+            brief = "; ".join(
+                f"{'.'.join(str(p) for p in item['loc']) or 'arguments'}: {item['msg']}"
+                for item in e.errors()[:5]
+            )
+            raise ToolError("bad arguments: " + brief) from None
         kwargs = {k: getattr(args, k) for k in type(args).model_fields}
         kwargs.update(args.model_extra or {})
         target = self._target()
@@ -113,23 +112,11 @@ class Tool:
             out = await asyncio.to_thread(target, *lead, **kwargs)
             if inspect.isawaitable(out):
                 out = await out
-        return render(out)
-
-
-def render(value: Any) -> str:
-    """A result as text: strings as they are, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, BaseModel):
-        return value.model_dump_json()
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _brief(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or 'arguments'}: {item['msg']}"
-        for item in error.errors()[:5]
-    )
+        if isinstance(out, str):
+            return out
+        if isinstance(out, BaseModel):
+            return out.model_dump_json()
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def model_from_signature(fn: Callable[..., Any], model_name: str) -> tuple[type[BaseModel], bool]:

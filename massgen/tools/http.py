@@ -243,18 +243,6 @@ def literal_ip(host: str) -> IPAddress | None:
     return None
 
 
-def check_name(host: str) -> str:
-    host = host.lower().rstrip(".")
-    if not host or len(host) > 253 or not all(_LABEL.fullmatch(x) for x in host.split(".")):
-        raise ToolError(f"refused host {host!r}: not a valid host name")
-    return host
-
-
-def allowed(host: str, allow: Sequence[str]) -> bool:
-    patterns = (raw.lower().rstrip(".") for raw in allow)
-    return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in patterns)
-
-
 async def check_url(
     scheme: str,
     host: str,
@@ -267,8 +255,13 @@ async def check_url(
         raise ToolError(f"refused scheme {scheme!r}: only http and https")
     port = port or (443 if scheme == "https" else 80)
     ip = literal_ip(host)
-    name = str(ip) if ip is not None else check_name(host)
-    if allow_hosts is not None and not allowed(name, allow_hosts):
+    name = str(ip) if ip is not None else host.lower().rstrip(".")
+    if ip is None and not (len(name) <= 253 and all(map(_LABEL.fullmatch, name.split(".")))):
+        raise ToolError(f"refused host {name!r}: not a valid host name")
+    patterns = [p.lower().rstrip(".") for p in allow_hosts or ()]
+    if allow_hosts is not None and not any(
+        name.endswith(p[1:]) if p.startswith("*.") else name == p for p in patterns
+    ):
         raise ToolError(f"refused host {name!r}: not in the allowed hosts")
     if ip is not None:
         addresses = [ip]

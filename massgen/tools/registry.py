@@ -57,18 +57,15 @@ def build_tool(
     return made
 
 
-def as_tools(
-    items: Iterable[Any],
-    settings: Mapping[str, Mapping[str, Any]] | None = None,
-    base_dir: Path | None = None,
-) -> list[Tool]:
-    """Tools from a mix of Tool instances, functions and names (see :func:`build_tool`)."""
+def as_tools(items: Iterable[Any]) -> list[Tool]:
+    """Tools from a mix of Tool instances and classes, functions and names (built-in or
+    ``module:name``, as :func:`build_tool` builds them)."""
     out: list[Tool] = []
     for item in items:
         if isinstance(item, Tool):
             out.append(item)
         elif isinstance(item, str):
-            out.append(build_tool(item, (settings or {}).get(item), base_dir))
+            out.append(build_tool(item))
         elif isinstance(item, type) and issubclass(item, Tool):
             out.append(item())
         elif callable(item):
@@ -85,12 +82,9 @@ def _custom(spec: str, options: dict[str, Any], base_dir: Path | None) -> Tool:
             return target(**options)
         except TypeError as e:
             raise ConfigError(f"cannot build tool {spec!r}: {e}") from e
-    if not isinstance(target, Tool | type) and callable(target):
-        if not (inspect.isfunction(target) or inspect.iscoroutinefunction(target)):
-            raise ConfigError(f"{target!r} is not a plain function")
-    elif not isinstance(target, Tool):
+    if not (isinstance(target, Tool) or inspect.isfunction(target)):
         raise ConfigError(
-            f"{spec!r} is neither a Tool subclass nor a function",
+            f"{spec!r} is neither a Tool subclass, a Tool nor a plain function",
             hint="subclass massgen.tools.Tool, or point at a plain function",
         )
     if options:

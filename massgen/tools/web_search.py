@@ -110,15 +110,11 @@ class WebSearch(BuiltinTool):
         where = real.describe() + (f" (model {model})" if model else "")
         if s.mode == "native":
             beside = " next to other tools" if with_functions and real.native_tools else ""
-            filters = "; domain filters: anthropic, xai (at most 5), openai (allowed_domains only)"
             raise ConfigError(
                 f"`{self.name}` wants the provider's own search, but {where} has none{beside}",
                 key="mode",
                 hint="use mode: auto or api with a search API; native search exists on anthropic, "
-                "google (with other tools: Gemini 3 and later), openai (gpt-4o, gpt-4.1, gpt-5, "
-                "o3, o4-mini...; search models such as gpt-4o-search-preview with no other "
-                "tools) and xai (grok-4 and later)"
-                + (filters if s.allowed_domains or s.blocked_domains else ""),
+                "google, openai and xai (which models and domain filters: docs/tools.md)",
             )
         if self.url is None:
             raise ConfigError(
