@@ -16,7 +16,7 @@ from massgen import events as ev
 from massgen.agents.agent import Agent
 from massgen.agents.handle import LocalHandle
 from massgen.errors import ToolError
-from massgen.tools.base import BuiltinTool, ToolSettings
+from massgen.tools.base import BuiltinTool, S, ToolSettings
 from massgen.tools.context import ToolContext
 from massgen.types import Turn
 
@@ -32,18 +32,14 @@ class BroadcastSettings(ToolSettings):
     max_note: int = Field(default=2000, gt=0)  # characters
 
 
-class _TeamTool(BuiltinTool):
+class _TeamTool(BuiltinTool[S]):
     def setup(self) -> None:
         self.team: dict[str, Agent] = {}  # set by :func:`connect`
 
 
-class AskAgent(_TeamTool):
+class AskAgent(_TeamTool[AskSettings]):
     """Ask a teammate a question and get its answer. `agent` is a teammate's name, or
     `capability:NAME` for a teammate with that capability."""
-
-    name = "ask_agent"
-    Settings = AskSettings
-    settings: AskSettings
 
     async def execute(
         self,
@@ -99,12 +95,8 @@ class AskAgent(_TeamTool):
         return wanted
 
 
-class Broadcast(_TeamTool):
+class Broadcast(_TeamTool[BroadcastSettings]):
     """Leave a short note for every teammate; they see it at the start of their next turn."""
-
-    name = "broadcast"
-    Settings = BroadcastSettings
-    settings: BroadcastSettings
 
     def execute(self, ctx: ToolContext, note: Annotated[str, Field(min_length=1)]) -> str:
         s, sender = self.settings, ctx.agent

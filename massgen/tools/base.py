@@ -15,7 +15,7 @@ import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, TypeVar, Unpack, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -202,18 +202,28 @@ COMMON_KEYS = ("use", "timeout", "max_output", "description")
 """Keys every ``tools:`` entry takes, whatever the tool."""
 
 
-class BuiltinTool(Tool):
+S = TypeVar("S", bound=ToolSettings)
+
+
+class BuiltinTool(Tool, Generic[S]):
     """A built-in: ``Tool(settings)`` or ``Tool(key=value, ...)``; ``base_dir`` resolves
-    relative paths in the settings (the config file's folder)."""
+    relative paths in the settings (the config file's folder). ``S``: its settings model."""
 
     Settings: ClassVar[type[ToolSettings]] = ToolSettings
+    settings: S
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            models = [a for a in typing.get_args(base) if isinstance(a, type)]
+            cls.Settings = models[0] if models else cls.Settings
 
     def __init__(
-        self, settings: ToolSettings | None = None, *, base_dir: Path | None = None, **options: Any
+        self, settings: S | None = None, *, base_dir: Path | None = None, **options: Any
     ) -> None:
         if settings is not None and options:
             raise TypeError("pass either a Settings value or keyword settings, not both")
-        self.settings = settings or self.parse(options)
+        self.settings = settings or self.parse(options)  # type: ignore[assignment]
         self.base_dir = base_dir
         self.setup()
 

@@ -48,15 +48,11 @@ class CalculatorSettings(ToolSettings):
     time_limit: float = Field(default=0.1, gt=0, le=10)  # seconds per evaluation
 
 
-class Calculator(BuiltinTool):
+class Calculator(BuiltinTool[CalculatorSettings]):
     """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses, and the
     functions sqrt, exp, log, log10, log2, sin, cos, tan, asin, acos, atan, atan2, hypot,
     degrees, radians, floor, ceil, abs, round, min, max, factorial, comb, perm, gcd;
     constants pi, e, tau."""
-
-    name = "calculator"
-    Settings = CalculatorSettings
-    settings: CalculatorSettings
 
     def execute(
         self, expression: Annotated[str, Field(description="e.g. sqrt(2) * (3 + 4) ** 2")]

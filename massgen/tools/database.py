@@ -50,13 +50,10 @@ class DatabaseSettings(ToolSettings):
     """Bytes of values one result may hold; on SQLite also the largest value a query builds."""
 
 
-class DatabaseQuery(BuiltinTool):
+class DatabaseQuery(BuiltinTool[DatabaseSettings]):
     """Run one read-only SQL query (SQLite dialect) against the configured database and get
     the rows back as a table. Use `SELECT name, sql FROM sqlite_schema` to see the tables."""
 
-    name = "database_query"
-    Settings = DatabaseSettings
-    settings: DatabaseSettings
     engine: Engine | None = None
 
     def setup(self) -> None:

@@ -43,13 +43,9 @@ class FileReaderSettings(ToolSettings):
     allow_hard_links: bool = False  # off: a link to a file outside the root looks like it
 
 
-class FileReader(BuiltinTool):
+class FileReader(BuiltinTool[FileReaderSettings]):
     """Read a text file under the configured root folder (optionally a range of lines), or
     list a folder when the path is one. Paths are relative to the root."""
-
-    name = "file_reader"
-    Settings = FileReaderSettings
-    settings: FileReaderSettings
 
     def setup(self) -> None:
         if not (os.open in os.supports_dir_fd and os.readlink in os.supports_dir_fd):

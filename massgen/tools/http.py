@@ -42,17 +42,15 @@ class HttpSettings(ToolSettings):
     max_redirects: int = Field(default=3, ge=0, le=10)
 
 
-class APICall(BuiltinTool):
+class APICall(BuiltinTool[HttpSettings]):
     """Call an HTTP(S) API on the public internet and get the status, content type and body.
     Give the full URL; send JSON with `body`."""
 
     name = "api_call"
-    Settings = HttpSettings
-    settings: HttpSettings
 
     def __init__(
         self,
-        settings: ToolSettings | None = None,
+        settings: HttpSettings | None = None,
         *,
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,

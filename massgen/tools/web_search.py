@@ -49,12 +49,8 @@ class WebSearchSettings(ToolSettings):
         return self
 
 
-class WebSearch(BuiltinTool):
+class WebSearch(BuiltinTool[WebSearchSettings]):
     """Search the web; returns titles, URLs and snippets of the top results."""
-
-    name = "web_search"
-    Settings = WebSearchSettings
-    settings: WebSearchSettings
 
     @classmethod
     def plan_turn(
