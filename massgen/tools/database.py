@@ -281,11 +281,8 @@ def run_read_only(
                 if first is not None and first.group().lower() in _STREAMED:
                     options["stream_results"] = True
                 result = connection.exec_driver_sql(sql, execution_options=options)
-                rows: list[Row[Any]] = []
-                columns, note = [], None
-                if result.returns_rows:
-                    columns = list(result.keys())
-                    rows, note = collect(result, max_rows, max_bytes)
+                columns = list(result.keys()) if result.returns_rows else []
+                rows, note = collect(result, max_rows, max_bytes) if columns else ([], None)
                 result.close()
             finally:
                 if guard is not None:
@@ -338,20 +335,17 @@ def check_pg_role(connection: Connection) -> None:
     login = next((r[0] for r in roles if r[1]), "")
     supers, members = [r[0] for r in roles if r[2]], [r[0] for r in roles if r[3]]
     functions = sorted({f for r in roles for f in r[4]})
+    more = f" and {len(functions) - 3} more" if len(functions) > 3 else ""
+    parts = [f"is a member of {', '.join(members)}"] if members else []
+    parts += [f"may execute {', '.join(functions[:3])}{more}"] if functions else []
     if supers:
-        problem = (
+        parts = [
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
-        )
-    elif members or functions:
-        parts = [f"is a member of {', '.join(members)}"] if members else []
-        if functions:
-            more = f" and {len(functions) - 3} more" if len(functions) > 3 else ""
-            parts.append(f"may execute {', '.join(functions[:3])}{more}")
-        problem = "; ".join(parts)
-    else:
+        ]
+    if not parts:
         return
     raise ToolError(
-        f"query refused: the database role {login!r} {problem}. Connect as a role without "
+        f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role without "
         "superuser, server-file, server-program or signal rights (see database_query in "
         "docs/tools.md)"
     )

@@ -174,11 +174,12 @@ class FileReader(BuiltinTool[FileReaderSettings]):
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone meanwhile
-            kind = {stat.S_IFLNK: "link", stat.S_IFDIR: "dir", stat.S_IFREG: "bytes"}.get(
-                stat.S_IFMT(info.st_mode), "special"
-            )
-            if kind == "bytes":
-                kind = f"{info.st_size} bytes"
+            kinds = {
+                stat.S_IFLNK: "link",
+                stat.S_IFDIR: "dir",
+                stat.S_IFREG: f"{info.st_size} bytes",
+            }
+            kind = kinds.get(stat.S_IFMT(info.st_mode), "special")
             lines.append(f"{entry.name}{'/' if kind == 'dir' else ''}\t{kind}")
         if len(entries) > self.settings.max_entries:
             lines.append(f"[... {len(entries) - self.settings.max_entries} more entries]")
@@ -187,16 +188,10 @@ class FileReader(BuiltinTool[FileReaderSettings]):
     def _read(self, fd: int) -> str:
         limit = self.settings.max_bytes
         data = bytearray()
-        while len(data) <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - len(data)))
-            if not chunk:
-                break
+        while len(data) <= limit and (chunk := os.read(fd, min(1 << 16, limit + 1 - len(data)))):
             data += chunk
-        cut = len(data) > limit
         text = decode(bytes(data[:limit]))
-        if cut:
-            text += f"\n[... cut at {limit} bytes]"
-        return text
+        return text + (f"\n[... cut at {limit} bytes]" if len(data) > limit else "")
 
 
 def _checked(fd: int, check: Callable[..., None], *args: Any) -> int:
@@ -219,21 +214,15 @@ def _open_error(error: OSError, path: str) -> ToolError:
     return ToolError(f"cannot open: {os.strerror(error.errno or 0)}")
 
 
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-
 def decode(data: bytes) -> str:
     """Bytes as text: by BOM, else UTF-8 when valid, else the detected encoding (a guess
     for short texts); binary is refused."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data[len(bom) :].decode(codec, errors="replace")
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: FF FE
+        return data.decode("utf-32", errors="replace")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    if data.startswith(codecs.BOM_UTF8):
+        return data.decode("utf-8-sig", errors="replace")
     if b"\x00" in data[:8192]:
         raise ToolError("binary file (not text)")
     for trim in range(4):  # a cut may split the last UTF-8 character
