@@ -60,13 +60,10 @@ class Tool:
         """Do the work; return text (or anything JSON can show). May be ``async``."""
         raise ToolError(f"tool {self.name!r} does not implement execute()")
 
-    def _target(self) -> Callable[..., Any]:
-        return self.execute
-
     @functools.cached_property
     def _signature(self) -> tuple[type[BaseModel], bool]:
         """The argument model and whether the target takes a :class:`ToolContext`."""
-        model, takes_ctx = model_from_signature(self._target(), f"{self.name}_args")
+        model, takes_ctx = model_from_signature(self.execute, f"{self.name}_args")
         return type(self).Args or model, takes_ctx
 
     def spec(self) -> ToolSpec:
@@ -104,7 +101,7 @@ class Tool:
             raise ToolError("bad arguments: " + brief) from None
         kwargs = {k: getattr(args, k) for k in type(args).model_fields}
         kwargs.update(args.model_extra or {})
-        target = self._target()
+        target = self.execute
         lead = (ctx or ToolContext(),) if takes_ctx else ()
         if inspect.iscoroutinefunction(target):
             out = await target(*lead, **kwargs)
@@ -167,7 +164,8 @@ class FunctionTool(Tool):
         self.max_output = options.get("max_output", self.max_output)
         self._signature  # noqa: B018 (a bad signature fails here, where the tool is made)
 
-    def _target(self) -> Callable[..., Any]:
+    @property
+    def execute(self) -> Callable[..., Any]:
         return self.fn
 
     def __repr__(self) -> str:

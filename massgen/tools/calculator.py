@@ -148,7 +148,7 @@ class _Evaluator:
             case ast.Call(func=ast.Name(id=name), args=args, keywords=[]) if name in self.functions:
                 values = [self.eval(arg) for arg in args]
                 return self.check(self.functions[name](*values))
-        raise ToolError(f"not allowed in an expression: {ast.unparse(node)[:80]}")
+        raise ToolError(f"not allowed in an expression: {_describe(node)}")
 
     def check(self, value: Any) -> Number:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -185,3 +185,14 @@ class _Evaluator:
         if not isinstance(digits, int) or abs(digits) > 100:
             raise ToolError("round() digits must be an integer within ±100")
         return round(x, digits) if digits else round(x)
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return f"the name {node.id!r}"
+    if isinstance(node, ast.Call):
+        func = node.func
+        return f"calling {func.id!r}" if isinstance(func, ast.Name) else "this call"
+    if isinstance(node, ast.Constant):
+        return f"the constant {node.value!r}"
+    return type(node).__name__.lower()
