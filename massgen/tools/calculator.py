@@ -118,8 +118,6 @@ class _Evaluator:
     def run(self, tree: ast.Expression) -> Number:
         try:
             return self.eval(tree.body)
-        except ToolError:
-            raise
         except ZeroDivisionError:
             raise ToolError("division by zero") from None
         except OverflowError:
