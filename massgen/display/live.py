@@ -1,8 +1,5 @@
 """The Rich live view on stderr: a row per agent, the round and votes, then the answer.
-
-Rich is imported only here (and only when a terminal is attached), keeping ``--help`` and
-piped runs fast.
-"""
+Rich is imported only here, when a terminal is attached: ``--help`` and pipes stay fast."""
 
 from __future__ import annotations
 
