@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import MassGenError
 from massgen.result import RunResult
-from massgen.types import Completion, Usage
+from massgen.types import Completion, OnRetry, Usage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,7 +187,7 @@ def short_error(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def retries_told(emit: Subscriber, agent: str) -> Callable[[int, int, float, BaseException], None]:
+def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
+OnRetry = Callable[[int, int, float, BaseException], None]
+"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +57,12 @@ class NativeTool:
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who makes a request, for the resilience wrappers' lines and the run's retry events:
-    never sent, cached or compared. ``on_retry`` hears ``(attempt, max_retries, wait,
-    error)`` before each retry's wait."""
+    """Who makes a request, and who hears of its retries (the resilience wrappers' lines, the
+    run's retry events): never sent, cached or compared."""
 
     agent: str = ""
     attempt: int = 1
-    on_retry: Callable[[int, int, float, BaseException], None] | None = None
+    on_retry: OnRetry | None = None
 
 
 @dataclass(frozen=True, slots=True)
