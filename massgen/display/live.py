@@ -3,6 +3,7 @@ Rich is imported only here, when a terminal is attached: ``--help`` and pipes st
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -124,24 +125,19 @@ def _echo_off(console: Console) -> Callable[[], None]:
     try:
         fd = sys.stdin.fileno()
         before = termios.tcgetattr(fd)
+        quiet = termios.tcgetattr(fd)
+        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
     except (termios.error, AttributeError, ValueError, OSError):
         return _nothing  # stdin closed, replaced, or not a terminal
-    quiet = termios.tcgetattr(fd)
-    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-    try:
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except termios.error:
-        return _nothing
     done = False
 
     def restore() -> None:
         nonlocal done
         if not done:
             done = True
-            try:
+            with contextlib.suppress(termios.error):
                 termios.tcsetattr(fd, termios.TCSADRAIN, before)
-            except termios.error:
-                pass
 
     return restore
 
