@@ -6,7 +6,10 @@ tokens, rounds, the orchestration overhead over (rounds x latency), and the phys
 a bare asyncio script sending the same six requests (the bodies massgen sent, replayed: three
 at once, then three more), run as a whole process alternately with massgen.
 
-    .venv/bin/python bench/bench_run.py [--runs 5] [--latency 0.2]
+    .venv/bin/python bench/bench_run.py [--runs 5] [--latency 0.2] [--baseline DIR]
+
+With ``--baseline DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``), the
+massgen found there runs too, alternately with this one, under the same interpreter.
 """
 
 from __future__ import annotations
@@ -38,10 +41,14 @@ orchestrator:
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, bytes]:
+def timed(
+    cmd: list[str], env: dict[str, str], cwd: str | None = None
+) -> tuple[float, float, float, bytes]:
     """Wall seconds, CPU seconds and peak RSS (MB) of one child process, and its stdout."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd
+    )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -92,8 +99,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--baseline", help="a directory holding another massgen/ to compare")
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
+    # Any value of PYTHONDONTWRITEBYTECODE, "0" too, stops .pyc files being written: every
+    # start would compile the modules changed since the last write from source.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     helps = [timed([*MASSGEN, "--help"], env)[:3] for _ in range(args.runs)]
     print(
@@ -119,9 +129,14 @@ def main() -> None:
             (Path(tmp) / "requests.json").write_text(json.dumps(sent))
             floor_cmd = [sys.executable, "-c", FLOOR, url, str(Path(tmp) / "requests.json")]
             timed(floor_cmd, env)
-            rows, floors = [], []
+            rows, floors, baseline = [], [], []
+            if args.baseline:
+                timed(cmd, env, args.baseline)
             for _ in range(args.runs):
                 floors.append(timed(floor_cmd, env)[:2])
+                if args.baseline:
+                    control(url, "/_sim/reset", "POST")
+                    baseline.append(timed(cmd, env, args.baseline)[:2])
                 control(url, "/_sim/reset", "POST")
                 wall, cpu, rss, out = timed(cmd, env)
                 stats = control(url, "/_sim/stats")
@@ -150,6 +165,12 @@ def main() -> None:
         f"  floor (bare asyncio, same {len(sent)} requests): wall {floor_wall:.3f} s   "
         f"CPU {floor_cpu:.3f} s   massgen / floor {m['wall'] / floor_wall:.2f}x"
     )
+    if baseline:
+        base_wall, base_cpu = median([b[0] for b in baseline]), median([b[1] for b in baseline])
+        print(
+            f"  baseline ({args.baseline}): wall {base_wall:.3f} s   CPU {base_cpu:.3f} s   "
+            f"baseline / floor {base_wall / floor_wall:.2f}x"
+        )
     print(
         f"  requests {m['requests']:.0f}   prompt tokens {m['prompt_tokens']:.0f}   "
         f"rounds {m['rounds']:.0f} review (+1 answer)"

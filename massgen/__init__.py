@@ -1,8 +1,5 @@
-"""massgen: run a team of LLM agents on a task and get one answer.
-
-Public names are imported lazily (on first use) so that ``import massgen`` and the CLI's
-``--help`` stay fast; ``massgen.__all__`` lists them.
-"""
+"""massgen: run a team of LLM agents on a task and get one answer. The public names
+(``__all__``) are imported on first use, so ``import massgen`` stays fast."""
 
 from __future__ import annotations
 

@@ -51,11 +51,8 @@ class MassGenError(Exception):
 
 
 class ConfigError(MassGenError):
-    """The configuration is wrong; fix the file (or flag) and run again.
-
-    ``file``/``line`` point at the offending place, ``key`` is its dotted path and ``hint``
-    suggests a fix. ``str()`` renders all of it in one or two lines.
-    """
+    """The configuration is wrong; fix the file (or flag) and run again. ``file``/``line``
+    point at the place, ``key`` is its dotted path, ``hint`` suggests a fix."""
 
     def __init__(
         self,
@@ -66,27 +63,15 @@ class ConfigError(MassGenError):
         key: str | None = None,
         hint: str | None = None,
     ) -> None:
-        self.message = message
-        self.file = file
-        self.line = line
-        self.key = key
-        self.hint = hint
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        where = ""
-        if self.file:
-            where = self.file + (f":{self.line}" if self.line else "")
-        head = ": ".join(p for p in (where, f"`{self.key}`" if self.key else "", self.message) if p)
-        return head + (f"\n  hint: {self.hint}" if self.hint else "")
+        self.message, self.file, self.line, self.key, self.hint = message, file, line, key, hint
+        where = (file or "") + (f":{line}" if file and line else "")
+        head = ": ".join(p for p in (where, f"`{key}`" if key else "", message) if p)
+        super().__init__(head + (f"\n  hint: {hint}" if hint else ""))
 
 
 class ProviderError(MassGenError):
-    """An LLM provider call failed.
-
-    ``status`` is the HTTP status when there was one; ``retry_after`` (seconds) is what the
-    provider asked us to wait, so the retry wrapper can honour it.
-    """
+    """An LLM provider call failed. ``status``: the HTTP status, if any; ``retry_after``:
+    the seconds the provider asked us to wait, which the retry wrapper honours."""
 
     retryable: bool = True
 
@@ -98,9 +83,7 @@ class ProviderError(MassGenError):
         status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.provider = provider
-        self.status = status
-        self.retry_after = retry_after
+        self.provider, self.status, self.retry_after = provider, status, retry_after
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -134,9 +117,8 @@ class ProviderConnectionError(ProviderError):
 
 
 class CircuitOpen(ProviderError):
-    """The endpoint's circuit is open: the call failed fast, no request was sent. Never
-    retried (not calling is the point); ``retry_after`` is the time left before the next
-    probe, when known."""
+    """No request was sent: the endpoint's circuit is open. ``retry_after``: the time left
+    before the next probe, when known."""
 
     retryable = False
 
@@ -157,43 +139,37 @@ class TransportError(MassGenError):
 
 
 class ServiceUnreachable(TransportError):
-    """A service massgen needs (Redis) did not answer when a command started: nothing is
-    wrong with your file, so this is not a :class:`ConfigError`. Start it (or wait for it)
-    and run the command again; the CLI exits with 69 (``EX_UNAVAILABLE``). ``hint`` says
-    what to check; ``str()`` renders it on a second line."""
+    """Not a :class:`ConfigError`: nothing is wrong with your file. Start the service (or
+    wait for it) and run the command again. ``hint`` says what to check."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.message = message
-        self.hint = hint
+        self.message, self.hint = message, hint
         super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
 
 
 class WorkerLost(TransportError):
-    """No live worker hosts the agent any more, and its turn cannot run here.
-    ``workers`` names the ones that were seen last (``host pid N``)."""
+    """The agent's turn cannot run here either; ``workers`` names the workers seen last
+    (``host pid N``)."""
 
     def __init__(self, agent: str, workers: list[str], why: str) -> None:
-        self.agent = agent
-        self.workers = workers
+        self.agent, self.workers = agent, workers
         gone = ", ".join(workers) or "its worker"
         super().__init__(f"agent {agent!r}: no live worker hosts it any more ({gone} gone); {why}")
 
 
 class TurnRefused(TransportError):
-    """The agent's worker set the turn aside (in its dead-letter stream) instead of running
-    it; ``reason`` is what the worker gave. Nobody will answer: the turn fails at once."""
+    """The worker put the turn in its dead-letter stream, for ``reason``: nobody will
+    answer, so the turn fails at once."""
 
     def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
-        self.agent = agent
-        self.reason = reason
+        self.agent, self.reason = agent, reason
         super().__init__(
             message or f"{agent}'s worker refused the turn ({reason}); no worker will answer it"
         )
 
 
 class SecretRefused(TurnRefused):
-    """The worker could not verify the turn's signature: the run and its workers do not
-    share one ``redis.secret`` / ``$MASSGEN_SECRET`` (a usage error: exit 2)."""
+    """The run and its workers do not share one ``redis.secret`` / ``$MASSGEN_SECRET``."""
 
     def __init__(self, agent: str, reason: str) -> None:
         super().__init__(
@@ -216,8 +192,7 @@ class AgentFailed(RunError):
     """An agent failed after its retries; ``__cause__`` is the last error."""
 
     def __init__(self, agent: str, error: BaseException) -> None:
-        self.agent = agent
-        self.error = error
+        self.agent, self.error = agent, error
         super().__init__(f"agent {agent!r} failed: {error}")
 
 
@@ -230,14 +205,13 @@ class BudgetExceeded(RunError):
 
 
 class ContextLimitExceeded(RunError):
-    """The task alone (system prompt, prompt and reserved output) does not fit the model's
-    context window, even with every remembered turn left out. Shorten the task or the role,
-    lower ``max_tokens``, or use a model with a larger window."""
+    """Even with every remembered turn left out: shorten the task or the role, lower
+    ``max_tokens``, or use a model with a larger window."""
 
 
 class ResultsFileError(RunError):
-    """The results file could not be written (a full disk, a quota, an I/O error). Every
-    line written before is intact; free the space and run the same command again."""
+    """A full disk, a quota, an I/O error: the lines written before are intact; free the
+    space and run the same command again."""
 
 
 # -- the agent bus
@@ -266,12 +240,11 @@ class BusUnreachable(ServiceUnreachable):
 
 
 class SecretMismatch(ConfigError):
-    """Live peers sign with another secret and none as this agent does: they would refuse
-    each other's messages. ``peers`` names them as ``agent/instance@host/pid``."""
+    """No live peer signs as this agent does: they would refuse each other's messages.
+    ``peers`` names the others as ``agent/instance@host/pid``."""
 
     def __init__(self, agent_id: str, peers: list[str]) -> None:
-        self.agent_id = agent_id
-        self.peers = peers
+        self.agent_id, self.peers = agent_id, peers
         super().__init__(
             f"agent {agent_id!r}: no live agent signs with this agent's secret; "
             f"these sign with another one: {', '.join(peers)}",
@@ -289,8 +262,7 @@ class RemoteError(TransportError):
     """The target gave up on a request (its handler failed every delivery)."""
 
     def __init__(self, target: str, error: str) -> None:
-        self.target = target
-        self.error = error
+        self.target, self.error = target, error
         super().__init__(f"agent {target!r} failed the request: {error}")
 
 

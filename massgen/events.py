@@ -1,8 +1,5 @@
-"""Typed events: every step of a run emits one.
-
-Strategies never print; they emit. The live view, the run record and metrics subscribe.
-Events are small frozen dataclasses so emitting thousands per batch stays cheap.
-"""
+"""Typed events: every step of a run emits one (strategies never print). The live view,
+the run record and metrics subscribe."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import MassGenError
 from massgen.result import RunResult
-from massgen.types import Completion, Usage
+from massgen.types import Completion, OnRetry, Usage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +86,7 @@ class AgentAnswered(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRetrying(Event):
-    """An agent's request failed and is tried again: retry ``attempt`` of ``limit`` (0:
-    not known), after ``wait`` seconds, because of ``error``."""
+    """Retry ``attempt`` of ``limit`` (0: not known) of a request, in ``wait`` seconds."""
 
     agent: str
     attempt: int
@@ -101,8 +97,7 @@ class AgentRetrying(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentWaiting(Event):
-    """A turn sent to a worker has none to answer it: ``note`` says what the run sees (the
-    worker silent, or gone) and what it does (waits, runs the turn here, fails it)."""
+    """No worker answers a turn sent to one: ``note`` says what the run sees and does."""
 
     agent: str
     note: str
@@ -127,7 +122,7 @@ class ToolCalled(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolResult(Event):
-    """A tool call finished. ``output`` is the start of the result (or the error)."""
+    """``output``: the start of the result (or the error)."""
 
     agent: str
     tool: str
@@ -139,8 +134,7 @@ class ToolResult(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ballot(Event):
-    """The answers ``agent`` is shown in a review round, by label (``{"A": "bob"}``): each
-    reviewer sees them shuffled, so only this tells what its reply's label stands for."""
+    """The answers a reviewer is shown, shuffled for it alone, by label (``{"A": "bob"}``)."""
 
     agent: str
     round: int
@@ -193,7 +187,7 @@ def short_error(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def retries_told(emit: Subscriber, agent: str) -> Callable[[int, int, float, BaseException], None]:
+def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
@@ -207,11 +201,8 @@ def retries_told(emit: Subscriber, agent: str) -> Callable[[int, int, float, Bas
 
 
 class EventBus:
-    """Fan events out to subscribers, synchronously and in order.
-
-    A subscriber that raises is removed and the error kept in ``errors`` rather than
-    breaking the run: a display bug must never lose an answer.
-    """
+    """Fan events out to subscribers, in order. A subscriber that raises is removed (its
+    error kept in ``errors``): a display bug must never lose an answer."""
 
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])

@@ -54,12 +54,9 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
 
 
 class Orchestrator:
-    """Runs a team of agents on tasks.
-
-    ``config`` is the team file's ``orchestrator:`` section; from Python, pass its keys as
-    keyword options instead (flat, as the seed spells them: ``max_rounds=3``,
-    ``cache_enabled=True``). ``subscribers`` receive every event.
-    """
+    """Runs a team of agents on tasks. ``config``: the team file's ``orchestrator:`` section,
+    or its keys as keyword options (flat, as the seed spells them: ``max_rounds=3``,
+    ``cache_enabled=True``). ``subscribers`` receive every event."""
 
     def __init__(
         self,
@@ -101,8 +98,9 @@ class Orchestrator:
             check_name(session)
         self.session = session
         """Session continued by every run (``--session``): agents remember its earlier runs."""
-        self._cache_store, self._owns_store = cache_store, False
-        self._memory_store, self._owns_memory = memory_store, False
+        given = {"cache": cache_store, "memory": memory_store}
+        self._stores: dict[str, Store] = {k: v for k, v in given.items() if v is not None}
+        self._owned: set[str] = set()  # the stores opened here, closed with the orchestrator
 
     @property
     def strategy(self) -> str:
@@ -132,23 +130,22 @@ class Orchestrator:
     def cache_store(self) -> Store:
         """The response cache's store: the one given, else a SQLite file opened on first use
         (``cache.path``, default ``.massgen/cache.sqlite3``)."""
-        if self._cache_store is None:
-            from massgen.resilience.cache import DEFAULT_CACHE_PATH
-            from massgen.store import open_store
+        from massgen.resilience.cache import DEFAULT_CACHE_PATH
 
-            self._cache_store = open_store(Path(self.config.cache.path or DEFAULT_CACHE_PATH))
-            self._owns_store = True
-        return self._cache_store
+        return self._store("cache", self.config.cache.path or DEFAULT_CACHE_PATH)
 
     def memory_store(self) -> Store:
         """Where sessions and long-term memory live: the one given, else a SQLite file
         opened on first use (``.massgen/memory.sqlite3``)."""
-        if self._memory_store is None:
+        return self._store("memory", DEFAULT_MEMORY_PATH)
+
+    def _store(self, kind: str, path: str | Path) -> Store:
+        if kind not in self._stores:
             from massgen.store import open_store
 
-            self._memory_store = open_store(Path(DEFAULT_MEMORY_PATH))
-            self._owns_memory = True
-        return self._memory_store
+            self._stores[kind] = open_store(Path(path))
+            self._owned.add(kind)
+        return self._stores[kind]
 
     def _uses_memory(self) -> bool:
         return self.session is not None or any(
@@ -169,8 +166,8 @@ class Orchestrator:
                 agent.long_term.bind(store)
 
     async def _end_memory(self, result: RunResult) -> None:
-        """Append the run to the session and to long-term memory. A store that fails is
-        logged: the run's answer stands."""
+        """Append the run to the session and long-term memory (a store that fails is logged:
+        the answer stands)."""
         if not self._uses_memory():
             return
         from massgen.memory.long_term import MemoryItem, own_answer
@@ -204,18 +201,19 @@ class Orchestrator:
         run = {k: overrides.pop(k) for k in _RUNTIME if overrides.get(k) is not None}
         options = {k: v for k, v in overrides.items() if v is not None}
         section = settings(options, cfg.orchestrator) if options else cfg.orchestrator
-        owns_memory = owns_cache = False
+        owned: set[str] = set()
         if cfg.redis:  # sessions, memory and the cache are shared through Redis
             from massgen.store import open_store
 
             redis_store = functools.partial(open_store, cfg.redis.url, prefix=cfg.redis.prefix)
             if (run.get("session") or uses_memory_store(cfg)) and "memory_store" not in run:
-                run["memory_store"], owns_memory = redis_store(), True
+                run["memory_store"] = redis_store()
+                owned.add("memory")
             if section.cache.enabled and not section.cache.path and "cache_store" not in run:
-                run["cache_store"], owns_cache = redis_store(), True
+                run["cache_store"] = redis_store()
+                owned.add("cache")
         built = cls(build_agents(cfg), section, **run)
-        built.guards = build_guards(cfg)
-        built._owns_memory, built._owns_store = owns_memory, owns_cache
+        built.guards, built._owned = build_guards(cfg), owned
         return built
 
     # -- running --------------------------------------------------------------------------------
@@ -226,9 +224,8 @@ class Orchestrator:
     async def arun(
         self, task: str, strategy: str | None = None, *, budget: Budget | None = None
     ) -> RunResult:
-        """Run ``task`` and return its result; raises on failure (the result is attached
-        to the error as ``error.result``). ``budget`` is shared with other runs (a batch);
-        by default each run gets its own of ``max_cost``."""
+        """Run ``task`` and return its result; on failure, raise with it as ``error.result``.
+        ``budget``: shared with other runs (a batch); by default one of ``max_cost``."""
         name = strategy or self.config.strategy
         impl = get_strategy(name)
         if not task or not task.strip():
@@ -298,10 +295,9 @@ class Orchestrator:
         resume: bool = True,
         on_row: OnRow | None = None,
     ) -> BatchResult:
-        """Run every task; with ``out``, write one JSON line per finished task and (with
-        ``resume``) skip the tasks already finished there. ``max_cost`` is one budget for
-        the whole batch. With a :attr:`session`, the tasks are turns of one conversation:
-        they run one after another, in order, whatever ``concurrency`` says."""
+        """Run every task; with ``out``, write a JSON line per finished task and (``resume``)
+        skip those already there. ``max_cost`` is one budget for the batch. With a
+        :attr:`session`, the tasks are turns of one conversation, run in order."""
         from massgen.batch import ResultLog, from_strings, run_batch
 
         if self.session is not None:
@@ -361,12 +357,8 @@ class Orchestrator:
                 await backend.aclose()
         for redis in {id(g.redis): g.redis for g in self.guards.values() if g.redis}.values():
             await redis.aclose()  # the guards' shared state: one client for the team
-        if self._owns_store and self._cache_store is not None:
-            await self._cache_store.aclose()
-            self._cache_store, self._owns_store = None, False
-        if self._owns_memory and self._memory_store is not None:
-            await self._memory_store.aclose()
-            self._memory_store, self._owns_memory = None, False
+        while self._owned:
+            await self._stores.pop(self._owned.pop()).aclose()
 
     async def __aenter__(self) -> Orchestrator:
         return self

@@ -1,8 +1,5 @@
 """Every built-in backend type, one row each: everything else about a provider derives here.
-
-It sits low (beside ``types``) so that config can check ``type:`` without importing
-``backends``; the backends and :mod:`massgen.backends.registry` read the same rows.
-"""
+It sits low (beside ``types``) so that config checks ``type:`` without importing backends."""
 
 from __future__ import annotations
 

@@ -39,13 +39,9 @@ class Vote:
 
 @dataclass(slots=True)
 class RunResult:
-    """Everything a run produced.
-
-    ``answers`` holds every turn of every agent in order (answer round, reviews, steps,
-    synthesis); ``history[r]`` maps each agent to its answer as it stood after round ``r``
-    (0 = the answer round); ``final_answer`` is what the user gets. ``status`` is ``degraded`` when
-    some agents failed but an answer was still reached.
-    """
+    """Everything a run produced. ``answers``: every turn of every agent, in order;
+    ``history[r]``: each agent's answer after round ``r`` (0: the answer round); ``status``
+    is ``degraded`` when some agents failed but an answer was still reached."""
 
     run_id: str
     task: str

@@ -1,8 +1,5 @@
-"""Turn a loaded TeamConfig into agents and orchestrator options.
-
-Named backends are built once and shared by the agents that use them, so one SDK client
-(and its connection pool) serves them all.
-"""
+"""Turn a loaded TeamConfig into agents and orchestrator options. Named backends are built
+once and shared by their agents: one client (and connection pool) serves them all."""
 
 from __future__ import annotations
 
@@ -48,12 +45,11 @@ def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backe
     """The backend of ``cfg``, bare: the orchestrator wraps it (:func:`build_guards`)."""
     from massgen.backends.registry import OPENAI_COMPATIBLE, create_backend
 
-    api_key = cfg.api_key.get_secret_value() if cfg.api_key is not None else None
     return create_backend(
         cfg.type,
         model=cfg.model,
         name=name or cfg.type,
-        api_key=api_key,
+        api_key=_secret(cfg),
         base_url=cfg.base_url,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
@@ -68,22 +64,15 @@ def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
     """Prices per model: the team's table, then each backend's own for the models its
     agents use through it (their ``model:`` or the backend's)."""
     prices = {model: {"input": p.input, "output": p.output} for model, p in team.prices.items()}
-    for cfg in team.backends.values():
-        if cfg.prices is not None and cfg.model:
-            prices[cfg.model] = {"input": cfg.prices.input, "output": cfg.prices.output}
-    for agent in team.agents:
-        cfg = team.backend_for(agent)
+    for cfg in [*team.backends.values(), *map(team.backend_for, team.agents)]:
         if cfg.prices is not None and cfg.model:
             prices[cfg.model] = {"input": cfg.prices.input, "output": cfg.prices.output}
     return prices
 
 
 def build_agents(team: TeamConfig) -> list[Agent]:
-    """One Agent per config entry; named backends shared, inline ones per agent.
-
-    Every agent's model and every backend's key are checked before any backend is built
-    (so before any SDK is imported), and all the missing keys are named in one error.
-    """
+    """One Agent per config entry; named backends shared, inline ones per agent. Models and
+    keys are checked before any backend (or SDK) is built, missing keys named in one error."""
     check_models(team)
     check_keys(team)
     shared: dict[str, Backend] = {}
@@ -147,9 +136,8 @@ def check_models(team: TeamConfig) -> None:
 
 
 def check_keys(team: TeamConfig) -> None:
-    """Every backend the agents use has its API key. A missing one is the usual
-    ``no API key`` error at its backend; several are listed in one error, each with its
-    place, its agents and the variable to set, so one look fixes them all."""
+    """Every backend the agents use has its API key; several missing ones are listed in one
+    error, each with its place, its agents and the variable to set."""
     from massgen.backends.registry import key_variables, missing_key
 
     missing: list[tuple[tuple[str | int, ...], list[str], str, tuple[str, ...]]] = []
@@ -183,10 +171,6 @@ def check_keys(team: TeamConfig) -> None:
         file=file,
         hint="export each variable, or set `api_key: ${VAR}` on the backend",
     )
-
-
-def _secret(cfg: BackendConfig) -> str | None:
-    return cfg.api_key.get_secret_value() if cfg.api_key is not None else None
 
 
 def _backend_path(team: TeamConfig, name: str) -> tuple[str | int, ...]:
@@ -240,11 +224,8 @@ def uses_memory_store(team: TeamConfig) -> bool:
 
 
 def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[Any]:
-    """The tools agent ``index`` lists, built with their ``tools:`` settings.
-
-    A backend that cannot call tools, given tools, is a configuration error (at the agent's
-    ``tools`` key) rather than a surprise mid-run.
-    """
+    """The tools agent ``index`` lists, built with their ``tools:`` settings (a config error
+    if its backend cannot call tools, rather than a surprise mid-run)."""
     names = team.agents[index].tools
     if not names:
         return []
@@ -266,6 +247,10 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
             built.append(build_tool(name, team.tools.get(name), team.base_dir))
             built[-1].check_backend(backend, model=model, with_functions=len(names) > 1)
     return built
+
+
+def _secret(cfg: BackendConfig) -> str | None:
+    return cfg.api_key.get_secret_value() if cfg.api_key is not None else None
 
 
 @contextmanager

@@ -1,14 +1,10 @@
 """Token counts without a tokenizer, and what genai-prices knows of a model.
 
-You get one estimate everywhere (memory, rate limits, budgets, usage a backend did not
-report): a quarter of a token per ASCII character (about four characters a token on the GPT,
-Claude and Gemini tokenizers), one per other character (CJK, emoji), plus
-:data:`MESSAGE_OVERHEAD` per message. It errs high for other scripts: the safe side for a
-budget. :class:`TokenEstimator` scales it by what the provider counted for earlier requests.
-
-Context windows and prices come from the ``genai-prices`` package's bundled data, imported
-on first use and never updated over the network: massgen never starts its ``UpdatePrices``
-task. What a run asked of it is kept per release and day (:func:`known_model`).
+One estimate everywhere (memory, rate limits, budgets, unreported usage): a quarter of a
+token per ASCII character (as GPT, Claude and Gemini tokenizers average), one per other
+character, plus :data:`MESSAGE_OVERHEAD` per message; it errs high, the safe side for a
+budget. Context windows and prices come from genai-prices' bundled data, never updated over
+the network (massgen never starts its ``UpdatePrices`` task).
 """
 
 from __future__ import annotations
@@ -79,9 +75,6 @@ class TokenEstimator:
         self.ratio = 1.0
         """Reported / estimated input tokens, smoothed over requests (1.0 until one is seen)."""
 
-    def text(self, text: str) -> int:
-        return math.ceil(estimate_text(text) * self.ratio)
-
     def message(self, message: ChatMessage) -> int:
         return math.ceil(estimate_message(message) * self.ratio)
 
@@ -116,12 +109,9 @@ class ModelFacts:
 
 @functools.lru_cache(maxsize=512)
 def known_model(model: str) -> ModelFacts | None:
-    """genai-prices' entry for ``model`` (dated names and case folded, a routing prefix such
-    as ``openai/`` or ``models/`` dropped when needed), or ``None`` when it does not know it.
-
-    Importing genai-prices' table costs about 0.2 s, so each answer is also kept in a small
-    file per genai-prices release and day (``$XDG_CACHE_HOME/massgen``): a run then reads a
-    few lines instead."""
+    """genai-prices' entry for ``model`` (case folded, a routing prefix such as ``openai/``
+    dropped when needed), or ``None``. Its table takes 0.2 s to import, so each answer is
+    also kept in a file per release and day (``$XDG_CACHE_HOME/massgen``)."""
     name = model.strip().lower()
     facts = _facts_file()
     day = datetime.now(UTC).date().isoformat()

@@ -1,8 +1,5 @@
-"""Provider-neutral request and response values.
-
-Every backend speaks these; vendor SDK types never leave an adapter. They are plain
-dataclasses (not pydantic) because thousands are made per batch and they must stay cheap.
-"""
+"""Provider-neutral request and response values: every backend speaks these, vendor SDK
+types never leave an adapter. Plain dataclasses: thousands are made per batch."""
 
 from __future__ import annotations
 
@@ -11,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
+OnRetry = Callable[[int, int, float, BaseException], None]
+"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +23,8 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn of a conversation.
-
-    ``tool_calls`` is set on assistant turns that call tools; ``tool_call_id`` (and ``name``)
-    on the ``tool`` turn that answers one.
-    """
+    """One turn of a conversation: ``tool_calls`` on an assistant turn that calls tools,
+    ``tool_call_id`` (and ``name``) on the ``tool`` turn that answers one."""
 
     role: Role
     content: str = ""
@@ -48,13 +44,10 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class NativeTool:
-    """A tool the provider runs on its own side (today: ``web_search``).
-
-    It is declared in the request and never run by massgen: the provider searches, reads
-    the results and answers with them. Each adapter maps it to its wire format, or is not
-    asked to (see :meth:`~massgen.backends.base.Backend.supports_native`).
-    ``allowed_domains``/``blocked_domains`` are honoured where the provider takes them.
-    """
+    """A tool the provider runs on its side (today: ``web_search``), declared in the request
+    and never run by massgen; each adapter maps it to its wire format (see
+    :meth:`~massgen.backends.base.Backend.supports_native`). The domain lists are honoured
+    where the provider takes them."""
 
     name: str
     max_uses: int | None = None
@@ -64,24 +57,19 @@ class NativeTool:
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who makes a request and who hears of its retries, for the resilience wrappers (the
-    request log's and retry's lines, the run's retry events): never sent, cached or compared.
-    ``on_retry`` is told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
+    """Who makes a request, and who hears of its retries (the resilience wrappers' lines, the
+    run's retry events): never sent, cached or compared."""
 
     agent: str = ""
     attempt: int = 1
-    on_retry: Callable[[int, int, float, BaseException], None] | None = None
+    on_retry: OnRetry | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """What one agent turn asks of its backend.
-
-    ``model``/``temperature``/``max_tokens`` left ``None`` fall back to the backend's config.
-    ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name to force.
-    ``extra`` carries provider-specific parameters through untouched. ``native_tools`` are
-    provider-side tools (e.g. web search) declared next to ``tools``.
-    """
+    """What one agent turn asks of its backend. ``None`` model, temperature or max_tokens:
+    the backend's. ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name.
+    ``extra``: provider-specific parameters, passed through untouched."""
 
     messages: tuple[ChatMessage, ...]
     model: str | None = None
@@ -123,11 +111,8 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class ServerToolCall:
-    """A tool the provider ran on its side while answering (e.g. one web search).
-
-    Not one of our tool calls: it already happened and is never run locally. ``output`` is
-    a short account of the result (titles and URLs, or the provider's error code).
-    """
+    """A tool the provider ran on its side while answering (e.g. one web search), never run
+    here. ``output``: a short account of the result (titles and URLs, or an error code)."""
 
     id: str
     name: str
@@ -138,18 +123,12 @@ class ServerToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One finished model answer.
-
-    ``finish_reason`` is normalised to ``stop``, ``length``, ``tool_calls``, ``content_filter``
-    or ``other``. ``latency`` is seconds from request to last byte. ``cached`` is set when a
-    cache served it (no provider request was made). ``sources`` are the pages a
-    provider-side search cited (or found), ``server_calls`` the searches it ran.
-    ``requests`` counts the provider requests behind the answer: several for a tool loop or
-    a continued (``pause_turn``) answer, 0 when the cache served it. ``reasoning`` is the
-    model's thinking or reasoning text where the provider returns it (OpenAI-compatible
-    ``reasoning_content``/``reasoning``, Anthropic thinking blocks, Gemini thought parts,
-    Responses reasoning summaries): kept in the run record, never part of the answer.
-    """
+    """One finished model answer. ``finish_reason``: ``stop``, ``length``, ``tool_calls``,
+    ``content_filter`` or ``other``. ``latency``: seconds from request to last byte.
+    ``sources``: the pages a provider-side search cited, ``server_calls`` its searches.
+    ``requests``: the provider requests behind it (several for a tool loop or a ``pause_turn``,
+    0 from the cache). ``reasoning``: the model's thinking text where the provider returns
+    it, kept in the run record, never part of the answer."""
 
     text: str
     model: str

@@ -1,6 +1,5 @@
 """An LLM agent: a name, a backend, a role, and what it remembers; it answers a
-:class:`~massgen.agents.turn.Turn` (tool calls included) and knows nothing of strategies.
-"""
+:class:`~massgen.types.Turn` (tool calls included) and knows nothing of strategies."""
 
 from __future__ import annotations
 
@@ -146,9 +145,9 @@ class Agent:
         memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
-        """Answer one turn, streaming deltas to ``on_delta``; events go to ``ctx.emit``.
-        ``backend``: the orchestrator's wrapped stack. ``memory``: memory the caller owns (a
-        worker's turn for a run elsewhere); a summary written first goes to ``on_folded``."""
+        """Answer one turn, streaming deltas to ``on_delta``, events to ``ctx.emit``.
+        ``backend``: the orchestrator's wrapped stack. ``memory``: the caller's (a worker's
+        turn for a run elsewhere); a summary written first goes to ``on_folded``."""
         used = backend or self.backend
         if self.tools and not used.supports_tools:
             raise ConfigError(

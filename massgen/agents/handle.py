@@ -1,6 +1,5 @@
 """How strategies reach agents: :class:`AgentHandle`, an in-process call here
-(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.remote``).
-"""
+(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.remote``)."""
 
 from __future__ import annotations
 
@@ -12,10 +11,7 @@ from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
-from massgen.types import CallContext, Completion, Turn
-
-OnRetry = Callable[[int, int, float, BaseException], None]
-"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
+from massgen.types import CallContext, Completion, OnRetry, Turn
 
 
 class AgentHandle(Protocol):

@@ -1,10 +1,7 @@
-"""One agent turn against a backend: the request, streamed, until a final answer.
-
-With tools of the agent's own a turn is a loop (run the calls, send back the results, ask
-again; at most ``max_iterations`` rounds, then one last request with ``tool_choice="none"``),
-each follow-up fitted to the context window. A turn carrying its own tools (a consensus
-vote) is a structured reply the strategy reads: those calls are never run.
-"""
+"""One agent turn against a backend, until a final answer. With the agent's own tools it
+is a loop (run the calls, send the results, ask again; after ``max_iterations`` rounds one
+last request with ``tool_choice="none"``), each follow-up fitted to the context window. A
+turn carrying its own tools (a consensus vote) is a structured reply: never run."""
 
 from __future__ import annotations
 

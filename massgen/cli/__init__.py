@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from massgen.cli.app import app
+from massgen.cli.exits import start_up
 
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def main() -> None:
+    start_up()
     try:
         app()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,26 @@ UNAVAILABLE = 69
 """A service the command needs (Redis) did not answer: not your file's fault, try again
 once it is up (``EX_UNAVAILABLE`` of sysexits.h)."""
 KEY_HINT = "check the API key (see README: Run with real providers)"
+_usual_gc: tuple[int, int, int] | None = None
+
+
+def start_up() -> None:
+    """Collect garbage less often while the command starts: start-up (imports, the config,
+    the team) makes some 80,000 objects and no garbage cycles, so collecting would only
+    rescan them (≈ 15 ms of a run's CPU). :func:`start_up_done` undoes it."""
+    global _usual_gc
+    _usual_gc = gc.get_threshold()
+    gc.set_threshold(100_000, *_usual_gc[1:])
+
+
+def start_up_done() -> None:
+    """The command's work begins: start-up's objects leave the collector's way (frozen) and
+    it collects at its usual pace again."""
+    global _usual_gc
+    if _usual_gc is not None:
+        gc.freeze()
+        gc.set_threshold(*_usual_gc)
+        _usual_gc = None
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -77,6 +98,7 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
         return await main()
 
+    start_up_done()
     try:
         return asyncio.run(cancellable())
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -87,6 +109,7 @@ def stop_signal() -> asyncio.Future[signal.Signals]:
     """The first SIGINT or SIGTERM, for commands that serve until told to stop."""
     import asyncio
 
+    start_up_done()
     loop = asyncio.get_running_loop()
     got: asyncio.Future[signal.Signals] = loop.create_future()
 

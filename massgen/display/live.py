@@ -1,11 +1,9 @@
 """The Rich live view on stderr: a row per agent, the round and votes, then the answer.
-
-Rich is imported only here (and only when a terminal is attached), keeping ``--help`` and
-piped runs fast.
-"""
+Rich is imported only here, when a terminal is attached: ``--help`` and pipes stay fast."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -127,24 +125,19 @@ def _echo_off(console: Console) -> Callable[[], None]:
     try:
         fd = sys.stdin.fileno()
         before = termios.tcgetattr(fd)
+        quiet = termios.tcgetattr(fd)
+        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
     except (termios.error, AttributeError, ValueError, OSError):
         return _nothing  # stdin closed, replaced, or not a terminal
-    quiet = termios.tcgetattr(fd)
-    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-    try:
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except termios.error:
-        return _nothing
     done = False
 
     def restore() -> None:
         nonlocal done
         if not done:
             done = True
-            try:
+            with contextlib.suppress(termios.error):
                 termios.tcsetattr(fd, termios.TCSADRAIN, before)
-            except termios.error:
-                pass
 
     return restore
 

@@ -1,13 +1,12 @@
-"""Pure consensus bookkeeping: normalising answers, parsing review replies, counting votes.
-
-No I/O here, so every rule of convergence is unit-testable on its own.
-"""
+"""Pure consensus bookkeeping: normalising answers, parsing review replies, counting votes
+(no I/O, so every rule of convergence is unit-testable on its own)."""
 
 from __future__ import annotations
 
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -75,10 +74,7 @@ def _vote(label: object, reason: object, labels: Sequence[str]) -> Review | None
 
 def tally(votes: Mapping[str, str]) -> dict[str, int]:
     """voter -> candidate  ==>  candidate -> count."""
-    counts: dict[str, int] = {}
-    for candidate in votes.values():
-        counts[candidate] = counts.get(candidate, 0) + 1
-    return counts
+    return dict(Counter(votes.values()))
 
 
 def leader(votes: Mapping[str, str], order: Sequence[str]) -> str | None:

@@ -3,6 +3,7 @@ per-agent-shuffled answers until one holds enough votes (docs/architecture.md ha
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from massgen import events as ev
@@ -85,9 +86,7 @@ class Consensus:
         reviews = {v: ballot.parse_review(c, list(views[v])) for v, (c, _) in replies.items()}
         malformed = [v for v, r in reviews.items() if r is None]
         if malformed:  # one re-prompt each, all at once
-            again = await ctx.gather(
-                [(v, _retry_turn(turns[v], ctx.handles[v].supports_tools)) for v in malformed]
-            )
+            again = await ctx.gather([(v, _retry_turn(turns[v])) for v in malformed])
             for v, (c, _) in again.items():
                 reviews[v] = ballot.parse_review(c, list(views[v]))
         revised: set[str] = set()
@@ -144,11 +143,8 @@ class Consensus:
             ctx.result.winner = presenter
 
 
-def _retry_turn(turn: Turn, tools: bool) -> Turn:
-    return Turn(
-        turn.phase,
-        turn.prompt + "\n\n" + prompts.reprompt(tools),
-        round=turn.round,
-        tools=turn.tools,
-        tool_choice=turn.tool_choice,
+def _retry_turn(turn: Turn) -> Turn:
+    """The review turn again, told that its reply was not valid."""
+    return dataclasses.replace(
+        turn, prompt=f"{turn.prompt}\n\n{prompts.reprompt(bool(turn.tools))}"
     )

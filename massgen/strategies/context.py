@@ -49,29 +49,22 @@ class RunContext:
             self._limit = asyncio.Semaphore(self.config.max_parallel)
 
     async def call(self, name: str, turn: Turn) -> tuple[Completion, str] | None:
-        """Ask agent ``name`` for ``turn``; return (completion, who answered), or ``None``
-        when it failed and the error strategy lets the run go on (the agent is dropped).
-
-        A configured fallback agent takes the turn before the agent is given up.
-        """
-        try:
-            return await self._ask(name, name, turn), name
-        except (asyncio.CancelledError, BudgetExceeded):
-            raise
-        except Exception as error:
-            backup = self.fallbacks.get(name)
-            if backup and backup in self.handles and backup != name:
-                self.emit(
-                    ev.AgentFailedEvent(agent=name, error=ev.short_error(error), dropped=False)
-                )
-                try:
-                    return await self._ask(name, backup, turn), backup
-                except (asyncio.CancelledError, BudgetExceeded):
-                    raise
-                except Exception as second:
-                    error = second
-            self.fail(name, error)
-            return None
+        """Ask agent ``name`` (then its fallback) for ``turn``: (completion, who answered),
+        or ``None`` when it failed and the error strategy lets the run go on without it."""
+        backup = self.fallbacks.get(name)
+        takers = [name, backup] if backup in self.handles and backup != name else [name]
+        for who in takers:
+            try:
+                return await self._ask(name, who, turn), who
+            except (asyncio.CancelledError, BudgetExceeded):
+                raise
+            except Exception as e:
+                error = e
+                if who != takers[-1]:
+                    failed = ev.AgentFailedEvent(agent=name, error=ev.short_error(e), dropped=False)
+                    self.emit(failed)
+        self.fail(name, error)
+        return None
 
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
@@ -159,10 +152,8 @@ class RunContext:
             raise RunError("every agent failed (" + failures + ")") from error
 
     async def gather(self, calls: Sequence[tuple[str, Turn]]) -> dict[str, tuple[Completion, str]]:
-        """Run several agent calls at once; return the ones that answered, by agent.
-
-        With ``fail_fast`` the first failure cancels the others at once.
-        """
+        """Run several agent calls at once; return the ones that answered, by agent (with
+        ``fail_fast`` the first failure cancels the others)."""
         names = [name for name, _ in calls]
         try:
             async with asyncio.TaskGroup() as group:

@@ -1,9 +1,5 @@
-"""Every prompt the strategies send, in one place.
-
-Tokens are money: prompts are short and exact. Peer answers are wrapped in
-``<answer label="X">`` blocks so models (and the replay backend) can find them, and each is
-clipped to a token budget.
-"""
+"""Every prompt the strategies send, short and exact (tokens are money). Peer answers are
+wrapped in ``<answer label="X">`` blocks, for models and the replay backend, and clipped."""
 
 from __future__ import annotations
 
