@@ -1,18 +1,8 @@
-"""The store over Redis, for teams spread over several machines.
-
-Keys live at ``{prefix}kv:{key}`` (STRING, expiry by ``PX``) and logs at ``{prefix}log:{log}``
-(LIST, ``RPUSH``/``LRANGE``/``LTRIM``), so a store never collides with the agent bus that
-shares the ``massgen:`` prefix. Expiry is Redis's own, on the server clock.
-
-Search needs no Redis module: each process keeps a word index of the logs it searches
-(:class:`~massgen.store.words.WordIndex`) and copies only what a log gained since its last
-search. To know what that is, a log once searched counts its appends at
-``{prefix}logn:{log}`` (a number that outlives trims, so a trimmed log is told from one that
-gained nothing).
-
-Importing this module imports redis; :func:`massgen.store.open_store` loads it only for a
-``redis://`` URL. Credentials come from the URL and never appear in errors.
-"""
+"""The store over Redis (standalone): keys at ``{prefix}kv:{key}`` (STRING, ``PX`` expiry on
+the server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus' keys. Search needs
+no Redis module: each process keeps a word index of the logs it searches (:class:`WordIndex`),
+copying only what a log gained since, known from its count of appends at ``{prefix}logn:{log}``
+(which outlives trims). Imported only for a ``redis://`` store: it imports redis."""
 
 from __future__ import annotations
 
@@ -25,14 +15,10 @@ from redis import exceptions as rexc
 
 from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
-from massgen.store.base import Store, check_keep, check_limit, check_ttl
-from massgen.store.redis_client import (  # noqa: F401 - re-exported for older imports
-    REPLY_TIMEOUT,
-    RETRIES,
-    SHARED_STATE_RETRIES,
-    RedisLease,
-    redis_client,
-)
+from massgen.store.base import Store, check_count, check_ttl
+from massgen.store.redis_client import SHARED_STATE_RETRIES, RedisLease, redis_client
+
+__all__ = ["SHARED_STATE_RETRIES", "RedisStore", "redact", "redis_client"]
 from massgen.store.words import Text, WordIndex
 
 DEFAULT_PREFIX = "massgen:"
@@ -41,8 +27,7 @@ _SCAN_BATCH = 1000
 _APPEND = """
 redis.call('RPUSH', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCR', KEYS[2]) end
-"""
-"""RPUSH, counted if the log is searched (a log never searched gets no counter)."""
+"""  # RPUSH, counted if the log was ever searched
 
 _GAINED = """
 local held = redis.call('LLEN', KEYS[1])
@@ -60,11 +45,8 @@ if unseen > 0 then
 end
 return {appended, held, records}
 """
-"""What a log gained since ``ARGV[1]`` appends: its count of appends (started on its first
-search), its length and the oldest ``ARGV[2]`` of the records not seen yet; see
-:data:`massgen.store.words.Fetch`."""
-_RECORDS_PER_TRIP = 500
-"""A search copies a long log in parts, so no one reply holds the event loop for long."""
+# What a log gained since ARGV[1] appends, as massgen.store.words.Fetch says.
+_RECORDS_PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,8 +57,7 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _bytes(value: bytes | str) -> bytes:
-    # A shared client made with decode_responses=True would hand back str (and break binary).
+def _bytes(value: bytes | str) -> bytes:  # a client made with decode_responses gives str
     return value.encode() if isinstance(value, str) else value
 
 
@@ -98,10 +79,8 @@ def _mapped(
 
 
 class RedisStore(Store):
-    """:class:`~massgen.store.base.Store` on one Redis (standalone, not Cluster).
-
-    It uses the process's shared client for ``url`` (see :mod:`massgen.store.redis_client`),
-    or ``client`` if you pass one (made without ``decode_responses``; left open on close)."""
+    """A store on the process's shared client for ``url``, or on ``client`` (made without
+    ``decode_responses``; left open on close)."""
 
     def __init__(
         self,
@@ -140,7 +119,6 @@ class RedisStore(Store):
         pattern = glob_escape(self._key(prefix)) + "*"
         return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
 
-    # -- key/value -------------------------------------------------------------------------
     @_mapped
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._key(key))
@@ -168,14 +146,13 @@ class RedisStore(Store):
     async def count(self, prefix: str = "") -> int:
         return len(await self._scan(prefix))
 
-    # -- logs ------------------------------------------------------------------------------
     @_mapped
     async def append(self, log: str, record: bytes) -> None:
         await self._r.eval(_APPEND, 2, self._log(log), self._appended(log), record)
 
     @_mapped
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
-        check_limit(limit)
+        check_count("limit", limit)
         if limit == 0:
             return []
         if start < 0:  # the window is at most -start records: slice it here
@@ -190,7 +167,7 @@ class RedisStore(Store):
 
     @_mapped
     async def trim(self, log: str, keep_last: int) -> None:
-        check_keep(keep_last)
+        check_count("keep_last", keep_last)
         if keep_last == 0:
             await self._r.delete(self._log(log))
         else:
@@ -200,7 +177,7 @@ class RedisStore(Store):
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
-        check_limit(limit)
+        check_count("limit", limit)
 
         async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
             keys = [self._log(log), self._appended(log)]
@@ -209,7 +186,6 @@ class RedisStore(Store):
 
         return await self._words.search(log, query, text, limit, fetch)
 
-    # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
         await self._words.aclose()
         if self._lease is not None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from massgen.errors import TransportError
 from massgen.grouped import Grouped
-from massgen.store.base import Store, check_keep, check_limit, check_ttl
+from massgen.store.base import Store, check_count, check_ttl
 from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log, transaction
 
 T = TypeVar("T")
@@ -198,7 +198,7 @@ class SQLiteStore(Store):
         )
 
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
-        check_limit(limit)
+        check_count("limit", limit)
         sql_limit = -1 if limit is None else limit  # SQLite: a negative LIMIT means none
         if start >= 0:
             sql = "SELECT record FROM logs WHERE log = ? ORDER BY id LIMIT ? OFFSET ?"
@@ -216,7 +216,7 @@ class SQLiteStore(Store):
         return int(n)
 
     async def trim(self, log: str, keep_last: int) -> None:
-        check_keep(keep_last)
+        check_count("keep_last", keep_last)
         # Delete up to the newest record that must go; nothing if there are too few.
         await self._exec(
             "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
@@ -229,7 +229,7 @@ class SQLiteStore(Store):
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
-        check_limit(limit)
+        check_count("limit", limit)
         return await self.run(lambda c: search_log(c, log, query, text, limit))
 
     async def aclose(self) -> None:
@@ -246,3 +246,14 @@ class SQLiteStore(Store):
             await asyncio.get_running_loop().run_in_executor(self._worker, close)
         finally:
             self._worker.shutdown(wait=False)
+
+
+class MemoryStore(SQLiteStore):
+    """A store in a private in-memory SQLite database: the file store's code, gone with the
+    object (tests pass a fake ``clock``)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(":memory:", clock=clock)
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
