@@ -47,10 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Heartbeat TTL assumed for workers that do not advertise theirs (the bus default).
-DEFAULT_HEARTBEAT_TTL = 15.0
-
-
+DEFAULT_HEARTBEAT_TTL = 15.0  # assumed for workers that do not advertise theirs (bus default)
 _SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
 
 
@@ -67,8 +64,7 @@ class _NoWorker(Exception):
 
 class _Watch:
     """Polls the registry for one agent's workers while a turn waits: a worker whose expiry
-    stops moving is silent; once its heartbeat expired it leaves, and with none left the
-    agent is gone."""
+    stops moving is silent; with none left the agent is gone."""
 
     def __init__(self, client: BusAgent, agent: str, ttl: float) -> None:
         self.client, self.agent, self.ttl = client, agent, ttl
@@ -102,8 +98,8 @@ class _Watch:
 
 @dataclass(eq=False, repr=False)
 class RemoteHandle:
-    """Reaches ``agent`` through ``client``, a started bus agent of this run; ``live`` streams
-    the worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
+    """Reaches ``agent`` through ``client`` (this run's bus agent); ``live`` streams the
+    worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
 
     agent: Agent
     client: BusAgent
@@ -132,9 +128,9 @@ class RemoteHandle:
         *,
         on_retry: OnRetry | None = None,
     ) -> Completion:
-        """Send ``turn`` to a live worker and wait for its answer or error. A silent worker is
-        reported (AgentWaiting); with no live worker left the turn runs here (:attr:`local`) or
-        raises WorkerLost; a dead-lettered turn raises TurnRefused."""
+        """``turn`` answered by a live worker. A silent worker is reported (AgentWaiting); with
+        none left the turn runs here (:attr:`local`) or raises WorkerLost; a dead-lettered
+        turn raises TurnRefused."""
         emit = ctx.emit if ctx else None
         if self.gone:  # the workers were gone last turn: are they back?
             if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
@@ -219,9 +215,8 @@ class RemoteHandle:
     async def _watched(
         self, request: Awaitable[Any], request_id: str, emit: Subscriber | None
     ) -> Any:
-        """The request's answer, or ``None`` once no live worker hosts the agent (the request
-        is abandoned). Each look at the registry also looks among the dead letters: a worker
-        that set the request aside will never answer (:class:`TurnRefused` at once)."""
+        """The request's answer, or ``None`` once no live worker hosts the agent. Each look at
+        the registry also looks among the dead letters: a turn set aside is never answered."""
         task = asyncio.ensure_future(request)
         watch = _Watch(self.client, self.name, self.heartbeat_ttl)
         told = ""

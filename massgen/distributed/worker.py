@@ -50,16 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _HOST = socket.gethostname()
 
-#: Every hosted LLM agent has this capability, besides its own ones.
-LLM = "llm"
+LLM = "llm"  # the capability of every hosted LLM agent, besides its own
 DEFAULT_CONCURRENCY = 8
-#: On stop, turns already running get this long to finish (the bus default cancels at once).
-DRAIN_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 10.0  # on stop, running turns get this long (the bus default cancels at once)
 ROLE_EXCERPT = 60  # characters of a role in `massgen agents list`
-#: Seconds a provider request may take when the backend does not say (BackendConfig's default).
-DEFAULT_BACKEND_TIMEOUT = 60.0
-#: Round trips over the bus, encoding, a busy event loop.
-MARGIN = 5.0
+DEFAULT_BACKEND_TIMEOUT = 60.0  # a provider request's seconds, when the backend does not say
+MARGIN = 5.0  # round trips over the bus, encoding, a busy event loop
 
 
 def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, lease: float) -> float:
@@ -76,9 +72,9 @@ def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, leas
     return total + lease + MARGIN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TurnReport:
-    """One turn a worker handled, for its log. ``error`` is set when the turn failed."""
+    """One turn a worker handled, for its log; ``error`` when it failed."""
 
     agent: str
     phase: str
@@ -143,27 +139,22 @@ class HostedAgent(BusAgent):
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
-        return {
-            **super().get_metadata(),
-            "in_flight": self.in_flight,
-            "processed": self.processed,
-            "failed": self.failed,
-        }
+        counts = {"in_flight": self.in_flight, "processed": self.processed, "failed": self.failed}
+        return {**super().get_metadata(), **counts}
 
     async def on_message(self, message: AgentMessage) -> None:
         if message.kind is not MessageKind.REQUEST:
             log.warning("agent %s ignored a %s from %s", self.id, message.kind, message.sender_id)
             return
         started = time.perf_counter()
-        payload = message.payload
-        run = str(payload.get("run") or message.sender_id)
+        run = str(message.payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            request = decode(TurnRequest, payload, "turn")
+            request = decode(TurnRequest, message.payload, "turn")
         except TransportError as e:
             return await self._finish(message, report, e)
         turn = request.turn
-        report = dataclasses.replace(report, phase=turn.phase, round=turn.round)
+        report.phase, report.round = turn.phase, turn.round
         if request.deadline is not None and time.time() > request.deadline:  # nobody waits
             expired = TransportError(f"agent {self.id!r}: the turn expired before a worker took it")
             return await self._finish(message, report, expired)
@@ -171,6 +162,7 @@ class HostedAgent(BusAgent):
         await self._publish()
         retries: list[str] = []
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
+        written: list[Folded] = []  # a summary written before the answer failed still counts
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
 
@@ -182,7 +174,6 @@ class HostedAgent(BusAgent):
         def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
-        written: list[Folded] = []  # a summary written before the answer failed still counts
         outcome: Completion | Exception
         try:
             outcome = await self.handle.ask(
@@ -201,12 +192,10 @@ class HostedAgent(BusAgent):
             outcome = e
         finally:
             self.in_flight -= 1
-        folded = written[0] if written else None
         if pump is not None:
             await pump.close()
-        seconds = time.perf_counter() - started
-        report = dataclasses.replace(report, seconds=seconds, note="; ".join(retries))
-        await self._finish(message, report, outcome, folded, heard)
+        report.seconds, report.note = time.perf_counter() - started, "; ".join(retries)
+        await self._finish(message, report, outcome, written[0] if written else None, heard)
 
     async def _finish(
         self,
@@ -220,19 +209,18 @@ class HostedAgent(BusAgent):
         reply = TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            events = tool_events_to_list(heard or [])
-            reply = dataclasses.replace(reply, completion=outcome, events=events)
+            reply.completion, reply.events = outcome, tool_events_to_list(heard or [])
         else:
             self.failed += 1
-            reply = dataclasses.replace(reply, error=error_to_dict(outcome))
+            reply.error = error_to_dict(outcome)
             name = type(outcome).__name__
             text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
-            text = text or name
-            report = dataclasses.replace(report, error=text.splitlines()[0][:300])
+            report.error = (text or name).splitlines()[0][:300]
         await self._publish()
         if not await message.reply(to_dict(reply)):
-            note = "; ".join(filter(None, [report.note, "reply discarded (answered elsewhere)"]))
-            report = dataclasses.replace(report, note=note)
+            report.note = "; ".join(
+                filter(None, [report.note, "reply discarded (answered elsewhere)"])
+            )
         if self._on_turn is not None:
             self._on_turn(report)
 

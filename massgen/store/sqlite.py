@@ -35,8 +35,7 @@ _KEYS_PER_SELECT = 500
 
 def glob_prefix(prefix: str) -> str:
     """A GLOB pattern matching strings that start with ``prefix`` literally."""
-    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
-    return escaped + "*"
+    return "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
 
 
 def _sweep(c: sqlite3.Connection, now: float) -> None:
@@ -46,8 +45,8 @@ def _sweep(c: sqlite3.Connection, now: float) -> None:
 
 
 class SQLiteStore(Store):
-    """:class:`~massgen.store.base.Store` in one SQLite file at ``path`` (its folder made if
-    missing). ``clock`` decides expiry: a wall clock, since other processes share the file."""
+    """A store in one SQLite file at ``path`` (its folder made if missing). ``clock`` decides
+    expiry: a wall clock, since other processes share the file."""
 
     def __init__(
         self,
@@ -115,9 +114,7 @@ class SQLiteStore(Store):
         return await self.run(lambda c: c.execute(sql, params).fetchall())
 
     async def get(self, key: str) -> bytes | None:
-        if self._closed:
-            raise TransportError(f"SQLite store {self.path} is closed")
-        return await self._gets(key)
+        return await self._gets(key)  # a closed store: run() raises
 
     def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
         now, unique = self.clock(), list(dict.fromkeys(keys))
@@ -138,8 +135,6 @@ class SQLiteStore(Store):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
-        if self._closed:
-            raise TransportError(f"SQLite store {self.path} is closed")
         await self._sets_grouped((key, value, None if ttl is None else self.clock() + ttl))
 
     def _set_job(
