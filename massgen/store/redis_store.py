@@ -6,7 +6,9 @@ copying only what a log gained since, known from its count of appends at ``{pref
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -17,9 +19,16 @@ from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_count, check_ttl
 from massgen.store.redis_client import SHARED_STATE_RETRIES, RedisLease, redis_client
+from massgen.store.sqlite import (
+    TRIM,
+    SQLiteStore,
+    Text,
+    match_any,
+    search_log,
+    transaction,
+)
 
 __all__ = ["SHARED_STATE_RETRIES", "RedisStore", "redact", "redis_client"]
-from massgen.store.words import Text, WordIndex
 
 DEFAULT_PREFIX = "massgen:"
 _SCAN_BATCH = 1000
@@ -44,9 +53,8 @@ if unseen > 0 then
     records = redis.call('LRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
 end
 return {appended, held, records}
-"""
-# What a log gained since ARGV[1] appends, as massgen.store.words.Fetch says.
-_RECORDS_PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
+"""  # what a log gained since ARGV[1] appends: appends now, length, oldest unseen records
+_PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +63,21 @@ R = TypeVar("R")
 def glob_escape(text: str) -> str:
     """``text`` as a literal in a Redis ``MATCH`` pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _copy(
+    c: sqlite3.Connection,
+    log: str,
+    kept: int,
+    new: list[bytes],
+    then: tuple[str, Text, int] | None = None,
+) -> list[tuple[float, bytes]]:
+    """Keep the newest ``kept`` records of the copy of ``log``, add ``new``, then search it
+    if asked (query, text, limit)."""
+    with transaction(c, "DEFERRED"):
+        c.execute(TRIM, (log, log, kept))
+        c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
+    return [] if then is None else search_log(c, log, *then)
 
 
 def _bytes(value: bytes | str) -> bytes:  # a client made with decode_responses gives str
@@ -94,7 +117,9 @@ class RedisStore(Store):
         self.prefix = prefix
         self._given = client
         self._lease = None if client is not None else RedisLease(url, **options)
-        self._words = WordIndex()
+        self._copy: SQLiteStore | None = None  # the logs searched here, as far as seen
+        self._seen: dict[str, int] = {}  # appends copied, per log
+        self._copy_lock = asyncio.Lock()
 
     @property
     def _r(self) -> aioredis.Redis:
@@ -177,16 +202,38 @@ class RedisStore(Store):
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
+        """Searches this process's copy of the log, first brought up to date with what the
+        log gained since (so a search costs the same at any length)."""
         check_count("limit", limit)
-
-        async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
-            keys = [self._log(log), self._appended(log)]
-            appended, held, records = await self._r.eval(_GAINED, 2, *keys, seen, _RECORDS_PER_TRIP)
-            return int(appended), int(held), [_bytes(r) for r in records]
-
-        return await self._words.search(log, query, text, limit, fetch)
+        if match_any(query) is None or limit <= 0:
+            return []
+        keys = [self._log(log), self._appended(log)]
+        async with self._copy_lock:  # one search at a time brings the copy up to date
+            copy = self._copy = self._copy or SQLiteStore(":memory:")
+            seen = self._seen.get(log, 0)
+            while True:
+                appended, held, new = await self._r.eval(_GAINED, 2, *keys, seen, _PER_TRIP)
+                if int(appended) < seen:  # the log was deleted with its count: copy afresh
+                    seen = 0
+                    appended, held, new = await self._r.eval(_GAINED, 2, *keys, 0, _PER_TRIP)
+                unseen = min(int(appended) - seen, int(held))
+                last = len(new) >= unseen
+                job = functools.partial(
+                    _copy,
+                    log=log,
+                    kept=int(held) - unseen,
+                    new=[_bytes(r) for r in new],
+                    then=(query, text, limit) if last else None,
+                )
+                found = await copy.run(job)
+                seen = self._seen[log] = int(appended) - unseen + len(new)
+                if last:
+                    return found
 
     async def aclose(self) -> None:
-        await self._words.aclose()
+        copy, self._copy = self._copy, None
+        self._seen.clear()
+        if copy is not None:
+            await copy.aclose()
         if self._lease is not None:
             await self._lease.aclose()

@@ -1,22 +1,135 @@
 """The embedded default store: one SQLite file (WAL) shared by several processes. Every call
-runs on the store's own thread, reads made together share one trip, writes one transaction."""
+runs on the store's own thread, reads made together share one trip, writes one transaction.
+Logs are searched with FTS5, one index per log, ranked by BM25."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from massgen.errors import TransportError
 from massgen.grouped import Grouped
 from massgen.store.base import Store, check_count, check_ttl
-from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log, transaction
 
 T = TypeVar("T")
+Text = Callable[[bytes], str]  # the words a record is found by
+
+LOGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
+    log     TEXT NOT NULL,
+    record  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
+"""
+
+WORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its own
+    log TEXT PRIMARY KEY,
+    n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
+);
+"""
+
+TRIM = (  # all but the newest OFFSET records: up to the newest that must go
+    "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
+    " ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+_TOKENIZE = "unicode61 remove_diacritics 0 tokenchars '_'"
+
+
+@contextmanager
+def transaction(c: sqlite3.Connection, kind: str = "IMMEDIATE") -> Iterator[None]:
+    """One transaction on an autocommit connection: committed, or rolled back on error."""
+    c.execute(f"BEGIN {kind}")
+    try:
+        yield
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+
+
+def match_any(query: str) -> str | None:
+    """An FTS5 query for the records sharing a word with ``query``; ``None`` if it has none."""
+    terms = dict.fromkeys(query.split())
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _index_of(c: sqlite3.Connection, log: str) -> str | None:
+    row = c.execute("SELECT n FROM log_words WHERE log = ?", (log,)).fetchone()
+    return None if row is None else f"log_words_{int(row[0])}"
+
+
+def _create_index(c: sqlite3.Connection, log: str) -> str:
+    """The index of ``log``, made now if it has none, with a trigger that drops a record's
+    words when the record leaves the log (whoever trims it)."""
+    table = _index_of(c, log)
+    if table is not None:
+        return table
+    (n,) = c.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM log_words").fetchone()
+    c.execute("INSERT INTO log_words (log, n) VALUES (?, ?)", (log, n))
+    table = f"log_words_{int(n)}"
+    literal = "'" + log.replace("'", "''") + "'"
+    c.execute(f'CREATE VIRTUAL TABLE {table} USING fts5(words, tokenize = "{_TOKENIZE}")')
+    c.execute(
+        f"CREATE TRIGGER {table}_forget AFTER DELETE ON logs WHEN old.log = {literal}"
+        f" BEGIN DELETE FROM {table} WHERE rowid = old.id; END"
+    )
+    return table
+
+
+def _newest(c: sqlite3.Connection, table: str | None) -> int:
+    if table is None:
+        return 0
+    row = c.execute(f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
+    """Index the records appended since the last search (those after the newest indexed:
+    ids only grow); the index table."""
+    table = _index_of(c, log)
+    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    if (newest or 0) == _newest(c, table):
+        return table
+    with transaction(c):
+        table = _create_index(c, log)
+        after = _newest(c, table)  # again: another process may have done it meanwhile
+        rows = c.execute(
+            "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
+        ).fetchall()
+        c.executemany(
+            f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
+            [(i, text(bytes(r))) for i, r in rows],
+        )
+    return table
+
+
+def search_log(
+    c: sqlite3.Connection, log: str, query: str, text: Text, limit: int
+) -> list[tuple[float, bytes]]:
+    """:meth:`Store.search <massgen.store.base.Store.search>` on a connection holding the logs."""
+    match = match_any(query)
+    if match is None or limit <= 0:
+        return []
+    table = index_log(c, log, text)
+    if table is None:
+        return []
+    rows = c.execute(
+        f"SELECT -bm25({table}), logs.record FROM {table} JOIN logs ON logs.id = {table}.rowid"
+        f" WHERE {table} MATCH ? ORDER BY bm25({table}), logs.id DESC LIMIT ?",
+        (match, limit),
+    )
+    return [(float(score), bytes(record)) for score, record in rows]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -212,14 +325,7 @@ class SQLiteStore(Store):
 
     async def trim(self, log: str, keep_last: int) -> None:
         check_count("keep_last", keep_last)
-        # Delete up to the newest record that must go; nothing if there are too few.
-        await self._exec(
-            "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            log,
-            log,
-            keep_last,
-        )
+        await self._exec(TRIM, log, log, keep_last)
 
     async def search(
         self, log: str, query: str, text: Text, limit: int
