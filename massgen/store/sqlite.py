@@ -19,23 +19,6 @@ from massgen.store.base import Store, check_count, check_ttl
 
 T = TypeVar("T")
 Text = Callable[[bytes], str]  # the words a record is found by
-
-LOGS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS logs (
-    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
-    log     TEXT NOT NULL,
-    record  BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
-"""
-
-WORDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its own
-    log TEXT PRIMARY KEY,
-    n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
-);
-"""
-
 TRIM = (  # all but the newest OFFSET records: up to the newest that must go
     "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
     " ORDER BY id DESC LIMIT 1 OFFSET ?)"
@@ -138,6 +121,16 @@ CREATE TABLE IF NOT EXISTS kv (
     expires REAL              -- epoch seconds; NULL: never
 );
 CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
+    log     TEXT NOT NULL,
+    record  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
+CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its own
+    log TEXT PRIMARY KEY,
+    n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
+);
 """
 
 #: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
@@ -204,7 +197,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA + LOGS_SCHEMA + WORDS_SCHEMA)
+                conn.executescript(_SCHEMA)
                 _sweep(conn, self.clock())
             except BaseException:
                 conn.close()
