@@ -58,6 +58,11 @@ def refused(agent: str, reason: str) -> TurnRefused:
     return TurnRefused(agent, reason)
 
 
+def label(instance: dict[str, Any]) -> str:
+    """A worker instance of the registry, as ``host pid N``."""
+    return f"{instance.get('host', '?')} pid {instance.get('pid', '?')}"
+
+
 class _NoWorker(Exception):
     """The turn's workers went away while it waited (the message says which)."""
 
@@ -78,7 +83,7 @@ class _Watch:
             found = await self.client.discover()
         except MassGenError as e:
             log.debug("agent %s: registry not read: %s", self.agent, e)
-            return [], [label for label, _, _ in self.seen.values()]
+            return [], [name for name, _, _ in self.seen.values()]
         record = next((a for a in found if a["id"] == self.agent), None)
         if record is None:
             return None
@@ -86,14 +91,13 @@ class _Watch:
         silent: list[str] = []
         seen: dict[str, tuple[str, float, float]] = {}
         for i in record.get("instances", []):
-            label = f"{i.get('host', '?')} pid {i.get('pid', '?')}"
             before = self.seen.get(i["instance_id"])
             since = before[2] if before is not None and before[1] == i["expires"] else now
-            seen[i["instance_id"]] = (label, i["expires"], since)
+            seen[i["instance_id"]] = (label(i), i["expires"], since)
             if now - since > self.ttl / 2:  # a heartbeat or more missed
-                silent.append(f"{label} silent for {now - since:.0f}s")
+                silent.append(f"{label(i)} silent for {now - since:.0f}s")
         self.seen = seen
-        return silent, [label for label, _, _ in seen.values()]
+        return silent, [name for name, _, _ in seen.values()]
 
 
 @dataclass(eq=False, repr=False)
