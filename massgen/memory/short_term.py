@@ -1,6 +1,6 @@
 """What one agent keeps in its context: the session's earlier exchanges, cut by its strategy
-(``full``, ``sliding_window``, ``summary``; see docs/memory.md). A worker answers with the
-run's memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
+(``full``, ``sliding_window``, ``summary``; docs/memory.md). A worker answers with the run's
+memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class Writer(Protocol):
-    """Who writes a summary: the agent itself or its ``summarizer`` (an :class:`~massgen.Agent`)."""
+    """Who writes a summary: the agent or its ``summarizer`` (an :class:`~massgen.Agent`)."""
 
     name: str
     role: str
@@ -57,7 +57,7 @@ class MemoryContext:
 @dataclass(frozen=True, slots=True)
 class Folded:
     """A summary written before a turn: ``text`` replaces the previous one and the oldest
-    ``count`` exchanges; ``writer`` wrote it from ``prompt``, as ``completion``."""
+    ``count`` exchanges; ``writer`` wrote it from ``prompt`` (``completion``)."""
 
     text: str
     count: int
@@ -110,13 +110,8 @@ class Conversation:
 
     def fork(self, context: MemoryContext) -> Conversation:
         """A conversation of this strategy holding one turn's ``context``, apart from this."""
-        conv = Conversation(
-            self.strategy,
-            self.size,
-            context_window=self.context_window,
-            summarizer=self.summarizer,
-        )
-        conv.estimator = self.estimator
+        conv = Conversation(self.strategy, self.size, context_window=self.context_window)
+        conv.summarizer, conv.estimator = self.summarizer, self.estimator
         conv.summary, conv.exchanges = context.summary, list(context.exchanges)
         conv.recalled = list(context.recalled)
         return conv
@@ -136,20 +131,20 @@ class Conversation:
         return MemoryContext(self.summary, tuple(self.exchanges), tuple(recalled), fold)
 
     def history(self) -> list[ChatMessage]:
-        out: list[ChatMessage] = []
-        for e in self.exchanges:
-            out += [ChatMessage("user", e.task), ChatMessage("assistant", e.answer)]
-        return out
+        pairs = (
+            (ChatMessage("user", e.task), ChatMessage("assistant", e.answer))
+            for e in self.exchanges
+        )
+        return [m for pair in pairs for m in pair]
 
     async def load(self) -> bool:
         """Load the attached session once per run (hold :attr:`lock`); ``True`` if this did."""
         if self._loaded or self._sessions is None:
             return False
         self._loaded = True
-        sessions, name = self._sessions, self._session
-        summary, covered = await sessions.summary(name, self._agent)
-        exchanges = await sessions.exchanges(name, self._agent)
-        self.summary, self.exchanges, self._covered = summary, exchanges[covered:], covered
+        self.summary, self._covered = await self._sessions.summary(self._session, self._agent)
+        exchanges = await self._sessions.exchanges(self._session, self._agent)
+        self.exchanges = exchanges[self._covered :]
         return True
 
     async def prepare(
@@ -158,9 +153,7 @@ class Conversation:
         """Load the session on a run's first turn and fold what no longer fits; the usage of
         the summary request, if any."""
         async with self.lock:
-            if not await self.load():
-                return Usage()
-            folded = await self.fold(agent, backend, on_event)
+            folded = await self.fold(agent, backend, on_event) if await self.load() else None
             if folded is None:
                 return Usage()
             await self.keep(folded)
