@@ -64,7 +64,7 @@ def label(instance: dict[str, Any]) -> str:
 
 
 class _NoWorker(Exception):
-    """The turn's workers went away while it waited (the message says which)."""
+    """The turn's workers went away while it waited."""
 
 
 class _Watch:
@@ -138,9 +138,7 @@ class RemoteHandle:
         emit = ctx.emit if ctx else None
         if self.gone:  # the workers were gone last turn: are they back?
             if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(
-                    turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
-                )
+                return await self._here(turn, on_delta, self._gone(), ctx, on_retry)
             self.gone = False
         memory = self.agent.memory
         try:
@@ -177,7 +175,7 @@ class RemoteHandle:
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
-                raise _NoWorker(f"{self._gone_workers()} gone")
+                raise _NoWorker(self._gone())
             reply = decode(TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
@@ -223,7 +221,7 @@ class RemoteHandle:
         the registry also looks among the dead letters: a turn set aside is never answered."""
         task = asyncio.ensure_future(request)
         watch = _Watch(self.client, self.name, self.heartbeat_ttl)
-        told = ""
+        told = False  # that the workers are silent
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=watch.every)
@@ -242,18 +240,16 @@ class RemoteHandle:
                     return None
                 silent, self.workers = seen[0], seen[1] or self.workers
                 if silent and not told:
-                    told = f"waiting for a worker: {'; '.join(silent)}"
-                    self._tell(told, emit)
-                elif not silent:
-                    told = ""
+                    self._tell(f"waiting for a worker: {'; '.join(silent)}", emit)
+                told = bool(silent)
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, MassGenError):
                     await task
 
-    def _gone_workers(self) -> str:
-        return ", ".join(self.workers) or "its worker"
+    def _gone(self) -> str:
+        return f"{', '.join(self.workers) or 'its worker'} gone"
 
     def _tell(self, note: str, emit: Subscriber | None) -> None:
         log.info("agent %s: %s", self.name, note)
@@ -282,7 +278,7 @@ class RemoteHandle:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)
-        writer = memory.summarizer if memory.summarizer is not None else self.agent
+        writer = memory.summarizer or self.agent
         if emit is None:
             return False
         for event in summary_events(folded, writer.cost_of(folded.completion)):

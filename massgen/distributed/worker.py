@@ -62,14 +62,15 @@ def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, leas
     """Seconds a caller waits for a remote turn: the worst case of the worker's whole retry
     budget (every attempt to the timeout, every pause its longest), plus the lease after
     which a dead worker's turn is redelivered, plus a margin. Queueing is not counted."""
-    per_attempt = backend_timeout if backend_timeout and backend_timeout > 0 else None
-    retries = policy.max_retries if policy is not None else 0
-    total = (per_attempt or DEFAULT_BACKEND_TIMEOUT) * (retries + 1)
+    attempt = DEFAULT_BACKEND_TIMEOUT
+    if backend_timeout is not None and backend_timeout > 0:
+        attempt = backend_timeout
+    total = attempt + lease + MARGIN
     if policy is not None:
-        for n in range(retries):
-            ceiling = min(policy.max_delay, policy.base_delay * policy.factor**n)
-            total += max(ceiling, policy.retry_after_cap)
-    return total + lease + MARGIN
+        for n in range(policy.max_retries):
+            pause = min(policy.max_delay, policy.base_delay * policy.factor**n)
+            total += attempt + max(pause, policy.retry_after_cap)
+    return total
 
 
 @dataclass(slots=True)
@@ -95,8 +96,8 @@ def role_digest(role: str) -> str:
 
 
 class HostedAgent(BusAgent):
-    """One LLM agent on the bus: answers ``{"turn": ...}`` requests with its backend. Its
-    turn counters are in its registry record, for ``massgen agents list``."""
+    """One LLM agent on the bus, answering turns with its backend; its turn counters are in
+    its registry record (``massgen agents list``)."""
 
     def __init__(
         self,
@@ -255,16 +256,12 @@ class Worker:
         if concurrency < 1:
             raise ConfigError("concurrency must be at least 1", key="concurrency")
         names = list(dict.fromkeys(agents or orchestrator.agents))
-        for name in names:
-            if name not in orchestrator.agents:
-                from massgen.config.models import did_you_mean
+        if unknown := [n for n in names if n not in orchestrator.agents]:
+            from massgen.config.models import did_you_mean
 
-                raise ConfigError(
-                    f"no agent named {name!r} in this team",
-                    key="agent",
-                    hint=did_you_mean(name, orchestrator.agents)
-                    or "the team has: " + ", ".join(orchestrator.agents),
-                )
+            team_has = "the team has: " + ", ".join(orchestrator.agents)
+            hint = did_you_mean(unknown[0], orchestrator.agents) or team_has
+            raise ConfigError(f"no agent named {unknown[0]!r} in this team", key="agent", hint=hint)
         base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
         bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
         self.transport, self._owns = resolve_transport(
