@@ -92,20 +92,15 @@ class Conversation:
         self.context_window = context_window  # overrides the model's known window
         self.summarizer = summarizer
         self.estimator = TokenEstimator()
-        self.summary = ""
-        self.exchanges: list[Exchange] = []
         self.recalled: list[str] = []  # long-term items recalled for the current turn
-        self._sessions: Sessions | None = None
-        self._session = ""
-        self._agent = ""
-        self._covered = 0
-        self._loaded = True
         self.lock = asyncio.Lock()  # held while a run's first turn loads (and folds) the session
+        self.attach(None, "", "")
 
     def attach(self, sessions: Sessions | None, name: str, agent: str) -> None:
         """Follow session ``name`` (``sessions`` None: no session); loaded on the next turn."""
         self._sessions, self._session, self._agent = sessions, name, agent
-        self.summary, self.exchanges, self._covered = "", [], 0
+        self.summary, self._covered = "", 0
+        self.exchanges: list[Exchange] = []
         self._loaded = sessions is None
 
     def fork(self, context: MemoryContext) -> Conversation:
@@ -131,11 +126,10 @@ class Conversation:
         return MemoryContext(self.summary, tuple(self.exchanges), tuple(recalled), fold)
 
     def history(self) -> list[ChatMessage]:
-        pairs = (
-            (ChatMessage("user", e.task), ChatMessage("assistant", e.answer))
-            for e in self.exchanges
-        )
-        return [m for pair in pairs for m in pair]
+        out: list[ChatMessage] = []
+        for e in self.exchanges:
+            out += [ChatMessage("user", e.task), ChatMessage("assistant", e.answer)]
+        return out
 
     async def load(self) -> bool:
         """Load the attached session once per run (hold :attr:`lock`); ``True`` if this did."""
