@@ -5,6 +5,7 @@ Logs are searched with FTS5, one index per log, ranked by BM25."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -135,8 +136,6 @@ CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its
 
 #: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
 _SWEEP_EVERY = 1000
-#: Keys per SELECT when reads are grouped (SQLite allows 999 parameters on old builds).
-_KEYS_PER_SELECT = 500
 
 
 def glob_prefix(prefix: str) -> str:
@@ -223,18 +222,15 @@ class SQLiteStore(Store):
         return await self._gets(key)  # a closed store: run() raises
 
     def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
-        now, unique = self.clock(), list(dict.fromkeys(keys))
+        now, unique = self.clock(), json.dumps(list(dict.fromkeys(keys)))
 
         def job(c: sqlite3.Connection) -> list[bytes | None]:
-            found: dict[str, bytes] = {}
-            for i in range(0, len(unique), _KEYS_PER_SELECT):
-                part = unique[i : i + _KEYS_PER_SELECT]
-                rows = c.execute(
-                    f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(part))})"
-                    " AND (expires IS NULL OR expires > ?)",
-                    (*part, now),
-                )
-                found.update((k, bytes(v)) for k, v in rows)
+            rows = c.execute(  # one parameter for any number of keys
+                "SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?))"
+                " AND (expires IS NULL OR expires > ?)",
+                (unique, now),
+            )
+            found = {k: bytes(v) for k, v in rows}
             return [found.get(k) for k in keys]
 
         return job
