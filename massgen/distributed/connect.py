@@ -117,13 +117,11 @@ def _place(
     fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
         found = by_name.get(name)
-        if found is None:
+        meta = found["metadata"] if found is not None else {}
+        if found is None or meta.get("role_digest") not in (None, role_digest(agent.role)):
             local.append(name)
-            continue
-        meta = found["metadata"]
-        if meta.get("role_digest") not in (None, role_digest(agent.role)):
-            mismatched.append(name)
-            local.append(name)
+            if found is not None:  # hosted under this name with another role
+                mismatched.append(name)
             continue
         here = handles.get(name)
         handles[name] = RemoteHandle(
