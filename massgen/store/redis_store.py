@@ -1,6 +1,6 @@
 """The store over Redis (standalone): keys at ``{prefix}kv:{key}`` (STRING, ``PX`` expiry on
 the server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus' keys. Search needs
-no Redis module: each process keeps a word index of the logs it searches (an in-memory SQLite copy),
+no Redis module: each process searches an in-memory SQLite copy of the logs it searches,
 copying only what a log gained since, known from its count of appends at ``{prefix}logn:{log}``
 (which outlives trims). Imported only for a ``redis://`` store: it imports redis."""
 
