@@ -13,26 +13,11 @@ from collections.abc import Awaitable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from massgen import errors as E
 from massgen import events as ev
 from massgen.agents.loop import OnDelta
-from massgen.distributed.codec import (
-    TurnReply,
-    TurnRequest,
-    decode,
-    error_from_dict,
-    to_dict,
-    tool_events_from_list,
-)
+from massgen.distributed import codec
 from massgen.distributed.live import event_id
-from massgen.errors import (
-    ConfigError,
-    MassGenError,
-    SecretRefused,
-    TransportError,
-    TurnRefused,
-    WorkerLost,
-)
-from massgen.events import Subscriber
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.tools.context import ToolContext
@@ -51,11 +36,11 @@ DEFAULT_HEARTBEAT_TTL = 15.0  # assumed for workers that do not advertise theirs
 _SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
 
 
-def refused(agent: str, reason: str) -> TurnRefused:
+def refused(agent: str, reason: str) -> E.TurnRefused:
     """The error for a turn that ``agent``'s worker dead-lettered with ``reason``."""
     if reason in _SECRET_REASONS:
-        return SecretRefused(agent, reason.removeprefix("refused: "))
-    return TurnRefused(agent, reason)
+        return E.SecretRefused(agent, reason.removeprefix("refused: "))
+    return E.TurnRefused(agent, reason)
 
 
 def label(instance: dict[str, Any]) -> str:
@@ -81,7 +66,7 @@ class _Watch:
         them. A registry that cannot be read says nothing."""
         try:
             found = await self.client.discover()
-        except MassGenError as e:
+        except E.MassGenError as e:
             log.debug("agent %s: registry not read: %s", self.agent, e)
             return [], [name for name, _, _ in self.seen.values()]
         record = next((a for a in found if a["id"] == self.agent), None)
@@ -133,8 +118,8 @@ class RemoteHandle:
         on_retry: OnRetry | None = None,
     ) -> Completion:
         """``turn`` answered by a live worker. A silent worker is reported (AgentWaiting); with
-        none left the turn runs here (:attr:`local`) or raises WorkerLost; a dead-lettered
-        turn raises TurnRefused."""
+        none left the turn runs here (:attr:`local`) or raises E.WorkerLost; a dead-lettered
+        turn raises E.TurnRefused."""
         emit = ctx.emit if ctx else None
         if self.gone:  # the workers were gone last turn: are they back?
             if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
@@ -151,7 +136,7 @@ class RemoteHandle:
             return await self._here(turn, on_delta, str(e), ctx, on_retry)
 
     async def _ask(
-        self, turn: Turn, on_delta: OnDelta | None, emit: Subscriber | None, *, fold: bool
+        self, turn: Turn, on_delta: OnDelta | None, emit: ev.Subscriber | None, *, fold: bool
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
@@ -159,7 +144,7 @@ class RemoteHandle:
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
-        payload = TurnRequest(
+        payload = codec.TurnRequest(
             turn,
             self.run,
             deadline=time.time() + self.timeout,
@@ -171,12 +156,12 @@ class RemoteHandle:
         try:
             request_id = self.client.new_message_id()
             request = self.client.request(
-                self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
+                self.name, codec.to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
                 raise _NoWorker(self._gone())
-            reply = decode(TurnReply, answer.payload, "reply")
+            reply = codec.decode(codec.TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
@@ -194,12 +179,12 @@ class RemoteHandle:
         if reply.error is not None:
             if folded is not None:  # written before the answer failed: keep it
                 await self._store_summary(folded, emit)
-            raise error_from_dict(reply.error, source=self.name)
+            raise codec.error_from_dict(reply.error, source=self.name)
         if reply.completion is None:
-            raise TransportError(f"agent {self.name!r} sent a reply with no completion")
+            raise E.TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = reply.completion
         if emit is not None:
-            for event in tool_events_from_list(reply.events):  # the worker's tool calls
+            for event in codec.tool_events_from_list(reply.events):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
                     emit(event)
         rest = completion.text[len(shown) :]  # what the stream has not shown yet
@@ -215,7 +200,7 @@ class RemoteHandle:
         return completion
 
     async def _watched(
-        self, request: Awaitable[Any], request_id: str, emit: Subscriber | None
+        self, request: Awaitable[Any], request_id: str, emit: ev.Subscriber | None
     ) -> Any:
         """The request's answer, or ``None`` once no live worker hosts the agent. Each look at
         the registry also looks among the dead letters: a turn set aside is never answered."""
@@ -230,7 +215,7 @@ class RemoteHandle:
                 seen = await watch.check()
                 try:
                     reason = await self.client.dead_lettered(self.name, request_id)
-                except MassGenError as e:  # a bus that cannot be read says nothing
+                except E.MassGenError as e:  # a bus that cannot be read says nothing
                     log.debug("agent %s: dead letters not read: %s", self.name, e)
                     reason = None
                 if reason is not None:
@@ -245,13 +230,13 @@ class RemoteHandle:
         finally:
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, MassGenError):
+                with contextlib.suppress(asyncio.CancelledError, E.MassGenError):
                     await task
 
     def _gone(self) -> str:
         return f"{', '.join(self.workers) or 'its worker'} gone"
 
-    def _tell(self, note: str, emit: Subscriber | None) -> None:
+    def _tell(self, note: str, emit: ev.Subscriber | None) -> None:
         log.info("agent %s: %s", self.name, note)
         if emit is not None:
             emit(ev.AgentWaiting(agent=self.name, note=note))
@@ -266,15 +251,15 @@ class RemoteHandle:
     ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         if self.local is None:
-            raise WorkerLost(self.name, self.workers, "the run cannot build it here")
+            raise E.WorkerLost(self.name, self.workers, "the run cannot build it here")
         try:
             self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
-        except ConfigError as e:
-            raise WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
+        except E.ConfigError as e:
+            raise E.WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
         return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
-    async def _store_summary(self, folded: Folded, emit: Subscriber | None) -> bool:
+    async def _store_summary(self, folded: Folded, emit: ev.Subscriber | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)

@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
 from massgen.backends.base import layers
-from massgen.distributed.codec import (
-    TurnReply,
-    TurnRequest,
-    decode,
-    error_to_dict,
-    to_dict,
-    tool_events_to_list,
-)
+from massgen.distributed import codec
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
@@ -151,7 +144,7 @@ class HostedAgent(BusAgent):
         run = str(message.payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            request = decode(TurnRequest, message.payload, "turn")
+            request = codec.decode(codec.TurnRequest, message.payload, "turn")
         except TransportError as e:
             return await self._finish(message, report, e)
         turn = request.turn
@@ -207,18 +200,18 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply = TurnReply(self.address, folded=folded)
+        reply = codec.TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            reply.completion, reply.events = outcome, tool_events_to_list(heard or [])
+            reply.completion, reply.events = outcome, codec.tool_events_to_list(heard or [])
         else:
             self.failed += 1
-            reply.error = error_to_dict(outcome)
+            reply.error = codec.error_to_dict(outcome)
             name = type(outcome).__name__
             text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
             report.error = (text or name).splitlines()[0][:300]
         await self._publish()
-        if not await message.reply(to_dict(reply)):
+        if not await message.reply(codec.to_dict(reply)):
             report.note = "; ".join(
                 filter(None, [report.note, "reply discarded (answered elsewhere)"])
             )
