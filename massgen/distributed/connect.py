@@ -14,9 +14,8 @@ from massgen.distributed.live import LiveFeeds
 from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle, label
 from massgen.distributed.worker import LLM, role_digest, turn_timeout
 from massgen.errors import ConfigError
+from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
-from massgen.mas import BusSettings, MemoryHub, Transport
-from massgen.mas.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from massgen.agents.handle import AgentHandle
