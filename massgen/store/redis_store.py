@@ -80,7 +80,7 @@ def _copy(
     return [] if then is None else search_log(c, log, *then)
 
 
-def _bytes(value: bytes | str) -> bytes:  # a client made with decode_responses gives str
+def _bytes(value: bytes | str) -> bytes:  # as redis-py types replies; ours never decode
     return value.encode() if isinstance(value, str) else value
 
 
@@ -102,31 +102,22 @@ def _mapped(
 
 
 class RedisStore(Store):
-    """A store on the process's shared client for ``url``, or on ``client`` (made without
-    ``decode_responses``; left open on close)."""
+    """A store on the process's shared client for ``url`` (``options``: those of
+    :func:`redis_client`)."""
 
     def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        client: aioredis.Redis | None = None,
-        **options: Any,
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
     ) -> None:
         self.where = redact(url)
         self.prefix = prefix
-        self._given = client
-        self._lease = None if client is not None else RedisLease(url, **options)
+        self._lease = RedisLease(url, **options)
         self._copy: SQLiteStore | None = None  # the logs searched here, as far as seen
         self._seen: dict[str, int] = {}  # appends copied, per log
         self._copy_lock = asyncio.Lock()
 
     @property
     def _r(self) -> aioredis.Redis:
-        if self._lease is not None:
-            return self._lease.client
-        assert self._given is not None
-        return self._given
+        return self._lease.client
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
@@ -235,5 +226,4 @@ class RedisStore(Store):
         self._seen.clear()
         if copy is not None:
             await copy.aclose()
-        if self._lease is not None:
-            await self._lease.aclose()
+        await self._lease.aclose()

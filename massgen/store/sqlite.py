@@ -153,16 +153,9 @@ class SQLiteStore(Store):
     """A store in one SQLite file at ``path`` (its folder made if missing). ``clock`` decides
     expiry: a wall clock, since other processes share the file."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 30.0,
-    ) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
         self.clock = clock
-        self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._sets = 0
@@ -189,7 +182,7 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path,
-                timeout=self._busy_timeout,
+                timeout=30.0,  # seconds another process may hold the write lock
                 isolation_level=None,  # autocommit; multi-statement work opens its own BEGIN
                 check_same_thread=False,  # created and used on the worker, closed there too
             )
