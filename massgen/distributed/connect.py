@@ -62,12 +62,11 @@ async def distributed(
     settings: BusSettings | None = None,
     transport: Transport | None = None,
     hub: MemoryHub | None = None,
-    run: str | None = None,
 ) -> AsyncIterator[Placement]:
     """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers (bus:
     ``redis_url``, else ``$MASSGEN_REDIS_URL``, a ``transport`` or a ``hub``). ConfigError
     before anything is sent when Redis refuses, or every worker of an agent signs otherwise."""
-    run = run or f"run-{uuid.uuid4().hex[:12]}"
+    run = f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
         CLIENT_ID,
         ["client"],
