@@ -11,19 +11,11 @@ from hypothesis import strategies as st
 from massgen.agents.agent import Agent
 from massgen.backends.registry import create_backend
 from massgen.config import loads
-from massgen.memory import (
-    ContextLimitExceeded,
-    Conversation,
-    Exchange,
-    Sessions,
-    TokenEstimator,
-    context_window,
-    estimate_message,
-    estimate_text,
-)
+from massgen.memory import ContextLimitExceeded, Conversation, Exchange, Sessions
 from massgen.memory.window import blocks, newest_fitting
 from massgen.orchestrator import Orchestrator
 from massgen.store import MemoryStore
+from massgen.tokens import TokenEstimator, context_window, estimate_message, estimate_text
 from massgen.types import ChatMessage, ToolCall, Turn
 from tests.sim.sim_types import Text
 from tests.sim.simulator import ProviderSimulator

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from massgen.agents.agent import Agent
 from massgen.agents.loop import CLIPPED
 from massgen.backends.function import FunctionBackend
-from massgen.memory import ContextLimitExceeded, Exchange, estimate_message
+from massgen.memory import ContextLimitExceeded, Exchange
 from massgen.memory.short_term import REQUEST_OVERHEAD
-from massgen.tokens import estimate_tools
+from massgen.tokens import estimate_message, estimate_tools
 from massgen.tools import tool
 from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, Turn, Usage
 

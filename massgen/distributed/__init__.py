@@ -5,11 +5,12 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "codec": "completion_from_dict decode error_from_dict error_to_dict",
-    "connect": "CLIENT_ID Placement distributed",
-    "remote": "RemoteHandle SecretRefused TurnRefused WorkerLost",
-    "target": "BusTarget",
-    "worker": "LLM HostedAgent TurnReport Worker turn_timeout",
+    "massgen.distributed.codec": "completion_from_dict decode error_from_dict error_to_dict",
+    "massgen.distributed.connect": "CLIENT_ID Placement distributed",
+    "massgen.distributed.remote": "RemoteHandle",
+    "massgen.errors": "SecretRefused TurnRefused WorkerLost",
+    "massgen.distributed.target": "BusTarget",
+    "massgen.distributed.worker": "LLM HostedAgent TurnReport Worker turn_timeout",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 
@@ -17,4 +18,4 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.s
 def __getattr__(name: str) -> Any:
     if (module := _WHERE.get(name)) is None:
         raise AttributeError(f"module 'massgen.distributed' has no attribute {name!r}")
-    return getattr(import_module(f"massgen.distributed.{module}"), name)
+    return getattr(import_module(module), name)

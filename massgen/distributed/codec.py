@@ -17,25 +17,37 @@ from massgen.types import Completion, Turn
 
 T = TypeVar("T")
 
+# The events a worker's turn sends back with its answer: the calls of its tools.
 TOOL_EVENTS: dict[str, type[ev.Event]] = {c.__name__: c for c in (ev.ToolCalled, ev.ToolResult)}
-"""The events a worker's turn sends back with its answer: the calls of its tools."""
 
 
-def _rebuildable() -> dict[str, type[E.MassGenError]]:
-    """The classes of :mod:`massgen.errors` built like ProviderError, like ConfigError or from
-    a message alone (Interrupted excepted: a worker stopping is not the user stopping)."""
-    inits = {E.ProviderError.__init__, E.ConfigError.__init__, Exception.__init__}
-    return {
-        name: cls
-        for name, cls in vars(E).items()
-        if isinstance(cls, type)
-        and issubclass(cls, E.MassGenError)
-        and cls.__init__ in inits
-        and cls is not E.Interrupted
-    }
+_KINDS: dict[str, type[E.MassGenError]] = {
+    name: cls
+    for name, cls in vars(E).items()
+    if isinstance(cls, type)
+    and issubclass(cls, E.MassGenError)
+    and cls.__init__ in {E.ProviderError.__init__, E.ConfigError.__init__, Exception.__init__}
+    and cls is not E.Interrupted  # a worker stopping is not the user stopping the run
+}
+"""The error classes rebuilt on the caller's side: built like ProviderError, like
+ConfigError, or from a message alone."""
 
 
-_KINDS = _rebuildable()
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An error as it crosses the bus: its nearest class in :data:`_KINDS` and its fields."""
+
+    message: str
+    name: str = "Exception"
+    type: str | None = None
+    provider: str = ""
+    status: int | None = None
+    retry_after: float | None = None
+    retryable: bool | None = None
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+    hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +62,7 @@ class TurnRequest:
     stream: dict[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TurnReply:
     """A worker's answer to a turn: its completion and tool events, or its error; and the
     summary it wrote first, if any (kept even when the answer failed)."""
@@ -96,53 +108,35 @@ def tool_events_from_list(data: Any) -> list[ev.Event]:
 def error_to_dict(error: BaseException) -> dict[str, Any]:
     """What the caller needs to raise the same error: class, message and its fields."""
     kind = next((c.__name__ for c in type(error).__mro__ if _KINDS.get(c.__name__) is c), None)
-    out: dict[str, Any] = {"type": kind, "name": type(error).__name__, "message": str(error)}
+    message, fields = str(error), {}
     if isinstance(error, E.ProviderError):
-        out |= {
-            "message": str(error.args[0]) if error.args else "",
-            "provider": error.provider,
-            "status": error.status,
-            "retry_after": error.retry_after,
-            "retryable": error.retryable,
-        }
+        message = str(error.args[0]) if error.args else ""
+        fields = {f: getattr(error, f) for f in ("provider", "status", "retry_after", "retryable")}
     elif isinstance(error, E.ConfigError):
-        fields = ("message", "file", "line", "key", "hint")
-        out |= {f: getattr(error, f) for f in fields}
-    return out
+        message = error.message
+        fields = {f: getattr(error, f) for f in ("file", "line", "key", "hint")}
+    return to_dict(ErrorInfo(message, type(error).__name__, kind, **fields))
 
 
 def error_from_dict(data: Any, source: str = "?") -> Exception:
     """The error ``data`` describes, ready to raise; ``source`` names the remote agent."""
-    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+    try:
+        info = from_dict(ErrorInfo, data)
+    except ValidationError:
         return E.TransportError(f"agent {source!r} sent a malformed error")
-    message: str = data["message"]
-    cls = _KINDS.get(str(data.get("type")))
+    cls = _KINDS.get(str(info.type))
     if cls is None:
-        return RemoteError(source, f"{data.get('name') or 'Exception'}: {message}")
+        return RemoteError(source, f"{info.name}: {info.message}")
     if issubclass(cls, E.ProviderError):
         error = cls(
-            message,
-            provider=str(data.get("provider") or ""),
-            status=_opt(data.get("status"), int),
-            retry_after=_opt(data.get("retry_after"), float),
+            info.message, provider=info.provider, status=info.status, retry_after=info.retry_after
         )
-        retryable = data.get("retryable")
-        if isinstance(retryable, bool) and retryable != cls.retryable:
-            error.retryable = retryable
+        if info.retryable is not None and info.retryable != cls.retryable:
+            error.retryable = info.retryable
         return error
     if issubclass(cls, E.ConfigError):
-        extra = {k: _opt(data.get(k), str) for k in ("file", "key", "hint")}
-        return cls(message, line=_opt(data.get("line"), int), **extra)
-    return cls(message)
-
-
-def _opt(value: Any, kind: type[T]) -> T | None:
-    if value is None:
-        return None
-    try:
-        return kind(value)  # type: ignore[call-arg]
-    except (TypeError, ValueError):
-        return None
+        return cls(info.message, file=info.file, line=info.line, key=info.key, hint=info.hint)
+    return cls(info.message)
 
 
 __all__ = ["completion_from_dict", "completion_to_dict", "decode", "to_dict"]

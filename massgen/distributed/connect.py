@@ -11,26 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.agents.handle import LocalHandle
 from massgen.distributed.live import LiveFeeds
-from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle
+from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle, label
 from massgen.distributed.worker import LLM, role_digest, turn_timeout
 from massgen.errors import ConfigError
+from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
-from massgen.mas import BusSettings, MemoryHub, Transport
-from massgen.mas.keys import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from massgen.agents.handle import AgentHandle
     from massgen.mas import AgentRecord
     from massgen.orchestrator import Orchestrator
 
-#: The bus id every run's client shares (as replicas): each run is one instance of it, so
-#: runs leave no per-run inbox behind, and replies still go to the run's own instance.
+# Every run's client is a replica of this bus id: no per-run inbox is left behind, and
+# replies still go to the run's own instance.
 CLIENT_ID = "massgen-run"
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where each agent of the run runs. ``remote`` maps agent name to live replicas."""
+    """Where each agent of the run runs; ``remote``: agent name to live replicas."""
 
     where: str
     remote: Mapping[str, int] = field(default_factory=dict)
@@ -46,10 +45,9 @@ class Placement:
         if self.local:
             parts.append("local: " + ", ".join(self.local))
         if self.mismatched:
+            others = ", ".join(repr(n) for n in self.mismatched)
             parts.append(
-                "a worker hosts another "
-                + ", ".join(repr(n) for n in self.mismatched)
-                + " (role differs; use one redis prefix per team)"
+                f"a worker hosts another {others} (role differs; use one redis prefix per team)"
             )
         return "; ".join(parts)
 
@@ -64,13 +62,11 @@ async def distributed(
     settings: BusSettings | None = None,
     transport: Transport | None = None,
     hub: MemoryHub | None = None,
-    run: str | None = None,
 ) -> AsyncIterator[Placement]:
     """Within the block, ``orchestrator`` sends each hosted agent's turns to its workers (bus:
-    ``redis_url``, else ``$MASSGEN_REDIS_URL``, a ``transport`` or a ``hub``). Raises a
-    ConfigError before anything is sent when Redis refuses, or every worker of an agent signs
-    otherwise than ``secret``."""
-    run = run or f"run-{uuid.uuid4().hex[:12]}"
+    ``redis_url``, else ``$MASSGEN_REDIS_URL``, a ``transport`` or a ``hub``). ConfigError
+    before anything is sent when Redis refuses, or every worker of an agent signs otherwise."""
+    run = f"run-{uuid.uuid4().hex[:12]}"
     client = BusAgent(
         CLIENT_ID,
         ["client"],
@@ -119,13 +115,11 @@ def _place(
     fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
         found = by_name.get(name)
-        if found is None:
+        meta = found["metadata"] if found is not None else {}
+        if found is None or meta.get("role_digest") not in (None, role_digest(agent.role)):
             local.append(name)
-            continue
-        meta = found["metadata"]
-        if meta.get("role_digest") not in (None, role_digest(agent.role)):
-            mismatched.append(name)
-            local.append(name)
+            if found is not None:  # hosted under this name with another role
+                mismatched.append(name)
             continue
         here = handles.get(name)
         handles[name] = RemoteHandle(
@@ -137,7 +131,7 @@ def _place(
             live=feeds,
             local=here if isinstance(here, LocalHandle) else None,
             heartbeat_ttl=_positive(meta.get("heartbeat_ttl"), DEFAULT_HEARTBEAT_TTL),
-            workers=[f"{i['host']} pid {i['pid']}" for i in found.get("instances", [])],
+            workers=[label(i) for i in found.get("instances", [])],
         )
         remote[name] = int(found.get("replicas", 1))
     return Placement(where, remote, tuple(local), tuple(mismatched))
@@ -163,11 +157,10 @@ def _check_secrets(
         instances = by_name[name].get("instances", [])
         if not instances or not all(i["instance_id"] in mismatched for i in instances):
             continue
-        workers = ", ".join(sorted({f"{i['host']} pid {i['pid']}" for i in instances}))
-        proofs = {bool(mismatched[i["instance_id"]].proof) for i in instances}
+        workers = ", ".join(sorted({label(i) for i in instances}))
         if not signed:
             how = "sign with a secret and this run has none"
-        elif proofs == {False}:
+        elif not any(mismatched[i["instance_id"]].proof for i in instances):
             how = "have no secret and this run has one"
         else:
             how = "sign with another secret than this run"

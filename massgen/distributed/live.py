@@ -19,10 +19,8 @@ from massgen.mas import AgentIdTaken, AgentMessage, Transport
 log = logging.getLogger(__name__)
 
 FEED_PREFIX = "massgen-live-"
-POOL = 64
-"""Feed ids tried before a run gives up streaming (its turns then show whole answers)."""
-INTERVAL = 0.02
-"""Seconds between two delta messages of one turn: at most a few per 50 ms."""
+POOL = 64  # feed ids tried before a run gives up streaming (its turns show whole answers)
+INTERVAL = 0.02  # seconds between two delta messages of one turn
 
 OnDelta = Callable[[str], None]
 
@@ -114,8 +112,8 @@ class LiveFeeds:
 
     async def stop(self) -> None:
         feed, self._feed = self._feed, None
-        if feed is not None:
-            with contextlib.suppress(MassGenError):
+        with contextlib.suppress(MassGenError):
+            if feed is not None:
                 await feed.stop()
 
 
@@ -129,10 +127,7 @@ class DeltaPump:
     feed, coalesced (one message per ``interval`` at most) and numbered."""
 
     def __init__(self, agent: BusAgent, to: str, key: str, interval: float = INTERVAL) -> None:
-        self._agent = agent
-        self._to = to
-        self._key = key
-        self._interval = interval
+        self._agent, self._to, self._key, self._interval = agent, to, key, interval
         self._buffer: list[str] = []
         self._events: list[ev.Event] = []
         self._seq = 0
@@ -141,20 +136,18 @@ class DeltaPump:
         self._closing = asyncio.Event()
 
     def __call__(self, text: str) -> None:
-        if not text or self._closing.is_set():
-            return
-        self._buffer.append(text)
-        self._kick()
+        if text:
+            self._add(self._buffer, text)
 
     def event(self, event: ev.Event) -> None:
-        if self._closing.is_set() or event.kind not in TOOL_EVENTS:
-            return
-        self._events.append(event)
-        self._kick()
+        if event.kind in TOOL_EVENTS:
+            self._add(self._events, event)
 
-    def _kick(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+    def _add(self, into: list[Any], item: object) -> None:
+        if not self._closing.is_set():
+            into.append(item)
+            if self._task is None:
+                self._task = asyncio.ensure_future(self._run())
 
     async def close(self) -> None:
         """Send what is left (before the reply is committed, so it usually arrives first)."""
@@ -184,10 +177,8 @@ class DeltaPump:
     async def _flush(self) -> None:
         if not (self._buffer or self._events):
             return
-        text = "".join(self._buffer)
-        events = tool_events_to_list(self._events)
-        self._buffer.clear()
-        self._events.clear()
+        text, events = "".join(self._buffer), tool_events_to_list(self._events)
+        self._buffer, self._events = [], []
         self._seq += 1
         piece: dict[str, Any] = {"key": self._key, "seq": self._seq, "text": text}
         if events:

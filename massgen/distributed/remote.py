@@ -13,26 +13,11 @@ from collections.abc import Awaitable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from massgen import errors as E
 from massgen import events as ev
 from massgen.agents.loop import OnDelta
-from massgen.distributed.codec import (
-    TurnReply,
-    TurnRequest,
-    decode,
-    error_from_dict,
-    to_dict,
-    tool_events_from_list,
-)
+from massgen.distributed import codec
 from massgen.distributed.live import event_id
-from massgen.errors import (
-    ConfigError,
-    MassGenError,
-    SecretRefused,
-    TransportError,
-    TurnRefused,
-    WorkerLost,
-)
-from massgen.events import Subscriber
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.tools.context import ToolContext
@@ -47,28 +32,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Heartbeat TTL assumed for workers that do not advertise theirs (the bus default).
-DEFAULT_HEARTBEAT_TTL = 15.0
-
-
+DEFAULT_HEARTBEAT_TTL = 15.0  # assumed for workers that do not advertise theirs (bus default)
 _SECRET_REASONS = (f"refused: {Verdict.UNSIGNED.value}", f"refused: {Verdict.BAD_MAC.value}")
 
 
-def refused(agent: str, reason: str) -> TurnRefused:
+def refused(agent: str, reason: str) -> E.TurnRefused:
     """The error for a turn that ``agent``'s worker dead-lettered with ``reason``."""
     if reason in _SECRET_REASONS:
-        return SecretRefused(agent, reason.removeprefix("refused: "))
-    return TurnRefused(agent, reason)
+        return E.SecretRefused(agent, reason.removeprefix("refused: "))
+    return E.TurnRefused(agent, reason)
+
+
+def label(instance: dict[str, Any]) -> str:
+    """A worker instance of the registry, as ``host pid N``."""
+    return f"{instance.get('host', '?')} pid {instance.get('pid', '?')}"
 
 
 class _NoWorker(Exception):
-    """The turn's workers went away while it waited (the message says which)."""
+    """The turn's workers went away while it waited."""
 
 
 class _Watch:
     """Polls the registry for one agent's workers while a turn waits: a worker whose expiry
-    stops moving is silent; once its heartbeat expired it leaves, and with none left the
-    agent is gone."""
+    stops moving is silent; with none left the agent is gone."""
 
     def __init__(self, client: BusAgent, agent: str, ttl: float) -> None:
         self.client, self.agent, self.ttl = client, agent, ttl
@@ -80,9 +66,9 @@ class _Watch:
         them. A registry that cannot be read says nothing."""
         try:
             found = await self.client.discover()
-        except MassGenError as e:
+        except E.MassGenError as e:
             log.debug("agent %s: registry not read: %s", self.agent, e)
-            return [], [label for label, _, _ in self.seen.values()]
+            return [], [name for name, _, _ in self.seen.values()]
         record = next((a for a in found if a["id"] == self.agent), None)
         if record is None:
             return None
@@ -90,20 +76,19 @@ class _Watch:
         silent: list[str] = []
         seen: dict[str, tuple[str, float, float]] = {}
         for i in record.get("instances", []):
-            label = f"{i.get('host', '?')} pid {i.get('pid', '?')}"
             before = self.seen.get(i["instance_id"])
             since = before[2] if before is not None and before[1] == i["expires"] else now
-            seen[i["instance_id"]] = (label, i["expires"], since)
+            seen[i["instance_id"]] = (label(i), i["expires"], since)
             if now - since > self.ttl / 2:  # a heartbeat or more missed
-                silent.append(f"{label} silent for {now - since:.0f}s")
+                silent.append(f"{label(i)} silent for {now - since:.0f}s")
         self.seen = seen
-        return silent, [label for label, _, _ in seen.values()]
+        return silent, [name for name, _, _ in seen.values()]
 
 
 @dataclass(eq=False, repr=False)
 class RemoteHandle:
-    """Reaches ``agent`` through ``client``, a started bus agent of this run; ``live`` streams
-    the worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
+    """Reaches ``agent`` through ``client`` (this run's bus agent); ``live`` streams the
+    worker's deltas, ``local`` runs the turn here once no live worker hosts the agent."""
 
     agent: Agent
     client: BusAgent
@@ -132,15 +117,13 @@ class RemoteHandle:
         *,
         on_retry: OnRetry | None = None,
     ) -> Completion:
-        """Send ``turn`` to a live worker and wait for its answer or error. A silent worker is
-        reported (AgentWaiting); with no live worker left the turn runs here (:attr:`local`) or
-        raises WorkerLost; a dead-lettered turn raises TurnRefused."""
+        """``turn`` answered by a live worker. A silent worker is reported (AgentWaiting); with
+        none left the turn runs here (:attr:`local`) or raises E.WorkerLost; a dead-lettered
+        turn raises E.TurnRefused."""
         emit = ctx.emit if ctx else None
         if self.gone:  # the workers were gone last turn: are they back?
             if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(
-                    turn, on_delta, f"{self._gone_workers()} gone", ctx, on_retry
-                )
+                return await self._here(turn, on_delta, self._gone(), ctx, on_retry)
             self.gone = False
         memory = self.agent.memory
         try:
@@ -153,7 +136,7 @@ class RemoteHandle:
             return await self._here(turn, on_delta, str(e), ctx, on_retry)
 
     async def _ask(
-        self, turn: Turn, on_delta: OnDelta | None, emit: Subscriber | None, *, fold: bool
+        self, turn: Turn, on_delta: OnDelta | None, emit: ev.Subscriber | None, *, fold: bool
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
@@ -161,7 +144,7 @@ class RemoteHandle:
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
-        payload = TurnRequest(
+        payload = codec.TurnRequest(
             turn,
             self.run,
             deadline=time.time() + self.timeout,
@@ -173,12 +156,12 @@ class RemoteHandle:
         try:
             request_id = self.client.new_message_id()
             request = self.client.request(
-                self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
+                self.name, codec.to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
-                raise _NoWorker(f"{self._gone_workers()} gone")
-            reply = decode(TurnReply, answer.payload, "reply")
+                raise _NoWorker(self._gone())
+            reply = codec.decode(codec.TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
@@ -196,12 +179,12 @@ class RemoteHandle:
         if reply.error is not None:
             if folded is not None:  # written before the answer failed: keep it
                 await self._store_summary(folded, emit)
-            raise error_from_dict(reply.error, source=self.name)
+            raise codec.error_from_dict(reply.error, source=self.name)
         if reply.completion is None:
-            raise TransportError(f"agent {self.name!r} sent a reply with no completion")
+            raise E.TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = reply.completion
         if emit is not None:
-            for event in tool_events_from_list(reply.events):  # the worker's tool calls
+            for event in codec.tool_events_from_list(reply.events):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
                     emit(event)
         rest = completion.text[len(shown) :]  # what the stream has not shown yet
@@ -217,14 +200,13 @@ class RemoteHandle:
         return completion
 
     async def _watched(
-        self, request: Awaitable[Any], request_id: str, emit: Subscriber | None
+        self, request: Awaitable[Any], request_id: str, emit: ev.Subscriber | None
     ) -> Any:
-        """The request's answer, or ``None`` once no live worker hosts the agent (the request
-        is abandoned). Each look at the registry also looks among the dead letters: a worker
-        that set the request aside will never answer (:class:`TurnRefused` at once)."""
+        """The request's answer, or ``None`` once no live worker hosts the agent. Each look at
+        the registry also looks among the dead letters: a turn set aside is never answered."""
         task = asyncio.ensure_future(request)
         watch = _Watch(self.client, self.name, self.heartbeat_ttl)
-        told = ""
+        told = False  # that the workers are silent
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=watch.every)
@@ -233,7 +215,7 @@ class RemoteHandle:
                 seen = await watch.check()
                 try:
                     reason = await self.client.dead_lettered(self.name, request_id)
-                except MassGenError as e:  # a bus that cannot be read says nothing
+                except E.MassGenError as e:  # a bus that cannot be read says nothing
                     log.debug("agent %s: dead letters not read: %s", self.name, e)
                     reason = None
                 if reason is not None:
@@ -243,20 +225,18 @@ class RemoteHandle:
                     return None
                 silent, self.workers = seen[0], seen[1] or self.workers
                 if silent and not told:
-                    told = f"waiting for a worker: {'; '.join(silent)}"
-                    self._tell(told, emit)
-                elif not silent:
-                    told = ""
+                    self._tell(f"waiting for a worker: {'; '.join(silent)}", emit)
+                told = bool(silent)
         finally:
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, MassGenError):
+                with contextlib.suppress(asyncio.CancelledError, E.MassGenError):
                     await task
 
-    def _gone_workers(self) -> str:
-        return ", ".join(self.workers) or "its worker"
+    def _gone(self) -> str:
+        return f"{', '.join(self.workers) or 'its worker'} gone"
 
-    def _tell(self, note: str, emit: Subscriber | None) -> None:
+    def _tell(self, note: str, emit: ev.Subscriber | None) -> None:
         log.info("agent %s: %s", self.name, note)
         if emit is not None:
             emit(ev.AgentWaiting(agent=self.name, note=note))
@@ -271,19 +251,19 @@ class RemoteHandle:
     ) -> Completion:
         """Run the turn in this process, or fail it naming the workers that went away."""
         if self.local is None:
-            raise WorkerLost(self.name, self.workers, "the run cannot build it here")
+            raise E.WorkerLost(self.name, self.workers, "the run cannot build it here")
         try:
             self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
-        except ConfigError as e:
-            raise WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
+        except E.ConfigError as e:
+            raise E.WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
         self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
         return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
-    async def _store_summary(self, folded: Folded, emit: Subscriber | None) -> bool:
+    async def _store_summary(self, folded: Folded, emit: ev.Subscriber | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
         memory = self.agent.memory
         await memory.keep(folded)
-        writer = memory.summarizer if memory.summarizer is not None else self.agent
+        writer = memory.summarizer or self.agent
         if emit is None:
             return False
         for event in summary_events(folded, writer.cost_of(folded.completion)):

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 from massgen.errors import ConfigError, ServiceUnreachable
 
-# The bus runtime's own names, repeated so that resolving (usually to "no Redis") does not
-# import it; a test keeps them equal to massgen.mas.REDIS_URL_ENV and DEFAULT_PREFIX.
+# massgen.mas' own names (a test keeps them equal): resolving does not import the bus.
 REDIS_URL_ENV = "MASSGEN_REDIS_URL"
 DEFAULT_PREFIX = "massgen:"
 
@@ -27,7 +26,7 @@ class BusTarget:
     prefix: str = DEFAULT_PREFIX
     secret: str | None = None
     origin: tuple[str | None, int | None, str] = field(default=(None, None, ""), compare=False)
-    """Where the URL was given (file, line, key), so errors about it point there."""
+    """Where the URL was given (file, line, key): errors about it point there."""
 
     def __repr__(self) -> str:
         return f"BusTarget({self.where!r}, prefix={self.prefix!r})"
@@ -75,17 +74,9 @@ class BusTarget:
             origin=origin,
         )
 
-    def located(self, error: ConfigError) -> ConfigError:
-        """``error`` (about this Redis) pointed at where the URL was given."""
-        if error.file is not None or error.key is not None:
-            return error
-        file, line, key = self.origin
-        return ConfigError(error.message, file=file, line=line, key=key, hint=error.hint)
-
     def check(self) -> None:
-        """Reach this Redis once, before a command reads or writes anything: a ConfigError
-        at the URL's origin when Redis refuses it, ServiceUnreachable (exit 69) when nothing
-        answers."""
+        """Reach this Redis once, before a command does anything: a ConfigError at the URL's
+        origin when Redis refuses it, ServiceUnreachable (exit 69) when nothing answers."""
         import asyncio
 
         from massgen.mas import RedisTransport
@@ -97,12 +88,14 @@ class BusTarget:
             finally:
                 await transport.close()
 
+        file, line, key = self.origin
         try:
             asyncio.run(reach())
         except ConfigError as e:
-            raise self.located(e) from None
+            if e.file is not None or e.key is not None:
+                raise
+            raise ConfigError(e.message, file=file, line=line, key=key, hint=e.hint) from None
         except ServiceUnreachable as e:
-            file, line, key = self.origin
             given = f"{file}:{line} " if file and line else ""
             # the bus' own hint speaks to Python code (transport=...); this is a command's
             raise ServiceUnreachable(

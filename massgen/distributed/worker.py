@@ -19,14 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
 from massgen.backends.base import layers
-from massgen.distributed.codec import (
-    TurnReply,
-    TurnRequest,
-    decode,
-    error_to_dict,
-    to_dict,
-    tool_events_to_list,
-)
+from massgen.distributed import codec
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
@@ -50,35 +43,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _HOST = socket.gethostname()
 
-#: Every hosted LLM agent has this capability, besides its own ones.
-LLM = "llm"
+LLM = "llm"  # the capability of every hosted LLM agent, besides its own
 DEFAULT_CONCURRENCY = 8
-#: On stop, turns already running get this long to finish (the bus default cancels at once).
-DRAIN_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 10.0  # on stop, running turns get this long (the bus default cancels at once)
 ROLE_EXCERPT = 60  # characters of a role in `massgen agents list`
-#: Seconds a provider request may take when the backend does not say (BackendConfig's default).
-DEFAULT_BACKEND_TIMEOUT = 60.0
-#: Round trips over the bus, encoding, a busy event loop.
-MARGIN = 5.0
+DEFAULT_BACKEND_TIMEOUT = 60.0  # a provider request's seconds, when the backend does not say
+MARGIN = 5.0  # round trips over the bus, encoding, a busy event loop
 
 
 def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, lease: float) -> float:
     """Seconds a caller waits for a remote turn: the worst case of the worker's whole retry
     budget (every attempt to the timeout, every pause its longest), plus the lease after
     which a dead worker's turn is redelivered, plus a margin. Queueing is not counted."""
-    per_attempt = backend_timeout if backend_timeout and backend_timeout > 0 else None
-    retries = policy.max_retries if policy is not None else 0
-    total = (per_attempt or DEFAULT_BACKEND_TIMEOUT) * (retries + 1)
+    attempt = DEFAULT_BACKEND_TIMEOUT
+    if backend_timeout is not None and backend_timeout > 0:
+        attempt = backend_timeout
+    total = attempt + lease + MARGIN
     if policy is not None:
-        for n in range(retries):
-            ceiling = min(policy.max_delay, policy.base_delay * policy.factor**n)
-            total += max(ceiling, policy.retry_after_cap)
-    return total + lease + MARGIN
+        for n in range(policy.max_retries):
+            pause = min(policy.max_delay, policy.base_delay * policy.factor**n)
+            total += attempt + max(pause, policy.retry_after_cap)
+    return total
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TurnReport:
-    """One turn a worker handled, for its log. ``error`` is set when the turn failed."""
+    """One turn a worker handled, for its log; ``error`` when it failed."""
 
     agent: str
     phase: str
@@ -99,8 +89,8 @@ def role_digest(role: str) -> str:
 
 
 class HostedAgent(BusAgent):
-    """One LLM agent on the bus: answers ``{"turn": ...}`` requests with its backend. Its
-    turn counters are in its registry record, for ``massgen agents list``."""
+    """One LLM agent on the bus, answering turns with its backend; its turn counters are in
+    its registry record (``massgen agents list``)."""
 
     def __init__(
         self,
@@ -143,27 +133,22 @@ class HostedAgent(BusAgent):
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
-        return {
-            **super().get_metadata(),
-            "in_flight": self.in_flight,
-            "processed": self.processed,
-            "failed": self.failed,
-        }
+        counts = {"in_flight": self.in_flight, "processed": self.processed, "failed": self.failed}
+        return {**super().get_metadata(), **counts}
 
     async def on_message(self, message: AgentMessage) -> None:
         if message.kind is not MessageKind.REQUEST:
             log.warning("agent %s ignored a %s from %s", self.id, message.kind, message.sender_id)
             return
         started = time.perf_counter()
-        payload = message.payload
-        run = str(payload.get("run") or message.sender_id)
+        run = str(message.payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            request = decode(TurnRequest, payload, "turn")
+            request = codec.decode(codec.TurnRequest, message.payload, "turn")
         except TransportError as e:
             return await self._finish(message, report, e)
         turn = request.turn
-        report = dataclasses.replace(report, phase=turn.phase, round=turn.round)
+        report.phase, report.round = turn.phase, turn.round
         if request.deadline is not None and time.time() > request.deadline:  # nobody waits
             expired = TransportError(f"agent {self.id!r}: the turn expired before a worker took it")
             return await self._finish(message, report, expired)
@@ -171,6 +156,7 @@ class HostedAgent(BusAgent):
         await self._publish()
         retries: list[str] = []
         heard: list[ev.Event] = []  # the turn's tool calls, sent back with the answer
+        written: list[Folded] = []  # a summary written before the answer failed still counts
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
 
@@ -182,7 +168,6 @@ class HostedAgent(BusAgent):
         def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
 
-        written: list[Folded] = []  # a summary written before the answer failed still counts
         outcome: Completion | Exception
         try:
             outcome = await self.handle.ask(
@@ -201,12 +186,10 @@ class HostedAgent(BusAgent):
             outcome = e
         finally:
             self.in_flight -= 1
-        folded = written[0] if written else None
         if pump is not None:
             await pump.close()
-        seconds = time.perf_counter() - started
-        report = dataclasses.replace(report, seconds=seconds, note="; ".join(retries))
-        await self._finish(message, report, outcome, folded, heard)
+        report.seconds, report.note = time.perf_counter() - started, "; ".join(retries)
+        await self._finish(message, report, outcome, written[0] if written else None, heard)
 
     async def _finish(
         self,
@@ -217,22 +200,21 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply = TurnReply(self.address, folded=folded)
+        reply = codec.TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            events = tool_events_to_list(heard or [])
-            reply = dataclasses.replace(reply, completion=outcome, events=events)
+            reply.completion, reply.events = outcome, codec.tool_events_to_list(heard or [])
         else:
             self.failed += 1
-            reply = dataclasses.replace(reply, error=error_to_dict(outcome))
+            reply.error = codec.error_to_dict(outcome)
             name = type(outcome).__name__
             text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
-            text = text or name
-            report = dataclasses.replace(report, error=text.splitlines()[0][:300])
+            report.error = (text or name).splitlines()[0][:300]
         await self._publish()
-        if not await message.reply(to_dict(reply)):
-            note = "; ".join(filter(None, [report.note, "reply discarded (answered elsewhere)"]))
-            report = dataclasses.replace(report, note=note)
+        if not await message.reply(codec.to_dict(reply)):
+            report.note = "; ".join(
+                filter(None, [report.note, "reply discarded (answered elsewhere)"])
+            )
         if self._on_turn is not None:
             self._on_turn(report)
 
@@ -267,16 +249,12 @@ class Worker:
         if concurrency < 1:
             raise ConfigError("concurrency must be at least 1", key="concurrency")
         names = list(dict.fromkeys(agents or orchestrator.agents))
-        for name in names:
-            if name not in orchestrator.agents:
-                from massgen.config.models import did_you_mean
+        if unknown := [n for n in names if n not in orchestrator.agents]:
+            from massgen.config.models import did_you_mean
 
-                raise ConfigError(
-                    f"no agent named {name!r} in this team",
-                    key="agent",
-                    hint=did_you_mean(name, orchestrator.agents)
-                    or "the team has: " + ", ".join(orchestrator.agents),
-                )
+            team_has = "the team has: " + ", ".join(orchestrator.agents)
+            hint = did_you_mean(unknown[0], orchestrator.agents) or team_has
+            raise ConfigError(f"no agent named {unknown[0]!r} in this team", key="agent", hint=hint)
         base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
         bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
         self.transport, self._owns = resolve_transport(

@@ -3,7 +3,6 @@
 from massgen.errors import ContextLimitExceeded
 from massgen.memory.session import Exchange, SessionInfo, Sessions
 from massgen.memory.short_term import Conversation, Folded, MemoryContext
-from massgen.tokens import TokenEstimator, context_window, estimate_message, estimate_text
 
 __all__ = [
     "ContextLimitExceeded",
@@ -13,8 +12,4 @@ __all__ = [
     "MemoryContext",
     "SessionInfo",
     "Sessions",
-    "TokenEstimator",
-    "context_window",
-    "estimate_message",
-    "estimate_text",
 ]

@@ -75,10 +75,6 @@ class MemoryItem:
         return to_json(self)
 
     @classmethod
-    def from_json(cls, raw: bytes) -> MemoryItem:
-        return from_json(cls, raw)
-
-    @classmethod
     def from_run(cls, result: RunResult, agent: str, own: str, clock: float) -> MemoryItem:
         last = max((v.round for v in result.votes), default=0)
         votes = [(v.voter, v.for_agent) for v in result.votes if v.round == last]
@@ -102,6 +98,10 @@ def item_words(record: bytes) -> str:
         return " ".join(words(f"{item['task']}\n{item['final']}\n{item.get('own', '')}"))
     except (ValueError, KeyError, TypeError):
         return ""  # not an item: never found
+
+
+def _item(raw: bytes) -> MemoryItem:
+    return from_json(MemoryItem, raw)
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -129,9 +129,9 @@ class LongTermMemory:
     def log(self) -> str:
         return log_name(self.agent)
 
-    @property
-    def max_age(self) -> float | None:
-        return self.max_age_days * 86400 if self.max_age_days is not None else None
+    def _cutoff(self) -> float | None:
+        """The oldest ``at`` still kept, if items expire."""
+        return None if self.max_age_days is None else self.clock() - self.max_age_days * 86400
 
     def bind(self, store: Store) -> None:
         if self.store is None:
@@ -157,13 +157,10 @@ class LongTermMemory:
         """Drop items beyond ``max_items`` and older than ``max_age_days``; how many went."""
         store = self._store()
         before = await store.length(self.log)
-        if self.max_age is not None:
-            cutoff = self.clock() - self.max_age
+        if (cutoff := self._cutoff()) is not None:
             raw = await store.read(self.log)
             # The expired items lead the log: drop that many from its front (no rewrite).
-            expired = next(
-                (n for n, r in enumerate(raw) if MemoryItem.from_json(r).at >= cutoff), len(raw)
-            )
+            expired = next((n for n, r in enumerate(raw) if _item(r).at >= cutoff), len(raw))
             if expired:
                 await store.trim(self.log, await store.length(self.log) - expired)
         if self.max_items is not None and await store.length(self.log) > self.max_items:
@@ -172,11 +169,9 @@ class LongTermMemory:
 
     async def items(self) -> list[MemoryItem]:
         """Every live item, oldest first."""
-        found = [MemoryItem.from_json(r) for r in await self._store().read(self.log)]
-        if self.max_age is not None:
-            cutoff = self.clock() - self.max_age
-            found = [i for i in found if i.at >= cutoff]
-        return found
+        cutoff = self._cutoff()
+        found = [_item(r) for r in await self._store().read(self.log)]
+        return [i for i in found if cutoff is None or i.at >= cutoff]
 
     async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
         """The items most relevant to ``query``, best first (only those with a score > 0)."""
@@ -191,12 +186,9 @@ class LongTermMemory:
         limit = k if k is not None else max(await store.length(self.log), 1)
         while True:
             hits = await store.search(self.log, terms, item_words, limit)
-            cutoff = None if self.max_age is None else self.clock() - self.max_age
-            ranked = [
-                (score, item)
-                for score, item in ((s, MemoryItem.from_json(r)) for s, r in hits)
-                if cutoff is None or item.at >= cutoff
-            ]
+            cutoff = self._cutoff()
+            ranked = [(score, _item(r)) for score, r in hits]
+            ranked = [(s, i) for s, i in ranked if cutoff is None or i.at >= cutoff]
             if k is None or len(ranked) >= k or len(hits) < limit:
                 return ranked[:k]
             limit *= 4
@@ -205,20 +197,14 @@ class LongTermMemory:
         items = await self.items()
         if not items:
             return []
-        missing = [i for i in items if i.vector is None]
-        if missing:
-            for item, vec in zip(
-                missing, await self._embed([i.text() for i in missing]), strict=True
-            ):
-                item.vector = vec
+        if missing := [i for i in items if i.vector is None]:
+            vectors = await self._embed([i.text() for i in missing])
+            for item, vector in zip(missing, vectors, strict=True):
+                item.vector = vector
         (qv,) = await self._embed([query])
-        scores = [_cosine(qv, i.vector or []) for i in items]
+        scored = [(_cosine(qv, i.vector or []), i) for i in items]
         # Newer first among equals: the latest decision on a question wins a tie.
-        ranked = sorted(
-            ((s, i) for s, i in zip(scores, items, strict=True) if s > 0),
-            key=lambda p: (-p[0], -p[1].at),
-        )
-        return ranked[: k if k is not None else len(ranked)]
+        return sorted((p for p in scored if p[0] > 0), key=lambda p: (-p[0], -p[1].at))[:k]
 
     async def recall_for(self, agent: str, turn: Turn) -> list[str]:
         """What to show ``agent`` before ``turn``: the best ``recall`` items that fit
@@ -230,11 +216,9 @@ class LongTermMemory:
         runs: set[str] = set()
         used = 0
         for _, item in ranked:
-            if item.run_id in runs:
-                continue
             text = item.text()
             cost = estimate_text(text) + 4
-            if used + cost > self.recall_budget:
+            if item.run_id in runs or used + cost > self.recall_budget:
                 continue
             out.append(text)
             runs.add(item.run_id)

@@ -1,6 +1,6 @@
 """What one agent keeps in its context: the session's earlier exchanges, cut by its strategy
-(``full``, ``sliding_window``, ``summary``; see docs/memory.md). A worker answers with the
-run's memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
+(``full``, ``sliding_window``, ``summary``; docs/memory.md). A worker answers with the run's
+memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class Writer(Protocol):
-    """Who writes a summary: the agent itself or its ``summarizer`` (an :class:`~massgen.Agent`)."""
+    """Who writes a summary: the agent or its ``summarizer`` (an :class:`~massgen.Agent`)."""
 
     name: str
     role: str
@@ -57,7 +57,7 @@ class MemoryContext:
 @dataclass(frozen=True, slots=True)
 class Folded:
     """A summary written before a turn: ``text`` replaces the previous one and the oldest
-    ``count`` exchanges; ``writer`` wrote it from ``prompt``, as ``completion``."""
+    ``count`` exchanges; ``writer`` wrote it from ``prompt`` (``completion``)."""
 
     text: str
     count: int
@@ -92,31 +92,21 @@ class Conversation:
         self.context_window = context_window  # overrides the model's known window
         self.summarizer = summarizer
         self.estimator = TokenEstimator()
-        self.summary = ""
-        self.exchanges: list[Exchange] = []
         self.recalled: list[str] = []  # long-term items recalled for the current turn
-        self._sessions: Sessions | None = None
-        self._session = ""
-        self._agent = ""
-        self._covered = 0
-        self._loaded = True
         self.lock = asyncio.Lock()  # held while a run's first turn loads (and folds) the session
+        self.attach(None, "", "")
 
     def attach(self, sessions: Sessions | None, name: str, agent: str) -> None:
         """Follow session ``name`` (``sessions`` None: no session); loaded on the next turn."""
         self._sessions, self._session, self._agent = sessions, name, agent
-        self.summary, self.exchanges, self._covered = "", [], 0
+        self.summary, self._covered = "", 0
+        self.exchanges: list[Exchange] = []
         self._loaded = sessions is None
 
     def fork(self, context: MemoryContext) -> Conversation:
         """A conversation of this strategy holding one turn's ``context``, apart from this."""
-        conv = Conversation(
-            self.strategy,
-            self.size,
-            context_window=self.context_window,
-            summarizer=self.summarizer,
-        )
-        conv.estimator = self.estimator
+        conv = Conversation(self.strategy, self.size, context_window=self.context_window)
+        conv.summarizer, conv.estimator = self.summarizer, self.estimator
         conv.summary, conv.exchanges = context.summary, list(context.exchanges)
         conv.recalled = list(context.recalled)
         return conv
@@ -146,10 +136,9 @@ class Conversation:
         if self._loaded or self._sessions is None:
             return False
         self._loaded = True
-        sessions, name = self._sessions, self._session
-        summary, covered = await sessions.summary(name, self._agent)
-        exchanges = await sessions.exchanges(name, self._agent)
-        self.summary, self.exchanges, self._covered = summary, exchanges[covered:], covered
+        self.summary, self._covered = await self._sessions.summary(self._session, self._agent)
+        exchanges = await self._sessions.exchanges(self._session, self._agent)
+        self.exchanges = exchanges[self._covered :]
         return True
 
     async def prepare(
@@ -158,9 +147,7 @@ class Conversation:
         """Load the session on a run's first turn and fold what no longer fits; the usage of
         the summary request, if any."""
         async with self.lock:
-            if not await self.load():
-                return Usage()
-            folded = await self.fold(agent, backend, on_event)
+            folded = await self.fold(agent, backend, on_event) if await self.load() else None
             if folded is None:
                 return Usage()
             await self.keep(folded)

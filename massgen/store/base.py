@@ -13,8 +13,7 @@ class Store(ABC):
     entry past its TTL is never returned or counted, whatever the medium still holds."""
 
     @abstractmethod
-    async def get(self, key: str) -> bytes | None:
-        """The live value under ``key``, or ``None``."""
+    async def get(self, key: str) -> bytes | None: ...
 
     @abstractmethod
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -55,8 +54,7 @@ class Store(ABC):
         ``unicode61`` splits them; drop stop words from both sides yourself."""
 
     @abstractmethod
-    async def aclose(self) -> None:
-        """Release the file or connections. The store is unusable afterwards."""
+    async def aclose(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         return self
@@ -71,11 +69,7 @@ def check_ttl(ttl: float | None) -> None:
         raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
 
 
-def check_limit(limit: int | None) -> None:
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, not {limit!r}")
-
-
-def check_keep(keep_last: int) -> None:
-    if keep_last < 0:
-        raise ValueError(f"keep_last must be >= 0, not {keep_last!r}")
+def check_count(name: str, value: int | None) -> None:
+    """Refuse a negative ``limit`` or ``keep_last``."""
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")

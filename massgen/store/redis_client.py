@@ -1,13 +1,11 @@
-"""The one place that builds redis-py clients: one per Redis URL per process, passed down.
-
-The bus, the Redis store and the shared rate limits and breakers all take their client from
-:func:`shared_client` (or a :class:`RedisLease`), so a process holds one connection pool per
-Redis URL and event loop instead of one per user. Importing this module imports redis.
-"""
+"""The one place that builds redis-py clients: one per Redis URL and event loop in a process,
+shared by the bus, the Redis store and the shared guards (:func:`shared_client`,
+:class:`RedisLease`). Importing this module imports redis."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from typing import Any
 
@@ -23,10 +21,9 @@ from massgen.redact import redact_url
 REPLY_TIMEOUT = 30.0
 """Seconds a reply may take past a blocking command's own wait: beyond it a frozen server or a
 dead link that TCP has not noticed is a timeout, handled like a lost connection."""
-SHARED_STATE_RETRIES = 12
+SHARED_STATE_RETRIES = RETRIES = 12
 """Reconnection attempts, 50 ms doubling to 1 s apart (about 9 s): long enough to ride out a
 Redis restart under every provider call and every agent."""
-RETRIES = SHARED_STATE_RETRIES
 MAX_CONNECTIONS = 10_000
 """Each blocking read (an agent's inbox, its reply stream) holds a connection while it waits."""
 
@@ -64,14 +61,7 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
-_DEFAULTS: dict[str, Any] = {
-    "retries": RETRIES,
-    "connect_timeout": 5.0,
-    "max_connections": MAX_CONNECTIONS,
-    "reply_timeout": REPLY_TIMEOUT,
-}
-_Key = tuple[str, tuple[tuple[str, Any], ...]]
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, list[Any]]] = (
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, list[Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -80,7 +70,9 @@ def shared_client(url: str, **options: Any) -> aioredis.Redis:
     """This process's client for ``url`` (and ``options`` of :func:`redis_client`) on the
     running event loop; give it back with :func:`release_client` when you are done."""
     clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
-    key = (url, tuple(sorted({**_DEFAULTS, **options}.items())))
+    bound = inspect.signature(redis_client).bind(url, **options)
+    bound.apply_defaults()  # the same client whether a default is spelled out or not
+    key = tuple(bound.arguments.items())
     entry = clients.get(key)
     if entry is None:
         entry = clients[key] = [redis_client(url, **options), 0]

@@ -1,22 +1,14 @@
-"""The store over Redis, for teams spread over several machines.
-
-Keys live at ``{prefix}kv:{key}`` (STRING, expiry by ``PX``) and logs at ``{prefix}log:{log}``
-(LIST, ``RPUSH``/``LRANGE``/``LTRIM``), so a store never collides with the agent bus that
-shares the ``massgen:`` prefix. Expiry is Redis's own, on the server clock.
-
-Search needs no Redis module: each process keeps a word index of the logs it searches
-(:class:`~massgen.store.words.WordIndex`) and copies only what a log gained since its last
-search. To know what that is, a log once searched counts its appends at
-``{prefix}logn:{log}`` (a number that outlives trims, so a trimmed log is told from one that
-gained nothing).
-
-Importing this module imports redis; :func:`massgen.store.open_store` loads it only for a
-``redis://`` URL. Credentials come from the URL and never appear in errors.
-"""
+"""The store over Redis (standalone): keys at ``{prefix}kv:{key}`` (STRING, ``PX`` expiry on
+the server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus' keys. Search needs
+no Redis module: each process searches an in-memory SQLite copy of the logs it searches,
+copying only what a log gained since, known from its count of appends at ``{prefix}logn:{log}``
+(which outlives trims). Imported only for a ``redis://`` store: it imports redis."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,15 +17,18 @@ from redis import exceptions as rexc
 
 from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
-from massgen.store.base import Store, check_keep, check_limit, check_ttl
-from massgen.store.redis_client import (  # noqa: F401 - re-exported for older imports
-    REPLY_TIMEOUT,
-    RETRIES,
-    SHARED_STATE_RETRIES,
-    RedisLease,
-    redis_client,
+from massgen.store.base import Store, check_count, check_ttl
+from massgen.store.redis_client import SHARED_STATE_RETRIES, RedisLease, redis_client
+from massgen.store.sqlite import (
+    TRIM,
+    SQLiteStore,
+    Text,
+    match_any,
+    search_log,
+    transaction,
 )
-from massgen.store.words import Text, WordIndex
+
+__all__ = ["SHARED_STATE_RETRIES", "RedisStore", "redact", "redis_client"]
 
 DEFAULT_PREFIX = "massgen:"
 _SCAN_BATCH = 1000
@@ -41,8 +36,7 @@ _SCAN_BATCH = 1000
 _APPEND = """
 redis.call('RPUSH', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCR', KEYS[2]) end
-"""
-"""RPUSH, counted if the log is searched (a log never searched gets no counter)."""
+"""  # RPUSH, counted if the log was ever searched
 
 _GAINED = """
 local held = redis.call('LLEN', KEYS[1])
@@ -59,12 +53,8 @@ if unseen > 0 then
     records = redis.call('LRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
 end
 return {appended, held, records}
-"""
-"""What a log gained since ``ARGV[1]`` appends: its count of appends (started on its first
-search), its length and the oldest ``ARGV[2]`` of the records not seen yet; see
-:data:`massgen.store.words.Fetch`."""
-_RECORDS_PER_TRIP = 500
-"""A search copies a long log in parts, so no one reply holds the event loop for long."""
+"""  # what a log gained since ARGV[1] appends: appends now, length, oldest unseen records
+_PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,8 +65,22 @@ def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _bytes(value: bytes | str) -> bytes:
-    # A shared client made with decode_responses=True would hand back str (and break binary).
+def _copy(
+    c: sqlite3.Connection,
+    log: str,
+    kept: int,
+    new: list[bytes],
+    then: tuple[str, Text, int] | None = None,
+) -> list[tuple[float, bytes]]:
+    """Keep the newest ``kept`` records of the copy of ``log``, add ``new``, then search it
+    if asked (query, text, limit)."""
+    with transaction(c, "DEFERRED"):
+        c.execute(TRIM, (log, log, kept))
+        c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
+    return [] if then is None else search_log(c, log, *then)
+
+
+def _bytes(value: bytes | str) -> bytes:  # as redis-py types replies; ours never decode
     return value.encode() if isinstance(value, str) else value
 
 
@@ -98,31 +102,22 @@ def _mapped(
 
 
 class RedisStore(Store):
-    """:class:`~massgen.store.base.Store` on one Redis (standalone, not Cluster).
-
-    It uses the process's shared client for ``url`` (see :mod:`massgen.store.redis_client`),
-    or ``client`` if you pass one (made without ``decode_responses``; left open on close)."""
+    """A store on the process's shared client for ``url`` (``options``: those of
+    :func:`redis_client`)."""
 
     def __init__(
-        self,
-        url: str = "redis://127.0.0.1:6379/0",
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        client: aioredis.Redis | None = None,
-        **options: Any,
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
     ) -> None:
         self.where = redact(url)
         self.prefix = prefix
-        self._given = client
-        self._lease = None if client is not None else RedisLease(url, **options)
-        self._words = WordIndex()
+        self._lease = RedisLease(url, **options)
+        self._copy: SQLiteStore | None = None  # the logs searched here, as far as seen
+        self._seen: dict[str, int] = {}  # appends copied, per log
+        self._copy_lock = asyncio.Lock()
 
     @property
     def _r(self) -> aioredis.Redis:
-        if self._lease is not None:
-            return self._lease.client
-        assert self._given is not None
-        return self._given
+        return self._lease.client
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
@@ -140,7 +135,6 @@ class RedisStore(Store):
         pattern = glob_escape(self._key(prefix)) + "*"
         return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
 
-    # -- key/value -------------------------------------------------------------------------
     @_mapped
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._key(key))
@@ -168,14 +162,13 @@ class RedisStore(Store):
     async def count(self, prefix: str = "") -> int:
         return len(await self._scan(prefix))
 
-    # -- logs ------------------------------------------------------------------------------
     @_mapped
     async def append(self, log: str, record: bytes) -> None:
         await self._r.eval(_APPEND, 2, self._log(log), self._appended(log), record)
 
     @_mapped
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
-        check_limit(limit)
+        check_count("limit", limit)
         if limit == 0:
             return []
         if start < 0:  # the window is at most -start records: slice it here
@@ -190,7 +183,7 @@ class RedisStore(Store):
 
     @_mapped
     async def trim(self, log: str, keep_last: int) -> None:
-        check_keep(keep_last)
+        check_count("keep_last", keep_last)
         if keep_last == 0:
             await self._r.delete(self._log(log))
         else:
@@ -200,17 +193,37 @@ class RedisStore(Store):
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
-        check_limit(limit)
+        """Searches this process's copy of the log, first brought up to date with what the
+        log gained since (so a search costs the same at any length)."""
+        check_count("limit", limit)
+        if match_any(query) is None or limit <= 0:
+            return []
+        keys = [self._log(log), self._appended(log)]
+        async with self._copy_lock:  # one search at a time brings the copy up to date
+            copy = self._copy = self._copy or SQLiteStore(":memory:")
+            seen = self._seen.get(log, 0)
+            while True:
+                appended, held, new = await self._r.eval(_GAINED, 2, *keys, seen, _PER_TRIP)
+                if int(appended) < seen:  # the log was deleted with its count: copy afresh
+                    seen = 0
+                    appended, held, new = await self._r.eval(_GAINED, 2, *keys, 0, _PER_TRIP)
+                unseen = min(int(appended) - seen, int(held))
+                last = len(new) >= unseen
+                job = functools.partial(
+                    _copy,
+                    log=log,
+                    kept=int(held) - unseen,
+                    new=[_bytes(r) for r in new],
+                    then=(query, text, limit) if last else None,
+                )
+                found = await copy.run(job)
+                seen = self._seen[log] = int(appended) - unseen + len(new)
+                if last:
+                    return found
 
-        async def fetch(seen: int) -> tuple[int, int, list[bytes]]:
-            keys = [self._log(log), self._appended(log)]
-            appended, held, records = await self._r.eval(_GAINED, 2, *keys, seen, _RECORDS_PER_TRIP)
-            return int(appended), int(held), [_bytes(r) for r in records]
-
-        return await self._words.search(log, query, text, limit, fetch)
-
-    # -- lifecycle -------------------------------------------------------------------------
     async def aclose(self) -> None:
-        await self._words.aclose()
-        if self._lease is not None:
-            await self._lease.aclose()
+        copy, self._copy = self._copy, None
+        self._seen.clear()
+        if copy is not None:
+            await copy.aclose()
+        await self._lease.aclose()

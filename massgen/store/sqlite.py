@@ -1,22 +1,119 @@
 """The embedded default store: one SQLite file (WAL) shared by several processes. Every call
-runs on the store's own thread, reads made together share one trip, writes one transaction."""
+runs on the store's own thread, reads made together share one trip, writes one transaction.
+Logs are searched with FTS5, one index per log, ranked by BM25."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from massgen.errors import TransportError
 from massgen.grouped import Grouped
-from massgen.store.base import Store, check_keep, check_limit, check_ttl
-from massgen.store.words import LOGS_SCHEMA, WORDS_SCHEMA, Text, search_log, transaction
+from massgen.store.base import Store, check_count, check_ttl
 
 T = TypeVar("T")
+Text = Callable[[bytes], str]  # the words a record is found by
+TRIM = (  # all but the newest OFFSET records: up to the newest that must go
+    "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
+    " ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+_TOKENIZE = "unicode61 remove_diacritics 0 tokenchars '_'"
+
+
+@contextmanager
+def transaction(c: sqlite3.Connection, kind: str = "IMMEDIATE") -> Iterator[None]:
+    """One transaction on an autocommit connection: committed, or rolled back on error."""
+    c.execute(f"BEGIN {kind}")
+    try:
+        yield
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+
+
+def match_any(query: str) -> str | None:
+    """An FTS5 query for the records sharing a word with ``query``; ``None`` if it has none."""
+    terms = dict.fromkeys(query.split())
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _index_of(c: sqlite3.Connection, log: str) -> str | None:
+    row = c.execute("SELECT n FROM log_words WHERE log = ?", (log,)).fetchone()
+    return None if row is None else f"log_words_{int(row[0])}"
+
+
+def _create_index(c: sqlite3.Connection, log: str) -> str:
+    """The index of ``log``, made now if it has none, with a trigger that drops a record's
+    words when the record leaves the log (whoever trims it)."""
+    table = _index_of(c, log)
+    if table is not None:
+        return table
+    (n,) = c.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM log_words").fetchone()
+    c.execute("INSERT INTO log_words (log, n) VALUES (?, ?)", (log, n))
+    table = f"log_words_{int(n)}"
+    literal = "'" + log.replace("'", "''") + "'"
+    c.execute(f'CREATE VIRTUAL TABLE {table} USING fts5(words, tokenize = "{_TOKENIZE}")')
+    c.execute(
+        f"CREATE TRIGGER {table}_forget AFTER DELETE ON logs WHEN old.log = {literal}"
+        f" BEGIN DELETE FROM {table} WHERE rowid = old.id; END"
+    )
+    return table
+
+
+def _newest(c: sqlite3.Connection, table: str | None) -> int:
+    if table is None:
+        return 0
+    row = c.execute(f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
+    """Index the records appended since the last search (those after the newest indexed:
+    ids only grow); the index table."""
+    table = _index_of(c, log)
+    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    if (newest or 0) == _newest(c, table):
+        return table
+    with transaction(c):
+        table = _create_index(c, log)
+        after = _newest(c, table)  # again: another process may have done it meanwhile
+        rows = c.execute(
+            "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
+        ).fetchall()
+        c.executemany(
+            f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
+            [(i, text(bytes(r))) for i, r in rows],
+        )
+    return table
+
+
+def search_log(
+    c: sqlite3.Connection, log: str, query: str, text: Text, limit: int
+) -> list[tuple[float, bytes]]:
+    """:meth:`Store.search <massgen.store.base.Store.search>` on a connection holding the logs."""
+    match = match_any(query)
+    if match is None or limit <= 0:
+        return []
+    table = index_log(c, log, text)
+    if table is None:
+        return []
+    rows = c.execute(
+        f"SELECT -bm25({table}), logs.record FROM {table} JOIN logs ON logs.id = {table}.rowid"
+        f" WHERE {table} MATCH ? ORDER BY bm25({table}), logs.id DESC LIMIT ?",
+        (match, limit),
+    )
+    return [(float(score), bytes(record)) for score, record in rows]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -25,18 +122,25 @@ CREATE TABLE IF NOT EXISTS kv (
     expires REAL              -- epoch seconds; NULL: never
 );
 CREATE INDEX IF NOT EXISTS kv_expires ON kv (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY, -- insertion order across the whole table
+    log     TEXT NOT NULL,
+    record  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_log ON logs (log, id);
+CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its own
+    log TEXT PRIMARY KEY,
+    n   INTEGER NOT NULL UNIQUE  -- its index is the FTS5 table log_words_{n}
+);
 """
 
 #: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
 _SWEEP_EVERY = 1000
-#: Keys per SELECT when reads are grouped (SQLite allows 999 parameters on old builds).
-_KEYS_PER_SELECT = 500
 
 
 def glob_prefix(prefix: str) -> str:
     """A GLOB pattern matching strings that start with ``prefix`` literally."""
-    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
-    return escaped + "*"
+    return "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
 
 
 def _sweep(c: sqlite3.Connection, now: float) -> None:
@@ -46,19 +150,12 @@ def _sweep(c: sqlite3.Connection, now: float) -> None:
 
 
 class SQLiteStore(Store):
-    """:class:`~massgen.store.base.Store` in one SQLite file at ``path`` (its folder made if
-    missing). ``clock`` decides expiry: a wall clock, since other processes share the file."""
+    """A store in one SQLite file at ``path`` (its folder made if missing). ``clock`` decides
+    expiry: a wall clock, since other processes share the file."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 30.0,
-    ) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
         self.clock = clock
-        self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._sets = 0
@@ -85,14 +182,14 @@ class SQLiteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path,
-                timeout=self._busy_timeout,
+                timeout=30.0,  # seconds another process may hold the write lock
                 isolation_level=None,  # autocommit; multi-statement work opens its own BEGIN
                 check_same_thread=False,  # created and used on the worker, closed there too
             )
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA + LOGS_SCHEMA + WORDS_SCHEMA)
+                conn.executescript(_SCHEMA)
                 _sweep(conn, self.clock())
             except BaseException:
                 conn.close()
@@ -115,31 +212,24 @@ class SQLiteStore(Store):
         return await self.run(lambda c: c.execute(sql, params).fetchall())
 
     async def get(self, key: str) -> bytes | None:
-        if self._closed:
-            raise TransportError(f"SQLite store {self.path} is closed")
-        return await self._gets(key)
+        return await self._gets(key)  # a closed store: run() raises
 
     def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
-        now, unique = self.clock(), list(dict.fromkeys(keys))
+        now, unique = self.clock(), json.dumps(list(dict.fromkeys(keys)))
 
         def job(c: sqlite3.Connection) -> list[bytes | None]:
-            found: dict[str, bytes] = {}
-            for i in range(0, len(unique), _KEYS_PER_SELECT):
-                part = unique[i : i + _KEYS_PER_SELECT]
-                rows = c.execute(
-                    f"SELECT key, value FROM kv WHERE key IN ({','.join('?' * len(part))})"
-                    " AND (expires IS NULL OR expires > ?)",
-                    (*part, now),
-                )
-                found.update((k, bytes(v)) for k, v in rows)
+            rows = c.execute(  # one parameter for any number of keys
+                "SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?))"
+                " AND (expires IS NULL OR expires > ?)",
+                (unique, now),
+            )
+            found = {k: bytes(v) for k, v in rows}
             return [found.get(k) for k in keys]
 
         return job
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
-        if self._closed:
-            raise TransportError(f"SQLite store {self.path} is closed")
         await self._sets_grouped((key, value, None if ttl is None else self.clock() + ttl))
 
     def _set_job(
@@ -198,7 +288,7 @@ class SQLiteStore(Store):
         )
 
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
-        check_limit(limit)
+        check_count("limit", limit)
         sql_limit = -1 if limit is None else limit  # SQLite: a negative LIMIT means none
         if start >= 0:
             sql = "SELECT record FROM logs WHERE log = ? ORDER BY id LIMIT ? OFFSET ?"
@@ -216,20 +306,13 @@ class SQLiteStore(Store):
         return int(n)
 
     async def trim(self, log: str, keep_last: int) -> None:
-        check_keep(keep_last)
-        # Delete up to the newest record that must go; nothing if there are too few.
-        await self._exec(
-            "DELETE FROM logs WHERE log = ? AND id <= (SELECT id FROM logs WHERE log = ?"
-            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            log,
-            log,
-            keep_last,
-        )
+        check_count("keep_last", keep_last)
+        await self._exec(TRIM, log, log, keep_last)
 
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
-        check_limit(limit)
+        check_count("limit", limit)
         return await self.run(lambda c: search_log(c, log, query, text, limit))
 
     async def aclose(self) -> None:
@@ -246,3 +329,14 @@ class SQLiteStore(Store):
             await asyncio.get_running_loop().run_in_executor(self._worker, close)
         finally:
             self._worker.shutdown(wait=False)
+
+
+class MemoryStore(SQLiteStore):
+    """A store in a private in-memory SQLite database: the file store's code, gone with the
+    object (tests pass a fake ``clock``)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(":memory:", clock=clock)
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
