@@ -33,8 +33,11 @@ FORMAT_VERSION = 3  # of the key's recipe (not of entries, or every stored entry
 ENTRY_VERSION = 3  # of a stored entry; older entries are upgraded as they are read
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def _canonical(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(payload).encode()
 
 
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
@@ -132,6 +135,14 @@ class CachingBackend(Wrapper):
         except TransportError as e:
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        key, hit = await self._lookup(request)  # no generator, no pieces for a plain call
+        if hit is not None:
+            return hit
+        completion = await self.inner.complete(request)
+        await self._remember(key, completion)
+        return completion
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         key, hit = await self._lookup(request)
