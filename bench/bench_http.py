@@ -136,8 +136,8 @@ def run_child(url: str, client: str, stream: bool, requests: int, in_flight: int
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        url, client, stream, requests, in_flight = sys.argv[2:7]
-        asyncio.run(_child(url, client, stream == "1", int(requests), int(in_flight)))
+        url, client, streamed, requests, in_flight = sys.argv[2:7]
+        asyncio.run(_child(url, client, streamed == "1", int(requests), int(in_flight)))
         return
     if sys.argv[1:2] == ["--stack-child"]:
         _stack_child(int(sys.argv[2]))
