@@ -152,29 +152,24 @@ class _Allowance(Budget):
     """One task's share of a batch budget: ``held`` is what the batch still reserves for
     it; its requests draw on that first and reserve any excess in the batch."""
 
-    parent: Budget | None = None
+    parent: Budget = field(default_factory=Budget)
     held: float = 0.0
-
-    @property
-    def _batch(self) -> Budget:
-        assert self.parent is not None
-        return self.parent
 
     def _room(self) -> float:  # held, not yet reserved by a request
         return max(0.0, self.held - self.reserved)
 
     def can_cover(self, estimate: float) -> bool:
-        return self._batch.can_cover(max(0.0, estimate - self._room()))
+        return self.parent.can_cover(max(0.0, estimate - self._room()))
 
     @property
     def exhausted(self) -> bool:
-        return self._room() <= 0 and self._batch.exhausted
+        return self._room() <= 0 and self.parent.exhausted
 
     def reserve(self, estimate: float) -> float:
         estimate = max(0.0, estimate)
         room = self._room()
         if estimate > room:
-            self.held += self._batch.reserve(estimate - room)  # raises if the batch cannot
+            self.held += self.parent.reserve(estimate - room)  # raises if the batch cannot
         elif estimate == 0.0 and self.exhausted:
             raise self._refusal(0.0)
         self.reserved += estimate
@@ -182,18 +177,18 @@ class _Allowance(Budget):
 
     def add(self, cost: float) -> None:
         self.spent += cost
-        self._batch.add(cost)
+        self.parent.add(cost)
         moved = min(cost, self.held)
         self.held -= moved
-        self._batch.release(moved)
+        self.parent.release(moved)
 
     def estimate_turn(self, handle: Any, turn: Turn) -> float:
-        return self._batch.estimate_turn(handle, turn)
+        return self.parent.estimate_turn(handle, turn)
 
     def close(self) -> None:
         """Give back to the batch what this task still holds."""
-        self._batch.release(self.held)
+        self.parent.release(self.held)
         self.held = 0.0
 
     def _refusal(self, estimate: float) -> BudgetExceeded:
-        return self._batch._refusal(estimate)
+        return self.parent._refusal(estimate)

@@ -17,7 +17,7 @@ import json
 import sys
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from massgen.config import load
 from massgen.errors import MassGenError
@@ -30,12 +30,12 @@ from massgen.types import ChatMessage, CompletionRequest
 
 async def warm_up(base_url: str) -> None:
     """Load the HTTP stack before the measured burst, as in a process that has been running
-    a while: httpx imports its async backend on the first request (about 0.15 s), which
-    would otherwise sit between a request's grant and its arrival at the provider. The
-    simulator does not record its ``/_sim/`` endpoints, so this is no provider request."""
+    a while: the backend imports aiohttp on its first request (about 0.2 s), which would
+    otherwise sit between a request's grant and its arrival at the provider. The simulator
+    does not record its ``/_sim/`` endpoints, so this is no provider request."""
     origin = urlsplit(base_url)._replace(path="", query="", fragment="").geturl()
-    async with httpx.AsyncClient() as client:
-        (await client.get(origin + "/_sim/stats")).raise_for_status()
+    async with aiohttp.ClientSession() as session, session.get(origin + "/_sim/stats") as r:
+        r.raise_for_status()
 
 
 async def main(path: str, window: float, calls: int, tag: str) -> dict[str, list[str]]:

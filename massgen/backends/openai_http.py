@@ -19,10 +19,8 @@ import weakref
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from massgen import __version__
 from massgen.backends._common import tls_context
@@ -36,10 +34,12 @@ from massgen.backends._errors import (
 from massgen.backends.openai import DONE
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 
+if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
+    import aiohttp
+
 _PER_HOST = 256
 """Connections per host: above a batch's 64 tasks x 3 agents in flight, yet a bound."""
 
-_ERRORS = (aiohttp.ClientError, TimeoutError)
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 """Read from the environment as the SDK reads them, so both clients send the same."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -70,6 +70,8 @@ async def _acquire() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     shared = _SHARED.get(loop)
     if shared is None or shared.session.closed:
+        import aiohttp
+
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=_PER_HOST, keepalive_timeout=30),
             cookie_jar=aiohttp.DummyCookieJar(),  # backends must not share a provider's cookies
@@ -95,7 +97,16 @@ async def _release(session: aiohttp.ClientSession) -> None:
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     """``seconds`` for each step (a free connection, connecting, each read), as httpx counts
     them: a long stream that keeps sending is never cut off."""
+    import aiohttp
+
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """What aiohttp raises, for an ``except`` (evaluated only once something was raised)."""
+    import aiohttp
+
+    return (aiohttp.ClientError, TimeoutError)
 
 
 def proxy_for(url: str) -> str | None:
@@ -171,7 +182,7 @@ class HTTPChatClient:
                 content = await response.read()
                 if not 200 <= response.status < 300:
                     raise self._status_error(response, content)
-        except _ERRORS as e:
+        except _client_errors() as e:
             raise self._mapped(e) from e
         return self._decode(content)
 
@@ -199,7 +210,7 @@ class HTTPChatClient:
                                 chunk["error"], provider=self.provider, secret=self._api_key
                             )
                         yield chunk
-        except _ERRORS as e:
+        except _client_errors() as e:
             raise self._mapped(e) from e
 
     def _decode(self, data: bytes | str) -> dict[str, Any]:
@@ -230,6 +241,8 @@ class HTTPChatClient:
             provider=self.provider,
             retry_after=parse_retry_after(response.headers),
         )
+        import aiohttp
+
         error.__cause__ = aiohttp.ClientResponseError(
             response.request_info, response.history, status=response.status
         )

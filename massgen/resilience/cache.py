@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
 from massgen.resilience.wrapper import Call, Wrapper
-from massgen.serialize import completion_from_dict, completion_to_dict, to_dict
+from massgen.serialize import completion_from_dict, completion_to_dict, from_json, to_dict
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
@@ -33,8 +33,11 @@ FORMAT_VERSION = 3  # of the key's recipe (not of entries, or every stored entry
 ENTRY_VERSION = 3  # of a stored entry; older entries are upgraded as they are read
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def _canonical(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(payload).encode()
 
 
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
@@ -65,6 +68,8 @@ def decode_completion(blob: bytes, latency: float) -> Completion:
     """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's); an entry
     of format 2 (usage and sources as pairs) is read too. :class:`ValueError` (or
     ``KeyError``/``TypeError``) for an entry it cannot read."""
+    if blob.endswith(b',"v":%d}' % ENTRY_VERSION):  # sorted keys: "v" is last; one pass
+        return replace(from_json(Completion, blob), latency=latency, cached=True, requests=0)
     data = json.loads(blob)
     version = data.pop("v", None)
     if version == 2:
@@ -132,6 +137,14 @@ class CachingBackend(Wrapper):
         except TransportError as e:
             self.store_errors += 1
             log.warning("cache write failed; the answer is returned uncached: %s", e)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        key, hit = await self._lookup(request)  # no generator, no pieces for a plain call
+        if hit is not None:
+            return hit
+        completion = await self.inner.complete(request)
+        await self._remember(key, completion)
+        return completion
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         key, hit = await self._lookup(request)

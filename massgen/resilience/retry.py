@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
 from massgen.resilience.wrapper import Call, Wrapper
-from massgen.types import CallContext, CompletionRequest, StreamChunk
+from massgen.types import CallContext, Completion, CompletionRequest, StreamChunk
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +53,42 @@ class RetryingBackend(Wrapper):
         self.policy = policy
         self._rng = random.Random(seed)
 
-    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        asked, most = request.call, self.policy.max_retries
-        for attempt in itertools.count(1):
-            sent = request  # each attempt's number goes to the request log
-            if attempt > 1:
-                sent = replace(request, call=replace(asked or CallContext(), attempt=attempt))
+    async def complete(self, request: CompletionRequest) -> Completion:
+        attempt = 1  # written out, not through around(): no generator per plain call
+        while True:
             try:
-                async for chunk in call(sent):
+                return await self.inner.complete(_attempt(request, attempt))
+            except ProviderError as error:
+                await self._backoff(attempt, error, request.call)
+            attempt += 1
+
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        for attempt in itertools.count(1):
+            try:
+                async for chunk in call(_attempt(request, attempt)):
                     yield chunk
                 return
             except ProviderError as error:
-                if attempt > most or not retryable(error):
-                    raise
-                wait = self.policy.delay(attempt, error, self._rng)
-                why = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-                agent = (asked.agent if asked else "") or "-"
-                line = "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s"
-                log.info(line, agent, attempt, most, wait, why)
-                if asked is not None and asked.on_retry is not None:
-                    asked.on_retry(attempt, most, wait, error)
-                await asyncio.sleep(wait)
+                await self._backoff(attempt, error, request.call)
+
+    async def _backoff(self, attempt: int, error: ProviderError, asked: CallContext | None) -> None:
+        """Raise ``error`` if it earns no retry; else say so and wait before the next."""
+        most = self.policy.max_retries
+        if attempt > most or not retryable(error):
+            raise error
+        wait = self.policy.delay(attempt, error, self._rng)
+        why = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        agent = (asked.agent if asked else "") or "-"
+        log.info(
+            "retry agent=%s attempt=%d/%d wait=%.2fs reason=%s", agent, attempt, most, wait, why
+        )
+        if asked is not None and asked.on_retry is not None:
+            asked.on_retry(attempt, most, wait, error)
+        await asyncio.sleep(wait)
+
+
+def _attempt(request: CompletionRequest, attempt: int) -> CompletionRequest:
+    """``request`` as attempt number ``attempt`` (the request log says which)."""
+    if attempt == 1:
+        return request
+    return replace(request, call=replace(request.call or CallContext(), attempt=attempt))
