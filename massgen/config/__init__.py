@@ -25,10 +25,8 @@ from massgen.config.models import (
     TeamConfig,
 )
 from massgen.config.schema import json_schema
-from massgen.providers import BACKEND_TYPES as PROVIDERS
 
 __all__ = [
-    "PROVIDERS",
     "AgentConfig",
     "BackendConfig",
     "BreakerConfig",

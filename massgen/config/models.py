@@ -39,20 +39,11 @@ _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
 Path_ = tuple[str | int, ...]
 
 
-def closest(word: str, choices: Iterable[str]) -> str | None:
-    """The choice most like ``word`` (case ignored), or ``None`` when nothing is close."""
-    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
-    lowered = word.lower()
-    if lowered in by_lower:
-        return by_lower[lowered]
-    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=0.6)
-    return by_lower[match[0]] if match else None
-
-
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """A ``did you mean `x`?`` hint, or ``None``."""
-    best = closest(word, choices)
-    return f"did you mean `{best}`?" if best else None
+    """``did you mean `x`?`` with the choice most like ``word`` (case ignored), or ``None``."""
+    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"did you mean `{by_lower[close[0]]}`?" if close else None
 
 
 def one_of(choices: Iterable[str]) -> str:
@@ -497,8 +488,7 @@ class TeamConfig(ConfigModel):
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
 
     def locate(self, *path: str | int) -> tuple[str | None, int | None]:
-        """The file name and line where the key at ``path`` was written (for errors found
-        after loading, e.g. a missing API key when the backend is built)."""
+        """The file and line of the key at ``path``, for errors found after loading."""
         return self._file, self._lines.get(tuple(path))
 
     @property
@@ -531,10 +521,6 @@ class TeamConfig(ConfigModel):
         own = (("model", member.model or None), ("temperature", member.temperature))
         update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
-
-    def price_for(self, backend: BackendConfig) -> Price | None:
-        """The price override for ``backend``: its own, else the team's entry for its model."""
-        return backend.prices or self.prices.get(backend.model)
 
     @model_validator(mode="after")
     def _cross_references(self) -> TeamConfig:
