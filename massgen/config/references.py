@@ -73,6 +73,7 @@ checks they agree: config must not import the tools package)."""
 
 SEED_TOOL_NAMES = {"Calculator": "calculator", "FileReader": "file_reader", "APICall": "api_call"}
 SEED_TOOL_NAMES |= {"DatabaseQuery": "database_query", "WebSearch": "web_search"}
+_BUILTINS = one_of(TOOL_NAMES)
 
 
 def _is_tool(ref: str) -> bool:
@@ -86,17 +87,13 @@ def check_tool_ref(ref: str, settings: dict[str, dict[str, object]], at: Path_) 
     entry = settings.get(ref)
     if entry is None:
         hint = did_you_mean(ref, [*TOOL_NAMES, *settings]) or (
-            "built-in tools are "
-            + one_of(TOOL_NAMES)
-            + "; for your own write `module:Class` or `module:function`"
+            f"built-in tools are {_BUILTINS}; for your own, `module:Class` or `module:function`"
         )
         raise fail("unknown_tool", "unknown tool", at=at, hint=hint)
     use = entry.get("use")
     if not (isinstance(use, str) and _is_tool(use)):
         hint = (did_you_mean(use, TOOL_NAMES) if isinstance(use, str) else None) or (
-            "say what this tool is with `use:` a built-in ("
-            + one_of(TOOL_NAMES)
-            + ") or `module:Class`"
+            f"say what this tool is with `use:` a built-in ({_BUILTINS}) or `module:Class`"
         )
         raise fail("unknown_tool", "not a built-in tool, and no valid `use:`", at=at, hint=hint)
 
