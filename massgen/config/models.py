@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -199,7 +200,7 @@ class BackendConfig(ConfigModel):
     """Model for agents that set none; needed unless each sets one (not for replay or custom)."""
     base_url: str | None = None
     """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
-    api_key: SecretStr | None = None
+    api_key: Annotated[SecretStr | None, BeforeValidator(lambda v: None if v == "" else v)] = None
     """Key for this backend; none (or empty) reads the provider's variable. Never printed."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature, 0 to 2; ``None`` leaves the provider's default."""
@@ -232,12 +233,6 @@ class BackendConfig(ConfigModel):
         return did_you_mean(str(key), allowed) or (
             f"provider-specific options go under `params:`; allowed keys: {', '.join(allowed)}"
         )
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, value: Any) -> Any:
-        # `api_key: ${OPENAI_API_KEY:-}` with the variable unset: use the provider's default.
-        return None if value == "" else value
 
     @field_validator("type")
     @classmethod
