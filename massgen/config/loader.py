@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from massgen.config.models import TeamConfig
-from massgen.config.translate import translate
 from massgen.config.yamlsrc import Lines, Path_, dotted, line_of, parse
 from massgen.errors import ConfigError
 
@@ -81,6 +80,8 @@ def loads(
     try:
         config = TeamConfig.model_validate(data)
     except ValidationError as e:
+        from massgen.config.translate import translate  # only a mistake needs it
+
         raise translate(e, raw=data, file=file, lines=lines, hidden=hidden) from None
     config._source, config._base_dir, config._file = source, base, file
     config._lines = dict(lines)

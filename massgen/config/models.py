@@ -240,10 +240,8 @@ class BackendConfig(ConfigModel):
         value = value.strip()
         if ":" in value:
             if not CUSTOM_CLASS.fullmatch(value):
-                raise fail(
-                    "backend_type",
-                    "a custom backend must be written `package.module:ClassName`",
-                )
+                message = "a custom backend must be written `package.module:ClassName`"
+                raise fail("backend_type", message)
             return value
         if value.lower() in PROVIDERS:
             return value.lower()
@@ -447,8 +445,7 @@ class RedisConfig(ConfigModel):
     def _redis_url(cls, value: str) -> str:
         from massgen.config.redisurl import problem
 
-        wrong = problem(value)
-        if wrong is not None:
+        if (wrong := problem(value)) is not None:
             raise fail("redis_url", wrong[0], hint=wrong[1])
         return value
 
