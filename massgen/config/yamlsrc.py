@@ -71,12 +71,8 @@ def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
         detail += f" (column {mark.column + 1})"
     if e.context and e.context_mark is not None and e.context_mark is not mark:
         detail += f", {e.context.strip()} at line {e.context_mark.line + 1}"
-    return ConfigError(
-        detail,
-        file=file,
-        line=line,
-        hint="check indentation, colons and quotes around this line",
-    )
+    hint = "check indentation, colons and quotes around this line"
+    return ConfigError(detail, file=file, line=line, hint=hint)
 
 
 def _reader_error(e: yaml.YAMLError, text: str, file: str) -> ConfigError:
@@ -126,9 +122,8 @@ class _Builder:
         except yaml.constructor.ConstructorError:
             raise self.fail(f"unsupported YAML tag `{node.tag}`", node) from None
         except (ValueError, TypeError, OverflowError):
-            raise self.fail(
-                f"cannot read this value as {node.tag.rsplit(':', 1)[-1]}", node
-            ) from None
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise self.fail(f"cannot read this value as {kind}", node) from None
 
     def mapping(self, node: yaml.Node, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -157,9 +152,8 @@ class _Builder:
             return out
         merged: dict[str, Any] = {}
         for merge_node in merges:
-            sources = (
-                merge_node.value if isinstance(merge_node, yaml.SequenceNode) else [merge_node]
-            )
+            many = isinstance(merge_node, yaml.SequenceNode)
+            sources = merge_node.value if many else [merge_node]
             for source in sources:
                 value = self.build(source, path)
                 if not isinstance(value, dict):
