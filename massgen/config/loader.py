@@ -97,19 +97,21 @@ def interpolate(
     tainted: set[Path_] = set()
     missing: list[tuple[Path_, str]] = []
 
-    def expand(text: str, path: Path_) -> str:
-        def fail(message: str, hint: str) -> ConfigError:
-            line = line_of(path, lines)
-            return ConfigError(message, file=file, line=line, key=dotted(path), hint=hint)
+    def fail(path: Path_, message: str, hint: str) -> ConfigError:
+        line = line_of(path, lines)
+        return ConfigError(message, file=file, line=line, key=dotted(path), hint=hint)
 
+    def expand(text: str, path: Path_) -> str:
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$${":
                 return "${"
             if match.group(1) is None:
-                raise fail("unclosed `${`", "close it as ${NAME}, or write $${ for a literal ${")
+                hint = "close it as ${NAME}, or write $${ for a literal ${"
+                raise fail(path, "unclosed `${`", hint)
             name, sep, default = match.group(1).partition(":-")
             if not _NAME.fullmatch(name):
                 raise fail(
+                    path,
                     "`${...}` needs an environment variable name (letters, digits, `_`)",
                     "write ${NAME} or ${NAME:-default}; $${ gives a literal ${",
                 )
@@ -135,13 +137,8 @@ def interpolate(
     expanded = walk(data, ())
     if len(missing) == 1:
         path, name = missing[0]
-        raise ConfigError(
-            f"environment variable `{name}` is not set",
-            file=file,
-            line=line_of(path, lines),
-            key=dotted(path),
-            hint=f"set {name} or give a default: ${{{name}:-value}}",
-        )
+        hint = f"set {name} or give a default: ${{{name}:-value}}"
+        raise fail(path, f"environment variable `{name}` is not set", hint)
     if missing:
         rows = []
         for path, name in missing:
