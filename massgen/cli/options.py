@@ -1,7 +1,6 @@
 """What the commands share: their options (one ``Annotated`` alias each) and :func:`command`.
-
-Command modules import only this, typer and the standard library at the top (the rest inside
-the command), so ``massgen --help`` stays fast."""
+Command modules import only this and the standard library at the top (the rest inside the
+command), so ``massgen --help`` stays fast."""
 
 from __future__ import annotations
 

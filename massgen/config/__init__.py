@@ -5,8 +5,7 @@
 >>> team.orchestrator.strategy
 'consensus'
 
-Errors are always :class:`massgen.errors.ConfigError`, naming file, line and key.
-"""
+Errors are always :class:`massgen.errors.ConfigError`, naming file, line and key."""
 
 from __future__ import annotations
 

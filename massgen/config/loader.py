@@ -2,8 +2,7 @@
 
 Every step says where a problem is (file, line, dotted key), so nothing you wrote can fail
 later with a traceback. Values that came from the environment are never echoed in errors
-(they may be secrets). Nothing here imports an SDK: loading stays fast.
-"""
+(they may be secrets). Nothing here imports an SDK: loading stays fast."""
 
 from __future__ import annotations
 

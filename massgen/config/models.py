@@ -3,8 +3,7 @@
 Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
 setting silently ignored. The seed's flat spellings (``memory_size``, ``cache_ttl``...) are
 folded into their nested homes before validation. Errors raised through :func:`fail` never
-embed the value (it may be a secret from the environment): the loader decides what to show.
-"""
+embed the value (it may be a secret from the environment): the loader decides what to show."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 inside the client on first use.
 
 What the server alone can tell (a database number it does not have, credentials) is checked
-when a command first connects (:meth:`massgen.distributed.target.BusTarget.check`).
-"""
+when a command first connects (:meth:`massgen.distributed.target.BusTarget.check`)."""
 
 from __future__ import annotations
 

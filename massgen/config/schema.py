@@ -1,8 +1,7 @@
 """The JSON Schema of a team file, for editors and for `massgen schema`.
 
 Field descriptions come from the docstrings under each field in ``models.py``. They are
-read here, on demand, rather than by pydantic at import, so loading a config stays fast.
-"""
+read here, on demand, rather than by pydantic at import, so loading a config stays fast."""
 
 from __future__ import annotations
 

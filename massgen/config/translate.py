@@ -2,8 +2,7 @@
 
 The message names the file, line and dotted key *as written* (a seed spelling such as
 ``memory_size`` is reported as such), says what is wrong in plain words and suggests a fix.
-Values that came from the environment, and values of secret-looking keys, are never shown.
-"""
+Values that came from the environment, and values of secret-looking keys, are never shown."""
 
 from __future__ import annotations
 

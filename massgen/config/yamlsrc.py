@@ -2,8 +2,7 @@
 
 We compose YAML into nodes (with libyaml when available) and build values ourselves, so we
 can record ``path -> line`` for error messages and refuse what ``yaml.safe_load`` lets
-through silently: duplicate keys, recursive aliases, alias bombs.
-"""
+through silently: duplicate keys, recursive aliases, alias bombs."""
 
 from __future__ import annotations
 
