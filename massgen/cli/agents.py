@@ -72,8 +72,7 @@ def list_agents(
 def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
     """One stderr line per agent whose signatures this secret does not verify."""
     for row in rows:
-        bad = row.get("secret_mismatch") or []
-        if bad:
+        if bad := row.get("secret_mismatch"):
             print(
                 f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
                 f"{row['replicas']} instance(s) do not verify with this secret "
