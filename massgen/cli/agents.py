@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from massgen.errors import ConfigError
+from massgen.cli.options import Opt, Prefix, Redis, command, group
 
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
@@ -20,16 +16,35 @@ if TYPE_CHECKING:
 
 _DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
 _COUNTERS = ("in_flight", "processed", "failed")
-Columns = dict[str, str]
+LIVE_COLUMNS: tuple[str, ...] = (
+    "name",
+    "capabilities",
+    "hosts",
+    "status",
+    "heartbeat_age",
+    "in_flight",
+)
+LIVE_COLUMNS += ("processed", "failed", "replicas", "dead_letters", "secret")
+TEAM_COLUMNS: tuple[str, ...] = ("name", "backend", "model", "role", "fallback")
+_HEADERS = {"name": "agent", "hosts": "host/pid", "heartbeat_age": "heartbeat"}
+app = group("See the agents of a team or on Redis.")
 
 
-def list_command(
-    *, config: Path | None, redis: str | None, prefix: str | None, json_out: bool
+@command(app, "list")
+def list_agents(
+    config: Annotated[Path | None, Opt("--config", help="Team config (YAML).")] = None,
+    redis: Redis = None,
+    prefix: Prefix = None,
+    json_out: Annotated[bool, Opt("--json", help="Print JSON instead of a table.")] = False,
 ) -> int:
+    """Live agents on Redis (with counters), or without Redis the team a config declares."""
+    import asyncio
+    import json
+
     from massgen.cli import team_and_bus
+    from massgen.errors import ConfigError
 
     cfg, bus = team_and_bus(config, redis, prefix)
-    columns: Columns
     if bus is not None:
         bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
         rows = asyncio.run(_live(bus, cfg))
@@ -57,8 +72,7 @@ def list_command(
 def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
     """One stderr line per agent whose signatures this secret does not verify."""
     for row in rows:
-        bad = row.get("secret_mismatch") or []
-        if bad:
+        if bad := row.get("secret_mismatch"):
             print(
                 f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
                 f"{row['replicas']} instance(s) do not verify with this secret "
@@ -68,6 +82,8 @@ def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
+    import time
+
     from massgen.errors import TransportError
     from massgen.mas import BusAuthError, RedisTransport, Signer
 
@@ -156,6 +172,8 @@ def signing(signer: Signer | None, record: AgentRecord) -> str:
 
 
 def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
+    import textwrap
+
     return [
         {
             "name": a.name,
@@ -168,31 +186,15 @@ def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
     ]
 
 
-LIVE_COLUMNS = {
-    "agent": "name",
-    "capabilities": "capabilities",
-    "host/pid": "hosts",
-    "status": "status",
-    "heartbeat": "heartbeat_age",
-    "in flight": "in_flight",
-    "processed": "processed",
-    "failed": "failed",
-    "replicas": "replicas",
-    "dead letters": "dead_letters",
-    "secret": "secret",
-}
-TEAM_COLUMNS = {"agent": "name"} | {k: k for k in ("backend", "model", "role", "fallback")}
-
-
-def _table(title: str, columns: Columns, rows: list[dict[str, Any]]) -> None:
+def _table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for header in columns:
-        table.add_column(header, overflow="fold")
+    for key in columns:
+        table.add_column(_HEADERS.get(key, key.replace("_", " ")), overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(key, row.get(key)) for key in columns.values()))
+        table.add_row(*(_cell(key, row.get(key)) for key in columns))
     width = None if sys.stdout.isatty() else 160  # pipes: do not squeeze to 80 columns
     Console(file=sys.stdout, width=width).print(table)
     if not rows:

@@ -5,39 +5,44 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from massgen.cli.exits import DEGRADED, FAILED, OK, run_until_done
-from massgen.errors import ConfigError, Interrupted, ResultsFileError
+from massgen.cli.options import Arg, FindConfig, MaxCost, NoCache, Opt, Quiet, Strategy
 
 
-def batch_command(
-    tasks: Path,
-    *,
-    config: Path | None,
-    out: Path | None,
-    concurrency: int,
-    strategy: str | None,
-    no_resume: bool,
-    max_cost: float | None,
-    no_cache: bool,
-    quiet: bool,
+def batch(
+    tasks: Annotated[Path, Arg(help="Tasks: .txt (one per line), .jsonl or .csv.")],
+    config: FindConfig = None,
+    out: Annotated[
+        Path | None,
+        Opt("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
+    ] = None,
+    concurrency: Annotated[int, Opt("--concurrency", "-j", help="Tasks in flight.")] = 8,
+    strategy: Strategy = None,
+    no_resume: Annotated[
+        bool, Opt("--no-resume", help="Start over (the old results file is moved aside).")
+    ] = False,
+    max_cost: MaxCost = None,
+    no_cache: NoCache = False,
+    quiet: Quiet = False,
 ) -> int:
-    """Every input is checked (flags, config, tasks, the results path) before any file is
-    touched; then the results file is locked, read (or moved aside) and appended to."""
+    """Run every task in TASKS; one JSON line per finished task; a re-run resumes."""
+    # Every input is checked (flags, config, tasks, the results path) before any file is
+    # touched; then the results file is locked, read (or moved aside) and appended to.
     from massgen.batch import BatchSummary, ResultLog, run_batch
     from massgen.batch.inputs import read_task_file
     from massgen.budget import check_limit
+    from massgen.cli import CONFIG_ENV, find_config
     from massgen.config import load
-    from massgen.display.batch import describe
+    from massgen.display.batch import PlainBatchView, RichBatchView, describe
+    from massgen.errors import ConfigError, Interrupted, ResultsFileError
     from massgen.orchestrator import Orchestrator
     from massgen.record import config_digest
 
-    if concurrency < 1:
+    if concurrency < 1:  # our one-line error, as docs/batch.md says, not click's usage text
         raise ConfigError("must be at least 1", key="--concurrency")
     max_cost = check_limit(max_cost, "--max-cost")
-    from massgen.cli import CONFIG_ENV, find_config
-
     config_path = find_config(config)
     if config_path is None:
         raise ConfigError(
@@ -52,13 +57,12 @@ def batch_command(
         shared = BusTarget.resolve(None, cfg)
         assert shared is not None
         shared.check()
-    tasks_file = tasks
-    listed = read_task_file(tasks_file)
+    listed = read_task_file(tasks)
     items = listed.tasks
-    out = out or tasks_file.with_name(tasks_file.stem + ".results.jsonl")
+    out = out or tasks.with_name(tasks.stem + ".results.jsonl")
     if out.is_dir():
         raise ConfigError("is a folder; give a file name", file=str(out), key="--out")
-    for other, what in ((tasks_file, "task file"), (config_path, "team config")):
+    for other, what in ((tasks, "task file"), (config_path, "team config")):
         if out.resolve() == other.resolve():
             raise ConfigError(f"is the {what}; results need a file of their own", key="--out")
     off = False if no_cache else None  # None: as the config says
@@ -80,18 +84,14 @@ def batch_command(
             file=sys.stderr,
         )
     if dropped := listed.describe_dropped():
-        print(f"batch: {tasks_file}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
-    todo = sum(1 for t in items if log.done.get(t.id, {}).get("status") not in ("done", "degraded"))
+        print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
     view: Any = None
     if not quiet:
-        if sys.stderr.isatty():
-            from massgen.display.batch import RichBatchView
-
-            view = RichBatchView(len(items), len(items) - todo)
-        else:
-            from massgen.display.batch import PlainBatchView
-
-            view = PlainBatchView(len(items))
+        todo = sum(
+            1 for t in items if log.done.get(t.id, {}).get("status") not in ("done", "degraded")
+        )
+        tty = sys.stderr.isatty()
+        view = RichBatchView(len(items), len(items) - todo) if tty else PlainBatchView(len(items))
 
     async def main() -> None:
         # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result
@@ -115,12 +115,14 @@ def batch_command(
     try:
         try:
             run_until_done(main)
+        except Interrupted:
+            summary.stopped = "interrupted"
+            raise
         finally:
             log.close()
+            if view is not None:
+                view.close(summary)
     except Interrupted:
-        summary.stopped = "interrupted"
-        if view is not None:
-            view.close(summary)
         print(
             f"batch interrupted: {describe(summary)}; finished tasks are kept in {out}, "
             "run the same command again to resume",
@@ -128,29 +130,19 @@ def batch_command(
         )
         raise
     except ResultsFileError as e:
-        if view is not None:
-            view.close(summary)
         raise ResultsFileError(
             f"{e}; every result written before is kept, run the same command again "
             "once there is room"
         ) from None
-    if view is not None:
-        view.close(summary)
     print(str(out))
-    if summary.stopped == "budget":
-        if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
-            print(
-                f"error: the cost budget of ${orchestrator.max_cost} cannot cover one task "
-                f"(estimated ${summary.needed:.6f}); {summary.remaining} tasks not run\n"
-                "  hint: raise --max-cost, or set max_tokens on the agents (a request "
-                "without it is assumed to answer at length)",
-                file=sys.stderr,
-            )
-            return FAILED
-        print(
-            f"error: the cost budget of ${orchestrator.max_cost} is spent; "
-            f"{summary.remaining} tasks not run",
-            file=sys.stderr,
+    if summary.stopped != "budget":
+        return DEGRADED if summary.failed else OK
+    what = f"is spent; {summary.remaining} tasks not run"
+    if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
+        what = (
+            f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
+            "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
+            "request without it is assumed to answer at length)"
         )
-        return FAILED
-    return DEGRADED if summary.failed else OK
+    print(f"error: the cost budget of ${orchestrator.max_cost} {what}", file=sys.stderr)
+    return FAILED

@@ -2,58 +2,53 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
+from massgen.cli.options import FindConfig, command, group
 
-def _target(config: Path | None) -> tuple[str | Path, str]:
+app = group("Look at or empty the response cache.")
+
+
+@command(app, "stats")
+def stats(config: FindConfig = None) -> int:
+    """How many answers the cache holds, and where."""
+    return _on_cache(config, clear=False)
+
+
+@command(app, "clear")
+def clear(config: FindConfig = None) -> int:
+    """Remove every cached answer."""
+    return _on_cache(config, clear=True)
+
+
+def _on_cache(config: Path | None, *, clear: bool) -> int:
+    import asyncio
+
     from massgen.cli import team_store
-    from massgen.resilience.cache import DEFAULT_CACHE_PATH
-
-    return team_store(config, DEFAULT_CACHE_PATH, cache=True)
-
-
-def _where(target: str | Path) -> str:
-    if isinstance(target, Path):
-        return str(target)
     from massgen.redact import redact_url
-
-    return redact_url(target)
-
-
-def stats(config: Path | None) -> int:
-    from massgen.resilience.cache import KEY_PREFIX
+    from massgen.resilience.cache import DEFAULT_CACHE_PATH, KEY_PREFIX
     from massgen.store import open_store
 
-    target, prefix = _target(config)
+    target, prefix = team_store(config, DEFAULT_CACHE_PATH, cache=True)
     if isinstance(target, Path) and not target.exists():
-        print(f"cache: {target} (empty: no file yet)")
+        if clear:
+            print(f"cache: {target}: nothing to clear", file=sys.stderr)
+        else:
+            print(f"cache: {target} (empty: no file yet)")
         return 0
 
-    async def count() -> int:
+    async def work() -> int:
         async with open_store(target, prefix=prefix) as store:
+            if clear:
+                return await store.delete_prefix(KEY_PREFIX)
             return await store.count(KEY_PREFIX)
 
-    entries = asyncio.run(count())
-    size = f", {target.stat().st_size / 1e6:.1f} MB" if isinstance(target, Path) else ""
-    print(f"cache: {_where(target)}: {entries} entries{size}")
-    return 0
-
-
-def clear(config: Path | None) -> int:
-    from massgen.resilience.cache import KEY_PREFIX
-    from massgen.store import open_store
-
-    target, prefix = _target(config)
-    if isinstance(target, Path) and not target.exists():
-        print(f"cache: {target}: nothing to clear", file=sys.stderr)
-        return 0
-
-    async def wipe() -> int:
-        async with open_store(target, prefix=prefix) as store:
-            return await store.delete_prefix(KEY_PREFIX)
-
-    removed = asyncio.run(wipe())
-    print(f"cache: {_where(target)}: {removed} entries removed")
+    entries = asyncio.run(work())
+    where = str(target) if isinstance(target, Path) else redact_url(target)
+    if clear:
+        print(f"cache: {where}: {entries} entries removed")
+    else:
+        size = f", {target.stat().st_size / 1e6:.1f} MB" if isinstance(target, Path) else ""
+        print(f"cache: {where}: {entries} entries{size}")
     return 0

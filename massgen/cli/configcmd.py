@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+from massgen.cli.options import TeamFile, command, group
+
+app = group("Check and describe team configs.")
 
 
-def validate(config: Path) -> int:
-    """Everything ``massgen run`` checks before its first request: the team is built as a
-    run builds it and its Redis reached; no provider is called."""
+@command(app, "validate")
+def validate(config: TeamFile) -> int:
+    """Check CONFIG as a run does before its first request (file, backends, models, keys,
+    tools, Redis) and summarise the team; exit 2 on any mistake. Nothing is sent."""
     import asyncio
 
     from massgen.config import load
@@ -22,20 +23,24 @@ def validate(config: Path) -> int:
     asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)
     if bus is not None:
         bus.check()  # refused: a ConfigError at the URL (exit 2); down: exit 69
-    o = cfg.orchestrator
     count = f"{len(cfg.agents)} agent" + ("s" if len(cfg.agents) > 1 else "")
-    print(f"{config}: ok — {count}, strategy {o.strategy}")
+    print(f"{config}: ok — {count}, strategy {cfg.orchestrator.strategy}")
     for a in cfg.agents:
-        agent = orchestrator.agents[a.name]
         extra = f", tools {', '.join(a.tools)}" if a.tools else ""
         extra += f", fallback {a.fallback}" if a.fallback else ""
-        print(f"  {a.name}: {cfg.backend_for(a).type} {agent.model_name() or '-'}{extra}")
+        model = orchestrator.agents[a.name].model_name() or "-"
+        print(f"  {a.name}: {cfg.backend_for(a).type} {model}{extra}")
     if bus is not None:
         print(f"  redis: {bus.where} answers (prefix {bus.prefix})")
     return 0
 
 
+@command(app, "schema")
 def schema() -> int:
+    """Print the JSON Schema of team configs (for editors)."""
+    import json
+    import sys
+
     from massgen.config import json_schema
 
     json.dump(json_schema(), sys.stdout, indent=2)

@@ -8,7 +8,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from massgen.errors import ConfigError
 from massgen.redact import SecretRedactor
@@ -22,13 +21,9 @@ class _Stderr(logging.StreamHandler):
     """Writes to ``sys.stderr`` as it is at each record: the live view swaps it while it
     runs, so that log lines print above the view instead of through it."""
 
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def stderr_handler(fmt: str) -> logging.Handler:

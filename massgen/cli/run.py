@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from massgen.cli.exits import DEGRADED, FAILED, INTERRUPTED, OK, run_until_done
-from massgen.errors import ConfigError, Interrupted
+from massgen.cli.options import Arg, MaxCost, NoCache, Opt, Quiet, Redis, Strategy, TeamFile
 
 if TYPE_CHECKING:
     from massgen.events import Subscriber
@@ -29,22 +28,34 @@ def make_view(quiet: bool) -> tuple[Subscriber | None, bool]:
     return PlainView(), False
 
 
-def run_command(
-    config: Path,
-    task: str,
-    *,
-    strategy: str | None,
-    json_out: bool,
-    quiet: bool,
-    record: Path | None,
-    no_record: bool,
-    redis: str | None = None,
-    no_cache: bool = False,
-    max_cost: float | None = None,
-    session: str | None = None,
+def run(
+    config: TeamFile,
+    task: Annotated[str, Arg(help="The task; '-' reads it from stdin.")],
+    strategy: Strategy = None,
+    json_out: Annotated[
+        bool, Opt("--json", help="Print the whole result as JSON on stdout.")
+    ] = False,
+    quiet: Quiet = False,
+    record: Annotated[
+        Path | None, Opt("--record", help="Where to write the run record (JSON).")
+    ] = None,
+    no_record: Annotated[bool, Opt("--no-record", help="Do not write a run record.")] = False,
+    redis: Redis = None,
+    no_cache: NoCache = False,
+    max_cost: MaxCost = None,
+    session: Annotated[
+        str | None,
+        Opt(
+            "--session",
+            metavar="NAME",
+            help="Continue session NAME: each agent remembers its earlier runs in it.",
+        ),
+    ] = None,
 ) -> int:
+    """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.config import load
     from massgen.distributed.target import BusTarget
+    from massgen.errors import ConfigError, Interrupted
     from massgen.orchestrator import Orchestrator
 
     task = (sys.stdin.read() if task == "-" else task).strip()
@@ -94,6 +105,8 @@ def run_command(
         if (close := getattr(view, "close", None)) is not None:
             close()
     if json_out:
+        import json
+
         print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
     elif not view_shows_final:
         print(result.final_answer)

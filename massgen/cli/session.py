@@ -3,28 +3,29 @@ memory store: ``--store``, else its Redis, else ``.massgen/memory.sqlite3``."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from massgen.cli.exits import OK
-from massgen.errors import ConfigError
+from massgen.cli.options import Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
 
 if TYPE_CHECKING:
-    from massgen.memory.long_term import MemoryItem
+    from massgen.errors import ConfigError
+    from massgen.memory.long_term import LongTermMemory, MemoryItem
     from massgen.store.base import Store
 
 T = TypeVar("T")
-
-
-Where = tuple[Path | None, str | None, str | None]
-"""The command's ``--config``, ``--store`` and ``--prefix``."""
+Name = Annotated[str, Arg(help="Session name.")]
+OnlyAgent = Annotated[str | None, Opt("--agent", "-a", help="Only this agent's own memory.")]
+sessions = group("List, show or delete sessions (--session).")
+memory = group("Look at, search or clear long-term memory.")
 
 
 def _no_session(name: str) -> ConfigError:
+    from massgen.errors import ConfigError
+
     return ConfigError(
         f"no session named {name!r}",
         key="NAME",
@@ -32,12 +33,18 @@ def _no_session(name: str) -> ConfigError:
     )
 
 
-def _with_store(place: Where, work: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(
+    config: Path | None,
+    store: str | None,
+    prefix: str | None,
+    work: Callable[[Store], Awaitable[T]],
+) -> T:
+    import asyncio
+
     from massgen.cli import team_store
     from massgen.orchestrator import DEFAULT_MEMORY_PATH
     from massgen.store import open_store
 
-    config, store, prefix = place
     found, prefix = team_store(config, Path(DEFAULT_MEMORY_PATH), store=store, prefix=prefix)
     if isinstance(found, Path) and not found.exists():
         found = "memory://"  # nothing stored yet: answer from an empty store, create no file
@@ -47,6 +54,13 @@ def _with_store(place: Where, work: Callable[[Store], Awaitable[T]]) -> T:
             return await work(opened)
 
     return asyncio.run(main())
+
+
+def _print_json(data: object) -> int:
+    import json
+
+    print(json.dumps(data, ensure_ascii=False))
+    return OK
 
 
 def _when(ts: float) -> str:
@@ -59,14 +73,19 @@ def _clip(text: str, width: int = 100) -> str:
 
 
 # -- sessions -----------------------------------------------------------------------------------
-def session_list(config: Path | None, store: str | None, prefix: str | None, json_out: bool) -> int:
-    where = (config, store, prefix)
+@command(sessions, "list")
+def session_list(
+    config: FindConfig = None,
+    store: StoreTarget = None,
+    prefix: Prefix = None,
+    json_out: Json = False,
+) -> int:
+    """Every session: runs, last update, agents."""
     from massgen.memory.session import Sessions
 
-    found = _with_store(where, lambda s: Sessions(s).list())
+    found = _with_store(config, store, prefix, lambda s: Sessions(s).list())
     if json_out:
-        print(json.dumps([i.to_dict() for i in found]))
-        return OK
+        return _print_json([i.to_dict() for i in found])
     if not found:
         print("no sessions")
     for info in found:
@@ -77,15 +96,20 @@ def session_list(config: Path | None, store: str | None, prefix: str | None, jso
     return OK
 
 
+@command(sessions, "show")
 def session_show(
-    name: str, config: Path | None, store: str | None, prefix: str | None, json_out: bool
+    name: Name,
+    config: FindConfig = None,
+    store: StoreTarget = None,
+    prefix: Prefix = None,
+    json_out: Json = False,
 ) -> int:
-    where = (config, store, prefix)
+    """What each agent remembers of session NAME (exit 1 if there is none)."""
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
 
-    async def work(s: Store) -> dict[str, object] | None:
+    async def work(s: Store) -> dict[str, Any] | None:
         sessions = Sessions(s)
         info = await sessions.info(name)
         if info is None:
@@ -101,16 +125,13 @@ def session_show(
             }
         return {**info.to_dict(), "by_agent": agents}
 
-    data = _with_store(where, work)
+    data = _with_store(config, store, prefix, work)
     if data is None:
         raise _no_session(name)
     if json_out:
-        print(json.dumps(data, ensure_ascii=False))
-        return OK
-    print(f"session {name}: {data['runs']} run(s), updated {_when(float(data['updated']))}")  # type: ignore[arg-type]
-    by_agent = data["by_agent"]
-    assert isinstance(by_agent, dict)
-    for agent, d in by_agent.items():
+        return _print_json(data)
+    print(f"session {name}: {data['runs']} run(s), updated {_when(data['updated'])}")
+    for agent, d in data["by_agent"].items():
         print(f"\n[{agent}]")
         if d["summary"]:
             print(f"  summary of {d['summarized']} earlier turn(s): {_clip(d['summary'])}")
@@ -119,109 +140,113 @@ def session_show(
     return OK
 
 
-def session_delete(name: str, config: Path | None, store: str | None, prefix: str | None) -> int:
-    where = (config, store, prefix)
+@command(sessions, "delete")
+def session_delete(
+    name: Name, config: FindConfig = None, store: StoreTarget = None, prefix: Prefix = None
+) -> int:
+    """Forget session NAME entirely (exit 1 if there is none)."""
     from massgen.memory.session import Sessions, check_name
 
     check_name(name)
-    if _with_store(where, lambda s: Sessions(s).delete(name)):
+    if _with_store(config, store, prefix, lambda s: Sessions(s).delete(name)):
         print(f"deleted session {name}")
         return OK
     raise _no_session(name)
 
 
 # -- long-term memory ---------------------------------------------------------------------------
-async def _logs(s: Store, agent: str | None) -> list[str | None]:
-    """The memories to look at: ``agent``'s, else the team's and every agent's that has one.
-
-    An agent with no memory of its own is a mistake worth saying (a typo would otherwise
-    read as "nothing there"), with the names that have one."""
-    from massgen.memory.long_term import AGENT_INDEX
+async def _memories(s: Store, agent: str | None) -> list[tuple[str, LongTermMemory]]:
+    """The memories to look at, by name: ``agent``'s, else the team's and every agent's that
+    has one. An agent without one is an error naming those that have one (a typo would
+    otherwise read as "nothing there")."""
+    from massgen.errors import ConfigError
+    from massgen.memory.long_term import AGENT_INDEX, LongTermMemory
 
     names = dict.fromkeys(r.decode() for r in await s.read(AGENT_INDEX))
-    if agent:
-        if agent not in names:
-            known = ", ".join(names) or "none"
-            raise ConfigError(
-                f"no agent named {agent!r} has a memory of its own",
-                key="--agent",
-                hint=f"agents with one: {known}",
-            )
-        return [agent]
-    return [None, *names]
+    if agent and agent not in names:
+        raise ConfigError(
+            f"no agent named {agent!r} has a memory of its own",
+            key="--agent",
+            hint=f"agents with one: {', '.join(names) or 'none'}",
+        )
+    whose = [agent] if agent else [None, *names]
+    return [(who or "team", LongTermMemory(s, agent=who)) for who in whose]
 
 
+@command(memory, "list")
 def memory_list(
-    config: Path | None, store: str | None, prefix: str | None, agent: str | None, json_out: bool
+    config: FindConfig = None,
+    store: StoreTarget = None,
+    prefix: Prefix = None,
+    agent: OnlyAgent = None,
+    json_out: Json = False,
 ) -> int:
-    where = (config, store, prefix)
-    from massgen.memory.long_term import LongTermMemory
+    """Every long-term item, the team's and each agent's."""
 
-    async def work(s: Store) -> list[dict[str, object]]:
-        rows = []
-        for who in await _logs(s, agent):
-            for item in await LongTermMemory(s, agent=who).items():
-                rows.append({"memory": who or "team", **_item(item)})
-        return rows
+    async def work(s: Store) -> list[dict[str, Any]]:
+        return [
+            {"memory": who, **_item(item)}
+            for who, kept in await _memories(s, agent)
+            for item in await kept.items()
+        ]
 
-    rows = _with_store(where, work)
-    _print_items(rows, json_out, "no long-term memory")
-    return OK
+    rows = _with_store(config, store, prefix, work)
+    return _print_items(rows, json_out, "no long-term memory")
 
 
+@command(memory, "search")
 def memory_search(
-    query: str,
-    config: Path | None,
-    store: str | None,
-    prefix: str | None,
-    agent: str | None,
-    k: int,
-    json_out: bool,
+    query: Annotated[str, Arg(help="Words to look for.")],
+    config: FindConfig = None,
+    store: StoreTarget = None,
+    prefix: Prefix = None,
+    agent: OnlyAgent = None,
+    k: Annotated[int, Opt("--top", "-k", min=1, help="How many items.")] = 5,
+    json_out: Json = False,
 ) -> int:
-    where = (config, store, prefix)
-    from massgen.memory.long_term import LongTermMemory
+    """The items most relevant to QUERY (BM25), best first."""
 
-    async def work(s: Store) -> list[dict[str, object]]:
-        rows = []
-        for who in await _logs(s, agent):
-            for score, item in await LongTermMemory(s, agent=who).search(query, k):
-                rows.append(
-                    {"memory": who or "team", "score": float(f"{score:.3g}"), **_item(item)}
-                )
-        rows.sort(key=lambda r: -float(r["score"]))  # type: ignore[arg-type]
-        return rows[:k]
+    async def work(s: Store) -> list[dict[str, Any]]:
+        rows = [
+            {"memory": who, "score": float(f"{score:.3g}"), **_item(item)}
+            for who, kept in await _memories(s, agent)
+            for score, item in await kept.search(query, k)
+        ]
+        return sorted(rows, key=lambda r: -r["score"])[:k]
 
-    rows = _with_store(where, work)
-    _print_items(rows, json_out, "nothing found")
-    return OK
+    rows = _with_store(config, store, prefix, work)
+    return _print_items(rows, json_out, "nothing found")
 
 
+@command(memory, "clear")
 def memory_clear(
-    config: Path | None, store: str | None, prefix: str | None, agent: str | None
+    config: FindConfig = None,
+    store: StoreTarget = None,
+    prefix: Prefix = None,
+    agent: OnlyAgent = None,
 ) -> int:
-    where = (config, store, prefix)
-    from massgen.memory.long_term import LongTermMemory
+    """Forget every long-term item (or only ``--agent``'s)."""
 
     async def work(s: Store) -> int:
-        return sum([await LongTermMemory(s, agent=who).clear() for who in await _logs(s, agent)])
+        return sum([await kept.clear() for _, kept in await _memories(s, agent)])
 
-    n = _with_store(where, work)
+    n = _with_store(config, store, prefix, work)
     print(f"forgot {n} item(s)" + (f" of {agent}" if agent else ""))
     return OK
 
 
-def _item(item: MemoryItem) -> dict[str, object]:
+def _item(item: MemoryItem) -> dict[str, Any]:
     keys = ("id", "at", "agent", "task", "final", "own", "winner", "run_id")
     return {k: getattr(item, k) for k in keys}
 
 
-def _print_items(rows: list[dict[str, object]], json_out: bool, empty: str) -> None:
+def _print_items(rows: list[dict[str, Any]], json_out: bool, empty: str) -> int:
     if json_out:
-        print(json.dumps(rows, ensure_ascii=False))
-        return
+        return _print_json(rows)
     if not rows:
         print(empty)
     for r in rows:
         score = f"  score {r['score']}" if "score" in r else ""
-        print(f"[{r['memory']}] {_when(float(r['at']))}  {r['id']}{score}")  # type: ignore[arg-type]
-        print(f"  task:  {_clip(str(r['task']))}\n  final: {_clip(str(r['final']))}")
+        print(f"[{r['memory']}] {_when(r['at'])}  {r['id']}{score}")
+        print(f"  task:  {_clip(r['task'])}\n  final: {_clip(r['final'])}")
+    return OK

@@ -5,8 +5,7 @@
 >>> team.orchestrator.strategy
 'consensus'
 
-Errors are always :class:`massgen.errors.ConfigError`, naming file, line and key.
-"""
+Errors are always :class:`massgen.errors.ConfigError`, naming file, line and key."""
 
 from __future__ import annotations
 
@@ -25,10 +24,8 @@ from massgen.config.models import (
     TeamConfig,
 )
 from massgen.config.schema import json_schema
-from massgen.providers import BACKEND_TYPES as PROVIDERS
 
 __all__ = [
-    "PROVIDERS",
     "AgentConfig",
     "BackendConfig",
     "BreakerConfig",

@@ -2,8 +2,7 @@
 
 Every step says where a problem is (file, line, dotted key), so nothing you wrote can fail
 later with a traceback. Values that came from the environment are never echoed in errors
-(they may be secrets). Nothing here imports an SDK: loading stays fast.
-"""
+(they may be secrets). Nothing here imports an SDK: loading stays fast."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from massgen.config.models import TeamConfig
-from massgen.config.translate import translate
 from massgen.config.yamlsrc import Lines, Path_, dotted, line_of, parse
 from massgen.errors import ConfigError
 
@@ -81,6 +79,8 @@ def loads(
     try:
         config = TeamConfig.model_validate(data)
     except ValidationError as e:
+        from massgen.config.translate import translate  # only a mistake needs it
+
         raise translate(e, raw=data, file=file, lines=lines, hidden=hidden) from None
     config._source, config._base_dir, config._file = source, base, file
     config._lines = dict(lines)
@@ -96,19 +96,21 @@ def interpolate(
     tainted: set[Path_] = set()
     missing: list[tuple[Path_, str]] = []
 
-    def expand(text: str, path: Path_) -> str:
-        def fail(message: str, hint: str) -> ConfigError:
-            line = line_of(path, lines)
-            return ConfigError(message, file=file, line=line, key=dotted(path), hint=hint)
+    def fail(path: Path_, message: str, hint: str) -> ConfigError:
+        line = line_of(path, lines)
+        return ConfigError(message, file=file, line=line, key=dotted(path), hint=hint)
 
+    def expand(text: str, path: Path_) -> str:
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$${":
                 return "${"
             if match.group(1) is None:
-                raise fail("unclosed `${`", "close it as ${NAME}, or write $${ for a literal ${")
+                hint = "close it as ${NAME}, or write $${ for a literal ${"
+                raise fail(path, "unclosed `${`", hint)
             name, sep, default = match.group(1).partition(":-")
             if not _NAME.fullmatch(name):
                 raise fail(
+                    path,
                     "`${...}` needs an environment variable name (letters, digits, `_`)",
                     "write ${NAME} or ${NAME:-default}; $${ gives a literal ${",
                 )
@@ -134,13 +136,8 @@ def interpolate(
     expanded = walk(data, ())
     if len(missing) == 1:
         path, name = missing[0]
-        raise ConfigError(
-            f"environment variable `{name}` is not set",
-            file=file,
-            line=line_of(path, lines),
-            key=dotted(path),
-            hint=f"set {name} or give a default: ${{{name}:-value}}",
-        )
+        hint = f"set {name} or give a default: ${{{name}:-value}}"
+        raise fail(path, f"environment variable `{name}` is not set", hint)
     if missing:
         rows = []
         for path, name in missing:

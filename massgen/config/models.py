@@ -3,8 +3,7 @@
 Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
 setting silently ignored. The seed's flat spellings (``memory_size``, ``cache_ttl``...) are
 folded into their nested homes before validation. Errors raised through :func:`fail` never
-embed the value (it may be a secret from the environment): the loader decides what to show.
-"""
+embed the value (it may be a secret from the environment): the loader decides what to show."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -39,20 +39,11 @@ _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
 Path_ = tuple[str | int, ...]
 
 
-def closest(word: str, choices: Iterable[str]) -> str | None:
-    """The choice most like ``word`` (case ignored), or ``None`` when nothing is close."""
-    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
-    lowered = word.lower()
-    if lowered in by_lower:
-        return by_lower[lowered]
-    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=0.6)
-    return by_lower[match[0]] if match else None
-
-
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """A ``did you mean `x`?`` hint, or ``None``."""
-    best = closest(word, choices)
-    return f"did you mean `{best}`?" if best else None
+    """``did you mean `x`?`` with the choice most like ``word`` (case ignored), or ``None``."""
+    by_lower = {c.lower(): c for c in choices if isinstance(c, str)}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"did you mean `{by_lower[close[0]]}`?" if close else None
 
 
 def one_of(choices: Iterable[str]) -> str:
@@ -208,7 +199,7 @@ class BackendConfig(ConfigModel):
     """Model for agents that set none; needed unless each sets one (not for replay or custom)."""
     base_url: str | None = None
     """Endpoint override, e.g. a proxy or a local server; ``None`` uses the provider's."""
-    api_key: SecretStr | None = None
+    api_key: Annotated[SecretStr | None, BeforeValidator(lambda v: None if v == "" else v)] = None
     """Key for this backend; none (or empty) reads the provider's variable. Never printed."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature, 0 to 2; ``None`` leaves the provider's default."""
@@ -242,22 +233,14 @@ class BackendConfig(ConfigModel):
             f"provider-specific options go under `params:`; allowed keys: {', '.join(allowed)}"
         )
 
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, value: Any) -> Any:
-        # `api_key: ${OPENAI_API_KEY:-}` with the variable unset: use the provider's default.
-        return None if value == "" else value
-
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
         value = value.strip()
         if ":" in value:
             if not CUSTOM_CLASS.fullmatch(value):
-                raise fail(
-                    "backend_type",
-                    "a custom backend must be written `package.module:ClassName`",
-                )
+                message = "a custom backend must be written `package.module:ClassName`"
+                raise fail("backend_type", message)
             return value
         if value.lower() in PROVIDERS:
             return value.lower()
@@ -461,8 +444,7 @@ class RedisConfig(ConfigModel):
     def _redis_url(cls, value: str) -> str:
         from massgen.config.redisurl import problem
 
-        wrong = problem(value)
-        if wrong is not None:
+        if (wrong := problem(value)) is not None:
             raise fail("redis_url", wrong[0], hint=wrong[1])
         return value
 
@@ -497,8 +479,7 @@ class TeamConfig(ConfigModel):
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
 
     def locate(self, *path: str | int) -> tuple[str | None, int | None]:
-        """The file name and line where the key at ``path`` was written (for errors found
-        after loading, e.g. a missing API key when the backend is built)."""
+        """The file and line of the key at ``path``, for errors found after loading."""
         return self._file, self._lines.get(tuple(path))
 
     @property
@@ -531,10 +512,6 @@ class TeamConfig(ConfigModel):
         own = (("model", member.model or None), ("temperature", member.temperature))
         update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
-
-    def price_for(self, backend: BackendConfig) -> Price | None:
-        """The price override for ``backend``: its own, else the team's entry for its model."""
-        return backend.prices or self.prices.get(backend.model)
 
     @model_validator(mode="after")
     def _cross_references(self) -> TeamConfig:

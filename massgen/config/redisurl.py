@@ -3,8 +3,7 @@
 inside the client on first use.
 
 What the server alone can tell (a database number it does not have, credentials) is checked
-when a command first connects (:meth:`massgen.distributed.target.BusTarget.check`).
-"""
+when a command first connects (:meth:`massgen.distributed.target.BusTarget.check`)."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ def problem(url: str) -> tuple[str, str] | None:
         try:
             port = parts.port
         except ValueError:
-            return "the port must be a number from 1 to 65535", HINT
+            port = 0
         if port == 0:
             return "the port must be a number from 1 to 65535", HINT
         db = parts.path.lstrip("/")
@@ -48,11 +47,6 @@ def problem(url: str) -> tuple[str, str] | None:
 
         try:
             parse_url(url)
-        except ValueError as e:
-            return f"{_without_url(str(e))}", HINT
+        except ValueError as e:  # redis-py's messages name the option, never the URL
+            return str(e).rstrip(".").replace("connection URL", "the URL"), HINT
     return None
-
-
-def _without_url(text: str) -> str:
-    # redis-py's messages name the option, never the URL; keep them short and ours
-    return text.rstrip(".").replace("connection URL", "the URL")

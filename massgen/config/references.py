@@ -47,17 +47,14 @@ def check_references(team: TeamConfig) -> None:
 
 
 def unique_names(agents: list[AgentConfig]) -> list[str]:
-    seen: set[str] = set()
-    for i, agent in enumerate(agents):
-        if agent.name in seen:
+    names = [a.name for a in agents]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            hint = "agent names must be unique"
             raise fail(
-                "duplicate_agent",
-                "duplicate agent name",
-                at=("agents", i, "name"),
-                hint="agent names must be unique",
+                "duplicate_agent", "duplicate agent name", at=("agents", i, "name"), hint=hint
             )
-        seen.add(agent.name)
-    return [a.name for a in agents]
+    return names
 
 
 def check_backend_ref(ref: str, backends: dict[str, BackendConfig], at: Path_) -> None:
@@ -76,6 +73,7 @@ checks they agree: config must not import the tools package)."""
 
 SEED_TOOL_NAMES = {"Calculator": "calculator", "FileReader": "file_reader", "APICall": "api_call"}
 SEED_TOOL_NAMES |= {"DatabaseQuery": "database_query", "WebSearch": "web_search"}
+_BUILTINS = one_of(TOOL_NAMES)
 
 
 def _is_tool(ref: str) -> bool:
@@ -89,17 +87,13 @@ def check_tool_ref(ref: str, settings: dict[str, dict[str, object]], at: Path_) 
     entry = settings.get(ref)
     if entry is None:
         hint = did_you_mean(ref, [*TOOL_NAMES, *settings]) or (
-            "built-in tools are "
-            + one_of(TOOL_NAMES)
-            + "; for your own write `module:Class` or `module:function`"
+            f"built-in tools are {_BUILTINS}; for your own, `module:Class` or `module:function`"
         )
         raise fail("unknown_tool", "unknown tool", at=at, hint=hint)
     use = entry.get("use")
     if not (isinstance(use, str) and _is_tool(use)):
         hint = (did_you_mean(use, TOOL_NAMES) if isinstance(use, str) else None) or (
-            "say what this tool is with `use:` a built-in ("
-            + one_of(TOOL_NAMES)
-            + ") or `module:Class`"
+            f"say what this tool is with `use:` a built-in ({_BUILTINS}) or `module:Class`"
         )
         raise fail("unknown_tool", "not a built-in tool, and no valid `use:`", at=at, hint=hint)
 
@@ -114,17 +108,12 @@ def check_fallback_cycles(agents: list[AgentConfig]) -> None:
     fallback = {a.name: a.fallback for a in agents if a.fallback}
     for i, agent in enumerate(agents):
         chain = [agent.name]
-        current = fallback.get(agent.name)
-        while current is not None:
-            if current == agent.name:
-                loop = " -> ".join([*chain, current])
-                raise fail(
-                    "fallback_cycle",
-                    f"fallbacks form a cycle: {loop}",
-                    at=("agents", i, "fallback"),
-                    hint="a fallback chain must end at an agent without a fallback",
-                )
-            if current in chain:
-                break  # a cycle that does not include this agent; reported at its own members
+        while (current := fallback.get(chain[-1])) is not None and current not in chain:
             chain.append(current)
-            current = fallback.get(current)
+        if current == agent.name:  # a cycle without this agent is reported at its members
+            raise fail(
+                "fallback_cycle",
+                f"fallbacks form a cycle: {' -> '.join([*chain, current])}",
+                at=("agents", i, "fallback"),
+                hint="a fallback chain must end at an agent without a fallback",
+            )

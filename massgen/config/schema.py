@@ -1,8 +1,7 @@
 """The JSON Schema of a team file, for editors and for `massgen schema`.
 
 Field descriptions come from the docstrings under each field in ``models.py``. They are
-read here, on demand, rather than by pydantic at import, so loading a config stays fast.
-"""
+read here, on demand, rather than by pydantic at import, so loading a config stays fast."""
 
 from __future__ import annotations
 
@@ -19,9 +18,7 @@ def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of :class:`~massgen.config.TeamConfig`."""
     schema = models.TeamConfig.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for model in vars(models).values():
-        if not (isinstance(model, type) and issubclass(model, models.ConfigModel)):
-            continue
+    for model in models.ConfigModel.__subclasses__():
         target = schema if model is models.TeamConfig else defs.get(model.__name__)
         if target is None:
             continue
@@ -44,14 +41,9 @@ def field_docs(model: type[BaseModel]) -> dict[str, str]:
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
     for stmt, nxt in zip(body, body[1:], strict=False):
-        if (
-            isinstance(stmt, ast.AnnAssign)
-            and isinstance(stmt.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+        match stmt, nxt:
+            case ast.AnnAssign(target=ast.Name(id=name)), ast.Expr(ast.Constant(str(doc))):
+                docs[name] = inspect.cleandoc(doc)
     return docs
 
 

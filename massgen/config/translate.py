@@ -2,8 +2,7 @@
 
 The message names the file, line and dotted key *as written* (a seed spelling such as
 ``memory_size`` is reported as such), says what is wrong in plain words and suggests a fix.
-Values that came from the environment, and values of secret-looking keys, are never shown.
-"""
+Values that came from the environment, and values of secret-looking keys, are never shown."""
 
 from __future__ import annotations
 
@@ -25,6 +24,11 @@ _EXPECTED |= {"bool": "true or false", "list": "a list", "dict": "a mapping (key
 _EXPECTED["model"] = _EXPECTED["dict"]
 _BOUNDS = {"greater_than": ("gt", "greater than"), "less_than": ("lt", "less than")}
 _BOUNDS |= {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
+_MISSING_HINTS: dict[str | int, str] = {
+    "agents": "a team needs at least one agent under `agents:`, each with a name and a backend",
+    "type": "give the provider, e.g. `type: openai`",
+    "backend": "give a name from `backends:`, a provider such as `openai`, or a mapping",
+}
 
 
 def _expected(kind: str) -> str | None:
@@ -44,18 +48,13 @@ def translate(
     lines: Lines,
     hidden: set[Path_] | None = None,
 ) -> ConfigError:
-    """The first error (in file order) of ``exc``, plus how many more there are.
-
-    ``hidden`` are paths whose values must not be shown (they came from the environment).
-    """
+    """The first error (in file order) of ``exc``, plus how many more there are; the values
+    at ``hidden`` paths (from the environment) are never shown."""
     placed = []
     for err in exc.errors(include_url=False):
-        ctx = err.get("ctx") or {}
-        loc = (*err["loc"], *ctx.get("at", ()))
-        path = written_path(loc, raw)
+        path = written_path((*err["loc"], *(err.get("ctx") or {}).get("at", ())), raw)
         placed.append((line_of(path, lines) if lines else None, path, err))
-    placed.sort(key=lambda item: item[0] if item[0] is not None else 1 << 30)
-    line, path, err = placed[0]
+    line, path, err = min(placed, key=lambda item: item[0] if item[0] is not None else 1 << 30)
     message, hint = describe(err, path, show_value=_showable(path, hidden or set()))
     if len(placed) > 1:
         more = len(placed) - 1
@@ -64,11 +63,8 @@ def translate(
 
 
 def written_path(loc: tuple[Any, ...], raw: Any) -> Path_:
-    """Map pydantic's location onto the keys the user wrote.
-
-    Union tags are dropped, and a path into a folded spelling (``memory.size``) becomes the
-    spelling that was written (``memory_size``).
-    """
+    """Pydantic's location as the keys the user wrote: union tags dropped, and a path into
+    a folded spelling (``memory.size``) as the spelling written (``memory_size``)."""
     out: list[str | int] = []
     node = raw
     i = 0
@@ -106,9 +102,8 @@ def _spelling_at(node: dict[str, Any], loc: tuple[Any, ...], i: int) -> str | No
 
 
 def _showable(path: Path_, hidden: set[Path_]) -> bool:
-    for end in range(len(path), -1, -1):
-        if path[:end] in hidden:
-            return False
+    if any(path[:end] in hidden for end in range(len(path) + 1)):
+        return False
     names = [p.lower() for p in path if isinstance(p, str)]
     if any(n in _SECRET_NAMES or n.endswith(_SECRET_ENDINGS) for n in names):
         return False
@@ -157,13 +152,7 @@ def describe(err: Any, path: Path_, *, show_value: bool) -> tuple[str, str | Non
 
 
 def _missing_hint(path: Path_) -> str | None:
-    if path[-1:] == ("agents",):
-        return "a team needs at least one agent under `agents:`, each with a name and a backend"
-    if path[-1:] == ("type",):
-        return "give the provider, e.g. `type: openai`"
-    if path[-1:] == ("backend",):
-        return "give a name from `backends:`, a provider such as `openai`, or a mapping"
-    return None
+    return _MISSING_HINTS.get(path[-1]) if path else None
 
 
 def _render(value: Any, *, quote: bool = True) -> str:

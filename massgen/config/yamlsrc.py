@@ -2,8 +2,7 @@
 
 We compose YAML into nodes (with libyaml when available) and build values ourselves, so we
 can record ``path -> line`` for error messages and refuse what ``yaml.safe_load`` lets
-through silently: duplicate keys, recursive aliases, alias bombs.
-"""
+through silently: duplicate keys, recursive aliases, alias bombs."""
 
 from __future__ import annotations
 
@@ -32,11 +31,8 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 def parse(text: str, file: str) -> tuple[Any, Lines]:
-    """Parse one YAML document into values and a map from key path to 1-based line.
-
-    Raises :class:`ConfigError` for syntax errors, duplicate keys and unsupported tags.
-    An empty document gives ``None``.
-    """
+    """One YAML document as values (``None`` if empty) and a map from key path to 1-based
+    line; syntax errors, duplicate keys and unsupported tags raise :class:`ConfigError`."""
     try:
         _check_depth(text, file)
         node = yaml.compose(text, Loader=_Loader)
@@ -51,27 +47,9 @@ def parse(text: str, file: str) -> tuple[Any, Lines]:
 
 
 def _check_depth(text: str, file: str) -> None:
-    """Refuse deep nesting before libyaml's recursive composer crashes the process on a few
-    thousand levels. Flow brackets are counted from the characters first (outside quotes and
-    comments): newer PyYAML's scanner reads a run of ``[`` ahead of the events and stops
-    there with an error of its own. Then block nesting is counted from the event stream."""
-    depth, quote = 0, ""
-    for number, row in enumerate(text.split("\n"), 1):
-        prev = " "
-        for ch in row:
-            if quote:
-                quote = "" if ch == quote else quote
-            elif ch == "#" and prev in " \t":
-                break
-            elif ch in "\"'" and depth:
-                quote = ch
-            elif ch in "[{":
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise ConfigError(_TOO_DEEP, file=file, line=number)
-            elif ch in "]}" and depth:
-                depth -= 1
-            prev = ch
+    """Refuse deep nesting from the event stream, before libyaml's recursive composer crashes
+    the process on a few thousand levels (flow brackets deeper than libyaml's own limit stop
+    its scanner first: :func:`_syntax_error` reports that the same way)."""
     depth = 0
     for event in yaml.parse(text, Loader=_Loader):
         depth += isinstance(event, yaml.CollectionStartEvent)
@@ -83,18 +61,17 @@ def _check_depth(text: str, file: str) -> None:
 
 def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
     mark = e.problem_mark or e.context_mark
+    line = mark.line + 1 if mark is not None else None
     problem = (e.problem or "cannot parse").strip()
+    if "maximum nesting depth" in problem:
+        return ConfigError(_TOO_DEEP, file=file, line=line)
     detail = f"invalid YAML: {problem}"
     if mark is not None:
         detail += f" (column {mark.column + 1})"
     if e.context and e.context_mark is not None and e.context_mark is not mark:
         detail += f", {e.context.strip()} at line {e.context_mark.line + 1}"
-    return ConfigError(
-        detail,
-        file=file,
-        line=mark.line + 1 if mark is not None else None,
-        hint="check indentation, colons and quotes around this line",
-    )
+    hint = "check indentation, colons and quotes around this line"
+    return ConfigError(detail, file=file, line=line, hint=hint)
 
 
 def _reader_error(e: yaml.YAMLError, text: str, file: str) -> ConfigError:
@@ -144,9 +121,8 @@ class _Builder:
         except yaml.constructor.ConstructorError:
             raise self.fail(f"unsupported YAML tag `{node.tag}`", node) from None
         except (ValueError, TypeError, OverflowError):
-            raise self.fail(
-                f"cannot read this value as {node.tag.rsplit(':', 1)[-1]}", node
-            ) from None
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise self.fail(f"cannot read this value as {kind}", node) from None
 
     def mapping(self, node: yaml.Node, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -175,9 +151,8 @@ class _Builder:
             return out
         merged: dict[str, Any] = {}
         for merge_node in merges:
-            sources = (
-                merge_node.value if isinstance(merge_node, yaml.SequenceNode) else [merge_node]
-            )
+            many = isinstance(merge_node, yaml.SequenceNode)
+            sources = merge_node.value if many else [merge_node]
             for source in sources:
                 value = self.build(source, path)
                 if not isinstance(value, dict):
