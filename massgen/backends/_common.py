@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from massgen.backends.base import Backend
+from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
 from massgen.tokens import estimate_request, estimate_text
@@ -27,6 +28,7 @@ MAX_SOURCES = 50
 """Sources kept per answer: a long research turn can cite hundreds."""
 _MAX_TITLE = 200
 _MAX_OUTPUT = 1000
+_REMEMBERED = 2048
 
 
 class SDKBackend(Backend):
@@ -51,13 +53,8 @@ class SDKBackend(Backend):
         self.spec = PROVIDERS[self.provider]
         self.native_tools = self.spec.native_tools
         if not model:
-            from massgen.backends.registry import model_hint
-
-            raise ConfigError(
-                f"a {self.provider} backend needs a model",
-                key="model",
-                hint=model_hint(self.provider),
-            )
+            hint = model_hint(self.provider)
+            raise ConfigError(f"a {self.provider} backend needs a model", key="model", hint=hint)
         self._api_key = self._resolve_key(api_key)
         self.base_url = base_url or self.spec.base_url
         self.temperature = temperature
@@ -68,9 +65,8 @@ class SDKBackend(Backend):
     def _resolve_key(self, explicit: str | None) -> str:
         if explicit:
             return explicit
-        for var in self.spec.key_env:
-            if value := os.environ.get(var):
-                return value
+        if value := next(filter(None, map(os.environ.get, self.spec.key_env)), None):
+            return value
         if not self.spec.needs_key:
             return NO_KEY
         where = " or ".join(self.spec.key_env) or "api_key"
@@ -82,8 +78,8 @@ class SDKBackend(Backend):
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` with this backend's settings where it sets none and ``params`` under
         its ``extra``, so an adapter reads each setting in one place. A provider-side tool it
-        cannot declare is refused (the agent asks only for what it advertises: this guards
-        direct callers)."""
+        cannot declare is refused (this guards direct callers: the agent asks only for what
+        the backend advertises)."""
         for tool in request.native_tools:
             if tool.name not in self.native_tools:
                 raise BadRequestError(
@@ -151,16 +147,12 @@ _CA_FILES = (
 
 class Remembered(OrderedDict[str, Any]):
     """What an adapter keeps by tool call id for the next turn (Anthropic's thinking blocks,
-    Gemini's thought signatures): the newest ``limit`` entries."""
-
-    def __init__(self, limit: int = 2048) -> None:
-        super().__init__()
-        self.limit = limit
+    Gemini's thought signatures): the newest 2048 entries."""
 
     def keep(self, key: str, value: Any) -> None:
         if value:
             self[key] = value
-            while len(self) > self.limit:
+            if len(self) > _REMEMBERED:
                 self.popitem(last=False)
 
 
@@ -195,7 +187,7 @@ def parse_arguments(raw: object) -> dict[str, Any]:
     try:
         value = json.loads(str(raw))
     except ValueError:
-        return {"_raw": str(raw)}
+        value = None
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 

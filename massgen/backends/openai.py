@@ -17,12 +17,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import (
-    SDKBackend,
-    answer,
-    parse_arguments,
-    results_text,
-)
+from massgen.backends._common import SDKBackend, answer, parse_arguments, results_text
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -40,22 +35,20 @@ from massgen.types import (
 CLIENTS = ("http", "sdk")
 """``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
 CHAT, RESPONSES = "chat/completions", "responses"
-
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
 """What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
 carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
 _FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
 _FINISH["function_call"] = "tool_calls"
-
-
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
 """OpenAI models that take the Responses ``web_search`` tool..."""
 _NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
 """...but these."""
 _OPENAI_MAX_DOMAINS = 100
+_GROK = re.compile(r"^grok-(\d+)")
+_XAI_MAX_DOMAINS = 5
 
 
 class OpenAIBackend(SDKBackend):
@@ -124,41 +117,39 @@ class OpenAIBackend(SDKBackend):
         """The API and its body, ``params`` and ``extra`` on top. A native search goes to
         Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
-        model = request.model or self.model
-        via_responses = bool(request.native_tools) and not self._chat_search(model)
         max_tokens, extra = request.max_tokens, dict(request.extra)
-        body: dict[str, Any] = {"model": model}
+        body: dict[str, Any] = {"model": request.model or self.model}
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        if not via_responses:
-            body["messages"] = [_message(m) for m in request.messages]
+        if request.native_tools and not self._chat_search(body["model"]):
+            body.update(input=responses.input_items(request.messages), store=False)
             if max_tokens is not None:
-                body[self.max_tokens_field] = max_tokens
-            if request.tools:
-                body["tools"] = [_tool(t) for t in request.tools]
-                if request.tool_choice:
-                    body["tool_choice"] = _tool_choice(request.tool_choice)
-            if request.native_tools:
-                body["web_search_options"] = {}
+                body["max_output_tokens"] = max_tokens
+            tools = [responses.function_tool(t) for t in request.tools]
+            for native in request.native_tools:
+                declared, fields = self._web_search(native)
+                tools.append(declared)
+                body.update(fields)
+            body["tools"] = tools
+            if request.tools and request.tool_choice:
+                body["tool_choice"] = responses.tool_choice(request.tool_choice)
             if stream:
-                body.update(stream=True, stream_options={"include_usage": True})
-            return CHAT, {**body, **extra}
-        body.update(input=responses.input_items(request.messages), store=False)
+                body["stream"] = True
+            if (effort := extra.pop("reasoning_effort", None)) is not None:
+                body["reasoning"] = {"effort": effort}
+            return RESPONSES, {**body, **extra}
+        body["messages"] = [_message(m) for m in request.messages]
         if max_tokens is not None:
-            body["max_output_tokens"] = max_tokens
-        tools = [responses.function_tool(t) for t in request.tools]
-        for native in request.native_tools:
-            declared, fields = self._web_search(native)
-            tools.append(declared)
-            body.update(fields)
-        body["tools"] = tools
-        if request.tools and request.tool_choice:
-            body["tool_choice"] = responses.tool_choice(request.tool_choice)
+            body[self.max_tokens_field] = max_tokens
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            if request.tool_choice:
+                body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.native_tools:
+            body["web_search_options"] = {}
         if stream:
-            body["stream"] = True
-        if (effort := extra.pop("reasoning_effort", None)) is not None:
-            body["reasoning"] = {"effort": effort}
-        return RESPONSES, {**body, **extra}
+            body.update(stream=True, stream_options={"include_usage": True})
+        return CHAT, {**body, **extra}
 
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
@@ -390,10 +381,6 @@ class XAIBackend(OpenAIBackend):
         if tool.blocked_domains:
             declared["excluded_domains"] = list(tool.blocked_domains)
         return declared, {}
-
-
-_GROK = re.compile(r"^grok-(\d+)")
-_XAI_MAX_DOMAINS = 5
 
 
 class _Compatible(OpenAIBackend):
