@@ -7,6 +7,7 @@ back with its thinking blocks first: the backend remembers them by tool call id.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -65,22 +66,17 @@ class AnthropicBackend(SDKBackend):
 
     provider: str = "anthropic"
 
-    _client: anthropic.AsyncAnthropic | None = None
-
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._thinking = Remembered()  # a tool-calling turn's thinking blocks, by first call
 
-    def _get_client(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
-            self._client = sdk_client(
-                anthropic, anthropic.AsyncAnthropic, self._api_key, self.base_url, self.timeout
-            )
-        return self._client
+    @functools.cached_property
+    def _client(self) -> anthropic.AsyncAnthropic:
+        kind = anthropic.AsyncAnthropic
+        return sdk_client(anthropic, kind, self._api_key, self.base_url, self.timeout)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        if (client := self.__dict__.pop("_client", None)) is not None:
             await client.close()
 
     # -- requests ----------------------------------------------------------------------------
@@ -105,18 +101,17 @@ class AnthropicBackend(SDKBackend):
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
         """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
-        client = self._get_client()
-        body = self._body(request)
+        client, body, turn = self._client, self._body(request), _Turn()
+        # This SDK no longer names `temperature`; the API still takes it in the body.
+        extra = dict(request.extra)
+        if request.temperature is not None:
+            extra.setdefault("temperature", request.temperature)
+        options: Any = {"extra_body": extra or None, "timeout": request.timeout}
+        mapped: Any = {"provider": self.provider, "secret": self._api_key}
         started = time.perf_counter()
-        turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            # This SDK no longer names `temperature`; the API still takes it in the body.
-            extra = dict(request.extra)
-            if request.temperature is not None:
-                extra.setdefault("temperature", request.temperature)
-            options: Any = {"extra_body": extra or None, "timeout": request.timeout}
             message = None  # a stream without `message_stop` was cut off
-            with self._mapped():
+            with sdk_errors(anthropic, stream_status=_STREAM_ERROR_STATUS, **mapped):
                 if not stream:
                     message = await client.messages.create(**body, **options)
                 else:  # the SDK's stream puts the blocks together as the API sends them whole
@@ -144,14 +139,6 @@ class AnthropicBackend(SDKBackend):
         latency = time.perf_counter() - started
         yield StreamChunk(completion=turn.completion(request, body["model"], latency))
 
-    def _mapped(self) -> Any:
-        return sdk_errors(
-            anthropic,
-            provider=self.provider,
-            secret=self._api_key,
-            stream_status=_STREAM_ERROR_STATUS,
-        )
-
 
 # -- mapping ---------------------------------------------------------------------------------
 def _usage(usage: Any) -> Usage:
@@ -175,13 +162,14 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
     return blocks
 
 
-def _messages(
-    turns: list[ChatMessage], thinking: Mapping[str, list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
+def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
-    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
-    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
+    pairs = merged_turns((_role(m), _blocks(m, thinking)) for m in turns)
     return [{"role": role, "content": blocks} for role, blocks in pairs]
+
+
+def _role(m: ChatMessage) -> str:
+    return "assistant" if m.role == "assistant" else "user"
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
