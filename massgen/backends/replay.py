@@ -12,6 +12,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ DEFAULT_REPLY = "This is a replayed answer to: {task}"
 
 _ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)">\n?(.*?)\n?</answer>', re.DOTALL)
 _LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Reply ``reply`` when ``pattern`` is found in the prompt."""
+
+    pattern: re.Pattern[str]
+    reply: str
 
 
 class ReplayBackend(Backend):
@@ -65,7 +74,7 @@ class ReplayBackend(Backend):
     def reply_for(self, request: CompletionRequest) -> str:
         """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
         prompt = "\n".join(m.content for m in request.messages)
-        reply = next((reply for pattern, reply in self.rules if pattern.search(prompt)), None)
+        reply = next((rule.reply for rule in self.rules if rule.pattern.search(prompt)), None)
         if reply is None and self.replies:
             reply, self._turn = self.replies[self._turn % len(self.replies)], self._turn + 1
         return fill(self.default if reply is None else reply, request)
@@ -158,8 +167,7 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
     return data
 
 
-def _rule(raw: Any, index: int) -> tuple[re.Pattern[str], str]:
-    """``(pattern, reply)``: reply ``reply`` when ``pattern`` is found in the prompt."""
+def _rule(raw: Any, index: int) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(raw, Mapping) or "match" not in raw or "reply" not in raw:
         raise ConfigError(
@@ -175,4 +183,4 @@ def _rule(raw: Any, index: int) -> tuple[re.Pattern[str], str]:
             key=f"{where}.match",
             hint=r"escape special characters, e.g. \? or \(",
         ) from e
-    return pattern, str(raw["reply"])
+    return Rule(pattern, str(raw["reply"]))
