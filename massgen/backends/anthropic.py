@@ -228,15 +228,6 @@ class _Turn:
                 use = self.pending.pop(block.get("tool_use_id", ""), {})
                 self.server.append(self._result(block, use))
 
-    def unanswered(self) -> list[ServerToolCall]:
-        """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
-        return [
-            ServerToolCall(
-                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
-            )
-            for u in self.pending.values()
-        ]
-
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
         call_id = block.get("tool_use_id", "")
@@ -259,6 +250,12 @@ class _Turn:
         return True
 
     def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
+        unanswered = [  # searches whose result never came (the turn ended or ran out of pauses)
+            ServerToolCall(
+                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
+            )
+            for u in self.pending.values()
+        ]
         return answer(
             request,
             self.text,
@@ -268,7 +265,7 @@ class _Turn:
             found=[*self.cited, *self.found],
             model=model,
             latency=latency,
-            server_calls=(*self.server, *self.unanswered()),
+            server_calls=(*self.server, *unanswered),
             requests=1 + self.pauses,
             reasoning="\n\n".join(self.reasoning),
         )

@@ -1,9 +1,7 @@
 """OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
-
-Bodies are built and answers read here as plain dicts, so the two clients cannot drift apart:
-massgen's own (:mod:`.openai_http`, the default) and ``client: sdk`` (:mod:`.openai_sdk`). A
-turn with a provider-side search goes to the Responses API (:mod:`.openai_responses`).
-"""
+Bodies are built and answers read here as plain dicts, so the two clients (:mod:`.openai_http`,
+the default, and :mod:`.openai_sdk`) cannot drift apart. A turn with a provider-side search
+goes to the Responses API (:mod:`.openai_responses`)."""
 
 from __future__ import annotations
 
@@ -97,8 +95,7 @@ class OpenAIBackend(SDKBackend):
             return False
         return bool(_OPENAI_SEARCHERS.match(model)) and not _NOT_SEARCHERS.search(model)
 
-    def _chat_search(self, model: str) -> bool:
-        """Whether ``model`` searches on Chat Completions (``web_search_options``)."""
+    def _chat_search(self, model: str) -> bool:  # with `web_search_options`
         return "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -202,10 +199,8 @@ def _tool_choice(choice: str) -> Any:
 # -- responses in ----------------------------------------------------------------------------
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
-    for choice in choices or ():
-        if isinstance(choice, Mapping) and (choice.get("index") or 0) == 0:
-            return choice
-    return None
+    chosen = (c for c in choices or () if isinstance(c, Mapping) and (c.get("index") or 0) == 0)
+    return next(chosen, None)
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
