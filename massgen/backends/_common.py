@@ -191,6 +191,11 @@ def parse_arguments(raw: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 
+def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
+    """A tool call as a provider sent it, its arguments parsed by :func:`parse_arguments`."""
+    return ToolCall(str(call_id or ""), str(name or ""), parse_arguments(arguments))
+
+
 def answer(
     request: CompletionRequest,
     text: str,

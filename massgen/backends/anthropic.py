@@ -22,6 +22,7 @@ from massgen.backends._common import (
     parse_arguments,
     results_text,
     sdk_client,
+    tool_call,
 )
 from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
@@ -220,8 +221,7 @@ class _Turn:
             elif kind == "redacted_thinking":  # encrypted: nothing to read, only to send back
                 self.thinking.append({"type": "redacted_thinking", "data": block.get("data", "")})
             elif kind == "tool_use":
-                arguments = parse_arguments(block.get("input"))
-                self.calls.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
+                self.calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
                 self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":

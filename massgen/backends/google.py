@@ -28,9 +28,9 @@ from massgen.backends._common import (
     SDKBackend,
     answer,
     merged_turns,
-    parse_arguments,
     results_text,
     tls_context,
+    tool_call,
 )
 from massgen.backends._errors import (
     clean_message,
@@ -172,7 +172,7 @@ class GoogleBackend(SDKBackend):
                 # Unique even across turns, so remembered signatures never collide.
                 call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
                 self._signatures.keep(call_id, part.thought_signature)
-                calls.append(ToolCall(call_id, fc.name or "", parse_arguments(fc.args)))
+                calls.append(tool_call(call_id, fc.name, fc.args))
         return calls
 
     async def _answer(

@@ -15,7 +15,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import SDKBackend, answer, parse_arguments, results_text
+from massgen.backends._common import SDKBackend, answer, results_text, tool_call
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -25,7 +25,6 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolCall,
     ToolSpec,
     Usage,
 )
@@ -214,13 +213,13 @@ def _reasoning(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def _call_id(given: Any, seed: str, name: str, arguments: str) -> str:
+def _call_id(call: Mapping[str, Any], seed: str) -> str:
     """The provider's id, or (Gemini's compatible endpoint sends ``""``) one made from the
     response, the call's place and its content: the same for the same answer (a replay, a
     cache hit), different for every other call, so a tool result can be paired with it."""
-    if isinstance(given, str) and given:
-        return given
-    digest = hashlib.sha256(f"{seed}:{name}:{arguments}".encode()).hexdigest()[:24]
+    if isinstance(call["id"], str) and call["id"]:
+        return call["id"]
+    digest = hashlib.sha256(f"{seed}:{call['name']}:{call['arguments']}".encode()).hexdigest()[:24]
     return f"call_{digest}"
 
 
@@ -304,19 +303,13 @@ class _Assembly:
         if self.finish is None and not self.done:
             raise stream_incomplete(self.provider)
         calls = [
-            ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
-                name=c["name"],
-                arguments=parse_arguments(c["arguments"]),
-            )
+            tool_call(_call_id(c, f"{self.seed}:{i}"), c["name"], c["arguments"])
             for i, c in sorted(self.calls.items())
         ]
-        pairs = [
-            (str(c.get("url") or ""), str(c.get("title") or ""))
-            for a in self.annotations
-            if isinstance(a, Mapping) and a.get("type") == "url_citation"
-            for c in [a.get("url_citation") or {}]
-        ]
+        cited = (a for a in self.annotations if isinstance(a, Mapping))
+        pairs = responses.url_pairs(
+            a.get("url_citation") for a in cited if a.get("type") == "url_citation"
+        )
         return answer(
             request,
             "".join(self.text),

@@ -10,11 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import (
-    answer,
-    parse_arguments,
-    results_text,
-)
+from massgen.backends._common import answer, results_text, tool_call
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
 from massgen.types import (
@@ -136,18 +132,13 @@ class Assembly:
                 for part in item.get("content") or ():
                     if part.get("type") == "output_text":
                         texts.append(str(part.get("text") or ""))
-                        cited += _pairs(part.get("annotations"), "url_citation")
+                        cited += url_pairs(part.get("annotations"), "url_citation")
             elif kind == "function_call":
-                calls.append(
-                    ToolCall(
-                        id=str(item.get("call_id") or item.get("id") or ""),
-                        name=str(item.get("name") or ""),
-                        arguments=parse_arguments(item.get("arguments")),
-                    )
-                )
+                call_id = item.get("call_id") or item.get("id")
+                calls.append(tool_call(call_id, item.get("name"), item.get("arguments")))
             elif kind == "web_search_call":
                 action = item.get("action")
-                pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
+                pairs = url_pairs(action.get("sources") if isinstance(action, Mapping) else ())
                 found += pairs
                 searches.append(_search(item, pairs))
         if searches and searches[-1].ok and cited and not found:
@@ -175,7 +166,7 @@ def response_error(error: Any, *, provider: str) -> ProviderError:
     return error_in_body(error, provider=provider, default_status=400)
 
 
-def _pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
+def url_pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
     """``(url, title)`` of annotations of ``kind`` (or of every source, with ``None``)."""
     return [
         (str(a.get("url") or ""), str(a.get("title") or ""))
