@@ -165,12 +165,9 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
 
 def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
-    pairs = merged_turns((_role(m), _blocks(m, thinking)) for m in turns)
+    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
+    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
     return [{"role": role, "content": blocks} for role, blocks in pairs]
-
-
-def _role(m: ChatMessage) -> str:
-    return "assistant" if m.role == "assistant" else "user"
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from massgen.backends.base import Backend
-from massgen.errors import AuthenticationError, ConfigError
+from massgen.errors import ConfigError
 from massgen.plugins import load_object
 from massgen.providers import BACKEND_TYPES, OPENAI_COMPATIBLE, PROVIDERS, Provider
 
@@ -98,10 +98,7 @@ def create_backend(
             cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
         )
     choice = {"client": client} if client is not None else {}
-    try:
-        return cls(model, **settings, params=params, name=name, **choice)
-    except AuthenticationError as e:
-        raise missing_key(kind) from e
+    return cls(model, **settings, params=params, name=name, **choice)  # the key was checked above
 
 
 def missing_key(kind: str) -> ConfigError:
