@@ -19,7 +19,15 @@ from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
 from massgen.tokens import estimate_request, estimate_text
-from massgen.types import Completion, CompletionRequest, Source, StreamChunk, ToolCall, Usage
+from massgen.types import (
+    Completion,
+    CompletionRequest,
+    ServerToolCall,
+    Source,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 NO_KEY = "not-needed"
@@ -196,31 +204,44 @@ def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
     return ToolCall(str(call_id or ""), str(name or ""), parse_arguments(arguments))
 
 
-def answer(
-    request: CompletionRequest,
-    text: str,
-    *,
-    usage: Usage,
-    finish: str,
-    calls: Iterable[ToolCall] = (),
-    found: Iterable[tuple[str, str]] = (),
-    **fields: Any,
-) -> Completion:
-    """A provider's answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
-    ``stop``), and usage estimated when none came (local servers): a budget never reads zero."""
-    calls = tuple(calls)
-    if calls and finish in ("stop", "other"):
-        finish = "tool_calls"
-    if not (usage.input_tokens or usage.output_tokens):
-        usage = Usage(estimate_request(request), estimate_text(text))
-    return Completion(
-        text=text,
-        usage=usage,
-        finish_reason=finish if finish in FINISH_REASONS else "other",
-        tool_calls=calls,
-        sources=unique_sources(found),
-        **fields,
-    )
+@dataclasses.dataclass(eq=False, slots=True)
+class Draft:
+    """An answer as an adapter reads it, whole or chunk by chunk; :meth:`build` makes it ours."""
+
+    model: str
+    provider: str = ""
+    text: list[str] = dataclasses.field(default_factory=list)
+    reasoning: list[str] = dataclasses.field(default_factory=list)
+    calls: list[ToolCall] = dataclasses.field(default_factory=list)
+    found: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """``(url, title)`` of what the answer cites and what its searches found."""
+    searches: list[ServerToolCall] = dataclasses.field(default_factory=list)
+    usage: Usage = Usage()
+    finish: str | None = None
+
+    def build(
+        self, request: CompletionRequest, latency: float, *, joiner: str = "", **fields: Any
+    ) -> Completion:
+        """The answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
+        ``stop``), and usage estimated when none came (local servers): a budget never reads
+        zero. ``joiner`` goes between the pieces of reasoning."""
+        text, finish, usage = "".join(self.text), self.finish or "other", self.usage
+        if self.calls and finish in ("stop", "other"):
+            finish = "tool_calls"
+        if not (usage.input_tokens or usage.output_tokens):
+            usage = Usage(estimate_request(request), estimate_text(text))
+        return Completion(
+            text=text,
+            usage=usage,
+            finish_reason=finish if finish in FINISH_REASONS else "other",
+            tool_calls=tuple(self.calls),
+            sources=unique_sources(self.found),
+            model=self.model,
+            latency=latency,
+            server_calls=tuple(self.searches),
+            reasoning=joiner.join(self.reasoning),
+            **fields,
+        )
 
 
 def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:

@@ -7,6 +7,7 @@ back with its thinking blocks first: the backend remembers them by tool call id.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -15,9 +16,9 @@ from typing import Any
 import anthropic
 
 from massgen.backends._common import (
+    Draft,
     Remembered,
     SDKBackend,
-    answer,
     merged_turns,
     parse_arguments,
     results_text,
@@ -34,7 +35,6 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolCall,
     ToolSpec,
     Usage,
 )
@@ -102,7 +102,7 @@ class AnthropicBackend(SDKBackend):
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
         """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
-        client, body, turn = self._client, self._body(request), _Turn()
+        client, body, turn = self._client, self._body(request), _Turn(request.model or self.model)
         # This SDK no longer names `temperature`; the API still takes it in the body.
         extra = dict(request.extra)
         if request.temperature is not None:
@@ -128,7 +128,7 @@ class AnthropicBackend(SDKBackend):
                             raise ProviderError(detail, provider=self.provider) from e
             if message is None:
                 raise stream_incomplete(self.provider)
-            body["model"] = message.model or body["model"]
+            turn.model = body["model"] = message.model or turn.model
             turn.usage += _usage(message.usage)
             turn.stop_reason = message.stop_reason
             blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
@@ -138,7 +138,7 @@ class AnthropicBackend(SDKBackend):
         if turn.calls:
             self._thinking.keep(turn.calls[0].id, turn.thinking)
         latency = time.perf_counter() - started
-        yield StreamChunk(completion=turn.completion(request, body["model"], latency))
+        yield StreamChunk(completion=turn.completion(request, latency))
 
 
 # -- mapping ---------------------------------------------------------------------------------
@@ -185,21 +185,17 @@ def _native(t: NativeTool) -> dict[str, Any]:
     return {key: value for key, value in tool.items() if value not in (None, [])}
 
 
-class _Turn:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Turn(Draft):
     """One answer put together across ``pause_turn`` continuations."""
 
-    def __init__(self) -> None:
-        self.text = ""
-        self.calls: list[ToolCall] = []
-        self.server: list[ServerToolCall] = []
-        self.cited: list[tuple[str, str]] = []
-        self.found: list[tuple[str, str]] = []
-        self.pending: dict[str, dict[str, Any]] = {}  # searches whose result has not come
-        self.reasoning: list[str] = []
-        self.thinking: list[dict[str, Any]] = []  # as sent back on a tool loop's next turn
-        self.usage = Usage()
-        self.stop_reason: str | None = None
-        self.pauses = 0
+    cited: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Searches whose result has not come yet."""
+    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Thinking blocks as sent back on a tool loop's next turn."""
+    stop_reason: str | None = None
+    pauses: int = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
         """Read one response's content blocks. A search stays pending until its result arrives,
@@ -207,7 +203,7 @@ class _Turn:
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
-                self.text += block.get("text", "")
+                self.text.append(block.get("text", ""))
                 for c in block.get("citations") or ():
                     if c.get("url"):
                         self.cited.append((c["url"], c.get("title") or ""))
@@ -223,7 +219,7 @@ class _Turn:
                 self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
                 use = self.pending.pop(block.get("tool_use_id", ""), {})
-                self.server.append(self._result(block, use))
+                self.searches.append(self._result(block, use))
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
@@ -246,23 +242,13 @@ class _Turn:
         body["messages"] = [{"role": r, "content": c} for r, c in merged_turns(turns)]
         return True
 
-    def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
-        unanswered = [  # searches whose result never came (the turn ended or ran out of pauses)
+    def completion(self, request: CompletionRequest, latency: float) -> Completion:
+        self.searches += [  # searches whose result never came (the turn ended or ran out of pauses)
             ServerToolCall(
                 u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
             )
             for u in self.pending.values()
         ]
-        return answer(
-            request,
-            self.text,
-            usage=self.usage,
-            finish=_FINISH.get(self.stop_reason or "", "other"),
-            calls=self.calls,
-            found=[*self.cited, *self.found],
-            model=model,
-            latency=latency,
-            server_calls=(*self.server, *unanswered),
-            requests=1 + self.pauses,
-            reasoning="\n\n".join(self.reasoning),
-        )
+        self.found = [*self.cited, *self.found]
+        self.finish = _FINISH.get(self.stop_reason or "", "other")
+        return self.build(request, latency, joiner="\n\n", requests=1 + self.pauses)

@@ -9,11 +9,12 @@ never saw). A 429's ``RetryInfo.retryDelay`` becomes ``retry_after``; a 400 whos
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from typing import Any
 
@@ -24,9 +25,9 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from massgen.backends._common import (
+    Draft,
     Remembered,
     SDKBackend,
-    answer,
     merged_turns,
     results_text,
     tls_context,
@@ -43,7 +44,6 @@ from massgen.backends.base import system_and_turns
 from massgen.errors import AuthenticationError, BadRequestError, ProviderConnectionError
 from massgen.types import (
     ChatMessage,
-    Completion,
     CompletionRequest,
     NativeTool,
     ServerToolCall,
@@ -178,22 +178,23 @@ class GoogleBackend(SDKBackend):
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        answer = _Answer(self, request)
+        started, draft = time.perf_counter(), _Answer(request.model or self.model)
         system, turns = system_and_turns(request.messages)
-        args: Any = {"model": answer.model, "contents": self._contents(turns, request.model or "")}
+        args: Any = {"model": draft.model, "contents": self._contents(turns, request.model or "")}
         args["config"] = self._config(request, system)
         with self._mapped():
             if not stream:
-                answer.take(await self._client.aio.models.generate_content(**args))
+                draft.take(await self._client.aio.models.generate_content(**args), self._calls)
             else:
                 chunks = await self._client.aio.models.generate_content_stream(**args)
                 async with aclosing(chunks):  # type: ignore[type-var]  # closed at once if we stop
                     async for chunk in chunks:
-                        if delta := answer.take(chunk):
+                        if delta := draft.take(chunk, self._calls):
                             yield StreamChunk(delta=delta)
-                if answer.finish is None:
+                if draft.finish is None:
                     raise stream_incomplete(self.provider)
-        yield StreamChunk(completion=answer.completion())
+        draft.found, draft.searches = _grounding(draft.grounding)
+        yield StreamChunk(completion=draft.build(request, time.perf_counter() - started))
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -222,22 +223,18 @@ class GoogleBackend(SDKBackend):
             raise mapped from e
 
 
-class _Answer:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Answer(Draft):
     """One answer, from a whole response or from the chunks of a streamed one."""
 
-    def __init__(self, backend: GoogleBackend, request: CompletionRequest) -> None:
-        self.backend, self.request = backend, request
-        self.model = request.model or backend.model
-        self.started = time.perf_counter()
-        self.text: list[str] = []
-        self.thoughts: list[str] = []
-        self.calls: list[ToolCall] = []
-        self.usage = Usage()
-        self.finish: str | None = None
-        self.grounding: types.GroundingMetadata | None = None
+    grounding: types.GroundingMetadata | None = None
 
-    def take(self, response: types.GenerateContentResponse) -> str:
-        """Read one response (or chunk); return its text."""
+    def take(
+        self,
+        response: types.GenerateContentResponse,
+        read_calls: Callable[[list[types.Part]], list[ToolCall]],
+    ) -> str:
+        """Read one response (or chunk), its calls with ``read_calls``; return its text."""
         self.model = response.model_version or self.model
         if response.usage_metadata is not None:
             self.usage = _usage(response.usage_metadata)
@@ -248,29 +245,14 @@ class _Answer:
         candidate = response.candidates[0]
         parts = list(candidate.content.parts or ()) if candidate.content is not None else []
         self.grounding = candidate.grounding_metadata or self.grounding
-        self.calls += self.backend._calls(parts)
+        self.calls += read_calls(parts)
         # Parts marked ``thought`` are thought summaries: reasoning, never the answer.
-        self.thoughts += [p.text for p in parts if p.text and p.thought]
+        self.reasoning += [p.text for p in parts if p.text and p.thought]
         self.text.append(delta := "".join(p.text for p in parts if p.text and not p.thought))
         if (reason := candidate.finish_reason) is not None:
             name = str(getattr(reason, "value", reason))
             self.finish = "content_filter" if name in _FILTERED else _FINISH.get(name, "other")
         return delta
-
-    def completion(self) -> Completion:
-        pairs, searches = _grounding(self.grounding)
-        return answer(
-            self.request,
-            "".join(self.text),
-            usage=self.usage,
-            finish=self.finish or "other",
-            calls=self.calls,
-            found=pairs,
-            model=self.model,
-            latency=time.perf_counter() - self.started,
-            server_calls=searches,
-            reasoning="".join(self.thoughts),
-        )
 
 
 # -- mapping ---------------------------------------------------------------------------------
@@ -300,17 +282,17 @@ def _legacy(model: str) -> bool:
 
 def _grounding(
     meta: types.GroundingMetadata | None,
-) -> tuple[list[tuple[str, str]], tuple[ServerToolCall, ...]]:
+) -> tuple[list[tuple[str, str]], list[ServerToolCall]]:
     """Google Search grounding as sources and one reported search per query."""
     if meta is None:
-        return [], ()
+        return [], []
     chunks = meta.grounding_chunks or ()
     pairs = [(c.web.uri or "", c.web.title or "") for c in chunks if c.web is not None]
     output = results_text(pairs)
-    searches = tuple(
+    searches = [
         ServerToolCall(f"google_search_{i}", "web_search", {"query": q}, output=output)
         for i, q in enumerate(meta.web_search_queries or ())
-    )
+    ]
     return pairs, searches
 
 

@@ -5,6 +5,7 @@ goes to the Responses API (:mod:`.openai_responses`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import SDKBackend, answer, results_text, tool_call
+from massgen.backends._common import Draft, SDKBackend, results_text, tool_call
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -26,7 +27,6 @@ from massgen.types import (
     ServerToolCall,
     StreamChunk,
     ToolSpec,
-    Usage,
 )
 
 CLIENTS = ("http", "sdk")
@@ -198,8 +198,10 @@ def _tool_choice(choice: str) -> Any:
 # -- responses in ----------------------------------------------------------------------------
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
-    chosen = (c for c in choices or () if isinstance(c, Mapping) and (c.get("index") or 0) == 0)
-    return next(chosen, None)
+    for choice in choices or ():
+        if isinstance(choice, Mapping) and (choice.get("index") or 0) == 0:
+            return choice
+    return None
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
@@ -234,21 +236,16 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
         )
 
 
-class _Assembly:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Assembly(Draft):
     """An answer put together chunk by chunk (or from a whole response): text, reasoning,
     tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
 
-    def __init__(self, model: str, *, provider: str) -> None:
-        self.model = model
-        self.provider = provider
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.calls: dict[int, dict[str, str]] = {}
-        self.finish: str | None = None
-        self.done = False
-        self.usage = Usage()
-        self.annotations: list[Any] = []
-        self.seed = ""
+    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
+    """Tool calls by index, as their pieces arrive."""
+    annotations: list[Any] = dataclasses.field(default_factory=list)
+    seed: str = ""
+    done: bool = False
 
     def whole(self, data: Mapping[str, Any]) -> None:
         """Take a whole response in, as one chunk whose delta is the message."""
@@ -279,7 +276,7 @@ class _Assembly:
         if thought := _reasoning(delta):
             self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
-            slot = self.calls.setdefault(
+            slot = self.slots.setdefault(
                 tc.get("index", 0), dict.fromkeys(("id", "name", "arguments"), "")
             )
             if tc.get("id"):
@@ -302,29 +299,21 @@ class _Assembly:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
         if self.finish is None and not self.done:
             raise stream_incomplete(self.provider)
-        calls = [
+        self.calls = [
             tool_call(_call_id(c, f"{self.seed}:{i}"), c["name"], c["arguments"])
-            for i, c in sorted(self.calls.items())
+            for i, c in sorted(self.slots.items())
         ]
-        cited = (a for a in self.annotations if isinstance(a, Mapping))
-        pairs = responses.url_pairs(
-            a.get("url_citation") for a in cited if a.get("type") == "url_citation"
+        self.found = responses.url_pairs(
+            a.get("url_citation")
+            for a in self.annotations
+            if isinstance(a, Mapping) and a.get("type") == "url_citation"
         )
-        return answer(
-            request,
-            "".join(self.text),
-            usage=self.usage,
-            finish=_FINISH.get(self.finish or "stop", "other"),
-            calls=calls,
-            found=pairs,
-            model=self.model,
-            latency=latency,
-            # Chat Completions does not say what was searched, nor how often: one search.
-            server_calls=(ServerToolCall("web_search", "web_search", output=results_text(pairs)),)
-            if request.native_tools
-            else (),
-            reasoning="".join(self.reasoning),
-        )
+        if request.native_tools:  # Chat Completions does not say what was searched, nor how often
+            self.searches = [
+                ServerToolCall("web_search", "web_search", output=results_text(self.found))
+            ]
+        self.finish = _FINISH.get(self.finish or "stop", "other")
+        return self.build(request, latency)
 
 
 def _name_so_far(name: str, piece: str) -> str:
