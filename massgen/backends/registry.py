@@ -32,10 +32,8 @@ def needs_model(type: str) -> bool:
 
 def model_hint(type: str) -> str:
     """How to give a backend of ``type`` its model, with an example of that provider."""
-    example = _row(type).example_model
-    return "set `model:` on the agent or on its backend" + (
-        f", e.g. `model: {example}`" if example else ""
-    )
+    example, hint = _row(type).example_model, "set `model:` on the agent or on its backend"
+    return f"{hint}, e.g. `model: {example}`" if example else hint
 
 
 def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
