@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from massgen.backends._common import answer, parse_arguments
+from massgen.backends._common import Draft, parse_arguments
 from massgen.backends._errors import (
     body_message,
     clean_message,
@@ -101,9 +101,8 @@ def test_finish_reasons_are_normalised() -> None:
     call = ToolCall("c1", "f", {})
 
     def finish(reason: str, *calls: ToolCall) -> str:
-        return answer(
-            request, "", usage=Usage(1, 1), finish=reason, calls=calls, model="m"
-        ).finish_reason
+        draft = Draft("m", usage=Usage(1, 1), finish=reason, calls=list(calls))
+        return draft.build(request, 0.0).finish_reason
 
     assert finish("stop") == "stop"
     assert finish("stop", call) == "tool_calls"
@@ -113,7 +112,8 @@ def test_finish_reasons_are_normalised() -> None:
 
 def test_missing_usage_is_estimated_rather_than_zero() -> None:
     request = CompletionRequest(messages=(ChatMessage("user", "x" * 40),))
-    assert answer(request, "text", usage=Usage(7, 3), finish="stop", model="m").usage == Usage(7, 3)
-    estimated = answer(request, "y" * 20, usage=Usage(), finish="stop", model="m").usage
+    done = Draft("m", text=["text"], usage=Usage(7, 3), finish="stop").build(request, 0.0)
+    assert done.usage == Usage(7, 3)
+    estimated = Draft("m", text=["y" * 20], finish="stop").build(request, 0.0).usage
     assert estimated == Usage(estimate_request(request), 5)
     assert estimated.input_tokens > 0

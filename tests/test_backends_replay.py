@@ -149,7 +149,7 @@ async def test_answers_file_in_json_through_the_registry(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("rules: [", "cannot parse"),
+        ("rules: [", "invalid YAML"),
         ("- just a string", "needs `match`"),
         ("rulez: []", "unknown key"),
         ("42", "mapping"),

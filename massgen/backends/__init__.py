@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend
 from massgen.backends.registry import BACKEND_TYPES, create_backend, default_env_var
+from massgen.providers import PROVIDERS
 
 if TYPE_CHECKING:
     from massgen.backends.anthropic import AnthropicBackend
@@ -26,17 +27,7 @@ if TYPE_CHECKING:
     )
     from massgen.backends.replay import ReplayBackend
 
-_LAZY = {
-    "OpenAIBackend": "massgen.backends.openai",
-    "XAIBackend": "massgen.backends.openai",
-    "OpenRouterBackend": "massgen.backends.openai",
-    "LMStudioBackend": "massgen.backends.openai",
-    "OllamaBackend": "massgen.backends.openai",
-    "VLLMBackend": "massgen.backends.openai",
-    "AnthropicBackend": "massgen.backends.anthropic",
-    "GoogleBackend": "massgen.backends.google",
-    "ReplayBackend": "massgen.backends.replay",
-}
+_LAZY = {row.cls: row.module for row in PROVIDERS.values()}
 
 __all__ = [
     "BACKEND_TYPES",

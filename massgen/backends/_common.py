@@ -15,10 +15,19 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from massgen.backends.base import Backend
+from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
 from massgen.tokens import estimate_request, estimate_text
-from massgen.types import Completion, CompletionRequest, Source, StreamChunk, ToolCall, Usage
+from massgen.types import (
+    Completion,
+    CompletionRequest,
+    ServerToolCall,
+    Source,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
 NO_KEY = "not-needed"
@@ -27,6 +36,7 @@ MAX_SOURCES = 50
 """Sources kept per answer: a long research turn can cite hundreds."""
 _MAX_TITLE = 200
 _MAX_OUTPUT = 1000
+_REMEMBERED = 2048
 
 
 class SDKBackend(Backend):
@@ -51,13 +61,8 @@ class SDKBackend(Backend):
         self.spec = PROVIDERS[self.provider]
         self.native_tools = self.spec.native_tools
         if not model:
-            from massgen.backends.registry import model_hint
-
-            raise ConfigError(
-                f"a {self.provider} backend needs a model",
-                key="model",
-                hint=model_hint(self.provider),
-            )
+            hint = model_hint(self.provider)
+            raise ConfigError(f"a {self.provider} backend needs a model", key="model", hint=hint)
         self._api_key = self._resolve_key(api_key)
         self.base_url = base_url or self.spec.base_url
         self.temperature = temperature
@@ -68,9 +73,8 @@ class SDKBackend(Backend):
     def _resolve_key(self, explicit: str | None) -> str:
         if explicit:
             return explicit
-        for var in self.spec.key_env:
-            if value := os.environ.get(var):
-                return value
+        if value := next(filter(None, map(os.environ.get, self.spec.key_env)), None):
+            return value
         if not self.spec.needs_key:
             return NO_KEY
         where = " or ".join(self.spec.key_env) or "api_key"
@@ -82,8 +86,8 @@ class SDKBackend(Backend):
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` with this backend's settings where it sets none and ``params`` under
         its ``extra``, so an adapter reads each setting in one place. A provider-side tool it
-        cannot declare is refused (the agent asks only for what it advertises: this guards
-        direct callers)."""
+        cannot declare is refused (this guards direct callers: the agent asks only for what
+        the backend advertises)."""
         for tool in request.native_tools:
             if tool.name not in self.native_tools:
                 raise BadRequestError(
@@ -151,16 +155,12 @@ _CA_FILES = (
 
 class Remembered(OrderedDict[str, Any]):
     """What an adapter keeps by tool call id for the next turn (Anthropic's thinking blocks,
-    Gemini's thought signatures): the newest ``limit`` entries."""
-
-    def __init__(self, limit: int = 2048) -> None:
-        super().__init__()
-        self.limit = limit
+    Gemini's thought signatures): the newest 2048 entries."""
 
     def keep(self, key: str, value: Any) -> None:
         if value:
             self[key] = value
-            while len(self) > self.limit:
+            if len(self) > _REMEMBERED:
                 self.popitem(last=False)
 
 
@@ -195,35 +195,53 @@ def parse_arguments(raw: object) -> dict[str, Any]:
     try:
         value = json.loads(str(raw))
     except ValueError:
-        return {"_raw": str(raw)}
+        value = None
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 
-def answer(
-    request: CompletionRequest,
-    text: str,
-    *,
-    usage: Usage,
-    finish: str,
-    calls: Iterable[ToolCall] = (),
-    found: Iterable[tuple[str, str]] = (),
-    **fields: Any,
-) -> Completion:
-    """A provider's answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
-    ``stop``), and usage estimated when none came (local servers): a budget never reads zero."""
-    calls = tuple(calls)
-    if calls and finish in ("stop", "other"):
-        finish = "tool_calls"
-    if not (usage.input_tokens or usage.output_tokens):
-        usage = Usage(estimate_request(request), estimate_text(text))
-    return Completion(
-        text=text,
-        usage=usage,
-        finish_reason=finish if finish in FINISH_REASONS else "other",
-        tool_calls=calls,
-        sources=unique_sources(found),
-        **fields,
-    )
+def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
+    """A tool call as a provider sent it, its arguments parsed by :func:`parse_arguments`."""
+    return ToolCall(str(call_id or ""), str(name or ""), parse_arguments(arguments))
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Draft:
+    """An answer as an adapter reads it, whole or chunk by chunk; :meth:`build` makes it ours."""
+
+    model: str
+    provider: str = ""
+    text: list[str] = dataclasses.field(default_factory=list)
+    reasoning: list[str] = dataclasses.field(default_factory=list)
+    calls: list[ToolCall] = dataclasses.field(default_factory=list)
+    found: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """``(url, title)`` of what the answer cites and what its searches found."""
+    searches: list[ServerToolCall] = dataclasses.field(default_factory=list)
+    usage: Usage = Usage()
+    finish: str | None = None
+
+    def build(
+        self, request: CompletionRequest, latency: float, *, joiner: str = "", **fields: Any
+    ) -> Completion:
+        """The answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
+        ``stop``), and usage estimated when none came (local servers): a budget never reads
+        zero. ``joiner`` goes between the pieces of reasoning."""
+        text, finish, usage = "".join(self.text), self.finish or "other", self.usage
+        if self.calls and finish in ("stop", "other"):
+            finish = "tool_calls"
+        if not (usage.input_tokens or usage.output_tokens):
+            usage = Usage(estimate_request(request), estimate_text(text))
+        return Completion(
+            text=text,
+            usage=usage,
+            finish_reason=finish if finish in FINISH_REASONS else "other",
+            tool_calls=tuple(self.calls),
+            sources=unique_sources(self.found),
+            model=self.model,
+            latency=latency,
+            server_calls=tuple(self.searches),
+            reasoning=joiner.join(self.reasoning),
+            **fields,
+        )
 
 
 def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:

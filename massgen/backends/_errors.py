@@ -29,24 +29,23 @@ from massgen.errors import (
 )
 
 _MAX_MESSAGE = 300
+_CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
+_CODE_STATUS |= {"context_length_exceeded": 400, "invalid_api_key": 401}
+"""HTTP statuses for the string codes OpenAI-style error objects carry without a number."""
 
 
-def parse_retry_after(
-    headers: Mapping[str, str] | Any | None, *, now: float | None = None
-) -> float | None:
+def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     get = getattr(headers, "get", None)
     if get is None:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = str(get(name) or "").strip()
-        if not value:
-            continue
         try:
             return max(0.0, float(value) / scale)
         except ValueError:
             pass
-        try:
+        try:  # "" and other junk raise here too
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             continue
@@ -61,60 +60,35 @@ def clean_message(message: object, *, secret: str | None = None) -> str:
         text = text.replace(secret, "***")
         # Providers echo masked keys like "sk-abc***xyz"; drop the long head we would leak.
         text = text.replace(secret[: len(secret) // 2], "***")
-    if len(text) > _MAX_MESSAGE:
-        text = text[: _MAX_MESSAGE - 1] + "…"
-    return text
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
 def body_message(body: object) -> str:
     """The provider's words from an error body (whole, its ``error`` object, or
     ``{"error": "text"}``); "" when there are none."""
-    if not isinstance(body, Mapping):
-        return ""
-    error = body.get("error", body)
-    if isinstance(error, str):
-        return error
+    error = body.get("error", body) if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):
-        message = error.get("message")
-        return message if isinstance(message, str) else ""
-    return ""
+        error = error.get("message")
+    return error if isinstance(error, str) else ""
 
 
 def error_for_status(
-    status: int,
-    message: str,
-    *,
-    provider: str,
-    retry_after: float | None = None,
+    status: int, message: str, *, provider: str, retry_after: float | None = None
 ) -> ProviderError:
     """The error matching an HTTP status (see the module docstring for the table)."""
-    kind: type[ProviderError]
+    kind: type[ProviderError] = ProviderError
     if status in (401, 403):
         kind = AuthenticationError
     elif status in (429, 529):
         kind = RateLimited
-    elif status in (408, 409) or status >= 500:
-        kind = ProviderError
-    elif 400 <= status < 500:
+    elif 400 <= status < 500 and status not in (408, 409):
         kind = BadRequestError
-    else:
-        kind = ProviderError
-    return kind(
-        message or f"HTTP {status}", provider=provider, status=status, retry_after=retry_after
-    )
-
-
-_CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
-_CODE_STATUS |= {"context_length_exceeded": 400, "invalid_api_key": 401}
-"""HTTP statuses for the string codes OpenAI-style error objects carry without a number."""
+    message = message or f"HTTP {status}"
+    return kind(message, provider=provider, status=status, retry_after=retry_after)
 
 
 def error_in_body(
-    error: object,
-    *,
-    provider: str,
-    secret: str | None = None,
-    default_status: int | None = None,
+    error: object, *, provider: str, secret: str | None = None, default_status: int | None = None
 ) -> ProviderError:
     """An error object sent inside a 200 response, mapped by the status it names (a numeric
     ``code``, ``status_code`` or ``status``, else a known string ``code``, else
@@ -124,10 +98,8 @@ def error_in_body(
     status = next((n for n in numbers if isinstance(n, int) and 100 <= n < 600), None)
     if status is None:
         status = _CODE_STATUS.get(str(body.get("code") or body.get("type") or ""), default_status)
-    message = clean_message(
-        body_message(body) or str(body.get("code") or "") or "the provider reported an error",
-        secret=secret,
-    )
+    words = body_message(body) or str(body.get("code") or "") or "the provider reported an error"
+    message = clean_message(words, secret=secret)
     if status is None:
         return ProviderError(message, provider=provider)
     return error_for_status(status, message, provider=provider)
@@ -158,12 +130,9 @@ def sdk_errors(
         if status < 400:
             status = (stream_status or {}).get(str(e.type or ""), 500)
         message = body_message(e.body) or getattr(e, "api_message", None) or e.message
-        raise error_for_status(
-            status,
-            clean_message(message, secret=secret),
-            provider=provider,
-            retry_after=parse_retry_after(e.response.headers),
-        ) from e
+        message = clean_message(message, secret=secret)
+        retry_after = parse_retry_after(e.response.headers)
+        raise error_for_status(status, message, provider=provider, retry_after=retry_after) from e
     except sdk.APITimeoutError as e:
         raise ProviderTimeout("request timed out", provider=provider) from e
     except sdk.APIConnectionError as e:

@@ -7,6 +7,8 @@ back with its thinking blocks first: the backend remembers them by tool call id.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -14,13 +16,14 @@ from typing import Any
 import anthropic
 
 from massgen.backends._common import (
+    Draft,
     Remembered,
     SDKBackend,
-    answer,
     merged_turns,
     parse_arguments,
     results_text,
     sdk_client,
+    tool_call,
 )
 from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
@@ -32,7 +35,6 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolCall,
     ToolSpec,
     Usage,
 )
@@ -65,22 +67,17 @@ class AnthropicBackend(SDKBackend):
 
     provider: str = "anthropic"
 
-    _client: anthropic.AsyncAnthropic | None = None
-
     def __init__(self, model: str = "", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._thinking = Remembered()  # a tool-calling turn's thinking blocks, by first call
 
-    def _get_client(self) -> anthropic.AsyncAnthropic:
-        if self._client is None:
-            self._client = sdk_client(
-                anthropic, anthropic.AsyncAnthropic, self._api_key, self.base_url, self.timeout
-            )
-        return self._client
+    @functools.cached_property
+    def _client(self) -> anthropic.AsyncAnthropic:
+        kind = anthropic.AsyncAnthropic
+        return sdk_client(anthropic, kind, self._api_key, self.base_url, self.timeout)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        if (client := self.__dict__.pop("_client", None)) is not None:
             await client.close()
 
     # -- requests ----------------------------------------------------------------------------
@@ -105,18 +102,17 @@ class AnthropicBackend(SDKBackend):
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
         """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
-        client = self._get_client()
-        body = self._body(request)
+        client, body, turn = self._client, self._body(request), _Turn(request.model or self.model)
+        # This SDK no longer names `temperature`; the API still takes it in the body.
+        extra = dict(request.extra)
+        if request.temperature is not None:
+            extra.setdefault("temperature", request.temperature)
+        options: Any = {"extra_body": extra or None, "timeout": request.timeout}
+        mapped: Any = {"provider": self.provider, "secret": self._api_key}
         started = time.perf_counter()
-        turn = _Turn()
         for _ in range(MAX_PAUSE_CONTINUATIONS + 1):
-            # This SDK no longer names `temperature`; the API still takes it in the body.
-            extra = dict(request.extra)
-            if request.temperature is not None:
-                extra.setdefault("temperature", request.temperature)
-            options: Any = {"extra_body": extra or None, "timeout": request.timeout}
             message = None  # a stream without `message_stop` was cut off
-            with self._mapped():
+            with sdk_errors(anthropic, stream_status=_STREAM_ERROR_STATUS, **mapped):
                 if not stream:
                     message = await client.messages.create(**body, **options)
                 else:  # the SDK's stream puts the blocks together as the API sends them whole
@@ -132,7 +128,7 @@ class AnthropicBackend(SDKBackend):
                             raise ProviderError(detail, provider=self.provider) from e
             if message is None:
                 raise stream_incomplete(self.provider)
-            body["model"] = message.model or body["model"]
+            turn.model = body["model"] = message.model or turn.model
             turn.usage += _usage(message.usage)
             turn.stop_reason = message.stop_reason
             blocks = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
@@ -142,15 +138,7 @@ class AnthropicBackend(SDKBackend):
         if turn.calls:
             self._thinking.keep(turn.calls[0].id, turn.thinking)
         latency = time.perf_counter() - started
-        yield StreamChunk(completion=turn.completion(request, body["model"], latency))
-
-    def _mapped(self) -> Any:
-        return sdk_errors(
-            anthropic,
-            provider=self.provider,
-            secret=self._api_key,
-            stream_status=_STREAM_ERROR_STATUS,
-        )
+        yield StreamChunk(completion=turn.completion(request, latency))
 
 
 # -- mapping ---------------------------------------------------------------------------------
@@ -175,9 +163,7 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
     return blocks
 
 
-def _messages(
-    turns: list[ChatMessage], thinking: Mapping[str, list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
+def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
     roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
     pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
@@ -199,21 +185,17 @@ def _native(t: NativeTool) -> dict[str, Any]:
     return {key: value for key, value in tool.items() if value not in (None, [])}
 
 
-class _Turn:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Turn(Draft):
     """One answer put together across ``pause_turn`` continuations."""
 
-    def __init__(self) -> None:
-        self.text = ""
-        self.calls: list[ToolCall] = []
-        self.server: list[ServerToolCall] = []
-        self.cited: list[tuple[str, str]] = []
-        self.found: list[tuple[str, str]] = []
-        self.pending: dict[str, dict[str, Any]] = {}  # searches whose result has not come
-        self.reasoning: list[str] = []
-        self.thinking: list[dict[str, Any]] = []  # as sent back on a tool loop's next turn
-        self.usage = Usage()
-        self.stop_reason: str | None = None
-        self.pauses = 0
+    cited: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Searches whose result has not come yet."""
+    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Thinking blocks as sent back on a tool loop's next turn."""
+    stop_reason: str | None = None
+    pauses: int = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
         """Read one response's content blocks. A search stays pending until its result arrives,
@@ -221,7 +203,7 @@ class _Turn:
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
-                self.text += block.get("text", "")
+                self.text.append(block.get("text", ""))
                 for c in block.get("citations") or ():
                     if c.get("url"):
                         self.cited.append((c["url"], c.get("title") or ""))
@@ -232,22 +214,12 @@ class _Turn:
             elif kind == "redacted_thinking":  # encrypted: nothing to read, only to send back
                 self.thinking.append({"type": "redacted_thinking", "data": block.get("data", "")})
             elif kind == "tool_use":
-                arguments = parse_arguments(block.get("input"))
-                self.calls.append(ToolCall(block.get("id", ""), block.get("name", ""), arguments))
+                self.calls.append(tool_call(block.get("id"), block.get("name"), block.get("input")))
             elif kind == "server_tool_use":  # ran by the provider: reported, never run here
                 self.pending[block.get("id", "")] = block
             elif kind == "web_search_tool_result":
                 use = self.pending.pop(block.get("tool_use_id", ""), {})
-                self.server.append(self._result(block, use))
-
-    def unanswered(self) -> list[ServerToolCall]:
-        """Searches whose result never arrived (the turn ended, or ran out of continuations)."""
-        return [
-            ServerToolCall(
-                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
-            )
-            for u in self.pending.values()
-        ]
+                self.searches.append(self._result(block, use))
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
@@ -270,17 +242,13 @@ class _Turn:
         body["messages"] = [{"role": r, "content": c} for r, c in merged_turns(turns)]
         return True
 
-    def completion(self, request: CompletionRequest, model: str, latency: float) -> Completion:
-        return answer(
-            request,
-            self.text,
-            usage=self.usage,
-            finish=_FINISH.get(self.stop_reason or "", "other"),
-            calls=self.calls,
-            found=[*self.cited, *self.found],
-            model=model,
-            latency=latency,
-            server_calls=(*self.server, *self.unanswered()),
-            requests=1 + self.pauses,
-            reasoning="\n\n".join(self.reasoning),
-        )
+    def completion(self, request: CompletionRequest, latency: float) -> Completion:
+        self.searches += [  # searches whose result never came (the turn ended or ran out of pauses)
+            ServerToolCall(
+                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
+            )
+            for u in self.pending.values()
+        ]
+        self.found = [*self.cited, *self.found]
+        self.finish = _FINISH.get(self.stop_reason or "", "other")
+        return self.build(request, latency, joiner="\n\n", requests=1 + self.pauses)

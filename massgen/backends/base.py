@@ -13,14 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from massgen.tokens import estimate_request, estimate_text
-from massgen.types import (
-    ChatMessage,
-    Completion,
-    CompletionRequest,
-    NativeTool,
-    StreamChunk,
-    Usage,
-)
+from massgen.types import ChatMessage, Completion, CompletionRequest, NativeTool, StreamChunk, Usage
 
 
 class Backend:

@@ -1,18 +1,20 @@
 """Gemini through the ``google-genai`` SDK (about a second to import: only when built).
 
 Every SDK behaviour that could make a second request is off (retries, automatic function
-calling and continuation). Gemini 3 wants each function call's ``thought_signature`` back
-in the next turn: the backend remembers them by call id (Google's placeholder for a call it
-never saw). Errors carry ``error.details``: a 429's ``RetryInfo.retryDelay`` becomes
-``retry_after``; a 400 with reason ``API_KEY_INVALID`` is an ``AuthenticationError``.
+calling and continuation). Gemini 3 wants each function call's ``thought_signature`` back in
+the next turn: the backend remembers them by call id (Google's placeholder for a call it
+never saw). A 429's ``RetryInfo.retryDelay`` becomes ``retry_after``; a 400 whose reason is
+``API_KEY_INVALID`` is an ``AuthenticationError``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from typing import Any
 
@@ -23,13 +25,13 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from massgen.backends._common import (
+    Draft,
     Remembered,
     SDKBackend,
-    answer,
     merged_turns,
-    parse_arguments,
     results_text,
     tls_context,
+    tool_call,
 )
 from massgen.backends._errors import (
     clean_message,
@@ -41,7 +43,7 @@ from massgen.backends._errors import (
 from massgen.backends.base import system_and_turns
 from massgen.errors import AuthenticationError, BadRequestError, ProviderConnectionError
 from massgen.types import (
-    Completion,
+    ChatMessage,
     CompletionRequest,
     NativeTool,
     ServerToolCall,
@@ -52,22 +54,18 @@ from massgen.types import (
 )
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
-_FILTERED = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-    | {"IMAGE_PROHIBITED_CONTENT"}
-)
+_FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+_FILTERED.add("IMAGE_PROHIBITED_CONTENT")
 """Finish reasons that mean a filter stopped the answer."""
+_TOOL_CHOICE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
 SKIP_SIGNATURE = b"skip_thought_signature_validator"
 """Google's placeholder for a function call whose thought signature is unknown."""
+_SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-_BAD_KEY = frozenset({"API_KEY_INVALID"})
-"""``ErrorInfo`` reasons of a 400 that mean the key, not the request, is wrong."""
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in JSON: "58s"
-
-_SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
 
 
 class GoogleBackend(SDKBackend):
@@ -75,6 +73,10 @@ class GoogleBackend(SDKBackend):
     ``thinking_config``, ``safety_settings``...), checked by the SDK."""
 
     provider: str = "google"
+
+    def __init__(self, model: str = "", **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._signatures = Remembered()
 
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
@@ -85,42 +87,31 @@ class GoogleBackend(SDKBackend):
             return False
         return not (with_functions and _legacy(model or self.model))
 
-    _client: genai.Client | None = None
-
-    def __init__(self, model: str = "", **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self._signatures = Remembered()
-
-    def _get_client(self) -> genai.Client:
-        if self._client is None:
-            self._client = genai.Client(
-                enterprise=False,
-                vertexai=False,
-                api_key=self._api_key,
-                http_options=types.HttpOptions(
-                    base_url=self.base_url,
-                    timeout=_ms(self.timeout),
-                    retry_options=types.HttpRetryOptions(attempts=1),  # one retry budget: ours
-                    # One shared TLS context ("ssl": its websocket path). A transport of
-                    # its own keeps the SDK on httpx2 when aiohttp (ours) is installed.
-                    client_args={"verify": tls_context()},
-                    async_client_args={
-                        "transport": httpx2.AsyncHTTPTransport(verify=tls_context()),
-                        "ssl": tls_context(),
-                    },
-                ),
-            )
-        return self._client
+    @functools.cached_property
+    def _client(self) -> genai.Client:
+        # One shared TLS context ("ssl": its websocket path). A transport of its own keeps
+        # the SDK on httpx2 when aiohttp (ours) is installed.
+        options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=_ms(self.timeout),
+            retry_options=types.HttpRetryOptions(attempts=1),  # one retry budget: ours
+            client_args={"verify": tls_context()},
+            async_client_args={
+                "transport": httpx2.AsyncHTTPTransport(verify=tls_context()),
+                "ssl": tls_context(),
+            },
+        )
+        return genai.Client(
+            enterprise=False, vertexai=False, api_key=self._api_key, http_options=options
+        )
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        if (client := self.__dict__.pop("_client", None)) is not None:
             await client.aio.aclose()
             client.close()
 
     # -- requests ----------------------------------------------------------------------------
-    def _config(self, request: CompletionRequest) -> types.GenerateContentConfig:
-        system, _ = system_and_turns(request.messages)
+    def _config(self, request: CompletionRequest, system: str) -> types.GenerateContentConfig:
         config: dict[str, Any] = {
             "http_options": types.HttpOptions(timeout=_ms(request.timeout or self.timeout)),
             "automatic_function_calling": {"disable": True},
@@ -130,91 +121,80 @@ class GoogleBackend(SDKBackend):
             "max_output_tokens": request.max_tokens,
         }
         config = {key: value for key, value in config.items() if value is not None}
+        tools: list[Any] = []
         if request.tools:
-            config["tools"] = [{"function_declarations": [_tool(t) for t in request.tools]}]
-            if request.tool_choice:
-                config["tool_config"] = {
-                    "function_calling_config": _tool_choice(request.tool_choice)
-                }
+            declared = [_declaration(t) for t in request.tools]
+            tools.append({"function_declarations": declared})
+            if choice := request.tool_choice:
+                named = {"mode": "ANY", "allowed_function_names": [choice]}
+                mode = {"mode": _TOOL_CHOICE[choice]} if choice in _TOOL_CHOICE else named
+                config["tool_config"] = {"function_calling_config": mode}
         if request.native_tools:
-            config.setdefault("tools", []).append({"google_search": {}})
+            tools.append({"google_search": {}})
             if request.tools:  # Gemini 3: built-in and function tools in one request
                 config.setdefault("tool_config", {})["include_server_side_tool_invocations"] = True
-        config.update(request.extra)
+        if tools:
+            config["tools"] = tools
         try:
-            return types.GenerateContentConfig(**config)
+            return types.GenerateContentConfig(**{**config, **request.extra})
         except pydantic.ValidationError as e:
-            raise BadRequestError(
-                f"invalid Gemini parameters: {clean_message(e)}", provider=self.provider
-            ) from e
+            message = f"invalid Gemini parameters: {clean_message(e)}"
+            raise BadRequestError(message, provider=self.provider) from e
 
-    def _contents(self, request: CompletionRequest) -> list[types.Content]:
-        _, turns = system_and_turns(request.messages)
-        legacy = _legacy(request.model or "")  # no thought signatures there
+    def _contents(self, turns: list[ChatMessage], model: str) -> list[types.Content]:
+        legacy = _legacy(model)  # no thought signatures there
         names: dict[str, str] = {}
         turns_parts: list[tuple[str, list[types.Part]]] = []
         for m in turns:
             parts: list[types.Part] = []
             if m.role == "tool":
                 call_id = m.tool_call_id or ""
-                parts.append(
-                    types.Part(
-                        function_response=types.FunctionResponse(
-                            id=_real_id(call_id),
-                            name=m.name or names.get(call_id, ""),
-                            response={"result": m.content},
-                        )
-                    )
+                result = types.FunctionResponse(
+                    id=_real_id(call_id),
+                    name=m.name or names.get(call_id, ""),
+                    response={"result": m.content},
                 )
-            else:
-                if m.content:
-                    parts.append(types.Part(text=m.content))
-                for tc in m.tool_calls:
-                    names[tc.id] = tc.name
-                    signature = self._signatures.get(tc.id, None if legacy else SKIP_SIGNATURE)
-                    parts.append(
-                        types.Part(
-                            function_call=types.FunctionCall(
-                                id=_real_id(tc.id), name=tc.name, args=dict(tc.arguments)
-                            ),
-                            thought_signature=signature,
-                        )
-                    )
+                parts.append(types.Part(function_response=result))
+            elif m.content:
+                parts.append(types.Part(text=m.content))
+            for tc in m.tool_calls:
+                names[tc.id] = tc.name
+                call = types.FunctionCall(id=_real_id(tc.id), name=tc.name, args=dict(tc.arguments))
+                signature = self._signatures.get(tc.id, None if legacy else SKIP_SIGNATURE)
+                parts.append(types.Part(function_call=call, thought_signature=signature))
             turns_parts.append(("model" if m.role == "assistant" else "user", parts))
         return [types.Content(role=r, parts=p) for r, p in merged_turns(turns_parts)]
 
     def _calls(self, parts: list[types.Part]) -> list[ToolCall]:
         calls: list[ToolCall] = []
         for part in parts:
-            fc = part.function_call
-            if fc is None:
-                continue
-            # Unique even across turns, so remembered signatures never collide.
-            call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
-            self._signatures.keep(call_id, part.thought_signature)
-            calls.append(
-                ToolCall(id=call_id, name=fc.name or "", arguments=parse_arguments(fc.args))
-            )
+            if (fc := part.function_call) is not None:
+                # Unique even across turns, so remembered signatures never collide.
+                call_id = fc.id or f"{_SYNTHETIC_ID}{uuid.uuid4().hex[:16]}"
+                self._signatures.keep(call_id, part.thought_signature)
+                calls.append(tool_call(call_id, fc.name, fc.args))
         return calls
 
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        client, answer = self._get_client(), _Answer(self, request)
-        args: Any = {"model": answer.model, "contents": self._contents(request)}
-        args["config"] = self._config(request)
+        started, draft = time.perf_counter(), _Answer(request.model or self.model)
+        system, turns = system_and_turns(request.messages)
+        args: Any = {"model": draft.model, "contents": self._contents(turns, request.model or "")}
+        args["config"] = self._config(request, system)
         with self._mapped():
             if not stream:
-                answer.take(await client.aio.models.generate_content(**args))
+                draft.take(await self._client.aio.models.generate_content(**args), self._calls)
             else:
-                chunks = await client.aio.models.generate_content_stream(**args)
+                chunks = await self._client.aio.models.generate_content_stream(**args)
                 async with aclosing(chunks):  # type: ignore[type-var]  # closed at once if we stop
                     async for chunk in chunks:
-                        if delta := answer.take(chunk):
+                        if delta := draft.take(chunk, self._calls):
                             yield StreamChunk(delta=delta)
-                if answer.finish is None:
+                if draft.finish is None:
                     raise stream_incomplete(self.provider)
-        yield StreamChunk(completion=answer.completion())
+        draft.found, draft.searches = _grounding(draft.grounding)
+        yield StreamChunk(completion=draft.build(request, time.perf_counter() - started))
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -225,43 +205,36 @@ class GoogleBackend(SDKBackend):
             status = int(e.code or 500)
             message = clean_message(e.message or str(e), secret=self._api_key)
             details = _rpc_details(e.details)
-            if status == 400 and _reasons(details) & _BAD_KEY:
+            reasons = {str(d.get("reason")) for d in details if d.get("@type") == _ERROR_INFO}
+            if status == 400 and "API_KEY_INVALID" in reasons:  # the key, not the request
                 raise AuthenticationError(message, provider=self.provider, status=status) from e
             retry_after = parse_retry_after(getattr(e.response, "headers", None))
+            if retry_after is None:
+                retry_after = _retry_delay(details)
             raise error_for_status(
-                status,
-                message,
-                provider=self.provider,
-                retry_after=_retry_delay(details) if retry_after is None else retry_after,
+                status, message, provider=self.provider, retry_after=retry_after
             ) from e
-        except genai_errors.UnknownApiResponseError as e:
-            # A body cut off mid-JSON: the connection dropped.
-            raise ProviderConnectionError(
-                "incomplete response from the provider", provider=self.provider
-            ) from e
+        except genai_errors.UnknownApiResponseError as e:  # a body cut off mid-JSON
+            message = "incomplete response from the provider"
+            raise ProviderConnectionError(message, provider=self.provider) from e
         except Exception as e:
-            mapped = transport_error(e, provider=self.provider)
-            if mapped is None:
+            if (mapped := transport_error(e, provider=self.provider)) is None:
                 raise
             raise mapped from e
 
 
-class _Answer:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Answer(Draft):
     """One answer, from a whole response or from the chunks of a streamed one."""
 
-    def __init__(self, backend: GoogleBackend, request: CompletionRequest) -> None:
-        self.backend, self.request = backend, request
-        self.model = request.model or backend.model
-        self.started = time.perf_counter()
-        self.text: list[str] = []
-        self.thoughts: list[str] = []
-        self.calls: list[ToolCall] = []
-        self.usage = Usage()
-        self.finish: str | None = None
-        self.grounding: types.GroundingMetadata | None = None
+    grounding: types.GroundingMetadata | None = None
 
-    def take(self, response: types.GenerateContentResponse) -> str:
-        """Read one response (or chunk); return its text."""
+    def take(
+        self,
+        response: types.GenerateContentResponse,
+        read_calls: Callable[[list[types.Part]], list[ToolCall]],
+    ) -> str:
+        """Read one response (or chunk), its calls with ``read_calls``; return its text."""
         self.model = response.model_version or self.model
         if response.usage_metadata is not None:
             self.usage = _usage(response.usage_metadata)
@@ -272,29 +245,14 @@ class _Answer:
         candidate = response.candidates[0]
         parts = list(candidate.content.parts or ()) if candidate.content is not None else []
         self.grounding = candidate.grounding_metadata or self.grounding
-        self.calls.extend(self.backend._calls(parts))
+        self.calls += read_calls(parts)
         # Parts marked ``thought`` are thought summaries: reasoning, never the answer.
-        self.thoughts += [p.text for p in parts if p.text and p.thought]
+        self.reasoning += [p.text for p in parts if p.text and p.thought]
         self.text.append(delta := "".join(p.text for p in parts if p.text and not p.thought))
         if (reason := candidate.finish_reason) is not None:
             name = str(getattr(reason, "value", reason))
             self.finish = "content_filter" if name in _FILTERED else _FINISH.get(name, "other")
         return delta
-
-    def completion(self) -> Completion:
-        pairs, searches = _grounding(self.grounding)
-        return answer(
-            self.request,
-            "".join(self.text),
-            usage=self.usage,
-            finish=self.finish or "other",
-            calls=self.calls,
-            found=pairs,
-            model=self.model,
-            latency=time.perf_counter() - self.started,
-            server_calls=searches,
-            reasoning="".join(self.thoughts),
-        )
 
 
 # -- mapping ---------------------------------------------------------------------------------
@@ -311,15 +269,10 @@ def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
     """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body, not
     in a Retry-After header); the retry policy caps it as it caps Retry-After."""
     for detail in details:
-        if detail.get("@type") == _RETRY_INFO:
-            match = _DURATION.fullmatch(str(detail.get("retryDelay", "")))
-            if match:
-                return float(match.group(1))
+        match = _DURATION.fullmatch(str(detail.get("retryDelay", "")))
+        if detail.get("@type") == _RETRY_INFO and match:
+            return float(match.group(1))
     return None
-
-
-def _reasons(details: list[Mapping[str, Any]]) -> set[str]:
-    return {str(d.get("reason")) for d in details if d.get("@type") == _ERROR_INFO}
 
 
 def _legacy(model: str) -> bool:
@@ -329,22 +282,17 @@ def _legacy(model: str) -> bool:
 
 def _grounding(
     meta: types.GroundingMetadata | None,
-) -> tuple[list[tuple[str, str]], tuple[ServerToolCall, ...]]:
+) -> tuple[list[tuple[str, str]], list[ServerToolCall]]:
     """Google Search grounding as sources and one reported search per query."""
     if meta is None:
-        return [], ()
-    pairs = [
-        (chunk.web.uri or "", chunk.web.title or "")
-        for chunk in meta.grounding_chunks or ()
-        if chunk.web is not None
-    ]
+        return [], []
+    chunks = meta.grounding_chunks or ()
+    pairs = [(c.web.uri or "", c.web.title or "") for c in chunks if c.web is not None]
     output = results_text(pairs)
-    searches = tuple(
-        ServerToolCall(
-            id=f"google_search_{i}", name="web_search", arguments={"query": q}, output=output
-        )
+    searches = [
+        ServerToolCall(f"google_search_{i}", "web_search", {"query": q}, output=output)
         for i, q in enumerate(meta.web_search_queries or ())
-    )
+    ]
     return pairs, searches
 
 
@@ -358,25 +306,17 @@ def _real_id(call_id: str) -> str | None:
     return None if not call_id or call_id.startswith(_SYNTHETIC_ID) else call_id
 
 
-def _tool(t: ToolSpec) -> types.FunctionDeclaration:
+def _declaration(t: ToolSpec) -> types.FunctionDeclaration:
+    schema = dict(t.parameters)
     return types.FunctionDeclaration(
-        name=t.name, description=t.description, parameters_json_schema=dict(t.parameters)
+        name=t.name, description=t.description, parameters_json_schema=schema
     )
 
 
-def _tool_choice(choice: str) -> dict[str, Any]:
-    modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-    if choice in modes:
-        return {"mode": modes[choice]}
-    return {"mode": "ANY", "allowed_function_names": [choice]}
-
-
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
     """Tokens as Google bills them: the prompt and what its tools fed the model (search
     grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
     input; the answer and the thinking (``thoughtsTokenCount``) are output."""
-    if meta is None:
-        return Usage()
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)

@@ -1,12 +1,11 @@
 """OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
-
-Bodies are built and answers read here as plain dicts, so the two clients cannot drift apart:
-massgen's own (:mod:`.openai_http`, the default) and ``client: sdk`` (:mod:`.openai_sdk`). A
-turn with a provider-side search goes to the Responses API (:mod:`.openai_responses`).
-"""
+Bodies are built and answers read here as plain dicts, so the two clients (:mod:`.openai_http`,
+the default, and :mod:`.openai_sdk`) cannot drift apart. A turn with a provider-side search
+goes to the Responses API (:mod:`.openai_responses`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,12 +16,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import (
-    SDKBackend,
-    answer,
-    parse_arguments,
-    results_text,
-)
+from massgen.backends._common import Draft, SDKBackend, results_text, tool_call
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -32,30 +26,26 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolCall,
     ToolSpec,
-    Usage,
 )
 
 CLIENTS = ("http", "sdk")
 """``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
 CHAT, RESPONSES = "chat/completions", "responses"
-
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
 """What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
 carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
 _FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
 _FINISH["function_call"] = "tool_calls"
-
-
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
 """OpenAI models that take the Responses ``web_search`` tool..."""
 _NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
 """...but these."""
 _OPENAI_MAX_DOMAINS = 100
+_GROK = re.compile(r"^grok-(\d+)")
+_XAI_MAX_DOMAINS = 5
 
 
 class OpenAIBackend(SDKBackend):
@@ -104,8 +94,7 @@ class OpenAIBackend(SDKBackend):
             return False
         return bool(_OPENAI_SEARCHERS.match(model)) and not _NOT_SEARCHERS.search(model)
 
-    def _chat_search(self, model: str) -> bool:
-        """Whether ``model`` searches on Chat Completions (``web_search_options``)."""
+    def _chat_search(self, model: str) -> bool:  # with `web_search_options`
         return "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,41 +113,39 @@ class OpenAIBackend(SDKBackend):
         """The API and its body, ``params`` and ``extra`` on top. A native search goes to
         Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
         _check_one_choice(request.extra, self.provider)
-        model = request.model or self.model
-        via_responses = bool(request.native_tools) and not self._chat_search(model)
         max_tokens, extra = request.max_tokens, dict(request.extra)
-        body: dict[str, Any] = {"model": model}
+        body: dict[str, Any] = {"model": request.model or self.model}
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        if not via_responses:
-            body["messages"] = [_message(m) for m in request.messages]
+        if request.native_tools and not self._chat_search(body["model"]):
+            body.update(input=responses.input_items(request.messages), store=False)
             if max_tokens is not None:
-                body[self.max_tokens_field] = max_tokens
-            if request.tools:
-                body["tools"] = [_tool(t) for t in request.tools]
-                if request.tool_choice:
-                    body["tool_choice"] = _tool_choice(request.tool_choice)
-            if request.native_tools:
-                body["web_search_options"] = {}
+                body["max_output_tokens"] = max_tokens
+            tools = [responses.function_tool(t) for t in request.tools]
+            for native in request.native_tools:
+                declared, fields = self._web_search(native)
+                tools.append(declared)
+                body.update(fields)
+            body["tools"] = tools
+            if request.tools and request.tool_choice:
+                body["tool_choice"] = responses.tool_choice(request.tool_choice)
             if stream:
-                body.update(stream=True, stream_options={"include_usage": True})
-            return CHAT, {**body, **extra}
-        body.update(input=responses.input_items(request.messages), store=False)
+                body["stream"] = True
+            if (effort := extra.pop("reasoning_effort", None)) is not None:
+                body["reasoning"] = {"effort": effort}
+            return RESPONSES, {**body, **extra}
+        body["messages"] = [_message(m) for m in request.messages]
         if max_tokens is not None:
-            body["max_output_tokens"] = max_tokens
-        tools = [responses.function_tool(t) for t in request.tools]
-        for native in request.native_tools:
-            declared, fields = self._web_search(native)
-            tools.append(declared)
-            body.update(fields)
-        body["tools"] = tools
-        if request.tools and request.tool_choice:
-            body["tool_choice"] = responses.tool_choice(request.tool_choice)
+            body[self.max_tokens_field] = max_tokens
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            if request.tool_choice:
+                body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.native_tools:
+            body["web_search_options"] = {}
         if stream:
-            body["stream"] = True
-        if (effort := extra.pop("reasoning_effort", None)) is not None:
-            body["reasoning"] = {"effort": effort}
-        return RESPONSES, {**body, **extra}
+            body.update(stream=True, stream_options={"include_usage": True})
+        return CHAT, {**body, **extra}
 
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
@@ -228,13 +215,13 @@ def _reasoning(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def _call_id(given: Any, seed: str, name: str, arguments: str) -> str:
+def _call_id(call: Mapping[str, Any], seed: str) -> str:
     """The provider's id, or (Gemini's compatible endpoint sends ``""``) one made from the
     response, the call's place and its content: the same for the same answer (a replay, a
     cache hit), different for every other call, so a tool result can be paired with it."""
-    if isinstance(given, str) and given:
-        return given
-    digest = hashlib.sha256(f"{seed}:{name}:{arguments}".encode()).hexdigest()[:24]
+    if isinstance(call["id"], str) and call["id"]:
+        return call["id"]
+    digest = hashlib.sha256(f"{seed}:{call['name']}:{call['arguments']}".encode()).hexdigest()[:24]
     return f"call_{digest}"
 
 
@@ -249,21 +236,16 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
         )
 
 
-class _Assembly:
+@dataclasses.dataclass(eq=False, slots=True)
+class _Assembly(Draft):
     """An answer put together chunk by chunk (or from a whole response): text, reasoning,
     tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
 
-    def __init__(self, model: str, *, provider: str) -> None:
-        self.model = model
-        self.provider = provider
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.calls: dict[int, dict[str, str]] = {}
-        self.finish: str | None = None
-        self.done = False
-        self.usage = Usage()
-        self.annotations: list[Any] = []
-        self.seed = ""
+    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
+    """Tool calls by index, as their pieces arrive."""
+    annotations: list[Any] = dataclasses.field(default_factory=list)
+    seed: str = ""
+    done: bool = False
 
     def whole(self, data: Mapping[str, Any]) -> None:
         """Take a whole response in, as one chunk whose delta is the message."""
@@ -294,7 +276,7 @@ class _Assembly:
         if thought := _reasoning(delta):
             self.reasoning.append(thought)
         for tc in delta.get("tool_calls") or ():
-            slot = self.calls.setdefault(
+            slot = self.slots.setdefault(
                 tc.get("index", 0), dict.fromkeys(("id", "name", "arguments"), "")
             )
             if tc.get("id"):
@@ -317,35 +299,21 @@ class _Assembly:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
         if self.finish is None and not self.done:
             raise stream_incomplete(self.provider)
-        calls = [
-            ToolCall(
-                id=_call_id(c["id"], f"{self.seed}:{i}", c["name"], c["arguments"]),
-                name=c["name"],
-                arguments=parse_arguments(c["arguments"]),
-            )
-            for i, c in sorted(self.calls.items())
+        self.calls = [
+            tool_call(_call_id(c, f"{self.seed}:{i}"), c["name"], c["arguments"])
+            for i, c in sorted(self.slots.items())
         ]
-        pairs = [
-            (str(c.get("url") or ""), str(c.get("title") or ""))
+        self.found = responses.url_pairs(
+            a.get("url_citation")
             for a in self.annotations
             if isinstance(a, Mapping) and a.get("type") == "url_citation"
-            for c in [a.get("url_citation") or {}]
-        ]
-        return answer(
-            request,
-            "".join(self.text),
-            usage=self.usage,
-            finish=_FINISH.get(self.finish or "stop", "other"),
-            calls=calls,
-            found=pairs,
-            model=self.model,
-            latency=latency,
-            # Chat Completions does not say what was searched, nor how often: one search.
-            server_calls=(ServerToolCall("web_search", "web_search", output=results_text(pairs)),)
-            if request.native_tools
-            else (),
-            reasoning="".join(self.reasoning),
         )
+        if request.native_tools:  # Chat Completions does not say what was searched, nor how often
+            self.searches = [
+                ServerToolCall("web_search", "web_search", output=results_text(self.found))
+            ]
+        self.finish = _FINISH.get(self.finish or "stop", "other")
+        return self.build(request, latency)
 
 
 def _name_so_far(name: str, piece: str) -> str:
@@ -390,10 +358,6 @@ class XAIBackend(OpenAIBackend):
         if tool.blocked_domains:
             declared["excluded_domains"] = list(tool.blocked_domains)
         return declared, {}
-
-
-_GROK = re.compile(r"^grok-(\d+)")
-_XAI_MAX_DOMAINS = 5
 
 
 class _Compatible(OpenAIBackend):

@@ -10,11 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import (
-    answer,
-    parse_arguments,
-    results_text,
-)
+from massgen.backends._common import Draft, results_text, tool_call
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
 from massgen.types import (
@@ -22,7 +18,6 @@ from massgen.types import (
     Completion,
     CompletionRequest,
     ServerToolCall,
-    ToolCall,
     ToolSpec,
     Usage,
 )
@@ -81,18 +76,15 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
     return texts(item.get("summary"), None) or texts(item.get("content"), "reasoning_text")
 
 
-class Assembly:
+@dataclasses.dataclass(eq=False, slots=True)
+class Assembly(Draft):
     """A streamed response: text deltas as they come; ``response.completed`` (or
     ``.incomplete``) carries the whole response; a stream without it was cut off."""
 
-    def __init__(self, model: str, *, provider: str) -> None:
-        self.model = model
-        self.provider = provider
-        self.text: list[str] = []
-        self.summaries: dict[tuple[str, int], str] = {}
-        """Reasoning summary parts by (item, part), from their ``.done`` events."""
-        self.final: Mapping[str, Any] | None = None
-        self.finished = False  # an error event, even after the final response, is raised
+    summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
+    """Reasoning summary parts by (item, part), from their ``.done`` events."""
+    final: Mapping[str, Any] | None = None
+    finished: bool = False  # an error event, even after the final response, is raised
 
     def whole(self, data: Mapping[str, Any]) -> None:
         self.final = data
@@ -124,8 +116,6 @@ class Assembly:
             raise response_error(data.get("error"), provider=self.provider)
         texts: list[str] = []
         cited: list[tuple[str, str]] = []
-        calls: list[ToolCall] = []
-        searches: list[ServerToolCall] = []
         found: list[tuple[str, str]] = []
         thoughts: list[str] = []
         for item in data.get("output") or ():
@@ -136,35 +126,26 @@ class Assembly:
                 for part in item.get("content") or ():
                     if part.get("type") == "output_text":
                         texts.append(str(part.get("text") or ""))
-                        cited += _pairs(part.get("annotations"), "url_citation")
+                        cited += url_pairs(part.get("annotations"), "url_citation")
             elif kind == "function_call":
-                calls.append(
-                    ToolCall(
-                        id=str(item.get("call_id") or item.get("id") or ""),
-                        name=str(item.get("name") or ""),
-                        arguments=parse_arguments(item.get("arguments")),
-                    )
-                )
+                call_id = item.get("call_id") or item.get("id")
+                self.calls.append(tool_call(call_id, item.get("name"), item.get("arguments")))
             elif kind == "web_search_call":
                 action = item.get("action")
-                pairs = _pairs(action.get("sources") if isinstance(action, Mapping) else ())
+                pairs = url_pairs(action.get("sources") if isinstance(action, Mapping) else ())
                 found += pairs
-                searches.append(_search(item, pairs))
-        if searches and searches[-1].ok and cited and not found:
+                self.searches.append(_search(item, pairs))
+        last = self.searches[-1] if self.searches else None
+        if last and last.ok and cited and not found:
             # The provider did not list what the searches found: report what the answer cites.
-            searches[-1] = dataclasses.replace(searches[-1], output=results_text(cited))
-        return answer(  # a server may leave the final output or its reasoning items empty
-            request,
-            "".join(texts) or "".join(self.text),
-            usage=usage(data.get("usage")),
-            finish=_finish(data),
-            calls=calls,
-            found=[*cited, *found],
-            model=str(data.get("model") or self.model),
-            latency=latency,
-            server_calls=tuple(searches),
-            reasoning="\n\n".join(thoughts or self.summaries.values()),
-        )
+            self.searches[-1] = dataclasses.replace(last, output=results_text(cited))
+        if "".join(texts):  # a server may leave the final output or its reasoning items empty
+            self.text = texts
+        self.reasoning = thoughts or list(self.summaries.values())
+        self.found = [*cited, *found]
+        self.usage, self.finish = usage(data.get("usage")), _finish(data)
+        self.model = str(data.get("model") or self.model)
+        return self.build(request, latency, joiner="\n\n")
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
@@ -175,7 +156,7 @@ def response_error(error: Any, *, provider: str) -> ProviderError:
     return error_in_body(error, provider=provider, default_status=400)
 
 
-def _pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
+def url_pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
     """``(url, title)`` of annotations of ``kind`` (or of every source, with ``None``)."""
     return [
         (str(a.get("url") or ""), str(a.get("title") or ""))

@@ -25,13 +25,6 @@ class SDKChatClient:
         self._api_key = api_key
         self._client: openai.AsyncOpenAI | None = None
 
-    def _get_client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = sdk_client(
-                openai, openai.AsyncOpenAI, self._api_key, self.base_url, self.timeout
-            )
-        return self._client
-
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -40,7 +33,10 @@ class SDKChatClient:
     async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
         """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest
         as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
-        client, rest = self._get_client(), dict(body)
+        if self._client is None:
+            kind = openai.AsyncOpenAI
+            self._client = sdk_client(openai, kind, self._api_key, self.base_url, self.timeout)
+        client, rest = self._client, dict(body)
         key = "input" if api == "responses" else "messages"
         args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
         if rest.pop("stream", False):

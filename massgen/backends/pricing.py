@@ -35,26 +35,26 @@ Overrides = Mapping[str, Mapping[str, float]]
 
 def price_of(model: str, overrides: Overrides | None = None) -> Price | None:
     """The price of ``model`` (an override first), or ``None`` when nobody priced it."""
-    override = _override_for(model, overrides)
-    if override is not None:
-        return override
-    info = known_model(model)
-    return None if info is None else Price(info.input[0], info.output[0])
+    tiers = _tiers(model, overrides)
+    return None if tiers is None else Price(tiers[0][0], tiers[1][0])
 
 
 def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     """Estimated USD cost of ``usage`` on ``model``; 0.0 for models nobody priced."""
-    override = _override_for(model, overrides)
-    if override is not None:
-        return (usage.input_tokens * override.input + usage.output_tokens * override.output) / 1e6
-    info = known_model(model)
-    if info is None:
+    tiers = _tiers(model, overrides)
+    if tiers is None:
         _unpriced(model)
         return 0.0
     prompt = usage.input_tokens
-    return (
-        prompt * _tier(info.input, prompt) + usage.output_tokens * _tier(info.output, prompt)
-    ) / 1e6
+    return (prompt * _tier(tiers[0], prompt) + usage.output_tokens * _tier(tiers[1], prompt)) / 1e6
+
+
+def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | None:
+    """Input and output prices of ``model``: an override is one flat tier."""
+    if (override := _override_for(model, overrides)) is not None:
+        return (override.input, ()), (override.output, ())
+    info = known_model(model)
+    return None if info is None else (info.input, info.output)
 
 
 def _override_for(model: str, overrides: Overrides | None) -> Price | None:

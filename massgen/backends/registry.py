@@ -15,44 +15,40 @@ from pathlib import Path
 from typing import Any
 
 from massgen.backends.base import Backend
-from massgen.errors import AuthenticationError, ConfigError
+from massgen.errors import ConfigError
 from massgen.plugins import load_object
 from massgen.providers import BACKEND_TYPES, OPENAI_COMPATIBLE, PROVIDERS, Provider
 
 
-def _row(type: str) -> Provider | None:
-    return PROVIDERS.get(type.strip().lower())
+def _row(type: str) -> Provider:
+    """The row of a built-in ``type``; an empty one for custom classes (they decide)."""
+    return PROVIDERS.get(type.strip().lower()) or Provider("custom", "", "", needs_key=False)
 
 
 def needs_model(type: str) -> bool:
-    """Whether a backend of ``type`` cannot be built without a model name (custom classes
-    decide for themselves)."""
-    row = _row(type)
-    return row is not None and row.example_model is not None
+    """Whether a backend of ``type`` cannot be built without a model name."""
+    return _row(type).example_model is not None
 
 
 def model_hint(type: str) -> str:
     """How to give a backend of ``type`` its model, with an example of that provider."""
-    row = _row(type)
-    example = f", e.g. `model: {row.example_model}`" if row and row.example_model else ""
-    return "set `model:` on the agent or on its backend" + example
+    example, hint = _row(type).example_model, "set `model:` on the agent or on its backend"
+    return f"{hint}, e.g. `model: {example}`" if example else hint
 
 
 def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
     """The environment variables a backend of ``type`` reads its key from, when it has no
     key: ``api_key`` is empty and none of them is set. Empty when it has one or needs none."""
     row = _row(type)
-    names = row.key_env if row is not None and row.needs_key else ()
-    if api_key or any(os.environ.get(v) for v in names):
-        return ()
-    return names
+    names = row.key_env if row.needs_key else ()
+    return () if api_key or any(os.environ.get(v) for v in names) else names
 
 
 def default_env_var(type: str) -> str | None:
     """The environment variable a backend type reads its key from (``None``: no key needed);
     the first of them when there are several (Google: ``GEMINI_API_KEY``)."""
     row = _row(type)
-    return row.key_env[0] if row is not None and row.needs_key and row.key_env else None
+    return row.key_env[0] if row.needs_key and row.key_env else None
 
 
 def create_backend(
@@ -69,27 +65,26 @@ def create_backend(
     base_dir: Path | None = None,
     client: str | None = None,
 ) -> Backend:
-    """Build the backend ``type`` names.
-
-    ``params`` go to the provider untouched (for ``replay``: its options, such as ``rules``;
-    for a custom class: keyword arguments). ``base_dir`` is the config file's folder: a
-    custom module or a replay ``answers_file`` next to the config is found there.
-    ``client`` picks how an OpenAI-compatible type talks (``http``, the default, or
-    ``sdk``); other types have one way and refuse it.
-    """
+    """Build the backend ``type`` names. ``params`` go to the provider untouched (for
+    ``replay``: its options, such as ``rules``; for a custom class: keyword arguments).
+    ``base_dir`` is the config file's folder, where a custom module or a replay
+    ``answers_file`` is found. ``client`` (``http`` or ``sdk``) is for OpenAI-compatible types."""
     kind = type.strip()
+    if ":" not in kind and (kind := kind.lower()) not in PROVIDERS:
+        raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
+    if client is not None and kind not in OPENAI_COMPATIBLE:
+        raise ConfigError(
+            f"`client` applies only to OpenAI-compatible backends, not {kind!r}",
+            key="client",
+            hint=f"remove it; it is for {', '.join(sorted(OPENAI_COMPATIBLE))}",
+        )
     params = dict(params or {})
     settings = {"api_key": api_key, "base_url": base_url, "temperature": temperature}
     settings |= {"max_tokens": max_tokens, "timeout": timeout}
     if ":" in kind:
-        _check_client(kind, client)
         kwargs = {k: v for k, v in settings.items() if v is not None} | params
         return _instantiate(_import_custom(kind, base_dir), kind, model=model, name=name, **kwargs)
-    kind = kind.lower()
-    row = PROVIDERS.get(kind)
-    if row is None:
-        raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
-    _check_client(kind, client)
+    row = PROVIDERS[kind]
     # Both before importing an SDK that takes seconds to load.
     if not model and needs_model(kind):
         raise ConfigError(f"a {kind} backend needs a model", key="model", hint=model_hint(kind))
@@ -101,10 +96,7 @@ def create_backend(
             cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
         )
     choice = {"client": client} if client is not None else {}
-    try:
-        return cls(model, **settings, params=params, name=name, **choice)
-    except AuthenticationError as e:
-        raise missing_key(kind) from e
+    return cls(model, **settings, params=params, name=name, **choice)  # the key was checked above
 
 
 def missing_key(kind: str) -> ConfigError:
@@ -117,21 +109,10 @@ def missing_key(kind: str) -> ConfigError:
     )
 
 
-def _check_client(kind: str, client: str | None) -> None:
-    if client is not None and kind not in OPENAI_COMPATIBLE:
-        raise ConfigError(
-            f"`client` applies only to OpenAI-compatible backends, not {kind!r}",
-            key="client",
-            hint=f"remove it; it is for {', '.join(sorted(OPENAI_COMPATIBLE))}",
-        )
-
-
 def _suggest(kind: str) -> str:
     close = difflib.get_close_matches(kind, BACKEND_TYPES, n=1, cutoff=0.5)
-    known = ", ".join(BACKEND_TYPES)
-    if close:
-        return f"did you mean {close[0]!r}? known types: {known}, or package.module:Class"
-    return f"known types: {known}, or package.module:Class for your own Backend"
+    known = f"known types: {', '.join(BACKEND_TYPES)}, or package.module:Class"
+    return f"did you mean {close[0]!r}? {known}" if close else f"{known} for your own Backend"
 
 
 def _import_custom(spec: str, base_dir: Path | None) -> type[Backend]:

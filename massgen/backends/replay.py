@@ -137,17 +137,9 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
             key="answers_file",
             hint="the path is relative to the config file's folder",
         ) from e
-    import yaml  # JSON is YAML too; imported here, as only demos use answers files
+    from massgen.config.yamlsrc import parse  # JSON is YAML too; only demos use answers files
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(
-            f"cannot parse answers file: {getattr(e, 'problem', None) or e}",
-            file=str(file),
-            line=None if mark is None else mark.line + 1,
-        ) from e
+    data, _ = parse(text, str(file))
     if data is None:
         return {}
     if isinstance(data, list):  # a bare list of rules
