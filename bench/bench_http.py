@@ -69,7 +69,7 @@ def _stack_child(calls: int) -> None:
     from massgen.resilience import Bound, CacheSettings, Guards, RetryPolicy, wrap
     from massgen.resilience.breaker import BreakerPolicy
     from massgen.resilience.ratelimit import RateLimit
-    from massgen.store.memory import MemoryStore
+    from massgen.store import MemoryStore
     from massgen.types import CallContext, ChatMessage, Completion, StreamChunk, Usage
     from massgen.types import CompletionRequest as Request
 
