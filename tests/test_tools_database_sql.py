@@ -95,6 +95,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     admin.dispose()
 
 
+CATALOG_LOCK = "SELECT pg_advisory_xact_lock(7312401)"
+"""Taken by every transaction that grants on, or drops what a role owns in, the shared
+``public`` schema: two suites doing so at once on one server otherwise fail with "tuple
+concurrently updated" (PostgreSQL updates the schema's ACL row in place)."""
+
+
 def pg_reader(
     admin: sqlalchemy.engine.Engine,
     url: str,
@@ -105,6 +111,7 @@ def pg_reader(
     schema and ``grants`` so that only the read-only transaction stands in a write's way);
     its URL."""
     with admin.begin() as c:
+        c.exec_driver_sql(CATALOG_LOCK)
         c.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
         c.exec_driver_sql(
             f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
@@ -118,6 +125,7 @@ def pg_reader(
 
 def drop_role(admin: sqlalchemy.engine.Engine, name: str) -> None:
     with admin.begin() as c:
+        c.exec_driver_sql(CATALOG_LOCK)
         c.exec_driver_sql(f"DROP OWNED BY {name}")
         c.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
 
