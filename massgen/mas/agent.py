@@ -352,12 +352,9 @@ class Agent(Inbox):
         for letter in await self._transport.dead_letters(target, look, newest=True):
             if needle not in letter.raw:
                 continue
-            try:
-                body, _ = wire.unpack(letter.raw)
-                if wire.decode(body).id == message_id:
+            with contextlib.suppress(WireError):
+                if Envelope.parse(letter.raw).message.id == message_id:
                     return letter.reason
-            except WireError:
-                continue
         return None
 
     async def broadcast(

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas import wire
 from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
@@ -285,7 +284,7 @@ class GatewayService:
             return GatewayDecision.AUTH_FAILED, "Invalid or expired token"
         if self._signer is not None:
             env = envelope or Envelope(message)
-            verdict = self._signer.verify(wire.unpack(env.blob())[0], env.mac)
+            verdict = self._signer.verify(env.signed_body(), env.mac)
             if verdict is not Verdict.OK:
                 return GatewayDecision.SIGNATURE_INVALID, verdict.value
         if not any(r.id == target for r in live):

@@ -141,7 +141,7 @@ class Inbox:
             return Verdict.WRONG_TARGET
         if signer is None:
             return Verdict.OK
-        verdict = signer.verify(_body(env), env.mac)
+        verdict = signer.verify(env.signed_body(), env.mac)
         if verdict is Verdict.OK and not signer.fresh(msg.created_at, d.enqueued_at):
             return Verdict.STALE
         return verdict
@@ -401,7 +401,7 @@ class Inbox:
     def _accept_reply(self, env: Envelope, target: str) -> bool:
         msg = env.message
         if self._signer is not None:
-            verdict = self._signer.verify(_body(env), env.mac)
+            verdict = self._signer.verify(env.signed_body(), env.mac)
             if verdict is not Verdict.OK:
                 log.warning(
                     f"agent {self.id} refused reply {msg.id} claiming sender "
@@ -415,12 +415,6 @@ class Inbox:
             )
             return False
         return True
-
-
-def _body(env: Envelope) -> bytes:
-    from massgen.mas import wire
-
-    return env.body if env.body is not None else wire.encode(env.message)
 
 
 def _what(d: Delivery) -> str:

@@ -78,10 +78,18 @@ class Envelope:
     mac: str | None = None
     body: bytes | None = None
 
+    @classmethod
+    def parse(cls, blob: bytes) -> Envelope:
+        """The envelope of a stored blob; :class:`~massgen.errors.WireError` if malformed."""
+        body, mac = wire.unpack(blob)
+        return cls(wire.decode(body), mac, body)
+
+    def signed_body(self) -> bytes:
+        """The exact bytes the MAC covers."""
+        return self.body if self.body is not None else wire.encode(self.message)
+
     def blob(self) -> bytes:
-        return wire.pack(
-            self.body if self.body is not None else wire.encode(self.message), self.mac
-        )
+        return wire.pack(self.signed_body(), self.mac)
 
 
 @dataclass(slots=True)
