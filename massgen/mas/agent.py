@@ -286,7 +286,7 @@ class Agent(Inbox):
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Store a message in ``target``'s inbox (it waits there for an offline target)."""
-        await self._deliver([self._seal(self._message(target, payload, MessageKind.MESSAGE))])
+        await self._deliver(self._envelopes([(target, payload)], MessageKind.MESSAGE))
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
@@ -305,10 +305,9 @@ class Agent(Inbox):
         handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
         self._ensure_reply_listener()
-        msg = self._message(target, payload, kind=MessageKind.REQUEST)
-        if message_id is not None:
-            msg.id = message_id
-        msg.reply_to = self.instance_id
+        msg = self._message(
+            target, payload, MessageKind.REQUEST, id=message_id, reply_to=self.instance_id
+        )
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
@@ -376,13 +375,11 @@ class Agent(Inbox):
         per agent id (see :func:`agents_from_records`)."""
         if match not in ("any", "all"):
             raise ValueError(f"match must be 'any' or 'all', not {match!r}")
-        if not capabilities:
-            return agents_from_records(await self._transport.discover())
-        if match == "all":
-            return agents_from_records(await self._transport.discover(capabilities))
-        want = set(capabilities)
-        records = await self._transport.discover()
-        return agents_from_records([r for r in records if not want.isdisjoint(r.capabilities)])
+        want = set(capabilities or ())
+        records = await self._transport.discover((capabilities or ()) if match == "all" else ())
+        if match == "any" and want:
+            records = [r for r in records if not want.isdisjoint(r.capabilities)]
+        return agents_from_records(records)
 
     async def publish_record(self) -> None:
         """Write the registry record again, so discovery shows what :meth:`get_metadata`
@@ -410,8 +407,9 @@ class Agent(Inbox):
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
-            probe = self._message(message.sender_id, payload, MessageKind.REPLY)
-            probe.correlation_id = message.id
+            probe = self._message(
+                message.sender_id, payload, MessageKind.REPLY, correlation_id=message.id
+            )
             result = await self._gateway_for_sending().check(
                 probe, self._token or "", envelope=self._seal(probe)
             )
@@ -419,15 +417,17 @@ class Agent(Inbox):
                 raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
-    def _message(self, target: str, payload: dict[str, Any], kind: MessageKind) -> AgentMessage:
-        now = time.time()
+    def _message(
+        self, target: str, payload: dict[str, Any], kind: MessageKind, **fields: Any
+    ) -> AgentMessage:
         return AgentMessage(
-            id=self._new_id(),
+            id=fields.pop("id", None) or self._new_id(),
             sender_id=self.id,
             target_id=target,
             payload=payload,
             kind=kind,
-            created_at=now,
+            created_at=time.time(),
+            **fields,
         )
 
     def _envelopes(
@@ -468,13 +468,10 @@ class Agent(Inbox):
     async def _commit(
         self, request: AgentMessage, payload: dict[str, Any], error: str | None
     ) -> CommitResult:
-        reply = AgentMessage(
-            id=self._new_id(),
-            sender_id=self.id,
-            target_id=request.sender_id,
-            payload=payload,
-            kind=MessageKind.REPLY,
-            created_at=time.time(),
+        reply = self._message(
+            request.sender_id,
+            payload,
+            MessageKind.REPLY,
             correlation_id=request.id,
             reply_to=request.reply_to,
             error=error,
