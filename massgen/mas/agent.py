@@ -180,10 +180,13 @@ class Agent(Inbox):
             if self._owns_transport:
                 await t.close()
             raise
-        self._spawn(self._heartbeat_loop(), "heartbeat")
-        self._spawn(self._fetch_loop(), "fetch")
-        self._spawn(self._ack_loop(), "ack")
-        self._spawn(self._lease_loop(), "lease")
+        for name, step in [
+            ("heartbeat", self._heartbeat),
+            ("fetch", self._fetch),
+            ("ack", self._ack),
+            ("lease", self._upkeep),
+        ]:
+            self._spawn(self._forever(step, name), name)
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
         self.status = AgentStatus.RUNNING
