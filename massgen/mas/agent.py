@@ -25,7 +25,7 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import wire
-from massgen.mas.connect import Transport, describe, resolve_transport
+from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
@@ -143,7 +143,7 @@ class Agent(Inbox):
 
     @property
     def where(self) -> str:
-        return describe(self._transport)
+        return self._transport.where
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"

@@ -43,9 +43,3 @@ def resolve_transport(
     from massgen.mas.redis_transport import RedisTransport
 
     return RedisTransport(url, prefix=prefix), True
-
-
-def describe(transport: Transport) -> str:
-    """Where a transport's bus is, for logs and reprs (a Redis URL without its password)."""
-    where = getattr(transport, "where", None)
-    return where if isinstance(where, str) else repr(transport)

@@ -253,7 +253,7 @@ class RedisTransport:
 
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
         flat = await self._pipe.script(
-            scripts.DISCOVER, [self.keys.registry], [self.keys.agent_prefix()]
+            scripts.DISCOVER, [self.keys.registry], [self.keys.agent("")]
         )
         cache, records = self._records, []
         for i in range(0, len(flat), 2):  # a record is parsed again only when it changed
@@ -271,7 +271,7 @@ class RedisTransport:
 
     async def reap(self, *, retention: float) -> list[AgentRecord]:
         flat = await self._pipe.script(
-            scripts.REAP, [self.keys.registry], [self.keys.agent_prefix(), _ms(retention)]
+            scripts.REAP, [self.keys.registry], [self.keys.agent(""), _ms(retention)]
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 
@@ -391,7 +391,7 @@ class RedisTransport:
 
     async def inbox_stats(self) -> list[InboxStats]:
         """Per inbox (found with ``SCAN``): stored, pending, unread entries and dead letters."""
-        prefix, r, out = self.keys.inbox_prefix(), self.client, []
+        prefix, r, out = self.keys.inbox(""), self.client, []
         async for key in r.scan_iter(match=prefix + "*", count=500, _type="stream"):
             agent_id = _s(key)[len(prefix) :]
             group = await self._group(key)

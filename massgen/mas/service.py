@@ -13,11 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import Transport, describe, resolve_transport
+from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.settings import BusSettings
@@ -74,7 +73,7 @@ class MASService:
 
     @property
     def where(self) -> str:
-        return describe(self._transport)
+        return self._transport.where
 
     def __repr__(self) -> str:
         return f"MASService(on={self.where!r}, running={self.running})"
@@ -105,12 +104,7 @@ class MASService:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def check(self) -> Report:
