@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel
 
 from massgen.errors import (
+    AgentIdTaken,
     GatewayRejected,
     MassGenError,
     RemoteError,
@@ -159,11 +160,7 @@ class Agent(Inbox):
             await t.ensure_inbox(self.id)
             self._started = time.time()
             self._token = secrets.token_urlsafe(32)
-            await t.register(
-                self._record(),
-                ttl=self.settings.heartbeat_ttl,
-                retention=self.settings.dead_retention,
-            )
+            await self._register()
             try:
                 if self.check_secret:
                     await self._check_secret()
@@ -389,11 +386,26 @@ class Agent(Inbox):
         returns now (allowed while stopping: finishing handlers may report)."""
         if self.status is not AgentStatus.STOPPING:
             self._ensure_running()
+        await self._register()
+
+    async def _register(self) -> None:
         s = self.settings
         async with self._publishing:
             await self._transport.register(
                 self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
             )
+
+    async def _heartbeat(self) -> None:
+        s = self.settings
+        await asyncio.sleep(s.heartbeat_interval)
+        if not await self._transport.heartbeat(
+            self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
+        ):
+            log.warning("agent %s was declared dead; registering again", self.id)
+            try:
+                await self._register()
+            except AgentIdTaken as e:
+                log.error("agent %s cannot register again: %s", self.id, e)
 
     async def update_state(self, changes: dict[str, Any]) -> None:
         """Change and persist some state fields (each keeps its exact type)."""

@@ -14,13 +14,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from massgen.errors import AgentIdTaken, MassGenError, TransportError
+from massgen.errors import MassGenError, TransportError
 from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.transport import (
-    AgentRecord,
     AgentStatus,
     CommitResult,
     Delivery,
@@ -43,7 +42,6 @@ class Inbox:
     status: AgentStatus
     _transport: Transport
     _signer: Signer | None
-    _publishing: asyncio.Lock
     _waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]]
 
     def _init_inbox(self) -> None:
@@ -71,9 +69,6 @@ class Inbox:
     async def _commit(
         self, request: AgentMessage, payload: dict[str, Any], error: str | None
     ) -> CommitResult:
-        raise NotImplementedError
-
-    def _record(self) -> AgentRecord:
         raise NotImplementedError
 
     async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
@@ -322,21 +317,6 @@ class Inbox:
             if got:
                 log.info("agent %s reclaimed %d message(s)", self.id, len(got))
                 await self._admit(got)
-
-    async def _heartbeat(self) -> None:
-        s = self.settings
-        await asyncio.sleep(s.heartbeat_interval)
-        if not await self._transport.heartbeat(
-            self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
-        ):
-            log.warning("agent %s was declared dead; registering again", self.id)
-            try:
-                async with self._publishing:
-                    await self._transport.register(
-                        self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                    )
-            except AgentIdTaken as e:
-                log.error("agent %s cannot register again: %s", self.id, e)
 
     async def _reply_loop(self) -> None:
         """Hand each reply to the request waiting for it. Idle when none waits: the next
