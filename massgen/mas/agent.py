@@ -31,13 +31,13 @@ from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
-from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, same_secret
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     Envelope,
 )

@@ -17,10 +17,10 @@ from typing import Any
 from massgen.errors import MassGenError, TransportError
 from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.transport import (
     AgentStatus,
+    BusSettings,
     CommitResult,
     Delivery,
     EntryId,

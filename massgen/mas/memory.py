@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from massgen.errors import AgentIdTaken
 from massgen.mas.message import AgentMessage
-from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     DeadLetter,
     Delivery,

@@ -28,10 +28,10 @@ from massgen.errors import (
 from massgen.mas import scripts
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
-from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
+    BusSettings,
     CommitResult,
     DeadLetter,
     Delivery,

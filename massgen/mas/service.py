@@ -19,9 +19,8 @@ from massgen.errors import ConfigError, ServiceUnreachable, TransportError
 from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.settings import BusSettings
 from massgen.mas.tasks import cancel_and_wait
-from massgen.mas.transport import AgentRecord, EntryId, InboxStats
+from massgen.mas.transport import AgentRecord, BusSettings, EntryId, InboxStats
 
 log = logging.getLogger(__name__)
 
