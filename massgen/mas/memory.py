@@ -91,6 +91,13 @@ class _Expiring:
         self._order.append((expires, key))
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    event.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class MemoryHub:
     """Everything the in-process bus stores; agents that share a hub can talk."""
 
@@ -198,15 +205,10 @@ class MemoryTransport:
     ) -> list[Delivery]:
         hub = self.hub
         box = hub.inboxes[agent_id]
-        while box.cursor >= box.next_id:
-            if block <= 0:
-                return []
-            box.wake.clear()
-            try:
-                async with asyncio.timeout(block):
-                    await box.wake.wait()
-            except TimeoutError:
-                return []
+        if box.cursor >= box.next_id and block > 0:
+            await _wait(box.wake, block)
+        if box.cursor >= box.next_id:
+            return []  # nothing came, or another consumer took it
         start = box.cursor
         box.cursor = end = min(box.next_id, start + count)
         lease = _Lease(consumer, hub.clock(), 1)  # one lease for the whole batch
@@ -361,10 +363,7 @@ class MemoryTransport:
             await self.send(send)
         box = self.hub.mailboxes[reply_to]
         if not box.replies and block > 0:
-            box.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(block):
-                    await box.wake.wait()
+            await _wait(box.wake, block)
         out = list(box.replies)
         box.replies.clear()
         return out

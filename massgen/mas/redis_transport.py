@@ -92,13 +92,9 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _ms(seconds: float) -> int:
-    """Milliseconds for a TTL or a block time: at least 1 (0 means "forever" to BLOCK)."""
-    return max(1, int(seconds * 1000))
-
-
-def _idle_ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000))
+def _ms(seconds: float, least: int = 1) -> int:
+    """Milliseconds for a TTL or a block time (at least 1: 0 means "forever" to BLOCK)."""
+    return max(least, int(seconds * 1000))
 
 
 def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
@@ -332,7 +328,7 @@ class RedisTransport:
     async def release(
         self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        args = [GROUP, consumer, entry_id, _idle_ms(idle), int(uncount)]
+        args = [GROUP, consumer, entry_id, _ms(idle, 0), int(uncount)]
         await self._pipe.script(scripts.RELEASE, [self.keys.inbox(agent_id)], args)
 
     async def reclaim(
@@ -342,7 +338,7 @@ class RedisTransport:
         flat = await self._pipe.script(
             scripts.RECLAIM,
             [self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
-            [GROUP, consumer, _idle_ms(s.lease), cursor, count, s.max_deliveries, s.dlq_maxlen],
+            [GROUP, consumer, _ms(s.lease, 0), cursor, count, s.max_deliveries, s.dlq_maxlen],
         )
         self._cursors[agent_id] = flat[0]
         return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
@@ -409,7 +405,7 @@ class RedisTransport:
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        args = [GROUP, agent_id, consumer, _idle_ms(s.lease), s.max_deliveries, s.dlq_maxlen]
+        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen]
         handback = _ms(max(s.lease, HANDBACK_IDLE))
         try:
             released, dead, holders = await self._pipe.script(
