@@ -31,7 +31,7 @@ from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
-from massgen.mas.signing import Signer, same_secret
+from massgen.mas.signing import Signer
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
@@ -198,12 +198,6 @@ class Agent(Inbox):
     async def secret_mismatches(self) -> list[AgentRecord]:
         """Live instances that sign otherwise than this agent (they refuse each other)."""
         return (await self._peers())[1]
-
-    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
-        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
-        return records, [
-            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
-        ]
 
     async def _check_secret(self) -> None:
         records, bad = await self._peers()

@@ -19,6 +19,7 @@ from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.transport import (
+    AgentRecord,
     AgentStatus,
     BusSettings,
     CommitResult,
@@ -155,13 +156,8 @@ class Inbox:
     async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
         """Leave a message we cannot verify to a live replica that signs otherwise: released
         uncounted, and we take no work for one reclaim interval; False if there is none."""
-        others = [
-            f"{r.instance_id}@{r.host}/{r.pid}"
-            for r in await self._transport.discover()
-            if r.id == self.id
-            and r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
-        ]
+        _, mismatched = await self._peers()
+        others = [f"{r.instance_id}@{r.host}/{r.pid}" for r in mismatched if r.id == self.id]
         if not others:
             return False
         s = self.settings
@@ -177,6 +173,13 @@ class Inbox:
                 "instance's secret differs from theirs"
             )
         return True
+
+    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        """Other live instances, and those of them signing otherwise (they refuse each other)."""
+        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
+        return records, [
+            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
+        ]
 
     def _wake_workers(self, n: int) -> None:
         """Wake at most ``n`` idle workers (one per message, not all)."""
