@@ -209,7 +209,7 @@ class Inbox:
                     msg = d.envelope.message
                     msg.attempt = d.attempt
                     msg.entry_id = eid = d.entry_id
-                    msg.context = self  # type: ignore[assignment]
+                    msg.context = self
                     try:
                         await self.on_message(msg)
                     except (KeyboardInterrupt, SystemExit):
