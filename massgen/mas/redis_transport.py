@@ -310,10 +310,10 @@ class RedisTransport:
         ]
 
     async def _fenced(
-        self, mode: str, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
+        self, mode: str, agent_id: str, consumer: str, ids: Sequence[EntryId], idle: float = 0
     ) -> Any:
-        keys = [self.keys.inbox(agent_id)]
-        return await self._pipe.script(scripts.FENCED, keys, [GROUP, consumer, mode, *entry_ids])
+        args = [GROUP, consumer, mode, _ms(idle, 0), *ids]
+        return await self._pipe.script(scripts.FENCED, [self.keys.inbox(agent_id)], args)
 
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
         return int(await self._fenced("ack", agent_id, consumer, entry_ids)) if entry_ids else 0
@@ -328,8 +328,8 @@ class RedisTransport:
     async def release(
         self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        args = [GROUP, consumer, entry_id, _ms(idle, 0), int(uncount)]
-        await self._pipe.script(scripts.RELEASE, [self.keys.inbox(agent_id)], args)
+        mode = "uncount" if uncount else "release"
+        await self._fenced(mode, agent_id, consumer, [entry_id], idle)
 
     async def reclaim(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
