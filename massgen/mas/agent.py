@@ -477,23 +477,13 @@ class Agent(Inbox):
     async def _commit(
         self, request: AgentMessage, payload: dict[str, Any], error: str | None
     ) -> CommitResult:
-        reply = self._message(
-            request.sender_id,
-            payload,
-            MessageKind.REPLY,
-            correlation_id=request.id,
-            reply_to=request.reply_to,
-            error=error,
-        )
+        fields = {"correlation_id": request.id, "reply_to": request.reply_to, "error": error}
+        reply = self._seal(self._message(request.sender_id, payload, MessageKind.REPLY, **fields))
         committed = asyncio.get_running_loop().create_future()
         _COMMITTING[request.id] = committed
         try:
             result = await self._transport.commit_reply(
-                self.id,
-                self.instance_id,
-                request.entry_id,
-                self._seal(reply),
-                ttl=self.settings.reply_ttl,
+                self.id, self.instance_id, request.entry_id, reply, ttl=self.settings.reply_ttl
             )
         finally:
             if _COMMITTING.get(request.id) is committed:
