@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
@@ -176,10 +176,7 @@ class GatewayService:
                     key="secret",
                     hint="pass GatewaySettings(secret=...) or set MASSGEN_SECRET",
                 )
-        from massgen.mas.redis_transport import RedisTransport
-
-        url = s.redis.url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-        transport = RedisTransport(url, prefix=s.redis.prefix)
+        transport = redis_transport(s.redis.url, s.redis.prefix)
         await transport.connect()
         self._transport = transport
         self._running = True
