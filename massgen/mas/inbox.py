@@ -250,10 +250,7 @@ class Inbox:
             else:
                 idle = s.lease - s.retry_delay
                 await self._transport.release(self.id, self.instance_id, d.entry_id, idle)
-                if s.retry_delay <= 0:
-                    self._reclaim_wake.set()
-                else:
-                    asyncio.get_running_loop().call_later(s.retry_delay, self._reclaim_wake.set)
+                asyncio.get_running_loop().call_later(s.retry_delay, self._reclaim_wake.set)
         except TransportError as e:
             log.warning("agent %s: could not give back message %s: %s", self.id, msg.id, e)
         finally:
@@ -310,14 +307,10 @@ class Inbox:
         if due and self.status is AgentStatus.RUNNING and loop.time() >= self._defer_until:
             self._reclaim_wake.clear()
             self._next_reclaim = loop.time() + s.reclaim_every
-            await self._reclaim()
-
-    async def _reclaim(self) -> None:
-        s = self.settings
-        room = max(s.batch, self.concurrency) - len(self._inflight)
-        if room > 0:
-            got = await self._transport.reclaim(self.id, self.instance_id, s, room)
-            if got:
+            room = max(s.batch, self.concurrency) - len(self._inflight)
+            if room > 0 and (
+                got := await self._transport.reclaim(self.id, self.instance_id, s, room)
+            ):
                 log.info("agent %s reclaimed %d message(s)", self.id, len(got))
                 await self._admit(got)
 
