@@ -280,7 +280,7 @@ class Agent(Inbox):
 
     async def send(self, target: str, payload: dict[str, Any]) -> None:
         """Store a message in ``target``'s inbox (it waits there for an offline target)."""
-        await self._deliver(self._envelopes([(target, payload)], MessageKind.MESSAGE))
+        await self._deliver([self._seal(self._message(target, payload, MessageKind.MESSAGE))])
 
     async def send_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Send many ``(target, payload)`` messages in one round trip."""
