@@ -299,9 +299,8 @@ class Agent(Inbox):
         handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
         self._ensure_reply_listener()
-        msg = self._message(
-            target, payload, MessageKind.REQUEST, id=message_id, reply_to=self.instance_id
-        )
+        msg = self._message(target, payload, MessageKind.REQUEST, reply_to=self.instance_id)
+        msg.id = message_id or msg.id
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
@@ -430,7 +429,7 @@ class Agent(Inbox):
         self, target: str, payload: dict[str, Any], kind: MessageKind, **fields: Any
     ) -> AgentMessage:
         return AgentMessage(
-            id=fields.pop("id", None) or self._new_id(),
+            id=self._new_id(),
             sender_id=self.id,
             target_id=target,
             payload=payload,

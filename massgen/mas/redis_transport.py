@@ -25,7 +25,7 @@ from massgen.errors import (
     TransportError,
     WireError,
 )
-from massgen.mas import scripts
+from massgen.mas import scripts, wire
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
 from massgen.mas.transport import (
@@ -303,11 +303,19 @@ class RedisTransport:
                 raise
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
-        return [
-            _delivery(entry_id, _field(fields), 1)
-            for _, entries in _streams(got)
-            for entry_id, fields in entries
-        ]
+        out: list[Delivery] = []
+        append, unpack, decode = out.append, wire.unpack, wire.decode
+        for _, entries in _streams(got):
+            for entry_id, fields in entries:  # the read path of every message: inlined
+                eid = entry_id.decode()
+                enqueued = int(eid.partition("-")[0]) / 1000
+                blob = _field(fields)
+                try:
+                    body, mac = unpack(blob)
+                    append(Delivery(eid, Envelope(decode(body), mac, body), 1, enqueued))
+                except WireError as e:
+                    append(Delivery(eid, None, 1, enqueued, problem=str(e), raw=blob))
+        return out
 
     async def _fenced(
         self, mode: str, agent_id: str, consumer: str, ids: Sequence[EntryId], idle: float = 0

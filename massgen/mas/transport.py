@@ -122,8 +122,10 @@ class Envelope:
         """The exact bytes the MAC covers."""
         return self.body if self.body is not None else wire.encode(self.message)
 
-    def blob(self) -> bytes:
-        return wire.pack(self.signed_body(), self.mac)
+    def blob(self) -> bytes:  # signed_body() inline: once per message sent
+        return wire.pack(
+            self.body if self.body is not None else wire.encode(self.message), self.mac
+        )
 
 
 @dataclass(slots=True)
