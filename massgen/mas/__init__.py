@@ -22,11 +22,11 @@ from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
 from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.settings import BusSettings
 from massgen.mas.signing import SECRET_ENV, Signer, Verdict
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     DeadLetter,
     Delivery,

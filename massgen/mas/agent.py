@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import BaseModel
 
 from massgen.errors import (
+    AgentIdTaken,
     GatewayRejected,
     MassGenError,
     RemoteError,
@@ -25,18 +26,18 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import wire
-from massgen.mas.connect import Transport, describe, resolve_transport
+from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
-from massgen.mas.settings import BusSettings
-from massgen.mas.signing import Signer, same_secret
+from massgen.mas.signing import Signer
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     Envelope,
 )
@@ -143,7 +144,7 @@ class Agent(Inbox):
 
     @property
     def where(self) -> str:
-        return describe(self._transport)
+        return self._transport.where
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, status={self.status.value}, on={self.where!r})"
@@ -159,11 +160,7 @@ class Agent(Inbox):
             await t.ensure_inbox(self.id)
             self._started = time.time()
             self._token = secrets.token_urlsafe(32)
-            await t.register(
-                self._record(),
-                ttl=self.settings.heartbeat_ttl,
-                retention=self.settings.dead_retention,
-            )
+            await self._register()
             try:
                 if self.check_secret:
                     await self._check_secret()
@@ -180,10 +177,13 @@ class Agent(Inbox):
             if self._owns_transport:
                 await t.close()
             raise
-        self._spawn(self._heartbeat_loop(), "heartbeat")
-        self._spawn(self._fetch_loop(), "fetch")
-        self._spawn(self._ack_loop(), "ack")
-        self._spawn(self._lease_loop(), "lease")
+        for name, step in [
+            ("heartbeat", self._heartbeat),
+            ("fetch", self._fetch),
+            ("ack", self._ack),
+            ("lease", self._upkeep),
+        ]:
+            self._spawn(self._forever(step, name), name)
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
         self.status = AgentStatus.RUNNING
@@ -198,12 +198,6 @@ class Agent(Inbox):
     async def secret_mismatches(self) -> list[AgentRecord]:
         """Live instances that sign otherwise than this agent (they refuse each other)."""
         return (await self._peers())[1]
-
-    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
-        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
-        return records, [
-            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
-        ]
 
     async def _check_secret(self) -> None:
         records, bad = await self._peers()
@@ -305,10 +299,8 @@ class Agent(Inbox):
         handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
         self._ensure_reply_listener()
-        msg = self._message(target, payload, kind=MessageKind.REQUEST)
-        if message_id is not None:
-            msg.id = message_id
-        msg.reply_to = self.instance_id
+        msg = self._message(target, payload, MessageKind.REQUEST, reply_to=self.instance_id)
+        msg.id = message_id or msg.id
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiting[msg.id] = (fut, target)
         try:
@@ -352,12 +344,9 @@ class Agent(Inbox):
         for letter in await self._transport.dead_letters(target, look, newest=True):
             if needle not in letter.raw:
                 continue
-            try:
-                body, _ = wire.unpack(letter.raw)
-                if wire.decode(body).id == message_id:
+            with contextlib.suppress(WireError):
+                if Envelope.parse(letter.raw).message.id == message_id:
                     return letter.reason
-            except WireError:
-                continue
         return None
 
     async def broadcast(
@@ -379,24 +368,37 @@ class Agent(Inbox):
         per agent id (see :func:`agents_from_records`)."""
         if match not in ("any", "all"):
             raise ValueError(f"match must be 'any' or 'all', not {match!r}")
-        if not capabilities:
-            return agents_from_records(await self._transport.discover())
-        if match == "all":
-            return agents_from_records(await self._transport.discover(capabilities))
-        want = set(capabilities)
-        records = await self._transport.discover()
-        return agents_from_records([r for r in records if not want.isdisjoint(r.capabilities)])
+        want = set(capabilities or ())
+        records = await self._transport.discover((capabilities or ()) if match == "all" else ())
+        if match == "any" and want:
+            records = [r for r in records if not want.isdisjoint(r.capabilities)]
+        return agents_from_records(records)
 
     async def publish_record(self) -> None:
         """Write the registry record again, so discovery shows what :meth:`get_metadata`
         returns now (allowed while stopping: finishing handlers may report)."""
         if self.status is not AgentStatus.STOPPING:
             self._ensure_running()
+        await self._register()
+
+    async def _register(self) -> None:
         s = self.settings
         async with self._publishing:
             await self._transport.register(
                 self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
             )
+
+    async def _heartbeat(self) -> None:
+        s = self.settings
+        await asyncio.sleep(s.heartbeat_interval)
+        if not await self._transport.heartbeat(
+            self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
+        ):
+            log.warning("agent %s was declared dead; registering again", self.id)
+            try:
+                await self._register()
+            except AgentIdTaken as e:
+                log.error("agent %s cannot register again: %s", self.id, e)
 
     async def update_state(self, changes: dict[str, Any]) -> None:
         """Change and persist some state fields (each keeps its exact type)."""
@@ -413,8 +415,9 @@ class Agent(Inbox):
         if not message.expects_reply:
             raise RuntimeError(no_correlation(message))
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
-            probe = self._message(message.sender_id, payload, MessageKind.REPLY)
-            probe.correlation_id = message.id
+            probe = self._message(
+                message.sender_id, payload, MessageKind.REPLY, correlation_id=message.id
+            )
             result = await self._gateway_for_sending().check(
                 probe, self._token or "", envelope=self._seal(probe)
             )
@@ -422,15 +425,17 @@ class Agent(Inbox):
                 raise GatewayRejected(result)
         return await self._commit(message, payload, None) is CommitResult.COMMITTED
 
-    def _message(self, target: str, payload: dict[str, Any], kind: MessageKind) -> AgentMessage:
-        now = time.time()
+    def _message(
+        self, target: str, payload: dict[str, Any], kind: MessageKind, **fields: Any
+    ) -> AgentMessage:
         return AgentMessage(
             id=self._new_id(),
             sender_id=self.id,
             target_id=target,
             payload=payload,
             kind=kind,
-            created_at=now,
+            created_at=time.time(),
+            **fields,
         )
 
     def _envelopes(
@@ -471,26 +476,13 @@ class Agent(Inbox):
     async def _commit(
         self, request: AgentMessage, payload: dict[str, Any], error: str | None
     ) -> CommitResult:
-        reply = AgentMessage(
-            id=self._new_id(),
-            sender_id=self.id,
-            target_id=request.sender_id,
-            payload=payload,
-            kind=MessageKind.REPLY,
-            created_at=time.time(),
-            correlation_id=request.id,
-            reply_to=request.reply_to,
-            error=error,
-        )
+        fields = {"correlation_id": request.id, "reply_to": request.reply_to, "error": error}
+        reply = self._seal(self._message(request.sender_id, payload, MessageKind.REPLY, **fields))
         committed = asyncio.get_running_loop().create_future()
         _COMMITTING[request.id] = committed
         try:
             result = await self._transport.commit_reply(
-                self.id,
-                self.instance_id,
-                request.entry_id,
-                self._seal(reply),
-                ttl=self.settings.reply_ttl,
+                self.id, self.instance_id, request.entry_id, reply, ttl=self.settings.reply_ttl
             )
         finally:
             if _COMMITTING.get(request.id) is committed:

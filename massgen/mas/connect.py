@@ -39,13 +39,12 @@ def resolve_transport(
         return transport, False
     if hub is not None:
         return MemoryTransport(hub), True
-    url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+    return redis_transport(redis_url, prefix), True
+
+
+def redis_transport(redis_url: str | None, prefix: str = DEFAULT_PREFIX) -> RedisTransport:
+    """Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else the default."""
     from massgen.mas.redis_transport import RedisTransport
 
-    return RedisTransport(url, prefix=prefix), True
-
-
-def describe(transport: Transport) -> str:
-    """Where a transport's bus is, for logs and reprs (a Redis URL without its password)."""
-    where = getattr(transport, "where", None)
-    return where if isinstance(where, str) else repr(transport)
+    url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+    return RedisTransport(url, prefix=prefix)

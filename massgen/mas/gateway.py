@@ -1,13 +1,10 @@
 """Gateway mode, as the seed framework has it: agents made with ``use_gateway=True`` hand
-each message and reply, with their token, to :meth:`GatewayService.handle_message`, which
-checks in order: the token (a live instance of the sender registered its SHA-256), the MAC
-(``features.message_signing``), the permissions (nothing is allowed until you say so:
-``gateway.auth_manager().allow_bidirectional("a", "b")``), per-sender sliding-window rate
-limits; it audits every decision (payloads as SHA-256) and stores what passes in the target's
-inbox. A refusal raises :class:`GatewayRejected` (a ``RuntimeError``) at the sender. Its state
-lives in Redis, so gateways of several processes share it; the seed's DLP, priority queues,
-RBAC, circuit breakers and metrics are refused at ``start()`` (docs/mas.md says why).
-"""
+each message and reply, with their token, to :meth:`GatewayService.handle_message`. It checks
+the token (a live instance registered its SHA-256), the MAC (``features.message_signing``),
+the permissions (none until granted: ``auth_manager().allow_bidirectional("a", "b")``) and
+per-sender sliding-window rate limits, audits each decision (payloads as SHA-256) and stores
+what passes in the target's inbox; a refusal raises :class:`GatewayRejected` at the sender.
+Its state lives in Redis, shared by the gateways of several processes (docs/mas.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas import wire
-from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
@@ -134,6 +130,11 @@ def _s(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+def _result(decision: GatewayDecision, text: str | None, ms: float | None = None) -> GatewayResult:
+    ok = decision is GatewayDecision.ALLOWED
+    return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
+
+
 class GatewayService:
     """Checks and routes the messages of agents in gateway mode (see the module doc)."""
 
@@ -175,10 +176,7 @@ class GatewayService:
                     key="secret",
                     hint="pass GatewaySettings(secret=...) or set MASSGEN_SECRET",
                 )
-        from massgen.mas.redis_transport import RedisTransport
-
-        url = s.redis.url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-        transport = RedisTransport(url, prefix=s.redis.prefix)
+        transport = redis_transport(s.redis.url, s.redis.prefix)
         await transport.connect()
         self._transport = transport
         self._running = True
@@ -221,17 +219,15 @@ class GatewayService:
         if not result.success:
             return result
         started = time.perf_counter()
-        decision, text = GatewayDecision.ALLOWED, "Message delivered"
         try:
             assert self._transport is not None
             await self._transport.send([env])
         except TransportError as e:
-            decision, text = GatewayDecision.ROUTING_FAILED, str(e)
+            ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
+            await self._audit(message, GatewayDecision.ROUTING_FAILED, ms, ["routing_error"])
+            return _result(GatewayDecision.ROUTING_FAILED, str(e), ms)
         ms = (time.perf_counter() - started) * 1000 + (result.latency_ms or 0.0)
-        if decision is GatewayDecision.ROUTING_FAILED:
-            await self._audit(message, decision, ms, ["routing_error"])
-        ok = decision is GatewayDecision.ALLOWED
-        return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
+        return _result(GatewayDecision.ALLOWED, "Message delivered", ms)
 
     async def check(
         self, message: AgentMessage, token: str, *, envelope: Envelope | None = None
@@ -239,11 +235,7 @@ class GatewayService:
         """Every stage but routing (agents check their replies with it); audited."""
         started = time.perf_counter()
         if not self._running:
-            return GatewayResult(
-                success=False,
-                decision=GatewayDecision.SERVICE_UNAVAILABLE,
-                message="Gateway service not running",
-            )
+            return _result(GatewayDecision.SERVICE_UNAVAILABLE, "Gateway service not running")
         import redis.exceptions as rexc
 
         try:
@@ -251,23 +243,14 @@ class GatewayService:
         except rexc.RedisError as e:
             raise TransportError(f"gateway: Redis failed while checking a message: {e}") from e
         ms = (time.perf_counter() - started) * 1000
-        violations = [] if decision is GatewayDecision.ALLOWED else [reason]
-        await self._audit(message, decision, ms, violations)
-        if decision is not GatewayDecision.ALLOWED:
+        allowed = decision is GatewayDecision.ALLOWED
+        await self._audit(message, decision, ms, [] if allowed else [reason])
+        if not allowed:
             log.warning(
-                "gateway refused message %s from %r to %r: %s (%s)",
-                message.id,
-                message.sender_id,
-                message.target_id,
-                decision.value,
-                reason,
+                f"gateway refused message {message.id} from {message.sender_id!r} to "
+                f"{message.target_id!r}: {decision.value} ({reason})"
             )
-        return GatewayResult(
-            success=decision is GatewayDecision.ALLOWED,
-            decision=decision,
-            message=reason or None,
-            latency_ms=ms,
-        )
+        return _result(decision, reason or None, ms)
 
     async def _decide(
         self, message: AgentMessage, token: str, envelope: Envelope | None
@@ -285,7 +268,7 @@ class GatewayService:
             return GatewayDecision.AUTH_FAILED, "Invalid or expired token"
         if self._signer is not None:
             env = envelope or Envelope(message)
-            verdict = self._signer.verify(wire.unpack(env.blob())[0], env.mac)
+            verdict = self._signer.verify(env.signed_body(), env.mac)
             if verdict is not Verdict.OK:
                 return GatewayDecision.SIGNATURE_INVALID, verdict.value
         if not any(r.id == target for r in live):
@@ -400,11 +383,9 @@ class GatewayService:
 
     async def get_permissions(self, agent_id: str) -> dict[str, list[str]]:
         r = self._redis()
-        allowed = await r.smembers(self.keys.gateway("allowed", agent_id))
-        blocked = await r.smembers(self.keys.gateway("blocked", agent_id))
         return {
-            "allowed": sorted(_s(x) for x in allowed),
-            "blocked": sorted(_s(x) for x in blocked),
+            kind: sorted(_s(x) for x in await r.smembers(self.keys.gateway(kind, agent_id)))
+            for kind in ("allowed", "blocked")
         }
 
     def auth_manager(self) -> AuthorizationManager:

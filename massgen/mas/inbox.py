@@ -11,16 +11,17 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from massgen.errors import AgentIdTaken, MassGenError, TransportError
+from massgen.errors import MassGenError, TransportError
 from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.settings import BusSettings
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     Delivery,
     EntryId,
@@ -42,7 +43,6 @@ class Inbox:
     status: AgentStatus
     _transport: Transport
     _signer: Signer | None
-    _publishing: asyncio.Lock
     _waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]]
 
     def _init_inbox(self) -> None:
@@ -62,6 +62,7 @@ class Inbox:
         self._outbox_wake = asyncio.Event()
         self._reply_idle = asyncio.Event()
         self._since_trim = 0
+        self._next_reclaim = 0.0  # loop time
 
     async def on_message(self, message: AgentMessage) -> None:
         raise NotImplementedError
@@ -71,34 +72,30 @@ class Inbox:
     ) -> CommitResult:
         raise NotImplementedError
 
-    def _record(self) -> AgentRecord:
-        raise NotImplementedError
-
-    async def _fetch_loop(self) -> None:
-        s = self.settings
-        capacity = max(s.batch, self.concurrency)
-        loop = asyncio.get_running_loop()
+    async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``step`` until cancelled; a transport error (after the client's own retries)
+        is logged and ``step`` runs again after a pause."""
         while True:
-            defer = self._defer_until - loop.time()
-            if defer > 0:
-                await asyncio.sleep(defer)  # leave new work to replicas that can verify it
-                continue
-            room = capacity - len(self._inflight)
-            if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
             try:
-                got = await self._transport.fetch(
-                    self.id, self.instance_id, count=min(s.batch, room), block=s.block
-                )
+                await step()
             except TransportError as e:
-                log.warning("agent %s: fetch failed, retrying: %s", self.id, e)
+                log.warning("agent %s: %s failed, retrying: %s", self.id, what, e)
                 await asyncio.sleep(_RETRY_PAUSE)
-                continue
-            if got:
-                await self._admit(got)
-                await asyncio.sleep(0)  # let handlers start before the next blocking read
+
+    async def _fetch(self) -> None:
+        s = self.settings
+        defer = self._defer_until - asyncio.get_running_loop().time()
+        room = max(s.batch, self.concurrency) - len(self._inflight)
+        if defer > 0:
+            await asyncio.sleep(defer)  # leave new work to replicas that can verify it
+        elif room <= 0:
+            self._room.clear()
+            await self._room.wait()
+        elif got := await self._transport.fetch(
+            self.id, self.instance_id, count=min(s.batch, room), block=s.block
+        ):
+            await self._admit(got)
+            await asyncio.sleep(0)  # let handlers start before the next blocking read
 
     async def _admit(self, deliveries: list[Delivery]) -> None:
         """Check signature, freshness and replay; queue what passes."""
@@ -141,7 +138,7 @@ class Inbox:
             return Verdict.WRONG_TARGET
         if signer is None:
             return Verdict.OK
-        verdict = signer.verify(_body(env), env.mac)
+        verdict = signer.verify(env.signed_body(), env.mac)
         if verdict is Verdict.OK and not signer.fresh(msg.created_at, d.enqueued_at):
             return Verdict.STALE
         return verdict
@@ -159,13 +156,8 @@ class Inbox:
     async def _hand_back(self, d: Delivery, verdict: Verdict) -> bool:
         """Leave a message we cannot verify to a live replica that signs otherwise: released
         uncounted, and we take no work for one reclaim interval; False if there is none."""
-        others = [
-            f"{r.instance_id}@{r.host}/{r.pid}"
-            for r in await self._transport.discover()
-            if r.id == self.id
-            and r.instance_id != self.instance_id
-            and not same_secret(self._signer, r.instance_id, r.proof)
-        ]
+        _, mismatched = await self._peers()
+        others = [f"{r.instance_id}@{r.host}/{r.pid}" for r in mismatched if r.id == self.id]
         if not others:
             return False
         s = self.settings
@@ -181,6 +173,13 @@ class Inbox:
                 "instance's secret differs from theirs"
             )
         return True
+
+    async def _peers(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        """Other live instances, and those of them signing otherwise (they refuse each other)."""
+        records = [r for r in await self._transport.discover() if r.instance_id != self.instance_id]
+        return records, [
+            r for r in records if not same_secret(self._signer, r.instance_id, r.proof)
+        ]
 
     def _wake_workers(self, n: int) -> None:
         """Wake at most ``n`` idle workers (one per message, not all)."""
@@ -210,7 +209,7 @@ class Inbox:
                     msg = d.envelope.message
                     msg.attempt = d.attempt
                     msg.entry_id = eid = d.entry_id
-                    msg.context = self  # type: ignore[assignment]
+                    msg.context = self
                     try:
                         await self.on_message(msg)
                     except (KeyboardInterrupt, SystemExit):
@@ -251,10 +250,7 @@ class Inbox:
             else:
                 idle = s.lease - s.retry_delay
                 await self._transport.release(self.id, self.instance_id, d.entry_id, idle)
-                if s.retry_delay <= 0:
-                    self._reclaim_wake.set()
-                else:
-                    asyncio.get_running_loop().call_later(s.retry_delay, self._reclaim_wake.set)
+                asyncio.get_running_loop().call_later(s.retry_delay, self._reclaim_wake.set)
         except TransportError as e:
             log.warning("agent %s: could not give back message %s: %s", self.id, msg.id, e)
         finally:
@@ -262,16 +258,10 @@ class Inbox:
             self._inflight.pop(d.entry_id, None)
             self._room.set()
 
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
-            try:
-                await self._flush_acks()
-            except TransportError as e:
-                log.warning("agent %s: ack failed, retrying: %s", self.id, e)
-                self._ack_wake.set()
-                await asyncio.sleep(_RETRY_PAUSE)
+    async def _ack(self) -> None:
+        await self._ack_wake.wait()
+        self._ack_wake.clear()
+        await self._flush_acks()
 
     async def _flush_acks(self) -> None:
         if not self._acks:
@@ -284,6 +274,7 @@ class Inbox:
         except BaseException:
             self._acks[:0] = ids
             self._inflight.update((eid, d) for eid, d in zip(ids, held, strict=True) if d)
+            self._ack_wake.set()
             raise
         self._since_trim += len(ids)
         if self._since_trim >= self.settings.trim_every:
@@ -297,59 +288,31 @@ class Inbox:
                 await self._transport.release(self.id, self.instance_id, eid, self.settings.lease)
         self._inflight.clear()
 
-    async def _lease_loop(self) -> None:
+    async def _upkeep(self) -> None:
         """Renew the leases of work in flight; reclaim work whose holder went silent."""
-        s = self.settings
-        next_reclaim = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, min(s.lease / 3, next_reclaim - loop.time()))):
-                    await self._reclaim_wake.wait()
-            try:
-                if self._inflight:
-                    ids = list(self._inflight)
-                    if lost := await self._transport.renew(self.id, self.instance_id, ids):
-                        log.warning(
-                            f"agent {self.id} lost the lease of {len(lost)} message(s); their "
-                            "results will be refused"
-                        )
-                due = self._reclaim_wake.is_set() or loop.time() >= next_reclaim
-                # not while stopping, nor while what we handed back waits for a replica
-                if due and self.status is AgentStatus.RUNNING and loop.time() >= self._defer_until:
-                    self._reclaim_wake.clear()
-                    next_reclaim = loop.time() + s.reclaim_every
-                    await self._reclaim()
-            except TransportError as e:
-                log.warning("agent %s: lease upkeep failed, retrying: %s", self.id, e)
-                await asyncio.sleep(_RETRY_PAUSE)
-
-    async def _reclaim(self) -> None:
-        s = self.settings
-        room = max(s.batch, self.concurrency) - len(self._inflight)
-        if room > 0:
-            got = await self._transport.reclaim(self.id, self.instance_id, s, room)
-            if got:
+        s, loop = self.settings, asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            wait = min(s.lease / 3, self._next_reclaim - loop.time())
+            async with asyncio.timeout(max(0.0, wait)):
+                await self._reclaim_wake.wait()
+        if self._inflight:
+            ids = list(self._inflight)
+            if lost := await self._transport.renew(self.id, self.instance_id, ids):
+                log.warning(
+                    f"agent {self.id} lost the lease of {len(lost)} message(s); their "
+                    "results will be refused"
+                )
+        due = self._reclaim_wake.is_set() or loop.time() >= self._next_reclaim
+        # not while stopping, nor while what we handed back waits for a replica
+        if due and self.status is AgentStatus.RUNNING and loop.time() >= self._defer_until:
+            self._reclaim_wake.clear()
+            self._next_reclaim = loop.time() + s.reclaim_every
+            room = max(s.batch, self.concurrency) - len(self._inflight)
+            if room > 0 and (
+                got := await self._transport.reclaim(self.id, self.instance_id, s, room)
+            ):
                 log.info("agent %s reclaimed %d message(s)", self.id, len(got))
                 await self._admit(got)
-
-    async def _heartbeat_loop(self) -> None:
-        s = self.settings
-        while True:
-            await asyncio.sleep(s.heartbeat_interval)
-            try:
-                if not await self._transport.heartbeat(
-                    self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
-                ):
-                    log.warning("agent %s was declared dead; registering again", self.id)
-                    async with self._publishing:
-                        await self._transport.register(
-                            self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
-                        )
-            except AgentIdTaken as e:
-                log.error("agent %s cannot register again: %s", self.id, e)
-            except TransportError as e:
-                log.warning("agent %s: heartbeat failed: %s", self.id, e)
 
     async def _reply_loop(self) -> None:
         """Hand each reply to the request waiting for it. Idle when none waits: the next
@@ -401,7 +364,7 @@ class Inbox:
     def _accept_reply(self, env: Envelope, target: str) -> bool:
         msg = env.message
         if self._signer is not None:
-            verdict = self._signer.verify(_body(env), env.mac)
+            verdict = self._signer.verify(env.signed_body(), env.mac)
             if verdict is not Verdict.OK:
                 log.warning(
                     f"agent {self.id} refused reply {msg.id} claiming sender "
@@ -415,12 +378,6 @@ class Inbox:
             )
             return False
         return True
-
-
-def _body(env: Envelope) -> bytes:
-    from massgen.mas import wire
-
-    return env.body if env.body is not None else wire.encode(env.message)
 
 
 def _what(d: Delivery) -> str:

@@ -50,9 +50,3 @@ class Keys:
     @property
     def gateway_audit(self) -> str:  # STREAM: one entry per gateway decision
         return f"{self.prefix}gw:audit"
-
-    def agent_prefix(self) -> str:
-        return f"{self.prefix}agent:"
-
-    def inbox_prefix(self) -> str:
-        return f"{self.prefix}inbox:"

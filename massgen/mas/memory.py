@@ -8,17 +8,17 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from massgen.errors import AgentIdTaken
 from massgen.mas.message import AgentMessage
-from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
     AgentStatus,
+    BusSettings,
     CommitResult,
     DeadLetter,
     Delivery,
@@ -91,30 +91,24 @@ class _Expiring:
         self._order.append((expires, key))
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    event.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class MemoryHub:
     """Everything the in-process bus stores; agents that share a hub can talk."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self.inboxes: dict[str, _Inbox] = {}
+        self.inboxes: defaultdict[str, _Inbox] = defaultdict(_Inbox)
         self.live: dict[str, AgentRecord] = {}
-        self.dead: dict[str, AgentRecord] = {}
-        self.mailboxes: dict[str, _Mailbox] = {}
+        self.mailboxes: defaultdict[str, _Mailbox] = defaultdict(_Mailbox)
         self.committed = _Expiring()
         self.seen = _Expiring()
         self.state: dict[str, dict[str, str]] = {}
-
-    def inbox(self, agent_id: str) -> _Inbox:
-        box = self.inboxes.get(agent_id)
-        if box is None:
-            box = self.inboxes[agent_id] = _Inbox()
-        return box
-
-    def mailbox(self, reply_to: str) -> _Mailbox:
-        box = self.mailboxes.get(reply_to)
-        if box is None:
-            box = self.mailboxes[reply_to] = _Mailbox()
-        return box
 
 
 _DEFAULT_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryHub] = (
@@ -159,7 +153,6 @@ class MemoryTransport:
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
         hub = self.hub
         now = hub.clock()
-        self._expire(now, retention)
         live = [
             r
             for r in hub.live.values()
@@ -169,7 +162,6 @@ class MemoryTransport:
             raise AgentIdTaken(record.id)
         record = record.model_copy(update={"expires": now + ttl, "status": AgentStatus.RUNNING})
         hub.live[record.instance_id] = record
-        hub.dead.pop(record.instance_id, None)
 
     async def heartbeat(
         self, agent_id: str, instance_id: str, *, ttl: float, retention: float
@@ -192,99 +184,56 @@ class MemoryTransport:
         ]
 
     async def reap(self, *, retention: float) -> list[AgentRecord]:
-        hub = self.hub
-        now = hub.clock()
-        gone = [r for r in hub.live.values() if r.expires <= now]
-        dead = [r.model_copy(update={"status": AgentStatus.DEAD}) for r in gone]
-        for r in dead:
-            del hub.live[r.instance_id]
-            hub.dead[r.instance_id] = r
-        self._expire(now, retention)
-        return dead
-
-    def _expire(self, now: float, retention: float) -> None:
-        hub = self.hub
-        for iid in [i for i, r in hub.dead.items() if r.expires + retention <= now]:
-            del hub.dead[iid]
+        live, now = self.hub.live, self.hub.clock()
+        gone = [live.pop(i) for i, r in list(live.items()) if r.expires <= now]
+        return [r.model_copy(update={"status": AgentStatus.DEAD}) for r in gone]
 
     # inboxes ------------------------------------------------------------------------------
     async def ensure_inbox(self, agent_id: str) -> None:
-        self.hub.inbox(agent_id)
+        _ = self.hub.inboxes[agent_id]
 
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         hub = self.hub
         now = hub.clock()
-        target, box = None, None
-        woken = []
-        entries = enqueued = None
-        next_id = 0
         for env in envelopes:
-            msg = env.message
-            if msg.target_id != target:
-                if box is not None:
-                    box.next_id = next_id
-                target = msg.target_id
-                box = hub.inbox(target)
-                entries, enqueued, next_id = box.entries, box.enqueued, box.next_id
-                woken.append(box)
-            assert entries is not None and enqueued is not None
-            entries[next_id] = msg if env.mac is None else Envelope(msg, env.mac)
-            enqueued[next_id] = now
-            next_id += 1
-        if box is not None:
-            box.next_id = next_id
-        for box in woken:
+            box = hub.inboxes[env.message.target_id]
+            box.put(env, now)
             box.wake.set()
 
     async def fetch(
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]:
         hub = self.hub
-        box = hub.inbox(agent_id)
-        while True:
-            start = box.cursor
-            if start < box.next_id:
-                end = min(box.next_id, start + count)
-                box.cursor = end
-                entries, enqueued, leases = box.entries, box.enqueued, box.leases
-                lease = _Lease(consumer, hub.clock(), 1)  # one lease for the whole batch
-                out = []
-                for eid in range(start, end):
-                    item = entries[eid]
-                    env = Envelope(item) if isinstance(item, AgentMessage) else item
-                    out.append(Delivery(eid, env, 1, enqueued[eid]))
-                    leases[eid] = lease
-                return out
-            if block <= 0:
-                return []
-            box.wake.clear()
-            try:
-                async with asyncio.timeout(block):
-                    await box.wake.wait()
-            except TimeoutError:
-                return []
+        box = hub.inboxes[agent_id]
+        if box.cursor >= box.next_id and block > 0:
+            await _wait(box.wake, block)
+        if box.cursor >= box.next_id:
+            return []  # nothing came, or another consumer took it
+        start = box.cursor
+        box.cursor = end = min(box.next_id, start + count)
+        lease = _Lease(consumer, hub.clock(), 1)  # one lease for the whole batch
+        box.leases.update(dict.fromkeys(range(start, end), lease))
+        return [box.delivery(eid, 1) for eid in range(start, end)]
 
     def _held(self, box: _Inbox, consumer: str, eid: EntryId) -> _Lease | None:
         lease = box.leases.get(eid)
         return lease if lease is not None and lease.consumer == consumer else None
 
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
-        box = self.hub.inbox(agent_id)
-        leases, entries, enqueued = box.leases, box.entries, box.enqueued
+        box = self.hub.inboxes[agent_id]
         done = 0
         for eid in entry_ids:
-            lease = leases.get(eid)
-            if lease is not None and lease.consumer == consumer:
-                del leases[eid]
-                entries.pop(eid, None)
-                enqueued.pop(eid, None)
+            if self._held(box, consumer, eid) is not None:
+                del box.leases[eid]
+                box.entries.pop(eid, None)
+                box.enqueued.pop(eid, None)
                 done += 1
         return done
 
     async def renew(
         self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
     ) -> list[EntryId]:
-        box = self.hub.inbox(agent_id)
+        box = self.hub.inboxes[agent_id]
         now = self.hub.clock()
         lost: list[EntryId] = []
         for eid in entry_ids:
@@ -298,7 +247,7 @@ class MemoryTransport:
     async def release(
         self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        box = self.hub.inbox(agent_id)
+        box = self.hub.inboxes[agent_id]
         held = self._held(box, consumer, entry_id)
         if held is not None:
             count = max(0, held.count - 1) if uncount else held.count
@@ -307,35 +256,29 @@ class MemoryTransport:
     async def reclaim(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
-        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
-        box = self.hub.inbox(agent_id)
-        now = self.hub.clock()
+        box, now = self.hub.inboxes[agent_id], self.hub.clock()
         out: list[Delivery] = []
         for eid, held in list(box.leases.items()):
             if len(out) >= count:
                 break
-            if now - held.since < lease:
+            if now - held.since < s.lease:
                 continue
             n = held.count + 1
             box.leases[eid] = _Lease(consumer, now, n)
             delivery = box.delivery(eid, n)
-            if n > max_deliveries:
+            if n > s.max_deliveries:
                 reason = f"delivered {n - 1} times without success"
-                await self.dead_letter(agent_id, consumer, delivery, reason, dlq_maxlen=dlq_maxlen)
+                await self.dead_letter(
+                    agent_id, consumer, delivery, reason, dlq_maxlen=s.dlq_maxlen
+                )
             else:
                 out.append(delivery)
         return out
 
     async def dead_letter(
-        self,
-        agent_id: str,
-        consumer: str,
-        delivery: Delivery,
-        reason: str,
-        *,
-        dlq_maxlen: int,
+        self, agent_id: str, consumer: str, delivery: Delivery, reason: str, *, dlq_maxlen: int
     ) -> None:
-        box = self.hub.inbox(agent_id)
+        box = self.hub.inboxes[agent_id]
         if self._held(box, consumer, delivery.entry_id) is None:
             return
         box.dead.append(DeadLetter(delivery.entry_id, reason, consumer, delivery.blob()))
@@ -346,7 +289,7 @@ class MemoryTransport:
     async def dead_letters(
         self, agent_id: str, count: int = 100, *, newest: bool = False
     ) -> list[DeadLetter]:
-        dead = self.hub.inbox(agent_id).dead
+        dead = self.hub.inboxes[agent_id].dead
         return list(reversed(dead) if newest else dead)[:count]
 
     async def trim(self, agent_id: str) -> int:
@@ -362,47 +305,36 @@ class MemoryTransport:
     async def reclaim_orphans(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
-        lease, max_deliveries, dlq_maxlen = s.lease, s.max_deliveries, s.dlq_maxlen
         hub = self.hub
-        box = hub.inbox(agent_id)
-        now = hub.clock()
+        box, now = hub.inboxes[agent_id], hub.clock()
         released: list[EntryId] = []
         dead: list[EntryId] = []
         holders: set[str] = set()
         for eid, held in list(box.leases.items()):
             if len(released) + len(dead) >= count:
                 break
-            if held.consumer == consumer or now - held.since < lease:
+            if held.consumer == consumer or now - held.since < s.lease:
                 continue
             rec = hub.live.get(held.consumer)
             if rec is not None and rec.id == agent_id and rec.expires > now:
                 continue  # its holder is alive: it renews or gives it back itself
             holders.add(held.consumer)
-            if held.count >= max_deliveries:
+            if held.count >= s.max_deliveries:
                 reason = f"delivered {held.count} times; holder {held.consumer} died"
+                delivery = box.delivery(eid, held.count)
                 await self.dead_letter(
-                    agent_id,
-                    held.consumer,
-                    box.delivery(eid, held.count),
-                    reason,
-                    dlq_maxlen=dlq_maxlen,
+                    agent_id, held.consumer, delivery, reason, dlq_maxlen=s.dlq_maxlen
                 )
                 dead.append(eid)
             else:
-                since = now - max(lease, HANDBACK_IDLE)
+                since = now - max(s.lease, HANDBACK_IDLE)
                 box.leases[eid] = _Lease(consumer, since, held.count)
                 released.append(eid)
         return Orphans(released, dead, sorted(holders))
 
     # replies ------------------------------------------------------------------------------
     async def commit_reply(
-        self,
-        agent_id: str,
-        consumer: str,
-        entry_id: EntryId | None,
-        reply: Envelope,
-        *,
-        ttl: float,
+        self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
     ) -> CommitResult:
         hub = self.hub
         msg = reply.message
@@ -411,7 +343,7 @@ class MemoryTransport:
         now = hub.clock()
         prev = hub.committed.get(msg.correlation_id, now)
         same = isinstance(prev, Envelope) and prev.message == msg
-        if entry_id is not None and self._held(hub.inbox(agent_id), consumer, entry_id) is None:
+        if entry_id is not None and self._held(hub.inboxes[agent_id], consumer, entry_id) is None:
             return CommitResult.COMMITTED if same else CommitResult.LEASE_LOST
         if entry_id is not None:  # answering a request finishes it
             await self.ack(agent_id, consumer, [entry_id])
@@ -419,7 +351,7 @@ class MemoryTransport:
             return CommitResult.COMMITTED if same else CommitResult.DUPLICATE
         hub.committed.put(msg.correlation_id, reply, now + ttl)
         if msg.reply_to:
-            box = hub.mailbox(msg.reply_to)
+            box = hub.mailboxes[msg.reply_to]
             box.replies.append(reply)
             box.wake.set()
         return CommitResult.COMMITTED
@@ -429,12 +361,9 @@ class MemoryTransport:
     ) -> list[Envelope]:
         if send:
             await self.send(send)
-        box = self.hub.mailbox(reply_to)
+        box = self.hub.mailboxes[reply_to]
         if not box.replies and block > 0:
-            box.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(block):
-                    await box.wake.wait()
+            await _wait(box.wake, block)
         out = list(box.replies)
         box.replies.clear()
         return out

@@ -7,9 +7,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Protocol
-
-from pydantic import ConfigDict, SkipValidation
+from typing import Any
 
 
 class MessageKind(StrEnum):
@@ -19,17 +17,11 @@ class MessageKind(StrEnum):
     BROADCAST = "broadcast"
 
 
-class Replier(Protocol):
-    async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool: ...
-
-
 @dataclass(slots=True, kw_only=True)
 class AgentMessage:
     """A message between agents. Delivery is at least once: after a crash your handler may see
     the same ``id`` again with a higher ``attempt``, so make its effects idempotent by ``id``.
     ``attempt``, ``entry_id`` and ``context`` (the receiving agent) are set on delivery."""
-
-    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
 
     id: str
     sender_id: str
@@ -42,9 +34,7 @@ class AgentMessage:
     error: str | None = None
     attempt: int = 1
     entry_id: str | int | None = field(default=None, repr=False, compare=False)
-    context: Annotated[Replier | None, SkipValidation] = field(
-        default=None, repr=False, compare=False
-    )
+    context: Any = field(default=None, repr=False, compare=False)  # the receiving Agent
 
     @property
     def message_id(self) -> str:

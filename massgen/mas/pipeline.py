@@ -31,7 +31,8 @@ class Pipeliner:
         self._shas: dict[str, str] = {}
 
     async def _lead(self) -> None:
-        """Flush at once what an idle pipeliner was given; a task takes what comes meanwhile."""
+        """Flush at once what an idle pipeliner was given; a task takes what comes meanwhile.
+        (Inline in callers' paths only when idle: a coroutine per command costs ~1 us.)"""
         self._busy = True
         try:
             await self._flush()

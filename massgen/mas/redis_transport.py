@@ -1,13 +1,14 @@
-"""The bus over Redis: Streams with consumer groups, fenced by Lua scripts, on the process's
-shared redis-py client for the URL (:mod:`massgen.store.redis_client`). Concurrent commands
-share round trips (:mod:`massgen.mas.pipeline`); an idle consumer waits in ``XREADGROUP
-BLOCK``, a requester in ``XREAD BLOCK``. Lost connections are retried with backoff; what
-still fails is a :class:`~massgen.errors.TransportError`, never showing the password."""
+"""The bus over Redis Streams with consumer groups, fenced by Lua scripts, on the process's
+shared redis-py client (:mod:`massgen.store.redis_client`). Concurrent commands share round
+trips (:mod:`massgen.mas.pipeline`); idle readers wait in ``XREADGROUP``/``XREAD BLOCK``.
+What fails after the client's retries is a :class:`~massgen.errors.TransportError`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,10 +28,10 @@ from massgen.errors import (
 from massgen.mas import scripts, wire
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
-from massgen.mas.settings import BusSettings
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
+    BusSettings,
     CommitResult,
     DeadLetter,
     Delivery,
@@ -44,6 +45,7 @@ from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, redis_client
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _translate(e: rexc.RedisError, where: str) -> MassGenError:
@@ -67,39 +69,39 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
 
 
 def _mapped(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Re-raise redis-py errors as errors of our tree (without the URL's password)."""
-
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
         except rexc.RedisError as e:
-            self = args[0]
-            assert isinstance(self, RedisTransport)
-            raise _translate(e, self.where) from e
+            raise _translate(e, getattr(args[0], "where", "?")) from e
 
     return wrapper
+
+
+def _map_errors(cls: type[T]) -> type[T]:
+    """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
+    (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
+    for name, fn in list(vars(cls).items()):
+        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "send":
+            setattr(cls, name, _mapped(fn))
+    return cls
 
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _ms(seconds: float) -> int:
-    """Milliseconds for a TTL or a block time: at least 1 (0 means "forever" to BLOCK)."""
-    return max(1, int(seconds * 1000))
-
-
-def _idle_ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000))
+def _ms(seconds: float, least: int = 1) -> int:
+    """Milliseconds for a TTL or a block time (at least 1: 0 means "forever" to BLOCK)."""
+    return max(least, int(seconds * 1000))
 
 
 def _delivery(entry_id: bytes | str, blob: bytes, attempt: int) -> Delivery:
     eid = _s(entry_id)
     enqueued = int(eid.partition("-")[0]) / 1000
     try:
-        body, mac = wire.unpack(blob)
-        return Delivery(eid, Envelope(wire.decode(body), mac, body), attempt, enqueued)
+        return Delivery(eid, Envelope.parse(blob), attempt, enqueued)
     except WireError as e:
         return Delivery(eid, None, attempt, enqueued, problem=str(e), raw=blob)
 
@@ -116,17 +118,10 @@ def _field(fields: list[bytes] | None) -> bytes:
     return dict(zip(fields[::2], fields[1::2], strict=True)).get(FIELD, b"") if fields else b""
 
 
-def _older(a: str, b: str) -> bool:
-    am, _, aseq = a.partition("-")
-    bm, _, bseq = b.partition("-")
-    return (int(am), int(aseq or 0)) < (int(bm), int(bseq or 0))
-
-
+@_map_errors
 class RedisTransport:
-    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster).
-
-    ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``,
-    12 by default: about 9 s of reconnecting, enough for a Redis restart)."""
+    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster);
+    ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``)."""
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> None:
         self.url = url
@@ -137,11 +132,8 @@ class RedisTransport:
         self._pipe = Pipeliner(lambda: self._lease.client, self._exchange)
         self._cursors: dict[str, bytes | str] = {}
         self._records: dict[tuple[bytes, bytes], AgentRecord] = {}  # by (json, expiry)
-        self._inbox_keys: dict[str, str] = {}
         self._readers: dict[str, AbstractConnection] = {}
-        self._reply_cursor: dict[str, bytes | str] = {}
-        self._reply_reads: dict[str, int] = {}
-        self._reply_trim: dict[str, bytes] = {}  # trim up to this id before the next read
+        self._replies: dict[str, tuple[bytes | str, int]] = {}  # cursor, read since trimmed
 
     def __repr__(self) -> str:
         return f"RedisTransport({self.where!r}, prefix={self.keys.prefix!r})"
@@ -176,10 +168,9 @@ class RedisTransport:
     async def _exchange(
         self, name: str, wait: float, commands: Sequence[Sequence[Any]]
     ) -> list[Any]:
-        """``commands`` in one write on the connection held for ``name`` (a blocking reader, or
-        ``""``: the single commands), raw replies, error replies as exception objects; ``wait``:
-        the blocking time. Timed here (redis-py's socket timeout starts a task per read);
-        no reply in time is a TimeoutError and the connection is dropped."""
+        """Raw replies (errors as exception objects) of ``commands``, in one write on the
+        connection held for ``name`` (a blocking reader; ``""``: single commands), blocking up
+        to ``wait``. Timed here: redis-py's socket timeout starts a task per read."""
         try:
             async with asyncio.timeout(max(wait, 0.0) + self._reply_timeout):
                 conn = self._readers.get(name)
@@ -224,7 +215,6 @@ class RedisTransport:
         await self._lease.aclose()
 
     # registry -----------------------------------------------------------------------------
-    @_mapped
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
         if len(record.instance_id) != 16:
             raise ValueError("instance ids are 16 hex characters")
@@ -234,7 +224,6 @@ class RedisTransport:
         if not await self._pipe.script(scripts.REGISTER, keys, args):
             raise AgentIdTaken(record.id)
 
-    @_mapped
     async def heartbeat(
         self, agent_id: str, instance_id: str, *, ttl: float, retention: float
     ) -> bool:
@@ -242,7 +231,6 @@ class RedisTransport:
         args = [f"{instance_id}:{agent_id}", _ms(ttl), _ms(retention)]
         return bool(await self._pipe.script(scripts.HEARTBEAT, keys, args))
 
-    @_mapped
     async def deregister(self, agent_id: str, instance_id: str) -> None:
         """Leave the registry; drop the consumer from the group only if it holds nothing."""
         inbox = self.keys.inbox(agent_id)
@@ -259,10 +247,9 @@ class RedisTransport:
         except rexc.ResponseError:
             pass  # no inbox or no group: nothing to drop
 
-    @_mapped
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
         flat = await self._pipe.script(
-            scripts.DISCOVER, [self.keys.registry], [self.keys.agent_prefix()]
+            scripts.DISCOVER, [self.keys.registry], [self.keys.agent("")]
         )
         cache, records = self._records, []
         for i in range(0, len(flat), 2):  # a record is parsed again only when it changed
@@ -278,15 +265,13 @@ class RedisTransport:
         want = set(capabilities)
         return [r for r in records if want.issubset(r.capabilities)] if want else records
 
-    @_mapped
     async def reap(self, *, retention: float) -> list[AgentRecord]:
         flat = await self._pipe.script(
-            scripts.REAP, [self.keys.registry], [self.keys.agent_prefix(), _ms(retention)]
+            scripts.REAP, [self.keys.registry], [self.keys.agent(""), _ms(retention)]
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 
     # inboxes ------------------------------------------------------------------------------
-    @_mapped
     async def ensure_inbox(self, agent_id: str) -> None:
         try:
             await self.client.xgroup_create(self.keys.inbox(agent_id), GROUP, id="0", mkstream=True)
@@ -294,24 +279,15 @@ class RedisTransport:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    def _inbox(self, target: str) -> str:
-        key = self._inbox_keys.get(target)
-        if key is None:
-            if len(self._inbox_keys) > 10_000:
-                self._inbox_keys.clear()
-            key = self._inbox_keys[target] = self.keys.inbox(target)
-        return key
-
     async def send(self, envelopes: Sequence[Envelope]) -> None:
         """Stored once this returns; concurrent sends share one command."""
         if envelopes:
-            keys = [self._inbox(env.message.target_id) for env in envelopes]
+            keys = [self.keys.inbox(env.message.target_id) for env in envelopes]
             try:
                 await self._pipe.add(keys, [env.blob() for env in envelopes])
-            except rexc.RedisError as e:  # not @_mapped: one coroutine less per message
+            except rexc.RedisError as e:
                 raise _translate(e, self.where) from e
 
-    @_mapped
     async def fetch(
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]:
@@ -342,16 +318,14 @@ class RedisTransport:
         return out
 
     async def _fenced(
-        self, mode: str, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
+        self, mode: str, agent_id: str, consumer: str, ids: Sequence[EntryId], idle: float = 0
     ) -> Any:
-        keys = [self.keys.inbox(agent_id)]
-        return await self._pipe.script(scripts.FENCED, keys, [GROUP, consumer, mode, *entry_ids])
+        args = [GROUP, consumer, mode, _ms(idle, 0), *ids]
+        return await self._pipe.script(scripts.FENCED, [self.keys.inbox(agent_id)], args)
 
-    @_mapped
     async def ack(self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]) -> int:
         return int(await self._fenced("ack", agent_id, consumer, entry_ids)) if entry_ids else 0
 
-    @_mapped
     async def renew(
         self, agent_id: str, consumer: str, entry_ids: Sequence[EntryId]
     ) -> list[EntryId]:
@@ -359,14 +333,12 @@ class RedisTransport:
             return []
         return [_s(x) for x in await self._fenced("renew", agent_id, consumer, entry_ids)]
 
-    @_mapped
     async def release(
         self, agent_id: str, consumer: str, entry_id: EntryId, idle: float, uncount: bool = False
     ) -> None:
-        args = [GROUP, consumer, entry_id, _idle_ms(idle), int(uncount)]
-        await self._pipe.script(scripts.RELEASE, [self.keys.inbox(agent_id)], args)
+        mode = "uncount" if uncount else "release"
+        await self._fenced(mode, agent_id, consumer, [entry_id], idle)
 
-    @_mapped
     async def reclaim(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> list[Delivery]:
@@ -374,12 +346,11 @@ class RedisTransport:
         flat = await self._pipe.script(
             scripts.RECLAIM,
             [self.keys.inbox(agent_id), self.keys.dlq(agent_id)],
-            [GROUP, consumer, _idle_ms(s.lease), cursor, count, s.max_deliveries, s.dlq_maxlen],
+            [GROUP, consumer, _ms(s.lease, 0), cursor, count, s.max_deliveries, s.dlq_maxlen],
         )
         self._cursors[agent_id] = flat[0]
         return [_delivery(flat[i], flat[i + 2], int(flat[i + 1])) for i in range(1, len(flat), 3)]
 
-    @_mapped
     async def dead_letter(
         self, agent_id: str, consumer: str, delivery: Delivery, reason: str, *, dlq_maxlen: int
     ) -> None:
@@ -389,7 +360,6 @@ class RedisTransport:
             [GROUP, consumer, delivery.entry_id, delivery.blob(), reason, dlq_maxlen],
         )
 
-    @_mapped
     async def dead_letters(
         self, agent_id: str, count: int = 100, *, newest: bool = False
     ) -> list[DeadLetter]:
@@ -412,7 +382,6 @@ class RedisTransport:
             raise
         return next((g for g in groups if _s(g["name"]) == GROUP), None)
 
-    @_mapped
     async def trim(self, agent_id: str) -> int:
         """Drop entries below both the oldest pending one and the last delivered one: only
         acknowledged entries go (entries below them never become pending again)."""
@@ -420,16 +389,13 @@ class RedisTransport:
         group = await self._group(key)
         if group is None:
             return 0
-        threshold = _s(group["last-delivered-id"])
-        pending: Any = await self.client.xpending(key, GROUP)
-        if pending["pending"] and _older(_s(pending["min"]), threshold):
-            threshold = _s(pending["min"])
+        pending: Any = await self.client.xpending(key, GROUP)  # pending ids <= last delivered
+        threshold = _s(pending["min"] if pending["pending"] else group["last-delivered-id"])
         return int(await self.client.xtrim(key, minid=threshold, approximate=True))
 
-    @_mapped
     async def inbox_stats(self) -> list[InboxStats]:
         """Per inbox (found with ``SCAN``): stored, pending, unread entries and dead letters."""
-        prefix, r, out = self.keys.inbox_prefix(), self.client, []
+        prefix, r, out = self.keys.inbox(""), self.client, []
         async for key in r.scan_iter(match=prefix + "*", count=500, _type="stream"):
             agent_id = _s(key)[len(prefix) :]
             group = await self._group(key)
@@ -443,12 +409,11 @@ class RedisTransport:
             out.append(InboxStats(agent_id, int(length), int(group["pending"]), int(dead), lag))
         return sorted(out, key=lambda s: s.agent_id)
 
-    @_mapped
     async def reclaim_orphans(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        args = [GROUP, agent_id, consumer, _idle_ms(s.lease), s.max_deliveries, s.dlq_maxlen]
+        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen]
         handback = _ms(max(s.lease, HANDBACK_IDLE))
         try:
             released, dead, holders = await self._pipe.script(
@@ -461,7 +426,6 @@ class RedisTransport:
         return Orphans([_s(x) for x in released], [_s(x) for x in dead], [_s(x) for x in holders])
 
     # replies ------------------------------------------------------------------------------
-    @_mapped
     async def commit_reply(
         self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
     ) -> CommitResult:
@@ -481,19 +445,18 @@ class RedisTransport:
             int(result), CommitResult.LEASE_LOST
         )
 
-    @_mapped
     async def read_replies(
         self, reply_to: str, *, block: float, send: Sequence[Envelope] = ()
     ) -> list[Envelope]:
         key = self.keys.replies(reply_to)
         commands: list[Sequence[Any]] = [
-            ("XADD", self._inbox(e.message.target_id), "*", FIELD, e.blob()) for e in send
+            ("XADD", self.keys.inbox(e.message.target_id), "*", FIELD, e.blob()) for e in send
         ]
-        trim_to = self._reply_trim.pop(reply_to, None)
-        if trim_to is not None:  # before this read: the last one's replies did not wait for it
-            commands.append(("XTRIM", key, "MINID", "~", trim_to))
+        cursor, n = self._replies.get(reply_to, ("0-0", 0))
+        if n >= 1000:  # trim what was read, with this read (the last one did not wait for it)
+            commands.append(("XTRIM", key, "MINID", "~", cursor))
+            n = 0
         wait = ("BLOCK", _ms(block)) if block > 0 else ()
-        cursor = self._reply_cursor.get(reply_to, "0-0")
         commands.append(("XREAD", "COUNT", 1000, *wait, "STREAMS", key, cursor))
         *done, got = await self._exchange(key, block, commands)
         for reply in (*done, got):
@@ -503,41 +466,23 @@ class RedisTransport:
         for _, entries in _streams(got):
             for eid, fields in entries:
                 last = eid
-                try:
-                    body, mac = wire.unpack(_field(fields))
-                    out.append(Envelope(wire.decode(body), mac, body))
-                except WireError:
-                    continue
-        if last is not None:
-            self._reply_cursor[reply_to] = last
-            n = self._reply_reads.get(reply_to, 0) + len(out)
-            if n >= 1000:
-                self._reply_trim[reply_to] = last
-                n = 0
-            self._reply_reads[reply_to] = n
+                with contextlib.suppress(WireError):
+                    out.append(Envelope.parse(_field(fields)))
+        self._replies[reply_to] = (cursor if last is None else last, n + len(out))
         return out
 
-    @_mapped
     async def get_reply(self, request_id: str) -> Envelope | None:
         blob: Any = await self._pipe.call("GET", self.keys.reply(request_id))
-        if blob is None:
-            return None
-        try:
-            body, mac = wire.unpack(blob)
-            return Envelope(wire.decode(body), mac, body)
-        except WireError:
-            return None
+        with contextlib.suppress(WireError):
+            return None if blob is None else Envelope.parse(blob)
+        return None
 
-    @_mapped
     async def drop_replies(self, reply_to: str) -> None:
         await self._drop_reader(self.keys.replies(reply_to))
         await self._pipe.call("DEL", self.keys.replies(reply_to))
-        self._reply_cursor.pop(reply_to, None)
-        self._reply_reads.pop(reply_to, None)
-        self._reply_trim.pop(reply_to, None)
+        self._replies.pop(reply_to, None)
 
     # security -----------------------------------------------------------------------------
-    @_mapped
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
     ) -> list[bool]:
@@ -549,16 +494,13 @@ class RedisTransport:
         return [bool(f) for f in await self._pipe.script(scripts.FIRST_SEEN, [], args)]
 
     # state --------------------------------------------------------------------------------
-    @_mapped
     async def load_state(self, agent_id: str) -> dict[str, str]:
         raw: Any = await self.client.hgetall(self.keys.state(agent_id))
         return {_s(k): _s(v) for k, v in raw.items()}
 
-    @_mapped
     async def save_state(self, agent_id: str, fields: Mapping[str, str]) -> None:
         if fields:
             await self.client.hset(self.keys.state(agent_id), mapping=dict(fields))  # type: ignore[arg-type]
 
-    @_mapped
     async def clear_state(self, agent_id: str) -> None:
         await self.client.delete(self.keys.state(agent_id))

@@ -153,15 +153,16 @@ end
 return out
 """
 
-# KEYS: inbox. ARGV: group, consumer, 'ack' or 'renew', ids... Of the ids the consumer holds:
-# acks them (returns how many; an id listed twice counts once) or restarts their leases
-# (returns the ids not held).
+# KEYS: inbox. ARGV: group, consumer, mode, idle ms, ids... Of the ids the consumer holds,
+# mode 'ack' acknowledges them (returns how many; an id listed twice counts once); the others
+# return the ids not held: 'renew' restarts their leases, 'release' makes them look idle ms
+# old (a reclaim takes them soon), 'uncount' too and takes this delivery off their count.
 FENCED = (
     _HELD
     + """
-local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 4)
-local mine, lost = {}, {}
-for i = 4, #ARGV do
+local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 5)
+local mine, lost, mode = {}, {}, ARGV[3]
+for i = 5, #ARGV do
   if h[ARGV[i]] then
     mine[#mine + 1] = ARGV[i]
     h[ARGV[i]] = nil
@@ -169,28 +170,19 @@ for i = 4, #ARGV do
 end
 for i = 1, #mine, 1000 do
   local j = math.min(i + 999, #mine)
-  if ARGV[3] == 'ack' then redis.call('XACK', KEYS[1], ARGV[1], unpack(mine, i, j))
-  else redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine, i, j)) end
+  if mode == 'ack' then redis.call('XACK', KEYS[1], ARGV[1], unpack(mine, i, j))
+  elseif mode == 'renew' then redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine, i, j))
+  else
+    for k = i, j do
+      local n = redis.call('XPENDING', KEYS[1], ARGV[1], mine[k], mine[k], 1)[1][4]
+      if mode == 'uncount' then n = math.max(0, n - 1) end
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, mine[k], 'IDLE', ARGV[4],
+        'RETRYCOUNT', n, 'JUSTID')
+    end
+  end
 end
-if ARGV[3] == 'ack' then return #mine end
+if mode == 'ack' then return #mine end
 return lost
-"""
-)
-
-# KEYS: inbox. ARGV: group, consumer, id, idle ms, uncount ('1': this delivery off the count).
-# Makes a held entry look idle so a reclaim takes it soon.
-RELEASE = (
-    _HOLDS
-    + """
-if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-if ARGV[5] == '1' then
-  local n = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)[1][4]
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4],
-    'RETRYCOUNT', math.max(0, n - 1), 'JUSTID')
-else
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
-end
-return 1
 """
 )
 

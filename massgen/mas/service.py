@@ -13,16 +13,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import Transport, describe, resolve_transport
+from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.settings import BusSettings
 from massgen.mas.tasks import cancel_and_wait
-from massgen.mas.transport import AgentRecord, EntryId, InboxStats
+from massgen.mas.transport import AgentRecord, BusSettings, EntryId, InboxStats
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ class MASService:
 
     @property
     def where(self) -> str:
-        return describe(self._transport)
+        return self._transport.where
 
     def __repr__(self) -> str:
         return f"MASService(on={self.where!r}, running={self.running})"
@@ -105,30 +103,23 @@ class MASService:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def check(self) -> Report:
         """One pass: reap, take work back from dead instances, log what changed."""
         t = self._transport
-        dead = await t.reap(retention=self.settings.dead_retention)
-        for r in dead:
+        report = Report(await t.reap(retention=self.settings.dead_retention))
+        for r in report.dead:
             log.warning(
                 f"agent {r.id} (instance {r.instance_id} on {r.host} pid {r.pid}) missed its "
                 "heartbeat: marked dead"
             )
-        released: dict[str, list[EntryId]] = {}
-        dead_lettered: dict[str, list[EntryId]] = {}
         stats = await t.inbox_stats()
         for s in stats:
             if s.pending:
-                await self._reclaim_orphans(s.agent_id, released, dead_lettered)
-        if released or dead_lettered:
+                await self._reclaim_orphans(s.agent_id, report)
+        if report.released or report.dead_lettered:
             stats = await t.inbox_stats()
         live = {r.id for r in await t.discover()}
         for s in stats:
@@ -143,15 +134,11 @@ class MASService:
                         "delivered and unacknowledged, no live agent"
                     )
                 self._last_waiting[s.agent_id] = waiting
-        self.last_report = Report(dead, stats, released, dead_lettered)
-        return self.last_report
+        report.inboxes.extend(stats)
+        self.last_report = report
+        return report
 
-    async def _reclaim_orphans(
-        self,
-        agent_id: str,
-        released: dict[str, list[EntryId]],
-        dead_lettered: dict[str, list[EntryId]],
-    ) -> None:
+    async def _reclaim_orphans(self, agent_id: str, report: Report) -> None:
         s = self.settings
         while True:
             got = await self._transport.reclaim_orphans(
@@ -159,14 +146,14 @@ class MASService:
             )
             holders = ", ".join(got.holders)
             if got.released:
-                released.setdefault(agent_id, []).extend(got.released)
+                report.released.setdefault(agent_id, []).extend(got.released)
                 log.warning(
                     f"inbox {agent_id}: took {len(got.released)} message(s) from dead "
                     f"instance(s) {holders} past their lease and handed them back for "
                     f"redelivery: {_ids(got.released)}"
                 )
             if got.dead_lettered:
-                dead_lettered.setdefault(agent_id, []).extend(got.dead_lettered)
+                report.dead_lettered.setdefault(agent_id, []).extend(got.dead_lettered)
                 log.warning(
                     f"inbox {agent_id}: dead-lettered {len(got.dead_lettered)} message(s) of "
                     f"dead instance(s) {holders} after {s.max_deliveries} deliveries: "
