@@ -206,7 +206,7 @@ class RedisStore(Store):
                 appended, held, new = await self._r.eval(_GAINED, 2, *keys, seen, _PER_TRIP)
                 if int(appended) < seen:  # the log was deleted with its count: copy afresh
                     seen = 0
-                    appended, held, new = await self._r.eval(_GAINED, 2, *keys, 0, _PER_TRIP)
+                    continue
                 unseen = min(int(appended) - seen, int(held))
                 last = len(new) >= unseen
                 job = functools.partial(
