@@ -401,9 +401,9 @@ async def test_sqlite_gets_in_flight_together_share_one_trip(tmp_path: Path) -> 
             await s.set(f"k{i}", str(i).encode(), ttl=10 if i % 2 else None)
         clock.advance(11)  # the odd ones expire
         keys = [f"k{i}" for i in range(1200)] + ["k0", "missing"]
-        trips = s.read_trips
+        trips = s.reads.trips
         got = await asyncio.gather(*(s.get(k) for k in keys))
-        assert s.read_trips - trips <= 2
+        assert s.reads.trips - trips <= 2
         assert got[:1200] == [None if i % 2 else str(i).encode() for i in range(1200)]
         assert got[1200:] == [b"0", None]
 
@@ -411,10 +411,10 @@ async def test_sqlite_gets_in_flight_together_share_one_trip(tmp_path: Path) -> 
 async def test_sqlite_sets_in_flight_together_share_one_transaction(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "s.sqlite3") as s:
         await s.set("warm", b"up")
-        trips = s.write_trips
+        trips = s.writes.trips
         await asyncio.gather(*(s.set(f"k{i}", str(i).encode()) for i in range(300)))
         await asyncio.gather(s.set("dup", b"first"), s.set("dup", b"second"))
-        assert s.write_trips - trips <= 3
+        assert s.writes.trips - trips <= 3
         got = await asyncio.gather(*(s.get(f"k{i}") for i in range(300)))
         assert got == [str(i).encode() for i in range(300)]
         assert await s.get("dup") == b"second"  # in the order they were made

@@ -82,10 +82,11 @@ def session_list(
 ) -> int:
     """Every session: runs, last update, agents."""
     from massgen.memory.session import Sessions
+    from massgen.serialize import to_dict
 
     found = _with_store(config, store, prefix, lambda s: Sessions(s).list())
     if json_out:
-        return _print_json([i.to_dict() for i in found])
+        return _print_json([to_dict(i) for i in found])
     if not found:
         print("no sessions")
     for info in found:
@@ -106,6 +107,7 @@ def session_show(
 ) -> int:
     """What each agent remembers of session NAME (exit 1 if there is none)."""
     from massgen.memory.session import Sessions, check_name
+    from massgen.serialize import to_dict
 
     check_name(name)
 
@@ -123,7 +125,7 @@ def session_show(
                 "summarized": covered,
                 "turns": [{"task": t.task, "answer": t.answer, "run_id": t.run_id} for t in turns],
             }
-        return {**info.to_dict(), "by_agent": agents}
+        return {**to_dict(info), "by_agent": agents}
 
     data = _with_store(config, store, prefix, work)
     if data is None:

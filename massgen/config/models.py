@@ -29,14 +29,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from massgen.config.yamlsrc import Path_
 from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
 
 CUSTOM_CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 """How a user's own backend class is named: ``package.module:Class``."""
 _AGENT_NAME = re.compile(r"\w[\w.-]{0,63}")
-
-Path_ = tuple[str | int, ...]
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

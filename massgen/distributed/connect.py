@@ -85,7 +85,7 @@ async def distributed(
     saved = dict(orchestrator.handles)
     feeds = LiveFeeds(client.transport, secret=secret, settings=settings)
     try:
-        live = await client.discover([LLM])
+        live = {a["id"]: a for a in await client.discover([LLM])}
         mismatched = {r.instance_id: r for r in await client.secret_mismatches()}
         placement = _place(orchestrator, live, client, run, feeds)
         _check_secrets(placement, live, mismatched, signed=client.signs)
@@ -101,12 +101,11 @@ async def distributed(
 
 def _place(
     orchestrator: Orchestrator,
-    live: list[dict[str, Any]],
+    live: Mapping[str, dict[str, Any]],
     client: BusAgent,
     run: str,
     feeds: LiveFeeds,
 ) -> Placement:
-    by_name = {a["id"]: a for a in live}
     remote: dict[str, int] = {}
     local: list[str] = []
     mismatched: list[str] = []
@@ -114,7 +113,7 @@ def _place(
     where = str(getattr(client.transport, "where", "the in-process bus"))
     fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
-        found = by_name.get(name)
+        found = live.get(name)
         meta = found["metadata"] if found is not None else {}
         if found is None or meta.get("role_digest") not in (None, role_digest(agent.role)):
             local.append(name)
@@ -144,17 +143,16 @@ def _positive(value: Any, default: float) -> float:
 
 def _check_secrets(
     placement: Placement,
-    live: list[dict[str, Any]],
+    live: Mapping[str, dict[str, Any]],
     mismatched: Mapping[str, AgentRecord],
     *,
     signed: bool,
 ) -> None:
     """Refuse the run when every worker of a remote agent signs otherwise than the run (they
     would refuse its turns, or it their answers); a partial mismatch is left to the bus."""
-    by_name = {a["id"]: a for a in live}
     bad: dict[tuple[str, str], list[str]] = {}  # (workers, how) -> agents
     for name in sorted(placement.remote):
-        instances = by_name[name].get("instances", [])
+        instances = live[name].get("instances", [])
         if not instances or not all(i["instance_id"] in mismatched for i in instances):
             continue
         workers = ", ".join(sorted({label(i) for i in instances}))

@@ -129,9 +129,9 @@ class LongTermMemory:
     def log(self) -> str:
         return log_name(self.agent)
 
-    def _cutoff(self) -> float | None:
-        """The oldest ``at`` still kept, if items expire."""
-        return None if self.max_age_days is None else self.clock() - self.max_age_days * 86400
+    def _cutoff(self) -> float:
+        """The oldest ``at`` still kept (``-inf`` when items do not expire)."""
+        return -math.inf if self.max_age_days is None else self.clock() - self.max_age_days * 86400
 
     def bind(self, store: Store) -> None:
         if self.store is None:
@@ -157,8 +157,8 @@ class LongTermMemory:
         """Drop items beyond ``max_items`` and older than ``max_age_days``; how many went."""
         store = self._store()
         before = await store.length(self.log)
-        if (cutoff := self._cutoff()) is not None:
-            raw = await store.read(self.log)
+        if self.max_age_days is not None:
+            raw, cutoff = await store.read(self.log), self._cutoff()
             # The expired items lead the log: drop that many from its front (no rewrite).
             expired = next((n for n, r in enumerate(raw) if _item(r).at >= cutoff), len(raw))
             if expired:
@@ -170,8 +170,7 @@ class LongTermMemory:
     async def items(self) -> list[MemoryItem]:
         """Every live item, oldest first."""
         cutoff = self._cutoff()
-        found = [_item(r) for r in await self._store().read(self.log)]
-        return [i for i in found if cutoff is None or i.at >= cutoff]
+        return [i for i in map(_item, await self._store().read(self.log)) if i.at >= cutoff]
 
     async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
         """The items most relevant to ``query``, best first (only those with a score > 0)."""
@@ -187,8 +186,7 @@ class LongTermMemory:
         while True:
             hits = await store.search(self.log, terms, item_words, limit)
             cutoff = self._cutoff()
-            ranked = [(score, _item(r)) for score, r in hits]
-            ranked = [(s, i) for s, i in ranked if cutoff is None or i.at >= cutoff]
+            ranked = [(score, i) for score, r in hits if (i := _item(r)).at >= cutoff]
             if k is None or len(ranked) >= k or len(hits) < limit:
                 return ranked[:k]
             limit *= 4

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from massgen.errors import ConfigError
-from massgen.serialize import from_json, to_dict, to_json
+from massgen.serialize import from_json, to_json
 from massgen.store.base import Store
 
 INDEX_LOG = "sessions"
@@ -43,9 +42,6 @@ class SessionInfo:
     updated: float = 0.0
     runs: int = 0
     agents: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
 
 
 class Sessions:

@@ -171,11 +171,9 @@ class RedisStore(Store):
         check_count("limit", limit)
         if limit == 0:
             return []
-        if start < 0:  # the window is at most -start records: slice it here
-            tail = [_bytes(r) for r in await self._r.lrange(self._log(log), start, -1)]
-            return tail if limit is None else tail[:limit]
-        end = -1 if limit is None else start + limit - 1
-        return [_bytes(r) for r in await self._r.lrange(self._log(log), start, end)]
+        # From the end, the window is at most -start records: cut to ``limit`` here.
+        end = -1 if limit is None or start < 0 else start + limit - 1
+        return [_bytes(r) for r in await self._r.lrange(self._log(log), start, end)][:limit]
 
     @_mapped
     async def length(self, log: str) -> int:
@@ -206,7 +204,7 @@ class RedisStore(Store):
                 appended, held, new = await self._r.eval(_GAINED, 2, *keys, seen, _PER_TRIP)
                 if int(appended) < seen:  # the log was deleted with its count: copy afresh
                     seen = 0
-                    appended, held, new = await self._r.eval(_GAINED, 2, *keys, 0, _PER_TRIP)
+                    continue
                 unseen = min(int(appended) - seen, int(held))
                 last = len(new) >= unseen
                 job = functools.partial(

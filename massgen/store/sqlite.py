@@ -160,19 +160,12 @@ class SQLiteStore(Store):
         self._closed = False
         self._sets = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
-        # Reads made together share one trip to the worker thread; writes one transaction.
-        self._gets: Grouped[str, bytes | None] = Grouped(lambda keys: self.run(self._get_job(keys)))
-        self._sets_grouped: Grouped[tuple[str, bytes, float | None], None] = Grouped(
+        # Reads made together share one trip to the worker thread (``reads.trips`` counts
+        # them); writes one transaction (``writes.trips``).
+        self.reads: Grouped[str, bytes | None] = Grouped(lambda keys: self.run(self._get_job(keys)))
+        self.writes: Grouped[tuple[str, bytes, float | None], None] = Grouped(
             lambda rows: self.run(self._set_job(rows))
         )
-
-    @property
-    def read_trips(self) -> int:  # fewer than gets when grouped
-        return self._gets.trips
-
-    @property
-    def write_trips(self) -> int:  # transactions; fewer than sets when grouped
-        return self._sets_grouped.trips
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -212,7 +205,7 @@ class SQLiteStore(Store):
         return await self.run(lambda c: c.execute(sql, params).fetchall())
 
     async def get(self, key: str) -> bytes | None:
-        return await self._gets(key)  # a closed store: run() raises
+        return await self.reads(key)  # a closed store: run() raises
 
     def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
         now, unique = self.clock(), json.dumps(list(dict.fromkeys(keys)))
@@ -230,7 +223,7 @@ class SQLiteStore(Store):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
-        await self._sets_grouped((key, value, None if ttl is None else self.clock() + ttl))
+        await self.writes((key, value, None if ttl is None else self.clock() + ttl))
 
     def _set_job(
         self, rows: list[tuple[str, bytes, float | None]]
