@@ -254,7 +254,7 @@ class Orchestrator:
         self._begin_memory()
         try:
             async with asyncio.timeout(self.config.timeout):
-                await impl.run(task, ctx)
+                await impl(task, ctx)
         except asyncio.CancelledError:
             self._close(result, started, "interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
