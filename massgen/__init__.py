@@ -21,33 +21,7 @@ _MODULES = {
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names.split()}
 
-__all__ = [
-    "Agent",
-    "AgentAnswer",
-    "AgentFailed",
-    "AuthenticationError",
-    "Backend",
-    "ChatMessage",
-    "Completion",
-    "CompletionRequest",
-    "ConfigError",
-    "FunctionBackend",
-    "Interrupted",
-    "MassGenError",
-    "Orchestrator",
-    "ProviderConnectionError",
-    "ProviderError",
-    "ProviderTimeout",
-    "RateLimited",
-    "RunError",
-    "RunResult",
-    "ToolCall",
-    "ToolSpec",
-    "Usage",
-    "Vote",
-    "load_config",
-    "__version__",
-]
+__all__ = list(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -65,22 +39,27 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from massgen.agents.agent import Agent
-    from massgen.backends.base import Backend
-    from massgen.backends.function import FunctionBackend
-    from massgen.config import load as load_config
-    from massgen.errors import (
-        AgentFailed,
-        AuthenticationError,
-        ConfigError,
-        Interrupted,
-        MassGenError,
-        ProviderConnectionError,
-        ProviderError,
-        ProviderTimeout,
-        RateLimited,
-        RunError,
-    )
-    from massgen.orchestrator import Orchestrator
-    from massgen.result import AgentAnswer, RunResult, Vote
-    from massgen.types import ChatMessage, Completion, CompletionRequest, ToolCall, ToolSpec, Usage
+    from massgen.agents.agent import Agent as Agent
+    from massgen.backends.base import Backend as Backend
+    from massgen.backends.function import FunctionBackend as FunctionBackend
+    from massgen.config import load as load_config  # noqa: F401 (in __all__ through _EXPORTS)
+    from massgen.errors import AgentFailed as AgentFailed
+    from massgen.errors import AuthenticationError as AuthenticationError
+    from massgen.errors import ConfigError as ConfigError
+    from massgen.errors import Interrupted as Interrupted
+    from massgen.errors import MassGenError as MassGenError
+    from massgen.errors import ProviderConnectionError as ProviderConnectionError
+    from massgen.errors import ProviderError as ProviderError
+    from massgen.errors import ProviderTimeout as ProviderTimeout
+    from massgen.errors import RateLimited as RateLimited
+    from massgen.errors import RunError as RunError
+    from massgen.orchestrator import Orchestrator as Orchestrator
+    from massgen.result import AgentAnswer as AgentAnswer
+    from massgen.result import RunResult as RunResult
+    from massgen.result import Vote as Vote
+    from massgen.types import ChatMessage as ChatMessage
+    from massgen.types import Completion as Completion
+    from massgen.types import CompletionRequest as CompletionRequest
+    from massgen.types import ToolCall as ToolCall
+    from massgen.types import ToolSpec as ToolSpec
+    from massgen.types import Usage as Usage

@@ -22,6 +22,13 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AgentEvent(Event):
+    """Of one agent (by name), and of the row a view keeps for it."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(Event):
     run_id: str
     task: str
@@ -30,24 +37,21 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentStarted(Event):
+class AgentStarted(AgentEvent):
     """An agent began a turn. ``phase``: answer, review, step, aggregate, present."""
 
-    agent: str
     phase: str
     round: int = 0
     prompt: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TokenDelta(Event):
-    agent: str
+class TokenDelta(AgentEvent):
     text: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentAnswered(Event):
-    agent: str
+class AgentAnswered(AgentEvent):
     phase: str
     round: int
     text: str
@@ -85,10 +89,9 @@ class AgentAnswered(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentRetrying(Event):
+class AgentRetrying(AgentEvent):
     """Retry ``attempt`` of ``limit`` (0: not known) of a request, in ``wait`` seconds."""
 
-    agent: str
     attempt: int
     wait: float
     error: str
@@ -96,35 +99,31 @@ class AgentRetrying(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentWaiting(Event):
+class AgentWaiting(AgentEvent):
     """No worker answers a turn sent to one: ``note`` says what the run sees and does."""
 
-    agent: str
     note: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentFailedEvent(Event):
-    agent: str
+class AgentFailedEvent(AgentEvent):
     error: str
     dropped: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ToolCalled(Event):
+class ToolCalled(AgentEvent):
     """An agent's model called one of its tools. ``args`` is compact JSON, cut short."""
 
-    agent: str
     tool: str
     call_id: str
     args: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ToolResult(Event):
+class ToolResult(AgentEvent):
     """``output``: the start of the result (or the error)."""
 
-    agent: str
     tool: str
     call_id: str
     ok: bool
@@ -133,25 +132,22 @@ class ToolResult(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Ballot(Event):
+class Ballot(AgentEvent):
     """The answers a reviewer is shown, shuffled for it alone, by label (``{"A": "bob"}``)."""
 
-    agent: str
     round: int
     labels: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class VoteCast(Event):
-    agent: str
+class VoteCast(AgentEvent):
     round: int
     for_agent: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Revised(Event):
-    agent: str
+class Revised(AgentEvent):
     round: int
     text: str
 

@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -254,7 +255,7 @@ class Orchestrator:
         self._begin_memory()
         try:
             async with asyncio.timeout(self.config.timeout):
-                await impl.run(task, ctx)
+                await impl(task, ctx)
         except asyncio.CancelledError:
             self._close(result, started, "interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
@@ -302,9 +303,8 @@ class Orchestrator:
 
         if self.session is not None:
             concurrency = 1
-        items = from_strings(tasks)
-        log = ResultLog(out, resume=resume) if out is not None else None
-        try:
+        items = from_strings(tasks)  # checked before the results file is opened
+        with ResultLog(out, resume=resume) if out is not None else nullcontext() as log:
             return await run_batch(
                 self,
                 items,
@@ -314,9 +314,6 @@ class Orchestrator:
                 max_cost=self.max_cost,
                 on_row=on_row,
             )
-        finally:
-            if log is not None:
-                log.close()
 
     def batch_run(self, tasks: Sequence[str | BatchTask], **options: Any) -> Any:
         """The seed's ``results = orchestrator.batch_run(tasks)``: blocks outside an event

@@ -10,8 +10,6 @@ from pydantic import TypeAdapter
 from massgen.types import Completion
 
 T = TypeVar("T")
-
-
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 
 
@@ -47,13 +45,3 @@ def completion_to_dict(completion: Completion) -> dict[str, Any]:
 
 def completion_from_dict(data: Any) -> Completion:
     return from_dict(Completion, data)
-
-
-__all__ = [
-    "completion_from_dict",
-    "completion_to_dict",
-    "from_dict",
-    "from_json",
-    "to_dict",
-    "to_json",
-]

@@ -117,11 +117,11 @@ def _echo_off(console: Console) -> Callable[[], None]:
     the echo back on (safe to call more than once). Does nothing unless both the view and
     standard input are a terminal."""
     if not console.is_terminal:
-        return _nothing
+        return lambda: None
     try:
         import termios
     except ImportError:  # Windows
-        return _nothing
+        return lambda: None
     try:
         fd = sys.stdin.fileno()
         before = termios.tcgetattr(fd)
@@ -129,7 +129,7 @@ def _echo_off(console: Console) -> Callable[[], None]:
         quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
         termios.tcsetattr(fd, termios.TCSANOW, quiet)
     except (termios.error, AttributeError, ValueError, OSError):
-        return _nothing  # stdin closed, replaced, or not a terminal
+        return lambda: None  # stdin closed, replaced, or not a terminal
     done = False
 
     def restore() -> None:
@@ -140,7 +140,3 @@ def _echo_off(console: Console) -> Callable[[], None]:
                 termios.tcsetattr(fd, termios.TCSADRAIN, before)
 
     return restore
-
-
-def _nothing() -> None:
-    pass

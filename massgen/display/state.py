@@ -80,12 +80,26 @@ class ViewState:
 
     def apply(self, e: ev.Event) -> None:
         match e:
+            case ev.AgentEvent():
+                self._apply(self.row(e.agent), e)
             case ev.RunStarted():
                 self.strategy = e.strategy
                 for name in e.agents:
                     self.rows.setdefault(name, Row(name))
+            case ev.RoundDone():
+                self.leader = e.leader
+            case ev.FinalAnswer():
+                self.final = e
+            case ev.RunEnded():
+                self.ended = e.result.status
+                for row in self.rows.values():  # a timeout or Ctrl-C cut these turns short
+                    if row.status in BUSY:
+                        row.status = "stopped"
+                        row.pending = 0
+
+    def _apply(self, row: Row, e: ev.AgentEvent) -> None:
+        match e:
             case ev.AgentStarted():
-                row = self.row(e.agent)
                 row.status = STATUS.get(e.phase, e.phase)
                 row.phase = e.phase
                 row.text = row.note = row.reply = ""
@@ -94,7 +108,6 @@ class ViewState:
                     row.note = "voting…"
                 self.round = max(self.round, e.round)
             case ev.TokenDelta():
-                row = self.row(e.agent)
                 row.pending += len(e.text)
                 if row.phase == "review":
                     row.reply = (row.reply + e.text)[:_REPLY_KEPT]
@@ -103,7 +116,6 @@ class ViewState:
                     row.text = (row.text + e.text)[-_KEPT:]
                     row.note = ""
             case ev.AgentAnswered():
-                row = self.row(e.agent)
                 row.tokens += e.usage.total_tokens
                 row.pending = 0
                 row.cost += e.cost
@@ -120,7 +132,6 @@ class ViewState:
                 row.text = (f"({', '.join(marks)}) " if marks else "") + row.answer
                 row.status = "answered" if e.phase == "answer" else "done"
             case ev.AgentRetrying():
-                row = self.row(e.agent)
                 row.retries += 1
                 row.text = row.reply = ""  # the retried stream starts over
                 row.pending = row.prompt
@@ -128,46 +139,30 @@ class ViewState:
                 of = f"/{e.limit}" if e.limit else ""
                 row.note = f"retry {e.attempt}{of} in {e.wait:.1f}s: {e.error}"
             case ev.AgentWaiting():
-                row = self.row(e.agent)
                 row.status = "no worker"
                 row.note = e.note
             case ev.ToolCalled():
-                row = self.row(e.agent)
                 row.tool_calls += 1
                 row.status = "tool"
                 row.note = f"{e.tool} {e.args}".strip()
             case ev.ToolResult():
-                row = self.row(e.agent)
                 how = "ok" if e.ok else "failed: " + e.output
                 row.note = f"{e.tool} {how} ({e.duration:.2f}s)"
             case ev.AgentFailedEvent():
-                row = self.row(e.agent)
                 row.status = "failed" if e.dropped else "fallback"
                 row.pending = 0
                 row.note = e.error
             case ev.Ballot():
-                self.row(e.agent).labels = dict(e.labels)
+                row.labels = dict(e.labels)
             case ev.VoteCast():
                 self.votes[e.agent] = e.for_agent
-                row = self.row(e.agent)
                 row.status = "voted"
                 row.note = f"→ {e.for_agent}" + (f": {e.reason}" if e.reason else "")
             case ev.Revised():
                 self.votes.pop(e.agent, None)
-                row = self.row(e.agent)
                 row.status = "revised"
                 row.note = ""
                 row.text = row.answer = e.text
-            case ev.RoundDone():
-                self.leader = e.leader
-            case ev.FinalAnswer():
-                self.final = e
-            case ev.RunEnded():
-                self.ended = e.result.status
-                for row in self.rows.values():  # a timeout or Ctrl-C cut these turns short
-                    if row.status in BUSY:
-                        row.status = "stopped"
-                        row.pending = 0
 
     def row(self, name: str) -> Row:
         return self.rows.setdefault(name, Row(name))

@@ -1,35 +1,24 @@
-"""Orchestration strategies: parallel, sequential, consensus."""
+"""Orchestration strategies: parallel, sequential, consensus. A strategy decides who is asked
+what, in which order, and fills ``ctx.result`` for the task."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 from massgen.errors import ConfigError
 from massgen.strategies.context import RunContext
 
-
-class Strategy(Protocol):
-    """Decides who is asked what, in which order; fills ``ctx.result`` for ``task``."""
-
-    name: str
-
-    async def run(self, task: str, ctx: RunContext) -> None: ...
+Strategy = Callable[[str, RunContext], Awaitable[None]]
 
 
 def get_strategy(name: str) -> Strategy:
-    from massgen.strategies.consensus import Consensus
-    from massgen.strategies.parallel import Parallel
-    from massgen.strategies.sequential import Sequential
+    from massgen.strategies import consensus, parallel, sequential
 
-    found: dict[str, type[Strategy]] = {
-        "parallel": Parallel,
-        "sequential": Sequential,
-        "consensus": Consensus,
-    }
+    found = {"parallel": parallel.run, "sequential": sequential.run, "consensus": consensus.run}
     if name not in found:
         hint = "use one of: " + ", ".join(found)
         raise ConfigError(f"unknown strategy {name!r}", key="strategy", hint=hint)
-    return found[name]()
+    return found[name]
 
 
 __all__ = ["RunContext", "Strategy", "get_strategy"]

@@ -7,16 +7,13 @@ from massgen.strategies.context import RunContext
 from massgen.types import Turn
 
 
-class Sequential:
-    name = "sequential"
-
-    async def run(self, task: str, ctx: RunContext) -> None:
-        done: list[tuple[str, str]] = []
-        for step, name in enumerate(list(ctx.live), start=1):
-            reply = await ctx.call(name, Turn("step", prompts.step_prompt(task, done), round=step))
-            if reply is not None:
-                done.append((name, reply[0].text))
-                ctx.result.history.append(dict(done))
-            ctx.result.rounds = step
-        if done:
-            ctx.result.winner, ctx.result.final_answer = done[-1]
+async def run(task: str, ctx: RunContext) -> None:
+    done: list[tuple[str, str]] = []
+    for step, name in enumerate(list(ctx.live), start=1):
+        reply = await ctx.call(name, Turn("step", prompts.step_prompt(task, done), round=step))
+        if reply is not None:
+            done.append((name, reply[0].text))
+            ctx.result.history.append(dict(done))
+        ctx.result.rounds = step
+    if done:
+        ctx.result.winner, ctx.result.final_answer = done[-1]
