@@ -147,26 +147,38 @@ class OpenAIBackend(SDKBackend):
             body.update(stream=True, stream_options={"include_usage": True})
         return CHAT, {**body, **extra}
 
+    async def complete(self, request: CompletionRequest) -> Completion:
+        return await self._whole(self._settled(request))  # no generator per request
+
+    async def _whole(self, request: CompletionRequest) -> Completion:
+        api, body = self._payload(request, stream=False)
+        started, answer = time.perf_counter(), self._assembly(api, body)
+        answer.whole(await self._chat.request(api, body, request.timeout or self.timeout))
+        return answer.completion(request, time.perf_counter() - started)
+
+    def _assembly(self, api: str, body: dict[str, Any]) -> _Assembly | responses.Assembly:
+        kind = responses.Assembly if api == RESPONSES else _Assembly
+        return kind(body["model"], provider=self.provider)
+
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        api, body = self._payload(request, stream=stream)
-        started, seconds = time.perf_counter(), request.timeout or self.timeout
-        kind = responses.Assembly if api == RESPONSES else _Assembly
-        answer = kind(body["model"], provider=self.provider)
         if not stream:
-            answer.whole(await self._chat.request(api, body, seconds))
-        else:
-            try:
-                async with aclosing(self._chat.stream(api, body, seconds)) as events:
-                    async for event in events:
-                        if delta := answer.feed(event):
-                            yield StreamChunk(delta=delta)
-            except ProviderError:
-                # An error after the answer said it was finished (OpenRouter sends one after
-                # a `length` finish) cannot take the answer back: keep it. Before, it stands.
-                if not answer.finished:
-                    raise
+            yield StreamChunk(completion=await self._whole(request))
+            return
+        api, body = self._payload(request, stream=True)
+        started, answer = time.perf_counter(), self._assembly(api, body)
+        try:
+            seconds = request.timeout or self.timeout
+            async with aclosing(self._chat.stream(api, body, seconds)) as events:
+                async for event in events:
+                    if delta := answer.feed(event):
+                        yield StreamChunk(delta=delta)
+        except ProviderError:
+            # An error after the answer said it was finished (OpenRouter sends one after
+            # a `length` finish) cannot take the answer back: keep it. Before, it stands.
+            if not answer.finished:
+                raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 

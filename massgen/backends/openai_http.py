@@ -43,6 +43,8 @@ _PER_HOST = 256
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 """Read from the environment as the SDK reads them, so both clients send the same."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""One encoder for every body: ``json.dumps`` with options builds a new one per call."""
 
 
 @dataclass(slots=True)
@@ -168,7 +170,7 @@ class HTTPChatClient:
     ) -> Any:
         return session.post(
             f"{self.base_url}/{api}",
-            data=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            data=_ENCODE(body).encode(),
             headers=self._headers,
             timeout=_timeout(seconds),
             **self._options,

@@ -160,7 +160,6 @@ async def run_batch(
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)
-    gate = asyncio.Semaphore(max(1, concurrency))
     room = asyncio.Condition()
     holding = 0  # tasks in flight that hold part of the budget
     dearest = 0.0  # the most a finished task cost
@@ -199,35 +198,34 @@ async def run_batch(
 
     async def one(i: int, task: BatchTask) -> None:
         nonlocal dearest
-        async with gate:
-            result: RunResult | None
-            allowance = await admit(task)
-            if allowance is None:
-                return
+        result: RunResult | None
+        allowance = await admit(task)
+        if allowance is None:
+            return
+        try:
+            result = await orchestrator.arun(task.task, strategy, budget=allowance)
+            status, error = result.status, None
+            dearest = max(dearest, result.cost)
+        except BudgetExceeded as e:
+            summary.stopped = "budget"
+            if not getattr(e, "result", None) or not e.result.answers:  # type: ignore[attr-defined]
+                return  # nothing was spent on it: leave it for a later run
+            result, status, error = e.result, "failed", str(e)  # type: ignore[attr-defined]
+        except MassGenError as e:
+            result, status, error = getattr(e, "result", None), "failed", str(e)
+        finally:
+            await done_with(allowance)
+        results[i] = result
+        row = row_for(task, result, status, error)
+        if log is not None:
             try:
-                result = await orchestrator.arun(task.task, strategy, budget=allowance)
-                status, error = result.status, None
-                dearest = max(dearest, result.cost)
-            except BudgetExceeded as e:
-                summary.stopped = "budget"
-                if not getattr(e, "result", None) or not e.result.answers:  # type: ignore[attr-defined]
-                    return  # nothing was spent on it: leave it for a later run
-                result, status, error = e.result, "failed", str(e)  # type: ignore[attr-defined]
-            except MassGenError as e:
-                result, status, error = getattr(e, "result", None), "failed", str(e)
-            finally:
-                await done_with(allowance)
-            results[i] = result
-            row = row_for(task, result, status, error)
-            if log is not None:
-                try:
-                    await log.commit(row)  # on disk before the task counts as done
-                except asyncio.CancelledError:
-                    count(result, status)  # its line is written all the same
-                    raise
-            count(result, status)
-            if on_row is not None:
-                on_row(row, summary)
+                await log.commit(row)  # on disk before the task counts as done
+            except asyncio.CancelledError:
+                count(result, status)  # its line is written all the same
+                raise
+        count(result, status)
+        if on_row is not None:
+            on_row(row, summary)
 
     def count(result: RunResult | None, status: str) -> None:
         if status == "failed":
@@ -238,14 +236,23 @@ async def run_batch(
             summary.usage = summary.usage + result.usage
             summary.cost += result.cost
 
+    todo: list[tuple[int, BatchTask]] = []
+    for i, task in enumerate(tasks):
+        if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
+            summary.skipped += 1
+        else:
+            todo.append((i, task))
+    queue = iter(todo)
+
+    async def worker() -> None:
+        for i, task in queue:  # `concurrency` of these: no task or semaphore wait per task
+            await one(i, task)
+
     try:
         with fewer_collections():
             async with asyncio.TaskGroup() as group:
-                for i, task in enumerate(tasks):
-                    if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
-                        summary.skipped += 1
-                        continue
-                    group.create_task(one(i, task))
+                for _ in range(min(max(1, concurrency), len(todo))):
+                    group.create_task(worker())
     except asyncio.CancelledError:
         summary.stopped = "interrupted"
         raise

@@ -16,7 +16,7 @@ from massgen.backends.base import Backend
 from massgen.errors import CircuitOpen, ConfigError, ProviderError, RateLimited, TransportError
 from massgen.resilience.shared import Shared
 from massgen.resilience.wrapper import Call, Wrapper
-from massgen.types import CompletionRequest, StreamChunk
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -225,6 +225,16 @@ class BreakerBackend(Wrapper):
     def __init__(self, inner: Backend, breaker: CircuitBreaker) -> None:
         super().__init__(inner)
         self.breaker = breaker
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        probe = await self.breaker.enter(self.provider)  # as around(), without its generators
+        try:
+            done = await self.inner.complete(request)
+        except BaseException as error:
+            await self.breaker.failed(probe, error)
+            raise
+        await self.breaker.failed(probe, None)
+        return done
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
         probe = await self.breaker.enter(self.provider)
