@@ -8,7 +8,6 @@ from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
 from massgen.backends.base import Backend
-from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
 from massgen.types import CallContext, Completion, OnRetry, Turn
@@ -36,22 +35,22 @@ class AgentHandle(Protocol):
 
 
 class LocalHandle:
-    """A handle to an agent in this process. ``wrap`` gives the agent's backend in its
-    resilience stack (built on the first turn); each request is stamped with who asks."""
+    """An agent in this process, its backend inside the resilience stack ``wrap`` gives (the
+    orchestrator's, one per backend, built on first use)."""
 
     def __init__(self, agent: Agent, wrap: Callable[[Agent], Backend] | None = None) -> None:
-        self.agent = agent
-        self.name = agent.name
+        self.agent, self.name = agent, agent.name
         self._wrap = wrap
-        self._backend: Bound | None = None
         agent.local_handle = self
 
     @property
     def backend(self) -> Bound:
-        if self._backend is None:
-            stack = self._wrap(self.agent) if self._wrap else self.agent.backend
-            self._backend = Bound(stack, CallContext(self.name))
-        return self._backend
+        return self.bound()
+
+    def bound(self, on_retry: OnRetry | None = None) -> Bound:
+        """The stack, each request stamped with who asks and who hears its retries."""
+        stack = self._wrap(self.agent) if self._wrap else self.agent.backend
+        return Bound(stack, CallContext(self.name, on_retry=on_retry))
 
     @property
     def supports_tools(self) -> bool:
@@ -64,16 +63,8 @@ class LocalHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
-        memory: MemoryContext | None = None,
-        on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
-        """``memory``/``on_folded``: memory the caller owns (see :meth:`Agent.respond`)."""
-        backend: Backend = self.backend
-        if on_retry is not None:
-            backend = Bound(self.backend.inner, CallContext(self.name, on_retry=on_retry))
-        return await self.agent.respond(
-            turn, on_delta, backend=backend, ctx=ctx, memory=memory, on_folded=on_folded
-        )
+        return await self.agent.respond(turn, on_delta, backend=self.bound(on_retry), ctx=ctx)
 
     def cost_of(self, completion: Completion) -> float:
         return self.agent.cost_of(completion)

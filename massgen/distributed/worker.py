@@ -170,11 +170,11 @@ class HostedAgent(BusAgent):
 
         outcome: Completion | Exception
         try:
-            outcome = await self.handle.ask(
+            outcome = await self.handle.agent.respond(
                 turn,
                 pump,
-                ToolContext(emit=on_event),
-                on_retry=on_retry,
+                backend=self.handle.bound(on_retry),
+                ctx=ToolContext(emit=on_event),
                 memory=request.memory,
                 on_folded=written.append,
             )
