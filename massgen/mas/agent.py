@@ -12,7 +12,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -33,7 +33,7 @@ from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
 from massgen.mas.signing import Signer
 from massgen.mas.state import AgentState
-from massgen.mas.tasks import cancel_and_wait
+from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _COMMITTING: dict[str, asyncio.Future[None]] = {}
 
 
-class Agent(Inbox):
+class Agent(Inbox, Lifecycle):
     """An agent on Redis at ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else localhost), or
     on the in-process bus with ``transport=MemoryTransport()`` or ``hub=MemoryHub()``.
 
@@ -247,13 +247,6 @@ class Agent(Inbox):
                 fut.cancel()
             self.status = AgentStatus.STOPPED
             log.info("agent %s stopped", self.id)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def set_gateway(self, gateway: GatewayService) -> None:
         """The gateway (you start and stop it) that checks messages with ``use_gateway``."""

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
+from massgen.mas.tasks import Lifecycle
 from massgen.mas.transport import Envelope
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def _result(decision: GatewayDecision, text: str | None, ms: float | None = None
     return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
 
 
-class GatewayService:
+class GatewayService(Lifecycle):
     """Checks and routes the messages of agents in gateway mode (see the module doc)."""
 
     def __init__(
@@ -187,13 +188,6 @@ class GatewayService:
         if self._transport is not None:
             await self._transport.close()
             self._transport = None
-
-    async def __aenter__(self) -> GatewayService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def _redis(self) -> Any:
         if self._transport is None:
@@ -404,7 +398,7 @@ class AuthorizationManager:
 
     def __init__(self, gateway: GatewayService) -> None:
         self._gw = gateway
-        self._pending: list[tuple[str, str, list[str]]] = []
+        self._pending: list[tuple[Callable[[str, str], Awaitable[None]], str, str]] = []
 
     async def allow_bidirectional(self, agent_a: str, agent_b: str) -> None:
         await self._gw.add_permission(agent_a, agent_b)
@@ -429,24 +423,15 @@ class AuthorizationManager:
 
     def allow(self, sender: str, targets: str | Sequence[str]) -> AuthorizationManager:
         """Queue a grant; :meth:`apply` writes the queue."""
-        self._pending.append(
-            ("allow", sender, [targets] if isinstance(targets, str) else list(targets))
-        )
+        for t in [targets] if isinstance(targets, str) else targets:
+            self._pending.append((self._gw.add_permission, sender, t))
         return self
 
     def block(self, sender: str, target: str) -> AuthorizationManager:
-        self._pending.append(("block", sender, [target]))
+        self._pending.append((self._gw.block_target, sender, target))
         return self
 
     async def apply(self) -> None:
         pending, self._pending = self._pending, []
-        for op, sender, targets in pending:
-            for t in targets:
-                if op == "allow":
-                    await self._gw.add_permission(sender, t)
-                else:
-                    await self._gw.block_target(sender, t)
-
-    async def get_summary(self, agent_id: str) -> dict[str, Any]:
-        perms = await self._gw.get_permissions(agent_id)
-        return {"agent_id": agent_id, **perms}
+        for write, sender, target in pending:
+            await write(sender, target)
