@@ -231,10 +231,7 @@ class Agent(Inbox, Lifecycle):
         await self._cancel(lambda task: task.get_name().split(":")[-1].startswith("worker"))
         await self._flush_acks()
         await self._release_all()
-        await self._cancel(lambda task: True)
-        if self._reply_task is not None:
-            await cancel_and_wait([self._reply_task])
-            self._reply_task = None
+        await self._cancel(lambda task: True)  # the reply listener too
         try:
             await self.on_stop()
         finally:
@@ -490,11 +487,12 @@ class Agent(Inbox, Lifecycle):
             log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(f"mas:{self.id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _cancel(self, which: Callable[[asyncio.Task[None]], bool]) -> None:
         await cancel_and_wait([t for t in self._tasks if which(t)])
@@ -505,8 +503,7 @@ class Agent(Inbox, Lifecycle):
 
     def _ensure_reply_listener(self) -> None:
         if self._reply_task is None or self._reply_task.done():
-            self._reply_task = asyncio.ensure_future(self._reply_loop())
-            self._reply_task.set_name(f"mas:{self.id}:replies")
+            self._reply_task = self._spawn(self._reply_loop(), "replies")
 
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:

@@ -319,9 +319,7 @@ class GatewayService(Lifecycle):
         out = []
         for entry_id, fields in rows:
             d: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
-            if sender_id is not None and d["sender_id"] != sender_id:
-                continue
-            if target_id is not None and d["target_id"] != target_id:
+            if sender_id not in (None, d["sender_id"]) or target_id not in (None, d["target_id"]):
                 continue
             d["violations"] = json.loads(d["violations"])
             d["latency_ms"] = float(d["latency_ms"])

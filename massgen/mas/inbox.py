@@ -362,22 +362,16 @@ class Inbox:
                 del self._waiting[env.message.correlation_id or ""]  # idle at once if last
 
     def _accept_reply(self, env: Envelope, target: str) -> bool:
-        msg = env.message
-        if self._signer is not None:
-            verdict = self._signer.verify(env.signed_body(), env.mac)
-            if verdict is not Verdict.OK:
-                log.warning(
-                    f"agent {self.id} refused reply {msg.id} claiming sender "
-                    f"{msg.sender_id!r}: {verdict.value}"
-                )
-                return False
-        if msg.sender_id != target:
-            log.warning(
-                f"agent {self.id} refused reply {msg.id}: sent by {msg.sender_id!r}, "
-                f"asked {target!r}"
-            )
-            return False
-        return True
+        signer, msg = self._signer, env.message
+        verdict = signer.verify(env.signed_body(), env.mac) if signer else Verdict.OK
+        if verdict is not Verdict.OK:
+            why = f" claiming sender {msg.sender_id!r}: {verdict.value}"
+        elif msg.sender_id != target:
+            why = f": sent by {msg.sender_id!r}, asked {target!r}"
+        else:
+            return True
+        log.warning(f"agent {self.id} refused reply {msg.id}{why}")
+        return False
 
 
 def _what(d: Delivery) -> str:

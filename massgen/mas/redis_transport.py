@@ -10,7 +10,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -43,10 +43,6 @@ from massgen.mas.transport import (
 from massgen.redact import redact_url as redact
 from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, redis_client
 
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
-
 
 def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     text = str(e)
@@ -68,18 +64,18 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
 
 
-def _mapped(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+def _mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await fn(*args, **kwargs)
+            return await fn(self, *args, **kwargs)
         except rexc.RedisError as e:
-            raise _translate(e, getattr(args[0], "where", "?")) from e
+            raise _translate(e, self.where) from e
 
     return wrapper
 
 
-def _map_errors(cls: type[T]) -> type[T]:
+def _map_errors(cls: type[RedisTransport]) -> type[RedisTransport]:
     """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
     (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
     for name, fn in list(vars(cls).items()):
