@@ -1,8 +1,5 @@
-"""The receiving half of an agent: fetch, check, handle, acknowledge, renew and reclaim.
-
-Delivery is at least once: a message is acknowledged only after the handler returns, so
-after a crash it is handled again, by this agent or a replica.
-"""
+"""The receiving half of an agent: fetch, check, handle, acknowledge, renew and reclaim (at
+least once: after a crash a message is handled again, by this agent or a replica)."""
 
 from __future__ import annotations
 
@@ -44,6 +41,8 @@ class Inbox:
     _transport: Transport
     _signer: Signer | None
     _waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]]
+    on_message: Callable[[AgentMessage], Awaitable[None]]
+    _commit: Callable[[AgentMessage, dict[str, Any], str | None], Awaitable[CommitResult]]
 
     def _init_inbox(self) -> None:
         self._handed_back: set[EntryId] = set()  # logged once each
@@ -63,14 +62,6 @@ class Inbox:
         self._reply_idle = asyncio.Event()
         self._since_trim = 0
         self._next_reclaim = 0.0  # loop time
-
-    async def on_message(self, message: AgentMessage) -> None:
-        raise NotImplementedError
-
-    async def _commit(
-        self, request: AgentMessage, payload: dict[str, Any], error: str | None
-    ) -> CommitResult:
-        raise NotImplementedError
 
     async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``step`` until cancelled; a transport error (after the client's own retries)
