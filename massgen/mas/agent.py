@@ -30,7 +30,7 @@ from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind
 from massgen.mas.signing import Signer
 from massgen.mas.state import AgentState
 from massgen.mas.tasks import Lifecycle, cancel_and_wait
@@ -92,7 +92,7 @@ class Agent(Inbox, Lifecycle):
         self.replica = replica
         self.concurrency = concurrency
         self.settings = settings or BusSettings()
-        self.instance_id = random_hex(8)
+        self.instance_id = os.urandom(8).hex()  # 16 hex: the registry's scripts rely on it
         self.status = AgentStatus.CREATED
         self._metadata = dict(metadata or {})
         self._transport, self._owns_transport = resolve_transport(
@@ -403,7 +403,11 @@ class Agent(Inbox, Lifecycle):
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         if not message.expects_reply:
-            raise RuntimeError(no_correlation(message))
+            raise RuntimeError(
+                f"cannot reply: message {message.id} ({message.kind.value} from "
+                f"{message.sender_id!r}) does not have correlation ID; only messages sent with "
+                f"request() can be replied to (use send({message.sender_id!r}, ...) instead)"
+            )
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
             probe = self._message(
                 message.sender_id, payload, MessageKind.REPLY, correlation_id=message.id

@@ -190,12 +190,6 @@ class RedisTransport:
             await self._drop_reader(name)  # a reply may still come: never reuse the connection
             raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
 
-    async def _read(self, name: str, wait: float, *args: Any) -> Any:
-        [reply] = await self._exchange(name, wait, [args])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
     async def _drop_reader(self, name: str) -> None:
         conn = self._readers.pop(name, None)
         if conn is not None:  # back to the pool as the others are, without a pending reply
@@ -288,15 +282,12 @@ class RedisTransport:
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]:
         key = self.keys.inbox(agent_id)
-        try:
-            wait = ("BLOCK", _ms(block)) if block > 0 else ()
-            got: Any = await self._read(
-                f"{key}:{consumer}", block, "XREADGROUP", "GROUP", GROUP, consumer,
-                "COUNT", count, *wait, "STREAMS", key, ">",
-            )  # fmt: skip
-        except rexc.ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
+        wait = ("BLOCK", _ms(block)) if block > 0 else ()
+        read = ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, *wait, "STREAMS", key, ">")
+        [got] = await self._exchange(f"{key}:{consumer}", block, [read])
+        if isinstance(got, rexc.ResponseError):
+            if "NOGROUP" not in str(got):
+                raise got
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
         out: list[Delivery] = []
