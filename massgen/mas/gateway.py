@@ -151,11 +151,10 @@ class GatewayService(Lifecycle):
         self.keys = Keys(s.redis.prefix)
         self._transport: RedisTransport | None = None
         self._signer: Signer | None = None
-        self._running = False
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self._transport is not None
 
     async def start(self) -> None:
         s = self.settings
@@ -177,14 +176,12 @@ class GatewayService(Lifecycle):
         transport = redis_transport(s.redis.url, s.redis.prefix)
         await transport.connect()
         self._transport = transport
-        self._running = True
         log.info("mas gateway started on %s (prefix %s)", transport.where, s.redis.prefix)
 
     async def stop(self) -> None:
-        self._running = False
-        if self._transport is not None:
-            await self._transport.close()
-            self._transport = None
+        transport, self._transport = self._transport, None  # checks refuse from here on
+        if transport is not None:
+            await transport.close()
 
     def _redis(self) -> Any:
         if self._transport is None:
@@ -225,7 +222,7 @@ class GatewayService(Lifecycle):
     ) -> GatewayResult:
         """Every stage but routing (agents check their replies with it); audited."""
         started = time.perf_counter()
-        if not self._running:
+        if not self.running:
             return _result(GatewayDecision.SERVICE_UNAVAILABLE, "Gateway service not running")
         import redis.exceptions as rexc
 
@@ -384,7 +381,7 @@ class GatewayService(Lifecycle):
         r = self._redis()
         return {
             "audit": {"entries": int(await r.xlen(self.keys.gateway_audit))},
-            "status": "running" if self._running else "stopped",
+            "status": "running" if self.running else "stopped",
         }
 
 
