@@ -231,11 +231,9 @@ class RedisTransport:
                 ("HDEL", self.keys.agent(agent_id), instance_id),
             ]
         )
-        try:
+        with contextlib.suppress(rexc.ResponseError):  # no inbox or no group: nothing to drop
             if not await self.client.xpending_range(inbox, GROUP, "-", "+", 1, instance_id):
                 await self.client.xgroup_delconsumer(inbox, GROUP, instance_id)
-        except rexc.ResponseError:
-            pass  # no inbox or no group: nothing to drop
 
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
         flat = await self._pipe.script(
