@@ -193,12 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except ServiceUnreachable as e:  # Redis is down: not a usage error (as `massgen service`)
-        print(f"error: {e}", file=sys.stderr)
-        return 69
     except (ConfigError, TransportError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        # Redis down is not a usage error (as with `massgen service`)
+        return 69 if isinstance(e, ServiceUnreachable) else 2
     return 0
 
 
