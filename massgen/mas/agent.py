@@ -12,7 +12,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -30,10 +30,10 @@ from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, no_correlation, random_hex
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind
 from massgen.mas.signing import Signer
 from massgen.mas.state import AgentState
-from massgen.mas.tasks import cancel_and_wait
+from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _COMMITTING: dict[str, asyncio.Future[None]] = {}
 
 
-class Agent(Inbox):
+class Agent(Inbox, Lifecycle):
     """An agent on Redis at ``redis_url`` (else ``$MASSGEN_REDIS_URL``, else localhost), or
     on the in-process bus with ``transport=MemoryTransport()`` or ``hub=MemoryHub()``.
 
@@ -92,7 +92,7 @@ class Agent(Inbox):
         self.replica = replica
         self.concurrency = concurrency
         self.settings = settings or BusSettings()
-        self.instance_id = random_hex(8)
+        self.instance_id = os.urandom(8).hex()  # 16 hex: the registry's scripts rely on it
         self.status = AgentStatus.CREATED
         self._metadata = dict(metadata or {})
         self._transport, self._owns_transport = resolve_transport(
@@ -231,10 +231,7 @@ class Agent(Inbox):
         await self._cancel(lambda task: task.get_name().split(":")[-1].startswith("worker"))
         await self._flush_acks()
         await self._release_all()
-        await self._cancel(lambda task: True)
-        if self._reply_task is not None:
-            await cancel_and_wait([self._reply_task])
-            self._reply_task = None
+        await self._cancel(lambda task: True)  # the reply listener too
         try:
             await self.on_stop()
         finally:
@@ -247,13 +244,6 @@ class Agent(Inbox):
                 fut.cancel()
             self.status = AgentStatus.STOPPED
             log.info("agent %s stopped", self.id)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def set_gateway(self, gateway: GatewayService) -> None:
         """The gateway (you start and stop it) that checks messages with ``use_gateway``."""
@@ -413,7 +403,11 @@ class Agent(Inbox):
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         if not message.expects_reply:
-            raise RuntimeError(no_correlation(message))
+            raise RuntimeError(
+                f"cannot reply: message {message.id} ({message.kind.value} from "
+                f"{message.sender_id!r}) does not have correlation ID; only messages sent with "
+                f"request() can be replied to (use send({message.sender_id!r}, ...) instead)"
+            )
         if self.use_gateway:  # a reply is a message to the requester: the gateway checks it
             probe = self._message(
                 message.sender_id, payload, MessageKind.REPLY, correlation_id=message.id
@@ -497,11 +491,12 @@ class Agent(Inbox):
             log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(f"mas:{self.id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _cancel(self, which: Callable[[asyncio.Task[None]], bool]) -> None:
         await cancel_and_wait([t for t in self._tasks if which(t)])
@@ -512,8 +507,7 @@ class Agent(Inbox):
 
     def _ensure_reply_listener(self) -> None:
         if self._reply_task is None or self._reply_task.done():
-            self._reply_task = asyncio.ensure_future(self._reply_loop())
-            self._reply_task.set_name(f"mas:{self.id}:replies")
+            self._reply_task = self._spawn(self._reply_loop(), "replies")
 
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
+from massgen.mas.tasks import Lifecycle
 from massgen.mas.transport import Envelope
 
 if TYPE_CHECKING:
@@ -88,9 +89,6 @@ class FeaturesSettings(_Section):
     circuit_breaker: bool = False
 
 
-_NOT_HERE = ("dlp", "priority_queue", "rbac", "circuit_breaker")
-
-
 class GatewaySettings(_Section):
     """The seed's shape: nested sections (or dicts for them)."""
 
@@ -135,7 +133,7 @@ def _result(decision: GatewayDecision, text: str | None, ms: float | None = None
     return GatewayResult(success=ok, decision=decision, message=text, latency_ms=ms)
 
 
-class GatewayService:
+class GatewayService(Lifecycle):
     """Checks and routes the messages of agents in gateway mode (see the module doc)."""
 
     def __init__(
@@ -153,15 +151,14 @@ class GatewayService:
         self.keys = Keys(s.redis.prefix)
         self._transport: RedisTransport | None = None
         self._signer: Signer | None = None
-        self._running = False
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self._transport is not None
 
     async def start(self) -> None:
         s = self.settings
-        wanted = [name for name in _NOT_HERE if getattr(s.features, name)]
+        wanted = [name for name, on in s.features if on and name != "message_signing"]
         if wanted:
             raise ConfigError(
                 f"gateway feature(s) {', '.join(wanted)} are not implemented in massgen.mas",
@@ -179,21 +176,12 @@ class GatewayService:
         transport = redis_transport(s.redis.url, s.redis.prefix)
         await transport.connect()
         self._transport = transport
-        self._running = True
         log.info("mas gateway started on %s (prefix %s)", transport.where, s.redis.prefix)
 
     async def stop(self) -> None:
-        self._running = False
-        if self._transport is not None:
-            await self._transport.close()
-            self._transport = None
-
-    async def __aenter__(self) -> GatewayService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        transport, self._transport = self._transport, None  # checks refuse from here on
+        if transport is not None:
+            await transport.close()
 
     def _redis(self) -> Any:
         if self._transport is None:
@@ -234,7 +222,7 @@ class GatewayService:
     ) -> GatewayResult:
         """Every stage but routing (agents check their replies with it); audited."""
         started = time.perf_counter()
-        if not self._running:
+        if not self.running:
             return _result(GatewayDecision.SERVICE_UNAVAILABLE, "Gateway service not running")
         import redis.exceptions as rexc
 
@@ -325,9 +313,7 @@ class GatewayService:
         out = []
         for entry_id, fields in rows:
             d: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
-            if sender_id is not None and d["sender_id"] != sender_id:
-                continue
-            if target_id is not None and d["target_id"] != target_id:
+            if sender_id not in (None, d["sender_id"]) or target_id not in (None, d["target_id"]):
                 continue
             d["violations"] = json.loads(d["violations"])
             d["latency_ms"] = float(d["latency_ms"])
@@ -395,7 +381,7 @@ class GatewayService:
         r = self._redis()
         return {
             "audit": {"entries": int(await r.xlen(self.keys.gateway_audit))},
-            "status": "running" if self._running else "stopped",
+            "status": "running" if self.running else "stopped",
         }
 
 
@@ -404,7 +390,7 @@ class AuthorizationManager:
 
     def __init__(self, gateway: GatewayService) -> None:
         self._gw = gateway
-        self._pending: list[tuple[str, str, list[str]]] = []
+        self._pending: list[tuple[Callable[[str, str], Awaitable[None]], str, str]] = []
 
     async def allow_bidirectional(self, agent_a: str, agent_b: str) -> None:
         await self._gw.add_permission(agent_a, agent_b)
@@ -429,24 +415,15 @@ class AuthorizationManager:
 
     def allow(self, sender: str, targets: str | Sequence[str]) -> AuthorizationManager:
         """Queue a grant; :meth:`apply` writes the queue."""
-        self._pending.append(
-            ("allow", sender, [targets] if isinstance(targets, str) else list(targets))
-        )
+        for t in [targets] if isinstance(targets, str) else targets:
+            self._pending.append((self._gw.add_permission, sender, t))
         return self
 
     def block(self, sender: str, target: str) -> AuthorizationManager:
-        self._pending.append(("block", sender, [target]))
+        self._pending.append((self._gw.block_target, sender, target))
         return self
 
     async def apply(self) -> None:
         pending, self._pending = self._pending, []
-        for op, sender, targets in pending:
-            for t in targets:
-                if op == "allow":
-                    await self._gw.add_permission(sender, t)
-                else:
-                    await self._gw.block_target(sender, t)
-
-    async def get_summary(self, agent_id: str) -> dict[str, Any]:
-        perms = await self._gw.get_permissions(agent_id)
-        return {"agent_id": agent_id, **perms}
+        for write, sender, target in pending:
+            await write(sender, target)

@@ -1,8 +1,5 @@
-"""The receiving half of an agent: fetch, check, handle, acknowledge, renew and reclaim.
-
-Delivery is at least once: a message is acknowledged only after the handler returns, so
-after a crash it is handled again, by this agent or a replica.
-"""
+"""The receiving half of an agent: fetch, check, handle, acknowledge, renew and reclaim (at
+least once: after a crash a message is handled again, by this agent or a replica)."""
 
 from __future__ import annotations
 
@@ -44,6 +41,8 @@ class Inbox:
     _transport: Transport
     _signer: Signer | None
     _waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]]
+    on_message: Callable[[AgentMessage], Awaitable[None]]
+    _commit: Callable[[AgentMessage, dict[str, Any], str | None], Awaitable[CommitResult]]
 
     def _init_inbox(self) -> None:
         self._handed_back: set[EntryId] = set()  # logged once each
@@ -63,14 +62,6 @@ class Inbox:
         self._reply_idle = asyncio.Event()
         self._since_trim = 0
         self._next_reclaim = 0.0  # loop time
-
-    async def on_message(self, message: AgentMessage) -> None:
-        raise NotImplementedError
-
-    async def _commit(
-        self, request: AgentMessage, payload: dict[str, Any], error: str | None
-    ) -> CommitResult:
-        raise NotImplementedError
 
     async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``step`` until cancelled; a transport error (after the client's own retries)
@@ -362,22 +353,16 @@ class Inbox:
                 del self._waiting[env.message.correlation_id or ""]  # idle at once if last
 
     def _accept_reply(self, env: Envelope, target: str) -> bool:
-        msg = env.message
-        if self._signer is not None:
-            verdict = self._signer.verify(env.signed_body(), env.mac)
-            if verdict is not Verdict.OK:
-                log.warning(
-                    f"agent {self.id} refused reply {msg.id} claiming sender "
-                    f"{msg.sender_id!r}: {verdict.value}"
-                )
-                return False
-        if msg.sender_id != target:
-            log.warning(
-                f"agent {self.id} refused reply {msg.id}: sent by {msg.sender_id!r}, "
-                f"asked {target!r}"
-            )
-            return False
-        return True
+        signer, msg = self._signer, env.message
+        verdict = signer.verify(env.signed_body(), env.mac) if signer else Verdict.OK
+        if verdict is not Verdict.OK:
+            why = f" claiming sender {msg.sender_id!r}: {verdict.value}"
+        elif msg.sender_id != target:
+            why = f": sent by {msg.sender_id!r}, asked {target!r}"
+        else:
+            return True
+        log.warning(f"agent {self.id} refused reply {msg.id}{why}")
+        return False
 
 
 def _what(d: Delivery) -> str:

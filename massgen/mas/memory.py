@@ -119,11 +119,7 @@ _DEFAULT_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryHub] =
 def default_hub() -> MemoryHub:
     """The hub of the running event loop, for transports given none: agents meet with no
     wiring, as through one Redis; it dies with the loop, so each ``asyncio.run`` starts clean."""
-    loop = asyncio.get_running_loop()
-    hub = _DEFAULT_HUBS.get(loop)
-    if hub is None:
-        hub = _DEFAULT_HUBS[loop] = MemoryHub()
-    return hub
+    return _DEFAULT_HUBS.setdefault(asyncio.get_running_loop(), MemoryHub())
 
 
 class MemoryTransport:

@@ -57,17 +57,7 @@ class AgentMessage:
         worker lost its lease (yours is then discarded). ``RuntimeError`` for a non-request."""
         if self.context is None:
             raise RuntimeError("this message was not received by an agent; nothing to reply to")
-        if not self.expects_reply:
-            raise RuntimeError(no_correlation(self))
         return await self.context.reply_for(self, payload)
-
-
-def no_correlation(message: AgentMessage) -> str:
-    return (
-        f"cannot reply: message {message.id} ({message.kind.value} from "
-        f"{message.sender_id!r}) does not have correlation ID; only messages sent with "
-        f"request() can be replied to (use send({message.sender_id!r}, ...) instead)"
-    )
 
 
 class IdFactory:
@@ -85,7 +75,3 @@ class IdFactory:
     def many(self, n: int) -> list[str]:
         p, c = self._prefix, self._counter
         return [f"{p}{next(c):x}" for _ in range(n)]
-
-
-def random_hex(nbytes: int = 8) -> str:
-    return os.urandom(nbytes).hex()

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -43,10 +43,6 @@ from massgen.mas.transport import (
 from massgen.redact import redact_url as redact
 from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, redis_client
 
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
-
 
 def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     text = str(e)
@@ -68,18 +64,18 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
 
 
-def _mapped(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+def _mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await fn(*args, **kwargs)
+            return await fn(self, *args, **kwargs)
         except rexc.RedisError as e:
-            raise _translate(e, getattr(args[0], "where", "?")) from e
+            raise _translate(e, self.where) from e
 
     return wrapper
 
 
-def _map_errors(cls: type[T]) -> type[T]:
+def _map_errors(cls: type[RedisTransport]) -> type[RedisTransport]:
     """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
     (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
     for name, fn in list(vars(cls).items()):
@@ -194,12 +190,6 @@ class RedisTransport:
             await self._drop_reader(name)  # a reply may still come: never reuse the connection
             raise rexc.TimeoutError(f"no reply in {self._reply_timeout:g} s") from None
 
-    async def _read(self, name: str, wait: float, *args: Any) -> Any:
-        [reply] = await self._exchange(name, wait, [args])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
     async def _drop_reader(self, name: str) -> None:
         conn = self._readers.pop(name, None)
         if conn is not None:  # back to the pool as the others are, without a pending reply
@@ -241,11 +231,9 @@ class RedisTransport:
                 ("HDEL", self.keys.agent(agent_id), instance_id),
             ]
         )
-        try:
+        with contextlib.suppress(rexc.ResponseError):  # no inbox or no group: nothing to drop
             if not await self.client.xpending_range(inbox, GROUP, "-", "+", 1, instance_id):
                 await self.client.xgroup_delconsumer(inbox, GROUP, instance_id)
-        except rexc.ResponseError:
-            pass  # no inbox or no group: nothing to drop
 
     async def discover(self, capabilities: Sequence[str] = ()) -> list[AgentRecord]:
         flat = await self._pipe.script(
@@ -292,15 +280,12 @@ class RedisTransport:
         self, agent_id: str, consumer: str, *, count: int, block: float
     ) -> list[Delivery]:
         key = self.keys.inbox(agent_id)
-        try:
-            wait = ("BLOCK", _ms(block)) if block > 0 else ()
-            got: Any = await self._read(
-                f"{key}:{consumer}", block, "XREADGROUP", "GROUP", GROUP, consumer,
-                "COUNT", count, *wait, "STREAMS", key, ">",
-            )  # fmt: skip
-        except rexc.ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
+        wait = ("BLOCK", _ms(block)) if block > 0 else ()
+        read = ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, *wait, "STREAMS", key, ">")
+        [got] = await self._exchange(f"{key}:{consumer}", block, [read])
+        if isinstance(got, rexc.ResponseError):
+            if "NOGROUP" not in str(got):
+                raise got
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
         out: list[Delivery] = []

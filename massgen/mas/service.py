@@ -13,13 +13,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Self
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
 from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.tasks import cancel_and_wait
+from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import AgentRecord, BusSettings, EntryId, InboxStats
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class Report:
         return {s.agent_id: s.dead_letters for s in self.inboxes if s.dead_letters}
 
 
-class MASService:
+class MASService(Lifecycle):
     """Runs :meth:`check` every ``interval`` seconds; its bus is chosen as an agent's."""
 
     def __init__(
@@ -98,13 +97,6 @@ class MASService:
         if self._owns:
             await self._transport.close()
         log.info("mas service stopped")
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def check(self) -> Report:
         """One pass: reap, take work back from dead instances, log what changed."""
@@ -201,12 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except ServiceUnreachable as e:  # Redis is down: not a usage error (as `massgen service`)
-        print(f"error: {e}", file=sys.stderr)
-        return 69
     except (ConfigError, TransportError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        # Redis down is not a usage error (as with `massgen service`)
+        return 69 if isinstance(e, ServiceUnreachable) else 2
     return 0
 
 

@@ -1,10 +1,10 @@
-"""Stopping background tasks reliably."""
+"""Starting and stopping: ``async with`` for what starts, and cancelling tasks reliably."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Self
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -15,3 +15,20 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
         for t in pending:
             t.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.05)
+
+
+class Lifecycle:
+    """``async with`` runs ``start()`` then, on the way out, ``stop()``."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
