@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -372,7 +372,7 @@ _RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "ha
 
 
 def _run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 __all__ = ["Orchestrator"]

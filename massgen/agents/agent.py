@@ -203,7 +203,7 @@ class Agent:
             on_delta,
             tools=tools,
             # the run's context (its events, peers and the top-level turn's scratch space)
-            ctx=dataclasses.replace(ctx, agent=self.name) if ctx else ToolContext(self.name),
+            ctx=_own(ctx, self.name),
             max_iterations=self.max_tool_iterations,
             window=window,
         )
@@ -222,3 +222,10 @@ class Agent:
     def built_backend(self) -> Backend | None:
         """The backend if it has been built (nothing to close otherwise)."""
         return self._backend
+
+
+def _own(ctx: ToolContext | None, agent: str) -> ToolContext:
+    """``ctx`` as seen by ``agent``'s tools (a strategy's context already names its agent)."""
+    if ctx is None:
+        return ToolContext(agent)
+    return ctx if ctx.agent == agent else dataclasses.replace(ctx, agent=agent)

@@ -75,13 +75,14 @@ class RunContext:
                 ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
             )
 
-        def emit_delta(text: str) -> None:
-            self.emit(ev.TokenDelta(agent=seat, text=text))
+        on_delta = None
+        if self.stream:
 
-        on_delta = emit_delta if self.stream else None
+            def on_delta(text: str) -> None:
+                self.emit(ev.TokenDelta(agent=seat, text=text))
 
         on_retry = ev.retries_told(self.emit, seat)
-        tools = ToolContext(emit=self._tool_event, peers=self.handles)
+        tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
         try:
             async with self._limit:
                 completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry)
