@@ -41,6 +41,25 @@ orchestrator:
 """
 
 
+WARM = r"""
+import asyncio, json, sys, urllib.request
+from massgen import Orchestrator
+
+async def main(team, task, runs, url):
+    async with Orchestrator.from_config(team) as orch:
+        await orch.arun(task)  # loads the HTTP client, opens its connections
+        durations = []
+        for _ in range(runs):
+            urllib.request.urlopen(urllib.request.Request(url + "/_sim/reset", method="POST"))
+            durations.append((await orch.arun(task)).duration)
+    print(json.dumps(durations))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+"""
+"""T4 in a warm process: runs after a first one, so that loading the HTTP client (at the first
+request) and opening connections, start-up work, are not counted as orchestration."""
+
+
 def timed(
     cmd: list[str], env: dict[str, str], cwd: str | None = None
 ) -> tuple[float, float, float, bytes]:
@@ -152,6 +171,10 @@ def main() -> None:
                         "run": result["duration"],
                     }
                 )
+            warm = [sys.executable, "-c", WARM, str(team), TASK, str(args.runs), url]
+            warm_runs = json.loads(
+                subprocess.run(warm, check=True, env=env, capture_output=True).stdout
+            )
     finally:
         sim.terminate()
         sim.wait(timeout=10)
@@ -176,8 +199,12 @@ def main() -> None:
         f"rounds {m['rounds']:.0f} review (+1 answer)"
     )
     print(
-        f"  in-process run {m['run']:.3f} s vs critical path {critical:.3f} s: "
-        f"overhead {100 * (m['run'] / critical - 1):.1f} %"
+        f"  the run inside the process {m['run']:.3f} s (the first request loads the HTTP client)"
+    )
+    warm_run = median(warm_runs)
+    print(
+        f"  T4, a run in a warm process {warm_run:.3f} s vs critical path {critical:.3f} s: "
+        f"overhead {100 * (warm_run / critical - 1):.1f} %"
     )
 
 
