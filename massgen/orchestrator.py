@@ -352,8 +352,8 @@ class Orchestrator:
             if backend is not None and id(backend) not in seen:
                 seen.add(id(backend))
                 await backend.aclose()
-        for redis in {id(g.redis): g.redis for g in self.guards.values() if g.redis}.values():
-            await redis.aclose()  # the guards' shared state: one client for the team
+        for lease in {g.redis for g in self.guards.values() if g.redis}:
+            await lease.aclose()  # the guards' shared state: one lease for the team
         while self._owned:
             await self._stores.pop(self._owned.pop()).aclose()
 

@@ -19,14 +19,15 @@ if TYPE_CHECKING:
 def build_guards(team: TeamConfig) -> dict[str, Guards]:
     """Each agent's endpoint guards (circuit breaker, rate limit) from its backend's config,
     for :func:`massgen.resilience.wrap`. With Redis configured their state is shared by
-    every process using the endpoint, through one client (the caller closes it)."""
+    every process using the endpoint, through one lease on the process's shared client (the
+    caller closes it)."""
     from massgen.resilience import BreakerPolicy, Guards, RateLimit
 
     redis = None
     if team.redis is not None:
-        from massgen.store.redis_store import SHARED_STATE_RETRIES, redis_client
+        from massgen.store.redis_client import RedisLease
 
-        redis = redis_client(team.redis.url, retries=SHARED_STATE_RETRIES)
+        redis = RedisLease(team.redis.url)
     guards: dict[str, Guards] = {}
     for agent in team.agents:
         cfg, b, r = team.backend_for(agent), None, None

@@ -23,7 +23,7 @@ from massgen.config import load
 from massgen.errors import MassGenError
 from massgen.resilience.breaker import endpoint_key
 from massgen.resilience.ratelimit import RateLimit, RateLimitedBackend, RedisLimiter
-from massgen.store.redis_store import redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.team import build_backend
 from massgen.types import ChatMessage, CompletionRequest
 
@@ -52,7 +52,7 @@ async def main(path: str, window: float, calls: int, tag: str) -> dict[str, list
         output_tokens=cfg.rate_limit.output_tokens,
         window=window,
     )
-    client = redis_client(team.redis.url)
+    client = RedisLease(team.redis.url)
     limiter = RedisLimiter(client, team.redis.prefix, endpoint_key(raw), limit)
     backend = RateLimitedBackend(raw, limiter)
     assert cfg.base_url is not None

@@ -33,7 +33,7 @@ from massgen.resilience.breaker import (
     redis_state,
     trips,
 )
-from massgen.store.redis_store import redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -349,12 +349,12 @@ def test_bad_policies_are_config_errors():
 
 
 @pytest.fixture
-async def clients() -> AsyncIterator[Callable[[], object]]:
-    """Redis clients of their own, as other processes would have; closed at the end."""
-    made = []
+async def clients() -> AsyncIterator[Callable[[], RedisLease]]:
+    """Leases of their own (each breaker's state is its own, in Redis); closed at the end."""
+    made: list[RedisLease] = []
 
-    def make() -> object:
-        made.append(redis_client(REDIS_URL))
+    def make() -> RedisLease:
+        made.append(RedisLease(REDIS_URL))
         return made[-1]
 
     yield make
@@ -363,9 +363,9 @@ async def clients() -> AsyncIterator[Callable[[], object]]:
 
 
 def on_redis(
-    prefix: str, clock: Callable[[], float], client: object, policy: BreakerPolicy = POLICY
+    prefix: str, clock: Callable[[], float], client: RedisLease, policy: BreakerPolicy = POLICY
 ) -> CircuitBreaker:
-    state = redis_state(client, prefix, "scripted:shared")  # type: ignore[arg-type]
+    state = redis_state(client, prefix, "scripted:shared")
     return CircuitBreaker("scripted:shared", policy, state=state, clock=clock)
 
 
@@ -433,14 +433,14 @@ from massgen.errors import ProviderError
 from massgen.resilience.breaker import (
     BreakerBackend, BreakerPolicy, CircuitBreaker, redis_state,
 )
-from massgen.store.redis_store import redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk
 
 def down(request):
     raise ProviderError("down", status=503)
 
 async def main(url, prefix, key, failures):
-    client = redis_client(url)
+    client = RedisLease(url)
     state = redis_state(client, prefix, key)
     breaker = CircuitBreaker(key, BreakerPolicy(failures=failures, cooldown=60), state=state)
     backend = BreakerBackend(FunctionBackend(down), breaker)
@@ -486,7 +486,7 @@ async def test_a_circuit_opened_by_another_process_fails_fast_here(prefix: str, 
 async def test_an_unreachable_redis_keeps_the_circuit_in_this_process(
     caplog: pytest.LogCaptureFixture,
 ):
-    client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
+    client = RedisLease("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
     state = redis_state(client, "test:", "k")
     breaker = CircuitBreaker("k", BreakerPolicy(failures=2), state=state)
     inner = Scripted([ProviderError("down", status=503), ProviderError("down", status=503)])

@@ -23,7 +23,7 @@ from massgen.resilience.ratelimit import (
     RateLimitedBackend,
     RedisLimiter,
 )
-from massgen.store.redis_store import redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.types import ChatMessage, Completion, CompletionRequest, StreamChunk, Usage
 
 REDIS_URL = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -82,7 +82,7 @@ Make = Callable[[RateLimit, FakeClock], Limiter]
 @pytest.fixture(params=["memory", "redis"])
 async def make(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Make]:
     """Builds limiters on a fake clock: both kinds must behave alike, to the microsecond."""
-    client = redis_client(REDIS_URL)
+    client = RedisLease(REDIS_URL)
 
     def build(limit: RateLimit, clock: FakeClock) -> Limiter:
         if request.param == "memory":
@@ -280,7 +280,7 @@ async def test_requests_in_flight_never_exceed_the_bound(bound: int | None, call
 
 async def test_two_clients_share_one_limit(prefix: str):
     limit = RateLimit(rpm=2, window=0.3)
-    clients = redis_client(REDIS_URL), redis_client(REDIS_URL)
+    clients = RedisLease(REDIS_URL), RedisLease(REDIS_URL)
     a, b = (RedisLimiter(c, prefix, "shared", limit) for c in clients)
     try:
         grants = await asyncio.gather(*(lim.acquire(1) for lim in (a, b) * 3))
@@ -294,7 +294,7 @@ async def test_two_clients_share_one_limit(prefix: str):
 
 async def test_the_redis_log_keeps_the_corrected_charges_and_expires(prefix: str):
     clock = FakeClock()
-    client = redis_client(REDIS_URL)
+    client = RedisLease(REDIS_URL)
     limiter = RedisLimiter(
         client, prefix, "tokens", RateLimit(tpm=100), clock=clock, sleep=clock.sleep
     )
@@ -303,15 +303,15 @@ async def test_the_redis_log_keeps_the_corrected_charges_and_expires(prefix: str
         first = await limiter.acquire(60)
         await limiter.settle(first, 10)
         await limiter.acquire(60)
-        charged = [int(m.rsplit(b":", 1)[1]) for m in await client.zrange(key, 0, -1)]
+        charged = [int(m.rsplit(b":", 1)[1]) for m in await client.client.zrange(key, 0, -1)]
         assert sorted(charged) == [10, 60]  # the first charge corrected to its usage
-        assert 0 < await client.pttl(key) <= 61_000  # an unused log expires
+        assert 0 < await client.client.pttl(key) <= 61_000  # an unused log expires
         assert clock.sleeps == []  # 70 of 100: no wait
         await limiter.acquire(35)  # 105 would not fit: waits for the first to leave
         assert clock.sleeps == [60.0]
         clock.now = 200.0
         await limiter.acquire(5)  # everything left the window
-        assert await client.zcard(key) == 1
+        assert await client.client.zcard(key) == 1
     finally:
         await client.aclose()
 
@@ -328,7 +328,7 @@ async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
         waits.append(seconds)
         raise Waited
 
-    client = redis_client("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
+    client = RedisLease("redis://127.0.0.1:1/0", retries=1)  # nothing listens there
     limiter = RedisLimiter(client, "test:", "k", RateLimit(rpm=1), sleep=sleep)
     try:
         with caplog.at_level(logging.WARNING, "massgen.resilience.shared"):
@@ -344,13 +344,13 @@ async def test_an_unreachable_redis_counts_in_this_process_with_one_warning(
 
 
 async def test_settling_a_grant_made_without_limits_is_a_no_op(prefix: str):
-    client = redis_client(REDIS_URL)
+    client = RedisLease(REDIS_URL)
     limiter = RedisLimiter(client, prefix, "none", RateLimit())
     try:
         grant = await limiter.acquire(10)
         assert grant == Grant("", 10, 0.0)
         await limiter.settle(grant, 5)
-        assert await client.exists(f"{prefix}ratelimit:none") == 0
+        assert await client.client.exists(f"{prefix}ratelimit:none") == 0
     finally:
         await client.aclose()
 
@@ -359,7 +359,7 @@ CHILD = """
 import asyncio, json, sys, time
 from massgen.backends.function import FunctionBackend
 from massgen.resilience.ratelimit import RateLimit, RateLimitedBackend, RedisLimiter
-from massgen.store.redis_store import redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.types import ChatMessage, CompletionRequest
 
 url, prefix, rpm, window, calls = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:6])
@@ -370,7 +370,7 @@ def respond(request):
     return "ok"
 
 async def main():
-    client = redis_client(url)
+    client = RedisLease(url)
     limiter = RedisLimiter(client, prefix, "shared", RateLimit(rpm=int(rpm), window=window))
     backend = RateLimitedBackend(FunctionBackend(respond), limiter)
     request = CompletionRequest(messages=(ChatMessage("user", "hi"),))

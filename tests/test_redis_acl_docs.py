@@ -29,7 +29,8 @@ from massgen.resilience.breaker import (
     redis_state,
 )
 from massgen.resilience.ratelimit import RateLimit, RedisLimiter
-from massgen.store.redis_store import RedisStore, redis_client
+from massgen.store.redis_client import RedisLease
+from massgen.store.redis_store import RedisStore
 
 from .mas.helpers import FAST, Recorder, RedisServer
 
@@ -161,7 +162,7 @@ async def test_store_limiter_and_breaker_run_as_the_documented_user(acl_url: str
     finally:
         await store.aclose()
 
-    client = redis_client(acl_url)
+    client = RedisLease(acl_url)
     limiter = RedisLimiter(client, "massgen:", "acl", RateLimit(rpm=2, tpm=1000, window=60))
     grants = [await limiter.acquire(10) for _ in range(2)]
     assert len({g.id for g in grants}) == 2

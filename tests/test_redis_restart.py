@@ -95,16 +95,36 @@ async def test_a_redis_restart_fails_no_turn(
         await client.aclose()
 
 
+async def test_the_guards_share_the_process_client_and_give_it_back(
+    sim: ProviderSimulator, redis_server: Callable[..., RedisServer]
+) -> None:
+    import redis.asyncio as aioredis
+
+    from massgen.store.redis_client import release_client, shared_client
+
+    server = redis_server()
+    async with Orchestrator.from_config(loads(team(sim, server.url))) as orchestrator:
+        assert (await orchestrator.arun("Question?")).status == "done"
+        lease, shared = orchestrator.guards["ada"].redis, shared_client(server.url)
+        assert lease is not None and lease.client is shared  # the process's one client
+        await release_client(shared)
+    probe = aioredis.Redis.from_url(server.url)
+    try:  # the run left no connection open: the probe's is the only one
+        assert [c["name"] for c in await probe.client_list()] == [""]
+    finally:
+        await probe.aclose()
+
+
 async def test_a_longer_outage_counts_here_then_shares_again(
     redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Past the client's retries, the limit is counted in this process (a warning), and in
     Redis again once it is back (another warning); no request fails meanwhile."""
     from massgen.resilience.ratelimit import RateLimit, RedisLimiter
-    from massgen.store.redis_store import redis_client
+    from massgen.store.redis_client import RedisLease
 
     server = redis_server()
-    client = redis_client(server.url, retries=1)  # a short budget: the outage outlasts it
+    client = RedisLease(server.url, retries=1)  # a short budget: the outage outlasts it
     limiter = RedisLimiter(client, "longer:", "k", RateLimit(rpm=1000))
     limiter.fallback.hold = 0.0  # try Redis again at once (10 s by default)
     try:
@@ -117,6 +137,8 @@ async def test_a_longer_outage_counts_here_then_shares_again(
             up = await limiter.acquire(1)  # and in Redis again
         assert down.id and up.id
         assert "Redis unreachable" in caplog.text and "Redis is back" in caplog.text
-        assert await client.zcard("longer:ratelimit:k") == 1  # the new Redis holds the last one
+        assert (
+            await client.client.zcard("longer:ratelimit:k") == 1
+        )  # the new Redis holds the last one
     finally:
         await client.aclose()

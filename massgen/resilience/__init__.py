@@ -21,18 +21,18 @@ from massgen.resilience.retry import RetryingBackend, RetryPolicy
 from massgen.resilience.wrapper import Bound, Wrapper
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from massgen.store.base import Store
+    from massgen.store.redis_client import RedisLease
 
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """An endpoint's guards, from its backend's config; shared through ``redis`` if given."""
+    """An endpoint's guards, from its backend's config; shared through ``redis`` if given
+    (its owner gives the lease back)."""
 
     breaker: BreakerPolicy | None = None
     rate_limit: RateLimit | None = None
-    redis: aioredis.Redis | None = None
+    redis: RedisLease | None = None
     prefix: str = ""
 
 

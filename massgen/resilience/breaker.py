@@ -21,6 +21,8 @@ from massgen.types import Completion, CompletionRequest, StreamChunk
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from massgen.store.redis_client import RedisLease
+
 log = logging.getLogger(__name__)
 _TTL_MS = 86_400_000  # an idle circuit's Redis keys vanish after a day (it closes)
 
@@ -109,12 +111,15 @@ _DROP_PROBE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', K
 
 class RedisBreakerState(BreakerState):
     """The state in Redis (docs/resilience.md): ``{prefix}breaker:{key}``, a HASH, and
-    ``{prefix}breaker:{key}:probe``; one round trip a step. The client is the caller's."""
+    ``{prefix}breaker:{key}:probe``; one round trip a step. The lease is the caller's."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, key: str) -> None:
-        self._r = client
+    def __init__(self, lease: RedisLease, prefix: str, key: str) -> None:
+        self._lease = lease
         self.hash, self.probe_key = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
-        self._drop = client.register_script(_DROP_PROBE)
+
+    @property
+    def _r(self) -> aioredis.Redis:
+        return self._lease.client
 
     async def _do(self, *commands: tuple[str | int, ...]) -> list[Any]:
         pipe = self._r.pipeline(transaction=False)  # no MULTI: each step is right without it
@@ -145,13 +150,13 @@ class RedisBreakerState(BreakerState):
         return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
 
     async def drop_probe(self, token: str) -> None:
-        await self._drop(keys=[self.probe_key], args=[token])
+        await self._r.register_script(_DROP_PROBE)(keys=[self.probe_key], args=[token])
 
 
-def redis_state(client: aioredis.Redis, prefix: str, key: str) -> BreakerState:
+def redis_state(lease: RedisLease, prefix: str, key: str) -> BreakerState:
     """The circuit ``key`` in Redis, kept here while Redis is away (a probe taken here is
     given back here)."""
-    remote, local = RedisBreakerState(client, prefix, key), BreakerState()
+    remote, local = RedisBreakerState(lease, prefix, key), BreakerState()
     return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both={"drop_probe"}))
 
 

@@ -23,7 +23,7 @@ from massgen.tokens import estimate_request
 from massgen.types import CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from massgen.store.redis_client import RedisLease
 
 Sleep = Callable[[float], Awaitable[None]]
 Entries = Sequence[tuple[float, int]]  # a window's log: (time, tokens) per request, oldest first
@@ -137,20 +137,19 @@ if at then redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[1], at,
 
 class RedisLog(MemoryLog):
     """The log in Redis at ``{prefix}ratelimit:{key}``, timed by the server's clock unless
-    ``clock`` is given (tests do). The client is the caller's to close."""
+    ``clock`` is given (tests do). The lease is the caller's to close."""
 
     def __init__(
-        self, client: aioredis.Redis, prefix: str, key: str, *, clock: Callable[[], float] | None
+        self, lease: RedisLease, prefix: str, key: str, *, clock: Callable[[], float] | None
     ) -> None:
-        self.key, self._clock = f"{prefix}ratelimit:{key}", clock
-        self._append = client.register_script(_APPEND)
-        self._settle = client.register_script(_SETTLE)
+        self.key, self._clock, self._lease = f"{prefix}ratelimit:{key}", clock, lease
 
     async def append(self, entry_id: str, tokens: int, limit: RateLimit) -> Appended:
         window, clock = round(limit.window * 1e6), self._clock
         at: int | str = "" if clock is None else round(clock() * 1e6)  # "": the server's clock
         args: list[int | str] = [window, limit.rpm or 0, limit.tpm or 0, tokens, entry_id]
-        now, *rest = await self._append(keys=[self.key], args=[*args, window // 1000 + 1000, at])
+        script = self._lease.client.register_script(_APPEND)
+        now, *rest = await script(keys=[self.key], args=[*args, window // 1000 + 1000, at])
         if not rest:
             return int(now) / 1e6, None
         pairs = zip(rest[0][::2], rest[0][1::2], strict=True)
@@ -158,7 +157,7 @@ class RedisLog(MemoryLog):
 
     async def settle(self, grant: Grant, tokens: int) -> None:
         was, now = f"{grant.id}:{grant.tokens}", f"{grant.id}:{tokens}"
-        await self._settle(keys=[self.key], args=[was, now])
+        await self._lease.client.register_script(_SETTLE)(keys=[self.key], args=[was, now])
 
 
 class Limiter:
@@ -201,7 +200,7 @@ class RedisLimiter(Limiter):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        lease: RedisLease,
         prefix: str,
         key: str,
         limit: RateLimit,
@@ -209,7 +208,7 @@ class RedisLimiter(Limiter):
         clock: Callable[[], float] | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        remote = RedisLog(client, prefix, key, clock=clock)
+        remote = RedisLog(lease, prefix, key, clock=clock)
         self.fallback = Shared(f"rate limit {key}", remote, MemoryLog(), both={"settle"})
         super().__init__(limit, cast(MemoryLog, self.fallback), sleep=sleep)
 

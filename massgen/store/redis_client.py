@@ -21,7 +21,7 @@ from massgen.redact import redact_url
 REPLY_TIMEOUT = 30.0
 """Seconds a reply may take past a blocking command's own wait: beyond it a frozen server or a
 dead link that TCP has not noticed is a timeout, handled like a lost connection."""
-SHARED_STATE_RETRIES = RETRIES = 12
+RETRIES = 12
 """Reconnection attempts, 50 ms doubling to 1 s apart (about 9 s): long enough to ride out a
 Redis restart under every provider call and every agent."""
 MAX_CONNECTIONS = 10_000

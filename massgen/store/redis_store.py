@@ -18,7 +18,7 @@ from redis import exceptions as rexc
 from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_count, check_ttl
-from massgen.store.redis_client import SHARED_STATE_RETRIES, RedisLease, redis_client
+from massgen.store.redis_client import RedisLease
 from massgen.store.sqlite import (
     TRIM,
     SQLiteStore,
@@ -28,7 +28,7 @@ from massgen.store.sqlite import (
     transaction,
 )
 
-__all__ = ["SHARED_STATE_RETRIES", "RedisStore", "redact", "redis_client"]
+__all__ = ["RedisStore", "redact"]
 
 DEFAULT_PREFIX = "massgen:"
 _SCAN_BATCH = 1000
@@ -103,7 +103,7 @@ def _mapped(
 
 class RedisStore(Store):
     """A store on the process's shared client for ``url`` (``options``: those of
-    :func:`redis_client`)."""
+    :func:`~massgen.store.redis_client.redis_client`)."""
 
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
