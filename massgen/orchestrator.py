@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
     from massgen.batch.runner import OnRow
     from massgen.config import OrchestratorConfig, TeamConfig
+    from massgen.memory.short_term import Writer
     from massgen.store.base import Store
 
 
@@ -115,7 +116,7 @@ class Orchestrator:
     def max_cost(self, value: float | None) -> None:
         self.config = settings({"max_cost": value}, self.config)
 
-    def _wrap(self, agent: Agent) -> Backend:
+    def _wrap(self, agent: Writer) -> Backend:
         """The agent's backend in its resilience stack: one stack per backend object, so
         agents sharing a backend share all of it (breaker, limits, cache)."""
         backend = agent.backend

@@ -67,9 +67,8 @@ class AskAgent(_TeamTool[AskSettings]):
         on_retry = ev.retries_told(ctx.emit, name) if ctx.emit is not None else None
         state["ask_depth"] = depth + 1
         try:
-            # The run's handle (in-process or on a worker), else the agent's own local one.
-            peer = ctx.peers.get(name) or self.team[name].local_handle
-            handle = peer or LocalHandle(self.team[name])
+            # The run's handle (in-process or on a worker), else a bare one outside a run.
+            handle = ctx.peers.get(name) or LocalHandle(self.team[name])
             turn = Turn("ask", prompt)
             completion = await handle.ask(turn, None, ctx, on_retry=on_retry)
             cost = handle.cost_of(completion)

@@ -234,6 +234,28 @@ async def test_summarizer_agent_writes_the_summary(sim: ProviderSimulator):
     assert "summary" not in {a.phase for a in result.answers}
 
 
+async def test_a_shared_summarizer_writes_through_the_running_orchestrators_stack(
+    sim: ProviderSimulator,
+):
+    store = MemoryStore()
+    await _seed(store, 6)
+    sim.script(Text("BY-THE-SCRIBE"), match="Write the updated summary")
+    url = sim.openai_base_url
+    scribe = Agent("scribe", create_backend("openai", model="gpt-4o", api_key="k", base_url=url))
+    solo = Agent("solo", create_backend("openai", model="gpt-4o-mini", api_key="k", base_url=url))
+    solo.memory = Conversation("summary", 250, summarizer=scribe)
+    mine, other = MemoryStore(), MemoryStore()
+    running = Orchestrator(
+        [solo, scribe], session="s1", memory_store=store, cache_store=mine, cache_enabled=True
+    )
+    # built last over the same agents, with a cache of its own: it must stay untouched
+    Orchestrator([solo, scribe], cache_store=other, cache_enabled=True)
+    await running.arun("What now?")
+    assert any("Write the updated summary" in r.prompt_text for r in sim.requests)
+    assert await other.count("cache:") == 0
+    assert await mine.count("cache:") == len(sim.requests)  # every request, the summary too
+
+
 async def test_sliding_window_session_keeps_newest_turns(sim: ProviderSimulator):
     store = MemoryStore()
     await _seed(store, 6)

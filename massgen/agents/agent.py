@@ -60,7 +60,6 @@ class Agent:
         self.capabilities, self.tools = tuple(capabilities), tuple(tools)
         self.max_tool_iterations = max_tool_iterations
         self.notes: list[tuple[str, str]] = []  # from teammates, shown once on the next turn
-        self.local_handle: Any = None  # the orchestrator's in-process one: ask_agent uses it
         self.memory_strategy, self.memory_size = memory_strategy, memory_size  # the seed's names
         self.memory = Conversation(memory_strategy, memory_size)  # short-term
         self.long_term: Any = None  # a LongTermMemory when ``long_term`` is on
@@ -144,11 +143,15 @@ class Agent:
         ctx: ToolContext | None = None,
         memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
+        summarizer: Backend | None = None,
     ) -> Completion:
         """Answer one turn, streaming deltas to ``on_delta``, events to ``ctx.emit``.
-        ``backend``: the orchestrator's wrapped stack. ``memory``: the caller's (a worker's
-        turn for a run elsewhere); a summary written first goes to ``on_folded``."""
+        ``backend``, ``summarizer``: the orchestrator's wrapped stacks of this agent and of its
+        memory's summarizer. ``memory``: the caller's (a worker's turn for a run elsewhere);
+        a summary written first goes to ``on_folded``."""
         used = backend or self.backend
+        writer = self.memory.summarizer
+        writes = summarizer or (writer.backend if writer else used)
         if self.tools and not used.supports_tools:
             raise ConfigError(
                 f"agent {self.name!r} has tools but its backend {used.describe()!r} "
@@ -158,14 +161,14 @@ class Agent:
             )
         if memory is not None:
             conv = self.memory.fork(memory)
-            folded = await conv.fold(self, used) if memory.fold else None
+            folded = await conv.fold(self, writes) if memory.fold else None
             if folded is not None:
                 await conv.keep(folded)
                 if on_folded is not None:
                     on_folded(folded)
             return await self._answer(turn, conv, used, on_delta, ctx)
         on_event = ctx.emit if ctx else None
-        extra = await self.memory.prepare(self, used, on_event)
+        extra = await self.memory.prepare(self, writes, on_event)
         conv = self.memory
         if self.long_term is not None:
             # recalled for this turn only: concurrent turns (a batch) each keep their own

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from massgen.agents.agent import Agent, OnDelta
 from massgen.backends.base import Backend
+from massgen.memory.short_term import Folded, MemoryContext, Writer
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
 from massgen.types import CallContext, Completion, OnRetry, Turn
@@ -38,19 +39,20 @@ class LocalHandle:
     """An agent in this process, its backend inside the resilience stack ``wrap`` gives (the
     orchestrator's, one per backend, built on first use)."""
 
-    def __init__(self, agent: Agent, wrap: Callable[[Agent], Backend] | None = None) -> None:
+    def __init__(self, agent: Agent, wrap: Callable[[Writer], Backend] | None = None) -> None:
         self.agent, self.name = agent, agent.name
         self._wrap = wrap
-        agent.local_handle = self
 
     @property
     def backend(self) -> Bound:
         return self.bound()
 
-    def bound(self, on_retry: OnRetry | None = None) -> Bound:
-        """The stack, each request stamped with who asks and who hears its retries."""
-        stack = self._wrap(self.agent) if self._wrap else self.agent.backend
-        return Bound(stack, CallContext(self.name, on_retry=on_retry))
+    def bound(self, on_retry: OnRetry | None = None, who: Writer | None = None) -> Bound:
+        """The stack of ``who`` (this agent by default), each request stamped with who asks
+        and who hears its retries."""
+        who = who or self.agent
+        stack = self._wrap(who) if self._wrap else who.backend
+        return Bound(stack, CallContext(who.name, on_retry=on_retry))
 
     @property
     def supports_tools(self) -> bool:
@@ -63,8 +65,21 @@ class LocalHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
+        memory: MemoryContext | None = None,
+        on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
-        return await self.agent.respond(turn, on_delta, backend=self.bound(on_retry), ctx=ctx)
+        """The turn through this orchestrator's stacks, the summarizer's included (see
+        :meth:`Agent.respond` for ``memory`` and ``on_folded``)."""
+        writer = self.agent.memory.summarizer
+        return await self.agent.respond(
+            turn,
+            on_delta,
+            backend=self.bound(on_retry),
+            ctx=ctx,
+            memory=memory,
+            on_folded=on_folded,
+            summarizer=self.bound(who=writer) if writer else None,
+        )
 
     def cost_of(self, completion: Completion) -> float:
         return self.agent.cost_of(completion)

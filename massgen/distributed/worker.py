@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from massgen import events as ev
-from massgen.agents.handle import LocalHandle
+from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import layers
 from massgen.distributed import codec
 from massgen.distributed.live import FEED_PREFIX, DeltaPump
@@ -96,6 +96,7 @@ class HostedAgent(BusAgent):
         self,
         handle: LocalHandle,
         *,
+        peers: dict[str, AgentHandle],
         settings: BusSettings,
         concurrency: int,
         team: str | None = None,
@@ -127,7 +128,7 @@ class HostedAgent(BusAgent):
             settings=settings,
             **bus,
         )
-        self.handle = handle
+        self.handle, self.peers = handle, peers  # the worker's handles: ask_agent reaches these
         self.in_flight = self.processed = self.failed = 0
         self._on_turn = on_turn
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
@@ -170,11 +171,11 @@ class HostedAgent(BusAgent):
 
         outcome: Completion | Exception
         try:
-            outcome = await self.handle.agent.respond(
+            outcome = await self.handle.ask(
                 turn,
                 pump,
-                backend=self.handle.bound(on_retry),
-                ctx=ToolContext(emit=on_event),
+                ToolContext(emit=on_event, peers=self.peers),
+                on_retry=on_retry,
                 memory=request.memory,
                 on_folded=written.append,
             )
@@ -272,6 +273,7 @@ class Worker:
             self.hosted.append(
                 HostedAgent(
                     handle,
+                    peers=orchestrator.handles,
                     transport=self.transport,
                     settings=bus_settings,
                     secret=secret,

@@ -144,8 +144,8 @@ class Conversation:
     async def prepare(
         self, agent: Writer, backend: Backend, on_event: ev.Subscriber | None
     ) -> Usage:
-        """Load the session on a run's first turn and fold what no longer fits; the usage of
-        the summary request, if any."""
+        """Load the session on a run's first turn and fold what no longer fits (``backend``:
+        the writer's); the usage of the summary request, if any."""
         async with self.lock:
             folded = await self.fold(agent, backend, on_event) if await self.load() else None
             if folded is None:
@@ -156,14 +156,13 @@ class Conversation:
     async def fold(
         self, agent: Writer, backend: Backend, on_event: ev.Subscriber | None = None
     ) -> Folded | None:
-        """For ``summary``: the summary folding the oldest exchanges that no longer fit
-        ``size`` (``None`` when all fits); :meth:`keep` applies it."""
+        """For ``summary``: the summary, written through ``backend`` (the writer's), folding
+        the oldest exchanges that no longer fit ``size`` (``None`` when all fits); :meth:`keep`
+        applies it."""
         fold = self._to_fold(agent.role) if self.may_fold else 0
         if not fold:
             return None
         who = self.summarizer or agent
-        handle = getattr(who, "local_handle", None)
-        used = backend if who is agent else (handle.backend if handle else who.backend)
         lines = [f"Summary so far:\n{self.summary}\n"] if self.summary else []
         for e in self.exchanges[:fold]:
             lines += [f"User: {e.task}", f"Assistant: {e.answer}"]
@@ -176,7 +175,7 @@ class Conversation:
         if on_event is not None:
             on_event(ev.AgentStarted(agent=who.name, phase="summary", prompt=prompt))
         started = time.perf_counter()
-        done = await used.complete(request)
+        done = await backend.complete(request)
         if not done.latency:
             done = dataclasses.replace(done, latency=time.perf_counter() - started)
         folded = Folded(done.text.strip(), fold, who.name, prompt, done)
