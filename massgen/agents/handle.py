@@ -68,8 +68,7 @@ class LocalHandle:
         memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
-        """The turn through this orchestrator's stacks, the summarizer's included (see
-        :meth:`Agent.respond` for ``memory`` and ``on_folded``)."""
+        """The turn through this orchestrator's stacks, its summarizer's too (Agent.respond)."""
         writer = self.agent.memory.summarizer
         return await self.agent.respond(
             turn,

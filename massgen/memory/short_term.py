@@ -156,9 +156,8 @@ class Conversation:
     async def fold(
         self, agent: Writer, backend: Backend, on_event: ev.Subscriber | None = None
     ) -> Folded | None:
-        """For ``summary``: the summary, written through ``backend`` (the writer's), folding
-        the oldest exchanges that no longer fit ``size`` (``None`` when all fits); :meth:`keep`
-        applies it."""
+        """For ``summary``: the summary, through the writer's ``backend``, folding the oldest
+        exchanges beyond ``size`` (``None`` when all fits); :meth:`keep` applies it."""
         fold = self._to_fold(agent.role) if self.may_fold else 0
         if not fold:
             return None
