@@ -44,7 +44,8 @@ def build_guards(team: TeamConfig) -> dict[str, Guards]:
 
 def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backend:
     """The backend of ``cfg``, bare: the orchestrator wraps it (:func:`build_guards`)."""
-    from massgen.backends.registry import OPENAI_COMPATIBLE, create_backend
+    from massgen.backends.registry import create_backend
+    from massgen.providers import OPENAI_COMPATIBLE
 
     return create_backend(
         cfg.type,

@@ -11,9 +11,9 @@ import pytest
 
 import massgen.backends as backends
 from massgen.backends import BACKEND_TYPES, Backend, create_backend, default_env_var
-from massgen.backends.registry import OPENAI_COMPATIBLE
 from massgen.backends.replay import ReplayBackend
 from massgen.errors import ConfigError
+from massgen.providers import OPENAI_COMPATIBLE
 from massgen.types import ChatMessage, CompletionRequest
 
 REQUEST = CompletionRequest(

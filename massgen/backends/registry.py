@@ -17,7 +17,7 @@ from typing import Any
 from massgen.backends.base import Backend
 from massgen.errors import ConfigError
 from massgen.plugins import load_object
-from massgen.providers import BACKEND_TYPES, OPENAI_COMPATIBLE, PROVIDERS, Provider
+from massgen.providers import BACKEND_TYPES, PROVIDERS, Provider
 
 
 def _row(type: str) -> Provider:
@@ -72,12 +72,11 @@ def create_backend(
     kind = type.strip()
     if ":" not in kind and (kind := kind.lower()) not in PROVIDERS:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
-    if client is not None and kind not in OPENAI_COMPATIBLE:
-        raise ConfigError(
-            f"`client` applies only to OpenAI-compatible backends, not {kind!r}",
-            key="client",
-            hint=f"remove it; it is for {', '.join(sorted(OPENAI_COMPATIBLE))}",
-        )
+    if client is not None:
+        from massgen.config.models import client_problem  # the rule a team file is held to
+
+        if wrong := client_problem(kind):
+            raise ConfigError(wrong[0], key="client", hint=wrong[1])
     params = dict(params or {})
     settings = {"api_key": api_key, "base_url": base_url, "temperature": temperature}
     settings |= {"max_tokens": max_tokens, "timeout": timeout}

@@ -56,6 +56,14 @@ def fail(kind: str, message: str, *, at: Path_ = (), hint: str | None = None) ->
     return PydanticCustomError(kind, "{message}", {"message": message, "at": at, "hint": hint})
 
 
+def client_problem(kind: str) -> tuple[str, str] | None:
+    """Why a backend of type ``kind`` cannot take ``client:``, and a hint; ``None`` if it can."""
+    if kind in OPENAI_COMPATIBLE:
+        return None
+    hint = f"remove it; it is for {one_of(sorted(OPENAI_COMPATIBLE))}"
+    return "`client` applies only to OpenAI-compatible backends", hint
+
+
 class ConfigModel(BaseModel):
     """Base of all config models: strict about keys, finite about numbers."""
 
@@ -253,12 +261,8 @@ class BackendConfig(ConfigModel):
     def _client_needs_openai(cls, value: str, info: ValidationInfo) -> str:
         # Runs only when `client:` is written: a default is never refused.
         kind = info.data.get("type")
-        if isinstance(kind, str) and kind not in OPENAI_COMPATIBLE:
-            raise fail(
-                "backend_client",
-                "`client` applies only to OpenAI-compatible backends",
-                hint=f"remove it; it is for {one_of(sorted(OPENAI_COMPATIBLE))}",
-            )
+        if isinstance(kind, str) and (wrong := client_problem(kind)):
+            raise fail("backend_client", wrong[0], hint=wrong[1])
         return value
 
     @field_validator("params")
