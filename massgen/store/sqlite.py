@@ -42,22 +42,17 @@ def transaction(c: sqlite3.Connection, kind: str = "IMMEDIATE") -> Iterator[None
 def match_any(query: str) -> str | None:
     """An FTS5 query for the records sharing a word with ``query``; ``None`` if it has none."""
     terms = dict.fromkeys(query.split())
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms) or None
 
 
-def _index_of(c: sqlite3.Connection, log: str) -> str | None:
+def _index_of(c: sqlite3.Connection, log: str, *, create: bool = False) -> str | None:
+    """The index table of ``log``; ``create``: made now if it has none, with a trigger that
+    drops a record's words when the record leaves the log (whoever trims it)."""
     row = c.execute("SELECT n FROM log_words WHERE log = ?", (log,)).fetchone()
-    return None if row is None else f"log_words_{int(row[0])}"
-
-
-def _create_index(c: sqlite3.Connection, log: str) -> str:
-    """The index of ``log``, made now if it has none, with a trigger that drops a record's
-    words when the record leaves the log (whoever trims it)."""
-    table = _index_of(c, log)
-    if table is not None:
-        return table
+    if row is not None:
+        return f"log_words_{int(row[0])}"
+    if not create:
+        return None
     (n,) = c.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM log_words").fetchone()
     c.execute("INSERT INTO log_words (log, n) VALUES (?, ?)", (log, n))
     table = f"log_words_{int(n)}"
@@ -71,21 +66,19 @@ def _create_index(c: sqlite3.Connection, log: str) -> str:
 
 
 def _newest(c: sqlite3.Connection, table: str | None) -> int:
-    if table is None:
-        return 0
-    row = c.execute(f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+    sql = f"SELECT rowid FROM {table} ORDER BY rowid DESC LIMIT 1"
+    row = None if table is None else c.execute(sql).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
-    """Index the records appended since the last search (those after the newest indexed:
-    ids only grow); the index table."""
+    """Index the records appended since the last search (ids only grow); the index table."""
     table = _index_of(c, log)
     (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
     if (newest or 0) == _newest(c, table):
         return table
     with transaction(c):
-        table = _create_index(c, log)
+        table = _index_of(c, log, create=True)
         after = _newest(c, table)  # again: another process may have done it meanwhile
         rows = c.execute(
             "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
@@ -134,8 +127,7 @@ CREATE TABLE IF NOT EXISTS log_words (  -- one index per log: its ranking is its
 );
 """
 
-#: Sets between two sweeps of expired rows (reads ignore them anyway; this bounds the file).
-_SWEEP_EVERY = 1000
+_SWEEP_EVERY = 1000  # sets between two sweeps of expired rows (bounds the file)
 
 
 def glob_prefix(prefix: str) -> str:
@@ -144,7 +136,6 @@ def glob_prefix(prefix: str) -> str:
 
 
 def _sweep(c: sqlite3.Connection, now: float) -> None:
-    """Delete expired rows, taking the write lock only if there are any."""
     if c.execute("SELECT 1 FROM kv WHERE expires <= ? LIMIT 1", (now,)).fetchone():
         c.execute("DELETE FROM kv WHERE expires <= ?", (now,))
 
@@ -160,12 +151,9 @@ class SQLiteStore(Store):
         self._closed = False
         self._sets = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massgen-sqlite")
-        # Reads made together share one trip to the worker thread (``reads.trips`` counts
-        # them); writes one transaction (``writes.trips``).
-        self.reads: Grouped[str, bytes | None] = Grouped(lambda keys: self.run(self._get_job(keys)))
-        self.writes: Grouped[tuple[str, bytes, float | None], None] = Grouped(
-            lambda rows: self.run(self._set_job(rows))
-        )
+        # Reads made together share one trip to the thread, writes one transaction.
+        self.reads: Grouped[str, bytes | None] = Grouped(self._get_many)
+        self.writes: Grouped[tuple[str, bytes, float | None], None] = Grouped(self._set_many)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -207,7 +195,7 @@ class SQLiteStore(Store):
     async def get(self, key: str) -> bytes | None:
         return await self.reads(key)  # a closed store: run() raises
 
-    def _get_job(self, keys: list[str]) -> Callable[[sqlite3.Connection], list[bytes | None]]:
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         now, unique = self.clock(), json.dumps(list(dict.fromkeys(keys)))
 
         def job(c: sqlite3.Connection) -> list[bytes | None]:
@@ -219,29 +207,26 @@ class SQLiteStore(Store):
             found = {k: bytes(v) for k, v in rows}
             return [found.get(k) for k in keys]
 
-        return job
+        return await self.run(job)
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
         await self.writes((key, value, None if ttl is None else self.clock() + ttl))
 
-    def _set_job(
-        self, rows: list[tuple[str, bytes, float | None]]
-    ) -> Callable[[sqlite3.Connection], list[None]]:
+    async def _set_many(self, rows: list[tuple[str, bytes, float | None]]) -> list[None]:
         before, self._sets = self._sets, self._sets + len(rows)
         sweep_at = self.clock() if before // _SWEEP_EVERY != self._sets // _SWEEP_EVERY else None
 
         def job(c: sqlite3.Connection) -> list[None]:
             with transaction(c):
                 c.executemany(
-                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                    [(k, sqlite3.Binary(v), e) for k, v, e in rows],
+                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", rows
                 )
                 if sweep_at is not None:
                     _sweep(c, sweep_at)
             return [None] * len(rows)
 
-        return job
+        return await self.run(job)
 
     async def delete(self, key: str) -> bool:
         now = self.clock()
@@ -276,9 +261,7 @@ class SQLiteStore(Store):
         return int(n)
 
     async def append(self, log: str, record: bytes) -> None:
-        await self._exec(
-            "INSERT INTO logs (log, record) VALUES (?, ?)", log, sqlite3.Binary(record)
-        )
+        await self._exec("INSERT INTO logs (log, record) VALUES (?, ?)", log, record)
 
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
         check_count("limit", limit)
@@ -313,7 +296,7 @@ class SQLiteStore(Store):
             return
         self._closed = True
 
-        def close() -> None:
+        def close() -> None:  # on the thread, after the calls queued before it
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -325,8 +308,7 @@ class SQLiteStore(Store):
 
 
 class MemoryStore(SQLiteStore):
-    """A store in a private in-memory SQLite database: the file store's code, gone with the
-    object (tests pass a fake ``clock``)."""
+    """A store in a private in-memory SQLite database, gone with the object."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(":memory:", clock=clock)
