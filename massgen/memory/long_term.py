@@ -105,8 +105,7 @@ def _item(raw: bytes) -> MemoryItem:
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(x * x for x in b))
+    na, nb = math.hypot(*a), math.hypot(*b)
     return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb) if na and nb else 0.0
 
 
@@ -129,8 +128,7 @@ class LongTermMemory:
     def log(self) -> str:
         return log_name(self.agent)
 
-    def _cutoff(self) -> float:
-        """The oldest ``at`` still kept (``-inf`` when items do not expire)."""
+    def _cutoff(self) -> float:  # the oldest ``at`` still kept
         return -math.inf if self.max_age_days is None else self.clock() - self.max_age_days * 86400
 
     def bind(self, store: Store) -> None:
@@ -173,17 +171,14 @@ class LongTermMemory:
         return [i for i in map(_item, await self._store().read(self.log)) if i.at >= cutoff]
 
     async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
-        """The items most relevant to ``query``, best first (only those with a score > 0)."""
+        """The items most relevant to ``query``, best first (only those with a score > 0): by
+        meaning with ``embed``, else by BM25 through the store's index."""
         if self.embed is not None:
             return await self._search_by_meaning(query, k)
-        return await self._search_words(query, k)
-
-    async def _search_words(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
-        """BM25 through the store's index; asks for more when expired items took places."""
         store = self._store()
         terms = " ".join(words(query))
         limit = k if k is not None else max(await store.length(self.log), 1)
-        while True:
+        while True:  # asks for more when expired items took places
             hits = await store.search(self.log, terms, item_words, limit)
             cutoff = self._cutoff()
             ranked = [(score, i) for score, r in hits if (i := _item(r)).at >= cutoff]

@@ -77,10 +77,10 @@ class Sessions:
             if agent not in info.agents:
                 info.agents.append(agent)
         info.updated, info.runs = now, info.runs + 1
-        await self.store.set(_meta(name), to_json(info))
+        await self.store.set(f"session:{name}:meta", to_json(info))
 
     async def info(self, name: str) -> SessionInfo | None:
-        raw = await self.store.get(_meta(name))
+        raw = await self.store.get(f"session:{name}:meta")
         return None if raw is None else from_json(SessionInfo, raw)
 
     async def list(self) -> list[SessionInfo]:
@@ -105,7 +105,3 @@ class Sessions:
 
 def _turns(name: str, agent: str) -> str:
     return f"session:{name}:turns:{agent}"
-
-
-def _meta(name: str) -> str:
-    return f"session:{name}:meta"

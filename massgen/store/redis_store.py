@@ -10,7 +10,7 @@ import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -19,14 +19,7 @@ from massgen.errors import TransportError
 from massgen.redact import redact_url as redact
 from massgen.store.base import Store, check_count, check_ttl
 from massgen.store.redis_client import RedisLease
-from massgen.store.sqlite import (
-    TRIM,
-    SQLiteStore,
-    Text,
-    match_any,
-    search_log,
-    transaction,
-)
+from massgen.store.sqlite import TRIM, SQLiteStore, Text, match_any, search_log, transaction
 
 __all__ = ["RedisStore", "redact"]
 
@@ -56,8 +49,7 @@ return {appended, held, records}
 """  # what a log gained since ARGV[1] appends: appends now, length, oldest unseen records
 _PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 
 def glob_escape(text: str) -> str:
@@ -84,21 +76,17 @@ def _bytes(value: bytes | str) -> bytes:  # as redis-py types replies; ours neve
     return value.encode() if isinstance(value, str) else value
 
 
-def _mapped(
-    fn: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
+def _mapped(fn: F) -> F:
     """Re-raise redis-py errors as :class:`TransportError` (without the URL's password)."""
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await fn(*args, **kwargs)
+            return await fn(self, *args, **kwargs)
         except rexc.RedisError as e:
-            self = args[0]
-            assert isinstance(self, RedisStore)
             raise TransportError(f"Redis store at {self.where}: {type(e).__name__}: {e}") from e
 
-    return wrapper
+    return cast(F, wrapper)
 
 
 class RedisStore(Store):

@@ -71,33 +71,27 @@ def _newest(c: sqlite3.Connection, table: str | None) -> int:
     return 0 if row is None else int(row[0])
 
 
-def index_log(c: sqlite3.Connection, log: str, text: Text) -> str | None:
-    """Index the records appended since the last search (ids only grow); the index table."""
-    table = _index_of(c, log)
-    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
-    if (newest or 0) == _newest(c, table):
-        return table
-    with transaction(c):
-        table = _index_of(c, log, create=True)
-        after = _newest(c, table)  # again: another process may have done it meanwhile
-        rows = c.execute(
-            "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
-        ).fetchall()
-        c.executemany(
-            f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
-            [(i, text(bytes(r))) for i, r in rows],
-        )
-    return table
-
-
 def search_log(
     c: sqlite3.Connection, log: str, query: str, text: Text, limit: int
 ) -> list[tuple[float, bytes]]:
-    """:meth:`Store.search <massgen.store.base.Store.search>` on a connection holding the logs."""
+    """:meth:`Store.search <massgen.store.base.Store.search>` on a connection holding the logs,
+    first indexing the records appended since the last search (ids only grow)."""
     match = match_any(query)
     if match is None or limit <= 0:
         return []
-    table = index_log(c, log, text)
+    table = _index_of(c, log)
+    (newest,) = c.execute("SELECT MAX(id) FROM logs WHERE log = ?", (log,)).fetchone()
+    if (newest or 0) != _newest(c, table):
+        with transaction(c):
+            table = _index_of(c, log, create=True)
+            after = _newest(c, table)  # again: another process may have done it meanwhile
+            new = c.execute(
+                "SELECT id, record FROM logs WHERE log = ? AND id > ? ORDER BY id", (log, after)
+            )
+            c.executemany(
+                f"INSERT INTO {table} (rowid, words) VALUES (?, ?)",
+                [(i, text(bytes(r))) for i, r in new.fetchall()],
+            )
     if table is None:
         return []
     rows = c.execute(
