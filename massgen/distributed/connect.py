@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from massgen.agents.handle import LocalHandle
-from massgen.distributed.live import LiveFeeds
-from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, RemoteHandle, label
+from massgen.distributed.remote import DEFAULT_HEARTBEAT_TTL, LiveFeeds, RemoteHandle, label
 from massgen.distributed.worker import LLM, role_digest, turn_timeout
 from massgen.errors import ConfigError
 from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport

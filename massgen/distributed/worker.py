@@ -20,7 +20,7 @@ from massgen import events as ev
 from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import layers
 from massgen.distributed import codec
-from massgen.distributed.live import FEED_PREFIX, DeltaPump
+from massgen.distributed.remote import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import Agent as BusAgent
 from massgen.mas import (
