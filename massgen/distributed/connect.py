@@ -17,13 +17,13 @@ from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
 
 if TYPE_CHECKING:
-    from massgen.agents.handle import AgentHandle
     from massgen.mas import AgentRecord
     from massgen.orchestrator import Orchestrator
 
 # Every run's client is a replica of this bus id: no per-run inbox is left behind, and
 # replies still go to the run's own instance.
 CLIENT_ID = "massgen-run"
+Registry = Mapping[str, dict[str, Any]]  # a live agent's name -> its registry record
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +99,12 @@ async def distributed(
 
 
 def _place(
-    orchestrator: Orchestrator,
-    live: Mapping[str, dict[str, Any]],
-    client: BusAgent,
-    run: str,
-    feeds: LiveFeeds,
+    orchestrator: Orchestrator, live: Registry, client: BusAgent, run: str, feeds: LiveFeeds
 ) -> Placement:
     remote: dict[str, int] = {}
     local: list[str] = []
     mismatched: list[str] = []
-    handles: dict[str, AgentHandle] = orchestrator.handles
+    handles = orchestrator.handles
     where = str(getattr(client.transport, "where", "the in-process bus"))
     fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
@@ -141,11 +137,7 @@ def _positive(value: Any, default: float) -> float:
 
 
 def _check_secrets(
-    placement: Placement,
-    live: Mapping[str, dict[str, Any]],
-    mismatched: Mapping[str, AgentRecord],
-    *,
-    signed: bool,
+    placement: Placement, live: Registry, mismatched: Mapping[str, AgentRecord], *, signed: bool
 ) -> None:
     """Refuse the run when every worker of a remote agent signs otherwise than the run (they
     would refuse its turns, or it their answers); a partial mismatch is left to the bus."""

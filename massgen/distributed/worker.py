@@ -22,16 +22,9 @@ from massgen.backends.base import layers
 from massgen.distributed import codec
 from massgen.distributed.remote import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
+from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport, resolve_transport
 from massgen.mas import Agent as BusAgent
-from massgen.mas import (
-    AgentMessage,
-    BusSettings,
-    MemoryHub,
-    MessageKind,
-    Transport,
-    resolve_transport,
-)
-from massgen.mas.keys import DEFAULT_PREFIX
+from massgen.mas.message import AgentMessage, MessageKind
 from massgen.memory.short_term import Folded
 from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.tools.context import ToolContext
