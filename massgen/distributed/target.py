@@ -40,11 +40,7 @@ class BusTarget:
 
     @classmethod
     def resolve(
-        cls,
-        flag: str | None = None,
-        config: TeamConfig | None = None,
-        *,
-        prefix: str | None = None,
+        cls, flag: str | None = None, config: TeamConfig | None = None, *, prefix: str | None = None
     ) -> BusTarget | None:
         """The bus ``flag``, else ``config.redis``, else ``$MASSGEN_REDIS_URL`` names, or
         ``None`` (everything stays local)."""
