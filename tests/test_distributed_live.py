@@ -15,7 +15,8 @@ from massgen.agents.agent import Agent
 from massgen.backends.base import Backend
 from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
-from massgen.distributed.remote import FEED_PREFIX, DeltaPump, Feed, LiveFeeds
+from massgen.distributed.connect import Feed, LiveFeeds
+from massgen.distributed.worker import FEED_PREFIX, DeltaPump
 from massgen.mas import AgentMessage, MemoryHub, MemoryTransport
 from massgen.orchestrator import Orchestrator
 from massgen.types import Completion, CompletionRequest, StreamChunk, Turn, Usage

@@ -288,7 +288,7 @@ class OtherContext:
 def _check_waiting_lines(block: Block, ctx: OtherContext) -> None:
     """The lines a run prints while a dead worker's turn waits: their words are the ones
     the run writes (tests/test_worker_lost.py reads them from a real run whose worker died)."""
-    source = (ROOT / "massgen" / "distributed" / "remote.py").read_text()
+    source = (ROOT / "massgen" / "distributed" / "connect.py").read_text()
     waiting, gone = block.text.strip().splitlines()
     assert re.fullmatch(r"\w+ waiting for a worker: \S+ pid \d+ silent for \d+s", waiting.strip())
     assert '"waiting for a worker: ' in source

@@ -101,7 +101,7 @@ async def test_a_distributed_turn_names_the_worker_it_went_to(
         result = await run.arun("Capital?", strategy="parallel")
     assert result.final_answer == "Paris."
     address = worker.hosted[0].address
-    turns = [r.getMessage() for r in caplog.records if r.name == "massgen.distributed.remote"]
+    turns = [r.getMessage() for r in caplog.records if r.name == "massgen.distributed.connect"]
     assert len(turns) == 1
     assert re.match(
         rf"turn agent=ada phase=answer round=0 run=\S+ worker={re.escape(address)} "

@@ -165,7 +165,7 @@ def test_a_refused_turn_ends_the_command_in_one_line_with_its_exit_code(
     import typer
 
     from massgen.cli.exits import guarded
-    from massgen.distributed.remote import refused
+    from massgen.distributed.connect import refused
     from massgen.errors import AgentFailed
 
     def body() -> int:

@@ -6,8 +6,7 @@ from typing import Any
 
 _EXPORTS = {
     "massgen.distributed.codec": "completion_from_dict decode error_from_dict error_to_dict",
-    "massgen.distributed.connect": "CLIENT_ID Placement distributed",
-    "massgen.distributed.remote": "RemoteHandle",
+    "massgen.distributed.connect": "CLIENT_ID Placement RemoteHandle distributed",
     "massgen.errors": "SecretRefused TurnRefused WorkerLost",
     "massgen.distributed.target": "BusTarget",
     "massgen.distributed.worker": "LLM HostedAgent TurnReport Worker turn_timeout",

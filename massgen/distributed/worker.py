@@ -20,7 +20,6 @@ from massgen import events as ev
 from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import layers
 from massgen.distributed import codec
-from massgen.distributed.remote import FEED_PREFIX, DeltaPump
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport, resolve_transport
 from massgen.mas import Agent as BusAgent
@@ -42,6 +41,8 @@ DRAIN_TIMEOUT = 10.0  # on stop, running turns get this long (the bus default ca
 ROLE_EXCERPT = 60  # characters of a role in `massgen agents list`
 DEFAULT_BACKEND_TIMEOUT = 60.0  # a provider request's seconds, when the backend does not say
 MARGIN = 5.0  # round trips over the bus, encoding, a busy event loop
+FEED_PREFIX = "massgen-live-"  # the bus ids of runs' live feeds
+INTERVAL = 0.02  # seconds between two delta messages of one turn
 
 
 def turn_timeout(backend_timeout: float | None, policy: RetryPolicy | None, lease: float) -> float:
@@ -79,6 +80,79 @@ OnTurn = Callable[[TurnReport], None]
 def role_digest(role: str) -> str:
     """A short fingerprint of a role: callers check they talk to the agent they configured."""
     return hashlib.sha256(role.encode()).hexdigest()[:12]
+
+
+def event_id(event: ev.Event) -> tuple[str, str]:
+    """What tells a turn's tool events apart: kind and call id."""
+    return (event.kind, str(getattr(event, "call_id", "")))
+
+
+class DeltaPump:
+    """A worker's ``on_delta`` for one turn: forwards deltas and tool events to the run's
+    feed, coalesced (one message per ``interval`` at most) and numbered."""
+
+    def __init__(self, agent: BusAgent, to: str, key: str, interval: float = INTERVAL) -> None:
+        self._agent, self._to, self._key, self._interval = agent, to, key, interval
+        self._buffer: list[str] = []
+        self._events: list[ev.Event] = []
+        self._seq = 0
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    def __call__(self, text: str) -> None:
+        if text:
+            self._add(self._buffer, text)
+
+    def event(self, event: ev.Event) -> None:
+        if event.kind in codec.TOOL_EVENTS:
+            self._add(self._events, event)
+
+    def _add(self, into: list[Any], item: object) -> None:
+        if not self._closing.is_set():
+            into.append(item)
+            if self._task is None:
+                self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        """Send what is left (before the reply is committed, so it usually arrives first)."""
+        self._closing.set()
+        if self._task is not None:
+            await self._task
+        await self._flush()
+
+    def cancel(self) -> None:
+        self._closing.set()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        """Send what came in, then wait out the interval (or the close); stop when idle."""
+        try:
+            while self._buffer or self._events:
+                await self._flush()
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):  # pace: one message per interval
+                    async with asyncio.timeout(self._interval):
+                        await self._closing.wait()
+        finally:
+            self._task = None
+
+    async def _flush(self) -> None:
+        if not (self._buffer or self._events):
+            return
+        text, events = "".join(self._buffer), codec.tool_events_to_list(self._events)
+        self._buffer, self._events = [], []
+        self._seq += 1
+        piece: dict[str, Any] = {"key": self._key, "seq": self._seq, "text": text}
+        if events:
+            piece["events"] = events
+        try:
+            await self._agent.send(self._to, {"delta": piece})
+            self.sent += 1
+        except MassGenError as e:  # the live view misses a piece; the reply has the answer
+            log.debug("agent %s: a delta was not sent: %s", self._agent.id, e)
 
 
 class HostedAgent(BusAgent):
