@@ -506,7 +506,7 @@ async def test_a_workers_tool_calls_reach_the_callers_events(prefix: str) -> Non
 
 def test_tool_events_round_trip_and_anything_else_is_refused() -> None:
     from massgen import events as ev
-    from massgen.distributed.codec import tool_events_from_list, tool_events_to_list
+    from massgen.distributed.worker import tool_events_from_list, tool_events_to_list
 
     called = ev.ToolCalled(agent="ada", tool="calculator", call_id="c1", args='{"x": 1}', at=1.0)
     done = ev.ToolResult(agent="ada", tool="calculator", call_id="c1", ok=True, duration=0.1)

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from massgen.backends.function import FunctionBackend
-from massgen.distributed.codec import completion_from_dict as from_bus
-from massgen.distributed.codec import completion_to_dict as to_bus
+from massgen.distributed.worker import completion_from_dict as from_bus
 from massgen.resilience.cache import CachingBackend, decode_completion, encode_completion
 from massgen.serialize import completion_from_dict, completion_to_dict
+from massgen.serialize import completion_to_dict as to_bus
 from massgen.store import MemoryStore
 from massgen.types import (
     ChatMessage,

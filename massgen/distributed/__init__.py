@@ -5,11 +5,11 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "massgen.distributed.codec": "completion_from_dict decode error_from_dict error_to_dict",
     "massgen.distributed.connect": "CLIENT_ID Placement RemoteHandle distributed",
     "massgen.errors": "SecretRefused TurnRefused WorkerLost",
     "massgen.distributed.target": "BusTarget",
-    "massgen.distributed.worker": "LLM HostedAgent TurnReport Worker turn_timeout",
+    "massgen.distributed.worker": "LLM HostedAgent TurnReport Worker completion_from_dict decode"
+    " error_from_dict error_to_dict turn_timeout",
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names.split()}
 

@@ -21,13 +21,14 @@ from massgen import errors as E
 from massgen import events as ev
 from massgen.agents.handle import LocalHandle
 from massgen.agents.loop import OnDelta
-from massgen.distributed import codec
+from massgen.distributed import worker
 from massgen.distributed.worker import FEED_PREFIX, LLM, event_id, role_digest, turn_timeout
 from massgen.mas import DEFAULT_PREFIX, AgentIdTaken, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Verdict
 from massgen.memory.short_term import Folded, summary_events
+from massgen.serialize import to_dict
 from massgen.tools.context import ToolContext
 from massgen.types import Completion, Turn
 
@@ -141,7 +142,7 @@ class Feed(BusAgent):
             sink.on_delta(text)
         if sink.on_event is not None and piece.get("events"):
             try:
-                heard = codec.tool_events_from_list(piece["events"])
+                heard = worker.tool_events_from_list(piece["events"])
             except E.MassGenError:
                 return  # the reply carries them too
             for event in heard:
@@ -244,7 +245,7 @@ class RemoteHandle:
         key = uuid.uuid4().hex
         if feed is not None and on_delta is not None:
             feed.open(key, self.name, on_delta, emit)
-        payload = codec.TurnRequest(
+        payload = worker.TurnRequest(
             turn,
             self.run,
             deadline=time.time() + self.timeout,
@@ -256,12 +257,12 @@ class RemoteHandle:
         try:
             request_id = self.client.new_message_id()
             request = self.client.request(
-                self.name, codec.to_dict(payload), timeout=self.timeout, message_id=request_id
+                self.name, to_dict(payload), timeout=self.timeout, message_id=request_id
             )
             answer = await self._watched(request, request_id, emit)
             if answer is None:  # no live worker any more
                 raise _NoWorker(self._gone())
-            reply = codec.decode(codec.TurnReply, answer.payload, "reply")
+            reply = worker.decode(worker.TurnReply, answer.payload, "reply")
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
@@ -279,12 +280,12 @@ class RemoteHandle:
         if reply.error is not None:
             if folded is not None:  # written before the answer failed: keep it
                 await self._store_summary(folded, emit)
-            raise codec.error_from_dict(reply.error, source=self.name)
+            raise worker.error_from_dict(reply.error, source=self.name)
         if reply.completion is None:
             raise E.TransportError(f"agent {self.name!r} sent a reply with no completion")
         completion = reply.completion
         if emit is not None:
-            for event in codec.tool_events_from_list(reply.events):  # the worker's tool calls
+            for event in worker.tool_events_from_list(reply.events):  # the worker's tool calls
                 if event_id(event) not in heard:  # not already shown live
                     emit(event)
         rest = completion.text[len(shown) :]  # what the stream has not shown yet
@@ -485,8 +486,7 @@ def _place(
     return Placement(where, remote, tuple(local), tuple(mismatched))
 
 
-def _positive(value: Any, default: float) -> float:
-    """``value`` if a worker advertised a usable number, else ``default``."""
+def _positive(value: Any, default: float) -> float:  # a number a worker advertised
     return float(value) if isinstance(value, int | float) and value > 0 else default
 
 

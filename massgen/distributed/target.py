@@ -42,8 +42,7 @@ class BusTarget:
     def resolve(
         cls, flag: str | None = None, config: TeamConfig | None = None, *, prefix: str | None = None
     ) -> BusTarget | None:
-        """The bus ``flag``, else ``config.redis``, else ``$MASSGEN_REDIS_URL`` names, or
-        ``None`` (everything stays local)."""
+        """The bus ``flag``, else ``config.redis``, else ``$MASSGEN_REDIS_URL`` names, or None."""
         redis = config.redis if config is not None else None
         url = flag or (redis.url if redis is not None else None) or os.environ.get(REDIS_URL_ENV)
         if not url:

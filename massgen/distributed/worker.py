@@ -1,6 +1,8 @@
 """Host a team's LLM agents on the bus: each is a replica bus agent named after the agent,
 answering turns with the memory the turn carries (never its own), so concurrent runs never
-mix. Delivery is at least once; only the first reply counts."""
+mix. Delivery is at least once; only the first reply counts. Also what crosses the bus with
+a turn: its values, tool events, error (rebuilt as the same class, so fallback behaves as in
+one process) and streamed deltas. Malformed payloads: TransportError."""
 
 from __future__ import annotations
 
@@ -13,27 +15,31 @@ import socket
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from pydantic import ValidationError
+
+from massgen import errors as E
 from massgen import events as ev
 from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import layers
-from massgen.distributed import codec
 from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport, resolve_transport
 from massgen.mas import Agent as BusAgent
 from massgen.mas.message import AgentMessage, MessageKind
-from massgen.memory.short_term import Folded
+from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import RetryingBackend, RetryPolicy
+from massgen.serialize import from_dict, to_dict
 from massgen.tools.context import ToolContext
-from massgen.types import Completion
+from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
 _HOST = socket.gethostname()
+T = TypeVar("T")
 
 LLM = "llm"  # the capability of every hosted LLM agent, besides its own
 DEFAULT_CONCURRENCY = 8
@@ -82,6 +88,128 @@ def role_digest(role: str) -> str:
     return hashlib.sha256(role.encode()).hexdigest()[:12]
 
 
+# The events a worker's turn sends back with its answer: the calls of its tools.
+TOOL_EVENTS: dict[str, type[ev.Event]] = {c.__name__: c for c in (ev.ToolCalled, ev.ToolResult)}
+
+
+# The error classes rebuilt on the caller's side: built like ProviderError, like ConfigError,
+# or from a message alone.
+_KINDS: dict[str, type[E.MassGenError]] = {
+    name: cls
+    for name, cls in vars(E).items()
+    if isinstance(cls, type)
+    and issubclass(cls, E.MassGenError)
+    and cls.__init__ in {E.ProviderError.__init__, E.ConfigError.__init__, Exception.__init__}
+    and cls is not E.Interrupted  # a worker stopping is not the user stopping the run
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An error as it crosses the bus: its nearest class in :data:`_KINDS` and its fields."""
+
+    message: str
+    name: str = "Exception"
+    type: str | None = None
+    provider: str = ""
+    status: int | None = None
+    retry_after: float | None = None
+    retryable: bool | None = None
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """A turn as a run sends it; a worker that takes it after ``deadline`` skips it (nobody
+    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set."""
+
+    turn: Turn
+    run: str = ""
+    deadline: float | None = None
+    memory: MemoryContext = MemoryContext()
+    stream: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class TurnReply:
+    """A worker's answer to a turn: its completion and tool events, or its error; and the
+    summary it wrote first, if any (kept even when the answer failed)."""
+
+    worker: str = ""
+    completion: Completion | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    folded: Folded | None = None
+
+
+def decode(cls: type[T], data: Any, what: str) -> T:
+    """``data`` as a ``cls``, or a TransportError naming the first bad field."""
+    try:
+        return from_dict(cls, data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or what
+        raise E.TransportError(f"malformed {what} on the bus: {where}: {first['msg']}") from None
+
+
+def completion_from_dict(data: Any) -> Completion:
+    return decode(Completion, data, "completion")
+
+
+def tool_events_to_list(events: list[ev.Event]) -> list[dict[str, Any]]:
+    return [{"type": e.kind, **to_dict(e)} for e in events if e.kind in TOOL_EVENTS]
+
+
+def tool_events_from_list(data: Any) -> list[ev.Event]:
+    """The tool events of a reply; anything that is not one is refused."""
+    if not isinstance(data, list):
+        raise E.TransportError("malformed tool events on the bus: not a list")
+    out: list[ev.Event] = []
+    for item in data:
+        cls = TOOL_EVENTS.get(str(item.get("type"))) if isinstance(item, dict) else None
+        if cls is None:
+            raise E.TransportError("malformed tool events on the bus: unknown event")
+        out.append(decode(cls, {k: v for k, v in item.items() if k != "type"}, "tool event"))
+    return out
+
+
+def error_to_dict(error: BaseException) -> dict[str, Any]:
+    """What the caller needs to raise the same error: class, message and its fields."""
+    kind = next((c.__name__ for c in type(error).__mro__ if _KINDS.get(c.__name__) is c), None)
+    message, fields = str(error), {}
+    if isinstance(error, E.ProviderError):
+        message = str(error.args[0]) if error.args else ""
+        fields = {f: getattr(error, f) for f in ("provider", "status", "retry_after", "retryable")}
+    elif isinstance(error, E.ConfigError):
+        message = error.message
+        fields = {f: getattr(error, f) for f in ("file", "line", "key", "hint")}
+    return to_dict(ErrorInfo(message, type(error).__name__, kind, **fields))
+
+
+def error_from_dict(data: Any, source: str = "?") -> Exception:
+    """The error ``data`` describes, ready to raise; ``source`` names the remote agent."""
+    try:
+        info = from_dict(ErrorInfo, data)
+    except ValidationError:
+        return E.TransportError(f"agent {source!r} sent a malformed error")
+    cls = _KINDS.get(str(info.type))
+    if cls is None:
+        return E.RemoteError(source, f"{info.name}: {info.message}")
+    if issubclass(cls, E.ProviderError):
+        error = cls(
+            info.message, provider=info.provider, status=info.status, retry_after=info.retry_after
+        )
+        if info.retryable is not None and info.retryable != cls.retryable:
+            error.retryable = info.retryable
+        return error
+    if issubclass(cls, E.ConfigError):
+        return cls(info.message, file=info.file, line=info.line, key=info.key, hint=info.hint)
+    return cls(info.message)
+
+
 def event_id(event: ev.Event) -> tuple[str, str]:
     """What tells a turn's tool events apart: kind and call id."""
     return (event.kind, str(getattr(event, "call_id", "")))
@@ -105,7 +233,7 @@ class DeltaPump:
             self._add(self._buffer, text)
 
     def event(self, event: ev.Event) -> None:
-        if event.kind in codec.TOOL_EVENTS:
+        if event.kind in TOOL_EVENTS:
             self._add(self._events, event)
 
     def _add(self, into: list[Any], item: object) -> None:
@@ -142,7 +270,7 @@ class DeltaPump:
     async def _flush(self) -> None:
         if not (self._buffer or self._events):
             return
-        text, events = "".join(self._buffer), codec.tool_events_to_list(self._events)
+        text, events = "".join(self._buffer), tool_events_to_list(self._events)
         self._buffer, self._events = [], []
         self._seq += 1
         piece: dict[str, Any] = {"key": self._key, "seq": self._seq, "text": text}
@@ -212,7 +340,7 @@ class HostedAgent(BusAgent):
         run = str(message.payload.get("run") or message.sender_id)
         report = TurnReport(self.id, "?", 0, run, 0.0, message.attempt)
         try:
-            request = codec.decode(codec.TurnRequest, message.payload, "turn")
+            request = decode(TurnRequest, message.payload, "turn")
         except TransportError as e:
             return await self._finish(message, report, e)
         turn = request.turn
@@ -268,18 +396,18 @@ class HostedAgent(BusAgent):
         heard: list[ev.Event] | None = None,
     ) -> None:
         """Count the turn, publish the counters, reply, then log."""
-        reply = codec.TurnReply(self.address, folded=folded)
+        reply = TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
-            reply.completion, reply.events = outcome, codec.tool_events_to_list(heard or [])
+            reply.completion, reply.events = outcome, tool_events_to_list(heard or [])
         else:
             self.failed += 1
-            reply.error = codec.error_to_dict(outcome)
+            reply.error = error_to_dict(outcome)
             name = type(outcome).__name__
             text = str(outcome) if isinstance(outcome, MassGenError) else f"{name}: {outcome}"
             report.error = (text or name).splitlines()[0][:300]
         await self._publish()
-        if not await message.reply(codec.to_dict(reply)):
+        if not await message.reply(to_dict(reply)):
             report.note = "; ".join(
                 filter(None, [report.note, "reply discarded (answered elsewhere)"])
             )

@@ -111,8 +111,7 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 @dataclass(eq=False)
 class LongTermMemory:
-    """One memory log in a store (bound later for agents built from a config), with its
-    recall and retention settings."""
+    """One memory log in a store (bound later for agents built from a config) and its settings."""
 
     store: Store | None = None
     _: KW_ONLY
@@ -235,8 +234,7 @@ class LongTermMemory:
 
 
 def own_answer(result: RunResult, agent: str) -> str:
-    """``agent``'s final word in ``result``: its latest answer, step, synthesis or
-    presentation ("" if none)."""
+    """``agent``'s latest answer, step, synthesis or presentation in ``result`` ("" if none)."""
     latest = result.latest_answers().get(agent)
     if latest:
         return latest

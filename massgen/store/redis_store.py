@@ -64,8 +64,7 @@ def _copy(
     new: list[bytes],
     then: tuple[str, Text, int] | None = None,
 ) -> list[tuple[float, bytes]]:
-    """Keep the newest ``kept`` records of the copy of ``log``, add ``new``, then search it
-    if asked (query, text, limit)."""
+    """Trim the copy of ``log`` to its newest ``kept`` records, add ``new``; search if asked."""
     with transaction(c, "DEFERRED"):
         c.execute(TRIM, (log, log, kept))
         c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
@@ -90,8 +89,7 @@ def _mapped(fn: F) -> F:
 
 
 class RedisStore(Store):
-    """A store on the process's shared client for ``url`` (``options``: those of
-    :func:`~massgen.store.redis_client.redis_client`)."""
+    """A store on the process's shared client for ``url`` (``options``: :func:`redis_client`'s)."""
 
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
@@ -179,8 +177,7 @@ class RedisStore(Store):
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
-        """Searches this process's copy of the log, first brought up to date with what the
-        log gained since (so a search costs the same at any length)."""
+        """Searches this process's copy of the log, first given what the log gained since."""
         check_count("limit", limit)
         if match_any(query) is None or limit <= 0:
             return []

@@ -11,10 +11,11 @@ import pytest
 from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.backends.openai import OpenAIBackend
-from massgen.distributed.codec import completion_from_dict, completion_to_dict
+from massgen.distributed.worker import completion_from_dict
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
 from massgen.resilience.cache import decode_completion, encode_completion
+from massgen.serialize import completion_to_dict
 from massgen.types import Completion, ToolCall, Usage
 from tests.recorded import openai_facts
 from tests.recorded.harness import HERE, ReplayServer, load
