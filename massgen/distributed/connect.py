@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from massgen import errors as E
@@ -293,7 +291,7 @@ class RemoteHandle:
             on_delta(rest)
         if folded is not None and not await self._store_summary(folded, emit):
             # nobody heard the summary's events: its usage rides along with the answer
-            completion = dataclasses.replace(
+            completion = replace(
                 completion,
                 usage=completion.usage + folded.completion.usage,
                 requests=completion.requests + folded.completion.requests,
@@ -406,7 +404,7 @@ class Placement:
         return "; ".join(parts)
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def distributed(
     orchestrator: Orchestrator,
     redis_url: str | None = None,

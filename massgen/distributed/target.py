@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from massgen.errors import ConfigError, ServiceUnreachable
+from massgen.redact import redact_url
 
 # massgen.mas' own names (a test keeps them equal): resolving does not import the bus.
 REDIS_URL_ENV = "MASSGEN_REDIS_URL"
@@ -34,8 +35,6 @@ class BusTarget:
     @property
     def where(self) -> str:
         """The URL with its password masked."""
-        from massgen.redact import redact_url
-
         return redact_url(self.url)
 
     @classmethod
@@ -58,16 +57,11 @@ class BusTarget:
 
         wrong = problem(url)
         if wrong is not None:  # the config's own URL was checked when it was loaded
-            raise ConfigError(
-                wrong[0], file=origin[0], line=origin[1], key=origin[2], hint=wrong[1]
-            )
+            file, line, key = origin
+            raise ConfigError(wrong[0], file=file, line=line, key=key, hint=wrong[1])
         secret = redis.secret.get_secret_value() if redis and redis.secret else None
-        return cls(
-            url=url,
-            prefix=prefix or (redis.prefix if redis is not None else DEFAULT_PREFIX),
-            secret=secret or None,
-            origin=origin,
-        )
+        prefix = prefix or (redis.prefix if redis is not None else DEFAULT_PREFIX)
+        return cls(url=url, prefix=prefix, secret=secret or None, origin=origin)
 
     def check(self) -> None:
         """Reach this Redis once, before a command does anything: a ConfigError at the URL's

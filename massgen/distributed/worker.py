@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import socket
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import ValidationError
@@ -452,7 +451,7 @@ class Worker:
             hint = did_you_mean(unknown[0], orchestrator.agents) or team_has
             raise ConfigError(f"no agent named {unknown[0]!r} in this team", key="agent", hint=hint)
         base = settings or BusSettings(drain_timeout=DRAIN_TIMEOUT)
-        bus_settings = dataclasses.replace(base, batch=min(base.batch, concurrency))
+        bus_settings = replace(base, batch=min(base.batch, concurrency))
         self.transport, self._owns = resolve_transport(
             redis_url, transport=transport, hub=hub, prefix=prefix
         )

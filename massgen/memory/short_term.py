@@ -5,9 +5,8 @@ memory: a :class:`MemoryContext` in, a :class:`Folded` summary out."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from massgen import events as ev
@@ -176,7 +175,7 @@ class Conversation:
         started = time.perf_counter()
         done = await backend.complete(request)
         if not done.latency:
-            done = dataclasses.replace(done, latency=time.perf_counter() - started)
+            done = replace(done, latency=time.perf_counter() - started)
         folded = Folded(done.text.strip(), fold, who.name, prompt, done)
         if on_event is not None:
             on_event(summary_events(folded, who.cost_of(done))[1])
