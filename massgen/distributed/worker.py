@@ -407,9 +407,8 @@ class HostedAgent(BusAgent):
             report.error = (text or name).splitlines()[0][:300]
         await self._publish()
         if not await message.reply(to_dict(reply)):
-            report.note = "; ".join(
-                filter(None, [report.note, "reply discarded (answered elsewhere)"])
-            )
+            note = "reply discarded (answered elsewhere)"
+            report.note = f"{report.note}; {note}" if report.note else note
         if self._on_turn is not None:
             self._on_turn(report)
 

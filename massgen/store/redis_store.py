@@ -25,6 +25,7 @@ __all__ = ["RedisStore", "redact"]
 
 DEFAULT_PREFIX = "massgen:"
 _SCAN_BATCH = 1000
+Query = tuple[str, Text, int]  # a search: query, text, limit
 
 _APPEND = """
 redis.call('RPUSH', KEYS[1], ARGV[1])
@@ -58,11 +59,7 @@ def glob_escape(text: str) -> str:
 
 
 def _copy(
-    c: sqlite3.Connection,
-    log: str,
-    kept: int,
-    new: list[bytes],
-    then: tuple[str, Text, int] | None = None,
+    c: sqlite3.Connection, log: str, kept: int, new: list[bytes], then: Query | None = None
 ) -> list[tuple[float, bytes]]:
     """Trim the copy of ``log`` to its newest ``kept`` records, add ``new``; search if asked."""
     with transaction(c, "DEFERRED"):
