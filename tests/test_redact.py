@@ -8,7 +8,7 @@ import pytest
 
 from massgen.mas.redis_transport import redact as transport_redact
 from massgen.redact import redact_url
-from massgen.store.redis_store import redact as store_redact
+from massgen.store.redis_client import redact_url as store_redact
 
 CANARY = "s3cret-canary"
 

@@ -29,8 +29,7 @@ from massgen.resilience.breaker import (
     redis_state,
 )
 from massgen.resilience.ratelimit import RateLimit, RedisLimiter
-from massgen.store.redis_client import RedisLease
-from massgen.store.redis_store import RedisStore
+from massgen.store.redis_client import RedisLease, RedisStore
 
 from .mas.helpers import FAST, Recorder, RedisServer
 

@@ -13,14 +13,14 @@ from massgen.store.base import Store
 from massgen.store.sqlite import MemoryStore, SQLiteStore
 
 if TYPE_CHECKING:
-    from massgen.store.redis_store import RedisStore
+    from massgen.store.redis_client import RedisStore
 
 __all__ = ["MemoryStore", "RedisStore", "SQLiteStore", "Store", "open_store"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "RedisStore":  # lazy: it imports redis
-        from massgen.store.redis_store import RedisStore
+        from massgen.store.redis_client import RedisStore
 
         return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -39,7 +39,7 @@ def open_store(
     if lower == "memory://":
         return MemoryStore(clock=clock)
     if lower.startswith(("redis://", "rediss://", "unix://")):
-        from massgen.store.redis_store import RedisStore
+        from massgen.store.redis_client import RedisStore
 
         return RedisStore(text, prefix=prefix)
     if lower.startswith("sqlite:///"):

@@ -1,13 +1,23 @@
 """The one place that builds redis-py clients: one per Redis URL and event loop in a process,
 shared by the bus, the Redis store and the shared guards (:func:`shared_client`,
-:class:`RedisLease`). Importing this module imports redis."""
+:class:`RedisLease`); and the store over Redis, :class:`RedisStore`. Importing this module
+imports redis.
+
+The store (standalone Redis): keys at ``{prefix}kv:{key}`` (STRING, ``PX`` expiry on the
+server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus' keys. Search needs no
+Redis module: each process searches an in-memory SQLite copy of the logs it searches, copying
+only what a log gained since, known from its count of appends at ``{prefix}logn:{log}`` (which
+outlives trims)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import sqlite3
 import weakref
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -15,8 +25,10 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from massgen.errors import ConfigError
+from massgen.errors import ConfigError, TransportError
 from massgen.redact import redact_url
+from massgen.store.base import Store, check_count, check_ttl
+from massgen.store.sqlite import TRIM, SQLiteStore, Text, match_any, search_log, transaction
 
 REPLY_TIMEOUT = 30.0
 """Seconds a reply may take past a blocking command's own wait: beyond it a frozen server or a
@@ -115,3 +127,189 @@ class RedisLease:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await release_client(self._client)
         self._client = self._loop = None
+
+
+DEFAULT_PREFIX = "massgen:"
+_SCAN_BATCH = 1000
+Query = tuple[str, Text, int]  # a search: query, text, limit
+
+_APPEND = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCR', KEYS[2]) end
+"""  # RPUSH, counted if the log was ever searched
+
+_GAINED = """
+local held = redis.call('LLEN', KEYS[1])
+local count = redis.call('GET', KEYS[2])
+local appended = count and tonumber(count) or -1
+if appended < held then  -- its first search (or appends nobody counted): start counting
+    appended = held
+    redis.call('SET', KEYS[2], held)
+end
+local unseen = math.min(appended - tonumber(ARGV[1]), held)
+local records = {}
+if unseen > 0 then
+    local first = held - unseen
+    records = redis.call('LRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1)
+end
+return {appended, held, records}
+"""  # what a log gained since ARGV[1] appends: appends now, length, oldest unseen records
+_PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _copy(
+    c: sqlite3.Connection, log: str, kept: int, new: list[bytes], then: Query | None = None
+) -> list[tuple[float, bytes]]:
+    """Trim the copy of ``log`` to its newest ``kept`` records, add ``new``; search if asked."""
+    with transaction(c, "DEFERRED"):
+        c.execute(TRIM, (log, log, kept))
+        c.executemany("INSERT INTO logs (log, record) VALUES (?, ?)", [(log, r) for r in new])
+    return [] if then is None else search_log(c, log, *then)
+
+
+def _bytes(value: bytes | str) -> bytes:  # as redis-py types replies; ours never decode
+    return value.encode() if isinstance(value, str) else value
+
+
+def _mapped(fn: F) -> F:
+    """Re-raise redis-py errors as :class:`TransportError` (without the URL's password)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self, *args, **kwargs)
+        except rexc.RedisError as e:
+            raise TransportError(f"Redis store at {self.where}: {type(e).__name__}: {e}") from e
+
+    return cast(F, wrapper)
+
+
+class RedisStore(Store):
+    """A store on the process's shared client for ``url`` (``options``: :func:`redis_client`'s)."""
+
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
+    ) -> None:
+        self.where = redact_url(url)
+        self.prefix = prefix
+        self._lease = RedisLease(url, **options)
+        self._copy: SQLiteStore | None = None  # the logs searched here, as far as seen
+        self._seen: dict[str, int] = {}  # appends copied, per log
+        self._copy_lock = asyncio.Lock()
+
+    @property
+    def _r(self) -> aioredis.Redis:
+        return self._lease.client
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}kv:{key}"
+
+    def _log(self, log: str) -> str:
+        return f"{self.prefix}log:{log}"
+
+    def _appended(self, log: str) -> str:
+        return f"{self.prefix}logn:{log}"
+
+    async def _scan(self, prefix: str) -> list[bytes]:
+        pattern = glob_escape(self._key(prefix)) + "*"
+        return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
+
+    @_mapped
+    async def get(self, key: str) -> bytes | None:
+        value = await self._r.get(self._key(key))
+        return None if value is None else _bytes(value)
+
+    @_mapped
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        check_ttl(ttl)
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        await self._r.set(self._key(key), value, px=px)
+
+    @_mapped
+    async def delete(self, key: str) -> bool:
+        return bool(await self._r.delete(self._key(key)))
+
+    @_mapped
+    async def delete_prefix(self, prefix: str) -> int:
+        keys = await self._scan(prefix)
+        removed = 0
+        for i in range(0, len(keys), _SCAN_BATCH):
+            removed += int(await self._r.unlink(*keys[i : i + _SCAN_BATCH]))
+        return removed
+
+    @_mapped
+    async def count(self, prefix: str = "") -> int:
+        return len(await self._scan(prefix))
+
+    @_mapped
+    async def append(self, log: str, record: bytes) -> None:
+        await self._r.eval(_APPEND, 2, self._log(log), self._appended(log), record)
+
+    @_mapped
+    async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
+        check_count("limit", limit)
+        if limit == 0:
+            return []
+        # From the end, the window is at most -start records: cut to ``limit`` here.
+        end = -1 if limit is None or start < 0 else start + limit - 1
+        return [_bytes(r) for r in await self._r.lrange(self._log(log), start, end)][:limit]
+
+    @_mapped
+    async def length(self, log: str) -> int:
+        return int(await self._r.llen(self._log(log)))
+
+    @_mapped
+    async def trim(self, log: str, keep_last: int) -> None:
+        check_count("keep_last", keep_last)
+        if keep_last == 0:
+            await self._r.delete(self._log(log))
+        else:
+            await self._r.ltrim(self._log(log), -keep_last, -1)
+
+    @_mapped
+    async def search(
+        self, log: str, query: str, text: Text, limit: int
+    ) -> list[tuple[float, bytes]]:
+        """Searches this process's copy of the log, first given what the log gained since."""
+        check_count("limit", limit)
+        if match_any(query) is None or limit <= 0:
+            return []
+        keys = [self._log(log), self._appended(log)]
+        async with self._copy_lock:  # one search at a time brings the copy up to date
+            copy = self._copy = self._copy or SQLiteStore(":memory:")
+            seen = self._seen.get(log, 0)
+            while True:
+                appended, held, new = await self._r.eval(_GAINED, 2, *keys, seen, _PER_TRIP)
+                if int(appended) < seen:  # the log was deleted with its count: copy afresh
+                    seen = 0
+                    continue
+                unseen = min(int(appended) - seen, int(held))
+                last = len(new) >= unseen
+                job = functools.partial(
+                    _copy,
+                    log=log,
+                    kept=int(held) - unseen,
+                    new=[_bytes(r) for r in new],
+                    then=(query, text, limit) if last else None,
+                )
+                found = await copy.run(job)
+                seen = self._seen[log] = int(appended) - unseen + len(new)
+                if last:
+                    return found
+
+    async def aclose(self) -> None:
+        copy, self._copy = self._copy, None
+        self._seen.clear()
+        if copy is not None:
+            await copy.aclose()
+        await self._lease.aclose()
