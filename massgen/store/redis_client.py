@@ -159,11 +159,6 @@ _PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop lo
 F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 
-def glob_escape(text: str) -> str:
-    """``text`` as a literal in a Redis ``MATCH`` pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 def _copy(
     c: sqlite3.Connection, log: str, kept: int, new: list[bytes], then: Query | None = None
 ) -> list[tuple[float, bytes]]:
@@ -221,7 +216,8 @@ class RedisStore(Store):
         return f"{self.prefix}logn:{log}"
 
     async def _scan(self, prefix: str) -> list[bytes]:
-        pattern = glob_escape(self._key(prefix)) + "*"
+        literal = "".join("\\" + c if c in "*?[]\\" else c for c in self._key(prefix))
+        pattern = literal + "*"  # a MATCH pattern for the keys that start with the prefix
         return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
 
     @_mapped
