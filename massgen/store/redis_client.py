@@ -27,8 +27,8 @@ from redis.backoff import ExponentialBackoff
 
 from massgen.errors import ConfigError, TransportError
 from massgen.redact import redact_url
+from massgen.store import TRIM, SQLiteStore, Text, match_any, search_log, transaction
 from massgen.store.base import Store, check_count, check_ttl
-from massgen.store.sqlite import TRIM, SQLiteStore, Text, match_any, search_log, transaction
 
 REPLY_TIMEOUT = 30.0
 """Seconds a reply may take past a blocking command's own wait: beyond it a frozen server or a
