@@ -394,7 +394,6 @@ class HostedAgent(BusAgent):
         folded: Folded | None = None,
         heard: list[ev.Event] | None = None,
     ) -> None:
-        """Count the turn, publish the counters, reply, then log."""
         reply = TurnReply(self.address, folded=folded)
         if isinstance(outcome, Completion):
             self.processed += 1
@@ -413,7 +412,6 @@ class HostedAgent(BusAgent):
             self._on_turn(report)
 
     async def _publish(self) -> None:
-        """Re-register this instance's record so the registry shows the new counters."""
         try:
             await self.publish_record()
         except MassGenError as e:

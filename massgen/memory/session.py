@@ -44,11 +44,11 @@ class SessionInfo:
     agents: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
 class Sessions:
     """The sessions kept in one store."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    store: Store
 
     async def exchanges(self, name: str, agent: str) -> list[Exchange]:
         return [from_json(Exchange, r) for r in await self.store.read(_turns(name, agent))]
