@@ -69,7 +69,6 @@ def check_ttl(ttl: float | None) -> None:
         raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
 
 
-def check_count(name: str, value: int | None) -> None:
-    """Refuse a negative ``limit`` or ``keep_last``."""
+def check_count(name: str, value: int | None) -> None:  # a negative limit or keep_last
     if value is not None and value < 0:
         raise ValueError(f"{name} must be >= 0, not {value!r}")

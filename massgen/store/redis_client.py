@@ -33,11 +33,8 @@ from massgen.store.base import Store, check_count, check_ttl
 REPLY_TIMEOUT = 30.0
 """Seconds a reply may take past a blocking command's own wait: beyond it a frozen server or a
 dead link that TCP has not noticed is a timeout, handled like a lost connection."""
-RETRIES = 12
-"""Reconnection attempts, 50 ms doubling to 1 s apart (about 9 s): long enough to ride out a
-Redis restart under every provider call and every agent."""
-MAX_CONNECTIONS = 10_000
-"""Each blocking read (an agent's inbox, its reply stream) holds a connection while it waits."""
+RETRIES = 12  # reconnections 50 ms doubling to 1 s apart (~9 s): they ride out a Redis restart
+MAX_CONNECTIONS = 10_000  # each blocking read (an inbox, a reply stream) holds one as it waits
 
 
 def check_url(url: str) -> None:
