@@ -173,7 +173,17 @@ class LongTermMemory:
         """The items most relevant to ``query``, best first (only those with a score > 0): by
         meaning with ``embed``, else by BM25 through the store's index."""
         if self.embed is not None:
-            return await self._search_by_meaning(query, k)
+            items = await self.items()
+            if not items:
+                return []
+            if missing := [i for i in items if i.vector is None]:
+                vectors = await self._embed([i.text() for i in missing])
+                for item, vector in zip(missing, vectors, strict=True):
+                    item.vector = vector
+            (qv,) = await self._embed([query])
+            scored = [(_cosine(qv, i.vector or []), i) for i in items]
+            # Newer first among equals: the latest decision on a question wins a tie.
+            return sorted((p for p in scored if p[0] > 0), key=lambda p: (-p[0], -p[1].at))[:k]
         store = self._store()
         terms = " ".join(words(query))
         limit = k if k is not None else max(await store.length(self.log), 1)
@@ -184,19 +194,6 @@ class LongTermMemory:
             if k is None or len(ranked) >= k or len(hits) < limit:
                 return ranked[:k]
             limit *= 4
-
-    async def _search_by_meaning(self, query: str, k: int | None) -> list[tuple[float, MemoryItem]]:
-        items = await self.items()
-        if not items:
-            return []
-        if missing := [i for i in items if i.vector is None]:
-            vectors = await self._embed([i.text() for i in missing])
-            for item, vector in zip(missing, vectors, strict=True):
-                item.vector = vector
-        (qv,) = await self._embed([query])
-        scored = [(_cosine(qv, i.vector or []), i) for i in items]
-        # Newer first among equals: the latest decision on a question wins a tie.
-        return sorted((p for p in scored if p[0] > 0), key=lambda p: (-p[0], -p[1].at))[:k]
 
     async def recall_for(self, agent: str, turn: Turn) -> list[str]:
         """What to show ``agent`` before ``turn``: the best ``recall`` items that fit
