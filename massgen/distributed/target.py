@@ -3,6 +3,7 @@ environment. Resolved once, into one typed value, so every command agrees."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -66,8 +67,6 @@ class BusTarget:
     def check(self) -> None:
         """Reach this Redis once, before a command does anything: a ConfigError at the URL's
         origin when Redis refuses it, ServiceUnreachable (exit 69) when nothing answers."""
-        import asyncio
-
         from massgen.mas import RedisTransport
 
         async def reach() -> None:

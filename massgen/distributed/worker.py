@@ -15,7 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -27,6 +27,7 @@ from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport, resolve_transport
 from massgen.mas import Agent as BusAgent
 from massgen.mas.message import AgentMessage, MessageKind
+from massgen.mas.tasks import Lifecycle
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.serialize import from_dict, to_dict
@@ -418,7 +419,7 @@ class HostedAgent(BusAgent):
             log.warning("agent %s: could not publish its counters: %s", self.id, e)
 
 
-class Worker:
+class Worker(Lifecycle):
     """Hosts some (default: all) agents of a team on the bus (``redis_url``, a ``transport``
     or an in-process ``hub``). Each runs ``concurrency`` turns at once and fetches no more,
     so the rest stays in the inbox for other replicas."""
@@ -496,10 +497,3 @@ class Worker:
             if self._owns:
                 with contextlib.suppress(MassGenError):
                     await self.transport.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
