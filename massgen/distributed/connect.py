@@ -220,19 +220,27 @@ class RemoteHandle:
         none left the turn runs here (:attr:`local`) or raises E.WorkerLost; a dead-lettered
         turn raises E.TurnRefused."""
         emit = ctx.emit if ctx else None
-        if self.gone:  # the workers were gone last turn: are they back?
-            if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
-                return await self._here(turn, on_delta, self._gone(), ctx, on_retry)
-            self.gone = False
         memory = self.agent.memory
         try:
+            if self.gone:  # the workers were gone last turn: are they back?
+                if await _Watch(self.client, self.name, self.heartbeat_ttl).check() is None:
+                    raise _NoWorker(self._gone())
+                self.gone = False
             if memory.needs_load:
                 async with memory.lock:  # the run's first turn loads the session (may fold)
                     if await memory.load() and memory.may_fold:
                         return await self._ask(turn, on_delta, emit, fold=True)
             return await self._ask(turn, on_delta, emit, fold=False)
-        except _NoWorker as e:  # outside the memory lock: the local turn takes it
-            return await self._here(turn, on_delta, str(e), ctx, on_retry)
+        except _NoWorker as e:  # outside the memory lock: the turn runs here, or fails
+            if self.local is None:
+                raise E.WorkerLost(self.name, self.workers, "the run cannot build it here") from e
+            try:
+                self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
+            except E.ConfigError as error:
+                message = f"cannot run it here: {error.message}"
+                raise E.WorkerLost(self.name, self.workers, message) from error
+            self._tell(f"no live worker ({e}); running the turn here", emit)
+            return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
     async def _ask(
         self, turn: Turn, on_delta: OnDelta | None, emit: ev.Subscriber | None, *, fold: bool
@@ -339,24 +347,6 @@ class RemoteHandle:
         log.info("agent %s: %s", self.name, note)
         if emit is not None:
             emit(ev.AgentWaiting(agent=self.name, note=note))
-
-    async def _here(
-        self,
-        turn: Turn,
-        on_delta: OnDelta | None,
-        why: str,
-        ctx: ToolContext | None,
-        on_retry: OnRetry | None,
-    ) -> Completion:
-        """Run the turn in this process, or fail it naming the workers that went away."""
-        if self.local is None:
-            raise E.WorkerLost(self.name, self.workers, "the run cannot build it here")
-        try:
-            self.local.backend  # noqa: B018 (built now: a missing key says so before the turn)
-        except E.ConfigError as e:
-            raise E.WorkerLost(self.name, self.workers, f"cannot run it here: {e.message}") from e
-        self._tell(f"no live worker ({why}); running the turn here", ctx.emit if ctx else None)
-        return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
 
     async def _store_summary(self, folded: Folded, emit: ev.Subscriber | None) -> bool:
         """Keep ``folded`` in the session; emit its events. ``False`` when nobody listens."""
