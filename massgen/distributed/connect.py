@@ -1,8 +1,7 @@
-"""Put a run on the bus: agents a live worker hosts are reached remotely (a
-:class:`RemoteHandle`: a turn is one request over the bus, memory stays with the run and is
-sent with the turn), the rest (and any whose workers all die) run here. Workers stream a
-turn's token deltas to the run's feed (a bus agent from a small pool of ids) as numbered
-one-way messages; the reply stays the answer."""
+"""Put a run on the bus: agents a live worker hosts are reached through a :class:`RemoteHandle` (a
+turn is one request; memory stays with the run, sent with the turn), the rest (and any whose
+workers all die) run here. Workers stream a turn's token deltas to the run's feed (a bus agent
+from a small pool of ids) as numbered one-way messages; the reply stays the answer."""
 
 from __future__ import annotations
 
@@ -386,8 +385,7 @@ class Placement:
         parts = [f"{remote or 'no agent'} on workers at {self.where}"]
         if self.local:
             parts.append("local: " + ", ".join(self.local))
-        if self.mismatched:
-            others = ", ".join(repr(n) for n in self.mismatched)
+        if others := ", ".join(repr(n) for n in self.mismatched):
             parts.append(
                 f"a worker hosts another {others} (role differs; use one redis prefix per team)"
             )

@@ -1,9 +1,8 @@
-"""massgen.store: key/value with TTL plus append-only logs, on SQLite, Redis or in memory.
-Importing it does not import redis: :class:`RedisStore` loads on first use.
-
-The embedded default store: one SQLite file (WAL) shared by several processes. Every call
-runs on the store's own thread, reads made together share one trip, writes one transaction.
-Logs are searched with FTS5, one index per log, ranked by BM25."""
+"""massgen.store: key/value with TTL plus append-only logs, on SQLite, Redis or in memory. Importing
+it does not import redis (:class:`RedisStore` loads on first use). The default store is one
+SQLite file (WAL) shared by several processes: every call runs on the store's own thread, reads
+made together share one trip, writes one transaction. Logs are searched with FTS5, one index per
+log, ranked by BM25."""
 
 from __future__ import annotations
 

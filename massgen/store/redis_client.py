@@ -1,13 +1,10 @@
-"""The one place that builds redis-py clients: one per Redis URL and event loop in a process,
-shared by the bus, the Redis store and the shared guards (:func:`shared_client`,
-:class:`RedisLease`); and the store over Redis, :class:`RedisStore`. Importing this module
-imports redis.
-
-The store (standalone Redis): keys at ``{prefix}kv:{key}`` (STRING, ``PX`` expiry on the
-server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus' keys. Search needs no
-Redis module: each process searches an in-memory SQLite copy of the logs it searches, copying
-only what a log gained since, known from its count of appends at ``{prefix}logn:{log}`` (which
-outlives trims)."""
+"""The one place that builds redis-py clients: one per Redis URL and event loop in a process, shared
+by the bus, the Redis store and the shared guards (:func:`shared_client`, :class:`RedisLease`);
+and :class:`RedisStore`, the store over standalone Redis: keys at ``{prefix}kv:{key}`` (STRING,
+``PX`` expiry on the server clock), logs at ``{prefix}log:{log}`` (LIST), apart from the bus'
+keys. Search needs no Redis module: each process searches an in-memory SQLite copy of the logs it
+searches, copying only what a log gained since, known from its count of appends at
+``{prefix}logn:{log}`` (which outlives trims). Importing this module imports redis."""
 
 from __future__ import annotations
 
