@@ -215,9 +215,8 @@ class RemoteHandle:
         *,
         on_retry: OnRetry | None = None,
     ) -> Completion:
-        """``turn`` answered by a live worker. A silent worker is reported (AgentWaiting); with
-        none left the turn runs here (:attr:`local`) or raises E.WorkerLost; a dead-lettered
-        turn raises E.TurnRefused."""
+        """``turn`` answered by a live worker; a silent one is reported (AgentWaiting). With none
+        left the turn runs here (:attr:`local`) or raises WorkerLost; dead-lettered: TurnRefused."""
         emit = ctx.emit if ctx else None
         memory = self.agent.memory
         try:

@@ -31,8 +31,7 @@ def _open_calls(block: list[ChatMessage]) -> bool:
 
 
 def newest_fitting(history: Sequence[ChatMessage], budget: int, count: Count) -> list[ChatMessage]:
-    """The newest whole blocks of ``history`` within ``budget`` tokens: a contiguous,
-    most recent stretch (the first block that does not fit stops the walk)."""
+    """The newest whole blocks of ``history`` within ``budget`` tokens, as one unbroken stretch."""
     kept: list[list[ChatMessage]] = []
     used = 0
     for block in reversed(blocks(history)):

@@ -63,8 +63,7 @@ class Store(ABC):
         await self.aclose()
 
 
-def check_ttl(ttl: float | None) -> None:
-    """Refuse a TTL that would make a value dead on arrival (almost always a bug)."""
+def check_ttl(ttl: float | None) -> None:  # a value dead on arrival is almost always a bug
     if ttl is not None and not ttl > 0:
         raise ValueError(f"ttl must be a positive number of seconds or None, not {ttl!r}")
 
