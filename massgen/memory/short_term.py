@@ -86,8 +86,7 @@ class Conversation:
         context_window: int | None = None,
         summarizer: Writer | None = None,
     ) -> None:
-        self.strategy = strategy
-        self.size = size
+        self.strategy, self.size = strategy, size
         self.context_window = context_window  # overrides the model's known window
         self.summarizer = summarizer
         self.estimator = TokenEstimator()

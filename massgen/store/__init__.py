@@ -185,8 +185,7 @@ class SQLiteStore(Store):
     expiry: a wall clock, since other processes share the file."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path).expanduser()
-        self.clock = clock
+        self.path, self.clock = Path(path).expanduser(), clock
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._sets = 0

@@ -89,13 +89,12 @@ def shared_client(url: str, **options: Any) -> aioredis.Redis:
 async def release_client(client: aioredis.Redis) -> None:
     """Give back a client of :func:`shared_client`; the last user's release closes it."""
     clients = _SHARED.get(asyncio.get_running_loop(), {})
-    for key, entry in list(clients.items()):
-        if entry[0] is client:
-            entry[1] -= 1
-            if entry[1] > 0:
-                return
-            del clients[key]
-            break
+    key = next((k for k, entry in clients.items() if entry[0] is client), None)
+    if key is not None:
+        clients[key][1] -= 1
+        if clients[key][1] > 0:
+            return
+        del clients[key]
     await client.aclose()
 
 
@@ -105,8 +104,7 @@ class RedisLease:
 
     def __init__(self, url: str, **options: Any) -> None:
         check_url(url)
-        self.url = url
-        self._options = options
+        self.url, self._options = url, options
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -186,8 +184,7 @@ class RedisStore(Store):
     def __init__(
         self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX, **options: Any
     ) -> None:
-        self.where = redact_url(url)
-        self.prefix = prefix
+        self.where, self.prefix = redact_url(url), prefix
         self._lease = RedisLease(url, **options)
         self._copy: SQLiteStore | None = None  # the logs searched here, as far as seen
         self._seen: dict[str, int] = {}  # appends copied, per log
@@ -232,10 +229,8 @@ class RedisStore(Store):
     @_mapped
     async def delete_prefix(self, prefix: str) -> int:
         keys = await self._scan(prefix)
-        removed = 0
-        for i in range(0, len(keys), _SCAN_BATCH):
-            removed += int(await self._r.unlink(*keys[i : i + _SCAN_BATCH]))
-        return removed
+        chunks = [keys[i : i + _SCAN_BATCH] for i in range(0, len(keys), _SCAN_BATCH)]
+        return sum([int(await self._r.unlink(*chunk)) for chunk in chunks])
 
     @_mapped
     async def count(self, prefix: str = "") -> int:
