@@ -223,8 +223,7 @@ class DeltaPump:
         self._agent, self._to, self._key, self._interval = agent, to, key, interval
         self._buffer: list[str] = []
         self._events: list[ev.Event] = []
-        self._seq = 0
-        self.sent = 0
+        self._seq = self.sent = 0  # pieces numbered; pieces the bus took
         self._task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
