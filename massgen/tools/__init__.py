@@ -1,8 +1,5 @@
-"""Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
-
-Names load on first use (no HTTP client or database module until a tool needs one); the
-teammate tools live a layer above, in :mod:`massgen.teamtools`.
-"""
+"""Tools agents can call: :class:`Tool`, :func:`tool` and the built-ins, loaded on first use
+(the teammate tools live a layer above, in :mod:`massgen.teamtools`)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""``calculator``: arithmetic and math functions, without ``eval``.
-
-The expression may be hostile: :mod:`ast` parses it and a tiny interpreter walks numbers,
-operators and whitelisted :mod:`math` names only; size, depth, digits and time are bounded
-before the work is done (docs/tools.md, ``calculator``).
-"""
+"""``calculator``: arithmetic without ``eval``; a hostile expression is bounded before the
+work is done (docs/tools.md, ``calculator``)."""
 
 from __future__ import annotations
 
@@ -21,9 +17,6 @@ from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
 
 Number = int | float
-
-_LOG2_10 = math.log2(10)
-
 _MATH = (
     "sqrt exp log log10 log2 sin cos tan asin acos atan atan2 hypot degrees radians floor ceil gcd"
 )
@@ -94,8 +87,7 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
     return _Evaluator(s).run(tree)
 
 
-MAX_DEPTH = 200
-"""Deepest expression tree the (recursive) evaluator walks, far inside Python's stack."""
+MAX_DEPTH = 200  # deepest tree the (recursive) evaluator walks, far inside Python's stack
 
 _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&|<>=!@]")
 
@@ -103,7 +95,7 @@ _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&
 class _Evaluator:
     def __init__(self, settings: CalculatorSettings) -> None:
         self.s = settings
-        self.max_bits = math.ceil(settings.max_digits * _LOG2_10)
+        self.max_bits = math.ceil(settings.max_digits * math.log2(10))
         self.limit = 10**settings.max_digits
         self.deadline = time.monotonic() + settings.time_limit
         self.functions: dict[str, Callable[..., Number]] = {

@@ -1,10 +1,5 @@
-"""``api_call``: one HTTP request to a public API, with the answer cut to size.
-
-The URL may come from hostile text (SSRF: ``2130706433``, ``[::ffff:127.0.0.1]``, the private
-network, cloud metadata): every hop passes :func:`check_url` and goes to the checked address,
-redirects are followed by hand, one deadline bounds the exchange, and no credential follows a
-redirect to another origin (docs/tools.md, ``api_call``).
-"""
+"""``api_call``: one HTTP request to a public API, guarded against SSRF: every hop passes
+:func:`check_url` and goes to the checked address (docs/tools.md, ``api_call``)."""
 
 from __future__ import annotations
 
@@ -26,8 +21,8 @@ if TYPE_CHECKING:
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
-_CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
-"""Headers of the model's own that never follow a redirect to another origin."""
+# The model's own headers that never follow a redirect to another origin.
+_CREDENTIALS = {"authorization", "proxy-authorization", "cookie"}
 _BANNED = {"host", "connection", "content-length", "transfer-encoding", "upgrade", "te"}
 _BANNED |= {"proxy-authorization", "trailer", "keep-alive"}
 
@@ -35,8 +30,7 @@ _BANNED |= {"proxy-authorization", "trailer", "keep-alive"}
 class HttpSettings(ToolSettings):
     allow_hosts: list[str] | None = None  # ``api.example.com``, ``*.example.com``; None: any
     methods: list[Method] = ["GET", "HEAD", "POST"]  # pydantic copies mutable defaults
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Sent with every request (``Authorization: Bearer ${API_KEY}``); never shown or logged."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # never shown or logged
     max_bytes: int = Field(default=100_000, gt=0)  # of the response body
     time_limit: float = Field(default=15.0, gt=0)  # the whole exchange, redirects included
     max_redirects: int = Field(default=3, ge=0, le=10)
@@ -207,16 +201,11 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 def unwrap(ip: IPAddress) -> IPAddress:
     """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), else ``ip``."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if ip.teredo is not None:
-            return ip.teredo[1]
-        if ip in _NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else ip)
 
 
 def is_public(ip: IPAddress) -> bool:

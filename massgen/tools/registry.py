@@ -1,7 +1,5 @@
 """Building tools by name: the built-ins (imported only when built), and your own as
-``module:Class``/``module:function``; an entry's ``use:`` names what it builds, so one
-built-in can be offered twice under two names.
-"""
+``module:Class``/``module:function``."""
 
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ BUILTINS: dict[str, str] = {
     "ask_agent": "massgen.teamtools:AskAgent",
     "broadcast": "massgen.teamtools:Broadcast",
 }
-"""Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
 
 def build_tool(

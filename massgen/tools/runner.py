@@ -1,8 +1,5 @@
-"""Running the tool calls a model makes: lookup, timeout, errors, and fencing the output.
-
-A result (a web page, a file) may carry text written to steer the model, so every one goes
-back fenced and labelled as untrusted data, cut to size, any fake closing fence defused.
-"""
+"""Running the tool calls a model makes: lookup, timeout, errors, and fencing the output as
+untrusted data (a web page or a file may carry text written to steer the model)."""
 
 from __future__ import annotations
 

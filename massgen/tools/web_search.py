@@ -1,8 +1,4 @@
-"""``web_search``: the model provider's own web search, or a search API through httpx.
-
-``mode`` ``native``/``api``/``auto`` picks which, per turn (:meth:`WebSearch.plan_turn`);
-the endpoint and key come from the config, never from the model.
-"""
+"""``web_search``: the model provider's own web search, or a search API through httpx."""
 
 from __future__ import annotations
 
@@ -56,8 +52,8 @@ class WebSearch(BuiltinTool[WebSearchSettings]):
     def plan_turn(
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Swap the turn's ``web_search`` function tools for the provider's own search
-        (a :class:`NativeTool`) where their mode says so."""
+        """Swap the turn's ``web_search`` function tools for the provider's own search where
+        their mode says so."""
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)
