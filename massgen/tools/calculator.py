@@ -84,7 +84,14 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
         raise ToolError(f"expression has more than {s.max_nodes} parts")
     if deepest > MAX_DEPTH:
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep")
-    return _Evaluator(s).run(tree)
+    try:
+        return _Evaluator(s).eval(tree.body)
+    except ZeroDivisionError:
+        raise ToolError("division by zero") from None
+    except OverflowError:
+        raise ToolError("result too large") from None
+    except (ValueError, TypeError) as e:
+        raise ToolError(f"math error: {e}") from None
 
 
 MAX_DEPTH = 200  # deepest tree the (recursive) evaluator walks, far inside Python's stack
@@ -106,16 +113,6 @@ class _Evaluator:
             "comb": lambda n, k: math.comb(self._cap(n), self._cap(k)),
             "perm": lambda n, k=None: math.perm(self._cap(n), None if k is None else self._cap(k)),
         }
-
-    def run(self, tree: ast.Expression) -> Number:
-        try:
-            return self.eval(tree.body)
-        except ZeroDivisionError:
-            raise ToolError("division by zero") from None
-        except OverflowError:
-            raise ToolError("result too large") from None
-        except (ValueError, TypeError) as e:
-            raise ToolError(f"math error: {e}") from None
 
     def eval(self, node: ast.AST) -> Number:
         if time.monotonic() > self.deadline:

@@ -154,12 +154,9 @@ class FileReader(BuiltinTool[FileReaderSettings]):
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone meanwhile
-            kinds = {
-                stat.S_IFLNK: "link",
-                stat.S_IFDIR: "dir",
-                stat.S_IFREG: f"{info.st_size} bytes",
-            }
-            kind = kinds.get(stat.S_IFMT(info.st_mode), "special")
+            kind = {stat.S_IFLNK: "link", stat.S_IFDIR: "dir"}.get(stat.S_IFMT(info.st_mode))
+            if kind is None:
+                kind = f"{info.st_size} bytes" if stat.S_ISREG(info.st_mode) else "special"
             lines.append(f"{entry.name}{'/' if kind == 'dir' else ''}\t{kind}")
         if len(entries) > self.settings.max_entries:
             lines.append(f"[... {len(entries) - self.settings.max_entries} more entries]")

@@ -19,7 +19,7 @@ BUILTINS: dict[str, str] = {
     "file_reader": "massgen.tools.file_reader:FileReader",
     "database_query": "massgen.tools.database:DatabaseQuery",
     "api_call": "massgen.tools.http:APICall",
-    "web_search": "massgen.tools.web_search:WebSearch",
+    "web_search": "massgen.tools.http:WebSearch",
     # the teammate tools reach agents, so they live a layer above (named here, not imported)
     "ask_agent": "massgen.teamtools:AskAgent",
     "broadcast": "massgen.teamtools:Broadcast",
