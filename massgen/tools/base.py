@@ -29,10 +29,6 @@ def _first_paragraph(doc: str | None) -> str:
     return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
 
 
-class _AnyArgs(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class Tool:
     """Base of every tool. Set ``name`` (default: the class name in snake_case),
     ``description`` (default: the docstring's first paragraph), ``Args``, ``timeout``
@@ -81,8 +77,9 @@ class Tool:
                 annotation = Any
             default = ... if param.default is param.empty else param.default
             fields[param.name] = (annotation, default)
-        model = create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
-        return type(self).Args or (model if fields else _AnyArgs), takes_ctx
+        config = ConfigDict(extra="forbid" if fields else "allow")
+        model = create_model(f"{self.name}_args", __config__=config, **fields)
+        return type(self).Args or model, takes_ctx
 
     def spec(self) -> ToolSpec:
         """What is offered to the model: name, description and the JSON schema."""

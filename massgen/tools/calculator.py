@@ -146,19 +146,15 @@ class _Evaluator:
 
     def bound(self, op: ast.operator, a: Number, b: Number) -> None:
         """Refuse an operation whose integer result would be too large, before doing it."""
-        if isinstance(op, ast.Pow):
-            if isinstance(a, int) and isinstance(b, int):
-                if b > 0 and abs(a) > 1 and (abs(a).bit_length() - 1) * b > self.max_bits:
-                    raise ToolError(f"result has more than {self.s.max_digits} digits")
-            elif abs(b) > 1e6 and abs(a) > 1:
-                raise ToolError("result too large")
-        elif (
-            isinstance(op, ast.Mult)
-            and isinstance(a, int)
-            and isinstance(b, int)
-            and a.bit_length() + b.bit_length() > self.max_bits + 1
-        ):
-            raise ToolError(f"result has more than {self.s.max_digits} digits")
+        if isinstance(a, int) and isinstance(b, int):
+            if isinstance(op, ast.Pow) and b > 0 and abs(a) > 1:
+                bits = (abs(a).bit_length() - 1) * b
+            else:
+                bits = a.bit_length() + b.bit_length() - 1 if isinstance(op, ast.Mult) else 0
+            if bits > self.max_bits:
+                raise ToolError(f"result has more than {self.s.max_digits} digits")
+        elif isinstance(op, ast.Pow) and abs(b) > 1e6 and abs(a) > 1:
+            raise ToolError("result too large")
 
     def _cap(self, n: Number) -> int:
         if not isinstance(n, int) or n < 0:

@@ -99,16 +99,13 @@ class DatabaseQuery(BuiltinTool[DatabaseSettings]):
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
-        return sqlite3.SQLITE_OK
+    allowed = action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE)
     if action == sqlite3.SQLITE_FUNCTION:
-        denied = (arg2 or "").lower() in _DENIED_FUNCTIONS
-        return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA:
+        allowed = (arg2 or "").lower() not in _DENIED_FUNCTIONS
+    elif action == sqlite3.SQLITE_PRAGMA:
         # Only schema-reading pragmas; their argument is a table name, never a new value.
-        readable = (arg1 or "").lower() in _READ_PRAGMAS
-        return sqlite3.SQLITE_OK if readable else sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_DENY
+        allowed = (arg1 or "").lower() in _READ_PRAGMAS
+    return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
 
 
 def size(value: Any) -> int:

@@ -98,8 +98,7 @@ class APICall(BuiltinTool[HttpSettings]):
                         secrets = {}
                         extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
                     # To the checked address; the name kept in Host and SNI.
-                    default_port = 443 if t.scheme == "https" else 80
-                    host = t.host if t.port == default_port else f"{t.host}:{t.port}"
+                    host = f"{t.host}:{t.port}" if parsed.port else t.host  # None: the default
                     response, data = await fetch(
                         c,
                         method,
@@ -231,8 +230,7 @@ def literal_ip(host: str) -> IPAddress | None:
         return ipaddress.ip_address(bare.split("%")[0])
     except ValueError:
         pass
-    labels = bare.rstrip(".").split(".")
-    if any(_NUMERIC_LABEL.fullmatch(label) for label in labels[-1:]):
+    if _NUMERIC_LABEL.fullmatch(bare.rstrip(".").rsplit(".", 1)[-1]):
         # 2130706433, 0x7f.1, 127.1, 0177.0.0.1: the OS would read these as addresses.
         raise ToolError(f"refused host {host!r}: numeric host forms other than a dotted quad")
     return None
@@ -269,9 +267,8 @@ async def check_url(
                 raise ToolError(f"refused host {name!r}: resolved to a non-address") from None
         if not addresses:
             raise ToolError(f"cannot resolve {name!r}")
-    for address in addresses:
-        if not is_public(address):
-            raise ToolError(f"refused host {name!r}: it resolves to a non-public address")
+    if not all(map(is_public, addresses)):
+        raise ToolError(f"refused host {name!r}: it resolves to a non-public address")
     return Target(scheme, name, port, str(addresses[0]))
 
 
@@ -323,13 +320,12 @@ class WebSearch(BuiltinTool[WebSearchSettings]):
         if len(native) > 1:
             raise ConfigError("only one web_search tool may search natively", key="mode")
         specs = tuple(t for t in request.tools if t.name not in native)
-        request = replace(
+        return backend, replace(
             request,
             tools=specs,
             tool_choice=request.tool_choice if specs else None,
             native_tools=(*request.native_tools, *native.values()),
         )
-        return backend, request
 
     def setup(self) -> None:
         s = self.settings
