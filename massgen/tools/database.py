@@ -305,13 +305,12 @@ def check_pg_role(connection: Connection) -> None:
         parts = [
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
         ]
-    if not parts:
-        return
-    raise ToolError(
-        f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role without "
-        "superuser, server-file, server-program or signal rights (see database_query in "
-        "docs/tools.md)"
-    )
+    if parts:
+        raise ToolError(
+            f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role "
+            "without superuser, server-file, server-program or signal rights (see database_query "
+            "in docs/tools.md)"
+        )
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
@@ -323,8 +322,7 @@ def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) ->
         check_pg_role(connection)
         return
     # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
-    # session is made read-only too (DDL is then refused). Session settings die with the
-    # connection, closed after the call.
+    # session (closed after the call) is made read-only too: DDL is then refused.
     connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
     if getattr(dialect, "is_mariadb", False):
         connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")

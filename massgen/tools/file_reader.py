@@ -63,10 +63,9 @@ class FileReader(BuiltinTool[FileReaderSettings]):
             return text
         lines = text.splitlines()
         first = (start_line or 1) - 1
-        last = end_line or len(lines)
         if first >= len(lines):
             raise ToolError(f"the file has {len(lines)} lines")
-        return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:last], first + 1))
+        return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:end_line], first + 1))
 
     def open(self, path: str) -> int:
         """A descriptor (the caller closes it) of the folder or regular file ``path`` inside

@@ -198,9 +198,8 @@ class Target:
 
 async def system_resolver(host: str, port: int) -> list[str]:
     """Every address the OS resolver gives for ``host``."""
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise ToolError(f"cannot resolve {host!r}: {e.strerror}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -256,17 +255,13 @@ async def check_url(
         name.endswith(p[1:]) if p.startswith("*.") else name == p for p in patterns
     ):
         raise ToolError(f"refused host {name!r}: not in the allowed hosts")
-    if ip is not None:
-        addresses = [ip]
-    else:
-        addresses = []
-        for raw in await resolver(name, port):
-            try:
-                addresses.append(ipaddress.ip_address(raw.split("%")[0]))
-            except ValueError:
-                raise ToolError(f"refused host {name!r}: resolved to a non-address") from None
-        if not addresses:
-            raise ToolError(f"cannot resolve {name!r}")
+    found = [name] if ip is not None else await resolver(name, port)
+    try:
+        addresses = [ipaddress.ip_address(raw.split("%")[0]) for raw in found]
+    except ValueError:
+        raise ToolError(f"refused host {name!r}: resolved to a non-address") from None
+    if not addresses:
+        raise ToolError(f"cannot resolve {name!r}")
     if not all(map(is_public, addresses)):
         raise ToolError(f"refused host {name!r}: it resolves to a non-public address")
     return Target(scheme, name, port, str(addresses[0]))

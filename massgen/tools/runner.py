@@ -43,9 +43,8 @@ def fence(tool: str, text: str, limit: int) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n[... cut: {len(text) - limit} more characters]"
     # A tool must not be able to close the fence early and speak "outside" it.
-    text = text.replace("</tool_output", "<\\/tool_output").replace(
-        "<tool_output", "<\\tool_output"
-    )
+    text = text.replace("</tool_output", "<\\/tool_output")
+    text = text.replace("<tool_output", "<\\tool_output")
     return f'<tool_output tool="{tool}">\n{text}\n</tool_output>\n{UNTRUSTED_NOTE}'
 
 
