@@ -1,4 +1,5 @@
-"""`massgen agents list`: the live registry on Redis, or the team a config declares."""
+"""`massgen agents list` (the live registry on Redis, or the team a config declares) and
+`massgen config validate|schema`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from massgen.cli.options import Opt, Prefix, Redis, command, group
+from massgen.cli.common import Opt, Prefix, Redis, TeamFile, command, group
 
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
@@ -16,21 +17,15 @@ if TYPE_CHECKING:
 
 _DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
 _COUNTERS = ("in_flight", "processed", "failed")
-LIVE_COLUMNS: tuple[str, ...] = (
-    "name",
-    "capabilities",
-    "hosts",
-    "status",
-    "heartbeat_age",
-    "in_flight",
-)
-LIVE_COLUMNS += ("processed", "failed", "replicas", "dead_letters", "secret")
+LIVE_COLUMNS: tuple[str, ...] = ("name", "capabilities", "hosts", "status", "heartbeat_age")
+LIVE_COLUMNS += (*_COUNTERS, "replicas", "dead_letters", "secret")
 TEAM_COLUMNS: tuple[str, ...] = ("name", "backend", "model", "role", "fallback")
 _HEADERS = {"name": "agent", "hosts": "host/pid", "heartbeat_age": "heartbeat"}
-app = group("See the agents of a team or on Redis.")
+agents = group("See the agents of a team or on Redis.")
+configs = group("Check and describe team configs.")
 
 
-@command(app, "list")
+@command(agents, "list")
 def list_agents(
     config: Annotated[Path | None, Opt("--config", help="Team config (YAML).")] = None,
     redis: Redis = None,
@@ -219,3 +214,44 @@ def _age(record: AgentRecord, now: float) -> float:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
+
+
+@command(configs, "validate")
+def validate(config: TeamFile) -> int:
+    """Check CONFIG as a run does before its first request (file, backends, models, keys,
+    tools, Redis) and summarise the team; exit 2 on any mistake. Nothing is sent."""
+    import asyncio
+
+    from massgen.config import load
+    from massgen.distributed.target import BusTarget
+    from massgen.orchestrator import Orchestrator
+
+    cfg = load(config)
+    bus = BusTarget.resolve(None, cfg)
+    orchestrator = Orchestrator.from_config(cfg)
+    asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)
+    if bus is not None:
+        bus.check()  # refused: a ConfigError at the URL (exit 2); down: exit 69
+    count = f"{len(cfg.agents)} agent" + ("s" if len(cfg.agents) > 1 else "")
+    print(f"{config}: ok — {count}, strategy {cfg.orchestrator.strategy}")
+    for a in cfg.agents:
+        extra = f", tools {', '.join(a.tools)}" if a.tools else ""
+        extra += f", fallback {a.fallback}" if a.fallback else ""
+        model = orchestrator.agents[a.name].model_name() or "-"
+        print(f"  {a.name}: {cfg.backend_for(a).type} {model}{extra}")
+    if bus is not None:
+        print(f"  redis: {bus.where} answers (prefix {bus.prefix})")
+    return 0
+
+
+@command(configs, "schema")
+def schema() -> int:
+    """Print the JSON Schema of team configs (for editors)."""
+    import json
+    import sys
+
+    from massgen.config import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    print()
+    return 0
