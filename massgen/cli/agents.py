@@ -42,12 +42,10 @@ def list_agents(
     cfg, bus = team_and_bus(config, redis, prefix)
     if bus is not None:
         bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
-        rows = asyncio.run(_live(bus, cfg))
-        columns = LIVE_COLUMNS
+        rows, columns = asyncio.run(_live(bus, cfg)), LIVE_COLUMNS
         title = f"agents on {bus.where} (prefix {bus.prefix})"
     elif cfg is not None:
-        rows = team_rows(cfg)
-        columns = TEAM_COLUMNS
+        rows, columns = team_rows(cfg), TEAM_COLUMNS
         title = f"team {cfg.name or config} (not distributed: no Redis configured)"
     else:
         raise ConfigError(
@@ -60,13 +58,7 @@ def list_agents(
         print(json.dumps(rows, ensure_ascii=False))
     else:
         _table(title, columns, rows)
-    _warn_mismatch(rows)
-    return 0
-
-
-def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
-    """One stderr line per agent whose signatures this secret does not verify."""
-    for row in rows:
+    for row in rows:  # the agents whose signatures this secret does not verify
         if bad := row.get("secret_mismatch"):
             print(
                 f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
@@ -74,6 +66,7 @@ def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
                 f"({', '.join(bad)}); their messages are refused here and ours there",
                 file=sys.stderr,
             )
+    return 0
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
@@ -248,7 +241,6 @@ def validate(config: TeamFile) -> int:
 def schema() -> int:
     """Print the JSON Schema of team configs (for editors)."""
     import json
-    import sys
 
     from massgen.config import json_schema
 

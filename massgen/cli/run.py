@@ -153,7 +153,7 @@ def batch(
     # Every input is checked (flags, config, tasks, the results path) before any file is
     # touched; then the results file is locked, read (or moved aside) and appended to.
     from massgen.batch import BatchSummary, ResultLog, run_batch
-    from massgen.batch.inputs import read_task_file
+    from massgen.batch.files import read_task_file
     from massgen.budget import check_limit
     from massgen.cli import CONFIG_ENV, find_config
     from massgen.config import load
@@ -167,11 +167,9 @@ def batch(
     max_cost = check_limit(max_cost, "--max-cost")
     config_path = find_config(config)
     if config_path is None:
-        raise ConfigError(
-            "no team config given, and there is no massgen.yaml here",
-            key="--config",
-            hint=f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml",
-        )
+        message = "no team config given, and there is no massgen.yaml here"
+        hint = f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml"
+        raise ConfigError(message, key="--config", hint=hint)
     cfg = load(config_path)
     if cfg.redis is not None:  # the cache and shared limits live there
         from massgen.distributed.target import BusTarget
@@ -209,11 +207,9 @@ def batch(
         print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
     view: Any = None
     if not quiet:
-        todo = sum(
-            1 for t in items if log.done.get(t.id, {}).get("status") not in ("done", "degraded")
-        )
+        done = sum(log.done.get(t.id, {}).get("status") in ("done", "degraded") for t in items)
         tty = sys.stderr.isatty()
-        view = RichBatchView(len(items), len(items) - todo) if tty else PlainBatchView(len(items))
+        view = RichBatchView(len(items), done) if tty else PlainBatchView(len(items))
 
     async def main() -> None:
         # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result

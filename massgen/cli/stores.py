@@ -10,17 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from massgen.cli.common import (
-    OK,
-    Arg,
-    FindConfig,
-    Json,
-    Opt,
-    Prefix,
-    StoreTarget,
-    command,
-    group,
-)
+from massgen.cli.common import OK, Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
 
 if TYPE_CHECKING:
     from massgen.errors import ConfigError
@@ -38,11 +28,8 @@ cache = group("Look at or empty the response cache.")
 def _no_session(name: str) -> ConfigError:
     from massgen.errors import ConfigError
 
-    return ConfigError(
-        f"no session named {name!r}",
-        key="NAME",
-        hint="`massgen session list` shows the sessions kept",
-    )
+    hint = "`massgen session list` shows the sessions kept"
+    return ConfigError(f"no session named {name!r}", key="NAME", hint=hint)
 
 
 def _with_store(
@@ -178,11 +165,9 @@ async def _memories(s: Store, agent: str | None) -> list[tuple[str, LongTermMemo
 
     names = dict.fromkeys(r.decode() for r in await s.read(AGENT_INDEX))
     if agent and agent not in names:
-        raise ConfigError(
-            f"no agent named {agent!r} has a memory of its own",
-            key="--agent",
-            hint=f"agents with one: {', '.join(names) or 'none'}",
-        )
+        message = f"no agent named {agent!r} has a memory of its own"
+        hint = f"agents with one: {', '.join(names) or 'none'}"
+        raise ConfigError(message, key="--agent", hint=hint)
     whose = [agent] if agent else [None, *names]
     return [(who or "team", LongTermMemory(s, agent=who)) for who in whose]
 
@@ -297,9 +282,7 @@ def _on_cache(config: Path | None, *, clear: bool) -> int:
 
     async def work() -> int:
         async with open_store(target, prefix=prefix) as store:
-            if clear:
-                return await store.delete_prefix(KEY_PREFIX)
-            return await store.count(KEY_PREFIX)
+            return await (store.delete_prefix if clear else store.count)(KEY_PREFIX)
 
     entries = asyncio.run(work())
     where = str(target) if isinstance(target, Path) else redact_url(target)

@@ -97,12 +97,8 @@ def loads(
     ``env`` replaces ``os.environ`` for ``${VAR}`` (handy in tests)."""
     data, lines = parse(text, file)
     if data is None:
-        raise ConfigError(
-            "the file is empty",
-            file=file,
-            line=1,
-            hint="a team needs at least `agents:`; see configs/quickstart.yaml",
-        )
+        hint = "a team needs at least `agents:`; see configs/quickstart.yaml"
+        raise ConfigError("the file is empty", file=file, line=1, hint=hint)
     if not isinstance(data, dict):
         raise ConfigError(
             "the top level must be a mapping of keys (`agents:`, `orchestrator:`...)",
@@ -181,11 +177,8 @@ def interpolate(
             rows.append(f"  {file}{f':{line}' if line else ''}: `{dotted(path)}`: {name}")
         names = sorted({name for _, name in missing})
         what = f"{len(names)} environment variables are" if len(names) > 1 else f"`{names[0]}` is"
-        raise ConfigError(
-            f"{what} not set:\n" + "\n".join(rows),
-            file=file,
-            hint="set each, or give a default: ${NAME:-value}",
-        )
+        hint = "set each, or give a default: ${NAME:-value}"
+        raise ConfigError(f"{what} not set:\n" + "\n".join(rows), file=file, hint=hint)
     return expanded, tainted
 
 

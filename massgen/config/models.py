@@ -108,20 +108,13 @@ def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, A
             continue
         parent = out.get(parent_key)
         if parent is not None and not isinstance(parent, dict):
-            raise fail(
-                "spelling_conflict",
-                f"cannot combine `{src}` with `{parent_key}` that is not a mapping",
-                at=(src,),
-                hint=f"write it as `{parent_key}: {{{leaf}: ...}}`",
-            )
+            message = f"cannot combine `{src}` with `{parent_key}` that is not a mapping"
+            hint = f"write it as `{parent_key}: {{{leaf}: ...}}`"
+            raise fail("spelling_conflict", message, at=(src,), hint=hint)
         parent = dict(parent or {})
         if leaf in parent:
-            raise fail(
-                "spelling_conflict",
-                f"given twice, as `{src}` and as `{parent_key}.{leaf}`",
-                at=(src,),
-                hint="keep one of them",
-            )
+            message = f"given twice, as `{src}` and as `{parent_key}.{leaf}`"
+            raise fail("spelling_conflict", message, at=(src,), hint="keep one of them")
         parent[leaf] = out.pop(src)
         out[parent_key] = parent
     return out
@@ -354,12 +347,9 @@ class AgentConfig(ConfigModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         if not _AGENT_NAME.fullmatch(value):
-            raise fail(
-                "agent_name",
-                "an agent name needs letters, digits, `_`, `-` or `.` only (no spaces), "
-                "at most 64 characters",
-                hint="e.g. `researcher` or `gpt_4o`",
-            )
+            message = "an agent name needs letters, digits, `_`, `-` or `.` only (no spaces), "
+            message += "at most 64 characters"
+            raise fail("agent_name", message, hint="e.g. `researcher` or `gpt_4o`")
         return value
 
 

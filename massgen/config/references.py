@@ -33,12 +33,9 @@ def check_references(team: TeamConfig) -> None:
     backups = {a.fallback for a in team.agents if a.fallback}
     for i, agent in enumerate(team.agents):
         if agent.standby and agent.name not in backups:
-            raise fail(
-                "idle_standby",
-                f"agent {agent.name!r} is on standby but no agent falls back to it",
-                at=("agents", i, "standby"),
-                hint=f"set `fallback: {agent.name}` on the agent it backs up, or remove `standby`",
-            )
+            message = f"agent {agent.name!r} is on standby but no agent falls back to it"
+            hint = f"set `fallback: {agent.name}` on the agent it backs up, or remove `standby`"
+            raise fail("idle_standby", message, at=("agents", i, "standby"), hint=hint)
     if all(a.standby for a in team.agents):
         raise fail("no_seats", "every agent is on standby", at=("agents",))
     orch = team.orchestrator
@@ -111,9 +108,6 @@ def check_fallback_cycles(agents: list[AgentConfig]) -> None:
         while (current := fallback.get(chain[-1])) is not None and current not in chain:
             chain.append(current)
         if current == agent.name:  # a cycle without this agent is reported at its members
-            raise fail(
-                "fallback_cycle",
-                f"fallbacks form a cycle: {' -> '.join([*chain, current])}",
-                at=("agents", i, "fallback"),
-                hint="a fallback chain must end at an agent without a fallback",
-            )
+            message = f"fallbacks form a cycle: {' -> '.join([*chain, current])}"
+            hint = "a fallback chain must end at an agent without a fallback"
+            raise fail("fallback_cycle", message, at=("agents", i, "fallback"), hint=hint)
