@@ -81,27 +81,6 @@ def dedupe(tasks: list[BatchTask], source: str, dropped: Counter[str]) -> list[B
     return list(seen.values())
 
 
-def read_capped(path: Path, limit: int, what: str) -> bytes:
-    """At most ``limit`` bytes of ``path``, or a ConfigError."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            "no such file", file=str(path), hint=f"check the path of the {what}"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"is a folder, not a {what}", file=str(path)) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read it: {e.strerror or e}", file=str(path)) from None
-    if len(data) > limit:
-        raise ConfigError(
-            f"is larger than {limit // (1024 * 1024)} MiB (or endless); not a {what}",
-            file=str(path),
-        )
-    return data
-
-
 def read_tasks(path: str | Path) -> list[BatchTask]:
     return read_task_file(path).tasks
 
@@ -109,21 +88,30 @@ def read_tasks(path: str | Path) -> list[BatchTask]:
 def read_task_file(path: str | Path) -> TaskList:
     """Tasks from a file (the format is chosen by its extension), with what was dropped."""
     p = Path(path)
-    suffix = p.suffix.lower()
+    file, suffix = str(p), p.suffix.lower()
     if suffix not in (".jsonl", ".csv", ".txt", ""):
-        raise ConfigError(
-            f"unknown task file type {suffix!r}", file=str(p), hint="use .txt, .jsonl or .csv"
-        )
-    raw = read_capped(p, MAX_TASK_FILE_BYTES, "task file")
+        hint = "use .txt, .jsonl or .csv"
+        raise ConfigError(f"unknown task file type {suffix!r}", file=file, hint=hint)
     try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_TASK_FILE_BYTES + 1)
+        if len(raw) > MAX_TASK_FILE_BYTES:
+            size = MAX_TASK_FILE_BYTES // (1024 * 1024)
+            raise ConfigError(f"is larger than {size} MiB (or endless); not a task file", file=file)
         text = raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        hint = "check the path of the task file"
+        raise ConfigError("no such file", file=file, hint=hint) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a task file", file=file) from None
     except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"is not UTF-8 text ({e.reason} at byte {e.start})", file=str(p)
-        ) from None
+        message = f"is not UTF-8 text ({e.reason} at byte {e.start})"
+        raise ConfigError(message, file=file) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=file) from None
     dropped: Counter[str] = Counter()
     parse = {".jsonl": _jsonl, ".csv": _csv}.get(suffix, _txt)
-    return TaskList(dedupe(parse(text, str(p), dropped), str(p), dropped), dropped)
+    return TaskList(dedupe(parse(text, file, dropped), file, dropped), dropped)
 
 
 def _txt(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
@@ -162,9 +150,8 @@ def _jsonl(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
 def _csv(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "task" not in reader.fieldnames:
-        raise ConfigError(
-            "the CSV needs a `task` column (and optionally `id`)", file=source, line=1
-        )
+        message = "the CSV needs a `task` column (and optionally `id`)"
+        raise ConfigError(message, file=source, line=1)
     tasks = []
     for row in reader:
         body = (row.get("task") or "").strip()

@@ -76,9 +76,8 @@ def run(
 
     task = (sys.stdin.read() if task == "-" else task).strip()
     if not task:
-        raise ConfigError(
-            "the task is empty", key="TASK", hint='pass it as text, or "-" to read stdin'
-        )
+        hint = 'pass it as text, or "-" to read stdin'
+        raise ConfigError("the task is empty", key="TASK", hint=hint)
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
     if bus is not None:

@@ -52,7 +52,6 @@ def worker(
     )
 
     async def serve() -> int:
-        """Start, say what is hosted (one stdout line per agent), wait for a signal, stop."""
         got = stop_signal()
         async with orchestrator:  # closes the backends' connections at the end
             await host.start()

@@ -69,9 +69,8 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> TeamConfi
         with target.open("rb") as fh:
             data = fh.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
-            raise ConfigError(
-                f"is larger than {MAX_BYTES // 1024} KiB; not a team config", file=file
-            )
+            message = f"is larger than {MAX_BYTES // 1024} KiB; not a team config"
+            raise ConfigError(message, file=file)
         text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError("no such file", file=file, hint="check the path") from None

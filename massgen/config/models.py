@@ -261,8 +261,7 @@ class BackendConfig(ConfigModel):
     @field_validator("params")
     @classmethod
     def _replay_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if info.data.get("type") == "replay":
-            # A ValidationError raised here is re-rooted at ``params`` by pydantic.
+        if info.data.get("type") == "replay":  # pydantic re-roots its errors at ``params``
             ReplayOptions.model_validate(value)
         return value
 
@@ -495,13 +494,9 @@ class TeamConfig(ConfigModel):
     def backend_for(self, agent: AgentConfig | str) -> BackendConfig:
         """The backend ``agent`` talks to, with its model/temperature/max_tokens overrides."""
         member = self.agent(agent) if isinstance(agent, str) else agent
-        ref = member.backend
-        if isinstance(ref, BackendConfig):
-            base = ref
-        elif ref in self.backends:
-            base = self.backends[ref]
-        else:  # a bare provider type on a model built without validation
-            base = BackendConfig(type=ref)
+        base = member.backend
+        if not isinstance(base, BackendConfig):  # a name (a bare type if built unvalidated)
+            base = self.backends.get(base) or BackendConfig(type=base)
         own = (("model", member.model or None), ("temperature", member.temperature))
         update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
@@ -511,8 +506,7 @@ class TeamConfig(ConfigModel):
         from massgen.config.references import check_references
 
         check_references(self)
-        for agent in self.agents:
-            # `backend: openai` with no such entry: add one, so every name resolves.
+        for agent in self.agents:  # `backend: openai` and no such entry: add one
             if isinstance(agent.backend, str) and agent.backend not in self.backends:
                 self.backends[agent.backend] = BackendConfig(type=agent.backend)
         return self

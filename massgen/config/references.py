@@ -23,9 +23,8 @@ def check_references(team: TeamConfig) -> None:
             check_backend_ref(agent.backend, team.backends, ("agents", i, "backend"))
         check_agent_ref(agent.fallback, names, ("agents", i, "fallback"))
         if agent.fallback == agent.name:
-            raise fail(
-                "bad_fallback", "an agent cannot be its own fallback", at=("agents", i, "fallback")
-            )
+            message = "an agent cannot be its own fallback"
+            raise fail("bad_fallback", message, at=("agents", i, "fallback"))
         check_agent_ref(agent.memory.summarizer, names, ("agents", i, "memory", "summarizer"))
         for j, tool in enumerate(agent.tools):
             check_tool_ref(tool, team.tools, ("agents", i, "tools", j))
@@ -47,10 +46,8 @@ def unique_names(agents: list[AgentConfig]) -> list[str]:
     names = [a.name for a in agents]
     for i, name in enumerate(names):
         if name in names[:i]:
-            hint = "agent names must be unique"
-            raise fail(
-                "duplicate_agent", "duplicate agent name", at=("agents", i, "name"), hint=hint
-            )
+            at, hint = ("agents", i, "name"), "agent names must be unique"
+            raise fail("duplicate_agent", "duplicate agent name", at=at, hint=hint)
     return names
 
 
