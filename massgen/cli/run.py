@@ -157,6 +157,7 @@ def batch(
     from massgen.cli import CONFIG_ENV, find_config
     from massgen.config import load
     from massgen.display.batch import PlainBatchView, RichBatchView, describe
+    from massgen.distributed.target import BusTarget
     from massgen.errors import ConfigError, Interrupted, ResultsFileError
     from massgen.orchestrator import Orchestrator
     from massgen.record import config_digest
@@ -171,8 +172,6 @@ def batch(
         raise ConfigError(message, key="--config", hint=hint)
     cfg = load(config_path)
     if cfg.redis is not None:  # the cache and shared limits live there
-        from massgen.distributed.target import BusTarget
-
         shared = BusTarget.resolve(None, cfg)
         assert shared is not None
         shared.check()
