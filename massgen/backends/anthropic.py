@@ -1,9 +1,6 @@
 """Anthropic Messages through ``anthropic.AsyncAnthropic`` (about a second to import).
-
-The system prompt is a top-level field, tool results are ``tool_result`` blocks in a *user*
-turn, ``max_tokens`` is required. With extended thinking, a turn that called tools must go
-back with its thinking blocks first: the backend remembers them by tool call id.
-"""
+With extended thinking, a turn that called tools must go back with its thinking blocks
+first: the backend remembers them by tool call id."""
 
 from __future__ import annotations
 
@@ -39,16 +36,12 @@ from massgen.types import (
     Usage,
 )
 
-DEFAULT_MAX_TOKENS = 8192
-"""Sent when you set no ``max_tokens``: the API requires one."""
-
+DEFAULT_MAX_TOKENS = 8192  # sent when you set no ``max_tokens``: the API requires one
+# Times a turn the API paused (``pause_turn``, a long server-side search) is sent back to be
+# continued; then the answer so far is returned, finish reason ``other``.
 MAX_PAUSE_CONTINUATIONS = 4
-"""Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
-sent back to be continued; then the answer so far is returned, finish reason ``other``."""
-
+# The version every current model takes directly (2026's default to code execution).
 WEB_SEARCH_TOOL = "web_search_20250305"
-"""The server tool version declared: the one every current model takes directly (the 2026
-versions default to being called from code execution)."""
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 _FINISH |= {"model_context_window_exceeded": "length", "tool_use": "tool_calls"}
@@ -56,9 +49,9 @@ _FINISH["refusal"] = "content_filter"
 
 # Errors sent as an event inside a stream (HTTP status 200) name their kind, not a status.
 _STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
-_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401}
+_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401, "not_found_error": 404}
 _STREAM_ERROR_STATUS |= {"permission_error": 403, "invalid_request_error": 400}
-_STREAM_ERROR_STATUS |= {"not_found_error": 404, "request_too_large": 413}
+_STREAM_ERROR_STATUS["request_too_large"] = 413
 
 
 class AnthropicBackend(SDKBackend):
@@ -80,7 +73,6 @@ class AnthropicBackend(SDKBackend):
         if (client := self.__dict__.pop("_client", None)) is not None:
             await client.close()
 
-    # -- requests ----------------------------------------------------------------------------
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
         body: dict[str, Any] = {
@@ -101,7 +93,6 @@ class AnthropicBackend(SDKBackend):
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
         client, body, turn = self._client, self._body(request), _Turn(request.model or self.model)
         # This SDK no longer names `temperature`; the API still takes it in the body.
         extra = dict(request.extra)
@@ -141,7 +132,6 @@ class AnthropicBackend(SDKBackend):
         yield StreamChunk(completion=turn.completion(request, latency))
 
 
-# -- mapping ---------------------------------------------------------------------------------
 def _usage(usage: Any) -> Usage:
     """All prompt tokens (fresh, written to the cache and read from it) are input."""
     cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
@@ -164,7 +154,6 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
 
 
 def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
     roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
     pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
     return [{"role": role, "content": blocks} for role, blocks in pairs]
@@ -190,16 +179,14 @@ class _Turn(Draft):
     """One answer put together across ``pause_turn`` continuations."""
 
     cited: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    """Searches whose result has not come yet."""
-    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """Thinking blocks as sent back on a tool loop's next turn."""
+    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # unanswered
+    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # to send back
     stop_reason: str | None = None
     pauses: int = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks. A search stays pending until its result arrives,
-        maybe in a later response (a paused turn continues with it), or is reported as failed."""
+        """Read one response's blocks. A search is pending until its result arrives (maybe
+        after a pause), else reported as failed."""
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -234,7 +221,7 @@ class _Turn(Draft):
 
     def paused(self, body: dict[str, Any], blocks: list[dict[str, Any]]) -> bool:
         """On ``pause_turn``, set ``body`` up to continue (the content goes back as the
-        assistant's turn) and say so; ``False`` when done or out of continuations."""
+        assistant's turn) and return ``True``."""
         if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
             return False
         self.pauses += 1

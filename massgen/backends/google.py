@@ -1,11 +1,6 @@
-"""Gemini through the ``google-genai`` SDK (about a second to import: only when built).
-
-Every SDK behaviour that could make a second request is off (retries, automatic function
-calling and continuation). Gemini 3 wants each function call's ``thought_signature`` back in
-the next turn: the backend remembers them by call id (Google's placeholder for a call it
-never saw). A 429's ``RetryInfo.retryDelay`` becomes ``retry_after``; a 400 whose reason is
-``API_KEY_INVALID`` is an ``AuthenticationError``.
-"""
+"""Gemini through the ``google-genai`` SDK (about a second to import: only when built), with
+every SDK behaviour that could make a second request off. Gemini 3 wants each function call's
+``thought_signature`` back in the next turn: the backend remembers them by call id."""
 
 from __future__ import annotations
 
@@ -55,12 +50,10 @@ from massgen.types import (
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-_FILTERED.add("IMAGE_PROHIBITED_CONTENT")
-"""Finish reasons that mean a filter stopped the answer."""
+_FILTERED.add("IMAGE_PROHIBITED_CONTENT")  # finish reasons: a filter stopped the answer
 _TOOL_CHOICE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
-SKIP_SIGNATURE = b"skip_thought_signature_validator"
-"""Google's placeholder for a function call whose thought signature is unknown."""
+SKIP_SIGNATURE = b"skip_thought_signature_validator"  # Google's: the signature is unknown
 _SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -110,7 +103,6 @@ class GoogleBackend(SDKBackend):
             await client.aio.aclose()
             client.close()
 
-    # -- requests ----------------------------------------------------------------------------
     def _config(self, request: CompletionRequest, system: str) -> types.GenerateContentConfig:
         config: dict[str, Any] = {
             "http_options": types.HttpOptions(timeout=_ms(request.timeout or self.timeout)),
@@ -198,7 +190,8 @@ class GoogleBackend(SDKBackend):
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
+        """The SDK's errors as ours: a 429's ``RetryInfo.retryDelay`` is ``retry_after``; a
+        400 whose reason is ``API_KEY_INVALID`` is an :class:`AuthenticationError`."""
         try:
             yield
         except genai_errors.APIError as e:
@@ -255,7 +248,6 @@ class _Answer(Draft):
         return delta
 
 
-# -- mapping ---------------------------------------------------------------------------------
 def _rpc_details(body: object) -> list[Mapping[str, Any]]:
     """``error.details`` of a Google error body (``google.rpc.Status``), [] if none."""
     if isinstance(body, list) and body:  # some endpoints wrap the body in a list
@@ -296,8 +288,7 @@ def _grounding(
     return pairs, searches
 
 
-def _ms(seconds: float) -> int:
-    """HttpOptions.timeout is in milliseconds."""
+def _ms(seconds: float) -> int:  # HttpOptions.timeout is in milliseconds
     return max(1, round(seconds * 1000))
 
 

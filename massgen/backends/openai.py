@@ -1,7 +1,7 @@
 """OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
 Bodies are built and answers read here as plain dicts, so the two clients (:mod:`.openai_http`,
-the default, and :mod:`.openai_sdk`) cannot drift apart. A turn with a provider-side search
-goes to the Responses API (:mod:`.openai_responses`)."""
+the default, and :class:`SDKChatClient`) cannot drift apart. A turn with a provider-side
+search goes to the Responses API (:mod:`.openai_responses`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import Draft, SDKBackend, results_text, tool_call
-from massgen.backends._errors import stream_incomplete
+from massgen.backends._common import Draft, SDKBackend, results_text, sdk_client, tool_call
+from massgen.backends._errors import sdk_errors, stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
     ChatMessage,
@@ -29,8 +29,7 @@ from massgen.types import (
     ToolSpec,
 )
 
-CLIENTS = ("http", "sdk")
-"""``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
+CLIENTS = ("http", "sdk")  # massgen's own client (the default); the ``openai`` package
 CHAT, RESPONSES = "chat/completions", "responses"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
@@ -39,10 +38,9 @@ carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with i
 
 _FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
 _FINISH["function_call"] = "tool_calls"
+# OpenAI models that take the Responses ``web_search`` tool, but not the second kind.
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
-"""OpenAI models that take the Responses ``web_search`` tool..."""
 _NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
-"""...but these."""
 _OPENAI_MAX_DOMAINS = 100
 _GROK = re.compile(r"^grok-(\d+)")
 _XAI_MAX_DOMAINS = 5
@@ -53,8 +51,7 @@ class OpenAIBackend(SDKBackend):
     ``reasoning_effort``, ``seed``, a server's own options...)."""
 
     provider: str = "openai"
-    max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"  # compatible servers: max_tokens
 
     def __init__(self, model: str = "", *, client: str = "http", **settings: Any) -> None:
         if client not in CLIENTS:
@@ -68,14 +65,13 @@ class OpenAIBackend(SDKBackend):
         # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.client = client
-        if client == "sdk":  # either opens nothing until the first request
-            from massgen.backends.openai_sdk import SDKChatClient as Client
-        else:
-            from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
-        # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
-        # `api`; it owns its connections and maps its own exceptions to ours.
+        # Either client (opening nothing until the first request): `request` and `stream` (its
+        # objects, then DONE) for a body sent to `api`; it maps its exceptions to ours.
+        from massgen.backends.openai_http import HTTPChatClient
+
         options: Any = {"api_key": self._api_key, "base_url": self.base_url}
-        self._chat = Client(provider=self.provider, timeout=self.timeout, **options)
+        kind: Any = SDKChatClient if client == "sdk" else HTTPChatClient
+        self._chat = kind(provider=self.provider, timeout=self.timeout, **options)
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -98,8 +94,7 @@ class OpenAIBackend(SDKBackend):
         return "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The Responses ``web_search`` tool, and the body fields that go with it: the
-        sources each search found (``include``) and ``max_uses`` as ``max_tool_calls``."""
+        """The Responses ``web_search`` tool, and the body fields that go with it."""
         declared: dict[str, Any] = {"type": "web_search"}
         if tool.allowed_domains:
             declared["filters"] = {"allowed_domains": list(tool.allowed_domains)}
@@ -209,7 +204,7 @@ def _tool_choice(choice: str) -> Any:
 
 # -- responses in ----------------------------------------------------------------------------
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
-    """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
+    """Choice 0 (by its ``index``, not its place): the one we ask for."""
     for choice in choices or ():
         if isinstance(choice, Mapping) and (choice.get("index") or 0) == 0:
             return choice
@@ -217,9 +212,8 @@ def _first_choice(choices: Any) -> Mapping[str, Any] | None:
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
-    """A message's (or a delta's) reasoning text: DeepSeek, Kimi and vLLM call it
-    ``reasoning_content``, OpenRouter, Groq and Cerebras ``reasoning``; a server that sends
-    both sends the same text twice, so the first one set is taken."""
+    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq,
+    Cerebras); a server that sends both sends the same text twice."""
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:
@@ -229,8 +223,7 @@ def _reasoning(message: Mapping[str, Any]) -> str:
 
 def _call_id(call: Mapping[str, Any], seed: str) -> str:
     """The provider's id, or (Gemini's compatible endpoint sends ``""``) one made from the
-    response, the call's place and its content: the same for the same answer (a replay, a
-    cache hit), different for every other call, so a tool result can be paired with it."""
+    response, the call's place and content: stable across replays, unique per call."""
     if isinstance(call["id"], str) and call["id"]:
         return call["id"]
     digest = hashlib.sha256(f"{seed}:{call['name']}:{call['arguments']}".encode()).hexdigest()[:24]
@@ -250,17 +243,15 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Assembly(Draft):
-    """An answer put together chunk by chunk (or from a whole response): text, reasoning,
-    tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
+    """An answer put together chunk by chunk (or from a whole response); only choice 0."""
 
-    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
-    """Tool calls by index, as their pieces arrive."""
+    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)  # calls by index
     annotations: list[Any] = dataclasses.field(default_factory=list)
     seed: str = ""
     done: bool = False
 
     def whole(self, data: Mapping[str, Any]) -> None:
-        """Take a whole response in, as one chunk whose delta is the message."""
+        """A whole response, read as one chunk whose delta is the message."""
         choice = _first_choice(data.get("choices"))
         if choice is None:
             raise ProviderError("the response held no choices", provider=self.provider)
@@ -272,7 +263,6 @@ class _Assembly(Draft):
         self.feed({**data, "choices": [{"delta": message, "finish_reason": finish}]})
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
-        """Take one chunk in; return its text delta ("" if it has none)."""
         if chunk is DONE:
             self.done = True
             return ""
@@ -362,8 +352,7 @@ class XAIBackend(OpenAIBackend):
         return False
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """xAI's ``web_search`` tool takes its domain lists flat; no ``include`` (it has no
-        per-search sources) and no ``max_tool_calls``."""
+        """Domain lists flat; no ``include`` (no per-search sources), no ``max_tool_calls``."""
         declared: dict[str, Any] = {"type": "web_search"}
         if tool.allowed_domains:
             declared["allowed_domains"] = list(tool.allowed_domains)
@@ -398,3 +387,52 @@ class VLLMBackend(_Compatible):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
     provider = "vllm"
+
+
+class SDKChatClient:
+    """``client: sdk``: the ``openai`` package (about a second to import) sends the body
+    massgen built; its objects come back as plain dicts, dumped with its warnings off (a
+    value newer than its types is read as sent). The client is made on first use."""
+
+    def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
+        import openai
+
+        self.sdk, self.provider, self.base_url, self.timeout = openai, provider, base_url, timeout
+        self._api_key = api_key
+        self._client: Any = None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
+        """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest
+        as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
+        if self._client is None:
+            kind, sdk = self.sdk.AsyncOpenAI, self.sdk
+            self._client = sdk_client(sdk, kind, self._api_key, self.base_url, self.timeout)
+        client, rest = self._client, dict(body)
+        key = "input" if api == RESPONSES else "messages"
+        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
+        if rest.pop("stream", False):
+            args["stream"] = True
+        endpoint: Any = client.responses if api == RESPONSES else client.chat.completions
+        return await endpoint.create(**args, extra_body=rest or None)
+
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            response = await self._create(api, body, seconds)
+        return response.to_dict(warnings=False)
+
+    async def stream(
+        self, api: str, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            async with await self._create(api, body, seconds) as stream:
+                async for chunk in stream:
+                    yield chunk.to_dict(warnings=False)
+        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
+        # one cut short raises): to it, and so to us, the stream is complete.
+        if api != RESPONSES:
+            yield DONE

@@ -37,14 +37,12 @@ from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeo
 if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
     import aiohttp
 
-_PER_HOST = 256
-"""Connections per host: above a batch's 64 tasks x 3 agents in flight, yet a bound."""
-
+_PER_HOST = 256  # connections per host: above a batch's 64 tasks x 3 agents, yet a bound
+# Read from the environment as the SDK reads them, so both clients send the same.
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
-"""Read from the environment as the SDK reads them, so both clients send the same."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# One encoder for every body: ``json.dumps`` with options builds a new one per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-"""One encoder for every body: ``json.dumps`` with options builds a new one per call."""
 
 
 @dataclass(slots=True)
@@ -104,8 +102,7 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
-def _client_errors() -> tuple[type[BaseException], ...]:
-    """What aiohttp raises, for an ``except`` (evaluated only once something was raised)."""
+def _client_errors() -> tuple[type[BaseException], ...]:  # evaluated once something raised
     import aiohttp
 
     return (aiohttp.ClientError, TimeoutError)
@@ -125,8 +122,7 @@ def proxy_for(url: str) -> str | None:
 
 class HTTPChatClient:
     """``POST {base_url}/{api}`` (``chat/completions`` or ``responses``), plain or streamed,
-    returning the provider's JSON. ``https://`` URLs use the process's one TLS context
-    (:func:`~massgen.backends._common.tls_context`); ``http://`` ones load no CA bundle."""
+    returning the provider's JSON. Only ``https://`` URLs load the shared TLS context."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
         self.provider = provider
@@ -159,8 +155,7 @@ class HTTPChatClient:
         return options
 
     async def aclose(self) -> None:
-        """Let go of the shared session (closed with its last user); the next request, on
-        any event loop, takes one again."""
+        """Let go of the shared session (closed with its last user)."""
         client, self._client = self._client, None
         if client is not None:
             await _release(client)
@@ -177,7 +172,6 @@ class HTTPChatClient:
         )
 
     async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming request: the response object."""
         session = await self._session()
         try:
             async with self._post(session, api, body, seconds) as response:

@@ -1,7 +1,5 @@
-"""The Responses API, for turns that declare a provider-side search: OpenAI's and xAI's
-``web_search`` tools exist only there. Plain dicts both clients move: our request as a
-Responses body, and a response (or its stream's events) as a Completion.
-"""
+"""The Responses API, for turns with a provider-side search (OpenAI's and xAI's
+``web_search`` exist only there): our request as its body, its response as a Completion."""
 
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 _FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
-# -- requests out ----------------------------------------------------------------------------
 def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     """Our conversation as ``input`` items: system turns in place (xAI takes no
     ``instructions``), tool calls and results as ``function_call``/``_output`` items."""
@@ -46,7 +43,6 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
 
 
 def function_tool(spec: ToolSpec) -> dict[str, Any]:
-    """A function tool, flat (Chat Completions nests it under ``function``)."""
     return {
         "type": "function",
         "name": spec.name,
@@ -61,10 +57,8 @@ def tool_choice(choice: str) -> Any:
     return {"type": "function", "name": choice}
 
 
-# -- responses in ----------------------------------------------------------------------------
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
-    """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
-    the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
+    """A ``reasoning`` item's summary parts (OpenAI's), else its ``reasoning_text`` parts."""
 
     def texts(parts: Any, kind: str | None) -> list[str]:
         return [
@@ -78,11 +72,10 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Assembly(Draft):
-    """A streamed response: text deltas as they come; ``response.completed`` (or
+    """A response, whole or streamed: text deltas as they come; ``response.completed`` (or
     ``.incomplete``) carries the whole response; a stream without it was cut off."""
 
-    summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
-    """Reasoning summary parts by (item, part), from their ``.done`` events."""
+    summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)  # by part
     final: Mapping[str, Any] | None = None
     finished: bool = False  # an error event, even after the final response, is raised
 
@@ -90,7 +83,6 @@ class Assembly(Draft):
         self.final = data
 
     def feed(self, event: Mapping[str, Any]) -> str:
-        """Take one event in; return its text delta ("" if it has none)."""
         kind = event.get("type")
         if kind == "response.output_text.delta":
             delta = str(event.get("delta") or "")
@@ -108,7 +100,6 @@ class Assembly(Draft):
         return ""
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        """The final (or whole) response as our Completion; a failed one raises."""
         data = self.final
         if data is None:  # the stream was cut off
             raise stream_incomplete(self.provider)
@@ -149,8 +140,7 @@ class Assembly(Draft):
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
-    """A failed response's (or ``error`` event's) error, mapped like a status: most codes
-    name a bad request that another attempt cannot fix."""
+    """A failed response's (or ``error`` event's) error: most codes name a bad request."""
     if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
         error = error["error"]  # an ``error`` event: {"type": "error", "error": {...}}
     return error_in_body(error, provider=provider, default_status=400)
@@ -166,7 +156,6 @@ def url_pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
 
 
 def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerToolCall:
-    """One ``web_search_call`` item: what it did (a search, a page opened...) and its status."""
     action = item.get("action")
     arguments: dict[str, Any] = {}
     if isinstance(action, Mapping):
