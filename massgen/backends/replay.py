@@ -28,8 +28,6 @@ _LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Reply ``reply`` when ``pattern`` is found in the prompt."""
-
     pattern: re.Pattern[str]
     reply: str
 
@@ -86,7 +84,6 @@ class ReplayBackend(Backend):
         return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        """Yield the reply in ``stream_chunk``-sized deltas, spreading ``latency`` over them."""
         started = time.perf_counter()
         text = self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
@@ -100,8 +97,7 @@ class ReplayBackend(Backend):
 
 
 def fill(reply: str, request: CompletionRequest) -> str:
-    """Fill ``{task}`` and ``{label_containing:TEXT}`` in ``reply``; leave other braces be,
-    so JSON replies survive."""
+    """Fill ``{task}`` and ``{label_containing:TEXT}``; other braces (JSON) are left be."""
     if "{label_containing:" in reply:
         prompt = "\n".join(m.content for m in request.messages)
         blocks = _ANSWER_BLOCK.findall(prompt)
@@ -123,8 +119,7 @@ def task_line(request: CompletionRequest) -> str:
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """An answers file (YAML or JSON) of ``rules``, ``replies`` and ``default``; a relative
-    path is taken from ``base_dir`` (the config file's folder)."""
+    """An answers file (YAML or JSON), a relative path taken from ``base_dir``."""
     file = Path(path).expanduser()
     if not file.is_absolute() and base_dir is not None:
         file = Path(base_dir) / file

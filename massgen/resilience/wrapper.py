@@ -29,7 +29,7 @@ class Wrapper(Backend):
         return self.inner.supports_native(tool, model=model, with_functions=with_functions)
 
     def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        """The chunks of ``call(request)`` with what this wrapper adds, written once for
+        """The chunks of ``call(request)`` with what this wrapper adds: one path for
         ``complete`` (one chunk carrying the completion) and ``stream``."""
         return call(request)
 
