@@ -25,6 +25,7 @@ from massgen.types import (
     Source,
     StreamChunk,
     ToolCall,
+    ToolSpec,
     Usage,
 )
 
@@ -191,6 +192,11 @@ def parse_arguments(raw: object) -> dict[str, Any]:
 
 def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
     return ToolCall(str(call_id or ""), str(name or ""), parse_arguments(arguments))
+
+
+def tool_schema(spec: ToolSpec, schema_key: str) -> dict[str, Any]:
+    """A function tool as the APIs declare it, its JSON schema under ``schema_key``."""
+    return {"name": spec.name, "description": spec.description, schema_key: dict(spec.parameters)}
 
 
 @dataclasses.dataclass(eq=False, slots=True)

@@ -21,6 +21,7 @@ from massgen.backends._common import (
     results_text,
     sdk_client,
     tool_call,
+    tool_schema,
 )
 from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
@@ -32,7 +33,6 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolSpec,
     Usage,
 )
 
@@ -83,7 +83,7 @@ class AnthropicBackend(SDKBackend):
         if system:
             body["system"] = system
         if request.tools:
-            body["tools"] = [_tool(t) for t in request.tools]
+            body["tools"] = [tool_schema(t, "input_schema") for t in request.tools]
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.native_tools:
@@ -157,10 +157,6 @@ def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dic
     roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
     pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
     return [{"role": role, "content": blocks} for role, blocks in pairs]
-
-
-def _tool(t: ToolSpec) -> dict[str, Any]:
-    return {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
 
 
 def _tool_choice(choice: str) -> dict[str, Any]:

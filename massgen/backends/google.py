@@ -27,6 +27,7 @@ from massgen.backends._common import (
     results_text,
     tls_context,
     tool_call,
+    tool_schema,
 )
 from massgen.backends._errors import (
     clean_message,
@@ -44,7 +45,6 @@ from massgen.types import (
     ServerToolCall,
     StreamChunk,
     ToolCall,
-    ToolSpec,
     Usage,
 )
 
@@ -115,7 +115,7 @@ class GoogleBackend(SDKBackend):
         config = {key: value for key, value in config.items() if value is not None}
         tools: list[Any] = []
         if request.tools:
-            declared = [_declaration(t) for t in request.tools]
+            declared = [tool_schema(t, "parameters_json_schema") for t in request.tools]
             tools.append({"function_declarations": declared})
             if choice := request.tool_choice:
                 named = {"mode": "ANY", "allowed_function_names": [choice]}
@@ -295,13 +295,6 @@ def _ms(seconds: float) -> int:  # HttpOptions.timeout is in milliseconds
 def _real_id(call_id: str) -> str | None:
     """Send back only ids the API gave us, never ones we made up."""
     return None if not call_id or call_id.startswith(_SYNTHETIC_ID) else call_id
-
-
-def _declaration(t: ToolSpec) -> types.FunctionDeclaration:
-    schema = dict(t.parameters)
-    return types.FunctionDeclaration(
-        name=t.name, description=t.description, parameters_json_schema=schema
-    )
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:

@@ -16,7 +16,14 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import Draft, SDKBackend, results_text, sdk_client, tool_call
+from massgen.backends._common import (
+    Draft,
+    SDKBackend,
+    results_text,
+    sdk_client,
+    tool_call,
+    tool_schema,
+)
 from massgen.backends._errors import sdk_errors, stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -26,7 +33,6 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolSpec,
 )
 
 CLIENTS = ("http", "sdk")  # massgen's own client (the default); the ``openai`` package
@@ -133,7 +139,10 @@ class OpenAIBackend(SDKBackend):
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
         if request.tools:
-            body["tools"] = [_tool(t) for t in request.tools]
+            body["tools"] = [
+                {"type": "function", "function": tool_schema(t, "parameters")}
+                for t in request.tools
+            ]
             if request.tool_choice:
                 body["tool_choice"] = _tool_choice(request.tool_choice)
         if request.native_tools:
@@ -189,11 +198,6 @@ def _message(m: ChatMessage) -> dict[str, Any]:
         ]
         return {"role": "assistant", "content": m.content or None, "tool_calls": calls}
     return {"role": m.role, "content": m.content}
-
-
-def _tool(t: ToolSpec) -> dict[str, Any]:
-    flat = responses.function_tool(t)  # Chat Completions nests it under `function`
-    return {"type": flat.pop("type"), "function": flat}
 
 
 def _tool_choice(choice: str) -> Any:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import Draft, results_text, tool_call
+from massgen.backends._common import Draft, results_text, tool_call, tool_schema
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
 from massgen.types import (
@@ -43,12 +43,7 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
 
 
 def function_tool(spec: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "name": spec.name,
-        "description": spec.description,
-        "parameters": dict(spec.parameters),
-    }
+    return {"type": "function", **tool_schema(spec, "parameters")}
 
 
 def tool_choice(choice: str) -> Any:
