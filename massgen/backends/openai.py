@@ -38,9 +38,9 @@ from massgen.types import (
 CLIENTS = ("http", "sdk")  # massgen's own client (the default); the ``openai`` package
 CHAT, RESPONSES = "chat/completions", "responses"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
+# carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone).
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
-"""What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
-carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
 _FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
 _FINISH["function_call"] = "tool_calls"
@@ -58,6 +58,7 @@ class OpenAIBackend(SDKBackend):
 
     provider: str = "openai"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"  # compatible servers: max_tokens
+    chat_search: ClassVar[bool] = True  # search models search with `web_search_options`
 
     def __init__(self, model: str = "", *, client: str = "http", **settings: Any) -> None:
         if client not in CLIENTS:
@@ -96,8 +97,8 @@ class OpenAIBackend(SDKBackend):
             return False
         return bool(_OPENAI_SEARCHERS.match(model)) and not _NOT_SEARCHERS.search(model)
 
-    def _chat_search(self, model: str) -> bool:  # with `web_search_options`
-        return "search" in model
+    def _chat_search(self, model: str) -> bool:
+        return self.chat_search and "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
         """The Responses ``web_search`` tool, and the body fields that go with it."""
@@ -109,7 +110,6 @@ class OpenAIBackend(SDKBackend):
             fields["max_tool_calls"] = tool.max_uses
         return declared, fields
 
-    # -- requests ----------------------------------------------------------------------------
     def _payload(self, request: CompletionRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
         """The API and its body, ``params`` and ``extra`` on top. A native search goes to
         Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
@@ -122,12 +122,11 @@ class OpenAIBackend(SDKBackend):
             body.update(input=responses.input_items(request.messages), store=False)
             if max_tokens is not None:
                 body["max_output_tokens"] = max_tokens
-            tools = [responses.function_tool(t) for t in request.tools]
+            body["tools"] = [responses.function_tool(t) for t in request.tools]
             for native in request.native_tools:
                 declared, fields = self._web_search(native)
-                tools.append(declared)
+                body["tools"].append(declared)
                 body.update(fields)
-            body["tools"] = tools
             if request.tools and request.tool_choice:
                 body["tool_choice"] = responses.tool_choice(request.tool_choice)
             if stream:
@@ -144,7 +143,7 @@ class OpenAIBackend(SDKBackend):
                 for t in request.tools
             ]
             if request.tool_choice:
-                body["tool_choice"] = _tool_choice(request.tool_choice)
+                body["tool_choice"] = responses.tool_choice(request.tool_choice, nested=True)
         if request.native_tools:
             body["web_search_options"] = {}
         if stream:
@@ -186,7 +185,6 @@ class OpenAIBackend(SDKBackend):
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 
-# -- requests out ----------------------------------------------------------------------------
 def _message(m: ChatMessage) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
@@ -200,13 +198,6 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     return {"role": m.role, "content": m.content}
 
 
-def _tool_choice(choice: str) -> Any:
-    if choice in ("auto", "required", "none"):
-        return choice
-    return {"type": "function", "function": {"name": choice}}
-
-
-# -- responses in ----------------------------------------------------------------------------
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (by its ``index``, not its place): the one we ask for."""
     for choice in choices or ():
@@ -333,12 +324,12 @@ def _name_so_far(name: str, piece: str) -> str:
     return name + piece
 
 
-# -- OpenAI-compatible presets ---------------------------------------------------------------
 class XAIBackend(OpenAIBackend):
     """xAI (Grok). Its web search is a tool of the Responses API (Live Search is retired)."""
 
     provider = "xai"
     max_tokens_field = "max_tokens"
+    chat_search = False
 
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
@@ -351,9 +342,6 @@ class XAIBackend(OpenAIBackend):
             return False
         version = _GROK.match(model or self.model)
         return version is not None and int(version.group(1)) >= 4
-
-    def _chat_search(self, model: str) -> bool:
-        return False
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
         """Domain lists flat; no ``include`` (no per-search sources), no ``max_tool_calls``."""

@@ -46,10 +46,11 @@ def function_tool(spec: ToolSpec) -> dict[str, Any]:
     return {"type": "function", **tool_schema(spec, "parameters")}
 
 
-def tool_choice(choice: str) -> Any:
+def tool_choice(choice: str, *, nested: bool = False) -> Any:
+    """Named: flat, or nested under ``function`` (Chat Completions)."""
     if choice in ("auto", "required", "none"):
         return choice
-    return {"type": "function", "name": choice}
+    return {"type": "function", **({"function": {"name": choice}} if nested else {"name": choice})}
 
 
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
