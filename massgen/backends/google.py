@@ -258,8 +258,7 @@ def _rpc_details(body: object) -> list[Mapping[str, Any]]:
 
 
 def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
-    """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body, not
-    in a Retry-After header); the retry policy caps it as it caps Retry-After."""
+    """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body)."""
     for detail in details:
         match = _DURATION.fullmatch(str(detail.get("retryDelay", "")))
         if detail.get("@type") == _RETRY_INFO and match:
@@ -298,9 +297,8 @@ def _real_id(call_id: str) -> str | None:
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    """Tokens as Google bills them: the prompt and what its tools fed the model (search
-    grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
-    input; the answer and the thinking (``thoughtsTokenCount``) are output."""
+    """Tokens as Google bills them: the prompt and what its tools fed the model are input; the
+    answer and the thinking are output."""
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)

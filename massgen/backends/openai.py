@@ -1,7 +1,5 @@
-"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
-Bodies are built and answers read here as plain dicts, so the two clients (:mod:`.openai_http`,
-the default, and :class:`SDKChatClient`) cannot drift apart. A turn with a provider-side
-search goes to the Responses API (:mod:`.openai_responses`)."""
+"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...), as
+plain dicts both clients move; a turn with a provider-side search goes to Responses."""
 
 from __future__ import annotations
 
@@ -314,9 +312,8 @@ class _Assembly(Draft):
 
 
 def _name_so_far(name: str, piece: str) -> str:
-    """A tool call's name after one more delta. OpenAI sends the name once; some servers
-    send it again in later deltas (whole, or as the name so far), which must not double it;
-    a server that streams it in pieces gets them joined."""
+    """A tool call's name after one more delta: sent again (whole, or so far) it is not
+    doubled; streamed in pieces, they are joined."""
     if not name or piece.startswith(name):
         return piece or name
     if name.endswith(piece):
@@ -382,9 +379,8 @@ class VLLMBackend(_Compatible):
 
 
 class SDKChatClient:
-    """``client: sdk``: the ``openai`` package (about a second to import) sends the body
-    massgen built; its objects come back as plain dicts, dumped with its warnings off (a
-    value newer than its types is read as sent). The client is made on first use."""
+    """``client: sdk``: the ``openai`` package sends the body massgen built; its objects come
+    back as plain dicts, dumped with its warnings off (newer values are read as sent)."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
         import openai
@@ -399,8 +395,7 @@ class SDKChatClient:
             await client.close()
 
     async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
-        """``model`` and ``messages`` (Responses: ``input``) as the SDK's arguments; the rest
-        as ``extra_body``, so the SDK sends exactly what the HTTP client would."""
+        """The body as the SDK's arguments and ``extra_body``: sent as the HTTP client would."""
         if self._client is None:
             kind, sdk = self.sdk.AsyncOpenAI, self.sdk
             self._client = sdk_client(sdk, kind, self._api_key, self.base_url, self.timeout)

@@ -1,10 +1,6 @@
-"""massgen's own client for OpenAI-compatible APIs: JSON and server-sent events on aiohttp.
-
-The SDK costs ~0.9 s of CPU to import and httpx several ms per request at ~200 in flight
-(encode/httpcore#1035); aiohttp a fraction of one. All clients of a process share one session
-per event loop, closed with its last user or when the loop shuts down. Nothing is retried
-here (the retry wrapper has the one budget); failures become our errors, without the key.
-"""
+"""massgen's own client for OpenAI-compatible APIs on aiohttp: the SDK costs ~0.9 s of CPU to
+import, httpx several ms per request at ~200 in flight (encode/httpcore#1035). All clients
+share one session per event loop, closed with its last user or when the loop shuts down."""
 
 from __future__ import annotations
 
@@ -95,8 +91,7 @@ async def _release(session: aiohttp.ClientSession) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """``seconds`` for each step (a free connection, connecting, each read), as httpx counts
-    them: a long stream that keeps sending is never cut off."""
+    """``seconds`` for each step, as httpx counts: a stream that keeps sending is not cut."""
     import aiohttp
 
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
@@ -185,9 +180,8 @@ class HTTPChatClient:
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``.
-        An error object in the stream (OpenRouter's ``{"error": {"code": 400}}`` chunk, Groq's
-        ``event: error``) raises as the status it names says."""
+        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``; an
+        error object in the stream raises as the status it names says."""
         session = await self._session()
         try:
             async with self._post(session, api, body, seconds) as response:
@@ -246,8 +240,7 @@ class HTTPChatClient:
 
 
 async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event as soon as its blank line arrives: lines end in
-    CR, LF or CRLF (split across reads too), comments and other fields are skipped."""
+    """The ``data`` of each server-sent event as soon as its blank line arrives."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     data: list[str] = []
     rest = ""

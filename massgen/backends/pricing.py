@@ -1,6 +1,5 @@
-"""What a request cost, in US dollars: genai-prices' list prices (tiered by prompt length),
-or a ``prices:`` override, for the model as genai-prices resolves it (``gpt-4o`` covers
-``gpt-4o-2024-08-06``), else by the longest prefix. An estimate, never a bill; a model
+"""What a request cost, in US dollars: genai-prices' list prices or a ``prices:`` override
+(by the model as genai-prices resolves it, else the longest prefix). An estimate; a model
 nobody priced costs 0 (logged once)."""
 
 from __future__ import annotations

@@ -60,8 +60,7 @@ def create_backend(
     client: str | None = None,
 ) -> Backend:
     """Build the backend ``type`` names. ``params`` go to the provider untouched (to replay
-    and custom classes: keyword arguments); ``base_dir`` (the config's folder) finds a custom
-    module or ``answers_file``; ``client`` (``http``/``sdk``) is for OpenAI-compatible types."""
+    and custom classes: keyword arguments); ``base_dir`` is the config file's folder."""
     kind = type.strip()
     if ":" not in kind and (kind := kind.lower()) not in PROVIDERS:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))

@@ -1,10 +1,6 @@
-"""A deterministic, offline backend for demos and tests: no SDK, no network, no key.
-
-It answers from ``rules`` (first regex match wins), then ``replies`` in turn, then
-``default``, written in the config or an ``answers_file`` (see docs/config.md). A reply may
-hold ``{task}`` (the first line of the last user message) and ``{label_containing:TEXT}``
-(the label of the peer answer in a review prompt that contains TEXT, else ``A``).
-"""
+"""A deterministic, offline backend for demos and tests: no SDK, no network, no key. It
+answers from ``rules`` (first regex match wins), then ``replies`` in turn, then ``default``
+(docs/config.md says how a reply may hold ``{task}`` and ``{label_containing:TEXT}``)."""
 
 from __future__ import annotations
 

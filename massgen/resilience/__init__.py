@@ -1,6 +1,5 @@
 """Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them:
-cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md).
-Retry sits outside: every attempt honours the limits and counts toward the breaker."""
+cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md)."""
 
 from __future__ import annotations
 
@@ -56,8 +55,8 @@ def wrap(
     retry: RetryPolicy | None = None,
     cache: CacheSettings | None = None,
 ) -> Backend:
-    """The whole stack around ``backend``; absent settings add nothing (the request log costs
-    nothing while DEBUG logging is off, and is always there)."""
+    """The whole stack around ``backend``; absent settings add nothing (the request log is
+    always there: free while DEBUG logging is off)."""
     g, key = guards or Guards(), endpoint_key(backend)
     if g.breaker is not None:
         state = redis_state(g.redis, g.prefix, key) if g.redis is not None else None

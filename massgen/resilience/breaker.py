@@ -72,9 +72,8 @@ def endpoint_key(backend: Backend) -> str:
 
 
 class BreakerState:
-    """A circuit's state in this process, and the steps every store has, each atomic.
-    ``record`` counts a failure at ``now`` (``None``: an answer resets the count), opens on
-    the ``threshold``-th, and returns when it opened (``None``: closed)."""
+    """A circuit's state in this process; every store's steps are atomic. ``record`` counts a
+    failure at ``now`` (``None``: resets), and returns when it opened (``None``: closed)."""
 
     def __init__(self) -> None:
         self.failures = 0

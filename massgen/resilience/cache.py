@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
@@ -28,11 +28,7 @@ DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"  # when the config names
 KEY_PREFIX = "cache:"  # then the namespace: ``delete_prefix`` it to clear the cache
 FORMAT_VERSION = 3  # of the key's recipe (not of entries, or every stored entry would be lost)
 ENTRY_VERSION = 3  # of a stored entry; older entries are upgraded as they are read
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _canonical(payload: Any) -> bytes:
-    return _ENCODER.encode(payload).encode()
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
@@ -41,7 +37,7 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
     temperature = None if request.temperature is None else float(request.temperature)
     asked = replace(request, model=model, temperature=temperature, timeout=None, call=None)
     payload = {"v": FORMAT_VERSION, "provider": provider, **to_dict(asked)}
-    return hashlib.sha256(_canonical(payload)).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
 def backend_identity(backend: Backend) -> str:
@@ -53,7 +49,7 @@ def backend_identity(backend: Backend) -> str:
 
 
 def encode_completion(completion: Completion) -> bytes:
-    return _canonical({"v": ENTRY_VERSION, **completion_to_dict(completion)})
+    return _canonical({"v": ENTRY_VERSION, **completion_to_dict(completion)}).encode()
 
 
 def decode_completion(blob: bytes, latency: float) -> Completion:

@@ -21,9 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``max_retries`` retries after the first attempt; waits grow from ``base_delay`` by
-    ``factor`` up to ``max_delay``, jittered, never shorter than the provider's Retry-After
-    (itself capped at ``retry_after_cap`` seconds)."""
+    """``max_retries`` retries; waits grow from ``base_delay`` by ``factor`` to ``max_delay``,
+    jittered, never below Retry-After (capped at ``retry_after_cap``)."""
 
     max_retries: int = 3
     base_delay: float = 1.0

@@ -1,6 +1,5 @@
-"""When Redis is away past its client's retries (a restart of seconds only delays a call),
-shared rate limits and circuit breakers count in this process for :attr:`Shared.hold` seconds,
-then try Redis again; a warning says when each starts."""
+"""While Redis is away, shared rate limits and circuit breakers count in this process for
+:attr:`Shared.hold` seconds, then try Redis again; a warning says when each starts."""
 
 from __future__ import annotations
 
