@@ -9,20 +9,13 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import (
-    Draft,
-    SDKBackend,
-    results_text,
-    sdk_client,
-    tool_call,
-    tool_schema,
-)
-from massgen.backends._errors import sdk_errors, stream_incomplete
+from massgen.backends._common import Draft, SDKBackend, results_text, tool_call, tool_schema
+from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
     ChatMessage,
@@ -72,7 +65,7 @@ class OpenAIBackend(SDKBackend):
         self.client = client
         # Either client (opening nothing until the first request): `request` and `stream` (its
         # objects, then DONE) for a body sent to `api`; it maps its exceptions to ours.
-        from massgen.backends.openai_http import HTTPChatClient
+        from massgen.backends.openai_http import HTTPChatClient, SDKChatClient
 
         options: Any = {"api_key": self._api_key, "base_url": self.base_url}
         kind: Any = SDKChatClient if client == "sdk" else HTTPChatClient
@@ -120,7 +113,9 @@ class OpenAIBackend(SDKBackend):
             body.update(input=responses.input_items(request.messages), store=False)
             if max_tokens is not None:
                 body["max_output_tokens"] = max_tokens
-            body["tools"] = [responses.function_tool(t) for t in request.tools]
+            body["tools"] = [
+                {"type": "function", **tool_schema(t, "parameters")} for t in request.tools
+            ]
             for native in request.native_tools:
                 declared, fields = self._web_search(native)
                 body["tools"].append(declared)
@@ -376,50 +371,3 @@ class VLLMBackend(_Compatible):
     """A vLLM server; no key needed unless you started it with ``--api-key``."""
 
     provider = "vllm"
-
-
-class SDKChatClient:
-    """``client: sdk``: the ``openai`` package sends the body massgen built; its objects come
-    back as plain dicts, dumped with its warnings off (newer values are read as sent)."""
-
-    def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
-        import openai
-
-        self.sdk, self.provider, self.base_url, self.timeout = openai, provider, base_url, timeout
-        self._api_key = api_key
-        self._client: Any = None
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
-
-    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
-        """The body as the SDK's arguments and ``extra_body``: sent as the HTTP client would."""
-        if self._client is None:
-            kind, sdk = self.sdk.AsyncOpenAI, self.sdk
-            self._client = sdk_client(sdk, kind, self._api_key, self.base_url, self.timeout)
-        client, rest = self._client, dict(body)
-        key = "input" if api == RESPONSES else "messages"
-        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
-        if rest.pop("stream", False):
-            args["stream"] = True
-        endpoint: Any = client.responses if api == RESPONSES else client.chat.completions
-        return await endpoint.create(**args, extra_body=rest or None)
-
-    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
-            response = await self._create(api, body, seconds)
-        return response.to_dict(warnings=False)
-
-    async def stream(
-        self, api: str, body: dict[str, Any], seconds: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
-            async with await self._create(api, body, seconds) as stream:
-                async for chunk in stream:
-                    yield chunk.to_dict(warnings=False)
-        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
-        # one cut short raises): to it, and so to us, the stream is complete.
-        if api != RESPONSES:
-            yield DONE

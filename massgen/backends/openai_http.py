@@ -1,6 +1,6 @@
-"""massgen's own client for OpenAI-compatible APIs on aiohttp: the SDK costs ~0.9 s of CPU to
-import, httpx several ms per request at ~200 in flight (encode/httpcore#1035). All clients
-share one session per event loop, closed with its last user or when the loop shuts down."""
+"""The two clients that send OpenAI-compatible bodies: massgen's own on aiohttp (the default:
+the SDK costs ~0.9 s of CPU to import, httpx several ms per request at ~200 in flight,
+encode/httpcore#1035), sharing one session per event loop, and the ``openai`` SDK's."""
 
 from __future__ import annotations
 
@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from massgen import __version__
-from massgen.backends._common import tls_context
+from massgen.backends._common import sdk_client, tls_context
 from massgen.backends._errors import (
     body_message,
     clean_message,
     error_for_status,
     error_in_body,
     parse_retry_after,
+    sdk_errors,
 )
-from massgen.backends.openai import DONE
+from massgen.backends.openai import DONE, RESPONSES
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 
 if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
@@ -260,3 +261,50 @@ async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
                 data.clear()
     if data:  # the server closed without the last blank line
         yield "\n".join(data)
+
+
+class SDKChatClient:
+    """``client: sdk``: the ``openai`` package sends the body massgen built; its objects come
+    back as plain dicts, dumped with its warnings off (newer values are read as sent)."""
+
+    def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
+        import openai
+
+        self.sdk, self.provider, self.base_url, self.timeout = openai, provider, base_url, timeout
+        self._api_key = api_key
+        self._client: Any = None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
+        """The body as the SDK's arguments and ``extra_body``: sent as the HTTP client would."""
+        if self._client is None:
+            kind, sdk = self.sdk.AsyncOpenAI, self.sdk
+            self._client = sdk_client(sdk, kind, self._api_key, self.base_url, self.timeout)
+        client, rest = self._client, dict(body)
+        key = "input" if api == RESPONSES else "messages"
+        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
+        if rest.pop("stream", False):
+            args["stream"] = True
+        endpoint: Any = client.responses if api == RESPONSES else client.chat.completions
+        return await endpoint.create(**args, extra_body=rest or None)
+
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            response = await self._create(api, body, seconds)
+        return response.to_dict(warnings=False)
+
+    async def stream(
+        self, api: str, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            async with await self._create(api, body, seconds) as stream:
+                async for chunk in stream:
+                    yield chunk.to_dict(warnings=False)
+        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
+        # one cut short raises): to it, and so to us, the stream is complete.
+        if api != RESPONSES:
+            yield DONE

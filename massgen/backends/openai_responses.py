@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from massgen.backends._common import Draft, results_text, tool_call, tool_schema
+from massgen.backends._common import Draft, results_text, tool_call
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
 from massgen.types import (
@@ -16,7 +16,6 @@ from massgen.types import (
     Completion,
     CompletionRequest,
     ServerToolCall,
-    ToolSpec,
     Usage,
 )
 
@@ -40,10 +39,6 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
             items.append({"type": "function_call", "call_id": call.id, "name": call.name})
             items[-1]["arguments"] = arguments
     return items
-
-
-def function_tool(spec: ToolSpec) -> dict[str, Any]:
-    return {"type": "function", **tool_schema(spec, "parameters")}
 
 
 def tool_choice(choice: str, *, nested: bool = False) -> Any:
