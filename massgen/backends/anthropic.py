@@ -75,9 +75,11 @@ class AnthropicBackend(SDKBackend):
 
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
+        roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
+        pairs = merged_turns(zip(roles, (_blocks(m, self._thinking) for m in turns), strict=True))
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": _messages(turns, self._thinking),
+            "messages": [{"role": role, "content": blocks} for role, blocks in pairs],
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
         if system:
@@ -151,12 +153,6 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
             {"type": "tool_use", "id": tc.id, "name": tc.name, "input": dict(tc.arguments)}
         )
     return blocks
-
-
-def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
-    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
-    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
-    return [{"role": role, "content": blocks} for role, blocks in pairs]
 
 
 def _tool_choice(choice: str) -> dict[str, Any]:

@@ -103,15 +103,10 @@ def fill(reply: str, request: CompletionRequest) -> str:
             return next((str(name) for name, body in blocks if needle in body.casefold()), "A")
 
         reply = _LABEL_TEMPLATE.sub(label, reply)
-    if "{task}" in reply:
-        reply = reply.replace("{task}", task_line(request))
+    if "{task}" in reply:  # the first line of the last user message
+        user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        reply = reply.replace("{task}", (user.strip().splitlines() or [""])[0].strip())
     return reply
-
-
-def task_line(request: CompletionRequest) -> str:
-    """The first line of the last user message."""
-    user = next((m.content.strip() for m in reversed(request.messages) if m.role == "user"), "")
-    return user.splitlines()[0].strip() if user else ""
 
 
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
