@@ -68,10 +68,8 @@ class SDKBackend(Backend):
         self.params: dict[str, Any] = dict(params or {})
 
     def _resolve_key(self, explicit: str | None) -> str:
-        if explicit:
-            return explicit
-        if value := next(filter(None, map(os.environ.get, self.spec.key_env)), None):
-            return value
+        if key := explicit or next(filter(None, map(os.environ.get, self.spec.key_env)), None):
+            return key
         if not self.spec.needs_key:
             return NO_KEY
         where = " or ".join(self.spec.key_env) or "api_key"
@@ -132,8 +130,7 @@ def tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
     if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):
-        bundle = next(filter(os.path.isfile, _CA_FILES), None)  # OpenSSL's paths unusable
-        if bundle:
+        if bundle := next(filter(os.path.isfile, _CA_FILES), None):  # OpenSSL's are unusable
             context.load_verify_locations(bundle)
     return context
 

@@ -1,14 +1,8 @@
-"""What a provider said (status, headers, message) as one of our errors, in one table:
-
-- 401/403 -> :class:`AuthenticationError` (never retried)
-- 429 and 529 ("overloaded") -> :class:`RateLimited`, with ``retry_after`` from the headers
-- 408, 409 and 5xx -> :class:`ProviderError` (retryable)
-- any other 4xx -> :class:`BadRequestError` (never retried)
-- timeouts -> :class:`ProviderTimeout`; refused or dropped -> :class:`ProviderConnectionError`
-- an error object inside a 200 response -> the same table, by the status it names
-
-Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
-"""
+"""What a provider said as one of our errors: 401/403 -> AuthenticationError; 429 and 529
+-> RateLimited (``retry_after`` from the headers); 408, 409, 5xx -> ProviderError (retried);
+other 4xx -> BadRequestError; timeouts -> ProviderTimeout; refused or dropped ->
+ProviderConnectionError; an error object in a 200 response -> by the status it names.
+Messages are clipped and scrubbed of the API key (a provider may echo part of it back)."""
 
 from __future__ import annotations
 
@@ -36,8 +30,7 @@ _CODE_STATUS |= {"context_length_exceeded": 400, "invalid_api_key": 401}
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    get = getattr(headers, "get", None)
-    if get is None:
+    if (get := getattr(headers, "get", None)) is None:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = str(get(name) or "").strip()

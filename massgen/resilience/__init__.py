@@ -77,12 +77,9 @@ def wrap(
 
 
 class LoggedBackend(Wrapper):
-    """Wraps a backend; one DEBUG line per provider attempt (``massgen.requests``)::
-
-        request agent=ada model=gpt-4o-mini attempt=1 status=ok latency=0.412s tokens=120+31
-
-    Who asks and which attempt travel on ``request.call``. With DEBUG off a call goes
-    straight to the wrapped backend: one level check per request, nothing per chunk."""
+    """Wraps a backend; one DEBUG line per provider attempt (``massgen.requests``), e.g.
+    ``request agent=ada model=m attempt=1 status=ok latency=0.412s tokens=120+31``. With
+    DEBUG off a call goes straight to the wrapped backend: nothing per chunk."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
         on = log.isEnabledFor(logging.DEBUG)
