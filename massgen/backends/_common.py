@@ -79,8 +79,7 @@ class SDKBackend(Backend):
         )
 
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
-        """``request`` with this backend's settings where it sets none, ``params`` under its
-        ``extra``. A provider-side tool it cannot declare is refused (direct callers)."""
+        """``request`` with this backend's settings where it sets none, ``params`` in ``extra``."""
         for tool in request.native_tools:
             if tool.name not in self.native_tools:
                 raise BadRequestError(
@@ -129,9 +128,9 @@ def tls_context() -> ssl.SSLContext:
         return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
-    if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):
-        if bundle := next(filter(os.path.isfile, _CA_FILES), None):  # OpenSSL's are unusable
-            context.load_verify_locations(bundle)
+    unusable = not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath))
+    if unusable and (bundle := next(filter(os.path.isfile, _CA_FILES), None)):
+        context.load_verify_locations(bundle)
     return context
 
 
@@ -213,8 +212,7 @@ class Draft:
     def build(
         self, request: CompletionRequest, latency: float, *, joiner: str = "", **fields: Any
     ) -> Completion:
-        """The answer as ours: ``tool_calls`` when it has calls (some servers say ``stop``),
-        usage estimated when none came (a budget never reads zero)."""
+        """The answer as ours (``tool_calls`` with calls; usage estimated when none came)."""
         text, finish, usage = "".join(self.text), self.finish or "other", self.usage
         if self.calls and finish in ("stop", "other"):
             finish = "tool_calls"

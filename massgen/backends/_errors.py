@@ -82,8 +82,7 @@ def error_for_status(
 def error_in_body(
     error: object, *, provider: str, secret: str | None = None, default_status: int | None = None
 ) -> ProviderError:
-    """An error object in a 200 response, mapped by the status it names (``code``,
-    ``status_code``, ``status``, a known string ``code``, else ``default_status``)."""
+    """An error object in a 200 response, mapped by the status it names (or ``default_status``)."""
     body = error if isinstance(error, Mapping) else {}
     numbers = [body.get(key) for key in ("code", "status_code", "status")]
     status = next((n for n in numbers if isinstance(n, int) and 100 <= n < 600), None)

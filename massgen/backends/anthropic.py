@@ -177,8 +177,7 @@ class _Turn(Draft):
     pauses: int = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's blocks. A search is pending until its result arrives (maybe
-        after a pause), else reported as failed."""
+        """Read one response's blocks; a search is pending until its result arrives."""
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -212,8 +211,7 @@ class _Turn(Draft):
         return ServerToolCall(call_id, "web_search", arguments, output=results_text(pairs))
 
     def paused(self, body: dict[str, Any], blocks: list[dict[str, Any]]) -> bool:
-        """On ``pause_turn``, set ``body`` up to continue (the content goes back as the
-        assistant's turn) and return ``True``."""
+        """On ``pause_turn``, set ``body`` up to continue and return ``True``."""
         if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
             return False
         self.pauses += 1

@@ -71,8 +71,7 @@ class Backend:
 async def text_completion(
     backend: Backend, request: CompletionRequest, out: Any, started: float
 ) -> Completion:
-    """What a simple backend returned (text, a Completion, or an awaitable) as a Completion,
-    its usage estimated: a budget must never read zero."""
+    """What a simple backend returned (text, a Completion, or an awaitable) as a Completion."""
     if inspect.isawaitable(out):
         out = await out
     if isinstance(out, Completion):

@@ -74,8 +74,7 @@ class GoogleBackend(SDKBackend):
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Google Search grounding: no domain filters on the Gemini API, and next to
-        function declarations only from Gemini 3 on."""
+        """Google Search: no domain filters, and next to functions only from Gemini 3 on."""
         if tool.name not in self.native_tools or tool.allowed_domains or tool.blocked_domains:
             return False
         return not (with_functions and _legacy(model or self.model))

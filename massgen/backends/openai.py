@@ -200,8 +200,7 @@ def _first_choice(choices: Any) -> Mapping[str, Any] | None:
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
-    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq,
-    Cerebras); a server that sends both sends the same text twice."""
+    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq...)."""
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:

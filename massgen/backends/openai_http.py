@@ -107,18 +107,15 @@ def _client_errors() -> tuple[type[BaseException], ...]:  # evaluated once somet
 def proxy_for(url: str) -> str | None:
     """The proxy ``HTTP(S)_PROXY`` names for ``url`` unless ``NO_PROXY`` excludes it, read once
     per client (aiohttp's ``trust_env`` reads it and ``~/.netrc`` in a thread per request)."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    proxy = proxies.get(parts.scheme)
+    proxies, parts = urllib.request.getproxies_environment(), urlsplit(url)
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if not proxy or bypass(parts.hostname or "", proxies):
-        return None
-    return str(proxy)
+    if (proxy := proxies.get(parts.scheme)) and not bypass(parts.hostname or "", proxies):
+        return str(proxy)
+    return None
 
 
 class HTTPChatClient:
-    """``POST {base_url}/{api}`` (``chat/completions`` or ``responses``), plain or streamed,
-    returning the provider's JSON. Only ``https://`` URLs load the shared TLS context."""
+    """``POST {base_url}/{api}``, plain or streamed, returning the provider's JSON."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
         self.provider = provider

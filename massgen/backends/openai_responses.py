@@ -63,8 +63,7 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Assembly(Draft):
-    """A response, whole or streamed: text deltas as they come; ``response.completed`` (or
-    ``.incomplete``) carries the whole response; a stream without it was cut off."""
+    """A response, whole or streamed (``response.completed`` carries the whole of it)."""
 
     summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)  # by part
     final: Mapping[str, Any] | None = None

@@ -32,8 +32,7 @@ def model_hint(type: str) -> str:
 
 
 def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
-    """The variables a backend of ``type`` reads its key from, when it has no key (``api_key``
-    empty and none of them set); empty when it has one or needs none."""
+    """The variables a backend of ``type`` would read its missing key from; () if it has one."""
     row = _row(type)
     names = row.key_env if row.needs_key else ()
     return () if api_key or any(os.environ.get(v) for v in names) else names

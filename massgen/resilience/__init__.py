@@ -33,8 +33,7 @@ log = logging.getLogger("massgen.requests")
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """An endpoint's guards, from its backend's config; shared through ``redis`` if given
-    (its owner gives the lease back)."""
+    """An endpoint's guards, from its backend's config; shared through ``redis`` if given."""
 
     breaker: BreakerPolicy | None = None
     rate_limit: RateLimit | None = None

@@ -182,8 +182,7 @@ class CircuitBreaker:
         return self.state
 
     async def enter(self, provider: str = "") -> str | None:
-        """Admit one call or raise :class:`CircuitOpen`; the probe's token when this call is
-        the half-open probe (pass it to :meth:`failed`)."""
+        """Admit one call or raise :class:`CircuitOpen`; a half-open probe gets a token."""
         now, opened = self.clock(), await self.store.opened_at()
         self.state = state = self._at(opened, now)
         if state is CircuitState.CLOSED:
@@ -198,8 +197,7 @@ class CircuitBreaker:
         return token
 
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
-        """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered); a store
-        failing here is logged, not raised."""
+        """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered)."""
         tripped = error is not None and trips(error)
         now = self.clock() if tripped else None
         # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.

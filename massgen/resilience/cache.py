@@ -74,8 +74,7 @@ def pieces(text: str, count: int = 4) -> list[str]:
 
 
 class CachingBackend(Wrapper):
-    """Wraps a backend; identical requests are answered from ``store`` for ``ttl`` seconds
-    (``None``: until cleared). :meth:`aclose` leaves the store open (it may be shared)."""
+    """Wraps a backend; identical requests are answered from ``store`` for ``ttl`` seconds."""
 
     def __init__(
         self, inner: Backend, store: Store, ttl: float | None = None, *, namespace: str = "default"

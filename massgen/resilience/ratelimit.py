@@ -72,8 +72,7 @@ def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A request let through: its log entry ``id`` (``""``: not logged), the ``tokens``
-    charged, and ``at``, the log's clock when granted."""
+    """A request let through: its log entry (``""``: none), tokens charged, and when."""
 
     id: str
     tokens: int
@@ -135,8 +134,7 @@ if at then redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[1], at,
 
 
 class RedisLog(MemoryLog):
-    """The log in Redis at ``{prefix}ratelimit:{key}``, timed by the server's clock unless
-    ``clock`` is given; the lease is the caller's."""
+    """The log in Redis at ``{prefix}ratelimit:{key}``, on the server's clock by default."""
 
     def __init__(
         self, lease: RedisLease, prefix: str, key: str, *, clock: Callable[[], float] | None
@@ -194,8 +192,7 @@ class Limiter:
 
 
 class RedisLimiter(Limiter):
-    """A limit shared through Redis by every process limiting ``key`` (in this process
-    while Redis is unreachable: ``fallback``)."""
+    """A limit shared through Redis by every process limiting ``key``."""
 
     def __init__(
         self,

@@ -14,8 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class Shared:
-    """A store whose steps run on ``remote`` (Redis), or on ``local`` while Redis is
-    unreachable; steps named in ``both`` run on both."""
+    """Steps run on ``remote`` (Redis), or ``local`` while it is away; ``both`` on both."""
 
     def __init__(self, what: str, remote: object, local: object, *, both: Collection[str] = ()):
         self.what, self.remote, self.local, self.both = what, remote, local, both
