@@ -62,8 +62,7 @@ class SDKBackend(Backend):
             raise ConfigError(f"a {self.provider} backend needs a model", key="model", hint=hint)
         self._api_key = self._resolve_key(api_key)
         self.base_url = base_url or self.spec.base_url
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = temperature, max_tokens
         self.timeout = 60.0 if timeout is None else float(timeout)
         self.params: dict[str, Any] = dict(params or {})
 

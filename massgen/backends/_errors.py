@@ -110,8 +110,7 @@ def transport_error(exc: BaseException, *, provider: str) -> ProviderError | Non
 def sdk_errors(
     sdk: Any, *, provider: str, secret: str, stream_status: Mapping[str, int] | None = None
 ) -> Iterator[None]:
-    """A Stainless-made SDK's errors as ours, keeping status and Retry-After; an error event
-    in a 200 stream gets its status from ``stream_status`` by its type (else 500)."""
+    """A Stainless-made SDK's errors as ours; a stream's error event by ``stream_status``."""
     try:
         yield
     except sdk.APIStatusError as e:

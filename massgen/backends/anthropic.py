@@ -55,8 +55,7 @@ _STREAM_ERROR_STATUS["request_too_large"] = 413
 
 
 class AnthropicBackend(SDKBackend):
-    """Claude models. ``params`` go into the body as they are (``top_p``, ``thinking``...);
-    ``temperature`` is sent only when you set it."""
+    """Claude models; ``params`` go into the body as they are (``top_p``, ``thinking``...)."""
 
     provider: str = "anthropic"
 
@@ -220,12 +219,9 @@ class _Turn(Draft):
         return True
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        self.searches += [  # searches whose result never came (the turn ended or ran out of pauses)
-            ServerToolCall(
-                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
-            )
-            for u in self.pending.values()
-        ]
+        for u in self.pending.values():  # searches whose result never came
+            asked = (u.get("id", ""), u.get("name", ""), u.get("input") or {})
+            self.searches.append(ServerToolCall(*asked, False, "no result"))
         self.found = [*self.cited, *self.found]
         self.finish = _FINISH.get(self.stop_reason or "", "other")
         return self.build(request, latency, joiner="\n\n", requests=1 + self.pauses)

@@ -62,8 +62,7 @@ _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in
 
 
 class GoogleBackend(SDKBackend):
-    """Gemini models. ``params`` are extra ``GenerateContentConfig`` fields (``top_p``,
-    ``thinking_config``, ``safety_settings``...), checked by the SDK."""
+    """Gemini models; ``params`` are extra ``GenerateContentConfig`` fields (``top_p``...)."""
 
     provider: str = "google"
 
@@ -189,8 +188,7 @@ class GoogleBackend(SDKBackend):
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
-        """The SDK's errors as ours: a 429's ``RetryInfo.retryDelay`` is ``retry_after``; a
-        400 whose reason is ``API_KEY_INVALID`` is an :class:`AuthenticationError`."""
+        """The SDK's errors as ours (a 429's ``RetryInfo.retryDelay`` is ``retry_after``)."""
         try:
             yield
         except genai_errors.APIError as e:

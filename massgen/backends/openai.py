@@ -44,8 +44,7 @@ _XAI_MAX_DOMAINS = 5
 
 
 class OpenAIBackend(SDKBackend):
-    """Chat Completions. ``params`` go into the request body as they are (``top_p``,
-    ``reasoning_effort``, ``seed``, a server's own options...)."""
+    """Chat Completions; ``params`` go into the request body as they are (``top_p``...)."""
 
     provider: str = "openai"
     max_tokens_field: ClassVar[str] = "max_completion_tokens"  # compatible servers: max_tokens
@@ -102,8 +101,7 @@ class OpenAIBackend(SDKBackend):
         return declared, fields
 
     def _payload(self, request: CompletionRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
-        """The API and its body, ``params`` and ``extra`` on top. A native search goes to
-        Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
+        """The API and its body: a native search goes to Responses unless on a search model."""
         _check_one_choice(request.extra, self.provider)
         max_tokens, extra = request.max_tokens, dict(request.extra)
         body: dict[str, Any] = {"model": request.model or self.model}

@@ -118,9 +118,7 @@ class HTTPChatClient:
     """``POST {base_url}/{api}``, plain or streamed, returning the provider's JSON."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
-        self.provider = provider
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        self.provider, self.base_url, self.timeout = provider, base_url.rstrip("/"), timeout
         self._api_key = api_key
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -178,8 +176,7 @@ class HTTPChatClient:
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``; an
-        error object in the stream raises as the status it names says."""
+        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``."""
         session = await self._session()
         try:
             async with self._post(session, api, body, seconds) as response:
@@ -261,8 +258,7 @@ async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
 
 
 class SDKChatClient:
-    """``client: sdk``: the ``openai`` package sends the body massgen built; its objects come
-    back as plain dicts, dumped with its warnings off (newer values are read as sent)."""
+    """``client: sdk``: the ``openai`` package sends the body; its answers come back as dicts."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
         import openai

@@ -24,8 +24,7 @@ _FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
 def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
-    """Our conversation as ``input`` items: system turns in place (xAI takes no
-    ``instructions``), tool calls and results as ``function_call``/``_output`` items."""
+    """Our conversation as ``input`` items, system turns in place (xAI takes no instructions)."""
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":

@@ -54,8 +54,7 @@ def wrap(
     retry: RetryPolicy | None = None,
     cache: CacheSettings | None = None,
 ) -> Backend:
-    """The whole stack around ``backend``; absent settings add nothing (the request log is
-    always there: free while DEBUG logging is off)."""
+    """The whole stack around ``backend``; absent settings add nothing but the request log."""
     g, key = guards or Guards(), endpoint_key(backend)
     if g.breaker is not None:
         state = redis_state(g.redis, g.prefix, key) if g.redis is not None else None

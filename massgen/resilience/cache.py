@@ -53,8 +53,7 @@ def encode_completion(completion: Completion) -> bytes:
 
 
 def decode_completion(blob: bytes, latency: float) -> Completion:
-    """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's); format 2
-    is read too. :class:`ValueError` (or ``KeyError``/``TypeError``) if unreadable."""
+    """The stored answer (format 2 too), marked ``cached``; ValueError etc. if unreadable."""
     if blob.endswith(b',"v":%d}' % ENTRY_VERSION):  # sorted keys: "v" is last; one pass
         return replace(from_json(Completion, blob), latency=latency, cached=True, requests=0)
     data = json.loads(blob)

@@ -80,8 +80,7 @@ class Grant:
 
 
 class MemoryLog:
-    """The log in this process, and the steps every log has. ``append`` is atomic: drop the
-    entries that left the window, then log the request if it fits."""
+    """The log in this process, and the steps every log has (each atomic)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
