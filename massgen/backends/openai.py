@@ -169,9 +169,9 @@ class OpenAIBackend(SDKBackend):
                     if delta := answer.feed(event):
                         yield StreamChunk(delta=delta)
         except ProviderError:
-            # An error after the answer said it was finished (OpenRouter sends one after
-            # a `length` finish) cannot take the answer back: keep it. Before, it stands.
-            if not answer.finished:
+            # An error after a chunk's finish_reason (OpenRouter sends one after `length`)
+            # cannot take the answer back: keep it. Before (or on Responses), it stands.
+            if answer.finish is None:
                 raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
@@ -277,10 +277,6 @@ class _Assembly(Draft):
         if content := delta.get("content"):
             self.text.append(content)
         return str(content or "")
-
-    @property
-    def finished(self) -> bool:
-        return self.finish is not None
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""

@@ -66,7 +66,6 @@ class Assembly(Draft):
 
     summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)  # by part
     final: Mapping[str, Any] | None = None
-    finished: bool = False  # an error event, even after the final response, is raised
 
     def whole(self, data: Mapping[str, Any]) -> None:
         self.final = data
