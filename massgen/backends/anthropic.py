@@ -46,6 +46,7 @@ WEB_SEARCH_TOOL = "web_search_20250305"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 _FINISH |= {"model_context_window_exceeded": "length", "tool_use": "tool_calls"}
 _FINISH["refusal"] = "content_filter"
+_TOOL_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 
 # Errors sent as an event inside a stream (HTTP status 200) name their kind, not a status.
 _STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
@@ -85,8 +86,9 @@ class AnthropicBackend(SDKBackend):
             body["system"] = system
         if request.tools:
             body["tools"] = [tool_schema(t, "input_schema") for t in request.tools]
-            if request.tool_choice:
-                body["tool_choice"] = _tool_choice(request.tool_choice)
+            if choice := request.tool_choice:
+                kind = _TOOL_CHOICE.get(choice)
+                body["tool_choice"] = {"type": kind} if kind else {"type": "tool", "name": choice}
         if request.native_tools:
             body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
@@ -152,11 +154,6 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
             {"type": "tool_use", "id": tc.id, "name": tc.name, "input": dict(tc.arguments)}
         )
     return blocks
-
-
-def _tool_choice(choice: str) -> dict[str, Any]:
-    kinds = {"auto": "auto", "required": "any", "none": "none"}
-    return {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
 
 
 def _native(t: NativeTool) -> dict[str, Any]:

@@ -215,8 +215,6 @@ class GoogleBackend(SDKBackend):
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Answer(Draft):
-    """One answer, from a whole response or from the chunks of a streamed one."""
-
     grounding: types.GroundingMetadata | None = None
 
     def take(

@@ -91,7 +91,6 @@ class OpenAIBackend(SDKBackend):
         return self.chat_search and "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The Responses ``web_search`` tool, and the body fields that go with it."""
         declared: dict[str, Any] = {"type": "web_search"}
         if tool.allowed_domains:
             declared["filters"] = {"allowed_domains": list(tool.allowed_domains)}
@@ -330,12 +329,8 @@ class XAIBackend(OpenAIBackend):
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
         """Domain lists flat; no ``include`` (no per-search sources), no ``max_tool_calls``."""
-        declared: dict[str, Any] = {"type": "web_search"}
-        if tool.allowed_domains:
-            declared["allowed_domains"] = list(tool.allowed_domains)
-        if tool.blocked_domains:
-            declared["excluded_domains"] = list(tool.blocked_domains)
-        return declared, {}
+        lists = {"allowed_domains": tool.allowed_domains, "excluded_domains": tool.blocked_domains}
+        return {"type": "web_search", **{key: list(v) for key, v in lists.items() if v}}, {}
 
 
 class _Compatible(OpenAIBackend):

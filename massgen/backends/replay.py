@@ -80,8 +80,7 @@ class ReplayBackend(Backend):
         return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        started = time.perf_counter()
-        text = self.reply_for(request)
+        started, text = time.perf_counter(), self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:

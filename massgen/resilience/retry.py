@@ -47,8 +47,7 @@ class RetryingBackend(Wrapper):
 
     def __init__(self, inner: Backend, policy: RetryPolicy, *, seed: int | None = None) -> None:
         super().__init__(inner)
-        self.policy = policy
-        self._rng = random.Random(seed)
+        self.policy, self._rng = policy, random.Random(seed)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 1  # written out, not through around(): no generator per plain call
