@@ -22,8 +22,7 @@ class Backend:
     native_tools: frozenset[str] = frozenset()  # NativeTool names it can declare
 
     def __init__(self, model: str = "", **options: Any) -> None:
-        self.model = model
-        self.options = options
+        self.model, self.options = model, options
         self.name = str(options.pop("name", "") or self.provider)
 
     def generate(self, prompt: str, **kwargs: Any) -> Any:

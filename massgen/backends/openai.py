@@ -271,8 +271,7 @@ class _Assembly(Draft):
             slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
             arguments = function.get("arguments") or ""
             slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
-        if choice.get("finish_reason"):
-            self.finish = choice["finish_reason"]
+        self.finish = choice.get("finish_reason") or self.finish
         if content := delta.get("content"):
             self.text.append(content)
         return str(content or "")
