@@ -197,7 +197,8 @@ def _first_choice(choices: Any) -> Mapping[str, Any] | None:
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
-    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq...)."""
+    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq...); a
+    server that sends both sends the same text twice, so the first one set is taken."""
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:

@@ -36,7 +36,7 @@ class CircuitState(StrEnum):
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
     """``failures`` tripping failures in a row open the circuit for ``cooldown`` seconds; a
-    probe holds the half-open permit at most ``probe_timeout`` seconds."""
+    probe holds the half-open permit at most ``probe_timeout`` seconds (its process may die)."""
 
     failures: int = 5
     cooldown: float = 30.0
@@ -51,7 +51,8 @@ class BreakerPolicy:
 
 
 def trips(error: BaseException) -> bool:
-    """True when the endpoint is unwell: 5xx (529 too), 408, timeouts, connection errors."""
+    """True when the endpoint is unwell: 5xx (529 too), 408, timeouts, connection errors;
+    not 429 or another 4xx (the caller's fault, or a limit the rate limiter handles)."""
     if not isinstance(error, ProviderError) or not error.retryable:
         return False
     if error.status is None:
@@ -60,7 +61,8 @@ def trips(error: BaseException) -> bool:
 
 
 def endpoint_key(backend: Backend) -> str:
-    """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment."""
+    """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment:
+    the key ends up in Redis and in messages."""
     base_url = getattr(backend, "base_url", None)
     if isinstance(base_url, str) and base_url:
         parts = urlsplit(base_url)
