@@ -23,11 +23,8 @@ def check_limit(value: float | None, key: str = "--max-cost") -> float | None:
     if value is None:
         return None
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ConfigError(
-            f"must be a finite number of US dollars, 0 or more (got {value!r})",
-            key=key,
-            hint="e.g. --max-cost 0.50",
-        )
+        message = f"must be a finite number of US dollars, 0 or more (got {value!r})"
+        raise ConfigError(message, key=key, hint="e.g. --max-cost 0.50")
     return float(value)
 
 

@@ -62,9 +62,8 @@ class RunRecorder:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if not folder.is_dir():
-            raise ConfigError(
-                f"cannot write it: {folder} is not a folder", file=where, key="--record"
-            )
+            message = f"cannot write it: {folder} is not a folder"
+            raise ConfigError(message, file=where, key="--record")
         if folder != self.path.parent:
             return  # the folders are made when the record is written
         probe = self.path.with_name(f".{self.path.name}.{os.getpid()}.probe")
@@ -72,9 +71,8 @@ class RunRecorder:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             probe.unlink()
         except OSError as e:
-            raise ConfigError(
-                f"cannot write it: {e.strerror or e}", file=where, key="--record"
-            ) from None
+            message = f"cannot write it: {e.strerror or e}"
+            raise ConfigError(message, file=where, key="--record") from None
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.AgentStarted):

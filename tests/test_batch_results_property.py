@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.batch import ResultLog, from_strings, run_batch
-from massgen.batch.output import encode_row, parse_row
+from massgen.batch.files import encode_row, parse_row
 from massgen.orchestrator import Orchestrator
 
 JUNK = st.one_of(

@@ -15,9 +15,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from massgen.config import TeamConfig, load
+from massgen.config import TeamConfig, field_docs, load
 from massgen.config import models as m
-from massgen.config.schema import field_docs
 from massgen.team import build_agents
 from tests.procs import DUMMY_KEYS, run_massgen
 from tests.sim.simulator import ProviderSimulator

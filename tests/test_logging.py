@@ -17,7 +17,7 @@ from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
 from massgen.mas import MemoryHub
 from massgen.orchestrator import Orchestrator
-from massgen.resilience.requestlog import LoggedBackend
+from massgen.resilience import LoggedBackend
 from massgen.types import CallContext, ChatMessage, CompletionRequest
 from tests.procs import run_massgen
 from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec

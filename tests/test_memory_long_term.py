@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from massgen.cli.app import app
+from massgen.cli import app
 from massgen.config import loads
 from massgen.memory.long_term import LongTermMemory, MemoryItem
 from massgen.orchestrator import Orchestrator

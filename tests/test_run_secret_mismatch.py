@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from massgen.cli.exits import USAGE
+from massgen.cli.common import USAGE
 from tests.mas.helpers import SHARED_REDIS
 from tests.test_cli_distributed import TASK, TEAM, env, massgen, prefix, start, stop, turn_lines
 from tests.test_secret_mismatch import dead_letters
@@ -164,7 +164,7 @@ def test_a_refused_turn_ends_the_command_in_one_line_with_its_exit_code(
     failed run (exit 1). As the run raises it: wrapped in the agent's failure."""
     import typer
 
-    from massgen.cli.exits import guarded
+    from massgen.cli.common import guarded
     from massgen.distributed.connect import refused
     from massgen.errors import AgentFailed
 

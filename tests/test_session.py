@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from massgen.cli.app import app
+from massgen.cli import app
 from massgen.config import loads
 from massgen.memory import Exchange, Sessions
 from massgen.orchestrator import Orchestrator

@@ -1,9 +1,5 @@
 """LLM backends: one narrow interface, adapters per provider, and a registry to build them.
-
-Importing this package is cheap: the adapter classes (and the SDKs behind them) load only
-when you touch one, e.g. ``from massgen.backends import OpenAIBackend`` or
-``create_backend("openai", ...)``.
-"""
+Cheap to import: an adapter (and its SDK) loads only when you touch it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What the provider adapters share: settings, the key, the TLS context, small parsers, and
-the sources of provider-side searches. No SDK is imported here."""
+"""What the provider adapters share: settings, key, TLS context, parsers. No SDK imported."""
 
 from __future__ import annotations
 
@@ -26,22 +25,20 @@ from massgen.types import (
     Source,
     StreamChunk,
     ToolCall,
+    ToolSpec,
     Usage,
 )
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "other")
-NO_KEY = "not-needed"
-"""The key sent to local servers (LM Studio, Ollama, vLLM) that do not check one."""
-MAX_SOURCES = 50
-"""Sources kept per answer: a long research turn can cite hundreds."""
+NO_KEY = "not-needed"  # sent to local servers (LM Studio, Ollama, vLLM) that check none
+MAX_SOURCES = 50  # sources kept per answer: a long research turn can cite hundreds
 _MAX_TITLE = 200
 _MAX_OUTPUT = 1000
 _REMEMBERED = 2048
 
 
 class SDKBackend(Backend):
-    """A backend for a provider's API: the settings every provider shares, the key, and
-    ``params`` passed through to the provider untouched."""
+    """A provider's API: the shared settings, the key, and ``params`` passed through."""
 
     supports_tools: bool = True
 
@@ -65,16 +62,13 @@ class SDKBackend(Backend):
             raise ConfigError(f"a {self.provider} backend needs a model", key="model", hint=hint)
         self._api_key = self._resolve_key(api_key)
         self.base_url = base_url or self.spec.base_url
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.temperature, self.max_tokens = temperature, max_tokens
         self.timeout = 60.0 if timeout is None else float(timeout)
         self.params: dict[str, Any] = dict(params or {})
 
     def _resolve_key(self, explicit: str | None) -> str:
-        if explicit:
-            return explicit
-        if value := next(filter(None, map(os.environ.get, self.spec.key_env)), None):
-            return value
+        if key := explicit or next(filter(None, map(os.environ.get, self.spec.key_env)), None):
+            return key
         if not self.spec.needs_key:
             return NO_KEY
         where = " or ".join(self.spec.key_env) or "api_key"
@@ -84,10 +78,7 @@ class SDKBackend(Backend):
         )
 
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
-        """``request`` with this backend's settings where it sets none and ``params`` under
-        its ``extra``, so an adapter reads each setting in one place. A provider-side tool it
-        cannot declare is refused (this guards direct callers: the agent asks only for what
-        the backend advertises)."""
+        """``request`` with this backend's settings where it sets none, ``params`` in ``extra``."""
         for tool in request.native_tools:
             if tool.name not in self.native_tools:
                 raise BadRequestError(
@@ -114,8 +105,7 @@ class SDKBackend(Backend):
             yield piece
 
     def _answer(self, request: CompletionRequest, *, stream: bool) -> AsyncIterator[StreamChunk]:
-        """Text deltas (when ``stream``), then the completion: one path for both calls.
-        ``request`` is settled: every setting is on it."""
+        """Text deltas (when ``stream``), then the completion, for a settled ``request``."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -137,10 +127,9 @@ def tls_context() -> ssl.SSLContext:
         return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
-    if not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath)):
-        bundle = next(filter(os.path.isfile, _CA_FILES), None)  # OpenSSL's paths unusable
-        if bundle:
-            context.load_verify_locations(bundle)
+    unusable = not (os.path.isfile(paths.openssl_cafile) or os.path.isdir(paths.openssl_capath))
+    if unusable and (bundle := next(filter(os.path.isfile, _CA_FILES), None)):
+        context.load_verify_locations(bundle)
     return context
 
 
@@ -154,8 +143,7 @@ _CA_FILES = (
 
 
 class Remembered(OrderedDict[str, Any]):
-    """What an adapter keeps by tool call id for the next turn (Anthropic's thinking blocks,
-    Gemini's thought signatures): the newest 2048 entries."""
+    """The newest 2048 things an adapter keeps by tool call id for the next turn."""
 
     def keep(self, key: str, value: Any) -> None:
         if value:
@@ -165,8 +153,7 @@ class Remembered(OrderedDict[str, Any]):
 
 
 def sdk_client(sdk: Any, kind: Any, api_key: str, base_url: str | None, timeout: float) -> Any:
-    """A Stainless-made SDK's async client (``openai``, ``anthropic``): its own retries off
-    (one retry budget: ours), the shared TLS context."""
+    """A Stainless-made SDK's async client: its retries off (ours are the one budget)."""
     http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context())
     return kind(
         api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
@@ -174,8 +161,7 @@ def sdk_client(sdk: Any, kind: Any, api_key: str, base_url: str | None, timeout:
 
 
 def merged_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
-    """``(role, parts)`` turns with neighbours of one role joined and empty ones dropped: every
-    tool result of an assistant turn must arrive in the one user turn after it."""
+    """``(role, parts)`` turns with neighbours of one role joined and empty ones dropped."""
     out: list[tuple[str, list[Any]]] = []
     for role, parts in turns:
         if parts and out and out[-1][0] == role:
@@ -200,21 +186,24 @@ def parse_arguments(raw: object) -> dict[str, Any]:
 
 
 def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
-    """A tool call as a provider sent it, its arguments parsed by :func:`parse_arguments`."""
     return ToolCall(str(call_id or ""), str(name or ""), parse_arguments(arguments))
+
+
+def tool_schema(spec: ToolSpec, schema_key: str) -> dict[str, Any]:
+    """A function tool as the APIs declare it, its JSON schema under ``schema_key``."""
+    return {"name": spec.name, "description": spec.description, schema_key: dict(spec.parameters)}
 
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Draft:
-    """An answer as an adapter reads it, whole or chunk by chunk; :meth:`build` makes it ours."""
+    """An answer as an adapter reads it; :meth:`build` makes it ours."""
 
     model: str
     provider: str = ""
     text: list[str] = dataclasses.field(default_factory=list)
     reasoning: list[str] = dataclasses.field(default_factory=list)
     calls: list[ToolCall] = dataclasses.field(default_factory=list)
-    found: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    """``(url, title)`` of what the answer cites and what its searches found."""
+    found: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (url, title)
     searches: list[ServerToolCall] = dataclasses.field(default_factory=list)
     usage: Usage = Usage()
     finish: str | None = None
@@ -222,9 +211,7 @@ class Draft:
     def build(
         self, request: CompletionRequest, latency: float, *, joiner: str = "", **fields: Any
     ) -> Completion:
-        """The answer as ours: ``finish`` is ``tool_calls`` with calls (some servers say
-        ``stop``), and usage estimated when none came (local servers): a budget never reads
-        zero. ``joiner`` goes between the pieces of reasoning."""
+        """The answer as ours (``tool_calls`` with calls; usage estimated when none came)."""
         text, finish, usage = "".join(self.text), self.finish or "other", self.usage
         if self.calls and finish in ("stop", "other"):
             finish = "tool_calls"
@@ -245,8 +232,7 @@ class Draft:
 
 
 def unique_sources(pairs: Iterable[tuple[str, str]]) -> tuple[Source, ...]:
-    """``(url, title)`` pairs of a provider-side search as sources, the first of each URL
-    kept, in order. Titles are web text: kept short, never obeyed."""
+    """``(url, title)`` pairs as sources, first of each URL; titles are web text: kept short."""
     seen: dict[str, Source] = {}
     for url, title in pairs:
         if not url or url in seen:

@@ -1,14 +1,8 @@
-"""What a provider said (status, headers, message) as one of our errors, in one table:
-
-- 401/403 -> :class:`AuthenticationError` (never retried)
-- 429 and 529 ("overloaded") -> :class:`RateLimited`, with ``retry_after`` from the headers
-- 408, 409 and 5xx -> :class:`ProviderError` (retryable)
-- any other 4xx -> :class:`BadRequestError` (never retried)
-- timeouts -> :class:`ProviderTimeout`; refused or dropped -> :class:`ProviderConnectionError`
-- an error object inside a 200 response -> the same table, by the status it names
-
-Messages are clipped and scrubbed of the API key: a provider may echo part of it back.
-"""
+"""What a provider said as one of our errors: 401/403 -> AuthenticationError; 429 and 529
+-> RateLimited (``retry_after`` from the headers); 408, 409, 5xx -> ProviderError (retried);
+other 4xx -> BadRequestError; timeouts -> ProviderTimeout; refused or dropped ->
+ProviderConnectionError; an error object in a 200 response -> by the status it names.
+Messages are clipped and scrubbed of the API key (a provider may echo part of it back)."""
 
 from __future__ import annotations
 
@@ -29,15 +23,14 @@ from massgen.errors import (
 )
 
 _MAX_MESSAGE = 300
+# HTTP statuses for the string codes OpenAI-style error objects carry without a number.
 _CODE_STATUS = {"rate_limit_exceeded": 429, "server_error": 500, "vector_store_timeout": 504}
 _CODE_STATUS |= {"context_length_exceeded": 400, "invalid_api_key": 401}
-"""HTTP statuses for the string codes OpenAI-style error objects carry without a number."""
 
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    get = getattr(headers, "get", None)
-    if get is None:
+    if (get := getattr(headers, "get", None)) is None:
         return None
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = str(get(name) or "").strip()
@@ -64,8 +57,7 @@ def clean_message(message: object, *, secret: str | None = None) -> str:
 
 
 def body_message(body: object) -> str:
-    """The provider's words from an error body (whole, its ``error`` object, or
-    ``{"error": "text"}``); "" when there are none."""
+    """The provider's words from an error body, its ``error`` object or string; else ""."""
     error = body.get("error", body) if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):
         error = error.get("message")
@@ -90,9 +82,7 @@ def error_for_status(
 def error_in_body(
     error: object, *, provider: str, secret: str | None = None, default_status: int | None = None
 ) -> ProviderError:
-    """An error object sent inside a 200 response, mapped by the status it names (a numeric
-    ``code``, ``status_code`` or ``status``, else a known string ``code``, else
-    ``default_status``); with none, a retryable :class:`ProviderError`."""
+    """An error object in a 200 response, mapped by the status it names (or ``default_status``)."""
     body = error if isinstance(error, Mapping) else {}
     numbers = [body.get(key) for key in ("code", "status_code", "status")]
     status = next((n for n in numbers if isinstance(n, int) and 100 <= n < 600), None)
@@ -120,9 +110,7 @@ def transport_error(exc: BaseException, *, provider: str) -> ProviderError | Non
 def sdk_errors(
     sdk: Any, *, provider: str, secret: str, stream_status: Mapping[str, int] | None = None
 ) -> Iterator[None]:
-    """Re-raise a Stainless-made SDK's errors (``openai``, ``anthropic``) as ours, keeping
-    status and Retry-After. An error event in a 200 stream gets its status from
-    ``stream_status`` by its type (else 500), or from the error object it carries."""
+    """A Stainless-made SDK's errors as ours; a stream's error event by ``stream_status``."""
     try:
         yield
     except sdk.APIStatusError as e:

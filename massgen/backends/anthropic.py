@@ -1,9 +1,6 @@
 """Anthropic Messages through ``anthropic.AsyncAnthropic`` (about a second to import).
-
-The system prompt is a top-level field, tool results are ``tool_result`` blocks in a *user*
-turn, ``max_tokens`` is required. With extended thinking, a turn that called tools must go
-back with its thinking blocks first: the backend remembers them by tool call id.
-"""
+With extended thinking, a turn that called tools must go back with its thinking blocks
+first: the backend remembers them by tool call id."""
 
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ from massgen.backends._common import (
     results_text,
     sdk_client,
     tool_call,
+    tool_schema,
 )
 from massgen.backends._errors import clean_message, sdk_errors, stream_incomplete
 from massgen.backends.base import system_and_turns
@@ -35,35 +33,30 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolSpec,
     Usage,
 )
 
-DEFAULT_MAX_TOKENS = 8192
-"""Sent when you set no ``max_tokens``: the API requires one."""
-
+DEFAULT_MAX_TOKENS = 8192  # sent when you set no ``max_tokens``: the API requires one
+# Times a turn the API paused (``pause_turn``, a long server-side search) is sent back to be
+# continued; then the answer so far is returned, finish reason ``other``.
 MAX_PAUSE_CONTINUATIONS = 4
-"""Times a turn the API paused (``stop_reason: pause_turn``, a long server-side search) is
-sent back to be continued; then the answer so far is returned, finish reason ``other``."""
-
+# The version every current model takes directly (2026's default to code execution).
 WEB_SEARCH_TOOL = "web_search_20250305"
-"""The server tool version declared: the one every current model takes directly (the 2026
-versions default to being called from code execution)."""
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 _FINISH |= {"model_context_window_exceeded": "length", "tool_use": "tool_calls"}
 _FINISH["refusal"] = "content_filter"
+_TOOL_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 
 # Errors sent as an event inside a stream (HTTP status 200) name their kind, not a status.
 _STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}
-_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401}
+_STREAM_ERROR_STATUS |= {"timeout_error": 504, "authentication_error": 401, "not_found_error": 404}
 _STREAM_ERROR_STATUS |= {"permission_error": 403, "invalid_request_error": 400}
-_STREAM_ERROR_STATUS |= {"not_found_error": 404, "request_too_large": 413}
+_STREAM_ERROR_STATUS["request_too_large"] = 413
 
 
 class AnthropicBackend(SDKBackend):
-    """Claude models. ``params`` go into the body as they are (``top_p``, ``thinking``...);
-    ``temperature`` is sent only when you set it."""
+    """Claude models; ``params`` go into the body as they are (``top_p``, ``thinking``...)."""
 
     provider: str = "anthropic"
 
@@ -80,20 +73,22 @@ class AnthropicBackend(SDKBackend):
         if (client := self.__dict__.pop("_client", None)) is not None:
             await client.close()
 
-    # -- requests ----------------------------------------------------------------------------
     def _body(self, request: CompletionRequest) -> dict[str, Any]:
         system, turns = system_and_turns(request.messages)
+        roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
+        pairs = merged_turns(zip(roles, (_blocks(m, self._thinking) for m in turns), strict=True))
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": _messages(turns, self._thinking),
+            "messages": [{"role": role, "content": blocks} for role, blocks in pairs],
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
         if system:
             body["system"] = system
         if request.tools:
-            body["tools"] = [_tool(t) for t in request.tools]
-            if request.tool_choice:
-                body["tool_choice"] = _tool_choice(request.tool_choice)
+            body["tools"] = [tool_schema(t, "input_schema") for t in request.tools]
+            if choice := request.tool_choice:
+                kind = _TOOL_CHOICE.get(choice)
+                body["tool_choice"] = {"type": kind} if kind else {"type": "tool", "name": choice}
         if request.native_tools:
             body.setdefault("tools", []).extend(_native(t) for t in request.native_tools)
         return body
@@ -101,7 +96,6 @@ class AnthropicBackend(SDKBackend):
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        """Text deltas (streamed), then the completion, across ``pause_turn`` continuations."""
         client, body, turn = self._client, self._body(request), _Turn(request.model or self.model)
         # This SDK no longer names `temperature`; the API still takes it in the body.
         extra = dict(request.extra)
@@ -141,7 +135,6 @@ class AnthropicBackend(SDKBackend):
         yield StreamChunk(completion=turn.completion(request, latency))
 
 
-# -- mapping ---------------------------------------------------------------------------------
 def _usage(usage: Any) -> Usage:
     """All prompt tokens (fresh, written to the cache and read from it) are input."""
     cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
@@ -163,22 +156,6 @@ def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> lis
     return blocks
 
 
-def _messages(turns: list[ChatMessage], thinking: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``thinking``: the thinking blocks of assistant turns that called tools, by first call."""
-    roles = ("assistant" if m.role == "assistant" else "user" for m in turns)
-    pairs = merged_turns(zip(roles, (_blocks(m, thinking) for m in turns), strict=True))
-    return [{"role": role, "content": blocks} for role, blocks in pairs]
-
-
-def _tool(t: ToolSpec) -> dict[str, Any]:
-    return {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
-
-
-def _tool_choice(choice: str) -> dict[str, Any]:
-    kinds = {"auto": "auto", "required": "any", "none": "none"}
-    return {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
-
-
 def _native(t: NativeTool) -> dict[str, Any]:
     tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search", "max_uses": t.max_uses}
     tool |= {"allowed_domains": list(t.allowed_domains), "blocked_domains": list(t.blocked_domains)}
@@ -190,16 +167,13 @@ class _Turn(Draft):
     """One answer put together across ``pause_turn`` continuations."""
 
     cited: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    """Searches whose result has not come yet."""
-    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """Thinking blocks as sent back on a tool loop's next turn."""
+    pending: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # unanswered
+    thinking: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # to send back
     stop_reason: str | None = None
     pauses: int = 0
 
     def take(self, blocks: list[dict[str, Any]]) -> None:
-        """Read one response's content blocks. A search stays pending until its result arrives,
-        maybe in a later response (a paused turn continues with it), or is reported as failed."""
+        """Read one response's blocks; a search is pending until its result arrives."""
         for block in blocks:
             kind = block.get("type")
             if kind == "text":
@@ -233,8 +207,7 @@ class _Turn(Draft):
         return ServerToolCall(call_id, "web_search", arguments, output=results_text(pairs))
 
     def paused(self, body: dict[str, Any], blocks: list[dict[str, Any]]) -> bool:
-        """On ``pause_turn``, set ``body`` up to continue (the content goes back as the
-        assistant's turn) and say so; ``False`` when done or out of continuations."""
+        """On ``pause_turn``, set ``body`` up to continue and return ``True``."""
         if self.stop_reason != "pause_turn" or self.pauses >= MAX_PAUSE_CONTINUATIONS:
             return False
         self.pauses += 1
@@ -243,12 +216,9 @@ class _Turn(Draft):
         return True
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        self.searches += [  # searches whose result never came (the turn ended or ran out of pauses)
-            ServerToolCall(
-                u.get("id", ""), u.get("name", ""), u.get("input") or {}, False, "no result"
-            )
-            for u in self.pending.values()
-        ]
+        for u in self.pending.values():  # searches whose result never came
+            asked = (u.get("id", ""), u.get("name", ""), u.get("input") or {})
+            self.searches.append(ServerToolCall(*asked, False, "no result"))
         self.found = [*self.cited, *self.found]
         self.finish = _FINISH.get(self.stop_reason or "", "other")
         return self.build(request, latency, joiner="\n\n", requests=1 + self.pauses)

@@ -1,8 +1,5 @@
-"""The one interface every LLM backend implements: a request in, a Completion out.
-
-Retries, caching, rate limits and circuit breaking are wrappers around a backend, never
-inside it: an adapter makes exactly one request per call and raises our own errors.
-"""
+"""The one interface every LLM backend implements: a request in, a Completion out. An
+adapter makes one request per call (retries etc. are wrappers) and raises our errors."""
 
 from __future__ import annotations
 
@@ -22,13 +19,10 @@ class Backend:
 
     provider: str = "custom"
     supports_tools: bool = False
-    native_tools: frozenset[str] = frozenset()
-    """Provider-side tools (:class:`~massgen.types.NativeTool` names) this backend can
-    declare, e.g. ``{"web_search"}``. Empty: the agent uses its function tools instead."""
+    native_tools: frozenset[str] = frozenset()  # NativeTool names it can declare
 
     def __init__(self, model: str = "", **options: Any) -> None:
-        self.model = model
-        self.options = options
+        self.model, self.options = model, options
         self.name = str(options.pop("name", "") or self.provider)
 
     def generate(self, prompt: str, **kwargs: Any) -> Any:
@@ -76,8 +70,7 @@ class Backend:
 async def text_completion(
     backend: Backend, request: CompletionRequest, out: Any, started: float
 ) -> Completion:
-    """What a simple backend returned (text, a Completion, or an awaitable of either) as a
-    Completion, its usage estimated: a budget must never read zero."""
+    """What a simple backend returned (text, a Completion, or an awaitable) as a Completion."""
     if inspect.isawaitable(out):
         out = await out
     if isinstance(out, Completion):
@@ -92,8 +85,7 @@ async def text_completion(
 
 
 def layers(backend: Backend) -> Iterator[Backend]:
-    """``backend``, then each backend it wraps (retry, cache, rate limit and breaker wrappers
-    keep the one they wrap as ``inner``), down to the one that talks to the provider."""
+    """``backend``, then each one it wraps (as ``inner``), down to the provider's."""
     while True:
         yield backend
         inner = getattr(backend, "inner", None)
@@ -103,12 +95,12 @@ def layers(backend: Backend) -> Iterator[Backend]:
 
 
 def innermost(backend: Backend) -> Backend:
-    """The backend behind every wrapper: the one that talks to the provider."""
+    """The backend behind every wrapper."""
     *_, last = layers(backend)
     return last
 
 
 def system_and_turns(messages: tuple[ChatMessage, ...]) -> tuple[str, list[ChatMessage]]:
-    """Split messages into one system prompt and the rest, for APIs that take it apart."""
+    """One system prompt and the other messages, for APIs that take it apart."""
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     return system, [m for m in messages if m.role != "system"]

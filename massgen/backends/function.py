@@ -1,8 +1,4 @@
-"""A backend made from a Python function: for tests, prototypes and rule-based agents.
-
-The function gets the whole :class:`~massgen.types.CompletionRequest` and returns text or a
-:class:`~massgen.types.Completion` (sync or async). Nothing leaves the process.
-"""
+"""A backend made from a Python function: for tests, prototypes and rule-based agents."""
 
 from __future__ import annotations
 
@@ -16,8 +12,8 @@ Responder = Callable[[CompletionRequest], "str | Completion | Awaitable[str | Co
 
 
 class FunctionBackend(Backend):
-    """Answers with ``fn(request)``. ``tools=True`` makes it claim tool support, so tests
-    can exercise both the tool-call and the JSON paths of a strategy."""
+    """Answers with ``fn(request)`` (text or a Completion, sync or async). ``tools=True``:
+    it claims tool support, for a strategy's tool-call path."""
 
     provider: str = "function"
 

@@ -1,11 +1,6 @@
-"""Gemini through the ``google-genai`` SDK (about a second to import: only when built).
-
-Every SDK behaviour that could make a second request is off (retries, automatic function
-calling and continuation). Gemini 3 wants each function call's ``thought_signature`` back in
-the next turn: the backend remembers them by call id (Google's placeholder for a call it
-never saw). A 429's ``RetryInfo.retryDelay`` becomes ``retry_after``; a 400 whose reason is
-``API_KEY_INVALID`` is an ``AuthenticationError``.
-"""
+"""Gemini through the ``google-genai`` SDK (about a second to import: only when built), with
+every SDK behaviour that could make a second request off. Gemini 3 wants each function call's
+``thought_signature`` back in the next turn: the backend remembers them by call id."""
 
 from __future__ import annotations
 
@@ -32,6 +27,7 @@ from massgen.backends._common import (
     results_text,
     tls_context,
     tool_call,
+    tool_schema,
 )
 from massgen.backends._errors import (
     clean_message,
@@ -49,18 +45,15 @@ from massgen.types import (
     ServerToolCall,
     StreamChunk,
     ToolCall,
-    ToolSpec,
     Usage,
 )
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
-_FILTERED.add("IMAGE_PROHIBITED_CONTENT")
-"""Finish reasons that mean a filter stopped the answer."""
+_FILTERED.add("IMAGE_PROHIBITED_CONTENT")  # finish reasons: a filter stopped the answer
 _TOOL_CHOICE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 
-SKIP_SIGNATURE = b"skip_thought_signature_validator"
-"""Google's placeholder for a function call whose thought signature is unknown."""
+SKIP_SIGNATURE = b"skip_thought_signature_validator"  # Google's: the signature is unknown
 _SYNTHETIC_ID = "mg-call-"  # ids we made up for calls the API sent without one
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -69,8 +62,7 @@ _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")  # google.protobuf.Duration in
 
 
 class GoogleBackend(SDKBackend):
-    """Gemini models. ``params`` are extra ``GenerateContentConfig`` fields (``top_p``,
-    ``thinking_config``, ``safety_settings``...), checked by the SDK."""
+    """Gemini models; ``params`` are extra ``GenerateContentConfig`` fields (``top_p``...)."""
 
     provider: str = "google"
 
@@ -81,8 +73,7 @@ class GoogleBackend(SDKBackend):
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
     ) -> bool:
-        """Google Search grounding: no domain filters on the Gemini API, and next to
-        function declarations only from Gemini 3 on."""
+        """Google Search: no domain filters, and next to functions only from Gemini 3 on."""
         if tool.name not in self.native_tools or tool.allowed_domains or tool.blocked_domains:
             return False
         return not (with_functions and _legacy(model or self.model))
@@ -110,7 +101,6 @@ class GoogleBackend(SDKBackend):
             await client.aio.aclose()
             client.close()
 
-    # -- requests ----------------------------------------------------------------------------
     def _config(self, request: CompletionRequest, system: str) -> types.GenerateContentConfig:
         config: dict[str, Any] = {
             "http_options": types.HttpOptions(timeout=_ms(request.timeout or self.timeout)),
@@ -123,7 +113,7 @@ class GoogleBackend(SDKBackend):
         config = {key: value for key, value in config.items() if value is not None}
         tools: list[Any] = []
         if request.tools:
-            declared = [_declaration(t) for t in request.tools]
+            declared = [tool_schema(t, "parameters_json_schema") for t in request.tools]
             tools.append({"function_declarations": declared})
             if choice := request.tool_choice:
                 named = {"mode": "ANY", "allowed_function_names": [choice]}
@@ -198,7 +188,7 @@ class GoogleBackend(SDKBackend):
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
-        """Re-raise the SDK's errors as ours, keeping status and Retry-After."""
+        """The SDK's errors as ours (a 429's ``RetryInfo.retryDelay`` is ``retry_after``)."""
         try:
             yield
         except genai_errors.APIError as e:
@@ -225,8 +215,6 @@ class GoogleBackend(SDKBackend):
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Answer(Draft):
-    """One answer, from a whole response or from the chunks of a streamed one."""
-
     grounding: types.GroundingMetadata | None = None
 
     def take(
@@ -255,7 +243,6 @@ class _Answer(Draft):
         return delta
 
 
-# -- mapping ---------------------------------------------------------------------------------
 def _rpc_details(body: object) -> list[Mapping[str, Any]]:
     """``error.details`` of a Google error body (``google.rpc.Status``), [] if none."""
     if isinstance(body, list) and body:  # some endpoints wrap the body in a list
@@ -266,8 +253,7 @@ def _rpc_details(body: object) -> list[Mapping[str, Any]]:
 
 
 def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
-    """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body, not
-    in a Retry-After header); the retry policy caps it as it caps Retry-After."""
+    """Seconds a ``RetryInfo`` detail asks to wait (Gemini's 429s carry it in the body)."""
     for detail in details:
         match = _DURATION.fullmatch(str(detail.get("retryDelay", "")))
         if detail.get("@type") == _RETRY_INFO and match:
@@ -296,8 +282,7 @@ def _grounding(
     return pairs, searches
 
 
-def _ms(seconds: float) -> int:
-    """HttpOptions.timeout is in milliseconds."""
+def _ms(seconds: float) -> int:  # HttpOptions.timeout is in milliseconds
     return max(1, round(seconds * 1000))
 
 
@@ -306,17 +291,9 @@ def _real_id(call_id: str) -> str | None:
     return None if not call_id or call_id.startswith(_SYNTHETIC_ID) else call_id
 
 
-def _declaration(t: ToolSpec) -> types.FunctionDeclaration:
-    schema = dict(t.parameters)
-    return types.FunctionDeclaration(
-        name=t.name, description=t.description, parameters_json_schema=schema
-    )
-
-
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    """Tokens as Google bills them: the prompt and what its tools fed the model (search
-    grounding, file search: ``toolUsePromptTokenCount``, not part of the prompt count) are
-    input; the answer and the thinking (``thoughtsTokenCount``) are output."""
+    """Tokens as Google bills them: the prompt and what its tools fed the model are input; the
+    answer and the thinking are output."""
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)

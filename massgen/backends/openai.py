@@ -1,7 +1,5 @@
-"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...).
-Bodies are built and answers read here as plain dicts, so the two clients (:mod:`.openai_http`,
-the default, and :mod:`.openai_sdk`) cannot drift apart. A turn with a provider-side search
-goes to the Responses API (:mod:`.openai_responses`)."""
+"""OpenAI Chat Completions and the servers that speak it (xAI, OpenRouter, LM Studio...), as
+plain dicts both clients move; a turn with a provider-side search goes to Responses."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar, Final
 
 from massgen.backends import openai_responses as responses
-from massgen.backends._common import Draft, SDKBackend, results_text, tool_call
+from massgen.backends._common import Draft, SDKBackend, results_text, tool_call, tool_schema
 from massgen.backends._errors import stream_incomplete
 from massgen.errors import ConfigError, ProviderError
 from massgen.types import (
@@ -26,35 +24,31 @@ from massgen.types import (
     NativeTool,
     ServerToolCall,
     StreamChunk,
-    ToolSpec,
 )
 
-CLIENTS = ("http", "sdk")
-"""``http``: massgen's own client (the default); ``sdk``: the ``openai`` package."""
+CLIENTS = ("http", "sdk")  # massgen's own client (the default); the ``openai`` package
 CHAT, RESPONSES = "chat/completions", "responses"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
+# carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone).
 DONE: Final[dict[str, Any]] = {"[DONE]": True}
-"""What a client yields for ``data: [DONE]``: the stream is complete, even if no chunk
-carried a ``finish_reason`` (OpenRouter, Kimi and other gateways end some with it alone)."""
 
 _FINISH = {r: r for r in ("stop", "length", "tool_calls", "content_filter")}
 _FINISH["function_call"] = "tool_calls"
+# OpenAI models that take the Responses ``web_search`` tool, but not the second kind.
 _OPENAI_SEARCHERS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-[5-9]|o3|o4)")
-"""OpenAI models that take the Responses ``web_search`` tool..."""
 _NOT_SEARCHERS = re.compile(r"gpt-4\.1-nano|audio|realtime|transcribe|tts|image")
-"""...but these."""
 _OPENAI_MAX_DOMAINS = 100
 _GROK = re.compile(r"^grok-(\d+)")
 _XAI_MAX_DOMAINS = 5
 
 
 class OpenAIBackend(SDKBackend):
-    """Chat Completions. ``params`` go into the request body as they are (``top_p``,
-    ``reasoning_effort``, ``seed``, a server's own options...)."""
+    """Chat Completions; ``params`` go into the request body as they are (``top_p``...)."""
 
     provider: str = "openai"
-    max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    """OpenAI's own API wants ``max_completion_tokens``; compatible servers ``max_tokens``."""
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"  # compatible servers: max_tokens
+    chat_search: ClassVar[bool] = True  # search models search with `web_search_options`
 
     def __init__(self, model: str = "", *, client: str = "http", **settings: Any) -> None:
         if client not in CLIENTS:
@@ -68,14 +62,13 @@ class OpenAIBackend(SDKBackend):
         # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
         self.base_url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.client = client
-        if client == "sdk":  # either opens nothing until the first request
-            from massgen.backends.openai_sdk import SDKChatClient as Client
-        else:
-            from massgen.backends.openai_http import HTTPChatClient as Client  # type: ignore[assignment]
-        # Either client: `request` and `stream` (its objects, then DONE) for a body sent to
-        # `api`; it owns its connections and maps its own exceptions to ours.
+        # Either client (opening nothing until the first request): `request` and `stream` (its
+        # objects, then DONE) for a body sent to `api`; it maps its exceptions to ours.
+        from massgen.backends.openai_http import HTTPChatClient, SDKChatClient
+
         options: Any = {"api_key": self._api_key, "base_url": self.base_url}
-        self._chat = Client(provider=self.provider, timeout=self.timeout, **options)
+        kind: Any = SDKChatClient if client == "sdk" else HTTPChatClient
+        self._chat = kind(provider=self.provider, timeout=self.timeout, **options)
 
     async def aclose(self) -> None:
         await self._chat.aclose()
@@ -94,12 +87,10 @@ class OpenAIBackend(SDKBackend):
             return False
         return bool(_OPENAI_SEARCHERS.match(model)) and not _NOT_SEARCHERS.search(model)
 
-    def _chat_search(self, model: str) -> bool:  # with `web_search_options`
-        return "search" in model
+    def _chat_search(self, model: str) -> bool:
+        return self.chat_search and "search" in model
 
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The Responses ``web_search`` tool, and the body fields that go with it: the
-        sources each search found (``include``) and ``max_uses`` as ``max_tool_calls``."""
         declared: dict[str, Any] = {"type": "web_search"}
         if tool.allowed_domains:
             declared["filters"] = {"allowed_domains": list(tool.allowed_domains)}
@@ -108,10 +99,8 @@ class OpenAIBackend(SDKBackend):
             fields["max_tool_calls"] = tool.max_uses
         return declared, fields
 
-    # -- requests ----------------------------------------------------------------------------
     def _payload(self, request: CompletionRequest, *, stream: bool) -> tuple[str, dict[str, Any]]:
-        """The API and its body, ``params`` and ``extra`` on top. A native search goes to
-        Responses (``reasoning_effort`` there is ``reasoning.effort``) unless on a search model."""
+        """The API and its body: a native search goes to Responses unless on a search model."""
         _check_one_choice(request.extra, self.provider)
         max_tokens, extra = request.max_tokens, dict(request.extra)
         body: dict[str, Any] = {"model": request.model or self.model}
@@ -121,12 +110,13 @@ class OpenAIBackend(SDKBackend):
             body.update(input=responses.input_items(request.messages), store=False)
             if max_tokens is not None:
                 body["max_output_tokens"] = max_tokens
-            tools = [responses.function_tool(t) for t in request.tools]
+            body["tools"] = [
+                {"type": "function", **tool_schema(t, "parameters")} for t in request.tools
+            ]
             for native in request.native_tools:
                 declared, fields = self._web_search(native)
-                tools.append(declared)
+                body["tools"].append(declared)
                 body.update(fields)
-            body["tools"] = tools
             if request.tools and request.tool_choice:
                 body["tool_choice"] = responses.tool_choice(request.tool_choice)
             if stream:
@@ -138,9 +128,12 @@ class OpenAIBackend(SDKBackend):
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
         if request.tools:
-            body["tools"] = [_tool(t) for t in request.tools]
+            body["tools"] = [
+                {"type": "function", "function": tool_schema(t, "parameters")}
+                for t in request.tools
+            ]
             if request.tool_choice:
-                body["tool_choice"] = _tool_choice(request.tool_choice)
+                body["tool_choice"] = responses.tool_choice(request.tool_choice, nested=True)
         if request.native_tools:
             body["web_search_options"] = {}
         if stream:
@@ -175,14 +168,13 @@ class OpenAIBackend(SDKBackend):
                     if delta := answer.feed(event):
                         yield StreamChunk(delta=delta)
         except ProviderError:
-            # An error after the answer said it was finished (OpenRouter sends one after
-            # a `length` finish) cannot take the answer back: keep it. Before, it stands.
-            if not answer.finished:
+            # An error after a chunk's finish_reason (OpenRouter sends one after `length`)
+            # cannot take the answer back: keep it. Before (or on Responses), it stands.
+            if answer.finish is None:
                 raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
 
 
-# -- requests out ----------------------------------------------------------------------------
 def _message(m: ChatMessage) -> dict[str, Any]:
     if m.role == "tool":
         return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
@@ -196,20 +188,8 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     return {"role": m.role, "content": m.content}
 
 
-def _tool(t: ToolSpec) -> dict[str, Any]:
-    flat = responses.function_tool(t)  # Chat Completions nests it under `function`
-    return {"type": flat.pop("type"), "function": flat}
-
-
-def _tool_choice(choice: str) -> Any:
-    if choice in ("auto", "required", "none"):
-        return choice
-    return {"type": "function", "function": {"name": choice}}
-
-
-# -- responses in ----------------------------------------------------------------------------
 def _first_choice(choices: Any) -> Mapping[str, Any] | None:
-    """Choice 0 (by its ``index``, not its place): we ask for one, and read only that one."""
+    """Choice 0 (by its ``index``, not its place): the one we ask for."""
     for choice in choices or ():
         if isinstance(choice, Mapping) and (choice.get("index") or 0) == 0:
             return choice
@@ -217,9 +197,8 @@ def _first_choice(choices: Any) -> Mapping[str, Any] | None:
 
 
 def _reasoning(message: Mapping[str, Any]) -> str:
-    """A message's (or a delta's) reasoning text: DeepSeek, Kimi and vLLM call it
-    ``reasoning_content``, OpenRouter, Groq and Cerebras ``reasoning``; a server that sends
-    both sends the same text twice, so the first one set is taken."""
+    """``reasoning_content`` (DeepSeek, Kimi, vLLM) or ``reasoning`` (OpenRouter, Groq...); a
+    server that sends both sends the same text twice, so the first one set is taken."""
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:
@@ -229,8 +208,7 @@ def _reasoning(message: Mapping[str, Any]) -> str:
 
 def _call_id(call: Mapping[str, Any], seed: str) -> str:
     """The provider's id, or (Gemini's compatible endpoint sends ``""``) one made from the
-    response, the call's place and its content: the same for the same answer (a replay, a
-    cache hit), different for every other call, so a tool result can be paired with it."""
+    response, the call's place and content: stable across replays, unique per call."""
     if isinstance(call["id"], str) and call["id"]:
         return call["id"]
     digest = hashlib.sha256(f"{seed}:{call['name']}:{call['arguments']}".encode()).hexdigest()[:24]
@@ -250,17 +228,15 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
 
 @dataclasses.dataclass(eq=False, slots=True)
 class _Assembly(Draft):
-    """An answer put together chunk by chunk (or from a whole response): text, reasoning,
-    tool calls (by index), usage. Only choice 0 is read (see :func:`_check_one_choice`)."""
+    """An answer put together chunk by chunk (or from a whole response); only choice 0."""
 
-    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
-    """Tool calls by index, as their pieces arrive."""
+    slots: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)  # calls by index
     annotations: list[Any] = dataclasses.field(default_factory=list)
     seed: str = ""
     done: bool = False
 
     def whole(self, data: Mapping[str, Any]) -> None:
-        """Take a whole response in, as one chunk whose delta is the message."""
+        """A whole response, read as one chunk whose delta is the message."""
         choice = _first_choice(data.get("choices"))
         if choice is None:
             raise ProviderError("the response held no choices", provider=self.provider)
@@ -272,7 +248,6 @@ class _Assembly(Draft):
         self.feed({**data, "choices": [{"delta": message, "finish_reason": finish}]})
 
     def feed(self, chunk: Mapping[str, Any]) -> str:
-        """Take one chunk in; return its text delta ("" if it has none)."""
         if chunk is DONE:
             self.done = True
             return ""
@@ -297,15 +272,10 @@ class _Assembly(Draft):
             slot["name"] = _name_so_far(slot["name"], function.get("name") or "")
             arguments = function.get("arguments") or ""
             slot["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
-        if choice.get("finish_reason"):
-            self.finish = choice["finish_reason"]
+        self.finish = choice.get("finish_reason") or self.finish
         if content := delta.get("content"):
             self.text.append(content)
         return str(content or "")
-
-    @property
-    def finished(self) -> bool:
-        return self.finish is not None
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
         """The answer, finished by a ``finish_reason`` or ``[DONE]``; else it was cut off."""
@@ -329,9 +299,8 @@ class _Assembly(Draft):
 
 
 def _name_so_far(name: str, piece: str) -> str:
-    """A tool call's name after one more delta. OpenAI sends the name once; some servers
-    send it again in later deltas (whole, or as the name so far), which must not double it;
-    a server that streams it in pieces gets them joined."""
+    """A tool call's name after one more delta: sent again (whole, or so far) it is not
+    doubled; streamed in pieces, they are joined."""
     if not name or piece.startswith(name):
         return piece or name
     if name.endswith(piece):
@@ -339,12 +308,12 @@ def _name_so_far(name: str, piece: str) -> str:
     return name + piece
 
 
-# -- OpenAI-compatible presets ---------------------------------------------------------------
 class XAIBackend(OpenAIBackend):
     """xAI (Grok). Its web search is a tool of the Responses API (Live Search is retired)."""
 
     provider = "xai"
     max_tokens_field = "max_tokens"
+    chat_search = False
 
     def supports_native(
         self, tool: NativeTool, *, model: str | None = None, with_functions: bool = False
@@ -358,18 +327,10 @@ class XAIBackend(OpenAIBackend):
         version = _GROK.match(model or self.model)
         return version is not None and int(version.group(1)) >= 4
 
-    def _chat_search(self, model: str) -> bool:
-        return False
-
     def _web_search(self, tool: NativeTool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """xAI's ``web_search`` tool takes its domain lists flat; no ``include`` (it has no
-        per-search sources) and no ``max_tool_calls``."""
-        declared: dict[str, Any] = {"type": "web_search"}
-        if tool.allowed_domains:
-            declared["allowed_domains"] = list(tool.allowed_domains)
-        if tool.blocked_domains:
-            declared["excluded_domains"] = list(tool.blocked_domains)
-        return declared, {}
+        """Domain lists flat; no ``include`` (no per-search sources), no ``max_tool_calls``."""
+        lists = {"allowed_domains": tool.allowed_domains, "excluded_domains": tool.blocked_domains}
+        return {"type": "web_search", **{key: list(v) for key, v in lists.items() if v}}, {}
 
 
 class _Compatible(OpenAIBackend):

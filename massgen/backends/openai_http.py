@@ -1,10 +1,6 @@
-"""massgen's own client for OpenAI-compatible APIs: JSON and server-sent events on aiohttp.
-
-The SDK costs ~0.9 s of CPU to import and httpx several ms per request at ~200 in flight
-(encode/httpcore#1035); aiohttp a fraction of one. All clients of a process share one session
-per event loop, closed with its last user or when the loop shuts down. Nothing is retried
-here (the retry wrapper has the one budget); failures become our errors, without the key.
-"""
+"""The two clients that send OpenAI-compatible bodies: massgen's own on aiohttp (the default:
+the SDK costs ~0.9 s of CPU to import, httpx several ms per request at ~200 in flight,
+encode/httpcore#1035), sharing one session per event loop, and the ``openai`` SDK's."""
 
 from __future__ import annotations
 
@@ -23,28 +19,27 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from massgen import __version__
-from massgen.backends._common import tls_context
+from massgen.backends._common import sdk_client, tls_context
 from massgen.backends._errors import (
     body_message,
     clean_message,
     error_for_status,
     error_in_body,
     parse_retry_after,
+    sdk_errors,
 )
-from massgen.backends.openai import DONE
+from massgen.backends.openai import DONE, RESPONSES
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
 
 if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
     import aiohttp
 
-_PER_HOST = 256
-"""Connections per host: above a batch's 64 tasks x 3 agents in flight, yet a bound."""
-
+_PER_HOST = 256  # connections per host: above a batch's 64 tasks x 3 agents, yet a bound
+# Read from the environment as the SDK reads them, so both clients send the same.
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
-"""Read from the environment as the SDK reads them, so both clients send the same."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# One encoder for every body: ``json.dumps`` with options builds a new one per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-"""One encoder for every body: ``json.dumps`` with options builds a new one per call."""
 
 
 @dataclass(slots=True)
@@ -97,15 +92,13 @@ async def _release(session: aiohttp.ClientSession) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """``seconds`` for each step (a free connection, connecting, each read), as httpx counts
-    them: a long stream that keeps sending is never cut off."""
+    """``seconds`` for each step, as httpx counts: a stream that keeps sending is not cut."""
     import aiohttp
 
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
-def _client_errors() -> tuple[type[BaseException], ...]:
-    """What aiohttp raises, for an ``except`` (evaluated only once something was raised)."""
+def _client_errors() -> tuple[type[BaseException], ...]:  # evaluated once something raised
     import aiohttp
 
     return (aiohttp.ClientError, TimeoutError)
@@ -114,24 +107,18 @@ def _client_errors() -> tuple[type[BaseException], ...]:
 def proxy_for(url: str) -> str | None:
     """The proxy ``HTTP(S)_PROXY`` names for ``url`` unless ``NO_PROXY`` excludes it, read once
     per client (aiohttp's ``trust_env`` reads it and ``~/.netrc`` in a thread per request)."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    proxy = proxies.get(parts.scheme)
+    proxies, parts = urllib.request.getproxies_environment(), urlsplit(url)
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if not proxy or bypass(parts.hostname or "", proxies):
-        return None
-    return str(proxy)
+    if (proxy := proxies.get(parts.scheme)) and not bypass(parts.hostname or "", proxies):
+        return str(proxy)
+    return None
 
 
 class HTTPChatClient:
-    """``POST {base_url}/{api}`` (``chat/completions`` or ``responses``), plain or streamed,
-    returning the provider's JSON. ``https://`` URLs use the process's one TLS context
-    (:func:`~massgen.backends._common.tls_context`); ``http://`` ones load no CA bundle."""
+    """``POST {base_url}/{api}``, plain or streamed, returning the provider's JSON."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
-        self.provider = provider
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        self.provider, self.base_url, self.timeout = provider, base_url.rstrip("/"), timeout
         self._api_key = api_key
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -159,8 +146,7 @@ class HTTPChatClient:
         return options
 
     async def aclose(self) -> None:
-        """Let go of the shared session (closed with its last user); the next request, on
-        any event loop, takes one again."""
+        """Let go of the shared session (closed with its last user)."""
         client, self._client = self._client, None
         if client is not None:
             await _release(client)
@@ -177,7 +163,6 @@ class HTTPChatClient:
         )
 
     async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """One non-streaming request: the response object."""
         session = await self._session()
         try:
             async with self._post(session, api, body, seconds) as response:
@@ -191,9 +176,7 @@ class HTTPChatClient:
     async def stream(
         self, api: str, body: dict[str, Any], seconds: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``.
-        An error object in the stream (OpenRouter's ``{"error": {"code": 400}}`` chunk, Groq's
-        ``event: error``) raises as the status it names says."""
+        """Its event objects, then :data:`~massgen.backends.openai.DONE` at ``data: [DONE]``."""
         session = await self._session()
         try:
             async with self._post(session, api, body, seconds) as response:
@@ -252,8 +235,7 @@ class HTTPChatClient:
 
 
 async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event as soon as its blank line arrives: lines end in
-    CR, LF or CRLF (split across reads too), comments and other fields are skipped."""
+    """The ``data`` of each server-sent event as soon as its blank line arrives."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     data: list[str] = []
     rest = ""
@@ -273,3 +255,49 @@ async def _sse_data(body: aiohttp.StreamReader) -> AsyncGenerator[str, None]:
                 data.clear()
     if data:  # the server closed without the last blank line
         yield "\n".join(data)
+
+
+class SDKChatClient:
+    """``client: sdk``: the ``openai`` package sends the body; its answers come back as dicts."""
+
+    def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
+        import openai
+
+        self.sdk, self.provider, self.base_url, self.timeout = openai, provider, base_url, timeout
+        self._api_key = api_key
+        self._client: Any = None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _create(self, api: str, body: dict[str, Any], seconds: float) -> Any:
+        """The body as the SDK's arguments and ``extra_body``: sent as the HTTP client would."""
+        if self._client is None:
+            kind, sdk = self.sdk.AsyncOpenAI, self.sdk
+            self._client = sdk_client(sdk, kind, self._api_key, self.base_url, self.timeout)
+        client, rest = self._client, dict(body)
+        key = "input" if api == RESPONSES else "messages"
+        args = {"model": rest.pop("model"), key: rest.pop(key), "timeout": seconds}
+        if rest.pop("stream", False):
+            args["stream"] = True
+        endpoint: Any = client.responses if api == RESPONSES else client.chat.completions
+        return await endpoint.create(**args, extra_body=rest or None)
+
+    async def request(self, api: str, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            response = await self._create(api, body, seconds)
+        return response.to_dict(warnings=False)
+
+    async def stream(
+        self, api: str, body: dict[str, Any], seconds: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        with sdk_errors(self.sdk, provider=self.provider, secret=self._api_key):
+            async with await self._create(api, body, seconds) as stream:
+                async for chunk in stream:
+                    yield chunk.to_dict(warnings=False)
+        # The SDK ends a Chat Completions stream at `[DONE]` (or at a body that ends cleanly;
+        # one cut short raises): to it, and so to us, the stream is complete.
+        if api != RESPONSES:
+            yield DONE

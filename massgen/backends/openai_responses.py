@@ -1,7 +1,5 @@
-"""The Responses API, for turns that declare a provider-side search: OpenAI's and xAI's
-``web_search`` tools exist only there. Plain dicts both clients move: our request as a
-Responses body, and a response (or its stream's events) as a Completion.
-"""
+"""The Responses API, for turns with a provider-side search (OpenAI's and xAI's
+``web_search`` exist only there): our request as its body, its response as a Completion."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ from massgen.types import (
     Completion,
     CompletionRequest,
     ServerToolCall,
-    ToolSpec,
     Usage,
 )
 
@@ -26,10 +23,8 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 _FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
-# -- requests out ----------------------------------------------------------------------------
 def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
-    """Our conversation as ``input`` items: system turns in place (xAI takes no
-    ``instructions``), tool calls and results as ``function_call``/``_output`` items."""
+    """Our conversation as ``input`` items, system turns in place (xAI takes no instructions)."""
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
@@ -45,26 +40,15 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     return items
 
 
-def function_tool(spec: ToolSpec) -> dict[str, Any]:
-    """A function tool, flat (Chat Completions nests it under ``function``)."""
-    return {
-        "type": "function",
-        "name": spec.name,
-        "description": spec.description,
-        "parameters": dict(spec.parameters),
-    }
-
-
-def tool_choice(choice: str) -> Any:
+def tool_choice(choice: str, *, nested: bool = False) -> Any:
+    """Named: flat, or nested under ``function`` (Chat Completions)."""
     if choice in ("auto", "required", "none"):
         return choice
-    return {"type": "function", "name": choice}
+    return {"type": "function", **({"function": {"name": choice}} if nested else {"name": choice})}
 
 
-# -- responses in ----------------------------------------------------------------------------
 def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
-    """A ``reasoning`` item's readable text: its summary parts (OpenAI shows a summary, not
-    the reasoning itself), else its ``reasoning_text`` parts (servers that show it whole)."""
+    """A ``reasoning`` item's summary parts (OpenAI's), else its ``reasoning_text`` parts."""
 
     def texts(parts: Any, kind: str | None) -> list[str]:
         return [
@@ -78,19 +62,15 @@ def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
 
 @dataclasses.dataclass(eq=False, slots=True)
 class Assembly(Draft):
-    """A streamed response: text deltas as they come; ``response.completed`` (or
-    ``.incomplete``) carries the whole response; a stream without it was cut off."""
+    """A response, whole or streamed (``response.completed`` carries the whole of it)."""
 
-    summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
-    """Reasoning summary parts by (item, part), from their ``.done`` events."""
+    summaries: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)  # by part
     final: Mapping[str, Any] | None = None
-    finished: bool = False  # an error event, even after the final response, is raised
 
     def whole(self, data: Mapping[str, Any]) -> None:
         self.final = data
 
     def feed(self, event: Mapping[str, Any]) -> str:
-        """Take one event in; return its text delta ("" if it has none)."""
         kind = event.get("type")
         if kind == "response.output_text.delta":
             delta = str(event.get("delta") or "")
@@ -108,7 +88,6 @@ class Assembly(Draft):
         return ""
 
     def completion(self, request: CompletionRequest, latency: float) -> Completion:
-        """The final (or whole) response as our Completion; a failed one raises."""
         data = self.final
         if data is None:  # the stream was cut off
             raise stream_incomplete(self.provider)
@@ -149,8 +128,7 @@ class Assembly(Draft):
 
 
 def response_error(error: Any, *, provider: str) -> ProviderError:
-    """A failed response's (or ``error`` event's) error, mapped like a status: most codes
-    name a bad request that another attempt cannot fix."""
+    """A failed response's (or ``error`` event's) error: most codes name a bad request."""
     if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
         error = error["error"]  # an ``error`` event: {"type": "error", "error": {...}}
     return error_in_body(error, provider=provider, default_status=400)
@@ -166,7 +144,6 @@ def url_pairs(items: Any, kind: str | None = None) -> list[tuple[str, str]]:
 
 
 def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerToolCall:
-    """One ``web_search_call`` item: what it did (a search, a page opened...) and its status."""
     action = item.get("action")
     arguments: dict[str, Any] = {}
     if isinstance(action, Mapping):

@@ -1,12 +1,6 @@
-"""What a request cost, in US dollars, from the tokens it used.
-
-Prices come from genai-prices' bundled table (see :mod:`massgen.tokens`): list prices,
-tiered by prompt length where the provider tiers them. Treat them as possibly stale and give
-what you actually pay as ``prices:`` in the config: an override applies to the model of that
-name as genai-prices resolves it (``gpt-4o`` covers ``gpt-4o-2024-08-06``), and by the
-longest prefix to models it does not know. Cost is an estimate for budgets and display, never
-a bill; a model nobody priced (local servers, replay) costs 0, and is logged once.
-"""
+"""What a request cost, in US dollars: genai-prices' list prices or a ``prices:`` override
+(by the model as genai-prices resolves it, else the longest prefix). An estimate; a model
+nobody priced costs 0 (logged once)."""
 
 from __future__ import annotations
 
@@ -51,16 +45,7 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
 
 def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | None:
     """Input and output prices of ``model``: an override is one flat tier."""
-    if (override := _override_for(model, overrides)) is not None:
-        return (override.input, ()), (override.output, ())
-    info = known_model(model)
-    return None if info is None else (info.input, info.output)
-
-
-def _override_for(model: str, overrides: Overrides | None) -> Price | None:
-    if not overrides:
-        return None
-    table = {k.strip().lower(): v for k, v in overrides.items()}
+    table = {k.strip().lower(): v for k, v in (overrides or {}).items()}
     name = model.strip().lower()
     info = known_model(name)
     if info is not None:  # its own name, or the name genai-prices knows it by
@@ -70,7 +55,10 @@ def _override_for(model: str, overrides: Overrides | None) -> Price | None:
         key = max(
             (k for k in table if name.startswith(k) or bare.startswith(k)), key=len, default=None
         )
-    return None if key is None else _override(key, table[key])
+    if key is not None:
+        price = _override(key, table[key])
+        return (price.input, ()), (price.output, ())
+    return None if info is None else (info.input, info.output)
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,7 +67,7 @@ def _unpriced(model: str) -> None:
 
 
 def _tier(tiers: Tiers, prompt: int) -> float:
-    """The price every token pays: a prompt past a tier's start moves the whole request there."""
+    # A prompt past a tier's start moves the whole request there.
     base, cliffs = tiers
     return next((price for start, price in reversed(cliffs) if prompt > start), base)
 

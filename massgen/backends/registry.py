@@ -1,9 +1,5 @@
-"""Build a backend from its ``type`` name, importing only the SDK that type needs.
-
-``type`` is one of :data:`BACKEND_TYPES`, or ``package.module:Class`` naming your own
-:class:`~massgen.backends.base.Backend` subclass. Everything that can go wrong here is a
-usage mistake, so it raises :class:`~massgen.errors.ConfigError` with a hint.
-"""
+"""Build a backend from its ``type`` name (one of :data:`BACKEND_TYPES`, or
+``package.module:Class``), importing only the SDK it needs; mistakes raise ConfigError."""
 
 from __future__ import annotations
 
@@ -21,7 +17,6 @@ from massgen.providers import BACKEND_TYPES, PROVIDERS, Provider
 
 
 def _row(type: str) -> Provider:
-    """The row of a built-in ``type``; an empty one for custom classes (they decide)."""
     return PROVIDERS.get(type.strip().lower()) or Provider("custom", "", "", needs_key=False)
 
 
@@ -37,16 +32,14 @@ def model_hint(type: str) -> str:
 
 
 def key_variables(type: str, api_key: str | None = None) -> tuple[str, ...]:
-    """The environment variables a backend of ``type`` reads its key from, when it has no
-    key: ``api_key`` is empty and none of them is set. Empty when it has one or needs none."""
+    """The variables a backend of ``type`` would read its missing key from; () if it has one."""
     row = _row(type)
     names = row.key_env if row.needs_key else ()
     return () if api_key or any(os.environ.get(v) for v in names) else names
 
 
 def default_env_var(type: str) -> str | None:
-    """The environment variable a backend type reads its key from (``None``: no key needed);
-    the first of them when there are several (Google: ``GEMINI_API_KEY``)."""
+    """The (first) environment variable a backend type reads its key from; ``None``: none."""
     row = _row(type)
     return row.key_env[0] if row.needs_key and row.key_env else None
 
@@ -65,10 +58,8 @@ def create_backend(
     base_dir: Path | None = None,
     client: str | None = None,
 ) -> Backend:
-    """Build the backend ``type`` names. ``params`` go to the provider untouched (for
-    ``replay``: its options, such as ``rules``; for a custom class: keyword arguments).
-    ``base_dir`` is the config file's folder, where a custom module or a replay
-    ``answers_file`` is found. ``client`` (``http`` or ``sdk``) is for OpenAI-compatible types."""
+    """Build the backend ``type`` names. ``params`` go to the provider untouched (to replay
+    and custom classes: keyword arguments); ``base_dir`` is the config file's folder."""
     kind = type.strip()
     if ":" not in kind and (kind := kind.lower()) not in PROVIDERS:
         raise ConfigError(f"unknown backend type {type!r}", hint=_suggest(kind))
@@ -99,7 +90,6 @@ def create_backend(
 
 
 def missing_key(kind: str) -> ConfigError:
-    """The error for a backend of type ``kind`` that has no key."""
     var = default_env_var(kind)
     return ConfigError(
         f"no API key for the {kind} backend",

@@ -1,10 +1,6 @@
-"""A deterministic, offline backend for demos and tests: no SDK, no network, no key.
-
-It answers from ``rules`` (first regex match wins), then ``replies`` in turn, then
-``default``, written in the config or an ``answers_file`` (see docs/config.md). A reply may
-hold ``{task}`` (the first line of the last user message) and ``{label_containing:TEXT}``
-(the label of the peer answer in a review prompt that contains TEXT, else ``A``).
-"""
+"""A deterministic, offline backend for demos and tests: no SDK, no network, no key. It
+answers from ``rules`` (first regex match wins), then ``replies`` in turn, then ``default``
+(docs/config.md says how a reply may hold ``{task}`` and ``{label_containing:TEXT}``)."""
 
 from __future__ import annotations
 
@@ -28,8 +24,6 @@ _LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Reply ``reply`` when ``pattern`` is found in the prompt."""
-
     pattern: re.Pattern[str]
     reply: str
 
@@ -86,9 +80,7 @@ class ReplayBackend(Backend):
         return done
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        """Yield the reply in ``stream_chunk``-sized deltas, spreading ``latency`` over them."""
-        started = time.perf_counter()
-        text = self.reply_for(request)
+        started, text = time.perf_counter(), self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:
@@ -100,8 +92,7 @@ class ReplayBackend(Backend):
 
 
 def fill(reply: str, request: CompletionRequest) -> str:
-    """Fill ``{task}`` and ``{label_containing:TEXT}`` in ``reply``; leave other braces be,
-    so JSON replies survive."""
+    """Fill ``{task}`` and ``{label_containing:TEXT}``; other braces (JSON) are left be."""
     if "{label_containing:" in reply:
         prompt = "\n".join(m.content for m in request.messages)
         blocks = _ANSWER_BLOCK.findall(prompt)
@@ -111,20 +102,14 @@ def fill(reply: str, request: CompletionRequest) -> str:
             return next((str(name) for name, body in blocks if needle in body.casefold()), "A")
 
         reply = _LABEL_TEMPLATE.sub(label, reply)
-    if "{task}" in reply:
-        reply = reply.replace("{task}", task_line(request))
+    if "{task}" in reply:  # the first line of the last user message
+        user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        reply = reply.replace("{task}", (user.strip().splitlines() or [""])[0].strip())
     return reply
 
 
-def task_line(request: CompletionRequest) -> str:
-    """The first line of the last user message."""
-    user = next((m.content.strip() for m in reversed(request.messages) if m.role == "user"), "")
-    return user.splitlines()[0].strip() if user else ""
-
-
 def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str, Any]:
-    """An answers file (YAML or JSON) of ``rules``, ``replies`` and ``default``; a relative
-    path is taken from ``base_dir`` (the config file's folder)."""
+    """An answers file (YAML or JSON), a relative path taken from ``base_dir``."""
     file = Path(path).expanduser()
     if not file.is_absolute() and base_dir is not None:
         file = Path(base_dir) / file

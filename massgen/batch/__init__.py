@@ -1,7 +1,6 @@
 """Batch runs: many tasks, one team, resumable output."""
 
-from massgen.batch.inputs import BatchTask, from_strings, read_tasks, task_id
-from massgen.batch.output import ResultLog
+from massgen.batch.files import BatchTask, ResultLog, from_strings, read_tasks, task_id
 from massgen.batch.runner import BatchResult, BatchSummary, run_batch
 
 __all__ = [

@@ -8,11 +8,10 @@ import gc
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from massgen.batch.inputs import BatchTask
-from massgen.batch.output import ResultLog
+from massgen.batch.files import BatchTask, ResultLog
 from massgen.budget import Budget
 from massgen.errors import BudgetExceeded, MassGenError, ResultsFileError
 from massgen.result import RunResult
@@ -81,14 +80,10 @@ class BatchSummary:
         return self.total - self.done - self.failed - self.skipped
 
     def as_dict(self) -> dict[str, Any]:
+        counts = ("total", "done", "failed", "skipped", "remaining")
         return {
-            "total": self.total,
-            "done": self.done,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "remaining": self.remaining,
-            "input_tokens": self.usage.input_tokens,
-            "output_tokens": self.usage.output_tokens,
+            **{k: getattr(self, k) for k in counts},
+            **asdict(self.usage),
             "cost": round(self.cost, 6),
             "duration": round(self.duration, 3),
             "stopped": self.stopped,
@@ -125,10 +120,7 @@ def row_for(
             answers=result.latest_answers(),
             votes=[{"voter": v.voter, "round": v.round, "for": v.for_agent} for v in result.votes],
             rounds=result.rounds,
-            usage={
-                "input_tokens": result.usage.input_tokens,
-                "output_tokens": result.usage.output_tokens,
-            },
+            usage=asdict(result.usage),
             cost=round(result.cost, 6),
             requests=result.requests,
             duration=round(result.duration, 3),

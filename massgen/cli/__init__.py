@@ -1,19 +1,72 @@
-"""The ``massgen`` command line: it parses, then calls the library (imported inside the
-commands, so ``massgen --help`` stays fast)."""
+"""The ``massgen`` command line: the Typer app and what its commands share. It parses, then
+calls the library (imported inside the commands, so ``massgen --help`` stays fast)."""
 
 from __future__ import annotations
 
 import gc
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from massgen.cli.app import app
-from massgen.cli.exits import start_up
+import typer
+
+from massgen import __version__
+from massgen.cli import agents, bus, run, stores
+from massgen.cli.common import USAGE, Opt, command, fail, start_up
 
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
     from massgen.distributed.target import BusTarget
+
+__all__ = ["app", "main"]
+CONFIG_ENV = "MASSGEN_CONFIG"
+app = typer.Typer(
+    name="massgen",
+    help="Run a team of LLM agents on a task and get one answer.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+for fn in (run.run, run.batch, bus.worker, bus.service):
+    command(app)(fn)
+app.add_typer(agents.configs, name="config")
+app.add_typer(stores.cache, name="cache")
+app.add_typer(agents.agents, name="agents")
+app.add_typer(stores.sessions, name="session")
+app.add_typer(stores.memory, name="memory")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"massgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, Opt("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        Opt(
+            "--log-level",
+            envvar="MASSGEN_LOG",
+            metavar="LEVEL",
+            help="Log to stderr at LEVEL (debug, info, warning, error); secrets are redacted.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run a team of LLM agents on a task and get one answer."""
+    if log_level:
+        from massgen.cli.logs import configure
+        from massgen.errors import ConfigError
+
+        try:
+            configure(log_level)
+        except ConfigError as e:
+            raise fail(str(e), USAGE) from None
 
 
 def main() -> None:
@@ -42,12 +95,6 @@ def team_and_bus(
         hint = f"pass --redis redis://host:6379, {where}, or set MASSGEN_REDIS_URL"
         raise ConfigError(need, key="--redis", hint=hint)
     return cfg, bus
-
-
-__all__ = ["app", "main"]
-
-
-CONFIG_ENV = "MASSGEN_CONFIG"
 
 
 def find_config(config: Path | None) -> Path | None:

@@ -1,4 +1,5 @@
-"""`massgen agents list`: the live registry on Redis, or the team a config declares."""
+"""`massgen agents list` (the live registry on Redis, or the team a config declares) and
+`massgen config validate|schema`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from massgen.cli.options import Opt, Prefix, Redis, command, group
+from massgen.cli.common import Opt, Prefix, Redis, TeamFile, command, group
 
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
@@ -16,21 +17,15 @@ if TYPE_CHECKING:
 
 _DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
 _COUNTERS = ("in_flight", "processed", "failed")
-LIVE_COLUMNS: tuple[str, ...] = (
-    "name",
-    "capabilities",
-    "hosts",
-    "status",
-    "heartbeat_age",
-    "in_flight",
-)
-LIVE_COLUMNS += ("processed", "failed", "replicas", "dead_letters", "secret")
+LIVE_COLUMNS: tuple[str, ...] = ("name", "capabilities", "hosts", "status", "heartbeat_age")
+LIVE_COLUMNS += (*_COUNTERS, "replicas", "dead_letters", "secret")
 TEAM_COLUMNS: tuple[str, ...] = ("name", "backend", "model", "role", "fallback")
 _HEADERS = {"name": "agent", "hosts": "host/pid", "heartbeat_age": "heartbeat"}
-app = group("See the agents of a team or on Redis.")
+agents = group("See the agents of a team or on Redis.")
+configs = group("Check and describe team configs.")
 
 
-@command(app, "list")
+@command(agents, "list")
 def list_agents(
     config: Annotated[Path | None, Opt("--config", help="Team config (YAML).")] = None,
     redis: Redis = None,
@@ -47,12 +42,10 @@ def list_agents(
     cfg, bus = team_and_bus(config, redis, prefix)
     if bus is not None:
         bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
-        rows = asyncio.run(_live(bus, cfg))
-        columns = LIVE_COLUMNS
+        rows, columns = asyncio.run(_live(bus, cfg)), LIVE_COLUMNS
         title = f"agents on {bus.where} (prefix {bus.prefix})"
     elif cfg is not None:
-        rows = team_rows(cfg)
-        columns = TEAM_COLUMNS
+        rows, columns = team_rows(cfg), TEAM_COLUMNS
         title = f"team {cfg.name or config} (not distributed: no Redis configured)"
     else:
         raise ConfigError(
@@ -65,13 +58,7 @@ def list_agents(
         print(json.dumps(rows, ensure_ascii=False))
     else:
         _table(title, columns, rows)
-    _warn_mismatch(rows)
-    return 0
-
-
-def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
-    """One stderr line per agent whose signatures this secret does not verify."""
-    for row in rows:
+    for row in rows:  # the agents whose signatures this secret does not verify
         if bad := row.get("secret_mismatch"):
             print(
                 f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
@@ -79,6 +66,7 @@ def _warn_mismatch(rows: list[dict[str, Any]]) -> None:
                 f"({', '.join(bad)}); their messages are refused here and ours there",
                 file=sys.stderr,
             )
+    return 0
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
@@ -219,3 +207,43 @@ def _age(record: AgentRecord, now: float) -> float:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
+
+
+@command(configs, "validate")
+def validate(config: TeamFile) -> int:
+    """Check CONFIG as a run does before its first request (file, backends, models, keys,
+    tools, Redis) and summarise the team; exit 2 on any mistake. Nothing is sent."""
+    import asyncio
+
+    from massgen.config import load
+    from massgen.distributed.target import BusTarget
+    from massgen.orchestrator import Orchestrator
+
+    cfg = load(config)
+    bus = BusTarget.resolve(None, cfg)
+    orchestrator = Orchestrator.from_config(cfg)
+    asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)
+    if bus is not None:
+        bus.check()  # refused: a ConfigError at the URL (exit 2); down: exit 69
+    count = f"{len(cfg.agents)} agent" + ("s" if len(cfg.agents) > 1 else "")
+    print(f"{config}: ok — {count}, strategy {cfg.orchestrator.strategy}")
+    for a in cfg.agents:
+        extra = f", tools {', '.join(a.tools)}" if a.tools else ""
+        extra += f", fallback {a.fallback}" if a.fallback else ""
+        model = orchestrator.agents[a.name].model_name() or "-"
+        print(f"  {a.name}: {cfg.backend_for(a).type} {model}{extra}")
+    if bus is not None:
+        print(f"  redis: {bus.where} answers (prefix {bus.prefix})")
+    return 0
+
+
+@command(configs, "schema")
+def schema() -> int:
+    """Print the JSON Schema of team configs (for editors)."""
+    import json
+
+    from massgen.config import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    print()
+    return 0

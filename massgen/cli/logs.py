@@ -37,11 +37,8 @@ def configure(level: str) -> None:
     """Send every record at ``level`` or above to stderr, secrets redacted."""
     name = level.strip().lower()
     if name not in LEVELS:
-        raise ConfigError(
-            f"unknown log level {level!r}",
-            key="--log-level",
-            hint="use one of: " + ", ".join(LEVELS) + " (or unset MASSGEN_LOG)",
-        )
+        hint = "use one of: " + ", ".join(LEVELS) + " (or unset MASSGEN_LOG)"
+        raise ConfigError(f"unknown log level {level!r}", key="--log-level", hint=hint)
     root = logging.getLogger()
     if any(getattr(h, _MARK, False) for h in root.handlers):
         return

@@ -1,13 +1,29 @@
-"""`massgen run`: load the team, run the task, show progress, print the answer."""
+"""`massgen run` (one task: load the team, run it, show progress, print the answer) and
+`massgen batch` (many tasks, one team, a resumable JSONL of results)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from massgen.cli.exits import DEGRADED, FAILED, INTERRUPTED, OK, run_until_done
-from massgen.cli.options import Arg, MaxCost, NoCache, Opt, Quiet, Redis, Strategy, TeamFile
+from massgen.cli.common import (
+    DEGRADED,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    Arg,
+    FindConfig,
+    MaxCost,
+    NoCache,
+    Opt,
+    Quiet,
+    Redis,
+    Strategy,
+    TeamFile,
+    run_until_done,
+)
 
 if TYPE_CHECKING:
     from massgen.events import Subscriber
@@ -60,9 +76,8 @@ def run(
 
     task = (sys.stdin.read() if task == "-" else task).strip()
     if not task:
-        raise ConfigError(
-            "the task is empty", key="TASK", hint='pass it as text, or "-" to read stdin'
-        )
+        hint = 'pass it as text, or "-" to read stdin'
+        raise ConfigError("the task is empty", key="TASK", hint=hint)
     cfg = load(config)
     bus = BusTarget.resolve(redis, cfg)
     if bus is not None:
@@ -115,3 +130,135 @@ def run(
         print(f"error: the run record was not written: {recorder.failed}", file=sys.stderr)
         return FAILED
     return DEGRADED if result.degraded else OK
+
+
+def batch(
+    tasks: Annotated[Path, Arg(help="Tasks: .txt (one per line), .jsonl or .csv.")],
+    config: FindConfig = None,
+    out: Annotated[
+        Path | None,
+        Opt("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
+    ] = None,
+    concurrency: Annotated[int, Opt("--concurrency", "-j", help="Tasks in flight.")] = 8,
+    strategy: Strategy = None,
+    no_resume: Annotated[
+        bool, Opt("--no-resume", help="Start over (the old results file is moved aside).")
+    ] = False,
+    max_cost: MaxCost = None,
+    no_cache: NoCache = False,
+    quiet: Quiet = False,
+) -> int:
+    """Run every task in TASKS; one JSON line per finished task; a re-run resumes."""
+    # Every input is checked (flags, config, tasks, the results path) before any file is
+    # touched; then the results file is locked, read (or moved aside) and appended to.
+    from massgen.batch import BatchSummary, ResultLog, run_batch
+    from massgen.batch.files import read_task_file
+    from massgen.budget import check_limit
+    from massgen.cli import CONFIG_ENV, find_config
+    from massgen.config import load
+    from massgen.display.batch import PlainBatchView, RichBatchView, describe
+    from massgen.distributed.target import BusTarget
+    from massgen.errors import ConfigError, Interrupted, ResultsFileError
+    from massgen.orchestrator import Orchestrator
+    from massgen.record import config_digest
+
+    if concurrency < 1:  # our one-line error, as docs/batch.md says, not click's usage text
+        raise ConfigError("must be at least 1", key="--concurrency")
+    max_cost = check_limit(max_cost, "--max-cost")
+    config_path = find_config(config)
+    if config_path is None:
+        message = "no team config given, and there is no massgen.yaml here"
+        hint = f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml"
+        raise ConfigError(message, key="--config", hint=hint)
+    cfg = load(config_path)
+    if cfg.redis is not None:  # the cache and shared limits live there
+        shared = BusTarget.resolve(None, cfg)
+        assert shared is not None
+        shared.check()
+    listed = read_task_file(tasks)
+    items = listed.tasks
+    out = out or tasks.with_name(tasks.stem + ".results.jsonl")
+    if out.is_dir():
+        raise ConfigError("is a folder; give a file name", file=str(out), key="--out")
+    for other, what in ((tasks, "task file"), (config_path, "team config")):
+        if out.resolve() == other.resolve():
+            raise ConfigError(f"is the {what}; results need a file of their own", key="--out")
+    off = False if no_cache else None  # None: as the config says
+    orchestrator = Orchestrator.from_config(
+        cfg, strategy=strategy, max_cost=max_cost, cache_enabled=off
+    )
+    check_limit(orchestrator.max_cost, "orchestrator.max_cost")
+    fingerprint = {
+        "config": config_digest(config_path),
+        "strategy": strategy or orchestrator.strategy,
+    }
+    log = ResultLog(out, resume=not no_resume, fingerprint=fingerprint)
+    if log.moved_aside is not None:
+        print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
+    if log.set_aside:
+        print(
+            f"batch: {log.set_aside} damaged lines of {out} set aside in {log.bad_file}; "
+            "their tasks run again",
+            file=sys.stderr,
+        )
+    if dropped := listed.describe_dropped():
+        print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
+    view: Any = None
+    if not quiet:
+        done = sum(log.done.get(t.id, {}).get("status") in ("done", "degraded") for t in items)
+        tty = sys.stderr.isatty()
+        view = RichBatchView(len(items), done) if tty else PlainBatchView(len(items))
+
+    async def main() -> None:
+        # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result
+        # included) when it restores the SIGINT handler, and a batch's results are large.
+        async with orchestrator:
+            await run_batch(
+                orchestrator,
+                items,
+                log=log,
+                concurrency=concurrency,
+                strategy=strategy,
+                max_cost=orchestrator.max_cost,
+                on_row=view,
+                summary=summary,
+            )
+
+    summary = BatchSummary(total=len(items))
+    # Everything made so far (modules, config, the tasks) lives until exit: out of the
+    # collector's way, so the collections a batch still needs do not walk it each time.
+    gc.freeze()
+    try:
+        try:
+            run_until_done(main)
+        except Interrupted:
+            summary.stopped = "interrupted"
+            raise
+        finally:
+            log.close()
+            if view is not None:
+                view.close(summary)
+    except Interrupted:
+        print(
+            f"batch interrupted: {describe(summary)}; finished tasks are kept in {out}, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        raise
+    except ResultsFileError as e:
+        raise ResultsFileError(
+            f"{e}; every result written before is kept, run the same command again "
+            "once there is room"
+        ) from None
+    print(str(out))
+    if summary.stopped != "budget":
+        return DEGRADED if summary.failed else OK
+    what = f"is spent; {summary.remaining} tasks not run"
+    if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
+        what = (
+            f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
+            "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
+            "request without it is assumed to answer at length)"
+        )
+    print(f"error: the cost budget of ${orchestrator.max_cost} {what}", file=sys.stderr)
+    return FAILED

@@ -108,20 +108,13 @@ def fold(data: dict[str, Any], moves: dict[str, tuple[str, str]]) -> dict[str, A
             continue
         parent = out.get(parent_key)
         if parent is not None and not isinstance(parent, dict):
-            raise fail(
-                "spelling_conflict",
-                f"cannot combine `{src}` with `{parent_key}` that is not a mapping",
-                at=(src,),
-                hint=f"write it as `{parent_key}: {{{leaf}: ...}}`",
-            )
+            message = f"cannot combine `{src}` with `{parent_key}` that is not a mapping"
+            hint = f"write it as `{parent_key}: {{{leaf}: ...}}`"
+            raise fail("spelling_conflict", message, at=(src,), hint=hint)
         parent = dict(parent or {})
         if leaf in parent:
-            raise fail(
-                "spelling_conflict",
-                f"given twice, as `{src}` and as `{parent_key}.{leaf}`",
-                at=(src,),
-                hint="keep one of them",
-            )
+            message = f"given twice, as `{src}` and as `{parent_key}.{leaf}`"
+            raise fail("spelling_conflict", message, at=(src,), hint="keep one of them")
         parent[leaf] = out.pop(src)
         out[parent_key] = parent
     return out
@@ -268,8 +261,7 @@ class BackendConfig(ConfigModel):
     @field_validator("params")
     @classmethod
     def _replay_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if info.data.get("type") == "replay":
-            # A ValidationError raised here is re-rooted at ``params`` by pydantic.
+        if info.data.get("type") == "replay":  # pydantic re-roots its errors at ``params``
             ReplayOptions.model_validate(value)
         return value
 
@@ -354,12 +346,9 @@ class AgentConfig(ConfigModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         if not _AGENT_NAME.fullmatch(value):
-            raise fail(
-                "agent_name",
-                "an agent name needs letters, digits, `_`, `-` or `.` only (no spaces), "
-                "at most 64 characters",
-                hint="e.g. `researcher` or `gpt_4o`",
-            )
+            message = "an agent name needs letters, digits, `_`, `-` or `.` only (no spaces), "
+            message += "at most 64 characters"
+            raise fail("agent_name", message, hint="e.g. `researcher` or `gpt_4o`")
         return value
 
 
@@ -505,13 +494,9 @@ class TeamConfig(ConfigModel):
     def backend_for(self, agent: AgentConfig | str) -> BackendConfig:
         """The backend ``agent`` talks to, with its model/temperature/max_tokens overrides."""
         member = self.agent(agent) if isinstance(agent, str) else agent
-        ref = member.backend
-        if isinstance(ref, BackendConfig):
-            base = ref
-        elif ref in self.backends:
-            base = self.backends[ref]
-        else:  # a bare provider type on a model built without validation
-            base = BackendConfig(type=ref)
+        base = member.backend
+        if not isinstance(base, BackendConfig):  # a name (a bare type if built unvalidated)
+            base = self.backends.get(base) or BackendConfig(type=base)
         own = (("model", member.model or None), ("temperature", member.temperature))
         update = {k: v for k, v in (*own, ("max_tokens", member.max_tokens)) if v is not None}
         return base.model_copy(update=update) if update else base
@@ -521,8 +506,7 @@ class TeamConfig(ConfigModel):
         from massgen.config.references import check_references
 
         check_references(self)
-        for agent in self.agents:
-            # `backend: openai` with no such entry: add one, so every name resolves.
+        for agent in self.agents:  # `backend: openai` and no such entry: add one
             if isinstance(agent.backend, str) and agent.backend not in self.backends:
                 self.backends[agent.backend] = BackendConfig(type=agent.backend)
         return self

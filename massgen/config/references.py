@@ -23,9 +23,8 @@ def check_references(team: TeamConfig) -> None:
             check_backend_ref(agent.backend, team.backends, ("agents", i, "backend"))
         check_agent_ref(agent.fallback, names, ("agents", i, "fallback"))
         if agent.fallback == agent.name:
-            raise fail(
-                "bad_fallback", "an agent cannot be its own fallback", at=("agents", i, "fallback")
-            )
+            message = "an agent cannot be its own fallback"
+            raise fail("bad_fallback", message, at=("agents", i, "fallback"))
         check_agent_ref(agent.memory.summarizer, names, ("agents", i, "memory", "summarizer"))
         for j, tool in enumerate(agent.tools):
             check_tool_ref(tool, team.tools, ("agents", i, "tools", j))
@@ -33,12 +32,9 @@ def check_references(team: TeamConfig) -> None:
     backups = {a.fallback for a in team.agents if a.fallback}
     for i, agent in enumerate(team.agents):
         if agent.standby and agent.name not in backups:
-            raise fail(
-                "idle_standby",
-                f"agent {agent.name!r} is on standby but no agent falls back to it",
-                at=("agents", i, "standby"),
-                hint=f"set `fallback: {agent.name}` on the agent it backs up, or remove `standby`",
-            )
+            message = f"agent {agent.name!r} is on standby but no agent falls back to it"
+            hint = f"set `fallback: {agent.name}` on the agent it backs up, or remove `standby`"
+            raise fail("idle_standby", message, at=("agents", i, "standby"), hint=hint)
     if all(a.standby for a in team.agents):
         raise fail("no_seats", "every agent is on standby", at=("agents",))
     orch = team.orchestrator
@@ -50,10 +46,8 @@ def unique_names(agents: list[AgentConfig]) -> list[str]:
     names = [a.name for a in agents]
     for i, name in enumerate(names):
         if name in names[:i]:
-            hint = "agent names must be unique"
-            raise fail(
-                "duplicate_agent", "duplicate agent name", at=("agents", i, "name"), hint=hint
-            )
+            at, hint = ("agents", i, "name"), "agent names must be unique"
+            raise fail("duplicate_agent", "duplicate agent name", at=at, hint=hint)
     return names
 
 
@@ -111,9 +105,6 @@ def check_fallback_cycles(agents: list[AgentConfig]) -> None:
         while (current := fallback.get(chain[-1])) is not None and current not in chain:
             chain.append(current)
         if current == agent.name:  # a cycle without this agent is reported at its members
-            raise fail(
-                "fallback_cycle",
-                f"fallbacks form a cycle: {' -> '.join([*chain, current])}",
-                at=("agents", i, "fallback"),
-                hint="a fallback chain must end at an agent without a fallback",
-            )
+            message = f"fallbacks form a cycle: {' -> '.join([*chain, current])}"
+            hint = "a fallback chain must end at an agent without a fallback"
+            raise fail("fallback_cycle", message, at=("agents", i, "fallback"), hint=hint)

@@ -1,13 +1,17 @@
 """Wrappers that make a backend survive real providers, and :func:`wrap`, which stacks them:
-cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md).
-Retry sits outside: every attempt honours the limits and counts toward the breaker."""
+cache → retry → request log → rate limit → circuit breaker → backend (docs/resilience.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend
+from massgen.errors import ProviderError
 from massgen.resilience.breaker import (
     BreakerBackend,
     BreakerPolicy,
@@ -16,19 +20,20 @@ from massgen.resilience.breaker import (
     redis_state,
 )
 from massgen.resilience.ratelimit import Limiter, RateLimit, RateLimitedBackend, RedisLimiter
-from massgen.resilience.requestlog import LoggedBackend
 from massgen.resilience.retry import RetryingBackend, RetryPolicy
-from massgen.resilience.wrapper import Bound, Wrapper
+from massgen.resilience.wrapper import Bound, Call, Wrapper
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
     from massgen.store.redis_client import RedisLease
 
+log = logging.getLogger("massgen.requests")
+
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """An endpoint's guards, from its backend's config; shared through ``redis`` if given
-    (its owner gives the lease back)."""
+    """An endpoint's guards, from its backend's config; shared through ``redis`` if given."""
 
     breaker: BreakerPolicy | None = None
     rate_limit: RateLimit | None = None
@@ -49,8 +54,7 @@ def wrap(
     retry: RetryPolicy | None = None,
     cache: CacheSettings | None = None,
 ) -> Backend:
-    """The whole stack around ``backend``; absent settings add nothing (the request log costs
-    nothing while DEBUG logging is off, and is always there)."""
+    """The whole stack around ``backend``; absent settings add nothing but the request log."""
     g, key = guards or Guards(), endpoint_key(backend)
     if g.breaker is not None:
         state = redis_state(g.redis, g.prefix, key) if g.redis is not None else None
@@ -68,6 +72,45 @@ def wrap(
 
         backend = CachingBackend(backend, cache.store, cache.ttl)
     return backend
+
+
+class LoggedBackend(Wrapper):
+    """Wraps a backend; one DEBUG line per provider attempt (``massgen.requests``), e.g.
+    ``request agent=ada model=m attempt=1 status=ok latency=0.412s tokens=120+31``. With
+    DEBUG off a call goes straight to the wrapped backend: nothing per chunk."""
+
+    def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
+        on = log.isEnabledFor(logging.DEBUG)
+        return super().complete(request) if on else self.inner.complete(request)
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        on = log.isEnabledFor(logging.DEBUG)
+        return super().stream(request) if on else self.inner.stream(request)
+
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        started, asked = time.perf_counter(), request.call
+        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
+
+        def say(model: str, status: object, latency: float, tail: str, *args: object) -> None:
+            head = "request agent=%s model=%s attempt=%d status=%s latency=%.3fs "
+            log.debug(head + tail, agent, model or "-", attempt, status, latency, *args)
+
+        try:
+            async for chunk in call(request):
+                if (done := chunk.completion) is not None:
+                    model, usage = done.model or request.model or self.model, done.usage
+                    finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
+                    tokens = f"{usage.input_tokens}+{usage.output_tokens}"
+                    say(model, "ok", done.latency, "tokens=%s%s", tokens, finish)
+                yield chunk
+        except (Exception, asyncio.CancelledError) as error:
+            status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
+            if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+                status = "cancelled"
+            why = str(error).splitlines()[0][:300] if str(error) else "-"
+            elapsed, model = time.perf_counter() - started, request.model or self.model
+            say(model, status or type(error).__name__, elapsed, "error=%s", why)
+            raise
 
 
 __all__ = ["Bound", "CacheSettings", "Guards", "RetryPolicy", "RetryingBackend", "Wrapper", "wrap"]

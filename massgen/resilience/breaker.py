@@ -51,8 +51,8 @@ class BreakerPolicy:
 
 
 def trips(error: BaseException) -> bool:
-    """True for failures that say the endpoint is unwell: 5xx (529 too), 408, timeouts and
-    connection errors. Not 429, other 4xx, or anything that is not a provider error."""
+    """True when the endpoint is unwell: 5xx (529 too), 408, timeouts, connection errors;
+    not 429 or another 4xx (the caller's fault, or a limit the rate limiter handles)."""
     if not isinstance(error, ProviderError) or not error.retryable:
         return False
     if error.status is None:
@@ -74,9 +74,8 @@ def endpoint_key(backend: Backend) -> str:
 
 
 class BreakerState:
-    """A circuit's state in this process, and the steps every store has, each atomic.
-    ``record`` counts a failure at ``now`` (``None``: an answer resets the count), opens the
-    circuit on the ``threshold``-th, and returns when it opened (``None``: closed)."""
+    """A circuit's state in this process; every store's steps are atomic. ``record`` counts a
+    failure at ``now`` (``None``: resets), and returns when it opened (``None``: closed)."""
 
     def __init__(self) -> None:
         self.failures = 0
@@ -110,8 +109,7 @@ _DROP_PROBE = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', K
 
 
 class RedisBreakerState(BreakerState):
-    """The state in Redis (docs/resilience.md): ``{prefix}breaker:{key}``, a HASH, and
-    ``{prefix}breaker:{key}:probe``; one round trip a step. The lease is the caller's."""
+    """The state in Redis (docs/resilience.md), one round trip a step; the lease is the caller's."""
 
     def __init__(self, lease: RedisLease, prefix: str, key: str) -> None:
         self._lease = lease
@@ -154,8 +152,7 @@ class RedisBreakerState(BreakerState):
 
 
 def redis_state(lease: RedisLease, prefix: str, key: str) -> BreakerState:
-    """The circuit ``key`` in Redis, kept here while Redis is away (a probe taken here is
-    given back here)."""
+    """The circuit ``key`` in Redis, kept here while Redis is away."""
     remote, local = RedisBreakerState(lease, prefix, key), BreakerState()
     return cast(BreakerState, Shared(f"circuit breaker {key}", remote, local, both={"drop_probe"}))
 
@@ -174,8 +171,7 @@ class CircuitBreaker:
     ) -> None:
         self.key, self.policy, self.clock = key, policy or BreakerPolicy(), clock
         self.store = state or BreakerState()
-        self.state = CircuitState.CLOSED
-        """The state this process last saw (:meth:`refresh` reads the store's)."""
+        self.state = CircuitState.CLOSED  # as this process last saw it (see refresh)
 
     def _at(self, opened: float | None, now: float) -> CircuitState:
         if opened is None:
@@ -183,13 +179,12 @@ class CircuitBreaker:
         return CircuitState.OPEN if now < opened + self.policy.cooldown else CircuitState.HALF_OPEN
 
     async def refresh(self) -> CircuitState:
-        """Read the current state from the store (other processes may have changed it)."""
+        """Read the current state from the store (other processes may change it)."""
         self.state = self._at(await self.store.opened_at(), self.clock())
         return self.state
 
     async def enter(self, provider: str = "") -> str | None:
-        """Admit one call or raise :class:`CircuitOpen`; the probe's token when this call is
-        the half-open probe (pass it to :meth:`failed`)."""
+        """Admit one call or raise :class:`CircuitOpen`; a half-open probe gets a token."""
         now, opened = self.clock(), await self.store.opened_at()
         self.state = state = self._at(opened, now)
         if state is CircuitState.CLOSED:
@@ -204,8 +199,7 @@ class CircuitBreaker:
         return token
 
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
-        """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered). The
-        answer or error in hand matters more: a store failing here is logged, not raised."""
+        """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered)."""
         tripped = error is not None and trips(error)
         now = self.clock() if tripped else None
         # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
@@ -225,7 +219,7 @@ class CircuitBreaker:
 
 
 class BreakerBackend(Wrapper):
-    """Wraps a backend; same interface, calls guarded by ``breaker``."""
+    """Wraps a backend; calls guarded by ``breaker``."""
 
     def __init__(self, inner: Backend, breaker: CircuitBreaker) -> None:
         super().__init__(inner)

@@ -1,8 +1,5 @@
-"""Serve repeated LLM requests from a :class:`~massgen.store.base.Store`, making no provider call.
-
-Keyed by a SHA-256 over the backend and the request (:mod:`massgen.serialize`'s shape, no
-``timeout``). Only successful answers are stored, never an error, a filtered or empty answer
-(docs/cache.md says why); a store that fails is logged and counted, never fails a request."""
+"""Serve repeated LLM requests from a :class:`~massgen.store.base.Store` (docs/cache.md).
+Only successful answers are stored; a store that fails is logged, never fails a request."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from massgen.backends.base import Backend, innermost
 from massgen.errors import TransportError
@@ -31,28 +28,20 @@ DEFAULT_CACHE_PATH = Path(".massgen") / "cache.sqlite3"  # when the config names
 KEY_PREFIX = "cache:"  # then the namespace: ``delete_prefix`` it to clear the cache
 FORMAT_VERSION = 3  # of the key's recipe (not of entries, or every stored entry would be lost)
 ENTRY_VERSION = 3  # of a stored entry; older entries are upgraded as they are read
-
-
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _canonical(payload: Any) -> bytes:
-    return _ENCODER.encode(payload).encode()
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
 def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
-    """The hex SHA-256 naming ``request`` sent to ``model`` of ``provider``: the same in every
-    process (no ``hash()``, sorted keys). :class:`ValueError` if ``extra`` or a tool schema
-    holds something JSON cannot spell (such a request is simply not cached)."""
+    """The hex SHA-256 naming ``request`` sent to ``model`` of ``provider`` (no ``timeout``), the
+    same in every process; :class:`ValueError` if JSON cannot spell it (then not cached)."""
     temperature = None if request.temperature is None else float(request.temperature)
     asked = replace(request, model=model, temperature=temperature, timeout=None, call=None)
     payload = {"v": FORMAT_VERSION, "provider": provider, **to_dict(asked)}
-    return hashlib.sha256(_canonical(payload)).hexdigest()
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
 def backend_identity(backend: Backend) -> str:
-    """Who answers behind ``backend`` (through any wrappers): provider, class and endpoint
-    (two custom functions of one class need namespaces of their own)."""
+    """Who answers behind ``backend``'s wrappers: provider, class and endpoint."""
     inner = innermost(backend)
     identity = f"{inner.provider}:{type(inner).__module__}.{type(inner).__qualname__}"
     base_url = getattr(inner, "base_url", None)
@@ -60,14 +49,11 @@ def backend_identity(backend: Backend) -> str:
 
 
 def encode_completion(completion: Completion) -> bytes:
-    """``completion`` as a cache entry: every field, in :mod:`massgen.serialize`'s shape."""
-    return _canonical({"v": ENTRY_VERSION, **completion_to_dict(completion)})
+    return _canonical({"v": ENTRY_VERSION, **completion_to_dict(completion)}).encode()
 
 
 def decode_completion(blob: bytes, latency: float) -> Completion:
-    """The stored answer, marked ``cached`` and timed at ``latency`` (the lookup's); an entry
-    of format 2 (usage and sources as pairs) is read too. :class:`ValueError` (or
-    ``KeyError``/``TypeError``) for an entry it cannot read."""
+    """The stored answer (format 2 too), marked ``cached``; ValueError etc. if unreadable."""
     if blob.endswith(b',"v":%d}' % ENTRY_VERSION):  # sorted keys: "v" is last; one pass
         return replace(from_json(Completion, blob), latency=latency, cached=True, requests=0)
     data = json.loads(blob)
@@ -87,9 +73,7 @@ def pieces(text: str, count: int = 4) -> list[str]:
 
 
 class CachingBackend(Wrapper):
-    """Wraps a backend; identical requests are answered from ``store`` for ``ttl`` seconds
-    (``None``: until cleared) under ``cache:{namespace}:{sha256}``. :meth:`aclose` leaves the
-    store open: whoever opened it (and may share it) closes it."""
+    """Wraps a backend; identical requests are answered from ``store`` for ``ttl`` seconds."""
 
     def __init__(
         self, inner: Backend, store: Store, ttl: float | None = None, *, namespace: str = "default"
@@ -100,7 +84,7 @@ class CachingBackend(Wrapper):
         self._identity = backend_identity(inner)
 
     def key_for(self, request: CompletionRequest) -> str | None:
-        """The store key of ``request``, or ``None`` if it cannot be keyed (not cached)."""
+        """The store key of ``request``, or ``None`` if it cannot be keyed."""
         try:
             digest = cache_key(request, self._identity, request.model or self.inner.model)
         except (TypeError, ValueError) as e:

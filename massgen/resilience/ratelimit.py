@@ -1,7 +1,6 @@
 """Per-backend rate limits (rpm, tpm, requests in flight) as a weighted sliding-window log
-(docs/resilience.md says why, and why not a library). :class:`Limiter` is the algorithm,
-written once; the log lives in this process (:class:`MemoryLog`) or in Redis
-(:class:`RedisLog`, shared by every process, timed by the server's clock)."""
+(docs/resilience.md says why): :class:`Limiter` is the algorithm, over a log in this process
+(:class:`MemoryLog`) or in Redis (:class:`RedisLog`, timed by the server's clock)."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ class RateLimit:
             raise ConfigError("must be positive", key="rate_limit.window")
 
     def estimate(self, request: CompletionRequest) -> int:
-        """Tokens charged until the usage is known (the one estimator, tools included)."""
+        """Tokens charged until the usage is known."""
         answer = self.output_tokens if request.max_tokens is None else request.max_tokens
         return estimate_request(request) + answer
 
@@ -73,8 +72,7 @@ def wait_for(live: Entries, now: float, limit: RateLimit, tokens: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A request let through: its log entry ``id``, the ``tokens`` charged, and ``at``, the
-    log's clock when granted (without ``rpm`` and ``tpm`` nothing is logged: ``""``, 0)."""
+    """A request let through: its log entry (``""``: none), tokens charged, and when."""
 
     id: str
     tokens: int
@@ -82,8 +80,7 @@ class Grant:
 
 
 class MemoryLog:
-    """The log in this process, and the steps every log has. ``append`` is atomic: drop the
-    entries that left the window, then log the request if it fits (both O(1) a request)."""
+    """The log in this process, and the steps every log has (each atomic)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -136,8 +133,7 @@ if at then redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('ZADD', KEYS[1], at,
 
 
 class RedisLog(MemoryLog):
-    """The log in Redis at ``{prefix}ratelimit:{key}``, timed by the server's clock unless
-    ``clock`` is given (tests do). The lease is the caller's to close."""
+    """The log in Redis at ``{prefix}ratelimit:{key}``, on the server's clock by default."""
 
     def __init__(
         self, lease: RedisLease, prefix: str, key: str, *, clock: Callable[[], float] | None
@@ -176,8 +172,8 @@ class Limiter:
         self._queue = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> Grant:
-        """Wait until a request of ``tokens`` fits, and log it. A request larger than ``tpm``
-        is charged ``tpm``: it waits for an empty window instead of forever."""
+        """Wait until a request of ``tokens`` fits, and log it (at most ``tpm``: a larger one
+        waits for an empty window instead of forever)."""
         limit = self.limit
         tokens = max(0, tokens if limit.tpm is None else min(tokens, limit.tpm))
         if limit.rpm is None and limit.tpm is None:
@@ -195,8 +191,7 @@ class Limiter:
 
 
 class RedisLimiter(Limiter):
-    """A limit shared through Redis by every process limiting ``key``, counted in this
-    process while Redis is unreachable (``fallback``, :mod:`massgen.resilience.shared`)."""
+    """A limit shared through Redis by every process limiting ``key``."""
 
     def __init__(
         self,
@@ -214,7 +209,7 @@ class RedisLimiter(Limiter):
 
 
 class RateLimitedBackend(Wrapper):
-    """Wraps a backend; each call waits for one of ``max_in_flight`` slots, then for room."""
+    """Wraps a backend; a call waits for one of ``max_in_flight`` slots, then for room."""
 
     def __init__(self, inner: Backend, limiter: Limiter) -> None:
         super().__init__(inner)

@@ -1,7 +1,6 @@
-"""Retry errors whose ``retryable`` flag is set (never auth, other 4xx or an open circuit)
-with exponential backoff, jitter and Retry-After: the one retry budget (the SDKs' are off). A
-stream is retried from the start if it failed before its final chunk. Not tenacity: its
-attempt context cannot wrap an async generator safely."""
+"""Retry errors whose ``retryable`` flag is set, with exponential backoff, jitter and
+Retry-After: the one retry budget (the SDKs' are off). A stream that failed before its final
+chunk is retried from the start. Not tenacity: it cannot wrap an async generator safely."""
 
 from __future__ import annotations
 
@@ -22,9 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``max_retries`` retries after the first attempt; waits grow from ``base_delay`` by
-    ``factor`` up to ``max_delay``, jittered, never shorter than the provider's Retry-After
-    (itself capped at ``retry_after_cap`` seconds)."""
+    """``max_retries`` retries; waits grow from ``base_delay`` by ``factor`` to ``max_delay``,
+    jittered, never below Retry-After (capped at ``retry_after_cap``)."""
 
     max_retries: int = 3
     base_delay: float = 1.0
@@ -33,7 +31,6 @@ class RetryPolicy:
     retry_after_cap: float = 120.0
 
     def delay(self, attempt: int, error: BaseException, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
         ceiling = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
         wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
         if after := getattr(error, "retry_after", None):
@@ -46,12 +43,11 @@ def retryable(error: BaseException) -> bool:
 
 
 class RetryingBackend(Wrapper):
-    """Wraps a backend; same interface, transient failures retried."""
+    """Wraps a backend; transient failures retried."""
 
     def __init__(self, inner: Backend, policy: RetryPolicy, *, seed: int | None = None) -> None:
         super().__init__(inner)
-        self.policy = policy
-        self._rng = random.Random(seed)
+        self.policy, self._rng = policy, random.Random(seed)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 1  # written out, not through around(): no generator per plain call
@@ -72,7 +68,6 @@ class RetryingBackend(Wrapper):
                 await self._backoff(attempt, error, request.call)
 
     async def _backoff(self, attempt: int, error: ProviderError, asked: CallContext | None) -> None:
-        """Raise ``error`` if it earns no retry; else say so and wait before the next."""
         most = self.policy.max_retries
         if attempt > most or not retryable(error):
             raise error
@@ -88,7 +83,6 @@ class RetryingBackend(Wrapper):
 
 
 def _attempt(request: CompletionRequest, attempt: int) -> CompletionRequest:
-    """``request`` as attempt number ``attempt`` (the request log says which)."""
     if attempt == 1:
         return request
     return replace(request, call=replace(request.call or CallContext(), attempt=attempt))

@@ -1,6 +1,5 @@
-"""When Redis is away past its client's retries (a restart of seconds only delays a call),
-shared rate limits and circuit breakers count in this process for :attr:`Shared.hold` seconds,
-then try Redis again; a warning says when each starts."""
+"""While Redis is away, shared rate limits and circuit breakers count in this process for
+:attr:`Shared.hold` seconds, then try Redis again; a warning says when each starts."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class Shared:
-    """A store whose steps run on ``remote`` (in Redis), or on ``local`` while Redis is
-    unreachable; steps named in ``both`` (giving back what ``local`` may hold) run on both."""
+    """Steps run on ``remote`` (Redis), or ``local`` while it is away; ``both`` on both."""
 
     def __init__(self, what: str, remote: object, local: object, *, both: Collection[str] = ()):
         self.what, self.remote, self.local, self.both = what, remote, local, both
@@ -34,8 +32,7 @@ class Shared:
         here = getattr(self.local, name)  # a step the store does not have fails here
 
         async def step(*args: Any) -> Any:
-            """Redis not there (connection lost or refused, timed out, loading): ``here``.
-            Redis refusing us (credentials, permissions) is a :class:`TransportError`."""
+            # Redis not there: ``here``; Redis refusing us (credentials...): TransportError.
             from redis import exceptions as rexc
 
             if name in self.both:

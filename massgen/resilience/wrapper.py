@@ -29,8 +29,7 @@ class Wrapper(Backend):
         return self.inner.supports_native(tool, model=model, with_functions=with_functions)
 
     def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        """The chunks of ``call(request)`` with what this wrapper adds, written once for
-        ``complete`` (one chunk carrying the completion) and ``stream``."""
+        """The chunks of ``call(request)`` with what this wrapper adds (complete and stream)."""
         return call(request)
 
     async def complete(self, request: CompletionRequest) -> Completion:

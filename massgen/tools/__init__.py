@@ -1,8 +1,5 @@
-"""Tools agents can call: the :class:`Tool` interface, :func:`tool`, and the built-ins.
-
-Names load on first use (no HTTP client or database module until a tool needs one); the
-teammate tools live a layer above, in :mod:`massgen.teamtools`.
-"""
+"""Tools agents can call: :class:`Tool`, :func:`tool` and the built-ins, loaded on first use
+(the teammate tools live a layer above, in :mod:`massgen.teamtools`)."""
 
 from __future__ import annotations
 
@@ -18,12 +15,12 @@ if TYPE_CHECKING:
     from massgen.tools.database import DatabaseQuery as DatabaseQuery
     from massgen.tools.file_reader import FileReader as FileReader
     from massgen.tools.http import APICall as APICall
+    from massgen.tools.http import WebSearch as WebSearch
     from massgen.tools.registry import BUILTINS as BUILTINS
     from massgen.tools.registry import as_tools as as_tools
     from massgen.tools.registry import build_tool as build_tool
     from massgen.tools.runner import ToolBox as ToolBox
     from massgen.tools.runner import ToolOutcome as ToolOutcome
-    from massgen.tools.web_search import WebSearch as WebSearch
 
 _EXPORTS = {
     **dict.fromkeys(["Tool", "FunctionTool", "tool"], "base"),
@@ -34,7 +31,7 @@ _EXPORTS = {
     "FileReader": "file_reader",
     "DatabaseQuery": "database",
     "APICall": "http",
-    "WebSearch": "web_search",
+    "WebSearch": "http",
 }
 __all__ = list(_EXPORTS)
 

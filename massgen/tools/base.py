@@ -1,9 +1,4 @@
-"""The Tool interface: a name, a description, an argument model, and ``execute``.
-
-Subclass :class:`Tool` (``execute``'s type hints become the argument model unless you set
-``Args``) or decorate a function with :func:`tool`; a first parameter typed
-:class:`ToolContext` gets the call's context. Raise :class:`ToolError` for the model.
-"""
+"""The Tool interface: a name, a description, an argument model, and ``execute``."""
 
 from __future__ import annotations
 
@@ -34,10 +29,6 @@ def _first_paragraph(doc: str | None) -> str:
     return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
 
 
-class _AnyArgs(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class Tool:
     """Base of every tool. Set ``name`` (default: the class name in snake_case),
     ``description`` (default: the docstring's first paragraph), ``Args``, ``timeout``
@@ -62,8 +53,32 @@ class Tool:
 
     @functools.cached_property
     def _signature(self) -> tuple[type[BaseModel], bool]:
-        """The argument model and whether the target takes a :class:`ToolContext`."""
-        model, takes_ctx = model_from_signature(self.execute, f"{self.name}_args")
+        """The argument model (``Args``, else ``execute``'s parameters; ``*args``/``**kwargs``
+        only: any object) and whether ``execute`` takes a :class:`ToolContext` first."""
+        fn = self.execute
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except (NameError, TypeError):
+            hints = {}
+        fields: dict[str, Any] = {}
+        takes_ctx = False
+        for i, param in enumerate(inspect.signature(fn).parameters.values()):
+            annotation = hints.get(param.name, param.annotation)
+            if i == 0 and annotation in (ToolContext, "ToolContext"):
+                takes_ctx = True
+                continue
+            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if param.kind is param.POSITIONAL_ONLY:
+                raise ToolError(
+                    f"{fn.__qualname__}: positional-only parameters cannot be tool args"
+                )
+            if annotation is param.empty:
+                annotation = Any
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (annotation, default)
+        config = ConfigDict(extra="forbid" if fields else "allow")
+        model = create_model(f"{self.name}_args", __config__=config, **fields)
         return type(self).Args or model, takes_ctx
 
     def spec(self) -> ToolSpec:
@@ -77,8 +92,7 @@ class Tool:
     def plan_turn(
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """A turn's last say on its request and backend, once per tool class in the toolbox
-        (``web_search`` swaps itself for the provider's own search)."""
+        """A turn's last say on its request and backend, once per tool class in the toolbox."""
         return backend, request
 
     def check_backend(
@@ -99,8 +113,7 @@ class Tool:
                 for item in e.errors()[:5]
             )
             raise ToolError("bad arguments: " + brief) from None
-        kwargs = {k: getattr(args, k) for k in type(args).model_fields}
-        kwargs.update(args.model_extra or {})
+        kwargs = dict(args)  # fields, then extra keys (``*args``/``**kwargs`` tools)
         target = self.execute
         lead = (ctx or ToolContext(),) if takes_ctx else ()
         if inspect.iscoroutinefunction(target):
@@ -116,35 +129,7 @@ class Tool:
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def model_from_signature(fn: Callable[..., Any], model_name: str) -> tuple[type[BaseModel], bool]:
-    """A pydantic model of ``fn``'s parameters, and whether its first one is a
-    :class:`ToolContext` (left out of the model). Only ``*args``/``**kwargs``: any object."""
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except (NameError, TypeError):
-        hints = {}
-    fields: dict[str, Any] = {}
-    takes_ctx = False
-    for i, param in enumerate(inspect.signature(fn).parameters.values()):
-        annotation = hints.get(param.name, param.annotation)
-        if i == 0 and annotation in (ToolContext, "ToolContext"):
-            takes_ctx = True
-            continue
-        if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if param.kind is param.POSITIONAL_ONLY:
-            raise ToolError(f"{fn.__qualname__}: positional-only parameters cannot be tool args")
-        if annotation is param.empty:
-            annotation = Any
-        fields[param.name] = (annotation, ... if param.default is param.empty else param.default)
-    if not fields:
-        return _AnyArgs, takes_ctx
-    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields), takes_ctx
-
-
 class ToolOptions(TypedDict, total=False):
-    """What :func:`tool` may set besides the function's own name, docstring and signature."""
-
     name: str
     description: str
     timeout: float
@@ -196,8 +181,7 @@ class ToolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
-COMMON_KEYS = ("use", "timeout", "max_output", "description")
-"""Keys every ``tools:`` entry takes, whatever the tool."""
+COMMON_KEYS = ("use", "timeout", "max_output", "description")  # every ``tools:`` entry takes
 
 
 S = TypeVar("S", bound=ToolSettings)

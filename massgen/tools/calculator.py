@@ -1,9 +1,5 @@
-"""``calculator``: arithmetic and math functions, without ``eval``.
-
-The expression may be hostile: :mod:`ast` parses it and a tiny interpreter walks numbers,
-operators and whitelisted :mod:`math` names only; size, depth, digits and time are bounded
-before the work is done (docs/tools.md, ``calculator``).
-"""
+"""``calculator``: arithmetic without ``eval``; a hostile expression is bounded before the
+work is done (docs/tools.md, ``calculator``)."""
 
 from __future__ import annotations
 
@@ -21,9 +17,6 @@ from massgen.errors import ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
 
 Number = int | float
-
-_LOG2_10 = math.log2(10)
-
 _MATH = (
     "sqrt exp log log10 log2 sin cos tan asin acos atan atan2 hypot degrees radians floor ceil gcd"
 )
@@ -91,11 +84,17 @@ def evaluate(expression: str, settings: CalculatorSettings | None = None) -> Num
         raise ToolError(f"expression has more than {s.max_nodes} parts")
     if deepest > MAX_DEPTH:
         raise ToolError(f"nested more than {MAX_DEPTH} levels deep")
-    return _Evaluator(s).run(tree)
+    try:
+        return _Evaluator(s).eval(tree.body)
+    except ZeroDivisionError:
+        raise ToolError("division by zero") from None
+    except OverflowError:
+        raise ToolError("result too large") from None
+    except (ValueError, TypeError) as e:
+        raise ToolError(f"math error: {e}") from None
 
 
-MAX_DEPTH = 200
-"""Deepest expression tree the (recursive) evaluator walks, far inside Python's stack."""
+MAX_DEPTH = 200  # deepest tree the (recursive) evaluator walks, far inside Python's stack
 
 _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&|<>=!@]")
 
@@ -103,7 +102,7 @@ _TOKEN = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?|[A-Za-z_]\w*|\*\*|//|[-+*/%~^&
 class _Evaluator:
     def __init__(self, settings: CalculatorSettings) -> None:
         self.s = settings
-        self.max_bits = math.ceil(settings.max_digits * _LOG2_10)
+        self.max_bits = math.ceil(settings.max_digits * math.log2(10))
         self.limit = 10**settings.max_digits
         self.deadline = time.monotonic() + settings.time_limit
         self.functions: dict[str, Callable[..., Number]] = {
@@ -114,16 +113,6 @@ class _Evaluator:
             "comb": lambda n, k: math.comb(self._cap(n), self._cap(k)),
             "perm": lambda n, k=None: math.perm(self._cap(n), None if k is None else self._cap(k)),
         }
-
-    def run(self, tree: ast.Expression) -> Number:
-        try:
-            return self.eval(tree.body)
-        except ZeroDivisionError:
-            raise ToolError("division by zero") from None
-        except OverflowError:
-            raise ToolError("result too large") from None
-        except (ValueError, TypeError) as e:
-            raise ToolError(f"math error: {e}") from None
 
     def eval(self, node: ast.AST) -> Number:
         if time.monotonic() > self.deadline:
@@ -157,19 +146,15 @@ class _Evaluator:
 
     def bound(self, op: ast.operator, a: Number, b: Number) -> None:
         """Refuse an operation whose integer result would be too large, before doing it."""
-        if isinstance(op, ast.Pow):
-            if isinstance(a, int) and isinstance(b, int):
-                if b > 0 and abs(a) > 1 and (abs(a).bit_length() - 1) * b > self.max_bits:
-                    raise ToolError(f"result has more than {self.s.max_digits} digits")
-            elif abs(b) > 1e6 and abs(a) > 1:
-                raise ToolError("result too large")
-        elif (
-            isinstance(op, ast.Mult)
-            and isinstance(a, int)
-            and isinstance(b, int)
-            and a.bit_length() + b.bit_length() > self.max_bits + 1
-        ):
-            raise ToolError(f"result has more than {self.s.max_digits} digits")
+        if isinstance(a, int) and isinstance(b, int):
+            if isinstance(op, ast.Pow) and b > 0 and abs(a) > 1:
+                bits = (abs(a).bit_length() - 1) * b
+            else:
+                bits = a.bit_length() + b.bit_length() - 1 if isinstance(op, ast.Mult) else 0
+            if bits > self.max_bits:
+                raise ToolError(f"result has more than {self.s.max_digits} digits")
+        elif isinstance(op, ast.Pow) and abs(b) > 1e6 and abs(a) > 1:
+            raise ToolError("result too large")
 
     def _cap(self, n: Number) -> int:
         if not isinstance(n, int) or n < 0:

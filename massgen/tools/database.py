@@ -1,9 +1,5 @@
 """``database_query``: read-only SQL over a SQLite file, or PostgreSQL/MySQL/MariaDB through
-SQLAlchemy (``massgen[sql]``).
-
-The SQL may try to write, reach files or the server's host, or run forever; docs/tools.md,
-``database_query``, gives each guard and why. Connect as a user with only the rights it needs.
-"""
+SQLAlchemy (``massgen[sql]``). docs/tools.md, ``database_query``, gives each guard and why."""
 
 from __future__ import annotations
 
@@ -28,26 +24,18 @@ if TYPE_CHECKING:
 
 _READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info"}
 _READ_PRAGMAS |= {"index_xinfo", "foreign_key_list", "collation_list", "function_list"}
-MAX_SQL = 20_000
-"""Characters of SQL text one query may have (``SQLITE_LIMIT_SQL_LENGTH``)."""
-_DENIED_FUNCTIONS = frozenset(
-    [
-        *("load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile"),
-        # printf('%.*c', 1e9, 'x') loops a billion times in one step: no limit stops it.
-        *("printf", "format"),
-    ]
-)
+MAX_SQL = 20_000  # characters of SQL text one query may have (SQLITE_LIMIT_SQL_LENGTH)
+_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
+# printf('%.*c', 1e9, 'x') loops a billion times in one step: no limit stops it.
+_DENIED_FUNCTIONS |= {"zipfile", "printf", "format"}
 
 
 class DatabaseSettings(ToolSettings):
-    database: str
-    """A SQLite file (relative to the config file's folder; it must exist), or a SQLAlchemy
-    URL such as ``postgresql+psycopg://reader@db/shop`` (needs ``massgen[sql]``)."""
+    database: str  # a SQLite file (relative to the config file), or a SQLAlchemy URL
     max_rows: int = Field(default=100, gt=0, le=10_000)
     max_cell: int = Field(default=200, gt=0)  # characters kept of each value
     time_limit: float = Field(default=5.0, gt=0)  # seconds, then the query is aborted
-    max_bytes: int = Field(default=1_000_000, ge=1000)
-    """Bytes of values one result may hold; on SQLite also the largest value a query builds."""
+    max_bytes: int = Field(default=1_000_000, ge=1000)  # of a result; SQLite: of one value
 
 
 class DatabaseQuery(BuiltinTool[DatabaseSettings]):
@@ -77,13 +65,8 @@ class DatabaseQuery(BuiltinTool[DatabaseSettings]):
         if "\x00" in sql:
             raise ToolError("NUL byte in the query")
         if self.engine is not None:
-            columns, rows, note = run_read_only(
-                self.engine,
-                check_statement(sql),
-                max_rows=s.max_rows,
-                time_limit=s.time_limit,
-                max_bytes=s.max_bytes,
-            )
+            limits = (s.max_rows, s.time_limit, s.max_bytes)
+            columns, rows, note = run_read_only(self.engine, check_statement(sql), *limits)
             return table(columns, rows, s.max_cell, note)
         try:
             connection = sqlite3.connect(
@@ -116,20 +99,16 @@ class DatabaseQuery(BuiltinTool[DatabaseSettings]):
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
-        return sqlite3.SQLITE_OK
+    allowed = action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE)
     if action == sqlite3.SQLITE_FUNCTION:
-        denied = (arg2 or "").lower() in _DENIED_FUNCTIONS
-        return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA:
+        allowed = (arg2 or "").lower() not in _DENIED_FUNCTIONS
+    elif action == sqlite3.SQLITE_PRAGMA:
         # Only schema-reading pragmas; their argument is a table name, never a new value.
-        readable = (arg1 or "").lower() in _READ_PRAGMAS
-        return sqlite3.SQLITE_OK if readable else sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_DENY
+        allowed = (arg1 or "").lower() in _READ_PRAGMAS
+    return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
 
 
 def size(value: Any) -> int:
-    """Bytes a value holds (UTF-8 for text)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return len(value)
     if isinstance(value, str):
@@ -179,15 +158,11 @@ READ_ONLY_DIALECTS = ("postgresql", "mysql", "mariadb")
 
 _STREAMED = frozenset({"select", "with", "values", "table"})
 _FIRST_WORDS = _STREAMED | {"show", "explain", "describe", "desc"}
-DENIED_WORDS = frozenset(
-    [
-        *("outfile", "dumpfile", "load_file", "lo_import", "lo_export"),
-        *("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file"),
-        *("dblink", "dblink_exec", "dblink_connect", "pg_terminate_backend", "pg_cancel_backend"),
-        *("pg_reload_conf", "set_config", "sys_exec", "sys_eval"),
-    ]
-)
-"""Words that reach the server's files, other connections or sessions, or settings."""
+# Words that reach the server's files, other connections or sessions, or settings.
+DENIED_WORDS = {"outfile", "dumpfile", "load_file", "lo_import", "lo_export", "set_config"}
+DENIED_WORDS |= {"pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file"}
+DENIED_WORDS |= {"dblink", "dblink_exec", "dblink_connect", "pg_terminate_backend"}
+DENIED_WORDS |= {"pg_cancel_backend", "pg_reload_conf", "sys_exec", "sys_eval"}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
@@ -245,7 +220,7 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
         connect_args: dict[str, Any] = {}
         if parsed.get_driver_name() in _CONNECT_TIMEOUT_DRIVERS:
             connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout))
-        engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
+        return sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
     except ImportError as e:
         raise ConfigError(
             f"the database driver is not installed ({e.name or parsed.drivername}): "
@@ -256,37 +231,38 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
         raise ConfigError(
             f"unknown database driver {parsed.drivername!r}", key="database"
         ) from None
-    return engine
 
 
 def run_read_only(
-    engine: Engine, sql: str, *, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
+    engine: Engine, sql: str, max_rows: int, time_limit: float, max_bytes: int = 1_000_000
 ) -> tuple[list[str], list[Row[Any]], str | None]:
     """Run ``sql`` (checked) in a read-only transaction, always rolled back: the columns, the
     rows (within ``max_rows``/``max_bytes``) and a note when rows were left out."""
     from sqlalchemy import exc
 
     deadline = time.monotonic() + time_limit
-    guard: threading.Timer | None = None
     try:
         with engine.connect() as connection:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ToolError(f"the query took longer than {time_limit:g}s")
+            # Cancel at the deadline: a streamed result is several FETCHes, each with a fresh
+            # statement timeout (drivers without ``cancel`` rely on that timeout alone).
+            dbapi = getattr(connection.connection, "dbapi_connection", None)
+            guard = threading.Timer(left, getattr(dbapi, "cancel", None) or (lambda: None))
+            guard.daemon = True
+            guard.start()
             try:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ToolError(f"the query took longer than {time_limit:g}s")
-                guard = _cancel_at_deadline(connection, left)
                 _begin_read_only(connection, engine.dialect, left)
                 first = _WORD.match(sql.lstrip("( \t\r\n"))
-                options: dict[str, Any] = {"no_parameters": True}
-                if first is not None and first.group().lower() in _STREAMED:
-                    options["stream_results"] = True
+                streamed = first is not None and first.group().lower() in _STREAMED
+                options = {"no_parameters": True, "stream_results": streamed}
                 result = connection.exec_driver_sql(sql, execution_options=options)
                 columns = list(result.keys()) if result.returns_rows else []
                 rows, note = collect(result, max_rows, max_bytes) if columns else ([], None)
                 result.close()
             finally:
-                if guard is not None:
-                    guard.cancel()
+                guard.cancel()
                 connection.rollback()
     except exc.DBAPIError as e:
         if time.monotonic() >= deadline:
@@ -297,19 +273,9 @@ def run_read_only(
     return columns, rows, note
 
 
-def _cancel_at_deadline(connection: Connection, left: float) -> threading.Timer | None:
-    """A timer cancelling the connection's work after ``left`` seconds (a streamed result is
-    several ``FETCH``es, each with a fresh statement timeout); ``None`` without ``cancel``."""
-    dbapi = getattr(connection.connection, "dbapi_connection", None)
-    cancel = getattr(dbapi, "cancel", None)
-    if cancel is None:
-        return None
-    timer = threading.Timer(left, cancel)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
+# The roles the login role is or may become (SET ROLE): their name, whether each is the login,
+# a superuser, a predefined role reaching the server's files, programs or sessions, and which
+# superuser-only functions reaching the host (any overload) it may execute.
 _PG_ROLE_CHECK = """
 SELECT r.rolname, r.rolname = session_user, r.rolsuper,
        r.rolname IN ('pg_read_server_files', 'pg_write_server_files',
@@ -323,9 +289,6 @@ FROM pg_catalog.pg_roles r
 WHERE pg_has_role(session_user, r.oid, 'MEMBER')
 ORDER BY r.rolname
 """
-"""The roles the login role is or may become (``SET ROLE``): their name, whether each is the
-login, a superuser, a predefined role reaching the server's files, programs or sessions, and
-which superuser-only functions reaching the host (any overload) it may execute."""
 
 
 def check_pg_role(connection: Connection) -> None:
@@ -342,13 +305,12 @@ def check_pg_role(connection: Connection) -> None:
         parts = [
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
         ]
-    if not parts:
-        return
-    raise ToolError(
-        f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role without "
-        "superuser, server-file, server-program or signal rights (see database_query in "
-        "docs/tools.md)"
-    )
+    if parts:
+        raise ToolError(
+            f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role "
+            "without superuser, server-file, server-program or signal rights (see database_query "
+            "in docs/tools.md)"
+        )
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
@@ -360,8 +322,7 @@ def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) ->
         check_pg_role(connection)
         return
     # MySQL/MariaDB: DDL commits implicitly, ending the read-only transaction, so the whole
-    # session is made read-only too (DDL is then refused). Session settings die with the
-    # connection, closed after the call.
+    # session (closed after the call) is made read-only too: DDL is then refused.
     connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
     if getattr(dialect, "is_mariadb", False):
         connection.exec_driver_sql(f"SET SESSION max_statement_time = {milliseconds / 1000:.3f}")
@@ -372,6 +333,5 @@ def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) ->
 
 def _reason(error: Any) -> str:
     """The driver's message, first line only (no SQL echo, no connection string)."""
-    original = getattr(error, "orig", None)
-    text = str(original if original is not None else error).strip()
+    text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__

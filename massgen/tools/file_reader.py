@@ -1,10 +1,5 @@
-"""``file_reader``: read a text file, or list a folder, under one root folder.
-
-The path may be hostile (``../``, symlinks out, NUL bytes) and the tree may change while it
-is read, so nothing is checked by name then opened by name: the path is walked from a
-descriptor of the root with ``O_NOFOLLOW``, links resolved by the tool, and what was opened
-checked and read on its descriptor (docs/tools.md, ``file_reader``).
-"""
+"""``file_reader``: read a text file, or list a folder, under one root folder; walked from a
+descriptor of the root, never checked by name then opened by name (docs/tools.md)."""
 
 from __future__ import annotations
 
@@ -12,26 +7,19 @@ import codecs
 import errno
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools.base import BuiltinTool, ToolSettings
 
-_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
+_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_FLAGS |= getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LINK_ERRORS = (errno.ELOOP, errno.EMLINK)  # O_NOFOLLOW on a link: ELOOP (BSD: EMLINK)
-MAX_LINKS = 40
-"""Symlinks followed in one path at most (as the kernel's own limit)."""
+MAX_LINKS = 40  # symlinks followed in one path at most (as the kernel's own limit)
 
 OUTSIDE = "access denied: the path leads outside the allowed folder"
 
@@ -75,10 +63,9 @@ class FileReader(BuiltinTool[FileReaderSettings]):
             return text
         lines = text.splitlines()
         first = (start_line or 1) - 1
-        last = end_line or len(lines)
         if first >= len(lines):
             raise ToolError(f"the file has {len(lines)} lines")
-        return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:last], first + 1))
+        return "\n".join(f"{n}: {line}" for n, line in enumerate(lines[first:end_line], first + 1))
 
     def open(self, path: str) -> int:
         """A descriptor (the caller closes it) of the folder or regular file ``path`` inside
@@ -88,8 +75,8 @@ class FileReader(BuiltinTool[FileReaderSettings]):
         if PurePosixPath(path).is_absolute() or path.startswith(("~", "\\")) or Path(path).anchor:
             raise ToolError("access denied: absolute paths are not allowed; use a relative path")
         parts = [p for p in path.split("/") if p not in ("", ".")]
-        try:
-            folders = [os.open(self.root, _DIRECTORY)]  # from the root down to where we are
+        try:  # from the root down to where we are; a file can only be last
+            folders = [os.open(self.root, _DIRECTORY)]
         except OSError as e:
             reason = os.strerror(e.errno or 0)
             raise ToolError(f"the allowed folder cannot be opened: {reason}") from None
@@ -112,15 +99,27 @@ class FileReader(BuiltinTool[FileReaderSettings]):
                         raise ToolError("access denied: too many symbolic links") from None
                     parts[:0] = self._link(name, folders)
                     continue
-                info = os.fstat(fd)
-                if stat.S_ISDIR(info.st_mode):
-                    folders.append(fd)
-                    continue
-                if parts:
-                    os.close(fd)
-                    raise ToolError(f"no such file or folder: {path}")
-                return _checked(fd, self._check_file, info)
-            return _checked(folders.pop(), self._check_inside)
+                folders.append(fd)
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    if parts:
+                        raise ToolError(f"no such file or folder: {path}")
+                    break
+            info = os.fstat(folders[-1])
+            if not stat.S_ISDIR(info.st_mode):
+                if not stat.S_ISREG(info.st_mode):
+                    raise ToolError("not a regular file")
+                if info.st_nlink > 1 and not self.settings.allow_hard_links:
+                    raise ToolError(
+                        "access denied: the file has other names (hard links), which may lead "
+                        "outside the allowed folder"
+                    )
+            try:  # a folder moved out of the root during the walk, where /proc tells
+                where = os.readlink(f"/proc/self/fd/{folders[-1]}").removesuffix(" (deleted)")
+            except OSError:
+                where = str(self.root)  # no /proc: the walk itself is the guard
+            if not Path(where).is_relative_to(self.root):
+                raise ToolError(OUTSIDE)
+            return folders.pop()
         finally:
             for folder in folders:
                 os.close(folder)
@@ -145,26 +144,6 @@ class FileReader(BuiltinTool[FileReaderSettings]):
             pure = pure.relative_to(self.root)
         return [p for p in pure.parts if p not in ("", ".")]
 
-    def _check_file(self, fd: int, info: os.stat_result) -> None:
-        if not stat.S_ISREG(info.st_mode):
-            raise ToolError("not a regular file")
-        if info.st_nlink > 1 and not self.settings.allow_hard_links:
-            raise ToolError(
-                "access denied: the file has other names (hard links), which may lead outside "
-                "the allowed folder"
-            )
-        self._check_inside(fd)
-
-    def _check_inside(self, fd: int) -> None:
-        """Catch a folder moved out of the root during the walk (where /proc tells)."""
-        try:
-            where = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return  # no /proc: the walk itself is the guard
-        real = Path(where.removesuffix(" (deleted)"))
-        if real != self.root and not real.is_relative_to(self.root):
-            raise ToolError(OUTSIDE)
-
     def _list(self, folder: int) -> str:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -174,12 +153,9 @@ class FileReader(BuiltinTool[FileReaderSettings]):
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone meanwhile
-            kinds = {
-                stat.S_IFLNK: "link",
-                stat.S_IFDIR: "dir",
-                stat.S_IFREG: f"{info.st_size} bytes",
-            }
-            kind = kinds.get(stat.S_IFMT(info.st_mode), "special")
+            kind = {stat.S_IFLNK: "link", stat.S_IFDIR: "dir"}.get(stat.S_IFMT(info.st_mode))
+            if kind is None:
+                kind = f"{info.st_size} bytes" if stat.S_ISREG(info.st_mode) else "special"
             lines.append(f"{entry.name}{'/' if kind == 'dir' else ''}\t{kind}")
         if len(entries) > self.settings.max_entries:
             lines.append(f"[... {len(entries) - self.settings.max_entries} more entries]")
@@ -192,16 +168,6 @@ class FileReader(BuiltinTool[FileReaderSettings]):
             data += chunk
         text = decode(bytes(data[:limit]))
         return text + (f"\n[... cut at {limit} bytes]" if len(data) > limit else "")
-
-
-def _checked(fd: int, check: Callable[..., None], *args: Any) -> int:
-    """``fd`` once ``check(fd, *args)`` passed; closed if it did not."""
-    try:
-        check(fd, *args)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _open_error(error: OSError, path: str) -> ToolError:

@@ -1,7 +1,5 @@
 """Building tools by name: the built-ins (imported only when built), and your own as
-``module:Class``/``module:function``; an entry's ``use:`` names what it builds, so one
-built-in can be offered twice under two names.
-"""
+``module:Class``/``module:function``."""
 
 from __future__ import annotations
 
@@ -21,12 +19,11 @@ BUILTINS: dict[str, str] = {
     "file_reader": "massgen.tools.file_reader:FileReader",
     "database_query": "massgen.tools.database:DatabaseQuery",
     "api_call": "massgen.tools.http:APICall",
-    "web_search": "massgen.tools.web_search:WebSearch",
+    "web_search": "massgen.tools.http:WebSearch",
     # the teammate tools reach agents, so they live a layer above (named here, not imported)
     "ask_agent": "massgen.teamtools:AskAgent",
     "broadcast": "massgen.teamtools:Broadcast",
 }
-"""Built-in tool names and where they live (the seed's spellings: :data:`SEED_NAMES`)."""
 
 
 def build_tool(

@@ -1,8 +1,5 @@
-"""Running the tool calls a model makes: lookup, timeout, errors, and fencing the output.
-
-A result (a web page, a file) may carry text written to steer the model, so every one goes
-back fenced and labelled as untrusted data, cut to size, any fake closing fence defused.
-"""
+"""Running the tool calls a model makes: lookup, timeout, errors, and fencing the output as
+untrusted data (a web page or a file may carry text written to steer the model)."""
 
 from __future__ import annotations
 
@@ -46,9 +43,8 @@ def fence(tool: str, text: str, limit: int) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n[... cut: {len(text) - limit} more characters]"
     # A tool must not be able to close the fence early and speak "outside" it.
-    text = text.replace("</tool_output", "<\\/tool_output").replace(
-        "<tool_output", "<\\tool_output"
-    )
+    text = text.replace("</tool_output", "<\\/tool_output")
+    text = text.replace("<tool_output", "<\\tool_output")
     return f'<tool_output tool="{tool}">\n{text}\n</tool_output>\n{UNTRUSTED_NOTE}'
 
 

@@ -11,7 +11,7 @@ import random
 import pytest
 import typer
 
-from massgen.cli.exits import KEY_HINT, USAGE, guarded
+from massgen.cli.common import KEY_HINT, USAGE, guarded
 from massgen.errors import AuthenticationError, ProviderError, RateLimited
 from massgen.resilience.retry import RetryPolicy, retryable
 from tests.recorded.facts import body, gemini_variants, recording

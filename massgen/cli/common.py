@@ -1,12 +1,17 @@
-"""Exit codes, and turning our errors into one clear line instead of a traceback."""
+"""What the commands share: exit codes, turning our errors into one clear line instead of a
+traceback, and the options (one ``Annotated`` alias each). Command modules import only this
+and the standard library at the top (the rest inside the command), so ``massgen --help``
+stays fast."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -57,7 +62,7 @@ def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
 
 
 def guarded(fn: Callable[[], int | None]) -> None:
-    """Run a command body; map errors to exit codes (see docs/cli.md)."""
+    """Run a command body; map errors to exit codes (see README: Exit codes)."""
     from massgen.errors import (
         AuthenticationError,
         ConfigError,
@@ -126,3 +131,66 @@ def stopped(got: asyncio.Future[signal.Signals]) -> tuple[str, int]:
     """The signal's name and the exit code of a served command: 130 after Ctrl-C, else 0."""
     sig = got.result() if got.done() else signal.SIGTERM
     return sig.name, INTERRUPTED if sig is signal.SIGINT else OK
+
+
+Opt, Arg = typer.Option, typer.Argument
+Command = Callable[..., int | None]
+
+
+def group(help: str) -> typer.Typer:
+    return typer.Typer(help=help, no_args_is_help=True)
+
+
+def command(app: typer.Typer, name: str | None = None) -> Callable[[Command], Command]:
+    """Register a command on ``app``, its errors mapped to exit codes (:func:`guarded`)."""
+
+    def register(fn: Command) -> Command:
+        @functools.wraps(fn)
+        def run(**kwargs: Any) -> None:
+            guarded(lambda: fn(**kwargs))
+
+        app.command(name)(run)
+        return fn
+
+    return register
+
+
+TeamFile = Annotated[Path, Arg(help="Team config (YAML).")]
+FindConfig = Annotated[
+    Path | None,
+    Opt("--config", "-c", help="Team config (default: $MASSGEN_CONFIG or ./massgen.yaml)."),
+]
+Redis = Annotated[
+    str | None,
+    Opt(
+        "--redis",
+        metavar="URL",
+        help="Redis URL (redis://, rediss://); default: the config's redis.url, "
+        "else $MASSGEN_REDIS_URL.",
+        show_default=False,
+    ),
+]
+Prefix = Annotated[
+    str | None,
+    Opt(
+        "--prefix",
+        metavar="PREFIX",
+        help="Key prefix on Redis (default: the config's, else massgen:).",
+    ),
+]
+StoreTarget = Annotated[
+    str | None,
+    Opt(
+        "--store",
+        metavar="TARGET",
+        help="Memory store: a file path or redis:// URL (default: the config's Redis, "
+        "else .massgen/memory.sqlite3).",
+    ),
+]
+Json = Annotated[bool, Opt("--json", help="Print JSON.")]
+Strategy = Annotated[str | None, Opt("--strategy", "-s", help="parallel | sequential | consensus.")]
+Quiet = Annotated[bool, Opt("--quiet", "-q", help="No progress on stderr.")]
+NoCache = Annotated[bool, Opt("--no-cache", help="Do not read or write the response cache.")]
+MaxCost = Annotated[
+    float | None, Opt("--max-cost", help="Stop before spending more than this (USD).")
+]

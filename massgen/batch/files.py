@@ -1,27 +1,170 @@
-"""The batch result file: one fsynced JSON line per finished task, the last line per id wins.
-
-Damaged lines are moved aside (never dropped), a failed write is cut back off, an ``flock``
-keeps a second writer out and the lock file's fingerprint refuses a resume under another run."""
+"""The batch's files. Tasks in, from .txt, .jsonl or .csv: an id is the one given or a hash
+of the task, so the same task keeps its id on every run and a re-run skips what is done.
+Results out: one fsynced JSON line per finished task, the last line per id wins; damaged lines
+are moved aside (never dropped), a failed write is cut back off, an ``flock`` keeps a second
+writer out and the lock file's fingerprint refuses a resume under another run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import errno
 import fcntl
+import hashlib
 import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from massgen.errors import ConfigError, ResultsFileError, ResultsLocked
 from massgen.grouped import Grouped
 
+
+@dataclass(frozen=True, slots=True)
+class BatchTask:
+    id: str
+    task: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def task_id(text: str) -> str:
+    return "t-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+MAX_TASK_FILE_BYTES = 64 * 1024 * 1024  # larger (or endless, /dev/zero) is refused
+
+
+@dataclass(slots=True)
+class TaskList:
+    """The tasks of a file, and how many lines or rows were not tasks, by reason."""
+
+    tasks: list[BatchTask]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def describe_dropped(self) -> str:
+        """e.g. ``2 blank lines, 1 duplicate``; empty when nothing was dropped."""
+        names = {
+            "comments": ("comment line", "comment lines"),
+            "blank": ("blank line", "blank lines"),
+            "duplicates": ("duplicate", "duplicates"),
+            "empty": ("row with an empty task", "rows with an empty task"),
+        }
+        return ", ".join(
+            f"{n} {names[k][n != 1]}" for k, n in self.dropped.items() if n and k in names
+        )
+
+
+def from_strings(tasks: Iterable[str | BatchTask]) -> list[BatchTask]:
+    out = [t if isinstance(t, BatchTask) else BatchTask(task_id(t), t) for t in tasks]
+    return dedupe(out, "tasks", Counter())
+
+
+def dedupe(tasks: list[BatchTask], source: str, dropped: Counter[str]) -> list[BatchTask]:
+    """Drop exact repeats; refuse one id used for two different tasks."""
+    seen: dict[str, BatchTask] = {}
+    for t in tasks:
+        prior = seen.get(t.id)
+        if prior is None:
+            seen[t.id] = t
+        elif prior.task != t.task:
+            raise ConfigError(f"task id {t.id!r} is used for two different tasks", file=source)
+        else:
+            dropped["duplicates"] += 1
+    return list(seen.values())
+
+
+def read_tasks(path: str | Path) -> list[BatchTask]:
+    return read_task_file(path).tasks
+
+
+def read_task_file(path: str | Path) -> TaskList:
+    """Tasks from a file (the format is chosen by its extension), with what was dropped."""
+    p = Path(path)
+    file, suffix = str(p), p.suffix.lower()
+    if suffix not in (".jsonl", ".csv", ".txt", ""):
+        hint = "use .txt, .jsonl or .csv"
+        raise ConfigError(f"unknown task file type {suffix!r}", file=file, hint=hint)
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_TASK_FILE_BYTES + 1)
+        if len(raw) > MAX_TASK_FILE_BYTES:
+            size = MAX_TASK_FILE_BYTES // (1024 * 1024)
+            raise ConfigError(f"is larger than {size} MiB (or endless); not a task file", file=file)
+        text = raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        hint = "check the path of the task file"
+        raise ConfigError("no such file", file=file, hint=hint) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a task file", file=file) from None
+    except UnicodeDecodeError as e:
+        message = f"is not UTF-8 text ({e.reason} at byte {e.start})"
+        raise ConfigError(message, file=file) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read it: {e.strerror or e}", file=file) from None
+    dropped: Counter[str] = Counter()
+    parse = {".jsonl": _jsonl, ".csv": _csv}.get(suffix, _txt)
+    return TaskList(dedupe(parse(text, file, dropped), file, dropped), dropped)
+
+
+def _txt(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
+    tasks = []
+    for line in text.splitlines():
+        body = line.strip()
+        if not body or body.startswith("#"):
+            dropped["comments" if body else "blank"] += 1
+        else:
+            tasks.append(BatchTask(task_id(body), body))
+    return tasks
+
+
+def _jsonl(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
+    tasks = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            dropped["blank"] += 1
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"not valid JSON: {e.msg}", file=source, line=n) from None
+        task = row.get("task") if isinstance(row, dict) else None
+        if not isinstance(task, str) or not task.strip():
+            message = "each line needs a non-empty string `task`"
+            hint = 'e.g. {"id": "q1", "task": "What is 2+2?"}'
+            raise ConfigError(message, file=source, line=n, key="task", hint=hint)
+        given = row.get("id")
+        tid = str(given) if given not in (None, "") else task_id(task)
+        extra = {k: v for k, v in row.items() if k not in ("id", "task")}
+        tasks.append(BatchTask(tid, task.strip(), extra))
+    return tasks
+
+
+def _csv(text: str, source: str, dropped: Counter[str]) -> list[BatchTask]:
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or "task" not in reader.fieldnames:
+        message = "the CSV needs a `task` column (and optionally `id`)"
+        raise ConfigError(message, file=source, line=1)
+    tasks = []
+    for row in reader:
+        body = (row.get("task") or "").strip()
+        if not body:
+            dropped["empty"] += 1
+            continue
+        given = (row.get("id") or "").strip()
+        extra = {k: v for k, v in row.items() if k not in ("id", "task") and k is not None}
+        tasks.append(BatchTask(given or task_id(body), body, extra))
+    return tasks
+
+
+# -- results ----------------------------------------------------------------------------------
 _log = logging.getLogger(__name__)
 
 #: Errors that mean the disk, not the path, is the problem (exit 1, not a usage error).
@@ -87,11 +230,7 @@ class ResultLog:
     file recorded under another one is refused."""
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        resume: bool = True,
-        fingerprint: Mapping[str, Any] | None = None,
+        self, path: str | Path, *, resume: bool = True, fingerprint: Mapping[str, Any] | None = None
     ) -> None:
         self.path = Path(path)
         self.done: dict[str, dict[str, Any]] = {}
@@ -169,11 +308,8 @@ class ResultLog:
             if row is None:  # blank, garbage, NUL bytes, torn: set aside, never dropped
                 bad.append(whole)
                 continue
-            rid = row["id"]
-            if rid in self.done:
-                self._superseded += 1
-            self.done[rid] = row
-            lines[rid] = whole
+            self._count(row)
+            lines[row["id"]] = whole
         if bad or self._superseded or (data and not data.endswith(b"\n")):
             if bad:
                 name = f"{self.path.name}.bad-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -286,12 +422,9 @@ def _check_same_run(path: Path, recorded: Mapping[str, Any], now: Mapping[str, A
         return
     was = ", ".join(f"{k} {_short(recorded.get(k))}" for k in changed)
     is_ = ", ".join(f"{k} {_short(now.get(k))}" for k in changed)
-    raise ConfigError(
-        f"holds results of a different run ({was}; this run: {is_})",
-        file=str(path),
-        key="--out",
-        hint="use --no-resume to start over (the old file is moved aside), or another --out",
-    )
+    message = f"holds results of a different run ({was}; this run: {is_})"
+    hint = "use --no-resume to start over (the old file is moved aside), or another --out"
+    raise ConfigError(message, file=str(path), key="--out", hint=hint)
 
 
 def _short(value: Any) -> str:

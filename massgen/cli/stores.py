@@ -1,15 +1,16 @@
 """`massgen session list|show|delete` and `massgen memory list|search|clear`, on the team's
-memory store: ``--store``, else its Redis, else ``.massgen/memory.sqlite3``."""
+memory store (``--store``, else its Redis, else ``.massgen/memory.sqlite3``), and `massgen
+cache stats|clear` on its response cache."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from massgen.cli.exits import OK
-from massgen.cli.options import Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
+from massgen.cli.common import OK, Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
 
 if TYPE_CHECKING:
     from massgen.errors import ConfigError
@@ -21,16 +22,14 @@ Name = Annotated[str, Arg(help="Session name.")]
 OnlyAgent = Annotated[str | None, Opt("--agent", "-a", help="Only this agent's own memory.")]
 sessions = group("List, show or delete sessions (--session).")
 memory = group("Look at, search or clear long-term memory.")
+cache = group("Look at or empty the response cache.")
 
 
 def _no_session(name: str) -> ConfigError:
     from massgen.errors import ConfigError
 
-    return ConfigError(
-        f"no session named {name!r}",
-        key="NAME",
-        hint="`massgen session list` shows the sessions kept",
-    )
+    hint = "`massgen session list` shows the sessions kept"
+    return ConfigError(f"no session named {name!r}", key="NAME", hint=hint)
 
 
 def _with_store(
@@ -166,11 +165,9 @@ async def _memories(s: Store, agent: str | None) -> list[tuple[str, LongTermMemo
 
     names = dict.fromkeys(r.decode() for r in await s.read(AGENT_INDEX))
     if agent and agent not in names:
-        raise ConfigError(
-            f"no agent named {agent!r} has a memory of its own",
-            key="--agent",
-            hint=f"agents with one: {', '.join(names) or 'none'}",
-        )
+        message = f"no agent named {agent!r} has a memory of its own"
+        hint = f"agents with one: {', '.join(names) or 'none'}"
+        raise ConfigError(message, key="--agent", hint=hint)
     whose = [agent] if agent else [None, *names]
     return [(who or "team", LongTermMemory(s, agent=who)) for who in whose]
 
@@ -252,3 +249,46 @@ def _print_items(rows: list[dict[str, Any]], json_out: bool, empty: str) -> int:
         print(f"[{r['memory']}] {_when(r['at'])}  {r['id']}{score}")
         print(f"  task:  {_clip(r['task'])}\n  final: {_clip(r['final'])}")
     return OK
+
+
+# -- response cache ---------------------------------------------------------------------------
+@command(cache, "stats")
+def stats(config: FindConfig = None) -> int:
+    """How many answers the cache holds, and where."""
+    return _on_cache(config, clear=False)
+
+
+@command(cache, "clear")
+def clear(config: FindConfig = None) -> int:
+    """Remove every cached answer."""
+    return _on_cache(config, clear=True)
+
+
+def _on_cache(config: Path | None, *, clear: bool) -> int:
+    import asyncio
+
+    from massgen.cli import team_store
+    from massgen.redact import redact_url
+    from massgen.resilience.cache import DEFAULT_CACHE_PATH, KEY_PREFIX
+    from massgen.store import open_store
+
+    target, prefix = team_store(config, DEFAULT_CACHE_PATH, cache=True)
+    if isinstance(target, Path) and not target.exists():
+        if clear:
+            print(f"cache: {target}: nothing to clear", file=sys.stderr)
+        else:
+            print(f"cache: {target} (empty: no file yet)")
+        return 0
+
+    async def work() -> int:
+        async with open_store(target, prefix=prefix) as store:
+            return await (store.delete_prefix if clear else store.count)(KEY_PREFIX)
+
+    entries = asyncio.run(work())
+    where = str(target) if isinstance(target, Path) else redact_url(target)
+    if clear:
+        print(f"cache: {where}: {entries} entries removed")
+    else:
+        size = f", {target.stat().st_size / 1e6:.1f} MB" if isinstance(target, Path) else ""
+        print(f"cache: {where}: {entries} entries{size}")
+    return 0
