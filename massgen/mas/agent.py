@@ -29,11 +29,10 @@ from massgen.errors import (
     TransportError,
     WireError,
 )
-from massgen.mas import wire
 from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, encode
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import (
@@ -519,7 +518,7 @@ class Agent(Lifecycle):
     def _seal(self, msg: AgentMessage) -> Envelope:
         if self._signer is None:
             return Envelope(msg)
-        body = wire.encode(msg)
+        body = encode(msg)
         return Envelope(msg, self._signer.sign(body), body)
 
     def _record(self) -> AgentRecord:

@@ -26,8 +26,9 @@ from massgen.errors import (
     TransportError,
     WireError,
 )
-from massgen.mas import scripts, wire
+from massgen.mas import scripts
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
+from massgen.mas.message import decode, unpack
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -424,7 +425,7 @@ class RedisTransport:
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
         out: list[Delivery] = []
-        append, unpack, decode = out.append, wire.unpack, wire.decode
+        append = out.append
         for _, entries in _streams(got):
             for entry_id, fields in entries:  # the read path of every message: inlined
                 eid = entry_id.decode()

@@ -21,8 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.mas import wire
-from massgen.mas.message import AgentMessage
+from massgen.mas.message import AgentMessage, decode, encode, pack, unpack
 
 EntryId = str | int
 
@@ -115,17 +114,15 @@ class Envelope:
     @classmethod
     def parse(cls, blob: bytes) -> Envelope:
         """The envelope of a stored blob; :class:`~massgen.errors.WireError` if malformed."""
-        body, mac = wire.unpack(blob)
-        return cls(wire.decode(body), mac, body)
+        body, mac = unpack(blob)
+        return cls(decode(body), mac, body)
 
     def signed_body(self) -> bytes:
         """The exact bytes the MAC covers."""
-        return self.body if self.body is not None else wire.encode(self.message)
+        return self.body if self.body is not None else encode(self.message)
 
     def blob(self) -> bytes:  # signed_body() inline: once per message sent
-        return wire.pack(
-            self.body if self.body is not None else wire.encode(self.message), self.mac
-        )
+        return pack(self.body if self.body is not None else encode(self.message), self.mac)
 
 
 @dataclass(slots=True)
