@@ -29,12 +29,10 @@ from massgen.errors import (
     TransportError,
     WireError,
 )
-from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.message import AgentMessage, IdFactory, MessageKind, encode
 from massgen.mas.signing import Signer, Verdict, same_secret
-from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
@@ -43,6 +41,10 @@ from massgen.mas.transport import (
     Delivery,
     EntryId,
     Envelope,
+    Lifecycle,
+    Transport,
+    cancel_and_wait,
+    resolve_transport,
 )
 
 if TYPE_CHECKING:

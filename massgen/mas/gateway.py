@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
-from massgen.mas.tasks import Lifecycle
-from massgen.mas.transport import Envelope
+from massgen.mas.transport import Envelope, Lifecycle, redis_transport
 
 if TYPE_CHECKING:
     from massgen.mas.redis_transport import RedisTransport

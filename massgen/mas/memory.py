@@ -123,7 +123,7 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:data:`~massgen.mas.connect.Transport` over a :class:`MemoryHub`."""
+    """:data:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
 
     where = "the in-process bus"
 

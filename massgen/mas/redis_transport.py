@@ -252,7 +252,7 @@ class Pipeliner:
 
 @_map_errors
 class RedisTransport:
-    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster);
+    """:data:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster);
     ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``)."""
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> None:

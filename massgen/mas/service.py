@@ -15,11 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.tasks import Lifecycle, cancel_and_wait
-from massgen.mas.transport import AgentRecord, BusSettings, EntryId, InboxStats
+from massgen.mas.transport import (
+    AgentRecord,
+    BusSettings,
+    EntryId,
+    InboxStats,
+    Lifecycle,
+    Transport,
+    cancel_and_wait,
+    resolve_transport,
+)
 
 log = logging.getLogger(__name__)
 
