@@ -28,7 +28,6 @@ from massgen.errors import (
 )
 from massgen.mas import scripts
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
-from massgen.mas.message import decode, unpack
 from massgen.mas.transport import (
     HANDBACK_IDLE,
     AgentRecord,
@@ -424,19 +423,11 @@ class RedisTransport:
                 raise got
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
-        out: list[Delivery] = []
-        append = out.append
-        for _, entries in _streams(got):
-            for entry_id, fields in entries:  # the read path of every message: inlined
-                eid = entry_id.decode()
-                enqueued = int(eid.partition("-")[0]) / 1000
-                blob = _field(fields)
-                try:
-                    body, mac = unpack(blob)
-                    append(Delivery(eid, Envelope(decode(body), mac, body), 1, enqueued))
-                except WireError as e:
-                    append(Delivery(eid, None, 1, enqueued, problem=str(e), raw=blob))
-        return out
+        return [
+            _delivery(entry_id, _field(fields), 1)
+            for _, entries in _streams(got)
+            for entry_id, fields in entries
+        ]
 
     async def _fenced(
         self, mode: str, agent_id: str, consumer: str, ids: Sequence[EntryId], idle: float = 0
