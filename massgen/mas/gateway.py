@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.errors import ConfigError, TransportError
+from massgen.errors import ConfigError, GatewayRejected, TransportError
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from massgen.mas.redis_transport import RedisTransport
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "AuthorizationManager",
+    "FeaturesSettings",
+    "GatewayDecision",
+    "GatewayRejected",
+    "GatewayResult",
+    "GatewayService",
+    "GatewaySettings",
+    "RateLimitSettings",
+    "RedisSettings",
+]
 
 
 class GatewayDecision(StrEnum):
