@@ -13,7 +13,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -69,36 +69,6 @@ def _dump(key: str, value: Any) -> str:
             "non-string dict key?); use lists and string keys, or a state_model"
         )
     return text
-
-
-class AgentState:
-    """A dict of JSON values, or with ``model`` a pydantic instance validated on each change."""
-
-    __slots__ = ("model", "value")
-
-    def __init__(self, model: type[BaseModel] | None = None) -> None:
-        self.model = model
-        self.value: dict[str, Any] | BaseModel = model() if model is not None else {}
-
-    def load(self, stored: Mapping[str, str]) -> None:
-        data = {k: json.loads(v) for k, v in stored.items()}
-        self.value = data if self.model is None else self.model.model_validate(data)
-
-    def update(self, changes: Mapping[str, Any]) -> dict[str, str]:
-        """Apply ``changes``; return the stored form of the fields to write."""
-        if self.model is None:
-            assert isinstance(self.value, dict)
-            fields = {k: _dump(k, v) for k, v in changes.items()}
-            self.value = {**self.value, **changes}
-            return fields
-        assert isinstance(self.value, BaseModel)
-        unknown = set(changes) - set(self.model.model_fields)
-        if unknown:
-            raise StateError(f"{self.model.__name__} has no field(s) {sorted(unknown)}")
-        new = self.model.model_validate({**self.value.model_dump(), **changes})
-        dumped = new.model_dump(mode="json")
-        self.value = new
-        return {k: json.dumps(dumped[k], separators=(",", ":")) for k in changes}
 
 
 # Replies being committed in this process, by request id: a requester here waits for the
@@ -177,7 +147,8 @@ class Agent(Lifecycle):
         self._reply_idle = asyncio.Event()
         self._since_trim = 0
         self._next_reclaim = 0.0  # loop time
-        self._state = AgentState(state_model)
+        self._state_model = state_model
+        self._state: dict[str, Any] | BaseModel = state_model() if state_model else {}
         self._new_id = IdFactory()
         self._started = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -201,7 +172,7 @@ class Agent(Lifecycle):
     @property
     def state(self) -> Any:
         """A dict, or a ``state_model`` instance; change it with :meth:`update_state`."""
-        return self._state.value
+        return self._state
 
     @property
     def token(self) -> str | None:
@@ -234,7 +205,9 @@ class Agent(Lifecycle):
             try:
                 if self.check_secret:
                     await self._check_secret()
-                self._state.load(await t.load_state(self.id))
+                data = {k: json.loads(v) for k, v in (await t.load_state(self.id)).items()}
+                model = self._state_model
+                self._state = data if model is None else model.model_validate(data)
                 # sending may begin, in on_start too (as with the seed)
                 self._transport_ready.set()
                 await self.on_start()
@@ -462,14 +435,27 @@ class Agent(Lifecycle):
 
     async def update_state(self, changes: dict[str, Any]) -> None:
         """Change and persist some state fields (each keeps its exact type)."""
-        fields = self._state.update(changes)
+        model = self._state_model
+        if model is None:
+            assert isinstance(self._state, dict)
+            fields = {k: _dump(k, v) for k, v in changes.items()}
+            self._state = {**self._state, **changes}
+        else:
+            assert isinstance(self._state, BaseModel)
+            unknown = set(changes) - set(model.model_fields)
+            if unknown:
+                raise StateError(f"{model.__name__} has no field(s) {sorted(unknown)}")
+            new = model.model_validate({**self._state.model_dump(), **changes})
+            dumped = new.model_dump(mode="json")
+            self._state = new
+            fields = {k: json.dumps(dumped[k], separators=(",", ":")) for k in changes}
         await self._transport.save_state(self.id, fields)
 
     async def reset_state(self) -> None:
         """Back to ``{}`` or a fresh ``state_model()``, deleting what is stored."""
         self._ensure_running()
         await self._transport.clear_state(self.id)
-        self._state = AgentState(self._state.model)
+        self._state = self._state_model() if self._state_model else {}
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         if not message.expects_reply:
