@@ -64,23 +64,23 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
 
 
-def _mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(self, *args, **kwargs)
-        except rexc.RedisError as e:
-            raise _translate(e, self.where) from e
-
-    return wrapper
-
-
 def _map_errors(cls: type[RedisTransport]) -> type[RedisTransport]:
     """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
     (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
+
+    def mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except rexc.RedisError as e:
+                raise _translate(e, self.where) from e
+
+        return wrapper
+
     for name, fn in list(vars(cls).items()):
         if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "send":
-            setattr(cls, name, _mapped(fn))
+            setattr(cls, name, mapped(fn))
     return cls
 
 

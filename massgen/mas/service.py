@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -185,18 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     async def run() -> None:
-        service = MASService(args.redis, prefix=args.prefix, interval=args.interval)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         # before start(): a signal sent once the start line is logged must stop us cleanly
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await service.start()
-        try:
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with MASService(args.redis, prefix=args.prefix, interval=args.interval):
             await stop.wait()
-        finally:
-            await service.stop()
 
     try:
         asyncio.run(run())
