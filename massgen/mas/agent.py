@@ -566,8 +566,6 @@ class Agent(Lifecycle):
             self._reply_task = self._spawn(self._reply_loop(), "replies")
 
     async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
-        """Run ``step`` until cancelled; a transport error (after the client's own retries)
-        is logged and ``step`` runs again after a pause."""
         while True:
             try:
                 await step()
@@ -683,7 +681,6 @@ class Agent(Lifecycle):
                 n -= 1
 
     async def _worker(self) -> None:
-        """Handle admitted messages from a plain deque; wait on a future when there are none."""
         ready, idle, answered = self._ready, self._idle, self._answered
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()

@@ -199,7 +199,6 @@ class GatewayService(Lifecycle):
         """Check ``message`` and, if allowed, store it in the target's inbox. ``signature`` is
         the MAC of its wire form (``envelope`` carries both); ``timestamp`` and ``nonce`` are
         the seed's, unused: the inbox's time and the message id guard freshness and replays."""
-        del timestamp, nonce
         env = envelope or Envelope(message, signature)
         result = await self.check(message, token, envelope=env)
         if not result.success:

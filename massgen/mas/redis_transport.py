@@ -339,7 +339,6 @@ class RedisTransport:
             await self._drop_reader(name)
         await self._lease.aclose()
 
-    # registry -----------------------------------------------------------------------------
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
         if len(record.instance_id) != 16:
             raise ValueError("instance ids are 16 hex characters")
@@ -394,7 +393,6 @@ class RedisTransport:
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 
-    # inboxes ------------------------------------------------------------------------------
     async def ensure_inbox(self, agent_id: str) -> None:
         try:
             await self.client.xgroup_create(self.keys.inbox(agent_id), GROUP, id="0", mkstream=True)
@@ -525,19 +523,16 @@ class RedisTransport:
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen]
-        handback = _ms(max(s.lease, HANDBACK_IDLE))
+        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen, count]
+        args.append(_ms(max(s.lease, HANDBACK_IDLE)))
         try:
-            released, dead, holders = await self._pipe.script(
-                scripts.ORPHANS, keys, [*args, count, handback]
-            )
+            released, dead, holders = await self._pipe.script(scripts.ORPHANS, keys, args)
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
             return Orphans([], [], [])
         return Orphans([_s(x) for x in released], [_s(x) for x in dead], [_s(x) for x in holders])
 
-    # replies ------------------------------------------------------------------------------
     async def commit_reply(
         self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
     ) -> CommitResult:
@@ -594,7 +589,6 @@ class RedisTransport:
         await self._pipe.call("DEL", self.keys.replies(reply_to))
         self._replies.pop(reply_to, None)
 
-    # security -----------------------------------------------------------------------------
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
     ) -> list[bool]:
@@ -605,7 +599,6 @@ class RedisTransport:
             args += (message_id, entry_id)
         return [bool(f) for f in await self._pipe.script(scripts.FIRST_SEEN, [], args)]
 
-    # state --------------------------------------------------------------------------------
     async def load_state(self, agent_id: str) -> dict[str, str]:
         raw: Any = await self.client.hgetall(self.keys.state(agent_id))
         return {_s(k): _s(v) for k, v in raw.items()}
