@@ -343,11 +343,9 @@ class GatewayService(Lifecycle):
     ) -> None:
         """Replace the allowed (``*``: every target) and/or blocked targets."""
         r = self._redis()
-        for key, targets in (
-            (self.keys.gateway("allowed", agent_id), allowed_targets),
-            (self.keys.gateway("blocked", agent_id), blocked_targets),
-        ):
+        for kind, targets in (("allowed", allowed_targets), ("blocked", blocked_targets)):
             if targets is not None:
+                key = self.keys.gateway(kind, agent_id)
                 await r.delete(key)
                 if targets:
                     await r.sadd(key, *targets)
