@@ -13,7 +13,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -547,9 +547,8 @@ class Agent(Lifecycle):
             log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"mas:{self.id}:{name}")
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"mas:{self.id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -91,8 +91,7 @@ class MASService(Lifecycle):
             return
         if self._owns:
             await self._transport.connect()
-        self._task = asyncio.ensure_future(self._run())
-        self._task.set_name("mas:service")
+        self._task = asyncio.create_task(self._run(), name="mas:service")
         log.info("mas service started on %s (interval %gs)", self.where, self.interval)
 
     async def stop(self) -> None:
