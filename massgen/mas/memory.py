@@ -146,8 +146,7 @@ class MemoryTransport:
         return None
 
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         live = [
             r
             for r in hub.live.values()
@@ -187,8 +186,7 @@ class MemoryTransport:
         _ = self.hub.inboxes[agent_id]
 
     async def send(self, envelopes: Sequence[Envelope]) -> None:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         for env in envelopes:
             box = hub.inboxes[env.message.target_id]
             box.put(env, now)
@@ -370,8 +368,7 @@ class MemoryTransport:
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
     ) -> list[bool]:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         out = []
         for message_id, entry_id in items:
             key = (agent_id, message_id)
