@@ -17,13 +17,14 @@ from massgen.errors import (
     StateError,
 )
 from massgen.mas.agent import Agent, agents_from_records
-from massgen.mas.connect import DEFAULT_REDIS_URL, REDIS_URL_ENV, Transport, resolve_transport
 from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.signing import SECRET_ENV, Signer, Verdict
 from massgen.mas.transport import (
+    DEFAULT_REDIS_URL,
+    REDIS_URL_ENV,
     AgentRecord,
     AgentStatus,
     BusSettings,
@@ -33,6 +34,8 @@ from massgen.mas.transport import (
     Envelope,
     InboxStats,
     Orphans,
+    Transport,
+    resolve_transport,
 )
 
 if TYPE_CHECKING:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -23,29 +24,47 @@ from massgen.errors import (
     RemoteError,
     RequestTimeout,
     SecretMismatch,
+    StateError,
     WireError,
 )
-from massgen.mas import wire
-from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.inbox import Inbox
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, encode
 from massgen.mas.signing import Signer
-from massgen.mas.state import AgentState
-from massgen.mas.tasks import Lifecycle, cancel_and_wait
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
     BusSettings,
     CommitResult,
     Envelope,
+    Lifecycle,
+    Transport,
+    cancel_and_wait,
+    resolve_transport,
 )
 
 if TYPE_CHECKING:
     from massgen.mas.gateway import GatewayService
 
 log = logging.getLogger(__name__)
+
+
+def _dump(key: str, value: Any) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise StateError(
+            f"state field {key!r}: {type(value).__name__} is not JSON; "
+            "use a state_model for richer types"
+        ) from e
+    if json.loads(text) != value:
+        raise StateError(
+            f"state field {key!r} would not survive storage unchanged (tuple, set or "
+            "non-string dict key?); use lists and string keys, or a state_model"
+        )
+    return text
+
 
 # Replies being committed in this process, by request id: a requester here waits for the
 # commit to return, so ``request()`` never resumes before the handler's ``reply()`` returned.
@@ -107,7 +126,8 @@ class Agent(Inbox, Lifecycle):
         self._token: str | None = None
         self._transport_ready = asyncio.Event()
         self._init_inbox()
-        self._state = AgentState(state_model)
+        self._state_model = state_model
+        self._state: dict[str, Any] | BaseModel = state_model() if state_model else {}
         self._new_id = IdFactory()
         self._started = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,7 +151,7 @@ class Agent(Inbox, Lifecycle):
     @property
     def state(self) -> Any:
         """A dict, or a ``state_model`` instance; change it with :meth:`update_state`."""
-        return self._state.value
+        return self._state
 
     @property
     def token(self) -> str | None:
@@ -164,7 +184,9 @@ class Agent(Inbox, Lifecycle):
             try:
                 if self.check_secret:
                     await self._check_secret()
-                self._state.load(await t.load_state(self.id))
+                data = {k: json.loads(v) for k, v in (await t.load_state(self.id)).items()}
+                model = self._state_model
+                self._state = data if model is None else model.model_validate(data)
                 # sending may begin, in on_start too (as with the seed)
                 self._transport_ready.set()
                 await self.on_start()
@@ -392,14 +414,27 @@ class Agent(Inbox, Lifecycle):
 
     async def update_state(self, changes: dict[str, Any]) -> None:
         """Change and persist some state fields (each keeps its exact type)."""
-        fields = self._state.update(changes)
+        model = self._state_model
+        if model is None:
+            assert isinstance(self._state, dict)
+            fields = {k: _dump(k, v) for k, v in changes.items()}
+            self._state = {**self._state, **changes}
+        else:
+            assert isinstance(self._state, BaseModel)
+            unknown = set(changes) - set(model.model_fields)
+            if unknown:
+                raise StateError(f"{model.__name__} has no field(s) {sorted(unknown)}")
+            new = model.model_validate({**self._state.model_dump(), **changes})
+            dumped = new.model_dump(mode="json")
+            self._state = new
+            fields = {k: json.dumps(dumped[k], separators=(",", ":")) for k in changes}
         await self._transport.save_state(self.id, fields)
 
     async def reset_state(self) -> None:
         """Back to ``{}`` or a fresh ``state_model()``, deleting what is stored."""
         self._ensure_running()
         await self._transport.clear_state(self.id)
-        self._state = AgentState(self._state.model)
+        self._state = self._state_model() if self._state_model else {}
 
     async def reply_for(self, message: AgentMessage, payload: dict[str, Any]) -> bool:
         if not message.expects_reply:
@@ -450,7 +485,7 @@ class Agent(Inbox, Lifecycle):
     def _seal(self, msg: AgentMessage) -> Envelope:
         if self._signer is None:
             return Envelope(msg)
-        body = wire.encode(msg)
+        body = encode(msg)
         return Envelope(msg, self._signer.sign(body), body)
 
     def _record(self) -> AgentRecord:
@@ -491,9 +526,8 @@ class Agent(Inbox, Lifecycle):
             log.warning(f"agent {self.id}: reply to request {request.id} refused ({result.value})")
         return result
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"mas:{self.id}:{name}")
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"mas:{self.id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -519,15 +553,10 @@ def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
     for agent_id, recs in sorted(grouped.items()):
         recs.sort(key=lambda r: r.started)
         first = recs[0]
-        instances = [
-            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "started": r.started}
-            | {"expires": r.expires}
-            for r in recs
-        ]
+        shared = first.model_dump(include={"capabilities", "metadata", "host", "pid", "started"})
+        each = {"instance_id", "host", "pid", "started", "expires"}
         out.append(
-            {"id": agent_id, "capabilities": list(first.capabilities)}
-            | {"metadata": dict(first.metadata), "host": first.host, "pid": first.pid}
-            | {"started": first.started, "status": first.status.value, "replicas": len(recs)}
-            | {"instances": instances}
+            {"id": agent_id, **shared, "status": first.status.value, "replicas": len(recs)}
+            | {"instances": [r.model_dump(include=each) for r in recs]}
         )
     return out

@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas.connect import redis_transport
 from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.message import AgentMessage
 from massgen.mas.signing import Signer, Verdict
-from massgen.mas.tasks import Lifecycle
-from massgen.mas.transport import Envelope
+from massgen.mas.transport import Envelope, Lifecycle, redis_transport
 
 if TYPE_CHECKING:
     from massgen.mas.redis_transport import RedisTransport
@@ -201,7 +199,6 @@ class GatewayService(Lifecycle):
         """Check ``message`` and, if allowed, store it in the target's inbox. ``signature`` is
         the MAC of its wire form (``envelope`` carries both); ``timestamp`` and ``nonce`` are
         the seed's, unused: the inbox's time and the message id guard freshness and replays."""
-        del timestamp, nonce
         env = envelope or Envelope(message, signature)
         result = await self.check(message, token, envelope=env)
         if not result.success:
@@ -346,11 +343,9 @@ class GatewayService(Lifecycle):
     ) -> None:
         """Replace the allowed (``*``: every target) and/or blocked targets."""
         r = self._redis()
-        for key, targets in (
-            (self.keys.gateway("allowed", agent_id), allowed_targets),
-            (self.keys.gateway("blocked", agent_id), blocked_targets),
-        ):
+        for kind, targets in (("allowed", allowed_targets), ("blocked", blocked_targets)):
             if targets is not None:
+                key = self.keys.gateway(kind, agent_id)
                 await r.delete(key)
                 if targets:
                     await r.sadd(key, *targets)

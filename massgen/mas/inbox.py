@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from massgen.errors import MassGenError, TransportError
-from massgen.mas.connect import Transport
 from massgen.mas.message import AgentMessage, MessageKind
 from massgen.mas.signing import Signer, Verdict, same_secret
 from massgen.mas.transport import (
@@ -23,6 +22,7 @@ from massgen.mas.transport import (
     Delivery,
     EntryId,
     Envelope,
+    Transport,
 )
 
 log = logging.getLogger("massgen.mas.agent")
@@ -64,8 +64,6 @@ class Inbox:
         self._next_reclaim = 0.0  # loop time
 
     async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
-        """Run ``step`` until cancelled; a transport error (after the client's own retries)
-        is logged and ``step`` runs again after a pause."""
         while True:
             try:
                 await step()
@@ -181,7 +179,6 @@ class Inbox:
                 n -= 1
 
     async def _worker(self) -> None:
-        """Handle admitted messages from a plain deque; wait on a future when there are none."""
         ready, idle, answered = self._ready, self._idle, self._answered
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()

@@ -8,7 +8,7 @@ DEFAULT_PREFIX = "massgen:"
 GROUP = "workers"
 """The consumer group of every inbox stream; replicas of one agent are consumers of it."""
 FIELD = b"m"
-"""The one field of a stream entry: the signed wire blob (see :mod:`massgen.mas.wire`)."""
+"""The one field of a stream entry: the signed wire blob (see :mod:`massgen.mas.message`)."""
 
 
 @dataclass(frozen=True, slots=True)

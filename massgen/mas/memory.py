@@ -123,7 +123,7 @@ def default_hub() -> MemoryHub:
 
 
 class MemoryTransport:
-    """:data:`~massgen.mas.connect.Transport` over a :class:`MemoryHub`."""
+    """:data:`~massgen.mas.transport.Transport` over a :class:`MemoryHub`."""
 
     where = "the in-process bus"
 
@@ -145,10 +145,8 @@ class MemoryTransport:
     async def close(self) -> None:
         return None
 
-    # registry -----------------------------------------------------------------------------
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         live = [
             r
             for r in hub.live.values()
@@ -184,13 +182,11 @@ class MemoryTransport:
         gone = [live.pop(i) for i, r in list(live.items()) if r.expires <= now]
         return [r.model_copy(update={"status": AgentStatus.DEAD}) for r in gone]
 
-    # inboxes ------------------------------------------------------------------------------
     async def ensure_inbox(self, agent_id: str) -> None:
         _ = self.hub.inboxes[agent_id]
 
     async def send(self, envelopes: Sequence[Envelope]) -> None:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         for env in envelopes:
             box = hub.inboxes[env.message.target_id]
             box.put(env, now)
@@ -292,11 +288,10 @@ class MemoryTransport:
         return 0  # entries are dropped as soon as they are acknowledged
 
     async def inbox_stats(self) -> list[InboxStats]:
-        out = []
-        for aid, box in sorted(self.hub.inboxes.items()):
-            unread = box.next_id - box.cursor
-            out.append(InboxStats(aid, len(box.entries), len(box.leases), len(box.dead), unread))
-        return out
+        return [
+            InboxStats(aid, len(b.entries), len(b.leases), len(b.dead), b.next_id - b.cursor)
+            for aid, b in sorted(self.hub.inboxes.items())
+        ]
 
     async def reclaim_orphans(
         self, agent_id: str, consumer: str, s: BusSettings, count: int
@@ -328,7 +323,6 @@ class MemoryTransport:
                 released.append(eid)
         return Orphans(released, dead, sorted(holders))
 
-    # replies ------------------------------------------------------------------------------
     async def commit_reply(
         self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
     ) -> CommitResult:
@@ -371,12 +365,10 @@ class MemoryTransport:
     async def drop_replies(self, reply_to: str) -> None:
         self.hub.mailboxes.pop(reply_to, None)
 
-    # security -----------------------------------------------------------------------------
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
     ) -> list[bool]:
-        hub = self.hub
-        now = hub.clock()
+        hub, now = self.hub, self.hub.clock()
         out = []
         for message_id, entry_id in items:
             key = (agent_id, message_id)
@@ -386,7 +378,6 @@ class MemoryTransport:
             out.append(prev is None or prev == entry_id)
         return out
 
-    # state --------------------------------------------------------------------------------
     async def load_state(self, agent_id: str) -> dict[str, str]:
         return dict(self.hub.state.get(agent_id, {}))
 

@@ -25,7 +25,7 @@ from massgen.errors import (
     TransportError,
     WireError,
 )
-from massgen.mas import scripts, wire
+from massgen.mas import scripts
 from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
 from massgen.mas.transport import (
@@ -64,23 +64,23 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
     return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
 
 
-def _mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(self, *args, **kwargs)
-        except rexc.RedisError as e:
-            raise _translate(e, self.where) from e
-
-    return wrapper
-
-
 def _map_errors(cls: type[RedisTransport]) -> type[RedisTransport]:
     """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
     (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
+
+    def mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except rexc.RedisError as e:
+                raise _translate(e, self.where) from e
+
+        return wrapper
+
     for name, fn in list(vars(cls).items()):
         if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "send":
-            setattr(cls, name, _mapped(fn))
+            setattr(cls, name, mapped(fn))
     return cls
 
 
@@ -116,7 +116,7 @@ def _field(fields: list[bytes] | None) -> bytes:
 
 @_map_errors
 class RedisTransport:
-    """:data:`~massgen.mas.connect.Transport` over one Redis (standalone, not Cluster);
+    """:data:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster);
     ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``)."""
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> None:
@@ -204,7 +204,6 @@ class RedisTransport:
             await self._drop_reader(name)
         await self._lease.aclose()
 
-    # registry -----------------------------------------------------------------------------
     async def register(self, record: AgentRecord, *, ttl: float, retention: float) -> None:
         if len(record.instance_id) != 16:
             raise ValueError("instance ids are 16 hex characters")
@@ -259,7 +258,6 @@ class RedisTransport:
         )
         return [AgentRecord.model_validate_json(x) for x in flat]
 
-    # inboxes ------------------------------------------------------------------------------
     async def ensure_inbox(self, agent_id: str) -> None:
         try:
             await self.client.xgroup_create(self.keys.inbox(agent_id), GROUP, id="0", mkstream=True)
@@ -288,19 +286,11 @@ class RedisTransport:
                 raise got
             await self.ensure_inbox(agent_id)  # the inbox vanished (flushed, restarted empty)
             return []
-        out: list[Delivery] = []
-        append, unpack, decode = out.append, wire.unpack, wire.decode
-        for _, entries in _streams(got):
-            for entry_id, fields in entries:  # the read path of every message: inlined
-                eid = entry_id.decode()
-                enqueued = int(eid.partition("-")[0]) / 1000
-                blob = _field(fields)
-                try:
-                    body, mac = unpack(blob)
-                    append(Delivery(eid, Envelope(decode(body), mac, body), 1, enqueued))
-                except WireError as e:
-                    append(Delivery(eid, None, 1, enqueued, problem=str(e), raw=blob))
-        return out
+        return [
+            _delivery(entry_id, _field(fields), 1)
+            for _, entries in _streams(got)
+            for entry_id, fields in entries
+        ]
 
     async def _fenced(
         self, mode: str, agent_id: str, consumer: str, ids: Sequence[EntryId], idle: float = 0
@@ -398,19 +388,16 @@ class RedisTransport:
         self, agent_id: str, consumer: str, s: BusSettings, count: int
     ) -> Orphans:
         keys = [self.keys.inbox(agent_id), self.keys.dlq(agent_id), self.keys.registry]
-        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen]
-        handback = _ms(max(s.lease, HANDBACK_IDLE))
+        args = [GROUP, agent_id, consumer, _ms(s.lease, 0), s.max_deliveries, s.dlq_maxlen, count]
+        args.append(_ms(max(s.lease, HANDBACK_IDLE)))
         try:
-            released, dead, holders = await self._pipe.script(
-                scripts.ORPHANS, keys, [*args, count, handback]
-            )
+            released, dead, holders = await self._pipe.script(scripts.ORPHANS, keys, args)
         except rexc.ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
             return Orphans([], [], [])
         return Orphans([_s(x) for x in released], [_s(x) for x in dead], [_s(x) for x in holders])
 
-    # replies ------------------------------------------------------------------------------
     async def commit_reply(
         self, agent_id: str, consumer: str, entry_id: EntryId | None, reply: Envelope, *, ttl: float
     ) -> CommitResult:
@@ -467,7 +454,6 @@ class RedisTransport:
         await self._pipe.call("DEL", self.keys.replies(reply_to))
         self._replies.pop(reply_to, None)
 
-    # security -----------------------------------------------------------------------------
     async def first_seen(
         self, agent_id: str, items: Sequence[tuple[str, EntryId]], *, ttl: float
     ) -> list[bool]:
@@ -478,7 +464,6 @@ class RedisTransport:
             args += (message_id, entry_id)
         return [bool(f) for f in await self._pipe.script(scripts.FIRST_SEEN, [], args)]
 
-    # state --------------------------------------------------------------------------------
     async def load_state(self, agent_id: str) -> dict[str, str]:
         raw: Any = await self.client.hgetall(self.keys.state(agent_id))
         return {_s(k): _s(v) for k, v in raw.items()}

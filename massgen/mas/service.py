@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -15,11 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.connect import Transport, resolve_transport
 from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.tasks import Lifecycle, cancel_and_wait
-from massgen.mas.transport import AgentRecord, BusSettings, EntryId, InboxStats
+from massgen.mas.transport import (
+    AgentRecord,
+    BusSettings,
+    EntryId,
+    InboxStats,
+    Lifecycle,
+    Transport,
+    cancel_and_wait,
+    resolve_transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +91,7 @@ class MASService(Lifecycle):
             return
         if self._owns:
             await self._transport.connect()
-        self._task = asyncio.ensure_future(self._run())
-        self._task.set_name("mas:service")
+        self._task = asyncio.create_task(self._run(), name="mas:service")
         log.info("mas service started on %s (interval %gs)", self.where, self.interval)
 
     async def stop(self) -> None:
@@ -178,18 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     async def run() -> None:
-        service = MASService(args.redis, prefix=args.prefix, interval=args.interval)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         # before start(): a signal sent once the start line is logged must stop us cleanly
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await service.start()
-        try:
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with MASService(args.redis, prefix=args.prefix, interval=args.interval):
             await stop.wait()
-        finally:
-            await service.stop()
 
     try:
         asyncio.run(run())

@@ -1,4 +1,5 @@
-"""The contract both transports keep (`connect.Transport` names either), and the values they carry.
+"""The contract both transports keep (:data:`Transport` names either), the values they carry,
+how an agent or service picks one, and how they start and stop.
 
 ``MemoryTransport`` and ``RedisTransport`` pass one contract suite. ``send`` returns once a
 message is stored (it waits for an offline target); ``fetch`` leases each new message to one
@@ -15,14 +16,21 @@ trip).
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.mas import wire
-from massgen.mas.message import AgentMessage
+from massgen.mas.keys import DEFAULT_PREFIX
+from massgen.mas.message import AgentMessage, decode, encode, pack, unpack
+
+if TYPE_CHECKING:
+    from massgen.mas.memory import MemoryHub, MemoryTransport
+    from massgen.mas.redis_transport import RedisTransport
 
 EntryId = str | int
 
@@ -115,17 +123,15 @@ class Envelope:
     @classmethod
     def parse(cls, blob: bytes) -> Envelope:
         """The envelope of a stored blob; :class:`~massgen.errors.WireError` if malformed."""
-        body, mac = wire.unpack(blob)
-        return cls(wire.decode(body), mac, body)
+        body, mac = unpack(blob)
+        return cls(decode(body), mac, body)
 
     def signed_body(self) -> bytes:
         """The exact bytes the MAC covers."""
-        return self.body if self.body is not None else wire.encode(self.message)
+        return self.body if self.body is not None else encode(self.message)
 
     def blob(self) -> bytes:  # signed_body() inline: once per message sent
-        return wire.pack(
-            self.body if self.body is not None else wire.encode(self.message), self.mac
-        )
+        return pack(self.body if self.body is not None else encode(self.message), self.mac)
 
 
 @dataclass(slots=True)
@@ -174,3 +180,70 @@ class Orphans:
     released: list[EntryId]
     dead_lettered: list[EntryId]
     holders: list[str]
+
+
+Transport: TypeAlias = "MemoryTransport | RedisTransport"
+"""What an agent needs of a bus (registry, inboxes with leases, replies, state): both kinds
+pass one contract suite (tests/mas/test_contract.py), and mypy checks each call on both."""
+
+REDIS_URL_ENV = "MASSGEN_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://localhost:6379"
+"""The Redis used when neither ``redis_url`` nor ``$MASSGEN_REDIS_URL`` names one."""
+
+
+def resolve_transport(
+    redis_url: str | None = None,
+    *,
+    transport: Transport | None = None,
+    hub: MemoryHub | None = None,
+    prefix: str = DEFAULT_PREFIX,
+) -> tuple[Transport, bool]:
+    """The transport and whether the caller owns it (must close it): ``transport`` as is,
+    ``hub``'s in-process bus, else Redis at ``redis_url``, ``$MASSGEN_REDIS_URL`` or the
+    default. Naming two of them is a ``ValueError``: which one would you mean?"""
+    given = {"transport": transport is not None, "hub": hub is not None, "redis_url": redis_url}
+    named = [name for name, present in given.items() if present]
+    if len(named) > 1:
+        raise ValueError(f"pass one of transport, hub and redis_url, not {' and '.join(named)}")
+    if transport is not None:
+        return transport, False
+    if hub is not None:
+        from massgen.mas.memory import MemoryTransport
+
+        return MemoryTransport(hub), True
+    return redis_transport(redis_url, prefix), True
+
+
+def redis_transport(redis_url: str | None, prefix: str = DEFAULT_PREFIX) -> RedisTransport:
+    """Redis at ``redis_url``, else ``$MASSGEN_REDIS_URL``, else the default."""
+    from massgen.mas.redis_transport import RedisTransport
+
+    url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+    return RedisTransport(url, prefix=prefix)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` until every one is gone: redis-py may swallow a cancellation that
+    lands between two reads of one command."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+
+
+class Lifecycle:
+    """``async with`` runs ``start()`` then, on the way out, ``stop()``."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

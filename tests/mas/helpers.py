@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from massgen.mas import Agent, BusSettings, MemoryHub, MemoryTransport, Transport
-from massgen.mas.tasks import cancel_and_wait
+from massgen.mas.transport import cancel_and_wait
 
 SHARED_REDIS = os.environ.get("MASSGEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

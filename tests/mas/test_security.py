@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from massgen.mas import Agent, AgentMessage, Envelope, MessageKind, Signer, wire
+from massgen.mas import Agent, AgentMessage, Envelope, MessageKind, Signer
+from massgen.mas.message import encode, pack
 from massgen.mas.signing import Verdict
 
 from .helpers import Bus, Recorder, until
@@ -26,7 +27,7 @@ async def _setup(bus: Bus) -> tuple[Recorder, Agent, Signer]:
 
 
 def _signed(signer: Signer, msg: AgentMessage) -> Envelope:
-    body = wire.encode(msg)
+    body = encode(msg)
     return Envelope(msg, signer.sign(body), body)
 
 
@@ -63,7 +64,7 @@ async def test_forged_altered_replayed_and_stale_messages_are_refused(
     # forged sender: a signed message whose sender field was changed afterwards
     forged = _signed(signer, msg("forged-1"))
     forged.message.sender_id = "admin"
-    forged.body = wire.encode(forged.message)
+    forged.body = encode(forged.message)
     # bad MAC: signed with another secret
     bad = _signed(Signer("not-the-secret"), msg("bad-1"))
     # unsigned
@@ -115,7 +116,7 @@ async def _send_raw_to(bus: Bus, t: object, inbox_of: str, env: Envelope) -> Non
 
         assert isinstance(t, RedisTransport)
         assert env.body is not None
-        await t.client.xadd(t.keys.inbox(inbox_of), {FIELD: wire.pack(env.body, env.mac)})
+        await t.client.xadd(t.keys.inbox(inbox_of), {FIELD: pack(env.body, env.mac)})
 
 
 async def test_forged_reply_is_refused(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
