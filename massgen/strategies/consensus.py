@@ -1,16 +1,109 @@
 """Consensus: answer independently (no herding), then vote or revise on anonymised,
-per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules)."""
+per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules).
+The bookkeeping (normalising answers, parsing review replies, counting votes) is pure, so
+every rule of convergence is unit-testable on its own."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from massgen import events as ev
 from massgen.result import Vote
-from massgen.strategies import ballot, prompts
+from massgen.strategies import prompts
 from massgen.strategies.context import RunContext
-from massgen.types import Turn
+from massgen.types import Completion, Turn
+
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def normalise(text: str) -> str:
+    """Case, accents, punctuation and spacing folded, so "Paris." equals "paris"."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def all_agree(answers: Mapping[str, str]) -> bool:
+    return len(answers) > 1 and len({normalise(t) for t in answers.values()}) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A parsed review reply: a vote for ``label`` or a revision to ``answer``."""
+
+    vote: str | None = None
+    reason: str = ""
+    answer: str | None = None
+
+
+def parse_review(completion: Completion, labels: Sequence[str]) -> Review | None:
+    """Read a vote or a revision from a tool call or from JSON text; ``None`` if malformed."""
+    for call in completion.tool_calls:
+        args = dict(call.arguments)
+        if call.name == "vote":
+            review = _vote(args.get("label"), args.get("reason"), labels)
+            if review:
+                return review
+        elif call.name == "revise" and str(args.get("answer", "")).strip():
+            return Review(answer=str(args["answer"]).strip())
+    match = _JSON_OBJECT.search(completion.text or "")
+    if not match:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "vote" in data:
+        return _vote(data.get("vote"), data.get("reason"), labels)
+    revision = data.get("revise")
+    if isinstance(revision, str) and revision.strip():
+        return Review(answer=revision.strip())
+    return None
+
+
+def _vote(label: object, reason: object, labels: Sequence[str]) -> Review | None:
+    if not isinstance(label, str):
+        return None
+    label = label.strip().strip("[]\"'").upper()
+    if label not in labels:
+        return None
+    return Review(vote=label, reason=str(reason or "")[:300])
+
+
+def tally(votes: Mapping[str, str]) -> dict[str, int]:
+    """voter -> candidate  ==>  candidate -> count."""
+    return dict(Counter(votes.values()))
+
+
+def leader(votes: Mapping[str, str], order: Sequence[str]) -> str | None:
+    """The candidate with most votes; ties go to the earliest in ``order`` (config order)."""
+    counts = tally(votes)
+    if not counts:
+        return None
+    rank = {name: i for i, name in enumerate(order)}
+    return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank))))
+
+
+def winner(votes: Mapping[str, str], live: Sequence[str], needed: int) -> str | None:
+    """The candidate holding ``needed`` votes and strictly more than any other."""
+    counts = tally(votes)
+    if not counts:
+        return None
+    ranked = sorted(counts.values(), reverse=True)
+    top = leader(votes, live)
+    assert top is not None
+    clear = len(ranked) == 1 or ranked[0] > ranked[1]
+    return top if clear and counts[top] >= needed else None
 
 
 async def run(task: str, ctx: RunContext) -> None:
@@ -20,7 +113,7 @@ async def run(task: str, ctx: RunContext) -> None:
     result.history.append(dict(answers))
     votes: dict[str, str] = {}  # voter -> agent whose answer it backs
     top: str | None = None
-    if len(answers) <= 1 or ballot.all_agree(answers):
+    if len(answers) <= 1 or all_agree(answers):
         result.converged = True
         top = next(iter(answers), None)
     for rnd in range(1, ctx.config.consensus.max_rounds + 1):
@@ -31,20 +124,20 @@ async def run(task: str, ctx: RunContext) -> None:
         answers = {n: answers[n] for n in ctx.live if n in answers}
         votes = {v: c for v, c in votes.items() if v in answers and c in answers}
         result.history.append(dict(answers))
-        top = ballot.winner(votes, ctx.live, ctx.config.consensus.votes_needed(len(ctx.live)))
-        if top is None and ballot.all_agree(answers):
-            top = ballot.leader(votes, ctx.live) or ctx.live[0]
+        top = winner(votes, ctx.live, ctx.config.consensus.votes_needed(len(ctx.live)))
+        if top is None and all_agree(answers):
+            top = leader(votes, ctx.live) or ctx.live[0]
         result.converged = top is not None
         ctx.emit(
             ev.RoundDone(
                 round=rnd,
                 votes=dict(votes),
-                leader=top or ballot.leader(votes, ctx.live),
+                leader=top or leader(votes, ctx.live),
                 converged=result.converged,
             )
         )
     if top is None:
-        top = ballot.leader(votes, ctx.live) or ctx.live[0]
+        top = leader(votes, ctx.live) or ctx.live[0]
     result.winner = top
     result.final_answer = answers.get(top, "")
     if ctx.config.consensus.final == "synthesize" and len(answers) > 1:
@@ -73,12 +166,12 @@ async def _review_round(
             tool_choice="required" if tools else None,
         )
     replies = await ctx.gather(list(turns.items()))
-    reviews = {v: ballot.parse_review(c, list(views[v])) for v, (c, _) in replies.items()}
+    reviews = {v: parse_review(c, list(views[v])) for v, (c, _) in replies.items()}
     malformed = [v for v, r in reviews.items() if r is None]
     if malformed:  # one re-prompt each, all at once
         again = await ctx.gather([(v, _retry_turn(turns[v])) for v in malformed])
         for v, (c, _) in again.items():
-            reviews[v] = ballot.parse_review(c, list(views[v]))
+            reviews[v] = parse_review(c, list(views[v]))
     revised: set[str] = set()
     for voter, rev in reviews.items():
         if rev is not None and rev.answer is not None:
@@ -120,7 +213,7 @@ async def _synthesize(
     names = list(answers)
     label_of = {name: chr(65 + i) for i, name in enumerate(names)}
     labelled = [(label_of[n], answers[n]) for n in names]
-    counts = {label_of[c]: n for c, n in ballot.tally(votes).items() if c in label_of}
+    counts = {label_of[c]: n for c, n in tally(votes).items() if c in label_of}
     reply = await ctx.call(
         presenter,
         Turn("present", prompts.synthesis_prompt(task, labelled, counts), round=ctx.result.rounds),
