@@ -16,8 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from massgen import events as ev
-from massgen.display.plain import summary
-from massgen.display.state import STATUS, ViewState
+from massgen.display.plain import STATUS, ViewState, summary
 
 STYLE = {
     **dict.fromkeys(STATUS.values(), "cyan"),  # a turn in flight
