@@ -91,15 +91,13 @@ class Orchestrator:
         self.handles: dict[str, AgentHandle] = handles or {
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
         }
-        self.guards: dict[str, Guards] = {}
-        """Each agent's endpoint guards (circuit breaker, rate limit), from its config."""
+        self.guards: dict[str, Guards] = {}  # each agent's breaker and rate limit
         self._wrapped: dict[int, Backend] = {}
         if session is not None:
             from massgen.memory.session import check_name
 
             check_name(session)
-        self.session = session
-        """Session continued by every run (``--session``): agents remember its earlier runs."""
+        self.session = session  # continued by every run: agents remember its earlier runs
         given = {"cache": cache_store, "memory": memory_store}
         self._stores: dict[str, Store] = {k: v for k, v in given.items() if v is not None}
         self._owned: set[str] = set()  # the stores opened here, closed with the orchestrator
@@ -192,7 +190,6 @@ class Orchestrator:
         except MassGenError as e:
             _log.warning("memory not saved: %s", e)
 
-    # -- construction from YAML ---------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
         """Build from a YAML file (or a loaded TeamConfig); keyword options override it."""
@@ -218,7 +215,6 @@ class Orchestrator:
         built.guards, built._owned = build_guards(cfg), owned
         return built
 
-    # -- running --------------------------------------------------------------------------------
     def seats(self) -> list[str]:
         """Agents that take part on their own (all but those on ``standby``)."""
         return [n for n, a in self.agents.items() if not a.standby]
@@ -253,25 +249,30 @@ class Orchestrator:
                 )
             )
         started = time.perf_counter()
+
+        def close(status: Any, error: str | None) -> None:
+            result.duration = time.perf_counter() - started
+            result.status, result.error = status, error
+
         self._begin_memory()
         try:
             async with asyncio.timeout(self.config.timeout):
                 await impl(task, ctx)
         except asyncio.CancelledError:
-            self._close(result, started, "interrupted", "interrupted")
+            close("interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
             raise
         except (TimeoutError, MassGenError) as e:
             limit = self.config.timeout
             late = f"the run took longer than its timeout ({limit or 0:g} s)"
             error = e if isinstance(e, MassGenError) else RunError(late)
-            self._close(result, started, "failed", str(error))
+            close("failed", str(error))
             bus.emit(ev.RunEnded(result=result))
             error.result = result  # type: ignore[attr-defined]
             if error is e:
                 raise
             raise error from e
-        self._close(result, started, result.status, None)
+        close(result.status, None)
         await self._end_memory(result)
         if bus.listening:
             bus.emit(
@@ -338,12 +339,6 @@ class Orchestrator:
             box.append(await work())
         finally:
             await self.aclose()
-
-    @staticmethod
-    def _close(result: RunResult, started: float, status: Any, error: str | None) -> None:
-        result.duration = time.perf_counter() - started
-        result.status = status
-        result.error = error
 
     async def aclose(self) -> None:
         """Close every backend's connections."""

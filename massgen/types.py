@@ -44,10 +44,8 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class NativeTool:
-    """A tool the provider runs on its side (today: ``web_search``), declared in the request
-    and never run by massgen; each adapter maps it to its wire format (see
-    :meth:`~massgen.backends.base.Backend.supports_native`). The domain lists are honoured
-    where the provider takes them."""
+    """A tool the provider runs on its side (today: ``web_search``), never run by massgen;
+    each adapter maps it to its wire format, domain lists where the provider takes them."""
 
     name: str
     max_uses: int | None = None
@@ -57,8 +55,7 @@ class NativeTool:
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who makes a request, and who hears of its retries (the resilience wrappers' lines, the
-    run's retry events): never sent, cached or compared."""
+    """Who makes a request, and who hears of its retries: never sent, cached or compared."""
 
     agent: str = ""
     attempt: int = 1
@@ -80,8 +77,7 @@ class CompletionRequest:
     timeout: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     native_tools: tuple[NativeTool, ...] = ()
-    call: CallContext | None = field(default=None, compare=False, repr=False)
-    """Set by the agent's handle for the wrappers; no part of what the request asks."""
+    call: CallContext | None = field(default=None, compare=False, repr=False)  # for wrappers
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +107,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class ServerToolCall:
-    """A tool the provider ran on its side while answering (e.g. one web search), never run
-    here. ``output``: a short account of the result (titles and URLs, or an error code)."""
+    """A tool the provider ran while answering (a web search); ``output`` sums up its result."""
 
     id: str
     name: str
@@ -125,10 +120,9 @@ class ServerToolCall:
 class Completion:
     """One finished model answer. ``finish_reason``: ``stop``, ``length``, ``tool_calls``,
     ``content_filter`` or ``other``. ``latency``: seconds from request to last byte.
-    ``sources``: the pages a provider-side search cited, ``server_calls`` its searches.
-    ``requests``: the provider requests behind it (several for a tool loop or a ``pause_turn``,
-    0 from the cache). ``reasoning``: the model's thinking text where the provider returns
-    it, kept in the run record, never part of the answer."""
+    ``sources``/``server_calls``: a provider-side search's pages and searches. ``requests``:
+    provider requests behind it (0 from the cache). ``reasoning``: the model's thinking text,
+    kept in the run record, never part of the answer."""
 
     text: str
     model: str

@@ -32,9 +32,9 @@ STYLE = {
     "tool": "yellow",
 }
 
+# The status column never changes width, so the text beside it never moves: a status word
+# and the retry and tool counters (``answering ↻2⚙3``), cut beyond that.
 STATUS_WIDTH = 14
-"""The status column never changes width, so the text beside it never moves: a status word
-and the retry and tool counters (``answering ↻2⚙3``), cut beyond that."""
 TOKENS_WIDTH = 7
 COST_WIDTH = 8
 # Around the text column: the panel's border and padding (4), two spaces between columns (8).
@@ -48,8 +48,7 @@ class LiveView:
         self.console = console or Console(stderr=True)
         self.state = ViewState()
         self.show_final = show_final
-        self.ended = False
-        """Whether the run's end (its summary line) has been shown."""
+        self.ended = False  # whether the run's end (its summary line) has been shown
         # Keys typed during the run, Ctrl-C's "^C" included, would be echoed into the view
         # and push it down a line: its top border would be left behind, printed twice.
         self._restore_echo = _echo_off(self.console)

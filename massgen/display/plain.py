@@ -15,8 +15,7 @@ from typing import TextIO
 from massgen import events as ev
 from massgen.result import RunResult
 
-TAIL = 72
-"""Characters of text a row shows when the view does not say how many fit."""
+TAIL = 72  # characters of text a row shows when the view does not say how many fit
 
 STATUS = {
     "answer": "answering",
@@ -41,28 +40,26 @@ _REVISE = re.compile(r'"revise"\s*:\s*"((?:[^"\\]|\\.)*)')
 
 @dataclass(slots=True)
 class Row:
+    """One agent's line. ``text``: the end of the turn's streamed text, or the answer once
+    given; ``note``, while set, is shown instead (a retry's reason, a tool call, a review).
+    ``tokens``: the provider's figures for turns that ended; ``pending``: characters of the
+    turn in flight (its token estimate), from ``prompt``, the prompt's (where a retry starts
+    again). ``labels``: this reviewer's ballot (label -> agent); ``reply``: its streaming reply."""
+
     name: str
-    model: str = ""
     status: str = "waiting"
     text: str = ""
-    """The end of the turn's streamed text, or the answer once given."""
     note: str = ""
-    """Shown instead of ``text`` while set: a retry's reason, a tool call, a review."""
     answer: str = ""
     tokens: int = 0
-    """The provider's figures, turns that ended."""
     pending: int = 0
-    """Characters of the turn in flight (prompt and streamed text): its token estimate."""
     prompt: int = 0
-    """Characters of the turn's prompt: where a retried turn's estimate starts again."""
     cost: float = 0.0
     retries: int = 0
     tool_calls: int = 0
     phase: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-    """This reviewer's ballot: label -> agent."""
     reply: str = ""
-    """A review reply as it streams."""
 
     @property
     def token_estimate(self) -> int:
@@ -79,8 +76,6 @@ class ViewState:
     leader: str | None = None
     started: float = field(default_factory=time.monotonic)
     final: ev.FinalAnswer | None = None
-    ended: str | None = None
-    """The run's status once it ended (done, degraded, failed, interrupted)."""
 
     def apply(self, e: ev.Event) -> None:
         match e:
@@ -95,7 +90,6 @@ class ViewState:
             case ev.FinalAnswer():
                 self.final = e
             case ev.RunEnded():
-                self.ended = e.result.status
                 for row in self.rows.values():  # a timeout or Ctrl-C cut these turns short
                     if row.status in BUSY:
                         row.status = "stopped"
@@ -218,8 +212,7 @@ class PlainView:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.ended = False
-        """Whether the run's end (its summary line) has been written."""
+        self.ended = False  # whether the run's end (its summary line) has been written
 
     def __call__(self, e: ev.Event) -> None:
         line = self.describe(e)
