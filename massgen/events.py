@@ -73,7 +73,6 @@ class AgentAnswered(AgentEvent):
         cost: float,
         answered_by: str = "",
     ) -> AgentAnswered:
-        """The event for ``completion``: its text, usage, latency and cache mark."""
         return cls(
             agent=agent,
             phase=phase,
@@ -205,8 +204,7 @@ class EventBus:
         self.errors: list[BaseException] = []
 
     @property
-    def listening(self) -> bool:
-        """Whether any subscriber is left: if not, an event need not even be built."""
+    def listening(self) -> bool:  # if not, an event need not even be built
         return bool(self._subscribers)
 
     @property

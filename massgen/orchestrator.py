@@ -360,8 +360,7 @@ class Orchestrator:
         await self.aclose()
 
 
-DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"
-"""Sessions and long-term memory, when no store is given and there is no Redis."""
+DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 
 _log = logging.getLogger("massgen.memory")
 _RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "handles")

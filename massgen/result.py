@@ -81,7 +81,7 @@ class RunResult:
         return out
 
     def latest_answers(self) -> dict[str, str]:
-        """Each agent's latest answer (its answer, or its latest revision)."""
+        """Each agent's answer, or its latest revision."""
         return dict(self.history[-1]) if self.history else {}
 
     def to_dict(self) -> dict[str, Any]:

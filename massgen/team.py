@@ -17,10 +17,8 @@ if TYPE_CHECKING:
 
 
 def build_guards(team: TeamConfig) -> dict[str, Guards]:
-    """Each agent's endpoint guards (circuit breaker, rate limit) from its backend's config,
-    for :func:`massgen.resilience.wrap`. With Redis configured their state is shared by
-    every process using the endpoint, through one lease on the process's shared client (the
-    caller closes it)."""
+    """Each agent's circuit breaker and rate limit from its backend's config; with Redis, their
+    state is shared by every process using the endpoint (through one lease the caller closes)."""
     from massgen.resilience import BreakerPolicy, Guards, RateLimit
 
     redis = None
@@ -119,8 +117,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
 
 
 def check_models(team: TeamConfig) -> None:
-    """Each agent has a model: its own ``model:``, else its backend's (where the backend's
-    type needs one). The error points at the agent, with a model of its provider."""
+    """Each agent has a model (its own, else its backend's) where the backend's type needs one."""
     from massgen.backends.registry import model_hint, needs_model
 
     for i, agent in enumerate(team.agents):

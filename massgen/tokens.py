@@ -22,12 +22,10 @@ from typing import Any
 
 from massgen.types import ChatMessage, CompletionRequest, ToolSpec
 
-MESSAGE_OVERHEAD = 4
-"""Tokens a message costs beyond its text (role, separators), as in OpenAI's accounting."""
+MESSAGE_OVERHEAD = 4  # tokens a message costs beyond its text (role, separators)
 
 
 def estimate_text(text: str) -> int:
-    """Estimated tokens of ``text`` (see the module docstring)."""
     if not text:
         return 0
     if text.isascii():  # the common case, without a Python-level pass over the characters
@@ -49,8 +47,7 @@ def estimate_message(message: ChatMessage) -> int:
 
 
 def estimate_tools(specs: Iterable[ToolSpec]) -> int:
-    """Estimated tokens of tool declarations: providers count each name, description and
-    JSON schema as input."""
+    """Estimated tokens of tool declarations (each name, description and schema is input)."""
     return sum(
         MESSAGE_OVERHEAD
         + estimate_text(spec.name)
@@ -72,8 +69,7 @@ class TokenEstimator:
     MAX_RATIO = 3.0
 
     def __init__(self) -> None:
-        self.ratio = 1.0
-        """Reported / estimated input tokens, smoothed over requests (1.0 until one is seen)."""
+        self.ratio = 1.0  # reported / estimated input tokens, smoothed over requests
 
     def message(self, message: ChatMessage) -> int:
         return math.ceil(estimate_message(message) * self.ratio)
@@ -93,8 +89,8 @@ class TokenEstimator:
         self.ratio = 0.5 * self.ratio + 0.5 * seen
 
 
+# USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens.
 Tiers = tuple[float, tuple[tuple[int, float], ...]]
-"""USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +193,7 @@ def _save_facts(facts: dict[str, Any]) -> None:
 
 
 def context_window(model: str | None, override: int | None = None) -> int | None:
-    """The context window of ``model`` in tokens; ``override`` (``memory.context_window``)
-    wins; ``None`` if unknown."""
+    """The context window of ``model`` in tokens (``override`` wins); ``None`` if unknown."""
     if override is not None:
         return override
     info = known_model(model) if model else None

@@ -28,15 +28,12 @@ class RunContext:
     result: RunResult
     handles: dict[str, AgentHandle]
     emit: Callable[[ev.Event], None]
-    config: OrchestratorConfig
-    """The team file's ``orchestrator:`` section, as validated at load."""
-    seed: int = 0
-    """Seeds each reviewer's shuffle of the answers, so a run can be replayed."""
+    config: OrchestratorConfig  # the team file's ``orchestrator:`` section
+    seed: int = 0  # seeds each reviewer's shuffle of the answers, so a run can be replayed
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
-    stream: bool = True
-    """Stream turns (token deltas as events); off when no subscriber shows them."""
+    stream: bool = True  # token deltas as events; off when no subscriber shows them
     listening: bool = True
     """Whether anyone hears the events; if not, the per-turn ones are not even built (a
     batch of thousands of turns with no live view)."""
@@ -132,7 +129,6 @@ class RunContext:
         self.emit(event)
 
     def _charge(self, cost: float, requests: int, usage: Usage) -> None:
-        """Count an answer in the budget and in the run's requests, usage and cost."""
         self.budget.add(cost)
         result = self.result
         result.requests += requests
