@@ -15,8 +15,6 @@ from typing import TextIO
 from massgen import events as ev
 from massgen.result import RunResult
 
-TAIL = 72  # characters of text a row shows when the view does not say how many fit
-
 STATUS = {
     "answer": "answering",
     "review": "reviewing",
@@ -165,7 +163,7 @@ class ViewState:
     def row(self, name: str) -> Row:
         return self.rows.setdefault(name, Row(name))
 
-    def shown(self, row: Row, width: int = TAIL) -> str:
+    def shown(self, row: Row, width: int) -> str:
         """What ``row``'s text column shows in ``width`` characters: text streaming in from
         its end (the newest words), anything else from its start."""
         flat = " ".join((row.note or row.text).split())

@@ -22,11 +22,14 @@ def get_strategy(name: str) -> Strategy:
     return found[name]
 
 
+def answer_block(label: str, text: str) -> str:
+    """A peer's answer as every prompt shows it (models and the replay backend read it)."""
+    return f'<answer label="{label}">\n{text}\n</answer>'
+
+
 async def parallel(task: str, ctx: RunContext) -> None:
     """Every agent answers at once, independently; with ``aggregator`` its synthesis is the
     final answer (mixture-of-agents). The aggregator does not answer in the first round."""
-    from massgen.strategies.prompts import aggregate_prompt
-
     aggregator = ctx.config.aggregator
     proposers = [n for n in ctx.live if n != aggregator]
     got = await ctx.gather([(n, Turn("answer", task)) for n in proposers])
@@ -34,10 +37,13 @@ async def parallel(task: str, ctx: RunContext) -> None:
     ctx.result.history.append(answers)
     ctx.result.rounds = 1
     if aggregator and answers:
-        labelled = [(chr(65 + i), text) for i, text in enumerate(answers.values())]
-        reply = await ctx.call(
-            aggregator, Turn("aggregate", aggregate_prompt(task, labelled), round=1)
+        blocks = "\n".join(answer_block(chr(65 + i), a) for i, a in enumerate(answers.values()))
+        prompt = (
+            f"Task: {task}\n\nIndependent answers:\n{blocks}\n\n"
+            "Synthesize them into one best answer: keep what is correct, fix what is wrong. "
+            "Give only the answer."
         )
+        reply = await ctx.call(aggregator, Turn("aggregate", prompt, round=1))
         if reply is not None:
             ctx.result.final_answer = reply[0].text
             ctx.result.winner = aggregator
@@ -51,11 +57,11 @@ async def parallel(task: str, ctx: RunContext) -> None:
 
 async def sequential(task: str, ctx: RunContext) -> None:
     """A pipeline in config order; each agent sees the task and the work so far."""
-    from massgen.strategies.prompts import step_prompt
-
     done: list[tuple[str, str]] = []
     for step, name in enumerate(list(ctx.live), start=1):
-        reply = await ctx.call(name, Turn("step", step_prompt(task, done), round=step))
+        blocks = "\n".join(f'<step agent="{who}">\n{text}\n</step>' for who, text in done)
+        prompt = f"Task: {task}\n\nWork so far:\n{blocks}\n\nDo your part." if done else task
+        reply = await ctx.call(name, Turn("step", prompt, round=step))
         if reply is not None:
             done.append((name, reply[0].text))
             ctx.result.history.append(dict(done))

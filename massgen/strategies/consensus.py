@@ -1,7 +1,8 @@
 """Consensus: answer independently (no herding), then vote or revise on anonymised,
 per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules).
 The bookkeeping (normalising answers, parsing review replies, counting votes) is pure, so
-every rule of convergence is unit-testable on its own."""
+every rule of convergence is unit-testable on its own. Prompts are short and exact (tokens are
+money); peer answers are clipped."""
 
 from __future__ import annotations
 
@@ -16,9 +17,69 @@ from dataclasses import dataclass
 
 from massgen import events as ev
 from massgen.result import Vote
-from massgen.strategies import prompts
+from massgen.strategies import answer_block
 from massgen.strategies.context import RunContext
-from massgen.types import Completion, Turn
+from massgen.types import Completion, ToolSpec, Turn
+
+VOTE_TOOL = ToolSpec(
+    name="vote",
+    description="Vote for the best answer.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "description": "label of the best answer"},
+            "reason": {"type": "string", "description": "a few words"},
+        },
+        "required": ["label"],
+    },
+)
+REVISE_TOOL = ToolSpec(
+    name="revise",
+    description="Replace your answer with a better one.",
+    parameters={
+        "type": "object",
+        "properties": {"answer": {"type": "string", "description": "your full new answer"}},
+        "required": ["answer"],
+    },
+)
+REVIEW_TOOLS = (VOTE_TOOL, REVISE_TOOL)
+
+JSON_REPLY = (
+    'Reply with JSON only: {"vote": "<label>", "reason": "<few words>"} '
+    'or {"revise": "<your full new answer>"}.'
+)
+TOOL_REPLY = "Call exactly one tool: vote or revise."
+
+
+def clip(text: str, budget_tokens: int) -> str:
+    """Cut ``text`` to about ``budget_tokens`` tokens (4 characters each)."""
+    limit = max(budget_tokens, 1) * 4
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
+
+def review_prompt(
+    task: str, own_label: str, answers: Sequence[tuple[str, str]], *, tools: bool
+) -> str:
+    """The review turn: the task, the labelled answers (own included), how to reply."""
+    blocks = "\n".join(answer_block(label, text) for label, text in answers)
+    how = TOOL_REPLY if tools else JSON_REPLY
+    return (
+        f"Task: {task}\n\nAnswers (yours is {own_label}):\n{blocks}\n\n"
+        "Vote for the best answer (yours included), or revise yours if it is wrong or "
+        f"incomplete. {how}"
+    )
+
+
+def synthesis_prompt(task: str, answers: Sequence[tuple[str, str]], tally: dict[str, int]) -> str:
+    blocks = "\n".join(answer_block(label, text) for label, text in answers)
+    votes = ", ".join(f"{label}: {n}" for label, n in tally.items()) or "none"
+    return (
+        f"Task: {task}\n\nThe team's answers:\n{blocks}\n\nVotes: {votes}\n\n"
+        "Write the single best final answer, merging what is right in them. "
+        "Give only the answer."
+    )
+
 
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACE = re.compile(r"\s+")
@@ -156,13 +217,13 @@ async def _review_round(
         own = next(label for label, agent in view.items() if agent == voter)
         tools = ctx.handles[voter].supports_tools
         budget = ctx.config.consensus.answer_budget
-        shown = [(label, prompts.clip(answers[a], budget)) for label, a in view.items()]
-        prompt = prompts.review_prompt(task, own, shown, tools=tools)
+        shown = [(label, clip(answers[a], budget)) for label, a in view.items()]
+        prompt = review_prompt(task, own, shown, tools=tools)
         turns[voter] = Turn(
             "review",
             prompt,
             round=rnd,
-            tools=prompts.REVIEW_TOOLS if tools else (),
+            tools=REVIEW_TOOLS if tools else (),
             tool_choice="required" if tools else None,
         )
     replies = await ctx.gather(list(turns.items()))
@@ -216,7 +277,7 @@ async def _synthesize(
     counts = {label_of[c]: n for c, n in tally(votes).items() if c in label_of}
     reply = await ctx.call(
         presenter,
-        Turn("present", prompts.synthesis_prompt(task, labelled, counts), round=ctx.result.rounds),
+        Turn("present", synthesis_prompt(task, labelled, counts), round=ctx.result.rounds),
     )
     if reply is not None:
         ctx.result.final_answer = reply[0].text
@@ -224,7 +285,6 @@ async def _synthesize(
 
 
 def _retry_turn(turn: Turn) -> Turn:
-    """The review turn again, told that its reply was not valid."""
-    return dataclasses.replace(
-        turn, prompt=f"{turn.prompt}\n\n{prompts.reprompt(bool(turn.tools))}"
-    )
+    """The review turn again (sent once), told that its reply was not valid."""
+    how = TOOL_REPLY if turn.tools else JSON_REPLY
+    return dataclasses.replace(turn, prompt=f"{turn.prompt}\n\nYour reply was not valid. {how}")
