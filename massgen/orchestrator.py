@@ -128,15 +128,13 @@ class Orchestrator:
         return self._wrapped[id(backend)]
 
     def cache_store(self) -> Store:
-        """The response cache's store: the one given, else a SQLite file opened on first use
-        (``cache.path``, default ``.massgen/cache.sqlite3``)."""
+        """The response cache's store: the one given, else SQLite at ``cache.path``."""
         from massgen.resilience.cache import DEFAULT_CACHE_PATH
 
         return self._store("cache", self.config.cache.path or DEFAULT_CACHE_PATH)
 
     def memory_store(self) -> Store:
-        """Where sessions and long-term memory live: the one given, else a SQLite file
-        opened on first use (``.massgen/memory.sqlite3``)."""
+        """Where sessions and long-term memory live: the one given, else a SQLite file."""
         return self._store("memory", DEFAULT_MEMORY_PATH)
 
     def _store(self, kind: str, path: str | Path) -> Store:
@@ -166,8 +164,7 @@ class Orchestrator:
                 agent.long_term.bind(store)
 
     async def _end_memory(self, result: RunResult) -> None:
-        """Append the run to the session and long-term memory (a store that fails is logged:
-        the answer stands)."""
+        """Append the run to the session and long-term memory (a failure is only logged)."""
         if not self._uses_memory():
             return
         from massgen.memory.long_term import MemoryItem, own_answer
@@ -178,9 +175,7 @@ class Orchestrator:
         try:
             if self.session:
                 entries = {
-                    n: Exchange(result.task, text, result.run_id, now)
-                    for n, text in owns.items()
-                    if text
+                    n: Exchange(result.task, t, result.run_id, now) for n, t in owns.items() if t
                 }
                 await Sessions(self.memory_store()).record(self.session, result.run_id, entries)
             for name, agent in self.agents.items():
@@ -228,7 +223,8 @@ class Orchestrator:
         impl = get_strategy(name)
         if not task or not task.strip():
             raise ConfigError("the task is empty", key="task", hint="give the task as text")
-        result = RunResult(run_id=_run_id(), task=task, strategy=name, started_at=time.time())
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        result = RunResult(run_id=run_id, task=task, strategy=name, started_at=time.time())
         bus = ev.EventBus(self.subscribers)
         ctx = RunContext(
             result=result,
@@ -361,13 +357,8 @@ class Orchestrator:
 
 
 DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
-
 _log = logging.getLogger("massgen.memory")
 _RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "handles")
-
-
-def _run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 __all__ = ["Orchestrator"]

@@ -89,7 +89,6 @@ def build_agents(team: TeamConfig) -> list[Agent]:
             with _located(team, "agents", i, "backend"):
                 cfg = team.backend_for(a)  # an agent's own backend takes its overrides
                 backend = build_backend(cfg, team, f"{a.name}.backend")
-        tools = build_agent_tools(team, i, backend)
         agents.append(
             Agent(
                 a.name,
@@ -97,7 +96,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 a.role,
                 model=a.model,
                 capabilities=a.capabilities,
-                tools=tools,
+                tools=build_agent_tools(team, i, backend),
                 max_tool_iterations=a.max_tool_iterations or team.orchestrator.max_tool_iterations,
                 memory_strategy=a.memory.strategy,
                 memory_size=a.memory.size,
@@ -139,20 +138,17 @@ def check_keys(team: TeamConfig) -> None:
     error, each with its place, its agents and the variable to set."""
     from massgen.backends.registry import key_variables, missing_key
 
-    missing: list[tuple[tuple[str | int, ...], list[str], str, tuple[str, ...]]] = []
-    named: dict[str, list[str]] = {}  # a named backend's agents, shared with its entry
+    users: dict[tuple[str | int, ...], tuple[BackendConfig, list[str]]] = {}  # by place
     for i, agent in enumerate(team.agents):
         ref = agent.backend
-        if isinstance(ref, str):
-            if ref in named:
-                named[ref].append(agent.name)
-                continue
-            named[ref] = names = [agent.name]
-            cfg, path = team.backends[ref], _backend_path(team, ref)
-        else:
-            cfg, path, names = ref, ("agents", i, "backend"), [agent.name]
-        if need := key_variables(cfg.type, _secret(cfg)):
-            missing.append((path, names, cfg.type, need))
+        path = _backend_path(team, ref) if isinstance(ref, str) else ("agents", i, "backend")
+        cfg = team.backends[ref] if isinstance(ref, str) else ref
+        users.setdefault(path, (cfg, []))[1].append(agent.name)
+    missing = [
+        (path, names, cfg.type, need)
+        for path, (cfg, names) in users.items()
+        if (need := key_variables(cfg.type, _secret(cfg)))
+    ]
     if not missing:
         return
     if len(missing) == 1:
