@@ -40,8 +40,7 @@ Where a class also derives from a builtin exception, that is the one the seed fr
 raised, so code written for it keeps catching what it caught.
 
 Messages never contain secrets: adapters build them from status codes and provider
-messages, never from request headers or keys.
-"""
+messages, never from request headers or keys."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ One estimate everywhere (memory, rate limits, budgets, unreported usage): a quar
 token per ASCII character (as GPT, Claude and Gemini tokenizers average), one per other
 character, plus :data:`MESSAGE_OVERHEAD` per message; it errs high, the safe side for a
 budget. Context windows and prices come from genai-prices' bundled data, never updated over
-the network (massgen never starts its ``UpdatePrices`` task).
-"""
+the network (massgen never starts its ``UpdatePrices`` task)."""
 
 from __future__ import annotations
 

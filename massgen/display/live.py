@@ -20,16 +20,11 @@ from massgen.display.plain import STATUS, ViewState, summary
 
 STYLE = {
     **dict.fromkeys(STATUS.values(), "cyan"),  # a turn in flight
-    "waiting": "dim",
-    "reviewing": "magenta",
-    "reviewed": "magenta",
+    **dict.fromkeys(("waiting", "stopped"), "dim"),
+    **dict.fromkeys(("reviewing", "reviewed"), "magenta"),
+    **dict.fromkeys(("fallback", "retrying", "no worker"), "red"),
+    **dict.fromkeys(("revised", "tool"), "yellow"),
     "failed": "bold red",
-    "fallback": "red",
-    "retrying": "red",
-    "no worker": "red",
-    "stopped": "dim",
-    "revised": "yellow",
-    "tool": "yellow",
 }
 
 # The status column never changes width, so the text beside it never moves: a status word
