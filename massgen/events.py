@@ -209,8 +209,7 @@ class EventBus:
 
     @property
     def wants_deltas(self) -> bool:
-        """Whether any subscriber shows token deltas (one may say no with a false
-        ``wants_deltas`` attribute); if none does, turns need not stream at all."""
+        """Whether any subscriber shows token deltas (a false ``wants_deltas`` says no)."""
         return any(getattr(fn, "wants_deltas", True) for fn in self._subscribers)
 
     def emit(self, event: Event) -> None:

@@ -35,8 +35,7 @@ class Grouped(Generic[Item, Result]):
         return await self.submit(item)
 
     def take_pending(self) -> list[Item]:
-        """Remove the items no job has taken yet (cancelling their callers), for a
-        synchronous close that handles them itself."""
+        """Remove (for a synchronous close) the items no job has taken, cancelling callers."""
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []
         for w in waiters:

@@ -12,9 +12,8 @@ Status = Literal["done", "degraded", "failed", "interrupted"]
 
 @dataclass(frozen=True, slots=True)
 class AgentAnswer:
-    """One agent's output for one turn. ``answered_by`` differs from ``agent`` when a
-    fallback agent took the turn. ``reasoning`` is the model's reasoning or thinking text
-    where the provider returned it: kept for the record, never part of ``text``."""
+    """One agent's output for one turn. ``answered_by``: the fallback agent that took the turn,
+    if any. ``reasoning``: the model's thinking text, kept for the record, not in ``text``."""
 
     agent: str
     phase: str

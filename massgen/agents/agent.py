@@ -95,8 +95,7 @@ class Agent:
         return self.model or self.backend.model
 
     def build_messages(self, turn: Turn) -> tuple[ChatMessage, ...]:
-        """The conversation sent for ``turn`` (role, memory, notes delivered once, prompt),
-        within the model's context window (see :meth:`Conversation.compose`)."""
+        """The conversation sent for ``turn`` (role, memory, notes, prompt), within the window."""
         return self._compose(turn, self.memory)[0]
 
     def _compose(

@@ -23,15 +23,13 @@ if TYPE_CHECKING:
 
 OnDelta = Callable[[str], None]
 
-DEFAULT_MAX_TOOL_ITERATIONS = 8
-"""Rounds of tool calls one turn may make before the model is asked to answer."""
+DEFAULT_MAX_TOOL_ITERATIONS = 8  # rounds of tool calls a turn may make before it must answer
 
 
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """The final completion of ``request``, streamed only when ``on_delta`` listens (a plain
-    request costs a fraction of the CPU)."""
+    """The final completion of ``request``, streamed only when ``on_delta`` listens (cheaper)."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None

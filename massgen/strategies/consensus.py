@@ -149,22 +149,14 @@ def tally(votes: Mapping[str, str]) -> dict[str, int]:
 def leader(votes: Mapping[str, str], order: Sequence[str]) -> str | None:
     """The candidate with most votes; ties go to the earliest in ``order`` (config order)."""
     counts = tally(votes)
-    if not counts:
-        return None
     rank = {name: i for i, name in enumerate(order)}
-    return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank))))
+    return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank))), default=None)
 
 
 def winner(votes: Mapping[str, str], live: Sequence[str], needed: int) -> str | None:
     """The candidate holding ``needed`` votes and strictly more than any other."""
-    counts = tally(votes)
-    if not counts:
-        return None
-    ranked = sorted(counts.values(), reverse=True)
-    top = leader(votes, live)
-    assert top is not None
-    clear = len(ranked) == 1 or ranked[0] > ranked[1]
-    return top if clear and counts[top] >= needed else None
+    first, second, *_ = [*sorted(tally(votes).values(), reverse=True), 0, 0]
+    return leader(votes, live) if first > second and first >= needed else None
 
 
 async def run(task: str, ctx: RunContext) -> None:
