@@ -58,42 +58,17 @@ def clip(text: str, budget_tokens: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + " …"
 
 
-def review_prompt(
-    task: str, own_label: str, answers: Sequence[tuple[str, str]], *, tools: bool
-) -> str:
-    """The review turn: the task, the labelled answers (own included), how to reply."""
-    blocks = "\n".join(answer_block(label, text) for label, text in answers)
-    how = TOOL_REPLY if tools else JSON_REPLY
-    return (
-        f"Task: {task}\n\nAnswers (yours is {own_label}):\n{blocks}\n\n"
-        "Vote for the best answer (yours included), or revise yours if it is wrong or "
-        f"incomplete. {how}"
-    )
-
-
-def synthesis_prompt(task: str, answers: Sequence[tuple[str, str]], tally: dict[str, int]) -> str:
-    blocks = "\n".join(answer_block(label, text) for label, text in answers)
-    votes = ", ".join(f"{label}: {n}" for label, n in tally.items()) or "none"
-    return (
-        f"Task: {task}\n\nThe team's answers:\n{blocks}\n\nVotes: {votes}\n\n"
-        "Write the single best final answer, merging what is right in them. "
-        "Give only the answer."
-    )
-
-
 _PUNCT = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
-def normalise(text: str) -> str:
-    """Case, accents, punctuation and spacing folded, so "Paris." equals "paris"."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
-
-
 def all_agree(answers: Mapping[str, str]) -> bool:
-    return len(answers) > 1 and len({normalise(t) for t in answers.values()}) == 1
+    """Whether the answers are one, case, accents, punctuation and spacing folded (so
+    "Paris." equals "paris")."""
+    folded = {
+        _PUNCT.sub(" ", unicodedata.normalize("NFKC", t).casefold()) for t in answers.values()
+    }
+    return len(answers) > 1 and len({" ".join(t.split()) for t in folded}) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +184,12 @@ async def _review_round(
         own = next(label for label, agent in view.items() if agent == voter)
         tools = ctx.handles[voter].supports_tools
         budget = ctx.config.consensus.answer_budget
-        shown = [(label, clip(answers[a], budget)) for label, a in view.items()]
-        prompt = review_prompt(task, own, shown, tools=tools)
+        blocks = "\n".join(answer_block(k, clip(answers[a], budget)) for k, a in view.items())
+        prompt = (
+            f"Task: {task}\n\nAnswers (yours is {own}):\n{blocks}\n\n"
+            "Vote for the best answer (yours included), or revise yours if it is wrong or "
+            f"incomplete. {TOOL_REPLY if tools else JSON_REPLY}"
+        )
         turns[voter] = Turn(
             "review",
             prompt,
@@ -265,12 +244,14 @@ async def _synthesize(
         presenter = top
     names = list(answers)
     label_of = {name: chr(65 + i) for i, name in enumerate(names)}
-    labelled = [(label_of[n], answers[n]) for n in names]
-    counts = {label_of[c]: n for c, n in tally(votes).items() if c in label_of}
-    reply = await ctx.call(
-        presenter,
-        Turn("present", synthesis_prompt(task, labelled, counts), round=ctx.result.rounds),
+    blocks = "\n".join(answer_block(label_of[n], answers[n]) for n in names)
+    counts = ", ".join(f"{label_of[c]}: {n}" for c, n in tally(votes).items() if c in label_of)
+    prompt = (
+        f"Task: {task}\n\nThe team's answers:\n{blocks}\n\nVotes: {counts or 'none'}\n\n"
+        "Write the single best final answer, merging what is right in them. "
+        "Give only the answer."
     )
+    reply = await ctx.call(presenter, Turn("present", prompt, round=ctx.result.rounds))
     if reply is not None:
         ctx.result.final_answer = reply[0].text
         ctx.result.winner = presenter
