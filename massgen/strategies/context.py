@@ -66,18 +66,13 @@ class RunContext:
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
         held = self.budget.reserve_turn(handle, turn)  # refused if the budget cannot cover it
-        listening = self.listening
-        if listening:
+        if self.listening:
             self.emit(
                 ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
             )
-
-        on_delta = None
-        if self.stream:
-
-            def on_delta(text: str) -> None:
-                self.emit(ev.TokenDelta(agent=seat, text=text))
-
+        on_delta = (
+            (lambda text: self.emit(ev.TokenDelta(agent=seat, text=text))) if self.stream else None
+        )
         on_retry = ev.retries_told(self.emit, seat)
         tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
         try:
@@ -89,9 +84,8 @@ class RunContext:
         self.budget.settle(held, completion)  # its actual cost is charged just below
         cost = handle.cost_of(completion)
         self._charge(cost, completion.requests, completion.usage)
-        result = self.result
-        answered_by = "" if who == seat else who
-        result.answers.append(
+        by = "" if who == seat else who  # the fallback that answered
+        self.result.answers.append(
             AgentAnswer(
                 agent=seat,
                 phase=turn.phase,
@@ -101,22 +95,17 @@ class RunContext:
                 cost=cost,
                 latency=completion.latency,
                 model=completion.model,
-                answered_by=answered_by,
+                answered_by=by,
                 cached=completion.cached,
                 reasoning=completion.reasoning,
             )
         )
-        if listening:
-            self.emit(
-                ev.AgentAnswered.of(
-                    completion,
-                    agent=seat,
-                    phase=turn.phase,
-                    round=turn.round,
-                    cost=cost,
-                    answered_by=answered_by,
-                )
+        if self.listening:
+            phase, rnd = turn.phase, turn.round
+            told = ev.AgentAnswered.of(
+                completion, agent=seat, phase=phase, round=rnd, cost=cost, answered_by=by
             )
+            self.emit(told)
         return completion
 
     def _tool_event(self, event: ev.Event) -> None:
