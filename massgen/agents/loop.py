@@ -5,6 +5,7 @@ turn carrying its own tools (a consensus vote) is a structured reply: never run.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import re
@@ -180,11 +181,5 @@ def _clip(message: ChatMessage, budget: int, count: Callable[[ChatMessage], int]
         text = body[:keep] + CLIPPED.format(n=omitted + len(body) - keep)
         return dataclasses.replace(message, content=head + text + tail)
 
-    lo, hi = 0, len(body)
-    while lo < hi:  # the longest prefix that fits
-        mid = (lo + hi + 1) // 2
-        if count(cut(mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return cut(lo)
+    fits = bisect.bisect_right(range(len(body) + 1), budget, key=lambda keep: count(cut(keep)))
+    return cut(max(fits - 1, 0))  # the longest prefix that fits
