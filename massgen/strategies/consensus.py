@@ -156,13 +156,9 @@ async def run(task: str, ctx: RunContext) -> None:
         if top is None and all_agree(answers):
             top = leader(votes, ctx.live) or ctx.live[0]
         result.converged = top is not None
+        ahead = top or leader(votes, ctx.live)
         ctx.emit(
-            ev.RoundDone(
-                round=rnd,
-                votes=dict(votes),
-                leader=top or leader(votes, ctx.live),
-                converged=result.converged,
-            )
+            ev.RoundDone(round=rnd, votes=dict(votes), leader=ahead, converged=result.converged)
         )
     if top is None:
         top = leader(votes, ctx.live) or ctx.live[0]
@@ -231,8 +227,7 @@ def _view(voter: str, ctx: RunContext, rnd: int) -> dict[str, str]:
         seen = [live[(i + k) % len(live)] for k in range(ctx.config.consensus.neighbors + 1)]
     else:
         seen = list(live)
-    rng = random.Random(f"{ctx.seed}:{voter}:{rnd}")
-    rng.shuffle(seen)
+    random.Random(f"{ctx.seed}:{voter}:{rnd}").shuffle(seen)
     return {chr(65 + i): agent for i, agent in enumerate(seen)}
 
 
