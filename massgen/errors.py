@@ -137,8 +137,7 @@ class TransportError(MassGenError):
 
 
 class ServiceUnreachable(TransportError):
-    """Not a :class:`ConfigError`: start the service (or wait for it) and run the command
-    again. ``hint`` says what to check."""
+    """Not a :class:`ConfigError`: start the service (or wait) and run again; see ``hint``."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message, self.hint = message, hint
@@ -168,12 +167,11 @@ class SecretRefused(TurnRefused):
     """The run and its workers do not share one ``redis.secret`` / ``$MASSGEN_SECRET``."""
 
     def __init__(self, agent: str, reason: str) -> None:
-        super().__init__(
-            agent,
-            reason,
+        message = (
             f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
-            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
+            "redis.secret / MASSGEN_SECRET is the same for the run and its workers"
         )
+        super().__init__(agent, reason, message)
 
 
 class ResultsLocked(ConfigError):

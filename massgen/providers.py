@@ -58,4 +58,3 @@ for _row in _ROWS:
 
 BACKEND_TYPES: tuple[str, ...] = (*PROVIDERS,)
 OPENAI_COMPATIBLE: frozenset[str] = frozenset(k for k, v in PROVIDERS.items() if v.chat_completions)
-"""The types that speak Chat Completions, and so take ``client`` (``http`` or ``sdk``)."""

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-OnRetry = Callable[[int, int, float, BaseException], None]
-"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
+OnRetry = Callable[[int, int, float, BaseException], None]  # attempt, max_retries, wait, error
 
 
 @dataclass(frozen=True, slots=True)

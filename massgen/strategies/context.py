@@ -34,9 +34,7 @@ class RunContext:
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     stream: bool = True  # token deltas as events; off when no subscriber shows them
-    listening: bool = True
-    """Whether anyone hears the events; if not, the per-turn ones are not even built (a
-    batch of thousands of turns with no live view)."""
+    listening: bool = True  # if nobody hears events, per-turn ones are not even built
     _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
