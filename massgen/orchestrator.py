@@ -338,12 +338,9 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         """Close every backend's connections."""
-        seen: set[int] = set()  # agents may share one backend
-        for agent in self.agents.values():
-            backend = agent.built_backend()
-            if backend is not None and id(backend) not in seen:
-                seen.add(id(backend))
-                await backend.aclose()
+        built = {id(b): b for a in self.agents.values() if (b := a.built_backend()) is not None}
+        for backend in built.values():  # each once: agents may share one backend
+            await backend.aclose()
         for lease in {g.redis for g in self.guards.values() if g.redis}:
             await lease.aclose()  # the guards' shared state: one lease for the team
         while self._owned:
