@@ -16,9 +16,7 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         netloc = parts.netloc
         if parts.password is not None:
-            user = parts.username or ""
-            host = netloc.rpartition("@")[2]
-            netloc = f"{user}:***@{host}"
+            netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
         query = parts.query
         if "password" in query.lower():
             pairs = parse_qsl(query, keep_blank_values=True)

@@ -213,8 +213,7 @@ class PlainView:
         self.ended = False  # whether the run's end (its summary line) has been written
 
     def __call__(self, e: ev.Event) -> None:
-        line = self.describe(e)
-        if line:
+        if line := self.describe(e):
             print(line, file=self.stream, flush=True)
         if isinstance(e, ev.RunEnded):
             self.ended = True
