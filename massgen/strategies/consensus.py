@@ -91,10 +91,8 @@ def parse_review(completion: Completion, labels: Sequence[str]) -> Review | None
         elif call.name == "revise" and str(args.get("answer", "")).strip():
             return Review(answer=str(args["answer"]).strip())
     match = _JSON_OBJECT.search(completion.text or "")
-    if not match:
-        return None
     try:
-        data = json.loads(match.group(0))
+        data = json.loads(match.group(0)) if match else None
     except ValueError:
         return None
     if not isinstance(data, dict):
@@ -108,12 +106,8 @@ def parse_review(completion: Completion, labels: Sequence[str]) -> Review | None
 
 
 def _vote(label: object, reason: object, labels: Sequence[str]) -> Review | None:
-    if not isinstance(label, str):
-        return None
-    label = label.strip().strip("[]\"'").upper()
-    if label not in labels:
-        return None
-    return Review(vote=label, reason=str(reason or "")[:300])
+    key = label.strip().strip("[]\"'").upper() if isinstance(label, str) else None
+    return Review(vote=key, reason=str(reason or "")[:300]) if key in labels else None
 
 
 def tally(votes: Mapping[str, str]) -> dict[str, int]:
