@@ -259,8 +259,7 @@ class Orchestrator:
             bus.emit(ev.RunEnded(result=result))
             raise
         except (TimeoutError, MassGenError) as e:
-            limit = self.config.timeout
-            late = f"the run took longer than its timeout ({limit or 0:g} s)"
+            late = f"the run took longer than its timeout ({self.config.timeout or 0:g} s)"
             error = e if isinstance(e, MassGenError) else RunError(late)
             close("failed", str(error))
             bus.emit(ev.RunEnded(result=result))
