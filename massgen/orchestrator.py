@@ -293,9 +293,8 @@ class Orchestrator:
         resume: bool = True,
         on_row: OnRow | None = None,
     ) -> BatchResult:
-        """Run every task; with ``out``, write a JSON line per finished task and (``resume``)
-        skip those already there. ``max_cost`` is one budget for the batch. With a
-        :attr:`session`, the tasks are turns of one conversation, run in order."""
+        """Run every task; with ``out``, write a JSON line per finished task (``resume``: skip
+        those there). ``max_cost`` is one budget; with a session, tasks run in order."""
         from massgen.batch import ResultLog, from_strings, run_batch
 
         if self.session is not None:

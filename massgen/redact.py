@@ -42,10 +42,9 @@ _PATTERNS = (
 
 
 class SecretRedactor(logging.Filter):
-    """Takes secrets out of every log record a handler emits (a library at DEBUG may log
-    one): values of ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables, what
-    :meth:`add` gave, and what looks like a provider key, bearer token, auth header or URL
-    password."""
+    """Takes secrets out of every log record a handler emits (a library at DEBUG may log one):
+    values of ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables, what :meth:`add`
+    gave, and what looks like a provider key, bearer token, auth header or URL password."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()

@@ -104,9 +104,8 @@ class ModelFacts:
 
 @functools.lru_cache(maxsize=512)
 def known_model(model: str) -> ModelFacts | None:
-    """genai-prices' entry for ``model`` (case folded, a routing prefix such as ``openai/``
-    dropped when needed), or ``None``. Its table takes 0.2 s to import, so each answer is
-    also kept in a file per release and day (``$XDG_CACHE_HOME/massgen``)."""
+    """genai-prices' entry for ``model`` (case folded, a prefix such as ``openai/`` dropped if
+    need be), or ``None``; kept in a file per release and day (its table takes 0.2 s to load)."""
     name = model.strip().lower()
     facts = _facts_file()
     day = datetime.now(UTC).date().isoformat()

@@ -63,9 +63,8 @@ class CallContext:
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """What one agent turn asks of its backend. ``None`` model, temperature or max_tokens:
-    the backend's. ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name.
-    ``extra``: provider-specific parameters, passed through untouched."""
+    """What one agent turn asks of its backend (``None``: the backend's). ``tool_choice``:
+    ``auto``, ``required``, ``none`` or a tool name; ``extra``: passed through untouched."""
 
     messages: tuple[ChatMessage, ...]
     model: str | None = None

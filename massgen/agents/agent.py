@@ -139,10 +139,9 @@ class Agent:
         on_folded: Callable[[Folded], None] | None = None,
         summarizer: Backend | None = None,
     ) -> Completion:
-        """Answer one turn, streaming deltas to ``on_delta``, events to ``ctx.emit``.
-        ``backend``, ``summarizer``: the orchestrator's wrapped stacks of this agent and of its
-        memory's summarizer. ``memory``: the caller's (a worker's turn for a run elsewhere);
-        a summary written first goes to ``on_folded``."""
+        """Answer one turn, streaming deltas to ``on_delta``, events to ``ctx.emit``. ``backend``,
+        ``summarizer``: the orchestrator's stacks of this agent and its summarizer. ``memory``:
+        the caller's (a worker's turn); a summary written first goes to ``on_folded``."""
         used = backend or self.backend
         writer = self.memory.summarizer
         writes = summarizer or (writer.backend if writer else used)

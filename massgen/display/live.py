@@ -106,9 +106,8 @@ class LiveView:
 
 
 def _echo_off(console: Console) -> Callable[[], None]:
-    """Stop the terminal echoing typed keys while the view is on screen; return what turns
-    the echo back on (safe to call more than once). Does nothing unless both the view and
-    standard input are a terminal."""
+    """Stop the terminal echoing typed keys while the view (and stdin) is a terminal; return
+    what turns the echo back on (safe to call more than once)."""
     if not console.is_terminal:
         return lambda: None
     try:

@@ -1,7 +1,6 @@
-"""What the views show, folded from events: a row per agent (its status, and the text that
-goes with it: the streaming answer, a review as the vote it casts, a retry's reason, a tool),
-the round, the votes. Tokens are estimated while a turn streams (four characters a token).
-:class:`PlainView` writes progress line by line when stderr is not a terminal (CI, pipes)."""
+"""What the views show, folded from events: a row per agent (its status and text: the
+streaming answer, a review as the vote it casts, a retry's reason, a tool), the round, the
+votes; and :class:`PlainView`, line-by-line progress when stderr is not a terminal."""
 
 from __future__ import annotations
 
@@ -38,11 +37,10 @@ _REVISE = re.compile(r'"revise"\s*:\s*"((?:[^"\\]|\\.)*)')
 
 @dataclass(slots=True)
 class Row:
-    """One agent's line. ``text``: the end of the turn's streamed text, or the answer once
-    given; ``note``, while set, is shown instead (a retry's reason, a tool call, a review).
-    ``tokens``: the provider's figures for turns that ended; ``pending``: characters of the
-    turn in flight (its token estimate), from ``prompt``, the prompt's (where a retry starts
-    again). ``labels``: this reviewer's ballot (label -> agent); ``reply``: its streaming reply."""
+    """One agent's line. ``text``: the end of the streamed text, or the answer once given;
+    ``note``, while set, is shown instead (a retry's reason, a tool call, a review). ``tokens``:
+    the provider's figures; ``pending``: characters of the turn in flight (a four-to-a-token
+    estimate), from ``prompt``'s (where a retry starts again). ``labels``: a reviewer's ballot."""
 
     name: str
     status: str = "waiting"
@@ -179,9 +177,8 @@ class ViewState:
 
 
 def review_note(reply: str, labels: dict[str, str]) -> str:
-    """A review reply (JSON text, whole or as far as it has streamed) as a user reads it:
-    ``→ bob: reason`` for a vote (the label named as the agent it stands for), ``revising:
-    text`` for a revision; empty while neither can be told yet."""
+    """A review reply (JSON text, as far as it has streamed) as a user reads it: ``→ bob:
+    reason`` for a vote, ``revising: text`` for a revision; empty while neither can be told."""
     if revision := _REVISE.search(reply):
         return "revising: " + _unescape(revision.group(1))
     vote = _VOTE.search(reply)

@@ -1,8 +1,7 @@
 """Consensus: answer independently (no herding), then vote or revise on anonymised,
 per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules).
-The bookkeeping (normalising answers, parsing review replies, counting votes) is pure, so
-every rule of convergence is unit-testable on its own. Prompts are short and exact (tokens are
-money); peer answers are clipped."""
+The bookkeeping (parsing replies, counting votes) is pure, so each rule is unit-testable.
+Prompts are short and exact (tokens are money); peer answers are clipped."""
 
 from __future__ import annotations
 
