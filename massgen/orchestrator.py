@@ -115,8 +115,7 @@ class Orchestrator:
         self.config = settings({"max_cost": value}, self.config)
 
     def _wrap(self, agent: Writer) -> Backend:
-        """The agent's backend in its resilience stack: one stack per backend object, so
-        agents sharing a backend share all of it (breaker, limits, cache)."""
+        """The agent's backend in its resilience stack: one per backend, shared by its agents."""
         backend = agent.backend
         if id(backend) not in self._wrapped:
             c = self.config

@@ -61,8 +61,7 @@ def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backe
 
 
 def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
-    """Prices per model: the team's table, then each backend's own for the models its
-    agents use through it (their ``model:`` or the backend's)."""
+    """Prices per model: the team's table, then each backend's own for its agents' models."""
     prices = {model: {"input": p.input, "output": p.output} for model, p in team.prices.items()}
     for cfg in [*team.backends.values(), *map(team.backend_for, team.agents)]:
         if cfg.prices is not None and cfg.model:
@@ -134,8 +133,7 @@ def check_models(team: TeamConfig) -> None:
 
 
 def check_keys(team: TeamConfig) -> None:
-    """Every backend the agents use has its API key; several missing ones are listed in one
-    error, each with its place, its agents and the variable to set."""
+    """Every backend the agents use has its API key; one error names all missing ones."""
     from massgen.backends.registry import key_variables, missing_key
 
     users: dict[tuple[str | int, ...], tuple[BackendConfig, list[str]]] = {}  # by place
@@ -194,8 +192,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 def configure_memory(team: TeamConfig, agents: list[Agent]) -> None:
-    """Each agent's context window override, summarizer and long-term memory from its
-    ``memory:`` settings (the store is bound by the orchestrator)."""
+    """Each agent's context window, summarizer and long-term memory from its ``memory:``."""
     by_name = {a.name: a for a in agents}
     for cfg, agent in zip(team.agents, agents, strict=True):
         m = cfg.memory

@@ -96,10 +96,9 @@ class ViewState:
             case ev.AgentStarted():
                 row.status = STATUS.get(e.phase, e.phase)
                 row.phase = e.phase
-                row.text = row.note = row.reply = ""
+                row.text = row.reply = ""
+                row.note = "voting…" if e.phase == "review" else ""
                 row.prompt = row.pending = len(e.prompt) or 1
-                if e.phase == "review":
-                    row.note = "voting…"
                 self.round = max(self.round, e.round)
             case ev.TokenDelta():
                 row.pending += len(e.text)
