@@ -64,26 +64,19 @@ class AgentAnswered(AgentEvent):
 
     @classmethod
     def of(
-        cls,
-        completion: Completion,
-        *,
-        agent: str,
-        phase: str,
-        round: int,
-        cost: float,
-        answered_by: str = "",
+        cls, c: Completion, agent: str, phase: str, round: int, cost: float, answered_by: str = ""
     ) -> AgentAnswered:
         return cls(
             agent=agent,
             phase=phase,
             round=round,
-            text=completion.text,
-            usage=completion.usage,
+            text=c.text,
+            usage=c.usage,
             cost=cost,
-            latency=completion.latency,
-            cached=completion.cached,
+            latency=c.latency,
+            cached=c.cached,
             answered_by=answered_by,
-            requests=completion.requests,
+            requests=c.requests,
         )
 
 
