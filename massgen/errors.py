@@ -69,8 +69,7 @@ class ConfigError(MassGenError):
 
 
 class ProviderError(MassGenError):
-    """An LLM provider call failed. ``status``: the HTTP status, if any; ``retry_after``:
-    the seconds the provider asked us to wait (the retry wrapper honours them)."""
+    """An LLM provider call failed: ``status`` (HTTP), ``retry_after`` (seconds to wait)."""
 
     retryable: bool = True
 
@@ -199,8 +198,7 @@ class BudgetExceeded(RunError):
 
 
 class ContextLimitExceeded(RunError):
-    """Even with no remembered turns: shorten the task or the role, lower ``max_tokens``,
-    or use a model with a larger window."""
+    """The task alone does not fit the context window: shorten it, or lower ``max_tokens``."""
 
 
 class ResultsFileError(RunError):
