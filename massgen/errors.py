@@ -121,10 +121,8 @@ class CircuitOpen(ProviderError):
 
     def __init__(self, key: str, *, provider: str = "", retry_after: float | None = None) -> None:
         self.key = key
-        when = f"; next probe in {retry_after:.1f}s" if retry_after else "; a probe is running"
-        super().__init__(
-            f"circuit open for {key}{when}", provider=provider, retry_after=retry_after
-        )
+        eta = f"; next probe in {retry_after:.1f}s" if retry_after else "; a probe is running"
+        super().__init__(f"circuit open for {key}{eta}", provider=provider, retry_after=retry_after)
 
 
 class ToolError(MassGenError):

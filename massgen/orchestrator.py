@@ -238,11 +238,7 @@ class Orchestrator:
             listening=bus.listening,
         )
         if bus.listening:
-            bus.emit(
-                ev.RunStarted(
-                    run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live)
-                )
-            )
+            bus.emit(ev.RunStarted(run_id=run_id, task=task, strategy=name, agents=tuple(ctx.live)))
         started = time.perf_counter()
 
         def close(status: Any, error: str | None) -> None:

@@ -90,14 +90,12 @@ async def run_turn(
         if emit is not None:
             for call in done.tool_calls:
                 _called(emit, agent, call.id, call.name, call.arguments)
-        for outcome in await tools.call_all(done.tool_calls, ctx):
-            call = outcome.call
+        for result in await tools.call_all(done.tool_calls, ctx):
+            call = result.call
             if emit is not None:
-                _result(
-                    emit, agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output
-                )
+                _result(emit, agent, call.id, call.name, result.ok, result.duration, result.output)
             messages.append(
-                ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
+                ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name)
             )
     if rounds == max_iterations:
         text = done.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"

@@ -148,11 +148,9 @@ async def run(task: str, ctx: RunContext) -> None:
         top = winner(votes, ctx.live, ctx.config.consensus.votes_needed(len(ctx.live)))
         if top is None and all_agree(answers):
             top = leader(votes, ctx.live) or ctx.live[0]
-        result.converged = top is not None
-        ahead = top or leader(votes, ctx.live)
-        ctx.emit(
-            ev.RoundDone(round=rnd, votes=dict(votes), leader=ahead, converged=result.converged)
-        )
+        result.converged = done = top is not None
+        lead = top or leader(votes, ctx.live)
+        ctx.emit(ev.RoundDone(round=rnd, votes=dict(votes), leader=lead, converged=done))
     if top is None:
         top = leader(votes, ctx.live) or ctx.live[0]
     result.winner = top
@@ -227,9 +225,8 @@ def _view(voter: str, ctx: RunContext, rnd: int) -> dict[str, str]:
 async def _synthesize(
     task: str, ctx: RunContext, answers: dict[str, str], votes: dict[str, str], top: str
 ) -> None:
-    presenter = ctx.config.consensus.presenter or top
-    if presenter not in ctx.handles:
-        presenter = top
+    wanted = ctx.config.consensus.presenter
+    presenter = wanted if wanted in ctx.handles else top
     names = list(answers)
     label_of = {name: chr(65 + i) for i, name in enumerate(names)}
     blocks = "\n".join(answer_block(label_of[n], answers[n]) for n in names)
