@@ -25,8 +25,6 @@ MESSAGE_OVERHEAD = 4  # tokens a message costs beyond its text (role, separators
 
 
 def estimate_text(text: str) -> int:
-    if not text:
-        return 0
     if text.isascii():  # the common case, without a Python-level pass over the characters
         return math.ceil(len(text) / 4)
     ascii_chars = sum(1 for c in text if c < "\x80")
@@ -47,13 +45,8 @@ def estimate_message(message: ChatMessage) -> int:
 
 def estimate_tools(specs: Iterable[ToolSpec]) -> int:
     """Estimated tokens of tool declarations (each name, description and schema is input)."""
-    return sum(
-        MESSAGE_OVERHEAD
-        + estimate_text(spec.name)
-        + estimate_text(spec.description)
-        + estimate_text(_json(spec.parameters))
-        for spec in specs
-    )
+    parts = ((spec.name, spec.description, _json(spec.parameters)) for spec in specs)
+    return sum(MESSAGE_OVERHEAD + sum(map(estimate_text, texts)) for texts in parts)
 
 
 def estimate_request(request: CompletionRequest) -> int:

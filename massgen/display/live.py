@@ -80,9 +80,8 @@ class LiveView:
         table.add_column("cost", justify="right", no_wrap=True, width=COST_WIDTH)
         for row in rows:
             style = STYLE.get(row.status, "green")
-            marks = (f"↻{row.retries}" if row.retries else "") + (
-                f"⚙{row.tool_calls}" if row.tool_calls else ""
-            )
+            retries = f"↻{row.retries}" if row.retries else ""
+            marks = retries + (f"⚙{row.tool_calls}" if row.tool_calls else "")
             status = f"{row.status} {marks}" if marks else row.status
             tokens = f"~{row.token_estimate}" if row.pending else str(row.tokens)
             table.add_row(  # Text, not str: "[openai 429]" in a reply is not markup
