@@ -179,11 +179,8 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-        emit(
-            AgentRetrying(
-                agent=agent, attempt=attempt, wait=wait, error=short_error(error), limit=limit
-            )
-        )
+        why = short_error(error)
+        emit(AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=why, limit=limit))
 
     return on_retry
 

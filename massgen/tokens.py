@@ -8,6 +8,7 @@ the network (massgen never starts its ``UpdatePrices`` task)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -174,13 +175,11 @@ def _save_facts(facts: dict[str, Any]) -> None:
     path = _facts_path()
     if path is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # a read-only home: the next run looks again
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(facts))
         os.replace(tmp, path)
-    except OSError:  # a read-only home: the next run looks again
-        pass
 
 
 def context_window(model: str | None, override: int | None = None) -> int | None:

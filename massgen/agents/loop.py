@@ -125,11 +125,8 @@ def _called(emit: ev.Subscriber, agent: str, call_id: str, name: str, arguments:
 def _result(
     emit: ev.Subscriber, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
 ) -> None:
-    emit(
-        ev.ToolResult(
-            agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
-        )
-    )
+    out = out[:300]  # the start of the result (or the error)
+    emit(ev.ToolResult(agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out))
 
 
 CLIPPED = "\n[clipped to fit the context window: {n} more characters left out]"
