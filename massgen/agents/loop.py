@@ -40,9 +40,8 @@ async def stream_once(
         if chunk.completion is not None:
             completion = chunk.completion
     if completion is None:
-        raise ProviderConnectionError(
-            "the stream ended without a final answer", provider=backend.provider
-        )
+        why = "the stream ended without a final answer"
+        raise ProviderConnectionError(why, provider=backend.provider)
     return completion
 
 
@@ -60,9 +59,8 @@ async def run_turn(
     ``ctx.emit`` hears each tool call and result; ``window`` bounds the follow-ups."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
-    request = dataclasses.replace(
-        request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
-    )
+    asked = request.tool_choice or "auto"
+    request = dataclasses.replace(request, tools=tools.specs(), tool_choice=asked)
     ctx = ctx or ToolContext()
     backend, request = tools.plan(backend, request, ctx)
     opening = request.messages
