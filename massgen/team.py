@@ -123,13 +123,9 @@ def check_models(team: TeamConfig) -> None:
         if not cfg.model and needs_model(cfg.type):
             bare = not isinstance(agent.backend, str) or agent.backend == cfg.type
             named = "" if bare else f" `{agent.backend}`"
+            why = f"agent {agent.name!r} has no model, and its {cfg.type} backend{named} sets none"
             with _located(team, "agents", i):
-                raise ConfigError(
-                    f"agent {agent.name!r} has no model, and its {cfg.type} backend{named} "
-                    "sets none",
-                    key="model",
-                    hint=model_hint(cfg.type),
-                )
+                raise ConfigError(why, key="model", hint=model_hint(cfg.type))
 
 
 def check_keys(team: TeamConfig) -> None:

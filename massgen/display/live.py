@@ -61,17 +61,15 @@ class LiveView:
             self.ended = True
             if self.show_final and e.result.final_answer:
                 title = f"final answer · {e.result.winner}" if e.result.winner else "final answer"
-                self.console.print(
-                    Panel(Markdown(e.result.final_answer), title=title, border_style="green")
-                )
+                answer = Markdown(e.result.final_answer)
+                self.console.print(Panel(answer, title=title, border_style="green"))
 
     def render(self) -> Any:
         s = self.state
         rows = list(s.rows.values())
         name_width = max([5, *(len(r.name) for r in rows)])
-        text_width = max(
-            8, self.console.width - _FRAME - name_width - STATUS_WIDTH - TOKENS_WIDTH - COST_WIDTH
-        )
+        fixed = _FRAME + name_width + STATUS_WIDTH + TOKENS_WIDTH + COST_WIDTH
+        text_width = max(8, self.console.width - fixed)
         table = Table(expand=True, box=None, pad_edge=False)
         table.add_column("agent", style="bold", no_wrap=True, width=name_width)
         table.add_column("status", no_wrap=True, overflow="ellipsis", width=STATUS_WIDTH)
