@@ -41,9 +41,8 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
 
     data: dict[str, Any] = base.model_dump() if base is not None else {}
     consensus = {k: options.pop(k) for k in ConsensusConfig.model_fields if k in options}
-    cache = {
-        k[6:]: options.pop(k) for k in ("cache_enabled", "cache_ttl", "cache_path") if k in options
-    }
+    flat = ("cache_enabled", "cache_ttl", "cache_path")
+    cache = {k[6:]: options.pop(k) for k in flat if k in options}
     if isinstance(cache.get("path"), Path):
         cache["path"] = str(cache["path"])
     data.update(options)
@@ -173,10 +172,9 @@ class Orchestrator:
         owns = {name: own_answer(result, name) for name in self.agents}
         try:
             if self.session:
-                entries = {
-                    n: Exchange(result.task, t, result.run_id, now) for n, t in owns.items() if t
-                }
-                await Sessions(self.memory_store()).record(self.session, result.run_id, entries)
+                task, run_id = result.task, result.run_id
+                entries = {n: Exchange(task, t, run_id, now) for n, t in owns.items() if t}
+                await Sessions(self.memory_store()).record(self.session, run_id, entries)
             for name, agent in self.agents.items():
                 if agent.long_term is not None and result.final_answer:
                     item = MemoryItem.from_run(result, name, owns[name], now)

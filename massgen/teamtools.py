@@ -77,11 +77,11 @@ class AskAgent(_TeamTool[AskSettings]):
 
     def _find(self, wanted: str, asker: str, handles: Mapping[str, Any]) -> str:
         if wanted.startswith("capability:"):
-            capability = wanted.partition(":")[2]
-            for a in self.team.values():
-                if a.name != asker and capability in a.capabilities:
-                    return a.name
-            raise ToolError(f"no teammate has capability {capability!r}")
+            cap = wanted.partition(":")[2]
+            able = [a.name for a in self.team.values() if a.name != asker and cap in a.capabilities]
+            if not able:
+                raise ToolError(f"no teammate has capability {cap!r}")
+            return able[0]
         if wanted == asker:
             raise ToolError("an agent cannot ask itself")
         names = list(dict.fromkeys([*self.team, *handles]))

@@ -180,8 +180,7 @@ def review_note(reply: str, labels: dict[str, str]) -> str:
     reason`` for a vote, ``revising: text`` for a revision; empty while neither can be told."""
     if revision := _REVISE.search(reply):
         return "revising: " + _unescape(revision.group(1))
-    vote = _VOTE.search(reply)
-    if vote is None:
+    if (vote := _VOTE.search(reply)) is None:
         return ""
     label = vote.group(1).upper()
     who = labels.get(label) or f"answer {label}"
