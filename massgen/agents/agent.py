@@ -49,11 +49,9 @@ class Agent:
         if not name or not name.strip():
             raise ConfigError("an agent needs a non-empty name", key="name")
         if memory_strategy not in MEMORY_STRATEGIES:
-            raise ConfigError(
-                f"unknown memory strategy {memory_strategy!r}",
-                key="memory_strategy",
-                hint="use one of: " + ", ".join(MEMORY_STRATEGIES),
-            )
+            why = f"unknown memory strategy {memory_strategy!r}"
+            hint = "use one of: " + ", ".join(MEMORY_STRATEGIES)
+            raise ConfigError(why, key="memory_strategy", hint=hint)
         if max_tool_iterations < 1:
             raise ConfigError("must be at least 1", key="max_tool_iterations")
         self.name, self.role, self.model = name, role, model
@@ -81,11 +79,8 @@ class Agent:
         if self._backend is None:
             spec = self._backend_spec
             if spec is None:
-                raise ConfigError(
-                    f"agent {self.name!r} has no backend",
-                    key="backend",
-                    hint='pass backend=... e.g. Agent(name, backend="openai", model="gpt-4o-mini")',
-                )
+                hint = 'pass backend=... e.g. Agent(name, backend="openai", model="gpt-4o-mini")'
+                raise ConfigError(f"agent {self.name!r} has no backend", key="backend", hint=hint)
             from massgen.backends.registry import create_backend
 
             self._backend = create_backend(str(spec), model=self.model or "", name=str(spec))
@@ -146,12 +141,10 @@ class Agent:
         writer = self.memory.summarizer
         writes = summarizer or (writer.backend if writer else used)
         if self.tools and not used.supports_tools:
-            raise ConfigError(
-                f"agent {self.name!r} has tools but its backend {used.describe()!r} "
-                "cannot call tools",
-                key="tools",
-                hint="remove the tools or use a backend with tool calling",
-            )
+            described = used.describe()
+            why = f"agent {self.name!r} has tools but its backend {described!r} cannot call tools"
+            hint = "remove the tools or use a backend with tool calling"
+            raise ConfigError(why, key="tools", hint=hint)
         if memory is not None:
             conv = self.memory.fork(memory)
             folded = await conv.fold(self, writes) if memory.fold else None
