@@ -29,8 +29,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'massgen' has no attribute {name!r}")
     attr = "load" if name == "load_config" else name
-    value = getattr(import_module(module), attr)
-    globals()[name] = value
+    value = globals()[name] = getattr(import_module(module), attr)
     return value
 
 

@@ -40,8 +40,7 @@ Where a class also derives from a builtin exception, that is the one the seed fr
 raised, so code written for it keeps catching what it caught.
 
 Messages never contain secrets: adapters build them from status codes and provider
-messages, never from request headers or keys.
-"""
+messages, never from request headers or keys."""
 
 from __future__ import annotations
 
@@ -51,8 +50,8 @@ class MassGenError(Exception):
 
 
 class ConfigError(MassGenError):
-    """The configuration is wrong; fix the file (or flag) and run again. ``file``/``line``
-    point at the place, ``key`` is its dotted path, ``hint`` suggests a fix."""
+    """The configuration is wrong: ``file``/``line`` point at the place, ``key`` is its
+    dotted path, ``hint`` suggests a fix."""
 
     def __init__(
         self,
@@ -70,8 +69,7 @@ class ConfigError(MassGenError):
 
 
 class ProviderError(MassGenError):
-    """An LLM provider call failed. ``status``: the HTTP status, if any; ``retry_after``:
-    the seconds the provider asked us to wait, which the retry wrapper honours."""
+    """An LLM provider call failed: ``status`` (HTTP), ``retry_after`` (seconds to wait)."""
 
     retryable: bool = True
 
@@ -117,17 +115,14 @@ class ProviderConnectionError(ProviderError):
 
 
 class CircuitOpen(ProviderError):
-    """No request was sent: the endpoint's circuit is open. ``retry_after``: the time left
-    before the next probe, when known."""
+    """No request was sent: the endpoint's circuit is open (``retry_after``: till the probe)."""
 
     retryable = False
 
     def __init__(self, key: str, *, provider: str = "", retry_after: float | None = None) -> None:
         self.key = key
-        when = f"; next probe in {retry_after:.1f}s" if retry_after else "; a probe is running"
-        super().__init__(
-            f"circuit open for {key}{when}", provider=provider, retry_after=retry_after
-        )
+        eta = f"; next probe in {retry_after:.1f}s" if retry_after else "; a probe is running"
+        super().__init__(f"circuit open for {key}{eta}", provider=provider, retry_after=retry_after)
 
 
 class ToolError(MassGenError):
@@ -139,8 +134,7 @@ class TransportError(MassGenError):
 
 
 class ServiceUnreachable(TransportError):
-    """Not a :class:`ConfigError`: nothing is wrong with your file. Start the service (or
-    wait for it) and run the command again. ``hint`` says what to check."""
+    """Not a :class:`ConfigError`: start the service (or wait) and run again; see ``hint``."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message, self.hint = message, hint
@@ -148,8 +142,7 @@ class ServiceUnreachable(TransportError):
 
 
 class WorkerLost(TransportError):
-    """The agent's turn cannot run here either; ``workers`` names the workers seen last
-    (``host pid N``)."""
+    """The agent's turn cannot run; ``workers`` names those seen last (``host pid N``)."""
 
     def __init__(self, agent: str, workers: list[str], why: str) -> None:
         self.agent, self.workers = agent, workers
@@ -158,8 +151,7 @@ class WorkerLost(TransportError):
 
 
 class TurnRefused(TransportError):
-    """The worker put the turn in its dead-letter stream, for ``reason``: nobody will
-    answer, so the turn fails at once."""
+    """The worker dead-lettered the turn for ``reason``: nobody will answer, it fails now."""
 
     def __init__(self, agent: str, reason: str, message: str | None = None) -> None:
         self.agent, self.reason = agent, reason
@@ -172,12 +164,11 @@ class SecretRefused(TurnRefused):
     """The run and its workers do not share one ``redis.secret`` / ``$MASSGEN_SECRET``."""
 
     def __init__(self, agent: str, reason: str) -> None:
-        super().__init__(
-            agent,
-            reason,
+        message = (
             f"{agent}'s worker could not verify the turn's signature ({reason}): check that "
-            "redis.secret / MASSGEN_SECRET is the same for the run and its workers",
+            "redis.secret / MASSGEN_SECRET is the same for the run and its workers"
         )
+        super().__init__(agent, reason, message)
 
 
 class ResultsLocked(ConfigError):
@@ -205,16 +196,13 @@ class BudgetExceeded(RunError):
 
 
 class ContextLimitExceeded(RunError):
-    """Even with every remembered turn left out: shorten the task or the role, lower
-    ``max_tokens``, or use a model with a larger window."""
+    """The task alone does not fit the context window: shorten it, or lower ``max_tokens``."""
 
 
 class ResultsFileError(RunError):
-    """A full disk, a quota, an I/O error: the lines written before are intact; free the
-    space and run the same command again."""
+    """A full disk, a quota, an I/O error: the lines written before are intact."""
 
 
-# -- the agent bus
 class AgentIdTaken(ConfigError):
     """A live agent uses this id: stop the other copy, or pass ``replica=True`` to every copy."""
 
@@ -240,8 +228,7 @@ class BusUnreachable(ServiceUnreachable):
 
 
 class SecretMismatch(ConfigError):
-    """No live peer signs as this agent does: they would refuse each other's messages.
-    ``peers`` names the others as ``agent/instance@host/pid``."""
+    """No live peer signs as this agent does; ``peers``: ``agent/instance@host/pid``."""
 
     def __init__(self, agent_id: str, peers: list[str]) -> None:
         self.agent_id, self.peers = agent_id, peers

@@ -64,27 +64,19 @@ class AgentAnswered(AgentEvent):
 
     @classmethod
     def of(
-        cls,
-        completion: Completion,
-        *,
-        agent: str,
-        phase: str,
-        round: int,
-        cost: float,
-        answered_by: str = "",
+        cls, c: Completion, agent: str, phase: str, round: int, cost: float, answered_by: str = ""
     ) -> AgentAnswered:
-        """The event for ``completion``: its text, usage, latency and cache mark."""
         return cls(
             agent=agent,
             phase=phase,
             round=round,
-            text=completion.text,
-            usage=completion.usage,
+            text=c.text,
+            usage=c.usage,
             cost=cost,
-            latency=completion.latency,
-            cached=completion.cached,
+            latency=c.latency,
+            cached=c.cached,
             answered_by=answered_by,
-            requests=completion.requests,
+            requests=c.requests,
         )
 
 
@@ -187,11 +179,8 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-        emit(
-            AgentRetrying(
-                agent=agent, attempt=attempt, wait=wait, error=short_error(error), limit=limit
-            )
-        )
+        why = short_error(error)
+        emit(AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=why, limit=limit))
 
     return on_retry
 
@@ -205,14 +194,12 @@ class EventBus:
         self.errors: list[BaseException] = []
 
     @property
-    def listening(self) -> bool:
-        """Whether any subscriber is left: if not, an event need not even be built."""
+    def listening(self) -> bool:  # if not, an event need not even be built
         return bool(self._subscribers)
 
     @property
     def wants_deltas(self) -> bool:
-        """Whether any subscriber shows token deltas (one may say no with a false
-        ``wants_deltas`` attribute); if none does, turns need not stream at all."""
+        """Whether any subscriber shows token deltas (a false ``wants_deltas`` says no)."""
         return any(getattr(fn, "wants_deltas", True) for fn in self._subscribers)
 
     def emit(self, event: Event) -> None:

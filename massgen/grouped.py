@@ -17,16 +17,14 @@ class Grouped(Generic[Item, Result]):
 
     def __init__(self, job: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
         self._job = job
-        self._items: list[Item] = []
-        self._waiters: list[asyncio.Future[Result]] = []
+        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._task: asyncio.Task[None] | None = None
         self.trips = 0  # jobs run: fewer than calls when calls were grouped
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
         """Queue ``item``; the future resolves when its group's job has run."""
         waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._items.append(item)
-        self._waiters.append(waiter)
+        self._queue.append((item, waiter))
         if self._task is None:
             self._task = asyncio.create_task(self._drain())
         return waiter
@@ -35,22 +33,20 @@ class Grouped(Generic[Item, Result]):
         return await self.submit(item)
 
     def take_pending(self) -> list[Item]:
-        """Remove the items no job has taken yet (cancelling their callers), for a
-        synchronous close that handles them itself."""
-        items, waiters = self._items, self._waiters
-        self._items, self._waiters = [], []
-        for w in waiters:
+        """Remove (for a synchronous close) the items no job has taken, cancelling callers."""
+        queue, self._queue = self._queue, []
+        for _, w in queue:
             w.cancel()
-        return items
+        return [item for item, _ in queue]
 
     async def _drain(self) -> None:
         try:
-            while self._items:
-                items, waiters = self._items, self._waiters
-                self._items, self._waiters = [], []
+            while self._queue:
+                queue, self._queue = self._queue, []
+                waiters = [w for _, w in queue]
                 self.trips += 1
                 try:
-                    results = await self._job(items)
+                    results = await self._job([item for item, _ in queue])
                 except asyncio.CancelledError:
                     for w in waiters:
                         w.cancel()

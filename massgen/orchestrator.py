@@ -41,9 +41,8 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
 
     data: dict[str, Any] = base.model_dump() if base is not None else {}
     consensus = {k: options.pop(k) for k in ConsensusConfig.model_fields if k in options}
-    cache = {
-        k[6:]: options.pop(k) for k in ("cache_enabled", "cache_ttl", "cache_path") if k in options
-    }
+    flat = ("cache_enabled", "cache_ttl", "cache_path")
+    cache = {k[6:]: options.pop(k) for k in flat if k in options}
     if isinstance(cache.get("path"), Path):
         cache["path"] = str(cache["path"])
     data.update(options)
@@ -91,15 +90,13 @@ class Orchestrator:
         self.handles: dict[str, AgentHandle] = handles or {
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
         }
-        self.guards: dict[str, Guards] = {}
-        """Each agent's endpoint guards (circuit breaker, rate limit), from its config."""
+        self.guards: dict[str, Guards] = {}  # each agent's breaker and rate limit
         self._wrapped: dict[int, Backend] = {}
         if session is not None:
             from massgen.memory.session import check_name
 
             check_name(session)
-        self.session = session
-        """Session continued by every run (``--session``): agents remember its earlier runs."""
+        self.session = session  # continued by every run: agents remember its earlier runs
         given = {"cache": cache_store, "memory": memory_store}
         self._stores: dict[str, Store] = {k: v for k, v in given.items() if v is not None}
         self._owned: set[str] = set()  # the stores opened here, closed with the orchestrator
@@ -117,8 +114,7 @@ class Orchestrator:
         self.config = settings({"max_cost": value}, self.config)
 
     def _wrap(self, agent: Writer) -> Backend:
-        """The agent's backend in its resilience stack: one stack per backend object, so
-        agents sharing a backend share all of it (breaker, limits, cache)."""
+        """The agent's backend in its resilience stack: one per backend, shared by its agents."""
         backend = agent.backend
         if id(backend) not in self._wrapped:
             c = self.config
@@ -130,15 +126,13 @@ class Orchestrator:
         return self._wrapped[id(backend)]
 
     def cache_store(self) -> Store:
-        """The response cache's store: the one given, else a SQLite file opened on first use
-        (``cache.path``, default ``.massgen/cache.sqlite3``)."""
+        """The response cache's store: the one given, else SQLite at ``cache.path``."""
         from massgen.resilience.cache import DEFAULT_CACHE_PATH
 
         return self._store("cache", self.config.cache.path or DEFAULT_CACHE_PATH)
 
     def memory_store(self) -> Store:
-        """Where sessions and long-term memory live: the one given, else a SQLite file
-        opened on first use (``.massgen/memory.sqlite3``)."""
+        """Where sessions and long-term memory live: the one given, else a SQLite file."""
         return self._store("memory", DEFAULT_MEMORY_PATH)
 
     def _store(self, kind: str, path: str | Path) -> Store:
@@ -168,8 +162,7 @@ class Orchestrator:
                 agent.long_term.bind(store)
 
     async def _end_memory(self, result: RunResult) -> None:
-        """Append the run to the session and long-term memory (a store that fails is logged:
-        the answer stands)."""
+        """Append the run to the session and long-term memory (a failure is only logged)."""
         if not self._uses_memory():
             return
         from massgen.memory.long_term import MemoryItem, own_answer
@@ -179,12 +172,9 @@ class Orchestrator:
         owns = {name: own_answer(result, name) for name in self.agents}
         try:
             if self.session:
-                entries = {
-                    n: Exchange(result.task, text, result.run_id, now)
-                    for n, text in owns.items()
-                    if text
-                }
-                await Sessions(self.memory_store()).record(self.session, result.run_id, entries)
+                task, run_id = result.task, result.run_id
+                entries = {n: Exchange(task, t, run_id, now) for n, t in owns.items() if t}
+                await Sessions(self.memory_store()).record(self.session, run_id, entries)
             for name, agent in self.agents.items():
                 if agent.long_term is not None and result.final_answer:
                     item = MemoryItem.from_run(result, name, owns[name], now)
@@ -192,7 +182,6 @@ class Orchestrator:
         except MassGenError as e:
             _log.warning("memory not saved: %s", e)
 
-    # -- construction from YAML ---------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | TeamConfig, **overrides: Any) -> Orchestrator:
         """Build from a YAML file (or a loaded TeamConfig); keyword options override it."""
@@ -218,7 +207,6 @@ class Orchestrator:
         built.guards, built._owned = build_guards(cfg), owned
         return built
 
-    # -- running --------------------------------------------------------------------------------
     def seats(self) -> list[str]:
         """Agents that take part on their own (all but those on ``standby``)."""
         return [n for n, a in self.agents.items() if not a.standby]
@@ -232,7 +220,8 @@ class Orchestrator:
         impl = get_strategy(name)
         if not task or not task.strip():
             raise ConfigError("the task is empty", key="task", hint="give the task as text")
-        result = RunResult(run_id=_run_id(), task=task, strategy=name, started_at=time.time())
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        result = RunResult(run_id=run_id, task=task, strategy=name, started_at=time.time())
         bus = ev.EventBus(self.subscribers)
         ctx = RunContext(
             result=result,
@@ -247,31 +236,31 @@ class Orchestrator:
             listening=bus.listening,
         )
         if bus.listening:
-            bus.emit(
-                ev.RunStarted(
-                    run_id=result.run_id, task=task, strategy=name, agents=tuple(ctx.live)
-                )
-            )
+            bus.emit(ev.RunStarted(run_id=run_id, task=task, strategy=name, agents=tuple(ctx.live)))
         started = time.perf_counter()
+
+        def close(status: Any, error: str | None) -> None:
+            result.duration = time.perf_counter() - started
+            result.status, result.error = status, error
+
         self._begin_memory()
         try:
             async with asyncio.timeout(self.config.timeout):
                 await impl(task, ctx)
         except asyncio.CancelledError:
-            self._close(result, started, "interrupted", "interrupted")
+            close("interrupted", "interrupted")
             bus.emit(ev.RunEnded(result=result))
             raise
         except (TimeoutError, MassGenError) as e:
-            limit = self.config.timeout
-            late = f"the run took longer than its timeout ({limit or 0:g} s)"
+            late = f"the run took longer than its timeout ({self.config.timeout or 0:g} s)"
             error = e if isinstance(e, MassGenError) else RunError(late)
-            self._close(result, started, "failed", str(error))
+            close("failed", str(error))
             bus.emit(ev.RunEnded(result=result))
             error.result = result  # type: ignore[attr-defined]
             if error is e:
                 raise
             raise error from e
-        self._close(result, started, result.status, None)
+        close(result.status, None)
         await self._end_memory(result)
         if bus.listening:
             bus.emit(
@@ -297,9 +286,8 @@ class Orchestrator:
         resume: bool = True,
         on_row: OnRow | None = None,
     ) -> BatchResult:
-        """Run every task; with ``out``, write a JSON line per finished task and (``resume``)
-        skip those already there. ``max_cost`` is one budget for the batch. With a
-        :attr:`session`, the tasks are turns of one conversation, run in order."""
+        """Run every task; with ``out``, write a JSON line per finished task (``resume``: skip
+        those there). ``max_cost`` is one budget; with a session, tasks run in order."""
         from massgen.batch import ResultLog, from_strings, run_batch
 
         if self.session is not None:
@@ -339,20 +327,11 @@ class Orchestrator:
         finally:
             await self.aclose()
 
-    @staticmethod
-    def _close(result: RunResult, started: float, status: Any, error: str | None) -> None:
-        result.duration = time.perf_counter() - started
-        result.status = status
-        result.error = error
-
     async def aclose(self) -> None:
         """Close every backend's connections."""
-        seen: set[int] = set()  # agents may share one backend
-        for agent in self.agents.values():
-            backend = agent.built_backend()
-            if backend is not None and id(backend) not in seen:
-                seen.add(id(backend))
-                await backend.aclose()
+        built = {id(b): b for a in self.agents.values() if (b := a.built_backend()) is not None}
+        for backend in built.values():  # each once: agents may share one backend
+            await backend.aclose()
         for lease in {g.redis for g in self.guards.values() if g.redis}:
             await lease.aclose()  # the guards' shared state: one lease for the team
         while self._owned:
@@ -365,15 +344,9 @@ class Orchestrator:
         await self.aclose()
 
 
-DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"
-"""Sessions and long-term memory, when no store is given and there is no Redis."""
-
+DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 _log = logging.getLogger("massgen.memory")
 _RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "handles")
-
-
-def _run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 __all__ = ["Orchestrator"]

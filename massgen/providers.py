@@ -10,23 +10,15 @@ from dataclasses import dataclass
 class Provider:
     """What massgen knows of one provider before it imports any SDK."""
 
-    name: str
-    """The ``type:`` a config writes (``gemini`` is another name for ``google``)."""
-    module: str
-    """The adapter module, imported only when a backend of this type is built (~1 s)."""
+    name: str  # the ``type:`` a config writes (``gemini`` is another name for ``google``)
+    module: str  # the adapter, imported only when a backend of this type is built (~1 s)
     cls: str
-    key_env: tuple[str, ...] = ()
-    """Environment variables holding the key, tried in order."""
-    needs_key: bool = True
-    """Local servers need none; a dummy one is sent so SDKs do not complain."""
-    base_url: str | None = None
-    """The endpoint when the config gives none (``None``: the SDK's own)."""
-    example_model: str | None = None
-    """A model of this provider, for hints; ``None`` when a backend needs no model."""
-    chat_completions: bool = False
-    """Speaks OpenAI Chat Completions, and so takes ``client: http | sdk``."""
-    native_tools: frozenset[str] = frozenset()
-    """Provider-side tools the adapter can declare (``web_search``)."""
+    key_env: tuple[str, ...] = ()  # environment variables holding the key, tried in order
+    needs_key: bool = True  # local servers need none (a dummy one keeps SDKs quiet)
+    base_url: str | None = None  # when the config gives none (``None``: the SDK's own)
+    example_model: str | None = None  # for hints; ``None`` when a backend needs no model
+    chat_completions: bool = False  # speaks Chat Completions: takes ``client: http | sdk``
+    native_tools: frozenset[str] = frozenset()  # provider-side tools (``web_search``)
 
 
 _OPENAI = "massgen.backends.openai"
@@ -66,4 +58,3 @@ for _row in _ROWS:
 
 BACKEND_TYPES: tuple[str, ...] = (*PROVIDERS,)
 OPENAI_COMPATIBLE: frozenset[str] = frozenset(k for k, v in PROVIDERS.items() if v.chat_completions)
-"""The types that speak Chat Completions, and so take ``client`` (``http`` or ``sdk``)."""

@@ -16,9 +16,7 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         netloc = parts.netloc
         if parts.password is not None:
-            user = parts.username or ""
-            host = netloc.rpartition("@")[2]
-            netloc = f"{user}:***@{host}"
+            netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
         query = parts.query
         if "password" in query.lower():
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -44,10 +42,9 @@ _PATTERNS = (
 
 
 class SecretRedactor(logging.Filter):
-    """Takes secrets out of every log record a handler emits (a library at DEBUG may log
-    one): values of ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables, what
-    :meth:`add` gave, and what looks like a provider key, bearer token, auth header or URL
-    password."""
+    """Takes secrets out of every log record a handler emits (a library at DEBUG may log one):
+    values of ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables, what :meth:`add`
+    gave, and what looks like a provider key, bearer token, auth header or URL password."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()

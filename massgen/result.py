@@ -12,9 +12,8 @@ Status = Literal["done", "degraded", "failed", "interrupted"]
 
 @dataclass(frozen=True, slots=True)
 class AgentAnswer:
-    """One agent's output for one turn. ``answered_by`` differs from ``agent`` when a
-    fallback agent took the turn. ``reasoning`` is the model's reasoning or thinking text
-    where the provider returned it: kept for the record, never part of ``text``."""
+    """One agent's output for one turn. ``answered_by``: the fallback agent that took the turn,
+    if any. ``reasoning``: the model's thinking text, kept for the record, not in ``text``."""
 
     agent: str
     phase: str
@@ -81,7 +80,7 @@ class RunResult:
         return out
 
     def latest_answers(self) -> dict[str, str]:
-        """Each agent's latest answer (its answer, or its latest revision)."""
+        """Each agent's answer, or its latest revision."""
         return dict(self.history[-1]) if self.history else {}
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,10 +17,8 @@ if TYPE_CHECKING:
 
 
 def build_guards(team: TeamConfig) -> dict[str, Guards]:
-    """Each agent's endpoint guards (circuit breaker, rate limit) from its backend's config,
-    for :func:`massgen.resilience.wrap`. With Redis configured their state is shared by
-    every process using the endpoint, through one lease on the process's shared client (the
-    caller closes it)."""
+    """Each agent's circuit breaker and rate limit from its backend's config; with Redis, their
+    state is shared by every process using the endpoint (through one lease the caller closes)."""
     from massgen.resilience import BreakerPolicy, Guards, RateLimit
 
     redis = None
@@ -63,8 +61,7 @@ def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backe
 
 
 def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
-    """Prices per model: the team's table, then each backend's own for the models its
-    agents use through it (their ``model:`` or the backend's)."""
+    """Prices per model: the team's table, then each backend's own for its agents' models."""
     prices = {model: {"input": p.input, "output": p.output} for model, p in team.prices.items()}
     for cfg in [*team.backends.values(), *map(team.backend_for, team.agents)]:
         if cfg.prices is not None and cfg.model:
@@ -91,7 +88,6 @@ def build_agents(team: TeamConfig) -> list[Agent]:
             with _located(team, "agents", i, "backend"):
                 cfg = team.backend_for(a)  # an agent's own backend takes its overrides
                 backend = build_backend(cfg, team, f"{a.name}.backend")
-        tools = build_agent_tools(team, i, backend)
         agents.append(
             Agent(
                 a.name,
@@ -99,7 +95,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 a.role,
                 model=a.model,
                 capabilities=a.capabilities,
-                tools=tools,
+                tools=build_agent_tools(team, i, backend),
                 max_tool_iterations=a.max_tool_iterations or team.orchestrator.max_tool_iterations,
                 memory_strategy=a.memory.strategy,
                 memory_size=a.memory.size,
@@ -119,8 +115,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
 
 
 def check_models(team: TeamConfig) -> None:
-    """Each agent has a model: its own ``model:``, else its backend's (where the backend's
-    type needs one). The error points at the agent, with a model of its provider."""
+    """Each agent has a model (its own, else its backend's) where the backend's type needs one."""
     from massgen.backends.registry import model_hint, needs_model
 
     for i, agent in enumerate(team.agents):
@@ -128,34 +123,26 @@ def check_models(team: TeamConfig) -> None:
         if not cfg.model and needs_model(cfg.type):
             bare = not isinstance(agent.backend, str) or agent.backend == cfg.type
             named = "" if bare else f" `{agent.backend}`"
+            why = f"agent {agent.name!r} has no model, and its {cfg.type} backend{named} sets none"
             with _located(team, "agents", i):
-                raise ConfigError(
-                    f"agent {agent.name!r} has no model, and its {cfg.type} backend{named} "
-                    "sets none",
-                    key="model",
-                    hint=model_hint(cfg.type),
-                )
+                raise ConfigError(why, key="model", hint=model_hint(cfg.type))
 
 
 def check_keys(team: TeamConfig) -> None:
-    """Every backend the agents use has its API key; several missing ones are listed in one
-    error, each with its place, its agents and the variable to set."""
+    """Every backend the agents use has its API key; one error names all missing ones."""
     from massgen.backends.registry import key_variables, missing_key
 
-    missing: list[tuple[tuple[str | int, ...], list[str], str, tuple[str, ...]]] = []
-    named: dict[str, list[str]] = {}  # a named backend's agents, shared with its entry
+    users: dict[tuple[str | int, ...], tuple[BackendConfig, list[str]]] = {}  # by place
     for i, agent in enumerate(team.agents):
         ref = agent.backend
-        if isinstance(ref, str):
-            if ref in named:
-                named[ref].append(agent.name)
-                continue
-            named[ref] = names = [agent.name]
-            cfg, path = team.backends[ref], _backend_path(team, ref)
-        else:
-            cfg, path, names = ref, ("agents", i, "backend"), [agent.name]
-        if need := key_variables(cfg.type, _secret(cfg)):
-            missing.append((path, names, cfg.type, need))
+        path = _backend_path(team, ref) if isinstance(ref, str) else ("agents", i, "backend")
+        cfg = team.backends[ref] if isinstance(ref, str) else ref
+        users.setdefault(path, (cfg, []))[1].append(agent.name)
+    missing = [
+        (path, names, cfg.type, need)
+        for path, (cfg, names) in users.items()
+        if (need := key_variables(cfg.type, _secret(cfg)))
+    ]
     if not missing:
         return
     if len(missing) == 1:
@@ -201,8 +188,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 def configure_memory(team: TeamConfig, agents: list[Agent]) -> None:
-    """Each agent's context window override, summarizer and long-term memory from its
-    ``memory:`` settings (the store is bound by the orchestrator)."""
+    """Each agent's context window, summarizer and long-term memory from its ``memory:``."""
     by_name = {a.name: a for a in agents}
     for cfg, agent in zip(team.agents, agents, strict=True):
         m = cfg.memory

@@ -2,8 +2,7 @@
 
 During a run a teammate is reached through the run's handle (``ctx.peers``: in-process or on
 a worker), so retries, cache, breaker, cost and budget apply; outside a run through the
-agents given to :func:`connect`. Limits hold per top-level turn (``ctx.state``).
-"""
+agents given to :func:`connect`. Limits hold per top-level turn (``ctx.state``)."""
 
 from __future__ import annotations
 
@@ -60,17 +59,15 @@ class AskAgent(_TeamTool[AskSettings]):
         if len(question) > s.max_question:
             raise ToolError(f"question longer than {s.max_question} characters")
         prompt = f"Your teammate {asker or 'an agent'} asks you:\n\n{question}"
+        on_retry = None
         if ctx.emit is not None:
             ctx.emit(ev.AgentStarted(agent=name, phase="ask", prompt=prompt))
-
-        # the teammate's retries, told as the asker's own are
-        on_retry = ev.retries_told(ctx.emit, name) if ctx.emit is not None else None
+            on_retry = ev.retries_told(ctx.emit, name)  # told as the asker's own retries are
         state["ask_depth"] = depth + 1
         try:
             # The run's handle (in-process or on a worker), else a bare one outside a run.
             handle = ctx.peers.get(name) or LocalHandle(self.team[name])
-            turn = Turn("ask", prompt)
-            completion = await handle.ask(turn, None, ctx, on_retry=on_retry)
+            completion = await handle.ask(Turn("ask", prompt), None, ctx, on_retry=on_retry)
             cost = handle.cost_of(completion)
         finally:
             state["ask_depth"] = depth
@@ -80,11 +77,11 @@ class AskAgent(_TeamTool[AskSettings]):
 
     def _find(self, wanted: str, asker: str, handles: Mapping[str, Any]) -> str:
         if wanted.startswith("capability:"):
-            capability = wanted.partition(":")[2]
-            for a in self.team.values():
-                if a.name != asker and capability in a.capabilities:
-                    return a.name
-            raise ToolError(f"no teammate has capability {capability!r}")
+            cap = wanted.partition(":")[2]
+            able = [a.name for a in self.team.values() if a.name != asker and cap in a.capabilities]
+            if not able:
+                raise ToolError(f"no teammate has capability {cap!r}")
+            return able[0]
         if wanted == asker:
             raise ToolError("an agent cannot ask itself")
         names = list(dict.fromkeys([*self.team, *handles]))

@@ -4,11 +4,11 @@ One estimate everywhere (memory, rate limits, budgets, unreported usage): a quar
 token per ASCII character (as GPT, Claude and Gemini tokenizers average), one per other
 character, plus :data:`MESSAGE_OVERHEAD` per message; it errs high, the safe side for a
 budget. Context windows and prices come from genai-prices' bundled data, never updated over
-the network (massgen never starts its ``UpdatePrices`` task).
-"""
+the network (massgen never starts its ``UpdatePrices`` task)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -22,14 +22,10 @@ from typing import Any
 
 from massgen.types import ChatMessage, CompletionRequest, ToolSpec
 
-MESSAGE_OVERHEAD = 4
-"""Tokens a message costs beyond its text (role, separators), as in OpenAI's accounting."""
+MESSAGE_OVERHEAD = 4  # tokens a message costs beyond its text (role, separators)
 
 
 def estimate_text(text: str) -> int:
-    """Estimated tokens of ``text`` (see the module docstring)."""
-    if not text:
-        return 0
     if text.isascii():  # the common case, without a Python-level pass over the characters
         return math.ceil(len(text) / 4)
     ascii_chars = sum(1 for c in text if c < "\x80")
@@ -49,15 +45,9 @@ def estimate_message(message: ChatMessage) -> int:
 
 
 def estimate_tools(specs: Iterable[ToolSpec]) -> int:
-    """Estimated tokens of tool declarations: providers count each name, description and
-    JSON schema as input."""
-    return sum(
-        MESSAGE_OVERHEAD
-        + estimate_text(spec.name)
-        + estimate_text(spec.description)
-        + estimate_text(_json(spec.parameters))
-        for spec in specs
-    )
+    """Estimated tokens of tool declarations (each name, description and schema is input)."""
+    parts = ((spec.name, spec.description, _json(spec.parameters)) for spec in specs)
+    return sum(MESSAGE_OVERHEAD + sum(map(estimate_text, texts)) for texts in parts)
 
 
 def estimate_request(request: CompletionRequest) -> int:
@@ -72,8 +62,7 @@ class TokenEstimator:
     MAX_RATIO = 3.0
 
     def __init__(self) -> None:
-        self.ratio = 1.0
-        """Reported / estimated input tokens, smoothed over requests (1.0 until one is seen)."""
+        self.ratio = 1.0  # reported / estimated input tokens, smoothed over requests
 
     def message(self, message: ChatMessage) -> int:
         return math.ceil(estimate_message(message) * self.ratio)
@@ -93,8 +82,8 @@ class TokenEstimator:
         self.ratio = 0.5 * self.ratio + 0.5 * seen
 
 
+# USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens.
 Tiers = tuple[float, tuple[tuple[int, float], ...]]
-"""USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +98,8 @@ class ModelFacts:
 
 @functools.lru_cache(maxsize=512)
 def known_model(model: str) -> ModelFacts | None:
-    """genai-prices' entry for ``model`` (case folded, a routing prefix such as ``openai/``
-    dropped when needed), or ``None``. Its table takes 0.2 s to import, so each answer is
-    also kept in a file per release and day (``$XDG_CACHE_HOME/massgen``)."""
+    """genai-prices' entry for ``model`` (case folded, a prefix such as ``openai/`` dropped if
+    need be), or ``None``; kept in a file per release and day (its table takes 0.2 s to load)."""
     name = model.strip().lower()
     facts = _facts_file()
     day = datetime.now(UTC).date().isoformat()
@@ -187,18 +175,15 @@ def _save_facts(facts: dict[str, Any]) -> None:
     path = _facts_path()
     if path is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # a read-only home: the next run looks again
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(facts))
         os.replace(tmp, path)
-    except OSError:  # a read-only home: the next run looks again
-        pass
 
 
 def context_window(model: str | None, override: int | None = None) -> int | None:
-    """The context window of ``model`` in tokens; ``override`` (``memory.context_window``)
-    wins; ``None`` if unknown."""
+    """The context window of ``model`` in tokens (``override`` wins); ``None`` if unknown."""
     if override is not None:
         return override
     info = known_model(model) if model else None

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-OnRetry = Callable[[int, int, float, BaseException], None]
-"""Told ``(attempt, max_retries, wait, error)`` before each retry's wait."""
+OnRetry = Callable[[int, int, float, BaseException], None]  # attempt, max_retries, wait, error
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +43,8 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class NativeTool:
-    """A tool the provider runs on its side (today: ``web_search``), declared in the request
-    and never run by massgen; each adapter maps it to its wire format (see
-    :meth:`~massgen.backends.base.Backend.supports_native`). The domain lists are honoured
-    where the provider takes them."""
+    """A tool the provider runs on its side (today: ``web_search``), never run by massgen;
+    each adapter maps it to its wire format, domain lists where the provider takes them."""
 
     name: str
     max_uses: int | None = None
@@ -57,8 +54,7 @@ class NativeTool:
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who makes a request, and who hears of its retries (the resilience wrappers' lines, the
-    run's retry events): never sent, cached or compared."""
+    """Who makes a request, and who hears of its retries: never sent, cached or compared."""
 
     agent: str = ""
     attempt: int = 1
@@ -67,9 +63,8 @@ class CallContext:
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """What one agent turn asks of its backend. ``None`` model, temperature or max_tokens:
-    the backend's. ``tool_choice``: ``"auto"``, ``"required"``, ``"none"`` or a tool name.
-    ``extra``: provider-specific parameters, passed through untouched."""
+    """What one agent turn asks of its backend (``None``: the backend's). ``tool_choice``:
+    ``auto``, ``required``, ``none`` or a tool name; ``extra``: passed through untouched."""
 
     messages: tuple[ChatMessage, ...]
     model: str | None = None
@@ -80,8 +75,7 @@ class CompletionRequest:
     timeout: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     native_tools: tuple[NativeTool, ...] = ()
-    call: CallContext | None = field(default=None, compare=False, repr=False)
-    """Set by the agent's handle for the wrappers; no part of what the request asks."""
+    call: CallContext | None = field(default=None, compare=False, repr=False)  # for wrappers
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +105,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class ServerToolCall:
-    """A tool the provider ran on its side while answering (e.g. one web search), never run
-    here. ``output``: a short account of the result (titles and URLs, or an error code)."""
+    """A tool the provider ran while answering (a web search); ``output`` sums up its result."""
 
     id: str
     name: str
@@ -125,10 +118,9 @@ class ServerToolCall:
 class Completion:
     """One finished model answer. ``finish_reason``: ``stop``, ``length``, ``tool_calls``,
     ``content_filter`` or ``other``. ``latency``: seconds from request to last byte.
-    ``sources``: the pages a provider-side search cited, ``server_calls`` its searches.
-    ``requests``: the provider requests behind it (several for a tool loop or a ``pause_turn``,
-    0 from the cache). ``reasoning``: the model's thinking text where the provider returns
-    it, kept in the run record, never part of the answer."""
+    ``sources``/``server_calls``: a provider-side search's pages and searches. ``requests``:
+    provider requests behind it (0 from the cache). ``reasoning``: the model's thinking text,
+    kept in the run record, never part of the answer."""
 
     text: str
     model: str

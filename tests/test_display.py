@@ -23,8 +23,7 @@ from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.backends.replay import ReplayBackend
 from massgen.display.live import STATUS_WIDTH, LiveView
-from massgen.display.plain import PlainView
-from massgen.display.state import ViewState, review_note
+from massgen.display.plain import PlainView, ViewState, review_note
 from massgen.errors import RateLimited
 from massgen.orchestrator import Orchestrator
 from tests.teamkit import failing, scripted, team, vote

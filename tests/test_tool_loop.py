@@ -16,8 +16,7 @@ from massgen.backends.anthropic import AnthropicBackend
 from massgen.backends.base import Backend
 from massgen.backends.function import FunctionBackend
 from massgen.backends.openai import OpenAIBackend
-from massgen.display.plain import PlainView
-from massgen.display.state import ViewState
+from massgen.display.plain import PlainView, ViewState
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder

@@ -36,8 +36,7 @@ class AgentHandle(Protocol):
 
 
 class LocalHandle:
-    """An agent in this process, its backend inside the resilience stack ``wrap`` gives (the
-    orchestrator's, one per backend, built on first use)."""
+    """An agent in this process, its backend inside the orchestrator's resilience stack."""
 
     def __init__(self, agent: Agent, wrap: Callable[[Writer], Backend] | None = None) -> None:
         self.agent, self.name = agent, agent.name
@@ -48,8 +47,7 @@ class LocalHandle:
         return self.bound()
 
     def bound(self, on_retry: OnRetry | None = None, who: Writer | None = None) -> Bound:
-        """The stack of ``who`` (this agent by default), each request stamped with who asks
-        and who hears its retries."""
+        """The stack of ``who`` (this agent by default), stamped with who asks and hears retries."""
         who = who or self.agent
         stack = self._wrap(who) if self._wrap else who.backend
         return Bound(stack, CallContext(who.name, on_retry=on_retry))

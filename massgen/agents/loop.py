@@ -5,6 +5,7 @@ turn carrying its own tools (a consensus vote) is a structured reply: never run.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import re
@@ -23,15 +24,13 @@ if TYPE_CHECKING:
 
 OnDelta = Callable[[str], None]
 
-DEFAULT_MAX_TOOL_ITERATIONS = 8
-"""Rounds of tool calls one turn may make before the model is asked to answer."""
+DEFAULT_MAX_TOOL_ITERATIONS = 8  # rounds of tool calls a turn may make before it must answer
 
 
 async def stream_once(
     backend: Backend, request: CompletionRequest, on_delta: OnDelta | None = None
 ) -> Completion:
-    """The final completion of ``request``, streamed only when ``on_delta`` listens (a plain
-    request costs a fraction of the CPU)."""
+    """The final completion of ``request``, streamed only when ``on_delta`` listens (cheaper)."""
     if on_delta is None:
         return await backend.complete(request)
     completion: Completion | None = None
@@ -41,9 +40,8 @@ async def stream_once(
         if chunk.completion is not None:
             completion = chunk.completion
     if completion is None:
-        raise ProviderConnectionError(
-            "the stream ended without a final answer", provider=backend.provider
-        )
+        why = "the stream ended without a final answer"
+        raise ProviderConnectionError(why, provider=backend.provider)
     return completion
 
 
@@ -61,9 +59,8 @@ async def run_turn(
     ``ctx.emit`` hears each tool call and result; ``window`` bounds the follow-ups."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
-    request = dataclasses.replace(
-        request, tools=tools.specs(), tool_choice=request.tool_choice or "auto"
-    )
+    asked = request.tool_choice or "auto"
+    request = dataclasses.replace(request, tools=tools.specs(), tool_choice=asked)
     ctx = ctx or ToolContext()
     backend, request = tools.plan(backend, request, ctx)
     opening = request.messages
@@ -91,14 +88,12 @@ async def run_turn(
         if emit is not None:
             for call in done.tool_calls:
                 _called(emit, agent, call.id, call.name, call.arguments)
-        for outcome in await tools.call_all(done.tool_calls, ctx):
-            call = outcome.call
+        for result in await tools.call_all(done.tool_calls, ctx):
+            call = result.call
             if emit is not None:
-                _result(
-                    emit, agent, call.id, call.name, outcome.ok, outcome.duration, outcome.output
-                )
+                _result(emit, agent, call.id, call.name, result.ok, result.duration, result.output)
             messages.append(
-                ChatMessage("tool", outcome.content, tool_call_id=call.id, name=call.name)
+                ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name)
             )
     if rounds == max_iterations:
         text = done.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"
@@ -128,11 +123,8 @@ def _called(emit: ev.Subscriber, agent: str, call_id: str, name: str, arguments:
 def _result(
     emit: ev.Subscriber, agent: str, call_id: str, name: str, ok: bool, took: float, out: str
 ) -> None:
-    emit(
-        ev.ToolResult(
-            agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out[:300]
-        )
-    )
+    out = out[:300]  # the start of the result (or the error)
+    emit(ev.ToolResult(agent=agent, tool=name, call_id=call_id, ok=ok, duration=took, output=out))
 
 
 CLIPPED = "\n[clipped to fit the context window: {n} more characters left out]"
@@ -182,11 +174,5 @@ def _clip(message: ChatMessage, budget: int, count: Callable[[ChatMessage], int]
         text = body[:keep] + CLIPPED.format(n=omitted + len(body) - keep)
         return dataclasses.replace(message, content=head + text + tail)
 
-    lo, hi = 0, len(body)
-    while lo < hi:  # the longest prefix that fits
-        mid = (lo + hi + 1) // 2
-        if count(cut(mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return cut(lo)
+    fits = bisect.bisect_right(range(len(body) + 1), budget, key=lambda keep: count(cut(keep)))
+    return cut(max(fits - 1, 0))  # the longest prefix that fits

@@ -40,26 +40,19 @@ class RichBatchView:
     """A progress bar with done/failed/total, rate, ETA, tokens and cost; a table at the end."""
 
     def __init__(self, total: int, skipped: int) -> None:
+        from rich import progress as p
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
         self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]batch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TextColumn("{task.fields[rate]}/s"),
-            TimeRemainingColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[tokens]} tok ${task.fields[cost]}"),
+        self.progress = p.Progress(
+            p.TextColumn("[bold]batch"),
+            p.BarColumn(),
+            p.MofNCompleteColumn(),
+            p.TextColumn("{task.fields[failed]} failed"),
+            p.TextColumn("{task.fields[rate]}/s"),
+            p.TimeRemainingColumn(),
+            p.TimeElapsedColumn(),
+            p.TextColumn("{task.fields[tokens]} tok ${task.fields[cost]}"),
             console=self.console,
         )
         self.task = self.progress.add_task(

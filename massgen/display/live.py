@@ -16,26 +16,20 @@ from rich.table import Table
 from rich.text import Text
 
 from massgen import events as ev
-from massgen.display.plain import summary
-from massgen.display.state import STATUS, ViewState
+from massgen.display.plain import STATUS, ViewState, summary
 
 STYLE = {
     **dict.fromkeys(STATUS.values(), "cyan"),  # a turn in flight
-    "waiting": "dim",
-    "reviewing": "magenta",
-    "reviewed": "magenta",
+    **dict.fromkeys(("waiting", "stopped"), "dim"),
+    **dict.fromkeys(("reviewing", "reviewed"), "magenta"),
+    **dict.fromkeys(("fallback", "retrying", "no worker"), "red"),
+    **dict.fromkeys(("revised", "tool"), "yellow"),
     "failed": "bold red",
-    "fallback": "red",
-    "retrying": "red",
-    "no worker": "red",
-    "stopped": "dim",
-    "revised": "yellow",
-    "tool": "yellow",
 }
 
+# The status column never changes width, so the text beside it never moves: a status word
+# and the retry and tool counters (``answering ↻2⚙3``), cut beyond that.
 STATUS_WIDTH = 14
-"""The status column never changes width, so the text beside it never moves: a status word
-and the retry and tool counters (``answering ↻2⚙3``), cut beyond that."""
 TOKENS_WIDTH = 7
 COST_WIDTH = 8
 # Around the text column: the panel's border and padding (4), two spaces between columns (8).
@@ -49,8 +43,7 @@ class LiveView:
         self.console = console or Console(stderr=True)
         self.state = ViewState()
         self.show_final = show_final
-        self.ended = False
-        """Whether the run's end (its summary line) has been shown."""
+        self.ended = False  # whether the run's end (its summary line) has been shown
         # Keys typed during the run, Ctrl-C's "^C" included, would be echoed into the view
         # and push it down a line: its top border would be left behind, printed twice.
         self._restore_echo = _echo_off(self.console)
@@ -68,17 +61,15 @@ class LiveView:
             self.ended = True
             if self.show_final and e.result.final_answer:
                 title = f"final answer · {e.result.winner}" if e.result.winner else "final answer"
-                self.console.print(
-                    Panel(Markdown(e.result.final_answer), title=title, border_style="green")
-                )
+                answer = Markdown(e.result.final_answer)
+                self.console.print(Panel(answer, title=title, border_style="green"))
 
     def render(self) -> Any:
         s = self.state
         rows = list(s.rows.values())
         name_width = max([5, *(len(r.name) for r in rows)])
-        text_width = max(
-            8, self.console.width - _FRAME - name_width - STATUS_WIDTH - TOKENS_WIDTH - COST_WIDTH
-        )
+        fixed = _FRAME + name_width + STATUS_WIDTH + TOKENS_WIDTH + COST_WIDTH
+        text_width = max(8, self.console.width - fixed)
         table = Table(expand=True, box=None, pad_edge=False)
         table.add_column("agent", style="bold", no_wrap=True, width=name_width)
         table.add_column("status", no_wrap=True, overflow="ellipsis", width=STATUS_WIDTH)
@@ -87,9 +78,8 @@ class LiveView:
         table.add_column("cost", justify="right", no_wrap=True, width=COST_WIDTH)
         for row in rows:
             style = STYLE.get(row.status, "green")
-            marks = (f"↻{row.retries}" if row.retries else "") + (
-                f"⚙{row.tool_calls}" if row.tool_calls else ""
-            )
+            retries = f"↻{row.retries}" if row.retries else ""
+            marks = retries + (f"⚙{row.tool_calls}" if row.tool_calls else "")
             status = f"{row.status} {marks}" if marks else row.status
             tokens = f"~{row.token_estimate}" if row.pending else str(row.tokens)
             table.add_row(  # Text, not str: "[openai 429]" in a reply is not markup
@@ -113,9 +103,8 @@ class LiveView:
 
 
 def _echo_off(console: Console) -> Callable[[], None]:
-    """Stop the terminal echoing typed keys while the view is on screen; return what turns
-    the echo back on (safe to call more than once). Does nothing unless both the view and
-    standard input are a terminal."""
+    """Stop the terminal echoing typed keys while the view (and stdin) is a terminal; return
+    what turns the echo back on (safe to call more than once)."""
     if not console.is_terminal:
         return lambda: None
     try:

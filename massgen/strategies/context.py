@@ -28,18 +28,13 @@ class RunContext:
     result: RunResult
     handles: dict[str, AgentHandle]
     emit: Callable[[ev.Event], None]
-    config: OrchestratorConfig
-    """The team file's ``orchestrator:`` section, as validated at load."""
-    seed: int = 0
-    """Seeds each reviewer's shuffle of the answers, so a run can be replayed."""
+    config: OrchestratorConfig  # the team file's ``orchestrator:`` section
+    seed: int = 0  # seeds each reviewer's shuffle of the answers, so a run can be replayed
     fallbacks: dict[str, str] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
-    stream: bool = True
-    """Stream turns (token deltas as events); off when no subscriber shows them."""
-    listening: bool = True
-    """Whether anyone hears the events; if not, the per-turn ones are not even built (a
-    batch of thousands of turns with no live view)."""
+    stream: bool = True  # token deltas as events; off when no subscriber shows them
+    listening: bool = True  # if nobody hears events, per-turn ones are not even built
     _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
@@ -69,18 +64,13 @@ class RunContext:
     async def _ask(self, seat: str, who: str, turn: Turn) -> Completion:
         handle = self.handles[who]
         held = self.budget.reserve_turn(handle, turn)  # refused if the budget cannot cover it
-        listening = self.listening
-        if listening:
+        if self.listening:
             self.emit(
                 ev.AgentStarted(agent=seat, phase=turn.phase, round=turn.round, prompt=turn.prompt)
             )
-
-        on_delta = None
-        if self.stream:
-
-            def on_delta(text: str) -> None:
-                self.emit(ev.TokenDelta(agent=seat, text=text))
-
+        on_delta = (
+            (lambda text: self.emit(ev.TokenDelta(agent=seat, text=text))) if self.stream else None
+        )
         on_retry = ev.retries_told(self.emit, seat)
         tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
         try:
@@ -92,9 +82,8 @@ class RunContext:
         self.budget.settle(held, completion)  # its actual cost is charged just below
         cost = handle.cost_of(completion)
         self._charge(cost, completion.requests, completion.usage)
-        result = self.result
-        answered_by = "" if who == seat else who
-        result.answers.append(
+        by = "" if who == seat else who  # the fallback that answered
+        self.result.answers.append(
             AgentAnswer(
                 agent=seat,
                 phase=turn.phase,
@@ -104,22 +93,17 @@ class RunContext:
                 cost=cost,
                 latency=completion.latency,
                 model=completion.model,
-                answered_by=answered_by,
+                answered_by=by,
                 cached=completion.cached,
                 reasoning=completion.reasoning,
             )
         )
-        if listening:
-            self.emit(
-                ev.AgentAnswered.of(
-                    completion,
-                    agent=seat,
-                    phase=turn.phase,
-                    round=turn.round,
-                    cost=cost,
-                    answered_by=answered_by,
-                )
+        if self.listening:
+            phase, rnd = turn.phase, turn.round
+            told = ev.AgentAnswered.of(
+                completion, agent=seat, phase=phase, round=rnd, cost=cost, answered_by=by
             )
+            self.emit(told)
         return completion
 
     def _tool_event(self, event: ev.Event) -> None:
@@ -132,7 +116,6 @@ class RunContext:
         self.emit(event)
 
     def _charge(self, cost: float, requests: int, usage: Usage) -> None:
-        """Count an answer in the budget and in the run's requests, usage and cost."""
         self.budget.add(cost)
         result = self.result
         result.requests += requests
