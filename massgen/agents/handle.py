@@ -1,5 +1,5 @@
 """How strategies reach agents: :class:`AgentHandle`, an in-process call here
-(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.remote``)."""
+(:class:`LocalHandle`) or a request over the bus to a worker (``distributed.connect``)."""
 
 from __future__ import annotations
 
