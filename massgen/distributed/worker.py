@@ -27,7 +27,7 @@ from massgen.errors import ConfigError, MassGenError, TransportError
 from massgen.mas import DEFAULT_PREFIX, BusSettings, MemoryHub, Transport, resolve_transport
 from massgen.mas import Agent as BusAgent
 from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.tasks import Lifecycle
+from massgen.mas.transport import Lifecycle
 from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.serialize import from_dict, to_dict
