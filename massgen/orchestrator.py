@@ -328,7 +328,13 @@ class Orchestrator:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every backend's connections."""
+        """Close every backend's connections and the tools' servers (MCP)."""
+        if any(a.tools for a in self.agents.values()):
+            from massgen.tools.base import Tool
+
+            owned = [t for a in self.agents.values() for t in a.tools if isinstance(t, Tool)]
+            for held in {id(t): t for t in owned}.values():  # each once: agents share groups
+                await held.aclose()
         built = {id(b): b for a in self.agents.values() if (b := a.built_backend()) is not None}
         for backend in built.values():  # each once: agents may share one backend
             await backend.aclose()

@@ -75,6 +75,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
     check_models(team)
     check_keys(team)
     shared: dict[str, Backend] = {}
+    groups: dict[str, Any] = {}  # an MCP server's entry: one server for all its agents
     prices = price_overrides(team)
     agents: list[Agent] = []
     for i, a in enumerate(team.agents):
@@ -95,7 +96,7 @@ def build_agents(team: TeamConfig) -> list[Agent]:
                 a.role,
                 model=a.model,
                 capabilities=a.capabilities,
-                tools=build_agent_tools(team, i, backend),
+                tools=build_agent_tools(team, i, backend, groups),
                 max_tool_iterations=a.max_tool_iterations or team.orchestrator.max_tool_iterations,
                 memory_strategy=a.memory.strategy,
                 memory_size=a.memory.size,
@@ -211,9 +212,13 @@ def uses_memory_store(team: TeamConfig) -> bool:
     return any(a.memory.long_term for a in team.agents)
 
 
-def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[Any]:
+def build_agent_tools(
+    team: TeamConfig, index: int, backend: Backend, groups: dict[str, Any] | None = None
+) -> list[Any]:
     """The tools agent ``index`` lists, built with their ``tools:`` settings (a config error
-    if its backend cannot call tools, rather than a surprise mid-run)."""
+    if its backend cannot call tools, rather than a surprise mid-run); ``groups``: the group
+    tools built so far (MCP servers), shared by name."""
+    groups = {} if groups is None else groups
     names = team.agents[index].tools
     if not names:
         return []
@@ -232,7 +237,10 @@ def build_agent_tools(team: TeamConfig, index: int, backend: Backend) -> list[An
             ("tools", name) if name in team.tools else ("agents", index, "tools", j)
         )
         with _located(team, *where):
-            built.append(build_tool(name, team.tools.get(name), team.base_dir))
+            made = groups.get(name) or build_tool(name, team.tools.get(name), team.base_dir)
+            if made.group:
+                groups[name] = made
+            built.append(made)
             built[-1].check_backend(backend, model=model, with_functions=len(names) > 1)
     return built
 

@@ -61,7 +61,7 @@ def check_backend_ref(ref: str, backends: dict[str, BackendConfig], at: Path_) -
 
 
 TOOL_NAMES: tuple[str, ...] = ("calculator", "file_reader", "database_query", "api_call")
-TOOL_NAMES += ("web_search", "ask_agent", "broadcast")
+TOOL_NAMES += ("web_search", "mcp", "ask_agent", "broadcast")
 """Built-in tool names (``massgen.tools.registry.BUILTINS`` holds the same, and a test
 checks they agree: config must not import the tools package)."""
 

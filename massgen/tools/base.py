@@ -8,7 +8,7 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, TypeVar, Unpack, overload
 
@@ -39,6 +39,9 @@ class Tool:
     Args: ClassVar[type[BaseModel] | None] = None
     timeout: float = 30.0  # seconds per call
     max_output: int = 16_000  # characters of a result sent back; the rest is cut with a note
+    group: ClassVar[bool] = False
+    """A group stands for tools known only once it starts (an MCP server's): the toolbox asks
+    :meth:`expand` for them before a turn's first request, and agents share one group."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +97,14 @@ class Tool:
     ) -> tuple[Backend, CompletionRequest]:
         """A turn's last say on its request and backend, once per tool class in the toolbox."""
         return backend, request
+
+    async def expand(self) -> Sequence[Tool]:
+        """The tools a group stands for (see ``group``); a plain tool is itself."""
+        return (self,)
+
+    async def aclose(self) -> None:
+        """Release what the tool holds (processes, connections); the orchestrator's ``aclose``
+        calls it."""
 
     def check_backend(
         self, backend: Backend, *, model: str | None = None, with_functions: bool = False

@@ -20,6 +20,7 @@ BUILTINS: dict[str, str] = {
     "database_query": "massgen.tools.database:DatabaseQuery",
     "api_call": "massgen.tools.http:APICall",
     "web_search": "massgen.tools.http:WebSearch",
+    "mcp": "massgen.tools.mcp:McpServer",  # a group: every tool of one MCP server
     # the teammate tools reach agents, so they live a layer above (named here, not imported)
     "ask_agent": "massgen.teamtools:AskAgent",
     "broadcast": "massgen.teamtools:Broadcast",

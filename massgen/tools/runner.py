@@ -53,14 +53,31 @@ class ToolBox:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self.tools: dict[str, Tool] = {}
+        self.groups: list[Tool] = []  # not expanded yet (see :meth:`ready`)
         for t in tools:
-            if t.name in self.tools:
-                raise ToolError(f"two tools are named {t.name!r}")
-            self.tools[t.name] = t
+            if t.group:
+                self.groups.append(t)
+            else:
+                self._add(t)
         self._specs: tuple[ToolSpec, ...] | None = None
 
+    def _add(self, t: Tool) -> None:
+        if t.name in self.tools:
+            raise ToolError(f"two tools are named {t.name!r}")
+        self.tools[t.name] = t
+
     def __bool__(self) -> bool:
-        return bool(self.tools)
+        return bool(self.tools or self.groups)
+
+    async def ready(self) -> None:
+        """Expand the groups (start MCP servers) once, before a turn's first request."""
+        for group in list(self.groups):
+            tools = await group.expand()
+            if group in self.groups:  # not done meanwhile by a concurrent turn
+                self.groups.remove(group)
+                for t in tools:
+                    self._add(t)
+                self._specs = None
 
     def specs(self) -> tuple[ToolSpec, ...]:
         """The tools' declarations (built once: their JSON schemas never change)."""

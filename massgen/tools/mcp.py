@@ -1,0 +1,327 @@
+"""MCP servers' tools as massgen tools (docs/tools.md, "MCP servers"). One ``tools:`` entry,
+``{use: mcp, command: ...}`` (stdio) or ``{use: mcp, url: ...}`` (streamable HTTP), gives an
+agent every tool of that server, through the official ``mcp`` SDK (imported only when a server
+starts). The server starts on first use, its tools are listed once, it is restarted once if it
+dies, and :meth:`McpServer.aclose` (the orchestrator's ``aclose``) stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_core import PydanticCustomError
+
+from massgen.errors import ConfigError, ToolError
+from massgen.redact import redact_url
+from massgen.tools.base import BuiltinTool, Tool, ToolSettings
+from massgen.tools.context import ToolContext
+from massgen.types import ToolSpec
+
+log = logging.getLogger("massgen.tools")
+_PAGES = 100  # tools/list pages read at most
+
+
+class McpSettings(ToolSettings):
+    command: str | None = None  # stdio: the program to start
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)  # over a minimal environment
+    cwd: str | None = None  # relative to the config file; default: its folder
+    url: str | None = None  # streamable HTTP endpoint
+    headers: dict[str, SecretStr] = Field(default_factory=dict)  # never shown or logged
+    include: list[str] | None = None  # the server's tool names to offer (None: all)
+    exclude: list[str] = Field(default_factory=list)
+    prefix: str | None = None  # before each tool's name; None: the entry's name and "_"
+    start_timeout: float = Field(default=60.0, gt=0)  # seconds to start and list the tools
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpSettings:
+        stdio = {"args": self.args, "env": self.env, "cwd": self.cwd}
+        if (self.command is None) == (self.url is None):
+            raise PydanticCustomError("mcp", "give `command` (stdio) or `url` (HTTP), one of them")
+        if self.url is not None and (wrong := next((k for k, v in stdio.items() if v), None)):
+            raise PydanticCustomError("mcp", f"`{wrong}` is for `command` servers, not `url`")
+        if self.command is not None and self.headers:
+            raise PydanticCustomError("mcp", "`headers` is for `url` servers, not `command`")
+        if self.url is not None and not re.match(r"https?://", self.url):
+            raise PydanticCustomError("mcp", "`url` must start with http:// or https://")
+        return self
+
+
+class McpServer(BuiltinTool[McpSettings]):
+    """Stands for every tool of one MCP server (a group: see :meth:`Tool.expand`)."""
+
+    name = "mcp"
+    group = True
+
+    def setup(self) -> None:
+        if importlib.util.find_spec("mcp") is None:
+            raise ConfigError(
+                "MCP servers need the `mcp` package, which is not installed",
+                key="use",
+                hint="pip install 'massgen[mcp]'",
+            )
+        self._client: Any = None  # the SDK's Client while the server runs
+        self._holder: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._tools: list[McpTool] | None = None
+        self._stderr: IO[str] | None = None
+        self.starts = 0  # 1, then 2 after the one restart
+        self.lost = 0  # times it died
+
+    @property
+    def description(self) -> str:
+        return "the tools of an MCP server"
+
+    @description.setter
+    def description(self, value: str) -> None:
+        why = "an MCP server's tools keep their own descriptions"
+        raise ConfigError(why, key="description", hint="remove it")
+
+    @property
+    def label(self) -> str:
+        s = self.settings
+        where = redact_url(s.url) if s.url else Path(s.command or "").name
+        return f"MCP server {self.name!r} ({where})"
+
+    async def expand(self) -> Sequence[Tool]:
+        """Start the server (first use) and its tools, listed once, filtered and named."""
+        async with self._lock:
+            if self._tools is None:
+                listed = await self._start()
+                self._tools = self._select(listed)
+        return self._tools
+
+    def _select(self, listed: list[Any]) -> list[McpTool]:
+        s, names = self.settings, [t.name for t in listed]
+        for key in ("include", "exclude"):
+            unknown = [n for n in getattr(s, key) or () if n not in names]
+            if unknown:
+                raise ConfigError(
+                    f"{self.label} has no tool {', '.join(map(repr, unknown))}",
+                    key=f"tools.{self.name}.{key}",
+                    hint=f"its tools: {', '.join(names)}",
+                )
+        prefix = f"{self.name}_" if s.prefix is None else s.prefix
+        made: dict[str, McpTool] = {}
+        for t in listed:
+            if (s.include is not None and t.name not in s.include) or t.name in s.exclude:
+                continue
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", prefix + t.name)[:64]
+            name = name if re.match(r"[A-Za-z_]", name) else f"_{name[:63]}"
+            if name in made:
+                raise ConfigError(
+                    f"{self.label}: two tools are named {name!r} once made valid names",
+                    key=f"tools.{self.name}.exclude",
+                    hint="leave one out with `exclude:`",
+                )
+            schema = {k: v for k, v in t.input_schema.items() if k not in ("$schema", "title")}
+            schema.setdefault("type", "object")
+            schema.setdefault("properties", {})
+            about = t.description or getattr(t, "title", None) or t.name
+            made[name] = McpTool(self, t.name, name, about, schema)
+        return list(made.values())
+
+    async def _start(self) -> list[Any]:
+        """Start the server in a task of its own (the SDK's context must be left from the task
+        that entered it) and return its tools; a ToolError if it does not come up in time."""
+        self.starts += 1
+        if self.settings.command is not None:  # this start's stderr, for reports
+            if self._stderr is not None:
+                self._stderr.close()
+            # kept open while the server lives; closed by the next start or aclose
+            self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        ready: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._stop = asyncio.Event()
+        self._holder = asyncio.create_task(self._hold(ready), name=f"mcp:{self.name}")
+        try:
+            async with asyncio.timeout(self.settings.start_timeout):
+                return await asyncio.shield(ready)
+        except BaseException as e:
+            await self._shutdown()
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # retrieved: it is reported below
+            if isinstance(e, TimeoutError):
+                took = f"did not start within {self.settings.start_timeout:g}s"
+                raise ToolError(f"{self.label} {took}{self._tail()}") from None
+            if isinstance(e, Exception):
+                raise ToolError(f"{self.label} did not start: {_brief(e)}{self._tail()}") from None
+            raise
+
+    async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
+        from mcp import Client
+        from mcp.client.stdio import StdioServerParameters, stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+
+        s = self.settings
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if s.url is not None:
+                    import httpx2
+
+                    headers = {k: v.get_secret_value() for k, v in s.headers.items()}
+                    timeout = httpx2.Timeout(30.0, read=300.0)
+                    http = httpx2.AsyncClient(headers=headers, timeout=timeout)
+                    await stack.enter_async_context(http)
+                    transport: Any = streamable_http_client(s.url, http_client=http)
+                else:
+                    cwd = Path(s.cwd) if s.cwd else None
+                    if self.base_dir is not None and not (cwd and cwd.is_absolute()):
+                        cwd = self.base_dir / cwd if cwd else self.base_dir
+                    params = StdioServerParameters(
+                        command=s.command or "",
+                        args=s.args,
+                        env={k: v.get_secret_value() for k, v in s.env.items()},
+                        cwd=cwd,
+                    )
+                    transport = stdio_client(params, errlog=self._stderr)  # type: ignore[arg-type]
+                client = await stack.enter_async_context(Client(transport))
+                listed, cursor = [], None
+                for _ in range(_PAGES):
+                    page = await client.list_tools(cursor=cursor)
+                    listed += page.tools
+                    if (cursor := page.next_cursor) is None:
+                        break
+                self._client = client
+                if not ready.done():
+                    ready.set_result(listed)
+                await self._stop.wait()
+        except Exception as e:
+            if not ready.done():
+                ready.set_exception(e)
+            else:
+                log.debug("%s: closing failed: %s", self.label, _brief(e))
+        finally:
+            self._client = None
+
+    async def _shutdown(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            self._stop.set()
+            if not holder.done() and self._client is None:
+                holder.cancel()  # still starting
+            await asyncio.gather(holder, return_exceptions=True)
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> str:
+        """Call ``tool``; its result as text, an error result or a lost server as ToolError."""
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED
+        from pydantic import ValidationError
+
+        async with self._lock:
+            if self._client is None:
+                if self.starts >= 2:
+                    raise ToolError(f"{self.label} stopped again after its restart; it is gone")
+                log.warning("%s: restarting it (once)", self.label)
+                await self._start()
+            client = self._client
+        try:
+            result = await client.call_tool(tool, arguments)
+        except MCPError as e:
+            if e.code != CONNECTION_CLOSED:
+                raise ToolError(f"MCP error {e.code}: {e.message}") from None
+            raise ToolError(await self._lost(client, e)) from None
+        except ValidationError:
+            raise ToolError(f"{self.label} sent an answer that is not valid MCP") from None
+        except Exception as e:  # the transport failed: the connection is gone
+            raise ToolError(await self._lost(client, e)) from None
+        return render(result)
+
+    async def _lost(self, client: Any, error: BaseException) -> str:
+        async with self._lock:
+            if self._client is client and client is not None:
+                self.lost += 1
+                await self._shutdown()
+                again = (
+                    "it will be restarted once" if self.starts < 2 else "it is not restarted again"
+                )
+                log.warning("%s stopped (%s); %s", self.label, _brief(error), again)
+        what = "restarted for the next call" if self.starts < 2 else "not restarted again"
+        return f"{self.label} stopped during the call ({_brief(error)}); it is {what}{self._tail()}"
+
+    def _tail(self) -> str:
+        """The end of the server's stderr, secrets masked."""
+        if self._stderr is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.seek(0)
+            text = self._stderr.read()[-400:].strip()
+            for secret in (v.get_secret_value() for v in self.settings.env.values()):
+                text = text.replace(secret, "***") if secret else text
+            return f"\nits stderr ends with:\n{text}" if text else ""
+        return ""
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            await self._shutdown()
+            if self._stderr is not None:
+                self._stderr.close()
+                self._stderr = None
+
+
+class McpTool(Tool):
+    """One tool of an MCP server: its schema as the server gives it, calls sent to it."""
+
+    def __init__(
+        self, server: McpServer, remote: str, name: str, about: str, schema: dict[str, Any]
+    ):
+        self.server, self.remote, self.name, self.schema = server, remote, name, schema
+        self.description = about
+        self.timeout, self.max_output = server.timeout, server.max_output
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.schema)
+
+    async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
+        return await self.server.call(self.remote, dict(arguments))
+
+
+def render(result: Any) -> str:
+    """A CallToolResult as text: text joined, structured content as JSON, other content as a
+    short note; an ``isError`` result raises ToolError with its text."""
+    parts: list[str] = []
+    for block in result.content:
+        kind = block.type
+        if kind == "text":
+            parts.append(block.text)
+        elif kind in ("image", "audio"):
+            size = len(block.data) * 3 // 4
+            parts.append(f"[{kind} {block.mime_type}, {size} bytes: not shown to the model]")
+        elif kind == "resource" and isinstance(text := getattr(block.resource, "text", None), str):
+            parts.append(text)
+        elif kind in ("resource", "resource_link"):
+            uri = block.uri if kind == "resource_link" else block.resource.uri
+            parts.append(f"[{kind.replace('_', ' ')} {uri}: not shown to the model]")
+    data = result.structured_content
+    if data is not None and not any(_same(p, data) for p in parts):
+        parts.append(json.dumps(data, ensure_ascii=False, default=str))
+    text = "\n".join(parts)
+    if result.is_error:
+        raise ToolError(text[:2000] or "the MCP tool reported an error")
+    return text
+
+
+def _same(text: str, data: Any) -> bool:
+    """Whether ``text`` already says ``data`` (servers send structured content as text too,
+    often the lone value of a one-key object: ``{"result": ...}``, ``{"content": ...}``)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = text
+    lone = list(data.values()) if isinstance(data, dict) and len(data) == 1 else []
+    return any(d in (parsed, text) for d in (data, *lone))
+
+
+def _brief(error: BaseException) -> str:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}"[:300]

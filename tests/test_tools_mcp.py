@@ -1,0 +1,388 @@
+"""MCP servers' tools (massgen/tools/mcp.py), against real servers: the npm reference servers
+(``server-everything``, ``server-filesystem``, installed in tests/mcp_servers by ``npm ci``)
+and a Python server written with the official SDK for faults (tests/mcp_faults.py), over stdio
+and streamable HTTP. No mock of the SDK; no sleeps (waits have deadlines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from massgen import events as ev
+from massgen.config import loads
+from massgen.errors import ConfigError, ToolError
+from massgen.orchestrator import Orchestrator
+from massgen.team import build_agents
+from massgen.tools.mcp import McpServer
+from massgen.tools.registry import build_tool
+from massgen.tools.runner import UNTRUSTED_NOTE, ToolBox
+from massgen.types import ToolCall
+from tests.procs import read_line
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SERVERS = Path(__file__).resolve().parent / "mcp_servers"
+FAULTS = str(Path(__file__).resolve().parent / "mcp_faults.py")
+
+
+def _npm_servers() -> Path:
+    """tests/mcp_servers with its node_modules (``npm ci`` there if missing): never a skip."""
+    for tool in ("node", "npx", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(
+                f"`{tool}` is not installed: the MCP tests need Node.js (.ci/run sets it up)"
+            )
+    if not (SERVERS / "node_modules" / ".bin" / "mcp-server-everything").exists():
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=SERVERS, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.fail(f"`npm ci` in tests/mcp_servers failed: {done.stderr[-2000:]}")
+    return SERVERS
+
+
+def npx(package: str, *args: str) -> dict[str, Any]:
+    """A ``tools:`` entry starting one of the npm servers as the docs do, with ``npx``."""
+    return {"use": "mcp", "command": "npx", "args": ["--no-install", package, *args]}
+
+
+def descendants(pid: int | None = None) -> set[int]:
+    """Every live process below ``pid`` (this one by default), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                children.setdefault(int(ppid), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid or os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+async def call(box: ToolBox, name: str, **arguments: Any) -> tuple[bool, str, str]:
+    outcome = await box.call(ToolCall("c1", name, arguments))
+    return outcome.ok, outcome.output, outcome.content
+
+
+@pytest.fixture(scope="module")
+def servers() -> Path:
+    return _npm_servers()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def everything(servers: Path) -> AsyncIterator[ToolBox]:
+    """server-everything, started once for the module."""
+    group = build_tool("everything", npx("mcp-server-everything"), servers)
+    box = ToolBox([group])
+    await box.ready()
+    yield box
+    await group.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def faults() -> AsyncIterator[ToolBox]:
+    settings = {"use": "mcp", "command": sys.executable, "args": [FAULTS], "timeout": 1}
+    group = build_tool("faults", {**settings, "max_output": 500})
+    box = ToolBox([group])
+    await box.ready()
+    yield box
+    await group.aclose()
+
+
+# -- listing and results ----------------------------------------------------------------------
+
+
+async def test_a_servers_tools_are_offered_prefixed_with_their_schemas(
+    everything: ToolBox,
+) -> None:
+    specs = {s.name: s for s in everything.specs()}
+    assert {"everything_echo", "everything_get-sum", "everything_get-tiny-image"} <= set(specs)
+    echo = specs["everything_echo"]
+    assert echo.description.startswith("Echoes back")
+    assert echo.parameters["type"] == "object" and "message" in echo.parameters["properties"]
+    assert "$schema" not in echo.parameters
+
+
+async def test_text_structured_image_and_error_results(everything: ToolBox) -> None:
+    ok, out, content = await call(everything, "everything_echo", message="hi")
+    assert ok and out == "Echo: hi"
+    assert content.startswith('<tool_output tool="everything_echo">') and content.endswith(
+        UNTRUSTED_NOTE
+    )
+    assert (await call(everything, "everything_get-sum", a=2, b=3))[:2] == (
+        True,
+        "The sum of 2 and 3 is 5.",
+    )
+    ok, out, _ = await call(everything, "everything_get-structured-content", location="New York")
+    assert ok and "temperature" in out
+    ok, out, _ = await call(everything, "everything_get-tiny-image")
+    assert ok and "[image image/png, " in out and "not shown to the model]" in out
+    ok, out, content = await call(everything, "everything_echo", wrong="x")  # isError result
+    assert (
+        not ok and "message" in out and content.startswith('<tool_output tool="everything_echo">')
+    )
+
+
+async def test_the_server_gets_only_a_minimal_environment_and_its_env(
+    servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-secret")
+    team = loads(
+        "tools:\n"
+        "  everything: {use: mcp, command: npx, args: [--no-install, mcp-server-everything],\n"
+        "               env: {SERVICE_TOKEN: '${SERVICE_TOKEN}'}}\n"
+        "agents:\n  - {name: ada, backend: {type: openai, model: m, api_key: k},\n"
+        "     tools: [everything]}\n",
+        file="team.yaml",
+        base_dir=servers,
+        env={"SERVICE_TOKEN": "tok-123", "OPENAI_API_KEY": "sk-x"},
+    )
+    (ada,) = build_agents(team)
+    (group,) = ada.tools
+    try:
+        await ada.toolbox.ready()
+        ok, out, _ = await call(ada.toolbox, "everything_get-env")
+        assert ok and "tok-123" in out and "PATH" in out
+        assert "sk-parent-secret" not in out and "OPENAI_API_KEY" not in out
+        assert "tok-123" not in repr(group.settings)
+    finally:
+        await group.aclose()
+
+
+async def test_include_exclude_and_prefix(servers: Path) -> None:
+    only = build_tool(
+        "ev",
+        {**npx("mcp-server-everything"), "include": ["echo", "get-sum"], "prefix": ""},
+        servers,
+    )
+    but = build_tool("ev", {**npx("mcp-server-everything"), "exclude": ["echo"]}, servers)
+    try:
+        assert [t.name for t in await only.expand()] == ["echo", "get-sum"]
+        names = [t.name for t in await but.expand()]
+        assert "ev_echo" not in names and "ev_get-sum" in names
+    finally:
+        await only.aclose()
+        await but.aclose()
+    wrong = build_tool("ev", {**npx("mcp-server-everything"), "include": ["ecko"]}, servers)
+    try:
+        with pytest.raises(ConfigError, match="has no tool 'ecko'") as e:
+            await wrong.expand()
+        assert e.value.key == "tools.ev.include" and "echo" in (e.value.hint or "")
+    finally:
+        await wrong.aclose()
+
+
+async def test_the_filesystem_server_reads_inside_its_root_only(
+    servers: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("alpha\n")
+    (tmp_path / "secret.txt").write_text("TOP-SECRET\n")
+    command = str(servers / "node_modules/.bin/mcp-server-filesystem")
+    entry = {"use": "mcp", "command": command, "args": ["./docs"]}
+    group = build_tool("files", entry, tmp_path)  # ./docs: relative to the config's folder
+    box = ToolBox([group])
+    try:
+        await box.ready()
+        assert "files_read_text_file" in box.tools
+        ok, out, _ = await call(box, "files_read_text_file", path=str(tmp_path / "docs/a.txt"))
+        assert ok and out.strip() == "alpha"
+        ok, out, _ = await call(box, "files_read_text_file", path=str(tmp_path / "secret.txt"))
+        assert not ok and "TOP-SECRET" not in out and "denied" in out.lower()
+    finally:
+        await group.aclose()
+
+
+# -- faults (the Python server) ---------------------------------------------------------------
+
+
+async def test_a_slow_call_times_out_and_the_server_stays(faults: ToolBox) -> None:
+    started = time.perf_counter()
+    ok, out, _ = await call(faults, "faults_slow", seconds=30)
+    assert not ok and out == "timed out after 1s" and time.perf_counter() - started < 5
+    assert (await call(faults, "faults_slow", seconds=0))[:2] == (True, "slept 0.0")
+
+
+async def test_a_huge_result_is_cut_to_max_output(faults: ToolBox) -> None:
+    ok, out, content = await call(faults, "faults_huge", chars=1_000_000)
+    assert ok and len(out) == 1_000_000
+    assert "x" * 500 + "\n[... cut: 999500 more characters]" in content and len(content) < 1000
+
+
+async def test_structured_content_and_error_results(faults: ToolBox) -> None:
+    ok, out, _ = await call(faults, "faults_weather", city="Oslo")
+    assert ok and json.loads(out) == {"city": "Oslo", "celsius": 21.5}
+    assert (await call(faults, "faults_pid"))[0]
+    ok, out, _ = await call(faults, "faults_fail", reason="no such city")
+    assert not ok and out.endswith("no such city")
+    ok, out, _ = await call(faults, "faults_picture")
+    assert ok and out.startswith("[image image/png, ")
+
+
+async def test_a_crashed_server_is_reported_and_restarted_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = build_tool("faults", {"use": "mcp", "command": sys.executable, "args": [FAULTS]})
+    box = ToolBox([group])
+    try:
+        await box.ready()
+        first = int((await call(box, "faults_pid"))[1])
+        ok, out, _ = await call(box, "faults_crash")
+        assert not ok and "stopped during the call" in out and "restarted for the next call" in out
+        assert first not in descendants()
+        ok, second, _ = await call(box, "faults_pid")  # the one restart
+        assert ok and int(second) != first and int(second) in descendants()
+        ok, out, _ = await call(box, "faults_crash")
+        assert not ok and "not restarted again" in out
+        ok, out, _ = await call(box, "faults_pid")
+        assert not ok and "stopped again after its restart" in out
+        assert isinstance(group, McpServer) and (group.starts, group.lost) == (2, 2)
+        warned = [r.getMessage() for r in caplog.records if r.name == "massgen.tools"]
+        assert any("stopped" in m and "restarted once" in m for m in warned)
+    finally:
+        await group.aclose()
+
+
+async def test_a_server_that_does_not_start_is_a_clear_error() -> None:
+    before = descendants()
+    silent = [sys.executable, "-c", "import sys; sys.stdin.read()"]  # never answers
+    hung = build_tool(
+        "hung", {"use": "mcp", "command": silent[0], "args": silent[1:], "start_timeout": 0.5}
+    )
+    missing = build_tool("gone", {"use": "mcp", "command": "/nonexistent/mcp-server"})
+    try:
+        with pytest.raises(ToolError, match=r"MCP server 'hung' \(python.*\) did not start within"):
+            await hung.expand()
+        with pytest.raises(ToolError, match="MCP server 'gone' .* did not start: .*No such file"):
+            await missing.expand()
+        assert descendants() <= before  # nothing left running
+    finally:
+        await hung.aclose()
+        await missing.aclose()
+
+
+# -- streamable HTTP --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[str]:
+    """The faults server over streamable HTTP on loopback; it wants a bearer token."""
+    env = {**os.environ, "FAULTS_TOKEN": "tok-http-9"}
+    proc = subprocess.Popen(
+        [sys.executable, FAULTS, "--http"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = read_line(proc, time.monotonic() + 20) or ""
+        assert line.startswith("port="), line
+        yield f"http://127.0.0.1:{int(line.strip()[5:])}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+async def test_streamable_http_with_headers_from_the_environment(http_server: str) -> None:
+    text = (
+        f"tools:\n  remote: {{use: mcp, url: '{http_server}',\n"
+        "           headers: {Authorization: 'Bearer ${FAULTS_TOKEN}'}}\n"
+        "agents:\n  - {name: ada, backend: {type: openai, model: m, api_key: k}, tools: [remote]}\n"
+    )
+    team = loads(text, file="team.yaml", env={"FAULTS_TOKEN": "tok-http-9"})
+    (ada,) = build_agents(team)
+    try:
+        await ada.toolbox.ready()
+        ok, out, _ = await call(ada.toolbox, "remote_weather", city="Lima")
+        assert ok and json.loads(out)["city"] == "Lima"
+        assert "tok-http-9" not in repr(ada.tools[0].settings)
+    finally:
+        await ada.tools[0].aclose()
+    refused = build_tool("remote", {"use": "mcp", "url": http_server, "start_timeout": 10})
+    try:
+        with pytest.raises(ToolError, match="MCP server 'remote' .* did not start") as e:
+            await refused.expand()
+        assert "tok-http-9" not in str(e.value)
+    finally:
+        await refused.aclose()
+
+
+# -- a whole run ------------------------------------------------------------------------------
+
+WIRES = {
+    "openai": "{type: openai, model: gpt-4o-mini, api_key: k, base_url: '%s'}",
+    "anthropic": "{type: anthropic, model: claude-x, api_key: k, base_url: '%s'}",
+    "google": "{type: google, model: gemini-2.5-flash, api_key: k, base_url: '%s'}",
+}
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+async def test_a_run_calls_an_npm_server_and_leaves_no_process(
+    wire: str, servers: Path, sim: ProviderSimulator
+) -> None:
+    """Two agents share one server-everything (started on first use, stopped by aclose); a
+    call made in each provider's wire format reaches it and its result goes back."""
+    base = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
+    base["google"] = sim.gemini_base_url
+    text = (
+        "tools:\n"
+        "  everything: {use: mcp, command: npx, args: [--no-install, mcp-server-everything]}\n"
+        f"backends:\n  llm: {WIRES[wire] % base[wire]}\n"
+        "agents:\n"
+        "  - {name: ada, backend: llm, tools: [everything]}\n"
+        "  - {name: bob, backend: llm, tools: [everything]}\n"
+        "orchestrator: {strategy: sequential}\n"
+    )
+    sim.script(
+        [
+            ToolCalls([ToolCallSpec("everything_echo", {"message": "ping-42"}, id="t1")]),
+            Text("ada heard the echo"),
+            ToolCalls([ToolCallSpec("everything_get-sum", {"a": 40, "b": 2}, id="t2")]),
+            Text("bob got 42"),
+        ]
+    )
+    before = descendants()
+    events: list[ev.Event] = []
+    orchestrator = Orchestrator.from_config(
+        loads(text, file="team.yaml", base_dir=servers, env={}), subscribers=[events.append]
+    )
+    ada, bob = orchestrator.agents.values()
+    assert ada.tools[0] is bob.tools[0]  # one server for both
+    assert descendants() == before  # nothing started before the first turn
+    try:
+        result = await orchestrator.arun("Echo ping-42, then add 40 and 2.")
+        running = descendants() - before
+        assert running  # the server (npx and node)
+    finally:
+        await orchestrator.aclose()
+    assert result.final_answer == "bob got 42"
+    first = sim.requests[0]
+    assert "everything_echo" in first.tools and "everything_get-sum" in first.tools
+    echoed = sim.requests[1].tool_results[0].content
+    assert "Echo: ping-42" in echoed and UNTRUSTED_NOTE in echoed  # Gemini: in JSON
+    assert "The sum of 40 and 2 is 42." in sim.requests[3].tool_results[0].content
+    done = [e for e in events if isinstance(e, ev.ToolResult)]
+    assert [(e.agent, e.tool, e.ok) for e in done] == [
+        ("ada", "everything_echo", True),
+        ("bob", "everything_get-sum", True),
+    ]
+    assert not running & descendants(), "the MCP server outlived the orchestrator"

@@ -1,0 +1,80 @@
+"""The settings of an MCP ``tools:`` entry (massgen/tools/mcp.py): mistakes are located
+configuration errors, the ``mcp`` package is optional and never imported without MCP tools."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from massgen.config import loads
+from massgen.errors import ConfigError
+from massgen.team import build_agents
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+LLM = "{type: openai, model: gpt-4o-mini, api_key: k}"
+
+
+def build_error(entry: str) -> ConfigError:
+    text = f"tools:\n  srv: {entry}\nagents:\n  - {{name: ada, backend: {LLM}, tools: [srv]}}\n"
+    team = loads(text, file="team.yaml", env={})
+    with pytest.raises(ConfigError) as e:
+        build_agents(team)
+    return e.value
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{use: mcp}", "give `command` (stdio) or `url` (HTTP)"),
+        ("{use: mcp, command: npx, url: 'http://x/mcp'}", "give `command` (stdio) or `url`"),
+        ("{use: mcp, url: 'http://x/mcp', env: {A: b}}", "`env` is for `command` servers"),
+        ("{use: mcp, command: npx, headers: {A: b}}", "`headers` is for `url` servers"),
+        ("{use: mcp, url: 'ftp://x'}", "`url` must start with http:// or https://"),
+        ("{use: mcp, command: npx, description: hi}", "keep their own descriptions"),
+        ("{use: mcp, command: npx, start_timeout: 0}", "greater than 0"),
+    ],
+)
+def test_settings_mistakes_are_located_config_errors(entry: str, message: str) -> None:
+    error = build_error(entry)
+    assert message in error.message and (error.file, error.line) == ("team.yaml", 2)
+    assert error.key is not None and error.key.startswith("tools.srv")
+
+
+def test_an_unknown_setting_lists_the_allowed_ones() -> None:
+    error = build_error("{use: mcp, command: npx, argz: [x]}")
+    assert error.key == "tools.srv.argz" and "include" in (error.hint or "")
+    assert "start_timeout" in (error.hint or "")
+
+
+def test_without_the_mcp_package_a_team_using_it_fails_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if not installed
+    error = build_error("{use: mcp, command: npx}")
+    assert "need the `mcp` package" in error.message
+    assert error.hint == "pip install 'massgen[mcp]'" and error.line == 2
+
+
+def test_massgen_and_a_team_without_mcp_tools_never_import_it(tmp_path: Path) -> None:
+    importtime = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "massgen", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not [line for line in importtime.stderr.splitlines() if "| mcp" in line]
+    code = (
+        "import asyncio, sys\n"
+        "from massgen import Orchestrator\n"
+        "o = Orchestrator.from_config('configs/offline.yaml')\n"
+        "asyncio.run(o.arun('2+2?'))\n"
+        "asyncio.run(o.aclose())\n"
+        "assert not [m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')], 'mcp'\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
