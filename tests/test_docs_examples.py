@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DUMMY_KEYS = {**PROVIDER_KEYS, "BRAVE_API_KEY": "dummy", "PGPASSWORD": "dummy"}
+DUMMY_KEYS |= {"MCP_TOKEN": "dummy", "API_TOKEN": "dummy"}  # docs/tools.md, MCP servers
 CLEAN = ("MASSGEN_REDIS_URL", "MASSGEN_CONFIG", "MASSGEN_SECRET", "MASSGEN_LOG")
 """Unset for every command, so the examples meet the machine a reader has."""
 
