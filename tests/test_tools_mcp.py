@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from massgen import events as ev
 from massgen.config import loads
-from massgen.errors import ConfigError, ToolError
+from massgen.errors import ConfigError, RunError, ToolError
 from massgen.orchestrator import Orchestrator
 from massgen.team import build_agents
 from massgen.tools.mcp import McpServer
@@ -386,3 +386,18 @@ async def test_a_run_calls_an_npm_server_and_leaves_no_process(
         ("bob", "everything_get-sum", True),
     ]
     assert not running & descendants(), "the MCP server outlived the orchestrator"
+
+
+async def test_a_server_that_does_not_start_fails_the_agent_with_the_reason(
+    sim: ProviderSimulator,
+) -> None:
+    text = (
+        "tools:\n  broken: {use: mcp, command: /nonexistent/mcp-server}\n"
+        f"agents:\n  - {{name: ada, backend: {{type: openai, model: gpt-4o-mini, api_key: k,\n"
+        f"     base_url: '{sim.openai_base_url}'}}, tools: [broken]}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    async with Orchestrator.from_config(loads(text, file="team.yaml", env={})) as orchestrator:
+        with pytest.raises(RunError, match=r"ada: MCP server 'broken' .* did not start"):
+            await orchestrator.arun("hi")
+    assert not sim.requests  # no request without the tools the agent was promised

@@ -1,5 +1,6 @@
 """The settings of an MCP ``tools:`` entry (massgen/tools/mcp.py): mistakes are located
-configuration errors, the ``mcp`` package is optional and never imported without MCP tools."""
+configuration errors, the ``mcp`` package is optional and never imported without MCP tools;
+and the blocking API's lifecycle (the async tests are in test_tools_mcp.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from massgen.config import loads
 from massgen.errors import ConfigError
+from massgen.orchestrator import Orchestrator
 from massgen.team import build_agents
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -78,3 +82,29 @@ def test_massgen_and_a_team_without_mcp_tools_never_import_it(tmp_path: Path) ->
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+FAULTS = str(Path(__file__).resolve().parent / "mcp_faults.py")
+
+
+def test_blocking_runs_each_start_and_stop_the_server(
+    sim: ProviderSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Orchestrator.run`` outside an event loop closes the orchestrator after each run (its
+    loop ends): the next run starts the server again, as a first start (no restart used)."""
+    text = (
+        f"tools:\n  faults: {{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']}}\n"
+        f"agents:\n  - {{name: ada, backend: {{type: openai, model: gpt-4o-mini, api_key: k,\n"
+        f"     base_url: '{sim.openai_base_url}'}}, tools: [faults]}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    call = ToolCalls([ToolCallSpec("faults_pid", {}, id="p")])
+    sim.script([call, Text("one"), call, Text("two")])
+    orchestrator = Orchestrator.from_config(loads(text, file="team.yaml", env={}))
+    assert orchestrator.run("pid?").final_answer == "one"
+    assert orchestrator.run("pid again?").final_answer == "two"
+    first, second = (int(r.tool_results[0].content.split("\n")[1]) for r in sim.requests[1::2])
+    assert first != second
+    (server,) = {id(t): t for t in orchestrator.agents["ada"].tools}.values()
+    assert (server.starts, server.lost) == (2, 0)
+    assert not [r for r in caplog.records if r.name == "massgen.tools"]

@@ -75,8 +75,8 @@ class McpServer(BuiltinTool[McpSettings]):
         self._lock = asyncio.Lock()
         self._tools: list[McpTool] | None = None
         self._stderr: IO[str] | None = None
-        self.starts = 0  # 1, then 2 after the one restart
-        self.lost = 0  # times it died
+        self.starts = 0
+        self.lost = 0  # times it died: restarted after the first, gone after the second
 
     @property
     def description(self) -> str:
@@ -205,7 +205,7 @@ class McpServer(BuiltinTool[McpSettings]):
 
     async def _shutdown(self) -> None:
         holder, self._holder = self._holder, None
-        if holder is not None:
+        if holder is not None and holder.get_loop() is asyncio.get_running_loop():
             self._stop.set()
             if not holder.done() and self._client is None:
                 holder.cancel()  # still starting
@@ -218,10 +218,11 @@ class McpServer(BuiltinTool[McpSettings]):
         from pydantic import ValidationError
 
         async with self._lock:
-            if self._client is None:
-                if self.starts >= 2:
+            if self._client is None:  # closed (aclose, a finished event loop) or lost
+                if self.lost >= 2:
                     raise ToolError(f"{self.label} stopped again after its restart; it is gone")
-                log.warning("%s: restarting it (once)", self.label)
+                if self.lost:
+                    log.warning("%s: restarting it (once)", self.label)
                 await self._start()
             client = self._client
         try:
@@ -238,14 +239,12 @@ class McpServer(BuiltinTool[McpSettings]):
 
     async def _lost(self, client: Any, error: BaseException) -> str:
         async with self._lock:
-            if self._client is client and client is not None:
+            if self._client is client:  # the first call to notice
                 self.lost += 1
                 await self._shutdown()
-                again = (
-                    "it will be restarted once" if self.starts < 2 else "it is not restarted again"
-                )
-                log.warning("%s stopped (%s); %s", self.label, _brief(error), again)
-        what = "restarted for the next call" if self.starts < 2 else "not restarted again"
+                again = "restarted once" if self.lost < 2 else "not restarted again"
+                log.warning("%s stopped (%s); it will be %s", self.label, _brief(error), again)
+        what = "restarted for the next call" if self.lost < 2 else "not restarted again"
         return f"{self.label} stopped during the call ({_brief(error)}); it is {what}{self._tail()}"
 
     def _tail(self) -> str:
