@@ -317,11 +317,12 @@ async def test_streamable_http_with_headers_from_the_environment(http_server: st
         assert "tok-http-9" not in repr(ada.tools[0].settings)
     finally:
         await ada.tools[0].aclose()
-    refused = build_tool("remote", {"use": "mcp", "url": http_server, "start_timeout": 10})
+    wrong = {"Authorization": "Bearer wrong-secret-77"}
+    refused = build_tool("remote", {"use": "mcp", "url": http_server, "headers": wrong})
     try:
         with pytest.raises(ToolError, match="MCP server 'remote' .* did not start") as e:
             await refused.expand()
-        assert "tok-http-9" not in str(e.value)
+        assert "wrong-secret-77" not in str(e.value)  # the server answered 401
     finally:
         await refused.aclose()
 
@@ -401,3 +402,26 @@ async def test_a_server_that_does_not_start_fails_the_agent_with_the_reason(
         with pytest.raises(RunError, match=r"ada: MCP server 'broken' .* did not start"):
             await orchestrator.arun("hi")
     assert not sim.requests  # no request without the tools the agent was promised
+
+
+async def test_the_orchestrator_closes_each_tool_its_agents_hold_once() -> None:
+    from massgen.agents.agent import Agent
+    from massgen.backends.function import FunctionBackend
+    from massgen.tools import Tool
+
+    closed: list[Tool] = []
+
+    class Held(Tool):
+        """Holds a resource."""
+
+        def execute(self) -> str:
+            return "x"
+
+        async def aclose(self) -> None:
+            closed.append(self)
+
+    held = Held()
+    agents = [Agent(n, FunctionBackend(lambda _: "hi", tools=True), tools=[held]) for n in "ab"]
+    async with Orchestrator(agents, strategy="parallel") as orchestrator:
+        await orchestrator.arun("hi")
+    assert closed == [held]

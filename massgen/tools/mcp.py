@@ -154,7 +154,9 @@ class McpServer(BuiltinTool[McpSettings]):
                 took = f"did not start within {self.settings.start_timeout:g}s"
                 raise ToolError(f"{self.label} {took}{self._tail()}") from None
             if isinstance(e, Exception):
-                raise ToolError(f"{self.label} did not start: {_brief(e)}{self._tail()}") from None
+                raise ToolError(
+                    f"{self.label} did not start: {self._why(e)}{self._tail()}"
+                ) from None
             raise
 
     async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
@@ -199,7 +201,7 @@ class McpServer(BuiltinTool[McpSettings]):
             if not ready.done():
                 ready.set_exception(e)
             else:
-                log.debug("%s: closing failed: %s", self.label, _brief(e))
+                log.debug("%s: closing failed: %s", self.label, self._why(e))
         finally:
             self._client = None
 
@@ -243,9 +245,11 @@ class McpServer(BuiltinTool[McpSettings]):
                 self.lost += 1
                 await self._shutdown()
                 again = "restarted once" if self.lost < 2 else "not restarted again"
-                log.warning("%s stopped (%s); it will be %s", self.label, _brief(error), again)
+                log.warning("%s stopped (%s); it will be %s", self.label, self._why(error), again)
         what = "restarted for the next call" if self.lost < 2 else "not restarted again"
-        return f"{self.label} stopped during the call ({_brief(error)}); it is {what}{self._tail()}"
+        return (
+            f"{self.label} stopped during the call ({self._why(error)}); it is {what}{self._tail()}"
+        )
 
     def _tail(self) -> str:
         """The end of the server's stderr, secrets masked."""
@@ -253,11 +257,21 @@ class McpServer(BuiltinTool[McpSettings]):
             return ""
         with contextlib.suppress(OSError, ValueError):
             self._stderr.seek(0)
-            text = self._stderr.read()[-400:].strip()
-            for secret in (v.get_secret_value() for v in self.settings.env.values()):
-                text = text.replace(secret, "***") if secret else text
+            text = self._mask(self._stderr.read()[-400:].strip())
             return f"\nits stderr ends with:\n{text}" if text else ""
         return ""
+
+    def _why(self, error: BaseException) -> str:
+        while isinstance(error, BaseExceptionGroup) and error.exceptions:
+            error = error.exceptions[0]  # the SDK's task groups wrap what went wrong
+        return self._mask(f"{type(error).__name__}: {error}"[:300])
+
+    def _mask(self, text: str) -> str:
+        """``text`` with the values of ``env`` and ``headers`` (secrets) masked."""
+        s = self.settings
+        for secret in (v.get_secret_value() for v in (*s.env.values(), *s.headers.values())):
+            text = text.replace(secret, "***") if len(secret) > 3 else text
+        return text
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -272,7 +286,7 @@ class McpTool(Tool):
 
     def __init__(
         self, server: McpServer, remote: str, name: str, about: str, schema: dict[str, Any]
-    ):
+    ) -> None:
         self.server, self.remote, self.name, self.schema = server, remote, name, schema
         self.description = about
         self.timeout, self.max_output = server.timeout, server.max_output
@@ -318,9 +332,3 @@ def _same(text: str, data: Any) -> bool:
         parsed = text
     lone = list(data.values()) if isinstance(data, dict) and len(data) == 1 else []
     return any(d in (parsed, text) for d in (data, *lone))
-
-
-def _brief(error: BaseException) -> str:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return f"{type(error).__name__}: {error}"[:300]
