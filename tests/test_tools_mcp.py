@@ -242,13 +242,17 @@ async def test_structured_content_and_error_results(faults: ToolBox) -> None:
 async def test_a_crashed_server_is_reported_and_restarted_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    group = build_tool("faults", {"use": "mcp", "command": sys.executable, "args": [FAULTS]})
+    env = {"FAULTS_SECRET": "s3cret-xyz"}  # the server prints it on its stderr
+    group = build_tool(
+        "faults", {"use": "mcp", "command": sys.executable, "args": [FAULTS], "env": env}
+    )
     box = ToolBox([group])
     try:
         await box.ready()
         first = int((await call(box, "faults_pid"))[1])
         ok, out, _ = await call(box, "faults_crash")
         assert not ok and "stopped during the call" in out and "restarted for the next call" in out
+        assert "starting with token ***" in out and "s3cret-xyz" not in out  # its stderr, masked
         assert first not in descendants()
         ok, second, _ = await call(box, "faults_pid")  # the one restart
         assert ok and int(second) != first and int(second) in descendants()
@@ -259,6 +263,7 @@ async def test_a_crashed_server_is_reported_and_restarted_once(
         assert isinstance(group, McpServer) and (group.starts, group.lost) == (2, 2)
         warned = [r.getMessage() for r in caplog.records if r.name == "massgen.tools"]
         assert any("stopped" in m and "restarted once" in m for m in warned)
+        assert "s3cret-xyz" not in caplog.text
     finally:
         await group.aclose()
 
