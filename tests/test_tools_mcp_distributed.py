@@ -1,0 +1,67 @@
+"""An MCP server in distributed mode: agent ``b``, hosted by a ``massgen worker``, has an MCP
+server's tools; a ``massgen run`` sends it the turn over Redis, the worker starts the server
+(on first use), the call's result reaches the answer, and stopping the worker stops the
+server. The model is the provider simulator in this process; processes are followed by their
+output lines, never by sleeping."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+from pathlib import Path
+
+from tests.mas.helpers import SHARED_REDIS
+from tests.sim.sim_types import SimRequest, Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
+from tests.test_cli_distributed import env, massgen, prefix, run, start, stop
+from tests.test_tools_mcp import FAULTS, descendants
+
+__all__ = ["env", "prefix"]  # fixtures, shared with the CLI distributed tests
+
+
+def model(request: SimRequest) -> Text | ToolCalls:
+    """Ask the MCP server for its pid, then say it."""
+    if not request.tool_results:
+        return ToolCalls([ToolCallSpec("faults_pid", {})])
+    found = re.search(r"\n(\d+)\n", request.tool_results[-1].content)
+    return Text(f"the server's pid is {found.group(1) if found else 'unknown'}")
+
+
+def test_a_worker_starts_the_mcp_servers_its_agents_need_and_stops_them(
+    env: dict[str, str], prefix: str, sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    config = tmp_path / "team.yaml"
+    config.write_text(
+        f"""\
+backends:
+  llm: {{type: openai, model: sim, api_key: k, base_url: '{sim.openai_base_url}'}}
+tools:
+  faults: {{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']}}
+agents:
+  - {{name: b, backend: llm, tools: [faults]}}
+orchestrator: {{strategy: parallel}}
+redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}
+"""
+    )
+    sim.responder = model
+    worker = start(massgen("worker", str(config)), env, "hosting ", 1)
+    try:
+        assert not descendants(worker.pid)  # nothing started before the first turn
+        result = run(massgen("run", str(config), "pid?", "--json", "--no-record"), env)
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)["final_answer"]
+        pid = int(answer.rsplit(" ", 1)[1])
+        assert pid in descendants(worker.pid)  # the worker's own server
+    finally:
+        code, _, err = stop(worker, signal.SIGTERM)
+    assert code == 0, err
+    assert not alive(pid), "the MCP server outlived its worker"
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
