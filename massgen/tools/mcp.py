@@ -27,7 +27,6 @@ from massgen.tools.context import ToolContext
 from massgen.types import ToolSpec
 
 log = logging.getLogger("massgen.tools")
-_PAGES = 100  # tools/list pages read at most
 
 
 class McpSettings(ToolSettings):
@@ -64,11 +63,8 @@ class McpServer(BuiltinTool[McpSettings]):
 
     def setup(self) -> None:
         if importlib.util.find_spec("mcp") is None:
-            raise ConfigError(
-                "MCP servers need the `mcp` package, which is not installed",
-                key="use",
-                hint="pip install 'massgen[mcp]'",
-            )
+            why = "MCP servers need the `mcp` package, which is not installed"
+            raise ConfigError(why, key="use", hint="pip install 'massgen[mcp]'")
         self._client: Any = None  # the SDK's Client while the server runs
         self._holder: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -119,11 +115,9 @@ class McpServer(BuiltinTool[McpSettings]):
             name = re.sub(r"[^A-Za-z0-9_-]", "_", prefix + t.name)[:64]
             name = name if re.match(r"[A-Za-z_]", name) else f"_{name[:63]}"
             if name in made:
-                raise ConfigError(
-                    f"{self.label}: two tools are named {name!r} once made valid names",
-                    key=f"tools.{self.name}.exclude",
-                    hint="leave one out with `exclude:`",
-                )
+                why = f"{self.label}: two tools are named {name!r} once made valid names"
+                hint = "leave one out with `exclude:`"
+                raise ConfigError(why, key=f"tools.{self.name}.exclude", hint=hint)
             schema = {k: v for k, v in t.input_schema.items() if k not in ("$schema", "title")}
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
@@ -150,14 +144,11 @@ class McpServer(BuiltinTool[McpSettings]):
             await self._shutdown()
             if ready.done() and not ready.cancelled():
                 ready.exception()  # retrieved: it is reported below
-            if isinstance(e, TimeoutError):
-                took = f"did not start within {self.settings.start_timeout:g}s"
-                raise ToolError(f"{self.label} {took}{self._tail()}") from None
-            if isinstance(e, Exception):
-                raise ToolError(
-                    f"{self.label} did not start: {self._why(e)}{self._tail()}"
-                ) from None
-            raise
+            if not isinstance(e, Exception):
+                raise
+            why = f" within {self.settings.start_timeout:g}s" if isinstance(e, TimeoutError) else ""
+            why = why or f": {self._why(e)}"
+            raise ToolError(f"{self.label} did not start{why}{self._tail()}") from None
 
     async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
         from mcp import Client
@@ -188,7 +179,7 @@ class McpServer(BuiltinTool[McpSettings]):
                     transport = stdio_client(params, errlog=self._stderr)  # type: ignore[arg-type]
                 client = await stack.enter_async_context(Client(transport))
                 listed, cursor = [], None
-                for _ in range(_PAGES):
+                for _ in range(100):  # pages at most
                     page = await client.list_tools(cursor=cursor)
                     listed += page.tools
                     if (cursor := page.next_cursor) is None:
