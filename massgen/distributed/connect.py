@@ -22,8 +22,7 @@ from massgen.distributed import worker
 from massgen.distributed.worker import FEED_PREFIX, LLM, event_id, role_digest, turn_timeout
 from massgen.mas import DEFAULT_PREFIX, AgentIdTaken, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
-from massgen.mas.message import AgentMessage
-from massgen.mas.signing import Verdict
+from massgen.mas.message import AgentMessage, Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.serialize import to_dict
 from massgen.tools.context import ToolContext

@@ -18,11 +18,10 @@ from massgen.errors import (
 )
 from massgen.mas.agent import Agent, agents_from_records
 from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
-from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
-from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.signing import SECRET_ENV, Signer, Verdict
+from massgen.mas.message import SECRET_ENV, AgentMessage, MessageKind, Signer, Verdict
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
     DEFAULT_REDIS_URL,
     REDIS_URL_ENV,
     AgentRecord,
@@ -33,6 +32,7 @@ from massgen.mas.transport import (
     Delivery,
     Envelope,
     InboxStats,
+    Keys,
     Orphans,
     Transport,
     resolve_transport,

@@ -28,11 +28,10 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas.inbox import Inbox
-from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, encode
-from massgen.mas.signing import Signer
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, Signer, encode
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
     AgentRecord,
     AgentStatus,
     BusSettings,

@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from massgen.errors import MassGenError, TransportError
-from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.signing import Signer, Verdict, same_secret
+from massgen.mas.message import AgentMessage, MessageKind, Signer, Verdict, same_secret
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,

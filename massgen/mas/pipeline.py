@@ -12,7 +12,7 @@ from redis import exceptions as rexc
 
 from massgen.errors import TransportError
 from massgen.mas import scripts
-from massgen.mas.keys import FIELD
+from massgen.mas.transport import FIELD
 
 
 class Pipeliner:

@@ -26,9 +26,11 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import scripts
-from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
 from massgen.mas.pipeline import Pipeliner
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
+    FIELD,
+    GROUP,
     HANDBACK_IDLE,
     AgentRecord,
     BusSettings,
@@ -38,6 +40,7 @@ from massgen.mas.transport import (
     EntryId,
     Envelope,
     InboxStats,
+    Keys,
     Orphans,
 )
 from massgen.redact import redact_url as redact
