@@ -4,6 +4,7 @@ typed state, signing. Importing it does not import redis (``RedisTransport`` is 
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import (
@@ -84,14 +85,11 @@ __all__ = [
 ]
 
 
+# lazy: RedisTransport imports redis; MASService is a ``python -m`` entry point
+_LAZY = {"RedisTransport": "massgen.mas.redis_transport", "MASService": "massgen.mas.service"}
+
+
 def __getattr__(name: str) -> Any:
-    # lazy: RedisTransport imports redis; MASService is a ``python -m`` entry point
-    if name == "RedisTransport":
-        from massgen.mas.redis_transport import RedisTransport
-
-        return RedisTransport
-    if name == "MASService":
-        from massgen.mas.service import MASService
-
-        return MASService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)
