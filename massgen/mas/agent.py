@@ -198,12 +198,8 @@ class Agent(Inbox, Lifecycle):
             if self._owns_transport:
                 await t.close()
             raise
-        for name, step in [
-            ("heartbeat", self._heartbeat),
-            ("fetch", self._fetch),
-            ("ack", self._ack),
-            ("lease", self._upkeep),
-        ]:
+        for step in (self._heartbeat, self._fetch, self._ack, self._lease):
+            name = step.__name__.lstrip("_")
             self._spawn(self._forever(step, name), name)
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
@@ -309,7 +305,8 @@ class Agent(Inbox, Lifecycle):
         :class:`RequestTimeout` when none comes in time, :class:`RemoteError` when its
         handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
-        self._ensure_reply_listener()
+        if self._reply_task is None or self._reply_task.done():
+            self._reply_task = self._spawn(self._reply_loop(), "replies")
         msg = self._message(target, payload, MessageKind.REQUEST, reply_to=self.instance_id)
         msg.id = message_id or msg.id
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
@@ -537,10 +534,6 @@ class Agent(Inbox, Lifecycle):
     def _ensure_running(self) -> None:
         if self.status is not AgentStatus.RUNNING:
             raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
-
-    def _ensure_reply_listener(self) -> None:
-        if self._reply_task is None or self._reply_task.done():
-            self._reply_task = self._spawn(self._reply_loop(), "replies")
 
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
