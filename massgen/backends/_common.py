@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, final
 from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
@@ -95,10 +95,7 @@ class SDKBackend(Backend):
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        async for piece in self._answer(self._settled(request), stream=False):
-            done = piece.completion
-        assert done is not None
-        return done
+        return await final(self._answer(self._settled(request), stream=False))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         async for piece in self._answer(self._settled(request), stream=True):

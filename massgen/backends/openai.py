@@ -141,9 +141,7 @@ class OpenAIBackend(SDKBackend):
         return CHAT, {**body, **extra}
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        return await self._whole(self._settled(request))  # no generator per request
-
-    async def _whole(self, request: CompletionRequest) -> Completion:
+        request = self._settled(request)  # and no generator per request
         api, body = self._payload(request, stream=False)
         started, answer = time.perf_counter(), self._assembly(api, body)
         answer.whole(await self._chat.request(api, body, request.timeout or self.timeout))
@@ -156,10 +154,7 @@ class OpenAIBackend(SDKBackend):
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        if not stream:
-            yield StreamChunk(completion=await self._whole(request))
-            return
-        api, body = self._payload(request, stream=True)
+        api, body = self._payload(request, stream=True)  # only streams: complete() is its own
         started, answer = time.perf_counter(), self._assembly(api, body)
         try:
             seconds = request.timeout or self.timeout

@@ -11,13 +11,7 @@ from typing import Any
 from massgen.backends._common import Draft, results_text, tool_call
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
-from massgen.types import (
-    ChatMessage,
-    Completion,
-    CompletionRequest,
-    ServerToolCall,
-    Usage,
-)
+from massgen.types import ChatMessage, Completion, CompletionRequest, ServerToolCall, Usage
 
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _FINAL_EVENTS = ("response.completed", "response.incomplete")
