@@ -19,8 +19,6 @@ from massgen.resilience.wrapper import Call, Wrapper
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from massgen.store.redis_client import RedisLease
 
 log = logging.getLogger(__name__)
@@ -115,18 +113,15 @@ class RedisBreakerState(BreakerState):
         self._lease = lease
         self.hash, self.probe_key = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
 
-    @property
-    def _r(self) -> aioredis.Redis:
-        return self._lease.client
-
     async def _do(self, *commands: tuple[str | int, ...]) -> list[Any]:
-        pipe = self._r.pipeline(transaction=False)  # no MULTI: each step is right without it
+        pipe = self._lease.client.pipeline(transaction=False)  # no MULTI: no step needs it
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute()
 
     async def opened_at(self) -> float | None:
-        return None if (at := await self._r.hget(self.hash, "opened_at")) is None else float(at)
+        at = await self._lease.client.hget(self.hash, "opened_at")
+        return None if at is None else float(at)
 
     async def record(self, now: float | None, threshold: int) -> float | None:
         h, opened = self.hash, ("HGET", self.hash, "opened_at")
@@ -145,10 +140,11 @@ class RedisBreakerState(BreakerState):
         await self._do(step, ("PEXPIRE", h, _TTL_MS))
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
+        px = max(1, round(ttl * 1000))
+        return bool(await self._lease.client.set(self.probe_key, token, nx=True, px=px))
 
     async def drop_probe(self, token: str) -> None:
-        await self._r.register_script(_DROP_PROBE)(keys=[self.probe_key], args=[token])
+        await self._lease.client.register_script(_DROP_PROBE)(keys=[self.probe_key], args=[token])
 
 
 def redis_state(lease: RedisLease, prefix: str, key: str) -> BreakerState:
