@@ -28,9 +28,8 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
         if m.role != "assistant" or not m.tool_calls or m.content:
             items.append({"role": m.role, "content": m.content})
         for call in m.tool_calls if m.role == "assistant" else ():
-            arguments = json.dumps(dict(call.arguments))
             items.append({"type": "function_call", "call_id": call.id, "name": call.name})
-            items[-1]["arguments"] = arguments
+            items[-1]["arguments"] = json.dumps(dict(call.arguments))
     return items
 
 
