@@ -48,7 +48,7 @@ class BreakerPolicy:
                 raise ConfigError("must be positive", key=f"breaker.{name}")
 
 
-def trips(error: BaseException) -> bool:
+def trips(error: BaseException | None) -> bool:
     """True when the endpoint is unwell: 5xx (529 too), 408, timeouts, connection errors;
     not 429 or another 4xx (the caller's fault, or a limit the rate limiter handles)."""
     if not isinstance(error, ProviderError) or not error.retryable:
@@ -196,8 +196,7 @@ class CircuitBreaker:
 
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
         """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered)."""
-        tripped = error is not None and trips(error)
-        now = self.clock() if tripped else None
+        now = self.clock() if trips(error) else None
         # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
         said = isinstance(error, ProviderError | None) and not isinstance(error, CircuitOpen)
         try:

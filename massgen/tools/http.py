@@ -91,9 +91,8 @@ class APICall(BuiltinTool[HttpSettings]):
                     t = await check_url(
                         parsed.scheme, parsed.host, parsed.port, s.allow_hosts, self.resolver
                     )
-                    if origin is None:
-                        origin = (t.scheme, t.host, t.port)
-                    elif (t.scheme, t.host, t.port) != origin:
+                    origin = origin or (t.scheme, t.host, t.port)
+                    if (t.scheme, t.host, t.port) != origin:
                         # Another origin: it gets no credential, now or later in the chain.
                         secrets = {}
                         extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
