@@ -232,8 +232,7 @@ class _Assembly(Draft):
 
     def whole(self, data: Mapping[str, Any]) -> None:
         """A whole response, read as one chunk whose delta is the message."""
-        choice = _first_choice(data.get("choices"))
-        if choice is None:
+        if (choice := _first_choice(data.get("choices"))) is None:
             raise ProviderError("the response held no choices", provider=self.provider)
         message = dict(choice.get("message") or {})
         message["tool_calls"] = [
@@ -250,8 +249,7 @@ class _Assembly(Draft):
         self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
         if (usage := chunk.get("usage")) is not None:
             self.usage = responses.usage(usage)
-        choice = _first_choice(chunk.get("choices"))
-        if choice is None:
+        if (choice := _first_choice(chunk.get("choices"))) is None:
             return ""
         delta = choice.get("delta") or {}
         self.annotations.extend(delta.get("annotations") or ())

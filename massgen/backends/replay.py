@@ -131,8 +131,7 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
             "an answers file holds a mapping with `rules`, `replies` and `default`",
             file=str(file),
         )
-    unknown = set(data) - {"rules", "replies", "default"}
-    if unknown:
+    if unknown := set(data) - {"rules", "replies", "default"}:
         raise ConfigError(
             f"unknown key(s) in answers file: {', '.join(sorted(unknown))}",
             file=str(file),
