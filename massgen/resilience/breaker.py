@@ -61,8 +61,7 @@ def trips(error: BaseException | None) -> bool:
 def endpoint_key(backend: Backend) -> str:
     """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment:
     the key ends up in Redis and in messages."""
-    base_url = getattr(backend, "base_url", None)
-    if isinstance(base_url, str) and base_url:
+    if isinstance(base_url := getattr(backend, "base_url", None), str) and base_url:
         parts = urlsplit(base_url)
         port = f":{parts.port}" if parts.port else ""
         where = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path.rstrip('/')}"

@@ -30,8 +30,7 @@ _EXPORTS = {
     "Calculator": "calculator",
     "FileReader": "file_reader",
     "DatabaseQuery": "database",
-    "APICall": "http",
-    "WebSearch": "http",
+    **dict.fromkeys(["APICall", "WebSearch"], "http"),
 }
 __all__ = list(_EXPORTS)
 
