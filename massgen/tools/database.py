@@ -169,9 +169,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 def check_statement(sql: str) -> str:
     """The statement without a trailing ``;``, or :class:`ToolError` if it is not one reading
     statement. Blunt: a ``;`` inside a string is refused too, so no quoting trick passes."""
-    text = sql.strip()
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
+    text = sql.strip().removesuffix(";").rstrip()
     if not text:
         raise ToolError("query refused: empty statement")
     if ";" in text:
