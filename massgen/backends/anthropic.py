@@ -131,8 +131,7 @@ class AnthropicBackend(SDKBackend):
                 break
         if turn.calls:
             self._thinking.keep(turn.calls[0].id, turn.thinking)
-        latency = time.perf_counter() - started
-        yield StreamChunk(completion=turn.completion(request, latency))
+        yield StreamChunk(completion=turn.completion(request, time.perf_counter() - started))
 
 
 def _usage(usage: Any) -> Usage:
