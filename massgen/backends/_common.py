@@ -187,7 +187,6 @@ def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
 
 
 def tool_schema(spec: ToolSpec, schema_key: str) -> dict[str, Any]:
-    """A function tool as the APIs declare it, its JSON schema under ``schema_key``."""
     return {"name": spec.name, "description": spec.description, schema_key: dict(spec.parameters)}
 
 

@@ -291,8 +291,7 @@ def _real_id(call_id: str) -> str | None:
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    """Tokens as Google bills them: the prompt and what its tools fed the model are input; the
-    answer and the thinking are output."""
+    """As Google bills: prompt and tool-fed tokens are input; answer and thinking, output."""
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)

@@ -292,8 +292,7 @@ class _Assembly(Draft):
 
 
 def _name_so_far(name: str, piece: str) -> str:
-    """A tool call's name after one more delta: sent again (whole, or so far) it is not
-    doubled; streamed in pieces, they are joined."""
+    """A name after one more delta: resent (whole or so far) not doubled; pieces joined."""
     if not name or piece.startswith(name):
         return piece or name
     if name.endswith(piece):

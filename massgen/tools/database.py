@@ -117,8 +117,7 @@ def size(value: Any) -> int:
 
 
 def collect(rows: Iterable[Any], max_rows: int, max_bytes: int) -> tuple[list[Any], str | None]:
-    """Rows taken one by one until ``max_rows`` rows or ``max_bytes`` bytes of values; and a
-    note saying why it stopped early, or ``None``."""
+    """Rows until ``max_rows`` rows or ``max_bytes`` bytes of values, and a note if cut short."""
     out: list[Any] = []
     total = 0
     for row in rows:

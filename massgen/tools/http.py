@@ -300,8 +300,7 @@ class WebSearch(BuiltinTool[WebSearchSettings]):
     def plan_turn(
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Swap the turn's ``web_search`` function tools for the provider's own search where
-        their mode says so."""
+        """Swap ``web_search`` tools for the provider's own search where their mode says so."""
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)
