@@ -253,12 +253,9 @@ class ResultLog(contextlib.AbstractContextManager["ResultLog"]):
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ResultsLocked(
-                "another massgen batch is writing this results file",
-                file=str(self.path),
-                key="--out",
-                hint="wait for it to finish, or give this one its own --out",
-            ) from None
+            message = "another massgen batch is writing this results file"
+            hint = "wait for it to finish, or give this one its own --out"
+            raise ResultsLocked(message, file=str(self.path), key="--out", hint=hint) from None
         recorded = self._recorded()
         try:
             if resume and self.path.exists():

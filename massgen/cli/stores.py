@@ -193,8 +193,7 @@ def memory_list(
             for item in await kept.items()
         ]
 
-    rows = _with_store(config, store, prefix, work)
-    return _print_items(rows, json_out, "no long-term memory")
+    return _print_items(_with_store(config, store, prefix, work), json_out, "no long-term memory")
 
 
 @command(memory, "search")
@@ -217,8 +216,7 @@ def memory_search(
         ]
         return sorted(rows, key=lambda r: -r["score"])[:k]
 
-    rows = _with_store(config, store, prefix, work)
-    return _print_items(rows, json_out, "nothing found")
+    return _print_items(_with_store(config, store, prefix, work), json_out, "nothing found")
 
 
 @command(memory, "clear")
