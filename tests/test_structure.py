@@ -7,7 +7,6 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
 MAX_PACKAGE_LINES = 18_000
