@@ -545,10 +545,15 @@ def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
     for agent_id, recs in sorted(grouped.items()):
         recs.sort(key=lambda r: r.started)
         first = recs[0]
-        shared = first.model_dump(include={"capabilities", "metadata", "host", "pid", "started"})
-        each = {"instance_id", "host", "pid", "started", "expires"}
+        instances = [
+            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "started": r.started}
+            | {"expires": r.expires}
+            for r in recs
+        ]
         out.append(
-            {"id": agent_id, **shared, "status": first.status.value, "replicas": len(recs)}
-            | {"instances": [r.model_dump(include=each) for r in recs]}
+            {"id": agent_id, "capabilities": list(first.capabilities)}
+            | {"metadata": dict(first.metadata), "host": first.host, "pid": first.pid}
+            | {"started": first.started, "status": first.status.value, "replicas": len(recs)}
+            | {"instances": instances}
         )
     return out
