@@ -100,13 +100,10 @@ class Budget:
         if price is None or (price.input == 0 and price.output == 0):
             return 0.0
         estimator = agent.memory.estimator
-        messages = [ChatMessage("user", turn.prompt)]
-        if agent.role:
-            messages.insert(0, ChatMessage("system", agent.role))
-        tokens_in = estimator.messages(messages)
+        system = [ChatMessage("system", agent.role)] if agent.role else []
         specs = turn.tools or (agent.toolbox.specs() if agent.tools else ())
-        if specs:
-            tokens_in += estimator.tools(specs)
+        tokens_in = estimator.messages([*system, ChatMessage("user", turn.prompt)])
+        tokens_in += estimator.tools(specs)  # no tools: 0
         tokens_out = (
             turn.max_tokens
             or agent.max_tokens

@@ -26,19 +26,14 @@ def config_digest(path: str | Path | None) -> str | None:
 
 
 class RunRecorder:
-    """Subscribe to a run; writes ``path`` (or ``folder/<run id>.json``) at its end."""
+    """Subscribe to a run; writes ``path`` (or ``.massgen/runs/<run id>.json``) at its end."""
 
     wants_deltas = False
 
     def __init__(
-        self,
-        *,
-        path: str | Path | None = None,
-        folder: str | Path = ".massgen/runs",
-        config_path: str | Path | None = None,
+        self, *, path: str | Path | None = None, config_path: str | Path | None = None
     ) -> None:
         self.path = Path(path) if path else None
-        self.folder = Path(folder)
         self.config = {
             "path": str(config_path) if config_path else None,
             "digest": config_digest(config_path),
@@ -91,7 +86,7 @@ class RunRecorder:
                 self.failed = f"{error.strerror or error} ({error.filename or self.path})"
 
     def write(self, e: ev.RunEnded) -> Path:
-        path = self.path or self.folder / f"{e.result.run_id}.json"
+        path = self.path or Path(".massgen/runs", f"{e.result.run_id}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "version": 1,

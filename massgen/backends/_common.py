@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, final
 from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
@@ -95,10 +95,7 @@ class SDKBackend(Backend):
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        async for piece in self._answer(self._settled(request), stream=False):
-            done = piece.completion
-        assert done is not None
-        return done
+        return await final(self._answer(self._settled(request), stream=False))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         async for piece in self._answer(self._settled(request), stream=True):
@@ -190,7 +187,6 @@ def tool_call(call_id: object, name: object, arguments: object) -> ToolCall:
 
 
 def tool_schema(spec: ToolSpec, schema_key: str) -> dict[str, Any]:
-    """A function tool as the APIs declare it, its JSON schema under ``schema_key``."""
     return {"name": spec.name, "description": spec.description, schema_key: dict(spec.parameters)}
 
 

@@ -135,6 +135,5 @@ def sdk_errors(
         raise mapped from e
 
 
-def stream_incomplete(provider: str) -> ProviderConnectionError:
-    """The stream ended before the provider said it was finished (a dropped connection)."""
+def stream_incomplete(provider: str) -> ProviderConnectionError:  # a dropped connection
     return ProviderConnectionError("stream ended before the answer was complete", provider=provider)

@@ -131,8 +131,7 @@ class AnthropicBackend(SDKBackend):
                 break
         if turn.calls:
             self._thinking.keep(turn.calls[0].id, turn.thinking)
-        latency = time.perf_counter() - started
-        yield StreamChunk(completion=turn.completion(request, latency))
+        yield StreamChunk(completion=turn.completion(request, time.perf_counter() - started))
 
 
 def _usage(usage: Any) -> Usage:
@@ -197,8 +196,7 @@ class _Turn(Draft):
 
     def _result(self, block: dict[str, Any], use: dict[str, Any]) -> ServerToolCall:
         content = block.get("content")
-        call_id = block.get("tool_use_id", "")
-        arguments = parse_arguments(use.get("input"))
+        call_id, arguments = block.get("tool_use_id", ""), parse_arguments(use.get("input"))
         if not isinstance(content, list):  # an error object
             code = content.get("error_code", "error") if isinstance(content, dict) else "error"
             return ServerToolCall(call_id, "web_search", arguments, ok=False, output=str(code))

@@ -84,6 +84,15 @@ async def text_completion(
     )
 
 
+async def final(chunks: AsyncIterator[StreamChunk]) -> Completion:
+    """The completion ``chunks`` end with, read to the end (no frame left open)."""
+    done = None
+    async for chunk in chunks:
+        done = chunk.completion or done
+    assert done is not None
+    return done
+
+
 def layers(backend: Backend) -> Iterator[Backend]:
     """``backend``, then each one it wraps (as ``inner``), down to the provider's."""
     while True:

@@ -198,8 +198,7 @@ class GoogleBackend(SDKBackend):
             reasons = {str(d.get("reason")) for d in details if d.get("@type") == _ERROR_INFO}
             if status == 400 and "API_KEY_INVALID" in reasons:  # the key, not the request
                 raise AuthenticationError(message, provider=self.provider, status=status) from e
-            retry_after = parse_retry_after(getattr(e.response, "headers", None))
-            if retry_after is None:
+            if (retry_after := parse_retry_after(getattr(e.response, "headers", None))) is None:
                 retry_after = _retry_delay(details)
             raise error_for_status(
                 status, message, provider=self.provider, retry_after=retry_after
@@ -292,8 +291,7 @@ def _real_id(call_id: str) -> str | None:
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    """Tokens as Google bills them: the prompt and what its tools fed the model are input; the
-    answer and the thinking are output."""
+    """As Google bills: prompt and tool-fed tokens are input; answer and thinking, output."""
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(prompt, output)

@@ -141,9 +141,7 @@ class OpenAIBackend(SDKBackend):
         return CHAT, {**body, **extra}
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        return await self._whole(self._settled(request))  # no generator per request
-
-    async def _whole(self, request: CompletionRequest) -> Completion:
+        request = self._settled(request)  # and no generator per request
         api, body = self._payload(request, stream=False)
         started, answer = time.perf_counter(), self._assembly(api, body)
         answer.whole(await self._chat.request(api, body, request.timeout or self.timeout))
@@ -156,10 +154,7 @@ class OpenAIBackend(SDKBackend):
     async def _answer(
         self, request: CompletionRequest, *, stream: bool
     ) -> AsyncIterator[StreamChunk]:
-        if not stream:
-            yield StreamChunk(completion=await self._whole(request))
-            return
-        api, body = self._payload(request, stream=True)
+        api, body = self._payload(request, stream=True)  # only streams: complete() is its own
         started, answer = time.perf_counter(), self._assembly(api, body)
         try:
             seconds = request.timeout or self.timeout
@@ -237,8 +232,7 @@ class _Assembly(Draft):
 
     def whole(self, data: Mapping[str, Any]) -> None:
         """A whole response, read as one chunk whose delta is the message."""
-        choice = _first_choice(data.get("choices"))
-        if choice is None:
+        if (choice := _first_choice(data.get("choices"))) is None:
             raise ProviderError("the response held no choices", provider=self.provider)
         message = dict(choice.get("message") or {})
         message["tool_calls"] = [
@@ -255,8 +249,7 @@ class _Assembly(Draft):
         self.seed = self.seed or f"{chunk.get('id') or ''}:{chunk.get('created') or ''}"
         if (usage := chunk.get("usage")) is not None:
             self.usage = responses.usage(usage)
-        choice = _first_choice(chunk.get("choices"))
-        if choice is None:
+        if (choice := _first_choice(chunk.get("choices"))) is None:
             return ""
         delta = choice.get("delta") or {}
         self.annotations.extend(delta.get("annotations") or ())
@@ -299,8 +292,7 @@ class _Assembly(Draft):
 
 
 def _name_so_far(name: str, piece: str) -> str:
-    """A tool call's name after one more delta: sent again (whole, or so far) it is not
-    doubled; streamed in pieces, they are joined."""
+    """A name after one more delta: resent (whole or so far) not doubled; pieces joined."""
     if not name or piece.startswith(name):
         return piece or name
     if name.endswith(piece):

@@ -43,9 +43,7 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(slots=True)
-class _Shared:
-    """The session of one event loop, who uses it, and what closes it at the loop's end."""
-
+class _Shared:  # per event loop (_SHARED): its session, who uses it, what closes it
     session: aiohttp.ClientSession
     closer: AsyncGenerator[None, None]
     users: int = 0

@@ -11,13 +11,7 @@ from typing import Any
 from massgen.backends._common import Draft, results_text, tool_call
 from massgen.backends._errors import error_in_body, stream_incomplete
 from massgen.errors import ProviderError
-from massgen.types import (
-    ChatMessage,
-    Completion,
-    CompletionRequest,
-    ServerToolCall,
-    Usage,
-)
+from massgen.types import ChatMessage, Completion, CompletionRequest, ServerToolCall, Usage
 
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _FINAL_EVENTS = ("response.completed", "response.incomplete")
@@ -34,9 +28,8 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
         if m.role != "assistant" or not m.tool_calls or m.content:
             items.append({"role": m.role, "content": m.content})
         for call in m.tool_calls if m.role == "assistant" else ():
-            arguments = json.dumps(dict(call.arguments))
             items.append({"type": "function_call", "call_id": call.id, "name": call.name})
-            items[-1]["arguments"] = arguments
+            items[-1]["arguments"] = json.dumps(dict(call.arguments))
     return items
 
 

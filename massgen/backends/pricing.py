@@ -35,8 +35,7 @@ def price_of(model: str, overrides: Overrides | None = None) -> Price | None:
 
 def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     """Estimated USD cost of ``usage`` on ``model``; 0.0 for models nobody priced."""
-    tiers = _tiers(model, overrides)
-    if tiers is None:
+    if (tiers := _tiers(model, overrides)) is None:
         _unpriced(model)
         return 0.0
     prompt = usage.input_tokens
@@ -44,7 +43,7 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
 
 
 def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | None:
-    """Input and output prices of ``model``: an override is one flat tier."""
+    """Input and output prices of ``model``, an override first."""
     table = {k.strip().lower(): v for k, v in (overrides or {}).items()}
     name = model.strip().lower()
     info = known_model(name)
@@ -55,9 +54,15 @@ def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | Non
         key = max(
             (k for k in table if name.startswith(k) or bare.startswith(k)), key=len, default=None
         )
-    if key is not None:
-        price = _override(key, table[key])
-        return (price.input, ()), (price.output, ())
+    if key is not None:  # one flat tier
+        try:
+            prices = [float(table[key].get(kind, 0.0)) for kind in ("input", "output")]
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ConfigError(
+                f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}",
+                key=f"pricing.{key}",
+            ) from e
+        return (prices[0], ()), (prices[1], ())
     return None if info is None else (info.input, info.output)
 
 
@@ -70,13 +75,3 @@ def _tier(tiers: Tiers, prompt: int) -> float:
     # A prompt past a tier's start moves the whole request there.
     base, cliffs = tiers
     return next((price for start, price in reversed(cliffs) if prompt > start), base)
-
-
-def _override(model: str, value: Mapping[str, float]) -> Price:
-    try:
-        return Price(float(value.get("input", 0.0)), float(value.get("output", 0.0)))
-    except (AttributeError, TypeError, ValueError) as e:
-        raise ConfigError(
-            f"price for {model!r} must be {{input: <usd/M>, output: <usd/M>}}",
-            key=f"pricing.{model}",
-        ) from e

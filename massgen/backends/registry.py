@@ -82,9 +82,7 @@ def create_backend(
         raise missing_key(kind)
     cls = getattr(importlib.import_module(row.module), row.cls)
     if kind == "replay":
-        return _instantiate(
-            cls, kind, model=model or "replay", name=name, base_dir=base_dir, **params
-        )
+        return _instantiate(cls, kind, model=model, name=name, base_dir=base_dir, **params)
     choice = {"client": client} if client is not None else {}
     return cls(model, **settings, params=params, name=name, **choice)  # the key was checked above
 

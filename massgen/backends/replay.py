@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massgen.backends.base import Backend, text_completion
+from massgen.backends.base import Backend, final, text_completion
 from massgen.errors import ConfigError
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
@@ -74,10 +74,7 @@ class ReplayBackend(Backend):
         return fill(self.default if reply is None else reply, request)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        async for chunk in self.stream(request):
-            done = chunk.completion
-        assert done is not None
-        return done
+        return await final(self.stream(request))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         started, text = time.perf_counter(), self.reply_for(request)
@@ -134,8 +131,7 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
             "an answers file holds a mapping with `rules`, `replies` and `default`",
             file=str(file),
         )
-    unknown = set(data) - {"rules", "replies", "default"}
-    if unknown:
+    if unknown := set(data) - {"rules", "replies", "default"}:
         raise ConfigError(
             f"unknown key(s) in answers file: {', '.join(sorted(unknown))}",
             file=str(file),

@@ -192,14 +192,6 @@ def _free(path: Path, name: Callable[[int], str]) -> Path:
     return next(p for n in itertools.count(1) if not (p := path.with_name(name(n))).exists())
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -224,7 +216,7 @@ def _file_error(path: Path, action: str, e: OSError) -> Exception:
     return ConfigError(f"cannot {action} it: {reason}", file=str(path), key="--out")
 
 
-class ResultLog:
+class ResultLog(contextlib.AbstractContextManager["ResultLog"]):
     """Append-only JSONL of finished tasks (the last line per id wins). ``resume=False``
     moves an existing file aside (:attr:`moved_aside`); ``fingerprint`` is recorded, and a
     file recorded under another one is refused."""
@@ -261,12 +253,9 @@ class ResultLog:
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ResultsLocked(
-                "another massgen batch is writing this results file",
-                file=str(self.path),
-                key="--out",
-                hint="wait for it to finish, or give this one its own --out",
-            ) from None
+            message = "another massgen batch is writing this results file"
+            hint = "wait for it to finish, or give this one its own --out"
+            raise ResultsLocked(message, file=str(self.path), key="--out", hint=hint) from None
         recorded = self._recorded()
         try:
             if resume and self.path.exists():
@@ -330,7 +319,11 @@ class ResultLog:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path.parent)
+        fd = os.open(self.path.parent, os.O_RDONLY)  # the rename is durable once it is synced
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _append(self, data: bytes) -> None:
         """Write ``data`` at the end and fsync; a failed write is cut back off."""
@@ -408,9 +401,6 @@ class ResultLog:
             if fd >= 0:
                 os.close(fd)  # closing the lock file's descriptor releases the flock
                 setattr(self, name, -1)
-
-    def __enter__(self) -> ResultLog:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

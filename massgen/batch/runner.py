@@ -228,12 +228,11 @@ async def run_batch(
             summary.usage = summary.usage + result.usage
             summary.cost += result.cost
 
-    todo: list[tuple[int, BatchTask]] = []
-    for i, task in enumerate(tasks):
-        if log is not None and log.done.get(task.id, {}).get("status") in FINISHED:
-            summary.skipped += 1
-        else:
-            todo.append((i, task))
+    finished = {} if log is None else log.done
+    todo = [
+        (i, t) for i, t in enumerate(tasks) if finished.get(t.id, {}).get("status") not in FINISHED
+    ]
+    summary.skipped += len(tasks) - len(todo)
     queue = iter(todo)
 
     async def worker() -> None:

@@ -48,12 +48,9 @@ def list_agents(
         rows, columns = team_rows(cfg), TEAM_COLUMNS
         title = f"team {cfg.name or config} (not distributed: no Redis configured)"
     else:
-        raise ConfigError(
-            "nothing to list: no Redis and no config",
-            key="--redis",
-            hint="pass --redis redis://host:6379 (or set MASSGEN_REDIS_URL) for live agents, "
-            "or --config team.yaml for a team",
-        )
+        hint = "pass --redis redis://host:6379 (or set MASSGEN_REDIS_URL) for live agents, "
+        hint += "or --config team.yaml for a team"
+        raise ConfigError("nothing to list: no Redis and no config", key="--redis", hint=hint)
     if json_out:
         print(json.dumps(rows, ensure_ascii=False))
     else:

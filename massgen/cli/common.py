@@ -83,9 +83,8 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
-        if _caused_by(e, SecretRefused):  # the run's and its workers' secrets differ
-            raise fail(str(e), USAGE) from None
-        raise fail(str(e), FAILED) from None
+        # The run's and its workers' secrets differ: a usage error too.
+        raise fail(str(e), USAGE if _caused_by(e, SecretRefused) else FAILED) from None
     except BrokenPipeError:
         code = OK
     raise typer.Exit(code)

@@ -69,8 +69,7 @@ def run(
     ] = None,
 ) -> int:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
-    from massgen.config import load
-    from massgen.distributed.target import BusTarget
+    from massgen.cli import team_and_bus
     from massgen.errors import ConfigError, Interrupted
     from massgen.orchestrator import Orchestrator
 
@@ -78,8 +77,8 @@ def run(
     if not task:
         hint = 'pass it as text, or "-" to read stdin'
         raise ConfigError("the task is empty", key="TASK", hint=hint)
-    cfg = load(config)
-    bus = BusTarget.resolve(redis, cfg)
+    cfg, bus = team_and_bus(config, redis)
+    assert cfg is not None
     if bus is not None:
         bus.check()  # before anything is built or written
     off = False if no_cache else None  # None: as the config says
@@ -171,9 +170,8 @@ def batch(
         hint = f"pass --config team.yaml, set {CONFIG_ENV}, or create massgen.yaml"
         raise ConfigError(message, key="--config", hint=hint)
     cfg = load(config_path)
-    if cfg.redis is not None:  # the cache and shared limits live there
-        shared = BusTarget.resolve(None, cfg)
-        assert shared is not None
+    # The cache and shared limits live on the team's Redis, if it has one.
+    if cfg.redis is not None and (shared := BusTarget.resolve(None, cfg)) is not None:
         shared.check()
     listed = read_task_file(tasks)
     items = listed.tasks

@@ -32,27 +32,31 @@ def _no_session(name: str) -> ConfigError:
     return ConfigError(f"no session named {name!r}", key="NAME", hint=hint)
 
 
+def _on_store(target: str | Path, prefix: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    import asyncio
+
+    from massgen.store import open_store
+
+    async def main() -> T:
+        async with open_store(target, prefix=prefix) as opened:
+            return await work(opened)
+
+    return asyncio.run(main())
+
+
 def _with_store(
     config: Path | None,
     store: str | None,
     prefix: str | None,
     work: Callable[[Store], Awaitable[T]],
 ) -> T:
-    import asyncio
-
     from massgen.cli import team_store
     from massgen.orchestrator import DEFAULT_MEMORY_PATH
-    from massgen.store import open_store
 
     found, prefix = team_store(config, Path(DEFAULT_MEMORY_PATH), store=store, prefix=prefix)
     if isinstance(found, Path) and not found.exists():
         found = "memory://"  # nothing stored yet: answer from an empty store, create no file
-
-    async def main() -> T:
-        async with open_store(found, prefix=prefix) as opened:
-            return await work(opened)
-
-    return asyncio.run(main())
+    return _on_store(found, prefix, work)
 
 
 def _print_json(data: object) -> int:
@@ -189,8 +193,7 @@ def memory_list(
             for item in await kept.items()
         ]
 
-    rows = _with_store(config, store, prefix, work)
-    return _print_items(rows, json_out, "no long-term memory")
+    return _print_items(_with_store(config, store, prefix, work), json_out, "no long-term memory")
 
 
 @command(memory, "search")
@@ -213,8 +216,7 @@ def memory_search(
         ]
         return sorted(rows, key=lambda r: -r["score"])[:k]
 
-    rows = _with_store(config, store, prefix, work)
-    return _print_items(rows, json_out, "nothing found")
+    return _print_items(_with_store(config, store, prefix, work), json_out, "nothing found")
 
 
 @command(memory, "clear")
@@ -265,12 +267,9 @@ def clear(config: FindConfig = None) -> int:
 
 
 def _on_cache(config: Path | None, *, clear: bool) -> int:
-    import asyncio
-
     from massgen.cli import team_store
     from massgen.redact import redact_url
     from massgen.resilience.cache import DEFAULT_CACHE_PATH, KEY_PREFIX
-    from massgen.store import open_store
 
     target, prefix = team_store(config, DEFAULT_CACHE_PATH, cache=True)
     if isinstance(target, Path) and not target.exists():
@@ -280,11 +279,9 @@ def _on_cache(config: Path | None, *, clear: bool) -> int:
             print(f"cache: {target} (empty: no file yet)")
         return 0
 
-    async def work() -> int:
-        async with open_store(target, prefix=prefix) as store:
-            return await (store.delete_prefix if clear else store.count)(KEY_PREFIX)
-
-    entries = asyncio.run(work())
+    entries = _on_store(
+        target, prefix, lambda s: (s.delete_prefix if clear else s.count)(KEY_PREFIX)
+    )
     where = str(target) if isinstance(target, Path) else redact_url(target)
     if clear:
         print(f"cache: {where}: {entries} entries removed")

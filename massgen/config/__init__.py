@@ -99,11 +99,8 @@ def loads(
         hint = "a team needs at least `agents:`; see configs/quickstart.yaml"
         raise ConfigError("the file is empty", file=file, line=1, hint=hint)
     if not isinstance(data, dict):
-        raise ConfigError(
-            "the top level must be a mapping of keys (`agents:`, `orchestrator:`...)",
-            file=file,
-            line=lines.get((), 1),
-        )
+        message = "the top level must be a mapping of keys (`agents:`, `orchestrator:`...)"
+        raise ConfigError(message, file=file, line=lines.get((), 1))
     data, hidden = interpolate(data, os.environ if env is None else env, file=file, lines=lines)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     data = resolve_paths(data, base)
@@ -140,11 +137,9 @@ def interpolate(
                 raise fail(path, "unclosed `${`", hint)
             name, sep, default = match.group(1).partition(":-")
             if not _NAME.fullmatch(name):
-                raise fail(
-                    path,
-                    "`${...}` needs an environment variable name (letters, digits, `_`)",
-                    "write ${NAME} or ${NAME:-default}; $${ gives a literal ${",
-                )
+                message = "`${...}` needs an environment variable name (letters, digits, `_`)"
+                hint = "write ${NAME} or ${NAME:-default}; $${ gives a literal ${"
+                raise fail(path, message, hint)
             tainted.add(path)
             value = env.get(name)
             if sep:

@@ -146,8 +146,7 @@ def describe(err: Any, path: Path_, *, show_value: bool) -> tuple[str, str | Non
         return str(ctx.get("error", err["msg"])), None
     if "hint" in ctx or "message" in ctx:  # ours, from massgen.config.models
         return str(err["msg"]), ctx.get("hint")
-    message = str(err["msg"])
-    message = message.replace("Input should be", "expected", 1)
+    message = str(err["msg"]).replace("Input should be", "expected", 1)
     return message[:1].lower() + message[1:], None
 
 

@@ -137,13 +137,10 @@ class _Builder:
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
             if key in first_line:
-                raise ConfigError(
-                    f"duplicate key (first given at line {first_line[key]})",
-                    file=self.file,
-                    line=line,
-                    key=dotted((*path, key)),
-                    hint="a key may appear only once in a mapping; remove one",
-                )
+                message = f"duplicate key (first given at line {first_line[key]})"
+                hint = "a key may appear only once in a mapping; remove one"
+                at = dotted((*path, key))
+                raise ConfigError(message, file=self.file, line=line, key=at, hint=hint)
             first_line[key] = line
             self.lines.setdefault((*path, key), line)
             out[key] = self.build(value_node, (*path, key))
@@ -152,8 +149,7 @@ class _Builder:
         merged: dict[str, Any] = {}
         for merge_node in merges:
             many = isinstance(merge_node, yaml.SequenceNode)
-            sources = merge_node.value if many else [merge_node]
-            for source in sources:
+            for source in merge_node.value if many else [merge_node]:
                 value = self.build(source, path)
                 if not isinstance(value, dict):
                     raise self.fail("`<<` must merge a mapping or a list of mappings", source)

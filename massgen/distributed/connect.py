@@ -22,8 +22,7 @@ from massgen.distributed import worker
 from massgen.distributed.worker import FEED_PREFIX, LLM, event_id, role_digest, turn_timeout
 from massgen.mas import DEFAULT_PREFIX, AgentIdTaken, BusSettings, MemoryHub, Transport
 from massgen.mas import Agent as BusAgent
-from massgen.mas.message import AgentMessage
-from massgen.mas.signing import Verdict
+from massgen.mas.message import AgentMessage, Verdict
 from massgen.memory.short_term import Folded, summary_events
 from massgen.serialize import to_dict
 from massgen.tools.context import ToolContext
@@ -270,15 +269,10 @@ class RemoteHandle:
         finally:
             if feed is not None:
                 shown, heard = feed.close(key)
+        status, seconds = "ok" if reply.error is None else "error", time.perf_counter() - started
         log.debug(
-            "turn agent=%s phase=%s round=%d run=%s worker=%s status=%s seconds=%.3f",
-            self.name,
-            turn.phase,
-            turn.round,
-            self.run or "-",
-            reply.worker or "-",
-            "ok" if reply.error is None else "error",
-            time.perf_counter() - started,
+            f"turn agent={self.name} phase={turn.phase} round={turn.round} run={self.run or '-'} "
+            f"worker={reply.worker or '-'} status={status} seconds={seconds:.3f}"
         )
         folded = reply.folded
         if reply.error is not None:
@@ -445,7 +439,6 @@ def _place(
     local: list[str] = []
     mismatched: list[str] = []
     handles = orchestrator.handles
-    where = str(getattr(client.transport, "where", "the in-process bus"))
     fallback = turn_timeout(None, None, client.settings.lease)  # with the run's own lease
     for name, agent in orchestrator.agents.items():
         found = live.get(name)
@@ -468,7 +461,7 @@ def _place(
             workers=[label(i) for i in found.get("instances", [])],
         )
         remote[name] = int(found.get("replicas", 1))
-    return Placement(where, remote, tuple(local), tuple(mismatched))
+    return Placement(client.where, remote, tuple(local), tuple(mismatched))
 
 
 def _positive(value: Any, default: float) -> float:  # a number a worker advertised

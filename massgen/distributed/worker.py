@@ -452,7 +452,7 @@ class Worker(Lifecycle):
         self.transport, self._owns = resolve_transport(
             redis_url, transport=transport, hub=hub, prefix=prefix
         )
-        self.where = str(getattr(self.transport, "where", "the in-process bus"))
+        self.where = self.transport.where
         self.hosted: list[HostedAgent] = []
         for name in names:
             handle = orchestrator.handles.get(name)

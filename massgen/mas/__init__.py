@@ -4,6 +4,7 @@ typed state, signing. Importing it does not import redis (``RedisTransport`` is 
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import (
@@ -18,11 +19,10 @@ from massgen.errors import (
 )
 from massgen.mas.agent import Agent, agents_from_records
 from massgen.mas.gateway import GatewayResult, GatewayService, GatewaySettings
-from massgen.mas.keys import DEFAULT_PREFIX, Keys
 from massgen.mas.memory import MemoryHub, MemoryTransport, default_hub
-from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.signing import SECRET_ENV, Signer, Verdict
+from massgen.mas.message import SECRET_ENV, AgentMessage, MessageKind, Signer, Verdict
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
     DEFAULT_REDIS_URL,
     REDIS_URL_ENV,
     AgentRecord,
@@ -33,6 +33,7 @@ from massgen.mas.transport import (
     Delivery,
     Envelope,
     InboxStats,
+    Keys,
     Orphans,
     Transport,
     resolve_transport,
@@ -84,14 +85,11 @@ __all__ = [
 ]
 
 
+# lazy: RedisTransport imports redis; MASService is a ``python -m`` entry point
+_LAZY = {"RedisTransport": "massgen.mas.redis_transport", "MASService": "massgen.mas.service"}
+
+
 def __getattr__(name: str) -> Any:
-    # lazy: RedisTransport imports redis; MASService is a ``python -m`` entry point
-    if name == "RedisTransport":
-        from massgen.mas.redis_transport import RedisTransport
-
-        return RedisTransport
-    if name == "MASService":
-        from massgen.mas.service import MASService
-
-        return MASService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)

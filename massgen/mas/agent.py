@@ -28,11 +28,10 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas.inbox import Inbox
-from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
-from massgen.mas.message import AgentMessage, IdFactory, MessageKind, encode
-from massgen.mas.signing import Signer
+from massgen.mas.message import AgentMessage, IdFactory, MessageKind, Signer, encode
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
     AgentRecord,
     AgentStatus,
     BusSettings,
@@ -199,12 +198,8 @@ class Agent(Inbox, Lifecycle):
             if self._owns_transport:
                 await t.close()
             raise
-        for name, step in [
-            ("heartbeat", self._heartbeat),
-            ("fetch", self._fetch),
-            ("ack", self._ack),
-            ("lease", self._upkeep),
-        ]:
+        for step in (self._heartbeat, self._fetch, self._ack, self._lease):
+            name = step.__name__.lstrip("_")
             self._spawn(self._forever(step, name), name)
         for i in range(self.concurrency):
             self._spawn(self._worker(), f"worker-{i}")
@@ -310,7 +305,8 @@ class Agent(Inbox, Lifecycle):
         :class:`RequestTimeout` when none comes in time, :class:`RemoteError` when its
         handler failed every delivery; ``message_id`` (:meth:`new_message_id`) names it."""
         self._ensure_running()
-        self._ensure_reply_listener()
+        if self._reply_task is None or self._reply_task.done():
+            self._reply_task = self._spawn(self._reply_loop(), "replies")
         msg = self._message(target, payload, MessageKind.REQUEST, reply_to=self.instance_id)
         msg.id = message_id or msg.id
         fut: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
@@ -539,10 +535,6 @@ class Agent(Inbox, Lifecycle):
         if self.status is not AgentStatus.RUNNING:
             raise RuntimeError(f"agent {self.id!r} is {self.status.value}; start it first")
 
-    def _ensure_reply_listener(self) -> None:
-        if self._reply_task is None or self._reply_task.done():
-            self._reply_task = self._spawn(self._reply_loop(), "replies")
-
 
 def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
     """One dict per agent id, as :meth:`Agent.discover` returns them (oldest replica first)."""
@@ -553,10 +545,15 @@ def agents_from_records(records: Sequence[AgentRecord]) -> list[dict[str, Any]]:
     for agent_id, recs in sorted(grouped.items()):
         recs.sort(key=lambda r: r.started)
         first = recs[0]
-        shared = first.model_dump(include={"capabilities", "metadata", "host", "pid", "started"})
-        each = {"instance_id", "host", "pid", "started", "expires"}
+        instances = [
+            {"instance_id": r.instance_id, "host": r.host, "pid": r.pid, "started": r.started}
+            | {"expires": r.expires}
+            for r in recs
+        ]
         out.append(
-            {"id": agent_id, **shared, "status": first.status.value, "replicas": len(recs)}
-            | {"instances": [r.model_dump(include=each) for r in recs]}
+            {"id": agent_id, "capabilities": list(first.capabilities)}
+            | {"metadata": dict(first.metadata), "host": first.host, "pid": first.pid}
+            | {"started": first.started, "status": first.status.value, "replicas": len(recs)}
+            | {"instances": instances}
         )
     return out

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from massgen.errors import ConfigError, GatewayRejected, TransportError
-from massgen.mas.keys import DEFAULT_PREFIX, Keys
-from massgen.mas.message import AgentMessage
-from massgen.mas.signing import Signer, Verdict
-from massgen.mas.transport import Envelope, Lifecycle, redis_transport
+from massgen.mas.message import AgentMessage, Signer, Verdict
+from massgen.mas.transport import DEFAULT_PREFIX, Envelope, Keys, Lifecycle, redis_transport
 
 if TYPE_CHECKING:
     from massgen.mas.redis_transport import RedisTransport

@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from massgen.errors import MassGenError, TransportError
-from massgen.mas.message import AgentMessage, MessageKind
-from massgen.mas.signing import Signer, Verdict, same_secret
+from massgen.mas.message import AgentMessage, MessageKind, Signer, Verdict, same_secret
 from massgen.mas.transport import (
     AgentRecord,
     AgentStatus,
@@ -276,7 +275,7 @@ class Inbox:
                 await self._transport.release(self.id, self.instance_id, eid, self.settings.lease)
         self._inflight.clear()
 
-    async def _upkeep(self) -> None:
+    async def _lease(self) -> None:
         """Renew the leases of work in flight; reclaim work whose holder went silent."""
         s, loop = self.settings, asyncio.get_running_loop()
         with contextlib.suppress(TimeoutError):

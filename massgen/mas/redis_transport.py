@@ -1,6 +1,6 @@
 """The bus over Redis Streams with consumer groups, fenced by Lua scripts, on the process's
 shared redis-py client (:mod:`massgen.store.redis_client`). Concurrent commands share round
-trips (:mod:`massgen.mas.pipeline`); idle readers wait in ``XREADGROUP``/``XREAD BLOCK``.
+trips (:mod:`massgen.mas.scripts`); idle readers wait in ``XREADGROUP``/``XREAD BLOCK``.
 What fails after the client's retries is a :class:`~massgen.errors.TransportError`."""
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from massgen.errors import (
     WireError,
 )
 from massgen.mas import scripts
-from massgen.mas.keys import DEFAULT_PREFIX, FIELD, GROUP, Keys
-from massgen.mas.pipeline import Pipeliner
+from massgen.mas.scripts import Pipeliner
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
+    FIELD,
+    GROUP,
     HANDBACK_IDLE,
     AgentRecord,
     BusSettings,
@@ -38,6 +40,7 @@ from massgen.mas.transport import (
     EntryId,
     Envelope,
     InboxStats,
+    Keys,
     Orphans,
 )
 from massgen.redact import redact_url as redact

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from massgen.errors import ConfigError, ServiceUnreachable, TransportError
-from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.memory import MemoryHub
 from massgen.mas.transport import (
+    DEFAULT_PREFIX,
     AgentRecord,
     BusSettings,
     EntryId,

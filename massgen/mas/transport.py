@@ -1,5 +1,5 @@
 """The contract both transports keep (:data:`Transport` names either), the values they carry,
-how an agent or service picks one, and how they start and stop.
+how an agent or service picks one, how they start and stop, and the Redis key names.
 
 ``MemoryTransport`` and ``RedisTransport`` pass one contract suite. ``send`` returns once a
 message is stored (it waits for an offline target); ``fetch`` leases each new message to one
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from massgen.mas.keys import DEFAULT_PREFIX
 from massgen.mas.message import AgentMessage, decode, encode, pack, unpack
 
 if TYPE_CHECKING:
@@ -33,6 +32,55 @@ if TYPE_CHECKING:
     from massgen.mas.redis_transport import RedisTransport
 
 EntryId = str | int
+
+DEFAULT_PREFIX = "massgen:"
+GROUP = "workers"
+"""The consumer group of every inbox stream; replicas of one agent are consumers of it."""
+FIELD = b"m"
+"""The one field of a stream entry: the signed wire blob (see :mod:`massgen.mas.message`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under ``prefix``, so several teams or test runs can share one Redis
+    (docs/redis.md lists each with its type)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def registry(self) -> str:  # ZSET "{instance_id}:{agent_id}" -> heartbeat expiry (ms)
+        return f"{self.prefix}registry"
+
+    def agent(self, agent_id: str) -> str:  # HASH instance_id -> JSON record
+        return f"{self.prefix}agent:{agent_id}"
+
+    def inbox(self, agent_id: str) -> str:  # STREAM with consumer group GROUP
+        return f"{self.prefix}inbox:{agent_id}"
+
+    def dlq(self, agent_id: str) -> str:  # STREAM of dead letters with their reason
+        return f"{self.prefix}dlq:{agent_id}"
+
+    def replies(self, instance_id: str) -> str:  # STREAM of replies to one requester
+        return f"{self.prefix}replies:{instance_id}"
+
+    def reply(self, request_id: str) -> str:  # STRING: the committed reply (first wins)
+        return f"{self.prefix}reply:{request_id}"
+
+    def state(self, agent_id: str) -> str:  # HASH field -> JSON value
+        return f"{self.prefix}state:{agent_id}"
+
+    def seen(self, agent_id: str, message_id: str) -> str:  # STRING: entry a message id came in
+        return f"{self.prefix}seen:{agent_id}:{message_id}"
+
+    def gateway(self, kind: str, agent_id: str) -> str:
+        """``allowed``/``blocked`` SETs of targets, ``limits`` HASH, ``rate:minute``/``rate:hour``
+        ZSETs of sent messages."""
+        return f"{self.prefix}gw:{kind}:{agent_id}"
+
+    @property
+    def gateway_audit(self) -> str:  # STREAM: one entry per gateway decision
+        return f"{self.prefix}gw:audit"
+
 
 HANDBACK_IDLE = 86_400.0
 """Work taken from a dead instance looks idle this long (s), so any live reclaim takes it."""

@@ -100,10 +100,6 @@ def item_words(record: bytes) -> str:
         return ""  # not an item: never found
 
 
-def _item(raw: bytes) -> MemoryItem:
-    return from_json(MemoryItem, raw)
-
-
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     na, nb = math.hypot(*a), math.hypot(*b)
     return sum(x * y for x, y in zip(a, b, strict=False)) / (na * nb) if na and nb else 0.0
@@ -157,7 +153,9 @@ class LongTermMemory:
         if self.max_age_days is not None:
             raw, cutoff = await store.read(self.log), self._cutoff()
             # The expired items lead the log: drop that many from its front (no rewrite).
-            expired = next((n for n, r in enumerate(raw) if _item(r).at >= cutoff), len(raw))
+            expired = next(
+                (n for n, r in enumerate(raw) if from_json(MemoryItem, r).at >= cutoff), len(raw)
+            )
             if expired:
                 await store.trim(self.log, await store.length(self.log) - expired)
         if self.max_items is not None and await store.length(self.log) > self.max_items:
@@ -167,7 +165,8 @@ class LongTermMemory:
     async def items(self) -> list[MemoryItem]:
         """Every live item, oldest first."""
         cutoff = self._cutoff()
-        return [i for i in map(_item, await self._store().read(self.log)) if i.at >= cutoff]
+        raw = await self._store().read(self.log)
+        return [i for r in raw if (i := from_json(MemoryItem, r)).at >= cutoff]
 
     async def search(self, query: str, k: int | None = None) -> list[tuple[float, MemoryItem]]:
         """The items most relevant to ``query``, best first (only those with a score > 0): by
@@ -190,7 +189,7 @@ class LongTermMemory:
         while True:  # asks for more when expired items took places
             hits = await store.search(self.log, terms, item_words, limit)
             cutoff = self._cutoff()
-            ranked = [(score, i) for score, r in hits if (i := _item(r)).at >= cutoff]
+            ranked = [(s, i) for s, r in hits if (i := from_json(MemoryItem, r)).at >= cutoff]
             if k is None or len(ranked) >= k or len(hits) < limit:
                 return ranked[:k]
             limit *= 4

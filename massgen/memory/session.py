@@ -17,11 +17,8 @@ INDEX_LOG = "sessions"
 def check_name(name: str) -> str:
     """A session name: letters, digits and ``-_.@`` (it becomes part of store keys)."""
     if not name or len(name) > 200 or not all(c.isalnum() or c in "-_.@" for c in name):
-        raise ConfigError(
-            f"bad session name {name!r}",
-            key="--session",
-            hint="use letters, digits and - _ . @ (at most 200 characters)",
-        )
+        hint = "use letters, digits and - _ . @ (at most 200 characters)"
+        raise ConfigError(f"bad session name {name!r}", key="--session", hint=hint)
     return name
 
 

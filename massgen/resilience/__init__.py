@@ -59,9 +59,8 @@ def wrap(
     if g.breaker is not None:
         state = redis_state(g.redis, g.prefix, key) if g.redis is not None else None
         backend = BreakerBackend(backend, CircuitBreaker(key, g.breaker, state=state))
-    if g.rate_limit is not None:
+    if (limit := g.rate_limit) is not None:
         shared = f"{key}:{backend.model}" if backend.model else key  # providers limit per model
-        limit = g.rate_limit
         limiter = RedisLimiter(g.redis, g.prefix, shared, limit) if g.redis else Limiter(limit)
         backend = RateLimitedBackend(backend, limiter)
     backend = LoggedBackend(backend)

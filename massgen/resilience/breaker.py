@@ -19,8 +19,6 @@ from massgen.resilience.wrapper import Call, Wrapper
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from massgen.store.redis_client import RedisLease
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ class BreakerPolicy:
                 raise ConfigError("must be positive", key=f"breaker.{name}")
 
 
-def trips(error: BaseException) -> bool:
+def trips(error: BaseException | None) -> bool:
     """True when the endpoint is unwell: 5xx (529 too), 408, timeouts, connection errors;
     not 429 or another 4xx (the caller's fault, or a limit the rate limiter handles)."""
     if not isinstance(error, ProviderError) or not error.retryable:
@@ -63,8 +61,7 @@ def trips(error: BaseException) -> bool:
 def endpoint_key(backend: Backend) -> str:
     """``provider:base_url`` (or ``provider:name``) without credentials, query or fragment:
     the key ends up in Redis and in messages."""
-    base_url = getattr(backend, "base_url", None)
-    if isinstance(base_url, str) and base_url:
+    if isinstance(base_url := getattr(backend, "base_url", None), str) and base_url:
         parts = urlsplit(base_url)
         port = f":{parts.port}" if parts.port else ""
         where = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path.rstrip('/')}"
@@ -115,18 +112,15 @@ class RedisBreakerState(BreakerState):
         self._lease = lease
         self.hash, self.probe_key = f"{prefix}breaker:{key}", f"{prefix}breaker:{key}:probe"
 
-    @property
-    def _r(self) -> aioredis.Redis:
-        return self._lease.client
-
     async def _do(self, *commands: tuple[str | int, ...]) -> list[Any]:
-        pipe = self._r.pipeline(transaction=False)  # no MULTI: each step is right without it
+        pipe = self._lease.client.pipeline(transaction=False)  # no MULTI: no step needs it
         for command in commands:
             pipe.execute_command(*command)
         return await pipe.execute()
 
     async def opened_at(self) -> float | None:
-        return None if (at := await self._r.hget(self.hash, "opened_at")) is None else float(at)
+        at = await self._lease.client.hget(self.hash, "opened_at")
+        return None if at is None else float(at)
 
     async def record(self, now: float | None, threshold: int) -> float | None:
         h, opened = self.hash, ("HGET", self.hash, "opened_at")
@@ -145,10 +139,11 @@ class RedisBreakerState(BreakerState):
         await self._do(step, ("PEXPIRE", h, _TTL_MS))
 
     async def take_probe(self, token: str, now: float, ttl: float) -> bool:
-        return bool(await self._r.set(self.probe_key, token, nx=True, px=max(1, round(ttl * 1000))))
+        px = max(1, round(ttl * 1000))
+        return bool(await self._lease.client.set(self.probe_key, token, nx=True, px=px))
 
     async def drop_probe(self, token: str) -> None:
-        await self._r.register_script(_DROP_PROBE)(keys=[self.probe_key], args=[token])
+        await self._lease.client.register_script(_DROP_PROBE)(keys=[self.probe_key], args=[token])
 
 
 def redis_state(lease: RedisLease, prefix: str, key: str) -> BreakerState:
@@ -200,8 +195,7 @@ class CircuitBreaker:
 
     async def failed(self, probe: str | None, error: BaseException | None) -> None:
         """The call admitted by :meth:`enter` raised ``error`` (``None``: it answered)."""
-        tripped = error is not None and trips(error)
-        now = self.clock() if tripped else None
+        now = self.clock() if trips(error) else None
         # A CircuitOpen from further in, a cancellation or a bug says nothing of the endpoint.
         said = isinstance(error, ProviderError | None) and not isinstance(error, CircuitOpen)
         try:

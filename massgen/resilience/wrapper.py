@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from massgen.backends.base import Backend
+from massgen.backends.base import Backend, final
 from massgen.types import CallContext, Completion, CompletionRequest, NativeTool, StreamChunk
 
 Call = Callable[[CompletionRequest], AsyncIterator[StreamChunk]]
@@ -33,11 +33,7 @@ class Wrapper(Backend):
         return call(request)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        done = None
-        async for chunk in self.around(request, self._once):  # to the end: no frame left open
-            done = chunk.completion or done
-        assert done is not None
-        return done
+        return await final(self.around(request, self._once))
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         return self.around(request, self.inner.stream)

@@ -34,18 +34,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(
-    target: str | Path, *, prefix: str = "massgen:", clock: Callable[[], float] = time.time
-) -> Store:
+def open_store(target: str | Path, *, prefix: str = "massgen:") -> Store:
     """The store ``target`` names: ``memory://``; ``redis://``, ``rediss://`` (TLS) or
     ``unix://`` (keys under ``prefix``); else a SQLite file, as a path or ``sqlite:///path``
-    (SQLAlchemy's spelling). ``clock`` decides expiry for memory and SQLite only."""
+    (SQLAlchemy's spelling)."""
     if isinstance(target, Path):
-        return SQLiteStore(target, clock=clock)
+        return SQLiteStore(target)
     text = target.strip()
     lower = text.lower()
     if lower == "memory://":
-        return MemoryStore(clock=clock)
+        return MemoryStore()
     if lower.startswith(("redis://", "rediss://", "unix://")):
         from massgen.store.redis_client import RedisStore
 
@@ -53,15 +51,12 @@ def open_store(
     if lower.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
-        raise ConfigError(
-            f"unknown store {text.split('://', 1)[0]!r}://",
-            hint="use memory://, a file path, sqlite:///path, redis://host or rediss://host",
-        )
+        hint = "use memory://, a file path, sqlite:///path, redis://host or rediss://host"
+        raise ConfigError(f"unknown store {text.split('://', 1)[0]!r}://", hint=hint)
     if not text:
-        raise ConfigError(
-            "the store path is empty", hint="give a file path, e.g. .massgen/state.sqlite3"
-        )
-    return SQLiteStore(text, clock=clock)
+        hint = "give a file path, e.g. .massgen/state.sqlite3"
+        raise ConfigError("the store path is empty", hint=hint)
+    return SQLiteStore(text)
 
 
 T = TypeVar("T")

@@ -39,10 +39,8 @@ def check_url(url: str) -> None:
     try:
         parse_url(url)
     except ValueError as e:
-        raise ConfigError(
-            f"invalid Redis URL {redact_url(url)!r}",
-            hint="use redis://[user:password@]host[:port][/db] or rediss:// for TLS",
-        ) from e
+        hint = "use redis://[user:password@]host[:port][/db] or rediss:// for TLS"
+        raise ConfigError(f"invalid Redis URL {redact_url(url)!r}", hint=hint) from e
 
 
 def redis_client(
@@ -50,7 +48,6 @@ def redis_client(
     *,
     retries: int = RETRIES,
     connect_timeout: float = 5.0,
-    max_connections: int = MAX_CONNECTIONS,
     reply_timeout: float = REPLY_TIMEOUT,
 ) -> aioredis.Redis:
     """A new client that rides out short outages: a lost connection or a timeout is retried
@@ -58,7 +55,7 @@ def redis_client(
     check_url(url)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        max_connections=max_connections,
+        max_connections=MAX_CONNECTIONS,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
         socket_connect_timeout=connect_timeout,

@@ -30,14 +30,12 @@ _EXPORTS = {
     "Calculator": "calculator",
     "FileReader": "file_reader",
     "DatabaseQuery": "database",
-    "APICall": "http",
-    "WebSearch": "http",
+    **dict.fromkeys(["APICall", "WebSearch"], "http"),
 }
 __all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if (module := _EXPORTS.get(name)) is None:
         raise AttributeError(f"module 'massgen.tools' has no attribute {name!r}")
     return getattr(import_module(f"massgen.tools.{module}"), name)

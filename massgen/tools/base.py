@@ -228,13 +228,11 @@ class BuiltinTool(Tool, Generic[S]):
         except ValidationError as e:
             item = e.errors()[0]
             allowed = ", ".join([*cls.Settings.model_fields, *COMMON_KEYS])
-            raise ConfigError(
-                item["msg"],
-                key=".".join(str(p) for p in item["loc"]) or None,
-                hint=f"settings of {cls.name}: {allowed}"
-                if item["type"] == "extra_forbidden"
-                else None,
-            ) from None
+            hint = (
+                f"settings of {cls.name}: {allowed}" if item["type"] == "extra_forbidden" else None
+            )
+            key = ".".join(str(p) for p in item["loc"]) or None
+            raise ConfigError(item["msg"], key=key, hint=hint) from None
 
     def setup(self) -> None:
         """Check and prepare settings once, when the tool is built."""

@@ -117,8 +117,7 @@ def size(value: Any) -> int:
 
 
 def collect(rows: Iterable[Any], max_rows: int, max_bytes: int) -> tuple[list[Any], str | None]:
-    """Rows taken one by one until ``max_rows`` rows or ``max_bytes`` bytes of values; and a
-    note saying why it stopped early, or ``None``."""
+    """Rows until ``max_rows`` rows or ``max_bytes`` bytes of values, and a note if cut short."""
     out: list[Any] = []
     total = 0
     for row in rows:
@@ -169,9 +168,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 def check_statement(sql: str) -> str:
     """The statement without a trailing ``;``, or :class:`ToolError` if it is not one reading
     statement. Blunt: a ``;`` inside a string is refused too, so no quoting trick passes."""
-    text = sql.strip()
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
+    text = sql.strip().removesuffix(";").rstrip()
     if not text:
         raise ToolError("query refused: empty statement")
     if ";" in text:

@@ -198,7 +198,6 @@ def decode(data: bytes) -> str:
             continue
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
+    if (best := from_bytes(data).best()) is None:
         raise ToolError("binary file or unknown encoding")
     return str(best)

@@ -91,9 +91,8 @@ class APICall(BuiltinTool[HttpSettings]):
                     t = await check_url(
                         parsed.scheme, parsed.host, parsed.port, s.allow_hosts, self.resolver
                     )
-                    if origin is None:
-                        origin = (t.scheme, t.host, t.port)
-                    elif (t.scheme, t.host, t.port) != origin:
+                    origin = origin or (t.scheme, t.host, t.port)
+                    if (t.scheme, t.host, t.port) != origin:
                         # Another origin: it gets no credential, now or later in the chain.
                         secrets = {}
                         extra = {k: v for k, v in extra.items() if k.lower() not in _CREDENTIALS}
@@ -301,8 +300,7 @@ class WebSearch(BuiltinTool[WebSearchSettings]):
     def plan_turn(
         cls, backend: Backend, request: CompletionRequest, tools: ToolBox, ctx: ToolContext
     ) -> tuple[Backend, CompletionRequest]:
-        """Swap the turn's ``web_search`` function tools for the provider's own search where
-        their mode says so."""
+        """Swap ``web_search`` tools for the provider's own search where their mode says so."""
         searches = [t for t in tools.tools.values() if isinstance(t, WebSearch)]
         model = request.model or backend.model or None
         others = len(request.tools) > len(searches)

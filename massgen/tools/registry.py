@@ -56,8 +56,7 @@ def build_tool(
 
 
 def as_tools(items: Iterable[Any]) -> list[Tool]:
-    """Tools from a mix of Tool instances and classes, functions and names (built-in or
-    ``module:name``, as :func:`build_tool` builds them)."""
+    """Tools from Tool instances or classes, functions, and names (as :func:`build_tool`)."""
     out: list[Tool] = []
     for item in items:
         if isinstance(item, Tool):

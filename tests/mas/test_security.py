@@ -10,8 +10,7 @@ import time
 import pytest
 
 from massgen.mas import Agent, AgentMessage, Envelope, MessageKind, Signer
-from massgen.mas.message import encode, pack
-from massgen.mas.signing import Verdict
+from massgen.mas.message import Verdict, encode, pack
 
 from .helpers import Bus, Recorder, until
 
@@ -112,7 +111,7 @@ async def _send_raw_to(bus: Bus, t: object, inbox_of: str, env: Envelope) -> Non
         box.wake.set()
     else:
         from massgen.mas import RedisTransport
-        from massgen.mas.keys import FIELD
+        from massgen.mas.transport import FIELD
 
         assert isinstance(t, RedisTransport)
         assert env.body is not None
