@@ -10,9 +10,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
 MAX_PACKAGE_LINES = 18_000
-# The cap was set for issue 12's feature set; issue 13's MCP client (one module of its own)
-# is not counted in it, so the MCP work neither hides nor blocks issue 12's reduction.
-NOT_COUNTED = {PACKAGE / "tools" / "mcp.py"}
+# The cap was set for issue 12's feature set; issue 13's MCP client and server (modules of
+# their own) are not counted in it, so the MCP work neither hides nor blocks issue 12's
+# reduction.
+NOT_COUNTED = {
+    PACKAGE / "tools" / "mcp.py",
+    PACKAGE / "cli" / "mcp.py",
+    PACKAGE / "cli" / "mcp_serve.py",
+}
 
 # Top first. A unit (a subpackage or a top-level module of massgen) may import units of its
 # own layer or of a lower one; docs/architecture.md shows the same table.

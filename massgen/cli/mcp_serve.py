@@ -1,0 +1,142 @@
+"""The MCP server behind `massgen mcp` (massgen/cli/mcp.py), built with the official SDK:
+imported only by that command. ``ask_team`` runs the orchestrator once per call; the run's
+events reach the calling client as progress notifications (one per round)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import socket
+import sys
+from typing import TYPE_CHECKING, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+
+from massgen.errors import ConfigError, MassGenError
+from massgen.events import Event, RoundDone, short_error
+
+if TYPE_CHECKING:
+    from massgen.orchestrator import Orchestrator
+    from massgen.result import RunResult
+
+StrategyName = Literal["parallel", "sequential", "consensus"]
+_progress: contextvars.ContextVar[Any] = contextvars.ContextVar("massgen_mcp_progress")
+
+
+def relay(event: Event) -> None:
+    """The orchestrator's subscriber: hands each event to the call whose run it belongs to
+    (the call's context is inherited by every task of its run)."""
+    if (put := _progress.get(None)) is not None:
+        put(event)
+
+
+relay.wants_deltas = False  # type: ignore[attr-defined]  # no token streaming for us
+
+
+def build_server(orchestrator: Orchestrator, name: str) -> Any:
+    """The SDK's MCPServer with the tool ``ask_team`` running ``orchestrator``."""
+    server: Any = MCPServer(name, log_level="WARNING")
+
+    @server.tool()
+    async def ask_team(
+        task: str, ctx: Context, strategy: StrategyName | None = None
+    ) -> CallToolResult:
+        """Ask the team: its agents answer (and, by strategy, review and vote); returns the
+        final answer, with winner, votes, agreement, tokens and cost as structured content."""
+        events: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            sent = 0
+            while (event := await events.get()) is not None:
+                if isinstance(event, RoundDone):
+                    sent += 1
+                    votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
+                    note = f"round {event.round} done; leader {event.leader or '-'}"
+                    await ctx.report_progress(sent, None, f"{note}; votes: {votes or 'none'}")
+
+        token = _progress.set(events.put_nowait)
+        pumping = asyncio.ensure_future(pump())
+        try:
+            result = await orchestrator.arun(task, strategy)
+        except MassGenError as e:
+            raise ToolError(f"the team failed: {short_error(e)}") from None
+        except Exception as e:  # a bug of ours: the reason, never a traceback
+            raise ToolError(f"the team failed: internal error ({type(e).__name__})") from None
+        finally:
+            _progress.reset(token)
+            events.put_nowait(None)
+            await asyncio.gather(pumping, return_exceptions=True)
+        summary = summarize(result, len(orchestrator.seats()))
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.final_answer)],
+            structured_content=summary,
+        )
+
+    return server
+
+
+def summarize(result: RunResult, seats: int) -> dict[str, Any]:
+    """The structured content of an answer: who won, how the last round voted, agreement
+    (the winner's votes among the agents still running), usage and cost."""
+    last = max((v.round for v in result.votes), default=None)
+    votes = {v.voter: v.for_agent for v in result.votes if v.round == last}
+    live = seats - len(result.failed_agents)
+    agreement = None
+    if votes and live > 0:
+        agreement = round(sum(f == result.winner for f in votes.values()) / live, 4)
+    return {
+        "winner": result.winner,
+        "votes": votes,
+        "rounds": result.rounds,
+        "agreement": agreement,
+        "requests": result.requests,
+        "tokens": result.usage.total_tokens,
+        "cost": result.cost,
+        "duration": round(result.duration, 3),
+        "status": "degraded" if result.degraded else "ok",
+        "strategy": result.strategy,
+    }
+
+
+async def serve(server: Any, port: int | None, host: str) -> None:
+    """Serve over stdio, or streamable HTTP on ``host:port`` (0: a free port, told on
+    stderr). Cancelled, it stops: uvicorn is told to exit and is waited for."""
+    if port is None:
+        await server.run_stdio_async()
+        return
+    import uvicorn
+
+    app = server.streamable_http_app(host=host)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}", key="--http") from None
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    web = uvicorn.Server(config)
+    web.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # ours stop it
+    shown = f"[{host}]" if ":" in host else host
+    where = f"http://{shown}:{sock.getsockname()[1]}/mcp"
+
+    startup = web.startup
+
+    async def announced(sockets: list[socket.socket] | None = None) -> None:
+        await startup(sockets=sockets)
+        if web.started:
+            print(f"massgen mcp: serving on {where}", file=sys.stderr, flush=True)
+
+    web.startup = announced  # type: ignore[method-assign]
+    running = asyncio.ensure_future(web.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        web.should_exit = True
+        await running
+        raise
+    finally:
+        sock.close()
