@@ -1,0 +1,223 @@
+"""`massgen mcp` (massgen/cli/mcp.py) as a real process, driven by the official `mcp` SDK's
+client over stdio and streamable HTTP. The team answers with the offline `replay` backend; a
+failing team's provider is a closed loopback port. No sleeps: waits have deadlines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.procs import run_massgen
+
+TEAM = """\
+name: capitals
+backends:
+  sim:
+    type: replay
+    rules:
+      - match: '<answer label='
+        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
+      - match: 'You are Ada'
+        reply: Paris.
+      - match: 'You are Bob'
+        reply: Paris is the capital of France.
+      - match: 'You are Cy'
+        reply: Lyon, I think.
+agents:
+  - {name: ada, backend: sim, role: You are Ada.}
+  - {name: bob, backend: sim, role: You are Bob.}
+  - {name: cy, backend: sim, role: You are Cy.}
+orchestrator: {strategy: consensus}
+"""
+FAILING = """\
+backends:
+  down: {type: openai, model: gpt-4o-mini, api_key: sk-test-secret, base_url: "http://127.0.0.1:9/v1"}
+agents:
+  - {name: solo, backend: down}
+orchestrator: {error_strategy: fail_fast, max_retries: 0}
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@asynccontextmanager
+async def stdio_team(tmp_path: Path, text: str = TEAM) -> AsyncIterator[Client]:
+    team = tmp_path / "team.yaml"
+    team.write_text(text)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "massgen", "mcp", str(team)], env=_env()
+    )
+    with open(tmp_path / "stderr.txt", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:  # type: ignore[arg-type]
+            yield client
+
+
+@pytest.mark.asyncio
+async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path: Path) -> None:
+    async with stdio_team(tmp_path) as client:
+        tools = (await client.list_tools()).tools
+        assert [t.name for t in tools] == ["ask_team"]
+        props = tools[0].input_schema["properties"]
+        assert set(props) == {"task", "strategy"}
+        progress: list[tuple[float, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, message))
+
+        result = await client.call_tool(
+            "ask_team", {"task": "Capital of France?"}, progress_callback=on_progress
+        )
+        assert not result.is_error
+        assert result.content[0].text == "Paris is the capital of France."  # type: ignore[union-attr]
+        data = result.structured_content
+        assert data is not None
+        assert data["winner"] == "bob" and data["status"] == "ok"
+        assert data["votes"] == {"ada": "bob", "bob": "bob", "cy": "bob"}
+        assert data["agreement"] == 1.0 and data["rounds"] >= 1
+        assert data["cost"] == 0.0 and data["requests"] >= 6 and data["tokens"] > 0
+        assert data["strategy"] == "consensus"
+        assert progress and progress[0][0] == 1
+        assert "leader bob" in (progress[-1][1] or "")
+
+        # A strategy override: parallel has no vote.
+        other = await client.call_tool(
+            "ask_team", {"task": "Capital of France?", "strategy": "parallel"}
+        )
+        assert not other.is_error and other.structured_content is not None
+        assert other.structured_content["strategy"] == "parallel"
+        assert other.structured_content["votes"] == {}
+        bad = await client.call_tool("ask_team", {"task": "x", "strategy": "chaos"})
+        assert bad.is_error
+
+
+@pytest.mark.asyncio
+async def test_concurrent_calls_each_get_their_own_answer(tmp_path: Path) -> None:
+    import anyio
+
+    async with stdio_team(tmp_path) as client:
+        results: list[Any] = []
+
+        async def ask() -> None:
+            results.append(await client.call_tool("ask_team", {"task": "Capital of France?"}))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(ask)
+        assert [r.structured_content["winner"] for r in results] == ["bob"] * 3
+
+
+@pytest.mark.asyncio
+async def test_a_failing_team_is_a_tool_error_without_secrets(tmp_path: Path) -> None:
+    async with stdio_team(tmp_path, FAILING) as client:
+        result = await client.call_tool("ask_team", {"task": "hello"})
+        assert result.is_error
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert "the team failed: agent 'solo' failed: [openai] connection failed" in text
+        assert "Traceback" not in text and "sk-test-secret" not in text
+    assert "sk-test-secret" not in (tmp_path / "stderr.txt").read_text()
+
+
+def test_a_bad_config_exits_2_before_serving(tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text("agents:\n  - {name: a, backend: nowhere}\n")
+    done = run_massgen("mcp", str(team), timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert f"{team}:2" in done.stderr and done.stderr.startswith("error: ")
+
+
+def test_massgen_help_does_not_import_mcp() -> None:
+    code = "import sys; from massgen.cli import app; print('mcp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _start_http(team: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "mcp", str(team), "--http", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line or "serving on " in line:
+            break
+    if "serving on " not in line:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"massgen mcp --http did not start: {line}{proc.stderr.read()}")
+    return proc, line.split("serving on ", 1)[1].strip()
+
+
+@pytest.mark.asyncio
+async def test_ask_team_over_streamable_http_then_sigterm_stops_it(tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM)
+    proc, url = _start_http(team)
+    try:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+        async with Client(streamable_http_client(url)) as client:
+            result = await client.call_tool("ask_team", {"task": "Capital of France?"})
+        assert not result.is_error and result.structured_content is not None
+        assert result.structured_content["winner"] == "bob"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out == "" and "stopped (SIGTERM)" in err
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with socket.socket() as s:  # the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigint_stops_the_stdio_server(tmp_path: Path) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "mcp", str(team)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        # One request answered: the server is up (and its signal handlers too).
+        proc.stdin.write(
+            '{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion":'
+            ' "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}\n'
+        )
+        proc.stdin.flush()
+        assert '"id":1' in proc.stdout.readline().replace(" ", "")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "stopped (SIGINT)" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
