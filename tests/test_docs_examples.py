@@ -83,6 +83,7 @@ INLINE_SKIPPED = {
     "massgen run": "names the command; its full forms (config and task) run",
     "massgen run --redis": "names an option; the full form needs a task",
     "massgen batch": "names the command; `massgen batch tasks.txt` runs",
+    "massgen mcp": "names the command; docs/tools.md's `massgen mcp team.yaml` forms run",
 }
 """Inline commands without placeholders that are still not run, and why."""
 
@@ -682,6 +683,9 @@ class Session:
         if args[0] in ("worker", "service"):
             self.start(args)
             return
+        if args[0] == "mcp":
+            self.serve_mcp(args)
+            return
         if args[0] == "run" and any(" on workers at " in e for e in expected):
             self.start_the_workers_of(expected)
         self.ready()
@@ -704,6 +708,35 @@ class Session:
         if out is not None:
             out.write_text(done.stdout)
             assert out.read_text().strip() and "round" not in out.read_text()
+
+    def serve_mcp(self, args: list[str]) -> None:
+        """``massgen mcp``: over stdio, served until stdin ends (at once here); over HTTP,
+        until it said where it serves, then stopped by SIGTERM. tests/test_cli_mcp.py asks
+        the team through the SDK's client."""
+        argv = [sys.executable, "-m", "massgen", *args]
+        env = _clean_env(self.env)
+        if "--http" not in args:
+            done = subprocess.run(
+                argv, cwd=self.cwd, env=env, input="", capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0 and done.stdout == "", done.stderr
+            self.ran += 1
+            return
+        proc = subprocess.Popen(
+            argv, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline().decode()  # the first line, or EOF if it ended
+            assert "massgen mcp: serving on http://127.0.0.1:" in line, line
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err.decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        self.ran += 1
 
     def start(self, args: list[str]) -> None:
         """A worker (ready once each agent it hosts is) or the service, left running."""
