@@ -212,17 +212,23 @@ class Orchestrator:
         return [n for n, a in self.agents.items() if not a.standby]
 
     async def arun(
-        self, task: str, strategy: str | None = None, *, budget: Budget | None = None
+        self,
+        task: str,
+        strategy: str | None = None,
+        *,
+        budget: Budget | None = None,
+        subscribers: Iterable[ev.Subscriber] = (),
     ) -> RunResult:
         """Run ``task`` and return its result; on failure, raise with it as ``error.result``.
-        ``budget``: shared with other runs (a batch); by default one of ``max_cost``."""
+        ``budget``: shared with other runs (a batch); by default one of ``max_cost``.
+        ``subscribers``: this run's own, after the orchestrator's."""
         name = strategy or self.config.strategy
         impl = get_strategy(name)
         if not task or not task.strip():
             raise ConfigError("the task is empty", key="task", hint="give the task as text")
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         result = RunResult(run_id=run_id, task=task, strategy=name, started_at=time.time())
-        bus = ev.EventBus(self.subscribers)
+        bus = ev.EventBus([*self.subscribers, *subscribers])
         ctx = RunContext(
             result=result,
             handles=self.handles,

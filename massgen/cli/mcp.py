@@ -37,9 +37,7 @@ def mcp(
     orchestrator = Orchestrator.from_config(cfg, max_cost=max_cost, cache_enabled=off)
     import asyncio
 
-    from massgen.cli.mcp_serve import build_server, relay, serve
-
-    orchestrator.subscribers.append(relay)
+    from massgen.cli.mcp_serve import build_server, serve
 
     async def main() -> int:
         got = stop_signal()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,17 +22,6 @@ if TYPE_CHECKING:
     from massgen.result import RunResult
 
 StrategyName = Literal["parallel", "sequential", "consensus"]
-_progress: contextvars.ContextVar[Any] = contextvars.ContextVar("massgen_mcp_progress")
-
-
-def relay(event: Event) -> None:
-    """The orchestrator's subscriber: hands each event to the call whose run it belongs to
-    (the call's context is inherited by every task of its run)."""
-    if (put := _progress.get(None)) is not None:
-        put(event)
-
-
-relay.wants_deltas = False  # type: ignore[attr-defined]  # no token streaming for us
 
 
 def build_server(orchestrator: Orchestrator, name: str) -> Any:
@@ -57,16 +45,18 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
                     note = f"round {event.round} done; leader {event.leader or '-'}"
                     await ctx.report_progress(sent, None, f"{note}; votes: {votes or 'none'}")
 
-        token = _progress.set(events.put_nowait)
+        def heard(event: Event) -> None:  # this run's own subscriber
+            events.put_nowait(event)
+
+        heard.wants_deltas = False  # type: ignore[attr-defined]  # no token streaming here
         pumping = asyncio.ensure_future(pump())
         try:
-            result = await orchestrator.arun(task, strategy)
+            result = await orchestrator.arun(task, strategy, subscribers=[heard])
         except MassGenError as e:
             raise ToolError(f"the team failed: {short_error(e)}") from None
         except Exception as e:  # a bug of ours: the reason, never a traceback
             raise ToolError(f"the team failed: internal error ({type(e).__name__})") from None
         finally:
-            _progress.reset(token)
             events.put_nowait(None)
             await asyncio.gather(pumping, return_exceptions=True)
         summary = summarize(result, len(orchestrator.seats()))
@@ -120,17 +110,10 @@ async def serve(server: Any, port: int | None, host: str) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     web = uvicorn.Server(config)
     web.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # ours stop it
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{sock.getsockname()[1]}/mcp"
-
-    startup = web.startup
-
-    async def announced(sockets: list[socket.socket] | None = None) -> None:
-        await startup(sockets=sockets)
-        if web.started:
-            print(f"massgen mcp: serving on {where}", file=sys.stderr, flush=True)
-
-    web.startup = announced  # type: ignore[method-assign]
+    print(f"massgen mcp: serving on {where}", file=sys.stderr, flush=True)
     running = asyncio.ensure_future(web.serve(sockets=[sock]))
     try:
         await asyncio.shield(running)
