@@ -103,17 +103,10 @@ async def _serve_http() -> None:
         app = _guarded(app, token)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # a client's connection waits in the backlog until uvicorn accepts it
+    print(f"port={sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    web = uvicorn.Server(config)
-
-    async def announce() -> None:
-        while not web.started:
-            await anyio.sleep(0.01)
-        print(f"port={sock.getsockname()[1]}", flush=True)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(announce)
-        await web.serve(sockets=[sock])
+    await uvicorn.Server(config).serve(sockets=[sock])
 
 
 if __name__ == "__main__":
