@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import MassGenError
 from massgen.result import RunResult
-from massgen.types import Completion, OnRetry, Usage
+from massgen.types import Attempt, Completion, OnAttempt, OnRetry, Usage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +88,14 @@ class AgentRetrying(AgentEvent):
     wait: float
     error: str
     limit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestDone(AgentEvent):
+    """One provider attempt of ``agent``'s turn ended (ok or not). Built only for
+    subscribers that set ``wants_requests`` (metrics, traces): the view does not need it."""
+
+    request: Attempt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +193,15 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     return on_retry
 
 
+def attempts_told(emit: Subscriber, agent: str) -> OnAttempt:
+    """An ``on_attempt`` callback that tells ``emit`` of each provider attempt of ``agent``."""
+
+    def on_attempt(request: Attempt) -> None:
+        emit(RequestDone(agent=agent, request=request))
+
+    return on_attempt
+
+
 class EventBus:
     """Fan events out to subscribers, in order. A subscriber that raises is removed (its
     error kept in ``errors``): a display bug must never lose an answer."""
@@ -201,6 +218,11 @@ class EventBus:
     def wants_deltas(self) -> bool:
         """Whether any subscriber shows token deltas (a false ``wants_deltas`` says no)."""
         return any(getattr(fn, "wants_deltas", True) for fn in self._subscribers)
+
+    @property
+    def wants_requests(self) -> bool:
+        """Whether any subscriber hears each provider attempt (``wants_requests`` set true)."""
+        return any(getattr(fn, "wants_requests", False) for fn in self._subscribers)
 
     def emit(self, event: Event) -> None:
         for fn in list(self._subscribers):

@@ -240,6 +240,7 @@ class Orchestrator:
             budget=budget if budget is not None else Budget(self.config.max_cost),
             stream=bus.wants_deltas,
             listening=bus.listening,
+            observing=bus.wants_requests,
         )
         if bus.listening:
             bus.emit(ev.RunStarted(run_id=run_id, task=task, strategy=name, agents=tuple(ctx.live)))

@@ -11,7 +11,7 @@ from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext, Writer
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
-from massgen.types import CallContext, Completion, OnRetry, Turn
+from massgen.types import CallContext, Completion, OnAttempt, OnRetry, Turn
 
 
 class AgentHandle(Protocol):
@@ -30,6 +30,7 @@ class AgentHandle(Protocol):
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
+        on_attempt: OnAttempt | None = None,
     ) -> Completion: ...
 
     def cost_of(self, completion: Completion) -> float: ...
@@ -46,11 +47,17 @@ class LocalHandle:
     def backend(self) -> Bound:
         return self.bound()
 
-    def bound(self, on_retry: OnRetry | None = None, who: Writer | None = None) -> Bound:
-        """The stack of ``who`` (this agent by default), stamped with who asks and hears retries."""
+    def bound(
+        self,
+        on_retry: OnRetry | None = None,
+        who: Writer | None = None,
+        on_attempt: OnAttempt | None = None,
+    ) -> Bound:
+        """The stack of ``who`` (this agent by default), stamped with who asks and who hears
+        its retries and attempts."""
         who = who or self.agent
         stack = self._wrap(who) if self._wrap else who.backend
-        return Bound(stack, CallContext(who.name, on_retry=on_retry))
+        return Bound(stack, CallContext(who.name, on_retry=on_retry, on_attempt=on_attempt))
 
     @property
     def supports_tools(self) -> bool:
@@ -63,6 +70,7 @@ class LocalHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
+        on_attempt: OnAttempt | None = None,
         memory: MemoryContext | None = None,
         on_folded: Callable[[Folded], None] | None = None,
     ) -> Completion:
@@ -71,11 +79,11 @@ class LocalHandle:
         return await self.agent.respond(
             turn,
             on_delta,
-            backend=self.bound(on_retry),
+            backend=self.bound(on_retry, on_attempt=on_attempt),
             ctx=ctx,
             memory=memory,
             on_folded=on_folded,
-            summarizer=self.bound(who=writer) if writer else None,
+            summarizer=self.bound(who=writer, on_attempt=on_attempt) if writer else None,
         )
 
     def cost_of(self, completion: Completion) -> float:

@@ -30,7 +30,7 @@ from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
-    from massgen.agents.handle import OnRetry
+    from massgen.agents.handle import OnAttempt, OnRetry
     from massgen.mas import AgentRecord
     from massgen.orchestrator import Orchestrator
 
@@ -213,9 +213,11 @@ class RemoteHandle:
         ctx: ToolContext | None = None,
         *,
         on_retry: OnRetry | None = None,
+        on_attempt: OnAttempt | None = None,
     ) -> Completion:
-        """``turn`` answered by a live worker; a silent one is reported (AgentWaiting). With none
-        left the turn runs here (:attr:`local`) or raises WorkerLost; dead-lettered: TurnRefused."""
+        """``turn`` answered by a live worker (which observes its own attempts); a silent one
+        is reported (AgentWaiting). With none left the turn runs here (:attr:`local`) or
+        raises WorkerLost; dead-lettered: TurnRefused."""
         emit = ctx.emit if ctx else None
         memory = self.agent.memory
         try:
@@ -237,7 +239,9 @@ class RemoteHandle:
                 message = f"cannot run it here: {error.message}"
                 raise E.WorkerLost(self.name, self.workers, message) from error
             self._tell(f"no live worker ({e}); running the turn here", emit)
-            return await self.local.ask(turn, on_delta, ctx, on_retry=on_retry)
+            return await self.local.ask(
+                turn, on_delta, ctx, on_retry=on_retry, on_attempt=on_attempt
+            )
 
     async def _ask(
         self, turn: Turn, on_delta: OnDelta | None, emit: ev.Subscriber | None, *, fold: bool

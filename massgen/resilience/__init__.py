@@ -22,7 +22,7 @@ from massgen.resilience.breaker import (
 from massgen.resilience.ratelimit import Limiter, RateLimit, RateLimitedBackend, RedisLimiter
 from massgen.resilience.retry import RetryingBackend, RetryPolicy
 from massgen.resilience.wrapper import Bound, Call, Wrapper
-from massgen.types import Completion, CompletionRequest, StreamChunk
+from massgen.types import Attempt, Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -75,40 +75,56 @@ def wrap(
 
 class LoggedBackend(Wrapper):
     """Wraps a backend; one DEBUG line per provider attempt (``massgen.requests``), e.g.
-    ``request agent=ada model=m attempt=1 status=ok latency=0.412s tokens=120+31``. With
-    DEBUG off a call goes straight to the wrapped backend: nothing per chunk."""
+    ``request agent=ada model=m attempt=1 status=ok latency=0.412s tokens=120+31``, and an
+    :class:`~massgen.types.Attempt` to the call's ``on_attempt`` (metrics, traces). With
+    neither, a call goes straight to the wrapped backend: nothing per chunk."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        on = log.isEnabledFor(logging.DEBUG)
-        return super().complete(request) if on else self.inner.complete(request)
+        if self._heard(request):
+            return super().complete(request)
+        return self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        on = log.isEnabledFor(logging.DEBUG)
-        return super().stream(request) if on else self.inner.stream(request)
+        return super().stream(request) if self._heard(request) else self.inner.stream(request)
+
+    @staticmethod
+    def _heard(request: CompletionRequest) -> bool:
+        observed = request.call is not None and request.call.on_attempt is not None
+        return observed or log.isEnabledFor(logging.DEBUG)
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        started, asked = time.perf_counter(), request.call
+        started, at, asked = time.perf_counter(), time.time(), request.call
         agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
+        told = asked.on_attempt if asked else None
+        logged = log.isEnabledFor(logging.DEBUG)
 
-        def say(model: str, status: object, latency: float, tail: str, *args: object) -> None:
-            head = "request agent=%s model=%s attempt=%d status=%s latency=%.3fs "
-            log.debug(head + tail, agent, model or "-", attempt, status, latency, *args)
+        def say(model: str, status: str, latency: float, **how: Any) -> None:
+            if told is not None:
+                provider = self.provider or ""
+                told(Attempt(provider, model or "", attempt, status, at, latency, **how))
+            if logged:
+                head = f"request agent={agent} model={model or '-'} attempt={attempt} "
+                head += f"status={status} latency={latency:.3f}s "
+                if (usage := how.get("usage")) is not None:
+                    finish = how["finish"]
+                    tail = f"tokens={usage.input_tokens}+{usage.output_tokens}"
+                    log.debug(head + tail + (f" finish={finish}" if finish != "stop" else ""))
+                else:
+                    log.debug(head + f"error={how['error'] or '-'}")
 
         try:
             async for chunk in call(request):
                 if (done := chunk.completion) is not None:
-                    model, usage = done.model or request.model or self.model, done.usage
-                    finish = f" finish={done.finish_reason}" if done.finish_reason != "stop" else ""
-                    tokens = f"{usage.input_tokens}+{usage.output_tokens}"
-                    say(model, "ok", done.latency, "tokens=%s%s", tokens, finish)
+                    model = done.model or request.model or self.model
+                    say(model, "ok", done.latency, usage=done.usage, finish=done.finish_reason)
                 yield chunk
         except (Exception, asyncio.CancelledError) as error:
             status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
             if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
                 status = "cancelled"
-            why = str(error).splitlines()[0][:300] if str(error) else "-"
+            why = str(error).splitlines()[0][:300] if str(error) else ""
             elapsed, model = time.perf_counter() - started, request.model or self.model
-            say(model, status or type(error).__name__, elapsed, "error=%s", why)
+            say(model, str(status or type(error).__name__), elapsed, error=why)
             raise
 
 

@@ -35,6 +35,7 @@ class RunContext:
     budget: Budget = field(default_factory=Budget)
     stream: bool = True  # token deltas as events; off when no subscriber shows them
     listening: bool = True  # if nobody hears events, per-turn ones are not even built
+    observing: bool = False  # someone hears each provider attempt (RequestDone)
     _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
@@ -72,10 +73,12 @@ class RunContext:
             (lambda text: self.emit(ev.TokenDelta(agent=seat, text=text))) if self.stream else None
         )
         on_retry = ev.retries_told(self.emit, seat)
+        # only then: a handle written before attempts were observed need not know of them
+        observed = {"on_attempt": ev.attempts_told(self.emit, seat)} if self.observing else {}
         tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
         try:
             async with self._limit:
-                completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry)
+                completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry, **observed)
         except BaseException:
             self.budget.release(held)
             raise
