@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from massgen.errors import MassGenError
 from massgen.result import RunResult
-from massgen.types import Attempt, Completion, OnAttempt, OnRetry, Usage
+from massgen.types import Completion, OnRetry, Usage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,10 +92,19 @@ class AgentRetrying(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestDone(AgentEvent):
-    """One provider attempt of ``agent``'s turn ended (ok or not). Built only for
-    subscribers that set ``wants_requests`` (metrics, traces): the view does not need it."""
+    """One provider attempt by ``agent`` ended: ``status`` is ``ok``, the HTTP status,
+    ``cancelled`` or the error's type; ``started`` a wall-clock time. Built only when a
+    subscriber sets ``wants_requests`` (metrics, traces): the view does not need it."""
 
-    request: Attempt
+    provider: str
+    model: str
+    attempt: int
+    status: str
+    started: float
+    latency: float
+    usage: Usage | None = None
+    finish: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,15 +200,6 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
         emit(AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=why, limit=limit))
 
     return on_retry
-
-
-def attempts_told(emit: Subscriber, agent: str) -> OnAttempt:
-    """An ``on_attempt`` callback that tells ``emit`` of each provider attempt of ``agent``."""
-
-    def on_attempt(request: Attempt) -> None:
-        emit(RequestDone(agent=agent, request=request))
-
-    return on_attempt
 
 
 class EventBus:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 OnRetry = Callable[[int, int, float, BaseException], None]  # attempt, max_retries, wait, error
-OnAttempt = Callable[["Attempt"], None]  # hears each provider attempt once it ends
+OnAttempt = Callable[[Any], None]  # hears each provider attempt: an events.RequestDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +61,6 @@ class CallContext:
     attempt: int = 1
     on_retry: OnRetry | None = None
     on_attempt: OnAttempt | None = None  # set only when someone observes requests
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One provider attempt as the request log saw it: ``status`` is ``ok``, the HTTP status,
-    ``cancelled`` or the error's type; ``started`` a wall-clock time, ``latency`` seconds."""
-
-    provider: str
-    model: str
-    attempt: int
-    status: str
-    started: float
-    latency: float
-    usage: Usage | None = None
-    finish: str = ""
-    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

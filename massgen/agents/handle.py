@@ -53,8 +53,7 @@ class LocalHandle:
         who: Writer | None = None,
         on_attempt: OnAttempt | None = None,
     ) -> Bound:
-        """The stack of ``who`` (this agent by default), stamped with who asks and who hears
-        its retries and attempts."""
+        """The stack of ``who`` (this agent by default), stamped with who asks and listens."""
         who = who or self.agent
         stack = self._wrap(who) if self._wrap else who.backend
         return Bound(stack, CallContext(who.name, on_retry=on_retry, on_attempt=on_attempt))

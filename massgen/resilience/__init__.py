@@ -4,6 +4,7 @@ cache → retry → request log → rate limit → circuit breaker → backend (
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -22,7 +23,7 @@ from massgen.resilience.breaker import (
 from massgen.resilience.ratelimit import Limiter, RateLimit, RateLimitedBackend, RedisLimiter
 from massgen.resilience.retry import RetryingBackend, RetryPolicy
 from massgen.resilience.wrapper import Bound, Call, Wrapper
-from massgen.types import Attempt, Completion, CompletionRequest, StreamChunk
+from massgen.types import Completion, CompletionRequest, StreamChunk
 
 if TYPE_CHECKING:
     from massgen.store.base import Store
@@ -76,56 +77,56 @@ def wrap(
 class LoggedBackend(Wrapper):
     """Wraps a backend; one DEBUG line per provider attempt (``massgen.requests``), e.g.
     ``request agent=ada model=m attempt=1 status=ok latency=0.412s tokens=120+31``, and an
-    :class:`~massgen.types.Attempt` to the call's ``on_attempt`` (metrics, traces). With
+    :class:`~massgen.events.RequestDone` to the call's ``on_attempt`` (metrics, traces). With
     neither, a call goes straight to the wrapped backend: nothing per chunk."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        if self._heard(request):
-            return super().complete(request)
-        return self.inner.complete(request)
+        return super().complete(request) if _heard(request) else self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        return super().stream(request) if self._heard(request) else self.inner.stream(request)
-
-    @staticmethod
-    def _heard(request: CompletionRequest) -> bool:
-        observed = request.call is not None and request.call.on_attempt is not None
-        return observed or log.isEnabledFor(logging.DEBUG)
+        return super().stream(request) if _heard(request) else self.inner.stream(request)
 
     async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        started, at, asked = time.perf_counter(), time.time(), request.call
+        from massgen.events import RequestDone
+
+        started, asked, model = time.perf_counter(), request.call, request.model or self.model
         agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
-        told = asked.on_attempt if asked else None
-        logged = log.isEnabledFor(logging.DEBUG)
-
-        def say(model: str, status: str, latency: float, **how: Any) -> None:
-            if told is not None:
-                provider = self.provider or ""
-                told(Attempt(provider, model or "", attempt, status, at, latency, **how))
-            if logged:
-                head = f"request agent={agent} model={model or '-'} attempt={attempt} "
-                head += f"status={status} latency={latency:.3f}s "
-                if (usage := how.get("usage")) is not None:
-                    finish = how["finish"]
-                    tail = f"tokens={usage.input_tokens}+{usage.output_tokens}"
-                    log.debug(head + tail + (f" finish={finish}" if finish != "stop" else ""))
-                else:
-                    log.debug(head + f"error={how['error'] or '-'}")
-
+        done = functools.partial(RequestDone, agent=agent, provider=self.provider, attempt=attempt)
+        done = functools.partial(done, started=time.time())
         try:
             async for chunk in call(request):
-                if (done := chunk.completion) is not None:
-                    model = done.model or request.model or self.model
-                    say(model, "ok", done.latency, usage=done.usage, finish=done.finish_reason)
+                if (c := chunk.completion) is not None:
+                    m, f, ok = c.model or model or "", c.finish_reason, "ok"
+                    self._tell(
+                        request,
+                        done(model=m, status=ok, latency=c.latency, usage=c.usage, finish=f),
+                    )
                 yield chunk
         except (Exception, asyncio.CancelledError) as error:
             status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
             if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
                 status = "cancelled"
             why = str(error).splitlines()[0][:300] if str(error) else ""
-            elapsed, model = time.perf_counter() - started, request.model or self.model
-            say(model, str(status or type(error).__name__), elapsed, error=why)
+            status, elapsed = str(status or type(error).__name__), time.perf_counter() - started
+            self._tell(request, done(model=model or "", status=status, latency=elapsed, error=why))
             raise
+
+    @staticmethod
+    def _tell(request: CompletionRequest, done: Any) -> None:
+        if request.call is not None and request.call.on_attempt is not None:
+            request.call.on_attempt(done)
+        if log.isEnabledFor(logging.DEBUG):
+            head = f"request agent={done.agent} model={done.model or '-'} attempt={done.attempt} "
+            head += f"status={done.status} latency={done.latency:.3f}s "
+            if (usage := done.usage) is None:
+                log.debug(head + f"error={done.error or '-'}")
+            else:
+                finish = f" finish={done.finish}" if done.finish != "stop" else ""
+                log.debug(head + f"tokens={usage.input_tokens}+{usage.output_tokens}{finish}")
+
+
+def _heard(request: CompletionRequest) -> bool:
+    return bool(request.call and request.call.on_attempt) or log.isEnabledFor(logging.DEBUG)
 
 
 __all__ = ["Bound", "CacheSettings", "Guards", "RetryPolicy", "RetryingBackend", "Wrapper", "wrap"]

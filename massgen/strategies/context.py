@@ -74,7 +74,7 @@ class RunContext:
         )
         on_retry = ev.retries_told(self.emit, seat)
         # only then: a handle written before attempts were observed need not know of them
-        observed = {"on_attempt": ev.attempts_told(self.emit, seat)} if self.observing else {}
+        observed = {"on_attempt": self.emit} if self.observing else {}
         tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
         try:
             async with self._limit:
