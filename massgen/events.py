@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from massgen.errors import MassGenError
+from massgen.errors import MassGenError, ProviderConnectionError, ProviderTimeout, RateLimited
 from massgen.result import RunResult
 from massgen.types import Completion, OnRetry, Usage
 
@@ -61,6 +61,7 @@ class AgentAnswered(AgentEvent):
     cached: bool = False
     answered_by: str = ""  # the fallback agent's name when one took over
     requests: int = 1  # provider requests behind the answer (0 from the cache)
+    model: str = ""
 
     @classmethod
     def of(
@@ -77,17 +78,20 @@ class AgentAnswered(AgentEvent):
             cached=c.cached,
             answered_by=answered_by,
             requests=c.requests,
+            model=c.model,
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentRetrying(AgentEvent):
-    """Retry ``attempt`` of ``limit`` (0: not known) of a request, in ``wait`` seconds."""
+    """Retry ``attempt`` of ``limit`` (0: not known) of a request, in ``wait`` seconds;
+    ``reason`` is one of a few words (:func:`retry_reason`), fit for a metric's label."""
 
     attempt: int
     wait: float
     error: str
     limit: int = 0
+    reason: str = "other"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,12 +196,32 @@ def short_error(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
+def retry_reason(error: BaseException) -> str:
+    """Why a request is retried: rate_limit, timeout, connection, server_error or other."""
+    for kind, reason in _REASONS:
+        if isinstance(error, kind):
+            return reason
+    status = getattr(error, "status", None)
+    return "server_error" if isinstance(status, int) and status >= 500 else "other"
+
+
+_REASONS = (
+    (RateLimited, "rate_limit"),
+    (ProviderTimeout, "timeout"),
+    (ProviderConnectionError, "connection"),
+)
+
+
 def retries_told(emit: Subscriber, agent: str) -> OnRetry:
     """An ``on_retry`` callback that tells ``emit`` of each retry of ``agent``'s requests."""
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
-        why = short_error(error)
-        emit(AgentRetrying(agent=agent, attempt=attempt, wait=wait, error=why, limit=limit))
+        why, reason = short_error(error), retry_reason(error)
+        emit(
+            AgentRetrying(
+                agent=agent, attempt=attempt, wait=wait, error=why, limit=limit, reason=reason
+            )
+        )
 
     return on_retry
 

@@ -125,6 +125,10 @@ class Orchestrator:
             self._wrapped[id(backend)] = wrap(backend, guards, retry=policy, cache=cache)
         return self._wrapped[id(backend)]
 
+    def backends(self) -> list[Backend]:
+        """Each backend in its resilience stack, as built so far (metrics read breakers)."""
+        return list(self._wrapped.values())
+
     def cache_store(self) -> Store:
         """The response cache's store: the one given, else SQLite at ``cache.path``."""
         from massgen.resilience.cache import DEFAULT_CACHE_PATH

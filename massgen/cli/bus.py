@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from massgen.cli.common import Opt, Prefix, Redis, TeamFile, stop_signal, stopped
+from massgen.cli.common import (
+    MetricsHost,
+    MetricsPort,
+    Opt,
+    Prefix,
+    Redis,
+    TeamFile,
+    metrics_served,
+    stop_signal,
+    stopped,
+)
 
 if TYPE_CHECKING:
     from massgen.distributed.worker import TurnReport
@@ -25,6 +35,8 @@ def worker(
     concurrency: Annotated[
         int, Opt("--concurrency", "-c", metavar="N", min=1, help="Turns each agent runs at once.")
     ] = 8,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Host the agents of CONFIG on Redis, so runs anywhere send them their turns."""
     import asyncio
@@ -40,21 +52,13 @@ def worker(
 
     bus.check()
     orchestrator = Orchestrator.from_config(cfg)
-    host = Worker(
-        orchestrator,
-        agent or None,
-        redis_url=bus.url,
-        prefix=bus.prefix,
-        secret=bus.secret,
-        concurrency=concurrency,
-        team=cfg.name,
-        on_turn=log_turn,
-    )
 
-    async def serve() -> int:
+    async def serve(host: Worker) -> int:
         got = stop_signal()
         async with orchestrator:  # closes the backends' connections at the end
             await host.start()
+            if metrics is not None:
+                metrics.watch_worker(host.hosted, host.transport, asyncio.get_running_loop())
             try:
                 for hosted in host.hosted:
                     meta = hosted.get_metadata()
@@ -68,8 +72,22 @@ def worker(
         print(f"worker stopped ({name})", file=sys.stderr, flush=True)
         return code
 
-    with log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s"):
-        return asyncio.run(serve())
+    with (
+        metrics_served(metrics_port, metrics_host, sys.stdout, orchestrator) as metrics,
+        log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s"),
+    ):
+        host = Worker(
+            orchestrator,
+            agent or None,
+            redis_url=bus.url,
+            prefix=bus.prefix,
+            secret=bus.secret,
+            concurrency=concurrency,
+            team=cfg.name,
+            on_turn=log_turn,
+            observer=metrics,
+        )
+        return asyncio.run(serve(host))
 
 
 def log_turn(report: TurnReport) -> None:
@@ -92,6 +110,8 @@ def service(
         Path | None, Opt("--config", help="Take Redis URL and prefix from a team config.")
     ] = None,
     interval: Annotated[float, Opt("--interval", help="Seconds between checks.")] = 5.0,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Watch the registry: mark silent agents dead, report dead letters and stuck work."""
     import asyncio
@@ -117,6 +137,8 @@ def service(
         await transport.connect()  # a bad URL or password stops here, before any write
         got = stop_signal()
         service = MASService(transport=transport, interval=interval)
+        if metrics is not None:
+            metrics.watch_inboxes(transport, asyncio.get_running_loop())
         print(f"service watching {bus.where} (prefix {bus.prefix})", flush=True)
         known: dict[tuple[str, str], str] = {}
         try:
@@ -142,5 +164,8 @@ def service(
         log.info("service stopped (%s)", name)
         return code
 
-    with log_to_stderr(logging.INFO, "%(asctime)s %(message)s"):
+    with (
+        metrics_served(metrics_port, metrics_host, sys.stdout) as metrics,
+        log_to_stderr(logging.INFO, "%(asctime)s %(message)s"),
+    ):
         return asyncio.run(serve())

@@ -16,12 +16,15 @@ from massgen.cli.common import (
     Arg,
     FindConfig,
     MaxCost,
+    MetricsHost,
+    MetricsPort,
     NoCache,
     Opt,
     Quiet,
     Redis,
     Strategy,
     TeamFile,
+    metrics_served,
     run_until_done,
 )
 
@@ -67,6 +70,8 @@ def run(
             help="Continue session NAME: each agent remembers its earlier runs in it.",
         ),
     ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.cli import team_and_bus
@@ -108,7 +113,8 @@ def run(
                 return await orchestrator.arun(task)
 
     try:
-        result = run_until_done(main)
+        with metrics_served(metrics_port, metrics_host, sys.stderr, orchestrator):
+            result = run_until_done(main)
     except Interrupted:
         if recorder is not None and recorder.written:
             print(f"partial run record: {recorder.written}", file=sys.stderr)
@@ -146,6 +152,8 @@ def batch(
     max_cost: MaxCost = None,
     no_cache: NoCache = False,
     quiet: Quiet = False,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Run every task in TASKS; one JSON line per finished task; a re-run resumes."""
     # Every input is checked (flags, config, tasks, the results path) before any file is
@@ -228,7 +236,8 @@ def batch(
     gc.freeze()
     try:
         try:
-            run_until_done(main)
+            with metrics_served(metrics_port, metrics_host, sys.stderr, orchestrator):
+                run_until_done(main)
         except Interrupted:
             summary.stopped = "interrupted"
             raise

@@ -295,6 +295,7 @@ class HostedAgent(BusAgent):
         concurrency: int,
         team: str | None = None,
         on_turn: OnTurn | None = None,
+        observer: ev.Subscriber | None = None,
         **bus: Any,
     ) -> None:
         agent = handle.agent
@@ -324,7 +325,7 @@ class HostedAgent(BusAgent):
         )
         self.handle, self.peers = handle, peers  # the worker's handles: ask_agent reaches these
         self.in_flight = self.processed = self.failed = 0
-        self._on_turn = on_turn
+        self._on_turn, self._observer = on_turn, observer  # observer: metrics, traces
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
@@ -355,13 +356,20 @@ class HostedAgent(BusAgent):
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
 
+        seen = self._observer
+        told = ev.retries_told(seen, self.id) if seen is not None else None
+
         def on_event(event: ev.Event) -> None:
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
+            if seen is not None:
+                seen(event)
 
         def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")
+            if told is not None:
+                told(attempt, limit, wait, error)
 
         outcome: Completion | Exception
         try:
@@ -370,6 +378,7 @@ class HostedAgent(BusAgent):
                 pump,
                 ToolContext(emit=on_event, peers=self.peers),
                 on_retry=on_retry,
+                on_attempt=seen if getattr(seen, "wants_requests", False) else None,
                 memory=request.memory,
                 on_folded=written.append,
             )
@@ -421,7 +430,8 @@ class HostedAgent(BusAgent):
 class Worker(Lifecycle):
     """Hosts some (default: all) agents of a team on the bus (``redis_url``, a ``transport``
     or an in-process ``hub``). Each runs ``concurrency`` turns at once and fetches no more,
-    so the rest stays in the inbox for other replicas."""
+    so the rest stays in the inbox for other replicas. ``observer`` hears the turns' tool
+    events, retries and provider attempts (metrics)."""
 
     def __init__(
         self,
@@ -437,6 +447,7 @@ class Worker(Lifecycle):
         hub: MemoryHub | None = None,
         team: str | None = None,
         on_turn: OnTurn | None = None,
+        observer: ev.Subscriber | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be at least 1", key="concurrency")
@@ -471,6 +482,7 @@ class Worker(Lifecycle):
                     concurrency=concurrency,
                     team=team,
                     on_turn=on_turn,
+                    observer=observer,
                 )
             )
         self._started: list[HostedAgent] = []

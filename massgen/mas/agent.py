@@ -133,6 +133,7 @@ class Agent(Inbox, Lifecycle):
         self._waiting: dict[str, tuple[asyncio.Future[AgentMessage], str]] = {}
         self._reply_task: asyncio.Task[None] | None = None
         self._publishing = asyncio.Lock()  # the last record written is the newest
+        self.beats, self.last_beat = 0, 0.0  # heartbeats sent; when the record was last renewed
 
     async def on_start(self) -> None:
         """Called once registered with its state loaded, before messages flow."""
@@ -395,13 +396,16 @@ class Agent(Inbox, Lifecycle):
             await self._transport.register(
                 self._record(), ttl=s.heartbeat_ttl, retention=s.dead_retention
             )
+            self.last_beat = time.time()
 
     async def _heartbeat(self) -> None:
         s = self.settings
         await asyncio.sleep(s.heartbeat_interval)
-        if not await self._transport.heartbeat(
+        alive = await self._transport.heartbeat(
             self.id, self.instance_id, ttl=s.heartbeat_ttl, retention=s.dead_retention
-        ):
+        )
+        self.beats, self.last_beat = self.beats + 1, time.time()
+        if not alive:
             log.warning("agent %s was declared dead; registering again", self.id)
             try:
                 await self._register()

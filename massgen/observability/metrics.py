@@ -1,0 +1,301 @@
+"""Prometheus metrics (docs/observability.md, "Metrics"): a :class:`Metrics` owns its own
+registry and hears a run's events as a subscriber; :func:`serve` publishes it on
+``/metrics``. What lives elsewhere (breakers, caches, a worker's turns and inboxes) is read
+when Prometheus scrapes, so a run pays nothing for it.
+
+Labels are names from the config (agent, provider, model, tool, backend, endpoint) and small
+fixed sets (status, reason, type): never a task, a run id or an error's text. Importing this
+module imports ``prometheus_client``; nothing else in massgen does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from massgen import events as ev
+from massgen.backends.base import Backend, innermost, layers
+from massgen.errors import ConfigError, MassGenError
+from massgen.resilience.breaker import BreakerBackend
+from massgen.resilience.cache import CachingBackend
+
+try:
+    import prometheus_client as prom
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+except ImportError as missing:
+    raise ConfigError(
+        "metrics need the prometheus-client package",
+        key="--metrics-port",
+        hint="pip install 'massgen[observability]'",
+    ) from missing
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+"""Seconds: a cached or tiny answer up to a long reasoning one."""
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+BREAKER = {"closed": 0, "half_open": 1, "open": 2}
+SCRAPE_TIMEOUT = 5.0  # seconds a scrape waits for Redis before leaving the inbox figures out
+
+
+class Children:
+    """A labelled metric's children, each looked up once: ``labels()`` takes a lock and
+    checks its values every time, a dict lookup of the same tuple does not."""
+
+    __slots__ = ("cache", "metric")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric, self.cache = metric, dict[tuple[str, ...], Any]()
+
+    def __call__(self, *values: str) -> Any:
+        child = self.cache.get(values)
+        if child is None:
+            child = self.cache[values] = self.metric.labels(*values)
+        return child
+
+
+class Hosted(Protocol):
+    """What the worker collector reads of a hosted agent (distributed.worker.HostedAgent)."""
+
+    id: str
+    in_flight: int
+    processed: int
+    failed: int
+    beats: int
+    last_beat: float
+
+
+class Inboxes(Protocol):
+    """The bus, as the inbox collector reads it (massgen.mas's transports)."""
+
+    async def inbox_stats(self) -> Any: ...
+
+
+class Metrics:
+    """The metrics of one process: a subscriber (``orchestrator.subscribers.append(m)``)
+    that turns each event into O(1) counter updates, and collectors read at scrape time."""
+
+    wants_requests = True  # one RequestDone per provider attempt
+    wants_deltas = False  # token deltas are not counted: runs need not stream for us
+
+    def __init__(self, *, process: bool = True) -> None:
+        self.registry = r = prom.CollectorRegistry()
+        if process:
+            prom.ProcessCollector(registry=r)
+            prom.PlatformCollector(registry=r)
+        model = ("provider", "model", "agent")
+
+        def counter(name: str, doc: str, *labels: str) -> Children:
+            return Children(prom.Counter(name, doc, labels, registry=r))
+
+        def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Children:
+            return Children(prom.Histogram(name, doc, labels, registry=r, buckets=buckets))
+
+        self.requests = counter(
+            "massgen_requests", "Provider requests (attempts) by outcome.", *model, "status"
+        )
+        self.latency = histogram(
+            "massgen_request_duration_seconds", "Provider request latency.", LATENCY_BUCKETS, *model
+        )
+        self.tokens = counter("massgen_tokens", "Tokens providers reported.", *model, "type")
+        self.cost = counter("massgen_cost_usd", "Cost of the answers, in US dollars.", "agent")
+        self.answers = counter(
+            "massgen_answers", "Agent answers (cached: from the response cache).", "agent", "cached"
+        )
+        self.retries = counter("massgen_retries", "Request retries by reason.", "agent", "reason")
+        self.failures = counter(
+            "massgen_agent_failures", "Agents that failed a turn after retries.", "agent"
+        )
+        self.tool_calls = counter("massgen_tool_calls", "Tool calls.", "agent", "tool", "ok")
+        self.tool_time = histogram(
+            "massgen_tool_duration_seconds", "Tool call duration.", TOOL_BUCKETS, "tool"
+        )
+        self.runs = counter(
+            "massgen_runs", "Runs ended, by strategy and status.", "strategy", "status"
+        )
+        self.run_time = histogram(
+            "massgen_run_duration_seconds", "Run duration.", RUN_BUCKETS, "strategy"
+        )
+        self.rounds = prom.Counter("massgen_rounds", "Consensus rounds completed.", registry=r)
+        self.running = prom.Gauge(
+            "massgen_runs_in_progress", "Runs started, not ended.", registry=r
+        )
+        self._on: dict[type[ev.Event], Callable[[Any], None]] = {
+            ev.RequestDone: self._request,
+            ev.AgentAnswered: self._answered,
+            ev.AgentRetrying: lambda e: self.retries(e.agent, e.reason).inc(),
+            ev.AgentFailedEvent: lambda e: self.failures(e.agent).inc(),
+            ev.ToolResult: self._tool,
+            ev.RoundDone: lambda e: self.rounds.inc(),
+            ev.RunStarted: lambda e: self.running.inc(),
+            ev.RunEnded: self._run_ended,
+        }
+
+    def __call__(self, event: ev.Event) -> None:
+        if (on := self._on.get(type(event))) is not None:
+            on(event)
+
+    def _request(self, e: ev.RequestDone) -> None:
+        self.requests(e.provider, e.model, e.agent, e.status).inc()
+        self.latency(e.provider, e.model, e.agent).observe(e.latency)
+        if (usage := e.usage) is not None:
+            self.tokens(e.provider, e.model, e.agent, "input").inc(usage.input_tokens)
+            self.tokens(e.provider, e.model, e.agent, "output").inc(usage.output_tokens)
+
+    def _answered(self, e: ev.AgentAnswered) -> None:
+        self.answers(e.agent, "true" if e.cached else "false").inc()
+        if e.cost:
+            self.cost(e.agent).inc(e.cost)
+
+    def _tool(self, e: ev.ToolResult) -> None:
+        self.tool_calls(e.agent, e.tool, "true" if e.ok else "false").inc()
+        self.tool_time(e.tool).observe(e.duration)
+
+    def _run_ended(self, e: ev.RunEnded) -> None:
+        result = e.result
+        self.running.dec()
+        self.runs(result.strategy, str(result.status)).inc()
+        self.run_time(result.strategy).observe(result.duration)
+
+    def watch_backends(self, stacks: Callable[[], Iterable[Backend]]) -> None:
+        """Read breaker states and cache hits from ``stacks()`` (each backend in its
+        resilience stack, e.g. ``Orchestrator.backends``) at every scrape."""
+        self.registry.register(_Collector(lambda: _backend_metrics(stacks())))
+
+    def watch_worker(
+        self, hosted: Sequence[Hosted], bus: Inboxes, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """A worker's turns and heartbeats, and its agents' inboxes read from the bus on
+        ``loop`` at every scrape."""
+        names = {h.id for h in hosted}
+        self.registry.register(_Collector(lambda: _worker_metrics(hosted)))
+        self.watch_inboxes(bus, loop, only=names)
+
+    def watch_inboxes(
+        self, bus: Inboxes, loop: asyncio.AbstractEventLoop, *, only: set[str] | None = None
+    ) -> None:
+        """Every inbox's pending and unread messages and dead letters (``only``: these
+        agents'), read from the bus on ``loop`` at every scrape."""
+        self.registry.register(_Collector(lambda: _inbox_metrics(bus, loop, only)))
+
+
+class _Collector:
+    """A collector made of a function (prometheus_client calls it from its server thread)."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = collect
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing is read at registration; names are checked by tests instead
+
+
+def _backend_metrics(stacks: Iterable[Backend]) -> Iterator[Metric]:
+    state = GaugeMetricFamily(
+        "massgen_circuit_breaker_state",
+        "Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open.",
+        labels=["endpoint"],
+    )
+    hits = CounterMetricFamily(
+        "massgen_cache_hits", "Requests answered from the response cache.", labels=["backend"]
+    )
+    misses = CounterMetricFamily(
+        "massgen_cache_misses", "Requests the response cache could not answer.", labels=["backend"]
+    )
+    circuits: dict[str, int] = {}
+    cached: dict[str, tuple[int, int]] = {}  # backends of one name add up
+    for stack in list(stacks):
+        name = innermost(stack).name
+        for layer in layers(stack):
+            if isinstance(layer, BreakerBackend):
+                key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
+                circuits[key] = max(level, circuits.get(key, 0))  # the worst of an endpoint's
+            elif isinstance(layer, CachingBackend):
+                hit, missed = cached.get(name, (0, 0))
+                cached[name] = (hit + layer.hits, missed + layer.misses)
+    for key, level in circuits.items():
+        state.add_metric([key], level)
+    for name, (hit, missed) in cached.items():
+        hits.add_metric([name], hit)
+        misses.add_metric([name], missed)
+    yield from (state, hits, misses)
+
+
+def _worker_metrics(hosted: Sequence[Hosted]) -> Iterator[Metric]:
+    def family(kind: type[Any], name: str, doc: str, value: Callable[[Hosted], float]) -> Metric:
+        metric = kind(name, doc, labels=["agent"])
+        for h in hosted:
+            metric.add_metric([h.id], value(h))
+        return metric
+
+    now, G, C = time.time(), GaugeMetricFamily, CounterMetricFamily
+    yield family(G, "massgen_worker_turns_in_flight", "Turns running.", lambda h: h.in_flight)
+    yield family(C, "massgen_worker_turns_processed", "Turns answered.", lambda h: h.processed)
+    yield family(C, "massgen_worker_turns_failed", "Turns that failed.", lambda h: h.failed)
+    yield family(C, "massgen_worker_heartbeats", "Heartbeats sent.", lambda h: h.beats)
+    yield family(
+        G,
+        "massgen_worker_heartbeat_age_seconds",
+        "Seconds since the last heartbeat (or registration).",
+        lambda h: max(0.0, now - h.last_beat) if h.last_beat else 0.0,
+    )
+
+
+def _inbox_metrics(
+    bus: Inboxes, loop: asyncio.AbstractEventLoop, only: set[str] | None
+) -> Iterator[Metric]:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop or loop.is_closed():
+        return  # a scrape from the loop's own thread would wait for itself
+    try:
+        stats = asyncio.run_coroutine_threadsafe(bus.inbox_stats(), loop).result(SCRAPE_TIMEOUT)
+    except (MassGenError, OSError, TimeoutError, RuntimeError) as e:
+        log.warning("metrics: inboxes not read: %s", e)
+        return
+    pending = GaugeMetricFamily(
+        "massgen_stream_pending_messages",
+        "Inbox messages delivered and not acknowledged yet.",
+        labels=["agent"],
+    )
+    lag = GaugeMetricFamily(
+        "massgen_stream_lag_messages", "Inbox messages no worker has read yet.", labels=["agent"]
+    )
+    dead = GaugeMetricFamily(
+        "massgen_dead_letters", "Messages in the agent's dead-letter stream.", labels=["agent"]
+    )
+    for s in stats:
+        if only is None or s.agent_id in only:
+            pending.add_metric([s.agent_id], s.pending)
+            lag.add_metric([s.agent_id], s.unread)
+            dead.add_metric([s.agent_id], s.dead_letters)
+    yield from (pending, lag, dead)
+
+
+@contextlib.contextmanager
+def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``metrics`` over HTTP (``port`` 0: a free one) until the block ends; yields
+    the URL of ``/metrics`` with the port bound."""
+    try:
+        server, thread = prom.start_http_server(port, host, registry=metrics.registry)
+    except OSError as e:
+        where = f"{host}:{port}"
+        raise ConfigError(
+            f"cannot serve metrics on {where}: {e.strerror or e}", key="--metrics-port"
+        ) from None
+    bound = server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        yield f"http://{shown}:{bound}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+__all__ = ["Metrics", "serve"]

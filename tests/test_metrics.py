@@ -1,0 +1,217 @@
+"""Prometheus metrics (docs/observability.md, "Metrics"): known runs against in-process
+backends, then ``/metrics`` fetched over real HTTP and parsed with prometheus_client's own
+parser; the labels never carry a task or a run id; without metrics nothing is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from massgen import events as ev
+from massgen.agents.agent import Agent
+from massgen.backends.function import FunctionBackend
+from massgen.cli import app
+from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout, RateLimited
+from massgen.observability.metrics import Metrics, serve
+from massgen.orchestrator import Orchestrator
+from massgen.resilience import Guards
+from massgen.resilience.breaker import BreakerPolicy
+from massgen.types import Completion, CompletionRequest, ToolCall, Usage
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = "What is 6*7? (secret-task-text)"
+MODEL = "fake-model"
+PRICES = {MODEL: {"input": 100.0, "output": 1000.0}}  # USD per million tokens
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample ``url`` serves, by name and sorted labels."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scripted(*replies: Completion | Exception) -> FunctionBackend:
+    queue = list(replies)
+
+    def respond(_: CompletionRequest) -> Completion:
+        reply = queue.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return FunctionBackend(respond, model=MODEL, tools=True)
+
+
+def answer(text: str, usage: Usage) -> Completion:
+    return Completion(text=text, model=MODEL, usage=usage)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Metrics, str]]:
+    metrics = Metrics()
+    with serve(metrics, "127.0.0.1", 0) as url:
+        yield metrics, url
+
+
+def team(tmp_path: Path, metrics: Metrics) -> Orchestrator:
+    calc = ToolCall("call_0", "calculator", {"expression": "6*7"})
+    ada = scripted(
+        RateLimited("slow down", provider="function", status=429),
+        ProviderError("unavailable", provider="function", status=503),
+        Completion(
+            text="", model=MODEL, usage=Usage(10, 2), tool_calls=(calc,), finish_reason="tool_calls"
+        ),
+        answer("It is 42.", Usage(20, 3)),
+    )
+    bob = scripted(answer("42.", Usage(5, 1)))
+    agents = [
+        Agent("ada", ada, tools=["calculator"], prices=PRICES),
+        Agent("bob", bob, prices=PRICES),
+    ]
+    orchestrator = Orchestrator(
+        agents,
+        strategy="parallel",
+        retry_delay=0.001,
+        cache_enabled=True,
+        cache_path=str(tmp_path / "cache.sqlite3"),
+        subscribers=[metrics],
+    )
+    metrics.watch_backends(orchestrator.backends)
+    return orchestrator
+
+
+async def test_a_known_run_is_counted_exactly(tmp_path: Path, served: tuple[Metrics, str]) -> None:
+    metrics, url = served
+    async with team(tmp_path, metrics) as orchestrator:
+        first = await orchestrator.arun(TASK)
+        again = await orchestrator.arun(TASK)  # every request answered from the cache
+    assert first.status == again.status == "done"
+    s = scrape(url)
+    ada = {"provider": "function", "model": MODEL, "agent": "ada"}
+    bob = {**ada, "agent": "bob"}
+    requests = {st: value(s, "massgen_requests_total", **ada, status=st) for st in ("429", "503")}
+    assert requests == {"429": 1, "503": 1}
+    assert value(s, "massgen_requests_total", **ada, status="ok") == 2
+    assert value(s, "massgen_requests_total", **bob, status="ok") == 1
+    assert value(s, "massgen_request_duration_seconds_count", **ada) == 4
+    assert value(s, "massgen_tokens_total", **ada, type="input") == 30
+    assert value(s, "massgen_tokens_total", **ada, type="output") == 5
+    assert value(s, "massgen_tokens_total", **bob, type="input") == 5
+    assert value(s, "massgen_retries_total", agent="ada", reason="rate_limit") == 1
+    assert value(s, "massgen_retries_total", agent="ada", reason="server_error") == 1
+    assert value(s, "massgen_tool_calls_total", agent="ada", tool="calculator", ok="true") == 2
+    assert value(s, "massgen_tool_duration_seconds_count", tool="calculator") == 2
+    assert value(s, "massgen_cache_hits_total", backend="function") == 3
+    assert value(s, "massgen_cache_misses_total", backend="function") == 3
+    assert value(s, "massgen_answers_total", agent="ada", cached="true") == 1
+    assert value(s, "massgen_answers_total", agent="bob", cached="false") == 1
+    assert value(s, "massgen_cost_usd_total", agent="ada") == pytest.approx(0.008)
+    assert value(s, "massgen_cost_usd_total", agent="bob") == pytest.approx(0.0015)
+    assert value(s, "massgen_runs_total", strategy="parallel", status="done") == 2
+    assert value(s, "massgen_run_duration_seconds_count", strategy="parallel") == 2
+    assert value(s, "massgen_runs_in_progress") == 0
+    assert value(s, "process_cpu_seconds_total") > 0  # the process collector is ours too
+    labels = {v for (_, pairs) in s for _, v in pairs}
+    assert not any(TASK in v or "secret-task-text" in v for v in labels)
+    assert not any(run in v for v in labels for run in (first.run_id, again.run_id))
+
+
+def test_retry_reasons_are_a_small_fixed_set() -> None:
+    reasons = {
+        ev.retry_reason(RateLimited("x", status=429)),
+        ev.retry_reason(ProviderTimeout("x")),
+        ev.retry_reason(ProviderConnectionError("x")),
+        ev.retry_reason(ProviderError("x", status=502)),
+        ev.retry_reason(ProviderError("x", status=418)),
+        ev.retry_reason(ValueError("no status")),
+    }
+    assert reasons == {"rate_limit", "timeout", "connection", "server_error", "other"}
+
+
+async def test_an_open_breaker_shows_in_the_gauge(served: tuple[Metrics, str]) -> None:
+    metrics, url = served
+    down = scripted(*[ProviderError("down", provider="function", status=500)] * 2)
+    agents = [Agent("ada", down), Agent("bob", scripted(answer("fine", Usage(1, 1))))]
+    orchestrator = Orchestrator(
+        agents, strategy="parallel", max_retries=0, error_strategy="continue"
+    )
+    orchestrator.guards["ada"] = Guards(breaker=BreakerPolicy(failures=1, cooldown=600))
+    orchestrator.subscribers.append(metrics)
+    metrics.watch_backends(orchestrator.backends)
+    async with orchestrator:
+        result = await orchestrator.arun("anything")
+    assert result.status == "degraded"
+    s = scrape(url)
+    assert value(s, "massgen_circuit_breaker_state", endpoint="function:function") == 2
+    assert value(s, "massgen_agent_failures_total", agent="ada") == 1
+    assert (
+        value(
+            s, "massgen_requests_total", provider="function", model=MODEL, agent="ada", status="500"
+        )
+        == 1
+    )
+    assert value(s, "massgen_runs_total", strategy="parallel", status="degraded") == 1
+
+
+def test_the_run_command_serves_metrics_and_stops_serving(tmp_path: Path) -> None:
+    """``massgen run --metrics-port 0`` tells where it serves; the server is gone after."""
+    config = ROOT / "configs" / "offline.yaml"
+    done = CliRunner().invoke(
+        app,
+        ["run", str(config), "hello", "--no-record", "-q", "--metrics-port", "0"],
+    )
+    assert done.exit_code == 0, done.output
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("metrics on ")]
+    url = line.removeprefix("metrics on ")
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=5)
+
+
+def test_metrics_off_imports_nothing(tmp_path: Path) -> None:
+    config = ROOT / "configs" / "offline.yaml"
+    script = (
+        "import sys\n"
+        "from massgen.cli import main\n"
+        f"sys.argv = ['massgen', 'run', {str(config)!r}, 'hello', '--no-record', '-q']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "sys.exit(7 if 'prometheus_client' in sys.modules else 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_missing_prometheus_client_is_a_config_error_with_a_hint(tmp_path: Path) -> None:
+    config = ROOT / "configs" / "offline.yaml"
+    script = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None  # not installed\n"
+        "from massgen.cli import main\n"
+        f"sys.argv = ['massgen', 'run', {str(config)!r}, 'hi', '--metrics-port', '0']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'massgen[observability]'" in done.stderr
