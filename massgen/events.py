@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from massgen.errors import MassGenError, ProviderConnectionError, ProviderTimeout, RateLimited
+from massgen import errors as E
+from massgen.errors import MassGenError
 from massgen.result import RunResult
 from massgen.types import Completion, OnRetry, Usage
 
@@ -198,18 +199,13 @@ def short_error(error: BaseException) -> str:
 
 def retry_reason(error: BaseException) -> str:
     """Why a request is retried: rate_limit, timeout, connection, server_error or other."""
-    for kind, reason in _REASONS:
-        if isinstance(error, kind):
-            return reason
-    status = getattr(error, "status", None)
-    return "server_error" if isinstance(status, int) and status >= 500 else "other"
+    kind = next((word for k, word in _REASONS if isinstance(error, k)), None)
+    status = (error.status or 0) if isinstance(error, E.ProviderError) else 0
+    return kind or ("server_error" if status >= 500 else "other")
 
 
-_REASONS = (
-    (RateLimited, "rate_limit"),
-    (ProviderTimeout, "timeout"),
-    (ProviderConnectionError, "connection"),
-)
+_REASONS: tuple[tuple[type[Exception], str], ...] = ((E.RateLimited, "rate_limit"),)
+_REASONS += ((E.ProviderTimeout, "timeout"), (E.ProviderConnectionError, "connection"))
 
 
 def retries_told(emit: Subscriber, agent: str) -> OnRetry:

@@ -123,8 +123,8 @@ async def test_a_known_run_is_counted_exactly(tmp_path: Path, served: tuple[Metr
     assert value(s, "massgen_cache_misses_total", backend="function") == 3
     assert value(s, "massgen_answers_total", agent="ada", cached="true") == 1
     assert value(s, "massgen_answers_total", agent="bob", cached="false") == 1
-    assert value(s, "massgen_cost_usd_total", agent="ada") == pytest.approx(0.008)
-    assert value(s, "massgen_cost_usd_total", agent="bob") == pytest.approx(0.0015)
+    assert value(s, "massgen_cost_usd_total", agent="ada", model=MODEL) == pytest.approx(0.008)
+    assert value(s, "massgen_cost_usd_total", agent="bob", model=MODEL) == pytest.approx(0.0015)
     assert value(s, "massgen_runs_total", strategy="parallel", status="done") == 2
     assert value(s, "massgen_run_duration_seconds_count", strategy="parallel") == 2
     assert value(s, "massgen_runs_in_progress") == 0

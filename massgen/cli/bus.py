@@ -7,17 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from massgen.cli.common import (
-    MetricsHost,
-    MetricsPort,
-    Opt,
-    Prefix,
-    Redis,
-    TeamFile,
-    metrics_served,
-    stop_signal,
-    stopped,
-)
+from massgen.cli.common import Opt, Prefix, Redis, TeamFile, stop_signal, stopped
+from massgen.cli.metrics import MetricsHost, MetricsPort, metrics_served
 
 if TYPE_CHECKING:
     from massgen.distributed.worker import TurnReport

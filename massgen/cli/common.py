@@ -5,22 +5,18 @@ stays fast."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     import asyncio
-
-    from massgen.observability.metrics import Metrics
-    from massgen.orchestrator import Orchestrator
 
 T = TypeVar("T")
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
@@ -197,35 +193,3 @@ NoCache = Annotated[bool, Opt("--no-cache", help="Do not read or write the respo
 MaxCost = Annotated[
     float | None, Opt("--max-cost", help="Stop before spending more than this (USD).")
 ]
-MetricsPort = Annotated[
-    int | None,
-    Opt(
-        "--metrics-port",
-        metavar="PORT",
-        min=0,
-        max=65535,
-        help="Serve Prometheus metrics on PORT (0: a free one) at /metrics.",
-        show_default=False,
-    ),
-]
-MetricsHost = Annotated[str, Opt("--metrics-host", metavar="HOST", help="Metrics address.")]
-
-
-@contextlib.contextmanager
-def metrics_served(
-    port: int | None, host: str, to: TextIO, team: Orchestrator | None = None
-) -> Iterator[Metrics | None]:
-    """Metrics served on ``host:port`` while the block runs, their URL told on ``to``, fed
-    by ``team``'s runs and read from its backends; ``None`` (nothing imported) without a port."""
-    if port is None:
-        yield None
-        return
-    from massgen.observability.metrics import Metrics, serve
-
-    metrics = Metrics()
-    if team is not None:
-        team.subscribers.append(metrics)
-        metrics.watch_backends(team.backends)
-    with serve(metrics, host, port) as url:
-        print(f"metrics on {url}", file=to, flush=True)
-        yield metrics

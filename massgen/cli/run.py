@@ -16,17 +16,15 @@ from massgen.cli.common import (
     Arg,
     FindConfig,
     MaxCost,
-    MetricsHost,
-    MetricsPort,
     NoCache,
     Opt,
     Quiet,
     Redis,
     Strategy,
     TeamFile,
-    metrics_served,
     run_until_done,
 )
+from massgen.cli.metrics import MetricsHost, MetricsPort, metrics_served
 
 if TYPE_CHECKING:
     from massgen.events import Subscriber

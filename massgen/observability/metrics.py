@@ -102,7 +102,9 @@ class Metrics:
             "massgen_request_duration_seconds", "Provider request latency.", LATENCY_BUCKETS, *model
         )
         self.tokens = counter("massgen_tokens", "Tokens providers reported.", *model, "type")
-        self.cost = counter("massgen_cost_usd", "Cost of the answers, in US dollars.", "agent")
+        self.cost = counter(
+            "massgen_cost_usd", "Cost of the answers, in US dollars.", "agent", "model"
+        )
         self.answers = counter(
             "massgen_answers", "Agent answers (cached: from the response cache).", "agent", "cached"
         )
@@ -149,7 +151,7 @@ class Metrics:
     def _answered(self, e: ev.AgentAnswered) -> None:
         self.answers(e.agent, "true" if e.cached else "false").inc()
         if e.cost:
-            self.cost(e.agent).inc(e.cost)
+            self.cost(e.agent, e.model).inc(e.cost)
 
     def _tool(self, e: ev.ToolResult) -> None:
         self.tool_calls(e.agent, e.tool, "true" if e.ok else "false").inc()
