@@ -14,7 +14,8 @@ Every fenced block is handled here, or the test fails (so a new one cannot go un
   expression commented with a literal (``x  # 2``) must equal it.
 - **Shell** (no language, ``sh``, or ``console`` with ``$`` prompts): each command is run as
   written in a tmp folder holding a ``team.yaml`` (the page's team, ``TEAMS``), providers
-  being the simulator (the example configs too, all but one); ``[...]``
+  being the simulator (the example configs too, all but one), a ``--metrics-port`` a free
+  port; ``[...]``
   options are run without and with them; a Redis URL on another host stands for the
   reader's Redis and becomes the private one; workers and the service are real processes,
   stopped at the end. A line that is not a command is output, and must be what the command
@@ -143,14 +144,14 @@ BLOCKS = [b for doc in DOCS for b in fenced(doc)]
 
 
 def _kind(block: Block) -> str:
+    if _other(block) is not None:  # a YAML block that is not massgen's (Prometheus')
+        return "other"
     if block.lang == "yaml":
         return "yaml"
     if block.lang == "python":
         return "python"
     if _ERROR.fullmatch(block.text.strip()):
         return "error"
-    if _other(block) is not None:
-        return "other"
     if block.lang in ("sh", "", "console") and _lines(block) and _lines(block)[0][0] == "$":
         return "shell"
     return "unknown"
@@ -332,6 +333,20 @@ def _check_unreachable(block: Block, ctx: OtherContext) -> None:
     assert done.stderr.strip() == shown
 
 
+def _check_scrape_config(block: Block, ctx: OtherContext) -> None:
+    """A Prometheus scrape config: each target's port is one the page's commands serve
+    metrics on, at the path they serve (tests/test_metrics_worker.py scrapes a worker's)."""
+    config = yaml.safe_load(block.text)
+    ports = set(re.findall(r"--metrics-port (\d+)", (ROOT / block.doc).read_text()))
+    targets = [
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    assert targets and all(t.rsplit(":", 1)[1] in ports for t in targets), (targets, ports)
+    assert all(
+        job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"]
+    )
+
+
 OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"massgen run team\.yaml \"task\"$", _check_run_diagram),
     (r"\s+failures consecutive tripping failures", _check_breaker_diagram),
@@ -342,6 +357,7 @@ OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"\s*\w+ waiting for a worker: ", _check_waiting_lines),
     (r"gateway = GatewayService\(\)", _check_gateway_example),
     (r"error: cannot reach Redis at ", _check_unreachable),
+    (r"scrape_configs:", _check_scrape_config),
 ]
 """Blocks that are neither YAML, Python nor commands, by their first line, and their check."""
 
@@ -680,6 +696,8 @@ class Session:
             )
             assert built.returncode == 0, built.stderr  # yet it builds with dummy keys
             return
+        # the reader's metrics port: a free one here (other tests may hold the one shown)
+        args = ["0" if i and args[i - 1] == "--metrics-port" else a for i, a in enumerate(args)]
         if args[0] in ("worker", "service"):
             self.start(args)
             return
