@@ -215,3 +215,28 @@ def test_a_missing_prometheus_client_is_a_config_error_with_a_hint(tmp_path: Pat
     )
     assert done.returncode == 2, done.stderr
     assert "pip install 'massgen[observability]'" in done.stderr
+
+
+async def test_a_batch_counts_its_runs_into_one_metrics() -> None:
+    metrics = Metrics(process=False)
+    reply = Completion(text="ok", model=MODEL, usage=Usage(2, 1))
+    agents = [Agent("ada", FunctionBackend(lambda _: reply, model=MODEL))]
+    async with Orchestrator(agents, strategy="parallel", subscribers=[metrics]) as orchestrator:
+        batch = await orchestrator.abatch_run(["one", "two", "three"], concurrency=2)
+    assert batch.summary.done == 3
+    get = metrics.registry.get_sample_value
+    assert get("massgen_runs_total", {"strategy": "parallel", "status": "done"}) == 3
+    labels = {"provider": "function", "model": MODEL, "agent": "ada"}
+    assert get("massgen_tokens_total", {**labels, "type": "input"}) == 6
+    assert get("massgen_runs_in_progress") == 0
+
+
+def test_the_batch_command_serves_metrics(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("one\ntwo\n")
+    config = str(ROOT / "configs" / "offline.yaml")
+    done = CliRunner().invoke(
+        app, ["batch", str(tasks), "--config", config, "-q", "--metrics-port", "0"]
+    )
+    assert done.exit_code == 0, done.output
+    assert any(ln.startswith("metrics on http://127.0.0.1:") for ln in done.stderr.splitlines())
