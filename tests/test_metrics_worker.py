@@ -164,6 +164,10 @@ def test_worker_and_service_serve_metrics_after_a_distributed_run(
     assert requests == {"ok": 1}  # the worker's own provider request, nobody else's
     assert ("massgen_stream_pending_messages", (("agent", "ada"),)) in s
     assert value(s, "massgen_dead_letters", agent="ada") == 0
+    assert value(s, "massgen_agent_instances", agent="ada") == 1  # the worker, seen by the service
+    assert value(s, "massgen_agent_turns_in_flight", agent="ada") == 0
+    assert ("massgen_agent_heartbeat_age_seconds", (("agent", "ada"),)) in s
+    assert 0 <= value(s, "massgen_agent_heartbeat_age_seconds", agent="ada") < 15
     label_values = {v for (_, pairs) in [*w, *s] for _, v in pairs}
     assert not any(TASK in v or run_id in v or "never-a-label" in v for v in label_values)
     assert_dashboard_queries_exist(text)

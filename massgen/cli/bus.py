@@ -130,6 +130,7 @@ def service(
         service = MASService(transport=transport, interval=interval)
         if metrics is not None:
             metrics.watch_inboxes(transport, asyncio.get_running_loop())
+            metrics.watch_fleet(transport, asyncio.get_running_loop())
         print(f"service watching {bus.where} (prefix {bus.prefix})", flush=True)
         known: dict[tuple[str, str], str] = {}
         try:

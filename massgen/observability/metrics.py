@@ -70,9 +70,11 @@ class Hosted(Protocol):
 
 
 class Inboxes(Protocol):
-    """The bus, as the inbox collector reads it (massgen.mas's transports)."""
+    """The bus, as the collectors read it (massgen.mas's transports)."""
 
     async def inbox_stats(self) -> Any: ...
+
+    async def discover(self) -> Any: ...
 
 
 class Metrics:
@@ -184,6 +186,11 @@ class Metrics:
         agents'), read from the bus on ``loop`` at every scrape."""
         self.registry.register(_Collector(lambda: _inbox_metrics(bus, loop, only)))
 
+    def watch_fleet(self, bus: Inboxes, loop: asyncio.AbstractEventLoop) -> None:
+        """What the registry says of every agent's live instances (``massgen service``):
+        how many, their turns in flight, the oldest heartbeat; read on ``loop`` per scrape."""
+        self.registry.register(_Collector(lambda: _fleet_metrics(bus, loop)))
+
 
 class _Collector:
     """A collector made of a function (prometheus_client calls it from its server thread)."""
@@ -246,19 +253,48 @@ def _worker_metrics(hosted: Sequence[Hosted]) -> Iterator[Metric]:
     )
 
 
-def _inbox_metrics(
-    bus: Inboxes, loop: asyncio.AbstractEventLoop, only: set[str] | None
-) -> Iterator[Metric]:
+def _on_loop(read: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> Any:
+    """``await read()`` on ``loop`` from the scraping thread; ``None`` if it cannot be."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is loop or loop.is_closed():
-        return  # a scrape from the loop's own thread would wait for itself
+        return None  # a scrape from the loop's own thread would wait for itself
     try:
-        stats = asyncio.run_coroutine_threadsafe(bus.inbox_stats(), loop).result(SCRAPE_TIMEOUT)
+        return asyncio.run_coroutine_threadsafe(read(), loop).result(SCRAPE_TIMEOUT)
     except (MassGenError, OSError, TimeoutError, RuntimeError) as e:
-        log.warning("metrics: inboxes not read: %s", e)
+        log.warning("metrics: the bus was not read: %s", e)
+        return None
+
+
+def _fleet_metrics(bus: Inboxes, loop: asyncio.AbstractEventLoop) -> Iterator[Metric]:
+    if (records := _on_loop(bus.discover, loop)) is None:
+        return
+    now, by_agent = time.time(), dict[str, list[Any]]()
+    for r in records:
+        by_agent.setdefault(r.id, []).append(r)
+    live = GaugeMetricFamily("massgen_agent_instances", "Live instances.", labels=["agent"])
+    busy = GaugeMetricFamily(
+        "massgen_agent_turns_in_flight", "Turns its instances run.", labels=["agent"]
+    )
+    age = GaugeMetricFamily(
+        "massgen_agent_heartbeat_age_seconds", "Its oldest heartbeat's age.", labels=["agent"]
+    )
+    for agent, rs in sorted(by_agent.items()):
+        live.add_metric([agent], len(rs))
+        busy.add_metric([agent], sum(int(r.metadata.get("in_flight") or 0) for r in rs))
+        ttl = [float(r.metadata.get("heartbeat_ttl") or 0) for r in rs]
+        ages = [max(0.0, now - (r.expires - t)) for r, t in zip(rs, ttl, strict=True) if t]
+        if ages:
+            age.add_metric([agent], max(ages))
+    yield from (live, busy, age)
+
+
+def _inbox_metrics(
+    bus: Inboxes, loop: asyncio.AbstractEventLoop, only: set[str] | None
+) -> Iterator[Metric]:
+    if (stats := _on_loop(bus.inbox_stats, loop)) is None:
         return
     pending = GaugeMetricFamily(
         "massgen_stream_pending_messages",
