@@ -240,3 +240,17 @@ def test_the_batch_command_serves_metrics(tmp_path: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     assert any(ln.startswith("metrics on http://127.0.0.1:") for ln in done.stderr.splitlines())
+
+
+def test_a_port_in_use_is_a_config_error() -> None:
+    import socket
+
+    from massgen.errors import ConfigError
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ConfigError) as caught, serve(Metrics(process=False), port=port):
+            pass
+    assert caught.value.key == "--metrics-port"
