@@ -144,8 +144,6 @@ class _Builder:
             first_line[key] = line
             self.lines.setdefault((*path, key), line)
             out[key] = self.build(value_node, (*path, key))
-        if not merges:
-            return out
         merged: dict[str, Any] = {}
         for merge_node in merges:
             many = isinstance(merge_node, yaml.SequenceNode)

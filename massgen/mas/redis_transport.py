@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -44,7 +42,7 @@ from massgen.mas.transport import (
     Orphans,
 )
 from massgen.redact import redact_url as redact
-from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, redis_client
+from massgen.store.redis_client import REPLY_TIMEOUT, RedisLease, map_errors, redis_client
 
 
 def _translate(e: rexc.RedisError, where: str) -> MassGenError:
@@ -65,26 +63,6 @@ def _translate(e: rexc.RedisError, where: str) -> MassGenError:
             hint="grant the user the stream, hash, sorted-set, string and scripting commands",
         )
     return TransportError(f"Redis at {where}: {type(e).__name__}: {e}")
-
-
-def _map_errors(cls: type[RedisTransport]) -> type[RedisTransport]:
-    """Every public coroutine of ``cls`` re-raises redis-py errors as errors of our tree
-    (without the URL's password); ``send`` does it inline (one coroutine less per message)."""
-
-    def mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        async def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await fn(self, *args, **kwargs)
-            except rexc.RedisError as e:
-                raise _translate(e, self.where) from e
-
-        return wrapper
-
-    for name, fn in list(vars(cls).items()):
-        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "send":
-            setattr(cls, name, mapped(fn))
-    return cls
 
 
 def _s(value: bytes | str) -> str:
@@ -117,7 +95,8 @@ def _field(fields: list[bytes] | None) -> bytes:
     return dict(zip(fields[::2], fields[1::2], strict=True)).get(FIELD, b"") if fields else b""
 
 
-@_map_errors
+# send maps its errors inline: one coroutine less per message
+@map_errors(lambda self, e: _translate(e, self.where), skip={"send"})
 class RedisTransport:
     """:data:`~massgen.mas.transport.Transport` over one Redis (standalone, not Cluster);
     ``options`` go to :func:`~massgen.store.redis_client.redis_client` (e.g. ``retries``)."""

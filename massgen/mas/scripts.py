@@ -16,23 +16,18 @@ from redis import exceptions as rexc
 from massgen.errors import TransportError
 from massgen.mas.transport import FIELD
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-_HOLDS = """
+# The functions scripts share: server_now() (ms, from the server's TIME), holds(...) (whether
+# the consumer holds the entry), held(...) (which of ids[first..] the consumer holds, as a
+# set: one XPENDING per id for a few, else one pass over its pending entries in pages of 1000).
+_LIB = """
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local function holds(inbox, group, consumer, id)
   local p = redis.call('XPENDING', inbox, group, id, id, 1)
   return #p > 0 and p[1][2] == consumer
 end
-"""
-
-# held(...): which of ids[first..] the consumer holds, as a set: one XPENDING per id for a
-# few, else one pass over the consumer's pending entries in pages of 1000.
-_HELD = (
-    _HOLDS
-    + """
 local function held(inbox, group, consumer, ids, first)
   local out = {}
   if #ids - first < 8 then
@@ -54,13 +49,17 @@ local function held(inbox, group, consumer, ids, first)
   end
 end
 """
-)
+
+
+def _script(body: str) -> str:
+    """``body`` after the shared functions (a script calls only those it needs)."""
+    return _LIB + body
+
 
 # KEYS: registry, agent hash. ARGV: agent id, instance id, record, ttl ms, retention
 # ms, replica (0/1). 0 when a live non-replica instance holds the id.
-REGISTER = (
-    _NOW
-    + """
+REGISTER = _script("""
+local now = server_now()
 local fields = redis.call('HGETALL', KEYS[2])
 for i = 1, #fields, 2 do
   local iid = fields[i]
@@ -78,26 +77,22 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2] .. ':' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[5]))
 return 1
-"""
-)
+""")
 
 # KEYS: registry, agent hash. ARGV: member, ttl ms, retention ms. 0 when declared dead.
-HEARTBEAT = (
-    _NOW
-    + """
+HEARTBEAT = _script("""
+local now = server_now()
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) <= now then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 return 1
-"""
-)
+""")
 
 
 # KEYS: registry. ARGV: agent key prefix. Returns record json, expiry ms, ... of live instances.
-DISCOVER = (
-    _NOW
-    + """
+DISCOVER = _script("""
+local now = server_now()
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
 local out = {}
 for i = 1, #members, 2 do
@@ -109,13 +104,11 @@ for i = 1, #members, 2 do
   end
 end
 return out
-"""
-)
+""")
 
 # KEYS: registry. ARGV: agent key prefix, retention ms. Marks expired instances dead.
-REAP = (
-    _NOW
-    + """
+REAP = _script("""
+local now = server_now()
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 local out = {}
 for _, m in ipairs(members) do
@@ -139,8 +132,7 @@ for _, m in ipairs(members) do
   end
 end
 return out
-"""
-)
+""")
 
 # KEYS: inbox, dlq. ARGV: group, consumer, lease ms, cursor, count, max deliveries, maxlen.
 # Returns the next cursor, then id, delivery count, blob per entry taken over.
@@ -170,9 +162,7 @@ return out
 # mode 'ack' acknowledges them (returns how many; an id listed twice counts once); the others
 # return the ids not held: 'renew' restarts their leases, 'release' makes them look idle ms
 # old (a reclaim takes them soon), 'uncount' too and takes this delivery off their count.
-FENCED = (
-    _HELD
-    + """
+FENCED = _script("""
 local h = held(KEYS[1], ARGV[1], ARGV[2], ARGV, 5)
 local mine, lost, mode = {}, {}, ARGV[3]
 for i = 5, #ARGV do
@@ -196,27 +186,21 @@ for i = 1, #mine, 1000 do
 end
 if mode == 'ack' then return #mine end
 return lost
-"""
-)
+""")
 
 # KEYS: inbox, dlq. ARGV: group, consumer, id, blob, reason, maxlen.
-DEAD_LETTER = (
-    _HOLDS
-    + """
+DEAD_LETTER = _script("""
 if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'm', ARGV[4], 'reason', ARGV[5],
   'consumer', ARGV[2], 'entry', ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
-"""
-)
+""")
 
 # KEYS: inbox, reply key, reply stream. ARGV: group, consumer, entry id ('' = unfenced), blob,
 # ttl ms. 1 committed (also for the same blob again: a retried commit), 0 duplicate, -1 lease
 # lost. A committed or duplicate reply also acknowledges the request.
-COMMIT = (
-    _HOLDS
-    + """
+COMMIT = _script("""
 local fenced = ARGV[3] ~= ''
 if fenced and not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
   if redis.call('GET', KEYS[2]) == ARGV[4] then return 1 end
@@ -231,8 +215,7 @@ elseif redis.call('GET', KEYS[2]) ~= ARGV[4] then
 end
 if fenced then redis.call('XACK', KEYS[1], ARGV[1], ARGV[3]) end
 return result
-"""
-)
+""")
 
 # ARGV: seen key prefix, ttl ms, (message id, entry id)... 1: first time or a redelivery of
 # the same entry; 0: the id came in another entry (a replay).
@@ -252,9 +235,8 @@ return out
 # maxlen, count, hand-back idle ms. Entries idle past the lease whose holder is dead are
 # dead-lettered (deliveries used up) or handed to the taker looking idle (JUSTID: count kept);
 # dead consumers holding nothing are dropped. Returns {released, dead-lettered, holders}.
-ORPHANS = (
-    _NOW
-    + """
+ORPHANS = _script("""
+local now = server_now()
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[4], '-', '+', ARGV[7])
 local max = tonumber(ARGV[5])
 local alive, holders = {}, {}
@@ -291,8 +273,7 @@ for _, c in ipairs(holders) do
   end
 end
 return {released, dead, holders}
-"""
-)
+""")
 
 # KEYS: inboxes. ARGV: "<key index>:<length>" per message, the blobs end to end. One XADD each.
 ADD = """

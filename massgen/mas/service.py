@@ -47,10 +47,6 @@ class Report:
     released: dict[str, list[EntryId]] = field(default_factory=dict)
     dead_lettered: dict[str, list[EntryId]] = field(default_factory=dict)
 
-    @property
-    def dead_letters(self) -> dict[str, int]:
-        return {s.agent_id: s.dead_letters for s in self.inboxes if s.dead_letters}
-
 
 class MASService(Lifecycle):
     """Runs :meth:`check` every ``interval`` seconds; its bus is chosen as an agent's."""

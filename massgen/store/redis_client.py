@@ -13,8 +13,8 @@ import functools
 import inspect
 import sqlite3
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -41,6 +41,34 @@ def check_url(url: str) -> None:
     except ValueError as e:
         hint = "use redis://[user:password@]host[:port][/db] or rediss:// for TLS"
         raise ConfigError(f"invalid Redis URL {redact_url(url)!r}", hint=hint) from e
+
+
+C = TypeVar("C", bound=type)
+
+
+def map_errors(
+    translate: Callable[[Any, rexc.RedisError], Exception], *, skip: Collection[str] = ()
+) -> Callable[[C], C]:
+    """A class decorator: each public coroutine method (but ``skip``) re-raises redis-py errors
+    as ``translate(self, error)``, an error of our tree that does not show the URL's password."""
+
+    def mapped(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except rexc.RedisError as e:
+                raise translate(self, e) from e
+
+        return wrapper
+
+    def decorate(cls: C) -> C:
+        for name, fn in list(vars(cls).items()):
+            if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name not in skip:
+                setattr(cls, name, mapped(fn))
+        return cls
+
+    return decorate
 
 
 def redis_client(
@@ -145,8 +173,6 @@ return {appended, held, records}
 """  # what a log gained since ARGV[1] appends: appends now, length, oldest unseen records
 _PER_TRIP = 500  # a long log is copied in parts: no one reply holds the loop long
 
-F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
-
 
 def _copy(
     c: sqlite3.Connection, log: str, kept: int, new: list[bytes], then: Query | None = None
@@ -162,19 +188,10 @@ def _bytes(value: bytes | str) -> bytes:  # as redis-py types replies; ours neve
     return value.encode() if isinstance(value, str) else value
 
 
-def _mapped(fn: F) -> F:
-    """Re-raise redis-py errors as :class:`TransportError` (without the URL's password)."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(self, *args, **kwargs)
-        except rexc.RedisError as e:
-            raise TransportError(f"Redis store at {self.where}: {type(e).__name__}: {e}") from e
-
-    return cast(F, wrapper)
-
-
+@map_errors(
+    lambda self, e: TransportError(f"Redis store at {self.where}: {type(e).__name__}: {e}"),
+    skip={"aclose"},
+)
 class RedisStore(Store):
     """A store on the process's shared client for ``url`` (``options``: :func:`redis_client`'s)."""
 
@@ -208,36 +225,29 @@ class RedisStore(Store):
         pattern = literal + "*"  # a MATCH pattern for the keys that start with the prefix
         return [k async for k in self._r.scan_iter(match=pattern, count=_SCAN_BATCH)]
 
-    @_mapped
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._key(key))
         return None if value is None else _bytes(value)
 
-    @_mapped
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
         px = None if ttl is None else max(1, round(ttl * 1000))
         await self._r.set(self._key(key), value, px=px)
 
-    @_mapped
     async def delete(self, key: str) -> bool:
         return bool(await self._r.delete(self._key(key)))
 
-    @_mapped
     async def delete_prefix(self, prefix: str) -> int:
         keys = await self._scan(prefix)
         chunks = [keys[i : i + _SCAN_BATCH] for i in range(0, len(keys), _SCAN_BATCH)]
         return sum([int(await self._r.unlink(*chunk)) for chunk in chunks])
 
-    @_mapped
     async def count(self, prefix: str = "") -> int:
         return len(await self._scan(prefix))
 
-    @_mapped
     async def append(self, log: str, record: bytes) -> None:
         await self._r.eval(_APPEND, 2, self._log(log), self._appended(log), record)
 
-    @_mapped
     async def read(self, log: str, start: int = 0, limit: int | None = None) -> list[bytes]:
         check_count("limit", limit)
         if limit == 0:
@@ -246,11 +256,9 @@ class RedisStore(Store):
         end = -1 if limit is None or start < 0 else start + limit - 1
         return [_bytes(r) for r in await self._r.lrange(self._log(log), start, end)][:limit]
 
-    @_mapped
     async def length(self, log: str) -> int:
         return int(await self._r.llen(self._log(log)))
 
-    @_mapped
     async def trim(self, log: str, keep_last: int) -> None:
         check_count("keep_last", keep_last)
         if keep_last == 0:
@@ -258,7 +266,6 @@ class RedisStore(Store):
         else:
             await self._r.ltrim(self._log(log), -keep_last, -1)
 
-    @_mapped
     async def search(
         self, log: str, query: str, text: Text, limit: int
     ) -> list[tuple[float, bytes]]:
