@@ -1,0 +1,211 @@
+"""The dashboard's Board over a real aiohttp server on loopback: events in, the state JSON and
+server-sent events out; and `massgen dashboard --redis` as a process beside a real worker.
+(The page itself, in a real browser: tests/test_dashboard_browser.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from massgen import events as ev
+from massgen.result import RunResult, Vote
+from massgen.serve.board import Board
+from tests.boardkit import ANSWERS, FIRST, WINNER, events, gated_team, served
+from tests.mas.helpers import SHARED_REDIS, free_port
+from tests.procs import read_line, run_massgen, start_ready
+from tests.test_cli_distributed import TEAM
+
+
+async def test_a_consensus_streams_to_the_board_and_ends_among_recent_runs() -> None:
+    board, gate = Board(interval=0), asyncio.Event()
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
+        assert await sse.until("state") == {"live": [], "recent": [], "keep": 50, "registry": None}
+        team = gated_team(gate)
+        run = asyncio.ensure_future(
+            team.arun("Capital of France?", subscribers=[board.subscriber("geo", "massgen/geo")])
+        )
+
+        def streaming(data: dict) -> bool:  # every agent's first piece shown, none further
+            texts = {a["name"]: a["text"] for a in data["agents"] if a["streaming"]}
+            return texts == FIRST
+
+        live = await sse.until("run", streaming)
+        assert (live["team"], live["model"], live["live"], live["status"]) == (
+            "geo",
+            "massgen/geo",
+            True,
+            "running",
+        )
+        assert live["task"] == "Capital of France?" and live["strategy"] == "consensus"
+        assert live["winner"] is None and live["final"] == ""
+        gate.set()
+        done = await sse.until("run", lambda d: not d["live"])
+        result = await run
+        await team.aclose()
+        async with http.get(url + "dashboard/state") as response:
+            state = await response.json()
+    assert done["status"] == "done" and done["winner"] == WINNER == result.winner
+    assert done["final"] == result.final_answer == ANSWERS[WINNER]
+    assert done["votes"] == dict.fromkeys(ANSWERS, WINNER)
+    assert done["agreement"] == 1.0 and done["rounds"] == result.rounds
+    assert done["duration"] == result.duration and done["cost"] == result.cost
+    assert {a["name"]: a["text"] for a in done["agents"]} == ANSWERS
+    assert state["live"] == [] and state["recent"] == [done]
+
+
+async def test_the_page_is_self_contained_and_only_its_own_script_may_run() -> None:
+    board = Board()
+    async with served(board) as url, aiohttp.ClientSession() as http, http.get(url) as response:
+        page = await response.text()
+        policy = response.headers["Content-Security-Policy"]
+        assert response.content_type == "text/html" and response.charset == "utf-8"
+    assert not re.search(r"(src|href)=|@import|url\(|//[a-z]", page), "nothing is fetched"
+    assert "innerHTML" not in page and "insertAdjacentHTML" not in page
+    assert re.search(r"script-src 'sha256-[A-Za-z0-9+/]+=*';", policy)
+    assert "default-src 'none'" in policy and "unsafe-inline" not in policy
+
+
+def _ended(run_id: str, agents: tuple[str, ...] = ("a", "b")) -> list[ev.Event]:
+    result = RunResult(run_id=run_id, task="t", strategy="consensus", winner="a", duration=1.5)
+    result.votes = [Vote("a", 1, "a"), Vote("b", 1, "b")]
+    return [
+        ev.RunStarted(run_id=run_id, task="t", strategy="consensus", agents=agents),
+        ev.FinalAnswer(text="A", winner="a"),
+        ev.RunEnded(result=result),
+    ]
+
+
+async def test_only_the_latest_runs_are_kept_and_the_page_is_told_of_one_dropped() -> None:
+    board = Board(keep=2, interval=0)
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
+        await sse.until("state")
+        for run_id in ("r1", "r2", "r3"):
+            tell = board.subscriber("t", "m")
+            for event in _ended(run_id):
+                tell(event)
+        dropped = await sse.until("drop")
+        async with http.get(url + "dashboard/state") as response:
+            state = await response.json()
+    assert dropped == {"key": "1"}
+    assert [r["run_id"] for r in state["recent"]] == ["r3", "r2"]  # newest first
+    assert state["recent"][0]["agreement"] == 0.5  # a's one vote of two agents
+
+
+async def test_a_burst_of_deltas_reaches_a_browser_as_one_frame_of_the_latest_text() -> None:
+    """No queue per browser: 10,000 deltas that came while it was being written to are one
+    frame, with the end of the text (what the row keeps), and nothing else is pending."""
+    board = Board(interval=0)
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
+        await sse.until("state")
+        tell = board.subscriber("t", "m")
+        tell(ev.RunStarted(run_id="r", task="t", strategy="parallel", agents=("a", "b")))
+        tell(ev.AgentStarted(agent="a", phase="answer", round=0, prompt="p"))
+        for i in range(10_000):
+            tell(ev.TokenDelta(agent="a", text=f"{i} "))
+        first = await sse.until("run")
+        tell(ev.AgentStarted(agent="b", phase="answer", round=0, prompt="p"))
+        kind, second = await sse.next()
+    assert first["agents"][0]["text"].endswith("9998 9999 ")
+    assert len(first["agents"][0]["text"]) <= 400
+    assert kind == "run" and second["agents"][1]["status"] == "answering"
+    assert second["agents"][0]["text"] == first["agents"][0]["text"]  # no stale frame between
+
+
+async def test_a_quiet_stream_gets_heartbeat_comments() -> None:
+    board = Board(heartbeat=0.05)
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
+        await sse.until("state")
+        assert await sse.next() == ("comment", "ping")
+
+
+async def test_closing_the_board_ends_open_streams() -> None:
+    board = Board()
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
+        await sse.until("state")
+        await board.aclose()
+        with pytest.raises(EOFError):
+            await sse.next()
+
+
+async def test_a_redis_that_does_not_answer_is_shown_not_raised() -> None:
+    board = Board(redis_url=f"redis://127.0.0.1:{free_port()}/0", prefix="test:none:")
+    async with (
+        served(board) as url,
+        aiohttp.ClientSession() as http,
+        http.get(url + "dashboard/state") as response,
+    ):
+        assert response.status == 200
+        registry = (await response.json())["registry"]
+    assert registry["agents"] == [] and registry["prefix"] == "test:none:"
+    assert registry["error"] and registry["redis"].startswith("redis://127.0.0.1:")
+
+
+# -- `massgen dashboard` as a process ------------------------------------------------------
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_massgen_dashboard_lists_the_agents_a_worker_hosts(tmp_path: Path, prefix: str) -> None:
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM + f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n")
+    worker = start_ready(
+        [sys.executable, "-m", "massgen", "worker", str(team)], ready="hosting ", count=3
+    )
+    board = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "dashboard", "--redis", SHARED_REDIS]
+        + ["--prefix", prefix, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = read_line(board, time.monotonic() + 30) or ""
+        url = re.search(r"serving on (http://127\.0\.0\.1:\d+/) ", line)
+        assert url is not None, line
+        state = _get_json(url[1] + "dashboard/state")
+    finally:
+        board.send_signal(signal.SIGTERM)
+        _, err = board.communicate(timeout=20)
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=20)
+    assert board.returncode == 0, err
+    assert "massgen dashboard: stopped (SIGTERM)" in err
+    registry = state["registry"]
+    assert registry["prefix"] == prefix and registry["error"] is None
+    rows = {row["name"]: row for row in registry["agents"]}
+    assert set(rows) == {"ada", "bob", "cy"}
+    for row in rows.values():
+        assert row["in_flight"] == 0 and row["dead_letters"] == 0 and row["replicas"] == 1
+        assert row["heartbeat_age"] < 15 and row["hosts"] == [
+            f"{socket.gethostname()}/{worker.pid}"
+        ]
+
+
+def test_massgen_dashboard_without_redis_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASSGEN_REDIS_URL", raising=False)
+    done = run_massgen("dashboard", "--port", "0")
+    assert done.returncode == 2 and "--redis" in done.stderr
+
+
+def test_massgen_dashboard_on_a_taken_port_is_a_usage_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = run_massgen("dashboard", "--redis", SHARED_REDIS, "--port", port)
+    assert done.returncode == 2 and port in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
