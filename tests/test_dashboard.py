@@ -30,7 +30,13 @@ from tests.test_cli_distributed import TEAM
 async def test_a_consensus_streams_to_the_board_and_ends_among_recent_runs() -> None:
     board, gate = Board(interval=0), asyncio.Event()
     async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as sse:
-        assert await sse.until("state") == {"live": [], "recent": [], "keep": 50, "registry": None}
+        assert await sse.until("state") == {
+            "live": [],
+            "recent": [],
+            "keep": 50,
+            "runs": True,
+            "registry": None,
+        }
         team = gated_team(gate)
         run = asyncio.ensure_future(
             team.arun("Capital of France?", subscribers=[board.subscriber("geo", "massgen/geo")])
@@ -185,6 +191,7 @@ def test_massgen_dashboard_lists_the_agents_a_worker_hosts(tmp_path: Path, prefi
     assert board.returncode == 0, err
     assert "massgen dashboard: stopped (SIGTERM)" in err
     registry = state["registry"]
+    assert state["runs"] is False  # it runs nothing: the page shows only the workers
     assert registry["prefix"] == prefix and registry["error"] is None
     rows = {row["name"]: row for row in registry["agents"]}
     assert set(rows) == {"ada", "bob", "cy"}

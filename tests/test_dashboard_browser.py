@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,9 @@ import pytest
 
 from massgen.serve.board import Board
 from tests.boardkit import ANSWERS, FIRST, WINNER, gated_team, served
+from tests.mas.helpers import SHARED_REDIS
+from tests.procs import start_ready
+from tests.test_cli_distributed import TEAM
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -129,3 +135,40 @@ async def test_the_page_streams_a_consensus_then_shows_the_winner(browser: Any) 
         assert await phone.page.evaluate(LOW_CONTRAST) == []
         await phone.page.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)
     assert desktop.faults == [] and phone.faults == []
+
+
+async def test_the_page_shows_the_workers_on_redis_as_they_come_and_go(
+    browser: Any, tmp_path: Path, prefix: str
+) -> None:
+    from playwright.async_api import expect
+
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM + f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n")
+    argv = [sys.executable, "-m", "massgen", "worker", str(team)]
+    worker = await asyncio.to_thread(start_ready, argv, ready="hosting ", count=3)
+    try:
+        board = Board(redis_url=SHARED_REDIS, prefix=prefix, registry_every=0.2, runs=False)
+        async with served(board) as url:
+            watched = Watched(await browser.new_page(viewport={"width": 1280, "height": 700}))
+            page = watched.page
+            await page.goto(url)
+            workers = page.get_by_role("region", name="Workers")
+            await expect(workers.get_by_text(f"prefix {prefix}")).to_be_visible()
+            # as `massgen dashboard` serves it: no runs there, so only the workers
+            await expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_hidden()
+            rows = workers.locator("tbody tr")
+            await expect(rows.locator("td[data-label=Agent]")).to_have_text(["ada", "bob", "cy"])
+            await expect(rows.locator("td[data-label='Dead letters']")).to_have_text(["0"] * 3)
+            host = f"{socket.gethostname()}/{worker.pid}"
+            await expect(rows.locator("td[data-label='Host/pid']")).to_have_text([host] * 3)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=ARTIFACTS / "dashboard-workers.png", full_page=True)
+            worker.send_signal(signal.SIGTERM)  # it deregisters: the next read shows none
+            await asyncio.to_thread(worker.communicate, timeout=20)
+            await expect(workers.get_by_text("No live worker.")).to_be_visible()
+            await expect(rows).to_have_count(0)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0 and watched.faults == []

@@ -42,7 +42,7 @@ def dashboard(
         from massgen.serve.board import Board
 
         got = stop_signal()
-        board = Board(redis_url=bus.url, prefix=bus.prefix)
+        board = Board(redis_url=bus.url, prefix=bus.prefix, runs=False)
         app = web.Application()
         app.add_routes(board.routes())
         app.on_shutdown.append(lambda _: board.aclose())

@@ -138,7 +138,8 @@ class Board:
     ``redis_url``, ``prefix``: the bus whose registry of workers the page shows (read every
     ``registry_every`` seconds while someone looks). ``keep``: finished runs kept.
     ``heartbeat``: seconds of silence after which a stream gets a comment (proxies close
-    idle connections). ``interval``: the least time between two writes to one stream."""
+    idle connections). ``interval``: the least time between two writes to one stream.
+    ``runs=False``: the page shows only the registry (``massgen dashboard``: it runs nothing)."""
 
     def __init__(
         self,
@@ -149,11 +150,12 @@ class Board:
         heartbeat: float = 15.0,
         interval: float = 0.1,
         registry_every: float = 2.0,
+        runs: bool = True,
     ) -> None:
         from massgen.distributed.target import BusTarget
 
         self.keep, self.heartbeat, self.interval = keep, heartbeat, interval
-        self.registry_every = registry_every
+        self.registry_every, self.runs = registry_every, runs
         self.bus = BusTarget.resolve(redis_url, prefix=prefix) if redis_url else None
         self._live: dict[str, _Run] = {}
         self._recent: OrderedDict[str, _Run] = OrderedDict()  # oldest first
@@ -205,6 +207,7 @@ class Board:
             "live": [run.as_dict() for run in self._live.values()],
             "recent": [run.as_dict() for run in reversed(self._recent.values())],
             "keep": self.keep,
+            "runs": self.runs,
             "registry": await self.registry(),
         }
 
