@@ -70,6 +70,23 @@ async def test_a_consensus_streams_to_the_board_and_ends_among_recent_runs() -> 
     assert state["live"] == [] and state["recent"] == [done]
 
 
+async def test_a_run_nobody_watches_is_not_streamed_for_the_board() -> None:
+    """Its agents answer without streaming (the gate that holds their streams back is never
+    opened), and the page still gets the answers once a browser comes."""
+    board = Board(interval=0)
+    async with served(board) as url, aiohttp.ClientSession() as http:
+        team = gated_team(asyncio.Event())
+        result = await asyncio.wait_for(
+            team.arun("Capital of France?", subscribers=[board.subscriber("geo", "m")]), 10
+        )
+        await team.aclose()
+        async with events(http, url) as sse:
+            [done] = (await sse.until("state"))["recent"]
+            assert board.subscriber("geo", "m").wants_deltas  # read as a run starts
+    assert result.winner == done["winner"] == WINNER
+    assert {a["name"]: a["text"] for a in done["agents"]} == ANSWERS
+
+
 async def test_the_page_is_self_contained_and_only_its_own_script_may_run() -> None:
     board = Board()
     async with served(board) as url, aiohttp.ClientSession() as http, http.get(url) as response:

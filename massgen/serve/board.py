@@ -130,6 +130,30 @@ class _Client:
     registry_at: float = 0.0
 
 
+class _Subscriber:
+    """One run's subscriber. It asks for token deltas only if a browser watches as the run
+    starts: a run nobody watches is not streamed for the board's sake (its answers still
+    show when they come)."""
+
+    def __init__(self, board: Board, team: str, run_model: str) -> None:
+        self.board, self.team, self.run_model = board, team, run_model
+        self.run: _Run | None = None
+
+    @property
+    def wants_deltas(self) -> bool:
+        return bool(self.board._clients)
+
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            self.run = self.board._started(self.team, self.run_model)
+        if self.run is None:
+            return
+        self.run.apply(e)
+        self.board._changed(self.run.key)
+        if isinstance(e, ev.RunEnded):
+            self.board._ended(self.run)
+
+
 class Board:
     """The dashboard of one process. Give each run :meth:`subscriber`; mount :meth:`routes`
     on an ``aiohttp.web.Application``; call :meth:`aclose` when shutting down (in the app's
@@ -172,25 +196,20 @@ class Board:
     # -- runs -------------------------------------------------------------------------------
 
     def subscriber(self, team: str, run_model: str) -> ev.Subscriber:
-        """What to pass a run (``arun(..., subscribers=[...])``): it shows the run live, and
-        then among the recent ones. ``team``, ``run_model``: what the page calls it."""
-        run: _Run | None = None
+        """What to pass a run (``arun(..., subscribers=[...])``), on the loop that serves the
+        board: it shows the run live, then among the recent ones. ``team``, ``run_model``:
+        what the page calls it."""
+        return _Subscriber(self, team, run_model)
 
-        def on_event(e: ev.Event) -> None:
-            nonlocal run
-            if isinstance(e, ev.RunStarted):
-                self._runs += 1
-                run = self._live[str(self._runs)] = _Run(str(self._runs), team, run_model)
-            if run is None:
-                return
-            run.apply(e)
-            self._changed(run.key)
-            if isinstance(e, ev.RunEnded):
-                self._recent[run.key] = self._live.pop(run.key)
-                while len(self._recent) > self.keep:
-                    self._changed(self._recent.popitem(last=False)[0])
+    def _started(self, team: str, run_model: str) -> _Run:
+        self._runs += 1
+        run = self._live[str(self._runs)] = _Run(str(self._runs), team, run_model)
+        return run
 
-        return on_event
+    def _ended(self, run: _Run) -> None:
+        self._recent[run.key] = self._live.pop(run.key)
+        while len(self._recent) > self.keep:
+            self._changed(self._recent.popitem(last=False)[0])
 
     def _changed(self, key: str) -> None:
         for client in self._clients:
