@@ -21,6 +21,7 @@ import pytest
 from massgen import events as ev
 from massgen.result import RunResult, Vote
 from massgen.serve.board import Board
+from massgen.types import Usage
 from tests.boardkit import ANSWERS, FIRST, WINNER, events, gated_team, served
 from tests.mas.helpers import SHARED_REDIS, free_port
 from tests.procs import read_line, run_massgen, start_ready
@@ -143,6 +144,53 @@ async def test_a_burst_of_deltas_reaches_a_browser_as_one_frame_of_the_latest_te
     assert len(first["agents"][0]["text"]) <= 400
     assert kind == "run" and second["agents"][1]["status"] == "answering"
     assert second["agents"][0]["text"] == first["agents"][0]["text"]  # no stale frame between
+
+
+async def test_a_browser_that_stops_reading_gets_the_latest_state_when_it_reads_again() -> None:
+    """A browser that stops reading (a tiny receive window, nothing read) holds up neither the
+    run nor a browser that reads; when it reads again it gets what had fitted in the socket's
+    buffers and then the latest state: far fewer frames than changes, none queued for it."""
+    board, changes = Board(interval=0), 150
+    answers = [f"a{i}" for i in range(60)]
+    async with served(board) as url, aiohttp.ClientSession() as http, events(http, url) as fast:
+        await fast.until("state")
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))))
+        slow.sendall(b"GET /dashboard/events HTTP/1.0\r\n\r\n")  # 1.0: not chunked
+        head = await asyncio.to_thread(_read_until, slow, b"event: state")  # it is a client
+        tell = board.subscriber("t", "m")
+        tell(ev.RunStarted(run_id="r", task="t", strategy="parallel", agents=tuple(answers)))
+        usage = Usage(1, 1)
+        for name in answers:  # every frame of the run is some 250 kB
+            text = name * 2000
+            tell(
+                ev.AgentAnswered(
+                    agent=name, phase="answer", round=0, text=text, usage=usage, cost=0, latency=0
+                )
+            )
+        await fast.until("run", lambda d: d["agents"][-1]["text"].startswith("a59"))
+        for i in range(changes):
+            tell(ev.TokenDelta(agent="a0", text=f" change-{i}"))
+            await fast.until("run", lambda d, i=i: d["agents"][0]["text"].endswith(f"change-{i}"))
+        received = await asyncio.to_thread(_read_until, slow, f"change-{changes - 1}".encode())
+        slow.close()
+    assert b" 200 OK" in head
+    frames = received.count(b"event: run\n")
+    assert 1 <= frames < changes / 2, frames
+    last = received.rsplit(b"event: run\ndata: ", 1)[1].split(b"\n\n")[0]
+    assert json.loads(last)["agents"][0]["text"].endswith(f"change-{changes - 1}")
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What ``sock`` sends, up to the end of the frame holding ``marker``."""
+    sock.settimeout(10)
+    got = bytearray()
+    while (at := got.find(marker)) < 0 or got.find(b"\n\n", at) < 0:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "the stream ended"
+        got += chunk
+    return bytes(got)
 
 
 async def test_a_quiet_stream_gets_heartbeat_comments() -> None:
