@@ -233,10 +233,7 @@ def _get_json(url: str) -> dict:
 def test_massgen_dashboard_lists_the_agents_a_worker_hosts(tmp_path: Path, prefix: str) -> None:
     team = tmp_path / "team.yaml"
     team.write_text(TEAM + f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n")
-    worker = start_ready(
-        [sys.executable, "-m", "massgen", "worker", str(team)], ready="hosting ", count=3
-    )
-    board = subprocess.Popen(
+    board = subprocess.Popen(  # starting while the worker starts
         [sys.executable, "-m", "massgen", "dashboard", "--redis", SHARED_REDIS]
         + ["--prefix", prefix, "--port", "0"],
         stdout=subprocess.PIPE,
@@ -244,15 +241,19 @@ def test_massgen_dashboard_lists_the_agents_a_worker_hosts(tmp_path: Path, prefi
         text=True,
     )
     try:
-        line = read_line(board, time.monotonic() + 30) or ""
-        url = re.search(r"serving on (http://127\.0\.0\.1:\d+/) ", line)
-        assert url is not None, line
-        state = _get_json(url[1] + "dashboard/state")
+        argv = [sys.executable, "-m", "massgen", "worker", str(team)]
+        worker = start_ready(argv, ready="hosting ", count=3)
+        try:
+            line = read_line(board, time.monotonic() + 30) or ""
+            url = re.search(r"serving on (http://127\.0\.0\.1:\d+/) ", line)
+            assert url is not None, line
+            state = _get_json(url[1] + "dashboard/state")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=20)
     finally:
         board.send_signal(signal.SIGTERM)
         _, err = board.communicate(timeout=20)
-        worker.send_signal(signal.SIGTERM)
-        worker.communicate(timeout=20)
     assert board.returncode == 0, err
     assert "massgen dashboard: stopped (SIGTERM)" in err
     registry = state["registry"]
