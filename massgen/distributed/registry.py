@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from massgen.errors import BusAuthError, TransportError
+
 if TYPE_CHECKING:
     from massgen.mas import AgentRecord, InboxStats, Signer, Transport
 
@@ -16,9 +18,6 @@ COUNTERS = ("in_flight", "processed", "failed")
 
 async def registry_rows(transport: Transport, signer: Signer | None) -> list[dict[str, Any]]:
     """Read the registry and the inboxes' counters through ``transport`` (connected)."""
-    from massgen.errors import TransportError
-    from massgen.mas import BusAuthError
-
     records = await transport.discover()
     try:
         stats = await transport.inbox_stats()
