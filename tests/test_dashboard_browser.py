@@ -125,7 +125,10 @@ async def test_the_page_streams_a_consensus_then_shows_the_winner(browser: Any) 
 
         phone = Watched(
             await browser.new_page(
-                viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                color_scheme="dark",  # its contrast is checked too
             )
         )
         await phone.page.goto(url)

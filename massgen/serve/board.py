@@ -178,6 +178,8 @@ class Board:
     ) -> None:
         from massgen.distributed.target import BusTarget
 
+        if keep < 0 or interval < 0 or heartbeat <= 0 or registry_every <= 0:
+            raise ValueError("keep and interval must be >= 0, heartbeat and registry_every > 0")
         self.keep, self.heartbeat, self.interval = keep, heartbeat, interval
         self.registry_every, self.runs = registry_every, runs
         self.bus = BusTarget.resolve(redis_url, prefix=prefix) if redis_url else None
@@ -254,7 +256,8 @@ class Board:
                 rows = await registry_rows(self._transport, Signer.resolve(self.bus.secret))
             except MassGenError as e:
                 error = ev.short_error(e)
-                log.warning("dashboard: the registry at %s: %s", self.bus.where, error)
+                if self._registry is None or self._registry["error"] != error:  # once
+                    log.warning("dashboard: the registry at %s: %s", self.bus.where, error)
             where = {"redis": self.bus.where, "prefix": self.bus.prefix}
             self._registry = {**where, "agents": rows, "error": error, "at": time.time()}
             self._registry_at = now
