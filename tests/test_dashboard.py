@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from massgen import Orchestrator
 from massgen import events as ev
 from massgen.result import RunResult, Vote
 from massgen.serve.board import Board
@@ -25,6 +26,7 @@ from massgen.types import Usage
 from tests.boardkit import ANSWERS, FIRST, WINNER, events, gated_team, served
 from tests.mas.helpers import SHARED_REDIS, free_port
 from tests.procs import read_line, run_massgen, start_ready
+from tests.teamkit import failing, scripted, team
 from tests.test_cli_distributed import TEAM
 
 
@@ -86,6 +88,18 @@ async def test_a_run_nobody_watches_is_not_streamed_for_the_board() -> None:
             assert board.subscriber("geo", "m").wants_deltas  # read as a run starts
     assert result.winner == done["winner"] == WINNER
     assert {a["name"]: a["text"] for a in done["agents"]} == ANSWERS
+
+
+async def test_a_failed_agent_and_a_degraded_run_are_shown_with_the_error() -> None:
+    agents, _ = team(ada=scripted("Paris."), bob=scripted("Paris."), cy=failing(401))
+    board = Board()
+    orchestrator = Orchestrator(agents, strategy="parallel", max_retries=0)
+    result = await orchestrator.arun("Capital?", subscribers=[board.subscriber("t", "m")])
+    await orchestrator.aclose()
+    [run] = (await board.state())["recent"]
+    assert run["status"] == result.status == "degraded"
+    cy = next(a for a in run["agents"] if a["name"] == "cy")
+    assert cy["status"] == "failed" and "boom" in cy["note"]
 
 
 async def test_the_page_is_self_contained_and_only_its_own_script_may_run() -> None:
