@@ -98,7 +98,7 @@ async def test_the_page_streams_a_consensus_then_shows_the_winner(browser: Any) 
         card = page.get_by_role("article")
         await expect(card.get_by_role("heading", level=3)).to_have_text("geo · massgen/geo")
         for name, first in FIRST.items():  # each agent's first piece, as it streams
-            await expect(page.get_by_label(f"{name}'s text")).to_have_text(first)
+            await expect(page.get_by_role("region", name=f"{name}'s text")).to_have_text(first)
         await expect(card.locator(".meta .badge")).to_have_text("running")
         await expect(card.get_by_role("heading", name="Votes")).to_be_hidden()  # none yet
         await page.screenshot(path=ARTIFACTS / "dashboard-streaming.png")
@@ -107,7 +107,7 @@ async def test_the_page_streams_a_consensus_then_shows_the_winner(browser: Any) 
         await team.aclose()
         assert result.winner == WINNER
         await expect(card.locator(".final h4")).to_have_text("Winner: bob (100% agreement)")
-        await expect(card.locator(".final .answer")).to_have_text(ANSWERS[WINNER])
+        await expect(card.get_by_role("region", name="Final answer")).to_have_text(ANSWERS[WINNER])
         for name, answer in ANSWERS.items():  # <script> in cy's answer is text, not run
             await expect(page.get_by_label(f"{name}'s text")).to_have_text(answer)
         await expect(card.locator(".task")).to_have_text(TASK)
