@@ -83,6 +83,13 @@ class RunResult:
         """Each agent's answer, or its latest revision."""
         return dict(self.history[-1]) if self.history else {}
 
+    def agreement(self, seats: int) -> float | None:
+        """The winner's votes in the last round, over the ``seats`` agents still running."""
+        last = max((v.round for v in self.votes), default=None)
+        votes = [v.for_agent for v in self.votes if v.round == last]
+        live = seats - len(self.failed_agents)
+        return round(votes.count(self.winner or "") / live, 4) if votes and live > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["usage"] = {**data["usage"], "total_tokens": self.usage.total_tokens}

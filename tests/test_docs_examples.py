@@ -85,6 +85,7 @@ INLINE_SKIPPED = {
     "massgen run --redis": "names an option; the full form needs a task",
     "massgen batch": "names the command; `massgen batch tasks.txt` runs",
     "massgen mcp": "names the command; docs/tools.md's `massgen mcp team.yaml` forms run",
+    "massgen dashboard": "names the command; docs/dashboard.md's full form runs",
 }
 """Inline commands without placeholders that are still not run, and why."""
 
@@ -704,6 +705,9 @@ class Session:
         if args[0] == "mcp":
             self.serve_mcp(args)
             return
+        if args[0] == "dashboard":
+            self.serve_dashboard(args)
+            return
         if args[0] == "run" and any(" on workers at " in e for e in expected):
             self.start_the_workers_of(expected)
         self.ready()
@@ -754,6 +758,36 @@ class Session:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate()
+        self.ran += 1
+
+    def serve_dashboard(self, args: list[str]) -> None:
+        """``massgen dashboard``: on a free port (the page's is an example), until it said
+        where it serves; the state it serves reads the registry of its Redis; then SIGTERM.
+        tests/test_dashboard.py sees a worker's agents listed in it."""
+        import json
+        import urllib.request
+
+        if "--port" in args:
+            args = [*args[: args.index("--port")], *args[args.index("--port") + 2 :]]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "massgen", *args, "--port", "0"],
+            cwd=self.cwd,
+            env=_clean_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            line = read_line(proc, time.monotonic() + 30) or ""
+            url = re.search(r"^massgen dashboard: serving on (http://127\.0\.0\.1:\d+/) ", line)
+            assert url is not None, line
+            with urllib.request.urlopen(url[1] + "dashboard/state", timeout=10) as response:
+                registry = json.loads(response.read())["registry"]
+            assert registry["error"] is None and registry["redis"].startswith("redis://127.0.0.1:")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
         self.ran += 1
 
     def start(self, args: list[str]) -> None:

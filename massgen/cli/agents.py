@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,12 +12,9 @@ from massgen.cli.common import Opt, Prefix, Redis, TeamFile, command, group
 if TYPE_CHECKING:
     from massgen.config import TeamConfig
     from massgen.distributed.target import BusTarget
-    from massgen.mas import AgentRecord, InboxStats, Signer
 
-_DEFAULT_TTL = 15.0  # BusSettings().heartbeat_ttl, for agents that do not publish theirs
-_COUNTERS = ("in_flight", "processed", "failed")
 LIVE_COLUMNS: tuple[str, ...] = ("name", "capabilities", "hosts", "status", "heartbeat_age")
-LIVE_COLUMNS += (*_COUNTERS, "replicas", "dead_letters", "secret")
+LIVE_COLUMNS += ("in_flight", "processed", "failed", "replicas", "dead_letters", "secret")
 TEAM_COLUMNS: tuple[str, ...] = ("name", "backend", "model", "role", "fallback")
 _HEADERS = {"name": "agent", "hosts": "host/pid", "heartbeat_age": "heartbeat"}
 agents = group("See the agents of a team or on Redis.")
@@ -67,93 +63,21 @@ def list_agents(
 
 
 async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
-    import time
-
-    from massgen.errors import TransportError
-    from massgen.mas import BusAuthError, RedisTransport, Signer
+    from massgen.distributed.registry import registry_rows
+    from massgen.mas import RedisTransport, Signer
 
     transport = RedisTransport(bus.url, prefix=bus.prefix)
     await transport.connect()  # bad URL or password: a ConfigError, nothing read or written
     try:
-        records = await transport.discover()
-        try:
-            stats = await transport.inbox_stats()
-        except (TransportError, BusAuthError):  # e.g. an ACL user without SCAN: a nicety
-            stats = []
+        rows = await registry_rows(transport, Signer.resolve(bus.secret))
     finally:
         await transport.close()
-    rows = live_rows(records, stats, time.time(), signer=Signer.resolve(bus.secret))
     if cfg is not None:
         hosted = {r["name"] for r in rows}
         rows += [
             {**row, "status": "not hosted"} for row in team_rows(cfg) if row["name"] not in hosted
         ]
     return rows
-
-
-def live_rows(
-    records: Sequence[AgentRecord],
-    stats: Sequence[InboxStats],
-    now: float,
-    *,
-    signer: Signer | None = None,
-) -> list[dict[str, Any]]:
-    """One row per agent id: its replicas' counters summed, the freshest heartbeat, and
-    whether each instance signs with ``signer``'s secret (see :func:`signing`)."""
-    dead_letters = {s.agent_id: s.dead_letters for s in stats}
-    grouped: dict[str, list[AgentRecord]] = {}
-    for r in sorted(records, key=lambda r: r.started):
-        grouped.setdefault(r.id, []).append(r)
-    rows = []
-    for name, recs in sorted(grouped.items()):
-        instances: list[dict[str, Any]] = [
-            {
-                "instance_id": r.instance_id,
-                "host": r.host,
-                "pid": r.pid,
-                "heartbeat_age": _age(r, now),
-                "secret": signing(signer, r),
-                **{k: _int(r.metadata.get(k)) for k in _COUNTERS},
-            }
-            for r in recs
-        ]
-        mismatch = [
-            f"{i['instance_id']}@{i['host']}/{i['pid']}"
-            for i in instances
-            if i["secret"] in ("other secret", "unsigned")
-        ]
-        signs = sorted({i["secret"] for i in instances})
-        meta = recs[0].metadata
-        rows.append(
-            {
-                "name": name,
-                "capabilities": list(recs[0].capabilities),
-                "backend": meta.get("backend"),
-                "model": meta.get("model"),
-                "role": meta.get("role"),
-                "status": recs[0].status.value,
-                "replicas": len(recs),
-                "hosts": [f"{r.host}/{r.pid}" for r in recs],
-                "heartbeat_age": min(i["heartbeat_age"] for i in instances),
-                **{k: sum(i[k] for i in instances) for k in _COUNTERS},
-                "dead_letters": dead_letters.get(name, 0),
-                "secret": f"MISMATCH {len(mismatch)}/{len(recs)}" if mismatch else ", ".join(signs),
-                "secret_mismatch": mismatch,
-                "instances": instances,
-            }
-        )
-    return rows
-
-
-def signing(signer: Signer | None, record: AgentRecord) -> str:
-    """Whether ``record``'s instance signs with ``signer``'s secret, from the proof it
-    publishes: ``ok``, ``other secret``, ``unsigned`` (we sign, it does not), or, with no
-    secret given here, ``signed (not checked ...)`` or ``-``."""
-    if signer is None:
-        return "signed (not checked: no secret given)" if record.proof else "-"
-    if not record.proof:
-        return "unsigned"
-    return "ok" if signer.proves(record.instance_id, record.proof) else "other secret"
 
 
 def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
@@ -194,16 +118,6 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "-"
     return str(value)
-
-
-def _age(record: AgentRecord, now: float) -> float:
-    ttl = record.metadata.get("heartbeat_ttl")
-    ttl = float(ttl) if isinstance(ttl, int | float) else _DEFAULT_TTL
-    return round(max(0.0, now - (record.expires - ttl)), 1)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
 
 
 @command(configs, "validate")

@@ -73,15 +73,11 @@ def summarize(result: RunResult, seats: int) -> dict[str, Any]:
     (the winner's votes among the agents still running), usage and cost."""
     last = max((v.round for v in result.votes), default=None)
     votes = {v.voter: v.for_agent for v in result.votes if v.round == last}
-    live = seats - len(result.failed_agents)
-    agreement = None
-    if votes and live > 0:
-        agreement = round(sum(f == result.winner for f in votes.values()) / live, 4)
     return {
         "winner": result.winner,
         "votes": votes,
         "rounds": result.rounds,
-        "agreement": agreement,
+        "agreement": result.agreement(seats),
         "requests": result.requests,
         "tokens": result.usage.total_tokens,
         "cost": result.cost,

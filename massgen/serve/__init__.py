@@ -1,0 +1,1 @@
+"""massgen serve: a team behind an OpenAI-compatible endpoint, and the live dashboard."""
