@@ -9,6 +9,7 @@ import json
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, TypeVar, Unpack, overload
 
@@ -16,13 +17,21 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools.context import ToolContext
-from massgen.types import CompletionRequest, ToolSpec
+from massgen.types import CompletionRequest, Image, ToolSpec
 
 if TYPE_CHECKING:
     from massgen.backends.base import Backend
     from massgen.tools.runner import ToolBox
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """A result with images: text and images in their order. The toolbox attaches the images
+    where the model takes them and leaves a note in their place (docs/tools.md)."""
+
+    parts: tuple[str | Image, ...]
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -51,7 +60,8 @@ class Tool:
             cls.description = _first_paragraph(cls.__doc__) or cls.name
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
-        """Do the work; return text (or anything JSON can show). May be ``async``."""
+        """Do the work; return text, a :class:`ToolOutput` (with images) or anything JSON can
+        show. May be ``async``."""
         raise ToolError(f"tool {self.name!r} does not implement execute()")
 
     @functools.cached_property
@@ -112,9 +122,11 @@ class Tool:
         """Raise :class:`ConfigError` now if this tool cannot work on ``backend``."""
         return None
 
-    async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
+    async def run(
+        self, arguments: Mapping[str, Any], ctx: ToolContext | None = None
+    ) -> str | ToolOutput:
         """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a
-        thread), return text: strings as they are, anything else as JSON."""
+        thread), return text (or a ToolOutput) as it is, anything else as JSON."""
         model, takes_ctx = self._signature
         try:
             args = model.model_validate(dict(arguments))
@@ -133,7 +145,7 @@ class Tool:
             out = await asyncio.to_thread(target, *lead, **kwargs)
             if inspect.isawaitable(out):
                 out = await out
-        if isinstance(out, str):
+        if isinstance(out, str | ToolOutput):
             return out
         if isinstance(out, BaseModel):
             return out.model_dump_json()
