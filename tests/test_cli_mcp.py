@@ -106,6 +106,50 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
 
 
 @pytest.mark.asyncio
+async def test_parallel_and_sequential_runs_report_each_agent_as_progress(tmp_path: Path) -> None:
+    async with stdio_team(tmp_path) as client:
+        heard: dict[str, list[tuple[float, float | None, str | None]]] = {}
+        for strategy in ("parallel", "sequential"):
+            got = heard.setdefault(strategy, [])
+
+            async def on_progress(
+                value: float, total: float | None, message: str | None, got: Any = got
+            ) -> None:
+                got.append((value, total, message))
+
+            task = {"task": "Capital of France?", "strategy": strategy}
+            result = await client.call_tool("ask_team", task, progress_callback=on_progress)
+            assert not result.is_error
+    parallel, sequential = heard["parallel"], heard["sequential"]
+    assert [(value, total) for value, total, _ in parallel] == [(1, 3), (2, 3), (3, 3)]
+    assert sorted(m or "" for *_, m in parallel) == ["ada answered", "bob answered", "cy answered"]
+    assert sequential == [
+        (1, 3, "step 1: ada done"),
+        (2, 3, "step 2: bob done"),
+        (3, 3, "step 3: cy done"),
+    ]
+
+
+def test_progress_tells_aggregation_fallbacks_and_failures() -> None:
+    from massgen.cli.mcp_serve import progress_note
+    from massgen.events import AgentAnswered, AgentFailedEvent
+    from massgen.types import Usage
+
+    def answered(phase: str, by: str = "") -> AgentAnswered:
+        return AgentAnswered(
+            agent="ada", phase=phase, round=1, text="x", usage=Usage(), cost=0.0, latency=0.0,
+            answered_by=by,
+        )  # fmt: skip
+
+    assert progress_note(answered("aggregate"), "parallel") == "ada aggregated the answers"
+    assert progress_note(answered("step", by="bob"), "sequential") == "step 1: ada done (by bob)"
+    assert progress_note(answered("answer"), "consensus") is None  # rounds only
+    dropped = AgentFailedEvent(agent="cy", error="timed out")
+    assert progress_note(dropped, "parallel") == "cy failed: timed out"
+    assert progress_note(AgentFailedEvent(agent="cy", error="x", dropped=False), "parallel") is None
+
+
+@pytest.mark.asyncio
 async def test_concurrent_calls_each_get_their_own_answer(tmp_path: Path) -> None:
     import anyio
 

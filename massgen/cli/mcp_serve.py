@@ -1,6 +1,7 @@
 """The MCP server behind `massgen mcp` (massgen/cli/mcp.py), built with the official SDK:
 imported only by that command. ``ask_team`` runs the orchestrator once per call; the run's
-events reach the calling client as progress notifications (one per round)."""
+events reach the calling client as progress notifications: one per consensus round, one per
+agent's answer (parallel) or step (sequential)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
 from massgen.errors import ConfigError, MassGenError
-from massgen.events import Event, RoundDone, short_error
+from massgen.events import (
+    AgentAnswered,
+    AgentFailedEvent,
+    Event,
+    RoundDone,
+    RunStarted,
+    short_error,
+)
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
@@ -37,13 +45,14 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
         events: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def pump() -> None:
-            sent = 0
+            sent, total, strategy = 0, None, ""
             while (event := await events.get()) is not None:
-                if isinstance(event, RoundDone):
+                if isinstance(event, RunStarted):
+                    strategy = event.strategy  # parallel and sequential: one step per agent
+                    total = None if strategy == "consensus" else float(len(event.agents))
+                elif note := progress_note(event, strategy):
                     sent += 1
-                    votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
-                    note = f"round {event.round} done; leader {event.leader or '-'}"
-                    await ctx.report_progress(sent, None, f"{note}; votes: {votes or 'none'}")
+                    await ctx.report_progress(sent, total, note)
 
         def heard(event: Event) -> None:  # this run's own subscriber
             events.put_nowait(event)
@@ -66,6 +75,23 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
         )
 
     return server
+
+
+def progress_note(event: Event, strategy: str) -> str | None:
+    """What a client is told of ``event`` in a run of ``strategy``, if anything: a consensus
+    round's votes; an agent's answer or step, or its failure, in the other strategies."""
+    if isinstance(event, RoundDone):
+        votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
+        return f"round {event.round} done; leader {event.leader or '-'}; votes: {votes or 'none'}"
+    if strategy == "consensus" or not isinstance(event, AgentAnswered | AgentFailedEvent):
+        return None
+    if isinstance(event, AgentFailedEvent):
+        return f"{event.agent} failed: {event.error}" if event.dropped else None
+    by = f" (by {event.answered_by})" if event.answered_by else ""
+    if event.phase == "step":
+        return f"step {event.round}: {event.agent} done{by}"
+    did = "aggregated the answers" if event.phase == "aggregate" else "answered"
+    return f"{event.agent} {did}{by}"
 
 
 def summarize(result: RunResult, seats: int) -> dict[str, Any]:
