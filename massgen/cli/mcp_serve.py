@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sys
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -117,11 +120,47 @@ def summarize(result: RunResult, seats: int) -> dict[str, Any]:
     }
 
 
+def stdin_relay() -> Callable[[], None]:
+    """Make fd 0 a pipe a thread of ours fills from the real stdin, and return what ends it.
+
+    The SDK reads stdin in a worker thread it cannot cancel, so a stop while the client keeps
+    stdin open would wait for the client (modelcontextprotocol/python-sdk#3551). Ending the
+    pipe instead (its write end becomes /dev/null: no descriptor is freed under the thread)
+    gives that read the end of input."""
+    real, (read, write) = os.dup(0), os.pipe()
+    os.dup2(read, 0)
+    os.close(read)
+
+    def end() -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, write, inheritable=False)
+        os.close(null)
+
+    def relay() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(real, 65536):
+                while chunk:
+                    chunk = chunk[os.write(write, chunk) :]
+        end()
+
+    threading.Thread(target=relay, name="massgen-mcp-stdin", daemon=True).start()
+    return end
+
+
 async def serve(server: Any, port: int | None, host: str) -> None:
     """Serve over stdio, or streamable HTTP on ``host:port`` (0: a free port, told on
     stderr). Cancelled, it stops: uvicorn is told to exit and is waited for."""
     if port is None:
-        await server.run_stdio_async()
+        end = stdin_relay()
+        running = asyncio.ensure_future(server.run_stdio_async())
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            end()  # its read sees the end of input: the SDK's server stops
+            await asyncio.gather(running, return_exceptions=True)
+            raise
+        finally:
+            end()
         return
     import uvicorn
 
