@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from massgen.tools.base import FunctionTool as FunctionTool
     from massgen.tools.base import Tool as Tool
+    from massgen.tools.base import ToolOutput as ToolOutput
     from massgen.tools.base import tool as tool
     from massgen.tools.calculator import Calculator as Calculator
     from massgen.tools.context import ToolContext as ToolContext
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from massgen.tools.runner import ToolOutcome as ToolOutcome
 
 _EXPORTS = {
-    **dict.fromkeys(["Tool", "FunctionTool", "tool"], "base"),
+    **dict.fromkeys(["Tool", "FunctionTool", "tool", "ToolOutput"], "base"),
     **dict.fromkeys(["ToolBox", "ToolOutcome"], "runner"),
     **dict.fromkeys(["BUILTINS", "build_tool", "as_tools"], "registry"),
     "ToolContext": "context",
