@@ -11,9 +11,8 @@ from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.resilience.cache import cache_key
 from massgen.tokens import IMAGE_TOKENS, estimate_message
-from massgen.tools import tool
-from massgen.tools.base import ToolOutput
-from massgen.tools.runner import MAX_IMAGE_BYTES, ToolBox, attach
+from massgen.tools import ToolBox, ToolOutput, tool
+from massgen.tools.images import MAX_IMAGE_BYTES, attach
 from massgen.types import ChatMessage, Completion, CompletionRequest, Image, ToolCall, Turn
 
 PNG = Image("image/png", base64.b64encode(b"\x89PNG fake pixels").decode())

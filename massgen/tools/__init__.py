@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from massgen.tools.base import FunctionTool as FunctionTool
     from massgen.tools.base import Tool as Tool
-    from massgen.tools.base import ToolOutput as ToolOutput
     from massgen.tools.base import tool as tool
     from massgen.tools.calculator import Calculator as Calculator
     from massgen.tools.context import ToolContext as ToolContext
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from massgen.tools.file_reader import FileReader as FileReader
     from massgen.tools.http import APICall as APICall
     from massgen.tools.http import WebSearch as WebSearch
+    from massgen.tools.images import ToolOutput as ToolOutput
     from massgen.tools.registry import BUILTINS as BUILTINS
     from massgen.tools.registry import as_tools as as_tools
     from massgen.tools.registry import build_tool as build_tool
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from massgen.tools.runner import ToolOutcome as ToolOutcome
 
 _EXPORTS = {
-    **dict.fromkeys(["Tool", "FunctionTool", "tool", "ToolOutput"], "base"),
+    **dict.fromkeys(["Tool", "FunctionTool", "tool"], "base"),
     **dict.fromkeys(["ToolBox", "ToolOutcome"], "runner"),
     **dict.fromkeys(["BUILTINS", "build_tool", "as_tools"], "registry"),
     "ToolContext": "context",
+    "ToolOutput": "images",
     "Calculator": "calculator",
     "FileReader": "file_reader",
     "DatabaseQuery": "database",

@@ -9,7 +9,6 @@ import json
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, TypeVar, Unpack, overload
 
@@ -17,21 +16,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools.context import ToolContext
-from massgen.types import CompletionRequest, Image, ToolSpec
+from massgen.tools.images import ToolOutput
+from massgen.types import CompletionRequest, ToolSpec
 
 if TYPE_CHECKING:
     from massgen.backends.base import Backend
     from massgen.tools.runner import ToolBox
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
-
-
-@dataclass(frozen=True, slots=True)
-class ToolOutput:
-    """A result with images: text and images in their order. The toolbox attaches the images
-    where the model takes them and leaves a note in their place (docs/tools.md)."""
-
-    parts: tuple[str | Image, ...]
 
 
 def _first_paragraph(doc: str | None) -> str:

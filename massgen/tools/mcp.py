@@ -22,8 +22,9 @@ from pydantic_core import PydanticCustomError
 
 from massgen.errors import ConfigError, ToolError
 from massgen.redact import redact_url
-from massgen.tools.base import BuiltinTool, Tool, ToolOutput, ToolSettings
+from massgen.tools.base import BuiltinTool, Tool, ToolSettings
 from massgen.tools.context import ToolContext
+from massgen.tools.images import ToolOutput
 from massgen.types import Image, ToolSpec
 
 log = logging.getLogger("massgen.tools")
