@@ -10,6 +10,7 @@ import base64
 from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.resilience.cache import cache_key
+from massgen.serialize import from_dict, to_dict
 from massgen.tokens import IMAGE_TOKENS, estimate_message
 from massgen.tools import ToolBox, ToolOutput, tool
 from massgen.tools.images import MAX_IMAGE_BYTES, attach
@@ -87,6 +88,14 @@ def test_images_count_in_the_token_estimate() -> None:
     plain = ChatMessage("tool", "x", tool_call_id="c1")
     seen = ChatMessage("tool", "x", tool_call_id="c1", images=(PNG, PNG))
     assert estimate_message(seen) == estimate_message(plain) + 2 * IMAGE_TOKENS
+
+
+def test_a_message_with_images_round_trips_through_the_serializer() -> None:
+    message = ChatMessage("tool", "x", tool_call_id="c1", name="snap", images=(PNG,))
+    data = to_dict(message)
+    assert data["images"] == [{"mime_type": "image/png", "data": PNG.data}]
+    assert from_dict(ChatMessage, data) == message
+    assert from_dict(ChatMessage, {"role": "user", "content": "hi"}).images == ()  # older data
 
 
 def test_cache_keys_tell_images_apart_and_keep_image_less_keys() -> None:
