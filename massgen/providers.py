@@ -19,6 +19,7 @@ class Provider:
     example_model: str | None = None  # for hints; ``None`` when a backend needs no model
     chat_completions: bool = False  # speaks Chat Completions: takes ``client: http | sdk``
     native_tools: frozenset[str] = frozenset()  # provider-side tools (``web_search``)
+    tool_images: bool = True  # takes images in tool results (local servers: text models)
 
 
 _OPENAI = "massgen.backends.openai"
@@ -27,7 +28,9 @@ _SEARCH = frozenset({"web_search"})
 
 def _local(name: str, cls: str, port: int, example: str, *keys: str) -> Provider:
     url = f"http://localhost:{port}/v1"
-    return Provider(name, _OPENAI, cls, keys, False, url, example, chat_completions=True)
+    return Provider(
+        name, _OPENAI, cls, keys, False, url, example, chat_completions=True, tool_images=False
+    )
 
 
 _ROWS = (

@@ -23,6 +23,7 @@ from typing import Any
 from massgen.types import ChatMessage, CompletionRequest, ToolSpec
 
 MESSAGE_OVERHEAD = 4  # tokens a message costs beyond its text (role, separators)
+IMAGE_TOKENS = 1_600  # an attached image, as a large one costs once the provider resizes it
 
 
 def estimate_text(text: str) -> int:
@@ -38,7 +39,7 @@ def _json(value: Any) -> str:
 
 def estimate_message(message: ChatMessage) -> int:
     """Estimated tokens of one message, its tool calls' names and arguments included."""
-    tokens = MESSAGE_OVERHEAD + estimate_text(message.content)
+    tokens = MESSAGE_OVERHEAD + estimate_text(message.content) + IMAGE_TOKENS * len(message.images)
     for call in message.tool_calls:
         tokens += estimate_text(call.name) + estimate_text(_json(call.arguments))
     return tokens

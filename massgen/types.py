@@ -22,15 +22,34 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image a tool returned: ``data`` is base64, as MCP and the providers carry it."""
+
+    mime_type: str
+    data: str
+
+    @property
+    def size(self) -> int:
+        """Bytes once decoded."""
+        return len(self.data) * 3 // 4 - self.data[-2:].count("=")
+
+    @property
+    def url(self) -> str:
+        return f"data:{self.mime_type};base64,{self.data}"
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One turn of a conversation: ``tool_calls`` on an assistant turn that calls tools,
-    ``tool_call_id`` (and ``name``) on the ``tool`` turn that answers one."""
+    ``tool_call_id`` (and ``name``) on the ``tool`` turn that answers one, with the
+    ``images`` it returned when the backend takes them (``Backend.tool_images``)."""
 
     role: Role
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

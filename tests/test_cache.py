@@ -207,6 +207,8 @@ def test_key_is_stable_across_processes() -> None:
     namespace: dict[str, Any] = {}
     exec(_KEY_IN_CHILD.replace("print(", "result = ("), namespace)
     here = namespace["result"]
+    # As before tool results carried images: entries cached then are still found.
+    assert here == "d526b3f2839519bd836fecc33ffe4e49f20775c3502ae8251ab2d546a05d61e4"
     for seed in ("1", "2"):  # str hashing differs per process; our key must not
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(

@@ -5,6 +5,7 @@ failing team's provider is a closed loopback port. No sleeps: waits have deadlin
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -21,6 +22,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.procs import run_massgen
+from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
 
 TEAM = """\
 name: capitals
@@ -103,6 +106,50 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
         assert other.structured_content["votes"] == {}
         bad = await client.call_tool("ask_team", {"task": "x", "strategy": "chaos"})
         assert bad.is_error
+
+
+@pytest.mark.asyncio
+async def test_parallel_and_sequential_runs_report_each_agent_as_progress(tmp_path: Path) -> None:
+    async with stdio_team(tmp_path) as client:
+        heard: dict[str, list[tuple[float, float | None, str | None]]] = {}
+        for strategy in ("parallel", "sequential"):
+            got = heard.setdefault(strategy, [])
+
+            async def on_progress(
+                value: float, total: float | None, message: str | None, got: Any = got
+            ) -> None:
+                got.append((value, total, message))
+
+            task = {"task": "Capital of France?", "strategy": strategy}
+            result = await client.call_tool("ask_team", task, progress_callback=on_progress)
+            assert not result.is_error
+    parallel, sequential = heard["parallel"], heard["sequential"]
+    assert [(value, total) for value, total, _ in parallel] == [(1, 3), (2, 3), (3, 3)]
+    assert sorted(m or "" for *_, m in parallel) == ["ada answered", "bob answered", "cy answered"]
+    assert sequential == [
+        (1, 3, "step 1: ada done"),
+        (2, 3, "step 2: bob done"),
+        (3, 3, "step 3: cy done"),
+    ]
+
+
+def test_progress_tells_aggregation_fallbacks_and_failures() -> None:
+    from massgen.cli.mcp_serve import progress_note
+    from massgen.events import AgentAnswered, AgentFailedEvent
+    from massgen.types import Usage
+
+    def answered(phase: str, by: str = "") -> AgentAnswered:
+        return AgentAnswered(
+            agent="ada", phase=phase, round=1, text="x", usage=Usage(), cost=0.0, latency=0.0,
+            answered_by=by,
+        )  # fmt: skip
+
+    assert progress_note(answered("aggregate"), "parallel") == "ada aggregated the answers"
+    assert progress_note(answered("step", by="bob"), "sequential") == "step 1: ada done (by bob)"
+    assert progress_note(answered("answer"), "consensus") is None  # rounds only
+    dropped = AgentFailedEvent(agent="cy", error="timed out")
+    assert progress_note(dropped, "parallel") == "cy failed: timed out"
+    assert progress_note(AgentFailedEvent(agent="cy", error="x", dropped=False), "parallel") is None
 
 
 @pytest.mark.asyncio
@@ -221,3 +268,49 @@ def test_sigint_stops_the_stdio_server(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+FAULTS = Path(__file__).resolve().parent / "mcp_faults.py"
+
+
+def _gone(pid: int, within: float) -> bool:
+    """Whether process ``pid`` has ended (or ends within ``within`` seconds): its pidfd
+    becomes readable when it exits, so this waits on the event itself, not a poll."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], within)[0])
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["client disconnects", "server gets SIGTERM"])
+async def test_a_teams_mcp_server_does_not_outlive_massgen_mcp(
+    how: str, tmp_path: Path, sim: ProviderSimulator
+) -> None:
+    """The team's own MCP server (tests/mcp_faults.py, started by the agent's first tool
+    call) stops with `massgen mcp`, whether its client leaves or it is told to stop."""
+    backend = f"{{type: openai, model: gpt-4o-mini, api_key: k, base_url: '{sim.openai_base_url}'}}"
+    text = (
+        f"tools:\n  faults: {{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']}}\n"
+        f"agents:\n  - {{name: ada, backend: {backend}, tools: [faults]}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    sim.script([ToolCalls([ToolCallSpec("faults_pid", {}, id="t1")]), Text("pid told")])
+    async with stdio_team(tmp_path, text) as client:
+        result = await client.call_tool("ask_team", {"task": "Which pid?"})
+        assert not result.is_error and result.content[0].text == "pid told"  # type: ignore[union-attr]
+        said = sim.requests[1].tool_results[0].content
+        tool_pid = int(said.split("\n")[1])  # the first line inside the fence
+        served_by = int(Path(f"/proc/{tool_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert "massgen" in Path(f"/proc/{served_by}/cmdline").read_text()  # its parent
+        assert not _gone(tool_pid, 0)
+        if how == "server gets SIGTERM":
+            os.kill(served_by, signal.SIGTERM)
+            assert _gone(served_by, 30), "massgen mcp did not stop on SIGTERM"
+            assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"
+    assert _gone(served_by, 30), "massgen mcp did not stop when its client left"
+    assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"

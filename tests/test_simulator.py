@@ -297,6 +297,22 @@ def test_responses_refuses_what_the_api_refuses(
     assert sim.requests == []
 
 
+def test_chat_completions_refuses_an_image_in_a_tool_message(sim: ProviderSimulator) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "x"}, image]},
+    ]
+    body = {"model": "m", "messages": messages}
+    reply = httpx.post(sim.openai_base_url + "/chat/completions", json=body)
+    assert reply.status_code == 400 and "role 'user'" in reply.json()["error"]["message"]
+    messages[-1]["content"] = [{"type": "text", "text": "x"}]  # text parts only: taken
+    messages.append({"role": "user", "content": [image]})
+    assert httpx.post(sim.openai_base_url + "/chat/completions", json=body).status_code == 200
+
+
 def test_responses_truncation_and_tool_results(sim: ProviderSimulator) -> None:
     sim.script([Text("cut", truncated=True)])
     body = {

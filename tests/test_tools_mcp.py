@@ -5,8 +5,10 @@ and streamable HTTP. No mock of the SDK; no sleeps (waits have deadlines)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -392,6 +394,95 @@ async def test_a_run_calls_an_npm_server_and_leaves_no_process(
         ("bob", "everything_get-sum", True),
     ]
     assert not running & descendants(), "the MCP server outlived the orchestrator"
+
+
+IMAGE_WIRES = {  # the backend, and where its second request carries the tool's image
+    "chat": "{type: openai, model: gpt-4o-mini, api_key: k, base_url: '%s'}",
+    "responses": "{type: openai, model: gpt-4o, api_key: k, base_url: '%s'}",  # with a search
+    "anthropic": "{type: anthropic, model: claude-x, api_key: k, base_url: '%s'}",
+    "gemini-3": "{type: google, model: gemini-3-flash-preview, api_key: k, base_url: '%s'}",
+    "gemini-2": "{type: google, model: gemini-2.5-flash, api_key: k, base_url: '%s'}",
+    "text-only": "{type: lmstudio, model: local, base_url: '%s'}",
+}
+
+
+def _tiny_image() -> str:
+    """server-everything's image, read from its source: what must reach the provider."""
+    source = SERVERS / "node_modules/@modelcontextprotocol/server-everything/dist/tools"
+    found = re.search(r'MCP_TINY_IMAGE = "([^"]+)"', (source / "get-tiny-image.js").read_text())
+    assert found, "server-everything's get-tiny-image tool changed"
+    return found.group(1)
+
+
+def _sent_image(wire: str, body: dict[str, Any]) -> Any:
+    """Where ``wire`` puts a tool result's image in a request body (KeyError if not there)."""
+    if wire in ("chat", "text-only"):
+        *_, result, shown = body["messages"]
+        assert result["role"] == "tool" and isinstance(result["content"], str)
+        assert shown["role"] == "user" and shown["content"][0]["type"] == "text"
+        return shown["content"][1]["image_url"]["url"]  # a data URL
+    if wire == "responses":
+        output = body["input"][-1]["output"]
+        assert output[0]["type"] == "input_text" and output[1]["type"] == "input_image"
+        return output[1]["image_url"]
+    if wire == "anthropic":
+        (result,) = body["messages"][-1]["content"]
+        text, image = result["content"]
+        assert result["type"] == "tool_result" and text["type"] == "text"
+        return image["type"], image["source"]
+    response, *beside = body["contents"][-1]["parts"]
+    if wire == "gemini-3":
+        (image,) = response["functionResponse"]["parts"]
+    else:  # Gemini 2.x: beside the function response, not in it
+        (image,) = beside
+        assert "parts" not in response["functionResponse"]
+    # The SDK writes some fields in snake case and bytes as URL-safe base64; the API takes both.
+    blob = image.get("inlineData") or image["inline_data"]
+    mime, data = blob.get("mimeType") or blob["mime_type"], blob["data"]
+    return mime, base64.b64encode(base64.urlsafe_b64decode(data)).decode()
+
+
+@pytest.mark.parametrize("wire", list(IMAGE_WIRES))
+async def test_an_image_a_server_returns_reaches_each_wire_format(
+    wire: str, servers: Path, sim: ProviderSimulator
+) -> None:
+    """server-everything's image goes to the model as each provider takes images in tool
+    results; a text-only local server gets the note in its place."""
+    base = sim.anthropic_base_url if wire == "anthropic" else sim.openai_base_url
+    base = sim.gemini_base_url if wire.startswith("gemini") else base
+    search = ", web_search" if wire == "responses" else ""  # a search sends it to Responses
+    text = (
+        "tools:\n"
+        "  everything: {use: mcp, command: npx, args: [--no-install, mcp-server-everything],\n"
+        "               include: [get-tiny-image]}\n"
+        "  web_search: {mode: native}\n"
+        f"agents:\n  - {{name: ada, backend: {IMAGE_WIRES[wire] % base}, "
+        f"tools: [everything{search}]}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    call = ToolCallSpec("everything_get-tiny-image", {}, id="call_img")
+    sim.script([ToolCalls([call]), Text("a small logo")])
+    async with Orchestrator.from_config(
+        loads(text, file="team.yaml", base_dir=servers, env={})
+    ) as o:
+        result = await o.arun("What does the tiny image show?")
+    assert result.final_answer == "a small logo"
+    sent = sim.requests[1]
+    (told,) = sent.tool_results
+    said = json.loads(told.content)["result"] if wire.startswith("gemini") else told.content
+    assert "Here's the image you requested:\n[image image/png, " in said
+    image = _tiny_image()
+    if wire == "text-only":
+        assert "not shown to the model]\nThe image above is the MCP logo." in said
+        assert image not in json.dumps(sent.body)
+        return
+    assert "attached as image 1]\nThe image above is the MCP logo." in said
+    expected = {
+        "chat": f"data:image/png;base64,{image}",
+        "responses": f"data:image/png;base64,{image}",
+        "anthropic": ("image", {"type": "base64", "media_type": "image/png", "data": image}),
+    }.get(wire, ("image/png", image))
+    assert _sent_image(wire, dict(sent.body)) == expected
 
 
 async def test_a_server_that_does_not_start_fails_the_agent_with_the_reason(

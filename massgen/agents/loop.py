@@ -89,12 +89,12 @@ async def run_turn(
         if emit is not None:
             for call in done.tool_calls:
                 _called(emit, agent, call.id, call.name, call.arguments)
-        for result in await tools.call_all(done.tool_calls, ctx):
+        for result in await tools.call_all(done.tool_calls, ctx, images=backend.tool_images):
             call = result.call
             if emit is not None:
                 _result(emit, agent, call.id, call.name, result.ok, result.duration, result.output)
             messages.append(
-                ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name)
+                ChatMessage("tool", result.content, (), call.id, call.name, result.images)
             )
     if rounds == max_iterations:
         text = done.text or f"[stopped: tool-call limit of {max_iterations} rounds reached]"

@@ -56,7 +56,7 @@ class SDKBackend(Backend):
     ) -> None:
         super().__init__(model, name=name)
         self.spec = PROVIDERS[self.provider]
-        self.native_tools = self.spec.native_tools
+        self.native_tools, self.tool_images = self.spec.native_tools, self.spec.tool_images
         if not model:
             hint = model_hint(self.provider)
             raise ConfigError(f"a {self.provider} backend needs a model", key="model", hint=hint)

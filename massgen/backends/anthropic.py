@@ -142,7 +142,11 @@ def _usage(usage: Any) -> Usage:
 
 def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}]
+        content: Any = [{"type": "text", "text": m.content}] if m.images else m.content
+        for i in m.images:  # after the text, each image as a block of its own
+            source = {"type": "base64", "media_type": i.mime_type, "data": i.data}
+            content.append({"type": "image", "source": source})
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content}]
     blocks: list[dict[str, Any]] = []
     if m.role == "assistant" and m.tool_calls:  # thinking first, as the model wrote it
         blocks.extend(thinking.get(m.tool_calls[0].id, ()))

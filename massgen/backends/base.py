@@ -20,6 +20,7 @@ class Backend:
     provider: str = "custom"
     supports_tools: bool = False
     native_tools: frozenset[str] = frozenset()  # NativeTool names it can declare
+    tool_images: bool = False  # sends tool results' images (ChatMessage.images) to the model
 
     def __init__(self, model: str = "", **options: Any) -> None:
         self.model, self.options = model, options

@@ -4,6 +4,7 @@ every SDK behaviour that could make a second request off. Gemini 3 wants each fu
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import re
@@ -139,12 +140,22 @@ class GoogleBackend(SDKBackend):
             parts: list[types.Part] = []
             if m.role == "tool":
                 call_id = m.tool_call_id or ""
+                images = [(i.mime_type, base64.b64decode(i.data)) for i in m.images]
+                blobs = [  # Gemini 3 takes images inside the function response
+                    types.FunctionResponseBlob(mime_type=t, data=d, display_name=f"{call_id}-{n}")
+                    for n, (t, d) in enumerate(() if legacy else images, 1)
+                ]
                 result = types.FunctionResponse(
                     id=_real_id(call_id),
                     name=m.name or names.get(call_id, ""),
                     response={"result": m.content},
+                    parts=[types.FunctionResponsePart(inline_data=b) for b in blobs] or None,
                 )
                 parts.append(types.Part(function_response=result))
+                if legacy:  # Gemini 2.x: beside it only
+                    parts += [
+                        types.Part(inline_data=types.Blob(mime_type=t, data=d)) for t, d in images
+                    ]
             elif m.content:
                 parts.append(types.Part(text=m.content))
             for tc in m.tool_calls:

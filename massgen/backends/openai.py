@@ -124,7 +124,7 @@ class OpenAIBackend(SDKBackend):
             if (effort := extra.pop("reasoning_effort", None)) is not None:
                 body["reasoning"] = {"effort": effort}
             return RESPONSES, {**body, **extra}
-        body["messages"] = [_message(m) for m in request.messages]
+        body["messages"] = _messages(request.messages)
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
         if request.tools:
@@ -168,6 +168,23 @@ class OpenAIBackend(SDKBackend):
             if answer.finish is None:
                 raise
         yield StreamChunk(completion=answer.completion(request, time.perf_counter() - started))
+
+
+def _messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """The messages; tool messages take text only, so the images of a turn's tool results
+    follow its last result in a user message."""
+    out: list[dict[str, Any]] = []
+    shown: list[dict[str, Any]] = []
+    for m, after in zip(messages, (*messages[1:], None), strict=True):
+        out.append(_message(m))
+        if m.images:
+            said = f"The images tool call {m.tool_call_id} ({m.name}) returned, as data:"
+            shown.append({"type": "text", "text": said})
+            shown += [{"type": "image_url", "image_url": {"url": i.url}} for i in m.images]
+        if shown and (after is None or after.role != "tool"):
+            out.append({"role": "user", "content": shown})
+            shown = []
+    return out
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:

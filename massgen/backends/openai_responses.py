@@ -22,7 +22,9 @@ def input_items(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
-            items.append({"type": "function_call_output", "output": m.content})
+            shown = [{"type": "input_image", "image_url": i.url} for i in m.images]
+            output = [{"type": "input_text", "text": m.content}, *shown] if shown else m.content
+            items.append({"type": "function_call_output", "output": output})
             items[-1]["call_id"] = m.tool_call_id or ""
             continue
         if m.role != "assistant" or not m.tool_calls or m.content:

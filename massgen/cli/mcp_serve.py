@@ -1,13 +1,17 @@
 """The MCP server behind `massgen mcp` (massgen/cli/mcp.py), built with the official SDK:
 imported only by that command. ``ask_team`` runs the orchestrator once per call; the run's
-events reach the calling client as progress notifications (one per round)."""
+events reach the calling client as progress notifications: one per consensus round, one per
+agent's answer (parallel) or step (sequential)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sys
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -15,7 +19,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
 from massgen.errors import ConfigError, MassGenError
-from massgen.events import Event, RoundDone, short_error
+from massgen.events import (
+    AgentAnswered,
+    AgentFailedEvent,
+    Event,
+    RoundDone,
+    RunStarted,
+    short_error,
+)
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
@@ -37,13 +48,14 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
         events: asyncio.Queue[Event | None] = asyncio.Queue()
 
         async def pump() -> None:
-            sent = 0
+            sent, total, strategy = 0, None, ""
             while (event := await events.get()) is not None:
-                if isinstance(event, RoundDone):
+                if isinstance(event, RunStarted):
+                    strategy = event.strategy  # parallel and sequential: one step per agent
+                    total = None if strategy == "consensus" else float(len(event.agents))
+                elif note := progress_note(event, strategy):
                     sent += 1
-                    votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
-                    note = f"round {event.round} done; leader {event.leader or '-'}"
-                    await ctx.report_progress(sent, None, f"{note}; votes: {votes or 'none'}")
+                    await ctx.report_progress(sent, total, note)
 
         def heard(event: Event) -> None:  # this run's own subscriber
             events.put_nowait(event)
@@ -68,6 +80,23 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
     return server
 
 
+def progress_note(event: Event, strategy: str) -> str | None:
+    """What a client is told of ``event`` in a run of ``strategy``, if anything: a consensus
+    round's votes; an agent's answer or step, or its failure, in the other strategies."""
+    if isinstance(event, RoundDone):
+        votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
+        return f"round {event.round} done; leader {event.leader or '-'}; votes: {votes or 'none'}"
+    if strategy == "consensus" or not isinstance(event, AgentAnswered | AgentFailedEvent):
+        return None
+    if isinstance(event, AgentFailedEvent):
+        return f"{event.agent} failed: {event.error}" if event.dropped else None
+    by = f" (by {event.answered_by})" if event.answered_by else ""
+    if event.phase == "step":
+        return f"step {event.round}: {event.agent} done{by}"
+    did = "aggregated the answers" if event.phase == "aggregate" else "answered"
+    return f"{event.agent} {did}{by}"
+
+
 def summarize(result: RunResult, seats: int) -> dict[str, Any]:
     """The structured content of an answer: who won, how the last round voted, agreement
     (the winner's votes among the agents still running), usage and cost."""
@@ -87,11 +116,47 @@ def summarize(result: RunResult, seats: int) -> dict[str, Any]:
     }
 
 
+def stdin_relay() -> Callable[[], None]:
+    """Make fd 0 a pipe a thread of ours fills from the real stdin, and return what ends it.
+
+    The SDK reads stdin in a worker thread it cannot cancel, so a stop while the client keeps
+    stdin open would wait for the client (modelcontextprotocol/python-sdk#3551). Ending the
+    pipe instead (its write end becomes /dev/null: no descriptor is freed under the thread)
+    gives that read the end of input."""
+    real, (read, write) = os.dup(0), os.pipe()
+    os.dup2(read, 0)
+    os.close(read)
+
+    def end() -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, write, inheritable=False)
+        os.close(null)
+
+    def relay() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(real, 65536):
+                while chunk:
+                    chunk = chunk[os.write(write, chunk) :]
+        end()
+
+    threading.Thread(target=relay, name="massgen-mcp-stdin", daemon=True).start()
+    return end
+
+
 async def serve(server: Any, port: int | None, host: str) -> None:
     """Serve over stdio, or streamable HTTP on ``host:port`` (0: a free port, told on
     stderr). Cancelled, it stops: uvicorn is told to exit and is waited for."""
     if port is None:
-        await server.run_stdio_async()
+        end = stdin_relay()
+        running = asyncio.ensure_future(server.run_stdio_async())
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            end()  # its read sees the end of input: the SDK's server stops
+            await asyncio.gather(running, return_exceptions=True)
+            raise
+        finally:
+            end()
         return
     import uvicorn
 

@@ -37,6 +37,9 @@ def cache_key(request: CompletionRequest, provider: str, model: str) -> str:
     temperature = None if request.temperature is None else float(request.temperature)
     asked = replace(request, model=model, temperature=temperature, timeout=None, call=None)
     payload = {"v": FORMAT_VERSION, "provider": provider, **to_dict(asked)}
+    for message in payload["messages"]:  # without images: the key it had before they existed
+        if not message["images"]:
+            del message["images"]
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 

@@ -19,6 +19,7 @@ class Wrapper(Backend):
         super().__init__(model=inner.model, name=inner.name)
         self.inner, self.provider = inner, inner.provider
         self.supports_tools, self.native_tools = inner.supports_tools, inner.native_tools
+        self.tool_images = inner.tool_images
 
     def describe(self) -> str:
         return self.inner.describe()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from massgen.tools.file_reader import FileReader as FileReader
     from massgen.tools.http import APICall as APICall
     from massgen.tools.http import WebSearch as WebSearch
+    from massgen.tools.images import ToolOutput as ToolOutput
     from massgen.tools.registry import BUILTINS as BUILTINS
     from massgen.tools.registry import as_tools as as_tools
     from massgen.tools.registry import build_tool as build_tool
@@ -27,6 +28,7 @@ _EXPORTS = {
     **dict.fromkeys(["ToolBox", "ToolOutcome"], "runner"),
     **dict.fromkeys(["BUILTINS", "build_tool", "as_tools"], "registry"),
     "ToolContext": "context",
+    "ToolOutput": "images",
     "Calculator": "calculator",
     "FileReader": "file_reader",
     "DatabaseQuery": "database",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from massgen.errors import ConfigError, ToolError
 from massgen.tools.context import ToolContext
+from massgen.tools.images import ToolOutput
 from massgen.types import CompletionRequest, ToolSpec
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ class Tool:
             cls.description = _first_paragraph(cls.__doc__) or cls.name
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
-        """Do the work; return text (or anything JSON can show). May be ``async``."""
+        """Do the work; return text, a :class:`ToolOutput` (with images) or anything JSON can
+        show. May be ``async``."""
         raise ToolError(f"tool {self.name!r} does not implement execute()")
 
     @functools.cached_property
@@ -112,9 +114,11 @@ class Tool:
         """Raise :class:`ConfigError` now if this tool cannot work on ``backend``."""
         return None
 
-    async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
+    async def run(
+        self, arguments: Mapping[str, Any], ctx: ToolContext | None = None
+    ) -> str | ToolOutput:
         """Validate ``arguments`` (:class:`ToolError` if bad), run ``execute`` (sync ones in a
-        thread), return text: strings as they are, anything else as JSON."""
+        thread), return text (or a ToolOutput) as it is, anything else as JSON."""
         model, takes_ctx = self._signature
         try:
             args = model.model_validate(dict(arguments))
@@ -133,7 +137,7 @@ class Tool:
             out = await asyncio.to_thread(target, *lead, **kwargs)
             if inspect.isawaitable(out):
                 out = await out
-        if isinstance(out, str):
+        if isinstance(out, str | ToolOutput):
             return out
         if isinstance(out, BaseModel):
             return out.model_dump_json()

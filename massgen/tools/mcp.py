@@ -24,7 +24,8 @@ from massgen.errors import ConfigError, ToolError
 from massgen.redact import redact_url
 from massgen.tools.base import BuiltinTool, Tool, ToolSettings
 from massgen.tools.context import ToolContext
-from massgen.types import ToolSpec
+from massgen.tools.images import ToolOutput
+from massgen.types import Image, ToolSpec
 
 log = logging.getLogger("massgen.tools")
 
@@ -204,8 +205,9 @@ class McpServer(BuiltinTool[McpSettings]):
                 holder.cancel()  # still starting
             await asyncio.gather(holder, return_exceptions=True)
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> str:
-        """Call ``tool``; its result as text, an error result or a lost server as ToolError."""
+    async def call(self, tool: str, arguments: dict[str, Any]) -> str | ToolOutput:
+        """Call ``tool``; its result (text, images), an error result or a lost server as
+        ToolError."""
         from mcp.shared.exceptions import MCPError
         from mcp_types import CONNECTION_CLOSED
         from pydantic import ValidationError
@@ -285,33 +287,39 @@ class McpTool(Tool):
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.schema)
 
-    async def run(self, arguments: Mapping[str, Any], ctx: ToolContext | None = None) -> str:
+    async def run(
+        self, arguments: Mapping[str, Any], ctx: ToolContext | None = None
+    ) -> str | ToolOutput:
         return await self.server.call(self.remote, dict(arguments))
 
 
-def render(result: Any) -> str:
-    """A CallToolResult as text: text joined, structured content as JSON, other content as a
-    short note; an ``isError`` result raises ToolError with its text."""
-    parts: list[str] = []
+def render(result: Any) -> str | ToolOutput:
+    """A CallToolResult as text (with its images, if any): text joined, structured content
+    as JSON, other content as a short note; an ``isError`` result raises ToolError."""
+    parts: list[str | Image] = []
     for block in result.content:
         kind = block.type
         if kind == "text":
             parts.append(block.text)
-        elif kind in ("image", "audio"):
-            size = len(block.data) * 3 // 4
-            parts.append(f"[{kind} {block.mime_type}, {size} bytes: not shown to the model]")
+        elif kind == "image":
+            parts.append(Image(block.mime_type, block.data))
+        elif kind == "audio":
+            size = Image(block.mime_type, block.data).size
+            parts.append(f"[audio {block.mime_type}, {size} bytes: not shown to the model]")
         elif kind == "resource" and isinstance(text := getattr(block.resource, "text", None), str):
             parts.append(text)
         elif kind in ("resource", "resource_link"):
             uri = block.uri if kind == "resource_link" else block.resource.uri
             parts.append(f"[{kind.replace('_', ' ')} {uri}: not shown to the model]")
+    texts = [p for p in parts if isinstance(p, str)]
     data = result.structured_content
-    if data is not None and not any(_same(p, data) for p in parts):
+    if data is not None and not any(_same(p, data) for p in texts):
         parts.append(json.dumps(data, ensure_ascii=False, default=str))
-    text = "\n".join(parts)
     if result.is_error:
-        raise ToolError(text[:2000] or "the MCP tool reported an error")
-    return text
+        raise ToolError("\n".join(texts)[:2000] or "the MCP tool reported an error")
+    if any(isinstance(p, Image) for p in parts):
+        return ToolOutput(tuple(parts))
+    return "\n".join(map(str, parts))
 
 
 def _same(text: str, data: Any) -> bool:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from massgen.errors import ToolError
 from massgen.tools.base import Tool
 from massgen.tools.context import ToolContext
-from massgen.types import CompletionRequest, ToolCall, ToolSpec
+from massgen.tools.images import attach
+from massgen.types import CompletionRequest, Image, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
     from massgen.backends.base import Backend
@@ -28,14 +29,15 @@ UNTRUSTED_NOTE = (
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """What one call produced: ``content`` goes back to the model (fenced), ``output`` is
-    the raw text (the error message when ``ok`` is false)."""
+    """What one call produced: ``content`` goes back to the model (fenced), with ``images``
+    when it takes them; ``output`` is the raw text (the error message when ``ok`` is false)."""
 
     call: ToolCall
     ok: bool
     output: str
     content: str
     duration: float
+    images: tuple[Image, ...] = ()
 
 
 def fence(tool: str, text: str, limit: int) -> str:
@@ -93,9 +95,13 @@ class ToolBox:
             backend, request = kind.plan_turn(backend, request, self, ctx)
         return backend, request
 
-    async def call(self, call: ToolCall, ctx: ToolContext | None = None) -> ToolOutcome:
-        """Run one call; never raises (except cancellation): failures become error results."""
+    async def call(
+        self, call: ToolCall, ctx: ToolContext | None = None, *, images: bool = False
+    ) -> ToolOutcome:
+        """Run one call; never raises (except cancellation): failures become error results.
+        ``images``: whether the model takes images in tool results (else notes stand in)."""
         started = time.perf_counter()
+        attached: tuple[Image, ...] = ()
         found = self.tools.get(call.name)
         try:
             if found is None:
@@ -103,7 +109,8 @@ class ToolBox:
                     f"no tool named {call.name!r}; available: {', '.join(self.tools) or 'none'}"
                 )
             try:
-                output = await asyncio.wait_for(found.run(call.arguments, ctx), found.timeout)
+                out = await asyncio.wait_for(found.run(call.arguments, ctx), found.timeout)
+                output, attached = attach(out, images)
             except TimeoutError:
                 raise ToolError(f"timed out after {found.timeout:g}s") from None
             ok, content = True, fence(call.name, output, found.max_output)
@@ -118,12 +125,12 @@ class ToolBox:
             said = f"output={len(output)} chars" if ok else f"error={first}"
             who, result = (ctx.agent if ctx else "") or "-", "ok" if ok else "failed"
             log.debug("tool %s agent=%s %s duration=%.3fs %s", call.name, who, result, took, said)
-        return ToolOutcome(call, ok, output, content, took)
+        return ToolOutcome(call, ok, output, content, took, attached)
 
     async def call_all(
-        self, calls: Sequence[ToolCall], ctx: ToolContext | None = None
+        self, calls: Sequence[ToolCall], ctx: ToolContext | None = None, *, images: bool = False
     ) -> list[ToolOutcome]:
         """Run calls concurrently; outcomes in the order of ``calls``."""
         if len(calls) == 1:
-            return [await self.call(calls[0], ctx)]
-        return list(await asyncio.gather(*(self.call(c, ctx) for c in calls)))
+            return [await self.call(calls[0], ctx, images=images)]
+        return list(await asyncio.gather(*(self.call(c, ctx, images=images) for c in calls)))

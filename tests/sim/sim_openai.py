@@ -48,6 +48,12 @@ def parse(body: Mapping[str, Any], path: str) -> ParsedRequest:
                 call_names[call.get("id", "")] = fn.get("name", "")
                 extra_chars += len(fn.get("name", "")) + len(fn.get("arguments", ""))
         elif role in ("tool", "function"):
+            parts = msg.get("content") if isinstance(msg.get("content"), list) else []
+            if any(isinstance(p, Mapping) and p.get("type") != "text" for p in parts):
+                raise ValueError(  # as the API: images go in a user message
+                    f"Image URLs are only allowed for messages with role 'user', but this "
+                    f"message with role '{role}' contains an image URL."
+                )
             out.append(("tool", text))
             call_id = msg.get("tool_call_id", "")
             name = call_names.get(call_id, msg.get("name", ""))
