@@ -35,6 +35,7 @@ from massgen.tools.context import ToolContext
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
+    from massgen.observability.tracing import Tracing
     from massgen.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,15 @@ class ErrorInfo:
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     """A turn as a run sends it; a worker that takes it after ``deadline`` skips it (nobody
-    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set."""
+    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set;
+    ``traceparent``: the run's span of the turn (W3C), parent of the worker's own."""
 
     turn: Turn
     run: str = ""
     deadline: float | None = None
     memory: MemoryContext = MemoryContext()
     stream: dict[str, str] | None = None
+    traceparent: str = ""
 
 
 @dataclass(slots=True)
@@ -295,6 +298,7 @@ class HostedAgent(BusAgent):
         concurrency: int,
         team: str | None = None,
         on_turn: OnTurn | None = None,
+        tracing: Tracing | None = None,
         **bus: Any,
     ) -> None:
         agent = handle.agent
@@ -324,7 +328,7 @@ class HostedAgent(BusAgent):
         )
         self.handle, self.peers = handle, peers  # the worker's handles: ask_agent reaches these
         self.in_flight = self.processed = self.failed = 0
-        self._on_turn = on_turn
+        self._on_turn, self.tracing = on_turn, tracing  # tracing: spans of each turn run here
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
@@ -354,8 +358,21 @@ class HostedAgent(BusAgent):
         written: list[Folded] = []  # a summary written before the answer failed still counts
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
+        traced = (
+            self.tracing.remote_turn(request.traceparent, self.address) if self.tracing else None
+        )
+        if traced is not None:  # under the run's span of the turn: one trace
+            traced(
+                ev.AgentStarted(
+                    agent=self.id, phase=turn.phase, round=turn.round, prompt=turn.prompt
+                )
+            )
 
         def on_event(event: ev.Event) -> None:
+            if traced is not None:
+                traced(event)
+                if isinstance(event, ev.ToolCalled):  # the run need not trace it again
+                    event = replace(event, traced=True)
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
@@ -370,17 +387,25 @@ class HostedAgent(BusAgent):
                 pump,
                 ToolContext(emit=on_event, peers=self.peers),
                 on_retry=on_retry,
+                on_attempt=traced,
                 memory=request.memory,
                 on_folded=written.append,
             )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
+            if traced is not None:
+                traced(ev.AgentFailedEvent(agent=self.id, error="cancelled: the worker stops"))
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
             outcome = e
         finally:
             self.in_flight -= 1
+        if traced is not None and isinstance(outcome, Completion):
+            cost = self.handle.cost_of(outcome)
+            traced(ev.AgentAnswered.of(outcome, self.id, turn.phase, turn.round, cost=cost))
+        elif traced is not None and isinstance(outcome, Exception):
+            traced(ev.AgentFailedEvent(agent=self.id, error=ev.short_error(outcome)))
         if pump is not None:
             await pump.close()
         report.seconds, report.note = time.perf_counter() - started, "; ".join(retries)
@@ -471,9 +496,11 @@ class Worker(Lifecycle):
                     concurrency=concurrency,
                     team=team,
                     on_turn=on_turn,
+                    tracing=orchestrator.tracing,
                 )
             )
         self._started: list[HostedAgent] = []
+        self.tracing = orchestrator.tracing
 
     async def start(self) -> None:
         """Connect (bad URL or credentials: a ConfigError), then register every agent."""
@@ -492,6 +519,8 @@ class Worker(Lifecycle):
         started, self._started = self._started, []
         try:
             await asyncio.gather(*(a.stop() for a in started))
+            if self.tracing is not None:  # the turns' spans; the orchestrator's close stops it
+                await self.tracing.flush()
         finally:
             if self._owns:
                 with contextlib.suppress(MassGenError):
