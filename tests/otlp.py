@@ -37,7 +37,7 @@ class Span:
     status: int  # 0 unset, 1 ok, 2 error
     events: list[str]
     resource: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def __getitem__(self, key: str) -> Any:
         return self.attributes[key]
@@ -53,10 +53,10 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
-                receiver._add(request, self.path, dict(self.headers))
+                receiver._add(request, self.path, {k.lower(): v for k, v in self.headers.items()})
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -69,7 +69,9 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def _add(self, request: ExportTraceServiceRequest, path: str, headers: dict[str, str]) -> None:
         got = []

@@ -366,9 +366,10 @@ class RunTracer:
         at, r = _ns(e.at), e.result
         for span, _ in self._tools.values():
             span.end(end_time=at)
-        for turn in self._turns.values():
-            turn.span.set_attribute("error.type", "cancelled")
-            turn.span.set_status(Status(StatusCode.ERROR, "the run ended first"))
+        for turn in self._turns.values():  # cut short, or the error that ended the run
+            why = turn.failed or ("cancelled" if r.status == "interrupted" else "_OTHER")
+            turn.span.set_attribute("error.type", why)
+            turn.span.set_status(Status(StatusCode.ERROR, r.error or "the run ended first"))
             turn.span.end(end_time=at)
         self._tools.clear()
         self._turns.clear()
