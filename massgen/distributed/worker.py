@@ -358,15 +358,8 @@ class HostedAgent(BusAgent):
         written: list[Folded] = []  # a summary written before the answer failed still counts
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
-        traced = (
-            self.tracing.remote_turn(request.traceparent, self.address) if self.tracing else None
-        )
-        if traced is not None:  # under the run's span of the turn: one trace
-            traced(
-                ev.AgentStarted(
-                    agent=self.id, phase=turn.phase, round=turn.round, prompt=turn.prompt
-                )
-            )
+        tracing, parent = self.tracing, request.traceparent  # the run's span of the turn
+        traced = tracing.remote_turn(parent, self.address, self.id, turn) if tracing else None
 
         def on_event(event: ev.Event) -> None:
             if traced is not None:
@@ -395,17 +388,14 @@ class HostedAgent(BusAgent):
             if pump is not None:
                 pump.cancel()
             if traced is not None:
-                traced(ev.AgentFailedEvent(agent=self.id, error="cancelled: the worker stops"))
+                traced.ended(self.id, turn, asyncio.CancelledError("the worker stops"))
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
             outcome = e
         finally:
             self.in_flight -= 1
-        if traced is not None and isinstance(outcome, Completion):
-            cost = self.handle.cost_of(outcome)
-            traced(ev.AgentAnswered.of(outcome, self.id, turn.phase, turn.round, cost=cost))
-        elif traced is not None and isinstance(outcome, Exception):
-            traced(ev.AgentFailedEvent(agent=self.id, error=ev.short_error(outcome)))
+        if traced is not None:
+            traced.ended(self.id, turn, outcome, self.handle.cost_of)
         if pump is not None:
             await pump.close()
         report.seconds, report.note = time.perf_counter() - started, "; ".join(retries)

@@ -28,6 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from massgen import __version__
 from massgen import events as ev
+from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -82,11 +83,14 @@ class Tracing:
         """A subscriber that traces one run (``fallbacks``: seat → the agent standing in)."""
         return RunTracer(self, fallbacks=fallbacks)
 
-    def remote_turn(self, traceparent: str, worker: str) -> RunTracer:
-        """A subscriber that traces one turn a worker runs, under the run's span of it
-        (``traceparent``; a trace of its own when empty)."""
+    def remote_turn(self, traceparent: str, worker: str, agent: str, turn: Turn) -> RunTracer:
+        """A subscriber that traces ``turn``, which ``worker`` runs for ``agent``, under the
+        run's span of it (``traceparent``; in a trace of its own when empty). Its span is
+        open: :meth:`RunTracer.ended` closes it."""
         root = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
-        return RunTracer(self, root=root, worker=worker)
+        tracer = RunTracer(self, root=root, worker=worker)
+        tracer(ev.AgentStarted(agent=agent, phase=turn.phase, round=turn.round, prompt=turn.prompt))
+        return tracer
 
     def model_of(self, agent: str) -> tuple[str, str]:
         """The provider and model ``agent`` asks for, as far as known (its backend is built)."""
@@ -156,6 +160,20 @@ class RunTracer:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(turn.span))
         return carrier.get("traceparent", "")
+
+    def ended(
+        self,
+        agent: str,
+        turn: Turn,
+        outcome: Completion | BaseException,
+        cost_of: Callable[[Completion], float] | None = None,
+    ) -> None:
+        """``agent``'s ``turn`` (opened by :meth:`Tracing.remote_turn`) answered or failed."""
+        if isinstance(outcome, Completion):
+            cost = cost_of(outcome) if cost_of is not None else 0.0
+            self(ev.AgentAnswered.of(outcome, agent, turn.phase, turn.round, cost=cost))
+        else:
+            self(ev.AgentFailedEvent(agent=agent, error=ev.short_error(outcome)))
 
     # -- helpers ----------------------------------------------------------------------------
 
