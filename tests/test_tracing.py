@@ -239,3 +239,27 @@ print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["bob", "[]"]
+
+
+def test_traces_without_opentelemetry_installed_are_a_config_error() -> None:
+    script = f"""
+import asyncio, sys
+sys.modules["opentelemetry"] = None  # as if massgen[observability] were not installed
+from massgen.config import loads
+from massgen.errors import ConfigError
+from massgen.orchestrator import Orchestrator
+team = loads({CONSENSUS + "observability: {otlp: 'http://127.0.0.1:9'}"!r})
+async def main():
+    async with Orchestrator.from_config(team) as o:
+        await o.arun({TASK!r})
+try:
+    asyncio.run(main())
+except ConfigError as e:
+    print(e.key, e.hint)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.strip()
+        == "observability pip install 'massgen[observability]' (or switch traces off)"
+    )

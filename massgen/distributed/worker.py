@@ -378,7 +378,11 @@ class HostedAgent(BusAgent):
             outcome = await self.handle.ask(
                 turn,
                 pump,
-                ToolContext(emit=on_event, peers=self.peers),
+                ToolContext(
+                    emit=on_event,
+                    peers=self.peers,
+                    trace=traced.traceparent(self.id) if traced else "",
+                ),
                 on_retry=on_retry,
                 on_attempt=traced,
                 memory=request.memory,
