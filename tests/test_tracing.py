@@ -263,3 +263,15 @@ except ConfigError as e:
         done.stdout.strip()
         == "observability pip install 'massgen[observability]' (or switch traces off)"
     )
+
+
+async def test_a_run_the_sampler_leaves_out_exports_nothing(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # the SDK's own variable
+    async with Orchestrator.from_config(loads(observed(CONSENSUS, receiver))) as orchestrator:
+        await orchestrator.arun(TASK)
+        tracing = orchestrator.tracing
+        assert tracing is not None
+        tracing.provider.force_flush()  # anything recorded is at the receiver once this returns
+    assert receiver.spans == [] and receiver.posts == []

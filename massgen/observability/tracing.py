@@ -146,19 +146,21 @@ class RunTracer:
         self._stage: _Stage | None = None
         self._turns: dict[tuple[str, str], _Turn] = {}
         self._tools: dict[tuple[str, str], tuple[Span, int]] = {}
+        self._dropped = False  # the sampler left the run out: nothing more to do
 
     def __call__(self, event: ev.Event) -> None:
         handle = _HANDLERS.get(type(event))
-        if handle is not None:
+        if handle is not None and not self._dropped:
             handle(self, event)
 
     def traceparent(self, agent: str) -> str:
         """The W3C traceparent of ``agent``'s open turn ("" if none)."""
         turn = self._turns.get((agent, ""))
-        if turn is None:
+        span = self._run if self._dropped else turn.span if turn is not None else None
+        if span is None:
             return ""
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(turn.span))
+        carrier: dict[str, str] = {}  # a dropped run's: its workers' samplers drop theirs too
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier.get("traceparent", "")
 
     def ended(
@@ -222,6 +224,7 @@ class RunTracer:
         self._run = self._start(
             f"invoke_workflow {e.strategy}", e.at, None, SpanKind.INTERNAL, **attrs
         )
+        self._dropped = not self._run.is_recording()  # sampled out (OTEL_TRACES_SAMPLER)
 
     def _agent_started(self, e: ev.AgentStarted) -> None:
         nested = e.phase in NESTED
