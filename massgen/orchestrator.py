@@ -113,13 +113,9 @@ class Orchestrator:
     def tracing(self) -> Tracing | None:
         """This orchestrator's tracer (started on first use), or ``None`` when traces are off."""
         if self._tracing is None and self.observability is not None:
-            try:
-                from massgen.observability.tracing import Tracing
-            except ImportError as e:
-                why = f"traces are on, but {e.name} is not installed"
-                hint = "pip install 'massgen[observability]' (or switch traces off)"
-                raise ConfigError(why, key="observability", hint=hint) from e
-            self._tracing = Tracing(self.observability, self.agents)
+            from massgen.observability import start_tracing
+
+            self._tracing = start_tracing(self.observability, self.agents)
         return self._tracing
 
     @property
