@@ -20,6 +20,7 @@ from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
 from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
+from massgen.observability import start_tracing, tracing_settings
 from massgen.resilience import CacheSettings, Guards, RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, get_strategy
@@ -104,8 +105,6 @@ class Orchestrator:
         given = {"cache": cache_store, "memory": memory_store}
         self._stores: dict[str, Store] = {k: v for k, v in given.items() if v is not None}
         self._owned: set[str] = set()  # the stores opened here, closed with the orchestrator
-        from massgen.observability import tracing_settings
-
         self.observability = tracing_settings(observability, os.environ)
         self._tracing: Tracing | None = None
 
@@ -113,8 +112,6 @@ class Orchestrator:
     def tracing(self) -> Tracing | None:
         """This orchestrator's tracer (started on first use), or ``None`` when traces are off."""
         if self._tracing is None and self.observability is not None:
-            from massgen.observability import start_tracing
-
             self._tracing = start_tracing(self.observability, self.agents)
         return self._tracing
 
@@ -384,15 +381,8 @@ class Orchestrator:
 
 DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 _log = logging.getLogger("massgen.memory")
-_RUNTIME = (
-    "seed",
-    "session",
-    "cache_store",
-    "memory_store",
-    "subscribers",
-    "handles",
-    "observability",
-)
+_RUNTIME: tuple[str, ...] = ("seed", "session", "cache_store", "memory_store", "subscribers")
+_RUNTIME += ("handles", "observability")
 
 
 __all__ = ["Orchestrator"]
