@@ -275,3 +275,25 @@ async def test_a_run_the_sampler_leaves_out_exports_nothing(
         assert tracing is not None
         tracing.provider.force_flush()  # anything recorded is at the receiver once this returns
     assert receiver.spans == [] and receiver.posts == []
+
+
+async def test_a_fallbacks_requests_are_under_the_turn_it_takes_over(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    sim.script([Fault(503)], match="You are Ada.")
+    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
+    text = f"""
+agents:
+  - {{name: ada, role: You are Ada., fallback: bea, backend: {backend}}}
+  - {{name: bea, role: You are Bea., standby: true, backend: {backend}}}
+orchestrator: {{strategy: parallel, max_retries: 0}}
+"""
+    result = await run(observed(text, receiver))
+    assert result.answers[0].answered_by == "bea"
+    spans = receiver.wait(whole_run)
+    failed, taken = sorted(named(spans, "invoke_agent ada"), key=lambda s: s.start)
+    assert (failed.status, failed["error.type"], failed["massgen.dropped"]) == (2, "503", False)
+    assert (taken.status, taken["massgen.answered_by"]) == (0, "bea")
+    [asked] = children(spans, taken)  # bea's request, in the seat it took
+    assert asked.name == "chat gpt-4o-mini" and asked.status == 0
+    assert not named(spans, "invoke_agent bea")
