@@ -110,3 +110,29 @@ async def test_a_turn_on_a_worker_is_in_the_runs_trace(
     [tool] = named(spans, "execute_tool calculator")  # once: the run did not trace it again
     assert (tool.parent_id, tool.resource["process.pid"]) == (remote.span_id, there)
     assert tool["gen_ai.tool.call.id"] == "call_1"
+
+
+async def test_a_worker_without_traces_leaves_the_tool_calls_to_the_run(
+    receiver: Receiver, prefix: str
+) -> None:
+    from massgen.config import ObservabilityConfig
+    from massgen.distributed import Worker
+    from tests.mas.helpers import FAST
+    from tests.test_distributed import tool_team
+
+    caller = tool_team()
+    traced = Orchestrator(
+        list(caller.agents.values()),
+        caller.config,
+        observability=ObservabilityConfig(otlp=receiver.url),
+    )
+    host = Worker(tool_team(), redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
+    on_bus = distributed(traced, SHARED_REDIS, prefix=prefix, settings=FAST)
+    async with traced, host, on_bus as placement:
+        assert dict(placement.remote) == {"ada": 1}
+        assert (await traced.arun("6 times 7?")).final_answer == "It is 42."
+    spans = receiver.wait(lambda s: any(x.name == "invoke_workflow parallel" for x in s))
+    [turn] = named(spans, "invoke_agent ada")
+    [tool] = named(spans, "execute_tool calculator")  # reported by the worker, traced here
+    assert tool.parent_id == turn.span_id
+    assert not [s for s in spans if s.name.startswith("chat ")]  # the worker's: unseen here
