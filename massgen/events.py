@@ -127,11 +127,13 @@ class AgentFailedEvent(AgentEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCalled(AgentEvent):
-    """An agent's model called one of its tools. ``args`` is compact JSON, cut short."""
+    """An agent's model called one of its tools. ``args`` is compact JSON, cut short;
+    ``traced``: already a span of the worker that ran it."""
 
     tool: str
     call_id: str
     args: str = ""
+    traced: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

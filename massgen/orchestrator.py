@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -19,6 +20,7 @@ from massgen.agents.handle import AgentHandle, LocalHandle
 from massgen.backends.base import Backend
 from massgen.budget import Budget
 from massgen.errors import ConfigError, MassGenError, RunError
+from massgen.observability import start_tracing, tracing_settings
 from massgen.resilience import CacheSettings, Guards, RetryPolicy, wrap
 from massgen.result import RunResult
 from massgen.strategies import RunContext, get_strategy
@@ -26,8 +28,9 @@ from massgen.strategies import RunContext, get_strategy
 if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
     from massgen.batch.runner import OnRow
-    from massgen.config import OrchestratorConfig, TeamConfig
+    from massgen.config import ObservabilityConfig, OrchestratorConfig, TeamConfig
     from massgen.memory.short_term import Writer
+    from massgen.observability.tracing import Tracing
     from massgen.store.base import Store
 
 
@@ -57,7 +60,8 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
 class Orchestrator:
     """Runs a team of agents on tasks. ``config``: the team file's ``orchestrator:`` section,
     or its keys as keyword options (flat, as the seed spells them: ``max_rounds=3``,
-    ``cache_enabled=True``). ``subscribers`` receive every event."""
+    ``cache_enabled=True``). ``subscribers`` receive every event. ``observability``: where
+    runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md)."""
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class Orchestrator:
         memory_store: Store | None = None,
         subscribers: Iterable[ev.Subscriber] = (),
         handles: dict[str, AgentHandle] | None = None,
+        observability: ObservabilityConfig | None = None,
         **options: Any,
     ) -> None:
         if not agents:
@@ -100,6 +105,15 @@ class Orchestrator:
         given = {"cache": cache_store, "memory": memory_store}
         self._stores: dict[str, Store] = {k: v for k, v in given.items() if v is not None}
         self._owned: set[str] = set()  # the stores opened here, closed with the orchestrator
+        self.observability = tracing_settings(observability, os.environ)
+        self._tracing: Tracing | None = None
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """This orchestrator's tracer (started on first use), or ``None`` when traces are off."""
+        if self._tracing is None and self.observability is not None:
+            self._tracing = start_tracing(self.observability, self.agents)
+        return self._tracing
 
     @property
     def strategy(self) -> str:
@@ -207,6 +221,7 @@ class Orchestrator:
             if section.cache.enabled and not section.cache.path and "cache_store" not in run:
                 run["cache_store"] = redis_store()
                 owned.add("cache")
+        run.setdefault("observability", cfg.observability)
         built = cls(build_agents(cfg), section, **run)
         built.guards, built._owned = build_guards(cfg), owned
         return built
@@ -232,19 +247,22 @@ class Orchestrator:
             raise ConfigError("the task is empty", key="task", hint="give the task as text")
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         result = RunResult(run_id=run_id, task=task, strategy=name, started_at=time.time())
-        bus = ev.EventBus([*self.subscribers, *subscribers])
+        fallbacks = {n: a.fallback for n, a in self.agents.items() if a.fallback}
+        tracer = self.tracing.run(fallbacks) if self.tracing is not None else None
+        bus = ev.EventBus([*self.subscribers, *subscribers, *([tracer] if tracer else [])])
         ctx = RunContext(
             result=result,
             handles=self.handles,
             emit=bus.emit,
             config=self.config,
             seed=self.seed,
-            fallbacks={n: a.fallback for n, a in self.agents.items() if a.fallback},
+            fallbacks=fallbacks,
             live=self.seats(),
             budget=budget if budget is not None else Budget(self.config.max_cost),
             stream=bus.wants_deltas,
             listening=bus.listening,
             observing=bus.wants_requests,
+            trace=tracer.traceparent if tracer is not None else None,
         )
         if bus.listening:
             bus.emit(ev.RunStarted(run_id=run_id, task=task, strategy=name, agents=tuple(ctx.live)))
@@ -339,7 +357,11 @@ class Orchestrator:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every backend's connections and the tools' servers (MCP)."""
+        """Send the spans not sent yet; close every backend's connections and the tools'
+        servers (MCP)."""
+        if self._tracing is not None:
+            tracing, self._tracing = self._tracing, None
+            await tracing.aclose()
         if any(a.tools for a in self.agents.values()):
             from massgen.tools.base import Tool
 
@@ -363,7 +385,8 @@ class Orchestrator:
 
 DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 _log = logging.getLogger("massgen.memory")
-_RUNTIME = ("seed", "session", "cache_store", "memory_store", "subscribers", "handles")
+_RUNTIME: tuple[str, ...] = ("seed", "session", "cache_store", "memory_store", "subscribers")
+_RUNTIME += ("handles", "observability")
 
 
 __all__ = ["Orchestrator"]

@@ -221,6 +221,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     m.ConsensusConfig,
     m.CacheConfig,
     m.RedisConfig,
+    m.ObservabilityConfig,
 )
 
 

@@ -62,6 +62,7 @@ DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DUMMY_KEYS = {**PROVIDER_KEYS, "BRAVE_API_KEY": "dummy", "PGPASSWORD": "dummy"}
 DUMMY_KEYS |= {"MCP_TOKEN": "dummy", "API_TOKEN": "dummy"}  # docs/tools.md, MCP servers
+DUMMY_KEYS |= {"LANGFUSE_AUTH": "dummy", "LOGFIRE_TOKEN": "dummy"}  # docs/observability.md
 CLEAN = ("MASSGEN_REDIS_URL", "MASSGEN_CONFIG", "MASSGEN_SECRET", "MASSGEN_LOG")
 """Unset for every command, so the examples meet the machine a reader has."""
 
@@ -418,7 +419,7 @@ def _local(text: str, redis_url: str) -> str:
 # -- YAML teams -----------------------------------------------------------------------------
 
 
-FRAGMENT_KEYS = {"tools", "backends", "redis", "orchestrator", "pricing", "cache"}
+FRAGMENT_KEYS = {"tools", "backends", "redis", "orchestrator", "pricing", "cache", "observability"}
 """Top-level sections a fragment may show alone; anything else fails the test."""
 
 

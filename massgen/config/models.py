@@ -446,6 +446,30 @@ class RedisConfig(ConfigModel):
         return redact_url(self.url)
 
 
+class ObservabilityConfig(ConfigModel):
+    """Traces of every run, over OTLP/HTTP (docs/observability.md)."""
+
+    otlp: str | None = None
+    """Collector URL, e.g. ``http://localhost:4318`` (``/v1/traces`` is added); none: the
+    ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` variables, and without those no traces."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Headers of each export (``Authorization: Basic ${TOKEN}``). Never printed."""
+    service_name: str | None = None
+    """``service.name`` of the spans; none: ``$OTEL_SERVICE_NAME``, else ``massgen``."""
+    capture_content: bool = False
+    """Put prompts, answers and tool arguments and results in the spans."""
+
+    @field_validator("otlp")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(value or "")
+        if value is not None and (url.scheme not in ("http", "https") or not url.netloc):
+            raise fail("otlp_url", "not an http(s) URL", hint="e.g. http://localhost:4318")
+        return value
+
+
 class TeamConfig(ConfigModel):
     """A whole team file."""
 
@@ -459,6 +483,8 @@ class TeamConfig(ConfigModel):
     """Strategy and resilience settings."""
     redis: RedisConfig | None = None
     """Run distributed over Redis; ``None`` runs in one process."""
+    observability: ObservabilityConfig | None = None
+    """Traces of runs (OpenTelemetry); ``None``: only if the ``OTEL_*`` variables say so."""
     tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings per tool name (e.g. a file reader's ``root``); an entry whose name is not a
     built-in says what it builds with ``use:`` (a built-in or ``module:Class``)."""

@@ -218,7 +218,7 @@ class RemoteHandle:
         """``turn`` answered by a live worker (which observes its own attempts); a silent one
         is reported (AgentWaiting). With none left the turn runs here (:attr:`local`) or
         raises WorkerLost; dead-lettered: TurnRefused."""
-        emit = ctx.emit if ctx else None
+        emit, trace = (ctx.emit, ctx.trace) if ctx else (None, "")
         memory = self.agent.memory
         try:
             if self.gone:  # the workers were gone last turn: are they back?
@@ -228,8 +228,8 @@ class RemoteHandle:
             if memory.needs_load:
                 async with memory.lock:  # the run's first turn loads the session (may fold)
                     if await memory.load() and memory.may_fold:
-                        return await self._ask(turn, on_delta, emit, fold=True)
-            return await self._ask(turn, on_delta, emit, fold=False)
+                        return await self._ask(turn, on_delta, emit, fold=True, trace=trace)
+            return await self._ask(turn, on_delta, emit, fold=False, trace=trace)
         except _NoWorker as e:  # outside the memory lock: the turn runs here, or fails
             if self.local is None:
                 raise E.WorkerLost(self.name, self.workers, "the run cannot build it here") from e
@@ -244,7 +244,13 @@ class RemoteHandle:
             )
 
     async def _ask(
-        self, turn: Turn, on_delta: OnDelta | None, emit: ev.Subscriber | None, *, fold: bool
+        self,
+        turn: Turn,
+        on_delta: OnDelta | None,
+        emit: ev.Subscriber | None,
+        *,
+        fold: bool,
+        trace: str,
     ) -> Completion:
         agent = self.agent
         recalled = await agent.long_term.recall_for(self.name, turn) if agent.long_term else []
@@ -258,6 +264,7 @@ class RemoteHandle:
             deadline=time.time() + self.timeout,
             memory=agent.memory.context(recalled, fold=fold),
             stream={"to": feed.id, "key": key} if feed is not None else None,
+            traceparent=trace,
         )
         shown, heard = "", set[tuple[str, str]]()
         started = time.perf_counter()

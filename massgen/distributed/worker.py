@@ -35,6 +35,7 @@ from massgen.tools.context import ToolContext
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
+    from massgen.observability.tracing import Tracing
     from massgen.orchestrator import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,15 @@ class ErrorInfo:
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
     """A turn as a run sends it; a worker that takes it after ``deadline`` skips it (nobody
-    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set."""
+    waits), and streams its deltas to ``stream`` (``to``: the run's feed, ``key``) if set;
+    ``traceparent``: the run's span of the turn (W3C), parent of the worker's own."""
 
     turn: Turn
     run: str = ""
     deadline: float | None = None
     memory: MemoryContext = MemoryContext()
     stream: dict[str, str] | None = None
+    traceparent: str = ""
 
 
 @dataclass(slots=True)
@@ -296,6 +299,7 @@ class HostedAgent(BusAgent):
         team: str | None = None,
         on_turn: OnTurn | None = None,
         observer: ev.Subscriber | None = None,
+        tracing: Tracing | None = None,
         **bus: Any,
     ) -> None:
         agent = handle.agent
@@ -325,7 +329,8 @@ class HostedAgent(BusAgent):
         )
         self.handle, self.peers = handle, peers  # the worker's handles: ask_agent reaches these
         self.in_flight = self.processed = self.failed = 0
-        self._on_turn, self._observer = on_turn, observer  # observer: metrics, traces
+        self._on_turn, self._observer = on_turn, observer  # observer: metrics
+        self.tracing = tracing  # spans of each turn run here
         self.address = f"{_HOST}/{self.instance_id}"  # as the run's log names this instance
 
     def get_metadata(self) -> dict[str, Any]:
@@ -355,11 +360,17 @@ class HostedAgent(BusAgent):
         written: list[Folded] = []  # a summary written before the answer failed still counts
         to, key = (request.stream or {}).get("to", ""), (request.stream or {}).get("key", "")
         pump = DeltaPump(self, to, key) if to.startswith(FEED_PREFIX) else None  # streamed
+        tracing, parent = self.tracing, request.traceparent  # the run's span of the turn
+        traced = tracing.remote_turn(parent, self.address, self.id, turn) if tracing else None
 
         seen = self._observer
         told = ev.retries_told(seen, self.id) if seen is not None else None
 
         def on_event(event: ev.Event) -> None:
+            if traced is not None:
+                traced(event)
+                if isinstance(event, ev.ToolCalled):  # the run need not trace it again
+                    event = replace(event, traced=True)
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
@@ -371,25 +382,38 @@ class HostedAgent(BusAgent):
             if told is not None:
                 told(attempt, limit, wait, error)
 
+        def on_attempt(event: ev.Event) -> None:  # each provider attempt: traces, metrics
+            for hears in (traced, seen):
+                if hears is not None:
+                    hears(event)
+
         outcome: Completion | Exception
         try:
             outcome = await self.handle.ask(
                 turn,
                 pump,
-                ToolContext(emit=on_event, peers=self.peers),
+                ToolContext(
+                    emit=on_event,
+                    peers=self.peers,
+                    trace=traced.traceparent(self.id) if traced else "",
+                ),
                 on_retry=on_retry,
-                on_attempt=seen if getattr(seen, "wants_requests", False) else None,
+                on_attempt=on_attempt if traced or getattr(seen, "wants_requests", None) else None,
                 memory=request.memory,
                 on_folded=written.append,
             )
         except asyncio.CancelledError:
             if pump is not None:
                 pump.cancel()
+            if traced is not None:
+                traced.ended(self.id, turn, asyncio.CancelledError("the worker stops"))
             raise  # stopping: the turn goes back to the inbox for another replica
         except Exception as e:
             outcome = e
         finally:
             self.in_flight -= 1
+        if traced is not None:
+            traced.ended(self.id, turn, outcome, self.handle.cost_of)
         if pump is not None:
             await pump.close()
         report.seconds, report.note = time.perf_counter() - started, "; ".join(retries)
@@ -483,9 +507,11 @@ class Worker(Lifecycle):
                     team=team,
                     on_turn=on_turn,
                     observer=observer,
+                    tracing=orchestrator.tracing,
                 )
             )
         self._started: list[HostedAgent] = []
+        self.tracing = orchestrator.tracing
 
     async def start(self) -> None:
         """Connect (bad URL or credentials: a ConfigError), then register every agent."""
@@ -504,6 +530,8 @@ class Worker(Lifecycle):
         started, self._started = self._started, []
         try:
             await asyncio.gather(*(a.stop() for a in started))
+            if self.tracing is not None:  # the turns' spans; the orchestrator's close stops it
+                await self.tracing.flush()
         finally:
             if self._owns:
                 with contextlib.suppress(MassGenError):

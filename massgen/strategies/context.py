@@ -36,6 +36,7 @@ class RunContext:
     stream: bool = True  # token deltas as events; off when no subscriber shows them
     listening: bool = True  # if nobody hears events, per-turn ones are not even built
     observing: bool = False  # someone hears each provider attempt (RequestDone)
+    trace: Callable[[str], str] | None = None  # an agent's open turn span, as a traceparent
     _limit: AbstractAsyncContextManager[Any] = field(default_factory=nullcontext)
 
     def __post_init__(self) -> None:
@@ -75,7 +76,8 @@ class RunContext:
         on_retry = ev.retries_told(self.emit, seat)
         # only then: a handle written before attempts were observed need not know of them
         observed = {"on_attempt": self.emit} if self.observing else {}
-        tools = ToolContext(who, emit=self._tool_event, peers=self.handles)
+        parent = self.trace(seat) if self.trace else ""
+        tools = ToolContext(who, emit=self._tool_event, peers=self.handles, trace=parent)
         try:
             async with self._limit:
                 completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry, **observed)

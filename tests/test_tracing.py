@@ -1,0 +1,299 @@
+"""Traces (docs/observability.md): what a run exports over OTLP/HTTP, decoded by a receiver
+on loopback with the official ``opentelemetry-proto`` messages. Real runs: the replay backend,
+and the provider simulator through massgen's own HTTP client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from massgen.config import ObservabilityConfig, loads
+from massgen.observability import tracing_settings
+from massgen.orchestrator import Orchestrator
+from massgen.result import RunResult
+from tests.otlp import Receiver, Span, children, named
+from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec
+from tests.sim.simulator import ProviderSimulator
+
+TASK = "What is the capital of France?"
+CONSENSUS = """
+backends:
+  sim:
+    type: replay
+    rules:
+      - match: '<answer label='
+        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
+      - match: 'You are Ada.*capital of France'
+        reply: Paris.
+      - match: 'You are Bob.*capital of France'
+        reply: Paris is the capital of France.
+      - match: 'You are Cy.*capital of France'
+        reply: Lyon, I think.
+agents:
+  - {name: ada, backend: sim, role: You are Ada.}
+  - {name: bob, backend: sim, role: You are Bob.}
+  - {name: cy, backend: sim, role: You are Cy.}
+orchestrator:
+  strategy: consensus
+  consensus: {threshold: 0.5, max_rounds: 1}
+"""
+CONTENT_KEYS = {
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "massgen.vote.reason",
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def observed(text: str, receiver: Receiver, **section: object) -> str:
+    options = {"otlp": receiver.url, **section}
+    return text + "\nobservability: " + json.dumps(options) + "\n"
+
+
+async def run(text: str, task: str = TASK) -> RunResult:
+    """Run the team on ``task``; closing the orchestrator sends the spans left."""
+    async with Orchestrator.from_config(loads(text)) as orchestrator:
+        return await orchestrator.arun(task)
+
+
+def whole_run(spans: list[Span]) -> bool:
+    return any(s.name.startswith("invoke_workflow ") for s in spans)
+
+
+def one_level(spans: list[Span], parent: Span, name: str) -> list[Span]:
+    return [s for s in children(spans, parent) if s.name == name]
+
+
+async def test_a_consensus_run_is_one_tree_of_rounds_turns_and_requests(
+    receiver: Receiver,
+) -> None:
+    result = await run(observed(CONSENSUS, receiver))
+    spans = receiver.wait(whole_run)
+    assert {s.trace_id for s in spans} == {spans[0].trace_id}  # one trace
+    [root] = [s for s in spans if not s.parent_id]
+    assert root.name == "invoke_workflow consensus"
+    assert root["gen_ai.operation.name"] == "invoke_workflow"
+    assert (root["massgen.strategy"], root["massgen.run_id"]) == ("consensus", result.run_id)
+    assert (root["massgen.status"], root["massgen.requests"]) == ("done", 6)
+    assert root["massgen.winner"] == "bob" and root.resource["service.name"] == "massgen"
+    rounds = [s for s in children(spans, root)]
+    assert [(s.name, s["massgen.phase"]) for s in rounds] == [
+        ("round 0", "answer"),
+        ("round 1", "review"),
+    ]
+    assert rounds[1]["massgen.converged"] is True and rounds[1]["massgen.leader"] == "bob"
+    for stage in rounds:
+        turns = sorted(children(spans, stage), key=lambda s: s["gen_ai.agent.name"])
+        assert [s.name for s in turns] == [
+            "invoke_agent ada",
+            "invoke_agent bob",
+            "invoke_agent cy",
+        ]
+        for turn in turns:
+            assert turn["gen_ai.operation.name"] == "invoke_agent"
+            assert turn["massgen.round"] == stage["massgen.round"]
+            assert stage.start <= turn.start <= turn.end <= stage.end
+            [chat] = children(spans, turn)
+            assert chat.name == "chat replay" and chat.kind == 3  # CLIENT
+            assert chat["gen_ai.operation.name"] == "chat"
+            assert chat["gen_ai.provider.name"] == chat["gen_ai.system"] == "replay"
+            assert chat["gen_ai.usage.output_tokens"] > 0
+            assert chat["gen_ai.response.finish_reasons"] == ["stop"]
+            assert turn["gen_ai.usage.output_tokens"] == chat["gen_ai.usage.output_tokens"]
+            assert turn.start <= chat.start <= chat.end <= turn.end
+    votes = {t["gen_ai.agent.name"]: t["massgen.vote"] for t in children(spans, rounds[1])}
+    assert votes == {"ada": "bob", "bob": "bob", "cy": "bob"}
+    assert all(not (CONTENT_KEYS & s.attributes.keys()) for s in spans)  # capture_content off
+    assert not any(TASK in str(v) for s in spans for v in s.attributes.values())
+    assert receiver.posts and set(receiver.posts) == {"/v1/traces"}
+
+
+def simulated(sim: ProviderSimulator, *, tools: str = "", retries: int = 0) -> str:
+    return f"""
+agents:
+  - name: ada
+    role: You are Ada.
+    backend: {{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}
+    {tools}
+orchestrator: {{strategy: parallel, max_retries: {retries}, retry_delay: 0.01}}
+"""
+
+
+async def test_a_retried_request_is_one_chat_span_per_attempt(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    sim.script([Fault(503), Text("Paris.")], match="You are Ada.")
+    result = await run(observed(simulated(sim, retries=2), receiver))
+    assert result.final_answer == "Paris."
+    spans = receiver.wait(whole_run)
+    [turn] = named(spans, "invoke_agent ada")
+    assert "massgen.retry" in turn.events
+    failed, ok = sorted(children(spans, turn), key=lambda s: s["massgen.attempt"])
+    assert failed.name == ok.name == "chat gpt-4o-mini"
+    assert (failed["massgen.attempt"], failed.status, failed["error.type"]) == (1, 2, "503")
+    assert "gen_ai.response.model" not in failed.attributes
+    assert (ok["massgen.attempt"], ok.status) == (2, 0) and "error.type" not in ok.attributes
+    assert ok["gen_ai.provider.name"] == "openai" and ok["gen_ai.request.model"] == "gpt-4o-mini"
+    assert ok["gen_ai.response.model"] and ok["gen_ai.usage.input_tokens"] > 0
+    assert failed.end <= ok.start  # the second attempt came after the first
+
+
+async def test_a_failed_turn_and_run_are_errors(receiver: Receiver, sim: ProviderSimulator) -> None:
+    sim.script([Fault(503)], match="You are Ada.")
+    with pytest.raises(Exception):  # noqa: B017 (the run's error is not what is tested here)
+        await run(
+            observed(
+                simulated(sim).replace("parallel,", "parallel, error_strategy: retry,"), receiver
+            )
+        )
+    spans = receiver.wait(whole_run)
+    [root] = named(spans, "invoke_workflow parallel")
+    [turn] = named(spans, "invoke_agent ada")
+    [chat] = children(spans, turn)
+    assert (root.status, root["error.type"]) == (2, "failed")
+    assert (turn.status, turn["error.type"], chat["error.type"]) == (2, "503", "503")
+
+
+async def test_a_tool_call_is_an_execute_tool_span_of_the_turn_with_content_captured(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    call = ToolCallSpec("calculator", {"expression": "6*7"}, id="call_1")
+    sim.script([ToolCalls([call]), Text("It is 42.")], match="You are Ada.")
+    text = observed(simulated(sim, tools="tools: [calculator]"), receiver, capture_content=True)
+    result = await run(text, "What is 6 times 7?")
+    assert result.final_answer == "It is 42."
+    spans = receiver.wait(whole_run)
+    [root] = named(spans, "invoke_workflow parallel")
+    [turn] = named(spans, "invoke_agent ada")
+    [tool] = named(spans, "execute_tool calculator")
+    assert tool.parent_id == turn.span_id and tool.trace_id == turn.trace_id
+    assert tool["gen_ai.operation.name"] == "execute_tool"
+    assert (tool["gen_ai.tool.name"], tool["gen_ai.tool.call.id"]) == ("calculator", "call_1")
+    assert json.loads(tool["gen_ai.tool.call.arguments"]) == {"expression": "6*7"}
+    assert "42" in tool["gen_ai.tool.call.result"]
+    first, second = sorted(one_level(spans, turn, "chat gpt-4o-mini"), key=lambda s: s.start)
+    assert first["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert first.end <= tool.start <= tool.end <= second.start
+    prompt = json.loads(turn["gen_ai.input.messages"])
+    assert prompt[0]["role"] == "user" and "6 times 7" in prompt[0]["parts"][0]["content"]
+    answer = json.loads(turn["gen_ai.output.messages"])
+    assert answer[0]["parts"][0]["content"] == "It is 42."
+    assert "6 times 7" in root["gen_ai.input.messages"]
+    assert "It is 42." in root["gen_ai.output.messages"]
+
+
+async def test_headers_are_sent_from_the_environment(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACE_TOKEN", "s3cret")
+    text = observed(CONSENSUS, receiver, headers={"Authorization": "Basic ${TRACE_TOKEN}"})
+    await run(text)
+    spans = receiver.wait(whole_run)
+    assert spans[0].headers["authorization"] == "Basic s3cret"
+
+
+async def test_the_standard_variables_switch_traces_on(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "team-a")
+    await run(CONSENSUS)  # no observability section
+    spans = receiver.wait(whole_run)
+    assert {s.resource["service.name"] for s in spans} == {"team-a"}
+
+
+def test_which_settings_switch_traces_on() -> None:
+    section = ObservabilityConfig(otlp="http://127.0.0.1:4318")
+    assert tracing_settings(section, {}) is section
+    assert tracing_settings(None, {}) is None
+    assert tracing_settings(ObservabilityConfig(capture_content=True), {}) is None
+    on = tracing_settings(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://h:4318/v1/traces"})
+    assert on is not None and on.otlp is None  # the exporter reads the variable itself
+    assert tracing_settings(section, {"OTEL_SDK_DISABLED": "true"}) is None
+
+
+def test_nothing_of_opentelemetry_is_imported_when_traces_are_off() -> None:
+    script = f"""
+import asyncio, sys
+from massgen.config import loads
+from massgen.orchestrator import Orchestrator
+team = loads({CONSENSUS + "observability: {capture_content: true}"!r})
+async def main():
+    async with Orchestrator.from_config(team) as o:
+        print((await o.arun({TASK!r})).winner)
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+"""
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no OTEL_* variable
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["bob", "[]"]
+
+
+def test_traces_without_opentelemetry_installed_are_a_config_error() -> None:
+    script = f"""
+import asyncio, sys
+sys.modules["opentelemetry"] = None  # as if massgen[observability] were not installed
+from massgen.config import loads
+from massgen.errors import ConfigError
+from massgen.orchestrator import Orchestrator
+team = loads({CONSENSUS + "observability: {otlp: 'http://127.0.0.1:9'}"!r})
+async def main():
+    async with Orchestrator.from_config(team) as o:
+        await o.arun({TASK!r})
+try:
+    asyncio.run(main())
+except ConfigError as e:
+    print(e.key, e.hint)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.strip()
+        == "observability pip install 'massgen[observability]' (or switch traces off)"
+    )
+
+
+async def test_a_run_the_sampler_leaves_out_exports_nothing(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # the SDK's own variable
+    async with Orchestrator.from_config(loads(observed(CONSENSUS, receiver))) as orchestrator:
+        await orchestrator.arun(TASK)
+        tracing = orchestrator.tracing
+        assert tracing is not None
+        tracing.provider.force_flush()  # anything recorded is at the receiver once this returns
+    assert receiver.spans == [] and receiver.posts == []
+
+
+async def test_a_fallbacks_requests_are_under_the_turn_it_takes_over(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    sim.script([Fault(503)], match="You are Ada.")
+    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
+    text = f"""
+agents:
+  - {{name: ada, role: You are Ada., fallback: bea, backend: {backend}}}
+  - {{name: bea, role: You are Bea., standby: true, backend: {backend}}}
+orchestrator: {{strategy: parallel, max_retries: 0}}
+"""
+    result = await run(observed(text, receiver))
+    assert result.answers[0].answered_by == "bea"
+    spans = receiver.wait(whole_run)
+    failed, taken = sorted(named(spans, "invoke_agent ada"), key=lambda s: s.start)
+    assert (failed.status, failed["error.type"], failed["massgen.dropped"]) == (2, "503", False)
+    assert (taken.status, taken["massgen.answered_by"]) == (0, "bea")
+    [asked] = children(spans, taken)  # bea's request, in the seat it took
+    assert asked.name == "chat gpt-4o-mini" and asked.status == 0
+    assert not named(spans, "invoke_agent bea")
