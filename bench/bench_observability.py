@@ -1,0 +1,132 @@
+"""CPU that traces and metrics add to runs (target To: at most 5 % more). The same consensus
+team runs with both off, metrics only (a Prometheus registry hearing every event), traces
+only (exported over OTLP/HTTP to a receiver on loopback) and both; the provider simulator
+and the receiver are processes of their own, so only the runs' CPU is measured.
+
+    .venv/bin/python bench/bench_observability.py [--agents 3] [--runs 40] [--reps 5]
+
+Each repetition runs every mode once, in turn (the modes alternate), in a child process of
+its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
+span), then times ``--runs`` tasks and the close that sends the last spans with the
+process's CPU clock (the exporter's thread counts). Every mode has the same null subscriber,
+so events are built in all of them, as under the CLI's view. Figures are medians of
+``--reps``. Nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECEIVER = """
+import sys
+from tests.otlp import Receiver
+with Receiver() as r:
+    print(r.url, flush=True)
+    sys.stdin.read()
+    print(len(r.spans), flush=True)
+"""
+
+
+class Null:
+    """A subscriber that hears every event and shows no deltas (like a quiet view)."""
+
+    wants_deltas = False
+
+    def __call__(self, event: object) -> None:
+        pass
+
+
+def team(sim_url: str, agents: int) -> str:
+    rows = "\n".join(
+        f"  - {{name: a{i}, role: You are agent {i}., backend: {{type: openai, "
+        f"model: gpt-4o-mini, base_url: '{sim_url}/v1', api_key: x}}}}"
+        for i in range(agents)
+    )
+    return f"agents:\n{rows}\norchestrator: {{strategy: consensus, max_retries: 0}}\n"
+
+
+async def cpu_of(text: str, runs: int, metrics: bool) -> float:
+    from massgen.config import loads
+    from massgen.orchestrator import Orchestrator
+
+    heard: list[object] = [Null()]
+    if metrics:
+        from massgen.observability.metrics import Metrics
+
+        heard.append(Metrics())
+    orchestrator = Orchestrator.from_config(loads(text), subscribers=heard)
+    await orchestrator.arun("warm up")  # clients, imports, the tracer's first span
+    started = time.process_time()
+    for i in range(runs):
+        await orchestrator.arun(f"task {i}")
+    await orchestrator.aclose()
+    return time.process_time() - started
+
+
+def child(text: str, runs: int, metrics: bool) -> float:
+    """One mode's CPU for ``runs`` runs, measured in a fresh process."""
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); "
+        "from bench.bench_observability import cpu_of; "
+        "print(asyncio.run(cpu_of(sys.stdin.read(), int(sys.argv[2]), sys.argv[3] == '1')))"
+    )
+    argv = [sys.executable, "-c", code, str(ROOT), str(runs), "1" if metrics else "0"]
+    done = subprocess.run(argv, input=text, capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tests.sim.simulator", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None and receiver.stdout is not None
+        off = team(sim.stdout.readline().strip(), args.agents)
+        on = off + f"observability: {{otlp: '{receiver.stdout.readline().strip()}'}}\n"
+        modes = {"off": (off, False), "metrics": (off, True), "traces": (on, False)}
+        modes["both"] = (on, True)
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(args.reps):
+            for mode, (text, metrics) in modes.items():
+                cpu[mode].append(child(text, args.runs, metrics) / args.runs)
+        out, _ = receiver.communicate("", timeout=60)
+        spans = int(out.split()[-1]) / (2 * args.reps * (args.runs + 1))
+        median = {mode: statistics.median(times) for mode, times in cpu.items()}
+        base = median["off"]
+        print(f"{args.agents} agents, consensus, CPU per run (median of {args.reps}):")
+        for mode, value in median.items():
+            print(f"  {mode:8} {value * 1e3:6.2f} ms  ({value / base - 1:+.1%})")
+        added = median["traces"] - base
+        print(f"  {spans:.0f} spans per run, {added / spans * 1e6:.0f} us CPU per span")
+    finally:
+        for proc in (sim, receiver):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
