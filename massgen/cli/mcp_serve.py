@@ -15,11 +15,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
 from massgen.errors import ConfigError, MassGenError
-from massgen.events import Event, RoundDone, short_error
+from massgen.events import RoundDone, short_error
+from massgen.serve.runs import LiveRun, round_note, summarize
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
-    from massgen.result import RunResult
 
 StrategyName = Literal["parallel", "sequential", "consensus"]
 
@@ -34,31 +34,20 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
     ) -> CallToolResult:
         """Ask the team: its agents answer (and, by strategy, review and vote); returns the
         final answer, with winner, votes, agreement, tokens and cost as structured content."""
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        async def pump() -> None:
+        run = LiveRun(orchestrator, task, strategy)
+        try:
             sent = 0
-            while (event := await events.get()) is not None:
+            async for event in run:
                 if isinstance(event, RoundDone):
                     sent += 1
-                    votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
-                    note = f"round {event.round} done; leader {event.leader or '-'}"
-                    await ctx.report_progress(sent, None, f"{note}; votes: {votes or 'none'}")
-
-        def heard(event: Event) -> None:  # this run's own subscriber
-            events.put_nowait(event)
-
-        heard.wants_deltas = False  # type: ignore[attr-defined]  # no token streaming here
-        pumping = asyncio.ensure_future(pump())
-        try:
-            result = await orchestrator.arun(task, strategy, subscribers=[heard])
+                    await ctx.report_progress(sent, None, round_note(event))
+            result = await run.result()
         except MassGenError as e:
             raise ToolError(f"the team failed: {short_error(e)}") from None
         except Exception as e:  # a bug of ours: the reason, never a traceback
             raise ToolError(f"the team failed: internal error ({type(e).__name__})") from None
         finally:
-            events.put_nowait(None)
-            await asyncio.gather(pumping, return_exceptions=True)
+            await run.stopped()  # nothing is left running when the call ends (or is cancelled)
         summary = summarize(result, len(orchestrator.seats()))
         return CallToolResult(
             content=[TextContent(type="text", text=result.final_answer)],
@@ -66,29 +55,6 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
         )
 
     return server
-
-
-def summarize(result: RunResult, seats: int) -> dict[str, Any]:
-    """The structured content of an answer: who won, how the last round voted, agreement
-    (the winner's votes among the agents still running), usage and cost."""
-    last = max((v.round for v in result.votes), default=None)
-    votes = {v.voter: v.for_agent for v in result.votes if v.round == last}
-    live = seats - len(result.failed_agents)
-    agreement = None
-    if votes and live > 0:
-        agreement = round(sum(f == result.winner for f in votes.values()) / live, 4)
-    return {
-        "winner": result.winner,
-        "votes": votes,
-        "rounds": result.rounds,
-        "agreement": agreement,
-        "requests": result.requests,
-        "tokens": result.usage.total_tokens,
-        "cost": result.cost,
-        "duration": round(result.duration, 3),
-        "status": "degraded" if result.degraded else "ok",
-        "strategy": result.strategy,
-    }
 
 
 async def serve(server: Any, port: int | None, host: str) -> None:
