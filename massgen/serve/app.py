@@ -359,6 +359,7 @@ async def serve(
         told(f"massgen serve: serving {models} on {site.name}")
         await stop
         served.stopping = True
+        await site.stop()  # new connections are refused from here on
         told(
             f"massgen serve: stopping; {served.in_flight} runs in flight"
             f" get {served.limits.grace:g} s"

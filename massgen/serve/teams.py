@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 @dataclass(eq=False)
 class Team:
     """A served team. ``options``: what the command line overrides (``max_cost``,
-    ``cache_enabled``); ``told``: where the bus placement of its agents is said."""
+    ``cache_enabled``); ``told``: where the bus placement of its agents is said; ``make``:
+    builds its orchestrator for a session (default: from ``config``)."""
 
     name: str
-    config: TeamConfig
+    config: TeamConfig | None
     bus: BusTarget | None = None
     options: dict[str, Any] = field(default_factory=dict)
     max_sessions: int = 64
     told: Callable[[str], None] = print
+    make: Callable[[str | None], Orchestrator] | None = None
     _shared: Orchestrator | None = None
     _sessions: OrderedDict[str, tuple[Orchestrator, asyncio.Lock, contextlib.AsyncExitStack]] = (
         field(default_factory=OrderedDict)
@@ -46,7 +48,11 @@ class Team:
     async def _open(self, stack: contextlib.AsyncExitStack, session: str | None) -> Orchestrator:
         from massgen.orchestrator import Orchestrator
 
-        built = Orchestrator.from_config(self.config, session=session, **self.options)
+        if self.make is not None:
+            built = self.make(session)
+        else:
+            assert self.config is not None
+            built = Orchestrator.from_config(self.config, session=session, **self.options)
         await stack.enter_async_context(built)
         if self.bus is not None:
             from massgen.distributed.connect import distributed
@@ -68,7 +74,11 @@ class Team:
         if session not in self._sessions:
             await self._evict()
             stack = contextlib.AsyncExitStack()
-            self._sessions[session] = (await self._open(stack, session), asyncio.Lock(), stack)
+            opened = await self._open(stack, session)
+            if session in self._sessions:  # another request opened it meanwhile
+                await stack.aclose()
+            else:
+                self._sessions[session] = (opened, asyncio.Lock(), stack)
         self._sessions.move_to_end(session)
         orchestrator, lock, _ = self._sessions[session]
         async with lock:
