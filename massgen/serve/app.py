@@ -83,7 +83,8 @@ def failure(e: BaseException, seats: int) -> web.Response:
     if isinstance(e, ConfigError):
         return error(400, e.message, "invalid_request_error", param=e.key)
     if isinstance(e, MassGenError):
-        if isinstance(e.__cause__, TimeoutError):
+        cause = e.__cause__
+        if isinstance(cause, TimeoutError) and not isinstance(cause, MassGenError):
             return error(504, short_error(e), "timeout", "timeout")
         result: RunResult | None = getattr(e, "result", None)
         every = result is not None and seats > 0 and len(result.failed_agents) >= seats
