@@ -19,7 +19,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.procs import run_massgen
+from tests.mas.helpers import SHARED_REDIS
+from tests.procs import run_massgen, start_ready
 
 TEAM = """\
 name: capitals
@@ -57,12 +58,14 @@ def _line(proc: subprocess.Popen[str], deadline: float) -> str:
 
 @contextmanager
 def serving(
-    tmp_path: Path, *args: str, latency: float = 0.0
+    tmp_path: Path, *args: str, latency: float = 0.0, more: str = ""
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``massgen serve team.yaml --port 0 ARGS`` until the block ends; yields it and its URL."""
+    """``massgen serve team.yaml --port 0 ARGS`` until the block ends; yields it and its URL.
+    ``more``: YAML added to the team."""
     team = tmp_path / "team.yaml"
-    team.write_text(TEAM.format(latency=latency))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MASSGEN_SERVE_KEYS": KEYS}
+    team.write_text(TEAM.format(latency=latency) + more)
+    env = {k: v for k, v in os.environ.items() if k not in ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")}
+    env |= {"PYTHONUNBUFFERED": "1", "MASSGEN_SERVE_KEYS": KEYS}
     proc = subprocess.Popen(
         [sys.executable, "-m", "massgen", "serve", str(team), "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -72,8 +75,11 @@ def serving(
         cwd=tmp_path,
     )
     try:
-        line = _line(proc, time.monotonic() + 30)
-        assert " on http://127.0.0.1:" in line, line + (proc.stderr.read() if proc.stderr else "")
+        deadline, said = time.monotonic() + 30, ""
+        while " on http://127.0.0.1:" not in (line := _line(proc, deadline)):
+            assert line, said + (proc.stderr.read() if proc.stderr else "")
+            said += line
+        proc.said = said  # type: ignore[attr-defined]  # what it told before it listened
         yield proc, line.rsplit(" on ", 1)[1].strip()
     finally:
         if proc.poll() is None:
@@ -198,3 +204,29 @@ def test_massgen_help_does_not_import_the_web_server() -> None:
     code = "import sys; from massgen.cli import app; print('aiohttp.web' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_with_redis_the_turns_go_to_a_worker(tmp_path: Path, prefix: str) -> None:
+    bus = f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n"
+    (tmp_path / "team.yaml").write_text(TEAM.format(latency=0) + bus)
+    env = {k: v for k, v in os.environ.items() if k not in ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")}
+    worker_cmd = [sys.executable, "-m", "massgen", "worker", str(tmp_path / "team.yaml")]
+    worker = start_ready(worker_cmd, ready="hosting ", count=3, env=env)
+    try:
+        with serving(tmp_path, more=bus) as (proc, url):
+            assert "capitals: ada, bob, cy on workers at" in proc.said  # type: ignore[attr-defined]
+            api = openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0)
+            with api:
+                reply = api.chat.completions.create(
+                    model="massgen/capitals",
+                    messages=[{"role": "user", "content": "Capital of France?"}],
+                )
+            assert reply.choices[0].message.content == "Paris is the capital of France."
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, worked = worker.communicate(timeout=30)
+    handled = [line for line in worked.splitlines() if " done in " in line]
+    assert len(handled) == 6  # three answers, three reviews: every turn ran on the worker
