@@ -47,13 +47,20 @@ KEYS = "first-secret-key,second-secret-key"
 
 
 def _line(proc: subprocess.Popen[str], deadline: float) -> str:
-    """The next stderr line of ``proc`` (blocking, so only where one is due)."""
-    assert proc.stderr is not None
+    """The next stderr line of ``proc``, read byte by byte from its descriptor (so no later
+    line waits unseen in a buffer); "" at EOF. TimeoutError when none came by ``deadline``."""
     import select
 
-    if not select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))[0]:
-        raise TimeoutError("no line in time")
-    return proc.stderr.readline()
+    assert proc.stderr is not None
+    fd, out = proc.stderr.fileno(), bytearray()
+    while not out.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError("no line in time")
+        if not (byte := os.read(fd, 1)):
+            break
+        out += byte
+    return out.decode()
 
 
 @contextmanager
