@@ -294,6 +294,10 @@ async def test_keys_are_checked_everywhere_but_healthz() -> None:
             with pytest.raises(openai.AuthenticationError):
                 await wrong.models.list()
         listed = await up.api.models.list()  # with k-one
+        one = await up.api.models.retrieve("massgen/t:consensus")
+        assert one.id == "massgen/t:consensus" and one.owned_by == "massgen"
+        with pytest.raises(openai.NotFoundError):
+            await up.api.models.retrieve("massgen/other")
         assert [m.id for m in listed.data][0] == "massgen/t"
 
 
