@@ -162,13 +162,15 @@ async def read_body(request: web.Request) -> Any:
 def routes(served: Served) -> list[web.RouteDef]:
     limits = served.limits
 
-    def models(team: str | None = None) -> list[dict[str, Any]]:
-        names = [team] if team else list(served.teams)
+    def models() -> list[dict[str, Any]]:
         return [
             {"id": m, "object": "model", "created": served.started, "owned_by": "massgen"}
-            for n in names
+            for n in served.teams
             for m in wire.model_ids(n)
         ]
+
+    def late() -> web.Response:
+        return error(504, f"the run took longer than {limits.timeout:g} s", "timeout", "timeout")
 
     async def list_models(request: web.Request) -> web.StreamResponse:
         return web.json_response({"object": "list", "data": models()})
@@ -234,14 +236,8 @@ def routes(served: Served) -> list[web.RouteDef]:
         try:
             async with deadline:
                 result = await run.result()
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            return error(
-                504, f"the run took longer than {limits.timeout:g} s", "timeout", "timeout"
-            )
         except Exception as e:
-            return failure(e, team.seats())
+            return late() if deadline.expired() else failure(e, team.seats())
         return web.json_response(shape(asked, result, extra(result, team)))
 
     async def stream(
@@ -264,14 +260,10 @@ def routes(served: Served) -> list[web.RouteDef]:
                     if (note := progress(event)) is not None:
                         await sse.write(f": {note}\n\n".encode())
                 result = await run.result()
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            failed = error(
-                504, f"the run took longer than {limits.timeout:g} s", "timeout", "timeout"
-            )
+        except ConnectionError:  # the client went away; the caller cancels the run
+            return sse
         except Exception as e:
-            failed = failure(e, team.seats())
+            failed = late() if deadline.expired() else failure(e, team.seats())
         if failed is not None:  # the status is sent (200): the error goes in the stream
             assert isinstance(failed.body, bytes)
             await sse.write(b"data: " + failed.body + b"\n\n")
