@@ -15,9 +15,11 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
+from massgen.events import Event
 from massgen.orchestrator import Orchestrator
 from massgen.serve.app import Limits, Served, serve
 from massgen.serve.board import Board
@@ -49,12 +51,14 @@ class Up:
     url: str
     served: Served
     api: openai.AsyncOpenAI
+    stop: asyncio.Future[None]
 
 
 @asynccontextmanager
 async def serving(*teams: Team, **given: Any) -> AsyncIterator[Up]:
     """The teams served on a free loopback port until the block ends (then stopped)."""
-    served = Served(teams={t.name: t for t in teams}, board=Board(), **given)
+    board = given.pop("board", None) or Board()
+    served = Served(teams={t.name: t for t in teams}, board=board, **given)
     for t in teams:
         await t.start()
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -66,7 +70,7 @@ async def serving(*teams: Team, **given: Any) -> AsyncIterator[Up]:
         line = await asyncio.wait_for(said.get(), 10)
         url = line.rsplit(" on ", 1)[1]
         async with client(url, *given.get("keys", ())[:1]) as api:
-            yield Up(url, served, api)
+            yield Up(url, served, api, stop)
     finally:
         if not stop.done():
             stop.set_result(None)
@@ -310,3 +314,56 @@ async def test_a_body_over_the_limit_is_413_in_openai_form() -> None:
         ):
             assert r.status == 413
             assert (await r.json())["error"]["type"] == "invalid_request_error"
+
+
+class RecordingBoard(Board):
+    """The dashboard's interface, recording what serve gives it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heard: list[tuple[str, str, str]] = []
+        self.closed = False
+
+    def subscriber(self, team: str, run_model: str) -> Callable[[Event], None]:
+        def heard(event: Event) -> None:
+            self.heard.append((team, run_model, event.kind))
+
+        return heard
+
+    def routes(self) -> list[web.RouteDef]:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text="the board")
+
+        return [web.get("/", page)]
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_each_run_feeds_the_board_which_owns_the_root() -> None:
+    board = RecordingBoard()
+    async with serving(team_of("t", scripted("x")), board=board) as up:
+        await up.api.chat.completions.create(
+            model="massgen/t:parallel", messages=[{"role": "user", "content": "a"}]
+        )
+        async with aiohttp.ClientSession() as http, http.get(up.url + "/") as r:
+            assert r.status == 200 and await r.text() == "the board"
+        assert not board.closed
+    kinds = [k for team, model, k in board.heard if (team, model) == ("t", "massgen/t:parallel")]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunEnded" and "AgentAnswered" in kinds
+    assert board.closed
+
+
+async def test_stopping_cancels_the_runs_still_going_after_the_grace() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked), limits=Limits(grace=0.1)) as up:
+        asking = asyncio.ensure_future(
+            up.api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "a"}]
+            )
+        )
+        await asyncio.wait_for(blocked.started.wait(), 10)
+        up.stop.set_result(None)
+        await asyncio.wait_for(blocked.cancelled.wait(), 10)
+        with pytest.raises(openai.APIConnectionError):
+            await asyncio.wait_for(asking, 10)
