@@ -193,6 +193,8 @@ async def test_sigterm_lets_the_run_in_flight_finish_and_refuses_new_ones(tmp_pa
                         await other.get(url + "/healthz")
                 rest = (await r.content.read()).decode()
             assert "Paris is the capital of France." in rest and rest.endswith("data: [DONE]\n\n")
+            assert ": bob answered (answer, round 0)\n\n" in rest  # progress, as SSE comments
+            assert ": round 1 done; leader bob; votes: " in rest
         _, err = await asyncio.to_thread(proc.communicate, timeout=30)
     assert proc.returncode == 0, err
 
@@ -237,3 +239,19 @@ def test_with_redis_the_turns_go_to_a_worker(tmp_path: Path, prefix: str) -> Non
         _, worked = worker.communicate(timeout=30)
     handled = [line for line in worked.splitlines() if " done in " in line]
     assert len(handled) == 6  # three answers, three reviews: every turn ran on the worker
+
+
+def test_each_team_file_is_a_model_and_names_must_differ(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(TEAM.format(latency=0).replace("name: capitals", "name: towns"))
+    with serving(tmp_path, str(other)) as (proc, url):
+        wanted = openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0)
+        with wanted as api:
+            ids = {m.id for m in api.models.list().data}
+            assert {"massgen/capitals", "massgen/towns:consensus"} <= ids and len(ids) == 8
+            reply = api.chat.completions.create(
+                model="massgen/towns", messages=[{"role": "user", "content": "Capital of France?"}]
+            )
+            assert (reply.model_extra or {})["massgen"]["team"] == "towns"
+    twice = run_massgen("serve", str(other), str(other), "--port", "0", timeout=30)
+    assert twice.returncode == 2 and "two teams are named 'towns'" in twice.stderr
