@@ -207,6 +207,9 @@ def test_listening_beyond_loopback_needs_keys(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: `--host`: ") and "MASSGEN_SERVE_KEYS" in done.stderr
+    for wrong, key in (("--port=70000", "--port"), ("--concurrency=0", "--concurrency")):
+        done = run_massgen("serve", str(team), wrong, timeout=30)
+        assert done.returncode == 2 and done.stderr.startswith(f"error: `{key}`: "), done.stderr
 
 
 def test_massgen_help_does_not_import_the_web_server() -> None:

@@ -74,9 +74,11 @@ def serve(
         raise ConfigError(
             "refusing to listen beyond this machine without API keys", key="--host", hint=hint
         )
-    for value, name in ((port, "--port"), (max_body, "--max-body"), (concurrency, "--concurrency")):
-        if value < (0 if name == "--port" else 1) or (name == "--port" and value > 65535):
-            raise ConfigError("out of range", key=name)
+    if not 0 <= port <= 65535:
+        raise ConfigError("must be a port number, 0 to 65535", key="--port")
+    for value, name in ((max_body, "--max-body"), (concurrency, "--concurrency")):
+        if value < 1:
+            raise ConfigError("must be at least 1", key=name)
     if timeout < 0 or grace < 0:
         raise ConfigError("must not be negative", key="--timeout" if timeout < 0 else "--grace")
     import asyncio
