@@ -71,6 +71,10 @@ def test_with_a_session_earlier_turns_are_left_to_its_memory() -> None:
             },
             "metadata.session",
         ),
+        (
+            {"model": "massgen/t", "user": "a b", "messages": [{"role": "user", "content": "x"}]},
+            "user",
+        ),
     ],
 )
 def test_what_is_refused_names_its_param(body: Any, param: str) -> None:

@@ -102,17 +102,18 @@ def _session(body: dict[str, Any]) -> str | None:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ConfigError("must be an object", key="metadata")
+    field = "metadata.session" if (metadata or {}).get("session") else "user"
     name = (metadata or {}).get("session") or body.get("user")
     if name is None:
         return None
     if not isinstance(name, str):
-        raise ConfigError("must be a string", key="metadata.session")
+        raise ConfigError("must be a string", key=field)
     from massgen.memory.session import check_name
 
     try:
         return check_name(name)
     except ConfigError as e:
-        raise ConfigError(e.message, key="metadata.session", hint=e.hint) from None
+        raise ConfigError(e.message, key=field, hint=e.hint) from None
 
 
 def _model(body: Any) -> tuple[str, str, str | None]:
