@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-dev redis
 	$(BIN)/python bench/bench_run.py
 	$(BIN)/python bench/bench_bus.py
 	$(BIN)/python bench/bench_batch.py
+	$(BIN)/python bench/bench_serve.py
 
 redis:
 	@$(BIN)/python scripts/ensure_redis.py

@@ -32,7 +32,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import io
+import json
 import os
 import re
 import shlex
@@ -87,6 +89,7 @@ INLINE_SKIPPED = {
     "massgen batch": "names the command; `massgen batch tasks.txt` runs",
     "massgen mcp": "names the command; docs/tools.md's `massgen mcp team.yaml` forms run",
     "massgen dashboard": "names the command; docs/dashboard.md's full form runs",
+    "massgen serve": "names the command; docs/serve.md's `massgen serve team.yaml ...` runs",
 }
 """Inline commands without placeholders that are still not run, and why."""
 
@@ -180,7 +183,7 @@ def _lines(block: Block) -> list[tuple[str, str]]:
 
 def _program(argv: list[str]) -> str | None:
     name = argv[0].removeprefix(".venv/bin/")
-    return name if name in ("massgen", "make", "python", *NOT_MASSGEN) else None
+    return name if name in ("massgen", "make", "python", "curl", *NOT_MASSGEN) else None
 
 
 def _of(kind: str) -> list[Block]:
@@ -639,12 +642,37 @@ def test_python_example_runs(
     for phrase, given in GIVEN.items():
         if phrase in block.text:
             scope.update(given(private_redis))
-    printed = execute(block, scope)
+    with served_for(block, tmp_path, reader_env) as block:
+        printed = execute(block, scope)
     for phrase, after in AFTER.items():
         if phrase in block.text:
             asyncio.run(after(scope))
     if any(re.match(r"print\(", line) for line in block.text.splitlines()):
         assert printed.strip(), f"{block} prints nothing"
+
+
+@contextlib.contextmanager
+def served_for(block: Block, cwd: Path, env: dict[str, str]) -> Iterator[Block]:
+    """An example that asks ``massgen serve`` at 127.0.0.1:8080 (as docs/serve.md starts it,
+    with configs/offline.yaml's team) asks one started on a free port for it."""
+    shown = "http://127.0.0.1:8080"
+    if shown not in block.text:
+        yield block
+        return
+    team = str(ROOT / "configs/offline.yaml")
+    argv = [sys.executable, "-m", "massgen", "serve", team, "--port", "0"]
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert " on http://127.0.0.1:" in line, line
+        url = line.rsplit(" on ", 1)[1].strip()
+        yield dataclasses.replace(block, text=block.text.replace(shown, url))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
 
 
 # -- shell commands -------------------------------------------------------------------------
@@ -663,6 +691,7 @@ class Session:
     skipped: list[str] = field(default_factory=list)
     ran: int = 0
     last: str = ""
+    served: str = ""  # the address `massgen serve` told, standing for the one shown
 
     def run(self, argv: list[str], expected: list[str] | None = None) -> None:
         argv = [_local(a, self.redis) for a in argv]
@@ -678,6 +707,9 @@ class Session:
             )
             assert done.returncode == 0, done.stderr
             self.skipped.append(f"{argv[1]}: {BENCHMARKS}")
+            return
+        if program == "curl":
+            self.curl(argv, expected)
             return
         if program == "make":
             target = argv[1]
@@ -708,6 +740,9 @@ class Session:
             return
         if args[0] == "dashboard":
             self.serve_dashboard(args)
+            return
+        if args[0] == "serve":
+            self.serve(args)
             return
         if args[0] == "run" and any(" on workers at " in e for e in expected):
             self.start_the_workers_of(expected)
@@ -789,6 +824,38 @@ class Session:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
+
+    def serve(self, args: list[str]) -> None:
+        """``massgen serve ... &``: started on a free port (for the one shown) and left
+        running until the example ends; the ``curl`` commands after it ask it."""
+        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args if a != "&"]
+        if "--port" in args:
+            args[args.index("--port") + 1] = "0"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "massgen", *args],
+            cwd=self.cwd,
+            env=_clean_env(self.env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.workers.append(proc)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first line, or EOF if it ended
+        assert " on http://127.0.0.1:" in line, line
+        self.served = line.rsplit(" on ", 1)[1].strip()
+        self.ran += 1
+
+    def curl(self, argv: list[str], expected: list[str]) -> None:
+        """A ``curl`` of the served API: to the address it told; it answers JSON, no error."""
+        assert self.served, f"{argv}: nothing is served"
+        argv = [a.replace("http://127.0.0.1:8080", self.served) for a in argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        body = json.loads(done.stdout)
+        assert "error" not in body, body
+        for line in expected:
+            assert line in done.stdout, f"{line!r} not in {done.stdout}"
         self.ran += 1
 
     def start(self, args: list[str]) -> None:
@@ -907,10 +974,11 @@ def session_for(
 
 
 def _optional(command: str) -> list[str]:
-    """``cmd [--a x] [--b]`` as run: without its optional parts, then with all of them."""
-    if "[" not in command:
+    """``cmd [--a x] [--b]`` as run: without its optional parts, then with all of them (an
+    option in brackets; other brackets, as in a JSON body, are the command's own)."""
+    if " [-" not in command:
         return [command]
-    return [re.sub(r"\s*\[[^]]*\]", "", command), re.sub(r"\[([^]]*)\]", r"\1", command)]
+    return [re.sub(r"\s+\[(-[^]]*)\]", "", command), re.sub(r"(?<=\s)\[(-[^]]*)\]", r"\1", command)]
 
 
 @pytest.mark.parametrize("block", _of("shell"), ids=str)

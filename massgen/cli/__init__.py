@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from massgen import __version__
-from massgen.cli import agents, bus, dashboard, mcp, run, stores
+from massgen.cli import agents, bus, dashboard, mcp, run, serve, stores
 from massgen.cli.common import USAGE, Opt, command, fail, start_up
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-for fn in (run.run, run.batch, bus.worker, bus.service, mcp.mcp, dashboard.dashboard):
+for fn in (run.run, run.batch, bus.worker, bus.service, mcp.mcp, serve.serve, dashboard.dashboard):
     command(app)(fn)
 app.add_typer(agents.configs, name="config")
 app.add_typer(stores.cache, name="cache")

@@ -27,10 +27,10 @@ from massgen.events import (
     RunStarted,
     short_error,
 )
+from massgen.serve.runs import LiveRun, round_note, summarize
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
-    from massgen.result import RunResult
 
 StrategyName = Literal["parallel", "sequential", "consensus"]
 
@@ -45,32 +45,23 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
     ) -> CallToolResult:
         """Ask the team: its agents answer (and, by strategy, review and vote); returns the
         final answer, with winner, votes, agreement, tokens and cost as structured content."""
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        async def pump() -> None:
-            sent, total, strategy = 0, None, ""
-            while (event := await events.get()) is not None:
+        run = LiveRun(orchestrator, task, strategy)
+        try:
+            sent, total, chosen = 0, None, ""
+            async for event in run:
                 if isinstance(event, RunStarted):
-                    strategy = event.strategy  # parallel and sequential: one step per agent
-                    total = None if strategy == "consensus" else float(len(event.agents))
-                elif note := progress_note(event, strategy):
+                    chosen = event.strategy  # parallel and sequential: one step per agent
+                    total = None if chosen == "consensus" else float(len(event.agents))
+                elif note := progress_note(event, chosen):
                     sent += 1
                     await ctx.report_progress(sent, total, note)
-
-        def heard(event: Event) -> None:  # this run's own subscriber
-            events.put_nowait(event)
-
-        heard.wants_deltas = False  # type: ignore[attr-defined]  # no token streaming here
-        pumping = asyncio.ensure_future(pump())
-        try:
-            result = await orchestrator.arun(task, strategy, subscribers=[heard])
+            result = await run.result()
         except MassGenError as e:
             raise ToolError(f"the team failed: {short_error(e)}") from None
         except Exception as e:  # a bug of ours: the reason, never a traceback
             raise ToolError(f"the team failed: internal error ({type(e).__name__})") from None
         finally:
-            events.put_nowait(None)
-            await asyncio.gather(pumping, return_exceptions=True)
+            await run.stopped()  # nothing is left running when the call ends (or is cancelled)
         summary = summarize(result, len(orchestrator.seats()))
         return CallToolResult(
             content=[TextContent(type="text", text=result.final_answer)],
@@ -84,8 +75,7 @@ def progress_note(event: Event, strategy: str) -> str | None:
     """What a client is told of ``event`` in a run of ``strategy``, if anything: a consensus
     round's votes; an agent's answer or step, or its failure, in the other strategies."""
     if isinstance(event, RoundDone):
-        votes = ", ".join(f"{v}->{f}" for v, f in event.votes.items())
-        return f"round {event.round} done; leader {event.leader or '-'}; votes: {votes or 'none'}"
+        return round_note(event)
     if strategy == "consensus" or not isinstance(event, AgentAnswered | AgentFailedEvent):
         return None
     if isinstance(event, AgentFailedEvent):
@@ -95,25 +85,6 @@ def progress_note(event: Event, strategy: str) -> str | None:
         return f"step {event.round}: {event.agent} done{by}"
     did = "aggregated the answers" if event.phase == "aggregate" else "answered"
     return f"{event.agent} {did}{by}"
-
-
-def summarize(result: RunResult, seats: int) -> dict[str, Any]:
-    """The structured content of an answer: who won, how the last round voted, agreement
-    (the winner's votes among the agents still running), usage and cost."""
-    last = max((v.round for v in result.votes), default=None)
-    votes = {v.voter: v.for_agent for v in result.votes if v.round == last}
-    return {
-        "winner": result.winner,
-        "votes": votes,
-        "rounds": result.rounds,
-        "agreement": result.agreement(seats),
-        "requests": result.requests,
-        "tokens": result.usage.total_tokens,
-        "cost": result.cost,
-        "duration": round(result.duration, 3),
-        "status": "degraded" if result.degraded else "ok",
-        "strategy": result.strategy,
-    }
 
 
 def stdin_relay() -> Callable[[], None]:

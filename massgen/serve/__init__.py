@@ -1,1 +1,3 @@
-"""massgen serve: a team behind an OpenAI-compatible endpoint, and the live dashboard."""
+"""``massgen serve``: a team behind an OpenAI-compatible HTTP endpoint (docs/serve.md) on
+aiohttp's own server, and the live dashboard (docs/dashboard.md). Imported only when a
+command that serves runs."""

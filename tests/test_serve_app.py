@@ -1,0 +1,369 @@
+"""`massgen serve`'s application in this process, on a real loopback socket, driven by the
+official `openai` SDK and raw aiohttp: teams of scripted agents (FunctionBackend) show what
+reached the backend, when it was cancelled, and how each failure reaches the client. No
+sleeps: every wait is an event with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+
+from massgen.agents.agent import Agent
+from massgen.backends.function import FunctionBackend
+from massgen.events import Event
+from massgen.orchestrator import Orchestrator
+from massgen.serve.app import Limits, Served, serve
+from massgen.serve.board import Board
+from massgen.serve.teams import Team
+from massgen.store import open_store
+from massgen.types import CompletionRequest
+from tests.teamkit import failing, scripted
+
+Script = Callable[[CompletionRequest], Any]
+
+
+def team_of(name: str, *scripts: Script, strategy: str = "parallel", **options: Any) -> Team:
+    """A team whose agents a0, a1... answer with ``scripts`` (one orchestrator per session,
+    its memory in one in-memory store)."""
+    store = open_store("memory://")
+    backends = [FunctionBackend(s) for s in scripts]
+
+    def make(session: str | None) -> Orchestrator:
+        agents = [Agent(f"a{i}", b, role=f"You are a{i}.") for i, b in enumerate(backends)]
+        return Orchestrator(
+            agents, session=session, memory_store=store, strategy=strategy, max_retries=0, **options
+        )
+
+    return Team(name, None, make=make)
+
+
+@dataclass
+class Up:
+    url: str
+    served: Served
+    api: openai.AsyncOpenAI
+    stop: asyncio.Future[None]
+
+
+@asynccontextmanager
+async def serving(*teams: Team, **given: Any) -> AsyncIterator[Up]:
+    """The teams served on a free loopback port until the block ends (then stopped)."""
+    board = given.pop("board", None) or Board()
+    served = Served(teams={t.name: t for t in teams}, board=board, **given)
+    for t in teams:
+        await t.start()
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    said: asyncio.Queue[str] = asyncio.Queue()
+    running = asyncio.ensure_future(
+        serve(served, "127.0.0.1", 0, stop, told=said.put_nowait, access=None)
+    )
+    try:
+        line = await asyncio.wait_for(said.get(), 10)
+        url = line.rsplit(" on ", 1)[1]
+        async with client(url, *given.get("keys", ())[:1]) as api:
+            yield Up(url, served, api, stop)
+    finally:
+        if not stop.done():
+            stop.set_result(None)
+        await asyncio.wait_for(running, 20)
+        for t in teams:
+            await t.aclose()
+
+
+def client(url: str, key: str = "unused") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+
+
+class Blocked:
+    """A backend that waits until released, telling when it started and was cancelled."""
+
+    def __init__(self) -> None:
+        self.started, self.cancelled, self.release = (
+            asyncio.Event(),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
+
+    async def __call__(self, request: CompletionRequest) -> str:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return "released"
+
+
+async def test_messages_become_the_task_with_system_and_earlier_turns() -> None:
+    seen: list[str] = []
+
+    def answer(request: CompletionRequest) -> str:
+        seen.append(request.messages[-1].content)
+        return "four"
+
+    async with serving(team_of("t", answer)) as up:
+        reply = await up.api.chat.completions.create(
+            model="massgen/t",
+            messages=[
+                {"role": "system", "content": "Answer with one word."},
+                {"role": "user", "content": "What is 1+1?"},
+                {"role": "assistant", "content": "two"},
+                {"role": "user", "content": [{"type": "text", "text": "And 2+2?"}]},
+            ],
+        )
+    assert reply.choices[0].message.content == "four"
+    [prompt] = seen
+    assert "Answer with one word." in prompt
+    assert "user: What is 1+1?\nassistant: two" in prompt
+    assert prompt.index("two") < prompt.index("And 2+2?")
+
+
+async def test_a_session_remembers_earlier_runs_instead_of_the_messages() -> None:
+    seen: list[str] = []
+
+    def answer(request: CompletionRequest) -> str:
+        seen.append("\n".join(m.content for m in request.messages))
+        return f"answer {len(seen)}"
+
+    async with serving(team_of("t", answer)) as up:
+        api = up.api
+        for text in ("Remember the word tulip.", "Which word?"):
+            await api.chat.completions.create(
+                model="massgen/t",
+                messages=[{"role": "user", "content": text}],
+                metadata={"session": "s-1"},
+            )
+        await api.chat.completions.create(
+            model="massgen/t", messages=[{"role": "user", "content": "Which word?"}], user="other"
+        )
+    assert "tulip" not in seen[0].replace("Remember the word tulip.", "")
+    assert "Remember the word tulip." in seen[1] and "answer 1" in seen[1]
+    assert "tulip" not in seen[2]  # another session knows nothing of it
+
+
+async def test_client_disconnect_cancels_the_run() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked)) as up, aiohttp.ClientSession() as http:
+        body = {"model": "massgen/t", "messages": [{"role": "user", "content": "hi"}]}
+        asking = asyncio.ensure_future(http.post(up.url + "/v1/chat/completions", json=body))
+        await asyncio.wait_for(blocked.started.wait(), 10)
+        assert up.served.in_flight == 1
+        asking.cancel()  # the client goes away: its connection closes
+        await asyncio.gather(asking, return_exceptions=True)
+        await asyncio.wait_for(blocked.cancelled.wait(), 10)
+        assert not blocked.release.is_set()
+        async with http.get(up.url + "/healthz") as r:
+            assert (await r.json())["in_flight"] == 0
+
+
+async def test_a_stream_whose_client_leaves_cancels_its_run() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked)) as up, aiohttp.ClientSession() as http:
+        body = {
+            "model": "massgen/t",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        async with http.post(up.url + "/v1/chat/completions", json=body) as r:
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            assert (await r.content.readline()).startswith(b": ")
+            await asyncio.wait_for(blocked.started.wait(), 10)
+            r.close()
+        await asyncio.wait_for(blocked.cancelled.wait(), 10)
+
+
+async def test_every_slot_taken_is_429_with_retry_after() -> None:
+    blocked = Blocked()
+    limits = Limits(concurrency=1, retry_after=7)
+    async with serving(team_of("t", blocked), limits=limits) as up:
+        api = up.api
+        first = asyncio.ensure_future(
+            api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "a"}]
+            )
+        )
+        await asyncio.wait_for(blocked.started.wait(), 10)
+        with pytest.raises(openai.RateLimitError) as caught:
+            await api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "b"}]
+            )
+        assert caught.value.response.headers["Retry-After"] == "7"
+        assert caught.value.code == "too_many_runs"
+        blocked.release.set()
+        assert (await asyncio.wait_for(first, 10)).choices[0].message.content == "released"
+
+
+async def test_over_the_timeout_is_504_and_the_run_is_cancelled() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked), limits=Limits(timeout=0.2)) as up:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await up.api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "a"}]
+            )
+    assert caught.value.status_code == 504 and caught.value.code == "timeout"
+    assert blocked.cancelled.is_set()
+
+
+async def test_every_agent_failing_is_503_and_a_stream_ends_with_the_error() -> None:
+    async with serving(team_of("t", failing(500), failing(500))) as up:
+        api = up.api
+        with pytest.raises(openai.InternalServerError) as caught:
+            await api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "a"}]
+            )
+        assert caught.value.status_code == 503 and caught.value.code == "all_agents_failed"
+        stream = await api.chat.completions.create(
+            model="massgen/t", messages=[{"role": "user", "content": "a"}], stream=True
+        )
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+
+
+async def test_one_agent_failing_is_still_an_answer_marked_degraded() -> None:
+    async with serving(team_of("t", scripted("fine"), failing(500))) as up:
+        reply = await up.api.chat.completions.create(
+            model="massgen/t:parallel", messages=[{"role": "user", "content": "a"}]
+        )
+    extra = (reply.model_extra or {})["massgen"]
+    assert extra["status"] == "degraded" and list(extra["failed"]) == ["a1"]
+    assert "fine" in (reply.choices[0].message.content or "")
+
+
+async def test_bad_requests_are_400_with_the_param() -> None:
+    async with serving(team_of("t", scripted("x"))) as up:
+        api = up.api
+        bad: list[dict[str, Any]] = [
+            {"messages": [{"role": "assistant", "content": "hi"}]},
+            {"messages": []},
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ]
+            },
+            {"messages": [{"role": "user", "content": "hi"}], "n": 2},
+            {"messages": [{"role": "user", "content": "hi"}], "user": "no spaces allowed"},
+        ]
+        for extra in bad:
+            with pytest.raises(openai.BadRequestError) as caught:
+                await api.chat.completions.create(model="massgen/t", **extra)
+            assert caught.value.param, extra
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(up.url + "/v1/chat/completions", data=b"{not json") as r,
+        ):
+            assert r.status == 400
+            assert (await r.json())["error"]["type"] == "invalid_request_error"
+
+
+async def test_cors_is_off_unless_an_origin_is_allowed() -> None:
+    origin = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    async with aiohttp.ClientSession() as http:
+        async with serving(team_of("t", scripted("x"))) as up:
+            async with http.options(up.url + "/v1/chat/completions", headers=origin) as r:
+                assert r.status == 405 and "Access-Control-Allow-Origin" not in r.headers
+            async with http.get(up.url + "/v1/models", headers=origin) as r:
+                assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
+        async with serving(team_of("t", scripted("x")), cors=["https://app.example"]) as up:
+            async with http.options(up.url + "/v1/chat/completions", headers=origin) as r:
+                assert r.status == 204
+                assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+                assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+            other = {"Origin": "https://evil.example"}
+            async with http.get(up.url + "/v1/models", headers=other) as r:
+                assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_keys_are_checked_everywhere_but_healthz() -> None:
+    async with serving(team_of("t", scripted("x")), keys=["k-one", "k-two"]) as up:
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic k-one"}):
+                async with http.get(up.url + "/v1/models", headers=headers) as r:
+                    assert r.status == 401, headers
+                    body = await r.json()
+                    assert body["error"]["code"] == "invalid_api_key"
+                    assert "k-one" not in json.dumps(body)
+            async with http.get(up.url + "/healthz") as r:
+                assert r.status == 200
+        async with client(up.url, "wrong") as wrong:
+            with pytest.raises(openai.AuthenticationError):
+                await wrong.models.list()
+        listed = await up.api.models.list()  # with k-one
+        one = await up.api.models.retrieve("massgen/t:consensus")
+        assert one.id == "massgen/t:consensus" and one.owned_by == "massgen"
+        with pytest.raises(openai.NotFoundError):
+            await up.api.models.retrieve("massgen/other")
+        assert [m.id for m in listed.data][0] == "massgen/t"
+
+
+async def test_a_body_over_the_limit_is_413_in_openai_form() -> None:
+    async with serving(team_of("t", scripted("x")), limits=Limits(max_body=1000)) as up:
+        body = {"model": "massgen/t", "messages": [{"role": "user", "content": "x" * 2000}]}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(up.url + "/v1/chat/completions", json=body) as r,
+        ):
+            assert r.status == 413
+            assert (await r.json())["error"]["type"] == "invalid_request_error"
+
+
+class RecordingBoard(Board):
+    """The dashboard's interface, recording what serve gives it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heard: list[tuple[str, str, str]] = []
+        self.closed = False
+
+    def subscriber(self, team: str, run_model: str) -> Callable[[Event], None]:
+        def heard(event: Event) -> None:
+            self.heard.append((team, run_model, event.kind))
+
+        return heard
+
+    def routes(self) -> list[web.RouteDef]:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text="the board")
+
+        return [web.get("/", page)]
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_each_run_feeds_the_board_which_owns_the_root() -> None:
+    board = RecordingBoard()
+    async with serving(team_of("t", scripted("x")), board=board) as up:
+        await up.api.chat.completions.create(
+            model="massgen/t:parallel", messages=[{"role": "user", "content": "a"}]
+        )
+        async with aiohttp.ClientSession() as http, http.get(up.url + "/") as r:
+            assert r.status == 200 and await r.text() == "the board"
+        assert not board.closed
+    kinds = [k for team, model, k in board.heard if (team, model) == ("t", "massgen/t:parallel")]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunEnded" and "AgentAnswered" in kinds
+    assert board.closed
+
+
+async def test_stopping_cancels_the_runs_still_going_after_the_grace() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked), limits=Limits(grace=0.1)) as up:
+        asking = asyncio.ensure_future(
+            up.api.chat.completions.create(
+                model="massgen/t", messages=[{"role": "user", "content": "a"}]
+            )
+        )
+        await asyncio.wait_for(blocked.started.wait(), 10)
+        up.stop.set_result(None)
+        await asyncio.wait_for(blocked.cancelled.wait(), 10)
+        with pytest.raises(openai.APIConnectionError):
+            await asyncio.wait_for(asking, 10)
