@@ -305,6 +305,28 @@ async def test_keys_are_checked_everywhere_but_healthz() -> None:
         assert [m.id for m in listed.data][0] == "massgen/t"
 
 
+async def test_a_browser_opens_a_keyed_dashboard_once_with_the_key_then_by_cookie() -> None:
+    async with serving(team_of("t", scripted("x")), keys=["k-one"]) as up:
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies of 127.0.0.1 kept, as a browser does
+        async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+            for path in ("/", "/dashboard/state", "/?key=nope"):
+                async with browser.get(up.url + path) as r:
+                    assert r.status == 401, path
+            async with browser.get(up.url + "/?key=k-one", allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/"
+                cookie = r.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            for path in ("/", "/dashboard/state"):
+                async with browser.get(up.url + path) as r:
+                    assert r.status == 200, path
+            # the cookie opens the page only: the API still wants the bearer key
+            async with browser.get(up.url + "/v1/models") as r:
+                assert r.status == 401
+            ask = {"model": "massgen/t", "messages": [{"role": "user", "content": "hi"}]}
+            async with browser.post(up.url + "/v1/chat/completions", json=ask) as r:
+                assert r.status == 401
+
+
 async def test_a_body_over_the_limit_is_413_in_openai_form() -> None:
     async with serving(team_of("t", scripted("x")), limits=Limits(max_body=1000)) as up:
         body = {"model": "massgen/t", "messages": [{"role": "user", "content": "x" * 2000}]}

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("massgen.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = ("/healthz",)
+KEY_COOKIE = "massgen_key"  # the dashboard's key in a browser: set by ``GET /?key=KEY``
 """Paths answered without a key (a load balancer's probe)."""
 
 
@@ -131,15 +132,27 @@ def middlewares(served: Served) -> list[Any]:
                 response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
         return response
 
+    def valid(given: str) -> bool:
+        found = False
+        for key in keys:  # every key compared, in constant time each
+            found |= hmac.compare_digest(given.encode(), key)
+        return found
+
     @web.middleware
     async def bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if keys and request.path not in OPEN_PATHS:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            given = token.strip().encode()
-            found = False
-            for key in keys:  # every key compared, in constant time each
-                found |= hmac.compare_digest(given, key)
-            if scheme.lower() != "bearer" or not found:
+            ok = scheme.lower() == "bearer" and valid(token.strip())
+            # A browser cannot send a bearer header: the dashboard's pages (GET only, so no
+            # cross-site write rides on the cookie) take the key once in the URL, then a cookie.
+            page = request.path == "/" or request.path.startswith("/dashboard/")
+            if not ok and page and request.method == "GET":
+                if valid(given := request.query.get("key", "")):
+                    moved = web.Response(status=303, headers={"Location": "/"})  # off the URL
+                    moved.set_cookie(KEY_COOKIE, given, httponly=True, samesite="Strict")
+                    return moved
+                ok = valid(request.cookies.get(KEY_COOKIE, ""))
+            if not ok:
                 return error(
                     401,
                     "a valid API key is needed: Authorization: Bearer KEY",
