@@ -34,7 +34,7 @@ from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeo
 if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
     import aiohttp
 
-_PER_HOST = 256  # connections per host: above a batch's 64 tasks x 3 agents, yet a bound
+_PER_HOST = 1024  # connections per host: above serve's 200 runs x 3 agents at once, yet a bound
 # Read from the environment as the SDK reads them, so both clients send the same.
 _ENV_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

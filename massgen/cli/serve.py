@@ -117,6 +117,8 @@ def serve(
         max_body=max_body, concurrency=concurrency, timeout=timeout or None, grace=grace
     )
 
+    more_files()
+
     async def main() -> int:
         got = stop_signal()
         board = Board(
@@ -135,3 +137,14 @@ def serve(
         return code
 
     return asyncio.run(main())
+
+
+def more_files(want: int = 4096) -> None:
+    """Each run's provider connections are open files: the soft limit (often 1,024) is raised
+    toward ``want``, within the hard one, so hundreds of runs at once do not run out."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, raised), hard))
