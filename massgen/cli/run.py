@@ -200,11 +200,8 @@ def batch(
     if log.moved_aside is not None:
         print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
     if log.set_aside:
-        print(
-            f"batch: {log.set_aside} damaged lines of {out} set aside in {log.bad_file}; "
-            "their tasks run again",
-            file=sys.stderr,
-        )
+        damaged = f"{log.set_aside} damaged lines of {out} set aside in {log.bad_file}"
+        print(f"batch: {damaged}; their tasks run again", file=sys.stderr)
     if dropped := listed.describe_dropped():
         print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
     view: Any = None
@@ -244,17 +241,12 @@ def batch(
             if view is not None:
                 view.close(summary)
     except Interrupted:
-        print(
-            f"batch interrupted: {describe(summary)}; finished tasks are kept in {out}, "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
+        kept = f"finished tasks are kept in {out}, run the same command again to resume"
+        print(f"batch interrupted: {describe(summary)}; {kept}", file=sys.stderr)
         raise
     except ResultsFileError as e:
-        raise ResultsFileError(
-            f"{e}; every result written before is kept, run the same command again "
-            "once there is room"
-        ) from None
+        kept = "every result written before is kept, run the same command again once there is room"
+        raise ResultsFileError(f"{e}; {kept}") from None
     print(str(out))
     if summary.stopped != "budget":
         return DEGRADED if summary.failed else OK
