@@ -211,12 +211,11 @@ def uses_memory_store(team: TeamConfig) -> bool:
 
 
 def build_agent_tools(
-    team: TeamConfig, index: int, backend: Backend, groups: dict[str, Any] | None = None
+    team: TeamConfig, index: int, backend: Backend, groups: dict[str, Any]
 ) -> list[Any]:
     """The tools agent ``index`` lists, built with their ``tools:`` settings (a config error
     if its backend cannot call tools, rather than a surprise mid-run); ``groups``: the group
     tools built so far (MCP servers), shared by name."""
-    groups = {} if groups is None else groups
     names = team.agents[index].tools
     if not names:
         return []
