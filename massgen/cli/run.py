@@ -252,10 +252,8 @@ def batch(
         return DEGRADED if summary.failed else OK
     what = f"is spent; {summary.remaining} tasks not run"
     if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
-        what = (
-            f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
-            "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
-            "request without it is assumed to answer at length)"
-        )
+        what = f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
+        what += "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
+        what += "request without it is assumed to answer at length)"
     print(f"error: the cost budget of ${orchestrator.max_cost} {what}", file=sys.stderr)
     return FAILED
