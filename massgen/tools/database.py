@@ -299,11 +299,9 @@ def check_pg_role(connection: Connection) -> None:
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
         ]
     if parts:
-        raise ToolError(
-            f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role "
-            "without superuser, server-file, server-program or signal rights (see database_query "
-            "in docs/tools.md)"
-        )
+        advice = "Connect as a role without superuser, server-file, server-program or signal "
+        advice += "rights (see database_query in docs/tools.md)"
+        raise ToolError(f"query refused: the database role {login!r} {'; '.join(parts)}. {advice}")
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:
