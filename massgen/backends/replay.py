@@ -48,16 +48,11 @@ class ReplayBackend(Backend):
         name: str = "",
     ) -> None:
         super().__init__(model or "replay", name=name)
-        raw_rules = list(rules or [])
-        all_replies = [str(r) for r in (replies or [])]
-        if answers_file:
-            script = load_answers(answers_file, base_dir=base_dir)
-            raw_rules += script.get("rules") or []
-            all_replies += [str(r) for r in script.get("replies") or []]
-            if default is None and script.get("default") is not None:
-                default = str(script["default"])
+        script = load_answers(answers_file, base_dir=base_dir) if answers_file else {}
+        raw_rules = [*(rules or []), *(script.get("rules") or [])]
         self.rules = tuple(_rule(r, i) for i, r in enumerate(raw_rules))
-        self.replies = tuple(all_replies)
+        self.replies = tuple(str(r) for r in [*(replies or []), *(script.get("replies") or [])])
+        default = script.get("default") if default is None else default
         self.default = DEFAULT_REPLY if default is None else str(default)
         self.latency = float(latency or 0.0)
         self.stream_chunk = int(stream_chunk or 0)
