@@ -208,11 +208,9 @@ class AgentIdTaken(ConfigError):
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
-        super().__init__(
-            f"agent id {agent_id!r} is already taken by a live agent",
-            key="agent_id",
-            hint="stop the other agent, pick another id, or pass replica=True to every copy",
-        )
+        message = f"agent id {agent_id!r} is already taken by a live agent"
+        hint = "stop the other agent, pick another id, or pass replica=True to every copy"
+        super().__init__(message, key="agent_id", hint=hint)
 
 
 class BusAuthError(ConfigError):
@@ -232,13 +230,11 @@ class SecretMismatch(ConfigError):
 
     def __init__(self, agent_id: str, peers: list[str]) -> None:
         self.agent_id, self.peers = agent_id, peers
-        super().__init__(
-            f"agent {agent_id!r}: no live agent signs with this agent's secret; "
-            f"these sign with another one: {', '.join(peers)}",
-            key="secret",
-            hint="give every agent and worker of this bus the same redis.secret "
-            "($MASSGEN_SECRET); `massgen agents list` shows who does not match",
-        )
+        message = f"agent {agent_id!r}: no live agent signs with this agent's secret; "
+        message += f"these sign with another one: {', '.join(peers)}"
+        hint = "give every agent and worker of this bus the same redis.secret ($MASSGEN_SECRET); "
+        hint += "`massgen agents list` shows who does not match"
+        super().__init__(message, key="secret", hint=hint)
 
 
 class RequestTimeout(TransportError, TimeoutError):

@@ -156,11 +156,9 @@ def check_keys(team: TeamConfig) -> None:
         where = (file or "") + (f":{line}" if line else "")
         who = ("agent " if len(names) == 1 else "agents ") + ", ".join(names)
         rows.append(f"  {where}: `{_dotted(path)}` ({who}): {kind} needs {' or '.join(need)}")
-    raise ConfigError(
-        f"no API key for {len(missing)} backends:\n" + "\n".join(rows),
-        file=file,
-        hint="export each variable, or set `api_key: ${VAR}` on the backend",
-    )
+    message = f"no API key for {len(missing)} backends:\n" + "\n".join(rows)
+    hint = "export each variable, or set `api_key: ${VAR}` on the backend"
+    raise ConfigError(message, file=file, hint=hint)
 
 
 def _backend_path(team: TeamConfig, name: str) -> tuple[str | int, ...]:
@@ -213,21 +211,18 @@ def uses_memory_store(team: TeamConfig) -> bool:
 
 
 def build_agent_tools(
-    team: TeamConfig, index: int, backend: Backend, groups: dict[str, Any] | None = None
+    team: TeamConfig, index: int, backend: Backend, groups: dict[str, Any]
 ) -> list[Any]:
     """The tools agent ``index`` lists, built with their ``tools:`` settings (a config error
     if its backend cannot call tools, rather than a surprise mid-run); ``groups``: the group
     tools built so far (MCP servers), shared by name."""
-    groups = {} if groups is None else groups
     names = team.agents[index].tools
     if not names:
         return []
     if not backend.supports_tools:
+        hint = "remove `tools:` from this agent or give it a backend with tool calling"
         with _located(team, "agents", index, "tools"):
-            raise ConfigError(
-                f"backend {backend.describe()!r} cannot call tools",
-                hint="remove `tools:` from this agent or give it a backend with tool calling",
-            )
+            raise ConfigError(f"backend {backend.describe()!r} cannot call tools", hint=hint)
     from massgen.tools.registry import build_tool
 
     built = []

@@ -72,19 +72,15 @@ class SDKBackend(Backend):
         if not self.spec.needs_key:
             return NO_KEY
         where = " or ".join(self.spec.key_env) or "api_key"
-        raise AuthenticationError(
-            f"no API key for {self.provider}: set {where} (or api_key in the config)",
-            provider=self.provider,
-        )
+        message = f"no API key for {self.provider}: set {where} (or api_key in the config)"
+        raise AuthenticationError(message, provider=self.provider)
 
     def _settled(self, request: CompletionRequest) -> CompletionRequest:
         """``request`` with this backend's settings where it sets none, ``params`` in ``extra``."""
         for tool in request.native_tools:
             if tool.name not in self.native_tools:
-                raise BadRequestError(
-                    f"the {self.provider} backend has no provider-side tool {tool.name!r}",
-                    provider=self.provider,
-                )
+                message = f"the {self.provider} backend has no provider-side tool {tool.name!r}"
+                raise BadRequestError(message, provider=self.provider)
         return dataclasses.replace(
             request,
             model=request.model or self.model,

@@ -209,11 +209,9 @@ class GoogleBackend(SDKBackend):
             reasons = {str(d.get("reason")) for d in details if d.get("@type") == _ERROR_INFO}
             if status == 400 and "API_KEY_INVALID" in reasons:  # the key, not the request
                 raise AuthenticationError(message, provider=self.provider, status=status) from e
-            if (retry_after := parse_retry_after(getattr(e.response, "headers", None))) is None:
-                retry_after = _retry_delay(details)
-            raise error_for_status(
-                status, message, provider=self.provider, retry_after=retry_after
-            ) from e
+            if (wait := parse_retry_after(getattr(e.response, "headers", None))) is None:
+                wait = _retry_delay(details)
+            raise error_for_status(status, message, provider=self.provider, retry_after=wait) from e
         except genai_errors.UnknownApiResponseError as e:  # a body cut off mid-JSON
             message = "incomplete response from the provider"
             raise ProviderConnectionError(message, provider=self.provider) from e

@@ -52,11 +52,9 @@ class OpenAIBackend(SDKBackend):
 
     def __init__(self, model: str = "", *, client: str = "http", **settings: Any) -> None:
         if client not in CLIENTS:
-            raise ConfigError(
-                f"unknown client {client!r} for the {self.provider} backend",
-                key="client",
-                hint="use `http` (massgen's own, the default) or `sdk` (the openai package)",
-            )
+            message = f"unknown client {client!r} for the {self.provider} backend"
+            hint = "use `http` (massgen's own, the default) or `sdk` (the openai package)"
+            raise ConfigError(message, key="client", hint=hint)
         super().__init__(model, **settings)
         _check_one_choice(self.params, self.provider)
         # As the SDK does: the configured URL, then OPENAI_BASE_URL, then OpenAI's own.
@@ -231,11 +229,9 @@ def _check_one_choice(params: Mapping[str, Any], provider: str) -> None:
     """``n`` above 1 asks for several answers; an agent turn is one answer."""
     n = params.get("n")
     if n is not None and n != 1:
-        raise ConfigError(
-            f"the {provider} backend asks for one answer per turn; `n: {n}` asks for {n}",
-            key="n",
-            hint="remove `n` from params (for several answers, add agents)",
-        )
+        message = f"the {provider} backend asks for one answer per turn; `n: {n}` asks for {n}"
+        hint = "remove `n` from params (for several answers, add agents)"
+        raise ConfigError(message, key="n", hint=hint)
 
 
 @dataclasses.dataclass(eq=False, slots=True)

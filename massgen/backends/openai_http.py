@@ -218,12 +218,9 @@ class HTTPChatClient:
             message = body_message(json.loads(content))
         except ValueError:
             message = ""
-        error = error_for_status(
-            response.status,
-            clean_message(message or content.decode("utf-8", "replace"), secret=self._api_key),
-            provider=self.provider,
-            retry_after=parse_retry_after(response.headers),
-        )
+        words = clean_message(message or content.decode("utf-8", "replace"), secret=self._api_key)
+        wait = parse_retry_after(response.headers)
+        error = error_for_status(response.status, words, provider=self.provider, retry_after=wait)
         import aiohttp
 
         error.__cause__ = aiohttp.ClientResponseError(

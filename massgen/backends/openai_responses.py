@@ -149,9 +149,8 @@ def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerTool
             arguments["action"] = action["type"]
     status = str(item.get("status") or "completed")
     ok, call_id = status == "completed", str(item.get("id") or "web_search")
-    return ServerToolCall(
-        call_id, "web_search", arguments, ok, results_text(pairs) if ok else status
-    )
+    output = results_text(pairs) if ok else status
+    return ServerToolCall(call_id, "web_search", arguments, ok, output)
 
 
 def usage(data: Any) -> Usage:

@@ -58,10 +58,8 @@ def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | Non
         try:
             prices = [float(table[key].get(kind, 0.0)) for kind in ("input", "output")]
         except (AttributeError, TypeError, ValueError) as e:
-            raise ConfigError(
-                f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}",
-                key=f"pricing.{key}",
-            ) from e
+            message = f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}"
+            raise ConfigError(message, key=f"pricing.{key}") from e
         return (prices[0], ()), (prices[1], ())
     return None if info is None else (info.input, info.output)
 

@@ -89,11 +89,8 @@ def create_backend(
 
 def missing_key(kind: str) -> ConfigError:
     var = default_env_var(kind)
-    return ConfigError(
-        f"no API key for the {kind} backend",
-        key="api_key",
-        hint=f"export {var}=... or set api_key in the config" if var else None,
-    )
+    hint = f"export {var}=... or set api_key in the config" if var else None
+    return ConfigError(f"no API key for the {kind} backend", key="api_key", hint=hint)
 
 
 def _suggest(kind: str) -> str:
@@ -105,11 +102,9 @@ def _suggest(kind: str) -> str:
 def _import_custom(spec: str, base_dir: Path | None) -> type[Backend]:
     cls = load_object(spec, base_dir, what="backend type", kind="class")
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ConfigError(
-            f"{spec!r} is not a Backend",
-            hint="subclass massgen.backends.base.Backend and override generate(prompt) "
-            "or complete(request)",
-        )
+        hint = "subclass massgen.backends.base.Backend and override generate(prompt) "
+        hint += "or complete(request)"
+        raise ConfigError(f"{spec!r} is not a Backend", hint=hint)
     return cls
 
 
@@ -117,7 +112,5 @@ def _instantiate(cls: type[Backend], kind: str, **kwargs: Any) -> Backend:
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise ConfigError(
-            f"cannot build backend {kind!r}: {e}",
-            hint="check the backend's options in the config",
-        ) from e
+        hint = "check the backend's options in the config"
+        raise ConfigError(f"cannot build backend {kind!r}: {e}", hint=hint) from e

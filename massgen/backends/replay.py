@@ -48,16 +48,11 @@ class ReplayBackend(Backend):
         name: str = "",
     ) -> None:
         super().__init__(model or "replay", name=name)
-        raw_rules = list(rules or [])
-        all_replies = [str(r) for r in (replies or [])]
-        if answers_file:
-            script = load_answers(answers_file, base_dir=base_dir)
-            raw_rules += script.get("rules") or []
-            all_replies += [str(r) for r in script.get("replies") or []]
-            if default is None and script.get("default") is not None:
-                default = str(script["default"])
+        script = load_answers(answers_file, base_dir=base_dir) if answers_file else {}
+        raw_rules = [*(rules or []), *(script.get("rules") or [])]
         self.rules = tuple(_rule(r, i) for i, r in enumerate(raw_rules))
-        self.replies = tuple(all_replies)
+        self.replies = tuple(str(r) for r in [*(replies or []), *(script.get("replies") or [])])
+        default = script.get("default") if default is None else default
         self.default = DEFAULT_REPLY if default is None else str(default)
         self.latency = float(latency or 0.0)
         self.stream_chunk = int(stream_chunk or 0)
@@ -113,12 +108,9 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(
-            f"cannot read answers file: {e.strerror or e}",
-            file=str(file),
-            key="answers_file",
-            hint="the path is relative to the config file's folder",
-        ) from e
+        message = f"cannot read answers file: {e.strerror or e}"
+        hint = "the path is relative to the config file's folder"
+        raise ConfigError(message, file=str(file), key="answers_file", hint=hint) from e
     from massgen.config.yamlsrc import parse  # JSON is YAML too; only demos use answers files
 
     data, _ = parse(text, str(file))
@@ -127,33 +119,25 @@ def load_answers(path: str | Path, *, base_dir: Path | None = None) -> dict[str,
     if isinstance(data, list):  # a bare list of rules
         return {"rules": data}
     if not isinstance(data, dict):
-        raise ConfigError(
-            "an answers file holds a mapping with `rules`, `replies` and `default`",
-            file=str(file),
-        )
+        message = "an answers file holds a mapping with `rules`, `replies` and `default`"
+        raise ConfigError(message, file=str(file))
     if unknown := set(data) - {"rules", "replies", "default"}:
-        raise ConfigError(
-            f"unknown key(s) in answers file: {', '.join(sorted(unknown))}",
-            file=str(file),
-            hint="allowed: rules, replies, default",
-        )
+        message = f"unknown key(s) in answers file: {', '.join(sorted(unknown))}"
+        raise ConfigError(message, file=str(file), hint="allowed: rules, replies, default")
     return data
 
 
 def _rule(raw: Any, index: int) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(raw, Mapping) or "match" not in raw or "reply" not in raw:
-        raise ConfigError(
-            "each replay rule needs `match` (a regex) and `reply` (text)",
-            key=where,
-            hint='e.g. {match: "capital of France", reply: "Paris"}',
-        )
+        message = "each replay rule needs `match` (a regex) and `reply` (text)"
+        hint = 'e.g. {match: "capital of France", reply: "Paris"}'
+        raise ConfigError(message, key=where, hint=hint)
     try:
         pattern = re.compile(str(raw["match"]), re.IGNORECASE | re.DOTALL)
     except re.error as e:
+        hint = r"escape special characters, e.g. \? or \("
         raise ConfigError(
-            f"bad regex {raw['match']!r}: {e}",
-            key=f"{where}.match",
-            hint=r"escape special characters, e.g. \? or \(",
+            f"bad regex {raw['match']!r}: {e}", key=f"{where}.match", hint=hint
         ) from e
     return Rule(pattern, str(raw["reply"]))

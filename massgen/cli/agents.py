@@ -53,12 +53,10 @@ def list_agents(
         _table(title, columns, rows)
     for row in rows:  # the agents whose signatures this secret does not verify
         if bad := row.get("secret_mismatch"):
-            print(
-                f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
-                f"{row['replicas']} instance(s) do not verify with this secret "
-                f"({', '.join(bad)}); their messages are refused here and ours there",
-                file=sys.stderr,
-            )
+            line = f"warning: agent {row['name']}: the signatures of {len(bad)} of its "
+            line += f"{row['replicas']} instance(s) do not verify with this secret "
+            line += f"({', '.join(bad)}); their messages are refused here and ours there"
+            print(line, file=sys.stderr)
     return 0
 
 

@@ -18,19 +18,17 @@ _MARK = "_massgen_cli_handler"
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is at each record: the live view swaps it while it
-    runs, so that log lines print above the view instead of through it."""
+    """Writes ``fmt`` lines, secrets redacted, to ``sys.stderr`` as it is at each record: the
+    live view swaps it while it runs, so that log lines print above the view, not through it."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(fmt))
+        self.addFilter(SecretRedactor())
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
         super().emit(record)
-
-
-def stderr_handler(fmt: str) -> logging.Handler:
-    handler = _Stderr()
-    handler.setFormatter(logging.Formatter(fmt))
-    handler.addFilter(SecretRedactor())
-    return handler
 
 
 def configure(level: str) -> None:
@@ -42,7 +40,7 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     if any(getattr(h, _MARK, False) for h in root.handlers):
         return
-    handler = stderr_handler("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = _Stderr("%(asctime)s %(levelname)s %(name)s: %(message)s")
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(name.upper())
@@ -58,7 +56,7 @@ def log_to_stderr(level: int, fmt: str) -> Iterator[None]:
     if any(getattr(h, _MARK, False) for h in logging.getLogger().handlers):
         yield
         return
-    handler = stderr_handler(fmt)
+    handler = _Stderr(fmt)
     logger = logging.getLogger("massgen")
     before = logger.level
     logger.addHandler(handler)

@@ -200,11 +200,8 @@ def batch(
     if log.moved_aside is not None:
         print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
     if log.set_aside:
-        print(
-            f"batch: {log.set_aside} damaged lines of {out} set aside in {log.bad_file}; "
-            "their tasks run again",
-            file=sys.stderr,
-        )
+        damaged = f"{log.set_aside} damaged lines of {out} set aside in {log.bad_file}"
+        print(f"batch: {damaged}; their tasks run again", file=sys.stderr)
     if dropped := listed.describe_dropped():
         print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
     view: Any = None
@@ -244,26 +241,19 @@ def batch(
             if view is not None:
                 view.close(summary)
     except Interrupted:
-        print(
-            f"batch interrupted: {describe(summary)}; finished tasks are kept in {out}, "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
+        kept = f"finished tasks are kept in {out}, run the same command again to resume"
+        print(f"batch interrupted: {describe(summary)}; {kept}", file=sys.stderr)
         raise
     except ResultsFileError as e:
-        raise ResultsFileError(
-            f"{e}; every result written before is kept, run the same command again "
-            "once there is room"
-        ) from None
+        kept = "every result written before is kept, run the same command again once there is room"
+        raise ResultsFileError(f"{e}; {kept}") from None
     print(str(out))
     if summary.stopped != "budget":
         return DEGRADED if summary.failed else OK
     what = f"is spent; {summary.remaining} tasks not run"
     if summary.done + summary.failed == 0 and summary.cost == 0 and summary.needed:
-        what = (
-            f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
-            "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
-            "request without it is assumed to answer at length)"
-        )
+        what = f"cannot cover one task (estimated ${summary.needed:.6f}); {summary.remaining} "
+        what += "tasks not run\n  hint: raise --max-cost, or set max_tokens on the agents (a "
+        what += "request without it is assumed to answer at length)"
     print(f"error: the cost budget of ${orchestrator.max_cost} {what}", file=sys.stderr)
     return FAILED

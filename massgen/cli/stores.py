@@ -93,10 +93,8 @@ def session_list(
     if not found:
         print("no sessions")
     for info in found:
-        print(
-            f"{info.name}\t{info.runs} run(s)\tupdated {_when(info.updated)}"
-            f"\tagents: {', '.join(info.agents)}"
-        )
+        agents = ", ".join(info.agents)
+        print(f"{info.name}\t{info.runs} run(s)\tupdated {_when(info.updated)}\tagents: {agents}")
     return OK
 
 

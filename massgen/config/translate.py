@@ -69,26 +69,21 @@ def written_path(loc: tuple[Any, ...], raw: Any) -> Path_:
     node = raw
     i = 0
     while i < len(loc):
-        part = loc[i]
-        if isinstance(node, dict):
-            spelling = _spelling_at(node, loc, i)
-            if spelling is not None:
-                out.append(spelling)
-                node, i = node[spelling], i + 2
-                continue
-            if part in node:
-                out.append(part)
-                node, i = node[part], i + 1
-                continue
-            if part in _UNION_TAGS and i < len(loc) - 1:
-                i += 1
-                continue
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        part, is_dict = loc[i], isinstance(node, dict)
+        spelling = _spelling_at(node, loc, i) if is_dict else None
+        if spelling is not None:
+            out.append(spelling)
+            node, i = node[spelling], i + 2
+        elif (is_dict and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             out.append(part)
             node, i = node[part], i + 1
-            continue
-        out.extend(p for p in loc[i:] if isinstance(p, int | str) and p not in _UNION_TAGS)
-        break
+        elif is_dict and part in _UNION_TAGS and i < len(loc) - 1:
+            i += 1
+        else:
+            out.extend(p for p in loc[i:] if isinstance(p, int | str) and p not in _UNION_TAGS)
+            break
     return tuple(out)
 
 

@@ -4,6 +4,7 @@ Rich is imported only here, when a terminal is attached: ``--help`` and pipes st
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -119,13 +120,10 @@ def _echo_off(console: Console) -> Callable[[], None]:
         termios.tcsetattr(fd, termios.TCSANOW, quiet)
     except (termios.error, AttributeError, ValueError, OSError):
         return lambda: None  # stdin closed, replaced, or not a terminal
-    done = False
 
+    @functools.cache  # the echo is turned back on once, however often this is called
     def restore() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(fd, termios.TCSADRAIN, before)
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, before)
 
     return restore

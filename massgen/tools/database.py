@@ -190,28 +190,29 @@ _CONNECT_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb
 def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
     """An engine without a pool for ``url``, or the file a ``sqlite`` URL names (read by the
     stdlib driver, under its own guards); :class:`ConfigError` naming what is missing."""
+
+    def bad(message: str) -> ConfigError:
+        return ConfigError(message, key="database")
+
     try:
         import sqlalchemy
         from sqlalchemy.engine import make_url
         from sqlalchemy.pool import NullPool
     except ImportError:
-        raise ConfigError(
-            f"a database URL needs SQLAlchemy: {INSTALL_HINT}", key="database"
-        ) from None
+        raise bad(f"a database URL needs SQLAlchemy: {INSTALL_HINT}") from None
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise ConfigError("not a valid SQLAlchemy URL", key="database") from None
+        raise bad("not a valid SQLAlchemy URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
-            raise ConfigError("a SQLite URL must name a file", key="database")
+            raise bad("a SQLite URL must name a file")
         return Path(parsed.database)
     if backend not in READ_ONLY_DIALECTS:
-        raise ConfigError(
-            f"{backend} cannot run read-only transactions here; "
-            f"use {', '.join(READ_ONLY_DIALECTS)} or a SQLite file",
-            key="database",
+        dialects = ", ".join(READ_ONLY_DIALECTS)
+        raise bad(
+            f"{backend} cannot run read-only transactions here; use {dialects} or a SQLite file"
         )
     try:
         connect_args: dict[str, Any] = {}
@@ -219,15 +220,10 @@ def make_engine(url: str, connect_timeout: float = 10.0) -> Engine | Path:
             connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout))
         return sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=connect_args)
     except ImportError as e:
-        raise ConfigError(
-            f"the database driver is not installed ({e.name or parsed.drivername}): "
-            f"{INSTALL_HINT} or install the driver",
-            key="database",
-        ) from None
+        missing = f"the database driver is not installed ({e.name or parsed.drivername})"
+        raise bad(f"{missing}: {INSTALL_HINT} or install the driver") from None
     except sqlalchemy.exc.NoSuchModuleError:
-        raise ConfigError(
-            f"unknown database driver {parsed.drivername!r}", key="database"
-        ) from None
+        raise bad(f"unknown database driver {parsed.drivername!r}") from None
 
 
 def run_read_only(
@@ -303,11 +299,9 @@ def check_pg_role(connection: Connection) -> None:
             "is a superuser" if login in supers else f"can become the superuser role {supers[0]!r}"
         ]
     if parts:
-        raise ToolError(
-            f"query refused: the database role {login!r} {'; '.join(parts)}. Connect as a role "
-            "without superuser, server-file, server-program or signal rights (see database_query "
-            "in docs/tools.md)"
-        )
+        advice = "Connect as a role without superuser, server-file, server-program or signal "
+        advice += "rights (see database_query in docs/tools.md)"
+        raise ToolError(f"query refused: the database role {login!r} {'; '.join(parts)}. {advice}")
 
 
 def _begin_read_only(connection: Connection, dialect: Any, time_limit: float) -> None:

@@ -348,20 +348,16 @@ class WebSearch(BuiltinTool[WebSearchSettings]):
         where = real.describe() + (f" (model {model})" if model else "")
         if s.mode == "native":
             beside = " next to other tools" if with_functions and real.native_tools else ""
-            raise ConfigError(
-                f"`{self.name}` wants the provider's own search, but {where} has none{beside}",
-                key="mode",
-                hint="use mode: auto or api with a search API; native search exists on anthropic, "
-                "google, openai and xai (which models and domain filters: docs/tools.md)",
-            )
+            message = f"`{self.name}` wants the provider's own search, but {where} has none{beside}"
+            hint = "use mode: auto or api with a search API; native search exists on anthropic, "
+            hint += "google, openai and xai (which models and domain filters: docs/tools.md)"
+            raise ConfigError(message, key="mode", hint=hint)
         if self.url is None:
-            raise ConfigError(
-                f"`{self.name}` cannot search: {where} has no provider-side search "
-                "and no search API is configured",
-                key="provider",
-                hint="set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
-                f"tools.{self.name}, or give the agent a backend with native search",
-            )
+            message = f"`{self.name}` cannot search: {where} has no provider-side search "
+            message += "and no search API is configured"
+            hint = "set `url:` (SearXNG) or `provider:` brave/tavily with `api_key:` under "
+            hint += f"tools.{self.name}, or give the agent a backend with native search"
+            raise ConfigError(message, key="provider", hint=hint)
         return None
 
     async def execute(

@@ -80,10 +80,9 @@ def _custom(spec: str, options: dict[str, Any], base_dir: Path | None) -> Tool:
         except TypeError as e:
             raise ConfigError(f"cannot build tool {spec!r}: {e}") from e
     if not (isinstance(target, Tool) or inspect.isfunction(target)):
-        raise ConfigError(
-            f"{spec!r} is neither a Tool subclass, a Tool nor a plain function",
-            hint="subclass massgen.tools.Tool, or point at a plain function",
-        )
+        message = f"{spec!r} is neither a Tool subclass, a Tool nor a plain function"
+        hint = "subclass massgen.tools.Tool, or point at a plain function"
+        raise ConfigError(message, hint=hint)
     if options:
         kind = "ready-made tool" if isinstance(target, Tool) else "function tool"
         raise ConfigError(f"a {kind} takes no settings", key=next(iter(options)))
