@@ -241,28 +241,29 @@ print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
     assert done.stdout.splitlines() == ["bob", "[]"]
 
 
-def test_traces_without_opentelemetry_installed_are_a_config_error() -> None:
+def test_traces_need_no_opentelemetry_and_an_unreachable_collector_is_one_warning() -> None:
     script = f"""
-import asyncio, sys
-sys.modules["opentelemetry"] = None  # as if massgen[observability] were not installed
+import asyncio, logging, sys
+sys.modules["opentelemetry"] = None  # as if no OpenTelemetry package were installed
 from massgen.config import loads
-from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
+warned = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        warned.append(record)
+logging.getLogger("massgen.observability").addHandler(Keep())
 team = loads({CONSENSUS + "observability: {otlp: 'http://127.0.0.1:9'}"!r})
 async def main():
     async with Orchestrator.from_config(team) as o:
-        await o.arun({TASK!r})
-try:
-    asyncio.run(main())
-except ConfigError as e:
-    print(e.key, e.hint)
+        for _ in range(2):
+            print((await o.arun({TASK!r})).winner)
+            await o.tracing.flush()
+asyncio.run(main())
+print(len(warned), warned[0].levelname)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (
-        done.stdout.strip()
-        == "observability pip install 'massgen[observability]' (or switch traces off)"
-    )
+    assert done.stdout.splitlines() == ["bob", "bob", "1 WARNING"]
 
 
 async def test_a_run_the_sampler_leaves_out_exports_nothing(
@@ -273,7 +274,7 @@ async def test_a_run_the_sampler_leaves_out_exports_nothing(
         await orchestrator.arun(TASK)
         tracing = orchestrator.tracing
         assert tracing is not None
-        tracing.provider.force_flush()  # anything recorded is at the receiver once this returns
+        await tracing.flush()  # anything recorded is at the receiver once this returns
     assert receiver.spans == [] and receiver.posts == []
 
 
