@@ -213,6 +213,19 @@ async def test_the_standard_variables_switch_traces_on(
     assert {s.resource["service.name"] for s in spans} == {"team-a"}
 
 
+async def test_a_busy_collector_is_asked_again_and_gzip_is_honoured(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=a%20b")
+    receiver.refuse += [503, 429]  # then it takes them
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    assert receiver.refuse == [] and len(receiver.posts) == 1
+    assert (spans[0].headers["content-encoding"], spans[0].headers["x-team"]) == ("gzip", "a b")
+
+
 def test_which_settings_switch_traces_on() -> None:
     section = ObservabilityConfig(otlp="http://127.0.0.1:4318")
     assert tracing_settings(section, {}) is section

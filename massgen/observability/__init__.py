@@ -92,7 +92,9 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         resource,
         timeout=_number(env("TIMEOUT"), 10.0),
         compression=compression if compression in ("gzip", "deflate") else "",
-        sampler=sampler if sampler.removeprefix("parentbased_") in SAMPLERS else "parentbased_always_on",
+        sampler=sampler
+        if sampler.removeprefix("parentbased_") in SAMPLERS
+        else "parentbased_always_on",
         ratio=ratio if 0 <= ratio <= 1 else 1.0,
         delay=_number(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         batch=max(1, int(_number(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512))),

@@ -161,8 +161,10 @@ class Span:
     """An open span: its ids, parent, times, attributes, events and status; :meth:`end`
     encodes it and hands it to its :class:`Tracing`."""
 
-    __slots__ = ("_to", "trace_id", "span_id", "parent", "name", "kind", "start", "attrs")
-    __slots__ += ("events", "status", "message")
+    __slots__ = (
+        "_to", "trace_id", "span_id", "parent", "name", "kind", "start", "attrs", "events",
+        "status", "message",
+    )  # fmt: skip
 
     def __init__(
         self, to: Tracing, ids: tuple[bytes, bytes, bytes], name: str, kind: int, start: int,
@@ -331,7 +333,8 @@ class Tracing:
                         return
                     if response.status not in _RETRY or attempt == 2:
                         return self._warn(f"HTTP {response.status}")
-                    wait = parse_retry_after(response.headers) or 0.5 * 2**attempt
+                    wait = parse_retry_after(response.headers)
+                    wait = 0.5 * 2**attempt if wait is None else wait
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 return self._warn(type(e).__name__)
             await asyncio.sleep(min(wait, x.timeout))
@@ -339,7 +342,9 @@ class Tracing:
     def _warn(self, why: str) -> None:
         if not self._warned:
             self._warned = True
-            _log.warning("traces: the collector at %s did not take spans (%s)", self.export.url, why)
+            _log.warning(
+                "traces: the collector at %s did not take spans (%s)", self.export.url, why
+            )
 
     async def flush(self) -> None:
         """Send every span ended so far, within the export timeout."""
@@ -541,7 +546,9 @@ class RunTracer:
         turn = self._turns.pop((e.agent, ""), None)
         if turn is None:
             return
-        turn.span.attrs.update({"error.type": turn.failed or "_OTHER", "massgen.dropped": e.dropped})
+        turn.span.attrs.update(
+            {"error.type": turn.failed or "_OTHER", "massgen.dropped": e.dropped}
+        )
         turn.span.fail(e.error)
         turn.span.end(_ns(e.at))
         if self._stage is not None:
