@@ -1,4 +1,4 @@
-"""The hand-written OTLP encoder (massgen/observability/tracing.py) against the official
+"""The hand-written OTLP encoder (massgen/observability/otlp.py) against the official
 ``opentelemetry-proto`` decoder: every attribute type, events, status, kinds, parents; and
 the OTEL_* variables as :func:`massgen.observability.export_settings` reads them."""
 
@@ -8,15 +8,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from massgen.config import ObservabilityConfig
 from massgen.observability import export_settings
-from massgen.observability.tracing import (
+from massgen.observability.otlp import (
     CLIENT,
     SERVER,
+    Encoder,
     Span,
-    Tracing,
     parse_traceparent,
     request,
     resource,
 )
+from massgen.observability.tracing import Tracing
 from tests.otlp import value
 
 ATTRS = {
@@ -40,9 +41,10 @@ class Collect(Tracing):
         settings = ObservabilityConfig(otlp="http://127.0.0.1:9")
         super().__init__(settings, {}, export_settings(settings, {}))
         self.encoded: list[bytes] = []
+        self.encoder = Encoder()
 
     def ended(self, span: Span, at: int) -> None:
-        self.encoded.append(self._encode.span(span, at))
+        self.encoded.append(self.encoder.span(span, at))
 
 
 def decoded(t: Collect) -> ExportTraceServiceRequest:
@@ -52,8 +54,8 @@ def decoded(t: Collect) -> ExportTraceServiceRequest:
 
 def test_spans_round_trip_through_the_official_decoder() -> None:
     t = Collect()
-    root = Span(t, t.ids(None), "invoke_workflow x", 1, 1_000, dict(ATTRS))
-    child = Span(t, t.ids((root.trace_id, root.span_id)), "chat m", CLIENT, 2_000, {"k": "v"})
+    root = Span(t.ended, t.ids(None), "invoke_workflow x", 1, 1_000, dict(ATTRS))
+    child = Span(t.ended, t.ids((root.trace_id, root.span_id)), "chat m", CLIENT, 2_000, {"k": "v"})
     child.add_event("massgen.retry", {"massgen.attempt": 1, "massgen.wait": 0.5}, 2_500)
     child.fail("boom")
     child.end(3_000)
@@ -61,7 +63,7 @@ def test_spans_round_trip_through_the_official_decoder() -> None:
     root.fail()
     root.end(2**63 + 5)  # fixed64: the whole range
     for _ in range(2):  # cached names and pairs encode the same
-        Span(t, t.ids(None), "chat m", SERVER, 1, {"k": "v"}).end(2)
+        Span(t.ended, t.ids(None), "chat m", SERVER, 1, {"k": "v"}).end(2)
     [rs] = decoded(t).resource_spans
     assert {a.key: value(a.value) for a in rs.resource.attributes} == {
         "service.name": "svc",
@@ -91,7 +93,7 @@ def test_spans_round_trip_through_the_official_decoder() -> None:
 
 def test_traceparents_are_w3c() -> None:
     t = Collect()
-    span = Span(t, t.ids(None), "x", 1, 1, {})
+    span = Span(t.ended, t.ids(None), "x", 1, 1, {})
     got = parse_traceparent(span.traceparent())
     assert got == (span.trace_id, span.span_id, True)
     assert parse_traceparent(span.traceparent(sampled=False)) == (*got[:2], False)

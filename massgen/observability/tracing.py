@@ -1,19 +1,12 @@
 """Traces of runs, built from their events: run → round → agent turn → provider attempt → tool
 call, named and attributed after the GenAI semantic conventions, sent over OTLP/HTTP.
 
-Why not the OpenTelemetry SDK: issue 13 allows traces 5 % more CPU per run. With the SDK a
-3-agent consensus run (bench/bench_observability.py) took 8.94 ms of CPU instead of 4.53 ms:
-~130 µs per span all told, ~55 µs of it the SDK's own (36 to create and end a span, 18 to
-encode it), and ~60 ms to import. Here a span is a small record, encoded when it ends straight
-to OTLP protobuf bytes (the wire format is three rules: varints, fixed64, length-delimited),
-with what repeats (names, string attributes, resource, scope) encoded once; batches are posted
-from the event loop on massgen's aiohttp session. tests/test_tracing_otlp.py decodes what this
-writes with the official ``opentelemetry-proto`` messages.
-
 Imported only when tracing is on (:func:`massgen.observability.tracing_settings`). Each
 orchestrator and each worker has a :class:`Tracing` of its own; every span is given its parent
-and its times from the events (no context variables). A batch leaves when it is full or after
-``delay`` (a timer on the loop, never a polling task); :meth:`Tracing.aclose` sends what is left.
+and its times from the events (no context variables). Spans are encoded as they end
+(:mod:`massgen.observability.otlp`, where it says why not the OpenTelemetry SDK); a batch is
+posted on massgen's aiohttp session when it is full or ``delay`` after its first span (a timer
+on the loop, never a polling task); :meth:`Tracing.aclose` sends what is left.
 """
 
 from __future__ import annotations
@@ -23,8 +16,6 @@ import gzip
 import json
 import logging
 import random
-import struct
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +27,16 @@ from massgen.backends._common import tls_context
 from massgen.backends._errors import parse_retry_after
 from massgen.backends.openai_http import _acquire, _release, proxy_for
 from massgen.observability import Export
+from massgen.observability.otlp import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    Encoder,
+    Span,
+    parse_traceparent,
+    request,
+    resource,
+)
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
@@ -52,160 +53,8 @@ STAGED = ("answer", "review")
 # gen_ai.provider.name (and the older gen_ai.system) where massgen's name differs
 _PROVIDER = {"google": "gcp.gemini", "gemini": "gcp.gemini", "xai": "x_ai"}
 _SYSTEM = {"google": "gemini", "gemini": "gemini"}
-INTERNAL, SERVER, CLIENT = 1, 2, 3  # SpanKind
-ERROR = 2  # StatusCode
 _RETRY = frozenset({429, 502, 503, 504})
 _log = logging.getLogger(__name__)
-
-# -- OTLP protobuf (opentelemetry/proto/trace/v1/trace.proto), written by hand ------------------
-_SMALL = [bytes((i,)) for i in range(128)]
-_KIND = [b"\x30" + _SMALL[i] for i in range(6)]  # Span.kind (6)
-_TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (7), end (8): fixed64
-_TIME = struct.Struct("<BQ").pack
-_DOUBLE = struct.Struct("<Bd").pack
-_CACHED = 4096  # at most this many encoded names or string attributes, then start again
-
-
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL[n]
-    out = bytearray()
-    while n > 127:
-        out.append(n & 127 | 128)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: int, body: bytes) -> bytes:
-    """A length-delimited field (``tag``: its number << 3 | 2)."""
-    return _SMALL[tag] + _varint(len(body)) + body
-
-
-def _any(v: Any) -> bytes:
-    """An AnyValue: str, bool, int, float or a list of them (anything else as its str)."""
-    t = type(v)
-    if t is str:
-        return _field(0x0A, v.encode())
-    if t is bool:
-        return b"\x10\x01" if v else b"\x10\x00"
-    if t is int:
-        return b"\x18" + _varint(v & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
-    if t is float:
-        return _DOUBLE(0x21, v)
-    if t is list or t is tuple:
-        return _field(0x2A, b"".join([_field(0x0A, _any(x)) for x in v]))
-    return _field(0x0A, str(v).encode())
-
-
-def _pair(key: str, v: Any) -> bytes:
-    """A KeyValue."""
-    return _field(0x0A, key.encode()) + _field(0x12, _any(v))
-
-
-class _Encoder:
-    """Spans as ``ScopeSpans.spans`` fields; names and string attributes encoded once."""
-
-    def __init__(self) -> None:
-        self.names: dict[str, bytes] = {}
-        self.attrs: dict[tuple[str, str], bytes] = {}
-
-    def name(self, name: str) -> bytes:
-        got = self.names.get(name)
-        if got is None:
-            if len(self.names) >= _CACHED:
-                self.names.clear()
-            got = self.names[name] = _field(0x2A, name.encode())
-        return got
-
-    def attr(self, key: str, v: Any) -> bytes:
-        if type(v) is not str:
-            return _field(0x4A, _pair(key, v))
-        got = self.attrs.get((key, v))
-        if got is None:
-            if len(self.attrs) >= _CACHED:
-                self.attrs.clear()
-            got = self.attrs[(key, v)] = _field(0x4A, _pair(key, v))
-        return got
-
-    def span(self, s: Span, end: int) -> bytes:
-        parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
-        if s.parent:
-            parts += (b"\x22\x08", s.parent)
-        parts += (self.name(s.name), _KIND[s.kind], _TIMES(0x39, s.start, 0x41, end))
-        attr = self.attr
-        parts += [attr(k, v) for k, v in s.attrs.items()]
-        for name, at, attrs in s.events or ():
-            pairs = b"".join([_field(0x1A, _pair(k, v)) for k, v in attrs.items()])
-            parts.append(_field(0x5A, _TIME(0x09, at) + _field(0x12, name.encode()) + pairs))
-        if s.status:
-            message = _field(0x12, s.message.encode()) if s.message else b""
-            parts.append(_field(0x7A, message + b"\x18" + _SMALL[s.status]))
-        return _field(0x12, b"".join(parts))
-
-
-def resource(attrs: Mapping[str, Any]) -> bytes:
-    """``ResourceSpans.resource``, encoded once per :class:`Tracing`."""
-    return _field(0x0A, b"".join([_field(0x0A, _pair(k, v)) for k, v in attrs.items()]))
-
-
-_SCOPE = _field(0x0A, _field(0x0A, b"massgen") + _field(0x12, __version__.encode()))
-
-
-def request(head: bytes, spans: list[bytes]) -> bytes:
-    """An ExportTraceServiceRequest: one resource (``head``: :func:`resource`), one scope."""
-    return _field(0x0A, head + _field(0x12, _SCOPE + b"".join(spans)))
-
-
-class Span:
-    """An open span: its ids, parent, times, attributes, events and status; :meth:`end`
-    encodes it and hands it to its :class:`Tracing`."""
-
-    __slots__ = (
-        "_to", "trace_id", "span_id", "parent", "name", "kind", "start", "attrs", "events",
-        "status", "message",
-    )  # fmt: skip
-
-    def __init__(
-        self, to: Tracing, ids: tuple[bytes, bytes, bytes], name: str, kind: int, start: int,
-        attrs: dict[str, Any],
-    ) -> None:  # fmt: skip
-        self._to, (self.trace_id, self.span_id, self.parent) = to, ids
-        self.name, self.kind, self.start, self.attrs = name, kind, start, attrs
-        self.events: list[tuple[str, int, dict[str, Any]]] | None = None
-        self.status, self.message = 0, ""
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.attrs[key] = value
-
-    def add_event(self, name: str, attrs: dict[str, Any], at: int) -> None:
-        if self.events is None:
-            self.events = []
-        self.events.append((name, at, attrs))
-
-    def fail(self, message: str = "") -> None:
-        self.status, self.message = ERROR, message
-
-    def end(self, at: int | None = None) -> None:
-        self._to.ended(self, at or time.time_ns())
-
-    def traceparent(self, sampled: bool = True) -> str:
-        flags = "01" if sampled else "00"
-        return f"00-{self.trace_id.hex()}-{self.span_id.hex()}-{flags}"
-
-
-def parse_traceparent(value: str) -> tuple[bytes, bytes, bool] | None:
-    """A W3C traceparent's trace id, span id and sampled flag (``None``: not a valid one)."""
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    try:
-        trace, span, flags = bytes.fromhex(parts[1]), bytes.fromhex(parts[2]), int(parts[3], 16)
-    except ValueError:
-        return None
-    if len(trace) != 16 or len(span) != 8 or not any(trace) or not any(span):
-        return None
-    return trace, span, bool(flags & 1)
 
 
 def _ns(seconds: float) -> int:
@@ -231,7 +80,7 @@ class Tracing:
         self.agents = agents
         self.export = export
         self._ids = random.Random()  # seeded from os.urandom
-        self._encode = _Encoder()
+        self._encode = Encoder()
         self._head = resource(export.resource)
         self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
         self._headers.setdefault("User-Agent", f"massgen/{__version__}")
@@ -396,7 +245,7 @@ class RunTracer:
         fallbacks: Mapping[str, str] | None = None,
         worker: str = "",
     ) -> None:
-        self._t, self._capture = tracing, tracing.capture
+        self._t, self._capture, self._end = tracing, tracing.capture, tracing.ended
         self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
@@ -457,7 +306,7 @@ class RunTracer:
         self, name: str, at: float, parent: Span | None, kind: int, attrs: dict[str, Any]
     ) -> Span:
         up = (parent.trace_id, parent.span_id) if parent is not None else self._root
-        return Span(self._t, self._t.ids(up), name, kind, _ns(at), attrs)
+        return Span(self._end, self._t.ids(up), name, kind, _ns(at), attrs)
 
     def _close_stage(self, at: int = 0) -> None:
         stage, self._stage = self._stage, None
