@@ -71,7 +71,8 @@ class Encoder:
 
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
-        self.attrs: dict[tuple[str, str], bytes] = {}
+        self.attrs: dict[tuple[str, Any], bytes] = {}
+        self.keys: dict[str, bytes] = {}
 
     def name(self, name: str) -> bytes:
         got = self.names.get(name)
@@ -82,14 +83,23 @@ class Encoder:
         return got
 
     def attr(self, key: str, v: Any) -> bytes:
-        if type(v) is not str:
-            return _field(0x4A, _pair(key, v))
-        got = self.attrs.get((key, v))
-        if got is None:
-            if len(self.attrs) >= _CACHED:
-                self.attrs.clear()
-            got = self.attrs[(key, v)] = _field(0x4A, _pair(key, v))
-        return got
+        """A ``Span.attributes`` field; a str, or a tuple of str, encoded once."""
+        t = type(v)
+        if t is str or t is tuple:
+            got = self.attrs.get((key, v))
+            if got is None:
+                got = _field(0x4A, _pair(key, v))
+                if t is str or all(type(x) is str for x in v):  # (1,) == (True,): not kept
+                    if len(self.attrs) >= _CACHED:
+                        self.attrs.clear()
+                    self.attrs[(key, v)] = got
+            return got
+        k = self.keys.get(key)
+        if k is None:
+            k = self.keys[key] = _field(0x0A, key.encode())
+        value = b"\x18" + _varint(v & 0xFFFFFFFFFFFFFFFF) if t is int else _any(v)
+        head = k + b"\x12" + _varint(len(value))
+        return b"\x4a" + _varint(len(head) + len(value)) + head + value
 
     def span(self, s: Span, end: int) -> bytes:
         parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]

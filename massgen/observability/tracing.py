@@ -324,7 +324,7 @@ class RunTracer:
             "gen_ai.workflow.name": e.strategy,
             "massgen.strategy": e.strategy,
             "massgen.run_id": e.run_id,
-            "massgen.agents": list(e.agents),
+            "massgen.agents": tuple(e.agents),
         }
         if self._capture:
             attrs["gen_ai.input.messages"] = _messages("user", e.task)
@@ -426,7 +426,7 @@ class RunTracer:
             attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
             attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
         if e.finish:
-            attrs["gen_ai.response.finish_reasons"] = [e.finish]
+            attrs["gen_ai.response.finish_reasons"] = (e.finish,)
         if not ok:
             attrs["error.type"] = e.status
         parent = turn.span if turn is not None else self._outer()
