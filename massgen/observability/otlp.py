@@ -26,7 +26,7 @@ _KIND = [b"\x30" + _SMALL[i] for i in range(6)]  # Span.kind (6)
 _TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (7), end (8): fixed64
 _TIME = struct.Struct("<BQ").pack
 _DOUBLE = struct.Struct("<Bd").pack
-_CACHED = 4096  # at most this many encoded names or string attributes, then start again
+_CACHED = 4096  # at most this many encoded names (or attributes of a type), then start again
 
 
 def _varint(n: int) -> bytes:
@@ -71,8 +71,9 @@ class Encoder:
 
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
-        self.attrs: dict[tuple[str, Any], bytes] = {}
-        self.keys: dict[str, bytes] = {}
+        self.attrs: dict[type, dict[tuple[str, Any], bytes]] = {
+            t: {} for t in (str, int, float, bool, tuple)
+        }
 
     def name(self, name: str) -> bytes:
         got = self.names.get(name)
@@ -83,23 +84,19 @@ class Encoder:
         return got
 
     def attr(self, key: str, v: Any) -> bytes:
-        """A ``Span.attributes`` field; a str, or a tuple of str, encoded once."""
-        t = type(v)
-        if t is str or t is tuple:
-            got = self.attrs.get((key, v))
-            if got is None:
-                got = _field(0x4A, _pair(key, v))
-                if t is str or all(type(x) is str for x in v):  # (1,) == (True,): not kept
-                    if len(self.attrs) >= _CACHED:
-                        self.attrs.clear()
-                    self.attrs[(key, v)] = got
-            return got
-        k = self.keys.get(key)
-        if k is None:
-            k = self.keys[key] = _field(0x0A, key.encode())
-        value = b"\x18" + _varint(v & 0xFFFFFFFFFFFFFFFF) if t is int else _any(v)
-        head = k + b"\x12" + _varint(len(value))
-        return b"\x4a" + _varint(len(head) + len(value)) + head + value
+        """A ``Span.attributes`` field, encoded once for each key and value (and its type: a
+        dict per type, as ``1 == 1.0 == True``); a list is encoded each time."""
+        seen = self.attrs.get(type(v))
+        if seen is None:
+            return _field(0x4A, _pair(key, v))
+        got = seen.get((key, v))
+        if got is None:
+            got = _field(0x4A, _pair(key, v))
+            if type(v) is not tuple or all(type(x) is str for x in v):  # (1,) == (True,)
+                if len(seen) >= _CACHED:
+                    seen.clear()
+                seen[(key, v)] = got
+        return got
 
     def span(self, s: Span, end: int) -> bytes:
         parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
