@@ -98,11 +98,17 @@ class Encoder:
                 seen[(key, v)] = got
         return got
 
+    def attributes(self, attrs: Mapping[str, Any]) -> bytes:
+        """``attrs`` as a span's attribute fields, for :attr:`Span.head`."""
+        return b"".join([self.attr(k, v) for k, v in attrs.items()])
+
     def span(self, s: Span, end: int) -> bytes:
         parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
         if s.parent:
             parts += (b"\x22\x08", s.parent)
         parts += (self.name(s.name), _KIND[s.kind], _TIMES(0x39, s.start, 0x41, end))
+        if s.head:
+            parts.append(s.head)
         attr = self.attr
         parts += [attr(k, v) for k, v in s.attrs.items()]
         for name, at, attrs in s.events or ():
@@ -133,7 +139,7 @@ class Span:
 
     __slots__ = (
         "_end", "trace_id", "span_id", "parent", "name", "kind", "start", "attrs", "events",
-        "status", "message",
+        "status", "message", "head",
     )  # fmt: skip
 
     def __init__(
@@ -145,6 +151,7 @@ class Span:
         self.name, self.kind, self.start, self.attrs = name, kind, start, attrs
         self.events: list[tuple[str, int, dict[str, Any]]] | None = None
         self.status, self.message = 0, ""
+        self.head = b""  # attributes encoded already (:meth:`Encoder.attributes`), not in attrs
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attrs[key] = value

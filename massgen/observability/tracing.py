@@ -81,6 +81,7 @@ class Tracing:
         self.export = export
         self._ids = random.Random()  # seeded from os.urandom
         self._encode = Encoder()
+        self._heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
         self._head = resource(export.resource)
         self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
         self._headers.setdefault("User-Agent", f"massgen/{__version__}")
@@ -131,6 +132,18 @@ class Tracing:
             return int.from_bytes(trace_id[8:], "big") < round(self.export.ratio * 2**64)
         return True
 
+    def head(self, key: tuple[Any, ...]) -> tuple[str, bytes] | None:
+        """A span's name and its attributes that ``key`` determines, encoded (:meth:`keep`)."""
+        return self._heads.get(key)
+
+    def keep(self, key: tuple[Any, ...], name: str, attrs: Mapping[str, Any]) -> tuple[str, bytes]:
+        """Remember ``name`` and ``attrs`` (encoded) as what ``key`` determines: most spans'
+        attributes repeat by agent, model and provider, and are encoded once."""
+        if len(self._heads) >= 4096:
+            self._heads.clear()
+        got = self._heads[key] = name, self._encode.attributes(attrs)
+        return got
+
     # -- export -----------------------------------------------------------------------------
 
     def ended(self, span: Span, at: int) -> None:
@@ -149,9 +162,13 @@ class Tracing:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here: :meth:`flush` sends them
+            return
         batch, self._pending = self._pending, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._post(request(self._head, batch)))
+            task = loop.create_task(self._post(request(self._head, batch)))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
@@ -347,18 +364,21 @@ class RunTracer:
                 attrs = {"massgen.phase": e.phase, "massgen.round": e.round}
                 span = self._start(f"round {e.round}", e.at, self._run, INTERNAL, attrs)
                 self._stage = _Stage(want, span)
-        attrs = {
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": e.agent,
-            "massgen.phase": e.phase,
-            "massgen.round": e.round,
-        }
-        if self._worker:
-            attrs["massgen.worker"] = self._worker
-        if self._capture:
-            attrs["gen_ai.input.messages"] = _messages("user", e.prompt)
+        head = self._t.head(what := ("turn", e.agent, e.phase, e.round, self._worker))
+        if head is None:
+            attrs = {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": e.agent,
+                "massgen.phase": e.phase,
+                "massgen.round": e.round,
+            }
+            if self._worker:
+                attrs["massgen.worker"] = self._worker
+            head = self._t.keep(what, f"invoke_agent {e.agent}", attrs)
         kind = SERVER if self._worker else INTERNAL
-        span = self._start(f"invoke_agent {e.agent}", e.at, self._outer(), kind, attrs)
+        content = {"gen_ai.input.messages": _messages("user", e.prompt)} if self._capture else {}
+        span = self._start(head[0], e.at, self._outer(), kind, content)
+        span.head = head[1]
         self._turns[key] = _Turn(span)
 
     def _answered(self, e: ev.AgentAnswered) -> None:
@@ -366,23 +386,26 @@ class RunTracer:
         turn = self._turns.pop((e.agent, e.phase if nested else ""), None)
         if turn is None:
             return
-        provider, model = self._t.model_of(e.answered_by or e.agent)
-        attrs: dict[str, Any] = {
-            "gen_ai.usage.input_tokens": e.usage.input_tokens,
-            "gen_ai.usage.output_tokens": e.usage.output_tokens,
-            "massgen.cost": e.cost,
-            "massgen.requests": e.requests,
-            "massgen.cached": e.cached,
-        }
-        if provider:
-            attrs["gen_ai.provider.name"] = _PROVIDER.get(provider, provider)
-        if model:
-            attrs["gen_ai.request.model"] = model
-        if e.answered_by:
-            attrs["massgen.answered_by"] = e.answered_by
+        head = self._t.head(key := ("answered", e.agent, e.answered_by))
+        if head is None:
+            provider, model = self._t.model_of(e.answered_by or e.agent)
+            attrs: dict[str, Any] = {}
+            if provider:
+                attrs["gen_ai.provider.name"] = _PROVIDER.get(provider, provider)
+            if model:
+                attrs["gen_ai.request.model"] = model
+            if e.answered_by:
+                attrs["massgen.answered_by"] = e.answered_by
+            head = self._t.keep(key, "", attrs)
+        span = turn.span
+        span.head += head[1]
+        span.attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
+        span.attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
+        span.attrs["massgen.cost"] = e.cost
+        span.attrs["massgen.requests"] = e.requests
+        span.attrs["massgen.cached"] = e.cached
         if self._capture:
-            attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
-        turn.span.attrs.update(attrs)
+            span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
         turn.ended = _ns(e.at)
         stage = self._stage
         if stage is not None and not nested and stage.key == (e.phase, e.round):
@@ -410,27 +433,34 @@ class RunTracer:
 
     def _request(self, e: ev.RequestDone) -> None:
         turn = self._turn_of(e.agent)
-        _, asked = self._t.model_of(e.agent)
-        asked = asked or e.model
         ok = e.status == "ok"
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": _PROVIDER.get(e.provider, e.provider),
-            "gen_ai.system": _SYSTEM.get(e.provider, e.provider),
-            "gen_ai.request.model": asked,
-            "massgen.attempt": e.attempt,
-        }
-        if ok and e.model:
-            attrs["gen_ai.response.model"] = e.model
-        if e.usage is not None:
-            attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
-            attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
-        if e.finish:
-            attrs["gen_ai.response.finish_reasons"] = (e.finish,)
-        if not ok:
-            attrs["error.type"] = e.status
+        head = self._t.head(
+            key := ("chat", e.agent, e.provider, e.model, e.attempt, e.status, e.finish)
+        )
+        if head is None:
+            asked = self._t.model_of(e.agent)[1] or e.model  # its backend is built by now
+            attrs: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": _PROVIDER.get(e.provider, e.provider),
+                "gen_ai.system": _SYSTEM.get(e.provider, e.provider),
+                "gen_ai.request.model": asked,
+                "massgen.attempt": e.attempt,
+            }
+            if ok and e.model:
+                attrs["gen_ai.response.model"] = e.model
+            if e.finish:
+                attrs["gen_ai.response.finish_reasons"] = (e.finish,)
+            if not ok:
+                attrs["error.type"] = e.status
+            head = self._t.keep(key, f"chat {asked}".rstrip(), attrs)
+        usage = e.usage
+        attrs = {} if usage is None else {
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+        }  # fmt: skip
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(f"chat {asked}".rstrip(), e.started, parent, CLIENT, attrs)
+        span = self._start(head[0], e.started, parent, CLIENT, attrs)
+        span.head = head[1]
         if not ok:
             span.fail(e.error)
             if turn is not None:
