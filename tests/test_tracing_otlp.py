@@ -60,6 +60,7 @@ def test_spans_round_trip_through_the_official_decoder() -> None:
     child.fail("boom")
     child.end(3_000)
     root.set_attribute("late", "yes")
+    root.head = t.encoder.attributes({"head": "encoded before", "n": 3})
     root.fail()
     root.end(2**63 + 5)  # fixed64: the whole range
     for _ in range(2):  # cached names and pairs encode the same
@@ -75,8 +76,8 @@ def test_spans_round_trip_through_the_official_decoder() -> None:
     assert (r.name, r.kind, r.start_time_unix_nano, r.end_time_unix_nano) == (
         "invoke_workflow x", 1, 1_000, 2**63 + 5,
     )  # fmt: skip
-    assert {a.key: value(a.value) for a in r.attributes} == {**ATTRS, "late": "yes"}
-    assert [a.value.WhichOneof("value") for a in r.attributes][6:8] == ["bool_value"] * 2
+    assert {a.key: value(a.value) for a in r.attributes} == {**ATTRS, "late": "yes", "head": "encoded before", "n": 3}
+    assert [a.value.WhichOneof("value") for a in r.attributes][8:10] == ["bool_value"] * 2
     assert r.parent_span_id == b"" and len(r.trace_id) == 16 and len(r.span_id) == 8
     assert (r.status.code, r.status.message, list(r.events)) == (2, "", [])
     assert (c.trace_id, c.parent_span_id) == (r.trace_id, r.span_id) and c.span_id != r.span_id

@@ -67,7 +67,7 @@ def _pair(key: str, v: Any) -> bytes:
 
 
 class Encoder:
-    """Spans as ``ScopeSpans.spans`` fields; names and string attributes encoded once."""
+    """Spans as ``ScopeSpans.spans`` fields; names and attributes encoded once (bounded)."""
 
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
