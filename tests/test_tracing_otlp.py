@@ -76,7 +76,12 @@ def test_spans_round_trip_through_the_official_decoder() -> None:
     assert (r.name, r.kind, r.start_time_unix_nano, r.end_time_unix_nano) == (
         "invoke_workflow x", 1, 1_000, 2**63 + 5,
     )  # fmt: skip
-    assert {a.key: value(a.value) for a in r.attributes} == {**ATTRS, "late": "yes", "head": "encoded before", "n": 3}
+    assert {a.key: value(a.value) for a in r.attributes} == {
+        **ATTRS,
+        "late": "yes",
+        "head": "encoded before",
+        "n": 3,
+    }
     assert [a.value.WhichOneof("value") for a in r.attributes][8:10] == ["bool_value"] * 2
     assert r.parent_span_id == b"" and len(r.trace_id) == 16 and len(r.span_id) == 8
     assert (r.status.code, r.status.message, list(r.events)) == (2, "", [])
