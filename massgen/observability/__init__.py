@@ -38,6 +38,9 @@ class Export:
     """Seconds from a batch's first span to its export (``OTEL_BSP_SCHEDULE_DELAY``, in ms)."""
     batch: int = 512
     """Spans at which a batch leaves at once (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``)."""
+    queue: int = 2048
+    """Spans waiting for the collector beyond which the oldest are dropped
+    (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
 
 
 def traces_url(base: str) -> str:
@@ -98,6 +101,7 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         ratio=ratio if 0 <= ratio <= 1 else 1.0,
         delay=_number(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         batch=max(1, int(_number(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512))),
+        queue=max(1, int(_number(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048))),
     )
 
 

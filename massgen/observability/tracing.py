@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,9 @@ class Tracing:
             self._headers["Content-Encoding"] = export.compression
         self._pending: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._batches: deque[list[bytes]] = deque()  # ready, sent one request at a time
+        self._queued = 0  # spans in them
+        self._sender: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned = False
@@ -166,11 +169,24 @@ class Tracing:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop here: :meth:`flush` sends them
             return
-        batch, self._pending = self._pending, []
-        if batch:
-            task = loop.create_task(self._post(request(self._head, batch)))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        if self._pending:
+            self._batches.append(self._pending)
+            self._queued += len(self._pending)
+            self._pending = []
+            while self._queued > self.export.queue:  # the collector is slower than the runs
+                self._queued -= len(self._batches.popleft())
+                self._warn("too slow, spans dropped")
+        if self._batches and self._sender is None:
+            self._sender = loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._batches:
+                batch = self._batches.popleft()
+                self._queued -= len(batch)
+                await self._post(request(self._head, batch))
+        finally:
+            self._sender = None
 
     async def _post(self, body: bytes) -> None:
         """POST one request; retry what a busy collector answers, warn once of what fails."""
@@ -202,7 +218,9 @@ class Tracing:
                     wait = parse_retry_after(response.headers)
                     wait = 0.5 * 2**attempt if wait is None else wait
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
-                return self._warn(type(e).__name__)
+                if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
+                    return self._warn(type(e).__name__)
+                wait = 0  # a kept-alive connection the collector had closed: once more
             await asyncio.sleep(min(wait, x.timeout))
 
     def _warn(self, why: str) -> None:
@@ -214,13 +232,13 @@ class Tracing:
 
     async def flush(self) -> None:
         """Send every span ended so far, within the export timeout."""
-        if self._pending:
-            self._send()
-        if self._sending:
-            _, late = await asyncio.wait(set(self._sending), timeout=self.export.timeout)
-            for task in late:
-                task.cancel()
+        self._send()
+        if (sender := self._sender) is not None:
+            _, late = await asyncio.wait({sender}, timeout=self.export.timeout)
             if late:
+                sender.cancel()
+                self._batches.clear()
+                self._queued = 0
                 self._warn("timed out")
 
     async def aclose(self) -> None:
