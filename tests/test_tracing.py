@@ -5,8 +5,10 @@ and the provider simulator through massgen's own HTTP client."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -224,6 +226,20 @@ async def test_a_busy_collector_is_asked_again_and_gzip_is_honoured(
     spans = receiver.wait(whole_run)
     assert receiver.refuse == [] and len(receiver.posts) == 1
     assert (spans[0].headers["content-encoding"], spans[0].headers["x-team"]) == ("gzip", "a b")
+
+
+async def test_a_collector_that_never_answers_holds_the_close_no_longer_than_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.3")
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never reads
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = await run(CONSENSUS + f"observability: {{otlp: '{url}'}}\n")
+        took = time.monotonic() - started
+    assert result.winner == "bob" and took < 5  # not the default 10 s
+    warned = [r for r in caplog.records if r.name.startswith("massgen.observability")]
+    assert [r.levelname for r in warned] == ["WARNING"]
 
 
 def test_which_settings_switch_traces_on() -> None:
