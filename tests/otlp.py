@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,12 +50,23 @@ class Receiver:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.posts: list[str] = []  # the paths posted to
+        self.refuse: list[int] = []  # statuses to answer first (with Retry-After: 0)
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver._changed:
+                    status = receiver.refuse.pop(0) if receiver.refuse else 0
+                if status:
+                    self.send_response(status)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 request = ExportTraceServiceRequest.FromString(body)
                 receiver._add(request, self.path, {k.lower(): v for k, v in self.headers.items()})
                 reply = ExportTraceServiceResponse().SerializeToString()

@@ -1,12 +1,13 @@
-"""Traces (OpenTelemetry over OTLP) and metrics (Prometheus), both fed by the run's events.
-Neither library is imported unless its feature is switched on (docs/observability.md)."""
+"""Traces (OTLP/HTTP) and metrics (Prometheus), both fed by the run's events. Neither is
+imported unless its feature is switched on (docs/observability.md)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-from massgen.errors import ConfigError
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -15,6 +16,93 @@ if TYPE_CHECKING:
 
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
+SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Where and how spans go: the ``observability`` section first, else the standard
+    ``OTEL_*`` variables, read as the OpenTelemetry SDK reads them (docs/observability.md)."""
+
+    url: str
+    headers: dict[str, str]
+    resource: dict[str, Any]
+    timeout: float = 10.0
+    """Seconds for each request, and for the last flush."""
+    compression: str = ""
+    """``gzip``, ``deflate`` or none."""
+    sampler: str = "parentbased_always_on"
+    ratio: float = 1.0
+    """``traceidratio``'s: the share of traces kept."""
+    delay: float = 5.0
+    """Seconds from a batch's first span to its export (``OTEL_BSP_SCHEDULE_DELAY``, in ms)."""
+    batch: int = 512
+    """Spans at which a batch leaves at once (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``)."""
+    queue: int = 2048
+    """Spans waiting for the collector beyond which the oldest are dropped
+    (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
+
+
+def traces_url(base: str) -> str:
+    """The OTLP/HTTP traces URL of a collector's base URL (as ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are."""
+    found = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if eq and key.strip():
+            found[unquote(key.strip())] = unquote(value.strip())
+    return found
+
+
+def _number(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
+
+
+def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -> Export:
+    """How :class:`Export` is read: settings first, then ``OTEL_EXPORTER_OTLP_TRACES_*``,
+    then ``OTEL_EXPORTER_OTLP_*``."""
+
+    def env(name: str) -> str:
+        traces = environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
+        return traces or environ.get(f"OTEL_EXPORTER_OTLP_{name}", "")
+
+    if settings.otlp:
+        url = traces_url(settings.otlp)
+    else:
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+        url = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or traces_url(base)
+    headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
+        env("HEADERS")
+    )
+    resource: dict[str, Any] = _pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    name = settings.service_name or environ.get("OTEL_SERVICE_NAME")
+    resource["service.name"] = name or resource.get("service.name") or "massgen"
+    resource["process.pid"] = os.getpid()
+    compression = env("COMPRESSION").strip().lower()
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    ratio = _number(environ.get("OTEL_TRACES_SAMPLER_ARG"), 1.0)
+    return Export(
+        url,
+        headers,
+        resource,
+        timeout=_number(env("TIMEOUT"), 10.0),
+        compression=compression if compression in ("gzip", "deflate") else "",
+        sampler=sampler
+        if sampler.removeprefix("parentbased_") in SAMPLERS
+        else "parentbased_always_on",
+        ratio=ratio if 0 <= ratio <= 1 else 1.0,
+        delay=_number(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
+        batch=max(1, int(_number(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512))),
+        queue=max(1, int(_number(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048))),
+    )
 
 
 def tracing_settings(
@@ -34,12 +122,7 @@ def tracing_settings(
 
 
 def start_tracing(settings: ObservabilityConfig, agents: Mapping[str, Agent]) -> Tracing:
-    """The tracer of an orchestrator (or worker) of ``agents``; a ConfigError naming the extra
-    when OpenTelemetry is not installed."""
-    try:
-        from massgen.observability.tracing import Tracing
-    except ImportError as e:
-        why = f"traces are on, but {e.name} is not installed"
-        hint = "pip install 'massgen[observability]' (or switch traces off)"
-        raise ConfigError(why, key="observability", hint=hint) from e
-    return Tracing(settings, agents)
+    """The tracer of an orchestrator (or worker) of ``agents``."""
+    from massgen.observability.tracing import Tracing
+
+    return Tracing(settings, agents, export_settings(settings, os.environ))

@@ -1,36 +1,48 @@
-"""OpenTelemetry traces of runs, built from their events: run → round → agent turn → provider
-attempt → tool call, named and attributed after the GenAI semantic conventions.
+"""Traces of runs, built from their events: run → round → agent turn → provider attempt → tool
+call, named and attributed after the GenAI semantic conventions, sent over OTLP/HTTP.
 
 Imported only when tracing is on (:func:`massgen.observability.tracing_settings`). Each
-orchestrator and each worker has a :class:`Tracing` of its own (a TracerProvider and its OTLP
-exporter, never the global provider); every span is given its parent and its times from the
-events (no context variables, nothing attached). Spans are batched and exported from the SDK's
-thread; :meth:`Tracing.aclose` sends what is left.
+orchestrator and each worker has a :class:`Tracing` of its own; every span is given its parent
+and its times from the events (no context variables). Spans are encoded as they end
+(:mod:`massgen.observability.otlp`, where it says why not the OpenTelemetry SDK); a batch is
+posted on massgen's aiohttp session when it is full or ``delay`` after its first span (a timer
+on the loop, never a polling task); :meth:`Tracing.aclose` sends what is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
-import os
+import logging
+import random
+import zlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
 from massgen import __version__
 from massgen import events as ev
+from massgen.backends._common import tls_context
+from massgen.backends._errors import parse_retry_after
+from massgen.backends.openai_http import _acquire, _release, proxy_for
+from massgen.observability import Export
+from massgen.observability.otlp import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    Encoder,
+    Span,
+    parse_traceparent,
+    request,
+    resource,
+)
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from massgen.agents.agent import Agent
     from massgen.config.models import ObservabilityConfig
 
@@ -42,13 +54,8 @@ STAGED = ("answer", "review")
 # gen_ai.provider.name (and the older gen_ai.system) where massgen's name differs
 _PROVIDER = {"google": "gcp.gemini", "gemini": "gcp.gemini", "xai": "x_ai"}
 _SYSTEM = {"google": "gemini", "gemini": "gemini"}
-_PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def traces_url(base: str) -> str:
-    """The OTLP/HTTP traces URL of a collector's base URL (as ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
-    base = base.rstrip("/")
-    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+_RETRY = frozenset({429, 502, 503, 504})
+_log = logging.getLogger(__name__)
 
 
 def _ns(seconds: float) -> int:
@@ -64,20 +71,31 @@ def _messages(role: str, text: str, finish: str | None = None) -> str:
 
 
 class Tracing:
-    """The tracer of one orchestrator or worker: its own TracerProvider and OTLP exporter
-    (endpoint and headers from ``settings``, else the standard ``OTEL_*`` variables)."""
+    """The tracer of one orchestrator or worker: its spans' ids, sampler, and their export
+    (``export``: where to and how, from the settings and the ``OTEL_*`` variables)."""
 
-    def __init__(self, settings: ObservabilityConfig, agents: Mapping[str, Agent]) -> None:
-        name = settings.service_name or os.environ.get("OTEL_SERVICE_NAME") or "massgen"
-        resource = Resource.create({"service.name": name, "process.pid": os.getpid()})
-        endpoint = traces_url(settings.otlp) if settings.otlp else None
-        headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or None
-        self.provider = TracerProvider(resource=resource)
-        exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers)
-        self.provider.add_span_processor(BatchSpanProcessor(exporter))
-        self.tracer = self.provider.get_tracer("massgen", __version__)
+    def __init__(
+        self, settings: ObservabilityConfig, agents: Mapping[str, Agent], export: Export
+    ) -> None:
         self.capture = settings.capture_content
         self.agents = agents
+        self.export = export
+        self._ids = random.Random()  # seeded from os.urandom
+        self._encode = Encoder()
+        self._heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        self._head = resource(export.resource)
+        self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
+        self._headers.setdefault("User-Agent", f"massgen/{__version__}")
+        if export.compression:
+            self._headers["Content-Encoding"] = export.compression
+        self._pending: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._batches: deque[list[bytes]] = deque()  # ready, sent one request at a time
+        self._queued = 0  # spans in them
+        self._sender: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned = False
 
     def run(self, fallbacks: Mapping[str, str]) -> RunTracer:
         """A subscriber that traces one run (``fallbacks``: seat → the agent standing in)."""
@@ -87,8 +105,7 @@ class Tracing:
         """A subscriber that traces ``turn``, which ``worker`` runs for ``agent``, under the
         run's span of it (``traceparent``; in a trace of its own when empty). Its span is
         open: :meth:`RunTracer.ended` closes it."""
-        root = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
-        tracer = RunTracer(self, root=root, worker=worker)
+        tracer = RunTracer(self, root=parse_traceparent(traceparent), worker=worker)
         tracer(ev.AgentStarted(agent=agent, phase=turn.phase, round=turn.round, prompt=turn.prompt))
         return tracer
 
@@ -99,12 +116,137 @@ class Tracing:
         model = (a.model if a is not None else None) or (built.model if built else "")
         return (built.provider if built else ""), model or ""
 
+    def ids(self, parent: tuple[bytes, bytes] | None) -> tuple[bytes, bytes, bytes]:
+        """A new span's trace id, span id and parent id (a root's: a new trace, no parent)."""
+        span = (self._ids.getrandbits(64) or 1).to_bytes(8, "big")
+        if parent is not None:
+            return parent[0], span, parent[1]
+        return (self._ids.getrandbits(128) or 1).to_bytes(16, "big"), span, b""
+
+    def sampled(self, trace_id: bytes, parent: bool | None) -> bool:
+        """Whether a trace's root (``parent``: a remote parent's sampled flag) is recorded."""
+        how = self.export.sampler
+        if how.startswith("parentbased_") and parent is not None:
+            return parent
+        how = how.removeprefix("parentbased_")
+        if how == "always_off":
+            return False
+        if how == "traceidratio":
+            return int.from_bytes(trace_id[8:], "big") < round(self.export.ratio * 2**64)
+        return True
+
+    def head(self, key: tuple[Any, ...]) -> tuple[str, bytes] | None:
+        """A span's name and its attributes that ``key`` determines, encoded (:meth:`keep`)."""
+        return self._heads.get(key)
+
+    def keep(self, key: tuple[Any, ...], name: str, attrs: Mapping[str, Any]) -> tuple[str, bytes]:
+        """Remember ``name`` and ``attrs`` (encoded) as what ``key`` determines: most spans'
+        attributes repeat by agent, model and provider, and are encoded once."""
+        if len(self._heads) >= 4096:
+            self._heads.clear()
+        got = self._heads[key] = name, self._encode.attributes(attrs)
+        return got
+
+    # -- export -----------------------------------------------------------------------------
+
+    def ended(self, span: Span, at: int) -> None:
+        """Encode ``span``; send the batch once it is full, or ``delay`` after it began."""
+        self._pending.append(self._encode.span(span, at))
+        if len(self._pending) >= self.export.batch:
+            self._send()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop here: :meth:`flush` sends it
+                return
+            self._timer = loop.call_later(self.export.delay, self._send)
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here: :meth:`flush` sends them
+            return
+        if self._pending:
+            self._batches.append(self._pending)
+            self._queued += len(self._pending)
+            self._pending = []
+            while self._queued > self.export.queue:  # the collector is slower than the runs
+                self._queued -= len(self._batches.popleft())
+                self._warn("too slow, spans dropped")
+        if self._batches and self._sender is None:
+            self._sender = loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._batches:
+                batch = self._batches.popleft()
+                self._queued -= len(batch)
+                await self._post(request(self._head, batch))
+        finally:
+            self._sender = None
+
+    async def _post(self, body: bytes) -> None:
+        """POST one request; retry what a busy collector answers, warn once of what fails."""
+        import aiohttp
+
+        x = self.export
+        if x.compression == "gzip":
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        elif x.compression == "deflate":
+            body = zlib.compress(body)
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session, self._loop = await _acquire(), loop
+        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
+        if x.url.startswith("https:"):
+            options["ssl"] = tls_context()
+        if proxy := proxy_for(x.url):
+            options["proxy"] = proxy
+        for attempt in range(3):
+            try:
+                async with self._session.post(
+                    x.url, data=body, headers=self._headers, **options
+                ) as response:
+                    await response.read()
+                    if response.status < 300:
+                        return
+                    if response.status not in _RETRY or attempt == 2:
+                        return self._warn(f"HTTP {response.status}")
+                    wait = parse_retry_after(response.headers)
+                    wait = 0.5 * 2**attempt if wait is None else wait
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
+                    return self._warn(type(e).__name__)
+                wait = 0  # a kept-alive connection the collector had closed: once more
+            await asyncio.sleep(min(wait, x.timeout))
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "traces: the collector at %s did not take spans (%s)", self.export.url, why
+            )
+
     async def flush(self) -> None:
-        await asyncio.to_thread(self.provider.force_flush)
+        """Send every span ended so far, within the export timeout."""
+        self._send()
+        if (sender := self._sender) is not None:
+            _, late = await asyncio.wait({sender}, timeout=self.export.timeout)
+            if late:
+                sender.cancel()
+                self._batches.clear()
+                self._queued = 0
+                self._warn("timed out")
 
     async def aclose(self) -> None:
-        """Export what is left, then stop the exporter's thread."""
-        await asyncio.to_thread(self.provider.shutdown)
+        """Send what is left, then let go of the HTTP session."""
+        await self.flush()
+        session, self._session = self._session, None
+        if session is not None and self._loop is asyncio.get_running_loop():
+            await _release(session)
 
 
 @dataclass(slots=True)
@@ -134,19 +276,25 @@ class RunTracer:
         self,
         tracing: Tracing,
         *,
-        root: Context | None = None,
+        root: tuple[bytes, bytes, bool] | None = None,
         fallbacks: Mapping[str, str] | None = None,
         worker: str = "",
     ) -> None:
-        self._t, self._tracer, self._capture = tracing, tracing.tracer, tracing.capture
-        self._root = root if root is not None else Context()
+        self._t, self._capture, self._end = tracing, tracing.capture, tracing.ended
+        self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
         self._run: Span | None = None
         self._stage: _Stage | None = None
         self._turns: dict[tuple[str, str], _Turn] = {}
         self._tools: dict[tuple[str, str], tuple[Span, int]] = {}
-        self._dropped = False  # the sampler left the run out: nothing more to do
+        self._dropped = ""  # the sampler left the trace out: its traceparent, nothing more to do
+        if worker:  # a remote turn: its span is the root here (of a new trace without one)
+            if self._root is None:
+                self._root = (tracing.ids(None)[0], b"")
+            trace, parent = self._root
+            if not tracing.sampled(trace, root[2] if root is not None else None):
+                self._dropped = f"00-{trace.hex()}-{(parent or trace[8:]).hex()}-00"
 
     def __call__(self, event: ev.Event) -> None:
         handle = _HANDLERS.get(type(event))
@@ -154,14 +302,12 @@ class RunTracer:
             handle(self, event)
 
     def traceparent(self, agent: str) -> str:
-        """The W3C traceparent of ``agent``'s open turn ("" if none)."""
+        """The W3C traceparent of ``agent``'s open turn ("" if none; a dropped trace's, so
+        that its workers drop theirs too)."""
+        if self._dropped:
+            return self._dropped
         turn = self._turns.get((agent, ""))
-        span = self._run if self._dropped else turn.span if turn is not None else None
-        if span is None:
-            return ""
-        carrier: dict[str, str] = {}  # a dropped run's: its workers' samplers drop theirs too
-        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-        return carrier.get("traceparent", "")
+        return turn.span.traceparent() if turn is not None else ""
 
     def ended(
         self,
@@ -179,9 +325,6 @@ class RunTracer:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _context(self, span: Span | None) -> Context:
-        return trace.set_span_in_context(span, self._root) if span is not None else self._root
-
     def _outer(self) -> Span | None:
         return self._stage.span if self._stage is not None else self._run
 
@@ -195,19 +338,18 @@ class RunTracer:
         return turn
 
     def _start(
-        self, name: str, at: float, parent: Span | None, kind: SpanKind, **attrs: Any
+        self, name: str, at: float, parent: Span | None, kind: int, attrs: dict[str, Any]
     ) -> Span:
-        return self._tracer.start_span(
-            name, self._context(parent), kind, attributes=attrs, start_time=_ns(at)
-        )
+        up = (parent.trace_id, parent.span_id) if parent is not None else self._root
+        return Span(self._end, self._t.ids(up), name, kind, _ns(at), attrs)
 
     def _close_stage(self, at: int = 0) -> None:
         stage, self._stage = self._stage, None
         if stage is None:
             return
         for turn in stage.done:
-            turn.span.end(end_time=turn.ended)
-        stage.span.end(end_time=at or stage.end or None)
+            turn.span.end(turn.ended)
+        stage.span.end(at or stage.end or None)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -217,42 +359,44 @@ class RunTracer:
             "gen_ai.workflow.name": e.strategy,
             "massgen.strategy": e.strategy,
             "massgen.run_id": e.run_id,
-            "massgen.agents": list(e.agents),
+            "massgen.agents": tuple(e.agents),
         }
         if self._capture:
             attrs["gen_ai.input.messages"] = _messages("user", e.task)
-        self._run = self._start(
-            f"invoke_workflow {e.strategy}", e.at, None, SpanKind.INTERNAL, **attrs
-        )
-        self._dropped = not self._run.is_recording()  # sampled out (OTEL_TRACES_SAMPLER)
+        run = self._start(f"invoke_workflow {e.strategy}", e.at, None, INTERNAL, attrs)
+        if self._t.sampled(run.trace_id, None):  # else left out (OTEL_TRACES_SAMPLER)
+            self._run = run
+        else:
+            self._dropped = run.traceparent(sampled=False)
 
     def _agent_started(self, e: ev.AgentStarted) -> None:
         nested = e.phase in NESTED
         key = (e.agent, e.phase if nested else "")
         if (stale := self._turns.pop(key, None)) is not None:
-            stale.span.end(end_time=_ns(e.at))
+            stale.span.end(_ns(e.at))
         if not nested and not self._worker:
             want = (e.phase, e.round) if e.phase in STAGED else None
             if self._stage is not None and self._stage.key != want:
                 self._close_stage()
             if want is not None and self._stage is None:
-                span = self._start(
-                    f"round {e.round}", e.at, self._run, SpanKind.INTERNAL,
-                    **{"massgen.phase": e.phase, "massgen.round": e.round},
-                )  # fmt: skip
+                attrs = {"massgen.phase": e.phase, "massgen.round": e.round}
+                span = self._start(f"round {e.round}", e.at, self._run, INTERNAL, attrs)
                 self._stage = _Stage(want, span)
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": e.agent,
-            "massgen.phase": e.phase,
-            "massgen.round": e.round,
-        }
-        if self._worker:
-            attrs["massgen.worker"] = self._worker
-        if self._capture:
-            attrs["gen_ai.input.messages"] = _messages("user", e.prompt)
-        kind = SpanKind.SERVER if self._worker else SpanKind.INTERNAL
-        span = self._start(f"invoke_agent {e.agent}", e.at, self._outer(), kind, **attrs)
+        head = self._t.head(what := ("turn", e.agent, e.phase, e.round, self._worker))
+        if head is None:
+            attrs = {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": e.agent,
+                "massgen.phase": e.phase,
+                "massgen.round": e.round,
+            }
+            if self._worker:
+                attrs["massgen.worker"] = self._worker
+            head = self._t.keep(what, f"invoke_agent {e.agent}", attrs)
+        kind = SERVER if self._worker else INTERNAL
+        content = {"gen_ai.input.messages": _messages("user", e.prompt)} if self._capture else {}
+        span = self._start(head[0], e.at, self._outer(), kind, content)
+        span.head = head[1]
         self._turns[key] = _Turn(span)
 
     def _answered(self, e: ev.AgentAnswered) -> None:
@@ -260,75 +404,86 @@ class RunTracer:
         turn = self._turns.pop((e.agent, e.phase if nested else ""), None)
         if turn is None:
             return
-        provider, model = self._t.model_of(e.answered_by or e.agent)
-        attrs: dict[str, Any] = {
-            "gen_ai.usage.input_tokens": e.usage.input_tokens,
-            "gen_ai.usage.output_tokens": e.usage.output_tokens,
-            "massgen.cost": e.cost,
-            "massgen.requests": e.requests,
-            "massgen.cached": e.cached,
-        }
-        if provider:
-            attrs["gen_ai.provider.name"] = _PROVIDER.get(provider, provider)
-        if model:
-            attrs["gen_ai.request.model"] = model
-        if e.answered_by:
-            attrs["massgen.answered_by"] = e.answered_by
+        head = self._t.head(key := ("answered", e.agent, e.answered_by))
+        if head is None:
+            provider, model = self._t.model_of(e.answered_by or e.agent)
+            attrs: dict[str, Any] = {}
+            if provider:
+                attrs["gen_ai.provider.name"] = _PROVIDER.get(provider, provider)
+            if model:
+                attrs["gen_ai.request.model"] = model
+            if e.answered_by:
+                attrs["massgen.answered_by"] = e.answered_by
+            head = self._t.keep(key, "", attrs)
+        span = turn.span
+        span.head += head[1]
+        span.attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
+        span.attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
+        span.attrs["massgen.cost"] = e.cost
+        span.attrs["massgen.requests"] = e.requests
+        span.attrs["massgen.cached"] = e.cached
         if self._capture:
-            attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
-        turn.span.set_attributes(attrs)
+            span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
         turn.ended = _ns(e.at)
         stage = self._stage
         if stage is not None and not nested and stage.key == (e.phase, e.round):
             stage.done.append(turn)  # ended with its round: a vote may still come
             stage.last[e.agent], stage.end = turn, max(stage.end, turn.ended)
         else:
-            turn.span.end(end_time=turn.ended)
+            turn.span.end(turn.ended)
 
     def _failed(self, e: ev.AgentFailedEvent) -> None:
         turn = self._turns.pop((e.agent, ""), None)
         if turn is None:
             return
-        turn.span.set_attribute("error.type", turn.failed or "_OTHER")
-        turn.span.set_attribute("massgen.dropped", e.dropped)
-        turn.span.set_status(Status(StatusCode.ERROR, e.error))
-        turn.span.end(end_time=_ns(e.at))
+        turn.span.attrs.update(
+            {"error.type": turn.failed or "_OTHER", "massgen.dropped": e.dropped}
+        )
+        turn.span.fail(e.error)
+        turn.span.end(_ns(e.at))
         if self._stage is not None:
             self._stage.end = max(self._stage.end, _ns(e.at))
 
     def _retrying(self, e: ev.AgentRetrying) -> None:
         if (turn := self._turn_of(e.agent)) is not None:
             attrs = {"massgen.attempt": e.attempt, "massgen.wait": e.wait}
-            turn.span.add_event("massgen.retry", attrs, timestamp=_ns(e.at))
+            turn.span.add_event("massgen.retry", attrs, _ns(e.at))
 
     def _request(self, e: ev.RequestDone) -> None:
         turn = self._turn_of(e.agent)
-        _, asked = self._t.model_of(e.agent)
-        asked = asked or e.model
         ok = e.status == "ok"
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": _PROVIDER.get(e.provider, e.provider),
-            "gen_ai.system": _SYSTEM.get(e.provider, e.provider),
-            "gen_ai.request.model": asked,
-            "massgen.attempt": e.attempt,
-        }
-        if ok and e.model:
-            attrs["gen_ai.response.model"] = e.model
-        if e.usage is not None:
-            attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
-            attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
-        if e.finish:
-            attrs["gen_ai.response.finish_reasons"] = [e.finish]
-        if not ok:
-            attrs["error.type"] = e.status
+        head = self._t.head(
+            key := ("chat", e.agent, e.provider, e.model, e.attempt, e.status, e.finish)
+        )
+        if head is None:
+            asked = self._t.model_of(e.agent)[1] or e.model  # its backend is built by now
+            attrs: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": _PROVIDER.get(e.provider, e.provider),
+                "gen_ai.system": _SYSTEM.get(e.provider, e.provider),
+                "gen_ai.request.model": asked,
+                "massgen.attempt": e.attempt,
+            }
+            if ok and e.model:
+                attrs["gen_ai.response.model"] = e.model
+            if e.finish:
+                attrs["gen_ai.response.finish_reasons"] = (e.finish,)
+            if not ok:
+                attrs["error.type"] = e.status
+            head = self._t.keep(key, f"chat {asked}".rstrip(), attrs)
+        usage = e.usage
+        attrs = {} if usage is None else {
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+        }  # fmt: skip
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(f"chat {asked}".rstrip(), e.started, parent, SpanKind.CLIENT, **attrs)
+        span = self._start(head[0], e.started, parent, CLIENT, attrs)
+        span.head = head[1]
         if not ok:
-            span.set_status(Status(StatusCode.ERROR, e.error))
+            span.fail(e.error)
             if turn is not None:
                 turn.failed = e.status
-        span.end(end_time=_ns(e.started) + _ns(e.latency))
+        span.end(span.start + _ns(e.latency))
 
     def _tool_called(self, e: ev.ToolCalled) -> None:
         if e.traced:  # the worker that ran it exported its span
@@ -343,8 +498,8 @@ class RunTracer:
         if self._capture:
             attrs["gen_ai.tool.call.arguments"] = e.args
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(f"execute_tool {e.tool}", e.at, parent, SpanKind.INTERNAL, **attrs)
-        self._tools[(e.agent, e.call_id)] = (span, _ns(e.at))
+        span = self._start(f"execute_tool {e.tool}", e.at, parent, INTERNAL, attrs)
+        self._tools[(e.agent, e.call_id)] = (span, span.start)
 
     def _tool_result(self, e: ev.ToolResult) -> None:
         span, start = self._tools.pop((e.agent, e.call_id), (None, 0))
@@ -354,8 +509,8 @@ class RunTracer:
             span.set_attribute("gen_ai.tool.call.result", e.output)
         if not e.ok:
             span.set_attribute("error.type", "tool_error")
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=start + _ns(e.duration) if e.duration else _ns(e.at))
+            span.fail()
+        span.end(start + _ns(e.duration) if e.duration else _ns(e.at))
 
     def _voted(self, e: ev.VoteCast) -> None:
         stage = self._stage
@@ -374,7 +529,8 @@ class RunTracer:
         if stage is None or stage.key != ("review", e.round):
             return
         attrs = {"massgen.converged": e.converged, "massgen.votes": len(e.votes)}
-        stage.span.set_attributes({**attrs, "massgen.leader": e.leader or ""})
+        stage.span.attrs.update(attrs)
+        stage.span.set_attribute("massgen.leader", e.leader or "")
         self._close_stage(_ns(e.at))
 
     def _final(self, e: ev.FinalAnswer) -> None:
@@ -386,18 +542,18 @@ class RunTracer:
     def _run_ended(self, e: ev.RunEnded) -> None:
         at, r = _ns(e.at), e.result
         for span, _ in self._tools.values():
-            span.end(end_time=at)
+            span.end(at)
         for turn in self._turns.values():  # cut short, or the error that ended the run
             why = turn.failed or ("cancelled" if r.status == "interrupted" else "_OTHER")
             turn.span.set_attribute("error.type", why)
-            turn.span.set_status(Status(StatusCode.ERROR, r.error or "the run ended first"))
-            turn.span.end(end_time=at)
+            turn.span.fail(r.error or "the run ended first")
+            turn.span.end(at)
         self._tools.clear()
         self._turns.clear()
         self._close_stage()
         if self._run is None:
             return
-        self._run.set_attributes(
+        self._run.attrs.update(
             {
                 "massgen.status": r.status,
                 "massgen.cost": r.cost,
@@ -410,8 +566,8 @@ class RunTracer:
         )
         if r.status in ("failed", "interrupted"):
             self._run.set_attribute("error.type", r.status)
-            self._run.set_status(Status(StatusCode.ERROR, r.error or r.status))
-        self._run.end(end_time=at)
+            self._run.fail(r.error or r.status)
+        self._run.end(at)
         self._run = None
 
 

@@ -1,0 +1,150 @@
+"""The hand-written OTLP encoder (massgen/observability/otlp.py) against the official
+``opentelemetry-proto`` decoder: every attribute type, events, status, kinds, parents; and
+the OTEL_* variables as :func:`massgen.observability.export_settings` reads them."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from massgen.config import ObservabilityConfig
+from massgen.observability import export_settings
+from massgen.observability.otlp import (
+    CLIENT,
+    SERVER,
+    Encoder,
+    Span,
+    parse_traceparent,
+    request,
+    resource,
+)
+from massgen.observability.tracing import Tracing
+from tests.otlp import value
+
+ATTRS = {
+    "s": "é text",
+    "empty": "",
+    "i": 42,
+    "neg": -7,
+    "big": 2**62,
+    "f": 0.25,
+    "t": True,
+    "no": False,
+    "arr": ["a", "b"],
+    "mixed": [1, 2.5, True, "x"],
+}
+
+
+class Collect(Tracing):
+    """A tracing that keeps the encoded spans instead of sending them."""
+
+    def __init__(self) -> None:
+        settings = ObservabilityConfig(otlp="http://127.0.0.1:9")
+        super().__init__(settings, {}, export_settings(settings, {}))
+        self.encoded: list[bytes] = []
+        self.encoder = Encoder()
+
+    def ended(self, span: Span, at: int) -> None:
+        self.encoded.append(self.encoder.span(span, at))
+
+
+def decoded(t: Collect) -> ExportTraceServiceRequest:
+    head = resource({"service.name": "svc", "process.pid": 12})
+    return ExportTraceServiceRequest.FromString(request(head, t.encoded))
+
+
+def test_spans_round_trip_through_the_official_decoder() -> None:
+    t = Collect()
+    root = Span(t.ended, t.ids(None), "invoke_workflow x", 1, 1_000, dict(ATTRS))
+    child = Span(t.ended, t.ids((root.trace_id, root.span_id)), "chat m", CLIENT, 2_000, {"k": "v"})
+    child.add_event("massgen.retry", {"massgen.attempt": 1, "massgen.wait": 0.5}, 2_500)
+    child.fail("boom")
+    child.end(3_000)
+    root.set_attribute("late", "yes")
+    root.head = t.encoder.attributes({"head": "encoded before", "n": 3})
+    root.fail()
+    root.end(2**63 + 5)  # fixed64: the whole range
+    for _ in range(2):  # cached names and pairs encode the same
+        Span(t.ended, t.ids(None), "chat m", SERVER, 1, {"k": "v"}).end(2)
+    [rs] = decoded(t).resource_spans
+    assert {a.key: value(a.value) for a in rs.resource.attributes} == {
+        "service.name": "svc",
+        "process.pid": 12,
+    }
+    [ss] = rs.scope_spans
+    assert ss.scope.name == "massgen" and ss.scope.version
+    c, r, again, twice = ss.spans
+    assert (r.name, r.kind, r.start_time_unix_nano, r.end_time_unix_nano) == (
+        "invoke_workflow x", 1, 1_000, 2**63 + 5,
+    )  # fmt: skip
+    assert {a.key: value(a.value) for a in r.attributes} == {
+        **ATTRS,
+        "late": "yes",
+        "head": "encoded before",
+        "n": 3,
+    }
+    assert [a.value.WhichOneof("value") for a in r.attributes][8:10] == ["bool_value"] * 2
+    assert r.parent_span_id == b"" and len(r.trace_id) == 16 and len(r.span_id) == 8
+    assert (r.status.code, r.status.message, list(r.events)) == (2, "", [])
+    assert (c.trace_id, c.parent_span_id) == (r.trace_id, r.span_id) and c.span_id != r.span_id
+    assert (c.kind, c.status.code, c.status.message) == (3, 2, "boom")
+    [event] = c.events
+    assert (event.name, event.time_unix_nano) == ("massgen.retry", 2_500)
+    assert {a.key: value(a.value) for a in event.attributes} == {
+        "massgen.attempt": 1,
+        "massgen.wait": 0.5,
+    }
+    assert again.SerializeToString()[28:] == twice.SerializeToString()[28:]  # past the ids
+    assert (again.kind, again.status.code, again.trace_id != twice.trace_id) == (2, 0, True)
+
+
+def test_traceparents_are_w3c() -> None:
+    t = Collect()
+    span = Span(t.ended, t.ids(None), "x", 1, 1, {})
+    got = parse_traceparent(span.traceparent())
+    assert got == (span.trace_id, span.span_id, True)
+    assert parse_traceparent(span.traceparent(sampled=False)) == (*got[:2], False)
+    bad = ["", "00-zz-11-01", f"00-{'0' * 32}-{'1' * 16}-01", f"ff-{'1' * 32}-{'1' * 16}-01"]
+    assert [parse_traceparent(b) for b in bad] == [None] * 4
+
+
+def test_the_otel_variables_are_read_as_the_sdk_reads_them() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/",
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b%3D,x-team=one",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2.5",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.name=from-attrs",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    x = export_settings(ObservabilityConfig(), environ)
+    assert x.url == "http://c:4318/v1/traces"
+    assert x.headers == {"api-key": "a b=", "x-team": "one"}
+    assert (x.timeout, x.compression, x.delay) == (2.5, "gzip", 0.05)
+    assert x.resource["deployment.environment"] == "prod"
+    assert x.resource["service.name"] == "from-attrs"
+    assert (x.sampler, x.ratio) == ("parentbased_traceidratio", 0.25)
+    traces = {**environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:1/custom"}
+    named = {**traces, "OTEL_SERVICE_NAME": "team-a"}
+    x = export_settings(ObservabilityConfig(), named)
+    assert (x.url, x.resource["service.name"]) == ("http://t:1/custom", "team-a")
+    section = ObservabilityConfig(otlp="http://s:4318", service_name="svc")
+    x = export_settings(section, {**named, "OTEL_TRACES_SAMPLER": "nonsense"})
+    assert (x.url, x.resource["service.name"]) == ("http://s:4318/v1/traces", "svc")
+    assert x.sampler == "parentbased_always_on"
+
+
+def test_the_sampler_keeps_a_share_of_traces_and_follows_a_parent() -> None:
+    def tracing(sampler: str, arg: str = "") -> Tracing:
+        s = ObservabilityConfig(otlp="http://127.0.0.1:9")
+        env = {"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": arg}
+        return Tracing(s, {}, export_settings(s, env))
+
+    ids = [Collect().ids(None)[0] for _ in range(2000)]
+    kept = sum(tracing("traceidratio", "0.25").sampled(i, None) for i in ids)
+    assert 350 < kept < 650
+    assert not any(tracing("always_off").sampled(i, None) for i in ids[:10])
+    assert tracing("parentbased_always_off").sampled(ids[0], True)
+    assert not tracing("parentbased_always_on").sampled(ids[0], False)
+    assert tracing("always_on").sampled(ids[0], False)  # not parent-based
