@@ -114,9 +114,8 @@ class LoggedBackend(Wrapper):
             status, latency, model = "ok", end.latency, end.model or model
             usage, finish = end.usage, end.finish_reason
         else:
-            code = getattr(end, "status", None) if isinstance(end, ProviderError) else None
-            if isinstance(end, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
-                code = "cancelled"
+            code: int | str | None = end.status if isinstance(end, ProviderError) else None
+            code = "cancelled" if isinstance(end, asyncio.CancelledError) else code  # Ctrl-C...
             status, latency = str(code or type(end).__name__), time.perf_counter() - started[1]
             why = str(end).splitlines()[0][:300] if str(end) else ""
         agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
