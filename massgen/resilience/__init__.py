@@ -115,7 +115,8 @@ class LoggedBackend(Wrapper):
             usage, finish = end.usage, end.finish_reason
         else:
             code: int | str | None = end.status if isinstance(end, ProviderError) else None
-            code = "cancelled" if isinstance(end, asyncio.CancelledError) else code  # Ctrl-C...
+            if isinstance(end, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+                code = "cancelled"
             status, latency = str(code or type(end).__name__), time.perf_counter() - started[1]
             why = str(end).splitlines()[0][:300] if str(end) else ""
         agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
