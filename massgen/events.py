@@ -215,11 +215,10 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
 
     def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
         why, reason = short_error(error), retry_reason(error)
-        emit(
-            AgentRetrying(
-                agent=agent, attempt=attempt, wait=wait, error=why, limit=limit, reason=reason
-            )
+        told = AgentRetrying(
+            agent=agent, attempt=attempt, wait=wait, error=why, limit=limit, reason=reason
         )
+        emit(told)
 
     return on_retry
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import prometheus_client as prom
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -19,7 +22,7 @@ from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.cli import app
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout, RateLimited
-from massgen.observability.metrics import Metrics, serve
+from massgen.observability.metrics import LATENCY_BUCKETS, Metrics, serve
 from massgen.orchestrator import Orchestrator
 from massgen.resilience import Guards
 from massgen.resilience.breaker import BreakerPolicy
@@ -254,3 +257,86 @@ def test_a_port_in_use_is_a_config_error() -> None:
         with pytest.raises(ConfigError) as caught, serve(Metrics(process=False), port=port):
             pass
     assert caught.value.key == "--metrics-port"
+
+
+def families(registry: prom.CollectorRegistry, *names: str) -> dict[str, object]:
+    """The samples of the families ``names``, by family; a ``_created`` time only as there."""
+    return {
+        f.name: sorted(
+            (s.name, sorted(s.labels.items()), None if s.name.endswith("_created") else s.value)
+            for s in f.samples
+        )
+        for f in registry.collect()
+        if f.name in names
+    }
+
+
+def test_counts_are_folded_into_the_samples_prometheus_client_makes() -> None:
+    """Events update plain numbers, made families at scrape time: the same samples as
+    prometheus_client's own Counter and Histogram fed the same events (a bound is ``le``)."""
+    metrics, reference = Metrics(process=False), prom.CollectorRegistry()
+    model = ["provider", "model", "agent"]
+    requests = prom.Counter("massgen_requests", "-", [*model, "status"], registry=reference)
+    latency = prom.Histogram(
+        "massgen_request_duration_seconds", "-", model, registry=reference, buckets=LATENCY_BUCKETS
+    )
+    tokens = prom.Counter("massgen_tokens", "-", [*model, "type"], registry=reference)
+    prom.Counter("massgen_rounds", "-", registry=reference)  # unlabelled: 0 before any round
+    for seconds, status in ((0.05, "ok"), (0.3, "429"), (1.0, "ok"), (0.07, "ok"), (500.0, "ok")):
+        usage = Usage(3, 4) if status == "ok" else None
+        at = ("function", MODEL, "ada")
+        metrics(
+            ev.RequestDone(
+                agent="ada", provider="function", model=MODEL, attempt=1, status=status,
+                started=0.0, latency=seconds, usage=usage,
+            )
+        )  # fmt: skip
+        requests.labels(*at, status).inc()
+        latency.labels(*at).observe(seconds)
+        if usage is not None:
+            tokens.labels(*at, "input").inc(3)
+            tokens.labels(*at, "output").inc(4)
+    names = ("massgen_requests", "massgen_request_duration_seconds", "massgen_tokens")
+    assert families(metrics.registry, *names, "massgen_rounds") == families(
+        reference, *names, "massgen_rounds"
+    )
+    created = {s.name: s.value for f in metrics.registry.collect() for s in f.samples}
+    assert created["massgen_request_duration_seconds_created"] > 0
+
+
+def test_a_scrape_while_events_arrive_sees_each_event_whole() -> None:
+    """Scrapes come from the server's thread: each sees an attempt counted in both its
+    request and its latency, never one without the other, and nothing is lost."""
+    metrics = Metrics(process=False)
+    labels = {"provider": "function", "model": MODEL, "agent": "ada"}
+    scraped: list[tuple[float | None, float | None]] = []
+    enough, stop = threading.Event(), threading.Event()
+
+    def scrape() -> None:
+        wanted = ("massgen_requests_total", "massgen_request_duration_seconds_count")
+        while not stop.is_set():
+            seen = {s.name: s.value for f in metrics.registry.collect() for s in f.samples}
+            scraped.append((seen.get(wanted[0]), seen.get(wanted[1])))
+            if sum(1 for t, _ in scraped if t) >= 50:  # 50 scrapes while counting
+                enough.set()
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    sent, deadline = 0, time.monotonic() + 10
+    try:
+        while not enough.is_set() and time.monotonic() < deadline:
+            event = ev.RequestDone(
+                agent="ada", provider="function", model=MODEL, attempt=1, status="ok",
+                started=0.0, latency=0.1,
+            )  # fmt: skip
+            metrics(event)
+            sent += 1
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert enough.is_set()
+    assert all(a == b for a, b in scraped), [p for p in scraped if p[0] != p[1]][:3]
+    assert (
+        metrics.registry.get_sample_value("massgen_requests_total", {**labels, "status": "ok"})
+        == sent
+    )

@@ -10,8 +10,11 @@ module imports ``prometheus_client``; nothing else in massgen does."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -25,6 +28,7 @@ from massgen.resilience.cache import CachingBackend
 try:
     import prometheus_client as prom
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.utils import floatToGoString
 except ImportError as missing:
     raise ConfigError(
         "metrics need the prometheus-client package",
@@ -42,20 +46,51 @@ BREAKER = {"closed": 0, "half_open": 1, "open": 2}
 SCRAPE_TIMEOUT = 5.0  # seconds a scrape waits for Redis before leaving the inbox figures out
 
 
-class Children:
-    """A labelled metric's children, each looked up once: ``labels()`` takes a lock and
-    checks its values every time, a dict lookup of the same tuple does not."""
+class Counter:
+    """A counter's values by label values, each with the time it was first counted."""
 
-    __slots__ = ("cache", "metric")
+    def __init__(self, name: str, doc: str, *labels: str) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.values: dict[tuple[str, ...], list[float]] = {}  # labels -> [value, created]
 
-    def __init__(self, metric: Any) -> None:
-        self.metric, self.cache = metric, dict[tuple[str, ...], Any]()
+    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        if (value := self.values.get(key)) is None:
+            value = self.values[key] = [0.0, time.time()]
+        value[0] += amount
 
-    def __call__(self, *values: str) -> Any:
-        child = self.cache.get(values)
-        if child is None:
-            child = self.cache[values] = self.metric.labels(*values)
-        return child
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, (value, created) in self.values.items():
+            family.add_metric(key, value, created=created)
+        return family
+
+
+class Histogram:
+    """A histogram's observations by label values: a count per bucket (made cumulative at
+    scrape time), then the sum and the time of the first observation."""
+
+    def __init__(self, name: str, doc: str, buckets: Sequence[float], *labels: str) -> None:
+        self.name, self.doc, self.labels, self.bounds = name, doc, labels, tuple(buckets)
+        self.les = [*(floatToGoString(b) for b in buckets), "+Inf"]
+        self.values: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, key: tuple[str, ...], amount: float) -> None:
+        if (value := self.values.get(key)) is None:
+            value = self.values[key] = [0.0] * (len(self.les) + 2)
+            value[-1] = time.time()
+        value[bisect.bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+        value[-2] += amount
+
+    def family(self) -> Metric:
+        family, name = Metric(self.name, self.doc, "histogram"), self.name
+        for key, value in self.values.items():
+            labels = dict(zip(self.labels, key, strict=True))
+            for le, count in zip(self.les, itertools.accumulate(value[:-2]), strict=True):
+                family.add_sample(f"{name}_bucket", {**labels, "le": le}, count)
+            family.add_sample(f"{name}_count", labels, count)
+            family.add_sample(f"{name}_sum", labels, value[-2])
+            family.add_sample(f"{name}_created", labels, value[-1])
+        return family
 
 
 class Hosted(Protocol):
@@ -79,7 +114,8 @@ class Inboxes(Protocol):
 
 class Metrics:
     """The metrics of one process: a subscriber (``orchestrator.subscribers.append(m)``)
-    that turns each event into O(1) counter updates, and collectors read at scrape time."""
+    that turns each event into a few dict updates under a lock, folded into Prometheus's
+    form when it scrapes; and collectors of what lives elsewhere, read then too."""
 
     wants_requests = True  # one RequestDone per provider attempt
     wants_deltas = False  # token deltas are not counted: runs need not stream for us
@@ -90,80 +126,87 @@ class Metrics:
             prom.ProcessCollector(registry=r)
             prom.PlatformCollector(registry=r)
         model = ("provider", "model", "agent")
-
-        def counter(name: str, doc: str, *labels: str) -> Children:
-            return Children(prom.Counter(name, doc, labels, registry=r))
-
-        def histogram(name: str, doc: str, buckets: Sequence[float], *labels: str) -> Children:
-            return Children(prom.Histogram(name, doc, labels, registry=r, buckets=buckets))
-
-        self.requests = counter(
+        self.requests = Counter(
             "massgen_requests", "Provider requests (attempts) by outcome.", *model, "status"
         )
-        self.latency = histogram(
+        self.latency = Histogram(
             "massgen_request_duration_seconds", "Provider request latency.", LATENCY_BUCKETS, *model
         )
-        self.tokens = counter("massgen_tokens", "Tokens providers reported.", *model, "type")
-        self.cost = counter(
+        self.tokens = Counter("massgen_tokens", "Tokens providers reported.", *model, "type")
+        self.cost = Counter(
             "massgen_cost_usd", "Cost of the answers, in US dollars.", "agent", "model"
         )
-        self.answers = counter(
+        self.answers = Counter(
             "massgen_answers", "Agent answers (cached: from the response cache).", "agent", "cached"
         )
-        self.retries = counter("massgen_retries", "Request retries by reason.", "agent", "reason")
-        self.failures = counter(
+        self.retries = Counter("massgen_retries", "Request retries by reason.", "agent", "reason")
+        self.failures = Counter(
             "massgen_agent_failures", "Agents that failed a turn after retries.", "agent"
         )
-        self.tool_calls = counter("massgen_tool_calls", "Tool calls.", "agent", "tool", "ok")
-        self.tool_time = histogram(
+        self.tool_calls = Counter("massgen_tool_calls", "Tool calls.", "agent", "tool", "ok")
+        self.tool_time = Histogram(
             "massgen_tool_duration_seconds", "Tool call duration.", TOOL_BUCKETS, "tool"
         )
-        self.runs = counter(
+        self.runs = Counter(
             "massgen_runs", "Runs ended, by strategy and status.", "strategy", "status"
         )
-        self.run_time = histogram(
+        self.run_time = Histogram(
             "massgen_run_duration_seconds", "Run duration.", RUN_BUCKETS, "strategy"
         )
-        self.rounds = prom.Counter("massgen_rounds", "Consensus rounds completed.", registry=r)
-        self.running = prom.Gauge(
-            "massgen_runs_in_progress", "Runs started, not ended.", registry=r
-        )
+        self.rounds = Counter("massgen_rounds", "Consensus rounds completed.")
+        self.rounds.inc((), 0.0)  # shown at 0 before the first round
+        self.running = 0  # massgen_runs_in_progress
+        self._lock = threading.Lock()  # events come on the loop, scrapes on a server thread
         self._on: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.RequestDone: self._request,
             ev.AgentAnswered: self._answered,
-            ev.AgentRetrying: lambda e: self.retries(e.agent, e.reason).inc(),
-            ev.AgentFailedEvent: lambda e: self.failures(e.agent).inc(),
+            ev.AgentRetrying: lambda e: self.retries.inc((e.agent, e.reason)),
+            ev.AgentFailedEvent: lambda e: self.failures.inc((e.agent,)),
             ev.ToolResult: self._tool,
-            ev.RoundDone: lambda e: self.rounds.inc(),
-            ev.RunStarted: lambda e: self.running.inc(),
+            ev.RoundDone: lambda e: self.rounds.inc(()),
+            ev.RunStarted: self._run_started,
             ev.RunEnded: self._run_ended,
         }
+        r.register(_Collector(self._collect))
 
     def __call__(self, event: ev.Event) -> None:
         if (on := self._on.get(type(event))) is not None:
-            on(event)
+            with self._lock:
+                on(event)
 
     def _request(self, e: ev.RequestDone) -> None:
-        self.requests(e.provider, e.model, e.agent, e.status).inc()
-        self.latency(e.provider, e.model, e.agent).observe(e.latency)
+        model = (e.provider, e.model, e.agent)
+        self.requests.inc((*model, e.status))
+        self.latency.observe(model, e.latency)
         if (usage := e.usage) is not None:
-            self.tokens(e.provider, e.model, e.agent, "input").inc(usage.input_tokens)
-            self.tokens(e.provider, e.model, e.agent, "output").inc(usage.output_tokens)
+            self.tokens.inc((*model, "input"), usage.input_tokens)
+            self.tokens.inc((*model, "output"), usage.output_tokens)
 
     def _answered(self, e: ev.AgentAnswered) -> None:
-        self.answers(e.agent, "true" if e.cached else "false").inc()
+        self.answers.inc((e.agent, "true" if e.cached else "false"))
         if e.cost:
-            self.cost(e.agent, e.model).inc(e.cost)
+            self.cost.inc((e.agent, e.model), e.cost)
 
     def _tool(self, e: ev.ToolResult) -> None:
-        self.tool_calls(e.agent, e.tool, "true" if e.ok else "false").inc()
-        self.tool_time(e.tool).observe(e.duration)
+        self.tool_calls.inc((e.agent, e.tool, "true" if e.ok else "false"))
+        self.tool_time.observe((e.tool,), e.duration)
+
+    def _run_started(self, e: ev.RunStarted) -> None:
+        self.running += 1
 
     def _run_ended(self, e: ev.RunEnded) -> None:
         result = e.result
-        self.running.dec()
-        self.runs(result.strategy, str(result.status)).inc()
-        self.run_time(result.strategy).observe(result.duration)
+        self.running -= 1
+        self.runs.inc((result.strategy, str(result.status)))
+        self.run_time.observe((result.strategy,), result.duration)
+
+    def _collect(self) -> Iterator[Metric]:
+        with self._lock:  # built under it: a scrape sees whole events
+            kept = [m for m in vars(self).values() if isinstance(m, Counter | Histogram)]
+            families = [m.family() for m in kept]
+            running = self.running
+        yield from families
+        yield GaugeMetricFamily("massgen_runs_in_progress", "Runs started, not ended.", running)
 
     def watch_backends(self, stacks: Callable[[], Iterable[Backend]]) -> None:
         """Read breaker states and cache hits from ``stacks()`` (each backend in its

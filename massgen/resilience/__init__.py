@@ -4,7 +4,6 @@ cache → retry → request log → rate limit → circuit breaker → backend (
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from massgen.backends.base import Backend
 from massgen.errors import ProviderError
+from massgen.events import RequestDone
 from massgen.resilience.breaker import (
     BreakerBackend,
     BreakerPolicy,
@@ -81,40 +81,51 @@ class LoggedBackend(Wrapper):
     neither, a call goes straight to the wrapped backend: nothing per chunk."""
 
     def complete(self, request: CompletionRequest) -> Coroutine[Any, Any, Completion]:
-        return super().complete(request) if _heard(request) else self.inner.complete(request)
+        return self._complete(request) if _heard(request) else self.inner.complete(request)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         return super().stream(request) if _heard(request) else self.inner.stream(request)
 
-    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
-        from massgen.events import RequestDone
+    async def _complete(self, request: CompletionRequest) -> Completion:
+        started = time.time(), time.perf_counter()
+        try:
+            completion = await self.inner.complete(request)
+        except (Exception, asyncio.CancelledError) as error:
+            self._tell(request, started, error)
+            raise
+        self._tell(request, started, completion)
+        return completion
 
-        started, asked, model = time.perf_counter(), request.call, request.model or self.model
-        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
-        done = functools.partial(RequestDone, agent=agent, provider=self.provider, attempt=attempt)
-        done = functools.partial(done, started=time.time())
+    async def around(self, request: CompletionRequest, call: Call) -> AsyncIterator[StreamChunk]:
+        started = time.time(), time.perf_counter()
         try:
             async for chunk in call(request):
-                if (c := chunk.completion) is not None:
-                    m, f, ok = c.model or model or "", c.finish_reason, "ok"
-                    self._tell(
-                        request,
-                        done(model=m, status=ok, latency=c.latency, usage=c.usage, finish=f),
-                    )
+                if chunk.completion is not None:
+                    self._tell(request, started, chunk.completion)
                 yield chunk
         except (Exception, asyncio.CancelledError) as error:
-            status = getattr(error, "status", None) if isinstance(error, ProviderError) else None
-            if isinstance(error, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
-                status = "cancelled"
-            why = str(error).splitlines()[0][:300] if str(error) else ""
-            status, elapsed = str(status or type(error).__name__), time.perf_counter() - started
-            self._tell(request, done(model=model or "", status=status, latency=elapsed, error=why))
+            self._tell(request, started, error)
             raise
 
-    @staticmethod
-    def _tell(request: CompletionRequest, done: Any) -> None:
-        if request.call is not None and request.call.on_attempt is not None:
-            request.call.on_attempt(done)
+    def _tell(self, request: CompletionRequest, started: tuple[float, float], end: Any) -> None:
+        """``end``: the attempt's completion or error; ``started``: time.time, perf_counter."""
+        asked, model, usage, finish, why = request.call, request.model or self.model, None, "", ""
+        if isinstance(end, Completion):
+            status, latency, model = "ok", end.latency, end.model or model
+            usage, finish = end.usage, end.finish_reason
+        else:
+            code: int | str | None = end.status if isinstance(end, ProviderError) else None
+            if isinstance(end, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
+                code = "cancelled"
+            status, latency = str(code or type(end).__name__), time.perf_counter() - started[1]
+            why = str(end).splitlines()[0][:300] if str(end) else ""
+        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
+        done = RequestDone(
+            agent=agent, provider=self.provider, attempt=attempt, model=model or "", status=status,
+            started=started[0], latency=latency, usage=usage, finish=finish, error=why,
+        )  # fmt: skip
+        if asked is not None and asked.on_attempt is not None:
+            asked.on_attempt(done)
         if log.isEnabledFor(logging.DEBUG):
             head = f"request agent={done.agent} model={done.model or '-'} attempt={done.attempt} "
             head += f"status={done.status} latency={done.latency:.3f}s "

@@ -104,11 +104,7 @@ class RunContext:
             )
         )
         if self.listening:
-            phase, rnd = turn.phase, turn.round
-            told = ev.AgentAnswered.of(
-                completion, agent=seat, phase=phase, round=rnd, cost=cost, answered_by=by
-            )
-            self.emit(told)
+            self.emit(ev.AgentAnswered.of(completion, seat, turn.phase, turn.round, cost, by))
         return completion
 
     def _tool_event(self, event: ev.Event) -> None:
