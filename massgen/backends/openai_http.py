@@ -61,7 +61,8 @@ async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[N
         await session.close()
 
 
-async def _acquire() -> aiohttp.ClientSession:
+async def acquire_session() -> aiohttp.ClientSession:
+    """The process's one aiohttp session on this loop (backends, the OTLP exporter), counted."""
     loop = asyncio.get_running_loop()
     shared = _SHARED.get(loop)
     if shared is None or shared.session.closed:
@@ -78,7 +79,7 @@ async def _acquire() -> aiohttp.ClientSession:
     return shared.session
 
 
-async def _release(session: aiohttp.ClientSession) -> None:
+async def release_session(session: aiohttp.ClientSession) -> None:
     loop = asyncio.get_running_loop()
     shared = _SHARED.get(loop)
     if shared is not None and shared.session is session:
@@ -132,7 +133,7 @@ class HTTPChatClient:
         if self._client is None or self._client.closed:
             if not self._options:
                 self._options = self._request_options()
-            self._client = await _acquire()
+            self._client = await acquire_session()
         return self._client
 
     def _request_options(self) -> dict[str, Any]:
@@ -147,7 +148,7 @@ class HTTPChatClient:
         """Let go of the shared session (closed with its last user)."""
         client, self._client = self._client, None
         if client is not None:
-            await _release(client)
+            await release_session(client)
 
     def _post(
         self, session: aiohttp.ClientSession, api: str, body: dict[str, Any], seconds: float

@@ -26,7 +26,7 @@ from massgen import __version__
 from massgen import events as ev
 from massgen.backends._common import tls_context
 from massgen.backends._errors import parse_retry_after
-from massgen.backends.openai_http import _acquire, _release, proxy_for
+from massgen.backends.openai_http import acquire_session, proxy_for, release_session
 from massgen.observability import Export
 from massgen.observability.otlp import (
     CLIENT,
@@ -199,7 +199,7 @@ class Tracing:
             body = zlib.compress(body)
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            self._session, self._loop = await _acquire(), loop
+            self._session, self._loop = await acquire_session(), loop
         options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
         if x.url.startswith("https:"):
             options["ssl"] = tls_context()
@@ -246,7 +246,7 @@ class Tracing:
         await self.flush()
         session, self._session = self._session, None
         if session is not None and self._loop is asyncio.get_running_loop():
-            await _release(session)
+            await release_session(session)
 
 
 @dataclass(slots=True)
