@@ -4,6 +4,11 @@ only (exported over OTLP/HTTP to a receiver on loopback) and both; the provider 
 and the receiver are processes of their own, so only the runs' CPU is measured.
 
     .venv/bin/python bench/bench_observability.py [--agents 3] [--runs 40] [--reps 5]
+        [--whole 12]
+
+Then ``--whole`` pairs of whole ``massgen run`` processes (start-up included, as a user runs
+one), alternating: both off, and both on (the team's ``observability.otlp`` and
+``--metrics-port 0``).
 
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
 its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
@@ -83,11 +88,36 @@ def child(text: str, runs: int, metrics: bool) -> float:
     return float(done.stdout.split()[-1])
 
 
+def whole_runs(off: str, on: str, pairs: int) -> dict[str, list[float]]:
+    """CPU (user + sys) of whole ``massgen run`` processes, without and with both on."""
+    import os
+    import resource
+    import tempfile
+
+    cpu: dict[str, list[float]] = {"off": [], "both": []}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode, text in (("off", off), ("both", on)):
+            Path(folder, f"{mode}.yaml").write_text(text)
+        for _ in range(pairs):
+            for mode, times in cpu.items():
+                argv = [sys.executable, "-m", "massgen", "run", f"{mode}.yaml", "What is 2+2?"]
+                argv += ["--no-cache", "--quiet"]
+                argv += ["--metrics-port", "0"] if mode == "both" else []
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(argv, cwd=folder, env=env, capture_output=True, check=True)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                times.append(used)
+    return cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--whole", type=int, default=12, help="pairs of whole `massgen run`s")
     args = parser.parse_args()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.sim.simulator", "--port", "0"],
@@ -112,8 +142,9 @@ def main() -> None:
         for _ in range(args.reps):
             for mode, (text, metrics) in modes.items():
                 cpu[mode].append(child(text, args.runs, metrics) / args.runs)
+        whole = whole_runs(off, on, args.whole)
         out, _ = receiver.communicate("", timeout=60)
-        spans = int(out.split()[-1]) / (2 * args.reps * (args.runs + 1))
+        spans = int(out.split()[-1]) / (2 * args.reps * (args.runs + 1) + args.whole)
         median = {mode: statistics.median(times) for mode, times in cpu.items()}
         base = median["off"]
         print(f"{args.agents} agents, consensus, CPU per run (median of {args.reps}):")
@@ -121,6 +152,12 @@ def main() -> None:
             print(f"  {mode:8} {value * 1e3:6.2f} ms  ({value / base - 1:+.1%})")
         added = median["traces"] - base
         print(f"  {spans:.0f} spans per run, {added / spans * 1e6:.0f} us CPU per span")
+        cold, warm = (statistics.median(whole[mode]) for mode in ("off", "both"))
+        print(
+            f"whole `massgen run` processes (median of {args.whole}, alternating): off "
+            f"{cold:.3f} s CPU, both on (and --metrics-port 0) {warm:.3f} s "
+            f"({warm / cold - 1:+.1%})"
+        )
     finally:
         for proc in (sim, receiver):
             if proc.poll() is None:
