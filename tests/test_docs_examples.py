@@ -824,6 +824,7 @@ class Session:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
+        self.ran += 1
 
     def serve(self, args: list[str]) -> None:
         """``massgen serve ... &``: started on a free port (for the one shown) and left
