@@ -11,6 +11,30 @@ from massgen.backends.function import FunctionBackend
 from massgen.errors import ProviderError
 from massgen.types import Completion, CompletionRequest, ToolCall, Usage
 
+GEO_CONSENSUS = """
+backends:
+  sim:
+    type: replay
+    rules:
+      - match: '<answer label='
+        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
+      - match: 'You are Ada.*capital of France'
+        reply: Paris.
+      - match: 'You are Bob.*capital of France'
+        reply: Paris is the capital of France.
+      - match: 'You are Cy.*capital of France'
+        reply: Lyon, I think.
+agents:
+  - {name: ada, backend: sim, role: You are Ada.}
+  - {name: bob, backend: sim, role: You are Bob.}
+  - {name: cy, backend: sim, role: You are Cy.}
+orchestrator:
+  strategy: consensus
+  consensus: {threshold: 0.5, max_rounds: 1}
+"""
+"""Three replayed agents asked the capital of France: two say Paris, Cy says Lyon; every
+reviewer votes for Bob's answer. Offline, no keys."""
+
 BLOCK = re.compile(r'<answer label="([A-Z])">\n(.*?)\n</answer>', re.DOTALL)
 
 

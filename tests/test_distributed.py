@@ -37,30 +37,11 @@ from massgen.result import RunResult
 from massgen.serialize import to_dict
 from massgen.types import Completion, CompletionRequest, ToolCall, ToolSpec, Turn, Usage
 from tests.mas.helpers import FAST, SHARED_REDIS, clean_prefix, crash
+from tests.teamkit import GEO_CONSENSUS
 
 TASK = "What is the capital of France?"
 
-TEAM = """
-backends:
-  sim:
-    type: replay
-    rules:
-      - match: '<answer label='
-        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
-      - match: 'You are Ada.*capital of France'
-        reply: Paris.
-      - match: 'You are Bob.*capital of France'
-        reply: Paris is the capital of France.
-      - match: 'You are Cy.*capital of France'
-        reply: Lyon, I think.
-agents:
-  - {name: ada, backend: sim, role: You are Ada.}
-  - {name: bob, backend: sim, role: You are Bob.}
-  - {name: cy, backend: sim, role: You are Cy.}
-orchestrator:
-  strategy: consensus
-  consensus: {threshold: 0.5, max_rounds: 1}
-"""
+TEAM = GEO_CONSENSUS
 
 
 @pytest.fixture

@@ -20,29 +20,10 @@ from massgen.result import RunResult
 from tests.otlp import Receiver, Span, children, named
 from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
+from tests.teamkit import GEO_CONSENSUS
 
 TASK = "What is the capital of France?"
-CONSENSUS = """
-backends:
-  sim:
-    type: replay
-    rules:
-      - match: '<answer label='
-        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
-      - match: 'You are Ada.*capital of France'
-        reply: Paris.
-      - match: 'You are Bob.*capital of France'
-        reply: Paris is the capital of France.
-      - match: 'You are Cy.*capital of France'
-        reply: Lyon, I think.
-agents:
-  - {name: ada, backend: sim, role: You are Ada.}
-  - {name: bob, backend: sim, role: You are Bob.}
-  - {name: cy, backend: sim, role: You are Cy.}
-orchestrator:
-  strategy: consensus
-  consensus: {threshold: 0.5, max_rounds: 1}
-"""
+CONSENSUS = GEO_CONSENSUS
 CONTENT_KEYS = {
     "gen_ai.input.messages",
     "gen_ai.output.messages",
