@@ -42,6 +42,7 @@ bench: $(VENV)/.installed-dev redis
 	$(BIN)/python bench/bench_bus.py
 	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_serve.py
+	$(BIN)/python bench/bench_observability.py
 
 redis:
 	@$(BIN)/python scripts/ensure_redis.py
