@@ -222,16 +222,16 @@ def _valid(letter: str, choices: Sequence[str] | None) -> str | None:
 
 
 def _choice_named(span: str, choices: Sequence[str]) -> str | None:
-    """The letter of the one choice whose text ``span`` holds (whole words, normalised);
-    when several do, the longest, if it is the only one that long."""
+    """The letter of the one choice whose text ``span`` holds (whole words, normalised). A
+    choice whose text is part of another's named too ("Paris" in "Paris, Texas") is not
+    counted; more than one left is no answer."""
     said = f" {normalize_text(span)} "
-    named = [(len(t), i) for i, c in enumerate(choices) if (t := normalize_text(c))]
-    named = [(n, i) for n, i in named if f" {normalize_text(choices[i])} " in said]
-    if not named:
-        return None
-    longest = max(n for n, _ in named)
-    best = [i for n, i in named if n == longest]
-    return LETTERS[best[0]] if len(best) == 1 else None
+    texts = [normalize_text(c) for c in choices]
+    named = [i for i, t in enumerate(texts) if t and f" {t} " in said]
+    named = [
+        i for i in named if not any(f" {texts[i]} " in f" {texts[j]} " for j in named if j != i)
+    ]
+    return LETTERS[named[0]] if len(named) == 1 else None
 
 
 def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | None:
@@ -246,7 +246,7 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
        with", followed by ``(C)``, ``(c)`` or a capital ``C`` standing alone; or ``C`` /
        ``(C)`` followed by "is the correct/right/best";
     3. with ``choices``: the text after the last answer statement, up to the end of its
-       line, naming one choice's text (normalised, whole words; the longest if several);
+       line, naming one choice's text (normalised, whole words; of nested ones the longest);
     4. the last line that is only a letter (``C``, ``(C)``, ``**C.**``);
     5. with ``choices``: the whole reply naming one choice's text, as in 3.
     """
@@ -302,7 +302,7 @@ def _gold_choice(gold: object, choices: Sequence[str] | None) -> str:
 # -- short text spans ----------------------------------------------------------------------
 
 _TEXT_PHRASE = re.compile(r"\b(?:final answer|answer)\b(?:\s+is\b)?\s*[:=]?", re.IGNORECASE)
-_SPAN_END = re.compile(r"\n|[.!?](?=\s|$)|[;,](?=\s)|\s\(")
+_SPAN_END = re.compile(r"\n|[.!?]+(?=\s|$)|[;,](?=\s)|\s\(")
 _FILLER = re.compile(
     r"^(?:so|therefore|thus|hence|in conclusion|in summary|overall|in short)\b[\s,:]*",
     re.IGNORECASE,
@@ -317,7 +317,8 @@ def answer_span(text: str) -> str | None:
     "="), else it is the last ``\\boxed{...}``, else the last sentence of the last non-empty
     line. It ends at the first line break, sentence end (``.``/``!``/``?`` then a space),
     ``,``/``;`` then a space, or `` (``. Markdown ``*``, backticks and quotes around it, and a
-    leading "so"/"therefore"/"thus"/"hence"/"in conclusion"/"in summary"/"overall" go.
+    leading "so"/"therefore"/"thus"/"hence"/"in conclusion"/"in summary"/"overall" go. A span
+    without a letter or a digit is none.
     """
     text = text.replace("*", "").replace("`", "")
     phrases = list(_TEXT_PHRASE.finditer(text))
@@ -335,7 +336,7 @@ def answer_span(text: str) -> str | None:
     rest = _FILLER.sub("", rest.lstrip())
     end = _SPAN_END.search(rest)
     span = (rest[: end.start()] if end else rest).strip(" \t\"'“”‘’:")
-    return span or None
+    return span if any(c.isalnum() for c in span) else None
 
 
 def extract_text(text: str) -> str | None:
@@ -518,7 +519,9 @@ def _gold_number(gold: object) -> Fraction:
 
 def _grade_boxed(predicted_text: str, gold: object, rel_tol: float, abs_tol: float) -> bool:
     if not isinstance(gold, str | int | float) or isinstance(gold, bool):
-        raise ConfigError(f"the gold answer {gold!r} is not text", key="answer")
+        raise ConfigError(
+            f"the gold answer {gold!r} is not text", key="answer", hint="give the answer as text"
+        )
     gold_answer = extract_boxed(str(gold)) or str(gold).strip()
     if not gold_answer:
         raise ConfigError(
