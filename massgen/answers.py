@@ -48,9 +48,11 @@ _NUMERAL = re.compile(
 )
 _FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*([\d.,]+)\s*\}")
 _ANSWER_PHRASE = re.compile(
-    r"\banswer\b(?:\s+(?:is|would be|will be|=))?\s*[:=]?",
-    re.IGNORECASE,
+    r"\banswers?\s*(?:(?:is|are|was|would be|will be)\b\s*:?|[:=])", re.IGNORECASE
 )
+"""Where an answer is stated: "answer is", "final answer:", "answers are", "answer =", ..."""
+_SPAN_END = re.compile(r"\n|[.!?]+(?=\s|$)|[;,](?=\s)|\s\(")
+"""Where a stated answer ends: a line break, a sentence end, ", ", "; ", or " ("."""
 
 
 def _latex_plain(text: str) -> str:
@@ -90,8 +92,10 @@ def extract_number(text: str) -> Fraction | None:
 
     1. after the last ``####`` (GSM8K), the first number;
     2. in the last ``\\boxed{...}``, the first number;
-    3. after the last "answer" (then optionally "is"/"would be"/"=" and ":"; so "final
-       answer:" too), the first number on that line;
+    3. after the last answer statement ("answer is", "answer:", "final answer:", "answers
+       are", "answer would be", "answer ="), up to where it ends (a line break, a sentence
+       end, ", ", "; " or " ("), and after its last ``=`` if it has one ("The answer is
+       12 * 5 = 60." is 60), the first number;
     4. anywhere: the last number.
 
     A number is a numeral: a sign (``-``, ``−``), a currency sign (``$ € £ ¥``) ignored,
@@ -110,8 +114,10 @@ def extract_number(text: str) -> Fraction | None:
         return found[0]
     phrases = list(_ANSWER_PHRASE.finditer(text))
     if phrases:
-        line = text[phrases[-1].end() :].split("\n", 1)[0]
-        if found := _numbers(line):
+        stated = text[phrases[-1].end() :].lstrip()
+        end = _SPAN_END.search(stated)
+        stated = (stated[: end.start()] if end else stated).rsplit("=", 1)[-1]
+        if found := _numbers(stated):
             return found[0]
     found = _numbers(text)
     return found[-1] if found else None
@@ -192,7 +198,7 @@ _STATED = re.compile(
     re.IGNORECASE,
 )
 _LETTER_AFTER = re.compile(
-    r"\s*(?:option\s+|choice\s+)?(?:\((?P<p>[A-Ja-j])\)|(?P<l>[A-J])(?![\w']))"
+    r"\s*(?:option\s+|choice\s+)?(?:\((?P<p>[A-Ja-j])\)|(?P<l>[A-HJ](?![\w'])|I(?![\w']|\s+[a-z])))"
 )
 _LETTER_BEFORE = re.compile(
     r"(?:\((?P<p>[A-Ja-j])\)|\b(?P<l>[A-J]))\)?\s+is\s+(?:the\s+)?(?:correct|right|best)\b"
@@ -243,7 +249,8 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
 
     1. the last ``\\boxed{...}`` holding a letter;
     2. the last statement: "answer/option/choice is" (or ":"/"="), or "choose/pick/select/go
-       with", followed by ``(C)``, ``(c)`` or a capital ``C`` standing alone; or ``C`` /
+       with", followed by ``(C)``, ``(c)`` or a capital ``C`` standing alone (not the "I" of
+       "I think"); or ``C`` /
        ``(C)`` followed by "is the correct/right/best";
     3. with ``choices``: the text after the last answer statement, up to the end of its
        line, naming one choice's text (normalised, whole words; of nested ones the longest);
@@ -301,8 +308,6 @@ def _gold_choice(gold: object, choices: Sequence[str] | None) -> str:
 
 # -- short text spans ----------------------------------------------------------------------
 
-_TEXT_PHRASE = re.compile(r"\b(?:final answer|answer)\b(?:\s+is\b)?\s*[:=]?", re.IGNORECASE)
-_SPAN_END = re.compile(r"\n|[.!?]+(?=\s|$)|[;,](?=\s)|\s\(")
 _FILLER = re.compile(
     r"^(?:so|therefore|thus|hence|in conclusion|in summary|overall|in short)\b[\s,:]*",
     re.IGNORECASE,
@@ -313,26 +318,28 @@ _COPULA = re.compile(r"\b(?:is|are|was|were)\b")
 def answer_span(text: str) -> str | None:
     """The raw short answer of ``text``, before normalisation, or None.
 
-    The span starts after the last "answer"/"final answer" (then optionally "is", ":" or
-    "="), else it is the last ``\\boxed{...}``, else the last sentence of the last non-empty
-    line. It ends at the first line break, sentence end (``.``/``!``/``?`` then a space),
-    ``,``/``;`` then a space, or `` (``. Markdown ``*``, backticks and quotes around it, and a
-    leading "so"/"therefore"/"thus"/"hence"/"in conclusion"/"in summary"/"overall" go. A span
-    without a letter or a digit is none.
+    The span starts after the last answer statement ("answer is", "answer:", "final answer:",
+    "answers are", ...) if a span follows it, else it is the last ``\\boxed{...}``, else the
+    last sentence of the last non-empty line. It ends at the first line break, sentence end
+    (``.``/``!``/``?`` then a space), ``,``/``;`` then a space, or `` (``. Markdown ``*``,
+    backticks and quotes around it, and a leading "so"/"therefore"/"thus"/"hence"/"in
+    conclusion"/"in summary"/"overall" go. A span without a letter or a digit is none.
     """
     text = text.replace("*", "").replace("`", "")
-    phrases = list(_TEXT_PHRASE.finditer(text))
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    if phrases and (span := _span(text[phrases[-1].end() :])):
+        return span
     boxed = extract_boxed(text)
-    if phrases:
-        rest = text[phrases[-1].end() :].lstrip()
-    elif boxed is not None:
-        rest = _TEXT_CMD.sub(r"\1", boxed)
-    else:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if not lines:
-            return None
-        sentences = [s for s in re.split(r"(?<=[.!?])\s+", lines[-1].strip()) if s.strip()]
-        rest = sentences[-1] if sentences else lines[-1]
+    if boxed is not None:
+        return _span(_TEXT_CMD.sub(r"\1", boxed))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", lines[-1].strip()) if s.strip()]
+    return _span(sentences[-1] if sentences else lines[-1])
+
+
+def _span(rest: str) -> str | None:
     rest = _FILLER.sub("", rest.lstrip())
     end = _SPAN_END.search(rest)
     span = (rest[: end.start()] if end else rest).strip(" \t\"'“”‘’:")
@@ -343,13 +350,14 @@ def extract_text(text: str) -> str | None:
     """The short answer of ``text`` (:func:`answer_span`), normalised (:func:`normalize_text`),
     then the copula rule: if the span says "<something> is/are/was/were <answer>", the answer
     is what follows the last such verb ("It's Paris." and "The capital is Paris" are both
-    "paris"; so, beware, "Paris is the capital" is "capital"). None if nothing is left."""
+    "paris"; so, beware, "Paris is the capital" is "capital", and "The answer is" is None).
+    None if nothing is left."""
     span = answer_span(text)
     if span is None:
         return None
     words = normalize_text(span)
     verbs = list(_COPULA.finditer(words))
-    if verbs and words[verbs[-1].end() :].strip():
+    if verbs:
         words = words[verbs[-1].end() :].strip()
     return words or None
 

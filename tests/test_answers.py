@@ -78,6 +78,9 @@ NUMBERS = [
     ("#### 1,000", Fraction(1000)),
     ("Answer: 18 apples (since 6 * 3 = 18)", Fraction(18)),
     ("x = 4", Fraction(4)),
+    ("The answer is 12 * 5 = 60.", Fraction(60)),  # the stated answer's last "="
+    ("To answer this we need 3 steps; in total 12.", Fraction(12)),  # "answer" is not stated
+    ("The answers are 4 and 9.", Fraction(4)),
 ]
 
 
@@ -149,6 +152,9 @@ CHOICES = [
     (r"\boxed{\text{(B)}}", "B"),
     ("Reasoning...\n\n**(J)**", "J"),
     ("Final answer: H", "H"),
+    ("Answer: I think so. Final answer: B", "B"),  # "I think" is no answer I
+    ("Answer: I", "I"),
+    ("Answer:\n\n(B) Paris", "B"),
 ]
 
 
@@ -186,6 +192,7 @@ def test_extract_choice_prefers_the_longest_choice_named() -> None:
         "I think it is either B or C.",
         "The answer is K.",  # no K in A-J
         "None of the options is right.",
+        "Answer: I think it depends on the reading.",  # the "I" of "I think"
     ],
 )
 def test_extract_choice_finds_none_where_there_is_none(reply: str) -> None:
@@ -248,6 +255,8 @@ PARIS = [
     r"Thus the city is $\boxed{\text{Paris}}$",
     "It’s Paris.",  # a typographic apostrophe
     "\n\nANSWER: paris\n",
+    "To answer this, recall the Capetians. The capital of France is Paris.",
+    "Let me find the answer. France's capital? It's Paris.",  # a statement with nothing after
 ]
 
 
