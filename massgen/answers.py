@@ -33,6 +33,8 @@ KINDS = ("number", "choice", "boxed", "text")
 GRADERS = (*KINDS, "exact", "regex")
 """What :func:`grade` knows, besides a ``module:function`` of yours."""
 LETTERS = "ABCDEFGHIJ"
+MAX_EXPONENT = 400
+"""A numeral's exponent beyond this is not read (``1e999999999`` would take all memory)."""
 REL_TOL = 1e-6
 """Default relative tolerance of numbers: 1,000,000 and 1,000,001 are the same, 0.3333 and
 1/3 are not."""
@@ -41,7 +43,7 @@ REL_TOL = 1e-6
 
 _NUMERAL = re.compile(
     r"(?<![\w.,/])"  # not the inside of a word or of another number
-    r"(?:(?P<sign>[-−–+])\s?)?[$€£¥]?\s?(?P<sign2>[-−])?"
+    r"(?P<sign>[-−–+])?(?:[$€£¥]\s?)?(?P<sign2>[-−])?"
     r"(?P<body>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
     r"(?:[eE](?P<exp>[-+]?\d+))?"
     r"(?:\s?/\s?(?P<den>\d+)(?![\d.,]\d))?"
@@ -64,6 +66,8 @@ def _latex_plain(text: str) -> str:
 
 
 def _number_of(m: re.Match[str]) -> Fraction | None:
+    if m["exp"] and abs(int(m["exp"])) > MAX_EXPONENT:
+        return None
     body = m["body"].replace(",", "")
     value = Fraction(body) * (Fraction(10) ** int(m["exp"]) if m["exp"] else 1)
     if m["den"]:
@@ -98,12 +102,13 @@ def extract_number(text: str) -> Fraction | None:
        12 * 5 = 60." is 60), the first number;
     4. anywhere: the last number.
 
-    A number is a numeral: a sign (``-``, ``−``), a currency sign (``$ € £ ¥``) ignored,
-    digits with thousands commas only in groups of three (1,234; "1,23" is 1 and 23), a
-    decimal part, an exponent (``1.5e3``), or a simple fraction of integers (``3/4``,
+    A number is a numeral: a sign (``-``, ``−``, ``–``, ``+``) right before it or before a
+    currency sign (``$ € £ ¥``, ignored), digits with thousands commas only in groups of
+    three (1,234; "1,23" is 1 and 23), a decimal part, an exponent (``1.5e3``; beyond
+    ``MAX_EXPONENT`` not read), or a simple fraction of integers (``3/4``,
     ``\\frac{3}{4}``). What follows it (``%``, ``km``, "apples") is ignored: "25%" is 25.
-    Digits inside a word ("gpt4", "H2O") are not numbers; number words ("twelve") are not
-    read.
+    "10 - 3" is 10 and 3 (a sign is not apart from its digits). Digits inside a word
+    ("gpt4", "H2O") are not numbers; number words ("twelve") are not read.
     """
     if "####" in text:
         found = _numbers(text.rsplit("####", 1)[1])
@@ -152,18 +157,19 @@ def extract_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) of ``text``, stripped,
     braces inside kept (``\\boxed{\\frac{1}{2}}`` is ``\\frac{1}{2}``). ``\\boxed 5`` is 5. A
     box whose braces do not close, or an empty one, does not count; no box gives None."""
+    closing: dict[int, int] = {}  # each "{" that closes: where (one pass, not one per box)
+    opened: list[int] = []
+    for i, c in enumerate(text):
+        if c == "{":
+            opened.append(i)
+        elif c == "}" and opened:
+            closing[opened.pop()] = i
     last: str | None = None
     for m in _BOX.finditer(text):
         if m["bare"] is not None:
             last = m["bare"]
-            continue
-        depth, start = 1, m.end()
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                if text[start:i].strip():
-                    last = text[start:i].strip()
-                break
+        elif (end := closing.get(m.end() - 1)) is not None and text[m.end() : end].strip():
+            last = text[m.end() : end].strip()
     return last
 
 
@@ -203,7 +209,7 @@ _LETTER_AFTER = re.compile(
 _LETTER_BEFORE = re.compile(
     r"(?:\((?P<p>[A-Ja-j])\)|\b(?P<l>[A-J]))\)?\s+is\s+(?:the\s+)?(?:correct|right|best)\b"
 )
-_LONE = re.compile(r"^\W*\(?(?P<l>[A-Ja-j])\)?[.:]?\W*$", re.MULTILINE)
+_LONE = re.compile(r"^[^\w\n]*\(?(?P<l>[A-Ja-j])\)?[.:]?[^\w\n]*$", re.MULTILINE)
 
 
 def normalize_text(text: str) -> str:
@@ -250,8 +256,7 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
     1. the last ``\\boxed{...}`` holding a letter;
     2. the last statement: "answer/option/choice is" (or ":"/"="), or "choose/pick/select/go
        with", followed by ``(C)``, ``(c)`` or a capital ``C`` standing alone (not the "I" of
-       "I think"); or ``C`` /
-       ``(C)`` followed by "is the correct/right/best";
+       "I think"); or ``C`` / ``(C)`` followed by "is the correct/right/best";
     3. with ``choices``: the text after the last answer statement, up to the end of its
        line, naming one choice's text (normalised, whole words; of nested ones the longest);
     4. the last line that is only a letter (``C``, ``(C)``, ``**C.**``);

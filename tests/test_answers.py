@@ -81,6 +81,9 @@ NUMBERS = [
     ("The answer is 12 * 5 = 60.", Fraction(60)),  # the stated answer's last "="
     ("To answer this we need 3 steps; in total 12.", Fraction(12)),  # "answer" is not stated
     ("The answers are 4 and 9.", Fraction(4)),
+    ("The difference is 10 - 3", Fraction(3)),  # minus apart from its digits: no sign
+    ("It was +7 degrees", Fraction(7)),
+    ("A loss of $-45.", Fraction(-45)),
 ]
 
 
@@ -101,6 +104,7 @@ def test_extract_number_finds_the_final_answer(reply: str, number: Fraction) -> 
         "The answer cannot be determined from the information given.",
         r"\boxed{}",
         "1/0",  # no number divides by zero
+        "It is 1e999999999 times bigger.",  # beyond MAX_EXPONENT: not read
     ],
 )
 def test_extract_number_finds_none_where_there_is_none(reply: str) -> None:
@@ -547,3 +551,19 @@ def test_extractors_never_raise_on_any_text(reply: str) -> None:
         got = extract(kind, reply)
         assert got is None or (isinstance(got, str) and got)
     assert extract_choice(reply, CAPITALS) in (None, "A", "B", "C", "D")
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "answer"),
+    [
+        ("\\boxed{" * 20_000 + "\\boxed{7}", "boxed", "7"),  # many boxes that never close
+        ("\n!" * 100_000 + "\nC", "choice", "C"),  # many lines of only punctuation
+        ("1," * 50_000 + " so 12", "number", "12"),
+        ("(" * 50_000 + "Answer: " * 5_000 + "Paris", "text", "paris"),
+    ],
+)
+def test_extraction_is_linear_on_long_adversarial_replies(
+    reply: str, kind: str, answer: str
+) -> None:
+    # A quadratic scan of these would run for minutes, past the suite's per-test timeout.
+    assert extract(kind, reply) == answer
