@@ -178,21 +178,29 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
 
 def normalize_latex(answer: str) -> str:
     """A boxed answer as compared: ``\\text{...}`` unwrapped, ``\\dfrac``/``\\tfrac`` as
-    ``\\frac``, ``\\frac12`` as ``\\frac{1}{2}``, degrees, ``$``, ``\\left``/``\\right``,
-    spacing commands, all whitespace and a final period removed. Not a computer algebra
-    system: ``\\frac{2}{4}`` and ``\\frac{1}{2}`` differ unless both are plain numbers."""
+    ``\\frac``, ``\\frac12`` as ``\\frac{1}{2}``; degrees, ``$``, ``\\$``, ``\\%``,
+    ``\\left``/``\\right``, spacing commands,
+    all whitespace and a final period removed. Not a computer algebra system:
+    ``\\frac{2}{4}`` and ``\\frac{1}{2}`` differ unless both are plain numbers."""
     s = _TEXT_CMD.sub(r"\1", answer)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\^\s*\{?\\circ\}?", "", s)
-    for noise in ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "$"):
+    for noise in ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "\\$", "\\%", "$"):
         s = s.replace(noise, "")
     return re.sub(r"\s+", "", s).rstrip(".")
 
 
+def _boxed_number(answer: str) -> Fraction | None:
+    """The number a boxed answer is, if it is nothing but a numeral (``12\\pi`` is not)."""
+    plain = _latex_plain(normalize_latex(answer)).removesuffix("%")
+    m = _NUMERAL.fullmatch(plain)
+    return None if m is None else _number_of(m)
+
+
 def _boxed_key(answer: str) -> str:
-    """A boxed answer's canonical string: its number if it is one numeral, else its LaTeX."""
-    value = parse_number(_latex_plain(normalize_latex(answer)))
+    """A boxed answer's canonical string: its number if it is only a numeral, else its LaTeX."""
+    value = _boxed_number(answer)
     return _canonical_number(value) if value is not None else normalize_latex(answer)
 
 
@@ -204,7 +212,9 @@ _STATED = re.compile(
     re.IGNORECASE,
 )
 _LETTER_AFTER = re.compile(
-    r"\s*(?:option\s+|choice\s+)?(?:\((?P<p>[A-Ja-j])\)|(?P<l>[A-HJ](?![\w'])|I(?![\w']|\s+[a-z])))"
+    r"\s*(?:[Oo]ption\s+|[Cc]hoice\s+)?(?:\((?P<p>[A-Ja-j])\)|(?P<p2>[a-j])[.)]?[^\S\n]*$"
+    r"|(?P<l>[A-HJ](?![\w'])|I(?![\w']|\s+[a-z])))",
+    re.MULTILINE,
 )
 _LETTER_BEFORE = re.compile(
     r"(?:\((?P<p>[A-Ja-j])\)|\b(?P<l>[A-J]))\)?\s+is\s+(?:the\s+)?(?:correct|right|best)\b"
@@ -255,8 +265,9 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
 
     1. the last ``\\boxed{...}`` holding a letter;
     2. the last statement: "answer/option/choice is" (or ":"/"="), or "choose/pick/select/go
-       with", followed by ``(C)``, ``(c)`` or a capital ``C`` standing alone (not the "I" of
-       "I think"); or ``C`` / ``(C)`` followed by "is the correct/right/best";
+       with", then optionally "option"/"choice", followed by ``(C)``, ``(c)``, a capital ``C``
+       standing alone (not the "I" of "I think"), or a small ``c`` ending the line; or ``C`` /
+       ``(C)`` followed by "is the correct/right/best";
     3. with ``choices``: the text after the last answer statement, up to the end of its
        line, naming one choice's text (normalised, whole words; of nested ones the longest);
     4. the last line that is only a letter (``C``, ``(C)``, ``**C.**``);
@@ -271,7 +282,7 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
     found: list[tuple[int, str]] = []
     for stated in _STATED.finditer(text):
         m = _LETTER_AFTER.match(text, stated.end())
-        if m and (letter := _valid(m["p"] or m["l"], choices)):
+        if m and (letter := _valid(m["p"] or m["p2"] or m["l"], choices)):
             found.append((stated.start(), letter))
     for m in _LETTER_BEFORE.finditer(text):
         if letter := _valid(m["p"] or m["l"], choices):
@@ -545,8 +556,7 @@ def _grade_boxed(predicted_text: str, gold: object, rel_tol: float, abs_tol: flo
     got = extract_boxed(predicted_text)
     if got is None:
         return False
-    x = parse_number(_latex_plain(normalize_latex(got)))
-    y = parse_number(_latex_plain(normalize_latex(gold_answer)))
+    x, y = _boxed_number(got), _boxed_number(gold_answer)
     if x is not None and y is not None:
         return _close(x, y, rel_tol, abs_tol)
     return _boxed_key(got) == _boxed_key(gold_answer)

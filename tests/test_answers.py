@@ -159,6 +159,15 @@ CHOICES = [
     ("Answer: I think so. Final answer: B", "B"),  # "I think" is no answer I
     ("Answer: I", "I"),
     ("Answer:\n\n(B) Paris", "B"),
+    ("Answer: Option D", "D"),
+    ("answer: d", "D"),  # a small letter ending the line
+    ("The correct answer is: **(D) Mitochondria**", "D"),
+    ("Between B and D, D is the best choice.", "D"),
+    (
+        "Let's analyze each option:\nA. Wrong unit.\nB. Right: F = ma.\nC. Wrong sign.\n\n"
+        "The answer is B.",
+        "B",
+    ),
 ]
 
 
@@ -197,6 +206,7 @@ def test_extract_choice_prefers_the_longest_choice_named() -> None:
         "The answer is K.",  # no K in A-J
         "None of the options is right.",
         "Answer: I think it depends on the reading.",  # the "I" of "I think"
+        "A. Incorrect\nB. Correct\nC. Incorrect",  # the options echoed, none chosen
     ],
 )
 def test_extract_choice_finds_none_where_there_is_none(reply: str) -> None:
@@ -243,6 +253,9 @@ def test_normalize_latex_compares_spelling_not_mathematics() -> None:
     assert normalize_latex(r"\text{ yes }.") == "yes"
     assert normalize_latex(r"\frac{2}{4}") != normalize_latex(r"\frac{1}{2}")
     assert extract("boxed", r"\boxed{\frac{2}{4}}") == extract("boxed", r"\boxed{0.5}") == "0.5"
+    assert extract("boxed", r"\boxed{\$18}") == extract("boxed", r"\boxed{18}") == "18"
+    assert extract("boxed", r"\boxed{50\%}") == "50"
+    assert extract("boxed", r"\boxed{12\pi}") == r"12\pi"  # not the number 12
 
 
 # -- short text ----------------------------------------------------------------------------------
@@ -353,6 +366,8 @@ def test_grade_choice(reply: str, gold: object, right: bool) -> None:
         (r"$\boxed{x^2 + 1}$", "x^2+1", True),
         (r"$\boxed{x^2 + 1}$", "x^2-1", False),
         (r"$\boxed{(1, 2)}$", r"\left(1,2\right)", True),
+        (r"the area is $\boxed{12\pi}$", "12", False),
+        (r"the area is $\boxed{12\pi}$", r"12\pi", True),
     ],
 )
 def test_grade_boxed(reply: str, gold: str, right: bool) -> None:
