@@ -397,13 +397,23 @@ GOLDS = {
 }
 
 
-@pytest.mark.parametrize("kind", GRADERS)
-@pytest.mark.parametrize("reply", NO_ANSWER)
+def _no_answer_cases() -> list[tuple[str, str]]:
+    """Each grader with each reply that has no answer for it. Left out: the last reply has a
+    span, which text and exact grade as the gold it is, and any reply with a span matches a
+    pattern that takes anything (right is right there)."""
+    cases = []
+    for kind in GRADERS:
+        for reply in NO_ANSWER:
+            if kind in ("text", "exact") and reply == NO_ANSWER[3]:
+                continue
+            if kind == "regex" and answer_span(reply) is not None:
+                continue
+            cases.append((kind, reply))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "reply"), _no_answer_cases())
 def test_no_answer_is_wrong_for_every_grader(kind: str, reply: str) -> None:
-    if kind in ("text", "exact") and reply == NO_ANSWER[3]:
-        pytest.skip("this reply has a span, and is the gold: right is right")
-    if kind == "regex" and answer_span(reply) is not None:
-        pytest.skip("this reply has a span, and the pattern takes any: right is right")
     assert grade(kind, reply, GOLDS[kind]) is False
 
 
