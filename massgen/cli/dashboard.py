@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-from massgen.cli.common import Opt, Prefix, Redis, stop_signal, stopped
-
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+from massgen.cli.common import Opt, Prefix, Redis, loopback, stop_signal, stopped
 
 
 def dashboard(
@@ -29,7 +27,7 @@ def dashboard(
     _, bus = team_and_bus(None, redis, prefix, need="the dashboard shows the workers on Redis")
     assert bus is not None
     bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
-    if host not in LOOPBACK:
+    if not loopback(host):
         print(
             f"warning: the dashboard has no authentication; anyone who reaches {host}:{port} "
             "sees the workers and their hosts",

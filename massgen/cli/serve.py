@@ -8,20 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from massgen.cli.common import Arg, MaxCost, NoCache, Opt
+from massgen.cli.common import Arg, MaxCost, NoCache, Opt, loopback
 
 KEYS_ENV = "MASSGEN_SERVE_KEYS"
-
-
-def loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 def serve(
