@@ -109,18 +109,6 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
         raise Interrupted("interrupted") from None
 
 
-def loopback(host: str) -> bool:
-    """Whether listening on ``host`` stays on this machine (a name other than localhost: no)."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
-
-
 def stop_signal() -> asyncio.Future[signal.Signals]:
     """The first SIGINT or SIGTERM, for commands that serve until told to stop."""
     import asyncio

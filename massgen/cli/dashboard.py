@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-from massgen.cli.common import Opt, Prefix, Redis, loopback, stop_signal, stopped
+from massgen.cli.common import Opt, Prefix, Redis, stop_signal, stopped
+from massgen.cli.serve import loopback  # the rule serve keys by
 
 
 def dashboard(

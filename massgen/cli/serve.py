@@ -8,9 +8,19 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from massgen.cli.common import Arg, MaxCost, NoCache, Opt, loopback
+from massgen.cli.common import Arg, MaxCost, NoCache, Opt
 
 KEYS_ENV = "MASSGEN_SERVE_KEYS"
+
+
+def loopback(host: str) -> bool:
+    """Whether listening on ``host`` stays on this machine (a name other than localhost: no)."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def serve(
