@@ -20,15 +20,14 @@ from pathlib import Path
 import pytest
 
 from massgen.agents.agent import Agent
-from massgen.backends.function import FunctionBackend
 from massgen.distributed import Worker, distributed
 from massgen.errors import RateLimited
 from massgen.observability.metrics import Metrics, serve
 from massgen.orchestrator import Orchestrator
-from massgen.types import Completion, CompletionRequest, ToolCall, Usage
+from massgen.types import Completion, ToolCall, Usage
 from tests.mas.helpers import FAST, SHARED_REDIS, clean_prefix
 from tests.procs import read_line
-from tests.test_metrics import MODEL, Samples, scrape, value
+from tests.test_metrics import MODEL, Samples, scrape, scripted, value
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "What is 6*7? (task-text-never-a-label)"
@@ -42,16 +41,7 @@ async def prefix() -> AsyncIterator[str]:
 
 
 def ada(*replies: Completion | Exception) -> Agent:
-    queue = list(replies)
-
-    def respond(_: CompletionRequest) -> Completion:
-        reply = queue.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    backend = FunctionBackend(respond, model=MODEL, tools=True)
-    return Agent("ada", backend, role="You are ada.", tools=["calculator"])
+    return Agent("ada", scripted(*replies), role="You are ada.", tools=["calculator"])
 
 
 async def test_a_worker_counts_its_turns_requests_and_inboxes(prefix: str) -> None:
