@@ -1,6 +1,6 @@
 """A deterministic, offline backend for demos and tests: no SDK, no network, no key. It
-answers from ``rules`` (first regex match wins), then ``replies`` in turn, then ``default``
-(docs/config.md says how a reply may hold ``{task}`` and ``{label_containing:TEXT}``)."""
+answers a ``quiz`` question (quiz.py), else from ``rules`` (first regex match wins), then
+``replies`` in turn, then ``default`` (docs/config.md: ``{task}``, ``{label_containing:TEXT}``)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from massgen.backends.base import Backend, final, text_completion
+from massgen.backends.quiz import Quiz
 from massgen.errors import ConfigError
 from massgen.types import Completion, CompletionRequest, StreamChunk
 
 DEFAULT_REPLY = "This is a replayed answer to: {task}"
 
-_ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)">\n?(.*?)\n?</answer>', re.DOTALL)
+_ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)"[^>]*>\n?(.*?)\n?</answer>', re.DOTALL)
 _LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
 
 
@@ -46,6 +47,7 @@ class ReplayBackend(Backend):
         stream_chunk: int | None = 0,
         base_dir: Path | None = None,
         name: str = "",
+        quiz: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(model or "replay", name=name)
         script = load_answers(answers_file, base_dir=base_dir) if answers_file else {}
@@ -59,9 +61,12 @@ class ReplayBackend(Backend):
         if self.latency < 0 or self.stream_chunk < 0:
             raise ConfigError("replay `latency` and `stream_chunk` must not be negative")
         self._turn = 0  # which of `replies` comes next
+        self.quiz = Quiz(quiz, base_dir=base_dir, backend=self.name) if quiz else None
 
     def reply_for(self, request: CompletionRequest) -> str:
         """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
+        if self.quiz is not None and (answer := self.quiz.reply(request)) is not None:
+            return answer
         prompt = "\n".join(m.content for m in request.messages)
         reply = next((rule.reply for rule in self.rules if rule.pattern.search(prompt)), None)
         if reply is None and self.replies:

@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from massgen.config.quiz import QuizOptions
 from massgen.config.yamlsrc import Path_
 from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
@@ -151,6 +152,7 @@ class ReplayOptions(BaseModel):
     answers_file: str | None = None
     latency: float | None = Field(default=None, ge=0)
     stream_chunk: int | None = Field(default=None, gt=0)
+    quiz: QuizOptions | None = None  # simulated agents of known accuracy (issue 15)
 
 
 REPLAY_OPTIONS: tuple[str, ...] = tuple(ReplayOptions.model_fields)
