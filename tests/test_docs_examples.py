@@ -633,6 +633,7 @@ def test_python_example_runs(
     for name, value in {**reader_env, "MASSGEN_REDIS_URL": private_redis}.items():
         monkeypatch.setenv(name, value)
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # offline.yaml's quiz answers
     (tmp_path / "team.yaml").write_text(yaml.safe_dump(TEAMS["docs/distributed.md"]))
     monkeypatch.chdir(tmp_path)
     stub = types.ModuleType("sentence_transformers")
@@ -933,12 +934,21 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra, "PYTHONUNBUFFERED": "1"}
 
 
+def _offline_team() -> dict[str, Any]:
+    """configs/offline.yaml's team, for a copy in another folder: its quiz's answers file
+    (a path relative to configs/) given whole."""
+    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    quiz = team["backends"]["sim"]["quiz"]
+    quiz["answers"] = str((ROOT / "configs" / quiz["answers"]).resolve())
+    return team
+
+
 def _folder(tmp_path: Path, doc: str, prefix: str, redis: str) -> Path:
     """Where a page's commands run: its ``team.yaml`` and a ``tasks.txt``. The README's
     team is on the test's Redis prefix, distributed.md's on the private Redis (whose default
     prefix is free), so their distributed examples work as written; memory.md's remembers
     (``long_term``)."""
-    team = dict(TEAMS.get(doc) or yaml.safe_load((ROOT / "configs/offline.yaml").read_text()))
+    team = dict(TEAMS.get(doc) or _offline_team())
     if doc == "README.md":
         team["redis"] = {"url": REDIS_URL, "prefix": prefix}
     elif doc in TEAMS:
@@ -1126,7 +1136,7 @@ def _clear_the_cache(command: str, redis: str, tmp_path: Path) -> None:
     that Redis (``-p PORT``): the cache entries are gone, the other keys kept."""
     import redis as sync_redis
 
-    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    team = _offline_team()
     team["orchestrator"]["cache"] = {"enabled": True}
     team["redis"] = {"url": redis}
     (tmp_path / "team.yaml").write_text(yaml.safe_dump(team))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -17,7 +18,7 @@ class QuizOptions(BaseModel):
 
     answers: str
     """JSONL file of ``{question, answer, choices?, id?}`` rows; relative to the config file."""
-    p: Probability | dict[str, Probability]
+    p: float | dict[str, float]
     """Chance of a right answer: one for every agent, or one per agent name."""
     correlation: Probability = 0.0
     """How often an agent's draw is the question's shared draw (the chance stays ``p``)."""
@@ -27,3 +28,11 @@ class QuizOptions(BaseModel):
     """How a review prompt is answered: which answer block the agent votes for."""
     seed: int = 0
     """Seeds every draw; agents share a question's draws only under the same seed."""
+
+    @field_validator("p")
+    @classmethod
+    def _chances(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        chances = value.values() if isinstance(value, dict) else [value]
+        if not all(0 <= chance <= 1 for chance in chances):
+            raise PydanticCustomError("chance", "a chance is a number from 0 to 1")
+        return value
