@@ -332,13 +332,14 @@ async def test_consensus_with_plurality_votes_scores_the_majority(
     orchestrator = Orchestrator.from_config(
         loads(team_yaml(answers, [0.7] * 3, "consensus", vote="plurality"))
     )
+    asked = rows[:1000]  # two requests per agent and question: half the questions
     try:
-        results = await asyncio.gather(*(orchestrator.arun(r["question"]) for r in rows))
+        results = await asyncio.gather(*(orchestrator.arun(r["question"]) for r in asked))
     finally:
         await orchestrator.aclose()
     right = sum(
         extract("number", res.final_answer) == str(r["answer"])
-        for res, r in zip(results, rows, strict=True)
+        for res, r in zip(results, asked, strict=True)
     )
-    assert within(right, len(rows), majority([0.7] * 3)), right / len(rows)
+    assert within(right, len(asked), majority([0.7] * 3)), right / len(asked)
     assert any(res.votes for res in results), "no review round ran"
