@@ -182,6 +182,19 @@ async def test_own_and_correct_vote_rules(rows: list[dict[str, Any]], answers: P
     assert vote["vote"] == "C"
 
 
+async def test_the_revise_rule_revises_to_the_plurality_answer(
+    rows: list[dict[str, Any]], answers: Path
+) -> None:
+    row = rows[0]
+    gold, wrong = row["answer"], row["answer"] + 1
+    blocks = [("A", f"#### {gold}", 2), ("B", f"#### {wrong}", 1)]
+    backend = quiz(answers, vote="revise")
+    reply = json.loads((await backend.complete(ask(review(row["question"], blocks, "B")))).text)
+    assert extract("number", reply["revise"]) == str(gold)
+    reply = json.loads((await backend.complete(ask(review(row["question"], blocks, "A")))).text)
+    assert reply["vote"] == "A"
+
+
 async def test_an_aggregator_gives_the_answer_its_rule_picks(
     rows: list[dict[str, Any]], answers: Path
 ) -> None:

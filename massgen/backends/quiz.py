@@ -8,8 +8,9 @@ two agents sharing one backend still draw independently, and asking again is a n
 sample). With ``correlation`` c an agent uses the question's shared draw with probability c
 and its own otherwise: each agent is still right with probability ``p``, but agents err
 together. Review prompts (``<answer label=...>`` blocks and a request for a ``"vote"``) get
-a vote by the ``vote`` rule; other prompts with answer blocks (an aggregator's, a presenter's)
-get the answer that rule picks. bench/eval_theory.py computes what a team of these scores.
+a vote by the ``vote`` rule (``revise``: a revision to the plurality answer); other prompts
+with answer blocks (an aggregator's, a presenter's) get the answer that rule picks.
+bench/eval_theory.py computes what a team of these scores.
 """
 
 from __future__ import annotations
@@ -212,6 +213,11 @@ class Quiz:
         wants_vote = '"vote"' in prompt or any(t.name == "vote" for t in request.tools)
         if blocks and wants_vote:
             label, reason = self._vote(item, request, agent, who, blocks, prompt)
+            backed = next(b.answer for b in blocks if b.label == label)
+            own = _own(blocks, prompt, self._given.get((who, item.question)))
+            if self.options.vote == "revise" and backed is not None and own and own.label != label:
+                self._given[(who, item.question)] = backed
+                return json.dumps({"revise": _style(item, who).format(answer=backed)})
             return json.dumps({"vote": label, "reason": reason})
         if blocks:  # an aggregator or a presenter: the answer the vote rule would pick
             label, _ = self._vote(item, request, agent, who, blocks, prompt)
@@ -279,7 +285,7 @@ class Quiz:
             if right and lucky < self.chance(agent):
                 pick = own if own in right else right[0]
                 return pick.label, "the right answer"
-        if rule == "plurality":
+        if rule in ("plurality", "revise"):
             support: dict[str, int] = {}
             for b in blocks:
                 if b.answer is not None:

@@ -24,8 +24,8 @@ class QuizOptions(BaseModel):
     """How often an agent's draw is the question's shared draw (the chance stays ``p``)."""
     wrong: Literal["coincide", "distinct"] = "coincide"
     """Wrong answers to a question: all the same one, or each agent's (and sample's) own."""
-    vote: Literal["plurality", "own", "correct"] = "plurality"
-    """How a review prompt is answered: which answer block the agent votes for."""
+    vote: Literal["plurality", "own", "correct", "revise"] = "plurality"
+    """How a review prompt is answered: which answer block the agent votes for (or revise)."""
     seed: int = 0
     """Seeds every draw; agents share a question's draws only under the same seed."""
 
