@@ -49,7 +49,7 @@ def _share(r: random.Random) -> Problem:
 
 def _savings(r: random.Random) -> Problem:
     name = r.choice(NAMES)
-    start, weekly, weeks, spent = r.randint(5, 60), r.randint(3, 25), r.randint(2, 10), 0
+    start, weekly, weeks = r.randint(5, 60), r.randint(3, 25), r.randint(2, 10)
     spent = r.randint(1, start + weekly * weeks - 1)
     question = (
         f"{name} has {start} dollars and saves {weekly} dollars every week for {weeks} weeks, "
@@ -79,7 +79,7 @@ def _trip(r: random.Random) -> Problem:
 
 def _pages(r: random.Random) -> Problem:
     name = r.choice(NAMES)
-    days, per, more, total = r.randint(2, 7), r.randint(5, 30), r.randint(2, 20), 0
+    days, per, more = r.randint(2, 7), r.randint(5, 30), r.randint(2, 20)
     total = days * per + more + r.randint(1, 200)
     question = (
         f"A book has {total} pages. {name} reads {per} pages a day for {days} days and "
@@ -89,7 +89,7 @@ def _pages(r: random.Random) -> Problem:
 
 
 def _bakery(r: random.Random) -> Problem:
-    trays, per, sold, boxes = r.randint(3, 12), r.randint(6, 24), 0, r.randint(2, 6)
+    trays, per, boxes = r.randint(3, 12), r.randint(6, 24), r.randint(2, 6)
     made = trays * per
     sold = r.randint(1, made // boxes) * boxes
     question = (
