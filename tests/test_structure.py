@@ -9,14 +9,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_150
+MAX_PACKAGE_LINES = 18_165
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
 # (RequestDone) and its request-log path, the trace context carried to workers, the workers'
 # observers, images in the tool messages of four wire formats, the observability config
 # section: about +260 lines, less 120 cut elsewhere. The cap grew by that, 150; it is to come
-# back down as later cuts land.
+# back down as later cuts land. Issue 15's eval (listed below) has three hooks in counted
+# modules: Orchestrator.evaluate, the batch runner's `call`/`row_of` (so eval runs on it
+# rather than beside it) and the command's registration, +19 lines: the cap grew by 15.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",
@@ -43,6 +45,15 @@ NOT_COUNTED = {
     # issue 15: eval's building blocks (not yet wired)
     PACKAGE / "answers.py",
     PACKAGE / "evalstats.py",
+    # issue 15: eval
+    PACKAGE / "eval" / "__init__.py",
+    PACKAGE / "eval" / "chart.py",
+    PACKAGE / "eval" / "data.py",
+    PACKAGE / "eval" / "grading.py",
+    PACKAGE / "eval" / "methods.py",
+    PACKAGE / "eval" / "report.py",
+    PACKAGE / "eval" / "runner.py",
+    PACKAGE / "cli" / "eval.py",
 }
 
 # Top first. A unit (a subpackage or a top-level module of massgen) may import units of its
@@ -50,7 +61,19 @@ NOT_COUNTED = {
 LAYERS: list[set[str]] = [
     {"cli", "__main__"},
     {"distributed", "serve"},
-    {"orchestrator", "strategies", "batch", "team", "display", "record", "budget", "teamtools"},
+    # eval sits beside the orchestrator, not above it: Orchestrator.evaluate calls it, and it
+    # reaches the orchestrator only through the team it is given (no import, no cycle).
+    {
+        "orchestrator",
+        "strategies",
+        "batch",
+        "team",
+        "display",
+        "record",
+        "budget",
+        "teamtools",
+        "eval",
+    },
     {"agents", "observability"},
     {"backends", "resilience", "memory", "tools", "plugins"},
     {"store", "mas", "grouped"},
