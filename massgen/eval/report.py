@@ -87,6 +87,10 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
+def _right(row: Mapping[str, Any]) -> bool:
+    return bool(row.get("correct")) and row.get("status") != "failed"
+
+
 def build_report(
     rows: Sequence[Mapping[str, Any]],
     methods: Sequence[str],
@@ -106,7 +110,7 @@ def build_report(
             if row["question"] not in order:
                 order.append(row["question"])
     complete = [q for q in order if all(q in by[m] for m in methods)]
-    right = {m: [bool(by[m][q].get("correct")) for q in complete] for m in methods}
+    right = {m: [_right(by[m][q]) for q in complete] for m in methods}
     singles = [m for m in methods if m.startswith("single:")]
     best = max(singles, key=lambda m: sum(right[m]), default=None)  # first of the best
     scores = []
