@@ -57,11 +57,17 @@ async def test_rows_carry_the_extracted_answer_gold_and_agreement(tmp_path):
     found = {r["id"]: r for r in await plan.run()}
     vote = found["sum|vote"]
     assert (vote["correct"], vote["extracted"], vote["gold"], vote["agreement"]) == (
-        True, "4", 4, 0.6667,
+        True,
+        "4",
+        4,
+        0.6667,
     )
     assert vote["distribution"] == {"4": 2, "5": 1}
     assert vote["answers"] == {"ada": "Answer: 4", "bob": "Answer: 5", "cy": "4, surely"}
-    assert (found["sum|single:bob"]["correct"], found["sum|single:bob"]["extracted"]) == (False, "5")
+    assert (found["sum|single:bob"]["correct"], found["sum|single:bob"]["extracted"]) == (
+        False,
+        "5",
+    )
     await orchestrator.aclose()
 
 
@@ -72,8 +78,9 @@ def _methods(orchestrator: Orchestrator, spec: str):
 
 
 def test_the_judge_grades_open_answers_and_an_unreadable_verdict_is_wrong(tmp_path):
-    rows = [{"id": "j", "question": "Name the capital of France", "answer": "Paris",
-             "grader": "judge"}]
+    rows = [
+        {"id": "j", "question": "Name the capital of France", "answer": "Paris", "grader": "judge"}
+    ]
     yes = team(tmp_path).evaluate(rows, methods="single:ada", judge="cy")
     assert yes["single:ada"].correct == 1
     no = team(tmp_path, verdict="maybe").evaluate(rows, methods="single:ada", judge="cy")
@@ -130,7 +137,9 @@ async def test_equal_compute_gives_every_sampling_method_the_consensus_budget(
     orchestrator = sim_team(tmp_path, sim)
     try:
         report = await assess(
-            orchestrator, [QUESTIONS[0]], "single:ada,self-consistency,vote,moa",
+            orchestrator,
+            [QUESTIONS[0]],
+            "single:ada,self-consistency,vote,moa",
             equal_compute=True,
         )
     finally:
