@@ -107,12 +107,18 @@ def _point(score: MethodScore, x: float, py: Callable[[float], float], colour: s
     )
 
 
+def _p_cell(score: MethodScore, best: str | None) -> str:
+    if score.p_value is not None:
+        return f"{score.p_value:.3g} (+{score.only_this}/−{score.only_versus})"
+    return "best single" if score.method == best else "–"
+
+
 def page(report: EvalReport, title: str = "massgen eval") -> str:
     """A whole HTML page: the chart, then the table."""
     rows = "".join(
         f"<tr><td>{html.escape(s.method)}</td><td>{s.n}</td><td>{s.accuracy:.1%}</td>"
         f"<td>{s.interval[0]:.1%}–{s.interval[1]:.1%}</td>"
-        f"<td>{'' if s.p_value is None else f'{s.p_value:.3g}'}</td>"
+        f"<td>{_p_cell(s, report.best_single)}</td>"
         f"<td>{s.requests:.2f}</td><td>${s.cost:.4f}</td>"
         f"<td>{'–' if s.cost_per_correct is None else f'${s.cost_per_correct:.4f}'}</td></tr>"
         for s in report.methods
