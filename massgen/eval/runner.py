@@ -37,6 +37,8 @@ class EvalRun:
     samples: int | None = None
     equal_compute: bool = False
     runner: Methods = field(init=False)
+    _items: dict[str, EvalItem] = field(init=False)
+    _methods: dict[str, Method] = field(init=False)
     _graded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,8 @@ class EvalRun:
                 message, key="--judge", hint="name the agent that judges: --judge AGENT"
             )
         self.runner = Methods(self.team, samples=self.samples, equal_compute=self.equal_compute)
+        self._items = {i.id: i for i in self.items}
+        self._methods = {m.name: m for m in self.methods}
 
     def tasks(self) -> list[BatchTask]:
         return [
@@ -59,16 +63,7 @@ class EvalRun:
         ]
 
     def _find(self, task: BatchTask) -> tuple[EvalItem, Method]:
-        qid, name = task.fields["question"], task.fields["method"]
-        return self._items[qid], self._methods[name]
-
-    @property
-    def _items(self) -> dict[str, EvalItem]:
-        return {i.id: i for i in self.items}
-
-    @property
-    def _methods(self) -> dict[str, Method]:
-        return {m.name: m for m in self.methods}
+        return self._items[task.fields["question"]], self._methods[task.fields["method"]]
 
     async def call(self, task: BatchTask, budget: Budget) -> RunResult:
         """Run one method on one question and grade it (the judge, if any, is asked now,
