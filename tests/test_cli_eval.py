@@ -209,3 +209,22 @@ def test_max_cost_stops_the_eval_and_reports_the_finished_questions(
     spent = sum(m["cost"] for m in report["methods"])
     assert 0 < spent <= 0.5
     assert len(sim.requests) < 6 * 4
+
+
+def test_a_resume_with_one_more_method_runs_only_that_method(tmp_path):
+    setup(tmp_path)
+    first = run_massgen("eval", "team.yaml", "data.jsonl", "-m", "vote", "-q", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    results = tmp_path / "data.eval" / "results.jsonl"
+    before = results.read_text().splitlines()
+    more = run_massgen(
+        "eval", "team.yaml", "data.jsonl", "-m", "vote,single:bob", "--resume", "-q", cwd=tmp_path
+    )
+    assert more.returncode == 0, more.stderr
+    after = results.read_text().splitlines()
+    assert after[: len(before)] == before and len(after) == 12
+    assert {json.loads(line)["method"] for line in after[len(before) :]} == {"single:bob"}
+    other = run_massgen(
+        "eval", "team.yaml", "data.jsonl", "--resume", "--seed", "7", "-m", "vote", cwd=tmp_path
+    )
+    assert other.returncode == 2 and "holds results of a different run" in other.stderr

@@ -147,3 +147,50 @@ async def test_equal_compute_gives_every_sampling_method_the_consensus_budget(
     # 3 agents, consensus max_rounds 2: at most 3 x (1 + 2) = 9 requests per question
     got = {m.method: m.requests for m in report.methods}
     assert got == {"single:ada": 9, "self-consistency": 9, "vote": 9, "moa": 3}
+
+
+async def test_vote_accuracy_matches_theory_over_many_simulated_questions(
+    tmp_path, sim: ProviderSimulator
+):
+    """Three independent agents right with p = 0.7, each wrong in its own way: the vote is
+    right when two or three are, or when only the first is (a three-way tie goes to the
+    earliest seat): 0.784 + 0.7 * 0.3 * 0.3 = 0.847."""
+    import random
+    import re
+
+    from massgen.evalstats import wilson
+
+    wrong = {"ada": 1, "bob": 2, "cy": 3}
+
+    def reply(request):
+        who = re.search(r"You are (\w+)", request.prompt_text)
+        n = int(re.search(r"Question (\d+)", request.prompt_text).group(1))
+        name = who.group(1) if who else "ada"
+        right = random.Random(f"15:{n}:{name}").random() < 0.7  # the same in any order
+        return Text(f"Answer: {n if right else n + wrong[name]}")
+
+    sim.responder = reply
+    path = tmp_path / "team.yaml"
+    text = SIM_TEAM.format(url=sim.openai_base_url, cache=tmp_path / "c.sqlite3")
+    for name in wrong:
+        text = text.replace(
+            f"{{name: {name}, backend: sim}}",
+            f"{{name: {name}, backend: sim, role: You are {name}.}}",
+        )
+    path.write_text(text)
+    questions = [
+        {"id": str(n), "question": f"Question {n}: pick it.", "answer": n}
+        for n in range(1000, 1400)
+    ]
+    orchestrator = Orchestrator.from_config(path)
+    try:
+        report = await orchestrator.aevaluate(questions, methods="single:ada,vote", concurrency=16)
+    finally:
+        await orchestrator.aclose()
+    for method, expected in (("single:ada", 0.7), ("vote", 0.847)):
+        score = report[method]
+        low, high = wilson(score.correct, score.n, z=3.29)  # 99.9 %: a rare false alarm
+        assert score.n == 400 and low <= expected <= high, (method, score.accuracy)
+    assert len(sim.requests) == 400 * 4
+    asked = {re.search(r"You are (\w+)", r.prompt_text).group(1) for r in sim.requests}  # type: ignore[union-attr]
+    assert asked == set(wrong)
