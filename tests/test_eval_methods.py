@@ -194,3 +194,30 @@ async def test_vote_accuracy_matches_theory_over_many_simulated_questions(
     assert len(sim.requests) == 400 * 4
     asked = {re.search(r"You are (\w+)", r.prompt_text).group(1) for r in sim.requests}  # type: ignore[union-attr]
     assert asked == set(wrong)
+
+
+async def test_a_budget_that_runs_out_between_samples_stops_without_counting_the_question(
+    tmp_path, sim: ProviderSimulator
+):
+    sim.responder = lambda request: Text("Answer: 4")
+    path = tmp_path / "team.yaml"
+    path.write_text(
+        SIM_TEAM.format(url=sim.openai_base_url, cache=tmp_path / "c.sqlite3").replace(
+            "api_key: x}", "api_key: x, max_tokens: 20}"
+        )
+        + "prices: {gpt-4o-mini: {input: 1000, output: 1000}}\n"
+    )
+    orchestrator = Orchestrator.from_config(path)
+    out = tmp_path / "results.jsonl"
+    try:  # the batch admits the question (3 requests' worth); the 5 samples need more
+        report = await orchestrator.aevaluate(
+            [QUESTIONS[0]], methods="self-consistency", samples=5, max_cost=0.2, out=out
+        )
+    finally:
+        await orchestrator.aclose()
+    import json
+
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["status"], row["stopped"], row["correct"]) == ("failed", "budget", False)
+    assert 0 < row["cost"] <= 0.2
+    assert (report.questions, report.incomplete) == (0, 0)

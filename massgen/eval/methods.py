@@ -196,9 +196,7 @@ class Methods:
                 return await self._seated([name], aggregator=None).arun(
                     item.prompt, "parallel", budget=budget
                 )
-            except MassGenError as e:
-                if isinstance(e, BudgetExceeded) and not getattr(e, "result", None):
-                    raise
+            except MassGenError as e:  # BudgetExceeded too: raised below, once all are in
                 return e
 
         async with asyncio.TaskGroup() as group:
@@ -223,6 +221,11 @@ class Methods:
         pick = (vote.index if vote is not None else 0) if texts else None
         if pick is not None and texts[pick]:
             combined.final_answer, combined.winner = texts[pick], labels[pick]
+        for task in tasks:
+            if isinstance(spent := task.result(), BudgetExceeded):  # the batch stops; row fails
+                combined.status = "failed"
+                spent.result = combined  # type: ignore[attr-defined]
+                raise spent
         if combined.failed_agents:
             combined.status = "degraded"
             if len(combined.failed_agents) == len(names):

@@ -2,8 +2,8 @@
 the best single agent, what it spent and how long it took; as a markdown table and JSON.
 
 Only questions every method finished are counted (a budget stop or Ctrl-C can leave a
-question half done): the methods are compared on the same questions, as a paired test
-needs. A failed run counts as a wrong answer."""
+question half done; a run the budget stopped midway is not finished): the methods are
+compared on the same questions, as a paired test needs. A failed run counts as wrong."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def build_report(
     by: dict[str, dict[str, Mapping[str, Any]]] = {m: {} for m in methods}
     order: list[str] = []
     for row in rows:
-        if row.get("method") in by:
+        if row.get("method") in by and not row.get("stopped"):
             by[row["method"]][row["question"]] = row
             if row["question"] not in order:
                 order.append(row["question"])

@@ -14,7 +14,7 @@ from typing import Any
 from massgen.batch import BatchSummary, BatchTask, ResultLog
 from massgen.batch.runner import OnRow, run_batch
 from massgen.budget import Budget
-from massgen.errors import ConfigError, MassGenError
+from massgen.errors import BudgetExceeded, ConfigError, MassGenError
 from massgen.eval.data import JUDGE, EvalItem, load_items, parse_row
 from massgen.eval.grading import check, judge_prompt, read_answer, read_verdict
 from massgen.eval.methods import DEFAULT_METHODS, Method, Methods, Team, parse_methods, with_options
@@ -69,7 +69,11 @@ class EvalRun:
         """Run one method on one question and grade it (the judge, if any, is asked now,
         under the same allowance; its cost is the row's ``judge_cost``)."""
         item, method = self._find(task)
-        outcome = await self.runner.run(method, item, budget)
+        try:
+            outcome = await self.runner.run(method, item, budget)
+        except BudgetExceeded:
+            self._graded[task.id] = {"stopped": "budget"}  # not counted: --resume redoes it
+            raise
         result = outcome.result
         graded: dict[str, Any] = {}
         if outcome.vote is not None:
