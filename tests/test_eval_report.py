@@ -5,6 +5,7 @@ questions count."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -96,6 +97,11 @@ def test_markdown_json_and_chart_carry_the_same_figures():
 
 def test_free_runs_are_charted_against_requests_and_ticks_are_round():
     free = [dict(r, cost=0.0) for r in rows()]
-    assert "requests per question" in svg(build_report(free, METHODS))
+    picture = svg(build_report(free, METHODS))
+    assert "requests per question" in picture
+    # single:a and single:b both make 1 request: drawn side by side, not on one another
+    dots = re.findall(r'<g class="method" data-method="([^"]+)">.*?<circle cx="([\d.]+)"', picture)
+    x = {name: float(cx) for name, cx in dots}
+    assert x["single:b"] - x["single:a"] == 14 and x["vote"] > x["single:b"]
     assert _ticks(0.0123) == pytest.approx([0, 0.0025, 0.005, 0.0075, 0.01, 0.0125])
     assert _ticks(9.0) == [0, 2, 4, 6, 8, 10]

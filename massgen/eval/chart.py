@@ -75,10 +75,21 @@ def svg(report: EvalReport) -> str:
         f'<text transform="translate(18 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle">'
         "accuracy (bar: 95% interval)</text>"
     )
-    for i, (score, x) in enumerate(zip(report.methods, xs, strict=True)):
-        out.append(_point(score, px(x), py, COLOURS[i % len(COLOURS)], i))
+    for i, score in enumerate(report.methods):
+        out.append(_point(score, _dodged(px, xs, i), py, COLOURS[i % len(COLOURS)], i))
     out.append("</svg>")
     return "\n".join(out)
+
+
+DODGE = 14
+"""Pixels between methods drawn at the same x (same cost), so their bars stay apart."""
+
+
+def _dodged(px: Callable[[float], float], xs: list[float], i: int) -> float:
+    """Method ``i``'s x in pixels, moved aside from the others at the same x."""
+    same = [j for j, x in enumerate(xs) if abs(px(x) - px(xs[i])) < DODGE]
+    first = max(px(xs[i]) - (len(same) - 1) / 2 * DODGE, LEFT + 6)  # not left of the plot
+    return first + same.index(i) * DODGE
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, colour: str) -> str:
@@ -133,7 +144,8 @@ def page(report: EvalReport, title: str = "massgen eval") -> str:
         "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style>"
         f"</head><body><h1>{html.escape(title)}</h1>"
         f"<p>{report.questions} questions; best single agent: "
-        f"{html.escape(report.best_single or 'none')}.</p>\n"
+        f"{html.escape(report.best_single or 'none')}. Methods of the same cost are drawn side "
+        "by side.</p>\n"
         f"{svg(report)}\n<table>{head}{rows}</table></body></html>\n"
     )
 
