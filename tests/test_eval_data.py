@@ -56,6 +56,16 @@ def test_multiple_choice_rows_in_mmlu_arc_and_gpqa_layouts(tmp_path):
     assert again.choices == g.choices  # the order is fixed by the question, not drawn anew
 
 
+def test_a_row_may_widen_the_tolerance_of_its_number(tmp_path):
+    rows = [
+        {"id": "pi", "question": "Pi?", "answer": 3.14159, "abs_tol": 0.01},
+        {"id": "e", "question": "e?", "answer": 2.71828},
+    ]
+    pi, e = load_items(write(tmp_path, rows))
+    assert check(pi, "Answer: 3.14").correct and not check(pi, "Answer: 3.1").correct
+    assert not check(e, "Answer: 2.718").correct  # the default: one in a million
+
+
 def test_math_rows_grade_the_boxed_answer(tmp_path):
     row = {"problem": "Half of one?", "solution": "It is $\\boxed{\\frac{1}{2}}$."}
     [item] = load_items(write(tmp_path, [row]))
@@ -90,6 +100,7 @@ def test_csv_rows_with_choices_and_graders_inferred(tmp_path):
         ('{"question": "q?", "answer": "x", "grader": "nosuch.mod:fn"}', "grader", "module"),
         ('{"question": "q?", "answer": "(", "grader": "regex"}', "answer", None),
         ('{"question": "q?", "answer": "one", "grader": "number"}', "answer", "numeral"),
+        ('{"question": "q?", "answer": 1, "abs_tol": "wide"}', "abs_tol", "0.01"),
         ("{not json", None, None),
     ],
 )

@@ -105,3 +105,13 @@ def test_free_runs_are_charted_against_requests_and_ticks_are_round():
     assert x["single:b"] - x["single:a"] == 14 and x["vote"] > x["single:b"]
     assert _ticks(0.0123) == pytest.approx([0, 0.0025, 0.005, 0.0075, 0.01, 0.0125])
     assert _ticks(9.0) == [0, 2, 4, 6, 8, 10]
+
+
+def test_a_png_is_written_only_when_matplotlib_is_installed(tmp_path):
+    import importlib.util
+
+    from massgen.eval.chart import write_png
+
+    wrote = write_png(build_report(rows(), METHODS), tmp_path / "chart.png")
+    assert wrote == (importlib.util.find_spec("matplotlib") is not None)
+    assert (tmp_path / "chart.png").exists() == wrote

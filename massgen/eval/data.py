@@ -178,6 +178,9 @@ def parse_row(raw: Any, *, file: str = "<data>", line: int = 0) -> EvalItem:
     if grader == "number" and isinstance(gold, str):
         gold = gold.replace(",", "") if parse_number(gold) is not None else gold
     _check_gold(grader, gold, choices, bad)
+    for key in ("rel_tol", "abs_tol"):
+        if key in row and not _non_negative(row[key]):
+            raise bad(f"`{key}` is a number >= 0, not {row[key]!r}", key, "e.g. 0.01")
     given = row.get("id")
     qid = str(given) if given not in (None, "") else _hash_id(question, choices)
     return EvalItem(qid, question, gold, grader, choices, line, raw)
@@ -275,6 +278,13 @@ def _check_gold(grader: str, gold: Any, choices: tuple[str, ...] | None, bad: An
         grade(grader, "", gold, choices=choices)
     except ConfigError as e:
         raise bad(e.message, e.key, e.hint) from None
+
+
+def _non_negative(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and float(value) >= 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _hash_id(question: str, choices: Sequence[str] | None) -> str:

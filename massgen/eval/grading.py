@@ -39,7 +39,8 @@ def check(item: EvalItem, reply: str) -> Verdict:
     elif g == JUDGE:
         raise ValueError("a judged question is graded by its judge")
     else:
-        ok = grade(g, reply, item.gold, choices=item.choices)
+        tolerance = {k: item.row[k] for k in ("rel_tol", "abs_tol") if k in item.row}
+        ok = grade(g, reply, item.gold, choices=item.choices, **tolerance)
     return Verdict(bool(ok), read_answer(item, reply))
 
 
