@@ -113,6 +113,7 @@ def seated(team: Team, seats: Sequence[str], config: OrchestratorConfig) -> Team
     built = cls(list(team.agents.values()), config, handles=team.handles, seed=team.seed)
     chosen = list(seats)
     built.seats = lambda: list(chosen)  # this team's seats, not the file's
+    built.observability = None  # a tracer of its own would never be flushed
     return built
 
 

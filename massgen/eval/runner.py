@@ -218,6 +218,7 @@ def eval_team(orchestrator: Team) -> Team:
     cls: Any = type(orchestrator)
     team = cls(list(orchestrator.agents.values()), config, seed=orchestrator.seed)
     team.guards = getattr(orchestrator, "guards", {})
+    team.observability = None  # never closed: its own tracer would not be flushed
     return team
 
 
