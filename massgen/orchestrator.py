@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from massgen.batch import BatchResult, BatchTask
     from massgen.batch.runner import OnRow
     from massgen.config import ObservabilityConfig, OrchestratorConfig, TeamConfig
+    from massgen.eval import EvalReport
     from massgen.memory.short_term import Writer
     from massgen.observability.tracing import Tracing
     from massgen.store.base import Store
@@ -337,6 +338,17 @@ class Orchestrator:
         """The seed's ``results = orchestrator.batch_run(tasks)``: blocks outside an event
         loop, returns an awaitable inside one (like :meth:`run`)."""
         return self._blocking(lambda: self.abatch_run(tasks, **options))
+
+    async def aevaluate(self, data: str | Path | Sequence[Any], **options: Any) -> EvalReport:
+        """Compare methods on ``data`` with this team: accuracy, interval, paired test and
+        cost of each (``massgen.eval.assess``'s options; docs/eval.md)."""
+        from massgen.eval import assess
+
+        return await assess(self, data, **{"max_cost": self.max_cost, **options})
+
+    def evaluate(self, data: str | Path | Sequence[Any], **options: Any) -> Any:
+        """:meth:`aevaluate`, blocking outside an event loop (like :meth:`run`)."""
+        return self._blocking(lambda: self.aevaluate(data, **options))
 
     def _blocking(self, work: Callable[[], Awaitable[Any]]) -> Any:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -133,6 +133,7 @@ def row_for(
 
 
 OnRow = Callable[[dict[str, Any], BatchSummary], None]
+Call = Callable[[BatchTask, Budget], Awaitable[RunResult]]
 
 
 async def run_batch(
@@ -145,10 +146,13 @@ async def run_batch(
     max_cost: float | None = None,
     on_row: OnRow | None = None,
     summary: BatchSummary | None = None,
+    call: Call | None = None,
+    row_of: Callable[[BatchTask, RunResult | None, str, str | None], dict[str, Any]] = row_for,
 ) -> BatchResult:
     """Run ``tasks``, filling ``summary`` in place (a cancelled caller still has it). Under
     ``max_cost`` a task starts once the budget can hold its expected cost, else the batch stops
-    (``stopped == "budget"``); an unwritable result raises ResultsFileError."""
+    (``stopped == "budget"``); an unwritable result raises ResultsFileError. ``call`` and
+    ``row_of`` replace how a task is run and how its line reads (``massgen eval``)."""
     summary = summary if summary is not None else BatchSummary(total=len(tasks))
     results: list[RunResult | None] = [None] * len(tasks)
     budget = Budget(max_cost)
@@ -195,7 +199,8 @@ async def run_batch(
         if allowance is None:
             return
         try:
-            result = await orchestrator.arun(task.task, strategy, budget=allowance)
+            run = call or (lambda t, b: orchestrator.arun(t.task, strategy, budget=b))
+            result = await run(task, allowance)
             status, error = result.status, None
             dearest = max(dearest, result.cost)
         except BudgetExceeded as e:
@@ -208,7 +213,7 @@ async def run_batch(
         finally:
             await done_with(allowance)
         results[i] = result
-        row = row_for(task, result, status, error)
+        row = row_of(task, result, status, error)
         if log is not None:
             try:
                 await log.commit(row)  # on disk before the task counts as done

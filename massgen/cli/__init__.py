@@ -12,6 +12,7 @@ import typer
 
 from massgen import __version__
 from massgen.cli import agents, bus, dashboard, mcp, run, serve, stores
+from massgen.cli import eval as evaluation
 from massgen.cli.common import USAGE, Opt, command, fail, start_up
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 for fn in (run.run, run.batch, bus.worker, bus.service, mcp.mcp, serve.serve, dashboard.dashboard):
     command(app)(fn)
+command(app, "eval")(evaluation.eval_)
 app.add_typer(agents.configs, name="config")
 app.add_typer(stores.cache, name="cache")
 app.add_typer(agents.agents, name="agents")
