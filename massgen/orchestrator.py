@@ -48,8 +48,14 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
     cache = {k[6:]: options.pop(k) for k in flat if k in options}
     if isinstance(cache.get("path"), Path):
         cache["path"] = str(cache["path"])
+    nested = options.pop("consensus", None) or {}  # consensus={"mode": "vote"}: merged
+    if hasattr(nested, "model_dump"):
+        nested = nested.model_dump()
     data.update(options)
-    data["consensus"] = {**data.get("consensus", {}), **consensus}
+    base_consensus = data.get("consensus", {})
+    data["consensus"] = (
+        {**base_consensus, **nested, **consensus} if isinstance(nested, dict) else nested
+    )
     data["cache"] = {**data.get("cache", {}), **cache}
     try:
         return OrchestratorConfig.model_validate(data)

@@ -35,7 +35,7 @@ orchestrator:
 """Three replayed agents asked the capital of France: two say Paris, Cy says Lyon; every
 reviewer votes for Bob's answer. Offline, no keys."""
 
-BLOCK = re.compile(r'<answer label="([A-Z])">\n(.*?)\n</answer>', re.DOTALL)
+BLOCK = re.compile(r'<answer label="([A-Z])"[^>]*>\n(.*?)\n</answer>', re.DOTALL)
 
 
 def prompt_of(request: CompletionRequest) -> str:

@@ -18,7 +18,7 @@ from massgen.types import Completion, CompletionRequest, StreamChunk
 
 DEFAULT_REPLY = "This is a replayed answer to: {task}"
 
-_ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)">\n?(.*?)\n?</answer>', re.DOTALL)
+_ANSWER_BLOCK = re.compile(r'<answer label="([^"]*)"[^>]*>\n?(.*?)\n?</answer>', re.DOTALL)
 _LABEL_TEMPLATE = re.compile(r"\{label_containing:([^}]*)\}")
 
 
