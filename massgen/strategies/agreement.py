@@ -128,6 +128,19 @@ class Board:
         held = [k for k in counts if k in rank]
         return min(held, key=lambda k: (-counts[k], rank[k]), default=None)
 
+    def settled(
+        self, live: Sequence[str], votes: Mapping[str, str], mode: str, needed: int
+    ) -> str | None:
+        """The answer that ends the run now, if one does: ``needed`` votes (and more than any
+        other answer has), or the answers themselves agreeing: all of them (``debate``), or
+        ``needed`` of the live agents and more than give any other answer (else)."""
+        if top := qualified(votes, needed):
+            return top
+        held = {a: self.keys[a] for a in live if a in self.keys}
+        if mode == "debate":
+            return next(iter(held.values())) if len(set(held.values())) == 1 < len(held) else None
+        return qualified(held, needed)
+
     def distribution(self, live: Sequence[str]) -> dict[str, int]:
         """Answer -> how many live agents give it (answers with no checkable form left out;
         prose clipped to 60 characters)."""

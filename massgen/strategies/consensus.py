@@ -1,5 +1,6 @@
-"""Consensus: answer independently (no herding), then vote or revise on anonymised,
-per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules).
+"""Consensus: answer independently (no herding); unless the extracted answers already agree
+(``mode``), vote or revise on the anonymised, per-agent-shuffled distinct answers until one
+holds enough votes (docs/architecture.md has the rules; agreement.py groups the answers).
 The bookkeeping (parsing replies, counting votes) is pure, so each rule is unit-testable.
 Prompts are short and exact (tokens are money); peer answers are clipped."""
 
@@ -10,7 +11,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from massgen import events as ev
@@ -108,7 +109,7 @@ async def run(task: str, ctx: RunContext) -> None:
     for name, text in answers.items():
         board.set(name, text)
     votes: dict[str, str] = {}  # voter -> the answer (key) it backs
-    top = _settled(board, ctx, votes, cfg.mode)
+    top = board.settled(ctx.live, votes, cfg.mode, cfg.votes_needed(len(ctx.live)))
     result.converged = top is not None or len(answers) <= 1
     if cfg.mode == "vote" or len(answers) <= 1:
         top = top or board.best(board.keys, ctx.live)  # the most given answer: no review
@@ -122,7 +123,7 @@ async def run(task: str, ctx: RunContext) -> None:
         held = {board.keys[n] for n in live}
         votes = {v: k for v, k in votes.items() if v in live and k in held}
         result.history.append(dict(answers))
-        top = _settled(board, ctx, votes, cfg.mode)
+        top = board.settled(ctx.live, votes, cfg.mode, cfg.votes_needed(len(ctx.live)))
         result.converged = done = top is not None
         lead = top or board.best(votes, ctx.live)
         backing = board.positions(ctx.live, votes)
@@ -144,22 +145,6 @@ async def run(task: str, ctx: RunContext) -> None:
     result.distribution = board.distribution(ctx.live)
     if cfg.final == "synthesize" and len(answers) > 1 and top:
         await _synthesize(task, ctx, board, votes, top)
-
-
-def _settled(
-    board: agreement.Board, ctx: RunContext, votes: dict[str, str], mode: str
-) -> str | None:
-    """The answer that ends the run now, if one does: votes reaching the threshold (and more
-    than any other answer), or the answers themselves agreeing: all of them (``debate``) or a
-    qualified majority of the live agents (``adaptive``, ``vote``)."""
-    live = [n for n in ctx.live if n in board.keys]
-    needed = ctx.config.consensus.votes_needed(len(ctx.live))
-    if top := agreement.qualified(votes, needed):
-        return top
-    if mode == "debate":
-        groups = board.groups(live)
-        return groups[0].key if len(groups) == 1 and len(live) > 1 else None
-    return agreement.qualified({n: board.keys[n] for n in live}, needed)
 
 
 async def _review_round(
