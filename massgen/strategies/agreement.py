@@ -4,7 +4,6 @@ Pure functions, shared by the consensus strategy and eval's vote method (issue 1
 
 from __future__ import annotations
 
-import random
 import re
 import unicodedata
 from collections import Counter
@@ -165,10 +164,14 @@ def support(backing: Mapping[str, str], key: str | None, live: int) -> float | N
     return round(sum(1 for k in backing.values() if k == key) / live, 4)
 
 
-def shown(groups: Sequence[Group], own: str, others: int, seed: str) -> list[Group]:
+def shown(
+    groups: Sequence[Group], own: str, others: int, backing: Mapping[str, str]
+) -> list[Group]:
     """The sparse view of a large team (``topology: auto`` beyond :data:`AUTO_FULL` answers):
-    the reviewer's own answer and the ``others`` most held other answers, ties drawn by lot
-    (``seed``: one draw per round, the same for every reviewer, so their votes can meet)."""
-    lot = {g.key: random.Random(f"{seed}:{g.key}").random() for g in groups}
-    rest = sorted((g for g in groups if g.key != own), key=lambda g: (-len(g.agents), lot[g.key]))
-    return [g for g in groups if g.key == own] + rest[:others]
+    the reviewer's own answer and the ``others`` most backed other answers (``backing``:
+    agent -> the answer it votes for or gives), ties in config order. Every reviewer sees the
+    same leaders, so their votes can meet in one round."""
+    count = Counter(backing.values())
+    rest = [(i, g) for i, g in enumerate(groups) if g.key != own]
+    rest.sort(key=lambda item: (-count[item[1].key], item[0]))
+    return [g for g in groups if g.key == own] + [g for _, g in rest[:others]]

@@ -155,12 +155,12 @@ async def _review_round(
     board: agreement.Board,
     votes: dict[str, str],
 ) -> None:
-    groups = board.groups(ctx.live)
+    groups, backing = board.groups(ctx.live), board.positions(ctx.live, votes)
     views: dict[str, dict[str, agreement.Group]] = {}  # voter -> label -> answer
     turns: dict[str, Turn] = {}
     budget = ctx.config.consensus.answer_budget
     for voter in ctx.live:
-        views[voter] = view = _view(voter, ctx, rnd, groups, board.keys[voter])
+        views[voter] = view = _view(voter, ctx, rnd, groups, board.keys[voter], backing)
         if ctx.listening:
             labels = {label: g.author for label, g in view.items()}
             ctx.emit(ev.Ballot(agent=voter, round=rnd, labels=labels))
@@ -210,7 +210,12 @@ async def _review_round(
 
 
 def _view(
-    voter: str, ctx: RunContext, rnd: int, groups: list[agreement.Group], own: str
+    voter: str,
+    ctx: RunContext,
+    rnd: int,
+    groups: list[agreement.Group],
+    own: str,
+    backing: dict[str, str],
 ) -> dict[str, agreement.Group]:
     """The distinct answers ``voter`` sees, shuffled for it alone and labelled A, B, C..."""
     cfg, live = ctx.config.consensus, ctx.live
@@ -219,7 +224,7 @@ def _view(
         near = {live[(i + k) % len(live)] for k in range(cfg.neighbors + 1)}
         seen = [g for g in groups if near.intersection(g.agents)]
     elif cfg.topology == "auto" and len(groups) > agreement.AUTO_FULL:
-        seen = agreement.shown(groups, own, cfg.neighbors, f"{ctx.seed}:{rnd}")
+        seen = agreement.shown(groups, own, cfg.neighbors, backing)
     else:
         seen = list(groups)
     random.Random(f"{ctx.seed}:{voter}:{rnd}").shuffle(seen)
