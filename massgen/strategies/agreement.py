@@ -25,6 +25,7 @@ NO_ANSWER = "\x00"
 _OPTION = re.compile(r"^[^\S\n]*\(?([A-J])[).:][^\S\n]+(\S.*)$", re.MULTILINE)
 _STATES_ANSWER = re.compile(r"\banswer\s*(?:is\b|:)|####|\\boxed", re.IGNORECASE)
 _PUNCT = re.compile(r"[^\w\s]")
+_NUMBER_STATED = re.compile(r"\banswers?\s*(?:is|:|=)\s*[-−+]?[$€£¥]?\s?[-−]?\.?\d", re.I)
 
 
 def listed_choices(task: str) -> list[str] | None:
@@ -45,9 +46,16 @@ def fold(text: str) -> str:
 
 
 def _states_number(reply: str) -> bool:
-    if "####" in reply or (answers.extract_boxed(reply) or "").strip():
+    """Whether ``reply`` states a final number: after "####", in a box, after "answer is" (or
+    "answer:"), or as the last sentence of a short reply ("42 apples."); a number somewhere
+    in prose is not one."""
+    if (
+        "####" in reply
+        or (answers.extract_boxed(reply) or "").strip()
+        or _NUMBER_STATED.search(reply)
+    ):
         return answers.extract_number(reply) is not None
-    span = answers.answer_span(reply)
+    span = answers.answer_span(reply) if len(reply.split()) <= SHORT_WORDS else None
     return span is not None and answers.parse_number(span) is not None
 
 

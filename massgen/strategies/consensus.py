@@ -26,8 +26,8 @@ VOTE_TOOL = ToolSpec(
     parameters={
         "type": "object",
         "properties": {
-            "label": {"type": "string", "description": "label of the best answer"},
-            "reason": {"type": "string", "description": "a few words"},
+            "label": {"type": "string"},
+            "reason": {"type": "string"},
         },
         "required": ["label"],
     },
@@ -37,7 +37,7 @@ REVISE_TOOL = ToolSpec(
     description="Replace your answer with a better one.",
     parameters={
         "type": "object",
-        "properties": {"answer": {"type": "string", "description": "your full new answer"}},
+        "properties": {"answer": {"type": "string"}},
         "required": ["answer"],
     },
 )
@@ -47,7 +47,7 @@ JSON_REPLY = (
     'Reply with JSON only: {"vote": "<label>", "reason": "<few words>"} '
     'or {"revise": "<your full new answer>"}.'
 )
-TOOL_REPLY = "Call exactly one tool: vote or revise."
+TOOL_REPLY = "Call one tool."
 
 
 def clip(text: str, budget_tokens: int) -> str:
@@ -171,8 +171,8 @@ async def _review_round(
         )
         prompt = (
             f"Task: {task}\n\nAnswers (yours is {own}):\n{blocks}\n\n"
-            "Vote for the best answer (yours included), or revise yours if it is wrong or "
-            f"incomplete. {TOOL_REPLY if tools else JSON_REPLY}"
+            "Vote for the best answer, or revise yours if it is wrong. "
+            f"{TOOL_REPLY if tools else JSON_REPLY}"
         )
         turns[voter] = Turn(
             "review",
