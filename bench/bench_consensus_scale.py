@@ -115,6 +115,14 @@ async def measure(sim: ProviderSimulator, team: Path, task: str, consensus: dict
     }
 
 
+def cell(sim: ProviderSimulator, team: Path, task: str, consensus: dict, runs: int) -> str:
+    """``requests / prompt / completion (rounds)``, medians of ``runs``."""
+    got = [asyncio.run(measure(sim, team, task, consensus)) for _ in range(runs)]
+    m = {k: statistics.median(r[k] for r in got) for k in ("requests", "prompt", "completion")}
+    rounds = statistics.median(r["rounds"] for r in got)
+    return f"{m['requests']:.0f} / {m['prompt']:,.0f} / {m['completion']:,.0f} ({rounds:.0f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="3,6,12,24")
@@ -133,14 +141,9 @@ def main() -> None:
                 team = Path(tmp) / f"team{n}.yaml"
                 lines = [f"  - {{name: a{i}, backend: sim, role: You are a{i}.}}" for i in range(n)]
                 team.write_text(TEAM.format(url=sim.url, agents="\n".join(lines)))
-                cells = []
-                for consensus in MODES.values():
-                    runs = [asyncio.run(measure(sim, team, task, consensus)) for _ in range(args.runs)]
-                    m = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "agreement"}
-                    cells.append(
-                        f"{m['requests']:.0f} / {m['prompt']:,.0f} / {m['completion']:,.0f} "
-                        f"({m['rounds']:.0f})"
-                    )
+                cells = [
+                    cell(sim, team, task, consensus, args.runs) for consensus in MODES.values()
+                ]
                 print(f"| {n} | " + " | ".join(cells) + " |")
 
 

@@ -75,6 +75,10 @@ def test_auto_picks_the_kind_from_the_task_and_the_replies():
     long = " ".join(["word"] * 40)
     assert detect(CAPITAL, [long, "Paris."]) == "prose"
     assert detect(CAPITAL, [long + " The answer is Paris.", "Paris."]) == "text"
+    # a number somewhere in long prose is not a stated answer
+    prose = [long + f" (Variant {i}.)" for i in range(3)]
+    assert detect(CAPITAL, prose) == "prose"
+    assert detect("How many?", [long + " The answer is 12.", long + " #### 12"]) == "number"
 
 
 # -- modes ---------------------------------------------------------------------------------
