@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) -> OrchestratorConfig:
     """Keyword options (the YAML ``orchestrator:`` keys; consensus and cache ones flat, as
-    the seed spells them) over ``base``, validated once into the typed section."""
+    the seed spells them, or ``consensus={...}``) over ``base``, validated once."""
     from pydantic import ValidationError
 
     from massgen.config import ConsensusConfig, OrchestratorConfig
@@ -50,12 +50,11 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
         cache["path"] = str(cache["path"])
     nested = options.pop("consensus", None) or {}  # consensus={"mode": "vote"}: merged
     if hasattr(nested, "model_dump"):
-        nested = nested.model_dump()
+        nested = nested.model_dump(exclude_unset=True)
     data.update(options)
-    base_consensus = data.get("consensus", {})
-    data["consensus"] = (
-        {**base_consensus, **nested, **consensus} if isinstance(nested, dict) else nested
-    )
+    if isinstance(nested, dict):  # else not a mapping: validation says so
+        nested = {**data.get("consensus", {}), **nested, **consensus}
+    data["consensus"] = nested
     data["cache"] = {**data.get("cache", {}), **cache}
     try:
         return OrchestratorConfig.model_validate(data)

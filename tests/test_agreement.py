@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from massgen.answers import extract_text
+from massgen.config import ConsensusConfig
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
@@ -198,6 +199,12 @@ def test_from_config_takes_a_nested_consensus_override_validated():
     with pytest.raises(ConfigError) as info:
         Orchestrator.from_config(ROOT / "configs" / "offline.yaml", consensus={"mode": "poll"})
     assert "mode" in str(info.value)
+    with pytest.raises(ConfigError):
+        Orchestrator.from_config(ROOT / "configs" / "offline.yaml", consensus="vote")
+    typed = Orchestrator.from_config(
+        ROOT / "configs" / "offline.yaml", consensus=ConsensusConfig(mode="vote")
+    )
+    assert (typed.config.consensus.mode, typed.config.consensus.answer) == ("vote", "prose")
 
 
 async def test_the_run_record_carries_the_agreement(tmp_path):

@@ -117,6 +117,7 @@ def test_live_view_renders_rows_votes_and_the_final_panel():
     assert "final answer · a" in screen and "Paris is the capital." in screen
     assert "voted" in screen and "→ a: best" in screen and "failed" in screen
     assert "consensus · round 1" in screen
+    assert "leading a (100%)" in screen  # the leader's agreement score
 
 
 def test_a_review_shows_the_agent_its_vote_backs_never_the_reply_json():

@@ -9,14 +9,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_150
+MAX_PACKAGE_LINES = 18_200
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
 # (RequestDone) and its request-log path, the trace context carried to workers, the workers'
 # observers, images in the tool messages of four wire formats, the observability config
 # section: about +260 lines, less 120 cut elsewhere. The cap grew by that, 150; it is to come
-# back down as later cuts land.
+# back down as later cuts land. Issue 15's consensus (modes, answers judged by their key,
+# the agreement score in the result, events and views) grew counted modules by 48 lines, its
+# grouping living in strategies/agreement.py (not counted): the cap grew by 50.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",
