@@ -215,3 +215,15 @@ async def test_the_run_record_carries_the_agreement(tmp_path):
     assert record["agreement"] == pytest.approx(0.6667)
     assert record["distribution"] == {"paris": 2, "lyon": 1}
     assert record["winner"] == "b"
+
+
+async def test_votes_can_elect_an_answer_with_no_checkable_form():
+    # judged as numbers, b's reply has none; the others still find it best and vote for it
+    agents, _ = team(
+        a=scripted("12", lambda r: vote(r, "depends")),
+        b=scripted("It depends on the units.", lambda r: vote(r, "depends")),
+        c=scripted("13", lambda r: vote(r, "depends")),
+    )
+    result = await Orchestrator(agents, consensus={"answer": "number"}).arun("How long?")
+    assert result.rounds == 1 and result.converged and result.winner == "b"
+    assert result.support == 1.0 and result.distribution == {"12": 1, "13": 1}

@@ -162,7 +162,7 @@ class Board:
 def qualified(backing: Mapping[str, str], needed: int) -> str | None:
     """The answer ``needed`` of ``backing`` hold, more than any other holds, if one does."""
     (first, n1), *rest = [*Counter(backing.values()).most_common(2), ("", 0)]
-    return first if n1 >= needed and n1 > rest[0][1] and not first.startswith(NO_ANSWER) else None
+    return first if n1 >= needed and n1 > rest[0][1] else None
 
 
 def support(backing: Mapping[str, str], key: str | None, live: int) -> float | None:
