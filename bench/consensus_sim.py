@@ -37,7 +37,7 @@ ANSWERS = {
         "cities in the world and a global centre of finance."
     ),
 }
-BLOCK = re.compile(r'<answer label="([A-Z])">\n(.*?)\n</answer>', re.DOTALL)
+BLOCK = re.compile(r'<answer label="([A-Z])"[^>]*>\n(.*?)\n</answer>', re.DOTALL)
 
 
 def respond(request: SimRequest) -> Text | ToolCalls:

@@ -325,57 +325,91 @@ def _gold_choice(gold: object, choices: Sequence[str] | None) -> str:
 # -- short text spans ----------------------------------------------------------------------
 
 _FILLER = re.compile(
-    r"^(?:so|therefore|thus|hence|in conclusion|in summary|overall|in short)\b[\s,:]*",
-    re.IGNORECASE,
+    r"^(?:so|therefore|thus|hence|in (?:conclusion|summary|short)|overall)\b[\s,:]*", re.I
 )
 _COPULA = re.compile(r"\b(?:is|are|was|were)\b")
+_SENTENCE_END = re.compile(r"\n|[.!?]+(?=\s|$)")
+_CLAUSE = re.compile(r"[,;:]\s|\s[-–—]\s|\s\(|\s(?:but|though|although|however|whereas)\s", re.I)
+_HEDGE = re.compile(
+    r"^(?:(?:i|we) (?:think|believe|guess|suppose|would say|d say)|i m (?:fairly |pretty |quite )?"
+    r"(?:sure|certain|confident)|(?:most |very |quite )?(?:probably|likely)|maybe|perhaps|possibly"
+    r"|definitely|certainly|surely|clearly|obviously|well|ok|okay|hmm+|so|therefore|thus|hence|"
+    r"in (?:conclusion|summary|short)|overall|that)\b ?|(?: |^)(?:i (?:think|believe|guess)|maybe)$"
+)
+_NEGATION = {"not", "no", "never", "neither", "nor", "cannot", "t"}  # "isn't": "isn t"
+_YES_NO = {"is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would"}
+_NOT_ANSWER = {"it", "this", "that", "answer", "final", "correct", "right", "one", "my", "our"}
 
 
-def answer_span(text: str) -> str | None:
+def answer_span(text: str, *, end: re.Pattern[str] = _SPAN_END) -> str | None:
     """The raw short answer of ``text``, before normalisation, or None.
 
     The span starts after the last answer statement ("answer is", "answer:", "final answer:",
     "answers are", ...) if a span follows it, else it is the last ``\\boxed{...}``, else the
-    last sentence of the last non-empty line. It ends at the first line break, sentence end
-    (``.``/``!``/``?`` then a space), ``,``/``;`` then a space, or `` (``. Markdown ``*``,
-    backticks and quotes around it, and a leading "so"/"therefore"/"thus"/"hence"/"in
-    conclusion"/"in summary"/"overall" go. A span without a letter or a digit is none.
-    """
+    last sentence of the last non-empty line. It ends at ``end``: by default the first line
+    break, sentence end (``.``/``!``/``?`` then a space), ``,``/``;`` then a space, or `` (``.
+    Markdown ``*``, backticks and quotes around it, and a leading "so"/"therefore"/"thus"/
+    "hence"/"in conclusion"/"overall" go. A span without a letter or a digit is none."""
     text = text.replace("*", "").replace("`", "")
     phrases = list(_ANSWER_PHRASE.finditer(text))
-    if phrases and (span := _span(text[phrases[-1].end() :])):
+    if phrases and (span := _span(text[phrases[-1].end() :], end)):
         return span
     boxed = extract_boxed(text)
     if boxed is not None:
-        return _span(_TEXT_CMD.sub(r"\1", boxed))
+        return _span(_TEXT_CMD.sub(r"\1", boxed), end)
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return None
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", lines[-1].strip()) if s.strip()]
-    return _span(sentences[-1] if sentences else lines[-1])
+    return _span(sentences[-1] if sentences else lines[-1], end)
 
 
-def _span(rest: str) -> str | None:
+def _span(rest: str, end_at: re.Pattern[str]) -> str | None:
     rest = _FILLER.sub("", rest.lstrip())
-    end = _SPAN_END.search(rest)
+    end = end_at.search(rest)
     span = (rest[: end.start()] if end else rest).strip(" \t\"'“”‘’:")
     return span if any(c.isalnum() for c in span) else None
 
 
-def extract_text(text: str) -> str | None:
-    """The short answer of ``text`` (:func:`answer_span`), normalised (:func:`normalize_text`),
-    then the copula rule: if the span says "<something> is/are/was/were <answer>", the answer
-    is what follows the last such verb ("It's Paris." and "The capital is Paris" are both
-    "paris"; so, beware, "Paris is the capital" is "capital", and "The answer is" is None).
-    None if nothing is left."""
-    span = answer_span(text)
+def extract_text(text: str, question: str | None = None) -> str | None:
+    """The short answer of ``text``, normalised (:func:`normalize_text`), or None.
+
+    Its sentence is found as :func:`answer_span` finds the span (not cut at commas), then cut
+    into clauses (at ``,``, ``;``, ``:``, a dash, `` (``, "but", "though", "however"...).
+    The answer is the first clause not negated ("not", "no", "never", "n't": "It isn't Lyon,
+    it's Paris" and "Paris, not Lyon" are "paris"; "Not Paris." and "I don't know" are None),
+    hedges dropped ("Probably Paris, I think" is "paris"). "<x> is/are/was/were <y>"
+    answers ``y``, or ``x`` if ``y`` says nothing: with ``question``, its words at either
+    end say nothing (asked "What is the capital of France?", "Paris is the capital of
+    France" is "paris"; with no question, "capital of france"), nor do "it", "this", "the
+    answer"... Failing that, a bare "yes"/"no"; else, unless the question asks yes or no,
+    a clause of only its words ("The sun is larger", asked "Which is larger, the sun or the
+    moon?", is "sun")."""
+    span = answer_span(text, end=_SENTENCE_END)
     if span is None:
         return None
-    words = normalize_text(span)
-    verbs = list(_COPULA.finditer(words))
-    if verbs:
-        words = words[verbs[-1].end() :].strip()
-    return words or None
+    asked = normalize_text(question or "").split()
+    fallback = echo = None  # a bare yes/no; the question's own words (a choice it lists)
+    for clause in _CLAUSE.split(span):
+        words = normalize_text(clause)
+        while (hedged := _HEDGE.sub("", words, count=1).strip()) != words:
+            words = hedged
+        if words in ("yes", "no"):
+            fallback = fallback or words
+        elif words and not _NEGATION.intersection(words.split()):
+            verb = list(_COPULA.finditer(words))[-1:]
+            sides = [words[verb[0].end() :], words[: verb[0].start()]] if verb else [words]
+            for side in sides:
+                if answer := _trim(side.split(), {*asked, *_NOT_ANSWER}):
+                    return answer
+            if asked and asked[0] not in _YES_NO:
+                echo = echo or _trim(sides[-1].split(), _NOT_ANSWER) or None
+    return fallback or echo
+
+
+def _trim(words: list[str], drop: set[str]) -> str:
+    kept = [i for i, w in enumerate(words) if w not in drop]
+    return " ".join(words[kept[0] : kept[-1] + 1]) if kept else ""
 
 
 # -- one entry point per question ----------------------------------------------------------
@@ -390,13 +424,15 @@ def _kind(kind: str, known: Sequence[str]) -> None:
         )
 
 
-def extract(kind: str, text: str, *, choices: Sequence[str] | None = None) -> str | None:
+def extract(
+    kind: str, text: str, *, choices: Sequence[str] | None = None, question: str | None = None
+) -> str | None:
     """The answer of ``text`` of ``kind`` as a canonical string, or None if there is none.
 
     Equal strings are the same answer: ``number`` is exact (42, -3.5, 1/3: "42.0" and
     "#### 42" are both "42"), ``choice`` a letter, ``boxed`` its number or normalised LaTeX
-    (:func:`normalize_latex`), ``text`` the normalised short span. Group answers by it;
-    :func:`same_answer` also allows numbers a tolerance.
+    (:func:`normalize_latex`), ``text`` the normalised short span (``question`` helps:
+    :func:`extract_text`). Group answers by it; :func:`same_answer` allows numbers a tolerance.
     """
     _kind(kind, KINDS)
     if kind == "number":
@@ -407,7 +443,7 @@ def extract(kind: str, text: str, *, choices: Sequence[str] | None = None) -> st
     if kind == "boxed":
         boxed = extract_boxed(text)
         return None if boxed is None else (_boxed_key(boxed) or None)
-    return extract_text(text)
+    return extract_text(text, question)
 
 
 def same_answer(

@@ -171,9 +171,11 @@ class Revised(AgentEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoundDone(Event):
     round: int
-    votes: dict[str, str]  # voter -> agent voted for
+    votes: dict[str, str]  # voter -> agent voted for (the author standing for the answer)
     leader: str | None = None
     converged: bool = False
+    agreement: float | None = None  # the leader's support among live agents (0..1)
+    distribution: dict[str, int] = field(default_factory=dict)  # answer -> agents giving it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) -> OrchestratorConfig:
     """Keyword options (the YAML ``orchestrator:`` keys; consensus and cache ones flat, as
-    the seed spells them) over ``base``, validated once into the typed section."""
+    the seed spells them, or ``consensus={...}``) over ``base``, validated once."""
     from pydantic import ValidationError
 
     from massgen.config import ConsensusConfig, OrchestratorConfig
@@ -49,8 +49,13 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
     cache = {k[6:]: options.pop(k) for k in flat if k in options}
     if isinstance(cache.get("path"), Path):
         cache["path"] = str(cache["path"])
+    nested = options.pop("consensus", None) or {}  # consensus={"mode": "vote"}: merged
+    if hasattr(nested, "model_dump"):
+        nested = nested.model_dump(exclude_unset=True)
     data.update(options)
-    data["consensus"] = {**data.get("consensus", {}), **consensus}
+    if isinstance(nested, dict):  # else not a mapping: validation says so
+        nested = {**data.get("consensus", {}), **nested, **consensus}
+    data["consensus"] = nested
     data["cache"] = {**data.get("cache", {}), **cache}
     try:
         return OrchestratorConfig.model_validate(data)

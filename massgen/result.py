@@ -60,6 +60,11 @@ class RunResult:
     started_at: float = 0.0
     duration: float = 0.0
     error: str | None = None
+    support: float | None = None
+    """The agreement score: the share of live agents backing the winner's answer (by vote
+    or by giving it), 0..1; ``None`` where the strategy does not judge agreement."""
+    distribution: dict[str, int] = field(default_factory=dict)
+    """Each extracted answer and how many live agents give it at the end."""
 
     @property
     def degraded(self) -> bool:
@@ -83,8 +88,11 @@ class RunResult:
         """Each agent's answer, or its latest revision."""
         return dict(self.history[-1]) if self.history else {}
 
-    def agreement(self, seats: int) -> float | None:
-        """The winner's votes in the last round, over the ``seats`` agents still running."""
+    def agreement(self, seats: int = 0) -> float | None:
+        """The agreement score (:attr:`support`), else the winner's votes in the last round
+        over the ``seats`` agents still running."""
+        if self.support is not None:
+            return self.support
         last = max((v.round for v in self.votes), default=None)
         votes = [v.for_agent for v in self.votes if v.round == last]
         live = seats - len(self.failed_agents)
@@ -92,6 +100,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["agreement"] = data.pop("support")
         data["usage"] = {**data["usage"], "total_tokens": self.usage.total_tokens}
         data["usage_by_agent"] = {k: asdict(v) for k, v in self.usage_by_agent().items()}
         data["cost_by_agent"] = self.cost_by_agent()

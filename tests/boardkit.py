@@ -54,7 +54,9 @@ def gated_team(gate: asyncio.Event) -> Orchestrator:
         Agent(name, Gated(ANSWERS[name], FIRST[name], gate), role=f"You are {name}.")
         for name in FIRST
     ]
-    return Orchestrator(agents, strategy="consensus", max_rounds=1)
+    # debate on the whole text, so the board shows a review round whatever the answers
+    consensus = {"mode": "debate", "answer": "prose", "max_rounds": 1}
+    return Orchestrator(agents, strategy="consensus", consensus=consensus)
 
 
 @asynccontextmanager

@@ -30,12 +30,12 @@ agents:
   - {name: cy, backend: sim, role: You are Cy.}
 orchestrator:
   strategy: consensus
-  consensus: {threshold: 0.5, max_rounds: 1}
+  consensus: {mode: debate, answer: prose, threshold: 0.5, max_rounds: 1}
 """
 """Three replayed agents asked the capital of France: two say Paris, Cy says Lyon; every
 reviewer votes for Bob's answer. Offline, no keys."""
 
-BLOCK = re.compile(r'<answer label="([A-Z])">\n(.*?)\n</answer>', re.DOTALL)
+BLOCK = re.compile(r'<answer label="([A-Z])"[^>]*>\n(.*?)\n</answer>', re.DOTALL)
 
 
 def prompt_of(request: CompletionRequest) -> str:

@@ -66,6 +66,8 @@ def test_json_output_parses_and_has_the_whole_result(runner, tmp_path):
     assert data["strategy"] == "consensus"
     assert data["rounds"] >= 1 and data["votes"]
     assert set(data["usage_by_agent"]) and data["usage"]["input_tokens"] > 0
+    assert data["agreement"] == 1.0  # all three voted for Bob's answer
+    assert sum(data["distribution"].values()) == 3 and "support" not in data
 
 
 def test_task_from_stdin(runner, tmp_path):

@@ -48,7 +48,7 @@ agents:
   - {name: cy, backend: sim, role: "You are Cy, a cautious student."}
 orchestrator:
   strategy: consensus
-  consensus: {threshold: 0.5, max_rounds: 1}
+  consensus: {mode: debate, answer: prose, threshold: 0.5, max_rounds: 1}
 """
 
 

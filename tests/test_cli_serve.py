@@ -41,7 +41,8 @@ agents:
   - {{name: ada, backend: sim, role: You are Ada.}}
   - {{name: bob, backend: sim, role: You are Bob.}}
   - {{name: cy, backend: sim, role: You are Cy.}}
-orchestrator: {{strategy: consensus}}
+# debate on the whole text: a review round runs, the answers agree on Paris otherwise
+orchestrator: {{strategy: consensus, consensus: {{mode: debate, answer: prose}}}}
 """
 KEYS = "first-secret-key,second-secret-key"
 

@@ -62,10 +62,11 @@ def test_minimal_team_gets_documented_defaults() -> None:
         1.0,
     )
     c = o.consensus
+    assert (c.mode, c.answer) == ("adaptive", "auto")
     assert (c.threshold, c.max_rounds, c.topology, c.neighbors, c.final, c.answer_budget) == (
         0.5,
         2,
-        "full",
+        "auto",
         2,
         "winner",
         400,

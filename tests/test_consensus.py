@@ -26,7 +26,8 @@ async def test_votes_converge_on_the_majority_answer_in_one_round():
         c=scripted("Lyon.", lambda r: vote(r, "Paris is the capital")),
     )
     seen: list[ev.Event] = []
-    result = await Orchestrator(agents, subscribers=[seen.append]).arun("Capital of France?")
+    orchestrator = Orchestrator(agents, subscribers=[seen.append], mode="debate")
+    result = await orchestrator.arun("Capital of France?")
     assert requests_made(backends) == 6
     assert result.winner == "a" and result.final_answer == "Paris is the capital."
     assert result.rounds == 1 and result.converged
@@ -73,7 +74,9 @@ async def test_a_revision_voids_votes_for_the_old_text():
         b=scripted("Rome", lambda r: vote(r, "Paris")),
         c=scripted("Lyon", lambda r: vote(r, "Paris")),
     )
-    result = await Orchestrator(agents, max_rounds=3).arun("Capital of France?")
+    # judged as prose: the revision ("Paris, on the Seine.") is new text, not the same answer
+    consensus = {"mode": "debate", "answer": "prose", "max_rounds": 3}
+    result = await Orchestrator(agents, consensus=consensus).arun("Capital of France?")
     assert result.rounds == 2
     assert [v.round for v in result.votes].count(1) == 0  # round-1 votes were voided
     assert result.final_answer == "Paris, on the Seine."

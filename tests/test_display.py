@@ -39,7 +39,11 @@ def run_with(*subscribers):
         b=scripted("It is Paris.", lambda r: vote(r, "Paris is the capital")),
         c=failing(),
     )
-    return Orchestrator(agents, max_retries=0, subscribers=list(subscribers)).run("Capital?")
+    # debate on the whole text: the answers agree on Paris, these tests show a review
+    orchestrator = Orchestrator(
+        agents, max_retries=0, subscribers=list(subscribers), mode="debate", answer="prose"
+    )
+    return orchestrator.run("Capital?")
 
 
 class Screens:
@@ -98,6 +102,9 @@ def test_plain_view_writes_one_line_per_step():
     assert any("c failed (dropped)" in line for line in lines)
     assert any(line.strip() == "b votes for a" for line in lines)
     assert lines[-1].startswith("degraded, winner a: 1 round(s)")
+    # a and b both back a's answer; c failed and is not counted
+    assert lines[-1].endswith("; agreement 100% (paris is the capital: 1, it is paris: 1)")
+    assert any(line.startswith("round 1: leader a, agreement 100%") for line in lines)
 
 
 def test_live_view_renders_rows_votes_and_the_final_panel():
@@ -110,11 +117,12 @@ def test_live_view_renders_rows_votes_and_the_final_panel():
     assert "final answer · a" in screen and "Paris is the capital." in screen
     assert "voted" in screen and "→ a: best" in screen and "failed" in screen
     assert "consensus · round 1" in screen
+    assert "leading a (100%)" in screen  # the leader's agreement score
 
 
 def test_a_review_shows_the_agent_its_vote_backs_never_the_reply_json():
     screens = Screens()
-    Orchestrator(offline_team(), subscribers=[screens]).run(TASK)
+    Orchestrator(offline_team(), subscribers=[screens], mode="debate", answer="prose").run(TASK)
     ballots = {e.agent: e.labels for e, _ in screens.frames if isinstance(e, ev.Ballot)}
     replies = {
         e.agent: json.loads(e.text)["vote"]
@@ -166,7 +174,9 @@ def test_review_note_reads_a_reply_as_far_as_it_has_streamed():
 
 def test_tokens_count_up_while_a_turn_streams_then_become_the_providers_figure():
     screens = Screens()
-    result = Orchestrator(offline_team(chunk=3), subscribers=[screens]).run(TASK)
+    result = Orchestrator(
+        offline_team(chunk=3), subscribers=[screens], mode="debate", answer="prose"
+    ).run(TASK)
     shown: list[str] = []
     for e, screen in screens.frames:
         row = screens.row(screen, "bob")

@@ -361,10 +361,18 @@ class ConsensusConfig(ConfigModel):
     """An answer wins with at least ``ceil(threshold * live agents)`` votes (and at least one)."""
     max_rounds: int = Field(default=2, ge=1)
     """Review rounds at most; after the last, the plurality of the latest votes wins."""
-    topology: Literal["full", "ring"] = "full"
-    """Whose answers each agent sees in review: everyone's, or ``neighbors`` on a ring."""
+    mode: Literal["vote", "debate", "adaptive"] = "adaptive"
+    """``vote``: one answer round, the most given answer wins (no review); ``debate``:
+    review rounds unless all agree; ``adaptive``: review only when no qualified majority
+    (``threshold``) already gives one answer."""
+    answer: Literal["auto", "number", "choice", "boxed", "text", "prose"] = "auto"
+    """What agreement is judged on: the extracted number, choice letter, boxed answer or
+    short text, or the whole ``prose`` (folded); ``auto`` picks from the task and replies."""
+    topology: Literal["auto", "full", "ring"] = "auto"
+    """Which answers each reviewer sees: every distinct one (``full``), ``neighbors`` on a
+    ring, or ``auto``: all up to 6 distinct answers, else its own and ``neighbors`` others."""
     neighbors: int = Field(default=2, ge=1)
-    """Peers each agent sees with ``topology: ring``."""
+    """Others each reviewer sees with ``topology: ring`` (or ``auto`` in a large team)."""
     final: Literal["winner", "synthesize"] = "winner"
     """``winner`` returns the winning text as is; ``synthesize`` asks a presenter to merge."""
     presenter: str | None = None

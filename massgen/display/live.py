@@ -94,7 +94,8 @@ class LiveView:
         if s.votes:
             head += " · votes " + ", ".join(f"{v}→{c}" for v, c in list(s.votes.items()))
         if s.leader:
-            head += f" · leading {s.leader}"
+            share = f" ({s.agreement:.0%})" if s.agreement is not None else ""
+            head += f" · leading {s.leader}{share}"
         return Panel(Group(table), title=head, title_align="left", border_style="blue")
 
     def close(self) -> None:

@@ -70,6 +70,7 @@ class ViewState:
     round: int = 0
     votes: dict[str, str] = field(default_factory=dict)
     leader: str | None = None
+    agreement: float | None = None  # the leader's support after the last review round
     started: float = field(default_factory=time.monotonic)
     final: ev.FinalAnswer | None = None
 
@@ -82,7 +83,7 @@ class ViewState:
                 for name in e.agents:
                     self.rows.setdefault(name, Row(name))
             case ev.RoundDone():
-                self.leader = e.leader
+                self.leader, self.agreement = e.leader, e.agreement
             case ev.FinalAnswer():
                 self.final = e
             case ev.RunEnded():
@@ -243,16 +244,22 @@ class PlainView:
                 return f"  {e.agent} revised its answer"
             case ev.RoundDone():
                 state = "converged" if e.converged else "no consensus yet"
-                return f"round {e.round}: leader {e.leader or '-'} ({state})"
+                share = f", agreement {e.agreement:.0%}" if e.agreement is not None else ""
+                return f"round {e.round}: leader {e.leader or '-'}{share} ({state})"
             case ev.RunEnded():
                 return summary(e.result)
         return None
 
 
 def summary(r: RunResult) -> str:
+    """The run's one-line summary; then the agreement score and the answers given, if judged."""
     who = f", winner {r.winner}" if r.winner else ""
-    return (
+    line = (
         f"{r.status}{who}: {r.rounds} round(s), {r.requests} requests, "
         f"{r.usage.input_tokens}+{r.usage.output_tokens} tokens, ${r.cost:.4f}, "
         f"{r.duration:.2f}s"
     )
+    if r.support is not None:
+        given = ", ".join(f"{a[:20]}: {n}" for a, n in r.distribution.items())
+        line += f"; agreement {r.support:.0%}" + (f" ({given})" if len(r.distribution) > 1 else "")
+    return line

@@ -22,9 +22,11 @@ def get_strategy(name: str) -> Strategy:
     return found[name]
 
 
-def answer_block(label: str, text: str) -> str:
-    """A peer's answer as every prompt shows it (models and the replay backend read it)."""
-    return f'<answer label="{label}">\n{text}\n</answer>'
+def answer_block(label: str, text: str, agents: int = 1) -> str:
+    """A peer's answer as every prompt shows it (models and the replay backend read it);
+    ``agents``: how many gave it, shown when more than one."""
+    support = f' agents="{agents}"' if agents > 1 else ""
+    return f'<answer label="{label}"{support}>\n{text}\n</answer>'
 
 
 async def parallel(task: str, ctx: RunContext) -> None:

@@ -1,5 +1,6 @@
-"""Consensus: answer independently (no herding), then vote or revise on anonymised,
-per-agent-shuffled answers until one holds enough votes (docs/architecture.md has the rules).
+"""Consensus: answer independently (no herding); unless the extracted answers already agree
+(``mode``), vote or revise on the anonymised, per-agent-shuffled distinct answers until one
+holds enough votes (docs/architecture.md has the rules; agreement.py groups the answers).
 The bookkeeping (parsing replies, counting votes) is pure, so each rule is unit-testable.
 Prompts are short and exact (tokens are money); peer answers are clipped."""
 
@@ -9,14 +10,13 @@ import dataclasses
 import json
 import random
 import re
-import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from massgen import events as ev
 from massgen.result import Vote
-from massgen.strategies import answer_block
+from massgen.strategies import agreement, answer_block
 from massgen.strategies.context import RunContext
 from massgen.types import Completion, ToolSpec, Turn
 
@@ -26,8 +26,8 @@ VOTE_TOOL = ToolSpec(
     parameters={
         "type": "object",
         "properties": {
-            "label": {"type": "string", "description": "label of the best answer"},
-            "reason": {"type": "string", "description": "a few words"},
+            "label": {"type": "string"},
+            "reason": {"type": "string"},
         },
         "required": ["label"],
     },
@@ -37,7 +37,7 @@ REVISE_TOOL = ToolSpec(
     description="Replace your answer with a better one.",
     parameters={
         "type": "object",
-        "properties": {"answer": {"type": "string", "description": "your full new answer"}},
+        "properties": {"answer": {"type": "string"}},
         "required": ["answer"],
     },
 )
@@ -47,7 +47,7 @@ JSON_REPLY = (
     'Reply with JSON only: {"vote": "<label>", "reason": "<few words>"} '
     'or {"revise": "<your full new answer>"}.'
 )
-TOOL_REPLY = "Call exactly one tool: vote or revise."
+TOOL_REPLY = "Call one tool."
 
 
 def clip(text: str, budget_tokens: int) -> str:
@@ -57,17 +57,7 @@ def clip(text: str, budget_tokens: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip() + " …"
 
 
-_PUNCT = re.compile(r"[^\w\s]")
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
-
-def all_agree(answers: Mapping[str, str]) -> bool:
-    """Whether the answers are one, case, accents, punctuation and spacing folded (so
-    "Paris." equals "paris")."""
-    folded = {
-        _PUNCT.sub(" ", unicodedata.normalize("NFKC", t).casefold()) for t in answers.values()
-    }
-    return len(answers) > 1 and len({" ".join(t.split()) for t in folded}) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,73 +99,80 @@ def _vote(label: object, reason: object, labels: Sequence[str]) -> Review | None
     return Review(vote=key, reason=str(reason or "")[:300]) if key in labels else None
 
 
-def tally(votes: Mapping[str, str]) -> dict[str, int]:
-    """voter -> candidate  ==>  candidate -> count."""
-    return dict(Counter(votes.values()))
-
-
-def leader(votes: Mapping[str, str], order: Sequence[str]) -> str | None:
-    """The candidate with most votes; ties go to the earliest in ``order`` (config order)."""
-    counts = tally(votes)
-    rank = {name: i for i, name in enumerate(order)}
-    return min(counts, key=lambda c: (-counts[c], rank.get(c, len(rank))), default=None)
-
-
-def winner(votes: Mapping[str, str], live: Sequence[str], needed: int) -> str | None:
-    """The candidate holding ``needed`` votes and strictly more than any other."""
-    first, second, *_ = [*sorted(tally(votes).values(), reverse=True), 0, 0]
-    return leader(votes, live) if first > second and first >= needed else None
-
-
 async def run(task: str, ctx: RunContext) -> None:
-    result = ctx.result
+    cfg, result = ctx.config.consensus, ctx.result
     got = await ctx.gather([(n, Turn("answer", task)) for n in ctx.live])
     answers = {n: got[n][0].text for n in ctx.live if n in got}
     result.history.append(dict(answers))
-    votes: dict[str, str] = {}  # voter -> agent whose answer it backs
-    top: str | None = None
-    if len(answers) <= 1 or all_agree(answers):
-        result.converged = True
-        top = next(iter(answers), None)
-    for rnd in range(1, ctx.config.consensus.max_rounds + 1):
-        if top is not None:
+    kind = cfg.answer if cfg.answer != "auto" else agreement.detect(task, list(answers.values()))
+    board = agreement.Board(task, kind, list(ctx.handles))
+    for name, text in answers.items():
+        board.set(name, text)
+    votes: dict[str, str] = {}  # voter -> the answer (key) it backs
+    top = board.settled(ctx.live, votes, cfg.mode, cfg.votes_needed(len(ctx.live)))
+    result.converged = top is not None or len(answers) <= 1
+    if cfg.mode == "vote" or len(answers) <= 1:
+        top = top or board.best(board.keys, ctx.live)  # the most given answer: no review
+    for rnd in range(1, cfg.max_rounds + 1):
+        if top is not None or cfg.mode == "vote":
             break
         result.rounds = rnd
-        await _review_round(task, rnd, ctx, answers, votes)
+        await _review_round(task, rnd, ctx, answers, board, votes)
         answers = {n: answers[n] for n in ctx.live if n in answers}
-        votes = {v: c for v, c in votes.items() if v in answers and c in answers}
+        live = [n for n in ctx.live if n in board.keys]
+        held = {board.keys[n] for n in live}
+        votes = {v: k for v, k in votes.items() if v in live and k in held}
         result.history.append(dict(answers))
-        top = winner(votes, ctx.live, ctx.config.consensus.votes_needed(len(ctx.live)))
-        if top is None and all_agree(answers):
-            top = leader(votes, ctx.live) or ctx.live[0]
+        top = board.settled(ctx.live, votes, cfg.mode, cfg.votes_needed(len(ctx.live)))
         result.converged = done = top is not None
-        lead = top or leader(votes, ctx.live)
-        ctx.emit(ev.RoundDone(round=rnd, votes=dict(votes), leader=lead, converged=done))
-    if top is None:
-        top = leader(votes, ctx.live) or ctx.live[0]
-    result.winner = top
-    result.final_answer = answers.get(top, "")
-    if ctx.config.consensus.final == "synthesize" and len(answers) > 1:
-        await _synthesize(task, ctx, answers, votes, top)
+        lead = top or board.best(votes, ctx.live)
+        backing = board.positions(ctx.live, votes)
+        ctx.emit(
+            ev.RoundDone(
+                round=rnd,
+                votes={v: board.author(k, ctx.live) or v for v, k in votes.items()},
+                leader=lead and board.author(lead, ctx.live),
+                converged=done,
+                agreement=agreement.support(backing, lead, len(ctx.live)),
+                distribution=board.distribution(ctx.live),
+            )
+        )
+    top = top or board.best(votes, ctx.live) or board.best(board.keys, ctx.live)
+    result.winner = board.author(top, ctx.live) if top else None
+    result.final_answer = answers.get(result.winner or "", "")
+    backing = board.positions(ctx.live, votes)
+    result.support = agreement.support(backing, top, len(ctx.live))
+    result.distribution = board.distribution(ctx.live)
+    if cfg.final == "synthesize" and len(answers) > 1 and top:
+        await _synthesize(task, ctx, board, votes, top)
 
 
 async def _review_round(
-    task: str, rnd: int, ctx: RunContext, answers: dict[str, str], votes: dict[str, str]
+    task: str,
+    rnd: int,
+    ctx: RunContext,
+    answers: dict[str, str],
+    board: agreement.Board,
+    votes: dict[str, str],
 ) -> None:
-    views: dict[str, dict[str, str]] = {}  # voter -> label -> agent
+    groups, backing = board.groups(ctx.live), board.positions(ctx.live, votes)
+    views: dict[str, dict[str, agreement.Group]] = {}  # voter -> label -> answer
     turns: dict[str, Turn] = {}
+    budget = ctx.config.consensus.answer_budget
     for voter in ctx.live:
-        views[voter] = view = _view(voter, ctx, rnd)
+        views[voter] = view = _view(voter, ctx, rnd, groups, board.keys[voter], backing)
         if ctx.listening:
-            ctx.emit(ev.Ballot(agent=voter, round=rnd, labels=dict(view)))
-        own = next(label for label, agent in view.items() if agent == voter)
+            labels = {label: g.author for label, g in view.items()}
+            ctx.emit(ev.Ballot(agent=voter, round=rnd, labels=labels))
+        own = next(label for label, g in view.items() if voter in g.agents)
         tools = ctx.handles[voter].supports_tools
-        budget = ctx.config.consensus.answer_budget
-        blocks = "\n".join(answer_block(k, clip(answers[a], budget)) for k, a in view.items())
+        blocks = "\n".join(
+            answer_block(k, clip(answers[g.author], budget), len(g.agents)) for k, g in view.items()
+        )
         prompt = (
             f"Task: {task}\n\nAnswers (yours is {own}):\n{blocks}\n\n"
-            "Vote for the best answer (yours included), or revise yours if it is wrong or "
-            f"incomplete. {TOOL_REPLY if tools else JSON_REPLY}"
+            "Vote for the best answer, or revise yours if it is wrong. "
+            f"{TOOL_REPLY if tools else JSON_REPLY}"
         )
         turns[voter] = Turn(
             "review",
@@ -191,46 +188,62 @@ async def _review_round(
         again = await ctx.gather([(v, _retry_turn(turns[v])) for v in malformed])
         for v, (c, _) in again.items():
             reviews[v] = parse_review(c, list(views[v]))
-    revised: set[str] = set()
     for voter, rev in reviews.items():
         if rev is not None and rev.answer is not None:
             answers[voter] = rev.answer
-            revised.add(voter)
+            board.set(voter, rev.answer)
+            votes.pop(voter, None)  # a revision takes back its author's vote
             ctx.emit(ev.Revised(agent=voter, round=rnd, text=rev.answer))
-    for voter in [v for v, c in votes.items() if c in revised or v in revised]:
-        del votes[voter]  # a revision voids votes for the old text
+    held = {board.keys[n] for n in ctx.live if n in board.keys}
+    for voter in [v for v, k in votes.items() if k not in held]:
+        del votes[voter]  # the answer it backed is no longer given
     for voter, rev in reviews.items():
         if rev is None or rev.vote is None:
             continue
-        candidate = views[voter][rev.vote]
-        if candidate in revised:
-            continue  # it backed a text that no longer exists
-        votes[voter] = candidate
-        ctx.result.votes.append(Vote(voter, rnd, candidate, rev.reason))
-        ctx.emit(ev.VoteCast(agent=voter, round=rnd, for_agent=candidate, reason=rev.reason))
+        key = views[voter][rev.vote].key
+        if key not in held:
+            continue  # every author of that answer revised it
+        votes[voter] = key
+        author = board.author(key, ctx.live) or voter
+        ctx.result.votes.append(Vote(voter, rnd, author, rev.reason))
+        ctx.emit(ev.VoteCast(agent=voter, round=rnd, for_agent=author, reason=rev.reason))
 
 
-def _view(voter: str, ctx: RunContext, rnd: int) -> dict[str, str]:
-    """The answers ``voter`` sees, shuffled for it alone and labelled A, B, C..."""
-    live = ctx.live
-    if ctx.config.consensus.topology == "ring" and len(live) > ctx.config.consensus.neighbors + 1:
+def _view(
+    voter: str,
+    ctx: RunContext,
+    rnd: int,
+    groups: list[agreement.Group],
+    own: str,
+    backing: dict[str, str],
+) -> dict[str, agreement.Group]:
+    """The distinct answers ``voter`` sees, shuffled for it alone and labelled A, B, C..."""
+    cfg, live = ctx.config.consensus, ctx.live
+    if cfg.topology == "ring" and len(live) > cfg.neighbors + 1:
         i = live.index(voter)
-        seen = [live[(i + k) % len(live)] for k in range(ctx.config.consensus.neighbors + 1)]
+        near = {live[(i + k) % len(live)] for k in range(cfg.neighbors + 1)}
+        seen = [g for g in groups if near.intersection(g.agents)]
+    elif cfg.topology == "auto" and len(groups) > agreement.AUTO_FULL:
+        seen = agreement.shown(groups, own, cfg.neighbors, backing)
     else:
-        seen = list(live)
+        seen = list(groups)
     random.Random(f"{ctx.seed}:{voter}:{rnd}").shuffle(seen)
-    return {chr(65 + i): agent for i, agent in enumerate(seen)}
+    return {chr(65 + i): g for i, g in enumerate(seen)}
 
 
 async def _synthesize(
-    task: str, ctx: RunContext, answers: dict[str, str], votes: dict[str, str], top: str
+    task: str, ctx: RunContext, board: agreement.Board, votes: dict[str, str], top: str
 ) -> None:
     wanted = ctx.config.consensus.presenter
-    presenter = wanted if wanted in ctx.handles else top
-    names = list(answers)
-    label_of = {name: chr(65 + i) for i, name in enumerate(names)}
-    blocks = "\n".join(answer_block(label_of[n], answers[n]) for n in names)
-    counts = ", ".join(f"{label_of[c]}: {n}" for c, n in tally(votes).items() if c in label_of)
+    presenter = wanted if wanted in ctx.handles else board.author(top, ctx.live) or ctx.live[0]
+    history = ctx.result.history[-1]
+    groups = board.groups(ctx.live)
+    label_of = {g.key: chr(65 + i) for i, g in enumerate(groups)}
+    blocks = "\n".join(
+        answer_block(label_of[g.key], history[g.author], len(g.agents)) for g in groups
+    )
+    tallied = Counter(votes.values())
+    counts = ", ".join(f"{label_of[k]}: {n}" for k, n in tallied.items() if k in label_of)
     prompt = (
         f"Task: {task}\n\nThe team's answers:\n{blocks}\n\nVotes: {counts or 'none'}\n\n"
         "Write the single best final answer, merging what is right in them. "
