@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the simulator lives in tests/
@@ -64,6 +65,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user + system CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -118,52 +125,122 @@ async def overhead(sim_url: str, runs: int, folder: Path) -> None:
     print(f"   added      {statistics.median(diffs) * ms:8.1f} ms (median of pairwise differences)")
 
 
-async def load(sim_url: str, clients: int, asks: int, latency: float, folder: Path) -> None:
+def pct(values: list[float], p: float) -> float:
+    """The ``p``-th percentile of ``values`` (sorted), in ms."""
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
+
+
+async def swarm(clients: int, asks: int, one: Callable[[], Awaitable[float]]) -> list[list[float]]:
+    """``clients`` clients at once, each calling ``one`` ``asks`` times in a row; the
+    seconds each call took, by ask (the first asks of all clients, then the second...)."""
+    seen: list[list[float]] = [[] for _ in range(asks)]
+
+    async def client() -> None:
+        for i in range(asks):
+            seen[i].append(await one())
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return seen
+
+
+def by_ask(seen: list[list[float]], latency: float) -> str:
+    """P50/P99 of the added latency of each ask in turn (ms)."""
+    parts = []
+    for i, waits in enumerate(seen):
+        added = sorted(w - latency for w in waits)
+        parts.append(f"ask {i + 1} P50 {pct(added, 50):.0f} P99 {pct(added, 99):.0f}")
+    return "; ".join(parts)
+
+
+async def floor(sim: SimulatorProcess, clients: int, asks: int, latency: float) -> None:
+    """The same clients asking the simulator themselves, each ask three requests at once as
+    the team sends them: what this process and the simulator add with no serve between."""
+    import aiohttp
+
+    assert sim.pid is not None
+    sim_url = sim.url
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": TASK}]}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def one() -> float:
+            async def request() -> None:
+                async with http.post(sim_url + "/v1/chat/completions", json=body) as r:
+                    await r.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(request(), request(), request())
+            return time.perf_counter() - started
+
+        await one()  # warm
+        before = cpu_seconds(sim.pid), time.process_time()
+        seen = await swarm(clients, asks, one)
+        cpu = cpu_seconds(sim.pid) - before[0], time.process_time() - before[1]
+    added = sorted(w - latency for waits in seen for w in waits)
+    print(
+        f"0. floor: the {clients} clients x {asks} asks sent to the simulator directly, 3 "
+        f"requests at once per ask (no serve):"
+    )
+    print(f"   added P50 {pct(added, 50):.1f} ms, P99 {pct(added, 99):.1f} ms")
+    print(f"   by ask (ms): {by_ask(seen, latency)}")
+    print(f"   CPU: simulator {cpu[0]:.2f} s, bench client {cpu[1]:.2f} s")
+
+
+async def load(
+    sim: SimulatorProcess, clients: int, asks: int, latency: float, folder: Path
+) -> None:
     import aiohttp
 
     team = folder / "parallel.yaml"
-    team.write_text(TEAM.format(name="p", url=sim_url, strategy="parallel"))
+    team.write_text(TEAM.format(name="p", url=sim.url, strategy="parallel"))
+    assert sim.pid is not None
     proc, url = start_serve(team, clients + 16)
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             await ask(http, url, "massgen/p")  # warm
-            seen: list[tuple[float, float]] = []
+            runs: list[tuple[float, float]] = []
 
-            async def client() -> None:
-                for _ in range(asks):
-                    seen.append(await ask(http, url, "massgen/p"))
+            async def one() -> float:
+                runs.append(await ask(http, url, "massgen/p"))
+                return runs[-1][0]
 
+            pids = {"serve": proc.pid, "simulator": sim.pid}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            before["bench client"] = time.process_time()
             started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(clients)))
+            seen = await swarm(clients, asks, one)
             wall = time.perf_counter() - started
+            cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+            cpu["bench client"] = time.process_time() - before["bench client"]
         rss = peak_rss_mb(proc.pid)
     finally:
         stop(proc)
-    runs = clients * asks
+    count = clients * asks
     ideal = clients / latency
-    added = sorted(w - latency for w, _ in seen)
-    outside = sorted(w - d for w, d in seen)
-
-    def pct(values: list[float], p: float) -> float:
-        return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
-
+    added = sorted(w - latency for w, _ in runs)
+    outside = sorted(w - d for w, d in runs)
     print(
         f"2. {clients} concurrent clients x {asks} asks, 3-agent parallel, {latency:g} s latency:"
     )
     print(
-        f"   {runs} runs in {wall:.2f} s: {runs / wall:.1f} runs/s (ideal {ideal:.0f}/s, "
-        f"{runs / wall / ideal:.2f}x)"
+        f"   {count} runs in {wall:.2f} s: {count / wall:.1f} runs/s (ideal {ideal:.0f}/s, "
+        f"{count / wall / ideal:.2f}x)"
     )
     print(
         f"   added latency over the simulated {latency:g} s: P50 {pct(added, 50):.1f} ms, "
         f"P99 {pct(added, 99):.1f} ms"
     )
+    print(f"   by ask (ms; ask 1 opens every connection): {by_ask(seen, latency)}")
     print(
         f"   of it outside the run (HTTP side): P50 {pct(outside, 50):.1f} ms, "
         f"P99 {pct(outside, 99):.1f} ms"
     )
     print(f"   serve process peak RSS {rss:.0f} MB")
+    shares = ", ".join(
+        f"{name} {seconds:.2f} s ({seconds / count * 1000:.2f} ms/run)"
+        for name, seconds in cpu.items()
+    )
+    print(f"   CPU during the load, of {wall * (os.cpu_count() or 1):.1f} s: {shares}")
 
 
 def main() -> None:
@@ -173,14 +250,20 @@ def main() -> None:
     parser.add_argument("--asks", type=int, default=3)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--overhead-latency", type=float, default=0.05)
+    parser.add_argument("--load-only", action="store_true", help="skip part 1")
+    parser.add_argument("--no-floor", action="store_true", help="skip part 0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.chdir(folder)  # run records and caches of the in-process runs land here
-        with SimulatorProcess(args.overhead_latency) as sim:
-            asyncio.run(overhead(sim.url, args.runs, folder))
+        if not args.load_only:
+            with SimulatorProcess(args.overhead_latency) as sim:
+                asyncio.run(overhead(sim.url, args.runs, folder))
+        if not args.no_floor:
+            with SimulatorProcess(args.latency) as sim:
+                asyncio.run(floor(sim, args.clients, args.asks, args.latency))
         with SimulatorProcess(args.latency) as sim:
-            asyncio.run(load(sim.url, args.clients, args.asks, args.latency, folder))
+            asyncio.run(load(sim, args.clients, args.asks, args.latency, folder))
 
 
 if __name__ == "__main__":
