@@ -1,6 +1,10 @@
 """Issue 14's serving figures: ``massgen serve`` as its own process against the provider
 simulator (in another process), driven by aiohttp from this one.
 
+0. Floor: the load of part 2 sent by this process to the simulator itself (each ask three
+   requests at once, as the team sends them), no serve between: what the bench's own
+   client and the simulator add. On 2 cores they share the CPU with serve, so part 2 can
+   not do much better than this.
 1. Overhead: a 3-agent consensus through ``serve`` against the same run in this process
    (an Orchestrator of the same team, warm), alternately, ``--runs`` times each; prints the
    medians and the median of the pairwise differences (the target: <= 20 ms more).
@@ -8,14 +12,18 @@ simulator (in another process), driven by aiohttp from this one.
    ``--asks`` times in a row, at ``--latency`` (1 s) per simulated request. The ideal: every
    run takes one latency, so clients / latency runs per second (200/s). Prints runs/s
    against it (target >= 0.8x), P50/P99 of the latency each client saw beyond the
-   simulated one (target P99 <= 50 ms), the part of it outside the run (the HTTP side:
-   client time minus the run's own duration, from the ``massgen`` field), and the serve
-   process's peak RSS (target <= 200 MB).
+   simulated one (target P99 <= 50 ms), the same by ask (all clients start at once: ask 1
+   also opens every connection, later asks are spread out by the earlier ones), the part
+   of it outside the run (the HTTP side: client time minus the run's own duration, from
+   the ``massgen`` field), the serve process's peak RSS (target <= 200 MB), and the CPU
+   each process used meanwhile (serve's per run is what its one event loop spends on each).
+3. With ``--bare``: part 2's load on a bare aiohttp proxy (:func:`bare_proxy`, no massgen):
+   what any server on aiohttp pays for the same exchange.
 
 Figures only; nothing here passes or fails.
 
     .venv/bin/python bench/bench_serve.py [--runs 20] [--clients 200] [--asks 3]
-        [--latency 1.0] [--overhead-latency 0.05]
+        [--latency 1.0] [--overhead-latency 0.05] [--load-only] [--no-floor] [--bare]
 """
 
 from __future__ import annotations
@@ -48,16 +56,61 @@ orchestrator:
 """
 
 
-def start_serve(team: Path, concurrency: int) -> tuple[subprocess.Popen[str], str]:
+def start_serve(
+    team: Path, concurrency: int, bare: str | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``massgen serve`` of ``team``, or with ``bare`` (the simulator's URL) the bare proxy."""
     cmd = [sys.executable, "-m", "massgen", "serve", str(team), "--port", "0", "--no-cache"]
     cmd += ["--no-access-log", "--concurrency", str(concurrency)]
+    if bare is not None:
+        cmd = [sys.executable, __file__, "--bare-proxy", bare]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     if " on http://" not in line:
         proc.kill()
-        raise SystemExit(f"massgen serve did not start: {line}{proc.stderr.read()}")
+        raise SystemExit(f"{cmd[1:4]} did not start: {line}{proc.stderr.read()}")
     return proc, line.rsplit(" on ", 1)[1].strip()
+
+
+def bare_proxy(sim_url: str) -> None:
+    """What any server on aiohttp pays for the same exchange, with no massgen in it: each
+    request's body read as JSON, three requests to the simulator at once on one shared
+    session, a JSON answer. Listens on a free port (told on stderr) until SIGTERM."""
+    import signal
+
+    import aiohttp
+    from aiohttp import web
+
+    async def main() -> None:
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+        async def one(body: dict[str, object]) -> dict[str, object]:
+            async with http.post(sim_url + "/v1/chat/completions", json=body) as r:
+                return await r.json()
+
+        async def chat(request: web.Request) -> web.Response:
+            asked = await request.json()
+            body = {"model": "gpt-4o-mini", "messages": asked["messages"]}
+            started = time.perf_counter()
+            answers = await asyncio.gather(one(body), one(body), one(body))
+            duration = time.perf_counter() - started
+            return web.json_response({**answers[0], "massgen": {"duration": duration}})
+
+        app = web.Application()
+        app.add_routes([web.post("/v1/chat/completions", chat)])
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(f"bare proxy on {site.name}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+        await http.close()
+
+    asyncio.run(main())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -186,14 +239,14 @@ async def floor(sim: SimulatorProcess, clients: int, asks: int, latency: float) 
 
 
 async def load(
-    sim: SimulatorProcess, clients: int, asks: int, latency: float, folder: Path
+    sim: SimulatorProcess, clients: int, asks: int, latency: float, folder: Path, *, bare: bool
 ) -> None:
     import aiohttp
 
     team = folder / "parallel.yaml"
     team.write_text(TEAM.format(name="p", url=sim.url, strategy="parallel"))
     assert sim.pid is not None
-    proc, url = start_serve(team, clients + 16)
+    proc, url = start_serve(team, clients + 16, sim.url if bare else None)
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -204,7 +257,7 @@ async def load(
                 runs.append(await ask(http, url, "massgen/p"))
                 return runs[-1][0]
 
-            pids = {"serve": proc.pid, "simulator": sim.pid}
+            pids = {"server": proc.pid, "simulator": sim.pid}
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             before["bench client"] = time.process_time()
             started = time.perf_counter()
@@ -219,9 +272,13 @@ async def load(
     ideal = clients / latency
     added = sorted(w - latency for w, _ in runs)
     outside = sorted(w - d for w, d in runs)
-    print(
-        f"2. {clients} concurrent clients x {asks} asks, 3-agent parallel, {latency:g} s latency:"
-    )
+    if bare:
+        print("3. the same load on the bare aiohttp proxy (no massgen; bench_serve.bare_proxy):")
+    else:
+        print(
+            f"2. {clients} concurrent clients x {asks} asks, 3-agent parallel, "
+            f"{latency:g} s latency:"
+        )
     print(
         f"   {count} runs in {wall:.2f} s: {count / wall:.1f} runs/s (ideal {ideal:.0f}/s, "
         f"{count / wall / ideal:.2f}x)"
@@ -235,7 +292,7 @@ async def load(
         f"   of it outside the run (HTTP side): P50 {pct(outside, 50):.1f} ms, "
         f"P99 {pct(outside, 99):.1f} ms"
     )
-    print(f"   serve process peak RSS {rss:.0f} MB")
+    print(f"   server process peak RSS {rss:.0f} MB")
     shares = ", ".join(
         f"{name} {seconds:.2f} s ({seconds / count * 1000:.2f} ms/run)"
         for name, seconds in cpu.items()
@@ -252,7 +309,11 @@ def main() -> None:
     parser.add_argument("--overhead-latency", type=float, default=0.05)
     parser.add_argument("--load-only", action="store_true", help="skip part 1")
     parser.add_argument("--no-floor", action="store_true", help="skip part 0")
+    parser.add_argument("--bare", action="store_true", help="also part 3, the bare proxy")
+    parser.add_argument("--bare-proxy", metavar="SIM_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_proxy:
+        return bare_proxy(args.bare_proxy)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.chdir(folder)  # run records and caches of the in-process runs land here
@@ -263,7 +324,10 @@ def main() -> None:
             with SimulatorProcess(args.latency) as sim:
                 asyncio.run(floor(sim, args.clients, args.asks, args.latency))
         with SimulatorProcess(args.latency) as sim:
-            asyncio.run(load(sim, args.clients, args.asks, args.latency, folder))
+            asyncio.run(load(sim, args.clients, args.asks, args.latency, folder, bare=False))
+        if args.bare:
+            with SimulatorProcess(args.latency) as sim:
+                asyncio.run(load(sim, args.clients, args.asks, args.latency, folder, bare=True))
 
 
 if __name__ == "__main__":
