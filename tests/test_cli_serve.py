@@ -1,7 +1,8 @@
 """`massgen serve` as a real process, driven by the official `openai` SDK and raw aiohttp:
 completions plain and streamed, usage, the `massgen` field, models, keys from the
 environment, the access log, SIGTERM letting a run in flight finish, and refusing to listen
-beyond loopback without keys. The team answers with the offline `replay` backend."""
+beyond loopback without keys, and the cycle collector set for a server. The team answers with
+the offline `replay` backend."""
 
 from __future__ import annotations
 
@@ -217,6 +218,16 @@ def test_massgen_help_does_not_import_the_web_server() -> None:
     code = "import sys; from massgen.cli import app; print('aiohttp.web' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_server_freezes_its_start_up_heap_and_collects_young_objects_less_often() -> None:
+    # In a process of its own: the collector's settings are the whole process's.
+    code = (
+        "import gc; from massgen.cli.serve import settle_heap; before = gc.get_freeze_count(); "
+        "settle_heap(); print(before, gc.get_threshold()[0], gc.get_freeze_count() > 1000)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "10000", "True"]
 
 
 def test_with_redis_the_turns_go_to_a_worker(tmp_path: Path, prefix: str) -> None:

@@ -232,23 +232,30 @@ def routes(served: Served) -> list[web.RouteDef]:
         try:
             async with team.use(asked.session) as orchestrator:
                 mine = [served.board.subscriber(team.name, asked.model)]
-                run = LiveRun(orchestrator, asked.task, asked.strategy, subscribers=mine)
-                try:
-                    if asked.stream:
-                        return await stream(request, asked, run, team)
+                if not asked.stream:
+                    run = orchestrator.arun(asked.task, asked.strategy, subscribers=mine)
                     return await whole(asked, run, team, shape)
+                live = LiveRun(orchestrator, asked.task, asked.strategy, subscribers=mine)
+                try:
+                    return await stream(request, asked, live, team)
                 finally:
-                    await run.stopped()  # a disconnect or a timeout cancels the run
+                    await live.stopped()  # a disconnect or a timeout cancels the run
         finally:
             served.in_flight -= 1
 
     async def whole(
-        asked: wire.Ask, run: LiveRun, team: Team, shape: Callable[..., dict[str, Any]]
+        asked: wire.Ask,
+        run: Awaitable[RunResult],
+        team: Team,
+        shape: Callable[..., dict[str, Any]],
     ) -> web.StreamResponse:
+        """The run awaited in the request's own task (no task, queue or events of its own:
+        the CPU a run costs is what ``massgen serve`` can take at once); a disconnect or the
+        timeout cancels it there."""
         deadline = asyncio.timeout(limits.timeout)
         try:
             async with deadline:
-                result = await run.result()
+                result = await run
         except Exception as e:
             return late() if deadline.expired() else failure(e, team.seats())
         return web.json_response(shape(asked, result, extra(result, team)))
