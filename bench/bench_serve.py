@@ -17,6 +17,10 @@ simulator (in another process), driven by aiohttp from this one.
    of it outside the run (the HTTP side: client time minus the run's own duration, from
    the ``massgen`` field), the serve process's peak RSS (target <= 200 MB), and the CPU
    each process used meanwhile (serve's per run is what its one event loop spends on each).
+   2b. The same clients arriving spread evenly over the first latency instead of all at
+   once: a steady stream of 200 arrivals/s with 200 runs in flight, as independent users
+   make, where part 2's synchronized bursts make the last of each burst wait for the
+   other 199 runs' CPU on serve's one event loop.
 3. With ``--bare``: part 2's load on a bare aiohttp proxy (:func:`bare_proxy`, no massgen):
    what any server on aiohttp pays for the same exchange.
 
@@ -183,16 +187,22 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
 
 
-async def swarm(clients: int, asks: int, one: Callable[[], Awaitable[float]]) -> list[list[float]]:
-    """``clients`` clients at once, each calling ``one`` ``asks`` times in a row; the
-    seconds each call took, by ask (the first asks of all clients, then the second...)."""
+async def swarm(
+    clients: int, asks: int, one: Callable[[], Awaitable[float]], spread: float = 0.0
+) -> list[list[float]]:
+    """``clients`` clients, each calling ``one`` ``asks`` times in a row; the seconds each
+    call took, by ask (the first asks of all clients, then the second...). With ``spread``,
+    client k starts k * spread / clients seconds in (a steady stream of arrivals, as
+    independent users make), else all start at once (synchronized bursts)."""
     seen: list[list[float]] = [[] for _ in range(asks)]
 
-    async def client() -> None:
+    async def client(k: int) -> None:
+        if spread:
+            await asyncio.sleep(k * spread / clients)  # the arrival schedule
         for i in range(asks):
             seen[i].append(await one())
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(k) for k in range(clients)))
     return seen
 
 
@@ -239,7 +249,14 @@ async def floor(sim: SimulatorProcess, clients: int, asks: int, latency: float) 
 
 
 async def load(
-    sim: SimulatorProcess, clients: int, asks: int, latency: float, folder: Path, *, bare: bool
+    sim: SimulatorProcess,
+    clients: int,
+    asks: int,
+    latency: float,
+    folder: Path,
+    *,
+    bare: bool,
+    spread: bool = False,
 ) -> None:
     import aiohttp
 
@@ -261,8 +278,8 @@ async def load(
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             before["bench client"] = time.process_time()
             started = time.perf_counter()
-            seen = await swarm(clients, asks, one)
-            wall = time.perf_counter() - started
+            seen = await swarm(clients, asks, one, latency if spread else 0.0)
+            wall = time.perf_counter() - started - (latency if spread else 0.0)
             cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
             cpu["bench client"] = time.process_time() - before["bench client"]
         rss = peak_rss_mb(proc.pid)
@@ -274,6 +291,11 @@ async def load(
     outside = sorted(w - d for w, d in runs)
     if bare:
         print("3. the same load on the bare aiohttp proxy (no massgen; bench_serve.bare_proxy):")
+    elif spread:
+        print(
+            f"2b. the same {clients} clients arriving spread over the first {latency:g} s "
+            f"(a steady {ideal:.0f} arrivals/s, {clients} runs in flight), {asks} asks each:"
+        )
     else:
         print(
             f"2. {clients} concurrent clients x {asks} asks, 3-agent parallel, "
@@ -325,6 +347,10 @@ def main() -> None:
                 asyncio.run(floor(sim, args.clients, args.asks, args.latency))
         with SimulatorProcess(args.latency) as sim:
             asyncio.run(load(sim, args.clients, args.asks, args.latency, folder, bare=False))
+        with SimulatorProcess(args.latency) as sim:
+            asyncio.run(
+                load(sim, args.clients, args.asks, args.latency, folder, bare=False, spread=True)
+            )
         if args.bare:
             with SimulatorProcess(args.latency) as sim:
                 asyncio.run(load(sim, args.clients, args.asks, args.latency, folder, bare=True))
