@@ -107,6 +107,18 @@ class Encoder:
             seen[(key, v)] = got
         return got
 
+    def number(self, key: str, v: float) -> bytes:
+        """``attr`` of a number that seldom repeats (tokens, a cost), without a cache."""
+        t, head = type(v), self.keys.get(key) or self._key(key)
+        if t is float:
+            pair = head + b"\x12\x09" + _DOUBLE(0x21, v)
+        elif type(v) is int and v >= 0:
+            n = _varint(v)
+            pair = head + bytes((0x12, len(n) + 1, 0x18)) + n
+        else:
+            return self.attr(key, v)
+        return b"\x4a" + _varint(len(pair)) + pair
+
     def _key(self, key: str) -> bytes:
         """``KeyValue.key``, encoded once."""
         got = self.keys.get(key)

@@ -11,6 +11,7 @@ batches (:mod:`massgen.observability.export`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -147,6 +148,7 @@ class RunTracer:
         self._t, self._capture = tracing, tracing.capture
         self._done: list[Span] = []  # ended while events were turned into spans
         self._heads, self._bits = tracing.heads, tracing._ids.getrandbits
+        self._number, self._attr = tracing._encode.number, tracing._encode.attr
         self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
@@ -158,6 +160,7 @@ class RunTracer:
         self._held: list[ev.Event] = []  # heard, not turned into spans yet (:meth:`_spans`)
         self._given: dict[int, bytes] = {}  # id(AgentStarted) -> its span id, told already
         self._now = 0  # the time (ns) of the event being turned into spans
+        self._timer: asyncio.TimerHandle | None = None  # :meth:`_spans` at the latest
         if worker:  # a remote turn: its span is the root here (of a new trace without one)
             if self._root is None:
                 self._root = (tracing.ids(None)[0], b"")
@@ -167,9 +170,10 @@ class RunTracer:
 
     def __call__(self, event: ev.Event) -> None:
         """Keep ``event``: a run's events become spans when it ends (a remote turn's when
-        it does, or every :data:`HELD` events), in one pass that touches less memory than
-        one event at a time between the run's own work; only the run's start, which
-        decides whether it is traced at all, is handled at once."""
+        it does), or the export's ``delay`` after the first of them, or every :data:`HELD`
+        events; in one pass, which costs less CPU than one event at a time between the
+        run's own work. Only the run's start, which decides whether it is traced at all, is
+        handled at once."""
         kind = type(event)
         if kind not in _HANDLERS or self._dropped:
             return
@@ -181,9 +185,18 @@ class RunTracer:
         held.append(event)
         if kind is ev.RunEnded or len(held) >= HELD:
             self._spans()
+        elif self._timer is None:  # a long run's spans still leave as they end, or nearly
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(self._t.export.delay, self._spans)
 
     def _spans(self) -> None:
         """Turn the events kept so far into spans, in order."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         held, self._held = self._held, []
         for event in held:
             if not self._dropped:
@@ -341,13 +354,17 @@ class RunTracer:
             if e.answered_by:
                 attrs["massgen.answered_by"] = e.answered_by
             head = self._t.keep(key, "", attrs)
-        span = turn.span
-        span.head += head[1]
-        span.attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
-        span.attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
-        span.attrs["massgen.cost"] = e.cost
-        span.attrs["massgen.requests"] = e.requests
-        span.attrs["massgen.cached"] = e.cached
+        span, number, usage = turn.span, self._number, e.usage
+        span.head += b"".join(
+            (
+                head[1],
+                number("gen_ai.usage.input_tokens", usage.input_tokens),
+                number("gen_ai.usage.output_tokens", usage.output_tokens),
+                number("massgen.cost", e.cost),
+                self._attr("massgen.requests", e.requests),
+                self._attr("massgen.cached", e.cached),
+            )
+        )
         if self._capture:
             span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
         turn.ended = _ns(e.at)
@@ -397,14 +414,19 @@ class RunTracer:
             if not ok:
                 attrs["error.type"] = e.status
             head = self._t.keep(key, f"chat {asked}".rstrip(), attrs)
-        usage = e.usage
-        attrs = {} if usage is None else {
-            "gen_ai.usage.input_tokens": usage.input_tokens,
-            "gen_ai.usage.output_tokens": usage.output_tokens,
-        }  # fmt: skip
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(head[0], e.started, parent, CLIENT, attrs)
-        span.head = head[1]
+        span = self._start(head[0], e.started, parent, CLIENT, {})
+        if (usage := e.usage) is None:
+            span.head = head[1]
+        else:
+            number = self._number
+            span.head = b"".join(
+                (
+                    head[1],
+                    number("gen_ai.usage.input_tokens", usage.input_tokens),
+                    number("gen_ai.usage.output_tokens", usage.output_tokens),
+                )
+            )
         if not ok:
             span.fail(e.error)
             if turn is not None:
