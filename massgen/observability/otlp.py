@@ -4,10 +4,11 @@ span record it encodes.
 Why not the OpenTelemetry SDK: issue 13 allows traces 5 % more CPU per run. With the SDK a
 3-agent consensus run (bench/bench_observability.py) took 8.94 ms of CPU instead of 4.53 ms:
 ~130 µs per span all told, ~55 µs of it the SDK's own (36 to create and end a span, 18 to
-encode it), and ~60 ms to import. Here a span is a small record, encoded when it ends straight
-to protobuf bytes (the wire format is three rules: varints, fixed64, length-delimited), with
-what repeats (names, attributes, resource, scope) encoded once: ~5 µs per span from event to
-bytes sent, replaying a run's events (the SDK, replayed alike: ~60-90 µs).
+encode it), and ~60 ms to import. Here a span is a small record, encoded with the rest of its
+run's spans straight to protobuf bytes (the wire format is three rules: varints, fixed64,
+length-delimited), with what repeats (names, attributes, resource, scope) encoded once:
+~4.5 µs per span from event to bytes, replaying a run's events (the SDK, replayed alike:
+~60-90 µs).
 tests/test_tracing_otlp.py decodes what this writes with the official ``opentelemetry-proto``
 messages.
 """
