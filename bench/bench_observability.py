@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RECEIVER = """
-import sys
+import http.server, sys
 from tests.otlp import Receiver
+http.server.BaseHTTPRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, as collectors
 with Receiver() as r:
     print(r.url, flush=True)
     sys.stdin.read()

@@ -29,6 +29,7 @@ NOT_COUNTED = {
     PACKAGE / "tools" / "images.py",  # images in tool results, for MCP servers' first
     # issue 13's observability: new protocol support, not yet cut down
     PACKAGE / "observability" / "__init__.py",
+    PACKAGE / "observability" / "export.py",  # split from tracing.py (module size)
     PACKAGE / "observability" / "metrics.py",
     PACKAGE / "observability" / "otlp.py",
     PACKAGE / "observability" / "tracing.py",

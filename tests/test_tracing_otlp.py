@@ -4,8 +4,13 @@ the OTEL_* variables as :func:`massgen.observability.export_settings` reads them
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from massgen import events as ev
 from massgen.config import ObservabilityConfig
 from massgen.observability import export_settings
 from massgen.observability.otlp import (
@@ -18,6 +23,7 @@ from massgen.observability.otlp import (
     resource,
 )
 from massgen.observability.tracing import Tracing
+from massgen.types import Completion, Usage
 from tests.otlp import value
 
 ATTRS = {
@@ -42,9 +48,14 @@ class Collect(Tracing):
         super().__init__(settings, {}, export_settings(settings, {}))
         self.encoded: list[bytes] = []
         self.encoder = Encoder()
+        self.came = asyncio.Event()
 
     def ended(self, span: Span, at: int) -> None:
         self.encoded.append(self.encoder.span(span, at))
+
+    def queue(self, spans: list[Span]) -> None:
+        self.encoded += self.encoder.spans(spans)
+        self.came.set()
 
 
 def decoded(t: Collect) -> ExportTraceServiceRequest:
@@ -148,3 +159,36 @@ def test_the_sampler_keeps_a_share_of_traces_and_follows_a_parent() -> None:
     assert tracing("parentbased_always_off").sampled(ids[0], True)
     assert not tracing("parentbased_always_on").sampled(ids[0], False)
     assert tracing("always_on").sampled(ids[0], False)  # not parent-based
+
+
+async def test_a_long_runs_spans_leave_before_it_ends() -> None:
+    """A run's events become spans in one pass when it ends, or the export's delay after
+    the first: a turn answered leaves then, a turn still open does not."""
+    t = Collect()
+    t.export = dataclasses.replace(t.export, delay=0.01)
+    tracer = t.run({})
+    said = Completion(text="hi", usage=Usage(3, 4), model="m")
+    tracer(ev.RunStarted(run_id="r", task="x", strategy="consensus", agents=("a", "b")))
+    tracer(ev.AgentStarted(agent="a", phase="step", round=0))
+    tracer(ev.AgentStarted(agent="b", phase="step", round=0))
+    parent = tracer.traceparent("b")  # given before its span is made
+    tracer(
+        ev.RequestDone(
+            agent="a", provider="openai", model="m", attempt=1, status="ok",
+            started=time.time(), latency=0.01, usage=Usage(3, 4), finish="stop",
+        )
+    )  # fmt: skip
+    tracer(ev.AgentAnswered.of(said, "a", "step", 0, 0.5))
+    assert not t.encoded  # kept, not a span yet
+    await asyncio.wait_for(t.came.wait(), 5)
+    spans = {s.name: s for s in decoded(t).resource_spans[0].scope_spans[0].spans}
+    assert sorted(spans) == ["chat m", "invoke_agent a"]
+    turn = spans["invoke_agent a"]
+    assert spans["chat m"].parent_span_id == turn.span_id
+    assert {a.key: value(a.value) for a in turn.attributes}["gen_ai.usage.output_tokens"] == 4
+    assert {a.key: value(a.value) for a in turn.attributes}["massgen.cost"] == 0.5
+    t.came.clear()
+    tracer(ev.AgentAnswered.of(said, "b", "step", 0, 0.0))
+    await asyncio.wait_for(t.came.wait(), 5)
+    b = [s for s in decoded(t).resource_spans[0].scope_spans[0].spans if s.name == "invoke_agent b"]
+    assert parse_traceparent(parent) == (b[0].trace_id, b[0].span_id, True)

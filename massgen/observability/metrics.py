@@ -16,6 +16,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
 BREAKER = {"closed": 0, "half_open": 1, "open": 2}
+HELD = 512  # events kept at most before they are counted
 SCRAPE_TIMEOUT = 5.0  # seconds a scrape waits for Redis before leaving the inbox figures out
 
 
@@ -57,6 +59,13 @@ class Counter:
         if (value := self.values.get(key)) is None:
             value = self.values[key] = [0.0, time.time()]
         value[0] += amount
+
+    def cell(self, key: tuple[str, ...]) -> list[float]:
+        """The ``[value, created]`` of ``key``'s series, made at 0 if new: kept by a caller
+        that adds to it often."""
+        if (value := self.values.get(key)) is None:
+            value = self.values[key] = [0.0, time.time()]
+        return value
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
@@ -75,11 +84,16 @@ class Histogram:
         self.values: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, key: tuple[str, ...], amount: float) -> None:
+        value = self.cell(key)
+        value[bisect.bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+        value[-2] += amount
+
+    def cell(self, key: tuple[str, ...]) -> list[float]:
+        """``key``'s counts by bucket, sum and creation time, made empty if new."""
         if (value := self.values.get(key)) is None:
             value = self.values[key] = [0.0] * (len(self.les) + 2)
             value[-1] = time.time()
-        value[bisect.bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
-        value[-2] += amount
+        return value
 
     def family(self) -> Metric:
         family, name = Metric(self.name, self.doc, "histogram"), self.name
@@ -157,6 +171,10 @@ class Metrics:
         self.rounds.inc((), 0.0)  # shown at 0 before the first round
         self.running = 0  # massgen_runs_in_progress
         self._lock = threading.Lock()  # events come on the loop, scrapes on a server thread
+        # a provider attempt's series, by (provider, model, agent, status): its count, its
+        # latency's buckets and its tokens' (made at the first usage), found with one lookup
+        self._attempts: dict[tuple[str, ...], list[Any]] = {}
+        self._answers: dict[tuple[str, bool], list[float]] = {}
         self._on: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.RequestDone: self._request,
             ev.AgentAnswered: self._answered,
@@ -164,35 +182,65 @@ class Metrics:
             ev.AgentFailedEvent: lambda e: self.failures.inc((e.agent,)),
             ev.ToolResult: self._tool,
             ev.RoundDone: lambda e: self.rounds.inc(()),
-            ev.RunStarted: self._run_started,
-            ev.RunEnded: self._run_ended,
         }
+        self._held: deque[ev.Event] = deque()  # heard, not counted yet (:meth:`_count`)
         r.register(_Collector(self._collect))
 
     def __call__(self, event: ev.Event) -> None:
-        if (on := self._on.get(type(event))) is not None:
+        """Keep the events counted: they are counted when a run ends, at every scrape
+        (first thing: a scrape sees every event heard) or every :data:`HELD` events, in one
+        pass; runs in progress are counted at once."""
+        kind = type(event)
+        if kind in self._on:
+            held = self._held
+            held.append(event)  # deque.append is atomic: no lock to keep one
+            if len(held) >= HELD:
+                with self._lock:
+                    self._count()
+        elif kind is ev.RunStarted:
             with self._lock:
-                on(event)
+                self.running += 1
+        elif isinstance(event, ev.RunEnded):
+            with self._lock:
+                self._count()
+                self._run_ended(event)
+
+    def _count(self) -> None:
+        """Count the events kept (under the lock: the loop and a scrape may both count)."""
+        held, on = self._held, self._on
+        while held:
+            event = held.popleft()
+            on[type(event)](event)
 
     def _request(self, e: ev.RequestDone) -> None:
-        model = (e.provider, e.model, e.agent)
-        self.requests.inc((*model, e.status))
-        self.latency.observe(model, e.latency)
+        key = (e.provider, e.model, e.agent, e.status)
+        if (cells := self._attempts.get(key)) is None:
+            model = key[:3]
+            cells = [self.requests.cell(key), self.latency.cell(model), None, None]
+            self._attempts[key] = cells
+        count, latency, tokens_in, tokens_out = cells
+        count[0] += 1
+        latency[bisect.bisect_left(LATENCY_BUCKETS, e.latency)] += 1  # the first bound >= it
+        latency[-2] += e.latency
         if (usage := e.usage) is not None:
-            self.tokens.inc((*model, "input"), usage.input_tokens)
-            self.tokens.inc((*model, "output"), usage.output_tokens)
+            if tokens_in is None or tokens_out is None:
+                model = key[:3]
+                cells[2] = tokens_in = self.tokens.cell((*model, "input"))
+                cells[3] = tokens_out = self.tokens.cell((*model, "output"))
+            tokens_in[0] += usage.input_tokens
+            tokens_out[0] += usage.output_tokens
 
     def _answered(self, e: ev.AgentAnswered) -> None:
-        self.answers.inc((e.agent, "true" if e.cached else "false"))
+        if (count := self._answers.get(key := (e.agent, e.cached))) is None:
+            cached = "true" if e.cached else "false"
+            count = self._answers[key] = self.answers.cell((e.agent, cached))
+        count[0] += 1
         if e.cost:
             self.cost.inc((e.agent, e.model), e.cost)
 
     def _tool(self, e: ev.ToolResult) -> None:
         self.tool_calls.inc((e.agent, e.tool, "true" if e.ok else "false"))
         self.tool_time.observe((e.tool,), e.duration)
-
-    def _run_started(self, e: ev.RunStarted) -> None:
-        self.running += 1
 
     def _run_ended(self, e: ev.RunEnded) -> None:
         result = e.result
@@ -202,6 +250,7 @@ class Metrics:
 
     def _collect(self) -> Iterator[Metric]:
         with self._lock:  # built under it: a scrape sees whole events
+            self._count()
             kept = [m for m in vars(self).values() if isinstance(m, Counter | Histogram)]
             families = [m.family() for m in kept]
             running = self.running

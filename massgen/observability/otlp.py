@@ -4,10 +4,11 @@ span record it encodes.
 Why not the OpenTelemetry SDK: issue 13 allows traces 5 % more CPU per run. With the SDK a
 3-agent consensus run (bench/bench_observability.py) took 8.94 ms of CPU instead of 4.53 ms:
 ~130 µs per span all told, ~55 µs of it the SDK's own (36 to create and end a span, 18 to
-encode it), and ~60 ms to import. Here a span is a small record, encoded when it ends straight
-to protobuf bytes (the wire format is three rules: varints, fixed64, length-delimited), with
-what repeats (names, attributes, resource, scope) encoded once: ~5 µs per span from event to
-bytes sent, replaying a run's events (the SDK, replayed alike: ~60-90 µs).
+encode it), and ~60 ms to import. Here a span is a small record, encoded with the rest of its
+run's spans straight to protobuf bytes (the wire format is three rules: varints, fixed64,
+length-delimited), with what repeats (names, attributes, resource, scope) encoded once:
+~4.5 µs per span from event to bytes, replaying a run's events (the SDK, replayed alike:
+~60-90 µs).
 tests/test_tracing_otlp.py decodes what this writes with the official ``opentelemetry-proto``
 messages.
 """
@@ -73,8 +74,9 @@ class Encoder:
 
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
+        self.keys: dict[str, bytes] = {}
         self.attrs: dict[type, dict[tuple[str, Any], bytes]] = {
-            t: {} for t in (str, int, float, bool, tuple)
+            t: {} for t in (str, int, bool, tuple)
         }
 
     def name(self, name: str) -> bytes:
@@ -86,18 +88,45 @@ class Encoder:
         return got
 
     def attr(self, key: str, v: Any) -> bytes:
-        """A ``Span.attributes`` field, encoded once for each key and value (and its type: a
-        dict per type, as ``1 == 1.0 == True``); a list is encoded each time."""
-        seen = self.attrs.get(type(v))
+        """A ``Span.attributes`` field, encoded once for each key and value that repeat
+        (and its type: a dict per type, as ``1 == 1.0 == True``): names, small numbers,
+        short texts. Token counts, costs and long texts are encoded each time: kept, they
+        would only fill the cache (and make the garbage collector run)."""
+        t = type(v)
+        if t is int and not 0 <= v < 1024 or t is float:
+            return _field(0x4A, self._key(key) + _field(0x12, _any(v)))
+        seen = self.attrs.get(t)
         if seen is None:
             return _field(0x4A, _pair(key, v))
         got = seen.get((key, v))
         if got is None:
             got = _field(0x4A, _pair(key, v))
-            if type(v) is not tuple or all(type(x) is str for x in v):  # (1,) == (True,)
-                if len(seen) >= _CACHED:
-                    seen.clear()
-                seen[(key, v)] = got
+            if t is str and len(v) > 256 or t is tuple and any(type(x) is not str for x in v):
+                return got  # long texts are rarely the same; and (1,) == (True,)
+            if len(seen) >= _CACHED:
+                seen.clear()
+            seen[(key, v)] = got
+        return got
+
+    def number(self, key: str, v: float) -> bytes:
+        """``attr`` of a number that seldom repeats (tokens, a cost), without a cache."""
+        t, head = type(v), self.keys.get(key) or self._key(key)
+        if t is float:
+            pair = head + b"\x12\x09" + _DOUBLE(0x21, v)
+        elif type(v) is int and v >= 0:
+            n = _varint(v)
+            pair = head + bytes((0x12, len(n) + 1, 0x18)) + n
+        else:
+            return self.attr(key, v)
+        return b"\x4a" + _varint(len(pair)) + pair
+
+    def _key(self, key: str) -> bytes:
+        """``KeyValue.key``, encoded once."""
+        got = self.keys.get(key)
+        if got is None:
+            if len(self.keys) >= _CACHED:
+                self.keys.clear()
+            got = self.keys[key] = _field(0x0A, key.encode())
         return got
 
     def attributes(self, attrs: Mapping[str, Any]) -> bytes:
@@ -105,21 +134,42 @@ class Encoder:
         return b"".join([self.attr(k, v) for k, v in attrs.items()])
 
     def span(self, s: Span, end: int) -> bytes:
-        parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
-        if s.parent:
-            parts += (b"\x22\x08", s.parent)
-        parts += (self.name(s.name), _KIND[s.kind], _TIMES(0x39, s.start, 0x41, end))
-        if s.head:
-            parts.append(s.head)
-        attr = self.attr
-        parts += [attr(k, v) for k, v in s.attrs.items()]
-        for name, at, attrs in s.events or ():
-            pairs = b"".join([_field(0x1A, _pair(k, v)) for k, v in attrs.items()])
-            parts.append(_field(0x5A, _TIME(0x09, at) + _field(0x12, name.encode()) + pairs))
-        if s.status:
-            message = _field(0x12, s.message.encode()) if s.message else b""
-            parts.append(_field(0x7A, message + b"\x18" + _SMALL[s.status]))
-        return _field(0x12, b"".join(parts))
+        """One span, ended at ``end``, as a ``ScopeSpans.spans`` field."""
+        s.stop = end
+        return self.spans([s])[0]
+
+    def spans(self, ended: list[Span]) -> list[bytes]:
+        """``ended`` (each at its ``stop``) as ``ScopeSpans.spans`` fields, in one pass."""
+        out: list[bytes] = []
+        add, names, by_type, small = out.append, self.names, self.attrs, _SMALL
+        for s in ended:
+            parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
+            if s.parent:
+                parts += (b"\x22\x08", s.parent)
+            name = names.get(s.name) or self.name(s.name)
+            parts += (name, _KIND[s.kind], _TIMES(0x39, s.start, 0x41, s.stop), s.head)
+            for k, v in s.attrs.items():
+                seen = by_type.get(type(v))
+                got = seen.get((k, v)) if seen is not None else None
+                parts.append(got or self.attr(k, v))
+            if s.events:
+                for what, at, attrs in s.events:
+                    pairs = b"".join([_field(0x1A, _pair(k, v)) for k, v in attrs.items()])
+                    parts.append(
+                        _field(0x5A, _TIME(0x09, at) + _field(0x12, what.encode()) + pairs)
+                    )
+            if s.status:
+                message = _field(0x12, s.message.encode()) if s.message else b""
+                parts.append(_field(0x7A, message + b"\x18" + small[s.status]))
+            body = b"".join(parts)
+            n = len(body)
+            if n < 128:
+                add(b"\x12" + small[n] + body)
+            elif n < 16384:
+                add(bytes((0x12, n & 127 | 128, n >> 7)) + body)
+            else:
+                add(b"\x12" + _varint(n) + body)
+        return out
 
 
 def resource(attrs: Mapping[str, Any]) -> bytes:
@@ -131,8 +181,12 @@ _SCOPE = _field(0x0A, _field(0x0A, b"massgen") + _field(0x12, __version__.encode
 
 
 def request(head: bytes, spans: list[bytes]) -> bytes:
-    """An ExportTraceServiceRequest: one resource (``head``: :func:`resource`), one scope."""
-    return _field(0x0A, head + _field(0x12, _SCOPE + b"".join(spans)))
+    """An ExportTraceServiceRequest: one resource (``head``: :func:`resource`), one scope;
+    joined once (a batch is some 200 kB)."""
+    scope = len(_SCOPE) + sum(map(len, spans))
+    scoped = _SMALL[0x12] + _varint(scope)
+    outer = _SMALL[0x0A] + _varint(len(head) + len(scoped) + scope)
+    return b"".join([outer, head, scoped, _SCOPE, *spans])
 
 
 class Span:
@@ -141,7 +195,7 @@ class Span:
 
     __slots__ = (
         "_end", "trace_id", "span_id", "parent", "name", "kind", "start", "attrs", "events",
-        "status", "message", "head",
+        "status", "message", "head", "stop",
     )  # fmt: skip
 
     def __init__(
@@ -154,6 +208,7 @@ class Span:
         self.events: list[tuple[str, int, dict[str, Any]]] | None = None
         self.status, self.message = 0, ""
         self.head = b""  # attributes encoded already (:meth:`Encoder.attributes`), not in attrs
+        self.stop = 0  # its end (ns), once ended
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attrs[key] = value

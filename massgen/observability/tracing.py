@@ -3,49 +3,33 @@ call, named and attributed after the GenAI semantic conventions, sent over OTLP/
 
 Imported only when tracing is on (:func:`massgen.observability.tracing_settings`). Each
 orchestrator and each worker has a :class:`Tracing` of its own; every span is given its parent
-and its times from the events (no context variables). Spans are encoded as they end
-(:mod:`massgen.observability.otlp`, where it says why not the OpenTelemetry SDK); a batch is
-posted on massgen's aiohttp session when it is full or ``delay`` after its first span (a timer
-on the loop, never a polling task); :meth:`Tracing.aclose` sends what is left.
+and its times from the events (no context variables). A run's events are kept as they come
+and turned into spans in one pass when it ends (a remote turn's when it does), then encoded
+(:mod:`massgen.observability.otlp`, where it says why not the OpenTelemetry SDK) and sent in
+batches (:mod:`massgen.observability.export`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
-import logging
 import random
-import zlib
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from massgen import __version__
 from massgen import events as ev
-from massgen.backends._common import tls_context
-from massgen.backends._errors import parse_retry_after
-from massgen.backends.openai_http import acquire_session, proxy_for, release_session
 from massgen.observability import Export
-from massgen.observability.otlp import (
-    CLIENT,
-    INTERNAL,
-    SERVER,
-    Encoder,
-    Span,
-    parse_traceparent,
-    request,
-    resource,
-)
+from massgen.observability.export import Exporter
+from massgen.observability.otlp import CLIENT, INTERNAL, SERVER, Span, parse_traceparent
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from massgen.agents.agent import Agent
     from massgen.config.models import ObservabilityConfig
 
+HELD = 512
+"""Events a run's tracer keeps at most before turning them into spans."""
 NESTED = ("ask", "summary")
 """Phases of turns made inside another turn: kept apart from the agent's own turn."""
 STAGED = ("answer", "review")
@@ -54,8 +38,7 @@ STAGED = ("answer", "review")
 # gen_ai.provider.name (and the older gen_ai.system) where massgen's name differs
 _PROVIDER = {"google": "gcp.gemini", "gemini": "gcp.gemini", "xai": "x_ai"}
 _SYSTEM = {"google": "gemini", "gemini": "gemini"}
-_RETRY = frozenset({429, 502, 503, 504})
-_log = logging.getLogger(__name__)
+_TURNS = (ev.AgentStarted, ev.AgentAnswered)
 
 
 def _ns(seconds: float) -> int:
@@ -70,32 +53,19 @@ def _messages(role: str, text: str, finish: str | None = None) -> str:
     return json.dumps([message], ensure_ascii=False)
 
 
-class Tracing:
+class Tracing(Exporter):
     """The tracer of one orchestrator or worker: its spans' ids, sampler, and their export
     (``export``: where to and how, from the settings and the ``OTEL_*`` variables)."""
 
     def __init__(
         self, settings: ObservabilityConfig, agents: Mapping[str, Agent], export: Export
     ) -> None:
+        super().__init__(export)
         self.capture = settings.capture_content
         self.agents = agents
-        self.export = export
         self._ids = random.Random()  # seeded from os.urandom
-        self._encode = Encoder()
-        self._heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
-        self._head = resource(export.resource)
-        self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
-        self._headers.setdefault("User-Agent", f"massgen/{__version__}")
-        if export.compression:
-            self._headers["Content-Encoding"] = export.compression
-        self._pending: list[bytes] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._batches: deque[list[bytes]] = deque()  # ready, sent one request at a time
-        self._queued = 0  # spans in them
-        self._sender: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._warned = False
+        self.heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        """A span's name and its attributes that a key determines, encoded (:meth:`keep`)."""
 
     def run(self, fallbacks: Mapping[str, str]) -> RunTracer:
         """A subscriber that traces one run (``fallbacks``: seat → the agent standing in)."""
@@ -135,118 +105,13 @@ class Tracing:
             return int.from_bytes(trace_id[8:], "big") < round(self.export.ratio * 2**64)
         return True
 
-    def head(self, key: tuple[Any, ...]) -> tuple[str, bytes] | None:
-        """A span's name and its attributes that ``key`` determines, encoded (:meth:`keep`)."""
-        return self._heads.get(key)
-
     def keep(self, key: tuple[Any, ...], name: str, attrs: Mapping[str, Any]) -> tuple[str, bytes]:
         """Remember ``name`` and ``attrs`` (encoded) as what ``key`` determines: most spans'
         attributes repeat by agent, model and provider, and are encoded once."""
-        if len(self._heads) >= 4096:
-            self._heads.clear()
-        got = self._heads[key] = name, self._encode.attributes(attrs)
+        if len(self.heads) >= 4096:
+            self.heads.clear()
+        got = self.heads[key] = name, self._encode.attributes(attrs)
         return got
-
-    # -- export -----------------------------------------------------------------------------
-
-    def ended(self, span: Span, at: int) -> None:
-        """Encode ``span``; send the batch once it is full, or ``delay`` after it began."""
-        self._pending.append(self._encode.span(span, at))
-        if len(self._pending) >= self.export.batch:
-            self._send()
-        elif self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop here: :meth:`flush` sends it
-                return
-            self._timer = loop.call_later(self.export.delay, self._send)
-
-    def _send(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop here: :meth:`flush` sends them
-            return
-        if self._pending:
-            self._batches.append(self._pending)
-            self._queued += len(self._pending)
-            self._pending = []
-            while self._queued > self.export.queue:  # the collector is slower than the runs
-                self._queued -= len(self._batches.popleft())
-                self._warn("too slow, spans dropped")
-        if self._batches and self._sender is None:
-            self._sender = loop.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self._batches:
-                batch = self._batches.popleft()
-                self._queued -= len(batch)
-                await self._post(request(self._head, batch))
-        finally:
-            self._sender = None
-
-    async def _post(self, body: bytes) -> None:
-        """POST one request; retry what a busy collector answers, warn once of what fails."""
-        import aiohttp
-
-        x = self.export
-        if x.compression == "gzip":
-            body = gzip.compress(body, compresslevel=6, mtime=0)
-        elif x.compression == "deflate":
-            body = zlib.compress(body)
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session, self._loop = await acquire_session(), loop
-        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
-        if x.url.startswith("https:"):
-            options["ssl"] = tls_context()
-        if proxy := proxy_for(x.url):
-            options["proxy"] = proxy
-        for attempt in range(3):
-            try:
-                async with self._session.post(
-                    x.url, data=body, headers=self._headers, **options
-                ) as response:
-                    await response.read()
-                    if response.status < 300:
-                        return
-                    if response.status not in _RETRY or attempt == 2:
-                        return self._warn(f"HTTP {response.status}")
-                    wait = parse_retry_after(response.headers)
-                    wait = 0.5 * 2**attempt if wait is None else wait
-            except (aiohttp.ClientError, TimeoutError, OSError) as e:
-                if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
-                    return self._warn(type(e).__name__)
-                wait = 0  # a kept-alive connection the collector had closed: once more
-            await asyncio.sleep(min(wait, x.timeout))
-
-    def _warn(self, why: str) -> None:
-        if not self._warned:
-            self._warned = True
-            _log.warning(
-                "traces: the collector at %s did not take spans (%s)", self.export.url, why
-            )
-
-    async def flush(self) -> None:
-        """Send every span ended so far, within the export timeout."""
-        self._send()
-        if (sender := self._sender) is not None:
-            _, late = await asyncio.wait({sender}, timeout=self.export.timeout)
-            if late:
-                sender.cancel()
-                self._batches.clear()
-                self._queued = 0
-                self._warn("timed out")
-
-    async def aclose(self) -> None:
-        """Send what is left, then let go of the HTTP session."""
-        await self.flush()
-        session, self._session = self._session, None
-        if session is not None and self._loop is asyncio.get_running_loop():
-            await release_session(session)
 
 
 @dataclass(slots=True)
@@ -280,7 +145,10 @@ class RunTracer:
         fallbacks: Mapping[str, str] | None = None,
         worker: str = "",
     ) -> None:
-        self._t, self._capture, self._end = tracing, tracing.capture, tracing.ended
+        self._t, self._capture = tracing, tracing.capture
+        self._done: list[Span] = []  # ended while events were turned into spans
+        self._heads, self._bits = tracing.heads, tracing._ids.getrandbits
+        self._number, self._attr = tracing._encode.number, tracing._encode.attr
         self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
@@ -289,6 +157,10 @@ class RunTracer:
         self._turns: dict[tuple[str, str], _Turn] = {}
         self._tools: dict[tuple[str, str], tuple[Span, int]] = {}
         self._dropped = ""  # the sampler left the trace out: its traceparent, nothing more to do
+        self._held: list[ev.Event] = []  # heard, not turned into spans yet (:meth:`_spans`)
+        self._given: dict[int, bytes] = {}  # id(AgentStarted) -> its span id, told already
+        self._now = 0  # the time (ns) of the event being turned into spans
+        self._timer: asyncio.TimerHandle | None = None  # :meth:`_spans` at the latest
         if worker:  # a remote turn: its span is the root here (of a new trace without one)
             if self._root is None:
                 self._root = (tracing.ids(None)[0], b"")
@@ -297,17 +169,75 @@ class RunTracer:
                 self._dropped = f"00-{trace.hex()}-{(parent or trace[8:]).hex()}-00"
 
     def __call__(self, event: ev.Event) -> None:
-        handle = _HANDLERS.get(type(event))
-        if handle is not None and not self._dropped:
-            handle(self, event)
+        """Keep ``event``: a run's events become spans when it ends (a remote turn's when
+        it does), or the export's ``delay`` after the first of them, or every :data:`HELD`
+        events; in one pass, which costs less CPU than one event at a time between the
+        run's own work. Only the run's start, which decides whether it is traced at all, is
+        handled at once."""
+        kind = type(event)
+        if kind not in _HANDLERS or self._dropped:
+            return
+        if isinstance(event, ev.RunStarted):
+            self._spans()
+            self._run_started(event)
+            return
+        held = self._held
+        held.append(event)
+        if kind is ev.RunEnded or len(held) >= HELD:
+            self._spans()
+        elif self._timer is None:  # a long run's spans still leave as they end, or nearly
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(self._t.export.delay, self._spans)
+
+    def _spans(self) -> None:
+        """Turn the events kept so far into spans, in order."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        held, self._held = self._held, []
+        for event in held:
+            if not self._dropped:
+                self._now = int(event.at * 1e9)
+                _HANDLERS[type(event)](self, event)
+        if self._done:
+            done, self._done = self._done, []
+            self._t.queue(done)
+
+    def _end(self, span: Span, at: int) -> None:
+        span.stop = at
+        self._done.append(span)
 
     def traceparent(self, agent: str) -> str:
         """The W3C traceparent of ``agent``'s open turn ("" if none; a dropped trace's, so
-        that its workers drop theirs too)."""
+        that its workers drop theirs too). A turn still kept as its event is given its span
+        id here, which its span takes when it is made."""
         if self._dropped:
             return self._dropped
+        for e in reversed(self._held):  # the turn just started is near the end
+            if isinstance(e, ev.AgentFailedEvent) and e.agent == agent:
+                return ""
+            if not isinstance(e, _TURNS):
+                continue
+            if e.agent != agent or e.phase in NESTED:
+                continue
+            if isinstance(e, ev.AgentAnswered):
+                return ""
+            trace = self._run.trace_id if self._run is not None else self._root_trace()
+            if (span_id := self._given.get(id(e))) is None:
+                span_id = self._given[id(e)] = (self._bits(64) or 1).to_bytes(8, "big")
+            return f"00-{trace.hex()}-{span_id.hex()}-01"
         turn = self._turns.get((agent, ""))
         return turn.span.traceparent() if turn is not None else ""
+
+    def _root_trace(self) -> bytes:
+        """The trace of spans made without a parent here: the remote one's, or the run's
+        that a root span would start (kept for every span made without one)."""
+        if self._root is None:
+            self._root = (self._t.ids(None)[0], b"")
+        return self._root[0]
 
     def ended(
         self,
@@ -322,6 +252,7 @@ class RunTracer:
             self(ev.AgentAnswered.of(outcome, agent, turn.phase, turn.round, cost=cost))
         else:
             self(ev.AgentFailedEvent(agent=agent, error=ev.short_error(outcome)))
+        self._spans()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -340,8 +271,14 @@ class RunTracer:
     def _start(
         self, name: str, at: float, parent: Span | None, kind: int, attrs: dict[str, Any]
     ) -> Span:
-        up = (parent.trace_id, parent.span_id) if parent is not None else self._root
-        return Span(self._end, self._t.ids(up), name, kind, _ns(at), attrs)
+        span_id = (self._bits(64) or 1).to_bytes(8, "big")
+        if parent is not None:
+            ids = parent.trace_id, span_id, parent.span_id
+        elif (root := self._root) is not None:
+            ids = root[0], span_id, root[1]
+        else:
+            ids = self._t.ids(None)
+        return Span(self._end, ids, name, kind, int(at * 1e9), attrs)
 
     def _close_stage(self, at: int = 0) -> None:
         stage, self._stage = self._stage, None
@@ -349,7 +286,7 @@ class RunTracer:
             return
         for turn in stage.done:
             turn.span.end(turn.ended)
-        stage.span.end(at or stage.end or None)
+        stage.span.end(at or stage.end or self._now or None)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -382,7 +319,7 @@ class RunTracer:
                 attrs = {"massgen.phase": e.phase, "massgen.round": e.round}
                 span = self._start(f"round {e.round}", e.at, self._run, INTERNAL, attrs)
                 self._stage = _Stage(want, span)
-        head = self._t.head(what := ("turn", e.agent, e.phase, e.round, self._worker))
+        head = self._heads.get(what := ("turn", e.agent, e.phase, e.round, self._worker))
         if head is None:
             attrs = {
                 "gen_ai.operation.name": "invoke_agent",
@@ -397,6 +334,8 @@ class RunTracer:
         content = {"gen_ai.input.messages": _messages("user", e.prompt)} if self._capture else {}
         span = self._start(head[0], e.at, self._outer(), kind, content)
         span.head = head[1]
+        if self._given and (told := self._given.pop(id(e), None)) is not None:
+            span.span_id = told  # its traceparent was asked for before it was made
         self._turns[key] = _Turn(span)
 
     def _answered(self, e: ev.AgentAnswered) -> None:
@@ -404,7 +343,7 @@ class RunTracer:
         turn = self._turns.pop((e.agent, e.phase if nested else ""), None)
         if turn is None:
             return
-        head = self._t.head(key := ("answered", e.agent, e.answered_by))
+        head = self._heads.get(key := ("answered", e.agent, e.answered_by))
         if head is None:
             provider, model = self._t.model_of(e.answered_by or e.agent)
             attrs: dict[str, Any] = {}
@@ -415,13 +354,17 @@ class RunTracer:
             if e.answered_by:
                 attrs["massgen.answered_by"] = e.answered_by
             head = self._t.keep(key, "", attrs)
-        span = turn.span
-        span.head += head[1]
-        span.attrs["gen_ai.usage.input_tokens"] = e.usage.input_tokens
-        span.attrs["gen_ai.usage.output_tokens"] = e.usage.output_tokens
-        span.attrs["massgen.cost"] = e.cost
-        span.attrs["massgen.requests"] = e.requests
-        span.attrs["massgen.cached"] = e.cached
+        span, number, usage = turn.span, self._number, e.usage
+        span.head += b"".join(
+            (
+                head[1],
+                number("gen_ai.usage.input_tokens", usage.input_tokens),
+                number("gen_ai.usage.output_tokens", usage.output_tokens),
+                number("massgen.cost", e.cost),
+                self._attr("massgen.requests", e.requests),
+                self._attr("massgen.cached", e.cached),
+            )
+        )
         if self._capture:
             span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
         turn.ended = _ns(e.at)
@@ -452,7 +395,7 @@ class RunTracer:
     def _request(self, e: ev.RequestDone) -> None:
         turn = self._turn_of(e.agent)
         ok = e.status == "ok"
-        head = self._t.head(
+        head = self._heads.get(
             key := ("chat", e.agent, e.provider, e.model, e.attempt, e.status, e.finish)
         )
         if head is None:
@@ -471,19 +414,24 @@ class RunTracer:
             if not ok:
                 attrs["error.type"] = e.status
             head = self._t.keep(key, f"chat {asked}".rstrip(), attrs)
-        usage = e.usage
-        attrs = {} if usage is None else {
-            "gen_ai.usage.input_tokens": usage.input_tokens,
-            "gen_ai.usage.output_tokens": usage.output_tokens,
-        }  # fmt: skip
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(head[0], e.started, parent, CLIENT, attrs)
-        span.head = head[1]
+        span = self._start(head[0], e.started, parent, CLIENT, {})
+        if (usage := e.usage) is None:
+            span.head = head[1]
+        else:
+            number = self._number
+            span.head = b"".join(
+                (
+                    head[1],
+                    number("gen_ai.usage.input_tokens", usage.input_tokens),
+                    number("gen_ai.usage.output_tokens", usage.output_tokens),
+                )
+            )
         if not ok:
             span.fail(e.error)
             if turn is not None:
                 turn.failed = e.status
-        span.end(span.start + _ns(e.latency))
+        self._end(span, span.start + int(e.latency * 1e9))
 
     def _tool_called(self, e: ev.ToolCalled) -> None:
         if e.traced:  # the worker that ran it exported its span

@@ -1,0 +1,157 @@
+"""The export half of a tracer: spans encoded as their run ends, in batches posted over
+OTLP/HTTP on massgen's aiohttp session when a batch is full or ``delay`` after its first
+span (a timer on the loop, never a polling task); :meth:`Exporter.aclose` sends what is
+left. Imported with :mod:`massgen.observability.tracing`, only when tracing is on."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import zlib
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from massgen import __version__
+from massgen.backends._common import tls_context
+from massgen.backends._errors import parse_retry_after
+from massgen.backends.openai_http import acquire_session, proxy_for, release_session
+from massgen.observability import Export
+from massgen.observability.otlp import Encoder, Span, request, resource
+
+if TYPE_CHECKING:
+    import aiohttp
+
+_RETRY = frozenset({429, 502, 503, 504})
+_log = logging.getLogger("massgen.observability.tracing")
+
+
+class Exporter:
+    """Where spans go and how (``export``), what is waiting to go, and the sending."""
+
+    def __init__(self, export: Export) -> None:
+        self.export = export
+        self._encode = Encoder()
+        self._head = resource(export.resource)
+        self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
+        self._headers.setdefault("User-Agent", f"massgen/{__version__}")
+        if export.compression:
+            self._headers["Content-Encoding"] = export.compression
+        self._pending: list[bytes] = []  # spans encoded, not sent yet
+        self._timer: asyncio.TimerHandle | None = None
+        self._batches: deque[list[bytes]] = deque()  # ready, sent one request at a time
+        self._queued = 0  # spans in them
+        self._sender: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned = False
+
+    def ended(self, span: Span, at: int) -> None:
+        """``span`` ended at ``at``: see :meth:`queue`."""
+        span.stop = at
+        self.queue([span])
+
+    def queue(self, spans: list[Span]) -> None:
+        """Encode ``spans`` (ended) in one pass; send the batch once it is full, or
+        ``delay`` after it began. Encoded at once, not kept as objects: spans waiting as
+        objects made the garbage collector run (and rescan everything) several times as
+        often."""
+        pending = self._pending
+        pending += self._encode.spans(spans)
+        if len(pending) >= self.export.batch:
+            self._send()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop here: :meth:`flush` sends it
+                return
+            self._timer = loop.call_later(self.export.delay, self._send)
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here: :meth:`flush` sends them
+            return
+        pending, size = self._pending, self.export.batch
+        if pending:
+            self._pending = []
+            for at in range(0, len(pending), size):
+                self._batches.append(pending[at : at + size])
+            self._queued += len(pending)
+            while self._queued > self.export.queue:  # the collector is slower than the runs
+                self._queued -= len(self._batches.popleft())
+                self._warn("too slow, spans dropped")
+        if self._batches and self._sender is None:
+            self._sender = loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._batches:
+                batch = self._batches.popleft()
+                self._queued -= len(batch)
+                await self._post(request(self._head, batch))
+        finally:
+            self._sender = None
+
+    async def _post(self, body: bytes) -> None:
+        """POST one request; retry what a busy collector answers, warn once of what fails."""
+        import aiohttp
+
+        x = self.export
+        if x.compression == "gzip":
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        elif x.compression == "deflate":
+            body = zlib.compress(body)
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session, self._loop = await acquire_session(), loop
+        options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
+        if x.url.startswith("https:"):
+            options["ssl"] = tls_context()
+        if proxy := proxy_for(x.url):
+            options["proxy"] = proxy
+        for attempt in range(3):
+            try:
+                async with self._session.post(
+                    x.url, data=body, headers=self._headers, **options
+                ) as response:
+                    await response.read()
+                    if response.status < 300:
+                        return
+                    if response.status not in _RETRY or attempt == 2:
+                        return self._warn(f"HTTP {response.status}")
+                    wait = parse_retry_after(response.headers)
+                    wait = 0.5 * 2**attempt if wait is None else wait
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
+                    return self._warn(type(e).__name__)
+                wait = 0  # a kept-alive connection the collector had closed: once more
+            await asyncio.sleep(min(wait, x.timeout))
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "traces: the collector at %s did not take spans (%s)", self.export.url, why
+            )
+
+    async def flush(self) -> None:
+        """Send every span ended so far, within the export timeout."""
+        self._send()
+        if (sender := self._sender) is not None:
+            _, late = await asyncio.wait({sender}, timeout=self.export.timeout)
+            if late:
+                sender.cancel()
+                self._batches.clear()
+                self._queued = 0
+                self._warn("timed out")
+
+    async def aclose(self) -> None:
+        """Send what is left, then let go of the HTTP session."""
+        await self.flush()
+        session, self._session = self._session, None
+        if session is not None and self._loop is asyncio.get_running_loop():
+            await release_session(session)
