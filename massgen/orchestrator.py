@@ -67,7 +67,9 @@ class Orchestrator:
     """Runs a team of agents on tasks. ``config``: the team file's ``orchestrator:`` section,
     or its keys as keyword options (flat, as the seed spells them: ``max_rounds=3``,
     ``cache_enabled=True``). ``subscribers`` receive every event. ``observability``: where
-    runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md)."""
+    runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md).
+    ``seats``: the agents that take part (default: all but those on ``standby``); the others
+    stay on hand as fallbacks, aggregator or presenter (eval runs one agent alone so)."""
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class Orchestrator:
         subscribers: Iterable[ev.Subscriber] = (),
         handles: dict[str, AgentHandle] | None = None,
         observability: ObservabilityConfig | None = None,
+        seats: Sequence[str] | None = None,
         **options: Any,
     ) -> None:
         if not agents:
@@ -96,6 +99,9 @@ class Orchestrator:
         for ref, what in refs:
             if ref and ref not in self.agents:
                 raise ConfigError(f"{what} agent {ref!r}", key=what.split()[-1])
+        if unknown := [s for s in seats or () if s not in self.agents]:
+            raise ConfigError(f"no agent {unknown[0]!r} to seat", key="seats")
+        self._seats = list(seats) if seats is not None else None
         self.seed = seed
         self.subscribers = list(subscribers)
         self.handles: dict[str, AgentHandle] = handles or {
@@ -233,7 +239,9 @@ class Orchestrator:
         return built
 
     def seats(self) -> list[str]:
-        """Agents that take part on their own (all but those on ``standby``)."""
+        """Agents that take part on their own (``seats``, else all but those on ``standby``)."""
+        if self._seats is not None:
+            return list(self._seats)
         return [n for n, a in self.agents.items() if not a.standby]
 
     async def arun(
@@ -403,7 +411,7 @@ class Orchestrator:
 DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 _log = logging.getLogger("massgen.memory")
 _RUNTIME: tuple[str, ...] = ("seed", "session", "cache_store", "memory_store", "subscribers")
-_RUNTIME += ("handles", "observability")
+_RUNTIME += ("handles", "observability", "seats")
 
 
 __all__ = ["Orchestrator"]

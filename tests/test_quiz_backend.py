@@ -283,13 +283,15 @@ def test_theory_matches_the_binomial_sums_and_known_figures() -> None:
 
 
 def team_yaml(answers: Path, ps: Sequence[float], strategy: str = "parallel", **quiz: Any) -> str:
-    """Three agents, each on a backend of its own (its own ``p``), the same seed."""
+    """Three agents, each on a backend of its own (its own ``p``), the same seed; consensus
+    debates (a review round whenever the answers differ)."""
     backends = {
         f"sim_{name}": {"type": "replay", "quiz": {"answers": str(answers), "p": p, **quiz}}
         for name, p in zip(NAMES, ps, strict=True)
     }
     agents = [{"name": n, "backend": f"sim_{n}", "role": f"You are {n}."} for n in NAMES]
-    orchestrator = {"strategy": strategy, "consensus": {"threshold": 0.5, "max_rounds": 1}}
+    consensus = {"threshold": 0.5, "max_rounds": 1, "mode": "debate"}
+    orchestrator = {"strategy": strategy, "consensus": consensus}
     team = {"backends": backends, "agents": agents, "orchestrator": orchestrator}
     return yaml.safe_dump(team)
 
