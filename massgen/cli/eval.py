@@ -45,7 +45,12 @@ def eval_(
     max_cost: MaxCost = None,
     out: Annotated[
         Path | None,
-        Opt("--out", "-o", help="Folder for results, report and chart (default: DATA.eval/)."),
+        Opt(
+            "--out",
+            "-o",
+            help="Folder for results, report and chart (default: ./NAME.eval/ for DATA "
+            "named NAME.jsonl, in the current folder).",
+        ),
     ] = None,
     resume: Annotated[
         bool, Opt("--resume", help="Keep the finished runs of --out and do only the rest.")
@@ -88,7 +93,7 @@ def eval_(
     max_cost = check_limit(max_cost, "--max-cost")
     cfg = load(config)
     items = load_items(data, limit=limit)
-    folder = out or data.with_name(data.stem + ".eval")
+    folder = out or Path(data.stem + ".eval")  # where you are, not among the data
     if folder.exists() and not folder.is_dir():
         raise ConfigError("is a file; give a folder", file=str(folder), key="--out")
     # Every request is sent: a cached reply costs nothing and would be the same draw again.
@@ -112,9 +117,12 @@ def eval_(
     view: Any = None
     if not quiet:
         names = ", ".join(m.name for m in chosen)
-        print(f"eval: {len(items)} questions x {len(chosen)} methods ({names})", file=sys.stderr)
+        what = f"{len(items)} questions x {len(chosen)} methods = {tasks} runs ({names})"
         done = sum(r.get("status") in ("done", "degraded") for r in log.done.values())
-        view = RichBatchView(tasks, done) if sys.stderr.isatty() else PlainBatchView(tasks)
+        if sys.stderr.isatty():
+            view = RichBatchView(tasks, done, name="eval", what=what)
+        else:
+            view = PlainBatchView(tasks, name="eval", what=what)
     summary = BatchSummary(total=tasks)
     rows: list[dict[str, Any]] = []
 

@@ -1,4 +1,6 @@
-"""Batch progress on stderr: a Rich bar on a terminal, periodic plain lines otherwise."""
+"""Batch progress on stderr: a Rich bar on a terminal, periodic plain lines otherwise. ``name``
+says what runs (``batch``; ``eval``), ``what`` how the runs are counted ("1400 tasks"; an
+eval's "200 questions x 7 methods = 1400 runs")."""
 
 from __future__ import annotations
 
@@ -20,32 +22,47 @@ def describe(s: BatchSummary, digits: int = 1) -> str:
 class PlainBatchView:
     """A line at most every ``every`` seconds, and one at the end."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, every: float = 2.0) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None = None,
+        every: float = 2.0,
+        *,
+        name: str = "batch",
+        what: str | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.every = every
         self.last = 0.0
-        print(f"batch: {total} tasks", file=self.stream, flush=True)
+        self.name = name
+        print(f"{name}: {what or f'{total} tasks'}", file=self.stream, flush=True)
 
     def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
         now = time.monotonic()
         if now - self.last >= self.every or summary.remaining == 0:
             self.last = now
-            print("batch: " + describe(summary), file=self.stream, flush=True)
+            print(f"{self.name}: " + describe(summary), file=self.stream, flush=True)
 
     def close(self, summary: BatchSummary) -> None:
-        print("batch summary: " + describe(summary, 3), file=self.stream, flush=True)
+        print(f"{self.name} summary: " + describe(summary, 3), file=self.stream, flush=True)
 
 
 class RichBatchView:
     """A progress bar with done/failed/total, rate, ETA, tokens and cost; a table at the end."""
 
-    def __init__(self, total: int, skipped: int) -> None:
+    def __init__(
+        self, total: int, skipped: int, *, name: str = "batch", what: str | None = None
+    ) -> None:
         from rich import progress as p
         from rich.console import Console
+        from rich.markup import escape
 
         self.console = Console(stderr=True)
+        self.name = name
+        if what is not None:
+            self.console.print(f"{name}: {escape(what)}")
         self.progress = p.Progress(
-            p.TextColumn("[bold]batch"),
+            p.TextColumn(f"[bold]{escape(name)}"),
             p.BarColumn(),
             p.MofNCompleteColumn(),
             p.TextColumn("{task.fields[failed]} failed"),
@@ -76,7 +93,7 @@ class RichBatchView:
         from rich.table import Table
 
         self.progress.stop()
-        table = Table(title="batch summary", show_header=False, box=None)
+        table = Table(title=f"{self.name} summary", show_header=False, box=None)
         for key, value in summary.as_dict().items():
             table.add_row(key, str(value))
         self.console.print(table)
