@@ -68,8 +68,7 @@ class Orchestrator:
     or its keys as keyword options (flat, as the seed spells them: ``max_rounds=3``,
     ``cache_enabled=True``). ``subscribers`` receive every event. ``observability``: where
     runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md).
-    ``seats``: the agents that take part (default: all but those on ``standby``); the others
-    stay on hand as fallbacks, aggregator or presenter (eval runs one agent alone so)."""
+    ``seats``: the agents taking part (default: all not on ``standby``; the rest stand by)."""
 
     def __init__(
         self,
@@ -96,12 +95,11 @@ class Orchestrator:
         refs = [(a.fallback, f"agent {a.name!r}: unknown fallback") for a in agents]
         refs += [(self.config.aggregator, "unknown aggregator")]
         refs += [(self.config.consensus.presenter, "unknown presenter")]
+        refs += [(seat, "unknown seats") for seat in seats or ()]
         for ref, what in refs:
             if ref and ref not in self.agents:
                 raise ConfigError(f"{what} agent {ref!r}", key=what.split()[-1])
-        if unknown := [s for s in seats or () if s not in self.agents]:
-            raise ConfigError(f"no agent {unknown[0]!r} to seat", key="seats")
-        self._seats = list(seats) if seats is not None else None
+        self._seats = list(seats or ())
         self.seed = seed
         self.subscribers = list(subscribers)
         self.handles: dict[str, AgentHandle] = handles or {
@@ -240,9 +238,7 @@ class Orchestrator:
 
     def seats(self) -> list[str]:
         """Agents that take part on their own (``seats``, else all but those on ``standby``)."""
-        if self._seats is not None:
-            return list(self._seats)
-        return [n for n, a in self.agents.items() if not a.standby]
+        return list(self._seats or [n for n, a in self.agents.items() if not a.standby])
 
     async def arun(
         self,

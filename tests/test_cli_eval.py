@@ -5,8 +5,8 @@ that gives the same report, --max-cost and -j."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -63,12 +63,8 @@ class ReplayBackend(Backend):
         self._turn = 0  # which of `replies` comes next
         self.quiz = Quiz(quiz, base_dir=base_dir, backend=self.name) if quiz else None
 
-    def reply_for(self, request: CompletionRequest) -> str:
-        """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
-        return self._reply(request)[0]
-
-    def _reply(self, request: CompletionRequest) -> tuple[str, float]:
-        """The reply and the seconds it takes (a quiz answer: the quiz's ``latency``)."""
+    def reply_for(self, request: CompletionRequest) -> tuple[str, float]:
+        """The filled-in reply to ``request`` (advances ``replies``), and its latency."""
         if self.quiz is not None and (answer := self.quiz.reply(request)) is not None:
             return answer, self.quiz.options.latency
         prompt = "\n".join(m.content for m in request.messages)
@@ -81,7 +77,7 @@ class ReplayBackend(Backend):
         return await final(self.stream(request))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        started, (text, latency) = time.perf_counter(), self._reply(request)
+        started, (text, latency) = time.perf_counter(), self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:

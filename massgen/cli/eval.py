@@ -72,6 +72,9 @@ def eval_(
     bootstrap: Annotated[
         bool, Opt("--bootstrap", help="Percentile bootstrap intervals instead of Wilson's.")
     ] = False,
+    confidence: Annotated[
+        float, Opt("--confidence", help="Of every interval (default 0.95).")
+    ] = 0.95,
     json_out: Annotated[bool, Opt("--json", help="Print the report as JSON, not a table.")] = False,
     quiet: Quiet = False,
 ) -> int:
@@ -90,6 +93,8 @@ def eval_(
     for value, key in ((concurrency, "--concurrency"), (limit, "--limit"), (samples, "--samples")):
         if value is not None and value < 1:
             raise ConfigError("must be at least 1", key=key)
+    if not 0 < confidence < 1:
+        raise ConfigError("must be between 0 and 1", key="--confidence", hint="e.g. 0.99")
     max_cost = check_limit(max_cost, "--max-cost")
     cfg = load(config)
     items = load_items(data, limit=limit)
@@ -119,10 +124,10 @@ def eval_(
         names = ", ".join(m.name for m in chosen)
         what = f"{len(items)} questions x {len(chosen)} methods = {tasks} runs ({names})"
         done = sum(r.get("status") in ("done", "degraded") for r in log.done.values())
-        if sys.stderr.isatty():
-            view = RichBatchView(tasks, done, name="eval", what=what)
-        else:
-            view = PlainBatchView(tasks, name="eval", what=what)
+        tty = sys.stderr.isatty()
+        view = (
+            RichBatchView(tasks, done, "eval", what) if tty else PlainBatchView(tasks, "eval", what)
+        )
     summary = BatchSummary(total=tasks)
     rows: list[dict[str, Any]] = []
 
@@ -163,6 +168,7 @@ def eval_(
         interval="bootstrap" if bootstrap else "wilson",
         seed=seed,
         meta=meta,
+        confidence=confidence,
     )
     (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     (folder / "report.md").write_text(report.markdown())

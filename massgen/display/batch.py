@@ -1,12 +1,10 @@
-"""Batch progress on stderr: a Rich bar on a terminal, periodic plain lines otherwise. ``name``
-says what runs (``batch``; ``eval``), ``what`` how the runs are counted ("1400 tasks"; an
-eval's "200 questions x 7 methods = 1400 runs")."""
+"""Batch progress on stderr (a Rich bar on a terminal, else plain lines), named for what runs."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from massgen.batch.runner import BatchSummary
 
@@ -22,19 +20,8 @@ def describe(s: BatchSummary, digits: int = 1) -> str:
 class PlainBatchView:
     """A line at most every ``every`` seconds, and one at the end."""
 
-    def __init__(
-        self,
-        total: int,
-        stream: TextIO | None = None,
-        every: float = 2.0,
-        *,
-        name: str = "batch",
-        what: str | None = None,
-    ) -> None:
-        self.stream = stream or sys.stderr
-        self.every = every
-        self.last = 0.0
-        self.name = name
+    def __init__(self, total: int, name: str = "batch", what: str = "") -> None:
+        self.stream, self.every, self.last, self.name = sys.stderr, 2.0, 0.0, name
         print(f"{name}: {what or f'{total} tasks'}", file=self.stream, flush=True)
 
     def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
@@ -50,19 +37,15 @@ class PlainBatchView:
 class RichBatchView:
     """A progress bar with done/failed/total, rate, ETA, tokens and cost; a table at the end."""
 
-    def __init__(
-        self, total: int, skipped: int, *, name: str = "batch", what: str | None = None
-    ) -> None:
+    def __init__(self, total: int, skipped: int, name: str = "batch", what: str = "") -> None:
         from rich import progress as p
         from rich.console import Console
-        from rich.markup import escape
 
-        self.console = Console(stderr=True)
-        self.name = name
-        if what is not None:
-            self.console.print(f"{name}: {escape(what)}")
+        self.console, self.name = Console(stderr=True), name
+        if what:
+            self.console.print(f"{name}: {what}", markup=False)
         self.progress = p.Progress(
-            p.TextColumn(f"[bold]{escape(name)}"),
+            p.TextColumn(f"[bold]{name}"),
             p.BarColumn(),
             p.MofNCompleteColumn(),
             p.TextColumn("{task.fields[failed]} failed"),

@@ -5,7 +5,8 @@
   independent samples of one agent, the majority of their answers;
 - ``vote``: the consensus strategy in its ``vote`` mode: every agent answers once, the most
   given answer wins, no review;
-- ``consensus``: the team's consensus strategy as its file configures it;
+- ``consensus``: the team's consensus strategy as its file configures it (with ``answer:
+  auto``, the default, told the question's kind of answer rather than guessing it);
 - ``moa``: mixture of agents, the others' answers synthesised by the team's ``aggregator``
   (without one, by the first agent, which then does not propose).
 
@@ -170,8 +171,9 @@ class Methods:
         if method.kind == "vote" and not self.equal_compute:  # the strategy's own vote
             team = self._seated(self.seats, answer=item.kind, mode="vote", final="winner")
             return await team.arun(item.prompt, "consensus", budget=budget)
-        if method.kind == "consensus":
-            team = self._seated(self.seats, answer=item.kind)
+        if method.kind == "consensus":  # as configured; `answer: auto` is told the kind
+            auto = self.team.config.consensus.answer == "auto"
+            team = self._seated(self.seats, **({"answer": item.kind} if auto else {}))
             return await team.arun(item.prompt, "consensus", budget=budget)
         if method.kind == "moa":
             aggregator = self.team.config.aggregator or self.seats[0]

@@ -214,9 +214,13 @@ async def assess(
     *,
     limit: int | None = None,
     interval: str = "wilson",
+    confidence: float = 0.95,
     **options: Any,
 ) -> EvalReport:
-    """Load ``data``, run ``methods`` on it with ``orchestrator``'s team, report."""
+    """Load ``data``, run ``methods`` on it with ``orchestrator``'s team, report (intervals of
+    ``confidence``)."""
+    if not 0 < confidence < 1:
+        raise ConfigError("must be between 0 and 1", key="confidence", hint="e.g. 0.99")
     if isinstance(data, str | Path):
         items = load_items(data, limit=limit)
     else:
@@ -227,4 +231,6 @@ async def assess(
     team = eval_team(orchestrator)
     chosen = parse_methods(methods, team.seats(), team.config.aggregator)
     rows = await evaluate(team, items, chosen, **options)
-    return build_report(rows, [m.name for m in chosen], interval=interval, seed=orchestrator.seed)
+    names = [m.name for m in chosen]
+    seed = orchestrator.seed
+    return build_report(rows, names, interval=interval, seed=seed, confidence=confidence)
