@@ -244,3 +244,22 @@ def test_the_progress_says_what_an_eval_runs_and_the_output_goes_where_you_are(t
     assert "batch" not in done.stderr  # one view, named for what runs
     assert (tmp_path / "sums.eval" / "report.json").exists()  # not among the data
     assert not (tmp_path / "data" / "sums.eval").exists()
+
+
+def test_confidence_widens_every_interval_and_must_be_a_probability(tmp_path):
+    setup(tmp_path)
+    widths = {}
+    for c in ("0.95", "0.99"):
+        done = run_massgen(
+            "eval", "team.yaml", "data.jsonl", "-m", "single:bob", "--confidence", c,
+            "--json", "-q", "-o", c, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["confidence"] == float(c)
+        low, high = report["methods"][0]["interval"]
+        widths[c] = high - low
+    assert widths["0.99"] > widths["0.95"]
+    assert "99% interval" in (tmp_path / "0.99" / "chart.html").read_text()
+    bad = run_massgen("eval", "team.yaml", "data.jsonl", "--confidence", "95", cwd=tmp_path)
+    assert bad.returncode == 2 and "--confidence" in bad.stderr
