@@ -67,7 +67,8 @@ class Orchestrator:
     """Runs a team of agents on tasks. ``config``: the team file's ``orchestrator:`` section,
     or its keys as keyword options (flat, as the seed spells them: ``max_rounds=3``,
     ``cache_enabled=True``). ``subscribers`` receive every event. ``observability``: where
-    runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md)."""
+    runs are traced to (else the ``OTEL_EXPORTER_OTLP_*`` variables; docs/observability.md).
+    ``seats``: the agents taking part (default: all not on ``standby``; the rest stand by)."""
 
     def __init__(
         self,
@@ -81,6 +82,7 @@ class Orchestrator:
         subscribers: Iterable[ev.Subscriber] = (),
         handles: dict[str, AgentHandle] | None = None,
         observability: ObservabilityConfig | None = None,
+        seats: Sequence[str] | None = None,
         **options: Any,
     ) -> None:
         if not agents:
@@ -93,9 +95,11 @@ class Orchestrator:
         refs = [(a.fallback, f"agent {a.name!r}: unknown fallback") for a in agents]
         refs += [(self.config.aggregator, "unknown aggregator")]
         refs += [(self.config.consensus.presenter, "unknown presenter")]
+        refs += [(seat, "unknown seats") for seat in seats or ()]
         for ref, what in refs:
             if ref and ref not in self.agents:
                 raise ConfigError(f"{what} agent {ref!r}", key=what.split()[-1])
+        self._seats = list(seats or ())
         self.seed = seed
         self.subscribers = list(subscribers)
         self.handles: dict[str, AgentHandle] = handles or {
@@ -233,8 +237,8 @@ class Orchestrator:
         return built
 
     def seats(self) -> list[str]:
-        """Agents that take part on their own (all but those on ``standby``)."""
-        return [n for n, a in self.agents.items() if not a.standby]
+        """Agents that take part on their own (``seats``, else all but those on ``standby``)."""
+        return list(self._seats or [n for n, a in self.agents.items() if not a.standby])
 
     async def arun(
         self,
@@ -403,7 +407,7 @@ class Orchestrator:
 DEFAULT_MEMORY_PATH = ".massgen/memory.sqlite3"  # when no store is given and no Redis
 _log = logging.getLogger("massgen.memory")
 _RUNTIME: tuple[str, ...] = ("seed", "session", "cache_store", "memory_store", "subscribers")
-_RUNTIME += ("handles", "observability")
+_RUNTIME += ("handles", "observability", "seats")
 
 
 __all__ = ["Orchestrator"]

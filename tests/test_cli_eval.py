@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,37 @@ def test_a_resume_with_one_more_method_runs_only_that_method(tmp_path):
         "eval", "team.yaml", "data.jsonl", "--resume", "--seed", "7", "-m", "vote", cwd=tmp_path
     )
     assert other.returncode == 2 and "holds results of a different run" in other.stderr
+
+
+def test_the_progress_says_what_an_eval_runs_and_the_output_goes_where_you_are(tmp_path):
+    setup(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data.jsonl").rename(tmp_path / "data" / "sums.jsonl")
+    done = run_massgen(
+        "eval", "team.yaml", "data/sums.jsonl", "-m", "single:ada,vote", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "eval: 6 questions x 2 methods = 12 runs (single:ada, vote)" in done.stderr
+    assert re.search(r"^eval summary: 12 done, 0 failed", done.stderr, re.M)
+    assert "batch" not in done.stderr  # one view, named for what runs
+    assert (tmp_path / "sums.eval" / "report.json").exists()  # not among the data
+    assert not (tmp_path / "data" / "sums.eval").exists()
+
+
+def test_confidence_widens_every_interval_and_must_be_a_probability(tmp_path):
+    setup(tmp_path)
+    widths = {}
+    for c in ("0.95", "0.99"):
+        done = run_massgen(
+            "eval", "team.yaml", "data.jsonl", "-m", "single:bob", "--confidence", c,
+            "--json", "-q", "-o", c, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["confidence"] == float(c)
+        low, high = report["methods"][0]["interval"]
+        widths[c] = high - low
+    assert widths["0.99"] > widths["0.95"]
+    assert "99% interval" in (tmp_path / "0.99" / "chart.html").read_text()
+    bad = run_massgen("eval", "team.yaml", "data.jsonl", "--confidence", "95", cwd=tmp_path)
+    assert bad.returncode == 2 and "--confidence" in bad.stderr

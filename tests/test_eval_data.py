@@ -130,10 +130,12 @@ def test_duplicate_ids_missing_files_and_empty_files_are_refused(tmp_path):
 
 def test_a_majority_reads_answers_and_breaks_ties_by_the_earliest_seat(tmp_path):
     [item] = load_items(write(tmp_path, [{"question": "n?", "answer": 4}]))
-    vote = majority(item, ["Answer: 5", "I think 4", "Answer: 4.0", "no idea"])
-    assert (vote.answer, vote.index, vote.support) == ("4", 1, 0.5)
-    assert vote.distribution == {"5": 1, "4": 2}
-    tie = majority(item, ["Answer: 7", "Answer: 4", "words only"])
-    assert (tie.answer, tie.index) == ("7", 0)
-    none = majority(item, ["no", "idea"])
-    assert (none.answer, none.index, none.support) == (None, None, 0.0)
+    replies = ["Answer: 5", "I think 4", "Answer: 4.0", "no idea"]
+    vote = majority(item, {f"s{i}": r for i, r in enumerate(replies)})
+    assert (vote.answer, vote.winner, vote.support) == ("4", "s1", 0.5)
+    assert vote.distribution == {"4": 2, "5": 1}
+    tie = majority(item, {"a": "Answer: 7", "b": "Answer: 4", "c": "words only"})
+    assert (tie.answer, tie.winner) == ("7", "a")
+    # a reply with no answer agrees with nothing: a group of one, first in a tie of ones
+    none = majority(item, {"a": "no", "b": "idea"})
+    assert (none.answer, none.winner, none.support, none.distribution) == (None, "a", 0.5, {})

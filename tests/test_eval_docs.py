@@ -67,7 +67,9 @@ def folder(tmp_path: Path) -> Path:
     team = next(b for b in blocks if "name: gsm8k-debate" in b)
     (tmp_path / "gsm8k.yaml").write_text(team)
     (tmp_path / "gsm8k-test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows()))
-    shutil.copy(ROOT / "configs/offline.yaml", tmp_path / "team.yaml")
+    offline = (ROOT / "configs/offline.yaml").read_text()  # as team.yaml, its quiz file found
+    quiz = str(ROOT / "examples/arith.jsonl")
+    (tmp_path / "team.yaml").write_text(offline.replace("../examples/arith.jsonl", quiz))
     capital = {
         "question": "What is the capital of France?",
         "answer": ".*paris.*",
@@ -93,7 +95,9 @@ def test_an_eval_command_of_the_docs_runs_as_shown(page, command, tmp_path, sim:
     assert done.returncode == 0, f"{page}: {command}\n{done.stderr}"
     assert done.stdout.startswith("| method | n | accuracy |")
     data = Path(args[2])
-    report = json.loads((cwd / data.with_suffix(".eval") / "report.json").read_text())
+    written = cwd / (data.stem + ".eval")  # in the current folder, wherever the data is
+    report = json.loads((written / "report.json").read_text())
+    assert (written / "chart.html").read_text().count("<svg") == 1
     assert report["questions"] > 0
     if "gsm8k" in command:  # the simulated model is right on 4 of 8 questions alone
         alone = next(m for m in report["methods"] if m["method"] == "single:a1")

@@ -221,3 +221,75 @@ async def test_a_budget_that_runs_out_between_samples_stops_without_counting_the
     assert (row["status"], row["stopped"], row["correct"]) == ("failed", "budget", False)
     assert 0 < row["cost"] <= 0.2
     assert (report.questions, report.incomplete) == (0, 0)
+
+
+async def test_self_consistency_groups_answers_as_consensus_does_knowing_the_question(
+    tmp_path, sim: ProviderSimulator
+):
+    # asked for the capital, "Paris is the capital of France." and "Paris." are one answer
+    replies = itertools.cycle(["Paris is the capital of France.", "Lyon.", "Paris."])
+    sim.responder = lambda request: Text(next(replies))
+    orchestrator = sim_team(tmp_path, sim)
+    out = tmp_path / "rows.jsonl"
+    rows = [{"id": "c", "question": "What is the capital of France?", "answer": "Paris"}]
+    try:
+        report = await orchestrator.aevaluate(rows, methods="self-consistency", samples=3, out=out)
+    finally:
+        await orchestrator.aclose()
+    import json
+
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["distribution"] == {"paris": 2, "lyon": 1} and row["agreement"] == 0.6667
+    assert report["self-consistency"].correct == 1
+
+
+def test_vote_is_the_consensus_vote_mode_with_no_review_nor_synthesis(tmp_path):
+    # the team's file asks for review rounds and a synthesis; vote runs neither
+    text = REPLAY_TEAM + "  consensus: {mode: debate, final: synthesize, max_rounds: 2}\n"
+    report = team(tmp_path, text).evaluate(QUESTIONS, methods="vote,consensus")
+    assert report["vote"].requests == 3 and report["vote"].correct == 2
+    assert report["consensus"].requests > 3  # reviews ran where the answers differ
+
+
+async def test_a_tie_goes_to_the_earliest_seat_or_draw_in_vote_and_self_consistency(
+    tmp_path, sim: ProviderSimulator
+):
+    draws = itertools.cycle(["Answer: 7", "Answer: 4", "Answer: 5"])  # 3 distinct: a tie
+    sim.responder = lambda request: Text(next(draws))
+    orchestrator = sim_team(tmp_path, sim)
+    out = tmp_path / "rows.jsonl"
+    try:
+        await orchestrator.aevaluate(
+            [QUESTIONS[0]], methods="self-consistency", samples=3, out=out, concurrency=1
+        )
+    finally:
+        await orchestrator.aclose()
+    import json
+
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    # the draws are sent at once, so which reply each gets is the simulator's order
+    first = row["answers"]["ada#1"]
+    assert row["final_answer"] == first and row["agreement"] == 0.3333
+    replay = """\
+agents:
+  - {name: ada, backend: {type: replay, rules: [{match: '2\\+2', reply: 'Answer: 3'}]}}
+  - {name: bob, backend: {type: replay, rules: [{match: '2\\+2', reply: 'Answer: 4'}]}}
+  - {name: cy, backend: {type: replay, rules: [{match: '2\\+2', reply: 'Answer: 5'}]}}
+"""
+    report = await team(tmp_path, replay).aevaluate([QUESTIONS[0]], methods="vote")
+    assert report["vote"].correct == 0  # ada's 3 wins the three-way tie
+
+
+def test_a_team_seats_only_the_agents_it_is_told_to(tmp_path):
+    from massgen.errors import ConfigError
+
+    whole = team(tmp_path)
+    alone = Orchestrator(list(whole.agents.values()), whole.config, seats=["bob"])
+    assert alone.seats() == ["bob"] and whole.seats() == ["ada", "bob", "cy"]
+    assert alone.run("What is 2+2?").final_answer == "Answer: 5"
+    try:
+        Orchestrator(list(whole.agents.values()), seats=["zed"])
+    except ConfigError as e:
+        assert e.key == "seats"
+    else:
+        raise AssertionError("an unknown seat is accepted")

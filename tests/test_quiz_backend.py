@@ -283,13 +283,15 @@ def test_theory_matches_the_binomial_sums_and_known_figures() -> None:
 
 
 def team_yaml(answers: Path, ps: Sequence[float], strategy: str = "parallel", **quiz: Any) -> str:
-    """Three agents, each on a backend of its own (its own ``p``), the same seed."""
+    """Three agents, each on a backend of its own (its own ``p``), the same seed; consensus
+    debates (a review round whenever the answers differ)."""
     backends = {
         f"sim_{name}": {"type": "replay", "quiz": {"answers": str(answers), "p": p, **quiz}}
         for name, p in zip(NAMES, ps, strict=True)
     }
     agents = [{"name": n, "backend": f"sim_{n}", "role": f"You are {n}."} for n in NAMES]
-    orchestrator = {"strategy": strategy, "consensus": {"threshold": 0.5, "max_rounds": 1}}
+    consensus = {"threshold": 0.5, "max_rounds": 1, "mode": "debate"}
+    orchestrator = {"strategy": strategy, "consensus": consensus}
     team = {"backends": backends, "agents": agents, "orchestrator": orchestrator}
     return yaml.safe_dump(team)
 
@@ -356,3 +358,18 @@ async def test_consensus_with_plurality_votes_scores_the_majority(
     )
     assert within(right, len(asked), majority([0.7] * 3)), right / len(asked)
     assert any(res.votes for res in results), "no review round ran"
+
+
+async def test_quiz_replies_skip_the_demo_latency_unless_the_quiz_sets_its_own(
+    rows: list[dict[str, Any]], answers: Path
+) -> None:
+    # configs/offline.yaml slows its demo replies (latency 0.3); its quiz answers at once
+    slow = ReplayBackend(latency=30, quiz={"answers": str(answers), "p": 0.7}, name="sim")
+    done = await asyncio.wait_for(slow.complete(ask(rows[0]["question"])), timeout=10)
+    assert extract("number", done.text) is not None
+    paced = ReplayBackend(quiz={"answers": str(answers), "p": 0.7, "latency": 0.2}, name="sim")
+    started = asyncio.get_running_loop().time()
+    await paced.complete(ask(rows[0]["question"]))
+    assert asyncio.get_running_loop().time() - started >= 0.2
+    with pytest.raises(ConfigError):
+        ReplayBackend(quiz={"answers": str(answers), "p": 0.7, "latency": -1})

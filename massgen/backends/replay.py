@@ -63,26 +63,26 @@ class ReplayBackend(Backend):
         self._turn = 0  # which of `replies` comes next
         self.quiz = Quiz(quiz, base_dir=base_dir, backend=self.name) if quiz else None
 
-    def reply_for(self, request: CompletionRequest) -> str:
-        """The filled-in reply this backend gives to ``request`` (advances ``replies``)."""
+    def reply_for(self, request: CompletionRequest) -> tuple[str, float]:
+        """The filled-in reply to ``request`` (advances ``replies``), and its latency."""
         if self.quiz is not None and (answer := self.quiz.reply(request)) is not None:
-            return answer
+            return answer, self.quiz.options.latency
         prompt = "\n".join(m.content for m in request.messages)
         reply = next((rule.reply for rule in self.rules if rule.pattern.search(prompt)), None)
         if reply is None and self.replies:
             reply, self._turn = self.replies[self._turn % len(self.replies)], self._turn + 1
-        return fill(self.default if reply is None else reply, request)
+        return fill(self.default if reply is None else reply, request), self.latency
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await final(self.stream(request))
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
-        started, text = time.perf_counter(), self.reply_for(request)
+        started, (text, latency) = time.perf_counter(), self.reply_for(request)
         size = self.stream_chunk or len(text) or 1
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         for piece in pieces:
-            if self.latency:
-                await asyncio.sleep(self.latency / len(pieces))
+            if latency:
+                await asyncio.sleep(latency / len(pieces))
             if piece:
                 yield StreamChunk(delta=piece)
         yield StreamChunk(completion=await text_completion(self, request, text, started))

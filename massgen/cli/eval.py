@@ -45,7 +45,12 @@ def eval_(
     max_cost: MaxCost = None,
     out: Annotated[
         Path | None,
-        Opt("--out", "-o", help="Folder for results, report and chart (default: DATA.eval/)."),
+        Opt(
+            "--out",
+            "-o",
+            help="Folder for results, report and chart (default: ./NAME.eval/ for DATA "
+            "named NAME.jsonl, in the current folder).",
+        ),
     ] = None,
     resume: Annotated[
         bool, Opt("--resume", help="Keep the finished runs of --out and do only the rest.")
@@ -67,6 +72,9 @@ def eval_(
     bootstrap: Annotated[
         bool, Opt("--bootstrap", help="Percentile bootstrap intervals instead of Wilson's.")
     ] = False,
+    confidence: Annotated[
+        float, Opt("--confidence", help="Of every interval (default 0.95).")
+    ] = 0.95,
     json_out: Annotated[bool, Opt("--json", help="Print the report as JSON, not a table.")] = False,
     quiet: Quiet = False,
 ) -> int:
@@ -85,10 +93,12 @@ def eval_(
     for value, key in ((concurrency, "--concurrency"), (limit, "--limit"), (samples, "--samples")):
         if value is not None and value < 1:
             raise ConfigError("must be at least 1", key=key)
+    if not 0 < confidence < 1:
+        raise ConfigError("must be between 0 and 1", key="--confidence", hint="e.g. 0.99")
     max_cost = check_limit(max_cost, "--max-cost")
     cfg = load(config)
     items = load_items(data, limit=limit)
-    folder = out or data.with_name(data.stem + ".eval")
+    folder = out or Path(data.stem + ".eval")  # where you are, not among the data
     if folder.exists() and not folder.is_dir():
         raise ConfigError("is a file; give a folder", file=str(folder), key="--out")
     # Every request is sent: a cached reply costs nothing and would be the same draw again.
@@ -112,9 +122,12 @@ def eval_(
     view: Any = None
     if not quiet:
         names = ", ".join(m.name for m in chosen)
-        print(f"eval: {len(items)} questions x {len(chosen)} methods ({names})", file=sys.stderr)
+        what = f"{len(items)} questions x {len(chosen)} methods = {tasks} runs ({names})"
         done = sum(r.get("status") in ("done", "degraded") for r in log.done.values())
-        view = RichBatchView(tasks, done) if sys.stderr.isatty() else PlainBatchView(tasks)
+        tty = sys.stderr.isatty()
+        view = (
+            RichBatchView(tasks, done, "eval", what) if tty else PlainBatchView(tasks, "eval", what)
+        )
     summary = BatchSummary(total=tasks)
     rows: list[dict[str, Any]] = []
 
@@ -155,6 +168,7 @@ def eval_(
         interval="bootstrap" if bootstrap else "wilson",
         seed=seed,
         meta=meta,
+        confidence=confidence,
     )
     (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     (folder / "report.md").write_text(report.markdown())

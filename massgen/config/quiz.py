@@ -28,6 +28,9 @@ class QuizOptions(BaseModel):
     """How a review prompt is answered: which answer block the agent votes for (or revise)."""
     seed: int = 0
     """Seeds every draw; agents share a question's draws only under the same seed."""
+    latency: float = Field(default=0.0, ge=0)
+    """Seconds per quiz reply (the backend's ``latency`` is for its other replies): none by
+    default, so an eval of thousands of questions takes seconds, not minutes."""
 
     @field_validator("p")
     @classmethod

@@ -1,10 +1,10 @@
-"""Batch progress on stderr: a Rich bar on a terminal, periodic plain lines otherwise."""
+"""Batch progress on stderr (a Rich bar on a terminal, else plain lines), named for what runs."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from massgen.batch.runner import BatchSummary
 
@@ -20,32 +20,32 @@ def describe(s: BatchSummary, digits: int = 1) -> str:
 class PlainBatchView:
     """A line at most every ``every`` seconds, and one at the end."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, every: float = 2.0) -> None:
-        self.stream = stream or sys.stderr
-        self.every = every
-        self.last = 0.0
-        print(f"batch: {total} tasks", file=self.stream, flush=True)
+    def __init__(self, total: int, name: str = "batch", what: str = "") -> None:
+        self.stream, self.every, self.last, self.name = sys.stderr, 2.0, 0.0, name
+        print(f"{name}: {what or f'{total} tasks'}", file=self.stream, flush=True)
 
     def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
         now = time.monotonic()
         if now - self.last >= self.every or summary.remaining == 0:
             self.last = now
-            print("batch: " + describe(summary), file=self.stream, flush=True)
+            print(f"{self.name}: " + describe(summary), file=self.stream, flush=True)
 
     def close(self, summary: BatchSummary) -> None:
-        print("batch summary: " + describe(summary, 3), file=self.stream, flush=True)
+        print(f"{self.name} summary: " + describe(summary, 3), file=self.stream, flush=True)
 
 
 class RichBatchView:
     """A progress bar with done/failed/total, rate, ETA, tokens and cost; a table at the end."""
 
-    def __init__(self, total: int, skipped: int) -> None:
+    def __init__(self, total: int, skipped: int, name: str = "batch", what: str = "") -> None:
         from rich import progress as p
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console, self.name = Console(stderr=True), name
+        if what:
+            self.console.print(f"{name}: {what}", markup=False)
         self.progress = p.Progress(
-            p.TextColumn("[bold]batch"),
+            p.TextColumn(f"[bold]{name}"),
             p.BarColumn(),
             p.MofNCompleteColumn(),
             p.TextColumn("{task.fields[failed]} failed"),
@@ -76,7 +76,7 @@ class RichBatchView:
         from rich.table import Table
 
         self.progress.stop()
-        table = Table(title="batch summary", show_header=False, box=None)
+        table = Table(title=f"{self.name} summary", show_header=False, box=None)
         for key, value in summary.as_dict().items():
             table.add_row(key, str(value))
         self.console.print(table)

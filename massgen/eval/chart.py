@@ -73,7 +73,7 @@ def svg(report: EvalReport) -> str:
         f'<text x="{LEFT + plot_w / 2}" y="{H - 18}" text-anchor="middle">'
         f"{html.escape(title)}</text>"
         f'<text transform="translate(18 {TOP + plot_h / 2}) rotate(-90)" text-anchor="middle">'
-        "accuracy (bar: 95% interval)</text>"
+        f"accuracy (bar: {report.confidence * 100:g}% interval)</text>"
     )
     for i, score in enumerate(report.methods):
         out.append(_point(score, _dodged(px, xs, i), py, COLOURS[i % len(COLOURS)], i))
@@ -134,7 +134,8 @@ def page(report: EvalReport, title: str = "massgen eval") -> str:
         f"<td>{'–' if s.cost_per_correct is None else f'${s.cost_per_correct:.4f}'}</td></tr>"
         for s in report.methods
     )
-    head = "<tr><th>method</th><th>n</th><th>accuracy</th><th>95% interval</th>"
+    head = "<tr><th>method</th><th>n</th><th>accuracy</th>"
+    head += f"<th>{report.confidence * 100:g}% interval</th>"
     head += "<th>p vs best single</th><th>requests/q</th><th>cost</th><th>$/correct</th></tr>"
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -172,7 +173,7 @@ def write_png(report: EvalReport, path: Path) -> bool:
             label=score.method,
         )
     ax.set_xlabel(title)
-    ax.set_ylabel("accuracy (bar: 95% interval)")
+    ax.set_ylabel(f"accuracy (bar: {report.confidence * 100:g}% interval)")
     ax.set_ylim(0, 1)
     ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
     fig.tight_layout()

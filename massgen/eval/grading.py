@@ -1,17 +1,18 @@
 """Whether a reply is right, what answer it gives, and which answer a majority gives: the
 graders of :mod:`massgen.answers` applied to a question, and the LLM judge's prompt and
-verdict. A reply without a readable answer is wrong."""
+verdict. A reply without a readable answer is wrong. Majorities group replies as the
+consensus strategy does (:mod:`massgen.strategies.agreement`): agreement means one thing."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from massgen.answers import answer_span, extract, grade
+from massgen.answers import answer_span, extract, grade, normalize_text
 from massgen.eval.data import JUDGE, EvalItem
+from massgen.strategies.agreement import NO_ANSWER, Board, support
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +23,12 @@ class Verdict:
 
 
 def read_answer(item: EvalItem, reply: str) -> str | None:
-    """The reply's answer as the question's grader reads it (None: no answer)."""
+    """The reply's answer as the question's grader reads it (None: no answer); a ``text``
+    answer read knowing the question, as :func:`majority` and consensus read it."""
     if item.grader in ("exact", "regex") or item.grader.startswith("regex:"):
         span = answer_span(reply)
         return span.strip() if span else None
-    return extract(item.kind, reply, choices=item.choices)
+    return extract(item.kind, reply, choices=item.choices, question=item.prompt)
 
 
 def check(item: EvalItem, reply: str) -> Verdict:
@@ -38,6 +40,10 @@ def check(item: EvalItem, reply: str) -> Verdict:
         ok = grade(g, reply, item.gold, item=dict(item.row))
     elif g == JUDGE:
         raise ValueError("a judged question is graded by its judge")
+    elif g == "text":  # the answer read knowing the question (grade() does not know it)
+        golds = item.gold if isinstance(item.gold, list | tuple) else [item.gold]
+        got = read_answer(item, reply)
+        ok = got is not None and got in {normalize_text(str(x)) for x in golds}
     else:
         tolerance = {k: item.row[k] for k in ("rel_tol", "abs_tol") if k in item.row}
         ok = grade(g, reply, item.gold, choices=item.choices, **tolerance)
@@ -82,23 +88,32 @@ def read_verdict(text: str) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class Majority:
-    """The most frequent answer of several replies (in seat or draw order)."""
+    """The answer most of several replies give, as the consensus strategy's ``vote`` mode
+    picks it (:class:`massgen.strategies.agreement.Board`)."""
 
-    index: int | None
-    """Which reply carries the winning answer (the first that gives it), None: no answer."""
+    winner: str | None
+    """Whose reply carries the winning answer (its first giver), None: no replies."""
     answer: str | None
+    """The winning answer's key (None: the winning reply has no checkable answer)."""
     support: float | None
-    """Replies giving the winning answer over all replies (those without an answer too)."""
+    """The share of the replies giving the winning answer (the agreement score)."""
     distribution: dict[str, int] = field(default_factory=dict)
 
 
-def majority(item: EvalItem, replies: Sequence[str]) -> Majority:
-    """The answer most replies give; a tie goes to the answer given first (the earliest
-    seat, or draw). Replies without an answer count in the support's denominator only."""
-    answers = [read_answer(item, r) for r in replies]
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return Majority(None, None, 0.0 if replies else None, {})
-    top = max(counts.values())
-    winner = next(a for a in answers if a is not None and counts[a] == top)
-    return Majority(answers.index(winner), winner, round(top / len(replies), 4), dict(counts))
+def majority(item: EvalItem, replies: Mapping[str, str]) -> Majority:
+    """The answer most of ``replies`` (label -> text, in order: seats, or draws) give, grouped
+    by :func:`~massgen.strategies.agreement.answer_key` of the question's kind, exactly as
+    consensus groups its agents: a tie goes to the answer given first, and a reply with no
+    checkable answer agrees with nothing (a group of one, which can win only a tie of ones)."""
+    board = Board(item.prompt, item.kind, list(replies))
+    for label, text in replies.items():
+        board.set(label, text)
+    top = board.best(board.keys, list(replies))
+    if top is None:
+        return Majority(None, None, None, {})
+    return Majority(
+        board.author(top, list(replies)),
+        None if top.startswith(NO_ANSWER) else top,
+        support(board.keys, top, len(replies)),
+        board.distribution(list(replies)),
+    )

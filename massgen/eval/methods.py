@@ -2,17 +2,23 @@
 
 - ``single:<agent>``: that agent alone, one request;
 - ``self-consistency`` (or ``self-consistency:<agent>``; default the first agent): ``k``
-  independent samples of one agent, the majority of their extracted answers;
-- ``vote``: every agent answers once, the majority of their extracted answers, no review;
-- ``consensus``: the team's consensus strategy as its file configures it;
+  independent samples of one agent, the majority of their answers;
+- ``vote``: the consensus strategy in its ``vote`` mode: every agent answers once, the most
+  given answer wins, no review;
+- ``consensus``: the team's consensus strategy as its file configures it (with ``answer:
+  auto``, the default, told the question's kind of answer rather than guessing it);
 - ``moa``: mixture of agents, the others' answers synthesised by the team's ``aggregator``
   (without one, by the first agent, which then does not propose).
 
-Majorities are :func:`massgen.eval.grading.majority` (a tie goes to the earliest seat).
-Every request is sent (the response cache is off: a cached reply would cost nothing and
-be the same draw again). With ``equal_compute`` every sampling method (single, self-
+Every majority groups replies by :func:`massgen.strategies.agreement.answer_key` of the
+question's kind (the question known) and breaks a tie for the answer given first (the
+earliest seat, or draw): ``vote`` is the strategy itself, self-consistency's majority is
+:func:`massgen.eval.grading.majority` on the same :class:`~massgen.strategies.agreement.Board`.
+Every request is sent (the response cache is off: a cached reply would cost nothing and be
+the same draw again). With ``equal_compute`` every sampling method (single, self-
 consistency, vote) draws ``budget`` answers per question, the most the consensus run may
-make; MoA and consensus keep their own shape.
+make (``vote`` dealt round-robin over the agents, the same majority); MoA and consensus keep
+their own shape.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from massgen.budget import Budget
 from massgen.errors import BudgetExceeded, ConfigError, MassGenError, RunError
 from massgen.eval.data import EvalItem
-from massgen.eval.grading import Majority, majority
+from massgen.eval.grading import majority
 from massgen.result import RunResult
 
 if TYPE_CHECKING:
@@ -95,34 +101,32 @@ class Team(Protocol):
     ) -> RunResult: ...
 
 
+CONSENSUS_KEYS = ("answer", "mode", "final")
+"""Options of :func:`with_options` that set a key of ``consensus``."""
+
+
 def with_options(config: OrchestratorConfig, **options: Any) -> OrchestratorConfig:
-    """``config`` with ``aggregator``, ``cache_enabled`` or a consensus ``answer`` kind set."""
+    """``config`` with ``aggregator``, ``cache_enabled`` or a consensus ``answer``, ``mode``
+    or ``final`` set."""
     if "cache_enabled" in options:
         cache = config.cache.model_copy(update={"enabled": options.pop("cache_enabled")})
         config = config.model_copy(update={"cache": cache})
-    if "answer" in options:
-        consensus = config.consensus.model_copy(update={"answer": options.pop("answer")})
-        config = config.model_copy(update={"consensus": consensus})
+    update = {k: options.pop(k) for k in CONSENSUS_KEYS if k in options}
+    if update:
+        config = config.model_copy(update={"consensus": config.consensus.model_copy(update=update)})
     return config.model_copy(update=options) if options else config
 
 
 def seated(team: Team, seats: Sequence[str], config: OrchestratorConfig) -> Team:
     """A team of ``team``'s class on its agents and handles (its connections, its
-    resilience stack), with only ``seats`` taking part."""
+    resilience stack), with only ``seats`` taking part (the constructor's ``seats``: the
+    others stay on hand as fallbacks, aggregator or presenter)."""
     cls: Any = type(team)
-    built = cls(list(team.agents.values()), config, handles=team.handles, seed=team.seed)
-    chosen = list(seats)
-    built.seats = lambda: list(chosen)  # this team's seats, not the file's
+    built = cls(
+        list(team.agents.values()), config, handles=team.handles, seed=team.seed, seats=seats
+    )
     built.observability = None  # a tracer of its own would never be flushed
     return built
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One method's run of one question, and its majority when it has one."""
-
-    result: RunResult
-    vote: Majority | None = None
 
 
 class Methods:
@@ -163,27 +167,27 @@ class Methods:
             self._built[key] = seated(self.team, seats, with_options(self.team.config, **options))
         return self._built[key]
 
-    async def run(self, method: Method, item: EvalItem, budget: Budget) -> Outcome:
-        if method.kind == "consensus":
-            team = self._seated(self.seats, **self._consensus_options(item))
-            return Outcome(await team.arun(item.prompt, "consensus", budget=budget))
+    async def run(self, method: Method, item: EvalItem, budget: Budget) -> RunResult:
+        if method.kind == "vote" and not self.equal_compute:  # the strategy's own vote
+            team = self._seated(self.seats, answer=item.kind, mode="vote", final="winner")
+            return await team.arun(item.prompt, "consensus", budget=budget)
+        if method.kind == "consensus":  # as configured; `answer: auto` is told the kind
+            auto = self.team.config.consensus.answer == "auto"
+            team = self._seated(self.seats, **({"answer": item.kind} if auto else {}))
+            return await team.arun(item.prompt, "consensus", budget=budget)
         if method.kind == "moa":
             aggregator = self.team.config.aggregator or self.seats[0]
             team = self._seated(self.seats, aggregator=aggregator)
-            return Outcome(await team.arun(item.prompt, "parallel", budget=budget))
+            return await team.arun(item.prompt, "parallel", budget=budget)
         return await self._sample(method, item, budget)
-
-    def _consensus_options(self, item: EvalItem) -> dict[str, Any]:
-        """The answer kind, for a consensus that groups answers by it (when it can)."""
-        from massgen.config import ConsensusConfig
-
-        return {"answer": item.kind} if "answer" in ConsensusConfig.model_fields else {}
 
     async def judge(self, agent: str, prompt: str, budget: Budget) -> RunResult:
         return await self._seated([agent], aggregator=None).arun(prompt, "parallel", budget=budget)
 
-    async def _sample(self, method: Method, item: EvalItem, budget: Budget) -> Outcome:
-        """Each draw a run of its own (one request unless retried), at once; the majority."""
+    async def _sample(self, method: Method, item: EvalItem, budget: Budget) -> RunResult:
+        """Each draw a run of its own (one request unless retried), at once; the majority of
+        the draws that answered (a failed one is out, as a failed agent is in consensus), its
+        agreement and distribution in the result as consensus records them."""
         names = self.draws(method)
         repeats = len(names) > len(set(names))
         labels = [f"{n}#{names[:i].count(n) + 1}" if repeats else n for i, n in enumerate(names)]
@@ -218,10 +222,16 @@ class Methods:
         combined.duration = time.perf_counter() - started
         combined.history = [dict(zip(labels, texts, strict=True))]
         combined.rounds = 1
-        vote = majority(item, texts) if len(names) > 1 else None
-        pick = (vote.index if vote is not None else 0) if texts else None
-        if pick is not None and texts[pick]:
-            combined.final_answer, combined.winner = texts[pick], labels[pick]
+        live = {
+            label: text
+            for label, text, task in zip(labels, texts, tasks, strict=True)
+            if isinstance(task.result(), RunResult)
+        }
+        if len(names) == 1:
+            combined.final_answer, combined.winner = texts[0], labels[0] if live else None
+        elif (vote := majority(item, live)).winner is not None:
+            combined.final_answer, combined.winner = live[vote.winner], vote.winner
+            combined.support, combined.distribution = vote.support, vote.distribution
         for task in tasks:
             if isinstance(spent := task.result(), BudgetExceeded):  # the batch stops; row fails
                 combined.status = "failed"
@@ -236,4 +246,4 @@ class Methods:
                 combined.status, combined.error = "failed", str(error)
                 error.result = combined  # type: ignore[attr-defined]
                 raise error
-        return Outcome(combined, vote)
+        return combined

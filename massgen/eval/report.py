@@ -1,5 +1,6 @@
-"""The eval's report: per method its accuracy with a 95 % interval, a paired test against
-the best single agent, what it spent and how long it took; as a markdown table and JSON.
+"""The eval's report: per method its accuracy with a 95 % interval (or ``confidence``), a
+paired test against the best single agent, what it spent and how long it took; as a
+markdown table and JSON.
 
 Only questions every method finished are counted (a budget stop or Ctrl-C can leave a
 question half done; a run the budget stopped midway is not finished): the methods are
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from massgen.evalstats import bootstrap, mcnemar_exact, wilson
+from massgen.evalstats import bootstrap, mcnemar_exact, wilson, z_for
 
 INTERVALS = ("wilson", "bootstrap")
 
@@ -58,6 +59,8 @@ class EvalReport:
     interval: str = "wilson"
     best_single: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    confidence: float = 0.95
+    """Of every method's interval."""
 
     def __getitem__(self, method: str) -> MethodScore:
         return next(m for m in self.methods if m.method == method)
@@ -67,6 +70,7 @@ class EvalReport:
             "questions": self.questions,
             "incomplete": self.incomplete,
             "interval": self.interval,
+            "confidence": self.confidence,
             "best_single": self.best_single,
             "methods": [asdict(m) for m in self.methods],
             **({"meta": self.meta} if self.meta else {}),
@@ -98,10 +102,13 @@ def build_report(
     interval: str = "wilson",
     seed: int = 0,
     meta: Mapping[str, Any] | None = None,
+    confidence: float = 0.95,
 ) -> EvalReport:
-    """The report of results ``rows`` (one per question and method) for ``methods``."""
+    """The report of results ``rows`` (one per question and method) for ``methods``, each
+    method's interval of ``confidence``."""
     if interval not in INTERVALS:
         raise ValueError(f"interval is one of {INTERVALS}, not {interval!r}")
+    z = z_for(confidence)
     by: dict[str, dict[str, Mapping[str, Any]]] = {m: {} for m in methods}
     order: list[str] = []
     for row in rows:
@@ -118,9 +125,10 @@ def build_report(
         got = [by[m][q] for q in complete]
         k, n = sum(right[m]), len(complete)
         if interval == "wilson" or n == 0:
-            low, high = wilson(k, n)
+            low, high = wilson(k, n, z)
         else:
-            low, high = bootstrap([float(x) for x in right[m]], rng=random.Random(seed))
+            values = [float(x) for x in right[m]]
+            low, high = bootstrap(values, rng=random.Random(seed), confidence=confidence)
         cost = sum(float(r.get("cost") or 0.0) for r in got)
         latencies = [float(r.get("latency") or 0.0) for r in got]
         agreements = [float(r["agreement"]) for r in got if r.get("agreement") is not None]
@@ -157,9 +165,8 @@ def build_report(
                 p_value=p_value,
             )
         )
-    return EvalReport(
-        scores, len(complete), len(order) - len(complete), interval, best, dict(meta or {})
-    )
+    left_out = len(order) - len(complete)
+    return EvalReport(scores, len(complete), left_out, interval, best, dict(meta or {}), confidence)
 
 
 def _money(x: float | None) -> str:
@@ -177,7 +184,8 @@ def _p(score: MethodScore) -> str:
 def to_markdown(report: EvalReport) -> str:
     """The report as a markdown table, with a line on what was counted."""
     head = (
-        "| method | n | accuracy | 95% CI | vs best single: p (+won/−lost) | requests/q "
+        f"| method | n | accuracy | {report.confidence * 100:g}% CI "
+        "| vs best single: p (+won/−lost) | requests/q "
         "| prompt tok/q | completion tok/q | cost | $/correct | latency P50 | P95 |"
     )
     lines = [head, "|" + "---|" * 12]

@@ -70,17 +70,15 @@ class EvalRun:
         under the same allowance; its cost is the row's ``judge_cost``)."""
         item, method = self._find(task)
         try:
-            outcome = await self.runner.run(method, item, budget)
+            result = await self.runner.run(method, item, budget)
         except BudgetExceeded:
             self._graded[task.id] = {"stopped": "budget"}  # not counted: --resume redoes it
             raise
-        result = outcome.result
         graded: dict[str, Any] = {}
-        if outcome.vote is not None:
-            graded["agreement"] = outcome.vote.support
-            graded["distribution"] = outcome.vote.distribution
-        elif (agreement := _agreement(result, len(self.runner.seats))) is not None:
+        if (agreement := result.agreement(len(self.runner.seats))) is not None:
             graded["agreement"] = agreement
+        if result.distribution:
+            graded["distribution"] = result.distribution
         if item.grader == JUDGE and self.judge is not None:
             graded.update(await self._judged(item, result.final_answer, budget))
         else:
@@ -171,19 +169,6 @@ class EvalRun:
         return [known[t.id] for t in tasks if t.id in known]
 
 
-def _agreement(result: RunResult, seats: int) -> float | None:
-    """The result's agreement score, as the consensus strategy records it (a number, or an
-    object or mapping with ``support``), else the share of the last round's votes."""
-    found: Any = getattr(result, "agreement", None)
-    if callable(found):
-        found = found(seats)
-    if isinstance(found, dict):
-        found = found.get("support")
-    elif found is not None and not isinstance(found, int | float):
-        found = getattr(found, "support", None)
-    return round(float(found), 4) if isinstance(found, int | float) else None
-
-
 async def evaluate(
     team: Team,
     items: Sequence[EvalItem],
@@ -229,9 +214,13 @@ async def assess(
     *,
     limit: int | None = None,
     interval: str = "wilson",
+    confidence: float = 0.95,
     **options: Any,
 ) -> EvalReport:
-    """Load ``data``, run ``methods`` on it with ``orchestrator``'s team, report."""
+    """Load ``data``, run ``methods`` on it with ``orchestrator``'s team, report (intervals of
+    ``confidence``)."""
+    if not 0 < confidence < 1:
+        raise ConfigError("must be between 0 and 1", key="confidence", hint="e.g. 0.99")
     if isinstance(data, str | Path):
         items = load_items(data, limit=limit)
     else:
@@ -242,4 +231,6 @@ async def assess(
     team = eval_team(orchestrator)
     chosen = parse_methods(methods, team.seats(), team.config.aggregator)
     rows = await evaluate(team, items, chosen, **options)
-    return build_report(rows, [m.name for m in chosen], interval=interval, seed=orchestrator.seed)
+    names = [m.name for m in chosen]
+    seed = orchestrator.seed
+    return build_report(rows, names, interval=interval, seed=seed, confidence=confidence)
