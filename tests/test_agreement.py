@@ -131,6 +131,16 @@ async def test_vote_mode_never_reviews_and_breaks_a_tie_by_config_order():
     assert result.distribution == {"7": 2, "8": 2} and result.support == 0.5
 
 
+async def test_in_a_tie_a_checkable_answer_beats_a_reply_with_none():
+    agents, backends = team(
+        a=scripted("I cannot work this out."), b=scripted("#### 8"), c=scripted("The answer is 7.")
+    )
+    orchestrator = Orchestrator(agents, consensus={"mode": "vote", "answer": "number"})
+    result = await orchestrator.arun("What is 3 + 4?")
+    assert requests_made(backends) == 3 and not result.converged  # 1-1-1
+    assert result.winner == "b" and result.final_answer == "#### 8"  # not a, first in order
+
+
 async def test_a_vote_for_a_grouped_answer_backs_all_its_authors():
     # 5 agents, threshold 0.6: 3 needed; the answer round gives 2-1-1-1, so a review runs
     def backs_42(request):

@@ -128,12 +128,13 @@ class Board:
         return {a: votes.get(a, self.keys[a]) for a in live if a in self.keys}
 
     def best(self, backing: Mapping[str, str], live: Sequence[str]) -> str | None:
-        """The answer most of ``backing`` (agent -> key) holds; a tie goes to the answer whose
-        author comes first in config order."""
+        """The answer most of ``backing`` (agent -> key) holds; a tie goes to a checkable
+        answer before a reply with none, then to the answer whose author comes first in config
+        order."""
         counts = Counter(backing.values())
         rank = {k: self.order.index(a) for k in counts if (a := self.author(k, live))}
         held = [k for k in counts if k in rank]
-        return min(held, key=lambda k: (-counts[k], rank[k]), default=None)
+        return min(held, key=lambda k: (-counts[k], k[:1] == NO_ANSWER, rank[k]), default=None)
 
     def settled(
         self, live: Sequence[str], votes: Mapping[str, str], mode: str, needed: int
