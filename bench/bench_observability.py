@@ -13,9 +13,11 @@ one), alternating: both off, and both on (the team's ``observability.otlp`` and
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
 its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
 span), then times ``--runs`` tasks and the close that sends the last spans with the
-process's CPU clock (the exporter's thread counts). Every mode has the same null subscriber,
-so events are built in all of them, as under the CLI's view. Figures are medians of
-``--reps``. Nothing here passes or fails.
+process's CPU clock (the exporter's thread counts). Every mode of a workload has the same
+subscriber doing nothing, so events are built in all of them, as under the CLI's views: one
+that wants no token deltas (a quiet view) for ``few words``, one that wants them (the live
+view: the team streams) for ``realistic``. Figures are medians of ``--reps``. Nothing here
+passes or fails.
 
 Two workloads, each with its own simulator and receiver, the repetitions alternating between
 them: ``few words``, the simulator's default replies (an answer of a few words, review replies
@@ -169,8 +171,8 @@ def whole_runs(off: str, on: str, pairs: int) -> dict[str, list[float]]:
 
 def start(argv: list[str]) -> subprocess.Popen[str]:
     """A helper process whose first stdout line is its URL."""
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, **pipes)  # type: ignore[call-overload]
+    pipe = subprocess.PIPE
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdin=pipe, stdout=pipe, text=True)
 
 
 def report(name: str, cpu: dict[str, list[float]], spans: float, reps: int) -> None:
