@@ -13,18 +13,32 @@ one), alternating: both off, and both on (the team's ``observability.otlp`` and
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
 its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
 span), then times ``--runs`` tasks and the close that sends the last spans with the
-process's CPU clock (the exporter's thread counts). Every mode has the same null subscriber,
-so events are built in all of them, as under the CLI's view. Figures are medians of
-``--reps``. Nothing here passes or fails.
+process's CPU clock (the exporter's thread counts). Every mode of a workload has the same
+subscriber doing nothing, so events are built in all of them, as under the CLI's views: one
+that wants no token deltas (a quiet view) for ``few words``, one that wants them (the live
+view: the team streams) for ``realistic``. Figures are medians of ``--reps``. Nothing here
+passes or fails.
+
+Two workloads, each with its own simulator and receiver, the repetitions alternating between
+them: ``few words``, the simulator's default replies (an answer of a few words, review replies
+that are not votes and are asked again), the figure To has been measured on; and
+``realistic``, the same team answering with replies the size real providers send, streamed
+as they stream them: each agent's answer is the text of a streamed answer recorded from a
+real provider (:data:`RECORDED`, 1,021-2,849 characters, ≈ 250-700 tokens), sent a word a
+server-sent event (the recordings: 4-5 characters an event), and each review a ``vote``
+tool call whose arguments stream ≈ a token (4 characters) a fragment (``--token-arguments``;
+the recordings: 1.7-6.4 characters a fragment).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +55,41 @@ with Receiver() as r:
 """
 
 
+RECORDED = (  # answers real providers streamed, in tests/recorded (see its ORIGINS.toml files)
+    "openai/pydantic_ai-test_openai_responses_thinking_part_iter.yaml",  # o3-mini: 1,251 chars
+    "openai_compat/vercel_ai-xai-text-with-reasoning-streaming.1.chunks.txt",  # grok: 2,849
+    "anthropic/pydantic-ai__test_anthropic_model_thinking_part_stream.yaml",  # sonnet 4: 1,021
+)
+VOTE = {"label": "A", "reason": "It is the most complete answer and explains each step."}
+
+
+def recorded_answer(path: str) -> str:
+    """The answer text a recorded stream (Responses API or Anthropic events) carried."""
+    from tests.recorded.harness import HERE, load
+
+    text = []
+    for line in load(HERE / path)[-1].body.decode().splitlines():
+        if not line.startswith("data:") or "delta" not in line:
+            continue
+        data = json.loads(line[5:])
+        if data.get("type") == "response.output_text.delta":
+            text.append(data["delta"])
+        elif data.get("type") == "content_block_delta" and "text" in data["delta"]:
+            text.append(data["delta"]["text"])
+    return "".join(text)
+
+
+def realistic_script(agents: int) -> str:
+    """Simulator rules: agent i answers with recorded answer i, every review votes."""
+    answers = [recorded_answer(path) for path in RECORDED]
+    vote = {"type": "tool_calls", "calls": [{"name": "vote", "arguments": VOTE}]}
+    rules = [{"match": "Vote for the best answer", "reply": vote}]
+    rules += [
+        {"match": f"You are agent {i}.", "reply": answers[i % len(answers)]} for i in range(agents)
+    ]
+    return json.dumps({"rules": rules})
+
+
 class Null:
     """A subscriber that hears every event and shows no deltas (like a quiet view)."""
 
@@ -48,6 +97,12 @@ class Null:
 
     def __call__(self, event: object) -> None:
         pass
+
+
+class Live(Null):
+    """One that shows deltas (like the live view): the backends stream."""
+
+    wants_deltas = True
 
 
 def team(sim_url: str, agents: int) -> str:
@@ -59,11 +114,11 @@ def team(sim_url: str, agents: int) -> str:
     return f"agents:\n{rows}\norchestrator: {{strategy: consensus, max_retries: 0}}\n"
 
 
-async def cpu_of(text: str, runs: int, metrics: bool) -> float:
+async def cpu_of(text: str, runs: int, metrics: bool, deltas: bool = False) -> float:
     from massgen.config import loads
     from massgen.orchestrator import Orchestrator
 
-    heard: list[object] = [Null()]
+    heard: list[object] = [Live() if deltas else Null()]
     if metrics:
         from massgen.observability.metrics import Metrics
 
@@ -77,14 +132,15 @@ async def cpu_of(text: str, runs: int, metrics: bool) -> float:
     return time.process_time() - started
 
 
-def child(text: str, runs: int, metrics: bool) -> float:
+def child(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     """One mode's CPU for ``runs`` runs, measured in a fresh process."""
     code = (
         "import asyncio, sys; sys.path.insert(0, sys.argv[1]); "
-        "from bench.bench_observability import cpu_of; "
-        "print(asyncio.run(cpu_of(sys.stdin.read(), int(sys.argv[2]), sys.argv[3] == '1')))"
+        "from bench.bench_observability import cpu_of; a = sys.argv; "
+        "print(asyncio.run(cpu_of(sys.stdin.read(), int(a[2]), a[3] == '1', a[4] == '1')))"
     )
-    argv = [sys.executable, "-c", code, str(ROOT), str(runs), "1" if metrics else "0"]
+    flags = ["1" if metrics else "0", "1" if deltas else "0"]
+    argv = [sys.executable, "-c", code, str(ROOT), str(runs), *flags]
     done = subprocess.run(argv, input=text, capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
 
@@ -113,6 +169,22 @@ def whole_runs(off: str, on: str, pairs: int) -> dict[str, list[float]]:
     return cpu
 
 
+def start(argv: list[str]) -> subprocess.Popen[str]:
+    """A helper process whose first stdout line is its URL."""
+    pipe = subprocess.PIPE
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdin=pipe, stdout=pipe, text=True)
+
+
+def report(name: str, cpu: dict[str, list[float]], spans: float, reps: int) -> None:
+    median = {mode: statistics.median(times) for mode, times in cpu.items()}
+    base = median["off"]
+    print(f"{name}: CPU per run (median of {reps}):")
+    for mode, value in median.items():
+        print(f"  {mode:8} {value * 1e3:6.2f} ms  ({value / base - 1:+.1%})")
+    added = median["traces"] - base
+    print(f"  {spans:.0f} spans per run, {added / spans * 1e6:.0f} us CPU per span")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=3)
@@ -120,50 +192,55 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--whole", type=int, default=12, help="pairs of whole `massgen run`s")
     args = parser.parse_args()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "tests.sim.simulator", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    sim = "tests.sim.simulator"
+    procs = {
+        "few words": (start(["-m", sim, "--port", "0"]), start(["-c", RECEIVER])),
+        "realistic": (
+            start(["-m", sim, "--port", "0", "--token-arguments"]),
+            start(["-c", RECEIVER]),
+        ),
+    }
     try:
-        assert sim.stdout is not None and receiver.stdout is not None
-        off = team(sim.stdout.readline().strip(), args.agents)
-        on = off + f"observability: {{otlp: '{receiver.stdout.readline().strip()}'}}\n"
-        modes = {"off": (off, False), "metrics": (off, True), "traces": (on, False)}
-        modes["both"] = (on, True)
-        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+        teams: dict[str, dict[str, tuple[str, bool]]] = {}
+        for name, (simulator, receiver) in procs.items():
+            assert simulator.stdout is not None and receiver.stdout is not None
+            url = simulator.stdout.readline().strip()
+            if name == "realistic":
+                body = realistic_script(args.agents).encode()
+                urllib.request.urlopen(f"{url}/_sim/script", body).close()
+            off = team(url, args.agents)
+            on = off + f"observability: {{otlp: '{receiver.stdout.readline().strip()}'}}\n"
+            teams[name] = {"off": (off, False), "metrics": (off, True), "traces": (on, False)}
+            teams[name]["both"] = (on, True)
+        cpu = {name: {mode: [] for mode in modes} for name, modes in teams.items()}
         for _ in range(args.reps):
-            for mode, (text, metrics) in modes.items():
-                cpu[mode].append(child(text, args.runs, metrics) / args.runs)
-        whole = whole_runs(off, on, args.whole)
-        out, _ = receiver.communicate("", timeout=60)
-        spans = int(out.split()[-1]) / (2 * args.reps * (args.runs + 1) + args.whole)
-        median = {mode: statistics.median(times) for mode, times in cpu.items()}
-        base = median["off"]
-        print(f"{args.agents} agents, consensus, CPU per run (median of {args.reps}):")
-        for mode, value in median.items():
-            print(f"  {mode:8} {value * 1e3:6.2f} ms  ({value / base - 1:+.1%})")
-        added = median["traces"] - base
-        print(f"  {spans:.0f} spans per run, {added / spans * 1e6:.0f} us CPU per span")
+            for name, modes in teams.items():
+                for mode, (text, metrics) in modes.items():
+                    used = child(text, args.runs, metrics, name == "realistic")
+                    cpu[name][mode].append(used / args.runs)
+        first = teams["few words"]
+        whole = whole_runs(first["off"][0], first["both"][0], args.whole)
+        for name, (_, receiver) in procs.items():
+            out, _ = receiver.communicate("", timeout=60)
+            runs = 2 * args.reps * (args.runs + 1) + (args.whole if name == "few words" else 0)
+            report(
+                f"{args.agents} agents, consensus, {name}",
+                cpu[name],
+                int(out.split()[-1]) / runs,
+                args.reps,
+            )
         cold, warm = (statistics.median(whole[mode]) for mode in ("off", "both"))
         print(
-            f"whole `massgen run` processes (median of {args.whole}, alternating): off "
-            f"{cold:.3f} s CPU, both on (and --metrics-port 0) {warm:.3f} s "
+            f"whole `massgen run` processes, few words (median of {args.whole}, alternating): "
+            f"off {cold:.3f} s CPU, both on (and --metrics-port 0) {warm:.3f} s "
             f"({warm / cold - 1:+.1%})"
         )
     finally:
-        for proc in (sim, receiver):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+        for pair in procs.values():
+            for proc in pair:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":

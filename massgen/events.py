@@ -227,10 +227,12 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
 
 class EventBus:
     """Fan events out to subscribers, in order. A subscriber that raises is removed (its
-    error kept in ``errors``): a display bug must never lose an answer."""
+    error kept in ``errors``): a display bug must never lose an answer. Token deltas skip
+    the subscribers whose class says ``wants_deltas = False`` (a run streams hundreds)."""
 
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._deltas = [f for f in self._subscribers if getattr(type(f), "wants_deltas", 1) != 0]
         self.errors: list[BaseException] = []
 
     @property
@@ -248,9 +250,11 @@ class EventBus:
         return any(getattr(fn, "wants_requests", False) for fn in self._subscribers)
 
     def emit(self, event: Event) -> None:
-        for fn in list(self._subscribers):
+        for fn in list(self._deltas if type(event) is TokenDelta else self._subscribers):
             try:
                 fn(event)
             except Exception as e:
                 self._subscribers.remove(fn)
+                if fn in self._deltas:
+                    self._deltas.remove(fn)
                 self.errors.append(e)

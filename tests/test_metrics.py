@@ -340,3 +340,26 @@ def test_a_scrape_while_events_arrive_sees_each_event_whole() -> None:
         metrics.registry.get_sample_value("massgen_requests_total", {**labels, "status": "ok"})
         == sent
     )
+
+
+def test_token_deltas_skip_subscribers_that_show_none() -> None:
+    """Metrics and traces say ``wants_deltas = False``: a streamed run's hundreds of deltas
+    are not handed to them (a live view still gets each one, and every other event)."""
+
+    class Quiet(list[ev.Event]):
+        wants_deltas = False
+
+        def __call__(self, event: ev.Event) -> None:
+            self.append(event)
+
+    class Live(Quiet):
+        wants_deltas = True
+
+    quiet, live = Quiet(), Live()
+    bus = ev.EventBus([quiet, live])
+    delta, started = ev.TokenDelta(agent="a", text="hi"), ev.AgentStarted(agent="a", phase="answer")
+    bus.emit(delta)
+    bus.emit(started)
+    assert bus.wants_deltas
+    assert live == [delta, started]
+    assert quiet == [started]

@@ -75,6 +75,7 @@ class Encoder:
     def __init__(self) -> None:
         self.names: dict[str, bytes] = {}
         self.keys: dict[str, bytes] = {}
+        self.heads: dict[str, list[bytes]] = {}
         self.attrs: dict[type, dict[tuple[str, Any], bytes]] = {
             t: {} for t in (str, int, bool, tuple)
         }
@@ -109,16 +110,33 @@ class Encoder:
         return got
 
     def number(self, key: str, v: float) -> bytes:
-        """``attr`` of a number that seldom repeats (tokens, a cost), without a cache."""
-        t, head = type(v), self.keys.get(key) or self._key(key)
-        if t is float:
-            pair = head + b"\x12\x09" + _DOUBLE(0x21, v)
-        elif type(v) is int and v >= 0:
+        """``attr`` of a number that seldom repeats (tokens, a cost), without a cache: the
+        field's bytes before the value are made once per key and size (:meth:`_heads`)."""
+        heads = self.heads.get(key) or self._heads(key)
+        if type(v) is int and v >= 0:
+            if v < 128:
+                return heads[1] + _SMALL[v]
+            if v < 16384:
+                return heads[2] + bytes((v & 127 | 128, v >> 7))
             n = _varint(v)
-            pair = head + bytes((0x12, len(n) + 1, 0x18)) + n
-        else:
-            return self.attr(key, v)
-        return b"\x4a" + _varint(len(pair)) + pair
+            return heads[len(n)] + n
+        if type(v) is float:
+            return heads[0] + _DOUBLE(0x21, v)
+        return self.attr(key, v)
+
+    def _heads(self, key: str) -> list[bytes]:
+        """The bytes of a ``Span.attributes`` field of ``key`` before its value: a double's
+        (``[0]``), and an int's whose varint takes ``i`` bytes (``[i]``)."""
+        name = self._key(key)
+        got = [b"\x4a" + _varint(len(name) + 11) + name + b"\x12\x09"]
+        got += [
+            b"\x4a" + _varint(len(name) + 3 + i) + name + bytes((0x12, i + 1, 0x18))
+            for i in range(1, 11)
+        ]
+        if len(self.heads) >= _CACHED:
+            self.heads.clear()
+        self.heads[key] = got
+        return got
 
     def _key(self, key: str) -> bytes:
         """``KeyValue.key``, encoded once."""

@@ -343,7 +343,7 @@ class RunTracer:
         turn = self._turns.pop((e.agent, e.phase if nested else ""), None)
         if turn is None:
             return
-        head = self._heads.get(key := ("answered", e.agent, e.answered_by))
+        head = self._heads.get(key := ("answered", e.agent, e.answered_by, e.requests, e.cached))
         if head is None:
             provider, model = self._t.model_of(e.answered_by or e.agent)
             attrs: dict[str, Any] = {}
@@ -353,6 +353,7 @@ class RunTracer:
                 attrs["gen_ai.request.model"] = model
             if e.answered_by:
                 attrs["massgen.answered_by"] = e.answered_by
+            attrs["massgen.requests"], attrs["massgen.cached"] = e.requests, e.cached
             head = self._t.keep(key, "", attrs)
         span, number, usage = turn.span, self._number, e.usage
         span.head += b"".join(
@@ -361,8 +362,6 @@ class RunTracer:
                 number("gen_ai.usage.input_tokens", usage.input_tokens),
                 number("gen_ai.usage.output_tokens", usage.output_tokens),
                 number("massgen.cost", e.cost),
-                self._attr("massgen.requests", e.requests),
-                self._attr("massgen.cached", e.cached),
             )
         )
         if self._capture:

@@ -16,7 +16,7 @@ deterministic ``Text(f"Simulated answer {n} from {model}.")`` with ``n`` the req
 
 Run it as a process (for CLI tests and benchmarks)::
 
-    python -m tests.sim.simulator --port 0 --latency 0.2 [--script rules.json]
+    python -m tests.sim.simulator --port 0 --latency 0.2 [--script rules.json] [--token-arguments]
 
 prints its URL on the first stdout line, serves until SIGTERM/SIGINT, and is scripted and
 inspected over HTTP: ``GET /_sim/stats``, ``GET /_sim/requests[?since=N]``,
@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.sim import sim_anthropic, sim_gemini, sim_openai, sim_responses
+from tests.sim import sim_anthropic, sim_gemini, sim_openai, sim_responses, sim_wire
 from tests.sim.sim_http import (
     LAST_CHUNK,
     Exchange,
@@ -596,7 +596,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--script", type=Path, help="JSON file of rules (see Rule.from_json)")
+    parser.add_argument(
+        "--token-arguments",
+        action="store_true",
+        help="stream tool arguments about a token (4 characters) a fragment, as providers do",
+    )
     args = parser.parse_args(argv)
+    if args.token_arguments:
+        sim_wire.ARGUMENT_CHARS = 4
     sim = ProviderSimulator(latency=args.latency, seed=args.seed, port=args.port)
     if args.script is not None:
         try:
