@@ -132,6 +132,54 @@ async def cpu_of(text: str, runs: int, metrics: bool, deltas: bool = False) -> f
     return time.process_time() - started
 
 
+SPLIT = "\n# -- the team with both on --\n"
+
+
+async def paired_of(off_text: str, on_text: str, blocks: int, runs: int, deltas: bool) -> str:
+    """Both off and both on in one process, blocks of ``runs`` runs alternating (which goes
+    first alternates too), each block's CPU taken with the spans it made sent: the pairwise
+    ratio, free of the few-percent spread between processes of identical code."""
+    from massgen.config import loads
+    from massgen.observability.metrics import Metrics
+    from massgen.orchestrator import Orchestrator
+
+    view = Live() if deltas else Null()
+    off = Orchestrator.from_config(loads(off_text), subscribers=[view])
+    on = Orchestrator.from_config(loads(on_text), subscribers=[view, Metrics()])
+    pair = {"off": off, "both": on}
+    for orchestrator in pair.values():
+        await orchestrator.arun("warm up")
+    cpu: dict[str, list[float]] = {"off": [], "both": []}
+    for block in range(blocks):
+        for mode in ("off", "both") if block % 2 == 0 else ("both", "off"):
+            orchestrator = pair[mode]
+            started = time.process_time()
+            for i in range(runs):
+                await orchestrator.arun(f"task {block}.{i}")
+            if orchestrator.tracing is not None:
+                await orchestrator.tracing.flush()
+            cpu[mode].append((time.process_time() - started) / runs)
+    for orchestrator in pair.values():
+        await orchestrator.aclose()
+    ratios = [b / o - 1 for b, o in zip(cpu["both"], cpu["off"], strict=True)]
+    return json.dumps({**cpu, "ratios": ratios})
+
+
+def paired(off_text: str, on_text: str, blocks: int, runs: int, deltas: bool) -> dict[str, list]:
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); "
+        "from bench.bench_observability import paired_of, SPLIT; a = sys.argv; "
+        "off, on = sys.stdin.read().split(SPLIT); "
+        "print(asyncio.run(paired_of(off, on, int(a[2]), int(a[3]), a[4] == '1')))"
+    )
+    argv = [sys.executable, "-c", code, str(ROOT), str(blocks), str(runs)]
+    argv.append("1" if deltas else "0")
+    text = off_text + SPLIT + on_text
+    done = subprocess.run(argv, input=text, capture_output=True, text=True, check=True)
+    data: dict[str, list] = json.loads(done.stdout.splitlines()[-1])
+    return data
+
+
 def child(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     """One mode's CPU for ``runs`` runs, measured in a fresh process."""
     code = (
@@ -191,6 +239,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--whole", type=int, default=12, help="pairs of whole `massgen run`s")
+    parser.add_argument("--blocks", type=int, default=40, help="paired blocks in one process")
     args = parser.parse_args()
     sim = "tests.sim.simulator"
     procs = {
@@ -212,7 +261,9 @@ def main() -> None:
             on = off + f"observability: {{otlp: '{receiver.stdout.readline().strip()}'}}\n"
             teams[name] = {"off": (off, False), "metrics": (off, True), "traces": (on, False)}
             teams[name]["both"] = (on, True)
-        cpu = {name: {mode: [] for mode in modes} for name, modes in teams.items()}
+        cpu: dict[str, dict[str, list[float]]] = {
+            name: {mode: [] for mode in modes} for name, modes in teams.items()
+        }
         for _ in range(args.reps):
             for name, modes in teams.items():
                 for mode, (text, metrics) in modes.items():
@@ -228,6 +279,17 @@ def main() -> None:
                 cpu[name],
                 int(out.split()[-1]) / runs,
                 args.reps,
+            )
+        for name, modes in teams.items():
+            got = paired(modes["off"][0], modes["both"][0], args.blocks, 10, name == "realistic")
+            off_ms, both_ms = (statistics.median(got[m]) * 1e3 for m in ("off", "both"))
+            ratios = sorted(got["ratios"])
+            quartiles = statistics.quantiles(ratios, n=4)
+            print(
+                f"{name}, both on against off in one process ({args.blocks} paired blocks of 10 "
+                f"runs, alternating): off {off_ms:.2f} ms, both {both_ms:.2f} ms a run; added: "
+                f"median {statistics.median(ratios):+.1%} (quartiles {quartiles[0]:+.1%}, "
+                f"{quartiles[2]:+.1%})"
             )
         cold, warm = (statistics.median(whole[mode]) for mode in ("off", "both"))
         print(
