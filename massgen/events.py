@@ -226,9 +226,9 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
 
 
 class EventBus:
-    """Fan events out to subscribers, in order. A subscriber that raises is removed (its
-    error kept in ``errors``): a display bug must never lose an answer. Token deltas skip
-    the subscribers whose class says ``wants_deltas = False`` (a run streams hundreds)."""
+    """Fan events out to subscribers, in order (token deltas only to those whose class does
+    not say ``wants_deltas = False``). One that raises is removed, its error kept in
+    ``errors``: a display bug must never lose an answer."""
 
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
@@ -255,6 +255,5 @@ class EventBus:
                 fn(event)
             except Exception as e:
                 self._subscribers.remove(fn)
-                if fn in self._deltas:
-                    self._deltas.remove(fn)
+                self._deltas = [f for f in self._deltas if f is not fn]
                 self.errors.append(e)

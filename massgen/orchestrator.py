@@ -50,12 +50,10 @@ def settings(options: dict[str, Any], base: OrchestratorConfig | None = None) ->
     if isinstance(cache.get("path"), Path):
         cache["path"] = str(cache["path"])
     nested = options.pop("consensus", None) or {}  # consensus={"mode": "vote"}: merged
-    if hasattr(nested, "model_dump"):
-        nested = nested.model_dump(exclude_unset=True)
+    nested = nested.model_dump(exclude_unset=True) if hasattr(nested, "model_dump") else nested
     data.update(options)
-    if isinstance(nested, dict):  # else not a mapping: validation says so
-        nested = {**data.get("consensus", {}), **nested, **consensus}
-    data["consensus"] = nested
+    merge = isinstance(nested, dict)  # else not a mapping: validation says so
+    data["consensus"] = {**data.get("consensus", {}), **nested, **consensus} if merge else nested
     data["cache"] = {**data.get("cache", {}), **cache}
     try:
         return OrchestratorConfig.model_validate(data)
