@@ -319,6 +319,7 @@ class Agent(Inbox, Lifecycle):
                 self._outbox.append((env, sent))
                 self._outbox_wake.set()
             else:
+                self._outbox_wake.set()  # an idle reply loop reads again: a reply is due
                 await self._deliver([env])
             try:
                 async with asyncio.timeout(timeout):
