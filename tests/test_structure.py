@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_220
+MAX_PACKAGE_LINES = 18_240
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -21,7 +21,9 @@ MAX_PACKAGE_LINES = 18_220
 # rather than beside it), the command's registration, the replay backend's `quiz` option
 # (+26 lines), and the consensus modes, answers judged by their key and the agreement score
 # in the result, events and views (+48; the grouping lives in strategies/agreement.py):
-# the cap grew by 70.
+# the cap grew by 70. Then batch's and eval's copies of how a results-writing job is run
+# and interrupted became one (cli/common.py's results_log and run_logged): eval's copy was
+# not counted, so counted lines grew by 20 while the package's total grew by 5.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

@@ -109,6 +109,45 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
         raise Interrupted("interrupted") from None
 
 
+def results_log(path: Path, name: str, *, resume: bool, fingerprint: dict[str, Any]) -> Any:
+    """A results file (ResultLog) of ``name`` (batch, eval), saying what it found there."""
+    from massgen.batch import ResultLog
+
+    log = ResultLog(path, resume=resume, fingerprint=fingerprint)
+    if log.moved_aside is not None:
+        print(f"{name}: previous results moved to {log.moved_aside}", file=sys.stderr)
+    if log.set_aside:
+        damaged = f"{log.set_aside} damaged lines of {path} set aside in {log.bad_file}"
+        print(f"{name}: {damaged}; their tasks run again", file=sys.stderr)
+    return log
+
+
+def run_logged(
+    main: Callable[[], Awaitable[T]], log: Any, view: Any, summary: Any, name: str, resume: str
+) -> T:
+    """:func:`run_until_done` for a job writing results to ``log`` (batch, eval): the log and
+    the view closed whatever happens; interrupted, or the file full, it says how to go on."""
+    from massgen.display.batch import describe
+    from massgen.errors import Interrupted, ResultsFileError
+
+    try:
+        try:
+            return run_until_done(main)
+        except Interrupted:
+            summary.stopped = "interrupted"
+            raise
+        finally:
+            log.close()
+            if view is not None:
+                view.close(summary)
+    except Interrupted:
+        kept = f"finished work is kept in {log.path}, {resume} to go on"
+        print(f"{name} interrupted: {describe(summary)}; {kept}", file=sys.stderr)
+        raise
+    except ResultsFileError as e:
+        raise ResultsFileError(f"{e}; every result written before is kept, {resume}") from None
+
+
 def stop_signal() -> asyncio.Future[signal.Signals]:
     """The first SIGINT or SIGTERM, for commands that serve until told to stop."""
     import asyncio

@@ -19,7 +19,8 @@ from massgen.cli.common import (
     Opt,
     Quiet,
     TeamFile,
-    run_until_done,
+    results_log,
+    run_logged,
 )
 
 DataFile = Annotated[
@@ -79,11 +80,11 @@ def eval_(
     quiet: Quiet = False,
 ) -> int:
     """Does the team beat one model? Compare methods on DATA with the team in CONFIG."""
-    from massgen.batch import BatchSummary, ResultLog
+    from massgen.batch import BatchSummary
     from massgen.budget import check_limit
     from massgen.config import load
-    from massgen.display.batch import PlainBatchView, RichBatchView, describe
-    from massgen.errors import ConfigError, Interrupted, ResultsFileError
+    from massgen.display.batch import PlainBatchView, RichBatchView
+    from massgen.errors import ConfigError
     from massgen.eval import build_report, load_items, parse_methods
     from massgen.eval.chart import page, write_png
     from massgen.eval.runner import EvalRun
@@ -115,9 +116,7 @@ def eval_(
         "judge": judge,
     }
     results = folder / "results.jsonl"
-    log = ResultLog(results, resume=resume, fingerprint=fingerprint)
-    if log.moved_aside is not None:
-        print(f"eval: previous results moved to {log.moved_aside}", file=sys.stderr)
+    log = results_log(results, "eval", resume=resume, fingerprint=fingerprint)
     tasks = len(items) * len(chosen)
     view: Any = None
     if not quiet:
@@ -144,21 +143,7 @@ def eval_(
             )
 
     gc.freeze()
-    try:
-        try:
-            run_until_done(main)
-        finally:
-            log.close()
-            if view is not None:
-                view.close(summary)
-    except Interrupted:
-        kept = f"finished runs are kept in {results}; add --resume to the same command to go on"
-        print(f"eval interrupted: {describe(summary)}; {kept}", file=sys.stderr)
-        raise
-    except ResultsFileError as e:
-        raise ResultsFileError(
-            f"{e}; every result written before is kept, --resume goes on"
-        ) from None
+    run_logged(main, log, view, summary, "eval", "add --resume to the same command")
     meta = {"config": str(config), "data": str(data), "seed": seed, "equal_compute": equal_compute}
     if equal_compute:
         meta["requests_per_question"] = plan.runner.budget

@@ -22,6 +22,8 @@ from massgen.cli.common import (
     Redis,
     Strategy,
     TeamFile,
+    results_log,
+    run_logged,
     run_until_done,
 )
 from massgen.cli.metrics import MetricsHost, MetricsPort, metrics_served
@@ -156,14 +158,14 @@ def batch(
     """Run every task in TASKS; one JSON line per finished task; a re-run resumes."""
     # Every input is checked (flags, config, tasks, the results path) before any file is
     # touched; then the results file is locked, read (or moved aside) and appended to.
-    from massgen.batch import BatchSummary, ResultLog, run_batch
+    from massgen.batch import BatchSummary, run_batch
     from massgen.batch.files import read_task_file
     from massgen.budget import check_limit
     from massgen.cli import CONFIG_ENV, find_config
     from massgen.config import load
-    from massgen.display.batch import PlainBatchView, RichBatchView, describe
+    from massgen.display.batch import PlainBatchView, RichBatchView
     from massgen.distributed.target import BusTarget
-    from massgen.errors import ConfigError, Interrupted, ResultsFileError
+    from massgen.errors import ConfigError
     from massgen.orchestrator import Orchestrator
     from massgen.record import config_digest
 
@@ -196,12 +198,7 @@ def batch(
         "config": config_digest(config_path),
         "strategy": strategy or orchestrator.strategy,
     }
-    log = ResultLog(out, resume=not no_resume, fingerprint=fingerprint)
-    if log.moved_aside is not None:
-        print(f"batch: previous results moved to {log.moved_aside}", file=sys.stderr)
-    if log.set_aside:
-        damaged = f"{log.set_aside} damaged lines of {out} set aside in {log.bad_file}"
-        print(f"batch: {damaged}; their tasks run again", file=sys.stderr)
+    log = results_log(out, "batch", resume=not no_resume, fingerprint=fingerprint)
     if dropped := listed.describe_dropped():
         print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
     view: Any = None
@@ -229,24 +226,8 @@ def batch(
     # Everything made so far (modules, config, the tasks) lives until exit: out of the
     # collector's way, so the collections a batch still needs do not walk it each time.
     gc.freeze()
-    try:
-        try:
-            with metrics_served(metrics_port, metrics_host, sys.stderr, orchestrator):
-                run_until_done(main)
-        except Interrupted:
-            summary.stopped = "interrupted"
-            raise
-        finally:
-            log.close()
-            if view is not None:
-                view.close(summary)
-    except Interrupted:
-        kept = f"finished tasks are kept in {out}, run the same command again to resume"
-        print(f"batch interrupted: {describe(summary)}; {kept}", file=sys.stderr)
-        raise
-    except ResultsFileError as e:
-        kept = "every result written before is kept, run the same command again once there is room"
-        raise ResultsFileError(f"{e}; {kept}") from None
+    with metrics_served(metrics_port, metrics_host, sys.stderr, orchestrator):
+        run_logged(main, log, view, summary, "batch", "run the same command again")
     print(str(out))
     if summary.stopped != "budget":
         return DEGRADED if summary.failed else OK
