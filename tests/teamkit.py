@@ -34,6 +34,31 @@ orchestrator:
 """
 """Three replayed agents asked the capital of France: two say Paris, Cy says Lyon; every
 reviewer votes for Bob's answer. Offline, no keys."""
+CAPITALS = """\
+name: capitals
+backends:
+  sim:
+    type: replay
+    latency: {latency}
+    rules:
+      - match: '<answer label='
+        reply: '{{"vote": "{{label_containing:Paris is the capital}}", "reason": "right"}}'
+      - match: 'You are Ada'
+        reply: Paris.
+      - match: 'You are Bob'
+        reply: Paris is the capital of France.
+      - match: 'You are Cy'
+        reply: Lyon, I think.
+agents:
+  - {{name: ada, backend: sim, role: You are Ada.}}
+  - {{name: bob, backend: sim, role: You are Bob.}}
+  - {{name: cy, backend: sim, role: You are Cy.}}
+# debate on the whole text: a review round runs, the answers agree on Paris otherwise
+orchestrator: {{strategy: consensus, consensus: {{mode: debate, answer: prose}}}}
+"""
+"""A replayed team named capitals, the same answers, for the servers' tests (`massgen serve`,
+`massgen mcp`): a str.format template of the replies' ``latency``."""
+
 
 BLOCK = re.compile(r'<answer label="([A-Z])"[^>]*>\n(.*?)\n</answer>', re.DOTALL)
 

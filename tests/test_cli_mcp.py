@@ -24,28 +24,9 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.procs import run_massgen
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
+from tests.teamkit import CAPITALS
 
-TEAM = """\
-name: capitals
-backends:
-  sim:
-    type: replay
-    rules:
-      - match: '<answer label='
-        reply: '{"vote": "{label_containing:Paris is the capital}", "reason": "right"}'
-      - match: 'You are Ada'
-        reply: Paris.
-      - match: 'You are Bob'
-        reply: Paris is the capital of France.
-      - match: 'You are Cy'
-        reply: Lyon, I think.
-agents:
-  - {name: ada, backend: sim, role: You are Ada.}
-  - {name: bob, backend: sim, role: You are Bob.}
-  - {name: cy, backend: sim, role: You are Cy.}
-# debate on the whole text: a review round runs, the answers agree on Paris otherwise
-orchestrator: {strategy: consensus, consensus: {mode: debate, answer: prose}}
-"""
+TEAM = CAPITALS.format(latency=0)
 FAILING = """\
 backends:
   down: {type: openai, model: gpt-4o-mini, api_key: sk-test-secret, base_url: "http://127.0.0.1:9/v1"}

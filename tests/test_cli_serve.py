@@ -22,29 +22,8 @@ import pytest
 
 from tests.mas.helpers import SHARED_REDIS
 from tests.procs import run_massgen, start_ready
+from tests.teamkit import CAPITALS
 
-TEAM = """\
-name: capitals
-backends:
-  sim:
-    type: replay
-    latency: {latency}
-    rules:
-      - match: '<answer label='
-        reply: '{{"vote": "{{label_containing:Paris is the capital}}", "reason": "right"}}'
-      - match: 'You are Ada'
-        reply: Paris.
-      - match: 'You are Bob'
-        reply: Paris is the capital of France.
-      - match: 'You are Cy'
-        reply: Lyon, I think.
-agents:
-  - {{name: ada, backend: sim, role: You are Ada.}}
-  - {{name: bob, backend: sim, role: You are Bob.}}
-  - {{name: cy, backend: sim, role: You are Cy.}}
-# debate on the whole text: a review round runs, the answers agree on Paris otherwise
-orchestrator: {{strategy: consensus, consensus: {{mode: debate, answer: prose}}}}
-"""
 KEYS = "first-secret-key,second-secret-key"
 
 
@@ -72,7 +51,7 @@ def serving(
     """``massgen serve team.yaml --port 0 ARGS`` until the block ends; yields it and its URL.
     ``more``: YAML added to the team."""
     team = tmp_path / "team.yaml"
-    team.write_text(TEAM.format(latency=latency) + more)
+    team.write_text(CAPITALS.format(latency=latency) + more)
     env = {k: v for k, v in os.environ.items() if k not in ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")}
     env |= {"PYTHONUNBUFFERED": "1", "MASSGEN_SERVE_KEYS": KEYS}
     proc = subprocess.Popen(
@@ -203,7 +182,7 @@ async def test_sigterm_lets_the_run_in_flight_finish_and_refuses_new_ones(tmp_pa
 
 def test_listening_beyond_loopback_needs_keys(tmp_path: Path) -> None:
     team = tmp_path / "team.yaml"
-    team.write_text(TEAM.format(latency=0))
+    team.write_text(CAPITALS.format(latency=0))
     done = run_massgen(
         "serve", str(team), "--host", "0.0.0.0", unset=("MASSGEN_SERVE_KEYS",), timeout=30
     )
@@ -232,7 +211,7 @@ def test_the_server_freezes_its_start_up_heap_and_collects_young_objects_less_of
 
 def test_with_redis_the_turns_go_to_a_worker(tmp_path: Path, prefix: str) -> None:
     bus = f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n"
-    (tmp_path / "team.yaml").write_text(TEAM.format(latency=0) + bus)
+    (tmp_path / "team.yaml").write_text(CAPITALS.format(latency=0) + bus)
     env = {k: v for k, v in os.environ.items() if k not in ("MASSGEN_REDIS_URL", "MASSGEN_SECRET")}
     worker_cmd = [sys.executable, "-m", "massgen", "worker", str(tmp_path / "team.yaml")]
     worker = start_ready(worker_cmd, ready="hosting ", count=3, env=env)
@@ -258,7 +237,7 @@ def test_with_redis_the_turns_go_to_a_worker(tmp_path: Path, prefix: str) -> Non
 
 def test_each_team_file_is_a_model_and_names_must_differ(tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"
-    other.write_text(TEAM.format(latency=0).replace("name: capitals", "name: towns"))
+    other.write_text(CAPITALS.format(latency=0).replace("name: capitals", "name: towns"))
     with serving(tmp_path, str(other)) as (proc, url):
         wanted = openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0)
         with wanted as api:
