@@ -8,8 +8,8 @@ from pathlib import Path
 
 from massgen import Orchestrator
 from massgen.eval import EvalReport, assess
-from massgen.eval.data import parse_row
 from massgen.eval.runner import EvalRun
+from massgen.questions import parse_row
 from tests.sim.sim_types import Text
 from tests.sim.simulator import ProviderSimulator
 

@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from massgen import questions
 from massgen.answers import LETTERS, extract, extract_choice, extract_number
 from massgen.errors import ConfigError
 from massgen.types import CompletionRequest
@@ -71,60 +72,26 @@ def uniform(*parts: object) -> float:
 
 
 def load_items(path: Path) -> dict[str, Item]:
-    """The answers file (JSONL: one ``{question, answer, choices?, id?}`` per line; a JSON
-    list is read too), by normalised question."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
+    """The answers file, read as `massgen eval` reads its data (:mod:`massgen.questions`),
+    by normalised question; its answers are numbers or choices."""
+    if not path.is_file():
         hint = "the path is relative to the config file's folder"
-        message = f"cannot read quiz answers: {e.strerror or e}"
-        raise ConfigError(message, file=str(path), key="quiz.answers", hint=hint) from e
-    rows: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        rows = [(1, row) for row in _json(text, path, 1)]
-    else:
-        rows = [(n, _json(line, path, n)) for n, line in enumerate(text.splitlines(), 1)]
-        rows = [(n, row) for n, row in rows if row is not None]
+        message = "cannot read quiz answers: no such file"
+        raise ConfigError(message, file=str(path), key="quiz.answers", hint=hint)
     items: dict[str, Item] = {}
-    for line, row in rows:
-        item = _item(row, path, line)
-        items[normalize(item.question)] = item
+    for q in questions.load_items(path):
+        if q.choices:
+            gold, choices = _gold_letter(q.gold, q.choices), q.choices
+        else:
+            value, choices = _gold_number(q.gold), None
+            gold = show(value) if value is not None else None
+        if gold is None:
+            hint = "a quiz answer is a number, or a letter of `choices`"
+            raise ConfigError(
+                f"{q.gold!r} is not a number", file=str(path), line=q.line, key="answer", hint=hint
+            )
+        items[normalize(q.question)] = Item(q.question, gold, choices, q.id)
     return items
-
-
-def _json(text: str, path: Path, line: int) -> Any:
-    if not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"not JSON: {e}", file=str(path), line=line, key="quiz.answers") from e
-
-
-def _item(row: Any, path: Path, line: int) -> Item:
-    where: dict[str, Any] = {"file": str(path), "line": line}
-    if not isinstance(row, Mapping) or "question" not in row or "answer" not in row:
-        hint = 'e.g. {"question": "What is 2 + 3?", "answer": 5}'
-        raise ConfigError("each quiz row needs `question` and `answer`", hint=hint, **where)
-    question, gold = str(row["question"]), row["answer"]
-    if not normalize(question):
-        raise ConfigError("a quiz question is empty", key="question", **where)
-    choices = row.get("choices")
-    if choices is not None:
-        if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
-            hint = f"a list of 2 to {len(LETTERS)} texts"
-            raise ConfigError("quiz `choices` must be a list", key="choices", hint=hint, **where)
-        choices = tuple(str(c) for c in choices)
-        letter = _gold_letter(gold, choices)
-        if letter is None:
-            hint = "give a letter, a 0-based index, or the text of one of the choices"
-            raise ConfigError(f"{gold!r} is not a choice", key="answer", hint=hint, **where)
-        return Item(question, letter, choices, str(row.get("id", "")))
-    value = _gold_number(gold)
-    if value is None:
-        hint = "a quiz answer is a number, or a letter of `choices`"
-        raise ConfigError(f"{gold!r} is not a number", key="answer", hint=hint, **where)
-    return Item(question, show(value), None, str(row.get("id", "")))
 
 
 def _gold_letter(gold: object, choices: tuple[str, ...]) -> str | None:

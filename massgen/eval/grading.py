@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from massgen.answers import answer_span, extract, grade, normalize_text
-from massgen.eval.data import JUDGE, EvalItem
+from massgen.questions import JUDGE, EvalItem
 from massgen.strategies.agreement import NO_ANSWER, Board, support
 
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from massgen.budget import Budget
 from massgen.errors import BudgetExceeded, ConfigError, MassGenError, RunError
-from massgen.eval.data import EvalItem
 from massgen.eval.grading import majority
+from massgen.questions import EvalItem
 from massgen.result import RunResult
 
 if TYPE_CHECKING:

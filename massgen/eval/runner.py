@@ -15,10 +15,10 @@ from massgen.batch import BatchSummary, BatchTask, ResultLog
 from massgen.batch.runner import OnRow, run_batch
 from massgen.budget import Budget
 from massgen.errors import BudgetExceeded, ConfigError, MassGenError
-from massgen.eval.data import JUDGE, EvalItem, load_items, parse_row
 from massgen.eval.grading import check, judge_prompt, read_answer, read_verdict
 from massgen.eval.methods import DEFAULT_METHODS, Method, Methods, Team, parse_methods, with_options
 from massgen.eval.report import EvalReport, build_report
+from massgen.questions import JUDGE, EvalItem, load_items, parse_row
 from massgen.result import RunResult
 
 
