@@ -253,9 +253,9 @@ def slow_team(gate: asyncio.Event | None, text: str, started: asyncio.Event) -> 
 
 
 async def test_replicas_share_an_agents_work(prefix: str) -> None:
-    gate = asyncio.Event()
-    one = worker(slow_team(gate, "one", asyncio.Event()), prefix, concurrency=1)
-    two = worker(slow_team(gate, "two", asyncio.Event()), prefix, concurrency=1)
+    gate, first, second = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    one = worker(slow_team(gate, "one", first), prefix, concurrency=1)
+    two = worker(slow_team(gate, "two", second), prefix, concurrency=1)
     caller = team()
     async with one, two, on_bus(caller, prefix) as placement:
         assert placement.remote == {"ada": 2}
@@ -263,8 +263,7 @@ async def test_replicas_share_an_agents_work(prefix: str) -> None:
         asks = [asyncio.ensure_future(handle.ask(Turn("answer", f"q{i}"))) for i in range(4)]
         # each replica holds at most one turn (concurrency 1), so both must be busy
         async with asyncio.timeout(10):
-            while one.hosted[0].in_flight + two.hosted[0].in_flight < 2:
-                await asyncio.sleep(0.005)
+            await asyncio.gather(first.wait(), second.wait())
         assert one.hosted[0].in_flight == two.hosted[0].in_flight == 1
         gate.set()
         texts = sorted(c.text for c in await asyncio.gather(*asks))
