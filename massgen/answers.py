@@ -301,7 +301,7 @@ def extract_choice(text: str, choices: Sequence[str] | None = None) -> str | Non
     return _choice_named(text, choices) if choices else None
 
 
-def _gold_choice(gold: object, choices: Sequence[str] | None) -> str:
+def gold_choice(gold: object, choices: Sequence[str] | None) -> str:
     """A gold answer as a letter: a letter ("C", "(c)"), a 0-based index, or a choice's text."""
     if isinstance(gold, int) and not isinstance(gold, bool):
         letter = LETTERS[gold] if 0 <= gold < len(LETTERS) else None
@@ -531,12 +531,12 @@ def grade(kind: str, predicted_text: str, gold: object, **opts: Any) -> bool:
     _kind(kind, GRADERS)
     rel_tol, abs_tol = float(opts.get("rel_tol", REL_TOL)), float(opts.get("abs_tol", 0.0))
     if kind == "number":
-        want = _gold_number(gold)
+        want = gold_number(gold)
         got = extract_number(predicted_text)
         return got is not None and _close(got, want, rel_tol, abs_tol)
     if kind == "choice":
         choices = opts.get("choices")
-        return extract_choice(predicted_text, choices) == _gold_choice(gold, choices)
+        return extract_choice(predicted_text, choices) == gold_choice(gold, choices)
     if kind == "boxed":
         return _grade_boxed(predicted_text, gold, rel_tol, abs_tol)
     golds = _gold_texts(gold)
@@ -560,7 +560,7 @@ def grade(kind: str, predicted_text: str, gold: object, **opts: Any) -> bool:
     return bool(pattern.fullmatch(span) or (normalized and pattern.fullmatch(normalized)))
 
 
-def _gold_number(gold: object) -> Fraction:
+def gold_number(gold: object) -> Fraction:
     value: Fraction | None
     if isinstance(gold, int | float) and not isinstance(gold, bool):
         value = Fraction(str(gold))

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from massgen import questions
-from massgen.answers import LETTERS, extract, extract_choice, extract_number
+from massgen.answers import (
+    LETTERS,
+    extract,
+    gold_choice,
+    gold_number,
+)
 from massgen.errors import ConfigError
 from massgen.types import CompletionRequest
 
@@ -80,30 +85,13 @@ def load_items(path: Path) -> dict[str, Item]:
         raise ConfigError(message, file=str(path), key="quiz.answers", hint=hint)
     items: dict[str, Item] = {}
     for q in questions.load_items(path):
-        if q.choices:
-            gold, choices = _gold_letter(q.gold, q.choices), q.choices
-        else:
-            value, choices = _gold_number(q.gold), None
-            gold = show(value) if value is not None else None
-        if gold is None:
+        if q.grader not in ("number", "choice"):
             hint = "a quiz answer is a number, or a letter of `choices`"
-            raise ConfigError(
-                f"{q.gold!r} is not a number", file=str(path), line=q.line, key="answer", hint=hint
-            )
-        items[normalize(q.question)] = Item(q.question, gold, choices, q.id)
+            message = f"{q.gold!r} is not a number"
+            raise ConfigError(message, file=str(path), line=q.line, key="answer", hint=hint)
+        gold = gold_choice(q.gold, q.choices) if q.choices else show(gold_number(q.gold))
+        items[normalize(q.question)] = Item(q.question, gold, q.choices, q.id)
     return items
-
-
-def _gold_letter(gold: object, choices: tuple[str, ...]) -> str | None:
-    if isinstance(gold, int) and not isinstance(gold, bool):
-        return LETTERS[gold] if 0 <= gold < len(choices) else None
-    return extract_choice(str(gold), choices)
-
-
-def _gold_number(gold: object) -> Fraction | None:
-    if isinstance(gold, int | float) and not isinstance(gold, bool):
-        return Fraction(str(gold))
-    return extract_number(str(gold)) if isinstance(gold, str) else None
 
 
 def show(value: Fraction) -> str:
