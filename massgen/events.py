@@ -228,11 +228,16 @@ def retries_told(emit: Subscriber, agent: str) -> OnRetry:
 class EventBus:
     """Fan events out to subscribers, in order (token deltas only to those whose class does
     not say ``wants_deltas = False``). One that raises is removed, its error kept in
-    ``errors``: a display bug must never lose an answer."""
+    ``errors``: a display bug must never lose an answer.
+
+    A subscriber whose class sets ``holds = True`` (traces, metrics) handles events later,
+    many in one pass: the bus appends each to its ``held`` list instead of calling it, and
+    calls it for a run's start and end only (and never with token deltas)."""
 
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
         self._subscribers: list[Subscriber] = list(subscribers or [])
         self._deltas = [f for f in self._subscribers if getattr(type(f), "wants_deltas", 1) != 0]
+        self._held = [_keeper(f) for f in self._subscribers]  # each event but those
         self.errors: list[BaseException] = []
 
     @property
@@ -250,10 +255,29 @@ class EventBus:
         return any(getattr(fn, "wants_requests", False) for fn in self._subscribers)
 
     def emit(self, event: Event) -> None:
-        for fn in list(self._deltas if type(event) is TokenDelta else self._subscribers):
+        kind = type(event)
+        if kind is TokenDelta:
+            targets = self._deltas
+        elif kind is RunStarted or kind is RunEnded:
+            targets = self._subscribers
+        else:
+            targets = self._held
+        for fn in list(targets):
             try:
                 fn(event)
             except Exception as e:
-                self._subscribers.remove(fn)
-                self._deltas = [f for f in self._deltas if f is not fn]
-                self.errors.append(e)
+                self._drop(fn, e)
+
+    def _drop(self, fn: Subscriber, error: Exception) -> None:
+        keeper = _keeper(fn)
+        self._subscribers = [f for f in self._subscribers if f is not fn]
+        self._deltas = [f for f in self._deltas if f is not fn]
+        self._held = [f for f in self._held if f is not fn and f != keeper]
+        self.errors.append(error)
+
+
+def _keeper(fn: Subscriber) -> Subscriber:
+    """What the bus calls with ``fn``'s events between a run's start and end: its
+    ``held.append`` when its class sets ``holds``, else ``fn``."""
+    held: list[Event] | None = getattr(fn, "held", None) if getattr(type(fn), "holds", 0) else None
+    return held.append if held is not None else fn

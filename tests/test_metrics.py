@@ -26,6 +26,7 @@ from massgen.observability.metrics import LATENCY_BUCKETS, Metrics, serve
 from massgen.orchestrator import Orchestrator
 from massgen.resilience import Guards
 from massgen.resilience.breaker import BreakerPolicy
+from massgen.result import RunResult
 from massgen.types import Completion, CompletionRequest, ToolCall, Usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -363,3 +364,35 @@ def test_token_deltas_skip_subscribers_that_show_none() -> None:
     assert bus.wants_deltas
     assert live == [delta, started]
     assert quiet == [started]
+
+
+def test_holding_subscribers_are_handed_events_in_a_list() -> None:
+    """A subscriber that ``holds`` (metrics, traces) has the run's events appended to its
+    ``held`` list, not a call each, and is called for the run's start and end only; one that
+    raises is dropped with its list."""
+
+    class Holder:
+        holds, wants_deltas = True, False
+
+        def __init__(self) -> None:
+            self.held: list[ev.Event] = []
+            self.called: list[ev.Event] = []
+
+        def __call__(self, event: ev.Event) -> None:
+            self.called.append(event)
+
+    class Broken(Holder):
+        def __call__(self, event: ev.Event) -> None:
+            raise RuntimeError("a subscriber's bug")
+
+    kept, broken = Holder(), Broken()
+    bus = ev.EventBus([kept, broken])
+    result = RunResult(run_id="r", task="t", strategy="consensus", started_at=0.0)
+    began = ev.RunStarted(run_id="r", task="t", strategy="consensus", agents=("a",))
+    turn, delta = ev.AgentStarted(agent="a", phase="answer"), ev.TokenDelta(agent="a", text="x")
+    ended = ev.RunEnded(result=result)
+    for event in (began, turn, delta, ended):
+        bus.emit(event)
+    assert kept.called == [began, ended]
+    assert kept.held == [turn]
+    assert broken.held == [] and len(bus.errors) == 1

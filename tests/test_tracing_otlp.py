@@ -162,23 +162,25 @@ def test_the_sampler_keeps_a_share_of_traces_and_follows_a_parent() -> None:
 
 
 async def test_a_long_runs_spans_leave_before_it_ends() -> None:
-    """A run's events become spans in one pass when it ends, or the export's delay after
-    the first: a turn answered leaves then, a turn still open does not."""
+    """A run's events become spans in one pass when it ends, and every export delay while
+    it runs: a turn answered leaves then, a turn still open does not. (Through a run's bus,
+    which appends the events to the tracer's list.)"""
     t = Collect()
     t.export = dataclasses.replace(t.export, delay=0.01)
     tracer = t.run({})
+    emit = ev.EventBus([tracer]).emit
     said = Completion(text="hi", usage=Usage(3, 4), model="m")
-    tracer(ev.RunStarted(run_id="r", task="x", strategy="consensus", agents=("a", "b")))
-    tracer(ev.AgentStarted(agent="a", phase="step", round=0))
-    tracer(ev.AgentStarted(agent="b", phase="step", round=0))
-    parent = tracer.traceparent("b")  # given before its span is made
-    tracer(
+    emit(ev.RunStarted(run_id="r", task="x", strategy="consensus", agents=("a", "b")))
+    emit(ev.AgentStarted(agent="a", phase="step", round=0))
+    emit(ev.AgentStarted(agent="b", phase="step", round=0))
+    parent = tracer.traceparent("b")  # asked for while the turn is open
+    emit(
         ev.RequestDone(
             agent="a", provider="openai", model="m", attempt=1, status="ok",
             started=time.time(), latency=0.01, usage=Usage(3, 4), finish="stop",
         )
     )  # fmt: skip
-    tracer(ev.AgentAnswered.of(said, "a", "step", 0, 0.5))
+    emit(ev.AgentAnswered.of(said, "a", "step", 0, 0.5))
     assert not t.encoded  # kept, not a span yet
     await asyncio.wait_for(t.came.wait(), 5)
     spans = {s.name: s for s in decoded(t).resource_spans[0].scope_spans[0].spans}
@@ -188,7 +190,7 @@ async def test_a_long_runs_spans_leave_before_it_ends() -> None:
     assert {a.key: value(a.value) for a in turn.attributes}["gen_ai.usage.output_tokens"] == 4
     assert {a.key: value(a.value) for a in turn.attributes}["massgen.cost"] == 0.5
     t.came.clear()
-    tracer(ev.AgentAnswered.of(said, "b", "step", 0, 0.0))
+    emit(ev.AgentAnswered.of(said, "b", "step", 0, 0.0))
     await asyncio.wait_for(t.came.wait(), 5)
     b = [s for s in decoded(t).resource_spans[0].scope_spans[0].spans if s.name == "invoke_agent b"]
     assert parse_traceparent(parent) == (b[0].trace_id, b[0].span_id, True)

@@ -218,7 +218,7 @@ class RemoteHandle:
         """``turn`` answered by a live worker (which observes its own attempts); a silent one
         is reported (AgentWaiting). With none left the turn runs here (:attr:`local`) or
         raises WorkerLost; dead-lettered: TurnRefused."""
-        emit, trace = (ctx.emit, ctx.trace) if ctx else (None, "")
+        emit, trace = (ctx.emit, ctx.traceparent()) if ctx else (None, "")
         memory = self.agent.memory
         try:
             if self.gone:  # the workers were gone last turn: are they back?

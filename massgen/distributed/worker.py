@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import socket
@@ -395,7 +396,7 @@ class HostedAgent(BusAgent):
                 ToolContext(
                     emit=on_event,
                     peers=self.peers,
-                    trace=traced.traceparent(self.id) if traced else "",
+                    trace=functools.partial(traced.traceparent, self.id) if traced else "",
                 ),
                 on_retry=on_retry,
                 on_attempt=on_attempt if traced or getattr(seen, "wants_requests", None) else None,

@@ -16,7 +16,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -133,6 +132,7 @@ class Metrics:
 
     wants_requests = True  # one RequestDone per provider attempt
     wants_deltas = False  # token deltas are not counted: runs need not stream for us
+    holds = True  # a run's bus appends events to :attr:`held` (:class:`~massgen.events.EventBus`)
 
     def __init__(self, *, process: bool = True) -> None:
         self.registry = r = prom.CollectorRegistry()
@@ -183,34 +183,39 @@ class Metrics:
             ev.ToolResult: self._tool,
             ev.RoundDone: lambda e: self.rounds.inc(()),
         }
-        self._held: deque[ev.Event] = deque()  # heard, not counted yet (:meth:`_count`)
+        self.held: list[ev.Event] = []  # heard, not counted yet (:meth:`_count`)
         r.register(_Collector(self._collect))
 
     def __call__(self, event: ev.Event) -> None:
-        """Keep the events counted: they are counted when a run ends, at every scrape
+        """Keep ``event`` to count: events are counted when a run ends, at every scrape
         (first thing: a scrape sees every event heard) or every :data:`HELD` events, in one
-        pass; runs in progress are counted at once."""
+        pass; runs in progress are counted at once. (A run's bus appends the events between
+        its start and end to :attr:`held` itself.)"""
         kind = type(event)
-        if kind in self._on:
-            held = self._held
-            held.append(event)  # deque.append is atomic: no lock to keep one
+        if kind is ev.RunStarted:
+            with self._lock:
+                self.running += 1
+        elif kind is ev.RunEnded:
+            with self._lock:
+                self._count()
+                self._run_ended(event)  # type: ignore[arg-type]
+        elif kind in self._on:
+            held = self.held
+            held.append(event)  # atomic: no lock to keep one
             if len(held) >= HELD:
                 with self._lock:
                     self._count()
-        elif kind is ev.RunStarted:
-            with self._lock:
-                self.running += 1
-        elif isinstance(event, ev.RunEnded):
-            with self._lock:
-                self._count()
-                self._run_ended(event)
 
     def _count(self) -> None:
-        """Count the events kept (under the lock: the loop and a scrape may both count)."""
-        held, on = self._held, self._on
-        while held:
-            event = held.popleft()
-            on[type(event)](event)
+        """Count the events kept (under the lock: the loop and a scrape may both count;
+        the loop may append more meanwhile)."""
+        held, on = self.held, self._on
+        count = len(held)
+        chunk = held[:count]
+        del held[:count]
+        for event in chunk:
+            if (counts := on.get(type(event))) is not None:
+                counts(event)
 
     def _request(self, e: ev.RequestDone) -> None:
         key = (e.provider, e.model, e.agent, e.status)

@@ -38,7 +38,6 @@ STAGED = ("answer", "review")
 # gen_ai.provider.name (and the older gen_ai.system) where massgen's name differs
 _PROVIDER = {"google": "gcp.gemini", "gemini": "gcp.gemini", "xai": "x_ai"}
 _SYSTEM = {"google": "gemini", "gemini": "gemini"}
-_TURNS = (ev.AgentStarted, ev.AgentAnswered)
 
 
 def _ns(seconds: float) -> int:
@@ -136,6 +135,7 @@ class RunTracer:
 
     wants_requests = True  # each provider attempt is a span
     wants_deltas = False
+    holds = True  # a run's bus appends events to :attr:`held` (:class:`~massgen.events.EventBus`)
 
     def __init__(
         self,
@@ -157,10 +157,9 @@ class RunTracer:
         self._turns: dict[tuple[str, str], _Turn] = {}
         self._tools: dict[tuple[str, str], tuple[Span, int]] = {}
         self._dropped = ""  # the sampler left the trace out: its traceparent, nothing more to do
-        self._held: list[ev.Event] = []  # heard, not turned into spans yet (:meth:`_spans`)
-        self._given: dict[int, bytes] = {}  # id(AgentStarted) -> its span id, told already
+        self.held: list[ev.Event] = []  # heard, not turned into spans yet (:meth:`_spans`)
         self._now = 0  # the time (ns) of the event being turned into spans
-        self._timer: asyncio.TimerHandle | None = None  # :meth:`_spans` at the latest
+        self._timer: asyncio.TimerHandle | None = None  # the next :meth:`_tick`
         if worker:  # a remote turn: its span is the root here (of a new trace without one)
             if self._root is None:
                 self._root = (tracing.ids(None)[0], b"")
@@ -170,38 +169,62 @@ class RunTracer:
 
     def __call__(self, event: ev.Event) -> None:
         """Keep ``event``: a run's events become spans when it ends (a remote turn's when
-        it does), or the export's ``delay`` after the first of them, or every :data:`HELD`
-        events; in one pass, which costs less CPU than one event at a time between the
-        run's own work. Only the run's start, which decides whether it is traced at all, is
-        handled at once."""
-        kind = type(event)
-        if kind not in _HANDLERS or self._dropped:
+        it does), and every export ``delay`` while it runs, or every :data:`HELD` events;
+        in one pass, which costs less CPU than one event at a time between the run's own
+        work. Only the run's start, which decides whether it is traced at all, is handled
+        at once. (A run's bus appends the events between to :attr:`held` itself.)"""
+        if self._dropped:
             return
         if isinstance(event, ev.RunStarted):
             self._spans()
             self._run_started(event)
+            self._arm()
             return
-        held = self._held
+        held = self.held
         held.append(event)
-        if kind is ev.RunEnded or len(held) >= HELD:
+        if type(event) is ev.RunEnded:
+            self._stop()
+        elif len(held) >= HELD:
             self._spans()
-        elif self._timer is None:  # a long run's spans still leave as they end, or nearly
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
-            self._timer = loop.call_later(self._t.export.delay, self._spans)
+        else:
+            self._arm()
 
-    def _spans(self) -> None:
-        """Turn the events kept so far into spans, in order."""
+    def _arm(self) -> None:
+        """Turn what is held into spans each export ``delay`` (a long run's spans still
+        leave as they end, or nearly) until :meth:`_stop`."""
+        if self._timer is not None or self._dropped:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(self._t.export.delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._spans()
+        self._arm()
+
+    def _stop(self) -> None:
+        """The run (or remote turn) ended: what is held becomes spans now, and no timer."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        held, self._held = self._held, []
-        for event in held:
-            if not self._dropped:
+        self._spans()
+
+    def _spans(self) -> None:
+        """Turn the events kept so far into spans, in order."""
+        held = self.held
+        if not held:
+            return
+        chunk = held.copy()
+        held.clear()  # the same list: the run's bus appends to it
+        handlers = _HANDLERS
+        for event in chunk:
+            handle = handlers.get(type(event))
+            if handle is not None and not self._dropped:
                 self._now = int(event.at * 1e9)
-                _HANDLERS[type(event)](self, event)
+                handle(self, event)
         if self._done:
             done, self._done = self._done, []
             self._t.queue(done)
@@ -212,32 +235,13 @@ class RunTracer:
 
     def traceparent(self, agent: str) -> str:
         """The W3C traceparent of ``agent``'s open turn ("" if none; a dropped trace's, so
-        that its workers drop theirs too). A turn still kept as its event is given its span
-        id here, which its span takes when it is made."""
+        that its workers drop theirs too); asked for only by turns sent to a worker, so the
+        events held are turned into spans first."""
+        self._spans()
         if self._dropped:
             return self._dropped
-        for e in reversed(self._held):  # the turn just started is near the end
-            if isinstance(e, ev.AgentFailedEvent) and e.agent == agent:
-                return ""
-            if not isinstance(e, _TURNS):
-                continue
-            if e.agent != agent or e.phase in NESTED:
-                continue
-            if isinstance(e, ev.AgentAnswered):
-                return ""
-            trace = self._run.trace_id if self._run is not None else self._root_trace()
-            if (span_id := self._given.get(id(e))) is None:
-                span_id = self._given[id(e)] = (self._bits(64) or 1).to_bytes(8, "big")
-            return f"00-{trace.hex()}-{span_id.hex()}-01"
         turn = self._turns.get((agent, ""))
         return turn.span.traceparent() if turn is not None else ""
-
-    def _root_trace(self) -> bytes:
-        """The trace of spans made without a parent here: the remote one's, or the run's
-        that a root span would start (kept for every span made without one)."""
-        if self._root is None:
-            self._root = (self._t.ids(None)[0], b"")
-        return self._root[0]
 
     def ended(
         self,
@@ -252,7 +256,7 @@ class RunTracer:
             self(ev.AgentAnswered.of(outcome, agent, turn.phase, turn.round, cost=cost))
         else:
             self(ev.AgentFailedEvent(agent=agent, error=ev.short_error(outcome)))
-        self._spans()
+        self._stop()
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -334,8 +338,6 @@ class RunTracer:
         content = {"gen_ai.input.messages": _messages("user", e.prompt)} if self._capture else {}
         span = self._start(head[0], e.at, self._outer(), kind, content)
         span.head = head[1]
-        if self._given and (told := self._given.pop(id(e), None)) is not None:
-            span.span_id = told  # its traceparent was asked for before it was made
         self._turns[key] = _Turn(span)
 
     def _answered(self, e: ev.AgentAnswered) -> None:

@@ -4,6 +4,7 @@ result being built; so a strategy only decides who is asked what, in which order
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class RunContext:
         on_retry = ev.retries_told(self.emit, seat)
         # only then: a handle written before attempts were observed need not know of them
         observed = {"on_attempt": self.emit} if self.observing else {}
-        parent = self.trace(seat) if self.trace else ""
+        parent = functools.partial(self.trace, seat) if self.trace else ""
         tools = ToolContext(who, emit=self._tool_event, peers=self.handles, trace=parent)
         try:
             async with self._limit:

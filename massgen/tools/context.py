@@ -20,4 +20,9 @@ class ToolContext:
     so limits kept there hold across the whole chain."""
     emit: Callable[[ev.Event], None] | None = None  # the run's events; None: nobody listens
     peers: Mapping[str, Any] = field(default_factory=dict)  # the run's handles, for ask_agent
-    trace: str = ""  # the turn's span as a W3C traceparent, sent with turns to workers
+    trace: str | Callable[[], str] = ""
+    """The turn's span as a W3C traceparent, sent with turns to workers; a function giving
+    it when it is asked for (:meth:`traceparent`): most turns never send one."""
+
+    def traceparent(self) -> str:
+        return self.trace() if callable(self.trace) else self.trace
