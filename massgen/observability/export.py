@@ -196,6 +196,8 @@ class Exporter:
                 return self._warn(_UNTRUSTED)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
+                    if isinstance(tls := e.__cause__, ssl.SSLError):  # e.g. no client certificate
+                        return self._warn(f"TLS failed: {tls.reason or tls}")
                     return self._warn(type(e).__name__)
                 wait = 0  # a kept-alive connection the collector had closed: once more
             await asyncio.sleep(min(wait, x.timeout))
