@@ -1,9 +1,11 @@
 """An OTLP/HTTP trace receiver on loopback, for the tracing tests: what the exporter sends to
-``/v1/traces`` is decoded with the official ``opentelemetry-proto`` messages and kept."""
+``/v1/traces`` is decoded with the official ``opentelemetry-proto`` messages and kept. Given a
+server TLS context, it speaks HTTPS."""
 
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ class Span:
 class Receiver:
     """Collects the spans every export brings; ``wait`` for enough of them (no sleeps)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.spans: list[Span] = []
         self.posts: list[str] = []  # the paths posted to
         self.refuse: list[int] = []  # statuses to answer first (with Retry-After: 0)
@@ -80,7 +82,10 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:  # each connection's handshake is made as it is accepted
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )

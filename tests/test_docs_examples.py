@@ -316,6 +316,15 @@ def _check_gateway_example(block: Block, ctx: OtherContext) -> None:
     assert block.doc == "docs/mas.md"
 
 
+def _check_tls_example(block: Block, ctx: OtherContext) -> None:
+    """observability.md's certificate variables are run, as written, by the tracing tests
+    (the collector is an HTTPS receiver asking for a client certificate, which that test
+    starts with certificates it makes)."""
+    runner = (ROOT / "tests" / "test_tracing_tls.py").read_text()
+    assert "def test_the_tls_example_of_docs_observability_md_runs(" in runner
+    assert block.doc == "docs/observability.md"
+
+
 def _check_unreachable(block: Block, ctx: OtherContext) -> None:
     """What a command prints when the config's Redis does not answer: the same lines, for a
     team whose ``redis.url`` on line 12 names a port nobody listens on."""
@@ -362,6 +371,7 @@ OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"\s*\w+ waiting for a worker: ", _check_waiting_lines),
     (r"gateway = GatewayService\(\)", _check_gateway_example),
     (r"error: cannot reach Redis at ", _check_unreachable),
+    (r"export OTEL_EXPORTER_OTLP_ENDPOINT=https://", _check_tls_example),
     (r"scrape_configs:", _check_scrape_config),
 ]
 """Blocks that are neither YAML, Python nor commands, by their first line, and their check."""

@@ -468,6 +468,15 @@ class ObservabilityConfig(ConfigModel):
     """``service.name`` of the spans; none: ``$OTEL_SERVICE_NAME``, else ``massgen``."""
     capture_content: bool = False
     """Put prompts, answers and tool arguments and results in the spans."""
+    certificate_file: str | None = None
+    """The CA (PEM) trusted for an ``https`` collector instead of the system's CAs; none:
+    ``$OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE``."""
+    client_certificate_file: str | None = None
+    """massgen's certificate (PEM), for a collector that asks for one (mutual TLS); none:
+    ``$OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE``."""
+    client_key_file: str | None = None
+    """Its private key (PEM, not encrypted), unless the certificate's file holds it; none:
+    ``$OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY``."""
 
     @field_validator("otlp")
     @classmethod

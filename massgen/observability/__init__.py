@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote
 
 if TYPE_CHECKING:
@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+
+
+class Given(NamedTuple):
+    """A setting's value and where it was given (a variable, or a key of the section), so
+    that an error or a warning about it names the place to change."""
+
+    value: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,14 @@ class Export:
     queue: int = 2048
     """Spans waiting for the collector beyond which the oldest are dropped
     (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
+    protocol: Given | None = None
+    """``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``: spans go as ``http/protobuf`` whatever it says
+    (any other value is warned of)."""
+    certificate: Given | None = None
+    """A CA file (PEM) trusted for an ``https`` collector instead of the system's CAs."""
+    client_certificate: Given | None = None
+    """Mutual TLS: massgen's certificate (PEM), and its key unless ``client_key`` holds it."""
+    client_key: Given | None = None
 
 
 def traces_url(base: str) -> str:
@@ -68,11 +84,19 @@ def _number(text: str | None, default: float) -> float:
 
 def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -> Export:
     """How :class:`Export` is read: settings first, then ``OTEL_EXPORTER_OTLP_TRACES_*``,
-    then ``OTEL_EXPORTER_OTLP_*``."""
+    then ``OTEL_EXPORTER_OTLP_*``. Files are not read here: the exporter reads them as it
+    starts (:func:`massgen.observability.export.tls`)."""
+
+    def given(name: str, key: str = "") -> Given | None:
+        if key and (value := getattr(settings, key)):
+            return Given(value, f"observability.{key}")
+        for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+            if value := environ.get(variable):
+                return Given(value, variable)
+        return None
 
     def env(name: str) -> str:
-        traces = environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
-        return traces or environ.get(f"OTEL_EXPORTER_OTLP_{name}", "")
+        return found.value if (found := given(name)) else ""
 
     if settings.otlp:
         url = traces_url(settings.otlp)
@@ -102,6 +126,10 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         delay=_number(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
         batch=max(1, int(_number(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512))),
         queue=max(1, int(_number(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048))),
+        protocol=given("PROTOCOL"),
+        certificate=given("CERTIFICATE", "certificate_file"),
+        client_certificate=given("CLIENT_CERTIFICATE", "client_certificate_file"),
+        client_key=given("CLIENT_KEY", "client_key_file"),
     )
 
 

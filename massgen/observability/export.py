@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import ssl
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ from massgen import __version__
 from massgen.backends._common import tls_context
 from massgen.backends._errors import parse_retry_after
 from massgen.backends.openai_http import acquire_session, proxy_for, release_session
-from massgen.observability import Export
+from massgen.errors import ConfigError
+from massgen.observability import Export, Given
 from massgen.observability.otlp import Encoder, Span, request, resource
 
 if TYPE_CHECKING:
@@ -24,6 +26,62 @@ if TYPE_CHECKING:
 
 _RETRY = frozenset({429, 502, 503, 504})
 _log = logging.getLogger("massgen.observability.tracing")
+_CA = "the PEM file of the CA that signed the collector's certificate"
+_UNTRUSTED = (
+    "its certificate is not trusted: give the CA that signed it as"
+    " OTEL_EXPORTER_OTLP_CERTIFICATE or observability.certificate_file"
+)
+_CERT = "massgen's certificate (PEM) and its private key, for a collector that asks for one"
+
+
+def tls(x: Export) -> ssl.SSLContext | None:
+    """The TLS of an ``https`` export, made once as its exporter starts: the context every
+    client shares, or, as the OpenTelemetry SDK takes its files, one trusting only the CA
+    file given, showing massgen's certificate if one is given. A file it cannot use is a
+    :class:`ConfigError` naming the variable (or key) that gave it."""
+    if not x.url.startswith("https:"):
+        return None
+    ca, cert, key = x.certificate, x.client_certificate, x.client_key
+    if not (ca or cert or key):
+        return tls_context()
+    if key is not None and cert is None:
+        other = key.name.replace("KEY", "CERTIFICATE").replace("key", "certificate")
+        hint = f"give its certificate too, as {other}"
+        raise ConfigError("a client key without its certificate", key=key.name, hint=hint)
+    for given, what in ((ca, _CA), (cert, _CERT), (key, _CERT)):
+        if given is not None:
+            try:
+                open(given.value, "rb").close()
+            except OSError as e:
+                why = f"cannot read {given.value}: {e.strerror or type(e).__name__}"
+                raise ConfigError(why, key=given.name, hint=f"give {what}") from None
+    if ca is None:
+        context = tls_context.__wrapped__()  # one of its own, trusting the system's CAs
+    else:
+        try:
+            context = ssl.create_default_context(cafile=ca.value)
+        except ssl.SSLError:
+            why = f"{ca.value} holds no PEM certificate"
+            raise ConfigError(why, key=ca.name, hint=f"give {_CA}") from None
+    if cert is not None:
+        _certify(context, cert, key)
+    return context
+
+
+def _certify(context: ssl.SSLContext, cert: Given, key: Given | None) -> None:
+    """Show ``cert`` to the collector, with ``key`` (else the key in the same file)."""
+    held = key or cert
+
+    def encrypted() -> bytes:  # asked for a password: never prompt at the terminal
+        hint = "give the key unencrypted, as the OpenTelemetry SDK reads it"
+        raise ConfigError(f"{held.value}: the key is encrypted", key=held.name, hint=hint)
+
+    try:
+        context.load_cert_chain(cert.value, key.value if key else None, password=encrypted)
+    except ssl.SSLError:
+        also = f" with {key.value} ({key.name})" if key else ""
+        why = f"{cert.value}{also}: not a PEM certificate and its private key"
+        raise ConfigError(why, key=cert.name, hint=f"give {_CERT}") from None
 
 
 class Exporter:
@@ -45,6 +103,15 @@ class Exporter:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned = False
+        self._tls = tls(export)
+        protocol = export.protocol
+        if protocol and protocol.value.strip().lower() != "http/protobuf":
+            _log.warning(
+                "traces: %s=%s is not spoken here: spans are sent as http/protobuf, which "
+                "needs the collector's OTLP/HTTP endpoint (usually port 4318)",
+                protocol.name,
+                protocol.value,
+            )
 
     def ended(self, span: Span, at: int) -> None:
         """``span`` ended at ``at``: see :meth:`queue`."""
@@ -109,8 +176,8 @@ class Exporter:
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session, self._loop = await acquire_session(), loop
         options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
-        if x.url.startswith("https:"):
-            options["ssl"] = tls_context()
+        if self._tls is not None:
+            options["ssl"] = self._tls
         if proxy := proxy_for(x.url):
             options["proxy"] = proxy
         for attempt in range(3):
@@ -125,8 +192,12 @@ class Exporter:
                         return self._warn(f"HTTP {response.status}")
                     wait = parse_retry_after(response.headers)
                     wait = 0.5 * 2**attempt if wait is None else wait
+            except aiohttp.ClientConnectorCertificateError:
+                return self._warn(_UNTRUSTED)
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
                 if attempt or not isinstance(e, aiohttp.ServerDisconnectedError):
+                    if isinstance(tls := e.__cause__, ssl.SSLError):  # e.g. no client certificate
+                        return self._warn(f"TLS failed: {tls.reason or tls}")
                     return self._warn(type(e).__name__)
                 wait = 0  # a kept-alive connection the collector had closed: once more
             await asyncio.sleep(min(wait, x.timeout))
