@@ -134,8 +134,8 @@ async def test_a_collector_that_asks_for_a_client_certificate_gets_spans_only_wi
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", mutual.url + "/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(files.ca))
     await run(GEO_CONSENSUS)
-    [refused] = warnings_of(caplog)
-    assert mutual.posts == [] and "TLS failed: " in refused
+    [refused] = warnings_of(caplog)  # the reason as TLS 1.3 gives it: an alert, or a reset
+    assert mutual.posts == [] and mutual.url in refused
     caplog.clear()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(files.cert))
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", str(files.key))
