@@ -118,13 +118,15 @@ class Exporter:
         span.stop = at
         self.queue([span])
 
-    def queue(self, spans: list[Span]) -> None:
-        """Encode ``spans`` (ended) in one pass; send the batch once it is full, or
-        ``delay`` after it began. Encoded at once, not kept as objects: spans waiting as
-        objects made the garbage collector run (and rescan everything) several times as
-        often."""
+    def queue(self, spans: list[Span], encoded: list[bytes] | None = None) -> None:
+        """Encode ``spans`` (ended) in one pass, with ``encoded`` (spans written already);
+        send the batch once it is full, or ``delay`` after it began. Encoded at once, not
+        kept as objects: spans waiting as objects made the garbage collector run (and
+        rescan everything) several times as often."""
         pending = self._pending
         pending += self._encode.spans(spans)
+        if encoded:
+            pending += encoded
         if len(pending) >= self.export.batch:
             self._send()
         elif self._timer is None:

@@ -29,6 +29,7 @@ _KIND = [b"\x30" + _SMALL[i] for i in range(6)]  # Span.kind (6)
 _TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (7), end (8): fixed64
 _TIME = struct.Struct("<BQ").pack
 _DOUBLE = struct.Struct("<Bd").pack
+_IN, _OUT = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"
 _CACHED = 4096  # at most this many encoded names (or attributes of a type), then start again
 
 
@@ -79,6 +80,7 @@ class Encoder:
         self.attrs: dict[type, dict[tuple[str, Any], bytes]] = {
             t: {} for t in (str, int, bool, tuple)
         }
+        self._usage = self._heads(_IN), self._heads(_OUT)  # for :meth:`tokens`
 
     def name(self, name: str) -> bytes:
         got = self.names.get(name)
@@ -108,6 +110,14 @@ class Encoder:
                 seen.clear()
             seen[(key, v)] = got
         return got
+
+    def tokens(self, used_in: int, used_out: int) -> bytes:
+        """``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``, as :meth:`number`
+        writes them (most spans have both)."""
+        a, b = self._usage
+        return (a[1] + _SMALL[used_in] if 0 <= used_in < 128 else self.number(_IN, used_in)) + (
+            b[1] + _SMALL[used_out] if 0 <= used_out < 128 else self.number(_OUT, used_out)
+        )
 
     def number(self, key: str, v: float) -> bytes:
         """``attr`` of a number that seldom repeats (tokens, a cost), without a cache: the
@@ -156,30 +166,50 @@ class Encoder:
         s.stop = end
         return self.spans([s])[0]
 
+    def chat(
+        self, ids: tuple[bytes, bytes, bytes], head: bytes, start: int, end: int, tokens: bytes
+    ) -> bytes:
+        """A provider attempt's span that went well, written at once (no :class:`Span`):
+        ``ids`` (trace, span, parent), ``head`` its name, kind and attributes encoded
+        (a :meth:`name`, a kind, :meth:`attributes`), ``tokens`` (:meth:`tokens`)."""
+        body = b"".join(
+            (
+                b"\x0a\x10",
+                ids[0],
+                b"\x12\x08",
+                ids[1],
+                b"\x22\x08",
+                ids[2],
+                _TIMES(0x39, start, 0x41, end),
+                head,
+                tokens,
+            )
+        )
+        n = len(body)
+        if n < 128:
+            return b"\x12" + _SMALL[n] + body
+        return bytes((0x12, n & 127 | 128, n >> 7)) + body if n < 16384 else _field(0x12, body)
+
     def spans(self, ended: list[Span]) -> list[bytes]:
         """``ended`` (each at its ``stop``) as ``ScopeSpans.spans`` fields, in one pass."""
         out: list[bytes] = []
-        add, names, by_type, small = out.append, self.names, self.attrs, _SMALL
+        add, names, small, kinds = out.append, self.names, _SMALL, _KIND
         for s in ended:
-            parts = [b"\x0a\x10", s.trace_id, b"\x12\x08", s.span_id]
-            if s.parent:
-                parts += (b"\x22\x08", s.parent)
-            name = names.get(s.name) or self.name(s.name)
-            parts += (name, _KIND[s.kind], _TIMES(0x39, s.start, 0x41, s.stop), s.head)
-            for k, v in s.attrs.items():
-                seen = by_type.get(type(v))
-                got = seen.get((k, v)) if seen is not None else None
-                parts.append(got or self.attr(k, v))
-            if s.events:
-                for what, at, attrs in s.events:
-                    pairs = b"".join([_field(0x1A, _pair(k, v)) for k, v in attrs.items()])
-                    parts.append(
-                        _field(0x5A, _TIME(0x09, at) + _field(0x12, what.encode()) + pairs)
-                    )
-            if s.status:
-                message = _field(0x12, s.message.encode()) if s.message else b""
-                parts.append(_field(0x7A, message + b"\x18" + small[s.status]))
-            body = b"".join(parts)
+            body = b"".join(
+                (
+                    b"\x0a\x10",
+                    s.trace_id,
+                    b"\x12\x08",
+                    s.span_id,
+                    b"\x22\x08" + s.parent if s.parent else b"",
+                    names.get(s.name) or self.name(s.name),
+                    kinds[s.kind],
+                    _TIMES(0x39, s.start, 0x41, s.stop),
+                    s.head,
+                )
+            )
+            if s.attrs or s.events or s.status:
+                body += self._rest(s)
             n = len(body)
             if n < 128:
                 add(b"\x12" + small[n] + body)
@@ -188,6 +218,22 @@ class Encoder:
             else:
                 add(b"\x12" + _varint(n) + body)
         return out
+
+    def _rest(self, s: Span) -> bytes:
+        """What a span has beyond its ids, name, times and :attr:`Span.head`: attributes
+        set since, events, an error status."""
+        by_type, parts = self.attrs, []
+        for k, v in s.attrs.items():
+            seen = by_type.get(type(v))
+            got = seen.get((k, v)) if seen is not None else None
+            parts.append(got or self.attr(k, v))
+        for what, at, attrs in s.events or ():
+            pairs = b"".join([_field(0x1A, _pair(k, v)) for k, v in attrs.items()])
+            parts.append(_field(0x5A, _TIME(0x09, at) + _field(0x12, what.encode()) + pairs))
+        if s.status:
+            message = _field(0x12, s.message.encode()) if s.message else b""
+            parts.append(_field(0x7A, message + b"\x18" + _SMALL[s.status]))
+        return b"".join(parts)
 
 
 def resource(attrs: Mapping[str, Any]) -> bytes:

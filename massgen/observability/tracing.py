@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from massgen import events as ev
 from massgen.observability import Export
 from massgen.observability.export import Exporter
-from massgen.observability.otlp import CLIENT, INTERNAL, SERVER, Span, parse_traceparent
+from massgen.observability.otlp import _KIND, CLIENT, INTERNAL, SERVER, Span, parse_traceparent
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class Tracing(Exporter):
         self.agents = agents
         self._ids = random.Random()  # seeded from os.urandom
         self.heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
+        self.leads: dict[tuple[Any, ...], bytes] = {}  # a chat span's name, kind, attributes
         """A span's name and its attributes that a key determines, encoded (:meth:`keep`)."""
 
     def run(self, fallbacks: Mapping[str, str]) -> RunTracer:
@@ -109,6 +110,7 @@ class Tracing(Exporter):
         attributes repeat by agent, model and provider, and are encoded once."""
         if len(self.heads) >= 4096:
             self.heads.clear()
+            self.leads.clear()
         got = self.heads[key] = name, self._encode.attributes(attrs)
         return got
 
@@ -147,8 +149,10 @@ class RunTracer:
     ) -> None:
         self._t, self._capture = tracing, tracing.capture
         self._done: list[Span] = []  # ended while events were turned into spans
+        self._chats: list[bytes] = []  # provider attempts' spans, written at once
+        self._leads = tracing.leads
         self._heads, self._bits = tracing.heads, tracing._ids.getrandbits
-        self._number, self._attr = tracing._encode.number, tracing._encode.attr
+        self._number, self._tokens = tracing._encode.number, tracing._encode.tokens
         self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
@@ -225,9 +229,10 @@ class RunTracer:
             if handle is not None and not self._dropped:
                 self._now = int(event.at * 1e9)
                 handle(self, event)
-        if self._done:
+        if self._done or self._chats:
             done, self._done = self._done, []
-            self._t.queue(done)
+            chats, self._chats = self._chats, []
+            self._t.queue(done, chats)
 
     def _end(self, span: Span, at: int) -> None:
         span.stop = at
@@ -357,18 +362,17 @@ class RunTracer:
                 attrs["massgen.answered_by"] = e.answered_by
             attrs["massgen.requests"], attrs["massgen.cached"] = e.requests, e.cached
             head = self._t.keep(key, "", attrs)
-        span, number, usage = turn.span, self._number, e.usage
+        span, usage = turn.span, e.usage
         span.head += b"".join(
             (
                 head[1],
-                number("gen_ai.usage.input_tokens", usage.input_tokens),
-                number("gen_ai.usage.output_tokens", usage.output_tokens),
-                number("massgen.cost", e.cost),
+                self._tokens(usage.input_tokens, usage.output_tokens),
+                self._number("massgen.cost", e.cost),
             )
         )
         if self._capture:
             span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
-        turn.ended = _ns(e.at)
+        turn.ended = self._now
         stage = self._stage
         if stage is not None and not nested and stage.key == (e.phase, e.round):
             stage.done.append(turn)  # ended with its round: a vote may still come
@@ -394,7 +398,10 @@ class RunTracer:
             turn.span.add_event("massgen.retry", attrs, _ns(e.at))
 
     def _request(self, e: ev.RequestDone) -> None:
-        turn = self._turn_of(e.agent)
+        turns = self._turns
+        turn = turns.get((e.agent, "summary")) or turns.get((e.agent, ""))
+        if turn is None and self._fallbacks:
+            turn = self._turn_of(e.agent)
         ok = e.status == "ok"
         head = self._heads.get(
             key := ("chat", e.agent, e.provider, e.model, e.attempt, e.status, e.finish)
@@ -416,23 +423,33 @@ class RunTracer:
                 attrs["error.type"] = e.status
             head = self._t.keep(key, f"chat {asked}".rstrip(), attrs)
         parent = turn.span if turn is not None else self._outer()
-        span = self._start(head[0], e.started, parent, CLIENT, {})
-        if (usage := e.usage) is None:
-            span.head = head[1]
-        else:
-            number = self._number
-            span.head = b"".join(
-                (
-                    head[1],
-                    number("gen_ai.usage.input_tokens", usage.input_tokens),
-                    number("gen_ai.usage.output_tokens", usage.output_tokens),
+        usage = e.usage
+        if ok and parent is not None and usage is not None:  # most: bytes at once
+            if (lead := self._leads.get(key)) is None:
+                lead = self._leads[key] = self._t._encode.name(head[0]) + _KIND[CLIENT] + head[1]
+            start = int(e.started * 1e9)
+            span_id = (self._bits(64) or 1).to_bytes(8, "big")
+            self._chats.append(
+                self._t._encode.chat(
+                    (parent.trace_id, span_id, parent.span_id),
+                    lead,
+                    start,
+                    start + int(e.latency * 1e9),
+                    self._tokens(usage.input_tokens, usage.output_tokens),
                 )
             )
+            return
+        span = self._start(head[0], e.started, parent, CLIENT, {})
+        if usage is None:
+            span.head = head[1]
+        else:
+            span.head = head[1] + self._tokens(usage.input_tokens, usage.output_tokens)
         if not ok:
             span.fail(e.error)
             if turn is not None:
                 turn.failed = e.status
-        self._end(span, span.start + int(e.latency * 1e9))
+        span.stop = span.start + int(e.latency * 1e9)
+        self._done.append(span)
 
     def _tool_called(self, e: ev.ToolCalled) -> None:
         if e.traced:  # the worker that ran it exported its span
