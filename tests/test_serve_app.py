@@ -181,6 +181,103 @@ async def test_a_stream_whose_client_leaves_cancels_its_run() -> None:
         await asyncio.wait_for(blocked.cancelled.wait(), 10)
 
 
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 3,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+"""The Responses API's events for an answer of three pieces (as in
+tests/recorded/openai/llm-test_responses_basic_streaming.yaml, of one)."""
+
+
+async def test_a_streamed_response_is_the_answer_as_the_responses_api_streams_it() -> None:
+    long = ("Paris is the capital of France. " * 5).strip()  # 159 characters: 3 pieces
+    async with serving(team_of("t", scripted(long))) as up:
+        api = up.api
+        whole = await api.responses.create(model="massgen/t", input="Capital of France?")
+        stream = await api.responses.create(
+            model="massgen/t", input="Capital of France?", stream=True
+        )
+        events = [e async for e in stream]
+        async with api.responses.stream(model="massgen/t", input="Capital of France?") as helped:
+            helper_text = "".join(
+                [e.delta async for e in helped if e.type == "response.output_text.delta"]
+            )
+            final = await helped.get_final_response()
+    assert [e.type for e in events] == RESPONSE_EVENTS
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(d.delta for d in deltas) == whole.output_text == long
+    created, completed = events[0], events[-1]
+    assert created.type == "response.created" and created.response.status == "in_progress"
+    assert completed.type == "response.completed" and completed.response.status == "completed"
+    assert created.response.id == completed.response.id == "resp_" + deltas[0].item_id[4:]
+    assert completed.response.output_text == whole.output_text
+    assert completed.response.usage and completed.response.usage.total_tokens > 0
+    assert (completed.response.model_extra or {})["massgen"]["winner"] == "a0"
+    assert helper_text == final.output_text == whole.output_text
+    assert final.usage and whole.usage
+    assert final.usage.total_tokens == whole.usage.total_tokens > 0
+
+
+async def test_a_streamed_response_of_a_failed_team_ends_with_the_error_then_failed() -> None:
+    async with serving(team_of("t", failing(500), failing(500))) as up:
+        stream = await up.api.responses.create(model="massgen/t", input="a", stream=True)
+        seen = []
+        with pytest.raises(openai.APIError) as caught:
+            async for event in stream:
+                seen.append(event.type)
+        assert caught.value.code == "all_agents_failed"
+        assert seen == ["response.created", "response.in_progress"]
+        body = {"model": "massgen/t", "input": "a", "stream": True}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(up.url + "/v1/responses", json=body) as r,
+        ):
+            assert r.status == 200
+            text = await r.text()
+    # each agent's failure is a comment, between the response begun and the error
+    assert text.index("in_progress") < text.index("\n: a0 failed\n") < text.index("event: error")
+    frames = [f.split("\n") for f in text.strip().split("\n\n") if not f.startswith(":")]
+    named = [
+        (f[0].removeprefix("event: "), json.loads(f[1].removeprefix("data: "))) for f in frames
+    ]
+    assert [n for n, _ in named] == [d["type"] for _, d in named]
+    assert [n for n, _ in named] == [
+        "response.created",
+        "response.in_progress",
+        "error",
+        "response.failed",
+    ]
+    assert [d["sequence_number"] for _, d in named] == [0, 1, 2, 3]
+    error, failed = named[2][1]["error"], named[3][1]["response"]
+    assert error["code"] == failed["error"]["code"] == "all_agents_failed"
+    assert failed["status"] == "failed" and failed["id"] == named[0][1]["response"]["id"]
+
+
+async def test_a_streamed_response_whose_client_leaves_cancels_its_run() -> None:
+    blocked = Blocked()
+    async with serving(team_of("t", blocked)) as up, aiohttp.ClientSession() as http:
+        body = {"model": "massgen/t", "stream": True, "input": "hi"}
+        async with http.post(up.url + "/v1/responses", json=body) as r:
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            assert (await r.content.readline()).startswith(b": ")
+            await asyncio.wait_for(blocked.started.wait(), 10)
+            assert (await r.content.readline()) == b"\n"
+            assert (await r.content.readline()) == b"event: response.created\n"
+            r.close()
+        await asyncio.wait_for(blocked.cancelled.wait(), 10)
+        assert not blocked.release.is_set()
+        async with http.get(up.url + "/healthz") as health:
+            assert (await health.json())["in_flight"] == 0
+
+
 async def test_every_slot_taken_is_429_with_retry_after() -> None:
     blocked = Blocked()
     limits = Limits(concurrency=1, retry_after=7)

@@ -120,3 +120,39 @@ def test_the_answer_streams_as_chunks_then_the_usage() -> None:
     assert chunks[-1]["usage"] == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
     assert all(c["usage"] is None for c in chunks[:-1])
     assert {c["id"] for c in chunks} == {"chatcmpl-r1"}
+
+
+def test_a_response_streams_as_numbered_events_opened_once() -> None:
+    result = RunResult(run_id="r-1", task="t", strategy="parallel", final_answer="x" * 100)
+    result.usage = Usage(7, 5)
+    told = wire.ResponseEvents(wire.Ask("massgen/t", "t", None, "t", True))
+    events = [*told.opened("r-1", 1.5), *told.opened("r-2", 2.0), *told.answered(result, {})]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events].count("response.created") == 1
+    texts = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert texts == ["x" * 64, "x" * 36]
+    done = events[-1]["response"]
+    assert (done["id"], done["created_at"], done["status"]) == ("resp_r1", 1, "completed")
+    assert done["usage"]["total_tokens"] == 12 and done["output"][0]["id"] == "msg_r1"
+
+
+def test_a_response_failing_before_it_began_is_opened_then_failed() -> None:
+    told = wire.ResponseEvents(wire.Ask("massgen/t", "t", None, "t", True))
+    error = wire.error_body("the team failed", "server_error", None)["error"]
+    events = told.failed(error)
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "error",
+        "response.failed",
+    ]
+    failed = events[-1]["response"]
+    assert failed["id"] == events[0]["response"]["id"] and failed["status"] == "failed"
+    assert failed["error"] == {"code": "server_error", "message": "the team failed"}
+
+
+def test_a_responses_stream_flag_must_be_a_boolean() -> None:
+    assert wire.parse_response_request({"model": "massgen/t", "input": "Hi", "stream": True}).stream
+    with pytest.raises(ConfigError) as caught:
+        wire.parse_response_request({"model": "massgen/t", "input": "Hi", "stream": "yes"})
+    assert caught.value.key == "stream"

@@ -3,10 +3,11 @@ errors in OpenAI's format, and a lifecycle that finishes runs in flight before i
 
 Routes: ``POST /v1/chat/completions`` (plain, or ``stream: true`` as server-sent
 ``chat.completion.chunk``s with each round as an SSE comment), ``POST /v1/responses``
-(text in, text out), ``GET /v1/models[/{id}]``, ``GET /healthz``, and the dashboard's (its
-own, massgen/serve/board.py). A run's errors: 400 a bad request, 401 no or a wrong key, 404
-an unknown model, 413 a body over the limit, 429 every run slot taken (with Retry-After),
-503 the team failed (every agent did) or the server is stopping, 504 over the timeout."""
+(text in, text out; ``stream: true`` as the Responses API's events, each round a comment),
+``GET /v1/models[/{id}]``, ``GET /healthz``, and the dashboard's (its own,
+massgen/serve/board.py). A run's errors: 400 a bad request, 401 no or a wrong key, 404 an
+unknown model, 413 a body over the limit, 429 every run slot taken (with Retry-After), 503
+the team failed (every agent did) or the server is stopping, 504 over the timeout."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from massgen.errors import ConfigError, ContextLimitExceeded, MassGenError
-from massgen.events import AgentAnswered, AgentFailedEvent, RoundDone, short_error
+from massgen.events import AgentAnswered, AgentFailedEvent, RoundDone, RunStarted, short_error
 from massgen.serve import openai_wire as wire
 from massgen.serve.runs import LiveRun, round_note, summarize
 
@@ -207,8 +208,12 @@ def routes(served: Served) -> list[web.RouteDef]:
         return web.json_response(body, status=503 if served.stopping else 200)
 
     async def ask(
-        request: web.Request, parse: Callable[[Any], wire.Ask], shape: Callable[..., dict[str, Any]]
+        request: web.Request,
+        parse: Callable[[Any], wire.Ask],
+        shape: Callable[..., dict[str, Any]],
+        events: type[wire.ResponseEvents] | None = None,
     ) -> web.StreamResponse:
+        """Run the asked team; ``events``: how a stream is told (none: as chat chunks)."""
         try:
             asked = parse(await read_body(request))
         except ConfigError as e:
@@ -237,7 +242,8 @@ def routes(served: Served) -> list[web.RouteDef]:
                     return await whole(asked, run, team, shape)
                 live = LiveRun(orchestrator, asked.task, asked.strategy, subscribers=mine)
                 try:
-                    return await stream(request, asked, live, team)
+                    told = events(asked) if events is not None else None
+                    return await stream(request, asked, live, team, told)
                 finally:
                     await live.stopped()  # a disconnect or a timeout cancels the run
         finally:
@@ -261,8 +267,14 @@ def routes(served: Served) -> list[web.RouteDef]:
         return web.json_response(shape(asked, result, extra(result, team)))
 
     async def stream(
-        request: web.Request, asked: wire.Ask, run: LiveRun, team: Team
+        request: web.Request,
+        asked: wire.Ask,
+        run: LiveRun,
+        team: Team,
+        events: wire.ResponseEvents | None,
     ) -> web.StreamResponse:
+        """The run's progress as SSE comments, then its answer (or error) as chat chunks
+        ending with ``[DONE]``, or, with ``events``, as the Responses API's events."""
         sse = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -272,11 +284,20 @@ def routes(served: Served) -> list[web.RouteDef]:
         )
         await sse.prepare(request)
         await sse.write(b": massgen: the team is working\n\n")
+
+        async def send(pieces: list[dict[str, Any]]) -> None:
+            for piece in pieces:
+                named = f"event: {piece['type']}\n" if events is not None else ""
+                data = json.dumps(piece, ensure_ascii=False)
+                await sse.write(f"{named}data: {data}\n\n".encode())
+
         deadline = asyncio.timeout(limits.timeout)
         failed: web.Response | None = None
         try:
             async with deadline:
                 async for event in run:
+                    if events is not None and isinstance(event, RunStarted):
+                        await send(events.opened(event.run_id, event.at))
                     if (note := progress(event)) is not None:
                         await sse.write(f": {note}\n\n".encode())
                 result = await run.result()
@@ -286,12 +307,14 @@ def routes(served: Served) -> list[web.RouteDef]:
             failed = late() if deadline.expired() else failure(e, team.seats())
         if failed is not None:  # the status is sent (200): the error goes in the stream
             assert isinstance(failed.body, bytes)
-            await sse.write(b"data: " + failed.body + b"\n\n")
+            if events is not None:
+                await send(events.failed(json.loads(failed.body)["error"]))
+            else:
+                await sse.write(b"data: " + failed.body + b"\n\n")
+        elif events is not None:
+            await send(events.answered(result, extra(result, team)))
         else:
-            for piece in wire.answer_chunks(asked, result, extra(result, team)):
-                await sse.write(
-                    b"data: " + json.dumps(piece, ensure_ascii=False).encode() + b"\n\n"
-                )
+            await send(list(wire.answer_chunks(asked, result, extra(result, team))))
             await sse.write(b"data: [DONE]\n\n")
         await sse.write_eof()
         return sse
@@ -300,7 +323,7 @@ def routes(served: Served) -> list[web.RouteDef]:
         return await ask(request, wire.parse_chat, wire.completion)
 
     async def responses(request: web.Request) -> web.StreamResponse:
-        return await ask(request, wire.parse_response_request, wire.response)
+        return await ask(request, wire.parse_response_request, wire.response, wire.ResponseEvents)
 
     return [
         web.get("/healthz", healthz),

@@ -1,10 +1,12 @@
 """The OpenAI wire format, both ways: a request body becomes a :class:`Ask` (the task, the
 team and strategy its model names, how to answer), a run's result becomes a
-``chat.completion``, its ``chat.completion.chunk``s or a ``response``, and an error becomes
-OpenAI's error body. Plain data in and out; the HTTP side is massgen/serve/app.py."""
+``chat.completion``, its ``chat.completion.chunk``s, a ``response`` or its stream's events,
+and an error becomes OpenAI's error body. Plain data in and out; the HTTP side is
+massgen/serve/app.py."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,10 +149,12 @@ def parse_chat(body: Any) -> Ask:
 
 
 def parse_response_request(body: Any) -> Ask:
-    """A minimal ``/v1/responses`` body: ``input`` text (or messages), ``instructions``."""
+    """A minimal ``/v1/responses`` body: ``input`` text (or messages), ``instructions``,
+    ``stream``."""
     model, team, strategy = _model(body)
-    if body.get("stream"):
-        raise ConfigError("streaming is supported on /v1/chat/completions only", key="stream")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise ConfigError("must be a boolean", key="stream")
     given = body.get("input")
     messages = [{"role": "user", "content": given}] if isinstance(given, str) else given
     if isinstance(body.get("instructions"), str) and isinstance(messages, list):
@@ -159,9 +163,8 @@ def parse_response_request(body: Any) -> Ask:
         raise ConfigError("must be text or a list of messages", key="input")
     messages = [{"role": "user", **m} if isinstance(m, dict) else m for m in messages]
     session = _session(body)
-    return Ask(
-        model, team, strategy, task_of(messages, session=session is not None), session=session
-    )
+    task = task_of(messages, session=session is not None)
+    return Ask(model, team, strategy, task, stream, session=session)
 
 
 def usage(result: RunResult) -> dict[str, int]:
@@ -228,38 +231,136 @@ def answer_chunks(ask: Ask, result: RunResult, extra: dict[str, Any]) -> Iterato
         yield {**chunk(ask, rid, created, {}), "choices": [], "usage": usage(result)}
 
 
-def response(ask: Ask, result: RunResult, extra: dict[str, Any]) -> dict[str, Any]:
-    """The minimal ``response`` object of ``/v1/responses``: one output message of text."""
-    u = result.usage
+def _response(
+    ask: Ask,
+    rid: str,
+    created: int,
+    status: str,
+    output: list[dict[str, Any]],
+    **more: Any,
+) -> dict[str, Any]:
+    """A ``response`` object; ``more``: its ``usage``, ``error``, ``massgen``."""
     return {
-        "id": "resp_" + result.run_id.replace("-", ""),
+        "id": "resp_" + rid,
         "object": "response",
-        "created_at": int(result.started_at or time.time()),
-        "status": "completed",
+        "created_at": created,
+        "status": status,
+        "error": more.pop("error", None),
         "model": ask.model,
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_" + result.run_id.replace("-", ""),
-                "status": "completed",
-                "role": "assistant",
-                "content": [
-                    {"type": "output_text", "text": result.final_answer, "annotations": []}
-                ],
-            }
-        ],
+        "output": output,
         "parallel_tool_calls": False,
         "tool_choice": "none",
         "tools": [],
-        "usage": {
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "total_tokens": u.total_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
-        },
-        "massgen": extra,
+        "usage": more.pop("usage", None),
+        **more,
     }
+
+
+def _message(rid: str, text: str | None) -> dict[str, Any]:
+    """The one output message: ``text`` its content (``None``: none yet, in progress)."""
+    content = [] if text is None else [_part(text)]
+    status = "in_progress" if text is None else "completed"
+    return {
+        "type": "message",
+        "id": "msg_" + rid,
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def _part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def response_usage(result: RunResult) -> dict[str, Any]:
+    u = result.usage
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "total_tokens": u.total_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def response(ask: Ask, result: RunResult, extra: dict[str, Any]) -> dict[str, Any]:
+    """The minimal ``response`` object of ``/v1/responses``: one output message of text."""
+    rid = result.run_id.replace("-", "")
+    created = int(result.started_at or time.time())
+    output = [_message(rid, result.final_answer)]
+    usage = response_usage(result)
+    return _response(ask, rid, created, "completed", output, usage=usage, massgen=extra)
+
+
+class ResponseEvents:
+    """The events of one streamed ``response``, each its own ``type`` and numbered
+    (``sequence_number``) in the order sent, as OpenAI's Responses API streams: once the run
+    has an id, ``opened`` (``response.created``, ``response.in_progress``); then ``answered``
+    (the output message, its text in pieces, ``response.completed`` with the usage and the
+    ``massgen`` field) or ``failed`` (``error``, then ``response.failed``)."""
+
+    def __init__(self, ask: Ask) -> None:
+        self.ask = ask
+        self.sent = 0
+        self.rid = ""
+        self.created = 0
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self.sent += 1
+        return {"type": kind, **fields, "sequence_number": self.sent - 1}
+
+    def opened(self, run_id: str, at: float) -> list[dict[str, Any]]:
+        """The response begun, in progress with no output yet (nothing if it was already)."""
+        if self.rid:
+            return []
+        self.rid, self.created = run_id.replace("-", ""), int(at)
+        head = _response(self.ask, self.rid, self.created, "in_progress", [])
+        return [
+            self._event("response.created", response=head),
+            self._event("response.in_progress", response=head),
+        ]
+
+    def answered(self, result: RunResult, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        events = self.opened(result.run_id, result.started_at or time.time())
+        text = result.final_answer
+        where = {"item_id": "msg_" + self.rid, "output_index": 0}
+        item = _message(self.rid, None)
+        events += [
+            self._event("response.output_item.added", item=item, output_index=0),
+            self._event("response.content_part.added", **where, content_index=0, part=_part("")),
+        ]
+        for i in range(0, len(text), CHUNK):
+            piece = text[i : i + CHUNK]
+            events.append(
+                self._event(
+                    "response.output_text.delta", **where, content_index=0, delta=piece, logprobs=[]
+                )
+            )
+        item = _message(self.rid, text)
+        output, usage = [item], response_usage(result)
+        done = _response(self.ask, self.rid, self.created, "completed", output, usage=usage)
+        return [
+            *events,
+            self._event(
+                "response.output_text.done", **where, content_index=0, text=text, logprobs=[]
+            ),
+            self._event("response.content_part.done", **where, content_index=0, part=_part(text)),
+            self._event("response.output_item.done", item=item, output_index=0),
+            self._event("response.completed", response={**done, "massgen": extra}),
+        ]
+
+    def failed(self, error: dict[str, Any]) -> list[dict[str, Any]]:
+        """``error`` (OpenAI's error object, as :func:`error_body` holds it), then the
+        response failed with its code and message."""
+        events = self.opened(secrets.token_hex(12), time.time())
+        reason = {"code": error.get("code") or error["type"], "message": error["message"]}
+        gone = _response(self.ask, self.rid, self.created, "failed", [], error=reason)
+        return [
+            *events,
+            self._event("error", error=error),
+            self._event("response.failed", response=gone),
+        ]
 
 
 def error_body(
