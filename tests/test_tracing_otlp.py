@@ -53,8 +53,8 @@ class Collect(Tracing):
     def ended(self, span: Span, at: int) -> None:
         self.encoded.append(self.encoder.span(span, at))
 
-    def queue(self, spans: list[Span]) -> None:
-        self.encoded += self.encoder.spans(spans)
+    def queue(self, spans: list[Span], encoded: list[bytes] | None = None) -> None:
+        self.encoded += self.encoder.spans(spans) + (encoded or [])
         self.came.set()
 
 

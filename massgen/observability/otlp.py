@@ -166,6 +166,10 @@ class Encoder:
         s.stop = end
         return self.spans([s])[0]
 
+    def lead(self, name: str, kind: int) -> bytes:
+        """A span's name and kind fields, as :meth:`chat` takes them before the attributes."""
+        return self.name(name) + _KIND[kind]
+
     def chat(
         self, ids: tuple[bytes, bytes, bytes], head: bytes, start: int, end: int, tokens: bytes
     ) -> bytes:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from massgen import events as ev
 from massgen.observability import Export
 from massgen.observability.export import Exporter
-from massgen.observability.otlp import _KIND, CLIENT, INTERNAL, SERVER, Span, parse_traceparent
+from massgen.observability.otlp import CLIENT, INTERNAL, SERVER, Span, parse_traceparent
 from massgen.types import Completion, Turn
 
 if TYPE_CHECKING:
@@ -426,7 +426,7 @@ class RunTracer:
         usage = e.usage
         if ok and parent is not None and usage is not None:  # most: bytes at once
             if (lead := self._leads.get(key)) is None:
-                lead = self._leads[key] = self._t._encode.name(head[0]) + _KIND[CLIENT] + head[1]
+                lead = self._leads[key] = self._t._encode.lead(head[0], CLIENT) + head[1]
             start = int(e.started * 1e9)
             span_id = (self._bits(64) or 1).to_bytes(8, "big")
             self._chats.append(
