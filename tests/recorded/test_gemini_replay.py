@@ -75,6 +75,9 @@ async def test_text_calls_usage_and_finish_as_recorded(case: tuple[Recorded, str
     assert done.usage.output_tokens == usage.get("candidatesTokenCount", 0) + usage.get(
         "thoughtsTokenCount", 0
     )
+    # Both counts are parts: the prompt count holds the cached tokens, and output the thoughts.
+    assert done.usage.cached_tokens == usage.get("cachedContentTokenCount", 0)
+    assert done.usage.reasoning_tokens == usage.get("thoughtsTokenCount", 0)
     expected = "tool_calls" if calls else FINISH[finish_reason(rec)]
     assert done.finish_reason == expected
 
@@ -86,3 +89,10 @@ def test_every_recording_names_its_origin() -> None:
         assert origin["repo"] and origin["note"], name
         if name.endswith(".yaml"):  # a cassette copied from a repository, at a commit
             assert len(origin["commit"]) == 40 and origin["path"], name
+
+
+def test_thoughts_are_counted_on_both_paths() -> None:
+    """The reasoning check above meets thoughts streamed and not. No recording here has a
+    cache hit (``cachedContentTokenCount`` is absent or 0 in all), so cached is checked at 0."""
+    thinking = {rec.is_stream for rec, _ in CASES if gemini_usage(rec).get("thoughtsTokenCount")}
+    assert thinking == {False, True}
