@@ -164,13 +164,15 @@ def parse_response_request(body: Any) -> Ask:
     )
 
 
-def usage(result: RunResult) -> dict[str, int]:
+def usage(result: RunResult) -> dict[str, Any]:
     """The team's total usage, every agent's every request, as OpenAI counts it."""
     u = result.usage
     return {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
         "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
 
 
@@ -255,8 +257,8 @@ def response(ask: Ask, result: RunResult, extra: dict[str, Any]) -> dict[str, An
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "total_tokens": u.total_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         },
         "massgen": extra,
     }
