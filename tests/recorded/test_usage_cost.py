@@ -18,9 +18,9 @@ from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
 from massgen.types import Usage
 from tests.recorded import openai_facts
-from tests.recorded.facts import anthropic_blocks, recording
+from tests.recorded.facts import anthropic_blocks, gemini_usage, recording
 from tests.recorded.harness import HERE, ReplayServer, load
-from tests.recorded.replay_backends import anthropic, ask
+from tests.recorded.replay_backends import anthropic, ask, gemini
 
 DEEPSEEK = (
     HERE / "openai_compat" / "pydantic_ai-test_deepseek_deferred_capability_with_thinking.yaml"
@@ -125,4 +125,25 @@ async def test_an_anthropic_answer_costs_its_cache_read_price() -> None:
     assert done.usage == Usage(prompt, usage["output_tokens"], read)
     assert cost(done.model, done.usage) == pytest.approx(
         priced(done.model, prompt, usage["output_tokens"], read)
+    )
+
+
+async def test_a_gemini_cache_hit_costs_its_cache_read_price() -> None:
+    """gemini-2.5-flash read 17379 of 17713 prompt tokens from Google's implicit cache and
+    thought for 821 tokens outside its 68 answer tokens: output is both, at the output price."""
+    rec = recording("gemini", "pydantic-ai__test_google_model_mobile_youtube_video_url_input.yaml")[
+        0
+    ]
+    usage = gemini_usage(rec)
+    async with gemini([rec], model="gemini-2.5-flash") as (backend, _):
+        done = await backend.complete(ask())
+    output = usage["candidatesTokenCount"] + usage["thoughtsTokenCount"]
+    assert done.usage == Usage(
+        usage["promptTokenCount"],
+        output,
+        usage["cachedContentTokenCount"],
+        usage["thoughtsTokenCount"],
+    )
+    assert cost(done.model, done.usage) == pytest.approx(
+        priced(done.model, usage["promptTokenCount"], output, usage["cachedContentTokenCount"])
     )
