@@ -126,6 +126,9 @@ def test_bad_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         cost("x", Usage(1, 1), {"x": {"input": "cheap"}})  # type: ignore[dict-item]
     assert info.value.key == "pricing.x"
+    with pytest.raises(ConfigError) as info:
+        cost("x", Usage(1, 1), {"x": {"input": 1, "output": 1, "cache_read": "half"}})  # type: ignore[dict-item]
+    assert info.value.key == "pricing.x"
 
 
 def test_importing_massgen_does_not_load_the_price_table() -> None:

@@ -71,6 +71,7 @@ def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers, Tiers
             read = None if read is None else float(read)
         except (AttributeError, TypeError, ValueError) as e:
             message = f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}"
+            message += " (and maybe cache_read: <usd/M>)"
             raise ConfigError(message, key=f"pricing.{key}") from e
         return (prices[0], ()), (prices[1], ()), None if read is None else (read, ())
     return None if info is None else (info.input, info.output, info.cache_read)
