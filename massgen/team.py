@@ -12,7 +12,7 @@ from massgen.backends.base import Backend
 from massgen.errors import ConfigError
 
 if TYPE_CHECKING:
-    from massgen.config import BackendConfig, TeamConfig
+    from massgen.config import BackendConfig, Price, TeamConfig
     from massgen.resilience import Guards
 
 
@@ -62,11 +62,18 @@ def build_backend(cfg: BackendConfig, team: TeamConfig, name: str = "") -> Backe
 
 def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
     """Prices per model: the team's table, then each backend's own for its agents' models."""
-    prices = {model: {"input": p.input, "output": p.output} for model, p in team.prices.items()}
+    prices = {model: _price(p) for model, p in team.prices.items()}
     for cfg in [*team.backends.values(), *map(team.backend_for, team.agents)]:
         if cfg.prices is not None and cfg.model:
-            prices[cfg.model] = {"input": cfg.prices.input, "output": cfg.prices.output}
+            prices[cfg.model] = _price(cfg.prices)
     return prices
+
+
+def _price(p: Price) -> dict[str, float]:
+    price = {"input": p.input, "output": p.output}
+    if p.cache_read is not None:
+        price["cache_read"] = p.cache_read
+    return price
 
 
 def build_agents(team: TeamConfig) -> list[Agent]:

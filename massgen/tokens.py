@@ -95,6 +95,8 @@ class ModelFacts:
     context_window: int | None
     input: Tiers
     output: Tiers
+    cache_read: Tiers | None = None
+    """Prompt tokens read from the provider's cache; ``None``: the table has no such price."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -104,7 +106,7 @@ def known_model(model: str) -> ModelFacts | None:
     name = model.strip().lower()
     facts = _facts_file()
     day = datetime.now(UTC).date().isoformat()
-    if name in facts and (facts[name] is None or facts[name].get("day") == day):
+    if name in facts and (facts[name] is None or _fresh(facts[name], day)):
         entry = facts[name]
         return None if entry is None else _facts(entry)
     found = _lookup(name)
@@ -122,8 +124,13 @@ def _lookup(name: str) -> ModelFacts | None:
         except LookupError:
             continue
         prices = info.get_prices(datetime.now(UTC))
+        read = prices.cache_read_mtok
         return ModelFacts(
-            info.id, info.context_window, _tiers(prices.input_mtok), _tiers(prices.output_mtok)
+            info.id,
+            info.context_window,
+            _tiers(prices.input_mtok),
+            _tiers(prices.output_mtok),
+            None if read is None else _tiers(read),
         )
     return None
 
@@ -138,14 +145,29 @@ def _tiers(price: Any) -> Tiers:
 
 
 def _entry(f: ModelFacts) -> dict[str, Any]:
-    return {"id": f.id, "window": f.context_window, "in": f.input, "out": f.output}
+    return {
+        "id": f.id,
+        "window": f.context_window,
+        "in": f.input,
+        "out": f.output,
+        "cache_read": f.cache_read,
+    }
+
+
+def _fresh(entry: dict[str, Any], day: str) -> bool:
+    """Written today, by a massgen that kept the cache-read price (an older one did not:
+    its entries are looked up again, and older massgens ignore the key they do not know)."""
+    return entry.get("day") == day and "cache_read" in entry
 
 
 def _facts(e: dict[str, Any]) -> ModelFacts:
     def tiers(t: Any) -> Tiers:
         return (float(t[0]), tuple((int(a), float(b)) for a, b in t[1]))
 
-    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]))
+    read = e["cache_read"]
+    return ModelFacts(
+        e["id"], e["window"], tiers(e["in"]), tiers(e["out"]), None if read is None else tiers(read)
+    )
 
 
 @functools.cache

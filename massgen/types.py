@@ -101,10 +101,18 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens one or more requests used, as the provider reported them."""
+    """Tokens one or more requests used, as the provider reported them. ``cached_tokens`` and
+    ``reasoning_tokens`` are parts of ``input_tokens`` and ``output_tokens``, never extra:
+    the total is input plus output whichever provider answered."""
 
     input_tokens: int = 0
+    """Every prompt token: fresh, read from the prompt cache, and (Anthropic) written to it."""
     output_tokens: int = 0
+    """Every answer token, the model's thinking included."""
+    cached_tokens: int = 0
+    """Prompt tokens read from the provider's prompt cache, billed at its lower price."""
+    reasoning_tokens: int = 0
+    """Answer tokens the model spent thinking, where the provider counts them apart."""
 
     @property
     def total_tokens(self) -> int:
@@ -112,7 +120,10 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
 
 

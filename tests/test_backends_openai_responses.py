@@ -353,3 +353,53 @@ def test_a_failed_search_and_a_filtered_answer_are_reported() -> None:
     assert (failed.id, failed.ok, failed.output) == ("ws_1", False, "failed")
     assert opened.ok and opened.arguments == {"url": "https://a.org/x", "action": "open_page"}
     assert done.finish_reason == "content_filter" and done.usage == Usage(3, 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (  # Chat Completions
+            {
+                "prompt_tokens": 336,
+                "completion_tokens": 96,
+                "prompt_tokens_details": {"cached_tokens": 256},
+                "completion_tokens_details": {"reasoning_tokens": 59},
+            },
+            Usage(336, 96, 256, 59),
+        ),
+        (  # Responses
+            {
+                "input_tokens": 34,
+                "output_tokens": 226,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 59},
+            },
+            Usage(34, 226, 0, 59),
+        ),
+        # DeepSeek without the details: its own cache-hit count.
+        (
+            {"prompt_tokens": 563, "completion_tokens": 9, "prompt_cache_hit_tokens": 512},
+            Usage(563, 9, 512),
+        ),
+        # Nulls, and details a server sent as null.
+        (
+            {"prompt_tokens": 5, "completion_tokens": None, "prompt_tokens_details": None},
+            Usage(5, 0),
+        ),
+        # A part larger than its whole is read as the whole (OpenRouter: 11 of 10).
+        (
+            {
+                "prompt_tokens": 43,
+                "completion_tokens": 10,
+                "completion_tokens_details": {"reasoning_tokens": 11},
+            },
+            Usage(43, 10, 0, 10),
+        ),
+        ({"prompt_tokens": "x", "completion_tokens": 2}, Usage(0, 2)),
+        (None, Usage()),
+    ],
+)
+def test_usage_reads_cached_and_reasoning_tokens(data: Any, expected: Usage) -> None:
+    from massgen.backends.openai_responses import usage
+
+    assert usage(data) == expected

@@ -58,13 +58,59 @@ def test_long_prompts_pay_the_providers_higher_tier() -> None:
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini-2.5-pro", "gpt-5.5", "claude-haiku-5-5"])
-@pytest.mark.parametrize("tokens", [(1200, 300), (150_000, 4000), (400_000, 50)])
-def test_cost_agrees_with_genai_prices_own_calculation(model: str, tokens: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        (1200, 300, 0),
+        (150_000, 4000, 0),
+        (400_000, 50, 0),
+        (9299, 577, 8448),
+        (400_000, 50, 350_000),
+    ],
+)
+def test_cost_agrees_with_genai_prices_own_calculation(
+    model: str, tokens: tuple[int, int, int]
+) -> None:
     from genai_prices import Usage as Tokens
     from genai_prices import calc_price
 
-    expected = calc_price(Tokens(input_tokens=tokens[0], output_tokens=tokens[1]), model)
-    assert cost(model, Usage(*tokens)) == pytest.approx(float(expected.total_price))
+    prompt, output, cached = tokens
+    usage = Tokens(input_tokens=prompt, output_tokens=output, cache_read_tokens=cached)
+    expected = calc_price(usage, model)
+    assert cost(model, Usage(prompt, output, cached)) == pytest.approx(float(expected.total_price))
+
+
+def _table(model: str) -> Any:
+    from datetime import UTC, datetime
+
+    from genai_prices.data_snapshot import get_snapshot
+
+    info = get_snapshot().find_provider_model(model, None, None, None)[1]
+    return info.get_prices(datetime.now(UTC))
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-haiku-4-5"])
+def test_cached_tokens_pay_the_tables_cache_read_price(model: str) -> None:
+    table = _table(model)
+    fresh, read, out = (
+        float(p) for p in (table.input_mtok, table.cache_read_mtok, table.output_mtok)
+    )
+    assert read < fresh  # else this test could not tell the two prices apart
+    usage = Usage(9299, 577, cached_tokens=8448, reasoning_tokens=512)
+    expected = ((9299 - 8448) * fresh + 8448 * read + 577 * out) / 1e6
+    assert cost(model, usage) == pytest.approx(expected, rel=1e-12)
+    assert cost(model, usage) < cost(model, Usage(9299, 577))  # the same tokens, none cached
+    # Reasoning tokens are output tokens already: they change nothing.
+    assert cost(model, usage) == cost(model, Usage(9299, 577, 8448))
+
+
+def test_without_a_cache_read_price_cached_tokens_pay_the_input_price() -> None:
+    flat = {"my-local": {"input": 2.0, "output": 4.0}}
+    assert cost("my-local-7b", Usage(1_000_000, 0, 900_000), flat) == pytest.approx(2.0)
+    cheap = {"my-local": {"input": 2.0, "output": 4.0, "cache_read": 0.5}}
+    assert cost("my-local-7b", Usage(1_000_000, 0, 900_000), cheap) == pytest.approx(0.65)
+    # A provider reporting more cached tokens than prompt tokens pays for the prompt, no less.
+    assert cost("my-local-7b", Usage(100, 0, 500), cheap) == pytest.approx(100 * 0.5 / 1e6)
 
 
 def test_overrides_win_by_model_and_by_prefix_for_unknown_models() -> None:
@@ -79,6 +125,9 @@ def test_overrides_win_by_model_and_by_prefix_for_unknown_models() -> None:
 def test_bad_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         cost("x", Usage(1, 1), {"x": {"input": "cheap"}})  # type: ignore[dict-item]
+    assert info.value.key == "pricing.x"
+    with pytest.raises(ConfigError) as info:
+        cost("x", Usage(1, 1), {"x": {"input": 1, "output": 1, "cache_read": "half"}})  # type: ignore[dict-item]
     assert info.value.key == "pricing.x"
 
 
@@ -97,6 +146,8 @@ from massgen.tokens import context_window
 from massgen.types import Usage
 print(json.dumps([cost("gpt-4o", Usage(1000, 100)), context_window("gpt-4o"),
                   cost("gemini-2.5-pro", Usage(300_000, 10)), cost("llama3.1:8b", Usage(9, 9)),
+                  cost("gpt-4o", Usage(1000, 100, 800)),
+                  cost("gemini-2.5-pro", Usage(300_000, 10, 250_000)),
                   "genai_prices" in sys.modules]))
 """
 
@@ -118,6 +169,24 @@ def test_a_second_run_reads_what_the_first_looked_up(tmp_path: Path) -> None:
     assert first[:-1] == second[:-1]
     assert first[0] == pytest.approx((1000 * 2.50 + 100 * 10.00) / 1e6)
     assert first[2] > 300_000 * 1.25 / 1e6  # the long-prompt tier survives the round trip
+    # ...and so do the cache-read prices, tiers included.
+    table = _table("gpt-4o")
+    fresh, read, out = (
+        float(p) for p in (table.input_mtok, table.cache_read_mtok, table.output_mtok)
+    )
+    assert first[4] == pytest.approx((200 * fresh + 800 * read + 100 * out) / 1e6)
+    assert first[5] == cost("gemini-2.5-pro", Usage(300_000, 10, 250_000))
     (cached,) = (tmp_path / "massgen").glob("models-*.json")
+    facts = json.loads(cached.read_text())
+    assert facts["gpt-4o"]["cache_read"] == [read, []]
+    # A file an older massgen wrote today has no cache-read prices: its entries are looked up
+    # again (here a wrong input price shows whether the entry was trusted).
+    for entry in facts.values():
+        if entry is not None:
+            del entry["cache_read"]
+            entry["in"] = [99.0, []]
+    cached.write_text(json.dumps(facts))
+    again = run()
+    assert again[-1] is True and again[:-1] == first[:-1]
     cached.write_text("{not json")  # a damaged file is looked up again, not trusted
     assert run() == first

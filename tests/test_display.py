@@ -295,3 +295,14 @@ def test_a_turn_waiting_for_a_worker_says_so_in_both_views():
     row = state.row("bob")
     assert (row.status, row.note) == ("no worker", note)
     assert PlainView().describe(waiting) == f"  bob {note}"
+
+
+def test_the_summary_says_how_many_prompt_tokens_came_from_the_cache():
+    from massgen.display.plain import summary
+    from massgen.result import RunResult
+    from massgen.types import Usage
+
+    run = RunResult(run_id="r", task="t", strategy="parallel", usage=Usage(563, 116, 512, 60))
+    assert "563+116 tokens (512 cached), $" in summary(run)
+    run.usage = Usage(563, 116)
+    assert "563+116 tokens, $" in summary(run)

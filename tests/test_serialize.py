@@ -39,7 +39,13 @@ completions = st.builds(
     Completion,
     text=text,
     model=text,
-    usage=st.builds(Usage, st.integers(0, 10**9), st.integers(0, 10**9)),
+    usage=st.builds(
+        Usage,
+        st.integers(0, 10**9),
+        st.integers(0, 10**9),
+        st.integers(0, 10**9),
+        st.integers(0, 10**9),
+    ),
     finish_reason=st.sampled_from(["stop", "length", "tool_calls", "content_filter", "other"]),
     tool_calls=st.lists(st.builds(ToolCall, text, text, arguments), max_size=3).map(tuple),
     latency=st.floats(0, 1e6),
@@ -63,6 +69,17 @@ def test_every_field_round_trips(completion: Completion) -> None:
     # a cache hit is the same answer, marked cached, timed by the lookup, no request made
     hit = decode_completion(encode_completion(completion), 0.125)
     assert hit == replace(completion, cached=True, requests=0, latency=0.125)
+
+
+def test_a_completion_from_before_cached_and_reasoning_tokens_reads_them_as_zero() -> None:
+    """A cache entry, or a worker's answer on the bus, from a massgen that did not count them."""
+    done = Completion(text="4", model="m", usage=Usage(3, 1, 2, 1))
+    entry = json.loads(encode_completion(done))
+    wire = completion_to_dict(done)
+    for usage in (entry["usage"], wire["usage"]):
+        assert (usage.pop("cached_tokens"), usage.pop("reasoning_tokens")) == (2, 1)
+    assert decode_completion(json.dumps(entry).encode(), 0.0).usage == Usage(3, 1)
+    assert completion_from_dict(wire).usage == Usage(3, 1)
 
 
 # Written by the cache before this format (entry version 2): usage and sources as pairs.

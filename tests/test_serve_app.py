@@ -25,7 +25,7 @@ from massgen.serve.app import Limits, Served, serve
 from massgen.serve.board import Board
 from massgen.serve.teams import Team
 from massgen.store import open_store
-from massgen.types import CompletionRequest
+from massgen.types import Completion, CompletionRequest, Usage
 from tests.teamkit import failing, scripted
 
 Script = Callable[[CompletionRequest], Any]
@@ -125,6 +125,25 @@ async def test_messages_become_the_task_with_system_and_earlier_turns() -> None:
     assert "Answer with one word." in prompt
     assert "user: What is 1+1?\nassistant: two" in prompt
     assert prompt.index("two") < prompt.index("And 2+2?")
+
+
+async def test_the_sdk_reads_the_cached_and_reasoning_tokens_of_a_run() -> None:
+    def answer(request: CompletionRequest) -> Completion:
+        return Completion("four", "m", Usage(100, 20, cached_tokens=60, reasoning_tokens=8))
+
+    async with serving(team_of("t", answer)) as up:
+        chat = await up.api.chat.completions.create(
+            model="massgen/t", messages=[{"role": "user", "content": "2+2?"}]
+        )
+        response = await up.api.responses.create(model="massgen/t", input="2+2?")
+    assert chat.usage is not None and chat.usage.prompt_tokens == 100
+    assert chat.usage.prompt_tokens_details is not None
+    assert chat.usage.prompt_tokens_details.cached_tokens == 60
+    assert chat.usage.completion_tokens_details is not None
+    assert chat.usage.completion_tokens_details.reasoning_tokens == 8
+    assert response.usage is not None and response.usage.input_tokens == 100
+    assert response.usage.input_tokens_details.cached_tokens == 60
+    assert response.usage.output_tokens_details.reasoning_tokens == 8
 
 
 async def test_a_session_remembers_earlier_runs_instead_of_the_messages() -> None:

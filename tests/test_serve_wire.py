@@ -109,7 +109,7 @@ def test_a_request_is_parsed_once_into_an_ask() -> None:
 
 def test_the_answer_streams_as_chunks_then_the_usage() -> None:
     result = RunResult(run_id="r1", task="t", strategy="parallel", final_answer="x" * 100)
-    result.usage = Usage(7, 5)
+    result.usage = Usage(7, 5, cached_tokens=3, reasoning_tokens=2)
     asked = wire.Ask("massgen/t", "t", None, "t", True, True)
     chunks = list(wire.answer_chunks(asked, result, {"winner": None}))
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
@@ -117,7 +117,13 @@ def test_the_answer_streams_as_chunks_then_the_usage() -> None:
     assert text == "x" * 100
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and "massgen" in chunks[-2]
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 7,
+        "completion_tokens": 5,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 3},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
     assert all(c["usage"] is None for c in chunks[:-1])
     assert {c["id"] for c in chunks} == {"chatcmpl-r1"}
 

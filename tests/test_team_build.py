@@ -190,3 +190,18 @@ def test_the_python_api_hints_a_model_of_the_right_provider(kind: str, example: 
     assert info.value.key == "model" and info.value.hint is not None
     assert "model: " in info.value.hint and example in info.value.hint
     assert "gpt-" not in info.value.hint
+
+
+def test_a_price_entry_may_name_a_cache_read_price() -> None:
+    from massgen.backends.pricing import cost
+    from massgen.team import price_overrides
+    from massgen.types import Usage
+
+    team = loads(
+        "prices: {house-model: {input: 2, output: 4, cache_read: 0.5}}\n"
+        "backends:\n  gpt: {type: openai, api_key: k}\n"
+        "agents:\n  - {name: ada, backend: gpt, model: house-model}\n"
+    )
+    prices = price_overrides(team)
+    assert prices["house-model"] == {"input": 2.0, "output": 4.0, "cache_read": 0.5}
+    assert cost("house-model", Usage(1_000_000, 0, 600_000), prices) == pytest.approx(1.1)

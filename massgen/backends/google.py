@@ -300,7 +300,9 @@ def _real_id(call_id: str) -> str | None:
 
 
 def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    """As Google bills: prompt and tool-fed tokens are input; answer and thinking, output."""
+    """As Google bills: prompt and tool-fed tokens are input (the prompt count holds the
+    cached ones); answer and thinking, output (thoughts are counted apart from the answer)."""
     prompt = (meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)
-    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
-    return Usage(prompt, output)
+    thoughts = meta.thoughts_token_count or 0
+    output = (meta.candidates_token_count or 0) + thoughts
+    return Usage(prompt, output, min(meta.cached_content_token_count or 0, prompt), thoughts)

@@ -154,11 +154,30 @@ def _search(item: Mapping[str, Any], pairs: list[tuple[str, str]]) -> ServerTool
 
 
 def usage(data: Any) -> Usage:
-    """Usage as Chat Completions (``prompt_tokens``...) or Responses (``input_tokens``...) says."""
+    """Usage as Chat Completions (``prompt_tokens``, ``prompt_tokens_details``...) or Responses
+    (``input_tokens``, ``input_tokens_details``...) says; both count cached tokens within the
+    prompt and reasoning tokens within the answer. DeepSeek's ``prompt_cache_hit_tokens``
+    stands in for the cached count where no details came."""
     if not isinstance(data, Mapping):
         return Usage()
-    prompt = data.get("prompt_tokens") or data.get("input_tokens") or 0
-    return Usage(int(prompt), int(data.get("completion_tokens") or data.get("output_tokens") or 0))
+    prompt = _count(data, "prompt_tokens") or _count(data, "input_tokens")
+    output = _count(data, "completion_tokens") or _count(data, "output_tokens")
+    inputs = data.get("prompt_tokens_details") or data.get("input_tokens_details")
+    outputs = data.get("completion_tokens_details") or data.get("output_tokens_details")
+    cached = _count(inputs, "cached_tokens") or _count(data, "prompt_cache_hit_tokens")
+    # A part is never more than its whole (OpenRouter has reported more reasoning than output).
+    return Usage(
+        prompt, output, min(cached, prompt), min(_count(outputs, "reasoning_tokens"), output)
+    )
+
+
+def _count(data: Any, key: str) -> int:
+    """A token count of a usage object; 0 where it is missing, null or not a number."""
+    value = data.get(key) if isinstance(data, Mapping) else None
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _finish(data: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """What a request cost, in US dollars: genai-prices' list prices or a ``prices:`` override
-(by the model as genai-prices resolves it, else the longest prefix). An estimate; a model
-nobody priced costs 0 (logged once)."""
+(by the model as genai-prices resolves it, else the longest prefix). Prompt tokens read from
+the provider's cache pay its cache-read price where one is known, else the input price. An
+estimate; a model nobody priced costs 0 (logged once)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,20 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     if (tiers := _tiers(model, overrides)) is None:
         _unpriced(model)
         return 0.0
+    fresh, output, read = tiers
+    # The tier is the whole prompt's, cached tokens included, as genai-prices reckons it.
     prompt = usage.input_tokens
-    return (prompt * _tier(tiers[0], prompt) + usage.output_tokens * _tier(tiers[1], prompt)) / 1e6
+    cached = min(usage.cached_tokens, prompt) if read is not None else 0
+    return (
+        (prompt - cached) * _tier(fresh, prompt)
+        + cached * _tier(read or fresh, prompt)
+        + usage.output_tokens * _tier(output, prompt)
+    ) / 1e6
 
 
-def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | None:
-    """Input and output prices of ``model``, an override first."""
+def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers, Tiers | None] | None:
+    """Input, output and cache-read (``None``: not priced apart) prices of ``model``, an
+    override first."""
     table = {k.strip().lower(): v for k, v in (overrides or {}).items()}
     name = model.strip().lower()
     info = known_model(name)
@@ -56,12 +65,16 @@ def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers] | Non
         )
     if key is not None:  # one flat tier
         try:
-            prices = [float(table[key].get(kind, 0.0)) for kind in ("input", "output")]
+            entry = table[key]
+            prices = [float(entry.get(kind, 0.0)) for kind in ("input", "output")]
+            read = entry.get("cache_read")
+            read = None if read is None else float(read)
         except (AttributeError, TypeError, ValueError) as e:
             message = f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}"
+            message += " (and maybe cache_read: <usd/M>)"
             raise ConfigError(message, key=f"pricing.{key}") from e
-        return (prices[0], ()), (prices[1], ())
-    return None if info is None else (info.input, info.output)
+        return (prices[0], ()), (prices[1], ()), None if read is None else (read, ())
+    return None if info is None else (info.input, info.output, info.cache_read)
 
 
 @functools.lru_cache(maxsize=64)

@@ -255,7 +255,8 @@ def summary(r: RunResult) -> str:
     """The run's one-line summary; then the agreement score and the answers given, if judged."""
     who = f", winner {r.winner}" if r.winner else ""
     line = f"{r.status}{who}: {r.rounds} round(s), {r.requests} requests, "
-    line += f"{r.usage.input_tokens}+{r.usage.output_tokens} tokens, ${r.cost:.4f}, "
+    cached = f" ({r.usage.cached_tokens} cached)" if r.usage.cached_tokens else ""
+    line += f"{r.usage.input_tokens}+{r.usage.output_tokens} tokens{cached}, ${r.cost:.4f}, "
     line += f"{r.duration:.2f}s"
     if r.support is not None:
         given = ", ".join(f"{a[:20]}: {n}" for a, n in r.distribution.items())

@@ -167,13 +167,15 @@ def parse_response_request(body: Any) -> Ask:
     return Ask(model, team, strategy, task, stream, session=session)
 
 
-def usage(result: RunResult) -> dict[str, int]:
+def usage(result: RunResult) -> dict[str, Any]:
     """The team's total usage, every agent's every request, as OpenAI counts it."""
     u = result.usage
     return {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
         "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
 
 
@@ -279,8 +281,8 @@ def response_usage(result: RunResult) -> dict[str, Any]:
         "input_tokens": u.input_tokens,
         "output_tokens": u.output_tokens,
         "total_tokens": u.total_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "input_tokens_details": {"cached_tokens": u.cached_tokens},
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
 
 

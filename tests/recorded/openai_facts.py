@@ -28,7 +28,8 @@ class Facts:
     text: str = ""
     reasoning: str = ""
     calls: list[Call] = field(default_factory=list)
-    usage: tuple[int, int] | None = None
+    usage: tuple[int, int, int, int] | None = None
+    """(input, output, cached input, reasoning output) tokens, as recorded."""
     finish: str | None = None
     done: bool = False
     error_status: int | None = None
@@ -117,9 +118,18 @@ def _chat(data: dict[str, Any]) -> Facts:
             )
             for tc in message.get("tool_calls") or ()
         ],
-        usage=(usage["prompt_tokens"], usage["completion_tokens"]) if usage else None,
+        usage=_chat_usage(usage) if usage else None,
         finish=choice.get("finish_reason"),
     )
+
+
+def _chat_usage(usage: dict[str, Any]) -> tuple[int, int, int, int]:
+    """A Chat Completions usage; DeepSeek also says ``prompt_cache_hit_tokens``, and a server
+    that sends no ``prompt_tokens_details`` (Groq, some turns) is read by that alone."""
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return usage["prompt_tokens"], usage["completion_tokens"], cached, reasoning
 
 
 def _chat_stream(rec: Recorded) -> Facts:
@@ -140,7 +150,7 @@ def _chat_stream(rec: Recorded) -> Facts:
             break
         facts.model = chunk.get("model") or facts.model
         if chunk.get("usage"):
-            facts.usage = (chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+            facts.usage = _chat_usage(chunk["usage"])
         choice = _first(chunk.get("choices"))
         if choice is None:
             continue
@@ -176,7 +186,12 @@ def _responses(data: dict[str, Any]) -> Facts:
     facts.reasoning = "\n\n".join(thoughts)
     usage = data.get("usage")
     if usage:
-        facts.usage = (usage["input_tokens"], usage["output_tokens"])
+        facts.usage = (
+            usage["input_tokens"],
+            usage["output_tokens"],
+            (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0,
+            (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
+        )
     facts.finish = str(data.get("status"))
     if data.get("status") == "failed":
         facts.error_message = str((data.get("error") or {}).get("message") or "")

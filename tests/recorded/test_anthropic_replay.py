@@ -59,6 +59,8 @@ async def test_text_tool_calls_usage_and_finish_as_recorded(case: tuple[Recorded
     ]
     assert done.usage.input_tokens == anthropic_input_tokens(usage)
     assert done.usage.output_tokens == usage["output_tokens"]
+    assert done.usage.cached_tokens == (usage.get("cache_read_input_tokens") or 0)
+    assert done.usage.reasoning_tokens == 0  # thinking is in output_tokens, not counted apart
     assert done.finish_reason == FINISH[stop or ""]
     assert done.server_calls == () and done.sources == ()
 
@@ -75,19 +77,22 @@ async def test_parallel_tool_calls_keep_their_order_and_ids() -> None:
     ]
 
 
-async def test_cache_reads_and_writes_count_as_input() -> None:
+@pytest.mark.parametrize("variant", ["exact", "split", "gzip"])
+async def test_cache_reads_and_writes_count_as_input(variant: str) -> None:
     """The second call of the recording read 1111 tokens from the cache and wrote 418: all
-    of them were prompt tokens, billed as input."""
+    of them were prompt tokens, billed as input; the 1111 read are the cached ones."""
     rec = recording("anthropic", "pydantic-ai__test_anthropic_cache_real_api.yaml")[1]
     _, usage, _ = anthropic_blocks(rec)
     assert usage["cache_read_input_tokens"] and usage["cache_creation_input_tokens"]
-    async with anthropic([rec]) as (backend, _):
+    async with anthropic([rec], variant) as (backend, _):
         done = await backend.complete(ask())
     assert done.usage.input_tokens == (
         usage["input_tokens"]
         + usage["cache_creation_input_tokens"]
         + usage["cache_read_input_tokens"]
     )
+    assert done.usage.cached_tokens == usage["cache_read_input_tokens"] == 1111
+    assert done.usage.cached_tokens < done.usage.input_tokens
 
 
 def test_every_recording_names_its_origin() -> None:

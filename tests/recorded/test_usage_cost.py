@@ -1,0 +1,149 @@
+"""Cached and reasoning tokens from recorded traffic, through to what a run reports and what
+it costs: the result, its ``--json`` form, the run record, and the price from genai-prices'
+table (the cache-read price for cached tokens)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from massgen.agents.agent import Agent
+from massgen.backends.openai import OpenAIBackend
+from massgen.backends.pricing import cost
+from massgen.orchestrator import Orchestrator
+from massgen.record import RunRecorder
+from massgen.types import Usage
+from tests.recorded import openai_facts
+from tests.recorded.facts import anthropic_blocks, gemini_usage, recording
+from tests.recorded.harness import HERE, ReplayServer, load
+from tests.recorded.replay_backends import anthropic, ask, gemini
+
+DEEPSEEK = (
+    HERE / "openai_compat" / "pydantic_ai-test_deepseek_deferred_capability_with_thinking.yaml"
+)
+SEARCH = HERE / "openai" / "pydantic_ai-test_openai_responses_model_web_search_tool.yaml"
+
+
+def table(model: str, prompt: int) -> tuple[float, float, float]:
+    """Input, cache-read and output USD per 1M tokens of ``model`` for a prompt this short
+    (the base tier: no prompt here is past one), from genai-prices."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    info = get_snapshot().find_provider_model(model, None, None, None)[1]
+    prices = info.get_prices(datetime.now(UTC))
+    out: list[float] = []
+    for price in (prices.input_mtok, prices.cache_read_mtok, prices.output_mtok):
+        tiers = getattr(price, "tiers", None)
+        assert tiers is None or all(prompt <= t.start for t in tiers)
+        out.append(float(price.base if tiers is not None else price))
+    assert out[1] < out[0], "a model whose cache reads cost less, or the test shows nothing"
+    return out[0], out[1], out[2]
+
+
+def priced(model: str, prompt: int, output: int, cached: int) -> float:
+    fresh, read, out = table(model, prompt)
+    return ((prompt - cached) * fresh + cached * read + output * out) / 1e6
+
+
+@pytest.mark.parametrize("client", ["http", "sdk"])
+async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
+    tmp_path: Path, client: str
+) -> None:
+    """DeepSeek's reasoner read 512 of 563 prompt tokens from its cache and thought for 60 of
+    its 116 answer tokens (pydantic-ai's recording), through a whole run."""
+    rec = load(DEEPSEEK)[0]
+    facts = openai_facts.read(rec)
+    assert facts.usage == (563, 116, 512, 60)
+    expected = Usage(*facts.usage)
+    record = tmp_path / "run.json"
+    with ReplayServer([rec]) as server:
+        backend = OpenAIBackend(
+            "deepseek-reasoner", api_key="sk-test", base_url=f"{server.url}/v1", client=client
+        )
+        orchestrator = Orchestrator(
+            [Agent("ada", backend)], strategy="parallel", subscribers=[RunRecorder(path=record)]
+        )
+        result = await orchestrator.arun("Hello")
+        await orchestrator.aclose()
+    assert result.requests == 1
+    assert result.usage == expected
+    model = result.answers[0].model  # the one the answer names (deepseek-v4-flash)
+    assert model == facts.model
+    assert result.cost == pytest.approx(priced(model, 563, 116, 512), rel=1e-12)
+    as_json: dict[str, Any] = json.loads(json.dumps(result.to_dict()))  # what `--json` prints
+    written = json.loads(record.read_text())
+    for data in (as_json, written):
+        assert data["usage"] == {
+            "input_tokens": 563,
+            "output_tokens": 116,
+            "cached_tokens": 512,
+            "reasoning_tokens": 60,
+            "total_tokens": 679,
+        }
+        assert data["usage_by_agent"]["ada"]["cached_tokens"] == 512
+        assert data["answers"][0]["usage"]["reasoning_tokens"] == 60
+
+
+@pytest.mark.parametrize("client", ["http", "sdk"])
+async def test_a_responses_answer_costs_its_cache_read_price(client: str) -> None:
+    """gpt-5 on the Responses API: 8448 of 9299 prompt tokens read from the cache."""
+    rec = load(SEARCH)[0]
+    facts = openai_facts.read(rec)
+    assert facts.usage == (9299, 577, 8448, 512)
+    with ReplayServer([rec]) as server:
+        backend = OpenAIBackend(
+            "gpt-5", api_key="sk-test", base_url=f"{server.url}/v1", client=client
+        )
+        done = await backend.complete(ask(native=True))
+        await backend.aclose()
+    assert done.usage == Usage(9299, 577, 8448, 512)
+    assert cost(done.model, done.usage) == pytest.approx(priced(done.model, 9299, 577, 8448))
+
+    from genai_prices import Usage as Tokens
+    from genai_prices import calc_price
+
+    theirs = calc_price(
+        Tokens(input_tokens=9299, output_tokens=577, cache_read_tokens=8448), done.model
+    )
+    assert cost(done.model, done.usage) == pytest.approx(float(theirs.total_price))
+
+
+async def test_an_anthropic_answer_costs_its_cache_read_price() -> None:
+    """Claude read 1111 prompt tokens from the cache and wrote 418 to it. The reads pay the
+    cache-read price; the writes are input tokens at the input price (massgen does not count
+    them apart: Anthropic bills them 25% above it, so this cost is an underestimate)."""
+    rec = recording("anthropic", "pydantic-ai__test_anthropic_cache_real_api.yaml")[1]
+    _, usage, _ = anthropic_blocks(rec)
+    read, written = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
+    async with anthropic([rec]) as (backend, _):
+        done = await backend.complete(ask())
+    prompt = usage["input_tokens"] + written + read
+    assert done.usage == Usage(prompt, usage["output_tokens"], read)
+    assert cost(done.model, done.usage) == pytest.approx(
+        priced(done.model, prompt, usage["output_tokens"], read)
+    )
+
+
+async def test_a_gemini_cache_hit_costs_its_cache_read_price() -> None:
+    """gemini-2.5-flash read 17379 of 17713 prompt tokens from Google's implicit cache and
+    thought for 821 tokens outside its 68 answer tokens: output is both, at the output price."""
+    rec = recording("gemini", "pydantic-ai__test_google_model_mobile_youtube_video_url_input.yaml")[
+        0
+    ]
+    usage = gemini_usage(rec)
+    async with gemini([rec], model="gemini-2.5-flash") as (backend, _):
+        done = await backend.complete(ask())
+    output = usage["candidatesTokenCount"] + usage["thoughtsTokenCount"]
+    assert done.usage == Usage(
+        usage["promptTokenCount"],
+        output,
+        usage["cachedContentTokenCount"],
+        usage["thoughtsTokenCount"],
+    )
+    assert cost(done.model, done.usage) == pytest.approx(
+        priced(done.model, usage["promptTokenCount"], output, usage["cachedContentTokenCount"])
+    )
