@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_240
+MAX_PACKAGE_LINES = 18_360
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -24,6 +24,11 @@ MAX_PACKAGE_LINES = 18_240
 # the cap grew by 70. Then batch's and eval's copies of how a results-writing job is run
 # and interrupted became one (cli/common.py's results_log and run_logged): eval's copy was
 # not counted, so counted lines grew by 20 while the package's total grew by 5.
+# 2026-12-06, +120: usage's cached and reasoning tokens read from every wire format and priced
+# at the cache-read price (types, tokens, pricing, three backends, team, config: +87); the
+# OTLP certificate keys of the observability section (+9); the bus handing traces and
+# metrics a list of the run's events instead of a call each, and turns' traceparents worked
+# out only when sent to a worker (events, tool and run contexts: +30, less 6).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",
