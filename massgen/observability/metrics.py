@@ -147,6 +147,12 @@ class Metrics:
             "massgen_request_duration_seconds", "Provider request latency.", LATENCY_BUCKETS, *model
         )
         self.tokens = Counter("massgen_tokens", "Tokens providers reported.", *model, "type")
+        self.cached = Counter(
+            "massgen_cached_input_tokens", "Input tokens read from the provider's cache.", *model
+        )
+        self.reasoning = Counter(
+            "massgen_reasoning_output_tokens", "Output tokens spent reasoning.", *model
+        )
         self.cost = Counter(
             "massgen_cost_usd", "Cost of the answers, in US dollars.", "agent", "model"
         )
@@ -234,6 +240,10 @@ class Metrics:
                 cells[3] = tokens_out = self.tokens.cell((*model, "output"))
             tokens_in[0] += usage.input_tokens
             tokens_out[0] += usage.output_tokens
+            if usage.cached_tokens:
+                self.cached.inc(key[:3], usage.cached_tokens)
+            if usage.reasoning_tokens:
+                self.reasoning.inc(key[:3], usage.reasoning_tokens)
 
     def _answered(self, e: ev.AgentAnswered) -> None:
         if (count := self._answers.get(key := (e.agent, e.cached))) is None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from massgen import __version__
+
+if TYPE_CHECKING:
+    from massgen.types import Usage
 
 INTERNAL, SERVER, CLIENT = 1, 2, 3  # SpanKind
 ERROR = 2  # StatusCode
@@ -111,13 +114,19 @@ class Encoder:
             seen[(key, v)] = got
         return got
 
-    def tokens(self, used_in: int, used_out: int) -> bytes:
+    def tokens(self, used: Usage) -> bytes:
         """``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``, as :meth:`number`
-        writes them (most spans have both)."""
+        writes them (most spans have both), and the cached and reasoning parts if any."""
         a, b = self._usage
-        return (a[1] + _SMALL[used_in] if 0 <= used_in < 128 else self.number(_IN, used_in)) + (
-            b[1] + _SMALL[used_out] if 0 <= used_out < 128 else self.number(_OUT, used_out)
+        n_in, n_out = used.input_tokens, used.output_tokens
+        got = (a[1] + _SMALL[n_in] if 0 <= n_in < 128 else self.number(_IN, n_in)) + (
+            b[1] + _SMALL[n_out] if 0 <= n_out < 128 else self.number(_OUT, n_out)
         )
+        if used.cached_tokens:
+            got += self.number("gen_ai.usage.cache_read.input_tokens", used.cached_tokens)
+        if used.reasoning_tokens:
+            got += self.number("gen_ai.usage.reasoning.output_tokens", used.reasoning_tokens)
+        return got
 
     def number(self, key: str, v: float) -> bytes:
         """``attr`` of a number that seldom repeats (tokens, a cost), without a cache: the

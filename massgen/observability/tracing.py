@@ -366,7 +366,7 @@ class RunTracer:
         span.head += b"".join(
             (
                 head[1],
-                self._tokens(usage.input_tokens, usage.output_tokens),
+                self._tokens(usage),
                 self._number("massgen.cost", e.cost),
             )
         )
@@ -435,7 +435,7 @@ class RunTracer:
                     lead,
                     start,
                     start + int(e.latency * 1e9),
-                    self._tokens(usage.input_tokens, usage.output_tokens),
+                    self._tokens(usage),
                 )
             )
             return
@@ -443,7 +443,7 @@ class RunTracer:
         if usage is None:
             span.head = head[1]
         else:
-            span.head = head[1] + self._tokens(usage.input_tokens, usage.output_tokens)
+            span.head = head[1] + self._tokens(usage)
         if not ok:
             span.fail(e.error)
             if turn is not None:

@@ -14,9 +14,12 @@ import pytest
 from massgen.agents.agent import Agent
 from massgen.backends.openai import OpenAIBackend
 from massgen.backends.pricing import cost
+from massgen.config.models import ObservabilityConfig
+from massgen.observability.metrics import Metrics
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
 from massgen.types import Usage
+from tests.otlp import Receiver, named
 from tests.recorded import openai_facts
 from tests.recorded.facts import anthropic_blocks, gemini_usage, recording
 from tests.recorded.harness import HERE, ReplayServer, load
@@ -54,21 +57,36 @@ async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
     tmp_path: Path, client: str
 ) -> None:
     """DeepSeek's reasoner read 512 of 563 prompt tokens from its cache and thought for 60 of
-    its 116 answer tokens (pydantic-ai's recording), through a whole run."""
+    its 116 answer tokens (pydantic-ai's recording), through a whole run: its result, record,
+    spans (decoded by the official OTLP messages) and Prometheus counters."""
     rec = load(DEEPSEEK)[0]
     facts = openai_facts.read(rec)
     assert facts.usage == (563, 116, 512, 60)
     expected = Usage(*facts.usage)
-    record = tmp_path / "run.json"
-    with ReplayServer([rec]) as server:
+    record, metrics = tmp_path / "run.json", Metrics(process=False)
+    with ReplayServer([rec]) as server, Receiver() as collector:
         backend = OpenAIBackend(
             "deepseek-reasoner", api_key="sk-test", base_url=f"{server.url}/v1", client=client
         )
         orchestrator = Orchestrator(
-            [Agent("ada", backend)], strategy="parallel", subscribers=[RunRecorder(path=record)]
+            [Agent("ada", backend)],
+            strategy="parallel",
+            subscribers=[RunRecorder(path=record), metrics],
+            observability=ObservabilityConfig(otlp=collector.url),
         )
         result = await orchestrator.arun("Hello")
         await orchestrator.aclose()
+        spans = collector.wait(lambda got: len(got) >= 3)
+    turn_and_request = [*named(spans, "invoke_agent ada"), *named(spans, "chat deepseek-reasoner")]
+    assert len(turn_and_request) == 2
+    for span in turn_and_request:
+        assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 512
+        assert span.attributes["gen_ai.usage.reasoning.output_tokens"] == 60
+        assert span.attributes["gen_ai.usage.input_tokens"] == 563
+    labels = {"provider": "openai", "model": facts.model, "agent": "ada"}
+    sample = metrics.registry.get_sample_value
+    assert sample("massgen_cached_input_tokens_total", labels) == 512
+    assert sample("massgen_reasoning_output_tokens_total", labels) == 60
     assert result.requests == 1
     assert result.usage == expected
     model = result.answers[0].model  # the one the answer names (deepseek-v4-flash)
