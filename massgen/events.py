@@ -13,8 +13,14 @@ from massgen.result import RunResult
 from massgen.types import Completion, OnRetry, Usage
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class Event:
+    """One step of a run, handed to every subscriber: the same object to each, so never
+    changed once emitted (``dataclasses.replace`` makes a changed copy), and hashed by its
+    fields as a frozen one would be. Not a frozen dataclass: one of those is built three
+    times slower (each field set through ``object.__setattr__``), and a streamed run builds
+    one per token delta (bench/bench_events.py)."""
+
     at: float = field(default_factory=time.time)
 
     @property
@@ -22,14 +28,14 @@ class Event:
         return type(self).__name__
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentEvent(Event):
     """Of one agent (by name), and of the row a view keeps for it."""
 
     agent: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class RunStarted(Event):
     run_id: str
     task: str
@@ -37,7 +43,7 @@ class RunStarted(Event):
     agents: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentStarted(AgentEvent):
     """An agent began a turn. ``phase``: answer, review, step, aggregate, present."""
 
@@ -46,12 +52,12 @@ class AgentStarted(AgentEvent):
     prompt: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class TokenDelta(AgentEvent):
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentAnswered(AgentEvent):
     phase: str
     round: int
@@ -83,7 +89,7 @@ class AgentAnswered(AgentEvent):
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentRetrying(AgentEvent):
     """Retry ``attempt`` of ``limit`` (0: not known) of a request, in ``wait`` seconds;
     ``reason`` is one of a few words (:func:`retry_reason`), fit for a metric's label."""
@@ -95,7 +101,7 @@ class AgentRetrying(AgentEvent):
     reason: str = "other"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class RequestDone(AgentEvent):
     """One provider attempt by ``agent`` ended: ``status`` is ``ok``, the HTTP status,
     ``cancelled`` or the error's type; ``started`` a wall-clock time. Built only when a
@@ -112,20 +118,20 @@ class RequestDone(AgentEvent):
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentWaiting(AgentEvent):
     """No worker answers a turn sent to one: ``note`` says what the run sees and does."""
 
     note: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class AgentFailedEvent(AgentEvent):
     error: str
     dropped: bool = True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class ToolCalled(AgentEvent):
     """An agent's model called one of its tools. ``args`` is compact JSON, cut short;
     ``traced``: already a span of the worker that ran it."""
@@ -136,7 +142,7 @@ class ToolCalled(AgentEvent):
     traced: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class ToolResult(AgentEvent):
     """``output``: the start of the result (or the error)."""
 
@@ -147,7 +153,7 @@ class ToolResult(AgentEvent):
     output: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class Ballot(AgentEvent):
     """The answers a reviewer is shown, shuffled for it alone, by label (``{"A": "bob"}``)."""
 
@@ -155,20 +161,20 @@ class Ballot(AgentEvent):
     labels: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class VoteCast(AgentEvent):
     round: int
     for_agent: str
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class Revised(AgentEvent):
     round: int
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class RoundDone(Event):
     round: int
     votes: dict[str, str]  # voter -> agent voted for (the author standing for the answer)
@@ -178,14 +184,14 @@ class RoundDone(Event):
     distribution: dict[str, int] = field(default_factory=dict)  # answer -> agents giving it
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class FinalAnswer(Event):
     text: str
     winner: str | None
     degraded: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class RunEnded(Event):
     """The last event of every run, whatever happened (done, failed, interrupted)."""
 

@@ -174,6 +174,8 @@ def usage(data: Any) -> Usage:
 def _count(data: Any, key: str) -> int:
     """A token count of a usage object; 0 where it is missing, null or not a number."""
     value = data.get(key) if isinstance(data, Mapping) else None
+    if type(value) is int:
+        return value if value > 0 else 0
     try:
         return max(0, int(value or 0))
     except (TypeError, ValueError):
