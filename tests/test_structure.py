@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_360
+MAX_PACKAGE_LINES = 18_370
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -28,7 +28,9 @@ MAX_PACKAGE_LINES = 18_360
 # at the cache-read price (types, tokens, pricing, three backends, team, config: +87); the
 # OTLP certificate keys of the observability section (+9); the bus handing traces and
 # metrics a list of the run's events instead of a call each, and turns' traceparents worked
-# out only when sent to a worker (events, tool and run contexts: +30, less 6).
+# out only when sent to a worker (events, tool and run contexts: +30, less 6); events made
+# plain slots dataclasses (why, in their docstring) and usage counts read without an
+# exception path (+7).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

@@ -119,9 +119,18 @@ class Encoder:
         writes them (most spans have both), and the cached and reasoning parts if any."""
         a, b = self._usage
         n_in, n_out = used.input_tokens, used.output_tokens
-        got = (a[1] + _SMALL[n_in] if 0 <= n_in < 128 else self.number(_IN, n_in)) + (
-            b[1] + _SMALL[n_out] if 0 <= n_out < 128 else self.number(_OUT, n_out)
-        )
+        if 0 <= n_in < 128:
+            got = a[1] + _SMALL[n_in]
+        elif 128 <= n_in < 16384:
+            got = a[2] + bytes((n_in & 127 | 128, n_in >> 7))
+        else:
+            got = self.number(_IN, n_in)
+        if 0 <= n_out < 128:
+            got += b[1] + _SMALL[n_out]
+        elif 128 <= n_out < 16384:
+            got += b[2] + bytes((n_out & 127 | 128, n_out >> 7))
+        else:
+            got += self.number(_OUT, n_out)
         if used.cached_tokens:
             got += self.number("gen_ai.usage.cache_read.input_tokens", used.cached_tokens)
         if used.reasoning_tokens:

@@ -162,7 +162,6 @@ class RunTracer:
         self._tools: dict[tuple[str, str], tuple[Span, int]] = {}
         self._dropped = ""  # the sampler left the trace out: its traceparent, nothing more to do
         self.held: list[ev.Event] = []  # heard, not turned into spans yet (:meth:`_spans`)
-        self._now = 0  # the time (ns) of the event being turned into spans
         self._timer: asyncio.TimerHandle | None = None  # the next :meth:`_tick`
         if worker:  # a remote turn: its span is the root here (of a new trace without one)
             if self._root is None:
@@ -227,7 +226,6 @@ class RunTracer:
         for event in chunk:
             handle = handlers.get(type(event))
             if handle is not None and not self._dropped:
-                self._now = int(event.at * 1e9)
                 handle(self, event)
         if self._done or self._chats:
             done, self._done = self._done, []
@@ -289,13 +287,15 @@ class RunTracer:
             ids = self._t.ids(None)
         return Span(self._end, ids, name, kind, int(at * 1e9), attrs)
 
-    def _close_stage(self, at: int = 0) -> None:
+    def _close_stage(self, at: int = 0, now: float = 0.0) -> None:
+        """End the round's span (at ``at``, else its last turn's end, else ``now``: the
+        time of the event that ends it) and its turns'."""
         stage, self._stage = self._stage, None
         if stage is None:
             return
         for turn in stage.done:
             turn.span.end(turn.ended)
-        stage.span.end(at or stage.end or self._now or None)
+        stage.span.end(at or stage.end or _ns(now) or None)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class RunTracer:
         if not nested and not self._worker:
             want = (e.phase, e.round) if e.phase in STAGED else None
             if self._stage is not None and self._stage.key != want:
-                self._close_stage()
+                self._close_stage(now=e.at)
             if want is not None and self._stage is None:
                 attrs = {"massgen.phase": e.phase, "massgen.round": e.round}
                 span = self._start(f"round {e.round}", e.at, self._run, INTERNAL, attrs)
@@ -372,7 +372,7 @@ class RunTracer:
         )
         if self._capture:
             span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
-        turn.ended = self._now
+        turn.ended = int(e.at * 1e9)
         stage = self._stage
         if stage is not None and not nested and stage.key == (e.phase, e.round):
             stage.done.append(turn)  # ended with its round: a vote may still come
@@ -516,7 +516,7 @@ class RunTracer:
             turn.span.end(at)
         self._tools.clear()
         self._turns.clear()
-        self._close_stage()
+        self._close_stage(now=e.at)
         if self._run is None:
             return
         self._run.attrs.update(
