@@ -4,11 +4,13 @@ only (exported over OTLP/HTTP to a receiver on loopback) and both; the provider 
 and the receiver are processes of their own, so only the runs' CPU is measured.
 
     .venv/bin/python bench/bench_observability.py [--agents 3] [--runs 40] [--reps 5]
-        [--whole 12]
+        [--whole 12] [--blocks 40] [--instructions 20]
 
-Then ``--whole`` pairs of whole ``massgen run`` processes (start-up included, as a user runs
-one), alternating: both off, and both on (the team's ``observability.otlp`` and
-``--metrics-port 0``).
+``--instructions N`` also counts the machine instructions of N runs, off and both on, under
+valgrind (callgrind): a figure that does not move with the machine's load, where CPU times
+on a shared machine move by several points between identical runs. Then ``--whole`` pairs
+of whole ``massgen run`` processes (start-up included, as a user runs one), alternating:
+both off, and both on (the team's ``observability.otlp`` and ``--metrics-port 0``).
 
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
 its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
@@ -193,6 +195,30 @@ def child(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     return float(done.stdout.split()[-1])
 
 
+def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
+    """Machine instructions per run (``valgrind --tool=callgrind``): the same child as
+    :func:`child` run twice, with ``2 * runs`` runs and with ``runs``, the difference divided
+    (so what a process pays once, the first export's connection included, is left out). A
+    count of work done, not a time: the same whatever else the machine is doing."""
+    import re
+
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); "
+        "from bench.bench_observability import cpu_of; a = sys.argv; "
+        "asyncio.run(cpu_of(sys.stdin.read(), int(a[2]), a[3] == '1', a[4] == '1'))"
+    )
+    flags = ["1" if metrics else "0", "1" if deltas else "0"]
+    counted = []
+    for n in (2 * runs, runs):
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        argv += [sys.executable, "-c", code, str(ROOT), str(n), *flags]
+        done = subprocess.run(argv, input=text, capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        assert found is not None, done.stderr[-500:]
+        counted.append(int(found.group(1)))
+    return (counted[0] - counted[1]) / runs
+
+
 def whole_runs(off: str, on: str, pairs: int) -> dict[str, list[float]]:
     """CPU (user + sys) of whole ``massgen run`` processes, without and with both on."""
     import os
@@ -240,6 +266,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--whole", type=int, default=12, help="pairs of whole `massgen run`s")
     parser.add_argument("--blocks", type=int, default=40, help="paired blocks in one process")
+    parser.add_argument(
+        "--instructions", type=int, default=0, help="runs counted under valgrind (0: none)"
+    )
     args = parser.parse_args()
     sim = "tests.sim.simulator"
     procs = {
@@ -291,6 +320,18 @@ def main() -> None:
                 f"median {statistics.median(ratios):+.1%} (quartiles {quartiles[0]:+.1%}, "
                 f"{quartiles[2]:+.1%})"
             )
+        if args.instructions:
+            for name, modes in teams.items():
+                deltas = name == "realistic"
+                count = {
+                    mode: instructions(modes[mode][0], args.instructions, mode == "both", deltas)
+                    for mode in ("off", "both")
+                }
+                print(
+                    f"{name}, instructions per run (valgrind, {args.instructions} runs): "
+                    f"off {count['off']:,.0f}, both {count['both']:,.0f} "
+                    f"({count['both'] / count['off'] - 1:+.1%})"
+                )
         cold, warm = (statistics.median(whole[mode]) for mode in ("off", "both"))
         print(
             f"whole `massgen run` processes, few words (median of {args.whole}, alternating): "
