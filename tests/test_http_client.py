@@ -27,8 +27,12 @@ from massgen.backends import create_backend
 from massgen.backends._common import tls_context
 from massgen.backends.openai import OpenAIBackend
 from massgen.backends.openai_http import HTTPChatClient
+from massgen.config.models import ObservabilityConfig
 from massgen.errors import ProviderConnectionError, ProviderTimeout
+from massgen.observability import start_tracing
+from massgen.observability.otlp import Span
 from massgen.types import ChatMessage, CompletionRequest
+from tests.otlp import Receiver
 from tests.sim.sim_types import Hang, Text
 from tests.sim.simulator import ProviderSimulator
 
@@ -343,6 +347,27 @@ async def test_a_proxy_from_the_environment_carries_the_requests(
     assert head.startswith(f"POST {sim.openai_base_url}/chat/completions ".encode())
     assert b"Proxy-Authorization: Basic dXNlcjpwdw==" in head  # user:pw, never in the URL
     assert b"user:pw" not in head
+
+
+async def test_traces_go_to_the_collector_through_the_proxy_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy is read once, when the exporter starts, and carries every export."""
+    proxy = Proxy()
+    with Receiver() as collector:
+        async with raw_server(proxy.handle) as port:
+            monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+            tracing = start_tracing(ObservabilityConfig(otlp=collector.url), {})
+            for round_ in (1, 2):
+                span = Span(tracing.ended, tracing.ids(None), f"round {round_}", 1, 1_000, {})
+                span.end(2_000)
+                await tracing.flush()
+            await tracing.aclose()
+        got = collector.wait(lambda spans: len(spans) == 2)
+    assert sorted(s.name for s in got) == ["round 1", "round 2"]
+    assert proxy.heads and all(
+        head.startswith(f"POST {collector.url}/v1/traces ".encode()) for head in proxy.heads
+    )
 
 
 async def test_no_proxy_sends_the_request_direct(

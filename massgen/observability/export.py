@@ -104,6 +104,7 @@ class Exporter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned = False
         self._tls = tls(export)
+        self._proxy = proxy_for(export.url)  # read once: it scans the environment
         protocol = export.protocol
         if protocol and protocol.value.strip().lower() != "http/protobuf":
             _log.warning(
@@ -180,8 +181,8 @@ class Exporter:
         options: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=x.timeout)}
         if self._tls is not None:
             options["ssl"] = self._tls
-        if proxy := proxy_for(x.url):
-            options["proxy"] = proxy
+        if self._proxy:
+            options["proxy"] = self._proxy
         for attempt in range(3):
             try:
                 async with self._session.post(
