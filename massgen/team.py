@@ -73,6 +73,8 @@ def _price(p: Price) -> dict[str, float]:
     price = {"input": p.input, "output": p.output}
     if p.cache_read is not None:
         price["cache_read"] = p.cache_read
+    if p.cache_write is not None:
+        price["cache_write"] = p.cache_write
     return price
 
 

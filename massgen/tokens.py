@@ -97,6 +97,8 @@ class ModelFacts:
     output: Tiers
     cache_read: Tiers | None = None
     """Prompt tokens read from the provider's cache; ``None``: the table has no such price."""
+    cache_write: Tiers | None = None
+    """Prompt tokens written to the provider's cache; ``None``: the table has no such price."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -124,13 +126,17 @@ def _lookup(name: str) -> ModelFacts | None:
         except LookupError:
             continue
         prices = info.get_prices(datetime.now(UTC))
-        read = prices.cache_read_mtok
+        read, write = (
+            None if p is None else _tiers(p)
+            for p in (prices.cache_read_mtok, prices.cache_write_mtok)
+        )
         return ModelFacts(
             info.id,
             info.context_window,
             _tiers(prices.input_mtok),
             _tiers(prices.output_mtok),
-            None if read is None else _tiers(read),
+            read,
+            write,
         )
     return None
 
@@ -151,23 +157,22 @@ def _entry(f: ModelFacts) -> dict[str, Any]:
         "in": f.input,
         "out": f.output,
         "cache_read": f.cache_read,
+        "cache_write": f.cache_write,
     }
 
 
 def _fresh(entry: dict[str, Any], day: str) -> bool:
-    """Written today, by a massgen that kept the cache-read price (an older one did not:
-    its entries are looked up again, and older massgens ignore the key they do not know)."""
-    return entry.get("day") == day and "cache_read" in entry
+    """Written today, by a massgen that kept the cache-read and -write prices (older ones did
+    not: their entries are looked up again; older massgens ignore keys they do not know)."""
+    return entry.get("day") == day and "cache_read" in entry and "cache_write" in entry
 
 
 def _facts(e: dict[str, Any]) -> ModelFacts:
     def tiers(t: Any) -> Tiers:
         return (float(t[0]), tuple((int(a), float(b)) for a, b in t[1]))
 
-    read = e["cache_read"]
-    return ModelFacts(
-        e["id"], e["window"], tiers(e["in"]), tiers(e["out"]), None if read is None else tiers(read)
-    )
+    read, write = (None if e[k] is None else tiers(e[k]) for k in ("cache_read", "cache_write"))
+    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]), read, write)
 
 
 @functools.cache

@@ -101,9 +101,9 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens one or more requests used, as the provider reported them. ``cached_tokens`` and
-    ``reasoning_tokens`` are parts of ``input_tokens`` and ``output_tokens``, never extra:
-    the total is input plus output whichever provider answered."""
+    """Tokens one or more requests used, as the provider reported them. ``cached_tokens``,
+    ``cache_write_tokens`` and ``reasoning_tokens`` are parts of ``input_tokens`` and
+    ``output_tokens``, never extra: the total is input plus output whichever provider answered."""
 
     input_tokens: int = 0
     """Every prompt token: fresh, read from the prompt cache, and (Anthropic) written to it."""
@@ -113,6 +113,8 @@ class Usage:
     """Prompt tokens read from the provider's prompt cache, billed at its lower price."""
     reasoning_tokens: int = 0
     """Answer tokens the model spent thinking, where the provider counts them apart."""
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the provider's prompt cache (Anthropic), billed above input."""
 
     @property
     def total_tokens(self) -> int:
@@ -124,6 +126,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
 

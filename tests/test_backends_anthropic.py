@@ -101,6 +101,24 @@ async def test_stream_yields_deltas_then_the_completion_with_usage(
     assert sim.requests[0].stream is True
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tokens_read_from_and_written_to_the_prompt_cache_are_counted(
+    sim: ProviderSimulator, backend: AnthropicBackend, stream: bool
+) -> None:
+    """Both are input beside ``input_tokens``: the reads cached, the writes cache-written,
+    streamed (the SDK's snapshot of ``message_start`` and ``message_delta``) or not."""
+    sim.script([Text("Paris.", cache_read=1111, cache_write=418)])
+    if stream:
+        done = [c async for c in backend.stream(ask("Capital?"))][-1].completion
+    else:
+        done = await backend.complete(ask("Capital?"))
+    assert done is not None
+    prompt = sim.stats.prompt_tokens + 1111 + 418
+    assert done.usage == Usage(
+        prompt, sim.stats.completion_tokens, cached_tokens=1111, cache_write_tokens=418
+    )
+
+
 async def test_tools_and_tool_choice_use_anthropic_shapes(
     sim: ProviderSimulator, backend: AnthropicBackend
 ) -> None:

@@ -57,27 +57,37 @@ def test_long_prompts_pay_the_providers_higher_tier() -> None:
     assert cost("gemini-2.5-pro", Usage(400_000, 0)) > 4 * 0.125
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "gemini-2.5-pro", "gpt-5.5", "claude-haiku-5-5"])
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-mini", "gemini-2.5-pro", "gpt-5.5", "claude-haiku-5-5", "claude-sonnet-4-5"]
+)
 @pytest.mark.parametrize(
     "tokens",
     [
-        (1200, 300, 0),
-        (150_000, 4000, 0),
-        (400_000, 50, 0),
-        (9299, 577, 8448),
-        (400_000, 50, 350_000),
+        (1200, 300, 0, 0),
+        (150_000, 4000, 0, 0),
+        (400_000, 50, 0, 0),
+        (9299, 577, 8448, 0),
+        (400_000, 50, 350_000, 0),
+        (1532, 33, 1111, 418),
+        (400_000, 50, 100_000, 250_000),
     ],
 )
 def test_cost_agrees_with_genai_prices_own_calculation(
-    model: str, tokens: tuple[int, int, int]
+    model: str, tokens: tuple[int, int, int, int]
 ) -> None:
     from genai_prices import Usage as Tokens
     from genai_prices import calc_price
 
-    prompt, output, cached = tokens
-    usage = Tokens(input_tokens=prompt, output_tokens=output, cache_read_tokens=cached)
+    prompt, output, cached, written = tokens
+    usage = Tokens(
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read_tokens=cached,
+        cache_write_tokens=written,
+    )
     expected = calc_price(usage, model)
-    assert cost(model, Usage(prompt, output, cached)) == pytest.approx(float(expected.total_price))
+    ours = Usage(prompt, output, cached, cache_write_tokens=written)
+    assert cost(model, ours) == pytest.approx(float(expected.total_price))
 
 
 def _table(model: str) -> Any:
@@ -102,6 +112,42 @@ def test_cached_tokens_pay_the_tables_cache_read_price(model: str) -> None:
     assert cost(model, usage) < cost(model, Usage(9299, 577))  # the same tokens, none cached
     # Reasoning tokens are output tokens already: they change nothing.
     assert cost(model, usage) == cost(model, Usage(9299, 577, 8448))
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "claude-sonnet-4-5"])
+def test_tokens_written_to_the_cache_pay_the_tables_cache_write_price(model: str) -> None:
+    table = _table(model)
+    fresh, read, write, out = (
+        float(getattr(p, "base", p))
+        for p in (
+            table.input_mtok,
+            table.cache_read_mtok,
+            table.cache_write_mtok,
+            table.output_mtok,
+        )
+    )
+    assert write > fresh  # else this test could not tell the two prices apart
+    usage = Usage(1532, 33, cached_tokens=1111, cache_write_tokens=418)
+    expected = (3 * fresh + 1111 * read + 418 * write + 33 * out) / 1e6
+    assert cost(model, usage) == pytest.approx(expected, rel=1e-12)
+    assert cost(model, usage) > cost(model, Usage(1532, 33, 1111))  # the same, none written
+
+
+def test_without_a_cache_write_price_written_tokens_pay_the_input_price() -> None:
+    assert _table("gpt-4o").cache_write_mtok is None  # as OpenAI bills: no write surcharge
+    assert cost("gpt-4o", Usage(1000, 10, 200, cache_write_tokens=300)) == cost(
+        "gpt-4o", Usage(1000, 10, 200)
+    )
+    flat = {"my-local": {"input": 2.0, "output": 4.0, "cache_read": 0.5}}
+    assert cost("my-local-7b", Usage(1_000_000, 0, 0, 0, 400_000), flat) == pytest.approx(2.0)
+    dear = {"my-local": {"input": 2.0, "output": 4.0, "cache_read": 0.5, "cache_write": 2.5}}
+    # 300k fresh at 2, 300k read at 0.5, 400k written at 2.5
+    usage = Usage(1_000_000, 0, 300_000, 0, 400_000)
+    assert cost("my-local-7b", usage, dear) == pytest.approx(0.6 + 0.15 + 1.0)
+    # Reads and writes past the prompt: the prompt's tokens are paid for once, no more.
+    assert cost("my-local-7b", Usage(100, 0, 60, 0, 90), dear) == pytest.approx(
+        (60 * 0.5 + 40 * 2.5) / 1e6
+    )
 
 
 def test_without_a_cache_read_price_cached_tokens_pay_the_input_price() -> None:
@@ -129,6 +175,9 @@ def test_bad_override_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         cost("x", Usage(1, 1), {"x": {"input": 1, "output": 1, "cache_read": "half"}})  # type: ignore[dict-item]
     assert info.value.key == "pricing.x"
+    with pytest.raises(ConfigError) as info:
+        cost("x", Usage(1, 1), {"x": {"input": 1, "output": 1, "cache_write": "dear"}})  # type: ignore[dict-item]
+    assert info.value.key == "pricing.x"
 
 
 def test_importing_massgen_does_not_load_the_price_table() -> None:
@@ -148,6 +197,7 @@ print(json.dumps([cost("gpt-4o", Usage(1000, 100)), context_window("gpt-4o"),
                   cost("gemini-2.5-pro", Usage(300_000, 10)), cost("llama3.1:8b", Usage(9, 9)),
                   cost("gpt-4o", Usage(1000, 100, 800)),
                   cost("gemini-2.5-pro", Usage(300_000, 10, 250_000)),
+                  cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000)),
                   "genai_prices" in sys.modules]))
 """
 
@@ -179,14 +229,22 @@ def test_a_second_run_reads_what_the_first_looked_up(tmp_path: Path) -> None:
     (cached,) = (tmp_path / "massgen").glob("models-*.json")
     facts = json.loads(cached.read_text())
     assert facts["gpt-4o"]["cache_read"] == [read, []]
-    # A file an older massgen wrote today has no cache-read prices: its entries are looked up
-    # again (here a wrong input price shows whether the entry was trusted).
-    for entry in facts.values():
-        if entry is not None:
-            del entry["cache_read"]
-            entry["in"] = [99.0, []]
-    cached.write_text(json.dumps(facts))
-    again = run()
-    assert again[-1] is True and again[:-1] == first[:-1]
+    # ...and the cache-write prices, tiers included (none for gpt-4o: OpenAI charges none).
+    assert facts["gpt-4o"]["cache_write"] is None
+    write = _table("claude-sonnet-4-5").cache_write_mtok
+    tiers = [[t.start, float(t.price)] for t in write.tiers]
+    assert facts["claude-sonnet-4-5"]["cache_write"] == [float(write.base), tiers]
+    assert first[6] == cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000))
+    # A file an older massgen wrote today lacks the cache-read, or the cache-write, prices: its
+    # entries are looked up again (here a wrong input price shows whether one was trusted).
+    for older in ("cache_read", "cache_write"):
+        stale = json.loads(json.dumps(facts))
+        for entry in stale.values():
+            if entry is not None:
+                del entry[older]
+                entry["in"] = [99.0, []]
+        cached.write_text(json.dumps(stale))
+        again = run()
+        assert again[-1] is True and again[:-1] == first[:-1]
     cached.write_text("{not json")  # a damaged file is looked up again, not trusted
     assert run() == first

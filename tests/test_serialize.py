@@ -45,6 +45,7 @@ completions = st.builds(
         st.integers(0, 10**9),
         st.integers(0, 10**9),
         st.integers(0, 10**9),
+        st.integers(0, 10**9),
     ),
     finish_reason=st.sampled_from(["stop", "length", "tool_calls", "content_filter", "other"]),
     tool_calls=st.lists(st.builds(ToolCall, text, text, arguments), max_size=3).map(tuple),
@@ -73,13 +74,25 @@ def test_every_field_round_trips(completion: Completion) -> None:
 
 def test_a_completion_from_before_cached_and_reasoning_tokens_reads_them_as_zero() -> None:
     """A cache entry, or a worker's answer on the bus, from a massgen that did not count them."""
-    done = Completion(text="4", model="m", usage=Usage(3, 1, 2, 1))
+    done = Completion(text="4", model="m", usage=Usage(3, 1, 2, 1, 1))
     entry = json.loads(encode_completion(done))
     wire = completion_to_dict(done)
     for usage in (entry["usage"], wire["usage"]):
-        assert (usage.pop("cached_tokens"), usage.pop("reasoning_tokens")) == (2, 1)
+        got = (usage.pop("cached_tokens"), usage.pop("reasoning_tokens"))
+        assert (*got, usage.pop("cache_write_tokens")) == (2, 1, 1)
     assert decode_completion(json.dumps(entry).encode(), 0.0).usage == Usage(3, 1)
     assert completion_from_dict(wire).usage == Usage(3, 1)
+
+
+def test_a_completion_from_before_cache_write_tokens_reads_them_as_zero() -> None:
+    """One written by a massgen that counted cached and reasoning tokens, not cache writes."""
+    done = Completion(text="4", model="m", usage=Usage(3, 1, 2, 1, 1))
+    entry = json.loads(encode_completion(done))
+    wire = completion_to_dict(done)
+    for usage in (entry["usage"], wire["usage"]):
+        assert usage.pop("cache_write_tokens") == 1
+    assert decode_completion(json.dumps(entry).encode(), 0.0).usage == Usage(3, 1, 2, 1)
+    assert completion_from_dict(wire).usage == Usage(3, 1, 2, 1)
 
 
 # Written by the cache before this format (entry version 2): usage and sources as pairs.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_370
+MAX_PACKAGE_LINES = 18_392
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -31,6 +31,7 @@ MAX_PACKAGE_LINES = 18_370
 # out only when sent to a worker (events, tool and run contexts: +30, less 6); events made
 # plain slots dataclasses (why, in their docstring) and usage counts read without an
 # exception path (+7).
+# +22: Anthropic's cache writes counted and priced apart (types, tokens, pricing, team...).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

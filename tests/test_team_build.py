@@ -205,3 +205,31 @@ def test_a_price_entry_may_name_a_cache_read_price() -> None:
     prices = price_overrides(team)
     assert prices["house-model"] == {"input": 2.0, "output": 4.0, "cache_read": 0.5}
     assert cost("house-model", Usage(1_000_000, 0, 600_000), prices) == pytest.approx(1.1)
+
+
+def test_a_price_entry_may_name_a_cache_write_price() -> None:
+    """The team's table and a backend's own entry, as docs/config.md shows them."""
+    from massgen.backends.pricing import cost
+    from massgen.team import price_overrides
+    from massgen.types import Usage
+
+    team = loads(
+        "prices: {house-model: {input: 2, output: 4, cache_write: 2.5}}\n"
+        "backends:\n"
+        "  gpt: {type: openai, api_key: k}\n"
+        "  claude:\n    type: anthropic\n    api_key: k\n    model: claude-house\n"
+        "    prices: {input: 3, output: 15, cache_read: 0.3, cache_write: 3.75}\n"
+        "agents:\n"
+        "  - {name: ada, backend: gpt, model: house-model}\n"
+        "  - {name: bo, backend: claude}\n"
+    )
+    prices = price_overrides(team)
+    assert prices["house-model"] == {"input": 2.0, "output": 4.0, "cache_write": 2.5}
+    assert prices["claude-house"]["cache_write"] == 3.75
+    # 600k fresh at 2, 400k written at 2.5
+    usage = Usage(1_000_000, 0, cache_write_tokens=400_000)
+    assert cost("house-model", usage, prices) == pytest.approx(2.2)
+    # 3 fresh, 1111 read and 418 written tokens, 33 out: the recorded Anthropic turn's
+    recorded = Usage(1532, 33, 1111, cache_write_tokens=418)
+    expected = (3 * 3 + 1111 * 0.3 + 418 * 3.75 + 33 * 15) / 1e6
+    assert cost("claude-house", recorded, prices) == pytest.approx(expected)

@@ -136,10 +136,12 @@ class AnthropicBackend(SDKBackend):
 
 def _usage(usage: Any) -> Usage:
     """All prompt tokens (fresh, written to the cache and read from it) are input; those read
-    from the cache are the cached ones. Thinking is in ``output_tokens``, not counted apart."""
+    from the cache are the cached ones, those written to it the cache-write ones. Thinking is
+    in ``output_tokens``, not counted apart."""
     read = usage.cache_read_input_tokens or 0
     written = usage.cache_creation_input_tokens or 0
-    return Usage((usage.input_tokens or 0) + written + read, usage.output_tokens or 0, read)
+    prompt = (usage.input_tokens or 0) + written + read
+    return Usage(prompt, usage.output_tokens or 0, read, cache_write_tokens=written)
 
 
 def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """What a request cost, in US dollars: genai-prices' list prices or a ``prices:`` override
 (by the model as genai-prices resolves it, else the longest prefix). Prompt tokens read from
-the provider's cache pay its cache-read price where one is known, else the input price. An
-estimate; a model nobody priced costs 0 (logged once)."""
+the provider's cache pay its cache-read price, and those written to it (Anthropic) its
+cache-write price, where one is known, else the input price. An estimate; a model nobody
+priced costs 0 (logged once)."""
 
 from __future__ import annotations
 
@@ -39,20 +40,25 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     if (tiers := _tiers(model, overrides)) is None:
         _unpriced(model)
         return 0.0
-    fresh, output, read = tiers
+    fresh, output, read, write = tiers
     # The tier is the whole prompt's, cached tokens included, as genai-prices reckons it.
     prompt = usage.input_tokens
     cached = min(usage.cached_tokens, prompt) if read is not None else 0
+    written = min(usage.cache_write_tokens, prompt - cached) if write is not None else 0
     return (
-        (prompt - cached) * _tier(fresh, prompt)
-        + cached * _tier(read or fresh, prompt)
+        (prompt - cached - written) * _tier(fresh, prompt)
+        + (cached * _tier(read, prompt) if read is not None else 0.0)
+        + (written * _tier(write, prompt) if write is not None else 0.0)
         + usage.output_tokens * _tier(output, prompt)
     ) / 1e6
 
 
-def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers, Tiers | None] | None:
-    """Input, output and cache-read (``None``: not priced apart) prices of ``model``, an
-    override first."""
+Prices = tuple[Tiers, Tiers, Tiers | None, Tiers | None]
+
+
+def _tiers(model: str, overrides: Overrides | None) -> Prices | None:
+    """Input, output, cache-read and cache-write (``None``: not priced apart) prices of
+    ``model``, an override first."""
     table = {k.strip().lower(): v for k, v in (overrides or {}).items()}
     name = model.strip().lower()
     info = known_model(name)
@@ -67,14 +73,16 @@ def _tiers(model: str, overrides: Overrides | None) -> tuple[Tiers, Tiers, Tiers
         try:
             entry = table[key]
             prices = [float(entry.get(kind, 0.0)) for kind in ("input", "output")]
-            read = entry.get("cache_read")
-            read = None if read is None else float(read)
+            cache: list[Tiers | None] = [
+                None if (p := entry.get(k)) is None else (float(p), ())
+                for k in ("cache_read", "cache_write")
+            ]
         except (AttributeError, TypeError, ValueError) as e:
             message = f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}"
-            message += " (and maybe cache_read: <usd/M>)"
+            message += " (and maybe cache_read, cache_write: <usd/M>)"
             raise ConfigError(message, key=f"pricing.{key}") from e
-        return (prices[0], ()), (prices[1], ()), None if read is None else (read, ())
-    return None if info is None else (info.input, info.output, info.cache_read)
+        return (prices[0], ()), (prices[1], ()), cache[0], cache[1]
+    return None if info is None else (info.input, info.output, info.cache_read, info.cache_write)
 
 
 @functools.lru_cache(maxsize=64)

@@ -168,6 +168,8 @@ class Price(ConfigModel):
     """USD per 1M completion tokens."""
     cache_read: float | None = Field(default=None, ge=0)
     """USD per 1M prompt tokens read from the provider's cache (none: the input price)."""
+    cache_write: float | None = Field(default=None, ge=0)
+    """USD per 1M prompt tokens written to the provider's cache (none: the input price)."""
 
 
 class RateLimitConfig(ConfigModel):

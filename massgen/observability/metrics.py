@@ -150,6 +150,11 @@ class Metrics:
         self.cached = Counter(
             "massgen_cached_input_tokens", "Input tokens read from the provider's cache.", *model
         )
+        self.cache_write = Counter(
+            "massgen_cache_write_input_tokens",
+            "Input tokens written to the provider's cache.",
+            *model,
+        )
         self.reasoning = Counter(
             "massgen_reasoning_output_tokens", "Output tokens spent reasoning.", *model
         )
@@ -242,6 +247,8 @@ class Metrics:
             tokens_out[0] += usage.output_tokens
             if usage.cached_tokens:
                 self.cached.inc(key[:3], usage.cached_tokens)
+            if usage.cache_write_tokens:
+                self.cache_write.inc(key[:3], usage.cache_write_tokens)
             if usage.reasoning_tokens:
                 self.reasoning.inc(key[:3], usage.reasoning_tokens)
 

@@ -133,6 +133,8 @@ class Encoder:
             got += self.number(_OUT, n_out)
         if used.cached_tokens:
             got += self.number("gen_ai.usage.cache_read.input_tokens", used.cached_tokens)
+        if used.cache_write_tokens:
+            got += self.number("gen_ai.usage.cache_creation.input_tokens", used.cache_write_tokens)
         if used.reasoning_tokens:
             got += self.number("gen_ai.usage.reasoning.output_tokens", used.reasoning_tokens)
         return got

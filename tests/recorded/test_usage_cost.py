@@ -1,6 +1,6 @@
 """Cached and reasoning tokens from recorded traffic, through to what a run reports and what
 it costs: the result, its ``--json`` form, the run record, and the price from genai-prices'
-table (the cache-read price for cached tokens)."""
+table (the cache-read price for cached tokens, the cache-write price for Anthropic's writes)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from massgen.agents.agent import Agent
+from massgen.backends.anthropic import AnthropicBackend
 from massgen.backends.openai import OpenAIBackend
 from massgen.backends.pricing import cost
 from massgen.config.models import ObservabilityConfig
@@ -21,9 +22,9 @@ from massgen.record import RunRecorder
 from massgen.types import Usage
 from tests.otlp import Receiver, named
 from tests.recorded import openai_facts
-from tests.recorded.facts import anthropic_blocks, gemini_usage, recording
+from tests.recorded.facts import anthropic_blocks, body, gemini_usage, recording
 from tests.recorded.harness import HERE, ReplayServer, load
-from tests.recorded.replay_backends import anthropic, ask, gemini
+from tests.recorded.replay_backends import KEY, anthropic, ask, gemini
 
 DEEPSEEK = (
     HERE / "openai_compat" / "pydantic_ai-test_deepseek_deferred_capability_with_thinking.yaml"
@@ -100,6 +101,7 @@ async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
             "output_tokens": 116,
             "cached_tokens": 512,
             "reasoning_tokens": 60,
+            "cache_write_tokens": 0,
             "total_tokens": 679,
         }
         assert data["usage_by_agent"]["ada"]["cached_tokens"] == 512
@@ -130,20 +132,107 @@ async def test_a_responses_answer_costs_its_cache_read_price(client: str) -> Non
     assert cost(done.model, done.usage) == pytest.approx(float(theirs.total_price))
 
 
-async def test_an_anthropic_answer_costs_its_cache_read_price() -> None:
-    """Claude read 1111 prompt tokens from the cache and wrote 418 to it. The reads pay the
-    cache-read price; the writes are input tokens at the input price (massgen does not count
-    them apart: Anthropic bills them 25% above it, so this cost is an underestimate)."""
-    rec = recording("anthropic", "pydantic-ai__test_anthropic_cache_real_api.yaml")[1]
+CACHE = "pydantic-ai__test_anthropic_cache_real_api.yaml"
+
+
+def cache_write_price(model: str, prompt: int) -> float:
+    """USD per 1M tokens written to ``model``'s prompt cache (the 5-minute one, Anthropic's
+    default) for a prompt this short, from genai-prices; above its input price."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    info = get_snapshot().find_provider_model(model, None, None, None)[1]
+    price = info.get_prices(datetime.now(UTC)).cache_write_mtok
+    tiers = getattr(price, "tiers", None)
+    assert tiers is None or all(prompt <= t.start for t in tiers)
+    write = float(price.base if tiers is not None else price)
+    assert write > table(model, prompt)[0], "a write dearer than input, or the test shows nothing"
+    return write
+
+
+def anthropic_priced(model: str, prompt: int, output: int, cached: int, written: int) -> float:
+    fresh, read, out = table(model, prompt)
+    write = cache_write_price(model, prompt)
+    rest = prompt - cached - written
+    return (rest * fresh + cached * read + written * write + output * out) / 1e6
+
+
+async def test_an_anthropic_answer_costs_its_cache_read_and_write_prices() -> None:
+    """Claude read 1111 prompt tokens from the cache and wrote 418 to it: the reads pay the
+    cache-read price, the writes the cache-write price (25% above the input price), as
+    genai-prices' own calculation prices them too."""
+    rec = recording("anthropic", CACHE)[1]
     _, usage, _ = anthropic_blocks(rec)
     read, written = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
+    assert (read, written) == (1111, 418)
     async with anthropic([rec]) as (backend, _):
         done = await backend.complete(ask())
     prompt = usage["input_tokens"] + written + read
-    assert done.usage == Usage(prompt, usage["output_tokens"], read)
-    assert cost(done.model, done.usage) == pytest.approx(
-        priced(done.model, prompt, usage["output_tokens"], read)
+    assert done.usage == Usage(prompt, usage["output_tokens"], read, cache_write_tokens=418)
+    ours = cost(done.model, done.usage)
+    assert ours == pytest.approx(
+        anthropic_priced(done.model, prompt, usage["output_tokens"], read, written), rel=1e-12
     )
+    # the same tokens as plain input would cost less: the write surcharge is counted
+    assert ours > cost(done.model, Usage(prompt, usage["output_tokens"], read))
+
+    from genai_prices import Usage as Tokens
+    from genai_prices import calc_price
+
+    theirs = calc_price(
+        Tokens(
+            input_tokens=prompt,
+            output_tokens=usage["output_tokens"],
+            cache_read_tokens=read,
+            cache_write_tokens=written,
+        ),
+        done.model,
+    )
+    assert ours == pytest.approx(float(theirs.total_price))
+
+
+async def test_an_anthropic_run_reports_records_and_exports_cache_writes(tmp_path: Path) -> None:
+    """The same recorded Claude turn through a whole run: its result, ``--json`` form and
+    record, spans (decoded by the official OTLP messages) and Prometheus counters."""
+    rec = recording("anthropic", CACHE)[1]
+    _, usage, _ = anthropic_blocks(rec)
+    prompt, output = usage["input_tokens"] + 418 + 1111, usage["output_tokens"]
+    record, metrics = tmp_path / "run.json", Metrics(process=False)
+    with ReplayServer([rec]) as server, Receiver() as collector:
+        backend = AnthropicBackend("claude-sonnet-4-5", api_key=KEY, base_url=server.url)
+        orchestrator = Orchestrator(
+            [Agent("ada", backend)],
+            strategy="parallel",
+            subscribers=[RunRecorder(path=record), metrics],
+            observability=ObservabilityConfig(otlp=collector.url),
+        )
+        result = await orchestrator.arun("Hello")
+        await orchestrator.aclose()
+        spans = collector.wait(lambda got: len(got) >= 3)
+    model = result.answers[0].model  # the one the answer names (claude-sonnet-4-5-20250929)
+    assert model == body(rec)["model"]
+    turn_and_request = [*named(spans, "invoke_agent ada"), *named(spans, "chat claude-sonnet-4-5")]
+    assert len(turn_and_request) == 2
+    for span in turn_and_request:
+        assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == 418
+        assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 1111
+        assert span.attributes["gen_ai.usage.input_tokens"] == prompt
+        assert "gen_ai.usage.reasoning.output_tokens" not in span.attributes  # none reported
+    labels = {"provider": "anthropic", "model": model, "agent": "ada"}
+    sample = metrics.registry.get_sample_value
+    assert sample("massgen_cache_write_input_tokens_total", labels) == 418
+    assert sample("massgen_cached_input_tokens_total", labels) == 1111
+    assert result.requests == 1
+    assert result.usage == Usage(prompt, output, 1111, cache_write_tokens=418)
+    expected = anthropic_priced(model, prompt, output, 1111, 418)
+    assert result.cost == pytest.approx(expected, rel=1e-12)
+    as_json: dict[str, Any] = json.loads(json.dumps(result.to_dict()))  # what `--json` prints
+    written = json.loads(record.read_text())
+    for data in (as_json, written):
+        assert data["usage"]["cache_write_tokens"] == 418
+        assert data["usage"]["total_tokens"] == prompt + output
+        assert data["usage_by_agent"]["ada"]["cache_write_tokens"] == 418
+        assert data["answers"][0]["usage"]["cache_write_tokens"] == 418
+        assert data["cost"] == pytest.approx(expected, rel=1e-12)
 
 
 async def test_a_gemini_cache_hit_costs_its_cache_read_price() -> None:

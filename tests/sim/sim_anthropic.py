@@ -122,8 +122,8 @@ def _usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "input_tokens": answer.prompt_tokens,
         "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": answer.cache_write,
+        "cache_read_input_tokens": answer.cache_read,
     }
     if answer.searched:
         usage["server_tool_use"] = {"web_search_requests": len(answer.queries)}

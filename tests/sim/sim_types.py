@@ -49,10 +49,14 @@ def prompt_text(system: str, messages: Sequence[tuple[str, str]]) -> str:
 @dataclass(frozen=True, slots=True)
 class Text:
     """Answer with ``text``. ``truncated`` reports it cut off by the token limit
-    (``length`` / ``max_tokens`` / ``MAX_TOKENS``) instead of a normal stop."""
+    (``length`` / ``max_tokens`` / ``MAX_TOKENS``) instead of a normal stop. ``cache_read``
+    and ``cache_write``: prompt tokens the Anthropic wire reports read from and written to
+    its prompt cache, beyond its ``input_tokens``."""
 
     text: str
     truncated: bool = False
+    cache_read: int = 0
+    cache_write: int = 0
 
 
 @dataclass(frozen=True, slots=True)

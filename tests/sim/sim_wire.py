@@ -50,6 +50,9 @@ class Answer:
     pause: bool = False
     search_sources: bool = False
     """Responses API: list each search's sources on its ``web_search_call``."""
+    cache_read: int = 0
+    cache_write: int = 0
+    """Anthropic: prompt tokens read from and written to the prompt cache."""
 
 
 class Wire(Protocol):

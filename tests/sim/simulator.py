@@ -575,6 +575,8 @@ def _build_answer(
         sources=tuple((str(t), str(u)) for t, u in search.sources) if search else (),
         pause=bool(search and search.pause),
         search_sources=parsed.search_sources,
+        cache_read=reply.cache_read if isinstance(reply, Text) else 0,
+        cache_write=reply.cache_write if isinstance(reply, Text) else 0,
     )
 
 
