@@ -13,14 +13,16 @@ import pytest
 
 from massgen.agents.agent import Agent
 from massgen.backends.anthropic import AnthropicBackend
+from massgen.backends.base import Backend
 from massgen.backends.openai import OpenAIBackend
 from massgen.backends.pricing import cost
 from massgen.config.models import ObservabilityConfig
 from massgen.observability.metrics import Metrics
 from massgen.orchestrator import Orchestrator
 from massgen.record import RunRecorder
+from massgen.result import RunResult
 from massgen.types import Usage
-from tests.otlp import Receiver, named
+from tests.otlp import Receiver, Span, named
 from tests.recorded import openai_facts
 from tests.recorded.facts import anthropic_blocks, body, gemini_usage, recording
 from tests.recorded.harness import HERE, ReplayServer, load
@@ -53,6 +55,23 @@ def priced(model: str, prompt: int, output: int, cached: int) -> float:
     return ((prompt - cached) * fresh + cached * read + output * out) / 1e6
 
 
+async def observed_run(backend: Backend, record: Path) -> tuple[RunResult, Metrics, list[Span]]:
+    """One agent's run of "Hello" on ``backend``, recorded to ``record``, with metrics and
+    traces on (a loopback collector): its result, metrics and spans."""
+    metrics = Metrics(process=False)
+    with Receiver() as collector:
+        orchestrator = Orchestrator(
+            [Agent("ada", backend)],
+            strategy="parallel",
+            subscribers=[RunRecorder(path=record), metrics],
+            observability=ObservabilityConfig(otlp=collector.url),
+        )
+        result = await orchestrator.arun("Hello")
+        await orchestrator.aclose()
+        spans = collector.wait(lambda got: len(got) >= 3)
+    return result, metrics, spans
+
+
 @pytest.mark.parametrize("client", ["http", "sdk"])
 async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
     tmp_path: Path, client: str
@@ -64,20 +83,12 @@ async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
     facts = openai_facts.read(rec)
     assert facts.usage == (563, 116, 512, 60)
     expected = Usage(*facts.usage)
-    record, metrics = tmp_path / "run.json", Metrics(process=False)
-    with ReplayServer([rec]) as server, Receiver() as collector:
+    record = tmp_path / "run.json"
+    with ReplayServer([rec]) as server:
         backend = OpenAIBackend(
             "deepseek-reasoner", api_key="sk-test", base_url=f"{server.url}/v1", client=client
         )
-        orchestrator = Orchestrator(
-            [Agent("ada", backend)],
-            strategy="parallel",
-            subscribers=[RunRecorder(path=record), metrics],
-            observability=ObservabilityConfig(otlp=collector.url),
-        )
-        result = await orchestrator.arun("Hello")
-        await orchestrator.aclose()
-        spans = collector.wait(lambda got: len(got) >= 3)
+        result, metrics, spans = await observed_run(backend, record)
     turn_and_request = [*named(spans, "invoke_agent ada"), *named(spans, "chat deepseek-reasoner")]
     assert len(turn_and_request) == 2
     for span in turn_and_request:
@@ -196,18 +207,10 @@ async def test_an_anthropic_run_reports_records_and_exports_cache_writes(tmp_pat
     rec = recording("anthropic", CACHE)[1]
     _, usage, _ = anthropic_blocks(rec)
     prompt, output = usage["input_tokens"] + 418 + 1111, usage["output_tokens"]
-    record, metrics = tmp_path / "run.json", Metrics(process=False)
-    with ReplayServer([rec]) as server, Receiver() as collector:
+    record = tmp_path / "run.json"
+    with ReplayServer([rec]) as server:
         backend = AnthropicBackend("claude-sonnet-4-5", api_key=KEY, base_url=server.url)
-        orchestrator = Orchestrator(
-            [Agent("ada", backend)],
-            strategy="parallel",
-            subscribers=[RunRecorder(path=record), metrics],
-            observability=ObservabilityConfig(otlp=collector.url),
-        )
-        result = await orchestrator.arun("Hello")
-        await orchestrator.aclose()
-        spans = collector.wait(lambda got: len(got) >= 3)
+        result, metrics, spans = await observed_run(backend, record)
     model = result.answers[0].model  # the one the answer names (claude-sonnet-4-5-20250929)
     assert model == body(rec)["model"]
     turn_and_request = [*named(spans, "invoke_agent ada"), *named(spans, "chat claude-sonnet-4-5")]
