@@ -64,8 +64,8 @@ class Tracing(Exporter):
         self.agents = agents
         self._ids = random.Random()  # seeded from os.urandom
         self.heads: dict[tuple[Any, ...], tuple[str, bytes]] = {}
-        self.leads: dict[tuple[Any, ...], bytes] = {}  # a chat span's name, kind, attributes
         """A span's name and its attributes that a key determines, encoded (:meth:`keep`)."""
+        self.leads: dict[tuple[Any, ...], bytes] = {}  # a chat span's name, kind, attributes
 
     def run(self, fallbacks: Mapping[str, str]) -> RunTracer:
         """A subscriber that traces one run (``fallbacks``: seat → the agent standing in)."""
