@@ -19,7 +19,7 @@ one type. The CLI maps each branch to an exit code (see ``massgen.cli``)::
     │   └── CircuitOpen          the endpoint's circuit is open: failed fast; never retried
     ├── ToolError                a tool failed (reported to the model, never fatal)
     ├── TransportError           the agent bus or store failed (Redis down, auth refused)
-    │   ├── ServiceUnreachable   Redis did not answer when a command started (exit 69)
+    │   ├── ServiceUnreachable   Redis did not answer when a command started (exit 2)
     │   │   └── BusUnreachable   ... when an agent of the bus started
     │   ├── WorkerLost           no live worker hosts a remote agent any more
     │   ├── TurnRefused          a worker set a turn aside instead of running it

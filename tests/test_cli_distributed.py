@@ -293,8 +293,8 @@ def test_r16_bad_redis_credentials_exit_2_and_write_nothing(
         client.close()
 
 
-def test_an_unreachable_redis_is_not_a_usage_error(env: dict[str, str], local_team: Path) -> None:
+def test_an_unreachable_redis_is_one_line_and_exit_2(env: dict[str, str], local_team: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     out = CliRunner().invoke(app, ["run", str(local_team), TASK, "--redis", url, "--no-record"])
-    assert out.exit_code == 69
+    assert out.exit_code == 2
     assert out.stderr.startswith("error: cannot reach Redis at redis://127.0.0.1:")

@@ -107,7 +107,7 @@ def test_a_redis_that_does_not_answer_is_found(tmp_path: Path) -> None:
         """,
     )
     done = _validate(team, unset=("MASSGEN_REDIS_URL",))
-    assert done.returncode == 69, done.stderr  # Redis down: not a mistake in the file
+    assert done.returncode == 2, done.stderr  # Redis down: one line, exit 2
     assert done.stderr.startswith("error: ") and done.stdout == ""
     assert "team.yaml:4 `redis.url`" in done.stderr and "Redis" in done.stderr
 
@@ -130,7 +130,7 @@ def test_the_redis_of_the_environment_is_reached_too(tmp_path: Path) -> None:
     team = _write(tmp_path, "agents:\n  - {name: ada, backend: replay}\n")
     url = f"redis://127.0.0.1:{_closed_port()}/0"
     done = _validate(team, env={"MASSGEN_REDIS_URL": url})
-    assert done.returncode == 69, done.stderr
+    assert done.returncode == 2, done.stderr
     assert url in done.stderr and "`MASSGEN_REDIS_URL`" in done.stderr
 
 
@@ -186,6 +186,6 @@ def test_an_unreachable_redis_fails_the_run_and_validate_alike(tmp_path: Path) -
     )
     run = run_massgen("run", "team.yaml", "task", "--no-record", cwd=tmp_path)
     checked = run_massgen("config", "validate", "team.yaml", cwd=tmp_path)
-    assert run.returncode == checked.returncode == 69, run.stderr  # down: not a usage error
+    assert run.returncode == checked.returncode == 2, run.stderr  # down: one line, exit 2
     assert run.stderr.startswith("error: ") and "Traceback" not in run.stderr
     assert checked.stderr == run.stderr and checked.stdout == ""

@@ -119,7 +119,7 @@ def team_store(
 ) -> tuple[str | Path, str]:
     """Where the team keeps its memory (or, with ``cache``, its cache) and the key prefix:
     ``--store``, the cache's own path, the team's Redis (reached now, as every command
-    reaches it: refused exits 2, silent 69), else ``default``."""
+    reaches it: refused or silent, exit 2), else ``default``."""
     if store:
         return (store if "://" in store else Path(store)), prefix or "massgen:"
     path = find_config(config)

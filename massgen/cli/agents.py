@@ -37,7 +37,7 @@ def list_agents(
 
     cfg, bus = team_and_bus(config, redis, prefix)
     if bus is not None:
-        bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
+        bus.check()  # refused: exit 2 at the URL's origin; down: exit 2 too
         rows, columns = asyncio.run(_live(bus, cfg)), LIVE_COLUMNS
         title = f"agents on {bus.where} (prefix {bus.prefix})"
     elif cfg is not None:
@@ -133,7 +133,7 @@ def validate(config: TeamFile) -> int:
     orchestrator = Orchestrator.from_config(cfg)
     asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)
     if bus is not None:
-        bus.check()  # refused: a ConfigError at the URL (exit 2); down: exit 69
+        bus.check()  # refused: a ConfigError at the URL (exit 2); down: exit 2 too
     count = f"{len(cfg.agents)} agent" + ("s" if len(cfg.agents) > 1 else "")
     print(f"{config}: ok — {count}, strategy {cfg.orchestrator.strategy}")
     for a in cfg.agents:

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
-UNAVAILABLE = 69
-"""A service the command needs (Redis) did not answer: not your file's fault, try again
-once it is up (``EX_UNAVAILABLE`` of sysexits.h)."""
 KEY_HINT = "check the API key (see README: Run with real providers)"
 _usual_gc: tuple[int, int, int] | None = None
 
@@ -78,8 +75,8 @@ def guarded(fn: Callable[[], int | None]) -> None:
         raise fail(str(e), USAGE) from None
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
-    except ServiceUnreachable as e:
-        raise fail(str(e), UNAVAILABLE) from None
+    except ServiceUnreachable as e:  # as docs/reliability asks: one line, exit 2
+        raise fail(str(e), USAGE) from None
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None

@@ -27,7 +27,7 @@ def dashboard(
         raise ConfigError("must be a port number, 0 to 65535", key="--port")
     _, bus = team_and_bus(None, redis, prefix, need="the dashboard shows the workers on Redis")
     assert bus is not None
-    bus.check()  # refused: exit 2 at the URL's origin; down: exit 69
+    bus.check()  # refused: exit 2 at the URL's origin; down: exit 2 too
     if not loopback(host):
         print(
             f"warning: the dashboard has no authentication; anyone who reaches {host}:{port} "

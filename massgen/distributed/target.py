@@ -66,7 +66,7 @@ class BusTarget:
 
     def check(self) -> None:
         """Reach this Redis once, before a command does anything: a ConfigError at the URL's
-        origin when Redis refuses it, ServiceUnreachable (exit 69) when nothing answers."""
+        origin when Redis refuses it, ServiceUnreachable (exit 2 too) when nothing answers."""
         from massgen.mas import RedisTransport
 
         async def reach() -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from massgen.errors import ConfigError, ServiceUnreachable, TransportError
+from massgen.errors import ConfigError, TransportError
 from massgen.mas.memory import MemoryHub
 from massgen.mas.transport import (
     DEFAULT_PREFIX,
@@ -190,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run())
     except (ConfigError, TransportError) as e:
         print(f"error: {e}", file=sys.stderr)
-        # Redis down is not a usage error (as with `massgen service`)
-        return 69 if isinstance(e, ServiceUnreachable) else 2
+        return 2  # a bad, refused or silent Redis alike, as every massgen command
     return 0
 
 
