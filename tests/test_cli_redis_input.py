@@ -122,9 +122,7 @@ def test_a_bad_url_from_the_flag_or_the_environment_names_it(
 
 
 @pytest.mark.parametrize("command", list(commands(Path("team.yaml"))))
-def test_a_redis_that_does_not_answer_exits_2_for_every_command(
-    folder: Path, command: str
-) -> None:
+def test_a_redis_that_does_not_answer_exits_2_for_every_command(folder: Path, command: str) -> None:
     config = team(folder, f"redis://127.0.0.1:{free_port()}/0")
     before = files(folder)
     out = CliRunner().invoke(app, commands(config)[command])
