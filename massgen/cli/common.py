@@ -71,12 +71,10 @@ def guarded(fn: Callable[[], int | None]) -> None:
 
     try:
         code = fn() or OK
-    except ConfigError as e:
+    except (ConfigError, ServiceUnreachable) as e:  # an unreachable Redis too (reliability)
         raise fail(str(e), USAGE) from None
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
-    except ServiceUnreachable as e:  # as docs/reliability asks: one line, exit 2
-        raise fail(str(e), USAGE) from None
     except MassGenError as e:
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None

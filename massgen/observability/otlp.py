@@ -209,15 +209,12 @@ class Encoder:
                 tokens,
             )
         )
-        n = len(body)
-        if n < 128:
-            return b"\x12" + _SMALL[n] + body
-        return bytes((0x12, n & 127 | 128, n >> 7)) + body if n < 16384 else _field(0x12, body)
+        return _field(0x12, body)
 
     def spans(self, ended: list[Span]) -> list[bytes]:
         """``ended`` (each at its ``stop``) as ``ScopeSpans.spans`` fields, in one pass."""
         out: list[bytes] = []
-        add, names, small, kinds = out.append, self.names, _SMALL, _KIND
+        add, names, kinds = out.append, self.names, _KIND
         for s in ended:
             body = b"".join(
                 (
@@ -234,13 +231,7 @@ class Encoder:
             )
             if s.attrs or s.events or s.status:
                 body += self._rest(s)
-            n = len(body)
-            if n < 128:
-                add(b"\x12" + small[n] + body)
-            elif n < 16384:
-                add(bytes((0x12, n & 127 | 128, n >> 7)) + body)
-            else:
-                add(b"\x12" + _varint(n) + body)
+            add(_field(0x12, body))
         return out
 
     def _rest(self, s: Span) -> bytes:

@@ -167,15 +167,20 @@ def parse_response_request(body: Any) -> Ask:
     return Ask(model, team, strategy, task, stream, session=session)
 
 
-def usage(result: RunResult) -> dict[str, Any]:
-    """The team's total usage, every agent's every request, as OpenAI counts it."""
-    u = result.usage
+_CHAT_USAGE = ("prompt_tokens", "completion_tokens")
+_RESPONSES_USAGE = ("input_tokens", "output_tokens")
+
+
+def usage(result: RunResult, names: tuple[str, str] = _CHAT_USAGE) -> dict[str, Any]:
+    """The team's total usage, every agent's every request, as OpenAI counts it: in Chat
+    Completions' names, or (``names``) the Responses API's."""
+    u, (given, said) = result.usage, names
     return {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
+        given: u.input_tokens,
+        said: u.output_tokens,
         "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        f"{given}_details": {"cached_tokens": u.cached_tokens},
+        f"{said}_details": {"reasoning_tokens": u.reasoning_tokens},
     }
 
 
@@ -276,14 +281,7 @@ def _part(text: str) -> dict[str, Any]:
 
 
 def response_usage(result: RunResult) -> dict[str, Any]:
-    u = result.usage
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "total_tokens": u.total_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens},
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    }
+    return usage(result, _RESPONSES_USAGE)
 
 
 def response(ask: Ask, result: RunResult, extra: dict[str, Any]) -> dict[str, Any]:
