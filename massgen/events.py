@@ -238,12 +238,15 @@ class EventBus:
 
     A subscriber whose class sets ``holds = True`` (traces, metrics) handles events later,
     many in one pass: the bus appends each to its ``held`` list instead of calling it, and
-    calls it for a run's start and end only (and never with token deltas)."""
+    calls it for a run's start and end only (and never with token deltas). One whose class
+    sets ``hears`` (a set of event types) is handed only those, and every run's start and end.
+    """
 
     def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
-        self._subscribers: list[Subscriber] = list(subscribers or [])
-        self._deltas = [f for f in self._subscribers if getattr(type(f), "wants_deltas", 1) != 0]
-        self._held = [_keeper(f) for f in self._subscribers]  # each event but those
+        self._subscribers: tuple[Subscriber, ...] = tuple(subscribers or ())
+        # by event type, whom the bus hands it to (made at its first emit, anew when one is
+        # dropped): tuples, replaced and never changed, so emit walks them as they were
+        self._routes: dict[type[Event], tuple[Subscriber, ...]] = {}
         self.errors: list[BaseException] = []
 
     @property
@@ -262,23 +265,29 @@ class EventBus:
 
     def emit(self, event: Event) -> None:
         kind = type(event)
-        if kind is TokenDelta:
-            targets = self._deltas
-        elif kind is RunStarted or kind is RunEnded:
-            targets = self._subscribers
-        else:
-            targets = self._held
-        for fn in list(targets):
+        targets = self._routes.get(kind)
+        if targets is None:
+            targets = self._routes[kind] = self._route(kind)
+        for fn in targets:
             try:
                 fn(event)
             except Exception as e:
                 self._drop(fn, e)
 
+    def _route(self, kind: type[Event]) -> tuple[Subscriber, ...]:
+        """Whom events of ``kind`` go to: see the class's docstring."""
+        if kind is RunStarted or kind is RunEnded:
+            return self._subscribers
+        if kind is TokenDelta:
+            return tuple(f for f in self._subscribers if getattr(type(f), "wants_deltas", 1) != 0)
+        return tuple(
+            _keeper(f) for f in self._subscribers if kind in getattr(type(f), "hears", (kind,))
+        )
+
     def _drop(self, fn: Subscriber, error: Exception) -> None:
-        keeper = _keeper(fn)
-        self._subscribers = [f for f in self._subscribers if f is not fn]
-        self._deltas = [f for f in self._deltas if f is not fn]
-        self._held = [f for f in self._held if f is not fn and f != keeper]
+        """Leave out ``fn``, which raised ``error`` (a subscriber, or its ``held.append``)."""
+        self._subscribers = tuple(f for f in self._subscribers if f is not fn and _keeper(f) != fn)
+        self._routes = {}
         self.errors.append(error)
 
 

@@ -396,3 +396,31 @@ def test_holding_subscribers_are_handed_events_in_a_list() -> None:
     assert kept.called == [began, ended]
     assert kept.held == [turn]
     assert broken.held == [] and len(bus.errors) == 1
+
+
+def test_subscribers_that_name_what_they_hear_get_only_that() -> None:
+    """A subscriber whose class sets ``hears`` is handed those events (and every run's start
+    and end); metrics and traces name exactly the events they handle, so the bus does not
+    hand them the rest (ballots, final answers, a turn's start for metrics)."""
+    from massgen.observability.tracing import _HANDLERS, RunTracer
+
+    class Picky(list[ev.Event]):
+        hears = frozenset({ev.AgentAnswered})
+
+        def __call__(self, event: ev.Event) -> None:
+            self.append(event)
+
+    picky = Picky()
+    bus = ev.EventBus([picky])
+    result = RunResult(run_id="r", task="t", strategy="consensus", started_at=0.0)
+    began = ev.RunStarted(run_id="r", task="t", strategy="consensus", agents=("a",))
+    turn = ev.AgentStarted(agent="a", phase="answer")
+    answered = ev.AgentAnswered(
+        agent="a", phase="answer", round=1, text="x", usage=Usage(), cost=0.0, latency=0.1
+    )
+    ended = ev.RunEnded(result=result)
+    for event in (began, turn, answered, ended):
+        bus.emit(event)
+    assert picky == [began, answered, ended]
+    assert Metrics.hears == frozenset(Metrics(process=False)._on)
+    assert RunTracer.hears == frozenset(_HANDLERS)

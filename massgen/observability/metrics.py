@@ -133,6 +133,10 @@ class Metrics:
     wants_requests = True  # one RequestDone per provider attempt
     wants_deltas = False  # token deltas are not counted: runs need not stream for us
     holds = True  # a run's bus appends events to :attr:`held` (:class:`~massgen.events.EventBus`)
+    hears = frozenset(  # the events counted (the keys of ``_on``): the bus hands only these
+        (ev.RequestDone, ev.AgentAnswered, ev.AgentRetrying, ev.AgentFailedEvent, ev.ToolResult,
+         ev.RoundDone)
+    )  # fmt: skip
 
     def __init__(self, *, process: bool = True) -> None:
         self.registry = r = prom.CollectorRegistry()

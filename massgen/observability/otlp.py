@@ -33,12 +33,19 @@ _TIMES = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano (7), end (8): 
 _TIME = struct.Struct("<BQ").pack
 _DOUBLE = struct.Struct("<Bd").pack
 _IN, _OUT = "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"
+_PARTS = (  # of Usage's cached_tokens, cache_write_tokens and reasoning_tokens
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+)
 _CACHED = 4096  # at most this many encoded names (or attributes of a type), then start again
 
 
 def _varint(n: int) -> bytes:
     if n < 128:
         return _SMALL[n]
+    if n < 16384:  # most lengths: two bytes
+        return bytes((n & 127 | 128, n >> 7))
     out = bytearray()
     while n > 127:
         out.append(n & 127 | 128)
@@ -114,6 +121,11 @@ class Encoder:
             seen[(key, v)] = got
         return got
 
+    def once(self, key: str, v: str) -> bytes:
+        """``attr`` of a text that never repeats (a run's or a tool call's id): not cached,
+        where it would only fill the cache and keep the collector busy."""
+        return _field(0x4A, self._key(key) + _field(0x12, _field(0x0A, v.encode())))
+
     def tokens(self, used: Usage) -> bytes:
         """``gen_ai.usage.input_tokens`` and ``gen_ai.usage.output_tokens``, as :meth:`number`
         writes them (most spans have both), and the cached and reasoning parts if any."""
@@ -131,12 +143,9 @@ class Encoder:
             got += b[2] + bytes((n_out & 127 | 128, n_out >> 7))
         else:
             got += self.number(_OUT, n_out)
-        if used.cached_tokens:
-            got += self.number("gen_ai.usage.cache_read.input_tokens", used.cached_tokens)
-        if used.cache_write_tokens:
-            got += self.number("gen_ai.usage.cache_creation.input_tokens", used.cache_write_tokens)
-        if used.reasoning_tokens:
-            got += self.number("gen_ai.usage.reasoning.output_tokens", used.reasoning_tokens)
+        if used.cached_tokens or used.cache_write_tokens or used.reasoning_tokens:
+            parts = used.cached_tokens, used.cache_write_tokens, used.reasoning_tokens
+            got += b"".join([self.number(k, n) for k, n in zip(_PARTS, parts, strict=True) if n])
         return got
 
     def number(self, key: str, v: float) -> bytes:

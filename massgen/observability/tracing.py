@@ -120,6 +120,8 @@ class _Turn:
     span: Span
     ended: int = 0  # answered at (ns): its span ends with its round, which may still vote
     failed: str = ""  # the status of its last failed attempt: the turn's error.type
+    usage: Any = None  # its last attempt's usage, and (``tokens``) its attributes encoded:
+    tokens: bytes = b""  # the turn's own when it made one request
 
 
 @dataclass(slots=True)
@@ -138,6 +140,7 @@ class RunTracer:
     wants_requests = True  # each provider attempt is a span
     wants_deltas = False
     holds = True  # a run's bus appends events to :attr:`held` (:class:`~massgen.events.EventBus`)
+    hears: frozenset[type[ev.Event]]  # the events that make spans (:data:`_HANDLERS`'s keys)
 
     def __init__(
         self,
@@ -225,8 +228,10 @@ class RunTracer:
         handlers = _HANDLERS
         for event in chunk:
             handle = handlers.get(type(event))
-            if handle is not None and not self._dropped:
+            if handle is not None:
                 handle(self, event)
+                if self._dropped:  # the run's start left the trace out
+                    break
         if self._done or self._chats:
             done, self._done = self._done, []
             chats, self._chats = self._chats, []
@@ -304,12 +309,12 @@ class RunTracer:
             "gen_ai.operation.name": "invoke_workflow",
             "gen_ai.workflow.name": e.strategy,
             "massgen.strategy": e.strategy,
-            "massgen.run_id": e.run_id,
             "massgen.agents": tuple(e.agents),
         }
         if self._capture:
             attrs["gen_ai.input.messages"] = _messages("user", e.task)
         run = self._start(f"invoke_workflow {e.strategy}", e.at, None, INTERNAL, attrs)
+        run.head = self._t._encode.once("massgen.run_id", e.run_id)
         if self._t.sampled(run.trace_id, None):  # else left out (OTEL_TRACES_SAMPLER)
             self._run = run
         else:
@@ -366,7 +371,7 @@ class RunTracer:
         span.head += b"".join(
             (
                 head[1],
-                self._tokens(usage),
+                turn.tokens if usage is turn.usage else self._tokens(usage),
                 self._number("massgen.cost", e.cost),
             )
         )
@@ -429,14 +434,17 @@ class RunTracer:
                 lead = self._leads[key] = self._t._encode.lead(head[0], CLIENT) + head[1]
             start = int(e.started * 1e9)
             span_id = (self._bits(64) or 1).to_bytes(8, "big")
+            tokens = self._tokens(usage)
+            if turn is not None:
+                turn.usage, turn.tokens = usage, tokens
             self._chats.append(
                 self._t._encode.chat(
                     (parent.trace_id, span_id, parent.span_id),
                     lead,
                     start,
                     start + int(e.latency * 1e9),
-                    self._tokens(usage),
-                )
+                    tokens,
+                )  # fmt: skip
             )
             return
         span = self._start(head[0], e.started, parent, CLIENT, {})
@@ -458,13 +466,13 @@ class RunTracer:
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": e.tool,
-            "gen_ai.tool.call.id": e.call_id,
             "gen_ai.tool.type": "function",
         }
         if self._capture:
             attrs["gen_ai.tool.call.arguments"] = e.args
         parent = turn.span if turn is not None else self._outer()
         span = self._start(f"execute_tool {e.tool}", e.at, parent, INTERNAL, attrs)
+        span.head = self._t._encode.once("gen_ai.tool.call.id", e.call_id)
         self._tools[(e.agent, e.call_id)] = (span, span.start)
 
     def _tool_result(self, e: ev.ToolResult) -> None:
@@ -552,3 +560,4 @@ _HANDLERS: dict[type[ev.Event], Callable[[RunTracer, Any], None]] = {
     ev.FinalAnswer: RunTracer._final,
     ev.RunEnded: RunTracer._run_ended,
 }
+RunTracer.hears = frozenset(_HANDLERS)

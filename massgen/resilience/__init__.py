@@ -109,21 +109,24 @@ class LoggedBackend(Wrapper):
 
     def _tell(self, request: CompletionRequest, started: tuple[float, float], end: Any) -> None:
         """``end``: the attempt's completion or error; ``started``: time.time, perf_counter."""
-        asked, model, usage, finish, why = request.call, request.model or self.model, None, "", ""
+        asked = request.call
+        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
         if isinstance(end, Completion):
-            status, latency, model = "ok", end.latency, end.model or model
-            usage, finish = end.usage, end.finish_reason
+            done = RequestDone(
+                agent=agent, provider=self.provider, attempt=attempt, status="ok",
+                model=end.model or request.model or self.model or "", started=started[0],
+                latency=end.latency, usage=end.usage, finish=end.finish_reason,
+            )  # fmt: skip
         else:
             code: int | str | None = end.status if isinstance(end, ProviderError) else None
             if isinstance(end, asyncio.CancelledError):  # Ctrl-C, a timeout, fail_fast
                 code = "cancelled"
-            status, latency = str(code or type(end).__name__), time.perf_counter() - started[1]
-            why = str(end).splitlines()[0][:300] if str(end) else ""
-        agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
-        done = RequestDone(
-            agent=agent, provider=self.provider, attempt=attempt, model=model or "", status=status,
-            started=started[0], latency=latency, usage=usage, finish=finish, error=why,
-        )  # fmt: skip
+            done = RequestDone(
+                agent=agent, provider=self.provider, attempt=attempt,
+                status=str(code or type(end).__name__), model=request.model or self.model or "",
+                started=started[0], latency=time.perf_counter() - started[1],
+                error=str(end).splitlines()[0][:300] if str(end) else "",
+            )  # fmt: skip
         if asked is not None and asked.on_attempt is not None:
             asked.on_attempt(done)
         if log.isEnabledFor(logging.DEBUG):
