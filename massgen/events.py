@@ -116,6 +116,8 @@ class RequestDone(AgentEvent):
     usage: Usage | None = None
     finish: str = ""
     error: str = ""
+    phase: str = ""  # a nested turn's (ask, summary): whose requests these are when the
+    # agent's own turn runs at the same time; "" for its own turns
 
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)

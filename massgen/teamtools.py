@@ -67,7 +67,10 @@ class AskAgent(_TeamTool[AskSettings]):
         try:
             # The run's handle (in-process or on a worker), else a bare one outside a run.
             handle = ctx.peers.get(name) or LocalHandle(self.team[name])
-            completion = await handle.ask(Turn("ask", prompt), None, ctx, on_retry=on_retry)
+            observed: dict[str, Any] = {"on_attempt": ctx.on_attempt} if ctx.on_attempt else {}
+            completion = await handle.ask(
+                Turn("ask", prompt), None, ctx, on_retry=on_retry, **observed
+            )
             cost = handle.cost_of(completion)
         finally:
             state["ask_depth"] = depth

@@ -80,6 +80,7 @@ class CallContext:
     attempt: int = 1
     on_retry: OnRetry | None = None
     on_attempt: OnAttempt | None = None  # set only when someone observes requests
+    phase: str = ""  # of a turn made inside another (:data:`NESTED`), "" for the agent's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,11 @@ class StreamChunk:
 
     delta: str = ""
     completion: Completion | None = None
+
+
+NESTED = ("ask", "summary")
+"""Phases of turns made inside another turn (a teammate's answer to ``ask_agent``, a memory
+summary): told apart from the agent's own turn, which may be running at the same time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,6 +288,43 @@ async def test_a_run_the_sampler_leaves_out_exports_nothing(
     assert receiver.spans == [] and receiver.posts == []
 
 
+async def test_a_teammates_answer_to_ask_agent_is_a_turn_with_its_own_requests(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    """Bea answers the task and, at the same time, Ada's question: her ``ask`` turn has her
+    request as its child (not her own turn's), and metrics count that request's tokens."""
+    from massgen.observability.metrics import Metrics
+
+    call = ToolCallSpec("ask_agent", {"agent": "bea", "question": "Which city?"}, id="call_1")
+    sim.script([ToolCalls([call]), Text("Paris, says Bea.")], match="You are Ada.")
+    sim.script(Text("Paris."), match="asks you")
+    sim.script(Text("It is Paris."), match="You are Bea.")
+    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
+    text = f"""
+agents:
+  - {{name: ada, role: You are Ada., tools: [ask_agent], backend: {backend}}}
+  - {{name: bea, role: You are Bea., backend: {backend}}}
+orchestrator: {{strategy: parallel, max_retries: 0}}
+"""
+    metrics = Metrics(process=False)
+    async with Orchestrator.from_config(
+        loads(observed(text, receiver)), subscribers=[metrics]
+    ) as orchestrator:
+        await orchestrator.arun(TASK)
+    spans = receiver.wait(whole_run)
+    [tool] = named(spans, "execute_tool ask_agent")
+    own, asked = sorted(named(spans, "invoke_agent bea"), key=lambda s: s["massgen.phase"])
+    assert (asked["massgen.phase"], own["massgen.phase"]) == ("ask", "answer")
+    [chat] = list(children(spans, asked))
+    assert chat.name == "chat gpt-4o-mini" and chat["gen_ai.usage.output_tokens"] > 0
+    assert len(list(children(spans, own))) == 1  # her own turn's request only
+    labels = {"provider": "openai", "model": "gpt-4o-mini", "agent": "bea"}
+    requests = metrics.registry.get_sample_value(
+        "massgen_requests_total", {**labels, "status": "ok"}
+    )
+    assert requests == 2  # her own turn's and the one answering Ada
+
+
 async def test_a_fallbacks_requests_are_under_the_turn_it_takes_over(
     receiver: Receiver, sim: ProviderSimulator
 ) -> None:

@@ -136,3 +136,42 @@ async def test_a_worker_without_traces_leaves_the_tool_calls_to_the_run(
     [tool] = named(spans, "execute_tool calculator")  # reported by the worker, traced here
     assert tool.parent_id == turn.span_id
     assert not [s for s in spans if s.name.startswith("chat ")]  # the worker's: unseen here
+
+
+async def test_a_teammate_asked_on_a_worker_traces_its_request_under_its_ask_turn(
+    sim: ProviderSimulator, receiver: Receiver, prefix: str
+) -> None:
+    """Ada (here) asks Bea (on a worker) while Bea answers the task too: the worker's span of
+    the ``ask`` turn holds the request that answered it; her own turn holds her own."""
+    from massgen.config import loads
+    from massgen.distributed import Worker
+    from tests.mas.helpers import FAST
+
+    call = ToolCallSpec("ask_agent", {"agent": "bea", "question": "Which city?"}, id="call_1")
+    sim.script([ToolCalls([call]), Text("Paris, says Bea.")], match="You are Ada.")
+    sim.script(Text("Paris."), match="asks you")
+    sim.script(Text("It is Paris."), match="You are Bea.")
+    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
+    text = f"""
+observability: {json.dumps({"otlp": receiver.url})}
+agents:
+  - {{name: ada, role: You are Ada., tools: [ask_agent], backend: {backend}}}
+  - {{name: bea, role: You are Bea., backend: {backend}}}
+orchestrator: {{strategy: parallel, max_retries: 0}}
+"""
+    run, host = Orchestrator.from_config(loads(text)), Orchestrator.from_config(loads(text))
+    worker = Worker(host, ["bea"], redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
+    on_bus = distributed(run, SHARED_REDIS, prefix=prefix, settings=FAST)
+    async with run, worker, on_bus as placement:
+        assert dict(placement.remote) == {"bea": 1}
+        await run.arun(TASK)
+
+    def served(spans: list[Span]) -> list[Span]:  # the worker's spans of Bea's turns
+        return [s for s in named(spans, "invoke_agent bea") if s.kind == 2]
+
+    spans = receiver.wait(lambda s: len(served(s)) == 2)
+    [asked] = [s for s in served(spans) if s["massgen.phase"] == "ask"]
+    [own] = [s for s in served(spans) if s["massgen.phase"] == "answer"]
+    [chat] = list(children(spans, asked))
+    assert chat.name == "chat gpt-4o-mini" and chat.trace_id == asked.trace_id
+    assert [c.name for c in children(spans, own)] == ["chat gpt-4o-mini"]

@@ -11,7 +11,7 @@ from massgen.backends.base import Backend
 from massgen.memory.short_term import Folded, MemoryContext, Writer
 from massgen.resilience import Bound
 from massgen.tools.context import ToolContext
-from massgen.types import CallContext, Completion, OnAttempt, OnRetry, Turn
+from massgen.types import NESTED, CallContext, Completion, OnAttempt, OnRetry, Turn
 
 
 class AgentHandle(Protocol):
@@ -52,11 +52,13 @@ class LocalHandle:
         on_retry: OnRetry | None = None,
         who: Writer | None = None,
         on_attempt: OnAttempt | None = None,
+        phase: str = "",
     ) -> Bound:
         """The stack of ``who`` (this agent by default), stamped with who asks and listens."""
         who = who or self.agent
         stack = self._wrap(who) if self._wrap else who.backend
-        return Bound(stack, CallContext(who.name, on_retry=on_retry, on_attempt=on_attempt))
+        call = CallContext(who.name, on_retry=on_retry, on_attempt=on_attempt, phase=phase)
+        return Bound(stack, call)
 
     @property
     def supports_tools(self) -> bool:
@@ -75,14 +77,17 @@ class LocalHandle:
     ) -> Completion:
         """The turn through this orchestrator's stacks, its summarizer's too (Agent.respond)."""
         writer = self.agent.memory.summarizer
+        nested = turn.phase if turn.phase in NESTED else ""
         return await self.agent.respond(
             turn,
             on_delta,
-            backend=self.bound(on_retry, on_attempt=on_attempt),
+            backend=self.bound(on_retry, on_attempt=on_attempt, phase=nested),
             ctx=ctx,
             memory=memory,
             on_folded=on_folded,
-            summarizer=self.bound(who=writer, on_attempt=on_attempt) if writer else None,
+            summarizer=self.bound(who=writer, on_attempt=on_attempt, phase="summary")
+            if writer
+            else None,
         )
 
     def cost_of(self, completion: Completion) -> float:

@@ -388,6 +388,7 @@ class HostedAgent(BusAgent):
                 if hears is not None:
                     hears(event)
 
+        observed = on_attempt if traced or getattr(seen, "wants_requests", None) else None
         outcome: Completion | Exception
         try:
             outcome = await self.handle.ask(
@@ -395,11 +396,12 @@ class HostedAgent(BusAgent):
                 pump,
                 ToolContext(
                     emit=on_event,
+                    on_attempt=observed,
                     peers=self.peers,
                     trace=functools.partial(traced.traceparent, self.id) if traced else "",
                 ),
                 on_retry=on_retry,
-                on_attempt=on_attempt if traced or getattr(seen, "wants_requests", None) else None,
+                on_attempt=observed,
                 memory=request.memory,
                 on_folded=written.append,
             )

@@ -22,7 +22,7 @@ from massgen import events as ev
 from massgen.observability import Export
 from massgen.observability.export import Exporter
 from massgen.observability.otlp import CLIENT, INTERNAL, SERVER, Span, parse_traceparent
-from massgen.types import Completion, Turn
+from massgen.types import NESTED, Completion, Turn
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 HELD = 512
 """Events a run's tracer keeps at most before turning them into spans."""
-NESTED = ("ask", "summary")
-"""Phases of turns made inside another turn: kept apart from the agent's own turn."""
 STAGED = ("answer", "review")
 """Phases whose turns run side by side: a ``round N`` span holds them."""
 
@@ -403,8 +401,8 @@ class RunTracer:
             turn.span.add_event("massgen.retry", attrs, _ns(e.at))
 
     def _request(self, e: ev.RequestDone) -> None:
-        turns = self._turns
-        turn = turns.get((e.agent, "summary")) or turns.get((e.agent, ""))
+        turns = self._turns  # a nested turn's (it says which), else the agent's own
+        turn = turns.get((e.agent, e.phase or "summary")) or turns.get((e.agent, ""))
         if turn is None and self._fallbacks:
             turn = self._turn_of(e.agent)
         ok = e.status == "ok"

@@ -76,9 +76,11 @@ class RunContext:
         )
         on_retry = ev.retries_told(self.emit, seat)
         # only then: a handle written before attempts were observed need not know of them
-        observed = {"on_attempt": self.emit} if self.observing else {}
+        observed: dict[str, Any] = {"on_attempt": self.emit} if self.observing else {}
         parent = functools.partial(self.trace, seat) if self.trace else ""
-        tools = ToolContext(who, emit=self._tool_event, peers=self.handles, trace=parent)
+        tools = ToolContext(  # the turns its tools ask for (ask_agent) are observed alike
+            who, emit=self._tool_event, peers=self.handles, trace=parent, **observed
+        )
         try:
             async with self._limit:
                 completion = await handle.ask(turn, on_delta, tools, on_retry=on_retry, **observed)

@@ -19,6 +19,8 @@ class ToolContext:
     """Scratch space of one top-level turn, shared with the turns nested in it (``ask_agent``),
     so limits kept there hold across the whole chain."""
     emit: Callable[[ev.Event], None] | None = None  # the run's events; None: nobody listens
+    on_attempt: Callable[[ev.Event], None] | None = None  # told each provider attempt (a
+    # RequestDone: traces, metrics), for the turns a tool asks for; None: nobody observes them
     peers: Mapping[str, Any] = field(default_factory=dict)  # the run's handles, for ask_agent
     trace: str | Callable[[], str] = ""
     """The turn's span as a W3C traceparent, sent with turns to workers; a function giving
