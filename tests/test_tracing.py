@@ -345,3 +345,26 @@ orchestrator: {{strategy: parallel, max_retries: 0}}
     [asked] = children(spans, taken)  # bea's request, in the seat it took
     assert asked.name == "chat gpt-4o-mini" and asked.status == 0
     assert not named(spans, "invoke_agent bea")
+
+
+async def test_a_memory_summary_is_a_turn_with_its_own_request(
+    receiver: Receiver, sim: ProviderSimulator
+) -> None:
+    """A summary written before the turn (memory ``summary``) is an ``invoke_agent`` span of
+    phase ``summary`` holding the request that wrote it; the turn holds its own."""
+    from massgen.store import MemoryStore
+    from tests.test_memory import _seed, _team
+
+    store = MemoryStore()
+    await _seed(store, 6)  # over the budget: folded into a summary first
+    sim.script(Text("SUMMARY-OF-EARLIER-RUNS"), match="Write the updated summary")
+    text = observed(_team(sim, "{strategy: summary, size: 250}"), receiver)
+    async with Orchestrator.from_config(loads(text), session="s1", memory_store=store) as orch:
+        await orch.arun("What now?")
+    spans = receiver.wait(whole_run)
+    turns = {s["massgen.phase"]: s for s in named(spans, "invoke_agent solo")}
+    assert set(turns) == {"summary", "answer"}
+    for turn in turns.values():
+        [chat] = list(children(spans, turn))
+        assert chat.name == "chat gpt-4o-mini"
+    assert turns["summary"].end <= turns["answer"].end
