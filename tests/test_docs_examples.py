@@ -644,6 +644,8 @@ def test_python_example_runs(
         monkeypatch.setenv(name, value)
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")  # offline.yaml's quiz answers
+    offline = tmp_path / "configs" / "offline.yaml"
+    offline.write_text(_unpaced(offline.read_text()))
     (tmp_path / "team.yaml").write_text(yaml.safe_dump(TEAMS["docs/distributed.md"]))
     monkeypatch.chdir(tmp_path)
     stub = types.ModuleType("sentence_transformers")
@@ -670,7 +672,7 @@ def served_for(block: Block, cwd: Path, env: dict[str, str]) -> Iterator[Block]:
     if shown not in block.text:
         yield block
         return
-    team = str(ROOT / "configs/offline.yaml")
+    team = str(cwd / "configs/offline.yaml")  # the reader's copy, unpaced
     argv = [sys.executable, "-m", "massgen", "serve", team, "--port", "0"]
     proc = subprocess.Popen(
         argv, cwd=cwd, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -762,7 +764,7 @@ class Session:
             self.start_the_workers_of(expected)
         self.ready()
         # The repository's example configs, run from this folder (records land here).
-        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
+        args = [_repo_config(a, self.cwd) for a in args]
         done = run_massgen(*args, cwd=self.cwd, env=self.env, unset=CLEAN)
         assert done.returncode == 0, f"massgen {' '.join(args)}: {done.stderr}"
         self.ran += 1
@@ -843,7 +845,7 @@ class Session:
     def serve(self, args: list[str]) -> None:
         """``massgen serve ... &``: started on a free port (for the one shown) and left
         running until the example ends; the ``curl`` commands after it ask it."""
-        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args if a != "&"]
+        args = [_repo_config(a, self.cwd) for a in args if a != "&"]
         if "--port" in args:
             args[args.index("--port") + 1] = "0"
         proc = subprocess.Popen(
@@ -947,10 +949,35 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra, "PYTHONUNBUFFERED": "1"}
 
 
+def _unpaced(offline: str) -> str:
+    """configs/offline.yaml's text with its replies' ``latency`` 0: the demo paces its
+    replies so that the live view streams as in a real run (0.6 s a run), which nothing
+    the examples print depends on."""
+    text, n = re.subn(r"(?m)^(    latency:) [0-9.]+ ", r"\1 0 ", offline)
+    assert n == 1, "configs/offline.yaml's `latency:` line moved"
+    return text
+
+
+def _repo_config(arg: str, cwd: Path) -> str:
+    """A command's argument naming one of the repository's configs (``configs/X.yaml``, as
+    run from a checkout): its path; offline.yaml's is an unpaced copy under ``cwd``, beside
+    the examples its quiz reads. Any other argument as it is."""
+    if not arg.startswith("configs/"):
+        return arg
+    if arg != "configs/offline.yaml":
+        return str(ROOT / arg)
+    copy = cwd / "checkout" / arg
+    if not copy.exists():
+        copy.parent.mkdir(parents=True)
+        copy.write_text(_unpaced((ROOT / arg).read_text()))
+        (cwd / "checkout" / "examples").symlink_to(ROOT / "examples")
+    return str(copy)
+
+
 def _offline_team() -> dict[str, Any]:
     """configs/offline.yaml's team, for a copy in another folder: its quiz's answers file
-    (a path relative to configs/) given whole."""
-    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    (a path relative to configs/) given whole, its replies unpaced."""
+    team = yaml.safe_load(_unpaced((ROOT / "configs/offline.yaml").read_text()))
     quiz = team["backends"]["sim"]["quiz"]
     quiz["answers"] = str((ROOT / "configs" / quiz["answers"]).resolve())
     return team
