@@ -58,6 +58,7 @@ from tests.mas.helpers import RedisServer
 from tests.procs import DUMMY_KEYS as PROVIDER_KEYS
 from tests.procs import read_line, run_massgen
 from tests.sim.simulator import ProviderSimulator
+from tests.teamkit import unpaced, unpaced_offline
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -645,7 +646,7 @@ def test_python_example_runs(
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")  # offline.yaml's quiz answers
     offline = tmp_path / "configs" / "offline.yaml"
-    offline.write_text(_unpaced(offline.read_text()))
+    offline.write_text(unpaced(offline.read_text()))
     (tmp_path / "team.yaml").write_text(yaml.safe_dump(TEAMS["docs/distributed.md"]))
     monkeypatch.chdir(tmp_path)
     stub = types.ModuleType("sentence_transformers")
@@ -949,15 +950,6 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra, "PYTHONUNBUFFERED": "1"}
 
 
-def _unpaced(offline: str) -> str:
-    """configs/offline.yaml's text with its replies' ``latency`` 0: the demo paces its
-    replies so that the live view streams as in a real run (0.6 s a run), which nothing
-    the examples print depends on."""
-    text, n = re.subn(r"(?m)^(    latency:) [0-9.]+ ", r"\1 0 ", offline)
-    assert n == 1, "configs/offline.yaml's `latency:` line moved"
-    return text
-
-
 def _repo_config(arg: str, cwd: Path) -> str:
     """A command's argument naming one of the repository's configs (``configs/X.yaml``, as
     run from a checkout): its path; offline.yaml's is an unpaced copy under ``cwd``, beside
@@ -967,17 +959,13 @@ def _repo_config(arg: str, cwd: Path) -> str:
     if arg != "configs/offline.yaml":
         return str(ROOT / arg)
     copy = cwd / "checkout" / arg
-    if not copy.exists():
-        copy.parent.mkdir(parents=True)
-        copy.write_text(_unpaced((ROOT / arg).read_text()))
-        (cwd / "checkout" / "examples").symlink_to(ROOT / "examples")
-    return str(copy)
+    return str(copy if copy.exists() else unpaced_offline(cwd / "checkout"))
 
 
 def _offline_team() -> dict[str, Any]:
     """configs/offline.yaml's team, for a copy in another folder: its quiz's answers file
     (a path relative to configs/) given whole, its replies unpaced."""
-    team = yaml.safe_load(_unpaced((ROOT / "configs/offline.yaml").read_text()))
+    team = yaml.safe_load(unpaced((ROOT / "configs/offline.yaml").read_text()))
     quiz = team["backends"]["sim"]["quiz"]
     quiz["answers"] = str((ROOT / "configs" / quiz["answers"]).resolve())
     return team
