@@ -24,6 +24,15 @@ def sim() -> Iterator[ProviderSimulator]:
         yield simulator
 
 
+@pytest.fixture(scope="session")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/offline.yaml's team unpaced (tests.teamkit.unpaced), for tests of what a run
+    prints rather than of how it streams. Shared: no test may change it."""
+    from tests.teamkit import unpaced_offline
+
+    return unpaced_offline(tmp_path_factory.mktemp("checkout"))
+
+
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     """A Redis key prefix of this test's own on the shared server, deleted afterwards."""

@@ -5,11 +5,34 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from massgen.agents.agent import Agent
 from massgen.backends.function import FunctionBackend
 from massgen.errors import ProviderError
 from massgen.types import Completion, CompletionRequest, ToolCall, Usage
+
+OFFLINE = Path(__file__).resolve().parents[1] / "configs" / "offline.yaml"
+
+
+def unpaced(offline: str) -> str:
+    """configs/offline.yaml's text with its replies' ``latency`` 0. The demo paces its
+    replies so that the live view streams as in a real run (0.6 s of waiting a run); what a
+    run prints, records and returns does not depend on it."""
+    text, n = re.subn(r"(?m)^(    latency:) [0-9.]+ ", r"\1 0 ", offline)
+    assert n == 1, "configs/offline.yaml's `latency:` line moved"
+    return text
+
+
+def unpaced_offline(where: Path) -> Path:
+    """``where/configs/offline.yaml``: the demo's team unpaced, beside a link to the
+    examples its quiz reads (a path relative to the file)."""
+    copy = where / "configs" / "offline.yaml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(unpaced(OFFLINE.read_text()))
+    (where / "examples").symlink_to(OFFLINE.parents[1] / "examples")
+    return copy
+
 
 GEO_CONSENSUS = """
 backends:

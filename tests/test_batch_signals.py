@@ -27,7 +27,9 @@ from tests.sim.simulator import ProviderSimulator
 
 TASKS = 1000
 AGENTS = 2
-LATENCY = 0.02  # seconds per simulated request: small, so a whole batch stays short
+# Seconds per simulated request: enough that up to CONCURRENCY tasks are always in flight when
+# the stop comes, small because the 1,000 tasks pay it 125 times in a row (at 0.02: +2 s a test).
+LATENCY = 0.005
 # Tasks in flight at once. Higher would be closer to real use, but massgen's HTTP client
 # (httpx 0.28) spends CPU per request that grows with the number of pooled connections,
 # so a 1,000-task batch at 64 takes ~35 s here and at 8 ~8 s.

@@ -48,8 +48,8 @@ def fast_replay(answer: str) -> str:
     return f'{{type: replay, default: "{answer}"}}'
 
 
-def test_run_prints_only_the_final_answer(runner, tmp_path):
-    out = runner.invoke(app, ["run", str(OFFLINE), TASK, "--record", str(tmp_path / "r.json")])
+def test_run_prints_only_the_final_answer(runner, tmp_path, offline):
+    out = runner.invoke(app, ["run", str(offline), TASK, "--record", str(tmp_path / "r.json")])
     assert out.exit_code == 0, out.output
     assert "Paris" in out.stdout
     assert "round" not in out.stdout and "run " not in out.stdout  # progress is on stderr
@@ -59,8 +59,8 @@ def test_run_prints_only_the_final_answer(runner, tmp_path):
     assert record["requests_sent"] and record["votes"]
 
 
-def test_json_output_parses_and_has_the_whole_result(runner, tmp_path):
-    out = runner.invoke(app, ["run", str(OFFLINE), TASK, "--json", "--no-record"])
+def test_json_output_parses_and_has_the_whole_result(runner, tmp_path, offline):
+    out = runner.invoke(app, ["run", str(offline), TASK, "--json", "--no-record"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["strategy"] == "consensus"
@@ -70,13 +70,13 @@ def test_json_output_parses_and_has_the_whole_result(runner, tmp_path):
     assert sum(data["distribution"].values()) == 3 and "support" not in data
 
 
-def test_task_from_stdin(runner, tmp_path):
-    out = runner.invoke(app, ["run", str(OFFLINE), "-", "--no-record"], input=TASK + "\n")
+def test_task_from_stdin(runner, tmp_path, offline):
+    out = runner.invoke(app, ["run", str(offline), "-", "--no-record"], input=TASK + "\n")
     assert out.exit_code == 0 and "Paris" in out.stdout
 
 
-def test_strategy_flag_overrides_the_config(runner):
-    out = runner.invoke(app, ["run", str(OFFLINE), TASK, "-s", "parallel", "--json", "--no-record"])
+def test_strategy_flag_overrides_the_config(runner, offline):
+    out = runner.invoke(app, ["run", str(offline), TASK, "-s", "parallel", "--json", "--no-record"])
     assert out.exit_code == 0
     assert json.loads(out.stdout)["strategy"] == "parallel"
 
@@ -167,8 +167,8 @@ def _massgen(*args: str, **kw) -> subprocess.Popen[str]:
     )
 
 
-def test_subprocess_stdout_is_only_the_answer():
-    proc = _massgen("run", str(OFFLINE), TASK, "--no-record")
+def test_subprocess_stdout_is_only_the_answer(offline):
+    proc = _massgen("run", str(offline), TASK, "--no-record")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip().startswith("Paris") and "\n" not in out.strip()

@@ -216,6 +216,25 @@ def test_hosting_an_unknown_agent_suggests_one(env: dict[str, str], bus_team: Pa
     assert "no agent named 'bobb'" in out.stderr and "did you mean `bob`?" in out.stderr
 
 
+@pytest.mark.parametrize("lease", ["0", "-5", "nan", "inf"])
+def test_a_lease_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
+    env: dict[str, str], bus_team: Path, lease: str
+) -> None:
+    out = CliRunner().invoke(app, ["worker", str(bus_team), "--lease", lease])
+    assert out.exit_code == 2
+    assert "--lease" in out.stderr and "positive number of seconds" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_a_worker_s_default_lease_is_the_bus_s() -> None:
+    import inspect
+
+    from massgen.cli.bus import worker
+    from massgen.mas.transport import BusSettings
+
+    assert inspect.signature(worker).parameters["lease"].default == BusSettings().lease
+
+
 def test_agents_list_without_redis_shows_the_configured_team(
     env: dict[str, str], local_team: Path
 ) -> None:

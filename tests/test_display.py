@@ -253,7 +253,9 @@ def test_in_a_terminal_a_consensus_streams_tokens_and_votes_by_name(tmp_path):
 
 
 def test_ctrl_c_prints_the_panel_and_interrupted_once_and_gives_the_terminal_back(tmp_path):
-    config = _slow_offline(tmp_path, 30)
+    # Bob's reply streams in 12 pieces over 12 s: his first shows after 1 s, and Ctrl-C
+    # then has 11 s to land while he is still answering.
+    config = _slow_offline(tmp_path, 12)
     with Terminal("run", "--no-record", str(config), TASK, cwd=tmp_path) as term:
         term.until(lambda ls: any(re.search(r"│ bob\s+answering\s+Paris", x) for x in ls))
         term.type(b"\x03")

@@ -58,6 +58,7 @@ from tests.mas.helpers import RedisServer
 from tests.procs import DUMMY_KEYS as PROVIDER_KEYS
 from tests.procs import read_line, run_massgen
 from tests.sim.simulator import ProviderSimulator
+from tests.teamkit import unpaced, unpaced_offline
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -644,6 +645,8 @@ def test_python_example_runs(
         monkeypatch.setenv(name, value)
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "examples", tmp_path / "examples")  # offline.yaml's quiz answers
+    offline = tmp_path / "configs" / "offline.yaml"
+    offline.write_text(unpaced(offline.read_text()))
     (tmp_path / "team.yaml").write_text(yaml.safe_dump(TEAMS["docs/distributed.md"]))
     monkeypatch.chdir(tmp_path)
     stub = types.ModuleType("sentence_transformers")
@@ -670,7 +673,7 @@ def served_for(block: Block, cwd: Path, env: dict[str, str]) -> Iterator[Block]:
     if shown not in block.text:
         yield block
         return
-    team = str(ROOT / "configs/offline.yaml")
+    team = str(cwd / "configs/offline.yaml")  # the reader's copy, unpaced
     argv = [sys.executable, "-m", "massgen", "serve", team, "--port", "0"]
     proc = subprocess.Popen(
         argv, cwd=cwd, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -762,7 +765,7 @@ class Session:
             self.start_the_workers_of(expected)
         self.ready()
         # The repository's example configs, run from this folder (records land here).
-        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
+        args = [_repo_config(a, self.cwd) for a in args]
         done = run_massgen(*args, cwd=self.cwd, env=self.env, unset=CLEAN)
         assert done.returncode == 0, f"massgen {' '.join(args)}: {done.stderr}"
         self.ran += 1
@@ -843,7 +846,7 @@ class Session:
     def serve(self, args: list[str]) -> None:
         """``massgen serve ... &``: started on a free port (for the one shown) and left
         running until the example ends; the ``curl`` commands after it ask it."""
-        args = [str(ROOT / a) if a.startswith("configs/") else a for a in args if a != "&"]
+        args = [_repo_config(a, self.cwd) for a in args if a != "&"]
         if "--port" in args:
             args[args.index("--port") + 1] = "0"
         proc = subprocess.Popen(
@@ -947,10 +950,22 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra, "PYTHONUNBUFFERED": "1"}
 
 
+def _repo_config(arg: str, cwd: Path) -> str:
+    """A command's argument naming one of the repository's configs (``configs/X.yaml``, as
+    run from a checkout): its path; offline.yaml's is an unpaced copy under ``cwd``, beside
+    the examples its quiz reads. Any other argument as it is."""
+    if not arg.startswith("configs/"):
+        return arg
+    if arg != "configs/offline.yaml":
+        return str(ROOT / arg)
+    copy = cwd / "checkout" / arg
+    return str(copy if copy.exists() else unpaced_offline(cwd / "checkout"))
+
+
 def _offline_team() -> dict[str, Any]:
     """configs/offline.yaml's team, for a copy in another folder: its quiz's answers file
-    (a path relative to configs/) given whole."""
-    team = yaml.safe_load((ROOT / "configs/offline.yaml").read_text())
+    (a path relative to configs/) given whole, its replies unpaced."""
+    team = yaml.safe_load(unpaced((ROOT / "configs/offline.yaml").read_text()))
     quiz = team["backends"]["sim"]["quiz"]
     quiz["answers"] = str((ROOT / "configs" / quiz["answers"]).resolve())
     return team

@@ -45,7 +45,7 @@ agents:
 async def test_two_processes_sharing_a_limit_never_exceed_it_at_the_provider(
     sim: ProviderSimulator, tmp_path: Path, prefix: str
 ) -> None:
-    rpm, window, calls = 3, 1.0, 5  # 10 requests, 3 per window: about 3 windows
+    rpm, window, calls = 3, 0.5, 5  # 10 requests, 3 per window: about 3 windows
     path = team_file(tmp_path, sim, prefix, rpm)
     tags = ["proc-a", "proc-b"]
     procs = [

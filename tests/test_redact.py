@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -90,15 +91,13 @@ def test_arguments_and_tracebacks_are_redacted_too() -> None:
     assert _emit(redactor, "nothing secret here") == "nothing secret here\n"
 
 
-def test_the_log_level_option_is_checked_and_logs_to_stderr() -> None:
+def test_the_log_level_option_is_checked_and_logs_to_stderr(offline: Path) -> None:
     from tests.procs import run_massgen
 
     def massgen(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return run_massgen(*args, env=env)
 
-    from pathlib import Path
-
-    team = str(Path(__file__).parents[1] / "configs" / "offline.yaml")
+    team = str(offline)
     bad = massgen("--log-level", "loud", "config", "validate", team)
     assert bad.returncode == 2 and "--log-level" in bad.stderr and "debug" in bad.stderr
     run = ("run", team, "What is the capital of France?", "--no-record", "--quiet")

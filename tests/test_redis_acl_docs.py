@@ -75,10 +75,13 @@ async def acl_url(tmp_path: Path) -> AsyncIterator[str]:
 async def test_the_default_user_is_really_off(acl_url: str) -> None:
     """So every other test here runs as the documented user, not as `default`."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import AuthenticationError, ResponseError
 
     port = urlsplit(acl_url).port
-    client = aioredis.Redis(host="127.0.0.1", port=port)
+    # asked once: redis-py retries a refused login with backoff (~4 s) by default
+    client = aioredis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
     try:
         with pytest.raises((AuthenticationError, ResponseError)):
             await client.ping()

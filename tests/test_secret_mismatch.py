@@ -34,6 +34,7 @@ __all__ = ["env", "prefix"]  # fixtures
 RIGHT = "the-team-secret"
 WRONG = "a-stale-secret"
 RUNS = 4  # three answers and three votes each: 24 turns
+LEASE = "4"  # seconds; a handed-back turn reaches the right worker within lease / 2
 
 
 def team(tmp_path: Path, prefix: str, secret: str, name: str) -> Path:
@@ -60,10 +61,10 @@ def test_a_worker_with_another_secret_loses_no_turn_and_is_reported(
 ) -> None:
     right_cfg = team(tmp_path, prefix, RIGHT, "right")
     wrong_cfg = team(tmp_path, prefix, WRONG, "wrong")
-    right = start(massgen("worker", str(right_cfg)), env, "hosting ", 3)
+    right = start(massgen("worker", str(right_cfg), "--lease", LEASE), env, "hosting ", 3)
     wrong: subprocess.Popen[str] | None = None
     try:
-        wrong = start(massgen("worker", str(wrong_cfg)), env, "hosting ", 3)
+        wrong = start(massgen("worker", str(wrong_cfg), "--lease", LEASE), env, "hosting ", 3)
 
         # agents list, with the team's secret: every agent has one instance that does not match
         listed = run(massgen("agents", "list", "--config", str(right_cfg), "--json"), env)

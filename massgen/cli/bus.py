@@ -26,6 +26,10 @@ def worker(
     concurrency: Annotated[
         int, Opt("--concurrency", "-c", metavar="N", min=1, help="Turns each agent runs at once.")
     ] = 8,
+    lease: Annotated[
+        float,
+        Opt("--lease", metavar="SECONDS", help="Before a silent worker's turn goes to a replica."),
+    ] = 30.0,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
@@ -35,10 +39,14 @@ def worker(
 
     from massgen.cli import team_and_bus
     from massgen.cli.logs import log_to_stderr
+    from massgen.errors import ConfigError
 
     cfg, bus = team_and_bus(config, redis, need="a worker needs Redis to take turns from")
     assert cfg is not None and bus is not None
-    from massgen.distributed.worker import Worker
+    if not 0 < lease < float("inf"):
+        raise ConfigError("the lease must be a positive number of seconds", key="--lease")
+    from massgen.distributed.worker import DRAIN_TIMEOUT, Worker
+    from massgen.mas.transport import BusSettings
     from massgen.orchestrator import Orchestrator
 
     bus.check()
@@ -74,6 +82,7 @@ def worker(
             prefix=bus.prefix,
             secret=bus.secret,
             concurrency=concurrency,
+            settings=BusSettings(drain_timeout=DRAIN_TIMEOUT, lease=lease),
             team=cfg.name,
             on_turn=log_turn,
             observer=metrics,
