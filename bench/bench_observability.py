@@ -7,10 +7,12 @@ and the receiver are processes of their own, so only the runs' CPU is measured.
         [--whole 12] [--blocks 40] [--instructions 20]
 
 ``--instructions N`` also counts the machine instructions of N runs, off and both on, under
-valgrind (callgrind): a figure that does not move with the machine's load, where CPU times
-on a shared machine move by several points between identical runs. Then ``--whole`` pairs
-of whole ``massgen run`` processes (start-up included, as a user runs one), alternating:
-both off, and both on (the team's ``observability.otlp`` and ``--metrics-port 0``).
+valgrind (callgrind), and of one whole ``massgen run`` process each: figures that do not move
+with the machine's load, where CPU times on a shared machine move by several points between
+identical runs. Then ``--whole`` pairs of whole ``massgen run`` processes (start-up
+included, as a user runs one), alternating: both off, and both on (the team's
+``observability.otlp`` and ``--metrics-port 0``). The receivers stay up to the end: every
+export reaches a collector, as in use.
 
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
 its own: it builds the orchestrator, runs a warm-up task (imports, connections, the first
@@ -53,8 +55,8 @@ from tests.otlp import Receiver
 http.server.BaseHTTPRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, as collectors
 with Receiver() as r:
     print(r.url, flush=True)
-    sys.stdin.read()
-    print(len(r.spans), flush=True)
+    for _ in sys.stdin:  # a line: how many spans so far (it stays up for the runs after)
+        print(len(r.spans), flush=True)
 """
 
 
@@ -222,6 +224,32 @@ def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     return (counted[0] - counted[1]) / runs
 
 
+def whole_instructions(off: str, on: str) -> dict[str, int]:
+    """Machine instructions of one whole ``massgen run`` process each, off and both on
+    (valgrind): start-up included, as a user runs one; the same whatever the machine's load.
+    Run after :func:`whole_runs`, which wrote the modules' bytecode."""
+    import os
+    import re
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    count: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode, text in (("off", off), ("both", on)):
+            Path(folder, f"{mode}.yaml").write_text(text)
+            argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+            argv += [sys.executable, "-m", "massgen", "run", f"{mode}.yaml", "What is 2+2?"]
+            argv += ["--no-cache", "--quiet"]
+            argv += ["--metrics-port", "0"] if mode == "both" else []
+            done = subprocess.run(
+                argv, cwd=folder, env=env, capture_output=True, text=True, check=True
+            )
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            assert found is not None, done.stderr[-500:]
+            count[mode] = int(found.group(1))
+    return count
+
+
 def whole_runs(off: str, on: str, pairs: int) -> dict[str, list[float]]:
     """CPU (user + sys) of whole ``massgen run`` processes, without and with both on."""
     import os
@@ -304,13 +332,13 @@ def main() -> None:
         first = teams["few words"]
         whole = whole_runs(first["off"][0], first["both"][0], args.whole)
         for name, (_, receiver) in procs.items():
-            out, _ = receiver.communicate("", timeout=60)
+            assert receiver.stdin is not None and receiver.stdout is not None
+            receiver.stdin.write("spans?\n")
+            receiver.stdin.flush()
+            received = int(receiver.stdout.readline())
             runs = 2 * args.reps * (args.runs + 1) + (args.whole if name == "few words" else 0)
             report(
-                f"{args.agents} agents, consensus, {name}",
-                cpu[name],
-                int(out.split()[-1]) / runs,
-                args.reps,
+                f"{args.agents} agents, consensus, {name}", cpu[name], received / runs, args.reps
             )
         for name, modes in teams.items():
             got = paired(modes["off"][0], modes["both"][0], args.blocks, 10, name == "realistic")
@@ -335,6 +363,12 @@ def main() -> None:
                     f"off {count['off']:,.0f}, both {count['both']:,.0f} "
                     f"({count['both'] / count['off'] - 1:+.1%})"
                 )
+            whole_count = whole_instructions(first["off"][0], first["both"][0])
+            print(
+                "whole `massgen run` process, few words, instructions (valgrind): "
+                f"off {whole_count['off']:,}, both on (and --metrics-port 0) "
+                f"{whole_count['both']:,} ({whole_count['both'] / whole_count['off'] - 1:+.1%})"
+            )
         cold, warm = (statistics.median(whole[mode]) for mode in ("off", "both"))
         print(
             f"whole `massgen run` processes, few words (median of {args.whole}, alternating): "

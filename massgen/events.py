@@ -288,7 +288,12 @@ class EventBus:
 
     def _drop(self, fn: Subscriber, error: Exception) -> None:
         """Leave out ``fn``, which raised ``error`` (a subscriber, or its ``held.append``)."""
-        self._subscribers = tuple(f for f in self._subscribers if f is not fn and _keeper(f) != fn)
+        held = getattr(fn, "__self__", None)  # a held list, if fn is its append
+
+        def gone(f: Subscriber) -> bool:
+            return f is fn or (held is not None and getattr(f, "held", None) is held)
+
+        self._subscribers = tuple(f for f in self._subscribers if not gone(f))
         self._routes = {}
         self.errors.append(error)
 

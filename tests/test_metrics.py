@@ -424,3 +424,27 @@ def test_subscribers_that_name_what_they_hear_get_only_that() -> None:
     assert picky == [began, answered, ended]
     assert Metrics.hears == frozenset(Metrics(process=False)._on)
     assert RunTracer.hears == frozenset(_HANDLERS)
+
+
+def test_a_subscriber_that_raises_is_dropped_alone() -> None:
+    """Dropped by identity: a subscriber equal to the one that raised (two empty lists) keeps
+    hearing the run."""
+
+    class Kept(list[ev.Event]):
+        def __call__(self, event: ev.Event) -> None:
+            self.append(event)
+
+    class Broken(list[ev.Event]):
+        def __call__(self, event: ev.Event) -> None:
+            raise RuntimeError("a subscriber's bug")
+
+    kept, broken = Kept(), Broken()
+    assert kept == broken  # equal, not the same
+    bus = ev.EventBus([broken, kept])
+    first, second = (
+        ev.AgentStarted(agent="a", phase="answer"),
+        ev.AgentStarted(agent="b", phase="answer"),
+    )
+    bus.emit(first)
+    bus.emit(second)
+    assert kept == [first, second] and len(bus.errors) == 1

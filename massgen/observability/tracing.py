@@ -442,7 +442,7 @@ class RunTracer:
                     start,
                     start + int(e.latency * 1e9),
                     tokens,
-                )  # fmt: skip
+                )
             )
             return
         span = self._start(head[0], e.started, parent, CLIENT, {})
