@@ -146,13 +146,15 @@ class ToolCalled(AgentEvent):
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class ToolResult(AgentEvent):
-    """``output``: the start of the result (or the error)."""
+    """``output``: the start of the result (or the error); ``counted``: already in the
+    metrics of the worker that ran it."""
 
     tool: str
     call_id: str
     ok: bool
     duration: float
     output: str = ""
+    counted: bool = False
 
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)

@@ -57,7 +57,8 @@ async def test_a_worker_counts_its_turns_requests_and_inboxes(prefix: str) -> No
         strategy="parallel",
         retry_delay=0.001,
     )
-    caller = Orchestrator([ada()], strategy="parallel")
+    caller_metrics = Metrics(process=False)  # the run's: the worker counted the tool call
+    caller = Orchestrator([ada()], strategy="parallel", subscribers=[caller_metrics])
     metrics = Metrics(process=False)
     worker = Worker(host, redis_url=SHARED_REDIS, prefix=prefix, settings=FAST, observer=metrics)
     with serve(metrics) as url:
@@ -76,6 +77,12 @@ async def test_a_worker_counts_its_turns_requests_and_inboxes(prefix: str) -> No
     assert value(s, "massgen_tokens_total", **labels, type="input") == 30
     assert value(s, "massgen_retries_total", agent="ada", reason="rate_limit") == 1
     assert value(s, "massgen_tool_calls_total", agent="ada", tool="calculator", ok="true") == 1
+    here = caller_metrics.registry.get_sample_value
+    assert (
+        here("massgen_tool_calls_total", {"agent": "ada", "tool": "calculator", "ok": "true"})
+        is None
+    )
+    assert here("massgen_answers_total", {"agent": "ada", "cached": "false"}) == 1  # counted here
     for name in ("stream_pending_messages", "stream_lag_messages", "dead_letters"):
         assert (f"massgen_{name}", (("agent", "ada"),)) in s, name
         assert value(s, f"massgen_{name}", agent="ada") == 0

@@ -368,6 +368,10 @@ class HostedAgent(BusAgent):
         told = ev.retries_told(seen, self.id) if seen is not None else None
 
         def on_event(event: ev.Event) -> None:
+            if seen is not None:
+                seen(event)
+                if isinstance(event, ev.ToolResult):  # the run need not count it again
+                    event = replace(event, counted=True)
             if traced is not None:
                 traced(event)
                 if isinstance(event, ev.ToolCalled):  # the run need not trace it again
@@ -375,8 +379,6 @@ class HostedAgent(BusAgent):
             heard.append(event)
             if pump is not None:
                 pump.event(event)  # and live, when the run streams
-            if seen is not None:
-                seen(event)
 
         def on_retry(attempt: int, limit: int, wait: float, error: BaseException) -> None:
             retries.append(f"retry {attempt}/{limit} after {wait:.1f}s ({error})")

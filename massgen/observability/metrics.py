@@ -265,6 +265,8 @@ class Metrics:
             self.cost.inc((e.agent, e.model), e.cost)
 
     def _tool(self, e: ev.ToolResult) -> None:
+        if e.counted:  # by the worker that ran it
+            return
         self.tool_calls.inc((e.agent, e.tool, "true" if e.ok else "false"))
         self.tool_time.observe((e.tool,), e.duration)
 
