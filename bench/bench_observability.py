@@ -4,14 +4,15 @@ only (exported over OTLP/HTTP to a receiver on loopback) and both; the provider 
 and the receiver are processes of their own, so only the runs' CPU is measured.
 
     .venv/bin/python bench/bench_observability.py [--agents 3] [--runs 40] [--reps 5]
-        [--whole 12] [--blocks 40] [--instructions 20]
+        [--whole 12] [--blocks 40] [--instructions 20 [--instruction-reps 3]]
 
 ``--instructions N`` also counts the machine instructions of N runs, off and both on, under
-valgrind (callgrind), and of one whole ``massgen run`` process each: figures that do not move
-with the machine's load, where CPU times on a shared machine move by several points between
-identical runs. Then ``--whole`` pairs of whole ``massgen run`` processes (start-up
-included, as a user runs one), alternating: both off, and both on (the team's
-``observability.otlp`` and ``--metrics-port 0``). The receivers stay up to the end: every
+valgrind (callgrind; medians of ``--instruction-reps``), and of one whole ``massgen run``
+process each: figures that do not move with the machine's load (within about 1 %), where
+CPU times on a shared machine move by several points between identical runs. Then
+``--whole`` pairs of whole ``massgen run`` processes (start-up included, as a user runs
+one), alternating: both off, and both on (the team's ``observability.otlp`` and
+``--metrics-port 0``). The receivers stay up to the end: every
 export reaches a collector, as in use.
 
 Each repetition runs every mode once, in turn (the modes alternate), in a child process of
@@ -204,7 +205,11 @@ def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     """Machine instructions per run (``valgrind --tool=callgrind``): the same child as
     :func:`child` run twice, with ``2 * runs`` runs and with ``runs``, the difference divided
     (so what a process pays once, the first export's connection included, is left out). A
-    count of work done, not a time: the same whatever else the machine is doing."""
+    count of work done, not a time: the same whatever else the machine is doing. Valgrind
+    runs the code some 50 times slower, so an export's ``delay`` (5 s) would send a batch
+    every few runs where at full speed batches leave full (512 spans, every 15 runs here):
+    the children wait 10 minutes, as many runs' spans leave as at full speed."""
+    import os
     import re
 
     code = (
@@ -217,11 +222,32 @@ def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     for n in (2 * runs, runs):
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
         argv += [sys.executable, "-c", code, str(ROOT), str(n), *flags]
-        done = subprocess.run(argv, input=text, capture_output=True, text=True, check=True)
+        env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+        done = subprocess.run(argv, input=text, env=env, capture_output=True, text=True, check=True)
         found = re.search(r"Collected : (\d+)", done.stderr)
         assert found is not None, done.stderr[-500:]
         counted.append(int(found.group(1)))
     return (counted[0] - counted[1]) / runs
+
+
+def instruction_medians(
+    modes: dict[str, tuple[str, bool]], runs: int, reps: int, deltas: bool
+) -> dict[str, float]:
+    """:func:`instructions` of off and both on, ``reps`` times each (a pair at a time, side
+    by side: two cores), and their medians: a run's count moves by about 1 % between
+    identical children (the order of hashed sets and dicts, where the collector runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    got: dict[str, list[float]] = {"off": [], "both": []}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(reps):
+            pair = {
+                mode: pool.submit(instructions, modes[mode][0], runs, mode == "both", deltas)
+                for mode in got
+            }
+            for mode, future in pair.items():
+                got[mode].append(future.result())
+    return {mode: statistics.median(counts) for mode, counts in got.items()}
 
 
 def whole_instructions(off: str, on: str) -> dict[str, int]:
@@ -300,6 +326,7 @@ def main() -> None:
     parser.add_argument(
         "--instructions", type=int, default=0, help="runs counted under valgrind (0: none)"
     )
+    parser.add_argument("--instruction-reps", type=int, default=3, help="medians of these")
     args = parser.parse_args()
     sim = "tests.sim.simulator"
     procs = {
@@ -353,13 +380,11 @@ def main() -> None:
             )
         if args.instructions:
             for name, modes in teams.items():
-                deltas = name == "realistic"
-                count = {
-                    mode: instructions(modes[mode][0], args.instructions, mode == "both", deltas)
-                    for mode in ("off", "both")
-                }
+                reps = args.instruction_reps
+                count = instruction_medians(modes, args.instructions, reps, name == "realistic")
                 print(
-                    f"{name}, instructions per run (valgrind, {args.instructions} runs): "
+                    f"{name}, instructions per run (valgrind, {args.instructions} runs, "
+                    f"median of {reps}): "
                     f"off {count['off']:,.0f}, both {count['both']:,.0f} "
                     f"({count['both'] / count['off'] - 1:+.1%})"
                 )
