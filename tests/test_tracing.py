@@ -288,6 +288,21 @@ async def test_a_run_the_sampler_leaves_out_exports_nothing(
     assert receiver.spans == [] and receiver.posts == []
 
 
+def asking(sim: ProviderSimulator) -> str:
+    """A team where Ada asks Bea (``ask_agent``) while Bea answers the task too."""
+    call = ToolCallSpec("ask_agent", {"agent": "bea", "question": "Which city?"}, id="call_1")
+    sim.script([ToolCalls([call]), Text("Paris, says Bea.")], match="You are Ada.")
+    sim.script(Text("Paris."), match="asks you")
+    sim.script(Text("It is Paris."), match="You are Bea.")
+    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
+    return f"""
+agents:
+  - {{name: ada, role: You are Ada., tools: [ask_agent], backend: {backend}}}
+  - {{name: bea, role: You are Bea., backend: {backend}}}
+orchestrator: {{strategy: parallel, max_retries: 0}}
+"""
+
+
 async def test_a_teammates_answer_to_ask_agent_is_a_turn_with_its_own_requests(
     receiver: Receiver, sim: ProviderSimulator
 ) -> None:
@@ -295,20 +310,9 @@ async def test_a_teammates_answer_to_ask_agent_is_a_turn_with_its_own_requests(
     request as its child (not her own turn's), and metrics count that request's tokens."""
     from massgen.observability.metrics import Metrics
 
-    call = ToolCallSpec("ask_agent", {"agent": "bea", "question": "Which city?"}, id="call_1")
-    sim.script([ToolCalls([call]), Text("Paris, says Bea.")], match="You are Ada.")
-    sim.script(Text("Paris."), match="asks you")
-    sim.script(Text("It is Paris."), match="You are Bea.")
-    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
-    text = f"""
-agents:
-  - {{name: ada, role: You are Ada., tools: [ask_agent], backend: {backend}}}
-  - {{name: bea, role: You are Bea., backend: {backend}}}
-orchestrator: {{strategy: parallel, max_retries: 0}}
-"""
     metrics = Metrics(process=False)
     async with Orchestrator.from_config(
-        loads(observed(text, receiver)), subscribers=[metrics]
+        loads(observed(asking(sim), receiver)), subscribers=[metrics]
     ) as orchestrator:
         await orchestrator.arun(TASK)
     spans = receiver.wait(whole_run)

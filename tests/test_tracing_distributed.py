@@ -146,19 +146,9 @@ async def test_a_teammate_asked_on_a_worker_traces_its_request_under_its_ask_tur
     from massgen.config import loads
     from massgen.distributed import Worker
     from tests.mas.helpers import FAST
+    from tests.test_tracing import asking
 
-    call = ToolCallSpec("ask_agent", {"agent": "bea", "question": "Which city?"}, id="call_1")
-    sim.script([ToolCalls([call]), Text("Paris, says Bea.")], match="You are Ada.")
-    sim.script(Text("Paris."), match="asks you")
-    sim.script(Text("It is Paris."), match="You are Bea.")
-    backend = f"{{type: openai, model: gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}"
-    text = f"""
-observability: {json.dumps({"otlp": receiver.url})}
-agents:
-  - {{name: ada, role: You are Ada., tools: [ask_agent], backend: {backend}}}
-  - {{name: bea, role: You are Bea., backend: {backend}}}
-orchestrator: {{strategy: parallel, max_retries: 0}}
-"""
+    text = asking(sim) + f"observability: {json.dumps({'otlp': receiver.url})}\n"
     run, host = Orchestrator.from_config(loads(text)), Orchestrator.from_config(loads(text))
     worker = Worker(host, ["bea"], redis_url=SHARED_REDIS, prefix=prefix, settings=FAST)
     on_bus = distributed(run, SHARED_REDIS, prefix=prefix, settings=FAST)
