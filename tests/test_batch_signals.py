@@ -23,12 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.sim.sim_rules import Rule
+from tests.sim.sim_types import Text
 from tests.sim.simulator import ProviderSimulator
 
 TASKS = 1000
 AGENTS = 2
-# Seconds per simulated request: enough that up to CONCURRENCY tasks are always in flight when
-# the stop comes, small because the 1,000 tasks pay it 125 times in a row (at 0.02: +2 s a test).
+# Seconds per simulated request: small, because the 1,000 tasks pay it 125 times in a row (at
+# 0.02: +2 s a test); CONCURRENCY tasks are in flight when the stop comes, as the tasks after
+# them are held until it is sent (hold_from).
 LATENCY = 0.005
 # Tasks in flight at once. Higher would be closer to real use, but massgen's HTTP client
 # (httpx 0.28) spends CPU per request that grows with the number of pooled connections,
@@ -102,6 +105,17 @@ def wait_for_lines(path: Path, k: int, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.002)
 
 
+def hold_from(sim: ProviderSimulator, k: int) -> Rule:
+    """Hold the requests of the tasks after the ``k``-th (and a margin) until the stop has
+    been sent: the batch cannot finish first, however long this test waits to send it on a
+    busy machine. Set the rule's ``latency`` to 0 to let them through again."""
+    gate = k + 4 * CONCURRENCY
+    held = "|".join(f"{i:04d}" for i in range(gate, TASKS))
+    return sim.script(
+        Text("Held, then answered."), match=re.compile(rf"Question (?:{held}):"), latency=TIMEOUT
+    )
+
+
 def rows(path: Path) -> list[dict]:
     """Every line of the result file, each of which must be a JSON object."""
     text = path.read_text(encoding="utf-8")
@@ -155,10 +169,12 @@ def test_an_interrupted_batch_exits_130_with_a_summary_and_resumes_without_repea
     why = f"{signum.name} after {k} lines (seed {SEED})"
     out = batch_dir / "out.jsonl"
 
+    held = hold_from(sim, k)
     first = start(batch_dir, "first")  # plain progress lines: stderr is not a terminal
     wait_for_lines(out, k, first)
     first.send_signal(signum)
     code = finish(first)
+    held.latency = 0.0
     err = (batch_dir / "first.err").read_text()
     assert code == 130, f"{why}: exit {code}\n{err}"
     assert "Traceback" not in err, err
@@ -186,10 +202,12 @@ def test_a_killed_batch_with_a_torn_last_line_resumes_to_exactly_1000_results(
     why = f"SIGKILL after {k} lines (seed {SEED})"
     out = batch_dir / "out.jsonl"
 
+    held = hold_from(sim, k)
     first = start(batch_dir, "first", "--quiet")
     wait_for_lines(out, k, first)
     first.kill()
     assert finish(first) == -signal.SIGKILL
+    held.latency = 0.0
     stopped = rows(out)  # each line is written whole by one write(): SIGKILL cannot tear it
     finished = task_numbers(stopped)
     assert len(stopped) == len(finished) >= k, why
