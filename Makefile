@@ -23,7 +23,10 @@ demo: $(VENV)/.installed
 	$(BIN)/massgen run configs/offline.yaml "$(TASK)"
 
 ## test: the whole suite (starts a Redis on 127.0.0.1:6379 if none answers)
+# Bytecode written once first: where PYTHONDONTWRITEBYTECODE is set, each of the suite's
+# hundreds of `python -m massgen` processes would compile every module it imports again.
 test: $(VENV)/.installed-dev redis
+	$(BIN)/python -m compileall -q massgen tests > /dev/null
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ## lint: ruff and mypy
