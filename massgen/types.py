@@ -3,6 +3,7 @@ types never leave an adapter. Plain dataclasses: thousands are made per batch.""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,6 +178,11 @@ class StreamChunk:
 
     delta: str = ""
     completion: Completion | None = None
+
+
+def role_excerpt(role: str) -> str:
+    """A role cut to 60 characters, as `massgen agents list` shows it (a team's or a worker's)."""
+    return textwrap.shorten(role, 60, placeholder="…")
 
 
 NESTED = ("ask", "summary")

@@ -79,14 +79,14 @@ async def _live(bus: BusTarget, cfg: TeamConfig | None) -> list[dict[str, Any]]:
 
 
 def team_rows(cfg: TeamConfig) -> list[dict[str, Any]]:
-    import textwrap
+    from massgen.types import role_excerpt
 
     return [
         {
             "name": a.name,
             "backend": cfg.backend_for(a).type,
             "model": a.model or cfg.backend_for(a).model or None,
-            "role": textwrap.shorten(a.role, 60, placeholder="…"),  # as workers show it
+            "role": role_excerpt(a.role),
             "fallback": a.fallback,
         }
         for a in cfg.agents

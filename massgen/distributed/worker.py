@@ -12,7 +12,6 @@ import functools
 import hashlib
 import logging
 import socket
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +32,7 @@ from massgen.memory.short_term import Folded, MemoryContext
 from massgen.resilience import RetryingBackend, RetryPolicy
 from massgen.serialize import from_dict, to_dict
 from massgen.tools.context import ToolContext
-from massgen.types import Completion, Turn
+from massgen.types import Completion, Turn, role_excerpt
 
 if TYPE_CHECKING:
     from massgen.observability.tracing import Tracing
@@ -46,7 +45,6 @@ T = TypeVar("T")
 LLM = "llm"  # the capability of every hosted LLM agent, besides its own
 DEFAULT_CONCURRENCY = 8
 DRAIN_TIMEOUT = 10.0  # on stop, running turns get this long (the bus default cancels at once)
-ROLE_EXCERPT = 60  # characters of a role in `massgen agents list`
 DEFAULT_BACKEND_TIMEOUT = 60.0  # a provider request's seconds, when the backend does not say
 MARGIN = 5.0  # round trips over the bus, encoding, a busy event loop
 FEED_PREFIX = "massgen-live-"  # the bus ids of runs' live feeds
@@ -310,7 +308,7 @@ class HostedAgent(BusAgent):
         static = {
             "backend": raw.provider,
             "model": agent.model or raw.model,
-            "role": textwrap.shorten(agent.role, ROLE_EXCERPT, placeholder="…"),
+            "role": role_excerpt(agent.role),
             "role_digest": role_digest(agent.role),
             "tools": backend.supports_tools,
             "fallback": agent.fallback,
