@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from massgen.agents.agent import Agent
 from massgen.backends.base import Backend
 from massgen.errors import ConfigError
+from massgen.tokens import CACHE_PRICES
 
 if TYPE_CHECKING:
     from massgen.config import BackendConfig, Price, TeamConfig
@@ -71,10 +72,9 @@ def price_overrides(team: TeamConfig) -> dict[str, dict[str, float]]:
 
 def _price(p: Price) -> dict[str, float]:
     price = {"input": p.input, "output": p.output}
-    if p.cache_read is not None:
-        price["cache_read"] = p.cache_read
-    if p.cache_write is not None:
-        price["cache_write"] = p.cache_write
+    for kind in CACHE_PRICES:
+        if (usd := getattr(p, kind)) is not None:
+            price[kind] = usd
     return price
 
 

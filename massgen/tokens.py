@@ -85,6 +85,7 @@ class TokenEstimator:
 
 # USD per million tokens: the base price, then ``(start, price)`` cliffs by prompt tokens.
 Tiers = tuple[float, tuple[tuple[int, float], ...]]
+CACHE_PRICES = ("cache_read", "cache_write", "cache_write_1h")  # as ModelFacts and `prices:` say
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class ModelFacts:
     """Prompt tokens read from the provider's cache; ``None``: the table has no such price."""
     cache_write: Tiers | None = None
     """Prompt tokens written to the provider's cache; ``None``: the table has no such price."""
+    cache_write_1h: Tiers | None = None
+    """Those written to its one-hour cache (Anthropic); ``None``: the table has no such price."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -126,9 +129,10 @@ def _lookup(name: str) -> ModelFacts | None:
         except LookupError:
             continue
         prices = info.get_prices(datetime.now(UTC))
-        read, write = (
+        hour = getattr(prices, "cache_write_1h_mtok", None)  # a release without that price
+        read, write, write_1h = (
             None if p is None else _tiers(p)
-            for p in (prices.cache_read_mtok, prices.cache_write_mtok)
+            for p in (prices.cache_read_mtok, prices.cache_write_mtok, hour)
         )
         return ModelFacts(
             info.id,
@@ -137,6 +141,7 @@ def _lookup(name: str) -> ModelFacts | None:
             _tiers(prices.output_mtok),
             read,
             write,
+            write_1h,
         )
     return None
 
@@ -156,23 +161,23 @@ def _entry(f: ModelFacts) -> dict[str, Any]:
         "window": f.context_window,
         "in": f.input,
         "out": f.output,
-        "cache_read": f.cache_read,
-        "cache_write": f.cache_write,
+        **{kind: getattr(f, kind) for kind in CACHE_PRICES},
     }
 
 
 def _fresh(entry: dict[str, Any], day: str) -> bool:
-    """Written today, by a massgen that kept the cache-read and -write prices (older ones did
-    not: their entries are looked up again; older massgens ignore keys they do not know)."""
-    return entry.get("day") == day and "cache_read" in entry and "cache_write" in entry
+    """Written today, by a massgen that kept the cache-read, -write and one-hour-write prices
+    (older ones did not: their entries are looked up again; older massgens ignore keys they do
+    not know)."""
+    return entry.get("day") == day and all(k in entry for k in CACHE_PRICES)
 
 
 def _facts(e: dict[str, Any]) -> ModelFacts:
     def tiers(t: Any) -> Tiers:
         return (float(t[0]), tuple((int(a), float(b)) for a, b in t[1]))
 
-    read, write = (None if e[k] is None else tiers(e[k]) for k in ("cache_read", "cache_write"))
-    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]), read, write)
+    read, write, hour = (None if e[k] is None else tiers(e[k]) for k in CACHE_PRICES)
+    return ModelFacts(e["id"], e["window"], tiers(e["in"]), tiers(e["out"]), read, write, hour)
 
 
 @functools.cache

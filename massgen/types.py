@@ -105,7 +105,8 @@ class CompletionRequest:
 class Usage:
     """Tokens one or more requests used, as the provider reported them. ``cached_tokens``,
     ``cache_write_tokens`` and ``reasoning_tokens`` are parts of ``input_tokens`` and
-    ``output_tokens``, never extra: the total is input plus output whichever provider answered."""
+    ``output_tokens``, never extra: the total is input plus output whichever provider answered;
+    ``cache_write_1h_tokens`` is a part of ``cache_write_tokens`` in turn."""
 
     input_tokens: int = 0
     """Every prompt token: fresh, read from the prompt cache, and (Anthropic) written to it."""
@@ -117,6 +118,9 @@ class Usage:
     """Answer tokens the model spent thinking, where the provider counts them apart."""
     cache_write_tokens: int = 0
     """Prompt tokens written to the provider's prompt cache (Anthropic), billed above input."""
+    cache_write_1h_tokens: int = 0
+    """Of those written, the ones kept for an hour (Anthropic's ``ttl: 1h``), billed above the
+    five-minute writes."""
 
     @property
     def total_tokens(self) -> int:
@@ -129,6 +133,7 @@ class Usage:
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 

@@ -102,21 +102,21 @@ async def test_stream_yields_deltas_then_the_completion_with_usage(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("hour", [0, 300])
 async def test_tokens_read_from_and_written_to_the_prompt_cache_are_counted(
-    sim: ProviderSimulator, backend: AnthropicBackend, stream: bool
+    sim: ProviderSimulator, backend: AnthropicBackend, stream: bool, hour: int
 ) -> None:
-    """Both are input beside ``input_tokens``: the reads cached, the writes cache-written,
-    streamed (the SDK's snapshot of ``message_start`` and ``message_delta``) or not."""
-    sim.script([Text("Paris.", cache_read=1111, cache_write=418)])
+    """Both are input beside ``input_tokens``: the reads cached, the writes cache-written (and
+    those kept an hour apart), streamed (the SDK's snapshot of ``message_start`` and
+    ``message_delta``) or not."""
+    sim.script([Text("Paris.", cache_read=1111, cache_write=418, cache_write_1h=hour)])
     if stream:
         done = [c async for c in backend.stream(ask("Capital?"))][-1].completion
     else:
         done = await backend.complete(ask("Capital?"))
     assert done is not None
     prompt = sim.stats.prompt_tokens + 1111 + 418
-    assert done.usage == Usage(
-        prompt, sim.stats.completion_tokens, cached_tokens=1111, cache_write_tokens=418
-    )
+    assert done.usage == Usage(prompt, sim.stats.completion_tokens, 1111, 0, 418, hour)
 
 
 async def test_tools_and_tool_choice_use_anthropic_shapes(

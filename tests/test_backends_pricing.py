@@ -58,35 +58,47 @@ def test_long_prompts_pay_the_providers_higher_tier() -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["gpt-4o-mini", "gemini-2.5-pro", "gpt-5.5", "claude-haiku-5-5", "claude-sonnet-4-5"]
+    "model",
+    [
+        "gpt-4o-mini",
+        "gemini-2.5-pro",
+        "gpt-5.5",
+        "claude-haiku-5-5",
+        "claude-sonnet-4-5",
+        "gpt-5.6-sol",  # a cache-write price, no one-hour one
+    ],
 )
 @pytest.mark.parametrize(
     "tokens",
     [
-        (1200, 300, 0, 0),
-        (150_000, 4000, 0, 0),
-        (400_000, 50, 0, 0),
-        (9299, 577, 8448, 0),
-        (400_000, 50, 350_000, 0),
-        (1532, 33, 1111, 418),
-        (400_000, 50, 100_000, 250_000),
+        (1200, 300, 0, 0, 0),
+        (150_000, 4000, 0, 0, 0),
+        (400_000, 50, 0, 0, 0),
+        (9299, 577, 8448, 0, 0),
+        (400_000, 50, 350_000, 0, 0),
+        (1532, 33, 1111, 418, 0),
+        (400_000, 50, 100_000, 250_000, 0),
+        (1532, 33, 1111, 418, 300),
+        (3926, 4, 0, 3913, 3913),
+        (400_000, 50, 100_000, 250_000, 200_000),
     ],
 )
 def test_cost_agrees_with_genai_prices_own_calculation(
-    model: str, tokens: tuple[int, int, int, int]
+    model: str, tokens: tuple[int, int, int, int, int]
 ) -> None:
     from genai_prices import Usage as Tokens
     from genai_prices import calc_price
 
-    prompt, output, cached, written = tokens
+    prompt, output, cached, written, hour = tokens
     usage = Tokens(
         input_tokens=prompt,
         output_tokens=output,
         cache_read_tokens=cached,
         cache_write_tokens=written,
+        cache_write_1h_tokens=hour,
     )
     expected = calc_price(usage, model)
-    ours = Usage(prompt, output, cached, cache_write_tokens=written)
+    ours = Usage(prompt, output, cached, 0, written, hour)
     assert cost(model, ours) == pytest.approx(float(expected.total_price))
 
 
@@ -131,6 +143,54 @@ def test_tokens_written_to_the_cache_pay_the_tables_cache_write_price(model: str
     expected = (3 * fresh + 1111 * read + 418 * write + 33 * out) / 1e6
     assert cost(model, usage) == pytest.approx(expected, rel=1e-12)
     assert cost(model, usage) > cost(model, Usage(1532, 33, 1111))  # the same, none written
+
+
+def _base(price: Any) -> float:
+    return float(getattr(price, "base", price))
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "claude-sonnet-4-5"])
+def test_tokens_written_for_an_hour_pay_the_tables_one_hour_price(model: str) -> None:
+    """Anthropic bills a one-hour cache write at twice the input price, a five-minute one at
+    1.25 times: of 418 tokens written, the 300 kept for an hour pay the table's 1h price."""
+    table = _table(model)
+    fresh, read, write, hourly, out = (
+        _base(p)
+        for p in (
+            table.input_mtok,
+            table.cache_read_mtok,
+            table.cache_write_mtok,
+            table.cache_write_1h_mtok,
+            table.output_mtok,
+        )
+    )
+    assert hourly > write > fresh  # else this test could not tell the prices apart
+    usage = Usage(1532, 33, 1111, 0, 418, 300)
+    expected = (3 * fresh + 1111 * read + 118 * write + 300 * hourly + 33 * out) / 1e6
+    assert cost(model, usage) == pytest.approx(expected, rel=1e-12)
+    # priced as five-minute writes (as before the one-hour part was counted), it costs less
+    five = cost(model, Usage(1532, 33, 1111, 0, 418))
+    assert cost(model, usage) - five == pytest.approx(300 * (hourly - write) / 1e6, rel=1e-9)
+    # the one-hour part is a part of the written tokens, never more than they are
+    assert cost(model, Usage(1532, 33, 1111, 0, 418, 5000)) == cost(
+        model, Usage(1532, 33, 1111, 0, 418, 418)
+    )
+
+
+def test_without_a_one_hour_price_hour_writes_pay_the_cache_write_price() -> None:
+    """genai-prices' own calculation falls back the same way (see the agreement test)."""
+    five = {"my-local": {"input": 2.0, "output": 4.0, "cache_write": 2.5}}
+    usage = Usage(1_000_000, 0, 0, 0, 400_000, 300_000)  # 600k fresh, 400k written
+    assert cost("my-local-7b", usage, five) == pytest.approx(1.2 + 1.0)
+    hour = {"my-local": {**five["my-local"], "cache_write_1h": 4.0}}
+    assert cost("my-local-7b", usage, hour) == pytest.approx(1.2 + 0.25 + 1.2)
+    flat = {"my-local": {"input": 2.0, "output": 4.0}}  # no write price at all: the input one
+    assert cost("my-local-7b", usage, flat) == pytest.approx(2.0)
+    alone = {"my-local": {"input": 2.0, "output": 4.0, "cache_write_1h": 4.0}}
+    assert cost("my-local-7b", usage, alone) == pytest.approx(1.2 + 0.2 + 1.2)
+    with pytest.raises(ConfigError) as info:
+        cost("my-local-7b", usage, {"my-local": {**five["my-local"], "cache_write_1h": "x"}})  # type: ignore[dict-item]
+    assert info.value.key == "pricing.my-local"
 
 
 def test_without_a_cache_write_price_written_tokens_pay_the_input_price() -> None:
@@ -198,6 +258,7 @@ print(json.dumps([cost("gpt-4o", Usage(1000, 100)), context_window("gpt-4o"),
                   cost("gpt-4o", Usage(1000, 100, 800)),
                   cost("gemini-2.5-pro", Usage(300_000, 10, 250_000)),
                   cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000)),
+                  cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000, 150_000)),
                   "genai_prices" in sys.modules]))
 """
 
@@ -235,9 +296,17 @@ def test_a_second_run_reads_what_the_first_looked_up(tmp_path: Path) -> None:
     tiers = [[t.start, float(t.price)] for t in write.tiers]
     assert facts["claude-sonnet-4-5"]["cache_write"] == [float(write.base), tiers]
     assert first[6] == cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000))
-    # A file an older massgen wrote today lacks the cache-read, or the cache-write, prices: its
-    # entries are looked up again (here a wrong input price shows whether one was trusted).
-    for older in ("cache_read", "cache_write"):
+    # ...and the one-hour cache-write prices (none for gpt-4o either).
+    assert facts["gpt-4o"]["cache_write_1h"] is None
+    hour = _table("claude-sonnet-4-5").cache_write_1h_mtok
+    tiers = [[t.start, float(t.price)] for t in hour.tiers]
+    assert facts["claude-sonnet-4-5"]["cache_write_1h"] == [float(hour.base), tiers]
+    assert first[7] == cost("claude-sonnet-4-5", Usage(300_000, 10, 1000, 0, 200_000, 150_000))
+    assert first[7] > first[6]
+    # A file an older massgen wrote today lacks the cache-read, the cache-write, or the one-hour
+    # cache-write prices: its entries are looked up again (here a wrong input price shows
+    # whether one was trusted).
+    for older in ("cache_read", "cache_write", "cache_write_1h"):
         stale = json.loads(json.dumps(facts))
         for entry in stale.values():
             if entry is not None:

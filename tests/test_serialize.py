@@ -46,6 +46,7 @@ completions = st.builds(
         st.integers(0, 10**9),
         st.integers(0, 10**9),
         st.integers(0, 10**9),
+        st.integers(0, 10**9),
     ),
     finish_reason=st.sampled_from(["stop", "length", "tool_calls", "content_filter", "other"]),
     tool_calls=st.lists(st.builds(ToolCall, text, text, arguments), max_size=3).map(tuple),
@@ -93,6 +94,18 @@ def test_a_completion_from_before_cache_write_tokens_reads_them_as_zero() -> Non
         assert usage.pop("cache_write_tokens") == 1
     assert decode_completion(json.dumps(entry).encode(), 0.0).usage == Usage(3, 1, 2, 1)
     assert completion_from_dict(wire).usage == Usage(3, 1, 2, 1)
+
+
+def test_a_completion_from_before_one_hour_cache_writes_reads_them_as_zero() -> None:
+    """One written by a massgen that counted cache writes whole, not their one-hour part."""
+    done = Completion(text="4", model="m", usage=Usage(3926, 4, 0, 0, 3913, 3913))
+    entry = json.loads(encode_completion(done))
+    wire = completion_to_dict(done)
+    for usage in (entry["usage"], wire["usage"]):
+        assert usage.pop("cache_write_1h_tokens") == 3913
+    older = Usage(3926, 4, 0, 0, 3913)
+    assert decode_completion(json.dumps(entry).encode(), 0.0).usage == older
+    assert completion_from_dict(wire).usage == older
 
 
 # Written by the cache before this format (entry version 2): usage and sources as pairs.

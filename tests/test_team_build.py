@@ -233,3 +233,36 @@ def test_a_price_entry_may_name_a_cache_write_price() -> None:
     recorded = Usage(1532, 33, 1111, cache_write_tokens=418)
     expected = (3 * 3 + 1111 * 0.3 + 418 * 3.75 + 33 * 15) / 1e6
     assert cost("claude-house", recorded, prices) == pytest.approx(expected)
+
+
+def test_a_price_entry_may_name_a_one_hour_cache_write_price() -> None:
+    """Without one, the writes kept an hour pay the entry's ``cache_write`` price."""
+    from massgen.backends.pricing import cost
+    from massgen.team import price_overrides
+    from massgen.types import Usage
+
+    team = loads(
+        "prices:\n"
+        "  claude-house: {input: 3, output: 15, cache_write: 3.75, cache_write_1h: 6}\n"
+        "  claude-five: {input: 3, output: 15, cache_write: 3.75}\n"
+        "backends:\n  claude: {type: anthropic, api_key: k}\n"
+        "agents:\n  - {name: ada, backend: claude, model: claude-house}\n"
+    )
+    prices = price_overrides(team)
+    assert prices["claude-house"]["cache_write_1h"] == 6.0
+    assert "cache_write_1h" not in prices["claude-five"]
+    # 13 fresh tokens, 3913 written to the one-hour cache, 4 out: the recorded turn's
+    recorded = Usage(3926, 4, 0, 0, 3913, 3913)
+    assert cost("claude-house", recorded, prices) == pytest.approx(
+        (13 * 3 + 3913 * 6 + 4 * 15) / 1e6
+    )
+    assert cost("claude-five", recorded, prices) == pytest.approx(
+        (13 * 3 + 3913 * 3.75 + 4 * 15) / 1e6
+    )
+    with pytest.raises(ConfigError) as info:
+        loads(
+            "prices: {claude-house: {input: 3, output: 15, cache_write_1h: -1}}\n"
+            "backends:\n  claude: {type: anthropic, api_key: k}\n"
+            "agents:\n  - {name: ada, backend: claude, model: claude-house}\n"
+        )
+    assert info.value.key == "prices.claude-house.cache_write_1h"

@@ -136,12 +136,15 @@ class AnthropicBackend(SDKBackend):
 
 def _usage(usage: Any) -> Usage:
     """All prompt tokens (fresh, written to the cache and read from it) are input; those read
-    from the cache are the cached ones, those written to it the cache-write ones. Thinking is
-    in ``output_tokens``, not counted apart."""
+    from the cache are the cached ones, those written to it the cache-write ones, of which
+    ``cache_creation``'s one-hour part (absent from older answers: none) costs more. Thinking
+    is in ``output_tokens``, not counted apart."""
     read = usage.cache_read_input_tokens or 0
     written = usage.cache_creation_input_tokens or 0
     prompt = (usage.input_tokens or 0) + written + read
-    return Usage(prompt, usage.output_tokens or 0, read, cache_write_tokens=written)
+    by_ttl = dict(getattr(usage, "cache_creation", None) or {})  # a dict in SDKs older than it
+    hour = by_ttl.get("ephemeral_1h_input_tokens") or 0
+    return Usage(prompt, usage.output_tokens or 0, read, 0, written, hour)
 
 
 def _blocks(m: ChatMessage, thinking: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:

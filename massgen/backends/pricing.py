@@ -1,8 +1,10 @@
 """What a request cost, in US dollars: genai-prices' list prices or a ``prices:`` override
 (by the model as genai-prices resolves it, else the longest prefix). Prompt tokens read from
 the provider's cache pay its cache-read price, and those written to it (Anthropic) its
-cache-write price, where one is known, else the input price. An estimate; a model nobody
-priced costs 0 (logged once)."""
+cache-write price, where one is known, else the input price; of those written, the ones kept
+for an hour pay the one-hour cache-write price, where one is known, else the cache-write price
+(else the input price), as genai-prices' own calculation falls back. An estimate; a model
+nobody priced costs 0 (logged once)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from massgen.errors import ConfigError
-from massgen.tokens import Tiers, known_model
+from massgen.tokens import CACHE_PRICES, Tiers, known_model
 from massgen.types import Usage
 
 log = logging.getLogger(__name__)
@@ -40,25 +42,25 @@ def cost(model: str, usage: Usage, overrides: Overrides | None = None) -> float:
     if (tiers := _tiers(model, overrides)) is None:
         _unpriced(model)
         return 0.0
-    fresh, output, read, write = tiers
+    fresh, output, *cache = tiers
+    read, write = (fresh if p is None else p for p in cache[:2])
+    hourly = write if cache[2] is None else cache[2]
+    prompt = usage.input_tokens  # each of its tokens paid once, whatever a provider reports
+    cached = min(usage.cached_tokens, prompt)
+    written = min(usage.cache_write_tokens, prompt - cached)
+    hour = min(usage.cache_write_1h_tokens, written)
+    parts = [(prompt - cached - written, fresh), (cached, read), (written - hour, write)]
+    parts += [(hour, hourly), (usage.output_tokens, output)]
     # The tier is the whole prompt's, cached tokens included, as genai-prices reckons it.
-    prompt = usage.input_tokens
-    cached = min(usage.cached_tokens, prompt) if read is not None else 0
-    written = min(usage.cache_write_tokens, prompt - cached) if write is not None else 0
-    return (
-        (prompt - cached - written) * _tier(fresh, prompt)
-        + (cached * _tier(read, prompt) if read is not None else 0.0)
-        + (written * _tier(write, prompt) if write is not None else 0.0)
-        + usage.output_tokens * _tier(output, prompt)
-    ) / 1e6
+    return sum(n * _tier(price, prompt) for n, price in parts) / 1e6
 
 
-Prices = tuple[Tiers, Tiers, Tiers | None, Tiers | None]
+Prices = tuple[Tiers, Tiers, Tiers | None, Tiers | None, Tiers | None]
 
 
 def _tiers(model: str, overrides: Overrides | None) -> Prices | None:
-    """Input, output, cache-read and cache-write (``None``: not priced apart) prices of
-    ``model``, an override first."""
+    """Input, output, cache-read, cache-write and one-hour cache-write (``None``: not priced
+    apart) prices of ``model``, an override first."""
     table = {k.strip().lower(): v for k, v in (overrides or {}).items()}
     name = model.strip().lower()
     info = known_model(name)
@@ -74,15 +76,16 @@ def _tiers(model: str, overrides: Overrides | None) -> Prices | None:
             entry = table[key]
             prices = [float(entry.get(kind, 0.0)) for kind in ("input", "output")]
             cache: list[Tiers | None] = [
-                None if (p := entry.get(k)) is None else (float(p), ())
-                for k in ("cache_read", "cache_write")
+                None if (p := entry.get(k)) is None else (float(p), ()) for k in CACHE_PRICES
             ]
         except (AttributeError, TypeError, ValueError) as e:
             message = f"price for {key!r} must be {{input: <usd/M>, output: <usd/M>}}"
-            message += " (and maybe cache_read, cache_write: <usd/M>)"
+            message += " (and maybe cache_read, cache_write, cache_write_1h: <usd/M>)"
             raise ConfigError(message, key=f"pricing.{key}") from e
-        return (prices[0], ()), (prices[1], ()), cache[0], cache[1]
-    return None if info is None else (info.input, info.output, info.cache_read, info.cache_write)
+        return (prices[0], ()), (prices[1], ()), cache[0], cache[1], cache[2]
+    if info is None:
+        return None
+    return info.input, info.output, info.cache_read, info.cache_write, info.cache_write_1h
 
 
 @functools.lru_cache(maxsize=64)

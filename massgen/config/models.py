@@ -170,6 +170,8 @@ class Price(ConfigModel):
     """USD per 1M prompt tokens read from the provider's cache (none: the input price)."""
     cache_write: float | None = Field(default=None, ge=0)
     """USD per 1M prompt tokens written to the provider's cache (none: the input price)."""
+    cache_write_1h: float | None = Field(default=None, ge=0)
+    """USD per 1M of those written to its one-hour cache (none: the ``cache_write`` price)."""
 
 
 class RateLimitConfig(ConfigModel):

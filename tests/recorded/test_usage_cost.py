@@ -113,6 +113,7 @@ async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
             "cached_tokens": 512,
             "reasoning_tokens": 60,
             "cache_write_tokens": 0,
+            "cache_write_1h_tokens": 0,
             "total_tokens": 679,
         }
         assert data["usage_by_agent"]["ada"]["cached_tokens"] == 512

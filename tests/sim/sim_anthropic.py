@@ -125,6 +125,13 @@ def _usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
         "cache_creation_input_tokens": answer.cache_write,
         "cache_read_input_tokens": answer.cache_read,
     }
+    if answer.cache_write_1h:  # the split by lifetime; answers from before it had none
+        five = answer.cache_write - answer.cache_write_1h
+        hour = answer.cache_write_1h
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": five,
+            "ephemeral_1h_input_tokens": hour,
+        }
     if answer.searched:
         usage["server_tool_use"] = {"web_search_requests": len(answer.queries)}
     return usage

@@ -51,12 +51,14 @@ class Text:
     """Answer with ``text``. ``truncated`` reports it cut off by the token limit
     (``length`` / ``max_tokens`` / ``MAX_TOKENS``) instead of a normal stop. ``cache_read``
     and ``cache_write``: prompt tokens the Anthropic wire reports read from and written to
-    its prompt cache, beyond its ``input_tokens``."""
+    its prompt cache, beyond its ``input_tokens``; ``cache_write_1h``: of those written, the
+    ones its ``cache_creation`` puts in the one-hour cache (0: no ``cache_creation`` sent)."""
 
     text: str
     truncated: bool = False
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class Answer:
     cache_read: int = 0
     cache_write: int = 0
     """Anthropic: prompt tokens read from and written to the prompt cache."""
+    cache_write_1h: int = 0
+    """Anthropic: of those written, the ones written to the one-hour cache."""
 
 
 class Wire(Protocol):

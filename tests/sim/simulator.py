@@ -577,6 +577,7 @@ def _build_answer(
         search_sources=parsed.search_sources,
         cache_read=reply.cache_read if isinstance(reply, Text) else 0,
         cache_write=reply.cache_write if isinstance(reply, Text) else 0,
+        cache_write_1h=reply.cache_write_1h if isinstance(reply, Text) else 0,
     )
 
 
