@@ -40,6 +40,7 @@ PLAIN = [
     *cases("pydantic-ai__test_anthropic_model_thinking_part_redacted.yaml"),
     *cases("pydantic-ai__test_anthropic_model_thinking_part_redacted_stream.yaml"),
     *cases("pydantic-ai__test_anthropic_tool_with_thinking.yaml"),
+    *cases("pydantic-ai__test_anthropic_cache_earlier_breakpoint_raised_to_later_longer_ttl.http"),
 ]
 
 
@@ -60,6 +61,9 @@ async def test_text_tool_calls_usage_and_finish_as_recorded(case: tuple[Recorded
     assert done.usage.input_tokens == anthropic_input_tokens(usage)
     assert done.usage.output_tokens == usage["output_tokens"]
     assert done.usage.cached_tokens == (usage.get("cache_read_input_tokens") or 0)
+    assert done.usage.cache_write_tokens == (usage.get("cache_creation_input_tokens") or 0)
+    by_ttl = usage.get("cache_creation") or {}  # not in answers older than it
+    assert done.usage.cache_write_1h_tokens == by_ttl.get("ephemeral_1h_input_tokens", 0)
     assert done.usage.reasoning_tokens == 0  # thinking is in output_tokens, not counted apart
     assert done.finish_reason == FINISH[stop or ""]
     assert done.server_calls == () and done.sources == ()

@@ -1,10 +1,12 @@
 """Cached and reasoning tokens from recorded traffic, through to what a run reports and what
 it costs: the result, its ``--json`` form, the run record, and the price from genai-prices'
-table (the cache-read price for cached tokens, the cache-write price for Anthropic's writes)."""
+table (the cache-read price for cached tokens, the cache-write price for Anthropic's writes,
+the one-hour cache-write price for those it keeps an hour)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,15 @@ from massgen.result import RunResult
 from massgen.types import Usage
 from tests.otlp import Receiver, Span, named
 from tests.recorded import openai_facts
-from tests.recorded.facts import anthropic_blocks, body, gemini_usage, recording
-from tests.recorded.harness import HERE, ReplayServer, load
-from tests.recorded.replay_backends import KEY, anthropic, ask, gemini
+from tests.recorded.facts import (
+    anthropic_blocks,
+    anthropic_input_tokens,
+    body,
+    gemini_usage,
+    recording,
+)
+from tests.recorded.harness import HERE, VARIANTS, Recorded, ReplayServer, load
+from tests.recorded.replay_backends import KEY, answer, anthropic, ask, gemini
 
 DEEPSEEK = (
     HERE / "openai_compat" / "pydantic_ai-test_deepseek_deferred_capability_with_thinking.yaml"
@@ -55,15 +63,19 @@ def priced(model: str, prompt: int, output: int, cached: int) -> float:
     return ((prompt - cached) * fresh + cached * read + output * out) / 1e6
 
 
-async def observed_run(backend: Backend, record: Path) -> tuple[RunResult, Metrics, list[Span]]:
+async def observed_run(
+    backend: Backend, record: Path, *, stream: bool = False
+) -> tuple[RunResult, Metrics, list[Span]]:
     """One agent's run of "Hello" on ``backend``, recorded to ``record``, with metrics and
-    traces on (a loopback collector): its result, metrics and spans."""
+    traces on (a loopback collector): its result, metrics and spans. ``stream``: a subscriber
+    hears token deltas too, so the run asks for its answers streamed."""
     metrics = Metrics(process=False)
+    heard: list[object] = []
     with Receiver() as collector:
         orchestrator = Orchestrator(
             [Agent("ada", backend)],
             strategy="parallel",
-            subscribers=[RunRecorder(path=record), metrics],
+            subscribers=[RunRecorder(path=record), metrics, *([heard.append] if stream else [])],
             observability=ObservabilityConfig(otlp=collector.url),
         )
         result = await orchestrator.arun("Hello")
@@ -258,3 +270,97 @@ async def test_a_gemini_cache_hit_costs_its_cache_read_price() -> None:
     assert cost(done.model, done.usage) == pytest.approx(
         priced(done.model, usage["promptTokenCount"], output, usage["cachedContentTokenCount"])
     )
+
+
+HOUR = "pydantic-ai__test_anthropic_cache_earlier_breakpoint_raised_to_later_longer_ttl.http"
+
+
+def one_hour_write_price(model: str, prompt: int) -> float:
+    """USD per 1M tokens written to ``model``'s one-hour prompt cache for a prompt this short,
+    from genai-prices; above its five-minute write price."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    info = get_snapshot().find_provider_model(model, None, None, None)[1]
+    price = info.get_prices(datetime.now(UTC)).cache_write_1h_mtok
+    tiers = getattr(price, "tiers", None)
+    assert tiers is None or all(prompt <= t.start for t in tiers)
+    hourly = float(price.base if tiers is not None else price)
+    assert hourly > cache_write_price(model, prompt), "or the test shows nothing"
+    return hourly
+
+
+def hour_facts(rec: Recorded) -> tuple[int, int, int, int]:
+    """Prompt and output tokens of a recorded answer, the prompt tokens it wrote to the cache
+    and, of those, the ones written to the one-hour cache."""
+    _, usage, _ = anthropic_blocks(rec)
+    by_ttl = usage["cache_creation"]
+    written, hour = usage["cache_creation_input_tokens"], by_ttl["ephemeral_1h_input_tokens"]
+    assert hour + by_ttl["ephemeral_5m_input_tokens"] == written
+    return anthropic_input_tokens(usage), usage["output_tokens"], written, hour
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_an_anthropic_one_hour_cache_write_costs_its_one_hour_price(variant: str) -> None:
+    """claude-sonnet-4-6 wrote all 3913 of its cache writes to the one-hour cache (pydantic-ai's
+    recording, streamed): they pay the table's one-hour write price (twice the input price),
+    not the five-minute one (1.25 times) massgen charged them before it read the split."""
+    rec = recording("anthropic", HOUR)[0]
+    prompt, output, written, hour = hour_facts(rec)
+    assert (prompt, output, written, hour) == (3926, 4, 3913, 3913)
+    async with anthropic([rec], variant, model="claude-sonnet-4-6") as (backend, _):
+        done, _ = await answer(backend, ask(), stream=True)
+    assert done.usage == Usage(prompt, output, 0, 0, written, hour)
+    model = done.model
+    fresh, _, out = table(model, prompt)
+    five, hourly = cache_write_price(model, prompt), one_hour_write_price(model, prompt)
+    ours = cost(model, done.usage)
+    expected = ((prompt - written) * fresh + hour * hourly + output * out) / 1e6
+    assert ours == pytest.approx(expected, rel=1e-12)
+    before = cost(model, replace(done.usage, cache_write_1h_tokens=0))  # all at five minutes
+    assert ours - before == pytest.approx(hour * (hourly - five) / 1e6, rel=1e-9)
+
+    from genai_prices import Usage as Tokens
+    from genai_prices import calc_price
+
+    theirs = calc_price(
+        Tokens(
+            input_tokens=prompt,
+            output_tokens=output,
+            cache_write_tokens=written,
+            cache_write_1h_tokens=hour,
+        ),
+        model,
+    )
+    assert ours == pytest.approx(float(theirs.total_price))
+
+
+async def test_an_anthropic_run_reports_and_records_its_one_hour_cache_writes(
+    tmp_path: Path,
+) -> None:
+    """The same recorded turn through a whole run: the result, its ``--json`` form and the run
+    record carry the one-hour part of the writes and the cost it makes; spans and Prometheus
+    count the writes whole, as before (no attribute or series of their own)."""
+    rec = recording("anthropic", HOUR)[0]
+    prompt, output, written, hour = hour_facts(rec)
+    record = tmp_path / "run.json"
+    with ReplayServer([rec]) as server:
+        backend = AnthropicBackend("claude-sonnet-4-6", api_key=KEY, base_url=server.url)
+        result, metrics, spans = await observed_run(backend, record, stream=True)
+    model = result.answers[0].model
+    expected = cost(model, Usage(prompt, output, 0, 0, written, hour))
+    assert expected > cost(model, Usage(prompt, output, 0, 0, written))
+    assert result.usage == Usage(prompt, output, 0, 0, written, hour)
+    assert result.cost == pytest.approx(expected, rel=1e-12)
+    as_json: dict[str, Any] = json.loads(json.dumps(result.to_dict()))  # what `--json` prints
+    for data in (as_json, json.loads(record.read_text())):
+        assert data["usage"]["cache_write_tokens"] == written
+        assert data["usage"]["cache_write_1h_tokens"] == hour
+        assert data["usage"]["total_tokens"] == prompt + output
+        assert data["usage_by_agent"]["ada"]["cache_write_1h_tokens"] == hour
+        assert data["answers"][0]["usage"]["cache_write_1h_tokens"] == hour
+        assert data["cost"] == pytest.approx(expected, rel=1e-12)
+    for span in [*named(spans, "invoke_agent ada"), *named(spans, "chat claude-sonnet-4-6")]:
+        assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == written
+    labels = {"provider": "anthropic", "model": model, "agent": "ada"}
+    sample = metrics.registry.get_sample_value
+    assert sample("massgen_cache_write_input_tokens_total", labels) == written
