@@ -14,6 +14,7 @@ from massgen.config import loads
 from massgen.errors import ConfigError
 from massgen.orchestrator import Orchestrator
 from massgen.team import build_agents
+from tests.procs import run_massgen
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
 
@@ -108,3 +109,66 @@ def test_blocking_runs_each_start_and_stop_the_server(
     (server,) = {id(t): t for t in orchestrator.agents["ada"].tools}.values()
     assert (server.starts, server.lost) == (2, 0)
     assert not [r for r in caplog.records if r.name == "massgen.tools"]
+
+
+# -- mistakes found as the server starts, as `massgen run` shows them -------------------------
+
+
+def _team(sim: ProviderSimulator, tools: str, listed: str) -> str:
+    backend = f"{{type: openai, model: gpt-4o-mini, api_key: k, base_url: '{sim.openai_base_url}'}}"
+    return (
+        f"tools:\n{tools}"
+        f"agents:\n  - {{name: ada, backend: {backend}, tools: [{listed}]}}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+
+
+SERVER = f"{{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']"
+
+
+@pytest.mark.parametrize(
+    ("tools", "listed", "where", "hint"),
+    [
+        (
+            f"  faults: {SERVER}, include: [pid, pids]}}\n",
+            "faults",
+            ":2: `tools.faults.include`",
+            "pid, slow",
+        ),
+        (
+            f"  one: {SERVER}, prefix: ''}}\n  two: {SERVER}, prefix: ''}}\n",
+            "one, two",
+            ":3: `tools.two`",
+            "`prefix:`",
+        ),
+    ],
+    ids=["include names a tool the server lacks", "two servers' tools with the same names"],
+)
+def test_a_mistake_found_as_the_server_starts_is_a_located_config_error(
+    sim: ProviderSimulator, tmp_path: Path, tools: str, listed: str, where: str, hint: str
+) -> None:
+    """Found only once the server lists its tools, yet told as a config mistake is: file,
+    line, key and hint, exit 2 (not one line of an agent's failure, without the hint)."""
+    (tmp_path / "team.yaml").write_text(_team(sim, tools, listed))
+    done = run_massgen("run", "-q", "team.yaml", "hi", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: team.yaml{where}: ")
+    assert "  hint: " in done.stderr and hint in done.stderr.split("  hint: ")[1]
+    assert "Traceback" not in done.stderr and not sim.requests
+
+
+def test_why_a_server_did_not_start_reaches_the_terminal_its_secrets_masked(
+    sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    """What the server wrote on stderr before it exited is the reason: `massgen run` shows
+    it (the agent's failure is one line), with the values of its `env` masked."""
+    said = "import os, sys; sys.exit('no access with token ' + os.environ['TOKEN'])"
+    entry = f"  srv: {{use: mcp, command: '{sys.executable}', args: ['-c', \"{said}\"]"
+    text = _team(sim, entry + ", env: {TOKEN: '${MCP_TEST_TOKEN}'}}\n", "srv")
+    (tmp_path / "team.yaml").write_text(text)
+    done = run_massgen("run", "team.yaml", "hi", cwd=tmp_path, env={"MCP_TEST_TOKEN": "tok-s3cret"})
+    assert done.returncode == 1, done.stderr
+    assert "MCP server 'srv'" in done.stderr and "did not start" in done.stderr
+    assert "no access with token ***" in done.stderr
+    assert "tok-s3cret" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr and not sim.requests

@@ -105,6 +105,8 @@ class McpServer(BuiltinTool[McpSettings]):
             if unknown:
                 raise ConfigError(
                     f"{self.label} has no tool {', '.join(map(repr, unknown))}",
+                    file=self.source[0],
+                    line=self.source[1],
                     key=f"tools.{self.name}.{key}",
                     hint=f"its tools: {', '.join(names)}",
                 )
@@ -118,7 +120,10 @@ class McpServer(BuiltinTool[McpSettings]):
             if name in made:
                 why = f"{self.label}: two tools are named {name!r} once made valid names"
                 hint = "leave one out with `exclude:`"
-                raise ConfigError(why, key=f"tools.{self.name}.exclude", hint=hint)
+                file, line = self.source
+                raise ConfigError(
+                    why, file=file, line=line, key=f"tools.{self.name}.exclude", hint=hint
+                )
             schema = {k: v for k, v in t.input_schema.items() if k not in ("$schema", "title")}
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
@@ -149,7 +154,9 @@ class McpServer(BuiltinTool[McpSettings]):
                 raise
             why = f" within {self.settings.start_timeout:g}s" if isinstance(e, TimeoutError) else ""
             why = why or f": {self._why(e)}"
-            raise ToolError(f"{self.label} did not start{why}{self._tail()}") from None
+            if tail := self._tail():  # its reason, which a run's one-line failure leaves out
+                log.warning("%s did not start%s", self.label, tail)
+            raise ToolError(f"{self.label} did not start{why}{tail}") from None
 
     async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
         from mcp import Client
