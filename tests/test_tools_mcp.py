@@ -336,7 +336,8 @@ async def test_streamable_http_with_headers_from_the_environment(http_server: st
     try:
         with pytest.raises(ToolError, match="MCP server 'remote' .* did not start") as e:
             await refused.expand()
-        assert "wrong-secret-77" not in str(e.value)  # the server answered 401
+        assert "wrong-secret-77" not in str(e.value)
+        assert "did not start: HTTP 401 " in str(e.value)  # the SDK's error does not say it
     finally:
         await refused.aclose()
 

@@ -72,6 +72,7 @@ class McpServer(BuiltinTool[McpSettings]):
         self._lock = asyncio.Lock()
         self._tools: list[McpTool] | None = None
         self._stderr: IO[str] | None = None
+        self._refused = ""  # the HTTP status a `url` server last refused a request with
         self.starts = 0
         self.lost = 0  # times it died: restarted after the first, gone after the second
 
@@ -134,7 +135,7 @@ class McpServer(BuiltinTool[McpSettings]):
     async def _start(self) -> list[Any]:
         """Start the server in a task of its own (the SDK's context must be left from the task
         that entered it) and return its tools; a ToolError if it does not come up in time."""
-        self.starts += 1
+        self.starts, self._refused = self.starts + 1, ""
         if self.settings.command is not None:  # this start's stderr, for reports
             if self._stderr is not None:
                 self._stderr.close()
@@ -153,7 +154,7 @@ class McpServer(BuiltinTool[McpSettings]):
             if not isinstance(e, Exception):
                 raise
             why = f" within {self.settings.start_timeout:g}s" if isinstance(e, TimeoutError) else ""
-            why = why or f": {self._why(e)}"
+            why = why or f": {self._refused}{self._why(e)}"  # the SDK tells no HTTP status
             if tail := self._tail():  # its reason, which a run's one-line failure leaves out
                 log.warning("%s did not start%s", self.label, tail)
             raise ToolError(f"{self.label} did not start{why}{tail}") from None
@@ -171,7 +172,8 @@ class McpServer(BuiltinTool[McpSettings]):
 
                     headers = {k: v.get_secret_value() for k, v in s.headers.items()}
                     timeout = httpx2.Timeout(30.0, read=300.0)
-                    http = httpx2.AsyncClient(headers=headers, timeout=timeout)
+                    hooks = {"response": [self._note_refusal]}
+                    http = httpx2.AsyncClient(headers=headers, timeout=timeout, event_hooks=hooks)
                     await stack.enter_async_context(http)
                     transport: Any = streamable_http_client(s.url, http_client=http)
                 else:
@@ -203,6 +205,10 @@ class McpServer(BuiltinTool[McpSettings]):
                 log.debug("%s: closing failed: %s", self.label, self._why(e))
         finally:
             self._client = None
+
+    async def _note_refusal(self, response: Any) -> None:
+        if response.status_code >= 400:
+            self._refused = f"HTTP {response.status_code} {response.reason_phrase}".strip() + "; "
 
     async def _shutdown(self) -> None:
         holder, self._holder = self._holder, None
