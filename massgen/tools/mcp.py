@@ -207,7 +207,8 @@ class McpServer(BuiltinTool[McpSettings]):
             self._client = None
 
     async def _note_refusal(self, response: Any) -> None:
-        if response.status_code >= 400:
+        """Keep a refused request's status (not a GET's: a server need not offer its stream)."""
+        if response.status_code >= 400 and response.request.method == "POST":
             self._refused = f"HTTP {response.status_code} {response.reason_phrase}".strip() + "; "
 
     async def _shutdown(self) -> None:
