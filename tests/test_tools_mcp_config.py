@@ -4,8 +4,13 @@ and the blocking API's lifecycle (the async tests are in test_tools_mcp.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +177,57 @@ def test_why_a_server_did_not_start_reaches_the_terminal_its_secrets_masked(
     assert "no access with token ***" in done.stderr
     assert "tok-s3cret" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr and not sim.requests
+
+
+def test_a_second_ctrl_c_while_a_server_stops_leaves_nothing_running(
+    sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    """Ctrl-C while a stdio server starts: massgen closes its stdin, waits for it, then ends
+    it. A second Ctrl-C meanwhile (an impatient user) must not cut that short: the run
+    ends (130) and the server with it, rather than hanging with the server left running."""
+    fifo = tmp_path / "told"
+    os.mkfifo(fifo)
+    script = tmp_path / "stuck.py"  # tells its pid, then that its stdin closed; never answers
+    script.write_text(
+        f"import os, sys, time\ntold = open({str(fifo)!r}, 'w', buffering=1)\n"
+        "told.write(f'{os.getpid()}\\n')\nsys.stdin.read()\ntold.write('closed\\n')\n"
+        "time.sleep(300)\n"
+    )
+    entry = f"  stuck: {{use: mcp, command: '{sys.executable}', args: ['{script}']}}\n"
+    (tmp_path / "team.yaml").write_text(_team(sim, entry, "stuck"))
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    told = b""
+
+    def heard(what: str) -> str:
+        nonlocal told
+        deadline = time.monotonic() + 30
+        while what not in told.decode():
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([reader], [], [], left)[0], f"not told {what}"
+            told += os.read(reader, 100)
+        return told.decode()
+
+    argv = [sys.executable, "-m", "massgen", "run", "-q", "team.yaml", "hi"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = 0
+    try:
+        server = int(heard("\n").split()[0])
+        proc.send_signal(signal.SIGINT)
+        heard("closed")  # massgen is stopping it
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err
+        assert not Path(f"/proc/{server}").exists() or "Z" in _state(server)
+    finally:
+        os.close(reader)
+        for pid in (proc.pid, server):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(pid, signal.SIGKILL) if pid else None
+        proc.wait()
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return "gone"

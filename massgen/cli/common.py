@@ -89,7 +89,9 @@ def guarded(fn: Callable[[], int | None]) -> None:
 
 
 def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
-    """``asyncio.run(main())``; SIGTERM cancels it like Ctrl-C, and both raise Interrupted."""
+    """``asyncio.run(main())``; Ctrl-C or SIGTERM cancels it once, and raises Interrupted. A
+    second one is ignored: asyncio's would raise KeyboardInterrupt wherever the clean-up is
+    (an MCP server being stopped), which could hang it with the server left running."""
     import asyncio
 
     from massgen.errors import Interrupted
@@ -97,7 +99,10 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
     async def cancellable() -> T:
         me = asyncio.current_task()
         if me is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(
+                    sig, lambda: me.cancelling() or me.cancel()
+                )
         return await main()
 
     start_up_done()
