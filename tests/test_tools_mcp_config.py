@@ -231,3 +231,10 @@ def _state(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return "gone"
+
+
+def test_a_url_servers_name_in_messages_hides_a_key_in_its_query() -> None:
+    from massgen.tools.registry import build_tool
+
+    server = build_tool("srv", {"use": "mcp", "url": "https://h.example/mcp?api_key=k-s3cret-1"})
+    assert "k-s3cret-1" not in server.label and "api_key=***" in server.label  # type: ignore[attr-defined]
