@@ -4,6 +4,7 @@ failing team's provider is a closed loopback port. No sleeps: waits have deadlin
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -296,3 +297,53 @@ async def test_a_teams_mcp_server_does_not_outlive_massgen_mcp(
             assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"
     assert _gone(served_by, 30), "massgen mcp did not stop when its client left"
     assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"
+
+
+def test_a_client_that_dies_mid_call_ends_the_server_quietly(tmp_path: Path) -> None:
+    """A killed client closes both pipes while a call runs: the server's last words (the
+    call's end) meet a broken pipe. It ends (0: its client is gone) without a traceback."""
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "backends:\n  slow: {type: replay, default: slow, latency: 60}\n"
+        "agents:\n  - {name: a, backend: slow}\norchestrator: {strategy: parallel}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "mcp", str(team)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
+        for message in (
+            {"id": 1, "method": "initialize", "params": {**hello}},
+            {"method": "notifications/initialized"},
+            {
+                "id": 2,
+                "method": "tools/call",
+                "params": {
+                    "name": "ask_team",
+                    "arguments": {"task": "x"},
+                    "_meta": {"progressToken": 1},
+                },
+            },
+            {"id": 3, "method": "ping"},  # answered once the call is under way
+        ):
+            proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        proc.stdin.flush()
+        answered = [json.loads(proc.stdout.readline()).get("id") for _ in range(2)]
+        assert answered == [1, 3]
+        proc.stdout.close()  # the client is gone
+        proc.stdin.close()
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 0, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

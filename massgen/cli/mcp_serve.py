@@ -121,7 +121,10 @@ async def serve(server: Any, port: int | None, host: str) -> None:
         end = stdin_relay()
         running = asyncio.ensure_future(server.run_stdio_async())
         try:
-            await asyncio.shield(running)
+            try:
+                await asyncio.shield(running)
+            except* BrokenPipeError:  # a client that died: what was left to tell it has no reader
+                pass
         except asyncio.CancelledError:
             end()  # its read sees the end of input: the SDK's server stops
             await asyncio.gather(running, return_exceptions=True)
