@@ -4,6 +4,7 @@ failing team's provider is a closed loopback port. No sleeps: waits have deadlin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -347,3 +348,57 @@ def test_a_client_that_dies_mid_call_ends_the_server_quietly(tmp_path: Path) -> 
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.mark.asyncio
+async def test_sigterm_over_http_stops_the_server_while_a_call_runs(tmp_path: Path) -> None:
+    """A call in flight (one agent answered, the other's provider takes a minute) does not
+    hold the stop: the call is cancelled and the server ends at once, as on stdio."""
+    import anyio
+
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "backends:\n  fast: {type: replay, default: fast}\n"
+        "  slow: {type: replay, default: slow, latency: 60}\n"
+        "agents:\n  - {name: a, backend: fast}\n  - {name: b, backend: slow}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    proc, url = _start_http(team)
+    heard: list[str | None] = []
+    told: list[str] = []  # the call's error
+    ended: tuple[int, str] | None = None
+    try:
+        with contextlib.suppress(Exception):  # the client's own complaints at the server's end
+            async with Client(streamable_http_client(url)) as client:
+                answered = anyio.Event()
+
+                async def on_progress(
+                    value: float, total: float | None, message: str | None
+                ) -> None:
+                    heard.append(message)
+                    answered.set()
+
+                async def ask() -> None:
+                    with contextlib.suppress(Exception):
+                        got = await client.call_tool(
+                            "ask_team", {"task": "x"}, progress_callback=on_progress
+                        )
+                        told.append(got.content[0].text if got.is_error else "")  # type: ignore[union-attr]
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ask)
+                    with anyio.fail_after(30):
+                        await answered.wait()  # the call is under way
+                    proc.send_signal(signal.SIGTERM)
+                    _, err = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
+                    ended = proc.returncode, err
+                    tg.cancel_scope.cancel()
+        assert heard == ["a answered"]
+        assert len(told) == 1 and told[0].endswith("the team failed: the server is stopping")
+        assert ended is not None, "massgen mcp did not stop within 20 s of SIGTERM"
+        assert ended[0] == 0 and "stopped (SIGTERM)" in ended[1], ended[1]
+        assert "Traceback" not in ended[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
