@@ -146,13 +146,23 @@ SERVER = f"{{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']"
             ":3: `tools.two`",
             "`prefix:`",
         ),
+        (
+            "  srv: {use: mcp, command: no-such-mcp-server}\n",
+            "srv",
+            ":2: `tools.srv.command`",
+            "path",
+        ),
     ],
-    ids=["include names a tool the server lacks", "two servers' tools with the same names"],
+    ids=[
+        "include names a tool the server lacks",
+        "two servers' tools with the same names",
+        "a command that is not there",
+    ],
 )
 def test_a_mistake_found_as_the_server_starts_is_a_located_config_error(
     sim: ProviderSimulator, tmp_path: Path, tools: str, listed: str, where: str, hint: str
 ) -> None:
-    """Found only once the server lists its tools, yet told as a config mistake is: file,
+    """Found only once the server starts (or would), yet told as a config mistake is: file,
     line, key and hint, exit 2 (not one line of an agent's failure, without the hint)."""
     (tmp_path / "team.yaml").write_text(_team(sim, tools, listed))
     done = run_massgen("run", "-q", "team.yaml", "hi", cwd=tmp_path)

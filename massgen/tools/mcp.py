@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -135,6 +136,7 @@ class McpServer(BuiltinTool[McpSettings]):
     async def _start(self) -> list[Any]:
         """Start the server in a task of its own (the SDK's context must be left from the task
         that entered it) and return its tools; a ToolError if it does not come up in time."""
+        self._check_command()
         self.starts, self._refused = self.starts + 1, ""
         if self.settings.command is not None:  # this start's stderr, for reports
             if self._stderr is not None:
@@ -177,14 +179,11 @@ class McpServer(BuiltinTool[McpSettings]):
                     await stack.enter_async_context(http)
                     transport: Any = streamable_http_client(s.url, http_client=http)
                 else:
-                    cwd = Path(s.cwd) if s.cwd else None
-                    if self.base_dir is not None and not (cwd and cwd.is_absolute()):
-                        cwd = self.base_dir / cwd if cwd else self.base_dir
                     params = StdioServerParameters(
                         command=s.command or "",
                         args=s.args,
                         env={k: v.get_secret_value() for k, v in s.env.items()},
-                        cwd=cwd,
+                        cwd=self._cwd(),
                     )
                     transport = stdio_client(params, errlog=self._stderr)  # type: ignore[arg-type]
                 client = await stack.enter_async_context(Client(transport))
@@ -205,6 +204,32 @@ class McpServer(BuiltinTool[McpSettings]):
                 log.debug("%s: closing failed: %s", self.label, self._why(e))
         finally:
             self._client = None
+
+    def _cwd(self) -> Path | None:
+        cwd = Path(self.settings.cwd) if self.settings.cwd else None
+        if self.base_dir is not None and not (cwd and cwd.is_absolute()):
+            cwd = self.base_dir / cwd if cwd else self.base_dir
+        return cwd
+
+    def _check_command(self) -> None:
+        """A located config error for a ``command`` that is not there, where the server
+        would be looked for (its PATH, or its folder), rather than the OS's "No such file"."""
+        command = self.settings.command
+        if command is None:
+            return
+        path = self.settings.env.get("PATH")  # else massgen's own, which the server gets
+        if "/" in command:  # a path, from the server's folder
+            found = shutil.which(str((self._cwd() or Path.cwd()) / command))
+        else:
+            found = shutil.which(command, path=path.get_secret_value() if path else None)
+        if found is None:
+            raise ConfigError(
+                f"{self.label}: no program {command!r} found",
+                file=self.source[0],
+                line=self.source[1],
+                key=f"tools.{self.name}.command",
+                hint="install it, or give its full path",
+            )
 
     async def _note_refusal(self, response: Any) -> None:
         """Keep a refused request's status (not a GET's: a server need not offer its stream)."""
