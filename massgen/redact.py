@@ -11,17 +11,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 def redact_url(url: str) -> str:
     """``url`` with any password (in the userinfo, or a ``password=`` query parameter, which
-    redis-py also accepts) replaced by ``***``."""
+    redis-py also accepts) or query parameter named like a secret (``api_key=``, ``token=``:
+    an MCP server's URL may carry one) replaced by ``***``."""
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
         if parts.password is not None:
             netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
         query = parts.query
-        if "password" in query.lower():
-            pairs = parse_qsl(query, keep_blank_values=True)
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_NAME.search(k) for k, _ in pairs):
             query = urlencode(
-                [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
+                [(k, "***" if _SECRET_NAME.search(k) else v) for k, v in pairs], safe="*"
             )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:

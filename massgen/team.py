@@ -243,7 +243,7 @@ def build_agent_tools(
         with _located(team, *where):
             made = groups.get(name) or build_tool(name, team.tools.get(name), team.base_dir)
             if made.group:
-                groups[name] = made
+                groups[name], made.source = made, team.locate(*where)
             built.append(made)
             built[-1].check_backend(backend, model=model, with_functions=len(names) > 1)
     return built

@@ -4,6 +4,8 @@ failing team's provider is a closed loopback port. No sleeps: waits have deadlin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import select
 import signal
@@ -296,3 +298,107 @@ async def test_a_teams_mcp_server_does_not_outlive_massgen_mcp(
             assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"
     assert _gone(served_by, 30), "massgen mcp did not stop when its client left"
     assert _gone(tool_pid, 0), "the team's MCP server outlived massgen mcp"
+
+
+def test_a_client_that_dies_mid_call_ends_the_server_quietly(tmp_path: Path) -> None:
+    """A killed client closes both pipes while a call runs: the server's last words (the
+    call's end) meet a broken pipe. It ends (0: its client is gone) without a traceback."""
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "backends:\n  slow: {type: replay, default: slow, latency: 60}\n"
+        "agents:\n  - {name: a, backend: slow}\norchestrator: {strategy: parallel}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "mcp", str(team)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
+        for message in (
+            {"id": 1, "method": "initialize", "params": {**hello}},
+            {"method": "notifications/initialized"},
+            {
+                "id": 2,
+                "method": "tools/call",
+                "params": {
+                    "name": "ask_team",
+                    "arguments": {"task": "x"},
+                    "_meta": {"progressToken": 1},
+                },
+            },
+            {"id": 3, "method": "ping"},  # answered once the call is under way
+        ):
+            proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+        proc.stdin.flush()
+        answered = [json.loads(proc.stdout.readline()).get("id") for _ in range(2)]
+        assert answered == [1, 3]
+        proc.stdout.close()  # the client is gone
+        proc.stdin.close()
+        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 0, err
+        assert "Traceback" not in err and "BrokenPipeError" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.mark.asyncio
+async def test_sigterm_over_http_stops_the_server_while_a_call_runs(tmp_path: Path) -> None:
+    """A call in flight (one agent answered, the other's provider takes a minute) does not
+    hold the stop: the call is cancelled and the server ends at once, as on stdio."""
+    import anyio
+
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "backends:\n  fast: {type: replay, default: fast}\n"
+        "  slow: {type: replay, default: slow, latency: 60}\n"
+        "agents:\n  - {name: a, backend: fast}\n  - {name: b, backend: slow}\n"
+        "orchestrator: {strategy: parallel}\n"
+    )
+    proc, url = _start_http(team)
+    heard: list[str | None] = []
+    told: list[str] = []  # the call's error
+    ended: tuple[int, str] | None = None
+    try:
+        with contextlib.suppress(Exception):  # the client's own complaints at the server's end
+            async with Client(streamable_http_client(url)) as client:
+                answered = anyio.Event()
+
+                async def on_progress(
+                    value: float, total: float | None, message: str | None
+                ) -> None:
+                    heard.append(message)
+                    answered.set()
+
+                async def ask() -> None:
+                    with contextlib.suppress(Exception):
+                        got = await client.call_tool(
+                            "ask_team", {"task": "x"}, progress_callback=on_progress
+                        )
+                        told.append(got.content[0].text if got.is_error else "")  # type: ignore[union-attr]
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ask)
+                    with anyio.fail_after(30):
+                        await answered.wait()  # the call is under way
+                    proc.send_signal(signal.SIGTERM)
+                    _, err = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
+                    ended = proc.returncode, err
+                    tg.cancel_scope.cancel()
+        assert heard == ["a answered"]
+        assert len(told) == 1 and told[0].endswith("the team failed: the server is stopping")
+        assert ended is not None, "massgen mcp did not stop within 20 s of SIGTERM"
+        assert ended[0] == 0 and "stopped (SIGTERM)" in ended[1], ended[1]
+        assert "Traceback" not in ended[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

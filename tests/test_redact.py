@@ -105,3 +105,10 @@ def test_the_log_level_option_is_checked_and_logs_to_stderr(offline: Path) -> No
     assert on.returncode == 0 and " DEBUG asyncio" in on.stderr
     off = massgen(*run, MASSGEN_LOG="")
     assert off.returncode == 0 and "DEBUG" not in off.stderr
+
+
+def test_a_query_parameter_named_like_a_secret_is_hidden():
+    """An MCP server's URL may carry its key in the query (``?api_key=``)."""
+    for name in ("api_key", "token", "apiKey", "access_token", "client_secret"):
+        shown = redact_url(f"https://mcp.example.com/mcp?{name}={CANARY}&profile=p")
+        assert CANARY not in shown and "profile=p" in shown and f"{name}=***" in shown

@@ -287,8 +287,9 @@ async def test_a_server_that_does_not_start_is_a_clear_error() -> None:
     try:
         with pytest.raises(ToolError, match=r"MCP server 'hung' \(python.*\) did not start within"):
             await hung.expand()
-        with pytest.raises(ToolError, match="MCP server 'gone' .* did not start: .*No such file"):
-            await missing.expand()
+        with pytest.raises(ConfigError, match="MCP server 'gone' .*: no program") as e:
+            await missing.expand()  # found before anything is started
+        assert e.value.key == "tools.gone.command" and "full path" in (e.value.hint or "")
         assert descendants() <= before  # nothing left running
     finally:
         await hung.aclose()
@@ -336,7 +337,8 @@ async def test_streamable_http_with_headers_from_the_environment(http_server: st
     try:
         with pytest.raises(ToolError, match="MCP server 'remote' .* did not start") as e:
             await refused.expand()
-        assert "wrong-secret-77" not in str(e.value)  # the server answered 401
+        assert "wrong-secret-77" not in str(e.value)
+        assert "did not start: HTTP 401 " in str(e.value)  # the SDK's error does not say it
     finally:
         await refused.aclose()
 
@@ -496,7 +498,7 @@ async def test_a_server_that_does_not_start_fails_the_agent_with_the_reason(
     sim: ProviderSimulator,
 ) -> None:
     text = (
-        "tools:\n  broken: {use: mcp, command: /nonexistent/mcp-server}\n"
+        f"tools:\n  broken: {{use: mcp, command: '{sys.executable}', args: [-c, 'exit(3)']}}\n"
         f"agents:\n  - {{name: ada, backend: {{type: openai, model: gpt-4o-mini, api_key: k,\n"
         f"     base_url: '{sim.openai_base_url}'}}, tools: [broken]}}\n"
         "orchestrator: {strategy: parallel}\n"

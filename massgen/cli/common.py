@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 OK, FAILED, USAGE, DEGRADED, INTERRUPTED = 0, 1, 2, 3, 130
 KEY_HINT = "check the API key (see README: Run with real providers)"
 _usual_gc: tuple[int, int, int] | None = None
@@ -49,13 +50,13 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is in ``error``'s ``raise ... from`` chain (a run wraps its agents')."""
+def _caused_by(error: BaseException | None, kind: type[E]) -> E | None:
+    """``kind`` if it is in ``error``'s ``raise ... from`` chain (a run wraps its agents')."""
     for _ in range(16):
         if error is None or isinstance(error, kind):
-            return error is not None
+            return error
         error = error.__cause__
-    return False
+    return None
 
 
 def guarded(fn: Callable[[], int | None]) -> None:
@@ -76,6 +77,8 @@ def guarded(fn: Callable[[], int | None]) -> None:
     except (KeyboardInterrupt, Interrupted):
         raise fail("interrupted", INTERRUPTED) from None
     except MassGenError as e:
+        if mistake := _caused_by(e, ConfigError):  # found as it ran: an MCP server's `include:`
+            raise fail(str(mistake), USAGE) from None
         if _caused_by(e, AuthenticationError):  # e.g. every agent's key was refused
             raise fail(f"{e}\n  hint: {KEY_HINT}", USAGE) from None
         # The run's and its workers' secrets differ: a usage error too.
@@ -86,7 +89,9 @@ def guarded(fn: Callable[[], int | None]) -> None:
 
 
 def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
-    """``asyncio.run(main())``; SIGTERM cancels it like Ctrl-C, and both raise Interrupted."""
+    """``asyncio.run(main())``; Ctrl-C or SIGTERM cancels it once, and raises Interrupted. A
+    second one is ignored: asyncio's would raise KeyboardInterrupt wherever the clean-up is
+    (an MCP server being stopped), which could hang it with the server left running."""
     import asyncio
 
     from massgen.errors import Interrupted
@@ -94,7 +99,10 @@ def run_until_done(main: Callable[[], Awaitable[T]]) -> T:
     async def cancellable() -> T:
         me = asyncio.current_task()
         if me is not None:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(
+                    sig, lambda: me.cancelling() or me.cancel()
+                )
         return await main()
 
     start_up_done()

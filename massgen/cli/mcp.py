@@ -41,8 +41,10 @@ def mcp(
 
     async def main() -> int:
         got = stop_signal()
+        stopping = asyncio.Event()
+        got.add_done_callback(lambda _: stopping.set())
         async with orchestrator:
-            server = build_server(orchestrator, cfg.name or config.stem)
+            server = build_server(orchestrator, cfg.name or config.stem, stopping)
             serving = asyncio.ensure_future(serve(server, http, host))
             either: list[asyncio.Future[Any]] = [serving, got]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 StrategyName = Literal["parallel", "sequential", "consensus"]
 
 
-def build_server(orchestrator: Orchestrator, name: str) -> Any:
-    """The SDK's MCPServer with the tool ``ask_team`` running ``orchestrator``."""
+def build_server(orchestrator: Orchestrator, name: str, stopping: asyncio.Event) -> Any:
+    """The SDK's MCPServer with the tool ``ask_team`` running ``orchestrator``; once
+    ``stopping`` is set, calls in flight end with an error (the server need not wait for
+    them, and uvicorn would: a cancelled request is a traceback in its log)."""
     server: Any = MCPServer(name, log_level="WARNING")
 
     @server.tool()
@@ -46,6 +48,8 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
         """Ask the team: its agents answer (and, by strategy, review and vote); returns the
         final answer, with winner, votes, agreement, tokens and cost as structured content."""
         run = LiveRun(orchestrator, task, strategy)
+        stop = asyncio.ensure_future(stopping.wait())
+        stop.add_done_callback(lambda _: run.cancel())
         try:
             sent, total, chosen = 0, None, ""
             async for event in run:
@@ -56,11 +60,16 @@ def build_server(orchestrator: Orchestrator, name: str) -> Any:
                     sent += 1
                     await ctx.report_progress(sent, total, note)
             result = await run.result()
+        except asyncio.CancelledError:
+            if not stopping.is_set():
+                raise
+            raise ToolError("the team failed: the server is stopping") from None
         except MassGenError as e:
             raise ToolError(f"the team failed: {short_error(e)}") from None
         except Exception as e:  # a bug of ours: the reason, never a traceback
             raise ToolError(f"the team failed: internal error ({type(e).__name__})") from None
         finally:
+            stop.cancel()
             await run.stopped()  # nothing is left running when the call ends (or is cancelled)
         summary = summarize(result, len(orchestrator.seats()))
         return CallToolResult(
@@ -121,7 +130,10 @@ async def serve(server: Any, port: int | None, host: str) -> None:
         end = stdin_relay()
         running = asyncio.ensure_future(server.run_stdio_async())
         try:
-            await asyncio.shield(running)
+            try:
+                await asyncio.shield(running)
+            except* BrokenPipeError:  # a client that died: what was left to tell it has no reader
+                pass
         except asyncio.CancelledError:
             end()  # its read sees the end of input: the SDK's server stops
             await asyncio.gather(running, return_exceptions=True)

@@ -43,6 +43,8 @@ class Tool:
     group: ClassVar[bool] = False
     """A group stands for tools known only once it starts (an MCP server's): the toolbox asks
     :meth:`expand` for them before a turn's first request, and agents share one group."""
+    source: tuple[str | None, int | None] = (None, None)
+    """A group's ``tools:`` entry (file, line): where mistakes found as it starts point."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,7 @@ class McpServer(BuiltinTool[McpSettings]):
         self._lock = asyncio.Lock()
         self._tools: list[McpTool] | None = None
         self._stderr: IO[str] | None = None
+        self._refused = ""  # the HTTP status a `url` server last refused a request with
         self.starts = 0
         self.lost = 0  # times it died: restarted after the first, gone after the second
 
@@ -105,6 +107,8 @@ class McpServer(BuiltinTool[McpSettings]):
             if unknown:
                 raise ConfigError(
                     f"{self.label} has no tool {', '.join(map(repr, unknown))}",
+                    file=self.source[0],
+                    line=self.source[1],
                     key=f"tools.{self.name}.{key}",
                     hint=f"its tools: {', '.join(names)}",
                 )
@@ -118,7 +122,10 @@ class McpServer(BuiltinTool[McpSettings]):
             if name in made:
                 why = f"{self.label}: two tools are named {name!r} once made valid names"
                 hint = "leave one out with `exclude:`"
-                raise ConfigError(why, key=f"tools.{self.name}.exclude", hint=hint)
+                file, line = self.source
+                raise ConfigError(
+                    why, file=file, line=line, key=f"tools.{self.name}.exclude", hint=hint
+                )
             schema = {k: v for k, v in t.input_schema.items() if k not in ("$schema", "title")}
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
@@ -129,7 +136,8 @@ class McpServer(BuiltinTool[McpSettings]):
     async def _start(self) -> list[Any]:
         """Start the server in a task of its own (the SDK's context must be left from the task
         that entered it) and return its tools; a ToolError if it does not come up in time."""
-        self.starts += 1
+        self._check_command()
+        self.starts, self._refused = self.starts + 1, ""
         if self.settings.command is not None:  # this start's stderr, for reports
             if self._stderr is not None:
                 self._stderr.close()
@@ -148,8 +156,10 @@ class McpServer(BuiltinTool[McpSettings]):
             if not isinstance(e, Exception):
                 raise
             why = f" within {self.settings.start_timeout:g}s" if isinstance(e, TimeoutError) else ""
-            why = why or f": {self._why(e)}"
-            raise ToolError(f"{self.label} did not start{why}{self._tail()}") from None
+            why = why or f": {self._refused}{self._why(e)}"  # the SDK tells no HTTP status
+            if tail := self._tail():  # its reason, which a run's one-line failure leaves out
+                log.warning("%s did not start%s", self.label, tail)
+            raise ToolError(f"{self.label} did not start{why}{tail}") from None
 
     async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
         from mcp import Client
@@ -164,18 +174,16 @@ class McpServer(BuiltinTool[McpSettings]):
 
                     headers = {k: v.get_secret_value() for k, v in s.headers.items()}
                     timeout = httpx2.Timeout(30.0, read=300.0)
-                    http = httpx2.AsyncClient(headers=headers, timeout=timeout)
+                    hooks = {"response": [self._note_refusal]}
+                    http = httpx2.AsyncClient(headers=headers, timeout=timeout, event_hooks=hooks)
                     await stack.enter_async_context(http)
                     transport: Any = streamable_http_client(s.url, http_client=http)
                 else:
-                    cwd = Path(s.cwd) if s.cwd else None
-                    if self.base_dir is not None and not (cwd and cwd.is_absolute()):
-                        cwd = self.base_dir / cwd if cwd else self.base_dir
                     params = StdioServerParameters(
                         command=s.command or "",
                         args=s.args,
                         env={k: v.get_secret_value() for k, v in s.env.items()},
-                        cwd=cwd,
+                        cwd=self._cwd(),
                     )
                     transport = stdio_client(params, errlog=self._stderr)  # type: ignore[arg-type]
                 client = await stack.enter_async_context(Client(transport))
@@ -196,6 +204,37 @@ class McpServer(BuiltinTool[McpSettings]):
                 log.debug("%s: closing failed: %s", self.label, self._why(e))
         finally:
             self._client = None
+
+    def _cwd(self) -> Path | None:
+        cwd = Path(self.settings.cwd) if self.settings.cwd else None
+        if self.base_dir is not None and not (cwd and cwd.is_absolute()):
+            cwd = self.base_dir / cwd if cwd else self.base_dir
+        return cwd
+
+    def _check_command(self) -> None:
+        """A located config error for a ``command`` that is not there, where the server
+        would be looked for (its PATH, or its folder), rather than the OS's "No such file"."""
+        command = self.settings.command
+        if command is None:
+            return
+        path = self.settings.env.get("PATH")  # else massgen's own, which the server gets
+        if "/" in command:  # a path, from the server's folder
+            found = shutil.which(str((self._cwd() or Path.cwd()) / command))
+        else:
+            found = shutil.which(command, path=path.get_secret_value() if path else None)
+        if found is None:
+            raise ConfigError(
+                f"{self.label}: no program {command!r} found",
+                file=self.source[0],
+                line=self.source[1],
+                key=f"tools.{self.name}.command",
+                hint="install it, or give its full path",
+            )
+
+    async def _note_refusal(self, response: Any) -> None:
+        """Keep a refused request's status (not a GET's: a server need not offer its stream)."""
+        if response.status_code >= 400 and response.request.method == "POST":
+            self._refused = f"HTTP {response.status_code} {response.reason_phrase}".strip() + "; "
 
     async def _shutdown(self) -> None:
         holder, self._holder = self._holder, None

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from massgen.errors import ToolError
+from massgen.errors import ConfigError, ToolError
 from massgen.tools.base import Tool
 from massgen.tools.context import ToolContext
 from massgen.tools.images import attach
@@ -76,10 +76,23 @@ class ToolBox:
         for group in list(self.groups):
             tools = await group.expand()
             if group in self.groups:  # not done meanwhile by a concurrent turn
+                self._check_names(group, tools)
                 self.groups.remove(group)
                 for t in tools:
                     self._add(t)
                 self._specs = None
+
+    def _check_names(self, group: Tool, tools: Sequence[Tool]) -> None:
+        """A config error if ``group`` brings names the agent has (e.g. two MCP servers'
+        ``echo``, both with ``prefix: ""``): it points at the group's ``tools:`` entry."""
+        if taken := [repr(t.name) for t in tools if t.name in self.tools]:
+            more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+            why = f"{group.name!r} has tools the agent has already: " + ", ".join(taken[:3])
+            hint = "give it a `prefix:` of its own, or leave them out with `exclude:`"
+            file, line = group.source
+            raise ConfigError(
+                why + more, file=file, line=line, key=f"tools.{group.name}", hint=hint
+            )
 
     def specs(self) -> tuple[ToolSpec, ...]:
         """The tools' declarations (built once: their JSON schemas never change)."""
