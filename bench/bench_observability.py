@@ -24,15 +24,17 @@ that wants no token deltas (a quiet view) for ``few words``, one that wants them
 view: the team streams) for ``realistic``. Figures are medians of ``--reps``. Nothing here
 passes or fails.
 
-Two workloads, each with its own simulator and receiver, the repetitions alternating between
+Three workloads, each with its own simulator and receiver, the repetitions alternating between
 them: ``few words``, the simulator's default replies (an answer of a few words, review replies
-that are not votes and are asked again), the figure To has been measured on; and
-``realistic``, the same team answering with replies the size real providers send, streamed
-as they stream them: each agent's answer is the text of a streamed answer recorded from a
-real provider (:data:`RECORDED`, 1,021-2,849 characters, ≈ 250-700 tokens), sent a word a
-server-sent event (the recordings: 4-5 characters an event), and each review a ``vote``
-tool call whose arguments stream ≈ a token (4 characters) a fragment (``--token-arguments``;
-the recordings: 1.7-6.4 characters a fragment).
+that are not votes and are asked again: 15 five-token requests a run, the most spans for the
+least work, the stress case); ``realistic``, the same team answering with replies the size
+real providers send, streamed as they stream them (the live view); and ``realistic, not
+streamed``, the same replies asked for whole (as ``--quiet``, ``massgen batch`` and a
+``serve`` request without ``stream`` ask). In both, each agent's answer is the text of an
+answer recorded from a real provider (:data:`RECORDED`, 1,021-2,849 characters, ≈ 250-700
+tokens) and each review a ``vote`` tool call; streamed, the answer comes a word a server-sent
+event (the recordings: 4-5 characters an event) and the vote's arguments ≈ a token (4
+characters) a fragment (``--token-arguments``; the recordings: 1.7-6.4 characters a fragment).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ async def cpu_of(text: str, runs: int, metrics: bool, deltas: bool = False) -> f
 
 
 SPLIT = "\n# -- the team with both on --\n"
+STREAMED = {"realistic"}  # the workloads whose view shows token deltas (the team streams)
 
 
 async def paired_of(off_text: str, on_text: str, blocks: int, runs: int, deltas: bool) -> str:
@@ -331,17 +334,20 @@ def main() -> None:
     sim = "tests.sim.simulator"
     procs = {
         "few words": (start(["-m", sim, "--port", "0"]), start(["-c", RECEIVER])),
-        "realistic": (
-            start(["-m", sim, "--port", "0", "--token-arguments"]),
-            start(["-c", RECEIVER]),
-        ),
+        **{
+            name: (
+                start(["-m", sim, "--port", "0", "--token-arguments"]),
+                start(["-c", RECEIVER]),
+            )
+            for name in ("realistic", "realistic, not streamed")
+        },
     }
     try:
         teams: dict[str, dict[str, tuple[str, bool]]] = {}
         for name, (simulator, receiver) in procs.items():
             assert simulator.stdout is not None and receiver.stdout is not None
             url = simulator.stdout.readline().strip()
-            if name == "realistic":
+            if name != "few words":
                 body = realistic_script(args.agents).encode()
                 urllib.request.urlopen(f"{url}/_sim/script", body).close()
             off = team(url, args.agents)
@@ -354,7 +360,7 @@ def main() -> None:
         for _ in range(args.reps):
             for name, modes in teams.items():
                 for mode, (text, metrics) in modes.items():
-                    used = child(text, args.runs, metrics, name == "realistic")
+                    used = child(text, args.runs, metrics, name in STREAMED)
                     cpu[name][mode].append(used / args.runs)
         first = teams["few words"]
         whole = whole_runs(first["off"][0], first["both"][0], args.whole)
@@ -368,7 +374,7 @@ def main() -> None:
                 f"{args.agents} agents, consensus, {name}", cpu[name], received / runs, args.reps
             )
         for name, modes in teams.items():
-            got = paired(modes["off"][0], modes["both"][0], args.blocks, 10, name == "realistic")
+            got = paired(modes["off"][0], modes["both"][0], args.blocks, 10, name in STREAMED)
             off_ms, both_ms = (statistics.median(got[m]) * 1e3 for m in ("off", "both"))
             ratios = sorted(got["ratios"])
             quartiles = statistics.quantiles(ratios, n=4)
@@ -381,7 +387,7 @@ def main() -> None:
         if args.instructions:
             for name, modes in teams.items():
                 reps = args.instruction_reps
-                count = instruction_medians(modes, args.instructions, reps, name == "realistic")
+                count = instruction_medians(modes, args.instructions, reps, name in STREAMED)
                 print(
                     f"{name}, instructions per run (valgrind, {args.instructions} runs, "
                     f"median of {reps}): "
