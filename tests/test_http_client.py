@@ -9,6 +9,7 @@ against the provider simulator; the rest against a few lines of raw asyncio serv
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import socket
@@ -33,6 +34,7 @@ from massgen.observability import start_tracing
 from massgen.observability.otlp import Span
 from massgen.types import ChatMessage, CompletionRequest
 from tests.otlp import Receiver
+from tests.procs import run_massgen
 from tests.sim.sim_types import Hang, Text
 from tests.sim.simulator import ProviderSimulator
 
@@ -294,6 +296,65 @@ async def test_a_hang_before_the_reply_is_a_timeout_and_the_socket_is_closed(
     # aclose has closed the socket given up on: the server sees the hang-up even if this
     # loop blocks now.
     sim.wait_until_idle(timeout=5)
+
+
+# -- credentials in the URL --------------------------------------------------------------------
+
+PASSWORD = "pw-canary-7c1e3b4d"
+
+
+def _answering(heads: list[dict[str, str]]) -> Handler:
+    """A server that keeps each request's line and headers and answers "ok"."""
+    body = json.dumps({"model": "m", "choices": [{"index": 0, "message": {"content": "ok"}}]})
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, *fields = (await read_request(reader)).split(b"\r\n\r\n")[0].split(b"\r\n")
+            pairs = (f.decode().partition(":") for f in fields)
+            heads.append({"": line.decode()} | {k.lower(): v.strip() for k, _, v in pairs})
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+            )
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("client", ["http", "sdk"])
+async def test_credentials_in_the_base_url_are_sent_as_basic_auth(client: str) -> None:
+    """As the SDK (httpx) does: a local server behind basic auth gets ``user:password``
+    (percent-decoded) in place of the key, and the request line carries neither."""
+    heads: list[dict[str, str]] = []
+    async with raw_server(_answering(heads)) as port:
+        url = f"http://ada:{PASSWORD}%40x@127.0.0.1:{port}/v1"
+        b = OpenAIBackend("m", client=client, api_key=KEY, base_url=url)
+        try:
+            assert (await b.complete(ASK)).text == "ok"
+        finally:
+            await b.aclose()
+    token = base64.b64encode(f"ada:{PASSWORD}@x".encode()).decode()
+    assert heads[0][""] == "POST /v1/chat/completions HTTP/1.1"
+    assert (heads[0]["authorization"], heads[0]["host"]) == (f"Basic {token}", f"127.0.0.1:{port}")
+
+
+def test_a_failed_run_with_credentials_in_the_base_url_never_shows_the_password(
+    tmp_path: Path,
+) -> None:
+    team = tmp_path / "team.yaml"
+    url = f"http://ada:{PASSWORD}@127.0.0.1:{unused_port()}/v1"
+    team.write_text(
+        "backends:\n"
+        f"  local: {{type: vllm, model: m, base_url: '{url}'}}\n"
+        "agents: [{name: ada, backend: local}]\n"
+        "orchestrator: {max_retries: 0}\n"
+    )
+    done = run_massgen("run", str(team), "hi", cwd=tmp_path, env={"MASSGEN_LOG": "debug"})
+    assert done.returncode != 0
+    assert "127.0.0.1" in done.stdout + done.stderr  # the failure names where, not who
+    assert PASSWORD not in done.stdout + done.stderr
+    described = create_backend("vllm", model="m", base_url=url).describe()  # in agents' errors
+    assert PASSWORD not in described and "ada:***@127.0.0.1" in described
 
 
 # -- proxies -----------------------------------------------------------------------------------

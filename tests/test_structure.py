@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_482
+MAX_PACKAGE_LINES = 18_499
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -43,6 +43,8 @@ MAX_PACKAGE_LINES = 18_482
 # +4: one role excerpt (types.role_excerpt) for `agents list` and the workers' registry entries.
 # +18: Anthropic's one-hour cache writes counted apart and priced at their own price (types,
 # the Anthropic backend, tokens' facts file, pricing, the `prices:` entry).
+# +17: a base_url's `user:password@` sent as Basic auth by massgen's own client, as the SDK
+# sends it (aiohttp refused it), and kept out of `describe()`.
 # +18: MCP mistakes found as a server starts (include, clashing names) located as config errors.
 # +5: a second Ctrl-C does not cut a run's clean-up short (run_until_done handles SIGINT).
 # +1: printed URLs hide query parameters named like secrets (an MCP server's ?api_key=).

@@ -17,6 +17,7 @@ from massgen.backends.base import Backend, final
 from massgen.backends.registry import model_hint
 from massgen.errors import AuthenticationError, BadRequestError, ConfigError
 from massgen.providers import PROVIDERS
+from massgen.redact import redact_url
 from massgen.tokens import estimate_request, estimate_text
 from massgen.types import (
     Completion,
@@ -102,7 +103,8 @@ class SDKBackend(Backend):
         raise NotImplementedError
 
     def describe(self) -> str:
-        where = f" @ {self.base_url}" if self.base_url and not self.spec.needs_key else ""
+        local = self.base_url if not self.spec.needs_key else None
+        where = f" @ {redact_url(local)}" if local else ""
         return f"{self.provider}:{self.model}{where}"
 
 

@@ -5,6 +5,7 @@ encode/httpcore#1035), sharing one session per event loop, and the ``openai`` SD
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import functools
 import json
@@ -16,7 +17,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from massgen import __version__
 from massgen.backends._common import sdk_client, tls_context
@@ -113,14 +114,28 @@ def proxy_for(url: str) -> str | None:
     return None
 
 
+def _userinfo_auth(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@``, and the Basic ``Authorization`` that stands for
+    them, sent in place of the key as httpx (so the SDK) sends it; aiohttp refuses both."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if not (parts.username or parts.password):
+        return bare, None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return bare, "Basic " + base64.b64encode(pair.encode()).decode()
+
+
 class HTTPChatClient:
     """``POST {base_url}/{api}``, plain or streamed, returning the provider's JSON."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
+        base_url, basic = _userinfo_auth(base_url)
         self.provider, self.base_url, self.timeout = provider, base_url.rstrip("/"), timeout
         self._api_key = api_key
         self._headers = {
-            "Authorization": f"Bearer {api_key}",
+            "Authorization": basic or f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"massgen/{__version__}",
