@@ -5,6 +5,7 @@ and the provider simulator through massgen's own HTTP client."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from massgen.config import ObservabilityConfig, loads
+from massgen.errors import ConfigError
 from massgen.observability import tracing_settings
 from massgen.orchestrator import Orchestrator
 from massgen.result import RunResult
@@ -221,6 +223,70 @@ async def test_a_collector_that_never_answers_holds_the_close_no_longer_than_the
     assert result.winner == "bob" and took < 5  # not the default 10 s
     warned = [r for r in caplog.records if r.name.startswith("massgen.observability")]
     assert [r.levelname for r in warned] == ["WARNING"]
+
+
+def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("massgen.observability") and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "used"),
+    [
+        ("OTEL_TRACES_SAMPLER", "always_sometimes", "parentbased_always_on"),
+        ("OTEL_TRACES_SAMPLER_ARG", "half", "1.0"),  # with OTEL_TRACES_SAMPLER=traceidratio
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "10.0"),
+    ],
+)
+async def test_a_bad_otel_value_is_warned_of_once_by_name_and_the_default_used(
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+    used: str,
+) -> None:
+    """As the SDK does (and the spec asks): said, then ignored, before the first run."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv(variable, value)
+    async with Orchestrator.from_config(loads(CONSENSUS)) as orchestrator:
+        assert orchestrator.tracing is not None
+        [warned] = observability_warnings(caplog)
+        for _ in range(2):
+            await orchestrator.arun(TASK)
+    assert f"{variable}={value!r}" in warned and f"{used} is used" in warned
+    assert observability_warnings(caplog) == [warned]
+    both = receiver.wait(lambda spans: sum(not s.parent_id for s in spans) == 2)  # all kept
+    assert {s.name for s in both if not s.parent_id} == {"invoke_workflow consensus"}
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+def test_an_otlp_endpoint_without_a_scheme_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "ada:pw-canary-9@localhost:4318")
+    with pytest.raises(ConfigError) as info:
+        Orchestrator.from_config(loads(CONSENSUS))
+    assert info.value.key == variable and info.value.hint
+    assert "pw-canary-9" not in str(info.value)
+
+
+async def test_a_collector_that_refuses_is_warned_of_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://ada:pw-canary-9@127.0.0.1:{port}")
+    await run(CONSENSUS)
+    [warned] = observability_warnings(caplog)
+    assert f"ada:***@127.0.0.1:{port}" in warned and "pw-canary-9" not in warned
 
 
 def test_which_settings_switch_traces_on() -> None:

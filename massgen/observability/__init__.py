@@ -3,11 +3,15 @@ imported unless its feature is switched on (docs/observability.md)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
+
+from massgen.errors import ConfigError
+from massgen.redact import redact_url
 
 if TYPE_CHECKING:
     from massgen.agents.agent import Agent
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+_log = logging.getLogger("massgen.observability.tracing")
 
 
 class Given(NamedTuple):
@@ -75,11 +80,40 @@ def _pairs(text: str) -> dict[str, str]:
     return found
 
 
-def _number(text: str | None, default: float) -> float:
-    try:
-        return float(text) if text else default
-    except ValueError:
+def _ignored(name: str, value: str, why: str, used: object) -> None:
+    """As the SDK does with a value it cannot use: say so, and go on with the default."""
+    _log.warning("traces: %s=%r %s: %s is used instead", name, value, why, used)
+
+
+def _number(
+    environ: Mapping[str, str], names: tuple[str, ...], default: float, least: float = 0.0
+) -> float:
+    """The first of ``names`` set, a number from ``least`` (``0``: above it); else (warned of
+    if it is set) ``default``."""
+    name = next((n for n in names if environ.get(n)), "")
+    if not name:
         return default
+    try:
+        if (number := float(environ[name])) >= least and (least or number > 0):
+            return number
+    except ValueError:
+        pass
+    why = f"is not a number {'of at least' if least else 'above'} {least:g}"
+    _ignored(name, environ[name], why, default)
+    return default
+
+
+def _endpoint(environ: Mapping[str, str]) -> str | None:
+    """The traces URL the variables give (``None``: none), an http(s) URL as OTLP/HTTP needs."""
+    for name in TRACES_ENV:
+        if value := environ.get(name):
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                shown = redact_url(value) if "://" in value else value.rpartition("@")[2]
+                hint = "write the scheme too, e.g. http://localhost:4318"
+                raise ConfigError(f"not an http(s) URL: {shown!r}", key=name, hint=hint)
+            return value if name != "OTEL_EXPORTER_OTLP_ENDPOINT" else traces_url(value)
+    return None
 
 
 def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -> Export:
@@ -101,8 +135,7 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     if settings.otlp:
         url = traces_url(settings.otlp)
     else:
-        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
-        url = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or traces_url(base)
+        url = _endpoint(environ) or traces_url("http://localhost:4318")
     headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
         env("HEADERS")
     )
@@ -111,21 +144,31 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     resource["service.name"] = name or resource.get("service.name") or "massgen"
     resource["process.pid"] = os.getpid()
     compression = env("COMPRESSION").strip().lower()
-    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    ratio = _number(environ.get("OTEL_TRACES_SAMPLER_ARG"), 1.0)
+    sampler = given_sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler and sampler.removeprefix("parentbased_") not in SAMPLERS:
+        sampler = "parentbased_always_on"
+        _ignored("OTEL_TRACES_SAMPLER", given_sampler, "is not a sampler", sampler)
+    ratio, arg = 1.0, environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if sampler.endswith("traceidratio") and arg:
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = -1.0
+        if not 0 <= ratio <= 1:
+            ratio = 1.0
+            _ignored("OTEL_TRACES_SAMPLER_ARG", arg, "is not a ratio from 0 to 1", ratio)
+    timeout = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
     return Export(
         url,
         headers,
         resource,
-        timeout=_number(env("TIMEOUT"), 10.0),
+        timeout=_number(environ, timeout, 10.0),
         compression=compression if compression in ("gzip", "deflate") else "",
-        sampler=sampler
-        if sampler.removeprefix("parentbased_") in SAMPLERS
-        else "parentbased_always_on",
-        ratio=ratio if 0 <= ratio <= 1 else 1.0,
-        delay=_number(environ.get("OTEL_BSP_SCHEDULE_DELAY"), 5000) / 1000,
-        batch=max(1, int(_number(environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512))),
-        queue=max(1, int(_number(environ.get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048))),
+        sampler=sampler or "parentbased_always_on",
+        ratio=ratio,
+        delay=_number(environ, ("OTEL_BSP_SCHEDULE_DELAY",), 5000) / 1000,
+        batch=int(_number(environ, ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), 512, least=1)),
+        queue=int(_number(environ, ("OTEL_BSP_MAX_QUEUE_SIZE",), 2048, least=1)),
         protocol=given("PROTOCOL"),
         certificate=given("CERTIFICATE", "certificate_file"),
         client_certificate=given("CLIENT_CERTIFICATE", "client_certificate_file"),
@@ -142,7 +185,7 @@ def tracing_settings(
         return None
     if section is not None and section.otlp:
         return section
-    if any(environ.get(name) for name in TRACES_ENV):
+    if _endpoint(environ):  # a variable that is not a URL: an error before anything starts
         from massgen.config.models import ObservabilityConfig
 
         return section or ObservabilityConfig()
