@@ -61,6 +61,9 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
         assert [t.name for t in tools] == ["ask_team"]
         props = tools[0].input_schema["properties"]
         assert set(props) == {"task", "strategy"}
+        assert {"enum": ["parallel", "sequential", "consensus"], "type": "string"} in props[
+            "strategy"
+        ]["anyOf"]  # the client still reads the choices
         progress: list[tuple[float, str | None]] = []
 
         async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -90,6 +93,10 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
         assert other.structured_content["votes"] == {}
         bad = await client.call_tool("ask_team", {"task": "x", "strategy": "chaos"})
         assert bad.is_error
+        # Ours to word: the value and the choices, not a validator's report and its link.
+        told = bad.content[0].text  # type: ignore[union-attr]
+        assert "'chaos'" in told and "parallel, sequential, consensus" in told
+        assert "http" not in told and "\n" not in told
 
 
 @pytest.mark.asyncio

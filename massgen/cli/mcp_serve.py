@@ -12,11 +12,12 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
+from pydantic import WithJsonSchema
 
 from massgen.errors import ConfigError, MassGenError
 from massgen.events import (
@@ -32,7 +33,13 @@ from massgen.serve.runs import LiveRun, round_note, summarize
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
 
-StrategyName = Literal["parallel", "sequential", "consensus"]
+STRATEGIES = ("parallel", "sequential", "consensus")
+# Checked by ask_team, not by the SDK (whose error is pydantic's, with a link), yet a client
+# still reads the choices in the tool's schema.
+StrategyArg = Annotated[
+    object,
+    WithJsonSchema({"anyOf": [{"enum": list(STRATEGIES), "type": "string"}, {"type": "null"}]}),
+]
 
 
 def build_server(orchestrator: Orchestrator, name: str, stopping: asyncio.Event) -> Any:
@@ -42,12 +49,12 @@ def build_server(orchestrator: Orchestrator, name: str, stopping: asyncio.Event)
     server: Any = MCPServer(name, log_level="WARNING")
 
     @server.tool()
-    async def ask_team(
-        task: str, ctx: Context, strategy: StrategyName | None = None
-    ) -> CallToolResult:
+    async def ask_team(task: str, ctx: Context, strategy: StrategyArg = None) -> CallToolResult:
         """Ask the team: its agents answer (and, by strategy, review and vote); returns the
         final answer, with winner, votes, agreement, tokens and cost as structured content."""
-        run = LiveRun(orchestrator, task, strategy)
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ToolError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        run = LiveRun(orchestrator, task, str(strategy) if strategy else None)
         stop = asyncio.ensure_future(stopping.wait())
         stop.add_done_callback(lambda _: run.cancel())
         try:
