@@ -308,3 +308,15 @@ def test_the_summary_says_how_many_prompt_tokens_came_from_the_cache():
     assert "563+116 tokens (512 cached), $" in summary(run)
     run.usage = Usage(563, 116)
     assert "563+116 tokens, $" in summary(run)
+
+
+def test_a_failed_tool_line_ends_in_an_ellipsis_only_when_cut():
+    def line(output: str) -> str | None:
+        failed = ev.ToolResult(
+            agent="ada", tool="http", call_id="c1", ok=False, duration=0.5, output=output
+        )
+        return PlainView().describe(failed)
+
+    assert line("HTTP 404\n  not found") == "  ada http failed: HTTP 404 not found (0.50s)"
+    assert line("x" * 119 + "yz") == "  ada http failed: " + "x" * 119 + "… (0.50s)"
+    assert line("x" * 120) == "  ada http failed: " + "x" * 120 + " (0.50s)"  # fits: as it is

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from massgen.cli.common import OK, Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
+from massgen.display.plain import clipped
 
 if TYPE_CHECKING:
     from massgen.errors import ConfigError
@@ -68,11 +69,6 @@ def _print_json(data: object) -> int:
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-def _clip(text: str, width: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -137,9 +133,9 @@ def session_show(
     for agent, d in data["by_agent"].items():
         print(f"\n[{agent}]")
         if d["summary"]:
-            print(f"  summary of {d['summarized']} earlier turn(s): {_clip(d['summary'])}")
+            print(f"  summary of {d['summarized']} earlier turn(s): {clipped(d['summary'], 100)}")
         for t in d["turns"][d["summarized"] :]:
-            print(f"  task:   {_clip(t['task'])}\n  answer: {_clip(t['answer'])}")
+            print(f"  task:   {clipped(t['task'], 100)}\n  answer: {clipped(t['answer'], 100)}")
     return OK
 
 
@@ -247,7 +243,7 @@ def _print_items(rows: list[dict[str, Any]], json_out: bool, empty: str) -> int:
     for r in rows:
         score = f"  score {r['score']}" if "score" in r else ""
         print(f"[{r['memory']}] {_when(r['at'])}  {r['id']}{score}")
-        print(f"  task:  {_clip(r['task'])}\n  final: {_clip(r['final'])}")
+        print(f"  task:  {clipped(r['task'], 100)}\n  final: {clipped(r['final'], 100)}")
     return OK
 
 

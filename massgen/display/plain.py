@@ -165,15 +165,19 @@ class ViewState:
         """What ``row``'s text column shows in ``width`` characters: text streaming in from
         its end (the newest words), anything else from its start."""
         flat = " ".join((row.note or row.text).split())
-        if len(flat) <= width:
-            return flat
-        if row.note or not row.pending:
-            return flat[: width - 1] + "…"
+        if len(flat) <= width or row.note or not row.pending:
+            return clipped(flat, width)
         return "…" + flat[-(width - 1) :]
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+def clipped(text: str, width: int) -> str:
+    """``text`` on one line in ``width`` characters: ``…`` ends what was cut short."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def review_note(reply: str, labels: dict[str, str]) -> str:
@@ -231,7 +235,7 @@ class PlainView:
             case ev.ToolCalled():
                 return f"  {e.agent} calls {e.tool} {e.args}"
             case ev.ToolResult():
-                how = "ok" if e.ok else "failed: " + " ".join(e.output.split())[:120]
+                how = "ok" if e.ok else "failed: " + clipped(e.output, 120)
                 return f"  {e.agent} {e.tool} {how} ({e.duration:.2f}s)"
             case ev.AgentWaiting():
                 return f"  {e.agent} {e.note}"
