@@ -4,6 +4,7 @@ and the provider simulator through massgen's own HTTP client."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -277,16 +278,25 @@ def test_an_otlp_endpoint_without_a_scheme_is_a_config_error_naming_the_variable
     assert "pw-canary-9" not in str(info.value)
 
 
-async def test_a_collector_that_refuses_is_warned_of_without_its_password(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+async def test_a_collector_url_with_a_password_gets_basic_auth_and_never_shows_it(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """As the SDK's HTTP client does: the URL's ``user:password@`` is sent as Basic auth, in
+    place of an Authorization header given too (aiohttp refused the two together)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20other")
+    with_password = receiver.url.replace("://", "://ada:pw-canary-9@")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", with_password)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    token = base64.b64encode(b"ada:pw-canary-9").decode()
+    assert {s.headers["authorization"] for s in spans} == {f"Basic {token}"}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://ada:pw-canary-9@127.0.0.1:{port}")
-    await run(CONSENSUS)
+    await run(CONSENSUS)  # refused
     [warned] = observability_warnings(caplog)
-    assert f"ada:***@127.0.0.1:{port}" in warned and "pw-canary-9" not in warned
+    assert f"127.0.0.1:{port}" in warned and "pw-canary-9" not in warned
 
 
 def test_which_settings_switch_traces_on() -> None:

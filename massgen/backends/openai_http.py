@@ -114,7 +114,7 @@ def proxy_for(url: str) -> str | None:
     return None
 
 
-def _userinfo_auth(url: str) -> tuple[str, str | None]:
+def userinfo_auth(url: str) -> tuple[str, str | None]:
     """``url`` without its ``user:password@``, and the Basic ``Authorization`` that stands for
     them, sent in place of the key as httpx (so the SDK) sends it; aiohttp refuses both."""
     parts = urlsplit(url)
@@ -131,7 +131,7 @@ class HTTPChatClient:
     """``POST {base_url}/{api}``, plain or streamed, returning the provider's JSON."""
 
     def __init__(self, *, provider: str, api_key: str, base_url: str, timeout: float) -> None:
-        base_url, basic = _userinfo_auth(base_url)
+        base_url, basic = userinfo_auth(base_url)
         self.provider, self.base_url, self.timeout = provider, base_url.rstrip("/"), timeout
         self._api_key = api_key
         self._headers = {

@@ -132,13 +132,16 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     def env(name: str) -> str:
         return found.value if (found := given(name)) else ""
 
-    if settings.otlp:
-        url = traces_url(settings.otlp)
-    else:
-        url = _endpoint(environ) or traces_url("http://localhost:4318")
+    from massgen.backends.openai_http import userinfo_auth
+
+    given_url = traces_url(settings.otlp) if settings.otlp else _endpoint(environ)
+    url, basic = userinfo_auth(given_url or traces_url("http://localhost:4318"))
     headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
         env("HEADERS")
     )
+    if basic:  # the URL's `user:password@` wins, as with the SDK's HTTP clients
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        headers["Authorization"] = basic
     resource: dict[str, Any] = _pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     name = settings.service_name or environ.get("OTEL_SERVICE_NAME")
     resource["service.name"] = name or resource.get("service.name") or "massgen"

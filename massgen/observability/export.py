@@ -20,7 +20,6 @@ from massgen.backends.openai_http import acquire_session, proxy_for, release_ses
 from massgen.errors import ConfigError
 from massgen.observability import Export, Given
 from massgen.observability.otlp import Encoder, Span, request, resource
-from massgen.redact import redact_url
 
 if TYPE_CHECKING:
     import aiohttp
@@ -210,9 +209,7 @@ class Exporter:
         if not self._warned:
             self._warned = True
             _log.warning(
-                "traces: the collector at %s did not take spans (%s)",
-                redact_url(self.export.url),
-                why,
+                "traces: the collector at %s did not take spans (%s)", self.export.url, why
             )
 
     async def flush(self) -> None:
