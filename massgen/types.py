@@ -6,9 +6,11 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Role = Literal["system", "user", "assistant", "tool"]
+StrategyName = Literal["parallel", "sequential", "consensus"]
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)  # config, serve's models, mcp's ask_team
 OnRetry = Callable[[int, int, float, BaseException], None]  # attempt, max_retries, wait, error
 OnAttempt = Callable[[Any], None]  # hears each provider attempt: an events.RequestDone
 

@@ -78,6 +78,20 @@ async def test_the_strategy_argument_overrides_the_default():
     assert result.strategy == "sequential" and result.final_answer == "y"
 
 
+async def test_every_strategy_a_config_may_name_runs_and_no_other():
+    import pytest
+
+    from massgen.errors import ConfigError
+    from massgen.types import STRATEGIES
+
+    agents, _ = team(a=scripted("x"), b=scripted("y"))
+    for name in STRATEGIES:  # what config, serve's model names and mcp's ask_team offer
+        result = await Orchestrator(agents, max_retries=0).arun("T", strategy=name)
+        assert result.strategy == name and result.status == "done" and result.final_answer
+    with pytest.raises(ConfigError):
+        await Orchestrator(agents).arun("T", strategy="majority")
+
+
 async def test_events_come_in_order_and_end_with_run_ended():
     from massgen import events as ev
 

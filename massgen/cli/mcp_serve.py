@@ -29,11 +29,11 @@ from massgen.events import (
     short_error,
 )
 from massgen.serve.runs import LiveRun, round_note, summarize
+from massgen.types import STRATEGIES
 
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
 
-STRATEGIES = ("parallel", "sequential", "consensus")
 # Checked by ask_team, not by the SDK (whose error is pydantic's, with a link), yet a client
 # still reads the choices in the tool's schema.
 StrategyArg = Annotated[

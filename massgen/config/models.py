@@ -33,6 +33,7 @@ from massgen.config.quiz import QuizOptions
 from massgen.config.yamlsrc import Path_
 from massgen.providers import OPENAI_COMPATIBLE, PROVIDERS
 from massgen.redact import redact_url
+from massgen.types import StrategyName
 
 CUSTOM_CLASS = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 """How a user's own backend class is named: ``package.module:Class``."""
@@ -410,7 +411,7 @@ class OrchestratorConfig(ConfigModel):
         "cache_ttl": ("cache", "ttl"),
     }
 
-    strategy: Literal["parallel", "sequential", "consensus"] = "consensus"
+    strategy: StrategyName = "consensus"
     """``parallel``: all answer at once; ``sequential``: a pipeline in agent order;
     ``consensus``: answer, review and vote."""
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)

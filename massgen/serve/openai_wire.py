@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from massgen.errors import ConfigError
+from massgen.types import STRATEGIES
 
 if TYPE_CHECKING:
     from massgen.result import RunResult
 
 PREFIX = "massgen/"
-STRATEGIES = ("parallel", "sequential", "consensus")
 CHUNK = 64
 """Characters of the final answer per streamed chunk."""
 
