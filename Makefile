@@ -25,9 +25,11 @@ demo: $(VENV)/.installed
 ## test: the whole suite (starts a Redis on 127.0.0.1:6379 if none answers)
 # Bytecode written once first: where PYTHONDONTWRITEBYTECODE is set, each of the suite's
 # hundreds of `python -m massgen` processes would compile every module it imports again.
+# Tests run on every core (at most 4; pytest-xdist): each uses free ports, its own Redis
+# prefix or redis-server and its own folders, so none depends on another's order or company.
 test: $(VENV)/.installed-dev redis
 	$(BIN)/python -m compileall -q massgen tests > /dev/null
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n auto --maxprocesses 4
 
 ## lint: ruff and mypy
 lint: $(VENV)/.installed-dev
