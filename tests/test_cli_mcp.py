@@ -231,17 +231,17 @@ async def test_ask_team_over_streamable_http_then_sigterm_stops_it(tmp_path: Pat
             proc.wait()
 
 
+def _massgen_mcp(team: Path) -> subprocess.Popen[str]:
+    """``massgen mcp team`` over stdio, its three pipes the test's."""
+    pipe = subprocess.PIPE
+    argv = [sys.executable, "-m", "massgen", "mcp", str(team)]
+    return subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, text=True, env=_env())
+
+
 def test_sigint_stops_the_stdio_server(tmp_path: Path) -> None:
     team = tmp_path / "team.yaml"
     team.write_text(TEAM)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "massgen", "mcp", str(team)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _massgen_mcp(team)
     try:
         assert proc.stdin is not None and proc.stdout is not None
         # One request answered: the server is up (and its signal handlers too).
@@ -315,14 +315,7 @@ def test_a_client_that_dies_mid_call_ends_the_server_quietly(tmp_path: Path) -> 
         "backends:\n  slow: {type: replay, default: slow, latency: 60}\n"
         "agents:\n  - {name: a, backend: slow}\norchestrator: {strategy: parallel}\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "massgen", "mcp", str(team)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _massgen_mcp(team)
     try:
         assert proc.stdin is not None and proc.stdout is not None
         hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
