@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,11 +44,11 @@ def _env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def stdio_team(tmp_path: Path, text: str = TEAM) -> AsyncIterator[Client]:
+async def stdio_team(tmp_path: Path, text: str = TEAM, *more: str) -> AsyncIterator[Client]:
     team = tmp_path / "team.yaml"
     team.write_text(text)
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "massgen", "mcp", str(team)], env=_env()
+        command=sys.executable, args=["-m", "massgen", "mcp", str(team), *more], env=_env()
     )
     with open(tmp_path / "stderr.txt", "w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:  # type: ignore[arg-type]
@@ -97,6 +98,28 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
         told = bad.content[0].text  # type: ignore[union-attr]
         assert "'chaos'" in told and "parallel, sequential, consensus" in told
         assert "http" not in told and "\n" not in told
+
+
+@pytest.mark.asyncio
+async def test_metrics_port_serves_the_calls_runs_and_requests(tmp_path: Path) -> None:
+    """`--metrics-port 0`: its URL on stderr (stdout is the protocol's), and a scrape parsed
+    by prometheus_client's own parser counts the call's run and its provider requests."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with stdio_team(tmp_path, TEAM, "--metrics-port", "0") as client:
+        # Told before the server answered the client's initialize, so it is there now.
+        told = (tmp_path / "stderr.txt").read_text()
+        url = told.split("metrics on ", 1)[1].split()[0]
+        result = await client.call_tool("ask_team", {"task": "Capital of France?"})
+        assert not result.is_error and result.structured_content is not None
+        requests = result.structured_content["requests"]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    runs = [s.value for s in samples if s.name == "massgen_runs_total"]
+    assert runs == [1.0]
+    sent = sum(s.value for s in samples if s.name == "massgen_requests_total")
+    assert sent == requests >= 6
 
 
 @pytest.mark.asyncio

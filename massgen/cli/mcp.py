@@ -9,6 +9,7 @@ import sys
 from typing import Annotated, Any
 
 from massgen.cli.common import MaxCost, NoCache, Opt, TeamFile, stop_signal, stopped
+from massgen.cli.metrics import MetricsHost, MetricsPort, metrics_served
 
 
 def mcp(
@@ -20,6 +21,8 @@ def mcp(
     host: Annotated[str, Opt("--host", help="Address to listen on with --http.")] = "127.0.0.1",
     no_cache: NoCache = False,
     max_cost: MaxCost = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Serve the team in CONFIG as an MCP server with the tool ask_team (stdio by default)."""
     import importlib.util
@@ -59,4 +62,6 @@ def mcp(
             return code
         return 0
 
-    return asyncio.run(main())
+    # Their URL goes to stderr: on stdio, stdout carries only the protocol.
+    with metrics_served(metrics_port, metrics_host, sys.stderr, orchestrator):
+        return asyncio.run(main())
