@@ -187,6 +187,12 @@ class StreamChunk:
     completion: Completion | None = None
 
 
+def clipped(text: str, width: int) -> str:
+    """``text`` on one line in ``width`` characters, ``…`` ending what was cut short."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def role_excerpt(role: str) -> str:
     """A role cut to 60 characters, as `massgen agents list` shows it (a team's or a worker's)."""
     return textwrap.shorten(role, 60, placeholder="…")

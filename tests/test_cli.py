@@ -259,3 +259,17 @@ def test_a_key_every_agent_had_refused_is_a_usage_error(runner, tmp_path, sim):
     assert "every agent failed (a: [openai 401]" in out.stderr and "b: [openai 401]" in out.stderr
     assert "check the API key" in out.stderr
     assert len(sim.requests) == 2  # a refused key is not retried
+
+
+def test_loading_the_commands_imports_no_view_event_or_team_module() -> None:
+    """`massgen --help` (and every command's start) loads the command modules and the plain
+    types only: a view, the events, results or a team's modules wait until a command runs."""
+    code = (
+        "import sys; from massgen.cli import app; "
+        "print(' '.join(m for m in sys.modules if m.startswith('massgen')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "massgen.cli" in loaded
+    commands = {m for m in loaded if m.startswith("massgen.cli")}
+    assert loaded - commands == {"massgen", "massgen.types"}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from massgen.cli.common import OK, Arg, FindConfig, Json, Opt, Prefix, StoreTarget, command, group
-from massgen.display.plain import clipped
+from massgen.types import clipped
 
 if TYPE_CHECKING:
     from massgen.errors import ConfigError

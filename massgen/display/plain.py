@@ -13,6 +13,7 @@ from typing import TextIO
 
 from massgen import events as ev
 from massgen.result import RunResult
+from massgen.types import clipped
 
 STATUS = {
     "answer": "answering",
@@ -172,12 +173,6 @@ class ViewState:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
-
-
-def clipped(text: str, width: int) -> str:
-    """``text`` on one line in ``width`` characters: ``…`` ends what was cut short."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def review_note(reply: str, labels: dict[str, str]) -> str:
