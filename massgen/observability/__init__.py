@@ -4,6 +4,7 @@ imported unless its feature is switched on (docs/observability.md)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,10 +95,11 @@ def _number(
     if not name:
         return default
     try:
-        if (number := float(environ[name])) >= least and (least or number > 0):
-            return number
+        number = float(environ[name])
     except ValueError:
-        pass
+        number = math.nan  # fails both tests below
+    if number >= least if least else number > 0:
+        return number
     why = f"is not a number {'of at least' if least else 'above'} {least:g}"
     _ignored(name, environ[name], why, default)
     return default
