@@ -6,6 +6,7 @@ and streamable HTTP. No mock of the SDK; no sleeps (waits have deadlines)."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -46,12 +47,21 @@ def _npm_servers() -> Path:
             pytest.fail(
                 f"`{tool}` is not installed: the MCP tests need Node.js (.ci/run sets it up)"
             )
-    if not (SERVERS / "node_modules" / ".bin" / "mcp-server-everything").exists():
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=SERVERS, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            pytest.fail(f"`npm ci` in tests/mcp_servers failed: {done.stderr[-2000:]}")
+    ready = SERVERS / "node_modules" / ".bin" / "mcp-server-everything"
+    if ready.exists():
+        return SERVERS
+    # One install: the suite's other processes (pytest-xdist) wait on the folder's lock,
+    # then find it done (two `npm ci` at once in one folder fail).
+    folder = os.open(SERVERS, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if not ready.exists():
+            argv = ["npm", "ci", "--no-audit", "--no-fund"]
+            done = subprocess.run(argv, cwd=SERVERS, capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.fail(f"`npm ci` in tests/mcp_servers failed: {done.stderr[-2000:]}")
+    finally:
+        os.close(folder)  # and its lock
     return SERVERS
 
 
