@@ -5,6 +5,11 @@ and the receiver are processes of their own, so only the runs' CPU is measured.
 
     .venv/bin/python bench/bench_observability.py [--agents 3] [--runs 40] [--reps 5]
         [--whole 12] [--blocks 40] [--instructions 20 [--instruction-reps 3]]
+    .venv/bin/python bench/bench_observability.py --parts 20 [--instruction-reps 3]
+
+``--parts N`` only counts instructions (below) of N few-words runs with each part on: metrics
+alone, traces alone, both, and both with the tracer keeping each run's events but never
+making spans of them: what traces and metrics cost besides making, encoding and sending spans.
 
 ``--instructions N`` also counts the machine instructions of N runs, off and both on, under
 valgrind (callgrind; medians of ``--instruction-reps``), and of one whole ``massgen run``
@@ -122,9 +127,19 @@ def team(sim_url: str, agents: int) -> str:
     return f"agents:\n{rows}\norchestrator: {{strategy: consensus, max_retries: 0}}\n"
 
 
-async def cpu_of(text: str, runs: int, metrics: bool, deltas: bool = False) -> float:
+async def cpu_of(
+    text: str, runs: int, metrics: bool, deltas: bool = False, spans: bool = True
+) -> float:
+    """CPU of ``runs`` runs (after a warm-up) of the team ``text``, with metrics or not;
+    ``spans=False``: its tracer keeps each run's events and never turns them into spans (nor
+    encodes nor sends any), to measure what the rest of traces and metrics cost."""
     from massgen.config import loads
     from massgen.orchestrator import Orchestrator
+
+    if not spans:
+        from massgen.observability.tracing import RunTracer
+
+        RunTracer._spans = lambda self: self.held.clear()  # type: ignore[method-assign]
 
     heard: list[object] = [Live() if deltas else Null()]
     if metrics:
@@ -204,7 +219,7 @@ def child(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     return float(done.stdout.split()[-1])
 
 
-def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
+def instructions(text: str, runs: int, metrics: bool, deltas: bool, spans: bool = True) -> float:
     """Machine instructions per run (``valgrind --tool=callgrind``): the same child as
     :func:`child` run twice, with ``2 * runs`` runs and with ``runs``, the difference divided
     (so what a process pays once, the first export's connection included, is left out). A
@@ -218,9 +233,9 @@ def instructions(text: str, runs: int, metrics: bool, deltas: bool) -> float:
     code = (
         "import asyncio, sys; sys.path.insert(0, sys.argv[1]); "
         "from bench.bench_observability import cpu_of; a = sys.argv; "
-        "asyncio.run(cpu_of(sys.stdin.read(), int(a[2]), a[3] == '1', a[4] == '1'))"
+        "asyncio.run(cpu_of(sys.stdin.read(), int(a[2]), a[3] == '1', a[4] == '1', a[5] == '1'))"
     )
-    flags = ["1" if metrics else "0", "1" if deltas else "0"]
+    flags = ["1" if metrics else "0", "1" if deltas else "0", "1" if spans else "0"]
     counted = []
     for n in (2 * runs, runs):
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
@@ -251,6 +266,27 @@ def instruction_medians(
             for mode, future in pair.items():
                 got[mode].append(future.result())
     return {mode: statistics.median(counts) for mode, counts in got.items()}
+
+
+def parts(off: str, on: str, runs: int, reps: int) -> dict[str, float]:
+    """Instructions per run (medians of ``reps``, two children at a time) of few words with
+    each part on alone, and with both on but no spans made (the tracer keeps the events and
+    drops them): where the added instructions go, and what is left for making the spans."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    modes = {
+        "off": (off, False, True),
+        "metrics only": (off, True, True),
+        "traces only": (on, False, True),
+        "both, no spans made": (on, True, False),
+        "both": (on, True, True),
+    }
+    with ThreadPoolExecutor(2) as pool:
+        futures = {
+            mode: [pool.submit(instructions, t, runs, m, False, s) for _ in range(reps)]
+            for mode, (t, m, s) in modes.items()
+        }
+        return {mode: statistics.median(f.result() for f in fs) for mode, fs in futures.items()}
 
 
 def whole_instructions(off: str, on: str) -> dict[str, int]:
@@ -330,6 +366,12 @@ def main() -> None:
         "--instructions", type=int, default=0, help="runs counted under valgrind (0: none)"
     )
     parser.add_argument("--instruction-reps", type=int, default=3, help="medians of these")
+    parser.add_argument(
+        "--parts",
+        type=int,
+        default=0,
+        help="only count instructions of N few-words runs by part (metrics, traces, spans)",
+    )
     args = parser.parse_args()
     sim = "tests.sim.simulator"
     procs = {
@@ -354,6 +396,16 @@ def main() -> None:
             on = off + f"observability: {{otlp: '{receiver.stdout.readline().strip()}'}}\n"
             teams[name] = {"off": (off, False), "metrics": (off, True), "traces": (on, False)}
             teams[name]["both"] = (on, True)
+        if args.parts:
+            few = teams["few words"]
+            counts = parts(few["off"][0], few["both"][0], args.parts, args.instruction_reps)
+            for mode, count in counts.items():
+                added = count - counts["off"]
+                print(
+                    f"few words, {mode:20} {count / 1e6:7.3f} M instructions a run "
+                    f"({added / 1e6:+.3f} M, {added / counts['off']:+.1%})"
+                )
+            return
         cpu: dict[str, dict[str, list[float]]] = {
             name: {mode: [] for mode in modes} for name, modes in teams.items()
         }
