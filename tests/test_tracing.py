@@ -240,6 +240,8 @@ def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         ("OTEL_TRACES_SAMPLER", "always_sometimes", "parentbased_always_on"),
         ("OTEL_TRACES_SAMPLER_ARG", "half", "1.0"),  # with OTEL_TRACES_SAMPLER=traceidratio
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "10.0"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "none"),  # spans go uncompressed
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "Brotli", "none"),
     ],
 )
 async def test_a_bad_otel_value_is_warned_of_once_by_name_and_the_default_used(
@@ -263,6 +265,7 @@ async def test_a_bad_otel_value_is_warned_of_once_by_name_and_the_default_used(
     assert observability_warnings(caplog) == [warned]
     both = receiver.wait(lambda spans: sum(not s.parent_id for s in spans) == 2)  # all kept
     assert {s.name for s in both if not s.parent_id} == {"invoke_workflow consensus"}
+    assert "content-encoding" not in both[0].headers
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+COMPRESSIONS = ("gzip", "deflate")  # and ``none``, as the SDK takes them
 _log = logging.getLogger("massgen.observability.tracing")
 
 
@@ -105,6 +106,17 @@ def _number(
     return default
 
 
+def _compression(given: Given | None) -> str:
+    """``gzip``, ``deflate`` or ``""``: none, also for a value the SDK does not take (warned
+    of, as it does)."""
+    value = given.value.strip().lower() if given else ""
+    if given is None or value in COMPRESSIONS:
+        return value
+    if value != "none":
+        _ignored(given.name, given.value, "is not gzip, deflate or none", "none")
+    return ""
+
+
 def _endpoint(environ: Mapping[str, str]) -> str | None:
     """The traces URL the variables give (``None``: none), an http(s) URL as OTLP/HTTP needs."""
     for name in TRACES_ENV:
@@ -148,7 +160,6 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     name = settings.service_name or environ.get("OTEL_SERVICE_NAME")
     resource["service.name"] = name or resource.get("service.name") or "massgen"
     resource["process.pid"] = os.getpid()
-    compression = env("COMPRESSION").strip().lower()
     sampler = given_sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler and sampler.removeprefix("parentbased_") not in SAMPLERS:
         sampler = "parentbased_always_on"
@@ -168,7 +179,7 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         headers,
         resource,
         timeout=_number(environ, timeout, 10.0),
-        compression=compression if compression in ("gzip", "deflate") else "",
+        compression=_compression(given("COMPRESSION")),
         sampler=sampler or "parentbased_always_on",
         ratio=ratio,
         delay=_number(environ, ("OTEL_BSP_SCHEDULE_DELAY",), 5000) / 1000,
