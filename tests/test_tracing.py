@@ -310,6 +310,44 @@ def test_which_settings_switch_traces_on() -> None:
     on = tracing_settings(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://h:4318/v1/traces"})
     assert on is not None and on.otlp is None  # the exporter reads the variable itself
     assert tracing_settings(section, {"OTEL_SDK_DISABLED": "true"}) is None
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318", "OTEL_TRACES_EXPORTER": "none"}
+    assert tracing_settings(None, off) is None  # not read, so not an error either
+    assert tracing_settings(section, off) is section  # as an exporter a program adds itself
+
+
+@pytest.mark.parametrize(
+    ("exporters", "on", "warned"),
+    [
+        ("none", False, False),
+        (" None ", False, False),
+        ("console", False, True),
+        ("otlp,console", True, True),
+        ("otlp_proto_http", True, False),
+        ("otlp_proto_grpc", True, True),  # as OTEL_EXPORTER_OTLP_PROTOCOL=grpc: http/protobuf
+    ],
+)
+async def test_otel_traces_exporter_says_whether_the_variables_switch_traces_on(
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    exporters: str,
+    on: bool,
+    warned: bool,
+) -> None:
+    """As the SDK's auto-configuration reads it: ``none``, or only exporters massgen does not
+    have (warned of), exports nothing; with ``otlp`` among them spans go."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporters)
+    async with Orchestrator.from_config(loads(CONSENSUS)) as orchestrator:
+        assert (orchestrator.tracing is not None) == on
+        result = await orchestrator.arun(TASK)
+    assert result.winner == "bob"
+    if on:
+        receiver.wait(whole_run)
+    else:
+        assert receiver.posts == []  # closed: whatever there was to send is sent
+    warnings = observability_warnings(caplog)
+    assert len(warnings) == warned and all(repr(exporters) in w for w in warnings)
 
 
 def test_nothing_of_opentelemetry_is_imported_when_traces_are_off() -> None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+OTLP_EXPORTERS = frozenset({"otlp", "otlp_proto_http"})
+"""The ``OTEL_TRACES_EXPORTER`` names of what massgen sends; ``none``: traces off."""
 COMPRESSIONS = ("gzip", "deflate")  # and ``none``, as the SDK takes them
 _log = logging.getLogger("massgen.observability.tracing")
 
@@ -192,15 +194,38 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     )
 
 
+def _otlp_exporter(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_TRACES_EXPORTER`` (unset, or a list of names) leaves OTLP on, as the
+    SDK's auto-configuration reads it: ``none`` is no exporter; one massgen does not have
+    (``console``, ``zipkin``) is warned of, and without an OTLP one beside it traces are off
+    (``otlp_proto_grpc`` is OTLP, sent as http/protobuf as with ``..._PROTOCOL=grpc``)."""
+    given = environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    names = {n.strip().lower() for n in given.split(",")} - {""}
+    if names == {"none"}:
+        return False
+    otlp = not names or bool(names & {*OTLP_EXPORTERS, "otlp_proto_grpc"})
+    if names - OTLP_EXPORTERS:
+        _log.warning(
+            "traces: OTEL_TRACES_EXPORTER=%r names exporters massgen does not have (it sends"
+            " OTLP over http/protobuf only): %s",
+            given,
+            "spans go over OTLP/HTTP alone" if otlp else "traces are off",
+        )
+    return otlp
+
+
 def tracing_settings(
     section: ObservabilityConfig | None, environ: Mapping[str, str]
 ) -> ObservabilityConfig | None:
     """The settings runs are traced with, or ``None``: traces are on with ``otlp`` set or a
-    :data:`TRACES_ENV` variable, and off whatever they say with ``OTEL_SDK_DISABLED=true``."""
+    :data:`TRACES_ENV` variable (unless ``OTEL_TRACES_EXPORTER`` names no OTLP exporter),
+    and off whatever they say with ``OTEL_SDK_DISABLED=true``."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    if section is not None and section.otlp:
+    if section is not None and section.otlp:  # as an exporter a program adds itself
         return section
+    if not any(environ.get(name) for name in TRACES_ENV) or not _otlp_exporter(environ):
+        return None
     if _endpoint(environ):  # a variable that is not a URL: an error before anything starts
         from massgen.config.models import ObservabilityConfig
 
