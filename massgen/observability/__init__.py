@@ -24,6 +24,8 @@ TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
 OTLP_EXPORTERS = frozenset({"otlp", "otlp_proto_http"})
 """The ``OTEL_TRACES_EXPORTER`` names of what massgen sends; ``none``: traces off."""
+SECONDS_LIKE_MS = 1000.0
+"""An export timeout (seconds) this long was likely meant in the spec's milliseconds."""
 COMPRESSIONS = ("gzip", "deflate")  # and ``none``, as the SDK takes them
 _log = logging.getLogger("massgen.observability.tracing")
 
@@ -45,7 +47,8 @@ class Export:
     headers: dict[str, str]
     resource: dict[str, Any]
     timeout: float = 10.0
-    """Seconds for each request, and for the last flush."""
+    """Seconds for each request, and for the last flush: ``OTEL_EXPORTER_OTLP_TIMEOUT`` is
+    read in seconds, as the Python SDK reads it (1.45), not in the spec's milliseconds."""
     compression: str = ""
     """``gzip``, ``deflate`` or none."""
     sampler: str = "parentbased_always_on"
@@ -175,12 +178,21 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         if not 0 <= ratio <= 1:
             ratio = 1.0
             _ignored("OTEL_TRACES_SAMPLER_ARG", arg, "is not a ratio from 0 to 1", ratio)
-    timeout = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    timeouts = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    if (timeout := _number(environ, timeouts, 10.0)) >= SECONDS_LIKE_MS:
+        name = next(n for n in timeouts if environ.get(n))
+        _log.warning(
+            "traces: %s=%r is read in seconds, as the OpenTelemetry Python SDK reads it (the"
+            " specification says milliseconds): %g s is used, for each export and at exit",
+            name,
+            environ[name],
+            timeout,
+        )
     return Export(
         url,
         headers,
         resource,
-        timeout=_number(environ, timeout, 10.0),
+        timeout=timeout,
         compression=_compression(given("COMPRESSION")),
         sampler=sampler or "parentbased_always_on",
         ratio=ratio,
