@@ -199,6 +199,27 @@ async def test_the_standard_variables_switch_traces_on(
     assert {s.resource["service.name"] for s in spans} == {"team-a"}
 
 
+async def test_an_entry_that_is_not_key_value_is_warned_of_and_left_out(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the SDK does with headers and resource attributes; a header's text is not shown
+    (it is likely a token)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=one,Authorization: Bearer tok-9")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod, oops")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    assert (spans[0].headers["x-team"], spans[0].resource["deployment.environment"]) == (
+        "one",
+        "prod",
+    )
+    assert "authorization" not in spans[0].headers and "oops" not in spans[0].resource
+    headers, attributes = observability_warnings(caplog)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in headers and "entry 2" in headers
+    assert "tok-9" not in headers and "Bearer" not in headers
+    assert "OTEL_RESOURCE_ATTRIBUTES" in attributes and "'oops'" in attributes
+
+
 async def test_a_busy_collector_is_asked_again_and_gzip_is_honoured(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

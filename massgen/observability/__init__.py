@@ -77,13 +77,18 @@ def traces_url(base: str) -> str:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def _pairs(text: str) -> dict[str, str]:
-    """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are."""
-    found = {}
-    for item in text.split(","):
+def _pairs(given: Given | None, secret: bool = False) -> dict[str, str]:
+    """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are; an
+    entry that is not ``k=v`` (``Authorization: Bearer x``) is warned of and left out, as the
+    SDK does, without its text if it is ``secret``."""
+    found: dict[str, str] = {}
+    for at, item in enumerate(given.value.split(",") if given else (), 1):
         key, eq, value = item.partition("=")
         if eq and key.strip():
             found[unquote(key.strip())] = unquote(value.strip())
+        elif item.strip() and given:
+            shown = f"entry {at}" if secret else repr(item.strip())
+            _log.warning("traces: %s: %s is not key=value, so it is left out", given.name, shown)
     return found
 
 
@@ -148,20 +153,19 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
                 return Given(value, variable)
         return None
 
-    def env(name: str) -> str:
-        return found.value if (found := given(name)) else ""
-
     from massgen.backends.openai_http import userinfo_auth
 
     given_url = traces_url(settings.otlp) if settings.otlp else _endpoint(environ)
     url, basic = userinfo_auth(given_url or traces_url("http://localhost:4318"))
     headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
-        env("HEADERS")
+        given("HEADERS"), secret=True
     )
     if basic:  # the URL's `user:password@` wins, as with the SDK's HTTP clients
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = basic
-    resource: dict[str, Any] = _pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    attributes = environ.get("OTEL_RESOURCE_ATTRIBUTES")
+    named = Given(attributes, "OTEL_RESOURCE_ATTRIBUTES") if attributes else None
+    resource: dict[str, Any] = _pairs(named)
     name = settings.service_name or environ.get("OTEL_SERVICE_NAME")
     resource["service.name"] = name or resource.get("service.name") or "massgen"
     resource["process.pid"] = os.getpid()
@@ -180,12 +184,12 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
             _ignored("OTEL_TRACES_SAMPLER_ARG", arg, "is not a ratio from 0 to 1", ratio)
     timeouts = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
     if (timeout := _number(environ, timeouts, 10.0)) >= SECONDS_LIKE_MS:
-        name = next(n for n in timeouts if environ.get(n))
+        variable = next(n for n in timeouts if environ.get(n))
         _log.warning(
             "traces: %s=%r is read in seconds, as the OpenTelemetry Python SDK reads it (the"
             " specification says milliseconds): %g s is used, for each export and at exit",
-            name,
-            environ[name],
+            variable,
+            environ[variable],
             timeout,
         )
     return Export(
