@@ -142,6 +142,11 @@ def test_the_otel_variables_are_read_as_the_sdk_reads_them() -> None:
     named = {**traces, "OTEL_SERVICE_NAME": "team-a"}
     x = export_settings(ObservabilityConfig(), named)
     assert (x.url, x.resource["service.name"]) == ("http://t:1/custom", "team-a")
+    assert x.compression == "gzip"  # each TRACES_ variable before its generic one:
+    x = export_settings(
+        ObservabilityConfig(), {**named, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none"}
+    )
+    assert x.compression == ""
     section = ObservabilityConfig(otlp="http://s:4318", service_name="svc")
     x = export_settings(section, {**named, "OTEL_TRACES_SAMPLER": "nonsense"})
     assert (x.url, x.resource["service.name"]) == ("http://s:4318/v1/traces", "svc")
