@@ -220,6 +220,18 @@ async def test_an_entry_that_is_not_key_value_is_warned_of_and_left_out(
     assert "OTEL_RESOURCE_ATTRIBUTES" in attributes and "'oops'" in attributes
 
 
+async def test_a_header_massgen_sets_too_is_sent_once_the_given_one(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the SDK merges its headers with the given ones (names in any case)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "user-agent=team-a/1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    assert spans[0].headers["user-agent"] == "team-a/1"
+    assert receiver.names[0].count("user-agent") == receiver.names[0].count("content-type") == 1
+
+
 async def test_a_busy_collector_is_asked_again_and_gzip_is_honoured(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
