@@ -81,12 +81,14 @@ def _pairs(given: Given | None, secret: bool = False) -> dict[str, str]:
     """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are; an
     entry that is not ``k=v`` (``Authorization: Bearer x``) is warned of and left out, as the
     SDK does, without its text if it is ``secret``."""
+    if given is None:
+        return {}
     found: dict[str, str] = {}
-    for at, item in enumerate(given.value.split(",") if given else (), 1):
+    for at, item in enumerate(given.value.split(","), 1):
         key, eq, value = item.partition("=")
         if eq and key.strip():
             found[unquote(key.strip())] = unquote(value.strip())
-        elif item.strip() and given:
+        elif item.strip():
             shown = f"entry {at}" if secret else repr(item.strip())
             _log.warning("traces: %s: %s is not key=value, so it is left out", given.name, shown)
     return found
