@@ -52,6 +52,7 @@ class Receiver:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.spans: list[Span] = []
         self.posts: list[str] = []  # the paths posted to
+        self.names: list[list[str]] = []  # each post's header names, in lower case, as sent
         self.refuse: list[int] = []  # statuses to answer first (with Retry-After: 0)
         self._changed = threading.Condition()
         receiver = self
@@ -70,6 +71,8 @@ class Receiver:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 request = ExportTraceServiceRequest.FromString(body)
+                with receiver._changed:
+                    receiver.names.append([k.lower() for k in self.headers])
                 receiver._add(request, self.path, {k.lower(): v for k, v in self.headers.items()})
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

@@ -199,6 +199,39 @@ async def test_the_standard_variables_switch_traces_on(
     assert {s.resource["service.name"] for s in spans} == {"team-a"}
 
 
+async def test_an_entry_that_is_not_key_value_is_warned_of_and_left_out(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the SDK does with headers and resource attributes; a header's text is not shown
+    (it is likely a token)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=one,Authorization: Bearer tok-9")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod, oops")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    assert (spans[0].headers["x-team"], spans[0].resource["deployment.environment"]) == (
+        "one",
+        "prod",
+    )
+    assert "authorization" not in spans[0].headers and "oops" not in spans[0].resource
+    headers, attributes = observability_warnings(caplog)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in headers and "entry 2" in headers
+    assert "tok-9" not in headers and "Bearer" not in headers
+    assert "OTEL_RESOURCE_ATTRIBUTES" in attributes and "'oops'" in attributes
+
+
+async def test_a_header_massgen_sets_too_is_sent_once_the_given_one(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the SDK merges its headers with the given ones (names in any case)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "user-agent=team-a/1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    await run(CONSENSUS)
+    spans = receiver.wait(whole_run)
+    assert spans[0].headers["user-agent"] == "team-a/1"
+    assert receiver.names[0].count("user-agent") == receiver.names[0].count("content-type") == 1
+
+
 async def test_a_busy_collector_is_asked_again_and_gzip_is_honoured(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +273,8 @@ def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         ("OTEL_TRACES_SAMPLER", "always_sometimes", "parentbased_always_on"),
         ("OTEL_TRACES_SAMPLER_ARG", "half", "1.0"),  # with OTEL_TRACES_SAMPLER=traceidratio
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "10.0"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "none"),  # spans go uncompressed
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "Brotli", "none"),
     ],
 )
 async def test_a_bad_otel_value_is_warned_of_once_by_name_and_the_default_used(
@@ -263,6 +298,7 @@ async def test_a_bad_otel_value_is_warned_of_once_by_name_and_the_default_used(
     assert observability_warnings(caplog) == [warned]
     both = receiver.wait(lambda spans: sum(not s.parent_id for s in spans) == 2)  # all kept
     assert {s.name for s in both if not s.parent_id} == {"invoke_workflow consensus"}
+    assert "content-encoding" not in both[0].headers
 
 
 @pytest.mark.parametrize(
@@ -307,6 +343,44 @@ def test_which_settings_switch_traces_on() -> None:
     on = tracing_settings(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://h:4318/v1/traces"})
     assert on is not None and on.otlp is None  # the exporter reads the variable itself
     assert tracing_settings(section, {"OTEL_SDK_DISABLED": "true"}) is None
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318", "OTEL_TRACES_EXPORTER": "none"}
+    assert tracing_settings(None, off) is None  # not read, so not an error either
+    assert tracing_settings(section, off) is section  # as an exporter a program adds itself
+
+
+@pytest.mark.parametrize(
+    ("exporters", "on", "warned"),
+    [
+        ("none", False, False),
+        (" None ", False, False),
+        ("console", False, True),
+        ("otlp,console", True, True),
+        ("otlp_proto_http", True, False),
+        ("otlp_proto_grpc", True, True),  # as OTEL_EXPORTER_OTLP_PROTOCOL=grpc: http/protobuf
+    ],
+)
+async def test_otel_traces_exporter_says_whether_the_variables_switch_traces_on(
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    exporters: str,
+    on: bool,
+    warned: bool,
+) -> None:
+    """As the SDK's auto-configuration reads it: ``none``, or only exporters massgen does not
+    have (warned of), exports nothing; with ``otlp`` among them spans go."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporters)
+    async with Orchestrator.from_config(loads(CONSENSUS)) as orchestrator:
+        assert (orchestrator.tracing is not None) == on
+        result = await orchestrator.arun(TASK)
+    assert result.winner == "bob"
+    if on:
+        receiver.wait(whole_run)
+    else:
+        assert receiver.posts == []  # closed: whatever there was to send is sent
+    warnings = observability_warnings(caplog)
+    assert len(warnings) == warned and all(repr(exporters) in w for w in warnings)
 
 
 def test_nothing_of_opentelemetry_is_imported_when_traces_are_off() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from massgen import events as ev
@@ -140,10 +142,30 @@ def test_the_otel_variables_are_read_as_the_sdk_reads_them() -> None:
     named = {**traces, "OTEL_SERVICE_NAME": "team-a"}
     x = export_settings(ObservabilityConfig(), named)
     assert (x.url, x.resource["service.name"]) == ("http://t:1/custom", "team-a")
+    assert x.compression == "gzip"  # each TRACES_ variable before its generic one:
+    x = export_settings(
+        ObservabilityConfig(), {**named, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none"}
+    )
+    assert x.compression == ""
     section = ObservabilityConfig(otlp="http://s:4318", service_name="svc")
     x = export_settings(section, {**named, "OTEL_TRACES_SAMPLER": "nonsense"})
     assert (x.url, x.resource["service.name"]) == ("http://s:4318/v1/traces", "svc")
     assert x.sampler == "parentbased_always_on"
+
+
+def test_the_timeout_is_in_seconds_as_the_sdk_reads_it_and_one_like_milliseconds_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """opentelemetry-exporter-otlp-proto-http 1.45 reads it in seconds (float), where the spec
+    says milliseconds: massgen reads it as the SDK does, and says so of a value so long it was
+    likely meant in milliseconds (10000: 10 s in the spec, 2 h 46 here)."""
+    generic = {"OTEL_EXPORTER_OTLP_TIMEOUT": "10000"}
+    traces = {**generic, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "30"}  # read first
+    assert export_settings(ObservabilityConfig(), traces).timeout == 30
+    assert caplog.records == []
+    assert export_settings(ObservabilityConfig(), generic).timeout == 10000
+    [warned] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT='10000'" in warned and "10000 s is used" in warned
 
 
 def test_the_sampler_keeps_a_share_of_traces_and_follows_a_parent() -> None:

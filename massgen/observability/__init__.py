@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 TRACES_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 """The standard variables that switch traces on without an ``observability.otlp``."""
 SAMPLERS = ("always_on", "always_off", "traceidratio")  # each also as parentbased_<it>
+OTLP_EXPORTERS = frozenset({"otlp", "otlp_proto_http"})
+"""The ``OTEL_TRACES_EXPORTER`` names of what massgen sends; ``none``: traces off."""
+SECONDS_LIKE_MS = 1000.0
+"""An export timeout (seconds) this long was likely meant in the spec's milliseconds."""
+COMPRESSIONS = ("gzip", "deflate")  # and ``none``, as the SDK takes them
 _log = logging.getLogger("massgen.observability.tracing")
 
 
@@ -42,7 +47,8 @@ class Export:
     headers: dict[str, str]
     resource: dict[str, Any]
     timeout: float = 10.0
-    """Seconds for each request, and for the last flush."""
+    """Seconds for each request, and for the last flush: ``OTEL_EXPORTER_OTLP_TIMEOUT`` is
+    read in seconds, as the Python SDK reads it (1.45), not in the spec's milliseconds."""
     compression: str = ""
     """``gzip``, ``deflate`` or none."""
     sampler: str = "parentbased_always_on"
@@ -71,13 +77,20 @@ def traces_url(base: str) -> str:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def _pairs(text: str) -> dict[str, str]:
-    """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are."""
-    found = {}
-    for item in text.split(","):
+def _pairs(given: Given | None, secret: bool = False) -> dict[str, str]:
+    """``k=v,k2=v2`` (W3C baggage style, percent-encoded), as headers and resources are; an
+    entry that is not ``k=v`` (``Authorization: Bearer x``) is warned of and left out, as the
+    SDK does, without its text if it is ``secret``."""
+    if given is None:
+        return {}
+    found: dict[str, str] = {}
+    for at, item in enumerate(given.value.split(","), 1):
         key, eq, value = item.partition("=")
         if eq and key.strip():
             found[unquote(key.strip())] = unquote(value.strip())
+        elif item.strip():
+            shown = f"entry {at}" if secret else repr(item.strip())
+            _log.warning("traces: %s: %s is not key=value, so it is left out", given.name, shown)
     return found
 
 
@@ -103,6 +116,17 @@ def _number(
     why = f"is not a number {'of at least' if least else 'above'} {least:g}"
     _ignored(name, environ[name], why, default)
     return default
+
+
+def _compression(given: Given | None) -> str:
+    """``gzip``, ``deflate`` or ``""``: none, also for a value the SDK does not take (warned
+    of, as it does)."""
+    value = given.value.strip().lower() if given else ""
+    if given is None or value in COMPRESSIONS:
+        return value
+    if value != "none":
+        _ignored(given.name, given.value, "is not gzip, deflate or none", "none")
+    return ""
 
 
 def _endpoint(environ: Mapping[str, str]) -> str | None:
@@ -131,24 +155,22 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
                 return Given(value, variable)
         return None
 
-    def env(name: str) -> str:
-        return found.value if (found := given(name)) else ""
-
     from massgen.backends.openai_http import userinfo_auth
 
     given_url = traces_url(settings.otlp) if settings.otlp else _endpoint(environ)
     url, basic = userinfo_auth(given_url or traces_url("http://localhost:4318"))
     headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
-        env("HEADERS")
+        given("HEADERS"), secret=True
     )
     if basic:  # the URL's `user:password@` wins, as with the SDK's HTTP clients
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = basic
-    resource: dict[str, Any] = _pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    attributes = environ.get("OTEL_RESOURCE_ATTRIBUTES")
+    named = Given(attributes, "OTEL_RESOURCE_ATTRIBUTES") if attributes else None
+    resource: dict[str, Any] = _pairs(named)
     name = settings.service_name or environ.get("OTEL_SERVICE_NAME")
     resource["service.name"] = name or resource.get("service.name") or "massgen"
     resource["process.pid"] = os.getpid()
-    compression = env("COMPRESSION").strip().lower()
     sampler = given_sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler and sampler.removeprefix("parentbased_") not in SAMPLERS:
         sampler = "parentbased_always_on"
@@ -162,13 +184,22 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         if not 0 <= ratio <= 1:
             ratio = 1.0
             _ignored("OTEL_TRACES_SAMPLER_ARG", arg, "is not a ratio from 0 to 1", ratio)
-    timeout = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    timeouts = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    if (timeout := _number(environ, timeouts, 10.0)) >= SECONDS_LIKE_MS:
+        variable = next(n for n in timeouts if environ.get(n))
+        _log.warning(
+            "traces: %s=%r is read in seconds, as the OpenTelemetry Python SDK reads it (the"
+            " specification says milliseconds): %g s is used, for each export and at exit",
+            variable,
+            environ[variable],
+            timeout,
+        )
     return Export(
         url,
         headers,
         resource,
-        timeout=_number(environ, timeout, 10.0),
-        compression=compression if compression in ("gzip", "deflate") else "",
+        timeout=timeout,
+        compression=_compression(given("COMPRESSION")),
         sampler=sampler or "parentbased_always_on",
         ratio=ratio,
         delay=_number(environ, ("OTEL_BSP_SCHEDULE_DELAY",), 5000) / 1000,
@@ -181,15 +212,38 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
     )
 
 
+def _otlp_exporter(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_TRACES_EXPORTER`` (unset, or a list of names) leaves OTLP on, as the
+    SDK's auto-configuration reads it: ``none`` is no exporter; one massgen does not have
+    (``console``, ``zipkin``) is warned of, and without an OTLP one beside it traces are off
+    (``otlp_proto_grpc`` is OTLP, sent as http/protobuf as with ``..._PROTOCOL=grpc``)."""
+    given = environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    names = {n.strip().lower() for n in given.split(",")} - {""}
+    if names == {"none"}:
+        return False
+    otlp = not names or bool(names & {*OTLP_EXPORTERS, "otlp_proto_grpc"})
+    if names - OTLP_EXPORTERS:
+        _log.warning(
+            "traces: OTEL_TRACES_EXPORTER=%r names exporters massgen does not have (it sends"
+            " OTLP over http/protobuf only): %s",
+            given,
+            "spans go over OTLP/HTTP alone" if otlp else "traces are off",
+        )
+    return otlp
+
+
 def tracing_settings(
     section: ObservabilityConfig | None, environ: Mapping[str, str]
 ) -> ObservabilityConfig | None:
     """The settings runs are traced with, or ``None``: traces are on with ``otlp`` set or a
-    :data:`TRACES_ENV` variable, and off whatever they say with ``OTEL_SDK_DISABLED=true``."""
+    :data:`TRACES_ENV` variable (unless ``OTEL_TRACES_EXPORTER`` names no OTLP exporter),
+    and off whatever they say with ``OTEL_SDK_DISABLED=true``."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    if section is not None and section.otlp:
+    if section is not None and section.otlp:  # as an exporter a program adds itself
         return section
+    if not any(environ.get(name) for name in TRACES_ENV) or not _otlp_exporter(environ):
+        return None
     if _endpoint(environ):  # a variable that is not a URL: an error before anything starts
         from massgen.config.models import ObservabilityConfig
 

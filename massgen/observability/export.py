@@ -91,10 +91,12 @@ class Exporter:
         self.export = export
         self._encode = Encoder()
         self._head = resource(export.resource)
-        self._headers = {"Content-Type": "application/x-protobuf", **export.headers}
-        self._headers.setdefault("User-Agent", f"massgen/{__version__}")
+        self._headers = {"content-type": "application/x-protobuf"}
+        self._headers["user-agent"] = f"massgen/{__version__}"
+        # one of each, the given one winning, as the SDK merges them (aiohttp sends both)
+        self._headers.update((k.lower(), v) for k, v in export.headers.items())
         if export.compression:
-            self._headers["Content-Encoding"] = export.compression
+            self._headers["content-encoding"] = export.compression
         self._pending: list[bytes] = []  # spans encoded, not sent yet
         self._timer: asyncio.TimerHandle | None = None
         self._batches: deque[list[bytes]] = deque()  # ready, sent one request at a time
