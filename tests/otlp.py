@@ -54,12 +54,15 @@ class Receiver:
         self.posts: list[str] = []  # the paths posted to
         self.names: list[list[str]] = []  # each post's header names, in lower case, as sent
         self.refuse: list[int] = []  # statuses to answer first (with Retry-After: 0)
+        self.hold: threading.Event | None = None  # set: posts are answered once it is set
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if (hold := receiver.hold) is not None and not hold.wait(30):
+                    return  # never released: the connection just closes
                 with receiver._changed:
                     status = receiver.refuse.pop(0) if receiver.refuse else 0
                 if status:

@@ -10,6 +10,7 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -265,6 +266,41 @@ def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.name.startswith("massgen.observability") and r.levelno == logging.WARNING
     ]
+
+
+async def test_a_batch_above_the_queue_is_warned_of_and_cut_to_it_so_spans_still_go(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK refuses a batch larger than its queue; here every full batch was dropped as
+    waiting beyond the queue, though the collector was idle."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100")
+    async with Orchestrator.from_config(loads(CONSENSUS)) as orchestrator:
+        for _ in range(6):  # more spans than a batch of 64
+            await orchestrator.arun(TASK)
+    [warned] = observability_warnings(caplog)
+    assert "OTEL_BSP_MAX_EXPORT_BATCH_SIZE='100'" in warned and "64 is used" in warned
+    assert len(receiver.wait(lambda spans: sum(not s.parent_id for s in spans) == 6)) > 64
+
+
+async def test_spans_waiting_beyond_the_queue_are_dropped_oldest_first_with_one_warning(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A collector slower than the runs: the spans of the batch it is taking are sent; of
+    those waiting, what is beyond OTEL_BSP_MAX_QUEUE_SIZE goes, the oldest first."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "40")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")
+    receiver.hold = threading.Event()  # the collector takes the first post and stalls
+    async with Orchestrator.from_config(loads(CONSENSUS)) as orchestrator:
+        results = [await orchestrator.arun(TASK) for _ in range(12)]
+        receiver.hold.set()
+    roots = {s["massgen.run_id"] for s in receiver.spans if not s.parent_id}
+    assert results[-1].run_id in roots and len(roots) < len(results)  # the newest kept
+    assert 10 < len(receiver.spans) <= 10 + 40 + 10  # the post in flight, the queue, one batch
+    [warned] = observability_warnings(caplog)
+    assert "too slow, spans dropped" in warned
 
 
 @pytest.mark.parametrize(

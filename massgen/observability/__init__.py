@@ -194,6 +194,12 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
             environ[variable],
             timeout,
         )
+    batch = int(_number(environ, ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), 512, least=1))
+    queue = int(_number(environ, ("OTEL_BSP_MAX_QUEUE_SIZE",), 2048, least=1))
+    if batch > queue:  # every full batch would be dropped as waiting too long (the SDK refuses)
+        why = f"is above OTEL_BSP_MAX_QUEUE_SIZE ({queue})"
+        _ignored("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(batch), why, queue)
+        batch = queue
     return Export(
         url,
         headers,
@@ -203,8 +209,8 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
         sampler=sampler or "parentbased_always_on",
         ratio=ratio,
         delay=_number(environ, ("OTEL_BSP_SCHEDULE_DELAY",), 5000) / 1000,
-        batch=int(_number(environ, ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), 512, least=1)),
-        queue=int(_number(environ, ("OTEL_BSP_MAX_QUEUE_SIZE",), 2048, least=1)),
+        batch=batch,
+        queue=queue,
         protocol=given("PROTOCOL"),
         certificate=given("CERTIFICATE", "certificate_file"),
         client_certificate=given("CLIENT_CERTIFICATE", "client_certificate_file"),

@@ -153,8 +153,11 @@ class Exporter:
             for at in range(0, len(pending), size):
                 self._batches.append(pending[at : at + size])
             self._queued += len(pending)
-            while self._queued > self.export.queue:  # the collector is slower than the runs
-                self._queued -= len(self._batches.popleft())
+            keep = 1 if self._sender is None else 0  # the first batch leaves now: not waiting
+            leaving = len(self._batches[0]) if keep else 0
+            while self._queued - leaving > self.export.queue:  # the collector is slower
+                self._queued -= len(self._batches[keep])
+                del self._batches[keep]
                 self._warn("too slow, spans dropped")
         if self._batches and self._sender is None:
             self._sender = loop.create_task(self._drain())
