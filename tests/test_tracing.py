@@ -304,6 +304,35 @@ async def test_spans_waiting_beyond_the_queue_are_dropped_oldest_first_with_one_
 
 
 @pytest.mark.parametrize(
+    "given", ["x-token=canary-7%0AInjected: 1", "x-token=canary-7%0D", "x%20token=canary-7"]
+)
+def test_a_header_that_http_cannot_carry_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """Decoded, a value with a line break or a name with a space is no header: aiohttp
+    raised in the exporter's task (every span lost, a traceback), or the collector hung up."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", given)
+    with pytest.raises(ConfigError) as info:
+        assert Orchestrator.from_config(loads(CONSENSUS)).tracing  # made before the first run
+    assert info.value.key == "OTEL_EXPORTER_OTLP_HEADERS" and info.value.hint
+    assert "canary-7" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "line"), [("'x token': canary-7", 3), ('x-token: "canary-7\\nX: 1"', 3)]
+)
+def test_a_header_in_the_file_that_http_cannot_carry_is_placed_and_not_shown(
+    header: str, line: int
+) -> None:
+    text = CONSENSUS + f"observability:\n  otlp: http://127.0.0.1:4318\n  headers: {{{header}}}\n"
+    with pytest.raises(ConfigError) as info:
+        loads(text)
+    assert "observability.headers" in str(info.value.key) and info.value.hint
+    assert info.value.line == CONSENSUS.count("\n") + line and "canary-7" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "used"),
     [
         ("OTEL_TRACES_SAMPLER", "always_sometimes", "parentbased_always_on"),

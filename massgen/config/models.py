@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -56,6 +57,30 @@ def one_of(choices: Iterable[str]) -> str:
 def fail(kind: str, message: str, *, at: Path_ = (), hint: str | None = None) -> Exception:
     """A validation error the loader can place: ``at`` is relative to the model raising it."""
     return PydanticCustomError(kind, "{message}", {"message": message, "at": at, "hint": hint})
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a token (RFC 9110)
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` cannot be sent as an HTTP header (``None``: it can); the value,
+    likely a secret, is never shown."""
+    if not _HEADER_NAME.fullmatch(name):
+        return f"{name!r} is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
+    if any(c in value for c in "\r\n\0"):
+        return f"the value of header {name!r} holds a line break"
+    return None
+
+
+def _sendable(given: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for name, value in given.items():
+        if (wrong := header_problem(name, value.get_secret_value())) is not None:
+            raise fail("header", wrong, at=(name,), hint="write one header per key, on one line")
+    return given
+
+
+Headers = Annotated[dict[str, SecretStr], AfterValidator(_sendable)]
+"""HTTP headers from the config, checked once as they load (secrets: never shown)."""
 
 
 def client_problem(kind: str) -> tuple[str, str] | None:
@@ -469,7 +494,7 @@ class ObservabilityConfig(ConfigModel):
     otlp: str | None = None
     """Collector URL, e.g. ``http://localhost:4318`` (``/v1/traces`` is added); none: the
     ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` variables, and without those no traces."""
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     """Headers of each export (``Authorization: Basic ${TOKEN}``). Never printed."""
     service_name: str | None = None
     """``service.name`` of the spans; none: ``$OTEL_SERVICE_NAME``, else ``massgen``."""

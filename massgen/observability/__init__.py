@@ -159,9 +159,15 @@ def export_settings(settings: ObservabilityConfig, environ: Mapping[str, str]) -
 
     given_url = traces_url(settings.otlp) if settings.otlp else _endpoint(environ)
     url, basic = userinfo_auth(given_url or traces_url("http://localhost:4318"))
-    headers = {k: v.get_secret_value() for k, v in settings.headers.items()} or _pairs(
-        given("HEADERS"), secret=True
-    )
+    headers = {k: v.get_secret_value() for k, v in settings.headers.items()}
+    if not headers and (listed := given("HEADERS")) is not None:
+        from massgen.config.models import header_problem
+
+        headers = _pairs(listed, secret=True)
+        for key, value in headers.items():  # the file's were checked as it loaded
+            if (wrong := header_problem(key, value)) is not None:
+                hint = "name=value, a token and one line (%0A and %0D decode to line breaks)"
+                raise ConfigError(wrong, key=listed.name, hint=hint)
     if basic:  # the URL's `user:password@` wins, as with the SDK's HTTP clients
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = basic
