@@ -102,8 +102,9 @@ class Tool:
         """A turn's last say on its request and backend, once per tool class in the toolbox."""
         return backend, request
 
-    async def expand(self) -> Sequence[Tool]:
-        """The tools a group stands for (see ``group``); a plain tool is itself."""
+    async def expand(self, ctx: ToolContext | None = None) -> Sequence[Tool]:
+        """The tools a group stands for (see ``group``), for a turn of ``ctx``'s run; a plain
+        tool is itself."""
         return (self,)
 
     async def aclose(self) -> None:
