@@ -101,6 +101,31 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
 
 
 @pytest.mark.asyncio
+async def test_a_bad_task_is_a_one_line_tool_error_naming_it(tmp_path: Path) -> None:
+    """A missing, empty or non-string `task` is told in one line of ours (like an unknown
+    strategy), not as a validator's report with its link; `task` stays required in the
+    schema, and a task written in JSON is still a task."""
+    async with stdio_team(tmp_path) as client:
+        (tool,) = (await client.list_tools()).tools
+        assert tool.input_schema["required"] == ["task"]
+        assert tool.input_schema["properties"]["task"]["type"] == "string"
+        for arguments, said in (
+            ({}, "missing or empty"),
+            ({"task": "  "}, "missing or empty"),
+            ({"task": 42}, "must be a string (the question for the team), not a number"),
+            ({"task": None}, "not null"),
+            ({"task": ["x"], "strategy": "parallel"}, "not an array"),
+        ):
+            bad = await client.call_tool("ask_team", arguments)
+            told = bad.content[0].text  # type: ignore[union-attr]
+            assert bad.is_error and "`task`" in told and said in told, (arguments, told)
+            assert "http" not in told and "\n" not in told, told
+        json_task = await client.call_tool("ask_team", {"task": '{"q": "Capital of France?"}'})
+        assert not json_task.is_error
+        assert json_task.content[0].text == "Paris is the capital of France."  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
 async def test_metrics_port_serves_the_calls_runs_and_requests(tmp_path: Path) -> None:
     """`--metrics-port 0`: its URL on stderr (stdout is the protocol's), and a scrape parsed
     by prometheus_client's own parser counts the call's run and its provider requests."""
@@ -373,6 +398,64 @@ def test_a_client_that_dies_mid_call_ends_the_server_quietly(tmp_path: Path) -> 
             proc.stderr.close()
 
 
+SLOW_SECOND = (
+    "backends:\n  fast: {type: replay, default: fast}\n"
+    "  slow: {type: replay, default: slow, latency: 60}\n"
+    "agents:\n  - {name: a, backend: fast}\n  - {name: b, backend: slow}\n"
+    "orchestrator: {strategy: parallel}\n"
+)
+"""One agent answers at once, the other's provider takes a minute: a call stays in flight."""
+
+
+def _child_running(*words: str) -> int:
+    """The pid of this process's child whose command line has ``words``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and all(w.encode() in argv for w in words):
+            return int(entry.name)
+    raise AssertionError(f"no child process running {words}")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_over_stdio_answers_the_call_in_flight(
+    sig: signal.Signals, tmp_path: Path
+) -> None:
+    """SIGTERM or Ctrl-C while a call runs: its run is cancelled and the client is told so
+    in the call's answer before the server closes, not left with a closed connection."""
+    import anyio
+
+    told: list[tuple[bool, str]] = []
+    heard = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        heard.set()
+
+    async with stdio_team(tmp_path, SLOW_SECOND) as client:
+        served_by = _child_running("massgen", "mcp")
+
+        async def ask() -> None:
+            got = await client.call_tool("ask_team", {"task": "x"}, progress_callback=on_progress)
+            told.append((got.is_error, got.content[0].text))  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(30):
+                await heard.wait()  # `a answered`: the call is under way
+            os.kill(served_by, sig)
+        assert _gone(served_by, 30), "massgen mcp did not stop"
+    assert len(told) == 1 and told[0][0], told  # an error result, not "Connection closed"
+    assert told[0][1].endswith("the team failed: the server is stopping"), told
+    err = (tmp_path / "stderr.txt").read_text()
+    assert f"stopped ({sig.name})" in err and "Traceback" not in err
+
+
 @pytest.mark.asyncio
 async def test_sigterm_over_http_stops_the_server_while_a_call_runs(tmp_path: Path) -> None:
     """A call in flight (one agent answered, the other's provider takes a minute) does not
@@ -380,12 +463,7 @@ async def test_sigterm_over_http_stops_the_server_while_a_call_runs(tmp_path: Pa
     import anyio
 
     team = tmp_path / "team.yaml"
-    team.write_text(
-        "backends:\n  fast: {type: replay, default: fast}\n"
-        "  slow: {type: replay, default: slow, latency: 60}\n"
-        "agents:\n  - {name: a, backend: fast}\n  - {name: b, backend: slow}\n"
-        "orchestrator: {strategy: parallel}\n"
-    )
+    team.write_text(SLOW_SECOND)
     proc, url = _start_http(team)
     heard: list[str | None] = []
     told: list[str] = []  # the call's error

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_528
+MAX_PACKAGE_LINES = 18_539
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -52,6 +52,9 @@ MAX_PACKAGE_LINES = 18_528
 # +1: clipped moved to types (the view imports it), so that `massgen --help` loads no view.
 # +25: headers in the config checked once as they load (config.Headers, header_problem): a
 # line break or a name HTTP cannot carry was sent as is (aiohttp raised in the exporter).
+# +8: the tool context carries the run's id (ToolContext.run, Tool.expand(ctx)): an MCP server
+# that did not start twice is given up on for the rest of that run, not started at every turn.
+# +3: a tool's settings error keeps the key and hint the config's check gave (an MCP header).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

@@ -327,6 +327,21 @@ def http_server() -> Iterator[str]:
         proc.stdout.close()
 
 
+async def test_a_header_http_cannot_carry_is_a_config_error_placed_and_not_shown() -> None:
+    """A token read from the environment with its line break (``$(cat token)``, a file
+    ending in a newline) was sent as is, and httpx refused it at the first turn."""
+    text = (
+        "tools:\n  remote: {use: mcp, url: 'http://127.0.0.1:9/mcp',\n"
+        "           headers: {Authorization: 'Bearer ${TOKEN}'}}\n"
+        "agents:\n  - {name: ada, backend: {type: openai, model: m, api_key: k}, tools: [remote]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        build_agents(loads(text, file="team.yaml", env={"TOKEN": "tok-line-9\n"}))
+    assert (info.value.file, info.value.line) == ("team.yaml", 2) and info.value.hint  # its entry
+    assert info.value.key == "tools.remote.headers.Authorization"
+    assert "tok-line-9" not in str(info.value)
+
+
 async def test_streamable_http_with_headers_from_the_environment(http_server: str) -> None:
     text = (
         f"tools:\n  remote: {{use: mcp, url: '{http_server}',\n"
@@ -517,6 +532,53 @@ async def test_a_server_that_does_not_start_fails_the_agent_with_the_reason(
         with pytest.raises(RunError, match=r"ada: MCP server 'broken' .* did not start"):
             await orchestrator.arun("hi")
     assert not sim.requests  # no request without the tools the agent was promised
+
+
+@pytest.mark.parametrize("how", ["exits at once", "never answers"])
+async def test_a_server_that_does_not_start_is_tried_twice_a_run(
+    how: str, sim: ProviderSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three agents need a server that cannot start: it is started twice in the run (the
+    one restart), then their turns fail at once without a start or a warning; the next run
+    tries it again, and no process is left."""
+    code = "import sys; print('boom', file=sys.stderr); exit(3)"
+    if how == "never answers":
+        code = "import sys; sys.stdin.read()"
+    backend = f"{{type: openai, model: gpt-4o-mini, api_key: k, base_url: '{sim.openai_base_url}'}}"
+    text = (
+        "tools:\n"
+        f"  broken: {{use: mcp, command: '{sys.executable}', args: [-c, \"{code}\"],\n"
+        "           start_timeout: 0.5}\n"
+        f"backends:\n  llm: {backend}\n"
+        "agents:\n"
+        + "".join(
+            f"  - {{name: {n}, backend: llm, tools: [broken]}}\n" for n in ("ada", "bob", "cy")
+        )
+        + "  - {name: dee, backend: llm}\n"
+        "orchestrator: {strategy: parallel, error_strategy: continue}\n"
+    )
+    sim.script([Text("dee answered"), Text("dee again")])
+    before = descendants()
+    caplog.set_level("WARNING", logger="massgen.tools")
+    async with Orchestrator.from_config(loads(text, file="team.yaml", env={})) as orchestrator:
+        group = orchestrator.agents["ada"].tools[0]
+        assert isinstance(group, McpServer)
+        result = await orchestrator.arun("hi")
+        assert result.final_answer == "dee answered" and group.starts == 2
+        failures = sorted(result.failed_agents.values(), key=len)
+        assert len(failures) == 3 and all("MCP server 'broken'" in f for f in failures)
+        first, again, given_up = failures
+        assert "did not start" in first and "not tried" not in first
+        assert again.endswith("; it is not tried again in this run")
+        assert given_up.endswith("(twice in this run); it is not tried again until the next run")
+        warned = [r.getMessage() for r in caplog.records if "MCP server 'broken'" in r.getMessage()]
+        assert sum("not tried again in this run" in m for m in warned) == 1
+        assert len(warned) == (2 if how == "exits at once" else 1), warned  # with its stderr
+        assert not sim.requests[0].tools  # dee's: the only request
+        again_run = await orchestrator.arun("hi")  # the next run tries it again, twice
+        assert again_run.final_answer == "dee again" and group.starts == 4
+        assert len(again_run.failed_agents) == 3
+    assert descendants() <= before
 
 
 async def test_the_orchestrator_closes_each_tool_its_agents_hold_once() -> None:

@@ -65,3 +65,48 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_worker_gives_up_on_a_server_that_does_not_start_for_the_rest_of_a_run(
+    env: dict[str, str], prefix: str, sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    """Three hosted agents need a server that exits at once: the worker starts it twice in
+    a run (one warning that it gives up), the third turn fails at once; the next run (a new
+    `massgen run`) tries it again."""
+    code = "import sys; print('boom', file=sys.stderr); exit(3)"
+    config = tmp_path / "team.yaml"
+    config.write_text(
+        f"""\
+backends:
+  llm: {{type: openai, model: sim, api_key: k, base_url: '{sim.openai_base_url}'}}
+tools:
+  broken: {{use: mcp, command: '{sys.executable}', args: [-c, "{code}"]}}
+agents:
+  - {{name: a, backend: llm, tools: [broken]}}
+  - {{name: b, backend: llm, tools: [broken]}}
+  - {{name: c, backend: llm, tools: [broken]}}
+  - {{name: d, backend: llm}}
+orchestrator: {{strategy: parallel, error_strategy: continue}}
+redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}
+"""
+    )
+    sim.responder = lambda request: Text("d answered")
+    hosted = [arg for name in "abc" for arg in ("-a", name)]
+    worker = start(massgen("worker", str(config), *hosted), env, "hosting ", 3)
+    try:
+        for _ in range(2):  # each run: two starts, then a turn that fails at once
+            done = run(massgen("run", str(config), "hi", "--json", "--no-record"), env)
+            assert done.returncode == 3, done.stderr  # degraded: d answered alone
+            data = json.loads(done.stdout)
+            assert data["final_answer"] == "d answered"
+            failed = sorted(data["failed_agents"].values(), key=len)
+            assert len(failed) == 3 and all("MCP server 'broken'" in f for f in failed), failed
+            assert "not tried" not in failed[0]
+            assert failed[1].endswith("it is not tried again in this run")
+            assert failed[2].endswith("it is not tried again until the next run")
+    finally:
+        code, _, err = stop(worker, signal.SIGTERM)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("WARNING massgen.tools: ")]
+    assert len(warned) == 4, err  # a run's two starts, each with the server's stderr
+    assert sum(line.endswith("not tried again in this run") for line in warned) == 2, err

@@ -177,12 +177,12 @@ class Agent:
         ctx: ToolContext | None,
     ) -> Completion:
         tools = self.toolbox if self.tools else None
-        if tools is not None and not turn.tools:
-            await tools.ready()  # MCP servers start on first use: their tools' specs, below
         if ctx is None or ctx.agent != self.name:  # the run's context, as this agent's tools see it
             ctx = (
                 ToolContext(self.name) if ctx is None else dataclasses.replace(ctx, agent=self.name)
             )
+        if tools is not None and not turn.tools:
+            await tools.ready(ctx)  # MCP servers start on first use: their tools' specs, below
         messages, window = self._compose(turn, memory)
         request = CompletionRequest(
             messages=messages,

@@ -59,7 +59,7 @@ async def run_turn(
     ``ctx.emit`` hears each tool call and result; ``window`` bounds the follow-ups."""
     if not tools or request.tools:
         return await stream_once(backend, request, on_delta)
-    await tools.ready()
+    await tools.ready(ctx)
     asked = request.tool_choice or "auto"
     request = dataclasses.replace(request, tools=tools.specs(), tool_choice=asked)
     ctx = ctx or ToolContext()

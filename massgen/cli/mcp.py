@@ -40,18 +40,20 @@ def mcp(
     orchestrator = Orchestrator.from_config(cfg, max_cost=max_cost, cache_enabled=off)
     import asyncio
 
-    from massgen.cli.mcp_serve import build_server, serve
+    from massgen.cli.mcp_serve import Calls, build_server, serve
 
     async def main() -> int:
         got = stop_signal()
         stopping = asyncio.Event()
         got.add_done_callback(lambda _: stopping.set())
         async with orchestrator:
-            server = build_server(orchestrator, cfg.name or config.stem, stopping)
+            calls = Calls()
+            server = build_server(orchestrator, cfg.name or config.stem, stopping, calls)
             serving = asyncio.ensure_future(serve(server, http, host))
             either: list[asyncio.Future[Any]] = [serving, got]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not serving.done():
+                await calls.ended(within=5)  # their runs cancelled: each client told why
                 serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
             if serving.done() and not serving.cancelled() and serving.exception():

@@ -11,13 +11,14 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
-from pydantic import WithJsonSchema
+from pydantic import PlainValidator, WithJsonSchema
 
 from massgen.errors import ConfigError, MassGenError
 from massgen.events import (
@@ -34,27 +35,77 @@ from massgen.types import STRATEGIES
 if TYPE_CHECKING:
     from massgen.orchestrator import Orchestrator
 
-# Checked by ask_team, not by the SDK (whose error is pydantic's, with a link), yet a client
-# still reads the choices in the tool's schema.
+# Both checked by ask_team, not by the SDK (whose error is pydantic's, several lines and a
+# link), yet a client still reads them in the tool's schema (build_server). ``task`` is typed
+# ``str`` for the SDK, which would otherwise parse a task written in JSON; any value passes.
+TaskArg = Annotated[str, PlainValidator(lambda value: value)]
 StrategyArg = Annotated[
     object,
     WithJsonSchema({"anyOf": [{"enum": list(STRATEGIES), "type": "string"}, {"type": "null"}]}),
 ]
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+_JSON_TYPES |= {dict: "an object", type(None): "null"}
 
 
-def build_server(orchestrator: Orchestrator, name: str, stopping: asyncio.Event) -> Any:
-    """The SDK's MCPServer with the tool ``ask_team`` running ``orchestrator``; once
-    ``stopping`` is set, calls in flight end with an error (the server need not wait for
-    them, and uvicorn would: a cancelled request is a traceback in its log)."""
-    server: Any = MCPServer(name, log_level="WARNING")
+def task_error(task: object) -> str | None:
+    """Why ``task`` (as a client sent it) is not a task, in one line; None if it is one."""
+    if not isinstance(task, str):
+        sent = _JSON_TYPES.get(type(task), type(task).__name__)
+        return f"`task` must be a string (the question for the team), not {sent}"
+    if not task.strip():
+        return "`task` is missing or empty: give the question for the team as a string"
+    return None
 
-    @server.tool()
-    async def ask_team(task: str, ctx: Context, strategy: StrategyArg = None) -> CallToolResult:
+
+class Calls:
+    """The ask_team calls under way: a stopping server lets them end (their runs are
+    cancelled) before it closes, so each one's client is answered with why."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._none = asyncio.Event()
+        self._none.set()
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        self.running += 1
+        self._none.clear()
+        try:
+            yield
+        finally:
+            self.running -= 1
+            if not self.running:
+                self._none.set()
+
+    async def ended(self, within: float) -> None:
+        """Wait until no call is under way, ``within`` seconds at most."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._none.wait()
+
+
+def build_server(
+    orchestrator: Orchestrator, name: str, stopping: asyncio.Event, calls: Calls
+) -> Any:
+    """The SDK's MCPServer with the tool ``ask_team`` running ``orchestrator``, each call
+    counted in ``calls``; once ``stopping`` is set, calls in flight end with an error (the
+    server need not wait for their runs, and uvicorn would: a cancelled request is a
+    traceback in its log)."""
+
+    async def ask_team(
+        ctx: Context, task: TaskArg = "", strategy: StrategyArg = None
+    ) -> CallToolResult:
         """Ask the team: its agents answer (and, by strategy, review and vote); returns the
         final answer, with winner, votes, agreement, tokens and cost as structured content."""
+        if why := task_error(task):
+            raise ToolError(why)
         if strategy is not None and strategy not in STRATEGIES:
             raise ToolError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-        run = LiveRun(orchestrator, task, str(strategy) if strategy else None)
+        with calls.one():
+            return await _ask(task, ctx, str(strategy) if strategy else None)
+
+    async def _ask(task: str, ctx: Context, strategy: str | None) -> CallToolResult:
+        run = LiveRun(orchestrator, task, strategy)
         stop = asyncio.ensure_future(stopping.wait())
         stop.add_done_callback(lambda _: run.cancel())
         try:
@@ -84,7 +135,11 @@ def build_server(orchestrator: Orchestrator, name: str, stopping: asyncio.Event)
             structured_content=summary,
         )
 
-    return server
+    tool = Tool.from_function(ask_team)
+    schema = tool.parameters  # `task` has a default for the SDK only: a missing one is ours
+    schema["properties"]["task"] = {"title": "Task", "type": "string"}
+    schema["required"] = ["task"]
+    return MCPServer(name, log_level="WARNING", tools=[tool])
 
 
 def progress_note(event: Event, strategy: str) -> str | None:

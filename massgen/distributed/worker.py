@@ -395,6 +395,7 @@ class HostedAgent(BusAgent):
                 turn,
                 pump,
                 ToolContext(
+                    run=request.run,
                     emit=on_event,
                     on_attempt=observed,
                     peers=self.peers,

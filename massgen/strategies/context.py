@@ -79,7 +79,12 @@ class RunContext:
         observed: dict[str, Any] = {"on_attempt": self.emit} if self.observing else {}
         parent = functools.partial(self.trace, seat) if self.trace else ""
         tools = ToolContext(  # the turns its tools ask for (ask_agent) are observed alike
-            who, emit=self._tool_event, peers=self.handles, trace=parent, **observed
+            who,
+            run=self.result.run_id,
+            emit=self._tool_event,
+            peers=self.handles,
+            trace=parent,
+            **observed,
         )
         try:
             async with self._limit:

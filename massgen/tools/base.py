@@ -102,8 +102,9 @@ class Tool:
         """A turn's last say on its request and backend, once per tool class in the toolbox."""
         return backend, request
 
-    async def expand(self) -> Sequence[Tool]:
-        """The tools a group stands for (see ``group``); a plain tool is itself."""
+    async def expand(self, ctx: ToolContext | None = None) -> Sequence[Tool]:
+        """The tools a group stands for (see ``group``), for a turn of ``ctx``'s run; a plain
+        tool is itself."""
         return (self,)
 
     async def aclose(self) -> None:
@@ -234,10 +235,13 @@ class BuiltinTool(Tool, Generic[S]):
         except ValidationError as e:
             item = e.errors()[0]
             allowed = ", ".join([*cls.Settings.model_fields, *COMMON_KEYS])
+            given = item.get("ctx") or {}  # config.models.fail's place and hint, if it made it
             hint = (
-                f"settings of {cls.name}: {allowed}" if item["type"] == "extra_forbidden" else None
+                f"settings of {cls.name}: {allowed}"
+                if item["type"] == "extra_forbidden"
+                else given.get("hint")
             )
-            key = ".".join(str(p) for p in item["loc"]) or None
+            key = ".".join(str(p) for p in (*item["loc"], *given.get("at", ()))) or None
             raise ConfigError(item["msg"], key=key, hint=hint) from None
 
     def setup(self) -> None:

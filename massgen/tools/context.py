@@ -15,6 +15,7 @@ class ToolContext:
     """What a tool call knows of its run, passed explicitly down every call (no globals)."""
 
     agent: str = ""  # whose turn made the call
+    run: str = ""  # the run's id: what a tool keeps for one run (an MCP server given up on)
     state: dict[str, Any] = field(default_factory=dict)
     """Scratch space of one top-level turn, shared with the turns nested in it (``ask_agent``),
     so limits kept there hold across the whole chain."""

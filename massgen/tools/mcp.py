@@ -2,7 +2,8 @@
 ``{use: mcp, command: ...}`` (stdio) or ``{use: mcp, url: ...}`` (streamable HTTP), gives an
 agent every tool of that server, through the official ``mcp`` SDK (imported only when a server
 starts). The server starts on first use, its tools are listed once, it is restarted once if it
-dies, and :meth:`McpServer.aclose` (the orchestrator's ``aclose``) stops it."""
+dies (or did not start: then not tried again in that run), and :meth:`McpServer.aclose` (the
+orchestrator's ``aclose``) stops it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import IO, Any
 from pydantic import Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
+from massgen.config.models import Headers
 from massgen.errors import ConfigError, ToolError
 from massgen.redact import redact_url
 from massgen.tools.base import BuiltinTool, Tool, ToolSettings
@@ -37,7 +39,7 @@ class McpSettings(ToolSettings):
     env: dict[str, SecretStr] = Field(default_factory=dict)  # over a minimal environment
     cwd: str | None = None  # relative to the config file; default: its folder
     url: str | None = None  # streamable HTTP endpoint
-    headers: dict[str, SecretStr] = Field(default_factory=dict)  # never shown or logged
+    headers: Headers = Field(default_factory=dict)  # never shown or logged
     include: list[str] | None = None  # the server's tool names to offer (None: all)
     exclude: list[str] = Field(default_factory=list)
     prefix: str | None = None  # before each tool's name; None: the entry's name and "_"
@@ -76,6 +78,8 @@ class McpServer(BuiltinTool[McpSettings]):
         self._refused = ""  # the HTTP status a `url` server last refused a request with
         self.starts = 0
         self.lost = 0  # times it died: restarted after the first, gone after the second
+        self._failed: dict[str, list[str]] = {}  # run -> why its starts in it failed ("": no
+        # run, e.g. a ToolBox of your own: until aclose)
 
     @property
     def description(self) -> str:
@@ -92,13 +96,37 @@ class McpServer(BuiltinTool[McpSettings]):
         where = redact_url(s.url) if s.url else Path(s.command or "").name
         return f"MCP server {self.name!r} ({where})"
 
-    async def expand(self) -> Sequence[Tool]:
+    async def expand(self, ctx: ToolContext | None = None) -> Sequence[Tool]:
         """Start the server (first use) and its tools, listed once, filtered and named."""
         async with self._lock:
             if self._tools is None:
-                listed = await self._start()
+                listed = await self._start_in(ctx.run if ctx else "")
                 self._tools = self._select(listed)
         return self._tools
+
+    async def _start_in(self, run: str) -> list[Any]:
+        """:meth:`_start` for a turn of ``run``, unless it failed twice in that run: a server
+        that did not start is tried once more (the one restart), then not again in the run,
+        so its other turns neither wait for it nor warn again (the next run tries again)."""
+        failed = self._failed.get(run, [])
+        if len(failed) >= 2:
+            why = f"{self.label} did not start{failed[-1]} (twice in this run)"
+            raise ToolError(f"{why}; it is not tried again until the next run")
+        try:
+            return await self._start()
+        except ToolError as e:
+            line, _, more = str(e).partition("\n")
+            failed = self._failed[run] = [*failed, line.removeprefix(f"{self.label} did not start")]
+            while len(self._failed) > 64:  # a long-lived orchestrator's runs: the last ones
+                del self._failed[next(iter(self._failed))]
+            tail = self._tail()  # its reason, which a run's one-line failure leaves out
+            if len(failed) < 2:
+                if tail:
+                    log.warning("%s did not start%s", self.label, tail)
+                raise
+            log.warning("%s did not start again: not tried again in this run%s", self.label, tail)
+            more = f"\n{more}" if more else ""
+            raise ToolError(f"{line}; it is not tried again in this run{more}") from None
 
     def _select(self, listed: list[Any]) -> list[McpTool]:
         s, names = self.settings, [t.name for t in listed]
@@ -157,9 +185,7 @@ class McpServer(BuiltinTool[McpSettings]):
                 raise
             why = f" within {self.settings.start_timeout:g}s" if isinstance(e, TimeoutError) else ""
             why = why or f": {self._refused}{self._why(e)}"  # the SDK tells no HTTP status
-            if tail := self._tail():  # its reason, which a run's one-line failure leaves out
-                log.warning("%s did not start%s", self.label, tail)
-            raise ToolError(f"{self.label} did not start{why}{tail}") from None
+            raise ToolError(f"{self.label} did not start{why}{self._tail()}") from None
 
     async def _hold(self, ready: asyncio.Future[list[Any]]) -> None:
         from mcp import Client
@@ -244,7 +270,9 @@ class McpServer(BuiltinTool[McpSettings]):
                 holder.cancel()  # still starting
             await asyncio.gather(holder, return_exceptions=True)
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> str | ToolOutput:
+    async def call(
+        self, tool: str, arguments: dict[str, Any], ctx: ToolContext | None = None
+    ) -> str | ToolOutput:
         """Call ``tool``; its result (text, images), an error result or a lost server as
         ToolError."""
         from mcp.shared.exceptions import MCPError
@@ -257,7 +285,7 @@ class McpServer(BuiltinTool[McpSettings]):
                     raise ToolError(f"{self.label} stopped again after its restart; it is gone")
                 if self.lost:
                     log.warning("%s: restarting it (once)", self.label)
-                await self._start()
+                await self._start_in(ctx.run if ctx else "")
             client = self._client
         try:
             result = await client.call_tool(tool, arguments)
@@ -308,6 +336,7 @@ class McpServer(BuiltinTool[McpSettings]):
     async def aclose(self) -> None:
         async with self._lock:
             await self._shutdown()
+            self._failed.clear()  # the next use (a new run) may start it again
             if self._stderr is not None:
                 self._stderr.close()
                 self._stderr = None
@@ -329,7 +358,7 @@ class McpTool(Tool):
     async def run(
         self, arguments: Mapping[str, Any], ctx: ToolContext | None = None
     ) -> str | ToolOutput:
-        return await self.server.call(self.remote, dict(arguments))
+        return await self.server.call(self.remote, dict(arguments), ctx)
 
 
 def render(result: Any) -> str | ToolOutput:

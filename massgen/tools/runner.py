@@ -71,10 +71,10 @@ class ToolBox:
     def __bool__(self) -> bool:
         return bool(self.tools or self.groups)
 
-    async def ready(self) -> None:
+    async def ready(self, ctx: ToolContext | None = None) -> None:
         """Expand the groups (start MCP servers) once, before a turn's first request."""
         for group in list(self.groups):
-            tools = await group.expand()
+            tools = await group.expand(ctx)
             if group in self.groups:  # not done meanwhile by a concurrent turn
                 self._check_names(group, tools)
                 self.groups.remove(group)
