@@ -64,7 +64,9 @@ def serving(
     )
     try:
         deadline, said = time.monotonic() + 30, ""
-        while " on http://127.0.0.1:" not in (line := _line(proc, deadline)):
+        while " on http://127.0.0.1:" not in (line := _line(proc, deadline)) or line.startswith(
+            "metrics on "
+        ):
             assert line, said + (proc.stderr.read() if proc.stderr else "")
             said += line
         proc.said = said  # type: ignore[attr-defined]  # what it told before it listened
@@ -249,3 +251,44 @@ def test_each_team_file_is_a_model_and_names_must_differ(tmp_path: Path) -> None
             assert (reply.model_extra or {})["massgen"]["team"] == "towns"
     twice = run_massgen("serve", str(other), str(other), "--port", "0", timeout=30)
     assert twice.returncode == 2 and "two teams are named 'towns'" in twice.stderr
+
+
+def test_metrics_of_each_team_are_labelled_with_its_name(tmp_path: Path) -> None:
+    """``--metrics-port``: one registry for every team served, each series labelled with its
+    team (two teams' agents share names here), each family once, as Prometheus requires."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    other = tmp_path / "other.yaml"
+    other.write_text(CAPITALS.format(latency=0).replace("name: capitals", "name: towns"))
+    with serving(tmp_path, str(other), "--metrics-port", "0") as (proc, url):
+        [said] = [ln for ln in proc.said.splitlines() if ln.startswith("metrics on ")]  # type: ignore[attr-defined]
+        metrics = said.removeprefix("metrics on ")
+        api = openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0)
+        with api:
+            for model in ("massgen/capitals", "massgen/towns", "massgen/towns:parallel"):
+                api.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "Capital of France?"}]
+                )
+        with urllib.request.urlopen(metrics, timeout=10) as response:
+            text = response.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    runs = {
+        (s.labels["team"], s.labels["strategy"]): s.value
+        for s in families["massgen_runs"].samples
+        if s.name == "massgen_runs_total"
+    }
+    assert runs == {
+        ("capitals", "consensus"): 1,
+        ("towns", "consensus"): 1,
+        ("towns", "parallel"): 1,
+    }
+    asked = {
+        (s.labels["team"], s.labels["agent"])
+        for s in families["massgen_requests"].samples
+        if s.name == "massgen_requests_total"
+    }
+    assert {("capitals", "ada"), ("towns", "ada")} <= asked
+    assert text.count("# TYPE massgen_requests_total counter") == 1  # one family, both teams
+    assert "process_cpu_seconds_total" in families or "process_cpu_seconds" in families

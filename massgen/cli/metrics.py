@@ -13,6 +13,7 @@ from massgen.cli.common import Opt
 if TYPE_CHECKING:
     from massgen.observability.metrics import Metrics
     from massgen.orchestrator import Orchestrator
+    from massgen.serve.teams import Team
 
 MetricsPort = Annotated[
     int | None,
@@ -46,3 +47,23 @@ def metrics_served(
     with serve(metrics, host, port) as url:
         print(f"metrics on {url}", file=to, flush=True)
         yield metrics
+
+
+@contextlib.contextmanager
+def teams_metrics_served(
+    port: int | None, host: str, to: TextIO, teams: list[Team]
+) -> Iterator[None]:
+    """As :func:`metrics_served`, for the ``teams`` of ``massgen serve``: each team's runs
+    and backends (its sessions' too), every series labelled with the team's name."""
+    if port is None:
+        yield
+        return
+    from massgen.observability.metrics import TeamsMetrics, serve
+
+    metrics = TeamsMetrics()
+    for team in teams:
+        team.observer = metrics.team(team.name)
+        team.observer.watch_backends(team.backends)
+    with serve(metrics, host, port) as url:
+        print(f"metrics on {url}", file=to, flush=True)
+        yield

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 from massgen.cli.common import Arg, MaxCost, NoCache, Opt
+from massgen.cli.metrics import MetricsHost, MetricsPort, teams_metrics_served
 
 KEYS_ENV = "MASSGEN_SERVE_KEYS"
 
@@ -60,6 +61,8 @@ def serve(
     ] = True,
     no_cache: NoCache = False,
     max_cost: MaxCost = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> int:
     """Serve the teams in CONFIGS as an OpenAI-compatible API (POST /v1/chat/completions)."""
     from massgen.cli import team_and_bus
@@ -136,7 +139,8 @@ def serve(
         told(f"massgen serve: stopped ({name})")
         return code
 
-    return asyncio.run(main())
+    with teams_metrics_served(metrics_port, metrics_host, sys.stderr, list(teams.values())):
+        return asyncio.run(main())
 
 
 def settle_heap(young: int = 10_000) -> None:

@@ -312,6 +312,35 @@ class Metrics:
         self.registry.register(_Collector(lambda: _fleet_metrics(bus, loop)))
 
 
+class TeamsMetrics:
+    """The metrics of several teams in one process (``massgen serve``): a :class:`Metrics`
+    each (:meth:`team`), served as one registry in which every series has a ``team`` label
+    (the team's name, from its config): teams' agents may share names."""
+
+    def __init__(self) -> None:
+        self.registry = r = prom.CollectorRegistry()
+        prom.ProcessCollector(registry=r)
+        prom.PlatformCollector(registry=r)
+        self.teams: dict[str, Metrics] = {}
+        r.register(_Collector(self._collect))
+
+    def team(self, name: str) -> Metrics:
+        """The metrics of the team ``name``: a subscriber of its orchestrators."""
+        got = self.teams[name] = Metrics(process=False)
+        return got
+
+    def _collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}  # one family a name, whatever team its samples are of
+        for team, metrics in list(self.teams.items()):
+            for family in metrics.registry.collect():
+                if (into := merged.get(family.name)) is None:
+                    kind, doc = family.type, family.documentation
+                    into = merged[family.name] = Metric(family.name, doc, kind, family.unit)
+                for s in family.samples:
+                    into.add_sample(s.name, {"team": team, **s.labels}, s.value, s.timestamp)
+        return iter(merged.values())
+
+
 class _Collector:
     """A collector made of a function (prometheus_client calls it from its server thread)."""
 
@@ -436,7 +465,7 @@ def _inbox_metrics(
 
 
 @contextlib.contextmanager
-def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve(metrics: Metrics | TeamsMetrics, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``metrics`` over HTTP (``port`` 0: a free one) until the block ends; yields
     the URL of ``/metrics`` with the port bound."""
     try:
@@ -456,4 +485,4 @@ def serve(metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> Iterator[
         thread.join(timeout=5)
 
 
-__all__ = ["Metrics", "serve"]
+__all__ = ["Metrics", "TeamsMetrics", "serve"]

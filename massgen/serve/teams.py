@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from massgen.backends.base import Backend
     from massgen.config import TeamConfig
     from massgen.distributed.target import BusTarget
+    from massgen.observability.metrics import Metrics
     from massgen.orchestrator import Orchestrator
 
 
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 class Team:
     """A served team. ``options``: what the command line overrides (``max_cost``,
     ``cache_enabled``); ``told``: where the bus placement of its agents is said; ``make``:
-    builds its orchestrator for a session (default: from ``config``)."""
+    builds its orchestrator for a session (default: from ``config``); ``observer``: the
+    metrics its orchestrators feed (``--metrics-port``)."""
 
     name: str
     config: TeamConfig | None
@@ -31,6 +34,7 @@ class Team:
     max_sessions: int = 64
     told: Callable[[str], None] = print
     make: Callable[[str | None], Orchestrator] | None = None
+    observer: Metrics | None = None
     _shared: Orchestrator | None = None
     _sessions: OrderedDict[str, tuple[Orchestrator, asyncio.Lock, contextlib.AsyncExitStack]] = (
         field(default_factory=OrderedDict)
@@ -53,6 +57,8 @@ class Team:
         else:
             assert self.config is not None
             built = Orchestrator.from_config(self.config, session=session, **self.options)
+        if self.observer is not None:
+            built.subscribers.append(self.observer)
         await stack.enter_async_context(built)
         if self.bus is not None:
             from massgen.distributed.connect import distributed
@@ -63,6 +69,12 @@ class Team:
             if session is None:
                 self.told(f"massgen serve: {self.name}: {placed.describe()}")
         return built
+
+    def backends(self) -> list[Backend]:
+        """The backends of its orchestrators (the shared one and its sessions')."""
+        open_ = [self._shared] if self._shared is not None else []
+        open_ += [o for o, _, _ in list(self._sessions.values())]
+        return [backend for o in open_ for backend in o.backends()]
 
     @contextlib.asynccontextmanager
     async def use(self, session: str | None) -> AsyncIterator[Orchestrator]:
