@@ -29,22 +29,26 @@ def model(request: SimRequest) -> Text | ToolCalls:
     return Text(f"the server's pid is {found.group(1) if found else 'unknown'}")
 
 
+def team(
+    folder: Path, sim: ProviderSimulator, prefix: str, tool: str, agents: str, more: str = ""
+) -> Path:
+    """A team file: ``tool`` the one ``tools:`` entry, ``agents`` the agents' lines, in
+    parallel (``more``: orchestrator keys) on the shared Redis under ``prefix``."""
+    config = folder / "team.yaml"
+    config.write_text(
+        f"backends:\n  llm: {{type: openai, model: sim, api_key: k, base_url: "
+        f"'{sim.openai_base_url}'}}\ntools:\n  {tool}\nagents:\n{agents}"
+        f"orchestrator: {{strategy: parallel{more}}}\n"
+        f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n"
+    )
+    return config
+
+
 def test_a_worker_starts_the_mcp_servers_its_agents_need_and_stops_them(
     env: dict[str, str], prefix: str, sim: ProviderSimulator, tmp_path: Path
 ) -> None:
-    config = tmp_path / "team.yaml"
-    config.write_text(
-        f"""\
-backends:
-  llm: {{type: openai, model: sim, api_key: k, base_url: '{sim.openai_base_url}'}}
-tools:
-  faults: {{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']}}
-agents:
-  - {{name: b, backend: llm, tools: [faults]}}
-orchestrator: {{strategy: parallel}}
-redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}
-"""
-    )
+    tool = f"faults: {{use: mcp, command: '{sys.executable}', args: ['{FAULTS}']}}"
+    config = team(tmp_path, sim, prefix, tool, "  - {name: b, backend: llm, tools: [faults]}\n")
     sim.responder = model
     worker = start(massgen("worker", str(config)), env, "hosting ", 1)
     try:
@@ -74,22 +78,10 @@ def test_a_worker_gives_up_on_a_server_that_does_not_start_for_the_rest_of_a_run
     a run (one warning that it gives up), the third turn fails at once; the next run (a new
     `massgen run`) tries it again."""
     code = "import sys; print('boom', file=sys.stderr); exit(3)"
-    config = tmp_path / "team.yaml"
-    config.write_text(
-        f"""\
-backends:
-  llm: {{type: openai, model: sim, api_key: k, base_url: '{sim.openai_base_url}'}}
-tools:
-  broken: {{use: mcp, command: '{sys.executable}', args: [-c, "{code}"]}}
-agents:
-  - {{name: a, backend: llm, tools: [broken]}}
-  - {{name: b, backend: llm, tools: [broken]}}
-  - {{name: c, backend: llm, tools: [broken]}}
-  - {{name: d, backend: llm}}
-orchestrator: {{strategy: parallel, error_strategy: continue}}
-redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}
-"""
-    )
+    tool = f"broken: {{use: mcp, command: '{sys.executable}', args: [-c, \"{code}\"]}}"
+    agents = "".join(f"  - {{name: {n}, backend: llm, tools: [broken]}}\n" for n in "abc")
+    agents += "  - {name: d, backend: llm}\n"
+    config = team(tmp_path, sim, prefix, tool, agents, ", error_strategy: continue")
     sim.responder = lambda request: Text("d answered")
     hosted = [arg for name in "abc" for arg in ("-a", name)]
     worker = start(massgen("worker", str(config), *hosted), env, "hosting ", 3)
