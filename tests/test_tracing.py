@@ -224,12 +224,16 @@ async def test_an_entry_that_is_not_key_value_is_warned_of_and_left_out(
 async def test_a_header_massgen_sets_too_is_sent_once_the_given_one(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As the SDK merges its headers with the given ones (names in any case)."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "user-agent=team-a/1")
+    """As the SDK merges its headers with the given ones (names in any case); but the body's
+    type and encoding are the exporter's to say (a JSON type on protobuf: nothing decoded)."""
+    given = "user-agent=team-a/1,Content-Type=application/json,Content-Encoding=gzip"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", given)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     await run(CONSENSUS)
     spans = receiver.wait(whole_run)
     assert spans[0].headers["user-agent"] == "team-a/1"
+    assert spans[0].headers["content-type"] == "application/x-protobuf"
+    assert "content-encoding" not in spans[0].headers
     assert receiver.names[0].count("user-agent") == receiver.names[0].count("content-type") == 1
 
 

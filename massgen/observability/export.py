@@ -91,10 +91,12 @@ class Exporter:
         self.export = export
         self._encode = Encoder()
         self._head = resource(export.resource)
-        self._headers = {"content-type": "application/x-protobuf"}
-        self._headers["user-agent"] = f"massgen/{__version__}"
-        # one of each, the given one winning, as the SDK merges them (aiohttp sends both)
+        # one of each (aiohttp sends both), as the SDK merges them: the given one, except
+        # for what says how the body is written, which only the exporter knows
+        self._headers = {"user-agent": f"massgen/{__version__}"}
         self._headers.update((k.lower(), v) for k, v in export.headers.items())
+        self._headers["content-type"] = "application/x-protobuf"
+        self._headers.pop("content-encoding", None)
         if export.compression:
             self._headers["content-encoding"] = export.compression
         self._pending: list[bytes] = []  # spans encoded, not sent yet
