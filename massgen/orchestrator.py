@@ -256,7 +256,7 @@ class Orchestrator:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         result = RunResult(run_id=run_id, task=task, strategy=name, started_at=time.time())
         fallbacks = {n: a.fallback for n, a in self.agents.items() if a.fallback}
-        tracer = self.tracing.run(fallbacks) if self.tracing is not None else None
+        tracer = self.tracing.run(fallbacks, self.session) if self.tracing is not None else None
         bus = ev.EventBus([*self.subscribers, *subscribers, *([tracer] if tracer else [])])
         ctx = RunContext(
             result=result,

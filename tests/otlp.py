@@ -41,6 +41,7 @@ class Span:
     events: list[str]
     resource: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+    message: str = ""  # the status's
 
     def __getitem__(self, key: str) -> Any:
         return self.attributes[key]
@@ -116,6 +117,7 @@ class Receiver:
                             events=[e.name for e in s.events],
                             resource=resource,
                             headers=headers,
+                            message=s.status.message,
                         )
                     )
         with self._changed:

@@ -5,6 +5,7 @@ and the provider simulator through massgen's own HTTP client."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -13,6 +14,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,7 @@ from massgen.observability import tracing_settings
 from massgen.orchestrator import Orchestrator
 from massgen.result import RunResult
 from tests.otlp import Receiver, Span, children, named
-from tests.sim.sim_types import Fault, Text, ToolCalls, ToolCallSpec
+from tests.sim.sim_types import Fault, Hang, Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
 from tests.teamkit import GEO_CONSENSUS
 
@@ -74,6 +77,7 @@ async def test_a_consensus_run_is_one_tree_of_rounds_turns_and_requests(
     assert (root["massgen.strategy"], root["massgen.run_id"]) == ("consensus", result.run_id)
     assert (root["massgen.status"], root["massgen.requests"]) == ("done", 6)
     assert root["massgen.winner"] == "bob" and root.resource["service.name"] == "massgen"
+    assert "gen_ai.conversation.id" not in root.attributes  # no session
     rounds = [s for s in children(spans, root)]
     assert [(s.name, s["massgen.phase"]) for s in rounds] == [
         ("round 0", "answer"),
@@ -104,6 +108,17 @@ async def test_a_consensus_run_is_one_tree_of_rounds_turns_and_requests(
     assert all(not (CONTENT_KEYS & s.attributes.keys()) for s in spans)  # capture_content off
     assert not any(TASK in str(v) for s in spans for v in s.attributes.values())
     assert receiver.posts and set(receiver.posts) == {"/v1/traces"}
+
+
+async def test_a_session_s_runs_are_one_conversation(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the sessions' store
+    async with Orchestrator.from_config(loads(observed(CONSENSUS, receiver)), session="c-7") as o:
+        for _ in range(2):
+            await o.arun(TASK)
+    roots = receiver.wait(lambda spans: sum(not s.parent_id for s in spans) == 2)
+    assert [s["gen_ai.conversation.id"] for s in roots if not s.parent_id] == ["c-7", "c-7"]
 
 
 def simulated(sim: ProviderSimulator, *, tools: str = "", retries: int = 0) -> str:
@@ -152,6 +167,49 @@ async def test_a_failed_turn_and_run_are_errors(receiver: Receiver, sim: Provide
     assert (turn.status, turn["error.type"], chat["error.type"]) == (2, "503", "503")
 
 
+def two_in_consensus(sim: ProviderSimulator, orchestrator: str) -> str:
+    rows = "".join(
+        f"  - {{name: {n}, role: You are {n.title()}., backend: {{type: openai, model: "
+        f"gpt-4o-mini, base_url: '{sim.openai_base_url}', api_key: x}}}}\n"
+        for n in ("ada", "bob")
+    )
+    return f"agents:\n{rows}orchestrator: {{strategy: consensus, {orchestrator}}}\n"
+
+
+def nested_in_time(spans: list[Span]) -> list[str]:
+    """The spans that start before their parent or end after it (none, in a good tree)."""
+    by_id = {s.span_id: s for s in spans}
+    return [
+        f"{s.name} outside {parent.name}"
+        for s in spans
+        if (parent := by_id.get(s.parent_id)) is not None
+        and not parent.start <= s.start <= s.end <= parent.end
+    ]
+
+
+@pytest.mark.parametrize(
+    ("replies", "orchestrator"),
+    [
+        ([Fault(503)] * 6, "max_retries: 1, retry_delay: 0.01, error_strategy: retry"),
+        ([Hang()], "timeout: 0.5"),
+    ],
+    ids=["a turn failing ends the run", "the run times out"],
+)
+async def test_a_run_cut_short_keeps_every_span_within_its_parent(
+    receiver: Receiver, sim: ProviderSimulator, replies: list[Any], orchestrator: str
+) -> None:
+    """The turns a run's end cuts short end with it, and so does their round (it ended
+    at its last answer, before them)."""
+    sim.script(replies, match="You are Ada.")
+    with contextlib.suppress(Exception):
+        await run(observed(two_in_consensus(sim, orchestrator), receiver))
+    spans = receiver.wait(whole_run)
+    [turn] = [s for s in named(spans, "invoke_agent ada") if s.status == 2]
+    assert named(spans, "round 0") and nested_in_time(spans) == []
+    assert (turn["gen_ai.request.model"], turn["gen_ai.provider.name"]) == ("gpt-4o-mini", "openai")
+    assert all(s.status != 2 or (s["error.type"] and s.message) for s in spans)  # a why
+
+
 async def test_a_tool_call_is_an_execute_tool_span_of_the_turn_with_content_captured(
     receiver: Receiver, sim: ProviderSimulator
 ) -> None:
@@ -177,7 +235,8 @@ async def test_a_tool_call_is_an_execute_tool_span_of_the_turn_with_content_capt
     answer = json.loads(turn["gen_ai.output.messages"])
     assert answer[0]["parts"][0]["content"] == "It is 42."
     assert "6 times 7" in root["gen_ai.input.messages"]
-    assert "It is 42." in root["gen_ai.output.messages"]
+    [final] = json.loads(root["gen_ai.output.messages"])
+    assert final["parts"][0]["content"] == "It is 42." and final["finish_reason"] == "stop"
 
 
 async def test_headers_are_sent_from_the_environment(

@@ -65,9 +65,10 @@ class Tracing(Exporter):
         """A span's name and its attributes that a key determines, encoded (:meth:`keep`)."""
         self.leads: dict[tuple[Any, ...], bytes] = {}  # a chat span's name, kind, attributes
 
-    def run(self, fallbacks: Mapping[str, str]) -> RunTracer:
-        """A subscriber that traces one run (``fallbacks``: seat → the agent standing in)."""
-        return RunTracer(self, fallbacks=fallbacks)
+    def run(self, fallbacks: Mapping[str, str], session: str | None = None) -> RunTracer:
+        """A subscriber that traces one run (``fallbacks``: seat → the agent standing in;
+        ``session``: the conversation it continues, ``gen_ai.conversation.id``)."""
+        return RunTracer(self, fallbacks=fallbacks, session=session)
 
     def remote_turn(self, traceparent: str, worker: str, agent: str, turn: Turn) -> RunTracer:
         """A subscriber that traces ``turn``, which ``worker`` runs for ``agent``, under the
@@ -147,6 +148,7 @@ class RunTracer:
         root: tuple[bytes, bytes, bool] | None = None,
         fallbacks: Mapping[str, str] | None = None,
         worker: str = "",
+        session: str | None = None,
     ) -> None:
         self._t, self._capture = tracing, tracing.capture
         self._done: list[Span] = []  # ended while events were turned into spans
@@ -157,6 +159,7 @@ class RunTracer:
         self._root = root[:2] if root is not None else None  # (trace id, parent span id)
         self._fallbacks = dict(fallbacks or {})
         self._worker = worker
+        self._session = session
         self._run: Span | None = None
         self._stage: _Stage | None = None
         self._turns: dict[tuple[str, str], _Turn] = {}
@@ -309,6 +312,8 @@ class RunTracer:
             "massgen.strategy": e.strategy,
             "massgen.agents": tuple(e.agents),
         }
+        if self._session is not None:
+            attrs["gen_ai.conversation.id"] = self._session
         if self._capture:
             attrs["gen_ai.input.messages"] = _messages("user", e.task)
         run = self._start(f"invoke_workflow {e.strategy}", e.at, None, INTERNAL, attrs)
@@ -387,6 +392,7 @@ class RunTracer:
         turn = self._turns.pop((e.agent, ""), None)
         if turn is None:
             return
+        self._unanswered(e.agent, turn)
         turn.span.attrs.update(
             {"error.type": turn.failed or "_OTHER", "massgen.dropped": e.dropped}
         )
@@ -394,6 +400,15 @@ class RunTracer:
         turn.span.end(_ns(e.at))
         if self._stage is not None:
             self._stage.end = max(self._stage.end, _ns(e.at))
+
+    def _unanswered(self, agent: str, turn: _Turn) -> None:
+        """A turn that ends without an answer: the provider and model it asked, as far as
+        known (an answer's say who answered)."""
+        provider, model = self._t.model_of(agent)
+        if provider:
+            turn.span.attrs["gen_ai.provider.name"] = _PROVIDER.get(provider, provider)
+        if model:
+            turn.span.attrs["gen_ai.request.model"] = model
 
     def _retrying(self, e: ev.AgentRetrying) -> None:
         if (turn := self._turn_of(e.agent)) is not None:
@@ -509,17 +524,21 @@ class RunTracer:
         if self._run is not None:
             self._run.set_attribute("massgen.winner", e.winner or "")
             if self._capture:
-                self._run.set_attribute("gen_ai.output.messages", _messages("assistant", e.text))
+                answer = _messages("assistant", e.text, "stop")  # finish_reason is required
+                self._run.set_attribute("gen_ai.output.messages", answer)
 
     def _run_ended(self, e: ev.RunEnded) -> None:
         at, r = _ns(e.at), e.result
         for span, _ in self._tools.values():
             span.end(at)
-        for turn in self._turns.values():  # cut short, or the error that ended the run
+        for (agent, _), turn in self._turns.items():  # cut short, or the run's error
+            self._unanswered(agent, turn)
             why = turn.failed or ("cancelled" if r.status == "interrupted" else "_OTHER")
             turn.span.set_attribute("error.type", why)
             turn.span.fail(r.error or "the run ended first")
             turn.span.end(at)
+        if self._turns and self._stage is not None:  # its round lasted as long as they did
+            self._stage.end = max(self._stage.end, at)
         self._tools.clear()
         self._turns.clear()
         self._close_stage(now=e.at)

@@ -126,7 +126,8 @@ class LoggedBackend(Wrapper):
                 agent=agent, provider=self.provider, attempt=attempt,
                 status=str(code or type(end).__name__), model=request.model or self.model or "",
                 started=started[0], latency=time.perf_counter() - started[1],
-                error=str(end).splitlines()[0][:300] if str(end) else "", phase=phase,
+                error=(str(end).splitlines() or [str(code or type(end).__name__)])[0][:300],
+                phase=phase,
             )  # fmt: skip
         if asked is not None and asked.on_attempt is not None:
             asked.on_attempt(done)
