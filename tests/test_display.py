@@ -320,3 +320,58 @@ def test_a_failed_tool_line_ends_in_an_ellipsis_only_when_cut():
     assert line("HTTP 404\n  not found") == "  ada http failed: HTTP 404 not found (0.50s)"
     assert line("x" * 119 + "yz") == "  ada http failed: " + "x" * 119 + "… (0.50s)"
     assert line("x" * 120) == "  ada http failed: " + "x" * 120 + " (0.50s)"  # fits: as it is
+
+
+def _slow_batch(tmp_path: Path) -> tuple[Path, Path]:
+    """Two tasks of the offline team, each answer streaming over 12 s: Ctrl-C lands mid-batch."""
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\nWhat is the capital of Italy?\n")
+    return _slow_offline(tmp_path, 12), tasks
+
+
+def test_ctrl_c_in_a_batch_leaves_one_progress_bar_and_says_interrupted_once(tmp_path):
+    config, tasks = _slow_batch(tmp_path)
+    # 80 columns: the bar fills the line, so an echoed "^C" would wrap onto a line of its own.
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path, columns=80) as term:
+        term.shows("0/2", "0:00:01")  # the bar redrawn after a second: the echo would land
+        term.type(b"\x03")
+        assert term.wait() == 130
+        lines = term.lines()
+        assert term.echoes()  # typing shows again at the prompt
+    text = "\n".join(lines)
+    assert len([line for line in lines if re.match(r"batch\s+━", line)]) == 1, text
+    assert "^C" not in text, text
+    assert re.search(r"^batch interrupted: 0 done", text, re.M)
+    assert "interrupted" not in [line.strip() for line in lines], text  # said once, above
+
+
+def test_piped_batch_says_interrupted_once(tmp_path):
+    config, tasks = _slow_batch(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "batch", str(tasks), "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    first, deadline = b"", time.monotonic() + 30
+    while not first.endswith(b"\n"):  # "batch: 2 tasks" once the batch started
+        assert select.select([proc.stderr], [], [], max(0, deadline - time.monotonic()))[0]
+        first += os.read(proc.stderr.fileno(), 1)
+    assert first.startswith(b"batch: ")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out == b""
+    said = [line for line in err.decode().splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0].startswith("batch interrupted: 0 done"), err
+
+
+def test_the_batch_summary_in_a_terminal_shows_dollars_and_seconds(tmp_path):
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\n")
+    config = _slow_offline(tmp_path, 0)
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path) as term:
+        assert term.wait() == 0
+        text = term.text()
+    assert re.search(r"^\s*cost\s+\$0\.0000$", text, re.M), text
+    assert re.search(r"^\s*duration\s+\d+\.\d+s$", text, re.M), text
+    assert "None" not in text, text  # a batch that was not stopped has no `stopped` row

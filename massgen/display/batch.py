@@ -41,7 +41,10 @@ class RichBatchView:
         from rich import progress as p
         from rich.console import Console
 
+        from massgen.display.keys import echo_off
+
         self.console, self.name = Console(stderr=True), name
+        self._restore_echo = echo_off(self.console)
         if what:
             self.console.print(f"{name}: {what}", markup=False)
         self.progress = p.Progress(
@@ -76,7 +79,10 @@ class RichBatchView:
         from rich.table import Table
 
         self.progress.stop()
+        self._restore_echo()
         table = Table(title=f"{self.name} summary", show_header=False, box=None)
+        shown = {"cost": f"${summary.cost:.4f}", "duration": f"{summary.duration:.3f}s"}
         for key, value in summary.as_dict().items():
-            table.add_row(key, str(value))
+            if value is not None:  # `stopped`, when the batch was not
+                table.add_row(key, shown.get(key, str(value)))
         self.console.print(table)

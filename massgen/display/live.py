@@ -3,10 +3,6 @@ Rich is imported only here, when a terminal is attached: ``--help`` and pipes st
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import sys
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from massgen import events as ev
+from massgen.display.keys import echo_off
 from massgen.display.plain import STATUS, ViewState, summary
 
 STYLE = {
@@ -47,7 +44,7 @@ class LiveView:
         self.ended = False  # whether the run's end (its summary line) has been shown
         # Keys typed during the run, Ctrl-C's "^C" included, would be echoed into the view
         # and push it down a line: its top border would be left behind, printed twice.
-        self._restore_echo = _echo_off(self.console)
+        self._restore_echo = echo_off(self.console)
         # Live pulls a fresh rendering 12 times a second; events only update the state,
         # so a burst of token deltas costs nothing extra.
         self.live = Live(console=self.console, get_renderable=self.render, refresh_per_second=12)
@@ -102,29 +99,3 @@ class LiveView:
         if self.live.is_started:
             self.live.stop()
         self._restore_echo()
-
-
-def _echo_off(console: Console) -> Callable[[], None]:
-    """Stop the terminal echoing typed keys while the view (and stdin) is a terminal; return
-    what turns the echo back on (safe to call more than once)."""
-    if not console.is_terminal:
-        return lambda: None
-    try:
-        import termios
-    except ImportError:  # Windows
-        return lambda: None
-    try:
-        fd = sys.stdin.fileno()
-        before = termios.tcgetattr(fd)
-        quiet = termios.tcgetattr(fd)
-        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except (termios.error, AttributeError, ValueError, OSError):
-        return lambda: None  # stdin closed, replaced, or not a terminal
-
-    @functools.cache  # the echo is turned back on once, however often this is called
-    def restore() -> None:
-        with contextlib.suppress(termios.error):
-            termios.tcsetattr(fd, termios.TCSADRAIN, before)
-
-    return restore
