@@ -143,6 +143,15 @@ def test_a_review_shows_the_agent_its_vote_backs_never_the_reply_json():
     assert "votes ada→bob, bob→bob, cy→bob" in screens.frames[-1][1]
 
 
+def test_on_80_columns_the_header_drops_the_votes_rather_than_cut_the_leader():
+    screens = Screens(width=80)
+    Orchestrator(offline_team(), subscribers=[screens], mode="debate", answer="prose").run(TASK)
+    header = screens.frames[-1][1].splitlines()[0]
+    assert header.startswith("╭─ consensus · round 1 · ") and len(header) == 80
+    assert header.rstrip("─╮").endswith("· leading bob (100%) "), header  # not "leading bob ("
+    assert "votes" not in header  # each row shows its vote: → bob
+
+
 def test_a_revision_streams_as_its_text():
     revise = json.dumps({"revise": 'Paris, "the City of Light".'})
     sim = ReplayBackend(

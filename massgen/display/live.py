@@ -88,12 +88,13 @@ class LiveView:
                 f"${row.cost:.4f}",
             )
         head = f"{s.strategy or 'run'} · round {s.round} · {s.elapsed:.1f}s"
-        if s.votes:
-            head += " · votes " + ", ".join(f"{v}→{c}" for v, c in list(s.votes.items()))
-        if s.leader:
-            share = f" ({s.agreement:.0%})" if s.agreement is not None else ""
-            head += f" · leading {s.leader}{share}"
-        return Panel(Group(table), title=head, title_align="left", border_style="blue")
+        votes = ", ".join(f"{v}→{c}" for v, c in list(s.votes.items()))
+        share = f" ({s.agreement:.0%})" if s.agreement is not None else ""
+        leading = f" · leading {s.leader}{share}" if s.leader else ""
+        # The votes show in the rows too (→ bob): dropped when the title would be cut.
+        if votes and len(head + votes + leading) + 15 <= self.console.width:
+            head += f" · votes {votes}"
+        return Panel(Group(table), title=head + leading, title_align="left", border_style="blue")
 
     def close(self) -> None:
         if self.live.is_started:
