@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_524
+MAX_PACKAGE_LINES = 18_528
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -53,6 +53,7 @@ MAX_PACKAGE_LINES = 18_524
 # +16: batch's bar leaves typed keys unechoed (display/keys.py); its summary table in $ and s.
 # +4: `massgen batch` refuses a task file that holds no task (exit 2, nothing written).
 # +1: the live view's title drops the votes rather than be cut mid-word on a narrow terminal.
+# +4: a YAML line indented with a tab gets a hint that says so.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",
