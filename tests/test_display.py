@@ -152,6 +152,20 @@ def test_on_80_columns_the_header_drops_the_votes_rather_than_cut_the_leader():
     assert "votes" not in header  # each row shows its vote: → bob
 
 
+def test_on_50_columns_the_text_takes_the_room_of_tokens_and_cost():
+    screens = Screens(width=50)
+    Orchestrator(offline_team(), subscribers=[screens], mode="debate", answer="prose").run(TASK)
+    rows = screens.rows_of("bob")
+    assert any(re.search(r"answering\s+Paris is the capi", r) for r in rows), rows
+    assert any(re.search(r"voted\s+→ bob: correct and co", r) for r in rows), rows
+    assert all("$" not in r and len(r) == 50 for r in rows), rows
+    wide = Screens(width=80)
+    Orchestrator(offline_team(), subscribers=[wide], mode="debate", answer="prose").run(TASK)
+    assert re.search(
+        r"voted\s+→ bob: correct and complete\s+\d+\s+\$0\.0000", wide.rows_of("bob")[-1]
+    )
+
+
 def test_a_revision_streams_as_its_text():
     revise = json.dumps({"revise": 'Paris, "the City of Light".'})
     sim = ReplayBackend(
@@ -355,23 +369,26 @@ def test_ctrl_c_in_a_batch_leaves_one_progress_bar_and_says_interrupted_once(tmp
 
 
 def test_piped_batch_says_interrupted_once(tmp_path):
+    # One at a time: a question of the quiz (answered at once), then the slow one. Once the
+    # first is done the batch is under way, and Ctrl-C lands in the second.
     config, tasks = _slow_batch(tmp_path)
+    quiz = json.loads((ROOT / "examples" / "arith.jsonl").read_text().splitlines()[0])
+    tasks.write_text(f"{quiz['question']}\n{TASK}\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "massgen", "batch", str(tasks), "-c", str(config)],
+        [sys.executable, "-m", "massgen", "batch", str(tasks), "-c", str(config), "-j", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
-    first, deadline = b"", time.monotonic() + 30
-    while not first.endswith(b"\n"):  # "batch: 2 tasks" once the batch started
+    said, deadline = b"", time.monotonic() + 30
+    while b"batch: 1 done" not in said:
         assert select.select([proc.stderr], [], [], max(0, deadline - time.monotonic()))[0]
-        first += os.read(proc.stderr.fileno(), 1)
-    assert first.startswith(b"batch: ")
+        said += os.read(proc.stderr.fileno(), 1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and out == b""
-    said = [line for line in err.decode().splitlines() if "interrupted" in line]
-    assert len(said) == 1 and said[0].startswith("batch interrupted: 0 done"), err
+    lines = [line for line in err.decode().splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0].startswith("batch interrupted: 1 done"), err
 
 
 def test_the_batch_summary_in_a_terminal_shows_dollars_and_seconds(tmp_path):
