@@ -403,3 +403,14 @@ def test_the_batch_summary_in_a_terminal_shows_dollars_and_seconds(tmp_path):
     assert re.search(r"^\s*cost\s+\$0\.0000$", text, re.M), text
     assert re.search(r"^\s*duration\s+\d+\.\d+s$", text, re.M), text
     assert "None" not in text, text  # a batch that was not stopped has no `stopped` row
+
+
+def test_on_50_columns_the_batch_bar_keeps_its_counts_whole(tmp_path):
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\nWhat is the capital of Italy?\n")
+    config = _slow_offline(tmp_path, 0)
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path, columns=50) as term:
+        assert term.wait() == 0
+        lines = term.lines()
+    [bar] = [line for line in lines if line.startswith("batch ")]
+    assert re.search(r" 2/2 0 failed .*\$0\.0000$", bar) and "…" not in bar, "\n".join(lines)
