@@ -103,6 +103,14 @@ class Orchestrator:
         self.handles: dict[str, AgentHandle] = handles or {
             name: LocalHandle(agent, self._wrap) for name, agent in self.agents.items()
         }
+        missing = [  # as the command line does, before anything is sent (a worker's: there)
+            f"agent {name!r} needs {' or '.join(need)}"
+            for name, agent in self.agents.items()
+            if isinstance(self.handles.get(name), LocalHandle) and (need := agent.missing_key())
+        ]
+        if missing:
+            hint = "export each variable, or pass a Backend built with its api_key"
+            raise ConfigError("no API key: " + "; ".join(missing), key="api_key", hint=hint)
         self.guards: dict[str, Guards] = {}  # each agent's breaker and rate limit
         self._wrapped: dict[int, Backend] = {}
         if session is not None:

@@ -96,3 +96,24 @@ def test_keyword_options_are_validated_once_into_the_typed_section():
         with pytest.raises(ConfigError) as caught:
             Orchestrator(agents, **options)
         assert caught.value.key == key
+
+
+def test_a_missing_key_is_named_before_anything_is_sent(monkeypatch):
+    """As the command line does: not a run that drops the agent (degraded) or fails."""
+    from massgen import Agent, Orchestrator
+    from massgen.errors import ConfigError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
+    agents = [
+        Agent("analyst", backend="openai", model="gpt-4o-mini"),
+        Agent("grok", backend="xai", model="grok-4"),
+        Agent("echo", backend="replay"),
+    ]
+    with pytest.raises(ConfigError) as info:
+        Orchestrator(agents=agents, error_strategy="continue")
+    assert "analyst" in str(info.value) and "OPENAI_API_KEY" in str(info.value)
+    assert "grok" in str(info.value) and "XAI_API_KEY" in str(info.value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("XAI_API_KEY", "xai-test")
+    Orchestrator(agents=agents)  # keys there: built on first use, as before

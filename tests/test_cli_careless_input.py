@@ -106,6 +106,22 @@ def test_a_clean_task_file_reports_nothing_dropped(folder: Path) -> None:
     assert done.returncode == 0 and "not tasks" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("tasks.txt", ""),
+        ("tasks.txt", "\n   \n# only a comment\n"),
+        ("tasks.csv", "id,task\nq1,\n"),
+    ],
+    ids=["empty", "blank-and-comments", "csv-empty-tasks"],
+)
+def test_a_task_file_without_a_task_is_refused(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text)
+    before = files(folder)
+    refused(massgen(folder, "batch", name, "-c", "team.yaml"), name, "no task")
+    assert files(folder) == before  # no results file, no lock
+
+
 # -- run --record ---------------------------------------------------------------------------
 
 

@@ -123,6 +123,12 @@ def test_yaml_syntax_error_reports_line() -> None:
     assert "invalid YAML" in err.message
 
 
+def test_a_tab_that_indents_is_named_in_the_hint() -> None:
+    err = error_of("agents:\n\t- {name: ada, backend: openai}\n")
+    assert err.file == "team.yaml" and err.line == 2
+    assert err.hint is not None and "tab" in err.hint
+
+
 def test_unknown_key_suggests_the_field_at_its_line() -> None:
     err = error_of("""
         agents:

@@ -143,6 +143,31 @@ def test_a_review_shows_the_agent_its_vote_backs_never_the_reply_json():
     assert "votes ada→bob, bob→bob, cy→bob" in screens.frames[-1][1]
 
 
+def test_on_80_columns_the_header_drops_the_votes_rather_than_cut_the_leader():
+    screens = Screens(width=80)
+    Orchestrator(offline_team(), subscribers=[screens], mode="debate", answer="prose").run(TASK)
+    header = screens.frames[-1][1].splitlines()[0]
+    assert header.startswith("╭─ consensus · round 1 · ") and len(header) == 80
+    assert header.rstrip("─╮").endswith("· leading bob (100%) "), header  # not "leading bob ("
+    assert "votes" not in header  # each row shows its vote: → bob
+
+
+def test_on_50_columns_the_text_takes_the_room_of_tokens_and_cost():
+    screens = Screens(width=50)
+    Orchestrator(offline_team(), subscribers=[screens], mode="debate", answer="prose").run(TASK)
+    rows = screens.rows_of("bob")
+    assert any(re.search(r"answered\s+Paris is the capit", r) for r in rows), rows
+    assert re.search(r"voted\s+→ bob: correct and", rows[-1]), rows
+    assert all("$" not in r and len(r) == 50 for r in rows), rows
+    header = screens.frames[-1][1].splitlines()[0]  # what fits: no strategy, no votes
+    assert re.fullmatch(r"╭─ round 1 · \d+\.\ds · leading bob \(100%\) ─+╮", header), header
+    wide = Screens(width=80)
+    Orchestrator(offline_team(), subscribers=[wide], mode="debate", answer="prose").run(TASK)
+    assert re.search(
+        r"voted\s+→ bob: correct and complete\s+\d+\s+\$0\.0000", wide.rows_of("bob")[-1]
+    )
+
+
 def test_a_revision_streams_as_its_text():
     revise = json.dumps({"revise": 'Paris, "the City of Light".'})
     sim = ReplayBackend(
@@ -320,3 +345,72 @@ def test_a_failed_tool_line_ends_in_an_ellipsis_only_when_cut():
     assert line("HTTP 404\n  not found") == "  ada http failed: HTTP 404 not found (0.50s)"
     assert line("x" * 119 + "yz") == "  ada http failed: " + "x" * 119 + "… (0.50s)"
     assert line("x" * 120) == "  ada http failed: " + "x" * 120 + " (0.50s)"  # fits: as it is
+
+
+def _slow_batch(tmp_path: Path) -> tuple[Path, Path]:
+    """Two tasks of the offline team, each answer streaming over 12 s: Ctrl-C lands mid-batch."""
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\nWhat is the capital of Italy?\n")
+    return _slow_offline(tmp_path, 12), tasks
+
+
+def test_ctrl_c_in_a_batch_leaves_one_progress_bar_and_says_interrupted_once(tmp_path):
+    config, tasks = _slow_batch(tmp_path)
+    # 80 columns: the bar fills the line, so an echoed "^C" would wrap onto a line of its own.
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path, columns=80) as term:
+        term.shows("0/2", "0:00:01")  # the bar redrawn after a second: the echo would land
+        term.type(b"\x03")
+        assert term.wait() == 130
+        lines = term.lines()
+        assert term.echoes()  # typing shows again at the prompt
+    text = "\n".join(lines)
+    assert len([line for line in lines if re.match(r"batch\s+━", line)]) == 1, text
+    assert "^C" not in text, text
+    assert re.search(r"^batch interrupted: 0 done", text, re.M)
+    assert "interrupted" not in [line.strip() for line in lines], text  # said once, above
+
+
+def test_piped_batch_says_interrupted_once(tmp_path):
+    # One at a time: a question of the quiz (answered at once), then the slow one. Once the
+    # first is done the batch is under way, and Ctrl-C lands in the second.
+    config, tasks = _slow_batch(tmp_path)
+    quiz = json.loads((ROOT / "examples" / "arith.jsonl").read_text().splitlines()[0])
+    tasks.write_text(f"{quiz['question']}\n{TASK}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "massgen", "batch", str(tasks), "-c", str(config), "-j", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    said, deadline = b"", time.monotonic() + 30
+    while b"batch: 1 done" not in said:
+        assert select.select([proc.stderr], [], [], max(0, deadline - time.monotonic()))[0]
+        said += os.read(proc.stderr.fileno(), 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out == b""
+    lines = [line for line in err.decode().splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0].startswith("batch interrupted: 1 done"), err
+
+
+def test_the_batch_summary_in_a_terminal_shows_dollars_and_seconds(tmp_path):
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\n")
+    config = _slow_offline(tmp_path, 0)
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path) as term:
+        assert term.wait() == 0
+        text = term.text()
+    assert re.search(r"^\s*cost\s+\$0\.0000$", text, re.M), text
+    assert re.search(r"^\s*duration\s+\d+\.\d+s$", text, re.M), text
+    assert "None" not in text, text  # a batch that was not stopped has no `stopped` row
+
+
+def test_on_50_columns_the_batch_bar_keeps_its_counts_whole(tmp_path):
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text(f"{TASK}\nWhat is the capital of Italy?\n")
+    config = _slow_offline(tmp_path, 0)
+    with Terminal("batch", str(tasks), "-c", str(config), cwd=tmp_path, columns=50) as term:
+        assert term.wait() == 0
+        lines = term.lines()
+    [bar] = [line for line in lines if line.startswith("batch ")]
+    assert re.search(r" 2/2 0 failed .*\$0\.0000$", bar) and "…" not in bar, "\n".join(lines)

@@ -255,13 +255,16 @@ async def test_a_stream_given_up_midway_closes_its_connection(how: str) -> None:
 
 
 async def test_a_refused_connection_is_a_connection_error() -> None:
-    b = backend(f"http://127.0.0.1:{unused_port()}/v1")
+    port = unused_port()
+    b = backend(f"http://127.0.0.1:{port}/v1")
     try:
         with pytest.raises(ProviderConnectionError, match="connection failed") as info:
             await b.complete(ASK)
     finally:
         await b.aclose()
     assert KEY not in str(info.value) and KEY[:12] not in str(info.value)
+    # e.g. configs/local.yaml with no Ollama started: say where, and what to check
+    assert f"127.0.0.1:{port} refused it: is the server running?" in str(info.value)
 
 
 async def test_a_stream_that_stalls_past_the_read_timeout_is_a_timeout() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_540
+MAX_PACKAGE_LINES = 18_588
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -56,6 +56,13 @@ MAX_PACKAGE_LINES = 18_540
 # that did not start twice is given up on for the rest of that run, not started at every turn.
 # +3: a tool's settings error keeps the key and hint the config's check gave (an MCP header).
 # +1: a failed attempt with no message (a cancelled one) says its status, for its span's status.
+# +16: batch's bar leaves typed keys unechoed (display/keys.py); its summary table in $ and s.
+# +4: `massgen batch` refuses a task file that holds no task (exit 2, nothing written).
+# +1: the live view's title drops the votes rather than be cut mid-word on a narrow terminal.
+# +4: a YAML line indented with a tab gets a hint that says so.
+# +5: on a narrow terminal the live view's text takes tokens' and cost's room; its title fits.
+# +3: a refused connection names host:port and asks whether the server runs (local servers).
+# +15: Orchestrator(agents) names missing keys up front, as the CLI does (Agent.missing_key).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

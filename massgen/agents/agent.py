@@ -216,3 +216,10 @@ class Agent:
     def built_backend(self) -> Backend | None:
         """The backend if it has been built (nothing to close otherwise)."""
         return self._backend
+
+    def missing_key(self) -> tuple[str, ...]:
+        """The variables a backend given by type name would read its absent key from."""
+        from massgen.backends.registry import key_variables
+
+        spec = self._backend_spec
+        return key_variables(spec) if self._backend is None and isinstance(spec, str) else ()

@@ -227,6 +227,9 @@ class HTTPChatClient:
         if isinstance(e, TimeoutError):  # a free connection, connecting, or the next bytes
             return ProviderTimeout("request timed out", provider=self.provider)
         detail = clean_message(e, secret=self._api_key) or type(e).__name__
+        if isinstance(getattr(e, "os_error", None), ConnectionRefusedError):  # nobody listens
+            detail = f"{getattr(e, 'host', '?')}:{getattr(e, 'port', '?')} refused it: "
+            detail += "is the server running?"
         return ProviderConnectionError(f"connection failed: {detail}", provider=self.provider)
 
     def _status_error(self, response: aiohttp.ClientResponse, content: bytes) -> ProviderError:

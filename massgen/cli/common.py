@@ -146,7 +146,7 @@ def run_logged(
     except Interrupted:
         kept = f"finished work is kept in {log.path}, {resume} to go on"
         print(f"{name} interrupted: {describe(summary)}; {kept}", file=sys.stderr)
-        raise
+        raise typer.Exit(INTERRUPTED) from None  # said: not "interrupted" once more
     except ResultsFileError as e:
         raise ResultsFileError(f"{e}; every result written before is kept, {resume}") from None
 

@@ -183,6 +183,10 @@ def batch(
         shared.check()
     listed = read_task_file(tasks)
     items = listed.tasks
+    if not items:  # a wrong file, or its tasks commented out: say so rather than "done"
+        dropped = f" (only {listed.describe_dropped()})" if listed.describe_dropped() else ""
+        hint = "one task per line in .txt, a `task` key per line in .jsonl, a `task` column in .csv"
+        raise ConfigError(f"holds no task{dropped}", file=str(tasks), hint=hint)
     out = out or tasks.with_name(tasks.stem + ".results.jsonl")
     if out.is_dir():
         raise ConfigError("is a folder; give a file name", file=str(out), key="--out")

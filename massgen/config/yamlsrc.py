@@ -37,7 +37,7 @@ def parse(text: str, file: str) -> tuple[Any, Lines]:
         _check_depth(text, file)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        raise _syntax_error(e, file) from None
+        raise _syntax_error(e, text, file) from None
     except yaml.YAMLError as e:
         raise _reader_error(e, text, file) from None
     if node is None:
@@ -59,7 +59,7 @@ def _check_depth(text: str, file: str) -> None:
             raise ConfigError(_TOO_DEEP, file=file, line=mark.line + 1 if mark else None)
 
 
-def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
+def _syntax_error(e: yaml.MarkedYAMLError, text: str, file: str) -> ConfigError:
     mark = e.problem_mark or e.context_mark
     line = mark.line + 1 if mark is not None else None
     problem = (e.problem or "cannot parse").strip()
@@ -71,6 +71,10 @@ def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> ConfigError:
     if e.context and e.context_mark is not None and e.context_mark is not mark:
         detail += f", {e.context.strip()} at line {e.context_mark.line + 1}"
     hint = "check indentation, colons and quotes around this line"
+    rows = text.splitlines()
+    row = rows[mark.line] if mark is not None and mark.line < len(rows) else ""
+    if "\t" in row[: len(row) - len(row.lstrip())]:
+        hint = "this line is indented with a tab: YAML indents with spaces only"
     return ConfigError(detail, file=file, line=line, hint=hint)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from massgen.batch.runner import BatchSummary
 
+NARROW = 70  # columns below which the bar shows counts and cost only
+
 
 def describe(s: BatchSummary, digits: int = 1) -> str:
     return (
@@ -41,20 +43,21 @@ class RichBatchView:
         from rich import progress as p
         from rich.console import Console
 
+        from massgen.display.keys import echo_off
+
         self.console, self.name = Console(stderr=True), name
+        self._restore_echo = echo_off(self.console)
         if what:
             self.console.print(f"{name}: {what}", markup=False)
-        self.progress = p.Progress(
-            p.TextColumn(f"[bold]{name}"),
-            p.BarColumn(),
-            p.MofNCompleteColumn(),
-            p.TextColumn("{task.fields[failed]} failed"),
-            p.TextColumn("{task.fields[rate]}/s"),
-            p.TimeRemainingColumn(),
-            p.TimeElapsedColumn(),
-            p.TextColumn("{task.fields[tokens]} tok ${task.fields[cost]}"),
-            console=self.console,
-        )
+        columns: list[Any] = [p.TextColumn(f"[bold]{name}"), p.BarColumn()]
+        columns += [p.MofNCompleteColumn(), p.TextColumn("{task.fields[failed]} failed")]
+        if self.console.width >= NARROW:  # else the counts would be cut: "2… 0 failed ... 0…"
+            columns += [p.TextColumn("{task.fields[rate]}/s"), p.TimeRemainingColumn()]
+            columns += [p.TimeElapsedColumn(), p.TextColumn("{task.fields[tokens]} tok")]
+        else:
+            columns[1] = p.BarColumn(bar_width=10)
+        columns.append(p.TextColumn("${task.fields[cost]}"))
+        self.progress = p.Progress(*columns, console=self.console)
         self.task = self.progress.add_task(
             "batch", total=total, completed=skipped, failed=0, rate="-", tokens=0, cost="0.0000"
         )
@@ -76,7 +79,10 @@ class RichBatchView:
         from rich.table import Table
 
         self.progress.stop()
+        self._restore_echo()
         table = Table(title=f"{self.name} summary", show_header=False, box=None)
+        shown = {"cost": f"${summary.cost:.4f}", "duration": f"{summary.duration:.3f}s"}
         for key, value in summary.as_dict().items():
-            table.add_row(key, str(value))
+            if value is not None:  # `stopped`, when the batch was not
+                table.add_row(key, shown.get(key, str(value)))
         self.console.print(table)

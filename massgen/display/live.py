@@ -3,10 +3,6 @@ Rich is imported only here, when a terminal is attached: ``--help`` and pipes st
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import sys
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from massgen import events as ev
+from massgen.display.keys import echo_off
 from massgen.display.plain import STATUS, ViewState, summary
 
 STYLE = {
@@ -33,6 +30,7 @@ STYLE = {
 STATUS_WIDTH = 14
 TOKENS_WIDTH = 7
 COST_WIDTH = 8
+MIN_TEXT_WIDTH = 24  # narrower, and tokens and cost (the summary has them) give up their room
 # Around the text column: the panel's border and padding (4), two spaces between columns (8).
 _FRAME = 12
 
@@ -47,7 +45,7 @@ class LiveView:
         self.ended = False  # whether the run's end (its summary line) has been shown
         # Keys typed during the run, Ctrl-C's "^C" included, would be echoed into the view
         # and push it down a line: its top border would be left behind, printed twice.
-        self._restore_echo = _echo_off(self.console)
+        self._restore_echo = echo_off(self.console)
         # Live pulls a fresh rendering 12 times a second; events only update the state,
         # so a burst of token deltas costs nothing extra.
         self.live = Live(console=self.console, get_renderable=self.render, refresh_per_second=12)
@@ -69,62 +67,41 @@ class LiveView:
         s = self.state
         rows = list(s.rows.values())
         name_width = max([5, *(len(r.name) for r in rows)])
-        fixed = _FRAME + name_width + STATUS_WIDTH + TOKENS_WIDTH + COST_WIDTH
-        text_width = max(8, self.console.width - fixed)
+        counts = TOKENS_WIDTH + COST_WIDTH + 4  # those two columns and the gaps before them
+        fixed = _FRAME + name_width + STATUS_WIDTH + counts
+        narrow = self.console.width - fixed < MIN_TEXT_WIDTH  # then the text has their room
+        text_width = max(8, self.console.width - fixed + narrow * counts)
         table = Table(expand=True, box=None, pad_edge=False)
         table.add_column("agent", style="bold", no_wrap=True, width=name_width)
         table.add_column("status", no_wrap=True, overflow="ellipsis", width=STATUS_WIDTH)
         table.add_column("text", ratio=1, overflow="ellipsis", no_wrap=True)
-        table.add_column("tokens", justify="right", no_wrap=True, width=TOKENS_WIDTH)
-        table.add_column("cost", justify="right", no_wrap=True, width=COST_WIDTH)
+        if not narrow:
+            table.add_column("tokens", justify="right", no_wrap=True, width=TOKENS_WIDTH)
+            table.add_column("cost", justify="right", no_wrap=True, width=COST_WIDTH)
         for row in rows:
             style = STYLE.get(row.status, "green")
             retries = f"↻{row.retries}" if row.retries else ""
             marks = retries + (f"⚙{row.tool_calls}" if row.tool_calls else "")
             status = f"{row.status} {marks}" if marks else row.status
             tokens = f"~{row.token_estimate}" if row.pending else str(row.tokens)
-            table.add_row(  # Text, not str: "[openai 429]" in a reply is not markup
-                Text(row.name),
-                Text(status, style=style),
-                Text(s.shown(row, text_width)),
-                tokens,
-                f"${row.cost:.4f}",
-            )
-        head = f"{s.strategy or 'run'} · round {s.round} · {s.elapsed:.1f}s"
-        if s.votes:
-            head += " · votes " + ", ".join(f"{v}→{c}" for v, c in list(s.votes.items()))
-        if s.leader:
-            share = f" ({s.agreement:.0%})" if s.agreement is not None else ""
-            head += f" · leading {s.leader}{share}"
-        return Panel(Group(table), title=head, title_align="left", border_style="blue")
+            # Text, not str: "[openai 429]" in a reply is not markup
+            cells = [Text(row.name), Text(status, style=style), Text(s.shown(row, text_width))]
+            table.add_row(*cells, *([] if narrow else [tokens, f"${row.cost:.4f}"]))
+        kind, at = s.strategy or "run", f"round {s.round} · {s.elapsed:.1f}s"
+        votes = "votes " + ", ".join(f"{v}→{c}" for v, c in list(s.votes.items()))
+        share = f" ({s.agreement:.0%})" if s.agreement is not None else ""
+        leading = f"leading {s.leader}{share}" if s.leader else ""
+        # Rather than be cut, the title drops the votes (each row shows its own), then the
+        # strategy's name.
+        for parts in ((kind, at, votes if s.votes else "", leading), (kind, at, leading)):
+            title = " · ".join(p for p in parts if p)
+            if len(title) + 6 <= self.console.width:  # its corners and spaces
+                break
+        else:
+            title = " · ".join(p for p in (at, leading) if p)
+        return Panel(Group(table), title=title, title_align="left", border_style="blue")
 
     def close(self) -> None:
         if self.live.is_started:
             self.live.stop()
         self._restore_echo()
-
-
-def _echo_off(console: Console) -> Callable[[], None]:
-    """Stop the terminal echoing typed keys while the view (and stdin) is a terminal; return
-    what turns the echo back on (safe to call more than once)."""
-    if not console.is_terminal:
-        return lambda: None
-    try:
-        import termios
-    except ImportError:  # Windows
-        return lambda: None
-    try:
-        fd = sys.stdin.fileno()
-        before = termios.tcgetattr(fd)
-        quiet = termios.tcgetattr(fd)
-        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except (termios.error, AttributeError, ValueError, OSError):
-        return lambda: None  # stdin closed, replaced, or not a terminal
-
-    @functools.cache  # the echo is turned back on once, however often this is called
-    def restore() -> None:
-        with contextlib.suppress(termios.error):
-            termios.tcsetattr(fd, termios.TCSADRAIN, before)
-
-    return restore
