@@ -208,3 +208,23 @@ def test_unknown_session_and_memory_are_usage_errors(tmp_path: Path) -> None:
         assert f"`{key}`" in proc.stderr and "nosuch" in proc.stderr and proc.stdout == ""
         assert "forgot" not in proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / ".massgen").exists()  # nothing written
+
+
+def test_a_failed_run_with_json_prints_its_result_on_stdout_and_why_on_stderr(
+    tmp_path: Path,
+) -> None:
+    """A script that asked for --json reads a failed run's result too (it printed nothing)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "team.yaml").write_text(
+        "agents:\n  - {name: a, backend: {type: openai, model: m, api_key: x, "
+        f"base_url: 'http://127.0.0.1:{port}/v1'}}}}\norchestrator: {{max_retries: 0}}\n"
+    )
+    done = run_massgen("run", "team.yaml", "hi", "--json", "--no-record", cwd=tmp_path)
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["status"] == "failed" and list(result["failed_agents"]) == ["a"]
+    assert result["error"] and done.stderr.startswith("error: ")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_588
+MAX_PACKAGE_LINES = 18_596
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -63,6 +63,7 @@ MAX_PACKAGE_LINES = 18_588
 # +5: on a narrow terminal the live view's text takes tokens' and cost's room; its title fits.
 # +3: a refused connection names host:port and asks whether the server runs (local servers).
 # +15: Orchestrator(agents) names missing keys up front, as the CLI does (Agent.missing_key).
+# +8: `massgen run --json` prints a failed run's result too (it printed nothing on stdout).
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

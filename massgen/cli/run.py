@@ -75,7 +75,7 @@ def run(
 ) -> int:
     """Run TASK with the team in CONFIG; print the final answer on stdout."""
     from massgen.cli import team_and_bus
-    from massgen.errors import ConfigError, Interrupted
+    from massgen.errors import ConfigError, Interrupted, RunError
     from massgen.orchestrator import Orchestrator
 
     task = (sys.stdin.read() if task == "-" else task).strip()
@@ -121,13 +121,15 @@ def run(
         if getattr(view, "ended", False):
             return INTERRUPTED  # its summary line already says "interrupted: ..."
         raise
+    except RunError as e:
+        if json_out and (failed := getattr(e, "result", None)) is not None:
+            print_json(failed)  # a script reads the failed run's result too; stderr says why
+        raise
     finally:
         if (close := getattr(view, "close", None)) is not None:
             close()
     if json_out:
-        import json
-
-        print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+        print_json(result)
     elif not view_shows_final:
         print(result.final_answer)
     sys.stdout.flush()
@@ -135,6 +137,12 @@ def run(
         print(f"error: the run record was not written: {recorder.failed}", file=sys.stderr)
         return FAILED
     return DEGRADED if result.degraded else OK
+
+
+def print_json(result: RunResult) -> None:
+    import json
+
+    print(json.dumps(result.to_dict(), ensure_ascii=False, default=str), flush=True)
 
 
 def batch(
