@@ -86,7 +86,7 @@ def test_no_resume_with_a_config_error_leaves_the_old_results_where_they_are(
         folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl", "--no-resume",
         "--strategy", "no-such-strategy",
     )  # fmt: skip
-    refused(bad)
+    assert bad.returncode == 2 and "--strategy" in bad.stderr  # the option's usage error
     assert files(folder) == before  # in particular, no out.jsonl.1
 
 
@@ -228,3 +228,13 @@ def test_a_failed_run_with_json_prints_its_result_on_stdout_and_why_on_stderr(
     result = json.loads(done.stdout)
     assert result["status"] == "failed" and list(result["failed_agents"]) == ["a"]
     assert result["error"] and done.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_an_unknown_strategy_is_the_option_s_error(command: str, tmp_path: Path) -> None:
+    """Named as typed (--strategy), with the choices, before any file is read (it was the
+    config's key `strategy`, after loading)."""
+    args = ("team.yaml", "hi") if command == "run" else ("tasks.txt",)
+    done = run_massgen(command, *args, "-s", "debate", cwd=tmp_path)
+    assert done.returncode == 2 and "--strategy" in done.stderr
+    assert all(s in done.stderr for s in ("parallel", "sequential", "consensus"))

@@ -229,7 +229,20 @@ StoreTarget = Annotated[
     ),
 ]
 Json = Annotated[bool, Opt("--json", help="Print JSON.")]
-Strategy = Annotated[str | None, Opt("--strategy", "-s", help="parallel | sequential | consensus.")]
+
+
+def _strategy(value: str | None) -> str | None:
+    from massgen.types import STRATEGIES  # checked as read: the option's error, not the config's
+
+    if value is not None and value not in STRATEGIES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(STRATEGIES)}")
+    return value
+
+
+Strategy = Annotated[
+    str | None,
+    Opt("--strategy", "-s", callback=_strategy, help="parallel | sequential | consensus."),
+]
 Quiet = Annotated[bool, Opt("--quiet", "-q", help="No progress on stderr.")]
 NoCache = Annotated[bool, Opt("--no-cache", help="Do not read or write the response cache.")]
 MaxCost = Annotated[
