@@ -1,0 +1,176 @@
+"""What massgen serves on ``--metrics-port``, scraped by a real Prometheus (tests/promserver.py)
+rather than read with prometheus_client's own lenient parser: ``massgen serve`` with two teams
+whose agents share names, and a ``massgen worker`` beside ``massgen service``. Each target is
+up with no scrape error (the OpenMetrics Prometheus asks for), the plain text format passes
+``promtool check metrics``, PromQL returns the counts of known runs, and every query of
+docs/grafana/massgen-workers.json and of docs/observability.md parses and, after the runs,
+returns data."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+
+from tests.mas.helpers import SHARED_REDIS
+from tests.promserver import (
+    PLAIN_ACCEPT,
+    PROMETHEUS_ACCEPT,
+    Prometheus,
+    check_metrics,
+    fetch,
+    free_port,
+)
+from tests.promserver import prometheus as prometheus_scraping
+from tests.teamkit import CAPITALS
+from tests.test_cli_serve import serving
+from tests.test_metrics_worker import TASK, TEAM, start, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "docs" / "grafana" / "massgen-workers.json"
+QUICK = "Capital of France?"
+
+
+def docs_queries() -> list[str]:
+    """The PromQL of docs/observability.md: its ``promql`` blocks, one query a line
+    (``#`` lines are what the next one shows)."""
+    text = (ROOT / "docs" / "observability.md").read_text()
+    blocks = re.findall(r"^```promql\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    queries = [q for b in blocks for q in b.splitlines() if q.strip() and q[0] != "#"]
+    assert queries, "docs/observability.md shows no PromQL"
+    return queries
+
+
+def dashboard_queries() -> dict[str, str]:
+    """Each query of the Grafana dashboard, by its panel's title and legend."""
+    board = json.loads(DASHBOARD.read_text())
+    return {
+        f"{p['title']}: {t.get('legendFormat', '')}": t["expr"]
+        for p in board["panels"]
+        for t in p.get("targets", [])
+    }
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a ``http://host:port/metrics`` URL."""
+    return url.removeprefix("http://").split("/", 1)[0]
+
+
+def assert_formats(url: str) -> None:
+    """OpenMetrics for Prometheus's Accept header (the one it scraped, so it was accepted),
+    and a text format ``promtool`` passes for a scraper that asks for it."""
+    kind, _ = fetch(url, PROMETHEUS_ACCEPT)
+    assert kind.startswith("application/openmetrics-text"), kind
+    kind, plain = fetch(url, PLAIN_ACCEPT)
+    assert kind.startswith("text/plain"), kind
+    check_metrics(plain)
+
+
+def assert_finite_data(prom: Prometheus, expr: str) -> None:
+    """``expr`` parses and returns series, each a number (a latency percentile is NaN when
+    no request was seen in its window)."""
+    got = prom.query(expr)
+    assert got, f"no data: {expr}"
+    assert all(math.isfinite(float(s["value"][1])) for s in got), (expr, got)
+
+
+def test_served_teams_are_scraped_and_counted_by_team(tmp_path: Path) -> None:
+    """Two teams whose agents share names, each of their runs counted under its ``team``
+    in the real Prometheus, every massgen series labelled with one; the docs' PromQL
+    returns data."""
+    other = tmp_path / "other.yaml"
+    other.write_text(CAPITALS.format(latency=0).replace("name: capitals", "name: towns"))
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    with (
+        prometheus_scraping(tmp_path / "prometheus", {"serve": [host_port(metrics)]}) as prom,
+        serving(tmp_path, str(other), "--metrics-port", str(port)) as (_, url),
+        openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0) as api,
+    ):
+        # twice: before the first scrape (Prometheus's ~5 s to it), then after it, so
+        # that a rate sees an increase
+        for first in (True, False):
+            for model in ("massgen/capitals", "massgen/towns", "massgen/towns:parallel"):
+                api.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": QUICK}]
+                )
+            if first:
+                prom.scraped_after(0)
+        [target] = prom.scraped_after(time.time())
+        assert target["labels"]["job"] == "serve" and target["lastError"] == ""
+        assert prom.values("sum by (team) (massgen_runs_total)", "team") == {
+            "capitals": 2,
+            "towns": 4,
+        }
+        parallel = 'sum by (team) (massgen_runs_total{strategy="parallel", status="done"})'
+        assert prom.values(parallel, "team") == {"towns": 2}
+        # ada of each team: consensus asks her twice a run (answer, review), parallel once
+        ada = 'sum by (team) (massgen_requests_total{agent="ada", status="ok"})'
+        assert prom.values(ada, "team") == {"capitals": 4, "towns": 6}
+        assert prom.values("count by (team) (massgen_rounds_total)", "team") == {
+            "capitals": 1,
+            "towns": 1,
+        }
+        unlabelled = prom.query('{__name__=~"massgen_.+", team=""}')
+        assert not unlabelled, unlabelled
+        for expr in docs_queries():
+            assert_finite_data(prom, expr)
+        assert_formats(metrics)
+
+
+def test_a_worker_and_the_service_are_scraped_and_the_dashboard_shows_them(
+    tmp_path: Path, prefix: str
+) -> None:
+    """``massgen worker`` and ``massgen service`` scraped while runs go through the worker:
+    the turns and requests of known runs in PromQL, and every query of the Grafana dashboard
+    parses and shows data (a rate, once the counter moved between two scrapes)."""
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM + f"redis: {{url: '{SHARED_REDIS}', prefix: '{prefix}'}}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MASSGEN_REDIS_URL"}
+    argv = [sys.executable, "-m", "massgen", "run", str(team), TASK, "--json", "--no-record"]
+    ports = {"workers": free_port(), "service": free_port()}
+    jobs = {job: [f"127.0.0.1:{port}"] for job, port in ports.items()}
+    with prometheus_scraping(tmp_path / "prometheus", jobs) as prom:
+        worker, worker_url = start(
+            ["worker", str(team), "--metrics-port", str(ports["workers"])], "hosting ada"
+        )
+        service, service_url = start(
+            ["service", "--config", str(team), "--metrics-port", str(ports["service"])],
+            "service watching",
+        )
+        try:
+            # twice: the first before Prometheus's first scrape (~5 s after it started),
+            # the second after it, so that a rate sees an increase
+            for first in (True, False):
+                run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+                assert run.returncode == 0, run.stderr
+                if first:
+                    prom.scraped_after(0)
+            targets = prom.scraped_after(time.time())
+            assert {t["labels"]["job"] for t in targets} == {"workers", "service"}
+            assert all(t["health"] == "up" and t["lastError"] == "" for t in targets)
+            turns = 'sum by (agent) (massgen_worker_turns_processed_total{job="workers"})'
+            assert prom.values(turns, "agent") == {"ada": 2}
+            assert prom.values("sum by (status) (massgen_requests_total)", "status") == {"ok": 2}
+            tokens = prom.values("sum by (type) (massgen_tokens_total)", "type")
+            assert tokens.keys() == {"input", "output"} and all(v > 0 for v in tokens.values())
+            assert prom.values("sum by (agent) (massgen_agent_instances)", "agent") == {"ada": 1}
+            queries = dashboard_queries()
+            for title, expr in queries.items():
+                got = prom.query(expr)  # parses, else the test fails here
+                if not re.search(r"Retries|Tool calls", title):  # none retried, no tool
+                    assert got, f"{title}: no data: {expr}"
+            for title in [t for t in queries if re.search(r"[Tt]urns|[Rr]equest|[Tt]oken", t)]:
+                assert_finite_data(prom, queries[title])
+            assert_formats(worker_url)
+            assert_formats(service_url)
+        finally:
+            stop(worker)
+            stop(service)
