@@ -448,3 +448,34 @@ def test_a_subscriber_that_raises_is_dropped_alone() -> None:
     bus.emit(first)
     bus.emit(second)
     assert kept == [first, second] and len(bus.errors) == 1
+
+
+async def test_cache_counters_keep_the_counts_of_backends_gone() -> None:
+    """``massgen serve`` closes a session's orchestrator (its backends with it) when more
+    sessions come: the cache counters must keep what its cache counted, to the last
+    lookup, or they go down and Prometheus reads a reset."""
+    from massgen.resilience.cache import CachingBackend
+    from massgen.store import MemoryStore
+    from massgen.types import ChatMessage
+
+    store = MemoryStore()
+    shared, session = (
+        CachingBackend(scripted(*[answer("42.", Usage(1, 1))] * 3), store) for _ in "ab"
+    )
+    stacks = [shared, session]
+    metrics = Metrics(process=False)
+    metrics.watch_backends(lambda: list(stacks))
+    counted = metrics.registry.get_sample_value
+
+    def ask(text: str) -> CompletionRequest:
+        return CompletionRequest(messages=(ChatMessage("user", text),))
+
+    await session.complete(ask("six times seven?"))  # a miss
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 1
+    await session.complete(ask("six times seven?"))  # a hit, after the scrape
+    await session.complete(ask("seven times six?"))  # a miss
+    stacks.remove(session)  # the session closed
+    await shared.complete(ask("six times seven?"))  # a hit
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 2
+    assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 2  # once

@@ -174,3 +174,40 @@ def test_a_worker_and_the_service_are_scraped_and_the_dashboard_shows_them(
         finally:
             stop(worker)
             stop(service)
+
+
+def test_a_closed_session_s_cache_counts_stay_counted(tmp_path: Path) -> None:
+    """``massgen serve`` closes its least recently used session past 64: what the session's
+    cache counted stays in the counters, which Prometheus sees never reset."""
+    cached = tmp_path / "cached.yaml"
+    store = tmp_path / "cache.sqlite3"
+    on = f"orchestrator: {{cache: {{enabled: true, path: '{store}'}}, strategy"
+    text = CAPITALS.format(latency=0).replace("name: capitals", "name: cached")
+    cached.write_text(text.replace("orchestrator: {strategy", on))
+    port = free_port()
+    jobs = {"serve": [f"127.0.0.1:{port}"]}
+    with (
+        prometheus_scraping(tmp_path / "prometheus", jobs) as prom,
+        serving(tmp_path, str(cached), "--metrics-port", str(port)) as (_, url),
+        openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0) as api,
+    ):
+
+        def ask(session: str) -> None:
+            api.chat.completions.create(
+                model="massgen/cached:parallel",
+                messages=[{"role": "user", "content": QUICK}],
+                user=session,
+            )
+
+        ask("first")  # its 3 agents miss
+        prom.scraped_after(0)
+        for n in range(64):  # the same question in new sessions, all hits: "first" closes
+            ask(f"later-{n}")
+        prom.scraped_after(time.time())
+        hits, misses = (
+            f'sum(massgen_cache_{c}_total{{team="cached"}})' for c in ("hits", "misses")
+        )
+        assert prom.values(misses, "") == {"": 3}
+        assert prom.values(hits, "") == {"": 192}
+        resets = 'sum(resets(massgen_cache_misses_total{team="cached"}[1m]))'
+        assert prom.values(resets, "") == {"": 0}

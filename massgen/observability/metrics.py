@@ -288,7 +288,7 @@ class Metrics:
     def watch_backends(self, stacks: Callable[[], Iterable[Backend]]) -> None:
         """Read breaker states and cache hits from ``stacks()`` (each backend in its
         resilience stack, e.g. ``Orchestrator.backends``) at every scrape."""
-        self.registry.register(_Collector(lambda: _backend_metrics(stacks())))
+        self.registry.register(_Collector(_Backends(stacks).collect))
 
     def watch_worker(
         self, hosted: Sequence[Hosted], bus: Inboxes, loop: asyncio.AbstractEventLoop
@@ -351,35 +351,56 @@ class _Collector:
         return []  # nothing is read at registration; names are checked by tests instead
 
 
-def _backend_metrics(stacks: Iterable[Backend]) -> Iterator[Metric]:
-    state = GaugeMetricFamily(
-        "massgen_circuit_breaker_state",
-        "Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open.",
-        labels=["endpoint"],
-    )
-    hits = CounterMetricFamily(
-        "massgen_cache_hits", "Requests answered from the response cache.", labels=["backend"]
-    )
-    misses = CounterMetricFamily(
-        "massgen_cache_misses", "Requests the response cache could not answer.", labels=["backend"]
-    )
-    circuits: dict[str, int] = {}
-    cached: dict[str, tuple[int, int]] = {}  # backends of one name add up
-    for stack in list(stacks):
-        name = innermost(stack).name
-        for layer in layers(stack):
-            if isinstance(layer, BreakerBackend):
-                key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
-                circuits[key] = max(level, circuits.get(key, 0))  # the worst of an endpoint's
-            elif isinstance(layer, CachingBackend):
+class _Backends:
+    """Breaker states and cache counts of the backends ``stacks()`` gives, read at each
+    scrape. The cache layers a scrape saw are held until the next: one gone by then (a
+    served session closed) has its final counts kept, so that the counters never go down."""
+
+    def __init__(self, stacks: Callable[[], Iterable[Backend]]) -> None:
+        self.stacks = stacks
+        self.held: dict[int, tuple[str, CachingBackend]] = {}  # by id: held, not reused
+        self.gone: dict[str, tuple[int, int]] = {}  # hits and misses of layers gone, by name
+        self.lock = threading.Lock()  # two scrapes may come at once
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "massgen_circuit_breaker_state",
+            "Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open.",
+            labels=["endpoint"],
+        )
+        hits = CounterMetricFamily(
+            "massgen_cache_hits", "Requests answered from the response cache.", labels=["backend"]
+        )
+        misses = CounterMetricFamily(
+            "massgen_cache_misses",
+            "Requests the response cache could not answer.",
+            labels=["backend"],
+        )
+        circuits: dict[str, int] = {}
+        caches: dict[int, tuple[str, CachingBackend]] = {}
+        for stack in list(self.stacks()):
+            name = innermost(stack).name
+            for layer in layers(stack):
+                if isinstance(layer, BreakerBackend):
+                    key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
+                    circuits[key] = max(level, circuits.get(key, 0))  # an endpoint's worst
+                elif isinstance(layer, CachingBackend):
+                    caches[id(layer)] = (name, layer)
+        with self.lock:
+            for name, closed in (self.held[i] for i in self.held.keys() - caches.keys()):
+                hit, missed = self.gone.get(name, (0, 0))
+                self.gone[name] = (hit + closed.hits, missed + closed.misses)
+            self.held = caches
+            cached = dict(self.gone)  # backends of one name add up
+            for name, layer in caches.values():
                 hit, missed = cached.get(name, (0, 0))
                 cached[name] = (hit + layer.hits, missed + layer.misses)
-    for key, level in circuits.items():
-        state.add_metric([key], level)
-    for name, (hit, missed) in cached.items():
-        hits.add_metric([name], hit)
-        misses.add_metric([name], missed)
-    yield from (state, hits, misses)
+        for key, level in circuits.items():
+            state.add_metric([key], level)
+        for name, (hit, missed) in cached.items():
+            hits.add_metric([name], hit)
+            misses.add_metric([name], missed)
+        yield from (state, hits, misses)
 
 
 def _worker_metrics(hosted: Sequence[Hosted]) -> Iterator[Metric]:
