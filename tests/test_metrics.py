@@ -453,7 +453,8 @@ def test_a_subscriber_that_raises_is_dropped_alone() -> None:
 async def test_cache_counters_keep_the_counts_of_backends_gone() -> None:
     """``massgen serve`` closes a session's orchestrator (its backends with it) when more
     sessions come: the cache counters must keep what its cache counted, to the last
-    lookup, or they go down and Prometheus reads a reset."""
+    lookup, or they go down and Prometheus reads a reset; once, whether a scrape saw the
+    session or not, before or after it was retired."""
     from massgen.resilience.cache import CachingBackend
     from massgen.store import MemoryStore
     from massgen.types import ChatMessage
@@ -474,8 +475,15 @@ async def test_cache_counters_keep_the_counts_of_backends_gone() -> None:
     assert counted("massgen_cache_misses_total", {"backend": "function"}) == 1
     await session.complete(ask("six times seven?"))  # a hit, after the scrape
     await session.complete(ask("seven times six?"))  # a miss
-    stacks.remove(session)  # the session closed
+    stacks.remove(session)  # the session closed, not retired yet: held from the last scrape
     await shared.complete(ask("six times seven?"))  # a hit
     assert counted("massgen_cache_misses_total", {"backend": "function"}) == 2
     assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2
-    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 2  # once
+    metrics.retire([session])  # after a scrape found it gone: counted once
+    brief = CachingBackend(scripted(answer("56.", Usage(1, 1))), store)
+    stacks.append(brief)  # a session opened and closed between two scrapes
+    await brief.complete(ask("seven times eight?"))  # a miss
+    stacks.remove(brief)
+    metrics.retire([brief])
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 3
+    assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2

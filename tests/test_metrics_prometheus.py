@@ -192,22 +192,23 @@ def test_a_closed_session_s_cache_counts_stay_counted(tmp_path: Path) -> None:
         openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0) as api,
     ):
 
-        def ask(session: str) -> None:
+        def ask(session: str, question: str = QUICK) -> None:
             api.chat.completions.create(
                 model="massgen/cached:parallel",
-                messages=[{"role": "user", "content": QUICK}],
+                messages=[{"role": "user", "content": question}],
                 user=session,
             )
 
         ask("first")  # its 3 agents miss
         prom.scraped_after(0)
-        for n in range(64):  # the same question in new sessions, all hits: "first" closes
+        ask("brief", "Capital of Italy?")  # 3 misses too, likely never scraped
+        for n in range(64):  # the first question in new sessions, all hits: both close
             ask(f"later-{n}")
         prom.scraped_after(time.time())
         hits, misses = (
             f'sum(massgen_cache_{c}_total{{team="cached"}})' for c in ("hits", "misses")
         )
-        assert prom.values(misses, "") == {"": 3}
+        assert prom.values(misses, "") == {"": 6}
         assert prom.values(hits, "") == {"": 192}
         resets = 'sum(resets(massgen_cache_misses_total{team="cached"}[1m]))'
         assert prom.values(resets, "") == {"": 0}

@@ -199,6 +199,7 @@ class Metrics:
             ev.RoundDone: lambda e: self.rounds.inc(()),
         }
         self.held: list[ev.Event] = []  # heard, not counted yet (:meth:`_count`)
+        self.watched: list[_Backends] = []  # the backends of :meth:`watch_backends`
         r.register(_Collector(self._collect))
 
     def __call__(self, event: ev.Event) -> None:
@@ -288,7 +289,15 @@ class Metrics:
     def watch_backends(self, stacks: Callable[[], Iterable[Backend]]) -> None:
         """Read breaker states and cache hits from ``stacks()`` (each backend in its
         resilience stack, e.g. ``Orchestrator.backends``) at every scrape."""
-        self.registry.register(_Collector(_Backends(stacks).collect))
+        watched = _Backends(stacks)
+        self.watched.append(watched)
+        self.registry.register(_Collector(watched.collect))
+
+    def retire(self, stacks: Iterable[Backend]) -> None:
+        """Count what the caches of ``stacks`` (backends watched, about to close) counted
+        for good: the counters never go down, and their last lookups are not lost."""
+        for watched in self.watched:
+            watched.retire(stacks)
 
     def watch_worker(
         self, hosted: Sequence[Hosted], bus: Inboxes, loop: asyncio.AbstractEventLoop
@@ -353,14 +362,29 @@ class _Collector:
 
 class _Backends:
     """Breaker states and cache counts of the backends ``stacks()`` gives, read at each
-    scrape. The cache layers a scrape saw are held until the next: one gone by then (a
-    served session closed) has its final counts kept, so that the counters never go down."""
+    scrape. A cache layer that goes (a served session closed, its backends with it) keeps
+    its counts, so that the counters never go down: :meth:`retire` counts it as it goes; one
+    a scrape saw is held to the next, which counts it if it went unretired (and keeps it
+    until it is retired: once is enough)."""
 
     def __init__(self, stacks: Callable[[], Iterable[Backend]]) -> None:
         self.stacks = stacks
-        self.held: dict[int, tuple[str, CachingBackend]] = {}  # by id: held, not reused
+        self.held: dict[int, tuple[str, CachingBackend]] = {}  # by id (held: not reused)
+        self.folded: dict[int, tuple[str, CachingBackend]] = {}  # gone, counted, unretired
         self.gone: dict[str, tuple[int, int]] = {}  # hits and misses of layers gone, by name
-        self.lock = threading.Lock()  # two scrapes may come at once
+        self.lock = threading.Lock()  # scrapes come on server threads, retire on the loop
+
+    def _fold(self, name: str, layer: CachingBackend) -> None:
+        hit, missed = self.gone.get(name, (0, 0))
+        self.gone[name] = (hit + layer.hits, missed + layer.misses)
+
+    def retire(self, stacks: Iterable[Backend]) -> None:
+        """Count the cache lookups of ``stacks``, gone from :attr:`stacks` and closing."""
+        with self.lock:
+            for key, (name, layer) in _caches(stacks).items():
+                if self.folded.pop(key, None) is None:  # else a scrape found it gone
+                    self.held.pop(key, None)
+                    self._fold(name, layer)
 
     def collect(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
@@ -377,30 +401,39 @@ class _Backends:
             labels=["backend"],
         )
         circuits: dict[str, int] = {}
-        caches: dict[int, tuple[str, CachingBackend]] = {}
-        for stack in list(self.stacks()):
-            name = innermost(stack).name
+        with self.lock:  # the stacks read under it too: a layer retired is counted once
+            stacks = list(self.stacks())
+            caches = _caches(stacks)
+            gone = {key: self.held[key] for key in self.held.keys() - caches.keys()}
+            for name, closed in gone.values():
+                self._fold(name, closed)
+            self.held = caches
+            self.folded.update(gone)
+            cached = dict(self.gone)  # backends of one name add up
+            for name, cache in caches.values():
+                hit, missed = cached.get(name, (0, 0))
+                cached[name] = (hit + cache.hits, missed + cache.misses)
+        for stack in stacks:
             for layer in layers(stack):
                 if isinstance(layer, BreakerBackend):
                     key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
                     circuits[key] = max(level, circuits.get(key, 0))  # an endpoint's worst
-                elif isinstance(layer, CachingBackend):
-                    caches[id(layer)] = (name, layer)
-        with self.lock:
-            for name, closed in (self.held[i] for i in self.held.keys() - caches.keys()):
-                hit, missed = self.gone.get(name, (0, 0))
-                self.gone[name] = (hit + closed.hits, missed + closed.misses)
-            self.held = caches
-            cached = dict(self.gone)  # backends of one name add up
-            for name, layer in caches.values():
-                hit, missed = cached.get(name, (0, 0))
-                cached[name] = (hit + layer.hits, missed + layer.misses)
         for key, level in circuits.items():
             state.add_metric([key], level)
         for name, (hit, missed) in cached.items():
             hits.add_metric([name], hit)
             misses.add_metric([name], missed)
         yield from (state, hits, misses)
+
+
+def _caches(stacks: Iterable[Backend]) -> dict[int, tuple[str, CachingBackend]]:
+    """The cache layers of ``stacks`` by id, each with its backend's name."""
+    return {
+        id(layer): (innermost(stack).name, layer)
+        for stack in stacks
+        for layer in layers(stack)
+        if isinstance(layer, CachingBackend)
+    }
 
 
 def _worker_metrics(hosted: Sequence[Hosted]) -> Iterator[Metric]:
