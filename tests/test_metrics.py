@@ -487,3 +487,31 @@ async def test_cache_counters_keep_the_counts_of_backends_gone() -> None:
     metrics.retire([brief])
     assert counted("massgen_cache_misses_total", {"backend": "function"}) == 3
     assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2
+
+
+async def test_a_model_s_attempts_share_the_team_file_s_model_label() -> None:
+    """Providers answer as a dated model (``gpt-4o-mini`` as ``gpt-4o-mini-2024-07-18``):
+    a model's failed and answered attempts, latency and tokens are labelled with the model
+    the team file names, one series a status, not split between two names."""
+    dated = f"{MODEL}-2024-07-18"
+    ada = scripted(
+        RateLimited("slow down", provider="function", status=429),
+        Completion(text="42.", model=dated, usage=Usage(7, 2)),
+    )
+    metrics = Metrics(process=False)
+    team = Orchestrator([Agent("ada", ada)], strategy="parallel", retry_delay=0.001)
+    team.subscribers.append(metrics)
+    assert (await team.arun(TASK)).status == "done"
+    counted = metrics.registry.get_sample_value
+    labels = {"provider": "function", "model": MODEL, "agent": "ada"}
+    assert counted("massgen_requests_total", {**labels, "status": "429"}) == 1
+    assert counted("massgen_requests_total", {**labels, "status": "ok"}) == 1
+    assert counted("massgen_request_duration_seconds_count", labels) == 2
+    assert counted("massgen_tokens_total", {**labels, "type": "input"}) == 7
+    models = {
+        s.labels["model"]
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if "model" in s.labels and s.name != "massgen_cost_usd_total"
+    }
+    assert models == {MODEL}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_539
+MAX_PACKAGE_LINES = 18_542
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -55,6 +55,7 @@ MAX_PACKAGE_LINES = 18_539
 # +8: the tool context carries the run's id (ToolContext.run, Tool.expand(ctx)): an MCP server
 # that did not start twice is given up on for the rest of that run, not started at every turn.
 # +3: a tool's settings error keeps the key and hint the config's check gave (an MCP header).
+# +3: RequestDone.asked, so that metrics label a model's attempts with the team file's name.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",
     PACKAGE / "cli" / "mcp.py",

@@ -234,7 +234,7 @@ class Metrics:
                 counts(event)
 
     def _request(self, e: ev.RequestDone) -> None:
-        key = (e.provider, e.model, e.agent, e.status)
+        key = (e.provider, e.asked or e.model, e.agent, e.status)  # the team file's model
         if (cells := self._attempts.get(key)) is None:
             model = key[:3]
             cells = [self.requests.cell(key), self.latency.cell(model), None, None]
