@@ -5,6 +5,7 @@ it (.ci/run installs them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -14,7 +15,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -136,14 +136,63 @@ class Prometheus:
             time.sleep(POLL)
 
 
-@contextmanager
-def prometheus(where: Path, jobs: dict[str, list[str]]) -> Iterator[Prometheus]:
+@contextlib.contextmanager
+def text_proxy(target: str) -> Iterator[str]:
+    """``host:port`` of a loopback proxy to ``target``'s ``/metrics`` that asks it for the
+    text format, whatever its caller asks for: Prometheus 2.42 always offers OpenMetrics
+    first and cannot be told otherwise (``scrape_protocols`` came in 2.49)."""
+    import http.server
+    import threading
+
+    class Plain(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            kind, body = fetch(f"http://{target}/metrics", PLAIN_ACCEPT)
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def prometheus(
+    where: Path, jobs: dict[str, list[str]], *, text: bool = False
+) -> Iterator[Prometheus]:
     """A Prometheus scraping each job's targets (``host:port`` of a ``/metrics``) every
     second, with its config and TSDB in ``where``, once ready. Its first scrape comes about
     5 s later (its discovery sends targets at most every 5 s, from the start): start it
     first, with the ports (:func:`free_port`) the targets will serve on, then start them
     and wait on :meth:`Prometheus.scraped_after` (a target down, or whose exposition
-    Prometheus refused, fails the test)."""
+    Prometheus refused, fails the test). ``text``: each job has a twin, ``JOB-text``,
+    scraping its targets through :func:`text_proxy` (the text format, by Prometheus's own
+    parser)."""
+    with contextlib.ExitStack() as proxies:
+        if text:
+            twins = {
+                f"{job}-text": [proxies.enter_context(text_proxy(t)) for t in targets]
+                for job, targets in jobs.items()
+            }
+            jobs = {**jobs, **twins}
+        with _prometheus(where, jobs) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def _prometheus(where: Path, jobs: dict[str, list[str]]) -> Iterator[Prometheus]:
     where.mkdir(parents=True, exist_ok=True)
     config = where / "prometheus.yml"
     scrape = [{"job_name": job, "static_configs": [{"targets": t}]} for job, t in jobs.items()]

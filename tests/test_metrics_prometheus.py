@@ -63,6 +63,19 @@ def host_port(url: str) -> str:
     return url.removeprefix("http://").split("/", 1)[0]
 
 
+def series(prom: Prometheus, job: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The massgen series ``job`` scraped last, by their labels (``job`` and ``instance``
+    left out) with their values."""
+    got = prom.query(f'{{job="{job}", __name__=~"massgen_.+"}}')
+    assert got, job
+    return {
+        tuple(sorted((k, v) for k, v in s["metric"].items() if k not in ("job", "instance"))): (
+            float(s["value"][1])
+        )
+        for s in got
+    }
+
+
 def assert_formats(url: str) -> None:
     """OpenMetrics for Prometheus's Accept header (the one it scraped, so it was accepted),
     and a text format ``promtool`` passes for a scraper that asks for it."""
@@ -90,7 +103,9 @@ def test_served_teams_are_scraped_and_counted_by_team(tmp_path: Path) -> None:
     port = free_port()
     metrics = f"http://127.0.0.1:{port}/metrics"
     with (
-        prometheus_scraping(tmp_path / "prometheus", {"serve": [host_port(metrics)]}) as prom,
+        prometheus_scraping(
+            tmp_path / "prometheus", {"serve": [host_port(metrics)]}, text=True
+        ) as prom,
         serving(tmp_path, str(other), "--metrics-port", str(port)) as (_, url),
         openai.OpenAI(base_url=url + "/v1", api_key="first-secret-key", max_retries=0) as api,
     ):
@@ -103,18 +118,20 @@ def test_served_teams_are_scraped_and_counted_by_team(tmp_path: Path) -> None:
                 )
             if first:
                 prom.scraped_after(0)
-        [target] = prom.scraped_after(time.time())
-        assert target["labels"]["job"] == "serve" and target["lastError"] == ""
-        assert prom.values("sum by (team) (massgen_runs_total)", "team") == {
+        targets = prom.scraped_after(time.time())
+        assert {t["labels"]["job"] for t in targets} == {"serve", "serve-text"}
+        assert all(t["health"] == "up" and t["lastError"] == "" for t in targets)
+        assert series(prom, "serve") == series(prom, "serve-text")  # and the same values
+        assert prom.values('sum by (team) (massgen_runs_total{job="serve"})', "team") == {
             "capitals": 2,
             "towns": 4,
         }
-        parallel = 'sum by (team) (massgen_runs_total{strategy="parallel", status="done"})'
+        parallel = 'sum by (team) (massgen_runs_total{job="serve", strategy="parallel"})'
         assert prom.values(parallel, "team") == {"towns": 2}
         # ada of each team: consensus asks her twice a run (answer, review), parallel once
-        ada = 'sum by (team) (massgen_requests_total{agent="ada", status="ok"})'
+        ada = 'sum by (team) (massgen_requests_total{job="serve", agent="ada", status="ok"})'
         assert prom.values(ada, "team") == {"capitals": 4, "towns": 6}
-        assert prom.values("count by (team) (massgen_rounds_total)", "team") == {
+        assert prom.values('count by (team) (massgen_rounds_total{job="serve"})', "team") == {
             "capitals": 1,
             "towns": 1,
         }
@@ -137,7 +154,7 @@ def test_a_worker_and_the_service_are_scraped_and_the_dashboard_shows_them(
     argv = [sys.executable, "-m", "massgen", "run", str(team), TASK, "--json", "--no-record"]
     ports = {"workers": free_port(), "service": free_port()}
     jobs = {job: [f"127.0.0.1:{port}"] for job, port in ports.items()}
-    with prometheus_scraping(tmp_path / "prometheus", jobs) as prom:
+    with prometheus_scraping(tmp_path / "prometheus", jobs, text=True) as prom:
         worker, worker_url = start(
             ["worker", str(team), "--metrics-port", str(ports["workers"])], "hosting ada"
         )
@@ -154,14 +171,18 @@ def test_a_worker_and_the_service_are_scraped_and_the_dashboard_shows_them(
                 if first:
                     prom.scraped_after(0)
             targets = prom.scraped_after(time.time())
-            assert {t["labels"]["job"] for t in targets} == {"workers", "service"}
+            assert {t["labels"]["job"] for t in targets} == {*jobs, *(f"{j}-text" for j in jobs)}
             assert all(t["health"] == "up" and t["lastError"] == "" for t in targets)
             turns = 'sum by (agent) (massgen_worker_turns_processed_total{job="workers"})'
             assert prom.values(turns, "agent") == {"ada": 2}
-            assert prom.values("sum by (status) (massgen_requests_total)", "status") == {"ok": 2}
-            tokens = prom.values("sum by (type) (massgen_tokens_total)", "type")
+            asked = 'sum by (status) (massgen_requests_total{job="workers"})'
+            assert prom.values(asked, "status") == {"ok": 2}
+            tokens = prom.values('sum by (type) (massgen_tokens_total{job="workers"})', "type")
             assert tokens.keys() == {"input", "output"} and all(v > 0 for v in tokens.values())
-            assert prom.values("sum by (agent) (massgen_agent_instances)", "agent") == {"ada": 1}
+            live = 'sum by (agent) (massgen_agent_instances{job="service"})'
+            assert prom.values(live, "agent") == {"ada": 1}
+            for job in jobs:  # the same series in either format (values move: ages)
+                assert series(prom, job).keys() == series(prom, f"{job}-text").keys()
             queries = dashboard_queries()
             for title, expr in queries.items():
                 got = prom.query(expr)  # parses, else the test fails here
