@@ -146,7 +146,11 @@ def text_proxy(target: str) -> Iterator[str]:
 
     class Plain(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            kind, body = fetch(f"http://{target}/metrics", PLAIN_ACCEPT)
+            try:
+                kind, body = fetch(f"http://{target}/metrics", PLAIN_ACCEPT)
+            except OSError as e:  # the target stopped (its scrape is down too)
+                self.send_error(502, str(e))
+                return
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", kind)

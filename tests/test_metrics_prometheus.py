@@ -76,6 +76,27 @@ def series(prom: Prometheus, job: str) -> dict[tuple[tuple[str, str], ...], floa
     }
 
 
+def documented() -> set[str]:
+    """The metric families docs/observability.md's table lists (``_total`` left out)."""
+    text = (ROOT / "docs" / "observability.md").read_text()
+    rows = [row.split(" | ")[0] for row in text.splitlines() if row.startswith("| `massgen_")]
+    return {re.sub(r"_total$", "", n) for row in rows for n in re.findall(r"`(massgen_\w+)`", row)}
+
+
+def families(url: str | None) -> set[str]:
+    """The massgen families served at ``url`` (empty ones too); ``None``: those a run's own
+    metrics have (a run counts its runs, answers and cost)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from massgen.observability.metrics import Metrics
+
+    if url is None:
+        return {f.name for f in Metrics(process=False).registry.collect()} - {""}
+    _, text = fetch(url, PLAIN_ACCEPT)
+    named = {f.name for f in text_string_to_metric_families(text)}
+    return {n for n in named if n.startswith("massgen_") and not n.endswith("_created")}
+
+
 def assert_formats(url: str) -> None:
     """OpenMetrics for Prometheus's Accept header (the one it scraped, so it was accepted),
     and a text format ``promtool`` passes for a scraper that asks for it."""
@@ -192,6 +213,8 @@ def test_a_worker_and_the_service_are_scraped_and_the_dashboard_shows_them(
                 assert_finite_data(prom, queries[title])
             assert_formats(worker_url)
             assert_formats(service_url)
+            served = families(worker_url) | families(service_url) | families(None)
+            assert served == documented()
         finally:
             stop(worker)
             stop(service)
