@@ -104,8 +104,10 @@ class AgentRetrying(AgentEvent):
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)
 class RequestDone(AgentEvent):
     """One provider attempt by ``agent`` ended: ``status`` is ``ok``, the HTTP status,
-    ``cancelled`` or the error's type; ``started`` a wall-clock time. Built only when a
-    subscriber sets ``wants_requests`` (metrics, traces): the view does not need it."""
+    ``cancelled`` or the error's type; ``started`` a wall-clock time; ``model`` the one that
+    answered (``gpt-4o-mini-2024-07-18``), else the one asked for, ``asked`` (the team
+    file's ``gpt-4o-mini``). Built only when a subscriber sets ``wants_requests`` (metrics,
+    traces): the view does not need it."""
 
     provider: str
     model: str
@@ -118,6 +120,7 @@ class RequestDone(AgentEvent):
     error: str = ""
     phase: str = ""  # a nested turn's (ask, summary): whose requests these are when the
     # agent's own turn runs at the same time; "" for its own turns
+    asked: str = ""
 
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)

@@ -360,6 +360,28 @@ def _check_scrape_config(block: Block, ctx: OtherContext) -> None:
     assert all(
         job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"]
     )
+    import tempfile
+
+    from tests.promserver import check_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        check_config(block.text, Path(folder))  # and Prometheus takes it
+
+
+def _check_promql(block: Block, ctx: OtherContext) -> None:
+    """PromQL queries, one a line, each after a ``#`` line saying what it shows: each parses
+    (``promtool check rules`` on them as recording rules); tests/test_metrics_prometheus.py
+    runs them against a real Prometheus scraping ``massgen serve``."""
+    import tempfile
+
+    from tests.promserver import check_rules
+
+    lines = block.text.strip().splitlines()
+    said, queries = lines[0::2], lines[1::2]
+    assert queries and len(said) == len(queries), block.text
+    assert all(s.startswith("# ") for s in said) and not any(q.startswith("#") for q in queries)
+    with tempfile.TemporaryDirectory() as folder:
+        check_rules(queries, Path(folder))
 
 
 OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
@@ -374,6 +396,7 @@ OTHERS: list[tuple[str, Callable[[Block, OtherContext], None]]] = [
     (r"error: cannot reach Redis at ", _check_unreachable),
     (r"export OTEL_EXPORTER_OTLP_ENDPOINT=https://", _check_tls_example),
     (r"scrape_configs:", _check_scrape_config),
+    (r"# runs a second, by team and status$", _check_promql),
 ]
 """Blocks that are neither YAML, Python nor commands, by their first line, and their check."""
 

@@ -448,3 +448,70 @@ def test_a_subscriber_that_raises_is_dropped_alone() -> None:
     bus.emit(first)
     bus.emit(second)
     assert kept == [first, second] and len(bus.errors) == 1
+
+
+async def test_cache_counters_keep_the_counts_of_backends_gone() -> None:
+    """``massgen serve`` closes a session's orchestrator (its backends with it) when more
+    sessions come: the cache counters must keep what its cache counted, to the last
+    lookup, or they go down and Prometheus reads a reset; once, whether a scrape saw the
+    session or not, before or after it was retired."""
+    from massgen.resilience.cache import CachingBackend
+    from massgen.store import MemoryStore
+    from massgen.types import ChatMessage
+
+    store = MemoryStore()
+    shared, session = (
+        CachingBackend(scripted(*[answer("42.", Usage(1, 1))] * 3), store) for _ in "ab"
+    )
+    stacks = [shared, session]
+    metrics = Metrics(process=False)
+    metrics.watch_backends(lambda: list(stacks))
+    counted = metrics.registry.get_sample_value
+
+    def ask(text: str) -> CompletionRequest:
+        return CompletionRequest(messages=(ChatMessage("user", text),))
+
+    await session.complete(ask("six times seven?"))  # a miss
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 1
+    await session.complete(ask("six times seven?"))  # a hit, after the scrape
+    await session.complete(ask("seven times six?"))  # a miss
+    stacks.remove(session)  # the session closed, not retired yet: held from the last scrape
+    await shared.complete(ask("six times seven?"))  # a hit
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 2
+    assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2
+    metrics.retire([session])  # after a scrape found it gone: counted once
+    brief = CachingBackend(scripted(answer("56.", Usage(1, 1))), store)
+    stacks.append(brief)  # a session opened and closed between two scrapes
+    await brief.complete(ask("seven times eight?"))  # a miss
+    stacks.remove(brief)
+    metrics.retire([brief])
+    assert counted("massgen_cache_misses_total", {"backend": "function"}) == 3
+    assert counted("massgen_cache_hits_total", {"backend": "function"}) == 2
+
+
+async def test_a_model_s_attempts_share_the_team_file_s_model_label() -> None:
+    """Providers answer as a dated model (``gpt-4o-mini`` as ``gpt-4o-mini-2024-07-18``):
+    a model's failed and answered attempts, latency and tokens are labelled with the model
+    the team file names, one series a status, not split between two names."""
+    dated = f"{MODEL}-2024-07-18"
+    ada = scripted(
+        RateLimited("slow down", provider="function", status=429),
+        Completion(text="42.", model=dated, usage=Usage(7, 2)),
+    )
+    metrics = Metrics(process=False)
+    team = Orchestrator([Agent("ada", ada)], strategy="parallel", retry_delay=0.001)
+    team.subscribers.append(metrics)
+    assert (await team.arun(TASK)).status == "done"
+    counted = metrics.registry.get_sample_value
+    labels = {"provider": "function", "model": MODEL, "agent": "ada"}
+    assert counted("massgen_requests_total", {**labels, "status": "429"}) == 1
+    assert counted("massgen_requests_total", {**labels, "status": "ok"}) == 1
+    assert counted("massgen_request_duration_seconds_count", labels) == 2
+    assert counted("massgen_tokens_total", {**labels, "type": "input"}) == 7
+    models = {
+        s.labels["model"]
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if "model" in s.labels and s.name != "massgen_cost_usd_total"
+    }
+    assert models == {MODEL}

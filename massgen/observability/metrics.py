@@ -199,6 +199,7 @@ class Metrics:
             ev.RoundDone: lambda e: self.rounds.inc(()),
         }
         self.held: list[ev.Event] = []  # heard, not counted yet (:meth:`_count`)
+        self.watched: list[_Backends] = []  # the backends of :meth:`watch_backends`
         r.register(_Collector(self._collect))
 
     def __call__(self, event: ev.Event) -> None:
@@ -233,7 +234,7 @@ class Metrics:
                 counts(event)
 
     def _request(self, e: ev.RequestDone) -> None:
-        key = (e.provider, e.model, e.agent, e.status)
+        key = (e.provider, e.asked or e.model, e.agent, e.status)  # the team file's model
         if (cells := self._attempts.get(key)) is None:
             model = key[:3]
             cells = [self.requests.cell(key), self.latency.cell(model), None, None]
@@ -288,7 +289,15 @@ class Metrics:
     def watch_backends(self, stacks: Callable[[], Iterable[Backend]]) -> None:
         """Read breaker states and cache hits from ``stacks()`` (each backend in its
         resilience stack, e.g. ``Orchestrator.backends``) at every scrape."""
-        self.registry.register(_Collector(lambda: _backend_metrics(stacks())))
+        watched = _Backends(stacks)
+        self.watched.append(watched)
+        self.registry.register(_Collector(watched.collect))
+
+    def retire(self, stacks: Iterable[Backend]) -> None:
+        """Count what the caches of ``stacks`` (backends watched, about to close) counted
+        for good: the counters never go down, and their last lookups are not lost."""
+        for watched in self.watched:
+            watched.retire(stacks)
 
     def watch_worker(
         self, hosted: Sequence[Hosted], bus: Inboxes, loop: asyncio.AbstractEventLoop
@@ -351,35 +360,80 @@ class _Collector:
         return []  # nothing is read at registration; names are checked by tests instead
 
 
-def _backend_metrics(stacks: Iterable[Backend]) -> Iterator[Metric]:
-    state = GaugeMetricFamily(
-        "massgen_circuit_breaker_state",
-        "Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open.",
-        labels=["endpoint"],
-    )
-    hits = CounterMetricFamily(
-        "massgen_cache_hits", "Requests answered from the response cache.", labels=["backend"]
-    )
-    misses = CounterMetricFamily(
-        "massgen_cache_misses", "Requests the response cache could not answer.", labels=["backend"]
-    )
-    circuits: dict[str, int] = {}
-    cached: dict[str, tuple[int, int]] = {}  # backends of one name add up
-    for stack in list(stacks):
-        name = innermost(stack).name
-        for layer in layers(stack):
-            if isinstance(layer, BreakerBackend):
-                key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
-                circuits[key] = max(level, circuits.get(key, 0))  # the worst of an endpoint's
-            elif isinstance(layer, CachingBackend):
+class _Backends:
+    """Breaker states and cache counts of the backends ``stacks()`` gives, read at each
+    scrape. A cache layer that goes (a served session closed, its backends with it) keeps
+    its counts, so that the counters never go down: :meth:`retire` counts it as it goes; one
+    a scrape saw is held to the next, which counts it if it went unretired (and keeps it
+    until it is retired: once is enough)."""
+
+    def __init__(self, stacks: Callable[[], Iterable[Backend]]) -> None:
+        self.stacks = stacks
+        self.held: dict[int, tuple[str, CachingBackend]] = {}  # by id (held: not reused)
+        self.folded: dict[int, tuple[str, CachingBackend]] = {}  # gone, counted, unretired
+        self.gone: dict[str, tuple[int, int]] = {}  # hits and misses of layers gone, by name
+        self.lock = threading.Lock()  # scrapes come on server threads, retire on the loop
+
+    def _fold(self, name: str, layer: CachingBackend) -> None:
+        hit, missed = self.gone.get(name, (0, 0))
+        self.gone[name] = (hit + layer.hits, missed + layer.misses)
+
+    def retire(self, stacks: Iterable[Backend]) -> None:
+        """Count the cache lookups of ``stacks``, gone from :attr:`stacks` and closing."""
+        with self.lock:
+            for key, (name, layer) in _caches(stacks).items():
+                if self.folded.pop(key, None) is None:  # else a scrape found it gone
+                    self.held.pop(key, None)
+                    self._fold(name, layer)
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "massgen_circuit_breaker_state",
+            "Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open.",
+            labels=["endpoint"],
+        )
+        hits = CounterMetricFamily(
+            "massgen_cache_hits", "Requests answered from the response cache.", labels=["backend"]
+        )
+        misses = CounterMetricFamily(
+            "massgen_cache_misses",
+            "Requests the response cache could not answer.",
+            labels=["backend"],
+        )
+        circuits: dict[str, int] = {}
+        with self.lock:  # the stacks read under it too: a layer retired is counted once
+            stacks = list(self.stacks())
+            caches = _caches(stacks)
+            gone = {key: self.held[key] for key in self.held.keys() - caches.keys()}
+            for name, closed in gone.values():
+                self._fold(name, closed)
+            self.held = caches
+            self.folded.update(gone)
+            cached = dict(self.gone)  # backends of one name add up
+            for name, cache in caches.values():
                 hit, missed = cached.get(name, (0, 0))
-                cached[name] = (hit + layer.hits, missed + layer.misses)
-    for key, level in circuits.items():
-        state.add_metric([key], level)
-    for name, (hit, missed) in cached.items():
-        hits.add_metric([name], hit)
-        misses.add_metric([name], missed)
-    yield from (state, hits, misses)
+                cached[name] = (hit + cache.hits, missed + cache.misses)
+        for stack in stacks:
+            for layer in layers(stack):
+                if isinstance(layer, BreakerBackend):
+                    key, level = layer.breaker.key, BREAKER[str(layer.breaker.state)]
+                    circuits[key] = max(level, circuits.get(key, 0))  # an endpoint's worst
+        for key, level in circuits.items():
+            state.add_metric([key], level)
+        for name, (hit, missed) in cached.items():
+            hits.add_metric([name], hit)
+            misses.add_metric([name], missed)
+        yield from (state, hits, misses)
+
+
+def _caches(stacks: Iterable[Backend]) -> dict[int, tuple[str, CachingBackend]]:
+    """The cache layers of ``stacks`` by id, each with its backend's name."""
+    return {
+        id(layer): (innermost(stack).name, layer)
+        for stack in stacks
+        for layer in layers(stack)
+        if isinstance(layer, CachingBackend)
+    }
 
 
 def _worker_metrics(hosted: Sequence[Hosted]) -> Iterator[Metric]:

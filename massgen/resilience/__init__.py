@@ -111,12 +111,12 @@ class LoggedBackend(Wrapper):
         """``end``: the attempt's completion or error; ``started``: time.time, perf_counter."""
         asked = request.call
         agent, attempt = ((asked.agent or "-"), asked.attempt) if asked else ("-", 1)
-        phase = asked.phase if asked else ""
+        phase, model = (asked.phase if asked else ""), request.model or self.model or ""
         if isinstance(end, Completion):
             done = RequestDone(
                 agent=agent, provider=self.provider, attempt=attempt, status="ok",
-                model=end.model or request.model or self.model or "", started=started[0],
-                latency=end.latency, usage=end.usage, finish=end.finish_reason, phase=phase,
+                model=end.model or model, started=started[0], latency=end.latency,
+                usage=end.usage, finish=end.finish_reason, phase=phase, asked=model,
             )  # fmt: skip
         else:
             code: int | str | None = end.status if isinstance(end, ProviderError) else None
@@ -124,7 +124,7 @@ class LoggedBackend(Wrapper):
                 code = "cancelled"
             done = RequestDone(
                 agent=agent, provider=self.provider, attempt=attempt,
-                status=str(code or type(end).__name__), model=request.model or self.model or "",
+                status=str(code or type(end).__name__), model=model, asked=model,
                 started=started[0], latency=time.perf_counter() - started[1],
                 error=(str(end).splitlines() or [str(code or type(end).__name__)])[0][:300],
                 phase=phase,

@@ -101,7 +101,9 @@ class Team:
         memory stays in the store: a later request reopens them)."""
         idle = [name for name, (_, lock, _) in self._sessions.items() if not lock.locked()]
         while len(self._sessions) >= self.max_sessions and idle:
-            _, _, stack = self._sessions.pop(idle.pop(0))
+            closing, _, stack = self._sessions.pop(idle.pop(0))
+            if self.observer is not None:  # its cache's counts stay counted
+                self.observer.retire(closing.backends())
             await stack.aclose()
 
     async def aclose(self) -> None:
