@@ -107,7 +107,7 @@ async def test_a_run_reports_and_records_cached_and_reasoning_tokens(
         assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 512
         assert span.attributes["gen_ai.usage.reasoning.output_tokens"] == 60
         assert span.attributes["gen_ai.usage.input_tokens"] == 563
-    labels = {"provider": "openai", "model": facts.model, "agent": "ada"}
+    labels = {"provider": "openai", "model": "deepseek-reasoner", "agent": "ada"}  # as asked
     sample = metrics.registry.get_sample_value
     assert sample("massgen_cached_input_tokens_total", labels) == 512
     assert sample("massgen_reasoning_output_tokens_total", labels) == 60
@@ -233,7 +233,7 @@ async def test_an_anthropic_run_reports_records_and_exports_cache_writes(tmp_pat
         assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 1111
         assert span.attributes["gen_ai.usage.input_tokens"] == prompt
         assert "gen_ai.usage.reasoning.output_tokens" not in span.attributes  # none reported
-    labels = {"provider": "anthropic", "model": model, "agent": "ada"}
+    labels = {"provider": "anthropic", "model": "claude-sonnet-4-5", "agent": "ada"}  # as asked
     sample = metrics.registry.get_sample_value
     assert sample("massgen_cache_write_input_tokens_total", labels) == 418
     assert sample("massgen_cached_input_tokens_total", labels) == 1111
@@ -361,6 +361,6 @@ async def test_an_anthropic_run_reports_and_records_its_one_hour_cache_writes(
         assert data["cost"] == pytest.approx(expected, rel=1e-12)
     for span in [*named(spans, "invoke_agent ada"), *named(spans, "chat claude-sonnet-4-6")]:
         assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == written
-    labels = {"provider": "anthropic", "model": model, "agent": "ada"}
+    labels = {"provider": "anthropic", "model": "claude-sonnet-4-6", "agent": "ada"}  # as asked
     sample = metrics.registry.get_sample_value
     assert sample("massgen_cache_write_input_tokens_total", labels) == written
