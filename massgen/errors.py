@@ -63,6 +63,7 @@ class ConfigError(MassGenError):
         hint: str | None = None,
     ) -> None:
         self.message, self.file, self.line, self.key, self.hint = message, file, line, key, hint
+        self.more: tuple[ConfigError, ...] = ()  # the other mistakes found with it, in order
         where = (file or "") + (f":{line}" if file and line else "")
         head = ": ".join(p for p in (where, f"`{key}`" if key else "", message) if p)
         super().__init__(head + (f"\n  hint: {hint}" if hint else ""))

@@ -189,3 +189,20 @@ def test_an_unreachable_redis_fails_the_run_and_validate_alike(tmp_path: Path) -
     assert run.returncode == checked.returncode == 2, run.stderr  # down: one line, exit 2
     assert run.stderr.startswith("error: ") and "Traceback" not in run.stderr
     assert checked.stderr == run.stderr and checked.stdout == ""
+
+
+def test_validate_shows_every_mistake_of_the_file_in_file_order(tmp_path: Path) -> None:
+    """A run names the first (and how many more); validate names each, so one pass fixes all."""
+    (tmp_path / "team.yaml").write_text(
+        "agents:\n"
+        "  - {name: a, backend: {type: openai, model: m, api_key: x}, temperture: 1}\n"
+        "  - {name: b, backend: {type: nosuch, model: m}}\n"
+        "orchestrator: {strategy: consensus, max_retries: -1}\n"
+    )
+    done = run_massgen("config", "validate", "team.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error: ")]
+    assert [e.split(":")[2] for e in errors] == ["2", "3", "4"]  # error: team.yaml:LINE: ...
+    assert "(and 2 more errors)" in errors[0]
+    ran = run_massgen("run", "team.yaml", "hi", cwd=tmp_path)
+    assert ran.returncode == 2 and ran.stderr.count("error: ") == 1  # the run: the first

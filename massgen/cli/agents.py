@@ -126,9 +126,16 @@ def validate(config: TeamFile) -> int:
 
     from massgen.config import load
     from massgen.distributed.target import BusTarget
+    from massgen.errors import ConfigError
     from massgen.orchestrator import Orchestrator
 
-    cfg = load(config)
+    try:
+        cfg = load(config)
+    except ConfigError as e:  # every mistake the file holds, not the first alone
+        for other in e.more:
+            print(f"error: {e}", file=sys.stderr)
+            e = other
+        raise e from None
     bus = BusTarget.resolve(None, cfg)
     orchestrator = Orchestrator.from_config(cfg)
     asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)

@@ -48,18 +48,24 @@ def translate(
     lines: Lines,
     hidden: set[Path_] | None = None,
 ) -> ConfigError:
-    """The first error (in file order) of ``exc``, plus how many more there are; the values
-    at ``hidden`` paths (from the environment) are never shown."""
+    """The first error (in file order) of ``exc``, saying how many more there are, which it
+    holds (``more``: ``config validate`` shows them all); the values at ``hidden`` paths (from
+    the environment) are never shown."""
     placed = []
     for err in exc.errors(include_url=False):
         path = written_path((*err["loc"], *(err.get("ctx") or {}).get("at", ())), raw)
         placed.append((line_of(path, lines) if lines else None, path, err))
-    line, path, err = min(placed, key=lambda item: item[0] if item[0] is not None else 1 << 30)
-    message, hint = describe(err, path, show_value=_showable(path, hidden or set()))
-    if len(placed) > 1:
-        more = len(placed) - 1
-        message += f" (and {more} more {'error' if more == 1 else 'errors'})"
-    return ConfigError(message, file=file, line=line, key=dotted(path) or None, hint=hint)
+    placed.sort(key=lambda item: item[0] if item[0] is not None else 1 << 30)
+    errors: list[ConfigError] = []
+    for line, path, err in placed:
+        message, hint = describe(err, path, show_value=_showable(path, hidden or set()))
+        if not errors and len(placed) > 1:
+            more = len(placed) - 1
+            message += f" (and {more} more {'error' if more == 1 else 'errors'})"
+        key = dotted(path) or None
+        errors.append(ConfigError(message, file=file, line=line, key=key, hint=hint))
+    errors[0].more = tuple(errors[1:])
+    return errors[0]
 
 
 def written_path(loc: tuple[Any, ...], raw: Any) -> Path_:
