@@ -24,6 +24,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+import massgen
 from tests.procs import run_massgen
 from tests.sim.sim_types import Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
@@ -60,6 +61,7 @@ async def test_ask_team_over_stdio_answers_with_votes_cost_and_progress(tmp_path
     async with stdio_team(tmp_path) as client:
         tools = (await client.list_tools()).tools
         assert [t.name for t in tools] == ["ask_team"]
+        assert client.server_info.version == massgen.__version__ and client.instructions
         props = tools[0].input_schema["properties"]
         assert set(props) == {"task", "strategy"}
         assert {"enum": ["parallel", "sequential", "consensus"], "type": "string"} in props[

@@ -139,7 +139,12 @@ def build_server(
     schema = tool.parameters  # `task` has a default for the SDK only: a missing one is ours
     schema["properties"]["task"] = {"title": "Task", "type": "string"}
     schema["required"] = ["task"]
-    return MCPServer(name, log_level="WARNING", tools=[tool])
+    from massgen import __version__
+
+    instructions = "ask_team(task, strategy?) puts a question to this team of models."
+    return MCPServer(
+        name, version=__version__, instructions=instructions, log_level="WARNING", tools=[tool]
+    )
 
 
 def progress_note(event: Event, strategy: str) -> str | None:
