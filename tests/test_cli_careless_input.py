@@ -98,7 +98,19 @@ def test_lines_that_are_not_tasks_are_counted_and_reported(folder: Path) -> None
     (folder / "tasks.csv").write_text("id,task\nq1,One?\nq2,\nq3,  \n")
     csv = massgen(folder, "batch", "tasks.csv", "-c", "team.yaml", "-o", "csv.jsonl", "-q")
     assert csv.returncode == 0, csv.stderr
-    assert "1 tasks; not tasks: 2 rows with an empty task" in csv.stderr
+    assert "1 task; not tasks: 2 rows with an empty task" in csv.stderr
+
+
+def test_a_piped_batch_says_each_thing_once(folder: Path) -> None:
+    """What the file held, then the summary: not the count again, nor the last progress
+    line beside the summary that repeats it."""
+    (folder / "tasks.txt").write_text("# a comment\nOne?\n\nTwo?\n")
+    done = massgen(folder, "batch", "tasks.txt", "-c", "team.yaml", "-o", "out.jsonl")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "batch: tasks.txt: 2 tasks; not tasks: 1 comment line, 1 blank line"
+    assert [ln for ln in lines if "2 done" in ln] == [lines[-1]]
+    assert lines[-1].startswith("batch summary: 2 done, 0 failed")
 
 
 def test_a_clean_task_file_reports_nothing_dropped(folder: Path) -> None:

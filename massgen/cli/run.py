@@ -172,6 +172,7 @@ def batch(
     from massgen.cli import CONFIG_ENV, find_config
     from massgen.config import load
     from massgen.display.batch import PlainBatchView, RichBatchView
+    from massgen.display.batch import tasks as task_count
     from massgen.distributed.target import BusTarget
     from massgen.errors import ConfigError
     from massgen.orchestrator import Orchestrator
@@ -211,13 +212,18 @@ def batch(
         "strategy": strategy or orchestrator.strategy,
     }
     log = results_log(out, "batch", resume=not no_resume, fingerprint=fingerprint)
+    what = ""
     if dropped := listed.describe_dropped():
-        print(f"batch: {tasks}: {len(items)} tasks; not tasks: {dropped}", file=sys.stderr)
+        what = f"{tasks}: {task_count(len(items))}; not tasks: {dropped}"
     view: Any = None
     if not quiet:
         done = sum(log.done.get(t.id, {}).get("status") in ("done", "degraded") for t in items)
-        tty = sys.stderr.isatty()
-        view = RichBatchView(len(items), done) if tty else PlainBatchView(len(items))
+        if sys.stderr.isatty():
+            view = RichBatchView(len(items), done, what=what)
+        else:
+            view = PlainBatchView(len(items), what=what)
+    elif what:
+        print(f"batch: {what}", file=sys.stderr)
 
     async def main() -> None:
         # Returns nothing: asyncio.run's clean-up formats the main task's repr (its result

@@ -19,16 +19,20 @@ def describe(s: BatchSummary, digits: int = 1) -> str:
     )
 
 
+def tasks(n: int) -> str:
+    return f"{n} task" + ("" if n == 1 else "s")
+
+
 class PlainBatchView:
     """A line at most every ``every`` seconds, and one at the end."""
 
     def __init__(self, total: int, name: str = "batch", what: str = "") -> None:
         self.stream, self.every, self.last, self.name = sys.stderr, 2.0, 0.0, name
-        print(f"{name}: {what or f'{total} tasks'}", file=self.stream, flush=True)
+        print(f"{name}: {what or tasks(total)}", file=self.stream, flush=True)
 
     def __call__(self, row: dict[str, Any], summary: BatchSummary) -> None:
         now = time.monotonic()
-        if now - self.last >= self.every or summary.remaining == 0:
+        if now - self.last >= self.every and summary.remaining:  # the last: :meth:`close`'s
             self.last = now
             print(f"{self.name}: " + describe(summary), file=self.stream, flush=True)
 
