@@ -103,7 +103,9 @@ def test_plain_view_writes_one_line_per_step():
     assert any(line.strip() == "b votes for a" for line in lines)
     assert lines[-1].startswith("degraded, winner a: 1 round(s)")
     # a and b both back a's answer; c failed and is not counted
-    assert lines[-1].endswith("; agreement 100% (paris is the capital: 1, it is paris: 1)")
+    assert lines[-1].endswith(
+        "; agreement 100%; answers given: paris is the capital (1), it is paris (1)"
+    )
     assert any(line.startswith("round 1: leader a, agreement 100%") for line in lines)
 
 

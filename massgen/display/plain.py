@@ -258,6 +258,7 @@ def summary(r: RunResult) -> str:
     line += f"{r.usage.input_tokens}+{r.usage.output_tokens} tokens{cached}, ${r.cost:.4f}, "
     line += f"{r.duration:.2f}s"
     if r.support is not None:
-        given = ", ".join(f"{a[:20]}: {n}" for a, n in r.distribution.items())
-        line += f"; agreement {r.support:.0%}" + (f" ({given})" if len(r.distribution) > 1 else "")
+        given = ", ".join(f"{clipped(a, 24)} ({n})" for a, n in r.distribution.items())
+        line += f"; agreement {r.support:.0%}"  # of the votes; the answers, as first given:
+        line += f"; answers given: {given}" if len(r.distribution) > 1 else ""
     return line
