@@ -150,7 +150,7 @@ def batch(
     config: FindConfig = None,
     out: Annotated[
         Path | None,
-        Opt("--out", "-o", help="Results JSONL (default: TASKS.results.jsonl beside it)."),
+        Opt("--out", "-o", help="Results JSONL (default: tasks.txt -> tasks.results.jsonl)."),
     ] = None,
     concurrency: Annotated[int, Opt("--concurrency", "-j", help="Tasks in flight.")] = 8,
     strategy: Strategy = None,
