@@ -234,12 +234,12 @@ def check_config(text: str, where: Path) -> None:
     """``promtool check config`` on a Prometheus config's text."""
     path = where / "prometheus.yml"
     path.write_text(text)
-    done = subprocess.run(
-        [tool("promtool"), "check", "config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    promtool("check", "config", str(path))
+
+
+def promtool(*args: str) -> None:
+    """``promtool ARGS``, which must succeed."""
+    done = subprocess.run([tool("promtool"), *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -248,10 +248,4 @@ def check_rules(queries: list[str], where: Path) -> None:
     rules = [{"record": f"massgen:query{i}", "expr": q} for i, q in enumerate(queries)]
     path = where / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "docs", "rules": rules}]}))
-    done = subprocess.run(
-        [tool("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    promtool("check", "rules", str(path))
