@@ -434,6 +434,39 @@ async def test_traces_go_to_the_collector_through_the_proxy_too(
     )
 
 
+async def test_all_proxy_carries_the_requests_as_curl_and_httpx_read_it(
+    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without HTTP(S)_PROXY, ALL_PROXY (here without a scheme, as curl takes it) is the
+    proxy: the MCP servers' client (httpx) already used it, massgen's own did not."""
+    proxy = Proxy()
+    async with raw_server(proxy.handle) as port:
+        monkeypatch.setenv("ALL_PROXY", f"127.0.0.1:{port}")
+        b = backend(sim.openai_base_url)
+        try:
+            await b.complete(ASK)
+        finally:
+            await b.aclose()
+    assert [h.split(b" ")[1] for h in proxy.heads] == [
+        f"{sim.openai_base_url}/chat/completions".encode()
+    ]
+
+
+async def test_a_socks_proxy_is_said_once_and_requests_go_direct(
+    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("all_proxy", "socks5://ada:pw-canary-5@127.0.0.1:1080")
+    for _ in range(2):
+        b = backend(sim.openai_base_url)
+        try:
+            await b.complete(ASK)
+        finally:
+            await b.aclose()
+    assert sim.stats.requests == 2
+    said = [r.getMessage() for r in caplog.records if "proxy" in r.getMessage()]
+    assert len(said) == 1 and "socks5://" in said[0] and "pw-canary-5" not in said[0]
+
+
 async def test_no_proxy_sends_the_request_direct(
     sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ import base64
 import codecs
 import functools
 import json
+import logging
 import os
 import re
 import urllib.request
@@ -31,6 +32,7 @@ from massgen.backends._errors import (
 )
 from massgen.backends.openai import DONE, RESPONSES
 from massgen.errors import ProviderConnectionError, ProviderError, ProviderTimeout
+from massgen.redact import redact_url
 
 if TYPE_CHECKING:  # imported at the first request: a run the cache answers never loads it
     import aiohttp
@@ -105,13 +107,30 @@ def _client_errors() -> tuple[type[BaseException], ...]:  # evaluated once somet
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy ``HTTP(S)_PROXY`` names for ``url`` unless ``NO_PROXY`` excludes it, read once
-    per client (aiohttp's ``trust_env`` reads it and ``~/.netrc`` in a thread per request)."""
+    """The proxy ``HTTP(S)_PROXY`` (else ``ALL_PROXY``, as curl and httpx read it) names for
+    ``url`` unless ``NO_PROXY`` excludes it, read once per client (aiohttp's ``trust_env``
+    reads it and ``~/.netrc`` in a thread per request). This client speaks to HTTP proxies:
+    a SOCKS one is said once, and requests go direct."""
     proxies, parts = urllib.request.getproxies_environment(), urlsplit(url)
     bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if (proxy := proxies.get(parts.scheme)) and not bypass(parts.hostname or "", proxies):
-        return str(proxy)
-    return None
+    proxy = str(proxies.get(parts.scheme) or proxies.get("all") or "")
+    if not proxy or bypass(parts.hostname or "", proxies):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # as curl takes `host:port`
+    if not proxy.startswith(("http://", "https://")):
+        _unused_proxy(redact_url(proxy))
+        return None
+    return proxy
+
+
+@functools.cache
+def _unused_proxy(shown: str) -> None:
+    logging.getLogger("massgen.http").warning(
+        "the proxy %s is not used: massgen's HTTP client speaks to http:// proxies only"
+        " (set HTTPS_PROXY to one); requests go direct",
+        shown,
+    )
 
 
 def userinfo_auth(url: str) -> tuple[str, str | None]:
