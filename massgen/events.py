@@ -69,6 +69,7 @@ class AgentAnswered(AgentEvent):
     answered_by: str = ""  # the fallback agent's name when one took over
     requests: int = 1  # provider requests behind the answer (0 from the cache)
     model: str = ""
+    finish: str = "stop"  # why the answer ended (``length``: cut at max_tokens)
 
     @classmethod
     def of(
@@ -86,6 +87,7 @@ class AgentAnswered(AgentEvent):
             answered_by=answered_by,
             requests=c.requests,
             model=c.model,
+            finish=c.finish_reason,
         )
 
 

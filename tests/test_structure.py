@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "massgen"
 MAX_MODULE_LINES = 600
-MAX_PACKAGE_LINES = 18_656
+MAX_PACKAGE_LINES = 18_658
 # The cap was set at 18,000 for issue 12's feature set; the modules issues 13 and 14 added
 # (MCP, observability, serve: listed below) are not counted in it, so that work neither hides
 # nor blocks issue 12's reduction. Their hooks in counted modules are: the per-attempt event
@@ -70,6 +70,7 @@ MAX_PACKAGE_LINES = 18_656
 # progress line beside the summary that repeats it.
 # +1: the summary's answers given are labelled apart from the agreement (of the votes).
 # +19: massgen's HTTP client reads ALL_PROXY too (as curl and httpx), a SOCKS one said once.
+# +2: an answer's event says why it ended (AgentAnswered.finish), for its span's message.
 # +3: RequestDone.asked, so that metrics label a model's attempts with the team file's name.
 NOT_COUNTED = {
     PACKAGE / "tools" / "mcp.py",

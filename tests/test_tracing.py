@@ -167,6 +167,22 @@ async def test_a_failed_turn_and_run_are_errors(receiver: Receiver, sim: Provide
     assert (turn.status, turn["error.type"], chat["error.type"]) == (2, "503", "503")
 
 
+async def test_a_turn_s_output_message_says_why_the_answer_ended(receiver: Receiver) -> None:
+    """An answer cut at max_tokens says ``length`` (every turn said ``stop``)."""
+    from massgen import Agent
+    from massgen.backends.function import FunctionBackend
+    from massgen.types import Completion
+
+    cut = Completion(text="Paris is the capital of", model="m", finish_reason="length")
+    agents = [Agent("ada", FunctionBackend(lambda _: cut, model="m"))]
+    settings = ObservabilityConfig(otlp=receiver.url, capture_content=True)
+    async with Orchestrator(agents, strategy="parallel", observability=settings) as o:
+        await o.arun(TASK)
+    [turn] = named(receiver.wait(whole_run), "invoke_agent ada")
+    [said] = json.loads(turn["gen_ai.output.messages"])
+    assert said["finish_reason"] == "length" and said["parts"][0]["content"] == cut.text
+
+
 def two_in_consensus(sim: ProviderSimulator, orchestrator: str) -> str:
     rows = "".join(
         f"  - {{name: {n}, role: You are {n.title()}., backend: {{type: openai, model: "

@@ -379,7 +379,7 @@ class RunTracer:
             )
         )
         if self._capture:
-            span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, "stop")
+            span.attrs["gen_ai.output.messages"] = _messages("assistant", e.text, e.finish)
         turn.ended = int(e.at * 1e9)
         stage = self._stage
         if stage is not None and not nested and stage.key == (e.phase, e.round):
