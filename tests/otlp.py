@@ -5,6 +5,7 @@ server TLS context, it speaks HTTPS."""
 from __future__ import annotations
 
 import gzip
+import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -149,3 +151,17 @@ def named(spans: list[Span], name: str) -> list[Span]:
 
 def children(spans: list[Span], parent: Span) -> Iterator[Span]:
     return (s for s in spans if s.parent_id == parent.span_id)
+
+
+def whole_run(spans: list[Span]) -> bool:
+    """Whether a run's root span has come (``Receiver.wait(whole_run)``)."""
+    return any(s.name.startswith("invoke_workflow ") for s in spans)
+
+
+def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings traces and metrics logged."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("massgen.observability") and r.levelno == logging.WARNING
+    ]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from massgen.errors import ConfigError
 from massgen.observability import tracing_settings
 from massgen.orchestrator import Orchestrator
 from massgen.result import RunResult
-from tests.otlp import Receiver, Span, children, named
+from tests.otlp import Receiver, Span, children, named, observability_warnings, whole_run
 from tests.sim.sim_types import Fault, Hang, Text, ToolCalls, ToolCallSpec
 from tests.sim.simulator import ProviderSimulator
 from tests.teamkit import GEO_CONSENSUS
@@ -55,10 +54,6 @@ async def run(text: str, task: str = TASK) -> RunResult:
     """Run the team on ``task``; closing the orchestrator sends the spans left."""
     async with Orchestrator.from_config(loads(text)) as orchestrator:
         return await orchestrator.arun(task)
-
-
-def whole_run(spans: list[Span]) -> bool:
-    return any(s.name.startswith("invoke_workflow ") for s in spans)
 
 
 def one_level(spans: list[Span], parent: Span, name: str) -> list[Span]:
@@ -337,14 +332,6 @@ async def test_a_collector_that_never_answers_holds_the_close_no_longer_than_the
     assert result.winner == "bob" and took < 5  # not the default 10 s
     warned = [r for r in caplog.records if r.name.startswith("massgen.observability")]
     assert [r.levelname for r in warned] == ["WARNING"]
-
-
-def observability_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith("massgen.observability") and r.levelno == logging.WARNING
-    ]
 
 
 async def test_a_batch_above_the_queue_is_warned_of_and_cut_to_it_so_spans_still_go(

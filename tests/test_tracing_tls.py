@@ -6,7 +6,6 @@ the replay backend."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shlex
 import ssl
@@ -23,7 +22,7 @@ from massgen.errors import ConfigError
 from massgen.observability import export_settings
 from massgen.observability.export import tls
 from massgen.orchestrator import Orchestrator
-from tests.otlp import Receiver, Span
+from tests.otlp import Receiver, observability_warnings, whole_run
 from tests.procs import run_massgen
 from tests.teamkit import GEO_CONSENSUS
 
@@ -89,18 +88,6 @@ async def run(team: str | Path, times: int = 1) -> None:
             await orchestrator.tracing.flush()
 
 
-def whole_run(spans: list[Span]) -> bool:
-    return any(s.name.startswith("invoke_workflow ") for s in spans)
-
-
-def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith("massgen.observability") and r.levelno == logging.WARNING
-    ]
-
-
 async def test_spans_arrive_over_https_trusting_the_ca_the_traces_variable_names(
     collector: Receiver, files: Files, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -121,7 +108,7 @@ async def test_without_the_ca_no_span_arrives_and_the_runs_cost_one_warning(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
     await run(GEO_CONSENSUS, times=2)  # the runs succeed
     assert collector.posts == []
-    [warned] = warnings_of(caplog)
+    [warned] = observability_warnings(caplog)
     assert collector.url in warned and "OTEL_EXPORTER_OTLP_CERTIFICATE" in warned
 
 
@@ -134,14 +121,16 @@ async def test_a_collector_that_asks_for_a_client_certificate_gets_spans_only_wi
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", mutual.url + "/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(files.ca))
     await run(GEO_CONSENSUS)
-    [refused] = warnings_of(caplog)  # the reason as TLS 1.3 gives it: an alert, or a reset
+    [refused] = observability_warnings(
+        caplog
+    )  # the reason as TLS 1.3 gives it: an alert, or a reset
     assert mutual.posts == [] and mutual.url in refused
     caplog.clear()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(files.cert))
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", str(files.key))
     await run(GEO_CONSENSUS)
     mutual.wait(whole_run)
-    assert mutual.posts == ["/v1/traces"] and warnings_of(caplog) == []
+    assert mutual.posts == ["/v1/traces"] and observability_warnings(caplog) == []
 
 
 async def test_the_sections_files_are_relative_to_the_team_file_and_win_over_the_variables(
@@ -232,12 +221,12 @@ async def test_another_protocol_is_warned_of_once_and_spans_still_go_as_protobuf
         await run(GEO_CONSENSUS, times=2)
         spans = receiver.wait(whole_run)
         assert spans[0].headers["content-type"] == "application/x-protobuf"
-        [warned] = warnings_of(caplog)
+        [warned] = observability_warnings(caplog)
         assert f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}" in warned and "4318" in warned
         caplog.clear()
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")  # read first
         await run(GEO_CONSENSUS)
-        assert warnings_of(caplog) == []
+        assert observability_warnings(caplog) == []
 
 
 def test_the_tls_example_of_docs_observability_md_runs(
