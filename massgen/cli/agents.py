@@ -132,10 +132,10 @@ def validate(config: TeamFile) -> int:
     try:
         cfg = load(config)
     except ConfigError as e:  # every mistake the file holds, not the first alone
-        for other in e.more:
-            print(f"error: {e}", file=sys.stderr)
-            e = other
-        raise e from None
+        *told, last = (e, *e.more)
+        for shown in told:
+            print(f"error: {shown}", file=sys.stderr)
+        raise last from None
     bus = BusTarget.resolve(None, cfg)
     orchestrator = Orchestrator.from_config(cfg)
     asyncio.run(orchestrator.aclose())  # what building the team opened (pools, stores)

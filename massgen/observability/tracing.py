@@ -425,7 +425,7 @@ class RunTracer:
             key := ("chat", e.agent, e.provider, e.model, e.attempt, e.status, e.finish)
         )
         if head is None:
-            asked = self._t.model_of(e.agent)[1] or e.model  # its backend is built by now
+            asked = e.asked or e.model  # the model the team file names
             attrs: dict[str, Any] = {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": _PROVIDER.get(e.provider, e.provider),
